@@ -1,0 +1,256 @@
+"""msgpack frame codec with hard caps and strict types.
+
+A *frame* is a frozen, keyword-only dataclass registered under a small integer tag; on the wire
+it is the msgpack array ``[tag, field1, field2, ...]``. Nested *structs* (e.g. an envelope inside
+a batch) are plain arrays of their fields. Decoding never trusts the input: the byte length,
+every string/bin/array/map length and the nesting depth are capped (``core.limits``), ext types
+are refused, and every field is checked against its declared type. Anything wrong is a
+``RemoteProtocolError``; no other exception escapes :func:`decode_frame`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import msgpack
+
+from . import limits
+from .errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "Struct",
+    "Frame",
+    "frame",
+    "struct",
+    "encode_frame",
+    "decode_frame",
+    "packb",
+    "unpackb",
+    "registered_frames",
+]
+
+T = TypeVar("T")
+
+_Check = Callable[[Any], Any]
+
+
+class Struct:
+    """Base of wire structs. Subclasses may override :meth:`check` to validate values."""
+
+    _wire_fields: ClassVar[tuple[tuple[str, _Check], ...]] = ()
+
+    def check(self) -> None:
+        """Raise ``ValueError`` when field values are out of range (types are already checked)."""
+
+
+class Frame(Struct):
+    """A top-level message, tagged on the wire."""
+
+    TAG: ClassVar[int]
+
+
+_REGISTRY: dict[int, type[Frame]] = {}
+
+
+def registered_frames() -> dict[int, type[Frame]]:
+    return dict(_REGISTRY)
+
+
+# Type checkers ---------------------------------------------------------------------------
+
+
+def _fail(expected: str, value: Any) -> typing.NoReturn:
+    raise ValueError(f"expected {expected}, got {type(value).__name__}")
+
+
+def _check_int(v: Any) -> int:
+    if type(v) is not int:
+        _fail("int", v)
+    return v
+
+
+def _check_bool(v: Any) -> bool:
+    if type(v) is not bool:
+        _fail("bool", v)
+    return v
+
+
+def _check_str(v: Any) -> str:
+    if type(v) is not str:
+        _fail("str", v)
+    return v
+
+
+def _check_bytes(v: Any) -> bytes:
+    if type(v) is not bytes:
+        _fail("bytes", v)
+    return v
+
+
+def _checker_for(tp: Any) -> _Check:
+    if tp is int:
+        return _check_int
+    if tp is bool:
+        return _check_bool
+    if tp is str:
+        return _check_str
+    if tp is bytes:
+        return _check_bytes
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner = _checker_for(args[0] if args[1] is type(None) else args[1])
+        return lambda v: None if v is None else inner(v)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _checker_for(args[0])
+
+        def check_tuple(v: Any) -> tuple[Any, ...]:
+            if type(v) is not list:
+                _fail("array", v)
+            return tuple(item(x) for x in v)
+
+        return check_tuple
+    if isinstance(tp, type) and issubclass(tp, Struct) and not issubclass(tp, Frame):
+        return lambda v: _decode_struct(tp, v)
+    raise TypeError(f"unsupported wire field type {tp!r}")
+
+
+def _compile(cls: type[Struct]) -> None:
+    hints = typing.get_type_hints(cls)
+    cls._wire_fields = tuple(
+        (f.name, _checker_for(hints[f.name])) for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+    )
+
+
+def struct(cls: type[T]) -> type[T]:
+    """Class decorator: make ``cls`` a frozen keyword-only dataclass usable as a nested struct."""
+    dc = dataclasses.dataclass(frozen=True, kw_only=True, slots=True)(cls)
+    _compile(dc)  # type: ignore[arg-type]
+    return dc
+
+
+def frame(tag: int) -> Callable[[type[T]], type[T]]:
+    """Class decorator: register a top-level frame under ``tag``."""
+
+    def wrap(cls: type[T]) -> type[T]:
+        if tag in _REGISTRY:
+            raise RuntimeError(f"frame tag {tag} registered twice")
+        dc = dataclasses.dataclass(frozen=True, kw_only=True, slots=True)(cls)
+        dc.TAG = tag  # type: ignore[attr-defined]
+        _compile(dc)  # type: ignore[arg-type]
+        _REGISTRY[tag] = dc  # type: ignore[assignment]
+        return dc
+
+    return wrap
+
+
+# Encoding --------------------------------------------------------------------------------
+
+
+def _to_wire(obj: Any) -> Any:
+    if isinstance(obj, Struct):
+        return [_to_wire(getattr(obj, name)) for name, _ in obj._wire_fields]
+    if isinstance(obj, tuple):
+        return [_to_wire(x) for x in obj]
+    return obj
+
+
+def _check_local(obj: Struct) -> None:
+    try:
+        obj.check()
+    except ValueError as exc:
+        raise LocalProtocolError(f"invalid {type(obj).__name__}: {exc}") from None
+
+
+def encode_frame(obj: Frame) -> bytes:
+    """Serialise a frame; refuses values that the receiving side would reject."""
+    if not isinstance(obj, Frame) or _REGISTRY.get(getattr(obj, "TAG", -1)) is not type(obj):
+        raise LocalProtocolError(f"not a registered frame: {type(obj).__name__}")
+    _check_local(obj)
+    data = packb([obj.TAG, *_to_wire(obj)])
+    if len(data) > limits.MAX_FRAME_BYTES:
+        raise LocalProtocolError("frame exceeds MAX_FRAME_BYTES")
+    return data
+
+
+def packb(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+# Decoding --------------------------------------------------------------------------------
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError("msgpack ext types are not allowed")
+
+
+def _depth_ok(value: Any, depth: int) -> bool:
+    if depth > limits.MAX_DEPTH:
+        return False
+    if type(value) is list:
+        return all(_depth_ok(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(_depth_ok(v, depth + 1) for v in value.values())
+    return True
+
+
+def unpackb(data: bytes, *, max_bytes: int = limits.MAX_FRAME_BYTES) -> Any:
+    """Decode one msgpack value under every cap, or raise RemoteProtocolError."""
+    if type(data) is not bytes:
+        raise RemoteProtocolError("frame must be bytes")
+    if len(data) > max_bytes:
+        raise RemoteProtocolError(f"frame of {len(data)} bytes exceeds the {max_bytes}-byte cap")
+    try:
+        value = msgpack.unpackb(
+            data,
+            use_list=True,
+            raw=False,
+            strict_map_key=True,
+            max_buffer_size=max_bytes,
+            max_str_len=limits.MAX_STR_LEN,
+            max_bin_len=limits.MAX_BIN_LEN,
+            max_array_len=limits.MAX_ARRAY_LEN,
+            max_map_len=limits.MAX_MAP_LEN,
+            max_ext_len=0,
+            ext_hook=_refuse_ext,
+        )
+    except RecursionError:
+        raise RemoteProtocolError("frame nesting too deep") from None
+    except Exception as exc:  # msgpack raises a zoo of types (ValueError, StackError, ...)
+        raise RemoteProtocolError(f"malformed msgpack: {type(exc).__name__}") from None
+    if not _depth_ok(value, 0):
+        raise RemoteProtocolError(f"frame nesting exceeds {limits.MAX_DEPTH}")
+    return value
+
+
+def _decode_struct(cls: type[T], value: Any) -> T:
+    fields = cls._wire_fields  # type: ignore[attr-defined]
+    if type(value) is not list or len(value) != len(fields):
+        raise ValueError(f"{cls.__name__}: expected an array of {len(fields)} fields")
+    kwargs = {}
+    for (name, check), item in zip(fields, value):
+        try:
+            kwargs[name] = check(item)
+        except ValueError as exc:
+            raise ValueError(f"{cls.__name__}.{name}: {exc}") from None
+    obj = cls(**kwargs)
+    obj.check()  # type: ignore[attr-defined]
+    return obj
+
+
+def decode_frame(data: bytes) -> Frame:
+    """Decode and type-check one frame. Raises only RemoteProtocolError."""
+    value = unpackb(data)
+    if type(value) is not list or not value or type(value[0]) is not int:
+        raise RemoteProtocolError("frame must be an array starting with an integer tag")
+    cls = _REGISTRY.get(value[0])
+    if cls is None:
+        raise RemoteProtocolError(f"unknown frame tag {value[0]}")
+    try:
+        return _decode_struct(cls, value[1:])
+    except ValueError as exc:
+        raise RemoteProtocolError(f"invalid frame: {exc}") from None
