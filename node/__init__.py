@@ -1,0 +1,1 @@
+"""The home node: server, client API, mailboxes, store, ``sonet-node`` CLI."""

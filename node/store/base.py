@@ -1,0 +1,140 @@
+"""The storage contract every backend fulfils (SQLite by default; PostgreSQL later).
+
+Every mutating method is one transaction that is durably committed (fsync) before it returns:
+callers acknowledge to peers only after that. Methods are async; blocking backends run on a
+worker thread. Times are integer milliseconds since the epoch, passed in by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = [
+    "Store",
+    "StoreError",
+    "QuotaExceeded",
+    "AccountExists",
+    "InviteInvalid",
+    "DeviceRow",
+    "MailboxItem",
+    "NewEnvelope",
+    "Quota",
+]
+
+
+class StoreError(Exception):
+    code = "store_error"
+
+
+class QuotaExceeded(StoreError):
+    """A mailbox would exceed its quota; nothing of the batch was stored."""
+
+    code = "mailbox_full"
+
+
+class AccountExists(StoreError):
+    code = "account_exists"
+
+
+class InviteInvalid(StoreError):
+    """The invite token is unknown, already used or expired."""
+
+    code = "invite_invalid"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Quota:
+    max_envelopes: int
+    max_bytes: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeviceRow:
+    account: str
+    device_id: int
+    fingerprint: str  # fingerprint of the device identity key (unique across the node)
+    record: bytes  # the signed device record, opaque to the store
+    created_at: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NewEnvelope:
+    """An envelope addressed to one device mailbox."""
+
+    account: str
+    device_id: int
+    id: bytes  # 16 bytes, chosen by the sender; unique per mailbox
+    expires: int
+    kind: int
+    body: bytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MailboxItem:
+    seq: int  # strictly increasing per node; delivery order
+    id: bytes
+    expires: int
+    kind: int
+    body: bytes
+    stored_at: int
+
+
+class Store(Protocol):
+    async def close(self) -> None: ...
+
+    # Invites -------------------------------------------------------------------------
+    async def add_invite(self, token_hash: bytes, *, now: int, expires_at: int) -> None: ...
+
+    # Accounts and devices ------------------------------------------------------------
+    async def register_account(
+        self,
+        *,
+        account: str,
+        fingerprint: str,
+        record: bytes,
+        invite_hash: bytes | None,
+        now: int,
+    ) -> DeviceRow:
+        """Create ``account`` with its first device (device_id 1) in one transaction.
+
+        With ``invite_hash`` the invite is consumed in the same transaction (InviteInvalid if
+        unknown, used or expired at ``now``). AccountExists if the account, or a device with
+        the same fingerprint, already exists; in every error case nothing is written.
+        """
+        ...
+
+    async def devices(self, account: str) -> list[DeviceRow]:
+        """All devices of ``account`` ordered by device_id; [] when the account is unknown."""
+        ...
+
+    async def device_by_fingerprint(self, fingerprint: str) -> DeviceRow | None: ...
+
+    # Mailboxes -----------------------------------------------------------------------
+    async def enqueue(self, envelopes: Sequence[NewEnvelope], *, now: int, quota: Quota) -> int:
+        """Store a batch atomically; return how many were new.
+
+        An envelope whose id is already in that mailbox, or was delivered and acknowledged
+        there and has not yet expired, is silently skipped (deduplication). If any mailbox
+        would exceed ``quota`` (envelope count or body bytes), QuotaExceeded is raised and
+        nothing of the batch is stored.
+        """
+        ...
+
+    async def pending(self, account: str, device_id: int, *, after_seq: int, limit: int, now: int) -> list[MailboxItem]:
+        """Unexpired envelopes of one mailbox with seq > after_seq, in seq order."""
+        ...
+
+    async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:
+        """Delete acknowledged envelopes (returns how many existed); their ids stay known
+        until they expire so a retransmission is not stored again."""
+        ...
+
+    async def purge_expired(self, *, now: int) -> int:
+        """Drop expired envelopes and expired dedup records; return envelopes dropped."""
+        ...
+
+    async def stats(self) -> dict[str, int]:
+        """Counts for ``status``: accounts, devices, envelopes, envelope_bytes, invites_open."""
+        ...
