@@ -18,6 +18,7 @@ from .errors import RemoteProtocolError
 __all__ = ["dumps", "loads", "loads_map"]
 
 _PLAIN = (int, bool, str, bytes, type(None))
+_INT_MIN, _INT_MAX = -(2**64), 2**64 - 1
 
 
 def dumps(obj: Any) -> bytes:
@@ -28,6 +29,9 @@ def _plain(value: Any, depth: int) -> bool:
     if depth > limits.MAX_DEPTH:
         return False
     t = type(value)
+    if t is int:
+        # cbor2 turns bignum tags (2, 3) into plain ints; only major types 0/1 are plain data.
+        return _INT_MIN <= value <= _INT_MAX
     if t in _PLAIN:
         return True
     if t is list:

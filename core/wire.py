@@ -159,21 +159,23 @@ def _to_wire(obj: Any) -> Any:
     return obj
 
 
-def _check_local(obj: Struct) -> None:
-    try:
-        obj.check()
-    except ValueError as exc:
-        raise LocalProtocolError(f"invalid {type(obj).__name__}: {exc}") from None
-
-
 def encode_frame(obj: Frame) -> bytes:
     """Serialise a frame; refuses values that the receiving side would reject."""
     if not isinstance(obj, Frame) or _REGISTRY.get(getattr(obj, "TAG", -1)) is not type(obj):
         raise LocalProtocolError(f"not a registered frame: {type(obj).__name__}")
-    _check_local(obj)
-    data = packb([obj.TAG, *_to_wire(obj)])
+    try:
+        data = packb([obj.TAG, *_to_wire(obj)])
+    except (TypeError, ValueError, OverflowError) as exc:  # unpackable value, int out of range, bad str
+        raise LocalProtocolError(f"cannot encode {type(obj).__name__}: {type(exc).__name__}") from None
     if len(data) > limits.MAX_FRAME_BYTES:
         raise LocalProtocolError("frame exceeds MAX_FRAME_BYTES")
+    # Field types, every check() (nested ones too, and only after the types are known good) and
+    # the per-item caps are enforced by the decoder; run it so that we never send what the peer
+    # must reject.
+    try:
+        decode_frame(data)
+    except RemoteProtocolError as exc:
+        raise LocalProtocolError(f"invalid {type(obj).__name__}: {exc}") from None
     return data
 
 
@@ -210,7 +212,6 @@ def unpackb(data: bytes, *, max_bytes: int = limits.MAX_FRAME_BYTES) -> Any:
             use_list=True,
             raw=False,
             strict_map_key=True,
-            max_buffer_size=max_bytes,
             max_str_len=limits.MAX_STR_LEN,
             max_bin_len=limits.MAX_BIN_LEN,
             max_array_len=limits.MAX_ARRAY_LEN,

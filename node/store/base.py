@@ -85,7 +85,9 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     # Invites -------------------------------------------------------------------------
-    async def add_invite(self, token_hash: bytes, *, now: int, expires_at: int) -> None: ...
+    async def add_invite(self, token_hash: bytes, *, now: int, expires_at: int) -> None:
+        """Store an invite by the hash of its token; StoreError if that hash is already stored."""
+        ...
 
     # Accounts and devices ------------------------------------------------------------
     async def register_account(
@@ -100,8 +102,10 @@ class Store(Protocol):
         """Create ``account`` with its first device (device_id 1) in one transaction.
 
         With ``invite_hash`` the invite is consumed in the same transaction (InviteInvalid if
-        unknown, used or expired at ``now``). AccountExists if the account, or a device with
-        the same fingerprint, already exists; in every error case nothing is written.
+        unknown, used or expired at ``now``, i.e. ``now >= expires_at``). AccountExists if the
+        account, or a device with the same fingerprint, already exists; in every error case
+        nothing is written. The invite is checked first, so without a valid invite the error
+        is InviteInvalid and does not reveal whether the account exists.
         """
         ...
 
@@ -119,22 +123,41 @@ class Store(Protocol):
         there and has not yet expired, is silently skipped (deduplication). If any mailbox
         would exceed ``quota`` (envelope count or body bytes), QuotaExceeded is raised and
         nothing of the batch is stored.
+
+        Clarifications: an envelope is expired when ``expires <= now``; one already expired on
+        arrival is not stored and not counted as new. Several envelopes with the same id for
+        one mailbox in a batch count once (the first wins). The quota counts the mailbox's
+        unexpired envelopes plus the new ones, and only mailboxes that receive something new are
+        checked (a retransmission into a full mailbox is a duplicate, not an error). An envelope
+        for a device that does not exist raises StoreError and nothing of the batch is stored.
         """
         ...
 
     async def pending(self, account: str, device_id: int, *, after_seq: int, limit: int, now: int) -> list[MailboxItem]:
-        """Unexpired envelopes of one mailbox with seq > after_seq, in seq order."""
+        """Unexpired envelopes of one mailbox with seq > after_seq, in seq order, at most
+        ``limit`` of them (ValueError if ``limit < 1``)."""
         ...
 
     async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:
         """Delete acknowledged envelopes (returns how many existed); their ids stay known
-        until they expire so a retransmission is not stored again."""
+        until they expire so a retransmission is not stored again. Envelopes already expired at
+        ``now`` are deleted too but do not count (they no longer existed for the device); an id
+        listed twice counts once."""
         ...
 
     async def purge_expired(self, *, now: int) -> int:
-        """Drop expired envelopes and expired dedup records; return envelopes dropped."""
+        """Drop expired envelopes and expired dedup records; return envelopes dropped.
+
+        Expired invites are dropped as well (an unknown invite is as invalid as an expired
+        one), which keeps ``stats()["invites_open"]`` accurate without a clock in ``stats``.
+        """
         ...
 
     async def stats(self) -> dict[str, int]:
-        """Counts for ``status``: accounts, devices, envelopes, envelope_bytes, invites_open."""
+        """Counts for ``status``: accounts, devices, envelopes, envelope_bytes, invites_open.
+
+        ``stats`` takes no ``now``, so it counts what is stored: expired envelopes and invites
+        count until ``purge_expired`` removes them; ``invites_open`` is the unused invites.
+        Backends may add keys (SQLite adds ``acked_ids``, the dedup records kept).
+        """
         ...

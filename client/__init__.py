@@ -1,0 +1,1 @@
+"""The device: SDK (trio) and the ``sonet`` CLI. Imports core only."""

@@ -1,0 +1,175 @@
+"""A device's authenticated connection to its home node (initiator side of the handshake).
+
+``connect()`` dials ``URL/client``, pins the node's fingerprint, and yields a ``Connection``
+whose background reader routes answers to the request that asked and pushes deliveries into
+a bounded channel. Everything runs inside the caller's ``async with``: no stray tasks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError as WsHandshakeError, open_websocket_url
+
+from core import limits
+from core.channel import Channel
+from core.client_api import Deliver, Drained, ErrorFrame, Welcome
+from core.crypto import CryptoPolicy, SigningKey
+from core.errors import ProtocolError, RemoteProtocolError
+from core.handshake import Handshake, HandshakeComplete, Role
+from core.wire import Frame
+
+__all__ = ["Connection", "connect", "NodeError", "ConnectError"]
+
+
+class ConnectError(Exception):
+    """The node could not be reached or authenticated (one clear line)."""
+
+
+class NodeError(Exception):
+    """The node refused a request; ``code`` is machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Connection:
+    def __init__(self, ws: Any, channel: Channel, welcome: Welcome) -> None:
+        self._ws = ws
+        self._channel = channel
+        self.welcome = welcome
+        self._numbers = itertools.count(1)
+        self._waiting: dict[int, trio.MemorySendChannel[Frame]] = {}
+        self._send_lock = trio.Lock()
+        send, self.deliveries = trio.open_memory_channel[Frame](16)
+        self._deliveries_send = send
+        self._fatal: Exception | None = None
+
+    async def send(self, frame: Frame) -> None:
+        async with self._send_lock:
+            await self._ws.send_message(self._channel.send(frame))
+
+    async def request(self, build: Any) -> Frame:
+        """Send ``build(request_number)`` and return the node's answer (or raise NodeError)."""
+        number = next(self._numbers)
+        send, receive = trio.open_memory_channel[Frame](1)
+        self._waiting[number] = send
+        try:
+            await self.send(build(number))
+            try:
+                answer = await receive.receive()
+            except trio.EndOfChannel:
+                raise self._fatal or ConnectError("the node closed the connection") from None
+        finally:
+            self._waiting.pop(number, None)
+        if isinstance(answer, ErrorFrame):
+            raise NodeError(answer.code, answer.message)
+        return answer
+
+    async def read_loop(self) -> None:
+        try:
+            while True:
+                message = await self._ws.get_message()
+                if isinstance(message, str):
+                    raise RemoteProtocolError("node sent a text message")
+                self._channel.receive_data(message)
+                frame = self._channel.next_event()
+                request = getattr(frame, "request", None)
+                if isinstance(frame, ErrorFrame) and request == 0:
+                    self._fatal = NodeError(frame.code, frame.message)
+                    return
+                if request is not None and request in self._waiting:
+                    await self._waiting[request].send(frame)
+                elif isinstance(frame, (Deliver, Drained)):
+                    await self._deliveries_send.send(frame)
+                else:
+                    raise RemoteProtocolError(f"unexpected {type(frame).__name__} from the node")
+        except ConnectionClosed as exc:
+            reason = exc.reason.reason if exc.reason else None
+            self._fatal = self._fatal or ConnectError(f"the node closed the connection ({reason or exc.reason.name})")
+        except ProtocolError as exc:
+            self._fatal = ConnectError(f"protocol error from the node: {exc}")
+        finally:
+            for waiter in self._waiting.values():
+                waiter.close()
+            self._deliveries_send.close()
+
+    @property
+    def error(self) -> Exception | None:
+        return self._fatal
+
+
+async def _initiate(ws: Any, hs: Handshake) -> HandshakeComplete:
+    for out in hs.data_to_send():
+        await ws.send_message(out)
+    while True:
+        message = await ws.get_message()
+        if isinstance(message, str):
+            raise RemoteProtocolError("node sent a text message during the handshake")
+        try:
+            hs.receive_data(message)
+        finally:
+            for out in hs.data_to_send():
+                await ws.send_message(out)
+        event = hs.next_event()
+        if isinstance(event, HandshakeComplete):
+            return event
+
+
+def _sole(group: BaseExceptionGroup) -> BaseException:
+    """The one real error inside a nursery's group (the reader task never raises)."""
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        group = group.exceptions[0]  # type: ignore[assignment]
+    return group
+
+
+@asynccontextmanager
+async def connect(
+    url: str, *, identity: SigningKey, node_fingerprint: str, policy: CryptoPolicy | None = None
+) -> AsyncIterator[Connection]:
+    endpoint = url.rstrip("/") + "/client"
+    policy = policy or CryptoPolicy()
+    try:
+        async with open_websocket_url(
+            endpoint, max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=limits.HANDSHAKE_DEADLINE_S, disconnect_timeout=2
+        ) as ws:
+            hs = Handshake(
+                Role.INITIATOR,
+                identity=identity,
+                policy=policy,
+                rng=os.urandom,
+                prologue=b"/client",
+                expected_peer=node_fingerprint,
+            )
+            with trio.fail_after(limits.HANDSHAKE_DEADLINE_S):
+                done = await _initiate(ws, hs)
+                channel = Channel(done.keys)
+                channel.receive_data(await ws.get_message())
+                welcome = channel.next_event()
+            if not isinstance(welcome, Welcome):
+                raise RemoteProtocolError("node did not start with Welcome")
+            conn = Connection(ws, channel, welcome)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(conn.read_loop)
+                    try:
+                        yield conn
+                    finally:
+                        nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                raise _sole(group) from None
+    except (OSError, WsHandshakeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or "connection refused"
+        raise ConnectError(f"cannot connect to {endpoint}: {reason}") from None
+    except ConnectionClosed as exc:
+        raise ConnectError(f"the node at {url} closed the connection ({exc.reason})") from None
+    except trio.TooSlowError:
+        raise ConnectError(f"the node at {url} did not complete the handshake in time") from None
+    except ProtocolError as exc:
+        raise ConnectError(f"secure channel with {url} failed: {exc}") from None

@@ -1,0 +1,50 @@
+"""The envelope: what nodes store and forward (ARCHITECTURE §5). Nothing in it names the sender."""
+
+from __future__ import annotations
+
+import enum
+
+from . import limits
+from .address import parse_address
+from .errors import RemoteProtocolError
+from .wire import Struct, struct
+
+__all__ = ["Envelope", "Kind", "ENVELOPE_VERSION"]
+
+ENVELOPE_VERSION = 1
+
+
+class Kind(enum.IntEnum):
+    #: HPKE-sealed message to one device (interim E2EE; see core/sealed.py)
+    SEALED = 1
+    #: ephemeral (typing, presence): pushed to connected devices, never stored
+    EPHEMERAL = 2
+
+
+@struct
+class Envelope(Struct):
+    v: int
+    id: bytes
+    to: str
+    device: int
+    expires: int
+    kind: int
+    body: bytes
+
+    def check(self) -> None:
+        if self.v != ENVELOPE_VERSION:
+            raise ValueError(f"unsupported envelope version {self.v}")
+        if len(self.id) != limits.ENVELOPE_ID_LEN:
+            raise ValueError("envelope id must be 16 bytes")
+        if not 0 < self.device < 2**31:
+            raise ValueError("device id out of range")
+        if not 0 < self.expires < 2**63:
+            raise ValueError("expiry out of range")
+        if self.kind not in Kind._value2member_map_:
+            raise ValueError(f"unknown envelope kind {self.kind}")
+        if len(self.body) > limits.MAX_ENVELOPE_BODY:
+            raise ValueError("envelope body too large")
+        try:
+            parse_address(self.to, remote=True)
+        except RemoteProtocolError as exc:
+            raise ValueError(str(exc)) from None

@@ -1,0 +1,32 @@
+"""One-time registration tokens: ``<node fingerprint>.<secret>``.
+
+The fingerprint lets a new device authenticate the node on its very first connection (no
+trust-on-first-use); the node stores only a hash of the secret.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from .crypto import normalize_fingerprint, sha256
+from .errors import LocalProtocolError
+
+__all__ = ["make_invite", "parse_invite", "hash_invite_secret", "SECRET_BYTES"]
+
+SECRET_BYTES = 20
+
+
+def make_invite(fingerprint: str, secret: bytes) -> str:
+    return f"{fingerprint}.{base64.b32encode(secret).decode().lower()}"
+
+
+def parse_invite(token: str) -> tuple[str, str]:
+    """Return (node fingerprint, secret text) or raise LocalProtocolError."""
+    parts = token.strip().split(".")
+    if len(parts) != 2 or len(parts[1]) != 32:
+        raise LocalProtocolError("malformed invite token (expected FINGERPRINT.SECRET as printed by `sonet-node invite`)")
+    return normalize_fingerprint(parts[0]), parts[1].lower()
+
+
+def hash_invite_secret(secret: str) -> bytes:
+    return sha256(b"sonet-invite-v1", secret.encode())

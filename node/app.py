@@ -1,0 +1,100 @@
+"""The one place where the node is wired together: config, key, store, registry, server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import trio
+from trio_websocket import WebSocketConnection, serve_websocket
+
+from core import limits
+from core.channel import Channel
+from core.crypto import CryptoPolicy
+from core.handshake import HandshakeComplete
+
+from .client_session import ClientContext, ClientSession
+from .config import NodeConfig
+from .identity import load_node_key
+from .mailbox import MailboxRegistry
+from .server import Router
+from .store import Quota, SqliteStore
+
+__all__ = ["Node", "now_ms", "DB_FILE", "RUNTIME_FILE"]
+
+log = logging.getLogger("sonet.node")
+
+DB_FILE = "node.db"
+RUNTIME_FILE = "run.json"
+PURGE_INTERVAL_S = 60.0
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Node:
+    def __init__(self, data_dir: Path, config: NodeConfig) -> None:
+        self.data_dir = data_dir
+        self.config = config
+        self.identity = load_node_key(data_dir)
+        self.policy = CryptoPolicy(config.minimum_crypto_mode)
+        self.registry = MailboxRegistry()
+        self.url: str | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        store = await SqliteStore.open(self.data_dir / DB_FILE)
+        try:
+            ctx = ClientContext(
+                name=self.config.name,
+                store=store,
+                registry=self.registry,
+                policy=self.policy,
+                quota=Quota(max_envelopes=self.config.mailbox_max_envelopes, max_bytes=self.config.mailbox_max_bytes),
+                registration=self.config.registration,
+                envelope_ttl_ms=self.config.envelope_ttl_ms,
+                clock_ms=now_ms,
+            )
+
+            async def serve_client(ws: WebSocketConnection, channel: Channel, done: HandshakeComplete) -> None:
+                await ClientSession(ctx, ws, channel, done.peer).run()
+
+            router = Router(identity=self.identity, policy=self.policy)
+            router.route("/client", serve_client)
+            host, port = self.config.host_port
+            async with trio.open_nursery() as nursery:
+                server = await nursery.start(
+                    lambda task_status: serve_websocket(
+                        router,
+                        host,
+                        port,
+                        None,
+                        handler_nursery=nursery,
+                        max_message_size=limits.MAX_RECORD_BYTES,
+                        connect_timeout=limits.HANDSHAKE_DEADLINE_S,
+                        disconnect_timeout=5,
+                        task_status=task_status,
+                    )
+                )
+                bound = server.port
+                self.url = f"ws://{host}:{bound}"
+                self._write_runtime()
+                nursery.start_soon(self._purge_loop, store)
+                task_status.started(self.url)
+        finally:
+            (self.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+            await store.close()
+
+    def _write_runtime(self) -> None:
+        info = {"pid": os.getpid(), "url": self.url, "started_at": now_ms()}
+        (self.data_dir / RUNTIME_FILE).write_text(json.dumps(info) + "\n")
+
+    async def _purge_loop(self, store: SqliteStore) -> None:
+        while True:
+            dropped = await store.purge_expired(now=now_ms())
+            if dropped:
+                log.info("expired %d envelopes", dropped)
+            await trio.sleep(PURGE_INTERVAL_S)

@@ -1,0 +1,219 @@
+"""``sonet-node``: initialise, run and administer a node (ARCHITECTURE §9)."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from core.crypto import CryptoMode
+from core.errors import LocalProtocolError
+from core.invite import SECRET_BYTES, hash_invite_secret, make_invite
+
+from .app import DB_FILE, RUNTIME_FILE, Node, now_ms
+from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
+from .identity import KEY_FILE, create_node_key, load_node_key
+from .store import SqliteStore
+
+__all__ = ["main"]
+
+_DAY_MS = 24 * 3600 * 1000
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, no traceback."""
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data).expanduser()
+
+
+def _existing_node(args: argparse.Namespace) -> tuple[Path, NodeConfig]:
+    data = _data_dir(args)
+    return data, NodeConfig.load(data)
+
+
+def _with_store(data: Path, fn: Callable[[SqliteStore], object]) -> object:
+    async def go() -> object:
+        store = await SqliteStore.open(data / DB_FILE)
+        try:
+            return await fn(store)  # type: ignore[misc]
+        finally:
+            await store.close()
+
+    return trio.run(go)
+
+
+# Commands ---------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    data = _data_dir(args)
+    if (data / CONFIG_FILE).exists() or (data / KEY_FILE).exists():
+        raise UserError(f"{data} already holds a node; choose another --data directory")
+    parse_listen(args.listen)
+    config = NodeConfig.from_dict(
+        {
+            "name": args.name,
+            "listen": args.listen,
+            "registration": args.registration,
+            "minimum_crypto_mode": args.minimum_crypto_mode,
+        },
+        source="arguments",
+    )
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = create_node_key(data, CryptoMode.HYBRID)
+    (data / CONFIG_FILE).write_text(config.to_toml())
+    _with_store(data, lambda store: store.stats())  # creates and migrates the database
+    if args.json:
+        print(json.dumps({"name": config.name, "data": str(data), "listen": config.listen, "fingerprint": key.public.fingerprint}))
+    else:
+        print(f"initialised node {config.name} in {data}")
+        print(f"fingerprint: {key.public.fingerprint}")
+        print(f"start it with: sonet-node run --data {data}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    data, config = _existing_node(args)
+    lock = open(data / "node.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UserError(f"another sonet-node is already running on {data}") from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    node = Node(data, config)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                url = await nursery.start(node.run)
+                print(f"sonet node {config.name} listening on {url} (devices: {url}/client)", flush=True)
+                print(f"fingerprint: {node.identity.public.fingerprint}", flush=True)
+                async for signum in signals:
+                    logging.getLogger("sonet.node").info("received %s, stopping", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    try:
+        trio.run(main)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from None
+    finally:
+        lock.close()
+
+
+def cmd_invite(args: argparse.Namespace) -> None:
+    data, _config = _existing_node(args)
+    fingerprint = load_node_key(data).public.fingerprint
+    secret = os.urandom(SECRET_BYTES)
+    token = make_invite(fingerprint, secret)
+    expires_at = now_ms() + args.expires_days * _DAY_MS
+    secret_text = token.split(".", 1)[1]
+    _with_store(data, lambda s: s.add_invite(hash_invite_secret(secret_text), now=now_ms(), expires_at=expires_at))
+    if args.json:
+        print(json.dumps({"token": token, "expires_at": expires_at}))
+    else:
+        print(token)
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> None:
+    data = _data_dir(args)
+    try:
+        key = load_node_key(data)
+    except FileNotFoundError:
+        raise UserError(f"no node key in {data}: run `sonet-node init` first") from None
+    print(json.dumps({"fingerprint": key.public.fingerprint}) if args.json else key.public.fingerprint)
+
+
+def _runtime(data: Path) -> dict | None:
+    try:
+        info = json.loads((data / RUNTIME_FILE).read_text())
+        os.kill(int(info["pid"]), 0)
+        return info
+    except (FileNotFoundError, ValueError, KeyError, ProcessLookupError, PermissionError, TypeError):
+        return None
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    data, config = _existing_node(args)
+    runtime = _runtime(data)
+    stats = _with_store(data, lambda s: s.stats())
+    status = {
+        "name": config.name,
+        "fingerprint": load_node_key(data).public.fingerprint,
+        "listen": config.listen,
+        "running": runtime is not None,
+        "pid": runtime["pid"] if runtime else None,
+        "url": runtime["url"] if runtime else None,
+        "registration": config.registration,
+        "minimum_crypto_mode": config.minimum_crypto_mode.value,
+        **stats,  # type: ignore[dict-item]
+    }
+    if args.json:
+        print(json.dumps(status, sort_keys=True))
+    else:
+        for key, value in status.items():
+            print(f"{key}: {value}")
+
+
+# Parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sonet-node", description="Run and administer a Sonet node.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, fn: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--data", required=True, metavar="DIR", help="the node's data directory")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = command("init", cmd_init, "create a node: configuration, identity key and database")
+    p.add_argument("--name", required=True, help="the node's federation name, e.g. alpha.example")
+    p.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to listen on, e.g. 127.0.0.1:7480")
+    p.add_argument("--registration", choices=("invite", "open"), default="invite", help="who may register (default: invite)")
+    p.add_argument(
+        "--minimum-crypto-mode",
+        choices=[m.value for m in CryptoMode],
+        default="hybrid",
+        help="weakest crypto mode accepted from devices and peers (default: hybrid)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    command("run", cmd_run, "run the node in the foreground (SIGTERM or Ctrl-C stops it gracefully)")
+
+    p = command("invite", cmd_invite, "print a one-time registration token (works while the node runs)")
+    p.add_argument("--expires-days", type=int, default=7, help="days until the token expires (default: 7)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("fingerprint", cmd_fingerprint, "print the node identity fingerprint that peers and devices pin")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("status", cmd_status, "show the node's configuration, state and counters")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except (UserError, ConfigError, LocalProtocolError) as exc:
+        print(f"sonet-node: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

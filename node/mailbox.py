@@ -1,0 +1,75 @@
+"""Wake-ups for connected devices when their mailbox changes, and live ephemeral pushes.
+
+The store is the source of truth; this registry only tells a device's delivery task that
+there may be something new. A notification that races with a query is never lost: the flag
+is raised before the task looks again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import trio
+
+from core.envelope import Envelope
+
+__all__ = ["MailboxKey", "Wakeup", "MailboxRegistry"]
+
+MailboxKey = tuple[str, int]  # (account, device id)
+_EPHEMERAL_QUEUE = 64
+
+
+class Wakeup:
+    """A level-triggered flag: set() before wait() makes wait() return at once."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        send, self.ephemeral = trio.open_memory_channel[Envelope](_EPHEMERAL_QUEUE)
+        self._ephemeral_send = send
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        if self._event.is_set():
+            self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def push_ephemeral(self, envelope: Envelope) -> None:
+        try:
+            self._ephemeral_send.send_nowait(envelope)
+        except trio.WouldBlock:
+            pass  # ephemeral by definition: a slow device just misses a typing indicator
+        self.set()
+
+
+class MailboxRegistry:
+    def __init__(self) -> None:
+        self._subs: dict[MailboxKey, set[Wakeup]] = defaultdict(set)
+
+    @contextmanager
+    def subscribe(self, key: MailboxKey) -> Iterator[Wakeup]:
+        wake = Wakeup()
+        self._subs[key].add(wake)
+        try:
+            yield wake
+        finally:
+            self._subs[key].discard(wake)
+            if not self._subs[key]:
+                del self._subs[key]
+
+    def notify(self, keys: Iterable[MailboxKey]) -> None:
+        for key in set(keys):
+            for wake in self._subs.get(key, ()):
+                wake.set()
+
+    def push_ephemeral(self, key: MailboxKey, envelope: Envelope) -> None:
+        for wake in self._subs.get(key, ()):
+            wake.push_ephemeral(envelope)
+
+    def connected(self) -> int:
+        return sum(len(s) for s in self._subs.values())

@@ -1,0 +1,40 @@
+"""Node storage: the Store contract and its backends (SQLite today; PostgreSQL later)."""
+
+from __future__ import annotations
+
+import os
+
+from .base import (
+    AccountExists,
+    DeviceRow,
+    InviteInvalid,
+    MailboxItem,
+    NewEnvelope,
+    Quota,
+    QuotaExceeded,
+    Store,
+    StoreError,
+)
+from .sqlite import SqliteStore
+
+__all__ = [
+    "Store",
+    "StoreError",
+    "QuotaExceeded",
+    "AccountExists",
+    "InviteInvalid",
+    "DeviceRow",
+    "MailboxItem",
+    "NewEnvelope",
+    "Quota",
+    "SqliteStore",
+    "open_store",
+]
+
+
+async def open_store(path: str | os.PathLike[str]) -> Store:
+    """Open the node's store at ``path`` (an SQLite file), creating and migrating it.
+
+    This is the one place that picks a backend; a PostgreSQL URL will be dispatched here.
+    """
+    return await SqliteStore.open(path)

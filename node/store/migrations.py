@@ -1,0 +1,104 @@
+"""Numbered schema migrations for the SQLite store, tracked in ``PRAGMA user_version``.
+
+Migration N (1-based) is ``MIGRATIONS[N - 1]``. Never edit a released migration: append a new
+one. Each migration runs in its own ``BEGIN IMMEDIATE`` transaction together with the version
+bump, so a crash leaves the database at the previous version, never half-migrated, and two
+processes opening the same file at once apply each step exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from .base import StoreError
+
+__all__ = ["MIGRATIONS", "LATEST_VERSION", "migrate"]
+
+_V1 = (
+    """CREATE TABLE accounts (
+        account     TEXT PRIMARY KEY,
+        created_at  INTEGER NOT NULL
+    )""",
+    """CREATE TABLE devices (
+        account     TEXT NOT NULL REFERENCES accounts(account) ON DELETE CASCADE,
+        device_id   INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL UNIQUE,
+        record      BLOB NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (account, device_id)
+    )""",
+    # Only the hash of a token is stored: a copy of the database does not yield usable invites.
+    """CREATE TABLE invites (
+        token_hash  BLOB PRIMARY KEY,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        used_at     INTEGER,
+        used_by     TEXT
+    )""",
+    # AUTOINCREMENT: a seq is never reused, even after the newest rows are deleted, so a
+    # device's `after_seq` cursor can never skip a later envelope.
+    """CREATE TABLE mailbox (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        account     TEXT NOT NULL,
+        device_id   INTEGER NOT NULL,
+        id          BLOB NOT NULL,
+        expires     INTEGER NOT NULL,
+        kind        INTEGER NOT NULL,
+        body        BLOB NOT NULL,
+        size        INTEGER NOT NULL,  -- len(body), so quota sums never touch the blobs
+        stored_at   INTEGER NOT NULL,
+        UNIQUE (account, device_id, id),
+        FOREIGN KEY (account, device_id) REFERENCES devices(account, device_id) ON DELETE CASCADE
+    )""",
+    "CREATE INDEX mailbox_pending ON mailbox (account, device_id, seq)",
+    "CREATE INDEX mailbox_quota ON mailbox (account, device_id, expires, size)",
+    "CREATE INDEX mailbox_expiry ON mailbox (expires)",
+    # Ids of acknowledged envelopes, kept until the envelope would have expired so that a
+    # retransmission (at-least-once delivery between nodes) is not delivered twice.
+    """CREATE TABLE acked_ids (
+        account     TEXT NOT NULL,
+        device_id   INTEGER NOT NULL,
+        id          BLOB NOT NULL,
+        expires     INTEGER NOT NULL,
+        PRIMARY KEY (account, device_id, id),
+        FOREIGN KEY (account, device_id) REFERENCES devices(account, device_id) ON DELETE CASCADE
+    ) WITHOUT ROWID""",
+    "CREATE INDEX acked_ids_expiry ON acked_ids (expires)",
+    "CREATE INDEX invites_expiry ON invites (expires_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to LATEST_VERSION; return the version. A no-op when already there.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    """
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Read under the write lock: another process may have migrated meanwhile.
+            version = _user_version(conn)
+            if version > LATEST_VERSION:
+                raise StoreError(
+                    f"database schema version {version} is newer than this software "
+                    f"(knows up to {LATEST_VERSION})"
+                )
+            if version == LATEST_VERSION:
+                conn.execute("COMMIT")
+                return version
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            # PRAGMA cannot take a bound parameter; the value is our own integer.
+            conn.execute(f"PRAGMA user_version = {version + 1:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise

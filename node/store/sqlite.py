@@ -1,0 +1,370 @@
+"""The embedded SQLite backend of the Store contract (see ``base.py`` for the semantics).
+
+One connection, used from one worker thread at a time (``trio.to_thread`` with a
+CapacityLimiter(1)). WAL + ``synchronous=FULL`` means a COMMIT has reached the disk when it
+returns, so a method's return is a durable acknowledgement. Every mutating method is exactly one
+``BEGIN IMMEDIATE`` transaction: the write lock is taken up front, so checks and writes see the
+same state even while another process (the ``sonet-node invite`` CLI) writes to the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, Self, TypeVar
+
+import trio
+
+from .base import (
+    AccountExists,
+    DeviceRow,
+    InviteInvalid,
+    MailboxItem,
+    NewEnvelope,
+    Quota,
+    QuotaExceeded,
+    StoreError,
+)
+from .migrations import migrate
+
+__all__ = ["SqliteStore", "BUSY_TIMEOUT_S"]
+
+#: How long a statement waits for another process's write lock before failing.
+BUSY_TIMEOUT_S = 5.0
+
+T = TypeVar("T")
+Mailbox = tuple[str, int]
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # Create the file ourselves so it is 0600 from the start (SQLite gives the -wal and -shm
+    # files the same mode as the database file).
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"cannot enable WAL journal on {path!r} (got {mode!r})")
+        conn.execute("PRAGMA synchronous = FULL")  # fsync the WAL on every commit
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class SqliteStore:
+    """Store backed by one SQLite file. Create with ``await SqliteStore.open(path)``."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._limiter = trio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str]) -> Self:
+        """Open (creating and migrating as needed) the database at ``path``."""
+        try:
+            conn = await trio.to_thread.run_sync(_connect, os.fspath(path))
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open database: {exc}") from exc
+        return cls(conn)
+
+    async def close(self) -> None:
+        def close(conn: sqlite3.Connection) -> None:
+            self._conn = None
+            conn.close()
+
+        if self._conn is not None:
+            await self._call(close)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # Plumbing --------------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` on the worker thread, one call at a time.
+
+        The thread is never abandoned on cancellation: a transaction always finishes (commit
+        or rollback) before the caller sees the cancellation, so nothing is left half-done.
+        """
+
+        def run() -> T:
+            conn = self._conn
+            if conn is None:
+                raise StoreError("store is closed")
+            try:
+                return fn(conn, *args)
+            except sqlite3.Error as exc:
+                raise StoreError(f"database error: {exc}") from exc
+
+        return await trio.to_thread.run_sync(run, limiter=self._limiter)
+
+    async def _transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` as one durable transaction; roll back on any error."""
+
+        def in_transaction(conn: sqlite3.Connection, *args: Any) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, *args)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        return await self._call(in_transaction, *args)
+
+    # Invites ---------------------------------------------------------------------------
+
+    async def add_invite(self, token_hash: bytes, *, now: int, expires_at: int) -> None:
+        await self._transaction(_add_invite, token_hash, now, expires_at)
+
+    # Accounts and devices --------------------------------------------------------------
+
+    async def register_account(
+        self,
+        *,
+        account: str,
+        fingerprint: str,
+        record: bytes,
+        invite_hash: bytes | None,
+        now: int,
+    ) -> DeviceRow:
+        return await self._transaction(
+            _register_account, account, fingerprint, record, invite_hash, now
+        )
+
+    async def devices(self, account: str) -> list[DeviceRow]:
+        return await self._call(_devices, account)
+
+    async def device_by_fingerprint(self, fingerprint: str) -> DeviceRow | None:
+        return await self._call(_device_by_fingerprint, fingerprint)
+
+    # Mailboxes -------------------------------------------------------------------------
+
+    async def enqueue(self, envelopes: Sequence[NewEnvelope], *, now: int, quota: Quota) -> int:
+        if not envelopes:
+            return 0
+        return await self._transaction(_enqueue, list(envelopes), now, quota)
+
+    async def pending(
+        self, account: str, device_id: int, *, after_seq: int, limit: int, now: int
+    ) -> list[MailboxItem]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
+        return await self._call(_pending, account, device_id, after_seq, limit, now)
+
+    async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:
+        if not ids:
+            return 0
+        return await self._transaction(_ack, account, device_id, list(ids), now)
+
+    async def purge_expired(self, *, now: int) -> int:
+        return await self._transaction(_purge_expired, now)
+
+    async def stats(self) -> dict[str, int]:
+        return await self._call(_stats)
+
+
+# The SQL, as plain functions of a connection. Each runs on the worker thread, inside the
+# transaction opened by SqliteStore._transaction where it writes.
+
+_DEVICE_COLUMNS = "account, device_id, fingerprint, record, created_at"
+
+
+def _device_row(row: tuple[Any, ...]) -> DeviceRow:
+    account, device_id, fingerprint, record, created_at = row
+    return DeviceRow(
+        account=account,
+        device_id=device_id,
+        fingerprint=fingerprint,
+        record=bytes(record),
+        created_at=created_at,
+    )
+
+
+def _add_invite(conn: sqlite3.Connection, token_hash: bytes, now: int, expires_at: int) -> None:
+    try:
+        conn.execute(
+            "INSERT INTO invites (token_hash, created_at, expires_at) VALUES (?, ?, ?)",
+            (token_hash, now, expires_at),
+        )
+    except sqlite3.IntegrityError as exc:
+        raise StoreError("an invite with this hash already exists") from exc
+
+
+def _register_account(
+    conn: sqlite3.Connection,
+    account: str,
+    fingerprint: str,
+    record: bytes,
+    invite_hash: bytes | None,
+    now: int,
+) -> DeviceRow:
+    # The invite is checked first, so that without a valid invite nobody can probe which
+    # accounts exist.
+    if invite_hash is not None:
+        consumed = conn.execute(
+            "UPDATE invites SET used_at = ?, used_by = ?"
+            " WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+            (now, account, invite_hash, now),
+        ).rowcount
+        if consumed != 1:
+            raise InviteInvalid("the invite is unknown, already used or expired")
+    if conn.execute("SELECT 1 FROM accounts WHERE account = ?", (account,)).fetchone():
+        raise AccountExists(f"account {account!r} already exists")
+    if conn.execute("SELECT 1 FROM devices WHERE fingerprint = ?", (fingerprint,)).fetchone():
+        raise AccountExists("a device with this identity key is already registered")
+    conn.execute("INSERT INTO accounts (account, created_at) VALUES (?, ?)", (account, now))
+    conn.execute(
+        f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, 1, ?, ?, ?)",
+        (account, fingerprint, record, now),
+    )
+    return DeviceRow(
+        account=account, device_id=1, fingerprint=fingerprint, record=bytes(record), created_at=now
+    )
+
+
+def _devices(conn: sqlite3.Connection, account: str) -> list[DeviceRow]:
+    rows = conn.execute(
+        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE account = ? ORDER BY device_id", (account,)
+    )
+    return [_device_row(row) for row in rows]
+
+
+def _device_by_fingerprint(conn: sqlite3.Connection, fingerprint: str) -> DeviceRow | None:
+    row = conn.execute(
+        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE fingerprint = ?", (fingerprint,)
+    ).fetchone()
+    return None if row is None else _device_row(row)
+
+
+def _is_known(conn: sqlite3.Connection, env: NewEnvelope, now: int) -> bool:
+    """Already in the mailbox, or acknowledged there and not yet expired."""
+    key = (env.account, env.device_id, env.id)
+    return (
+        conn.execute(
+            "SELECT 1 FROM mailbox WHERE account = ? AND device_id = ? AND id = ?", key
+        ).fetchone()
+        is not None
+        or conn.execute(
+            "SELECT 1 FROM acked_ids WHERE account = ? AND device_id = ? AND id = ? AND expires > ?",
+            (*key, now),
+        ).fetchone()
+        is not None
+    )
+
+
+def _enqueue(
+    conn: sqlite3.Connection, batch: list[NewEnvelope], now: int, quota: Quota
+) -> int:
+    # Keep the first of several envelopes with the same id in one mailbox: it counts once.
+    unique: dict[tuple[str, int, bytes], NewEnvelope] = {}
+    for env in batch:
+        unique.setdefault((env.account, env.device_id, env.id), env)
+
+    mailboxes = dict.fromkeys((env.account, env.device_id) for env in unique.values())
+    for account, device_id in mailboxes:
+        if not conn.execute(
+            "SELECT 1 FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
+        ).fetchone():
+            raise StoreError(f"no mailbox for device {device_id} of {account!r}")
+
+    # An envelope already expired on arrival could never be delivered: it is not stored.
+    fresh = [e for e in unique.values() if e.expires > now and not _is_known(conn, e, now)]
+
+    # Only mailboxes that receive something are checked: a retransmission of envelopes that
+    # are already stored is accepted (as duplicates) even when their mailbox is full.
+    added: dict[Mailbox, tuple[int, int]] = {}
+    for e in fresh:
+        count, size = added.get((e.account, e.device_id), (0, 0))
+        added[(e.account, e.device_id)] = (count + 1, size + len(e.body))
+    for (account, device_id), (add_count, add_size) in added.items():
+        count, size = conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM mailbox"
+            " WHERE account = ? AND device_id = ? AND expires > ?",
+            (account, device_id, now),
+        ).fetchone()
+        if count + add_count > quota.max_envelopes or size + add_size > quota.max_bytes:
+            raise QuotaExceeded(f"mailbox of device {device_id} of {account!r} is full")
+
+    # Inserted in batch order, so seq follows the order the sender gave.
+    conn.executemany(
+        "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(e.account, e.device_id, e.id, e.expires, e.kind, e.body, len(e.body), now) for e in fresh],
+    )
+    return len(fresh)
+
+
+def _pending(
+    conn: sqlite3.Connection, account: str, device_id: int, after_seq: int, limit: int, now: int
+) -> list[MailboxItem]:
+    rows = conn.execute(
+        "SELECT seq, id, expires, kind, body, stored_at FROM mailbox"
+        " WHERE account = ? AND device_id = ? AND seq > ? AND expires > ?"
+        " ORDER BY seq LIMIT ?",
+        (account, device_id, after_seq, now, limit),
+    )
+    return [
+        MailboxItem(seq=seq, id=bytes(id_), expires=expires, kind=kind, body=bytes(body), stored_at=at)
+        for seq, id_, expires, kind, body, at in rows
+    ]
+
+
+def _ack(conn: sqlite3.Connection, account: str, device_id: int, ids: list[bytes], now: int) -> int:
+    unique_ids = list(dict.fromkeys(ids))  # an id listed twice counts once
+    # Remember the ids of unexpired envelopes (expired ones need no dedup), then delete.
+    remembered = conn.executemany(
+        "INSERT OR REPLACE INTO acked_ids (account, device_id, id, expires)"
+        " SELECT account, device_id, id, expires FROM mailbox"
+        " WHERE account = ? AND device_id = ? AND id = ? AND expires > ?",
+        [(account, device_id, id_, now) for id_ in unique_ids],
+    ).rowcount
+    conn.executemany(
+        "DELETE FROM mailbox WHERE account = ? AND device_id = ? AND id = ?",
+        [(account, device_id, id_) for id_ in unique_ids],
+    )
+    return remembered
+
+
+def _purge_expired(conn: sqlite3.Connection, now: int) -> int:
+    dropped = conn.execute("DELETE FROM mailbox WHERE expires <= ?", (now,)).rowcount
+    conn.execute("DELETE FROM acked_ids WHERE expires <= ?", (now,))
+    # An expired invite can never be used again; forgetting it makes no difference to
+    # register_account (unknown and expired are both InviteInvalid) and keeps stats() honest.
+    conn.execute("DELETE FROM invites WHERE expires_at <= ?", (now,))
+    return dropped
+
+
+def _stats(conn: sqlite3.Connection) -> dict[str, int]:
+    conn.execute("BEGIN")  # one snapshot for all counts
+    try:
+        (accounts,) = conn.execute("SELECT count(*) FROM accounts").fetchone()
+        (devices,) = conn.execute("SELECT count(*) FROM devices").fetchone()
+        envelopes, envelope_bytes = conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM mailbox"
+        ).fetchone()
+        (acked_ids,) = conn.execute("SELECT count(*) FROM acked_ids").fetchone()
+        (invites_open,) = conn.execute(
+            "SELECT count(*) FROM invites WHERE used_at IS NULL"
+        ).fetchone()
+    finally:
+        conn.execute("COMMIT")
+    return {
+        "accounts": accounts,
+        "devices": devices,
+        "envelopes": envelopes,
+        "envelope_bytes": envelope_bytes,
+        "acked_ids": acked_ids,
+        "invites_open": invites_open,
+    }
