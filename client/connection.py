@@ -20,7 +20,7 @@ from core import limits
 from core.channel import Channel
 from core.client_api import Deliver, Drained, ErrorFrame, Welcome
 from core.crypto import CryptoPolicy, SigningKey
-from core.errors import ProtocolError, RemoteProtocolError
+from core.errors import ProtocolError, RemoteProtocolError, sole_exception
 from core.handshake import Handshake, HandshakeComplete, Role
 from core.wire import Frame
 
@@ -122,13 +122,6 @@ async def _initiate(ws: Any, hs: Handshake) -> HandshakeComplete:
             return event
 
 
-def _sole(group: BaseExceptionGroup) -> BaseException:
-    """The one real error inside a nursery's group (the reader task never raises)."""
-    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-        group = group.exceptions[0]  # type: ignore[assignment]
-    return group
-
-
 @asynccontextmanager
 async def connect(
     url: str, *, identity: SigningKey, node_fingerprint: str, policy: CryptoPolicy | None = None
@@ -163,7 +156,7 @@ async def connect(
                     finally:
                         nursery.cancel_scope.cancel()
             except BaseExceptionGroup as group:
-                raise _sole(group) from None
+                raise sole_exception(group) from None  # the reader task never raises
     except (OSError, WsHandshakeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or "connection refused"
         raise ConnectError(f"cannot connect to {endpoint}: {reason}") from None

@@ -13,6 +13,7 @@ __all__ = [
     "RemoteProtocolError",
     "DecryptError",
     "VerifyError",
+    "sole_exception",
 ]
 
 
@@ -49,3 +50,11 @@ class VerifyError(RemoteProtocolError):
     """A signature, certificate or identity check failed."""
 
     code = "verify_failed"
+
+
+def sole_exception(exc: BaseException) -> BaseException:
+    """The one real error inside nested single-member exception groups (as structured
+    concurrency produces them), or ``exc`` itself when there is more than one."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

@@ -15,7 +15,7 @@ from pathlib import Path
 import trio
 
 from core.crypto import CryptoMode
-from core.errors import LocalProtocolError
+from core.errors import LocalProtocolError, sole_exception
 from core.invite import SECRET_BYTES, hash_invite_secret, make_invite
 
 from .app import DB_FILE, RUNTIME_FILE, Node, now_ms
@@ -104,8 +104,11 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     try:
         trio.run(main)
-    except OSError as exc:
-        raise UserError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from None
+    except BaseExceptionGroup as group:
+        error = sole_exception(group)
+        if isinstance(error, OSError):
+            raise UserError(f"cannot listen on {config.listen}: {error.strerror or error}") from None
+        raise
     finally:
         lock.close()
 

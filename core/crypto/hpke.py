@@ -68,7 +68,10 @@ class HpkePublicKey:
 
     def seal(self, plaintext: bytes, info: bytes) -> bytes:
         """Encrypt to this key; randomness comes from OpenSSL (HPKE encapsulation is not derandomisable here)."""
-        return SUITES[self.mode].encrypt(plaintext, self._key, info=info)
+        try:
+            return SUITES[self.mode].encrypt(plaintext, self._key, info=info)
+        except ValueError:  # X25519 key is a low-order point (all-zero shared secret)
+            raise RemoteProtocolError("HPKE public key is a low-order point") from None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, HpkePublicKey) and other.mode is self.mode and other.raw == self.raw

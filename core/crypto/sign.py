@@ -144,9 +144,12 @@ class SigningKey:
 
     @classmethod
     def from_private_bytes(cls, data: bytes) -> "SigningKey":
-        value = canonical.loads(data)
-        if type(value) is not dict:
-            raise LocalProtocolError("private key file is not a CBOR map")
+        try:
+            value = canonical.loads(data)
+        except RemoteProtocolError as exc:
+            raise LocalProtocolError(f"private key file is malformed: {exc}") from None
+        if type(value) is not dict or not set(value) <= {"mode", "ed25519", "mldsa65"}:
+            raise LocalProtocolError("private key file is not a Sonet signing key")
         mode = CryptoMode.parse(value.get("mode"), remote=False)
         ed, ml = value.get("ed25519"), value.get("mldsa65")
         for seed in (ed, ml):
