@@ -1,0 +1,207 @@
+"""Import discipline (ARCHITECTURE §1, §2): core/ is pure, crypto libraries stay in core/crypto/,
+and imports point one way: ``core <- federation <- node``, ``core <- client``.
+
+Every .py file is parsed with ``ast`` (never imported), so a violation anywhere is found even in
+code that no test executes. Relative imports are resolved against the file's package; calls of
+``__import__`` / ``importlib.import_module`` with a literal name count as imports too.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("core", "client", "node", "federation")
+
+#: stdlib and third-party modules that would give core I/O, concurrency, clocks or randomness
+IMPURE = frozenset(
+    {"trio", "trio_websocket", "sqlite3", "psycopg", "socket", "time", "random", "asyncio", "threading", "os", "secrets", "uuid"}
+)
+#: only core/crypto/ may import these
+CRYPTO_LIBS = frozenset({"cryptography", "nacl", "pqcrypto"})
+#: package -> first-party packages it must not import
+LAYERING = {
+    "core": frozenset({"client", "node", "federation"}),
+    "client": frozenset({"node", "federation"}),
+    "federation": frozenset({"node", "client"}),
+}
+
+
+@dataclass(frozen=True)
+class Import:
+    path: str  # relative to the repository root
+    line: int
+    module: str  # absolute dotted name
+
+    @property
+    def top(self) -> str:
+        return self.module.split(".")[0]
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: imports {self.module}"
+
+
+def _package_of(rel: Path) -> list[str]:
+    """Dotted package that a module file belongs to (``core/crypto/aead.py`` -> core.crypto)."""
+    return list(rel.parts[:-1])
+
+
+def imports_in_source(source: str, rel: Path) -> Iterator[Import]:
+    tree = ast.parse(source, filename=str(rel))
+    package = _package_of(rel)
+    where = rel.as_posix()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(where, node.lineno, alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if node.level - 1 >= len(package):
+                    yield Import(where, node.lineno, "<relative import beyond the top-level package>")
+                    continue
+                prefix = ".".join(package[: len(package) - (node.level - 1)])
+            else:
+                prefix = ""
+            if node.module:
+                module = f"{prefix}.{node.module}" if prefix else node.module
+                yield Import(where, node.lineno, module)
+            else:  # from . import a, b  -> each name may be a submodule
+                for alias in node.names:
+                    yield Import(where, node.lineno, f"{prefix}.{alias.name}" if prefix else alias.name)
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else None
+            )
+            if name in ("__import__", "import_module") and node.args:
+                arg = node.args[0]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    yield Import(where, node.lineno, arg.value)
+
+
+def python_files(package: str) -> list[Path]:
+    base = ROOT / package
+    return sorted(p for p in base.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def imports_of(package: str) -> list[Import]:
+    found: list[Import] = []
+    for path in python_files(package):
+        rel = path.relative_to(ROOT)
+        found.extend(imports_in_source(path.read_text(encoding="utf-8"), rel))
+    return found
+
+
+def report(violations: list[Import], rule: str) -> str:
+    return f"{rule}:\n  " + "\n  ".join(str(v) for v in violations)
+
+
+# The rules --------------------------------------------------------------------------------
+
+
+def test_core_is_pure() -> None:
+    violations = [i for i in imports_of("core") if i.top in IMPURE]
+    assert not violations, report(violations, "core/ must not do I/O, threads, clocks or randomness of its own")
+
+
+def test_crypto_libraries_only_in_core_crypto() -> None:
+    violations = [
+        i
+        for package in PACKAGES
+        for i in imports_of(package)
+        if i.top in CRYPTO_LIBS and not i.path.startswith("core/crypto/")
+    ]
+    assert not violations, report(violations, "only core/crypto/ may import cryptography, nacl or pqcrypto")
+
+
+@pytest.mark.parametrize("package", sorted(LAYERING))
+def test_imports_point_one_way(package: str) -> None:
+    forbidden = LAYERING[package]
+    violations = [i for i in imports_of(package) if i.top in forbidden]
+    assert not violations, report(violations, f"{package}/ must not import {', '.join(sorted(forbidden))}")
+
+
+def test_no_relative_import_escapes_its_package() -> None:
+    violations = [
+        i for package in PACKAGES for i in imports_of(package) if i.module.startswith("<relative import beyond")
+    ]
+    assert not violations, report(violations, "relative import beyond the top-level package")
+
+
+# The scanner itself -----------------------------------------------------------------------
+
+
+def test_scanner_sees_the_tree() -> None:
+    files = python_files("core")
+    assert ROOT / "core" / "wire.py" in files
+    assert ROOT / "core" / "crypto" / "__init__.py" in files
+    modules = {i.module for i in imports_of("core")}
+    assert "msgpack" in modules  # core/wire.py
+    assert "cbor2" in modules  # core/canonical.py
+    assert "core.errors" in modules  # relative imports are resolved
+    crypto = [i for i in imports_of("core") if i.top == "cryptography"]
+    assert crypto and all(i.path.startswith("core/crypto/") for i in crypto)
+
+
+SNIPPET = '''
+import os
+import os.path as osp
+import json, time
+from random import randbytes
+from socket import *
+from trio import open_nursery
+import sqlite3
+from .errors import ProtocolError
+from .. import limits
+from ..node import store
+from . import wire, handshake
+import cryptography.hazmat.primitives.hashes
+from nacl import bindings
+
+def later():
+    import asyncio
+    import threading as th
+    __import__("trio_websocket")
+    importlib.import_module("psycopg")
+    return th
+'''
+
+
+def test_scanner_finds_every_import_form() -> None:
+    found = list(imports_in_source(SNIPPET, Path("core/crypto/x.py")))
+    modules = [i.module for i in found]
+    assert modules.count("os") == 1 and "os.path" in modules
+    assert {"json", "time", "random", "socket", "trio", "sqlite3", "asyncio", "threading"} <= set(modules)
+    assert {"trio_websocket", "psycopg"} <= set(modules)  # dynamic imports with literal names
+    assert "core.crypto.errors" in modules  # from .errors inside core/crypto/
+    assert "core.limits" in modules  # from .. import limits
+    assert "core.node.store" not in modules and "core.node" in modules  # module part of "from ..node"
+    assert {"core.crypto.wire", "core.crypto.handshake"} <= set(modules)
+    assert {"cryptography.hazmat.primitives.hashes", "nacl"} <= set(modules)
+    impure = {i.top for i in found} & IMPURE
+    assert impure == IMPURE
+    line = next(i for i in found if i.module == "asyncio")
+    assert str(line) == "core/crypto/x.py:17: imports asyncio"
+
+
+def test_scanner_resolves_relative_imports_in_package_init() -> None:
+    found = {i.module for i in imports_in_source("from . import wire\nfrom .crypto import aead\n", Path("core/__init__.py"))}
+    assert found == {"core.wire", "core.crypto"}
+    beyond = list(imports_in_source("from ... import x\n", Path("core/crypto/y.py")))
+    assert beyond[0].module.startswith("<relative import beyond")
+
+
+def test_layering_rules_would_catch_a_violation() -> None:
+    found = list(imports_in_source("from node.store import base\nimport federation.link\n", Path("client/sdk.py")))
+    assert [i.top for i in found if i.top in LAYERING["client"]] == ["node", "federation"]
+    found = list(imports_in_source("from client import sdk\n", Path("core/x.py")))
+    assert [i.top for i in found if i.top in LAYERING["core"]] == ["client"]
