@@ -169,6 +169,8 @@ from nacl import bindings
 
 def later():
     import asyncio
+    import secrets
+    import uuid
     import threading as th
     __import__("trio_websocket")
     importlib.import_module("psycopg")
