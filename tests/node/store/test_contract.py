@@ -1,0 +1,456 @@
+"""The Store contract (node/store/base.py), run against every backend via the `store` fixture."""
+
+from __future__ import annotations
+
+import pytest
+
+from node.store import (
+    AccountExists,
+    DeviceRow,
+    InviteInvalid,
+    NewEnvelope,
+    Quota,
+    QuotaExceeded,
+    Store,
+    StoreError,
+)
+
+NOW = 1_700_000_000_000
+DAY = 24 * 3600 * 1000
+ROOMY = Quota(max_envelopes=1000, max_bytes=1 << 20)
+
+ALICE = "alice@alpha.example"
+BOB = "bob@alpha.example"
+CAROL = "carol@alpha.example"
+
+
+def mid(n: int) -> bytes:
+    """A 16-byte envelope id."""
+    return n.to_bytes(16, "big")
+
+
+def env(
+    n: int,
+    *,
+    to: str = ALICE,
+    device_id: int = 1,
+    body: bytes = b"ciphertext",
+    expires: int = NOW + DAY,
+    kind: int = 1,
+) -> NewEnvelope:
+    return NewEnvelope(account=to, device_id=device_id, id=mid(n), expires=expires, kind=kind, body=body)
+
+
+async def register(store: Store, account: str, *, invite: bytes | None = None, now: int = NOW) -> DeviceRow:
+    return await store.register_account(
+        account=account,
+        fingerprint=f"fp-{account}",
+        record=b"record of " + account.encode(),
+        invite_hash=invite,
+        now=now,
+    )
+
+
+async def pending_ids(store: Store, account: str, *, now: int = NOW, after_seq: int = 0) -> list[bytes]:
+    items = await store.pending(account, 1, after_seq=after_seq, limit=1000, now=now)
+    return [item.id for item in items]
+
+
+# Accounts and devices ----------------------------------------------------------------
+
+
+async def test_register_creates_account_with_device_one(store: Store) -> None:
+    row = await register(store, ALICE)
+
+    assert row == DeviceRow(
+        account=ALICE,
+        device_id=1,
+        fingerprint=f"fp-{ALICE}",
+        record=b"record of " + ALICE.encode(),
+        created_at=NOW,
+    )
+    assert await store.devices(ALICE) == [row]
+    assert await store.device_by_fingerprint(f"fp-{ALICE}") == row
+
+
+async def test_unknown_account_and_fingerprint(store: Store) -> None:
+    await register(store, ALICE)
+
+    assert await store.devices(BOB) == []
+    assert await store.device_by_fingerprint("fp-nobody") is None
+
+
+async def test_register_with_invite_consumes_it(store: Store) -> None:
+    await store.add_invite(b"h1", now=NOW, expires_at=NOW + DAY)
+    assert (await store.stats())["invites_open"] == 1
+
+    await register(store, ALICE, invite=b"h1")
+
+    assert [d.account for d in await store.devices(ALICE)] == [ALICE]
+    assert (await store.stats())["invites_open"] == 0
+
+
+async def test_invite_is_single_use(store: Store) -> None:
+    await store.add_invite(b"h1", now=NOW, expires_at=NOW + DAY)
+    await register(store, ALICE, invite=b"h1")
+
+    with pytest.raises(InviteInvalid):
+        await register(store, BOB, invite=b"h1")
+    assert await store.devices(BOB) == []
+
+
+async def test_expired_invite_is_invalid(store: Store) -> None:
+    await store.add_invite(b"h1", now=NOW, expires_at=NOW + DAY)
+
+    with pytest.raises(InviteInvalid):
+        await register(store, ALICE, invite=b"h1", now=NOW + DAY)  # expired at exactly expires_at
+    assert await store.devices(ALICE) == []
+    # Just before its expiry it would still have worked:
+    await register(store, BOB, invite=b"h1", now=NOW + DAY - 1)
+    assert len(await store.devices(BOB)) == 1
+
+
+async def test_unknown_invite_is_invalid(store: Store) -> None:
+    await store.add_invite(b"h1", now=NOW, expires_at=NOW + DAY)
+
+    with pytest.raises(InviteInvalid):
+        await register(store, ALICE, invite=b"not-a-known-hash")
+    assert await store.devices(ALICE) == []
+    assert (await store.stats())["invites_open"] == 1
+
+
+async def test_invalid_invite_is_reported_before_existing_account(store: Store) -> None:
+    # Without a valid invite nobody learns whether an account exists.
+    await register(store, ALICE)
+
+    with pytest.raises(InviteInvalid):
+        await register(store, ALICE, invite=b"not-a-known-hash")
+    assert len(await store.devices(ALICE)) == 1
+
+
+async def test_duplicate_invite_hash_is_refused(store: Store) -> None:
+    await store.add_invite(b"h1", now=NOW, expires_at=NOW + DAY)
+
+    with pytest.raises(StoreError):
+        await store.add_invite(b"h1", now=NOW, expires_at=NOW + 2 * DAY)
+    assert (await store.stats())["invites_open"] == 1
+
+
+async def test_existing_account_does_not_consume_invite(store: Store) -> None:
+    first = await register(store, ALICE)
+    await store.add_invite(b"h1", now=NOW, expires_at=NOW + DAY)
+
+    with pytest.raises(AccountExists):
+        await store.register_account(
+            account=ALICE, fingerprint="fp-other", record=b"r", invite_hash=b"h1", now=NOW + 1
+        )
+
+    assert await store.devices(ALICE) == [first]
+    assert await store.device_by_fingerprint("fp-other") is None
+    assert (await store.stats())["invites_open"] == 1
+    await register(store, BOB, invite=b"h1")  # the invite still works
+    assert len(await store.devices(BOB)) == 1
+
+
+async def test_duplicate_fingerprint_is_account_exists(store: Store) -> None:
+    first = await register(store, ALICE)
+    await store.add_invite(b"h1", now=NOW, expires_at=NOW + DAY)
+
+    with pytest.raises(AccountExists):
+        await store.register_account(
+            account=BOB, fingerprint=first.fingerprint, record=b"r", invite_hash=b"h1", now=NOW
+        )
+
+    assert await store.devices(BOB) == []
+    assert await store.device_by_fingerprint(first.fingerprint) == first
+    stats = await store.stats()
+    assert (stats["accounts"], stats["devices"], stats["invites_open"]) == (1, 1, 1)
+
+
+# Enqueue and pending -------------------------------------------------------------------
+
+
+async def test_pending_is_in_enqueue_order_with_increasing_seq(store: Store) -> None:
+    await register(store, ALICE)
+    assert await store.enqueue([env(3), env(1), env(2)], now=NOW, quota=ROOMY) == 3
+    assert await store.enqueue([env(9, body=b"later", kind=7)], now=NOW + 5, quota=ROOMY) == 1
+
+    items = await store.pending(ALICE, 1, after_seq=0, limit=10, now=NOW + 5)
+
+    assert [item.id for item in items] == [mid(3), mid(1), mid(2), mid(9)]
+    seqs = [item.seq for item in items]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4
+    last = items[-1]
+    assert (last.body, last.kind, last.expires, last.stored_at) == (b"later", 7, NOW + DAY, NOW + 5)
+
+
+async def test_pending_after_seq_and_limit(store: Store) -> None:
+    await register(store, ALICE)
+    await store.enqueue([env(n) for n in range(1, 6)], now=NOW, quota=ROOMY)
+    everything = await store.pending(ALICE, 1, after_seq=0, limit=10, now=NOW)
+
+    first_two = await store.pending(ALICE, 1, after_seq=0, limit=2, now=NOW)
+    rest = await store.pending(ALICE, 1, after_seq=first_two[-1].seq, limit=10, now=NOW)
+
+    assert first_two == everything[:2]
+    assert rest == everything[2:]
+    assert await store.pending(ALICE, 1, after_seq=everything[-1].seq, limit=10, now=NOW) == []
+
+
+async def test_pending_rejects_a_limit_below_one(store: Store) -> None:
+    await register(store, ALICE)
+    await store.enqueue([env(1)], now=NOW, quota=ROOMY)
+
+    with pytest.raises(ValueError):
+        await store.pending(ALICE, 1, after_seq=0, limit=0, now=NOW)
+
+
+async def test_seq_increases_across_mailboxes(store: Store) -> None:
+    await register(store, ALICE)
+    await register(store, BOB)
+    await store.enqueue([env(1, to=ALICE), env(2, to=BOB), env(3, to=ALICE)], now=NOW, quota=ROOMY)
+
+    alice = await store.pending(ALICE, 1, after_seq=0, limit=10, now=NOW)
+    bob = await store.pending(BOB, 1, after_seq=0, limit=10, now=NOW)
+
+    assert [i.id for i in alice] == [mid(1), mid(3)]
+    assert [i.id for i in bob] == [mid(2)]
+    assert alice[0].seq < bob[0].seq < alice[1].seq
+
+
+async def test_enqueue_to_unknown_device_stores_nothing(store: Store) -> None:
+    await register(store, ALICE)
+
+    with pytest.raises(StoreError):
+        await store.enqueue([env(1), env(2, device_id=2)], now=NOW, quota=ROOMY)
+
+    assert await pending_ids(store, ALICE) == []
+
+
+async def test_envelope_expired_on_arrival_is_not_stored(store: Store) -> None:
+    await register(store, ALICE)
+
+    assert await store.enqueue([env(1, expires=NOW)], now=NOW, quota=ROOMY) == 0
+    assert (await store.stats())["envelopes"] == 0
+
+
+# Deduplication --------------------------------------------------------------------------
+
+
+async def test_duplicate_within_batch_is_stored_once(store: Store) -> None:
+    await register(store, ALICE)
+
+    new = await store.enqueue([env(1, body=b"first"), env(1, body=b"second")], now=NOW, quota=ROOMY)
+
+    assert new == 1
+    items = await store.pending(ALICE, 1, after_seq=0, limit=10, now=NOW)
+    assert [(i.id, i.body) for i in items] == [(mid(1), b"first")]
+
+
+async def test_duplicate_across_batches_is_skipped(store: Store) -> None:
+    await register(store, ALICE)
+    await store.enqueue([env(1)], now=NOW, quota=ROOMY)
+
+    assert await store.enqueue([env(1), env(2)], now=NOW + 1, quota=ROOMY) == 1
+    assert await pending_ids(store, ALICE) == [mid(1), mid(2)]
+
+
+async def test_same_id_in_different_mailboxes_is_not_a_duplicate(store: Store) -> None:
+    await register(store, ALICE)
+    await register(store, BOB)
+
+    assert await store.enqueue([env(1, to=ALICE), env(1, to=BOB)], now=NOW, quota=ROOMY) == 2
+    assert await pending_ids(store, ALICE) == [mid(1)]
+    assert await pending_ids(store, BOB) == [mid(1)]
+
+
+async def test_acked_id_is_skipped_until_expiry_then_accepted_after_purge(store: Store) -> None:
+    await register(store, ALICE)
+    await store.enqueue([env(1, expires=NOW + DAY)], now=NOW, quota=ROOMY)
+    assert await store.ack(ALICE, 1, [mid(1)], now=NOW + 1) == 1
+
+    # A retransmission before expiry is recognised and not delivered again.
+    assert await store.enqueue([env(1, expires=NOW + DAY)], now=NOW + 2, quota=ROOMY) == 0
+    assert await pending_ids(store, ALICE, now=NOW + 2) == []
+
+    await store.purge_expired(now=NOW + DAY)
+    assert await store.enqueue([env(1, expires=NOW + 3 * DAY)], now=NOW + DAY, quota=ROOMY) == 1
+    assert await pending_ids(store, ALICE, now=NOW + DAY) == [mid(1)]
+
+
+async def test_expired_ack_record_no_longer_blocks_before_purge(store: Store) -> None:
+    await register(store, ALICE)
+    await store.enqueue([env(1, expires=NOW + 10)], now=NOW, quota=ROOMY)
+    await store.ack(ALICE, 1, [mid(1)], now=NOW)
+
+    assert await store.enqueue([env(1, expires=NOW + DAY)], now=NOW + 10, quota=ROOMY) == 1
+    assert await pending_ids(store, ALICE, now=NOW + 10) == [mid(1)]
+
+
+async def test_reacked_envelope_is_deduplicated_again(store: Store) -> None:
+    await register(store, ALICE)
+    await store.enqueue([env(1, expires=NOW + 10)], now=NOW, quota=ROOMY)
+    await store.ack(ALICE, 1, [mid(1)], now=NOW)
+    await store.enqueue([env(1, expires=NOW + DAY)], now=NOW + 10, quota=ROOMY)
+
+    assert await store.ack(ALICE, 1, [mid(1)], now=NOW + 11) == 1
+    assert await store.enqueue([env(1, expires=NOW + DAY)], now=NOW + 12, quota=ROOMY) == 0
+
+
+# Quotas ---------------------------------------------------------------------------------
+
+
+async def test_quota_by_count(store: Store) -> None:
+    await register(store, ALICE)
+    quota = Quota(max_envelopes=2, max_bytes=1 << 20)
+    assert await store.enqueue([env(1), env(2)], now=NOW, quota=quota) == 2
+
+    with pytest.raises(QuotaExceeded):
+        await store.enqueue([env(3)], now=NOW, quota=quota)
+    assert await pending_ids(store, ALICE) == [mid(1), mid(2)]
+
+
+async def test_quota_by_count_rejects_whole_batch(store: Store) -> None:
+    await register(store, ALICE)
+
+    with pytest.raises(QuotaExceeded):
+        await store.enqueue([env(1), env(2), env(3)], now=NOW, quota=Quota(max_envelopes=2, max_bytes=1 << 20))
+    assert await pending_ids(store, ALICE) == []
+
+
+async def test_quota_by_bytes(store: Store) -> None:
+    await register(store, ALICE)
+    quota = Quota(max_envelopes=100, max_bytes=10)
+    assert await store.enqueue([env(1, body=b"12345"), env(2, body=b"12345")], now=NOW, quota=quota) == 2
+
+    with pytest.raises(QuotaExceeded):
+        await store.enqueue([env(3, body=b"1")], now=NOW, quota=quota)
+    assert await pending_ids(store, ALICE) == [mid(1), mid(2)]
+    assert (await store.stats())["envelope_bytes"] == 10
+
+
+async def test_quota_by_bytes_counts_the_whole_batch(store: Store) -> None:
+    await register(store, ALICE)
+    quota = Quota(max_envelopes=100, max_bytes=10)
+
+    with pytest.raises(QuotaExceeded):
+        await store.enqueue([env(1, body=b"123456"), env(2, body=b"12345")], now=NOW, quota=quota)
+    assert await pending_ids(store, ALICE) == []
+    assert await store.enqueue([env(1, body=b"123456"), env(2, body=b"1234")], now=NOW, quota=quota) == 2
+
+
+async def test_duplicates_in_batch_count_once_against_quota(store: Store) -> None:
+    await register(store, ALICE)
+    quota = Quota(max_envelopes=1, max_bytes=10)
+
+    assert await store.enqueue([env(1, body=b"1234567890"), env(1, body=b"1234567890")], now=NOW, quota=quota) == 1
+    assert await pending_ids(store, ALICE) == [mid(1)]
+
+
+async def test_retransmission_into_full_mailbox_is_accepted_as_duplicate(store: Store) -> None:
+    await register(store, ALICE)
+    quota = Quota(max_envelopes=1, max_bytes=1 << 20)
+    await store.enqueue([env(1)], now=NOW, quota=quota)
+
+    assert await store.enqueue([env(1)], now=NOW + 1, quota=quota) == 0
+    assert await pending_ids(store, ALICE) == [mid(1)]
+
+
+async def test_quota_overflow_in_one_mailbox_rejects_batch_for_all(store: Store) -> None:
+    await register(store, ALICE)
+    await register(store, BOB)
+    quota = Quota(max_envelopes=2, max_bytes=1 << 20)
+    await store.enqueue([env(1, to=BOB), env(2, to=BOB)], now=NOW, quota=quota)
+
+    with pytest.raises(QuotaExceeded):
+        await store.enqueue([env(3, to=ALICE), env(4, to=BOB)], now=NOW, quota=quota)
+
+    assert await pending_ids(store, ALICE) == []
+    assert await pending_ids(store, BOB) == [mid(1), mid(2)]
+
+
+async def test_expired_envelopes_do_not_count_against_quota(store: Store) -> None:
+    await register(store, ALICE)
+    quota = Quota(max_envelopes=1, max_bytes=1 << 20)
+    await store.enqueue([env(1, expires=NOW + 10)], now=NOW, quota=quota)
+
+    assert await store.enqueue([env(2)], now=NOW + 10, quota=quota) == 1
+    assert await pending_ids(store, ALICE, now=NOW + 10) == [mid(2)]
+
+
+# Acknowledgement, expiry, purge --------------------------------------------------------------
+
+
+async def test_ack_deletes_only_given_ids_of_that_mailbox(store: Store) -> None:
+    await register(store, ALICE)
+    await register(store, BOB)
+    await store.enqueue([env(1, to=ALICE), env(2, to=ALICE), env(3, to=ALICE), env(1, to=BOB)], now=NOW, quota=ROOMY)
+
+    acked = await store.ack(ALICE, 1, [mid(1), mid(3), mid(3), mid(99)], now=NOW)
+
+    assert acked == 2  # mid(3) listed twice counts once; mid(99) never existed
+    assert await pending_ids(store, ALICE) == [mid(2)]
+    assert await pending_ids(store, BOB) == [mid(1)]
+    assert await store.ack(ALICE, 1, [mid(1)], now=NOW) == 0  # already gone
+
+
+async def test_ack_of_expired_envelope_counts_nothing_but_removes_it(store: Store) -> None:
+    await register(store, ALICE)
+    await store.enqueue([env(1, expires=NOW + 10)], now=NOW, quota=ROOMY)
+
+    assert await store.ack(ALICE, 1, [mid(1)], now=NOW + 10) == 0
+    assert (await store.stats())["envelopes"] == 0
+
+
+async def test_expired_envelopes_are_hidden_then_purged(store: Store) -> None:
+    await register(store, ALICE)
+    await store.enqueue(
+        [env(1, expires=NOW + 100, body=b"short"), env(2, expires=NOW + DAY, body=b"long")],
+        now=NOW,
+        quota=ROOMY,
+    )
+    assert await pending_ids(store, ALICE, now=NOW + 99) == [mid(1), mid(2)]
+
+    assert await pending_ids(store, ALICE, now=NOW + 100) == [mid(2)]  # hidden at expiry
+    assert (await store.stats())["envelopes"] == 2  # still stored until purged
+    assert await store.purge_expired(now=NOW + 100) == 1
+    stats = await store.stats()
+    assert (stats["envelopes"], stats["envelope_bytes"]) == (1, len(b"long"))
+    assert await store.purge_expired(now=NOW + 100) == 0
+
+
+async def test_purge_forgets_expired_invites(store: Store) -> None:
+    await store.add_invite(b"old", now=NOW, expires_at=NOW + 10)
+    await store.add_invite(b"new", now=NOW, expires_at=NOW + DAY)
+
+    await store.purge_expired(now=NOW + 10)
+
+    assert (await store.stats())["invites_open"] == 1
+    with pytest.raises(InviteInvalid):
+        await register(store, ALICE, invite=b"old", now=NOW + 10)
+    await register(store, BOB, invite=b"new", now=NOW + 10)
+
+
+async def test_stats_counts(store: Store) -> None:
+    empty = await store.stats()
+    assert {k: empty[k] for k in ("accounts", "devices", "envelopes", "envelope_bytes", "invites_open")} == {
+        "accounts": 0,
+        "devices": 0,
+        "envelopes": 0,
+        "envelope_bytes": 0,
+        "invites_open": 0,
+    }
+
+    await store.add_invite(b"h1", now=NOW, expires_at=NOW + DAY)
+    await store.add_invite(b"h2", now=NOW, expires_at=NOW + DAY)
+    await register(store, ALICE, invite=b"h1")
+    await register(store, BOB)
+    await store.enqueue([env(1, body=b"abc"), env(2, body=b"defgh"), env(3, to=BOB, body=b"i")], now=NOW, quota=ROOMY)
+    await store.ack(ALICE, 1, [mid(2)], now=NOW)
+
+    stats = await store.stats()
+    assert stats["accounts"] == 2
+    assert stats["devices"] == 2
+    assert stats["envelopes"] == 2
+    assert stats["envelope_bytes"] == len(b"abc") + len(b"i")
+    assert stats["invites_open"] == 1

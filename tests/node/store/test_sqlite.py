@@ -1,0 +1,259 @@
+"""What only the SQLite backend promises: durability settings, files, migrations, crashes."""
+
+from __future__ import annotations
+
+import functools
+from contextlib import closing
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from node.store import NewEnvelope, Quota, SqliteStore, StoreError, open_store
+from node.store.migrations import LATEST_VERSION, migrate
+
+REPO = Path(__file__).resolve().parents[3]
+NOW = 1_700_000_000_000
+DAY = 24 * 3600 * 1000
+ROOMY = Quota(max_envelopes=100, max_bytes=1 << 20)
+ALICE = "alice@alpha.example"
+
+
+def envelope(n: int, body: bytes = b"ciphertext") -> NewEnvelope:
+    return NewEnvelope(account=ALICE, device_id=1, id=n.to_bytes(16, "big"), expires=NOW + DAY, kind=1, body=body)
+
+
+async def with_alice(path: Path) -> SqliteStore:
+    store = await SqliteStore.open(path)
+    await store.register_account(account=ALICE, fingerprint="fp-alice", record=b"r", invite_hash=None, now=NOW)
+    return store
+
+
+async def pragma(store: SqliteStore, name: str) -> object:
+    # Per-connection settings can only be read on the store's own connection.
+    return await store._call(lambda conn: conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+
+def schema(path: Path) -> list[tuple[str, str, str | None]]:
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").fetchall()
+
+
+def user_version(path: Path) -> int:
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+async def test_durability_settings_are_in_effect(db_path: Path) -> None:
+    async with await SqliteStore.open(db_path) as store:
+        assert await pragma(store, "journal_mode") == "wal"
+        assert await pragma(store, "synchronous") == 2  # FULL
+        assert await pragma(store, "foreign_keys") == 1
+        assert await pragma(store, "busy_timeout") > 0
+
+
+async def test_open_store_returns_a_working_sqlite_store(db_path: Path) -> None:
+    store = await open_store(db_path)
+    try:
+        assert isinstance(store, SqliteStore)
+        assert (await store.stats())["accounts"] == 0
+    finally:
+        await store.close()
+
+
+async def test_database_files_are_private(db_path: Path) -> None:
+    async with await with_alice(db_path) as store:
+        await store.enqueue([envelope(1)], now=NOW, quota=ROOMY)
+        wal = db_path.with_name(db_path.name + "-wal")
+        assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(wal.stat().st_mode) == 0o600
+
+
+async def test_data_survives_close_and_reopen(db_path: Path) -> None:
+    async with await with_alice(db_path) as store:
+        await store.enqueue([envelope(1, b"hello"), envelope(2, b"world")], now=NOW, quota=ROOMY)
+
+    async with await SqliteStore.open(db_path) as store:
+        items = await store.pending(ALICE, 1, after_seq=0, limit=10, now=NOW)
+        assert [i.body for i in items] == [b"hello", b"world"]
+        assert [d.fingerprint for d in await store.devices(ALICE)] == ["fp-alice"]
+
+
+async def test_seq_is_never_reused_after_deleting_the_newest(db_path: Path) -> None:
+    async with await with_alice(db_path) as store:
+        await store.enqueue([envelope(1)], now=NOW, quota=ROOMY)
+        [first] = await store.pending(ALICE, 1, after_seq=0, limit=10, now=NOW)
+        await store.ack(ALICE, 1, [first.id], now=NOW)
+
+    async with await SqliteStore.open(db_path) as store:
+        await store.enqueue([envelope(2)], now=NOW, quota=ROOMY)
+        [second] = await store.pending(ALICE, 1, after_seq=0, limit=10, now=NOW)
+        assert second.seq > first.seq
+
+
+async def test_another_process_can_add_an_invite_while_open(db_path: Path) -> None:
+    async with await SqliteStore.open(db_path) as store:
+        other = sqlite3.connect(db_path)  # what a separate `sonet-node invite` process does
+        try:
+            with other:
+                other.execute(
+                    "INSERT INTO invites (token_hash, created_at, expires_at) VALUES (?, ?, ?)",
+                    (b"from-cli", NOW, NOW + DAY),
+                )
+        finally:
+            other.close()
+
+        assert (await store.stats())["invites_open"] == 1
+        row = await store.register_account(
+            account=ALICE, fingerprint="fp-alice", record=b"r", invite_hash=b"from-cli", now=NOW
+        )
+        assert row.device_id == 1
+
+
+async def test_a_write_waits_for_another_process_instead_of_failing(db_path: Path) -> None:
+    async with await SqliteStore.open(db_path) as store:
+        other = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # hold the write lock
+            other.execute(
+                "INSERT INTO invites (token_hash, created_at, expires_at) VALUES (?, ?, ?)",
+                (b"from-cli", NOW, NOW + DAY),
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(functools.partial(store.add_invite, b"mine", now=NOW, expires_at=NOW + DAY))
+                await trio.sleep(0.2)  # let the store's write run into the lock
+                other.execute("COMMIT")
+        finally:
+            other.close()
+
+        assert (await store.stats())["invites_open"] == 2
+
+
+async def test_migrations_are_idempotent_on_reopen(db_path: Path) -> None:
+    async with await with_alice(db_path):
+        pass
+    first_schema = schema(db_path)
+    assert user_version(db_path) == LATEST_VERSION
+
+    async with await SqliteStore.open(db_path) as store:
+        assert len(await store.devices(ALICE)) == 1
+    assert schema(db_path) == first_schema
+    assert user_version(db_path) == LATEST_VERSION
+
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        assert migrate(conn) == LATEST_VERSION
+    finally:
+        conn.close()
+    assert schema(db_path) == first_schema
+
+
+async def test_a_newer_schema_is_refused(db_path: Path) -> None:
+    async with await SqliteStore.open(db_path):
+        pass
+    with closing(sqlite3.connect(db_path)) as conn:
+        conn.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
+
+    with pytest.raises(StoreError, match="newer"):
+        await SqliteStore.open(db_path)
+
+
+async def test_a_failing_transaction_is_rolled_back(db_path: Path) -> None:
+    class Boom(Exception):
+        pass
+
+    def write_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO accounts (account, created_at) VALUES ('mallory@x', 0)")
+        raise Boom
+
+    async with await SqliteStore.open(db_path) as store:
+        with pytest.raises(Boom):
+            await store._transaction(write_then_fail)
+        assert (await store.stats())["accounts"] == 0
+        await store.add_invite(b"h", now=NOW, expires_at=NOW + DAY)  # no transaction left open
+        assert (await store.stats())["invites_open"] == 1
+
+
+async def test_purge_drops_expired_dedup_records(db_path: Path) -> None:
+    async with await with_alice(db_path) as store:
+        await store.enqueue([envelope(1)], now=NOW, quota=ROOMY)
+        await store.ack(ALICE, 1, [(1).to_bytes(16, "big")], now=NOW)
+        assert (await store.stats())["acked_ids"] == 1
+
+        await store.purge_expired(now=NOW + DAY - 1)
+        assert (await store.stats())["acked_ids"] == 1
+        await store.purge_expired(now=NOW + DAY)
+        assert (await store.stats())["acked_ids"] == 0
+
+
+async def test_closed_store_refuses_use(db_path: Path) -> None:
+    store = await SqliteStore.open(db_path)
+    await store.close()
+    await store.close()  # closing twice is harmless
+
+    with pytest.raises(StoreError, match="closed"):
+        await store.stats()
+
+
+async def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        await SqliteStore.open(tmp_path / "missing-dir" / "node.db")
+
+
+CRASHING_WRITER = """
+import sys, trio
+from node.store import NewEnvelope, Quota, SqliteStore
+
+async def main(path):
+    store = await SqliteStore.open(path)
+    await store.enqueue(
+        [NewEnvelope(account="alice@alpha.example", device_id=1, id=bytes(16),
+                     expires=2**62, kind=1, body=b"must survive")],
+        now=1, quota=Quota(max_envelopes=10, max_bytes=1000),
+    )
+    print("ACKED", flush=True)
+    await trio.sleep_forever()  # killed here, without closing the store
+
+trio.run(main, sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+async def test_acknowledged_envelope_survives_sigkill(db_path: Path) -> None:
+    async with await with_alice(db_path):
+        pass
+
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-c", CRASHING_WRITER, str(db_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    output = b""
+    try:
+        while b"ACKED\n" not in output:
+            chunk = await proc.stdout.receive_some()
+            if not chunk:
+                errors = await proc.stderr.receive_some()
+                pytest.fail(f"writer exited before acknowledging: {errors.decode(errors='replace')}")
+            output += chunk
+        os.kill(proc.pid, signal.SIGKILL)  # right after the acknowledgement
+    finally:
+        if proc.returncode is None:
+            proc.kill()  # never leave the writer behind, whatever failed above
+        await proc.wait()
+        await proc.stdout.aclose()
+        await proc.stderr.aclose()
+    assert proc.returncode == -signal.SIGKILL
+
+    # The store was never closed: the envelope can only be in the WAL, recovered on open.
+    assert db_path.with_name(db_path.name + "-wal").stat().st_size > 0
+    async with await SqliteStore.open(db_path) as store:
+        items = await store.pending(ALICE, 1, after_seq=0, limit=10, now=2)
+        assert [(i.id, i.body) for i in items] == [(bytes(16), b"must survive")]
