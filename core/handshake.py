@@ -377,8 +377,14 @@ class Handshake:
         self._prk = b""
         self._offer = None
         if not was_failed:
-            # Tell the peer why, without detail that could help an attacker.
-            message = "decryption failed" if isinstance(exc, DecryptError) else str(exc)
+            # Tell the peer why, without detail that could help an attacker. The frame is
+            # plaintext: identity failures name fingerprints, which must not leak (§4).
+            if isinstance(exc, DecryptError):
+                message = "decryption failed"
+            elif isinstance(exc, VerifyError):
+                message = "peer identity verification failed"
+            else:
+                message = str(exc)
             self._outgoing.append(encode_frame(HandshakeError(code=exc.code, message=message[:200])))
 
 

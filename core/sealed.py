@@ -1,7 +1,7 @@
 """Interim end-to-end sealing: one HPKE box per recipient device (foundation issue).
 
-The sender signs ``inner = CBOR{v, msg_id, from, from_device_fp, to, to_device_fp, sent_at,
-type, text}`` with its device identity key and HPKE-seals ``CBOR{inner, identity, sig}`` to the
+The sender signs ``inner = CBOR{v, msg_id, from, to, to_fp, sent_at, type, text}`` (``to_fp``
+is the recipient device's fingerprint) with its device identity key and HPKE-seals ``CBOR{inner, identity, sig}`` to the
 recipient device's HPKE key with ``info = label || recipient fingerprint``. The node sees only
 the box; the recipient learns and verifies the sender. ``msg_id`` equals the envelope id, so a
 node cannot replay a box under a fresh id without the device noticing.
@@ -83,10 +83,9 @@ def open_message(
         raise RemoteProtocolError("sealed message was addressed to someone else")
     if inner["msg_id"] != envelope_id:
         raise RemoteProtocolError("sealed message id does not match its envelope (replayed?)")
-    parse_address(inner["from"], remote=True)
     plain = Plain(
         msg_id=inner["msg_id"],
-        sender=inner["from"],
+        sender=str(parse_address(inner["from"], remote=True)),
         recipient=inner["to"],
         recipient_fp=inner["to_fp"],
         sent_at=inner["sent_at"],
