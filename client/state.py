@@ -117,6 +117,7 @@ class DeviceState:
 
     def remember_devices(self, address: str, fingerprints: set[str], now: int) -> None:
         with self._db:
+            self._db.execute("BEGIN IMMEDIATE")  # autocommit connection: one transaction, not one per row
             self._db.executemany(
                 "INSERT OR IGNORE INTO contacts (address, fingerprint, first_seen) VALUES (?, ?, ?)",
                 [(address, fp, now) for fp in fingerprints],
@@ -127,6 +128,7 @@ class DeviceState:
     def store_received(self, messages: list[InboxMessage]) -> None:
         """Durably keep messages before they are acknowledged to the node."""
         with self._db:
+            self._db.execute("BEGIN IMMEDIATE")  # autocommit connection: one transaction, not one per row
             self._db.executemany(
                 "INSERT OR IGNORE INTO inbox (id, sender, sent_at, received_at, type, text) VALUES (?, ?, ?, ?, ?, ?)",
                 [(m.id, m.sender, m.sent_at, m.received_at, m.type, m.text) for m in messages],
@@ -143,6 +145,7 @@ class DeviceState:
 
     def mark_shown(self, ids: list[bytes]) -> None:
         with self._db:
+            self._db.execute("BEGIN IMMEDIATE")  # autocommit connection: one transaction, not one per row
             self._db.executemany("UPDATE inbox SET shown = 1 WHERE id = ?", [(i,) for i in ids])
 
     def record_sent(self, msg_id: bytes, recipient: str, sent_at: int, text: str, devices: int) -> None:

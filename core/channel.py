@@ -28,7 +28,7 @@ class Channel:
     """h11-style: :meth:`send` turns a frame into a record; :meth:`receive_data` takes a record;
     :meth:`next_event` yields the decoded frames."""
 
-    __slots__ = ("_send", "_recv", "_send_iv", "_recv_iv", "_send_n", "_recv_n", "_events", "_broken", "binding")
+    __slots__ = ("_send", "_recv", "_send_iv", "_recv_iv", "_send_n", "_recv_n", "_events", "_broken", "_last_word", "binding")
 
     def __init__(self, keys: SessionKeys) -> None:
         self._send = Aead(keys.send_key)
@@ -39,6 +39,8 @@ class Channel:
         self._recv_n = 0
         self._events: list[Frame] = []
         self._broken = False
+        #: set when the peer broke the channel: one last record may still tell it why
+        self._last_word = False
         self.binding = keys.binding
 
     def send(self, frame: Frame) -> bytes:
@@ -66,7 +68,20 @@ class Channel:
             self._events.append(decode_frame(plaintext))
         except ProtocolError:
             self._broken = True
+            self._last_word = True
             raise
+
+    def send_last(self, frame: Frame) -> bytes:
+        """After a record from the peer failed (to decrypt or decode), seal one final frame,
+        typically an error frame saying why the link closes. Only the receiving direction
+        failed, so the sending keys and counter are intact; allowed once, and the channel
+        stays broken for everything else."""
+        if not self._last_word or self._send_n >= limits.MAX_CHANNEL_RECORDS:
+            raise LocalProtocolError("channel is broken after an error; open a new one")
+        self._last_word = False
+        record = self._send.seal(_nonce(self._send_iv, self._send_n), encode_frame(frame), _AAD)
+        self._send_n += 1
+        return record
 
     def next_event(self) -> Any:
         return self._events.pop(0) if self._events else NEED_DATA

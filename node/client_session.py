@@ -36,7 +36,7 @@ from core.client_api import (
 from core.crypto import CryptoPolicy, VerifyKey
 from core.device import verify_device_record
 from core.envelope import Envelope, Kind
-from core.errors import ProtocolError, RemoteProtocolError
+from core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from core.invite import hash_invite_secret
 from core.wire import Frame
 
@@ -102,7 +102,13 @@ class ClientSession:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._deliver_loop)
-                await self._request_loop()
+                try:
+                    await self._request_loop()
+                except ProtocolError as exc:
+                    # Say why before the delivery task is cancelled: cancelling it between
+                    # sealing a record and sending it would skip a record counter, and the
+                    # device could not decrypt anything after that, the ErrorFrame included.
+                    await self._fail(exc)
                 nursery.cancel_scope.cancel()
         except* ConnectionClosed:
             pass  # the device went away; unacknowledged envelopes stay in its mailbox
@@ -117,13 +123,23 @@ class ClientSession:
             await self._ws.send_message(self._channel.send(frame))
 
     async def _fail(self, exc: ProtocolError) -> None:
+        if self._ws.closed:
+            return  # already closed (by an earlier failure, or by the device): nobody to tell
         log.info("closing client %s: %s", self._peer.fingerprint, exc)
-        with trio.move_on_after(2):
-            try:
-                await self._send(ErrorFrame(request=0, code=exc.code, message=str(exc)[:300]))
-            except (ConnectionClosed, ProtocolError):
-                pass
-            await self._ws.aclose(code=1008, reason=exc.code)
+        error = ErrorFrame(request=0, code=exc.code, message=str(exc)[:300])
+        # Shielded (but bounded): the delivery task failing on the broken channel must not cut
+        # this short. Under the send lock up to the close: the ErrorFrame is the last record.
+        with trio.move_on_after(2, shield=True):
+            async with self._send_lock:
+                try:
+                    try:
+                        record = self._channel.send(error)
+                    except LocalProtocolError:  # the device's record broke the channel
+                        record = self._channel.send_last(error)
+                    await self._ws.send_message(record)
+                except (ConnectionClosed, ProtocolError):
+                    pass
+                await self._ws.aclose(code=1008, reason=exc.code)
 
     # Requests ---------------------------------------------------------------------------
 
@@ -140,7 +156,10 @@ class ClientSession:
             try:
                 await self._dispatch(frame)
             except RequestError as exc:
-                await self._send(ErrorFrame(request=getattr(frame, "request", 0), code=exc.code, message=str(exc)))
+                request = getattr(frame, "request", 0)
+                if not request:  # nothing to answer (an Ack): a connection-level error, so close
+                    raise RemoteProtocolError(str(exc), code=exc.code) from None
+                await self._send(ErrorFrame(request=request, code=exc.code, message=str(exc)))
 
     async def _dispatch(self, frame: Frame) -> None:
         if isinstance(frame, Ack):

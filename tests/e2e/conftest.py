@@ -1,0 +1,263 @@
+"""Helpers for end-to-end tests that drive the real ``sonet-node`` and ``sonet`` processes.
+
+``cli(...)`` runs one command of the installed console scripts (found next to
+``sys.executable``) with a hang guard and returns ``(rc, stdout, stderr)``. ``Processes`` starts
+long-running processes (nodes, waiting ``recv``s) with ``subprocess.Popen`` and kills whatever
+is still alive at teardown; ``start_node`` waits for the node's "listening on" line and parses
+its URL. Timeouts here are hang guards only, never performance assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+BIN = Path(sys.executable).parent
+SONET = str(BIN / "sonet")
+SONET_NODE = str(BIN / "sonet-node")
+
+#: hang guard for one CLI call (never a performance threshold)
+CLI_TIMEOUT_S = 60.0
+#: hang guard for a node to print its "listening on" line or to stop
+NODE_TIMEOUT_S = 30.0
+
+NODE_NAME = "localhost"
+_LISTENING = re.compile(r"^sonet node (\S+) listening on (ws://\S+)")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("SONET_HOME", None)  # every test passes --home explicitly
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Result(NamedTuple):
+    rc: int
+    out: str
+    err: str
+
+
+def cli(program: str, *args: str | os.PathLike[str], timeout: float = CLI_TIMEOUT_S) -> Result:
+    """Run ``program`` ("sonet" or "sonet-node") with ``args``; return (rc, stdout, stderr)."""
+    exe = {"sonet": SONET, "sonet-node": SONET_NODE}[program]
+    proc = subprocess.run(
+        [exe, *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(),
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def sonet(home: Path, *args: str) -> Result:
+    return cli("sonet", "--home", home, *args)
+
+
+def node_cli(*args: str | os.PathLike[str]) -> Result:
+    return cli("sonet-node", *args)
+
+
+def ok(result: Result) -> Result:
+    """Assert that a command succeeded without a traceback; return it for chaining."""
+    assert result.rc == 0, f"exit {result.rc}\nstdout: {result.out}\nstderr: {result.err}"
+    assert "Traceback" not in result.err, result.err
+    return result
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for "unreachable" URLs)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def set_listen(data: Path, listen: str) -> None:
+    """Rewrite ``listen`` in node.toml (e.g. to pin the port a ``:0`` node was given)."""
+    path = data / "node.toml"
+    text, count = re.subn(r'(?m)^listen = ".*"$', f'listen = "{listen}"', path.read_text())
+    assert count == 1, text
+    path.write_text(text)
+
+
+def read_json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# Long-running processes -------------------------------------------------------------------
+
+
+@dataclass
+class NodeProcess:
+    data: Path
+    proc: subprocess.Popen[str]
+    url: str
+    name: str
+    fingerprint: str
+    stdout_lines: list[str]
+    stderr_path: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up code of the node runs."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=NODE_TIMEOUT_S)
+
+    def terminate(self) -> int:
+        """SIGTERM (graceful stop); return the exit status."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=NODE_TIMEOUT_S)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def invite(self) -> str:
+        token = ok(node_cli("invite", "--data", self.data)).out.strip()
+        assert token.count(".") == 1 and token.startswith(self.fingerprint + "."), token
+        return token
+
+
+@dataclass
+class Processes:
+    """Every process started through here is killed (if still alive) at teardown."""
+
+    tmp: Path
+    started: list[subprocess.Popen[str]] = field(default_factory=list)
+    _self_closing: set[int] = field(default_factory=set)
+
+    def popen(self, args: list[str], **kwargs) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, text=True, env=_env(), **kwargs)
+        self.started.append(proc)
+        return proc
+
+    def start_node(self, data: Path) -> NodeProcess:
+        """``sonet-node run --data DATA``; return once it printed its URL and fingerprint."""
+        stderr_path = self.tmp / f"node-{len(self.started)}.stderr"
+        with open(stderr_path, "w") as stderr:
+            proc = self.popen(
+                [SONET_NODE, "run", "--data", str(data)], stdout=subprocess.PIPE, stderr=stderr, bufsize=1
+            )
+        lines: list[str] = []
+        q: queue.Queue[str | None] = queue.Queue()
+
+        def reader() -> None:
+            assert proc.stdout is not None
+            with proc.stdout:  # this thread owns the pipe and closes it at EOF
+                for line in proc.stdout:
+                    lines.append(line)
+                    q.put(line)
+            q.put(None)
+
+        self._self_closing.add(proc.pid)
+        threading.Thread(target=reader, daemon=True).start()
+        url = name = fingerprint = None
+        while fingerprint is None:
+            try:
+                line = q.get(timeout=NODE_TIMEOUT_S)
+            except queue.Empty:
+                pytest.fail(f"sonet-node run printed no 'listening on' line; stdout: {lines}")
+            if line is None:
+                proc.wait(timeout=NODE_TIMEOUT_S)
+                pytest.fail(f"sonet-node run exited {proc.returncode}: {stderr_path.read_text()}")
+            if m := _LISTENING.match(line):
+                name, url = m.group(1), m.group(2)
+            elif line.startswith("fingerprint: ") and url is not None:
+                fingerprint = line.split(":", 1)[1].strip()
+        assert url is not None and name is not None
+        return NodeProcess(data, proc, url, name, fingerprint, lines, stderr_path)
+
+    def cleanup(self) -> None:
+        for proc in reversed(self.started):
+            if proc.poll() is None:
+                proc.kill()
+            try:
+                proc.wait(timeout=NODE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:  # pragma: no cover - nothing more we can do
+                pass
+            if proc.pid not in self._self_closing:
+                for stream in (proc.stdout, proc.stderr):
+                    if stream is not None:
+                        stream.close()
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    p = Processes(tmp_path)
+    try:
+        yield p
+    finally:
+        p.cleanup()
+
+
+@pytest.fixture(scope="module")
+def module_procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
+    p = Processes(tmp_path_factory.mktemp("procs"))
+    try:
+        yield p
+    finally:
+        p.cleanup()
+
+
+def init_node(data: Path, *, name: str = NODE_NAME, listen: str = "127.0.0.1:0") -> str:
+    """``sonet-node init``; return the fingerprint it printed."""
+    out = ok(node_cli("init", "--data", data, "--name", name, "--listen", listen)).out
+    assert f"initialised node {name} in {data}" in out, out
+    m = re.search(r"^fingerprint: (\S+)$", out, re.M)
+    assert m, out
+    return m.group(1)
+
+
+def start_pinned_node(procs: Processes, data: Path, *, name: str = NODE_NAME) -> NodeProcess:
+    """init + run on port 0, then pin the port it got in node.toml so restarts reuse the URL."""
+    fingerprint = init_node(data, name=name)
+    node = procs.start_node(data)
+    assert node.name == name and node.fingerprint == fingerprint
+    set_listen(data, f"127.0.0.1:{node.port}")
+    return node
+
+
+def register(home: Path, address: str, node: NodeProcess, token: str | None = None) -> None:
+    out = ok(sonet(home, "register", address, "--node", node.url, "--invite", token or node.invite())).out
+    assert out.startswith(f"registered {address} (device "), out
+
+
+@dataclass
+class Pair:
+    node: NodeProcess
+    alice: Path
+    bob: Path
+
+
+def setup_pair(procs: Processes, tmp: Path) -> Pair:
+    """A running node (port pinned) with alice@localhost and bob@localhost registered."""
+    node = start_pinned_node(procs, tmp / "node")
+    pair = Pair(node, tmp / "alice", tmp / "bob")
+    register(pair.alice, "alice@localhost", node)
+    register(pair.bob, "bob@localhost", node)
+    return pair

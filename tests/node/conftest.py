@@ -1,0 +1,270 @@
+"""Fixtures for node-level tests: a real ``Node`` running in-process on 127.0.0.1.
+
+``start_node(**config)`` writes a fresh data directory (``node.toml`` from ``NodeConfig`` and a
+``node.key`` from ``create_node_key``), starts ``Node.run`` in the test's nursery and returns a
+``RunningNode`` handle: its ws URL, fingerprint, a way to mint invites through the store (the
+way ``sonet-node invite`` does), to peek at mailboxes, and whether the node task is still alive.
+``make_device(name)`` / ``register(node, name)`` give ``client.sdk.Device``s with their state in
+``tmp_path``. Tests under ``tests/client`` import these fixtures from this module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import node.app
+from client.connection import Connection, connect
+from client.sdk import Device
+from client.state import DeviceState
+from core import limits
+from core.client_api import Deliver, Delivery, Drained
+from core.crypto import CryptoMode, SigningKey
+from core.envelope import ENVELOPE_VERSION, Envelope, Kind
+from core.invite import SECRET_BYTES, hash_invite_secret, make_invite
+from core.sealed import Plain, seal_message
+from node.app import DB_FILE, Node
+from node.client_session import ClientSession
+from node.config import CONFIG_FILE, NodeConfig
+from node.identity import create_node_key
+from node.store import MailboxItem, SqliteStore
+
+__all__ = [
+    "HANG_S",
+    "NODE_NAME",
+    "RunningNode",
+    "collect_until_drained",
+    "next_deliver",
+    "sealed_envelope",
+]
+
+#: hang guard for whole tests (never a performance threshold)
+HANG_S = 20
+NODE_NAME = "alpha.example"
+_DAY_MS = 24 * 3600 * 1000
+
+
+class _TrackedSession(ClientSession):
+    """``ClientSession`` that counts the sessions currently running on its node."""
+
+    active: dict[int, int] = {}
+
+    async def run(self) -> None:
+        key = id(self._ctx.registry)
+        self.active[key] = self.active.get(key, 0) + 1
+        try:
+            await super().run()
+        finally:
+            self.active[key] -= 1
+
+
+@dataclass
+class RunningNode:
+    node: Node
+    url: str
+    data_dir: Path
+    config: NodeConfig
+    identity: SigningKey
+    stopped: trio.Event
+    failures: list[BaseException] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.identity.public.fingerprint
+
+    @property
+    def alive(self) -> bool:
+        """True while ``Node.run`` has neither returned nor raised."""
+        return not self.stopped.is_set() and not self.failures
+
+    @property
+    def active_sessions(self) -> int:
+        return _TrackedSession.active.get(id(self.node.registry), 0)
+
+    async def settle(self) -> None:
+        """Wait until every device connection has been fully served (a device acknowledges
+        without waiting for an answer, so its last Ack may still be in flight when it returns)."""
+        while self.active_sessions:
+            await trio.sleep(0.01)
+
+    @asynccontextmanager
+    async def store(self) -> AsyncIterator[SqliteStore]:
+        """A second connection to the node's database (as the CLI opens while it runs)."""
+        store = await SqliteStore.open(self.data_dir / DB_FILE)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    async def mint_invite(self, *, expires_in_ms: int = _DAY_MS) -> str:
+        """A one-time token, stored by hash, exactly like ``sonet-node invite``."""
+        token = make_invite(self.fingerprint, os.urandom(SECRET_BYTES))
+        secret = token.split(".", 1)[1]
+        now = node.app.now_ms()
+        async with self.store() as store:
+            await store.add_invite(hash_invite_secret(secret), now=now, expires_at=now + expires_in_ms)
+        return token
+
+    async def pending(self, account: str, device: int = 1, *, now: int | None = None) -> list[MailboxItem]:
+        """Everything deliverable in one mailbox right now, in delivery order."""
+        now = node.app.now_ms() if now is None else now
+        async with self.store() as store:
+            return await store.pending(account, device, after_seq=0, limit=100_000, now=now)
+
+    def raw(self, identity: SigningKey):  # noqa: ANN201 - async context manager
+        """An authenticated ``client.connection.Connection`` for ``identity``."""
+        return connect(self.url, identity=identity, node_fingerprint=self.fingerprint)
+
+    def file_contents(self) -> dict[str, bytes]:
+        """Every file under the data directory (node.db, -wal, -shm, keys, config, ...)."""
+        return {str(p.relative_to(self.data_dir)): p.read_bytes() for p in sorted(self.data_dir.rglob("*")) if p.is_file()}
+
+
+StartNode = Callable[..., Awaitable[RunningNode]]
+
+
+@pytest.fixture
+def make_node_dir(tmp_path: Path) -> Callable[..., tuple[Path, NodeConfig]]:
+    """Create a data directory the way ``sonet-node init`` does; config fields as overrides."""
+    counter = iter(range(1_000_000))
+
+    def make(**overrides: Any) -> tuple[Path, NodeConfig]:
+        data = tmp_path / f"node{next(counter)}"
+        data.mkdir(mode=0o700)
+        settings: dict[str, Any] = {"name": NODE_NAME, "listen": "127.0.0.1:0"}
+        settings.update(overrides)
+        config = NodeConfig(**settings)
+        create_node_key(data, CryptoMode.HYBRID)
+        (data / CONFIG_FILE).write_text(config.to_toml())
+        return data, config
+
+    return make
+
+
+@pytest.fixture
+def start_node(nursery: trio.Nursery, make_node_dir: Callable[..., tuple[Path, NodeConfig]], monkeypatch: pytest.MonkeyPatch) -> StartNode:
+    """``await start_node(**config_overrides)`` -> a RunningNode serving on 127.0.0.1:0."""
+    monkeypatch.setattr(node.app, "ClientSession", _TrackedSession)
+
+    async def start(**overrides: Any) -> RunningNode:
+        data, config = make_node_dir(**overrides)
+        app = Node(data, config)
+        stopped = trio.Event()
+        failures: list[BaseException] = []
+
+        async def run(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                await app.run(task_status=task_status)
+            except trio.Cancelled:
+                raise
+            except BaseException as exc:
+                failures.append(exc)
+                raise
+            finally:
+                stopped.set()
+
+        url = await nursery.start(run)
+        assert url.startswith("ws://127.0.0.1:") and not url.endswith(":0")
+        return RunningNode(
+            node=app, url=url, data_dir=data, config=config, identity=app.identity, stopped=stopped, failures=failures
+        )
+
+    return start
+
+
+@pytest.fixture
+async def running(start_node: StartNode) -> RunningNode:
+    """A node with default settings (invite-only registration)."""
+    return await start_node()
+
+
+@pytest.fixture
+def make_device(tmp_path: Path) -> Iterator[Callable[..., Device]]:
+    """``make_device(name, **kw)`` -> an unregistered Device with state in tmp_path/devices/name."""
+    states: list[DeviceState] = []
+
+    def make(name: str, **kwargs: Any) -> Device:
+        state = DeviceState(tmp_path / "devices" / name)
+        states.append(state)
+        return Device(state, **kwargs)
+
+    yield make
+    for state in states:
+        state.close()
+
+
+@pytest.fixture
+def register(make_device: Callable[..., Device]) -> Callable[..., Awaitable[Device]]:
+    """``await register(node, "alice")`` -> a Device registered as alice@<node name>."""
+
+    async def reg(at: RunningNode, user: str, *, home: str | None = None, **kwargs: Any) -> Device:
+        device = make_device(home or f"{user}-{at.data_dir.name}", **kwargs)
+        profile = await device.register(f"{user}@{at.config.name}", at.url, await at.mint_invite())
+        assert profile.address == f"{user}@{at.config.name}"
+        return device
+
+    return reg
+
+
+# Building and reading frames -------------------------------------------------------------
+
+
+def sealed_envelope(
+    sender: Device,
+    recipient: Device,
+    text: str,
+    *,
+    msg_id: bytes | None = None,
+    sent_at: int | None = None,
+    expires: int | None = None,
+    claim: str | None = None,
+) -> Envelope:
+    """What ``Device.send_text`` puts on the wire for ``recipient``'s first device; ``claim``
+    forges the sender address inside the sealed box (signed with the sender's own key)."""
+    me, to = sender.state.profile(), recipient.state.profile()
+    msg_id = os.urandom(limits.ENVELOPE_ID_LEN) if msg_id is None else msg_id
+    sent_at = node.app.now_ms() if sent_at is None else sent_at
+    plain = Plain(
+        msg_id=msg_id,
+        sender=me.address if claim is None else claim,
+        recipient=to.address,
+        recipient_fp=to.identity.public.fingerprint,
+        sent_at=sent_at,
+        type="text",
+        text=text,
+    )
+    return Envelope(
+        v=ENVELOPE_VERSION,
+        id=msg_id,
+        to=to.address,
+        device=to.device_id,
+        expires=sent_at + limits.DEFAULT_ENVELOPE_TTL_MS if expires is None else expires,
+        kind=Kind.SEALED,
+        body=seal_message(plain, sender_identity=me.identity, to_key=to.hpke.public),
+    )
+
+
+async def next_deliver(conn: Connection) -> Deliver:
+    """The next Deliver pushed on ``conn`` (Drained markers are skipped)."""
+    async for frame in conn.deliveries:
+        if isinstance(frame, Deliver):
+            return frame
+    raise AssertionError(f"connection ended without a delivery: {conn.error!r}")
+
+
+async def collect_until_drained(conn: Connection) -> list[Delivery]:
+    """Everything pushed on a fresh connection before the node says Drained."""
+    items: list[Delivery] = []
+    async for frame in conn.deliveries:
+        if isinstance(frame, Drained):
+            return items
+        assert isinstance(frame, Deliver)
+        items.extend(frame.items)
+    raise AssertionError(f"connection ended before Drained: {conn.error!r}")
