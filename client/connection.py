@@ -24,7 +24,7 @@ from core.errors import ProtocolError, RemoteProtocolError, sole_exception
 from core.handshake import Handshake, HandshakeComplete, Role
 from core.wire import Frame
 
-__all__ = ["Connection", "connect", "NodeError", "ConnectError"]
+__all__ = ["Connection", "connect", "NodeError", "ConnectError", "describe_close"]
 
 
 class ConnectError(Exception):
@@ -91,8 +91,7 @@ class Connection:
                 else:
                     raise RemoteProtocolError(f"unexpected {type(frame).__name__} from the node")
         except ConnectionClosed as exc:
-            reason = exc.reason.reason if exc.reason else None
-            self._fatal = self._fatal or ConnectError(f"the node closed the connection ({reason or exc.reason.name})")
+            self._fatal = self._fatal or ConnectError(f"the node closed the connection ({describe_close(exc.reason)})")
         except ProtocolError as exc:
             self._fatal = ConnectError(f"protocol error from the node: {exc}")
         finally:
@@ -128,6 +127,7 @@ async def connect(
 ) -> AsyncIterator[Connection]:
     endpoint = url.rstrip("/") + "/client"
     policy = policy or CryptoPolicy()
+    established = False  # after this, errors belong to the caller's body and pass through as they are
     try:
         async with open_websocket_url(
             endpoint, max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=limits.HANDSHAKE_DEADLINE_S, disconnect_timeout=2
@@ -148,6 +148,7 @@ async def connect(
             if not isinstance(welcome, Welcome):
                 raise RemoteProtocolError("node did not start with Welcome")
             conn = Connection(ws, channel, welcome)
+            established = True
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(conn.read_loop)
@@ -157,12 +158,27 @@ async def connect(
                         nursery.cancel_scope.cancel()
             except BaseExceptionGroup as group:
                 raise sole_exception(group) from None  # the reader task never raises
+    except ConnectionClosed as exc:
+        raise ConnectError(f"the node at {url} closed the connection ({describe_close(exc.reason)})") from None
     except (OSError, WsHandshakeError) as exc:
+        if established:
+            raise
         reason = getattr(exc, "strerror", None) or str(exc) or "connection refused"
         raise ConnectError(f"cannot connect to {endpoint}: {reason}") from None
-    except ConnectionClosed as exc:
-        raise ConnectError(f"the node at {url} closed the connection ({exc.reason})") from None
     except trio.TooSlowError:
+        if established:
+            raise
         raise ConnectError(f"the node at {url} did not complete the handshake in time") from None
     except ProtocolError as exc:
+        if established:
+            raise
         raise ConnectError(f"secure channel with {url} failed: {exc}") from None
+
+
+def describe_close(reason: Any) -> str:
+    """A close reason for humans: the peer's own words, else what happened."""
+    if reason is None:
+        return "connection lost"
+    if reason.reason:
+        return str(reason.reason)
+    return "connection lost" if reason.code == 1006 else reason.name.lower().replace("_", " ")
