@@ -27,6 +27,24 @@ __all__ = [
     "ErrorFrame",
     "Ping",
     "Pong",
+    "DeviceMismatch",
+    "PublishPrekeys",
+    "PrekeysPublished",
+    "FetchBundles",
+    "Bundle",
+    "Bundles",
+    "GetSenderCertificate",
+    "SenderCertificate",
+    "LinkBegin",
+    "LinkSlot",
+    "LinkFetch",
+    "LinkPending",
+    "LinkApprove",
+    "LinkApproved",
+    "LinkOffer",
+    "LinkComplete",
+    "RemoveDevice",
+    "DeviceRemoved",
 ]
 
 
@@ -37,14 +55,23 @@ class Welcome(Frame):
     account: str | None
     device: int | None
     time: int
+    #: one-time prekeys the node still holds for this device (X25519, ML-KEM); 0 if unregistered
+    one_time_left: int
+    pq_one_time_left: int
 
 
 @frame(tag=11)
 class Register(Frame):
+    """Create ``user@node`` with this device. ``account_identity`` is the account's public
+    identity key (VerifyKey bytes); ``device_list`` its signed list (version 1) holding exactly
+    this device's fingerprint (core/device_list.py)."""
+
     request: int
     user: str
     invite: str
     record: bytes
+    account_identity: bytes
+    device_list: bytes
 
 
 @frame(tag=12)
@@ -70,6 +97,8 @@ class DeviceEntry(Struct):
 class Devices(Frame):
     request: int
     account: str
+    account_identity: bytes
+    device_list: bytes
     devices: tuple[DeviceEntry, ...]
 
 
@@ -133,3 +162,156 @@ class Ping(Frame):
 @frame(tag=22)
 class Pong(Frame):
     request: int
+
+
+# Multi-device and sessions (E2EE issue) --------------------------------------------------
+
+
+@frame(tag=23)
+class DeviceMismatch(Frame):
+    """Answer to a SendBatch whose envelopes for ``account`` do not cover exactly its current
+    devices (the sender's own device excluded). Nothing of the batch was stored; refetch and
+    resend."""
+
+    request: int
+    account: str
+    missing: tuple[int, ...]
+    extra: tuple[int, ...]
+
+
+@frame(tag=30)
+class PublishPrekeys(Frame):
+    """Upload signed prekeys (core/ratchet/prekeys.py encodings). ``signed_prekey`` and
+    ``pq_last_resort`` replace the current ones when present; one-time keys are added. All
+    empty: just report the counts."""
+
+    request: int
+    signed_prekey: bytes | None
+    pq_last_resort: bytes | None
+    one_time: tuple[bytes, ...]
+    pq_one_time: tuple[bytes, ...]
+
+
+@frame(tag=31)
+class PrekeysPublished(Frame):
+    request: int
+    one_time_left: int
+    pq_one_time_left: int
+
+
+@frame(tag=32)
+class FetchBundles(Frame):
+    """Prekey bundles for ``account``'s ``devices`` (empty: all devices). Each one-time prekey
+    is handed out once; the ML-KEM prekey falls back to the last-resort key when none is left."""
+
+    request: int
+    account: str
+    devices: tuple[int, ...]
+
+
+@struct
+class Bundle(Struct):
+    device: int
+    record: bytes
+    signed_prekey: bytes | None
+    pq_prekey: bytes | None
+    one_time: bytes | None
+
+
+@frame(tag=33)
+class Bundles(Frame):
+    request: int
+    account: str
+    account_identity: bytes
+    device_list: bytes
+    bundles: tuple[Bundle, ...]
+
+
+@frame(tag=34)
+class GetSenderCertificate(Frame):
+    request: int
+
+
+@frame(tag=35)
+class SenderCertificate(Frame):
+    request: int
+    certificate: bytes
+
+
+@frame(tag=36)
+class LinkBegin(Frame):
+    """From a not-yet-registered device: open a provisioning slot for this ephemeral HPKE key."""
+
+    request: int
+    ephemeral: bytes
+
+
+@frame(tag=37)
+class LinkSlot(Frame):
+    request: int
+    slot: bytes
+    expires: int
+
+
+@frame(tag=38)
+class LinkFetch(Frame):
+    """From a registered device: the ephemeral key waiting in ``slot``."""
+
+    request: int
+    slot: bytes
+
+
+@frame(tag=39)
+class LinkPending(Frame):
+    request: int
+    ephemeral: bytes
+
+
+@frame(tag=40)
+class LinkApprove(Frame):
+    """From a registered device: hand the sealed provisioning payload to the slot's device."""
+
+    request: int
+    slot: bytes
+    provisioning: bytes
+
+
+@frame(tag=41)
+class LinkApproved(Frame):
+    request: int
+
+
+@frame(tag=42)
+class LinkOffer(Frame):
+    """Pushed to the waiting new device: the payload and the account's current device list."""
+
+    slot: bytes
+    account: str
+    provisioning: bytes
+    device_list: bytes
+
+
+@frame(tag=43)
+class LinkComplete(Frame):
+    """From the new device: its record and the account's next device list (version + 1, now
+    including it), signed with the account key it received. Answered with Registered."""
+
+    request: int
+    slot: bytes
+    record: bytes
+    device_list: bytes
+
+
+@frame(tag=44)
+class RemoveDevice(Frame):
+    """From a registered device: remove ``device`` with the next signed device list."""
+
+    request: int
+    device: int
+    device_list: bytes
+
+
+@frame(tag=45)
+class DeviceRemoved(Frame):
+    request: int
+    device: int

@@ -17,6 +17,9 @@ __all__ = [
     "QuotaExceeded",
     "AccountExists",
     "InviteInvalid",
+    "StaleDeviceList",
+    "AccountRow",
+    "PrekeySet",
     "DeviceRow",
     "MailboxItem",
     "NewEnvelope",
@@ -38,6 +41,12 @@ class AccountExists(StoreError):
     code = "account_exists"
 
 
+class StaleDeviceList(StoreError):
+    """The account's device list changed since the caller read it."""
+
+    code = "stale_device_list"
+
+
 class InviteInvalid(StoreError):
     """The invite token is unknown, already used or expired."""
 
@@ -57,6 +66,22 @@ class DeviceRow:
     fingerprint: str  # fingerprint of the device identity key (unique across the node)
     record: bytes  # the signed device record, opaque to the store
     created_at: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AccountRow:
+    account: str
+    account_identity: bytes
+    device_list: bytes
+    device_list_version: int
+    created_at: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrekeySet:
+    signed_prekey: bytes | None
+    pq_prekey: bytes | None
+    one_time: bytes | None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -96,10 +121,13 @@ class Store(Protocol):
         account: str,
         fingerprint: str,
         record: bytes,
+        account_identity: bytes,
+        device_list: bytes,
         invite_hash: bytes | None,
         now: int,
     ) -> DeviceRow:
-        """Create ``account`` with its first device (device_id 1) in one transaction.
+        """Create ``account`` with its first device (device_id 1), its identity key and its
+        device list (version 1), in one transaction.
 
         With ``invite_hash`` the invite is consumed in the same transaction (InviteInvalid if
         unknown, used or expired at ``now``, i.e. ``now >= expires_at``). AccountExists if the
@@ -114,6 +142,51 @@ class Store(Protocol):
         ...
 
     async def device_by_fingerprint(self, fingerprint: str) -> DeviceRow | None: ...
+
+    async def account(self, account: str) -> AccountRow | None:
+        """The account's identity key and current signed device list, or None."""
+        ...
+
+    async def add_device(
+        self, *, account: str, fingerprint: str, record: bytes, device_list: bytes, expected_version: int, now: int
+    ) -> DeviceRow:
+        """Add a device (next free device_id, never reused) and replace the device list, in one
+        transaction. ``expected_version`` is the stored list version the caller checked the new
+        list against (the new list's version is ``expected_version + 1``); if the stored list
+        changed meanwhile, StaleDeviceList and nothing is written.
+        AccountExists if the fingerprint is already registered anywhere."""
+        ...
+
+    async def remove_device(self, *, account: str, device_id: int, device_list: bytes, expected_version: int) -> bool:
+        """Delete a device with its mailbox and prekeys and replace the device list, in one
+        transaction (StaleDeviceList as in add_device). False if there was no such device."""
+        ...
+
+    # Prekeys (opaque signed blobs; the node verified them) ---------------------------------
+
+    async def publish_prekeys(
+        self,
+        account: str,
+        device_id: int,
+        *,
+        signed_prekey: bytes | None,
+        pq_last_resort: bytes | None,
+        one_time: Sequence[tuple[int, bytes]],
+        pq_one_time: Sequence[tuple[int, bytes]],
+        max_one_time: int,
+    ) -> tuple[int, int]:
+        """Replace the signed/last-resort prekeys when given; add one-time prekeys (key id,
+        blob), ignoring ids already stored; refuse (StoreError code "too_many_prekeys", nothing
+        written) if a kind would exceed ``max_one_time``. Returns the one-time counts (x25519, pq)."""
+        ...
+
+    async def take_bundle(self, account: str, device_id: int) -> PrekeySet:
+        """Atomically pop one one-time prekey of each kind (oldest first); the pq prekey falls
+        back to the last-resort key when no one-time pq key is left. A popped key is never
+        handed out again."""
+        ...
+
+    async def prekey_counts(self, account: str, device_id: int) -> tuple[int, int]: ...
 
     # Mailboxes -----------------------------------------------------------------------
     async def enqueue(self, envelopes: Sequence[NewEnvelope], *, now: int, quota: Quota) -> int:
