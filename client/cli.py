@@ -14,6 +14,7 @@ from core.crypto import CryptoMode
 from core.errors import LocalProtocolError
 
 from .connection import ConnectError, NodeError
+from .vault import VaultError
 from .sdk import Device
 from .state import DeviceState, InboxMessage, StateError, default_home
 
@@ -41,34 +42,110 @@ def cmd_register(args: argparse.Namespace) -> None:
 def cmd_send(args: argparse.Namespace) -> None:
     device = _device(args)
     result = trio.run(device.send_text, args.address, args.text)
-    for fp in result.new_devices:
-        print(f"note: {result.recipient} has a device not seen before ({fp})", file=sys.stderr)
     if args.json:
-        print(json.dumps({"id": result.id.hex(), "to": result.recipient, "devices": result.devices, "status": "accepted"}))
+        print(json.dumps({"id": result.id.hex(), "to": result.recipient, "devices": result.devices, "own_devices": result.own_devices, "status": "accepted"}))
     else:
         print(f"sent to {result.recipient} ({result.devices} device{'s' if result.devices != 1 else ''}); id {result.id.hex()}")
 
 
+def cmd_typing(args: argparse.Namespace) -> None:
+    device = _device(args)
+    trio.run(lambda: device.send_typing(args.address, started=not args.stop))
+
+
 def _message_json(m: InboxMessage) -> str:
-    return json.dumps(
-        {"id": m.id.hex(), "from": m.sender, "sent_at": _iso(m.sent_at), "received_at": _iso(m.received_at), "type": m.type, "text": m.text},
-        ensure_ascii=False,
-    )
+    out = {
+        "id": m.id.hex(),
+        "from": m.sender,
+        "sent_at": _iso(m.sent_at),
+        "received_at": _iso(m.received_at),
+        "type": m.type,
+        "text": m.fields.get("text", ""),
+    }
+    if m.fields.get("to"):
+        out["to"] = m.fields["to"]
+    for key in ("receipt", "ids", "typing"):
+        if key in m.fields:
+            out[key] = m.fields[key]
+    return json.dumps(out, ensure_ascii=False)
+
+
+def _message_line(m: InboxMessage) -> str:
+    when = _iso(m.sent_at)
+    if m.type == "text" and m.fields.get("to"):
+        return f"[{when}] you -> {m.fields['to']}: {m.fields['text']}"
+    if m.type == "text":
+        return f"[{when}] {m.sender}: {m.fields['text']}"
+    if m.type == "receipt":
+        count = len(m.fields["ids"])
+        return f"[{when}] {m.sender} {m.fields['receipt']} {count} message{'s' if count != 1 else ''}"
+    return f"[{when}] {m.sender} {'is typing' if m.fields.get('typing') == 'started' else 'stopped typing'}"
 
 
 def cmd_recv(args: argparse.Namespace) -> None:
     device = _device(args)
-    result = trio.run(lambda: device.receive(wait=args.wait))
+    result = trio.run(lambda: device.receive(wait=args.wait, read_receipts=args.read))
+    for address in result.identity_changes:
+        print(f"warning: the identity key of {address} changed; check `sonet safety-number {address}`", file=sys.stderr)
     for line in result.rejected:
         print(f"warning: {line}", file=sys.stderr)
     for m in result.messages:
-        if args.json:
-            print(_message_json(m), flush=True)
-        else:
-            print(f"[{_iso(m.sent_at)}] {m.sender}: {m.text}", flush=True)
+        print(_message_json(m) if args.json else _message_line(m), flush=True)
     device.state.mark_shown([m.id for m in result.messages])
     if not result.messages and not args.json:
         print("no new messages", file=sys.stderr)
+
+
+def cmd_link_begin(args: argparse.Namespace) -> None:
+    device = _device(args)
+
+    def show(code: str) -> None:
+        print(code, flush=True)
+        print("on an existing device of the account run: sonet link approve CODE (waiting...)", file=sys.stderr, flush=True)
+
+    profile = trio.run(lambda: device.link_begin(args.node, show, mode=CryptoMode(args.crypto_mode)))
+    print(f"linked as {profile.address} device {profile.device_id}", flush=True)
+
+
+def cmd_link_approve(args: argparse.Namespace) -> None:
+    device = _device(args)
+    trio.run(device.link_approve, args.code)
+    print("approved: the new device is completing the link")
+
+
+def cmd_devices(args: argparse.Namespace) -> None:
+    device = _device(args)
+    if args.action == "remove":
+        if args.id is None:
+            raise LocalProtocolError("usage: sonet devices remove ID")
+        trio.run(device.remove_device, args.id)
+        print(f"removed device {args.id}")
+        return
+    devices = trio.run(device.devices)
+    if args.json:
+        print(json.dumps([{"id": d.device, "fingerprint": d.fingerprint, "created": _iso(d.created), "this_device": d.this_device} for d in devices]))
+        return
+    for d in devices:
+        print(f"{d.device}  {d.fingerprint}  added {_iso(d.created)}{'  (this device)' if d.this_device else ''}")
+
+
+def cmd_safety_number(args: argparse.Namespace) -> None:
+    device = _device(args)
+    result = trio.run(device.safety_number, args.address)
+    if args.json:
+        print(json.dumps({"address": result.address, "safety_number": result.number, "qr": result.qr, "changed": result.changed}))
+        return
+    if result.changed:
+        print(f"warning: the identity key of {result.address} changed since you trusted it", file=sys.stderr)
+    print(result.number)
+    print(f"qr: {result.qr}")
+
+
+def cmd_trust(args: argparse.Namespace) -> None:
+    device = _device(args)
+    if not device.trust(args.address):
+        raise LocalProtocolError(f"you have not exchanged messages with {args.address} yet")
+    print(f"trusting the current identity key of {args.address}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,10 +167,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_send)
 
-    p = sub.add_parser("recv", help="receive messages", description="Print new messages, oldest first.")
+    p = sub.add_parser("recv", help="receive messages", description="Print new messages, receipts and typing notices, oldest first.")
     p.add_argument("--wait", type=float, metavar="SECONDS", help="if nothing is queued, wait up to SECONDS for a message")
+    p.add_argument("--read", action="store_true", help="also send read receipts for the messages shown")
     p.add_argument("--json", action="store_true", help="one JSON object per line: id, from, sent_at, received_at, type, text")
     p.set_defaults(fn=cmd_recv)
+
+    p = sub.add_parser("typing", help="tell someone you are typing", description="Send an ephemeral typing indicator (never stored).")
+    p.add_argument("address", metavar="ADDRESS")
+    p.add_argument("--stop", action="store_true", help="say you stopped typing")
+    p.set_defaults(fn=cmd_typing)
+
+    p = sub.add_parser("link", help="add this device to an existing account", description="Link a new device to an account.")
+    link = p.add_subparsers(dest="link_command", required=True, metavar="STEP")
+    q = link.add_parser("begin", help="on the NEW device: print a code and wait", description="Print a link code on the first line, then wait for approval.")
+    q.add_argument("--node", required=True, metavar="URL", help="the account's node, ws://HOST:PORT")
+    q.add_argument("--crypto-mode", choices=[m.value for m in CryptoMode], default="hybrid", help="key types (default: hybrid)")
+    q.set_defaults(fn=cmd_link_begin)
+    q = link.add_parser("approve", help="on an EXISTING device: approve a code", description="Approve the new device that shows CODE.")
+    q.add_argument("code", metavar="CODE")
+    q.set_defaults(fn=cmd_link_approve)
+
+    p = sub.add_parser("devices", help="list or remove this account's devices", description="List the account's devices, or remove one.")
+    p.add_argument("action", nargs="?", choices=("list", "remove"), default="list")
+    p.add_argument("id", nargs="?", type=int, metavar="ID", help="device id to remove")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(fn=cmd_devices)
+
+    p = sub.add_parser("safety-number", help="show the safety number with a contact", description="Compare this number with your contact in person or on a call.")
+    p.add_argument("address", metavar="ADDRESS")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(fn=cmd_safety_number)
+
+    p = sub.add_parser("trust", help="accept a contact's new identity key", description="Accept the identity key a contact has now (after checking the safety number).")
+    p.add_argument("address", metavar="ADDRESS")
+    p.set_defaults(fn=cmd_trust)
     return parser
 
 
@@ -104,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     except NodeError as exc:
         print(f"sonet: error: {exc} ({exc.code})", file=sys.stderr)
         return 1
-    except (ConnectError, StateError, LocalProtocolError) as exc:
+    except (ConnectError, StateError, VaultError, LocalProtocolError) as exc:
         print(f"sonet: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -18,8 +18,8 @@ from trio_websocket import ConnectionClosed, HandshakeError as WsHandshakeError,
 
 from core import limits
 from core.channel import Channel
-from core.client_api import Deliver, Drained, ErrorFrame, Welcome
-from core.crypto import CryptoPolicy, SigningKey
+from core.client_api import Deliver, Drained, ErrorFrame, LinkOffer, Welcome
+from core.crypto import CryptoPolicy, SigningKey, VerifyKey
 from core.errors import ProtocolError, RemoteProtocolError, sole_exception
 from core.handshake import Handshake, HandshakeComplete, Role
 from core.wire import Frame
@@ -40,10 +40,12 @@ class NodeError(Exception):
 
 
 class Connection:
-    def __init__(self, ws: Any, channel: Channel, welcome: Welcome) -> None:
+    def __init__(self, ws: Any, channel: Channel, welcome: Welcome, node_key: VerifyKey) -> None:
         self._ws = ws
         self._channel = channel
         self.welcome = welcome
+        #: the node's identity key, authenticated by the handshake
+        self.node_key = node_key
         self._numbers = itertools.count(1)
         self._waiting: dict[int, trio.MemorySendChannel[Frame]] = {}
         self._send_lock = trio.Lock()
@@ -86,7 +88,7 @@ class Connection:
                     return
                 if request is not None and request in self._waiting:
                     await self._waiting[request].send(frame)
-                elif isinstance(frame, (Deliver, Drained)):
+                elif isinstance(frame, (Deliver, Drained, LinkOffer)):
                     await self._deliveries_send.send(frame)
                 else:
                     raise RemoteProtocolError(f"unexpected {type(frame).__name__} from the node")
@@ -123,7 +125,7 @@ async def _initiate(ws: Any, hs: Handshake) -> HandshakeComplete:
 
 @asynccontextmanager
 async def connect(
-    url: str, *, identity: SigningKey, node_fingerprint: str, policy: CryptoPolicy | None = None
+    url: str, *, identity: SigningKey, node_fingerprint: str | None, policy: CryptoPolicy | None = None
 ) -> AsyncIterator[Connection]:
     endpoint = url.rstrip("/") + "/client"
     policy = policy or CryptoPolicy()
@@ -147,7 +149,7 @@ async def connect(
                 welcome = channel.next_event()
             if not isinstance(welcome, Welcome):
                 raise RemoteProtocolError("node did not start with Welcome")
-            conn = Connection(ws, channel, welcome)
+            conn = Connection(ws, channel, welcome, done.peer)
             established = True
             try:
                 async with trio.open_nursery() as nursery:

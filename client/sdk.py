@@ -1,7 +1,9 @@
-"""What a device does: register, send, receive. All end-to-end crypto happens here.
+"""What a device does: register or link, send, receive, manage devices, verify contacts.
 
-Time and randomness are injected so tests can pin them. Every operation opens one
-authenticated connection to the home node and closes it before returning.
+All end-to-end cryptography happens here and in core/: PQXDH + Double Ratchet sessions per
+device pair (client/sessions.py), sealed sender with certificates from the home node, fan-out
+to every device of the recipient and to this account's other devices. Time and randomness are
+injected; every operation opens one authenticated connection and closes it before returning.
 """
 
 from __future__ import annotations
@@ -15,18 +17,53 @@ import trio
 
 from core import limits
 from core.address import Address, parse_address
-from core.client_api import Ack, Accepted, Deliver, Devices, FetchDevices, Register, Registered, SendBatch
-from core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, SigningKey
-from core.device import DeviceRecord, make_device_record, verify_device_record
+from core.client_api import (
+    Accepted,
+    Ack,
+    Bundles,
+    Deliver,
+    DeviceMismatch,
+    DeviceRemoved,
+    FetchBundles,
+    GetSenderCertificate,
+    LinkApprove,
+    LinkBegin,
+    LinkComplete,
+    LinkFetch,
+    LinkOffer,
+    LinkPending,
+    LinkSlot,
+    Register,
+    Registered,
+    RemoveDevice,
+    SendBatch,
+    SenderCertificate,
+)
+from core.certs import verify_certificate
+from core.content import Content, decode_content, encode_content
+from core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, HpkePublicKey, SigningKey
+from core.crypto.dh import X25519KeyPair
+from core.device import make_device_record
+from core.device_list import sign_device_list, verify_device_list
 from core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from core.errors import LocalProtocolError, ProtocolError
+from core.errors import LocalProtocolError, ProtocolError, VerifyError
 from core.invite import parse_invite
-from core.sealed import Plain, open_message, seal_message
+from core.provisioning import Provisioning, check_commitment, make_link_code, open_provisioning, parse_link_code, seal_provisioning
+from core.safety import qr_payload, safety_number
+from core.sealed_sender import open_sealed, seal
 
 from .connection import Connection, NodeError, connect
+from .directory import AccountView, IdentityChanged, fetch_account
+from .prekeys import maintain_prekeys
+from .sessions import Sessions
 from .state import DeviceState, InboxMessage, Profile, StateError
 
-__all__ = ["Device", "SendResult", "ReceiveResult", "now_ms"]
+__all__ = ["Device", "SendResult", "ReceiveResult", "DeviceInfo", "SafetyNumber", "now_ms"]
+
+RATCHET_MESSAGE = 1
+#: refresh the sender certificate when less than this is left
+CERT_REFRESH_MS = 3600 * 1000
+MAX_SEND_ATTEMPTS = 3
 
 
 def now_ms() -> int:
@@ -37,9 +74,8 @@ def now_ms() -> int:
 class SendResult:
     id: bytes
     recipient: str
-    devices: int
-    #: device fingerprints of the recipient not seen before (informational until safety numbers)
-    new_devices: tuple[str, ...]
+    devices: int  # recipient devices
+    own_devices: int  # this account's other devices that got a copy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +83,32 @@ class ReceiveResult:
     messages: list[InboxMessage]
     #: one line per envelope that was dropped because it failed verification
     rejected: list[str]
+    #: contacts whose account identity key changed since it was trusted
+    identity_changes: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceInfo:
+    device: int
+    fingerprint: str
+    created: int
+    this_device: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class SafetyNumber:
+    address: str
+    number: str
+    qr: str
+    changed: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Target:
+    address: str
+    device: int
+    view: AccountView
+    content: bytes
 
 
 class Device:
@@ -63,47 +125,162 @@ class Device:
         self._rng = rng
         self._policy = policy or CryptoPolicy()
 
+    # Connections ------------------------------------------------------------------------
+
     def _connect(self, profile: Profile):  # noqa: ANN202 - async context manager
         return connect(profile.node_url, identity=profile.identity, node_fingerprint=profile.node_fingerprint, policy=self._policy)
 
-    # Registration ---------------------------------------------------------------------
+    def _new_device_keys(self, mode: CryptoMode) -> tuple[SigningKey, bytes | None, HpkePrivateKey]:
+        identity = SigningKey.generate(mode, self._rng)
+        identity_dh = self._rng(32) if mode.uses_classical else None
+        return identity, identity_dh, HpkePrivateKey.generate(mode, self._rng)
+
+    def _record(self, account: str, identity: SigningKey, identity_dh: bytes | None, hpke: HpkePrivateKey) -> bytes:
+        return make_device_record(
+            account=account,
+            identity=identity,
+            hpke=hpke.public,
+            created=self._clock(),
+            identity_dh=X25519KeyPair(identity_dh).public if identity_dh else None,
+        )
+
+    def _ensure_unregistered(self) -> None:
+        if self.state.registered():
+            raise StateError(f"{self.state.home} already holds {self.state.profile().address}; use another --home")
+
+    # Registration and linking -------------------------------------------------------------
 
     async def register(self, address: str, node_url: str, invite: str, *, mode: CryptoMode = CryptoMode.HYBRID) -> Profile:
-        if self.state.registered():
-            raise StateError(
-                f"{self.state.home} already holds {self.state.profile().address}; use another --home for a new account"
-            )
+        self._ensure_unregistered()
         addr = parse_address(address)
         fingerprint, secret = parse_invite(invite)
-        identity = SigningKey.generate(mode, self._rng)
-        hpke = HpkePrivateKey.generate(mode, self._rng)
-        record = make_device_record(account=str(addr), identity=identity, hpke=hpke.public, created=self._clock())
+        identity, identity_dh, hpke = self._new_device_keys(mode)
+        account_key = SigningKey.generate(mode, self._rng)
+        record = self._record(str(addr), identity, identity_dh, hpke)
+        device_list = sign_device_list(account_key, account=str(addr), version=1, devices={identity.public.fingerprint}, now=self._clock())
         async with connect(node_url, identity=identity, node_fingerprint=fingerprint, policy=self._policy) as conn:
             if conn.welcome.node != addr.node:
                 raise LocalProtocolError(f"the node at {node_url} is {conn.welcome.node}, not {addr.node}")
-            reply = await conn.request(lambda n: Register(request=n, user=addr.user, invite=secret, record=record))
-        assert isinstance(reply, Registered)
-        profile = Profile(
-            address=reply.account,
-            device_id=reply.device,
-            node_url=node_url,
-            node_fingerprint=fingerprint,
-            identity=identity,
-            hpke=hpke,
-        )
-        self.state.save_profile(profile)
+            reply = await conn.request(
+                lambda n: Register(
+                    request=n, user=addr.user, invite=secret, record=record,
+                    account_identity=account_key.public.to_bytes(), device_list=device_list,
+                )
+            )
+            assert isinstance(reply, Registered)
+            profile = Profile(
+                address=reply.account, device_id=reply.device, node_url=node_url, node_fingerprint=fingerprint,
+                mode=mode, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key,
+            )
+            self.state.save_profile(profile)
+            self.state.see_identity(profile.address, account_key.public.to_bytes(), self._clock())
+            await maintain_prekeys(conn, self.state, profile, self._rng, self._clock())
         return profile
 
-    # Directory ------------------------------------------------------------------------
+    async def link_begin(self, node_url: str, show_code: Callable[[str], None], *, mode: CryptoMode = CryptoMode.HYBRID) -> Profile:
+        """Become a new device of an existing account: show a code, wait for an existing
+        device to approve it (`link approve CODE`), then register with the node."""
+        self._ensure_unregistered()
+        identity, identity_dh, hpke = self._new_device_keys(mode)
+        ephemeral = HpkePrivateKey.generate(CryptoMode.HYBRID, self._rng)
+        # The node is not pinned yet: the code's commitment protects the provisioning, and the
+        # fingerprint inside the provisioning payload is checked against this connection below.
+        async with connect(node_url, identity=identity, node_fingerprint=None, policy=self._policy) as conn:
+            slot_reply = await conn.request(lambda n: LinkBegin(request=n, ephemeral=ephemeral.public.to_bytes()))
+            assert isinstance(slot_reply, LinkSlot)
+            show_code(make_link_code(slot_reply.slot, ephemeral.public.to_bytes()))
+            offer = await _next_offer(conn)
+            payload = open_provisioning(offer.provisioning, key=ephemeral, slot=slot_reply.slot)
+            if conn.node_key.fingerprint != payload.node_fingerprint:
+                raise VerifyError("the node this device connected to is not the account's node", code="wrong_identity")
+            account_key = SigningKey.from_private_bytes(payload.account_key)
+            current = verify_device_list(offer.device_list, account_key=account_key.public, account=payload.account)
+            if current.account != offer.account:
+                raise VerifyError("the offer names another account")
+            device_list = sign_device_list(
+                account_key, account=payload.account, version=current.version + 1,
+                devices=set(current.devices) | {identity.public.fingerprint}, now=self._clock(),
+            )
+            record = self._record(payload.account, identity, identity_dh, hpke)
+            reply = await conn.request(lambda n: LinkComplete(request=n, slot=slot_reply.slot, record=record, device_list=device_list))
+            assert isinstance(reply, Registered)
+            profile = Profile(
+                address=reply.account, device_id=reply.device, node_url=node_url, node_fingerprint=payload.node_fingerprint,
+                mode=mode, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key,
+            )
+            self.state.save_profile(profile)
+            self.state.see_identity(profile.address, account_key.public.to_bytes(), self._clock())
+            await maintain_prekeys(conn, self.state, profile, self._rng, self._clock())
+        return profile
 
-    async def _devices(self, conn: Connection, account: Address) -> list[tuple[int, DeviceRecord]]:
-        reply = await conn.request(lambda n: FetchDevices(request=n, account=str(account)))
-        assert isinstance(reply, Devices)
-        if reply.account != str(account):
-            raise LocalProtocolError("node answered for a different account")
-        return [(e.device, verify_device_record(e.record, policy=self._policy, account=str(account))) for e in reply.devices]
+    async def link_approve(self, code: str) -> None:
+        profile = self.state.profile()
+        slot, commitment = parse_link_code(code)
+        async with self._connect(profile) as conn:
+            pending = await conn.request(lambda n: LinkFetch(request=n, slot=slot))
+            assert isinstance(pending, LinkPending)
+            if not check_commitment(commitment, pending.ephemeral):
+                raise VerifyError("the new device's key does not match the code; do not link it", code="link_code_mismatch")
+            own = await fetch_account(conn, self.state, parse_address(profile.address), policy=self._policy, now=self._clock())
+            sealed = seal_provisioning(
+                Provisioning(
+                    account=profile.address,
+                    account_key=profile.account_key.private_bytes(),
+                    node_url=profile.node_url,
+                    node_fingerprint=profile.node_fingerprint,
+                    device_list_version=own.device_list.version,
+                ),
+                to=HpkePublicKey.from_bytes(pending.ephemeral),
+                slot=slot,
+                commitment=commitment,
+            )
+            await conn.request(lambda n: LinkApprove(request=n, slot=slot, provisioning=sealed))
 
-    # Sending --------------------------------------------------------------------------
+    # Devices ----------------------------------------------------------------------------
+
+    async def devices(self) -> list[DeviceInfo]:
+        profile = self.state.profile()
+        async with self._connect(profile) as conn:
+            own = await fetch_account(conn, self.state, parse_address(profile.address), policy=self._policy, now=self._clock())
+        return [
+            DeviceInfo(device=d, fingerprint=r.fingerprint, created=r.created, this_device=d == profile.device_id)
+            for d, r in sorted(own.devices.items())
+        ]
+
+    async def remove_device(self, device_id: int) -> None:
+        profile = self.state.profile()
+        async with self._connect(profile) as conn:
+            own = await fetch_account(conn, self.state, parse_address(profile.address), policy=self._policy, now=self._clock())
+            if device_id not in own.devices:
+                raise LocalProtocolError(f"{profile.address} has no device {device_id}")
+            remaining = set(own.device_list.devices) - {own.devices[device_id].fingerprint}
+            device_list = sign_device_list(
+                profile.account_key, account=profile.address, version=own.device_list.version + 1, devices=remaining, now=self._clock()
+            )
+            reply = await conn.request(lambda n: RemoveDevice(request=n, device=device_id, device_list=device_list))
+            assert isinstance(reply, DeviceRemoved)
+        self.state.drop_sessions(profile.address, keep=set(own.devices) - {device_id})
+
+    # Verification -----------------------------------------------------------------------
+
+    async def safety_number(self, address: str) -> SafetyNumber:
+        profile = self.state.profile()
+        peer = parse_address(address)
+        async with self._connect(profile) as conn:
+            view = await fetch_account(conn, self.state, peer, policy=self._policy, now=self._clock(), require_trusted=False)
+        contact = self.state.contact(str(peer))
+        mine = profile.account_key.public
+        return SafetyNumber(
+            address=str(peer),
+            number=safety_number(profile.address, mine, str(peer), view.identity),
+            qr=qr_payload(profile.address, mine, str(peer), view.identity),
+            changed=bool(contact and contact.changed),
+        )
+
+    def trust(self, address: str) -> bool:
+        return self.state.trust_seen_identity(str(parse_address(address)))
+
+    # Sending ----------------------------------------------------------------------------
 
     async def send_text(self, recipient: str, text: str) -> SendResult:
         profile = self.state.profile()
@@ -114,102 +291,207 @@ class Device:
             raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} characters")
         now = self._clock()
         msg_id = self._rng(limits.ENVELOPE_ID_LEN)
+        to_them = encode_content(Content(type="text", id=msg_id, sent_at=now, text=text))
+        to_me = encode_content(Content(type="sync", id=msg_id, sent_at=now, text=text, to=str(to)))
         async with self._connect(profile) as conn:
-            devices = await self._devices(conn, to)
-            fingerprints = {rec.fingerprint for _, rec in devices}
-            known = self.state.known_devices(str(to))
-            new = tuple(sorted(fingerprints - known)) if known else ()
-            envelopes = tuple(
-                Envelope(
-                    v=ENVELOPE_VERSION,
-                    id=msg_id,
-                    to=str(to),
-                    device=device_id,
-                    expires=now + limits.DEFAULT_ENVELOPE_TTL_MS,
-                    kind=Kind.SEALED,
-                    body=seal_message(
-                        Plain(
-                            msg_id=msg_id,
-                            sender=profile.address,
-                            recipient=str(to),
-                            recipient_fp=rec.fingerprint,
-                            sent_at=now,
-                            type="text",
-                            text=text,
-                        ),
-                        sender_identity=profile.identity,
-                        to_key=rec.hpke,
-                    ),
-                )
-                for device_id, rec in devices
-            )
-            reply = await conn.request(lambda n: SendBatch(request=n, envelopes=envelopes))
-            assert isinstance(reply, Accepted)
-        self.state.remember_devices(str(to), fingerprints, now)
-        self.state.record_sent(msg_id, str(to), now, text, len(envelopes))
-        return SendResult(id=msg_id, recipient=str(to), devices=len(envelopes), new_devices=new)
+            await maintain_prekeys(conn, self.state, profile, self._rng, now)
+            counts = await self._deliver(conn, profile, to, to_them, to_me, msg_id, Kind.SEALED)
+        self.state.record_sent(msg_id, str(to), now, counts[0])
+        return SendResult(id=msg_id, recipient=str(to), devices=counts[0], own_devices=counts[1])
 
-    # Receiving ------------------------------------------------------------------------
-
-    async def receive(self, *, wait: float | None = None) -> ReceiveResult:
-        """Fetch what is queued; with ``wait``, if nothing was queued, wait up to that many
-        seconds for the next arrival. Messages are stored locally before they are acked."""
+    async def send_typing(self, recipient: str, *, started: bool = True) -> None:
         profile = self.state.profile()
-        rejected: list[str] = []
+        to = parse_address(recipient)
+        now = self._clock()
+        msg_id = self._rng(limits.ENVELOPE_ID_LEN)
+        content = encode_content(Content(type="typing", id=msg_id, sent_at=now, typing="started" if started else "stopped"))
         async with self._connect(profile) as conn:
-            senders: dict[str, set[str]] = {}
+            await self._deliver(conn, profile, to, content, None, msg_id, Kind.EPHEMERAL)
+
+    async def _deliver(
+        self, conn: Connection, profile: Profile, to: Address, content: bytes, own_copy: bytes | None, msg_id: bytes, kind: Kind
+    ) -> tuple[int, int]:
+        """Encrypt for every device of ``to`` (and this account's other devices when
+        ``own_copy``) and hand the batch to the node; retries when the node reports that the
+        device lists were stale."""
+        sessions = Sessions(self.state, profile, self._rng, self._policy)
+        me = parse_address(profile.address)
+        for _attempt in range(MAX_SEND_ATTEMPTS):
+            now = self._clock()
+            them = await fetch_account(conn, self.state, to, policy=self._policy, now=now)
+            targets = [_Target(address=str(to), device=d, view=them, content=content) for d in sorted(them.devices)]
+            if own_copy is not None and to != me:
+                own = await fetch_account(conn, self.state, me, policy=self._policy, now=now)
+                targets += [_Target(address=str(me), device=d, view=own, content=own_copy) for d in sorted(own.devices) if d != profile.device_id]
+            elif to == me:
+                targets = [t for t in targets if t.device != profile.device_id]
+            await self._establish(conn, sessions, targets)
+            certificate = await self._certificate(conn, profile)
+            envelopes = []
+            for t in targets:
+                record = t.view.devices[t.device]
+                message = sessions.encrypt(t.address, t.device, t.content)  # state committed first
+                body = seal(certificate=certificate, message=message, msg_type=RATCHET_MESSAGE, to_key=record.hpke, recipient_fp=record.fingerprint)
+                envelopes.append(
+                    Envelope(v=ENVELOPE_VERSION, id=msg_id, to=t.address, device=t.device,
+                             expires=now + limits.DEFAULT_ENVELOPE_TTL_MS, kind=kind, body=body)
+                )
+            if not envelopes:
+                return 0, 0
+            reply = await conn.request(lambda n: SendBatch(request=n, envelopes=tuple(envelopes)))
+            if isinstance(reply, Accepted):
+                return sum(t.address == str(to) for t in targets), sum(t.address != str(to) for t in targets)
+            assert isinstance(reply, DeviceMismatch)
+            # Our view was stale: forget sessions with removed devices and look again.
+            current = them if reply.account == str(to) else await fetch_account(conn, self.state, parse_address(reply.account), policy=self._policy, now=now)
+            self.state.drop_sessions(reply.account, keep=set(current.devices) - set(reply.extra))
+        raise LocalProtocolError("the recipient's devices kept changing; try again")
+
+    async def _establish(self, conn: Connection, sessions: Sessions, targets: list[_Target]) -> None:
+        missing: dict[str, list[_Target]] = {}
+        for t in targets:
+            if not sessions.has(t.address, t.device):
+                missing.setdefault(t.address, []).append(t)
+        for address, group in missing.items():
+            reply = await conn.request(lambda n: FetchBundles(request=n, account=address, devices=tuple(t.device for t in group)))
+            assert isinstance(reply, Bundles)
+            views = {t.device: t.view for t in group}
+            for bundle in reply.bundles:
+                if bundle.device in views:
+                    sessions.establish(address, views[bundle.device].devices[bundle.device], bundle)
+
+    async def _certificate(self, conn: Connection, profile: Profile) -> bytes:
+        now = self._clock()
+        cached = self.state.get("sender_certificate")
+        if cached is not None and self.state.get_int("sender_certificate_expires") - now > CERT_REFRESH_MS:
+            return cached
+        reply = await conn.request(lambda n: GetSenderCertificate(request=n))
+        assert isinstance(reply, SenderCertificate)
+        cert = verify_certificate(reply.certificate, node_key=conn.node_key, node=conn.welcome.node, now=now)
+        if not cert.matches(profile.identity.public, profile.address):
+            raise VerifyError("the node issued a sender certificate for someone else")
+        with self.state.transaction():
+            self.state.put("sender_certificate", reply.certificate)
+            self.state.put_int("sender_certificate_expires", cert.expires)
+        return reply.certificate
+
+    # Receiving --------------------------------------------------------------------------
+
+    async def receive(self, *, wait: float | None = None, read_receipts: bool = False) -> ReceiveResult:
+        """Fetch what is queued; with ``wait``, if nothing was queued, wait up to that many
+        seconds for the next arrival. Messages are stored before they are acknowledged, then
+        delivery receipts (and read receipts on request) go back to their senders."""
+        profile = self.state.profile()
+        inbox = _Inbox()
+        async with self._connect(profile) as conn:
+            await maintain_prekeys(conn, self.state, profile, self._rng, self._clock())
             drained = False
-            got_any = False
             with trio.move_on_after(wait if wait is not None else float("inf")) as scope:
                 async for frame in conn.deliveries:
                     if isinstance(frame, Deliver):
-                        got_any |= await self._accept(conn, profile, frame, senders, rejected)
-                        if drained and got_any:
+                        fresh = await self._accept(conn, profile, frame, inbox)
+                        if drained and fresh:
                             break
-                    else:  # Drained
+                    elif not isinstance(frame, LinkOffer):  # Drained
                         drained = True
-                        if got_any or wait is None:
+                        if inbox.texts or wait is None:
                             break
             if conn.error is not None and not scope.cancelled_caught:
                 raise conn.error
-        return ReceiveResult(messages=self.state.unshown(), rejected=rejected)
+            await self._send_receipts(conn, profile, inbox.texts, "delivered")
+            if read_receipts:
+                await self._send_receipts(conn, profile, inbox.texts, "read")
+        return ReceiveResult(messages=self.state.unshown(), rejected=inbox.rejected, identity_changes=sorted(inbox.changed))
 
-    async def _accept(
-        self, conn: Connection, profile: Profile, frame: Deliver, senders: dict[str, set[str]], rejected: list[str]
-    ) -> bool:
-        fresh: list[InboxMessage] = []
+    async def _accept(self, conn: Connection, profile: Profile, frame: Deliver, inbox: "_Inbox") -> bool:
+        sessions = Sessions(self.state, profile, self._rng, self._policy)
+        fresh = False
+        node_keys = {conn.welcome.node: conn.node_key}
         for item in frame.items:
             env = item.envelope
-            if self.state.has_message(env.id):
-                continue  # redelivered after a lost ack: already shown or queued for showing
+            if self.state.has_message(env.id) and env.kind == Kind.SEALED:
+                continue  # redelivered after a lost ack: already stored
             try:
-                opened = open_message(
-                    env.body,
-                    envelope_id=env.id,
-                    me=profile.address,
-                    my_fp=profile.identity.public.fingerprint,
-                    my_key=profile.hpke,
-                    policy=self._policy,
+                cert, message, _msg_type = open_sealed(
+                    env.body, my_key=profile.hpke, my_fp=profile.identity.public.fingerprint,
+                    # judged at arrival, as Signal does: a day offline must not expire them
+                    node_keys=node_keys.get, now=item.stored_at,
                 )
-                sender = opened.plain.sender
-                if sender not in senders:
-                    records = await self._devices(conn, parse_address(sender))
-                    senders[sender] = {rec.fingerprint for _, rec in records}
-                if opened.sender_identity.fingerprint not in senders[sender]:
-                    raise LocalProtocolError(f"message claims to be from {sender} but its key is not one of theirs")
+                sender = parse_address(cert.account)
+                view = inbox.views.get(cert.account)
+                if view is None:
+                    view = await fetch_account(conn, self.state, sender, policy=self._policy, now=self._clock(), require_trusted=False)
+                    inbox.views[cert.account] = view
+                    contact = self.state.contact(cert.account)
+                    if contact and contact.changed:
+                        inbox.changed.add(cert.account)
+                record = view.devices.get(cert.device)
+                if record is None or not cert.matches(record.identity, cert.account):
+                    raise VerifyError(f"sender certificate names a device {cert.account} does not list", code="certificate_mismatch")
+                decrypted = sessions.decrypt(cert.account, cert.device, record, message)
+                content = decode_content(decrypted.plaintext)
+                stored = _inbox_message(content, cert.account, profile.address, item.stored_at)
+                if stored is None:
+                    raise VerifyError("a sync message may only come from this account's own devices")
+                with self.state.transaction():
+                    sessions.commit(decrypted)
+                    if content.type == "receipt":
+                        self.state.record_receipt(list(content.ids), content.receipt, item.stored_at)
+                    self.state.store_received([stored])
             except (ProtocolError, NodeError) as exc:
-                rejected.append(f"dropped envelope {env.id.hex()}: {exc}")
+                inbox.rejected.append(f"dropped envelope {env.id.hex()}: {exc}")
                 continue
-            fresh.append(
-                InboxMessage(
-                    id=env.id,
-                    sender=sender,
-                    sent_at=opened.plain.sent_at,
-                    received_at=item.stored_at,
-                    type=opened.plain.type,
-                    text=opened.plain.text,
+            if content.type == "text":
+                inbox.texts.setdefault(cert.account, []).append(content.id)
+            fresh = True
+        await conn.send(Ack(ids=tuple(i.envelope.id for i in frame.items if i.envelope.kind == Kind.SEALED)))
+        return fresh
+
+    async def _send_receipts(self, conn: Connection, profile: Profile, texts: dict[str, list[bytes]], kind: str) -> None:
+        for sender, ids in texts.items():
+            if sender == profile.address:
+                continue
+            for start in range(0, len(ids), limits.MAX_RECEIPT_IDS):
+                content = encode_content(
+                    Content(type="receipt", id=self._rng(16), sent_at=self._clock(), receipt=kind, ids=tuple(ids[start : start + limits.MAX_RECEIPT_IDS]))
                 )
-            )
-        self.state.store_received(fresh)  # durable before the node may delete anything
-        await conn.send(Ack(ids=tuple(item.envelope.id for item in frame.items if item.envelope.kind == Kind.SEALED)))
-        return bool(fresh)
+                try:
+                    await self._deliver(conn, profile, parse_address(sender), content, None, self._rng(16), Kind.SEALED)
+                except (IdentityChanged, NodeError, ProtocolError):
+                    pass  # a receipt is a courtesy: never let it fail the receive
+
+
+@dataclass
+class _Inbox:
+    views: dict[str, AccountView]
+    texts: dict[str, list[bytes]]
+    rejected: list[str]
+    changed: set[str]
+
+    def __init__(self) -> None:
+        self.views, self.texts, self.rejected, self.changed = {}, {}, [], set()
+
+
+def _inbox_message(content: Content, sender: str, me: str, received_at: int) -> InboxMessage | None:
+    if content.type == "sync":
+        if sender != me:
+            return None
+        return InboxMessage(id=content.id, sender=me, peer=content.to, sent_at=content.sent_at, received_at=received_at,
+                            type="text", fields={"text": content.text, "to": content.to})
+    fields: dict = {}
+    if content.type == "text":
+        fields = {"text": content.text}
+    elif content.type == "receipt":
+        fields = {"receipt": content.receipt, "ids": [i.hex() for i in content.ids]}
+    elif content.type == "typing":
+        fields = {"typing": content.typing}
+    return InboxMessage(id=content.id, sender=sender, peer=sender, sent_at=content.sent_at, received_at=received_at,
+                        type=content.type, fields=fields)
+
+
+async def _next_offer(conn: Connection) -> LinkOffer:
+    async for frame in conn.deliveries:
+        if isinstance(frame, LinkOffer):
+            return frame
+    raise conn.error or LocalProtocolError("the node closed the connection before the link was approved")
+

@@ -1,33 +1,44 @@
-"""A device's local state in its home directory: keys, account, pinned node, contacts, inbox.
+"""A device's local state in its home directory (``state.db``, mode 0600).
 
-One SQLite file (``state.db``, mode 0600) so that storing a received message and later marking
-it shown are atomic and survive crashes. Message ids are the primary key of the inbox, which
-makes a redelivered envelope invisible to the user (exactly-once view).
+Secrets — identity keys, the account key, prekey secrets, session records, message texts —
+are sealed by the :class:`~client.vault.Vault` before they reach SQLite. Writes that belong
+together (new session states, received messages, consumed prekeys) share one transaction via
+:meth:`DeviceState.transaction`, committed before anything is acknowledged to the node.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
-from core.crypto import HpkePrivateKey, SigningKey
+from core import canonical
+from core.crypto import CryptoMode, HpkePrivateKey, SigningKey
 
-__all__ = ["DeviceState", "Profile", "InboxMessage", "default_home", "StateError"]
+from .vault import Vault, VaultError
+
+__all__ = ["DeviceState", "Profile", "InboxMessage", "Contact", "default_home", "StateError"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS prekeys (
+    kind TEXT NOT NULL, key_id INTEGER NOT NULL, secret BLOB NOT NULL, created INTEGER NOT NULL,
+    one_time INTEGER NOT NULL, PRIMARY KEY (kind, key_id));
+CREATE TABLE IF NOT EXISTS sessions (
+    address TEXT NOT NULL, device INTEGER NOT NULL, record BLOB NOT NULL, PRIMARY KEY (address, device));
 CREATE TABLE IF NOT EXISTS contacts (
-    address TEXT NOT NULL, fingerprint TEXT NOT NULL, first_seen INTEGER NOT NULL,
-    PRIMARY KEY (address, fingerprint));
+    address TEXT PRIMARY KEY, identity BLOB NOT NULL, seen_identity BLOB NOT NULL, first_seen INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS inbox (
-    id BLOB PRIMARY KEY, sender TEXT NOT NULL, sent_at INTEGER NOT NULL, received_at INTEGER NOT NULL,
-    type TEXT NOT NULL, text TEXT NOT NULL, shown INTEGER NOT NULL DEFAULT 0);
+    id BLOB PRIMARY KEY, sender TEXT NOT NULL, peer TEXT NOT NULL, sent_at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL, type TEXT NOT NULL, body BLOB NOT NULL, shown INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS sent (
-    id BLOB PRIMARY KEY, recipient TEXT NOT NULL, sent_at INTEGER NOT NULL, text TEXT NOT NULL, devices INTEGER NOT NULL);
+    id BLOB PRIMARY KEY, recipient TEXT NOT NULL, sent_at INTEGER NOT NULL, devices INTEGER NOT NULL,
+    delivered_at INTEGER, read_at INTEGER);
 """
 
 
@@ -46,92 +57,212 @@ class Profile:
     device_id: int
     node_url: str
     node_fingerprint: str
-    identity: SigningKey
-    hpke: HpkePrivateKey
+    mode: CryptoMode
+    identity: SigningKey  # this device's identity (signs prekeys, records, the channel)
+    identity_dh: bytes | None  # X25519 secret of the device's PQXDH identity key
+    hpke: HpkePrivateKey  # this device's sealed-sender key
+    account_key: SigningKey  # the account identity key, shared by the account's devices
 
 
 @dataclass(frozen=True, kw_only=True)
 class InboxMessage:
     id: bytes
-    sender: str
+    sender: str  # who wrote it (our own address for messages synced from our other devices)
+    peer: str  # the conversation: the other party
     sent_at: int
     received_at: int
     type: str
-    text: str
+    fields: dict  # type-specific: text, receipt ids, typing state
+
+
+@dataclass(frozen=True, kw_only=True)
+class Contact:
+    address: str
+    identity: bytes  # the account identity key we trust
+    seen_identity: bytes  # the one the directory shows now; differs after a change
+
+    @property
+    def changed(self) -> bool:
+        return self.identity != self.seen_identity
 
 
 class DeviceState:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, create: bool = True) -> None:
         self.home = home
+        if not create and not (home / "state.db").exists():
+            raise StateError(f"no device state in {home}: run `sonet register` or `sonet link begin` first")
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = home / "state.db"
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        try:
+            self.vault = Vault.open(home, create=True)
+        except VaultError as exc:
+            raise StateError(str(exc)) from None
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._depth = 0
 
     def close(self) -> None:
         self._db.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes; nested uses join the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # Sealed key/value -------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return self.vault.open_value(row[0], b"kv/" + key.encode()) if row else None
+
+    def put(self, key: str, value: bytes) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, self.vault.seal(value, b"kv/" + key.encode()))
+            )
+
+    def get_int(self, key: str, default: int = 0) -> int:
+        raw = self.get(key)
+        return int(raw) if raw is not None else default
+
+    def put_int(self, key: str, value: int) -> None:
+        self.put(key, str(value).encode())
+
     # Profile ----------------------------------------------------------------------------
 
-    def _get(self, key: str) -> bytes | None:
-        row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
-
     def registered(self) -> bool:
-        return self._get("address") is not None
+        return self._db.execute("SELECT 1 FROM kv WHERE key = 'address'").fetchone() is not None
 
     def save_profile(self, profile: Profile) -> None:
-        values = {
-            "address": profile.address.encode(),
-            "device_id": str(profile.device_id).encode(),
-            "node_url": profile.node_url.encode(),
-            "node_fingerprint": profile.node_fingerprint.encode(),
-            "identity": profile.identity.private_bytes(),
-            "hpke": profile.hpke.private_bytes(),
-        }
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", values.items())
+        with self.transaction():
+            self.put("address", profile.address.encode())
+            self.put_int("device_id", profile.device_id)
+            self.put("node_url", profile.node_url.encode())
+            self.put("node_fingerprint", profile.node_fingerprint.encode())
+            self.put("mode", profile.mode.value.encode())
+            self.put("identity", profile.identity.private_bytes())
+            self.put("identity_dh", profile.identity_dh or b"")
+            self.put("hpke", profile.hpke.private_bytes())
+            self.put("account_key", profile.account_key.private_bytes())
 
     def profile(self) -> Profile:
         if not self.registered():
             raise StateError(f"no account in {self.home}: run `sonet register ADDRESS --node URL --invite TOKEN` first")
-        get = lambda k: self._get(k) or b""  # noqa: E731
+        get = lambda k: self.get(k) or b""  # noqa: E731
         return Profile(
             address=get("address").decode(),
-            device_id=int(get("device_id")),
+            device_id=self.get_int("device_id"),
             node_url=get("node_url").decode(),
             node_fingerprint=get("node_fingerprint").decode(),
+            mode=CryptoMode(get("mode").decode()),
             identity=SigningKey.from_private_bytes(get("identity")),
+            identity_dh=get("identity_dh") or None,
             hpke=HpkePrivateKey.from_private_bytes(get("hpke")),
+            account_key=SigningKey.from_private_bytes(get("account_key")),
         )
 
-    # Contacts (trust on first use of each device key, until key transparency lands) ------
+    # Prekey secrets ---------------------------------------------------------------------
 
-    def known_devices(self, address: str) -> set[str]:
-        return {r[0] for r in self._db.execute("SELECT fingerprint FROM contacts WHERE address = ?", (address,))}
-
-    def remember_devices(self, address: str, fingerprints: set[str], now: int) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")  # autocommit connection: one transaction, not one per row
-            self._db.executemany(
-                "INSERT OR IGNORE INTO contacts (address, fingerprint, first_seen) VALUES (?, ?, ?)",
-                [(address, fp, now) for fp in fingerprints],
+    def save_prekey(self, kind: str, key_id: int, secret: bytes, *, created: int, one_time: bool) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO prekeys (kind, key_id, secret, created, one_time) VALUES (?, ?, ?, ?, ?)",
+                (kind, key_id, self.vault.seal(secret, f"prekey/{kind}/{key_id}".encode()), created, int(one_time)),
             )
+
+    def prekey(self, kind: str, key_id: int) -> bytes | None:
+        row = self._db.execute("SELECT secret FROM prekeys WHERE kind = ? AND key_id = ?", (kind, key_id)).fetchone()
+        return self.vault.open_value(row[0], f"prekey/{kind}/{key_id}".encode()) if row else None
+
+    def prekey_is_one_time(self, kind: str, key_id: int) -> bool:
+        row = self._db.execute("SELECT one_time FROM prekeys WHERE kind = ? AND key_id = ?", (kind, key_id)).fetchone()
+        return bool(row and row[0])
+
+    def delete_prekey(self, kind: str, key_id: int) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM prekeys WHERE kind = ? AND key_id = ?", (kind, key_id))
+
+    def drop_signed_prekeys_before(self, cutoff: int, keep: set[tuple[str, int]]) -> None:
+        """Forget rotated-out signed / last-resort prekey secrets after their grace period."""
+        with self.transaction():
+            rows = self._db.execute("SELECT kind, key_id FROM prekeys WHERE one_time = 0 AND created < ?", (cutoff,))
+            for kind, key_id in rows.fetchall():
+                if (kind, key_id) not in keep:
+                    self._db.execute("DELETE FROM prekeys WHERE kind = ? AND key_id = ?", (kind, key_id))
+
+    # Sessions ---------------------------------------------------------------------------
+
+    def session(self, address: str, device: int) -> bytes | None:
+        row = self._db.execute("SELECT record FROM sessions WHERE address = ? AND device = ?", (address, device)).fetchone()
+        return self.vault.open_value(row[0], f"session/{address}/{device}".encode()) if row else None
+
+    def save_session(self, address: str, device: int, record: bytes) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO sessions (address, device, record) VALUES (?, ?, ?)",
+                (address, device, self.vault.seal(record, f"session/{address}/{device}".encode())),
+            )
+
+    def drop_sessions(self, address: str, keep: set[int]) -> None:
+        with self.transaction():
+            for (device,) in self._db.execute("SELECT device FROM sessions WHERE address = ?", (address,)).fetchall():
+                if device not in keep:
+                    self._db.execute("DELETE FROM sessions WHERE address = ? AND device = ?", (address, device))
+
+    # Contacts ---------------------------------------------------------------------------
+
+    def contact(self, address: str) -> Contact | None:
+        row = self._db.execute("SELECT identity, seen_identity FROM contacts WHERE address = ?", (address,)).fetchone()
+        return Contact(address=address, identity=row[0], seen_identity=row[1]) if row else None
+
+    def see_identity(self, address: str, identity: bytes, now: int) -> Contact:
+        """Record the account identity the directory shows; the first one seen is trusted."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO contacts (address, identity, seen_identity, first_seen) VALUES (?, ?, ?, ?)",
+                (address, identity, identity, now),
+            )
+            self._db.execute("UPDATE contacts SET seen_identity = ? WHERE address = ?", (identity, address))
+        contact = self.contact(address)
+        assert contact is not None
+        return contact
+
+    def trust_seen_identity(self, address: str) -> bool:
+        with self.transaction():
+            cur = self._db.execute("UPDATE contacts SET identity = seen_identity WHERE address = ?", (address,))
+        return cur.rowcount > 0
 
     # Messages ---------------------------------------------------------------------------
 
     def store_received(self, messages: list[InboxMessage]) -> None:
-        """Durably keep messages before they are acknowledged to the node."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")  # autocommit connection: one transaction, not one per row
+        with self.transaction():
             self._db.executemany(
-                "INSERT OR IGNORE INTO inbox (id, sender, sent_at, received_at, type, text) VALUES (?, ?, ?, ?, ?, ?)",
-                [(m.id, m.sender, m.sent_at, m.received_at, m.type, m.text) for m in messages],
+                "INSERT OR IGNORE INTO inbox (id, sender, peer, sent_at, received_at, type, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (m.id, m.sender, m.peer, m.sent_at, m.received_at, m.type, self.vault.seal(canonical.dumps(m.fields), b"inbox/" + m.id))
+                    for m in messages
+                ],
             )
 
     def has_message(self, msg_id: bytes) -> bool:
@@ -139,18 +270,34 @@ class DeviceState:
 
     def unshown(self) -> list[InboxMessage]:
         rows = self._db.execute(
-            "SELECT id, sender, sent_at, received_at, type, text FROM inbox WHERE shown = 0 ORDER BY received_at, sent_at, rowid"
+            "SELECT id, sender, peer, sent_at, received_at, type, body FROM inbox WHERE shown = 0 ORDER BY rowid"
         ).fetchall()
-        return [InboxMessage(id=r[0], sender=r[1], sent_at=r[2], received_at=r[3], type=r[4], text=r[5]) for r in rows]
+        return [
+            InboxMessage(
+                id=r[0], sender=r[1], peer=r[2], sent_at=r[3], received_at=r[4], type=r[5],
+                fields=canonical.loads(self.vault.open_value(r[6], b"inbox/" + r[0])),
+            )
+            for r in rows
+        ]
 
     def mark_shown(self, ids: list[bytes]) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")  # autocommit connection: one transaction, not one per row
+        with self.transaction():
             self._db.executemany("UPDATE inbox SET shown = 1 WHERE id = ?", [(i,) for i in ids])
 
-    def record_sent(self, msg_id: bytes, recipient: str, sent_at: int, text: str, devices: int) -> None:
-        with self._db:
+    def record_sent(self, msg_id: bytes, recipient: str, sent_at: int, devices: int) -> None:
+        with self.transaction():
             self._db.execute(
-                "INSERT OR IGNORE INTO sent (id, recipient, sent_at, text, devices) VALUES (?, ?, ?, ?, ?)",
-                (msg_id, recipient, sent_at, text, devices),
+                "INSERT OR IGNORE INTO sent (id, recipient, sent_at, devices) VALUES (?, ?, ?, ?)",
+                (msg_id, recipient, sent_at, devices),
             )
+
+    def record_receipt(self, msg_ids: list[bytes], kind: str, at: int) -> None:
+        column = "delivered_at" if kind == "delivered" else "read_at"
+        with self.transaction():
+            self._db.executemany(f"UPDATE sent SET {column} = COALESCE({column}, ?) WHERE id = ?", [(at, i) for i in msg_ids])
+
+    def sent_status(self, msg_id: bytes) -> dict | None:
+        row = self._db.execute("SELECT recipient, sent_at, devices, delivered_at, read_at FROM sent WHERE id = ?", (msg_id,)).fetchone()
+        if row is None:
+            return None
+        return {"to": row[0], "sent_at": row[1], "devices": row[2], "delivered_at": row[3], "read_at": row[4]}

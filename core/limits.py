@@ -28,6 +28,26 @@ __all__ = [
     "DEFAULT_MAILBOX_MAX_BYTES",
     "MAX_CHANNEL_RECORDS",
     "HANDSHAKE_DEADLINE_S",
+    "DEFAULT_SENDER_CERT_VALIDITY_MS",
+    "MAX_SENDER_CERT_VALIDITY_MS",
+    "MAX_CERT_CLOCK_SKEW_MS",
+    "MAX_SENDER_CERT_BYTES",
+    "MAX_DEVICE_ID",
+    "MAX_SEALED_MESSAGE_BYTES",
+    "MAX_SEALED_MESSAGE_TYPE",
+    "MAX_DEVICE_LIST_BYTES",
+    "MAX_DEVICE_LIST_VERSION",
+    "CONTENT_ID_LEN",
+    "MAX_RECEIPT_IDS",
+    "MAX_CONTENT_BYTES",
+    "LINK_SLOT_LEN",
+    "LINK_COMMITMENT_LEN",
+    "MAX_PROVISIONING_BYTES",
+    "MAX_URL_LEN",
+    "MAX_ONE_TIME_PREKEYS",
+    "LINK_SLOT_TTL_MS",
+    "MAX_LINK_SLOTS",
+    "MAX_LINK_EPHEMERAL_BYTES",
 ]
 
 # Wire frames (msgpack) -----------------------------------------------------------------
@@ -62,3 +82,68 @@ MAX_DEVICES_PER_ACCOUNT = 16
 MAX_TEXT_LEN = 64 * 1024
 #: signed/hashed CBOR objects (key bundles, sealed payloads)
 MAX_CBOR_BYTES = 128 * 1024
+
+# Sealed sender (core/certs.py, core/sealed_sender.py) -----------------------------------
+#: what a home node issues by default; a recipient refuses anything valid for longer
+DEFAULT_SENDER_CERT_VALIDITY_MS = 24 * 3600 * 1000
+MAX_SENDER_CERT_VALIDITY_MS = 7 * 24 * 3600 * 1000
+#: how far in the future a certificate's issue time may lie (clocks of two nodes disagree)
+MAX_CERT_CLOCK_SKEW_MS = 5 * 60 * 1000
+MAX_SENDER_CERT_BYTES = 16 * 1024
+#: device ids are 1..MAX_DEVICE_ID, as in envelopes
+MAX_DEVICE_ID = 2**31 - 1
+#: the opaque ratchet message inside a sealed box; leaves room for the certificate and HPKE
+#: overhead so that the box fits in one envelope body
+MAX_SEALED_MESSAGE_BYTES = MAX_ENVELOPE_BODY - 32 * 1024
+MAX_SEALED_MESSAGE_TYPE = 255
+
+# Device lists (core/device_list.py) -----------------------------------------------------
+MAX_DEVICE_LIST_BYTES = 16 * 1024
+MAX_DEVICE_LIST_VERSION = 2**63 - 1
+
+# Message content (core/content.py) ------------------------------------------------------
+CONTENT_ID_LEN = 16
+MAX_RECEIPT_IDS = 256
+#: a whole encoded content object: the longest text plus room for the other fields
+MAX_CONTENT_BYTES = MAX_TEXT_LEN + 8 * 1024
+
+# Device linking (core/provisioning.py) --------------------------------------------------
+LINK_SLOT_LEN = 16
+LINK_COMMITMENT_LEN = 16
+MAX_PROVISIONING_BYTES = 16 * 1024
+MAX_URL_LEN = 2048
+
+# End-to-end sessions (core/ratchet/) ----------------------------------------------------
+#: message keys a single header may make the receiver derive and keep for one chain step
+MAX_SKIP = 2000
+#: skipped message keys kept per session in total; the oldest are evicted beyond this
+MAX_SKIPPED_KEYS = 5000
+#: prekey ids are 32-bit unsigned; message numbers within one chain as well
+MAX_PREKEY_ID = 2**32 - 1
+MAX_CHAIN_INDEX = 2**32 - 1
+#: plaintext of one ratchet message (a content object, MAX_CONTENT_BYTES, fits with room)
+MAX_RATCHET_PLAINTEXT = 128 * 1024
+#: one encoded ratchet message including the prekey header; fits in a sealed box
+MAX_RATCHET_MESSAGE_BYTES = MAX_RATCHET_PLAINTEXT + 16 * 1024
+#: a serialized session record (local state; dominated by MAX_SKIPPED_KEYS skipped keys)
+MAX_SESSION_RECORD_BYTES = 1024 * 1024
+
+__all__ += [
+    "MAX_SKIP",
+    "MAX_SKIPPED_KEYS",
+    "MAX_PREKEY_ID",
+    "MAX_CHAIN_INDEX",
+    "MAX_RATCHET_PLAINTEXT",
+    "MAX_RATCHET_MESSAGE_BYTES",
+    "MAX_SESSION_RECORD_BYTES",
+]
+
+# Prekeys and linking on the node (node/client_session.py, node/linking.py) ------------------
+#: one-time prekeys of each kind a node holds per device, and accepts in one PublishPrekeys
+MAX_ONE_TIME_PREKEYS = 200
+#: how long a provisioning slot waits for approval and completion
+LINK_SLOT_TTL_MS = 10 * 60 * 1000
+#: provisioning slots open at once on one node
+MAX_LINK_SLOTS = 1024
+#: the new device's ephemeral HPKE public key in LinkBegin
+MAX_LINK_EPHEMERAL_BYTES = 4096

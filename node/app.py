@@ -19,7 +19,8 @@ from core.handshake import HandshakeComplete
 from .client_session import ClientContext, ClientSession
 from .config import NodeConfig
 from .identity import load_node_key
-from .mailbox import MailboxRegistry
+from .linking import LinkRegistry
+from .mailbox import DeviceConnections, MailboxRegistry
 from .server import Router
 from .store import Quota, SqliteStore
 
@@ -43,6 +44,8 @@ class Node:
         self.identity = load_node_key(data_dir)
         self.policy = CryptoPolicy(config.minimum_crypto_mode)
         self.registry = MailboxRegistry()
+        self.links = LinkRegistry(rng=os.urandom)
+        self.connections = DeviceConnections()
         self.url: str | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
@@ -57,6 +60,9 @@ class Node:
                 registration=self.config.registration,
                 envelope_ttl_ms=self.config.envelope_ttl_ms,
                 clock_ms=now_ms,
+                node_key=self.identity,
+                links=self.links,
+                connections=self.connections,
             )
 
             async def serve_client(ws: WebSocketConnection, channel: Channel, done: HandshakeComplete) -> None:
@@ -95,6 +101,7 @@ class Node:
     async def _purge_loop(self, store: SqliteStore) -> None:
         while True:
             dropped = await store.purge_expired(now=now_ms())
+            self.links.purge(now_ms())
             if dropped:
                 log.info("expired %d envelopes", dropped)
             await trio.sleep(PURGE_INTERVAL_S)

@@ -3,6 +3,10 @@
 The store is the source of truth; this registry only tells a device's delivery task that
 there may be something new. A notification that races with a query is never lost: the flag
 is raised before the task looks again.
+
+``DeviceConnections`` tracks live connections by device identity fingerprint so that removing
+a device closes them. A connection is tracked before its session first reads the store, so a
+removal either committed before that read (the device is then unknown) or signals it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import trio
 
 from core.envelope import Envelope
 
-__all__ = ["MailboxKey", "Wakeup", "MailboxRegistry"]
+__all__ = ["MailboxKey", "Wakeup", "MailboxRegistry", "DeviceConnections"]
 
 MailboxKey = tuple[str, int]  # (account, device id)
 _EPHEMERAL_QUEUE = 64
@@ -73,3 +77,28 @@ class MailboxRegistry:
 
     def connected(self) -> int:
         return sum(len(s) for s in self._subs.values())
+
+
+class DeviceConnections:
+    def __init__(self) -> None:
+        self._live: dict[str, set[trio.Event]] = defaultdict(set)
+
+    @contextmanager
+    def track(self, fingerprint: str) -> Iterator[trio.Event]:
+        """Track one connection of the device ``fingerprint``; the event is set when the
+        device is removed."""
+        removed = trio.Event()
+        self._live[fingerprint].add(removed)
+        try:
+            yield removed
+        finally:
+            self._live[fingerprint].discard(removed)
+            if not self._live[fingerprint]:
+                del self._live[fingerprint]
+
+    def removed(self, fingerprint: str) -> int:
+        """Signal every live connection of the device; return how many there were."""
+        events = self._live.get(fingerprint, set())
+        for event in events:
+            event.set()
+        return len(events)

@@ -1,6 +1,7 @@
 """The only place that touches cryptography.hazmat, nacl or pqcrypto."""
 
 from .aead import Aead
+from .dh import MlKemKeyPair, X25519KeyPair, check_mlkem_public, mlkem_encapsulate
 from .hpke import HpkePrivateKey, HpkePublicKey
 from .kdf import ct_equal, hkdf, hkdf_expand, hmac_sha256, sha256
 from .kex import KexOffer, KexResponse, respond
@@ -27,4 +28,8 @@ __all__ = [
     "normalize_fingerprint",
     "respond",
     "sha256",
+    "MlKemKeyPair",
+    "X25519KeyPair",
+    "check_mlkem_public",
+    "mlkem_encapsulate",
 ]

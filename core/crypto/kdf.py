@@ -5,11 +5,18 @@ from __future__ import annotations
 from cryptography.hazmat.primitives import constant_time, hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
-__all__ = ["sha256", "sha3_256", "shake256", "hkdf", "hkdf_expand", "hmac_sha256", "ct_equal"]
+__all__ = ["sha256", "sha512", "sha3_256", "shake256", "hkdf", "hkdf_expand", "hmac_sha256", "ct_equal"]
 
 
 def sha256(*parts: bytes) -> bytes:
     h = hashes.Hash(hashes.SHA256())
+    for p in parts:
+        h.update(p)
+    return h.finalize()
+
+
+def sha512(*parts: bytes) -> bytes:
+    h = hashes.Hash(hashes.SHA512())
     for p in parts:
         h.update(p)
     return h.finalize()

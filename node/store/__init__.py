@@ -6,12 +6,15 @@ import os
 
 from .base import (
     AccountExists,
+    AccountRow,
     DeviceRow,
     InviteInvalid,
     MailboxItem,
     NewEnvelope,
+    PrekeySet,
     Quota,
     QuotaExceeded,
+    StaleDeviceList,
     Store,
     StoreError,
 )
@@ -23,6 +26,9 @@ __all__ = [
     "QuotaExceeded",
     "AccountExists",
     "InviteInvalid",
+    "StaleDeviceList",
+    "AccountRow",
+    "PrekeySet",
     "DeviceRow",
     "MailboxItem",
     "NewEnvelope",

@@ -67,7 +67,40 @@ _V1 = (
     "CREATE INDEX invites_expiry ON invites (expires_at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# Version 2 (E2EE sessions): the account identity key and signed device list, a device id
+# counter (ids are never reused, even after the newest device is removed), and prekeys.
+_V2 = (
+    # Accounts created under version 1 have no identity key yet: empty key, empty list and
+    # version 0 until their owner sets one (the node refuses list changes on them meanwhile).
+    "ALTER TABLE accounts ADD COLUMN account_identity BLOB NOT NULL DEFAULT x''",
+    "ALTER TABLE accounts ADD COLUMN device_list BLOB NOT NULL DEFAULT x''",
+    "ALTER TABLE accounts ADD COLUMN device_list_version INTEGER NOT NULL DEFAULT 0",
+    # the highest device id ever given out in this account
+    "ALTER TABLE accounts ADD COLUMN last_device_id INTEGER NOT NULL DEFAULT 0",
+    """UPDATE accounts SET last_device_id =
+        (SELECT coalesce(max(device_id), 0) FROM devices WHERE devices.account = accounts.account)""",
+    # One table for every prekey of a device. one_time = 0: the current signed X25519 prekey
+    # (kind 'x25519') or the ML-KEM last-resort key (kind 'mlkem768'), at most one of each.
+    # one_time = 1: one-time keys, handed out oldest first (by seq). A handed-out one-time key
+    # stays as a tombstone (taken = 1, blob emptied), so that the same key id is never accepted,
+    # and so never handed out, again.
+    """CREATE TABLE prekeys (
+        seq         INTEGER PRIMARY KEY,
+        account     TEXT NOT NULL,
+        device_id   INTEGER NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('x25519', 'mlkem768')),
+        key_id      INTEGER NOT NULL,
+        blob        BLOB NOT NULL,
+        one_time    INTEGER NOT NULL CHECK (one_time IN (0, 1)),
+        taken       INTEGER NOT NULL DEFAULT 0 CHECK (taken IN (0, 1)),
+        FOREIGN KEY (account, device_id) REFERENCES devices(account, device_id) ON DELETE CASCADE
+    )""",
+    "CREATE UNIQUE INDEX prekeys_current ON prekeys (account, device_id, kind) WHERE one_time = 0",
+    "CREATE UNIQUE INDEX prekeys_one_time ON prekeys (account, device_id, kind, key_id) WHERE one_time = 1",
+    "CREATE INDEX prekeys_available ON prekeys (account, device_id, kind, one_time, taken, seq)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -18,12 +18,15 @@ import trio
 
 from .base import (
     AccountExists,
+    AccountRow,
     DeviceRow,
     InviteInvalid,
     MailboxItem,
     NewEnvelope,
+    PrekeySet,
     Quota,
     QuotaExceeded,
+    StaleDeviceList,
     StoreError,
 )
 from .migrations import migrate
@@ -136,11 +139,13 @@ class SqliteStore:
         account: str,
         fingerprint: str,
         record: bytes,
+        account_identity: bytes,
+        device_list: bytes,
         invite_hash: bytes | None,
         now: int,
     ) -> DeviceRow:
         return await self._transaction(
-            _register_account, account, fingerprint, record, invite_hash, now
+            _register_account, account, fingerprint, record, account_identity, device_list, invite_hash, now
         )
 
     async def devices(self, account: str) -> list[DeviceRow]:
@@ -148,6 +153,49 @@ class SqliteStore:
 
     async def device_by_fingerprint(self, fingerprint: str) -> DeviceRow | None:
         return await self._call(_device_by_fingerprint, fingerprint)
+
+    async def account(self, account: str) -> AccountRow | None:
+        return await self._call(_account, account)
+
+    async def add_device(
+        self, *, account: str, fingerprint: str, record: bytes, device_list: bytes, expected_version: int, now: int
+    ) -> DeviceRow:
+        return await self._transaction(_add_device, account, fingerprint, record, device_list, expected_version, now)
+
+    async def remove_device(
+        self, *, account: str, device_id: int, device_list: bytes, expected_version: int
+    ) -> bool:
+        return await self._transaction(_remove_device, account, device_id, device_list, expected_version)
+
+    # Prekeys ---------------------------------------------------------------------------
+
+    async def publish_prekeys(
+        self,
+        account: str,
+        device_id: int,
+        *,
+        signed_prekey: bytes | None,
+        pq_last_resort: bytes | None,
+        one_time: Sequence[tuple[int, bytes]],
+        pq_one_time: Sequence[tuple[int, bytes]],
+        max_one_time: int,
+    ) -> tuple[int, int]:
+        return await self._transaction(
+            _publish_prekeys,
+            account,
+            device_id,
+            signed_prekey,
+            pq_last_resort,
+            list(one_time),
+            list(pq_one_time),
+            max_one_time,
+        )
+
+    async def take_bundle(self, account: str, device_id: int) -> PrekeySet:
+        return await self._transaction(_take_bundle, account, device_id)
+
+    async def prekey_counts(self, account: str, device_id: int) -> tuple[int, int]:
+        return await self._call(_prekey_counts, account, device_id)
 
     # Mailboxes -------------------------------------------------------------------------
 
@@ -207,6 +255,8 @@ def _register_account(
     account: str,
     fingerprint: str,
     record: bytes,
+    account_identity: bytes,
+    device_list: bytes,
     invite_hash: bytes | None,
     now: int,
 ) -> DeviceRow:
@@ -224,7 +274,11 @@ def _register_account(
         raise AccountExists(f"account {account!r} already exists")
     if conn.execute("SELECT 1 FROM devices WHERE fingerprint = ?", (fingerprint,)).fetchone():
         raise AccountExists("a device with this identity key is already registered")
-    conn.execute("INSERT INTO accounts (account, created_at) VALUES (?, ?)", (account, now))
+    conn.execute(
+        "INSERT INTO accounts (account, created_at, account_identity, device_list, device_list_version,"
+        " last_device_id) VALUES (?, ?, ?, ?, 1, 1)",
+        (account, now, account_identity, device_list),
+    )
     conn.execute(
         f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, 1, ?, ?, ?)",
         (account, fingerprint, record, now),
@@ -246,6 +300,198 @@ def _device_by_fingerprint(conn: sqlite3.Connection, fingerprint: str) -> Device
         f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE fingerprint = ?", (fingerprint,)
     ).fetchone()
     return None if row is None else _device_row(row)
+
+
+def _account(conn: sqlite3.Connection, account: str) -> AccountRow | None:
+    row = conn.execute(
+        "SELECT account, account_identity, device_list, device_list_version, created_at"
+        " FROM accounts WHERE account = ?",
+        (account,),
+    ).fetchone()
+    if row is None:
+        return None
+    name, identity, device_list, version, created_at = row
+    return AccountRow(
+        account=name,
+        account_identity=bytes(identity),
+        device_list=bytes(device_list),
+        device_list_version=version,
+        created_at=created_at,
+    )
+
+
+def _check_list_version(conn: sqlite3.Connection, account: str, expected_version: int) -> int:
+    """The account's last device id, after checking its list is still at ``expected_version``."""
+    row = conn.execute(
+        "SELECT device_list_version, last_device_id FROM accounts WHERE account = ?", (account,)
+    ).fetchone()
+    if row is None:
+        raise StoreError(f"no account {account!r}")
+    version, last_device_id = row
+    if version != expected_version:
+        raise StaleDeviceList(
+            f"the device list of {account!r} is at version {version}, not {expected_version}"
+        )
+    return last_device_id
+
+
+def _replace_device_list(
+    conn: sqlite3.Connection, account: str, device_list: bytes, version: int, last_device_id: int
+) -> None:
+    conn.execute(
+        "UPDATE accounts SET device_list = ?, device_list_version = ?, last_device_id = ?"
+        " WHERE account = ?",
+        (device_list, version, last_device_id, account),
+    )
+
+
+def _add_device(
+    conn: sqlite3.Connection,
+    account: str,
+    fingerprint: str,
+    record: bytes,
+    device_list: bytes,
+    expected_version: int,
+    now: int,
+) -> DeviceRow:
+    last_device_id = _check_list_version(conn, account, expected_version)
+    if conn.execute("SELECT 1 FROM devices WHERE fingerprint = ?", (fingerprint,)).fetchone():
+        raise AccountExists("a device with this identity key is already registered")
+    # The counter, not max(device_id): the id of a removed device is never given out again.
+    device_id = last_device_id + 1
+    conn.execute(
+        f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+        (account, device_id, fingerprint, record, now),
+    )
+    _replace_device_list(conn, account, device_list, expected_version + 1, device_id)
+    return DeviceRow(
+        account=account, device_id=device_id, fingerprint=fingerprint, record=bytes(record), created_at=now
+    )
+
+
+def _remove_device(
+    conn: sqlite3.Connection, account: str, device_id: int, device_list: bytes, expected_version: int
+) -> bool:
+    last_device_id = _check_list_version(conn, account, expected_version)
+    # Its mailbox, dedup records and prekeys go with it (ON DELETE CASCADE).
+    deleted = conn.execute(
+        "DELETE FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
+    ).rowcount
+    if deleted != 1:
+        return False  # nothing written: the list stays as it was
+    _replace_device_list(conn, account, device_list, expected_version + 1, last_device_id)
+    return True
+
+
+# Prekey kinds as stored: X25519 one-time / signed prekeys, ML-KEM-768 one-time / last resort.
+_X25519 = "x25519"
+_MLKEM = "mlkem768"
+
+
+def _too_many_prekeys(message: str) -> StoreError:
+    exc = StoreError(message)
+    exc.code = "too_many_prekeys"
+    return exc
+
+
+def _device_exists(conn: sqlite3.Connection, account: str, device_id: int) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
+        ).fetchone()
+        is not None
+    )
+
+
+def _publish_prekeys(
+    conn: sqlite3.Connection,
+    account: str,
+    device_id: int,
+    signed_prekey: bytes | None,
+    pq_last_resort: bytes | None,
+    one_time: list[tuple[int, bytes]],
+    pq_one_time: list[tuple[int, bytes]],
+    max_one_time: int,
+) -> tuple[int, int]:
+    if not _device_exists(conn, account, device_id):
+        raise StoreError(f"no device {device_id} of {account!r}")
+    for kind, blob in ((_X25519, signed_prekey), (_MLKEM, pq_last_resort)):
+        if blob is not None:
+            conn.execute(
+                "INSERT INTO prekeys (account, device_id, kind, key_id, blob, one_time)"
+                " VALUES (?, ?, ?, 0, ?, 0)"
+                " ON CONFLICT (account, device_id, kind) WHERE one_time = 0 DO UPDATE SET blob = excluded.blob",
+                (account, device_id, kind, blob),
+            )
+    for kind, keys in ((_X25519, one_time), (_MLKEM, pq_one_time)):
+        fresh: dict[int, bytes] = {}
+        for key_id, blob in keys:
+            if key_id in fresh:
+                continue  # the first of several keys with one id wins
+            known = conn.execute(
+                "SELECT 1 FROM prekeys WHERE account = ? AND device_id = ? AND kind = ?"
+                " AND key_id = ? AND one_time = 1",
+                (account, device_id, kind, key_id),
+            ).fetchone()
+            if known is None:  # stored, or handed out already: ignored either way
+                fresh[key_id] = blob
+        (stored,) = conn.execute(
+            "SELECT count(*) FROM prekeys WHERE account = ? AND device_id = ? AND kind = ?"
+            " AND one_time = 1 AND taken = 0",
+            (account, device_id, kind),
+        ).fetchone()
+        if stored + len(fresh) > max_one_time:
+            # Raising rolls back the whole transaction, the other kind's keys included.
+            raise _too_many_prekeys(
+                f"{stored} + {len(fresh)} one-time {kind} prekeys exceed the limit of {max_one_time}"
+            )
+        conn.executemany(
+            "INSERT INTO prekeys (account, device_id, kind, key_id, blob, one_time) VALUES (?, ?, ?, ?, ?, 1)",
+            [(account, device_id, kind, key_id, blob) for key_id, blob in fresh.items()],
+        )
+    return _prekey_counts(conn, account, device_id)
+
+
+def _pop_one_time(conn: sqlite3.Connection, account: str, device_id: int, kind: str) -> bytes | None:
+    row = conn.execute(
+        "SELECT seq, blob FROM prekeys WHERE account = ? AND device_id = ? AND kind = ?"
+        " AND one_time = 1 AND taken = 0 ORDER BY seq LIMIT 1",
+        (account, device_id, kind),
+    ).fetchone()
+    if row is None:
+        return None
+    seq, blob = row
+    conn.execute("UPDATE prekeys SET taken = 1, blob = x'' WHERE seq = ?", (seq,))
+    return bytes(blob)
+
+
+def _current(conn: sqlite3.Connection, account: str, device_id: int, kind: str) -> bytes | None:
+    row = conn.execute(
+        "SELECT blob FROM prekeys WHERE account = ? AND device_id = ? AND kind = ? AND one_time = 0",
+        (account, device_id, kind),
+    ).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def _take_bundle(conn: sqlite3.Connection, account: str, device_id: int) -> PrekeySet:
+    one_time = _pop_one_time(conn, account, device_id, _X25519)
+    pq = _pop_one_time(conn, account, device_id, _MLKEM)
+    if pq is None:
+        pq = _current(conn, account, device_id, _MLKEM)  # the last-resort key is never popped
+    return PrekeySet(
+        signed_prekey=_current(conn, account, device_id, _X25519), pq_prekey=pq, one_time=one_time
+    )
+
+
+def _prekey_counts(conn: sqlite3.Connection, account: str, device_id: int) -> tuple[int, int]:
+    counts = dict(
+        conn.execute(
+            "SELECT kind, count(*) FROM prekeys WHERE account = ? AND device_id = ?"
+            " AND one_time = 1 AND taken = 0 GROUP BY kind",
+            (account, device_id),
+        ).fetchall()
+    )
+    return counts.get(_X25519, 0), counts.get(_MLKEM, 0)
 
 
 def _is_known(conn: sqlite3.Connection, env: NewEnvelope, now: int) -> bool:

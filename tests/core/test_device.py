@@ -216,3 +216,55 @@ def test_encryption_key_below_the_policy_minimum_is_refused(hpke_mode: CryptoMod
     with pytest.raises(RemoteProtocolError) as info:
         verify(raw, policy=CryptoPolicy(minimum))
     assert info.value.code == "crypto_mode_refused"
+
+
+# X25519 identity key (``dh``) for session key agreement ------------------------------------
+
+from core.errors import LocalProtocolError  # noqa: E402  (appended section)
+
+DH = bytes(range(32))
+
+
+@pytest.mark.parametrize("mode", [CLASSICAL, HYBRID], ids=lambda m: m.value)
+def test_identity_dh_round_trip(mode: CryptoMode) -> None:
+    raw = record(mode, identity_dh=DH)
+    rec = verify(raw, mode, account=ACCOUNT)
+    assert rec.identity_dh == DH
+    assert canonical.loads(canonical.loads(raw)["body"])["dh"] == DH
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+def test_record_without_identity_dh_is_unchanged(mode: CryptoMode) -> None:
+    raw = record(mode)
+    assert "dh" not in canonical.loads(canonical.loads(raw)["body"])
+    assert verify(raw, mode).identity_dh is None
+
+
+def test_identity_dh_is_refused_in_pq_mode() -> None:
+    with pytest.raises(LocalProtocolError, match="pq"):
+        record(PQ, identity_dh=DH)
+    # A validly self-signed pq record carrying one anyway is refused too.
+    raw = signed(canonical.dumps(body_fields(PQ, dh=DH)), mode=PQ)
+    with pytest.raises(RemoteProtocolError) as info:
+        verify(raw, PQ)
+    assert not isinstance(info.value, VerifyError)
+
+
+@pytest.mark.parametrize("dh", [b"", DH[:31], DH + b"\0", "x" * 32], ids=["empty", "short", "long", "str"])
+def test_malformed_identity_dh_is_refused(dh: object) -> None:
+    with pytest.raises(LocalProtocolError):
+        record(identity_dh=dh)
+    with pytest.raises(RemoteProtocolError) as info:
+        verify(signed(canonical.dumps(body_fields(dh=dh))))
+    assert not isinstance(info.value, VerifyError)
+
+
+def test_tampered_or_stripped_identity_dh_breaks_the_signature() -> None:
+    outer = canonical.loads(record(identity_dh=DH))
+    for fields in (body_fields(dh=bytes(32)), body_fields()):
+        with pytest.raises(VerifyError):
+            verify(canonical.dumps({"body": canonical.dumps(fields), "sig": outer["sig"]}))
+    # ...and adding one to a record signed without it.
+    plain = canonical.loads(record())
+    with pytest.raises(VerifyError):
+        verify(canonical.dumps({"body": canonical.dumps(body_fields(dh=DH)), "sig": plain["sig"]}))

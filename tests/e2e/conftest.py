@@ -99,6 +99,11 @@ def read_json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def read_texts(text: str) -> list[dict]:
+    """The text messages of `recv --json` output (receipts and typing lines left out)."""
+    return [m for m in read_json_lines(text) if m["type"] == "text"]
+
+
 # Long-running processes -------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SONET, NodeProcess, Processes, Result, ok, read_json_lines, setup_pair, sonet
+from .conftest import SONET, NodeProcess, Processes, Result, ok, read_texts, setup_pair, sonet
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ POLL_GUARD_S = 60.0
 
 
 def _texts(result: Result) -> list[str]:
-    return [m["text"] for m in read_json_lines(ok(result).out)]
+    return [m["text"] for m in read_texts(ok(result).out)]
 
 
 def test_sigkill_during_send_loop_loses_no_acknowledged_message(procs: Processes, tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_sigkill_during_send_loop_loses_no_acknowledged_message(procs: Processes
     for i in remaining:
         ok(sonet(pair.alice, "send", "bob@localhost", texts[i]))
 
-    messages = read_json_lines(ok(sonet(pair.bob, "recv", "--json")).out)
+    messages = read_texts(ok(sonet(pair.bob, "recv", "--json")).out)
     counts = Counter(m["text"] for m in messages)
     assert len({m["id"] for m in messages}) == len(messages)  # never the same message twice
     assert set(counts) == set(texts)  # nothing lost, nothing foreign
@@ -157,7 +157,7 @@ def _killed_recv(procs: Processes, home: Path, *, kill_when, freeze: NodeProcess
             freeze.proc.send_signal(signal.SIGCONT)
     assert "Traceback" not in err, err
     complete = [line for line in out.splitlines(keepends=True) if line.endswith("\n")]
-    return [m["text"] for m in read_json_lines("".join(complete))]
+    return [m["text"] for m in read_texts("".join(complete))]
 
 
 @pytest.mark.parametrize("kill_point", ["random", "stored_not_shown"])

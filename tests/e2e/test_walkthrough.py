@@ -23,7 +23,7 @@ from .conftest import (
     init_node,
     node_cli,
     ok,
-    read_json_lines,
+    read_texts,
     register,
     set_listen,
     setup_pair,
@@ -76,7 +76,9 @@ def test_acceptance_walkthrough(procs: Processes, tmp_path: Path) -> None:
 
     needle = text.encode()
     assert _files_containing(data, needle) == []  # only ciphertext on the node's disk
-    assert _files_containing(alice, needle)  # control: the scan does find plaintext in SQLite files
+    assert _files_containing(alice, needle) == []  # the device's own state is encrypted at rest too
+    # control: the scan does read SQLite files (the envelope id is stored in the node's mailbox)
+    assert _files_containing(data, bytes.fromhex(message_id))
 
     restarted = procs.start_node(data)
     assert restarted.url == node.url and restarted.fingerprint == fingerprint
@@ -89,7 +91,7 @@ def test_acceptance_walkthrough(procs: Processes, tmp_path: Path) -> None:
     assert status["invites_open"] == 0  # both tokens were used up
 
     first = ok(sonet(bob, "recv", "--json"))
-    messages = read_json_lines(first.out)
+    messages = read_texts(first.out)
     assert len(messages) == 1, first.out
     (msg,) = messages
     assert {"id", "from", "sent_at", "received_at", "type", "text"} <= msg.keys()
@@ -145,7 +147,7 @@ def test_human_readable_recv_wait_and_graceful_sigterm(procs: Processes, tmp_pat
     # bob can answer: messages flow both ways
     reply = f"reply {uuid.uuid4().hex}"
     ok(sonet(pair.bob, "send", "alice@localhost", reply))
-    (got,) = read_json_lines(ok(sonet(pair.alice, "recv", "--json")).out)
+    (got,) = read_texts(ok(sonet(pair.alice, "recv", "--json")).out)
     assert got["text"] == reply and got["from"] == "bob@localhost"
 
     # SIGTERM: graceful stop, exit status 0, run.json removed, status reports not running
@@ -164,4 +166,4 @@ def test_human_readable_recv_wait_and_graceful_sigterm(procs: Processes, tmp_pat
     assert _status(node.data)["running"] is True
     final = f"after restart {uuid.uuid4().hex}"
     ok(sonet(pair.alice, "send", "bob@localhost", final))
-    assert [m["text"] for m in read_json_lines(ok(sonet(pair.bob, "recv", "--json")).out)] == [final]
+    assert [m["text"] for m in read_texts(ok(sonet(pair.bob, "recv", "--json")).out)] == [final]

@@ -4,8 +4,12 @@
 ``node.key`` from ``create_node_key``), starts ``Node.run`` in the test's nursery and returns a
 ``RunningNode`` handle: its ws URL, fingerprint, a way to mint invites through the store (the
 way ``sonet-node invite`` does), to peek at mailboxes, and whether the node task is still alive.
-``make_device(name)`` / ``register(node, name)`` give ``client.sdk.Device``s with their state in
-``tmp_path``. Tests under ``tests/client`` import these fixtures from this module.
+``RunningNode.enroll(user)`` registers an account (account identity key, signed device list
+version 1, first device) and ``RunningNode.link(account)`` links one more device, both over raw
+connections (tests/node/kit.py), so node tests do not depend on the client SDK.
+
+``make_device(name)`` / ``register(node, name)`` / ``sealed_envelope`` serve the SDK tests under
+``tests/client``, which import them from this module; they import the SDK only when used.
 """
 
 from __future__ import annotations
@@ -21,20 +25,18 @@ import pytest
 import trio
 
 import node.app
-from client.connection import Connection, connect
-from client.sdk import Device
-from client.state import DeviceState
 from core import limits
-from core.client_api import Deliver, Delivery, Drained
+from core.client_api import Deliver, Delivery, Drained, LinkApprove, LinkApproved, LinkBegin, LinkComplete, LinkFetch, LinkOffer, LinkPending, LinkSlot, Register, Registered
 from core.crypto import CryptoMode, SigningKey
 from core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from core.invite import SECRET_BYTES, hash_invite_secret, make_invite
-from core.sealed import Plain, seal_message
+from core.invite import SECRET_BYTES, hash_invite_secret, make_invite, parse_invite
 from node.app import DB_FILE, Node
 from node.client_session import ClientSession
 from node.config import CONFIG_FILE, NodeConfig
 from node.identity import create_node_key
 from node.store import MailboxItem, SqliteStore
+
+from .kit import Account, Member, RawConnection, connect_raw
 
 __all__ = [
     "HANG_S",
@@ -118,9 +120,55 @@ class RunningNode:
         async with self.store() as store:
             return await store.pending(account, device, after_seq=0, limit=100_000, now=now)
 
-    def raw(self, identity: SigningKey):  # noqa: ANN201 - async context manager
-        """An authenticated ``client.connection.Connection`` for ``identity``."""
-        return connect(self.url, identity=identity, node_fingerprint=self.fingerprint)
+    def raw(self, identity: SigningKey | Member):  # noqa: ANN201 - async context manager
+        """An authenticated ``RawConnection`` for ``identity`` (a key, or a device's key)."""
+        key = identity.identity if isinstance(identity, Member) else identity
+        return connect_raw(self.url, identity=key, node_fingerprint=self.fingerprint)
+
+    async def enroll(self, user: str, *, invite: bool = True) -> Account:
+        """Register ``user@<node>`` with a fresh account key and a first device (device 1)."""
+        account = Account(address=f"{user}@{self.config.name}")
+        member = Member.new(account.address)
+        secret = parse_invite(await self.mint_invite())[1] if invite else ""
+        device_list = account.sign_list([member.fingerprint], version=1)
+        async with self.raw(member) as conn:
+            reply = await conn.request(
+                lambda n: Register(
+                    request=n,
+                    user=user,
+                    invite=secret,
+                    record=member.record,
+                    account_identity=account.identity_bytes,
+                    device_list=device_list,
+                )
+            )
+        assert isinstance(reply, Registered) and reply.account == account.address, reply
+        member.device_id = reply.device
+        account.devices[reply.device] = member
+        account.version = 1
+        return account
+
+    async def link(self, account: Account, *, approver: Member | None = None) -> Member:
+        """Link a new device to ``account`` the way devices do: slot, fetch, approve, offer,
+        complete (the provisioning payload is opaque to the node: random bytes here)."""
+        member = Member.new(account.address)
+        provisioning = os.urandom(300)
+        async with self.raw(member) as new, self.raw(approver or account.first) as old:
+            slot = await new.request(lambda n: LinkBegin(request=n, ephemeral=os.urandom(1200)))
+            assert isinstance(slot, LinkSlot)
+            assert isinstance(await old.request(lambda n: LinkFetch(request=n, slot=slot.slot)), LinkPending)
+            approved = await old.request(lambda n: LinkApprove(request=n, slot=slot.slot, provisioning=provisioning))
+            assert isinstance(approved, LinkApproved)
+            offer = await new.next_push()
+            assert isinstance(offer, LinkOffer) and offer.provisioning == provisioning
+            reply = await new.request(
+                lambda n: LinkComplete(request=n, slot=slot.slot, record=member.record, device_list=account.list_with(member))
+            )
+        assert isinstance(reply, Registered) and reply.account == account.address, reply
+        member.device_id = reply.device
+        account.devices[reply.device] = member
+        account.version += 1
+        return member
 
     def file_contents(self) -> dict[str, bytes]:
         """Every file under the data directory (node.db, -wal, -shm, keys, config, ...)."""
@@ -186,8 +234,12 @@ async def running(start_node: StartNode) -> RunningNode:
 
 
 @pytest.fixture
-def make_device(tmp_path: Path) -> Iterator[Callable[..., Device]]:
-    """``make_device(name, **kw)`` -> an unregistered Device with state in tmp_path/devices/name."""
+def make_device(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """For tests/client: ``make_device(name, **kw)`` -> an unregistered ``client.sdk.Device``
+    with its state in tmp_path/devices/name."""
+    from client.sdk import Device
+    from client.state import DeviceState
+
     states: list[DeviceState] = []
 
     def make(name: str, **kwargs: Any) -> Device:
@@ -201,10 +253,10 @@ def make_device(tmp_path: Path) -> Iterator[Callable[..., Device]]:
 
 
 @pytest.fixture
-def register(make_device: Callable[..., Device]) -> Callable[..., Awaitable[Device]]:
-    """``await register(node, "alice")`` -> a Device registered as alice@<node name>."""
+def register(make_device: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """For tests/client: ``await register(node, "alice")`` -> a registered ``client.sdk.Device``."""
 
-    async def reg(at: RunningNode, user: str, *, home: str | None = None, **kwargs: Any) -> Device:
+    async def reg(at: RunningNode, user: str, *, home: str | None = None, **kwargs: Any) -> Any:
         device = make_device(home or f"{user}-{at.data_dir.name}", **kwargs)
         profile = await device.register(f"{user}@{at.config.name}", at.url, await at.mint_invite())
         assert profile.address == f"{user}@{at.config.name}"
@@ -217,8 +269,8 @@ def register(make_device: Callable[..., Device]) -> Callable[..., Awaitable[Devi
 
 
 def sealed_envelope(
-    sender: Device,
-    recipient: Device,
+    sender: Any,
+    recipient: Any,
     text: str,
     *,
     msg_id: bytes | None = None,
@@ -226,8 +278,10 @@ def sealed_envelope(
     expires: int | None = None,
     claim: str | None = None,
 ) -> Envelope:
-    """What ``Device.send_text`` puts on the wire for ``recipient``'s first device; ``claim``
-    forges the sender address inside the sealed box (signed with the sender's own key)."""
+    """For tests/client: what the SDK put on the wire for ``recipient``'s first device
+    (``client.sdk.Device``s); ``claim`` forges the sender address inside the sealed box."""
+    from core.sealed import Plain, seal_message
+
     me, to = sender.state.profile(), recipient.state.profile()
     msg_id = os.urandom(limits.ENVELOPE_ID_LEN) if msg_id is None else msg_id
     sent_at = node.app.now_ms() if sent_at is None else sent_at
@@ -251,7 +305,7 @@ def sealed_envelope(
     )
 
 
-async def next_deliver(conn: Connection) -> Deliver:
+async def next_deliver(conn: RawConnection) -> Deliver:
     """The next Deliver pushed on ``conn`` (Drained markers are skipped)."""
     async for frame in conn.deliveries:
         if isinstance(frame, Deliver):
@@ -259,7 +313,7 @@ async def next_deliver(conn: Connection) -> Deliver:
     raise AssertionError(f"connection ended without a delivery: {conn.error!r}")
 
 
-async def collect_until_drained(conn: Connection) -> list[Delivery]:
+async def collect_until_drained(conn: RawConnection) -> list[Delivery]:
     """Everything pushed on a fresh connection before the node says Drained."""
     items: list[Delivery] = []
     async for frame in conn.deliveries:

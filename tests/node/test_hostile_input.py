@@ -30,19 +30,19 @@ from trio_websocket import (
 )
 
 import node.server
-from client.connection import Connection
-from client.sdk import Device
 from core import limits
 from core.channel import Channel
-from core.client_api import Accepted, Ack, Drained, ErrorFrame, Ping, Pong, SendBatch, Welcome
+from core.client_api import Accepted, Ack, Drained, ErrorFrame, LinkOffer, Ping, Pong, SendBatch, Welcome
 from core.crypto import CryptoMode, CryptoPolicy, SigningKey
 from core.handshake import Auth3, Handshake, HandshakeComplete, HandshakeError, Hello2, Role
 from core.wire import decode_frame, encode_frame, packb
 
-from .conftest import HANG_S, NODE_NAME, RunningNode, collect_until_drained, next_deliver, sealed_envelope
+from .conftest import HANG_S, NODE_NAME, RunningNode, collect_until_drained, next_deliver
+from .kit import Account, RawConnection, opaque_envelope
 
 ALICE = f"alice@{NODE_NAME}"
 BOB = f"bob@{NODE_NAME}"
+CAROL = f"carol@{NODE_NAME}"
 
 # WebSocket close codes (RFC 6455)
 PROTOCOL_ERROR = 1002
@@ -53,14 +53,16 @@ MESSAGE_TOO_BIG = 1009
 @dataclass
 class Env:
     node: RunningNode
-    alice: Device
-    bob: Device
+    alice: Account
+    bob: Account
+    #: exchanges notes with alice's legit connection (bob's mailbox stays for the hostile checks)
+    carol: Account
 
-    def identity(self, device: Device) -> SigningKey:
-        return device.state.profile().identity
+    def identity(self, account: Account) -> SigningKey:
+        return account.first.identity
 
     @asynccontextmanager
-    async def legit(self) -> AsyncIterator[Connection]:
+    async def legit(self) -> AsyncIterator[RawConnection]:
         """Alice's long-lived connection, open across the hostile traffic."""
         async with self.node.raw(self.identity(self.alice)) as conn:
             assert conn.welcome.account == ALICE
@@ -69,19 +71,24 @@ class Env:
 
 
 @pytest.fixture
-async def env(running: RunningNode, register) -> Env:
-    return Env(node=running, alice=await register(running, "alice"), bob=await register(running, "bob"))
+async def env(running: RunningNode) -> Env:
+    return Env(node=running, alice=await running.enroll("alice"), bob=await running.enroll("bob"), carol=await running.enroll("carol"))
 
 
-async def assert_serves(env: Env, legit: Connection) -> None:
+async def assert_serves(env: Env, legit: RawConnection) -> None:
     """The node still works for everyone: the legit connection and new ones."""
     assert env.node.alive
     assert legit.error is None
-    # the open connection can still send and receive (alice writes to herself: a live push)
+    # the open connection can still send and receive (a note to carol, and one back: a live push)
     assert isinstance(await legit.request(lambda n: Ping(request=n)), Pong)
-    note = sealed_envelope(env.alice, env.alice, "still here")
-    reply = await legit.request(lambda n: SendBatch(request=n, envelopes=(note,)))
+    out = opaque_envelope(env.carol.first)
+    reply = await legit.request(lambda n: SendBatch(request=n, envelopes=(out,)))
     assert isinstance(reply, Accepted) and reply.stored == 1
+    assert out.id in {i.id for i in await env.node.pending(CAROL)}
+    note = opaque_envelope(env.alice.first)
+    async with env.node.raw(env.identity(env.carol)) as carol:
+        reply = await carol.request(lambda n: SendBatch(request=n, envelopes=(note,)))
+        assert isinstance(reply, Accepted) and reply.stored == 1
     pushed = await next_deliver(legit)
     assert [i.envelope.id for i in pushed.items] == [note.id]
     await legit.send(Ack(ids=(note.id,)))
@@ -371,8 +378,12 @@ POST_HANDSHAKE = {
     "garbage-plaintext": (lambda ch: [ch.seal(b"\xc1\xc1\xc1")], "bad_input"),
     "unknown-tag": (lambda ch: [ch.seal(packb([99, 1]))], "bad_input"),
     "handshake-frame": (lambda ch: [ch.seal(packb([3, b"auth"]))], "unexpected_frame"),
-    "welcome": (lambda ch: [ch.send(Welcome(node="evil.example", account=None, device=None, time=0))], "unexpected_frame"),
+    "welcome": (
+        lambda ch: [ch.send(Welcome(node="evil.example", account=None, device=None, time=0, one_time_left=0, pq_one_time_left=0))],
+        "unexpected_frame",
+    ),
     "pong": (lambda ch: [ch.send(Pong(request=1))], "unexpected_frame"),
+    "link-offer": (lambda ch: [ch.send(LinkOffer(slot=bytes(16), account=ALICE, provisioning=b"p", device_list=b"l"))], "unexpected_frame"),
     "sendbatch-wrong-types": (lambda ch: [ch.seal(packb([15, 1, "not a list"]))], "bad_input"),
     "sendbatch-empty": (lambda ch: [ch.seal(packb([15, 1, []]))], "bad_input"),
     "ack-short-ids": (lambda ch: [ch.seal(packb([18, [b"short"]]))], "bad_input"),
@@ -464,7 +475,7 @@ async def test_drop_during_sendbatch_stores_all_or_nothing(env: Env, cut: str) -
         async with env.legit() as legit:
             baseline = env.node.active_sessions
             for round_ in range(3):
-                envs = tuple(sealed_envelope(env.alice, env.bob, f"round {round_} #{i}") for i in range(150))
+                envs = tuple(opaque_envelope(env.bob.first) for i in range(150))
                 ids = {e.id for e in envs}
                 host, port = env.node.url.removeprefix("ws://").rsplit(":", 1)
                 async with trio.open_nursery() as nursery:

@@ -6,11 +6,14 @@ import pytest
 
 from node.store import (
     AccountExists,
+    AccountRow,
     DeviceRow,
     InviteInvalid,
     NewEnvelope,
+    PrekeySet,
     Quota,
     QuotaExceeded,
+    StaleDeviceList,
     Store,
     StoreError,
 )
@@ -46,6 +49,8 @@ async def register(store: Store, account: str, *, invite: bytes | None = None, n
         account=account,
         fingerprint=f"fp-{account}",
         record=b"record of " + account.encode(),
+        account_identity=b"identity of " + account.encode(),
+        device_list=b"list v1 of " + account.encode(),
         invite_hash=invite,
         now=now,
     )
@@ -142,7 +147,13 @@ async def test_existing_account_does_not_consume_invite(store: Store) -> None:
 
     with pytest.raises(AccountExists):
         await store.register_account(
-            account=ALICE, fingerprint="fp-other", record=b"r", invite_hash=b"h1", now=NOW + 1
+            account=ALICE,
+            fingerprint="fp-other",
+            record=b"r",
+            account_identity=b"k",
+            device_list=b"l",
+            invite_hash=b"h1",
+            now=NOW + 1,
         )
 
     assert await store.devices(ALICE) == [first]
@@ -158,7 +169,13 @@ async def test_duplicate_fingerprint_is_account_exists(store: Store) -> None:
 
     with pytest.raises(AccountExists):
         await store.register_account(
-            account=BOB, fingerprint=first.fingerprint, record=b"r", invite_hash=b"h1", now=NOW
+            account=BOB,
+            fingerprint=first.fingerprint,
+            record=b"r",
+            account_identity=b"k",
+            device_list=b"l",
+            invite_hash=b"h1",
+            now=NOW,
         )
 
     assert await store.devices(BOB) == []
@@ -454,3 +471,273 @@ async def test_stats_counts(store: Store) -> None:
     assert stats["envelopes"] == 2
     assert stats["envelope_bytes"] == len(b"abc") + len(b"i")
     assert stats["invites_open"] == 1
+
+
+# Account identity and device lists ----------------------------------------------------
+
+
+async def add(store: Store, account: str, name: str, *, expected_version: int, now: int = NOW) -> DeviceRow:
+    return await store.add_device(
+        account=account,
+        fingerprint=f"fp-{name}",
+        record=b"record of " + name.encode(),
+        device_list=f"list v{expected_version + 1}".encode(),
+        expected_version=expected_version,
+        now=now,
+    )
+
+
+async def test_register_stores_identity_and_list_version_one(store: Store) -> None:
+    await register(store, ALICE, now=NOW + 7)
+
+    assert await store.account(ALICE) == AccountRow(
+        account=ALICE,
+        account_identity=b"identity of " + ALICE.encode(),
+        device_list=b"list v1 of " + ALICE.encode(),
+        device_list_version=1,
+        created_at=NOW + 7,
+    )
+    assert await store.account(BOB) is None
+
+
+async def test_add_device_takes_the_next_id_and_replaces_the_list(store: Store) -> None:
+    first = await register(store, ALICE)
+
+    second = await add(store, ALICE, "phone", expected_version=1, now=NOW + 5)
+
+    assert second == DeviceRow(
+        account=ALICE, device_id=2, fingerprint="fp-phone", record=b"record of phone", created_at=NOW + 5
+    )
+    assert await store.devices(ALICE) == [first, second]
+    assert await store.device_by_fingerprint("fp-phone") == second
+    row = await store.account(ALICE)
+    assert row is not None
+    assert (row.device_list, row.device_list_version) == (b"list v2", 2)
+    assert row.account_identity == b"identity of " + ALICE.encode()  # unchanged
+    assert (await store.stats())["devices"] == 2
+
+
+async def test_add_device_with_a_stale_version_writes_nothing(store: Store) -> None:
+    await register(store, ALICE)
+    await add(store, ALICE, "phone", expected_version=1)
+
+    for version in (1, 3, 0):
+        with pytest.raises(StaleDeviceList):
+            await add(store, ALICE, "laptop", expected_version=version)
+
+    assert [d.device_id for d in await store.devices(ALICE)] == [1, 2]
+    assert await store.device_by_fingerprint("fp-laptop") is None
+    row = await store.account(ALICE)
+    assert row is not None and (row.device_list, row.device_list_version) == (b"list v2", 2)
+    assert StaleDeviceList.code == "stale_device_list"
+
+
+async def test_add_device_with_a_registered_fingerprint_is_account_exists(store: Store) -> None:
+    await register(store, ALICE)
+    bob = await register(store, BOB)
+
+    with pytest.raises(AccountExists):
+        await store.add_device(
+            account=ALICE, fingerprint=bob.fingerprint, record=b"r", device_list=b"l", expected_version=1, now=NOW
+        )
+
+    assert [d.device_id for d in await store.devices(ALICE)] == [1]
+    assert (await store.account(ALICE)).device_list_version == 1  # type: ignore[union-attr]
+    assert await store.device_by_fingerprint(bob.fingerprint) == bob
+
+
+async def test_add_device_to_an_unknown_account_fails(store: Store) -> None:
+    with pytest.raises(StoreError):
+        await add(store, ALICE, "phone", expected_version=1)
+    assert await store.devices(ALICE) == []
+
+
+async def test_remove_device_deletes_it_with_its_mailbox_and_prekeys(store: Store) -> None:
+    first = await register(store, ALICE)
+    await add(store, ALICE, "phone", expected_version=1)
+    await store.enqueue([env(1, device_id=1), env(2, device_id=2), env(3, device_id=2)], now=NOW, quota=ROOMY)
+    await store.ack(ALICE, 2, [mid(3)], now=NOW)
+    await store.publish_prekeys(
+        ALICE, 2, signed_prekey=b"spk", pq_last_resort=b"pqlr", one_time=[(1, b"o1")], pq_one_time=[(1, b"p1")], max_one_time=10
+    )
+
+    assert await store.remove_device(account=ALICE, device_id=2, device_list=b"list v3", expected_version=2) is True
+
+    assert await store.devices(ALICE) == [first]
+    assert await store.device_by_fingerprint("fp-phone") is None
+    row = await store.account(ALICE)
+    assert row is not None and (row.device_list, row.device_list_version) == (b"list v3", 3)
+    assert await store.pending(ALICE, 2, after_seq=0, limit=10, now=NOW) == []
+    assert await pending_ids(store, ALICE) == [mid(1)]  # the other mailbox is untouched
+    stats = await store.stats()
+    assert (stats["devices"], stats["envelopes"]) == (1, 1)
+    assert await store.prekey_counts(ALICE, 2) == (0, 0)
+    assert await store.take_bundle(ALICE, 2) == PrekeySet(signed_prekey=None, pq_prekey=None, one_time=None)
+    with pytest.raises(StoreError):  # no mailbox any more
+        await store.enqueue([env(4, device_id=2)], now=NOW, quota=ROOMY)
+
+
+async def test_remove_unknown_device_returns_false_and_writes_nothing(store: Store) -> None:
+    await register(store, ALICE)
+
+    assert await store.remove_device(account=ALICE, device_id=7, device_list=b"list v2", expected_version=1) is False
+
+    row = await store.account(ALICE)
+    assert row is not None and (row.device_list, row.device_list_version) == (b"list v1 of " + ALICE.encode(), 1)
+    assert [d.device_id for d in await store.devices(ALICE)] == [1]
+
+
+async def test_remove_device_with_a_stale_version_writes_nothing(store: Store) -> None:
+    await register(store, ALICE)
+    await add(store, ALICE, "phone", expected_version=1)
+    await store.enqueue([env(1, device_id=2)], now=NOW, quota=ROOMY)
+
+    with pytest.raises(StaleDeviceList):
+        await store.remove_device(account=ALICE, device_id=2, device_list=b"list v2'", expected_version=1)
+
+    assert [d.device_id for d in await store.devices(ALICE)] == [1, 2]
+    assert [i.id for i in await store.pending(ALICE, 2, after_seq=0, limit=10, now=NOW)] == [mid(1)]
+    assert (await store.account(ALICE)).device_list == b"list v2"  # type: ignore[union-attr]
+
+
+async def test_device_ids_are_never_reused(open_backend) -> None:  # noqa: ANN001
+    store = await open_backend()
+    try:
+        await register(store, ALICE)
+        await register(store, BOB)
+        assert (await add(store, ALICE, "a2", expected_version=1)).device_id == 2
+        assert (await add(store, ALICE, "a3", expected_version=2)).device_id == 3
+        assert await store.remove_device(account=ALICE, device_id=3, device_list=b"v4", expected_version=3)
+        assert (await add(store, ALICE, "a4", expected_version=4)).device_id == 4  # not 3 again
+        assert await store.remove_device(account=ALICE, device_id=4, device_list=b"v6", expected_version=5)
+        assert await store.remove_device(account=ALICE, device_id=2, device_list=b"v7", expected_version=6)
+        # another account's counter is its own
+        assert (await add(store, BOB, "b2", expected_version=1)).device_id == 2
+    finally:
+        await store.close()
+    store = await open_backend()  # the counter is durable, not in memory
+    try:
+        assert (await add(store, ALICE, "a5", expected_version=7)).device_id == 5
+        assert [d.device_id for d in await store.devices(ALICE)] == [1, 5]
+    finally:
+        await store.close()
+
+
+# Prekeys --------------------------------------------------------------------------------
+
+
+async def publish(
+    store: Store,
+    *,
+    device_id: int = 1,
+    signed: bytes | None = None,
+    last_resort: bytes | None = None,
+    one_time: list[int] = [],  # noqa: B006 - never mutated
+    pq_one_time: list[int] = [],  # noqa: B006
+    max_one_time: int = 100,
+    tag: bytes = b"",
+) -> tuple[int, int]:
+    return await store.publish_prekeys(
+        ALICE,
+        device_id,
+        signed_prekey=signed,
+        pq_last_resort=last_resort,
+        one_time=[(i, b"x%d" % i + tag) for i in one_time],
+        pq_one_time=[(i, b"k%d" % i + tag) for i in pq_one_time],
+        max_one_time=max_one_time,
+    )
+
+
+async def test_publish_reports_counts_and_take_pops_oldest_first(store: Store) -> None:
+    await register(store, ALICE)
+    assert await store.prekey_counts(ALICE, 1) == (0, 0)
+
+    assert await publish(store, signed=b"spk", last_resort=b"pqlr", one_time=[5, 3], pq_one_time=[9]) == (2, 1)
+    assert await publish(store, one_time=[1], pq_one_time=[2]) == (3, 2)
+    assert await store.prekey_counts(ALICE, 1) == (3, 2)
+
+    # in the order they were published, not by id
+    assert await store.take_bundle(ALICE, 1) == PrekeySet(signed_prekey=b"spk", pq_prekey=b"k9", one_time=b"x5")
+    assert await store.take_bundle(ALICE, 1) == PrekeySet(signed_prekey=b"spk", pq_prekey=b"k2", one_time=b"x3")
+    assert await store.prekey_counts(ALICE, 1) == (1, 0)
+    # one-time ML-KEM keys used up: the last-resort key, as often as needed; X25519: none
+    assert await store.take_bundle(ALICE, 1) == PrekeySet(signed_prekey=b"spk", pq_prekey=b"pqlr", one_time=b"x1")
+    for _ in range(2):
+        assert await store.take_bundle(ALICE, 1) == PrekeySet(signed_prekey=b"spk", pq_prekey=b"pqlr", one_time=None)
+    assert await store.prekey_counts(ALICE, 1) == (0, 0)
+
+
+async def test_take_bundle_without_prekeys(store: Store) -> None:
+    await register(store, ALICE)
+
+    assert await store.take_bundle(ALICE, 1) == PrekeySet(signed_prekey=None, pq_prekey=None, one_time=None)
+    await publish(store, one_time=[1])
+    assert await store.take_bundle(ALICE, 1) == PrekeySet(signed_prekey=None, pq_prekey=None, one_time=b"x1")
+
+
+async def test_signed_and_last_resort_keys_are_replaced_only_when_given(store: Store) -> None:
+    await register(store, ALICE)
+    await publish(store, signed=b"spk1", last_resort=b"pqlr1")
+
+    await publish(store, signed=b"spk2")
+    assert await store.take_bundle(ALICE, 1) == PrekeySet(signed_prekey=b"spk2", pq_prekey=b"pqlr1", one_time=None)
+    await publish(store, last_resort=b"pqlr2")
+    assert await store.take_bundle(ALICE, 1) == PrekeySet(signed_prekey=b"spk2", pq_prekey=b"pqlr2", one_time=None)
+    assert await publish(store) == (0, 0)  # all empty: just the counts
+    assert await store.take_bundle(ALICE, 1) == PrekeySet(signed_prekey=b"spk2", pq_prekey=b"pqlr2", one_time=None)
+
+
+async def test_duplicate_one_time_ids_are_ignored(store: Store) -> None:
+    await register(store, ALICE)
+    await publish(store, one_time=[1, 2], pq_one_time=[1])
+
+    # stored ids again (with other blobs), and an id twice in one call: the first one counts
+    assert await publish(store, one_time=[2, 3, 3], pq_one_time=[1, 1], tag=b"-again") == (3, 1)
+    assert [(await store.take_bundle(ALICE, 1)).one_time for _ in range(4)] == [b"x1", b"x2", b"x3-again", None]
+    # ids are per kind: X25519 id 1 and ML-KEM id 1 are different keys
+    assert await publish(store, one_time=[7], pq_one_time=[7]) == (1, 1)
+
+
+async def test_a_taken_one_time_key_is_never_handed_out_again(store: Store) -> None:
+    await register(store, ALICE)
+    await publish(store, one_time=[1], pq_one_time=[1], last_resort=b"pqlr")
+    first = await store.take_bundle(ALICE, 1)
+    assert (first.one_time, first.pq_prekey) == (b"x1", b"k1")
+
+    # a device republishing the same ids (say, after a crash) does not bring them back
+    assert await publish(store, one_time=[1], pq_one_time=[1]) == (0, 0)
+    assert await store.take_bundle(ALICE, 1) == PrekeySet(signed_prekey=None, pq_prekey=b"pqlr", one_time=None)
+
+
+async def test_too_many_one_time_prekeys_writes_nothing(store: Store) -> None:
+    await register(store, ALICE)
+    await publish(store, signed=b"spk1", one_time=[1, 2], pq_one_time=[1], max_one_time=3)
+
+    for one_time, pq_one_time in (([3, 4], []), ([3], [2, 3, 4])):
+        with pytest.raises(StoreError) as err:
+            await publish(store, signed=b"spk2", last_resort=b"pqlr", one_time=one_time, pq_one_time=pq_one_time, max_one_time=3)
+        assert err.value.code == "too_many_prekeys"
+
+    assert await store.prekey_counts(ALICE, 1) == (2, 1)
+    assert await store.take_bundle(ALICE, 1) == PrekeySet(signed_prekey=b"spk1", pq_prekey=b"k1", one_time=b"x1")
+    # duplicates do not count against the limit, and taken keys no longer do
+    assert await publish(store, one_time=[1, 2, 3, 4], max_one_time=3) == (3, 0)
+
+
+async def test_prekeys_are_per_device(store: Store) -> None:
+    await register(store, ALICE)
+    await add(store, ALICE, "phone", expected_version=1)
+    await publish(store, device_id=1, signed=b"spk-1", one_time=[1])
+    await publish(store, device_id=2, signed=b"spk-2", one_time=[1], tag=b"-phone")
+
+    assert await store.prekey_counts(ALICE, 2) == (1, 0)
+    assert await store.take_bundle(ALICE, 2) == PrekeySet(signed_prekey=b"spk-2", pq_prekey=None, one_time=b"x1-phone")
+    assert await store.take_bundle(ALICE, 1) == PrekeySet(signed_prekey=b"spk-1", pq_prekey=None, one_time=b"x1")
+
+
+async def test_publish_for_an_unknown_device_fails(store: Store) -> None:
+    await register(store, ALICE)
+
+    with pytest.raises(StoreError):
+        await publish(store, device_id=2, signed=b"spk", one_time=[1])
+    assert await store.prekey_counts(ALICE, 2) == (0, 0)

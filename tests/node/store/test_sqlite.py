@@ -31,7 +31,9 @@ def envelope(n: int, body: bytes = b"ciphertext") -> NewEnvelope:
 
 async def with_alice(path: Path) -> SqliteStore:
     store = await SqliteStore.open(path)
-    await store.register_account(account=ALICE, fingerprint="fp-alice", record=b"r", invite_hash=None, now=NOW)
+    await store.register_account(
+        account=ALICE, fingerprint="fp-alice", record=b"r", account_identity=b"k", device_list=b"l", invite_hash=None, now=NOW
+    )
     return store
 
 
@@ -111,7 +113,13 @@ async def test_another_process_can_add_an_invite_while_open(db_path: Path) -> No
 
         assert (await store.stats())["invites_open"] == 1
         row = await store.register_account(
-            account=ALICE, fingerprint="fp-alice", record=b"r", invite_hash=b"from-cli", now=NOW
+            account=ALICE,
+            fingerprint="fp-alice",
+            record=b"r",
+            account_identity=b"k",
+            device_list=b"l",
+            invite_hash=b"from-cli",
+            now=NOW,
         )
         assert row.device_id == 1
 
@@ -257,3 +265,37 @@ async def test_acknowledged_envelope_survives_sigkill(db_path: Path) -> None:
     async with await SqliteStore.open(db_path) as store:
         items = await store.pending(ALICE, 1, after_seq=0, limit=10, now=2)
         assert [(i.id, i.body) for i in items] == [(bytes(16), b"must survive")]
+
+
+async def test_migration_2_upgrades_a_version_1_database(db_path: Path) -> None:
+    from node.store.migrations import MIGRATIONS
+
+    # A database as the version-1 software left it: device 2 was removed, 1 and 3 remain.
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("INSERT INTO accounts (account, created_at) VALUES (?, ?)", (ALICE, NOW))
+        conn.executemany(
+            "INSERT INTO devices (account, device_id, fingerprint, record, created_at) VALUES (?, ?, ?, ?, ?)",
+            [(ALICE, 1, "fp-1", b"r1", NOW), (ALICE, 3, "fp-3", b"r3", NOW)],
+        )
+        conn.execute(
+            "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at) VALUES (?, 3, ?, ?, 1, ?, 4, ?)",
+            (ALICE, bytes(16), NOW + DAY, b"kept", NOW),
+        )
+
+    async with await SqliteStore.open(db_path) as store:
+        assert user_version(db_path) == LATEST_VERSION == 2
+        row = await store.account(ALICE)
+        # no identity key yet: empty, version 0
+        assert row is not None
+        assert (row.account_identity, row.device_list, row.device_list_version) == (b"", b"", 0)
+        assert [i.body for i in await store.pending(ALICE, 3, after_seq=0, limit=10, now=NOW)] == [b"kept"]
+        added = await store.add_device(
+            account=ALICE, fingerprint="fp-new", record=b"r", device_list=b"l", expected_version=0, now=NOW
+        )
+        assert added.device_id == 4  # after the highest id ever seen, not a gap
+        assert await store.publish_prekeys(
+            ALICE, 4, signed_prekey=b"s", pq_last_resort=None, one_time=[(1, b"o")], pq_one_time=[], max_one_time=5
+        ) == (1, 0)

@@ -1,0 +1,73 @@
+"""Who an account's devices are, verified: the account identity key (pinned per contact), its
+signed device list, and each device's self-signed record, all from the home node.
+
+A node can serve anything; what makes a device trustworthy is that the account identity key
+the user pinned (and can compare as a safety number) signed a device list naming it. A changed
+account identity key blocks sending until the user accepts it (`sonet trust`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.address import Address
+from core.client_api import Devices, FetchDevices
+from core.crypto import CryptoPolicy, VerifyKey
+from core.device import DeviceRecord, verify_device_record
+from core.device_list import DeviceList, verify_device_list
+from core.errors import LocalProtocolError, VerifyError
+
+from .connection import Connection
+from .state import DeviceState
+
+__all__ = ["AccountView", "IdentityChanged", "verify_account", "fetch_account"]
+
+
+class IdentityChanged(LocalProtocolError):
+    """The contact's account identity key is not the one we trusted."""
+
+    code = "identity_changed"
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"the identity key of {address} changed: compare safety numbers "
+            f"(`sonet safety-number {address}`), then accept it with `sonet trust {address}`"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountView:
+    address: str
+    identity: VerifyKey
+    device_list: DeviceList
+    devices: dict[int, DeviceRecord]  # device id -> verified record, every one in the signed list
+
+
+def verify_account(
+    address: str, account_identity: bytes, device_list: bytes, entries: list[tuple[int, bytes]], policy: CryptoPolicy
+) -> AccountView:
+    """Check the list signature and that each record is listed; drop nothing silently."""
+    identity = VerifyKey.from_bytes(account_identity)
+    policy.require(identity.mode, f"the account identity key of {address}")
+    listed = verify_device_list(device_list, account_key=identity, account=address)
+    devices: dict[int, DeviceRecord] = {}
+    for device_id, raw in entries:
+        record = verify_device_record(raw, policy=policy, account=address)
+        if record.fingerprint not in listed.devices:
+            raise VerifyError(f"device {device_id} of {address} is not in its signed device list", code="unlisted_device")
+        devices[device_id] = record
+    return AccountView(address=address, identity=identity, device_list=listed, devices=devices)
+
+
+async def fetch_account(
+    conn: Connection, state: DeviceState, address: Address, *, policy: CryptoPolicy, now: int, require_trusted: bool = True
+) -> AccountView:
+    reply = await conn.request(lambda n: FetchDevices(request=n, account=str(address)))
+    assert isinstance(reply, Devices)
+    view = verify_account(
+        str(address), reply.account_identity, reply.device_list, [(d.device, d.record) for d in reply.devices], policy
+    )
+    contact = state.see_identity(str(address), view.identity.to_bytes(), now)
+    if require_trusted and contact.changed:
+        raise IdentityChanged(str(address))
+    return view

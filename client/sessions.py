@@ -1,0 +1,119 @@
+"""Per-device Double Ratchet sessions on top of core/ratchet, persisted in the device state.
+
+Write-ahead on sending: a session's new state is committed *before* the message leaves, so a
+crash can never make the device reuse a message key. On receiving, the new state is committed
+together with the stored message (and the deletion of a used one-time prekey) before the
+envelope is acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.client_api import Bundle
+from core.crypto import CryptoPolicy
+from core.device import DeviceRecord
+from core.errors import DecryptError, ProtocolError, VerifyError
+from core.ratchet import PrekeyBundle, PrekeySecret, SessionState, decrypt, encrypt, initiate, is_initial, open_initial
+from core.ratchet import verify_bundle, verify_prekey
+
+from .state import DeviceState, Profile
+
+__all__ = ["Sessions", "Decrypted"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decrypted:
+    plaintext: bytes
+    #: staged: saved by commit() together with whatever the caller stores
+    _address: str
+    _device: int
+    _record: bytes
+    _used_prekeys: tuple[tuple[str, int], ...]
+
+
+class Sessions:
+    def __init__(self, state: DeviceState, profile: Profile, rng: Callable[[int], bytes], policy: CryptoPolicy) -> None:
+        self._state = state
+        self._profile = profile
+        self._rng = rng
+        self._policy = policy
+
+    def has(self, address: str, device: int) -> bool:
+        return self._state.session(address, device) is not None
+
+    # Sending ----------------------------------------------------------------------------
+
+    def establish(self, address: str, record: DeviceRecord, bundle: Bundle) -> None:
+        """Start a session from a fetched prekey bundle (PQXDH as initiator)."""
+        verified = verify_bundle(
+            PrekeyBundle(
+                mode=record.identity.mode,
+                identity=record.identity,
+                identity_dh=record.identity_dh,
+                signed_prekey=verify_prekey(bundle.signed_prekey, record.identity) if bundle.signed_prekey else None,
+                pq_prekey=verify_prekey(bundle.pq_prekey, record.identity) if bundle.pq_prekey else None,
+                one_time_prekey=verify_prekey(bundle.one_time, record.identity) if bundle.one_time else None,
+            )
+        )
+        self._policy.require(record.identity.mode, f"the device key of {address}")
+        _header, state = initiate(
+            mode=record.identity.mode,
+            identity=self._profile.identity,
+            identity_dh_secret=self._profile.identity_dh,
+            bundle=verified,
+            rng=self._rng,
+        )
+        self._state.save_session(address, bundle.device, state.to_bytes())
+
+    def encrypt(self, address: str, device: int, plaintext: bytes) -> bytes:
+        """Encrypt and commit the advanced state before returning the message."""
+        raw = self._state.session(address, device)
+        if raw is None:
+            raise VerifyError(f"no session with {address} device {device}")
+        message, new_state = encrypt(SessionState.from_bytes(raw), plaintext)
+        self._state.save_session(address, device, new_state.to_bytes())
+        return message
+
+    # Receiving --------------------------------------------------------------------------
+
+    def decrypt(self, address: str, device: int, record: DeviceRecord, message: bytes) -> Decrypted:
+        """Decrypt without committing; the peer's identity must be ``record``'s."""
+        raw = self._state.session(address, device)
+        errors: list[ProtocolError] = []
+        if raw is not None:
+            current = SessionState.from_bytes(raw)
+            try:
+                plaintext, new_state = decrypt(current, message, self._rng)
+                return self._staged(address, device, record, plaintext, new_state, ())
+            except ProtocolError as exc:
+                errors.append(exc)
+        if is_initial(message):
+            plaintext, new_state, used = open_initial(
+                message,
+                mode=record.identity.mode,
+                identity=self._profile.identity,
+                identity_dh_secret=self._profile.identity_dh,
+                prekey_secret=self._prekey_secret,
+                rng=self._rng,
+            )
+            return self._staged(address, device, record, plaintext, new_state, tuple(used))
+        raise errors[0] if errors else DecryptError()
+
+    def _staged(self, address, device, record, plaintext, new_state, used) -> Decrypted:  # noqa: ANN001
+        if new_state.peer_identity != record.identity:
+            raise VerifyError(f"the session with {address} device {device} belongs to another identity key")
+        return Decrypted(plaintext=plaintext, _address=address, _device=device, _record=new_state.to_bytes(), _used_prekeys=used)
+
+    def commit(self, decrypted: Decrypted) -> None:
+        with self._state.transaction():
+            self._state.save_session(decrypted._address, decrypted._device, decrypted._record)
+            for kind, key_id in decrypted._used_prekeys:
+                if self._state.prekey_is_one_time(kind, key_id):
+                    self._state.delete_prekey(kind, key_id)
+
+    def _prekey_secret(self, kind: str, key_id: int) -> PrekeySecret | None:
+        raw = self._state.prekey(kind, key_id)
+        return PrekeySecret.from_bytes(raw) if raw is not None else None
+

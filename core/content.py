@@ -1,0 +1,164 @@
+"""Message content: the plaintext inside one ratchet message.
+
+``content = CBOR{v: 1, type, id (16 bytes), sent_at (ms), ...}`` with exactly the fields of its
+type:
+
+- ``text``     ``{text}``
+- ``receipt``  ``{receipt: "delivered" | "read", ids: [16-byte content ids]}`` (1..MAX_RECEIPT_IDS, unique)
+- ``typing``   ``{typing: "started" | "stopped"}``
+- ``sync``     ``{to: address, text}`` — a copy of one's own outgoing message for one's other
+  devices; ``id`` and ``sent_at`` are those of the original, so every device dedupes alike.
+
+Texts are bounded by ``limits.MAX_TEXT_LEN`` bytes of UTF-8. Decoding is strict: unknown type or
+version, a missing, extra or mistyped field, a bound exceeded or a non-normalised address is a
+``RemoteProtocolError`` (code ``content_malformed``); encoding something invalid is a
+``LocalProtocolError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import canonical, limits
+from .address import parse_address
+from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+
+__all__ = [
+    "Content",
+    "encode_content",
+    "decode_content",
+    "CONTENT_TYPES",
+    "TEXT",
+    "RECEIPT",
+    "TYPING",
+    "SYNC",
+    "RECEIPT_KINDS",
+    "TYPING_STATES",
+]
+
+TEXT, RECEIPT, TYPING, SYNC = "text", "receipt", "typing", "sync"
+CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC)
+RECEIPT_KINDS = ("delivered", "read")
+TYPING_STATES = ("started", "stopped")
+_VERSION = 1
+_COMMON = {"v": int, "type": str, "id": bytes, "sent_at": int}
+_FIELDS: dict[str, dict[str, type]] = {
+    TEXT: {"text": str},
+    RECEIPT: {"receipt": str, "ids": list},
+    TYPING: {"typing": str},
+    SYNC: {"to": str, "text": str},
+}
+_OPTIONAL = ("text", "receipt", "ids", "typing", "to")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Content:
+    """One decoded content object; the fields not used by ``type`` are None."""
+
+    type: str
+    id: bytes
+    sent_at: int
+    text: str | None = None
+    receipt: str | None = None
+    ids: tuple[bytes, ...] | None = None
+    typing: str | None = None
+    to: str | None = None
+
+    @classmethod
+    def make_text(cls, *, id: bytes, sent_at: int, text: str) -> "Content":
+        return cls(type=TEXT, id=id, sent_at=sent_at, text=text)
+
+    @classmethod
+    def make_receipt(cls, *, id: bytes, sent_at: int, receipt: str, ids: tuple[bytes, ...] | list[bytes]) -> "Content":
+        return cls(type=RECEIPT, id=id, sent_at=sent_at, receipt=receipt, ids=tuple(ids))
+
+    @classmethod
+    def make_typing(cls, *, id: bytes, sent_at: int, typing: str) -> "Content":
+        return cls(type=TYPING, id=id, sent_at=sent_at, typing=typing)
+
+    @classmethod
+    def make_sync(cls, *, id: bytes, sent_at: int, to: str, text: str) -> "Content":
+        return cls(type=SYNC, id=id, sent_at=sent_at, to=str(parse_address(to)), text=text)
+
+
+def _check(value: Any, err: type[ProtocolError]) -> Content:
+    """Validate a content map (decoded, or about to be encoded) and build the Content."""
+
+    remote = err is RemoteProtocolError
+
+    def fail(message: str) -> ProtocolError:
+        return err(f"message content: {message}", code="content_malformed" if remote else None)
+
+    if type(value) is not dict:
+        raise fail("must be a map")
+    kind = value.get("type")
+    if type(kind) is not str or kind not in _FIELDS:
+        raise fail(f"unknown type {kind!r}")
+    required = {**_COMMON, **_FIELDS[kind]}
+    if set(value) != set(required):
+        missing, extra = sorted(set(required) - set(value)), sorted(set(value) - set(required))
+        raise fail(f"{kind} content has the wrong fields (missing {missing}, unexpected {extra})")
+    for key, tp in required.items():
+        if type(value[key]) is not tp:
+            raise fail(f"field {key!r} must be {tp.__name__}")
+    if value["v"] != _VERSION:
+        raise fail(f"unsupported version {value['v']}")
+    if len(value["id"]) != limits.CONTENT_ID_LEN:
+        raise fail(f"id must be {limits.CONTENT_ID_LEN} bytes")
+    if not 0 <= value["sent_at"] < 2**63:
+        raise fail("sent_at out of range")
+    fields: dict[str, Any] = {}
+    if "text" in value:
+        if len(value["text"].encode()) > limits.MAX_TEXT_LEN:
+            raise fail(f"text longer than {limits.MAX_TEXT_LEN} bytes")
+        fields["text"] = value["text"]
+    if kind == RECEIPT:
+        if value["receipt"] not in RECEIPT_KINDS:
+            raise fail(f"unknown receipt {value['receipt']!r}")
+        ids = value["ids"]
+        if not 0 < len(ids) <= limits.MAX_RECEIPT_IDS:
+            raise fail(f"a receipt names 1..{limits.MAX_RECEIPT_IDS} messages")
+        if any(type(i) is not bytes or len(i) != limits.CONTENT_ID_LEN for i in ids):
+            raise fail(f"receipt ids must be {limits.CONTENT_ID_LEN} bytes")
+        if len(set(ids)) != len(ids):
+            raise fail("receipt ids repeat")
+        fields.update(receipt=value["receipt"], ids=tuple(ids))
+    elif kind == TYPING:
+        if value["typing"] not in TYPING_STATES:
+            raise fail(f"unknown typing state {value['typing']!r}")
+        fields["typing"] = value["typing"]
+    elif kind == SYNC:
+        try:
+            to = str(parse_address(value["to"], remote=remote))
+        except ProtocolError as exc:
+            raise fail(str(exc)) from None
+        if to != value["to"]:
+            raise fail("address is not in normal form")
+        fields["to"] = to
+    return Content(type=kind, id=value["id"], sent_at=value["sent_at"], **fields)
+
+
+def encode_content(content: Content) -> bytes:
+    """Canonical CBOR of ``content``; LocalProtocolError if it is not valid."""
+    if not isinstance(content, Content):
+        raise LocalProtocolError("encode_content takes a Content")
+    value: dict[str, Any] = {"v": _VERSION, "type": content.type, "id": content.id, "sent_at": content.sent_at}
+    used = _FIELDS.get(content.type, {})
+    for name in _OPTIONAL:
+        field = getattr(content, name)
+        if name in used:
+            value[name] = list(field) if name == "ids" and isinstance(field, tuple) else field
+        elif field is not None:
+            raise LocalProtocolError(f"message content: {content.type} content has no field {name!r}")
+    _check(value, LocalProtocolError)
+    return canonical.dumps(value)
+
+
+def decode_content(raw: bytes) -> Content:
+    """Strictly decode one content object (RemoteProtocolError on anything malformed)."""
+    try:
+        value = canonical.loads(raw, max_bytes=limits.MAX_CONTENT_BYTES)
+    except RemoteProtocolError as exc:
+        raise RemoteProtocolError(f"message content: {exc}", code="content_malformed") from None
+    return _check(value, RemoteProtocolError)

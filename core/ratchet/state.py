@@ -1,0 +1,209 @@
+"""The session record: one side's Double Ratchet state as an immutable value.
+
+:class:`SessionState` is what core/ratchet/session.py's ``encrypt``/``decrypt`` take and return
+(they never modify one) and what the device stores, as canonical CBOR via :meth:`to_bytes`.
+The record holds secrets (root and chain keys, ratchet secrets, skipped message keys), so the
+caller keeps it encrypted at rest; :meth:`from_bytes` treats it as our own data and raises
+``LocalProtocolError`` when it is damaged. Public keys and key ids derived from the stored
+secrets are recomputed on load, never stored. ``repr`` shows no secrets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import canonical, limits
+from ..crypto import CryptoMode, MlKemKeyPair, VerifyKey, X25519KeyPair, sha256
+from ..errors import LocalProtocolError, RemoteProtocolError
+from ._codec import NONE, decode_map, need_len, need_range
+
+__all__ = ["INITIATOR", "RESPONDER", "SessionState", "kem_key_id"]
+
+INITIATOR = "initiator"
+RESPONDER = "responder"
+RECORD_VERSION = 1
+DH_LEN, KEM_SEED_LEN, KEM_PUB_LEN, KEM_CT_LEN, KID_LEN, KEY_LEN, CHAIN_ID_LEN = 32, 64, 1184, 1088, 8, 32, 16
+_B, _OB, _I = (bytes,), (bytes, NONE), (int,)
+
+
+def kem_key_id(public: bytes) -> bytes:
+    """The 8-byte id a header uses to name the ML-KEM key it encapsulated to."""
+    return sha256(public)[:KID_LEN]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
+class SessionState:
+    """One side of one session. Immutable: operations return a new state.
+
+    For callers: ``mode``, ``role``, ``session_id``, ``peer_identity`` (check it against the
+    directory / sender certificate), ``peer_identity_dh`` and :attr:`needs_prekey_header`. The
+    other fields are the ratchet's internals (exposed read-only for tests)."""
+
+    mode: CryptoMode
+    role: str
+    session_id: bytes
+    ad: bytes
+    peer_identity: VerifyKey
+    peer_identity_dh: bytes | None
+    root_key: bytes
+    own_dh: bytes | None  # X25519 ratchet secret
+    own_kem: bytes | None  # ML-KEM seed of the current key
+    prev_kem: bytes | None  # ML-KEM seed of the previous key
+    peer_dh: bytes | None
+    peer_kem: bytes | None
+    send_ck: bytes | None
+    send_n: int
+    prev_send_n: int
+    send_ct: bytes | None  # this chain's encapsulation to the peer (same in every header)
+    send_kid: bytes | None
+    recv_ck: bytes | None
+    recv_n: int
+    recv_chain: bytes | None
+    skipped: Mapping[tuple[bytes, int], bytes]  # (chain id, n) -> message key, oldest first
+    prekey_header: bytes | None  # initiator: attached to every message until the first reply
+    # derived from the secrets above, never serialized
+    own_dh_pub: bytes | None = field(default=None, compare=False)
+    own_kem_pub: bytes | None = field(default=None, compare=False)
+    own_kem_id: bytes | None = field(default=None, compare=False)
+    prev_kem_id: bytes | None = field(default=None, compare=False)
+
+    @property
+    def needs_prekey_header(self) -> bool:
+        return self.prekey_header is not None
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionState({self.mode.value}, {self.role}, peer={self.peer_identity.fingerprint}, "
+            f"sent={self.send_n}, received={self.recv_n}, skipped={len(self.skipped)})"
+        )
+
+    # Session record ----------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        return canonical.dumps(
+            {
+                "v": RECORD_VERSION,
+                "mode": self.mode.value,
+                "role": self.role,
+                "sid": self.session_id,
+                "ad": self.ad,
+                "peer": self.peer_identity.to_bytes(),
+                "peer_idh": self.peer_identity_dh,
+                "rk": self.root_key,
+                "dh": self.own_dh,
+                "kem": self.own_kem,
+                "prev_kem": self.prev_kem,
+                "peer_dh": self.peer_dh,
+                "peer_kem": self.peer_kem,
+                "cks": self.send_ck,
+                "ns": self.send_n,
+                "pn": self.prev_send_n,
+                "ct": self.send_ct,
+                "kid": self.send_kid,
+                "ckr": self.recv_ck,
+                "nr": self.recv_n,
+                "chain": self.recv_chain,
+                "skipped": [[c, n, mk] for (c, n), mk in self.skipped.items()],
+                "prekey": self.prekey_header,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "SessionState":
+        """Load a record written by :meth:`to_bytes`; LocalProtocolError if it is damaged."""
+        v = decode_map(data, _RECORD, "session record", max_bytes=limits.MAX_SESSION_RECORD_BYTES, err=LocalProtocolError)
+        if v["v"] != RECORD_VERSION or v["role"] not in (INITIATOR, RESPONDER):
+            raise LocalProtocolError("session record has an unknown version or role")
+        mode = CryptoMode.parse(v["mode"], remote=False)
+        try:
+            peer = VerifyKey.from_bytes(v["peer"])
+        except RemoteProtocolError:
+            raise LocalProtocolError("session record holds a malformed peer identity") from None
+        for name, length in _RECORD_LENGTHS.items():
+            need_len(v[name], length, f"session record field {name!r}", LocalProtocolError)
+        for name in ("ns", "pn", "nr"):
+            need_range(v[name], 0, limits.MAX_CHAIN_INDEX, f"session record field {name!r}", LocalProtocolError)
+        skipped = v["skipped"]
+        if len(skipped) > limits.MAX_SKIPPED_KEYS:
+            raise LocalProtocolError("session record holds too many skipped keys")
+        table: dict[tuple[bytes, int], bytes] = {}
+        for entry in skipped:
+            if not (
+                type(entry) is list
+                and len(entry) == 3
+                and type(entry[0]) is bytes
+                and len(entry[0]) == CHAIN_ID_LEN
+                and type(entry[1]) is int
+                and 0 <= entry[1] <= limits.MAX_CHAIN_INDEX
+                and type(entry[2]) is bytes
+                and len(entry[2]) == KEY_LEN
+            ):
+                raise LocalProtocolError("session record holds a malformed skipped key")
+            table[(entry[0], entry[1])] = entry[2]
+        _check_record_mode(v, mode)
+        return _with_publics(
+            cls(
+                mode=mode,
+                role=v["role"],
+                session_id=v["sid"],
+                ad=v["ad"],
+                peer_identity=peer,
+                peer_identity_dh=v["peer_idh"],
+                root_key=v["rk"],
+                own_dh=v["dh"],
+                own_kem=v["kem"],
+                prev_kem=v["prev_kem"],
+                peer_dh=v["peer_dh"],
+                peer_kem=v["peer_kem"],
+                send_ck=v["cks"],
+                send_n=v["ns"],
+                prev_send_n=v["pn"],
+                send_ct=v["ct"],
+                send_kid=v["kid"],
+                recv_ck=v["ckr"],
+                recv_n=v["nr"],
+                recv_chain=v["chain"],
+                skipped=types.MappingProxyType(table),
+                prekey_header=v["prekey"],
+            )
+        )
+
+
+_RECORD = {
+    "v": _I, "mode": (str,), "role": (str,), "sid": _B, "ad": _B, "peer": _B, "peer_idh": _OB, "rk": _B,
+    "dh": _OB, "kem": _OB, "prev_kem": _OB, "peer_dh": _OB, "peer_kem": _OB, "cks": _OB, "ns": _I, "pn": _I,
+    "ct": _OB, "kid": _OB, "ckr": _OB, "nr": _I, "chain": _OB, "skipped": (list,), "prekey": _OB,
+}  # fmt: skip
+_RECORD_LENGTHS = {
+    "sid": 16, "peer_idh": DH_LEN, "rk": KEY_LEN, "dh": DH_LEN, "kem": KEM_SEED_LEN, "prev_kem": KEM_SEED_LEN,
+    "peer_dh": DH_LEN, "peer_kem": KEM_PUB_LEN, "cks": KEY_LEN, "ct": KEM_CT_LEN, "kid": KID_LEN, "ckr": KEY_LEN,
+    "chain": CHAIN_ID_LEN,
+}  # fmt: skip
+
+
+def _check_record_mode(v: dict[str, Any], mode: CryptoMode) -> None:
+    classical = ("dh", "peer_dh", "peer_idh")
+    pq = ("kem", "prev_kem", "peer_kem", "ct", "kid")
+    if (
+        (v["dh"] is None) == mode.uses_classical
+        or (not mode.uses_classical and any(v[name] is not None for name in classical))
+        or (not mode.uses_pq and any(v[name] is not None for name in pq))
+        or (mode.uses_pq and v["kem"] is None and v["cks"] is not None)
+    ):
+        raise LocalProtocolError("session record does not match its crypto mode")
+
+
+def _with_publics(state: SessionState) -> SessionState:
+    """Fill in the public keys and key ids derived from the state's secrets."""
+    own_kem_pub = MlKemKeyPair(state.own_kem).public if state.own_kem is not None else None
+    return dataclasses.replace(
+        state,
+        own_dh_pub=X25519KeyPair(state.own_dh).public if state.own_dh is not None else None,
+        own_kem_pub=own_kem_pub,
+        own_kem_id=kem_key_id(own_kem_pub) if own_kem_pub is not None else None,
+        prev_kem_id=kem_key_id(MlKemKeyPair(state.prev_kem).public) if state.prev_kem is not None else None,
+    )

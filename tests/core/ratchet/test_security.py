@@ -1,0 +1,170 @@
+"""Forward secrecy and post-compromise recovery of the ratchet, in every mode, and why the
+ML-KEM part of each turn matters in hybrid mode."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+
+import pytest
+from cryptography.hazmat.primitives import hashes, hmac
+
+from core.crypto import CryptoMode, Rng
+from core.errors import DecryptError, ProtocolError
+from core.ratchet import SessionState, decrypt, encrypt
+from core.ratchet import session as session_module
+
+from .helpers import MODE_IDS, MODES, rng, start
+
+
+def _message_key(chain_key: bytes) -> bytes:
+    h = hmac.HMAC(chain_key, hashes.SHA256())
+    h.update(b"\x01")
+    return h.finalize()
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_forward_secrecy(mode: CryptoMode) -> None:
+    """Once message n is decrypted, no later state holds MK_n or a chain key it derives from,
+    and no later state decrypts the old ciphertext."""
+    pair = start(mode)
+    sent: list[tuple[bytes, bytes, bytes]] = []  # (message, MK_n, CK_n) taken from the sender
+    for i in range(5):
+        chain_key = pair.alice.send_ck
+        assert chain_key is not None
+        message, pair.alice = encrypt(pair.alice, b"%d" % i)
+        sent.append((message, _message_key(chain_key), chain_key))
+        assert _message_key(chain_key) not in pair.alice.to_bytes() and chain_key not in pair.alice.to_bytes()
+    done: list[int] = []
+    for index in (0, 1, 3, 2, 4):  # message 2 waits as a skipped key for a while
+        message, _, _ = sent[index]
+        plaintext, pair.bob = decrypt(pair.bob, message, pair.b_rng)
+        assert plaintext == b"%d" % index
+        done.append(index)
+        record = pair.bob.to_bytes()
+        if index == 3:  # a skipped key is kept until used, so the check below does see keys
+            assert sent[2][1] in record
+        for n in done:  # no 32-byte window of the record equals MK_n or CK_n
+            assert sent[n][1] not in record and sent[n][2] not in record
+            with pytest.raises(DecryptError):
+                decrypt(pair.bob, sent[n][0], pair.b_rng)
+    pair.b2a(b"turn")
+    pair.a2b(b"turn back")
+    for state in (pair.bob, SessionState.from_bytes(pair.bob.to_bytes())):
+        record = state.to_bytes()
+        for message, mk, ck in sent:
+            assert mk not in record and ck not in record
+            with pytest.raises(ProtocolError):
+                decrypt(state, message, rng("later"))
+
+
+def test_forward_secrecy_after_each_message() -> None:
+    """Stricter, message by message: right after decrypting message n, MK_n and CK_n are gone."""
+    pair = start(CryptoMode.HYBRID)
+    for i in range(4):
+        chain_key = pair.alice.send_ck
+        assert chain_key is not None
+        message, pair.alice = encrypt(pair.alice, b"%d" % i)
+        _, pair.bob = decrypt(pair.bob, message, pair.b_rng)
+        record = pair.bob.to_bytes()
+        assert _message_key(chain_key) not in record and chain_key not in record
+        with pytest.raises(DecryptError):
+            decrypt(pair.bob, message, pair.b_rng)
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_post_compromise_recovery(mode: CryptoMode) -> None:
+    """An attacker with a copy of Alice's state follows the conversation passively; it loses
+    track as soon as Alice and Bob have each made a ratchet turn with fresh randomness."""
+    pair = start(mode)
+    pair.a2b(b"before the compromise")
+    attacker = SessionState.from_bytes(pair.alice.to_bytes())
+    a_rng = rng("attacker")
+    x, pair.bob = encrypt(pair.bob, b"X")
+    plaintext, attacker = decrypt(attacker, x, a_rng)
+    assert plaintext == b"X"  # not healed yet: Bob's chain derives from what was stolen
+    _, pair.alice = decrypt(pair.alice, x, pair.a_rng)
+    pair.a2b(b"Y")  # Alice's fresh ratchet key(s)
+    for text in (b"Z1", b"Z2"):
+        z, pair.bob = encrypt(pair.bob, text)
+        with pytest.raises(ProtocolError):
+            decrypt(attacker, z, a_rng)
+        assert decrypt(pair.alice, z, pair.a_rng)[0] == text
+        _, pair.alice = decrypt(pair.alice, z, pair.a_rng)
+
+
+class KemTap:
+    """Test hook around ML-KEM encapsulation: records Alice's encapsulations and lets the
+    attacker replay them (an attacker who learned them) or encapsulate afresh (one who did not)."""
+
+    def __init__(self) -> None:
+        self.real = session_module.mlkem_encapsulate
+        self.recorded: list[tuple[bytes, bytes]] = []
+        self.mode = "pass"
+
+    def __call__(self, public: bytes) -> tuple[bytes, bytes]:
+        if self.mode == "replay":
+            return self.recorded.pop(0)
+        out = self.real(public)
+        if self.mode == "record":
+            self.recorded.append(out)
+        return out
+
+
+def _mirror(source: Rng, *, kem_seeds: bool) -> Rng:
+    """The same future randomness as ``source`` (Alice's seeded generator) for X25519 secrets
+    (32-byte draws), and for ML-KEM seeds (64-byte draws) only if ``kem_seeds``."""
+    clone = random.Random()
+    clone.setstate(source.__self__.getstate())  # type: ignore[attr-defined]
+
+    def draw(n: int) -> bytes:
+        data = clone.randbytes(n)
+        return data if n == 32 or kem_seeds else hashlib.sha512(data).digest()[:n]
+
+    return draw
+
+
+@pytest.mark.parametrize(
+    ("mode", "knows_kem", "reads_on"),
+    [
+        (CryptoMode.CLASSICAL, False, True),  # DH secrets are all there is: no recovery
+        (CryptoMode.HYBRID, True, True),  # control: the hook reproduces Alice exactly
+        (CryptoMode.HYBRID, False, False),  # the ML-KEM part alone restores secrecy
+    ],
+    ids=["classical-dh-leaked", "hybrid-everything-leaked", "hybrid-dh-leaked"],
+)
+def test_kem_part_of_the_turn_matters(monkeypatch: pytest.MonkeyPatch, mode: CryptoMode, knows_kem: bool, reads_on: bool) -> None:
+    """The attacker holds Alice's state at time t and learns every X25519 ratchet secret she
+    generates afterwards (and, in the control, her ML-KEM secrets too)."""
+    tap = KemTap()
+    monkeypatch.setattr(session_module, "mlkem_encapsulate", tap)
+    pair = start(mode)
+    pair.a2b(b"before the compromise")
+    attacker = SessionState.from_bytes(pair.alice.to_bytes())
+    leaked: Callable[[int], bytes] = _mirror(pair.a_rng, kem_seeds=knows_kem)
+
+    x, pair.bob = encrypt(pair.bob, b"X")
+    tap.mode = "record"
+    _, pair.alice = decrypt(pair.alice, x, pair.a_rng)  # Alice's turn: new keys, encapsulation to Bob
+    tap.mode = "replay" if knows_kem else "pass"
+    plaintext, attacker = decrypt(attacker, x, leaked)
+    assert plaintext == b"X"
+    tap.mode = "pass"
+    assert attacker.own_dh == pair.alice.own_dh  # the attacker has Alice's new X25519 secret
+    if mode.uses_pq:
+        assert (attacker.own_kem == pair.alice.own_kem) == knows_kem
+    assert (attacker.root_key == pair.alice.root_key) == (knows_kem or not mode.uses_pq)
+
+    pair.a2b(b"Y")
+    z, pair.bob = encrypt(pair.bob, b"Z")
+    if reads_on:
+        assert decrypt(attacker, z, rng("attacker"))[0] == b"Z"
+    else:
+        with pytest.raises(DecryptError):
+            decrypt(attacker, z, rng("attacker"))
+        # not even with Alice's public ML-KEM key id planted in its state: it lacks the secrets
+        planted = session_module.dataclasses.replace(attacker, own_kem_id=pair.alice.own_kem_id)
+        with pytest.raises(DecryptError):
+            decrypt(planted, z, rng("attacker"))
+    assert decrypt(pair.alice, z, pair.a_rng)[0] == b"Z"
