@@ -15,7 +15,7 @@ ENVELOPE_VERSION = 1
 
 
 class Kind(enum.IntEnum):
-    #: HPKE-sealed message to one device (interim E2EE; see core/sealed.py)
+    #: a sealed-sender box for one device (core/sealed_sender.py): stored until acknowledged
     SEALED = 1
     #: ephemeral (typing, presence): pushed to connected devices, never stored
     EPHEMERAL = 2

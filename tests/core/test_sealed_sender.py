@@ -12,7 +12,6 @@ from core import canonical, limits
 from core.certs import issue_certificate
 from core.crypto import CryptoMode, HpkePrivateKey, SigningKey, VerifyKey
 from core.errors import DecryptError, LocalProtocolError, RemoteProtocolError, VerifyError
-from core.sealed import Plain, seal_message
 from core.sealed_sender import INFO_PREFIX, OpenedSealed, Unsealed, open_sealed, seal, sealed_info, unseal
 
 from .pairs import flip_bit, identity, rng
@@ -171,12 +170,11 @@ def test_truncated_or_extended_box_does_not_open(cut: int) -> None:
         unseal(body[:cut], my_key=key, my_fp=fp)
 
 
-def test_interim_sealed_box_does_not_open_as_sealed_sender() -> None:
+def test_box_sealed_for_another_purpose_does_not_open_as_sealed_sender() -> None:
     key, fp = recipient()
-    plain = Plain(msg_id=b"\0" * 16, sender=SENDER, recipient="bob@beta.example", recipient_fp=fp, sent_at=1, type="text", text="hi")
-    legacy = seal_message(plain, sender_identity=sender_device(), to_key=key.public)
+    other_context = key.public.seal(b"\xa0", b"sonet-provisioning-v1" + fp.encode())  # same key, other info
     with pytest.raises(DecryptError):
-        unseal(legacy, my_key=key, my_fp=fp)
+        unseal(other_context, my_key=key, my_fp=fp)
 
 
 def test_oversized_box_is_refused_before_decryption() -> None:

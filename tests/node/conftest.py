@@ -8,7 +8,7 @@ way ``sonet-node invite`` does), to peek at mailboxes, and whether the node task
 version 1, first device) and ``RunningNode.link(account)`` links one more device, both over raw
 connections (tests/node/kit.py), so node tests do not depend on the client SDK.
 
-``make_device(name)`` / ``register(node, name)`` / ``sealed_envelope`` serve the SDK tests under
+``make_device(name)`` / ``register(node, name)`` serve the SDK tests under
 ``tests/client``, which import them from this module; they import the SDK only when used.
 """
 
@@ -25,10 +25,8 @@ import pytest
 import trio
 
 import node.app
-from core import limits
 from core.client_api import Deliver, Delivery, Drained, LinkApprove, LinkApproved, LinkBegin, LinkComplete, LinkFetch, LinkOffer, LinkPending, LinkSlot, Register, Registered
 from core.crypto import CryptoMode, SigningKey
-from core.envelope import ENVELOPE_VERSION, Envelope, Kind
 from core.invite import SECRET_BYTES, hash_invite_secret, make_invite, parse_invite
 from node.app import DB_FILE, Node
 from node.client_session import ClientSession
@@ -44,7 +42,6 @@ __all__ = [
     "RunningNode",
     "collect_until_drained",
     "next_deliver",
-    "sealed_envelope",
 ]
 
 #: hang guard for whole tests (never a performance threshold)
@@ -266,43 +263,6 @@ def register(make_device: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
 
 
 # Building and reading frames -------------------------------------------------------------
-
-
-def sealed_envelope(
-    sender: Any,
-    recipient: Any,
-    text: str,
-    *,
-    msg_id: bytes | None = None,
-    sent_at: int | None = None,
-    expires: int | None = None,
-    claim: str | None = None,
-) -> Envelope:
-    """For tests/client: what the SDK put on the wire for ``recipient``'s first device
-    (``client.sdk.Device``s); ``claim`` forges the sender address inside the sealed box."""
-    from core.sealed import Plain, seal_message
-
-    me, to = sender.state.profile(), recipient.state.profile()
-    msg_id = os.urandom(limits.ENVELOPE_ID_LEN) if msg_id is None else msg_id
-    sent_at = node.app.now_ms() if sent_at is None else sent_at
-    plain = Plain(
-        msg_id=msg_id,
-        sender=me.address if claim is None else claim,
-        recipient=to.address,
-        recipient_fp=to.identity.public.fingerprint,
-        sent_at=sent_at,
-        type="text",
-        text=text,
-    )
-    return Envelope(
-        v=ENVELOPE_VERSION,
-        id=msg_id,
-        to=to.address,
-        device=to.device_id,
-        expires=sent_at + limits.DEFAULT_ENVELOPE_TTL_MS if expires is None else expires,
-        kind=Kind.SEALED,
-        body=seal_message(plain, sender_identity=me.identity, to_key=to.hpke.public),
-    )
 
 
 async def next_deliver(conn: RawConnection) -> Deliver:
