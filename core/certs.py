@@ -29,6 +29,7 @@ from . import canonical, limits
 from .address import parse_address, validate_node_name
 from .crypto import SigningKey, VerifyKey
 from .errors import LocalProtocolError, RemoteProtocolError, VerifyError
+from .signed import sign_body, split_signed
 
 __all__ = ["SenderCertificate", "issue_certificate", "verify_certificate", "certificate_node", "CERT_LABEL"]
 
@@ -85,7 +86,9 @@ def issue_certificate(
         raise LocalProtocolError(f"certificate validity must be 1..{limits.MAX_SENDER_CERT_VALIDITY_MS} ms")
     if type(now) is not int or not 0 <= now <= _TIME_MAX - validity_ms:
         raise LocalProtocolError("certificate issue time out of range")
-    body = canonical.dumps(
+    return sign_body(
+        node_key,
+        CERT_LABEL,
         {
             "v": _VERSION,
             "node": node,
@@ -94,9 +97,8 @@ def issue_certificate(
             "identity": identity.to_bytes(),
             "issued": now,
             "expires": now + validity_ms,
-        }
+        },
     )
-    return canonical.dumps({"body": body, "sig": node_key.sign(CERT_LABEL, body)})
 
 
 def _decode(raw: bytes) -> tuple[bytes, bytes, dict[str, Any]]:
@@ -104,13 +106,13 @@ def _decode(raw: bytes) -> tuple[bytes, bytes, dict[str, Any]]:
     if type(raw) is not bytes or len(raw) > limits.MAX_SENDER_CERT_BYTES:
         raise _malformed(f"must be bytes of at most {limits.MAX_SENDER_CERT_BYTES}")
     try:
-        outer = canonical.loads_map(raw, {"body": bytes, "sig": bytes})
-        body = canonical.loads_map(outer["body"], _BODY)
+        body_raw, sig = split_signed(raw, max_bytes=limits.MAX_SENDER_CERT_BYTES)
+        body = canonical.loads_map(body_raw, _BODY)
     except RemoteProtocolError as exc:
         raise _malformed(str(exc)) from None
     if body["v"] != _VERSION:
         raise _malformed(f"unsupported version {body['v']}")
-    return outer["body"], outer["sig"], body
+    return body_raw, sig, body
 
 
 def certificate_node(raw: bytes) -> str:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import canonical
+from . import canonical, limits
 from .address import parse_address
 from .crypto import CryptoPolicy, HpkePublicKey, SigningKey, VerifyKey
 from .errors import LocalProtocolError, RemoteProtocolError
+from .signed import sign_body, split_signed
 
 __all__ = ["DeviceRecord", "make_device_record", "verify_device_record"]
 
@@ -49,16 +50,15 @@ def make_device_record(
         if not identity.mode.uses_classical:
             raise LocalProtocolError(f"no X25519 identity key in {identity.mode.value} mode")
         fields["dh"] = identity_dh
-    body = canonical.dumps(fields)
-    return canonical.dumps({"body": body, "sig": identity.sign(_LABEL, body)})
+    return sign_body(identity, _LABEL, fields)
 
 
 def verify_device_record(raw: bytes, *, policy: CryptoPolicy, account: str | None = None) -> DeviceRecord:
     """Check structure, self-signature and crypto policy; optionally that it names ``account``."""
-    outer = canonical.loads_map(raw, {"body": bytes, "sig": bytes})
-    peek = canonical.loads(outer["body"])
+    body_raw, sig = split_signed(raw, max_bytes=limits.MAX_CBOR_BYTES)
+    peek = canonical.loads(body_raw)
     has_dh = type(peek) is dict and "dh" in peek
-    body = canonical.loads_map(outer["body"], {**_BODY, "dh": bytes} if has_dh else _BODY)
+    body = canonical.loads_map(body_raw, {**_BODY, "dh": bytes} if has_dh else _BODY)
     if body["v"] != 1:
         raise RemoteProtocolError("unsupported device record version")
     address = str(parse_address(body["account"], remote=True))
@@ -71,5 +71,5 @@ def verify_device_record(raw: bytes, *, policy: CryptoPolicy, account: str | Non
     dh = body.get("dh")
     if dh is not None and (len(dh) != _DH_LEN or not identity.mode.uses_classical):
         raise RemoteProtocolError("device record has a malformed or unexpected X25519 identity key")
-    identity.verify(_LABEL, outer["body"], outer["sig"])
+    identity.verify(_LABEL, body_raw, sig)
     return DeviceRecord(account=address, identity=identity, hpke=hpke, created=body["created"], raw=raw, identity_dh=dh)

@@ -20,6 +20,7 @@ from . import canonical, limits
 from .address import parse_address
 from .crypto import CryptoPolicy, SigningKey, VerifyKey, normalize_fingerprint
 from .errors import LocalProtocolError, RemoteProtocolError, VerifyError
+from .signed import sign_body, split_signed
 
 __all__ = [
     "DeviceList",
@@ -85,8 +86,8 @@ def sign_device_list(account_key: SigningKey, *, account: str, version: int, dev
     fps = sorted({normalize_fingerprint(fp) for fp in devices})
     if len(fps) > limits.MAX_DEVICES_PER_ACCOUNT:
         raise LocalProtocolError(f"an account has at most {limits.MAX_DEVICES_PER_ACCOUNT} devices")
-    body = canonical.dumps({"v": _VERSION, "account": address, "version": version, "devices": fps, "issued": now})
-    return canonical.dumps({"body": body, "sig": account_key.sign(DEVICE_LIST_LABEL, body)})
+    fields = {"v": _VERSION, "account": address, "version": version, "devices": fps, "issued": now}
+    return sign_body(account_key, DEVICE_LIST_LABEL, fields)
 
 
 def verify_device_list(raw: bytes, *, account_key: VerifyKey, account: str) -> DeviceList:
@@ -94,14 +95,14 @@ def verify_device_list(raw: bytes, *, account_key: VerifyKey, account: str) -> D
     if type(raw) is not bytes or len(raw) > limits.MAX_DEVICE_LIST_BYTES:
         raise _malformed(f"must be bytes of at most {limits.MAX_DEVICE_LIST_BYTES}")
     try:
-        outer = canonical.loads_map(raw, {"body": bytes, "sig": bytes})
-        body = canonical.loads_map(outer["body"], _BODY)
+        body_raw, sig = split_signed(raw, max_bytes=limits.MAX_DEVICE_LIST_BYTES)
+        body = canonical.loads_map(body_raw, _BODY)
     except RemoteProtocolError as exc:
         raise _malformed(str(exc)) from None
     if body["v"] != _VERSION:
         raise _malformed(f"unsupported version {body['v']}")
     try:
-        account_key.verify(DEVICE_LIST_LABEL, outer["body"], outer["sig"])
+        account_key.verify(DEVICE_LIST_LABEL, body_raw, sig)
     except VerifyError:
         raise VerifyError("device list signature does not verify", code="device_list_forged") from None
     expected = str(parse_address(account))
