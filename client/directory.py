@@ -14,7 +14,7 @@ from core.address import Address
 from core.client_api import Devices, FetchDevices
 from core.crypto import CryptoPolicy, VerifyKey
 from core.device import DeviceRecord, verify_device_record
-from core.device_list import DeviceList, verify_device_list
+from core.device_list import DeviceList, check_successor, verify_device_list
 from core.errors import LocalProtocolError, VerifyError
 
 from .connection import Connection
@@ -70,4 +70,21 @@ async def fetch_account(
     contact = state.see_identity(str(address), view.identity.to_bytes(), now)
     if require_trusted and contact.changed:
         raise IdentityChanged(str(address))
+    _refuse_rollback(state, view)
     return view
+
+
+def _refuse_rollback(state: DeviceState, view: AccountView) -> None:
+    """A node must not serve an older signed list (one that still names a removed device)."""
+    key = f"device_list/{view.address}"
+    previous = state.get(key)
+    if previous is not None:
+        try:
+            old = verify_device_list(previous, account_key=view.identity, account=view.address)
+        except VerifyError:
+            old = None  # signed by an earlier account key: the identity change was handled above
+        if old is not None:
+            check_successor(old, view.device_list)
+            if old.version == view.device_list.version:
+                return
+    state.put(key, view.device_list.raw)

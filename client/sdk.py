@@ -287,8 +287,8 @@ class Device:
         to = parse_address(recipient)
         if not text:
             raise LocalProtocolError("refusing to send an empty message")
-        if len(text) > limits.MAX_TEXT_LEN:
-            raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} characters")
+        if len(text.encode()) > limits.MAX_TEXT_LEN:
+            raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} bytes (UTF-8)")
         now = self._clock()
         msg_id = self._rng(limits.ENVELOPE_ID_LEN)
         to_them = encode_content(Content(type="text", id=msg_id, sent_at=now, text=text))
@@ -452,11 +452,14 @@ class Device:
             if sender == profile.address:
                 continue
             for start in range(0, len(ids), limits.MAX_RECEIPT_IDS):
+                # One id for the content and its envelopes: the receiver recognises a
+                # redelivered envelope by that id (a lost ack must not look like a bad message).
+                receipt_id = self._rng(limits.ENVELOPE_ID_LEN)
                 content = encode_content(
-                    Content(type="receipt", id=self._rng(16), sent_at=self._clock(), receipt=kind, ids=tuple(ids[start : start + limits.MAX_RECEIPT_IDS]))
+                    Content(type="receipt", id=receipt_id, sent_at=self._clock(), receipt=kind, ids=tuple(ids[start : start + limits.MAX_RECEIPT_IDS]))
                 )
                 try:
-                    await self._deliver(conn, profile, parse_address(sender), content, None, self._rng(16), Kind.SEALED)
+                    await self._deliver(conn, profile, parse_address(sender), content, None, receipt_id, Kind.SEALED)
                 except (IdentityChanged, NodeError, ProtocolError):
                     pass  # a receipt is a courtesy: never let it fail the receive
 

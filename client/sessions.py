@@ -4,6 +4,11 @@ Write-ahead on sending: a session's new state is committed *before* the message 
 crash can never make the device reuse a message key. On receiving, the new state is committed
 together with the stored message (and the deletion of a used one-time prekey) before the
 envelope is acknowledged.
+
+As in Signal, a session replaced by a new incoming one is kept (up to ``MAX_PREVIOUS`` per
+device) and tried when the current one cannot decrypt; one that decrypts becomes current
+again. Without this, two devices that start a session with each other at the same time would
+each adopt the other's and never understand each other again.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from core.ratchet import verify_bundle, verify_prekey
 
 from .state import DeviceState, Profile
 
-__all__ = ["Sessions", "Decrypted"]
+__all__ = ["Sessions", "Decrypted", "MAX_PREVIOUS"]
+
+#: earlier sessions kept per peer device
+MAX_PREVIOUS = 10
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +39,8 @@ class Decrypted:
     _device: int
     _record: bytes
     _used_prekeys: tuple[tuple[str, int], ...]
+    #: the new list of earlier sessions, or None when it stays as it is
+    _previous: tuple[bytes, ...] | None = None
 
 
 class Sessions:
@@ -89,6 +99,16 @@ class Sessions:
                 return self._staged(address, device, record, plaintext, new_state, ())
             except ProtocolError as exc:
                 errors.append(exc)
+        previous = self._state.previous_sessions(address, device)
+        for index, old in enumerate(previous):
+            try:
+                plaintext, new_state = decrypt(SessionState.from_bytes(old), message, self._rng)
+            except ProtocolError as exc:
+                errors.append(exc)
+                continue
+            # The peer still uses this one: it becomes current, the current one is kept.
+            rest = ([raw] if raw is not None else []) + previous[:index] + previous[index + 1 :]
+            return self._staged(address, device, record, plaintext, new_state, (), tuple(rest[:MAX_PREVIOUS]))
         if is_initial(message):
             plaintext, new_state, used = open_initial(
                 message,
@@ -98,17 +118,22 @@ class Sessions:
                 prekey_secret=self._prekey_secret,
                 rng=self._rng,
             )
-            return self._staged(address, device, record, plaintext, new_state, tuple(used))
+            kept = None if raw is None else tuple(([raw] + previous)[:MAX_PREVIOUS])
+            return self._staged(address, device, record, plaintext, new_state, tuple(used), kept)
         raise errors[0] if errors else DecryptError()
 
-    def _staged(self, address, device, record, plaintext, new_state, used) -> Decrypted:  # noqa: ANN001
+    def _staged(self, address, device, record, plaintext, new_state, used, previous=None) -> Decrypted:  # noqa: ANN001
         if new_state.peer_identity != record.identity:
             raise VerifyError(f"the session with {address} device {device} belongs to another identity key")
-        return Decrypted(plaintext=plaintext, _address=address, _device=device, _record=new_state.to_bytes(), _used_prekeys=used)
+        return Decrypted(
+            plaintext=plaintext, _address=address, _device=device, _record=new_state.to_bytes(), _used_prekeys=used, _previous=previous
+        )
 
     def commit(self, decrypted: Decrypted) -> None:
         with self._state.transaction():
             self._state.save_session(decrypted._address, decrypted._device, decrypted._record)
+            if decrypted._previous is not None:
+                self._state.save_previous_sessions(decrypted._address, decrypted._device, list(decrypted._previous))
             for kind, key_id in decrypted._used_prekeys:
                 if self._state.prekey_is_one_time(kind, key_id):
                     self._state.delete_prekey(kind, key_id)

@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS prekeys (
     one_time INTEGER NOT NULL, PRIMARY KEY (kind, key_id));
 CREATE TABLE IF NOT EXISTS sessions (
     address TEXT NOT NULL, device INTEGER NOT NULL, record BLOB NOT NULL, PRIMARY KEY (address, device));
+CREATE TABLE IF NOT EXISTS previous_sessions (
+    address TEXT NOT NULL, device INTEGER NOT NULL, slot INTEGER NOT NULL, record BLOB NOT NULL,
+    PRIMARY KEY (address, device, slot));
 CREATE TABLE IF NOT EXISTS contacts (
     address TEXT PRIMARY KEY, identity BLOB NOT NULL, seen_identity BLOB NOT NULL, first_seen INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS inbox (
@@ -204,11 +207,15 @@ class DeviceState:
             self._db.execute("DELETE FROM prekeys WHERE kind = ? AND key_id = ?", (kind, key_id))
 
     def drop_signed_prekeys_before(self, cutoff: int, keep: set[tuple[str, int]]) -> None:
-        """Forget rotated-out signed / last-resort prekey secrets after their grace period."""
+        """Forget rotated-out signed / last-resort prekey secrets whose grace period is over:
+        those replaced (that is, whose successor of the same kind was made) before ``cutoff``.
+        Counting from a key's own creation would drop a key that stayed current for weeks
+        (a device offline) while messages made with it still wait in the mailbox."""
         with self.transaction():
-            rows = self._db.execute("SELECT kind, key_id FROM prekeys WHERE one_time = 0 AND created < ?", (cutoff,))
-            for kind, key_id in rows.fetchall():
-                if (kind, key_id) not in keep:
+            rows = self._db.execute("SELECT kind, key_id, created FROM prekeys WHERE one_time = 0 ORDER BY kind, key_id").fetchall()
+            for (kind, key_id, _created), successor in zip(rows, rows[1:]):
+                replaced_at = successor[2]
+                if successor[0] == kind and replaced_at < cutoff and (kind, key_id) not in keep:
                     self._db.execute("DELETE FROM prekeys WHERE kind = ? AND key_id = ?", (kind, key_id))
 
     # Sessions ---------------------------------------------------------------------------
@@ -224,11 +231,31 @@ class DeviceState:
                 (address, device, self.vault.seal(record, f"session/{address}/{device}".encode())),
             )
 
+    def previous_sessions(self, address: str, device: int) -> list[bytes]:
+        """Earlier sessions with this device, newest first (kept while the peer may still use
+        one of them, e.g. after both sides started a session at the same time)."""
+        rows = self._db.execute(
+            "SELECT slot, record FROM previous_sessions WHERE address = ? AND device = ? ORDER BY slot", (address, device)
+        ).fetchall()
+        return [self.vault.open_value(r[1], f"previous_session/{address}/{device}/{r[0]}".encode()) for r in rows]
+
+    def save_previous_sessions(self, address: str, device: int, records: list[bytes]) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM previous_sessions WHERE address = ? AND device = ?", (address, device))
+            self._db.executemany(
+                "INSERT INTO previous_sessions (address, device, slot, record) VALUES (?, ?, ?, ?)",
+                [
+                    (address, device, slot, self.vault.seal(record, f"previous_session/{address}/{device}/{slot}".encode()))
+                    for slot, record in enumerate(records)
+                ],
+            )
+
     def drop_sessions(self, address: str, keep: set[int]) -> None:
         with self.transaction():
-            for (device,) in self._db.execute("SELECT device FROM sessions WHERE address = ?", (address,)).fetchall():
-                if device not in keep:
-                    self._db.execute("DELETE FROM sessions WHERE address = ? AND device = ?", (address, device))
+            for table in ("sessions", "previous_sessions"):
+                for (device,) in self._db.execute(f"SELECT DISTINCT device FROM {table} WHERE address = ?", (address,)).fetchall():
+                    if device not in keep:
+                        self._db.execute(f"DELETE FROM {table} WHERE address = ? AND device = ?", (address, device))
 
     # Contacts ---------------------------------------------------------------------------
 

@@ -7,15 +7,12 @@ way ``sonet-node invite`` does), to peek at mailboxes, and whether the node task
 ``RunningNode.enroll(user)`` registers an account (account identity key, signed device list
 version 1, first device) and ``RunningNode.link(account)`` links one more device, both over raw
 connections (tests/node/kit.py), so node tests do not depend on the client SDK.
-
-``make_device(name)`` / ``register(node, name)`` serve the SDK tests under
-``tests/client``, which import them from this module; they import the SDK only when used.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,38 +225,6 @@ def start_node(nursery: trio.Nursery, make_node_dir: Callable[..., tuple[Path, N
 async def running(start_node: StartNode) -> RunningNode:
     """A node with default settings (invite-only registration)."""
     return await start_node()
-
-
-@pytest.fixture
-def make_device(tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """For tests/client: ``make_device(name, **kw)`` -> an unregistered ``client.sdk.Device``
-    with its state in tmp_path/devices/name."""
-    from client.sdk import Device
-    from client.state import DeviceState
-
-    states: list[DeviceState] = []
-
-    def make(name: str, **kwargs: Any) -> Device:
-        state = DeviceState(tmp_path / "devices" / name)
-        states.append(state)
-        return Device(state, **kwargs)
-
-    yield make
-    for state in states:
-        state.close()
-
-
-@pytest.fixture
-def register(make_device: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """For tests/client: ``await register(node, "alice")`` -> a registered ``client.sdk.Device``."""
-
-    async def reg(at: RunningNode, user: str, *, home: str | None = None, **kwargs: Any) -> Any:
-        device = make_device(home or f"{user}-{at.data_dir.name}", **kwargs)
-        profile = await device.register(f"{user}@{at.config.name}", at.url, await at.mint_invite())
-        assert profile.address == f"{user}@{at.config.name}"
-        return device
-
-    return reg
 
 
 # Building and reading frames -------------------------------------------------------------

@@ -1,0 +1,153 @@
+"""Fixtures for the device SDK tests: a real node in the test's trio run on 127.0.0.1:0 and
+real ``client.sdk.Device`` objects with their state under ``tmp_path``.
+
+One ``Clock`` drives both sides: the node's ``node.app.now_ms`` (certificate issue times,
+``stored_at``, Welcome) and every device made here, so tests can move time forward (prekey
+rotation, certificate expiry) without sleeping. It starts at the wall clock and only moves when
+told to.
+
+The node fixtures (``start_node``, ``RunningNode``, raw connections) come from tests/node.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import node.app
+from client.sdk import Device, ReceiveResult
+from client.state import DeviceState
+from core.client_api import Bundle, Bundles, FetchBundles
+from core.crypto import SigningKey
+from node.app import DB_FILE
+from tests.node.conftest import HANG_S, NODE_NAME, RunningNode, make_node_dir, start_node  # noqa: F401 - fixtures
+
+__all__ = [
+    "ALICE",
+    "BOB",
+    "CAROL",
+    "DAY_MS",
+    "HANG_S",
+    "Clock",
+    "shown",
+    "texts",
+    "link_device",
+    "fetch_bundle",
+    "node_db",
+]
+
+ALICE = f"alice@{NODE_NAME}"
+BOB = f"bob@{NODE_NAME}"
+CAROL = f"carol@{NODE_NAME}"
+DAY_MS = 24 * 3600 * 1000
+
+
+class Clock:
+    """Milliseconds since the epoch; starts at the wall clock, moves only on ``advance``."""
+
+    def __init__(self) -> None:
+        self.now_ms = time.time_ns() // 1_000_000
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+    def advance(self, ms: int) -> None:
+        self.now_ms += ms
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    # Node.run reads node.app.now_ms when it builds its context: patched before any node starts.
+    monkeypatch.setattr(node.app, "now_ms", c)
+    return c
+
+
+@pytest.fixture
+async def alpha(clock: Clock, start_node: Callable[..., Awaitable[RunningNode]]) -> RunningNode:
+    """A node named alpha.example on the shared clock (invite-only registration)."""
+    return await start_node()
+
+
+@pytest.fixture
+def make_device(tmp_path: Path, clock: Clock) -> Iterator[Callable[..., Device]]:
+    """``make_device(name, **kw)`` -> an unregistered Device in tmp_path/devices/name."""
+    states: list[DeviceState] = []
+
+    def make(name: str, **kwargs: Any) -> Device:
+        state = DeviceState(tmp_path / "devices" / name)
+        states.append(state)
+        kwargs.setdefault("clock", clock)
+        return Device(state, **kwargs)
+
+    yield make
+    for state in states:
+        state.close()
+
+
+@pytest.fixture
+def register(make_device: Callable[..., Device]) -> Callable[..., Awaitable[Device]]:
+    """``await register(node, "alice")`` -> a registered Device (home ``alice``)."""
+
+    async def reg(at: RunningNode, user: str, *, home: str | None = None, **kwargs: Any) -> Device:
+        device = make_device(home or user, **kwargs)
+        profile = await device.register(f"{user}@{at.config.name}", at.url, await at.mint_invite())
+        assert profile.address == f"{user}@{at.config.name}"
+        return device
+
+    return reg
+
+
+def shown(device: Device, result: ReceiveResult) -> list[tuple[str, str, dict]]:
+    """What ``sonet recv`` prints: (sender, type, fields) per message; marks them shown."""
+    device.state.mark_shown([m.id for m in result.messages])
+    return [(m.sender, m.type, m.fields) for m in result.messages]
+
+
+def texts(device: Device, result: ReceiveResult) -> list[tuple[str, str]]:
+    """(sender, text) of the text messages in ``result``; marks everything shown."""
+    return [(sender, fields["text"]) for sender, kind, fields in shown(device, result) if kind == "text"]
+
+
+async def link_device(new: Device, approver: Device, url: str) -> int:
+    """Run ``link begin`` on ``new`` and ``link approve`` on ``approver`` concurrently, the
+    code travelling from one to the other over a channel; returns the new device id."""
+    send, receive = trio.open_memory_channel[str](1)
+    profile_box: list[Any] = []
+
+    async def begin() -> None:
+        profile_box.append(await new.link_begin(url, send.send_nowait))
+
+    async def approve() -> None:
+        code = await receive.receive()
+        await approver.link_approve(code)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(begin)
+        nursery.start_soon(approve)
+    [profile] = profile_box
+    assert profile.address == approver.state.profile().address
+    return profile.device_id
+
+
+async def fetch_bundle(at: RunningNode, as_identity: SigningKey, account: str, device: int = 1, *, times: int = 1) -> Bundle:
+    """Fetch ``times`` bundles of one device over a raw connection (each takes one-time keys);
+    returns the last."""
+    async with at.raw(as_identity) as conn:
+        for _ in range(times):
+            reply = await conn.request(lambda n: FetchBundles(request=n, account=account, devices=(device,)))
+            assert isinstance(reply, Bundles)
+    [bundle] = reply.bundles
+    return bundle
+
+
+def node_db(at: RunningNode) -> sqlite3.Connection:
+    """A plain sqlite3 connection to the node's database (to tamper with it, as an attacker
+    with the node's disk would)."""
+    return sqlite3.connect(at.data_dir / DB_FILE, isolation_level=None)
