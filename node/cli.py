@@ -21,7 +21,7 @@ from core.invite import SECRET_BYTES, hash_invite_secret, make_invite
 from .app import DB_FILE, RUNTIME_FILE, Node, now_ms
 from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
 from .identity import KEY_FILE, create_node_key, load_node_key
-from .store import SqliteStore
+from .store import Peer, PeerExists, PeerInvalid, SqliteStore
 
 __all__ = ["main"]
 
@@ -145,10 +145,62 @@ def _runtime(data: Path) -> dict | None:
         return None
 
 
+def _peer_json(peer: Peer) -> dict:
+    return {"name": peer.name, "url": peer.url, "fingerprint": peer.fingerprint, "via": peer.via, "added_at": peer.added_at}
+
+
+def cmd_peer_add(args: argparse.Namespace) -> None:
+    data, config = _existing_node(args)
+    if args.name.strip().lower() == config.name:
+        raise UserError(f"{config.name} is this node's own name; a peer is another node")
+    try:
+        peer = _with_store(
+            data, lambda s: s.add_peer(name=args.name, url=args.url, fingerprint=args.fingerprint, via=args.via, now=now_ms())
+        )
+    except (PeerExists, PeerInvalid) as exc:
+        raise UserError(str(exc)) from None
+    assert isinstance(peer, Peer)
+    if args.json:
+        print(json.dumps(_peer_json(peer), sort_keys=True))
+    else:
+        print(f"added peer {peer.name} at {peer.url}" + (f" via {peer.via}" if peer.via else ""))
+
+
+def cmd_peer_list(args: argparse.Namespace) -> None:
+    data, _config = _existing_node(args)
+    peers = _with_store(data, lambda s: s.peers())
+    assert isinstance(peers, list)
+    if args.json:
+        print(json.dumps([_peer_json(p) for p in peers], sort_keys=True))
+    elif not peers:
+        print("no peers configured")
+    else:
+        for p in peers:
+            print(f"{p.name}  {p.url}  {p.fingerprint}" + (f"  via {p.via}" if p.via else ""))
+
+
+def cmd_peer_remove(args: argparse.Namespace) -> None:
+    data, _config = _existing_node(args)
+    try:
+        removed = _with_store(data, lambda s: s.remove_peer(args.name))
+    except PeerInvalid as exc:
+        raise UserError(str(exc)) from None
+    if not removed:
+        raise UserError(f"no peer named {args.name.strip().lower()} is configured (see `sonet-node peer list`)")
+    if args.json:
+        print(json.dumps({"removed": args.name.strip().lower()}))
+    else:
+        print(f"removed peer {args.name.strip().lower()}")
+
+
 def cmd_status(args: argparse.Namespace) -> None:
     data, config = _existing_node(args)
     runtime = _runtime(data)
     stats = _with_store(data, lambda s: s.stats())
+    peers = _with_store(data, lambda s: s.peers())
+    assert isinstance(peers, list)
+    # live counters come from the running node (run.json); without it only the table is known
+    federation = {"peers": len(peers), **((runtime or {}).get("federation") or {})}
     status = {
         "name": config.name,
         "fingerprint": load_node_key(data).public.fingerprint,
@@ -159,6 +211,7 @@ def cmd_status(args: argparse.Namespace) -> None:
         "registration": config.registration,
         "minimum_crypto_mode": config.minimum_crypto_mode.value,
         **stats,  # type: ignore[dict-item]
+        "federation": federation,
     }
     if args.json:
         print(json.dumps(status, sort_keys=True))
@@ -203,6 +256,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("status", cmd_status, "show the node's configuration, state and counters")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    peer = sub.add_parser("peer", help="pin, list and forget peer nodes (takes effect without a restart)",
+                          description="Pin, list and forget peer nodes. Changes take effect without a restart.")
+    peer_sub = peer.add_subparsers(dest="peer_command", required=True, metavar="ACTION")
+
+    def peer_command(name: str, fn: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
+        p = peer_sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--data", required=True, metavar="DIR", help="the node's data directory")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = peer_command("add", cmd_peer_add, "pin a peer node by name, URL and identity fingerprint")
+    p.add_argument("--name", required=True, help="the peer's node name, e.g. beta.example")
+    p.add_argument("--url", required=True, help="the peer's ws:// or wss:// URL (without /federation)")
+    p.add_argument("--fingerprint", required=True, metavar="FP", help="the peer's `sonet-node fingerprint`")
+    p.add_argument("--via", metavar="RELAY", help="name of an already configured peer that relays for this one")
+    peer_command("list", cmd_peer_list, "list the pinned peer nodes")
+    p = peer_command("remove", cmd_peer_remove, "forget a peer node")
+    p.add_argument("--name", required=True, help="the peer's node name")
     return parser
 
 
@@ -215,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`| head`): not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 
