@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.client_api import Bundle
-from core.crypto import CryptoPolicy
+from core.crypto import CryptoMode, CryptoPolicy
 from core.device import DeviceRecord
 from core.errors import DecryptError, ProtocolError, VerifyError
-from core.ratchet import PrekeyBundle, PrekeySecret, SessionState, decrypt, encrypt, initiate, is_initial, open_initial
+from core.ratchet import PrekeyBundle, PrekeySecret, SessionState, decrypt, encrypt, initiate, is_initial, open_initial, session_mode
 from core.ratchet import verify_bundle, verify_prekey
 
 from .state import DeviceState, Profile
@@ -57,21 +57,22 @@ class Sessions:
 
     def establish(self, address: str, record: DeviceRecord, bundle: Bundle) -> None:
         """Start a session from a fetched prekey bundle (PQXDH as initiator)."""
+        mode = self._mode_with(record, address)
+        classical = mode.uses_classical
         verified = verify_bundle(
             PrekeyBundle(
-                mode=record.identity.mode,
+                mode=mode,
                 identity=record.identity,
-                identity_dh=record.identity_dh,
-                signed_prekey=verify_prekey(bundle.signed_prekey, record.identity) if bundle.signed_prekey else None,
-                pq_prekey=verify_prekey(bundle.pq_prekey, record.identity) if bundle.pq_prekey else None,
-                one_time_prekey=verify_prekey(bundle.one_time, record.identity) if bundle.one_time else None,
+                identity_dh=record.identity_dh if classical else None,
+                signed_prekey=verify_prekey(bundle.signed_prekey, record.identity) if classical and bundle.signed_prekey else None,
+                pq_prekey=verify_prekey(bundle.pq_prekey, record.identity) if mode.uses_pq and bundle.pq_prekey else None,
+                one_time_prekey=verify_prekey(bundle.one_time, record.identity) if classical and bundle.one_time else None,
             )
         )
-        self._policy.require(record.identity.mode, f"the device key of {address}")
         _header, state = initiate(
-            mode=record.identity.mode,
+            mode=mode,
             identity=self._profile.identity,
-            identity_dh_secret=self._profile.identity_dh,
+            identity_dh_secret=self._profile.identity_dh if classical else None,
             bundle=verified,
             rng=self._rng,
         )
@@ -110,11 +111,12 @@ class Sessions:
             rest = ([raw] if raw is not None else []) + previous[:index] + previous[index + 1 :]
             return self._staged(address, device, record, plaintext, new_state, (), tuple(rest[:MAX_PREVIOUS]))
         if is_initial(message):
+            mode = self._mode_with(record, address)
             plaintext, new_state, used = open_initial(
                 message,
-                mode=record.identity.mode,
+                mode=mode,
                 identity=self._profile.identity,
-                identity_dh_secret=self._profile.identity_dh,
+                identity_dh_secret=self._profile.identity_dh if mode.uses_classical else None,
                 prekey_secret=self._prekey_secret,
                 rng=self._rng,
             )
@@ -122,9 +124,23 @@ class Sessions:
             return self._staged(address, device, record, plaintext, new_state, tuple(used), kept)
         raise errors[0] if errors else DecryptError()
 
+    def _mode_with(self, record: DeviceRecord, address: str) -> CryptoMode:
+        """The session mode with that device, from both devices' authenticated records."""
+        mode = session_mode(self._profile.mode, record.identity.mode)
+        self._policy.require(mode, f"a session with {address}")
+        if mode.uses_classical and record.identity_dh is None:
+            raise VerifyError(f"the device record of {address} lacks its X25519 identity key")
+        return mode
+
     def _staged(self, address, device, record, plaintext, new_state, used, previous=None) -> Decrypted:  # noqa: ANN001
+        # Both halves of the peer's PQXDH identity must be the ones its signed record lists: the
+        # X25519 identity key authenticates the sender in classical/hybrid PQXDH (DH1), so a
+        # session opened with someone else's X25519 key must never pass as that device's.
         if new_state.peer_identity != record.identity:
             raise VerifyError(f"the session with {address} device {device} belongs to another identity key")
+        expected_dh = record.identity_dh if new_state.mode.uses_classical else None
+        if new_state.peer_identity_dh != expected_dh:
+            raise VerifyError(f"the session with {address} device {device} uses another X25519 identity key")
         return Decrypted(
             plaintext=plaintext, _address=address, _device=device, _record=new_state.to_bytes(), _used_prekeys=used, _previous=previous
         )

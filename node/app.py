@@ -15,6 +15,9 @@ from core import limits
 from core.channel import Channel
 from core.crypto import CryptoPolicy
 from core.handshake import HandshakeComplete
+from federation.link import ENDPOINT as FEDERATION_ENDPOINT
+from federation.link import PeerGate, serve_peer_link
+from federation.status import FederationStatus
 
 from .client_session import ClientContext, ClientSession
 from .config import NodeConfig
@@ -31,6 +34,8 @@ log = logging.getLogger("sonet.node")
 DB_FILE = "node.db"
 RUNTIME_FILE = "run.json"
 PURGE_INTERVAL_S = 60.0
+#: how often the federation section of run.json is refreshed when it changed
+STATUS_WRITE_INTERVAL_S = 0.5
 
 
 def now_ms() -> int:
@@ -47,6 +52,8 @@ class Node:
         self.links = LinkRegistry(rng=os.urandom)
         self.connections = DeviceConnections()
         self.url: str | None = None
+        self.federation_status = FederationStatus()
+        self._started_at = now_ms()
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         store = await SqliteStore.open(self.data_dir / DB_FILE)
@@ -70,6 +77,14 @@ class Node:
 
             router = Router(identity=self.identity, policy=self.policy)
             router.route("/client", serve_client)
+
+            async def serve_peer(ws: WebSocketConnection, channel: Channel, done: HandshakeComplete) -> None:
+                await serve_peer_link(ws, channel, self.federation_status)
+
+            # The gate reads the peers table on every attempt: `sonet-node peer add/remove` on
+            # the same database takes effect for the next link without a restart.
+            gate = PeerGate(load_peers=store.peers, status=self.federation_status, clock_ms=now_ms)
+            router.route(FEDERATION_ENDPOINT, serve_peer, admit_for=gate.admit_for)
             host, port = self.config.host_port
             async with trio.open_nursery() as nursery:
                 server = await nursery.start(
@@ -89,14 +104,32 @@ class Node:
                 self.url = f"ws://{host}:{bound}"
                 self._write_runtime()
                 nursery.start_soon(self._purge_loop, store)
+                nursery.start_soon(self._status_loop)
                 task_status.started(self.url)
         finally:
             (self.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
             await store.close()
 
     def _write_runtime(self) -> None:
-        info = {"pid": os.getpid(), "url": self.url, "started_at": now_ms()}
-        (self.data_dir / RUNTIME_FILE).write_text(json.dumps(info) + "\n")
+        """run.json: how `sonet-node status` finds the running node and its live state."""
+        info = {
+            "pid": os.getpid(),
+            "url": self.url,
+            "started_at": self._started_at,
+            "federation": self.federation_status.snapshot(),
+        }
+        path = self.data_dir / RUNTIME_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info) + "\n")
+        os.replace(tmp, path)  # readers never see a half-written file
+
+    async def _status_loop(self) -> None:
+        written = self.federation_status.version
+        while True:
+            await trio.sleep(STATUS_WRITE_INTERVAL_S)
+            if self.federation_status.version != written:
+                written = self.federation_status.version
+                self._write_runtime()
 
     async def _purge_loop(self, store: SqliteStore) -> None:
         while True:

@@ -1,4 +1,4 @@
-"""The node's one WebSocket port: routes ``/client`` (and later ``/federation``) and runs the
+"""The node's one WebSocket port: routes ``/client`` and ``/federation`` and runs the
 secure-channel handshake as responder before handing the link to a session."""
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ from core.crypto import CryptoPolicy, SigningKey
 from core.errors import ProtocolError, RemoteProtocolError
 from core.handshake import Handshake, HandshakeComplete, PeerIdentified, Role
 
-__all__ = ["Router", "LinkHandler", "respond_handshake"]
+__all__ = ["Router", "LinkHandler", "Admit", "AdmitFor", "respond_handshake"]
 
 log = logging.getLogger("sonet.node.server")
 
 #: called with the established link; decides about the peer and serves it
 LinkHandler = Callable[[WebSocketConnection, Channel, HandshakeComplete], Awaitable[None]]
 Admit = Callable[[PeerIdentified], Awaitable[tuple[str, str] | None]]
+#: builds the ``admit`` hook for one request from its HTTP headers (e.g. a peer's claimed name)
+AdmitFor = Callable[[list[tuple[bytes, bytes]]], Admit]
 
 
 async def _admit_everyone(event: PeerIdentified) -> tuple[str, str] | None:
@@ -76,17 +78,22 @@ class Router:
     def __init__(self, *, identity: SigningKey, policy: CryptoPolicy) -> None:
         self._identity = identity
         self._policy = policy
-        self._routes: dict[str, tuple[LinkHandler, Admit]] = {}
+        self._routes: dict[str, tuple[LinkHandler, AdmitFor]] = {}
 
-    def route(self, path: str, handler: LinkHandler, admit: Admit = _admit_everyone) -> None:
-        self._routes[path] = (handler, admit)
+    def route(
+        self, path: str, handler: LinkHandler, admit: Admit = _admit_everyone, *, admit_for: AdmitFor | None = None
+    ) -> None:
+        """Serve ``path`` with ``handler``; ``admit`` (or, given the request headers,
+        ``admit_for(headers)``) decides about the authenticated initiator during the handshake."""
+        self._routes[path] = (handler, admit_for or (lambda headers: admit))
 
     async def __call__(self, request: WebSocketRequest) -> None:
         path = request.path.split("?", 1)[0]
         if path not in self._routes:
             await request.reject(404, body=b"unknown endpoint; devices use /client, nodes /federation\n")
             return
-        handler, admit = self._routes[path]
+        handler, admit_for = self._routes[path]
+        admit = admit_for(list(request.headers))
         ws = await request.accept()
         try:
             done = await respond_handshake(

@@ -17,7 +17,16 @@ Typical use (see the module docstrings for the protocol details)::
     plaintext, state = decrypt(state, message, rng)
 """
 
-from .pqxdh import PrekeyHeader, PrekeySecretLookup, associated_data, initiate, open_initial, read_prekey_header, respond
+from .pqxdh import (
+    PrekeyHeader,
+    PrekeySecretLookup,
+    associated_data,
+    initiate,
+    open_initial,
+    read_prekey_header,
+    respond,
+    session_mode,
+)
 from .prekeys import (
     KINDS,
     MLKEM768,
@@ -52,6 +61,7 @@ __all__ = [
     "open_initial",
     "read_prekey_header",
     "respond",
+    "session_mode",
     "verify_bundle",
     "verify_prekey",
 ]

@@ -149,6 +149,17 @@ class PrekeyHeader:
         )  # fmt: skip
 
 
+def session_mode(a: CryptoMode, b: CryptoMode) -> CryptoMode:
+    """The one mode two devices run PQXDH in, from their (authenticated) record modes: pq if
+    either is pq (a hybrid device has ML-DSA and ML-KEM keys), classical if either is classical
+    (a hybrid device has X25519 keys), else hybrid. classical and pq share nothing."""
+    if CryptoMode.PQ in (a, b):
+        if CryptoMode.CLASSICAL in (a, b):
+            raise LocalProtocolError("a classical-mode device and a pq-mode device cannot start a session")
+        return CryptoMode.PQ
+    return CryptoMode.CLASSICAL if CryptoMode.CLASSICAL in (a, b) else CryptoMode.HYBRID
+
+
 def initiate(
     *, mode: CryptoMode, identity: SigningKey, identity_dh_secret: bytes | None, bundle: PrekeyBundle, rng: Rng
 ) -> tuple[PrekeyHeader, SessionState]:

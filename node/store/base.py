@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from federation.peers import Peer
+
 __all__ = [
     "Store",
     "StoreError",
@@ -24,6 +26,9 @@ __all__ = [
     "MailboxItem",
     "NewEnvelope",
     "Quota",
+    "Peer",
+    "PeerExists",
+    "PeerInvalid",
 ]
 
 
@@ -51,6 +56,19 @@ class InviteInvalid(StoreError):
     """The invite token is unknown, already used or expired."""
 
     code = "invite_invalid"
+
+
+class PeerExists(StoreError):
+    """A peer with that name is already configured."""
+
+    code = "peer_exists"
+
+
+class PeerInvalid(StoreError):
+    """The peer entry is malformed, or its ``via`` is not another configured peer, or a peer
+    to be removed is still another peer's relay."""
+
+    code = "peer_invalid"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -233,4 +251,22 @@ class Store(Protocol):
         count until ``purge_expired`` removes them; ``invites_open`` is the unused invites.
         Backends may add keys (SQLite adds ``acked_ids``, the dedup records kept).
         """
+        ...
+
+    # Federation peers (ARCHITECTURE §6) ----------------------------------------------------
+    async def add_peer(self, *, name: str, url: str, fingerprint: str, via: str | None, now: int) -> Peer:
+        """Pin a peer node and return the stored row (fields normalised by
+        ``federation.peers.validate_peer``: lower-case name, fingerprint without separators,
+        URL without a trailing slash). PeerInvalid (nothing written) if a field is malformed, if
+        ``via`` is the peer itself, or if ``via`` is not an already configured peer;
+        PeerExists if the name is taken."""
+        ...
+
+    async def remove_peer(self, name: str) -> bool:
+        """Forget a peer; False if there was none with that (normalised) name. PeerInvalid, and
+        nothing removed, while another peer still names it as its ``via`` relay."""
+        ...
+
+    async def peers(self) -> list[Peer]:
+        """Every configured peer, ordered by name."""
         ...

@@ -100,7 +100,20 @@ _V2 = (
     "CREATE INDEX prekeys_available ON prekeys (account, device_id, kind, one_time, taken, seq)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# Version 3 (federation): pinned peer nodes. `via` names another peer that relays for this one;
+# the store checks it at add time (no foreign key, so the check gives a clear error).
+_V3 = (
+    """CREATE TABLE peers (
+        name        TEXT PRIMARY KEY,
+        url         TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        via         TEXT NULL,
+        added_at    INTEGER NOT NULL
+    )""",
+    "CREATE INDEX peers_fingerprint ON peers (fingerprint)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 LATEST_VERSION = len(MIGRATIONS)
 
 

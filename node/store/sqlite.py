@@ -16,6 +16,8 @@ from typing import Any, Self, TypeVar
 
 import trio
 
+from federation.peers import PeerError, validate_peer
+
 from .base import (
     AccountExists,
     AccountRow,
@@ -23,6 +25,9 @@ from .base import (
     InviteInvalid,
     MailboxItem,
     NewEnvelope,
+    Peer,
+    PeerExists,
+    PeerInvalid,
     PrekeySet,
     Quota,
     QuotaExceeded,
@@ -166,6 +171,21 @@ class SqliteStore:
         self, *, account: str, device_id: int, device_list: bytes, expected_version: int
     ) -> bool:
         return await self._transaction(_remove_device, account, device_id, device_list, expected_version)
+
+    # Federation peers --------------------------------------------------------------------
+
+    async def add_peer(self, *, name: str, url: str, fingerprint: str, via: str | None, now: int) -> Peer:
+        try:
+            fields = validate_peer(name=name, url=url, fingerprint=fingerprint, via=via)
+        except PeerError as exc:
+            raise PeerInvalid(str(exc)) from None
+        return await self._transaction(_add_peer, *fields, now)
+
+    async def remove_peer(self, name: str) -> bool:
+        return await self._transaction(_remove_peer, name.strip().lower())
+
+    async def peers(self) -> list[Peer]:
+        return await self._call(_peers)
 
     # Prekeys ---------------------------------------------------------------------------
 
@@ -614,3 +634,27 @@ def _stats(conn: sqlite3.Connection) -> dict[str, int]:
         "acked_ids": acked_ids,
         "invites_open": invites_open,
     }
+
+
+def _add_peer(conn: sqlite3.Connection, name: str, url: str, fingerprint: str, via: str | None, now: int) -> Peer:
+    if conn.execute("SELECT 1 FROM peers WHERE name = ?", (name,)).fetchone():
+        raise PeerExists(f"peer {name} is already configured (remove it first to change it)")
+    if via is not None and not conn.execute("SELECT 1 FROM peers WHERE name = ?", (via,)).fetchone():
+        raise PeerInvalid(f"--via {via} is not a configured peer (add the relay first)")
+    conn.execute(
+        "INSERT INTO peers (name, url, fingerprint, via, added_at) VALUES (?, ?, ?, ?, ?)",
+        (name, url, fingerprint, via, now),
+    )
+    return Peer(name=name, url=url, fingerprint=fingerprint, via=via, added_at=now)
+
+
+def _remove_peer(conn: sqlite3.Connection, name: str) -> bool:
+    users = [row[0] for row in conn.execute("SELECT name FROM peers WHERE via = ? ORDER BY name", (name,))]
+    if users:
+        raise PeerInvalid(f"peer {name} is the relay (--via) of {', '.join(users)}; remove those first")
+    return conn.execute("DELETE FROM peers WHERE name = ?", (name,)).rowcount > 0
+
+
+def _peers(conn: sqlite3.Connection) -> list[Peer]:
+    rows = conn.execute("SELECT name, url, fingerprint, via, added_at FROM peers ORDER BY name")
+    return [Peer(name=n, url=u, fingerprint=f, via=v, added_at=a) for n, u, f, v, a in rows]

@@ -741,3 +741,81 @@ async def test_publish_for_an_unknown_device_fails(store: Store) -> None:
     with pytest.raises(StoreError):
         await publish(store, device_id=2, signed=b"spk", one_time=[1])
     assert await store.prekey_counts(ALICE, 2) == (0, 0)
+
+
+# Federation peers -------------------------------------------------------------------------
+
+FP_B = "b" * 32
+FP_C = "c" * 32
+
+
+async def test_add_peer_normalises_and_lists_by_name(store: Store) -> None:
+    from node.store import Peer
+
+    added = await store.add_peer(name="Gamma.Example", url="wss://gamma.example/", fingerprint=FP_C.upper(), via=None, now=NOW)
+    await store.add_peer(name="beta.example", url="ws://127.0.0.1:7481", fingerprint="-".join([FP_B[:16], FP_B[16:]]), via=None, now=NOW + 1)
+    assert added == Peer(name="gamma.example", url="wss://gamma.example", fingerprint=FP_C, via=None, added_at=NOW)
+    assert [(p.name, p.fingerprint, p.added_at) for p in await store.peers()] == [
+        ("beta.example", FP_B, NOW + 1),
+        ("gamma.example", FP_C, NOW),
+    ]
+
+
+async def test_add_peer_refuses_a_duplicate_name(store: Store) -> None:
+    from node.store import PeerExists
+
+    await store.add_peer(name="beta.example", url="ws://b:1", fingerprint=FP_B, via=None, now=NOW)
+    with pytest.raises(PeerExists):
+        await store.add_peer(name="BETA.example", url="ws://other:2", fingerprint=FP_C, via=None, now=NOW)
+    assert [(p.url, p.fingerprint) for p in await store.peers()] == [("ws://b:1", FP_B)]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"name": "bad name", "url": "ws://b:1", "fingerprint": FP_B},
+        {"name": "beta.example", "url": "http://b:1", "fingerprint": FP_B},
+        {"name": "beta.example", "url": "ws://", "fingerprint": FP_B},
+        {"name": "beta.example", "url": "ws://b:1", "fingerprint": "not-a-fingerprint"},
+        {"name": "beta.example", "url": "ws://b:1", "fingerprint": FP_B, "via": "beta.example"},
+        {"name": "beta.example", "url": "ws://b:1", "fingerprint": FP_B, "via": "unknown.example"},
+    ],
+)
+async def test_add_peer_refuses_invalid_entries(store: Store, fields: dict) -> None:
+    from node.store import PeerInvalid
+
+    with pytest.raises(PeerInvalid):
+        await store.add_peer(via=fields.pop("via", None), now=NOW, **fields)
+    assert await store.peers() == []
+
+
+async def test_via_must_name_a_configured_peer_and_blocks_its_removal(store: Store) -> None:
+    from node.store import PeerInvalid
+
+    await store.add_peer(name="relay.example", url="ws://r:1", fingerprint=FP_B, via=None, now=NOW)
+    far = await store.add_peer(name="far.example", url="ws://f:1", fingerprint=FP_C, via="Relay.Example", now=NOW)
+    assert far.via == "relay.example"
+    with pytest.raises(PeerInvalid):
+        await store.remove_peer("relay.example")
+    assert await store.remove_peer("far.example") is True
+    assert await store.remove_peer("relay.example") is True
+    assert await store.peers() == []
+
+
+async def test_remove_unknown_peer_is_false(store: Store) -> None:
+    await store.add_peer(name="beta.example", url="ws://b:1", fingerprint=FP_B, via=None, now=NOW)
+    assert await store.remove_peer("gamma.example") is False
+    assert [p.name for p in await store.peers()] == ["beta.example"]
+
+
+async def test_peers_survive_reopening(open_backend) -> None:  # noqa: ANN001 - fixture
+    first = await open_backend()
+    try:
+        await first.add_peer(name="beta.example", url="ws://b:1", fingerprint=FP_B, via=None, now=NOW)
+    finally:
+        await first.close()
+    second = await open_backend()
+    try:
+        assert [p.name for p in await second.peers()] == ["beta.example"]
+    finally:
+        await second.close()

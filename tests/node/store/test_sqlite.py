@@ -286,7 +286,7 @@ async def test_migration_2_upgrades_a_version_1_database(db_path: Path) -> None:
         )
 
     async with await SqliteStore.open(db_path) as store:
-        assert user_version(db_path) == LATEST_VERSION == 2
+        assert user_version(db_path) == LATEST_VERSION == 3
         row = await store.account(ALICE)
         # no identity key yet: empty, version 0
         assert row is not None

@@ -1,0 +1,57 @@
+"""What the node knows about its federation links right now, for ``sonet-node status``.
+
+Pure and in-memory (lost on restart): counters plus the last few refusals. Times are passed in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass
+
+__all__ = ["FederationStatus", "Refusal", "MAX_REFUSALS"]
+
+#: how many recent refusals are kept
+MAX_REFUSALS = 16
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Refusal:
+    peer: str | None  # the configured peer's name when known, else None
+    at: int  # ms since the epoch
+    reason: str  # "unknown_peer" / "wrong_identity" / ...
+
+
+class FederationStatus:
+    def __init__(self) -> None:
+        self.admitted = 0
+        self.refused: dict[str, int] = {}
+        self.links_open = 0
+        self.last_refusals: deque[Refusal] = deque(maxlen=MAX_REFUSALS)
+        #: bumped on every change, so a writer can tell whether to persist a new snapshot
+        self.version = 0
+
+    def record_admitted(self) -> None:
+        self.admitted += 1
+        self.version += 1
+
+    def record_refusal(self, *, peer: str | None, reason: str, at: int) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        self.last_refusals.append(Refusal(peer=peer, at=at, reason=reason))
+        self.version += 1
+
+    def link_opened(self) -> None:
+        self.links_open += 1
+        self.version += 1
+
+    def link_closed(self) -> None:
+        self.links_open -= 1
+        self.version += 1
+
+    def snapshot(self) -> dict:
+        return {
+            "links_open": self.links_open,
+            "admitted": self.admitted,
+            "refused": sum(self.refused.values()),
+            "refused_by_reason": dict(sorted(self.refused.items())),
+            "last_refusals": [asdict(r) for r in self.last_refusals],
+        }

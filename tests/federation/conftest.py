@@ -1,0 +1,3 @@
+"""Federation tests reuse the in-process node fixtures of tests/node."""
+
+from tests.node.conftest import make_node_dir, running, start_node  # noqa: F401 - fixtures

@@ -1,0 +1,132 @@
+"""/federation: pinned peers are admitted and answered; unknown and mis-keyed ones are refused.
+
+An in-process node (tests/node/conftest.py) and a second node identity that dials it with
+``federation.link.dial_peer`` exactly as a peer node would. The peer table is changed through a
+second store connection, as ``sonet-node peer add/remove`` does while the node runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import trio
+
+import node.app
+from core.client_api import ErrorFrame, Ping
+from core.crypto import CryptoMode, SigningKey
+from core.handshake import Hello1
+from federation import DialError, dial_peer
+from tests.node.conftest import HANG_S, RunningNode
+
+PEER_NAME = "beta.example"
+PEER_URL = "ws://127.0.0.1:1"
+
+
+def new_key() -> SigningKey:
+    return SigningKey.generate(CryptoMode.HYBRID, os.urandom)
+
+
+async def add_peer(running: RunningNode, key: SigningKey, name: str = PEER_NAME) -> None:
+    async with running.store() as store:
+        await store.add_peer(name=name, url=PEER_URL, fingerprint=key.public.fingerprint, via=None, now=node.app.now_ms())
+
+
+def dial(running: RunningNode, key: SigningKey, name: str = PEER_NAME):  # noqa: ANN201 - context manager
+    return dial_peer(running.url, identity=key, fingerprint=running.fingerprint, name=name)
+
+
+async def test_a_pinned_peer_is_admitted_and_answers_pings(running: RunningNode) -> None:
+    key = new_key()
+    await add_peer(running, key)
+    with trio.fail_after(HANG_S):
+        async with dial(running, key) as link:
+            assert link.peer_key.fingerprint == running.fingerprint
+            await link.ping()
+            await link.ping()  # the link stays open between requests
+            assert running.node.federation_status.links_open == 1
+    status = running.node.federation_status.snapshot()
+    assert status["admitted"] == 1 and status["refused"] == 0
+    assert running.alive
+
+
+async def test_an_unknown_identity_is_refused_with_unknown_peer(running: RunningNode) -> None:
+    await add_peer(running, new_key())
+    stranger = new_key()
+    with trio.fail_after(HANG_S), pytest.raises(DialError) as info:
+        async with dial(running, stranger, name="stranger.example"):
+            pytest.fail("admitted an unknown peer")
+    assert info.value.code == "unknown_peer"
+    assert stranger.public.fingerprint not in str(info.value)
+    [refusal] = running.node.federation_status.snapshot()["last_refusals"]
+    assert refusal["reason"] == "unknown_peer" and refusal["peer"] is None
+    assert running.alive
+
+
+async def test_a_configured_name_with_another_key_is_refused_with_wrong_identity(running: RunningNode) -> None:
+    pinned, impostor = new_key(), new_key()
+    await add_peer(running, pinned)
+    before = node.app.now_ms()
+    with trio.fail_after(HANG_S), pytest.raises(DialError) as info:
+        async with dial(running, impostor):
+            pytest.fail("admitted a mis-keyed peer")
+    assert info.value.code == "wrong_identity"
+    for fp in (pinned.public.fingerprint, impostor.public.fingerprint):
+        assert fp not in str(info.value)
+    status = running.node.federation_status.snapshot()
+    assert status["refused_by_reason"] == {"wrong_identity": 1} and status["admitted"] == 0
+    [refusal] = status["last_refusals"]
+    assert refusal["peer"] == PEER_NAME and refusal["reason"] == "wrong_identity" and refusal["at"] >= before
+
+
+async def test_peer_add_and_remove_take_effect_without_a_restart(running: RunningNode) -> None:
+    key = new_key()
+    with trio.fail_after(HANG_S):
+        with pytest.raises(DialError) as info:
+            async with dial(running, key):
+                pass
+        assert info.value.code == "unknown_peer"
+        await add_peer(running, key)
+        async with dial(running, key) as link:
+            await link.ping()
+        async with running.store() as store:
+            assert await store.remove_peer(PEER_NAME) is True
+        with pytest.raises(DialError) as info:
+            async with dial(running, key):
+                pass
+        assert info.value.code == "unknown_peer"
+    assert running.node.federation_status.snapshot()["refused_by_reason"] == {"unknown_peer": 2}
+
+
+async def test_the_dialer_pins_the_node_key(running: RunningNode) -> None:
+    key = new_key()
+    await add_peer(running, key)
+    with trio.fail_after(HANG_S), pytest.raises(DialError):
+        async with dial_peer(running.url, identity=key, fingerprint=new_key().public.fingerprint, name=PEER_NAME):
+            pytest.fail("connected to a node with another key")
+
+
+async def test_anything_but_ping_gets_an_error_frame_and_the_link_closes(running: RunningNode) -> None:
+    key = new_key()
+    await add_peer(running, key)
+    with trio.fail_after(HANG_S):
+        async with dial(running, key) as link:
+            await link.send(Hello1(**{f: getattr(_sample_hello1(), f) for f in Hello1.__dataclass_fields__}))
+            answer = await link.receive()
+            assert isinstance(answer, ErrorFrame) and answer.request == 0 and answer.code == "unsupported"
+            with pytest.raises(Exception):  # noqa: B017 - the node closed the link
+                await link.send(Ping(request=9))
+                await link.receive()
+    assert running.node.federation_status.links_open == 0
+
+
+def _sample_hello1() -> Hello1:
+    from core.crypto import CryptoPolicy
+    from core.handshake import Handshake, Role
+    from core.wire import decode_frame
+
+    hs = Handshake(Role.INITIATOR, identity=new_key(), policy=CryptoPolicy(), rng=os.urandom, prologue=b"x")
+    [data] = hs.data_to_send()
+    frame = decode_frame(data)
+    assert isinstance(frame, Hello1)
+    return frame
