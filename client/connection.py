@@ -27,6 +27,11 @@ from core.wire import Frame
 __all__ = ["Connection", "connect", "NodeError", "ConnectError", "describe_close"]
 
 
+_DELIVERY_BUFFER = 64
+#: slots kept free for the once-per-connection control frames (Drained, LinkOffer)
+_CONTROL_HEADROOM = 8
+
+
 class ConnectError(Exception):
     """The node could not be reached or authenticated (one clear line)."""
 
@@ -49,7 +54,7 @@ class Connection:
         self._numbers = itertools.count(1)
         self._waiting: dict[int, trio.MemorySendChannel[Frame]] = {}
         self._send_lock = trio.Lock()
-        send, self.deliveries = trio.open_memory_channel[Frame](16)
+        send, self.deliveries = trio.open_memory_channel[Frame](_DELIVERY_BUFFER)
         self._deliveries_send = send
         self._fatal: Exception | None = None
 
@@ -88,8 +93,14 @@ class Connection:
                     return
                 if request is not None and request in self._waiting:
                     await self._waiting[request].send(frame)
-                elif isinstance(frame, (Deliver, Drained, LinkOffer)):
-                    await self._deliveries_send.send(frame)
+                elif isinstance(frame, Deliver):
+                    # Never block the reader (answers to requests come through it): when nobody
+                    # consumes deliveries (e.g. during a send), drop them. Stored envelopes stay
+                    # unacknowledged on the node and come again on the next connection.
+                    if self._deliveries_send.statistics().current_buffer_used < _DELIVERY_BUFFER - _CONTROL_HEADROOM:
+                        self._deliveries_send.send_nowait(frame)
+                elif isinstance(frame, (Drained, LinkOffer)):
+                    self._deliveries_send.send_nowait(frame)  # once per connection: the headroom holds it
                 else:
                     raise RemoteProtocolError(f"unexpected {type(frame).__name__} from the node")
         except ConnectionClosed as exc:

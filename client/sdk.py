@@ -195,8 +195,10 @@ class Device:
                 raise VerifyError("the node this device connected to is not the account's node", code="wrong_identity")
             account_key = SigningKey.from_private_bytes(payload.account_key)
             current = verify_device_list(offer.device_list, account_key=account_key.public, account=payload.account)
-            if current.account != offer.account:
-                raise VerifyError("the offer names another account")
+            if current.account != offer.account or current.version != payload.device_list_version:
+                # the approving device sealed the version it saw: an older list (one that still
+                # names a removed device) served by the node is refused
+                raise VerifyError("the node offered another device list than the approving device saw", code="stale_device_list")
             device_list = sign_device_list(
                 account_key, account=payload.account, version=current.version + 1,
                 devices=set(current.devices) | {identity.public.fingerprint}, now=self._clock(),
@@ -342,6 +344,8 @@ class Device:
             if isinstance(reply, Accepted):
                 return sum(t.address == str(to) for t in targets), sum(t.address != str(to) for t in targets)
             assert isinstance(reply, DeviceMismatch)
+            if reply.account not in {t.address for t in targets}:
+                raise LocalProtocolError("the node reported stale devices for an account this message was not for")
             # Our view was stale: forget sessions with removed devices and look again.
             current = them if reply.account == str(to) else await fetch_account(conn, self.state, parse_address(reply.account), policy=self._policy, now=now)
             self.state.drop_sessions(reply.account, keep=set(current.devices) - set(reply.extra))
@@ -406,6 +410,7 @@ class Device:
     async def _accept(self, conn: Connection, profile: Profile, frame: Deliver, inbox: "_Inbox") -> bool:
         sessions = Sessions(self.state, profile, self._rng, self._policy)
         fresh = False
+        keep: set[bytes] = set()
         node_keys = {conn.welcome.node: conn.node_key}
         for item in frame.items:
             env = item.envelope
@@ -436,15 +441,21 @@ class Device:
                 with self.state.transaction():
                     sessions.commit(decrypted)
                     if content.type == "receipt":
-                        self.state.record_receipt(list(content.ids), content.receipt, item.stored_at)
+                        self.state.record_receipt(list(content.ids), content.receipt, item.stored_at, recipient=cert.account)
                     self.state.store_received([stored])
-            except (ProtocolError, NodeError) as exc:
+            except NodeError as exc:
+                # the node could not answer a lookup: not the envelope's fault, so do not ack it;
+                # it comes again on the next connection
+                keep.add(env.id)
+                inbox.rejected.append(f"kept envelope {env.id.hex()} for later: {exc}")
+                continue
+            except ProtocolError as exc:
                 inbox.rejected.append(f"dropped envelope {env.id.hex()}: {exc}")
                 continue
             if content.type == "text":
                 inbox.texts.setdefault(cert.account, []).append(content.id)
             fresh = True
-        await conn.send(Ack(ids=tuple(i.envelope.id for i in frame.items if i.envelope.kind == Kind.SEALED)))
+        await conn.send(Ack(ids=tuple(i.envelope.id for i in frame.items if i.envelope.kind == Kind.SEALED and i.envelope.id not in keep)))
         return fresh
 
     async def _send_receipts(self, conn: Connection, profile: Profile, texts: dict[str, list[bytes]], kind: str) -> None:

@@ -14,7 +14,7 @@ each adopt the other's and never understand each other again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.client_api import Bundle
 from core.crypto import CryptoMode, CryptoPolicy
@@ -33,14 +33,14 @@ MAX_PREVIOUS = 10
 
 @dataclass(frozen=True, kw_only=True)
 class Decrypted:
-    plaintext: bytes
+    plaintext: bytes = field(repr=False)
     #: staged: saved by commit() together with whatever the caller stores
     _address: str
     _device: int
-    _record: bytes
+    _record: bytes = field(repr=False)
     _used_prekeys: tuple[tuple[str, int], ...]
     #: the new list of earlier sessions, or None when it stays as it is
-    _previous: tuple[bytes, ...] | None = None
+    _previous: tuple[bytes, ...] | None = field(default=None, repr=False)
 
 
 class Sessions:

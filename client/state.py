@@ -12,7 +12,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -62,7 +62,7 @@ class Profile:
     node_fingerprint: str
     mode: CryptoMode
     identity: SigningKey  # this device's identity (signs prekeys, records, the channel)
-    identity_dh: bytes | None  # X25519 secret of the device's PQXDH identity key
+    identity_dh: bytes | None = field(repr=False)  # X25519 secret of the device's PQXDH identity key
     hpke: HpkePrivateKey  # this device's sealed-sender key
     account_key: SigningKey  # the account identity key, shared by the account's devices
 
@@ -318,10 +318,14 @@ class DeviceState:
                 (msg_id, recipient, sent_at, devices),
             )
 
-    def record_receipt(self, msg_ids: list[bytes], kind: str, at: int) -> None:
+    def record_receipt(self, msg_ids: list[bytes], kind: str, at: int, *, recipient: str) -> None:
+        """Only the account a message went to can confirm it."""
         column = "delivered_at" if kind == "delivered" else "read_at"
         with self.transaction():
-            self._db.executemany(f"UPDATE sent SET {column} = COALESCE({column}, ?) WHERE id = ?", [(at, i) for i in msg_ids])
+            self._db.executemany(
+                f"UPDATE sent SET {column} = COALESCE({column}, ?) WHERE id = ? AND recipient = ?",
+                [(at, i, recipient) for i in msg_ids],
+            )
 
     def sent_status(self, msg_id: bytes) -> dict | None:
         row = self._db.execute("SELECT recipient, sent_at, devices, delivered_at, read_at FROM sent WHERE id = ?", (msg_id,)).fetchone()

@@ -86,3 +86,76 @@ async def test_devices_of_different_modes_talk_in_their_common_mode(clock, start
         await alice.send_text(BOB, "alice to bob")
         received = await bob.receive()
         assert texts(bob, received) == [(ALICE, "alice to bob")] and received.rejected == []
+
+
+async def test_a_flood_of_typing_indicators_cannot_hang_a_send(alpha, register, monkeypatch) -> None:
+    """Deliveries nobody reads during a send must not block the connection's reader."""
+    alice, bob, mallory = await register(alpha, "alice"), await register(alpha, "bob"), await register(alpha, "mallory")
+    await mallory.send_text(ALICE, "hello")
+    texts(alice, await alice.receive())
+    flooded = trio.Event()
+    real_fetch = sdk.fetch_account
+    first = [True]
+
+    async def slow_fetch(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if first[0]:
+            first[0] = False
+            await flooded.wait()  # alice's send sits between two requests while the flood arrives
+        return await real_fetch(*args, **kwargs)
+
+    monkeypatch.setattr(sdk, "fetch_account", slow_fetch)
+    outcome: list[bool] = []
+
+    async def alice_sends() -> None:
+        with trio.move_on_after(HANG_S) as scope:
+            await alice.send_text(BOB, "hi bob")
+        outcome.append(scope.cancelled_caught)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(alice_sends)
+        await trio.sleep(0.3)
+        for _ in range(80):
+            await mallory.send_typing(ALICE)
+        flooded.set()
+    assert outcome == [False]
+    assert texts(bob, await bob.receive()) == [(ALICE, "hi bob")]
+
+
+async def test_a_brief_identity_swap_does_not_unpin_the_device_list(tmp_path) -> None:
+    """A node serving another account key once (during a recv) must not make an older list of
+    the real key acceptable afterwards."""
+    from client.directory import fetch_account
+    from client.state import DeviceState
+    from core.address import parse_address
+    from core.client_api import DeviceEntry, Devices
+    from core.crypto import HpkePrivateKey, SigningKey
+    from core.device import make_device_record
+    from core.device_list import sign_device_list
+    from core.errors import VerifyError
+
+    real, rogue = (SigningKey.generate(CryptoMode.HYBRID, os.urandom) for _ in range(2))
+    keys = [SigningKey.generate(CryptoMode.HYBRID, os.urandom) for _ in range(2)]
+    records = [
+        make_device_record(account=BOB, identity=k, hpke=HpkePrivateKey.generate(CryptoMode.HYBRID, os.urandom).public, created=1)
+        for k in keys
+    ]
+    fps = [k.public.fingerprint for k in keys]
+
+    class FakeConnection:
+        reply: Devices
+
+        async def request(self, build):  # noqa: ANN001, ANN202
+            return self.reply
+
+    def devices(key: SigningKey, listing: bytes, count: int) -> Devices:
+        entries = tuple(DeviceEntry(device=i + 1, record=records[i]) for i in range(count))
+        return Devices(request=1, account=BOB, account_identity=key.public.to_bytes(), device_list=listing, devices=entries)
+
+    state, conn, bob, policy = DeviceState(tmp_path / "h"), FakeConnection(), parse_address(BOB), CryptoPolicy()
+    conn.reply = devices(real, sign_device_list(real, account=BOB, version=3, devices=fps[:1], now=2), 1)
+    assert (await fetch_account(conn, state, bob, policy=policy, now=1)).device_list.version == 3
+    conn.reply = devices(rogue, sign_device_list(rogue, account=BOB, version=1, devices=fps[:1], now=3), 1)
+    await fetch_account(conn, state, bob, policy=policy, now=2, require_trusted=False)  # e.g. during recv
+    conn.reply = devices(real, sign_device_list(real, account=BOB, version=2, devices=fps, now=1), 2)
+    with pytest.raises(VerifyError, match="older than version 3"):
+        await fetch_account(conn, state, bob, policy=policy, now=3)
