@@ -189,7 +189,11 @@ class Device:
             slot_reply = await conn.request(lambda n: LinkBegin(request=n, ephemeral=ephemeral.public.to_bytes()))
             assert isinstance(slot_reply, LinkSlot)
             show_code(make_link_code(slot_reply.slot, ephemeral.public.to_bytes()))
-            offer = await _next_offer(conn)
+            offer: LinkOffer | None = None
+            with trio.move_on_after(max(0.0, (slot_reply.expires - self._clock()) / 1000)):
+                offer = await _next_offer(conn)
+            if offer is None:
+                raise LocalProtocolError("the link code expired before an existing device approved it; run `link begin` again")
             payload = open_provisioning(offer.provisioning, key=ephemeral, slot=slot_reply.slot)
             if conn.node_key.fingerprint != payload.node_fingerprint:
                 raise VerifyError("the node this device connected to is not the account's node", code="wrong_identity")

@@ -592,3 +592,17 @@ async def test_a_rolled_back_device_list_is_refused(alpha: RunningNode, register
         db.execute("UPDATE accounts SET device_list = ?, device_list_version = 1 WHERE account = ?", (old_list, BOB))
         with pytest.raises(VerifyError, match="older than version 2"):
             await alice.send_text(BOB, "must not be sent")
+
+
+async def test_link_begin_gives_up_with_a_clear_error_when_its_code_expires(alpha: RunningNode, make_device, clock: Clock) -> None:
+    with trio.fail_after(HANG_S):
+        new = make_device("late")
+        codes: list[str] = []
+
+        def show(code: str) -> None:
+            codes.append(code)
+            clock.advance(11 * 60 * 1000)  # nobody approves within the slot's 10 minutes
+
+        with pytest.raises(LocalProtocolError, match="link code expired"):
+            await new.link_begin(alpha.url, show)
+        assert len(codes) == 1 and not new.state.registered()
