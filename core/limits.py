@@ -138,7 +138,7 @@ __all__ += [
     "MAX_SESSION_RECORD_BYTES",
 ]
 
-# Prekeys and linking on the node (node/client_session.py, node/linking.py) ------------------
+# Prekeys and linking on the node (node/client_keys.py, node/client_registration.py, node/linking.py)
 #: one-time prekeys of each kind a node holds per device, and accepts in one PublishPrekeys
 MAX_ONE_TIME_PREKEYS = 200
 #: how long a provisioning slot waits for approval and completion

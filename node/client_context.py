@@ -1,0 +1,109 @@
+"""What every request handler of a ``/client`` connection shares.
+
+``ClientContext`` is what a session needs from the node; ``Session`` is what a handler needs from
+the connection it answers on (node/client_session.py implements it). The helpers below are the
+checks that several handlers start with; each refusal is a ``RequestError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.client_api import LinkOffer
+from core.crypto import CryptoPolicy, SigningKey, VerifyKey
+from core.wire import Frame
+
+from .client_checks import RequestError, parse_or_refuse
+from .linking import LinkRegistry
+from .mailbox import DeviceConnections, MailboxKey, MailboxRegistry
+from .store import AccountRow, DeviceRow, Quota, Store, StoreError
+
+__all__ = [
+    "ClientContext",
+    "Session",
+    "require_registered",
+    "require_unregistered",
+    "local_account",
+    "account_row",
+    "store_message",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientContext:
+    """What a session needs from the node; passed in, never fetched from a global."""
+
+    name: str
+    store: Store
+    registry: MailboxRegistry
+    policy: CryptoPolicy
+    quota: Quota
+    registration: str
+    envelope_ttl_ms: int
+    clock_ms: Callable[[], int]
+    #: signs sender certificates
+    node_key: SigningKey
+    links: LinkRegistry
+    connections: DeviceConnections
+
+
+class Session(Protocol):
+    """The connection a request arrived on, as the handlers see it."""
+
+    @property
+    def ctx(self) -> ClientContext: ...
+
+    @property
+    def peer(self) -> VerifyKey:
+        """The device key this connection authenticated with."""
+        ...
+
+    @property
+    def mailbox(self) -> MailboxKey | None:
+        """(account, device) once the device is registered, else None."""
+        ...
+
+    async def send(self, frame: Frame) -> None: ...
+
+    def become(self, row: DeviceRow) -> None:
+        """This connection is now the registered device ``row``: deliveries start."""
+        ...
+
+    def push_offer(self, offer: LinkOffer) -> bool:
+        """Hand a LinkOffer to this (waiting) connection; False if it cannot take it."""
+        ...
+
+
+def require_registered(session: Session) -> MailboxKey:
+    if session.mailbox is None:
+        raise RequestError("not_registered", "this device is not registered on this node")
+    return session.mailbox
+
+
+def require_unregistered(session: Session) -> None:
+    if session.mailbox is not None:
+        raise RequestError("already_registered", f"this device is already registered as {session.mailbox[0]}")
+
+
+def local_account(ctx: ClientContext, text: str) -> str:
+    """The normalised address ``text``, which must be an account of this node."""
+    address = parse_or_refuse(text)
+    if address.node != ctx.name:
+        raise RequestError("unknown_node", f"{address.node} is not this node, and federation is not configured")
+    return str(address)
+
+
+async def account_row(ctx: ClientContext, account: str) -> AccountRow:
+    row = await ctx.store.account(account)
+    if row is None:
+        raise RequestError("unknown_account", f"no account {account} on this node")
+    return row
+
+
+def store_message(exc: StoreError) -> str:
+    """What the device is told when the store refuses to take envelopes or prekeys."""
+    if exc.code == "mailbox_full":
+        return "the recipient's mailbox is full; try again later"
+    return "the node could not store the message"

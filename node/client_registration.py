@@ -1,0 +1,179 @@
+"""Requests that change which devices an account has: register, link, remove.
+
+``Register`` creates an account with this device as its first; a new device joins an existing
+account through a link slot (``LinkBegin`` / ``LinkFetch`` / ``LinkApprove`` / ``LinkComplete``,
+see node/linking.py); ``RemoveDevice`` takes one out and closes its connections. Device lists
+and records are checked by node/client_checks.py before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from core import limits
+from core.address import parse_address
+from core.client_api import (
+    DeviceRemoved,
+    LinkApprove,
+    LinkApproved,
+    LinkBegin,
+    LinkComplete,
+    LinkFetch,
+    LinkOffer,
+    LinkPending,
+    LinkSlot,
+    Register,
+    Registered,
+    RemoveDevice,
+)
+from core.invite import hash_invite_secret
+
+from .client_checks import RequestError, check_linked_record, check_new_account, check_next_list, refused
+from .client_context import Session, account_row, require_registered, require_unregistered
+from .linking import LinkError
+from .store import AccountExists, InviteInvalid, StaleDeviceList
+
+__all__ = ["register", "link_begin", "link_fetch", "link_approve", "link_complete", "remove_device"]
+
+log = logging.getLogger("sonet.node.client")
+
+_REGISTER_ERRORS = {
+    AccountExists: "{account} is already taken (or this device key is registered already)",
+    InviteInvalid: "the invite token is unknown, already used or expired; ask the operator for a new one",
+}
+
+
+async def register(session: Session, req: Register) -> None:
+    ctx = session.ctx
+    require_unregistered(session)
+    with refused():
+        account = str(parse_address(f"{req.user}@{ctx.name}", remote=True))
+    record, account_key = check_new_account(
+        account=account,
+        record=req.record,
+        account_identity=req.account_identity,
+        device_list=req.device_list,
+        peer=session.peer,
+        policy=ctx.policy,
+    )
+    invite_hash = None
+    if ctx.registration == "invite":
+        if not req.invite:
+            raise RequestError("invite_required", "this node requires an invite token")
+        invite_hash = hash_invite_secret(req.invite)
+    try:
+        row = await ctx.store.register_account(
+            account=account,
+            fingerprint=record.fingerprint,
+            record=req.record,
+            account_identity=account_key.to_bytes(),
+            device_list=req.device_list,
+            invite_hash=invite_hash,
+            now=ctx.clock_ms(),
+        )
+    except (AccountExists, InviteInvalid) as exc:
+        raise RequestError(exc.code, _REGISTER_ERRORS[type(exc)].format(account=account)) from None
+    log.info("registered %s device %d", row.account, row.device_id)
+    session.become(row)
+    await session.send(Registered(request=req.request, account=row.account, device=row.device_id))
+
+
+# Linking a new device -------------------------------------------------------------------
+
+
+@contextmanager
+def _link_refused() -> Iterator[None]:
+    try:
+        yield
+    except LinkError as exc:
+        raise RequestError(exc.code, str(exc)) from None
+
+
+async def link_begin(session: Session, req: LinkBegin) -> None:
+    ctx = session.ctx
+    require_unregistered(session)
+    if not 0 < len(req.ephemeral) <= limits.MAX_LINK_EPHEMERAL_BYTES:
+        raise RequestError("bad_input", f"the ephemeral key must be 1..{limits.MAX_LINK_EPHEMERAL_BYTES} bytes")
+    with _link_refused():
+        slot = ctx.links.open(ephemeral=req.ephemeral, owner=session, push=session.push_offer, now=ctx.clock_ms())
+    await session.send(LinkSlot(request=req.request, slot=slot.slot, expires=slot.expires))
+
+
+async def link_fetch(session: Session, req: LinkFetch) -> None:
+    ctx = session.ctx
+    require_registered(session)
+    with _link_refused():
+        slot = ctx.links.get(req.slot, now=ctx.clock_ms())
+    await session.send(LinkPending(request=req.request, ephemeral=slot.ephemeral))
+
+
+async def link_approve(session: Session, req: LinkApprove) -> None:
+    ctx = session.ctx
+    account, _ = require_registered(session)
+    if len(req.provisioning) > limits.MAX_PROVISIONING_BYTES:
+        raise RequestError("bad_input", f"the provisioning payload is larger than {limits.MAX_PROVISIONING_BYTES} bytes")
+    row = await account_row(ctx, account)
+    if len(await ctx.store.devices(account)) >= limits.MAX_DEVICES_PER_ACCOUNT:
+        raise RequestError("too_many_devices", f"an account has at most {limits.MAX_DEVICES_PER_ACCOUNT} devices")
+    offer = LinkOffer(slot=req.slot, account=account, provisioning=req.provisioning, device_list=row.device_list)
+    with _link_refused():
+        ctx.links.approve(req.slot, account=account, offer=offer, now=ctx.clock_ms())
+    log.info("link slot approved by %s", account)
+    await session.send(LinkApproved(request=req.request))
+
+
+async def link_complete(session: Session, req: LinkComplete) -> None:
+    ctx = session.ctx
+    require_unregistered(session)
+    with _link_refused():
+        slot = ctx.links.owned_by(req.slot, session, now=ctx.clock_ms())
+    if slot.approved_for is None:
+        raise RequestError("link_not_approved", "no device of the account has approved this link yet")
+    account = slot.approved_for
+    record = check_linked_record(req.record, account=account, peer=session.peer, policy=ctx.policy)
+    row = await account_row(ctx, account)
+    current = {r.fingerprint for r in await ctx.store.devices(account)}
+    check_next_list(row, req.device_list, current | {record.fingerprint})
+    try:
+        device = await ctx.store.add_device(
+            account=account,
+            fingerprint=record.fingerprint,
+            record=req.record,
+            device_list=req.device_list,
+            expected_version=row.device_list_version,
+            now=ctx.clock_ms(),
+        )
+    except (StaleDeviceList, AccountExists) as exc:
+        raise RequestError(exc.code, str(exc)) from None
+    log.info("linked %s device %d", account, device.device_id)
+    session.become(device)
+    await session.send(Registered(request=req.request, account=account, device=device.device_id))
+
+
+# Removing a device ----------------------------------------------------------------------
+
+
+async def remove_device(session: Session, req: RemoveDevice) -> None:
+    ctx = session.ctx
+    account, _ = require_registered(session)
+    row = await account_row(ctx, account)
+    devices = {r.device_id: r for r in await ctx.store.devices(account)}
+    target = devices.get(req.device)
+    if target is None:
+        raise RequestError("unknown_device", f"{account} has no device {req.device}")
+    if len(devices) == 1:
+        raise RequestError("last_device", "the last device of an account cannot be removed")
+    check_next_list(row, req.device_list, {r.fingerprint for r in devices.values()} - {target.fingerprint})
+    try:
+        removed = await ctx.store.remove_device(
+            account=account, device_id=req.device, device_list=req.device_list, expected_version=row.device_list_version
+        )
+    except StaleDeviceList as exc:
+        raise RequestError(exc.code, str(exc)) from None
+    if not removed:
+        raise RequestError("unknown_device", f"{account} has no device {req.device}")
+    log.info("removed %s device %d", account, req.device)
+    await session.send(DeviceRemoved(request=req.request, device=req.device))
+    ctx.connections.removed(target.fingerprint)
