@@ -6,7 +6,7 @@ DATA   ?= var/node
 NAME   ?= localhost
 LISTEN ?= 127.0.0.1:7480
 
-.PHONY: run test bench clean
+.PHONY: run test example bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ run: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
+
+# Three federated nodes on loopback (alpha, beta, gamma via beta); see examples/three_nodes.py.
+example: $(VENV)/.installed-run
+	$(BIN)/python examples/three_nodes.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

@@ -16,8 +16,8 @@ from core.errors import LocalProtocolError
 
 from .connection import ConnectError, NodeError
 from .vault import VaultError
-from .sdk import Device
-from .state import DeviceState, InboxMessage, StateError, default_home
+from .sdk import Device, SendResult
+from .state import DeviceState, InboxMessage, SentMessage, StateError, default_home
 
 __all__ = ["main"]
 
@@ -44,9 +44,44 @@ def cmd_send(args: argparse.Namespace) -> None:
     device = _device(args)
     result = trio.run(device.send_text, args.address, args.text)
     if args.json:
-        print(json.dumps({"id": result.id.hex(), "to": result.recipient, "devices": result.devices, "own_devices": result.own_devices, "status": "accepted"}))
+        print(json.dumps({
+            "id": result.id.hex(), "to": result.recipient, "devices": result.devices, "own_devices": result.own_devices,
+            "status": "accepted", "accepted_by": result.accepted_by, "state": result.state,
+        }))
     else:
-        print(f"sent to {result.recipient} ({result.devices} device{'s' if result.devices != 1 else ''}); id {result.id.hex()}")
+        print(_send_line(result))
+
+
+def _send_line(result: SendResult) -> str:
+    plural = "s" if result.devices != 1 else ""
+    if result.state == "accepted":
+        where = ", the recipient's node"
+    else:
+        where = f", on its way to {result.recipient.split('@', 1)[1]} (see `sonet sent`)"
+    return f"sent to {result.recipient} ({result.devices} device{plural}); id {result.id.hex()}; accepted by {result.accepted_by}{where}"
+
+
+def cmd_sent(args: argparse.Namespace) -> None:
+    device = _device(args)
+    for m in trio.run(lambda: device.sent(args.limit)):
+        print(_sent_json(m) if args.json else _sent_line(m), flush=True)
+
+
+def _sent_json(m: SentMessage) -> str:
+    return json.dumps({
+        "id": m.id.hex(), "to": m.to, "sent_at": _iso(m.sent_at), "state": m.state, "code": m.code, "message": m.message,
+        "delivered_at": _iso(m.delivered_at) if m.delivered_at is not None else None,
+        "read_at": _iso(m.read_at) if m.read_at is not None else None,
+    })
+
+
+def _sent_line(m: SentMessage) -> str:
+    state = m.state
+    if m.state in ("delivered", "read"):
+        state += f" {_iso(m.read_at if m.state == 'read' else m.delivered_at)}"  # type: ignore[arg-type]
+    elif m.code or m.message:
+        state += f": {m.message or m.code}" + (f" ({m.code})" if m.message and m.code else "")
+    return f"[{_iso(m.sent_at)}] -> {m.to}  {state}  id {m.id.hex()}"
 
 
 def cmd_typing(args: argparse.Namespace) -> None:
@@ -167,6 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", metavar="TEXT")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_send)
+
+    p = sub.add_parser(
+        "sent",
+        help="show what became of sent messages",
+        description="List recent sent messages, newest first, with their state: sent (the home node holds it), "
+        "queued (waiting for the recipient's node, with why when known), accepted (the recipient's node holds it), "
+        "delivered, read, or failed (with why). Messages still on their way are refreshed from the home node.",
+    )
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="how many messages (default 20)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line: id, to, sent_at, state, code, message, delivered_at, read_at")
+    p.set_defaults(fn=cmd_sent)
 
     p = sub.add_parser("recv", help="receive messages", description="Print new messages, receipts and typing notices, oldest first.")
     p.add_argument("--wait", type=float, metavar="SECONDS", help="if nothing is queued, wait up to SECONDS for a message")

@@ -22,7 +22,7 @@ from core.crypto import CryptoMode, HpkePrivateKey, SigningKey
 
 from .vault import Vault, VaultError
 
-__all__ = ["DeviceState", "Profile", "InboxMessage", "Contact", "default_home", "StateError"]
+__all__ = ["DeviceState", "Profile", "InboxMessage", "Contact", "SentMessage", "default_home", "StateError"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -43,6 +43,15 @@ CREATE TABLE IF NOT EXISTS sent (
     id BLOB PRIMARY KEY, recipient TEXT NOT NULL, sent_at INTEGER NOT NULL, devices INTEGER NOT NULL,
     delivered_at INTEGER, read_at INTEGER);
 """
+
+#: columns added to ``sent`` since the first schema: what the recipient's node did with the
+#: message, as the home node reports it. Rows from before federation were all to accounts of
+#: the home node, which accepted them at once.
+_SENT_COLUMNS = {
+    "node_state": "TEXT NOT NULL DEFAULT 'accepted'",
+    "code": "TEXT NOT NULL DEFAULT ''",
+    "note": "TEXT NOT NULL DEFAULT ''",
+}
 
 
 class StateError(Exception):
@@ -89,6 +98,25 @@ class Contact:
         return self.identity != self.seen_identity
 
 
+@dataclass(frozen=True, kw_only=True)
+class SentMessage:
+    """A text this device sent, and how far it got."""
+
+    id: bytes
+    to: str
+    sent_at: int
+    devices: int  # the recipient's devices it was encrypted for
+    #: "sent" (the home node holds it; the recipient's node has not confirmed it yet),
+    #: "queued" (waiting in a node's outbox; ``code``/``message`` say why, when known),
+    #: "accepted" (the recipient's node stored it for every device), "failed" (given up:
+    #: ``code``/``message`` say why), "delivered" / "read" (the recipient's receipt came)
+    state: str
+    code: str
+    message: str
+    delivered_at: int | None
+    read_at: int | None
+
+
 class DeviceState:
     def __init__(self, home: Path, *, create: bool = True) -> None:
         self.home = home
@@ -106,10 +134,18 @@ class DeviceState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._add_columns("sent", _SENT_COLUMNS)
         self._depth = 0
 
     def close(self) -> None:
         self._db.close()
+
+    def _add_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Bring a state.db made by an earlier version up to date (nothing is lost)."""
+        present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+        for name, declaration in columns.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -311,11 +347,12 @@ class DeviceState:
         with self.transaction():
             self._db.executemany("UPDATE inbox SET shown = 1 WHERE id = ?", [(i,) for i in ids])
 
-    def record_sent(self, msg_id: bytes, recipient: str, sent_at: int, devices: int) -> None:
+    def record_sent(self, msg_id: bytes, recipient: str, sent_at: int, devices: int, *, state: str) -> None:
+        """``state``: "accepted" when the home node is the recipient's, else "sent"."""
         with self.transaction():
             self._db.execute(
-                "INSERT OR IGNORE INTO sent (id, recipient, sent_at, devices) VALUES (?, ?, ?, ?)",
-                (msg_id, recipient, sent_at, devices),
+                "INSERT OR IGNORE INTO sent (id, recipient, sent_at, devices, node_state) VALUES (?, ?, ?, ?, ?)",
+                (msg_id, recipient, sent_at, devices, state),
             )
 
     def record_receipt(self, msg_ids: list[bytes], kind: str, at: int, *, recipient: str) -> None:
@@ -327,8 +364,36 @@ class DeviceState:
                 [(at, i, recipient) for i in msg_ids],
             )
 
-    def sent_status(self, msg_id: bytes) -> dict | None:
-        row = self._db.execute("SELECT recipient, sent_at, devices, delivered_at, read_at FROM sent WHERE id = ?", (msg_id,)).fetchone()
-        if row is None:
-            return None
-        return {"to": row[0], "sent_at": row[1], "devices": row[2], "delivered_at": row[3], "read_at": row[4]}
+    def update_sent(self, updates: list[tuple[bytes, str, str, str]]) -> None:
+        """(id, state, code, message) from the home node; a final state never changes."""
+        with self.transaction():
+            self._db.executemany(
+                "UPDATE sent SET node_state = ?, code = ?, note = ? WHERE id = ? AND node_state IN ('sent', 'queued')",
+                [(state, code, message, msg_id) for msg_id, state, code, message in updates],
+            )
+
+    def sent_messages(self, limit: int) -> list[SentMessage]:
+        """The ``limit`` most recent sent messages, newest first."""
+        rows = self._db.execute(
+            "SELECT id, recipient, sent_at, devices, node_state, code, note, delivered_at, read_at FROM sent"
+            " ORDER BY sent_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_sent_message(r) for r in rows]
+
+    def sent_message(self, msg_id: bytes) -> SentMessage | None:
+        row = self._db.execute(
+            "SELECT id, recipient, sent_at, devices, node_state, code, note, delivered_at, read_at FROM sent WHERE id = ?",
+            (msg_id,),
+        ).fetchone()
+        return _sent_message(row) if row else None
+
+
+def _sent_message(row: tuple) -> SentMessage:
+    msg_id, to, sent_at, devices, node_state, code, note, delivered_at, read_at = row
+    # a receipt says more than the node's state (and implies the node accepted it)
+    state = "read" if read_at is not None else "delivered" if delivered_at is not None else node_state
+    return SentMessage(
+        id=msg_id, to=to, sent_at=sent_at, devices=devices, state=state, code=code, message=note,
+        delivered_at=delivered_at, read_at=read_at,
+    )

@@ -45,6 +45,11 @@ __all__ = [
     "LinkComplete",
     "RemoveDevice",
     "DeviceRemoved",
+    "FetchNodeKey",
+    "NodeKey",
+    "FetchStatus",
+    "EnvelopeStatus",
+    "Statuses",
 ]
 
 
@@ -315,3 +320,59 @@ class RemoveDevice(Frame):
 class DeviceRemoved(Frame):
     request: int
     device: int
+
+
+# Federation (issue 4) ---------------------------------------------------------------------
+
+
+@frame(tag=46)
+class FetchNodeKey(Frame):
+    """The identity key of node ``node`` (to verify its sender certificates). Asked by a device
+    of its home node, and by a node of the next hop towards ``node``; the home node checks the
+    answer against its pin of that node before passing it on."""
+
+    request: int
+    node: str
+
+
+@frame(tag=47)
+class NodeKey(Frame):
+    request: int
+    node: str
+    key: bytes  # VerifyKey bytes
+
+
+@frame(tag=48)
+class FetchStatus(Frame):
+    """From a registered device: where the envelopes it sent with these ids are now."""
+
+    request: int
+    ids: tuple[bytes, ...]
+
+    def check(self) -> None:
+        if len(self.ids) > limits.MAX_STATUS_IDS or any(len(i) != limits.ENVELOPE_ID_LEN for i in self.ids):
+            raise ValueError(f"at most {limits.MAX_STATUS_IDS} ids of 16 bytes each")
+
+
+@struct
+class EnvelopeStatus(Struct):
+    """One envelope the device sent to an account of another node (one per recipient device).
+
+    ``state``: "queued" (durably held by this node or a relay, not yet accepted by the
+    recipient's node; ``code``/``message`` then say why the last attempt failed, if it did),
+    "accepted" (durably stored by the recipient's node) or "failed" (given up; ``code`` says
+    why: unknown_account, unknown_device, mailbox_full, not_relaying, unroutable, expired)."""
+
+    id: bytes
+    account: str
+    device: int
+    state: str
+    code: str
+    message: str
+    at: int
+
+
+@frame(tag=49)
+class Statuses(Frame):
+    request: int
+    items: tuple[EnvelopeStatus, ...]

@@ -147,3 +147,25 @@ LINK_SLOT_TTL_MS = 10 * 60 * 1000
 MAX_LINK_SLOTS = 1024
 #: the new device's ephemeral HPKE public key in LinkBegin
 MAX_LINK_EPHEMERAL_BYTES = 4096
+
+# Federation (federation/, core/federation_api.py)
+#: envelope ids in one FetchStatus
+MAX_STATUS_IDS = 1024
+#: items in one Push frame, and their encoded size (a Push must stay under MAX_FRAME_BYTES)
+MAX_TRANSIT_PER_PUSH = 256
+MAX_PUSH_BYTES = 3 * 1024 * 1024
+#: hops an item may still take; a relay decrements it (loops end, never circle)
+MAX_HOPS = 4
+#: how long a home node keeps a remote account's device list (a send fetches it just before)
+REMOTE_DEVICES_TTL_MS = 30 * 1000
+#: how long a link waits for a peer's answer to one request
+PEER_REQUEST_DEADLINE_S = 30.0
+
+__all__ += [
+    "MAX_STATUS_IDS",
+    "MAX_TRANSIT_PER_PUSH",
+    "MAX_PUSH_BYTES",
+    "MAX_HOPS",
+    "REMOTE_DEVICES_TTL_MS",
+    "PEER_REQUEST_DEADLINE_S",
+]

@@ -28,6 +28,8 @@ __all__ = [
     "struct",
     "encode_frame",
     "decode_frame",
+    "encode_struct",
+    "decode_struct",
     "packb",
     "unpackb",
     "registered_frames",
@@ -179,6 +181,24 @@ def encode_frame(obj: Frame) -> bytes:
     return data
 
 
+def encode_struct(obj: Struct) -> bytes:
+    """Serialise one nested struct on its own (e.g. to keep it in a store), checked like a
+    frame: the result always decodes with :func:`decode_struct`."""
+    if not isinstance(obj, Struct) or isinstance(obj, Frame) or not type(obj)._wire_fields:
+        raise LocalProtocolError(f"not a wire struct: {type(obj).__name__}")
+    try:
+        data = packb(_to_wire(obj))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise LocalProtocolError(f"cannot encode {type(obj).__name__}: {type(exc).__name__}") from None
+    if len(data) > limits.MAX_FRAME_BYTES:
+        raise LocalProtocolError(f"{type(obj).__name__} exceeds MAX_FRAME_BYTES")
+    try:
+        decode_struct(type(obj), data)
+    except RemoteProtocolError as exc:
+        raise LocalProtocolError(f"invalid {type(obj).__name__}: {exc}") from None
+    return data
+
+
 def packb(value: Any) -> bytes:
     return msgpack.packb(value, use_bin_type=True)
 
@@ -255,3 +275,15 @@ def decode_frame(data: bytes) -> Frame:
         return _decode_struct(cls, value[1:])
     except ValueError as exc:
         raise RemoteProtocolError(f"invalid frame: {exc}") from None
+
+
+def decode_struct(cls: type[T], data: bytes) -> T:
+    """Decode and check one struct of type ``cls`` encoded by :func:`encode_struct`.
+    Raises only RemoteProtocolError (a ``cls`` that is no wire struct is a TypeError)."""
+    if not (isinstance(cls, type) and issubclass(cls, Struct)) or issubclass(cls, Frame) or not cls._wire_fields:
+        raise TypeError(f"not a wire struct: {cls!r}")
+    value = unpackb(data)
+    try:
+        return _decode_struct(cls, value)
+    except ValueError as exc:
+        raise RemoteProtocolError(f"invalid {cls.__name__}: {exc}") from None

@@ -1,20 +1,33 @@
-"""Node <-> node federation: pinned peers, authenticated links, status (ARCHITECTURE §6)."""
+"""Node <-> node federation: pinned peers, authenticated links, outboxes, relays, lookups
+(ARCHITECTURE §6). node/app.py builds one ``Federation`` (federation/service.py)."""
 
-from .link import DialError, PeerGate, PeerLink, dial_peer, serve_peer_link
+from .backoff import Backoff
+from .errors import FederationError
+from .link import DialError, LinkLost, MuxLink, PeerGate, PeerLink, dial_peer, serve_link
 from .peers import Peer, PeerError, find_peer, validate_peer, validate_peer_url
+from .routes import Routes
+from .service import Federation
+from .settings import FederationSettings
 from .status import FederationStatus, Refusal
 
 __all__ = [
+    "Backoff",
     "DialError",
+    "Federation",
+    "FederationError",
+    "FederationSettings",
     "FederationStatus",
+    "LinkLost",
+    "MuxLink",
     "Peer",
     "PeerError",
     "PeerGate",
     "PeerLink",
     "Refusal",
+    "Routes",
     "dial_peer",
     "find_peer",
-    "serve_peer_link",
+    "serve_link",
     "validate_peer",
     "validate_peer_url",
 ]

@@ -2,16 +2,23 @@
 
 Dial side: ``async with dial_peer(url, identity=node_key, fingerprint=pin, name=our_name)`` runs
 the secure-channel handshake as initiator (prologue ``b"/federation"``), pins the peer's key and
-yields a ``PeerLink``. The dialer announces its node name in the ``Sonet-Node`` request header;
-the name is only a claim used to pick the pin to check, the handshake proves the key.
+yields a ``PeerLink`` (raw: one frame at a time). The dialer announces its node name in the
+``Sonet-Node`` request header; the name is only a claim used to pick the pin to check, the
+handshake proves the key. ``MuxLink`` wraps a PeerLink so that several requests can be
+outstanding: ``run()`` reads the answers and hands each to the request with its number; when
+the link breaks every pending request fails with ``LinkLost``.
 
 Accept side: ``PeerGate`` is the responder's ``admit`` hook (the initiator's key must be the pin
-of a configured peer) and ``serve_peer_link`` serves an admitted link. For now a link only
-answers ``Ping`` with ``Pong``; anything else ends it with an ``ErrorFrame``.
+of a configured peer) and ``serve_link`` serves an admitted link: requests are answered
+concurrently (at most ``MAX_CONCURRENT_REQUESTS`` per link), answers are sealed and sent under
+one lock (the record counter must follow the wire order). A malformed record, or a handler
+raising ProtocolError, gets ``ErrorFrame(request=0)`` and closes that link only.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,7 +33,7 @@ from core.address import validate_node_name
 from core.channel import Channel
 from core.client_api import ErrorFrame, Ping, Pong
 from core.crypto import CryptoPolicy, SigningKey, VerifyKey
-from core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
 from core.handshake import Handshake, HandshakeComplete, PeerIdentified, Role
 from core.wire import Frame
 
@@ -36,17 +43,25 @@ from .status import FederationStatus
 __all__ = [
     "ENDPOINT",
     "NAME_HEADER",
+    "MAX_CONCURRENT_REQUESTS",
     "PeerLink",
+    "MuxLink",
+    "LinkLost",
     "DialError",
     "dial_peer",
     "PeerGate",
-    "serve_peer_link",
+    "Handler",
+    "serve_link",
 ]
 
 log = logging.getLogger("sonet.federation")
 
 ENDPOINT = "/federation"
 NAME_HEADER = b"sonet-node"
+#: requests of one inbound link handled at the same time; the link reads no more until one ends
+MAX_CONCURRENT_REQUESTS = 16
+#: how long a closing link may take to tell the peer why (bounded even when shielded)
+_CLOSE_GRACE_S = 2.0
 
 
 class DialError(Exception):
@@ -57,8 +72,12 @@ class DialError(Exception):
         self.code = code
 
 
+class LinkLost(Exception):
+    """A dialled link ended before the answer to a request came; the message says why."""
+
+
 class PeerLink:
-    """An authenticated link to a peer node (request/answer, one at a time)."""
+    """An authenticated link to a peer node, one frame at a time (``MuxLink`` multiplexes)."""
 
     def __init__(self, ws: Any, channel: Channel, peer_key: VerifyKey) -> None:
         self._ws = ws
@@ -67,8 +86,15 @@ class PeerLink:
         self._numbers = 0
         self._lock = trio.Lock()
 
+    def seal(self, frame: Frame) -> bytes:
+        """The record for ``frame``; it must be sent next (the counter advanced)."""
+        return self._channel.send(frame)
+
+    async def send_record(self, record: bytes) -> None:
+        await self._ws.send_message(record)
+
     async def send(self, frame: Frame) -> None:
-        await self._ws.send_message(self._channel.send(frame))
+        await self.send_record(self.seal(frame))
 
     async def receive(self) -> Frame:
         message = await self._ws.get_message()
@@ -85,6 +111,91 @@ class PeerLink:
             answer = await self.receive()
         if not (isinstance(answer, Pong) and answer.request == self._numbers):
             raise RemoteProtocolError(f"expected Pong, got {type(answer).__name__}")
+
+
+class MuxLink:
+    """A dialled link with several requests outstanding; ``run()`` must be running."""
+
+    def __init__(self, link: PeerLink, peer: Peer) -> None:
+        self._link = link
+        #: the peer entry this link was dialled for (its URL and pin)
+        self.peer = peer
+        self._numbers = itertools.count(1)
+        self._pending: dict[int, trio.MemorySendChannel[Frame]] = {}
+        self._send_lock = trio.Lock()
+        self._scope = trio.CancelScope()
+        #: why the link ended, None while it is usable
+        self.closed: str | None = None
+
+    @property
+    def peer_key(self) -> VerifyKey:
+        return self._link.peer_key
+
+    def close(self, reason: str) -> None:
+        if self.closed is None:
+            self.closed = reason
+        self._scope.cancel()
+
+    async def request(self, frame: Frame) -> Frame:
+        """Send ``frame`` (any request number; it is renumbered) and return the peer's answer
+        to it, whatever frame that is. LinkLost if the link ends first."""
+        if self.closed is not None:
+            raise LinkLost(self.closed)
+        number = next(self._numbers)
+        send, receive = trio.open_memory_channel[Frame](1)
+        self._pending[number] = send
+        try:
+            await self._send(dataclasses.replace(frame, request=number))  # type: ignore[type-var]
+            try:
+                return await receive.receive()
+            except trio.EndOfChannel:
+                raise LinkLost(self.closed or "link closed") from None
+        finally:
+            self._pending.pop(number, None)
+
+    async def _send(self, frame: Frame) -> None:
+        async with self._send_lock:
+            if self.closed is not None:
+                raise LinkLost(self.closed)
+            try:
+                record = self._link.seal(frame)
+            except LocalProtocolError as exc:  # a frame we must not send, or a worn-out channel
+                self.close(f"cannot send {type(frame).__name__}: {exc}")
+                raise LinkLost(self.closed or "link closed") from None
+            sent = False
+            try:
+                await self._link.send_record(record)
+                sent = True
+            except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+                self.close("the peer closed the link")
+                raise LinkLost(self.closed or "link closed") from None
+            finally:
+                if not sent:  # sealed but not sent: the record counters no longer agree
+                    self.close("a request was interrupted while being sent")
+
+    async def run(self) -> None:
+        """Read answers until the link ends or ``close()``; then fail every pending request."""
+        with self._scope:
+            try:
+                while True:
+                    frame = await self._link.receive()
+                    number = getattr(frame, "request", 0)
+                    if not number:
+                        detail = f"{frame.code}: {frame.message}" if isinstance(frame, ErrorFrame) else type(frame).__name__
+                        self.close(f"the peer ended the link ({detail})")
+                        break
+                    waiter = self._pending.pop(number, None)
+                    if waiter is not None:  # else: the requester gave up (deadline) meanwhile
+                        waiter.send_nowait(frame)
+            except ConnectionClosed as exc:
+                reason = exc.reason.reason if exc.reason is not None and exc.reason.reason else "connection lost"
+                self.close(f"the peer closed the link ({reason})")
+            except ProtocolError as exc:
+                self.close(f"protocol error on the link: {exc}")
+        self.close("link closed")
+        for waiter in self._pending.values():
+            waiter.close()
+        self._pending.clear()
 
 
 async def _initiate(ws: Any, hs: Handshake) -> HandshakeComplete:
@@ -132,6 +243,12 @@ async def dial_peer(
                 done = await _initiate(ws, hs)
             established = True
             yield PeerLink(ws, Channel(done.keys), done.peer)
+    except VerifyError as exc:
+        if established:
+            raise
+        if exc.code == "wrong_identity":  # the message would name fingerprints: not for logs
+            raise DialError(f"the node at {url} presented a different identity key than pinned", code=exc.code) from None
+        raise DialError(f"secure channel with {url} failed: the peer's identity did not verify", code=exc.code) from None
     except ProtocolError as exc:
         if established:
             raise
@@ -144,11 +261,19 @@ async def dial_peer(
     except (OSError, WsHandshakeError) as exc:
         if established:
             raise
-        raise DialError(f"cannot connect to {endpoint}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise DialError(f"cannot connect to {endpoint}: {_why(exc)}") from None
     except trio.TooSlowError:
         if established:
             raise
         raise DialError(f"the peer at {url} did not complete the handshake in time") from None
+
+
+def _why(exc: BaseException) -> str:
+    """One line on a connection failure (trio-websocket wraps the OSError, without a message)."""
+    for error in (exc, exc.__cause__, exc.__context__):
+        if error is not None and (text := getattr(error, "strerror", None) or str(error)):
+            return text
+    return type(exc).__name__
 
 
 # Accept side ------------------------------------------------------------------------------
@@ -206,34 +331,61 @@ class PeerGate:
         return code, message
 
 
-async def serve_peer_link(ws: Any, channel: Channel, status: FederationStatus) -> None:
-    """Serve one admitted link until it closes: Ping -> Pong; anything else ends the link."""
-    status.link_opened()
-    try:
+Handler = Callable[[Frame], Awaitable[Frame]]
+
+
+async def serve_link(ws: Any, channel: Channel, handle: Handler, *, max_concurrent: int = MAX_CONCURRENT_REQUESTS) -> None:
+    """Serve one admitted link until it closes: every frame is answered by ``handle`` (several
+    at a time). A malformed record, or ``handle`` raising ProtocolError, ends the link with
+    ``ErrorFrame(request=0)`` saying why."""
+    send_lock = trio.Lock()
+    slots = trio.Semaphore(max_concurrent)
+
+    async def fail(exc: ProtocolError, scope: trio.CancelScope) -> None:
+        error = ErrorFrame(request=0, code=exc.code, message=str(exc)[:300])
+        # Shielded but bounded: it is the link's last word, whoever cancels the handlers.
+        with trio.move_on_after(_CLOSE_GRACE_S, shield=True):
+            async with send_lock:
+                if not ws.closed:
+                    try:
+                        try:
+                            record = channel.send(error)
+                        except LocalProtocolError:  # the peer's record broke the channel
+                            record = channel.send_last(error)
+                        await ws.send_message(record)
+                    except (ConnectionClosed, ProtocolError):
+                        pass
+                    await ws.aclose(code=1008, reason=exc.code)
+        scope.cancel()
+
+    async def answer(frame: Frame, scope: trio.CancelScope) -> None:
+        try:
+            reply = await handle(frame)
+            async with send_lock:
+                await ws.send_message(channel.send(reply))
+        except ProtocolError as exc:
+            log.info("closing a federation link: %s", exc)
+            await fail(exc, scope)
+        except ConnectionClosed:
+            scope.cancel()
+        finally:
+            slots.release()
+
+    async with trio.open_nursery() as nursery:
         while True:
-            message = await ws.get_message()
+            try:
+                message = await ws.get_message()
+            except ConnectionClosed:
+                break
             try:
                 if isinstance(message, str):
                     raise RemoteProtocolError("federation records must be binary")
                 channel.receive_data(message)
                 frame = channel.next_event()
-                if not isinstance(frame, Ping):
-                    await ws.send_message(
-                        channel.send(
-                            ErrorFrame(request=0, code="unsupported", message=f"{type(frame).__name__} is not supported on federation links yet")
-                        )
-                    )
-                    await ws.aclose(code=1008, reason="unsupported")
-                    return
-                await ws.send_message(channel.send(Pong(request=frame.request)))
             except ProtocolError as exc:
-                try:
-                    await ws.send_message(channel.send_last(ErrorFrame(request=0, code=exc.code, message=str(exc)[:300])))
-                except LocalProtocolError:
-                    pass
-                await ws.aclose(code=1002, reason=exc.code)
-                return
-    except ConnectionClosed:
-        pass
-    finally:
-        status.link_closed()
+                log.info("closing a federation link: %s", exc)
+                await fail(exc, nursery.cancel_scope)
+                break
+            await slots.acquire()
+            nursery.start_soon(answer, frame, nursery.cancel_scope)
+        nursery.cancel_scope.cancel()

@@ -27,6 +27,8 @@ class Peer:
     fingerprint: str  # normalised pin of the peer's node identity key
     via: str | None  # the name of another configured peer that relays for it, or None
     added_at: int  # ms since the epoch
+    #: the peer's full identity key (VerifyKey bytes) once learned and checked against the pin
+    key: bytes | None = None
 
 
 def validate_peer_url(url: str) -> str:

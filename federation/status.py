@@ -1,6 +1,8 @@
 """What the node knows about its federation links right now, for ``sonet-node status``.
 
 Pure and in-memory (lost on restart): counters plus the last few refusals. Times are passed in.
+``peer_entry`` is the status of one configured peer, the same shape whether the node runs
+(with its link state) or not.
 """
 
 from __future__ import annotations
@@ -8,7 +10,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import asdict, dataclass
 
-__all__ = ["FederationStatus", "Refusal", "MAX_REFUSALS"]
+from .peers import Peer
+from .routes import Routes
+
+__all__ = ["FederationStatus", "Refusal", "MAX_REFUSALS", "peer_entry", "NO_LINK"]
+
+#: the link fields of a peer without link state (the node is not running, or no route)
+NO_LINK = {"link": None, "last_error": None, "next_attempt_at": None, "inbound_links": 0}
 
 #: how many recent refusals are kept
 MAX_REFUSALS = 16
@@ -55,3 +63,16 @@ class FederationStatus:
             "refused_by_reason": dict(sorted(self.refused.items())),
             "last_refusals": [asdict(r) for r in self.last_refusals],
         }
+
+
+def peer_entry(routes: Routes, peer: Peer, counts: dict[str, int], link: dict) -> dict:
+    """name, url, via, route (node names), the ``link`` fields (link, last_error,
+    next_attempt_at, inbound_links) and queued (outbox items waiting for it)."""
+    return {
+        "name": peer.name,
+        "url": peer.url,
+        "via": peer.via,
+        "route": routes.route(peer.name),
+        **link,
+        "queued": routes.queued(peer.name, counts),
+    }

@@ -1,4 +1,5 @@
-"""The one place where the node is wired together: config, key, store, registry, server."""
+"""The one place where the node is wired together: config, key, store, registry, federation,
+server."""
 
 from __future__ import annotations
 
@@ -15,17 +16,21 @@ from core import limits
 from core.channel import Channel
 from core.crypto import CryptoPolicy
 from core.handshake import HandshakeComplete
+from core.wire import Frame
 from federation.link import ENDPOINT as FEDERATION_ENDPOINT
-from federation.link import PeerGate, serve_peer_link
+from federation.service import Federation
+from federation.settings import FederationSettings
 from federation.status import FederationStatus
 
+from .client_keys import answer_local
+from .client_limits import ClientLimits
 from .client_session import ClientContext, ClientSession
 from .config import NodeConfig
 from .identity import load_node_key
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxRegistry
 from .server import Router
-from .store import Quota, SqliteStore
+from .store import NewEnvelope, Quota, SqliteStore
 
 __all__ = ["Node", "now_ms", "DB_FILE", "RUNTIME_FILE"]
 
@@ -52,24 +57,53 @@ class Node:
         self.links = LinkRegistry(rng=os.urandom)
         self.connections = DeviceConnections()
         self.url: str | None = None
+        #: admissions and refusals on /federation (kept across runs of ``run``)
         self.federation_status = FederationStatus()
+        #: built by ``run`` (it needs the store)
+        self.federation: Federation | None = None
         self._started_at = now_ms()
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         store = await SqliteStore.open(self.data_dir / DB_FILE)
         try:
+            quota = Quota(max_envelopes=self.config.mailbox_max_envelopes, max_bytes=self.config.mailbox_max_bytes)
+
+            async def answer_for_peer(frame: Frame) -> Frame:
+                return await answer_local(ctx, frame)
+
+            self.federation = Federation(
+                name=self.config.name,
+                identity=self.identity,
+                policy=self.policy,
+                store=store,
+                local=answer_for_peer,
+                delivered=self.registry.notify,
+                clock_ms=now_ms,
+                rng=os.urandom,
+                new_envelope=NewEnvelope,
+                quota=quota,
+                envelope_ttl_ms=self.config.envelope_ttl_ms,
+                settings=FederationSettings(
+                    retry_base_s=self.config.federation_retry_base_s,
+                    retry_max_s=self.config.federation_retry_max_s,
+                    request_deadline_s=self.config.federation_request_timeout_s,
+                ),
+                status=self.federation_status,
+            )
             ctx = ClientContext(
                 name=self.config.name,
                 store=store,
                 registry=self.registry,
                 policy=self.policy,
-                quota=Quota(max_envelopes=self.config.mailbox_max_envelopes, max_bytes=self.config.mailbox_max_bytes),
+                quota=quota,
                 registration=self.config.registration,
                 envelope_ttl_ms=self.config.envelope_ttl_ms,
                 clock_ms=now_ms,
                 node_key=self.identity,
                 links=self.links,
                 connections=self.connections,
+                federation=self.federation,
+                limits=ClientLimits(),
             )
 
             async def serve_client(ws: WebSocketConnection, channel: Channel, done: HandshakeComplete) -> None:
@@ -77,16 +111,13 @@ class Node:
 
             router = Router(identity=self.identity, policy=self.policy)
             router.route("/client", serve_client)
-
-            async def serve_peer(ws: WebSocketConnection, channel: Channel, done: HandshakeComplete) -> None:
-                await serve_peer_link(ws, channel, self.federation_status)
-
             # The gate reads the peers table on every attempt: `sonet-node peer add/remove` on
             # the same database takes effect for the next link without a restart.
-            gate = PeerGate(load_peers=store.peers, status=self.federation_status, clock_ms=now_ms)
-            router.route(FEDERATION_ENDPOINT, serve_peer, admit_for=gate.admit_for)
+            router.route(FEDERATION_ENDPOINT, self.federation.serve, admit_for=self.federation.gate.admit_for)
             host, port = self.config.host_port
             async with trio.open_nursery() as nursery:
+                # before the server: inbound links relay lookups over the federation's links
+                await nursery.start(self.federation.run)
                 server = await nursery.start(
                     lambda task_status: serve_websocket(
                         router,
@@ -116,7 +147,7 @@ class Node:
             "pid": os.getpid(),
             "url": self.url,
             "started_at": self._started_at,
-            "federation": self.federation_status.snapshot(),
+            "federation": self.federation.snapshot() if self.federation else self.federation_status.snapshot(),
         }
         path = self.data_dir / RUNTIME_FILE
         tmp = path.with_suffix(".tmp")
@@ -124,11 +155,12 @@ class Node:
         os.replace(tmp, path)  # readers never see a half-written file
 
     async def _status_loop(self) -> None:
-        written = self.federation_status.version
+        assert self.federation is not None
+        written = self.federation.version
         while True:
             await trio.sleep(STATUS_WRITE_INTERVAL_S)
-            if self.federation_status.version != written:
-                written = self.federation_status.version
+            if self.federation.version != written:
+                written = self.federation.version
                 self._write_runtime()
 
     async def _purge_loop(self, store: SqliteStore) -> None:

@@ -18,6 +18,9 @@ from core.crypto import CryptoMode
 from core.errors import LocalProtocolError, sole_exception
 from core.invite import SECRET_BYTES, hash_invite_secret, make_invite
 
+from federation.routes import Routes
+from federation.status import NO_LINK, peer_entry
+
 from .app import DB_FILE, RUNTIME_FILE, Node, now_ms
 from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
 from .identity import KEY_FILE, create_node_key, load_node_key
@@ -167,16 +170,18 @@ def cmd_peer_add(args: argparse.Namespace) -> None:
 
 
 def cmd_peer_list(args: argparse.Namespace) -> None:
-    data, _config = _existing_node(args)
+    data, config = _existing_node(args)
     peers = _with_store(data, lambda s: s.peers())
     assert isinstance(peers, list)
+    routes = Routes(config.name, peers)
     if args.json:
-        print(json.dumps([_peer_json(p) for p in peers], sort_keys=True))
+        print(json.dumps([{**_peer_json(p), "route": routes.route(p.name)} for p in peers], sort_keys=True))
     elif not peers:
         print("no peers configured")
     else:
         for p in peers:
-            print(f"{p.name}  {p.url}  {p.fingerprint}" + (f"  via {p.via}" if p.via else ""))
+            route = " -> ".join(routes.route(p.name)) or "none (its relay is not a direct peer)"
+            print(f"{p.name}  {p.url}  {p.fingerprint}" + (f"  via {p.via}" if p.via else "") + f"  route: {route}")
 
 
 def cmd_peer_remove(args: argparse.Namespace) -> None:
@@ -197,10 +202,8 @@ def cmd_status(args: argparse.Namespace) -> None:
     data, config = _existing_node(args)
     runtime = _runtime(data)
     stats = _with_store(data, lambda s: s.stats())
-    peers = _with_store(data, lambda s: s.peers())
-    assert isinstance(peers, list)
-    # live counters come from the running node (run.json); without it only the table is known
-    federation = {"peers": len(peers), **((runtime or {}).get("federation") or {})}
+    # live link state comes from the running node (run.json); without it only the table is known
+    federation = (runtime or {}).get("federation") or _federation_at_rest(data, config)
     status = {
         "name": config.name,
         "fingerprint": load_node_key(data).public.fingerprint,
@@ -218,6 +221,15 @@ def cmd_status(args: argparse.Namespace) -> None:
     else:
         for key, value in status.items():
             print(f"{key}: {value}")
+
+
+def _federation_at_rest(data: Path, config: NodeConfig) -> dict:
+    """The federation section of a node that is not running: its peers and queued items."""
+    peers = _with_store(data, lambda s: s.peers())
+    counts = _with_store(data, lambda s: s.outbox_counts())
+    assert isinstance(peers, list) and isinstance(counts, dict)
+    routes = Routes(config.name, peers)
+    return {"outbox": sum(counts.values()), "peers": [peer_entry(routes, p, counts, NO_LINK) for p in peers]}
 
 
 # Parser -----------------------------------------------------------------------------------

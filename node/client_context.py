@@ -7,18 +7,23 @@ checks that several handlers start with; each refusal is a ``RequestError``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.client_api import LinkOffer
 from core.crypto import CryptoPolicy, SigningKey, VerifyKey
 from core.wire import Frame
+from federation.errors import FederationError
 
 from .client_checks import RequestError, parse_or_refuse
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxKey, MailboxRegistry
 from .store import AccountRow, DeviceRow, Quota, Store, StoreError
+
+if TYPE_CHECKING:
+    from federation.service import Federation
 
 __all__ = [
     "ClientContext",
@@ -26,6 +31,8 @@ __all__ = [
     "require_registered",
     "require_unregistered",
     "local_account",
+    "remote",
+    "federation_errors",
     "account_row",
     "store_message",
 ]
@@ -47,6 +54,10 @@ class ClientContext:
     node_key: SigningKey
     links: LinkRegistry
     connections: DeviceConnections
+    #: lookups and outboxes for accounts of other nodes; None: this node does not federate
+    federation: "Federation | None" = None
+    #: per-device rate limits (node/client_limits.py); None: unlimited (tests of other things)
+    limits: Any = None
 
 
 class Session(Protocol):
@@ -91,8 +102,30 @@ def local_account(ctx: ClientContext, text: str) -> str:
     """The normalised address ``text``, which must be an account of this node."""
     address = parse_or_refuse(text)
     if address.node != ctx.name:
-        raise RequestError("unknown_node", f"{address.node} is not this node, and federation is not configured")
+        raise _unknown_node(ctx, address.node)
     return str(address)
+
+
+def remote(ctx: ClientContext, node: str) -> Federation:
+    """The federation service, to reach ``node`` (another node); unknown_node without one."""
+    if ctx.federation is None:
+        raise _unknown_node(ctx, node)
+    return ctx.federation
+
+
+def _unknown_node(ctx: ClientContext, node: str) -> RequestError:
+    why = "" if ctx.federation is not None else ", and federation is not configured"
+    return RequestError("unknown_node", f"{node} is not this node{why}")
+
+
+@contextmanager
+def federation_errors() -> Iterator[None]:
+    """A failed lookup or route towards another node: the device gets its code and one line
+    (e.g. "cannot reach beta.example: ...")."""
+    try:
+        yield
+    except FederationError as exc:
+        raise RequestError(exc.code, str(exc)) from None
 
 
 async def account_row(ctx: ClientContext, account: str) -> AccountRow:

@@ -1,61 +1,138 @@
-"""Requests about keys: the account's devices, prekeys, bundles and sender certificates.
+"""Requests about keys: the account's devices, prekeys, bundles, sender certificates, node keys.
 
 A device publishes its prekeys (checked by node/client_checks.py off the event loop); another
 device of any account fetches the device list (``FetchDevices``) or one bundle per device
 (``FetchBundles``, handing out one-time keys); a registered device gets a sender certificate
-signed by the node key.
+signed by the node key, and the identity key of any node (``FetchNodeKey``) to verify the
+certificates of senders on other nodes. Lookups for accounts and keys of other nodes go
+through the federation service (checked against this node's pins there); ``answer_local``
+answers the lookups peers send for this node's accounts.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import trio
 
 from core import limits
 from core.certs import issue_certificate
+from core.address import validate_node_name
 from core.client_api import (
     Bundle,
     Bundles,
     DeviceEntry,
     Devices,
+    ErrorFrame,
     FetchBundles,
     FetchDevices,
+    FetchNodeKey,
     GetSenderCertificate,
+    NodeKey,
     PrekeysPublished,
     PublishPrekeys,
     SenderCertificate,
 )
 from core.crypto import VerifyKey
 from core.device import verify_device_record
+from core.errors import ProtocolError
+from core.wire import Frame
 
-from .client_checks import RequestError, check_prekeys, refused
+from .client_checks import RequestError, check_prekeys, parse_or_refuse, refused
 from .client_context import (
     ClientContext,
     Session,
     account_row,
+    federation_errors,
     local_account,
+    remote,
     require_registered,
     store_message,
 )
-from .store import StoreError
+from .store import AccountRow, StoreError
 
-__all__ = ["fetch_devices", "publish_prekeys", "fetch_bundles", "sender_certificate"]
+__all__ = ["fetch_devices", "publish_prekeys", "fetch_bundles", "sender_certificate", "fetch_node_key", "answer_local"]
 
 
 async def fetch_devices(session: Session, req: FetchDevices) -> None:
-    ctx = session.ctx
     require_registered(session)
-    account = local_account(ctx, req.account)
+    await session.send(await _lookup(session.ctx, req))
+
+
+async def fetch_bundles(session: Session, req: FetchBundles) -> None:
+    require_registered(session)
+    await session.send(await _lookup(session.ctx, req))
+
+
+async def answer_local(ctx: ClientContext, frame: Frame) -> Frame:
+    """Answer a FetchDevices / FetchBundles for an account of this node with Devices / Bundles,
+    or with an ErrorFrame (same request number). The federation service calls this for the
+    queries peers send."""
+    try:
+        if not isinstance(frame, (FetchDevices, FetchBundles)):
+            raise RequestError("unexpected_frame", f"{type(frame).__name__} is not a key lookup")
+        return await _local(ctx, frame, local_account(ctx, frame.account))
+    except RequestError as exc:
+        return ErrorFrame(request=getattr(frame, "request", 0), code=exc.code, message=str(exc))
+
+
+async def _lookup(ctx: ClientContext, req: FetchDevices | FetchBundles) -> Frame:
+    """The answer for an account of this node, or what its own node answered for another's."""
+    address = parse_or_refuse(req.account)
+    if address.node == ctx.name:
+        return await _local(ctx, req, str(address))
+    federation = remote(ctx, address.node)
+    with federation_errors():
+        if isinstance(req, FetchDevices):
+            answer: Frame = await federation.remote_devices(str(address))
+        else:
+            answer = await federation.remote_bundles(str(address), req.devices)
+    return replace(answer, request=req.request)
+
+
+async def _local(ctx: ClientContext, req: FetchDevices | FetchBundles, account: str) -> Devices | Bundles:
     row = await account_row(ctx, account)
-    rows = await ctx.store.devices(account)
-    entries = tuple(DeviceEntry(device=r.device_id, record=r.record) for r in rows)
-    await session.send(
-        Devices(
-            request=req.request,
-            account=account,
-            account_identity=row.account_identity,
-            device_list=row.device_list,
-            devices=entries,
+    if isinstance(req, FetchDevices):
+        return await _devices(ctx, row, req)
+    return await _bundles(ctx, row, req)
+
+
+async def _devices(ctx: ClientContext, row: AccountRow, req: FetchDevices) -> Devices:
+    rows = await ctx.store.devices(row.account)
+    return Devices(
+        request=req.request,
+        account=row.account,
+        account_identity=row.account_identity,
+        device_list=row.device_list,
+        devices=tuple(DeviceEntry(device=r.device_id, record=r.record) for r in rows),
+    )
+
+
+async def _bundles(ctx: ClientContext, row: AccountRow, req: FetchBundles) -> Bundles:
+    account = row.account
+    devices = {r.device_id: r for r in await ctx.store.devices(account)}
+    wanted = sorted(set(req.devices)) if req.devices else sorted(devices)
+    unknown = [d for d in wanted if d not in devices]
+    if unknown:  # refused before any one-time key is handed out
+        raise RequestError("unknown_recipient", f"{account} has no device {unknown[0]}")
+    bundles = []
+    for device in wanted:
+        keys = await ctx.store.take_bundle(account, device)
+        bundles.append(
+            Bundle(
+                device=device,
+                record=devices[device].record,
+                signed_prekey=keys.signed_prekey,
+                pq_prekey=keys.pq_prekey,
+                one_time=keys.one_time,
+            )
         )
+    return Bundles(
+        request=req.request,
+        account=account,
+        account_identity=row.account_identity,
+        device_list=row.device_list,
+        bundles=tuple(bundles),
     )
 
 
@@ -92,39 +169,6 @@ async def _stored_identity(ctx: ClientContext, account: str, device: int) -> Ver
     raise RequestError("device_removed", "this device was removed from its account")
 
 
-async def fetch_bundles(session: Session, req: FetchBundles) -> None:
-    ctx = session.ctx
-    require_registered(session)
-    account = local_account(ctx, req.account)
-    row = await account_row(ctx, account)
-    devices = {r.device_id: r for r in await ctx.store.devices(account)}
-    wanted = sorted(set(req.devices)) if req.devices else sorted(devices)
-    unknown = [d for d in wanted if d not in devices]
-    if unknown:  # refused before any one-time key is handed out
-        raise RequestError("unknown_recipient", f"{account} has no device {unknown[0]}")
-    bundles = []
-    for device in wanted:
-        keys = await ctx.store.take_bundle(account, device)
-        bundles.append(
-            Bundle(
-                device=device,
-                record=devices[device].record,
-                signed_prekey=keys.signed_prekey,
-                pq_prekey=keys.pq_prekey,
-                one_time=keys.one_time,
-            )
-        )
-    await session.send(
-        Bundles(
-            request=req.request,
-            account=account,
-            account_identity=row.account_identity,
-            device_list=row.device_list,
-            bundles=tuple(bundles),
-        )
-    )
-
-
 async def sender_certificate(session: Session, req: GetSenderCertificate) -> None:
     ctx = session.ctx
     account, device = require_registered(session)
@@ -138,3 +182,19 @@ async def sender_certificate(session: Session, req: GetSenderCertificate) -> Non
         validity_ms=limits.DEFAULT_SENDER_CERT_VALIDITY_MS,
     )
     await session.send(SenderCertificate(request=req.request, certificate=certificate))
+
+
+async def fetch_node_key(session: Session, req: FetchNodeKey) -> None:
+    ctx = session.ctx
+    require_registered(session)
+    try:
+        node = validate_node_name(req.node, remote=True)
+    except ProtocolError as exc:
+        raise RequestError("bad_address", str(exc)) from None
+    if node == ctx.name:
+        key = ctx.node_key.public.to_bytes()
+    else:
+        federation = remote(ctx, node)
+        with federation_errors():
+            key = await federation.node_key(node)
+    await session.send(NodeKey(request=req.request, node=node, key=key))

@@ -1,19 +1,28 @@
-"""``SendBatch``: envelopes from a device to devices of accounts on this node.
+"""``SendBatch``: envelopes from a device to devices of accounts on this node or on others.
 
 The batch must address exactly the current devices of each recipient account (the sender's own
-device left out); otherwise nothing is stored and the device gets a ``DeviceMismatch``.
-Ephemeral envelopes are never stored: they go to connections that are online now.
+device left out; for an account of another node, the devices its node lists, through the
+federation service's cache); otherwise nothing is stored and the device gets a
+``DeviceMismatch``. Mailbox envelopes and the outbox items for other nodes are committed in ONE
+transaction, so ``Accepted`` means both are durable; ``Accepted.stored`` counts the new mailbox
+envelopes only (what the store returns), and the outbox workers of the destination nodes are
+woken after the commit. Ephemeral envelopes are never stored: they go to connections that are
+online now, and those for accounts of other nodes are dropped silently (typing indicators do
+not cross nodes).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from core.address import Address
 from core.client_api import Accepted, DeviceMismatch, SendBatch
 from core.envelope import Envelope, Kind
 
-from .client_checks import RequestError
-from .client_context import Session, local_account, require_registered, store_message
+from .client_checks import RequestError, parse_or_refuse
+from .client_context import ClientContext, Session, federation_errors, remote, require_registered, store_message
 from .mailbox import MailboxKey
-from .store import NewEnvelope, StoreError
+from .store import NewEnvelope, OutboundItem, StoreError
 
 __all__ = ["send_batch"]
 
@@ -22,20 +31,21 @@ async def send_batch(session: Session, req: SendBatch) -> None:
     ctx = session.ctx
     me, my_device = require_registered(session)
     now = ctx.clock_ms()
-    accounts = [local_account(ctx, env.to) for env in req.envelopes]  # normalised
-    batch: dict[str, set[int]] = {}
-    for account, env in zip(accounts, req.envelopes):
-        batch.setdefault(account, set()).add(env.device)
+    envelopes: list[tuple[Address, Envelope]] = []
+    for env in req.envelopes:
+        address = parse_or_refuse(env.to)
         if env.expires <= now:
             raise RequestError("expired", "envelope already expired")
-    current: dict[str, set[int]] = {}
-    for account in batch:
-        ids = {r.device_id for r in await ctx.store.devices(account)}
-        if not ids:
-            raise RequestError("unknown_recipient", f"no account {account} on this node")
-        if account == me:
-            ids.discard(my_device)  # the sender has the message already
-        current[account] = ids
+        if address.node != ctx.name:
+            remote(ctx, address.node)  # unknown_node when this node does not federate
+            if env.kind == Kind.EPHEMERAL:
+                continue  # not forwarded between nodes
+        # normalised address, and no longer than this node keeps envelopes
+        envelopes.append((address, replace(env, to=str(address), expires=min(env.expires, now + ctx.envelope_ttl_ms))))
+    batch: dict[str, set[int]] = {}
+    for _address, env in envelopes:
+        batch.setdefault(env.to, set()).add(env.device)
+    current = {account: await _current_devices(ctx, account, me, my_device) for account in batch}
     for account, devices in batch.items():
         if devices != current[account]:
             # Nothing stored: the device refetches the account's devices and resends.
@@ -45,22 +55,42 @@ async def send_batch(session: Session, req: SendBatch) -> None:
             )
             return
     stored: list[NewEnvelope] = []
+    outbound: list[OutboundItem] = []
     ephemeral: list[tuple[MailboxKey, Envelope]] = []
-    for account, env in zip(accounts, req.envelopes):
-        key = (account, env.device)
-        if env.kind == Kind.EPHEMERAL:
-            ephemeral.append((key, env))
-            continue
-        expires = min(env.expires, now + ctx.envelope_ttl_ms)
-        stored.append(NewEnvelope(account=key[0], device_id=env.device, id=env.id, expires=expires, kind=env.kind, body=env.body))
+    for address, env in envelopes:
+        if address.node != ctx.name:
+            outbound.append(remote(ctx, address.node).outbound(env, sender_account=me, sender_device=my_device, now=now))
+        elif env.kind == Kind.EPHEMERAL:
+            ephemeral.append(((env.to, env.device), env))
+        else:
+            stored.append(NewEnvelope(account=env.to, device_id=env.device, id=env.id, expires=env.expires, kind=env.kind, body=env.body))
     count = 0
-    if stored:
+    if stored or outbound:
         try:
-            count = await ctx.store.enqueue(stored, now=now, quota=ctx.quota)
+            count = await ctx.store.enqueue(stored, now=now, quota=ctx.quota, outbound=outbound)
         except StoreError as exc:
             raise RequestError(exc.code, store_message(exc)) from None
-    # Durably committed: only now acknowledge and wake the recipients.
-    await session.send(Accepted(request=req.request, stored=count))
+    # Durably committed: only now wake the recipients and the outboxes (before answering, so
+    # a device that goes away meanwhile leaves nothing waiting) and acknowledge.
     ctx.registry.notify((e.account, e.device_id) for e in stored)
+    if outbound and ctx.federation is not None:
+        ctx.federation.wake({item.dest for item in outbound})
+    await session.send(Accepted(request=req.request, stored=count))
     for key, env in ephemeral:
         ctx.registry.push_ephemeral(key, env)
+
+
+async def _current_devices(ctx: ClientContext, account: str, me: str, my_device: int) -> set[int]:
+    """The devices a batch must address for ``account``."""
+    node = parse_or_refuse(account).node
+    if node != ctx.name:
+        federation = remote(ctx, node)
+        with federation_errors():
+            listed = await federation.remote_devices(account)
+        return {d.device for d in listed.devices}
+    ids = {r.device_id for r in await ctx.store.devices(account)}
+    if not ids:
+        raise RequestError("unknown_recipient", f"no account {account} on this node")
+    if account == me:
+        ids.discard(my_device)  # the sender has the message already
+    return ids

@@ -29,6 +29,8 @@ from core.client_api import (
     ErrorFrame,
     FetchBundles,
     FetchDevices,
+    FetchNodeKey,
+    FetchStatus,
     GetSenderCertificate,
     LinkApprove,
     LinkBegin,
@@ -50,9 +52,10 @@ from core.wire import Frame
 
 from .client_checks import RequestError
 from .client_context import ClientContext, require_registered
-from .client_keys import fetch_bundles, fetch_devices, publish_prekeys, sender_certificate
+from .client_keys import fetch_bundles, fetch_devices, fetch_node_key, publish_prekeys, sender_certificate
 from .client_messages import send_batch
 from .client_registration import link_approve, link_begin, link_complete, link_fetch, register, remove_device
+from .client_status import fetch_status
 from .mailbox import MailboxKey, Wakeup
 from .store import DeviceRow
 
@@ -199,6 +202,8 @@ class ClientSession:
         handler = _HANDLERS.get(type(frame))
         if handler is None:
             raise RemoteProtocolError(f"unexpected frame {type(frame).__name__} from a device", code="unexpected_frame")
+        if self._ctx.limits is not None:
+            await self._ctx.limits.check(self, frame)
         await handler(self, frame)
 
     async def _on_ping(self, req: Ping) -> None:
@@ -289,4 +294,6 @@ _HANDLERS: dict[type[Frame], Callable[[ClientSession, Any], Awaitable[None]]] = 
     LinkApprove: link_approve,
     LinkComplete: link_complete,
     RemoveDevice: remove_device,
+    FetchNodeKey: fetch_node_key,
+    FetchStatus: fetch_status,
 }

@@ -15,6 +15,8 @@ __all__ = ["NodeConfig", "ConfigError", "parse_listen", "CONFIG_FILE"]
 
 CONFIG_FILE = "node.toml"
 _DAY_MS = 24 * 3600 * 1000
+#: [federation] retry_base_s, retry_max_s, request_timeout_s
+_FEDERATION_DEFAULTS = (0.5, 60.0, limits.PEER_REQUEST_DEADLINE_S)
 
 
 class ConfigError(Exception):
@@ -28,6 +30,13 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _seconds(section: dict, key: str, default: float, source: str) -> float:
+    value = section.get(key, default)
+    if type(value) not in (int, float) or not 0 < value <= 24 * 3600:
+        raise ConfigError(f"{source}: federation.{key} must be a number of seconds, more than 0 and at most a day")
+    return float(value)
+
+
 @dataclass(frozen=True, kw_only=True)
 class NodeConfig:
     name: str
@@ -37,6 +46,11 @@ class NodeConfig:
     envelope_ttl_ms: int = limits.DEFAULT_ENVELOPE_TTL_MS
     mailbox_max_envelopes: int = limits.DEFAULT_MAILBOX_MAX_ENVELOPES
     mailbox_max_bytes: int = limits.DEFAULT_MAILBOX_MAX_BYTES
+    #: retries towards a peer: exponential backoff with full jitter from base up to max
+    federation_retry_base_s: float = _FEDERATION_DEFAULTS[0]
+    federation_retry_max_s: float = _FEDERATION_DEFAULTS[1]
+    #: how long a peer may take to answer one request (a push, a lookup)
+    federation_request_timeout_s: float = _FEDERATION_DEFAULTS[2]
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -55,7 +69,16 @@ class NodeConfig:
             f"ttl_days = {self.envelope_ttl_ms // _DAY_MS}\n"
             f"max_envelopes = {self.mailbox_max_envelopes}\n"
             f"max_bytes = {self.mailbox_max_bytes}\n"
+            + self._federation_toml()
         )
+
+    def _federation_toml(self) -> str:
+        values = (self.federation_retry_base_s, self.federation_retry_max_s, self.federation_request_timeout_s)
+        lines = [f"{key} = {value}" for key, value in zip(("retry_base_s", "retry_max_s", "request_timeout_s"), values)]
+        if values == _FEDERATION_DEFAULTS:
+            # shown commented out, so that an operator (or a test) can add the section
+            return "\n# [federation]  (the defaults; see docs/operations.md)\n" + "".join(f"# {line}\n" for line in lines)
+        return "\n[federation]\n" + "".join(f"{line}\n" for line in lines)
 
     @classmethod
     def load(cls, data_dir: Path) -> "NodeConfig":
@@ -72,6 +95,10 @@ class NodeConfig:
     def from_dict(cls, raw: dict, *, source: str = "config") -> "NodeConfig":
         try:
             mailbox = raw.get("mailbox", {})
+            federation = raw.get("federation", {})
+            if not isinstance(federation, dict):
+                raise ConfigError(f"{source}: [federation] must be a table")
+            retry_max_s = _seconds(federation, "retry_max_s", _FEDERATION_DEFAULTS[1], source)
             ttl_days = int(mailbox.get("ttl_days", 30))
             registration = str(raw.get("registration", "invite"))
             if registration not in ("invite", "open"):
@@ -86,7 +113,13 @@ class NodeConfig:
                 envelope_ttl_ms=ttl_days * _DAY_MS,
                 mailbox_max_envelopes=int(mailbox.get("max_envelopes", limits.DEFAULT_MAILBOX_MAX_ENVELOPES)),
                 mailbox_max_bytes=int(mailbox.get("max_bytes", limits.DEFAULT_MAILBOX_MAX_BYTES)),
+                # a smaller cap alone (tests) also shrinks the first delay
+                federation_retry_base_s=_seconds(federation, "retry_base_s", min(_FEDERATION_DEFAULTS[0], retry_max_s), source),
+                federation_retry_max_s=retry_max_s,
+                federation_request_timeout_s=_seconds(federation, "request_timeout_s", _FEDERATION_DEFAULTS[2], source),
             )
+            if config.federation_retry_max_s < config.federation_retry_base_s:
+                raise ConfigError(f"{source}: federation.retry_max_s must be at least retry_base_s")
         except KeyError as exc:
             raise ConfigError(f"{source}: missing setting {exc.args[0]!r}") from None
         except (TypeError, ValueError, LocalProtocolError) as exc:

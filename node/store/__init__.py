@@ -5,21 +5,28 @@ from __future__ import annotations
 import os
 
 from .base import (
+    DELIVERY_GRACE_MS,
     AccountExists,
     AccountRow,
+    DeliveryRow,
     DeviceRow,
+    Inbound,
     InviteInvalid,
     MailboxItem,
     NewEnvelope,
+    OutboundItem,
     Peer,
     PeerExists,
     PeerInvalid,
     PrekeySet,
+    QueuedItem,
     Quota,
     QuotaExceeded,
     StaleDeviceList,
+    StatusUpdate,
     Store,
     StoreError,
+    Tracking,
 )
 from .sqlite import SqliteStore
 
@@ -39,6 +46,13 @@ __all__ = [
     "Peer",
     "PeerExists",
     "PeerInvalid",
+    "DeliveryRow",
+    "OutboundItem",
+    "QueuedItem",
+    "StatusUpdate",
+    "Tracking",
+    "Inbound",
+    "DELIVERY_GRACE_MS",
     "SqliteStore",
     "open_store",
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from federation.peers import Peer
+from federation.records import DeliveryRow, OutboundItem, QueuedItem, StatusUpdate, Tracking
 
 __all__ = [
     "Store",
@@ -29,7 +30,19 @@ __all__ = [
     "Peer",
     "PeerExists",
     "PeerInvalid",
+    "DeliveryRow",
+    "OutboundItem",
+    "QueuedItem",
+    "StatusUpdate",
+    "Tracking",
+    "Inbound",
+    "DELIVERY_GRACE_MS",
 ]
+
+#: How long a delivery row outlives its envelope's expiry: the sender may ask about an envelope
+#: late (a device that was offline for days still wants to learn it failed). Every backend uses
+#: this value in ``Store.expire_outbox``.
+DELIVERY_GRACE_MS = 7 * 24 * 3600 * 1000
 
 
 class StoreError(Exception):
@@ -124,6 +137,10 @@ class MailboxItem:
     stored_at: int
 
 
+#: one item a peer pushed, as federation/ classified it for the store (see ``Store.receive``)
+Inbound = NewEnvelope | OutboundItem | StatusUpdate
+
+
 class Store(Protocol):
     async def close(self) -> None: ...
 
@@ -207,8 +224,14 @@ class Store(Protocol):
     async def prekey_counts(self, account: str, device_id: int) -> tuple[int, int]: ...
 
     # Mailboxes -----------------------------------------------------------------------
-    async def enqueue(self, envelopes: Sequence[NewEnvelope], *, now: int, quota: Quota) -> int:
-        """Store a batch atomically; return how many were new.
+    async def enqueue(
+        self, envelopes: Sequence[NewEnvelope], *, now: int, quota: Quota, outbound: Sequence[OutboundItem] = ()
+    ) -> int:
+        """Store a batch atomically; return how many mailbox envelopes were new.
+
+        ``outbound`` items (envelopes for other nodes) are queued in the same transaction,
+        with the deduplication and tracking rules of ``receive``; they do not count towards the
+        return value or the mailbox quota. A QuotaExceeded/StoreError stores none of them.
 
         An envelope whose id is already in that mailbox, or was delivered and acknowledged
         there and has not yet expired, is silently skipped (deduplication). If any mailbox
@@ -269,4 +292,65 @@ class Store(Protocol):
 
     async def peers(self) -> list[Peer]:
         """Every configured peer, ordered by name."""
+        ...
+
+    # Federation: outboxes, deliveries, peer keys (ARCHITECTURE §6) --------------------------
+
+    async def receive(self, items: Sequence[Inbound], *, now: int, quota: Quota) -> list[str]:
+        """Take what a peer pushed, in ONE durable transaction; one outcome per item, in order.
+
+        - ``NewEnvelope`` (for a local mailbox): "ok" if stored or a duplicate (same rules as
+          ``enqueue``); "unknown_account" / "unknown_device" if there is no such account /
+          device; "mailbox_full" if this item would put its mailbox over ``quota`` (checked
+          per item, in order, unlike ``enqueue``); "expired" if ``expires <= now``.
+        - ``OutboundItem`` (to forward, as a relay): "ok" if queued or a duplicate (its
+          (dest, key) is queued or was handed on and has not expired); "expired" if expired.
+        - ``StatusUpdate`` (a report about an envelope this node sent): "ok" always (applied
+          to a "queued" delivery row; ignored when there is none).
+        Refused items write nothing; the others are all committed together.
+        """
+        ...
+
+    async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
+        """The oldest unexpired items queued for ``dest``, in queue order: at most ``limit``
+        items and at most ``max_bytes`` of ``data`` in total, but always the first one if any."""
+        ...
+
+    async def outbox_done(
+        self,
+        dest: str,
+        seqs: Sequence[int],
+        *,
+        now: int,
+        statuses: Sequence[StatusUpdate] = (),
+        reports: Sequence[OutboundItem] = (),
+    ) -> None:
+        """In one transaction: delete the items ``seqs`` of ``dest``'s outbox (their keys stay
+        known until they expire, so a retransmission from upstream is not queued again), apply
+        ``statuses`` to delivery rows and queue ``reports`` (for other nodes' outboxes)."""
+        ...
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """Items queued per destination (destinations with none are absent)."""
+        ...
+
+    async def outbox_destinations(self) -> list[str]:
+        """Every destination with at least one queued item (sorted)."""
+        ...
+
+    async def deliveries(self, sender_account: str, sender_device: int, ids: Sequence[bytes]) -> list[DeliveryRow]:
+        """The delivery rows of envelopes with these ids sent by that device, ordered by
+        (id, account, device). Only the sending device sees its rows."""
+        ...
+
+    async def set_peer_key(self, name: str, *, fingerprint: str, key: bytes) -> bool:
+        """Remember the full identity key of peer ``name``, which the caller checked against
+        ``fingerprint``; stored only if the peer is still pinned to that fingerprint (False if
+        not). ``peers()`` returns it in ``Peer.key``."""
+        ...
+
+    async def expire_outbox(self, *, now: int) -> list[QueuedItem]:
+        """Drop expired outbox items and expired dedup keys; delivery rows of dropped tracked
+        envelopes become "failed"/"expired"; delivery rows are deleted ``DELIVERY_GRACE_MS``
+        after their own expiry (``expires + DELIVERY_GRACE_MS <= now``). Returns the dropped items (so that relayed envelopes can be reported back)."""
         ...

@@ -113,7 +113,59 @@ _V3 = (
     "CREATE INDEX peers_fingerprint ON peers (fingerprint)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# Version 4 (federation delivery): one durable outbox for every destination node, the keys of
+# items already handed on (so a retransmission from upstream is not queued twice), the delivery
+# state of envelopes this node's devices sent to other nodes, and each peer's learned full key.
+_V4 = (
+    # AUTOINCREMENT: a seq is never reused, so an outbox_done for items that expired meanwhile
+    # can never delete a newer item that took the same seq. The tracking columns (all NULL for
+    # relayed items and reports) name the delivery row an expired item fails.
+    """CREATE TABLE outbox (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        dest            TEXT NOT NULL,
+        key             BLOB NOT NULL,
+        expires         INTEGER NOT NULL,
+        data            BLOB NOT NULL,
+        queued_at       INTEGER NOT NULL,
+        sender_account  TEXT NULL,
+        sender_device   INTEGER NULL,
+        id              BLOB NULL,
+        account         TEXT NULL,
+        device          INTEGER NULL,
+        UNIQUE (dest, key)
+    )""",
+    "CREATE INDEX outbox_queue ON outbox (dest, seq)",
+    "CREATE INDEX outbox_expiry ON outbox (expires)",
+    """CREATE TABLE outbox_sent (
+        dest        TEXT NOT NULL,
+        key         BLOB NOT NULL,
+        expires     INTEGER NOT NULL,
+        PRIMARY KEY (dest, key)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX outbox_sent_expiry ON outbox_sent (expires)",
+    # No foreign key to the sender's device: rows go with their own expiry, and device ids are
+    # never reused, so a removed device's rows cannot be seen by another device.
+    """CREATE TABLE deliveries (
+        sender_account  TEXT NOT NULL,
+        sender_device   INTEGER NOT NULL,
+        id              BLOB NOT NULL,
+        account         TEXT NOT NULL,
+        device          INTEGER NOT NULL,
+        dest            TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('queued', 'accepted', 'failed')),
+        code            TEXT NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        expires         INTEGER NOT NULL,
+        PRIMARY KEY (sender_account, sender_device, id, account, device)
+    ) WITHOUT ROWID""",
+    # reports name (id, account, device), not the sender
+    "CREATE INDEX deliveries_envelope ON deliveries (id, account, device)",
+    "CREATE INDEX deliveries_expiry ON deliveries (expires)",
+    # NULL until learned; it lives in the peer's row, so removing or re-adding a peer forgets it
+    "ALTER TABLE peers ADD COLUMN key BLOB NULL",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -5,6 +5,9 @@ CapacityLimiter(1)). WAL + ``synchronous=FULL`` means a COMMIT has reached the d
 returns, so a method's return is a durable acknowledgement. Every mutating method is exactly one
 ``BEGIN IMMEDIATE`` transaction: the write lock is taken up front, so checks and writes see the
 same state even while another process (the ``sonet-node invite`` CLI) writes to the same file.
+
+The SQL is plain functions of a connection: accounts, devices, prekeys and mailboxes here, the
+federation tables (outboxes, delivery rows, peer keys) in ``sqlite_federation.py``.
 """
 
 from __future__ import annotations
@@ -16,25 +19,47 @@ from typing import Any, Self, TypeVar
 
 import trio
 
+from core.crypto import normalize_fingerprint
+from core.errors import LocalProtocolError
 from federation.peers import PeerError, validate_peer
 
 from .base import (
     AccountExists,
     AccountRow,
+    DeliveryRow,
     DeviceRow,
+    Inbound,
     InviteInvalid,
     MailboxItem,
     NewEnvelope,
+    OutboundItem,
     Peer,
     PeerExists,
     PeerInvalid,
     PrekeySet,
+    QueuedItem,
     Quota,
     QuotaExceeded,
     StaleDeviceList,
+    StatusUpdate,
     StoreError,
 )
 from .migrations import migrate
+from .sqlite_federation import (
+    _INSERT_ENVELOPE,
+    _deliveries,
+    _device_exists,
+    _envelope_row,
+    _expire_outbox,
+    _is_known,
+    _mailbox_usage,
+    _outbox,
+    _outbox_counts,
+    _outbox_done,
+    _queue_outbound,
+    _receive,
+    _set_peer_key,
+)
 
 __all__ = ["SqliteStore", "BUSY_TIMEOUT_S"]
 
@@ -131,6 +156,18 @@ class SqliteStore:
 
         return await self._call(in_transaction, *args)
 
+    async def _snapshot(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the reads of ``fn(conn, *args)`` on one consistent snapshot of the database."""
+
+        def in_snapshot(conn: sqlite3.Connection, *args: Any) -> T:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn, *args)
+            finally:
+                conn.execute("COMMIT")
+
+        return await self._call(in_snapshot, *args)
+
     # Invites ---------------------------------------------------------------------------
 
     async def add_invite(self, token_hash: bytes, *, now: int, expires_at: int) -> None:
@@ -187,6 +224,13 @@ class SqliteStore:
     async def peers(self) -> list[Peer]:
         return await self._call(_peers)
 
+    async def set_peer_key(self, name: str, *, fingerprint: str, key: bytes) -> bool:
+        try:
+            pin = normalize_fingerprint(fingerprint)
+        except LocalProtocolError:
+            return False  # no peer can be pinned to a malformed fingerprint
+        return await self._transaction(_set_peer_key, name.strip().lower(), pin, key)
+
     # Prekeys ---------------------------------------------------------------------------
 
     async def publish_prekeys(
@@ -219,10 +263,12 @@ class SqliteStore:
 
     # Mailboxes -------------------------------------------------------------------------
 
-    async def enqueue(self, envelopes: Sequence[NewEnvelope], *, now: int, quota: Quota) -> int:
-        if not envelopes:
+    async def enqueue(
+        self, envelopes: Sequence[NewEnvelope], *, now: int, quota: Quota, outbound: Sequence[OutboundItem] = ()
+    ) -> int:
+        if not envelopes and not outbound:
             return 0
-        return await self._transaction(_enqueue, list(envelopes), now, quota)
+        return await self._transaction(_enqueue, list(envelopes), now, quota, list(outbound))
 
     async def pending(
         self, account: str, device_id: int, *, after_seq: int, limit: int, now: int
@@ -240,7 +286,45 @@ class SqliteStore:
         return await self._transaction(_purge_expired, now)
 
     async def stats(self) -> dict[str, int]:
-        return await self._call(_stats)
+        return await self._snapshot(_stats)
+
+    # Federation: outboxes, deliveries ------------------------------------------------------
+
+    async def receive(self, items: Sequence[Inbound], *, now: int, quota: Quota) -> list[str]:
+        if not items:
+            return []
+        return await self._transaction(_receive, list(items), now, quota)
+
+    async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
+        return await self._call(_outbox, dest, limit, max_bytes, now)
+
+    async def outbox_done(
+        self,
+        dest: str,
+        seqs: Sequence[int],
+        *,
+        now: int,
+        statuses: Sequence[StatusUpdate] = (),
+        reports: Sequence[OutboundItem] = (),
+    ) -> None:
+        if seqs or statuses or reports:
+            await self._transaction(_outbox_done, dest, list(seqs), now, list(statuses), list(reports))
+
+    async def outbox_counts(self) -> dict[str, int]:
+        return await self._call(_outbox_counts)
+
+    async def outbox_destinations(self) -> list[str]:
+        return sorted(await self.outbox_counts())
+
+    async def deliveries(self, sender_account: str, sender_device: int, ids: Sequence[bytes]) -> list[DeliveryRow]:
+        if not ids:
+            return []
+        return await self._snapshot(_deliveries, sender_account, sender_device, sorted(set(ids)))
+
+    async def expire_outbox(self, *, now: int) -> list[QueuedItem]:
+        return await self._transaction(_expire_outbox, now)
 
 
 # The SQL, as plain functions of a connection. Each runs on the worker thread, inside the
@@ -414,15 +498,6 @@ def _too_many_prekeys(message: str) -> StoreError:
     return exc
 
 
-def _device_exists(conn: sqlite3.Connection, account: str, device_id: int) -> bool:
-    return (
-        conn.execute(
-            "SELECT 1 FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
-        ).fetchone()
-        is not None
-    )
-
-
 def _publish_prekeys(
     conn: sqlite3.Connection,
     account: str,
@@ -514,24 +589,8 @@ def _prekey_counts(conn: sqlite3.Connection, account: str, device_id: int) -> tu
     return counts.get(_X25519, 0), counts.get(_MLKEM, 0)
 
 
-def _is_known(conn: sqlite3.Connection, env: NewEnvelope, now: int) -> bool:
-    """Already in the mailbox, or acknowledged there and not yet expired."""
-    key = (env.account, env.device_id, env.id)
-    return (
-        conn.execute(
-            "SELECT 1 FROM mailbox WHERE account = ? AND device_id = ? AND id = ?", key
-        ).fetchone()
-        is not None
-        or conn.execute(
-            "SELECT 1 FROM acked_ids WHERE account = ? AND device_id = ? AND id = ? AND expires > ?",
-            (*key, now),
-        ).fetchone()
-        is not None
-    )
-
-
 def _enqueue(
-    conn: sqlite3.Connection, batch: list[NewEnvelope], now: int, quota: Quota
+    conn: sqlite3.Connection, batch: list[NewEnvelope], now: int, quota: Quota, outbound: list[OutboundItem]
 ) -> int:
     # Keep the first of several envelopes with the same id in one mailbox: it counts once.
     unique: dict[tuple[str, int, bytes], NewEnvelope] = {}
@@ -555,20 +614,16 @@ def _enqueue(
         count, size = added.get((e.account, e.device_id), (0, 0))
         added[(e.account, e.device_id)] = (count + 1, size + len(e.body))
     for (account, device_id), (add_count, add_size) in added.items():
-        count, size = conn.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM mailbox"
-            " WHERE account = ? AND device_id = ? AND expires > ?",
-            (account, device_id, now),
-        ).fetchone()
+        count, size = _mailbox_usage(conn, account, device_id, now)
         if count + add_count > quota.max_envelopes or size + add_size > quota.max_bytes:
             raise QuotaExceeded(f"mailbox of device {device_id} of {account!r} is full")
 
     # Inserted in batch order, so seq follows the order the sender gave.
-    conn.executemany(
-        "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(e.account, e.device_id, e.id, e.expires, e.kind, e.body, len(e.body), now) for e in fresh],
-    )
+    conn.executemany(_INSERT_ENVELOPE, [_envelope_row(e, now) for e in fresh])
+    # An item already expired could never be delivered: like an envelope, it is not queued.
+    for item in outbound:
+        if item.expires > now:
+            _queue_outbound(conn, item, now)
     return len(fresh)
 
 
@@ -613,19 +668,16 @@ def _purge_expired(conn: sqlite3.Connection, now: int) -> int:
 
 
 def _stats(conn: sqlite3.Connection) -> dict[str, int]:
-    conn.execute("BEGIN")  # one snapshot for all counts
-    try:
-        (accounts,) = conn.execute("SELECT count(*) FROM accounts").fetchone()
-        (devices,) = conn.execute("SELECT count(*) FROM devices").fetchone()
-        envelopes, envelope_bytes = conn.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM mailbox"
-        ).fetchone()
-        (acked_ids,) = conn.execute("SELECT count(*) FROM acked_ids").fetchone()
-        (invites_open,) = conn.execute(
-            "SELECT count(*) FROM invites WHERE used_at IS NULL"
-        ).fetchone()
-    finally:
-        conn.execute("COMMIT")
+    (accounts,) = conn.execute("SELECT count(*) FROM accounts").fetchone()
+    (devices,) = conn.execute("SELECT count(*) FROM devices").fetchone()
+    envelopes, envelope_bytes = conn.execute(
+        "SELECT count(*), coalesce(sum(size), 0) FROM mailbox"
+    ).fetchone()
+    (acked_ids,) = conn.execute("SELECT count(*) FROM acked_ids").fetchone()
+    (invites_open,) = conn.execute(
+        "SELECT count(*) FROM invites WHERE used_at IS NULL"
+    ).fetchone()
+    (outbox,) = conn.execute("SELECT count(*) FROM outbox").fetchone()
     return {
         "accounts": accounts,
         "devices": devices,
@@ -633,6 +685,7 @@ def _stats(conn: sqlite3.Connection) -> dict[str, int]:
         "envelope_bytes": envelope_bytes,
         "acked_ids": acked_ids,
         "invites_open": invites_open,
+        "outbox": outbox,
     }
 
 
@@ -656,5 +709,8 @@ def _remove_peer(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def _peers(conn: sqlite3.Connection) -> list[Peer]:
-    rows = conn.execute("SELECT name, url, fingerprint, via, added_at FROM peers ORDER BY name")
-    return [Peer(name=n, url=u, fingerprint=f, via=v, added_at=a) for n, u, f, v, a in rows]
+    rows = conn.execute("SELECT name, url, fingerprint, via, added_at, key FROM peers ORDER BY name")
+    return [
+        Peer(name=n, url=u, fingerprint=f, via=v, added_at=a, key=None if k is None else bytes(k))
+        for n, u, f, v, a, k in rows
+    ]

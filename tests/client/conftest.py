@@ -6,7 +6,8 @@ One ``Clock`` drives both sides: the node's ``node.app.now_ms`` (certificate iss
 rotation, certificate expiry) without sleeping. It starts at the wall clock and only moves when
 told to.
 
-The node fixtures (``start_node``, ``RunningNode``, raw connections) come from tests/node.
+The node fixtures (``start_node``, ``RunningNode``, raw connections) come from tests/node;
+``alpha_beta`` runs two nodes federated over tests/client/loopback.py.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ from core.crypto import SigningKey
 from node.app import DB_FILE
 from tests.node.conftest import HANG_S, NODE_NAME, RunningNode, make_node_dir, start_node  # noqa: F401 - fixtures
 
+from .loopback import Loopback
+
 __all__ = [
     "ALICE",
     "BOB",
     "CAROL",
+    "BETA",
     "DAY_MS",
     "HANG_S",
     "Clock",
@@ -45,6 +49,8 @@ __all__ = [
 ALICE = f"alice@{NODE_NAME}"
 BOB = f"bob@{NODE_NAME}"
 CAROL = f"carol@{NODE_NAME}"
+#: the second node of the federation tests
+BETA = "beta.example"
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -73,6 +79,21 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 async def alpha(clock: Clock, start_node: Callable[..., Awaitable[RunningNode]]) -> RunningNode:
     """A node named alpha.example on the shared clock (invite-only registration)."""
     return await start_node()
+
+
+@pytest.fixture
+def loopback(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Loopback:
+    """Federation between the nodes started after it (tests/client/loopback.py): each node's
+    context gets a loopback federation service."""
+    net = Loopback()
+    monkeypatch.setattr(node.app, "ClientContext", net.context)
+    return net
+
+
+@pytest.fixture
+async def alpha_beta(loopback: Loopback, start_node: Callable[..., Awaitable[RunningNode]]) -> tuple[RunningNode, RunningNode]:
+    """alpha.example and beta.example, federated over ``loopback``, on the shared clock."""
+    return await start_node(), await start_node(name=BETA)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import client.sdk
 from client.connection import Connection, NodeError
 from client.directory import IdentityChanged
 from client.sdk import Device
-from client.state import DeviceState, StateError
+from client.state import DeviceState, SentMessage, StateError
 from core.address import parse_address
 from core.client_api import Ack, DeviceMismatch
 from core.content import Content, encode_content
@@ -228,8 +228,9 @@ async def test_delivery_and_read_receipts_update_the_sent_status(alpha: RunningN
         alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
         first = await alice.send_text(BOB, "one")
         second = await alice.send_text(BOB, "two")
-        status = alice.state.sent_status(first.id)
-        assert status == {"to": BOB, "sent_at": clock(), "devices": 1, "delivered_at": None, "read_at": None}
+        assert alice.state.sent_message(first.id) == SentMessage(
+            id=first.id, to=BOB, sent_at=clock(), devices=1, state="accepted", code="", message="", delivered_at=None, read_at=None
+        )
 
         assert [t for _s, t in texts(bob, await bob.receive())] == ["one", "two"]
         clock.advance(1000)
@@ -237,9 +238,9 @@ async def test_delivery_and_read_receipts_update_the_sent_status(alpha: RunningN
         assert (sender, kind, fields["receipt"]) == (BOB, "receipt", "delivered")
         assert fields["ids"] == [first.id.hex(), second.id.hex()]
         for sent in (first, second):
-            status = alice.state.sent_status(sent.id)
+            status = alice.state.sent_message(sent.id)
             # when alice's node stored the receipt, not when alice fetched it
-            assert (status["delivered_at"], status["read_at"]) == (clock() - 1000, None)
+            assert status is not None and (status.state, status.delivered_at, status.read_at) == ("delivered", clock() - 1000, None)
 
         third = await alice.send_text(BOB, "three")
         assert texts(bob, await bob.receive(read_receipts=True)) == [(ALICE, "three")]
@@ -248,8 +249,8 @@ async def test_delivery_and_read_receipts_update_the_sent_status(alpha: RunningN
             (BOB, "receipt", "delivered", [third.id.hex()]),
             (BOB, "receipt", "read", [third.id.hex()]),
         ]
-        assert alice.state.sent_status(third.id)["read_at"] is not None
-        assert alice.state.sent_status(first.id)["read_at"] is None
+        assert alice.state.sent_message(third.id).state == "read"  # type: ignore[union-attr]
+        assert alice.state.sent_message(first.id).read_at is None  # type: ignore[union-attr]
         # bob does not get receipts for receipts
         assert (await bob.receive()).messages == []
 

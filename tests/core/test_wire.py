@@ -17,7 +17,18 @@ from hypothesis import strategies as st
 
 from core import limits
 from core.errors import LocalProtocolError, RemoteProtocolError
-from core.wire import Frame, Struct, decode_frame, encode_frame, frame, registered_frames, struct, unpackb
+from core.wire import (
+    Frame,
+    Struct,
+    decode_frame,
+    decode_struct,
+    encode_frame,
+    encode_struct,
+    frame,
+    registered_frames,
+    struct,
+    unpackb,
+)
 
 # Test-only frames (tags >= 1000 so they cannot clash with production frames) ----------------
 
@@ -693,3 +704,47 @@ def test_typing_hints_of_test_frames_are_resolvable() -> None:
     hints = typing.get_type_hints(Sample)
     assert hints["maybe"] == Optional[bytes]  # noqa: UP007
     assert [name for name, _ in Sample._wire_fields] == list(SAMPLE_FIELDS)
+
+
+# Standalone structs (encode_struct / decode_struct) ----------------------------------------
+
+
+def test_struct_round_trip() -> None:
+    item = Item(id=7, label="seven")
+    assert decode_struct(Item, encode_struct(item)) == item
+
+
+@pytest.mark.parametrize(
+    "data, why",
+    [
+        (msgpack.packb([-1, "x"]), "check() fails"),
+        (msgpack.packb([1]), "missing field"),
+        (msgpack.packb([1, "x", 2]), "extra field"),
+        (msgpack.packb([1, b"x"]), "wrong type"),
+        (msgpack.packb({"id": 1}), "not an array"),
+        (msgpack.packb([1, "x"])[:-1], "truncated"),
+        (b"\xc1", "reserved byte"),
+    ],
+)
+def test_malformed_struct_is_a_remote_error(data: bytes, why: str) -> None:
+    with pytest.raises(RemoteProtocolError, match="Item|msgpack"):
+        decode_struct(Item, data)
+
+
+def test_struct_over_the_cap_is_rejected() -> None:
+    with pytest.raises(RemoteProtocolError, match="cap"):
+        decode_struct(Item, b"\x00" * (limits.MAX_FRAME_BYTES + 1))
+
+
+def test_encode_struct_refuses_invalid_values_and_non_structs() -> None:
+    with pytest.raises(LocalProtocolError, match="invalid Item"):
+        encode_struct(Item(id=-1, label="x"))
+    with pytest.raises(LocalProtocolError, match="not a wire struct"):
+        encode_struct(Empty())  # type: ignore[arg-type] - a frame is not a struct
+    with pytest.raises(LocalProtocolError, match="not a wire struct"):
+        encode_struct("text")  # type: ignore[arg-type]
+
+
+def test_decode_struct_refuses_a_frame_class() -> None:
+    with pytest.raises(TypeError):
+        decode_struct(Sample, msgpack.packb([]))

@@ -90,7 +90,7 @@ def test_status_shows_federation_refusals_of_the_running_node(tmp_path: Path, pr
             break
         time.sleep(0.1)
     assert status["running"] is True
-    assert federation["peers"] == 1 and federation["admitted"] == 1 and federation["refused"] == 1
+    assert len(federation["peers"]) == 1 and federation["peers"][0]["name"] == "beta.example" and federation["admitted"] == 1 and federation["refused"] == 1
     [refusal] = federation["last_refusals"]
     assert refusal["peer"] == "beta.example" and refusal["reason"] == "wrong_identity"
     assert pinned.public.fingerprint not in json.dumps(status) and impostor.public.fingerprint not in json.dumps(status)

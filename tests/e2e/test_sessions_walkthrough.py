@@ -35,7 +35,7 @@ from .test_cli_errors import user_error
 
 pytestmark = pytest.mark.slow
 
-_SENT = re.compile(r"^sent to (\S+) \((\d+) devices?\); id ([0-9a-f]{32})$")
+_SENT = re.compile(r"^sent to (\S+) \((\d+) devices?\); id ([0-9a-f]{32}); accepted by ")
 _LINK_CODE = re.compile(r"^[a-z2-7]+\.[a-z2-7]+$")
 _SAFETY_NUMBER = re.compile(r"^(\d{5} ){11}\d{5}$")
 

@@ -32,7 +32,7 @@ from .conftest import (
 
 pytestmark = pytest.mark.slow
 
-_SENT = re.compile(r"^sent to (\S+) \((\d+) devices?\); id ([0-9a-f]{32})$")
+_SENT = re.compile(r"^sent to (\S+) \((\d+) devices?\); id ([0-9a-f]{32}); accepted by localhost, the recipient's node$")
 _HUMAN = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\] (\S+): (.*)$")
 
 

@@ -286,7 +286,7 @@ async def test_migration_2_upgrades_a_version_1_database(db_path: Path) -> None:
         )
 
     async with await SqliteStore.open(db_path) as store:
-        assert user_version(db_path) == LATEST_VERSION == 3
+        assert user_version(db_path) == LATEST_VERSION
         row = await store.account(ALICE)
         # no identity key yet: empty, version 0
         assert row is not None
@@ -299,3 +299,66 @@ async def test_migration_2_upgrades_a_version_1_database(db_path: Path) -> None:
         assert await store.publish_prekeys(
             ALICE, 4, signed_prekey=b"s", pq_last_resort=None, one_time=[(1, b"o")], pq_one_time=[], max_one_time=5
         ) == (1, 0)
+
+
+async def test_migration_4_upgrades_a_version_3_database(db_path: Path) -> None:
+    from node.store import OutboundItem, Tracking
+    from node.store.migrations import MIGRATIONS
+
+    # A database as the version-3 software left it: an account with an envelope, two peers.
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        for migration in MIGRATIONS[:3]:
+            for statement in migration:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 3")
+        conn.execute(
+            "INSERT INTO accounts (account, created_at, account_identity, device_list, device_list_version,"
+            " last_device_id) VALUES (?, ?, x'01', x'02', 1, 1)",
+            (ALICE, NOW),
+        )
+        conn.execute(
+            "INSERT INTO devices (account, device_id, fingerprint, record, created_at) VALUES (?, 1, 'fp-1', x'', ?)",
+            (ALICE, NOW),
+        )
+        conn.execute(
+            "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at) VALUES (?, 1, ?, ?, 1, ?, 4, ?)",
+            (ALICE, bytes(16), NOW + DAY, b"kept", NOW),
+        )
+        conn.executemany(
+            "INSERT INTO peers (name, url, fingerprint, via, added_at) VALUES (?, ?, ?, ?, ?)",
+            [("beta.example", "ws://b:1", "b" * 32, None, NOW), ("far.example", "ws://f:1", "c" * 32, "beta.example", NOW)],
+        )
+
+    async with await SqliteStore.open(db_path) as store:
+        assert user_version(db_path) == LATEST_VERSION
+        assert [(p.name, p.via, p.key) for p in await store.peers()] == [
+            ("beta.example", None, None),
+            ("far.example", "beta.example", None),
+        ]
+        assert [i.body for i in await store.pending(ALICE, 1, after_seq=0, limit=10, now=NOW)] == [b"kept"]
+        assert await store.set_peer_key("far.example", fingerprint="c" * 32, key=b"far key") is True
+        tracked = Tracking(sender_account=ALICE, sender_device=1, id=bytes(16), account="rita@far.example", device=1)
+        item = OutboundItem(dest="far.example", key=b"k", expires=NOW + DAY, data=b"transit", tracking=tracked)
+        await store.enqueue([], now=NOW, quota=ROOMY, outbound=[item])
+        assert [q.data for q in await store.outbox("far.example", limit=10, max_bytes=100, now=NOW)] == [b"transit"]
+        assert [r.state for r in await store.deliveries(ALICE, 1, [bytes(16)])] == ["queued"]
+        assert (await store.stats())["outbox"] == 1
+
+
+async def test_expire_outbox_forgets_expired_dedup_keys(db_path: Path) -> None:
+    from node.store import OutboundItem
+
+    def sent_keys(conn: sqlite3.Connection) -> int:
+        return conn.execute("SELECT count(*) FROM outbox_sent").fetchone()[0]
+
+    async with await SqliteStore.open(db_path) as store:
+        items = [OutboundItem(dest="beta.example", key=bytes([n]), expires=NOW + n, data=b"d") for n in (1, 2)]
+        await store.enqueue([], now=NOW, quota=ROOMY, outbound=items)
+        queued = await store.outbox("beta.example", limit=10, max_bytes=100, now=NOW)
+        await store.outbox_done("beta.example", [q.seq for q in queued], now=NOW)
+        assert await store._call(sent_keys) == 2
+
+        await store.expire_outbox(now=NOW + 1)
+        assert await store._call(sent_keys) == 1
+        await store.expire_outbox(now=NOW + 2)
+        assert await store._call(sent_keys) == 0

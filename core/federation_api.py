@@ -1,0 +1,108 @@
+"""Frames of the node <-> node protocol on ``/federation`` (inside the secure channel).
+
+The dialling node sends requests, the accepting node answers each with the same ``request``
+number (several may be outstanding; answers can come in any order):
+
+- ``Push`` -> ``PushResult``: outbox items, one outcome per item, given only after the
+  receiver durably committed what it took. ``"ok"`` means the item is the receiver's
+  responsibility now (stored in a mailbox, queued for the next hop, applied, or a duplicate
+  of one it already took); any other outcome is a refusal code and the item was not taken.
+- ``FetchDevices`` / ``FetchBundles`` / ``FetchNodeKey`` (core/client_api.py) -> ``Devices`` /
+  ``Bundles`` / ``NodeKey``, or ``ErrorFrame`` with the request number. A relay passes a query
+  for another node on to that node and its answer back.
+- ``Ping`` -> ``Pong``.
+
+An item names the node it comes from (``origin``) and the node it is for (``dest``), never
+the sending account (sealed sender). Reports flow back to ``origin``: the node that pushed an
+envelope to its destination tells the origin what became of it (only when it is not the
+origin itself, i.e. when the envelope came through a relay).
+"""
+
+from __future__ import annotations
+
+from . import limits
+from .address import parse_address, validate_node_name
+from .envelope import Envelope, Kind
+from .errors import ProtocolError
+from .wire import Frame, Struct, frame, struct
+
+__all__ = ["Report", "Transit", "Push", "PushResult", "OK", "REFUSALS"]
+
+#: the outcome of an item that the receiver took
+OK = "ok"
+
+#: outcomes of refused items, with what the origin's user is told
+REFUSALS = {
+    "unknown_account": "the recipient's node has no such account",
+    "unknown_device": "the recipient's node has no such device (it was removed)",
+    "mailbox_full": "the recipient's mailbox is full",
+    "expired": "the message expired before it could be delivered",
+    "not_relaying": "a relay on the way refused to forward for this node",
+    "unroutable": "no route to the recipient's node",
+    "hop_limit": "the message passed through too many relays",
+    "invalid": "the recipient's node refused the message as malformed",
+}
+
+
+@struct
+class Report(Struct):
+    """What the recipient's node did with one envelope, on its way back to the origin."""
+
+    id: bytes
+    account: str
+    device: int
+    #: OK or a code from REFUSALS
+    outcome: str
+    at: int
+
+    def check(self) -> None:
+        if len(self.id) != limits.ENVELOPE_ID_LEN:
+            raise ValueError("report id must be 16 bytes")
+        if self.outcome != OK and self.outcome not in REFUSALS:
+            raise ValueError(f"unknown report outcome {self.outcome!r}")
+        if not 0 < self.device < 2**31:
+            raise ValueError("device id out of range")
+
+
+@struct
+class Transit(Struct):
+    """One outbox item between nodes: exactly one of ``envelope`` and ``report``."""
+
+    origin: str
+    dest: str
+    #: relays an item may still pass through; each relay decrements it, 0 stops forwarding
+    hops: int
+    envelope: Envelope | None
+    report: Report | None
+
+    def check(self) -> None:
+        if (self.envelope is None) == (self.report is None):
+            raise ValueError("a transit item carries exactly one of envelope and report")
+        if not 0 <= self.hops <= limits.MAX_HOPS:
+            raise ValueError("hop count out of range")
+        try:
+            validate_node_name(self.origin, remote=True)
+            validate_node_name(self.dest, remote=True)
+            if self.envelope is not None and parse_address(self.envelope.to, remote=True).node != self.dest:
+                raise ValueError("envelope address is not on the item's destination node")
+        except ProtocolError as exc:
+            raise ValueError(str(exc)) from None
+        if self.envelope is not None and self.envelope.kind != Kind.SEALED:
+            raise ValueError("only stored (sealed) envelopes travel between nodes")
+
+
+@frame(tag=60)
+class Push(Frame):
+    request: int
+    items: tuple[Transit, ...]
+
+    def check(self) -> None:
+        if not 0 < len(self.items) <= limits.MAX_TRANSIT_PER_PUSH:
+            raise ValueError(f"a push holds 1..{limits.MAX_TRANSIT_PER_PUSH} items")
+
+
+@frame(tag=61)
+class PushResult(Frame):
+    request: int
+    #: one per pushed item, in order: OK or a refusal code
+    outcomes: tuple[str, ...]

@@ -1,0 +1,241 @@
+"""Requests from peers on admitted inbound links (core/federation_api.py).
+
+- ``Push``: each item is classified. For this node: an envelope goes to its mailbox (expiry
+  capped by this node's envelope TTL), a report updates the delivery row of an envelope this
+  node sent (accepted only from the peer the envelope's route starts with). For another node:
+  forwarded only as a relay between configured peers ("not_relaying" otherwise), only while it
+  has a route there ("unroutable") and hops left ("hop_limit"). What is taken is committed in
+  one store transaction before the PushResult says "ok"; then mailboxes are notified and
+  outbox workers woken.
+- ``FetchDevices`` / ``FetchBundles``: for this node's accounts answered by ``local``; for
+  another node relayed over the link pool under the same rule, the answer passed back.
+- ``FetchNodeKey``: this node's key; another node's relayed like the lookups. ``Ping``: Pong.
+
+Each peer node has token buckets (federation/ratelimit.py): pushed items, lookups, and prekey
+bundles (stricter: they hand out one-time prekeys). Over a limit the answer is
+``ErrorFrame(request, "rate_limited")`` and nothing is taken; a link that keeps going after
+``max_refusals`` refusals in a row is closed. Other peers have their own buckets and links.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from core.address import parse_address
+from core.client_api import Bundles, Devices, ErrorFrame, FetchBundles, FetchDevices, FetchNodeKey, NodeKey, Ping, Pong
+from core.crypto import SigningKey
+from core.errors import RemoteProtocolError
+from core.federation_api import OK, Push, PushResult, Transit
+from core.wire import Frame
+
+from .errors import FederationError
+from .link import Handler
+from .pool import LinkPool
+from .ratelimit import Limiter
+from .records import StatusUpdate
+from .routes import Routes
+from .settings import FederationSettings
+from .transit import relayed_item
+
+__all__ = ["Inbound", "ANSWERS"]
+
+log = logging.getLogger("sonet.federation")
+
+Lookup = FetchDevices | FetchBundles | FetchNodeKey
+#: what a peer answers each lookup with (or an ErrorFrame)
+ANSWERS: dict[type[Frame], type[Frame]] = {FetchDevices: Devices, FetchBundles: Bundles, FetchNodeKey: NodeKey}
+
+
+class Inbound:
+    def __init__(
+        self,
+        *,
+        name: str,
+        identity: SigningKey,
+        store: Any,
+        pool: LinkPool,
+        routes: Callable[[], Awaitable[Routes]],
+        local: Callable[[Frame], Awaitable[Frame]],
+        delivered: Callable[[Iterable[tuple[str, int]]], None],
+        wake: Callable[[Iterable[str]], None],
+        new_envelope: Callable[..., Any],
+        quota: Any,
+        envelope_ttl_ms: int,
+        clock_ms: Callable[[], int],
+        settings: FederationSettings,
+    ) -> None:
+        """``new_envelope(account=, device_id=, id=, expires=, kind=, body=)`` builds the
+        store's mailbox record (node.store.NewEnvelope: federation/ does not import node/)."""
+        self._name = name
+        self._identity = identity
+        self._store = store
+        self._pool = pool
+        self._routes = routes
+        self._local = local
+        self._delivered = delivered
+        self._wake = wake
+        self._new_envelope = new_envelope
+        self._quota = quota
+        self._ttl_ms = envelope_ttl_ms
+        self._clock_ms = clock_ms
+        self._max_refusals = settings.max_refusals
+        self._pushes = Limiter(settings.push_rate)
+        self._queries = Limiter(settings.query_rate)
+        self._bundles = Limiter(settings.bundle_rate)
+
+    def handler(self, peer: str) -> Handler:
+        """The request handler for one inbound link from configured peer ``peer``."""
+        refused_in_a_row = 0
+
+        async def handle(frame: Frame) -> Frame:
+            nonlocal refused_in_a_row
+            if not isinstance(frame, (Push, FetchDevices, FetchBundles, FetchNodeKey, Ping)):
+                raise RemoteProtocolError(f"unexpected {type(frame).__name__} on a federation link", code="unexpected_frame")
+            if not await self._allowed(peer, frame):
+                refused_in_a_row += 1
+                if refused_in_a_row > self._max_refusals:
+                    raise RemoteProtocolError(f"{peer} kept sending after {self._max_refusals} rate-limit refusals", code="rate_limited")
+                return ErrorFrame(request=frame.request, code="rate_limited", message=f"too many requests from {peer}; try again in a moment")
+            refused_in_a_row = 0
+            if isinstance(frame, Push):
+                return await self._push(peer, frame)
+            if isinstance(frame, Ping):
+                return Pong(request=frame.request)
+            return await self._lookup(peer, frame)
+
+        return handle
+
+    async def _allowed(self, peer: str, frame: Frame) -> bool:
+        """Spend the request's tokens; a request costs at most a full bucket (else one larger
+        than the burst could never pass)."""
+        now = self._clock_ms()
+        if isinstance(frame, Push):
+            limiter, cost = self._pushes, len(frame.items)
+        elif isinstance(frame, FetchBundles):
+            limiter, cost = self._bundles, await self._bundle_count(frame)
+        else:
+            limiter, cost = self._queries, 1
+        return limiter.allow(peer, now, min(cost, limiter.rate.burst))
+
+    async def _bundle_count(self, req: FetchBundles) -> int:
+        """Bundles the request may hand out: those asked for, or (none named) every device of
+        a local account; a relayed request counts once here, its destination counts it fully."""
+        if req.devices:
+            return len(req.devices)
+        try:
+            address = parse_address(req.account, remote=True)
+        except RemoteProtocolError:
+            return 1
+        if address.node != self._name:
+            return 1
+        return max(1, len(await self._store.devices(str(address))))
+
+    # Push ---------------------------------------------------------------------------------------
+
+    async def _push(self, peer: str, req: Push) -> PushResult | ErrorFrame:
+        now = self._clock_ms()
+        routes = await self._routes()
+        outcomes: list[str] = []
+        taken: list[Any] = []
+        positions: list[int] = []
+        for item in req.items:
+            refusal, record = self._classify(peer, item, routes, now)
+            if record is not None:
+                positions.append(len(outcomes))
+                taken.append(record)
+            outcomes.append(refusal)
+        try:
+            results = await self._store.receive(taken, now=now, quota=self._quota) if taken else []
+        except Exception:  # e.g. a full disk: nothing was committed, the peer retries later
+            log.exception("could not store what %s pushed", peer)
+            return ErrorFrame(request=req.request, code="unavailable", message=f"{self._name} cannot store items right now; try again later")
+        mailboxes: set[tuple[str, int]] = set()
+        forwarded: set[str] = set()
+        for position, record, outcome in zip(positions, taken, results):
+            outcomes[position] = outcome
+            if outcome != OK:
+                continue
+            if isinstance(record, StatusUpdate):
+                continue
+            if req.items[position].dest == self._name:
+                mailboxes.add((record.account, record.device_id))
+            else:
+                forwarded.add(record.dest)
+        # Durably committed: only now tell the mailboxes and the outbox workers.
+        if mailboxes:
+            self._delivered(mailboxes)
+        if forwarded:
+            self._wake(forwarded)
+        return PushResult(request=req.request, outcomes=tuple(outcomes))
+
+    def _classify(self, peer: str, item: Transit, routes: Routes, now: int) -> tuple[str, Any]:
+        """(refusal, None) or ("", what to hand the store) for one pushed item."""
+        if item.dest == self._name:
+            if item.envelope is not None:
+                env = item.envelope
+                return "", self._new_envelope(
+                    account=str(parse_address(env.to, remote=True)),
+                    device_id=env.device,
+                    id=env.id,
+                    expires=min(env.expires, now + self._ttl_ms),
+                    kind=env.kind,
+                    body=env.body,
+                )
+            return self._report(peer, item, routes)
+        if not routes.may_relay(origin=item.origin, link_peer=peer, dest=item.dest):
+            return "not_relaying", None
+        hop = routes.next_hop(item.dest)
+        if hop is None or hop.name == peer:  # never hand an item back where it came from
+            return "unroutable", None
+        if item.hops == 0:
+            return "hop_limit", None
+        return "", relayed_item(item, now=now, ttl_ms=self._ttl_ms)
+
+    def _report(self, peer: str, item: Transit, routes: Routes) -> tuple[str, Any]:
+        report = item.report
+        assert report is not None
+        try:
+            node = parse_address(report.account, remote=True).node
+        except RemoteProtocolError:
+            return "invalid", None
+        hop = routes.next_hop(node)
+        if hop is None or hop.name != peer:  # only the way the envelope went may report on it
+            return "invalid", None
+        accepted = report.outcome == OK
+        return "", StatusUpdate(
+            id=report.id,
+            account=report.account,
+            device=report.device,
+            state="accepted" if accepted else "failed",
+            code="" if accepted else report.outcome,
+            at=report.at,
+        )
+
+    # Lookups ------------------------------------------------------------------------------------
+
+    async def _lookup(self, peer: str, req: Lookup) -> Frame:
+        try:
+            node = req.node if isinstance(req, FetchNodeKey) else parse_address(req.account, remote=True).node
+        except RemoteProtocolError as exc:
+            return ErrorFrame(request=req.request, code="bad_address", message=str(exc))
+        if node == self._name:
+            if isinstance(req, FetchNodeKey):
+                return NodeKey(request=req.request, node=self._name, key=self._identity.public.to_bytes())
+            return await self._local(req)
+        routes = await self._routes()
+        if not routes.may_relay(origin=peer, link_peer=peer, dest=node):
+            return ErrorFrame(request=req.request, code="not_relaying", message=f"{self._name} does not relay for {peer} to {node}")
+        hop = routes.next_hop(node)
+        if hop is None or hop.name == peer:
+            return ErrorFrame(request=req.request, code="unroutable", message=f"{self._name} has no route to {node}")
+        try:
+            answer = await self._pool.request(hop, req)
+        except FederationError as exc:
+            return ErrorFrame(request=req.request, code=exc.code, message=str(exc))
+        if not isinstance(answer, (ANSWERS[type(req)], ErrorFrame)):
+            return ErrorFrame(request=req.request, code="invalid", message=f"{hop.name} answered with {type(answer).__name__}")
+        return dataclasses.replace(answer, request=req.request)
+

@@ -1,0 +1,285 @@
+"""Dialled links to the direct peers: one per peer, dialled on demand, shared by the outbox
+workers and lookups; and what went wrong with each peer, which drives its backoff.
+
+A failure (cannot connect, wrong identity, a refusal, a broken link, no answer in time, an
+answer that says "try later") records the peer's ``last_error`` and, unless it is already
+backing off, draws the next retry time from its ``Backoff``. Outbox workers wait for that time
+(``wait_ready``); lookups dial at once whatever the backoff (a user is waiting). A successful
+dial, or an admitted inbound link from the peer, resets the backoff and wakes the waiting
+workers at once: a peer that comes back is used again immediately.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError as WsHandshakeError
+
+from core.crypto import CryptoPolicy, SigningKey, VerifyKey
+from core.errors import ProtocolError
+from core.wire import Frame
+
+from .backoff import Backoff
+from .errors import FederationError
+from .link import DialError, LinkLost, MuxLink, dial_peer
+from .peers import Peer
+from .routes import Routes
+from .settings import FederationSettings
+
+__all__ = ["LinkPool", "LinkError"]
+
+log = logging.getLogger("sonet.federation")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkError:
+    code: str
+    message: str
+    at: int  # ms since the epoch
+
+
+class _Attempt:
+    """One dial in progress; others wanting the link wait for it."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.error: FederationError | None = None
+
+
+class _PeerState:
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.link: MuxLink | None = None
+        self.dialling: _Attempt | None = None
+        self.retry_at: float | None = None  # trio clock
+        self.next_attempt_at: int | None = None  # the same, in ms since the epoch (status)
+        self.last_error: LinkError | None = None
+        self.changed = trio.Event()
+
+    def backing_off(self) -> bool:
+        return self.retry_at is not None and trio.current_time() < self.retry_at
+
+    def wake(self) -> None:
+        """Let every worker waiting on this peer look again."""
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def reset(self) -> None:
+        self.backoff.reset()
+        self.retry_at = self.next_attempt_at = None
+        self.wake()
+
+
+class LinkPool:
+    def __init__(
+        self,
+        *,
+        name: str,
+        identity: SigningKey,
+        policy: CryptoPolicy,
+        remember_key: Callable[[Peer, VerifyKey], object],
+        clock_ms: Callable[[], int],
+        rng: Callable[[int], bytes],
+        settings: FederationSettings,
+    ) -> None:
+        """``remember_key(peer, key)`` (awaitable) stores a dialled peer's checked key."""
+        self._name = name
+        self._identity = identity
+        self._policy = policy
+        self._remember_key = remember_key
+        self._clock_ms = clock_ms
+        self._rng = rng
+        self._settings = settings
+        self._states: dict[str, _PeerState] = {}
+        self._inbound: dict[str, int] = {}
+        self._peers: dict[str, Peer] = {}
+        self._nursery: trio.Nursery | None = None
+        #: bumped on every change a status reader would see
+        self.version = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the link tasks until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def _state(self, name: str) -> _PeerState:
+        state = self._states.get(name)
+        if state is None:
+            s = self._settings
+            backoff = Backoff(rng=self._rng, base=s.retry_base_s, factor=s.retry_factor, cap=s.retry_max_s)
+            state = self._states[name] = _PeerState(backoff)
+        return state
+
+    # Using links ----------------------------------------------------------------------------
+
+    async def request(self, peer: Peer, frame: Frame) -> Frame:
+        """The answer of direct peer ``peer`` to ``frame`` (whatever frame it is), over the
+        shared link, dialled now if needed, whatever the backoff. FederationError if there is
+        no link, it breaks, or no answer comes within the request deadline."""
+        link = await self._link(peer)
+        deadline = self._settings.request_deadline_s
+        error = FederationError("unreachable", f"{peer.name} did not answer within {deadline:g} s")
+        with trio.move_on_after(deadline) as scope:
+            try:
+                return await link.request(frame)
+            except LinkLost as exc:
+                error = FederationError("unreachable", f"the link to {peer.name} broke: {exc}")
+        if scope.cancelled_caught:  # a silent peer: a fresh link next time
+            link.close("no answer in time")
+        self.setback(peer.name, error.code, str(error))
+        raise error
+
+    async def _link(self, peer: Peer) -> MuxLink:
+        state = self._state(peer.name)
+        while True:
+            link = state.link
+            if link is not None and link.closed is None:
+                if (link.peer.url, link.peer.fingerprint) == (peer.url, peer.fingerprint):
+                    return link
+                link.close("the peer's entry changed")
+                state.link = None
+            attempt = state.dialling
+            if attempt is None:
+                return await self._dial(peer, state)
+            await attempt.done.wait()
+            if attempt.error is not None:
+                raise attempt.error
+
+    async def _dial(self, peer: Peer, state: _PeerState) -> MuxLink:
+        assert self._nursery is not None, "LinkPool.run is not running"
+        attempt = state.dialling = _Attempt()
+        self.version += 1
+        try:
+            return await self._nursery.start(self._hold, peer, state)
+        except FederationError as exc:
+            attempt.error = exc
+            self.setback(peer.name, exc.code, str(exc))
+            raise
+        finally:
+            state.dialling = None
+            attempt.done.set()
+            self.version += 1
+
+    async def _hold(self, peer: Peer, state: _PeerState, *, task_status: trio.TaskStatus[MuxLink]) -> None:
+        """Dial ``peer`` and keep the link until it ends; errors before ``started`` go to the
+        dialler, after it they only end the link."""
+        started = False
+        try:
+            async with dial_peer(peer.url, identity=self._identity, fingerprint=peer.fingerprint, name=self._name, policy=self._policy) as raw:
+                link = MuxLink(raw, peer)
+                await self._remember_key(peer, raw.peer_key)  # type: ignore[misc]
+                state.link = link
+                self.seen(peer.name)
+                task_status.started(link)
+                started = True
+                try:
+                    await link.run()
+                finally:
+                    if state.link is link:
+                        state.link = None
+                    self.version += 1
+                    log.info("link to %s ended: %s", peer.name, link.closed)
+        except DialError as exc:
+            raise FederationError(exc.code or "unreachable", f"cannot reach {peer.name}: {exc}") from None
+        except (ConnectionClosed, WsHandshakeError, ProtocolError, OSError, trio.BrokenResourceError) as exc:
+            # after ``started``: closing the link failed or timed out, nothing to tell anyone
+            if not started:
+                raise FederationError("unreachable", f"cannot reach {peer.name}: {exc}") from None
+            log.info("link to %s ended: %s", peer.name, exc)
+
+    # Backoff ----------------------------------------------------------------------------------
+
+    def backing_off(self, name: str) -> bool:
+        state = self._states.get(name)
+        return state is not None and state.backing_off()
+
+    async def wait_ready(self, name: str) -> None:
+        """Return when ``name``'s backoff has passed, it was reset, or the peer table changed
+        (the caller then looks at its route again)."""
+        state = self._state(name)
+        if state.retry_at is not None and state.backing_off():
+            with trio.move_on_at(state.retry_at):
+                await state.changed.wait()
+
+    def setback(self, name: str, code: str, message: str) -> None:
+        """Record a failure with ``name``; start a backoff period unless one is running."""
+        state = self._state(name)
+        now = self._clock_ms()
+        state.last_error = LinkError(code=code, message=message, at=now)
+        if not state.backing_off():
+            delay = state.backoff.next_delay()
+            state.retry_at = trio.current_time() + delay
+            state.next_attempt_at = now + int(delay * 1000)
+        self.version += 1
+        log.info("federation with %s: %s (%s)", name, message, code)
+
+    def seen(self, name: str) -> None:
+        """``name`` is reachable again: retry its items at once."""
+        self._state(name).reset()
+        self.version += 1
+
+    # Inbound links and the peer table -----------------------------------------------------------
+
+    def inbound_opened(self, name: str) -> None:
+        self._inbound[name] = self._inbound.get(name, 0) + 1
+        self.seen(name)
+
+    def inbound_closed(self, name: str) -> None:
+        self._inbound[name] -= 1
+        if not self._inbound[name]:
+            del self._inbound[name]
+        self.version += 1
+
+    def update(self, routes: Routes) -> None:
+        """The peer table changed: close links whose entry changed or went, retry changed peers
+        at once, and wake every waiting worker (its route may be another now)."""
+        direct = {p.name: p for p in routes.direct()}
+        for name in set(self._states) | set(direct):
+            old, new = self._peers.get(name), direct.get(name)
+            state = self._states.get(name)
+            if state is None:
+                continue
+            if new is None:
+                if state.link is not None:
+                    state.link.close("the peer is no longer a direct peer")
+                del self._states[name]
+                state.wake()
+            elif old is None or (old.url, old.fingerprint) != (new.url, new.fingerprint):
+                if state.link is not None:
+                    state.link.close("the peer's entry changed")
+                state.last_error = None
+                state.reset()
+            else:
+                state.wake()
+        self._peers = direct
+        self.version += 1
+
+    def inbound(self, name: str) -> int:
+        """Inbound links from ``name`` open now."""
+        return self._inbound.get(name, 0)
+
+    def describe(self, name: str) -> dict:
+        """Status of the link to direct peer ``name``: link (connected / connecting / backoff /
+        idle), last_error, next_attempt_at (while backing off)."""
+        state = self._states.get(name)
+        if state is None:
+            return {"link": "idle", "last_error": None, "next_attempt_at": None}
+        backing_off = state.backing_off()
+        if state.link is not None and state.link.closed is None:
+            link = "connected"
+        elif state.dialling is not None:
+            link = "connecting"
+        else:
+            link = "backoff" if backing_off else "idle"
+        return {
+            "link": link,
+            "last_error": asdict(state.last_error) if state.last_error else None,
+            "next_attempt_at": state.next_attempt_at if backing_off else None,
+        }

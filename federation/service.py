@@ -1,0 +1,321 @@
+"""The node's federation service: what node/ uses of federation (ARCHITECTURE §6).
+
+INTERFACE CONTRACT (the node's client handlers are written against exactly this):
+
+``Federation(name=, identity=, policy=, store=, local=, delivered=, clock_ms=, rng=,
+new_envelope=, quota=, envelope_ttl_ms=, settings=, status=)``
+  name      this node's name;  identity  its SigningKey;  policy  its CryptoPolicy
+  store     the node's Store (node/store/base.py; federation uses peers(), set_peer_key(),
+            receive(), outbox(), outbox_done(), outbox_counts(), outbox_destinations(),
+            expire_outbox(), enqueue(outbound=) for reports, devices() to count bundles)
+  local     ``LocalAnswer``: answers a FetchDevices / FetchBundles for an account of THIS node
+            with Devices / Bundles, or an ErrorFrame (same request number)
+  delivered called with the (account, device) mailboxes that got new envelopes from a peer
+  clock_ms  ms since the epoch;  rng  os.urandom-like (jitter)
+  new_envelope  node.store.NewEnvelope (federation/ must not import node/)
+  quota     the node's mailbox Quota, for what peers push
+  envelope_ttl_ms  caps the expiry of envelopes this node stores or relays (default 30 days)
+  settings  FederationSettings (retries, request deadline, rate limits; defaults for production)
+  status    the FederationStatus the gate counts admissions and refusals in (default: a new one)
+
+``await nursery.start(federation.run)``  runs outbox workers and link upkeep until cancelled
+                                          (start it before serving ``/federation``).
+``federation.gate``                       the PeerGate for the ``/federation`` route.
+``await federation.serve(ws, channel, done)``  serves one admitted inbound link.
+
+For the client handlers (node/client_keys.py, node/client_messages.py, ...):
+
+``await remote_devices(account) -> Devices``      cached for limits.REMOTE_DEVICES_TTL_MS (and
+                                                   served up to a day stale while that node
+                                                   cannot answer: sends to it queue)
+``await remote_bundles(account, devices) -> Bundles``   never cached (one-time keys)
+``await node_key(node) -> bytes``                  VerifyKey bytes, checked against the pin
+``outbound(env, *, sender_account, sender_device, now) -> OutboundItem``   (pure; a SEALED
+                                                   envelope for an account of another node)
+``wake(dests)``                                    new items were committed for these nodes
+``queued_note(dest) -> tuple[str, str] | None``    why the last attempt towards dest failed
+``snapshot() -> dict``                             for run.json / ``sonet-node status --json``
+``version``                                        changes whenever ``snapshot()`` may have
+
+Every failure of the remote methods raises ``FederationError(code, message)``; codes:
+``unknown_node`` (not a configured peer, nor routable), ``unreachable`` (cannot connect or
+timed out), ``wrong_identity`` (the peer presented another key than pinned), ``not_relaying``
+(a relay refused), ``rate_limited``, ``invalid`` (a malformed answer), or the remote node's own
+ErrorFrame code (e.g. ``unknown_account``). Answer frames carry request number 0: the caller
+renumbers them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import trio
+
+from core import limits
+from core.address import parse_address
+from core.channel import Channel
+from core.client_api import Bundles, Devices, ErrorFrame, FetchBundles, FetchDevices, FetchNodeKey, NodeKey, Ping
+from core.crypto import CryptoPolicy, SigningKey, VerifyKey
+from core.envelope import Envelope
+from core.errors import ProtocolError
+from core.handshake import HandshakeComplete
+from core.wire import Frame
+
+from .errors import FederationError
+from .inbound import Inbound
+from .link import PeerGate, serve_link
+from .outbox import Outboxes
+from .peers import Peer, find_peer
+from .pool import LinkPool
+from .records import OutboundItem
+from .routes import Routes
+from .settings import FederationSettings
+from .status import NO_LINK, FederationStatus, peer_entry
+from .transit import envelope_item
+
+__all__ = ["Federation", "FederationError", "LocalAnswer", "Delivered"]
+
+log = logging.getLogger("sonet.federation")
+
+LocalAnswer = Callable[[Frame], Awaitable[Frame]]
+Delivered = Callable[[Iterable[tuple[str, int]]], None]
+
+#: remote accounts whose device lists are cached at most (the oldest go first)
+MAX_CACHED_ACCOUNTS = 4096
+#: how long past its freshness a cached device list still serves while its node cannot answer
+STALE_DEVICES_MS = 24 * 3600 * 1000
+#: lookup failures that say "not now" rather than "no"
+TRANSIENT_CODES = frozenset({"unreachable", "rate_limited", "unavailable"})
+
+
+class Federation:
+    def __init__(
+        self,
+        *,
+        name: str,
+        identity: SigningKey,
+        policy: CryptoPolicy,
+        store: Any,
+        local: LocalAnswer,
+        delivered: Delivered,
+        clock_ms: Callable[[], int],
+        rng: Callable[[int], bytes],
+        new_envelope: Callable[..., Any],
+        quota: Any,
+        envelope_ttl_ms: int = limits.DEFAULT_ENVELOPE_TTL_MS,
+        settings: FederationSettings | None = None,
+        status: FederationStatus | None = None,
+    ) -> None:
+        settings = settings or FederationSettings()
+        self.name = name
+        self._identity = identity
+        self._policy = policy
+        self._store = store
+        self._clock_ms = clock_ms
+        self._ttl_ms = envelope_ttl_ms
+        self._settings = settings
+        self.status = status or FederationStatus()
+        self.gate = PeerGate(load_peers=store.peers, status=self.status, clock_ms=clock_ms)
+        self._routes = Routes(name, [])
+        self._loads = self._applied = 0
+        self._pool = LinkPool(
+            name=name,
+            identity=identity,
+            policy=policy,
+            remember_key=self._remember_key,
+            clock_ms=clock_ms,
+            rng=rng,
+            settings=settings,
+        )
+        self._outboxes = Outboxes(
+            name=name, store=store, pool=self._pool, routes=self.routes, quota=quota, clock_ms=clock_ms, settings=settings
+        )
+        self._inbound = Inbound(
+            name=name,
+            identity=identity,
+            store=store,
+            pool=self._pool,
+            routes=self.routes,
+            local=local,
+            delivered=delivered,
+            wake=self.wake,
+            new_envelope=new_envelope,
+            quota=quota,
+            envelope_ttl_ms=envelope_ttl_ms,
+            clock_ms=clock_ms,
+            settings=settings,
+        )
+        self._devices: dict[str, tuple[int, Devices]] = {}
+        self._counts: dict[str, int] = {}
+        self._changes = 0
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def version(self) -> int:
+        return self.status.version + self._pool.version + self._changes
+
+    # Running ------------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._pool.run)
+            self._nursery = nursery
+            # Greets every direct peer: a node that restarted says so to its peers at once, and
+            # their backoff towards it ends.
+            await self.routes()
+            await nursery.start(self._outboxes.run)
+            nursery.start_soon(self._upkeep)
+            task_status.started()
+
+    async def routes(self) -> Routes:
+        """The peer table as it is now (``sonet-node peer add/remove`` write it while the node
+        runs). A change closes stale links, wakes every waiting outbox worker and greets the
+        direct peers that are new (or changed): a peer waiting for this node notices it now."""
+        self._loads += 1
+        ticket = self._loads
+        routes = Routes(self.name, await self._store.peers())
+        if ticket > self._applied and routes != self._routes:  # a late, older read changes nothing
+            self._applied = ticket
+            old, self._routes = self._routes, routes
+            self._changes += 1
+            self._pool.update(routes)
+            if self._nursery is not None:
+                for peer in routes.direct():
+                    known = old.peer(peer.name)
+                    if known is None or (known.url, known.fingerprint) != (peer.url, peer.fingerprint):
+                        self._nursery.start_soon(self._hello, peer)
+        return routes
+
+    async def _upkeep(self) -> None:
+        while True:
+            counts = await self._store.outbox_counts()
+            if counts != self._counts:
+                self._counts = counts
+                self._changes += 1
+            await trio.sleep(self._settings.refresh_s)
+            await self.routes()
+
+    async def _hello(self, peer: Peer) -> None:
+        try:
+            await self._pool.request(peer, Ping(request=0))
+        except FederationError:
+            pass  # recorded by the pool; its outbox items wait for the backoff
+
+    async def _remember_key(self, peer: Peer, key: VerifyKey) -> None:
+        if peer.key != key.to_bytes():
+            await self._store.set_peer_key(peer.name, fingerprint=peer.fingerprint, key=key.to_bytes())
+
+    async def serve(self, ws: Any, channel: Channel, done: HandshakeComplete) -> None:
+        """Serve one inbound link the gate admitted."""
+        peer = find_peer((await self.routes()).peers, fingerprint=done.peer.fingerprint)
+        if peer is None:  # removed since the gate admitted it
+            await ws.aclose(code=1008, reason="unknown_peer")
+            return
+        self.status.link_opened()
+        self._pool.inbound_opened(peer.name)
+        try:
+            await serve_link(ws, channel, self._inbound.handler(peer.name))
+        finally:
+            self._pool.inbound_closed(peer.name)
+            self.status.link_closed()
+
+    # For the client handlers ----------------------------------------------------------------------
+
+    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int) -> OutboundItem:
+        return envelope_item(
+            env, origin=self.name, sender_account=sender_account, sender_device=sender_device, now=now, ttl_ms=self._ttl_ms
+        )
+
+    def wake(self, dests: Iterable[str]) -> None:
+        self._outboxes.wake(dests)
+
+    def queued_note(self, dest: str) -> tuple[str, str] | None:
+        return self._outboxes.note(dest)
+
+    async def remote_devices(self, account: str) -> Devices:
+        account, node = self._remote(account)
+        now = self._clock_ms()
+        cached = self._devices.get(account)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            answer = await self._ask(node, FetchDevices(request=0, account=account))
+        except FederationError as exc:
+            # The node is down or busy: queue for the devices it listed lately rather than
+            # refuse to send (its node reports any device that is gone as a failure).
+            if cached is not None and exc.code in TRANSIENT_CODES and now < cached[0] + STALE_DEVICES_MS:
+                return cached[1]
+            raise
+        if not isinstance(answer, Devices) or answer.account != account:
+            raise FederationError("invalid", f"{node} answered the device lookup for {account} with something else")
+        answer = dataclasses.replace(answer, request=0)
+        self._devices.pop(account, None)
+        if len(self._devices) >= MAX_CACHED_ACCOUNTS:
+            self._devices = {a: e for a, e in self._devices.items() if e[0] + STALE_DEVICES_MS > now}
+            while len(self._devices) >= MAX_CACHED_ACCOUNTS:
+                del self._devices[next(iter(self._devices))]
+        self._devices[account] = (now + limits.REMOTE_DEVICES_TTL_MS, answer)
+        return answer
+
+    async def remote_bundles(self, account: str, devices: Iterable[int]) -> Bundles:
+        account, node = self._remote(account)
+        answer = await self._ask(node, FetchBundles(request=0, account=account, devices=tuple(devices)))
+        if not isinstance(answer, Bundles) or answer.account != account:
+            raise FederationError("invalid", f"{node} answered the bundle lookup for {account} with something else")
+        return dataclasses.replace(answer, request=0)
+
+    async def node_key(self, node: str) -> bytes:
+        if node == self.name:
+            return self._identity.public.to_bytes()
+        peer = (await self.routes()).peer(node)
+        if peer is None:
+            raise FederationError("unknown_node", f"{node} is not a peer of this node")
+        if peer.key is not None:  # stored only after it was checked against the pin
+            return peer.key
+        answer = await self._ask(node, FetchNodeKey(request=0, node=node))
+        if not isinstance(answer, NodeKey) or answer.node != node:
+            raise FederationError("invalid", f"the key lookup for {node} was answered with something else")
+        try:
+            key = VerifyKey.from_bytes(answer.key)
+            self._policy.require(key.mode, f"the identity key of {node}")
+        except ProtocolError as exc:
+            raise FederationError("invalid", f"the identity key given for {node} is unusable: {exc}") from None
+        if key.fingerprint != peer.fingerprint:
+            raise FederationError("wrong_identity", f"the identity key given for {node} is not the one pinned for it")
+        await self._store.set_peer_key(node, fingerprint=peer.fingerprint, key=answer.key)
+        return answer.key
+
+    def _remote(self, account: str) -> tuple[str, str]:
+        address = parse_address(account, remote=True)
+        if address.node == self.name:
+            raise ValueError(f"{account} is an account of this node")
+        return str(address), address.node
+
+    async def _ask(self, node: str, frame: Frame) -> Frame:
+        """``frame``'s answer from ``node``, over its route; an ErrorFrame is raised."""
+        routes = await self.routes()
+        if routes.peer(node) is None:
+            raise FederationError("unknown_node", f"{node} is not a peer of this node")
+        hop = routes.next_hop(node)
+        if hop is None:
+            raise FederationError("unknown_node", f"no route to {node}: its relay is not a direct peer of this node")
+        answer = await self._pool.request(hop, frame)
+        if isinstance(answer, ErrorFrame):
+            raise FederationError(answer.code, answer.message)
+        return answer
+
+    # Status ------------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """Counters of inbound links, and per configured peer: url, via, route, the state of
+        the link its items take (for a peer behind a relay: the relay's), queued items."""
+        routes, counts = self._routes, self._counts
+        peers = []
+        for peer in routes.peers:
+            hop = routes.next_hop(peer.name)
+            link = NO_LINK | {"link": "unroutable"} if hop is None else self._pool.describe(hop.name)
+            peers.append(peer_entry(routes, peer, counts, link | {"inbound_links": self._pool.inbound(peer.name)}))
+        return {**self.status.snapshot(), "outbox": sum(counts.values()), "peers": peers}

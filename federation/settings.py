@@ -1,0 +1,42 @@
+"""Tunables of the federation runtime, with production defaults (node.toml ``[federation]``
+sets the retry and deadline ones; tests shrink them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core import limits
+
+from .backoff import DEFAULT_BASE_S, DEFAULT_CAP_S, DEFAULT_FACTOR
+from .ratelimit import Rate
+
+__all__ = ["FederationSettings"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FederationSettings:
+    #: retries towards a peer: exponential backoff with full jitter, capped
+    retry_base_s: float = DEFAULT_BASE_S
+    retry_factor: float = DEFAULT_FACTOR
+    retry_max_s: float = DEFAULT_CAP_S
+    #: how long one request on a link (a Push, a lookup) may wait for its answer
+    request_deadline_s: float = limits.PEER_REQUEST_DEADLINE_S
+    #: per peer node: outbox items it may push (a busy node batches hundreds per push)
+    push_rate: Rate = field(default_factory=lambda: Rate(per_second=500, burst=2000))
+    #: per peer node: lookups and pings
+    query_rate: Rate = field(default_factory=lambda: Rate(per_second=20, burst=100))
+    #: per peer node: prekey bundles (each may hand out one-time prekeys, which run out)
+    bundle_rate: Rate = field(default_factory=lambda: Rate(per_second=5, burst=50))
+    #: a link whose peer keeps sending after this many rate-limit refusals in a row is closed
+    max_refusals: int = 50
+    #: how often expired outbox items are dropped (and relayed ones reported back)
+    expire_interval_s: float = 60.0
+    #: how often the peer table is re-read (``sonet-node peer add/remove`` while running) and
+    #: the outbox counts for the status are refreshed
+    refresh_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.retry_base_s <= self.retry_max_s or self.retry_factor < 1:
+            raise ValueError("retries need 0 < retry_base_s <= retry_max_s and a factor >= 1")
+        if self.request_deadline_s <= 0 or self.expire_interval_s <= 0 or self.refresh_s <= 0:
+            raise ValueError("deadlines and intervals must be positive")

@@ -1,0 +1,89 @@
+"""Outbox items as bytes (pure): a ``core.federation_api.Transit`` in ``OutboundItem.data``,
+the deduplication key of an item, and the items this node queues (a device's envelope for
+another node, an item it relays, a report back to an envelope's origin)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from core import limits
+from core.address import parse_address
+from core.envelope import Envelope
+from core.federation_api import Report, Transit
+from core.wire import decode_struct, encode_struct
+
+from .records import OutboundItem, Tracking
+
+__all__ = [
+    "REPORT_TTL_MS",
+    "encode_transit",
+    "decode_transit",
+    "item_key",
+    "item_expires",
+    "envelope_item",
+    "relayed_item",
+    "report_item",
+]
+
+#: how long a report may travel back to the origin: as long as the origin keeps asking about
+#: the envelope (its delivery rows outlive the envelope by a grace period of this order)
+REPORT_TTL_MS = 7 * 24 * 3600 * 1000
+
+
+def encode_transit(item: Transit) -> bytes:
+    """LocalProtocolError if the item is not one a peer would accept."""
+    return encode_struct(item)
+
+
+def decode_transit(data: bytes) -> Transit:
+    """RemoteProtocolError (one line) if ``data`` is not a valid encoded Transit."""
+    return decode_struct(Transit, data)
+
+
+def item_key(item: Transit) -> bytes:
+    """Unique per destination: an envelope by (id, device, account), a report about one by the
+    same with another prefix, so a retransmitted item is recognised wherever it arrives."""
+    if item.envelope is not None:
+        env = item.envelope
+        return b"e" + env.id + env.device.to_bytes(4, "big") + str(parse_address(env.to, remote=True)).encode()
+    assert item.report is not None
+    report = item.report
+    return b"r" + report.id + report.device.to_bytes(4, "big") + report.account.encode()
+
+
+def item_expires(item: Transit, *, now: int, ttl_ms: int) -> int:
+    """When a node holding ``item`` drops it: an envelope's own expiry, capped by this node's
+    envelope TTL; a report ``REPORT_TTL_MS`` from now."""
+    if item.envelope is not None:
+        return min(item.envelope.expires, now + ttl_ms)
+    return now + REPORT_TTL_MS
+
+
+def envelope_item(env: Envelope, *, origin: str, sender_account: str, sender_device: int, now: int, ttl_ms: int) -> OutboundItem:
+    """The item for a (sealed) envelope a device of ``origin`` sends to another node, tracked
+    for the sending device. LocalProtocolError if the envelope cannot travel between nodes."""
+    address = parse_address(env.to, remote=True)
+    env = dataclasses.replace(env, to=str(address), expires=min(env.expires, now + ttl_ms))
+    item = Transit(origin=origin, dest=address.node, hops=limits.MAX_HOPS, envelope=env, report=None)
+    tracking = Tracking(
+        sender_account=sender_account, sender_device=sender_device, id=env.id, account=env.to, device=env.device
+    )
+    return OutboundItem(dest=item.dest, key=item_key(item), expires=env.expires, data=encode_transit(item), tracking=tracking)
+
+
+def relayed_item(item: Transit, *, now: int, ttl_ms: int) -> OutboundItem:
+    """``item`` (hops > 0) queued by a relay for its next hop, with one hop fewer left."""
+    assert item.hops > 0
+    onward = dataclasses.replace(item, hops=item.hops - 1)
+    return OutboundItem(
+        dest=item.dest, key=item_key(item), expires=item_expires(item, now=now, ttl_ms=ttl_ms), data=encode_transit(onward)
+    )
+
+
+def report_item(about: Transit, *, outcome: str, reporter: str, now: int) -> OutboundItem:
+    """A report to the origin of envelope item ``about``: what became of it (an outcome)."""
+    env = about.envelope
+    assert env is not None
+    report = Report(id=env.id, account=env.to, device=env.device, outcome=outcome, at=now)
+    item = Transit(origin=reporter, dest=about.origin, hops=limits.MAX_HOPS, envelope=None, report=report)
+    return OutboundItem(dest=item.dest, key=item_key(item), expires=now + REPORT_TTL_MS, data=encode_transit(item))

@@ -1,0 +1,254 @@
+"""The federation half of the SQLite backend: outboxes, relay deduplication (``outbox_sent``),
+delivery rows, what peers push (``receive``), peer keys, and their expiry.
+
+Plain functions of a connection, like the rest of the backend: ``SqliteStore`` (``sqlite.py``) runs
+each on its worker thread, inside the transaction it opens where the function writes. The mailbox
+primitives that both ``enqueue`` and ``receive`` need (device check, deduplication, quota usage,
+the envelope insert) live here once; ``sqlite.py`` imports them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from contextlib import closing
+from typing import Any
+
+from core.federation_api import OK
+
+from .base import (
+    DELIVERY_GRACE_MS,
+    DeliveryRow,
+    Inbound,
+    NewEnvelope,
+    OutboundItem,
+    QueuedItem,
+    Quota,
+    StatusUpdate,
+)
+
+__all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
+
+
+# Mailbox primitives, shared with SqliteStore.enqueue (and prekeys) in sqlite.py ------------
+
+def _device_exists(conn: sqlite3.Connection, account: str, device_id: int) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
+        ).fetchone()
+        is not None
+    )
+
+
+def _is_known(conn: sqlite3.Connection, env: NewEnvelope, now: int) -> bool:
+    """Already in the mailbox, or acknowledged there and not yet expired."""
+    key = (env.account, env.device_id, env.id)
+    return (
+        conn.execute(
+            "SELECT 1 FROM mailbox WHERE account = ? AND device_id = ? AND id = ?", key
+        ).fetchone()
+        is not None
+        or conn.execute(
+            "SELECT 1 FROM acked_ids WHERE account = ? AND device_id = ? AND id = ? AND expires > ?",
+            (*key, now),
+        ).fetchone()
+        is not None
+    )
+
+
+def _mailbox_usage(conn: sqlite3.Connection, account: str, device_id: int, now: int) -> tuple[int, int]:
+    """The count and body bytes of the mailbox's unexpired envelopes (what the quota counts)."""
+    return conn.execute(
+        "SELECT count(*), coalesce(sum(size), 0) FROM mailbox"
+        " WHERE account = ? AND device_id = ? AND expires > ?",
+        (account, device_id, now),
+    ).fetchone()
+
+
+_INSERT_ENVELOPE = (
+    "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _envelope_row(e: NewEnvelope, now: int) -> tuple[Any, ...]:
+    return (e.account, e.device_id, e.id, e.expires, e.kind, e.body, len(e.body), now)
+
+
+# Peer keys ---------------------------------------------------------------------------------
+
+def _set_peer_key(conn: sqlite3.Connection, name: str, fingerprint: str, key: bytes) -> bool:
+    # Matching the pin too: a key checked against a pin the operator has since replaced
+    # (remove + add) must not be attached to the new entry.
+    return (
+        conn.execute(
+            "UPDATE peers SET key = ? WHERE name = ? AND fingerprint = ?", (key, name, fingerprint)
+        ).rowcount
+        > 0
+    )
+
+
+# Outboxes and delivery tracking ------------------------------------------------------------
+
+_TRACKING_COLUMNS = "sender_account, sender_device, id, account, device"
+_QUEUED_COLUMNS = "seq, dest, key, expires, data, queued_at"
+
+
+def _queued_item(row: tuple[Any, ...]) -> QueuedItem:
+    seq, dest, key, expires, data, queued_at = row
+    return QueuedItem(seq=seq, dest=dest, key=bytes(key), expires=expires, data=bytes(data), queued_at=queued_at)
+
+
+def _queue_outbound(conn: sqlite3.Connection, item: OutboundItem, now: int) -> None:
+    """Queue an unexpired item, unless its (dest, key) is queued or was handed on and is
+    still remembered; a tracked item also gets a "queued" delivery row if it has none."""
+    key = (item.dest, item.key)
+    if conn.execute("SELECT 1 FROM outbox WHERE dest = ? AND key = ?", key).fetchone() or conn.execute(
+        "SELECT 1 FROM outbox_sent WHERE dest = ? AND key = ? AND expires > ?", (*key, now)
+    ).fetchone():
+        return
+    t = item.tracking
+    tracking = (None,) * 5 if t is None else (t.sender_account, t.sender_device, t.id, t.account, t.device)
+    conn.execute(
+        f"INSERT INTO outbox (dest, key, expires, data, queued_at, {_TRACKING_COLUMNS})"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (*key, item.expires, item.data, now, *tracking),
+    )
+    if t is not None:
+        # OR IGNORE: a row the envelope already has keeps its state (final states stay final).
+        conn.execute(
+            f"INSERT OR IGNORE INTO deliveries ({_TRACKING_COLUMNS}, dest, state, code, updated_at, expires)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'queued', '', ?, ?)",
+            (*tracking, item.dest, now, item.expires),
+        )
+
+
+def _apply_statuses(conn: sqlite3.Connection, statuses: Sequence[StatusUpdate]) -> None:
+    conn.executemany(
+        "UPDATE deliveries SET state = ?, code = ?, updated_at = ?"
+        " WHERE id = ? AND account = ? AND device = ? AND state = 'queued'",
+        [(s.state, s.code, s.at, s.id, s.account, s.device) for s in statuses],
+    )
+
+
+def _receive_envelope(conn: sqlite3.Connection, env: NewEnvelope, now: int, quota: Quota) -> str:
+    if not conn.execute("SELECT 1 FROM accounts WHERE account = ?", (env.account,)).fetchone():
+        return "unknown_account"
+    if not _device_exists(conn, env.account, env.device_id):
+        return "unknown_device"
+    if env.expires <= now:
+        return "expired"
+    if _is_known(conn, env, now):
+        return OK  # a retransmission: taken before, even if the mailbox is full now
+    # Per item, after the items before it in this push were stored: each gets its own answer.
+    count, size = _mailbox_usage(conn, env.account, env.device_id, now)
+    if count + 1 > quota.max_envelopes or size + len(env.body) > quota.max_bytes:
+        return "mailbox_full"
+    conn.execute(_INSERT_ENVELOPE, _envelope_row(env, now))
+    return OK
+
+
+def _receive(conn: sqlite3.Connection, items: list[Inbound], now: int, quota: Quota) -> list[str]:
+    outcomes = []
+    for item in items:
+        if isinstance(item, StatusUpdate):
+            _apply_statuses(conn, [item])
+            outcomes.append(OK)
+        elif isinstance(item, OutboundItem):
+            if item.expires <= now:
+                outcomes.append("expired")
+            else:
+                _queue_outbound(conn, item, now)
+                outcomes.append(OK)
+        else:
+            outcomes.append(_receive_envelope(conn, item, now, quota))
+    return outcomes
+
+
+def _outbox(conn: sqlite3.Connection, dest: str, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
+    items: list[QueuedItem] = []
+    total = 0
+    with closing(
+        conn.execute(
+            f"SELECT {_QUEUED_COLUMNS} FROM outbox WHERE dest = ? AND expires > ? ORDER BY seq LIMIT ?",
+            (dest, now, limit),
+        )
+    ) as rows:
+        for row in rows:  # fetched one by one: rows past the byte cap are never read
+            item = _queued_item(row)
+            total += len(item.data)
+            if items and total > max_bytes:
+                break
+            items.append(item)
+    return items
+
+
+def _outbox_done(
+    conn: sqlite3.Connection,
+    dest: str,
+    seqs: list[int],
+    now: int,
+    statuses: list[StatusUpdate],
+    reports: list[OutboundItem],
+) -> None:
+    # The keys of items handed on are remembered until they expire (an expired item needs no
+    # deduplication): a retransmission from upstream is then answered "ok" but not queued again.
+    conn.executemany(
+        "INSERT OR REPLACE INTO outbox_sent (dest, key, expires)"
+        " SELECT dest, key, expires FROM outbox WHERE seq = ? AND dest = ? AND expires > ?",
+        [(seq, dest, now) for seq in seqs],
+    )
+    conn.executemany("DELETE FROM outbox WHERE seq = ? AND dest = ?", [(seq, dest) for seq in seqs])
+    _apply_statuses(conn, statuses)
+    for item in reports:
+        if item.expires > now:
+            _queue_outbound(conn, item, now)
+
+
+def _outbox_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT dest, count(*) FROM outbox GROUP BY dest").fetchall())
+
+
+def _deliveries(
+    conn: sqlite3.Connection, sender_account: str, sender_device: int, ids: list[bytes]
+) -> list[DeliveryRow]:
+    rows: list[DeliveryRow] = []
+    for id_ in ids:  # sorted: bytes order is SQLite's BLOB order
+        for account, device, dest, state, code, updated_at, expires in conn.execute(
+            "SELECT account, device, dest, state, code, updated_at, expires FROM deliveries"
+            " WHERE sender_account = ? AND sender_device = ? AND id = ? ORDER BY account, device",
+            (sender_account, sender_device, id_),
+        ):
+            rows.append(
+                DeliveryRow(
+                    sender_account=sender_account,
+                    sender_device=sender_device,
+                    id=id_,
+                    account=account,
+                    device=device,
+                    dest=dest,
+                    state=state,
+                    code=code,
+                    updated_at=updated_at,
+                    expires=expires,
+                )
+            )
+    return rows
+
+
+def _expire_outbox(conn: sqlite3.Connection, now: int) -> list[QueuedItem]:
+    dropped = [
+        _queued_item(row)
+        for row in conn.execute(f"SELECT {_QUEUED_COLUMNS} FROM outbox WHERE expires <= ? ORDER BY seq", (now,))
+    ]
+    conn.execute(
+        "UPDATE deliveries SET state = 'failed', code = 'expired', updated_at = ?"
+        f" WHERE state = 'queued' AND ({_TRACKING_COLUMNS}) IN"
+        f" (SELECT {_TRACKING_COLUMNS} FROM outbox WHERE expires <= ? AND sender_account IS NOT NULL)",
+        (now, now),
+    )
+    conn.execute("DELETE FROM outbox WHERE expires <= ?", (now,))
+    conn.execute("DELETE FROM outbox_sent WHERE expires <= ?", (now,))
+    conn.execute("DELETE FROM deliveries WHERE expires <= ?", (now - DELIVERY_GRACE_MS,))
+    return dropped

@@ -1,0 +1,134 @@
+"""Federation between in-process nodes without links, for the device SDK tests.
+
+``Loopback`` plugs one service per node into the nodes' ClientContext (the interface of
+federation/service.py): lookups are answered by the other node's own ``answer_local``, node
+keys are the other node's identity keys, and outbox items move only when a test calls
+``flush()``, through the receiving node's ``Store.receive`` and the sending node's
+``Store.outbox_done``, the way the federation runtime does it. Tests script what goes wrong:
+a node that cannot be reached (with the note the home node gives), a wrong node key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.address import parse_address
+from core.client_api import Bundles, Devices, ErrorFrame, FetchBundles, FetchDevices, SendBatch
+from core.envelope import Envelope
+from core.federation_api import OK
+from core.wire import Frame, decode_frame, encode_frame
+from federation.errors import FederationError
+from node.client_context import ClientContext
+from node.client_keys import answer_local
+from node.store import NewEnvelope, OutboundItem, StatusUpdate, Tracking
+
+__all__ = ["Loopback"]
+
+
+@dataclass
+class Loopback:
+    nodes: dict[str, ClientContext] = field(default_factory=dict)
+    #: nodes that cannot be reached, with the (code, message) their peers note
+    down: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: node name -> the key its peers hand out for it instead of its own (a wrong pin)
+    keys: dict[str, bytes] = field(default_factory=dict)
+    #: (asking node, what, about) for every lookup
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def context(self, **fields: Any) -> ClientContext:
+        """Stands in for node.app's ClientContext: the same context with a loopback service."""
+        ctx = ClientContext(**{**fields, "federation": _Service(self, fields["name"])})
+        self.nodes[ctx.name] = ctx
+        return ctx
+
+    def _peer(self, node: str) -> ClientContext:
+        if node in self.down:
+            raise FederationError(*self.down[node])
+        if node not in self.nodes:
+            raise FederationError("unknown_node", f"{node} is not a configured peer")
+        return self.nodes[node]
+
+    async def flush(self) -> dict[str, list[str]]:
+        """Push every outbox to its (reachable) destination once; the outcomes per destination."""
+        outcomes: dict[str, list[str]] = {}
+        for ctx in list(self.nodes.values()):
+            for dest in await ctx.store.outbox_destinations():
+                if dest in self.down:
+                    continue
+                outcomes.setdefault(dest, []).extend(await self._push(ctx, dest))
+        return outcomes
+
+    async def _push(self, ctx: ClientContext, dest: str) -> list[str]:
+        receiver = self._peer(dest)
+        now = ctx.clock_ms()
+        items = await ctx.store.outbox(dest, limit=256, max_bytes=3 * 1024 * 1024, now=now)
+        envs = [_envelope(item.data) for item in items]
+        results = await receiver.store.receive(
+            [NewEnvelope(account=e.to, device_id=e.device, id=e.id, expires=e.expires, kind=e.kind, body=e.body) for e in envs],
+            now=receiver.clock_ms(),
+            quota=receiver.quota,
+        )
+        receiver.registry.notify((e.to, e.device) for e, outcome in zip(envs, results) if outcome == OK)
+        statuses = [
+            StatusUpdate(
+                id=e.id, account=e.to, device=e.device, state="accepted" if outcome == OK else "failed",
+                code="" if outcome == OK else outcome, at=now,
+            )
+            for e, outcome in zip(envs, results)
+        ]
+        await ctx.store.outbox_done(dest, [i.seq for i in items], now=now, statuses=statuses)
+        return results
+
+
+def _envelope(data: bytes) -> Envelope:
+    batch = decode_frame(data)
+    assert isinstance(batch, SendBatch)
+    [env] = batch.envelopes
+    return env
+
+
+@dataclass
+class _Service:
+    """One node's federation service (federation/service.py's interface) on the loopback."""
+
+    net: Loopback
+    name: str
+
+    async def _ask(self, account: str, frame: Frame) -> Frame:
+        node = parse_address(account, remote=True).node
+        self.net.calls.append((self.name, type(frame).__name__, account))
+        answer = await answer_local(self.net._peer(node), frame)
+        if isinstance(answer, ErrorFrame):
+            raise FederationError(answer.code, answer.message)
+        return answer
+
+    async def remote_devices(self, account: str) -> Devices:
+        answer = await self._ask(account, FetchDevices(request=0, account=account))
+        assert isinstance(answer, Devices)
+        return answer
+
+    async def remote_bundles(self, account: str, devices: tuple[int, ...]) -> Bundles:
+        answer = await self._ask(account, FetchBundles(request=0, account=account, devices=devices))
+        assert isinstance(answer, Bundles)
+        return answer
+
+    async def node_key(self, node: str) -> bytes:
+        self.net.calls.append((self.name, "FetchNodeKey", node))
+        return self.net.keys.get(node) or self.net._peer(node).node_key.public.to_bytes()
+
+    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int) -> OutboundItem:
+        return OutboundItem(
+            dest=parse_address(env.to).node,
+            key=env.id + env.device.to_bytes(4, "big") + env.to.encode(),
+            expires=env.expires,
+            data=encode_frame(SendBatch(request=1, envelopes=(env,))),
+            tracking=Tracking(sender_account=sender_account, sender_device=sender_device, id=env.id, account=env.to, device=env.device),
+        )
+
+    def wake(self, dests: Iterable[str]) -> None:
+        pass  # tests move the outboxes with Loopback.flush()
+
+    def queued_note(self, dest: str) -> tuple[str, str] | None:
+        return self.net.down.get(dest)

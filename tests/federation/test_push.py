@@ -1,0 +1,197 @@
+"""Pushes between two real nodes (alpha, beta) in-process, and from raw peer links.
+
+A device's SendBatch to an account of another node is committed at its home node, pushed by
+the outbox worker in order, stored once at the destination however often it arrives, and its
+delivery row turns "accepted" (or "failed" with the destination's refusal code). A wrong pin
+delivers nothing and says so; a destination that is no longer configured fails as unroutable.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+import node.app
+
+from core import limits
+from core.client_api import Accepted, SendBatch
+from core.federation_api import Push, PushResult
+from federation.errors import FederationError
+from federation.ratelimit import Rate
+from federation.settings import FederationSettings
+from tests.node.conftest import RunningNode, StartNode
+from tests.node.kit import opaque_envelope, wall_ms
+
+from .net import ALPHA, BETA, ask, deliveries, mailbox_ids, new_key, peer_link, pin, pin_node, queue_at, tracked, transit, until
+
+
+async def pair(start_node: StartNode, **config: object) -> tuple[RunningNode, RunningNode]:
+    alpha = await start_node(name=ALPHA, registration="open", **config)
+    beta = await start_node(name=BETA, registration="open", **config)
+    await pin_node(alpha, beta)
+    await pin_node(beta, alpha)
+    return alpha, beta
+
+
+async def test_an_envelope_pushed_twice_is_stored_once(start_node: StartNode) -> None:
+    beta = await start_node(name=BETA)
+    bob = await beta.enroll("bob")
+    key = new_key()
+    await pin(beta, "peer.example", fingerprint=key.public.fingerprint)
+    item = transit(bob.address, origin="peer.example")
+    async with peer_link(beta, key, "peer.example") as link:
+        first = await ask(link, Push(request=1, items=(item, item)))  # twice in one push, too
+        again = await ask(link, Push(request=2, items=(item,)))
+    assert first == PushResult(request=1, outcomes=("ok", "ok"))
+    assert again == PushResult(request=2, outcomes=("ok",))
+    assert await mailbox_ids(beta, bob.address) == [item.envelope.id]  # type: ignore[union-attr]
+
+
+async def test_a_pushed_envelope_never_outlives_the_receivers_ttl(start_node: StartNode) -> None:
+    beta = await start_node(name=BETA, envelope_ttl_ms=24 * 3600 * 1000)
+    bob = await beta.enroll("bob")
+    key = new_key()
+    await pin(beta, "peer.example", fingerprint=key.public.fingerprint)
+    before = wall_ms()
+    item = transit(bob.address, origin="peer.example", expires=before + limits.DEFAULT_ENVELOPE_TTL_MS)
+    async with peer_link(beta, key, "peer.example") as link:
+        assert await ask(link, Push(request=1, items=(item,))) == PushResult(request=1, outcomes=("ok",))
+    [stored] = await beta.pending(bob.address, 1)
+    assert stored.expires <= wall_ms() + 24 * 3600 * 1000
+
+
+async def test_fifty_messages_arrive_once_each_in_the_order_they_were_sent(start_node: StartNode) -> None:
+    alpha, beta = await pair(start_node)
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    sent = []
+    async with alpha.raw(alice.first) as conn:
+        for _ in range(50):
+            env = opaque_envelope((bob.address, 1))
+            answer = await conn.request(lambda n, env=env: SendBatch(request=n, envelopes=(env,)))
+            assert isinstance(answer, Accepted)
+            sent.append(env.id)
+    await until(lambda: _count(beta, bob.address, 50), "all 50 envelopes reached beta")
+    assert await mailbox_ids(beta, bob.address) == sent
+
+    async def all_accepted() -> bool:
+        async with alpha.store() as store:
+            rows = await store.deliveries(alice.address, 1, sent)
+        return len(rows) == 50 and all(r.state == "accepted" and r.dest == BETA for r in rows)
+
+    await until(all_accepted, "alpha saw every envelope accepted by beta")
+    async with alpha.store() as store:
+        assert await store.outbox_counts() == {}
+
+
+async def _count(node: RunningNode, account: str, n: int) -> bool:
+    return len(await mailbox_ids(node, account)) >= n
+
+
+async def test_refusals_of_the_destination_become_failed_statuses(start_node: StartNode) -> None:
+    alpha, beta = await pair(start_node)
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    nobody = tracked(alpha, alice, f"nobody@{BETA}")
+    removed_device = tracked(alpha, alice, bob.address, device=7)
+    fine = tracked(alpha, alice, bob.address)
+    await queue_at(alpha, nobody, removed_device, fine)
+
+    async def settled() -> bool:
+        return all(r.state != "queued" for r in await deliveries(alpha, alice, nobody, removed_device, fine))
+
+    await until(settled, "every delivery row settled")
+    states = {r.id: (r.state, r.code) for r in await deliveries(alpha, alice, nobody, removed_device, fine)}
+    assert states == {
+        nobody.tracking.id: ("failed", "unknown_account"),  # type: ignore[union-attr]
+        removed_device.tracking.id: ("failed", "unknown_device"),  # type: ignore[union-attr]
+        fine.tracking.id: ("accepted", ""),  # type: ignore[union-attr]
+    }
+    assert await mailbox_ids(beta, bob.address) == [fine.tracking.id]  # type: ignore[union-attr]
+
+
+async def test_a_destination_that_is_not_configured_fails_as_unroutable(start_node: StartNode) -> None:
+    alpha = await start_node(name=ALPHA)
+    alice = await alpha.enroll("alice")
+    item = tracked(alpha, alice, "zed@zeta.example")
+    await queue_at(alpha, item)
+
+    async def failed() -> bool:
+        return [(r.state, r.code) for r in await deliveries(alpha, alice, item)] == [("failed", "unroutable")]
+
+    await until(failed, "the item failed as unroutable")
+    async with alpha.store() as store:
+        assert await store.outbox_counts() == {}
+
+
+async def test_a_wrong_pin_delivers_nothing_and_says_why(start_node: StartNode) -> None:
+    alpha = await start_node(name=ALPHA)
+    beta = await start_node(name=BETA)
+    await pin(alpha, BETA, url=beta.url, fingerprint=new_key().public.fingerprint)
+    await pin_node(beta, alpha)
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    federation = alpha.node.federation
+    assert federation is not None
+    item = tracked(alpha, alice, bob.address)
+    await queue_at(alpha, item)
+
+    def beta_entry() -> dict:
+        return next((p for p in federation.snapshot()["peers"] if p["name"] == BETA), {})
+
+    await until(lambda: (beta_entry().get("last_error") or {}).get("code") == "wrong_identity", "the snapshot shows wrong_identity")
+    await until(lambda: beta_entry().get("queued") == 1, "the status counts the waiting item")
+    entry = beta_entry()
+    assert entry["link"] in ("backoff", "idle", "connecting") and entry["route"] == [BETA]
+    assert beta.fingerprint not in str(entry)
+    note = federation.queued_note(BETA)
+    assert note is not None and note[0] == "wrong_identity"
+    assert [r.state for r in await deliveries(alpha, alice, item)] == ["queued"]
+    assert await mailbox_ids(beta, bob.address) == []
+    with pytest.raises(FederationError) as info:
+        await federation.remote_devices(bob.address)
+    assert info.value.code == "wrong_identity" and "\n" not in str(info.value)
+
+
+async def test_backoff_ends_when_the_peer_dials_in(start_node: StartNode) -> None:
+    # Retries an hour apart: only the reset can explain a delivery within the test.
+    alpha = await start_node(name=ALPHA, federation_retry_base_s=3600.0, federation_retry_max_s=3600.0)
+    beta = await start_node(name=BETA)
+    await pin_node(alpha, beta)  # beta does not know alpha yet: it refuses alpha's links
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    federation = alpha.node.federation
+    assert federation is not None
+    item = tracked(alpha, alice, bob.address)
+    await queue_at(alpha, item)
+
+    def beta_entry() -> dict:
+        return next((p for p in federation.snapshot()["peers"] if p["name"] == BETA), {})
+
+    await until(lambda: (beta_entry().get("last_error") or {}).get("code") == "unknown_peer", "beta refused alpha")
+    assert beta_entry()["link"] == "backoff" and beta_entry()["next_attempt_at"] > wall_ms()
+    await pin_node(beta, alpha)  # beta now greets alpha, which retries at once
+    await until(lambda: _count(beta, bob.address, 1), "the item reached beta")
+    await until(lambda: beta_entry()["link"] == "connected" and beta_entry()["next_attempt_at"] is None, "alpha's link to beta is up")
+    assert await mailbox_ids(beta, bob.address) == [item.tracking.id]  # type: ignore[union-attr]
+
+
+async def test_a_rate_limited_push_keeps_its_items_and_backs_off(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    # beta takes one pushed item, then hardly any more
+    settings = functools.partial(FederationSettings, push_rate=Rate(per_second=0.001, burst=1))
+    monkeypatch.setattr(node.app, "FederationSettings", settings)
+    alpha, beta = await pair(start_node)
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    federation = alpha.node.federation
+    assert federation is not None
+    first, second, third = (tracked(alpha, alice, bob.address) for _ in range(3))
+    await queue_at(alpha, first)
+    await until(lambda: _count(beta, bob.address, 1), "the first item arrived")
+    await queue_at(alpha, second, third)  # one push of two: more than a full bucket, still refused
+
+    def beta_entry() -> dict:
+        return next((p for p in federation.snapshot()["peers"] if p["name"] == BETA), {})
+
+    await until(lambda: (beta_entry().get("last_error") or {}).get("code") == "rate_limited", "alpha saw rate_limited")
+    assert federation.queued_note(BETA) is not None and federation.queued_note(BETA)[0] == "rate_limited"  # type: ignore[index]
+    assert [r.state for r in await deliveries(alpha, alice, first, second, third)].count("queued") == 2
+    async with alpha.store() as store:
+        assert await store.outbox_counts() == {BETA: 2}  # nothing deleted without a PushResult
+    assert await mailbox_ids(beta, bob.address) == [first.tracking.id]  # type: ignore[union-attr]
