@@ -4,6 +4,8 @@ All end-to-end cryptography happens here and in core/: PQXDH + Double Ratchet se
 device pair (client/sessions.py), sealed sender with certificates from the home node, fan-out
 to every device of the recipient and to this account's other devices. Time and randomness are
 injected; every operation opens one authenticated connection and closes it before returning.
+``Device`` is the entry point; the receive path lives in client/receiving.py and the delivery
+status of sent messages in client/delivery.py.
 """
 
 from __future__ import annotations
@@ -19,16 +21,10 @@ from core import limits
 from core.address import Address, parse_address
 from core.client_api import (
     Accepted,
-    Ack,
     Bundles,
-    Deliver,
-    Delivery,
     DeviceMismatch,
     DeviceRemoved,
-    EnvelopeStatus,
     FetchBundles,
-    FetchNodeKey,
-    FetchStatus,
     GetSenderCertificate,
     LinkApprove,
     LinkBegin,
@@ -37,34 +33,32 @@ from core.client_api import (
     LinkOffer,
     LinkPending,
     LinkSlot,
-    NodeKey,
     Register,
     Registered,
     RemoveDevice,
     SendBatch,
     SenderCertificate,
-    Statuses,
 )
-from core.certs import SenderCertificate as VerifiedCertificate
-from core.certs import certificate_node, verify_certificate
-from core.content import Content, decode_content, encode_content
-from core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, HpkePublicKey, SigningKey, VerifyKey
+from core.certs import verify_certificate
+from core.content import Content, encode_content
+from core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, HpkePublicKey, SigningKey
 from core.crypto.dh import X25519KeyPair
-from core.device import DeviceRecord, make_device_record
+from core.device import make_device_record
 from core.device_list import sign_device_list, verify_device_list
 from core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
-from core.federation_api import REFUSALS
+from core.errors import LocalProtocolError, VerifyError
 from core.invite import parse_invite
 from core.provisioning import Provisioning, check_commitment, make_link_code, open_provisioning, parse_link_code, seal_provisioning
 from core.safety import qr_payload, safety_number
-from core.sealed_sender import seal, unseal
+from core.sealed_sender import seal
 
-from .connection import Connection, NodeError, connect
-from .directory import AccountView, IdentityChanged, fetch_account
+from .connection import Connection, connect
+from .delivery import refresh_sent
+from .directory import AccountView, fetch_account
 from .prekeys import maintain_prekeys
+from .receiving import Receiver, ReceiveResult
 from .sessions import Sessions
-from .state import DeviceState, InboxMessage, Profile, SentMessage, StateError
+from .state import DeviceState, Profile, SentMessage, StateError
 
 __all__ = ["Device", "SendResult", "ReceiveResult", "DeviceInfo", "SafetyNumber", "SentMessage", "now_ms"]
 
@@ -72,8 +66,6 @@ RATCHET_MESSAGE = 1
 #: refresh the sender certificate when less than this is left
 CERT_REFRESH_MS = 3600 * 1000
 MAX_SEND_ATTEMPTS = 3
-#: ids per FetchStatus: every id may name one row per recipient device, all in one answer
-STATUS_BATCH = min(limits.MAX_STATUS_IDS, limits.MAX_ARRAY_LEN // limits.MAX_DEVICES_PER_ACCOUNT)
 
 
 def now_ms() -> int:
@@ -89,15 +81,6 @@ class SendResult:
     accepted_by: str  # the home node, which durably holds it now
     #: "accepted" when the home node is the recipient's node too, else "sent" (see ``sent``)
     state: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReceiveResult:
-    messages: list[InboxMessage]
-    #: one line per envelope that was dropped because it failed verification
-    rejected: list[str]
-    #: contacts whose account identity key changed since it was trusted
-    identity_changes: list[str]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -324,26 +307,7 @@ class Device:
         """The ``limit`` most recent sent texts, newest first, after asking the home node where
         those still on their way to another node are now."""
         profile = self.state.profile()
-        if limit < 1:
-            raise LocalProtocolError("the limit must be at least 1")
-        open_ = [m for m in self.state.sent_messages(limit) if m.state in ("sent", "queued")]
-        if open_:
-            recipients = {m.id: m.to for m in open_}
-            ids = list(recipients)
-            rows: list[EnvelopeStatus] = []
-            async with self._connect(profile) as conn:
-                for start in range(0, len(ids), STATUS_BATCH):
-                    chunk = tuple(ids[start : start + STATUS_BATCH])
-                    reply = await conn.request(lambda n: FetchStatus(request=n, ids=chunk))
-                    assert isinstance(reply, Statuses)
-                    rows.extend(reply.items)
-            updates = []
-            for msg_id, to in recipients.items():
-                state = _delivery_state([r for r in rows if r.id == msg_id and r.account == to])
-                if state is not None:
-                    updates.append((msg_id, *state))
-            self.state.update_sent(updates)
-        return self.state.sent_messages(limit)
+        return await refresh_sent(self.state, lambda: self._connect(profile), limit)
 
     async def send_typing(self, recipient: str, *, started: bool = True) -> None:
         profile = self.state.profile()
@@ -430,171 +394,10 @@ class Device:
         seconds for the next arrival. Messages are stored before they are acknowledged, then
         delivery receipts (and read receipts on request) go back to their senders."""
         profile = self.state.profile()
-        inbox = _Inbox()
+        receiver = Receiver(self.state, profile, clock=self._clock, rng=self._rng, policy=self._policy, deliver=self._deliver)
         async with self._connect(profile) as conn:
-            await maintain_prekeys(conn, self.state, profile, self._rng, self._clock())
-            drained = False
-            with trio.move_on_after(wait if wait is not None else float("inf")) as scope:
-                async for frame in conn.deliveries:
-                    if isinstance(frame, Deliver):
-                        fresh = await self._accept(conn, profile, frame, inbox)
-                        if drained and fresh:
-                            break
-                    elif not isinstance(frame, LinkOffer):  # Drained
-                        drained = True
-                        if inbox.texts or wait is None:
-                            break
-            if conn.error is not None and not scope.cancelled_caught:
-                raise conn.error
-            await self._send_receipts(conn, profile, inbox.texts, "delivered")
-            if read_receipts:
-                await self._send_receipts(conn, profile, inbox.texts, "read")
-        return ReceiveResult(messages=self.state.unshown(), rejected=inbox.rejected, identity_changes=sorted(inbox.changed))
-
-    async def _accept(self, conn: Connection, profile: Profile, frame: Deliver, inbox: "_Inbox") -> bool:
-        sessions = Sessions(self.state, profile, self._rng, self._policy)
-        fresh = False
-        keep: set[bytes] = set()
-        for item in frame.items:
-            env = item.envelope
-            if self.state.has_message(env.id) and env.kind == Kind.SEALED:
-                continue  # redelivered after a lost ack: already stored
-            try:
-                sender, content = await self._open(conn, profile, sessions, item, inbox)
-            except NodeError as exc:
-                # the node could not answer a lookup: not the envelope's fault, so do not ack it;
-                # it comes again on the next connection
-                keep.add(env.id)
-                inbox.rejected.append(f"kept envelope {env.id.hex()} for later: {exc}")
-                continue
-            except ProtocolError as exc:
-                inbox.rejected.append(f"dropped envelope {env.id.hex()}: {exc}")
-                continue
-            if content.type == "text":
-                inbox.texts.setdefault(sender, []).append(content.id)
-            fresh = True
-        await conn.send(Ack(ids=tuple(i.envelope.id for i in frame.items if i.envelope.kind == Kind.SEALED and i.envelope.id not in keep)))
-        return fresh
-
-    async def _open(self, conn: Connection, profile: Profile, sessions: Sessions, item: Delivery, inbox: "_Inbox") -> tuple[str, Content]:
-        """Unseal one envelope, verify who sent it, decrypt it and store it (with the session
-        state and any receipt) in one transaction; returns (sender, content)."""
-        unsealed = unseal(item.envelope.body, my_key=profile.hpke, my_fp=profile.identity.public.fingerprint)
-        node = certificate_node(unsealed.certificate_raw)
-        # judged at arrival, as Signal does: a day offline must not expire them
-        cert = verify_certificate(unsealed.certificate_raw, node_key=await self._node_key(conn, node, inbox), node=node, now=item.stored_at)
-        record = await self._sender_record(conn, cert, inbox)
-        decrypted = sessions.decrypt(cert.account, cert.device, record, unsealed.message)
-        content = decode_content(decrypted.plaintext)
-        stored = _inbox_message(content, cert.account, profile.address, item.stored_at)
-        if stored is None:
-            raise VerifyError("a sync message may only come from this account's own devices")
-        with self.state.transaction():
-            sessions.commit(decrypted)
-            if content.type == "receipt":
-                self.state.record_receipt(list(content.ids), content.receipt, item.stored_at, recipient=cert.account)
-            self.state.store_received([stored])
-        return cert.account, content
-
-    async def _node_key(self, conn: Connection, node: str, inbox: "_Inbox") -> VerifyKey:
-        """The identity key of ``node``, which signed a sender certificate: the home node's from
-        the channel; another node's from the home node (which checks it against its pin), asked
-        once per ``receive``. A failed lookup is a NodeError: the envelope waits for later."""
-        if node == conn.welcome.node:
-            return conn.node_key
-        if node not in inbox.node_keys:
-            try:
-                reply = await conn.request(lambda n: FetchNodeKey(request=n, node=node))
-                if not isinstance(reply, NodeKey) or reply.node != node:
-                    raise RemoteProtocolError(f"the home node answered with another node's key than {node}'s")
-                inbox.node_keys[node] = VerifyKey.from_bytes(reply.key)
-            except NodeError as exc:
-                inbox.node_keys[node] = exc
-            except RemoteProtocolError as exc:
-                inbox.node_keys[node] = NodeError("bad_node_key", f"cannot check senders of {node}: {exc}")
-        found = inbox.node_keys[node]
-        if isinstance(found, NodeError):
-            raise NodeError(found.code, str(found))
-        return found
-
-    async def _sender_record(self, conn: Connection, cert: VerifiedCertificate, inbox: "_Inbox") -> DeviceRecord:
-        """The sender's device record from its signed device list; it must hold the identity
-        the certificate names."""
-        view = inbox.views.get(cert.account)
-        if view is None:
-            view = await fetch_account(conn, self.state, parse_address(cert.account), policy=self._policy, now=self._clock(), require_trusted=False)
-            inbox.views[cert.account] = view
-            contact = self.state.contact(cert.account)
-            if contact and contact.changed:
-                inbox.changed.add(cert.account)
-        record = view.devices.get(cert.device)
-        if record is None or not cert.matches(record.identity, cert.account):
-            raise VerifyError(f"sender certificate names a device {cert.account} does not list", code="certificate_mismatch")
-        return record
-
-    async def _send_receipts(self, conn: Connection, profile: Profile, texts: dict[str, list[bytes]], kind: str) -> None:
-        for sender, ids in texts.items():
-            if sender == profile.address:
-                continue
-            for start in range(0, len(ids), limits.MAX_RECEIPT_IDS):
-                # One id for the content and its envelopes: the receiver recognises a
-                # redelivered envelope by that id (a lost ack must not look like a bad message).
-                receipt_id = self._rng(limits.ENVELOPE_ID_LEN)
-                content = encode_content(
-                    Content(type="receipt", id=receipt_id, sent_at=self._clock(), receipt=kind, ids=tuple(ids[start : start + limits.MAX_RECEIPT_IDS]))
-                )
-                try:
-                    await self._deliver(conn, profile, parse_address(sender), content, None, receipt_id, Kind.SEALED)
-                except (IdentityChanged, NodeError, ProtocolError):
-                    pass  # a receipt is a courtesy: never let it fail the receive
-
-
-@dataclass
-class _Inbox:
-    """What one ``receive`` learns and reports."""
-
-    views: dict[str, AccountView]
-    texts: dict[str, list[bytes]]
-    rejected: list[str]
-    changed: set[str]
-    #: identity keys of other nodes, or why the home node could not give one
-    node_keys: dict[str, VerifyKey | NodeError]
-
-    def __init__(self) -> None:
-        self.views, self.texts, self.rejected, self.changed, self.node_keys = {}, {}, [], set(), {}
-
-
-def _delivery_state(rows: list[EnvelopeStatus]) -> tuple[str, str, str] | None:
-    """(state, code, message) of a message from the rows of its recipient's devices: queued
-    while any is, failed if any was refused, accepted when all are; None if the node knows
-    nothing of it (yet, or any more)."""
-    queued = [r for r in rows if r.state == "queued"]
-    if queued:
-        return "queued", queued[0].code, queued[0].message
-    failed = [r for r in rows if r.state == "failed"]
-    if failed:
-        code = failed[0].code
-        return "failed", code, REFUSALS.get(code) or failed[0].message or code
-    if rows and all(r.state == "accepted" for r in rows):
-        return "accepted", "", ""
-    return None
-
-
-def _inbox_message(content: Content, sender: str, me: str, received_at: int) -> InboxMessage | None:
-    if content.type == "sync":
-        if sender != me:
-            return None
-        return InboxMessage(id=content.id, sender=me, peer=content.to, sent_at=content.sent_at, received_at=received_at,
-                            type="text", fields={"text": content.text, "to": content.to})
-    fields: dict = {}
-    if content.type == "text":
-        fields = {"text": content.text}
-    elif content.type == "receipt":
-        fields = {"receipt": content.receipt, "ids": [i.hex() for i in content.ids]}
-    elif content.type == "typing":
-        fields = {"typing": content.typing}
-    return InboxMessage(id=content.id, sender=sender, peer=sender, sent_at=content.sent_at, received_at=received_at,
-                        type=content.type, fields=fields)
+            await receiver.run(conn, wait=wait, read_receipts=read_receipts)
+        return receiver.result()
 
 
 async def _next_offer(conn: Connection) -> LinkOffer:

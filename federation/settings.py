@@ -21,8 +21,9 @@ class FederationSettings:
     retry_max_s: float = DEFAULT_CAP_S
     #: how long one request on a link (a Push, a lookup) may wait for its answer
     request_deadline_s: float = limits.PEER_REQUEST_DEADLINE_S
-    #: per peer node: outbox items it may push (a busy node batches hundreds per push)
-    push_rate: Rate = field(default_factory=lambda: Rate(per_second=500, burst=2000))
+    #: per peer node: outbox items it may push. High on purpose: a relay or a busy peer moves
+    #: tens of thousands of envelopes a second; this stops a flood, not normal traffic
+    push_rate: Rate = field(default_factory=lambda: Rate(per_second=20_000, burst=50_000))
     #: per peer node: lookups and pings
     query_rate: Rate = field(default_factory=lambda: Rate(per_second=20, burst=100))
     #: per peer node: prekey bundles (each may hand out one-time prekeys, which run out)

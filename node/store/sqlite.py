@@ -6,8 +6,11 @@ returns, so a method's return is a durable acknowledgement. Every mutating metho
 ``BEGIN IMMEDIATE`` transaction: the write lock is taken up front, so checks and writes see the
 same state even while another process (the ``sonet-node invite`` CLI) writes to the same file.
 
-The SQL is plain functions of a connection: accounts, devices, prekeys and mailboxes here, the
-federation tables (outboxes, delivery rows, peer keys) in ``sqlite_federation.py``.
+The SQL is plain functions of a connection, one module per concern: invites, accounts, devices,
+peers and store-wide stats here; mailboxes (envelope insert, deduplication, quota usage, pending,
+ack, purge) in ``sqlite_mailbox.py``; prekeys in ``sqlite_prekeys.py``; the federation tables
+(outboxes, delivery rows, peer keys) in ``sqlite_federation.py``. Imports point one way:
+``sqlite_mailbox`` <- ``sqlite_prekeys`` and ``sqlite_federation`` <- ``sqlite``.
 """
 
 from __future__ import annotations
@@ -39,20 +42,14 @@ from .base import (
     PrekeySet,
     QueuedItem,
     Quota,
-    QuotaExceeded,
     StaleDeviceList,
     StatusUpdate,
     StoreError,
 )
 from .migrations import migrate
 from .sqlite_federation import (
-    _INSERT_ENVELOPE,
     _deliveries,
-    _device_exists,
-    _envelope_row,
     _expire_outbox,
-    _is_known,
-    _mailbox_usage,
     _outbox,
     _outbox_counts,
     _outbox_done,
@@ -60,6 +57,8 @@ from .sqlite_federation import (
     _receive,
     _set_peer_key,
 )
+from .sqlite_mailbox import _ack, _pending, _purge_expired, _store_envelopes
+from .sqlite_prekeys import _prekey_counts, _publish_prekeys, _take_bundle
 
 __all__ = ["SqliteStore", "BUSY_TIMEOUT_S"]
 
@@ -67,7 +66,6 @@ __all__ = ["SqliteStore", "BUSY_TIMEOUT_S"]
 BUSY_TIMEOUT_S = 5.0
 
 T = TypeVar("T")
-Mailbox = tuple[str, int]
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -487,184 +485,16 @@ def _remove_device(
     return True
 
 
-# Prekey kinds as stored: X25519 one-time / signed prekeys, ML-KEM-768 one-time / last resort.
-_X25519 = "x25519"
-_MLKEM = "mlkem768"
-
-
-def _too_many_prekeys(message: str) -> StoreError:
-    exc = StoreError(message)
-    exc.code = "too_many_prekeys"
-    return exc
-
-
-def _publish_prekeys(
-    conn: sqlite3.Connection,
-    account: str,
-    device_id: int,
-    signed_prekey: bytes | None,
-    pq_last_resort: bytes | None,
-    one_time: list[tuple[int, bytes]],
-    pq_one_time: list[tuple[int, bytes]],
-    max_one_time: int,
-) -> tuple[int, int]:
-    if not _device_exists(conn, account, device_id):
-        raise StoreError(f"no device {device_id} of {account!r}")
-    for kind, blob in ((_X25519, signed_prekey), (_MLKEM, pq_last_resort)):
-        if blob is not None:
-            conn.execute(
-                "INSERT INTO prekeys (account, device_id, kind, key_id, blob, one_time)"
-                " VALUES (?, ?, ?, 0, ?, 0)"
-                " ON CONFLICT (account, device_id, kind) WHERE one_time = 0 DO UPDATE SET blob = excluded.blob",
-                (account, device_id, kind, blob),
-            )
-    for kind, keys in ((_X25519, one_time), (_MLKEM, pq_one_time)):
-        fresh: dict[int, bytes] = {}
-        for key_id, blob in keys:
-            if key_id in fresh:
-                continue  # the first of several keys with one id wins
-            known = conn.execute(
-                "SELECT 1 FROM prekeys WHERE account = ? AND device_id = ? AND kind = ?"
-                " AND key_id = ? AND one_time = 1",
-                (account, device_id, kind, key_id),
-            ).fetchone()
-            if known is None:  # stored, or handed out already: ignored either way
-                fresh[key_id] = blob
-        (stored,) = conn.execute(
-            "SELECT count(*) FROM prekeys WHERE account = ? AND device_id = ? AND kind = ?"
-            " AND one_time = 1 AND taken = 0",
-            (account, device_id, kind),
-        ).fetchone()
-        if stored + len(fresh) > max_one_time:
-            # Raising rolls back the whole transaction, the other kind's keys included.
-            raise _too_many_prekeys(
-                f"{stored} + {len(fresh)} one-time {kind} prekeys exceed the limit of {max_one_time}"
-            )
-        conn.executemany(
-            "INSERT INTO prekeys (account, device_id, kind, key_id, blob, one_time) VALUES (?, ?, ?, ?, ?, 1)",
-            [(account, device_id, kind, key_id, blob) for key_id, blob in fresh.items()],
-        )
-    return _prekey_counts(conn, account, device_id)
-
-
-def _pop_one_time(conn: sqlite3.Connection, account: str, device_id: int, kind: str) -> bytes | None:
-    row = conn.execute(
-        "SELECT seq, blob FROM prekeys WHERE account = ? AND device_id = ? AND kind = ?"
-        " AND one_time = 1 AND taken = 0 ORDER BY seq LIMIT 1",
-        (account, device_id, kind),
-    ).fetchone()
-    if row is None:
-        return None
-    seq, blob = row
-    conn.execute("UPDATE prekeys SET taken = 1, blob = x'' WHERE seq = ?", (seq,))
-    return bytes(blob)
-
-
-def _current(conn: sqlite3.Connection, account: str, device_id: int, kind: str) -> bytes | None:
-    row = conn.execute(
-        "SELECT blob FROM prekeys WHERE account = ? AND device_id = ? AND kind = ? AND one_time = 0",
-        (account, device_id, kind),
-    ).fetchone()
-    return None if row is None else bytes(row[0])
-
-
-def _take_bundle(conn: sqlite3.Connection, account: str, device_id: int) -> PrekeySet:
-    one_time = _pop_one_time(conn, account, device_id, _X25519)
-    pq = _pop_one_time(conn, account, device_id, _MLKEM)
-    if pq is None:
-        pq = _current(conn, account, device_id, _MLKEM)  # the last-resort key is never popped
-    return PrekeySet(
-        signed_prekey=_current(conn, account, device_id, _X25519), pq_prekey=pq, one_time=one_time
-    )
-
-
-def _prekey_counts(conn: sqlite3.Connection, account: str, device_id: int) -> tuple[int, int]:
-    counts = dict(
-        conn.execute(
-            "SELECT kind, count(*) FROM prekeys WHERE account = ? AND device_id = ?"
-            " AND one_time = 1 AND taken = 0 GROUP BY kind",
-            (account, device_id),
-        ).fetchall()
-    )
-    return counts.get(_X25519, 0), counts.get(_MLKEM, 0)
-
-
 def _enqueue(
     conn: sqlite3.Connection, batch: list[NewEnvelope], now: int, quota: Quota, outbound: list[OutboundItem]
 ) -> int:
-    # Keep the first of several envelopes with the same id in one mailbox: it counts once.
-    unique: dict[tuple[str, int, bytes], NewEnvelope] = {}
-    for env in batch:
-        unique.setdefault((env.account, env.device_id, env.id), env)
-
-    mailboxes = dict.fromkeys((env.account, env.device_id) for env in unique.values())
-    for account, device_id in mailboxes:
-        if not conn.execute(
-            "SELECT 1 FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
-        ).fetchone():
-            raise StoreError(f"no mailbox for device {device_id} of {account!r}")
-
-    # An envelope already expired on arrival could never be delivered: it is not stored.
-    fresh = [e for e in unique.values() if e.expires > now and not _is_known(conn, e, now)]
-
-    # Only mailboxes that receive something are checked: a retransmission of envelopes that
-    # are already stored is accepted (as duplicates) even when their mailbox is full.
-    added: dict[Mailbox, tuple[int, int]] = {}
-    for e in fresh:
-        count, size = added.get((e.account, e.device_id), (0, 0))
-        added[(e.account, e.device_id)] = (count + 1, size + len(e.body))
-    for (account, device_id), (add_count, add_size) in added.items():
-        count, size = _mailbox_usage(conn, account, device_id, now)
-        if count + add_count > quota.max_envelopes or size + add_size > quota.max_bytes:
-            raise QuotaExceeded(f"mailbox of device {device_id} of {account!r} is full")
-
-    # Inserted in batch order, so seq follows the order the sender gave.
-    conn.executemany(_INSERT_ENVELOPE, [_envelope_row(e, now) for e in fresh])
+    # Here, not in sqlite_mailbox.py: one transaction over both the mailboxes and the outboxes.
+    stored = _store_envelopes(conn, batch, now, quota)
     # An item already expired could never be delivered: like an envelope, it is not queued.
     for item in outbound:
         if item.expires > now:
             _queue_outbound(conn, item, now)
-    return len(fresh)
-
-
-def _pending(
-    conn: sqlite3.Connection, account: str, device_id: int, after_seq: int, limit: int, now: int
-) -> list[MailboxItem]:
-    rows = conn.execute(
-        "SELECT seq, id, expires, kind, body, stored_at FROM mailbox"
-        " WHERE account = ? AND device_id = ? AND seq > ? AND expires > ?"
-        " ORDER BY seq LIMIT ?",
-        (account, device_id, after_seq, now, limit),
-    )
-    return [
-        MailboxItem(seq=seq, id=bytes(id_), expires=expires, kind=kind, body=bytes(body), stored_at=at)
-        for seq, id_, expires, kind, body, at in rows
-    ]
-
-
-def _ack(conn: sqlite3.Connection, account: str, device_id: int, ids: list[bytes], now: int) -> int:
-    unique_ids = list(dict.fromkeys(ids))  # an id listed twice counts once
-    # Remember the ids of unexpired envelopes (expired ones need no dedup), then delete.
-    remembered = conn.executemany(
-        "INSERT OR REPLACE INTO acked_ids (account, device_id, id, expires)"
-        " SELECT account, device_id, id, expires FROM mailbox"
-        " WHERE account = ? AND device_id = ? AND id = ? AND expires > ?",
-        [(account, device_id, id_, now) for id_ in unique_ids],
-    ).rowcount
-    conn.executemany(
-        "DELETE FROM mailbox WHERE account = ? AND device_id = ? AND id = ?",
-        [(account, device_id, id_) for id_ in unique_ids],
-    )
-    return remembered
-
-
-def _purge_expired(conn: sqlite3.Connection, now: int) -> int:
-    dropped = conn.execute("DELETE FROM mailbox WHERE expires <= ?", (now,)).rowcount
-    conn.execute("DELETE FROM acked_ids WHERE expires <= ?", (now,))
-    # An expired invite can never be used again; forgetting it makes no difference to
-    # register_account (unknown and expired are both InviteInvalid) and keeps stats() honest.
-    conn.execute("DELETE FROM invites WHERE expires_at <= ?", (now,))
-    return dropped
+    return stored
 
 
 def _stats(conn: sqlite3.Connection) -> dict[str, int]:

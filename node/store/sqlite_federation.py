@@ -2,9 +2,9 @@
 delivery rows, what peers push (``receive``), peer keys, and their expiry.
 
 Plain functions of a connection, like the rest of the backend: ``SqliteStore`` (``sqlite.py``) runs
-each on its worker thread, inside the transaction it opens where the function writes. The mailbox
-primitives that both ``enqueue`` and ``receive`` need (device check, deduplication, quota usage,
-the envelope insert) live here once; ``sqlite.py`` imports them.
+each on its worker thread, inside the transaction it opens where the function writes. An envelope
+a peer pushes is stored with the mailbox primitives of ``sqlite_mailbox.py``, the same ones
+``enqueue`` uses.
 """
 
 from __future__ import annotations
@@ -26,54 +26,9 @@ from .base import (
     Quota,
     StatusUpdate,
 )
+from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _is_known, _mailbox_usage
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
-
-
-# Mailbox primitives, shared with SqliteStore.enqueue (and prekeys) in sqlite.py ------------
-
-def _device_exists(conn: sqlite3.Connection, account: str, device_id: int) -> bool:
-    return (
-        conn.execute(
-            "SELECT 1 FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
-        ).fetchone()
-        is not None
-    )
-
-
-def _is_known(conn: sqlite3.Connection, env: NewEnvelope, now: int) -> bool:
-    """Already in the mailbox, or acknowledged there and not yet expired."""
-    key = (env.account, env.device_id, env.id)
-    return (
-        conn.execute(
-            "SELECT 1 FROM mailbox WHERE account = ? AND device_id = ? AND id = ?", key
-        ).fetchone()
-        is not None
-        or conn.execute(
-            "SELECT 1 FROM acked_ids WHERE account = ? AND device_id = ? AND id = ? AND expires > ?",
-            (*key, now),
-        ).fetchone()
-        is not None
-    )
-
-
-def _mailbox_usage(conn: sqlite3.Connection, account: str, device_id: int, now: int) -> tuple[int, int]:
-    """The count and body bytes of the mailbox's unexpired envelopes (what the quota counts)."""
-    return conn.execute(
-        "SELECT count(*), coalesce(sum(size), 0) FROM mailbox"
-        " WHERE account = ? AND device_id = ? AND expires > ?",
-        (account, device_id, now),
-    ).fetchone()
-
-
-_INSERT_ENVELOPE = (
-    "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def _envelope_row(e: NewEnvelope, now: int) -> tuple[Any, ...]:
-    return (e.account, e.device_id, e.id, e.expires, e.kind, e.body, len(e.body), now)
 
 
 # Peer keys ---------------------------------------------------------------------------------

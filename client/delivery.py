@@ -1,0 +1,64 @@
+"""Delivery status of sent messages: ask the home node where the texts still on their way to
+another node are now (queued in its outbox, refused by the destination, or accepted there) and
+record the answer in the device state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from core import limits
+from core.client_api import EnvelopeStatus, FetchStatus, Statuses
+from core.errors import LocalProtocolError
+from core.federation_api import REFUSALS
+
+from .connection import Connection
+from .state import DeviceState, SentMessage
+
+__all__ = ["STATUS_BATCH", "refresh_sent"]
+
+#: ids per FetchStatus: every id may name one row per recipient device, all in one answer
+STATUS_BATCH = min(limits.MAX_STATUS_IDS, limits.MAX_ARRAY_LEN // limits.MAX_DEVICES_PER_ACCOUNT)
+
+
+async def refresh_sent(
+    state: DeviceState, connect: Callable[[], AbstractAsyncContextManager[Connection]], limit: int
+) -> list[SentMessage]:
+    """The ``limit`` most recent sent texts, newest first, after asking the home node (through
+    a connection from ``connect``, opened only if needed) where those still open are now."""
+    if limit < 1:
+        raise LocalProtocolError("the limit must be at least 1")
+    open_ = [m for m in state.sent_messages(limit) if m.state in ("sent", "queued")]
+    if open_:
+        recipients = {m.id: m.to for m in open_}
+        ids = list(recipients)
+        rows: list[EnvelopeStatus] = []
+        async with connect() as conn:
+            for start in range(0, len(ids), STATUS_BATCH):
+                chunk = tuple(ids[start : start + STATUS_BATCH])
+                reply = await conn.request(lambda n: FetchStatus(request=n, ids=chunk))
+                assert isinstance(reply, Statuses)
+                rows.extend(reply.items)
+        updates = []
+        for msg_id, to in recipients.items():
+            found = _delivery_state([r for r in rows if r.id == msg_id and r.account == to])
+            if found is not None:
+                updates.append((msg_id, *found))
+        state.update_sent(updates)
+    return state.sent_messages(limit)
+
+
+def _delivery_state(rows: list[EnvelopeStatus]) -> tuple[str, str, str] | None:
+    """(state, code, message) of a message from the rows of its recipient's devices: queued
+    while any is, failed if any was refused, accepted when all are; None if the node knows
+    nothing of it (yet, or any more)."""
+    queued = [r for r in rows if r.state == "queued"]
+    if queued:
+        return "queued", queued[0].code, queued[0].message
+    failed = [r for r in rows if r.state == "failed"]
+    if failed:
+        code = failed[0].code
+        return "failed", code, REFUSALS.get(code) or failed[0].message or code
+    if rows and all(r.state == "accepted" for r in rows):
+        return "accepted", "", ""
+    return None

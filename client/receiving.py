@@ -1,0 +1,230 @@
+"""The receive path of a device: accept what the home node delivers, open each sealed envelope
+(verify the sender certificate against its node's key and the sender's device list, decrypt with
+the session), store it before acknowledging it, then send delivery (and read) receipts back.
+
+``Receiver`` does one ``receive`` on one connection that the caller (client/sdk.py) owns; the
+fan-out that sends the receipts is passed in, so it exists once, next to sending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from core import limits
+from core.address import Address, parse_address
+from core.client_api import Ack, Deliver, Delivery, FetchNodeKey, LinkOffer, NodeKey
+from core.certs import SenderCertificate as VerifiedCertificate
+from core.certs import certificate_node, verify_certificate
+from core.content import Content, decode_content, encode_content
+from core.crypto import CryptoPolicy, VerifyKey
+from core.device import DeviceRecord
+from core.envelope import Kind
+from core.errors import ProtocolError, RemoteProtocolError, VerifyError
+from core.sealed_sender import unseal
+
+from .connection import Connection, NodeError
+from .directory import AccountView, IdentityChanged, fetch_account
+from .prekeys import maintain_prekeys
+from .sessions import Sessions
+from .state import DeviceState, InboxMessage, Profile
+
+__all__ = ["FanOut", "ReceiveResult", "Receiver"]
+
+#: encrypts ``content`` for every device of an account and hands the batch to the node:
+#: (conn, profile, to, content, own_copy, msg_id, kind) -> (recipient devices, own devices)
+FanOut = Callable[[Connection, Profile, Address, bytes, bytes | None, bytes, Kind], Awaitable[tuple[int, int]]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReceiveResult:
+    messages: list[InboxMessage]
+    #: one line per envelope that was dropped because it failed verification
+    rejected: list[str]
+    #: contacts whose account identity key changed since it was trusted
+    identity_changes: list[str]
+
+
+@dataclass
+class _Inbox:
+    """What one ``receive`` learns and reports."""
+
+    views: dict[str, AccountView]
+    texts: dict[str, list[bytes]]
+    rejected: list[str]
+    changed: set[str]
+    #: identity keys of other nodes, or why the home node could not give one
+    node_keys: dict[str, VerifyKey | NodeError]
+
+    def __init__(self) -> None:
+        self.views, self.texts, self.rejected, self.changed, self.node_keys = {}, {}, [], set(), {}
+
+
+class Receiver:
+    """One ``receive`` of one device: ``run`` it on a connection, then read its ``result``."""
+
+    def __init__(
+        self,
+        state: DeviceState,
+        profile: Profile,
+        *,
+        clock: Callable[[], int],
+        rng: Callable[[int], bytes],
+        policy: CryptoPolicy,
+        deliver: FanOut,
+    ) -> None:
+        self._state = state
+        self._profile = profile
+        self._clock = clock
+        self._rng = rng
+        self._policy = policy
+        self._deliver = deliver
+        self._inbox = _Inbox()
+
+    async def run(self, conn: Connection, *, wait: float | None, read_receipts: bool) -> None:
+        """Accept deliveries until the mailbox is drained or, with ``wait`` and nothing queued,
+        until the next arrival (at most ``wait`` seconds); then send receipts. See
+        ``Device.receive``."""
+        profile, inbox = self._profile, self._inbox
+        await maintain_prekeys(conn, self._state, profile, self._rng, self._clock())
+        drained = False
+        with trio.move_on_after(wait if wait is not None else float("inf")) as scope:
+            async for frame in conn.deliveries:
+                if isinstance(frame, Deliver):
+                    fresh = await self._accept(conn, frame)
+                    if drained and fresh:
+                        break
+                elif not isinstance(frame, LinkOffer):  # Drained
+                    drained = True
+                    if inbox.texts or wait is None:
+                        break
+        if conn.error is not None and not scope.cancelled_caught:
+            raise conn.error
+        await self._send_receipts(conn, "delivered")
+        if read_receipts:
+            await self._send_receipts(conn, "read")
+
+    def result(self) -> ReceiveResult:
+        inbox = self._inbox
+        return ReceiveResult(messages=self._state.unshown(), rejected=inbox.rejected, identity_changes=sorted(inbox.changed))
+
+    async def _accept(self, conn: Connection, frame: Deliver) -> bool:
+        inbox = self._inbox
+        sessions = Sessions(self._state, self._profile, self._rng, self._policy)
+        fresh = False
+        keep: set[bytes] = set()
+        for item in frame.items:
+            env = item.envelope
+            if self._state.has_message(env.id) and env.kind == Kind.SEALED:
+                continue  # redelivered after a lost ack: already stored
+            try:
+                sender, content = await self._open(conn, sessions, item)
+            except NodeError as exc:
+                # the node could not answer a lookup: not the envelope's fault, so do not ack it;
+                # it comes again on the next connection
+                keep.add(env.id)
+                inbox.rejected.append(f"kept envelope {env.id.hex()} for later: {exc}")
+                continue
+            except ProtocolError as exc:
+                inbox.rejected.append(f"dropped envelope {env.id.hex()}: {exc}")
+                continue
+            if content.type == "text":
+                inbox.texts.setdefault(sender, []).append(content.id)
+            fresh = True
+        await conn.send(Ack(ids=tuple(i.envelope.id for i in frame.items if i.envelope.kind == Kind.SEALED and i.envelope.id not in keep)))
+        return fresh
+
+    async def _open(self, conn: Connection, sessions: Sessions, item: Delivery) -> tuple[str, Content]:
+        """Unseal one envelope, verify who sent it, decrypt it and store it (with the session
+        state and any receipt) in one transaction; returns (sender, content)."""
+        profile = self._profile
+        unsealed = unseal(item.envelope.body, my_key=profile.hpke, my_fp=profile.identity.public.fingerprint)
+        node = certificate_node(unsealed.certificate_raw)
+        # judged at arrival, as Signal does: a day offline must not expire them
+        cert = verify_certificate(unsealed.certificate_raw, node_key=await self._node_key(conn, node), node=node, now=item.stored_at)
+        record = await self._sender_record(conn, cert)
+        decrypted = sessions.decrypt(cert.account, cert.device, record, unsealed.message)
+        content = decode_content(decrypted.plaintext)
+        stored = _inbox_message(content, cert.account, profile.address, item.stored_at)
+        if stored is None:
+            raise VerifyError("a sync message may only come from this account's own devices")
+        with self._state.transaction():
+            sessions.commit(decrypted)
+            if content.type == "receipt":
+                self._state.record_receipt(list(content.ids), content.receipt, item.stored_at, recipient=cert.account)
+            self._state.store_received([stored])
+        return cert.account, content
+
+    async def _node_key(self, conn: Connection, node: str) -> VerifyKey:
+        """The identity key of ``node``, which signed a sender certificate: the home node's from
+        the channel; another node's from the home node (which checks it against its pin), asked
+        once per ``receive``. A failed lookup is a NodeError: the envelope waits for later."""
+        if node == conn.welcome.node:
+            return conn.node_key
+        inbox = self._inbox
+        if node not in inbox.node_keys:
+            try:
+                reply = await conn.request(lambda n: FetchNodeKey(request=n, node=node))
+                if not isinstance(reply, NodeKey) or reply.node != node:
+                    raise RemoteProtocolError(f"the home node answered with another node's key than {node}'s")
+                inbox.node_keys[node] = VerifyKey.from_bytes(reply.key)
+            except NodeError as exc:
+                inbox.node_keys[node] = exc
+            except RemoteProtocolError as exc:
+                inbox.node_keys[node] = NodeError("bad_node_key", f"cannot check senders of {node}: {exc}")
+        found = inbox.node_keys[node]
+        if isinstance(found, NodeError):
+            raise NodeError(found.code, str(found))
+        return found
+
+    async def _sender_record(self, conn: Connection, cert: VerifiedCertificate) -> DeviceRecord:
+        """The sender's device record from its signed device list; it must hold the identity
+        the certificate names."""
+        inbox = self._inbox
+        view = inbox.views.get(cert.account)
+        if view is None:
+            view = await fetch_account(conn, self._state, parse_address(cert.account), policy=self._policy, now=self._clock(), require_trusted=False)
+            inbox.views[cert.account] = view
+            contact = self._state.contact(cert.account)
+            if contact and contact.changed:
+                inbox.changed.add(cert.account)
+        record = view.devices.get(cert.device)
+        if record is None or not cert.matches(record.identity, cert.account):
+            raise VerifyError(f"sender certificate names a device {cert.account} does not list", code="certificate_mismatch")
+        return record
+
+    async def _send_receipts(self, conn: Connection, kind: str) -> None:
+        profile = self._profile
+        for sender, ids in self._inbox.texts.items():
+            if sender == profile.address:
+                continue
+            for start in range(0, len(ids), limits.MAX_RECEIPT_IDS):
+                # One id for the content and its envelopes: the receiver recognises a
+                # redelivered envelope by that id (a lost ack must not look like a bad message).
+                receipt_id = self._rng(limits.ENVELOPE_ID_LEN)
+                content = encode_content(
+                    Content(type="receipt", id=receipt_id, sent_at=self._clock(), receipt=kind, ids=tuple(ids[start : start + limits.MAX_RECEIPT_IDS]))
+                )
+                try:
+                    await self._deliver(conn, profile, parse_address(sender), content, None, receipt_id, Kind.SEALED)
+                except (IdentityChanged, NodeError, ProtocolError):
+                    pass  # a receipt is a courtesy: never let it fail the receive
+
+
+def _inbox_message(content: Content, sender: str, me: str, received_at: int) -> InboxMessage | None:
+    if content.type == "sync":
+        if sender != me:
+            return None
+        return InboxMessage(id=content.id, sender=me, peer=content.to, sent_at=content.sent_at, received_at=received_at,
+                            type="text", fields={"text": content.text, "to": content.to})
+    fields: dict = {}
+    if content.type == "text":
+        fields = {"text": content.text}
+    elif content.type == "receipt":
+        fields = {"receipt": content.receipt, "ids": [i.hex() for i in content.ids]}
+    elif content.type == "typing":
+        fields = {"typing": content.typing}
+    return InboxMessage(id=content.id, sender=sender, peer=sender, sent_at=content.sent_at, received_at=received_at,
+                        type=content.type, fields=fields)

@@ -1,0 +1,139 @@
+"""The mailbox half of the SQLite backend: per-device envelope storage, deduplication by id
+(``mailbox`` + ``acked_ids``), quota usage, delivery to the device, acknowledgement and expiry.
+
+Plain functions of a connection, like the rest of the backend: ``SqliteStore`` (``sqlite.py``) runs
+each on its worker thread, inside the transaction it opens where the function writes. The
+primitives here (device check, deduplication, quota usage, the envelope insert) are shared by
+``enqueue`` (``sqlite.py``), what peers push (``receive``, ``sqlite_federation.py``) and prekey
+publication (``sqlite_prekeys.py``); this module imports no other part of the backend.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from .base import MailboxItem, NewEnvelope, Quota, QuotaExceeded, StoreError
+
+__all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
+
+Mailbox = tuple[str, int]
+
+
+# Primitives --------------------------------------------------------------------------------
+
+def _device_exists(conn: sqlite3.Connection, account: str, device_id: int) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
+        ).fetchone()
+        is not None
+    )
+
+
+def _is_known(conn: sqlite3.Connection, env: NewEnvelope, now: int) -> bool:
+    """Already in the mailbox, or acknowledged there and not yet expired."""
+    key = (env.account, env.device_id, env.id)
+    return (
+        conn.execute(
+            "SELECT 1 FROM mailbox WHERE account = ? AND device_id = ? AND id = ?", key
+        ).fetchone()
+        is not None
+        or conn.execute(
+            "SELECT 1 FROM acked_ids WHERE account = ? AND device_id = ? AND id = ? AND expires > ?",
+            (*key, now),
+        ).fetchone()
+        is not None
+    )
+
+
+def _mailbox_usage(conn: sqlite3.Connection, account: str, device_id: int, now: int) -> tuple[int, int]:
+    """The count and body bytes of the mailbox's unexpired envelopes (what the quota counts)."""
+    return conn.execute(
+        "SELECT count(*), coalesce(sum(size), 0) FROM mailbox"
+        " WHERE account = ? AND device_id = ? AND expires > ?",
+        (account, device_id, now),
+    ).fetchone()
+
+
+_INSERT_ENVELOPE = (
+    "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _envelope_row(e: NewEnvelope, now: int) -> tuple[Any, ...]:
+    return (e.account, e.device_id, e.id, e.expires, e.kind, e.body, len(e.body), now)
+
+
+# Enqueue, pending, ack, purge --------------------------------------------------------------
+
+def _store_envelopes(conn: sqlite3.Connection, batch: list[NewEnvelope], now: int, quota: Quota) -> int:
+    """The mailbox part of ``enqueue``: all or nothing, quota checked per receiving mailbox."""
+    # Keep the first of several envelopes with the same id in one mailbox: it counts once.
+    unique: dict[tuple[str, int, bytes], NewEnvelope] = {}
+    for env in batch:
+        unique.setdefault((env.account, env.device_id, env.id), env)
+
+    mailboxes = dict.fromkeys((env.account, env.device_id) for env in unique.values())
+    for account, device_id in mailboxes:
+        if not _device_exists(conn, account, device_id):
+            raise StoreError(f"no mailbox for device {device_id} of {account!r}")
+
+    # An envelope already expired on arrival could never be delivered: it is not stored.
+    fresh = [e for e in unique.values() if e.expires > now and not _is_known(conn, e, now)]
+
+    # Only mailboxes that receive something are checked: a retransmission of envelopes that
+    # are already stored is accepted (as duplicates) even when their mailbox is full.
+    added: dict[Mailbox, tuple[int, int]] = {}
+    for e in fresh:
+        count, size = added.get((e.account, e.device_id), (0, 0))
+        added[(e.account, e.device_id)] = (count + 1, size + len(e.body))
+    for (account, device_id), (add_count, add_size) in added.items():
+        count, size = _mailbox_usage(conn, account, device_id, now)
+        if count + add_count > quota.max_envelopes or size + add_size > quota.max_bytes:
+            raise QuotaExceeded(f"mailbox of device {device_id} of {account!r} is full")
+
+    # Inserted in batch order, so seq follows the order the sender gave.
+    conn.executemany(_INSERT_ENVELOPE, [_envelope_row(e, now) for e in fresh])
+    return len(fresh)
+
+
+def _pending(
+    conn: sqlite3.Connection, account: str, device_id: int, after_seq: int, limit: int, now: int
+) -> list[MailboxItem]:
+    rows = conn.execute(
+        "SELECT seq, id, expires, kind, body, stored_at FROM mailbox"
+        " WHERE account = ? AND device_id = ? AND seq > ? AND expires > ?"
+        " ORDER BY seq LIMIT ?",
+        (account, device_id, after_seq, now, limit),
+    )
+    return [
+        MailboxItem(seq=seq, id=bytes(id_), expires=expires, kind=kind, body=bytes(body), stored_at=at)
+        for seq, id_, expires, kind, body, at in rows
+    ]
+
+
+def _ack(conn: sqlite3.Connection, account: str, device_id: int, ids: list[bytes], now: int) -> int:
+    unique_ids = list(dict.fromkeys(ids))  # an id listed twice counts once
+    # Remember the ids of unexpired envelopes (expired ones need no dedup), then delete.
+    remembered = conn.executemany(
+        "INSERT OR REPLACE INTO acked_ids (account, device_id, id, expires)"
+        " SELECT account, device_id, id, expires FROM mailbox"
+        " WHERE account = ? AND device_id = ? AND id = ? AND expires > ?",
+        [(account, device_id, id_, now) for id_ in unique_ids],
+    ).rowcount
+    conn.executemany(
+        "DELETE FROM mailbox WHERE account = ? AND device_id = ? AND id = ?",
+        [(account, device_id, id_) for id_ in unique_ids],
+    )
+    return remembered
+
+
+def _purge_expired(conn: sqlite3.Connection, now: int) -> int:
+    dropped = conn.execute("DELETE FROM mailbox WHERE expires <= ?", (now,)).rowcount
+    conn.execute("DELETE FROM acked_ids WHERE expires <= ?", (now,))
+    # An expired invite can never be used again; forgetting it makes no difference to
+    # register_account (unknown and expired are both InviteInvalid) and keeps stats() honest.
+    conn.execute("DELETE FROM invites WHERE expires_at <= ?", (now,))
+    return dropped
