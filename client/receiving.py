@@ -31,6 +31,9 @@ from .prekeys import maintain_prekeys
 from .sessions import Sessions
 from .state import DeviceState, InboxMessage, Profile
 
+#: lookup failures that mean "not now": the envelope is kept (unacknowledged) for later
+TRANSIENT_LOOKUP_CODES = frozenset({"unreachable", "rate_limited", "unavailable", "bad_node_key"})
+
 __all__ = ["FanOut", "ReceiveResult", "Receiver"]
 
 #: encrypts ``content`` for every device of an account and hands the batch to the node:
@@ -122,10 +125,15 @@ class Receiver:
             try:
                 sender, content = await self._open(conn, sessions, item)
             except NodeError as exc:
-                # the node could not answer a lookup: not the envelope's fault, so do not ack it;
-                # it comes again on the next connection
-                keep.add(env.id)
-                inbox.rejected.append(f"kept envelope {env.id.hex()} for later: {exc}")
+                if exc.code in TRANSIENT_LOOKUP_CODES:
+                    # the node could not answer a lookup now: not the envelope's fault, so do
+                    # not ack it; it comes again on the next connection
+                    keep.add(env.id)
+                    inbox.rejected.append(f"kept envelope {env.id.hex()} for later: {exc}")
+                else:
+                    # a definite "no" (e.g. a certificate naming a node nobody peers with):
+                    # keeping it would let junk sit in the mailbox and fill its quota
+                    inbox.rejected.append(f"dropped envelope {env.id.hex()}: {exc}")
                 continue
             except ProtocolError as exc:
                 inbox.rejected.append(f"dropped envelope {env.id.hex()}: {exc}")

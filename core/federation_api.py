@@ -62,6 +62,8 @@ class Report(Struct):
             raise ValueError(f"unknown report outcome {self.outcome!r}")
         if not 0 < self.device < 2**31:
             raise ValueError("device id out of range")
+        if not 0 <= self.at < 2**63:  # it is stored as a signed 64-bit integer
+            raise ValueError("report time out of range")
 
 
 @struct

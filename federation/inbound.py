@@ -11,6 +11,10 @@
   another node relayed over the link pool under the same rule, the answer passed back.
 - ``FetchNodeKey``: this node's key; another node's relayed like the lookups. ``Ping``: Pong.
 
+A request whose handling hits a store error (the database is locked, the disk is full) is
+answered ``ErrorFrame(request, "unavailable")``: the peer tries again later; the link and the
+node go on.
+
 Each peer node has token buckets (federation/ratelimit.py): pushed items, lookups, and prekey
 bundles (stricter: they hand out one-time prekeys). Over a limit the answer is
 ``ErrorFrame(request, "rate_limited")`` and nothing is taken; a link that keeps going after
@@ -66,10 +70,14 @@ class Inbound:
         envelope_ttl_ms: int,
         clock_ms: Callable[[], int],
         settings: FederationSettings,
+        store_errors: tuple[type[BaseException], ...] = (),
     ) -> None:
         """``new_envelope(account=, device_id=, id=, expires=, kind=, body=)`` builds the
-        store's mailbox record (node.store.NewEnvelope: federation/ does not import node/)."""
+        store's mailbox record (node.store.NewEnvelope: federation/ does not import node/);
+        ``store_errors`` are the store's exceptions (a request they interrupt is answered
+        ``unavailable``)."""
         self._name = name
+        self._store_errors = store_errors
         self._identity = identity
         self._store = store
         self._pool = pool
@@ -106,7 +114,19 @@ class Inbound:
                 return Pong(request=frame.request)
             return await self._lookup(peer, frame)
 
-        return handle
+        async def handle_or_unavailable(frame: Frame) -> Frame:
+            # A store error (the database is locked, the disk is full) is this node's trouble,
+            # not the peer's: the peer is told to try again later, the link and the node go on.
+            try:
+                return await handle(frame)
+            except self._store_errors as exc:
+                log.warning("could not answer a %s from %s: %s", type(frame).__name__, peer, exc)
+                return self._unavailable(getattr(frame, "request", 0))
+
+        return handle_or_unavailable
+
+    def _unavailable(self, request: int) -> ErrorFrame:
+        return ErrorFrame(request=request, code="unavailable", message=f"{self._name} cannot answer right now; try again later")
 
     async def _allowed(self, peer: str, frame: Frame) -> bool:
         """Spend the request's tokens; a request costs at most a full bucket (else one larger
@@ -149,9 +169,12 @@ class Inbound:
             outcomes.append(refusal)
         try:
             results = await self._store.receive(taken, now=now, quota=self._quota) if taken else []
-        except Exception:  # e.g. a full disk: nothing was committed, the peer retries later
+        except self._store_errors as exc:  # e.g. a full disk: nothing was committed, the peer retries later
+            log.warning("could not store what %s pushed: %s", peer, exc)
+            return self._unavailable(req.request)
+        except Exception:  # a bug, not the peer's fault either: nothing was committed
             log.exception("could not store what %s pushed", peer)
-            return ErrorFrame(request=req.request, code="unavailable", message=f"{self._name} cannot store items right now; try again later")
+            return self._unavailable(req.request)
         mailboxes: set[tuple[str, int]] = set()
         forwarded: set[str] = set()
         for position, record, outcome in zip(positions, taken, results):

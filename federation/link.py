@@ -21,6 +21,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -55,6 +56,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("sonet.federation")
+#: what a refusal code looks like (the close reason of a refused handshake)
+_REFUSAL_CODE = re.compile(r"[a-z_]{1,40}")
 
 ENDPOINT = "/federation"
 NAME_HEADER = b"sonet-node"
@@ -257,7 +260,10 @@ async def dial_peer(
         if established:
             raise
         reason = exc.reason.reason if exc.reason is not None and exc.reason.reason else "connection lost"
-        raise DialError(f"the peer at {url} closed the connection ({reason})") from None
+        # A refusal closes with 1008 and its code as the reason; the close can overtake the
+        # refusal message itself, so the code is taken from either.
+        refused = exc.reason is not None and exc.reason.code == 1008 and _REFUSAL_CODE.fullmatch(reason)
+        raise DialError(f"the peer at {url} closed the connection ({reason})", code=reason if refused else None) from None
     except (OSError, WsHandshakeError) as exc:
         if established:
             raise
@@ -296,10 +302,19 @@ class PeerGate:
     """Decides, during the handshake, whether an initiator is a configured peer.
 
     The peer table is read on every attempt, so ``sonet-node peer add/remove`` takes effect for
-    the next link without a restart. Refusal messages never contain fingerprints."""
+    the next link without a restart; while it cannot be read (one of ``store_errors``) links
+    are refused with ``unavailable``. Refusal messages never contain fingerprints."""
 
-    def __init__(self, *, load_peers: LoadPeers, status: FederationStatus, clock_ms: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        *,
+        load_peers: LoadPeers,
+        status: FederationStatus,
+        clock_ms: Callable[[], int],
+        store_errors: tuple[type[BaseException], ...] = (),
+    ) -> None:
         self._load_peers = load_peers
+        self._store_errors = store_errors
         self._status = status
         self._clock_ms = clock_ms
 
@@ -312,7 +327,11 @@ class PeerGate:
         return admit
 
     async def decide(self, fingerprint: str, claim: str | None) -> tuple[str, str] | None:
-        peers = await self._load_peers()
+        try:
+            peers = await self._load_peers()
+        except self._store_errors as exc:
+            log.warning("refused a federation link: cannot read the peer table: %s", exc)
+            return "unavailable", "this node cannot check its peers right now; try again later"
         by_key = find_peer(peers, fingerprint=fingerprint)
         if claim is not None:
             named = find_peer(peers, name=claim)

@@ -6,8 +6,21 @@ deleted before the PushResult: then, in one store transaction, the items go, the
 become delivery statuses (items this node originated) or reports queued back to the origin
 (items it relays). Only the push to the destination itself makes an envelope "accepted"; a
 relay's "ok" only means it holds the item now. Any failure keeps the items and backs off
-(federation/pool.py). A destination that is no longer configured fails its items as
-"unroutable". Expired items are dropped periodically; relayed ones are reported "expired".
+(federation/pool.py); a valid PushResult ends the hop's backoff (the peer is seen again).
+
+A destination without a route (not a configured peer, or its relay is not: e.g. between
+``peer remove`` and ``peer add`` when a pin changes) keeps its items queued; its worker waits
+for the peer table to change and ``note()`` says why.
+
+Expiry: every ``expire_interval_s`` each destination with queued items gets its worker going
+(started, or woken from a wait), and the worker settles its own expired items in one store
+transaction: they go, envelopes this node sent become "failed"/"expired", relayed ones are
+reported "expired" to their origin. The worker is the only task pushing that destination's
+items, so an item can never expire behind the back of its own push in flight.
+
+A store error (e.g. "database is locked" after the busy timeout, a full disk) ends a worker
+with one log line; the next expiry tick, or new items, start it again. Nothing is lost: items
+are deleted only together with their outcomes.
 """
 
 from __future__ import annotations
@@ -31,9 +44,28 @@ from .routes import Routes
 from .settings import FederationSettings
 from .transit import decode_transit, report_item
 
-__all__ = ["Outboxes"]
+__all__ = ["Outboxes", "unroutable_note"]
 
 log = logging.getLogger("sonet.federation")
+
+
+def unroutable_note(dest: str) -> tuple[str, str]:
+    """What a sending device is told about items for ``dest`` while it has no route."""
+    return "unroutable", f"{dest} is not a configured peer of this node (or its relay is not)"
+
+
+class _Worker:
+    """What others tell a running worker."""
+
+    __slots__ = ("woken", "expire_due", "nudged")
+
+    def __init__(self) -> None:
+        #: new items were committed since the worker last read its outbox
+        self.woken = False
+        #: an expiry tick asked it to settle its expired items
+        self.expire_due = False
+        #: set to end a wait: the peer table changed, or an expiry tick came
+        self.nudged = trio.Event()
 
 
 class Outboxes:
@@ -44,31 +76,29 @@ class Outboxes:
         store: Any,
         pool: LinkPool,
         routes: Callable[[], Awaitable[Routes]],
-        quota: Any,
         clock_ms: Callable[[], int],
         settings: FederationSettings,
+        store_errors: tuple[type[BaseException], ...] = (),
     ) -> None:
-        """``routes()`` reads the current peer table; ``quota`` is what the store's enqueue
-        wants (reports are queued through it; they never count towards a mailbox)."""
+        """``routes()`` reads the current peer table; ``store_errors`` are the store's
+        exceptions (what they end, a worker or an expiry tick, is tried again later)."""
         self._name = name
         self._store = store
         self._pool = pool
         self._routes = routes
-        self._quota = quota
         self._clock_ms = clock_ms
         self._settings = settings
-        #: running workers: destination -> woken since the worker last read its outbox
-        self._woken: dict[str, bool] = {}
+        self._store_errors = store_errors
+        self._workers: dict[str, _Worker] = {}
         self._early: set[str] = set()
         self._nursery: trio.Nursery | None = None
         self._notes: dict[str, tuple[str, str]] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Start a worker for every destination with queued items, then expire items
-        periodically, until cancelled."""
+        """Run the workers; start one for every destination with queued items now and at
+        every expiry tick (when each settles its expired items), until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            self.wake(await self._store.outbox_destinations())
             self.wake(self._early)
             self._early.clear()
             task_status.started()
@@ -79,39 +109,105 @@ class Outboxes:
     def wake(self, dests: Iterable[str]) -> None:
         """New items were committed for these destinations."""
         for dest in dests:
-            if dest in self._woken:
-                self._woken[dest] = True
+            worker = self._workers.get(dest)
+            if worker is not None:
+                worker.woken = True
             elif self._nursery is None:
                 self._early.add(dest)
             else:
-                self._woken[dest] = False
-                self._nursery.start_soon(self._work, dest)
+                worker = self._workers[dest] = _Worker()
+                self._nursery.start_soon(self._work, dest, worker)
+
+    def nudge(self) -> None:
+        """The peer table changed: every waiting worker looks at its route again."""
+        for worker in self._workers.values():
+            worker.nudged.set()
 
     def note(self, dest: str) -> tuple[str, str] | None:
-        """(code, message) of the last failed attempt towards ``dest`` while items wait."""
+        """(code, message) of why items for ``dest`` wait: the last failed attempt, or no route."""
         return self._notes.get(dest)
 
-    async def _work(self, dest: str) -> None:
+    async def expire(self) -> None:
+        """One expiry tick: every destination with queued items gets its worker going, which
+        settles its expired items first; expired dedup keys and old delivery rows go."""
+        try:
+            self.wake(await self._store.outbox_destinations())
+            for worker in self._workers.values():
+                worker.expire_due = True
+                worker.nudged.set()
+            await self._store.expire_outbox(now=self._clock_ms())
+        except self._store_errors as exc:
+            log.warning("outbox expiry failed, retrying in %g s: %s", self._settings.expire_interval_s, exc)
+
+    async def _work(self, dest: str, worker: _Worker) -> None:
         try:
             while True:
-                self._woken[dest] = False  # before the read: a wake-up during it is not lost
+                # Before the reads: a wake-up or a nudge during them is not lost.
+                worker.woken = False
+                worker.nudged = trio.Event()
+                if worker.expire_due:
+                    worker.expire_due = False
+                    if await self._expire(dest):
+                        worker.expire_due = True  # there may be more
+                    continue
                 items = await self._store.outbox(
                     dest, limit=limits.MAX_TRANSIT_PER_PUSH, max_bytes=limits.MAX_PUSH_BYTES, now=self._clock_ms()
                 )
                 if not items:
-                    if self._woken[dest]:
+                    if worker.woken:
                         continue
                     return
                 hop = (await self._routes()).next_hop(dest)
-                if hop is not None and self._pool.backing_off(hop.name):
-                    await self._pool.wait_ready(hop.name)
+                if hop is None:
+                    # Kept, not failed: the operator may be re-adding the peer (a changed pin).
+                    # A peer-table change or an expiry tick nudges the worker; expiry fails them.
+                    self._notes[dest] = unroutable_note(dest)
+                    await worker.nudged.wait()
+                    continue
+                if self._pool.backing_off(hop.name):
+                    await self._wait_ready(worker, hop.name)
                     continue  # the route may have changed meanwhile
                 await self._deliver(dest, hop, items)
+        except self._store_errors as exc:
+            log.warning("outbox worker for %s stopped, it starts again with the next expiry tick: %s", dest, exc)
         finally:
-            del self._woken[dest]
+            del self._workers[dest]
             self._notes.pop(dest, None)
 
-    async def _deliver(self, dest: str, hop: Peer | None, items: list[QueuedItem]) -> None:
+    async def _wait_ready(self, worker: _Worker, hop: str) -> None:
+        """Until ``hop``'s backoff is over (or reset) or the worker is nudged."""
+        async with trio.open_nursery() as nursery:
+
+            async def first(wait: Callable[[], Awaitable[object]]) -> None:
+                await wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(first, worker.nudged.wait)
+            nursery.start_soon(first, lambda: self._pool.wait_ready(hop))
+
+    async def _expire(self, dest: str) -> bool:
+        """Settle a batch of ``dest``'s expired items in one store transaction; False if it
+        had none."""
+        now = self._clock_ms()
+        items = await self._store.expired_outbox(
+            dest, limit=limits.MAX_TRANSIT_PER_PUSH, max_bytes=limits.MAX_PUSH_BYTES, now=now
+        )
+        if not items:
+            return False
+        transits: list[Transit] = []  # the envelopes: an expired report just goes
+        for item in items:
+            try:
+                transit = decode_transit(item.data)
+            except RemoteProtocolError as exc:  # it goes too (only a damaged database holds one)
+                log.error("dropping an unreadable outbox item for %s: %s", dest, exc)
+                continue
+            if transit.envelope is not None:
+                transits.append(transit)
+        await self._settle(dest, [i.seq for i in items], transits, ["expired"] * len(transits), final=True, now=now)
+        log.info("%d outbox items for %s expired", len(items), dest)
+        return True
+
+    async def _deliver(self, dest: str, hop: Peer, items: list[QueuedItem]) -> None:
         transits: list[Transit] = []
         for item in items:
             try:
@@ -120,9 +216,6 @@ class Outboxes:
                 log.error("dropping an unreadable outbox item for %s: %s", dest, exc)
                 await self._store.outbox_done(dest, [item.seq], now=self._clock_ms())
                 return
-        if hop is None:
-            await self._settle(dest, items, transits, ["unroutable"] * len(items), final=True)
-            return
         try:
             answer = await self._pool.request(hop, Push(request=0, items=tuple(transits)))
         except FederationError as exc:  # the pool recorded it and backs off
@@ -138,7 +231,8 @@ class Outboxes:
         ):
             self._failed(dest, hop, "invalid", f"{hop.name} answered a push with an invalid {type(answer).__name__}")
             return
-        await self._settle(dest, items, transits, answer.outcomes, final=hop.name == dest)
+        self._pool.seen(hop.name)  # it answered: its backoff starts from the beginning again
+        await self._settle(dest, [i.seq for i in items], transits, answer.outcomes, final=hop.name == dest, now=self._clock_ms())
         self._notes.pop(dest, None)
 
     def _failed(self, dest: str, hop: Peer, code: str, message: str) -> None:
@@ -146,10 +240,10 @@ class Outboxes:
         self._pool.setback(hop.name, code, message)
 
     async def _settle(
-        self, dest: str, items: list[QueuedItem], transits: list[Transit], outcomes: Iterable[str], *, final: bool
+        self, dest: str, seqs: list[int], transits: list[Transit], outcomes: Iterable[str], *, final: bool, now: int
     ) -> None:
-        """Delete the pushed items; their final outcomes become statuses or reports."""
-        now = self._clock_ms()
+        """Delete the items ``seqs``; the final outcomes of ``transits`` (of those items)
+        become statuses or reports, in the same store transaction."""
         statuses: list[StatusUpdate] = []
         reports: list[OutboundItem] = []
         for item, outcome in zip(transits, outcomes):
@@ -174,23 +268,5 @@ class Outboxes:
                 )
             else:
                 reports.append(report_item(item, outcome=outcome, reporter=self._name, now=now))
-        await self._store.outbox_done(dest, [i.seq for i in items], now=now, statuses=statuses, reports=reports)
+        await self._store.outbox_done(dest, seqs, now=now, statuses=statuses, reports=reports)
         self.wake({r.dest for r in reports})
-
-    async def expire(self) -> None:
-        """Drop expired items; tell the origins of relayed envelopes that they expired here."""
-        now = self._clock_ms()
-        dropped = await self._store.expire_outbox(now=now)
-        reports = []
-        for item in dropped:
-            try:
-                transit = decode_transit(item.data)
-            except RemoteProtocolError:
-                continue
-            if transit.envelope is not None and transit.origin != self._name:
-                reports.append(report_item(transit, outcome="expired", reporter=self._name, now=now))
-        if reports:
-            await self._store.enqueue([], now=now, quota=self._quota, outbound=reports)
-            self.wake({r.dest for r in reports})
-        if dropped:
-            log.info("dropped %d expired outbox items", len(dropped))

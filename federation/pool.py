@@ -5,8 +5,9 @@ A failure (cannot connect, wrong identity, a refusal, a broken link, no answer i
 answer that says "try later") records the peer's ``last_error`` and, unless it is already
 backing off, draws the next retry time from its ``Backoff``. Outbox workers wait for that time
 (``wait_ready``); lookups dial at once whatever the backoff (a user is waiting). A successful
-dial, or an admitted inbound link from the peer, resets the backoff and wakes the waiting
-workers at once: a peer that comes back is used again immediately.
+dial, an admitted inbound link from the peer, or a push it answered (the outbox calls
+``seen``) resets the backoff and wakes the waiting workers at once: a peer that comes back is
+used again immediately, and its next failure waits from the base delay again.
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
 A bucket holds up to ``burst`` tokens and refills at ``rate`` tokens per second; a request
 costing ``n`` tokens passes only if ``n`` are there. ``Limiter`` keeps one bucket per key (a
-peer, a device) and forgets idle full buckets so a stream of new keys cannot grow it forever.
+peer, a device) in a bounded LRU, so a stream of new keys can neither grow it nor slow it down.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 __all__ = ["Rate", "Bucket", "Limiter"]
@@ -49,19 +50,32 @@ class Bucket:
 
 
 class Limiter:
-    """One bucket per key, all with the same rate."""
+    """One bucket per key, all with the same rate, for at most ``max_keys`` keys.
 
-    #: past this many buckets, full (idle) ones are dropped on the next insert
-    MAX_BUCKETS = 10_000
+    Keys may come from unauthenticated parties (a fresh device key per connection), so the
+    table is a bounded LRU: past ``max_keys`` the least recently used bucket is forgotten, in
+    O(1). A forgotten key starts again with a full bucket; with the bound far above the number
+    of honest active keys, that only helps someone who also keeps ``max_keys`` other keys busy.
+    """
 
-    def __init__(self, rate: Rate) -> None:
+    MAX_KEYS = 10_000
+
+    def __init__(self, rate: Rate, *, max_keys: int = MAX_KEYS) -> None:
+        if max_keys < 1:
+            raise ValueError("a limiter needs room for at least one key")
         self.rate = rate
-        self._buckets: dict[object, Bucket] = {}
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[object, Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def allow(self, key: object, now_ms: int, cost: float = 1.0) -> bool:
         bucket = self._buckets.get(key)
         if bucket is None:
-            if len(self._buckets) >= self.MAX_BUCKETS:
-                self._buckets = {k: b for k, b in self._buckets.items() if not b.full(now_ms)}
+            if len(self._buckets) >= self.max_keys:
+                self._buckets.popitem(last=False)
             bucket = self._buckets[key] = Bucket(self.rate, now_ms)
+        else:
+            self._buckets.move_to_end(key)
         return bucket.take(now_ms, cost)

@@ -3,11 +3,11 @@
 INTERFACE CONTRACT (the node's client handlers are written against exactly this):
 
 ``Federation(name=, identity=, policy=, store=, local=, delivered=, clock_ms=, rng=,
-new_envelope=, quota=, envelope_ttl_ms=, settings=, status=)``
+new_envelope=, quota=, envelope_ttl_ms=, settings=, status=, store_errors=)``
   name      this node's name;  identity  its SigningKey;  policy  its CryptoPolicy
   store     the node's Store (node/store/base.py; federation uses peers(), set_peer_key(),
-            receive(), outbox(), outbox_done(), outbox_counts(), outbox_destinations(),
-            expire_outbox(), enqueue(outbound=) for reports, devices() to count bundles)
+            receive(), outbox(), expired_outbox(), outbox_done(), outbox_counts(),
+            outbox_destinations(), expire_outbox(), devices() to count bundles)
   local     ``LocalAnswer``: answers a FetchDevices / FetchBundles for an account of THIS node
             with Devices / Bundles, or an ErrorFrame (same request number)
   delivered called with the (account, device) mailboxes that got new envelopes from a peer
@@ -17,6 +17,11 @@ new_envelope=, quota=, envelope_ttl_ms=, settings=, status=)``
   envelope_ttl_ms  caps the expiry of envelopes this node stores or relays (default 30 days)
   settings  FederationSettings (retries, request deadline, rate limits; defaults for production)
   status    the FederationStatus the gate counts admissions and refusals in (default: a new one)
+  store_errors  the exceptions the store raises when it cannot do its job now (node.store
+            StoreError: "database is locked", a full disk). They never stop the node: a
+            background task logs one line and tries again at its next interval, a peer's
+            request is answered ``unavailable``, a remote method raises FederationError
+            ``unavailable``. Default: none (anything the store raises propagates).
 
 ``await nursery.start(federation.run)``  runs outbox workers and link upkeep until cancelled
                                           (start it before serving ``/federation``).
@@ -33,16 +38,19 @@ For the client handlers (node/client_keys.py, node/client_messages.py, ...):
 ``outbound(env, *, sender_account, sender_device, now) -> OutboundItem``   (pure; a SEALED
                                                    envelope for an account of another node)
 ``wake(dests)``                                    new items were committed for these nodes
-``queued_note(dest) -> tuple[str, str] | None``    why the last attempt towards dest failed
+``queued_note(dest) -> tuple[str, str] | None``    why items for dest wait: the last failed
+                                                   attempt, or ("unroutable", ...) while dest
+                                                   has no route (they wait for a peer-table
+                                                   change, e.g. a re-added peer, or expiry)
 ``snapshot() -> dict``                             for run.json / ``sonet-node status --json``
 ``version``                                        changes whenever ``snapshot()`` may have
 
 Every failure of the remote methods raises ``FederationError(code, message)``; codes:
 ``unknown_node`` (not a configured peer, nor routable), ``unreachable`` (cannot connect or
 timed out), ``wrong_identity`` (the peer presented another key than pinned), ``not_relaying``
-(a relay refused), ``rate_limited``, ``invalid`` (a malformed answer), or the remote node's own
-ErrorFrame code (e.g. ``unknown_account``). Answer frames carry request number 0: the caller
-renumbers them.
+(a relay refused), ``rate_limited``, ``invalid`` (a malformed answer), ``unavailable`` (this
+node's store failed, or the remote node's did), or the remote node's own ErrorFrame code (e.g.
+``unknown_account``). Answer frames carry request number 0: the caller renumbers them.
 """
 
 from __future__ import annotations
@@ -108,6 +116,7 @@ class Federation:
         envelope_ttl_ms: int = limits.DEFAULT_ENVELOPE_TTL_MS,
         settings: FederationSettings | None = None,
         status: FederationStatus | None = None,
+        store_errors: tuple[type[BaseException], ...] = (),
     ) -> None:
         settings = settings or FederationSettings()
         self.name = name
@@ -117,8 +126,9 @@ class Federation:
         self._clock_ms = clock_ms
         self._ttl_ms = envelope_ttl_ms
         self._settings = settings
+        self._store_errors = store_errors
         self.status = status or FederationStatus()
-        self.gate = PeerGate(load_peers=store.peers, status=self.status, clock_ms=clock_ms)
+        self.gate = PeerGate(load_peers=store.peers, status=self.status, clock_ms=clock_ms, store_errors=store_errors)
         self._routes = Routes(name, [])
         self._loads = self._applied = 0
         self._pool = LinkPool(
@@ -131,7 +141,13 @@ class Federation:
             settings=settings,
         )
         self._outboxes = Outboxes(
-            name=name, store=store, pool=self._pool, routes=self.routes, quota=quota, clock_ms=clock_ms, settings=settings
+            name=name,
+            store=store,
+            pool=self._pool,
+            routes=self.routes,
+            clock_ms=clock_ms,
+            settings=settings,
+            store_errors=store_errors,
         )
         self._inbound = Inbound(
             name=name,
@@ -147,6 +163,7 @@ class Federation:
             envelope_ttl_ms=envelope_ttl_ms,
             clock_ms=clock_ms,
             settings=settings,
+            store_errors=store_errors,
         )
         self._devices: dict[str, tuple[int, Devices]] = {}
         self._counts: dict[str, int] = {}
@@ -165,15 +182,16 @@ class Federation:
             self._nursery = nursery
             # Greets every direct peer: a node that restarted says so to its peers at once, and
             # their backoff towards it ends.
-            await self.routes()
+            await self._refresh_routes()
             await nursery.start(self._outboxes.run)
             nursery.start_soon(self._upkeep)
             task_status.started()
 
     async def routes(self) -> Routes:
         """The peer table as it is now (``sonet-node peer add/remove`` write it while the node
-        runs). A change closes stale links, wakes every waiting outbox worker and greets the
-        direct peers that are new (or changed): a peer waiting for this node notices it now."""
+        runs). A change closes stale links, wakes every waiting outbox worker (one without a
+        route may have one now) and greets the direct peers that are new (or changed): a peer
+        waiting for this node notices it now. Raises the store's errors."""
         self._loads += 1
         ticket = self._loads
         routes = Routes(self.name, await self._store.peers())
@@ -182,6 +200,7 @@ class Federation:
             old, self._routes = self._routes, routes
             self._changes += 1
             self._pool.update(routes)
+            self._outboxes.nudge()
             if self._nursery is not None:
                 for peer in routes.direct():
                     known = old.peer(peer.name)
@@ -191,12 +210,23 @@ class Federation:
 
     async def _upkeep(self) -> None:
         while True:
-            counts = await self._store.outbox_counts()
-            if counts != self._counts:
-                self._counts = counts
-                self._changes += 1
+            try:
+                counts = await self._store.outbox_counts()
+            except self._store_errors as exc:
+                log.warning("cannot count the outbox items, trying again in %g s: %s", self._settings.refresh_s, exc)
+            else:
+                if counts != self._counts:
+                    self._counts = counts
+                    self._changes += 1
             await trio.sleep(self._settings.refresh_s)
+            await self._refresh_routes()
+
+    async def _refresh_routes(self) -> None:
+        """Re-read the peer table in the background; a store error waits for the next time."""
+        try:
             await self.routes()
+        except self._store_errors as exc:
+            log.warning("cannot read the peer table, trying again in %g s: %s", self._settings.refresh_s, exc)
 
     async def _hello(self, peer: Peer) -> None:
         try:
@@ -206,11 +236,25 @@ class Federation:
 
     async def _remember_key(self, peer: Peer, key: VerifyKey) -> None:
         if peer.key != key.to_bytes():
-            await self._store.set_peer_key(peer.name, fingerprint=peer.fingerprint, key=key.to_bytes())
+            await self._store_key(peer.name, peer.fingerprint, key.to_bytes())
+
+    async def _store_key(self, name: str, fingerprint: str, key: bytes) -> None:
+        """Remember a key checked against the pin. Only a cache (it is asked for again when
+        missing): a store error is logged and the link or lookup goes on."""
+        try:
+            await self._store.set_peer_key(name, fingerprint=fingerprint, key=key)
+        except self._store_errors as exc:
+            log.warning("cannot remember the identity key of %s: %s", name, exc)
 
     async def serve(self, ws: Any, channel: Channel, done: HandshakeComplete) -> None:
         """Serve one inbound link the gate admitted."""
-        peer = find_peer((await self.routes()).peers, fingerprint=done.peer.fingerprint)
+        try:
+            routes = await self.routes()
+        except self._store_errors as exc:
+            log.warning("closing an inbound federation link: cannot read the peer table: %s", exc)
+            await ws.aclose(code=1011, reason="unavailable")
+            return
+        peer = find_peer(routes.peers, fingerprint=done.peer.fingerprint)
         if peer is None:  # removed since the gate admitted it
             await ws.aclose(code=1008, reason="unknown_peer")
             return
@@ -270,7 +314,7 @@ class Federation:
     async def node_key(self, node: str) -> bytes:
         if node == self.name:
             return self._identity.public.to_bytes()
-        peer = (await self.routes()).peer(node)
+        peer = (await self._lookup_routes()).peer(node)
         if peer is None:
             raise FederationError("unknown_node", f"{node} is not a peer of this node")
         if peer.key is not None:  # stored only after it was checked against the pin
@@ -285,7 +329,7 @@ class Federation:
             raise FederationError("invalid", f"the identity key given for {node} is unusable: {exc}") from None
         if key.fingerprint != peer.fingerprint:
             raise FederationError("wrong_identity", f"the identity key given for {node} is not the one pinned for it")
-        await self._store.set_peer_key(node, fingerprint=peer.fingerprint, key=answer.key)
+        await self._store_key(node, peer.fingerprint, answer.key)
         return answer.key
 
     def _remote(self, account: str) -> tuple[str, str]:
@@ -296,7 +340,7 @@ class Federation:
 
     async def _ask(self, node: str, frame: Frame) -> Frame:
         """``frame``'s answer from ``node``, over its route; an ErrorFrame is raised."""
-        routes = await self.routes()
+        routes = await self._lookup_routes()
         if routes.peer(node) is None:
             raise FederationError("unknown_node", f"{node} is not a peer of this node")
         hop = routes.next_hop(node)
@@ -306,6 +350,14 @@ class Federation:
         if isinstance(answer, ErrorFrame):
             raise FederationError(answer.code, answer.message)
         return answer
+
+    async def _lookup_routes(self) -> Routes:
+        """``routes()`` for the remote methods: a store error is FederationError("unavailable")."""
+        try:
+            return await self.routes()
+        except self._store_errors as exc:
+            log.warning("cannot read the peer table: %s", exc)
+            raise FederationError("unavailable", f"{self.name} cannot read its peer table right now; try again later") from None
 
     # Status ------------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from .identity import load_node_key
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxRegistry
 from .server import Router
-from .store import NewEnvelope, Quota, SqliteStore
+from .store import NewEnvelope, Quota, SqliteStore, StoreError
 
 __all__ = ["Node", "now_ms", "DB_FILE", "RUNTIME_FILE"]
 
@@ -89,6 +89,7 @@ class Node:
                     request_deadline_s=self.config.federation_request_timeout_s,
                 ),
                 status=self.federation_status,
+                store_errors=(StoreError,),
             )
             ctx = ClientContext(
                 name=self.config.name,

@@ -115,7 +115,8 @@ class ClientLimits:
             return
         conn.refused += 1
         if conn.refused == 1:
-            log.info("rate limiting device %s: %s", session.peer.fingerprint, refusal)
+            who = f"{session.mailbox[0]} device {session.mailbox[1]}" if session.mailbox else "an unregistered device"
+            log.info("rate limiting %s: %s", who, refusal)
         if conn.refused > self._refusals:
             raise RemoteProtocolError(
                 f"more than {self._refusals} requests in a row were over the rate limit", code="rate_limited"

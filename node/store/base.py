@@ -316,6 +316,14 @@ class Store(Protocol):
         items and at most ``max_bytes`` of ``data`` in total, but always the first one if any."""
         ...
 
+    async def expired_outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
+        """The oldest items queued for ``dest`` that have expired (``expires <= now``), in queue
+        order, capped like ``outbox``. Nothing is dropped: the caller settles them with
+        ``outbox_done`` (the federation runtime: the destination's worker, the only task that
+        pushes that destination's items, so an item is never expired while its push is in
+        flight)."""
+        ...
+
     async def outbox_done(
         self,
         dest: str,
@@ -349,8 +357,8 @@ class Store(Protocol):
         not). ``peers()`` returns it in ``Peer.key``."""
         ...
 
-    async def expire_outbox(self, *, now: int) -> list[QueuedItem]:
-        """Drop expired outbox items and expired dedup keys; delivery rows of dropped tracked
-        envelopes become "failed"/"expired"; delivery rows are deleted ``DELIVERY_GRACE_MS``
-        after their own expiry (``expires + DELIVERY_GRACE_MS <= now``). Returns the dropped items (so that relayed envelopes can be reported back)."""
+    async def expire_outbox(self, *, now: int) -> None:
+        """Drop expired dedup keys (``outbox_sent``) and delivery rows ``DELIVERY_GRACE_MS``
+        after their own expiry (``expires + DELIVERY_GRACE_MS <= now``). Outbox items are left
+        alone, expired or not: see ``expired_outbox``."""
         ...

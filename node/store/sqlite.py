@@ -50,6 +50,7 @@ from .migrations import migrate
 from .sqlite_federation import (
     _deliveries,
     _expire_outbox,
+    _expired_outbox,
     _outbox,
     _outbox_counts,
     _outbox_done,
@@ -298,6 +299,11 @@ class SqliteStore:
             raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
         return await self._call(_outbox, dest, limit, max_bytes, now)
 
+    async def expired_outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        return await self._call(_expired_outbox, dest, limit, max_bytes, now)
+
     async def outbox_done(
         self,
         dest: str,
@@ -321,8 +327,8 @@ class SqliteStore:
             return []
         return await self._snapshot(_deliveries, sender_account, sender_device, sorted(set(ids)))
 
-    async def expire_outbox(self, *, now: int) -> list[QueuedItem]:
-        return await self._transaction(_expire_outbox, now)
+    async def expire_outbox(self, *, now: int) -> None:
+        await self._transaction(_expire_outbox, now)
 
 
 # The SQL, as plain functions of a connection. Each runs on the worker thread, inside the

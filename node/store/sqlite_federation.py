@@ -1,5 +1,6 @@
 """The federation half of the SQLite backend: outboxes, relay deduplication (``outbox_sent``),
-delivery rows, what peers push (``receive``), peer keys, and their expiry.
+delivery rows, what peers push (``receive``), peer keys, and their expiry (expired outbox items
+are read with ``_expired_outbox`` and settled by the caller, not dropped here).
 
 Plain functions of a connection, like the rest of the backend: ``SqliteStore`` (``sqlite.py``) runs
 each on its worker thread, inside the transaction it opens where the function writes. An envelope
@@ -122,14 +123,26 @@ def _receive(conn: sqlite3.Connection, items: list[Inbound], now: int, quota: Qu
 
 
 def _outbox(conn: sqlite3.Connection, dest: str, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
+    return _read_queue(
+        conn, f"SELECT {_QUEUED_COLUMNS} FROM outbox WHERE dest = ? AND expires > ? ORDER BY seq LIMIT ?", (dest, now, limit), max_bytes
+    )
+
+
+def _expired_outbox(conn: sqlite3.Connection, dest: str, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
+    # By the expiry index: expired items are few (their workers settle them every interval),
+    # whereas a destination that is down may have a long queue.
+    return _read_queue(
+        conn,
+        f"SELECT {_QUEUED_COLUMNS} FROM outbox INDEXED BY outbox_expiry WHERE expires <= ? AND dest = ? ORDER BY seq LIMIT ?",
+        (now, dest, limit),
+        max_bytes,
+    )
+
+
+def _read_queue(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], max_bytes: int) -> list[QueuedItem]:
     items: list[QueuedItem] = []
     total = 0
-    with closing(
-        conn.execute(
-            f"SELECT {_QUEUED_COLUMNS} FROM outbox WHERE dest = ? AND expires > ? ORDER BY seq LIMIT ?",
-            (dest, now, limit),
-        )
-    ) as rows:
+    with closing(conn.execute(sql, params)) as rows:
         for row in rows:  # fetched one by one: rows past the byte cap are never read
             item = _queued_item(row)
             total += len(item.data)
@@ -192,18 +205,8 @@ def _deliveries(
     return rows
 
 
-def _expire_outbox(conn: sqlite3.Connection, now: int) -> list[QueuedItem]:
-    dropped = [
-        _queued_item(row)
-        for row in conn.execute(f"SELECT {_QUEUED_COLUMNS} FROM outbox WHERE expires <= ? ORDER BY seq", (now,))
-    ]
-    conn.execute(
-        "UPDATE deliveries SET state = 'failed', code = 'expired', updated_at = ?"
-        f" WHERE state = 'queued' AND ({_TRACKING_COLUMNS}) IN"
-        f" (SELECT {_TRACKING_COLUMNS} FROM outbox WHERE expires <= ? AND sender_account IS NOT NULL)",
-        (now, now),
-    )
-    conn.execute("DELETE FROM outbox WHERE expires <= ?", (now,))
+def _expire_outbox(conn: sqlite3.Connection, now: int) -> None:
+    # Expired outbox items are not touched here: their destination's worker settles them
+    # (``_expired_outbox`` + ``_outbox_done``), so none is expired behind a push in flight.
     conn.execute("DELETE FROM outbox_sent WHERE expires <= ?", (now,))
     conn.execute("DELETE FROM deliveries WHERE expires <= ?", (now - DELIVERY_GRACE_MS,))
-    return dropped

@@ -11,9 +11,10 @@ import trio
 import client.receiving as receiving
 import client.sdk as sdk
 from core import limits
-from core.client_api import Accepted, FetchBundles, SendBatch
+from core.certs import issue_certificate
+from core.client_api import Accepted, FetchBundles, FetchDevices, SendBatch
 from core.content import Content, encode_content
-from core.crypto import CryptoMode, CryptoPolicy
+from core.crypto import CryptoMode, CryptoPolicy, SigningKey
 from core.device import verify_device_record
 from core.envelope import ENVELOPE_VERSION, Envelope, Kind
 from core.ratchet import PrekeyBundle, encrypt, initiate, verify_bundle, verify_prekey
@@ -160,3 +161,27 @@ async def test_a_brief_identity_swap_does_not_unpin_the_device_list(tmp_path) ->
     conn.reply = devices(real, sign_device_list(real, account=BOB, version=2, devices=fps, now=1), 2)
     with pytest.raises(VerifyError, match="older than version 3"):
         await fetch_account(conn, state, bob, policy=policy, now=3)
+
+
+async def test_junk_whose_certificate_names_an_unknown_node_is_dropped_not_kept(alpha, register, clock) -> None:  # noqa: ANN001
+    """A definite lookup failure (unknown_node) must not keep the envelope in the mailbox: junk
+    that names a made-up node would otherwise sit there until it expires and fill the quota."""
+    with trio.fail_after(HANG_S):
+        alice, mallory = await register(alpha, "alice"), await register(alpha, "mallory")
+        me = mallory.state.profile()
+        fake_node = SigningKey.generate(CryptoMode.HYBRID, os.urandom)
+        async with alpha.raw(me.identity) as conn:
+            devices = await conn.request(lambda n: FetchDevices(request=n, account=ALICE))
+            record = verify_device_record(devices.devices[0].record, policy=CryptoPolicy(), account=ALICE)
+            envelopes = []
+            for _ in range(5):
+                cert = issue_certificate(fake_node, node="nowhere.example", account="m@nowhere.example", device=1,
+                                         identity=me.identity.public, now=clock())
+                body = seal(certificate=cert, message=b"junk", msg_type=1, to_key=record.hpke, recipient_fp=record.fingerprint)
+                envelopes.append(Envelope(v=ENVELOPE_VERSION, id=os.urandom(16), to=ALICE, device=1,
+                                          expires=clock() + limits.DEFAULT_ENVELOPE_TTL_MS, kind=Kind.SEALED, body=body))
+            assert isinstance(await conn.request(lambda n: SendBatch(request=n, envelopes=tuple(envelopes))), Accepted)
+        result = await alice.receive()
+        assert len(result.rejected) == 5 and all("dropped envelope" in line for line in result.rejected), result.rejected
+        assert result.messages == []
+        assert await alpha.pending(ALICE) == []

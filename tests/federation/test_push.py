@@ -3,7 +3,8 @@
 A device's SendBatch to an account of another node is committed at its home node, pushed by
 the outbox worker in order, stored once at the destination however often it arrives, and its
 delivery row turns "accepted" (or "failed" with the destination's refusal code). A wrong pin
-delivers nothing and says so; a destination that is no longer configured fails as unroutable.
+delivers nothing and says so; items for a destination that is not (or no longer) configured
+wait for it (a changed pin is a remove and an add) and fail only when they expire.
 """
 
 from __future__ import annotations
@@ -11,19 +12,21 @@ from __future__ import annotations
 import functools
 
 import pytest
+import trio
 
 import node.app
 
 from core import limits
-from core.client_api import Accepted, SendBatch
+from core.client_api import Accepted, ErrorFrame, SendBatch
 from core.federation_api import Push, PushResult
 from federation.errors import FederationError
 from federation.ratelimit import Rate
 from federation.settings import FederationSettings
-from tests.node.conftest import RunningNode, StartNode
-from tests.node.kit import opaque_envelope, wall_ms
+from federation.records import OutboundItem
+from tests.node.conftest import HANG_S, RunningNode, StartNode
+from tests.node.kit import Account, opaque_envelope, wall_ms
 
-from .net import ALPHA, BETA, ask, deliveries, mailbox_ids, new_key, peer_link, pin, pin_node, queue_at, tracked, transit, until
+from .net import ALPHA, BETA, NOWHERE, ask, deliveries, mailbox_ids, new_key, peer_link, pin, pin_node, queue_at, tracked, transit, until
 
 
 async def pair(start_node: StartNode, **config: object) -> tuple[RunningNode, RunningNode]:
@@ -109,18 +112,89 @@ async def test_refusals_of_the_destination_become_failed_statuses(start_node: St
     assert await mailbox_ids(beta, bob.address) == [fine.tracking.id]  # type: ignore[union-attr]
 
 
-async def test_a_destination_that_is_not_configured_fails_as_unroutable(start_node: StartNode) -> None:
+async def test_a_destination_that_is_not_configured_keeps_its_items_until_it_is(start_node: StartNode) -> None:
     alpha = await start_node(name=ALPHA)
-    alice = await alpha.enroll("alice")
-    item = tracked(alpha, alice, "zed@zeta.example")
+    beta = await start_node(name=BETA)
+    await pin_node(beta, alpha)  # alpha does not know beta yet
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    federation = alpha.node.federation
+    assert federation is not None
+    item = tracked(alpha, alice, bob.address)
     await queue_at(alpha, item)
 
-    async def failed() -> bool:
-        return [(r.state, r.code) for r in await deliveries(alpha, alice, item)] == [("failed", "unroutable")]
-
-    await until(failed, "the item failed as unroutable")
+    await until(lambda: federation.queued_note(BETA) is not None, "alpha notes why the item waits")
+    assert federation.queued_note(BETA) == ("unroutable", f"{BETA} is not a configured peer of this node (or its relay is not)")
+    assert [(r.state, r.code) for r in await deliveries(alpha, alice, item)] == [("queued", "")]
     async with alpha.store() as store:
-        assert await store.outbox_counts() == {}
+        assert await store.outbox_counts() == {BETA: 1}
+
+    await pin_node(alpha, beta)  # the operator adds the peer: the waiting item goes
+    await until(lambda: _count(beta, bob.address, 1), "the item reached beta")
+    await until(lambda: _states(alpha, alice, item, ("accepted", "")), "the item was accepted")
+    assert federation.queued_note(BETA) is None
+
+
+async def test_removing_and_adding_a_peer_again_keeps_its_queue(start_node: StartNode) -> None:
+    # The documented way to change a pin (here: a wrong URL) is remove + add.
+    alpha = await start_node(name=ALPHA)
+    beta = await start_node(name=BETA)
+    await pin(alpha, BETA, url=NOWHERE, fingerprint=beta.fingerprint)
+    await pin_node(beta, alpha)
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    federation = alpha.node.federation
+    assert federation is not None
+    items = [tracked(alpha, alice, bob.address) for _ in range(3)]
+    await queue_at(alpha, *items)
+    await until(lambda: (federation.queued_note(BETA) or ("",))[0] == "unreachable", "alpha cannot reach beta")
+
+    async with alpha.store() as store:
+        await store.remove_peer(BETA)
+    await federation.routes()  # a routing decision in the gap (the node re-reads every 2 s)
+    await until(lambda: (federation.queued_note(BETA) or ("",))[0] == "unroutable", "the items wait without a route")
+    assert [(r.state, r.code) for r in await deliveries(alpha, alice, *items)] == [("queued", "")] * 3
+
+    await pin_node(alpha, beta)
+    await until(lambda: _count(beta, bob.address, 3), "all three items reached beta")
+    assert sorted(await mailbox_ids(beta, bob.address)) == sorted(i.tracking.id for i in items)  # type: ignore[union-attr]
+    await until(lambda: _states(alpha, alice, items[0], ("accepted", "")), "accepted")
+    assert [(r.state, r.code) for r in await deliveries(alpha, alice, *items)] == [("accepted", "")] * 3
+
+
+async def test_items_without_a_route_fail_only_when_they_expire(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(node.app, "FederationSettings", functools.partial(FederationSettings, expire_interval_s=0.05))
+    clock = Clock(monkeypatch)
+    alpha = await start_node(name=ALPHA)
+    alice = await alpha.enroll("alice")
+    lasting = tracked(alpha, alice, "zed@zeta.example")
+    brief = tracked(alpha, alice, "zed@zeta.example", expires=wall_ms() + 60_000)
+    await queue_at(alpha, lasting, brief)
+    federation = alpha.node.federation
+    assert federation is not None
+    await until(lambda: federation.queued_note("zeta.example") is not None, "the items wait without a route")
+
+    clock.advance(120_000)
+    await until(lambda: _states(alpha, alice, brief, ("failed", "expired")), "the short-lived item expired")
+    assert [(r.state, r.code) for r in await deliveries(alpha, alice, lasting)] == [("queued", "")]
+    async with alpha.store() as store:
+        assert await store.outbox_counts() == {"zeta.example": 1}
+    assert federation.queued_note("zeta.example") == ("unroutable", "zeta.example is not a configured peer of this node (or its relay is not)")
+
+
+async def _states(node: RunningNode, sender: Account, item: OutboundItem, state: tuple[str, str]) -> bool:
+    return [(r.state, r.code) for r in await deliveries(node, sender, item)] == [state]
+
+
+class Clock:
+    """The wall clock of the nodes started after it (node.app.now_ms), moved forward by the
+    test: expiry without waiting for it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.offset = 0
+        real = node.app.now_ms
+        monkeypatch.setattr(node.app, "now_ms", lambda: real() + self.offset)
+
+    def advance(self, ms: int) -> None:
+        self.offset += ms
 
 
 async def test_a_wrong_pin_delivers_nothing_and_says_why(start_node: StartNode) -> None:
@@ -195,3 +269,90 @@ async def test_a_rate_limited_push_keeps_its_items_and_backs_off(start_node: Sta
     async with alpha.store() as store:
         assert await store.outbox_counts() == {BETA: 2}  # nothing deleted without a PushResult
     assert await mailbox_ids(beta, bob.address) == [first.tracking.id]  # type: ignore[union-attr]
+
+
+async def test_a_successful_push_ends_the_backoff(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = 0.01
+    alpha, beta = await pair(start_node, federation_retry_base_s=base, federation_retry_max_s=10.0)
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    federation, inbound = alpha.node.federation, beta.node.federation._inbound  # type: ignore[union-attr]
+    assert federation is not None
+    pool = federation._pool
+    # Both greetings are done (each resets the backoff): from now on only pushes touch it.
+    await until(lambda: pool.inbound(BETA) == 1 and pool.describe(BETA)["link"] == "connected", "alpha and beta greeted")
+    backoff = pool._state(BETA).backoff
+    ceilings: list[float] = []  # the largest delay each failure could draw
+    draw = backoff.next_delay
+
+    def recorded() -> float:
+        ceilings.append(backoff.ceiling())
+        return draw()
+
+    monkeypatch.setattr(backoff, "next_delay", recorded)
+    refusing = True
+    push = inbound._push
+
+    async def refuse_while_told(peer: str, req: Push) -> object:
+        if refusing:
+            return ErrorFrame(request=req.request, code="unavailable", message="beta cannot take items now")
+        return await push(peer, req)
+
+    monkeypatch.setattr(inbound, "_push", refuse_while_told)
+    first = tracked(alpha, alice, bob.address)
+    await queue_at(alpha, first)
+    await until(lambda: len(ceilings) >= 3, "three refusals in a row")
+    assert ceilings[:3] == [base * 2.0**n for n in range(3)]  # growing
+
+    refusing = False
+    await until(lambda: _states(alpha, alice, first, ("accepted", "")), "the item went through")
+    assert backoff.failures == 0
+    seen = len(ceilings)
+
+    refusing = True
+    await queue_at(alpha, tracked(alpha, alice, bob.address))
+    await until(lambda: len(ceilings) > seen, "the next refusal")
+    assert ceilings[seen] == base  # from the beginning again
+
+
+async def test_an_item_that_expires_during_its_push_gets_the_pushs_outcome(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(node.app, "FederationSettings", functools.partial(FederationSettings, expire_interval_s=0.05))
+    clock = Clock(monkeypatch)
+    alpha, beta = await pair(start_node)
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    alpha_store = alpha.node.federation._store  # type: ignore[union-attr]
+    ticks = 0
+    expire_outbox = alpha_store.expire_outbox
+
+    async def counted(*, now: int) -> object:
+        nonlocal ticks
+        ticks += 1
+        return await expire_outbox(now=now)
+
+    monkeypatch.setattr(alpha_store, "expire_outbox", counted)
+    # beta stores the pushed item at once but holds back its answer until told
+    inbound = beta.node.federation._inbound  # type: ignore[union-attr]
+    push, stored, answer = inbound._push, trio.Event(), trio.Event()
+    answers: list[object] = []
+
+    async def answer_when_told(peer: str, req: Push) -> object:
+        answers.append(await push(peer, req))
+        stored.set()
+        await answer.wait()
+        return answers[-1]
+
+    monkeypatch.setattr(inbound, "_push", answer_when_told)
+    item = tracked(alpha, alice, bob.address, expires=wall_ms() + 60_000)
+    await queue_at(alpha, item)
+    with trio.fail_after(HANG_S):
+        await stored.wait()
+    assert [getattr(a, "outcomes", None) for a in answers] == [("ok",)]
+
+    clock.advance(120_000)  # the item expires at alpha while its push is in flight
+    before = ticks
+    await until(lambda: ticks >= before + 2, "two expiry ticks with the item expired")
+    answer.set()
+    await until(lambda: _states(alpha, alice, item, ("accepted", "")), "beta's answer settled the item")
+    async with alpha.store() as store:
+        assert await store.outbox_counts() == {}
+    stored_at_beta = await beta.pending(bob.address, 1, now=wall_ms())  # before the clock moved
+    assert [i.id for i in stored_at_beta] == [item.tracking.id]  # type: ignore[union-attr]

@@ -119,6 +119,9 @@ GOOD = decode_transit(item_for(envelope()).data)
         (msgpack.packb([*_wire(GOOD)[:3], [*_wire(GOOD)[3][:5], int(Kind.EPHEMERAL), b"x"], None]), "ephemeral envelope"),
         (msgpack.packb(["not a node name!", *_wire(GOOD)[1:]]), "bad origin"),
         (b"\xd4\x01\x00", "an ext type"),
+        # a report time past 2**63 would poison the origin's store and block the relay's queue
+        (msgpack.packb(["beta.example", "alpha.example", 1, None, [b"\x00" * 16, "bob@beta.example", 2, "ok", 2**64 - 1]]), "report time out of range"),
+        (msgpack.packb(["beta.example", "alpha.example", 1, None, [b"\x00" * 16, "bob@beta.example", 2, "ok", -1]]), "negative report time"),
     ],
 )
 def test_malformed_items_are_refused_with_a_clear_error(data: bytes, why: str) -> None:

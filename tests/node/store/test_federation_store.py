@@ -407,10 +407,10 @@ async def test_deliveries_are_seen_only_by_the_sending_device_in_order(store: St
     assert await store.deliveries(ALICE, 1, []) == []
 
 
-# expire_outbox ------------------------------------------------------------------------
+# expired_outbox and expire_outbox -----------------------------------------------------
 
 
-async def test_expire_outbox_drops_expired_items_and_fails_their_deliveries(store: Store) -> None:
+async def test_expired_outbox_lists_expired_items_of_one_destination_and_drops_nothing(store: Store) -> None:
     await store.enqueue(
         [],
         now=NOW,
@@ -419,31 +419,71 @@ async def test_expire_outbox_drops_expired_items_and_fails_their_deliveries(stor
             out(1, expires=NOW + 10, tracked=tracking(1)),
             out(2, expires=NOW + 10, dest=GAMMA),
             out(3, expires=NOW + 20, tracked=tracking(3)),
+            out(4, expires=NOW + 5, data=bytes(10)),
+            out(5, expires=NOW + 5, data=bytes(10)),
         ],
     )
 
-    dropped = await store.expire_outbox(now=NOW + 10)
+    expired = await store.expired_outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW + 10)
 
-    assert [(i.dest, i.key, i.data) for i in dropped] == [(BETA, mid(1), b"transit 1"), (GAMMA, mid(2), b"transit 2")]
-    assert dropped[0].seq < dropped[1].seq
+    assert [(i.dest, i.key) for i in expired] == [(BETA, mid(1)), (BETA, mid(4)), (BETA, mid(5))]  # queue order
+    assert expired[0] == QueuedItem(seq=expired[0].seq, dest=BETA, key=mid(1), expires=NOW + 10, data=b"transit 1", queued_at=NOW)
+    assert [i.key for i in await store.expired_outbox(BETA, limit=2, max_bytes=1 << 20, now=NOW + 10)] == [mid(1), mid(4)]
+    assert [i.key for i in await store.expired_outbox(BETA, limit=10, max_bytes=15, now=NOW + 10)] == [mid(1)]
+    assert [i.key for i in await store.expired_outbox(BETA, limit=10, max_bytes=20, now=NOW + 5)] == [mid(4), mid(5)]
+    assert await store.expired_outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW + 4) == []
+    assert [i.key for i in await store.expired_outbox(GAMMA, limit=10, max_bytes=1 << 20, now=NOW + 10)] == [mid(2)]
+    with pytest.raises(ValueError):
+        await store.expired_outbox(BETA, limit=0, max_bytes=1000, now=NOW)
+    assert await queued(store, BETA, now=NOW) == [b"transit 1", b"transit 3", bytes(10), bytes(10)]  # nothing dropped
+    assert await delivery_states(store, 1, 3) == [("queued", ""), ("queued", "")]
+
+
+async def test_expire_outbox_leaves_outbox_items_to_their_workers(store: Store) -> None:
+    # The worker of a destination settles its expired items itself (expired_outbox, then one
+    # outbox_done): expire_outbox must not drop an item whose push may be in flight.
+    await store.enqueue([], now=NOW, quota=ROOMY, outbound=[out(1, expires=NOW + 10, tracked=tracking(1))])
+
+    await store.expire_outbox(now=NOW + 10)
+
     assert await store.outbox_counts() == {BETA: 1}
-    rows = await store.deliveries(ALICE, 1, [mid(1), mid(3)])
-    assert [(r.state, r.code, r.updated_at) for r in rows] == [("failed", "expired", NOW + 10), ("queued", "", NOW)]
-    assert await store.expire_outbox(now=NOW + 10) == []
+    assert await delivery_states(store, 1) == [("queued", "")]
 
 
-async def test_expire_outbox_keeps_final_delivery_states(store: Store) -> None:
+async def test_settling_an_expired_item_fails_its_delivery_once_in_one_transaction(store: Store) -> None:
+    await store.enqueue([], now=NOW, quota=ROOMY, outbound=[out(1, expires=NOW + 10, tracked=tracking(1)), out(2, expires=NOW + 10)])
+    expired = await store.expired_outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW + 10)
+
+    await store.outbox_done(
+        BETA,
+        [i.seq for i in expired],
+        now=NOW + 10,
+        statuses=[status(1, "failed", "expired", at=NOW + 10)],
+        reports=[out(9, dest=GAMMA, expires=NOW + DAY)],  # "expired", back to a relayed item's origin
+    )
+
+    assert await store.outbox_counts() == {GAMMA: 1}
+    assert await delivery_states(store, 1) == [("failed", "expired")]
+    assert await store.expired_outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW + 10) == []
+
+
+async def test_settling_an_expired_item_keeps_final_delivery_states(store: Store) -> None:
     # The item is still queued for the next hop when the destination's report arrives.
     await store.enqueue([], now=NOW, quota=ROOMY, outbound=[out(1, expires=NOW + 10, tracked=tracking(1))])
     await store.receive([status(1, "accepted", at=NOW + 1)], now=NOW + 1, quota=ROOMY)
+    [item] = await store.expired_outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW + 10)
 
-    assert len(await store.expire_outbox(now=NOW + 10)) == 1
+    await store.outbox_done(BETA, [item.seq], now=NOW + 10, statuses=[status(1, "failed", "expired", at=NOW + 10)])
+
     assert await delivery_states(store, 1) == [("accepted", "")]
+    assert await store.outbox_counts() == {}
 
 
 async def test_delivery_rows_outlive_their_envelope_by_the_grace_period(store: Store) -> None:
     assert DELIVERY_GRACE_MS == 7 * DAY  # the sender may ask about an envelope up to a week late
     await store.enqueue([], now=NOW, quota=ROOMY, outbound=[out(1, expires=NOW + DAY, tracked=tracking(1))])
+    [item] = await store.expired_outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW + DAY)
+    await store.outbox_done(BETA, [item.seq], now=NOW + DAY, statuses=[status(1, "failed", "expired", at=NOW + DAY)])
 
     await store.expire_outbox(now=NOW + DAY + DELIVERY_GRACE_MS - 1)
     assert await delivery_states(store, 1) == [("failed", "expired")]  # the sender may ask late
@@ -455,7 +495,7 @@ async def test_delivery_rows_outlive_their_envelope_by_the_grace_period(store: S
 async def test_purge_expired_leaves_the_outbox_alone(store: Store) -> None:
     await store.enqueue([], now=NOW, quota=ROOMY, outbound=[out(1, expires=NOW + 10, tracked=tracking(1))])
     await store.purge_expired(now=NOW + 10)
-    assert await store.outbox_counts() == {BETA: 1}  # only expire_outbox drops (and reports) it
+    assert await store.outbox_counts() == {BETA: 1}  # only its outbox worker settles it
     assert await delivery_states(store, 1) == [("queued", "")]
 
 
