@@ -220,7 +220,24 @@ def cmd_status(args: argparse.Namespace) -> None:
         print(json.dumps(status, sort_keys=True))
     else:
         for key, value in status.items():
-            print(f"{key}: {value}")
+            if key != "federation":
+                print(f"{key}: {value}")
+        for line in _federation_lines(federation):
+            print(line)
+
+
+def _federation_lines(federation: dict) -> list[str]:
+    """The federation section for people: one line per peer, then the inbound counters."""
+    lines = [f"peers: {len(federation['peers'])} (outbox: {federation.get('outbox', 0)} queued)"]
+    for peer in federation["peers"]:
+        route = " -> ".join(peer["route"]) or "none"
+        error = peer.get("last_error")
+        why = f", last error: {error['message']} ({error['code']})" if error and peer.get("link") != "connected" else ""
+        lines.append(f"  {peer['name']}: route {route}, link {peer.get('link') or 'not running'}, queued {peer['queued']}{why}")
+    if "admitted" in federation:
+        refused = ", ".join(f"{n} {reason}" for reason, n in federation["refused_by_reason"].items())
+        lines.append(f"inbound links: {federation['links_open']} open, {federation['admitted']} admitted, {federation['refused']} refused" + (f" ({refused})" if refused else ""))
+    return lines
 
 
 def _federation_at_rest(data: Path, config: NodeConfig) -> dict:
