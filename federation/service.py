@@ -258,6 +258,11 @@ class Federation:
         if peer is None:  # removed since the gate admitted it
             await ws.aclose(code=1008, reason="unknown_peer")
             return
+        if self._pool.inbound(peer.name) >= self._settings.max_inbound_links:
+            # each link may hold many requests and frames in memory: one peer gets a few links
+            log.info("refused another federation link from %s: it already holds %d", peer.name, self._settings.max_inbound_links)
+            await ws.aclose(code=1008, reason="too_many_links")
+            return
         self.status.link_opened()
         self._pool.inbound_opened(peer.name)
         try:

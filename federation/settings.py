@@ -30,6 +30,9 @@ class FederationSettings:
     bundle_rate: Rate = field(default_factory=lambda: Rate(per_second=5, burst=50))
     #: a link whose peer keeps sending after this many rate-limit refusals in a row is closed
     max_refusals: int = 50
+    #: links one peer may hold open to this node at once (a peer needs one; restarts and
+    #: races may briefly make two); more are closed with ``too_many_links``
+    max_inbound_links: int = 4
     #: how often expired outbox items are dropped (and relayed ones reported back)
     expire_interval_s: float = 60.0
     #: how often the peer table is re-read (``sonet-node peer add/remove`` while running) and

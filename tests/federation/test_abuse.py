@@ -4,6 +4,7 @@ ignores the limits loses its link, and other peers carry on unaffected (real nod
 from __future__ import annotations
 
 import functools
+from contextlib import AsyncExitStack
 
 import msgpack
 import pytest
@@ -17,7 +18,7 @@ from federation.ratelimit import Rate
 from federation.settings import FederationSettings
 from tests.node.conftest import HANG_S, RunningNode, StartNode
 
-from .net import BETA, ask, mailbox_ids, new_key, peer_link, pin, transit
+from .net import BETA, ask, mailbox_ids, new_key, peer_link, pin, transit, until
 
 FLOOD_BURST = 10
 MAX_REFUSALS = 5
@@ -123,3 +124,24 @@ async def test_a_slow_request_does_not_hold_up_the_others_on_its_link(start_node
                 assert await link.receive() == Pong(request=2)
     finally:
         await listener.aclose()
+
+
+async def test_a_peer_gets_only_a_few_links_at_once(start_node: StartNode) -> None:
+    beta = await start_node(name=BETA)
+    one, two = await two_peers(beta)
+    limit = FederationSettings().max_inbound_links
+    async with AsyncExitStack() as stack:
+        links = [await stack.enter_async_context(peer_link(beta, one, "one.example")) for _ in range(limit)]
+        for i, link in enumerate(links):
+            assert await ask(link, Ping(request=i + 1)) == Pong(request=i + 1)
+        async with peer_link(beta, one, "one.example") as extra:
+            with pytest.raises(Exception):  # noqa: B017 - closed with too_many_links
+                await ask(extra, Ping(request=1))
+        async with peer_link(beta, two, "two.example") as other:  # other peers are unaffected
+            assert await ask(other, Ping(request=1)) == Pong(request=1)
+        assert await ask(links[0], Ping(request=99)) == Pong(request=99)  # the first ones still work
+    federation = beta.node.federation
+    assert federation is not None
+    await until(lambda: federation.snapshot()["links_open"] == 0, "beta saw the links close")
+    async with peer_link(beta, one, "one.example") as again:  # closed links free their places
+        assert await ask(again, Ping(request=1)) == Pong(request=1)
