@@ -28,6 +28,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import trio
+
 from core.address import parse_address
 from core.client_api import Bundles, Devices, ErrorFrame, FetchBundles, FetchDevices, FetchNodeKey, NodeKey, Ping, Pong
 from core.crypto import SigningKey
@@ -45,6 +47,9 @@ from .settings import FederationSettings
 from .transit import relayed_item
 
 __all__ = ["Inbound", "ANSWERS"]
+
+#: the share of the request deadline a relay waits for the next hop's answer to a lookup
+RELAY_DEADLINE_SHARE = 0.6
 
 log = logging.getLogger("sonet.federation")
 
@@ -90,6 +95,7 @@ class Inbound:
         self._ttl_ms = envelope_ttl_ms
         self._clock_ms = clock_ms
         self._max_refusals = settings.max_refusals
+        self._relay_deadline_s = settings.request_deadline_s * RELAY_DEADLINE_SHARE
         self._pushes = Limiter(settings.push_rate)
         self._queries = Limiter(settings.query_rate)
         self._bundles = Limiter(settings.bundle_rate)
@@ -254,10 +260,16 @@ class Inbound:
         hop = routes.next_hop(node)
         if hop is None or hop.name == peer:
             return ErrorFrame(request=req.request, code="unroutable", message=f"{self._name} has no route to {node}")
-        try:
-            answer = await self._pool.request(hop, req)
-        except FederationError as exc:
-            return ErrorFrame(request=req.request, code=exc.code, message=str(exc))
+        answer: Frame | None = None
+        # Give up before the asking node does (it waits request_deadline_s for us): it then gets
+        # an answer on a link that is alive, rather than silence it must treat as a dead link.
+        with trio.move_on_after(self._relay_deadline_s):
+            try:
+                answer = await self._pool.request(hop, req)
+            except FederationError as exc:
+                return ErrorFrame(request=req.request, code=exc.code, message=str(exc))
+        if answer is None:
+            return ErrorFrame(request=req.request, code="unreachable", message=f"{node} did not answer {self._name} in time")
         if not isinstance(answer, (ANSWERS[type(req)], ErrorFrame)):
             return ErrorFrame(request=req.request, code="invalid", message=f"{hop.name} answered with {type(answer).__name__}")
         return dataclasses.replace(answer, request=req.request)

@@ -129,6 +129,8 @@ class MuxLink:
         self._scope = trio.CancelScope()
         #: why the link ended, None while it is usable
         self.closed: str | None = None
+        #: frames received so far: tells a silent peer from one slow request
+        self.heard = 0
 
     @property
     def peer_key(self) -> VerifyKey:
@@ -182,6 +184,7 @@ class MuxLink:
             try:
                 while True:
                     frame = await self._link.receive()
+                    self.heard += 1
                     number = getattr(frame, "request", 0)
                     if not number:
                         detail = f"{frame.code}: {frame.message}" if isinstance(frame, ErrorFrame) else type(frame).__name__

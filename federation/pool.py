@@ -126,14 +126,19 @@ class LinkPool:
         no link, it breaks, or no answer comes within the request deadline."""
         link = await self._link(peer)
         deadline = self._settings.request_deadline_s
+        heard = link.heard
         error = FederationError("unreachable", f"{peer.name} did not answer within {deadline:g} s")
         with trio.move_on_after(deadline) as scope:
             try:
                 return await link.request(frame)
             except LinkLost as exc:
                 error = FederationError("unreachable", f"the link to {peer.name} broke: {exc}")
-        if scope.cancelled_caught:  # a silent peer: a fresh link next time
-            link.close("no answer in time")
+        if scope.cancelled_caught:
+            if link.heard != heard:
+                # the peer answers other requests: only this one is slow (e.g. a lookup it
+                # relays towards a stalled node); the shared link and its backoff stay as they are
+                raise error
+            link.close("no answer in time")  # a silent peer: a fresh link next time
         self.setback(peer.name, error.code, str(error))
         raise error
 

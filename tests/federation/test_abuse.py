@@ -14,6 +14,7 @@ import node.app
 from core.client_api import ErrorFrame, FetchBundles, FetchDevices, FetchNodeKey, NodeKey, Ping, Pong
 from core.federation_api import Push, PushResult
 from core.wire import encode_frame
+from federation.errors import FederationError
 from federation.ratelimit import Rate
 from federation.settings import FederationSettings
 from tests.node.conftest import HANG_S, RunningNode, StartNode
@@ -126,6 +127,23 @@ async def test_a_slow_request_does_not_hold_up_the_others_on_its_link(start_node
         await listener.aclose()
 
 
+async def test_a_relayed_lookup_towards_a_silent_node_is_answered_before_the_asker_gives_up(start_node: StartNode) -> None:
+    """The relay waits only part of the request deadline for the next hop, so the asking node
+    gets an answer on a link that is alive instead of silence it would take for a dead link."""
+    beta = await start_node(name=BETA, federation_request_timeout_s=1.0)
+    one, _ = await two_peers(beta)
+    [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")  # accepts, never speaks
+    port = listener.socket.getsockname()[1]
+    await pin(beta, "silent.example", url=f"ws://127.0.0.1:{port}", fingerprint=new_key().public.fingerprint)
+    try:
+        async with peer_link(beta, one, "one.example") as link:
+            answer = await ask(link, FetchDevices(request=7, account="sam@silent.example"))
+    finally:
+        await listener.aclose()
+    assert isinstance(answer, ErrorFrame) and answer.request == 7 and answer.code == "unreachable"
+    assert answer.message == f"silent.example did not answer {BETA} in time"  # not the 10 s handshake guard
+
+
 async def test_a_peer_gets_only_a_few_links_at_once(start_node: StartNode) -> None:
     beta = await start_node(name=BETA)
     one, two = await two_peers(beta)
@@ -145,3 +163,41 @@ async def test_a_peer_gets_only_a_few_links_at_once(start_node: StartNode) -> No
     await until(lambda: federation.snapshot()["links_open"] == 0, "beta saw the links close")
     async with peer_link(beta, one, "one.example") as again:  # closed links free their places
         assert await ask(again, Ping(request=1)) == Pong(request=1)
+
+
+async def test_one_slow_lookup_does_not_take_down_a_link_that_answers_everything_else(start_node: StartNode) -> None:
+    """alpha gives up on a lookup beta relays towards a silent node, but beta answered other
+    requests meanwhile: the shared link stays up and alpha does not back off from beta."""
+    alpha = await start_node(name="alpha.example", federation_request_timeout_s=1.0)
+    beta = await start_node(name=BETA, federation_request_timeout_s=30.0)  # answers only later
+    [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")  # accepts, never speaks
+    port = listener.socket.getsockname()[1]
+    silent_pin = new_key().public.fingerprint
+    await pin(alpha, BETA, url=beta.url, fingerprint=beta.fingerprint)
+    await pin(alpha, "silent.example", fingerprint=silent_pin, via=BETA)
+    await pin(beta, "alpha.example", fingerprint=alpha.fingerprint)
+    await pin(beta, "silent.example", url=f"ws://127.0.0.1:{port}", fingerprint=silent_pin)
+    federation = alpha.node.federation
+    assert federation is not None
+    beta_peer = (await federation.routes()).peer(BETA)
+    pool = federation._pool  # noqa: SLF001 - the link itself is what this test is about
+    done = trio.Event()
+
+    async def other_traffic() -> None:
+        while not done.is_set():
+            assert isinstance(await pool.request(beta_peer, Ping(request=0)), Pong)
+            await trio.sleep(0.1)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            await pool.request(beta_peer, Ping(request=0))  # the link is up
+            link = pool._states[BETA].link  # noqa: SLF001
+            nursery.start_soon(other_traffic)
+            with pytest.raises(FederationError) as info:
+                await federation.remote_devices("sam@silent.example")
+            done.set()
+        assert info.value.code == "unreachable" and "did not answer" in str(info.value)
+        assert pool._states[BETA].link is link and link.closed is None  # noqa: SLF001
+        assert pool.describe(BETA)["link"] == "connected" and pool.describe(BETA)["last_error"] is None
+    finally:
+        await listener.aclose()
