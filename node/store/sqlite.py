@@ -6,11 +6,13 @@ returns, so a method's return is a durable acknowledgement. Every mutating metho
 ``BEGIN IMMEDIATE`` transaction: the write lock is taken up front, so checks and writes see the
 same state even while another process (the ``sonet-node invite`` CLI) writes to the same file.
 
-The SQL is plain functions of a connection, one module per concern: invites, accounts, devices,
-peers and store-wide stats here; mailboxes (envelope insert, deduplication, quota usage, pending,
-ack, purge) in ``sqlite_mailbox.py``; prekeys in ``sqlite_prekeys.py``; the federation tables
+The SQL is plain functions of a connection, one module per concern: peers, ``enqueue`` (one
+transaction over mailboxes and outboxes) and store-wide stats here; invites, accounts and devices
+in ``sqlite_accounts.py``; mailboxes (envelope insert, deduplication, quota usage, pending, ack,
+purge) in ``sqlite_mailbox.py``; prekeys in ``sqlite_prekeys.py``; the federation tables
 (outboxes, delivery rows, peer keys) in ``sqlite_federation.py``. Imports point one way:
-``sqlite_mailbox`` <- ``sqlite_prekeys`` and ``sqlite_federation`` <- ``sqlite``.
+``sqlite_mailbox`` <- ``sqlite_prekeys`` and ``sqlite_federation`` <- ``sqlite``, and
+``sqlite_accounts`` (which needs none of the others) <- ``sqlite``.
 """
 
 from __future__ import annotations
@@ -27,12 +29,10 @@ from core.errors import LocalProtocolError
 from federation.peers import PeerError, validate_peer
 
 from .base import (
-    AccountExists,
     AccountRow,
     DeliveryRow,
     DeviceRow,
     Inbound,
-    InviteInvalid,
     MailboxItem,
     NewEnvelope,
     OutboundItem,
@@ -42,11 +42,19 @@ from .base import (
     PrekeySet,
     QueuedItem,
     Quota,
-    StaleDeviceList,
     StatusUpdate,
     StoreError,
 )
 from .migrations import migrate
+from .sqlite_accounts import (
+    _account,
+    _add_device,
+    _add_invite,
+    _device_by_fingerprint,
+    _devices,
+    _register_account,
+    _remove_device,
+)
 from .sqlite_federation import (
     _deliveries,
     _expire_outbox,
@@ -333,162 +341,6 @@ class SqliteStore:
 
 # The SQL, as plain functions of a connection. Each runs on the worker thread, inside the
 # transaction opened by SqliteStore._transaction where it writes.
-
-_DEVICE_COLUMNS = "account, device_id, fingerprint, record, created_at"
-
-
-def _device_row(row: tuple[Any, ...]) -> DeviceRow:
-    account, device_id, fingerprint, record, created_at = row
-    return DeviceRow(
-        account=account,
-        device_id=device_id,
-        fingerprint=fingerprint,
-        record=bytes(record),
-        created_at=created_at,
-    )
-
-
-def _add_invite(conn: sqlite3.Connection, token_hash: bytes, now: int, expires_at: int) -> None:
-    try:
-        conn.execute(
-            "INSERT INTO invites (token_hash, created_at, expires_at) VALUES (?, ?, ?)",
-            (token_hash, now, expires_at),
-        )
-    except sqlite3.IntegrityError as exc:
-        raise StoreError("an invite with this hash already exists") from exc
-
-
-def _register_account(
-    conn: sqlite3.Connection,
-    account: str,
-    fingerprint: str,
-    record: bytes,
-    account_identity: bytes,
-    device_list: bytes,
-    invite_hash: bytes | None,
-    now: int,
-) -> DeviceRow:
-    # The invite is checked first, so that without a valid invite nobody can probe which
-    # accounts exist.
-    if invite_hash is not None:
-        consumed = conn.execute(
-            "UPDATE invites SET used_at = ?, used_by = ?"
-            " WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
-            (now, account, invite_hash, now),
-        ).rowcount
-        if consumed != 1:
-            raise InviteInvalid("the invite is unknown, already used or expired")
-    if conn.execute("SELECT 1 FROM accounts WHERE account = ?", (account,)).fetchone():
-        raise AccountExists(f"account {account!r} already exists")
-    if conn.execute("SELECT 1 FROM devices WHERE fingerprint = ?", (fingerprint,)).fetchone():
-        raise AccountExists("a device with this identity key is already registered")
-    conn.execute(
-        "INSERT INTO accounts (account, created_at, account_identity, device_list, device_list_version,"
-        " last_device_id) VALUES (?, ?, ?, ?, 1, 1)",
-        (account, now, account_identity, device_list),
-    )
-    conn.execute(
-        f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, 1, ?, ?, ?)",
-        (account, fingerprint, record, now),
-    )
-    return DeviceRow(
-        account=account, device_id=1, fingerprint=fingerprint, record=bytes(record), created_at=now
-    )
-
-
-def _devices(conn: sqlite3.Connection, account: str) -> list[DeviceRow]:
-    rows = conn.execute(
-        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE account = ? ORDER BY device_id", (account,)
-    )
-    return [_device_row(row) for row in rows]
-
-
-def _device_by_fingerprint(conn: sqlite3.Connection, fingerprint: str) -> DeviceRow | None:
-    row = conn.execute(
-        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE fingerprint = ?", (fingerprint,)
-    ).fetchone()
-    return None if row is None else _device_row(row)
-
-
-def _account(conn: sqlite3.Connection, account: str) -> AccountRow | None:
-    row = conn.execute(
-        "SELECT account, account_identity, device_list, device_list_version, created_at"
-        " FROM accounts WHERE account = ?",
-        (account,),
-    ).fetchone()
-    if row is None:
-        return None
-    name, identity, device_list, version, created_at = row
-    return AccountRow(
-        account=name,
-        account_identity=bytes(identity),
-        device_list=bytes(device_list),
-        device_list_version=version,
-        created_at=created_at,
-    )
-
-
-def _check_list_version(conn: sqlite3.Connection, account: str, expected_version: int) -> int:
-    """The account's last device id, after checking its list is still at ``expected_version``."""
-    row = conn.execute(
-        "SELECT device_list_version, last_device_id FROM accounts WHERE account = ?", (account,)
-    ).fetchone()
-    if row is None:
-        raise StoreError(f"no account {account!r}")
-    version, last_device_id = row
-    if version != expected_version:
-        raise StaleDeviceList(
-            f"the device list of {account!r} is at version {version}, not {expected_version}"
-        )
-    return last_device_id
-
-
-def _replace_device_list(
-    conn: sqlite3.Connection, account: str, device_list: bytes, version: int, last_device_id: int
-) -> None:
-    conn.execute(
-        "UPDATE accounts SET device_list = ?, device_list_version = ?, last_device_id = ?"
-        " WHERE account = ?",
-        (device_list, version, last_device_id, account),
-    )
-
-
-def _add_device(
-    conn: sqlite3.Connection,
-    account: str,
-    fingerprint: str,
-    record: bytes,
-    device_list: bytes,
-    expected_version: int,
-    now: int,
-) -> DeviceRow:
-    last_device_id = _check_list_version(conn, account, expected_version)
-    if conn.execute("SELECT 1 FROM devices WHERE fingerprint = ?", (fingerprint,)).fetchone():
-        raise AccountExists("a device with this identity key is already registered")
-    # The counter, not max(device_id): the id of a removed device is never given out again.
-    device_id = last_device_id + 1
-    conn.execute(
-        f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-        (account, device_id, fingerprint, record, now),
-    )
-    _replace_device_list(conn, account, device_list, expected_version + 1, device_id)
-    return DeviceRow(
-        account=account, device_id=device_id, fingerprint=fingerprint, record=bytes(record), created_at=now
-    )
-
-
-def _remove_device(
-    conn: sqlite3.Connection, account: str, device_id: int, device_list: bytes, expected_version: int
-) -> bool:
-    last_device_id = _check_list_version(conn, account, expected_version)
-    # Its mailbox, dedup records and prekeys go with it (ON DELETE CASCADE).
-    deleted = conn.execute(
-        "DELETE FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
-    ).rowcount
-    if deleted != 1:
-        return False  # nothing written: the list stays as it was
-    _replace_device_list(conn, account, device_list, expected_version + 1, last_device_id)
-    return True
 
 
 def _enqueue(
