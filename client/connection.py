@@ -21,7 +21,8 @@ from core.channel import Channel
 from core.client_api import Deliver, Drained, ErrorFrame, LinkOffer, Welcome
 from core.crypto import CryptoPolicy, SigningKey, VerifyKey
 from core.errors import ProtocolError, RemoteProtocolError, sole_exception
-from core.handshake import Handshake, HandshakeComplete, Role
+from core.handshake import Handshake, Role
+from core.handshake_driver import run_initiator
 from core.wire import Frame
 
 __all__ = ["Connection", "connect", "NodeError", "ConnectError", "describe_close"]
@@ -117,23 +118,6 @@ class Connection:
         return self._fatal
 
 
-async def _initiate(ws: Any, hs: Handshake) -> HandshakeComplete:
-    for out in hs.data_to_send():
-        await ws.send_message(out)
-    while True:
-        message = await ws.get_message()
-        if isinstance(message, str):
-            raise RemoteProtocolError("node sent a text message during the handshake")
-        try:
-            hs.receive_data(message)
-        finally:
-            for out in hs.data_to_send():
-                await ws.send_message(out)
-        event = hs.next_event()
-        if isinstance(event, HandshakeComplete):
-            return event
-
-
 @asynccontextmanager
 async def connect(
     url: str, *, identity: SigningKey, node_fingerprint: str | None, policy: CryptoPolicy | None = None
@@ -154,7 +138,7 @@ async def connect(
                 expected_peer=node_fingerprint,
             )
             with trio.fail_after(limits.HANDSHAKE_DEADLINE_S):
-                done = await _initiate(ws, hs)
+                done = await run_initiator(hs, send=ws.send_message, receive=ws.get_message, peer="node")
                 channel = Channel(done.keys)
                 channel.receive_data(await ws.get_message())
                 welcome = channel.next_event()

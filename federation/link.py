@@ -35,7 +35,8 @@ from core.channel import Channel
 from core.client_api import ErrorFrame, Ping, Pong
 from core.crypto import CryptoPolicy, SigningKey, VerifyKey
 from core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
-from core.handshake import Handshake, HandshakeComplete, PeerIdentified, Role
+from core.handshake import Handshake, PeerIdentified, Role
+from core.handshake_driver import run_initiator
 from core.wire import Frame
 
 from .peers import Peer, find_peer
@@ -204,23 +205,6 @@ class MuxLink:
         self._pending.clear()
 
 
-async def _initiate(ws: Any, hs: Handshake) -> HandshakeComplete:
-    for out in hs.data_to_send():
-        await ws.send_message(out)
-    while True:
-        message = await ws.get_message()
-        if isinstance(message, str):
-            raise RemoteProtocolError("peer sent a text message during the handshake")
-        try:
-            hs.receive_data(message)
-        finally:
-            for out in hs.data_to_send():
-                await ws.send_message(out)
-        event = hs.next_event()
-        if isinstance(event, HandshakeComplete):
-            return event
-
-
 @asynccontextmanager
 async def dial_peer(
     url: str, *, identity: SigningKey, fingerprint: str, name: str, policy: CryptoPolicy | None = None
@@ -246,7 +230,7 @@ async def dial_peer(
                 expected_peer=fingerprint,
             )
             with trio.fail_after(limits.HANDSHAKE_DEADLINE_S):
-                done = await _initiate(ws, hs)
+                done = await run_initiator(hs, send=ws.send_message, receive=ws.get_message, peer="peer")
             established = True
             yield PeerLink(ws, Channel(done.keys), done.peer)
     except VerifyError as exc:

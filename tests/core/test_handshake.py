@@ -741,3 +741,32 @@ def test_session_keys_are_frozen() -> None:
     keys = SessionKeys(send_key=b"a" * 32, recv_key=b"b" * 32, send_iv=b"c" * 12, recv_iv=b"d" * 12, binding=b"e" * 32)
     with pytest.raises(dataclasses.FrozenInstanceError):
         keys.send_key = b"x" * 32  # type: ignore[misc]
+
+
+async def test_the_initiator_driver_completes_over_a_transport_and_refuses_text() -> None:
+    from core.handshake import HandshakeComplete, PeerIdentified
+    from core.handshake_driver import run_initiator
+
+    initiator, responder = pair()
+    replies: list[bytes] = []
+
+    async def send(data: bytes) -> None:  # the responder answers at once, as a peer would
+        responder.receive_data(data)
+        if isinstance(responder.next_event(), PeerIdentified):
+            responder.accept()
+        replies.extend(responder.data_to_send())
+
+    async def receive() -> bytes:
+        return replies.pop(0)
+
+    done = await run_initiator(initiator, send=send, receive=receive, peer="node")
+    assert isinstance(done, HandshakeComplete) and responder.complete
+
+    async def text() -> str:
+        return "hello"
+
+    async def discard(data: bytes) -> None:
+        pass
+
+    with pytest.raises(RemoteProtocolError, match="node sent a text message"):
+        await run_initiator(pair()[0], send=discard, receive=text, peer="node")

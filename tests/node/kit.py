@@ -31,7 +31,8 @@ from core.device import make_device_record
 from core.device_list import encode_account_identity, sign_device_list
 from core.envelope import ENVELOPE_VERSION, Envelope, Kind
 from core.errors import ProtocolError, RemoteProtocolError
-from core.handshake import Handshake, HandshakeComplete, Role
+from core.handshake import Handshake, Role
+from core.handshake_driver import run_initiator
 from core.ratchet.prekeys import MLKEM768, X25519, generate_prekey
 from core.wire import Frame
 
@@ -140,18 +141,6 @@ class RawConnection:
         self._deliveries_send.close()
 
 
-async def _initiate(ws: Any, hs: Handshake) -> HandshakeComplete:
-    for out in hs.data_to_send():
-        await ws.send_message(out)
-    while True:
-        hs.receive_data(await ws.get_message())
-        for out in hs.data_to_send():
-            await ws.send_message(out)
-        event = hs.next_event()
-        if isinstance(event, HandshakeComplete):
-            return event
-
-
 @asynccontextmanager
 async def connect_raw(url: str, *, identity: SigningKey, node_fingerprint: str) -> AsyncIterator[RawConnection]:
     try:
@@ -166,7 +155,7 @@ async def connect_raw(url: str, *, identity: SigningKey, node_fingerprint: str) 
                 prologue=b"/client",
                 expected_peer=node_fingerprint,
             )
-            done = await _initiate(ws, hs)
+            done = await run_initiator(hs, send=ws.send_message, receive=ws.get_message, peer="node")
             channel = Channel(done.keys)
             channel.receive_data(await ws.get_message())
             welcome = channel.next_event()
