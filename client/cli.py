@@ -11,13 +11,15 @@ from pathlib import Path
 
 import trio
 
+from core import limits
+from core.address import validate_node_name
 from core.crypto import CryptoMode
-from core.errors import LocalProtocolError
+from core.errors import LocalProtocolError, ProtocolError
 
 from .connection import ConnectError, NodeError
 from .vault import VaultError
-from .sdk import Device, SendResult
-from .state import DeviceState, InboxMessage, SentMessage, StateError, default_home
+from .sdk import Device, Lookup, SendResult
+from .state import ALERT, Alert, DeviceState, InboxMessage, SentMessage, StateError, default_home
 
 __all__ = ["main"]
 
@@ -28,7 +30,8 @@ def _iso(ms: int) -> str:
 
 def _device(args: argparse.Namespace) -> Device:
     home = Path(args.home).expanduser() if args.home else default_home()
-    return Device(DeviceState(home))
+    args.device = Device(DeviceState(home))  # main() prints what self-monitoring found
+    return args.device
 
 
 def cmd_register(args: argparse.Namespace) -> None:
@@ -184,6 +187,106 @@ def cmd_trust(args: argparse.Namespace) -> None:
     print(f"trusting the current identity key of {args.address}")
 
 
+def cmd_trust_node(args: argparse.Namespace) -> None:
+    device = _device(args)
+    node = validate_node_name(args.node, remote=True)
+    if not device.state.forget_node_key(node):
+        raise LocalProtocolError(f"this device has not pinned a key for {node}")
+    print(f"forgot the pinned key of {node}: the next one your home node vouches for is pinned")
+
+
+def cmd_lookup(args: argparse.Namespace) -> None:
+    device = _device(args)
+    found = trio.run(device.lookup, args.address)
+    if args.json:
+        print(json.dumps(_lookup_json(found)))
+        return
+    view, proven = found.view, found.checked.proven
+    head, previous = proven.head, found.checked.previous
+    count = len(view.device_list.devices)
+    print(f"{view.address}: identity {view.identity.fingerprint}, {count} device{'s' if count != 1 else ''} (device list version {view.device_list.version})")
+    print(f"leaf {proven.index} of {head.node}'s key directory; tree size {head.size}, root {head.root.hex()}, signed {_iso(head.at)}")
+    print(f"witnesses: {', '.join(found.checked.witnesses) or 'none'}")
+    if previous is not None:
+        print(f"consistent with the head seen before (tree size {previous.size})")
+    if found.identity_changed:
+        print(f"warning: the identity key of {view.address} changed since you trusted it", file=sys.stderr)
+
+
+def _lookup_json(found: Lookup) -> dict:
+    checked, view = found.checked, found.view
+    entry, head, previous = checked.proven.entry, checked.proven.head, checked.previous
+    return {
+        "address": view.address,
+        "entry": {
+            "account": entry.account,
+            "identity": entry.identity.hex(),
+            "identity_fingerprint": view.identity.fingerprint,
+            "device_list": {"version": view.device_list.version, "devices": list(view.device_list.devices), "issued": view.device_list.issued},
+            "prev": entry.prev,
+            "at": entry.at,
+        },
+        "leaf": entry.raw.hex(),
+        "leaf_index": checked.proven.index,
+        "tree_size": head.size,
+        "root_hash": head.root.hex(),
+        "inclusion_proof": [h.hex() for h in checked.proof.path],
+        "tree_head": {"node": head.node, "tree_size": head.size, "root_hash": head.root.hex(), "timestamp": head.at, "signed_head": head.raw.hex()},
+        "cosignatures": [
+            {"witness": c.witness, "timestamp": c.at, "cosignature": c.raw.hex(), "verified": c.verified} for c in checked.cosignatures
+        ],
+        "verified": True,
+        "consistent_with": {"tree_size": previous.size, "root_hash": previous.root.hex()} if previous is not None else None,
+        "identity_changed": found.identity_changed,
+    }
+
+
+def cmd_witness_quorum(args: argparse.Namespace) -> None:
+    state = _device(args).state
+    if args.quorum is not None:
+        if args.quorum != "auto" and not (args.quorum.isdigit() and int(args.quorum) <= limits.MAX_COSIGNATURES):
+            raise LocalProtocolError(f"the witness quorum is a number from 0 to {limits.MAX_COSIGNATURES}, or auto")
+        state.set_witness_quorum(None if args.quorum == "auto" else int(args.quorum))
+    quorum = state.witness_quorum()
+    if quorum is None:
+        print("auto (1 witness cosignature for other nodes' heads, and for the home node's once it has witnesses)")
+    else:
+        print(f"{quorum} witness cosignature{'s' if quorum != 1 else ''}")
+
+
+def cmd_alerts(args: argparse.Namespace) -> None:
+    device = _device(args)
+    if device.state.registered():
+        try:
+            trio.run(device.check)
+        except (ConnectError, NodeError, ProtocolError) as exc:
+            print(f"sonet: warning: could not check your account's directory entries now: {exc}", file=sys.stderr)
+    alerts = device.state.alerts()
+    if args.json:
+        print(json.dumps([{"id": a.id, "at": _iso(a.at), "kind": a.kind, "text": a.text} for a in alerts]))
+    else:
+        for a in alerts:
+            print(f"[{_iso(a.at)}] {a.kind}: {a.text}")
+        if not alerts:
+            print("no alerts", file=sys.stderr)
+    device.state.mark_alerts_shown([a.id for a in alerts])
+
+
+def _print_alerts(args: argparse.Namespace, *, succeeded: bool) -> None:
+    """Alerts and notices found during the command, once each, after its output; and why the
+    account's own entries could not be checked, when the command itself went through (after a
+    failed command, its one error line says enough)."""
+    device: Device | None = getattr(args, "device", None)
+    if device is None:
+        return
+    if device.monitor_error is not None and succeeded:
+        print(f"sonet: warning: could not check your account's key-directory entries now: {device.monitor_error}", file=sys.stderr)
+    alerts: list[Alert] = device.state.alerts(unshown=True)
+    for a in alerts:
+        print(f"sonet: {'ALERT' if a.kind == ALERT else 'notice'}: {a.text}", file=sys.stderr)
+    device.state.mark_alerts_shown([a.id for a in alerts])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sonet", description="Sonet device: end-to-end encrypted messaging.")
     parser.add_argument("--home", metavar="DIR", help="device state directory (default: $SONET_HOME or the user data dir)")
@@ -249,11 +352,57 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trust", help="accept a contact's new identity key", description="Accept the identity key a contact has now (after checking the safety number).")
     p.add_argument("address", metavar="ADDRESS")
     p.set_defaults(fn=cmd_trust)
+
+    p = sub.add_parser(
+        "trust-node",
+        help="accept a node's new identity key",
+        description="Forget the identity key this device pinned for NODE (after checking its new fingerprint with its "
+        "operator); the next key your home node vouches for is pinned instead.",
+    )
+    p.add_argument("node", metavar="NODE")
+    p.set_defaults(fn=cmd_trust_node)
+
+    p = sub.add_parser(
+        "lookup",
+        help="show an account's verified key-directory entry",
+        description="Look up an account in its node's key directory: the entry, its inclusion proof, the signed tree "
+        "head with its witnesses' cosignatures, all verified (and checked consistent with the head seen before).",
+    )
+    p.add_argument("address", metavar="ADDRESS")
+    p.add_argument("--json", action="store_true", help="one JSON object: entry, leaf, leaf_index, tree_size, root_hash, inclusion_proof, tree_head, cosignatures, ...")
+    p.set_defaults(fn=cmd_lookup)
+
+    p = sub.add_parser(
+        "witness-quorum",
+        help="show or set how many witnesses must cosign a directory head",
+        description="A key-directory head is only used when this many witnesses (other nodes) cosigned it. auto: one for "
+        "other nodes, and for the home node once it has shown a cosigned head.",
+    )
+    p.add_argument("quorum", nargs="?", metavar="N|auto", help="the new setting (without it: show the current one)")
+    p.set_defaults(fn=cmd_witness_quorum)
+
+    p = sub.add_parser(
+        "alerts",
+        help="check and list key-directory alerts",
+        description="Check this account's key-directory entries with the node, then list every alert (a device or "
+        "identity key none of your devices added, a split view) and notice found so far.",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON list of {id, at, kind, text}")
+    p.set_defaults(fn=cmd_alerts)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    rc = 1
+    try:
+        rc = _run(args)
+        return rc
+    finally:
+        _print_alerts(args, succeeded=rc == 0)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         args.fn(args)
     except NodeError as exc:
@@ -261,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (ConnectError, StateError, VaultError, LocalProtocolError) as exc:
         print(f"sonet: error: {exc}", file=sys.stderr)
+        return 1
+    except ProtocolError as exc:  # what a node or contact sent did not verify
+        print(f"sonet: error: {exc} ({exc.code})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -25,7 +25,15 @@ from core.handshake import Handshake, Role
 from core.handshake_driver import run_initiator
 from core.wire import Frame
 
-__all__ = ["Connection", "connect", "NodeError", "ConnectError", "describe_close"]
+__all__ = ["Connection", "connect", "NodeError", "ConnectError", "describe_close", "TRANSIENT_LOOKUP_CODES"]
+
+#: codes of lookup failures that mean "not now": the home node could not ask another node, no
+#: witness cosigned the directory head yet, an older directory entry than one seen (a cache), a
+#: proof that came relayed and did not verify, or a node key that changed and waits for the
+#: user's decision (client/transparency.py)
+TRANSIENT_LOOKUP_CODES = frozenset(
+    {"unreachable", "rate_limited", "unavailable", "bad_node_key", "unwitnessed", "stale_entry", "bad_consistency_proof", "node_key_changed"}
+)
 
 
 _DELIVERY_BUFFER = 64
@@ -52,6 +60,9 @@ class Connection:
         self.welcome = welcome
         #: the node's identity key, authenticated by the handshake
         self.node_key = node_key
+        #: other nodes' keys (or why the home node definitely cannot give one), asked once per
+        #: connection (client/transparency.py node_key)
+        self.node_keys: dict[str, VerifyKey | NodeError] = {}
         self._numbers = itertools.count(1)
         self._waiting: dict[int, trio.MemorySendChannel[Frame]] = {}
         self._send_lock = trio.Lock()

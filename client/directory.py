@@ -2,8 +2,10 @@
 signed device list, and each device's self-signed record, all from the home node.
 
 A node can serve anything; what makes a device trustworthy is that the account identity key
-the user pinned (and can compare as a safety number) signed a device list naming it. A changed
-account identity key blocks sending until the user accepts it (`sonet trust`).
+the user pinned (and can compare as a safety number) signed a device list naming it, and that
+the key and list are the account's entry in its node's transparency log, proven included in a
+head consistent with what this device saw before (client/transparency.py). A changed account
+identity key blocks sending until the user accepts it (`sonet trust`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.address import Address
-from core.client_api import Devices, FetchDevices
 from core.crypto import CryptoPolicy, VerifyKey
 from core.device import DeviceRecord, verify_device_record
 from core.device_list import DeviceList, check_successor, verify_device_list
@@ -19,8 +20,9 @@ from core.errors import LocalProtocolError, VerifyError
 
 from .connection import Connection
 from .state import DeviceState
+from .transparency import Checked, fetch_devices
 
-__all__ = ["AccountView", "IdentityChanged", "verify_account", "fetch_account"]
+__all__ = ["AccountView", "Lookup", "IdentityChanged", "verify_account", "fetch_account", "lookup_account"]
 
 
 class IdentityChanged(LocalProtocolError):
@@ -43,6 +45,16 @@ class AccountView:
     devices: dict[int, DeviceRecord]  # device id -> verified record, every one in the signed list
 
 
+@dataclass(frozen=True, kw_only=True)
+class Lookup:
+    """An account's verified devices and how its directory proof checked out (`sonet lookup`)."""
+
+    view: AccountView
+    checked: Checked
+    #: the directory shows another account identity key than the one trusted
+    identity_changed: bool
+
+
 def verify_account(
     address: str, account_identity: bytes, device_list: bytes, entries: list[tuple[int, bytes]], policy: CryptoPolicy
 ) -> AccountView:
@@ -62,8 +74,13 @@ def verify_account(
 async def fetch_account(
     conn: Connection, state: DeviceState, address: Address, *, policy: CryptoPolicy, now: int, require_trusted: bool = True
 ) -> AccountView:
-    reply = await conn.request(lambda n: FetchDevices(request=n, account=str(address)))
-    assert isinstance(reply, Devices)
+    return (await lookup_account(conn, state, address, policy=policy, now=now, require_trusted=require_trusted)).view
+
+
+async def lookup_account(
+    conn: Connection, state: DeviceState, address: Address, *, policy: CryptoPolicy, now: int, require_trusted: bool = True
+) -> Lookup:
+    reply, checked = await fetch_devices(conn, state, str(address), now=now)
     view = verify_account(
         str(address), reply.account_identity, reply.device_list, [(d.device, d.record) for d in reply.devices], policy
     )
@@ -72,7 +89,7 @@ async def fetch_account(
         raise IdentityChanged(str(address))
     if not contact.changed:  # only lists signed by the key the user trusts are pinned
         _refuse_rollback(state, view)
-    return view
+    return Lookup(view=view, checked=checked, identity_changed=contact.changed)
 
 
 def _refuse_rollback(state: DeviceState, view: AccountView) -> None:

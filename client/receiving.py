@@ -15,24 +15,22 @@ import trio
 
 from core import limits
 from core.address import Address, parse_address
-from core.client_api import Ack, Deliver, Delivery, FetchNodeKey, LinkOffer, NodeKey
+from core.client_api import Ack, Deliver, Delivery, LinkOffer
 from core.certs import SenderCertificate as VerifiedCertificate
 from core.certs import certificate_node, verify_certificate
 from core.content import Content, decode_content, encode_content
-from core.crypto import CryptoPolicy, VerifyKey
+from core.crypto import CryptoPolicy
 from core.device import DeviceRecord
 from core.envelope import Kind
-from core.errors import ProtocolError, RemoteProtocolError, VerifyError
+from core.errors import ProtocolError, VerifyError
 from core.sealed_sender import unseal
 
-from .connection import Connection, NodeError
+from .connection import TRANSIENT_LOOKUP_CODES, Connection, NodeError
 from .directory import AccountView, IdentityChanged, fetch_account
 from .prekeys import maintain_prekeys
 from .sessions import Sessions
-from .state import DeviceState, InboxMessage, Profile
-
-#: lookup failures that mean "not now": the envelope is kept (unacknowledged) for later
-TRANSIENT_LOOKUP_CODES = frozenset({"unreachable", "rate_limited", "unavailable", "bad_node_key"})
+from .transparency import node_key
+from .state import ALERT, DeviceState, InboxMessage, Profile
 
 __all__ = ["FanOut", "ReceiveResult", "Receiver"]
 
@@ -58,11 +56,9 @@ class _Inbox:
     texts: dict[str, list[bytes]]
     rejected: list[str]
     changed: set[str]
-    #: identity keys of other nodes, or why the home node could not give one
-    node_keys: dict[str, VerifyKey | NodeError]
 
     def __init__(self) -> None:
-        self.views, self.texts, self.rejected, self.changed, self.node_keys = {}, {}, [], set(), {}
+        self.views, self.texts, self.rejected, self.changed = {}, {}, [], set()
 
 
 class Receiver:
@@ -124,19 +120,17 @@ class Receiver:
                 continue  # redelivered after a lost ack: already stored
             try:
                 sender, content = await self._open(conn, sessions, item)
-            except NodeError as exc:
+            except (NodeError, ProtocolError) as exc:
                 if exc.code in TRANSIENT_LOOKUP_CODES:
-                    # the node could not answer a lookup now: not the envelope's fault, so do
-                    # not ack it; it comes again on the next connection
+                    # the node could not answer a lookup now (or the sender's directory head
+                    # is not witnessed yet): not the envelope's fault, so do not ack it; it
+                    # comes again on the next connection
                     keep.add(env.id)
                     inbox.rejected.append(f"kept envelope {env.id.hex()} for later: {exc}")
                 else:
-                    # a definite "no" (e.g. a certificate naming a node nobody peers with):
-                    # keeping it would let junk sit in the mailbox and fill its quota
+                    # a definite "no" (a message that does not verify, a certificate naming
+                    # a node nobody peers with): keeping it would let junk fill the mailbox
                     inbox.rejected.append(f"dropped envelope {env.id.hex()}: {exc}")
-                continue
-            except ProtocolError as exc:
-                inbox.rejected.append(f"dropped envelope {env.id.hex()}: {exc}")
                 continue
             if content.type == "text":
                 inbox.texts.setdefault(sender, []).append(content.id)
@@ -150,42 +144,25 @@ class Receiver:
         profile = self._profile
         unsealed = unseal(item.envelope.body, my_key=profile.hpke, my_fp=profile.identity.public.fingerprint)
         node = certificate_node(unsealed.certificate_raw)
+        key = await node_key(conn, self._state, node, now=self._clock())
         # judged at arrival, as Signal does: a day offline must not expire them
-        cert = verify_certificate(unsealed.certificate_raw, node_key=await self._node_key(conn, node), node=node, now=item.stored_at)
+        cert = verify_certificate(unsealed.certificate_raw, node_key=key, node=node, now=item.stored_at)
         record = await self._sender_record(conn, cert)
         decrypted = sessions.decrypt(cert.account, cert.device, record, unsealed.message)
         content = decode_content(decrypted.plaintext)
         stored = _inbox_message(content, cert.account, profile.address, item.stored_at)
         if stored is None:
-            raise VerifyError("a sync message may only come from this account's own devices")
+            raise VerifyError(f"a {content.type} message may only come from this account's own devices")
         with self._state.transaction():
             sessions.commit(decrypted)
             if content.type == "receipt":
                 self._state.record_receipt(list(content.ids), content.receipt, item.stored_at, recipient=cert.account)
             self._state.store_received([stored])
+            if content.type == "alert":
+                # kept in the inbox only to recognise a redelivery; shown as an alert
+                self._state.mark_shown([content.id])
+                self._state.add_alert(ALERT, f"your device {cert.device} reports: {content.text}", item.stored_at)
         return cert.account, content
-
-    async def _node_key(self, conn: Connection, node: str) -> VerifyKey:
-        """The identity key of ``node``, which signed a sender certificate: the home node's from
-        the channel; another node's from the home node (which checks it against its pin), asked
-        once per ``receive``. A failed lookup is a NodeError: the envelope waits for later."""
-        if node == conn.welcome.node:
-            return conn.node_key
-        inbox = self._inbox
-        if node not in inbox.node_keys:
-            try:
-                reply = await conn.request(lambda n: FetchNodeKey(request=n, node=node))
-                if not isinstance(reply, NodeKey) or reply.node != node:
-                    raise RemoteProtocolError(f"the home node answered with another node's key than {node}'s")
-                inbox.node_keys[node] = VerifyKey.from_bytes(reply.key)
-            except NodeError as exc:
-                inbox.node_keys[node] = exc
-            except RemoteProtocolError as exc:
-                inbox.node_keys[node] = NodeError("bad_node_key", f"cannot check senders of {node}: {exc}")
-        found = inbox.node_keys[node]
-        if isinstance(found, NodeError):
-            raise NodeError(found.code, str(found))
-        return found
 
     async def _sender_record(self, conn: Connection, cert: VerifiedCertificate) -> DeviceRecord:
         """The sender's device record from its signed device list; it must hold the identity
@@ -222,13 +199,13 @@ class Receiver:
 
 
 def _inbox_message(content: Content, sender: str, me: str, received_at: int) -> InboxMessage | None:
+    if content.type in ("sync", "alert") and sender != me:
+        return None
     if content.type == "sync":
-        if sender != me:
-            return None
         return InboxMessage(id=content.id, sender=me, peer=content.to, sent_at=content.sent_at, received_at=received_at,
                             type="text", fields={"text": content.text, "to": content.to})
     fields: dict = {}
-    if content.type == "text":
+    if content.type in ("text", "alert"):
         fields = {"text": content.text}
     elif content.type == "receipt":
         fields = {"receipt": content.receipt, "ids": [i.hex() for i in content.ids]}

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
@@ -46,26 +47,31 @@ from core.crypto.dh import X25519KeyPair
 from core.device import make_device_record
 from core.device_list import sign_device_list, verify_device_list
 from core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from core.errors import LocalProtocolError, VerifyError
+from core.errors import LocalProtocolError, ProtocolError, VerifyError
 from core.invite import parse_invite
 from core.provisioning import Provisioning, check_commitment, make_link_code, open_provisioning, parse_link_code, seal_provisioning
 from core.safety import qr_payload, safety_number
 from core.sealed_sender import seal
 
-from .connection import Connection, connect
+from .connection import Connection, NodeError, connect
 from .delivery import refresh_sent
-from .directory import AccountView, fetch_account
+from .directory import AccountView, Lookup, fetch_account, lookup_account
+from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
 from .prekeys import maintain_prekeys
 from .receiving import Receiver, ReceiveResult
 from .sessions import Sessions
 from .state import DeviceState, Profile, SentMessage, StateError
+from .transparency import UNWITNESSED_TRIES, check_bundles
 
-__all__ = ["Device", "SendResult", "ReceiveResult", "DeviceInfo", "SafetyNumber", "SentMessage", "now_ms"]
+__all__ = ["Device", "SendResult", "ReceiveResult", "DeviceInfo", "SafetyNumber", "Lookup", "SentMessage", "now_ms"]
 
 RATCHET_MESSAGE = 1
 #: refresh the sender certificate when less than this is left
 CERT_REFRESH_MS = 3600 * 1000
 MAX_SEND_ATTEMPTS = 3
+#: the self-check on connect asks twice while the own head is not witnessed (right after a
+#: change it is within moments); it does not hold every command while a witness is down
+MONITOR_TRIES = 2
 
 
 def now_ms() -> int:
@@ -120,11 +126,29 @@ class Device:
         self._clock = clock
         self._rng = rng
         self._policy = policy or CryptoPolicy()
+        #: why the last connection's self-monitoring could not finish (None: it did)
+        self.monitor_error: Exception | None = None
 
     # Connections ------------------------------------------------------------------------
 
-    def _connect(self, profile: Profile):  # noqa: ANN202 - async context manager
-        return connect(profile.node_url, identity=profile.identity, node_fingerprint=profile.node_fingerprint, policy=self._policy)
+    @asynccontextmanager
+    async def _connect(self, profile: Profile, *, strict: bool = False) -> AsyncIterator[Connection]:
+        """A connection to the home node, after checking the account's own directory entries
+        (client/monitor.py). A check that cannot finish (the newest head is not witnessed yet,
+        a witness is down, a proof does not verify) does not stop the command: what it found is
+        kept, and why it could not finish is in ``monitor_error`` (raised with ``strict``)."""
+        async with connect(profile.node_url, identity=profile.identity, node_fingerprint=profile.node_fingerprint, policy=self._policy) as conn:
+            self.monitor_error = None
+            try:
+                await check_own_account(
+                    conn, self.state, profile, policy=self._policy, now=self._clock(), tell=self._tell,
+                    tries=UNWITNESSED_TRIES if strict else MONITOR_TRIES,
+                )
+            except (NodeError, ProtocolError) as exc:
+                if strict:
+                    raise
+                self.monitor_error = exc
+            yield conn
 
     def _new_device_keys(self, mode: CryptoMode) -> tuple[SigningKey, bytes | None, HpkePrivateKey]:
         identity = SigningKey.generate(mode, self._rng)
@@ -170,6 +194,8 @@ class Device:
             )
             self.state.save_profile(profile)
             self.state.see_identity(profile.address, account_key.public.to_bytes(), self._clock())
+            self.state.approve(APPROVED_DEVICE, identity.public.fingerprint)
+            await start_audit(conn, self.state, profile, device_list)
             await maintain_prekeys(conn, self.state, profile, self._rng, self._clock())
         return profile
 
@@ -212,6 +238,8 @@ class Device:
             )
             self.state.save_profile(profile)
             self.state.see_identity(profile.address, account_key.public.to_bytes(), self._clock())
+            self.state.approve(APPROVED_DEVICE, identity.public.fingerprint)
+            await start_audit(conn, self.state, profile, device_list)
             await maintain_prekeys(conn, self.state, profile, self._rng, self._clock())
         return profile
 
@@ -224,6 +252,8 @@ class Device:
             if not check_commitment(commitment, pending.ephemeral):
                 raise VerifyError("the new device's key does not match the code; do not link it", code="link_code_mismatch")
             own = await fetch_account(conn, self.state, parse_address(profile.address), policy=self._policy, now=self._clock())
+            # the new device signs the next version, adding itself: self-monitoring expects it
+            self.state.approve(APPROVED_VERSION, str(own.device_list.version + 1))
             sealed = seal_provisioning(
                 Provisioning(
                     account=profile.address,
@@ -248,6 +278,11 @@ class Device:
             DeviceInfo(device=d, fingerprint=r.fingerprint, created=r.created, this_device=d == profile.device_id)
             for d, r in sorted(own.devices.items())
         ]
+
+    async def check(self) -> None:
+        """Check the account's own key-directory entries now (client/monitor.py)."""
+        async with self._connect(self.state.profile(), strict=True):
+            pass
 
     async def remove_device(self, device_id: int) -> None:
         profile = self.state.profile()
@@ -278,6 +313,10 @@ class Device:
             qr=qr_payload(profile.address, mine, str(peer), view.identity),
             changed=bool(contact and contact.changed),
         )
+
+    async def lookup(self, address: str) -> Lookup:
+        async with self._connect(self.state.profile()) as conn:
+            return await lookup_account(conn, self.state, parse_address(address), policy=self._policy, now=self._clock(), require_trusted=False)
 
     def trust(self, address: str) -> bool:
         return self.state.trust_seen_identity(str(parse_address(address)))
@@ -335,20 +374,9 @@ class Device:
                 targets += [_Target(address=str(me), device=d, view=own, content=own_copy) for d in sorted(own.devices) if d != profile.device_id]
             elif to == me:
                 targets = [t for t in targets if t.device != profile.device_id]
-            await self._establish(conn, sessions, targets)
-            certificate = await self._certificate(conn, profile)
-            envelopes = []
-            for t in targets:
-                record = t.view.devices[t.device]
-                message = sessions.encrypt(t.address, t.device, t.content)  # state committed first
-                body = seal(certificate=certificate, message=message, msg_type=RATCHET_MESSAGE, to_key=record.hpke, recipient_fp=record.fingerprint)
-                envelopes.append(
-                    Envelope(v=ENVELOPE_VERSION, id=msg_id, to=t.address, device=t.device,
-                             expires=now + limits.DEFAULT_ENVELOPE_TTL_MS, kind=kind, body=body)
-                )
-            if not envelopes:
+            if not targets:
                 return 0, 0
-            reply = await conn.request(lambda n: SendBatch(request=n, envelopes=tuple(envelopes)))
+            reply = await self._send(conn, profile, sessions, targets, msg_id, kind)
             if isinstance(reply, Accepted):
                 return sum(t.address == str(to) for t in targets), sum(t.address != str(to) for t in targets)
             assert isinstance(reply, DeviceMismatch)
@@ -359,6 +387,34 @@ class Device:
             self.state.drop_sessions(reply.account, keep=set(current.devices) - set(reply.extra))
         raise LocalProtocolError("the recipient's devices kept changing; try again")
 
+    async def _send(
+        self, conn: Connection, profile: Profile, sessions: Sessions, targets: list[_Target], msg_id: bytes, kind: Kind
+    ) -> Accepted | DeviceMismatch:
+        """Encrypt and seal for each target and hand the batch to the node."""
+        await self._establish(conn, sessions, targets)
+        certificate = await self._certificate(conn, profile)
+        now = self._clock()
+        envelopes = []
+        for t in targets:
+            record = t.view.devices[t.device]
+            message = sessions.encrypt(t.address, t.device, t.content)  # state committed first
+            body = seal(certificate=certificate, message=message, msg_type=RATCHET_MESSAGE, to_key=record.hpke, recipient_fp=record.fingerprint)
+            envelopes.append(
+                Envelope(v=ENVELOPE_VERSION, id=msg_id, to=t.address, device=t.device,
+                         expires=now + limits.DEFAULT_ENVELOPE_TTL_MS, kind=kind, body=body)
+            )
+        reply = await conn.request(lambda n: SendBatch(request=n, envelopes=tuple(envelopes)))
+        assert isinstance(reply, (Accepted, DeviceMismatch))
+        return reply
+
+    async def _tell(self, conn: Connection, own: AccountView, text: str) -> None:
+        """Send a self-monitoring alert to this account's other devices in ``own``."""
+        profile = self.state.profile()
+        msg_id = self._rng(limits.ENVELOPE_ID_LEN)
+        content = encode_content(Content(type="alert", id=msg_id, sent_at=self._clock(), text=text))
+        targets = [_Target(address=own.address, device=d, view=own, content=content) for d in sorted(own.devices)]
+        await self._send(conn, profile, Sessions(self.state, profile, self._rng, self._policy), targets, msg_id, Kind.SEALED)
+
     async def _establish(self, conn: Connection, sessions: Sessions, targets: list[_Target]) -> None:
         missing: dict[str, list[_Target]] = {}
         for t in targets:
@@ -367,6 +423,7 @@ class Device:
         for address, group in missing.items():
             reply = await conn.request(lambda n: FetchBundles(request=n, account=address, devices=tuple(t.device for t in group)))
             assert isinstance(reply, Bundles)
+            await check_bundles(conn, self.state, reply, account=address, identity=group[0].view.identity, policy=self._policy, now=self._clock())
             views = {t.device: t.view for t in group}
             for bundle in reply.bundles:
                 if bundle.device in views:

@@ -50,6 +50,14 @@ __all__ = [
     "FetchStatus",
     "EnvelopeStatus",
     "Statuses",
+    "DirectoryProof",
+    "SignedHead",
+    "FetchConsistency",
+    "Consistency",
+    "FetchHead",
+    "Head",
+    "FetchLeaves",
+    "Leaves",
 ]
 
 
@@ -63,6 +71,9 @@ class Welcome(Frame):
     #: one-time prekeys the node still holds for this device (X25519, ML-KEM); 0 if unregistered
     one_time_left: int
     pq_one_time_left: int
+    #: configured peers of this node: they witness its key directory, so with any its devices
+    #: require a cosigned head (key transparency)
+    witnesses: int
 
 
 @frame(tag=11)
@@ -86,6 +97,42 @@ class Registered(Frame):
     device: int
 
 
+@struct
+class SignedHead(Struct):
+    """A node's signed tree head (core/keydir/head.py) with the cosignatures of its witnesses
+    (each over the head's node, size and root)."""
+
+    head: bytes
+    cosignatures: tuple[bytes, ...]
+
+    def check(self) -> None:
+        if len(self.head) > limits.MAX_TREE_HEAD_BYTES:
+            raise ValueError("tree head too large")
+        if len(self.cosignatures) > limits.MAX_COSIGNATURES or any(len(c) > limits.MAX_COSIGNATURE_BYTES for c in self.cosignatures):
+            raise ValueError(f"at most {limits.MAX_COSIGNATURES} cosignatures of bounded size")
+
+
+@struct
+class DirectoryProof(Struct):
+    """One leaf of a node's key directory, proven included in the tree of ``head``.
+
+    ``path`` is the RFC 9162 inclusion proof (§2.1.3) of leaf number ``index`` (0-based) in the
+    tree of the head's size."""
+
+    leaf: bytes
+    index: int
+    path: tuple[bytes, ...]
+    head: SignedHead
+
+    def check(self) -> None:
+        if len(self.leaf) > limits.MAX_DIRECTORY_LEAF_BYTES:
+            raise ValueError("directory leaf too large")
+        if not 0 <= self.index < 2**63:
+            raise ValueError("leaf index out of range")
+        if len(self.path) > limits.MAX_PROOF_HASHES or any(len(h) != 32 for h in self.path):
+            raise ValueError(f"an inclusion proof is at most {limits.MAX_PROOF_HASHES} hashes of 32 bytes")
+
+
 @frame(tag=13)
 class FetchDevices(Frame):
     request: int
@@ -105,6 +152,9 @@ class Devices(Frame):
     account_identity: bytes
     device_list: bytes
     devices: tuple[DeviceEntry, ...]
+    #: the account's latest directory entry (whose identity and device list are the two fields
+    #: above), its inclusion proof and the signed head it is proven against
+    proof: DirectoryProof
 
 
 @frame(tag=15)
@@ -230,6 +280,7 @@ class Bundles(Frame):
     account_identity: bytes
     device_list: bytes
     bundles: tuple[Bundle, ...]
+    proof: DirectoryProof
 
 
 @frame(tag=34)
@@ -376,3 +427,83 @@ class EnvelopeStatus(Struct):
 class Statuses(Frame):
     request: int
     items: tuple[EnvelopeStatus, ...]
+
+
+# Key directory (issue 5) -------------------------------------------------------------------
+
+
+@frame(tag=50)
+class FetchConsistency(Frame):
+    """The RFC 9162 consistency proof (§2.1.4) between the trees of sizes ``first`` and
+    ``second`` (0 < first <= second) of node ``node``'s directory. Local for the home node,
+    relayed to other nodes like FetchNodeKey; peers ask it of each other when witnessing."""
+
+    request: int
+    node: str
+    first: int
+    second: int
+
+    def check(self) -> None:
+        if not 0 < self.first <= self.second < 2**63:
+            raise ValueError("consistency proof sizes must satisfy 0 < first <= second")
+
+
+@frame(tag=51)
+class Consistency(Frame):
+    request: int
+    node: str
+    first: int
+    second: int
+    proof: tuple[bytes, ...]
+
+    def check(self) -> None:
+        if len(self.proof) > limits.MAX_PROOF_HASHES or any(len(h) != 32 for h in self.proof):
+            raise ValueError(f"a consistency proof is at most {limits.MAX_PROOF_HASHES} hashes of 32 bytes")
+
+
+@frame(tag=52)
+class FetchHead(Frame):
+    """Node ``node``'s latest signed tree head with the cosignatures it holds."""
+
+    request: int
+    node: str
+
+
+@frame(tag=53)
+class Head(Frame):
+    request: int
+    node: str
+    head: SignedHead
+
+
+@frame(tag=54)
+class FetchLeaves(Frame):
+    """Self-monitoring: leaves ``start`` .. ``end - 1`` of the home node's directory (at most
+    limits.MAX_LEAVES_PER_FETCH, and ``end`` at most the size of its newest head)."""
+
+    request: int
+    start: int
+    end: int
+
+    def check(self) -> None:
+        if not 0 <= self.start < self.end < 2**63 or self.end - self.start > limits.MAX_LEAVES_PER_FETCH:
+            raise ValueError(f"a leaf range is 1..{limits.MAX_LEAVES_PER_FETCH} leaves")
+
+
+@frame(tag=55)
+class Leaves(Frame):
+    """``leaves`` from ``start`` on, with the compact range of the tree of size ``start`` (the
+    roots of its perfect subtrees, largest first): folded it gives that tree's root, and the
+    leaves appended to it give the root of every larger tree — a device checks them against
+    heads it verified, without downloading the log before ``start``."""
+
+    request: int
+    start: int
+    frontier: tuple[bytes, ...]
+    leaves: tuple[bytes, ...]
+
+    def check(self) -> None:
+        if len(self.frontier) > 64 or any(len(h) != 32 for h in self.frontier):
+            raise ValueError("a compact range is at most 64 hashes of 32 bytes")
+        if len(self.leaves) > limits.MAX_LEAVES_PER_FETCH or any(len(x) > limits.MAX_DIRECTORY_LEAF_BYTES for x in self.leaves):
+            raise ValueError(f"at most {limits.MAX_LEAVES_PER_FETCH} leaves of bounded size")

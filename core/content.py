@@ -8,6 +8,8 @@ type:
 - ``typing``   ``{typing: "started" | "stopped"}``
 - ``sync``     ``{to: address, text}`` — a copy of one's own outgoing message for one's other
   devices; ``id`` and ``sent_at`` are those of the original, so every device dedupes alike.
+- ``alert``    ``{text}`` — what one's own device found wrong in the account's key-directory
+  entries (client/monitor.py), for one's other devices.
 
 Texts are bounded by ``limits.MAX_TEXT_LEN`` bytes of UTF-8. Decoding is strict: unknown type or
 version, a missing, extra or mistyped field, a bound exceeded or a non-normalised address is a
@@ -33,12 +35,13 @@ __all__ = [
     "RECEIPT",
     "TYPING",
     "SYNC",
+    "ALERT",
     "RECEIPT_KINDS",
     "TYPING_STATES",
 ]
 
-TEXT, RECEIPT, TYPING, SYNC = "text", "receipt", "typing", "sync"
-CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC)
+TEXT, RECEIPT, TYPING, SYNC, ALERT = "text", "receipt", "typing", "sync", "alert"
+CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT)
 RECEIPT_KINDS = ("delivered", "read")
 TYPING_STATES = ("started", "stopped")
 _VERSION = 1
@@ -48,6 +51,7 @@ _FIELDS: dict[str, dict[str, type]] = {
     RECEIPT: {"receipt": str, "ids": list},
     TYPING: {"typing": str},
     SYNC: {"to": str, "text": str},
+    ALERT: {"text": str},
 }
 _OPTIONAL = ("text", "receipt", "ids", "typing", "to")
 
@@ -76,6 +80,10 @@ class Content:
     @classmethod
     def make_typing(cls, *, id: bytes, sent_at: int, typing: str) -> "Content":
         return cls(type=TYPING, id=id, sent_at=sent_at, typing=typing)
+
+    @classmethod
+    def make_alert(cls, *, id: bytes, sent_at: int, text: str) -> "Content":
+        return cls(type=ALERT, id=id, sent_at=sent_at, text=text)
 
     @classmethod
     def make_sync(cls, *, id: bytes, sent_at: int, to: str, text: str) -> "Content":

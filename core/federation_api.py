@@ -10,6 +10,12 @@ number (several may be outstanding; answers can come in any order):
 - ``FetchDevices`` / ``FetchBundles`` / ``FetchNodeKey`` (core/client_api.py) -> ``Devices`` /
   ``Bundles`` / ``NodeKey``, or ``ErrorFrame`` with the request number. A relay passes a query
   for another node on to that node and its answer back.
+- ``FetchHead`` / ``FetchConsistency`` (core/client_api.py) -> ``Head`` / ``Consistency``:
+  a node's key directory, asked of it directly or through relays like the lookups above.
+- ``Cosign`` -> ``Noted``: a witness hands the node it witnesses a cosignature of that node's
+  head (only after checking it is consistent with the last head it cosigned).
+- ``Gossip`` -> ``Noted``: signed heads of any nodes the sender has seen (its own included),
+  so that two views of one directory meet somewhere and a split is detected.
 - ``Ping`` -> ``Pong``.
 
 An item names the node it comes from (``origin``) and the node it is for (``dest``), never
@@ -22,11 +28,12 @@ from __future__ import annotations
 
 from . import limits
 from .address import parse_address, validate_node_name
+from .client_api import SignedHead
 from .envelope import Envelope, Kind
 from .errors import ProtocolError
 from .wire import Frame, Struct, frame, struct
 
-__all__ = ["Report", "Transit", "Push", "PushResult", "OK", "REFUSALS"]
+__all__ = ["Report", "Transit", "Push", "PushResult", "Cosign", "SeenHead", "Gossip", "Noted", "OK", "REFUSALS"]
 
 #: the outcome of an item that the receiver took
 OK = "ok"
@@ -108,3 +115,36 @@ class PushResult(Frame):
     request: int
     #: one per pushed item, in order: OK or a refusal code
     outcomes: tuple[str, ...]
+
+
+@frame(tag=62)
+class Cosign(Frame):
+    """A cosignature (core/keydir/head.py) by the sending node of the receiving node's head."""
+
+    request: int
+    cosignature: bytes
+
+    def check(self) -> None:
+        if len(self.cosignature) > limits.MAX_COSIGNATURE_BYTES:
+            raise ValueError("cosignature too large")
+
+
+@struct
+class SeenHead(Struct):
+    node: str
+    head: SignedHead
+
+
+@frame(tag=63)
+class Gossip(Frame):
+    request: int
+    heads: tuple[SeenHead, ...]
+
+    def check(self) -> None:
+        if len(self.heads) > limits.MAX_GOSSIP_HEADS:
+            raise ValueError(f"at most {limits.MAX_GOSSIP_HEADS} heads in one gossip")
+
+
+@frame(tag=64)
+class Noted(Frame):
+    request: int

@@ -169,3 +169,32 @@ __all__ += [
     "REMOTE_DEVICES_TTL_MS",
     "PEER_REQUEST_DEADLINE_S",
 ]
+
+# Key directory and transparency (core/keydir/)
+#: hashes in one inclusion or consistency proof (a tree of up to 2**63 leaves needs < 128)
+MAX_PROOF_HASHES = 128
+#: one directory leaf: account, identity key and signed device list in canonical CBOR
+MAX_DIRECTORY_LEAF_BYTES = 32 * 1024
+#: one signed tree head, and one cosignature (hybrid signatures are ~3.4 KB)
+MAX_TREE_HEAD_BYTES = 8 * 1024
+MAX_COSIGNATURE_BYTES = 8 * 1024
+#: cosignatures carried with one head
+MAX_COSIGNATURES = 32
+#: heads in one Gossip frame
+MAX_GOSSIP_HEADS = 256
+#: directory leaves in one Leaves answer (~6 KB each with hybrid keys: ~0.8 MB)
+MAX_LEAVES_PER_FETCH = 128
+#: leaf bytes in one Leaves answer (128 leaves of the largest size would not fit in a frame):
+#: the node sends fewer, the device asks again for the rest
+MAX_LEAVES_BYTES = 2 * 1024 * 1024
+
+__all__ += [
+    "MAX_PROOF_HASHES",
+    "MAX_DIRECTORY_LEAF_BYTES",
+    "MAX_TREE_HEAD_BYTES",
+    "MAX_COSIGNATURE_BYTES",
+    "MAX_COSIGNATURES",
+    "MAX_GOSSIP_HEADS",
+    "MAX_LEAVES_PER_FETCH",
+    "MAX_LEAVES_BYTES",
+]

@@ -10,6 +10,12 @@
 - ``FetchDevices`` / ``FetchBundles``: for this node's accounts answered by ``local``; for
   another node relayed over the link pool under the same rule, the answer passed back.
 - ``FetchNodeKey``: this node's key; another node's relayed like the lookups. ``Ping``: Pong.
+- ``FetchHead`` / ``FetchConsistency``: this node's key directory (``directory``; sizes it
+  cannot prove: ``bad_request``); another node's relayed like the lookups.
+- ``Cosign``: a cosignature of this node's head, kept by the directory if it verifies with the
+  pinned key of the witness it names (the link's peer, or a peer behind it when relayed), else
+  ``bad_cosignature``; one of another node's head is relayed like the lookups. ``Gossip``:
+  heads the peer has seen, checked in the background (federation/gossip.py). Both: ``Noted``.
 
 A request whose handling hits a store error (the database is locked, the disk is full) is
 answered ``ErrorFrame(request, "unavailable")``: the peer tries again later; the link and the
@@ -31,10 +37,25 @@ from typing import Any
 import trio
 
 from core.address import parse_address
-from core.client_api import Bundles, Devices, ErrorFrame, FetchBundles, FetchDevices, FetchNodeKey, NodeKey, Ping, Pong
-from core.crypto import SigningKey
-from core.errors import RemoteProtocolError
-from core.federation_api import OK, Push, PushResult, Transit
+from core.client_api import (
+    Bundles,
+    Consistency,
+    Devices,
+    ErrorFrame,
+    FetchBundles,
+    FetchConsistency,
+    FetchDevices,
+    FetchHead,
+    FetchNodeKey,
+    Head,
+    NodeKey,
+    Ping,
+    Pong,
+)
+from core.crypto import SigningKey, VerifyKey
+from core.errors import ProtocolError, RemoteProtocolError
+from core.federation_api import OK, Cosign, Gossip, Noted, Push, PushResult, SeenHead, Transit
+from core.keydir import decode_cosignature
 from core.wire import Frame
 
 from .errors import FederationError
@@ -53,9 +74,16 @@ RELAY_DEADLINE_SHARE = 0.6
 
 log = logging.getLogger("sonet.federation")
 
-Lookup = FetchDevices | FetchBundles | FetchNodeKey
-#: what a peer answers each lookup with (or an ErrorFrame)
-ANSWERS: dict[type[Frame], type[Frame]] = {FetchDevices: Devices, FetchBundles: Bundles, FetchNodeKey: NodeKey}
+Lookup = FetchDevices | FetchBundles | FetchNodeKey | FetchHead | FetchConsistency
+#: what a peer answers each request relayed for another node with (or an ErrorFrame)
+ANSWERS: dict[type[Frame], type[Frame]] = {
+    FetchDevices: Devices,
+    FetchBundles: Bundles,
+    FetchNodeKey: NodeKey,
+    FetchHead: Head,
+    FetchConsistency: Consistency,
+    Cosign: Noted,
+}
 
 
 class Inbound:
@@ -75,13 +103,21 @@ class Inbound:
         envelope_ttl_ms: int,
         clock_ms: Callable[[], int],
         settings: FederationSettings,
+        directory: Any,
+        gossiped: Callable[[str, Iterable[SeenHead]], Awaitable[None]],
+        node_key: Callable[[str], Awaitable[bytes]],
         store_errors: tuple[type[BaseException], ...] = (),
     ) -> None:
         """``new_envelope(account=, device_id=, id=, expires=, kind=, body=)`` builds the
         store's mailbox record (node.store.NewEnvelope: federation/ does not import node/);
+        ``directory`` is this node's key directory (None: it keeps none), ``gossiped(peer,
+        heads)`` takes the heads a peer gossips, ``node_key(node)`` is a peer's pinned key;
         ``store_errors`` are the store's exceptions (a request they interrupt is answered
         ``unavailable``)."""
         self._name = name
+        self._directory = directory
+        self._gossiped = gossiped
+        self._node_key = node_key
         self._store_errors = store_errors
         self._identity = identity
         self._store = store
@@ -100,13 +136,14 @@ class Inbound:
         self._queries = Limiter(settings.query_rate)
         self._bundles = Limiter(settings.bundle_rate)
 
-    def handler(self, peer: str) -> Handler:
-        """The request handler for one inbound link from configured peer ``peer``."""
+    def handler(self, peer: str, key: VerifyKey) -> Handler:
+        """The request handler for one inbound link from configured peer ``peer``, whose
+        identity key (checked against its pin) is ``key``."""
         refused_in_a_row = 0
 
         async def handle(frame: Frame) -> Frame:
             nonlocal refused_in_a_row
-            if not isinstance(frame, (Push, FetchDevices, FetchBundles, FetchNodeKey, Ping)):
+            if not isinstance(frame, (Push, Ping, Gossip, *ANSWERS)):
                 raise RemoteProtocolError(f"unexpected {type(frame).__name__} on a federation link", code="unexpected_frame")
             if not await self._allowed(peer, frame):
                 refused_in_a_row += 1
@@ -118,6 +155,11 @@ class Inbound:
                 return await self._push(peer, frame)
             if isinstance(frame, Ping):
                 return Pong(request=frame.request)
+            if isinstance(frame, Cosign):
+                return await self._cosign(peer, key, frame)
+            if isinstance(frame, Gossip):
+                await self._gossiped(peer, frame.heads)
+                return Noted(request=frame.request)
             return await self._lookup(peer, frame)
 
         async def handle_or_unavailable(frame: Frame) -> Frame:
@@ -247,13 +289,47 @@ class Inbound:
 
     async def _lookup(self, peer: str, req: Lookup) -> Frame:
         try:
-            node = req.node if isinstance(req, FetchNodeKey) else parse_address(req.account, remote=True).node
+            node = req.node if isinstance(req, (FetchNodeKey, FetchHead, FetchConsistency)) else parse_address(req.account, remote=True).node
         except RemoteProtocolError as exc:
             return ErrorFrame(request=req.request, code="bad_address", message=str(exc))
-        if node == self._name:
-            if isinstance(req, FetchNodeKey):
-                return NodeKey(request=req.request, node=self._name, key=self._identity.public.to_bytes())
-            return await self._local(req)
+        if node != self._name:
+            return await self._relay(peer, req, node)
+        if isinstance(req, FetchNodeKey):
+            return NodeKey(request=req.request, node=self._name, key=self._identity.public.to_bytes())
+        if isinstance(req, (FetchHead, FetchConsistency)):
+            return await self._directory_answer(req)
+        return await self._local(req)
+
+    async def _directory_answer(self, req: FetchHead | FetchConsistency) -> Frame:
+        if self._directory is None:
+            return ErrorFrame(request=req.request, code="unavailable", message=f"{self._name} keeps no key directory")
+        if isinstance(req, FetchHead):
+            return Head(request=req.request, node=self._name, head=await self._directory.head())
+        try:
+            proof = await self._directory.consistency(req.first, req.second)
+        except ValueError as exc:
+            return ErrorFrame(request=req.request, code="bad_request", message=str(exc))
+        return Consistency(request=req.request, node=self._name, first=req.first, second=req.second, proof=proof)
+
+    async def _cosign(self, peer: str, key: VerifyKey, req: Cosign) -> Frame:
+        try:
+            claimed = decode_cosignature(req.cosignature)  # whose, and for which node (not trusted)
+        except RemoteProtocolError as exc:
+            return ErrorFrame(request=req.request, code="bad_cosignature", message=str(exc))
+        if claimed.node != self._name:
+            return await self._relay(peer, req, claimed.node)
+        if self._directory is None:
+            return ErrorFrame(request=req.request, code="unavailable", message=f"{self._name} keeps no key directory")
+        try:
+            if claimed.witness != peer:  # relayed from a peer behind ``peer``
+                key = VerifyKey.from_bytes(await self._node_key(claimed.witness))
+            await self._directory.add_cosignature(claimed.witness, key, req.cosignature)
+        except (FederationError, ProtocolError) as exc:
+            return ErrorFrame(request=req.request, code="bad_cosignature", message=f"cosignature by {claimed.witness} refused: {exc}")
+        return Noted(request=req.request)
+
+    async def _relay(self, peer: str, req: Lookup | Cosign, node: str) -> Frame:
+        """``req`` passed on towards ``node`` (between configured peers), its answer back."""
         routes = await self._routes()
         if not routes.may_relay(origin=peer, link_peer=peer, dest=node):
             return ErrorFrame(request=req.request, code="not_relaying", message=f"{self._name} does not relay for {peer} to {node}")

@@ -1,4 +1,5 @@
-"""What federation keeps in the node's store: outbox items, delivery tracking, peer keys.
+"""What federation keeps in the node's store: outbox items, delivery tracking, peer keys, and
+what it witnessed of other nodes' key directories.
 
 Plain records, no I/O. The store (node/store/) persists them; federation/ decides what goes in.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Tracking", "OutboundItem", "QueuedItem", "StatusUpdate", "DeliveryRow", "DELIVERY_STATES"]
+__all__ = ["Tracking", "OutboundItem", "QueuedItem", "StatusUpdate", "DeliveryRow", "WitnessRow", "SplitRow", "DELIVERY_STATES"]
 
 #: the states of an envelope sent to another node, as its sender sees them
 DELIVERY_STATES = ("queued", "accepted", "failed")
@@ -75,3 +76,28 @@ class DeliveryRow:
     code: str
     updated_at: int
     expires: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WitnessRow:
+    """The last head of another node's directory that this node cosigned (the store keeps it)."""
+
+    node: str
+    size: int
+    root: bytes
+    head: bytes  # that node's signed head
+    at: int  # when this node cosigned it
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SplitRow:
+    """Evidence that ``node`` showed two views of its directory that cannot both be true."""
+
+    node: str
+    #: "fork" (two signed heads of one size with different roots) or "inconsistent" (a
+    #: consistency proof received between two signed heads that does not verify)
+    kind: str
+    first: bytes  # a signed head of ``node`` (the one held before)
+    second: bytes  # the signed head that contradicts it
+    source: str  # where ``second`` came from: "witness", "gossip:<peer>", "lookup"
+    detected_at: int

@@ -3,11 +3,13 @@
 INTERFACE CONTRACT (the node's client handlers are written against exactly this):
 
 ``Federation(name=, identity=, policy=, store=, local=, delivered=, clock_ms=, rng=,
-new_envelope=, quota=, envelope_ttl_ms=, settings=, status=, store_errors=)``
+new_envelope=, quota=, envelope_ttl_ms=, settings=, status=, store_errors=, directory=)``
   name      this node's name;  identity  its SigningKey;  policy  its CryptoPolicy
   store     the node's Store (node/store/base.py; federation uses peers(), set_peer_key(),
             receive(), outbox(), expired_outbox(), outbox_done(), outbox_counts(),
-            outbox_destinations(), expire_outbox(), devices() to count bundles)
+            outbox_destinations(), expire_outbox(), devices() to count bundles, and
+            witnessed_all(), set_witnessed(), splits(), record_split() with the WitnessRow and
+            SplitRow records of federation/witness.py)
   local     ``LocalAnswer``: answers a FetchDevices / FetchBundles for an account of THIS node
             with Devices / Bundles, or an ErrorFrame (same request number)
   delivered called with the (account, device) mailboxes that got new envelopes from a peer
@@ -22,11 +24,26 @@ new_envelope=, quota=, envelope_ttl_ms=, settings=, status=, store_errors=)``
             background task logs one line and tries again at its next interval, a peer's
             request is answered ``unavailable``, a remote method raises FederationError
             ``unavailable``. Default: none (anything the store raises propagates).
+  directory this node's key directory (node/directory.py NodeDirectory): ``async head() ->
+            SignedHead``, ``async consistency(first, second) -> tuple[bytes, ...]`` (ValueError
+            for sizes it cannot prove), ``async add_cosignature(witness, key, cosignature)``
+            (VerifyError unless valid). Peers get its heads, proofs and cosign it. None: this
+            node keeps no directory (it still witnesses its peers).
 
 ``await nursery.start(federation.run)``  runs outbox workers and link upkeep until cancelled
                                           (start it before serving ``/federation``).
 ``federation.gate``                       the PeerGate for the ``/federation`` route.
 ``await federation.serve(ws, channel, done)``  serves one admitted inbound link.
+``directory_changed()``                   this node signed a new head: gossip it to the direct
+                                          peers now (in the background; never blocks)
+
+Witnessing (federation/witness.py, gossip.py): every configured peer's head is fetched, checked
+against the last one this node cosigned (consistency proof), cosigned and handed back, every
+``settings.witness_interval_s`` and at once when a peer gossips a new head; heads are gossiped
+to the direct peers (own head at once, all witnessed ones every ``gossip_interval_s``). A node
+caught showing two views of its directory - on signed evidence only: a "fork" (two heads of one
+size, different roots) or an "inconsistent" pair (a consistency proof that does not verify) -
+is recorded in the store and refused from then on; errors and timeouts are never evidence.
 
 For the client handlers (node/client_keys.py, node/client_messages.py, ...):
 
@@ -34,7 +51,15 @@ For the client handlers (node/client_keys.py, node/client_messages.py, ...):
                                                    served up to a day stale while that node
                                                    cannot answer: sends to it queue)
 ``await remote_bundles(account, devices) -> Bundles``   never cached (one-time keys)
+                                                   Both: the head in the answer's proof must
+                                                   verify with the node's key ("invalid"), and
+                                                   is compared with the witnessed head: a fork
+                                                   is a split ("split_view"). Cosigning a newer
+                                                   head of a node drops its cached device lists.
+``await remote_head(node) -> Head``                node's newest signed head, its cosignatures
+``await remote_consistency(node, first, second) -> Consistency``   its consistency proof
 ``await node_key(node) -> bytes``                  VerifyKey bytes, checked against the pin
+                                                   (the only lookup a split node still gets)
 ``outbound(env, *, sender_account, sender_device, now) -> OutboundItem``   (pure; a SEALED
                                                    envelope for an account of another node)
 ``wake(dests)``                                    new items were committed for these nodes
@@ -42,15 +67,21 @@ For the client handlers (node/client_keys.py, node/client_messages.py, ...):
                                                    attempt, or ("unroutable", ...) while dest
                                                    has no route (they wait for a peer-table
                                                    change, e.g. a re-added peer, or expiry)
-``snapshot() -> dict``                             for run.json / ``sonet-node status --json``
+``snapshot() -> dict``                             for run.json / ``sonet-node status --json``;
+                                                   per peer also witnessed_size and split, and
+                                                   "directory": {"witnessed": [{node,
+                                                   tree_size, root_hash, at}], "splits": [{node,
+                                                   kind, source, detected_at}]}
 ``version``                                        changes whenever ``snapshot()`` may have
 
 Every failure of the remote methods raises ``FederationError(code, message)``; codes:
 ``unknown_node`` (not a configured peer, nor routable), ``unreachable`` (cannot connect or
 timed out), ``wrong_identity`` (the peer presented another key than pinned), ``not_relaying``
-(a relay refused), ``rate_limited``, ``invalid`` (a malformed answer), ``unavailable`` (this
-node's store failed, or the remote node's did), or the remote node's own ErrorFrame code (e.g.
-``unknown_account``). Answer frames carry request number 0: the caller renumbers them.
+(a relay refused), ``rate_limited``, ``invalid`` (a malformed answer, or a directory head that
+does not verify), ``unavailable`` (this node's store failed, or the remote node's did),
+``split_view`` (the node showed two versions of its key directory), or the remote node's own
+ErrorFrame code (e.g. ``unknown_account``). Answer frames carry request number 0: the caller
+renumbers them.
 """
 
 from __future__ import annotations
@@ -65,7 +96,20 @@ import trio
 from core import limits
 from core.address import parse_address
 from core.channel import Channel
-from core.client_api import Bundles, Devices, ErrorFrame, FetchBundles, FetchDevices, FetchNodeKey, NodeKey, Ping
+from core.client_api import (
+    Bundles,
+    Consistency,
+    Devices,
+    ErrorFrame,
+    FetchBundles,
+    FetchConsistency,
+    FetchDevices,
+    FetchHead,
+    FetchNodeKey,
+    Head,
+    NodeKey,
+    Ping,
+)
 from core.crypto import CryptoPolicy, SigningKey, VerifyKey
 from core.envelope import Envelope
 from core.errors import ProtocolError
@@ -73,6 +117,7 @@ from core.handshake import HandshakeComplete
 from core.wire import Frame
 
 from .errors import FederationError
+from .gossip import Gossiper
 from .inbound import Inbound
 from .link import PeerGate, serve_link
 from .outbox import Outboxes
@@ -81,8 +126,9 @@ from .pool import LinkPool
 from .records import OutboundItem
 from .routes import Routes
 from .settings import FederationSettings
-from .status import NO_LINK, FederationStatus, peer_entry
+from .status import NO_LINK, FederationStatus, directory_section, peer_entry
 from .transit import envelope_item
+from .witness import TRANSIENT_CODES, Witness
 
 __all__ = ["Federation", "FederationError", "LocalAnswer", "Delivered"]
 
@@ -95,8 +141,6 @@ Delivered = Callable[[Iterable[tuple[str, int]]], None]
 MAX_CACHED_ACCOUNTS = 4096
 #: how long past its freshness a cached device list still serves while its node cannot answer
 STALE_DEVICES_MS = 24 * 3600 * 1000
-#: lookup failures that say "not now" rather than "no"
-TRANSIENT_CODES = frozenset({"unreachable", "rate_limited", "unavailable"})
 
 
 class Federation:
@@ -117,6 +161,7 @@ class Federation:
         settings: FederationSettings | None = None,
         status: FederationStatus | None = None,
         store_errors: tuple[type[BaseException], ...] = (),
+        directory: Any = None,
     ) -> None:
         settings = settings or FederationSettings()
         self.name = name
@@ -149,6 +194,27 @@ class Federation:
             settings=settings,
             store_errors=store_errors,
         )
+        self._witness = Witness(
+            name=name,
+            identity=identity,
+            store=store,
+            ask=self._ask,
+            node_key=self.node_key,
+            routes=self.routes,
+            clock_ms=clock_ms,
+            settings=settings,
+            store_errors=store_errors,
+            cosigned=self._forget_devices,
+        )
+        self._gossip = Gossiper(
+            name=name,
+            directory=directory,
+            witness=self._witness,
+            pool=self._pool,
+            routes=self.routes,
+            settings=settings,
+            store_errors=store_errors,
+        )
         self._inbound = Inbound(
             name=name,
             identity=identity,
@@ -163,6 +229,9 @@ class Federation:
             envelope_ttl_ms=envelope_ttl_ms,
             clock_ms=clock_ms,
             settings=settings,
+            directory=directory,
+            gossiped=self._gossip.received,
+            node_key=self.node_key,
             store_errors=store_errors,
         )
         self._devices: dict[str, tuple[int, Devices]] = {}
@@ -172,7 +241,7 @@ class Federation:
 
     @property
     def version(self) -> int:
-        return self.status.version + self._pool.version + self._changes
+        return self.status.version + self._pool.version + self._witness.version + self._changes
 
     # Running ------------------------------------------------------------------------------------
 
@@ -184,14 +253,17 @@ class Federation:
             # their backoff towards it ends.
             await self._refresh_routes()
             await nursery.start(self._outboxes.run)
+            await nursery.start(self._witness.run)
+            await nursery.start(self._gossip.run)
             nursery.start_soon(self._upkeep)
             task_status.started()
 
     async def routes(self) -> Routes:
         """The peer table as it is now (``sonet-node peer add/remove`` write it while the node
         runs). A change closes stale links, wakes every waiting outbox worker (one without a
-        route may have one now) and greets the direct peers that are new (or changed): a peer
-        waiting for this node notices it now. Raises the store's errors."""
+        route may have one now), greets the direct peers that are new (or changed): a peer
+        waiting for this node notices it now, and witnesses new peers at once. Raises the
+        store's errors."""
         self._loads += 1
         ticket = self._loads
         routes = Routes(self.name, await self._store.peers())
@@ -201,10 +273,11 @@ class Federation:
             self._changes += 1
             self._pool.update(routes)
             self._outboxes.nudge()
-            if self._nursery is not None:
-                for peer in routes.direct():
-                    known = old.peer(peer.name)
-                    if known is None or (known.url, known.fingerprint) != (peer.url, peer.fingerprint):
+            for peer in routes.peers:
+                known = old.peer(peer.name)
+                if known is None or (known.url, known.fingerprint, known.via) != (peer.url, peer.fingerprint, peer.via):
+                    self._witness.nudge(peer.name)
+                    if self._nursery is not None and peer.via is None:
                         self._nursery.start_soon(self._hello, peer)
         return routes
 
@@ -266,7 +339,7 @@ class Federation:
         self.status.link_opened()
         self._pool.inbound_opened(peer.name)
         try:
-            await serve_link(ws, channel, self._inbound.handler(peer.name))
+            await serve_link(ws, channel, self._inbound.handler(peer.name, done.peer))
         finally:
             self._pool.inbound_closed(peer.name)
             self.status.link_closed()
@@ -278,6 +351,10 @@ class Federation:
             env, origin=self.name, sender_account=sender_account, sender_device=sender_device, now=now, ttl_ms=self._ttl_ms
         )
 
+    def directory_changed(self) -> None:
+        """This node signed a new directory head: tell the direct peers now (they witness it)."""
+        self._gossip.changed()
+
     def wake(self, dests: Iterable[str]) -> None:
         self._outboxes.wake(dests)
 
@@ -286,6 +363,7 @@ class Federation:
 
     async def remote_devices(self, account: str) -> Devices:
         account, node = self._remote(account)
+        self._witness.refuse(node)
         now = self._clock_ms()
         cached = self._devices.get(account)
         if cached is not None and cached[0] > now:
@@ -300,6 +378,7 @@ class Federation:
             raise
         if not isinstance(answer, Devices) or answer.account != account:
             raise FederationError("invalid", f"{node} answered the device lookup for {account} with something else")
+        await self._witness.vet(node, answer.proof.head.head)
         answer = dataclasses.replace(answer, request=0)
         self._devices.pop(account, None)
         if len(self._devices) >= MAX_CACHED_ACCOUNTS:
@@ -311,10 +390,37 @@ class Federation:
 
     async def remote_bundles(self, account: str, devices: Iterable[int]) -> Bundles:
         account, node = self._remote(account)
+        self._witness.refuse(node)
         answer = await self._ask(node, FetchBundles(request=0, account=account, devices=tuple(devices)))
         if not isinstance(answer, Bundles) or answer.account != account:
             raise FederationError("invalid", f"{node} answered the bundle lookup for {account} with something else")
+        await self._witness.vet(node, answer.proof.head.head)
+        cached = self._devices.get(account)
+        if cached is not None and cached[1].proof.index < answer.proof.index:
+            # the account changed since its device list was cached: the next lookup asks again
+            # (a device that saw the newer entry would refuse the older one as stale)
+            del self._devices[account]
         return dataclasses.replace(answer, request=0)
+
+    async def remote_head(self, node: str) -> Head:
+        self._witness.refuse(node)
+        answer = await self._ask(node, FetchHead(request=0, node=node))
+        if not isinstance(answer, Head) or answer.node != node:
+            raise FederationError("invalid", f"{node} answered the head lookup with something else")
+        await self._witness.vet(node, answer.head.head)
+        return dataclasses.replace(answer, request=0)
+
+    async def remote_consistency(self, node: str, first: int, second: int) -> Consistency:
+        self._witness.refuse(node)
+        answer = await self._ask(node, FetchConsistency(request=0, node=node, first=first, second=second))
+        if not isinstance(answer, Consistency) or (answer.node, answer.first, answer.second) != (node, first, second):
+            raise FederationError("invalid", f"{node} answered the consistency lookup with something else")
+        return dataclasses.replace(answer, request=0)
+
+    def _forget_devices(self, node: str) -> None:
+        """``node`` took this node's cosignature of a newer head: its device lists may have
+        changed, and its proofs carry the cosignature now."""
+        self._devices = {a: e for a, e in self._devices.items() if a.rpartition("@")[2] != node}
 
     async def node_key(self, node: str) -> bytes:
         if node == self.name:
@@ -367,12 +473,22 @@ class Federation:
     # Status ------------------------------------------------------------------------------------
 
     def snapshot(self) -> dict:
-        """Counters of inbound links, and per configured peer: url, via, route, the state of
-        the link its items take (for a peer behind a relay: the relay's), queued items."""
-        routes, counts = self._routes, self._counts
+        """Counters of inbound links; per configured peer: url, via, route, the state of the
+        link its items take (for a peer behind a relay: the relay's), queued items, the size of
+        its witnessed head and its split; what was witnessed and the splits caught."""
+        routes, counts, witness = self._routes, self._counts, self._witness
         peers = []
         for peer in routes.peers:
             hop = routes.next_hop(peer.name)
             link = NO_LINK | {"link": "unroutable"} if hop is None else self._pool.describe(hop.name)
-            peers.append(peer_entry(routes, peer, counts, link | {"inbound_links": self._pool.inbound(peer.name)}))
-        return {**self.status.snapshot(), "outbox": sum(counts.values()), "peers": peers}
+            entry = peer_entry(
+                routes,
+                peer,
+                counts,
+                link | {"inbound_links": self._pool.inbound(peer.name)},
+                witnessed_size=witness.witnessed_size(peer.name),
+                split=witness.split_kind(peer.name),
+            )
+            peers.append(entry)
+        directory = directory_section(witness.witnessed(), witness.splits())
+        return {**self.status.snapshot(), "outbox": sum(counts.values()), "peers": peers, "directory": directory}

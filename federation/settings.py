@@ -38,9 +38,15 @@ class FederationSettings:
     #: how often the peer table is re-read (``sonet-node peer add/remove`` while running) and
     #: the outbox counts for the status are refreshed
     refresh_s: float = 2.0
+    #: how often each configured peer's key-directory head is fetched, checked and cosigned
+    #: (also at once when a peer gossips a head this node has not cosigned)
+    witness_interval_s: float = 60.0
+    #: how often each direct peer is sent this node's head and the heads it witnessed
+    gossip_interval_s: float = 300.0
 
     def __post_init__(self) -> None:
         if not 0 < self.retry_base_s <= self.retry_max_s or self.retry_factor < 1:
             raise ValueError("retries need 0 < retry_base_s <= retry_max_s and a factor >= 1")
-        if self.request_deadline_s <= 0 or self.expire_interval_s <= 0 or self.refresh_s <= 0:
+        intervals = (self.expire_interval_s, self.refresh_s, self.witness_interval_s, self.gossip_interval_s)
+        if self.request_deadline_s <= 0 or min(intervals) <= 0:
             raise ValueError("deadlines and intervals must be positive")

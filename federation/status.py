@@ -2,18 +2,21 @@
 
 Pure and in-memory (lost on restart): counters plus the last few refusals. Times are passed in.
 ``peer_entry`` is the status of one configured peer, the same shape whether the node runs
-(with its link state) or not.
+(with its link state) or not; ``directory_section`` what it witnessed of its peers' key
+directories and the split views it caught (from the store's rows, or the witness's copy).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .peers import Peer
 from .routes import Routes
 
-__all__ = ["FederationStatus", "Refusal", "MAX_REFUSALS", "peer_entry", "NO_LINK"]
+__all__ = ["FederationStatus", "Refusal", "MAX_REFUSALS", "peer_entry", "directory_section", "NO_LINK"]
 
 #: the link fields of a peer without link state (the node is not running, or no route)
 NO_LINK = {"link": None, "last_error": None, "next_attempt_at": None, "inbound_links": 0}
@@ -65,9 +68,13 @@ class FederationStatus:
         }
 
 
-def peer_entry(routes: Routes, peer: Peer, counts: dict[str, int], link: dict) -> dict:
+def peer_entry(
+    routes: Routes, peer: Peer, counts: dict[str, int], link: dict, *, witnessed_size: int | None = None, split: str | None = None
+) -> dict:
     """name, url, via, route (node names), the ``link`` fields (link, last_error,
-    next_attempt_at, inbound_links) and queued (outbox items waiting for it)."""
+    next_attempt_at, inbound_links), queued (outbox items waiting for it), witnessed_size (of
+    the last head of its key directory this node cosigned) and split (the kind of split view
+    it showed, if any)."""
     return {
         "name": peer.name,
         "url": peer.url,
@@ -75,4 +82,14 @@ def peer_entry(routes: Routes, peer: Peer, counts: dict[str, int], link: dict) -
         "route": routes.route(peer.name),
         **link,
         "queued": routes.queued(peer.name, counts),
+        "witnessed_size": witnessed_size,
+        "split": split,
+    }
+
+
+def directory_section(witnessed: Iterable[Any], splits: Iterable[Any]) -> dict:
+    """``witnessed``: WitnessRow-like (node, size, root, at); ``splits``: SplitRow-like."""
+    return {
+        "witnessed": [{"node": w.node, "tree_size": w.size, "root_hash": w.root.hex(), "at": w.at} for w in witnessed],
+        "splits": [{"node": s.node, "kind": s.kind, "source": s.source, "detected_at": s.detected_at} for s in splits],
     }

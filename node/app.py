@@ -1,5 +1,5 @@
-"""The one place where the node is wired together: config, key, store, registry, federation,
-server."""
+"""The one place where the node is wired together: config, key, store, key directory, registry,
+federation, server."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from .client_keys import answer_local
 from .client_limits import ClientLimits
 from .client_session import ClientContext, ClientSession
 from .config import NodeConfig
+from .directory import NodeDirectory
 from .identity import load_node_key
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxRegistry
@@ -71,7 +72,15 @@ class Node:
             async def answer_for_peer(frame: Frame) -> Frame:
                 return await answer_local(ctx, frame)
 
-            self.federation = Federation(
+            # Each new head goes to the peers at once, so that they witness it.
+            directory = NodeDirectory(
+                name=self.config.name,
+                key=self.identity,
+                store=store,
+                clock_ms=now_ms,
+                on_new_head=lambda: federation.directory_changed(),
+            )
+            federation = self.federation = Federation(
                 name=self.config.name,
                 identity=self.identity,
                 policy=self.policy,
@@ -90,6 +99,7 @@ class Node:
                 ),
                 status=self.federation_status,
                 store_errors=(StoreError,),
+                directory=directory,
             )
             ctx = ClientContext(
                 name=self.config.name,
@@ -103,6 +113,7 @@ class Node:
                 node_key=self.identity,
                 links=self.links,
                 connections=self.connections,
+                directory=directory,
                 federation=self.federation,
                 limits=ClientLimits(),
             )
@@ -115,6 +126,8 @@ class Node:
             # The gate reads the peers table on every attempt: `sonet-node peer add/remove` on
             # the same database takes effect for the next link without a restart.
             router.route(FEDERATION_ENDPOINT, self.federation.serve, admit_for=self.federation.gate.admit_for)
+            # Before serving: every account has its leaf and there is a head to witness.
+            await directory.start()
             host, port = self.config.host_port
             async with trio.open_nursery() as nursery:
                 # before the server: inbound links relay lookups over the federation's links

@@ -10,21 +10,23 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import trio
 
 from core.crypto import CryptoMode
-from core.errors import LocalProtocolError, sole_exception
+from core.errors import LocalProtocolError, ProtocolError, sole_exception
 from core.invite import SECRET_BYTES, hash_invite_secret, make_invite
+from core.keydir import decode_cosignature, verify_head
 
 from federation.routes import Routes
-from federation.status import NO_LINK, peer_entry
+from federation.status import NO_LINK, directory_section, peer_entry
 
 from .app import DB_FILE, RUNTIME_FILE, Node, now_ms
 from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
 from .identity import KEY_FILE, create_node_key, load_node_key
-from .store import Peer, PeerExists, PeerInvalid, SqliteStore
+from .store import HeadRow, Peer, PeerExists, PeerInvalid, SqliteStore
 
 __all__ = ["main"]
 
@@ -204,6 +206,8 @@ def cmd_status(args: argparse.Namespace) -> None:
     stats = _with_store(data, lambda s: s.stats())
     # live link state comes from the running node (run.json); without it only the table is known
     federation = (runtime or {}).get("federation") or _federation_at_rest(data, config)
+    head = _with_store(data, lambda s: s.latest_head())
+    assert head is None or isinstance(head, HeadRow)
     status = {
         "name": config.name,
         "fingerprint": load_node_key(data).public.fingerprint,
@@ -214,14 +218,25 @@ def cmd_status(args: argparse.Namespace) -> None:
         "registration": config.registration,
         "minimum_crypto_mode": config.minimum_crypto_mode.value,
         **stats,  # type: ignore[dict-item]
+        # this node's own newest signed head (None until the node first ran)
+        "directory": None if head is None else {
+            "tree_size": head.size,
+            "root_hash": head.root.hex(),
+            "cosignatures": len(head.cosignatures),
+        },
         "federation": federation,
     }
     if args.json:
         print(json.dumps(status, sort_keys=True))
     else:
         for key, value in status.items():
-            if key != "federation":
+            if key not in ("directory", "federation"):
                 print(f"{key}: {value}")
+        if head is None:
+            print("directory: no signed head yet")
+        else:
+            n = len(head.cosignatures)
+            print(f"directory: tree size {head.size}, root {head.root.hex()[:16]}…, {n} cosignature{'' if n == 1 else 's'}")
         for line in _federation_lines(federation):
             print(line)
 
@@ -233,7 +248,13 @@ def _federation_lines(federation: dict) -> list[str]:
         route = " -> ".join(peer["route"]) or "none"
         error = peer.get("last_error")
         why = f", last error: {error['message']} ({error['code']})" if error and peer.get("link") != "connected" else ""
-        lines.append(f"  {peer['name']}: route {route}, link {peer.get('link') or 'not running'}, queued {peer['queued']}{why}")
+        witnessed = "" if peer.get("witnessed_size") is None else f", witnessed its directory up to size {peer['witnessed_size']}"
+        lines.append(f"  {peer['name']}: route {route}, link {peer.get('link') or 'not running'}, queued {peer['queued']}{why}{witnessed}")
+    for split in (federation.get("directory") or {}).get("splits", []):
+        lines.append(
+            f"SPLIT VIEW: {split['node']} showed two versions of its key directory ({split['kind']}, seen in {split['source']}"
+            f" at {_iso(split['detected_at'])}); its keys are refused"
+        )
     if "admitted" in federation:
         refused = ", ".join(f"{n} {reason}" for reason, n in federation["refused_by_reason"].items())
         lines.append(f"inbound links: {federation['links_open']} open, {federation['admitted']} admitted, {federation['refused']} refused" + (f" ({refused})" if refused else ""))
@@ -245,8 +266,53 @@ def _federation_at_rest(data: Path, config: NodeConfig) -> dict:
     peers = _with_store(data, lambda s: s.peers())
     counts = _with_store(data, lambda s: s.outbox_counts())
     assert isinstance(peers, list) and isinstance(counts, dict)
+    witnessed = _with_store(data, lambda s: s.witnessed_all())
+    splits = _with_store(data, lambda s: s.splits())
+    assert isinstance(witnessed, list) and isinstance(splits, list)
+    sizes = {w.node: w.size for w in witnessed}
+    kinds = {x.node: x.kind for x in splits}
     routes = Routes(config.name, peers)
-    return {"outbox": sum(counts.values()), "peers": [peer_entry(routes, p, counts, NO_LINK) for p in peers]}
+    entries = [peer_entry(routes, p, counts, NO_LINK, witnessed_size=sizes.get(p.name), split=kinds.get(p.name)) for p in peers]
+    return {"outbox": sum(counts.values()), "peers": entries, "directory": directory_section(witnessed, splits)}
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def cmd_directory_head(args: argparse.Namespace) -> None:
+    data, config = _existing_node(args)
+    row = _with_store(data, lambda s: s.latest_head())
+    if row is None:
+        raise UserError(f"the key directory of {config.name} has no signed head yet (it signs one when the node starts)")
+    assert isinstance(row, HeadRow)
+    try:
+        head = verify_head(row.head, node_key=load_node_key(data).public, node=config.name)
+        cosignatures = [decode_cosignature(raw) for raw in row.cosignatures]
+    except ProtocolError as exc:
+        raise UserError(f"the stored head does not check out: {exc}") from None
+    if args.json:
+        print(json.dumps({
+            "node": head.node,
+            "tree_size": head.size,
+            "root_hash": head.root.hex(),
+            "timestamp": head.at,
+            "signed_head": head.raw.hex(),
+            "cosignatures": [
+                {
+                    "witness": c.witness,
+                    "tree_size": c.size,
+                    "root_hash": c.root.hex(),
+                    "timestamp": c.at,
+                    "cosignature": c.raw.hex(),
+                }
+                for c in cosignatures
+            ],
+        }, sort_keys=True))
+    else:
+        print(f"{head.node}: tree size {head.size}, root {head.root.hex()}, signed {_iso(head.at)}")
+        for c in cosignatures:
+            print(f"  cosigned by {c.witness} at {_iso(c.at)}")
 
 
 # Parser -----------------------------------------------------------------------------------
@@ -305,6 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
     peer_command("list", cmd_peer_list, "list the pinned peer nodes")
     p = peer_command("remove", cmd_peer_remove, "forget a peer node")
     p.add_argument("--name", required=True, help="the peer's node name")
+
+    directory = sub.add_parser("directory", help="inspect this node's key directory (works while the node runs)",
+                               description="Inspect this node's key directory. Works while the node runs.")
+    directory_sub = directory.add_subparsers(dest="directory_command", required=True, metavar="ACTION")
+    p = directory_sub.add_parser("head", help="print the newest signed tree head and its cosignatures",
+                                 description="Print the newest signed tree head and the witnesses' cosignatures of it.")
+    p.add_argument("--data", required=True, metavar="DIR", help="the node's data directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(fn=cmd_directory_head)
     return parser
 
 

@@ -18,6 +18,7 @@ from core.wire import Frame
 from federation.errors import FederationError
 
 from .client_checks import RequestError, parse_or_refuse
+from .directory import NodeDirectory
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxKey, MailboxRegistry
 from .store import AccountRow, DeviceRow, Quota, Store, StoreError
@@ -54,6 +55,8 @@ class ClientContext:
     node_key: SigningKey
     links: LinkRegistry
     connections: DeviceConnections
+    #: this node's key directory: proofs for lookups, heads, publishing after account changes
+    directory: NodeDirectory
     #: lookups and outboxes for accounts of other nodes; None: this node does not federate
     federation: "Federation | None" = None
     #: per-device rate limits (node/client_limits.py); None: unlimited (tests of other things)

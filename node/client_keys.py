@@ -1,4 +1,5 @@
-"""Requests about keys: the account's devices, prekeys, bundles, sender certificates, node keys.
+"""Requests about keys: the account's devices, prekeys, bundles, sender certificates, node keys,
+and the key directory.
 
 A device publishes its prekeys (checked by node/client_checks.py off the event loop); another
 device of any account fetches the device list (``FetchDevices``) or one bundle per device
@@ -7,6 +8,15 @@ signed by the node key, and the identity key of any node (``FetchNodeKey``) to v
 certificates of senders on other nodes. Lookups for accounts and keys of other nodes go
 through the federation service (checked against this node's pins there); ``answer_local``
 answers the lookups peers send for this node's accounts.
+
+Every Devices / Bundles answer for an account of this node carries the directory proof of the
+account's newest leaf (node/directory.py), and its identity key and device list are the
+leaf's, so what the device verifies is exactly what it uses. ``FetchHead`` and
+``FetchConsistency`` give a node's signed head and the proof that it extends an older one
+(this node's from its directory, another's through the federation service); ``FetchLeaves``
+hands a registered device a stretch of this node's log with the compact range before it, so
+that it can audit every leaf between two heads it verified (self-monitoring: a leaf of its
+account that it did not add shows up wherever the node put it).
 """
 
 from __future__ import annotations
@@ -21,13 +31,20 @@ from core.address import validate_node_name
 from core.client_api import (
     Bundle,
     Bundles,
+    Consistency,
     DeviceEntry,
     Devices,
+    DirectoryProof,
     ErrorFrame,
     FetchBundles,
+    FetchConsistency,
     FetchDevices,
+    FetchHead,
+    FetchLeaves,
     FetchNodeKey,
     GetSenderCertificate,
+    Head,
+    Leaves,
     NodeKey,
     PrekeysPublished,
     PublishPrekeys,
@@ -36,22 +53,32 @@ from core.client_api import (
 from core.crypto import VerifyKey
 from core.device import verify_device_record
 from core.errors import ProtocolError
+from core.keydir import DirectoryEntry, decode_entry
 from core.wire import Frame
 
 from .client_checks import RequestError, check_prekeys, parse_or_refuse, refused
 from .client_context import (
     ClientContext,
     Session,
-    account_row,
     federation_errors,
     local_account,
     remote,
     require_registered,
     store_message,
 )
-from .store import AccountRow, StoreError
+from .store import StoreError
 
-__all__ = ["fetch_devices", "publish_prekeys", "fetch_bundles", "sender_certificate", "fetch_node_key", "answer_local"]
+__all__ = [
+    "fetch_devices",
+    "publish_prekeys",
+    "fetch_bundles",
+    "sender_certificate",
+    "fetch_node_key",
+    "fetch_head",
+    "fetch_consistency",
+    "fetch_leaves",
+    "answer_local",
+]
 
 
 async def fetch_devices(session: Session, req: FetchDevices) -> None:
@@ -91,25 +118,29 @@ async def _lookup(ctx: ClientContext, req: FetchDevices | FetchBundles) -> Frame
 
 
 async def _local(ctx: ClientContext, req: FetchDevices | FetchBundles, account: str) -> Devices | Bundles:
-    row = await account_row(ctx, account)
+    proof = await ctx.directory.proof(account)
+    if proof is None:
+        raise RequestError("unknown_account", f"no account {account} on this node")
+    entry = decode_entry(proof.leaf)
     if isinstance(req, FetchDevices):
-        return await _devices(ctx, row, req)
-    return await _bundles(ctx, row, req)
+        return await _devices(ctx, entry, proof, req)
+    return await _bundles(ctx, entry, proof, req)
 
 
-async def _devices(ctx: ClientContext, row: AccountRow, req: FetchDevices) -> Devices:
-    rows = await ctx.store.devices(row.account)
+async def _devices(ctx: ClientContext, entry: DirectoryEntry, proof: DirectoryProof, req: FetchDevices) -> Devices:
+    rows = await ctx.store.devices(entry.account)
     return Devices(
         request=req.request,
-        account=row.account,
-        account_identity=row.account_identity,
-        device_list=row.device_list,
+        account=entry.account,
+        account_identity=entry.identity,
+        device_list=entry.device_list,
         devices=tuple(DeviceEntry(device=r.device_id, record=r.record) for r in rows),
+        proof=proof,
     )
 
 
-async def _bundles(ctx: ClientContext, row: AccountRow, req: FetchBundles) -> Bundles:
-    account = row.account
+async def _bundles(ctx: ClientContext, entry: DirectoryEntry, proof: DirectoryProof, req: FetchBundles) -> Bundles:
+    account = entry.account
     devices = {r.device_id: r for r in await ctx.store.devices(account)}
     wanted = sorted(set(req.devices)) if req.devices else sorted(devices)
     unknown = [d for d in wanted if d not in devices]
@@ -130,9 +161,10 @@ async def _bundles(ctx: ClientContext, row: AccountRow, req: FetchBundles) -> Bu
     return Bundles(
         request=req.request,
         account=account,
-        account_identity=row.account_identity,
-        device_list=row.device_list,
+        account_identity=entry.identity,
+        device_list=entry.device_list,
         bundles=tuple(bundles),
+        proof=proof,
     )
 
 
@@ -184,13 +216,17 @@ async def sender_certificate(session: Session, req: GetSenderCertificate) -> Non
     await session.send(SenderCertificate(request=req.request, certificate=certificate))
 
 
+def _node_name(text: str) -> str:
+    try:
+        return validate_node_name(text, remote=True)
+    except ProtocolError as exc:
+        raise RequestError("bad_address", str(exc)) from None
+
+
 async def fetch_node_key(session: Session, req: FetchNodeKey) -> None:
     ctx = session.ctx
     require_registered(session)
-    try:
-        node = validate_node_name(req.node, remote=True)
-    except ProtocolError as exc:
-        raise RequestError("bad_address", str(exc)) from None
+    node = _node_name(req.node)
     if node == ctx.name:
         key = ctx.node_key.public.to_bytes()
     else:
@@ -198,3 +234,52 @@ async def fetch_node_key(session: Session, req: FetchNodeKey) -> None:
         with federation_errors():
             key = await federation.node_key(node)
     await session.send(NodeKey(request=req.request, node=node, key=key))
+
+
+# The key directory --------------------------------------------------------------------------
+
+
+async def fetch_head(session: Session, req: FetchHead) -> None:
+    ctx = session.ctx
+    require_registered(session)
+    node = _node_name(req.node)
+    if node == ctx.name:
+        answer = Head(request=req.request, node=node, head=await ctx.directory.head())
+    else:
+        federation = remote(ctx, node)
+        with federation_errors():
+            answer = replace(await federation.remote_head(node), request=req.request)
+    await session.send(answer)
+
+
+async def fetch_consistency(session: Session, req: FetchConsistency) -> None:
+    ctx = session.ctx
+    require_registered(session)
+    node = _node_name(req.node)
+    if node == ctx.name:
+        try:
+            proof = await ctx.directory.consistency(req.first, req.second)
+        except ValueError as exc:
+            raise RequestError("bad_request", str(exc)) from None
+        answer = Consistency(request=req.request, node=node, first=req.first, second=req.second, proof=proof)
+    else:
+        federation = remote(ctx, node)
+        with federation_errors():
+            answer = replace(await federation.remote_consistency(node, req.first, req.second), request=req.request)
+    await session.send(answer)
+
+
+async def fetch_leaves(session: Session, req: FetchLeaves) -> None:
+    ctx = session.ctx
+    require_registered(session)
+    try:
+        frontier, leaves = await ctx.directory.leaves(req.start, req.end)
+    except ValueError as exc:
+        raise RequestError("bad_request", str(exc)) from None
+    count, total = 0, 0
+    for leaf in leaves:
+        total += len(leaf)
+        if count and total > limits.MAX_LEAVES_BYTES:
+            break
+        count += 1
+    await session.send(Leaves(request=req.request, start=req.start, frontier=frontier, leaves=leaves[:count]))

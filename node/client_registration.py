@@ -3,7 +3,9 @@
 ``Register`` creates an account with this device as its first; a new device joins an existing
 account through a link slot (``LinkBegin`` / ``LinkFetch`` / ``LinkApprove`` / ``LinkComplete``,
 see node/linking.py); ``RemoveDevice`` takes one out and closes its connections. Device lists
-and records are checked by node/client_checks.py before anything is written.
+and records are checked by node/client_checks.py before anything is written. Each change
+appends the account's key-directory leaf in its own transaction; the handler then has the
+directory sign a head covering it before answering.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from core.client_api import (
 from core.invite import hash_invite_secret
 
 from .client_checks import RequestError, check_linked_record, check_new_account, check_next_list, refused
-from .client_context import Session, account_row, require_registered, require_unregistered
+from .client_context import ClientContext, Session, account_row, require_registered, require_unregistered
 from .linking import LinkError
-from .store import AccountExists, InviteInvalid, StaleDeviceList
+from .store import AccountExists, InviteInvalid, StaleDeviceList, StoreError
 
 __all__ = ["register", "link_begin", "link_fetch", "link_approve", "link_complete", "remove_device"]
 
@@ -77,7 +79,17 @@ async def register(session: Session, req: Register) -> None:
         raise RequestError(exc.code, _REGISTER_ERRORS[type(exc)].format(account=account)) from None
     log.info("registered %s device %d", row.account, row.device_id)
     session.become(row)
+    await _publish(ctx)
     await session.send(Registered(request=req.request, account=row.account, device=row.device_id))
+
+
+async def _publish(ctx: ClientContext) -> None:
+    """Sign a head covering the change just committed. The change stands if this fails: the
+    next lookup of the account publishes it."""
+    try:
+        await ctx.directory.publish()
+    except StoreError as exc:
+        log.warning("key directory: could not sign a new head (the next lookup retries): %s", exc)
 
 
 # Linking a new device -------------------------------------------------------------------
@@ -149,6 +161,7 @@ async def link_complete(session: Session, req: LinkComplete) -> None:
         raise RequestError(exc.code, str(exc)) from None
     log.info("linked %s device %d", account, device.device_id)
     session.become(device)
+    await _publish(ctx)
     await session.send(Registered(request=req.request, account=account, device=device.device_id))
 
 
@@ -168,12 +181,17 @@ async def remove_device(session: Session, req: RemoveDevice) -> None:
     check_next_list(row, req.device_list, {r.fingerprint for r in devices.values()} - {target.fingerprint})
     try:
         removed = await ctx.store.remove_device(
-            account=account, device_id=req.device, device_list=req.device_list, expected_version=row.device_list_version
+            account=account,
+            device_id=req.device,
+            device_list=req.device_list,
+            expected_version=row.device_list_version,
+            now=ctx.clock_ms(),
         )
     except StaleDeviceList as exc:
         raise RequestError(exc.code, str(exc)) from None
     if not removed:
         raise RequestError("unknown_device", f"{account} has no device {req.device}")
     log.info("removed %s device %d", account, req.device)
+    await _publish(ctx)
     await session.send(DeviceRemoved(request=req.request, device=req.device))
     ctx.connections.removed(target.fingerprint)

@@ -6,9 +6,9 @@ linked. A protocol violation gets an ErrorFrame and a closed connection; nothing
 batch is stored and other connections are unaffected. Removing a device closes its connections
 with ``ErrorFrame(request=0, code="device_removed")``.
 The requests themselves are answered by node/client_registration.py (accounts and devices),
-node/client_keys.py (devices, prekeys, bundles, certificates) and node/client_messages.py
-(envelopes); what a device submits about its account is checked by node/client_checks.py
-against the store before anything is written.
+node/client_keys.py (devices, prekeys, bundles, certificates, the key directory) and
+node/client_messages.py (envelopes); what a device submits about its account is checked by
+node/client_checks.py against the store before anything is written.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ from core.client_api import (
     Drained,
     ErrorFrame,
     FetchBundles,
+    FetchConsistency,
     FetchDevices,
+    FetchHead,
+    FetchLeaves,
     FetchNodeKey,
     FetchStatus,
     GetSenderCertificate,
@@ -52,7 +55,16 @@ from core.wire import Frame
 
 from .client_checks import RequestError
 from .client_context import ClientContext, require_registered
-from .client_keys import fetch_bundles, fetch_devices, fetch_node_key, publish_prekeys, sender_certificate
+from .client_keys import (
+    fetch_bundles,
+    fetch_consistency,
+    fetch_devices,
+    fetch_head,
+    fetch_leaves,
+    fetch_node_key,
+    publish_prekeys,
+    sender_certificate,
+)
 from .client_messages import send_batch
 from .client_registration import link_approve, link_begin, link_complete, link_fetch, register, remove_device
 from .client_status import fetch_status
@@ -112,6 +124,8 @@ class ClientSession:
         if row is not None:
             self.become(row)
             counts = await self._ctx.store.prekey_counts(row.account, row.device_id)
+        # Read at every connect: a witness that cosigned since is counted without a restart.
+        witnesses = await self._ctx.directory.witnesses()
         await self.send(
             Welcome(
                 node=self._ctx.name,
@@ -120,6 +134,7 @@ class ClientSession:
                 time=self._ctx.clock_ms(),
                 one_time_left=counts[0],
                 pq_one_time_left=counts[1],
+                witnesses=witnesses,
             )
         )
         try:
@@ -296,4 +311,7 @@ _HANDLERS: dict[type[Frame], Callable[[ClientSession, Any], Awaitable[None]]] = 
     RemoveDevice: remove_device,
     FetchNodeKey: fetch_node_key,
     FetchStatus: fetch_status,
+    FetchHead: fetch_head,
+    FetchConsistency: fetch_consistency,
+    FetchLeaves: fetch_leaves,
 }

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["vectors_dir", "path", "load_json", "wycheproof", "unhex", "VectorsMissing"]
+__all__ = ["vectors_dir", "path", "load_json", "wycheproof", "transparency_dev", "unhex", "VectorsMissing"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +56,16 @@ def wycheproof(name: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     for group in data["testGroups"]:
         for test in group["tests"]:
             yield group, test
+
+
+def transparency_dev(kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """(path under the folder, case) of every JSON file of
+    ``merkle-transparency-dev/testdata/<kind>/`` and its subfolders, sorted by path."""
+    base = vectors_dir() / "merkle-transparency-dev" / "testdata" / kind
+    files = sorted(base.rglob("*.json"))
+    if not files:
+        raise VectorsMissing(f"no transparency-dev {kind} vectors under {base}")
+    return [(p.relative_to(base).as_posix(), load_json(p.relative_to(vectors_dir()).as_posix())) for p in files]
 
 
 def unhex(value: str | None) -> bytes:

@@ -10,6 +10,7 @@ from .base import (
     AccountRow,
     DeliveryRow,
     DeviceRow,
+    HeadRow,
     Inbound,
     InviteInvalid,
     MailboxItem,
@@ -22,11 +23,13 @@ from .base import (
     QueuedItem,
     Quota,
     QuotaExceeded,
+    SplitRow,
     StaleDeviceList,
     StatusUpdate,
     Store,
     StoreError,
     Tracking,
+    WitnessRow,
 )
 from .sqlite import SqliteStore
 
@@ -53,6 +56,9 @@ __all__ = [
     "Tracking",
     "Inbound",
     "DELIVERY_GRACE_MS",
+    "HeadRow",
+    "WitnessRow",
+    "SplitRow",
     "SqliteStore",
     "open_store",
 ]

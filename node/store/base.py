@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from federation.peers import Peer
-from federation.records import DeliveryRow, OutboundItem, QueuedItem, StatusUpdate, Tracking
+from federation.records import DeliveryRow, OutboundItem, QueuedItem, SplitRow, StatusUpdate, Tracking, WitnessRow
 
 __all__ = [
     "Store",
@@ -37,6 +37,9 @@ __all__ = [
     "Tracking",
     "Inbound",
     "DELIVERY_GRACE_MS",
+    "HeadRow",
+    "WitnessRow",
+    "SplitRow",
 ]
 
 #: How long a delivery row outlives its envelope's expiry: the sender may ask about an envelope
@@ -137,6 +140,17 @@ class MailboxItem:
     stored_at: int
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HeadRow:
+    """One signed tree head of this node's key directory, with the witnesses' cosignatures of
+    (node, size, root) collected so far."""
+
+    size: int
+    root: bytes
+    head: bytes  # the signed head (core/keydir/head.py)
+    cosignatures: tuple[bytes, ...]
+
+
 #: one item a peer pushed, as federation/ classified it for the store (see ``Store.receive``)
 Inbound = NewEnvelope | OutboundItem | StatusUpdate
 
@@ -192,9 +206,71 @@ class Store(Protocol):
         AccountExists if the fingerprint is already registered anywhere."""
         ...
 
-    async def remove_device(self, *, account: str, device_id: int, device_list: bytes, expected_version: int) -> bool:
+    async def remove_device(
+        self, *, account: str, device_id: int, device_list: bytes, expected_version: int, now: int
+    ) -> bool:
         """Delete a device with its mailbox and prekeys and replace the device list, in one
         transaction (StaleDeviceList as in add_device). False if there was no such device."""
+        ...
+
+    # Key directory (core/keydir) -------------------------------------------------------------
+    # register_account, add_device and remove_device each append one leaf to the directory log
+    # in their own transaction: core.keydir.entry.encode_entry(account=, identity=, device_list=,
+    # prev=<index of the account's previous leaf, or -1>, at=now), leaf hash stored alongside.
+    # Leaves are numbered from 0 and never change or go away.
+
+    async def directory_hashes(self, start: int) -> list[bytes]:
+        """The leaf hashes (RFC 9162 leaf hashes, 32 bytes) of leaves ``start`` .. end, in order."""
+        ...
+
+    async def directory_leaves(self, start: int, end: int) -> list[bytes]:
+        """The leaf bytes of leaves ``start`` .. ``end - 1``, in order (fewer if the log ends
+        before ``end``)."""
+        ...
+
+    async def directory_latest(self, account: str) -> tuple[int, bytes] | None:
+        """(index, leaf bytes) of ``account``'s newest leaf, or None (no such account)."""
+        ...
+
+    async def directory_backfill(self, *, now: int) -> int:
+        """Append a leaf (prev -1) for every account that has none (accounts created before
+        the directory existed), in one transaction, in account-name order; how many."""
+        ...
+
+    async def put_head(self, *, size: int, root: bytes, head: bytes) -> None:
+        """Store this node's signed head for ``size`` (replacing an earlier head of that size,
+        which must have the same root: StoreError otherwise; cosignatures are kept)."""
+        ...
+
+    async def latest_head(self) -> HeadRow | None:
+        """The head of the largest size, with its cosignatures; None before the first."""
+        ...
+
+    async def cosigned_head(self, *, min_size: int) -> HeadRow | None:
+        """The largest head of size >= ``min_size`` that has at least one cosignature."""
+        ...
+
+    async def add_cosignature(self, *, size: int, witness: str, cosignature: bytes) -> None:
+        """Keep ``witness``'s (verified) cosignature of this node's head of ``size`` (one per
+        witness and size: a newer one replaces it). StoreError if there is no head of that size."""
+        ...
+
+    async def witnessed(self, node: str) -> WitnessRow | None:
+        """The last head of ``node`` this node cosigned."""
+        ...
+
+    async def witnessed_all(self) -> list[WitnessRow]: ...
+
+    async def set_witnessed(self, row: WitnessRow) -> None:
+        """Replace the row for ``row.node``."""
+        ...
+
+    async def record_split(self, row: SplitRow) -> bool:
+        """Keep the evidence; False (nothing written) if ``row.node`` already has a split."""
+        ...
+
+    async def splits(self) -> list[SplitRow]:
+        """All recorded splits, oldest first."""
         ...
 
     # Prekeys (opaque signed blobs; the node verified them) ---------------------------------

@@ -165,7 +165,49 @@ _V4 = (
     "ALTER TABLE peers ADD COLUMN key BLOB NULL",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+# Version 5 (key transparency): the append-only directory log of every change to an account's
+# identity key or device list, this node's signed heads with their witnesses' cosignatures, the
+# last head of each other node this node cosigned, and the split views it detected.
+_V5 = (
+    # leaf_index is 0-based and dense: each insert takes max + 1 inside its write transaction.
+    # No foreign key to accounts: a leaf never goes away.
+    """CREATE TABLE directory_leaves (
+        leaf_index  INTEGER PRIMARY KEY,
+        account     TEXT NOT NULL,
+        leaf        BLOB NOT NULL,
+        leaf_hash   BLOB NOT NULL
+    )""",
+    "CREATE INDEX directory_leaves_account ON directory_leaves (account, leaf_index)",
+    """CREATE TABLE directory_heads (
+        size        INTEGER PRIMARY KEY,
+        root        BLOB NOT NULL,
+        head        BLOB NOT NULL
+    )""",
+    """CREATE TABLE directory_cosignatures (
+        size        INTEGER NOT NULL REFERENCES directory_heads(size),
+        witness     TEXT NOT NULL,
+        cosignature BLOB NOT NULL,
+        PRIMARY KEY (size, witness)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE witnessed (
+        node        TEXT PRIMARY KEY,
+        size        INTEGER NOT NULL,
+        root        BLOB NOT NULL,
+        head        BLOB NOT NULL,
+        at          INTEGER NOT NULL
+    )""",
+    # One row per node: the first evidence is what matters, later ones add nothing.
+    """CREATE TABLE splits (
+        node        TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        first       BLOB NOT NULL,
+        second      BLOB NOT NULL,
+        source      TEXT NOT NULL,
+        detected_at INTEGER NOT NULL
+    )""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 LATEST_VERSION = len(MIGRATIONS)
 
 

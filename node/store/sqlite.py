@@ -10,9 +10,10 @@ The SQL is plain functions of a connection, one module per concern: peers, ``enq
 transaction over mailboxes and outboxes) and store-wide stats here; invites, accounts and devices
 in ``sqlite_accounts.py``; mailboxes (envelope insert, deduplication, quota usage, pending, ack,
 purge) in ``sqlite_mailbox.py``; prekeys in ``sqlite_prekeys.py``; the federation tables
-(outboxes, delivery rows, peer keys) in ``sqlite_federation.py``. Imports point one way:
+(outboxes, delivery rows, peer keys) in ``sqlite_federation.py``; the key directory (log, heads,
+cosignatures, witnessed heads, splits) in ``sqlite_keydir.py``. Imports point one way:
 ``sqlite_mailbox`` <- ``sqlite_prekeys`` and ``sqlite_federation`` <- ``sqlite``, and
-``sqlite_accounts`` (which needs none of the others) <- ``sqlite``.
+``sqlite_keydir`` <- ``sqlite_accounts`` <- ``sqlite``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .base import (
     AccountRow,
     DeliveryRow,
     DeviceRow,
+    HeadRow,
     Inbound,
     MailboxItem,
     NewEnvelope,
@@ -42,8 +44,10 @@ from .base import (
     PrekeySet,
     QueuedItem,
     Quota,
+    SplitRow,
     StatusUpdate,
     StoreError,
+    WitnessRow,
 )
 from .migrations import migrate
 from .sqlite_accounts import (
@@ -65,6 +69,21 @@ from .sqlite_federation import (
     _queue_outbound,
     _receive,
     _set_peer_key,
+)
+from .sqlite_keydir import (
+    _add_cosignature,
+    _cosigned_head,
+    _directory_backfill,
+    _directory_hashes,
+    _directory_latest,
+    _directory_leaves,
+    _latest_head,
+    _put_head,
+    _record_split,
+    _set_witnessed,
+    _splits,
+    _witnessed,
+    _witnessed_all,
 )
 from .sqlite_mailbox import _ack, _pending, _purge_expired, _store_envelopes
 from .sqlite_prekeys import _prekey_counts, _publish_prekeys, _take_bundle
@@ -212,9 +231,50 @@ class SqliteStore:
         return await self._transaction(_add_device, account, fingerprint, record, device_list, expected_version, now)
 
     async def remove_device(
-        self, *, account: str, device_id: int, device_list: bytes, expected_version: int
+        self, *, account: str, device_id: int, device_list: bytes, expected_version: int, now: int
     ) -> bool:
-        return await self._transaction(_remove_device, account, device_id, device_list, expected_version)
+        return await self._transaction(_remove_device, account, device_id, device_list, expected_version, now)
+
+    # Key directory -----------------------------------------------------------------------
+
+    async def directory_hashes(self, start: int) -> list[bytes]:
+        return await self._call(_directory_hashes, start)
+
+    async def directory_leaves(self, start: int, end: int) -> list[bytes]:
+        return await self._call(_directory_leaves, start, end)
+
+    async def directory_latest(self, account: str) -> tuple[int, bytes] | None:
+        return await self._call(_directory_latest, account)
+
+    async def directory_backfill(self, *, now: int) -> int:
+        return await self._transaction(_directory_backfill, now)
+
+    async def put_head(self, *, size: int, root: bytes, head: bytes) -> None:
+        await self._transaction(_put_head, size, root, head)
+
+    async def latest_head(self) -> HeadRow | None:
+        return await self._snapshot(_latest_head)
+
+    async def cosigned_head(self, *, min_size: int) -> HeadRow | None:
+        return await self._snapshot(_cosigned_head, min_size)
+
+    async def add_cosignature(self, *, size: int, witness: str, cosignature: bytes) -> None:
+        await self._transaction(_add_cosignature, size, witness, cosignature)
+
+    async def witnessed(self, node: str) -> WitnessRow | None:
+        return await self._call(_witnessed, node)
+
+    async def witnessed_all(self) -> list[WitnessRow]:
+        return await self._call(_witnessed_all)
+
+    async def set_witnessed(self, row: WitnessRow) -> None:
+        await self._transaction(_set_witnessed, row)
+
+    async def record_split(self, row: SplitRow) -> bool:
+        return await self._transaction(_record_split, row)
+
+    async def splits(self) -> list[SplitRow]:
+        return await self._call(_splits)
 
     # Federation peers --------------------------------------------------------------------
 

@@ -1,5 +1,7 @@
 """The accounts half of the SQLite backend: invites, accounts and their devices, and the signed
-device list with its version check (``StaleDeviceList`` on a stale ``expected_version``).
+device list with its version check (``StaleDeviceList`` on a stale ``expected_version``). Every
+change to an account's identity key or device list appends its key-directory leaf
+(``sqlite_keydir.py``) in the same transaction.
 
 Plain functions of a connection, like the rest of the backend: ``SqliteStore`` (``sqlite.py``) runs
 each on its worker thread, inside the transaction it opens where the function writes.
@@ -11,6 +13,7 @@ import sqlite3
 from typing import Any
 
 from .base import AccountExists, AccountRow, DeviceRow, InviteInvalid, StaleDeviceList, StoreError
+from .sqlite_keydir import _append_leaf
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
 
@@ -71,6 +74,7 @@ def _register_account(
         f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, 1, ?, ?, ?)",
         (account, fingerprint, record, now),
     )
+    _append_leaf(conn, account, now)
     return DeviceRow(
         account=account, device_id=1, fingerprint=fingerprint, record=bytes(record), created_at=now
     )
@@ -152,13 +156,14 @@ def _add_device(
         (account, device_id, fingerprint, record, now),
     )
     _replace_device_list(conn, account, device_list, expected_version + 1, device_id)
+    _append_leaf(conn, account, now)
     return DeviceRow(
         account=account, device_id=device_id, fingerprint=fingerprint, record=bytes(record), created_at=now
     )
 
 
 def _remove_device(
-    conn: sqlite3.Connection, account: str, device_id: int, device_list: bytes, expected_version: int
+    conn: sqlite3.Connection, account: str, device_id: int, device_list: bytes, expected_version: int, now: int
 ) -> bool:
     last_device_id = _check_list_version(conn, account, expected_version)
     # Its mailbox, dedup records and prekeys go with it (ON DELETE CASCADE).
@@ -168,4 +173,5 @@ def _remove_device(
     if deleted != 1:
         return False  # nothing written: the list stays as it was
     _replace_device_list(conn, account, device_list, expected_version + 1, last_device_id)
+    _append_leaf(conn, account, now)
     return True

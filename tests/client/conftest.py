@@ -26,7 +26,10 @@ from client.sdk import Device, ReceiveResult
 from client.state import DeviceState
 from core.client_api import Bundle, Bundles, FetchBundles
 from core.crypto import SigningKey
+from core.device_list import sign_device_list
+from core.keydir import encode_entry, leaf_hash
 from node.app import DB_FILE
+from node.store.sqlite_keydir import _append_leaf
 from tests.node.conftest import HANG_S, NODE_NAME, RunningNode, make_node_dir, start_node  # noqa: F401 - fixtures
 
 from .loopback import Loopback
@@ -44,6 +47,8 @@ __all__ = [
     "link_device",
     "fetch_bundle",
     "node_db",
+    "append_leaf",
+    "append_rogue_leaf",
 ]
 
 ALICE = f"alice@{NODE_NAME}"
@@ -172,3 +177,28 @@ def node_db(at: RunningNode) -> sqlite3.Connection:
     """A plain sqlite3 connection to the node's database (to tamper with it, as an attacker
     with the node's disk would)."""
     return sqlite3.connect(at.data_dir / DB_FILE, isolation_level=None)
+
+
+def append_leaf(db: sqlite3.Connection, account: str, now: int) -> None:
+    """Log ``account``'s identity key and device list as the accounts table holds them now as
+    a new key-directory leaf, the way the node records every change (after a test changed the
+    table as a compromised node would: the node then serves and proves what it logged)."""
+    db.execute("BEGIN IMMEDIATE")
+    _append_leaf(db, account, now)
+    db.execute("COMMIT")
+
+
+def append_rogue_leaf(db: sqlite3.Connection, account: str, identity: SigningKey, devices: set[str], now: int, *, filed_under: str) -> int:
+    """What a compromised node does to impersonate ``account`` towards others only: log an
+    entry for it with ``identity`` (and a device list that key signed), chained to nothing and
+    filed under another account, so the node keeps serving ``account`` its real newest entry.
+    The leaf index; a head covers it from the node's next publish."""
+    listing = sign_device_list(identity, account=account, version=1_000, devices=devices, now=now)
+    leaf = encode_entry(account=account, identity=identity.public.to_bytes(), device_list=listing, prev=-1, at=now)
+    db.execute("BEGIN IMMEDIATE")
+    (index,) = db.execute("SELECT coalesce(max(leaf_index) + 1, 0) FROM directory_leaves").fetchone()
+    db.execute(
+        "INSERT INTO directory_leaves (leaf_index, account, leaf, leaf_hash) VALUES (?, ?, ?, ?)", (index, filed_under, leaf, leaf_hash(leaf))
+    )
+    db.execute("COMMIT")
+    return index

@@ -6,6 +6,11 @@ keys are the other node's identity keys, and outbox items move only when a test 
 ``flush()``, through the receiving node's ``Store.receive`` and the sending node's
 ``Store.outbox_done``, the way the federation runtime does it. Tests script what goes wrong:
 a node that cannot be reached (with the note the home node gives), a wrong node key.
+
+Witnessing is immediate: before a node answers a lookup for a peer, the asking node cosigns
+its newest directory head (as the federation's witnesses do within moments of a new head),
+unless a test turns ``witnessing`` off. Heads and consistency proofs come from the other
+node's own directory.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.address import parse_address
-from core.client_api import Bundles, Devices, ErrorFrame, FetchBundles, FetchDevices, SendBatch
+from core.client_api import Bundles, Consistency, Devices, ErrorFrame, FetchBundles, FetchDevices, Head, SendBatch
 from core.envelope import Envelope
 from core.federation_api import OK
+from core.keydir import cosign, verify_head
 from core.wire import Frame, decode_frame, encode_frame
 from federation.errors import FederationError
 from node.client_context import ClientContext
@@ -36,6 +42,8 @@ class Loopback:
     keys: dict[str, bytes] = field(default_factory=dict)
     #: (asking node, what, about) for every lookup
     calls: list[tuple[str, str, str]] = field(default_factory=list)
+    #: the asking node cosigns the other's newest head before each lookup
+    witnessing: bool = True
 
     def context(self, **fields: Any) -> ClientContext:
         """Stands in for node.app's ClientContext: the same context with a loopback service."""
@@ -99,7 +107,10 @@ class _Service:
     async def _ask(self, account: str, frame: Frame) -> Frame:
         node = parse_address(account, remote=True).node
         self.net.calls.append((self.name, type(frame).__name__, account))
-        answer = await answer_local(self.net._peer(node), frame)
+        peer = self.net._peer(node)
+        if self.net.witnessing:
+            await self._witness(peer)
+        answer = await answer_local(peer, frame)
         if isinstance(answer, ErrorFrame):
             raise FederationError(answer.code, answer.message)
         return answer
@@ -113,6 +124,25 @@ class _Service:
         answer = await self._ask(account, FetchBundles(request=0, account=account, devices=devices))
         assert isinstance(answer, Bundles)
         return answer
+
+    async def _witness(self, peer: ClientContext) -> None:
+        me = self.net.nodes[self.name]
+        await peer.directory.publish()
+        head = verify_head((await peer.directory.head()).head, node_key=peer.node_key.public, node=peer.name)
+        cosignature = cosign(me.node_key, witness=me.name, head=head, now=me.clock_ms())
+        await peer.directory.add_cosignature(me.name, me.node_key.public, cosignature)
+
+    async def remote_head(self, node: str) -> Head:
+        self.net.calls.append((self.name, "FetchHead", node))
+        return Head(request=0, node=node, head=await self.net._peer(node).directory.head())
+
+    async def remote_consistency(self, node: str, first: int, second: int) -> Consistency:
+        self.net.calls.append((self.name, "FetchConsistency", node))
+        try:
+            proof = await self.net._peer(node).directory.consistency(first, second)
+        except ValueError as exc:
+            raise FederationError("bad_request", str(exc)) from None
+        return Consistency(request=0, node=node, first=first, second=second, proof=proof)
 
     async def node_key(self, node: str) -> bytes:
         self.net.calls.append((self.name, "FetchNodeKey", node))

@@ -129,11 +129,12 @@ async def test_a_brief_identity_swap_does_not_unpin_the_device_list(tmp_path) ->
     from client.directory import fetch_account
     from client.state import DeviceState
     from core.address import parse_address
-    from core.client_api import DeviceEntry, Devices
+    from core.client_api import DeviceEntry
     from core.crypto import HpkePrivateKey, SigningKey
     from core.device import make_device_record
-    from core.device_list import sign_device_list
     from core.errors import VerifyError
+
+    from .fake_directory import FakeConnection, FakeLog
 
     real, rogue = (SigningKey.generate(CryptoMode.HYBRID, os.urandom) for _ in range(2))
     keys = [SigningKey.generate(CryptoMode.HYBRID, os.urandom) for _ in range(2)]
@@ -142,25 +143,22 @@ async def test_a_brief_identity_swap_does_not_unpin_the_device_list(tmp_path) ->
         for k in keys
     ]
     fps = [k.public.fingerprint for k in keys]
+    # the node's directory log: every answer below is a properly proven new leaf
+    log = FakeLog(BOB.split("@", 1)[1])
 
-    class FakeConnection:
-        reply: Devices
+    def publish(key: SigningKey, version: int, count: int) -> None:
+        log.append(BOB, key, devices=tuple(fps[:count]), version=version)
+        log.records[BOB] = tuple(DeviceEntry(device=i + 1, record=records[i]) for i in range(count))
 
-        async def request(self, build):  # noqa: ANN001, ANN202
-            return self.reply
-
-    def devices(key: SigningKey, listing: bytes, count: int) -> Devices:
-        entries = tuple(DeviceEntry(device=i + 1, record=records[i]) for i in range(count))
-        return Devices(request=1, account=BOB, account_identity=key.public.to_bytes(), device_list=listing, devices=entries)
-
-    state, conn, bob, policy = DeviceState(tmp_path / "h"), FakeConnection(), parse_address(BOB), CryptoPolicy()
-    conn.reply = devices(real, sign_device_list(real, account=BOB, version=3, devices=fps[:1], now=2), 1)
+    state, conn, bob, policy = DeviceState(tmp_path / "h"), FakeConnection(log), parse_address(BOB), CryptoPolicy()
+    publish(real, 3, 1)
     assert (await fetch_account(conn, state, bob, policy=policy, now=1)).device_list.version == 3
-    conn.reply = devices(rogue, sign_device_list(rogue, account=BOB, version=1, devices=fps[:1], now=3), 1)
+    publish(rogue, 1, 1)
     await fetch_account(conn, state, bob, policy=policy, now=2, require_trusted=False)  # e.g. during recv
-    conn.reply = devices(real, sign_device_list(real, account=BOB, version=2, devices=fps, now=1), 2)
+    publish(real, 2, 2)
     with pytest.raises(VerifyError, match="older than version 3"):
         await fetch_account(conn, state, bob, policy=policy, now=3)
+    state.close()
 
 
 async def test_junk_whose_certificate_names_an_unknown_node_is_dropped_not_kept(alpha, register, clock) -> None:  # noqa: ANN001

@@ -54,7 +54,9 @@ async def test_a_text_to_another_node_is_sent_queued_accepted_then_delivered(
 
         result = await bob.receive()
         assert result.rejected == [] and texts(bob, result) == [(ALICE, "hello from alpha")]
-        assert [c for c in loopback.calls if c[1] == "FetchNodeKey"] == [(BETA, "FetchNodeKey", "alpha.example")]
+        # bob's device checked alice's sender certificate, alice's device beta's directory head
+        assert [c for c in loopback.calls if c[:2] == (BETA, "FetchNodeKey")] == [(BETA, "FetchNodeKey", "alpha.example")]
+        assert [c for c in loopback.calls if c[:2] == ("alpha.example", "FetchNodeKey")] == [("alpha.example", "FetchNodeKey", BETA)]
         # bob's delivery receipt crosses back the same way
         assert await loopback.flush() == {"alpha.example": ["ok"]}
         clock.advance(1000)
@@ -68,7 +70,7 @@ async def test_a_text_to_another_node_is_sent_queued_accepted_then_delivered(
         assert texts(alice, await alice.receive()) == [(BOB_B, "hi alpha")]
 
 
-async def test_an_unreachable_sender_node_keeps_the_envelopes_and_its_key_is_asked_once(
+async def test_an_unreachable_sender_node_keeps_the_envelopes_and_its_key_is_asked_again(
     alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Register
 ) -> None:
     with trio.fail_after(HANG_S):
@@ -84,7 +86,9 @@ async def test_an_unreachable_sender_node_keeps_the_envelopes_and_its_key_is_ask
         assert kept.rejected == [
             f"kept envelope {i.hex()} for later: cannot reach alpha.example: connection refused" for i in (first.id, second.id)
         ]
-        assert [c for c in loopback.calls if c[1] == "FetchNodeKey"] == [(BETA, "FetchNodeKey", "alpha.example")]
+        # "not now" is not remembered, even for the connection: asked again for each envelope
+        # (after the check of bob's own lookup, whose head alpha cosigned)
+        assert [c for c in loopback.calls if c[:2] == (BETA, "FetchNodeKey")] == [(BETA, "FetchNodeKey", "alpha.example")] * 3
         await beta.settle()
         assert [i.id for i in await beta.pending(BOB_B)] == [first.id, second.id]  # not acknowledged
 

@@ -25,7 +25,7 @@ from core.envelope import Kind
 from core.errors import LocalProtocolError, VerifyError
 from tests.node.conftest import RunningNode
 
-from .conftest import ALICE, BOB, CAROL, HANG_S, Clock, link_device, node_db, shown, texts
+from .conftest import ALICE, BOB, CAROL, HANG_S, Clock, append_leaf, link_device, node_db, shown, texts
 
 Register = Callable[..., Awaitable[Device]]
 
@@ -500,6 +500,7 @@ def _replace_account_key(at: RunningNode, account: str, fingerprints: set[str], 
             "UPDATE accounts SET account_identity = ?, device_list = ?, device_list_version = ? WHERE account = ?",
             (encode_account_identity(key), signed, version, account),
         )
+        append_leaf(db, account, clock())
     finally:
         db.close()
     return key
@@ -578,7 +579,7 @@ async def test_safety_numbers_match_on_both_sides_and_on_every_device(
         assert (await alice.safety_number(CAROL)).number != mine.number
 
 
-async def test_a_rolled_back_device_list_is_refused(alpha: RunningNode, register, make_device) -> None:
+async def test_a_rolled_back_device_list_is_refused(alpha: RunningNode, register, make_device, clock: Clock) -> None:
     """A node that serves an older signed list (one still naming a removed device) is caught."""
     with trio.fail_after(HANG_S):
         alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
@@ -591,6 +592,7 @@ async def test_a_rolled_back_device_list_is_refused(alpha: RunningNode, register
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("DELETE FROM devices WHERE account = ? AND device_id = 2", (BOB,))
         db.execute("UPDATE accounts SET device_list = ?, device_list_version = 1 WHERE account = ?", (old_list, BOB))
+        append_leaf(db, BOB, clock())
         with pytest.raises(VerifyError, match="older than version 2"):
             await alice.send_text(BOB, "must not be sent")
 

@@ -24,6 +24,7 @@ SAMPLES = {
     "typing-started": Content.make_typing(id=ID, sent_at=SENT, typing="started"),
     "typing-stopped": Content.make_typing(id=ID, sent_at=0, typing="stopped"),
     "sync": Content.make_sync(id=ID, sent_at=SENT, to="bob@beta.example", text="sent from my phone"),
+    "alert": Content.make_alert(id=ID, sent_at=SENT, text="device 3 was added to your account"),
 }
 
 
@@ -35,6 +36,7 @@ def fields(kind: str = "text", **changes: Any) -> dict[str, Any]:
             "receipt": {"receipt": "read", "ids": [OTHER]},
             "typing": {"typing": "started"},
             "sync": {"to": "bob@beta.example", "text": "hi"},
+            "alert": {"text": "hi"},
         }[kind]
     )
     base.update(changes)

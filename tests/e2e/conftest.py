@@ -266,3 +266,32 @@ def setup_pair(procs: Processes, tmp: Path) -> Pair:
     register(pair.alice, "alice@localhost", node)
     register(pair.bob, "bob@localhost", node)
     return pair
+
+
+_LINK_CODE = re.compile(r"^[a-z2-7]+\.[a-z2-7]+$")
+
+
+def link_device(procs: Processes, node: NodeProcess, new_home: Path, old_home: Path, address: str, device: int) -> None:
+    """``link begin`` on ``new_home`` (waits), ``link approve CODE`` on ``old_home``."""
+    begin = procs.popen(
+        [SONET, "--home", str(new_home), "link", "begin", "--node", node.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=1,
+    )
+    first: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: first.put(begin.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
+    try:
+        code = first.get(timeout=CLI_TIMEOUT_S).strip()  # hang guard only
+    except queue.Empty:
+        pytest.fail("`sonet link begin` printed no code")
+    assert _LINK_CODE.match(code), f"not a link code: {code!r} (exit {begin.poll()})"
+    assert begin.poll() is None  # still waiting for the approval
+
+    approved = ok(sonet(old_home, "link", "approve", code))
+    assert approved.out.startswith("approved"), approved.out
+
+    rest, err = begin.communicate(timeout=CLI_TIMEOUT_S)
+    assert begin.returncode == 0, f"exit {begin.returncode}\nstdout: {rest}\nstderr: {err}"
+    assert "Traceback" not in err, err
+    assert rest.splitlines() == [f"linked as {address} device {device}"], rest

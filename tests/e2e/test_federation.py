@@ -210,12 +210,15 @@ def test_link_drops_and_stalls_through_a_proxy(procs: Processes, tmp_path: Path)
 def test_wrong_fingerprint_pin_delivers_nothing_and_says_so(procs: Processes, tmp_path: Path) -> None:
     fed = federation(procs, tmp_path)
     warm_up(fed, fed.bob, "bob@beta")
-    # alpha now pins "beta" to another node's key: the real beta is an impostor to it.
+    # beta is down: alpha accepts the message into its outbox (the device list it cached and
+    # beta's key it checked against the pin still serve)...
+    fed.beta.kill()
+    ok(sonet(fed.alice, "send", "bob@beta", "must not arrive"))
+    # ...then alpha pins "beta" to another node's key: the real beta is an impostor to it.
     ok(node_cli("peer", "remove", "--data", fed.alpha.data, "--name", "gamma"))
     ok(node_cli("peer", "remove", "--data", fed.alpha.data, "--name", "beta"))
     peer(fed.alpha, fed.beta, fingerprint=fed.gamma.fingerprint)
-    # Within the device-list cache's lifetime: alpha accepts the message into its outbox...
-    ok(sonet(fed.alice, "send", "bob@beta", "must not arrive"))
+    fed.beta = restart(procs, fed.beta)
     deadline = time.monotonic() + POLL_GUARD_S
     beta_status: dict = {}
     while time.monotonic() < deadline:
@@ -225,10 +228,13 @@ def test_wrong_fingerprint_pin_delivers_nothing_and_says_so(procs: Processes, tm
         if (beta_status.get("last_error") or {}).get("code") == "wrong_identity" and beta_status.get("queued") == 1:
             break
         time.sleep(0.5)
-    # ...but never hands it to a node with another key: the operator and the sender see why.
+    # alpha never hands the message to a node with another key: the operator and the sender see why
     assert (beta_status.get("last_error") or {}).get("code") == "wrong_identity", beta_status
     assert beta_status["queued"] == 1
     latest = read_json_lines(ok(sonet(fed.alice, "sent", "--json")).out)[0]
     assert latest["state"] == "queued" and latest["code"] == "wrong_identity", latest
     assert "identity" in latest["message"]
+    # a new send is refused at once: alpha cannot vouch for beta's key, so bob's keys cannot be checked
+    refused = sonet(fed.alice, "send", "bob@beta", "must not be accepted either")
+    assert refused.rc != 0 and "wrong_identity" in refused.err and "Traceback" not in refused.err, refused
     assert receive_texts(fed.bob, 0) == []

@@ -10,20 +10,15 @@ any disk; then bob removes his second device, which stops getting messages and i
 from __future__ import annotations
 
 import json
-import queue
 import re
-import subprocess
-import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
 from .conftest import (
-    CLI_TIMEOUT_S,
-    SONET,
-    NodeProcess,
     Processes,
+    link_device,
     node_cli,
     ok,
     read_json_lines,
@@ -36,7 +31,6 @@ from .test_cli_errors import user_error
 pytestmark = pytest.mark.slow
 
 _SENT = re.compile(r"^sent to (\S+) \((\d+) devices?\); id ([0-9a-f]{32}); accepted by ")
-_LINK_CODE = re.compile(r"^[a-z2-7]+\.[a-z2-7]+$")
 _SAFETY_NUMBER = re.compile(r"^(\d{5} ){11}\d{5}$")
 
 
@@ -53,32 +47,6 @@ def _recv_texts(home: Path, *, quiet: bool = True) -> list[dict]:
     if quiet:
         assert "warning" not in result.err, result.err  # nothing was dropped
     return read_texts(result.out)
-
-
-def _link(procs: Processes, node: NodeProcess, new_home: Path, old_home: Path, address: str, device: int) -> None:
-    """``link begin`` on ``new_home`` (waits), ``link approve CODE`` on ``old_home``."""
-    begin = procs.popen(
-        [SONET, "--home", str(new_home), "link", "begin", "--node", node.url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        bufsize=1,
-    )
-    first: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: first.put(begin.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
-    try:
-        code = first.get(timeout=CLI_TIMEOUT_S).strip()  # hang guard only
-    except queue.Empty:
-        pytest.fail("`sonet link begin` printed no code")
-    assert _LINK_CODE.match(code), f"not a link code: {code!r} (exit {begin.poll()})"
-    assert begin.poll() is None  # still waiting for the approval
-
-    approved = ok(sonet(old_home, "link", "approve", code))
-    assert approved.out.startswith("approved"), approved.out
-
-    rest, err = begin.communicate(timeout=CLI_TIMEOUT_S)
-    assert begin.returncode == 0, f"exit {begin.returncode}\nstdout: {rest}\nstderr: {err}"
-    assert "Traceback" not in err, err
-    assert rest.splitlines() == [f"linked as {address} device {device}"], rest
 
 
 def _devices(home: Path) -> list[dict]:
@@ -125,7 +93,7 @@ def test_sessions_acceptance_walkthrough(procs: Processes, tmp_path: Path) -> No
     assert _recv_texts(bob) == []  # nothing is shown twice
 
     # bob links a second device; alice's next message reaches both of bob's devices
-    _link(procs, node, bob2, bob, "bob@localhost", 2)
+    link_device(procs, node, bob2, bob, "bob@localhost", 2)
     after_link = f"after bob linked {uuid.uuid4().hex}"
     texts.append(after_link)
     after_link_id = _send(alice, "bob@localhost", after_link, devices=2)
@@ -135,7 +103,7 @@ def test_sessions_acceptance_walkthrough(procs: Processes, tmp_path: Path) -> No
         assert "to" not in m
 
     # alice links a second device; it sees what her first device sends, as a sync copy
-    _link(procs, node, alice2, alice, "alice@localhost", 2)
+    link_device(procs, node, alice2, alice, "alice@localhost", 2)
     synced = f"seen by alice's other device {uuid.uuid4().hex}"
     texts.append(synced)
     out = json.loads(ok(sonet(alice, "send", "bob@localhost", synced, "--json")).out)

@@ -93,6 +93,8 @@ def test_status_of_a_stopped_node_lists_peers_and_queued_items(tmp_path: Path, c
         "next_attempt_at": None,
         "inbound_links": 0,
         "queued": 0,
+        "witnessed_size": None,
+        "split": None,
     }
 
 

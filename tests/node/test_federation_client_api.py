@@ -25,23 +25,30 @@ from core.client_api import (
     Bundle,
     Bundles,
     DeviceEntry,
+    Consistency,
     DeviceMismatch,
     Devices,
+    DirectoryProof,
     EnvelopeStatus,
     ErrorFrame,
     FetchBundles,
+    FetchConsistency,
     FetchDevices,
+    FetchHead,
     FetchNodeKey,
     FetchStatus,
+    Head,
     NodeKey,
     Ping,
     Pong,
     PublishPrekeys,
     SendBatch,
+    SignedHead,
     Statuses,
 )
 from core.envelope import Envelope, Kind
 from core.federation_api import REFUSALS
+from core.keydir import MerkleTree, encode_entry, leaf_hash, sign_head, verify_directory_proof
 from core.wire import Frame, decode_frame, encode_frame, packb
 from federation.errors import FederationError
 from node.client_context import ClientContext
@@ -63,6 +70,7 @@ class FakeFederation:
     devices: dict[str, Devices] = field(default_factory=dict)
     bundles: dict[str, Bundles] = field(default_factory=dict)
     keys: dict[str, bytes] = field(default_factory=dict)
+    heads: dict[str, SignedHead] = field(default_factory=dict)
     notes: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: raised by every remote method while set
     error: FederationError | None = None
@@ -91,6 +99,18 @@ class FakeFederation:
         if node not in self.keys:
             raise FederationError("unknown_node", f"{node} is not a configured peer")
         return self.keys[node]
+
+    async def remote_head(self, node: str) -> Head:
+        self.calls.append(("remote_head", node))
+        self._fail()
+        if node not in self.heads:
+            raise FederationError("unknown_node", f"{node} is not a configured peer")
+        return Head(request=0, node=node, head=self.heads[node])
+
+    async def remote_consistency(self, node: str, first: int, second: int) -> Consistency:
+        self.calls.append(("remote_consistency", node, first, second))
+        self._fail()
+        return Consistency(request=0, node=node, first=first, second=second, proof=(bytes(32),) * 2)
 
     def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int) -> OutboundItem:
         self.calls.append(("outbound", env, sender_account, sender_device, now))
@@ -142,6 +162,15 @@ def start_federated(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> C
     return start
 
 
+def remote_proof(address: str, identity: bytes, device_list: bytes) -> DirectoryProof:
+    """What the account's node proves about it: a one-leaf log signed by a stand-in node key
+    (this node passes remote answers on unchanged; the device verifies them)."""
+    leaf = encode_entry(account=address, identity=identity, device_list=device_list, prev=-1, at=wall_ms())
+    root = MerkleTree([leaf_hash(leaf)]).root()
+    head = sign_head(new_identity(), node=parse_address(address).node, size=1, root=root, at=wall_ms())
+    return DirectoryProof(leaf=leaf, index=0, path=(), head=SignedHead(head=head, cosignatures=()))
+
+
 def remote_account(address: str = BOB, devices: int = 2) -> tuple[Account, Devices]:
     """An account of another node with ``devices`` devices, and the Devices its node answers
     (request 0: the federation service's answers are renumbered by the handler)."""
@@ -151,12 +180,14 @@ def remote_account(address: str = BOB, devices: int = 2) -> tuple[Account, Devic
         member.device_id = device
         account.devices[device] = member
     account.version = 1
+    device_list = account.sign_list(account.fingerprints(), version=1)
     listed = Devices(
         request=0,
         account=address,
         account_identity=account.identity_bytes,
-        device_list=account.sign_list(account.fingerprints(), version=1),
+        device_list=device_list,
         devices=tuple(DeviceEntry(device=d, record=m.record) for d, m in sorted(account.devices.items())),
+        proof=remote_proof(address, account.identity_bytes, device_list),
     )
     return account, listed
 
@@ -190,6 +221,7 @@ async def test_remote_devices_and_bundles_come_from_the_federation_renumbered(st
             account_identity=bob.identity_bytes,
             device_list=fake.devices[BOB].device_list,
             bundles=(Bundle(device=2, record=bob.device(2).record, signed_prekey=prekey(bob.device(2).identity, "x25519", 1), pq_prekey=None, one_time=None),),
+            proof=fake.devices[BOB].proof,
         )
         alpha = await start_federated(fake)
         alice = await alpha.node.enroll("alice")
@@ -237,6 +269,8 @@ async def test_without_federation_other_nodes_are_unknown(start_federated: Calla
             for build in (
                 lambda n: FetchDevices(request=n, account=BOB),
                 lambda n: FetchNodeKey(request=n, node=BETA),
+                lambda n: FetchHead(request=n, node=BETA),
+                lambda n: FetchConsistency(request=n, node=BETA, first=1, second=1),
                 lambda n: SendBatch(request=n, envelopes=(opaque_envelope((BOB, 1)),)),
                 lambda n: SendBatch(request=n, envelopes=(opaque_envelope((BOB, 1), kind=Kind.EPHEMERAL),)),
             ):
@@ -353,6 +387,36 @@ async def test_node_keys_of_this_node_and_of_others(start_federated: Callable[..
             assert err.value.code == "not_registered"
 
 
+async def test_directory_heads_and_consistency_of_other_nodes_come_from_the_federation(
+    start_federated: Callable[..., Any],
+) -> None:
+    with trio.fail_after(HANG_S):
+        _bob, listed = remote_account()
+        fake = FakeFederation(heads={BETA: listed.proof.head})
+        alpha = await start_federated(fake)
+        alice = await alpha.node.enroll("alice")
+        async with alpha.node.raw(alice.first) as conn:
+            head = await conn.request(lambda n: FetchHead(request=n, node="Beta.Example"))
+            assert head == Head(request=1, node=BETA, head=listed.proof.head)
+            proof = await conn.request(lambda n: FetchConsistency(request=n, node=BETA, first=2, second=5))
+            assert proof == Consistency(request=2, node=BETA, first=2, second=5, proof=(bytes(32),) * 2)
+            with pytest.raises(NodeError) as err:
+                await conn.request(lambda n: FetchHead(request=n, node="gamma.example"))
+            assert err.value.code == "unknown_node"
+            fake.error = FederationError("split_view", f"{BETA} showed two different versions of its key directory")
+            for build in (lambda n: FetchHead(request=n, node=BETA), lambda n: FetchConsistency(request=n, node=BETA, first=1, second=2)):
+                with pytest.raises(NodeError) as err:
+                    await conn.request(build)
+                assert err.value.code == "split_view"
+        assert fake.calls == [
+            ("remote_head", BETA),
+            ("remote_consistency", BETA, 2, 5),
+            ("remote_head", "gamma.example"),
+            ("remote_head", BETA),
+            ("remote_consistency", BETA, 1, 2),
+        ]
+
+
 # Delivery status ------------------------------------------------------------------------------
 
 
@@ -437,11 +501,14 @@ async def test_answer_local_serves_peers_with_the_same_checks_as_devices(start_f
         devices = await answer_local(ctx, FetchDevices(request=9, account="ALICE@alpha.example"))
         assert isinstance(devices, Devices) and (devices.request, devices.account) == (9, ALICE)
         assert [d.device for d in devices.devices] == [1]
+        # peers get the same directory proof as devices do
+        proven = verify_directory_proof(devices.proof, node=NODE_NAME, node_key=alpha.node.identity.public, account=ALICE)
+        assert (devices.account_identity, devices.device_list) == (proven.entry.identity, proven.entry.device_list)
 
         refused = await answer_local(ctx, FetchBundles(request=10, account=ALICE, devices=(1, 2)))
         assert isinstance(refused, ErrorFrame) and (refused.request, refused.code) == (10, "unknown_recipient")
         bundles = await answer_local(ctx, FetchBundles(request=11, account=ALICE, devices=()))
-        assert isinstance(bundles, Bundles) and bundles.request == 11
+        assert isinstance(bundles, Bundles) and bundles.request == 11 and bundles.proof == devices.proof
         [bundle] = bundles.bundles
         assert bundle.one_time == x25519  # the refused request handed out nothing
         again = await answer_local(ctx, FetchBundles(request=12, account=ALICE, devices=(1,)))

@@ -379,7 +379,7 @@ POST_HANDSHAKE = {
     "unknown-tag": (lambda ch: [ch.seal(packb([99, 1]))], "bad_input"),
     "handshake-frame": (lambda ch: [ch.seal(packb([3, b"auth"]))], "unexpected_frame"),
     "welcome": (
-        lambda ch: [ch.send(Welcome(node="evil.example", account=None, device=None, time=0, one_time_left=0, pq_one_time_left=0))],
+        lambda ch: [ch.send(Welcome(node="evil.example", account=None, device=None, time=0, one_time_left=0, pq_one_time_left=0, witnesses=0))],
         "unexpected_frame",
     ),
     "pong": (lambda ch: [ch.send(Pong(request=1))], "unexpected_frame"),
@@ -388,6 +388,10 @@ POST_HANDSHAKE = {
     "sendbatch-empty": (lambda ch: [ch.seal(packb([15, 1, []]))], "bad_input"),
     "ack-short-ids": (lambda ch: [ch.seal(packb([18, [b"short"]]))], "bad_input"),
     "deep-nesting": (lambda ch: [ch.seal(packb([18, [[[[[[[[[[b"x" * 16]]]]]]]]]]]))], "bad_input"),
+    # FetchLeaves (tag 54): an empty or oversized leaf range is malformed, not just refused
+    "fetchleaves-empty": (lambda ch: [ch.seal(packb([54, 1, 3, 3]))], "bad_input"),
+    "fetchleaves-backwards": (lambda ch: [ch.seal(packb([54, 1, 3, 1]))], "bad_input"),
+    "fetchleaves-too-many": (lambda ch: [ch.seal(packb([54, 1, 0, limits.MAX_LEAVES_PER_FETCH + 1]))], "bad_input"),
 }
 
 

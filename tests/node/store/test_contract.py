@@ -519,7 +519,7 @@ async def test_add_device_takes_the_next_id_and_replaces_the_list(store: Store) 
 
 async def test_add_device_with_a_stale_version_writes_nothing(store: Store) -> None:
     await register(store, ALICE)
-    await add(store, ALICE, "phone", expected_version=1)
+    await add(store, ALICE, "phone", expected_version=1, now=NOW)
 
     for version in (1, 3, 0):
         with pytest.raises(StaleDeviceList):
@@ -548,20 +548,20 @@ async def test_add_device_with_a_registered_fingerprint_is_account_exists(store:
 
 async def test_add_device_to_an_unknown_account_fails(store: Store) -> None:
     with pytest.raises(StoreError):
-        await add(store, ALICE, "phone", expected_version=1)
+        await add(store, ALICE, "phone", expected_version=1, now=NOW)
     assert await store.devices(ALICE) == []
 
 
 async def test_remove_device_deletes_it_with_its_mailbox_and_prekeys(store: Store) -> None:
     first = await register(store, ALICE)
-    await add(store, ALICE, "phone", expected_version=1)
+    await add(store, ALICE, "phone", expected_version=1, now=NOW)
     await store.enqueue([env(1, device_id=1), env(2, device_id=2), env(3, device_id=2)], now=NOW, quota=ROOMY)
     await store.ack(ALICE, 2, [mid(3)], now=NOW)
     await store.publish_prekeys(
         ALICE, 2, signed_prekey=b"spk", pq_last_resort=b"pqlr", one_time=[(1, b"o1")], pq_one_time=[(1, b"p1")], max_one_time=10
     )
 
-    assert await store.remove_device(account=ALICE, device_id=2, device_list=b"list v3", expected_version=2) is True
+    assert await store.remove_device(account=ALICE, device_id=2, device_list=b"list v3", expected_version=2, now=NOW) is True
 
     assert await store.devices(ALICE) == [first]
     assert await store.device_by_fingerprint("fp-phone") is None
@@ -580,7 +580,7 @@ async def test_remove_device_deletes_it_with_its_mailbox_and_prekeys(store: Stor
 async def test_remove_unknown_device_returns_false_and_writes_nothing(store: Store) -> None:
     await register(store, ALICE)
 
-    assert await store.remove_device(account=ALICE, device_id=7, device_list=b"list v2", expected_version=1) is False
+    assert await store.remove_device(account=ALICE, device_id=7, device_list=b"list v2", expected_version=1, now=NOW) is False
 
     row = await store.account(ALICE)
     assert row is not None and (row.device_list, row.device_list_version) == (b"list v1 of " + ALICE.encode(), 1)
@@ -589,11 +589,11 @@ async def test_remove_unknown_device_returns_false_and_writes_nothing(store: Sto
 
 async def test_remove_device_with_a_stale_version_writes_nothing(store: Store) -> None:
     await register(store, ALICE)
-    await add(store, ALICE, "phone", expected_version=1)
+    await add(store, ALICE, "phone", expected_version=1, now=NOW)
     await store.enqueue([env(1, device_id=2)], now=NOW, quota=ROOMY)
 
     with pytest.raises(StaleDeviceList):
-        await store.remove_device(account=ALICE, device_id=2, device_list=b"list v2'", expected_version=1)
+        await store.remove_device(account=ALICE, device_id=2, device_list=b"list v2'", expected_version=1, now=NOW)
 
     assert [d.device_id for d in await store.devices(ALICE)] == [1, 2]
     assert [i.id for i in await store.pending(ALICE, 2, after_seq=0, limit=10, now=NOW)] == [mid(1)]
@@ -605,19 +605,19 @@ async def test_device_ids_are_never_reused(open_backend) -> None:  # noqa: ANN00
     try:
         await register(store, ALICE)
         await register(store, BOB)
-        assert (await add(store, ALICE, "a2", expected_version=1)).device_id == 2
-        assert (await add(store, ALICE, "a3", expected_version=2)).device_id == 3
-        assert await store.remove_device(account=ALICE, device_id=3, device_list=b"v4", expected_version=3)
-        assert (await add(store, ALICE, "a4", expected_version=4)).device_id == 4  # not 3 again
-        assert await store.remove_device(account=ALICE, device_id=4, device_list=b"v6", expected_version=5)
-        assert await store.remove_device(account=ALICE, device_id=2, device_list=b"v7", expected_version=6)
+        assert (await add(store, ALICE, "a2", expected_version=1, now=NOW)).device_id == 2
+        assert (await add(store, ALICE, "a3", expected_version=2, now=NOW)).device_id == 3
+        assert await store.remove_device(account=ALICE, device_id=3, device_list=b"v4", expected_version=3, now=NOW)
+        assert (await add(store, ALICE, "a4", expected_version=4, now=NOW)).device_id == 4  # not 3 again
+        assert await store.remove_device(account=ALICE, device_id=4, device_list=b"v6", expected_version=5, now=NOW)
+        assert await store.remove_device(account=ALICE, device_id=2, device_list=b"v7", expected_version=6, now=NOW)
         # another account's counter is its own
-        assert (await add(store, BOB, "b2", expected_version=1)).device_id == 2
+        assert (await add(store, BOB, "b2", expected_version=1, now=NOW)).device_id == 2
     finally:
         await store.close()
     store = await open_backend()  # the counter is durable, not in memory
     try:
-        assert (await add(store, ALICE, "a5", expected_version=7)).device_id == 5
+        assert (await add(store, ALICE, "a5", expected_version=7, now=NOW)).device_id == 5
         assert [d.device_id for d in await store.devices(ALICE)] == [1, 5]
     finally:
         await store.close()
@@ -726,7 +726,7 @@ async def test_too_many_one_time_prekeys_writes_nothing(store: Store) -> None:
 
 async def test_prekeys_are_per_device(store: Store) -> None:
     await register(store, ALICE)
-    await add(store, ALICE, "phone", expected_version=1)
+    await add(store, ALICE, "phone", expected_version=1, now=NOW)
     await publish(store, device_id=1, signed=b"spk-1", one_time=[1])
     await publish(store, device_id=2, signed=b"spk-2", one_time=[1], tag=b"-phone")
 

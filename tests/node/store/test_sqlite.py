@@ -362,3 +362,34 @@ async def test_expire_outbox_forgets_expired_dedup_keys(db_path: Path) -> None:
         assert await store._call(sent_keys) == 1
         await store.expire_outbox(now=NOW + 2)
         assert await store._call(sent_keys) == 0
+
+
+async def test_migration_5_adds_the_directory_and_backfill_gives_old_accounts_their_leaves(db_path: Path) -> None:
+    from core.keydir import decode_entry
+    from node.store.migrations import MIGRATIONS
+
+    # A database as the version-4 software left it: two accounts, no directory.
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        for migration in MIGRATIONS[:4]:
+            for statement in migration:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 4")
+        conn.executemany(
+            "INSERT INTO accounts (account, created_at, account_identity, device_list, device_list_version,"
+            " last_device_id) VALUES (?, ?, ?, ?, 1, 1)",
+            [("zoe@alpha.example", NOW, b"zoe key", b"zoe list"), (ALICE, NOW, b"alice key", b"alice list")],
+        )
+
+    async with await SqliteStore.open(db_path) as store:
+        assert user_version(db_path) == LATEST_VERSION
+        assert await store.directory_hashes(0) == []
+        assert await store.latest_head() is None
+
+        assert await store.directory_backfill(now=NOW + 7) == 2
+        assert await store.directory_backfill(now=NOW + 8) == 0
+
+        entries = [decode_entry(leaf) for leaf in await store.directory_leaves(0, 3)]
+        assert [(e.account, e.identity, e.device_list, e.prev, e.at) for e in entries] == [
+            (ALICE, b"alice key", b"alice list", -1, NOW + 7),  # in account-name order
+            ("zoe@alpha.example", b"zoe key", b"zoe list", -1, NOW + 7),
+        ]
