@@ -32,5 +32,9 @@ test: $(VENV)/.installed-test
 example: $(VENV)/.installed-run
 	$(BIN)/python examples/three_nodes.py
 
+# Benchmarks (not part of `make test`): a table on stdout, figures in bench/results.json.
+bench: $(VENV)/.installed-run
+	$(BIN)/python -m bench.run
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

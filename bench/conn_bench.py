@@ -1,0 +1,313 @@
+"""Idle ``/client`` connections held by one node, and what each costs in node memory.
+
+What is measured (``measure(quick)``):
+
+- A real node: ``sonet-node init`` + ``sonet-node run`` (from this venv) in a temp dir on
+  127.0.0.1 port 0; the URL is parsed from its "listening on" line. Before anything, the soft
+  RLIMIT_NOFILE of this process is raised to the hard limit (the node inherits it).
+- One warm-up connection is opened and closed, then the node's RSS (VmRSS from
+  /proc/PID/status) is read. Then this one process opens N connections to ``/client``, in
+  concurrent batches of ``BATCH`` (100) in a trio nursery; each completes the full hybrid
+  (ML-DSA/ML-KEM) secure-channel handshake as an unregistered device and reads the Welcome,
+  then stays idle and open. All connections reuse ONE device identity key (the node allows it).
+  N = 10,000 (full) or 200 (quick); batches stop early when the opening deadline passes
+  (75 s full, 8 s quick; the same budget for the bare server), so N is what was reached.
+- After a 1 s settle the node's RSS is read again; then every connection is closed (WebSocket
+  close, bounded by a timeout) and the node killed.
+
+Figures:
+- ``connections_held``: connections open (handshake done, Welcome read, not closed by the node)
+  when the second RSS was read; ``connections_refused``: attempts that failed or were closed.
+- ``rss_bytes_per_connection`` = (RSS after - RSS before) / connections_held (node process).
+- ``handshakes_per_s``: connections_held / wall time spent opening them (client and node
+  share the machine's 2 cores, so this is the end-to-end rate with both sides' crypto).
+
+Ceiling (same run, same machine): a bare trio-websocket server (``serve_websocket`` whose
+handler accepts and waits forever) in a child ``python -c`` process, the same N idle
+connections (plain WebSocket, no handshake) measured the same way:
+``rss_bytes_per_connection_ceiling`` (LOWER is better here: it is the transport's floor),
+``connections_held_ceiling`` (``bare_ws_opens_per_s`` is its open rate, for information).
+``handshakes_per_s_ceiling``: full hybrid handshakes per second with both sides (initiator and
+responder, same keys, no admission, no Welcome) pumped in memory in this one thread, no
+transport, for 1 s (quick) / 3 s (full). The end-to-end run has client and node on separate
+cores, so its ratio to this ceiling can exceed 1 (up to ~2 with perfect overlap).
+Every process and connection started here is closed/killed before returning, even on error.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import trio
+from trio_websocket import open_websocket_url
+
+from core import limits
+from core.channel import Channel
+from core.client_api import Welcome
+from core.crypto import CryptoMode, CryptoPolicy, SigningKey
+from core.handshake import Handshake, HandshakeComplete, PeerIdentified, Role
+from core.handshake_driver import run_initiator
+
+BIN = Path(sys.executable).parent
+BATCH = 100
+STARTUP_TIMEOUT_S = 30.0
+CLOSE_TIMEOUT_S = 10.0
+_LISTENING = re.compile(r"^sonet node (\S+) listening on (ws://\S+)")
+
+_BARE_SERVER = """
+import sys, trio
+from trio_websocket import serve_websocket
+async def handler(request):
+    ws = await request.accept()
+    await trio.sleep_forever()
+async def main():
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
+        print(f"listening on ws://127.0.0.1:{server.port}", flush=True)
+trio.run(main)
+"""
+
+
+def _raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("SONET_HOME", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _spawn(args: list[str], stderr_path: Path, pattern: re.Pattern[str]) -> tuple[subprocess.Popen[str], str]:
+    """Start ``args``; return it and the URL from its first line matching ``pattern``."""
+    with open(stderr_path, "w") as err:
+        proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1, env=_env()
+        )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        with proc.stdout:
+            for line in proc.stdout:
+                lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=reader, daemon=True).start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    try:
+        while True:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            if line is None:
+                raise RuntimeError(f"{args[0]} exited: {stderr_path.read_text(errors='replace')[-2000:]}")
+            if m := pattern.search(line):
+                return proc, m.group(m.lastindex or 0)
+    except BaseException:
+        _kill(proc)
+        raise
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=STARTUP_TIMEOUT_S)
+
+
+async def _open_one(url: str, identity: SigningKey | None, fingerprint: str | None, ready, release: trio.Event) -> None:
+    """Open one connection (with the node handshake when ``identity`` is given), call
+    ``ready(ws or None)`` once, hold it until ``release``."""
+    reported = False
+    try:
+        async with open_websocket_url(
+            url, max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=30, disconnect_timeout=2
+        ) as ws:
+            if identity is not None:
+                hs = Handshake(
+                    Role.INITIATOR,
+                    identity=identity,
+                    policy=CryptoPolicy(),
+                    rng=os.urandom,
+                    prologue=b"/client",
+                    expected_peer=fingerprint,
+                )
+                done = await run_initiator(hs, send=ws.send_message, receive=ws.get_message, peer="node")
+                channel = Channel(done.keys)
+                channel.receive_data(await ws.get_message())
+                if not isinstance(channel.next_event(), Welcome):
+                    raise RuntimeError("no Welcome")
+            reported = True
+            ready(ws)
+            await release.wait()
+    except Exception:
+        if not reported:
+            ready(None)
+
+
+async def _hold(url: str, n: int, budget_s: float, pid: int, identity: SigningKey | None, fingerprint: str | None) -> dict:
+    held: list = []
+    failed = 0
+    release = trio.Event()
+    async with trio.open_nursery() as nursery:
+        try:
+            # warm-up: one connection opened and closed before the "before" reading
+            warm = trio.Event()
+            done_warm = trio.Event()
+            nursery.start_soon(_open_one, url, identity, fingerprint, lambda ws: done_warm.set(), warm)
+            await done_warm.wait()
+            warm.set()
+            await trio.sleep(0.5)
+            before = _rss(pid)
+
+            start = time.monotonic()
+            deadline = start + budget_s
+            opened = 0
+            while opened < n and time.monotonic() < deadline:
+                size = min(BATCH, n - opened)
+                left = size
+                batch_done = trio.Event()
+
+                def ready(ws) -> None:
+                    nonlocal left, failed
+                    if ws is None:
+                        failed += 1
+                    else:
+                        held.append(ws)
+                    left -= 1
+                    if left == 0:
+                        batch_done.set()
+
+                for _ in range(size):
+                    nursery.start_soon(_open_one, url, identity, fingerprint, ready, release)
+                await batch_done.wait()
+                opened += size
+            elapsed = time.monotonic() - start
+            await trio.sleep(1.0)
+            after = _rss(pid)
+            alive = sum(1 for ws in held if ws.closed is None)
+        finally:
+            release.set()
+            # graceful close, bounded; whatever is left is cancelled
+            nursery.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT_S
+    return {
+        "held": alive,
+        "refused": failed + (len(held) - alive),
+        "per_conn": (after - before) / alive if alive else 0.0,
+        "rate": alive / elapsed if elapsed > 0 else 0.0,
+        "before": before,
+        "after": after,
+    }
+
+
+def _handshake_in_memory(identity: SigningKey, node_key: SigningKey) -> None:
+    """One full initiator+responder handshake pumped in memory (no transport)."""
+    ini = Handshake(
+        Role.INITIATOR, identity=identity, policy=CryptoPolicy(), rng=os.urandom, prologue=b"/client",
+        expected_peer=node_key.public.fingerprint,
+    )
+    resp = Handshake(Role.RESPONDER, identity=node_key, policy=CryptoPolicy(), rng=os.urandom, prologue=b"/client")
+    done_i = done_r = False
+    messages = list(ini.data_to_send())
+    while not (done_i and done_r):
+        if not messages:
+            raise RuntimeError("in-memory handshake stalled")
+        for message in messages:
+            resp.receive_data(message)
+        answers = list(resp.data_to_send())
+        event = resp.next_event()
+        if isinstance(event, PeerIdentified):
+            resp.accept()
+            answers += resp.data_to_send()
+            event = resp.next_event()
+        done_r = done_r or isinstance(event, HandshakeComplete)
+        for message in answers:
+            ini.receive_data(message)
+        messages = list(ini.data_to_send())
+        done_i = done_i or isinstance(ini.next_event(), HandshakeComplete)
+
+
+def _handshakes_in_memory_per_s(identity: SigningKey, seconds: float) -> float:
+    node_key = SigningKey.generate(CryptoMode.HYBRID, os.urandom)
+    _handshake_in_memory(identity, node_key)
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        _handshake_in_memory(identity, node_key)
+        count += 1
+    return count / elapsed
+
+
+def measure(quick: bool) -> dict[str, float | int]:
+    n = 200 if quick else 10_000
+    budget = 8.0 if quick else 75.0
+    nofile = _raise_nofile()
+    n = min(n, max(0, (nofile - 100)))
+    out: dict[str, float | int] = {}
+    with tempfile.TemporaryDirectory(prefix="sonet-bench-conns-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        data = tmp / "node"
+        init = subprocess.run(
+            [str(BIN / "sonet-node"), "init", "--data", str(data), "--name", "localhost", "--listen", "127.0.0.1:0"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
+        )
+        m = re.search(r"^fingerprint: (\S+)$", init.stdout, re.M)
+        if init.returncode != 0 or not m:
+            raise RuntimeError(f"sonet-node init failed: {init.stdout}{init.stderr}")
+        fingerprint = m.group(1)
+        identity = SigningKey.generate(CryptoMode.HYBRID, os.urandom)
+
+        node, url = _spawn([str(BIN / "sonet-node"), "run", "--data", str(data)], tmp / "node.stderr", _LISTENING)
+        try:
+            r = trio.run(_hold, url + "/client", n, budget, node.pid, identity, fingerprint)
+        finally:
+            _kill(node)
+        out["connections_held"] = r["held"]
+        out["connections_refused"] = r["refused"]
+        out["rss_bytes_per_connection"] = r["per_conn"]
+        out["handshakes_per_s"] = r["rate"]
+        out["node_rss_before_bytes"] = r["before"]
+        out["node_rss_after_bytes"] = r["after"]
+
+        target = max(1, r["held"])
+        bare, bare_url = _spawn(
+            [sys.executable, "-c", _BARE_SERVER], tmp / "bare.stderr", re.compile(r"listening on (ws://\S+)")
+        )
+        try:
+            c = trio.run(_hold, bare_url + "/", target, budget, bare.pid, None, None)
+        finally:
+            _kill(bare)
+        out["connections_held_ceiling"] = c["held"]
+        out["connections_refused_ceiling"] = c["refused"]
+        out["rss_bytes_per_connection_ceiling"] = c["per_conn"]
+        out["bare_ws_opens_per_s"] = c["rate"]
+    out["handshakes_per_s_ceiling"] = _handshakes_in_memory_per_s(identity, 1.0 if quick else 3.0)
+    return out
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(measure("--full" not in sys.argv), indent=2))
