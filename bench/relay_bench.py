@@ -218,6 +218,8 @@ class _Receiver:
         self.arrived: dict[bytes, float] = {}
         self.changed = trio.Event()
         self.ended = False
+        #: ids a ``wait_for`` still waits for (O(1) work per arrival, not a rescan)
+        self._pending: set[bytes] = set()
 
     async def run(self) -> None:
         async for frame in self.conn.deliveries:
@@ -227,6 +229,7 @@ class _Receiver:
             ids = tuple(item.envelope.id for item in frame.items)
             for i in ids:
                 self.arrived.setdefault(i, now)
+                self._pending.discard(i)
             self.changed.set()
             self.changed = trio.Event()
             await self.conn.send(Ack(ids=ids))
@@ -234,15 +237,13 @@ class _Receiver:
         self.changed.set()
 
     async def wait_for(self, ids, timeout: float) -> bool:
-        pending = set(ids)
+        self._pending = {i for i in ids if i not in self.arrived}
         with trio.move_on_after(timeout):
-            while True:
-                pending = {i for i in pending if i not in self.arrived}
-                if not pending:
-                    return True
+            while self._pending:
                 if self.ended:
                     raise RuntimeError(f"bob's connection to beta ended: {self.conn.error!r}")
                 await self.changed.wait()
+            return True
         return False
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from . import limits
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -14,12 +15,23 @@ _LOCAL = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
+class _Invalid(ValueError):
+    """What is wrong with a name; worded as a Local- or RemoteProtocolError by the caller."""
+
+
 def validate_node_name(name: str, *, remote: bool = False) -> str:
-    err = RemoteProtocolError if remote else LocalProtocolError
+    try:
+        return _node_name(name)
+    except _Invalid as exc:
+        raise (RemoteProtocolError if remote else LocalProtocolError)(str(exc)) from None
+
+
+@lru_cache(maxsize=1024)  # a node sees the same few names on every item (see _parse)
+def _node_name(name: str) -> str:
     norm = name.strip().lower()
     labels = norm.split(".")
     if not norm or len(norm) > limits.MAX_NODE_NAME_LEN or not all(_LABEL.fullmatch(lab) for lab in labels):
-        raise err(f"invalid node name {name!r} (letters, digits, '-' and '.', like alpha.example)")
+        raise _Invalid(f"invalid node name {name!r} (letters, digits, '-' and '.', like alpha.example)")
     return norm
 
 
@@ -33,13 +45,24 @@ class Address:
 
 
 def parse_address(text: str, *, remote: bool = False) -> Address:
-    err = RemoteProtocolError if remote else LocalProtocolError
-    if type(text) is not str or text.count("@") != 1 or len(text) > limits.MAX_ACCOUNT_LEN + limits.MAX_NODE_NAME_LEN + 1:
-        raise err(f"invalid address {text!r} (expected user@node, like alice@alpha.example)")
+    try:
+        if type(text) is not str:
+            raise _Invalid(f"invalid address {text!r} (expected user@node, like alice@alpha.example)")
+        return _parse(text)
+    except _Invalid as exc:
+        raise (RemoteProtocolError if remote else LocalProtocolError)(str(exc)) from None
+
+
+# Every envelope names an address and a node sees the same few again and again: valid ones
+# are remembered (an invalid one raises, and exceptions are never cached).
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> Address:
+    if text.count("@") != 1 or len(text) > limits.MAX_ACCOUNT_LEN + limits.MAX_NODE_NAME_LEN + 1:
+        raise _Invalid(f"invalid address {text!r} (expected user@node, like alice@alpha.example)")
     user, node = text.strip().lower().split("@")
     if not _LOCAL.fullmatch(user):
-        raise err(f"invalid user name {user!r} (1-64 of a-z, 0-9, '.', '_', '-')")
-    return Address(user, validate_node_name(node, remote=remote))
+        raise _Invalid(f"invalid user name {user!r} (1-64 of a-z, 0-9, '.', '_', '-')")
+    return Address(user, _node_name(node))
 
 
 def is_address(text: str) -> bool:

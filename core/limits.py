@@ -152,7 +152,7 @@ MAX_LINK_EPHEMERAL_BYTES = 4096
 #: envelope ids in one FetchStatus
 MAX_STATUS_IDS = 1024
 #: items in one Push frame, and their encoded size (a Push must stay under MAX_FRAME_BYTES)
-MAX_TRANSIT_PER_PUSH = 256
+MAX_TRANSIT_PER_PUSH = 1024
 MAX_PUSH_BYTES = 3 * 1024 * 1024
 #: hops an item may still take; a relay decrements it (loops end, never circle)
 MAX_HOPS = 4

@@ -44,6 +44,7 @@ class Struct:
     """Base of wire structs. Subclasses may override :meth:`check` to validate values."""
 
     _wire_fields: ClassVar[tuple[tuple[str, _Check], ...]] = ()
+    _wire_out: ClassVar[tuple[tuple[str, _Check], ...]] = ()
 
     def check(self) -> None:
         """Raise ``ValueError`` when field values are out of range (types are already checked)."""
@@ -93,39 +94,109 @@ def _check_bytes(v: Any) -> bytes:
     return v
 
 
-def _checker_for(tp: Any) -> _Check:
-    if tp is int:
-        return _check_int
-    if tp is bool:
-        return _check_bool
-    if tp is str:
-        return _check_str
-    if tp is bytes:
-        return _check_bytes
+# Encoding: the same type rules checked on the way out, in one pass that also applies the
+# decoder's per-item caps and every check() (so encoding never needs to decode).
+
+
+def _out_int(v: Any) -> int:
+    if type(v) is int:
+        return v
+    if isinstance(v, int) and type(v) is not bool:
+        return int(v)  # an IntEnum member goes out as what the peer decodes: a plain int
+    _fail("int", v)
+
+
+def _out_str(v: Any) -> str:
+    if type(v) is not str:
+        _fail("str", v)
+    # the cap counts UTF-8 bytes, at most 4 per character
+    if len(v) * 4 > limits.MAX_STR_LEN and len(v.encode("utf-8", "surrogatepass")) > limits.MAX_STR_LEN:
+        raise ValueError("string exceeds MAX_STR_LEN")
+    return v
+
+
+def _out_bytes(v: Any) -> bytes:
+    if type(v) is not bytes:
+        _fail("bytes", v)
+    if len(v) > limits.MAX_BIN_LEN:
+        raise ValueError("binary exceeds MAX_BIN_LEN")
+    return v
+
+
+_SCALARS_IN: dict[Any, _Check] = {int: _check_int, bool: _check_bool, str: _check_str, bytes: _check_bytes}
+_SCALARS_OUT: dict[Any, _Check] = {int: _out_int, bool: _check_bool, str: _out_str, bytes: _out_bytes}
+
+
+def _field_fn(tp: Any, *, out: bool) -> _Check:
+    """For a field of wire type ``tp``: the decoder's checker (wire value -> field value) or,
+    with ``out``, the encoder's converter (field value -> wire value). Both raise ValueError."""
+    scalar = (_SCALARS_OUT if out else _SCALARS_IN).get(tp)
+    if scalar is not None:
+        return scalar
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
-        inner = _checker_for(args[0] if args[1] is type(None) else args[1])
+        inner = _field_fn(args[0] if args[1] is type(None) else args[1], out=out)
         return lambda v: None if v is None else inner(v)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        item = _checker_for(args[0])
+        item = _field_fn(args[0], out=out)
 
-        def check_tuple(v: Any) -> tuple[Any, ...]:
+        def array_in(v: Any) -> tuple[Any, ...]:
             if type(v) is not list:
                 _fail("array", v)
             return tuple(item(x) for x in v)
 
-        return check_tuple
+        def array_out(v: Any) -> list[Any]:
+            if type(v) is not tuple:
+                _fail("tuple", v)
+            if len(v) > limits.MAX_ARRAY_LEN:
+                raise ValueError("array exceeds MAX_ARRAY_LEN")
+            return [item(x) for x in v]
+
+        return array_out if out else array_in
     if isinstance(tp, type) and issubclass(tp, Struct) and not issubclass(tp, Frame):
-        return lambda v: _decode_struct(tp, v)
+
+        def struct_out(v: Any) -> list[Any]:
+            if type(v) is not tp:
+                _fail(tp.__name__, v)
+            return _struct_out(v)
+
+        return struct_out if out else lambda v: _decode_struct(tp, v)
     raise TypeError(f"unsupported wire field type {tp!r}")
+
+
+def _struct_out(obj: Struct) -> list[Any]:
+    """The wire array of ``obj``; ValueError for what a decoder would refuse."""
+    try:
+        value = [out(getattr(obj, name)) for name, out in obj._wire_out]
+    except ValueError as exc:
+        raise ValueError(f"{type(obj).__name__}: {exc}") from None
+    obj.check()  # only once the types are known good, as the decoder does
+    return value
+
+
+def _nesting(tp: Any) -> int:
+    """How many arrays deep a value of wire type ``tp`` goes (0 for a scalar)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return max(_nesting(a) for a in args if a is not type(None))
+    if typing.get_origin(tp) is tuple:
+        return 1 + _nesting(args[0])
+    if isinstance(tp, type) and issubclass(tp, Struct):
+        hints = typing.get_type_hints(tp)
+        return 1 + max((_nesting(hints[f.name]) for f in dataclasses.fields(tp)), default=0)  # type: ignore[arg-type]
+    return 0
 
 
 def _compile(cls: type[Struct]) -> None:
     hints = typing.get_type_hints(cls)
-    cls._wire_fields = tuple(
-        (f.name, _checker_for(hints[f.name])) for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-    )
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    cls._wire_fields = tuple((f.name, _field_fn(hints[f.name], out=False)) for f in fields)
+    cls._wire_out = tuple((f.name, _field_fn(hints[f.name], out=True)) for f in fields)
+    # Typed decoding skips unpackb's nesting walk: a value deeper than its schema fails the
+    # field types, so the schema must stay within the cap.
+    if _nesting(cls) > limits.MAX_DEPTH:
+        raise TypeError(f"{cls.__name__} nests deeper than MAX_DEPTH")
 
 
 def struct(cls: type[T]) -> type[T]:
@@ -153,32 +224,27 @@ def frame(tag: int) -> Callable[[type[T]], type[T]]:
 # Encoding --------------------------------------------------------------------------------
 
 
-def _to_wire(obj: Any) -> Any:
-    if isinstance(obj, Struct):
-        return [_to_wire(getattr(obj, name)) for name, _ in obj._wire_fields]
-    if isinstance(obj, tuple):
-        return [_to_wire(x) for x in obj]
-    return obj
+def _pack_checked(obj: Struct, tag: int | None) -> bytes:
+    """Pack ``obj`` (as a frame with ``tag``, or a lone struct), refusing what a decoder would
+    reject: field types, per-item caps and check()s on the way out, then the frame cap."""
+    what = type(obj).__name__
+    try:
+        fields = _struct_out(obj)
+        data = packb(fields if tag is None else [tag, *fields])
+    except ValueError as exc:
+        raise LocalProtocolError(f"invalid {what}: {exc}") from None
+    except (TypeError, OverflowError) as exc:  # an int out of range, a str msgpack cannot take
+        raise LocalProtocolError(f"cannot encode {what}: {type(exc).__name__}") from None
+    if len(data) > limits.MAX_FRAME_BYTES:
+        raise LocalProtocolError(f"{what} exceeds MAX_FRAME_BYTES")
+    return data
 
 
 def encode_frame(obj: Frame) -> bytes:
     """Serialise a frame; refuses values that the receiving side would reject."""
     if not isinstance(obj, Frame) or _REGISTRY.get(getattr(obj, "TAG", -1)) is not type(obj):
         raise LocalProtocolError(f"not a registered frame: {type(obj).__name__}")
-    try:
-        data = packb([obj.TAG, *_to_wire(obj)])
-    except (TypeError, ValueError, OverflowError) as exc:  # unpackable value, int out of range, bad str
-        raise LocalProtocolError(f"cannot encode {type(obj).__name__}: {type(exc).__name__}") from None
-    if len(data) > limits.MAX_FRAME_BYTES:
-        raise LocalProtocolError("frame exceeds MAX_FRAME_BYTES")
-    # Field types, every check() (nested ones too, and only after the types are known good) and
-    # the per-item caps are enforced by the decoder; run it so that we never send what the peer
-    # must reject.
-    try:
-        decode_frame(data)
-    except RemoteProtocolError as exc:
-        raise LocalProtocolError(f"invalid {type(obj).__name__}: {exc}") from None
-    return data
+    return _pack_checked(obj, obj.TAG)
 
 
 def encode_struct(obj: Struct) -> bytes:
@@ -186,17 +252,7 @@ def encode_struct(obj: Struct) -> bytes:
     frame: the result always decodes with :func:`decode_struct`."""
     if not isinstance(obj, Struct) or isinstance(obj, Frame) or not type(obj)._wire_fields:
         raise LocalProtocolError(f"not a wire struct: {type(obj).__name__}")
-    try:
-        data = packb(_to_wire(obj))
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise LocalProtocolError(f"cannot encode {type(obj).__name__}: {type(exc).__name__}") from None
-    if len(data) > limits.MAX_FRAME_BYTES:
-        raise LocalProtocolError(f"{type(obj).__name__} exceeds MAX_FRAME_BYTES")
-    try:
-        decode_struct(type(obj), data)
-    except RemoteProtocolError as exc:
-        raise LocalProtocolError(f"invalid {type(obj).__name__}: {exc}") from None
-    return data
+    return _pack_checked(obj, None)
 
 
 def packb(value: Any) -> bytes:
@@ -222,6 +278,15 @@ def _depth_ok(value: Any, depth: int) -> bool:
 
 def unpackb(data: bytes, *, max_bytes: int = limits.MAX_FRAME_BYTES) -> Any:
     """Decode one msgpack value under every cap, or raise RemoteProtocolError."""
+    value = _unpack(data, max_bytes)
+    if not _depth_ok(value, 0):
+        raise RemoteProtocolError(f"frame nesting exceeds {limits.MAX_DEPTH}")
+    return value
+
+
+def _unpack(data: bytes, max_bytes: int = limits.MAX_FRAME_BYTES) -> Any:
+    """``unpackb`` without the nesting walk: for typed decoding, whose schemas nest less than
+    MAX_DEPTH (checked when a struct is declared), so anything deeper fails its field types."""
     if type(data) is not bytes:
         raise RemoteProtocolError("frame must be bytes")
     if len(data) > max_bytes:
@@ -243,8 +308,6 @@ def unpackb(data: bytes, *, max_bytes: int = limits.MAX_FRAME_BYTES) -> Any:
         raise RemoteProtocolError("frame nesting too deep") from None
     except Exception as exc:  # msgpack raises a zoo of types (ValueError, StackError, ...)
         raise RemoteProtocolError(f"malformed msgpack: {type(exc).__name__}") from None
-    if not _depth_ok(value, 0):
-        raise RemoteProtocolError(f"frame nesting exceeds {limits.MAX_DEPTH}")
     return value
 
 
@@ -265,7 +328,7 @@ def _decode_struct(cls: type[T], value: Any) -> T:
 
 def decode_frame(data: bytes) -> Frame:
     """Decode and type-check one frame. Raises only RemoteProtocolError."""
-    value = unpackb(data)
+    value = _unpack(data)
     if type(value) is not list or not value or type(value[0]) is not int:
         raise RemoteProtocolError("frame must be an array starting with an integer tag")
     cls = _REGISTRY.get(value[0])
@@ -282,7 +345,7 @@ def decode_struct(cls: type[T], data: bytes) -> T:
     Raises only RemoteProtocolError (a ``cls`` that is no wire struct is a TypeError)."""
     if not (isinstance(cls, type) and issubclass(cls, Struct)) or issubclass(cls, Frame) or not cls._wire_fields:
         raise TypeError(f"not a wire struct: {cls!r}")
-    value = unpackb(data)
+    value = _unpack(data)
     try:
         return _decode_struct(cls, value)
     except ValueError as exc:

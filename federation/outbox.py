@@ -4,7 +4,9 @@ A worker pushes its destination's items oldest first, one Push in flight (so the
 kept), to the next hop: the destination itself or the relay its peer entry names. Nothing is
 deleted before the PushResult: then, in one store transaction, the items go, their outcomes
 become delivery statuses (items this node originated) or reports queued back to the origin
-(items it relays). Only the push to the destination itself makes an envelope "accepted"; a
+(items it relays). That transaction runs while the next Push is already on its way (that one
+reads past the items being settled); if it fails, the items are pushed again later and the
+receiver's deduplication answers "ok" without storing them twice. Only the push to the destination itself makes an envelope "accepted"; a
 relay's "ok" only means it holds the item now. Any failure keeps the items and backs off
 (federation/pool.py); a valid PushResult ends the hop's backoff (the peer is seen again).
 
@@ -66,6 +68,35 @@ class _Worker:
         self.expire_due = False
         #: set to end a wait: the peer table changed, or an expiry tick came
         self.nudged = trio.Event()
+
+
+class _Settling:
+    """One settle (an ``outbox_done`` transaction) running beside the next push; a store
+    error it meets is raised where the worker waits for it."""
+
+    def __init__(self, store_errors: tuple[type[BaseException], ...]) -> None:
+        self._store_errors = store_errors
+        self._done = trio.Event()
+        self._error: BaseException | None = None
+
+    @classmethod
+    def idle(cls) -> _Settling:
+        settled = cls(())
+        settled._done.set()
+        return settled
+
+    async def run(self, settle: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await settle()
+        except self._store_errors as exc:
+            self._error = exc
+        finally:
+            self._done.set()
+
+    async def wait(self) -> None:
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
 
 
 class Outboxes:
@@ -141,38 +172,56 @@ class Outboxes:
 
     async def _work(self, dest: str, worker: _Worker) -> None:
         try:
-            while True:
-                # Before the reads: a wake-up or a nudge during them is not lost.
-                worker.woken = False
-                worker.nudged = trio.Event()
-                if worker.expire_due:
-                    worker.expire_due = False
-                    if await self._expire(dest):
-                        worker.expire_due = True  # there may be more
-                    continue
-                items = await self._store.outbox(
-                    dest, limit=limits.MAX_TRANSIT_PER_PUSH, max_bytes=limits.MAX_PUSH_BYTES, now=self._clock_ms()
-                )
-                if not items:
-                    if worker.woken:
-                        continue
-                    return
-                hop = (await self._routes()).next_hop(dest)
-                if hop is None:
-                    # Kept, not failed: the operator may be re-adding the peer (a changed pin).
-                    # A peer-table change or an expiry tick nudges the worker; expiry fails them.
-                    self._notes[dest] = unroutable_note(dest)
-                    await worker.nudged.wait()
-                    continue
-                if self._pool.backing_off(hop.name):
-                    await self._wait_ready(worker, hop.name)
-                    continue  # the route may have changed meanwhile
-                await self._deliver(dest, hop, items)
-        except self._store_errors as exc:
-            log.warning("outbox worker for %s stopped, it starts again with the next expiry tick: %s", dest, exc)
+            async with trio.open_nursery() as nursery:  # (a settle in flight is awaited)
+                try:
+                    await self._push_loop(dest, worker, nursery)
+                except self._store_errors as exc:
+                    log.warning("outbox worker for %s stopped, it starts again with the next expiry tick: %s", dest, exc)
         finally:
             del self._workers[dest]
             self._notes.pop(dest, None)
+
+    async def _push_loop(self, dest: str, worker: _Worker, nursery: trio.Nursery) -> None:
+        # The settling of one push (its outbox_done transaction) runs while the next push is
+        # on its way: ``pushed`` is the last seq handed over, so that push reads past the items
+        # still being settled. Pushes themselves stay one at a time (their order is kept).
+        pushed = 0
+        settling = _Settling.idle()
+        while True:
+            # Before the reads: a wake-up or a nudge during them is not lost.
+            worker.woken = False
+            worker.nudged = trio.Event()
+            if worker.expire_due:
+                await settling.wait()
+                worker.expire_due = False
+                if await self._expire(dest):
+                    worker.expire_due = True  # there may be more
+                continue
+            items = await self._store.outbox(
+                dest, limit=limits.MAX_TRANSIT_PER_PUSH, max_bytes=limits.MAX_PUSH_BYTES, now=self._clock_ms(), after=pushed
+            )
+            if not items:
+                await settling.wait()
+                if worker.woken:
+                    continue
+                return
+            hop = (await self._routes()).next_hop(dest)
+            if hop is None:
+                # Kept, not failed: the operator may be re-adding the peer (a changed pin).
+                # A peer-table change or an expiry tick nudges the worker; expiry fails them.
+                self._notes[dest] = unroutable_note(dest)
+                await worker.nudged.wait()
+                continue
+            if self._pool.backing_off(hop.name):
+                await self._wait_ready(worker, hop.name)
+                continue  # the route may have changed meanwhile
+            settle = await self._deliver(dest, hop, items)
+            if settle is None:
+                continue  # not taken: the same items again (after the backoff)
+            await settling.wait()  # at most one settle behind the push in flight
+            settling = _Settling(self._store_errors)
+            nursery.start_soon(settling.run, settle)
+            pushed = items[-1].seq
 
     async def _wait_ready(self, worker: _Worker, hop: str) -> None:
         """Until ``hop``'s backoff is over (or reset) or the worker is nudged."""
@@ -207,7 +256,11 @@ class Outboxes:
         log.info("%d outbox items for %s expired", len(items), dest)
         return True
 
-    async def _deliver(self, dest: str, hop: Peer, items: list[QueuedItem]) -> None:
+    async def _deliver(
+        self, dest: str, hop: Peer, items: list[QueuedItem]
+    ) -> Callable[[], Awaitable[None]] | None:
+        """Push ``items`` to ``hop``; once taken, what settles them (the caller runs it),
+        else None (nothing changed, the failure is noted and the hop backs off)."""
         transits: list[Transit] = []
         for item in items:
             try:
@@ -215,25 +268,26 @@ class Outboxes:
             except RemoteProtocolError as exc:  # only a damaged database could hold one
                 log.error("dropping an unreadable outbox item for %s: %s", dest, exc)
                 await self._store.outbox_done(dest, [item.seq], now=self._clock_ms())
-                return
+                return None
         try:
             answer = await self._pool.request(hop, Push(request=0, items=tuple(transits)))
         except FederationError as exc:  # the pool recorded it and backs off
             self._notes[dest] = (exc.code, str(exc))
-            return
+            return None
         if isinstance(answer, ErrorFrame):  # e.g. rate_limited: try again later
             self._failed(dest, hop, answer.code, f"{hop.name} did not take the items: {answer.message}")
-            return
+            return None
         if not (
             isinstance(answer, PushResult)
             and len(answer.outcomes) == len(transits)
             and all(o == OK or o in REFUSALS for o in answer.outcomes)
         ):
             self._failed(dest, hop, "invalid", f"{hop.name} answered a push with an invalid {type(answer).__name__}")
-            return
+            return None
         self._pool.seen(hop.name)  # it answered: its backoff starts from the beginning again
-        await self._settle(dest, [i.seq for i in items], transits, answer.outcomes, final=hop.name == dest, now=self._clock_ms())
         self._notes.pop(dest, None)
+        seqs, outcomes, now = [i.seq for i in items], answer.outcomes, self._clock_ms()
+        return lambda: self._settle(dest, seqs, transits, outcomes, final=hop.name == dest, now=now)
 
     def _failed(self, dest: str, hop: Peer, code: str, message: str) -> None:
         self._notes[dest] = (code, message)

@@ -63,7 +63,9 @@ def envelope_item(env: Envelope, *, origin: str, sender_account: str, sender_dev
     """The item for a (sealed) envelope a device of ``origin`` sends to another node, tracked
     for the sending device. LocalProtocolError if the envelope cannot travel between nodes."""
     address = parse_address(env.to, remote=True)
-    env = dataclasses.replace(env, to=str(address), expires=min(env.expires, now + ttl_ms))
+    to, expires = str(address), min(env.expires, now + ttl_ms)
+    if (to, expires) != (env.to, env.expires):  # (a copy per item costs on the hot path)
+        env = dataclasses.replace(env, to=to, expires=expires)
     item = Transit(origin=origin, dest=address.node, hops=limits.MAX_HOPS, envelope=env, report=None)
     tracking = Tracking(
         sender_account=sender_account, sender_device=sender_device, id=env.id, account=env.to, device=env.device

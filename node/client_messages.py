@@ -41,7 +41,10 @@ async def send_batch(session: Session, req: SendBatch) -> None:
             if env.kind == Kind.EPHEMERAL:
                 continue  # not forwarded between nodes
         # normalised address, and no longer than this node keeps envelopes
-        envelopes.append((address, replace(env, to=str(address), expires=min(env.expires, now + ctx.envelope_ttl_ms))))
+        to, expires = str(address), min(env.expires, now + ctx.envelope_ttl_ms)
+        if (to, expires) != (env.to, env.expires):
+            env = replace(env, to=to, expires=expires)
+        envelopes.append((address, env))
     batch: dict[str, set[int]] = {}
     for _address, env in envelopes:
         batch.setdefault(env.to, set()).add(env.device)

@@ -387,9 +387,11 @@ class Store(Protocol):
         """
         ...
 
-    async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
-        """The oldest unexpired items queued for ``dest``, in queue order: at most ``limit``
-        items and at most ``max_bytes`` of ``data`` in total, but always the first one if any."""
+    async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> list[QueuedItem]:
+        """The oldest unexpired items queued for ``dest`` with a seq above ``after``, in queue
+        order: at most ``limit`` items and at most ``max_bytes`` of ``data`` in total, but
+        always the first one if any. (``after``: items already pushed whose ``outbox_done``
+        is still being written are skipped.)"""
         ...
 
     async def expired_outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:

@@ -2,9 +2,11 @@
 
 One connection, used from one worker thread at a time (``trio.to_thread`` with a
 CapacityLimiter(1)). WAL + ``synchronous=FULL`` means a COMMIT has reached the disk when it
-returns, so a method's return is a durable acknowledgement. Every mutating method is exactly one
-``BEGIN IMMEDIATE`` transaction: the write lock is taken up front, so checks and writes see the
-same state even while another process (the ``sonet-node invite`` CLI) writes to the same file.
+returns, so a method's return is a durable acknowledgement. Every mutating method is all or
+nothing: its own SAVEPOINT inside a ``BEGIN IMMEDIATE`` transaction that the writes queued at
+the same moment share, so they share one fsync (group commit, ``group_commit.py``). The write
+lock is taken up front, so checks and writes see the same state even while another process (the
+``sonet-node invite`` CLI) writes to the same file.
 
 The SQL is plain functions of a connection, one module per concern: peers, ``enqueue`` (one
 transaction over mailboxes and outboxes) and store-wide stats here; invites, accounts and devices
@@ -49,6 +51,7 @@ from .base import (
     StoreError,
     WitnessRow,
 )
+from .group_commit import GroupCommit
 from .migrations import migrate
 from .sqlite_accounts import (
     _account,
@@ -122,6 +125,7 @@ class SqliteStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._limiter = trio.CapacityLimiter(1)
+        self._writes = GroupCommit(self._call)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> Self:
@@ -167,20 +171,9 @@ class SqliteStore:
         return await trio.to_thread.run_sync(run, limiter=self._limiter)
 
     async def _transaction(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` as one durable transaction; roll back on any error."""
-
-        def in_transaction(conn: sqlite3.Connection, *args: Any) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn, *args)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return result
-
-        return await self._call(in_transaction, *args)
+        """Run ``fn(conn, *args)`` durably: committed (with the writes queued beside it, see
+        ``group_commit.py``) before this returns; on an error in ``fn`` its writes are undone."""
+        return await self._writes.run(fn, *args)
 
     async def _snapshot(self, fn: Callable[..., T], *args: Any) -> T:
         """Run the reads of ``fn(conn, *args)`` on one consistent snapshot of the database."""
@@ -362,10 +355,10 @@ class SqliteStore:
             return []
         return await self._transaction(_receive, list(items), now, quota)
 
-    async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
+    async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> list[QueuedItem]:
         if limit < 1:
             raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
-        return await self._call(_outbox, dest, limit, max_bytes, now)
+        return await self._call(_outbox, dest, limit, max_bytes, now, after)
 
     async def expired_outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
         if limit < 1:

@@ -88,25 +88,58 @@ def _apply_statuses(conn: sqlite3.Connection, statuses: Sequence[StatusUpdate]) 
     )
 
 
-def _receive_envelope(conn: sqlite3.Connection, env: NewEnvelope, now: int, quota: Quota) -> str:
-    if not conn.execute("SELECT 1 FROM accounts WHERE account = ?", (env.account,)).fetchone():
-        return "unknown_account"
-    if not _device_exists(conn, env.account, env.device_id):
-        return "unknown_device"
+class _Mailboxes:
+    """What one ``receive`` learns about the mailboxes its items go to, asked once per
+    mailbox rather than per item: whether it exists, and its usage, kept up to date as the
+    items before each one are stored (a push usually fills one or a few mailboxes)."""
+
+    def __init__(self, conn: sqlite3.Connection, now: int) -> None:
+        self._conn = conn
+        self._now = now
+        self._exists: dict[tuple[str, int], str] = {}
+        self._usage: dict[tuple[str, int], tuple[int, int]] = {}
+
+    def refusal(self, account: str, device_id: int) -> str:
+        """"" when the mailbox exists, else why not."""
+        key = (account, device_id)
+        if key not in self._exists:
+            if not self._conn.execute("SELECT 1 FROM accounts WHERE account = ?", (account,)).fetchone():
+                self._exists[key] = "unknown_account"
+            else:
+                self._exists[key] = "" if _device_exists(self._conn, account, device_id) else "unknown_device"
+        return self._exists[key]
+
+    def usage(self, account: str, device_id: int) -> tuple[int, int]:
+        key = (account, device_id)
+        if key not in self._usage:
+            self._usage[key] = _mailbox_usage(self._conn, account, device_id, self._now)
+        return self._usage[key]
+
+    def added(self, account: str, device_id: int, size: int) -> None:
+        count, total = self.usage(account, device_id)
+        self._usage[(account, device_id)] = (count + 1, total + size)
+
+
+def _receive_envelope(conn: sqlite3.Connection, env: NewEnvelope, now: int, quota: Quota, mailboxes: _Mailboxes) -> str:
+    refusal = mailboxes.refusal(env.account, env.device_id)
+    if refusal:
+        return refusal
     if env.expires <= now:
         return "expired"
     if _is_known(conn, env, now):
         return OK  # a retransmission: taken before, even if the mailbox is full now
     # Per item, after the items before it in this push were stored: each gets its own answer.
-    count, size = _mailbox_usage(conn, env.account, env.device_id, now)
+    count, size = mailboxes.usage(env.account, env.device_id)
     if count + 1 > quota.max_envelopes or size + len(env.body) > quota.max_bytes:
         return "mailbox_full"
     conn.execute(_INSERT_ENVELOPE, _envelope_row(env, now))
+    mailboxes.added(env.account, env.device_id, len(env.body))
     return OK
 
 
 def _receive(conn: sqlite3.Connection, items: list[Inbound], now: int, quota: Quota) -> list[str]:
     outcomes = []
+    mailboxes = _Mailboxes(conn, now)
     for item in items:
         if isinstance(item, StatusUpdate):
             _apply_statuses(conn, [item])
@@ -118,13 +151,16 @@ def _receive(conn: sqlite3.Connection, items: list[Inbound], now: int, quota: Qu
                 _queue_outbound(conn, item, now)
                 outcomes.append(OK)
         else:
-            outcomes.append(_receive_envelope(conn, item, now, quota))
+            outcomes.append(_receive_envelope(conn, item, now, quota, mailboxes))
     return outcomes
 
 
-def _outbox(conn: sqlite3.Connection, dest: str, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
+def _outbox(conn: sqlite3.Connection, dest: str, limit: int, max_bytes: int, now: int, after: int) -> list[QueuedItem]:
     return _read_queue(
-        conn, f"SELECT {_QUEUED_COLUMNS} FROM outbox WHERE dest = ? AND expires > ? ORDER BY seq LIMIT ?", (dest, now, limit), max_bytes
+        conn,
+        f"SELECT {_QUEUED_COLUMNS} FROM outbox WHERE dest = ? AND seq > ? AND expires > ? ORDER BY seq LIMIT ?",
+        (dest, after, now, limit),
+        max_bytes,
     )
 
 

@@ -47,6 +47,25 @@ def _is_known(conn: sqlite3.Connection, env: NewEnvelope, now: int) -> bool:
     )
 
 
+#: ids per ``IN (...)`` query (SQLite allows 32,766 parameters)
+_IDS_PER_QUERY = 500
+
+
+def _known_ids(conn: sqlite3.Connection, account: str, device_id: int, ids: list[bytes], now: int) -> set[bytes]:
+    """Which of ``ids`` ``_is_known`` would say are known to this mailbox: two queries per
+    500 ids instead of two per id."""
+    known: set[bytes] = set()
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = ids[start : start + _IDS_PER_QUERY]
+        marks = ",".join("?" * len(chunk))
+        for sql, extra in (
+            (f"SELECT id FROM mailbox WHERE account = ? AND device_id = ? AND id IN ({marks})", ()),
+            (f"SELECT id FROM acked_ids WHERE account = ? AND device_id = ? AND id IN ({marks}) AND expires > ?", (now,)),
+        ):
+            known.update(bytes(row[0]) for row in conn.execute(sql, (account, device_id, *chunk, *extra)))
+    return known
+
+
 def _mailbox_usage(conn: sqlite3.Connection, account: str, device_id: int, now: int) -> tuple[int, int]:
     """The count and body bytes of the mailbox's unexpired envelopes (what the quota counts)."""
     return conn.execute(
@@ -81,7 +100,16 @@ def _store_envelopes(conn: sqlite3.Connection, batch: list[NewEnvelope], now: in
             raise StoreError(f"no mailbox for device {device_id} of {account!r}")
 
     # An envelope already expired on arrival could never be delivered: it is not stored.
-    fresh = [e for e in unique.values() if e.expires > now and not _is_known(conn, e, now)]
+    unexpired = [e for e in unique.values() if e.expires > now]
+    ids_by_mailbox: dict[Mailbox, list[bytes]] = {}
+    for e in unexpired:
+        ids_by_mailbox.setdefault((e.account, e.device_id), []).append(e.id)
+    known = {
+        (account, device_id, id_)
+        for (account, device_id), ids in ids_by_mailbox.items()
+        for id_ in _known_ids(conn, account, device_id, ids, now)
+    }
+    fresh = [e for e in unexpired if (e.account, e.device_id, e.id) not in known]
 
     # Only mailboxes that receive something are checked: a retransmission of envelopes that
     # are already stored is accepted (as duplicates) even when their mailbox is full.

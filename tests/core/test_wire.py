@@ -748,3 +748,15 @@ def test_encode_struct_refuses_invalid_values_and_non_structs() -> None:
 def test_decode_struct_refuses_a_frame_class() -> None:
     with pytest.raises(TypeError):
         decode_struct(Sample, msgpack.packb([]))
+
+
+def test_a_schema_deeper_than_the_cap_is_refused_when_declared() -> None:
+    # Typed decoding relies on schemas nesting at most MAX_DEPTH arrays (it skips the walk).
+    inner: Any = bytes
+    for _ in range(limits.MAX_DEPTH):
+        inner = tuple[inner, ...]  # the struct's own array makes MAX_DEPTH + 1
+    too_deep = type("TooDeep", (Struct,), {"__annotations__": {"field": inner}, "check": lambda self: None})
+    with pytest.raises(TypeError, match="MAX_DEPTH"):
+        struct(too_deep)
+    just_right = type("JustRight", (Struct,), {"__annotations__": {"field": inner.__args__[0]}, "check": lambda self: None})
+    struct(just_right)

@@ -393,3 +393,19 @@ async def test_migration_5_adds_the_directory_and_backfill_gives_old_accounts_th
             (ALICE, b"alice key", b"alice list", -1, NOW + 7),  # in account-name order
             ("zoe@alpha.example", b"zoe key", b"zoe list", -1, NOW + 7),
         ]
+
+
+async def test_deduplication_holds_across_the_batched_id_queries(db_path: Path) -> None:
+    # enqueue looks ids up 500 at a time: a batch larger than that, partly stored, partly
+    # acknowledged, partly new, must store exactly the new ones.
+    roomy = Quota(max_envelopes=10_000, max_bytes=1 << 30)
+    store = await with_alice(db_path)
+    try:
+        assert await store.enqueue([envelope(n) for n in range(700)], now=NOW, quota=roomy) == 700
+        assert await store.ack(ALICE, 1, [n.to_bytes(16, "big") for n in range(0, 700, 2)], now=NOW) == 350
+        again = [envelope(n) for n in range(1200)]  # 0..699 known (stored or acked), 700.. new
+        assert await store.enqueue(again, now=NOW, quota=roomy) == 500
+        pending = await store.pending(ALICE, 1, after_seq=0, limit=10_000, now=NOW)
+        assert sorted(int.from_bytes(p.id, "big") for p in pending) == list(range(1, 700, 2)) + list(range(700, 1200))
+    finally:
+        await store.close()

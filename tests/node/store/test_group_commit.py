@@ -1,0 +1,191 @@
+"""Group commit (node/store/group_commit.py): writes queued together share one transaction and
+one COMMIT, each stays all-or-nothing, and no caller hears "stored" before the COMMIT."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import trio
+
+from node.store.base import QuotaExceeded, StoreError
+from node.store.group_commit import MAX_GROUP, GroupCommit, _run_group
+
+
+class Db:
+    """An SQLite file with a table ``t`` and a deferred foreign key (so a COMMIT can fail);
+    records the size of every group it runs."""
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.conn.execute("CREATE TABLE p (k INTEGER PRIMARY KEY)")
+        self.conn.execute(
+            "CREATE TABLE t (v INTEGER PRIMARY KEY,"
+            " p INTEGER REFERENCES p(k) DEFERRABLE INITIALLY DEFERRED)"
+        )
+        self.groups: list[int] = []
+        self.gate: trio.Event | None = None  # when set, groups wait for it before running
+        self.writes = GroupCommit(self.call)
+
+    async def call(self, fn, *args):
+        if fn is _run_group:
+            self.groups.append(len(args[0]))
+        if self.gate is not None:
+            await self.gate.wait()
+        try:
+            return await trio.to_thread.run_sync(lambda: fn(self.conn, *args))
+        except sqlite3.Error as exc:
+            raise StoreError(f"database error: {exc}") from exc
+
+    def values(self) -> list[int]:
+        return [v for (v,) in self.conn.execute("SELECT v FROM t ORDER BY v")]
+
+
+def insert(conn: sqlite3.Connection, v: int, parent: int | None = None) -> int:
+    conn.execute("INSERT INTO t (v, p) VALUES (?, ?)", (v, parent))
+    return v
+
+
+def insert_then_refuse(conn: sqlite3.Connection, v: int) -> None:
+    conn.execute("INSERT INTO t (v) VALUES (?)", (v,))
+    raise QuotaExceeded("full")  # a store-level refusal after a write: the write must go
+
+
+@pytest.fixture
+def db(tmp_path):
+    d = Db(str(tmp_path / "g.sqlite"))
+    yield d
+    d.conn.close()
+
+
+async def test_concurrent_writes_share_a_commit_and_all_land(db):
+    results = []
+
+    async def one(v):
+        results.append(await db.writes.run(insert, v))
+
+    async with trio.open_nursery() as nursery:
+        for v in range(10):
+            nursery.start_soon(one, v)
+    assert sorted(results) == list(range(10))
+    assert db.values() == list(range(10))
+    assert sum(db.groups) == 10
+    assert max(db.groups) > 1  # the nine queued behind the first write shared a COMMIT
+    assert len(db.groups) < 10
+
+
+async def test_a_failing_write_rolls_back_alone_and_its_caller_gets_its_error(db):
+    outcomes: dict[int, object] = {}
+
+    async def one(v):
+        try:
+            if v == 3:
+                await db.writes.run(insert_then_refuse, v)
+            elif v == 5:
+                await db.writes.run(insert, 100)  # a duplicate key: an sqlite3 error
+            else:
+                await db.writes.run(insert, v)
+            outcomes[v] = "ok"
+        except (QuotaExceeded, StoreError) as exc:
+            outcomes[v] = exc
+
+    await db.writes.run(insert, 100)
+    db.gate = trio.Event()  # hold the next group so that the rest queue up together
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, 0)
+        await trio.testing.wait_all_tasks_blocked()
+        for v in range(1, 8):
+            nursery.start_soon(one, v)
+        await trio.testing.wait_all_tasks_blocked()
+        db.gate.set()
+    assert isinstance(outcomes[3], QuotaExceeded)
+    assert isinstance(outcomes[5], StoreError) and "UNIQUE" in str(outcomes[5])
+    assert db.values() == [0, 1, 2, 4, 6, 7, 100]
+    assert max(db.groups) > 1
+
+
+async def test_a_failed_commit_fails_every_write_of_the_group(db):
+    outcomes: dict[int, object] = {}
+
+    async def one(v, parent=None):
+        try:
+            outcomes[v] = await db.writes.run(insert, v, parent)
+        except StoreError as exc:
+            outcomes[v] = exc
+
+    await db.writes.run(insert, 100)  # a first, lone group
+    db.gate = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, 0)  # leads a group held at the gate
+        await trio.testing.wait_all_tasks_blocked()
+        for v in (1, 2):
+            nursery.start_soon(one, v)
+        nursery.start_soon(one, 3, 999)  # no parent 999: the deferred key fails the COMMIT
+        await trio.testing.wait_all_tasks_blocked()
+        db.gate.set()
+    assert outcomes[0] == 0
+    for v in (1, 2, 3):
+        assert isinstance(outcomes[v], StoreError), outcomes[v]
+        assert "FOREIGN KEY" in str(outcomes[v])
+    assert db.values() == [0, 100]  # nothing of the failed group is stored
+    assert not db.conn.in_transaction
+
+
+async def test_cancelled_before_taken_never_runs_cancelled_after_waits_for_the_commit(db):
+    db.gate = trio.Event()
+    finished = []
+
+    async def one(v, scope):
+        with scope:
+            try:
+                await db.writes.run(insert, v)
+                finished.append(v)
+            except trio.Cancelled:
+                finished.append(("cancelled", v, db.values()))
+                raise
+
+    scopes = {v: trio.CancelScope() for v in range(4)}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, 0, scopes[0])  # leads group 1, held at the gate
+        await trio.testing.wait_all_tasks_blocked()
+        for v in (1, 2, 3):  # queued behind it
+            nursery.start_soon(one, v, scopes[v])
+        await trio.testing.wait_all_tasks_blocked()
+        scopes[1].cancel()  # write 1 is still queued: dropped at once
+        await trio.testing.wait_all_tasks_blocked()
+        assert ("cancelled", 1, []) in finished
+        db.gate.set()  # group 1 commits; write 2 leads group 2 = {2, 3}
+        db.gate = trio.Event()  # ... held at the new gate
+        while len(db.groups) < 2:
+            await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
+        scopes[0].cancel()  # too late: already committed
+        scopes[2].cancel()  # both taken into group 2 (led by one of them, the other waits):
+        scopes[3].cancel()  # neither caller may hear of the cancellation before the COMMIT
+        await trio.testing.wait_all_tasks_blocked()
+        assert db.values() == [0]
+        assert all(entry[1] not in (2, 3) for entry in finished if isinstance(entry, tuple))
+        db.gate.set()
+    assert 0 in finished
+    # the leader returns its result; the waiter sees the cancellation, after the COMMIT
+    group2 = finished[2:]
+    assert len(group2) == 2
+    assert (2 in group2 and ("cancelled", 3, [0, 2, 3]) in group2) or (
+        3 in group2 and ("cancelled", 2, [0, 2, 3]) in group2
+    ), group2
+    assert db.values() == [0, 2, 3]
+    assert db.groups == [1, 2]
+
+
+async def test_a_group_holds_at_most_max_group_writes(db):
+    db.gate = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(db.writes.run, insert, -1)
+        await trio.testing.wait_all_tasks_blocked()
+        for v in range(MAX_GROUP + 5):
+            nursery.start_soon(db.writes.run, insert, v)
+        await trio.testing.wait_all_tasks_blocked()
+        db.gate.set()
+    assert db.groups == [1, MAX_GROUP, 5]
+    assert len(db.values()) == MAX_GROUP + 6
