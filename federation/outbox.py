@@ -66,8 +66,20 @@ class _Worker:
         self.woken = False
         #: an expiry tick asked it to settle its expired items
         self.expire_due = False
-        #: set to end a wait: the peer table changed, or an expiry tick came
+        #: set to end a wait: the peer table changed, an expiry tick or new items came
         self.nudged = trio.Event()
+
+
+async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Until the first of ``waits`` returns."""
+    async with trio.open_nursery() as nursery:
+
+        async def first(wait: Callable[[], Awaitable[object]]) -> None:
+            await wait()
+            nursery.cancel_scope.cancel()
+
+        for wait in waits:
+            nursery.start_soon(first, wait)
 
 
 class _Settling:
@@ -76,13 +88,13 @@ class _Settling:
 
     def __init__(self, store_errors: tuple[type[BaseException], ...]) -> None:
         self._store_errors = store_errors
-        self._done = trio.Event()
+        self.finished = trio.Event()
         self._error: BaseException | None = None
 
     @classmethod
     def idle(cls) -> _Settling:
         settled = cls(())
-        settled._done.set()
+        settled.finished.set()
         return settled
 
     async def run(self, settle: Callable[[], Awaitable[None]]) -> None:
@@ -91,10 +103,10 @@ class _Settling:
         except self._store_errors as exc:
             self._error = exc
         finally:
-            self._done.set()
+            self.finished.set()
 
     async def wait(self) -> None:
-        await self._done.wait()
+        await self.finished.wait()
         if self._error is not None:
             raise self._error
 
@@ -143,6 +155,7 @@ class Outboxes:
             worker = self._workers.get(dest)
             if worker is not None:
                 worker.woken = True
+                worker.nudged.set()  # ends a wait (e.g. for a settle) so it reads again
             elif self._nursery is None:
                 self._early.add(dest)
             else:
@@ -201,9 +214,11 @@ class Outboxes:
                 dest, limit=limits.MAX_TRANSIT_PER_PUSH, max_bytes=limits.MAX_PUSH_BYTES, now=self._clock_ms(), after=pushed
             )
             if not items:
-                await settling.wait()
-                if worker.woken:
+                if not worker.woken:  # new items end the wait for the settle in flight
+                    await _first_of(settling.finished.wait, worker.nudged.wait)
+                if worker.woken or not settling.finished.is_set():
                     continue
+                await settling.wait()  # its store error, if any, ends the worker
                 return
             hop = (await self._routes()).next_hop(dest)
             if hop is None:
@@ -225,14 +240,7 @@ class Outboxes:
 
     async def _wait_ready(self, worker: _Worker, hop: str) -> None:
         """Until ``hop``'s backoff is over (or reset) or the worker is nudged."""
-        async with trio.open_nursery() as nursery:
-
-            async def first(wait: Callable[[], Awaitable[object]]) -> None:
-                await wait()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(first, worker.nudged.wait)
-            nursery.start_soon(first, lambda: self._pool.wait_ready(hop))
+        await _first_of(worker.nudged.wait, lambda: self._pool.wait_ready(hop))
 
     async def _expire(self, dest: str) -> bool:
         """Settle a batch of ``dest``'s expired items in one store transaction; False if it

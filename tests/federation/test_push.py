@@ -356,3 +356,50 @@ async def test_an_item_that_expires_during_its_push_gets_the_pushs_outcome(start
         assert await store.outbox_counts() == {}
     stored_at_beta = await beta.pending(bob.address, 1, now=wall_ms())  # before the clock moved
     assert [i.id for i in stored_at_beta] == [item.tracking.id]  # type: ignore[union-attr]
+
+
+async def test_the_next_push_goes_while_the_last_one_is_still_being_settled(
+    start_node: StartNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alpha = await start_node(name=ALPHA)
+    beta = await start_node(name=BETA)
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    federation = alpha.node.federation
+    assert federation is not None
+    real_done = federation._store.outbox_done
+    release = trio.Event()
+    settles: list[int] = []
+
+    async def slow_done(dest, seqs, **kwargs):
+        settles.append(len(seqs))
+        if len(settles) == 1:
+            await release.wait()  # the first settle hangs until the second push was taken
+        return await real_done(dest, seqs, **kwargs)
+
+    monkeypatch.setattr(federation._store, "outbox_done", slow_done)
+    await pin_node(beta, alpha)
+    await pin_node(alpha, beta)
+    first = tracked(alpha, alice, bob.address)
+    await queue_at(alpha, first)
+    await until(lambda: settles == [1], "the first push was taken and its settle started")
+    second = tracked(alpha, alice, bob.address)
+    await queue_at(alpha, second)
+    await until(
+        _holds(beta, bob.address, [first.tracking.id, second.tracking.id]),  # type: ignore[union-attr]
+        "the second push reached beta while the first settle still hangs",
+    )
+    assert [r.state for r in await deliveries(alpha, alice, first)] == ["queued"]  # not settled yet
+    assert len(settles) == 1  # one settle at a time: the second waits for the first
+    release.set()
+    for item in (first, second):
+        await until(lambda item=item: _states(alpha, alice, item, ("accepted", "")), "both settled")
+    assert await mailbox_ids(beta, bob.address) == [first.tracking.id, second.tracking.id]  # type: ignore[union-attr]
+    async with alpha.store() as other:
+        assert await other.outbox_counts() == {}
+
+
+def _holds(node: RunningNode, account: str, ids: list[bytes]):
+    async def check() -> bool:
+        return await mailbox_ids(node, account) == ids
+
+    return check

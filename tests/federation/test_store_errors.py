@@ -171,3 +171,30 @@ async def test_the_status_counts_come_back_after_a_store_error(start_node: Start
     store.failing = set()
     await until(lambda: federation.snapshot()["outbox"] == 1, "the status counts the queued item")
     assert alpha.alive
+
+
+async def test_a_settle_that_fails_after_the_push_is_pushed_again_and_stored_once(
+    start_node: StartNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The settle (outbox_done) runs beside the next push: when it fails, the items beta took
+    # stay queued at alpha, go again, and beta's deduplication keeps one copy.
+    settings = functools.partial(FederationSettings, expire_interval_s=0.05, refresh_s=0.05)
+    monkeypatch.setattr(node.app, "FederationSettings", settings)
+    alpha = await start_node(name=ALPHA)
+    beta = await start_node(name=BETA)
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    store = Failing(alpha, monkeypatch, "outbox_done")
+    store.failing = {"outbox_done"}
+    await pin_node(beta, alpha)
+    await pin_node(alpha, beta)
+    item = tracked(alpha, alice, bob.address)
+    await queue_at(alpha, item)
+    await until(lambda: store.calls["outbox_done"] >= 2, "the settle failed twice (the item went twice)")
+    assert alpha.alive
+    assert [r.state for r in await deliveries(alpha, alice, item)] == ["queued"]
+
+    store.failing = set()
+    await until(lambda: _accepted(alpha, alice, item), "the item was settled")
+    assert await mailbox_ids(beta, bob.address) == [item.tracking.id]  # type: ignore[union-attr]
+    async with alpha.store() as other:
+        assert await other.outbox_counts() == {}
