@@ -3,7 +3,8 @@
 the session), store it before acknowledging it, then send delivery (and read) receipts back.
 
 ``Receiver`` does one ``receive`` on one connection that the caller (client/sdk.py) owns; the
-fan-out that sends the receipts is passed in, so it exists once, next to sending.
+fan-out that sends the receipts is passed in, so it exists once, next to sending, and so are the
+caches the device keeps between receives (live sessions, verified sender certificates).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from core import limits
 from core.address import Address, parse_address
 from core.client_api import Ack, Deliver, Delivery, LinkOffer
 from core.certs import SenderCertificate as VerifiedCertificate
-from core.certs import certificate_node, verify_certificate
+from core.certs import CertificateCache
 from core.content import Content, decode_content, encode_content
 from core.crypto import CryptoPolicy
 from core.device import DeviceRecord
@@ -28,6 +29,7 @@ from core.sealed_sender import unseal
 from .connection import TRANSIENT_LOOKUP_CODES, Connection, NodeError
 from .directory import AccountView, IdentityChanged, fetch_account
 from .prekeys import maintain_prekeys
+from .session_cache import SessionCache
 from .sessions import Sessions
 from .transparency import node_key
 from .state import ALERT, DeviceState, InboxMessage, Profile
@@ -73,6 +75,8 @@ class Receiver:
         rng: Callable[[int], bytes],
         policy: CryptoPolicy,
         deliver: FanOut,
+        sessions: SessionCache | None = None,
+        certificates: CertificateCache | None = None,
     ) -> None:
         self._state = state
         self._profile = profile
@@ -80,6 +84,8 @@ class Receiver:
         self._rng = rng
         self._policy = policy
         self._deliver = deliver
+        self._sessions = Sessions(state, profile, rng, policy, sessions)
+        self._certificates = certificates if certificates is not None else CertificateCache()
         self._inbox = _Inbox()
 
     async def run(self, conn: Connection, *, wait: float | None, read_receipts: bool) -> None:
@@ -111,7 +117,6 @@ class Receiver:
 
     async def _accept(self, conn: Connection, frame: Deliver) -> bool:
         inbox = self._inbox
-        sessions = Sessions(self._state, self._profile, self._rng, self._policy)
         fresh = False
         keep: set[bytes] = set()
         for item in frame.items:
@@ -119,7 +124,7 @@ class Receiver:
             if self._state.has_message(env.id) and env.kind == Kind.SEALED:
                 continue  # redelivered after a lost ack: already stored
             try:
-                sender, content = await self._open(conn, sessions, item)
+                sender, content = await self._open(conn, item)
             except (NodeError, ProtocolError) as exc:
                 if exc.code in TRANSIENT_LOOKUP_CODES:
                     # the node could not answer a lookup now (or the sender's directory head
@@ -138,23 +143,23 @@ class Receiver:
         await conn.send(Ack(ids=tuple(i.envelope.id for i in frame.items if i.envelope.kind == Kind.SEALED and i.envelope.id not in keep)))
         return fresh
 
-    async def _open(self, conn: Connection, sessions: Sessions, item: Delivery) -> tuple[str, Content]:
+    async def _open(self, conn: Connection, item: Delivery) -> tuple[str, Content]:
         """Unseal one envelope, verify who sent it, decrypt it and store it (with the session
         state and any receipt) in one transaction; returns (sender, content)."""
         profile = self._profile
         unsealed = unseal(item.envelope.body, my_key=profile.hpke, my_fp=profile.identity.public.fingerprint)
-        node = certificate_node(unsealed.certificate_raw)
+        node = self._certificates.node(unsealed.certificate_raw)
         key = await node_key(conn, self._state, node, now=self._clock())
         # judged at arrival, as Signal does: a day offline must not expire them
-        cert = verify_certificate(unsealed.certificate_raw, node_key=key, node=node, now=item.stored_at)
+        cert = self._certificates.verify(unsealed.certificate_raw, node_key=key, node=node, now=item.stored_at)
         record = await self._sender_record(conn, cert)
-        decrypted = sessions.decrypt(cert.account, cert.device, record, unsealed.message)
+        decrypted = self._sessions.decrypt(cert.account, cert.device, record, unsealed.message)
         content = decode_content(decrypted.plaintext)
         stored = _inbox_message(content, cert.account, profile.address, item.stored_at)
         if stored is None:
             raise VerifyError(f"a {content.type} message may only come from this account's own devices")
         with self._state.transaction():
-            sessions.commit(decrypted)
+            self._sessions.commit(decrypted)
             if content.type == "receipt":
                 self._state.record_receipt(list(content.ids), content.receipt, item.stored_at, recipient=cert.account)
             self._state.store_received([stored])

@@ -40,7 +40,7 @@ from core.client_api import (
     SendBatch,
     SenderCertificate,
 )
-from core.certs import verify_certificate
+from core.certs import CertificateCache, verify_certificate
 from core.content import Content, encode_content
 from core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, HpkePublicKey, SigningKey
 from core.crypto.dh import X25519KeyPair
@@ -59,6 +59,7 @@ from .directory import AccountView, Lookup, fetch_account, lookup_account
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
 from .prekeys import maintain_prekeys
 from .receiving import Receiver, ReceiveResult
+from .session_cache import SessionCache
 from .sessions import Sessions
 from .state import DeviceState, Profile, SentMessage, StateError
 from .transparency import UNWITNESSED_TRIES, check_bundles
@@ -126,6 +127,9 @@ class Device:
         self._clock = clock
         self._rng = rng
         self._policy = policy or CryptoPolicy()
+        # kept between messages: live ratchet states and verified sender certificates
+        self._live_sessions = SessionCache()
+        self._certificates = CertificateCache()
         #: why the last connection's self-monitoring could not finish (None: it did)
         self.monitor_error: Exception | None = None
 
@@ -363,7 +367,7 @@ class Device:
         """Encrypt for every device of ``to`` (and this account's other devices when
         ``own_copy``) and hand the batch to the node; retries when the node reports that the
         device lists were stale."""
-        sessions = Sessions(self.state, profile, self._rng, self._policy)
+        sessions = Sessions(self.state, profile, self._rng, self._policy, self._live_sessions)
         me = parse_address(profile.address)
         for _attempt in range(MAX_SEND_ATTEMPTS):
             now = self._clock()
@@ -413,7 +417,7 @@ class Device:
         msg_id = self._rng(limits.ENVELOPE_ID_LEN)
         content = encode_content(Content(type="alert", id=msg_id, sent_at=self._clock(), text=text))
         targets = [_Target(address=own.address, device=d, view=own, content=content) for d in sorted(own.devices)]
-        await self._send(conn, profile, Sessions(self.state, profile, self._rng, self._policy), targets, msg_id, Kind.SEALED)
+        await self._send(conn, profile, Sessions(self.state, profile, self._rng, self._policy, self._live_sessions), targets, msg_id, Kind.SEALED)
 
     async def _establish(self, conn: Connection, sessions: Sessions, targets: list[_Target]) -> None:
         missing: dict[str, list[_Target]] = {}
@@ -451,7 +455,10 @@ class Device:
         seconds for the next arrival. Messages are stored before they are acknowledged, then
         delivery receipts (and read receipts on request) go back to their senders."""
         profile = self.state.profile()
-        receiver = Receiver(self.state, profile, clock=self._clock, rng=self._rng, policy=self._policy, deliver=self._deliver)
+        receiver = Receiver(
+            self.state, profile, clock=self._clock, rng=self._rng, policy=self._policy, deliver=self._deliver,
+            sessions=self._live_sessions, certificates=self._certificates,
+        )  # fmt: skip
         async with self._connect(profile) as conn:
             await receiver.run(conn, wait=wait, read_receipts=read_receipts)
         return receiver.result()

@@ -9,6 +9,9 @@ As in Signal, a session replaced by a new incoming one is kept (up to ``MAX_PREV
 device) and tried when the current one cannot decrypt; one that decrypts becomes current
 again. Without this, two devices that start a session with each other at the same time would
 each adopt the other's and never understand each other again.
+
+Current sessions stay live between messages in a ``SessionCache`` (client/session_cache.py)
+that the device owns and passes in; the stored record remains the source of truth.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from core.crypto import CryptoMode, CryptoPolicy
 from core.device import DeviceRecord
 from core.errors import DecryptError, ProtocolError, VerifyError
 from core.ratchet import PrekeyBundle, PrekeySecret, SessionState, decrypt, encrypt, initiate, is_initial, open_initial, session_mode
-from core.ratchet import verify_bundle, verify_prekey
+from core.ratchet import decode_prekey, verify_bundle
 
+from .session_cache import SessionCache
 from .state import DeviceState, Profile
 
 __all__ = ["Sessions", "Decrypted", "MAX_PREVIOUS"]
@@ -39,16 +43,25 @@ class Decrypted:
     _device: int
     _record: bytes = field(repr=False)
     _used_prekeys: tuple[tuple[str, int], ...]
+    _state: SessionState = field(repr=False)
     #: the new list of earlier sessions, or None when it stays as it is
     _previous: tuple[bytes, ...] | None = field(default=None, repr=False)
 
 
 class Sessions:
-    def __init__(self, state: DeviceState, profile: Profile, rng: Callable[[int], bytes], policy: CryptoPolicy) -> None:
+    def __init__(
+        self,
+        state: DeviceState,
+        profile: Profile,
+        rng: Callable[[int], bytes],
+        policy: CryptoPolicy,
+        cache: SessionCache | None = None,
+    ) -> None:
         self._state = state
         self._profile = profile
         self._rng = rng
         self._policy = policy
+        self._cache = cache if cache is not None else SessionCache()
 
     def has(self, address: str, device: int) -> bool:
         return self._state.session(address, device) is not None
@@ -56,7 +69,8 @@ class Sessions:
     # Sending ----------------------------------------------------------------------------
 
     def establish(self, address: str, record: DeviceRecord, bundle: Bundle) -> None:
-        """Start a session from a fetched prekey bundle (PQXDH as initiator)."""
+        """Start a session from a fetched prekey bundle (PQXDH as initiator); verify_bundle
+        checks every prekey signature against the device record's identity key."""
         mode = self._mode_with(record, address)
         classical = mode.uses_classical
         verified = verify_bundle(
@@ -64,9 +78,9 @@ class Sessions:
                 mode=mode,
                 identity=record.identity,
                 identity_dh=record.identity_dh if classical else None,
-                signed_prekey=verify_prekey(bundle.signed_prekey, record.identity) if classical and bundle.signed_prekey else None,
-                pq_prekey=verify_prekey(bundle.pq_prekey, record.identity) if mode.uses_pq and bundle.pq_prekey else None,
-                one_time_prekey=verify_prekey(bundle.one_time, record.identity) if classical and bundle.one_time else None,
+                signed_prekey=decode_prekey(bundle.signed_prekey) if classical and bundle.signed_prekey else None,
+                pq_prekey=decode_prekey(bundle.pq_prekey) if mode.uses_pq and bundle.pq_prekey else None,
+                one_time_prekey=decode_prekey(bundle.one_time) if classical and bundle.one_time else None,
             )
         )
         _header, state = initiate(
@@ -76,27 +90,40 @@ class Sessions:
             bundle=verified,
             rng=self._rng,
         )
-        self._state.save_session(address, bundle.device, state.to_bytes())
+        self._save(address, bundle.device, state)
 
     def encrypt(self, address: str, device: int, plaintext: bytes) -> bytes:
         """Encrypt and commit the advanced state before returning the message."""
+        current = self._current(address, device)
+        if current is None:
+            raise VerifyError(f"no session with {address} device {device}")
+        message, new_state = encrypt(current[1], plaintext)
+        self._save(address, device, new_state)
+        return message
+
+    def _current(self, address: str, device: int) -> tuple[bytes, SessionState] | None:
+        """The stored record of the current session and its (live) state."""
         raw = self._state.session(address, device)
         if raw is None:
-            raise VerifyError(f"no session with {address} device {device}")
-        message, new_state = encrypt(SessionState.from_bytes(raw), plaintext)
-        self._state.save_session(address, device, new_state.to_bytes())
-        return message
+            self._cache.forget(address, device)
+            return None
+        return raw, self._cache.load(address, device, raw)
+
+    def _save(self, address: str, device: int, state: SessionState) -> None:
+        record = state.to_bytes()
+        self._state.save_session(address, device, record)
+        self._cache.remember(address, device, record, state)
 
     # Receiving --------------------------------------------------------------------------
 
     def decrypt(self, address: str, device: int, record: DeviceRecord, message: bytes) -> Decrypted:
         """Decrypt without committing; the peer's identity must be ``record``'s."""
-        raw = self._state.session(address, device)
+        current = self._current(address, device)
+        raw = current[0] if current is not None else None
         errors: list[ProtocolError] = []
-        if raw is not None:
-            current = SessionState.from_bytes(raw)
+        if current is not None:
             try:
-                plaintext, new_state = decrypt(current, message, self._rng)
+                plaintext, new_state = decrypt(current[1], message, self._rng)
                 return self._staged(address, device, record, plaintext, new_state, ())
             except ProtocolError as exc:
                 errors.append(exc)
@@ -142,8 +169,9 @@ class Sessions:
         if new_state.peer_identity_dh != expected_dh:
             raise VerifyError(f"the session with {address} device {device} uses another X25519 identity key")
         return Decrypted(
-            plaintext=plaintext, _address=address, _device=device, _record=new_state.to_bytes(), _used_prekeys=used, _previous=previous
-        )
+            plaintext=plaintext, _address=address, _device=device, _record=new_state.to_bytes(), _state=new_state,
+            _used_prekeys=used, _previous=previous,
+        )  # fmt: skip
 
     def commit(self, decrypted: Decrypted) -> None:
         with self._state.transaction():
@@ -153,6 +181,7 @@ class Sessions:
             for kind, key_id in decrypted._used_prekeys:
                 if self._state.prekey_is_one_time(kind, key_id):
                     self._state.delete_prekey(kind, key_id)
+        self._cache.remember(decrypted._address, decrypted._device, decrypted._record, decrypted._state)
 
     def _prekey_secret(self, kind: str, key_id: int) -> PrekeySecret | None:
         raw = self._state.prekey(kind, key_id)

@@ -18,10 +18,16 @@ yet valid or that a node issued for too long. Only :func:`verify_certificate` yi
 (which checks against the server's receipt timestamp), a device should pass the time its home
 node stored the envelope (``Delivery.stored_at``), so messages that waited in a mailbox while
 it was offline still verify.
+
+:class:`CertificateCache` spares a recipient the signature check (an ML-DSA-65 verification in
+hybrid mode) for every message: a sender puts the same certificate in each box for a day. It
+remembers certificates whose signature verified, by their exact bytes together with the node
+name and key they verified under; the validity window is still checked at every use.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +37,7 @@ from .crypto import SigningKey, VerifyKey
 from .errors import LocalProtocolError, RemoteProtocolError, VerifyError
 from .signed import sign_body, split_signed
 
-__all__ = ["SenderCertificate", "issue_certificate", "verify_certificate", "certificate_node", "CERT_LABEL"]
+__all__ = ["SenderCertificate", "CertificateCache", "issue_certificate", "verify_certificate", "certificate_node", "CERT_LABEL"]
 
 CERT_LABEL = b"sonet-sender-cert-v1"
 _VERSION = 1
@@ -155,10 +161,7 @@ def verify_certificate(raw: bytes, *, node_key: VerifyKey, node: str, now: int) 
         raise _malformed("validity window is empty or out of range")
     if expires - issued > limits.MAX_SENDER_CERT_VALIDITY_MS:
         raise VerifyError("sender certificate is valid for longer than allowed", code="certificate_too_long")
-    if now < issued - limits.MAX_CERT_CLOCK_SKEW_MS:
-        raise VerifyError("sender certificate is not valid yet", code="certificate_not_yet_valid")
-    if now >= expires:
-        raise VerifyError("sender certificate has expired", code="certificate_expired")
+    _check_valid_at(issued, expires, now)
     return SenderCertificate(
         node=expected,
         account=str(address),
@@ -168,3 +171,45 @@ def verify_certificate(raw: bytes, *, node_key: VerifyKey, node: str, now: int) 
         expires=expires,
         raw=raw,
     )
+
+
+def _check_valid_at(issued: int, expires: int, now: int) -> None:
+    if now < issued - limits.MAX_CERT_CLOCK_SKEW_MS:
+        raise VerifyError("sender certificate is not valid yet", code="certificate_not_yet_valid")
+    if now >= expires:
+        raise VerifyError("sender certificate has expired", code="certificate_expired")
+
+
+class CertificateCache:
+    """:func:`certificate_node` and :func:`verify_certificate` with a bounded LRU of the
+    certificates that verified (a certificate is public: no secret is kept)."""
+
+    def __init__(self, size: int = 256) -> None:
+        if size < 1:
+            raise ValueError("a certificate cache holds at least one certificate")
+        self._size = size
+        self._verified: OrderedDict[bytes, tuple[VerifyKey, SenderCertificate]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._verified)
+
+    def node(self, raw: bytes) -> str:
+        """:func:`certificate_node`, without decoding a certificate that verified before."""
+        entry = self._verified.get(raw) if type(raw) is bytes else None
+        return entry[1].node if entry is not None else certificate_node(raw)
+
+    def verify(self, raw: bytes, *, node_key: VerifyKey, node: str, now: int) -> SenderCertificate:
+        """:func:`verify_certificate`; the signature is checked once per certificate bytes,
+        node name and node key, the validity window at ``now`` every time."""
+        entry = self._verified.get(raw) if type(raw) is bytes else None
+        if entry is not None and entry[0] == node_key and entry[1].node == node:
+            cert = entry[1]
+            _check_valid_at(cert.issued, cert.expires, now)
+            self._verified.move_to_end(raw)
+            return cert
+        cert = verify_certificate(raw, node_key=node_key, node=node, now=now)
+        self._verified[raw] = (node_key, cert)
+        self._verified.move_to_end(raw)
+        while len(self._verified) > self._size:
+            self._verified.popitem(last=False)
+        return cert

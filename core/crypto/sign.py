@@ -12,6 +12,7 @@ keys; private ``{"mode", "ed25519"?, "mldsa65"?}`` with 32-byte seeds.
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -31,6 +32,7 @@ _ED_PUB = 32
 _MLDSA_PUB = 1952
 _SEED = 32
 _PREFIX = b"sonet-sig-v1"
+_NORMAL_FINGERPRINT = re.compile("[a-z2-7]{32}")
 
 
 def signature_length(mode: CryptoMode) -> int:
@@ -47,7 +49,7 @@ def _message(mode: CryptoMode, label: bytes, msg: bytes) -> bytes:
 class VerifyKey:
     """A public identity key. Construct with :meth:`from_bytes` (strict) or from a SigningKey."""
 
-    __slots__ = ("mode", "_ed", "_mldsa", "_encoded")
+    __slots__ = ("mode", "_ed", "_mldsa", "_encoded", "_fingerprint")
 
     def __init__(self, mode: CryptoMode, ed: ed25519.Ed25519PublicKey | None, ml: mldsa.MLDSA65PublicKey | None) -> None:
         self.mode = mode
@@ -59,6 +61,7 @@ class VerifyKey:
         if ml is not None:
             fields["mldsa65"] = ml.public_bytes_raw()
         self._encoded = canonical.dumps(fields)
+        self._fingerprint: str | None = None  # computed on first use (a hash per message otherwise)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "VerifyKey":
@@ -90,7 +93,9 @@ class VerifyKey:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint_of(self._encoded)
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint_of(self._encoded)
+        return self._fingerprint
 
     def verify(self, label: bytes, msg: bytes, signature: bytes) -> None:
         """Raise VerifyError unless ``signature`` is valid for every component."""
@@ -192,6 +197,8 @@ def fingerprint_of(encoded_public_key: bytes) -> str:
 
 def normalize_fingerprint(text: str) -> str:
     """Accept fingerprints typed with spaces, dashes or upper case."""
+    if _NORMAL_FINGERPRINT.fullmatch(text):
+        return text  # already normal (the common case: every sealed box computes one)
     cleaned = "".join(ch for ch in text.lower() if ch not in " -:")
     if len(cleaned) != 32 or any(ch not in "abcdefghijklmnopqrstuvwxyz234567" for ch in cleaned):
         raise LocalProtocolError(f"not a Sonet fingerprint: {text!r} (expected 32 base32 characters)")

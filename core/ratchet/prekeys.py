@@ -40,6 +40,7 @@ __all__ = [
     "PrekeySecret",
     "PrekeyBundle",
     "generate_prekey",
+    "decode_prekey",
     "verify_prekey",
     "verify_bundle",
 ]
@@ -63,8 +64,8 @@ def _check_kind_and_id(kind: str, key_id: int, err: type[LocalProtocolError] | t
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SignedPrekey:
-    """A published prekey. Decoded ones are trusted only as returned by :func:`verify_prekey`
-    (or re-checked by :func:`verify_bundle`)."""
+    """A published prekey. Decoded ones (:func:`decode_prekey`) are trusted only as returned by
+    :func:`verify_prekey` or inside a bundle returned by :func:`verify_bundle`."""
 
     kind: str
     key_id: int
@@ -92,12 +93,18 @@ class SignedPrekey:
         identity.verify(_LABEL, self.signed_body(), self.signature)
 
 
-def verify_prekey(raw: bytes, identity: VerifyKey) -> SignedPrekey:
-    """Decode a published prekey strictly and check its signature by ``identity``."""
+def decode_prekey(raw: bytes) -> SignedPrekey:
+    """Decode a published prekey strictly, without checking its signature: for a bundle that
+    :func:`verify_bundle` checks next (which verifies every prekey signature, once)."""
     value = decode_map(raw, _SIGNED_FIELDS, "signed prekey", max_bytes=limits.MAX_CBOR_BYTES)
-    prekey = SignedPrekey(
+    return SignedPrekey(
         kind=value["kind"], key_id=value["id"], public=value["public"], last_resort=value["last_resort"], signature=value["sig"]
     )
+
+
+def verify_prekey(raw: bytes, identity: VerifyKey) -> SignedPrekey:
+    """Decode a published prekey strictly and check its signature by ``identity``."""
+    prekey = decode_prekey(raw)
     prekey.check(identity)
     return prekey
 

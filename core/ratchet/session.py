@@ -50,8 +50,9 @@ from typing import Any
 from .. import canonical, limits
 from ..crypto import Aead, CryptoMode, MlKemKeyPair, Rng, VerifyKey, X25519KeyPair, hkdf, hmac_sha256, mlkem_encapsulate, sha256
 from ..errors import DecryptError, LocalProtocolError, RemoteProtocolError
-from ._codec import NONE, check_map, need_len, need_range
+from ._codec import NONE, check_map, dumps_ordered, need_len, need_range
 from .state import CHAIN_ID_LEN, DH_LEN, INITIATOR, KEM_CT_LEN, KEM_PUB_LEN, KID_LEN, RESPONDER, SessionState, kem_key_id
+from .state import state_from_values, state_values
 
 __all__ = [
     "INITIATOR",
@@ -109,7 +110,7 @@ def _aead(message_key: bytes) -> tuple[Aead, bytes]:
 
 
 def _work(state: SessionState) -> types.SimpleNamespace:
-    w = types.SimpleNamespace(**{f.name: getattr(state, f.name) for f in dataclasses.fields(state)})
+    w = types.SimpleNamespace(**state_values(state))
     w.skipped = dict(state.skipped)
     return w
 
@@ -117,7 +118,7 @@ def _work(state: SessionState) -> types.SimpleNamespace:
 def _freeze(w: types.SimpleNamespace) -> SessionState:
     values = dict(vars(w))
     values["skipped"] = types.MappingProxyType(values["skipped"])
-    return SessionState(**values)
+    return state_from_values(values)
 
 
 def _send_turn(w: types.SimpleNamespace, rng: Rng) -> None:
@@ -127,7 +128,7 @@ def _send_turn(w: types.SimpleNamespace, rng: Rng) -> None:
     if w.mode.uses_classical:
         pair = X25519KeyPair.generate(rng)
         ikm += pair.exchange(w.peer_dh)
-        w.own_dh, w.own_dh_pub = pair.secret_bytes(), pair.public
+        w.own_dh, w.own_dh_key = pair.secret_bytes(), pair
     if w.mode.uses_pq:
         kem = MlKemKeyPair.generate(rng)
         if w.peer_kem is not None:
@@ -136,8 +137,8 @@ def _send_turn(w: types.SimpleNamespace, rng: Rng) -> None:
             ikm += shared
         else:
             w.send_ct = w.send_kid = None
-        w.prev_kem, w.prev_kem_id = w.own_kem, w.own_kem_id
-        w.own_kem, w.own_kem_pub, w.own_kem_id = kem.seed_bytes(), kem.public, kem_key_id(kem.public)
+        w.prev_kem, w.prev_kem_key, w.prev_kem_id = w.own_kem, w.own_kem_key, w.own_kem_id
+        w.own_kem, w.own_kem_key, w.own_kem_id = kem.seed_bytes(), kem, kem_key_id(kem.public)
     w.root_key, w.send_ck = _kdf_rk(w.mode, w.root_key, ikm)
     w.prev_send_n, w.send_n = w.send_n, 0
 
@@ -146,7 +147,7 @@ def _receive_turn(w: types.SimpleNamespace, header: dict[str, Any], new_chain: b
     """Derive the receiving chain the peer started with ``header``."""
     ikm = b""
     if w.mode.uses_classical:
-        ikm += X25519KeyPair(w.own_dh).exchange(header["dh"])
+        ikm += w.own_dh_key.exchange(header["dh"])
     if w.mode.uses_pq:
         kid = header["kid"]
         if kid is None and w.own_kem is not None:
@@ -155,12 +156,12 @@ def _receive_turn(w: types.SimpleNamespace, header: dict[str, Any], new_chain: b
             raise DecryptError()
         if kid is not None:
             if kid == w.own_kem_id:
-                seed = w.own_kem
+                key = w.own_kem_key
             elif w.prev_kem is not None and kid == w.prev_kem_id:
-                seed = w.prev_kem
+                key = w.prev_kem_key
             else:
                 raise DecryptError()
-            ikm += MlKemKeyPair(seed).decapsulate(header["ct"])
+            ikm += key.decapsulate(header["ct"])
     w.root_key, w.recv_ck = _kdf_rk(w.mode, w.root_key, ikm)
     w.recv_n, w.recv_chain = 0, new_chain
     w.peer_dh, w.peer_kem = header["dh"], header["kem"]
@@ -219,8 +220,8 @@ def responder_state(
     """Bob after PQXDH: RK = SK, his signed prekey as current ratchet key, no ML-KEM key of his
     own yet. He can send only after decrypting Alice's first message (his first turn)."""
     state = _blank(mode, RESPONDER, ad, root_key, session_id_of(prekey_header), peer_identity, peer_identity_dh, None)
-    own_dh_pub = X25519KeyPair(own_ratchet_dh).public if own_ratchet_dh is not None else None
-    return dataclasses.replace(state, own_dh=own_ratchet_dh, own_dh_pub=own_dh_pub)
+    own_dh_key = X25519KeyPair(own_ratchet_dh) if own_ratchet_dh is not None else None
+    return dataclasses.replace(state, own_dh=own_ratchet_dh, own_dh_key=own_dh_key)
 
 
 def _blank(
@@ -295,24 +296,28 @@ def encrypt(state: SessionState, plaintext: bytes) -> tuple[bytes, SessionState]
     if state.send_n >= limits.MAX_CHAIN_INDEX:
         raise LocalProtocolError("sending chain exhausted; the peer must reply before more can be sent")
     send_ck, message_key = _kdf_ck(state.send_ck)
+    # maps in canonical key order: encoded with _codec.dumps_ordered
     header = {
-        "dh": state.own_dh_pub if state.mode.uses_classical else None,
-        "kem": state.own_kem_pub if state.mode.uses_pq else None,
-        "ct": state.send_ct,
-        "kid": state.send_kid,
-        "pn": state.prev_send_n,
         "n": state.send_n,
+        "ct": state.send_ct,
+        "dh": state.own_dh_pub if state.mode.uses_classical else None,
+        "pn": state.prev_send_n,
+        "kem": state.own_kem_pub if state.mode.uses_pq else None,
+        "kid": state.send_kid,
     }
     aead, nonce = _aead(message_key)
-    body: dict[str, Any] = {"v": VERSION, "h": header, "c": aead.seal(nonce, plaintext, state.ad + canonical.dumps(header))}
+    body: dict[str, Any] = {"c": aead.seal(nonce, plaintext, state.ad + dumps_ordered(header)), "h": header, "v": VERSION}
     if state.prekey_header is not None:
-        body = {"v": VERSION, "prekey": canonical.loads(state.prekey_header), "m": body}
-    return canonical.dumps(body), dataclasses.replace(state, send_ck=send_ck, send_n=state.send_n + 1)
+        body = {"m": body, "v": VERSION, "prekey": canonical.loads(state.prekey_header)}
+    successor = state_values(state)
+    successor.update(send_ck=send_ck, send_n=state.send_n + 1)
+    return dumps_ordered(body), state_from_values(successor)
 
 
 def _open(message_key: bytes, state: SessionState, header: dict[str, Any], ciphertext: bytes) -> bytes:
     aead, nonce = _aead(message_key)
-    return aead.open(nonce, ciphertext, state.ad + canonical.dumps(header))
+    # ``header`` was decoded from canonical CBOR, so it is in canonical key order
+    return aead.open(nonce, ciphertext, state.ad + dumps_ordered(header))
 
 
 def decrypt(state: SessionState, message: bytes, rng: Rng) -> tuple[bytes, SessionState]:

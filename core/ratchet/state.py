@@ -6,22 +6,28 @@ The record holds secrets (root and chain keys, ratchet secrets, skipped message 
 caller keeps it encrypted at rest; :meth:`from_bytes` treats it as our own data and raises
 ``LocalProtocolError`` when it is damaged. Public keys and key ids derived from the stored
 secrets are recomputed on load, never stored. ``repr`` shows no secrets.
+
+A state also carries its ratchet key pairs as live key objects (not serialized): building an
+ML-KEM-768 key from its seed costs about as much as generating one, so a state passes them on
+to its successors instead of rebuilding them on every turn. A caller that keeps the state
+object between messages (client/sessions.py) therefore pays for the expansion only on load.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import operator
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import canonical, limits
+from .. import limits
 from ..crypto import CryptoMode, MlKemKeyPair, VerifyKey, X25519KeyPair, sha256
 from ..errors import LocalProtocolError, RemoteProtocolError
-from ._codec import NONE, decode_map, need_len, need_range
+from ._codec import NONE, decode_map, dumps_ordered, need_len, need_range
 
-__all__ = ["INITIATOR", "RESPONDER", "SessionState", "kem_key_id"]
+__all__ = ["INITIATOR", "RESPONDER", "SessionState", "kem_key_id", "state_values", "state_from_values"]
 
 INITIATOR = "initiator"
 RESPONDER = "responder"
@@ -66,14 +72,23 @@ class SessionState:
     skipped: Mapping[tuple[bytes, int], bytes]  # (chain id, n) -> message key, oldest first
     prekey_header: bytes | None  # initiator: attached to every message until the first reply
     # derived from the secrets above, never serialized
-    own_dh_pub: bytes | None = field(default=None, compare=False)
-    own_kem_pub: bytes | None = field(default=None, compare=False)
+    own_dh_key: X25519KeyPair | None = field(default=None, compare=False)
+    own_kem_key: MlKemKeyPair | None = field(default=None, compare=False)
+    prev_kem_key: MlKemKeyPair | None = field(default=None, compare=False)
     own_kem_id: bytes | None = field(default=None, compare=False)
     prev_kem_id: bytes | None = field(default=None, compare=False)
 
     @property
     def needs_prekey_header(self) -> bool:
         return self.prekey_header is not None
+
+    @property
+    def own_dh_pub(self) -> bytes | None:
+        return self.own_dh_key.public if self.own_dh_key is not None else None
+
+    @property
+    def own_kem_pub(self) -> bytes | None:
+        return self.own_kem_key.public if self.own_kem_key is not None else None
 
     def __repr__(self) -> str:
         return (
@@ -84,31 +99,32 @@ class SessionState:
     # Session record ----------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        return canonical.dumps(
+        # written once per message: keys in canonical order (see _codec.dumps_ordered)
+        return dumps_ordered(
             {
                 "v": RECORD_VERSION,
-                "mode": self.mode.value,
-                "role": self.role,
-                "sid": self.session_id,
                 "ad": self.ad,
-                "peer": self.peer_identity.to_bytes(),
-                "peer_idh": self.peer_identity_dh,
-                "rk": self.root_key,
+                "ct": self.send_ct,
                 "dh": self.own_dh,
-                "kem": self.own_kem,
-                "prev_kem": self.prev_kem,
-                "peer_dh": self.peer_dh,
-                "peer_kem": self.peer_kem,
-                "cks": self.send_ck,
+                "nr": self.recv_n,
                 "ns": self.send_n,
                 "pn": self.prev_send_n,
-                "ct": self.send_ct,
-                "kid": self.send_kid,
+                "rk": self.root_key,
                 "ckr": self.recv_ck,
-                "nr": self.recv_n,
+                "cks": self.send_ck,
+                "kem": self.own_kem,
+                "kid": self.send_kid,
+                "sid": self.session_id,
+                "mode": self.mode.value,
+                "peer": self.peer_identity.to_bytes(),
+                "role": self.role,
                 "chain": self.recv_chain,
-                "skipped": [[c, n, mk] for (c, n), mk in self.skipped.items()],
                 "prekey": self.prekey_header,
+                "peer_dh": self.peer_dh,
+                "skipped": [[c, n, mk] for (c, n), mk in self.skipped.items()],
+                "peer_idh": self.peer_identity_dh,
+                "peer_kem": self.peer_kem,
+                "prev_kem": self.prev_kem,
             }
         )
 
@@ -145,7 +161,7 @@ class SessionState:
                 raise LocalProtocolError("session record holds a malformed skipped key")
             table[(entry[0], entry[1])] = entry[2]
         _check_record_mode(v, mode)
-        return _with_publics(
+        return _with_keys(
             cls(
                 mode=mode,
                 role=v["role"],
@@ -185,6 +201,25 @@ _RECORD_LENGTHS = {
 }  # fmt: skip
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(SessionState))
+_values_of = operator.attrgetter(*_FIELDS)
+
+
+def state_values(state: SessionState) -> dict[str, Any]:
+    """Every field of ``state`` (derived ones too), to build its successor from."""
+    return dict(zip(_FIELDS, _values_of(state)))
+
+
+def state_from_values(values: Mapping[str, Any]) -> SessionState:
+    """``SessionState(**values)`` for a full set of fields, a few times faster: the generated
+    __init__ of a frozen dataclass with this many keyword arguments is slow, and the ratchet
+    builds one state per message."""
+    state = object.__new__(SessionState)
+    for name in _FIELDS:
+        object.__setattr__(state, name, values[name])
+    return state
+
+
 def _check_record_mode(v: dict[str, Any], mode: CryptoMode) -> None:
     classical = ("dh", "peer_dh", "peer_idh")
     pq = ("kem", "prev_kem", "peer_kem", "ct", "kid")
@@ -197,13 +232,15 @@ def _check_record_mode(v: dict[str, Any], mode: CryptoMode) -> None:
         raise LocalProtocolError("session record does not match its crypto mode")
 
 
-def _with_publics(state: SessionState) -> SessionState:
-    """Fill in the public keys and key ids derived from the state's secrets."""
-    own_kem_pub = MlKemKeyPair(state.own_kem).public if state.own_kem is not None else None
+def _with_keys(state: SessionState) -> SessionState:
+    """Fill in the key objects and key ids derived from the state's secrets."""
+    own_kem = MlKemKeyPair(state.own_kem) if state.own_kem is not None else None
+    prev_kem = MlKemKeyPair(state.prev_kem) if state.prev_kem is not None else None
     return dataclasses.replace(
         state,
-        own_dh_pub=X25519KeyPair(state.own_dh).public if state.own_dh is not None else None,
-        own_kem_pub=own_kem_pub,
-        own_kem_id=kem_key_id(own_kem_pub) if own_kem_pub is not None else None,
-        prev_kem_id=kem_key_id(MlKemKeyPair(state.prev_kem).public) if state.prev_kem is not None else None,
+        own_dh_key=X25519KeyPair(state.own_dh) if state.own_dh is not None else None,
+        own_kem_key=own_kem,
+        prev_kem_key=prev_kem,
+        own_kem_id=kem_key_id(own_kem.public) if own_kem is not None else None,
+        prev_kem_id=kem_key_id(prev_kem.public) if prev_kem is not None else None,
     )

@@ -27,7 +27,7 @@ from .base import (
     Quota,
     StatusUpdate,
 )
-from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _is_known, _mailbox_usage
+from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _known_ids, _mailbox_usage
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
 
@@ -89,15 +89,28 @@ def _apply_statuses(conn: sqlite3.Connection, statuses: Sequence[StatusUpdate]) 
 
 
 class _Mailboxes:
-    """What one ``receive`` learns about the mailboxes its items go to, asked once per
-    mailbox rather than per item: whether it exists, and its usage, kept up to date as the
-    items before each one are stored (a push usually fills one or a few mailboxes)."""
+    """What one ``receive`` learns about the mailboxes its envelopes go to, asked once per
+    mailbox rather than per item: whether it exists, which of the push's ids it knows
+    already, and its usage -- kept up to date as the items before each one are stored (a push
+    usually fills one or a few mailboxes)."""
 
-    def __init__(self, conn: sqlite3.Connection, now: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, now: int, envelopes: list[NewEnvelope]) -> None:
         self._conn = conn
         self._now = now
         self._exists: dict[tuple[str, int], str] = {}
         self._usage: dict[tuple[str, int], tuple[int, int]] = {}
+        ids: dict[tuple[str, int], list[bytes]] = {}
+        for env in envelopes:
+            ids.setdefault((env.account, env.device_id), []).append(env.id)
+        self._known = {
+            (account, device_id, id_)
+            for (account, device_id), batch in ids.items()
+            for id_ in _known_ids(conn, account, device_id, batch, now)
+        }
+
+    def known(self, env: NewEnvelope) -> bool:
+        """In the mailbox (stored before, or earlier in this push) or acknowledged there."""
+        return (env.account, env.device_id, env.id) in self._known
 
     def refusal(self, account: str, device_id: int) -> str:
         """"" when the mailbox exists, else why not."""
@@ -115,9 +128,10 @@ class _Mailboxes:
             self._usage[key] = _mailbox_usage(self._conn, account, device_id, self._now)
         return self._usage[key]
 
-    def added(self, account: str, device_id: int, size: int) -> None:
-        count, total = self.usage(account, device_id)
-        self._usage[(account, device_id)] = (count + 1, total + size)
+    def added(self, env: NewEnvelope) -> None:
+        count, total = self.usage(env.account, env.device_id)
+        self._usage[(env.account, env.device_id)] = (count + 1, total + len(env.body))
+        self._known.add((env.account, env.device_id, env.id))
 
 
 def _receive_envelope(conn: sqlite3.Connection, env: NewEnvelope, now: int, quota: Quota, mailboxes: _Mailboxes) -> str:
@@ -126,20 +140,20 @@ def _receive_envelope(conn: sqlite3.Connection, env: NewEnvelope, now: int, quot
         return refusal
     if env.expires <= now:
         return "expired"
-    if _is_known(conn, env, now):
+    if mailboxes.known(env):
         return OK  # a retransmission: taken before, even if the mailbox is full now
     # Per item, after the items before it in this push were stored: each gets its own answer.
     count, size = mailboxes.usage(env.account, env.device_id)
     if count + 1 > quota.max_envelopes or size + len(env.body) > quota.max_bytes:
         return "mailbox_full"
     conn.execute(_INSERT_ENVELOPE, _envelope_row(env, now))
-    mailboxes.added(env.account, env.device_id, len(env.body))
+    mailboxes.added(env)
     return OK
 
 
 def _receive(conn: sqlite3.Connection, items: list[Inbound], now: int, quota: Quota) -> list[str]:
     outcomes = []
-    mailboxes = _Mailboxes(conn, now)
+    mailboxes = _Mailboxes(conn, now, [i for i in items if isinstance(i, NewEnvelope)])
     for item in items:
         if isinstance(item, StatusUpdate):
             _apply_statuses(conn, [item])

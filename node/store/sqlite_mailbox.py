@@ -31,29 +31,13 @@ def _device_exists(conn: sqlite3.Connection, account: str, device_id: int) -> bo
     )
 
 
-def _is_known(conn: sqlite3.Connection, env: NewEnvelope, now: int) -> bool:
-    """Already in the mailbox, or acknowledged there and not yet expired."""
-    key = (env.account, env.device_id, env.id)
-    return (
-        conn.execute(
-            "SELECT 1 FROM mailbox WHERE account = ? AND device_id = ? AND id = ?", key
-        ).fetchone()
-        is not None
-        or conn.execute(
-            "SELECT 1 FROM acked_ids WHERE account = ? AND device_id = ? AND id = ? AND expires > ?",
-            (*key, now),
-        ).fetchone()
-        is not None
-    )
-
-
 #: ids per ``IN (...)`` query (SQLite allows 32,766 parameters)
 _IDS_PER_QUERY = 500
 
 
 def _known_ids(conn: sqlite3.Connection, account: str, device_id: int, ids: list[bytes], now: int) -> set[bytes]:
-    """Which of ``ids`` ``_is_known`` would say are known to this mailbox: two queries per
-    500 ids instead of two per id."""
+    """Which of ``ids`` this mailbox knows: stored in it, or acknowledged there and not yet
+    expired (a retransmission of those is not stored again). Two queries per 500 ids."""
     known: set[bytes] = set()
     for start in range(0, len(ids), _IDS_PER_QUERY):
         chunk = ids[start : start + _IDS_PER_QUERY]

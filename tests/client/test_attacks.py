@@ -8,7 +8,7 @@ import types
 import pytest
 import trio
 
-import client.receiving as receiving
+import core.certs as certs
 import client.sdk as sdk
 from core import limits
 from core.certs import issue_certificate
@@ -29,17 +29,17 @@ async def test_a_session_with_someone_elses_x25519_identity_key_cannot_pass_as_t
     with trio.fail_after(HANG_S):
         alice, bob, mallory = await register(alpha, "alice"), await register(alpha, "bob"), await register(alpha, "mallory")
         captured = []
-        real_verify = receiving.verify_certificate
+        real_verify = certs.verify_certificate
 
         def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             cert = real_verify(*args, **kwargs)
             captured.append(cert)
             return cert
 
-        monkeypatch.setattr(receiving, "verify_certificate", spy)
+        monkeypatch.setattr(certs, "verify_certificate", spy)
         await bob.send_text(f"mallory@{alpha.config.name}", "hi mallory")
         texts(mallory, await mallory.receive())
-        monkeypatch.setattr(receiving, "verify_certificate", real_verify)
+        monkeypatch.setattr(certs, "verify_certificate", real_verify)
         bob_cert = next(c for c in captured if c.account == BOB)
 
         me = mallory.state.profile()

@@ -8,9 +8,10 @@ import cbor2
 import pytest
 
 from core import canonical
-from core.crypto import CryptoMode, SigningKey
+from core.crypto import CryptoMode, SigningKey, VerifyKey
 from core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
-from core.ratchet import MLKEM768, X25519, PrekeyBundle, PrekeySecret, SignedPrekey, generate_prekey, verify_bundle, verify_prekey
+from core.ratchet import MLKEM768, X25519, PrekeyBundle, PrekeySecret, SignedPrekey, decode_prekey, generate_prekey, verify_bundle
+from core.ratchet import verify_prekey
 
 from .helpers import MODE_IDS, MODES, device, flip, identity, rng
 
@@ -76,6 +77,34 @@ def test_kind_relabel_is_refused() -> None:
 def test_malformed_prekeys_are_remote_errors(raw: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
         verify_prekey(raw, identity(CryptoMode.CLASSICAL, "bob").public)
+    # decoding alone checks the structure; whatever it lets through, verify_bundle refuses
+    with pytest.raises(RemoteProtocolError):
+        prekey = decode_prekey(raw)
+        bundle = device(CryptoMode.HYBRID, "bob").bundle(verify=False)
+        slot = "pq_prekey" if prekey.kind == MLKEM768 else "signed_prekey"
+        verify_bundle(dataclasses.replace(bundle, **{slot: prekey}))
+
+
+def test_decoded_prekeys_are_checked_once_by_verify_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    bob = device(CryptoMode.HYBRID, "bob")
+    published = bob.bundle(verify=False)
+    raws = {slot: getattr(published, slot).to_bytes() for slot in ("signed_prekey", "pq_prekey", "one_time_prekey")}
+    checked: list[bytes] = []
+    original = VerifyKey.verify
+
+    def counting(self: VerifyKey, label: bytes, msg: bytes, signature: bytes) -> None:
+        checked.append(msg)
+        original(self, label, msg, signature)
+
+    monkeypatch.setattr(VerifyKey, "verify", counting)
+    decoded = {slot: decode_prekey(raw) for slot, raw in raws.items()}
+    assert checked == [] and decoded["pq_prekey"] == published.pq_prekey
+    assert verify_bundle(dataclasses.replace(published, **decoded)).verified
+    assert len(checked) == 3
+    # a prekey signed by someone else decodes, but spoils the bundle
+    _, mallorys = generate_prekey(identity(CryptoMode.HYBRID, "mallory"), X25519, 9, rng("m"))
+    with pytest.raises(VerifyError):
+        verify_bundle(dataclasses.replace(published, signed_prekey=decode_prekey(mallorys.to_bytes())))
 
 
 def test_prekey_secret_is_local_and_hidden() -> None:

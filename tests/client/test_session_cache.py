@@ -1,0 +1,127 @@
+"""Live session states (client/session_cache.py): used only while the stored record is the one
+they were saved as, so the store stays the source of truth; and the SDK keeps them between
+messages instead of decoding every record again."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+import trio
+
+from client.sdk import Device
+from client.session_cache import SessionCache
+from core.crypto import CryptoMode
+from core.errors import LocalProtocolError
+from core.ratchet import SessionState, decrypt, encrypt
+from tests.core.ratchet.helpers import start
+from tests.node.conftest import RunningNode
+
+from .conftest import ALICE, BOB, HANG_S, texts
+
+Register = Callable[..., Awaitable[Device]]
+PEER = ("bob@alpha.example", 1)
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
+    """Every session record decoded with SessionState.from_bytes while the test runs."""
+    records: list[bytes] = []
+    original = SessionState.from_bytes
+
+    def counting(cls: type[SessionState], data: bytes) -> SessionState:
+        records.append(data)
+        return original(data)
+
+    monkeypatch.setattr(SessionState, "from_bytes", classmethod(counting))
+    yield records
+
+
+def _stored(state: SessionState) -> tuple[bytes, SessionState]:
+    return state.to_bytes(), state
+
+
+def test_the_remembered_state_is_used_while_the_record_is_the_same(decoded: list[bytes]) -> None:
+    cache = SessionCache()
+    record, state = _stored(start(CryptoMode.HYBRID).alice)
+    cache.remember(*PEER, record, state)
+    assert cache.load(*PEER, bytes(bytearray(record))) is state  # the store hands back a copy
+    assert decoded == []
+
+
+def test_another_record_is_decoded_and_the_stale_state_dropped(decoded: list[bytes]) -> None:
+    cache = SessionCache()
+    pair = start(CryptoMode.HYBRID)
+    old_record, old_state = _stored(pair.alice)
+    pair.a2b(b"advanced elsewhere")  # e.g. by another process on the same device state
+    new_record = pair.alice.to_bytes()
+    cache.remember(*PEER, old_record, old_state)
+    loaded = cache.load(*PEER, new_record)
+    assert loaded is not old_state and loaded == pair.alice and decoded == [new_record]
+    assert len(cache) == 0  # the stale state (and its chain keys) is gone
+    # the state really is the newer one: it continues the conversation
+    message, _ = encrypt(loaded, b"next")
+    assert decrypt(pair.bob, message, pair.b_rng)[0] == b"next"
+
+
+def test_a_damaged_record_is_refused_even_with_a_state_cached() -> None:
+    cache = SessionCache()
+    record, state = _stored(start(CryptoMode.CLASSICAL).alice)
+    cache.remember(*PEER, record, state)
+    with pytest.raises(LocalProtocolError):
+        cache.load(*PEER, record[:-1])
+    with pytest.raises(LocalProtocolError):
+        cache.load(*PEER, b"")
+
+
+def test_the_cache_is_bounded_and_forgets_on_request(decoded: list[bytes]) -> None:
+    cache = SessionCache(size=2)
+    records = {}
+    for device in (1, 2, 3):
+        records[device] = _stored(start(CryptoMode.CLASSICAL, seed=device).alice)
+        cache.remember("bob@alpha.example", device, *records[device])
+    assert len(cache) == 2
+    assert cache.load("bob@alpha.example", 3, records[3][0]) is records[3][1]
+    assert cache.load("bob@alpha.example", 1, records[1][0]) == records[1][1]  # evicted: decoded
+    assert decoded == [records[1][0]]
+    cache.forget("bob@alpha.example", 3)
+    assert len(cache) == 1
+    with pytest.raises(ValueError):
+        SessionCache(size=0)
+
+
+# The SDK ------------------------------------------------------------------------------------
+
+
+async def test_a_device_keeps_its_sessions_live_between_messages(alpha: RunningNode, register: Register, decoded: list[bytes]) -> None:
+    with trio.fail_after(HANG_S):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        for n in range(3):
+            await alice.send_text(BOB, f"a{n}")
+            result = await bob.receive()
+            assert texts(bob, result) == [(ALICE, f"a{n}")]
+            await bob.send_text(ALICE, f"b{n}")
+            assert [t for _, t in texts(alice, await alice.receive())] == [f"b{n}"]
+    assert decoded == []  # every session was created by the device and stayed live
+
+
+async def test_two_processes_on_one_device_state_never_reuse_a_stale_session(
+    alpha: RunningNode, register: Register, make_device: Callable[..., Device]
+) -> None:
+    """A second Device on the same home (the CLI next to a running SDK client) advances the
+    sessions in the store; the first one must notice and not send with its old chain keys."""
+    with trio.fail_after(HANG_S):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        alice_cli, bob_cli = make_device("alice"), make_device("bob")
+        await alice.send_text(BOB, "1")
+        assert texts(bob, await bob.receive()) == [(ALICE, "1")]
+        await alice_cli.send_text(BOB, "2")
+        await alice.send_text(BOB, "3")
+        assert texts(bob_cli, await bob_cli.receive()) == [(ALICE, "2"), (ALICE, "3")]
+        await alice.send_text(BOB, "4")
+        result = await bob.receive()
+        assert texts(bob, result) == [(ALICE, "4")] and result.rejected == []
+        await bob.send_text(ALICE, "5")
+        await bob_cli.send_text(ALICE, "6")
+        result = await alice_cli.receive()
+        assert texts(alice_cli, result) == [(BOB, "5"), (BOB, "6")] and result.rejected == []

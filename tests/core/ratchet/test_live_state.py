@@ -1,0 +1,60 @@
+"""What makes a live session state cheap to keep using (core/ratchet/state.py): ratchet key
+objects are built once and handed on, and the fast encodings of the per-message path are
+byte for byte the canonical CBOR that every strict decoder expects."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import canonical
+from core.crypto import CryptoMode, MlKemKeyPair, X25519KeyPair
+from core.ratchet import SessionState, encrypt
+
+from .helpers import MODE_IDS, MODES, initial, start
+
+
+def _canonical(raw: bytes) -> bool:
+    return canonical.dumps(canonical.loads(raw, max_bytes=1 << 20)) == raw
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_messages_and_records_are_canonical_cbor(mode: CryptoMode) -> None:
+    _alice, _bob, alice, first, _rng = initial(mode)
+    assert _canonical(first) and _canonical(alice.to_bytes())  # wrapped with the prekey header
+    pair = start(mode, reply=False)
+    skipped, pair.alice = encrypt(pair.alice, b"skipped")
+    pair.a2b(b"leaves a skipped key behind")
+    assert len(pair.bob.skipped) == 1
+    for state in (pair.alice, pair.bob):
+        raw = state.to_bytes()
+        assert _canonical(raw) and SessionState.from_bytes(raw) == state
+    assert _canonical(skipped)
+    message = pair.b2a(b"a new chain")
+    assert _canonical(message) and _canonical(pair.alice.to_bytes()) and _canonical(pair.bob.to_bytes())
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_ratchet_keys_are_built_once_per_turn(mode: CryptoMode, monkeypatch: pytest.MonkeyPatch) -> None:
+    pair = start(mode)
+    built: list[str] = []
+    for cls in (X25519KeyPair, MlKemKeyPair):
+        original = cls.__init__
+
+        def counting(self: object, secret: bytes, original=original, name=cls.__name__) -> None:  # noqa: ANN001
+            built.append(name)
+            original(self, secret)
+
+        monkeypatch.setattr(cls, "__init__", counting)
+    for _ in range(2):
+        for n in range(3):
+            pair.a2b(b"to bob %d" % n)
+        for n in range(3):
+            pair.b2a(b"to alice %d" % n)
+    turns = 4  # every change of direction: the receiver starts a sending chain
+    assert built.count("X25519KeyPair") == (turns if mode.uses_classical else 0)
+    assert built.count("MlKemKeyPair") == (turns if mode.uses_pq else 0)
+    # a loaded record builds its own keys once (current and previous ML-KEM key)
+    built.clear()
+    SessionState.from_bytes(pair.alice.to_bytes())
+    assert built.count("X25519KeyPair") == (1 if mode.uses_classical else 0)
+    assert built.count("MlKemKeyPair") == (2 if mode.uses_pq else 0)
