@@ -21,6 +21,8 @@ class _Invalid(ValueError):
 
 def validate_node_name(name: str, *, remote: bool = False) -> str:
     try:
+        if type(name) is not str:
+            raise _bad_node_name(name)
         return _node_name(name)
     except _Invalid as exc:
         raise (RemoteProtocolError if remote else LocalProtocolError)(str(exc)) from None
@@ -31,8 +33,12 @@ def _node_name(name: str) -> str:
     norm = name.strip().lower()
     labels = norm.split(".")
     if not norm or len(norm) > limits.MAX_NODE_NAME_LEN or not all(_LABEL.fullmatch(lab) for lab in labels):
-        raise _Invalid(f"invalid node name {name!r} (letters, digits, '-' and '.', like alpha.example)")
+        raise _bad_node_name(name)
     return norm
+
+
+def _bad_node_name(name: object) -> _Invalid:
+    return _Invalid(f"invalid node name {name!r} (letters, digits, '-' and '.', like alpha.example)")
 
 
 @dataclass(frozen=True, slots=True)

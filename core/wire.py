@@ -169,9 +169,9 @@ def _struct_out(obj: Struct) -> list[Any]:
     """The wire array of ``obj``; ValueError for what a decoder would refuse."""
     try:
         value = [out(getattr(obj, name)) for name, out in obj._wire_out]
+        obj.check()  # only once the types are known good, as the decoder does
     except ValueError as exc:
         raise ValueError(f"{type(obj).__name__}: {exc}") from None
-    obj.check()  # only once the types are known good, as the decoder does
     return value
 
 
@@ -231,8 +231,8 @@ def _pack_checked(obj: Struct, tag: int | None) -> bytes:
     try:
         fields = _struct_out(obj)
         data = packb(fields if tag is None else [tag, *fields])
-    except ValueError as exc:
-        raise LocalProtocolError(f"invalid {what}: {exc}") from None
+    except ValueError as exc:  # says which struct: "Push: Envelope: ..."
+        raise LocalProtocolError(f"invalid {exc}") from None
     except (TypeError, OverflowError) as exc:  # an int out of range, a str msgpack cannot take
         raise LocalProtocolError(f"cannot encode {what}: {type(exc).__name__}") from None
     if len(data) > limits.MAX_FRAME_BYTES:

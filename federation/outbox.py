@@ -59,15 +59,17 @@ def unroutable_note(dest: str) -> tuple[str, str]:
 class _Worker:
     """What others tell a running worker."""
 
-    __slots__ = ("woken", "expire_due", "nudged")
+    __slots__ = ("woken", "expire_due", "nudged", "poked")
 
     def __init__(self) -> None:
         #: new items were committed since the worker last read its outbox
         self.woken = False
         #: an expiry tick asked it to settle its expired items
         self.expire_due = False
-        #: set to end a wait: the peer table changed, an expiry tick or new items came
+        #: set to end a wait: the peer table changed, or an expiry tick came
         self.nudged = trio.Event()
+        #: set when new items came (ends only the wait for a settle, not a backoff)
+        self.poked = trio.Event()
 
 
 async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
@@ -155,7 +157,7 @@ class Outboxes:
             worker = self._workers.get(dest)
             if worker is not None:
                 worker.woken = True
-                worker.nudged.set()  # ends a wait (e.g. for a settle) so it reads again
+                worker.poked.set()  # ends its wait for a settle in flight: it reads again
             elif self._nursery is None:
                 self._early.add(dest)
             else:
@@ -204,6 +206,7 @@ class Outboxes:
             # Before the reads: a wake-up or a nudge during them is not lost.
             worker.woken = False
             worker.nudged = trio.Event()
+            worker.poked = trio.Event()
             if worker.expire_due:
                 await settling.wait()
                 worker.expire_due = False
@@ -215,7 +218,7 @@ class Outboxes:
             )
             if not items:
                 if not worker.woken:  # new items end the wait for the settle in flight
-                    await _first_of(settling.finished.wait, worker.nudged.wait)
+                    await _first_of(settling.finished.wait, worker.poked.wait, worker.nudged.wait)
                 if worker.woken or not settling.finished.is_set():
                     continue
                 await settling.wait()  # its store error, if any, ends the worker

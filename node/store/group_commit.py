@@ -13,8 +13,12 @@ gets the error, so nothing is ever reported stored that is not.
 Under no load a group holds one write, exactly as before; under load the fsync is shared.
 
 Cancellation: a write not yet taken into a group is simply dropped from the queue; once taken
-it runs to its end and its caller waits for the COMMIT (shielded) before seeing the
-cancellation, so a caller never gives up on a write that may still commit.
+it runs to its end and its caller waits for the COMMIT (shielded) and gets its outcome; the
+cancellation comes at its next checkpoint. So a caller never gives up on a write that may still
+commit, and one that committed is told so (and can, e.g., wake the recipients).
+
+If SQLite itself undoes the whole transaction while a write runs (a full disk, an I/O error),
+the group fails with that error.
 """
 
 from __future__ import annotations
@@ -31,16 +35,19 @@ __all__ = ["GroupCommit"]
 
 T = TypeVar("T")
 
-#: the most writes one group holds (bounds the transaction's size and its callers' wait)
+#: the most writes one group holds, and their summed cost (rows, roughly): bounds the
+#: transaction's size and so how long its callers and other processes wait for the lock
 MAX_GROUP = 64
+MAX_GROUP_COST = 4096
 
 
 class _Write(Generic[T]):
-    __slots__ = ("fn", "args", "taken", "done", "result", "error")
+    __slots__ = ("fn", "args", "cost", "taken", "done", "result", "error")
 
-    def __init__(self, fn: Callable[..., T], args: tuple[Any, ...]) -> None:
+    def __init__(self, fn: Callable[..., T], args: tuple[Any, ...], cost: int) -> None:
         self.fn = fn
         self.args = args
+        self.cost = cost
         self.taken = False
         self.done = trio.Event()
         self.result: T | None = None
@@ -56,6 +63,8 @@ def _run_group(conn: sqlite3.Connection, group: list[_Write[Any]]) -> None:
             try:
                 write.result = write.fn(conn, *write.args)
             except Exception as exc:  # noqa: BLE001 - handed to that write's caller
+                if not conn.in_transaction:  # SQLite undid the whole group (e.g. a full disk)
+                    raise
                 conn.execute("ROLLBACK TO w")
                 write.error = exc
             conn.execute("RELEASE w")
@@ -78,8 +87,10 @@ class GroupCommit:
         self._leading = False
         self._group_done = trio.Event()
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        write: _Write[T] = _Write(fn, args)
+    async def run(self, fn: Callable[..., T], *args: Any, cost: int = 1) -> T:
+        """``fn(conn, *args)`` committed; ``cost`` (e.g. rows written) bounds how much one
+        group holds, so a group of big writes does not keep the write lock for long."""
+        write: _Write[T] = _Write(fn, args, cost)
         self._queue.append(write)
         try:
             while not write.done.is_set():
@@ -87,13 +98,16 @@ class GroupCommit:
                     await self._group_done.wait()
                 else:
                     await self._lead()
-        except trio.Cancelled:
+        except BaseException as exc:
             if not write.taken:
                 self._queue.remove(write)
                 raise
+            # Taken: it commits or fails as part of its group. Wait for that; a cancellation
+            # is then seen at the caller's next checkpoint, after it has learnt the outcome.
             with trio.CancelScope(shield=True):
                 await write.done.wait()
-            raise
+            if not isinstance(exc, trio.Cancelled):
+                raise
         if isinstance(write.error, sqlite3.Error):
             raise StoreError(f"database error: {write.error}") from write.error
         if write.error is not None:
@@ -102,7 +116,11 @@ class GroupCommit:
 
     async def _lead(self) -> None:
         self._leading = True
-        group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+        size = cost = 0
+        while size < len(self._queue) and size < MAX_GROUP and (size == 0 or cost + self._queue[size].cost <= MAX_GROUP_COST):
+            cost += self._queue[size].cost
+            size += 1
+        group, self._queue = self._queue[:size], self._queue[size:]
         for write in group:
             write.taken = True
         try:

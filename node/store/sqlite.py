@@ -170,10 +170,10 @@ class SqliteStore:
 
         return await trio.to_thread.run_sync(run, limiter=self._limiter)
 
-    async def _transaction(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _transaction(self, fn: Callable[..., T], *args: Any, cost: int = 1) -> T:
         """Run ``fn(conn, *args)`` durably: committed (with the writes queued beside it, see
         ``group_commit.py``) before this returns; on an error in ``fn`` its writes are undone."""
-        return await self._writes.run(fn, *args)
+        return await self._writes.run(fn, *args, cost=cost)
 
     async def _snapshot(self, fn: Callable[..., T], *args: Any) -> T:
         """Run the reads of ``fn(conn, *args)`` on one consistent snapshot of the database."""
@@ -328,7 +328,7 @@ class SqliteStore:
     ) -> int:
         if not envelopes and not outbound:
             return 0
-        return await self._transaction(_enqueue, list(envelopes), now, quota, list(outbound))
+        return await self._transaction(_enqueue, list(envelopes), now, quota, list(outbound), cost=len(envelopes) + len(outbound))
 
     async def pending(
         self, account: str, device_id: int, *, after_seq: int, limit: int, now: int
@@ -340,7 +340,7 @@ class SqliteStore:
     async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:
         if not ids:
             return 0
-        return await self._transaction(_ack, account, device_id, list(ids), now)
+        return await self._transaction(_ack, account, device_id, list(ids), now, cost=len(ids))
 
     async def purge_expired(self, *, now: int) -> int:
         return await self._transaction(_purge_expired, now)
@@ -353,7 +353,7 @@ class SqliteStore:
     async def receive(self, items: Sequence[Inbound], *, now: int, quota: Quota) -> list[str]:
         if not items:
             return []
-        return await self._transaction(_receive, list(items), now, quota)
+        return await self._transaction(_receive, list(items), now, quota, cost=len(items))
 
     async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> list[QueuedItem]:
         if limit < 1:
@@ -375,7 +375,7 @@ class SqliteStore:
         reports: Sequence[OutboundItem] = (),
     ) -> None:
         if seqs or statuses or reports:
-            await self._transaction(_outbox_done, dest, list(seqs), now, list(statuses), list(reports))
+            await self._transaction(_outbox_done, dest, list(seqs), now, list(statuses), list(reports), cost=len(seqs))
 
     async def outbox_counts(self) -> dict[str, int]:
         return await self._call(_outbox_counts)

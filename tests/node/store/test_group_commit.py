@@ -3,13 +3,14 @@ one COMMIT, each stays all-or-nothing, and no caller hears "stored" before the C
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 
 import pytest
 import trio
 
 from node.store.base import QuotaExceeded, StoreError
-from node.store.group_commit import MAX_GROUP, GroupCommit, _run_group
+from node.store.group_commit import MAX_GROUP, MAX_GROUP_COST, GroupCommit, _run_group
 
 
 class Db:
@@ -132,17 +133,18 @@ async def test_a_failed_commit_fails_every_write_of_the_group(db):
     assert not db.conn.in_transaction
 
 
-async def test_cancelled_before_taken_never_runs_cancelled_after_waits_for_the_commit(db):
+async def test_cancelled_before_taken_never_runs_taken_gets_its_outcome_first(db):
     db.gate = trio.Event()
     finished = []
 
     async def one(v, scope):
         with scope:
             try:
-                await db.writes.run(insert, v)
-                finished.append(v)
+                finished.append((v, await db.writes.run(insert, v), db.values()))
+                await trio.sleep(0)  # the next checkpoint: here the cancellation comes
+                finished.append((v, "went on"))
             except trio.Cancelled:
-                finished.append(("cancelled", v, db.values()))
+                finished.append((v, "cancelled"))
                 raise
 
     scopes = {v: trio.CancelScope() for v in range(4)}
@@ -152,30 +154,97 @@ async def test_cancelled_before_taken_never_runs_cancelled_after_waits_for_the_c
         for v in (1, 2, 3):  # queued behind it
             nursery.start_soon(one, v, scopes[v])
         await trio.testing.wait_all_tasks_blocked()
-        scopes[1].cancel()  # write 1 is still queued: dropped at once
+        scopes[1].cancel()  # write 1 is still queued: dropped at once, never runs
         await trio.testing.wait_all_tasks_blocked()
-        assert ("cancelled", 1, []) in finished
-        db.gate.set()  # group 1 commits; write 2 leads group 2 = {2, 3}
+        assert finished == [(1, "cancelled")]
+        db.gate.set()  # group 1 commits; one of writes 2 and 3 leads group 2 = {2, 3} ...
         db.gate = trio.Event()  # ... held at the new gate
         while len(db.groups) < 2:
             await trio.sleep(0.01)
         await trio.testing.wait_all_tasks_blocked()
-        scopes[0].cancel()  # too late: already committed
-        scopes[2].cancel()  # both taken into group 2 (led by one of them, the other waits):
-        scopes[3].cancel()  # neither caller may hear of the cancellation before the COMMIT
+        scopes[2].cancel()  # both taken (one leads, the other waits): each caller must still
+        scopes[3].cancel()  # learn that its write committed, and see the cancellation after
         await trio.testing.wait_all_tasks_blocked()
         assert db.values() == [0]
-        assert all(entry[1] not in (2, 3) for entry in finished if isinstance(entry, tuple))
+        assert not any(entry[0] in (2, 3) for entry in finished)
         db.gate.set()
-    assert 0 in finished
-    # the leader returns its result; the waiter sees the cancellation, after the COMMIT
-    group2 = finished[2:]
-    assert len(group2) == 2
-    assert (2 in group2 and ("cancelled", 3, [0, 2, 3]) in group2) or (
-        3 in group2 and ("cancelled", 2, [0, 2, 3]) in group2
-    ), group2
+    for v in (2, 3):
+        assert (v, v, [0, 2, 3]) in finished  # its result, after the COMMIT
+        assert (v, "cancelled") in finished  # then the cancellation, at its next checkpoint
+        assert (v, "went on") not in finished
+    assert (0, 0, [0]) in finished and (0, "went on") in finished
     assert db.values() == [0, 2, 3]
     assert db.groups == [1, 2]
+
+
+async def _group_of(db, *writes):
+    """Run ``writes`` ((value, fn) pairs) as one group after a lone first write; outcomes."""
+    outcomes: dict[int, object] = {}
+
+    async def one(v, fn):
+        try:
+            outcomes[v] = await db.writes.run(fn, v)
+        except StoreError as exc:
+            outcomes[v] = exc
+
+    db.gate = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, 0, insert)
+        await trio.testing.wait_all_tasks_blocked()
+        for v, fn in writes:
+            nursery.start_soon(one, v, fn)
+        await trio.testing.wait_all_tasks_blocked()
+        db.gate.set()
+    return outcomes
+
+
+def fill_the_disk(conn, v):
+    conn.execute("INSERT INTO t (v) VALUES (?)", (v,))
+    conn.execute("CREATE TABLE IF NOT EXISTS filler (x BLOB)")
+    conn.executemany("INSERT INTO filler VALUES (?)", [(b"x" * 4000,)] * 50)
+
+
+async def test_a_full_disk_fails_the_write_and_never_reports_a_write_stored_that_is_not(db):
+    await db.writes.run(insert, 100)
+    page_count = db.conn.execute("PRAGMA page_count").fetchone()[0]
+    db.conn.execute(f"PRAGMA max_page_count = {page_count + 2}")
+    outcomes = await _group_of(db, (1, insert), (2, fill_the_disk), (3, insert))
+    assert isinstance(outcomes[2], StoreError) and "full" in str(outcomes[2])
+    stored = set(db.values())
+    for v in (0, 1, 3):  # each either committed (and said so) or failed (and is not there)
+        assert (outcomes[v] == v) == (v in stored), (v, outcomes[v], stored)
+    assert 2 not in stored and not db.conn.in_transaction
+    db.conn.execute("PRAGMA max_page_count = 1073741823")
+    assert await db.writes.run(insert, 5) == 5  # and the store goes on
+
+
+def undo_everything(conn, v):
+    # What SQLite does on some I/O errors and full disks: the whole transaction is gone.
+    conn.execute("INSERT INTO t (v) VALUES (?)", (v,))
+    conn.execute("ROLLBACK")
+    raise sqlite3.OperationalError("database or disk is full")
+
+
+async def test_sqlite_undoing_the_whole_transaction_fails_the_group_with_its_error(db):
+    outcomes = await _group_of(db, (1, insert), (2, undo_everything), (3, insert))
+    assert outcomes[0] == 0
+    for v in (1, 2, 3):  # the real error, not "no such savepoint"
+        assert isinstance(outcomes[v], StoreError) and "disk is full" in str(outcomes[v]), outcomes[v]
+    assert db.values() == [0]
+    assert not db.conn.in_transaction
+
+
+async def test_a_group_is_bounded_by_the_cost_of_its_writes(db):
+    db.gate = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(db.writes.run, insert, -1)
+        await trio.testing.wait_all_tasks_blocked()
+        for v in range(5):
+            nursery.start_soon(functools.partial(db.writes.run, insert, v, cost=MAX_GROUP_COST // 2))
+            await trio.testing.wait_all_tasks_blocked()
+        db.gate.set()
+    assert db.groups == [1, 2, 2, 1]
+    assert len(db.values()) == 6
 
 
 async def test_a_group_holds_at_most_max_group_writes(db):
