@@ -36,5 +36,18 @@ example: $(VENV)/.installed-run
 bench: $(VENV)/.installed-run
 	$(BIN)/python -m bench.run
 
+# Long fuzzing runs of one decoder with atheris (not part of `make test`), e.g.
+# `make fuzz TARGET=frame RUNS=100000`; `.venv/bin/python -m fuzz --list` names the targets.
+TARGET ?= frame
+RUNS   ?= 100000
+
+$(VENV)/.installed-fuzz: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[fuzz]'
+	touch $@ $(VENV)/.installed-run
+
+.PHONY: fuzz
+fuzz: $(VENV)/.installed-fuzz
+	$(BIN)/python -m fuzz $(TARGET) -runs=$(RUNS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

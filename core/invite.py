@@ -14,6 +14,8 @@ from .errors import LocalProtocolError
 __all__ = ["make_invite", "parse_invite", "hash_invite_secret", "SECRET_BYTES"]
 
 SECRET_BYTES = 20
+#: the secret is base32 (lower case, no padding) of SECRET_BYTES bytes
+_SECRET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 
 
 def make_invite(fingerprint: str, secret: bytes) -> str:
@@ -23,9 +25,11 @@ def make_invite(fingerprint: str, secret: bytes) -> str:
 def parse_invite(token: str) -> tuple[str, str]:
     """Return (node fingerprint, secret text) or raise LocalProtocolError."""
     parts = token.strip().split(".")
-    if len(parts) != 2 or len(parts[1]) != 32:
+    # The secret is checked as it will be sent: a typo is refused here, not by the node.
+    secret = parts[1].lower() if len(parts) == 2 else ""
+    if len(secret) != 32 or not set(secret) <= _SECRET_CHARS:
         raise LocalProtocolError("malformed invite token (expected FINGERPRINT.SECRET as printed by `sonet-node invite`)")
-    return normalize_fingerprint(parts[0]), parts[1].lower()
+    return normalize_fingerprint(parts[0]), secret
 
 
 def hash_invite_secret(secret: str) -> bytes:
