@@ -20,6 +20,7 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from core import limits
 from core.channel import Channel
 from core.client_api import (
     Ack,
@@ -77,7 +78,10 @@ log = logging.getLogger("sonet.node.client")
 
 #: envelopes pushed but not yet acknowledged before the pusher waits for acks
 MAX_IN_FLIGHT = 1024
+#: envelopes per Deliver frame, and their body bytes (the rest of the frame cap is room for
+#: the per-item fields): a mailbox of large envelopes goes in several frames
 DELIVER_BATCH = 128
+DELIVER_BYTES = limits.MAX_FRAME_BYTES - 1024 * 1024
 
 
 class ClientSession:
@@ -262,7 +266,7 @@ class ClientSession:
                 self._acked = trio.Event()
                 await self._acked.wait()
             items = await self._ctx.store.pending(
-                account, device, after_seq=last_seq, limit=DELIVER_BATCH, now=self._ctx.clock_ms()
+                account, device, after_seq=last_seq, limit=DELIVER_BATCH, now=self._ctx.clock_ms(), max_bytes=DELIVER_BYTES
             )
             if items:
                 last_seq = items[-1].seq
@@ -284,15 +288,24 @@ class ClientSession:
             await wake.wait()
 
     async def _push_ephemeral(self, wake: Wakeup) -> None:
-        batch = []
-        while len(batch) < DELIVER_BATCH:
+        batch: list[Envelope] = []
+        size = 0
+        while True:
             try:
-                batch.append(wake.ephemeral.receive_nowait())
+                env = wake.ephemeral.receive_nowait()
             except trio.WouldBlock:
                 break
+            if batch and (len(batch) == DELIVER_BATCH or size + len(env.body) > DELIVER_BYTES):
+                await self._send_ephemeral(batch)
+                batch, size = [], 0
+            batch.append(env)
+            size += len(env.body)
         if batch:
-            now = self._ctx.clock_ms()
-            await self.send(Deliver(items=tuple(Delivery(envelope=e, stored_at=now) for e in batch)))
+            await self._send_ephemeral(batch)
+
+    async def _send_ephemeral(self, batch: list[Envelope]) -> None:
+        now = self._ctx.clock_ms()
+        await self.send(Deliver(items=tuple(Delivery(envelope=e, stored_at=now) for e in batch)))
 
 
 _HANDLERS: dict[type[Frame], Callable[[ClientSession, Any], Awaitable[None]]] = {

@@ -323,9 +323,12 @@ class Store(Protocol):
         """
         ...
 
-    async def pending(self, account: str, device_id: int, *, after_seq: int, limit: int, now: int) -> list[MailboxItem]:
+    async def pending(
+        self, account: str, device_id: int, *, after_seq: int, limit: int, now: int, max_bytes: int | None = None
+    ) -> list[MailboxItem]:
         """Unexpired envelopes of one mailbox with seq > after_seq, in seq order, at most
-        ``limit`` of them (ValueError if ``limit < 1``)."""
+        ``limit`` of them (ValueError if ``limit < 1``) and, with ``max_bytes``, at most that
+        many body bytes in total -- but always the first one if any (so they fit a frame)."""
         ...
 
     async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:

@@ -331,11 +331,11 @@ class SqliteStore:
         return await self._transaction(_enqueue, list(envelopes), now, quota, list(outbound), cost=len(envelopes) + len(outbound))
 
     async def pending(
-        self, account: str, device_id: int, *, after_seq: int, limit: int, now: int
+        self, account: str, device_id: int, *, after_seq: int, limit: int, now: int, max_bytes: int | None = None
     ) -> list[MailboxItem]:
         if limit < 1:
             raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
-        return await self._call(_pending, account, device_id, after_seq, limit, now)
+        return await self._call(_pending, account, device_id, after_seq, limit, now, max_bytes)
 
     async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:
         if not ids:

@@ -11,6 +11,7 @@ publication (``sqlite_prekeys.py``); this module imports no other part of the ba
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from typing import Any
 
 from .base import MailboxItem, NewEnvelope, Quota, QuotaExceeded, StoreError
@@ -112,18 +113,24 @@ def _store_envelopes(conn: sqlite3.Connection, batch: list[NewEnvelope], now: in
 
 
 def _pending(
-    conn: sqlite3.Connection, account: str, device_id: int, after_seq: int, limit: int, now: int
+    conn: sqlite3.Connection, account: str, device_id: int, after_seq: int, limit: int, now: int, max_bytes: int | None
 ) -> list[MailboxItem]:
-    rows = conn.execute(
-        "SELECT seq, id, expires, kind, body, stored_at FROM mailbox"
-        " WHERE account = ? AND device_id = ? AND seq > ? AND expires > ?"
-        " ORDER BY seq LIMIT ?",
-        (account, device_id, after_seq, now, limit),
-    )
-    return [
-        MailboxItem(seq=seq, id=bytes(id_), expires=expires, kind=kind, body=bytes(body), stored_at=at)
-        for seq, id_, expires, kind, body, at in rows
-    ]
+    items: list[MailboxItem] = []
+    total = 0
+    with closing(
+        conn.execute(
+            "SELECT seq, id, expires, kind, body, stored_at FROM mailbox"
+            " WHERE account = ? AND device_id = ? AND seq > ? AND expires > ?"
+            " ORDER BY seq LIMIT ?",
+            (account, device_id, after_seq, now, limit),
+        )
+    ) as rows:
+        for seq, id_, expires, kind, body, at in rows:  # one by one: rows past the cap are never read
+            total += len(body)
+            if items and max_bytes is not None and total > max_bytes:
+                break
+            items.append(MailboxItem(seq=seq, id=bytes(id_), expires=expires, kind=kind, body=bytes(body), stored_at=at))
+    return items
 
 
 def _ack(conn: sqlite3.Connection, account: str, device_id: int, ids: list[bytes], now: int) -> int:

@@ -26,6 +26,7 @@ from core.client_api import (
     Registered,
     SendBatch,
 )
+from core import limits
 from core.crypto import Aead
 from core.envelope import Kind
 from core.invite import SECRET_BYTES, make_invite, parse_invite
@@ -425,3 +426,39 @@ async def test_message_text_never_reaches_the_node_disk(running: RunningNode) ->
             await conn.request(lambda n: Ping(request=n))
         everything = b"".join(running.file_contents().values())
         assert text.encode() not in everything
+
+
+async def test_a_mailbox_of_large_envelopes_is_delivered_in_frames_under_the_cap(running: RunningNode) -> None:
+    # 24 envelopes of MAX_ENVELOPE_BODY (6 MiB in all) are more than one frame may carry:
+    # the node splits the delivery by size, so the device still gets every one.
+    with trio.fail_after(HANG_S):
+        alice, bob = await running.enroll("alice"), await running.enroll("bob")
+        envs = [replace(opaque_envelope(bob.first), body=bytes([n]) * limits.MAX_ENVELOPE_BODY) for n in range(24)]
+        async with running.raw(alice.first) as conn:
+            for start in range(0, len(envs), 8):  # 2 MiB per SendBatch
+                assert (await _send(conn, *envs[start : start + 8])).stored == 8
+        async with running.raw(bob.first) as conn:
+            items = await collect_until_drained(conn)
+            assert [i.envelope.id for i in items] == [e.id for e in envs]
+            assert all(i.envelope.body == e.body for i, e in zip(items, envs))
+
+
+async def test_large_ephemeral_envelopes_are_delivered_in_frames_under_the_cap(running: RunningNode) -> None:
+    # Ephemeral envelopes are never stored; a burst of large ones must not make the node
+    # build a Deliver frame over the cap (that would close the recipient's connection).
+    with trio.fail_after(HANG_S):
+        alice, bob = await running.enroll("alice"), await running.enroll("bob")
+        async with running.raw(bob.first) as waiting:
+            assert await collect_until_drained(waiting) == []
+            envs = [
+                replace(opaque_envelope(bob.first, kind=Kind.EPHEMERAL), body=bytes([n]) * limits.MAX_ENVELOPE_BODY)
+                for n in range(24)
+            ]
+            async with running.raw(alice.first) as conn:
+                for start in range(0, len(envs), 8):
+                    await _send(conn, *envs[start : start + 8])
+            got: list[bytes] = []
+            while len(got) < len(envs):
+                got += [i.envelope.id for i in (await next_deliver(waiting)).items]
+            assert got == [e.id for e in envs]
+            await waiting.request(lambda n: Ping(request=n))  # and the connection is alive
