@@ -1,8 +1,10 @@
 """The embedded SQLite backend of the Store contract (see ``base.py`` for the semantics).
 
-One connection, used from one worker thread at a time (``trio.to_thread`` with a
-CapacityLimiter(1)). WAL + ``synchronous=FULL`` means a COMMIT has reached the disk when it
-returns, so a method's return is a durable acknowledgement. Every mutating method is all or
+One writer connection, used from one worker thread at a time (``trio.to_thread`` with a
+CapacityLimiter(1)), and a read-only connection on its own thread for the hot reads (what to
+deliver, what to push), which WAL lets read the last committed state while a write goes on.
+WAL + ``synchronous=FULL`` means a COMMIT has reached the disk when it returns, so a method's
+return is a durable acknowledgement. Every mutating method is all or
 nothing: its own SAVEPOINT inside a ``BEGIN IMMEDIATE`` transaction that the writes queued at
 the same moment share, so they share one fsync (group commit, ``group_commit.py``). The write
 lock is taken up front, so checks and writes see the same state even while another process (the
@@ -119,13 +121,24 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _connect_reader(path: str) -> sqlite3.Connection:
+    """A second, read-only connection: in WAL mode it reads the last committed state while
+    the writer's transactions and fsyncs go on (the hot reads -- what to deliver, what to
+    push -- need not queue behind them)."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
 class SqliteStore:
     """Store backed by one SQLite file. Create with ``await SqliteStore.open(path)``."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, reader: sqlite3.Connection) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._limiter = trio.CapacityLimiter(1)
         self._writes = GroupCommit(self._call)
+        self._reader: sqlite3.Connection | None = reader
+        self._read_limiter = trio.CapacityLimiter(1)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> Self:
@@ -134,13 +147,24 @@ class SqliteStore:
             conn = await trio.to_thread.run_sync(_connect, os.fspath(path))
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open database: {exc}") from exc
-        return cls(conn)
+        try:
+            reader = await trio.to_thread.run_sync(_connect_reader, os.fspath(path))
+        except (sqlite3.Error, OSError) as exc:
+            conn.close()
+            raise StoreError(f"cannot open database: {exc}") from exc
+        return cls(conn, reader)
 
     async def close(self) -> None:
         def close(conn: sqlite3.Connection) -> None:
             self._conn = None
             conn.close()
 
+        def close_reader(conn: sqlite3.Connection) -> None:
+            self._reader = None
+            conn.close()
+
+        if self._reader is not None:
+            await self._read(close_reader)
         if self._conn is not None:
             await self._call(close)
 
@@ -153,14 +177,21 @@ class SqliteStore:
     # Plumbing --------------------------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` on the worker thread, one call at a time.
+        """Run ``fn(conn, *args)`` on the writer connection's thread, one call at a time.
 
         The thread is never abandoned on cancellation: a transaction always finishes (commit
         or rollback) before the caller sees the cancellation, so nothing is left half-done.
         """
+        return await self._run_on("_conn", self._limiter, fn, *args)
 
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the reads of ``fn(conn, *args)`` on the read connection (its own thread), which
+        sees every transaction committed before the call."""
+        return await self._run_on("_reader", self._read_limiter, fn, *args)
+
+    async def _run_on(self, which: str, limiter: trio.CapacityLimiter, fn: Callable[..., T], *args: Any) -> T:
         def run() -> T:
-            conn = self._conn
+            conn = getattr(self, which)
             if conn is None:
                 raise StoreError("store is closed")
             try:
@@ -168,7 +199,7 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"database error: {exc}") from exc
 
-        return await trio.to_thread.run_sync(run, limiter=self._limiter)
+        return await trio.to_thread.run_sync(run, limiter=limiter)
 
     async def _transaction(self, fn: Callable[..., T], *args: Any, cost: int = 1) -> T:
         """Run ``fn(conn, *args)`` durably: committed (with the writes queued beside it, see
@@ -335,7 +366,7 @@ class SqliteStore:
     ) -> list[MailboxItem]:
         if limit < 1:
             raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
-        return await self._call(_pending, account, device_id, after_seq, limit, now, max_bytes)
+        return await self._read(_pending, account, device_id, after_seq, limit, now, max_bytes)
 
     async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:
         if not ids:
@@ -358,7 +389,7 @@ class SqliteStore:
     async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> list[QueuedItem]:
         if limit < 1:
             raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
-        return await self._call(_outbox, dest, limit, max_bytes, now, after)
+        return await self._read(_outbox, dest, limit, max_bytes, now, after)
 
     async def expired_outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
         if limit < 1:

@@ -409,3 +409,35 @@ async def test_deduplication_holds_across_the_batched_id_queries(db_path: Path) 
         assert sorted(int.from_bytes(p.id, "big") for p in pending) == list(range(1, 700, 2)) + list(range(700, 1200))
     finally:
         await store.close()
+
+
+async def test_pending_reads_committed_envelopes_while_a_write_is_in_progress(db_path: Path) -> None:
+    # The hot reads use their own connection: a long write transaction (here held open on the
+    # writer's thread) neither blocks them nor shows them its uncommitted rows.
+    import threading
+
+    store = await with_alice(db_path)
+    try:
+        await store.enqueue([envelope(1)], now=NOW, quota=ROOMY)
+        inside, release = threading.Event(), threading.Event()
+
+        def slow_write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at)"
+                " VALUES (?, 1, ?, ?, 1, x'00', 1, ?)",
+                (ALICE, (2).to_bytes(16, "big"), NOW + DAY, NOW),
+            )
+            inside.set()
+            release.wait(10)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store._transaction, slow_write)
+            await trio.to_thread.run_sync(inside.wait, 10)
+            with trio.fail_after(5):  # a hang guard: the read must not wait for the write
+                pending = await store.pending(ALICE, 1, after_seq=0, limit=10, now=NOW)
+            assert [int.from_bytes(p.id, "big") for p in pending] == [1]
+            release.set()
+        pending = await store.pending(ALICE, 1, after_seq=0, limit=10, now=NOW)
+        assert [int.from_bytes(p.id, "big") for p in pending] == [1, 2]
+    finally:
+        await store.close()
