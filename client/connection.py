@@ -8,6 +8,7 @@ a bounded channel. Everything runs inside the caller's ``async with``: no stray 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -137,35 +138,41 @@ async def connect(
     policy = policy or CryptoPolicy()
     established = False  # after this, errors belong to the caller's body and pass through as they are
     try:
-        async with open_websocket_url(
-            endpoint, max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=limits.HANDSHAKE_DEADLINE_S, disconnect_timeout=2
-        ) as ws:
-            hs = Handshake(
-                Role.INITIATOR,
-                identity=identity,
-                policy=policy,
-                rng=os.urandom,
-                prologue=b"/client",
-                expected_peer=node_fingerprint,
-            )
-            with trio.fail_after(limits.HANDSHAKE_DEADLINE_S):
+        # One deadline for the connect, the upgrade and the handshake, lifted once connected:
+        # trio-websocket's connect_timeout does not fire when the node accepts the TCP
+        # connection but never answers the upgrade.
+        with trio.CancelScope(deadline=trio.current_time() + limits.HANDSHAKE_DEADLINE_S) as connecting:
+            async with open_websocket_url(
+                endpoint, max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=limits.HANDSHAKE_DEADLINE_S, disconnect_timeout=2
+            ) as ws:
+                hs = Handshake(
+                    Role.INITIATOR,
+                    identity=identity,
+                    policy=policy,
+                    rng=os.urandom,
+                    prologue=b"/client",
+                    expected_peer=node_fingerprint,
+                )
                 done = await run_initiator(hs, send=ws.send_message, receive=ws.get_message, peer="node")
                 channel = Channel(done.keys)
                 channel.receive_data(await ws.get_message())
                 welcome = channel.next_event()
-            if not isinstance(welcome, Welcome):
-                raise RemoteProtocolError("node did not start with Welcome")
-            conn = Connection(ws, channel, welcome, done.peer)
-            established = True
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(conn.read_loop)
-                    try:
-                        yield conn
-                    finally:
-                        nursery.cancel_scope.cancel()
-            except BaseExceptionGroup as group:
-                raise sole_exception(group) from None  # the reader task never raises
+                if not isinstance(welcome, Welcome):
+                    raise RemoteProtocolError("node did not start with Welcome")
+                connecting.deadline = math.inf
+                conn = Connection(ws, channel, welcome, done.peer)
+                established = True
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(conn.read_loop)
+                        try:
+                            yield conn
+                        finally:
+                            nursery.cancel_scope.cancel()
+                except BaseExceptionGroup as group:
+                    raise sole_exception(group) from None  # the reader task never raises
+        if connecting.cancelled_caught:
+            raise ConnectError(f"the node at {url} did not complete the handshake in time")
     except ConnectionClosed as exc:
         raise ConnectError(f"the node at {url} closed the connection ({describe_close(exc.reason)})") from None
     except (OSError, WsHandshakeError) as exc:
@@ -173,10 +180,6 @@ async def connect(
             raise
         reason = getattr(exc, "strerror", None) or str(exc) or "connection refused"
         raise ConnectError(f"cannot connect to {endpoint}: {reason}") from None
-    except trio.TooSlowError:
-        if established:
-            raise
-        raise ConnectError(f"the node at {url} did not complete the handshake in time") from None
     except ProtocolError as exc:
         if established:
             raise

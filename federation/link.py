@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -214,25 +215,32 @@ async def dial_peer(
     headers = [(NAME_HEADER, validate_node_name(name).encode())]
     established = False
     try:
-        async with open_websocket_url(
-            endpoint,
-            extra_headers=headers,
-            max_message_size=limits.MAX_RECORD_BYTES,
-            connect_timeout=limits.HANDSHAKE_DEADLINE_S,
-            disconnect_timeout=2,
-        ) as ws:
-            hs = Handshake(
-                Role.INITIATOR,
-                identity=identity,
-                policy=policy or CryptoPolicy(),
-                rng=os.urandom,
-                prologue=ENDPOINT.encode(),
-                expected_peer=fingerprint,
-            )
-            with trio.fail_after(limits.HANDSHAKE_DEADLINE_S):
+        # One deadline for the connect, the upgrade and the handshake, lifted once the link is
+        # up. trio-websocket's connect_timeout is not enough: when the peer accepts the TCP
+        # connection but never answers the upgrade, its reader task keeps open_websocket_url
+        # waiting until the peer closes.
+        with trio.CancelScope(deadline=trio.current_time() + limits.HANDSHAKE_DEADLINE_S) as dialling:
+            async with open_websocket_url(
+                endpoint,
+                extra_headers=headers,
+                max_message_size=limits.MAX_RECORD_BYTES,
+                connect_timeout=limits.HANDSHAKE_DEADLINE_S,
+                disconnect_timeout=2,
+            ) as ws:
+                hs = Handshake(
+                    Role.INITIATOR,
+                    identity=identity,
+                    policy=policy or CryptoPolicy(),
+                    rng=os.urandom,
+                    prologue=ENDPOINT.encode(),
+                    expected_peer=fingerprint,
+                )
                 done = await run_initiator(hs, send=ws.send_message, receive=ws.get_message, peer="peer")
-            established = True
-            yield PeerLink(ws, Channel(done.keys), done.peer)
+                dialling.deadline = math.inf
+                established = True
+                yield PeerLink(ws, Channel(done.keys), done.peer)
+        if dialling.cancelled_caught:
+            raise DialError(f"the peer at {url} did not complete the handshake in time")
     except VerifyError as exc:
         if established:
             raise
@@ -255,10 +263,6 @@ async def dial_peer(
         if established:
             raise
         raise DialError(f"cannot connect to {endpoint}: {_why(exc)}") from None
-    except trio.TooSlowError:
-        if established:
-            raise
-        raise DialError(f"the peer at {url} did not complete the handshake in time") from None
 
 
 def _why(exc: BaseException) -> str:

@@ -174,8 +174,12 @@ class Node:
         while True:
             await trio.sleep(STATUS_WRITE_INTERVAL_S)
             if self.federation.version != written:
+                try:
+                    self._write_runtime()
+                except OSError as exc:  # a full disk: the status is stale until there is room again
+                    log.warning("cannot write %s, trying again in %g s: %s", RUNTIME_FILE, STATUS_WRITE_INTERVAL_S, exc)
+                    continue
                 written = self.federation.version
-                self._write_runtime()
 
     async def _purge_loop(self, store: SqliteStore) -> None:
         while True:

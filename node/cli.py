@@ -95,11 +95,14 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise UserError(f"another sonet-node is already running on {data}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     node = Node(data, config)
+    listening = False
 
     async def main() -> None:
+        nonlocal listening
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 url = await nursery.start(node.run)
+                listening = True
                 print(f"sonet node {config.name} listening on {url} (devices: {url}/client)", flush=True)
                 print(f"fingerprint: {node.identity.public.fingerprint}", flush=True)
                 async for signum in signals:
@@ -111,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         trio.run(main)
     except BaseExceptionGroup as group:
         error = sole_exception(group)
-        if isinstance(error, OSError):
+        if isinstance(error, OSError) and not listening:
             raise UserError(f"cannot listen on {config.listen}: {error.strerror or error}") from None
         raise
     finally:

@@ -70,7 +70,7 @@ from .client_messages import send_batch
 from .client_registration import link_approve, link_begin, link_complete, link_fetch, register, remove_device
 from .client_status import fetch_status
 from .mailbox import MailboxKey, Wakeup
-from .store import DeviceRow
+from .store import DeviceRow, StoreError
 
 __all__ = ["ClientContext", "ClientSession", "RequestError"]
 
@@ -230,7 +230,13 @@ class ClientSession:
 
     async def _on_ack(self, req: Ack) -> None:
         account, device = require_registered(self)
-        await self._ctx.store.ack(account, device, req.ids, now=self._ctx.clock_ms())
+        try:
+            await self._ctx.store.ack(account, device, req.ids, now=self._ctx.clock_ms())
+        except StoreError as exc:
+            # e.g. a full disk: the envelopes stay and come again on the next connection (the
+            # device drops ids it already has); an Ack has no answer, so the connection closes
+            log.warning("cannot record an acknowledgement: %s", exc)
+            raise RequestError("unavailable", "the node cannot record acknowledgements right now; try again later") from None
         self._in_flight.difference_update(req.ids)
         self._acked.set()
 

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -295,3 +295,33 @@ def link_device(procs: Processes, node: NodeProcess, new_home: Path, old_home: P
     assert begin.returncode == 0, f"exit {begin.returncode}\nstdout: {rest}\nstderr: {err}"
     assert "Traceback" not in err, err
     assert rest.splitlines() == [f"linked as {address} device {device}"], rest
+
+
+# Fault-harness counts (tests/e2e/test_faults.py) -------------------------------------------
+
+_FAULT_RUNS = pytest.StashKey[list[dict[str, object]]]()
+
+
+@pytest.fixture
+def record_fault_run(request: pytest.FixtureRequest) -> Callable[[dict[str, object]], None]:
+    """``record_fault_run(row)`` keeps one fault run's counts for the table printed at the end
+    (a run of an ``xfail`` test, one that shows a known bug, is marked so)."""
+    rows = request.config.stash.setdefault(_FAULT_RUNS, [])
+    known_bug = "xfail" if request.node.get_closest_marker("xfail") else ""
+
+    def record(row: dict[str, object]) -> None:
+        rows.append(row | {"known bug": known_bug})
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    """The table of the fault runs of this session, after pytest's own summary."""
+    rows = config.stash.get(_FAULT_RUNS, [])
+    if not rows:
+        return
+    terminalreporter.section("fault runs (lost and duplicated must be 0)")
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    for line in [dict(zip(columns, columns)), *rows]:
+        terminalreporter.write_line("  ".join(str(line[c]).ljust(widths[c]) for c in columns).rstrip())

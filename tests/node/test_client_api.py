@@ -30,6 +30,7 @@ from core import limits
 from core.crypto import Aead
 from core.envelope import Kind
 from core.invite import SECRET_BYTES, make_invite, parse_invite
+from node.store import StoreError
 
 from .conftest import HANG_S, NODE_NAME, RunningNode, collect_until_drained, next_deliver
 from .kit import Account, Member, NodeError, new_identity, opaque_envelope, record_for
@@ -462,3 +463,31 @@ async def test_large_ephemeral_envelopes_are_delivered_in_frames_under_the_cap(r
                 got += [i.envelope.id for i in (await next_deliver(waiting)).items]
             assert got == [e.id for e in envs]
             await waiting.request(lambda n: Ping(request=n))  # and the connection is alive
+
+
+async def test_an_ack_the_store_cannot_record_closes_only_that_connection(running: RunningNode, monkeypatch) -> None:
+    # e.g. a full disk: the envelope stays, the node keeps serving, the device gets it again.
+    with trio.fail_after(HANG_S):
+        alice, bob = await running.enroll("alice"), await running.enroll("bob")
+        env = opaque_envelope(bob.first)
+        async with running.raw(alice.first) as conn:
+            await _send(conn, env)
+        store = running.node.federation._store
+
+        async def full_disk(*args, **kwargs):
+            raise StoreError("database error: database or disk is full")
+
+        monkeypatch.setattr(store, "ack", full_disk)
+        async with running.raw(bob.first) as conn:
+            assert [i.envelope.id for i in await collect_until_drained(conn)] == [env.id]
+            await conn.send(Ack(ids=(env.id,)))
+            with pytest.raises(NodeError) as err:
+                await conn.request(lambda n: Ping(request=n))
+            assert err.value.code == "unavailable"
+        monkeypatch.undo()
+        assert running.alive
+        async with running.raw(bob.first) as conn:  # it comes again, and now the ack is kept
+            assert [i.envelope.id for i in await collect_until_drained(conn)] == [env.id]
+            await conn.send(Ack(ids=(env.id,)))
+            await conn.request(lambda n: Ping(request=n))
+        assert await running.pending(BOB) == []
