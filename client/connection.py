@@ -70,6 +70,8 @@ class Connection:
         send, self.deliveries = trio.open_memory_channel[Frame](_DELIVERY_BUFFER)
         self._deliveries_send = send
         self._fatal: Exception | None = None
+        #: the reader has stopped: nothing can answer a request any more
+        self._ended = False
 
     async def send(self, frame: Frame) -> None:
         async with self._send_lock:
@@ -77,6 +79,8 @@ class Connection:
 
     async def request(self, build: Any) -> Frame:
         """Send ``build(request_number)`` and return the node's answer (or raise NodeError)."""
+        if self._ended:  # else it would wait for an answer nobody is left to read
+            raise self._fatal or ConnectError("the node closed the connection")
         number = next(self._numbers)
         send, receive = trio.open_memory_channel[Frame](1)
         self._waiting[number] = send
@@ -121,6 +125,7 @@ class Connection:
         except ProtocolError as exc:
             self._fatal = ConnectError(f"protocol error from the node: {exc}")
         finally:
+            self._ended = True
             for waiter in self._waiting.values():
                 waiter.close()
             self._deliveries_send.close()
