@@ -114,6 +114,9 @@ def _connect(path: str) -> sqlite3.Connection:
             raise StoreError(f"cannot enable WAL journal on {path!r} (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")  # fsync the WAL on every commit
         conn.execute("PRAGMA foreign_keys = ON")
+        # Statement journals (each write runs in a SAVEPOINT, see group_commit.py) in memory,
+        # not in temporary files: they are only needed to undo a write that fails.
+        conn.execute("PRAGMA temp_store = MEMORY")
         migrate(conn)
     except BaseException:
         conn.close()
