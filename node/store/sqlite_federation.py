@@ -27,7 +27,7 @@ from .base import (
     Quota,
     StatusUpdate,
 )
-from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _known_ids, _mailbox_usage
+from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _known, _mailbox_usage
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
 
@@ -99,14 +99,7 @@ class _Mailboxes:
         self._now = now
         self._exists: dict[tuple[str, int], str] = {}
         self._usage: dict[tuple[str, int], tuple[int, int]] = {}
-        ids: dict[tuple[str, int], list[bytes]] = {}
-        for env in envelopes:
-            ids.setdefault((env.account, env.device_id), []).append(env.id)
-        self._known = {
-            (account, device_id, id_)
-            for (account, device_id), batch in ids.items()
-            for id_ in _known_ids(conn, account, device_id, batch, now)
-        }
+        self._known = _known(conn, envelopes, now)
 
     def known(self, env: NewEnvelope) -> bool:
         """In the mailbox (stored before, or earlier in this push) or acknowledged there."""

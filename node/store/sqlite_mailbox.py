@@ -36,18 +36,24 @@ def _device_exists(conn: sqlite3.Connection, account: str, device_id: int) -> bo
 _IDS_PER_QUERY = 500
 
 
-def _known_ids(conn: sqlite3.Connection, account: str, device_id: int, ids: list[bytes], now: int) -> set[bytes]:
-    """Which of ``ids`` this mailbox knows: stored in it, or acknowledged there and not yet
-    expired (a retransmission of those is not stored again). Two queries per 500 ids."""
-    known: set[bytes] = set()
-    for start in range(0, len(ids), _IDS_PER_QUERY):
-        chunk = ids[start : start + _IDS_PER_QUERY]
-        marks = ",".join("?" * len(chunk))
-        for sql, extra in (
-            (f"SELECT id FROM mailbox WHERE account = ? AND device_id = ? AND id IN ({marks})", ()),
-            (f"SELECT id FROM acked_ids WHERE account = ? AND device_id = ? AND id IN ({marks}) AND expires > ?", (now,)),
-        ):
-            known.update(bytes(row[0]) for row in conn.execute(sql, (account, device_id, *chunk, *extra)))
+def _known(conn: sqlite3.Connection, envelopes: list[NewEnvelope], now: int) -> set[tuple[str, int, bytes]]:
+    """The (account, device, id) of ``envelopes`` their mailboxes know: stored there, or
+    acknowledged there and not yet expired (a retransmission of those is not stored again).
+    Two queries per mailbox and 500 ids."""
+    ids_by_mailbox: dict[Mailbox, list[bytes]] = {}
+    for e in envelopes:
+        ids_by_mailbox.setdefault((e.account, e.device_id), []).append(e.id)
+    known: set[tuple[str, int, bytes]] = set()
+    for (account, device_id), ids in ids_by_mailbox.items():
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            for sql, extra in (
+                (f"SELECT id FROM mailbox WHERE account = ? AND device_id = ? AND id IN ({marks})", ()),
+                (f"SELECT id FROM acked_ids WHERE account = ? AND device_id = ? AND id IN ({marks}) AND expires > ?", (now,)),
+            ):
+                rows = conn.execute(sql, (account, device_id, *chunk, *extra))
+                known.update((account, device_id, bytes(row[0])) for row in rows)
     return known
 
 
@@ -86,14 +92,7 @@ def _store_envelopes(conn: sqlite3.Connection, batch: list[NewEnvelope], now: in
 
     # An envelope already expired on arrival could never be delivered: it is not stored.
     unexpired = [e for e in unique.values() if e.expires > now]
-    ids_by_mailbox: dict[Mailbox, list[bytes]] = {}
-    for e in unexpired:
-        ids_by_mailbox.setdefault((e.account, e.device_id), []).append(e.id)
-    known = {
-        (account, device_id, id_)
-        for (account, device_id), ids in ids_by_mailbox.items()
-        for id_ in _known_ids(conn, account, device_id, ids, now)
-    }
+    known = _known(conn, unexpired, now)
     fresh = [e for e in unexpired if (e.account, e.device_id, e.id) not in known]
 
     # Only mailboxes that receive something are checked: a retransmission of envelopes that
