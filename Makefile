@@ -6,7 +6,7 @@ DATA   ?= var/node
 NAME   ?= localhost
 LISTEN ?= 127.0.0.1:7480
 
-.PHONY: run test example bench clean
+.PHONY: run test typecheck example bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,17 @@ run: $(VENV)/.installed-run
 	@test -f $(DATA)/node.toml || $(BIN)/sonet-node init --data $(DATA) --name $(NAME) --listen $(LISTEN)
 	$(BIN)/sonet-node run --data $(DATA)
 
-test: $(VENV)/.installed-test
+test: typecheck
 	$(BIN)/python -m pytest -q
+
+# mypy over the installed layout (sonet.*), strict on sonet.core (pyproject.toml [tool.mypy]).
+# The folders live at the top of the repository; .typecheck/sonet links them under one name.
+PACKAGES := core transport client node federation
+typecheck: $(VENV)/.installed-test
+	@mkdir -p .typecheck/sonet
+	@ln -sfn ../../sonet/__init__.py .typecheck/sonet/__init__.py
+	@for p in $(PACKAGES); do ln -sfn ../../$$p .typecheck/sonet/$$p; done
+	$(BIN)/mypy -p sonet
 
 # Three federated nodes on loopback (alpha, beta, gamma via beta); see examples/three_nodes.py.
 example: $(VENV)/.installed-run
@@ -50,4 +59,4 @@ fuzz: $(VENV)/.installed-fuzz
 	$(BIN)/python -m fuzz $(TARGET) -runs=$(RUNS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .hypothesis .typecheck .mypy_cache

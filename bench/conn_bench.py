@@ -51,12 +51,12 @@ from pathlib import Path
 import trio
 from trio_websocket import open_websocket_url
 
-from core import limits
-from core.channel import Channel
-from core.client_api import Welcome
-from core.crypto import CryptoMode, CryptoPolicy, SigningKey
-from core.handshake import Handshake, HandshakeComplete, PeerIdentified, Role
-from core.handshake_driver import run_initiator
+from sonet.core import limits
+from sonet.core.channel import Channel
+from sonet.core.client_api import Welcome
+from sonet.core.crypto import CryptoMode, CryptoPolicy, SigningKey
+from sonet.core.handshake import Handshake, HandshakeComplete, PeerIdentified, Role
+from sonet.core.handshake_driver import run_initiator
 
 BIN = Path(sys.executable).parent
 BATCH = 100

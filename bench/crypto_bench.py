@@ -55,11 +55,11 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from client.session_cache import SessionCache
-from core.certs import CertificateCache, issue_certificate
-from core.content import Content, decode_content, encode_content
-from core.crypto import CryptoMode, HpkePrivateKey, SigningKey, X25519KeyPair
-from core.ratchet import (
+from sonet.client.session_cache import SessionCache
+from sonet.core.certs import CertificateCache, issue_certificate
+from sonet.core.content import Content, decode_content, encode_content
+from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey, X25519KeyPair
+from sonet.core.ratchet import (
     MLKEM768,
     X25519,
     PrekeyBundle,
@@ -71,7 +71,7 @@ from core.ratchet import (
     open_initial,
     verify_bundle,
 )
-from core.sealed_sender import seal, unseal
+from sonet.core.sealed_sender import seal, unseal
 
 __all__ = ["measure"]
 

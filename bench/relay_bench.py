@@ -57,10 +57,10 @@ from pathlib import Path
 import trio
 from trio_websocket import open_websocket_url
 
-from core import limits
-from core.client_api import Accepted, Ack, Deliver, Register, Registered, SendBatch
-from core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from core.wire import encode_frame
+from sonet.core import limits
+from sonet.core.client_api import Accepted, Ack, Deliver, Register, Registered, SendBatch
+from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
+from sonet.core.wire import encode_frame
 
 from .conn_bench import _LISTENING, BIN, _env, _kill, _spawn
 
@@ -83,8 +83,8 @@ TTL_MS = limits.DEFAULT_ENVELOPE_TTL_MS
 _SINK = """
 import json, sys, time, trio
 from trio_websocket import serve_websocket, ConnectionClosed
-from core.wire import decode_frame
-import core.client_api  # registers the SendBatch frame tag
+from sonet.core.wire import decode_frame
+import sonet.core.client_api  # registers the SendBatch frame tag
 state = {"n": 0, "lat": []}
 changed = trio.Event()
 async def handler(request):

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import trio
 
-from node.store import NewEnvelope, Quota, SqliteStore
+from sonet.node.store import NewEnvelope, Quota, SqliteStore
 
 __all__ = ["measure"]
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import trio
 
-from core import limits
-from core.address import validate_node_name
-from core.crypto import CryptoMode
-from core.errors import LocalProtocolError, ProtocolError
+from sonet.core import limits
+from sonet.core.address import validate_node_name
+from sonet.core.crypto import CryptoMode
+from sonet.core.errors import LocalProtocolError, ProtocolError
 
 from .connection import ConnectError, NodeError
 from .vault import VaultError

@@ -17,14 +17,14 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError as WsHandshakeError, open_websocket_url
 
-from core import limits
-from core.channel import Channel
-from core.client_api import Deliver, Drained, ErrorFrame, LinkOffer, Welcome
-from core.crypto import CryptoPolicy, SigningKey, VerifyKey
-from core.errors import ProtocolError, RemoteProtocolError, sole_exception
-from core.handshake import Handshake, Role
-from core.handshake_driver import run_initiator
-from core.wire import Frame
+from sonet.core import limits
+from sonet.core.channel import Channel
+from sonet.core.client_api import Deliver, Drained, ErrorFrame, LinkOffer, Welcome
+from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
+from sonet.core.errors import ProtocolError, RemoteProtocolError, sole_exception
+from sonet.core.handshake import Handshake, Role
+from sonet.core.handshake_driver import run_initiator
+from sonet.core.wire import Frame
 
 __all__ = ["Connection", "connect", "NodeError", "ConnectError", "describe_close", "TRANSIENT_LOOKUP_CODES"]
 

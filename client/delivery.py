@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from core import limits
-from core.client_api import EnvelopeStatus, FetchStatus, Statuses
-from core.errors import LocalProtocolError
-from core.federation_api import REFUSALS
+from sonet.core import limits
+from sonet.core.client_api import EnvelopeStatus, FetchStatus, Statuses
+from sonet.core.errors import LocalProtocolError
+from sonet.core.federation_api import REFUSALS
 
 from .connection import Connection
 from .state import DeviceState, SentMessage

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.address import Address
-from core.crypto import CryptoPolicy, VerifyKey
-from core.device import DeviceRecord, verify_device_record
-from core.device_list import DeviceList, check_successor, verify_device_list
-from core.errors import LocalProtocolError, VerifyError
+from sonet.core.address import Address
+from sonet.core.crypto import CryptoPolicy, VerifyKey
+from sonet.core.device import DeviceRecord, verify_device_record
+from sonet.core.device_list import DeviceList, check_successor, verify_device_list
+from sonet.core.errors import LocalProtocolError, VerifyError
 
 from .connection import Connection
 from .state import DeviceState

@@ -31,13 +31,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from core import canonical, limits
-from core.client_api import DeviceEntry, Devices, FetchDevices, FetchLeaves, Leaves
-from core.crypto import CryptoPolicy, VerifyKey
-from core.device import DeviceRecord, verify_device_record
-from core.device_list import DeviceList, check_successor, verify_device_list
-from core.errors import ProtocolError, RemoteProtocolError, VerifyError
-from core.keydir import CompactRange, DirectoryEntry, TreeHead, decode_entry, decode_head, leaf_hash, verify_directory_proof
+from sonet.core import canonical, limits
+from sonet.core.client_api import DeviceEntry, Devices, FetchDevices, FetchLeaves, Leaves
+from sonet.core.crypto import CryptoPolicy, VerifyKey
+from sonet.core.device import DeviceRecord, verify_device_record
+from sonet.core.device_list import DeviceList, check_successor, verify_device_list
+from sonet.core.errors import ProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.keydir import CompactRange, DirectoryEntry, TreeHead, decode_entry, decode_head, leaf_hash, verify_directory_proof
 
 from .connection import Connection, NodeError
 from .directory import AccountView

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.client_api import PrekeysPublished, PublishPrekeys
-from core.ratchet import MLKEM768, X25519, generate_prekey
+from sonet.core.client_api import PrekeysPublished, PublishPrekeys
+from sonet.core.ratchet import MLKEM768, X25519, generate_prekey
 
 from .connection import Connection
 from .state import DeviceState, Profile

@@ -14,17 +14,17 @@ from dataclasses import dataclass
 
 import trio
 
-from core import limits
-from core.address import Address, parse_address
-from core.client_api import Ack, Deliver, Delivery, LinkOffer
-from core.certs import SenderCertificate as VerifiedCertificate
-from core.certs import CertificateCache
-from core.content import Content, decode_content, encode_content
-from core.crypto import CryptoPolicy
-from core.device import DeviceRecord
-from core.envelope import Kind
-from core.errors import ProtocolError, VerifyError
-from core.sealed_sender import unseal
+from sonet.core import limits
+from sonet.core.address import Address, parse_address
+from sonet.core.client_api import Ack, Deliver, Delivery, LinkOffer
+from sonet.core.certs import SenderCertificate as VerifiedCertificate
+from sonet.core.certs import CertificateCache
+from sonet.core.content import Content, decode_content, encode_content
+from sonet.core.crypto import CryptoPolicy
+from sonet.core.device import DeviceRecord
+from sonet.core.envelope import Kind
+from sonet.core.errors import ProtocolError, VerifyError
+from sonet.core.sealed_sender import unseal
 
 from .connection import TRANSIENT_LOOKUP_CODES, Connection, NodeError
 from .directory import AccountView, IdentityChanged, fetch_account

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import trio
 
-from core import limits
-from core.address import Address, parse_address
-from core.client_api import (
+from sonet.core import limits
+from sonet.core.address import Address, parse_address
+from sonet.core.client_api import (
     Accepted,
     Bundles,
     DeviceMismatch,
@@ -40,18 +40,18 @@ from core.client_api import (
     SendBatch,
     SenderCertificate,
 )
-from core.certs import CertificateCache, verify_certificate
-from core.content import Content, encode_content
-from core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, HpkePublicKey, SigningKey
-from core.crypto.dh import X25519KeyPair
-from core.device import make_device_record
-from core.device_list import sign_device_list, verify_device_list
-from core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from core.errors import LocalProtocolError, ProtocolError, VerifyError
-from core.invite import parse_invite
-from core.provisioning import Provisioning, check_commitment, make_link_code, open_provisioning, parse_link_code, seal_provisioning
-from core.safety import qr_payload, safety_number
-from core.sealed_sender import seal
+from sonet.core.certs import CertificateCache, verify_certificate
+from sonet.core.content import Content, encode_content
+from sonet.core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, HpkePublicKey, SigningKey
+from sonet.core.crypto.dh import X25519KeyPair
+from sonet.core.device import make_device_record
+from sonet.core.device_list import sign_device_list, verify_device_list
+from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
+from sonet.core.errors import LocalProtocolError, ProtocolError, VerifyError
+from sonet.core.invite import parse_invite
+from sonet.core.provisioning import Provisioning, check_commitment, make_link_code, open_provisioning, parse_link_code, seal_provisioning
+from sonet.core.safety import qr_payload, safety_number
+from sonet.core.sealed_sender import seal
 
 from .connection import Connection, NodeError, connect
 from .delivery import refresh_sent

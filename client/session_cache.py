@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from core.crypto import ct_equal
-from core.ratchet import SessionState
+from sonet.core.crypto import ct_equal
+from sonet.core.ratchet import SessionState
 
 __all__ = ["SessionCache", "DEFAULT_SIZE"]
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core.client_api import Bundle
-from core.crypto import CryptoMode, CryptoPolicy
-from core.device import DeviceRecord
-from core.errors import DecryptError, ProtocolError, VerifyError
-from core.ratchet import PrekeyBundle, PrekeySecret, SessionState, decrypt, encrypt, initiate, is_initial, open_initial, session_mode
-from core.ratchet import decode_prekey, verify_bundle
+from sonet.core.client_api import Bundle
+from sonet.core.crypto import CryptoMode, CryptoPolicy
+from sonet.core.device import DeviceRecord
+from sonet.core.errors import DecryptError, ProtocolError, VerifyError
+from sonet.core.ratchet import PrekeyBundle, PrekeySecret, SessionState, decrypt, encrypt, initiate, is_initial, open_initial, session_mode
+from sonet.core.ratchet import decode_prekey, verify_bundle
 
 from .session_cache import SessionCache
 from .state import DeviceState, Profile

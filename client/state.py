@@ -17,8 +17,8 @@ from pathlib import Path
 
 import platformdirs
 
-from core import canonical
-from core.crypto import CryptoMode, HpkePrivateKey, SigningKey
+from sonet.core import canonical
+from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey
 
 from .state_directory import ALERT, DIRECTORY_SCHEMA, NOTICE, Alert, DirectoryState
 from .vault import Vault, VaultError

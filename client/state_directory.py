@@ -14,7 +14,7 @@ import sqlite3
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from core.keydir import decode_head
+from sonet.core.keydir import decode_head
 
 __all__ = ["DirectoryState", "Alert", "ALERT", "NOTICE", "DIRECTORY_SCHEMA"]
 

@@ -21,8 +21,8 @@ from typing import TypeVar
 
 import trio
 
-from core.address import parse_address
-from core.client_api import (
+from sonet.core.address import parse_address
+from sonet.core.client_api import (
     Bundles,
     Consistency,
     Devices,
@@ -32,12 +32,12 @@ from core.client_api import (
     FetchNodeKey,
     NodeKey,
 )
-from core.crypto import CryptoPolicy, VerifyKey
-from core.device import verify_device_record
-from core.device_list import verify_device_list
-from core.errors import ProtocolError, RemoteProtocolError, VerifyError
-from core.keydir import ProvenEntry, TreeHead, decode_cosignature, decode_head, verify_consistency, verify_cosignature
-from core.keydir import verify_directory_proof, witnesses
+from sonet.core.crypto import CryptoPolicy, VerifyKey
+from sonet.core.device import verify_device_record
+from sonet.core.device_list import verify_device_list
+from sonet.core.errors import ProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.keydir import ProvenEntry, TreeHead, decode_cosignature, decode_head, verify_consistency, verify_cosignature
+from sonet.core.keydir import verify_directory_proof, witnesses
 
 from .connection import TRANSIENT_LOOKUP_CODES, Connection, NodeError
 from .state import ALERT, DeviceState

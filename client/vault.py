@@ -12,9 +12,9 @@ import json
 import os
 from pathlib import Path
 
-from core.crypto import Aead
-from core.crypto.passphrase import DEFAULT_MEM, DEFAULT_OPS, SALT_LEN, derive_key
-from core.errors import DecryptError
+from sonet.core.crypto import Aead
+from sonet.core.crypto.passphrase import DEFAULT_MEM, DEFAULT_OPS, SALT_LEN, derive_key
+from sonet.core.errors import DecryptError
 
 __all__ = ["Vault", "VaultError", "PASSPHRASE_ENV"]
 

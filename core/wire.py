@@ -199,6 +199,7 @@ def _compile(cls: type[Struct]) -> None:
         raise TypeError(f"{cls.__name__} nests deeper than MAX_DEPTH")
 
 
+@typing.dataclass_transform(frozen_default=True, kw_only_default=True)
 def struct(cls: type[T]) -> type[T]:
     """Class decorator: make ``cls`` a frozen keyword-only dataclass usable as a nested struct."""
     dc = dataclasses.dataclass(frozen=True, kw_only=True, slots=True)(cls)
@@ -206,6 +207,7 @@ def struct(cls: type[T]) -> type[T]:
     return dc
 
 
+@typing.dataclass_transform(frozen_default=True, kw_only_default=True)
 def frame(tag: int) -> Callable[[type[T]], type[T]]:
     """Class decorator: register a top-level frame under ``tag``."""
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import trio
 
-from core import limits
-from core.client_api import SignedHead
-from core.federation_api import Gossip, Noted, SeenHead
+from sonet.core import limits
+from sonet.core.client_api import SignedHead
+from sonet.core.federation_api import Gossip, Noted, SeenHead
 
 from .errors import FederationError
 from .peers import Peer

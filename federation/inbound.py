@@ -36,8 +36,8 @@ from typing import Any
 
 import trio
 
-from core.address import parse_address
-from core.client_api import (
+from sonet.core.address import parse_address
+from sonet.core.client_api import (
     Bundles,
     Consistency,
     Devices,
@@ -52,11 +52,11 @@ from core.client_api import (
     Ping,
     Pong,
 )
-from core.crypto import SigningKey, VerifyKey
-from core.errors import ProtocolError, RemoteProtocolError
-from core.federation_api import OK, Cosign, Gossip, Noted, Push, PushResult, SeenHead, Transit
-from core.keydir import decode_cosignature
-from core.wire import Frame
+from sonet.core.crypto import SigningKey, VerifyKey
+from sonet.core.errors import ProtocolError, RemoteProtocolError
+from sonet.core.federation_api import OK, Cosign, Gossip, Noted, Push, PushResult, SeenHead, Transit
+from sonet.core.keydir import decode_cosignature
+from sonet.core.wire import Frame
 
 from .errors import FederationError
 from .link import Handler

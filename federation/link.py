@@ -30,15 +30,15 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError as WsHandshakeError, open_websocket_url
 
-from core import limits
-from core.address import validate_node_name
-from core.channel import Channel
-from core.client_api import ErrorFrame, Ping, Pong
-from core.crypto import CryptoPolicy, SigningKey, VerifyKey
-from core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
-from core.handshake import Handshake, PeerIdentified, Role
-from core.handshake_driver import run_initiator
-from core.wire import Frame
+from sonet.core import limits
+from sonet.core.address import validate_node_name
+from sonet.core.channel import Channel
+from sonet.core.client_api import ErrorFrame, Ping, Pong
+from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
+from sonet.core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.handshake import Handshake, PeerIdentified, Role
+from sonet.core.handshake_driver import run_initiator
+from sonet.core.wire import Frame
 
 from .peers import Peer, find_peer
 from .status import FederationStatus

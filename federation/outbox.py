@@ -33,10 +33,10 @@ from typing import Any
 
 import trio
 
-from core import limits
-from core.client_api import ErrorFrame
-from core.errors import RemoteProtocolError
-from core.federation_api import OK, REFUSALS, Push, PushResult, Transit
+from sonet.core import limits
+from sonet.core.client_api import ErrorFrame
+from sonet.core.errors import RemoteProtocolError
+from sonet.core.federation_api import OK, REFUSALS, Push, PushResult, Transit
 
 from .errors import FederationError
 from .peers import Peer

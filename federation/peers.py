@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from core import limits
-from core.address import validate_node_name
-from core.crypto import normalize_fingerprint
-from core.errors import LocalProtocolError
+from sonet.core import limits
+from sonet.core.address import validate_node_name
+from sonet.core.crypto import normalize_fingerprint
+from sonet.core.errors import LocalProtocolError
 
 __all__ = ["Peer", "PeerError", "validate_peer", "validate_peer_url", "find_peer"]
 

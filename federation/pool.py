@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError as WsHandshakeError
 
-from core.crypto import CryptoPolicy, SigningKey, VerifyKey
-from core.errors import ProtocolError
-from core.wire import Frame
+from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
+from sonet.core.errors import ProtocolError
+from sonet.core.wire import Frame
 
 from .backoff import Backoff
 from .errors import FederationError

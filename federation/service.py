@@ -93,10 +93,10 @@ from typing import Any
 
 import trio
 
-from core import limits
-from core.address import parse_address
-from core.channel import Channel
-from core.client_api import (
+from sonet.core import limits
+from sonet.core.address import parse_address
+from sonet.core.channel import Channel
+from sonet.core.client_api import (
     Bundles,
     Consistency,
     Devices,
@@ -110,11 +110,11 @@ from core.client_api import (
     NodeKey,
     Ping,
 )
-from core.crypto import CryptoPolicy, SigningKey, VerifyKey
-from core.envelope import Envelope
-from core.errors import ProtocolError
-from core.handshake import HandshakeComplete
-from core.wire import Frame
+from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
+from sonet.core.envelope import Envelope
+from sonet.core.errors import ProtocolError
+from sonet.core.handshake import HandshakeComplete
+from sonet.core.wire import Frame
 
 from .errors import FederationError
 from .gossip import Gossiper

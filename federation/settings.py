@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core import limits
+from sonet.core import limits
 
 from .backoff import DEFAULT_BASE_S, DEFAULT_CAP_S, DEFAULT_FACTOR
 from .ratelimit import Rate

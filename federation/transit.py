@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from core import limits
-from core.address import parse_address
-from core.envelope import Envelope
-from core.federation_api import Report, Transit
-from core.wire import decode_struct, encode_struct
+from sonet.core import limits
+from sonet.core.address import parse_address
+from sonet.core.envelope import Envelope
+from sonet.core.federation_api import Report, Transit
+from sonet.core.wire import decode_struct, encode_struct
 
 from .records import OutboundItem, Tracking
 

@@ -31,12 +31,12 @@ from typing import Any
 
 import trio
 
-from core.client_api import Consistency, FetchConsistency, FetchHead, Head
-from core.crypto import SigningKey, VerifyKey
-from core.errors import ProtocolError, VerifyError
-from core.federation_api import Cosign, Noted
-from core.keydir import TreeHead, cosign, verify_consistency, verify_head, witnesses
-from core.wire import Frame
+from sonet.core.client_api import Consistency, FetchConsistency, FetchHead, Head
+from sonet.core.crypto import SigningKey, VerifyKey
+from sonet.core.errors import ProtocolError, VerifyError
+from sonet.core.federation_api import Cosign, Noted
+from sonet.core.keydir import TreeHead, cosign, verify_consistency, verify_head, witnesses
+from sonet.core.wire import Frame
 
 from .errors import FederationError
 from .routes import Routes

@@ -8,14 +8,14 @@ targets seal their input to the recipient first, as any sender can, to fuzz what
 
 from __future__ import annotations
 
-from core import canonical
-from core.certs import SenderCertificate, certificate_node, verify_certificate
-from core.crypto import CryptoMode, VerifyKey
-from core.device import DeviceRecord, verify_device_record
-from core.device_list import DeviceList, decode_account_identity, verify_device_list
-from core.errors import RemoteProtocolError
-from core.provisioning import INFO_PREFIX, Provisioning, open_provisioning, seal_provisioning
-from core.sealed_sender import OpenedSealed, Unsealed, open_sealed, seal, sealed_info, unseal
+from sonet.core import canonical
+from sonet.core.certs import SenderCertificate, certificate_node, verify_certificate
+from sonet.core.crypto import CryptoMode, VerifyKey
+from sonet.core.device import DeviceRecord, verify_device_record
+from sonet.core.device_list import DeviceList, decode_account_identity, verify_device_list
+from sonet.core.errors import RemoteProtocolError
+from sonet.core.provisioning import INFO_PREFIX, Provisioning, open_provisioning, seal_provisioning
+from sonet.core.sealed_sender import OpenedSealed, Unsealed, open_sealed, seal, sealed_info, unseal
 
 from . import material as m
 from .target import Finding, Target, register

@@ -20,10 +20,10 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from core import canonical
-from core.crypto import Aead, CryptoMode
-from core.errors import LocalProtocolError, RemoteProtocolError
-from core.handshake import (
+from sonet.core import canonical
+from sonet.core.crypto import Aead, CryptoMode
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError
+from sonet.core.handshake import (
     Auth3,
     Handshake,
     HandshakeComplete,
@@ -32,7 +32,7 @@ from core.handshake import (
     PeerIdentified,
     Role,
 )
-from core.wire import Frame, decode_frame, encode_frame
+from sonet.core.wire import Frame, decode_frame, encode_frame
 
 from . import material as m
 from .target import Finding, Target, register

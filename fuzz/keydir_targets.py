@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import msgpack
 
-from core.client_api import DirectoryProof, Leaves
-from core.errors import RemoteProtocolError
-from core.keydir import (
+from sonet.core.client_api import DirectoryProof, Leaves
+from sonet.core.errors import RemoteProtocolError
+from sonet.core.keydir import (
     CompactRange,
     Cosignature,
     DirectoryEntry,
@@ -28,7 +28,7 @@ from core.keydir import (
     verify_inclusion,
     witnesses,
 )
-from core.wire import decode_frame, decode_struct, encode_frame, encode_struct
+from sonet.core.wire import decode_frame, decode_struct, encode_frame, encode_struct
 
 from . import material as m
 from .target import Finding, Target, Unusable, register, unpack_args

@@ -13,15 +13,15 @@ import hashlib
 import itertools
 from dataclasses import dataclass
 
-from core import limits
-from core.certs import issue_certificate
-from core.client_api import DirectoryProof, SignedHead
-from core.content import Content, encode_content
-from core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, Rng, SigningKey
-from core.device import make_device_record
-from core.device_list import sign_device_list
-from core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from core.keydir import MerkleTree, cosign, decode_head, encode_entry, leaf_hash, sign_head
+from sonet.core import limits
+from sonet.core.certs import issue_certificate
+from sonet.core.client_api import DirectoryProof, SignedHead
+from sonet.core.content import Content, encode_content
+from sonet.core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, Rng, SigningKey
+from sonet.core.device import make_device_record
+from sonet.core.device_list import sign_device_list
+from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
+from sonet.core.keydir import MerkleTree, cosign, decode_head, encode_entry, leaf_hash, sign_head
 
 __all__ = [
     "NODE",

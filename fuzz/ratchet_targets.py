@@ -12,9 +12,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from core.crypto import CryptoMode, SigningKey, X25519KeyPair
-from core.errors import RemoteProtocolError
-from core.ratchet import (
+from sonet.core.crypto import CryptoMode, SigningKey, X25519KeyPair
+from sonet.core.errors import RemoteProtocolError
+from sonet.core.ratchet import (
     MLKEM768,
     X25519,
     PrekeyBundle,

@@ -13,14 +13,14 @@ import types
 import typing
 from typing import Any
 
-import core.client_api  # noqa: F401 - registers the /client frames
-import core.federation_api  # noqa: F401 - registers the /federation frames
-import core.handshake  # noqa: F401 - registers the handshake frames
-from core import limits
-from core.client_api import DirectoryProof, SignedHead
-from core.envelope import Envelope
-from core.federation_api import Report
-from core.wire import Frame, Struct, encode_frame, registered_frames
+import sonet.core.client_api  # noqa: F401 - registers the /client frames
+import sonet.core.federation_api  # noqa: F401 - registers the /federation frames
+import sonet.core.handshake  # noqa: F401 - registers the handshake frames
+from sonet.core import limits
+from sonet.core.client_api import DirectoryProof, SignedHead
+from sonet.core.envelope import Envelope
+from sonet.core.federation_api import Report
+from sonet.core.wire import Frame, Struct, encode_frame, registered_frames
 
 from . import material as m
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import msgpack
 
-from core import limits
+from sonet.core import limits
 
 __all__ = ["Target", "Finding", "Unusable", "Codec", "register", "TARGETS", "unpack_args"]
 

@@ -7,15 +7,15 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from core import canonical
-from core.channel import Channel
-from core.client_api import Ping
-from core.content import Content, decode_content
-from core.envelope import Envelope, Kind
-from core.errors import DecryptError, LocalProtocolError, RemoteProtocolError
-from core.handshake import SessionKeys
-from core.invite import make_invite, parse_invite
-from core.wire import Frame, decode_frame, decode_struct, encode_frame, encode_struct
+from sonet.core import canonical
+from sonet.core.channel import Channel
+from sonet.core.client_api import Ping
+from sonet.core.content import Content, decode_content
+from sonet.core.envelope import Envelope, Kind
+from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError
+from sonet.core.handshake import SessionKeys
+from sonet.core.invite import make_invite, parse_invite
+from sonet.core.wire import Frame, decode_frame, decode_struct, encode_frame, encode_struct
 
 from . import material as m
 from .samples import frame_samples

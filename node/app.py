@@ -12,15 +12,15 @@ from pathlib import Path
 import trio
 from trio_websocket import WebSocketConnection, serve_websocket
 
-from core import limits
-from core.channel import Channel
-from core.crypto import CryptoPolicy
-from core.handshake import HandshakeComplete
-from core.wire import Frame
-from federation.link import ENDPOINT as FEDERATION_ENDPOINT
-from federation.service import Federation
-from federation.settings import FederationSettings
-from federation.status import FederationStatus
+from sonet.core import limits
+from sonet.core.channel import Channel
+from sonet.core.crypto import CryptoPolicy
+from sonet.core.handshake import HandshakeComplete
+from sonet.core.wire import Frame
+from sonet.federation.link import ENDPOINT as FEDERATION_ENDPOINT
+from sonet.federation.service import Federation
+from sonet.federation.settings import FederationSettings
+from sonet.federation.status import FederationStatus
 
 from .client_keys import answer_local
 from .client_limits import ClientLimits

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import trio
 
-from core.crypto import CryptoMode
-from core.errors import LocalProtocolError, ProtocolError, sole_exception
-from core.invite import SECRET_BYTES, hash_invite_secret, make_invite
-from core.keydir import decode_cosignature, verify_head
+from sonet.core.crypto import CryptoMode
+from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
+from sonet.core.invite import SECRET_BYTES, hash_invite_secret, make_invite
+from sonet.core.keydir import decode_cosignature, verify_head
 
-from federation.routes import Routes
-from federation.status import NO_LINK, directory_section, peer_entry
+from sonet.federation.routes import Routes
+from sonet.federation.status import NO_LINK, directory_section, peer_entry
 
 from .app import DB_FILE, RUNTIME_FILE, Node, now_ms
 from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from core.address import Address, parse_address
-from core.client_api import PublishPrekeys
-from core.crypto import CryptoPolicy, VerifyKey
-from core.device import DeviceRecord, verify_device_record
-from core.device_list import DeviceList, decode_account_identity, verify_device_list
-from core.errors import ProtocolError, RemoteProtocolError
-from core.ratchet.prekeys import MLKEM768, X25519, verify_prekey
+from sonet.core.address import Address, parse_address
+from sonet.core.client_api import PublishPrekeys
+from sonet.core.crypto import CryptoPolicy, VerifyKey
+from sonet.core.device import DeviceRecord, verify_device_record
+from sonet.core.device_list import DeviceList, decode_account_identity, verify_device_list
+from sonet.core.errors import ProtocolError, RemoteProtocolError
+from sonet.core.ratchet.prekeys import MLKEM768, X25519, verify_prekey
 
 from .store import AccountRow
 

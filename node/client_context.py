@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core.client_api import LinkOffer
-from core.crypto import CryptoPolicy, SigningKey, VerifyKey
-from core.wire import Frame
-from federation.errors import FederationError
+from sonet.core.client_api import LinkOffer
+from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
+from sonet.core.wire import Frame
+from sonet.federation.errors import FederationError
 
 from .client_checks import RequestError, parse_or_refuse
 from .directory import NodeDirectory
@@ -24,7 +24,7 @@ from .mailbox import DeviceConnections, MailboxKey, MailboxRegistry
 from .store import AccountRow, DeviceRow, Quota, Store, StoreError
 
 if TYPE_CHECKING:
-    from federation.service import Federation
+    from sonet.federation.service import Federation
 
 __all__ = [
     "ClientContext",

@@ -25,10 +25,10 @@ from dataclasses import replace
 
 import trio
 
-from core import limits
-from core.certs import issue_certificate
-from core.address import validate_node_name
-from core.client_api import (
+from sonet.core import limits
+from sonet.core.certs import issue_certificate
+from sonet.core.address import validate_node_name
+from sonet.core.client_api import (
     Bundle,
     Bundles,
     Consistency,
@@ -50,11 +50,11 @@ from core.client_api import (
     PublishPrekeys,
     SenderCertificate,
 )
-from core.crypto import VerifyKey
-from core.device import verify_device_record
-from core.errors import ProtocolError
-from core.keydir import DirectoryEntry, decode_entry
-from core.wire import Frame
+from sonet.core.crypto import VerifyKey
+from sonet.core.device import verify_device_record
+from sonet.core.errors import ProtocolError
+from sonet.core.keydir import DirectoryEntry, decode_entry
+from sonet.core.wire import Frame
 
 from .client_checks import RequestError, check_prekeys, parse_or_refuse, refused
 from .client_context import (

@@ -26,13 +26,13 @@ import logging
 import weakref
 from dataclasses import dataclass
 
-from core import limits
-from core.address import parse_address
-from core.client_api import FetchBundles, LinkBegin, SendBatch
-from core.envelope import Kind
-from core.errors import RemoteProtocolError
-from core.wire import Frame
-from federation.ratelimit import Bucket, Limiter, Rate
+from sonet.core import limits
+from sonet.core.address import parse_address
+from sonet.core.client_api import FetchBundles, LinkBegin, SendBatch
+from sonet.core.envelope import Kind
+from sonet.core.errors import RemoteProtocolError
+from sonet.core.wire import Frame
+from sonet.federation.ratelimit import Bucket, Limiter, Rate
 
 from .client_checks import RequestError
 from .client_context import Session

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core.address import Address
-from core.client_api import Accepted, DeviceMismatch, SendBatch
-from core.envelope import Envelope, Kind
+from sonet.core.address import Address
+from sonet.core.client_api import Accepted, DeviceMismatch, SendBatch
+from sonet.core.envelope import Envelope, Kind
 
 from .client_checks import RequestError, parse_or_refuse
 from .client_context import ClientContext, Session, federation_errors, remote, require_registered, store_message

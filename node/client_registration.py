@@ -14,9 +14,9 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from core import limits
-from core.address import parse_address
-from core.client_api import (
+from sonet.core import limits
+from sonet.core.address import parse_address
+from sonet.core.client_api import (
     DeviceRemoved,
     LinkApprove,
     LinkApproved,
@@ -30,7 +30,7 @@ from core.client_api import (
     Registered,
     RemoveDevice,
 )
-from core.invite import hash_invite_secret
+from sonet.core.invite import hash_invite_secret
 
 from .client_checks import RequestError, check_linked_record, check_new_account, check_next_list, refused
 from .client_context import ClientContext, Session, account_row, require_registered, require_unregistered

@@ -20,9 +20,9 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from core import limits
-from core.channel import Channel
-from core.client_api import (
+from sonet.core import limits
+from sonet.core.channel import Channel
+from sonet.core.client_api import (
     Ack,
     Deliver,
     Delivery,
@@ -49,10 +49,10 @@ from core.client_api import (
     SendBatch,
     Welcome,
 )
-from core.crypto import VerifyKey
-from core.envelope import Envelope
-from core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from core.wire import Frame
+from sonet.core.crypto import VerifyKey
+from sonet.core.envelope import Envelope
+from sonet.core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from sonet.core.wire import Frame
 
 from .client_checks import RequestError
 from .client_context import ClientContext, require_registered

@@ -10,9 +10,9 @@ accounts of this node have no rows: they are final once ``Accepted``.
 
 from __future__ import annotations
 
-from core import limits
-from core.client_api import EnvelopeStatus, FetchStatus, Statuses
-from core.federation_api import REFUSALS
+from sonet.core import limits
+from sonet.core.client_api import EnvelopeStatus, FetchStatus, Statuses
+from sonet.core.federation_api import REFUSALS
 
 from .client_checks import RequestError
 from .client_context import Session, require_registered

@@ -6,10 +6,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import limits
-from core.address import validate_node_name
-from core.crypto import CryptoMode
-from core.errors import LocalProtocolError
+from sonet.core import limits
+from sonet.core.address import validate_node_name
+from sonet.core.crypto import CryptoMode
+from sonet.core.errors import LocalProtocolError
 
 __all__ = ["NodeConfig", "ConfigError", "parse_listen", "CONFIG_FILE"]
 

@@ -22,11 +22,11 @@ from collections.abc import Callable
 
 import trio
 
-from core import limits
-from core.client_api import DirectoryProof, SignedHead
-from core.crypto import SigningKey, VerifyKey
-from core.errors import VerifyError
-from core.keydir import MerkleTree, TreeHead, decode_cosignature, sign_head, verify_cosignature
+from sonet.core import limits
+from sonet.core.client_api import DirectoryProof, SignedHead
+from sonet.core.crypto import SigningKey, VerifyKey
+from sonet.core.errors import VerifyError
+from sonet.core.keydir import MerkleTree, TreeHead, decode_cosignature, sign_head, verify_cosignature
 
 from .store import HeadRow, Store, StoreError
 

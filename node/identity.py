@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.crypto import CryptoMode, SigningKey
+from sonet.core.crypto import CryptoMode, SigningKey
 
 __all__ = ["KEY_FILE", "create_node_key", "load_node_key"]
 

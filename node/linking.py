@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core import limits
-from core.client_api import LinkOffer
+from sonet.core import limits
+from sonet.core.client_api import LinkOffer
 
 __all__ = ["LinkError", "LinkSlot", "LinkRegistry", "Push"]
 

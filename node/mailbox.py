@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import trio
 
-from core.envelope import Envelope
+from sonet.core.envelope import Envelope
 
 __all__ = ["MailboxKey", "Wakeup", "MailboxRegistry", "DeviceConnections"]
 

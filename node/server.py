@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
-from core import limits
-from core.channel import Channel
-from core.crypto import CryptoPolicy, SigningKey
-from core.errors import ProtocolError, RemoteProtocolError
-from core.handshake import Handshake, HandshakeComplete, PeerIdentified, Role
+from sonet.core import limits
+from sonet.core.channel import Channel
+from sonet.core.crypto import CryptoPolicy, SigningKey
+from sonet.core.errors import ProtocolError, RemoteProtocolError
+from sonet.core.handshake import Handshake, HandshakeComplete, PeerIdentified, Role
 
 __all__ = ["Router", "LinkHandler", "Admit", "AdmitFor", "respond_handshake"]
 

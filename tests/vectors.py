@@ -1,45 +1,55 @@
-"""The one loader for the shared external test vectors (see ../shared/vectors/README.md).
+"""The one loader for the external test vectors kept in ``tests/data/vectors/`` (its README and
+MANIFEST.tsv say where each file came from and under which licence).
 
-The directory comes from env ``SONET_VECTORS``, else ``<repo root>/../shared/vectors``. If it is
-missing, every vector test FAILS with a clear error: never skip, so a CI box without the vectors
-cannot pass by testing nothing.
+Every file is checked against its MANIFEST row (size and sha256) on first use. A missing, changed
+or unlisted file makes the test that wants it FAIL with a clear error: never skip, so a checkout
+without the vectors cannot pass by testing nothing.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
+import hashlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["vectors_dir", "path", "load_json", "wycheproof", "transparency_dev", "unhex", "VectorsMissing"]
+__all__ = ["vectors_dir", "manifest", "path", "load_json", "wycheproof", "transparency_dev", "unhex", "VectorsMissing"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+VECTORS_DIR = Path(__file__).resolve().parent / "data" / "vectors"
 
 
 class VectorsMissing(RuntimeError):
     pass
 
 
-@functools.cache
 def vectors_dir() -> Path:
-    env = os.environ.get("SONET_VECTORS")
-    candidate = Path(env) if env else REPO_ROOT.parent / "shared" / "vectors"
-    if not (candidate / "README.md").is_file():
-        how = f"SONET_VECTORS={env!r}" if env else f"default location {candidate}"
-        raise VectorsMissing(
-            f"shared test vectors not found ({how}); set SONET_VECTORS to the vectors directory "
-            "(the one holding README.md, wycheproof/, nist-acvp/, ...)"
-        )
-    return candidate
+    if not (VECTORS_DIR / "MANIFEST.tsv").is_file():
+        raise VectorsMissing(f"test vectors not found: {VECTORS_DIR}/MANIFEST.tsv is missing")
+    return VECTORS_DIR
 
 
+@functools.cache
+def manifest() -> dict[str, tuple[int, str]]:
+    """path -> (bytes, sha256) of every vector file, from MANIFEST.tsv."""
+    with (vectors_dir() / "MANIFEST.tsv").open(newline="") as f:
+        return {row["path"]: (int(row["bytes"]), row["sha256"]) for row in csv.DictReader(f, delimiter="\t")}
+
+
+@functools.cache
 def path(relpath: str) -> Path:
-    p = vectors_dir() / relpath
+    """The checked file ``relpath``: listed in the MANIFEST, present, with the listed digest."""
+    listed = manifest().get(relpath)
+    if listed is None:
+        raise VectorsMissing(f"vector file {relpath} is not listed in {VECTORS_DIR}/MANIFEST.tsv")
+    p = VECTORS_DIR / relpath
     if not p.is_file():
-        raise VectorsMissing(f"vector file {relpath} is missing from {vectors_dir()}")
+        raise VectorsMissing(f"vector file {relpath} is missing from {VECTORS_DIR}")
+    data = p.read_bytes()
+    if (len(data), hashlib.sha256(data).hexdigest()) != listed:
+        raise VectorsMissing(f"vector file {relpath} differs from its MANIFEST.tsv row (size or sha256)")
     return p
 
 
@@ -61,11 +71,11 @@ def wycheproof(name: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
 def transparency_dev(kind: str) -> list[tuple[str, dict[str, Any]]]:
     """(path under the folder, case) of every JSON file of
     ``merkle-transparency-dev/testdata/<kind>/`` and its subfolders, sorted by path."""
-    base = vectors_dir() / "merkle-transparency-dev" / "testdata" / kind
-    files = sorted(base.rglob("*.json"))
-    if not files:
-        raise VectorsMissing(f"no transparency-dev {kind} vectors under {base}")
-    return [(p.relative_to(base).as_posix(), load_json(p.relative_to(vectors_dir()).as_posix())) for p in files]
+    prefix = f"merkle-transparency-dev/testdata/{kind}/"
+    listed = sorted(p for p in manifest() if p.startswith(prefix) and p.endswith(".json"))
+    if not listed:
+        raise VectorsMissing(f"no transparency-dev {kind} vectors listed in the MANIFEST")
+    return [(p.removeprefix(prefix), load_json(p)) for p in listed]
 
 
 def unhex(value: str | None) -> bytes:

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from federation.peers import Peer
-from federation.records import DeliveryRow, OutboundItem, QueuedItem, SplitRow, StatusUpdate, Tracking, WitnessRow
+from sonet.federation.peers import Peer
+from sonet.federation.records import DeliveryRow, OutboundItem, QueuedItem, SplitRow, StatusUpdate, Tracking, WitnessRow
 
 __all__ = [
     "Store",

@@ -29,9 +29,9 @@ from typing import Any, Self, TypeVar
 
 import trio
 
-from core.crypto import normalize_fingerprint
-from core.errors import LocalProtocolError
-from federation.peers import PeerError, validate_peer
+from sonet.core.crypto import normalize_fingerprint
+from sonet.core.errors import LocalProtocolError
+from sonet.federation.peers import PeerError, validate_peer
 
 from .base import (
     AccountRow,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from contextlib import closing
 from typing import Any
 
-from core.federation_api import OK
+from sonet.core.federation_api import OK
 
 from .base import (
     DELIVERY_GRACE_MS,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from core.keydir import encode_entry, leaf_hash
+from sonet.core.keydir import encode_entry, leaf_hash
 
 from .base import HeadRow, SplitRow, StoreError, WitnessRow
 

@@ -1,7 +1,7 @@
 """Fixtures for the device SDK tests: a real node in the test's trio run on 127.0.0.1:0 and
 real ``client.sdk.Device`` objects with their state under ``tmp_path``.
 
-One ``Clock`` drives both sides: the node's ``node.app.now_ms`` (certificate issue times,
+One ``Clock`` drives both sides: the node's ``sonet.node.app.now_ms`` (certificate issue times,
 ``stored_at``, Welcome) and every device made here, so tests can move time forward (prekey
 rotation, certificate expiry) without sleeping. It starts at the wall clock and only moves when
 told to.
@@ -21,15 +21,15 @@ from typing import Any
 import pytest
 import trio
 
-import node.app
-from client.sdk import Device, ReceiveResult
-from client.state import DeviceState
-from core.client_api import Bundle, Bundles, FetchBundles
-from core.crypto import SigningKey
-from core.device_list import sign_device_list
-from core.keydir import encode_entry, leaf_hash
-from node.app import DB_FILE
-from node.store.sqlite_keydir import _append_leaf
+import sonet.node.app
+from sonet.client.sdk import Device, ReceiveResult
+from sonet.client.state import DeviceState
+from sonet.core.client_api import Bundle, Bundles, FetchBundles
+from sonet.core.crypto import SigningKey
+from sonet.core.device_list import sign_device_list
+from sonet.core.keydir import encode_entry, leaf_hash
+from sonet.node.app import DB_FILE
+from sonet.node.store.sqlite_keydir import _append_leaf
 from tests.node.conftest import HANG_S, NODE_NAME, RunningNode, make_node_dir, start_node  # noqa: F401 - fixtures
 
 from .loopback import Loopback
@@ -75,8 +75,8 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
-    # Node.run reads node.app.now_ms when it builds its context: patched before any node starts.
-    monkeypatch.setattr(node.app, "now_ms", c)
+    # Node.run reads sonet.node.app.now_ms when it builds its context: patched before any node starts.
+    monkeypatch.setattr(sonet.node.app, "now_ms", c)
     return c
 
 
@@ -91,7 +91,7 @@ def loopback(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Loopback:
     """Federation between the nodes started after it (tests/client/loopback.py): each node's
     context gets a loopback federation service."""
     net = Loopback()
-    monkeypatch.setattr(node.app, "ClientContext", net.context)
+    monkeypatch.setattr(sonet.node.app, "ClientContext", net.context)
     return net
 
 

@@ -18,8 +18,8 @@ from types import SimpleNamespace
 from collections.abc import Callable
 from typing import Any
 
-from client.connection import NodeError
-from core.client_api import (
+from sonet.client.connection import NodeError
+from sonet.core.client_api import (
     Consistency,
     DeviceEntry,
     Devices,
@@ -32,10 +32,10 @@ from core.client_api import (
     NodeKey,
     SignedHead,
 )
-from core.crypto import CryptoMode, SigningKey, VerifyKey
-from core.device_list import sign_device_list
-from core.keydir import MerkleTree, cosign, decode_entry, decode_head, encode_entry, leaf_hash, node_hash, sign_head
-from core.wire import Frame
+from sonet.core.crypto import CryptoMode, SigningKey, VerifyKey
+from sonet.core.device_list import sign_device_list
+from sonet.core.keydir import MerkleTree, cosign, decode_entry, decode_head, encode_entry, leaf_hash, node_hash, sign_head
+from sonet.core.wire import Frame
 
 __all__ = ["FakeLog", "PaddedTree", "FakeConnection", "new_key", "T0"]
 

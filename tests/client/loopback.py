@@ -19,16 +19,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.address import parse_address
-from core.client_api import Bundles, Consistency, Devices, ErrorFrame, FetchBundles, FetchDevices, Head, SendBatch
-from core.envelope import Envelope
-from core.federation_api import OK
-from core.keydir import cosign, verify_head
-from core.wire import Frame, decode_frame, encode_frame
-from federation.errors import FederationError
-from node.client_context import ClientContext
-from node.client_keys import answer_local
-from node.store import NewEnvelope, OutboundItem, StatusUpdate, Tracking
+from sonet.core.address import parse_address
+from sonet.core.client_api import Bundles, Consistency, Devices, ErrorFrame, FetchBundles, FetchDevices, Head, SendBatch
+from sonet.core.envelope import Envelope
+from sonet.core.federation_api import OK
+from sonet.core.keydir import cosign, verify_head
+from sonet.core.wire import Frame, decode_frame, encode_frame
+from sonet.federation.errors import FederationError
+from sonet.node.client_context import ClientContext
+from sonet.node.client_keys import answer_local
+from sonet.node.store import NewEnvelope, OutboundItem, StatusUpdate, Tracking
 
 __all__ = ["Loopback"]
 

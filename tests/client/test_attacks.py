@@ -8,17 +8,17 @@ import types
 import pytest
 import trio
 
-import core.certs as certs
-import client.sdk as sdk
-from core import limits
-from core.certs import issue_certificate
-from core.client_api import Accepted, FetchBundles, FetchDevices, SendBatch
-from core.content import Content, encode_content
-from core.crypto import CryptoMode, CryptoPolicy, SigningKey
-from core.device import verify_device_record
-from core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from core.ratchet import PrekeyBundle, encrypt, initiate, verify_bundle, verify_prekey
-from core.sealed_sender import seal
+import sonet.core.certs as certs
+import sonet.client.sdk as sdk
+from sonet.core import limits
+from sonet.core.certs import issue_certificate
+from sonet.core.client_api import Accepted, FetchBundles, FetchDevices, SendBatch
+from sonet.core.content import Content, encode_content
+from sonet.core.crypto import CryptoMode, CryptoPolicy, SigningKey
+from sonet.core.device import verify_device_record
+from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
+from sonet.core.ratchet import PrekeyBundle, encrypt, initiate, verify_bundle, verify_prekey
+from sonet.core.sealed_sender import seal
 
 from .conftest import ALICE, BOB, HANG_S, texts
 
@@ -126,13 +126,13 @@ async def test_a_flood_of_typing_indicators_cannot_hang_a_send(alpha, register, 
 async def test_a_brief_identity_swap_does_not_unpin_the_device_list(tmp_path) -> None:
     """A node serving another account key once (during a recv) must not make an older list of
     the real key acceptable afterwards."""
-    from client.directory import fetch_account
-    from client.state import DeviceState
-    from core.address import parse_address
-    from core.client_api import DeviceEntry
-    from core.crypto import HpkePrivateKey, SigningKey
-    from core.device import make_device_record
-    from core.errors import VerifyError
+    from sonet.client.directory import fetch_account
+    from sonet.client.state import DeviceState
+    from sonet.core.address import parse_address
+    from sonet.core.client_api import DeviceEntry
+    from sonet.core.crypto import HpkePrivateKey, SigningKey
+    from sonet.core.device import make_device_record
+    from sonet.core.errors import VerifyError
 
     from .fake_directory import FakeConnection, FakeLog
 

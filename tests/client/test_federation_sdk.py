@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import trio
 
-from client import cli
-from client.connection import NodeError
-from client.sdk import Device, SendResult
-from client.state import DeviceState, Profile, SentMessage
-from core.crypto import CryptoMode, HpkePrivateKey, SigningKey
-from core.errors import LocalProtocolError
-from core.federation_api import REFUSALS
+from sonet.client import cli
+from sonet.client.connection import NodeError
+from sonet.client.sdk import Device, SendResult
+from sonet.client.state import DeviceState, Profile, SentMessage
+from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey
+from sonet.core.errors import LocalProtocolError
+from sonet.core.federation_api import REFUSALS
 from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BETA, HANG_S, Clock, shown, texts

@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 
-from client import cli, monitor
-from client.directory import IdentityChanged
-from client.sdk import Device
-from client.state import ALERT, NOTICE
-from core.crypto import CryptoMode, SigningKey
-from core.device_list import encode_account_identity, sign_device_list
+from sonet.client import cli, monitor
+from sonet.client.directory import IdentityChanged
+from sonet.client.sdk import Device
+from sonet.client.state import ALERT, NOTICE
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.core.device_list import encode_account_identity, sign_device_list
 from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BOB, CAROL, HANG_S, Clock, append_leaf, append_rogue_leaf, link_device, node_db, texts

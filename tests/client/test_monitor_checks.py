@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from client.connection import NodeError
-from client.directory import AccountView
-from client import monitor
-from client.monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
-from client.state import ALERT, NOTICE, DeviceState, Profile
-from core.client_api import DeviceEntry, FetchLeaves
-from core import limits
-from core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, SigningKey
-from core.device import make_device_record
-from core.device_list import sign_device_list
-from core.errors import ProtocolError, RemoteProtocolError, VerifyError
-from core.keydir import decode_entry
+from sonet.client.connection import NodeError
+from sonet.client.directory import AccountView
+from sonet.client import monitor
+from sonet.client.monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
+from sonet.client.state import ALERT, NOTICE, DeviceState, Profile
+from sonet.core.client_api import DeviceEntry, FetchLeaves
+from sonet.core import limits
+from sonet.core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, SigningKey
+from sonet.core.device import make_device_record
+from sonet.core.device_list import sign_device_list
+from sonet.core.errors import ProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.keydir import decode_entry
 
 from .fake_directory import T0, FakeConnection, FakeLog, PaddedTree, new_key
 

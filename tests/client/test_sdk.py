@@ -11,18 +11,18 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 
-import client.sdk
-from client.connection import Connection, NodeError
-from client.directory import IdentityChanged
-from client.sdk import Device
-from client.state import DeviceState, SentMessage, StateError
-from core.address import parse_address
-from core.client_api import Ack, DeviceMismatch
-from core.content import Content, encode_content
-from core.crypto import CryptoMode, SigningKey
-from core.device_list import encode_account_identity, sign_device_list
-from core.envelope import Kind
-from core.errors import LocalProtocolError, VerifyError
+import sonet.client.sdk
+from sonet.client.connection import Connection, NodeError
+from sonet.client.directory import IdentityChanged
+from sonet.client.sdk import Device
+from sonet.client.state import DeviceState, SentMessage, StateError
+from sonet.core.address import parse_address
+from sonet.core.client_api import Ack, DeviceMismatch
+from sonet.core.content import Content, encode_content
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.core.device_list import encode_account_identity, sign_device_list
+from sonet.core.envelope import Kind
+from sonet.core.errors import LocalProtocolError, VerifyError
 from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BOB, CAROL, HANG_S, Clock, append_leaf, link_device, node_db, shown, texts
@@ -424,7 +424,7 @@ class _StaleDirectory:
         self.stale = None
         self.serve_stale = False
         self.mismatches: list[DeviceMismatch] = []
-        real_fetch = client.sdk.fetch_account
+        real_fetch = sonet.client.sdk.fetch_account
         real_request = Connection.request
 
         async def fetch(conn, state, address, **kw):  # noqa: ANN001, ANN202
@@ -442,7 +442,7 @@ class _StaleDirectory:
                 self.mismatches.append(reply)
             return reply
 
-        monkeypatch.setattr(client.sdk, "fetch_account", fetch)
+        monkeypatch.setattr(sonet.client.sdk, "fetch_account", fetch)
         monkeypatch.setattr(Connection, "request", request)
 
 

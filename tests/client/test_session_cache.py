@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable, Iterator
 import pytest
 import trio
 
-from client.sdk import Device
-from client.session_cache import SessionCache
-from core.crypto import CryptoMode
-from core.errors import LocalProtocolError
-from core.ratchet import SessionState, decrypt, encrypt
+from sonet.client.sdk import Device
+from sonet.client.session_cache import SessionCache
+from sonet.core.crypto import CryptoMode
+from sonet.core.errors import LocalProtocolError
+from sonet.core.ratchet import SessionState, decrypt, encrypt
 from tests.core.ratchet.helpers import start
 from tests.node.conftest import RunningNode
 

@@ -9,18 +9,18 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from client.prekeys import GRACE_MS, LOW, ROTATE_MS, TARGET
-from client.sdk import RATCHET_MESSAGE, Device
-from client.sessions import Sessions
-from core import limits
-from core.certs import issue_certificate
-from core.client_api import Accepted, SendBatch
-from core.content import Content, encode_content
-from core.crypto import CryptoMode, CryptoPolicy, SigningKey, VerifyKey
-from core.device import verify_device_record
-from core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from core.ratchet import MLKEM768, X25519, verify_prekey
-from core.sealed_sender import seal
+from sonet.client.prekeys import GRACE_MS, LOW, ROTATE_MS, TARGET
+from sonet.client.sdk import RATCHET_MESSAGE, Device
+from sonet.client.sessions import Sessions
+from sonet.core import limits
+from sonet.core.certs import issue_certificate
+from sonet.core.client_api import Accepted, SendBatch
+from sonet.core.content import Content, encode_content
+from sonet.core.crypto import CryptoMode, CryptoPolicy, SigningKey, VerifyKey
+from sonet.core.device import verify_device_record
+from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
+from sonet.core.ratchet import MLKEM768, X25519, verify_prekey
+from sonet.core.sealed_sender import seal
 from tests.node.conftest import NODE_NAME, RunningNode
 
 from .conftest import ALICE, BOB, CAROL, DAY_MS, HANG_S, Clock, fetch_bundle, link_device, node_db, shown, texts

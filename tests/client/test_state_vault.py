@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import trio
 
-from client.sdk import Device
-from client.state import DeviceState, InboxMessage, StateError
-from client.vault import PASSPHRASE_ENV
-from core import canonical
-from core.errors import DecryptError
-from core.ratchet import SessionState
+from sonet.client.sdk import Device
+from sonet.client.state import DeviceState, InboxMessage, StateError
+from sonet.client.vault import PASSPHRASE_ENV
+from sonet.core import canonical
+from sonet.core.errors import DecryptError
+from sonet.core.ratchet import SessionState
 from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BOB, CAROL, HANG_S, texts

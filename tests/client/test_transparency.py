@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 import trio
 
-import client.transparency as transparency
-from client import cli
-from client.connection import Connection, NodeError
-from client.sdk import Device
-from core.client_api import Bundles, Consistency, Devices, DirectoryProof, FetchConsistency, FetchDevices, SendBatch, SignedHead
-from core.crypto import CryptoMode, HpkePrivateKey, SigningKey
-from core.device import make_device_record
-from core.errors import ProtocolError, VerifyError
-from core.keydir import MerkleTree, decode_entry, decode_head, encode_entry, leaf_hash, sign_head, verify_head, verify_inclusion
+import sonet.client.transparency as transparency
+from sonet.client import cli
+from sonet.client.connection import Connection, NodeError
+from sonet.client.sdk import Device
+from sonet.core.client_api import Bundles, Consistency, Devices, DirectoryProof, FetchConsistency, FetchDevices, SendBatch, SignedHead
+from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey
+from sonet.core.device import make_device_record
+from sonet.core.errors import ProtocolError, VerifyError
+from sonet.core.keydir import MerkleTree, decode_entry, decode_head, encode_entry, leaf_hash, sign_head, verify_head, verify_inclusion
 from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BETA, BOB, HANG_S, Clock, node_db, texts

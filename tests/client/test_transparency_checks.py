@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-import client.transparency as transparency
-from client.connection import NodeError
-from client.state import ALERT, DeviceState
-from client.transparency import check_answer, fetch_devices, node_key
-from core.client_api import FetchConsistency, FetchNodeKey, SignedHead
-from core.errors import ProtocolError, VerifyError
-from core.keydir import decode_head
+import sonet.client.transparency as transparency
+from sonet.client.connection import NodeError
+from sonet.client.state import ALERT, DeviceState
+from sonet.client.transparency import check_answer, fetch_devices, node_key
+from sonet.core.client_api import FetchConsistency, FetchNodeKey, SignedHead
+from sonet.core.errors import ProtocolError, VerifyError
+from sonet.core.keydir import decode_head
 
 from .fake_directory import T0, FakeConnection, FakeLog, new_key
 

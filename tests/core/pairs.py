@@ -13,9 +13,9 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from core.crypto import CryptoMode, CryptoPolicy, Rng, SigningKey
-from core.handshake import NEED_DATA, Handshake, HandshakeComplete, PeerIdentified, Role, SessionKeys
-from core.wire import decode_frame, encode_frame
+from sonet.core.crypto import CryptoMode, CryptoPolicy, Rng, SigningKey
+from sonet.core.handshake import NEED_DATA, Handshake, HandshakeComplete, PeerIdentified, Role, SessionKeys
+from sonet.core.wire import decode_frame, encode_frame
 
 __all__ = [
     "PROLOGUE",

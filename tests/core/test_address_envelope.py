@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from core import limits
-from core.address import Address, is_address, parse_address, validate_node_name
-from core.client_api import Deliver, Delivery, SendBatch
-from core.crypto import CryptoMode, SigningKey
-from core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from core.errors import LocalProtocolError, RemoteProtocolError
-from core.invite import SECRET_BYTES, hash_invite_secret, make_invite, parse_invite
-from core.wire import decode_frame, encode_frame, packb
+from sonet.core import limits
+from sonet.core.address import Address, is_address, parse_address, validate_node_name
+from sonet.core.client_api import Deliver, Delivery, SendBatch
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError
+from sonet.core.invite import SECRET_BYTES, hash_invite_secret, make_invite, parse_invite
+from sonet.core.wire import decode_frame, encode_frame, packb
 
 from .pairs import identity
 

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import canonical, limits
-from core.canonical import dumps, loads, loads_map
-from core.errors import RemoteProtocolError
+from sonet.core import canonical, limits
+from sonet.core.canonical import dumps, loads, loads_map
+from sonet.core.errors import RemoteProtocolError
 
 H = bytes.fromhex
 

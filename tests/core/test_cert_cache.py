@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.certs import CertificateCache, certificate_node
-from core.crypto import VerifyKey
-from core.errors import RemoteProtocolError, VerifyError
+from sonet.core.certs import CertificateCache, certificate_node
+from sonet.core.crypto import VerifyKey
+from sonet.core.errors import RemoteProtocolError, VerifyError
 
 from .test_certs import ACCOUNT, DAY, NODE, NOW, SKEW, issue, node_key
 

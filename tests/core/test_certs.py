@@ -7,10 +7,10 @@ from typing import Any
 import cbor2
 import pytest
 
-from core import canonical, limits
-from core.certs import CERT_LABEL, SenderCertificate, certificate_node, issue_certificate, verify_certificate
-from core.crypto import CryptoMode, SigningKey
-from core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
+from sonet.core import canonical, limits
+from sonet.core.certs import CERT_LABEL, SenderCertificate, certificate_node, issue_certificate, verify_certificate
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
 
 from .pairs import flip_bit, identity
 

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import limits
-from core.channel import NEED_DATA, Channel
-from core.client_api import Ack, Ping, Pong, SendBatch, Welcome
-from core.crypto import CryptoMode
-from core.envelope import Envelope
-from core.errors import DecryptError, LocalProtocolError, RemoteProtocolError
+from sonet.core import limits
+from sonet.core.channel import NEED_DATA, Channel
+from sonet.core.client_api import Ack, Ping, Pong, SendBatch, Welcome
+from sonet.core.crypto import CryptoMode
+from sonet.core.envelope import Envelope
+from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError
 
 from .pairs import session_keys
 
@@ -67,7 +67,7 @@ def test_round_trip_both_ways(mode: CryptoMode) -> None:
 
 
 def test_seal_sends_pre_encoded_frames() -> None:
-    from core.wire import encode_frame
+    from sonet.core.wire import encode_frame
 
     a, b = channels()
     b.receive_data(a.seal(encode_frame(Ping(request=9))))

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import canonical, limits
-from core.content import CONTENT_TYPES, Content, decode_content, encode_content
-from core.errors import LocalProtocolError, RemoteProtocolError
+from sonet.core import canonical, limits
+from sonet.core.content import CONTENT_TYPES, Content, decode_content, encode_content
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError
 
 ID = bytes(range(16))
 OTHER = bytes(range(16, 32))

@@ -8,10 +8,10 @@ from typing import Any
 import cbor2
 import pytest
 
-from core import canonical
-from core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, HpkePublicKey, SigningKey
-from core.device import DeviceRecord, make_device_record, verify_device_record
-from core.errors import RemoteProtocolError, VerifyError
+from sonet.core import canonical
+from sonet.core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, HpkePublicKey, SigningKey
+from sonet.core.device import DeviceRecord, make_device_record, verify_device_record
+from sonet.core.errors import RemoteProtocolError, VerifyError
 
 from .pairs import flip_bit, identity, rng
 
@@ -220,7 +220,7 @@ def test_encryption_key_below_the_policy_minimum_is_refused(hpke_mode: CryptoMod
 
 # X25519 identity key (``dh``) for session key agreement ------------------------------------
 
-from core.errors import LocalProtocolError  # noqa: E402  (appended section)
+from sonet.core.errors import LocalProtocolError  # noqa: E402  (appended section)
 
 DH = bytes(range(32))
 

@@ -7,9 +7,9 @@ from typing import Any
 import cbor2
 import pytest
 
-from core import canonical, limits
-from core.crypto import CryptoMode, CryptoPolicy, SigningKey
-from core.device_list import (
+from sonet.core import canonical, limits
+from sonet.core.crypto import CryptoMode, CryptoPolicy, SigningKey
+from sonet.core.device_list import (
     DEVICE_LIST_LABEL,
     DeviceList,
     check_successor,
@@ -18,7 +18,7 @@ from core.device_list import (
     sign_device_list,
     verify_device_list,
 )
-from core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
 
 from .pairs import flip_bit, identity
 

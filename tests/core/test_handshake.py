@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import canonical, limits
-from core.crypto import CryptoMode, CryptoPolicy, VerifyKey
-from core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
-from core.handshake import (
+from sonet.core import canonical, limits
+from sonet.core.crypto import CryptoMode, CryptoPolicy, VerifyKey
+from sonet.core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.handshake import (
     NEED_DATA,
     PROTOCOL_VERSION,
     Auth3,
@@ -32,7 +32,7 @@ from core.handshake import (
     Role,
     SessionKeys,
 )
-from core.wire import decode_frame, encode_frame, packb
+from sonet.core.wire import decode_frame, encode_frame, packb
 
 from .pairs import Wire, flip_bit, identity, make_initiator, make_responder, reencode, run_handshake
 
@@ -744,8 +744,8 @@ def test_session_keys_are_frozen() -> None:
 
 
 async def test_the_initiator_driver_completes_over_a_transport_and_refuses_text() -> None:
-    from core.handshake import HandshakeComplete, PeerIdentified
-    from core.handshake_driver import run_initiator
+    from sonet.core.handshake import HandshakeComplete, PeerIdentified
+    from sonet.core.handshake_driver import run_initiator
 
     initiator, responder = pair()
     replies: list[bytes] = []

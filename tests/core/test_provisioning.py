@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from core import canonical, limits
-from core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, HpkePublicKey, SigningKey, sha256
-from core.errors import DecryptError, LocalProtocolError, RemoteProtocolError, VerifyError
-from core.provisioning import (
+from sonet.core import canonical, limits
+from sonet.core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, HpkePublicKey, SigningKey, sha256
+from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.provisioning import (
     COMMITMENT_LABEL,
     INFO_PREFIX,
     Provisioning,

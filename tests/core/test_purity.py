@@ -1,5 +1,5 @@
 """Import discipline (ARCHITECTURE §1, §2): core/ is pure, crypto libraries stay in core/crypto/,
-and imports point one way: ``core <- federation <- node``, ``core <- client``.
+and imports point one way: ``core <- transport <- federation <- node``, ``transport <- client``.
 
 Every .py file is parsed with ``ast`` (never imported), so a violation anywhere is found even in
 code that no test executes. Relative imports are resolved against the file's package; calls of
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("core", "client", "node", "federation")
+PACKAGES = ("core", "transport", "client", "node", "federation")
 
 #: stdlib and third-party modules that would give core I/O, concurrency, clocks or randomness
 IMPURE = frozenset(
@@ -26,7 +26,8 @@ IMPURE = frozenset(
 CRYPTO_LIBS = frozenset({"cryptography", "nacl", "pqcrypto"})
 #: package -> first-party packages it must not import
 LAYERING = {
-    "core": frozenset({"client", "node", "federation"}),
+    "core": frozenset({"transport", "client", "node", "federation"}),
+    "transport": frozenset({"client", "node", "federation"}),
     "client": frozenset({"node", "federation"}),
     "federation": frozenset({"node", "client"}),
 }
@@ -36,11 +37,14 @@ LAYERING = {
 class Import:
     path: str  # relative to the repository root
     line: int
-    module: str  # absolute dotted name
+    module: str  # absolute dotted name (relative imports resolved against the folder layout)
+    relative: bool = False
 
     @property
     def top(self) -> str:
-        return self.module.split(".")[0]
+        """The package imported from: ``sonet.node.store`` -> node, ``trio.abc`` -> trio."""
+        parts = self.module.split(".")
+        return parts[1] if parts[0] == "sonet" and len(parts) > 1 else parts[0]
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: imports {self.module}"
@@ -67,12 +71,13 @@ def imports_in_source(source: str, rel: Path) -> Iterator[Import]:
                 prefix = ".".join(package[: len(package) - (node.level - 1)])
             else:
                 prefix = ""
+            relative = node.level > 0
             if node.module:
                 module = f"{prefix}.{node.module}" if prefix else node.module
-                yield Import(where, node.lineno, module)
+                yield Import(where, node.lineno, module, relative)
             else:  # from . import a, b  -> each name may be a submodule
                 for alias in node.names:
-                    yield Import(where, node.lineno, f"{prefix}.{alias.name}" if prefix else alias.name)
+                    yield Import(where, node.lineno, f"{prefix}.{alias.name}" if prefix else alias.name, relative)
         elif isinstance(node, ast.Call):
             func = node.func
             name = (
@@ -128,6 +133,19 @@ def test_imports_point_one_way(package: str) -> None:
     forbidden = LAYERING[package]
     violations = [i for i in imports_of(package) if i.top in forbidden]
     assert not violations, report(violations, f"{package}/ must not import {', '.join(sorted(forbidden))}")
+
+
+def test_first_party_imports_name_the_sonet_package() -> None:
+    """``core`` and friends are installed as ``sonet.core`` etc.; a bare ``import core`` would
+    load a second copy of every module (and each package's __init__ refuses it)."""
+    roots = [*PACKAGES, "tests", "bench", "fuzz", "examples"]
+    violations = [
+        i
+        for package in roots
+        for i in imports_of(package)
+        if not i.relative and i.module.split(".")[0] in PACKAGES
+    ]
+    assert not violations, report(violations, "import first-party code as sonet.<package>")
 
 
 def test_no_relative_import_escapes_its_package() -> None:
@@ -203,7 +221,7 @@ def test_scanner_resolves_relative_imports_in_package_init() -> None:
 
 
 def test_layering_rules_would_catch_a_violation() -> None:
-    found = list(imports_in_source("from node.store import base\nimport federation.link\n", Path("client/sdk.py")))
+    found = list(imports_in_source("from sonet.node.store import base\nimport sonet.federation.link\n", Path("client/sdk.py")))
     assert [i.top for i in found if i.top in LAYERING["client"]] == ["node", "federation"]
-    found = list(imports_in_source("from client import sdk\n", Path("core/x.py")))
+    found = list(imports_in_source("from sonet.client import sdk\n", Path("core/x.py")))
     assert [i.top for i in found if i.top in LAYERING["core"]] == ["client"]

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from core.crypto import CryptoMode, SigningKey, VerifyKey
-from core.device_list import sign_device_list, verify_device_list
-from core.errors import LocalProtocolError
-from core.safety import (
+from sonet.core.crypto import CryptoMode, SigningKey, VerifyKey
+from sonet.core.device_list import sign_device_list, verify_device_list
+from sonet.core.errors import LocalProtocolError
+from sonet.core.safety import (
     ITERATIONS,
     QR_PREFIX,
     fingerprint_digits,

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from core import canonical, limits
-from core.certs import issue_certificate
-from core.crypto import CryptoMode, HpkePrivateKey, SigningKey, VerifyKey
-from core.errors import DecryptError, LocalProtocolError, RemoteProtocolError, VerifyError
-from core.sealed_sender import INFO_PREFIX, OpenedSealed, Unsealed, open_sealed, seal, sealed_info, unseal
+from sonet.core import canonical, limits
+from sonet.core.certs import issue_certificate
+from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey, VerifyKey
+from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.sealed_sender import INFO_PREFIX, OpenedSealed, Unsealed, open_sealed, seal, sealed_info, unseal
 
 from .pairs import flip_bit, identity, rng
 

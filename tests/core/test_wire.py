@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import limits
-from core.errors import LocalProtocolError, RemoteProtocolError
-from core.wire import (
+from sonet.core import limits
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError
+from sonet.core.wire import (
     Frame,
     Struct,
     decode_frame,

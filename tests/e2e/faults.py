@@ -35,11 +35,11 @@ from pathlib import Path
 import trio
 from trio_websocket import HandshakeError
 
-from client.connection import ConnectError, NodeError
-from client.sdk import Device
-from client.state import DeviceState, StateError
-from client.vault import VaultError
-from core.errors import ProtocolError
+from sonet.client.connection import ConnectError, NodeError
+from sonet.client.sdk import Device
+from sonet.client.state import DeviceState, StateError
+from sonet.client.vault import VaultError
+from sonet.core.errors import ProtocolError
 
 from ..node.kit import ConnectError as RawConnectError
 from ..node.kit import connect_raw, new_identity

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import client.cli
-import node.cli
+import sonet.client.cli as client_cli_module
+import sonet.node.cli as node_cli_module
 
 from .conftest import (
     NodeProcess,
@@ -243,8 +243,8 @@ def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
                 yield from _command_paths(sub, (*prefix, name))
 
 
-HELP_CASES = [("sonet-node", *path) for path in _command_paths(node.cli.build_parser())] + [
-    ("sonet", *path) for path in _command_paths(client.cli.build_parser())
+HELP_CASES = [("sonet-node", *path) for path in _command_paths(node_cli_module.build_parser())] + [
+    ("sonet", *path) for path in _command_paths(client_cli_module.build_parser())
 ]
 
 

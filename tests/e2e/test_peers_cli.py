@@ -10,8 +10,8 @@ from pathlib import Path
 
 import trio
 
-from core.crypto import CryptoMode, SigningKey
-from federation import DialError, dial_peer
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.federation import DialError, dial_peer
 
 from .conftest import Processes, init_node, node_cli, ok
 

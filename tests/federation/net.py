@@ -15,13 +15,13 @@ from typing import Any
 
 import trio
 
-from core import limits
-from core.crypto import CryptoMode, SigningKey
-from core.federation_api import Transit
-from core.wire import Frame
-from federation.link import PeerLink, dial_peer
-from federation.records import DeliveryRow, OutboundItem
-from node.store import Quota
+from sonet.core import limits
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.core.federation_api import Transit
+from sonet.core.wire import Frame
+from sonet.federation.link import PeerLink, dial_peer
+from sonet.federation.records import DeliveryRow, OutboundItem
+from sonet.node.store import Quota
 from tests.node.conftest import HANG_S, RunningNode, StartNode
 from tests.node.kit import Account, opaque_envelope, wall_ms
 

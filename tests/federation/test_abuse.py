@@ -10,13 +10,13 @@ import msgpack
 import pytest
 import trio
 
-import node.app
-from core.client_api import ErrorFrame, FetchBundles, FetchDevices, FetchNodeKey, NodeKey, Ping, Pong
-from core.federation_api import Push, PushResult
-from core.wire import encode_frame
-from federation.errors import FederationError
-from federation.ratelimit import Rate
-from federation.settings import FederationSettings
+import sonet.node.app
+from sonet.core.client_api import ErrorFrame, FetchBundles, FetchDevices, FetchNodeKey, NodeKey, Ping, Pong
+from sonet.core.federation_api import Push, PushResult
+from sonet.core.wire import encode_frame
+from sonet.federation.errors import FederationError
+from sonet.federation.ratelimit import Rate
+from sonet.federation.settings import FederationSettings
 from tests.node.conftest import HANG_S, RunningNode, StartNode
 
 from .net import BETA, ask, mailbox_ids, new_key, peer_link, pin, transit, until
@@ -34,7 +34,7 @@ def small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
         bundle_rate=Rate(per_second=0.001, burst=2),
         max_refusals=MAX_REFUSALS,
     )
-    monkeypatch.setattr(node.app, "FederationSettings", settings)
+    monkeypatch.setattr(sonet.node.app, "FederationSettings", settings)
 
 
 async def two_peers(beta: RunningNode) -> tuple:

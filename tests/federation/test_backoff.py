@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from federation.backoff import Backoff
+from sonet.federation.backoff import Backoff
 
 
 def fixed(byte: int) -> Callable[[int], bytes]:

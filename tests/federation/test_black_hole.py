@@ -9,10 +9,10 @@ import os
 import pytest
 import trio
 
-from client.connection import ConnectError, connect
-from core import limits
-from core.crypto import CryptoMode, SigningKey
-from federation.link import DialError, dial_peer
+from sonet.client.connection import ConnectError, connect
+from sonet.core import limits
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.federation.link import DialError, dial_peer
 
 DEADLINE_S = 0.5
 HANG_GUARD_S = 10.0  # far above the deadline: only a hang trips it

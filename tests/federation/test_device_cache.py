@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.client_api import Devices
-from federation.errors import FederationError
-from federation.service import STALE_DEVICES_MS
-from node.app import now_ms
+from sonet.core.client_api import Devices
+from sonet.federation.errors import FederationError
+from sonet.federation.service import STALE_DEVICES_MS
+from sonet.node.app import now_ms
 from tests.node.conftest import StartNode
 
 from .net import triangle

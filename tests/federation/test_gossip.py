@@ -10,11 +10,11 @@ from collections.abc import Iterable
 
 import pytest
 
-from core import limits
-from core.client_api import SignedHead
-from core.federation_api import Gossip, Noted, SeenHead
-from core.keydir import sign_head
-from federation.errors import FederationError
+from sonet.core import limits
+from sonet.core.client_api import SignedHead
+from sonet.core.federation_api import Gossip, Noted, SeenHead
+from sonet.core.keydir import sign_head
+from sonet.federation.errors import FederationError
 from tests.node.conftest import StartNode
 from tests.node.kit import wall_ms
 

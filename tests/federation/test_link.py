@@ -12,11 +12,11 @@ import os
 import pytest
 import trio
 
-import node.app
-from core.client_api import ErrorFrame, Ping
-from core.crypto import CryptoMode, SigningKey
-from core.handshake import Hello1
-from federation import DialError, dial_peer
+import sonet.node.app
+from sonet.core.client_api import ErrorFrame, Ping
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.core.handshake import Hello1
+from sonet.federation import DialError, dial_peer
 from tests.node.conftest import HANG_S, RunningNode
 
 from .net import until
@@ -31,7 +31,7 @@ def new_key() -> SigningKey:
 
 async def add_peer(running: RunningNode, key: SigningKey, name: str = PEER_NAME) -> None:
     async with running.store() as store:
-        await store.add_peer(name=name, url=PEER_URL, fingerprint=key.public.fingerprint, via=None, now=node.app.now_ms())
+        await store.add_peer(name=name, url=PEER_URL, fingerprint=key.public.fingerprint, via=None, now=sonet.node.app.now_ms())
 
 
 def dial(running: RunningNode, key: SigningKey, name: str = PEER_NAME):  # noqa: ANN201 - context manager
@@ -68,7 +68,7 @@ async def test_an_unknown_identity_is_refused_with_unknown_peer(running: Running
 async def test_a_configured_name_with_another_key_is_refused_with_wrong_identity(running: RunningNode) -> None:
     pinned, impostor = new_key(), new_key()
     await add_peer(running, pinned)
-    before = node.app.now_ms()
+    before = sonet.node.app.now_ms()
     with trio.fail_after(HANG_S), pytest.raises(DialError) as info:
         async with dial(running, impostor):
             pytest.fail("admitted a mis-keyed peer")
@@ -123,9 +123,9 @@ async def test_a_frame_that_is_no_request_gets_an_error_frame_and_the_link_close
 
 
 def _sample_hello1() -> Hello1:
-    from core.crypto import CryptoPolicy
-    from core.handshake import Handshake, Role
-    from core.wire import decode_frame
+    from sonet.core.crypto import CryptoPolicy
+    from sonet.core.handshake import Handshake, Role
+    from sonet.core.wire import decode_frame
 
     hs = Handshake(Role.INITIATOR, identity=new_key(), policy=CryptoPolicy(), rng=os.urandom, prologue=b"x")
     [data] = hs.data_to_send()

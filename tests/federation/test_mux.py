@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import trio
 
-from core.client_api import ErrorFrame, Ping, Pong
-from core.errors import RemoteProtocolError
-from core.wire import Frame, decode_frame, encode_frame
-from federation.link import LinkLost, MuxLink
-from federation.peers import Peer
+from sonet.core.client_api import ErrorFrame, Ping, Pong
+from sonet.core.errors import RemoteProtocolError
+from sonet.core.wire import Frame, decode_frame, encode_frame
+from sonet.federation.link import LinkLost, MuxLink
+from sonet.federation.peers import Peer
 
 PEER = Peer(name="beta.example", url="ws://127.0.0.1:1", fingerprint="a" * 32, via=None, added_at=0)
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from core.crypto import CryptoMode
-from node.cli import main
-from node.config import ConfigError, NodeConfig
-from node.identity import create_node_key
+from sonet.core.crypto import CryptoMode
+from sonet.node.cli import main
+from sonet.node.config import ConfigError, NodeConfig
+from sonet.node.identity import create_node_key
 from tests.node.conftest import StartNode
 
 from .net import ALPHA, BETA, GAMMA, new_key, pin_node, queue_at, tracked, until
@@ -125,7 +125,7 @@ async def _arrived(node, account: str) -> bool:  # noqa: ANN001
 
 
 def test_the_status_for_people_shows_one_line_per_peer_with_why_it_waits() -> None:
-    from node.cli import _federation_lines
+    from sonet.node.cli import _federation_lines
 
     error = {"code": "wrong_identity", "message": "beta.example presented another key than pinned", "at": 1}
     peers = [

@@ -6,9 +6,9 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from federation.outbox import Outboxes
-from federation.records import QueuedItem
-from federation.settings import FederationSettings
+from sonet.federation.outbox import Outboxes
+from sonet.federation.records import QueuedItem
+from sonet.federation.settings import FederationSettings
 
 BETA = "beta.example"
 

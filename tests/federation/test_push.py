@@ -14,15 +14,15 @@ import functools
 import pytest
 import trio
 
-import node.app
+import sonet.node.app
 
-from core import limits
-from core.client_api import Accepted, ErrorFrame, SendBatch
-from core.federation_api import Push, PushResult
-from federation.errors import FederationError
-from federation.ratelimit import Rate
-from federation.settings import FederationSettings
-from federation.records import OutboundItem
+from sonet.core import limits
+from sonet.core.client_api import Accepted, ErrorFrame, SendBatch
+from sonet.core.federation_api import Push, PushResult
+from sonet.federation.errors import FederationError
+from sonet.federation.ratelimit import Rate
+from sonet.federation.settings import FederationSettings
+from sonet.federation.records import OutboundItem
 from tests.node.conftest import HANG_S, RunningNode, StartNode
 from tests.node.kit import Account, opaque_envelope, wall_ms
 
@@ -161,7 +161,7 @@ async def test_removing_and_adding_a_peer_again_keeps_its_queue(start_node: Star
 
 
 async def test_items_without_a_route_fail_only_when_they_expire(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(node.app, "FederationSettings", functools.partial(FederationSettings, expire_interval_s=0.05))
+    monkeypatch.setattr(sonet.node.app, "FederationSettings", functools.partial(FederationSettings, expire_interval_s=0.05))
     clock = Clock(monkeypatch)
     alpha = await start_node(name=ALPHA)
     alice = await alpha.enroll("alice")
@@ -185,13 +185,13 @@ async def _states(node: RunningNode, sender: Account, item: OutboundItem, state:
 
 
 class Clock:
-    """The wall clock of the nodes started after it (node.app.now_ms), moved forward by the
+    """The wall clock of the nodes started after it (sonet.node.app.now_ms), moved forward by the
     test: expiry without waiting for it."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.offset = 0
-        real = node.app.now_ms
-        monkeypatch.setattr(node.app, "now_ms", lambda: real() + self.offset)
+        real = sonet.node.app.now_ms
+        monkeypatch.setattr(sonet.node.app, "now_ms", lambda: real() + self.offset)
 
     def advance(self, ms: int) -> None:
         self.offset += ms
@@ -250,7 +250,7 @@ async def test_backoff_ends_when_the_peer_dials_in(start_node: StartNode) -> Non
 async def test_a_rate_limited_push_keeps_its_items_and_backs_off(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
     # beta takes one pushed item, then hardly any more
     settings = functools.partial(FederationSettings, push_rate=Rate(per_second=0.001, burst=1))
-    monkeypatch.setattr(node.app, "FederationSettings", settings)
+    monkeypatch.setattr(sonet.node.app, "FederationSettings", settings)
     alpha, beta = await pair(start_node)
     alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
     federation = alpha.node.federation
@@ -315,7 +315,7 @@ async def test_a_successful_push_ends_the_backoff(start_node: StartNode, monkeyp
 
 
 async def test_an_item_that_expires_during_its_push_gets_the_pushs_outcome(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(node.app, "FederationSettings", functools.partial(FederationSettings, expire_interval_s=0.05))
+    monkeypatch.setattr(sonet.node.app, "FederationSettings", functools.partial(FederationSettings, expire_interval_s=0.05))
     clock = Clock(monkeypatch)
     alpha, beta = await pair(start_node)
     alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")

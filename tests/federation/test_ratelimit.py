@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from federation.ratelimit import Bucket, Limiter, Rate
+from sonet.federation.ratelimit import Bucket, Limiter, Rate
 
 
 def test_a_bucket_passes_its_burst_then_refills_at_its_rate() -> None:

@@ -13,12 +13,12 @@ import json
 
 import pytest
 
-import node.app
-from core.client_api import Accepted, Bundles, Devices, ErrorFrame, FetchDevices, SendBatch
-from core.federation_api import Push, PushResult
-from federation.errors import FederationError
-from federation.settings import FederationSettings
-from node.app import RUNTIME_FILE
+import sonet.node.app
+from sonet.core.client_api import Accepted, Bundles, Devices, ErrorFrame, FetchDevices, SendBatch
+from sonet.core.federation_api import Push, PushResult
+from sonet.federation.errors import FederationError
+from sonet.federation.settings import FederationSettings
+from sonet.node.app import RUNTIME_FILE
 from tests.node.conftest import StartNode
 from tests.node.kit import opaque_envelope, wall_ms
 
@@ -127,7 +127,7 @@ async def test_a_lookup_through_a_relay_that_does_not_know_the_destination_is_re
 
 
 async def test_an_item_that_expires_at_the_relay_is_reported_expired(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(node.app, "FederationSettings", functools.partial(FederationSettings, expire_interval_s=0.1))
+    monkeypatch.setattr(sonet.node.app, "FederationSettings", functools.partial(FederationSettings, expire_interval_s=0.1))
     alpha = await start_node(name=ALPHA)
     beta = await start_node(name=BETA)
     await pin_node(alpha, beta)

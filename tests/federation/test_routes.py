@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from federation.peers import Peer
-from federation.routes import Routes
+from sonet.federation.peers import Peer
+from sonet.federation.routes import Routes
 
 FP = "a" * 32
 

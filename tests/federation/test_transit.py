@@ -11,12 +11,12 @@ import os
 import msgpack
 import pytest
 
-from core import limits
-from core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from core.errors import LocalProtocolError, RemoteProtocolError
-from core.federation_api import Report, Transit
-from federation.records import Tracking
-from federation.transit import (
+from sonet.core import limits
+from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError
+from sonet.core.federation_api import Report, Transit
+from sonet.federation.records import Tracking
+from sonet.federation.transit import (
     REPORT_TTL_MS,
     decode_transit,
     encode_transit,

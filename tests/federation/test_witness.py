@@ -15,7 +15,7 @@ import json
 import pytest
 import trio
 
-from core.client_api import (
+from sonet.core.client_api import (
     Bundles,
     Consistency,
     Devices,
@@ -27,13 +27,13 @@ from core.client_api import (
     Pong,
     SignedHead,
 )
-from core.federation_api import Cosign, Noted
-from core.keydir import TreeHead, cosign, sign_head, verify_head, witnesses
-from federation.errors import FederationError
-from federation.routes import Routes
-from federation.settings import FederationSettings
-from federation.witness import Witness
-from node.app import RUNTIME_FILE
+from sonet.core.federation_api import Cosign, Noted
+from sonet.core.keydir import TreeHead, cosign, sign_head, verify_head, witnesses
+from sonet.federation.errors import FederationError
+from sonet.federation.routes import Routes
+from sonet.federation.settings import FederationSettings
+from sonet.federation.witness import Witness
+from sonet.node.app import RUNTIME_FILE
 from tests.node.conftest import RunningNode, StartNode
 from tests.node.kit import wall_ms
 

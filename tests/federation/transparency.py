@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-import node.app
-from core.client_api import SignedHead
-from core.keydir import MerkleTree, leaf_hash, sign_head, verify_head, witnesses
-from core.wire import Frame
-from federation.settings import FederationSettings
-from federation.witness import Witness
+import sonet.node.app
+from sonet.core.client_api import SignedHead
+from sonet.core.keydir import MerkleTree, leaf_hash, sign_head, verify_head, witnesses
+from sonet.core.wire import Frame
+from sonet.federation.settings import FederationSettings
+from sonet.federation.witness import Witness
 from tests.node.conftest import RunningNode
 from tests.node.kit import wall_ms
 
@@ -26,7 +26,7 @@ ROUND_S = 0.05
 
 def every(monkeypatch: pytest.MonkeyPatch, **intervals: float) -> None:
     """Nodes started from now on use these ``FederationSettings`` intervals."""
-    monkeypatch.setattr(node.app, "FederationSettings", functools.partial(FederationSettings, **intervals))
+    monkeypatch.setattr(sonet.node.app, "FederationSettings", functools.partial(FederationSettings, **intervals))
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ import cbor2
 import msgpack
 from hypothesis import strategies as st
 
-from core import canonical
-from core.errors import RemoteProtocolError
+from sonet.core import canonical
+from sonet.core.errors import RemoteProtocolError
 from fuzz.target import Codec, Target
 
 __all__ = ["random_inputs", "mutated_inputs", "plain"]

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.channel import NEED_DATA, Channel
-from core.errors import DecryptError, LocalProtocolError, RemoteProtocolError
-from core.wire import decode_frame
+from sonet.core.channel import NEED_DATA, Channel
+from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError
+from sonet.core.wire import decode_frame
 from fuzz.samples import frame_samples
 from fuzz.wire_targets import channel_keys
 

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import core.client_api
-import core.federation_api
-import core.handshake
-from core.errors import RemoteProtocolError
-from core.wire import Frame, registered_frames
+import sonet.core.client_api
+import sonet.core.federation_api
+import sonet.core.handshake
+from sonet.core.errors import RemoteProtocolError
+from sonet.core.wire import Frame, registered_frames
 from fuzz.samples import frame_samples
 from fuzz.targets import TARGETS, Finding, Target
 

@@ -21,15 +21,15 @@ from typing import Any
 import pytest
 import trio
 
-import node.app
-from core.client_api import Deliver, Delivery, Drained, LinkApprove, LinkApproved, LinkBegin, LinkComplete, LinkFetch, LinkOffer, LinkPending, LinkSlot, Register, Registered
-from core.crypto import CryptoMode, SigningKey
-from core.invite import SECRET_BYTES, hash_invite_secret, make_invite, parse_invite
-from node.app import DB_FILE, Node
-from node.client_session import ClientSession
-from node.config import CONFIG_FILE, NodeConfig
-from node.identity import create_node_key
-from node.store import MailboxItem, SqliteStore
+import sonet.node.app
+from sonet.core.client_api import Deliver, Delivery, Drained, LinkApprove, LinkApproved, LinkBegin, LinkComplete, LinkFetch, LinkOffer, LinkPending, LinkSlot, Register, Registered
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.core.invite import SECRET_BYTES, hash_invite_secret, make_invite, parse_invite
+from sonet.node.app import DB_FILE, Node
+from sonet.node.client_session import ClientSession
+from sonet.node.config import CONFIG_FILE, NodeConfig
+from sonet.node.identity import create_node_key
+from sonet.node.store import MailboxItem, SqliteStore
 
 from .kit import Account, Member, RawConnection, connect_raw
 
@@ -103,14 +103,14 @@ class RunningNode:
         """A one-time token, stored by hash, exactly like ``sonet-node invite``."""
         token = make_invite(self.fingerprint, os.urandom(SECRET_BYTES))
         secret = token.split(".", 1)[1]
-        now = node.app.now_ms()
+        now = sonet.node.app.now_ms()
         async with self.store() as store:
             await store.add_invite(hash_invite_secret(secret), now=now, expires_at=now + expires_in_ms)
         return token
 
     async def pending(self, account: str, device: int = 1, *, now: int | None = None) -> list[MailboxItem]:
         """Everything deliverable in one mailbox right now, in delivery order."""
-        now = node.app.now_ms() if now is None else now
+        now = sonet.node.app.now_ms() if now is None else now
         async with self.store() as store:
             return await store.pending(account, device, after_seq=0, limit=100_000, now=now)
 
@@ -193,7 +193,7 @@ def make_node_dir(tmp_path: Path) -> Callable[..., tuple[Path, NodeConfig]]:
 @pytest.fixture
 def start_node(nursery: trio.Nursery, make_node_dir: Callable[..., tuple[Path, NodeConfig]], monkeypatch: pytest.MonkeyPatch) -> StartNode:
     """``await start_node(**config_overrides)`` -> a RunningNode serving on 127.0.0.1:0."""
-    monkeypatch.setattr(node.app, "ClientSession", _TrackedSession)
+    monkeypatch.setattr(sonet.node.app, "ClientSession", _TrackedSession)
 
     async def start(**overrides: Any) -> RunningNode:
         data, config = make_node_dir(**overrides)

@@ -23,18 +23,18 @@ from typing import Any
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, open_websocket_url
 
-from core import limits
-from core.channel import Channel
-from core.client_api import Deliver, Drained, ErrorFrame, LinkOffer, Welcome
-from core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, SigningKey
-from core.device import make_device_record
-from core.device_list import encode_account_identity, sign_device_list
-from core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from core.errors import ProtocolError, RemoteProtocolError
-from core.handshake import Handshake, Role
-from core.handshake_driver import run_initiator
-from core.ratchet.prekeys import MLKEM768, X25519, generate_prekey
-from core.wire import Frame
+from sonet.core import limits
+from sonet.core.channel import Channel
+from sonet.core.client_api import Deliver, Drained, ErrorFrame, LinkOffer, Welcome
+from sonet.core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, SigningKey
+from sonet.core.device import make_device_record
+from sonet.core.device_list import encode_account_identity, sign_device_list
+from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
+from sonet.core.errors import ProtocolError, RemoteProtocolError
+from sonet.core.handshake import Handshake, Role
+from sonet.core.handshake_driver import run_initiator
+from sonet.core.ratchet.prekeys import MLKEM768, X25519, generate_prekey
+from sonet.core.wire import Frame
 
 __all__ = [
     "NodeError",

@@ -13,8 +13,8 @@ from dataclasses import replace
 import pytest
 import trio
 
-import node.app
-from core.client_api import (
+import sonet.node.app
+from sonet.core.client_api import (
     Ack,
     Accepted,
     DeviceMismatch,
@@ -26,11 +26,11 @@ from core.client_api import (
     Registered,
     SendBatch,
 )
-from core import limits
-from core.crypto import Aead
-from core.envelope import Kind
-from core.invite import SECRET_BYTES, make_invite, parse_invite
-from node.store import StoreError
+from sonet.core import limits
+from sonet.core.crypto import Aead
+from sonet.core.envelope import Kind
+from sonet.core.invite import SECRET_BYTES, make_invite, parse_invite
+from sonet.node.store import StoreError
 
 from .conftest import HANG_S, NODE_NAME, RunningNode, collect_until_drained, next_deliver
 from .kit import Account, Member, NodeError, new_identity, opaque_envelope, record_for
@@ -346,7 +346,7 @@ async def test_unacked_envelope_is_redelivered_on_reconnect(running: RunningNode
 
 class _Clock:
     def __init__(self) -> None:
-        self.now = node.app.now_ms()
+        self.now = sonet.node.app.now_ms()
 
     def __call__(self) -> int:
         return self.now
@@ -355,7 +355,7 @@ class _Clock:
 async def test_expired_envelopes_are_not_delivered(start_node, monkeypatch) -> None:
     with trio.fail_after(HANG_S):
         clock = _Clock()
-        monkeypatch.setattr(node.app, "now_ms", clock)  # the node's clock, read when it starts
+        monkeypatch.setattr(sonet.node.app, "now_ms", clock)  # the node's clock, read when it starts
         at = await start_node()
         alice, bob = await at.enroll("alice"), await at.enroll("bob")
         short = opaque_envelope(bob.first, expires=clock.now + 60_000)
@@ -373,7 +373,7 @@ async def test_expired_envelopes_are_not_delivered(start_node, monkeypatch) -> N
 async def test_node_ttl_caps_envelope_lifetime(start_node, monkeypatch) -> None:
     with trio.fail_after(HANG_S):
         clock = _Clock()
-        monkeypatch.setattr(node.app, "now_ms", clock)
+        monkeypatch.setattr(sonet.node.app, "now_ms", clock)
         at = await start_node(envelope_ttl_ms=60_000)
         alice, bob = await at.enroll("alice"), await at.enroll("bob")
         async with at.raw(alice.first) as conn:  # asks for the default 30 days

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-from client.connection import ConnectError, NodeError, connect
-from core.client_api import Ack, Ping, SendBatch
-from node.store import StoreError
+from sonet.client.connection import ConnectError, NodeError, connect
+from sonet.core.client_api import Ack, Ping, SendBatch
+from sonet.node.store import StoreError
 
 from .conftest import HANG_S, RunningNode
 from .kit import opaque_envelope

@@ -12,14 +12,14 @@ import dataclasses
 import pytest
 import trio
 
-import node.app
-from core import limits as core_limits
-from core.client_api import Accepted, FetchBundles, LinkBegin, Ping, Pong, SendBatch
-from core.envelope import Kind
-from core.errors import RemoteProtocolError
-from federation.ratelimit import Rate
-from node.client_checks import RequestError
-from node.client_limits import ENVELOPES, EPHEMERAL, ClientLimits
+import sonet.node.app
+from sonet.core import limits as core_limits
+from sonet.core.client_api import Accepted, FetchBundles, LinkBegin, Ping, Pong, SendBatch
+from sonet.core.envelope import Kind
+from sonet.core.errors import RemoteProtocolError
+from sonet.federation.ratelimit import Rate
+from sonet.node.client_checks import RequestError
+from sonet.node.client_limits import ENVELOPES, EPHEMERAL, ClientLimits
 
 from .conftest import HANG_S, NODE_NAME, RunningNode, StartNode
 from .kit import NodeError, opaque_envelope, wall_ms
@@ -285,9 +285,9 @@ def start_limited(start_node: StartNode, monkeypatch: pytest.MonkeyPatch):  # no
 
     async def start(limits: ClientLimits) -> tuple[RunningNode, Clock]:
         clock = Clock(wall_ms())
-        build = node.app.ClientContext
+        build = sonet.node.app.ClientContext
         monkeypatch.setattr(
-            node.app, "ClientContext", lambda **kw: dataclasses.replace(build(**kw), limits=limits, clock_ms=clock)
+            sonet.node.app, "ClientContext", lambda **kw: dataclasses.replace(build(**kw), limits=limits, clock_ms=clock)
         )
         return await start_node(), clock
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from core.client_api import (
+from sonet.core.client_api import (
     Bundles,
     Consistency,
     Devices,
@@ -32,8 +32,8 @@ from core.client_api import (
     Leaves,
     RemoveDevice,
 )
-from core.errors import VerifyError
-from core.keydir import (
+from sonet.core.errors import VerifyError
+from sonet.core.keydir import (
     EMPTY_ROOT,
     CompactRange,
     DirectoryEntry,
@@ -45,10 +45,10 @@ from core.keydir import (
     verify_directory_proof,
     verify_head,
 )
-from core import limits
-from node.app import DB_FILE, Node
-from node.config import NodeConfig
-from node.store import StoreError
+from sonet.core import limits
+from sonet.node.app import DB_FILE, Node
+from sonet.node.config import NodeConfig
+from sonet.node.store import StoreError
 
 from tests.federation.net import pin, pin_node, until
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from core.crypto import CryptoMode, SigningKey
-from core.keydir import cosign, verify_head
-from node.app import DB_FILE
-from node.cli import main
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.core.keydir import cosign, verify_head
+from sonet.node.app import DB_FILE
+from sonet.node.cli import main
 
 from .conftest import HANG_S, NODE_NAME, RunningNode
 

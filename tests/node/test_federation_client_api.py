@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import trio
 
-import node.app
-from core import limits
-from core.address import parse_address
-from core.client_api import (
+import sonet.node.app
+from sonet.core import limits
+from sonet.core.address import parse_address
+from sonet.core.client_api import (
     Accepted,
     Bundle,
     Bundles,
@@ -46,14 +46,14 @@ from core.client_api import (
     SignedHead,
     Statuses,
 )
-from core.envelope import Envelope, Kind
-from core.federation_api import REFUSALS
-from core.keydir import MerkleTree, encode_entry, leaf_hash, sign_head, verify_directory_proof
-from core.wire import Frame, decode_frame, encode_frame, packb
-from federation.errors import FederationError
-from node.client_context import ClientContext
-from node.client_keys import answer_local
-from node.store import OutboundItem, StatusUpdate, Tracking
+from sonet.core.envelope import Envelope, Kind
+from sonet.core.federation_api import REFUSALS
+from sonet.core.keydir import MerkleTree, encode_entry, leaf_hash, sign_head, verify_directory_proof
+from sonet.core.wire import Frame, decode_frame, encode_frame, packb
+from sonet.federation.errors import FederationError
+from sonet.node.client_context import ClientContext
+from sonet.node.client_keys import answer_local
+from sonet.node.store import OutboundItem, StatusUpdate, Tracking
 
 from .conftest import HANG_S, NODE_NAME, RunningNode, StartNode
 from .kit import Account, Member, NodeError, new_identity, opaque_envelope, prekey, wall_ms
@@ -150,7 +150,7 @@ def start_federated(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> C
         built.append(ctx)
         return ctx
 
-    monkeypatch.setattr(node.app, "ClientContext", context)
+    monkeypatch.setattr(sonet.node.app, "ClientContext", context)
 
     async def start(fake: FakeFederation | None, **config: Any) -> Federated:
         built: list[ClientContext] = []

@@ -29,13 +29,13 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-import node.server
-from core import limits
-from core.channel import Channel
-from core.client_api import Accepted, Ack, Drained, ErrorFrame, LinkOffer, Ping, Pong, SendBatch, Welcome
-from core.crypto import CryptoMode, CryptoPolicy, SigningKey
-from core.handshake import Auth3, Handshake, HandshakeComplete, HandshakeError, Hello2, Role
-from core.wire import decode_frame, encode_frame, packb
+import sonet.node.server
+from sonet.core import limits
+from sonet.core.channel import Channel
+from sonet.core.client_api import Accepted, Ack, Drained, ErrorFrame, LinkOffer, Ping, Pong, SendBatch, Welcome
+from sonet.core.crypto import CryptoMode, CryptoPolicy, SigningKey
+from sonet.core.handshake import Auth3, Handshake, HandshakeComplete, HandshakeError, Hello2, Role
+from sonet.core.wire import decode_frame, encode_frame, packb
 
 from .conftest import HANG_S, NODE_NAME, RunningNode, collect_until_drained, next_deliver
 from .kit import Account, RawConnection, opaque_envelope
@@ -333,7 +333,7 @@ async def test_stalled_handshake_is_closed_after_the_deadline(env: Env, stage: s
     # Only the node's handshake deadline shrinks (its module reference to core.limits);
     # the devices in this test keep the real one.
     constants = {k: getattr(limits, k) for k in dir(limits) if k.isupper()}
-    monkeypatch.setattr(node.server, "limits", types.SimpleNamespace(**{**constants, "HANDSHAKE_DEADLINE_S": 1.5}))
+    monkeypatch.setattr(sonet.node.server, "limits", types.SimpleNamespace(**{**constants, "HANDSHAKE_DEADLINE_S": 1.5}))
     with trio.fail_after(HANG_S):
         async with env.legit() as legit:
             async with open_raw(env) as ws:

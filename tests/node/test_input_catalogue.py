@@ -27,9 +27,9 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from core import limits
-from core.channel import Channel
-from core.client_api import (
+from sonet.core import limits
+from sonet.core.channel import Channel
+from sonet.core.client_api import (
     Accepted,
     Ack,
     DeviceMismatch,
@@ -44,12 +44,12 @@ from core.client_api import (
     SendBatch,
     Welcome,
 )
-from core.crypto import CryptoPolicy, SigningKey
-from core.errors import RemoteProtocolError
-from core.federation_api import Push, PushResult, Transit
-from core.handshake import Auth3, Handshake, HandshakeError, Role
-from core.handshake_driver import run_initiator
-from core.wire import Frame, decode_frame, encode_frame, encode_struct, packb
+from sonet.core.crypto import CryptoPolicy, SigningKey
+from sonet.core.errors import RemoteProtocolError
+from sonet.core.federation_api import Push, PushResult, Transit
+from sonet.core.handshake import Auth3, Handshake, HandshakeError, Role
+from sonet.core.handshake_driver import run_initiator
+from sonet.core.wire import Frame, decode_frame, encode_frame, encode_struct, packb
 from tests.federation.net import new_key, pin, transit
 
 from .conftest import HANG_S, NODE_NAME, RunningNode, collect_until_drained

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from core.client_api import LinkOffer
-from node.linking import LinkError, LinkRegistry
+from sonet.core.client_api import LinkOffer
+from sonet.node.linking import LinkError, LinkRegistry
 
 NOW = 1_700_000_000_000
 TTL = 600_000

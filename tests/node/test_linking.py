@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import pytest
 import trio
 
-import node.app
-from core import limits
-from core.client_api import (
+import sonet.node.app
+from sonet.core import limits
+from sonet.core.client_api import (
     Accepted,
     DeviceMismatch,
     DeviceRemoved,
@@ -37,7 +37,7 @@ from core.client_api import (
     RemoveDevice,
     SendBatch,
 )
-from core.device_list import verify_device_list
+from sonet.core.device_list import verify_device_list
 
 from .conftest import HANG_S, NODE_NAME, RunningNode, next_deliver
 from .kit import Member, NodeError, RawConnection, new_identity, opaque_envelope, record_for
@@ -50,7 +50,7 @@ POLICY_VIOLATION = 1008
 
 class _Clock:
     def __init__(self) -> None:
-        self.now = node.app.now_ms()
+        self.now = sonet.node.app.now_ms()
 
     def __call__(self) -> int:
         return self.now
@@ -59,7 +59,7 @@ class _Clock:
 @pytest.fixture
 async def clocked(start_node, monkeypatch) -> tuple[RunningNode, _Clock]:  # noqa: ANN001
     clock = _Clock()
-    monkeypatch.setattr(node.app, "now_ms", clock)  # the node's clock, read when it starts
+    monkeypatch.setattr(sonet.node.app, "now_ms", clock)  # the node's clock, read when it starts
     return await start_node(), clock
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from core import limits
-from core.crypto import CryptoMode, SigningKey
-from core.errors import RemoteProtocolError, VerifyError
-from core.keydir import (
+from sonet.core import limits
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.core.errors import RemoteProtocolError, VerifyError
+from sonet.core.keydir import (
     CompactRange,
     MerkleTree,
     TreeHead,
@@ -29,8 +29,8 @@ from core.keydir import (
     verify_directory_proof,
     verify_head,
 )
-from node.directory import NodeDirectory
-from node.store import SqliteStore, Store
+from sonet.node.directory import NodeDirectory
+from sonet.node.store import SqliteStore, Store
 
 NODE = "alpha.example"
 BETA = "beta.example"

@@ -8,10 +8,10 @@ import os
 import pytest
 import trio
 
-import node.app
-from core import limits
-from core.certs import verify_certificate
-from core.client_api import (
+import sonet.node.app
+from sonet.core import limits
+from sonet.core.certs import verify_certificate
+from sonet.core.client_api import (
     Accepted,
     Bundles,
     DeviceMismatch,
@@ -28,11 +28,11 @@ from core.client_api import (
     SendBatch,
     SenderCertificate,
 )
-from core.crypto import CryptoMode, SigningKey
-from core.device_list import encode_account_identity, verify_device_list
-from core.envelope import Kind
-from core.invite import parse_invite
-from core.ratchet.prekeys import MLKEM768, X25519, verify_prekey
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.core.device_list import encode_account_identity, verify_device_list
+from sonet.core.envelope import Kind
+from sonet.core.invite import parse_invite
+from sonet.core.ratchet.prekeys import MLKEM768, X25519, verify_prekey
 
 from .conftest import HANG_S, NODE_NAME, RunningNode
 from .kit import Account, Member, NodeError, RawConnection, new_identity, opaque_envelope, prekey
@@ -339,7 +339,7 @@ async def test_bundles_for_chosen_devices_and_unknown_ones(running: RunningNode)
 
 class _Clock:
     def __init__(self) -> None:
-        self.now = node.app.now_ms()
+        self.now = sonet.node.app.now_ms()
 
     def __call__(self) -> int:
         return self.now
@@ -348,7 +348,7 @@ class _Clock:
 async def test_sender_certificate_names_the_authenticated_device(start_node, monkeypatch) -> None:
     with trio.fail_after(HANG_S):
         clock = _Clock()
-        monkeypatch.setattr(node.app, "now_ms", clock)
+        monkeypatch.setattr(sonet.node.app, "now_ms", clock)
         at = await start_node()
         alice = await at.enroll("alice")
         phone = await at.link(alice)

@@ -17,11 +17,11 @@ from pqcrypto import InvalidSignatureError
 from pqcrypto.kem import ml_kem_768 as pq_kem
 from pqcrypto.sign import ml_dsa_65 as pq_dsa
 
-from core import canonical
-from core.crypto import kex, sign
-from core.crypto.kex import KexOffer
-from core.crypto.modes import CryptoMode
-from core.crypto.sign import SigningKey
+from sonet.core import canonical
+from sonet.core.crypto import kex, sign
+from sonet.core.crypto.kex import KexOffer
+from sonet.core.crypto.modes import CryptoMode
+from sonet.core.crypto.sign import SigningKey
 
 KEYS = 4
 MESSAGES = [b"", b"m", b"hello sonet" * 3, bytes(range(256)) * 4]

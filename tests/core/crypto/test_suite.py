@@ -8,13 +8,13 @@ import random
 import cbor2
 import pytest
 
-from core import canonical
-from core.crypto import kex
-from core.crypto.hpke import HpkePrivateKey, HpkePublicKey
-from core.crypto.kex import KexOffer, respond
-from core.crypto.modes import DEFAULT_MODE, CryptoMode, CryptoPolicy
-from core.crypto.sign import SigningKey, VerifyKey, fingerprint_of, normalize_fingerprint, signature_length
-from core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
+from sonet.core import canonical
+from sonet.core.crypto import kex
+from sonet.core.crypto.hpke import HpkePrivateKey, HpkePublicKey
+from sonet.core.crypto.kex import KexOffer, respond
+from sonet.core.crypto.modes import DEFAULT_MODE, CryptoMode, CryptoPolicy
+from sonet.core.crypto.sign import SigningKey, VerifyKey, fingerprint_of, normalize_fingerprint, signature_length
+from sonet.core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
 
 MODES = list(CryptoMode)
 C, H, P = CryptoMode.CLASSICAL, CryptoMode.HYBRID, CryptoMode.PQ

@@ -24,8 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem
 from pqcrypto.kem import ml_kem_768 as pq_kem
 
-from core.crypto.hpke import HpkePrivateKey, HpkePublicKey
-from core.crypto.modes import CryptoMode
+from sonet.core.crypto.hpke import HpkePrivateKey, HpkePublicKey
+from sonet.core.crypto.modes import CryptoMode
 from tests.core.crypto._mldsa_ref import public_from_expanded
 from tests.vectors import load_json, unhex
 

@@ -14,10 +14,10 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from core.crypto import kex
-from core.crypto.kex import KexOffer
-from core.crypto.modes import CryptoMode
-from core.errors import RemoteProtocolError
+from sonet.core.crypto import kex
+from sonet.core.crypto.kex import KexOffer
+from sonet.core.crypto.modes import CryptoMode
+from sonet.core.errors import RemoteProtocolError
 from tests.vectors import load_json, unhex, wycheproof
 
 ZERO32 = bytes(32)

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from core.crypto.hpke import HpkePrivateKey, xwing_private_from_seed
-from core.crypto.kdf import sha3_256
-from core.crypto.modes import CryptoMode
-from core.errors import DecryptError
+from sonet.core.crypto.hpke import HpkePrivateKey, xwing_private_from_seed
+from sonet.core.crypto.kdf import sha3_256
+from sonet.core.crypto.modes import CryptoMode
+from sonet.core.errors import DecryptError
 from tests.vectors import load_json, unhex
 
 try:  # private binding (cryptography 50); the Suite.decrypt trick covers the rest without it

@@ -20,11 +20,11 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem, x25519
 
-from core.crypto import kex
-from core.crypto.hpke import HpkePrivateKey, HpkePublicKey
-from core.crypto.kex import KexOffer
-from core.crypto.modes import CryptoMode
-from core.errors import LocalProtocolError, RemoteProtocolError
+from sonet.core.crypto import kex
+from sonet.core.crypto.hpke import HpkePrivateKey, HpkePublicKey
+from sonet.core.crypto.kex import KexOffer
+from sonet.core.crypto.modes import CryptoMode
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError
 from tests.core.crypto._mldsa_ref import public_from_expanded
 from tests.vectors import unhex, wycheproof
 

@@ -13,9 +13,9 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from core.crypto.aead import AES_256_GCM, CHACHA20_POLY1305, Aead
-from core.crypto.kdf import ct_equal, hkdf, hmac_sha256
-from core.errors import DecryptError, LocalProtocolError
+from sonet.core.crypto.aead import AES_256_GCM, CHACHA20_POLY1305, Aead
+from sonet.core.crypto.kdf import ct_equal, hkdf, hmac_sha256
+from sonet.core.errors import DecryptError, LocalProtocolError
 from tests.vectors import unhex, wycheproof
 
 

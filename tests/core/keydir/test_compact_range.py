@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.keydir import EMPTY_ROOT, CompactRange, MerkleTree, leaf_hash
+from sonet.core.keydir import EMPTY_ROOT, CompactRange, MerkleTree, leaf_hash
 
 from ..pairs import flip_bit
 from .test_merkle import leaves, mth

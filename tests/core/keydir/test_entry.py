@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import canonical, limits
-from core.crypto import CryptoMode
-from core.device_list import encode_account_identity, sign_device_list
-from core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
-from core.keydir import DirectoryEntry, decode_entry, encode_entry
+from sonet.core import canonical, limits
+from sonet.core.crypto import CryptoMode
+from sonet.core.device_list import encode_account_identity, sign_device_list
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.keydir import DirectoryEntry, decode_entry, encode_entry
 
 from ..pairs import identity
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import canonical, limits
-from core.crypto import CryptoMode, SigningKey
-from core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
-from core.keydir import (
+from sonet.core import canonical, limits
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.keydir import (
     COSIGNATURE_LABEL,
     EMPTY_ROOT,
     TREE_HEAD_LABEL,
@@ -26,7 +26,7 @@ from core.keydir import (
     verify_cosignature,
     verify_head,
 )
-from core.signed import sign_body
+from sonet.core.signed import sign_body
 
 from ..pairs import flip_bit, identity
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import limits
-from core.errors import VerifyError
-from core.keydir import merkle
-from core.keydir.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash, verify_consistency, verify_inclusion
+from sonet.core import limits
+from sonet.core.errors import VerifyError
+from sonet.core.keydir import merkle
+from sonet.core.keydir.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash, verify_consistency, verify_inclusion
 
 from ..pairs import flip_bit
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from core.errors import VerifyError
-from core.keydir import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
+from sonet.core.errors import VerifyError
+from sonet.core.keydir import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from tests.vectors import transparency_dev
 
 INCLUSION = transparency_dev("inclusion")

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from core.client_api import DirectoryProof, SignedHead
-from core.crypto import CryptoMode, SigningKey
-from core.device_list import encode_account_identity, sign_device_list
-from core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
-from core.keydir import (
+from sonet.core.client_api import DirectoryProof, SignedHead
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.core.device_list import encode_account_identity, sign_device_list
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.keydir import (
     COSIGNATURE_LABEL,
     MerkleTree,
     ProvenEntry,
@@ -25,7 +25,7 @@ from core.keydir import (
     verify_head,
     witnesses,
 )
-from core.signed import sign_body
+from sonet.core.signed import sign_body
 
 from ..pairs import flip_bit, identity
 

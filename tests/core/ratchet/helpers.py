@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import canonical
-from core.crypto import CryptoMode, Rng, SigningKey, X25519KeyPair
-from core.ratchet import (
+from sonet.core import canonical
+from sonet.core.crypto import CryptoMode, Rng, SigningKey, X25519KeyPair
+from sonet.core.ratchet import (
     MLKEM768,
     X25519,
     PrekeyBundle,

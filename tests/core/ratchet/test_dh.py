@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.crypto import MlKemKeyPair, X25519KeyPair, check_mlkem_public, mlkem_encapsulate
-from core.errors import LocalProtocolError, RemoteProtocolError
+from sonet.core.crypto import MlKemKeyPair, X25519KeyPair, check_mlkem_public, mlkem_encapsulate
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError
 
 from .helpers import flip, rng
 

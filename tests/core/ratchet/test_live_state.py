@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from core import canonical
-from core.crypto import CryptoMode, MlKemKeyPair, X25519KeyPair
-from core.ratchet import SessionState, encrypt
+from sonet.core import canonical
+from sonet.core.crypto import CryptoMode, MlKemKeyPair, X25519KeyPair
+from sonet.core.ratchet import SessionState, encrypt
 
 from .helpers import MODE_IDS, MODES, initial, start
 

@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from core import canonical
-from core.crypto import CryptoMode, SigningKey
-from core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
-from core.ratchet import (
+from sonet.core import canonical
+from sonet.core.crypto import CryptoMode, SigningKey
+from sonet.core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.ratchet import (
     MLKEM768,
     X25519,
     PrekeyHeader,
@@ -140,7 +140,7 @@ def test_hybrid_stripped_to_classical_derives_another_key() -> None:
 
 
 def test_mode_is_bound_into_the_session_key() -> None:
-    from core.ratchet import pqxdh
+    from sonet.core.ratchet import pqxdh
 
     secrets = [bytes(range(32))]
     keys = {pqxdh._derive(mode, secrets) for mode in CryptoMode}

@@ -7,11 +7,11 @@ import dataclasses
 import cbor2
 import pytest
 
-from core import canonical
-from core.crypto import CryptoMode, SigningKey, VerifyKey
-from core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
-from core.ratchet import MLKEM768, X25519, PrekeyBundle, PrekeySecret, SignedPrekey, decode_prekey, generate_prekey, verify_bundle
-from core.ratchet import verify_prekey
+from sonet.core import canonical
+from sonet.core.crypto import CryptoMode, SigningKey, VerifyKey
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.ratchet import MLKEM768, X25519, PrekeyBundle, PrekeySecret, SignedPrekey, decode_prekey, generate_prekey, verify_bundle
+from sonet.core.ratchet import verify_prekey
 
 from .helpers import MODE_IDS, MODES, device, flip, identity, rng
 

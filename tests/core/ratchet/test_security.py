@@ -10,10 +10,10 @@ from collections.abc import Callable
 import pytest
 from cryptography.hazmat.primitives import hashes, hmac
 
-from core.crypto import CryptoMode, Rng
-from core.errors import DecryptError, ProtocolError
-from core.ratchet import SessionState, decrypt, encrypt
-from core.ratchet import session as session_module
+from sonet.core.crypto import CryptoMode, Rng
+from sonet.core.errors import DecryptError, ProtocolError
+from sonet.core.ratchet import SessionState, decrypt, encrypt
+from sonet.core.ratchet import session as session_module
 
 from .helpers import MODE_IDS, MODES, rng, start
 

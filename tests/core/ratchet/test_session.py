@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from core import canonical, limits
-from core.crypto import CryptoMode
-from core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError
-from core.ratchet import SessionState, decrypt, encrypt, read_prekey_header, respond
-from core.ratchet.session import chain_id, kem_key_id
+from sonet.core import canonical, limits
+from sonet.core.crypto import CryptoMode
+from sonet.core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError
+from sonet.core.ratchet import SessionState, decrypt, encrypt, read_prekey_header, respond
+from sonet.core.ratchet.session import chain_id, kem_key_id
 
 from .helpers import MODE_IDS, MODES, Pair, edit, flip, initial, inner, start
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from node.store import SqliteStore, Store
+from sonet.node.store import SqliteStore, Store
 
 StoreOpener = Callable[[], Awaitable[Store]]
 

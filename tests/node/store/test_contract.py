@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.store import (
+from sonet.node.store import (
     AccountExists,
     AccountRow,
     DeviceRow,
@@ -750,7 +750,7 @@ FP_C = "c" * 32
 
 
 async def test_add_peer_normalises_and_lists_by_name(store: Store) -> None:
-    from node.store import Peer
+    from sonet.node.store import Peer
 
     added = await store.add_peer(name="Gamma.Example", url="wss://gamma.example/", fingerprint=FP_C.upper(), via=None, now=NOW)
     await store.add_peer(name="beta.example", url="ws://127.0.0.1:7481", fingerprint="-".join([FP_B[:16], FP_B[16:]]), via=None, now=NOW + 1)
@@ -762,7 +762,7 @@ async def test_add_peer_normalises_and_lists_by_name(store: Store) -> None:
 
 
 async def test_add_peer_refuses_a_duplicate_name(store: Store) -> None:
-    from node.store import PeerExists
+    from sonet.node.store import PeerExists
 
     await store.add_peer(name="beta.example", url="ws://b:1", fingerprint=FP_B, via=None, now=NOW)
     with pytest.raises(PeerExists):
@@ -782,7 +782,7 @@ async def test_add_peer_refuses_a_duplicate_name(store: Store) -> None:
     ],
 )
 async def test_add_peer_refuses_invalid_entries(store: Store, fields: dict) -> None:
-    from node.store import PeerInvalid
+    from sonet.node.store import PeerInvalid
 
     with pytest.raises(PeerInvalid):
         await store.add_peer(via=fields.pop("via", None), now=NOW, **fields)
@@ -790,7 +790,7 @@ async def test_add_peer_refuses_invalid_entries(store: Store, fields: dict) -> N
 
 
 async def test_via_must_name_a_configured_peer_and_blocks_its_removal(store: Store) -> None:
-    from node.store import PeerInvalid
+    from sonet.node.store import PeerInvalid
 
     await store.add_peer(name="relay.example", url="ws://r:1", fingerprint=FP_B, via=None, now=NOW)
     far = await store.add_peer(name="far.example", url="ws://f:1", fingerprint=FP_C, via="Relay.Example", now=NOW)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.store import (
+from sonet.node.store import (
     DELIVERY_GRACE_MS,
     DeliveryRow,
     OutboundItem,

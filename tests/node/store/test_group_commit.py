@@ -9,8 +9,8 @@ import sqlite3
 import pytest
 import trio
 
-from node.store.base import QuotaExceeded, StoreError
-from node.store.group_commit import MAX_GROUP, MAX_GROUP_COST, GroupCommit, _run_group
+from sonet.node.store.base import QuotaExceeded, StoreError
+from sonet.node.store.group_commit import MAX_GROUP, MAX_GROUP_COST, GroupCommit, _run_group
 
 
 class Db:

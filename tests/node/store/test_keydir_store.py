@@ -8,8 +8,8 @@ import hashlib
 
 import pytest
 
-from core.keydir import decode_entry, leaf_hash
-from node.store import (
+from sonet.core.keydir import decode_entry, leaf_hash
+from sonet.node.store import (
     AccountExists,
     HeadRow,
     InviteInvalid,

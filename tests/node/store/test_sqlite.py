@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from node.store import NewEnvelope, Quota, SqliteStore, StoreError, open_store
-from node.store.migrations import LATEST_VERSION, migrate
+from sonet.node.store import NewEnvelope, Quota, SqliteStore, StoreError, open_store
+from sonet.node.store.migrations import LATEST_VERSION, migrate
 
 REPO = Path(__file__).resolve().parents[3]
 NOW = 1_700_000_000_000
@@ -216,7 +216,7 @@ async def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
 
 CRASHING_WRITER = """
 import sys, trio
-from node.store import NewEnvelope, Quota, SqliteStore
+from sonet.node.store import NewEnvelope, Quota, SqliteStore
 
 async def main(path):
     store = await SqliteStore.open(path)
@@ -268,7 +268,7 @@ async def test_acknowledged_envelope_survives_sigkill(db_path: Path) -> None:
 
 
 async def test_migration_2_upgrades_a_version_1_database(db_path: Path) -> None:
-    from node.store.migrations import MIGRATIONS
+    from sonet.node.store.migrations import MIGRATIONS
 
     # A database as the version-1 software left it: device 2 was removed, 1 and 3 remain.
     with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
@@ -302,8 +302,8 @@ async def test_migration_2_upgrades_a_version_1_database(db_path: Path) -> None:
 
 
 async def test_migration_4_upgrades_a_version_3_database(db_path: Path) -> None:
-    from node.store import OutboundItem, Tracking
-    from node.store.migrations import MIGRATIONS
+    from sonet.node.store import OutboundItem, Tracking
+    from sonet.node.store.migrations import MIGRATIONS
 
     # A database as the version-3 software left it: an account with an envelope, two peers.
     with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
@@ -346,7 +346,7 @@ async def test_migration_4_upgrades_a_version_3_database(db_path: Path) -> None:
 
 
 async def test_expire_outbox_forgets_expired_dedup_keys(db_path: Path) -> None:
-    from node.store import OutboundItem
+    from sonet.node.store import OutboundItem
 
     def sent_keys(conn: sqlite3.Connection) -> int:
         return conn.execute("SELECT count(*) FROM outbox_sent").fetchone()[0]
@@ -365,8 +365,8 @@ async def test_expire_outbox_forgets_expired_dedup_keys(db_path: Path) -> None:
 
 
 async def test_migration_5_adds_the_directory_and_backfill_gives_old_accounts_their_leaves(db_path: Path) -> None:
-    from core.keydir import decode_entry
-    from node.store.migrations import MIGRATIONS
+    from sonet.core.keydir import decode_entry
+    from sonet.node.store.migrations import MIGRATIONS
 
     # A database as the version-4 software left it: two accounts, no directory.
     with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
