@@ -31,7 +31,8 @@ def _plain(value: Any, depth: int) -> bool:
     t = type(value)
     if t is int:
         # cbor2 turns bignum tags (2, 3) into plain ints; only major types 0/1 are plain data.
-        return _INT_MIN <= value <= _INT_MAX
+        number: int = value
+        return _INT_MIN <= number <= _INT_MAX
     if t in _PLAIN:
         return True
     if t is list:

@@ -20,7 +20,7 @@ so a passive observer learns neither. The responder reports the authenticated in
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import canonical, limits
@@ -204,15 +204,18 @@ class Handshake:
             msg = decode_frame(data)
             if isinstance(msg, HandshakeError):
                 raise RemoteProtocolError(f"peer refused the handshake: {msg.message}", code=msg.code)
-            handler = {
-                _State.AWAIT_HELLO1: (Hello1, self._on_hello1),
-                _State.AWAIT_HELLO2: (Hello2, self._on_hello2),
-                _State.AWAIT_AUTH3: (Auth3, self._on_auth3),
-                _State.AWAIT_DONE4: (Done4, self._on_done4),
-            }[self._state]
-            if not isinstance(msg, handler[0]):
-                raise RemoteProtocolError(f"expected {handler[0].__name__}, got {type(msg).__name__}")
-            handler[1](msg)
+            state = self._state
+            if state is _State.AWAIT_HELLO1 and isinstance(msg, Hello1):
+                self._on_hello1(msg)
+            elif state is _State.AWAIT_HELLO2 and isinstance(msg, Hello2):
+                self._on_hello2(msg)
+            elif state is _State.AWAIT_AUTH3 and isinstance(msg, Auth3):
+                self._on_auth3(msg)
+            elif state is _State.AWAIT_DONE4 and isinstance(msg, Done4):
+                self._on_done4(msg)
+            else:
+                expected = {_State.AWAIT_HELLO1: Hello1, _State.AWAIT_HELLO2: Hello2, _State.AWAIT_AUTH3: Auth3}.get(state, Done4)
+                raise RemoteProtocolError(f"expected {expected.__name__}, got {type(msg).__name__}")
         except ProtocolError as exc:
             self._fail(exc)
             raise
@@ -337,10 +340,12 @@ class Handshake:
         self._absorb_hello1(h)
         kex = respond(mode, self._rng, h.x25519, h.mlkem)
         self._mode = mode
-        reply = dict(v=PROTOCOL_VERSION, mode=mode.value, x25519=kex.x25519_share, mlkem_ct=kex.mlkem_ciphertext, nonce=self._rng(_NONCE_LEN))
-        self._absorb_hello2(Hello2(auth=b"", **reply))
+        unsigned = Hello2(
+            v=PROTOCOL_VERSION, mode=mode.value, x25519=kex.x25519_share, mlkem_ct=kex.mlkem_ciphertext, nonce=self._rng(_NONCE_LEN), auth=b""
+        )
+        self._absorb_hello2(unsigned)
         self._prk = _extract(self._th, kex.shared_secret)
-        self._outgoing.append(encode_frame(Hello2(auth=self._sign_identity(Role.RESPONDER), **reply)))
+        self._outgoing.append(encode_frame(replace(unsigned, auth=self._sign_identity(Role.RESPONDER))))
         self._state = _State.AWAIT_AUTH3
 
     def _on_auth3(self, a: Auth3) -> None:

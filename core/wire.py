@@ -258,7 +258,8 @@ def encode_struct(obj: Struct) -> bytes:
 
 
 def packb(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    data: bytes = msgpack.packb(value, use_bin_type=True)  # msgpack ships no type hints
+    return data
 
 
 # Decoding --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ TAG_LEN = 16
 
 AES_256_GCM = "aes-256-gcm"
 CHACHA20_POLY1305 = "chacha20-poly1305"
-_CIPHERS = {AES_256_GCM: AESGCM, CHACHA20_POLY1305: ChaCha20Poly1305}
+_CIPHERS: dict[str, type[AESGCM] | type[ChaCha20Poly1305]] = {AES_256_GCM: AESGCM, CHACHA20_POLY1305: ChaCha20Poly1305}
 
 
 class Aead:
@@ -26,7 +26,7 @@ class Aead:
     def __init__(self, key: bytes, algorithm: str = AES_256_GCM) -> None:
         if len(key) != KEY_LEN:
             raise LocalProtocolError("AEAD key must be 32 bytes")
-        self._cipher = _CIPHERS[algorithm](key)
+        self._cipher: AESGCM | ChaCha20Poly1305 = _CIPHERS[algorithm](key)
 
     def seal(self, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
         if len(nonce) != NONCE_LEN:
