@@ -46,11 +46,15 @@ class Alert:
 class DirectoryState:
     _db: sqlite3.Connection
 
-    def transaction(self) -> AbstractContextManager[None]: ...  # provided by DeviceState
+    # provided by DeviceState (client/state.py), the only class built on this one
+    def transaction(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
 
-    def get(self, key: str) -> bytes | None: ...  # provided by DeviceState
+    def get(self, key: str) -> bytes | None:
+        raise NotImplementedError
 
-    def put(self, key: str, value: bytes) -> None: ...  # provided by DeviceState
+    def put(self, key: str, value: bytes) -> None:
+        raise NotImplementedError
 
     def accepted_head(self, node: str) -> bytes | None:
         """The largest signed head of ``node``'s directory this device accepted."""
