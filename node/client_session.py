@@ -139,8 +139,13 @@ class ClientSession:
                 one_time_left=counts[0],
                 pq_one_time_left=counts[1],
                 witnesses=witnesses,
+                minimum_crypto_mode=self._ctx.policy.minimum.value,
             )
         )
+        if row is None and await self._ctx.store.removed_device(self._peer.fingerprint) is not None:
+            # A removed device comes back: say so, rather than "not registered" at its first request.
+            await self._fail(RemoteProtocolError("this device was removed from its account", code="device_removed"))
+            return
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._deliver_loop)

@@ -24,6 +24,7 @@ __all__ = [
     "AccountRow",
     "PrekeySet",
     "DeviceRow",
+    "RemovedDeviceRow",
     "MailboxItem",
     "NewEnvelope",
     "Quota",
@@ -100,6 +101,13 @@ class DeviceRow:
     fingerprint: str  # fingerprint of the device identity key (unique across the node)
     record: bytes  # the signed device record, opaque to the store
     created_at: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RemovedDeviceRow:
+    account: str
+    device_id: int
+    removed_at: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -191,6 +199,10 @@ class Store(Protocol):
         ...
 
     async def device_by_fingerprint(self, fingerprint: str) -> DeviceRow | None: ...
+
+    async def removed_device(self, fingerprint: str) -> RemovedDeviceRow | None:
+        """Which device the key ``fingerprint`` was, if that device has been removed."""
+        ...
 
     async def account(self, account: str) -> AccountRow | None:
         """The account's identity key and current signed device list, or None."""

@@ -207,7 +207,18 @@ _V5 = (
     )""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+_V6 = (
+    # The key fingerprint of each removed device, so that device hears "removed" when it comes
+    # back instead of "not registered". A fingerprint is the hash of a public key: nothing secret.
+    """CREATE TABLE removed_devices (
+        fingerprint TEXT PRIMARY KEY,
+        account     TEXT NOT NULL,
+        device_id   INTEGER NOT NULL,
+        removed_at  INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 LATEST_VERSION = len(MIGRATIONS)
 
 

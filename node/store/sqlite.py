@@ -37,6 +37,7 @@ from .base import (
     AccountRow,
     DeliveryRow,
     DeviceRow,
+    RemovedDeviceRow,
     HeadRow,
     Inbound,
     MailboxItem,
@@ -61,6 +62,7 @@ from .sqlite_accounts import (
     _add_invite,
     _device_by_fingerprint,
     _devices,
+    _removed_device,
     _register_account,
     _remove_device,
 )
@@ -248,6 +250,9 @@ class SqliteStore:
 
     async def device_by_fingerprint(self, fingerprint: str) -> DeviceRow | None:
         return await self._call(_device_by_fingerprint, fingerprint)
+
+    async def removed_device(self, fingerprint: str) -> RemovedDeviceRow | None:
+        return await self._call(_removed_device, fingerprint)
 
     async def account(self, account: str) -> AccountRow | None:
         return await self._call(_account, account)

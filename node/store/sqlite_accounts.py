@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from .base import AccountExists, AccountRow, DeviceRow, InviteInvalid, StaleDeviceList, StoreError
+from .base import AccountExists, AccountRow, DeviceRow, InviteInvalid, RemovedDeviceRow, StaleDeviceList, StoreError
 from .sqlite_keydir import _append_leaf
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
@@ -94,6 +94,13 @@ def _device_by_fingerprint(conn: sqlite3.Connection, fingerprint: str) -> Device
     return None if row is None else _device_row(row)
 
 
+def _removed_device(conn: sqlite3.Connection, fingerprint: str) -> RemovedDeviceRow | None:
+    row = conn.execute(
+        "SELECT account, device_id, removed_at FROM removed_devices WHERE fingerprint = ?", (fingerprint,)
+    ).fetchone()
+    return None if row is None else RemovedDeviceRow(account=row[0], device_id=row[1], removed_at=row[2])
+
+
 def _account(conn: sqlite3.Connection, account: str) -> AccountRow | None:
     row = conn.execute(
         "SELECT account, account_identity, device_list, device_list_version, created_at"
@@ -166,12 +173,17 @@ def _remove_device(
     conn: sqlite3.Connection, account: str, device_id: int, device_list: bytes, expected_version: int, now: int
 ) -> bool:
     last_device_id = _check_list_version(conn, account, expected_version)
-    # Its mailbox, dedup records and prekeys go with it (ON DELETE CASCADE).
-    deleted = conn.execute(
-        "DELETE FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
-    ).rowcount
-    if deleted != 1:
+    found = conn.execute(
+        "SELECT fingerprint FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
+    ).fetchone()
+    if found is None:
         return False  # nothing written: the list stays as it was
+    # Its mailbox, dedup records and prekeys go with it (ON DELETE CASCADE).
+    conn.execute("DELETE FROM devices WHERE account = ? AND device_id = ?", (account, device_id))
+    conn.execute(
+        "INSERT OR REPLACE INTO removed_devices (fingerprint, account, device_id, removed_at) VALUES (?, ?, ?, ?)",
+        (found[0], account, device_id, now),
+    )
     _replace_device_list(conn, account, device_list, expected_version + 1, last_device_id)
     _append_leaf(conn, account, now)
     return True

@@ -393,6 +393,11 @@ async def test_remove_a_connected_device(running: RunningNode) -> None:
         alice.devices.pop(2)
         alice.version += 1
         assert await running.pending(ALICE, 2) == []  # its mailbox is gone
+        # coming back later, it hears that it was removed (not "not registered")
+        async with running.raw(phone) as back:
+            await back.closed.wait()
+            assert isinstance(back.error, NodeError) and back.error.code == "device_removed"
+            assert back.close_reason is not None and back.close_reason.reason == "device_removed"
         assert len(await running.pending(ALICE, 1)) == 1
         async with running.store() as store:
             assert (await store.account(ALICE)).device_list_version == 3  # type: ignore[union-attr]

@@ -13,6 +13,7 @@ from sonet.node.store import (
     PrekeySet,
     Quota,
     QuotaExceeded,
+    RemovedDeviceRow,
     StaleDeviceList,
     Store,
     StoreError,
@@ -565,6 +566,8 @@ async def test_remove_device_deletes_it_with_its_mailbox_and_prekeys(store: Stor
 
     assert await store.devices(ALICE) == [first]
     assert await store.device_by_fingerprint("fp-phone") is None
+    assert await store.removed_device("fp-phone") == RemovedDeviceRow(account=ALICE, device_id=2, removed_at=NOW)
+    assert await store.removed_device(first.fingerprint) is None  # still there, not removed
     row = await store.account(ALICE)
     assert row is not None and (row.device_list, row.device_list_version) == (b"list v3", 3)
     assert await store.pending(ALICE, 2, after_seq=0, limit=10, now=NOW) == []
@@ -596,6 +599,7 @@ async def test_remove_device_with_a_stale_version_writes_nothing(store: Store) -
         await store.remove_device(account=ALICE, device_id=2, device_list=b"list v2'", expected_version=1, now=NOW)
 
     assert [d.device_id for d in await store.devices(ALICE)] == [1, 2]
+    assert await store.removed_device("fp-phone") is None
     assert [i.id for i in await store.pending(ALICE, 2, after_seq=0, limit=10, now=NOW)] == [mid(1)]
     assert (await store.account(ALICE)).device_list == b"list v2"  # type: ignore[union-attr]
 
