@@ -1,21 +1,28 @@
-"""``sonet-node``: initialise, run and administer a node (ARCHITECTURE §9)."""
+"""``sonet-node``: initialise, run and administer a node (ARCHITECTURE §9).
+
+Every failure a user can cause is one line (``sonet-node: error: ...`` on stderr, or one JSON
+error line on stdout with ``--json``, see ``sonet/cli_output.py``) and a non-zero exit: 1, 2 for
+a usage error, 130 after Ctrl-C. A command that fails changes nothing on disk.
+"""
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
+import fcntl
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NamedTuple, NoReturn
 
 import trio
 
-from sonet.core.crypto import CryptoMode
+from sonet import __version__
+from sonet.cli_output import emit, emit_error, iso_ms
+from sonet.core.crypto import CryptoMode, SigningKey
 from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
 from sonet.core.invite import SECRET_BYTES, hash_invite_secret, make_invite
 from sonet.core.keydir import decode_cosignature, verify_head
@@ -25,36 +32,103 @@ from sonet.federation.status import NO_LINK, directory_section, peer_entry
 
 from .app import DB_FILE, RUNTIME_FILE, Node, now_ms
 from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
-from .identity import KEY_FILE, create_node_key, load_node_key
-from .store import HeadRow, Peer, PeerExists, PeerInvalid, SqliteStore
+from .data_dir import NODE_FILES, DataDirError, check_database, contents, require_directory
+from .identity import NodeKeyError, create_node_key, load_node_key
+from .store import HeadRow, Peer, PeerExists, PeerInvalid, SqliteStore, StoreError
 
 __all__ = ["main"]
 
+PROG = "sonet-node"
 _DAY_MS = 24 * 3600 * 1000
+#: `invite --expires-days`: a token must be usable, and not outlive any sensible plan
+INVITE_DAYS = (1, 365)
 
 
 class UserError(Exception):
     """A mistake the user can fix; printed as one line, no traceback."""
+
+    code = "invalid"
+    exit_status = 1
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class UsageError(UserError):
+    """The command line does not parse (argparse's complaint, as one line)."""
+
+    code = "usage"
+    exit_status = 2
+
+
+class Interrupted(UserError):
+    """Ctrl-C (or SIGTERM) arrived before the command finished."""
+
+    code = "interrupted"
+    exit_status = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+class Existing(NamedTuple):
+    """An initialised data directory, checked: its configuration and identity key."""
+
+    data: Path
+    config: NodeConfig
+    key: SigningKey
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
     return Path(args.data).expanduser()
 
 
-def _existing_node(args: argparse.Namespace) -> tuple[Path, NodeConfig]:
+def _existing_node(args: argparse.Namespace) -> Existing:
+    """The data directory of an initialised node, refused (one line) when anything is missing
+    or damaged -- before anything opens, and so could create or change, the database."""
     data = _data_dir(args)
-    return data, NodeConfig.load(data)
+    require_directory(data)
+    config = NodeConfig.load(data)
+    key = load_node_key(data)
+    check_database(data)
+    return Existing(data, config, key)
 
 
-def _with_store(data: Path, fn: Callable[[SqliteStore], object]) -> object:
-    async def go() -> object:
+def _store_failure(data: Path, exc: StoreError) -> UserError:
+    hint = ""
+    if any(word in str(exc) for word in ("malformed", "not a database", "corrupt")):
+        hint = ": restore node.db from a backup"
+    return UserError(f"{data / DB_FILE}: {exc}{hint}", code="store_error")
+
+
+def _with_store(data: Path, fn: Callable[[SqliteStore], Any]) -> Any:
+    async def go() -> Any:
         store = await SqliteStore.open(data / DB_FILE)
         try:
-            return await fn(store)  # type: ignore[misc]
+            return await fn(store)
         finally:
             await store.close()
 
-    return trio.run(go)
+    try:
+        return trio.run(go)
+    except StoreError as exc:
+        raise _store_failure(data, exc) from None
+
+
+def _json_times(value: Any) -> Any:
+    """``value`` with every epoch-ms time (an int under a key ``at`` or ``*_at``) made ISO."""
+    if isinstance(value, dict):
+        return {
+            k: iso_ms(v) if (k == "at" or k.endswith("_at")) and type(v) is int else _json_times(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_json_times(v) for v in value]
+    return value
 
 
 # Commands ---------------------------------------------------------------------------------
@@ -62,8 +136,21 @@ def _with_store(data: Path, fn: Callable[[SqliteStore], object]) -> object:
 
 def cmd_init(args: argparse.Namespace) -> None:
     data = _data_dir(args)
-    if (data / CONFIG_FILE).exists() or (data / KEY_FILE).exists():
-        raise UserError(f"{data} already holds a node; choose another --data directory")
+    if data.exists() and not data.is_dir():
+        raise UserError(f"{data} is a file, not a directory: give --data a new or empty directory", code="bad_data_dir")
+    try:
+        present = contents(data)
+    except OSError as exc:
+        raise UserError(f"cannot read {data}: {exc.strerror or exc}", code="bad_data_dir") from None
+    ours = [name for name in present if name in NODE_FILES]
+    if ours:
+        raise UserError(
+            f"{data} already holds a node ({', '.join(ours)}); it is not initialised again: choose another --data directory",
+            code="bad_data_dir",
+        )
+    if present:
+        shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
+        raise UserError(f"{data} is not empty (it holds {shown}): give --data a new or empty directory", code="bad_data_dir")
     parse_listen(args.listen)
     config = NodeConfig.from_dict(
         {
@@ -74,74 +161,134 @@ def cmd_init(args: argparse.Namespace) -> None:
         },
         source="arguments",
     )
-    data.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = create_node_key(data, CryptoMode.HYBRID)
-    (data / CONFIG_FILE).write_text(config.to_toml())
-    _with_store(data, lambda store: store.stats())  # creates and migrates the database
+    created = not data.exists()
+    try:
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = create_node_key(data, CryptoMode.HYBRID)
+        (data / CONFIG_FILE).write_text(config.to_toml())
+        _with_store(data, lambda store: store.stats())  # creates and migrates the database
+    except BaseException as exc:
+        _undo_init(data, created)
+        if isinstance(exc, OSError):
+            raise UserError(f"cannot initialise {data}: {exc.strerror or exc}", code="bad_data_dir") from None
+        raise
     if args.json:
-        print(json.dumps({"name": config.name, "data": str(data), "listen": config.listen, "fingerprint": key.public.fingerprint}))
+        emit({"name": config.name, "data": str(data), "listen": config.listen, "fingerprint": key.public.fingerprint})
     else:
         print(f"initialised node {config.name} in {data}")
         print(f"fingerprint: {key.public.fingerprint}")
         print(f"start it with: sonet-node run --data {data}")
 
 
+def _undo_init(data: Path, created: bool) -> None:
+    """Remove what an interrupted or failed ``init`` wrote (the directory was empty or new)."""
+    for name in (*NODE_FILES, DB_FILE + "-wal", DB_FILE + "-shm", DB_FILE + "-journal"):
+        try:
+            (data / name).unlink()
+        except OSError:
+            pass
+    if created:
+        try:
+            data.rmdir()
+        except OSError:
+            pass
+
+
 def cmd_run(args: argparse.Namespace) -> None:
-    data, config = _existing_node(args)
-    lock = open(data / "node.lock", "w")
+    data, config, _key = _existing_node(args)
+    try:
+        lock = open(data / "node.lock", "w")
+    except OSError as exc:
+        raise UserError(f"cannot create {data / 'node.lock'}: {exc.strerror or exc}", code="bad_data_dir") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise UserError(f"another sonet-node is already running on {data}") from None
+        lock.close()
+        raise UserError(f"another sonet-node is already running on {data}", code="already_running") from None
+    try:
+        _run_locked(data, config, as_json=args.json)
+    finally:
+        lock.close()
+
+
+def _run_locked(data: Path, config: NodeConfig, *, as_json: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     node = Node(data, config)
     listening = False
+    interrupted = False
 
     async def main() -> None:
         nonlocal listening
-        async with trio.open_nursery() as nursery:
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # the receiver outlives the nursery: a signal at any moment, even during start-up, stops it
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def stop_on_signal() -> None:
+                    nonlocal interrupted
+                    async for signum in signals:
+                        if listening:
+                            logging.getLogger("sonet.node").info("received %s, stopping", signal.Signals(signum).name)
+                        else:
+                            interrupted = True
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
                 url = await nursery.start(node.run)
                 listening = True
-                print(f"sonet node {config.name} listening on {url} (devices: {url}/client)", flush=True)
-                print(f"fingerprint: {node.identity.public.fingerprint}", flush=True)
-                async for signum in signals:
-                    logging.getLogger("sonet.node").info("received %s, stopping", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    break
+                fingerprint = node.identity.public.fingerprint
+                if as_json:
+                    emit({"name": config.name, "url": url, "client_url": f"{url}/client", "fingerprint": fingerprint, "pid": os.getpid()})
+                else:
+                    print(f"sonet node {config.name} listening on {url} (devices: {url}/client)", flush=True)
+                    print(f"fingerprint: {fingerprint}", flush=True)
 
     try:
         trio.run(main)
     except BaseExceptionGroup as group:
         error = sole_exception(group)
         if isinstance(error, OSError) and not listening:
-            raise UserError(f"cannot listen on {config.listen}: {error.strerror or error}") from None
+            raise UserError(f"cannot listen on {config.listen}: {error.strerror or error}", code="cannot_listen") from None
+        if isinstance(error, StoreError) and not listening:
+            raise _store_failure(data, error) from None
         raise
-    finally:
-        lock.close()
+    if interrupted:
+        raise Interrupted("interrupted while starting: the node did not start listening and has stopped")
 
 
 def cmd_invite(args: argparse.Namespace) -> None:
-    data, _config = _existing_node(args)
-    fingerprint = load_node_key(data).public.fingerprint
+    low, high = INVITE_DAYS
+    if not low <= args.expires_days <= high:
+        raise UserError(f"--expires-days {args.expires_days} is not allowed (a whole number of days from {low} to {high})")
+    data, _config, key = _existing_node(args)
     secret = os.urandom(SECRET_BYTES)
-    token = make_invite(fingerprint, secret)
+    token = make_invite(key.public.fingerprint, secret)
     expires_at = now_ms() + args.expires_days * _DAY_MS
     secret_text = token.split(".", 1)[1]
     _with_store(data, lambda s: s.add_invite(hash_invite_secret(secret_text), now=now_ms(), expires_at=expires_at))
     if args.json:
-        print(json.dumps({"token": token, "expires_at": expires_at}))
+        emit({"token": token, "expires_at": iso_ms(expires_at)})
     else:
         print(token)
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> None:
     data = _data_dir(args)
-    try:
-        key = load_node_key(data)
-    except FileNotFoundError:
-        raise UserError(f"no node key in {data}: run `sonet-node init` first") from None
-    print(json.dumps({"fingerprint": key.public.fingerprint}) if args.json else key.public.fingerprint)
+    require_directory(data)
+    key = load_node_key(data)
+    if args.json:
+        emit({"fingerprint": key.public.fingerprint})
+    else:
+        print(key.public.fingerprint)
+
+
+def cmd_config_check(args: argparse.Namespace) -> None:
+    data, config, _key = _existing_node(args)
+    path = data / CONFIG_FILE
+    if args.json:
+        emit({"ok": True, "config": str(path), "name": config.name, "listen": config.listen})
+    else:
+        print(f"ok: {path} (node {config.name}, listening on {config.listen})")
 
 
 def _runtime(data: Path) -> dict | None:
@@ -149,16 +296,16 @@ def _runtime(data: Path) -> dict | None:
         info = json.loads((data / RUNTIME_FILE).read_text())
         os.kill(int(info["pid"]), 0)
         return info
-    except (FileNotFoundError, ValueError, KeyError, ProcessLookupError, PermissionError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def _peer_json(peer: Peer) -> dict:
-    return {"name": peer.name, "url": peer.url, "fingerprint": peer.fingerprint, "via": peer.via, "added_at": peer.added_at}
+    return {"name": peer.name, "url": peer.url, "fingerprint": peer.fingerprint, "via": peer.via, "added_at": iso_ms(peer.added_at)}
 
 
 def cmd_peer_add(args: argparse.Namespace) -> None:
-    data, config = _existing_node(args)
+    data, config, _key = _existing_node(args)
     if args.name.strip().lower() == config.name:
         raise UserError(f"{config.name} is this node's own name; a peer is another node")
     try:
@@ -169,18 +316,19 @@ def cmd_peer_add(args: argparse.Namespace) -> None:
         raise UserError(str(exc)) from None
     assert isinstance(peer, Peer)
     if args.json:
-        print(json.dumps(_peer_json(peer), sort_keys=True))
+        emit(_peer_json(peer))
     else:
         print(f"added peer {peer.name} at {peer.url}" + (f" via {peer.via}" if peer.via else ""))
 
 
 def cmd_peer_list(args: argparse.Namespace) -> None:
-    data, config = _existing_node(args)
+    data, config, _key = _existing_node(args)
     peers = _with_store(data, lambda s: s.peers())
     assert isinstance(peers, list)
     routes = Routes(config.name, peers)
     if args.json:
-        print(json.dumps([{**_peer_json(p), "route": routes.route(p.name)} for p in peers], sort_keys=True))
+        for p in peers:  # one line per peer, none when there are none
+            emit({**_peer_json(p), "route": routes.route(p.name)})
     elif not peers:
         print("no peers configured")
     else:
@@ -190,7 +338,7 @@ def cmd_peer_list(args: argparse.Namespace) -> None:
 
 
 def cmd_peer_remove(args: argparse.Namespace) -> None:
-    data, _config = _existing_node(args)
+    data, _config, _key = _existing_node(args)
     try:
         removed = _with_store(data, lambda s: s.remove_peer(args.name))
     except PeerInvalid as exc:
@@ -198,13 +346,13 @@ def cmd_peer_remove(args: argparse.Namespace) -> None:
     if not removed:
         raise UserError(f"no peer named {args.name.strip().lower()} is configured (see `sonet-node peer list`)")
     if args.json:
-        print(json.dumps({"removed": args.name.strip().lower()}))
+        emit({"removed": args.name.strip().lower()})
     else:
         print(f"removed peer {args.name.strip().lower()}")
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    data, config = _existing_node(args)
+    data, config, key = _existing_node(args)
     runtime = _runtime(data)
     stats = _with_store(data, lambda s: s.stats())
     # live link state comes from the running node (run.json); without it only the table is known
@@ -213,14 +361,14 @@ def cmd_status(args: argparse.Namespace) -> None:
     assert head is None or isinstance(head, HeadRow)
     status = {
         "name": config.name,
-        "fingerprint": load_node_key(data).public.fingerprint,
+        "fingerprint": key.public.fingerprint,
         "listen": config.listen,
         "running": runtime is not None,
         "pid": runtime["pid"] if runtime else None,
         "url": runtime["url"] if runtime else None,
         "registration": config.registration,
         "minimum_crypto_mode": config.minimum_crypto_mode.value,
-        **stats,  # type: ignore[dict-item]
+        **stats,
         # this node's own newest signed head (None until the node first ran)
         "directory": None if head is None else {
             "tree_size": head.size,
@@ -230,11 +378,11 @@ def cmd_status(args: argparse.Namespace) -> None:
         "federation": federation,
     }
     if args.json:
-        print(json.dumps(status, sort_keys=True))
+        emit(_json_times(status))
     else:
-        for key, value in status.items():
-            if key not in ("directory", "federation"):
-                print(f"{key}: {value}")
+        for field, value in status.items():
+            if field not in ("directory", "federation"):
+                print(f"{field}: {value}")
         if head is None:
             print("directory: no signed head yet")
         else:
@@ -256,7 +404,7 @@ def _federation_lines(federation: dict) -> list[str]:
     for split in (federation.get("directory") or {}).get("splits", []):
         lines.append(
             f"SPLIT VIEW: {split['node']} showed two versions of its key directory ({split['kind']}, seen in {split['source']}"
-            f" at {_iso(split['detected_at'])}); its keys are refused"
+            f" at {iso_ms(split['detected_at'])}); its keys are refused"
         )
     if "admitted" in federation:
         refused = ", ".join(f"{n} {reason}" for reason, n in federation["refused_by_reason"].items())
@@ -279,59 +427,60 @@ def _federation_at_rest(data: Path, config: NodeConfig) -> dict:
     return {"outbox": sum(counts.values()), "peers": entries, "directory": directory_section(witnessed, splits)}
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def cmd_directory_head(args: argparse.Namespace) -> None:
-    data, config = _existing_node(args)
+    data, config, key = _existing_node(args)
     row = _with_store(data, lambda s: s.latest_head())
     if row is None:
         raise UserError(f"the key directory of {config.name} has no signed head yet (it signs one when the node starts)")
     assert isinstance(row, HeadRow)
     try:
-        head = verify_head(row.head, node_key=load_node_key(data).public, node=config.name)
+        head = verify_head(row.head, node_key=key.public, node=config.name)
         cosignatures = [decode_cosignature(raw) for raw in row.cosignatures]
     except ProtocolError as exc:
         raise UserError(f"the stored head does not check out: {exc}") from None
     if args.json:
-        print(json.dumps({
+        emit({
             "node": head.node,
             "tree_size": head.size,
             "root_hash": head.root.hex(),
-            "timestamp": head.at,
+            "signed_at": iso_ms(head.at),
             "signed_head": head.raw.hex(),
             "cosignatures": [
                 {
                     "witness": c.witness,
                     "tree_size": c.size,
                     "root_hash": c.root.hex(),
-                    "timestamp": c.at,
+                    "cosigned_at": iso_ms(c.at),
                     "cosignature": c.raw.hex(),
                 }
                 for c in cosignatures
             ],
-        }, sort_keys=True))
+        })
     else:
-        print(f"{head.node}: tree size {head.size}, root {head.root.hex()}, signed {_iso(head.at)}")
+        print(f"{head.node}: tree size {head.size}, root {head.root.hex()}, signed {iso_ms(head.at)}")
         for c in cosignatures:
-            print(f"  cosigned by {c.witness} at {_iso(c.at)}")
+            print(f"  cosigned by {c.witness} at {iso_ms(c.at)}")
 
 
 # Parser -----------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sonet-node", description="Run and administer a Sonet node.")
+    parser = _Parser(prog=PROG, description="Run and administer a Sonet node.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_json(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--json", action="store_true", help="machine-readable output: JSON Lines, errors included")
+        return p
 
     def command(name: str, fn: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--data", required=True, metavar="DIR", help="the node's data directory")
         p.set_defaults(fn=fn)
-        return p
+        return with_json(p)
 
-    p = command("init", cmd_init, "create a node: configuration, identity key and database")
+    p = command("init", cmd_init, "create a node in a new or empty directory: configuration, identity key and database")
     p.add_argument("--name", required=True, help="the node's federation name, e.g. alpha.example")
     p.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to listen on, e.g. 127.0.0.1:7480")
     p.add_argument("--registration", choices=("invite", "open"), default="invite", help="who may register (default: invite)")
@@ -341,19 +490,27 @@ def build_parser() -> argparse.ArgumentParser:
         default="hybrid",
         help="weakest crypto mode accepted from devices and peers (default: hybrid)",
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     command("run", cmd_run, "run the node in the foreground (SIGTERM or Ctrl-C stops it gracefully)")
 
     p = command("invite", cmd_invite, "print a one-time registration token (works while the node runs)")
-    p.add_argument("--expires-days", type=int, default=7, help="days until the token expires (default: 7)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--expires-days", type=int, default=7, metavar="DAYS",
+        help=f"days until the token expires, {INVITE_DAYS[0]} to {INVITE_DAYS[1]} (default: 7)",
+    )
 
-    p = command("fingerprint", cmd_fingerprint, "print the node identity fingerprint that peers and devices pin")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    command("fingerprint", cmd_fingerprint, "print the node identity fingerprint that peers and devices pin")
+    command("status", cmd_status, "show the node's configuration, state and counters")
 
-    p = command("status", cmd_status, "show the node's configuration, state and counters")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    config = sub.add_parser("config", help="check node.toml and the data directory without starting the node",
+                            description="Check node.toml and the data directory without starting the node.")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    p = config_sub.add_parser("check", help="check the configuration; print ok or the first problem",
+                              description="Check node.toml (unknown keys, types, ranges), node.key and node.db; "
+                              "print ok, or the first problem and exit 1. Changes nothing.")
+    p.add_argument("--data", required=True, metavar="DIR", help="the node's data directory")
+    p.set_defaults(fn=cmd_config_check)
+    with_json(p)
 
     peer = sub.add_parser("peer", help="pin, list and forget peer nodes (takes effect without a restart)",
                           description="Pin, list and forget peer nodes. Changes take effect without a restart.")
@@ -362,9 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     def peer_command(name: str, fn: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
         p = peer_sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--data", required=True, metavar="DIR", help="the node's data directory")
-        p.add_argument("--json", action="store_true", help="machine-readable output")
         p.set_defaults(fn=fn)
-        return p
+        return with_json(p)
 
     p = peer_command("add", cmd_peer_add, "pin a peer node by name, URL and identity fingerprint")
     p.add_argument("--name", required=True, help="the peer's node name, e.g. beta.example")
@@ -381,24 +537,61 @@ def build_parser() -> argparse.ArgumentParser:
     p = directory_sub.add_parser("head", help="print the newest signed tree head and its cosignatures",
                                  description="Print the newest signed tree head and the witnesses' cosignatures of it.")
     p.add_argument("--data", required=True, metavar="DIR", help="the node's data directory")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_directory_head)
+    with_json(p)
     return parser
 
 
+#: exceptions that are a user's to fix, with the --json code of those that carry none
+_USER_ERRORS: dict[type[Exception], str] = {
+    ConfigError: "bad_config",
+    DataDirError: "bad_data_dir",
+    NodeKeyError: "bad_node_key",
+    LocalProtocolError: "invalid",
+}
+
+
+def _failure(exc: BaseException) -> tuple[str, str, int] | None:
+    """(code, message, exit status) of a failure to report as one line; None for a bug."""
+    if isinstance(exc, UserError):
+        return exc.code, str(exc), exc.exit_status
+    if isinstance(exc, KeyboardInterrupt):
+        return Interrupted.code, "interrupted (Ctrl-C): the command did not finish", Interrupted.exit_status
+    if isinstance(exc, BaseExceptionGroup):
+        # Ctrl-C inside trio arrives wrapped; any other group is a bug and keeps its traceback
+        sole = sole_exception(exc)
+        if sole is not exc:
+            return _failure(sole)
+        if exc.subgroup(KeyboardInterrupt) is not None:
+            return _failure(KeyboardInterrupt())
+        return None
+    for kind, code in _USER_ERRORS.items():
+        if isinstance(exc, kind):
+            return code, str(exc), 1
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    as_json = "--json" in argv
     try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as done:  # --help, --version
+            return done.code if isinstance(done.code, int) else 0
+        as_json = bool(getattr(args, "json", False))
         args.fn(args)
-    except (UserError, ConfigError, LocalProtocolError) as exc:
-        print(f"sonet-node: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:
         # the reader went away (`| head`): not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except BaseException as exc:
+        failure = _failure(exc)
+        if failure is None:
+            raise
+        code, message, status = failure
+        emit_error(PROG, code, message, as_json=as_json)
+        return status
     return 0
 
 

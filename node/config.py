@@ -1,22 +1,46 @@
-"""``node.toml``: the operator's configuration, read once at start-up."""
+"""``node.toml``: the operator's configuration, read once at start-up.
+
+Strict: an unknown key or section (a typo such as ``registraton``) and a value of the wrong type
+or out of range are refused with one line naming the file, the key and what is allowed, so a
+setting never silently does nothing. ``sonet-node config check`` runs the same checks.
+"""
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sonet.core import limits
 from sonet.core.address import validate_node_name
 from sonet.core.crypto import CryptoMode
 from sonet.core.errors import LocalProtocolError
 
-__all__ = ["NodeConfig", "ConfigError", "parse_listen", "CONFIG_FILE"]
+__all__ = ["NodeConfig", "ConfigError", "parse_listen", "CONFIG_FILE", "SETTINGS"]
 
 CONFIG_FILE = "node.toml"
 _DAY_MS = 24 * 3600 * 1000
 #: [federation] retry_base_s, retry_max_s, request_timeout_s
 _FEDERATION_DEFAULTS = (0.5, 60.0, limits.PEER_REQUEST_DEADLINE_S)
+
+#: every key node.toml may hold: top-level keys, then one tuple per [section]
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "": ("name", "listen", "registration", "minimum_crypto_mode"),
+    "mailbox": ("ttl_days", "max_envelopes", "max_bytes"),
+    "federation": ("retry_base_s", "retry_max_s", "request_timeout_s"),
+}
+_REGISTRATION = ("invite", "open")
+_TTL_DAYS = (1, limits.MAX_ENVELOPE_TTL_MS // _DAY_MS)
+_MAX_ENVELOPES = (1, 10_000_000)
+#: at least one envelope of the largest size must fit; at most 1 TiB per mailbox
+_MAX_BYTES = (limits.MAX_ENVELOPE_BODY, 1 << 40)
+_MAX_SECONDS = 24 * 3600
+_PORT = re.compile(r"[0-9]{1,5}")
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
 
 class ConfigError(Exception):
@@ -24,16 +48,66 @@ class ConfigError(Exception):
 
 
 def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for an IPv6 address) -> (host, port); ConfigError otherwise."""
+    bad = f"invalid listen address {text!r} (expected HOST:PORT with a port from 0 to 65535, like 127.0.0.1:7480)"
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"invalid listen address {text!r} (expected HOST:PORT, like 127.0.0.1:7480)")
-    return host.strip("[]"), int(port)
+    if not sep or not _PORT.fullmatch(port) or int(port) > 65535:
+        raise ConfigError(bad)
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            host = str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            raise ConfigError(bad) from None
+    elif not _HOST.fullmatch(host):
+        raise ConfigError(bad)
+    return host, int(port)
+
+
+def _unknown(key: str, known: tuple[str, ...], where: str, source: str) -> ConfigError:
+    guess = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {guess[0]!r}? " if guess else ""
+    return ConfigError(f"{source}: unknown setting {where}{key!r} ({hint}allowed: {', '.join(known)})")
+
+
+def _check_keys(raw: dict, source: str) -> None:
+    sections = tuple(s for s in SETTINGS if s)
+    for key, value in raw.items():
+        if key in sections:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: [{key}] must be a table (a [{key}] section)")
+            for inner in value:
+                if inner not in SETTINGS[key]:
+                    raise _unknown(inner, SETTINGS[key], f"in [{key}]: ", source)
+        elif key not in SETTINGS[""]:
+            if isinstance(value, dict):
+                raise ConfigError(f"{source}: unknown section [{key}] (allowed: {', '.join(f'[{s}]' for s in sections)})")
+            raise _unknown(key, SETTINGS[""] + tuple(f"[{s}]" for s in sections), "", source)
+
+
+def _text(table: dict, key: str, default: str | None, source: str) -> str:
+    value = table.get(key, default)
+    if value is None:
+        raise ConfigError(f"{source}: missing setting {key!r}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: {key} = {value!r} must be a quoted string")
+    return value
+
+
+def _whole(table: dict, section: str, key: str, bounds: tuple[int, int], default: int, source: str) -> int:
+    value = table.get(key, default)
+    low, high = bounds
+    if type(value) is not int or not low <= value <= high:
+        raise ConfigError(f"{source}: {section}.{key} = {value!r} is not allowed (a whole number from {low} to {high})")
+    return value
 
 
 def _seconds(section: dict, key: str, default: float, source: str) -> float:
     value = section.get(key, default)
-    if type(value) not in (int, float) or not 0 < value <= 24 * 3600:
-        raise ConfigError(f"{source}: federation.{key} must be a number of seconds, more than 0 and at most a day")
+    if type(value) not in (int, float) or not 0 < value <= _MAX_SECONDS:
+        raise ConfigError(
+            f"{source}: federation.{key} = {value!r} is not allowed "
+            f"(federation.{key} must be a number of seconds, more than 0 and at most a day ({_MAX_SECONDS}))"
+        )
     return float(value)
 
 
@@ -58,7 +132,8 @@ class NodeConfig:
 
     def to_toml(self) -> str:
         return (
-            "# Sonet node configuration. Restart the node after editing.\n"
+            "# Sonet node configuration. Restart the node after editing;\n"
+            "# `sonet-node config check --data DIR` checks it (unknown keys are refused).\n"
             f'name = "{self.name}"\n'
             f'listen = "{self.listen}"\n'
             '# "invite" (default): `sonet-node invite` prints one-time tokens; "open": anyone may register\n'
@@ -66,7 +141,9 @@ class NodeConfig:
             '# "classical" < "hybrid" (default) < "pq": weakest crypto mode a peer or device may use\n'
             f'minimum_crypto_mode = "{self.minimum_crypto_mode.value}"\n'
             "\n[mailbox]\n"
+            f"# days an undelivered envelope is kept ({_TTL_DAYS[0]} to {_TTL_DAYS[1]})\n"
             f"ttl_days = {self.envelope_ttl_ms // _DAY_MS}\n"
+            "# per device mailbox\n"
             f"max_envelopes = {self.mailbox_max_envelopes}\n"
             f"max_bytes = {self.mailbox_max_bytes}\n"
             + self._federation_toml()
@@ -74,7 +151,7 @@ class NodeConfig:
 
     def _federation_toml(self) -> str:
         values = (self.federation_retry_base_s, self.federation_retry_max_s, self.federation_request_timeout_s)
-        lines = [f"{key} = {value}" for key, value in zip(("retry_base_s", "retry_max_s", "request_timeout_s"), values)]
+        lines = [f"{key} = {value}" for key, value in zip(SETTINGS["federation"], values)]
         if values == _FEDERATION_DEFAULTS:
             # shown commented out, so that an operator (or a test) can add the section
             return "\n# [federation]  (the defaults; see docs/operations.md)\n" + "".join(f"# {line}\n" for line in lines)
@@ -84,45 +161,49 @@ class NodeConfig:
     def load(cls, data_dir: Path) -> "NodeConfig":
         path = data_dir / CONFIG_FILE
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path} not found: run `sonet-node init --data {data_dir} ...` first") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from None
         return cls.from_dict(raw, source=str(path))
 
     @classmethod
-    def from_dict(cls, raw: dict, *, source: str = "config") -> "NodeConfig":
+    def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> "NodeConfig":
+        _check_keys(raw, source)
+        mailbox = raw.get("mailbox", {})
+        federation = raw.get("federation", {})
+        registration = _text(raw, "registration", "invite", source)
+        if registration not in _REGISTRATION:
+            raise ConfigError(f"{source}: registration = {registration!r} is not allowed (allowed: {', '.join(_REGISTRATION)})")
+        mode = _text(raw, "minimum_crypto_mode", CryptoMode.HYBRID.value, source)
+        modes = tuple(m.value for m in CryptoMode)
+        if mode not in modes:
+            raise ConfigError(f"{source}: minimum_crypto_mode = {mode!r} is not allowed (allowed: {', '.join(modes)})")
+        listen = _text(raw, "listen", None, source)
         try:
-            mailbox = raw.get("mailbox", {})
-            federation = raw.get("federation", {})
-            if not isinstance(federation, dict):
-                raise ConfigError(f"{source}: [federation] must be a table")
-            retry_max_s = _seconds(federation, "retry_max_s", _FEDERATION_DEFAULTS[1], source)
-            ttl_days = int(mailbox.get("ttl_days", 30))
-            registration = str(raw.get("registration", "invite"))
-            if registration not in ("invite", "open"):
-                raise ConfigError(f'{source}: registration must be "invite" or "open"')
-            if not 1 <= ttl_days <= 30:
-                raise ConfigError(f"{source}: mailbox.ttl_days must be 1..30")
-            config = cls(
-                name=validate_node_name(str(raw["name"])),
-                listen=str(raw["listen"]),
-                registration=registration,
-                minimum_crypto_mode=CryptoMode.parse(raw.get("minimum_crypto_mode", "hybrid"), remote=False),
-                envelope_ttl_ms=ttl_days * _DAY_MS,
-                mailbox_max_envelopes=int(mailbox.get("max_envelopes", limits.DEFAULT_MAILBOX_MAX_ENVELOPES)),
-                mailbox_max_bytes=int(mailbox.get("max_bytes", limits.DEFAULT_MAILBOX_MAX_BYTES)),
-                # a smaller cap alone (tests) also shrinks the first delay
-                federation_retry_base_s=_seconds(federation, "retry_base_s", min(_FEDERATION_DEFAULTS[0], retry_max_s), source),
-                federation_retry_max_s=retry_max_s,
-                federation_request_timeout_s=_seconds(federation, "request_timeout_s", _FEDERATION_DEFAULTS[2], source),
-            )
-            if config.federation_retry_max_s < config.federation_retry_base_s:
-                raise ConfigError(f"{source}: federation.retry_max_s must be at least retry_base_s")
-        except KeyError as exc:
-            raise ConfigError(f"{source}: missing setting {exc.args[0]!r}") from None
-        except (TypeError, ValueError, LocalProtocolError) as exc:
+            name = validate_node_name(_text(raw, "name", None, source))
+            parse_listen(listen)
+        except (ConfigError, LocalProtocolError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
-        config.host_port  # validates listen
+        retry_max_s = _seconds(federation, "retry_max_s", _FEDERATION_DEFAULTS[1], source)
+        config = cls(
+            name=name,
+            listen=listen,
+            registration=registration,
+            minimum_crypto_mode=CryptoMode(mode),
+            envelope_ttl_ms=_whole(mailbox, "mailbox", "ttl_days", _TTL_DAYS, limits.DEFAULT_ENVELOPE_TTL_MS // _DAY_MS, source) * _DAY_MS,
+            mailbox_max_envelopes=_whole(mailbox, "mailbox", "max_envelopes", _MAX_ENVELOPES, limits.DEFAULT_MAILBOX_MAX_ENVELOPES, source),
+            mailbox_max_bytes=_whole(mailbox, "mailbox", "max_bytes", _MAX_BYTES, limits.DEFAULT_MAILBOX_MAX_BYTES, source),
+            # a smaller cap alone (tests) also shrinks the first delay
+            federation_retry_base_s=_seconds(federation, "retry_base_s", min(_FEDERATION_DEFAULTS[0], retry_max_s), source),
+            federation_retry_max_s=retry_max_s,
+            federation_request_timeout_s=_seconds(federation, "request_timeout_s", _FEDERATION_DEFAULTS[2], source),
+        )
+        if config.federation_retry_max_s < config.federation_retry_base_s:
+            raise ConfigError(f"{source}: federation.retry_max_s must be at least retry_base_s")
         return config

@@ -13,7 +13,7 @@ import trio
 from sonet.core.crypto import CryptoMode, SigningKey
 from sonet.federation import DialError, dial_peer
 
-from .conftest import Processes, init_node, node_cli, ok
+from .conftest import Processes, init_node, node_cli, ok, read_json_lines
 
 FP_B = "b" * 32
 
@@ -32,14 +32,14 @@ def test_peer_add_list_remove_round_trip(tmp_path: Path) -> None:
     added = json.loads(ok(node_cli("peer", "add", "--data", data, "--name", "Relay.Example", "--url", "ws://127.0.0.1:7481/", "--fingerprint", FP_B.upper(), "--json")).out)
     assert added["name"] == "relay.example" and added["url"] == "ws://127.0.0.1:7481" and added["fingerprint"] == FP_B
     ok(node_cli("peer", "add", "--data", data, "--name", "far.example", "--url", "wss://far.example", "--fingerprint", "c" * 32, "--via", "relay.example"))
-    listed = json.loads(ok(node_cli("peer", "list", "--data", data, "--json")).out)
+    listed = read_json_lines(ok(node_cli("peer", "list", "--data", data, "--json")).out)
     assert [(p["name"], p["via"]) for p in listed] == [("far.example", "relay.example"), ("relay.example", None)]
     assert "far.example" in ok(node_cli("peer", "list", "--data", data)).out
 
     assert "relay (--via) of far.example" in error_line(node_cli("peer", "remove", "--data", data, "--name", "relay.example"))
     ok(node_cli("peer", "remove", "--data", data, "--name", "far.example"))
     ok(node_cli("peer", "remove", "--data", data, "--name", "relay.example"))
-    assert json.loads(ok(node_cli("peer", "list", "--data", data, "--json")).out) == []
+    assert read_json_lines(ok(node_cli("peer", "list", "--data", data, "--json")).out) == []
     assert ok(node_cli("peer", "--help")).out.startswith("usage: sonet-node peer")
 
 
@@ -60,7 +60,7 @@ def test_peer_errors_are_one_clear_line(tmp_path: Path) -> None:
     for expected, args in cases.items():
         assert expected in error_line(node_cli(*add, *args)), expected
     assert "no peer named zz.example" in error_line(node_cli("peer", "remove", "--data", data, "--name", "zz.example"))
-    assert [p["name"] for p in json.loads(ok(node_cli("peer", "list", "--data", data, "--json")).out)] == ["beta.example"]
+    assert [p["name"] for p in read_json_lines(ok(node_cli("peer", "list", "--data", data, "--json")).out)] == ["beta.example"]
 
 
 def test_status_shows_federation_refusals_of_the_running_node(tmp_path: Path, procs: Processes) -> None:

@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from sonet.core.crypto import CryptoMode
 from sonet.node.cli import main
 from sonet.node.config import ConfigError, NodeConfig
-from sonet.node.identity import create_node_key
 from tests.node.conftest import StartNode
 
 from .net import ALPHA, BETA, GAMMA, new_key, pin_node, queue_at, tracked, until
@@ -53,9 +51,7 @@ def test_bad_federation_settings_are_one_clear_line(section: object, complaint: 
 
 def make_node(tmp_path: Path) -> Path:
     data = tmp_path / "alpha"
-    data.mkdir()
-    create_node_key(data, CryptoMode.HYBRID)
-    (data / "node.toml").write_text(NodeConfig.from_dict(BASE).to_toml())
+    assert main(["init", "--data", str(data), "--name", ALPHA, "--listen", "127.0.0.1:0"]) == 0
     return data
 
 
@@ -69,7 +65,7 @@ def test_peer_list_shows_via_and_routes(tmp_path: Path, capsys: pytest.CaptureFi
     fp = new_key().public.fingerprint
     for name, via in ((BETA, None), (GAMMA, BETA), ("delta.example", GAMMA)):
         run_cli(capsys, "peer", "add", "--data", str(data), "--name", name, "--url", "ws://127.0.0.1:9", "--fingerprint", fp, *(["--via", via] if via else []))
-    listed = {p["name"]: p for p in json.loads(run_cli(capsys, "peer", "list", "--data", str(data), "--json"))}
+    listed = {p["name"]: p for p in map(json.loads, run_cli(capsys, "peer", "list", "--data", str(data), "--json").splitlines())}
     assert listed[BETA]["route"] == [BETA] and listed[GAMMA]["route"] == [BETA, GAMMA] and listed[GAMMA]["via"] == BETA
     assert listed["delta.example"]["route"] == []  # a via of a via is not supported
     lines = run_cli(capsys, "peer", "list", "--data", str(data)).splitlines()

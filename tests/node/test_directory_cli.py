@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from sonet.cli_output import iso_ms
 from sonet.core.crypto import CryptoMode, SigningKey
 from sonet.core.keydir import cosign, verify_head
 from sonet.node.app import DB_FILE
@@ -61,8 +62,8 @@ async def test_directory_head_prints_the_newest_signed_head_and_its_cosignatures
         assert code == 0
         shown = json.loads(out)
         head = verify_head(bytes.fromhex(shown["signed_head"]), node_key=running.identity.public, node=NODE_NAME)
-        assert (shown["node"], shown["tree_size"], shown["root_hash"], shown["timestamp"]) == (
-            NODE_NAME, 2, head.root.hex(), head.at
+        assert (shown["node"], shown["tree_size"], shown["root_hash"], shown["signed_at"]) == (
+            NODE_NAME, 2, head.root.hex(), iso_ms(head.at)
         )
         assert head.size == 2
         assert shown["cosignatures"] == [
@@ -70,7 +71,7 @@ async def test_directory_head_prints_the_newest_signed_head_and_its_cosignatures
                 "witness": BETA,
                 "tree_size": 2,
                 "root_hash": head.root.hex(),
-                "timestamp": head.at + 5,
+                "cosigned_at": iso_ms(head.at + 5),
                 "cosignature": cosignature.hex(),
             }
         ]
@@ -88,13 +89,14 @@ async def test_directory_head_prints_the_newest_signed_head_and_its_cosignatures
         assert f"directory: tree size 2, root {head.root.hex()[:16]}…, 1 cosignature" in out.splitlines()
 
 
-def test_directory_head_errors_are_one_clear_line(
-    make_node_dir, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: ANN001
-) -> None:
-    assert "node.toml not found" in error_line(cli(capsys, "directory", "head", "--data", tmp_path / "nowhere"))
+def test_directory_head_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "nowhere does not exist" in error_line(cli(capsys, "directory", "head", "--data", tmp_path / "nowhere"))
 
-    data, _config = make_node_dir()  # a node that never ran has not signed a head yet
-    assert "has no signed head yet" in error_line(cli(capsys, "directory", "head", "--data", data, "--json"))
+    data = tmp_path / "node"  # a node that never ran has not signed a head yet
+    assert cli(capsys, "init", "--data", data, "--name", NODE_NAME, "--listen", "127.0.0.1:0")[0] == 0
+    assert "has no signed head yet" in error_line(cli(capsys, "directory", "head", "--data", data))
+    code, out, _ = cli(capsys, "directory", "head", "--data", data, "--json")
+    assert code == 1 and "has no signed head yet" in json.loads(out)["error"]["message"]
     code, out, _ = cli(capsys, "status", "--data", data, "--json")
     assert code == 0 and json.loads(out)["directory"] is None
 
@@ -102,6 +104,5 @@ def test_directory_head_errors_are_one_clear_line(
         conn.execute("INSERT INTO directory_heads (size, root, head) VALUES (0, ?, ?)", (bytes(32), b"not a head"))
     assert "does not check out" in error_line(cli(capsys, "directory", "head", "--data", data))
 
-    with pytest.raises(SystemExit) as done:
-        main(["directory", "head", "--help"])
-    assert done.value.code == 0 and capsys.readouterr().out.startswith("usage: sonet-node directory head")
+    assert main(["directory", "head", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: sonet-node directory head")

@@ -1,0 +1,69 @@
+"""What must be in a node's data directory before anything opens it.
+
+SQLite creates a database that is missing, and migrates an empty file into an empty schema: left
+alone, a lost or zeroed ``node.db`` next to the node's key would come back as a node with no
+accounts. So an initialised directory (one with ``node.key``) is checked first, cheaply (the
+file's size and SQLite header, not its pages), and refused with the fix in one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .app import DB_FILE
+from .config import CONFIG_FILE
+from .identity import KEY_FILE
+
+__all__ = ["DataDirError", "NODE_FILES", "require_directory", "check_database", "contents"]
+
+#: the files `sonet-node init` creates; any of them marks a directory as a node's
+NODE_FILES = (CONFIG_FILE, KEY_FILE, DB_FILE)
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_HEADER_BYTES = 100
+_RESTORE = "restore node.db from a backup, or start a new node with `sonet-node init --data NEW_DIR`"
+
+
+class DataDirError(Exception):
+    """The data directory is missing or damaged; the message is one line naming the fix."""
+
+
+def require_directory(data: Path) -> None:
+    if not data.exists():
+        raise DataDirError(f"{data} does not exist: run `sonet-node init --data {data} ...` first")
+    if not data.is_dir():
+        raise DataDirError(f"{data} is not a directory (--data takes a node's data directory)")
+
+
+def check_database(data: Path) -> None:
+    """Refuse a missing, empty, foreign or truncated ``node.db`` (without changing it)."""
+    path = data / DB_FILE
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            header = f.read(_HEADER_BYTES)
+    except FileNotFoundError:
+        raise DataDirError(f"{path} is missing but {data / KEY_FILE} exists (every account lived in it): {_RESTORE}") from None
+    except OSError as exc:
+        raise DataDirError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if size == 0:
+        raise DataDirError(f"{path} is empty (every account lived in it): {_RESTORE}")
+    if len(header) < _HEADER_BYTES or not header.startswith(_SQLITE_MAGIC):
+        raise DataDirError(f"{path} is not a SQLite database (corrupt or overwritten): {_RESTORE}")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count is valid only while it matches the change counter; and while a WAL holds
+    # commits that a checkpoint is moving into the file, the file may be short for a moment.
+    counted = header[24:28] == header[92:96]
+    wal = data / (DB_FILE + "-wal")
+    if counted and not (wal.exists() and wal.stat().st_size > 0) and size < pages * page_size:
+        raise DataDirError(f"{path} is truncated ({size} of {pages * page_size} bytes): {_RESTORE}")
+
+
+def contents(data: Path) -> list[str]:
+    """The names in ``data`` (sorted; empty when it does not exist)."""
+    try:
+        return sorted(p.name for p in data.iterdir())
+    except FileNotFoundError:
+        return []
