@@ -21,8 +21,19 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
+# NAME= and LISTEN= apply to a new data dir only: an initialised one keeps its node.toml (its name
+# is in every address and in its peers' pins), and a NAME/LISTEN given that differs is reported.
 run: $(VENV)/.installed-run
-	@test -f $(DATA)/node.toml || $(BIN)/sonet-node init --data $(DATA) --name $(NAME) --listen $(LISTEN)
+	@if [ ! -f $(DATA)/node.toml ]; then \
+		$(BIN)/sonet-node init --data $(DATA) --name $(NAME) --listen $(LISTEN) || exit 1; \
+	else \
+		name=$$(sed -n 's/^name *= *"\(.*\)"$$/\1/p' $(DATA)/node.toml); \
+		listen=$$(sed -n 's/^listen *= *"\(.*\)"$$/\1/p' $(DATA)/node.toml); \
+		if { [ "$(origin NAME)" != file ] && [ "$(NAME)" != "$$name" ]; } || \
+		   { [ "$(origin LISTEN)" != file ] && [ "$(LISTEN)" != "$$listen" ]; }; then \
+			echo "$(DATA) is already initialised as $$name on $$listen; NAME=/LISTEN= only apply to a new data dir — edit $(DATA)/node.toml or \`make clean\`" >&2; \
+		fi; \
+	fi
 	$(BIN)/sonet-node run --data $(DATA)
 
 test: typecheck
