@@ -289,3 +289,36 @@ def test_invite_refuses_an_expiry_outside_the_range(node: Path, capsys: pytest.C
 def test_invite_accepts_the_ends_of_the_range(node: Path, capsys: pytest.CaptureFixture[str], days: str) -> None:
     [invite] = json_lines(run(capsys, "invite", "--data", node, "--expires-days", days, "--json"))
     assert invite["token"]
+
+
+class _ListensThenCtrlC:
+    """Stands in for ``Node``: reports it listens, then the operator presses Ctrl-C."""
+
+    def __init__(self, data: Path, config: object) -> None:
+        from sonet.node.identity import load_node_key
+
+        self.identity = load_node_key(data)
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started("ws://127.0.0.1:7480")
+        os.kill(os.getpid(), signal.SIGINT)
+        await trio.sleep_forever()
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_ctrl_c_after_listening_is_a_clean_stop(
+    node: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, as_json: bool
+) -> None:
+    monkeypatch.setattr("sonet.node.cli.Node", _ListensThenCtrlC)
+    [fingerprint] = ok(run(capsys, "fingerprint", "--data", node)).out.split()
+    if as_json:
+        [shown] = json_lines(run(capsys, "run", "--data", node, "--json"))
+        assert shown == {
+            "name": NODE, "url": "ws://127.0.0.1:7480", "client_url": "ws://127.0.0.1:7480/client",
+            "fingerprint": fingerprint, "pid": os.getpid(),
+        }
+    else:
+        assert ok(run(capsys, "run", "--data", node)).out.splitlines() == [
+            f"sonet node {NODE} listening on ws://127.0.0.1:7480 (devices: ws://127.0.0.1:7480/client)",
+            f"fingerprint: {fingerprint}",
+        ]
