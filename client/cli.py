@@ -49,13 +49,19 @@ def cmd_send(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps({
             "id": result.id.hex(), "to": result.recipient, "devices": result.devices, "own_devices": result.own_devices,
-            "status": "accepted", "accepted_by": result.accepted_by, "state": result.state,
+            "status": "pending" if result.state == "pending" else "accepted", "accepted_by": result.accepted_by or None,
+            "state": result.state, "code": result.code, "message": result.message,
         }))
     else:
         print(_send_line(result))
 
 
 def _send_line(result: SendResult) -> str:
+    if result.state == "pending":  # client/pending.py
+        return (
+            f"queued on this device: {result.message}; it is sent by itself the next time this device connects "
+            f"(`sonet sent` shows it as pending); id {result.id.hex()}"
+        )
     plural = "s" if result.devices != 1 else ""
     if result.state == "accepted":
         where = ", the recipient's node"
@@ -281,6 +287,8 @@ def _print_alerts(args: argparse.Namespace, *, succeeded: bool) -> None:
         return
     if device.monitor_error is not None and succeeded:
         print(f"sonet: warning: could not check your account's key-directory entries now: {device.monitor_error}", file=sys.stderr)
+    for line in device.notices:  # texts that waited on this device and were sent or given up
+        print(f"sonet: notice: {line}", file=sys.stderr)
     alerts: list[Alert] = device.state.alerts(unshown=True)
     for a in alerts:
         print(f"sonet: {'ALERT' if a.kind == ALERT else 'notice'}: {a.text}", file=sys.stderr)
@@ -309,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sent",
         help="show what became of sent messages",
-        description="List recent sent messages, newest first, with their state: sent (the home node holds it), "
+        description="List recent sent messages, newest first, with their state: pending (kept on this device: the "
+        "recipient's keys could not be fetched; sent by itself the next time the device connects), sent (the home node holds it), "
         "queued (waiting for the recipient's node, with why when known), accepted (the recipient's node holds it), "
         "delivered, read, or failed (with why). Messages still on their way are refreshed from the home node.",
     )

@@ -57,11 +57,12 @@ from .connection import Connection, NodeError, connect
 from .delivery import refresh_sent
 from .directory import AccountView, Lookup, fetch_account, lookup_account
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
+from .pending import PendingFull, send_pending, waits
 from .prekeys import maintain_prekeys
 from .receiving import Receiver, ReceiveResult
 from .session_cache import SessionCache
 from .sessions import Sessions
-from .state import DeviceState, Profile, SentMessage, StateError
+from .state import DeviceState, PendingSend, Profile, SentMessage, StateError
 from .transparency import UNWITNESSED_TRIES, check_bundles
 
 __all__ = ["Device", "SendResult", "ReceiveResult", "DeviceInfo", "SafetyNumber", "Lookup", "SentMessage", "now_ms"]
@@ -86,8 +87,12 @@ class SendResult:
     devices: int  # recipient devices
     own_devices: int  # this account's other devices that got a copy
     accepted_by: str  # the home node, which durably holds it now
-    #: "accepted" when the home node is the recipient's node too, else "sent" (see ``sent``)
+    #: "accepted" when the home node is the recipient's node too, else "sent" (see ``sent``);
+    #: "pending" when it waits on this device (the recipient's keys could not be fetched now:
+    #: ``code``/``message`` say why; client/pending.py), and then ``accepted_by`` is ""
     state: str
+    code: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +137,8 @@ class Device:
         self._certificates = CertificateCache()
         #: why the last connection's self-monitoring could not finish (None: it did)
         self.monitor_error: Exception | None = None
+        #: a line per waiting text that connecting sent, failed or gave up (client/pending.py)
+        self.notices: list[str] = []
 
     # Connections ------------------------------------------------------------------------
 
@@ -152,6 +159,7 @@ class Device:
                 if strict:
                     raise
                 self.monitor_error = exc
+            await self._send_waiting(conn, profile)
             yield conn
 
     def _new_device_keys(self, mode: CryptoMode) -> tuple[SigningKey, bytes | None, HpkePrivateKey]:
@@ -336,15 +344,52 @@ class Device:
             raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} bytes (UTF-8)")
         now = self._clock()
         msg_id = self._rng(limits.ENVELOPE_ID_LEN)
-        to_them = encode_content(Content(type="text", id=msg_id, sent_at=now, text=text))
-        to_me = encode_content(Content(type="sync", id=msg_id, sent_at=now, text=text, to=str(to)))
-        async with self._connect(profile) as conn:
-            await maintain_prekeys(conn, self.state, profile, self._rng, now)
-            counts = await self._deliver(conn, profile, to, to_them, to_me, msg_id, Kind.SEALED)
+        async with self._connect(profile) as conn:  # which first sends the texts that wait
             home = conn.welcome.node
+            await maintain_prekeys(conn, self.state, profile, self._rng, now)
+            # after an earlier text to them that still waits, in the order they were written
+            waiting = self.state.pending_reason(str(to))
+            if waiting is None:
+                try:
+                    counts = await self._send_text_now(conn, profile, to, msg_id, now, text)
+                except (NodeError, ProtocolError) as exc:
+                    if not waits(exc):
+                        raise
+                    waiting = (exc.code, str(exc))
+        if waiting is not None:
+            return self._keep_waiting(msg_id, to, text, now, *waiting)
         state = "accepted" if to.node == home else "sent"
         self.state.record_sent(msg_id, str(to), now, counts[0], state=state)
         return SendResult(id=msg_id, recipient=str(to), devices=counts[0], own_devices=counts[1], accepted_by=home, state=state)
+
+    async def _send_text_now(self, conn: Connection, profile: Profile, to: Address, msg_id: bytes, written: int, text: str) -> tuple[int, int]:
+        """Encrypt ``text`` (written at ``written``) for ``to`` and the account's other devices
+        and hand it to the node: (recipient devices, own devices)."""
+        to_them = encode_content(Content(type="text", id=msg_id, sent_at=written, text=text))
+        to_me = encode_content(Content(type="sync", id=msg_id, sent_at=written, text=text, to=str(to)))
+        return await self._deliver(conn, profile, to, to_them, to_me, msg_id, Kind.SEALED)
+
+    def _keep_waiting(self, msg_id: bytes, to: Address, text: str, now: int, code: str, message: str) -> SendResult:
+        """Keep a text whose recipient's keys cannot be fetched now, to send it later."""
+        try:
+            self.state.add_pending(msg_id, str(to), text, created=now, code=code, message=message)
+        except PendingFull as exc:
+            raise LocalProtocolError(f"not sent: {message}; nor kept to send later: {exc}", code="pending_full") from None
+        return SendResult(
+            id=msg_id, recipient=str(to), devices=0, own_devices=0, accepted_by="", state="pending", code=code, message=message
+        )
+
+    async def _send_waiting(self, conn: Connection, profile: Profile) -> None:
+        """Send the texts that wait on this device (client/pending.py), oldest first."""
+        if not self.state.pending_count():
+            return
+
+        async def send_one(entry: PendingSend) -> tuple[int, str]:
+            to = parse_address(entry.recipient)
+            devices, _own = await self._send_text_now(conn, profile, to, entry.id, entry.created, entry.text)
+            return devices, "accepted" if to.node == conn.welcome.node else "sent"
+
+        self.notices += await send_pending(self.state, send_one, self._clock())
 
     async def sent(self, limit: int = 20) -> list[SentMessage]:
         """The ``limit`` most recent sent texts, newest first, after asking the home node where
@@ -389,7 +434,7 @@ class Device:
             # Our view was stale: forget sessions with removed devices and look again.
             current = them if reply.account == str(to) else await fetch_account(conn, self.state, parse_address(reply.account), policy=self._policy, now=now)
             self.state.drop_sessions(reply.account, keep=set(current.devices) - set(reply.extra))
-        raise LocalProtocolError("the recipient's devices kept changing; try again")
+        raise LocalProtocolError("the recipient's devices kept changing; try again", code="devices_changing")
 
     async def _send(
         self, conn: Connection, profile: Profile, sessions: Sessions, targets: list[_Target], msg_id: bytes, kind: Kind

@@ -21,9 +21,10 @@ from sonet.core import canonical
 from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey
 
 from .state_directory import ALERT, DIRECTORY_SCHEMA, NOTICE, Alert, DirectoryState
+from .state_pending import PENDING_SCHEMA, PendingSend, PendingState
 from .vault import Vault, VaultError
 
-__all__ = ["DeviceState", "Profile", "InboxMessage", "Contact", "SentMessage", "Alert", "ALERT", "NOTICE", "default_home", "StateError"]
+__all__ = ["DeviceState", "Profile", "InboxMessage", "Contact", "SentMessage", "PendingSend", "Alert", "ALERT", "NOTICE", "default_home", "StateError"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -107,6 +108,8 @@ class SentMessage:
     to: str
     sent_at: int
     devices: int  # the recipient's devices it was encrypted for
+    #: "pending" (still on this device: the recipient's keys could not be fetched; ``code``/
+    #: ``message`` say why; sent by itself when the device next connects, client/pending.py),
     #: "sent" (the home node holds it; the recipient's node has not confirmed it yet),
     #: "queued" (waiting in a node's outbox; ``code``/``message`` say why, when known),
     #: "accepted" (the recipient's node stored it for every device), "failed" (given up:
@@ -118,7 +121,7 @@ class SentMessage:
     read_at: int | None
 
 
-class DeviceState(DirectoryState):
+class DeviceState(DirectoryState, PendingState):
     def __init__(self, home: Path, *, create: bool = True) -> None:
         self.home = home
         if not create and not (home / "state.db").exists():
@@ -134,7 +137,7 @@ class DeviceState(DirectoryState):
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA)
+        self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA)
         self._add_columns("sent", _SENT_COLUMNS)
         self._depth = 0
 
