@@ -79,7 +79,7 @@ class PendingState:
         """Every pending text, oldest first (the order they were written in)."""
         rows = self._db.execute(
             "SELECT p.id, p.recipient, p.created, p.text, p.attempts, p.last_attempt, s.code, s.note"
-            " FROM pending p JOIN sent s ON s.id = p.id ORDER BY p.created, p.rowid"
+            " FROM pending p JOIN sent s ON s.id = p.id ORDER BY p.rowid"
         ).fetchall()
         return [
             PendingSend(
@@ -95,7 +95,7 @@ class PendingState:
     def pending_reason(self, recipient: str) -> tuple[str, str] | None:
         """(code, message) of the oldest text still waiting for ``recipient``, or None."""
         row = self._db.execute(
-            "SELECT s.code, s.note FROM pending p JOIN sent s ON s.id = p.id WHERE p.recipient = ? ORDER BY p.created, p.rowid LIMIT 1",
+            "SELECT s.code, s.note FROM pending p JOIN sent s ON s.id = p.id WHERE p.recipient = ? ORDER BY p.rowid LIMIT 1",
             (recipient,),
         ).fetchone()
         return (row[0], row[1]) if row else None
