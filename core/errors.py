@@ -1,13 +1,30 @@
-"""One error family for every protocol object.
+"""One refusal exception and the one registry of error codes.
 
-``LocalProtocolError``: we were asked to do something the protocol forbids (a bug or misuse
-on our side). ``RemoteProtocolError``: the peer sent something invalid. ``DecryptError`` is
-deliberately opaque: it never says which check failed, so it cannot serve as an oracle.
+Every refusal anywhere in Sonet is a ``Refusal``: a machine-readable ``code`` from ``CODES`` and
+a one-line message for humans (never secret material). Its families say who is at fault:
+
+- ``ProtocolError`` (core): ``LocalProtocolError``, we were asked to do something the protocol
+  forbids (a bug or misuse on our side); ``RemoteProtocolError``, the peer sent something
+  invalid. ``DecryptError`` is deliberately opaque: it never says which check failed, so it
+  cannot serve as an oracle. ``VerifyError``: a signature, certificate or identity check failed.
+- the node's request refusals (node/client_checks.py ``RequestError``), federation's failed
+  lookups and routes (federation/errors.py ``FederationError``), the store's refusals
+  (federation/ports.py ``StoreFailure``, node/store ``StoreError``) derive from ``Refusal`` too.
+
+``CODES`` lists every code with its one-line meaning; docs/protocol.md's "Errors" section lists
+exactly these (tests/test_error_codes.py). A code that is not registered is a bug and fails at
+the raise site (``ValueError``); a code received from a peer is checked with ``registered``
+before it is trusted as one.
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 __all__ = [
+    "CODES",
+    "registered",
+    "Refusal",
     "ProtocolError",
     "LocalProtocolError",
     "RemoteProtocolError",
@@ -16,17 +33,135 @@ __all__ = [
     "sole_exception",
 ]
 
+_CODES = {
+    # The wire: handshakes, channels, frames
+    "bad_input": "a message that does not decode, or breaks a cap of core/limits.py",
+    "version": "a handshake of another protocol version",
+    "crypto_mode_refused": "a crypto mode below the minimum, or one that was not offered",
+    "decrypt_failed": "something that does not decrypt (no detail on purpose)",
+    "verify_failed": "a signature over a transcript, record or prekey that does not verify",
+    "wrong_identity": "a key other than the one pinned or authenticated",
+    "unexpected_frame": "a frame the receiver never takes where it came",
+    "local_error": "this side was asked to do something the protocol forbids (a bug)",
+    # Admission and connections
+    "unknown_peer": "on /federation, a key that is no configured peer",
+    "too_many_links": "on /federation, a peer already holds the most links allowed",
+    "unavailable": "the node cannot use its store right now; try again later",
+    "rate_limited": "over a per-device or per-peer limit; try again later",
+    "not_registered": "a request that needs a registered device from one that is not",
+    "device_removed": "this device was removed from its account",
+    # Accounts, devices and device lists
+    "already_registered": "a device that is registered asked to register or link",
+    "bad_address": "an account or node name that is not one",
+    "invite_required": "registration without an invite on an invite-only node",
+    "invite_invalid": "an invite that is unknown, used or expired",
+    "account_exists": "the account (or this device key) is registered already",
+    "bad_device_list": "a device list that does not hold exactly the devices the change leaves",
+    "stale_device_list": "a device list that is not the stored one's successor",
+    "device_list_forged": "a device list whose signature does not verify with the account key",
+    "device_list_malformed": "a device list that does not decode, or with devices out of order",
+    "device_list_mismatch": "a device list for another account",
+    "device_list_rollback": "a device list older than one this device has seen",
+    "wrong_account": "a linked device's record names another account than the approver's",
+    "too_many_devices": "the account has the most devices allowed",
+    "last_device": "removing an account's last device",
+    "unknown_device": "no such device of the account",
+    "unlisted_device": "a device its account's signed device list does not name",
+    # Linking a device
+    "link_in_progress": "this connection already waits in a link slot",
+    "link_busy": "too many devices are linking right now",
+    "link_unknown": "no such link slot (mistyped, expired, taken), or its device is gone",
+    "link_already_approved": "the link slot was approved already",
+    "link_not_approved": "completing a link before any device approved it",
+    "link_code_mismatch": "the new device's key does not match the link code",
+    "provisioning_malformed": "a provisioning payload that does not decode",
+    # Messages
+    "unknown_account": "no such account on its node",
+    "unknown_recipient": "an account or device this node does not have",
+    "unknown_node": "a node that is not a configured peer",
+    "expired": "an envelope whose expiry has passed",
+    "mailbox_full": "the recipient's mailbox is over its quota",
+    "store_error": "the node could not store what it was given",
+    "too_many_ids": "a status request naming too many rows",
+    "content_malformed": "message content that does not decode",
+    "devices_changing": "the recipient's device list changed at every try of one send",
+    "pending_full": "no room on the device for another message waiting to be sent",
+    "no_other_device": "a note to self from an account's only device: no device to deliver it to",
+    # Prekeys
+    "too_many_prekeys": "more one-time prekeys than the node keeps per device",
+    "wrong_prekey_kind": "a prekey in the wrong slot",
+    "bad_prekey_id": "a one-time prekey with the signed prekey's id",
+    # Sender certificates and node keys
+    "certificate_malformed": "a sender certificate that does not decode",
+    "certificate_forged": "a sender certificate its node's key did not sign",
+    "certificate_expired": "a sender certificate past its expiry",
+    "certificate_not_yet_valid": "a sender certificate issued in the future",
+    "certificate_too_long": "a sender certificate valid for longer than allowed",
+    "certificate_mismatch": "a sender certificate that names a device its account does not list",
+    "sender_removed": "a message of a device its account removed before the recipient's node took it",
+    "unknown_node_key": "no known identity key for a node",
+    "bad_node_key": "a node's identity key that does not match its pin or cannot be used",
+    "node_key_changed": "a node's identity key differs from the one this device knows",
+    "identity_changed": "a contact's identity key changed since it was verified",
+    "safety_code_malformed": "a safety-number code that is damaged or not one",
+    # Key directories and witnesses
+    "bad_request": "directory sizes beyond the newest head",
+    "bad_inclusion_proof": "a directory inclusion proof that does not verify",
+    "bad_consistency_proof": "a directory consistency proof that does not verify",
+    "bad_leaves": "directory leaves that do not match their signed heads",
+    "directory_malformed": "a directory entry or proof that does not decode",
+    "directory_mismatch": "a directory entry for another account or key than asked",
+    "directory_too_large": "a directory that grew more than a device audits at once",
+    "head_forged": "a directory head its node's key did not sign",
+    "head_mismatch": "a directory head of another node or tree than expected",
+    "stale_entry": "a directory entry older than the newest one of its account",
+    "unwitnessed": "a directory head not yet cosigned by enough witnesses",
+    "audit_behind": "a device's audit of its node's directory cannot catch up",
+    "split_view": "a node showed two versions of its key directory",
+    "cosignature_forged": "a cosignature its witness's key did not sign",
+    "cosignature_mismatch": "a cosignature of another head than expected",
+    "bad_cosignature": "a cosignature that does not verify for a head of this node",
+    # Federation
+    "unreachable": "another node did not answer (in time)",
+    "not_relaying": "a relay that does not forward between these nodes",
+    "unroutable": "no route to the destination node",
+    "hop_limit": "an item that passed through too many relays",
+    "invalid": "another node answered with something malformed",
+    "peer_exists": "a peer of that name is configured already",
+    "peer_invalid": "a peer entry that is malformed or still another peer's relay",
+    "bad_node_url": "a node address that is not a usable ws:// or wss:// URL",
+}
 
-class ProtocolError(Exception):
-    """Base of every error raised by ``core``. Messages never contain secret material."""
+#: every error code, with its one-line meaning
+CODES = MappingProxyType(_CODES)
 
-    #: short machine-readable code, sent in error frames
-    code: str = "protocol_error"
+
+def registered(code: str) -> bool:
+    """Whether ``code`` (e.g. one a peer sent) is one of ``CODES``."""
+    return code in _CODES
+
+
+class Refusal(Exception):
+    """A refusal: a registered ``code`` (sent in error frames, shown with --json) and a
+    one-line message. Messages never contain secret material."""
+
+    #: the code of a subclass whose instances do not name one
+    code: str = "bad_input"
+
+    def __init__(self, code: str, message: str) -> None:
+        if code not in _CODES:
+            raise ValueError(f"unregistered error code {code!r} (core/errors.py CODES)")
+        super().__init__(message)
+        self.code = code
+
+
+class ProtocolError(Refusal):
+    """Base of every error raised by ``core``: a message and, unless the class gives one, a code."""
+
+    code = "bad_input"
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
+        super().__init__(code or type(self).code, message)
 
 
 class LocalProtocolError(ProtocolError):

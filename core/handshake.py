@@ -26,7 +26,7 @@ from typing import Any
 from . import canonical, limits
 from .crypto import Aead, CryptoMode, CryptoPolicy, KexOffer, Rng, SigningKey, VerifyKey, hkdf_expand, respond, sha256
 from .crypto.kdf import hmac_sha256
-from .errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
+from .errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError, registered
 from .wire import Frame, decode_frame, encode_frame, frame
 
 __all__ = [
@@ -203,6 +203,8 @@ class Handshake:
                 raise RemoteProtocolError("handshake message too large")
             msg = decode_frame(data)
             if isinstance(msg, HandshakeError):
+                if not registered(msg.code):  # a code this version does not know says nothing more
+                    raise RemoteProtocolError(f"peer refused the handshake ({msg.code!r}): {msg.message}")
                 raise RemoteProtocolError(f"peer refused the handshake: {msg.message}", code=msg.code)
             state = self._state
             if state is _State.AWAIT_HELLO1 and isinstance(msg, Hello1):

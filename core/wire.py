@@ -45,6 +45,8 @@ class Struct:
 
     _wire_fields: ClassVar[tuple[tuple[str, _Check], ...]] = ()
     _wire_out: ClassVar[tuple[tuple[str, _Check], ...]] = ()
+    if typing.TYPE_CHECKING:  # the decorators make every subclass a dataclass (dataclasses.replace takes them)
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def check(self) -> None:
         """Raise ``ValueError`` when field values are out of range (types are already checked)."""
@@ -184,13 +186,13 @@ def _nesting(tp: Any) -> int:
         return 1 + _nesting(args[0])
     if isinstance(tp, type) and issubclass(tp, Struct):
         hints = typing.get_type_hints(tp)
-        return 1 + max((_nesting(hints[f.name]) for f in dataclasses.fields(tp)), default=0)  # type: ignore[arg-type]
+        return 1 + max((_nesting(hints[f.name]) for f in dataclasses.fields(tp)), default=0)
     return 0
 
 
 def _compile(cls: type[Struct]) -> None:
     hints = typing.get_type_hints(cls)
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    fields = dataclasses.fields(cls)
     cls._wire_fields = tuple((f.name, _field_fn(hints[f.name], out=False)) for f in fields)
     cls._wire_out = tuple((f.name, _field_fn(hints[f.name], out=True)) for f in fields)
     # Typed decoding skips unpackb's nesting walk: a value deeper than its schema fails the

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from sonet.core.errors import Refusal, registered
+
 __all__ = ["FederationError"]
 
 
-class FederationError(Exception):
-    """A remote lookup or route failed; ``code`` is machine-readable, the message one line."""
+class FederationError(Refusal):
+    """A remote lookup or route failed; ``code`` is machine-readable, the message one line.
+
+    The code may come from another node (its ErrorFrame, its close reason): one this version
+    does not register is reported as ``invalid``, naming the code the node gave."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        if not registered(code):
+            code, message = "invalid", f"{message} (unknown error code {code!r})"
+        super().__init__(code, message)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
-
 import trio
 
 from sonet.core import limits
@@ -26,6 +24,7 @@ from sonet.core.federation_api import Gossip, Noted, SeenHead
 from .errors import FederationError
 from .peers import Peer
 from .pool import LinkPool
+from .ports import KeyDirectory, StoreFailure
 from .routes import Routes
 from .settings import FederationSettings
 from .witness import Witness
@@ -40,12 +39,11 @@ class Gossiper:
         self,
         *,
         name: str,
-        directory: Any,
+        directory: KeyDirectory | None,
         witness: Witness,
         pool: LinkPool,
         routes: Callable[[], Awaitable[Routes]],
         settings: FederationSettings,
-        store_errors: tuple[type[BaseException], ...],
     ) -> None:
         """``directory``: this node's (``head()``), or None for a node without one."""
         self._name = name
@@ -54,7 +52,6 @@ class Gossiper:
         self._pool = pool
         self._routes = routes
         self._settings = settings
-        self._store_errors = store_errors
         self._changed = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -88,7 +85,7 @@ class Gossiper:
             if self._directory is not None:
                 heads.append(SeenHead(node=self._name, head=await self._directory.head()))
             routes = await self._routes()
-        except self._store_errors as exc:
+        except StoreFailure as exc:
             log.warning("cannot gossip directory heads now: %s", exc)
             return
         if everything:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 import trio
 
@@ -54,15 +53,16 @@ from sonet.core.client_api import (
 )
 from sonet.core.crypto import SigningKey, VerifyKey
 from sonet.core.errors import ProtocolError, RemoteProtocolError
-from sonet.core.federation_api import OK, Cosign, Gossip, Noted, Push, PushResult, SeenHead, Transit
+from sonet.core.federation_api import OK, Cosign, Gossip, Noted, Push, PushResult, Report, SeenHead, Transit
 from sonet.core.keydir import decode_cosignature
 from sonet.core.wire import Frame
 
 from .errors import FederationError
 from .link import Handler
 from .pool import LinkPool
+from .ports import Delivered, FederationStore, KeyDirectory, LocalAnswer, Received, StoreFailure
 from .ratelimit import Limiter
-from .records import StatusUpdate
+from .records import NewEnvelope, OutboundItem, Quota, StatusUpdate
 from .routes import Routes
 from .settings import FederationSettings
 from .transit import relayed_item
@@ -75,6 +75,8 @@ RELAY_DEADLINE_SHARE = 0.6
 log = logging.getLogger("sonet.federation")
 
 Lookup = FetchDevices | FetchBundles | FetchNodeKey | FetchHead | FetchConsistency
+#: what a peer may ask on a link
+Request = Push | Ping | Gossip | Cosign | Lookup
 #: what a peer answers each request relayed for another node with (or an ErrorFrame)
 ANSWERS: dict[type[Frame], type[Frame]] = {
     FetchDevices: Devices,
@@ -92,33 +94,27 @@ class Inbound:
         *,
         name: str,
         identity: SigningKey,
-        store: Any,
+        store: FederationStore,
         pool: LinkPool,
         routes: Callable[[], Awaitable[Routes]],
-        local: Callable[[Frame], Awaitable[Frame]],
-        delivered: Callable[[Iterable[tuple[str, int]]], None],
+        local: LocalAnswer,
+        delivered: Delivered,
         wake: Callable[[Iterable[str]], None],
-        new_envelope: Callable[..., Any],
-        quota: Any,
+        quota: Quota,
         envelope_ttl_ms: int,
         clock_ms: Callable[[], int],
         settings: FederationSettings,
-        directory: Any,
+        directory: KeyDirectory | None,
         gossiped: Callable[[str, Iterable[SeenHead]], Awaitable[None]],
         node_key: Callable[[str], Awaitable[bytes]],
-        store_errors: tuple[type[BaseException], ...] = (),
     ) -> None:
-        """``new_envelope(account=, device_id=, id=, expires=, kind=, body=)`` builds the
-        store's mailbox record (node.store.NewEnvelope: federation/ does not import node/);
-        ``directory`` is this node's key directory (None: it keeps none), ``gossiped(peer,
-        heads)`` takes the heads a peer gossips, ``node_key(node)`` is a peer's pinned key;
-        ``store_errors`` are the store's exceptions (a request they interrupt is answered
-        ``unavailable``)."""
+        """``directory`` is this node's key directory (None: it keeps none), ``gossiped(peer,
+        heads)`` takes the heads a peer gossips, ``node_key(node)`` is a peer's pinned key. A
+        request a ``StoreFailure`` interrupts is answered ``unavailable``."""
         self._name = name
         self._directory = directory
         self._gossiped = gossiped
         self._node_key = node_key
-        self._store_errors = store_errors
         self._identity = identity
         self._store = store
         self._pool = pool
@@ -126,7 +122,6 @@ class Inbound:
         self._local = local
         self._delivered = delivered
         self._wake = wake
-        self._new_envelope = new_envelope
         self._quota = quota
         self._ttl_ms = envelope_ttl_ms
         self._clock_ms = clock_ms
@@ -143,7 +138,7 @@ class Inbound:
 
         async def handle(frame: Frame) -> Frame:
             nonlocal refused_in_a_row
-            if not isinstance(frame, (Push, Ping, Gossip, *ANSWERS)):
+            if not isinstance(frame, Request):
                 raise RemoteProtocolError(f"unexpected {type(frame).__name__} on a federation link", code="unexpected_frame")
             if not await self._allowed(peer, frame):
                 refused_in_a_row += 1
@@ -167,7 +162,7 @@ class Inbound:
             # not the peer's: the peer is told to try again later, the link and the node go on.
             try:
                 return await handle(frame)
-            except self._store_errors as exc:
+            except StoreFailure as exc:
                 log.warning("could not answer a %s from %s: %s", type(frame).__name__, peer, exc)
                 return self._unavailable(getattr(frame, "request", 0))
 
@@ -207,7 +202,7 @@ class Inbound:
         now = self._clock_ms()
         routes = await self._routes()
         outcomes: list[str] = []
-        taken: list[Any] = []
+        taken: list[Received] = []
         positions: list[int] = []
         for item in req.items:
             refusal, record = self._classify(peer, item, routes, now)
@@ -217,7 +212,7 @@ class Inbound:
             outcomes.append(refusal)
         try:
             results = await self._store.receive(taken, now=now, quota=self._quota) if taken else []
-        except self._store_errors as exc:  # e.g. a full disk: nothing was committed, the peer retries later
+        except StoreFailure as exc:  # e.g. a full disk: nothing was committed, the peer retries later
             log.warning("could not store what %s pushed: %s", peer, exc)
             return self._unavailable(req.request)
         except Exception:  # a bug, not the peer's fault either: nothing was committed
@@ -229,11 +224,9 @@ class Inbound:
             outcomes[position] = outcome
             if outcome != OK:
                 continue
-            if isinstance(record, StatusUpdate):
-                continue
-            if req.items[position].dest == self._name:
+            if isinstance(record, NewEnvelope):
                 mailboxes.add((record.account, record.device_id))
-            else:
+            elif isinstance(record, OutboundItem):
                 forwarded.add(record.dest)
         # Durably committed: only now tell the mailboxes and the outbox workers.
         if mailboxes:
@@ -242,12 +235,12 @@ class Inbound:
             self._wake(forwarded)
         return PushResult(request=req.request, outcomes=tuple(outcomes))
 
-    def _classify(self, peer: str, item: Transit, routes: Routes, now: int) -> tuple[str, Any]:
+    def _classify(self, peer: str, item: Transit, routes: Routes, now: int) -> tuple[str, Received | None]:
         """(refusal, None) or ("", what to hand the store) for one pushed item."""
         if item.dest == self._name:
             if item.envelope is not None:
                 env = item.envelope
-                return "", self._new_envelope(
+                return "", NewEnvelope(
                     account=str(parse_address(env.to, remote=True)),
                     device_id=env.device,
                     id=env.id,
@@ -255,7 +248,9 @@ class Inbound:
                     kind=env.kind,
                     body=env.body,
                 )
-            return self._report(peer, item, routes)
+            if item.report is not None:
+                return self._report(peer, item.report, routes)
+            return "invalid", None  # Transit.check refuses an item with neither
         if not routes.may_relay(origin=item.origin, link_peer=peer, dest=item.dest):
             return "not_relaying", None
         hop = routes.next_hop(item.dest)
@@ -265,9 +260,7 @@ class Inbound:
             return "hop_limit", None
         return "", relayed_item(item, now=now, ttl_ms=self._ttl_ms)
 
-    def _report(self, peer: str, item: Transit, routes: Routes) -> tuple[str, Any]:
-        report = item.report
-        assert report is not None
+    def _report(self, peer: str, report: Report, routes: Routes) -> tuple[str, StatusUpdate | None]:
         try:
             node = parse_address(report.account, remote=True).node
         except RemoteProtocolError:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 import trio
 
@@ -41,6 +40,7 @@ from sonet.core.federation_api import OK, REFUSALS, Push, PushResult, Transit
 from .errors import FederationError
 from .peers import Peer
 from .pool import LinkPool
+from .ports import FederationStore, StoreFailure
 from .records import OutboundItem, QueuedItem, StatusUpdate
 from .routes import Routes
 from .settings import FederationSettings
@@ -88,21 +88,20 @@ class _Settling:
     """One settle (an ``outbox_done`` transaction) running beside the next push; a store
     error it meets is raised where the worker waits for it."""
 
-    def __init__(self, store_errors: tuple[type[BaseException], ...]) -> None:
-        self._store_errors = store_errors
+    def __init__(self) -> None:
         self.finished = trio.Event()
         self._error: BaseException | None = None
 
     @classmethod
     def idle(cls) -> _Settling:
-        settled = cls(())
+        settled = cls()
         settled.finished.set()
         return settled
 
     async def run(self, settle: Callable[[], Awaitable[None]]) -> None:
         try:
             await settle()
-        except self._store_errors as exc:
+        except StoreFailure as exc:
             self._error = exc
         finally:
             self.finished.set()
@@ -118,22 +117,20 @@ class Outboxes:
         self,
         *,
         name: str,
-        store: Any,
+        store: FederationStore,
         pool: LinkPool,
         routes: Callable[[], Awaitable[Routes]],
         clock_ms: Callable[[], int],
         settings: FederationSettings,
-        store_errors: tuple[type[BaseException], ...] = (),
     ) -> None:
-        """``routes()`` reads the current peer table; ``store_errors`` are the store's
-        exceptions (what they end, a worker or an expiry tick, is tried again later)."""
+        """``routes()`` reads the current peer table; what a ``StoreFailure`` ends, a worker
+        or an expiry tick, is tried again later."""
         self._name = name
         self._store = store
         self._pool = pool
         self._routes = routes
         self._clock_ms = clock_ms
         self._settings = settings
-        self._store_errors = store_errors
         self._workers: dict[str, _Worker] = {}
         self._early: set[str] = set()
         self._nursery: trio.Nursery | None = None
@@ -182,7 +179,7 @@ class Outboxes:
                 worker.expire_due = True
                 worker.nudged.set()
             await self._store.expire_outbox(now=self._clock_ms())
-        except self._store_errors as exc:
+        except StoreFailure as exc:
             log.warning("outbox expiry failed, retrying in %g s: %s", self._settings.expire_interval_s, exc)
 
     async def _work(self, dest: str, worker: _Worker) -> None:
@@ -190,7 +187,7 @@ class Outboxes:
             async with trio.open_nursery() as nursery:  # (a settle in flight is awaited)
                 try:
                     await self._push_loop(dest, worker, nursery)
-                except self._store_errors as exc:
+                except StoreFailure as exc:
                     log.warning("outbox worker for %s stopped, it starts again with the next expiry tick: %s", dest, exc)
         finally:
             del self._workers[dest]
@@ -237,7 +234,7 @@ class Outboxes:
             if settle is None:
                 continue  # not taken: the same items again (after the backoff)
             await settling.wait()  # at most one settle behind the push in flight
-            settling = _Settling(self._store_errors)
+            settling = _Settling()
             nursery.start_soon(settling.run, settle)
             pushed = items[-1].seq
 

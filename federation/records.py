@@ -1,5 +1,6 @@
 """What federation keeps in the node's store: outbox items, delivery tracking, peer keys, and
-what it witnessed of other nodes' key directories.
+what it witnessed of other nodes' key directories; envelopes peers push for local mailboxes,
+and the mailbox quota they are taken under.
 
 Plain records, no I/O. The store (node/store/) persists them; federation/ decides what goes in.
 """
@@ -8,10 +9,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Tracking", "OutboundItem", "QueuedItem", "StatusUpdate", "DeliveryRow", "WitnessRow", "SplitRow", "DELIVERY_STATES"]
+__all__ = ["NewEnvelope", "Quota", "Tracking", "OutboundItem", "QueuedItem", "StatusUpdate", "DeliveryRow", "WitnessRow", "SplitRow", "DELIVERY_STATES"]
 
 #: the states of an envelope sent to another node, as its sender sees them
 DELIVERY_STATES = ("queued", "accepted", "failed")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NewEnvelope:
+    """An envelope addressed to one device mailbox."""
+
+    account: str
+    device_id: int
+    id: bytes  # 16 bytes, chosen by the sender; unique per mailbox
+    expires: int
+    kind: int
+    body: bytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Quota:
+    """How much one device mailbox may hold."""
+
+    max_envelopes: int
+    max_bytes: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -2,33 +2,27 @@
 
 INTERFACE CONTRACT (the node's client handlers are written against exactly this):
 
-``Federation(name=, identity=, policy=, store=, local=, delivered=, clock_ms=, rng=,
-new_envelope=, quota=, envelope_ttl_ms=, settings=, status=, store_errors=, directory=)``
+``Federation(name=, identity=, policy=, store=, local=, delivered=, clock_ms=, rng=, quota=,
+envelope_ttl_ms=, settings=, status=, directory=)``; what it needs of the node is typed in
+federation/ports.py:
   name      this node's name;  identity  its SigningKey;  policy  its CryptoPolicy
-  store     the node's Store (node/store/base.py; federation uses peers(), set_peer_key(),
-            receive(), outbox(), expired_outbox(), outbox_done(), outbox_counts(),
-            outbox_destinations(), expire_outbox(), devices() to count bundles, and
-            witnessed_all(), set_witnessed(), splits(), record_split() with the WitnessRow and
-            SplitRow records of federation/witness.py)
+  store     ``FederationStore``: the part of the node's Store federation uses. What it raises
+            when it cannot do its job now (``StoreFailure``: "database is locked", a full disk)
+            never stops the node: a background task logs one line and tries again at its next
+            interval, a peer's request is answered ``unavailable``, a remote method raises
+            FederationError ``unavailable``.
   local     ``LocalAnswer``: answers a FetchDevices / FetchBundles for an account of THIS node
             with Devices / Bundles, or an ErrorFrame (same request number)
-  delivered called with the (account, device) mailboxes that got new envelopes from a peer
+  delivered ``Delivered``: called with the (account, device) mailboxes that got new envelopes
+            from a peer
   clock_ms  ms since the epoch;  rng  os.urandom-like (jitter)
-  new_envelope  node.store.NewEnvelope (federation/ must not import node/)
   quota     the node's mailbox Quota, for what peers push
   envelope_ttl_ms  caps the expiry of envelopes this node stores or relays (default 30 days)
   settings  FederationSettings (retries, request deadline, rate limits; defaults for production)
   status    the FederationStatus the gate counts admissions and refusals in (default: a new one)
-  store_errors  the exceptions the store raises when it cannot do its job now (node.store
-            StoreError: "database is locked", a full disk). They never stop the node: a
-            background task logs one line and tries again at its next interval, a peer's
-            request is answered ``unavailable``, a remote method raises FederationError
-            ``unavailable``. Default: none (anything the store raises propagates).
-  directory this node's key directory (node/directory.py NodeDirectory): ``async head() ->
-            SignedHead``, ``async consistency(first, second) -> tuple[bytes, ...]`` (ValueError
-            for sizes it cannot prove), ``async add_cosignature(witness, key, cosignature)``
-            (VerifyError unless valid). Peers get its heads, proofs and cosign it. None: this
-            node keeps no directory (it still witnesses its peers).
+  directory ``KeyDirectory``: this node's key directory (node/directory.py NodeDirectory).
+            Peers get its heads, proofs and cosign it. None: this node keeps no directory (it
+            still witnesses its peers).
 
 ``await nursery.start(federation.run)``  runs outbox workers and link upkeep until cancelled
                                           (start it before serving ``/federation``).
@@ -74,13 +68,15 @@ For the client handlers (node/client_keys.py, node/client_messages.py, ...):
                                                    kind, source, detected_at}]}
 ``version``                                        changes whenever ``snapshot()`` may have
 
-Every failure of the remote methods raises ``FederationError(code, message)``; codes:
+Every failure of the remote methods raises ``FederationError(code, message)`` (a ``Refusal``,
+core/errors.py); codes:
 ``unknown_node`` (not a configured peer, nor routable), ``unreachable`` (cannot connect or
 timed out), ``wrong_identity`` (the peer presented another key than pinned), ``not_relaying``
 (a relay refused), ``rate_limited``, ``invalid`` (a malformed answer, or a directory head that
 does not verify), ``unavailable`` (this node's store failed, or the remote node's did),
 ``split_view`` (the node showed two versions of its key directory), or the remote node's own
-ErrorFrame code (e.g. ``unknown_account``). Answer frames carry request number 0: the caller
+ErrorFrame code (e.g. ``unknown_account``; one this version does not register is ``invalid``).
+Answer frames carry request number 0: the caller
 renumbers them.
 """
 
@@ -88,7 +84,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
@@ -123,7 +119,8 @@ from .link import PeerGate, serve_link
 from .outbox import Outboxes
 from .peers import Peer, find_peer
 from .pool import LinkPool
-from .records import OutboundItem
+from .ports import Delivered, FederationStore, KeyDirectory, LocalAnswer, StoreFailure
+from .records import OutboundItem, Quota
 from .routes import Routes
 from .settings import FederationSettings
 from .status import NO_LINK, FederationStatus, directory_section, peer_entry
@@ -133,9 +130,6 @@ from .witness import TRANSIENT_CODES, Witness
 __all__ = ["Federation", "FederationError", "LocalAnswer", "Delivered"]
 
 log = logging.getLogger("sonet.federation")
-
-LocalAnswer = Callable[[Frame], Awaitable[Frame]]
-Delivered = Callable[[Iterable[tuple[str, int]]], None]
 
 #: remote accounts whose device lists are cached at most (the oldest go first)
 MAX_CACHED_ACCOUNTS = 4096
@@ -150,18 +144,16 @@ class Federation:
         name: str,
         identity: SigningKey,
         policy: CryptoPolicy,
-        store: Any,
+        store: FederationStore,
         local: LocalAnswer,
         delivered: Delivered,
         clock_ms: Callable[[], int],
         rng: Callable[[int], bytes],
-        new_envelope: Callable[..., Any],
-        quota: Any,
+        quota: Quota,
         envelope_ttl_ms: int = limits.DEFAULT_ENVELOPE_TTL_MS,
         settings: FederationSettings | None = None,
         status: FederationStatus | None = None,
-        store_errors: tuple[type[BaseException], ...] = (),
-        directory: Any = None,
+        directory: KeyDirectory | None = None,
     ) -> None:
         settings = settings or FederationSettings()
         self.name = name
@@ -171,9 +163,8 @@ class Federation:
         self._clock_ms = clock_ms
         self._ttl_ms = envelope_ttl_ms
         self._settings = settings
-        self._store_errors = store_errors
         self.status = status or FederationStatus()
-        self.gate = PeerGate(load_peers=store.peers, status=self.status, clock_ms=clock_ms, store_errors=store_errors)
+        self.gate = PeerGate(load_peers=store.peers, status=self.status, clock_ms=clock_ms, store_errors=(StoreFailure,))
         self._routes = Routes(name, [])
         self._loads = self._applied = 0
         self._pool = LinkPool(
@@ -192,7 +183,6 @@ class Federation:
             routes=self.routes,
             clock_ms=clock_ms,
             settings=settings,
-            store_errors=store_errors,
         )
         self._witness = Witness(
             name=name,
@@ -203,7 +193,6 @@ class Federation:
             routes=self.routes,
             clock_ms=clock_ms,
             settings=settings,
-            store_errors=store_errors,
             cosigned=self._forget_devices,
         )
         self._gossip = Gossiper(
@@ -213,7 +202,6 @@ class Federation:
             pool=self._pool,
             routes=self.routes,
             settings=settings,
-            store_errors=store_errors,
         )
         self._inbound = Inbound(
             name=name,
@@ -224,7 +212,6 @@ class Federation:
             local=local,
             delivered=delivered,
             wake=self.wake,
-            new_envelope=new_envelope,
             quota=quota,
             envelope_ttl_ms=envelope_ttl_ms,
             clock_ms=clock_ms,
@@ -232,7 +219,6 @@ class Federation:
             directory=directory,
             gossiped=self._gossip.received,
             node_key=self.node_key,
-            store_errors=store_errors,
         )
         self._devices: dict[str, tuple[int, Devices]] = {}
         self._counts: dict[str, int] = {}
@@ -285,7 +271,7 @@ class Federation:
         while True:
             try:
                 counts = await self._store.outbox_counts()
-            except self._store_errors as exc:
+            except StoreFailure as exc:
                 log.warning("cannot count the outbox items, trying again in %g s: %s", self._settings.refresh_s, exc)
             else:
                 if counts != self._counts:
@@ -298,7 +284,7 @@ class Federation:
         """Re-read the peer table in the background; a store error waits for the next time."""
         try:
             await self.routes()
-        except self._store_errors as exc:
+        except StoreFailure as exc:
             log.warning("cannot read the peer table, trying again in %g s: %s", self._settings.refresh_s, exc)
 
     async def _hello(self, peer: Peer) -> None:
@@ -316,14 +302,14 @@ class Federation:
         missing): a store error is logged and the link or lookup goes on."""
         try:
             await self._store.set_peer_key(name, fingerprint=fingerprint, key=key)
-        except self._store_errors as exc:
+        except StoreFailure as exc:
             log.warning("cannot remember the identity key of %s: %s", name, exc)
 
     async def serve(self, ws: Any, channel: Channel, done: HandshakeComplete) -> None:
         """Serve one inbound link the gate admitted."""
         try:
             routes = await self.routes()
-        except self._store_errors as exc:
+        except StoreFailure as exc:
             log.warning("closing an inbound federation link: cannot read the peer table: %s", exc)
             await ws.aclose(code=1011, reason="unavailable")
             return
@@ -466,7 +452,7 @@ class Federation:
         """``routes()`` for the remote methods: a store error is FederationError("unavailable")."""
         try:
             return await self.routes()
-        except self._store_errors as exc:
+        except StoreFailure as exc:
             log.warning("cannot read the peer table: %s", exc)
             raise FederationError("unavailable", f"{self.name} cannot read its peer table right now; try again later") from None
 

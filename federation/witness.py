@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 
@@ -39,6 +38,7 @@ from sonet.core.keydir import TreeHead, cosign, verify_consistency, verify_head,
 from sonet.core.wire import Frame
 
 from .errors import FederationError
+from .ports import FederationStore, StoreFailure
 from .routes import Routes
 from .records import SplitRow, WitnessRow
 from .settings import FederationSettings
@@ -68,13 +68,12 @@ class Witness:
         *,
         name: str,
         identity: SigningKey,
-        store: Any,
+        store: FederationStore,
         ask: Callable[[str, Frame], Awaitable[Frame]],
         node_key: Callable[[str], Awaitable[bytes]],
         routes: Callable[[], Awaitable[Routes]],
         clock_ms: Callable[[], int],
         settings: FederationSettings,
-        store_errors: tuple[type[BaseException], ...],
         cosigned: Callable[[str], None],
     ) -> None:
         """``ask(node, frame)`` is the answer of ``node`` over its route (ErrorFrames raised);
@@ -88,7 +87,6 @@ class Witness:
         self._routes = routes
         self._clock_ms = clock_ms
         self._settings = settings
-        self._store_errors = store_errors
         self._cosigned = cosigned
         self._witnessed: dict[str, WitnessRow] = {}
         self._splits: dict[str, SplitRow] = {}
@@ -117,14 +115,14 @@ class Witness:
                 try:
                     for peer in (await self._routes()).peers:
                         self.nudge(peer.name)
-                except self._store_errors as exc:
+                except StoreFailure as exc:
                     log.warning("cannot read the peer table to witness the peers: %s", exc)
                 await trio.sleep(self._settings.witness_interval_s)
 
     async def _load(self) -> None:
         try:
             witnessed, splits = await self._store.witnessed_all(), await self._store.splits()
-        except self._store_errors as exc:
+        except StoreFailure as exc:
             log.warning("cannot read the witnessed key-directory heads, trying again in %g s: %s", self._settings.refresh_s, exc)
             return
         self._witnessed = {row.node: row for row in witnessed}
@@ -206,7 +204,7 @@ class Witness:
                 except FederationError as exc:
                     level = logging.INFO if exc.code in TRANSIENT_CODES else logging.WARNING
                     log.log(level, "witnessing %s: %s (%s); trying again later", node, exc, exc.code)
-                except self._store_errors as exc:
+                except StoreFailure as exc:
                     log.warning("witnessing %s: %s; trying again later", node, exc)
         finally:
             self._busy.discard(node)
@@ -329,5 +327,5 @@ class Witness:
         )
         try:
             await self._store.record_split(row)
-        except self._store_errors as exc:
+        except StoreFailure as exc:
             log.warning("cannot record the split view of %s (refused only until a restart): %s", node, exc)

@@ -1,12 +1,20 @@
 """The one place where the node is wired together: config, key, store, key directory, registry,
-federation, server."""
+federation, server.
+
+What a node takes from outside besides its data directory and config is a parameter of
+``Node``: its clock, its randomness, its federation tunables and its per-device limits
+(production defaults: the wall clock, ``os.urandom``, node.toml's ``[federation]`` settings,
+``ClientLimits()``). Tests pass their own instead of patching this module.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -24,16 +32,17 @@ from sonet.federation.status import FederationStatus
 
 from .client_keys import answer_local
 from .client_limits import ClientLimits
-from .client_session import ClientContext, ClientSession
+from .client_context import ClientContext, ClientFederation
+from .client_session import ClientSession
 from .config import NodeConfig
 from .directory import NodeDirectory
 from .identity import load_node_key
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxRegistry
 from .server import Router
-from .store import NewEnvelope, Quota, SqliteStore, StoreError
+from .store import Quota, SqliteStore
 
-__all__ = ["Node", "now_ms", "DB_FILE", "RUNTIME_FILE"]
+__all__ = ["Node", "now_ms", "federation_settings", "DB_FILE", "RUNTIME_FILE"]
 
 log = logging.getLogger("sonet.node")
 
@@ -45,24 +54,59 @@ STATUS_WRITE_INTERVAL_S = 0.5
 
 
 def now_ms() -> int:
+    """The wall clock in ms since the epoch: the node's clock unless it is given another."""
     return time.time_ns() // 1_000_000
 
 
+def federation_settings(config: NodeConfig) -> FederationSettings:
+    """The federation tunables node.toml's ``[federation]`` sets; the others keep their defaults."""
+    return FederationSettings(
+        retry_base_s=config.federation_retry_base_s,
+        retry_max_s=config.federation_retry_max_s,
+        request_deadline_s=config.federation_request_timeout_s,
+    )
+
+
 class Node:
-    def __init__(self, data_dir: Path, config: NodeConfig) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        config: NodeConfig,
+        *,
+        clock_ms: Callable[[], int] = now_ms,
+        rng: Callable[[int], bytes] = os.urandom,
+        federation: FederationSettings | None = None,
+        client_limits: ClientLimits | None = None,
+        client_federation: Callable[[ClientContext], ClientFederation | None] | None = None,
+    ) -> None:
+        """``clock_ms``: ms since the epoch (certificates, expiry, purges); ``rng``: link
+        slots and retry jitter; ``federation``: the federation tunables (default: from
+        ``config``); ``client_limits``: per-device rate limits (default: ``ClientLimits()``);
+        ``client_federation``: what the device handlers reach other nodes through instead of
+        this node's own federation, given their context (tests: a loopback, a fake, or None
+        for a node that does not federate)."""
         self.data_dir = data_dir
         self.config = config
+        self.clock_ms = clock_ms
+        self.rng = rng
+        self.federation_settings = federation if federation is not None else federation_settings(config)
+        self.client_limits = client_limits if client_limits is not None else ClientLimits()
+        self._client_federation = client_federation
         self.identity = load_node_key(data_dir)
         self.policy = CryptoPolicy(config.minimum_crypto_mode)
         self.registry = MailboxRegistry()
-        self.links = LinkRegistry(rng=os.urandom)
+        self.links = LinkRegistry(rng=rng)
         self.connections = DeviceConnections()
         self.url: str | None = None
         #: admissions and refusals on /federation (kept across runs of ``run``)
         self.federation_status = FederationStatus()
         #: built by ``run`` (it needs the store)
         self.federation: Federation | None = None
-        self._started_at = now_ms()
+        #: what the device handlers share, built by ``run``
+        self.context: ClientContext | None = None
+        #: device connections being served right now
+        self.client_sessions = 0
+        self._started_at = clock_ms()
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         store = await SqliteStore.open(self.data_dir / DB_FILE)
@@ -77,7 +121,7 @@ class Node:
                 name=self.config.name,
                 key=self.identity,
                 store=store,
-                clock_ms=now_ms,
+                clock_ms=self.clock_ms,
                 on_new_head=lambda: federation.directory_changed(),
             )
             federation = self.federation = Federation(
@@ -87,18 +131,12 @@ class Node:
                 store=store,
                 local=answer_for_peer,
                 delivered=self.registry.notify,
-                clock_ms=now_ms,
-                rng=os.urandom,
-                new_envelope=NewEnvelope,
+                clock_ms=self.clock_ms,
+                rng=self.rng,
                 quota=quota,
                 envelope_ttl_ms=self.config.envelope_ttl_ms,
-                settings=FederationSettings(
-                    retry_base_s=self.config.federation_retry_base_s,
-                    retry_max_s=self.config.federation_retry_max_s,
-                    request_deadline_s=self.config.federation_request_timeout_s,
-                ),
+                settings=self.federation_settings,
                 status=self.federation_status,
-                store_errors=(StoreError,),
                 directory=directory,
             )
             ctx = ClientContext(
@@ -109,17 +147,24 @@ class Node:
                 quota=quota,
                 registration=self.config.registration,
                 envelope_ttl_ms=self.config.envelope_ttl_ms,
-                clock_ms=now_ms,
+                clock_ms=self.clock_ms,
                 node_key=self.identity,
                 links=self.links,
                 connections=self.connections,
                 directory=directory,
                 federation=self.federation,
-                limits=ClientLimits(),
+                limits=self.client_limits,
             )
+            if self._client_federation is not None:
+                ctx = dataclasses.replace(ctx, federation=self._client_federation(ctx))
+            self.context = ctx
 
             async def serve_client(ws: WebSocketConnection, channel: Channel, done: HandshakeComplete) -> None:
-                await ClientSession(ctx, ws, channel, done.peer).run()
+                self.client_sessions += 1
+                try:
+                    await ClientSession(ctx, ws, channel, done.peer).run()
+                finally:
+                    self.client_sessions -= 1
 
             router = Router(identity=self.identity, policy=self.policy)
             router.route("/client", serve_client)
@@ -183,8 +228,9 @@ class Node:
 
     async def _purge_loop(self, store: SqliteStore) -> None:
         while True:
-            dropped = await store.purge_expired(now=now_ms())
-            self.links.purge(now_ms())
+            now = self.clock_ms()
+            dropped = await store.purge_expired(now=now)
+            self.links.purge(now)
             if dropped:
                 log.info("expired %d envelopes", dropped)
             await trio.sleep(PURGE_INTERVAL_S)

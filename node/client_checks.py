@@ -18,7 +18,7 @@ from sonet.core.client_api import PublishPrekeys
 from sonet.core.crypto import CryptoPolicy, VerifyKey
 from sonet.core.device import DeviceRecord, verify_device_record
 from sonet.core.device_list import DeviceList, decode_account_identity, verify_device_list
-from sonet.core.errors import ProtocolError, RemoteProtocolError
+from sonet.core.errors import ProtocolError, Refusal, RemoteProtocolError
 from sonet.core.ratchet.prekeys import MLKEM768, X25519, verify_prekey
 
 from .store import AccountRow
@@ -34,12 +34,8 @@ __all__ = [
 ]
 
 
-class RequestError(Exception):
-    """A request the node refuses; the connection stays open."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class RequestError(Refusal):
+    """A request the node refuses (a registered code, core/errors.py); the connection stays open."""
 
 
 @contextmanager

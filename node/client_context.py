@@ -1,21 +1,25 @@
 """What every request handler of a ``/client`` connection shares.
 
 ``ClientContext`` is what a session needs from the node; ``Session`` is what a handler needs from
-the connection it answers on (node/client_session.py implements it). The helpers below are the
-checks that several handlers start with; each refusal is a ``RequestError``.
+the connection it answers on (node/client_session.py implements it); ``ClientFederation`` is what
+the handlers use of federation to reach other nodes (federation/service.py's ``Federation``
+implements it). The helpers below are the checks that several handlers start with; each refusal
+is a ``RequestError``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from sonet.core.client_api import LinkOffer
+from sonet.core.client_api import Bundles, Consistency, Devices, Head, LinkOffer
 from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
+from sonet.core.envelope import Envelope
 from sonet.core.wire import Frame
 from sonet.federation.errors import FederationError
+from sonet.federation.records import OutboundItem
 
 from .client_checks import RequestError, parse_or_refuse
 from .directory import NodeDirectory
@@ -23,11 +27,12 @@ from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxKey, MailboxRegistry
 from .store import AccountRow, DeviceRow, Quota, Store, StoreError
 
-if TYPE_CHECKING:
-    from sonet.federation.service import Federation
+if TYPE_CHECKING:  # client_limits builds on this module
+    from .client_limits import ClientLimits
 
 __all__ = [
     "ClientContext",
+    "ClientFederation",
     "Session",
     "require_registered",
     "require_unregistered",
@@ -37,6 +42,27 @@ __all__ = [
     "account_row",
     "store_message",
 ]
+
+
+class ClientFederation(Protocol):
+    """What the device handlers use of federation (federation/service.py documents each
+    method); every failure is a ``FederationError``."""
+
+    async def remote_devices(self, account: str) -> Devices: ...
+
+    async def remote_bundles(self, account: str, devices: tuple[int, ...]) -> Bundles: ...
+
+    async def remote_head(self, node: str) -> Head: ...
+
+    async def remote_consistency(self, node: str, first: int, second: int) -> Consistency: ...
+
+    async def node_key(self, node: str) -> bytes: ...
+
+    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int) -> OutboundItem: ...
+
+    def wake(self, dests: Iterable[str]) -> None: ...
+
+    def queued_note(self, dest: str) -> tuple[str, str] | None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,9 +84,9 @@ class ClientContext:
     #: this node's key directory: proofs for lookups, heads, publishing after account changes
     directory: NodeDirectory
     #: lookups and outboxes for accounts of other nodes; None: this node does not federate
-    federation: "Federation | None" = None
+    federation: ClientFederation | None = None
     #: per-device rate limits (node/client_limits.py); None: unlimited (tests of other things)
-    limits: Any = None
+    limits: ClientLimits | None = None
 
 
 class Session(Protocol):
@@ -109,7 +135,7 @@ def local_account(ctx: ClientContext, text: str) -> str:
     return str(address)
 
 
-def remote(ctx: ClientContext, node: str) -> Federation:
+def remote(ctx: ClientContext, node: str) -> ClientFederation:
     """The federation service, to reach ``node`` (another node); unknown_node without one."""
     if ctx.federation is None:
         raise _unknown_node(ctx, node)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from sonet.core import limits
 from sonet.core.client_api import LinkOffer
+from sonet.core.errors import Refusal
 
 __all__ = ["LinkError", "LinkSlot", "LinkRegistry", "Push"]
 
@@ -26,12 +27,8 @@ __all__ = ["LinkError", "LinkSlot", "LinkRegistry", "Push"]
 Push = Callable[[LinkOffer], bool]
 
 
-class LinkError(Exception):
+class LinkError(Refusal):
     """A link request the node refuses; ``code`` goes into the ErrorFrame."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(kw_only=True, slots=True)

@@ -12,7 +12,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sonet.federation.peers import Peer
-from sonet.federation.records import DeliveryRow, OutboundItem, QueuedItem, SplitRow, StatusUpdate, Tracking, WitnessRow
+from sonet.federation.ports import StoreFailure
+from sonet.federation.records import (
+    DeliveryRow,
+    NewEnvelope,
+    OutboundItem,
+    QueuedItem,
+    Quota,
+    SplitRow,
+    StatusUpdate,
+    Tracking,
+    WitnessRow,
+)
 
 __all__ = [
     "Store",
@@ -49,7 +60,9 @@ __all__ = [
 DELIVERY_GRACE_MS = 7 * 24 * 3600 * 1000
 
 
-class StoreError(Exception):
+class StoreError(StoreFailure):
+    """The store refuses or cannot do what it was asked; ``code`` says which (a subclass's)."""
+
     code = "store_error"
 
 
@@ -89,12 +102,6 @@ class PeerInvalid(StoreError):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Quota:
-    max_envelopes: int
-    max_bytes: int
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
 class DeviceRow:
     account: str
     device_id: int
@@ -124,18 +131,6 @@ class PrekeySet:
     signed_prekey: bytes | None
     pq_prekey: bytes | None
     one_time: bytes | None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class NewEnvelope:
-    """An envelope addressed to one device mailbox."""
-
-    account: str
-    device_id: int
-    id: bytes  # 16 bytes, chosen by the sender; unique per mailbox
-    expires: int
-    kind: int
-    body: bytes
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

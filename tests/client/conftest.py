@@ -1,7 +1,7 @@
 """Fixtures for the device SDK tests: a real node in the test's trio run on 127.0.0.1:0 and
 real ``client.sdk.Device`` objects with their state under ``tmp_path``.
 
-One ``Clock`` drives both sides: the node's ``sonet.node.app.now_ms`` (certificate issue times,
+One ``Clock`` drives both sides: the node's clock (``Node(clock_ms=)``: certificate issue times,
 ``stored_at``, Welcome) and every device made here, so tests can move time forward (prekey
 rotation, certificate expiry) without sleeping. It starts at the wall clock and only moves when
 told to.
@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import trio
 
-import sonet.node.app
 from sonet.client.sdk import Device, ReceiveResult
 from sonet.client.state import DeviceState
 from sonet.core.client_api import Bundle, Bundles, FetchBundles
@@ -30,7 +29,7 @@ from sonet.core.device_list import sign_device_list
 from sonet.core.keydir import encode_entry, leaf_hash
 from sonet.node.app import DB_FILE
 from sonet.node.store.sqlite_keydir import _append_leaf
-from tests.node.conftest import HANG_S, NODE_NAME, RunningNode, make_node_dir, start_node  # noqa: F401 - fixtures
+from tests.node.conftest import HANG_S, NODE_NAME, NodeParams, RunningNode, make_node_dir, node_params, start_node  # noqa: F401 - fixtures
 
 from .loopback import Loopback
 
@@ -73,10 +72,9 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+def clock(node_params: NodeParams) -> Clock:
     c = Clock()
-    # Node.run reads sonet.node.app.now_ms when it builds its context: patched before any node starts.
-    monkeypatch.setattr(sonet.node.app, "now_ms", c)
+    node_params.clock_ms = c  # every node the test starts runs on it
     return c
 
 
@@ -87,11 +85,11 @@ async def alpha(clock: Clock, start_node: Callable[..., Awaitable[RunningNode]])
 
 
 @pytest.fixture
-def loopback(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Loopback:
+def loopback(clock: Clock, node_params: NodeParams) -> Loopback:
     """Federation between the nodes started after it (tests/client/loopback.py): each node's
-    context gets a loopback federation service."""
+    device handlers reach the others through a loopback federation service."""
     net = Loopback()
-    monkeypatch.setattr(sonet.node.app, "ClientContext", net.context)
+    node_params.client_federation = net.plug
     return net
 
 

@@ -1,7 +1,7 @@
 """Federation between in-process nodes without links, for the device SDK tests.
 
-``Loopback`` plugs one service per node into the nodes' ClientContext (the interface of
-federation/service.py): lookups are answered by the other node's own ``answer_local``, node
+``Loopback`` plugs one service per node into the nodes' device handlers (``Node(client_federation=)``,
+the interface node/client_context.py's ``ClientFederation``): lookups are answered by the other node's own ``answer_local``, node
 keys are the other node's identity keys, and outbox items move only when a test calls
 ``flush()``, through the receiving node's ``Store.receive`` and the sending node's
 ``Store.outbox_done``, the way the federation runtime does it. Tests script what goes wrong:
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sonet.core.address import parse_address
 from sonet.core.client_api import Bundles, Consistency, Devices, ErrorFrame, FetchBundles, FetchDevices, Head, SendBatch
@@ -45,11 +44,10 @@ class Loopback:
     #: the asking node cosigns the other's newest head before each lookup
     witnessing: bool = True
 
-    def context(self, **fields: Any) -> ClientContext:
-        """Stands in for node.app's ClientContext: the same context with a loopback service."""
-        ctx = ClientContext(**{**fields, "federation": _Service(self, fields["name"])})
+    def plug(self, ctx: ClientContext) -> _Service:
+        """The loopback service of the node whose device handlers share ``ctx``."""
         self.nodes[ctx.name] = ctx
-        return ctx
+        return _Service(self, ctx.name)
 
     def _peer(self, node: str) -> ClientContext:
         if node in self.down:

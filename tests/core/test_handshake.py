@@ -602,12 +602,21 @@ def test_handshake_error_from_peer_is_a_remote_protocol_error(role: Role) -> Non
     if role is Role.INITIATOR:
         r.receive_data(i.data_to_send()[0])
     with pytest.raises(RemoteProtocolError) as info:
-        hs.receive_data(encode_frame(HandshakeError(code="busy", message="try again later")))
+        hs.receive_data(encode_frame(HandshakeError(code="unavailable", message="try again later")))
     assert type(info.value) is RemoteProtocolError
-    assert info.value.code == "busy"
+    assert info.value.code == "unavailable"
     assert "try again later" in str(info.value)
-    assert queued_error(hs).code == "busy"
+    assert queued_error(hs).code == "unavailable"
     assert_refuses_further_use(hs, b"")
+
+
+def test_a_refusal_code_this_version_does_not_know_is_bad_input() -> None:
+    i, r = pair(HYBRID)
+    r.receive_data(i.data_to_send()[0])
+    with pytest.raises(RemoteProtocolError) as info:
+        r.receive_data(encode_frame(HandshakeError(code="busy", message="try again later")))
+    assert info.value.code == "bad_input"
+    assert "'busy'" in str(info.value) and "try again later" in str(info.value)
 
 
 def test_decrypt_failure_tells_the_peer_nothing_more() -> None:

@@ -1,5 +1,5 @@
 """Federation tests reuse the in-process node fixtures of tests/node."""
 
-from tests.node.conftest import make_node_dir, running, start_node  # noqa: F401 - fixtures
+from tests.node.conftest import make_node_dir, node_params, running, start_node  # noqa: F401 - fixtures
 
 from .transparency import fast_rounds  # noqa: F401 - fixture

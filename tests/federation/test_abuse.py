@@ -3,21 +3,19 @@ ignores the limits loses its link, and other peers carry on unaffected (real nod
 
 from __future__ import annotations
 
-import functools
 from contextlib import AsyncExitStack
 
 import msgpack
 import pytest
 import trio
 
-import sonet.node.app
 from sonet.core.client_api import ErrorFrame, FetchBundles, FetchDevices, FetchNodeKey, NodeKey, Ping, Pong
 from sonet.core.federation_api import Push, PushResult
 from sonet.core.wire import encode_frame
 from sonet.federation.errors import FederationError
 from sonet.federation.ratelimit import Rate
 from sonet.federation.settings import FederationSettings
-from tests.node.conftest import HANG_S, RunningNode, StartNode
+from tests.node.conftest import HANG_S, NodeParams, RunningNode, StartNode
 
 from .net import BETA, ask, mailbox_ids, new_key, peer_link, pin, transit, until
 
@@ -26,15 +24,13 @@ MAX_REFUSALS = 5
 
 
 @pytest.fixture
-def small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+def small_limits(node_params: NodeParams) -> None:
     """Buckets that hardly refill: a test exhausts them deterministically."""
-    settings = functools.partial(
-        FederationSettings,
+    node_params.federation.update(
         push_rate=Rate(per_second=0.001, burst=FLOOD_BURST),
         bundle_rate=Rate(per_second=0.001, burst=2),
         max_refusals=MAX_REFUSALS,
     )
-    monkeypatch.setattr(sonet.node.app, "FederationSettings", settings)
 
 
 async def two_peers(beta: RunningNode) -> tuple:

@@ -15,7 +15,7 @@ from sonet.core.client_api import SignedHead
 from sonet.core.federation_api import Gossip, Noted, SeenHead
 from sonet.core.keydir import sign_head
 from sonet.federation.errors import FederationError
-from tests.node.conftest import StartNode
+from tests.node.conftest import NodeParams, StartNode
 from tests.node.kit import wall_ms
 
 from .net import ALPHA, BETA, GAMMA, ask, new_key, peer_link, pin, pin_node, triangle, until
@@ -68,8 +68,8 @@ async def test_gossip_about_strangers_or_with_forged_heads_changes_nothing(start
     assert "s0.example" not in caplog.text
 
 
-async def test_direct_peers_hear_the_heads_witnessed(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
-    every(monkeypatch, witness_interval_s=ROUND_S, gossip_interval_s=ROUND_S)
+async def test_direct_peers_hear_the_heads_witnessed(start_node: StartNode, node_params: NodeParams, monkeypatch: pytest.MonkeyPatch) -> None:
+    every(node_params, witness_interval_s=ROUND_S, gossip_interval_s=ROUND_S)
     net = await triangle(start_node)
     heard: dict[str, bytes] = {}
     inbound = federation(net.alpha)._inbound

@@ -12,11 +12,11 @@ import os
 import pytest
 import trio
 
-import sonet.node.app
 from sonet.core.client_api import ErrorFrame, Ping
 from sonet.core.crypto import CryptoMode, SigningKey
 from sonet.core.handshake import Hello1
 from sonet.federation import DialError, dial_peer
+from sonet.node.app import now_ms
 from tests.node.conftest import HANG_S, RunningNode
 
 from .net import until
@@ -31,7 +31,7 @@ def new_key() -> SigningKey:
 
 async def add_peer(running: RunningNode, key: SigningKey, name: str = PEER_NAME) -> None:
     async with running.store() as store:
-        await store.add_peer(name=name, url=PEER_URL, fingerprint=key.public.fingerprint, via=None, now=sonet.node.app.now_ms())
+        await store.add_peer(name=name, url=PEER_URL, fingerprint=key.public.fingerprint, via=None, now=now_ms())
 
 
 def dial(running: RunningNode, key: SigningKey, name: str = PEER_NAME):  # noqa: ANN201 - context manager
@@ -68,7 +68,7 @@ async def test_an_unknown_identity_is_refused_with_unknown_peer(running: Running
 async def test_a_configured_name_with_another_key_is_refused_with_wrong_identity(running: RunningNode) -> None:
     pinned, impostor = new_key(), new_key()
     await add_peer(running, pinned)
-    before = sonet.node.app.now_ms()
+    before = now_ms()
     with trio.fail_after(HANG_S), pytest.raises(DialError) as info:
         async with dial(running, impostor):
             pytest.fail("admitted a mis-keyed peer")

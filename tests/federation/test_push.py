@@ -9,21 +9,19 @@ wait for it (a changed pin is a remove and an add) and fail only when they expir
 
 from __future__ import annotations
 
-import functools
 
 import pytest
 import trio
 
-import sonet.node.app
 
 from sonet.core import limits
 from sonet.core.client_api import Accepted, ErrorFrame, SendBatch
 from sonet.core.federation_api import Push, PushResult
 from sonet.federation.errors import FederationError
 from sonet.federation.ratelimit import Rate
-from sonet.federation.settings import FederationSettings
 from sonet.federation.records import OutboundItem
-from tests.node.conftest import HANG_S, RunningNode, StartNode
+from sonet.node.app import now_ms
+from tests.node.conftest import HANG_S, NodeParams, RunningNode, StartNode
 from tests.node.kit import Account, opaque_envelope, wall_ms
 
 from .net import ALPHA, BETA, NOWHERE, ask, deliveries, mailbox_ids, new_key, peer_link, pin, pin_node, queue_at, tracked, transit, until
@@ -160,9 +158,9 @@ async def test_removing_and_adding_a_peer_again_keeps_its_queue(start_node: Star
     assert [(r.state, r.code) for r in await deliveries(alpha, alice, *items)] == [("accepted", "")] * 3
 
 
-async def test_items_without_a_route_fail_only_when_they_expire(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sonet.node.app, "FederationSettings", functools.partial(FederationSettings, expire_interval_s=0.05))
-    clock = Clock(monkeypatch)
+async def test_items_without_a_route_fail_only_when_they_expire(start_node: StartNode, node_params: NodeParams) -> None:
+    node_params.federation.update(expire_interval_s=0.05)
+    clock = Clock(node_params)
     alpha = await start_node(name=ALPHA)
     alice = await alpha.enroll("alice")
     lasting = tracked(alpha, alice, "zed@zeta.example")
@@ -185,13 +183,12 @@ async def _states(node: RunningNode, sender: Account, item: OutboundItem, state:
 
 
 class Clock:
-    """The wall clock of the nodes started after it (sonet.node.app.now_ms), moved forward by the
-    test: expiry without waiting for it."""
+    """The wall clock of the nodes started after it, moved forward by the test: expiry without
+    waiting for it."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, node_params: NodeParams) -> None:
         self.offset = 0
-        real = sonet.node.app.now_ms
-        monkeypatch.setattr(sonet.node.app, "now_ms", lambda: real() + self.offset)
+        node_params.clock_ms = lambda: now_ms() + self.offset
 
     def advance(self, ms: int) -> None:
         self.offset += ms
@@ -247,10 +244,9 @@ async def test_backoff_ends_when_the_peer_dials_in(start_node: StartNode) -> Non
     assert await mailbox_ids(beta, bob.address) == [item.tracking.id]  # type: ignore[union-attr]
 
 
-async def test_a_rate_limited_push_keeps_its_items_and_backs_off(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_rate_limited_push_keeps_its_items_and_backs_off(start_node: StartNode, node_params: NodeParams) -> None:
     # beta takes one pushed item, then hardly any more
-    settings = functools.partial(FederationSettings, push_rate=Rate(per_second=0.001, burst=1))
-    monkeypatch.setattr(sonet.node.app, "FederationSettings", settings)
+    node_params.federation.update(push_rate=Rate(per_second=0.001, burst=1))
     alpha, beta = await pair(start_node)
     alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
     federation = alpha.node.federation
@@ -314,9 +310,11 @@ async def test_a_successful_push_ends_the_backoff(start_node: StartNode, monkeyp
     assert ceilings[seen] == base  # from the beginning again
 
 
-async def test_an_item_that_expires_during_its_push_gets_the_pushs_outcome(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sonet.node.app, "FederationSettings", functools.partial(FederationSettings, expire_interval_s=0.05))
-    clock = Clock(monkeypatch)
+async def test_an_item_that_expires_during_its_push_gets_the_pushs_outcome(
+    start_node: StartNode, node_params: NodeParams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node_params.federation.update(expire_interval_s=0.05)
+    clock = Clock(node_params)
     alpha, beta = await pair(start_node)
     alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
     alpha_store = alpha.node.federation._store  # type: ignore[union-attr]

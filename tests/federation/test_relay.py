@@ -8,18 +8,15 @@ item came from ("unroutable"), or past the hop limit ("hop_limit").
 
 from __future__ import annotations
 
-import functools
 import json
 
 import pytest
 
-import sonet.node.app
 from sonet.core.client_api import Accepted, Bundles, Devices, ErrorFrame, FetchDevices, SendBatch
 from sonet.core.federation_api import Push, PushResult
 from sonet.federation.errors import FederationError
-from sonet.federation.settings import FederationSettings
 from sonet.node.app import RUNTIME_FILE
-from tests.node.conftest import StartNode
+from tests.node.conftest import NodeParams, StartNode
 from tests.node.kit import opaque_envelope, wall_ms
 
 from .net import ALPHA, BETA, GAMMA, NOWHERE, ask, deliveries, mailbox_ids, new_key, peer_link, pin, pin_node, queue_at, tracked, transit, triangle, until
@@ -126,8 +123,8 @@ async def test_a_lookup_through_a_relay_that_does_not_know_the_destination_is_re
     assert info.value.code == "not_relaying"
 
 
-async def test_an_item_that_expires_at_the_relay_is_reported_expired(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sonet.node.app, "FederationSettings", functools.partial(FederationSettings, expire_interval_s=0.1))
+async def test_an_item_that_expires_at_the_relay_is_reported_expired(start_node: StartNode, node_params: NodeParams) -> None:
+    node_params.federation.update(expire_interval_s=0.1)
     alpha = await start_node(name=ALPHA)
     beta = await start_node(name=BETA)
     await pin_node(alpha, beta)

@@ -14,14 +14,12 @@ from typing import Any
 import pytest
 from trio_websocket import ConnectionClosed
 
-import sonet.node.app
 from sonet.core.client_api import ErrorFrame, FetchNodeKey, Ping, Pong
 from sonet.core.federation_api import Push, PushResult
 from sonet.federation.errors import FederationError
 from sonet.federation.link import DialError
-from sonet.federation.settings import FederationSettings
 from sonet.node.store import StoreError
-from tests.node.conftest import RunningNode, StartNode
+from tests.node.conftest import NodeParams, RunningNode, StartNode
 
 from .net import ALPHA, BETA, GAMMA, ask, deliveries, mailbox_ids, new_key, peer_link, pin, pin_node, queue_at, tracked, transit, until
 
@@ -120,9 +118,10 @@ async def test_a_lookup_while_the_peer_table_cannot_be_read_is_unavailable(start
     assert alpha.alive
 
 
-async def test_store_errors_in_the_background_tasks_do_not_stop_the_node(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = functools.partial(FederationSettings, expire_interval_s=0.05, refresh_s=0.05)
-    monkeypatch.setattr(sonet.node.app, "FederationSettings", settings)
+async def test_store_errors_in_the_background_tasks_do_not_stop_the_node(
+    start_node: StartNode, node_params: NodeParams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node_params.federation.update(expire_interval_s=0.05, refresh_s=0.05)
     alpha = await start_node(name=ALPHA)
     beta = await start_node(name=BETA)
     alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
@@ -157,8 +156,10 @@ async def _accepted(node: RunningNode, sender: Any, item: Any) -> bool:
     return [r.state for r in await deliveries(node, sender, item)] == ["accepted"]
 
 
-async def test_the_status_counts_come_back_after_a_store_error(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sonet.node.app, "FederationSettings", functools.partial(FederationSettings, refresh_s=0.05))
+async def test_the_status_counts_come_back_after_a_store_error(
+    start_node: StartNode, node_params: NodeParams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node_params.federation.update(refresh_s=0.05)
     alpha = await start_node(name=ALPHA)
     alice = await alpha.enroll("alice")
     federation = alpha.node.federation
@@ -174,12 +175,11 @@ async def test_the_status_counts_come_back_after_a_store_error(start_node: Start
 
 
 async def test_a_settle_that_fails_after_the_push_is_pushed_again_and_stored_once(
-    start_node: StartNode, monkeypatch: pytest.MonkeyPatch
+    start_node: StartNode, node_params: NodeParams, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The settle (outbox_done) runs beside the next push: when it fails, the items beta took
     # stay queued at alpha, go again, and beta's deduplication keeps one copy.
-    settings = functools.partial(FederationSettings, expire_interval_s=0.05, refresh_s=0.05)
-    monkeypatch.setattr(sonet.node.app, "FederationSettings", settings)
+    node_params.federation.update(expire_interval_s=0.05, refresh_s=0.05)
     alpha = await start_node(name=ALPHA)
     beta = await start_node(name=BETA)
     alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")

@@ -133,7 +133,6 @@ async def _refused_after_a_restart(alpha: RunningNode) -> None:
             routes=no_peers,
             clock_ms=wall_ms,
             settings=FederationSettings(),
-            store_errors=(),
             cosigned=lambda node: None,
         )
         async with trio.open_nursery() as nursery:

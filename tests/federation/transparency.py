@@ -4,18 +4,15 @@ node's real key, and a spy on the requests a node's witness makes."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import pytest
 
-import sonet.node.app
 from sonet.core.client_api import SignedHead
 from sonet.core.keydir import MerkleTree, leaf_hash, sign_head, verify_head, witnesses
 from sonet.core.wire import Frame
-from sonet.federation.settings import FederationSettings
 from sonet.federation.witness import Witness
-from tests.node.conftest import RunningNode
+from tests.node.conftest import NodeParams, RunningNode
 from tests.node.kit import wall_ms
 
 __all__ = ["ROUND_S", "every", "fast_rounds", "federation", "witness", "directory", "witnessed_size", "split_of", "latest", "cosigned_by", "rewritten", "lie", "Spy"]
@@ -24,15 +21,15 @@ __all__ = ["ROUND_S", "every", "fast_rounds", "federation", "witness", "director
 ROUND_S = 0.05
 
 
-def every(monkeypatch: pytest.MonkeyPatch, **intervals: float) -> None:
+def every(node_params: NodeParams, **intervals: float) -> None:
     """Nodes started from now on use these ``FederationSettings`` intervals."""
-    monkeypatch.setattr(sonet.node.app, "FederationSettings", functools.partial(FederationSettings, **intervals))
+    node_params.federation.update(intervals)
 
 
 @pytest.fixture
-def fast_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+def fast_rounds(node_params: NodeParams) -> None:
     """Witness rounds that need no trigger (gossip keeps its production interval)."""
-    every(monkeypatch, witness_interval_s=ROUND_S)
+    every(node_params, witness_interval_s=ROUND_S)
 
 
 def federation(n: RunningNode) -> Any:

@@ -4,6 +4,9 @@
 ``node.key`` from ``create_node_key``), starts ``Node.run`` in the test's nursery and returns a
 ``RunningNode`` handle: its ws URL, fingerprint, a way to mint invites through the store (the
 way ``sonet-node invite`` does), to peek at mailboxes, and whether the node task is still alive.
+What a node takes besides its config (clock, federation tunables, per-device limits, what its
+device handlers reach other nodes through) comes from the ``node_params`` fixture: a test sets
+it before it starts nodes.
 ``RunningNode.enroll(user)`` registers an account (account identity key, signed device list
 version 1, first device) and ``RunningNode.link(account)`` links one more device, both over raw
 connections (tests/node/kit.py), so node tests do not depend on the client SDK.
@@ -11,6 +14,7 @@ connections (tests/node/kit.py), so node tests do not depend on the client SDK.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,12 +25,12 @@ from typing import Any
 import pytest
 import trio
 
-import sonet.node.app
 from sonet.core.client_api import Deliver, Delivery, Drained, LinkApprove, LinkApproved, LinkBegin, LinkComplete, LinkFetch, LinkOffer, LinkPending, LinkSlot, Register, Registered
 from sonet.core.crypto import CryptoMode, SigningKey
 from sonet.core.invite import SECRET_BYTES, hash_invite_secret, make_invite, parse_invite
-from sonet.node.app import DB_FILE, Node
-from sonet.node.client_session import ClientSession
+from sonet.node.app import DB_FILE, Node, federation_settings, now_ms
+from sonet.node.client_context import ClientContext, ClientFederation
+from sonet.node.client_limits import ClientLimits
 from sonet.node.config import CONFIG_FILE, NodeConfig
 from sonet.node.identity import create_node_key
 from sonet.node.store import MailboxItem, SqliteStore
@@ -36,6 +40,7 @@ from .kit import Account, Member, RawConnection, connect_raw
 __all__ = [
     "HANG_S",
     "NODE_NAME",
+    "NodeParams",
     "RunningNode",
     "collect_until_drained",
     "next_deliver",
@@ -47,18 +52,18 @@ NODE_NAME = "alpha.example"
 _DAY_MS = 24 * 3600 * 1000
 
 
-class _TrackedSession(ClientSession):
-    """``ClientSession`` that counts the sessions currently running on its node."""
+@dataclass
+class NodeParams:
+    """What ``start_node`` gives every ``Node`` it starts besides its config."""
 
-    active: dict[int, int] = {}
-
-    async def run(self) -> None:
-        key = id(self._ctx.registry)
-        self.active[key] = self.active.get(key, 0) + 1
-        try:
-            await super().run()
-        finally:
-            self.active[key] -= 1
+    #: the node's clock (ms since the epoch)
+    clock_ms: Callable[[], int] = now_ms
+    #: FederationSettings fields that replace what the node's config sets (shorter intervals)
+    federation: dict[str, Any] = field(default_factory=dict)
+    #: per-device rate limits; None: the production ones
+    client_limits: ClientLimits | None = None
+    #: what the device handlers reach other nodes through; None: the node's own federation
+    client_federation: Callable[[ClientContext], ClientFederation | None] | None = None
 
 
 @dataclass
@@ -82,7 +87,7 @@ class RunningNode:
 
     @property
     def active_sessions(self) -> int:
-        return _TrackedSession.active.get(id(self.node.registry), 0)
+        return self.node.client_sessions
 
     async def settle(self) -> None:
         """Wait until every device connection has been fully served (a device acknowledges
@@ -103,14 +108,14 @@ class RunningNode:
         """A one-time token, stored by hash, exactly like ``sonet-node invite``."""
         token = make_invite(self.fingerprint, os.urandom(SECRET_BYTES))
         secret = token.split(".", 1)[1]
-        now = sonet.node.app.now_ms()
+        now = self.node.clock_ms()
         async with self.store() as store:
             await store.add_invite(hash_invite_secret(secret), now=now, expires_at=now + expires_in_ms)
         return token
 
     async def pending(self, account: str, device: int = 1, *, now: int | None = None) -> list[MailboxItem]:
         """Everything deliverable in one mailbox right now, in delivery order."""
-        now = sonet.node.app.now_ms() if now is None else now
+        now = self.node.clock_ms() if now is None else now
         async with self.store() as store:
             return await store.pending(account, device, after_seq=0, limit=100_000, now=now)
 
@@ -191,13 +196,26 @@ def make_node_dir(tmp_path: Path) -> Callable[..., tuple[Path, NodeConfig]]:
 
 
 @pytest.fixture
-def start_node(nursery: trio.Nursery, make_node_dir: Callable[..., tuple[Path, NodeConfig]], monkeypatch: pytest.MonkeyPatch) -> StartNode:
-    """``await start_node(**config_overrides)`` -> a RunningNode serving on 127.0.0.1:0."""
-    monkeypatch.setattr(sonet.node.app, "ClientSession", _TrackedSession)
+def node_params() -> NodeParams:
+    """What the nodes a test starts get besides their config; set it before starting them."""
+    return NodeParams()
+
+
+@pytest.fixture
+def start_node(nursery: trio.Nursery, make_node_dir: Callable[..., tuple[Path, NodeConfig]], node_params: NodeParams) -> StartNode:
+    """``await start_node(**config_overrides)`` -> a RunningNode serving on 127.0.0.1:0, with
+    what ``node_params`` holds when it starts."""
 
     async def start(**overrides: Any) -> RunningNode:
         data, config = make_node_dir(**overrides)
-        app = Node(data, config)
+        app = Node(
+            data,
+            config,
+            clock_ms=node_params.clock_ms,
+            federation=dataclasses.replace(federation_settings(config), **node_params.federation),
+            client_limits=node_params.client_limits,
+            client_federation=node_params.client_federation,
+        )
         stopped = trio.Event()
         failures: list[BaseException] = []
 

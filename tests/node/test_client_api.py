@@ -13,7 +13,6 @@ from dataclasses import replace
 import pytest
 import trio
 
-import sonet.node.app
 from sonet.core.client_api import (
     Ack,
     Accepted,
@@ -30,6 +29,7 @@ from sonet.core import limits
 from sonet.core.crypto import Aead
 from sonet.core.envelope import Kind
 from sonet.core.invite import SECRET_BYTES, make_invite, parse_invite
+from sonet.node.app import now_ms
 from sonet.node.store import StoreError
 
 from .conftest import HANG_S, NODE_NAME, RunningNode, collect_until_drained, next_deliver
@@ -346,16 +346,16 @@ async def test_unacked_envelope_is_redelivered_on_reconnect(running: RunningNode
 
 class _Clock:
     def __init__(self) -> None:
-        self.now = sonet.node.app.now_ms()
+        self.now = now_ms()
 
     def __call__(self) -> int:
         return self.now
 
 
-async def test_expired_envelopes_are_not_delivered(start_node, monkeypatch) -> None:
+async def test_expired_envelopes_are_not_delivered(start_node, node_params) -> None:
     with trio.fail_after(HANG_S):
         clock = _Clock()
-        monkeypatch.setattr(sonet.node.app, "now_ms", clock)  # the node's clock, read when it starts
+        node_params.clock_ms = clock
         at = await start_node()
         alice, bob = await at.enroll("alice"), await at.enroll("bob")
         short = opaque_envelope(bob.first, expires=clock.now + 60_000)
@@ -370,10 +370,10 @@ async def test_expired_envelopes_are_not_delivered(start_node, monkeypatch) -> N
             assert [i.envelope.id for i in await collect_until_drained(conn)] == [long.id]
 
 
-async def test_node_ttl_caps_envelope_lifetime(start_node, monkeypatch) -> None:
+async def test_node_ttl_caps_envelope_lifetime(start_node, node_params) -> None:
     with trio.fail_after(HANG_S):
         clock = _Clock()
-        monkeypatch.setattr(sonet.node.app, "now_ms", clock)
+        node_params.clock_ms = clock
         at = await start_node(envelope_ttl_ms=60_000)
         alice, bob = await at.enroll("alice"), await at.enroll("bob")
         async with at.raw(alice.first) as conn:  # asks for the default 30 days

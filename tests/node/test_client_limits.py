@@ -7,12 +7,10 @@ over raw connections (tests/node/kit.py).
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import trio
 
-import sonet.node.app
 from sonet.core import limits as core_limits
 from sonet.core.client_api import Accepted, FetchBundles, LinkBegin, Ping, Pong, SendBatch
 from sonet.core.envelope import Kind
@@ -21,7 +19,7 @@ from sonet.federation.ratelimit import Rate
 from sonet.node.client_checks import RequestError
 from sonet.node.client_limits import ENVELOPES, EPHEMERAL, ClientLimits
 
-from .conftest import HANG_S, NODE_NAME, RunningNode, StartNode
+from .conftest import HANG_S, NODE_NAME, NodeParams, RunningNode, StartNode
 from .kit import NodeError, opaque_envelope, wall_ms
 
 ALICE = f"alice@{NODE_NAME}"
@@ -279,16 +277,13 @@ async def test_a_request_that_passes_ends_the_run_of_refusals() -> None:
 
 
 @pytest.fixture
-def start_limited(start_node: StartNode, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    """``await start_limited(limits)`` -> (node, clock): a node whose client context carries
-    ``limits`` and a clock that stands still unless the test moves it."""
+def start_limited(start_node: StartNode, node_params: NodeParams):  # noqa: ANN201
+    """``await start_limited(limits)`` -> (node, clock): a node with the per-device ``limits``
+    and a clock that stands still unless the test moves it."""
 
     async def start(limits: ClientLimits) -> tuple[RunningNode, Clock]:
         clock = Clock(wall_ms())
-        build = sonet.node.app.ClientContext
-        monkeypatch.setattr(
-            sonet.node.app, "ClientContext", lambda **kw: dataclasses.replace(build(**kw), limits=limits, clock_ms=clock)
-        )
+        node_params.client_limits, node_params.clock_ms = limits, clock
         return await start_node(), clock
 
     return start

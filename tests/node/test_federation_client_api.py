@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import trio
 
-import sonet.node.app
 from sonet.core import limits
 from sonet.core.address import parse_address
 from sonet.core.client_api import (
@@ -55,7 +54,7 @@ from sonet.node.client_context import ClientContext
 from sonet.node.client_keys import answer_local
 from sonet.node.store import OutboundItem, StatusUpdate, Tracking
 
-from .conftest import HANG_S, NODE_NAME, RunningNode, StartNode
+from .conftest import HANG_S, NODE_NAME, NodeParams, RunningNode, StartNode
 from .kit import Account, Member, NodeError, new_identity, opaque_envelope, prekey, wall_ms
 
 ALICE = f"alice@{NODE_NAME}"
@@ -139,25 +138,15 @@ class Federated:
 
 
 @pytest.fixture
-def start_federated(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """``await start_federated(fake)`` -> Federated: ``start_node`` with ``fake`` as the
-    node's federation service (whatever node/app.py would pass) and its context kept."""
-    plugged: list[tuple[FakeFederation | None, list[ClientContext]]] = []
-
-    def context(**fields: Any) -> ClientContext:
-        fake, built = plugged[-1]
-        ctx = ClientContext(**{**fields, "federation": fake})
-        built.append(ctx)
-        return ctx
-
-    monkeypatch.setattr(sonet.node.app, "ClientContext", context)
+def start_federated(start_node: StartNode, node_params: NodeParams) -> Callable[..., Any]:
+    """``await start_federated(fake)`` -> Federated: ``start_node`` with ``fake`` as what the
+    node's device handlers reach other nodes through, and their context."""
 
     async def start(fake: FakeFederation | None, **config: Any) -> Federated:
-        built: list[ClientContext] = []
-        plugged.append((fake, built))
+        node_params.client_federation = lambda ctx: fake
         running = await start_node(**config)
-        [ctx] = built
-        return Federated(node=running, fake=fake, ctx=ctx)
+        assert running.node.context is not None
+        return Federated(node=running, fake=fake, ctx=running.node.context)
 
     return start
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import pytest
 import trio
 
-import sonet.node.app
 from sonet.core import limits
 from sonet.core.client_api import (
     Accepted,
@@ -38,6 +37,7 @@ from sonet.core.client_api import (
     SendBatch,
 )
 from sonet.core.device_list import verify_device_list
+from sonet.node.app import now_ms
 
 from .conftest import HANG_S, NODE_NAME, RunningNode, next_deliver
 from .kit import Member, NodeError, RawConnection, new_identity, opaque_envelope, record_for
@@ -50,16 +50,16 @@ POLICY_VIOLATION = 1008
 
 class _Clock:
     def __init__(self) -> None:
-        self.now = sonet.node.app.now_ms()
+        self.now = now_ms()
 
     def __call__(self) -> int:
         return self.now
 
 
 @pytest.fixture
-async def clocked(start_node, monkeypatch) -> tuple[RunningNode, _Clock]:  # noqa: ANN001
+async def clocked(start_node, node_params) -> tuple[RunningNode, _Clock]:  # noqa: ANN001
     clock = _Clock()
-    monkeypatch.setattr(sonet.node.app, "now_ms", clock)  # the node's clock, read when it starts
+    node_params.clock_ms = clock  # the clock of the nodes started from now on
     return await start_node(), clock
 
 

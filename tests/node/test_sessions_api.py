@@ -8,7 +8,6 @@ import os
 import pytest
 import trio
 
-import sonet.node.app
 from sonet.core import limits
 from sonet.core.certs import verify_certificate
 from sonet.core.client_api import (
@@ -33,6 +32,7 @@ from sonet.core.device_list import encode_account_identity, verify_device_list
 from sonet.core.envelope import Kind
 from sonet.core.invite import parse_invite
 from sonet.core.ratchet.prekeys import MLKEM768, X25519, verify_prekey
+from sonet.node.app import now_ms
 
 from .conftest import HANG_S, NODE_NAME, RunningNode
 from .kit import Account, Member, NodeError, RawConnection, new_identity, opaque_envelope, prekey
@@ -339,16 +339,16 @@ async def test_bundles_for_chosen_devices_and_unknown_ones(running: RunningNode)
 
 class _Clock:
     def __init__(self) -> None:
-        self.now = sonet.node.app.now_ms()
+        self.now = now_ms()
 
     def __call__(self) -> int:
         return self.now
 
 
-async def test_sender_certificate_names_the_authenticated_device(start_node, monkeypatch) -> None:
+async def test_sender_certificate_names_the_authenticated_device(start_node, node_params) -> None:
     with trio.fail_after(HANG_S):
         clock = _Clock()
-        monkeypatch.setattr(sonet.node.app, "now_ms", clock)
+        node_params.clock_ms = clock
         at = await start_node()
         alice = await at.enroll("alice")
         phone = await at.link(alice)
