@@ -13,6 +13,7 @@ from sonet.core.errors import LocalProtocolError
 from sonet.core.federation_api import REFUSALS
 
 from .connection import Connection
+from .replies import expect_reply
 from .state import DeviceState, SentMessage
 
 __all__ = ["STATUS_BATCH", "refresh_sent"]
@@ -37,7 +38,7 @@ async def refresh_sent(
             for start in range(0, len(ids), STATUS_BATCH):
                 chunk = tuple(ids[start : start + STATUS_BATCH])
                 reply = await conn.request(lambda n: FetchStatus(request=n, ids=chunk))
-                assert isinstance(reply, Statuses)
+                reply = expect_reply(reply, Statuses)
                 rows.extend(reply.items)
         updates = []
         for msg_id, to in recipients.items():

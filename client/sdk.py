@@ -60,6 +60,7 @@ from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start
 from .pending import PendingFull, send_pending, waits
 from .prekeys import maintain_prekeys
 from .receiving import Receiver, ReceiveResult
+from .replies import expect_reply
 from .session_cache import SessionCache
 from .sessions import Sessions
 from .state import DeviceState, PendingSend, Profile, SentMessage, StateError
@@ -199,7 +200,7 @@ class Device:
                     account_identity=account_key.public.to_bytes(), device_list=device_list,
                 )
             )
-            assert isinstance(reply, Registered)
+            reply = expect_reply(reply, Registered)
             profile = Profile(
                 address=reply.account, device_id=reply.device, node_url=node_url, node_fingerprint=fingerprint,
                 mode=mode, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key,
@@ -221,7 +222,7 @@ class Device:
         # fingerprint inside the provisioning payload is checked against this connection below.
         async with connect(node_url, identity=identity, node_fingerprint=None, policy=self._policy) as conn:
             slot_reply = await conn.request(lambda n: LinkBegin(request=n, ephemeral=ephemeral.public.to_bytes()))
-            assert isinstance(slot_reply, LinkSlot)
+            slot_reply = expect_reply(slot_reply, LinkSlot)
             show_code(make_link_code(slot_reply.slot, ephemeral.public.to_bytes()))
             offer: LinkOffer | None = None
             with trio.move_on_after(max(0.0, (slot_reply.expires - self._clock()) / 1000)):
@@ -243,7 +244,7 @@ class Device:
             )
             record = self._record(payload.account, identity, identity_dh, hpke)
             reply = await conn.request(lambda n: LinkComplete(request=n, slot=slot_reply.slot, record=record, device_list=device_list))
-            assert isinstance(reply, Registered)
+            reply = expect_reply(reply, Registered)
             profile = Profile(
                 address=reply.account, device_id=reply.device, node_url=node_url, node_fingerprint=payload.node_fingerprint,
                 mode=mode, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key,
@@ -260,7 +261,7 @@ class Device:
         slot, commitment = parse_link_code(code)
         async with self._connect(profile) as conn:
             pending = await conn.request(lambda n: LinkFetch(request=n, slot=slot))
-            assert isinstance(pending, LinkPending)
+            pending = expect_reply(pending, LinkPending)
             if not check_commitment(commitment, pending.ephemeral):
                 raise VerifyError("the new device's key does not match the code; do not link it", code="link_code_mismatch")
             own = await fetch_account(conn, self.state, parse_address(profile.address), policy=self._policy, now=self._clock())
@@ -307,7 +308,7 @@ class Device:
                 profile.account_key, account=profile.address, version=own.device_list.version + 1, devices=remaining, now=self._clock()
             )
             reply = await conn.request(lambda n: RemoveDevice(request=n, device=device_id, device_list=device_list))
-            assert isinstance(reply, DeviceRemoved)
+            expect_reply(reply, DeviceRemoved)
         self.state.drop_sessions(profile.address, keep=set(own.devices) - {device_id})
 
     # Verification -----------------------------------------------------------------------
@@ -428,7 +429,7 @@ class Device:
             reply = await self._send(conn, profile, sessions, targets, msg_id, kind)
             if isinstance(reply, Accepted):
                 return sum(t.address == str(to) for t in targets), sum(t.address != str(to) for t in targets)
-            assert isinstance(reply, DeviceMismatch)
+            reply = expect_reply(reply, DeviceMismatch)
             if reply.account not in {t.address for t in targets}:
                 raise LocalProtocolError("the node reported stale devices for an account this message was not for")
             # Our view was stale: forget sessions with removed devices and look again.
@@ -453,7 +454,7 @@ class Device:
                          expires=now + limits.DEFAULT_ENVELOPE_TTL_MS, kind=kind, body=body)
             )
         reply = await conn.request(lambda n: SendBatch(request=n, envelopes=tuple(envelopes)))
-        assert isinstance(reply, (Accepted, DeviceMismatch))
+        reply = expect_reply(reply, Accepted, DeviceMismatch)
         return reply
 
     async def _tell(self, conn: Connection, own: AccountView, text: str) -> None:
@@ -471,7 +472,7 @@ class Device:
                 missing.setdefault(t.address, []).append(t)
         for address, group in missing.items():
             reply = await conn.request(lambda n: FetchBundles(request=n, account=address, devices=tuple(t.device for t in group)))
-            assert isinstance(reply, Bundles)
+            reply = expect_reply(reply, Bundles)
             await check_bundles(conn, self.state, reply, account=address, identity=group[0].view.identity, policy=self._policy, now=self._clock())
             views = {t.device: t.view for t in group}
             for bundle in reply.bundles:
@@ -484,7 +485,7 @@ class Device:
         if cached is not None and self.state.get_int("sender_certificate_expires") - now > CERT_REFRESH_MS:
             return cached
         reply = await conn.request(lambda n: GetSenderCertificate(request=n))
-        assert isinstance(reply, SenderCertificate)
+        reply = expect_reply(reply, SenderCertificate)
         cert = verify_certificate(reply.certificate, node_key=conn.node_key, node=conn.welcome.node, now=now)
         if not cert.matches(profile.identity.public, profile.address):
             raise VerifyError("the node issued a sender certificate for someone else")
