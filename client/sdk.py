@@ -57,7 +57,7 @@ from .connection import Connection, NodeError, connect
 from .delivery import refresh_sent
 from .directory import AccountView, Lookup, fetch_account, lookup_account
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
-from .pending import PendingFull, send_pending, waits
+from .pending import PendingFull, expire_pending, send_pending, waits
 from .prekeys import maintain_prekeys
 from .receiving import Receiver, ReceiveResult
 from .replies import expect_reply
@@ -396,6 +396,8 @@ class Device:
         """The ``limit`` most recent sent texts, newest first, after asking the home node where
         those still on their way to another node are now."""
         profile = self.state.profile()
+        # what waited too long shows as failed even when the node cannot be reached now
+        self.notices += expire_pending(self.state, self._clock())
         return await refresh_sent(self.state, lambda: self._connect(profile), limit)
 
     async def send_typing(self, recipient: str, *, started: bool = True) -> None:

@@ -14,7 +14,7 @@ import trio
 
 import sonet.client.state_pending
 from sonet.client import cli
-from sonet.client.connection import NodeError
+from sonet.client.connection import ConnectError, NodeError
 from sonet.client.pending import PENDING_TTL_MS
 from sonet.client.sdk import Device, SendResult
 from sonet.client.state import DeviceState, SentMessage
@@ -193,7 +193,7 @@ async def test_the_caps_refuse_more_waiting_texts_with_one_clear_error(
 
 
 async def test_a_text_that_waited_30_days_fails_as_expired(
-    alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Register, clock: Clock
+    alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Register, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with trio.fail_after(HANG_S):
         alpha, beta = alpha_beta
@@ -205,7 +205,14 @@ async def test_a_text_that_waited_30_days_fails_as_expired(
         await alice.receive()
         assert [m.state for m in alice.state.sent_messages(1)] == ["pending"] and alice.notices == []
         clock.advance(1)
-        await alice.receive()
+
+        def home_down(*_args: object, **_kwargs: object) -> None:
+            raise ConnectError("cannot connect to the home node")
+
+        with monkeypatch.context() as patch:  # `sonet sent` shows it failed even while the home node is down
+            patch.setattr(Device, "_connect", home_down)
+            with pytest.raises(ConnectError):
+                await alice.sent()
         [expired] = alice.state.sent_messages(1)
         assert (expired.id, expired.state, expired.code) == (waiting.id, "failed", "expired")
         assert expired.message == f"not sent: {BOB_B} could not be reached for 30 days (last: {UNREACHABLE[1]})"
