@@ -3,57 +3,143 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import sys
-from datetime import datetime, timezone
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any, NoReturn
 
 import trio
 
+from sonet import __version__
+from sonet.cli_output import emit, emit_error, iso_ms
 from sonet.core import limits
-from sonet.core.address import validate_node_name
+from sonet.core.address import parse_address, validate_node_name
 from sonet.core.crypto import CryptoMode
-from sonet.core.errors import LocalProtocolError, ProtocolError
+from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
 
 from .connection import ConnectError, NodeError
+from .node_url import check_node_url
 from .vault import VaultError
-from .sdk import Device, Lookup, SendResult
+from .receiving import ReceiveResult
+from .sdk import Device, Lookup, SendResult, now_ms
 from .state import ALERT, Alert, DeviceState, InboxMessage, SentMessage, StateError, default_home
 
 __all__ = ["main"]
 
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+PROG = "sonet"
 
 
-def _device(args: argparse.Namespace) -> Device:
+class CommandError(Exception):
+    """A refusal of this command line itself (bad input, no confirmation), with its --json code:
+    codes of the network's refusals live in core/errors.py, these are the CLI's own."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _device(args: argparse.Namespace, *, create: bool = False) -> Device:
+    """The device in ``--home``; only ``register`` and ``link begin`` may ``create`` a new home
+    (client/state.py check_home): any other command refuses a home without device state."""
     home = Path(args.home).expanduser() if args.home else default_home()
-    args.device = Device(DeviceState(home))  # main() prints what self-monitoring found
+    args.device = Device(DeviceState(home, create=create))  # main() prints what self-monitoring found
     return args.device
 
 
-def cmd_register(args: argparse.Namespace) -> None:
-    device = _device(args)
-    profile = trio.run(lambda: device.register(args.address, args.node, args.invite, mode=CryptoMode(args.crypto_mode)))
+def _show(args: argparse.Namespace, obj: dict[str, Any], line: str | None) -> None:
+    """One result: a JSON Lines object with ``--json`` (sonet/cli_output.py), else ``line``."""
     if args.json:
-        print(json.dumps({"address": profile.address, "device": profile.device_id, "fingerprint": profile.identity.public.fingerprint}))
-    else:
-        print(f"registered {profile.address} (device {profile.device_id}) on {profile.node_url}")
+        emit(obj)
+    elif line is not None:
+        print(line, flush=True)
+
+
+def _on_interrupt(args: argparse.Namespace, explain: Callable[[], str]) -> None:
+    """What to say if Ctrl-C stops the command from here on: the state it left things in."""
+    args.interrupted = explain
+
+
+def cmd_register(args: argparse.Namespace) -> None:
+    node_url = check_node_url(args.node)
+    device = _device(args, create=True)
+    _on_interrupt(args, lambda: _register_interrupted(device, args.address))
+    profile = trio.run(lambda: device.register(args.address, node_url, args.invite, mode=CryptoMode(args.crypto_mode)))
+    _show(
+        args,
+        {"address": profile.address, "device": profile.device_id, "fingerprint": profile.identity.public.fingerprint, "node_url": profile.node_url},
+        f"registered {profile.address} (device {profile.device_id}) on {profile.node_url}",
+    )
+
+
+def _register_interrupted(device: Device, address: str) -> str:
+    """The profile is saved in one transaction right after the node's answer (client/sdk.py):
+    saved means the account exists and this device holds its keys; not saved means the node
+    may or may not have created the account (and used the invite) without them."""
+    if device.state.registered():
+        return f"interrupted after {address} was registered: this device holds its keys; the next `sonet recv` finishes the set-up"
+    return (
+        "interrupted before this device saved the account: run the same `sonet register` again; if the node answers that the "
+        "invite is used or the name is taken, it had created the account without this device's keys: ask for a new invite"
+    )
 
 
 def cmd_send(args: argparse.Namespace) -> None:
+    text = _message_text(args.text)
     device = _device(args)
-    result = trio.run(device.send_text, args.address, args.text)
-    if args.json:
-        print(json.dumps({
+    started = now_ms()
+    _on_interrupt(args, lambda: _send_interrupted(device, args.address, started))
+    result = trio.run(device.send_text, args.address, text)
+    _show(
+        args,
+        {
             "id": result.id.hex(), "to": result.recipient, "devices": result.devices, "own_devices": result.own_devices,
             "status": "pending" if result.state == "pending" else "accepted", "accepted_by": result.accepted_by or None,
             "state": result.state, "code": result.code, "message": result.message,
-        }))
-    else:
-        print(_send_line(result))
+        },
+        _send_line(result),
+    )
+
+
+def _message_text(arg: str) -> str:
+    """TEXT, or with ``-`` standard input (one trailing newline dropped, as `echo` adds it);
+    longer than the protocol allows is refused, never cut."""
+    if arg != "-":
+        return arg
+    if sys.stdin is None:
+        raise CommandError("bad_input", "`-` reads the message from standard input, and there is none")
+    if sys.stdin.isatty():
+        print("sonet: type the message, then Ctrl-D on a line of its own", file=sys.stderr, flush=True)
+    data = sys.stdin.buffer.read(limits.MAX_TEXT_LEN + 3)  # enough to see it is too long
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    elif data.endswith(b"\n"):
+        data = data[:-1]
+    if len(data) > limits.MAX_TEXT_LEN:
+        raise CommandError("bad_input", f"the message on standard input is longer than {limits.MAX_TEXT_LEN} bytes (64 KiB): nothing was sent")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandError("bad_input", "the message on standard input is not UTF-8 text: nothing was sent") from None
+
+
+def _send_interrupted(device: Device, recipient: str, started: int) -> str:
+    """A sent message is recorded once the home node accepted it (client/sdk.py send_text):
+    before that, the node may have stored it or not, and nothing on the device says which."""
+    try:
+        to = str(parse_address(recipient))
+    except ProtocolError:
+        return "interrupted: nothing was sent"
+    newest = device.state.sent_messages(1)
+    if newest and newest[0].to == to and newest[0].sent_at >= started:
+        m = newest[0]
+        return f"interrupted after the message was recorded (id {m.id.hex()}): `sonet sent` shows it as {m.state}"
+    return (
+        f"interrupted before the node confirmed the message: it may or may not reach {to}, and `sonet sent` does not list it; "
+        "sending it again may deliver it twice"
+    )
 
 
 def _send_line(result: SendResult) -> str:
@@ -71,39 +157,52 @@ def _send_line(result: SendResult) -> str:
 
 
 def cmd_sent(args: argparse.Namespace) -> None:
+    """Refreshed from the node (receipts from the mailbox, states from the outbox); when the
+    node cannot be reached, the last known state, said so."""
     device = _device(args)
-    for m in trio.run(lambda: device.sent(args.limit)):
-        print(_sent_json(m) if args.json else _sent_line(m), flush=True)
+    try:
+        messages = trio.run(lambda: device.sent(args.limit))
+        refreshed = True
+    except ConnectError as exc:
+        print(f"sonet: warning: {exc}; showing the last known state", file=sys.stderr, flush=True)
+        messages, refreshed = device.state.sent_messages(args.limit), False
+    if device.last_receive is not None:
+        _receive_warnings(device.last_receive)
+        waiting = sum(m.type == "text" for m in device.last_receive.messages)
+        if waiting:
+            print(f"sonet: {waiting} new message{'s' if waiting != 1 else ''}: `sonet recv` shows {'them' if waiting != 1 else 'it'}", file=sys.stderr)
+    for m in messages:
+        _show(args, {**_sent_json(m), "refreshed": refreshed}, _sent_line(m))
 
 
-def _sent_json(m: SentMessage) -> str:
-    return json.dumps({
-        "id": m.id.hex(), "to": m.to, "sent_at": _iso(m.sent_at), "state": m.state, "code": m.code, "message": m.message,
-        "delivered_at": _iso(m.delivered_at) if m.delivered_at is not None else None,
-        "read_at": _iso(m.read_at) if m.read_at is not None else None,
-    })
+def _sent_json(m: SentMessage) -> dict[str, Any]:
+    return {
+        "id": m.id.hex(), "to": m.to, "sent_at": iso_ms(m.sent_at), "state": m.state, "code": m.code, "message": m.message,
+        "delivered_at": iso_ms(m.delivered_at), "read_at": iso_ms(m.read_at),
+    }
 
 
 def _sent_line(m: SentMessage) -> str:
     state = m.state
     if m.state in ("delivered", "read"):
-        state += f" {_iso(m.read_at if m.state == 'read' else m.delivered_at)}"  # type: ignore[arg-type]
+        state += f" {iso_ms(m.read_at if m.state == 'read' else m.delivered_at)}"
     elif m.code or m.message:
         state += f": {m.message or m.code}" + (f" ({m.code})" if m.message and m.code else "")
-    return f"[{_iso(m.sent_at)}] -> {m.to}  {state}  id {m.id.hex()}"
+    return f"[{iso_ms(m.sent_at)}] -> {m.to}  {state}  id {m.id.hex()}"
 
 
 def cmd_typing(args: argparse.Namespace) -> None:
     device = _device(args)
     trio.run(lambda: device.send_typing(args.address, started=not args.stop))
+    _show(args, {"to": str(parse_address(args.address)), "typing": "stopped" if args.stop else "started"}, None)
 
 
-def _message_json(m: InboxMessage) -> str:
-    out = {
+def _message_json(m: InboxMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "id": m.id.hex(),
         "from": m.sender,
-        "sent_at": _iso(m.sent_at),
-        "received_at": _iso(m.received_at),
+        "sent_at": iso_ms(m.sent_at),
+        "received_at": iso_ms(m.received_at),
         "type": m.type,
         "text": m.fields.get("text", ""),
     }
@@ -112,11 +211,11 @@ def _message_json(m: InboxMessage) -> str:
     for key in ("receipt", "ids", "typing"):
         if key in m.fields:
             out[key] = m.fields[key]
-    return json.dumps(out, ensure_ascii=False)
+    return out
 
 
 def _message_line(m: InboxMessage) -> str:
-    when = _iso(m.sent_at)
+    when = iso_ms(m.sent_at)
     if m.type == "text" and m.fields.get("to"):
         return f"[{when}] you -> {m.fields['to']}: {m.fields['text']}"
     if m.type == "text":
@@ -130,55 +229,89 @@ def _message_line(m: InboxMessage) -> str:
 def cmd_recv(args: argparse.Namespace) -> None:
     device = _device(args)
     result = trio.run(lambda: device.receive(wait=args.wait, read_receipts=args.read))
-    for address in result.identity_changes:
-        print(f"warning: the identity key of {address} changed; check `sonet safety-number {address}`", file=sys.stderr)
-    for line in result.rejected:
-        print(f"warning: {line}", file=sys.stderr)
+    _receive_warnings(result)
     for m in result.messages:
-        print(_message_json(m) if args.json else _message_line(m), flush=True)
+        _show(args, _message_json(m), _message_line(m))
     device.state.mark_shown([m.id for m in result.messages])
     if not result.messages and not args.json:
         print("no new messages", file=sys.stderr)
 
 
+def _receive_warnings(result: ReceiveResult) -> None:
+    for address in result.identity_changes:
+        print(f"warning: the identity key of {address} changed; check `sonet safety-number {address}`", file=sys.stderr)
+    for line in result.rejected:
+        print(f"warning: {line}", file=sys.stderr)
+
+
 def cmd_link_begin(args: argparse.Namespace) -> None:
-    device = _device(args)
+    node_url = check_node_url(args.node)
+    device = _device(args, create=True)
 
     def show(code: str) -> None:
-        print(code, flush=True)
+        _show(args, {"link_code": code}, code)
         print("on an existing device of the account run: sonet link approve CODE (waiting...)", file=sys.stderr, flush=True)
 
-    profile = trio.run(lambda: device.link_begin(args.node, show, mode=CryptoMode(args.crypto_mode)))
-    print(f"linked as {profile.address} device {profile.device_id}", flush=True)
+    profile = trio.run(lambda: device.link_begin(node_url, show, mode=CryptoMode(args.crypto_mode)))
+    _show(
+        args,
+        {"address": profile.address, "device": profile.device_id, "fingerprint": profile.identity.public.fingerprint, "node_url": profile.node_url},
+        f"linked as {profile.address} device {profile.device_id}",
+    )
 
 
 def cmd_link_approve(args: argparse.Namespace) -> None:
     device = _device(args)
     trio.run(device.link_approve, args.code)
-    print("approved: the new device is completing the link")
+    _show(args, {"approved": True}, "approved: the new device is completing the link")
 
 
 def cmd_devices(args: argparse.Namespace) -> None:
     device = _device(args)
     if args.action == "remove":
         if args.id is None:
-            raise LocalProtocolError("usage: sonet devices remove ID")
-        trio.run(device.remove_device, args.id)
-        print(f"removed device {args.id}")
+            raise CommandError("usage", "usage: sonet devices remove ID [--yes]")
+        profile = device.state.profile()
+        this_device = args.id == profile.device_id
+        if this_device and not args.yes:
+            _confirm_removing_this_device(args.id, profile.address)
+        try:
+            trio.run(device.remove_device, args.id)
+        except NodeError as exc:
+            # the node may close this device's connection for good before its answer arrives:
+            # that refusal is the confirmation asked for
+            if not (this_device and exc.code == "device_removed"):
+                raise
+        note = f" (this device: it can no longer use {profile.address}; {device.state.home} can be deleted)" if this_device else ""
+        _show(args, {"removed": args.id, "this_device": this_device}, f"removed device {args.id}{note}")
         return
-    devices = trio.run(device.devices)
-    if args.json:
-        print(json.dumps([{"id": d.device, "fingerprint": d.fingerprint, "created": _iso(d.created), "this_device": d.this_device} for d in devices]))
-        return
-    for d in devices:
-        print(f"{d.device}  {d.fingerprint}  added {_iso(d.created)}{'  (this device)' if d.this_device else ''}")
+    for d in trio.run(device.devices):
+        _show(
+            args,
+            {"id": d.device, "fingerprint": d.fingerprint, "added_at": iso_ms(d.created), "this_device": d.this_device},
+            f"{d.device}  {d.fingerprint}  added {iso_ms(d.created)}{'  (this device)' if d.this_device else ''}",
+        )
+
+
+def _confirm_removing_this_device(device_id: int, address: str) -> None:
+    """Removing the device in use cuts it off the account for good: the user types its id (or
+    passes --yes); without a terminal to ask on, nothing is removed."""
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise CommandError("not_confirmed", f"device {device_id} is this device: removing it cuts it off {address} for good; add --yes to confirm")
+    print(
+        f"device {device_id} is the device you are using: removing it cuts it off {address} for good.\n"
+        f"type {device_id} to remove it: ",
+        end="", file=sys.stderr, flush=True,
+    )
+    if sys.stdin.readline().strip() != str(device_id):
+        raise CommandError("not_confirmed", "not confirmed: nothing was removed")
 
 
 def cmd_safety_number(args: argparse.Namespace) -> None:
     device = _device(args)
     result = trio.run(device.safety_number, args.address)
     if args.json:
-        print(json.dumps({"address": result.address, "safety_number": result.number, "qr": result.qr, "changed": result.changed}))
+        emit({"address": result.address, "safety_number": result.number, "qr": result.qr, "changed": result.changed})
         return
     if result.changed:
         print(f"warning: the identity key of {result.address} changed since you trusted it", file=sys.stderr)
@@ -189,29 +322,30 @@ def cmd_safety_number(args: argparse.Namespace) -> None:
 def cmd_trust(args: argparse.Namespace) -> None:
     device = _device(args)
     if not device.trust(args.address):
-        raise LocalProtocolError(f"you have not exchanged messages with {args.address} yet")
-    print(f"trusting the current identity key of {args.address}")
+        raise CommandError("unknown_contact", f"you have not exchanged messages with {args.address} yet")
+    address = str(parse_address(args.address))
+    _show(args, {"address": address, "trusted": True}, f"trusting the current identity key of {address}")
 
 
 def cmd_trust_node(args: argparse.Namespace) -> None:
     device = _device(args)
     node = validate_node_name(args.node, remote=True)
     if not device.state.forget_node_key(node):
-        raise LocalProtocolError(f"this device has not pinned a key for {node}")
-    print(f"forgot the pinned key of {node}: the next one your home node vouches for is pinned")
+        raise CommandError("unknown_node_key", f"this device has not pinned a key for {node}")
+    _show(args, {"node": node, "forgotten": True}, f"forgot the pinned key of {node}: the next one your home node vouches for is pinned")
 
 
 def cmd_lookup(args: argparse.Namespace) -> None:
     device = _device(args)
     found = trio.run(device.lookup, args.address)
     if args.json:
-        print(json.dumps(_lookup_json(found)))
+        emit(_lookup_json(found))
         return
     view, proven = found.view, found.checked.proven
     head, previous = proven.head, found.checked.previous
     count = len(view.device_list.devices)
     print(f"{view.address}: identity {view.identity.fingerprint}, {count} device{'s' if count != 1 else ''} (device list version {view.device_list.version})")
-    print(f"leaf {proven.index} of {head.node}'s key directory; tree size {head.size}, root {head.root.hex()}, signed {_iso(head.at)}")
+    print(f"leaf {proven.index} of {head.node}'s key directory; tree size {head.size}, root {head.root.hex()}, signed {iso_ms(head.at)}")
     print(f"witnesses: {', '.join(found.checked.witnesses) or 'none'}")
     if previous is not None:
         print(f"consistent with the head seen before (tree size {previous.size})")
@@ -219,7 +353,7 @@ def cmd_lookup(args: argparse.Namespace) -> None:
         print(f"warning: the identity key of {view.address} changed since you trusted it", file=sys.stderr)
 
 
-def _lookup_json(found: Lookup) -> dict:
+def _lookup_json(found: Lookup) -> dict[str, Any]:
     checked, view = found.checked, found.view
     entry, head, previous = checked.proven.entry, checked.proven.head, checked.previous
     return {
@@ -228,18 +362,20 @@ def _lookup_json(found: Lookup) -> dict:
             "account": entry.account,
             "identity": entry.identity.hex(),
             "identity_fingerprint": view.identity.fingerprint,
-            "device_list": {"version": view.device_list.version, "devices": list(view.device_list.devices), "issued": view.device_list.issued},
+            "device_list": {
+                "version": view.device_list.version, "devices": list(view.device_list.devices), "issued_at": iso_ms(view.device_list.issued),
+            },
             "prev": entry.prev,
-            "at": entry.at,
+            "logged_at": iso_ms(entry.at),
         },
         "leaf": entry.raw.hex(),
         "leaf_index": checked.proven.index,
         "tree_size": head.size,
         "root_hash": head.root.hex(),
         "inclusion_proof": [h.hex() for h in checked.proof.path],
-        "tree_head": {"node": head.node, "tree_size": head.size, "root_hash": head.root.hex(), "timestamp": head.at, "signed_head": head.raw.hex()},
+        "tree_head": {"node": head.node, "tree_size": head.size, "root_hash": head.root.hex(), "signed_at": iso_ms(head.at), "signed_head": head.raw.hex()},
         "cosignatures": [
-            {"witness": c.witness, "timestamp": c.at, "cosignature": c.raw.hex(), "verified": c.verified} for c in checked.cosignatures
+            {"witness": c.witness, "cosigned_at": iso_ms(c.at), "cosignature": c.raw.hex(), "verified": c.verified} for c in checked.cosignatures
         ],
         "verified": True,
         "consistent_with": {"tree_size": previous.size, "root_hash": previous.root.hex()} if previous is not None else None,
@@ -251,13 +387,14 @@ def cmd_witness_quorum(args: argparse.Namespace) -> None:
     state = _device(args).state
     if args.quorum is not None:
         if args.quorum != "auto" and not (args.quorum.isdigit() and int(args.quorum) <= limits.MAX_COSIGNATURES):
-            raise LocalProtocolError(f"the witness quorum is a number from 0 to {limits.MAX_COSIGNATURES}, or auto")
+            raise CommandError("usage", f"the witness quorum is a number from 0 to {limits.MAX_COSIGNATURES}, or auto")
         state.set_witness_quorum(None if args.quorum == "auto" else int(args.quorum))
     quorum = state.witness_quorum()
     if quorum is None:
-        print("auto (1 witness cosignature for other nodes' heads, and for the home node's once it has witnesses)")
+        line = "auto (1 witness cosignature for other nodes' heads, and for the home node's once it has witnesses)"
     else:
-        print(f"{quorum} witness cosignature{'s' if quorum != 1 else ''}")
+        line = f"{quorum} witness cosignature{'s' if quorum != 1 else ''}"
+    _show(args, {"quorum": "auto" if quorum is None else quorum}, line)
 
 
 def cmd_alerts(args: argparse.Namespace) -> None:
@@ -268,13 +405,10 @@ def cmd_alerts(args: argparse.Namespace) -> None:
         except (ConnectError, NodeError, ProtocolError) as exc:
             print(f"sonet: warning: could not check your account's directory entries now: {exc}", file=sys.stderr)
     alerts = device.state.alerts()
-    if args.json:
-        print(json.dumps([{"id": a.id, "at": _iso(a.at), "kind": a.kind, "text": a.text} for a in alerts]))
-    else:
-        for a in alerts:
-            print(f"[{_iso(a.at)}] {a.kind}: {a.text}")
-        if not alerts:
-            print("no alerts", file=sys.stderr)
+    for a in alerts:
+        _show(args, {"id": a.id, "found_at": iso_ms(a.at), "kind": a.kind, "text": a.text}, f"[{iso_ms(a.at)}] {a.kind}: {a.text}")
+    if not alerts and not args.json:
+        print("no alerts", file=sys.stderr)
     device.state.mark_alerts_shown([a.id for a in alerts])
 
 
@@ -295,23 +429,73 @@ def _print_alerts(args: argparse.Namespace, *, succeeded: bool) -> None:
     device.state.mark_alerts_shown([a.id for a in alerts])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sonet", description="Sonet device: end-to-end encrypted messaging.")
-    parser.add_argument("--home", metavar="DIR", help="device state directory (default: $SONET_HOME or the user data dir)")
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors follow ``--json`` (one JSON line on stdout, exit 2)."""
+
+    def __init__(self, *args: Any, json_errors: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.json_errors = json_errors
+
+    def error(self, message: str) -> NoReturn:
+        if self.json_errors:
+            emit_error(PROG, "usage", f"{message} (see `{self.prog} --help`)", as_json=True)
+            sys.exit(2)
+        super().error(message)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds from 0 up")
+    return value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 up")
+    return int(text)
+
+
+def _add_json(parser: argparse.ArgumentParser, *, json_errors: bool) -> None:
+    """Every command takes --json (sonet/cli_output.py): the ones that did not say what it
+    prints get the convention; and every parser reports usage errors the way asked."""
+    if isinstance(parser, _Parser):
+        parser.json_errors = json_errors
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in subparsers:
+        for child in action.choices.values():
+            _add_json(child, json_errors=json_errors)
+    if not subparsers and "--json" not in parser._option_string_actions:
+        parser.add_argument("--json", action="store_true", help="JSON Lines: one object per result, errors as one {\"error\": ...} line")
+
+
+def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Sonet device: end-to-end encrypted messaging.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument(
+        "--home", metavar="DIR",
+        help="device state directory (default: $SONET_HOME or the user data dir); only register and link begin create it",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("register", help="create an account on a node", description="Create an account with this device.")
     p.add_argument("address", metavar="ADDRESS", help="the new account, user@node")
-    p.add_argument("--node", required=True, metavar="URL", help="the home node, ws://HOST:PORT")
+    p.add_argument("--node", required=True, metavar="URL", help="the home node, ws://HOST:PORT or wss://HOST[:PORT]")
     p.add_argument("--invite", required=True, metavar="TOKEN", help="token from `sonet-node invite`")
     p.add_argument("--crypto-mode", choices=[m.value for m in CryptoMode], default="hybrid", help="key types (default: hybrid)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_register)
 
-    p = sub.add_parser("send", help="send a text message", description="Send a text; returns once the home node stored it durably.")
+    p = sub.add_parser(
+        "send",
+        help="send a text message",
+        description=f"Send a text of at most {limits.MAX_TEXT_LEN} bytes of UTF-8 (64 KiB); returns once the home node "
+        "stored it durably. A longer text is refused, never cut.",
+    )
     p.add_argument("address", metavar="ADDRESS", help="recipient, user@node")
-    p.add_argument("text", metavar="TEXT")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("text", metavar="TEXT", help="the message; - reads it from standard input (one trailing newline dropped)")
     p.set_defaults(fn=cmd_send)
 
     p = sub.add_parser(
@@ -322,12 +506,16 @@ def build_parser() -> argparse.ArgumentParser:
         "queued (waiting for the recipient's node, with why when known), accepted (the recipient's node holds it), "
         "delivered, read, or failed (with why). Messages still on their way are refreshed from the home node.",
     )
-    p.add_argument("--limit", type=int, default=20, metavar="N", help="how many messages (default 20)")
-    p.add_argument("--json", action="store_true", help="one JSON object per line: id, to, sent_at, state, code, message, delivered_at, read_at")
+    p.add_argument("--limit", type=_positive, default=20, metavar="N", help="how many messages (default 20)")
+    p.add_argument(
+        "--json", action="store_true",
+        help="one JSON object per line: id, to, sent_at, state, code, message, delivered_at, read_at, refreshed "
+        "(false: the node could not be reached, this is the last known state)",
+    )
     p.set_defaults(fn=cmd_sent)
 
     p = sub.add_parser("recv", help="receive messages", description="Print new messages, receipts and typing notices, oldest first.")
-    p.add_argument("--wait", type=float, metavar="SECONDS", help="if nothing is queued, wait up to SECONDS for a message")
+    p.add_argument("--wait", type=_seconds, metavar="SECONDS", help="if nothing is queued, wait up to SECONDS for a message")
     p.add_argument("--read", action="store_true", help="also send read receipts for the messages shown")
     p.add_argument("--json", action="store_true", help="one JSON object per line: id, from, sent_at, received_at, type, text")
     p.set_defaults(fn=cmd_recv)
@@ -340,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("link", help="add this device to an existing account", description="Link a new device to an account.")
     link = p.add_subparsers(dest="link_command", required=True, metavar="STEP")
     q = link.add_parser("begin", help="on the NEW device: print a code and wait", description="Print a link code on the first line, then wait for approval.")
-    q.add_argument("--node", required=True, metavar="URL", help="the account's node, ws://HOST:PORT")
+    q.add_argument("--node", required=True, metavar="URL", help="the account's node, ws://HOST:PORT or wss://HOST[:PORT]")
     q.add_argument("--crypto-mode", choices=[m.value for m in CryptoMode], default="hybrid", help="key types (default: hybrid)")
     q.set_defaults(fn=cmd_link_begin)
     q = link.add_parser("approve", help="on an EXISTING device: approve a code", description="Approve the new device that shows CODE.")
@@ -350,12 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("devices", help="list or remove this account's devices", description="List the account's devices, or remove one.")
     p.add_argument("action", nargs="?", choices=("list", "remove"), default="list")
     p.add_argument("id", nargs="?", type=int, metavar="ID", help="device id to remove")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--yes", action="store_true", help="remove the device you are using without asking")
     p.set_defaults(fn=cmd_devices)
 
     p = sub.add_parser("safety-number", help="show the safety number with a contact", description="Compare this number with your contact in person or on a call.")
     p.add_argument("address", metavar="ADDRESS")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_safety_number)
 
     p = sub.add_parser("trust", help="accept a contact's new identity key", description="Accept the identity key a contact has now (after checking the safety number).")
@@ -396,13 +583,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check this account's key-directory entries with the node, then list every alert (a device or "
         "identity key none of your devices added, a split view) and notice found so far.",
     )
-    p.add_argument("--json", action="store_true", help="one JSON list of {id, at, kind, text}")
+    p.add_argument("--json", action="store_true", help="one JSON object per alert: id, found_at, kind, text")
     p.set_defaults(fn=cmd_alerts)
+    _add_json(parser, json_errors=json_errors)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(json_errors="--json" in argv).parse_args(argv)
     rc = 1
     try:
         rc = _run(args)
@@ -412,24 +601,57 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Run the command; a failure is one line (sonet/cli_output.py), never a traceback."""
+    fail = partial(emit_error, PROG, as_json=args.json)
     try:
-        args.fn(args)
+        _call(args)
     except NodeError as exc:
-        print(f"sonet: error: {exc} ({exc.code})", file=sys.stderr)
+        fail(exc.code, str(exc) if args.json else f"{exc} ({exc.code})")
         return 1
-    except (ConnectError, StateError, VaultError, LocalProtocolError) as exc:
-        print(f"sonet: error: {exc}", file=sys.stderr)
+    except ConnectError as exc:
+        fail("unreachable", str(exc))
+        return 1
+    except (StateError, VaultError) as exc:
+        fail("device_state", str(exc))
+        return 1
+    except (CommandError, LocalProtocolError) as exc:
+        fail(exc.code, str(exc))
         return 1
     except ProtocolError as exc:  # what a node or contact sent did not verify
-        print(f"sonet: error: {exc} ({exc.code})", file=sys.stderr)
+        fail(exc.code, str(exc) if args.json else f"{exc} ({exc.code})")
         return 1
     except KeyboardInterrupt:
+        fail("interrupted", _interrupted(args))
         return 130
     except BrokenPipeError:
         # the reader went away (`| head`): not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     return 0
+
+
+def _call(args: argparse.Namespace) -> None:
+    """Run the command with what trio wraps in exception groups unwrapped: Ctrl-C anywhere in
+    the group is Ctrl-C, one error alone is that error."""
+    try:
+        args.fn(args)
+    except BaseExceptionGroup as group:
+        if group.subgroup(KeyboardInterrupt) is not None:
+            raise KeyboardInterrupt from None
+        sole = sole_exception(group)
+        if sole is group:
+            raise
+        raise sole from None
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    explain: Callable[[], str] | None = getattr(args, "interrupted", None)
+    if explain is None:
+        return "interrupted"
+    try:
+        return explain()
+    except Exception:  # the state could not be read back: say no more than what is known
+        return "interrupted"
 
 
 if __name__ == "__main__":

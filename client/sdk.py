@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 
 import trio
@@ -138,6 +138,8 @@ class Device:
         self._certificates = CertificateCache()
         #: why the last connection's self-monitoring could not finish (None: it did)
         self.monitor_error: Exception | None = None
+        #: what the mailbox fetch of the last ``sent`` found (its warnings are the caller's to show)
+        self.last_receive: ReceiveResult | None = None
         #: a line per waiting text that connecting sent, failed or gave up (client/pending.py)
         self.notices: list[str] = []
 
@@ -359,6 +361,12 @@ class Device:
                     waiting = (exc.code, str(exc))
         if waiting is not None:
             return self._keep_waiting(msg_id, to, text, now, *waiting)
+        if counts == (0, 0):  # a note to self from the account's only device: nothing was sent
+            raise LocalProtocolError(
+                f"nothing sent: this is the only device of {to}, and a note to self goes to your other devices "
+                "(link one with `sonet link begin`)",
+                code="no_other_device",
+            )
         state = "accepted" if to.node == home else "sent"
         self.state.record_sent(msg_id, str(to), now, counts[0], state=state)
         return SendResult(id=msg_id, recipient=str(to), devices=counts[0], own_devices=counts[1], accepted_by=home, state=state)
@@ -393,12 +401,18 @@ class Device:
         self.notices += await send_pending(self.state, send_one, self._clock())
 
     async def sent(self, limit: int = 20) -> list[SentMessage]:
-        """The ``limit`` most recent sent texts, newest first, after asking the home node where
+        """The ``limit`` most recent sent texts, newest first, after fetching this device's
+        mailbox (the recipients' delivery and read receipts arrive there; the messages are kept
+        for the next ``receive``, in ``last_receive`` meanwhile) and asking the home node where
         those still on their way to another node are now."""
         profile = self.state.profile()
         # what waited too long shows as failed even when the node cannot be reached now
         self.notices += expire_pending(self.state, self._clock())
-        return await refresh_sent(self.state, lambda: self._connect(profile), limit)
+        receiver = self._receiver(profile)
+        async with self._connect(profile) as conn:
+            await receiver.run(conn, wait=None, read_receipts=False)
+            self.last_receive = receiver.result()
+            return await refresh_sent(self.state, lambda: nullcontext(conn), limit)
 
     async def send_typing(self, recipient: str, *, started: bool = True) -> None:
         profile = self.state.profile()
@@ -503,13 +517,16 @@ class Device:
         seconds for the next arrival. Messages are stored before they are acknowledged, then
         delivery receipts (and read receipts on request) go back to their senders."""
         profile = self.state.profile()
-        receiver = Receiver(
-            self.state, profile, clock=self._clock, rng=self._rng, policy=self._policy, deliver=self._deliver,
-            sessions=self._live_sessions, certificates=self._certificates,
-        )  # fmt: skip
+        receiver = self._receiver(profile)
         async with self._connect(profile) as conn:
             await receiver.run(conn, wait=wait, read_receipts=read_receipts)
         return receiver.result()
+
+    def _receiver(self, profile: Profile) -> Receiver:
+        return Receiver(
+            self.state, profile, clock=self._clock, rng=self._rng, policy=self._policy, deliver=self._deliver,
+            sessions=self._live_sessions, certificates=self._certificates,
+        )  # fmt: skip
 
 
 async def _next_offer(conn: Connection) -> LinkOffer:

@@ -24,7 +24,7 @@ from .state_directory import ALERT, DIRECTORY_SCHEMA, NOTICE, Alert, DirectorySt
 from .state_pending import PENDING_SCHEMA, PendingSend, PendingState
 from .vault import Vault, VaultError
 
-__all__ = ["DeviceState", "Profile", "InboxMessage", "Contact", "SentMessage", "PendingSend", "Alert", "ALERT", "NOTICE", "default_home", "StateError"]
+__all__ = ["DeviceState", "Profile", "InboxMessage", "Contact", "SentMessage", "PendingSend", "Alert", "ALERT", "NOTICE", "default_home", "check_home", "StateError"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -60,9 +60,28 @@ class StateError(Exception):
     """The home directory is missing, unregistered or unusable (one clear line)."""
 
 
+#: the files that make a directory a node's data directory (sonet-node init writes them; the
+#: client may not import the node package, so the names are repeated here)
+_NODE_FILES = ("node.toml", "node.key")
+
+
 def default_home() -> Path:
     env = os.environ.get("SONET_HOME")
     return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("sonet"))
+
+
+def check_home(home: Path, *, create: bool) -> None:
+    """Refuse a home that cannot be one, before anything is written: a file, a directory in (or
+    under) a node's data directory, or -- unless ``create`` (only ``register`` and ``link
+    begin`` make a new home) -- a directory without device state, so a mistyped ``--home``
+    never leaves state files behind."""
+    if home.exists() and not home.is_dir():
+        raise StateError(f"the device home {home} is a file, not a directory")
+    for directory in (home.resolve(), *home.resolve().parents):
+        if any((directory / name).exists() for name in _NODE_FILES):
+            raise StateError(f"the device home {home} is inside the node data directory {directory}: use a directory of its own")
+    if not create and not (home / "state.db").is_file():
+        raise StateError(f"no account in {home} (no device state there): run `sonet register` (or `sonet link begin`) first, or check --home")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,9 +143,11 @@ class SentMessage:
 class DeviceState(DirectoryState, PendingState):
     def __init__(self, home: Path, *, create: bool = True) -> None:
         self.home = home
-        if not create and not (home / "state.db").exists():
-            raise StateError(f"no device state in {home}: run `sonet register` or `sonet link begin` first")
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        check_home(home, create=create)
+        try:
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StateError(f"cannot create the device home {home}: {exc.strerror or exc}") from None
         path = home / "state.db"
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -134,11 +155,14 @@ class DeviceState(DirectoryState, PendingState):
             self.vault = Vault.open(home, create=True)
         except VaultError as exc:
             raise StateError(str(exc)) from None
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA)
-        self._add_columns("sent", _SENT_COLUMNS)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA)
+            self._add_columns("sent", _SENT_COLUMNS)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{path} is not a usable device state database: {exc}") from None
         self._depth = 0
 
     def close(self) -> None:

@@ -52,7 +52,7 @@ async def test_a_linked_device_is_a_notice_on_the_approver_and_an_alert_on_a_dev
         assert _said(first)[-1] == (NOTICE, "device 3 was added (approved on this device)")
         # `sonet alerts` on the device that did not approve it: checks, then lists
         assert await _cli("--home", str(other.state.home), "alerts", "--json") == 0
-        listed = json.loads(capsys.readouterr().out)
+        listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         text = f"device 3 (fingerprint {fp}) was added to your account"
         assert [(a["kind"], a["text"]) for a in listed] == [(ALERT, text)]
         # the alert went to the account's other devices, sealed like a text

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 import sonet.client.transparency as transparency
+from sonet.cli_output import iso_ms
 from sonet.client import cli
 from sonet.client.connection import Connection, NodeError
 from sonet.client.sdk import Device
@@ -114,7 +115,7 @@ async def test_a_lookup_is_verified_and_sonet_lookup_prints_it(
         assert entry["identity_fingerprint"] == me.account_key.public.fingerprint
         assert entry["device_list"]["devices"] == [me.identity.public.fingerprint] and entry["device_list"]["version"] == 1
         leaf = bytes.fromhex(found["leaf"])
-        assert leaf in _node_leaves(beta) and decode_entry(leaf).at == entry["at"]
+        assert leaf in _node_leaves(beta) and iso_ms(decode_entry(leaf).at) == entry["logged_at"]
         root = bytes.fromhex(found["root_hash"])
         verify_inclusion(
             leaf_hash=leaf_hash(leaf), index=found["leaf_index"], size=found["tree_size"],
@@ -122,7 +123,7 @@ async def test_a_lookup_is_verified_and_sonet_lookup_prints_it(
         )
         head = found["tree_head"]
         signed = verify_head(bytes.fromhex(head["signed_head"]), node_key=beta.identity.public, node=BETA)
-        assert (head["node"], head["tree_size"], head["root_hash"], head["timestamp"]) == (BETA, signed.size, root.hex(), signed.at)
+        assert (head["node"], head["tree_size"], head["root_hash"], head["signed_at"]) == (BETA, signed.size, root.hex(), iso_ms(signed.at))
         assert [(c["witness"], c["verified"]) for c in found["cosignatures"]] == [("alpha.example", True)]
         assert found["verified"] is True and found["consistent_with"] is None and found["identity_changed"] is False
 

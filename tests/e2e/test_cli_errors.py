@@ -7,6 +7,7 @@ registered) is shared by the module; cases that need a node in another state sta
 from __future__ import annotations
 
 import argparse
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ def user_error(result: Result, *fragments: str) -> str:
     """Assert the shape of a user-facing error and return its one line."""
     assert result.rc != 0, f"expected failure, got exit 0\nstdout: {result.out}\nstderr: {result.err}"
     assert "Traceback" not in result.err, result.err
+    if result.out.startswith('{"error"'):  # with --json the one line is on stdout (sonet/cli_output.py)
+        [shown] = result.out.splitlines()
+        message = json.loads(shown)["error"]["message"]
+        for fragment in fragments:
+            assert fragment.lower() in message.lower(), f"{fragment!r} not in {message!r}"
+        return message
     lines = result.err.strip().splitlines()
     assert len(lines) == 1, f"expected one line on stderr, got:\n{result.err}"
     assert result.out == "", result.out

@@ -48,7 +48,7 @@ def net(module_procs: Processes, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def _device_ids(home: Path) -> list[int]:
-    return [d["id"] for d in json.loads(ok(sonet(home, "devices", "--json")).out)]
+    return [d["id"] for d in read_json_lines(ok(sonet(home, "devices", "--json")).out)]
 
 
 def _status(net: Net) -> dict:
@@ -123,14 +123,12 @@ def test_typing_to_an_unknown_account(net: Net) -> None:
 
 
 def test_send_to_oneself_with_a_single_device(net: Net) -> None:
-    """Allowed: a note to self is encrypted for this account's *other* devices -- there are
-    none, so the command succeeds, says it reached 0 devices, and nothing is queued."""
+    """A note to self is encrypted for this account's *other* devices -- there are none, so
+    the command says plainly that nothing was sent, and nothing is queued."""
     before = _status(net)["envelopes"]
-    result = ok(sonet(net.bob, "send", "bob@localhost", "note to self", "--json"))
-    out = json.loads(result.out)
-    assert out["to"] == "bob@localhost" and out["devices"] == 0 and out["own_devices"] == 0, out
-    plain = ok(sonet(net.bob, "send", "bob@localhost", "another note")).out
-    assert plain.startswith("sent to bob@localhost (0 devices); id "), plain
+    result = sonet(net.bob, "send", "bob@localhost", "note to self", "--json")
+    assert result.rc == 1 and json.loads(result.out)["error"]["code"] == "no_other_device", result
+    user_error(sonet(net.bob, "send", "bob@localhost", "another note"), "nothing sent: this is the only device of bob@localhost")
     assert _status(net)["envelopes"] == before
     assert read_texts(ok(sonet(net.bob, "recv", "--json")).out) == []
 

@@ -50,7 +50,7 @@ def _recv_texts(home: Path, *, quiet: bool = True) -> list[dict]:
 
 
 def _devices(home: Path) -> list[dict]:
-    return json.loads(ok(sonet(home, "devices", "--json")).out)
+    return read_json_lines(ok(sonet(home, "devices", "--json")).out)
 
 
 def _safety_number(home: Path, address: str) -> str:

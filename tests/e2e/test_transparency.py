@@ -104,7 +104,7 @@ def test_lookup_verifies_and_a_linked_device_shows_up_in_a_consistent_larger_tre
     _check_inclusion(second)
 
     # bob's first device reports the addition (it approved the link itself)
-    reported = json.loads(ok(sonet(bob, "alerts", "--json")).out)
+    reported = [json.loads(line) for line in ok(sonet(bob, "alerts", "--json")).out.splitlines()]
     assert any("device 2" in a["text"] and "added" in a["text"] for a in reported), reported
 
     # and alpha's head carries beta's cosignature the same way

@@ -1,0 +1,215 @@
+"""`sonet` mistakes a new user makes, run in-process without a node: each is one line (or one
+JSON error line with --json) and a non-zero exit, never a traceback, and nothing is written
+where it should not be."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import sonet
+from sonet.client import cli
+from sonet.client.sdk import Device
+from sonet.core import limits
+
+ADDRESS = "carol@alpha.example"
+TOKEN = "a" * 32 + "." + "b" * 32
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    """``sonet ARGV`` in-process: (exit status, stdout, stderr); a usage error's exit too."""
+    try:
+        rc = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        rc = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_error(capsys: pytest.CaptureFixture[str], *argv: str | Path, rc: int = 1) -> str:
+    """Run; assert it failed with exactly one ``sonet: error:`` line on stderr; return it."""
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (rc, ""), (code, out, err)
+    [line] = err.splitlines()
+    assert line.startswith("sonet: error: "), err
+    return line
+
+
+def json_error(capsys: pytest.CaptureFixture[str], *argv: str | Path, rc: int = 1) -> dict:
+    """Run with --json; assert exactly one JSON error line on stdout; return its error."""
+    code, out, _err = run(capsys, *argv, "--json")
+    assert code == rc, (code, out)
+    [line] = out.splitlines()
+    error = json.loads(line)["error"]
+    assert set(error) == {"code", "message"}, error
+    return error
+
+
+def stdin_bytes(monkeypatch: pytest.MonkeyPatch, data: bytes, *, tty: bool = False) -> None:
+    stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+    monkeypatch.setattr(stream, "isatty", lambda: tty)
+    monkeypatch.setattr(sys, "stdin", stream)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "--version") == (0, f"sonet {sonet.__version__}\n", "")
+
+
+# --node -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://127.0.0.1:7480", "use ws://127.0.0.1:7480 instead of http://127.0.0.1:7480"),
+        ("https://chat.example.org", "use wss://chat.example.org instead"),
+        ("127.0.0.1:7480", "did you mean ws://127.0.0.1:7480"),
+        ("localhost", "did you mean ws://localhost"),
+        ("ws://127.0.0.1:99999", "a number from 1 to 65535"),
+        ("ws://127.0.0.1:0", "a number from 1 to 65535"),
+        ("ws://127.0.0.1:port", "a number from 1 to 65535"),
+        ("ftp://127.0.0.1:7480", "must start with ws:// or wss://"),
+        ("ws://:7480", "names no host"),
+        ("ws://127.0.0.1:7480/client", "without /client: ws://127.0.0.1:7480"),
+        ("ws://u:p@127.0.0.1:7480", "may not carry a user"),
+        ("", "is empty"),
+    ],
+)
+def test_a_bad_node_url_is_one_line_and_creates_no_home(capsys: pytest.CaptureFixture[str], tmp_path: Path, url: str, says: str) -> None:
+    home = tmp_path / "new"
+    line = one_error(capsys, "--home", home, "register", ADDRESS, "--node", url, "--invite", TOKEN)
+    assert says in line, line
+    assert not home.exists()
+    line = one_error(capsys, "--home", home, "link", "begin", "--node", url)
+    assert says in line, line
+    assert not home.exists()
+    assert json_error(capsys, "--home", home, "register", ADDRESS, "--node", url, "--invite", TOKEN)["code"] == "bad_node_url"
+
+
+# numbers ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wait", ["-1", "nan", "inf", "soon"])
+def test_recv_wait_must_be_seconds_from_zero_up(capsys: pytest.CaptureFixture[str], tmp_path: Path, wait: str) -> None:
+    code, out, err = run(capsys, "--home", tmp_path, "recv", "--wait", wait)
+    assert (code, out) == (2, "") and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("sonet recv: error: argument --wait:"), err
+    assert json_error(capsys, "--home", tmp_path, "recv", "--wait", wait, rc=2)["code"] == "usage"
+
+
+@pytest.mark.parametrize("limit", ["0", "-3", "many"])
+def test_sent_limit_must_be_positive(capsys: pytest.CaptureFixture[str], tmp_path: Path, limit: str) -> None:
+    code, _out, err = run(capsys, "--home", tmp_path, "sent", "--limit", limit)
+    assert code == 2 and "argument --limit" in err.splitlines()[-1], err
+
+
+# --home -----------------------------------------------------------------------------------
+
+
+def test_a_home_that_is_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    home = tmp_path / "notes.txt"
+    home.write_text("mine")
+    assert "is a file, not a directory" in one_error(capsys, "--home", home, "recv")
+    assert "is a file, not a directory" in one_error(capsys, "--home", home, "register", ADDRESS, "--node", "ws://127.0.0.1:1", "--invite", TOKEN)
+    assert json_error(capsys, "--home", home, "sent")["code"] == "device_state"
+    assert home.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["recv"], ["send", "bob@alpha.example", "hi"], ["sent"], ["devices"], ["alerts"], ["trust", "bob@alpha.example"],
+        ["witness-quorum", "2"], ["trust-node", "beta.example"], ["lookup", "bob@alpha.example"], ["link", "approve", "CODE"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_only_register_and_link_begin_create_a_home(capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]) -> None:
+    home = tmp_path / "typo" / "sonet"
+    line = one_error(capsys, "--home", home, *argv)
+    assert f"no account in {home} (no device state there)" in line and "sonet register" in line, line
+    assert not (tmp_path / "typo").exists()
+
+
+def test_the_default_home_is_not_created_either(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SONET_HOME", str(tmp_path / "default"))
+    assert "sonet register" in one_error(capsys, "recv")
+    assert not (tmp_path / "default").exists()
+
+
+@pytest.mark.parametrize("marker", ["node.toml", "node.key"])
+def test_a_home_inside_a_node_data_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path, marker: str) -> None:
+    data = tmp_path / "var" / "node"
+    data.mkdir(parents=True)
+    (data / marker).write_text("")
+    before = sorted(data.rglob("*"))
+    for home in (data, data / "alice"):
+        line = one_error(capsys, "--home", home, "register", ADDRESS, "--node", "ws://127.0.0.1:1", "--invite", TOKEN)
+        assert f"inside the node data directory {data}" in line, line
+        assert "inside the node data directory" in one_error(capsys, "--home", home, "recv")
+    assert sorted(data.rglob("*")) == before  # not one file written
+
+
+# send - -----------------------------------------------------------------------------------
+
+
+def test_send_dash_refuses_more_than_64_kib_on_stdin(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stdin_bytes(monkeypatch, b"x" * (limits.MAX_TEXT_LEN + 1))
+    line = one_error(capsys, "--home", tmp_path, "send", "bob@alpha.example", "-")
+    assert f"longer than {limits.MAX_TEXT_LEN} bytes (64 KiB): nothing was sent" in line, line
+    stdin_bytes(monkeypatch, b"x" * (limits.MAX_TEXT_LEN + 1))
+    assert json_error(capsys, "--home", tmp_path, "send", "bob@alpha.example", "-")["code"] == "bad_input"
+
+
+def test_send_dash_refuses_text_that_is_not_utf8(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stdin_bytes(monkeypatch, b"caf\xe9\n")
+    assert "not UTF-8 text" in one_error(capsys, "--home", tmp_path, "send", "bob@alpha.example", "-")
+
+
+def test_send_help_documents_stdin_and_the_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "send", "--help")
+    assert code == 0
+    flat = " ".join(out.split())
+    assert "- reads it from standard input" in flat and f"{limits.MAX_TEXT_LEN} bytes of UTF-8 (64 KiB)" in flat, out
+
+
+# --json everywhere ------------------------------------------------------------------------
+
+
+def _leaf_commands(parser, prefix=()):  # noqa: ANN001, ANN202 - argparse internals
+    import argparse
+
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield prefix, parser
+    for action in subs:
+        for name, child in action.choices.items():
+            yield from _leaf_commands(child, (*prefix, name))
+
+
+def test_every_command_takes_json() -> None:
+    leaves = dict(_leaf_commands(cli.build_parser()))
+    assert len(leaves) >= 14
+    missing = [" ".join(path) for path, parser in leaves.items() if "--json" not in parser._option_string_actions]
+    assert missing == []
+
+
+def test_a_usage_error_with_json_is_one_json_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    error = json_error(capsys, "--home", tmp_path, "send", "bob@alpha.example", rc=2)
+    assert error["code"] == "usage" and "TEXT" in error["message"], error
+
+
+# Ctrl-C before anything reached the node --------------------------------------------------
+
+
+def test_ctrl_c_during_register_before_the_node_answered(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def interrupted(self: Device, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Device, "register", interrupted)
+    line = one_error(capsys, "--home", tmp_path / "h", "register", ADDRESS, "--node", "ws://127.0.0.1:1", "--invite", TOKEN, rc=130)
+    assert "interrupted before this device saved the account: run the same `sonet register` again" in line, line
+    assert json_error(capsys, "--home", tmp_path / "h", "register", ADDRESS, "--node", "ws://127.0.0.1:1", "--invite", TOKEN, rc=130)["code"] == "interrupted"
