@@ -9,6 +9,7 @@ import dataclasses
 from sonet.core import limits
 from sonet.core.address import parse_address
 from sonet.core.envelope import Envelope
+from sonet.core.errors import LocalProtocolError
 from sonet.core.federation_api import Report, Transit
 from sonet.core.wire import decode_struct, encode_struct
 
@@ -46,8 +47,9 @@ def item_key(item: Transit) -> bytes:
     if item.envelope is not None:
         env = item.envelope
         return b"e" + env.id + env.device.to_bytes(4, "big") + str(parse_address(env.to, remote=True)).encode()
-    assert item.report is not None
     report = item.report
+    if report is None:  # Transit.check refuses such an item; one built here is a bug
+        raise LocalProtocolError("a transit item carries an envelope or a report")
     return b"r" + report.id + report.device.to_bytes(4, "big") + report.account.encode()
 
 
@@ -75,7 +77,8 @@ def envelope_item(env: Envelope, *, origin: str, sender_account: str, sender_dev
 
 def relayed_item(item: Transit, *, now: int, ttl_ms: int) -> OutboundItem:
     """``item`` (hops > 0) queued by a relay for its next hop, with one hop fewer left."""
-    assert item.hops > 0
+    if item.hops <= 0:  # the caller refuses it as "hop_limit" first
+        raise LocalProtocolError("a transit item without hops left cannot be relayed")
     onward = dataclasses.replace(item, hops=item.hops - 1)
     return OutboundItem(
         dest=item.dest, key=item_key(item), expires=item_expires(item, now=now, ttl_ms=ttl_ms), data=encode_transit(onward)
@@ -85,7 +88,8 @@ def relayed_item(item: Transit, *, now: int, ttl_ms: int) -> OutboundItem:
 def report_item(about: Transit, *, outcome: str, reporter: str, now: int) -> OutboundItem:
     """A report to the origin of envelope item ``about``: what became of it (an outcome)."""
     env = about.envelope
-    assert env is not None
+    if env is None:  # a report about a report goes nowhere
+        raise LocalProtocolError("only an envelope item is reported on")
     report = Report(id=env.id, account=env.to, device=env.device, outcome=outcome, at=now)
     item = Transit(origin=reporter, dest=about.origin, hops=limits.MAX_HOPS, envelope=None, report=report)
     return OutboundItem(dest=item.dest, key=item_key(item), expires=now + REPORT_TTL_MS, data=encode_transit(item))

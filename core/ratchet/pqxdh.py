@@ -173,9 +173,10 @@ def initiate(
     own_ik = _identity_dh(mode, identity_dh_secret)
     ad = associated_data(identity.public, own_ik.public if own_ik else None, bundle.identity, bundle.identity_dh)
     secrets: list[bytes] = []
-    ephemeral = pq_ciphertext = spk_public = None
+    ephemeral = pq_ciphertext = spk_public = pq_public = None
     if own_ik is not None:
-        assert bundle.signed_prekey is not None and bundle.identity_dh is not None  # verify_bundle
+        if bundle.signed_prekey is None or bundle.identity_dh is None:  # verify_bundle refuses it
+            raise RemoteProtocolError(f"prekey bundle lacks the X25519 parts of {mode.value} mode")
         spk_public = bundle.signed_prekey.public
         ek = X25519KeyPair.generate(rng)
         secrets += [own_ik.exchange(spk_public), ek.exchange(bundle.identity_dh), ek.exchange(spk_public)]
@@ -184,8 +185,10 @@ def initiate(
         ephemeral = ek.public
         del ek
     if mode.uses_pq:
-        assert bundle.pq_prekey is not None  # verify_bundle
-        shared, pq_ciphertext = mlkem_encapsulate(bundle.pq_prekey.public)
+        if bundle.pq_prekey is None:  # verify_bundle refuses it
+            raise RemoteProtocolError(f"prekey bundle lacks the ML-KEM prekey of {mode.value} mode")
+        pq_public = bundle.pq_prekey.public
+        shared, pq_ciphertext = mlkem_encapsulate(pq_public)
         secrets.append(shared)
     root_key = _derive(mode, secrets)
     del secrets
@@ -201,8 +204,9 @@ def initiate(
         pq_last_resort=bundle.pq_prekey.last_resort if bundle.pq_prekey else False,
     )
     if mode is CryptoMode.PQ:
-        assert bundle.pq_prekey is not None
-        signature = identity.sign(_SIGNATURE_LABEL, header.signed_payload(ad, bundle.pq_prekey.public))
+        if pq_public is None:  # pq mode uses pq: set above
+            raise LocalProtocolError("pq mode without an ML-KEM prekey")
+        signature = identity.sign(_SIGNATURE_LABEL, header.signed_payload(ad, pq_public))
         header = dataclasses.replace(header, signature=signature)
     state = session.initiator_state(
         mode=mode,
@@ -275,19 +279,22 @@ def respond(
     secrets: list[bytes] = []
     ratchet_secret = None
     if own_ik is not None:
-        assert header.spk_id is not None and header.identity_dh is not None and header.ephemeral is not None
+        if header.spk_id is None or header.identity_dh is None or header.ephemeral is None:  # _check_parts refused it
+            raise RemoteProtocolError(f"prekey header does not have the X25519 parts of {mode.value} mode")
         spk = _lookup(prekey_secret, X25519, header.spk_id, "signed prekey").x25519()
         secrets += [spk.exchange(header.identity_dh), own_ik.exchange(header.ephemeral), spk.exchange(header.ephemeral)]
         if header.opk_id is not None:
             secrets.append(_lookup(prekey_secret, X25519, header.opk_id, "one-time prekey").x25519().exchange(header.ephemeral))
         ratchet_secret = spk.secret_bytes()
     if mode.uses_pq:
-        assert header.pqpk_id is not None and header.pq_ciphertext is not None
+        if header.pqpk_id is None or header.pq_ciphertext is None:  # _check_parts refused it
+            raise RemoteProtocolError(f"prekey header does not have the ML-KEM parts of {mode.value} mode")
         pqpk = _lookup(prekey_secret, MLKEM768, header.pqpk_id, "ML-KEM prekey")
         if pqpk.last_resort != header.pq_last_resort:
             raise RemoteProtocolError("prekey message misstates whether its ML-KEM prekey is the last-resort key")
         if mode is CryptoMode.PQ:
-            assert header.signature is not None
+            if header.signature is None:  # _check_parts refused it
+                raise RemoteProtocolError("prekey header must be signed in pq mode")
             initiator.verify(_SIGNATURE_LABEL, header.signed_payload(ad, pqpk.public), header.signature)
         secrets.append(pqpk.mlkem().decapsulate(header.pq_ciphertext))
     root_key = _derive(mode, secrets)
