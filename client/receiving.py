@@ -2,6 +2,12 @@
 (verify the sender certificate against its node's key and the sender's device list, decrypt with
 the session), store it before acknowledging it, then send delivery (and read) receipts back.
 
+A message from a device the sender's account has removed since is still delivered when its
+signed device list remembers the removal and this device's node stored the message before it
+(core/device_list.py ``check_listed_when_accepted``): the node no longer serves that device's
+record, so it comes from the box (which carries it when the message starts a session) or from
+the copy this device kept when it last used it (``sender_record/<account>/<device>``).
+
 ``Receiver`` does one ``receive`` on one connection that the caller (client/sdk.py) owns; the
 fan-out that sends the receipts is passed in, so it exists once, next to sending, and so are the
 caches the device keeps between receives (live sessions, verified sender certificates).
@@ -21,13 +27,14 @@ from sonet.core.certs import SenderCertificate as VerifiedCertificate
 from sonet.core.certs import CertificateCache
 from sonet.core.content import Content, decode_content, encode_content
 from sonet.core.crypto import CryptoPolicy
-from sonet.core.device import DeviceRecord
+from sonet.core.device import DeviceRecord, verify_device_record
+from sonet.core.device_list import check_listed_when_accepted, removal_time
 from sonet.core.envelope import Kind
-from sonet.core.errors import ProtocolError, VerifyError
+from sonet.core.errors import ProtocolError, RemoteProtocolError, VerifyError
 from sonet.core.sealed_sender import unseal
 
 from .connection import TRANSIENT_LOOKUP_CODES, Connection, NodeError
-from .directory import AccountView, IdentityChanged, fetch_account
+from .directory import IdentityChanged, Lookup, lookup_account
 from .prekeys import maintain_prekeys
 from .session_cache import SessionCache
 from .sessions import Sessions
@@ -54,13 +61,15 @@ class ReceiveResult:
 class _Inbox:
     """What one ``receive`` learns and reports."""
 
-    views: dict[str, AccountView]
+    lookups: dict[str, Lookup]
     texts: dict[str, list[bytes]]
     rejected: list[str]
     changed: set[str]
+    #: sender device records this receive knows are kept (``sender_record/...``)
+    kept_records: set[bytes]
 
     def __init__(self) -> None:
-        self.views, self.texts, self.rejected, self.changed = {}, {}, [], set()
+        self.lookups, self.texts, self.rejected, self.changed, self.kept_records = {}, {}, [], set(), set()
 
 
 class Receiver:
@@ -152,7 +161,7 @@ class Receiver:
         key = await node_key(conn, self._state, node, now=self._clock())
         # judged at arrival, as Signal does: a day offline must not expire them
         cert = self._certificates.verify(unsealed.certificate_raw, node_key=key, node=node, now=item.stored_at)
-        record = await self._sender_record(conn, cert)
+        record = await self._sender_record(conn, cert, accepted_at=item.stored_at, boxed_record=unsealed.record_raw)
         decrypted = self._sessions.decrypt(cert.account, cert.device, record, unsealed.message)
         content = decode_content(decrypted.plaintext)
         stored = _inbox_message(content, cert.account, profile.address, item.stored_at)
@@ -160,7 +169,7 @@ class Receiver:
             raise VerifyError(f"a {content.type} message may only come from this account's own devices")
         with self._state.transaction():
             self._sessions.commit(decrypted)
-            if content.type == "receipt":
+            if content.type == "receipt" and content.ids is not None and content.receipt is not None:  # decode_content: both set
                 self._state.record_receipt(list(content.ids), content.receipt, item.stored_at, recipient=cert.account)
             self._state.store_received([stored])
             if content.type == "alert":
@@ -169,20 +178,59 @@ class Receiver:
                 self._state.add_alert(ALERT, f"your device {cert.device} reports: {content.text}", item.stored_at)
         return cert.account, content
 
-    async def _sender_record(self, conn: Connection, cert: VerifiedCertificate) -> DeviceRecord:
-        """The sender's device record from its signed device list; it must hold the identity
-        the certificate names."""
+    async def _sender_record(
+        self, conn: Connection, cert: VerifiedCertificate, *, accepted_at: int, boxed_record: bytes | None
+    ) -> DeviceRecord:
+        """The sender's device record: from its signed device list, which must hold the identity
+        the certificate names; or, for a device removed since, one it signed (in the box or
+        kept here) if the list remembers its removal after ``accepted_at``."""
         inbox = self._inbox
-        view = inbox.views.get(cert.account)
-        if view is None:
-            view = await fetch_account(conn, self._state, parse_address(cert.account), policy=self._policy, now=self._clock(), require_trusted=False)
-            inbox.views[cert.account] = view
+        lookup = inbox.lookups.get(cert.account)
+        if lookup is None:
+            lookup = await lookup_account(
+                conn, self._state, parse_address(cert.account), policy=self._policy, now=self._clock(), require_trusted=False
+            )
+            inbox.lookups[cert.account] = lookup
             contact = self._state.contact(cert.account)
             if contact and contact.changed:
                 inbox.changed.add(cert.account)
+        view = lookup.view
         record = view.devices.get(cert.device)
-        if record is None or not cert.matches(record.identity, cert.account):
+        if record is not None and cert.matches(record.identity, cert.account):
+            self._keep_record(cert, record)
+            return record
+        fingerprint = cert.identity.fingerprint
+        if fingerprint in view.device_list or removal_time(view.device_list, fingerprint) is None:
             raise VerifyError(f"sender certificate names a device {cert.account} does not list", code="certificate_mismatch")
+        check_listed_when_accepted(
+            view.device_list, fingerprint, accepted_at=accepted_at, published_at=lookup.checked.proven.entry.at, now=self._clock()
+        )
+        return self._removed_device_record(cert, boxed_record)
+
+    def _record_key(self, cert: VerifiedCertificate) -> str:
+        return f"sender_record/{cert.account}/{cert.device}"
+
+    def _keep_record(self, cert: VerifiedCertificate, record: DeviceRecord) -> None:
+        """Keep the record of a listed sender device: should the account remove the device, the
+        messages it sent before still need it, and its node will not serve it any more."""
+        if record.raw in self._inbox.kept_records:
+            return
+        key = self._record_key(cert)
+        if self._state.get(key) != record.raw:
+            self._state.put(key, record.raw)
+        self._inbox.kept_records.add(record.raw)
+
+    def _removed_device_record(self, cert: VerifiedCertificate, boxed: bytes | None) -> DeviceRecord:
+        """The record of a removed sender device: signed by the identity the certificate names,
+        for its account."""
+        raw = boxed if boxed is not None else self._state.get(self._record_key(cert))
+        if raw is None:
+            raise VerifyError(
+                f"device {cert.device} of {cert.account} was removed and this device holds no record of it", code="sender_removed"
+            )
+        record = verify_device_record(raw, policy=self._policy, account=cert.account)
+        if not cert.matches(record.identity, cert.account):
+            raise VerifyError(f"the device record of {cert.account}'s removed device is for another identity", code="certificate_mismatch")
         return record
 
     async def _send_receipts(self, conn: Connection, kind: str) -> None:
@@ -207,13 +255,15 @@ def _inbox_message(content: Content, sender: str, me: str, received_at: int) -> 
     if content.type in ("sync", "alert") and sender != me:
         return None
     if content.type == "sync":
+        if content.to is None:  # decode_content refuses a sync without one
+            raise RemoteProtocolError("a sync message names no recipient", code="content_malformed")
         return InboxMessage(id=content.id, sender=me, peer=content.to, sent_at=content.sent_at, received_at=received_at,
                             type="text", fields={"text": content.text, "to": content.to})
     fields: dict = {}
     if content.type in ("text", "alert"):
         fields = {"text": content.text}
     elif content.type == "receipt":
-        fields = {"receipt": content.receipt, "ids": [i.hex() for i in content.ids]}
+        fields = {"receipt": content.receipt, "ids": [i.hex() for i in content.ids or ()]}
     elif content.type == "typing":
         fields = {"typing": content.typing}
     return InboxMessage(id=content.id, sender=sender, peer=sender, sent_at=content.sent_at, received_at=received_at,

@@ -45,7 +45,7 @@ from sonet.core.content import Content, encode_content
 from sonet.core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, HpkePublicKey, SigningKey
 from sonet.core.crypto.dh import X25519KeyPair
 from sonet.core.device import make_device_record
-from sonet.core.device_list import sign_device_list, verify_device_list
+from sonet.core.device_list import next_device_list, sign_device_list, verify_device_list
 from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
 from sonet.core.errors import LocalProtocolError, ProtocolError, VerifyError
 from sonet.core.invite import parse_invite
@@ -240,10 +240,7 @@ class Device:
                 # the approving device sealed the version it saw: an older list (one that still
                 # names a removed device) served by the node is refused
                 raise VerifyError("the node offered another device list than the approving device saw", code="stale_device_list")
-            device_list = sign_device_list(
-                account_key, account=payload.account, version=current.version + 1,
-                devices=set(current.devices) | {identity.public.fingerprint}, now=self._clock(),
-            )
+            device_list = next_device_list(account_key, current, devices=set(current.devices) | {identity.public.fingerprint}, now=self._clock())
             record = self._record(payload.account, identity, identity_dh, hpke)
             reply = await conn.request(lambda n: LinkComplete(request=n, slot=slot_reply.slot, record=record, device_list=device_list))
             reply = expect_reply(reply, Registered)
@@ -306,9 +303,8 @@ class Device:
             if device_id not in own.devices:
                 raise LocalProtocolError(f"{profile.address} has no device {device_id}")
             remaining = set(own.device_list.devices) - {own.devices[device_id].fingerprint}
-            device_list = sign_device_list(
-                profile.account_key, account=profile.address, version=own.device_list.version + 1, devices=remaining, now=self._clock()
-            )
+            # the list remembers the removal: messages the device sent before still arrive
+            device_list = next_device_list(profile.account_key, own.device_list, devices=remaining, now=self._clock())
             reply = await conn.request(lambda n: RemoveDevice(request=n, device=device_id, device_list=device_list))
             expect_reply(reply, DeviceRemoved)
         self.state.drop_sessions(profile.address, keep=set(own.devices) - {device_id})
@@ -464,7 +460,8 @@ class Device:
         for t in targets:
             record = t.view.devices[t.device]
             message = sessions.encrypt(t.address, t.device, t.content)  # state committed first
-            body = seal(certificate=certificate, message=message, msg_type=RATCHET_MESSAGE, to_key=record.hpke, recipient_fp=record.fingerprint)
+            body = seal(certificate=certificate, message=message, msg_type=RATCHET_MESSAGE, to_key=record.hpke,
+                        recipient_fp=record.fingerprint, sender_record=self._own_record(profile))
             envelopes.append(
                 Envelope(v=ENVELOPE_VERSION, id=msg_id, to=t.address, device=t.device,
                          expires=now + limits.DEFAULT_ENVELOPE_TTL_MS, kind=kind, body=body)
@@ -494,6 +491,15 @@ class Device:
             for bundle in reply.bundles:
                 if bundle.device in views:
                     sessions.establish(address, views[bundle.device].devices[bundle.device], bundle)
+
+    def _own_record(self, profile: Profile) -> bytes:
+        """This device's signed record, made once: a box that starts a session carries it, so
+        the message still verifies if this device is removed before the recipient fetches it."""
+        raw = self.state.get("own_record")
+        if raw is None:
+            raw = self._record(profile.address, profile.identity, profile.identity_dh, profile.hpke)
+            self.state.put("own_record", raw)
+        return raw
 
     async def _certificate(self, conn: Connection, profile: Profile) -> bytes:
         now = self._clock()

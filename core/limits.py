@@ -37,6 +37,9 @@ __all__ = [
     "MAX_SEALED_MESSAGE_TYPE",
     "MAX_DEVICE_LIST_BYTES",
     "MAX_DEVICE_LIST_VERSION",
+    "MAX_REMOVED_DEVICES",
+    "REMOVED_DEVICE_GRACE_MS",
+    "MAX_SENDER_RECORD_BYTES",
     "CONTENT_ID_LEN",
     "MAX_RECEIPT_IDS",
     "MAX_CONTENT_BYTES",
@@ -100,6 +103,13 @@ MAX_SEALED_MESSAGE_TYPE = 255
 # Device lists (core/device_list.py) -----------------------------------------------------
 MAX_DEVICE_LIST_BYTES = 16 * 1024
 MAX_DEVICE_LIST_VERSION = 2**63 - 1
+#: removals a list remembers (fingerprint and time), for messages accepted before them
+MAX_REMOVED_DEVICES = 32
+#: how long after its removal a device's messages may still arrive: an envelope accepted
+#: before the removal expires at the latest this long after it
+REMOVED_DEVICE_GRACE_MS = MAX_ENVELOPE_TTL_MS
+#: the sender's signed device record inside a sealed box that starts a session
+MAX_SENDER_RECORD_BYTES = 16 * 1024
 
 # Message content (core/content.py) ------------------------------------------------------
 CONTENT_ID_LEN = 16

@@ -8,6 +8,14 @@ which identity key the sender holds, and the ratchet message decrypting under th
 exactly that identity (checked with ``SenderCertificate.matches``) is what proves it. Binding the
 recipient fingerprint into ``info`` means a box re-addressed to another device fails to open.
 
+A box whose ratchet message starts a session (``core.ratchet.is_initial``) also carries the
+sender's self-signed device record (``record``, core/device.py): the recipient needs it to
+check the session's identity keys, and once the account removed that device its node no longer
+serves it (a message accepted before the removal is still delivered: core/device_list.py
+``check_listed_when_accepted``). The record proves nothing by itself; the recipient checks that
+it is signed by, and names, the identity the certificate names, and that the account's signed
+device list lists that identity or remembers its removal.
+
 This supersedes the interim signing-and-sealing of core/sealed.py once the client moves over.
 """
 
@@ -21,12 +29,14 @@ from . import canonical, limits
 from .certs import SenderCertificate, certificate_node, verify_certificate
 from .crypto import HpkePrivateKey, HpkePublicKey, VerifyKey, normalize_fingerprint
 from .errors import LocalProtocolError, RemoteProtocolError, VerifyError
+from .ratchet import is_initial
 
 __all__ = ["Unsealed", "OpenedSealed", "seal", "unseal", "open_sealed", "sealed_info", "INFO_PREFIX"]
 
 INFO_PREFIX = b"sonet-sealed-sender-v1 to "
 _VERSION = 1
 _FIELDS = {"v": int, "cert": bytes, "msg": bytes, "type": int}
+_FIELDS_WITH_RECORD = {**_FIELDS, "record": bytes}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -36,6 +46,8 @@ class Unsealed:
     certificate_raw: bytes
     message: bytes
     msg_type: int
+    #: the sender's signed device record, in a box that starts a session; unverified
+    record_raw: bytes | None = None
 
 
 class OpenedSealed(NamedTuple):
@@ -52,16 +64,32 @@ def sealed_info(recipient_fp: str) -> bytes:
     return INFO_PREFIX + normalize_fingerprint(recipient_fp).encode()
 
 
-def seal(*, certificate: bytes, message: bytes, msg_type: int, to_key: HpkePublicKey, recipient_fp: str) -> bytes:
-    """Box ``message`` (an opaque ratchet message) with our ``certificate`` for one device."""
+def seal(
+    *,
+    certificate: bytes,
+    message: bytes,
+    msg_type: int,
+    to_key: HpkePublicKey,
+    recipient_fp: str,
+    sender_record: bytes | None = None,
+) -> bytes:
+    """Box ``message`` (an opaque ratchet message) with our ``certificate`` for one device;
+    ``sender_record`` (our signed device record) goes in only if the message starts a session."""
     if type(certificate) is not bytes or not 0 < len(certificate) <= limits.MAX_SENDER_CERT_BYTES:
         raise LocalProtocolError("sender certificate missing or too large")
     if type(message) is not bytes or len(message) > limits.MAX_SEALED_MESSAGE_BYTES:
         raise LocalProtocolError(f"sealed message must be bytes of at most {limits.MAX_SEALED_MESSAGE_BYTES}")
     if type(msg_type) is not int or not 0 <= msg_type <= limits.MAX_SEALED_MESSAGE_TYPE:
         raise LocalProtocolError(f"message type must be 0..{limits.MAX_SEALED_MESSAGE_TYPE}")
-    inner = canonical.dumps({"v": _VERSION, "cert": certificate, "msg": message, "type": msg_type})
-    return to_key.seal(inner, sealed_info(recipient_fp))
+    fields: dict[str, object] = {"v": _VERSION, "cert": certificate, "msg": message, "type": msg_type}
+    if sender_record is not None and is_initial(message):
+        if type(sender_record) is not bytes or not 0 < len(sender_record) <= limits.MAX_SENDER_RECORD_BYTES:
+            raise LocalProtocolError(f"sender device record must be bytes of 1..{limits.MAX_SENDER_RECORD_BYTES}")
+        fields["record"] = sender_record
+    box = to_key.seal(canonical.dumps(fields), sealed_info(recipient_fp))
+    if len(box) > limits.MAX_ENVELOPE_BODY:
+        raise LocalProtocolError(f"the sealed box does not fit in an envelope body ({limits.MAX_ENVELOPE_BODY} bytes)")
+    return box
 
 
 def unseal(body: bytes, *, my_key: HpkePrivateKey, my_fp: str) -> Unsealed:
@@ -69,7 +97,13 @@ def unseal(body: bytes, *, my_key: HpkePrivateKey, my_fp: str) -> Unsealed:
     RemoteProtocolError if its contents are malformed."""
     if type(body) is not bytes or len(body) > limits.MAX_ENVELOPE_BODY:
         raise RemoteProtocolError("sealed box is too large")
-    inner = canonical.loads_map(my_key.open(body, sealed_info(my_fp)), _FIELDS, max_bytes=limits.MAX_ENVELOPE_BODY)
+    opened = my_key.open(body, sealed_info(my_fp))
+    inner = canonical.loads(opened, max_bytes=limits.MAX_ENVELOPE_BODY)
+    if type(inner) is not dict:
+        raise RemoteProtocolError("sealed box does not hold a map")
+    schema = _FIELDS_WITH_RECORD if "record" in inner else _FIELDS
+    if set(inner) != set(schema) or any(type(inner[key]) is not tp for key, tp in schema.items()):
+        raise RemoteProtocolError("sealed box does not have the expected fields")
     if inner["v"] != _VERSION:
         raise RemoteProtocolError(f"unsupported sealed box version {inner['v']}")
     if not 0 < len(inner["cert"]) <= limits.MAX_SENDER_CERT_BYTES:
@@ -78,7 +112,10 @@ def unseal(body: bytes, *, my_key: HpkePrivateKey, my_fp: str) -> Unsealed:
         raise RemoteProtocolError("message in sealed box is too large")
     if not 0 <= inner["type"] <= limits.MAX_SEALED_MESSAGE_TYPE:
         raise RemoteProtocolError("unknown message type in sealed box")
-    return Unsealed(certificate_raw=inner["cert"], message=inner["msg"], msg_type=inner["type"])
+    record = inner.get("record")
+    if record is not None and (not 0 < len(record) <= limits.MAX_SENDER_RECORD_BYTES or not is_initial(inner["msg"])):
+        raise RemoteProtocolError("sender device record in sealed box is empty, too large, or in a box that starts no session")
+    return Unsealed(certificate_raw=inner["cert"], message=inner["msg"], msg_type=inner["type"], record_raw=record)
 
 
 def open_sealed(

@@ -9,6 +9,14 @@ envelopes only (what the store returns), and the outbox workers of the destinati
 woken after the commit. Ephemeral envelopes are never stored: they go to connections that are
 online now, and those for accounts of other nodes are dropped silently (typing indicators do
 not cross nodes).
+
+The time taken right after the registration check is the envelopes' acceptance time: the mailbox
+stores it as ``stored_at`` and delivers it, and a recipient device judges a sender device that
+its account removed since by it (delivered only if accepted before the removal:
+core/device_list.py ``check_listed_when_accepted``). A batch that passed the check before a
+removal committed keeps its earlier time, as it should: it was accepted first. The removal then
+closes the device's connections and it cannot connect again; a batch its connection still
+passed in between gets a time after the removal, and its recipients refuse it.
 """
 
 from __future__ import annotations
