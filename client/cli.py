@@ -91,7 +91,8 @@ def cmd_send(args: argparse.Namespace) -> None:
     device = _device(args)
     started = now_ms()
     _on_interrupt(args, lambda: _send_interrupted(device, args.address, started))
-    result = trio.run(device.send_text, args.address, text)
+    mode = CryptoMode(args.crypto_mode) if args.crypto_mode else None
+    result = trio.run(lambda: device.send_text(args.address, text, mode=mode))
     _show(
         args,
         {
@@ -485,7 +486,8 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p.add_argument("address", metavar="ADDRESS", help="the new account, user@node")
     p.add_argument("--node", required=True, metavar="URL", help="the home node, ws://HOST:PORT or wss://HOST[:PORT]")
     p.add_argument("--invite", required=True, metavar="TOKEN", help="token from `sonet-node invite`")
-    p.add_argument("--crypto-mode", choices=[m.value for m in CryptoMode], default="hybrid", help="key types (default: hybrid)")
+    p.add_argument("--crypto-mode", choices=[m.value for m in CryptoMode], default="hybrid",
+                   help="key types, and the lowest mode this device ever runs a session in (default: hybrid)")
     p.set_defaults(fn=cmd_register)
 
     p = sub.add_parser(
@@ -496,6 +498,11 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     )
     p.add_argument("address", metavar="ADDRESS", help="recipient, user@node")
     p.add_argument("text", metavar="TEXT", help="the message; - reads it from standard input (one trailing newline dropped)")
+    p.add_argument(
+        "--crypto-mode", choices=[m.value for m in CryptoMode],
+        help="the mode of any new session with the recipient's devices (default: what both devices' keys allow); "
+        "refused below this device's minimum or its node's",
+    )
     p.set_defaults(fn=cmd_send)
 
     p = sub.add_parser(
@@ -529,7 +536,8 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     link = p.add_subparsers(dest="link_command", required=True, metavar="STEP")
     q = link.add_parser("begin", help="on the NEW device: print a code and wait", description="Print a link code on the first line, then wait for approval.")
     q.add_argument("--node", required=True, metavar="URL", help="the account's node, ws://HOST:PORT or wss://HOST[:PORT]")
-    q.add_argument("--crypto-mode", choices=[m.value for m in CryptoMode], default="hybrid", help="key types (default: hybrid)")
+    q.add_argument("--crypto-mode", choices=[m.value for m in CryptoMode], default="hybrid",
+                   help="key types, and the lowest mode this device ever runs a session in (default: hybrid)")
     q.set_defaults(fn=cmd_link_begin)
     q = link.add_parser("approve", help="on an EXISTING device: approve a code", description="Approve the new device that shows CODE.")
     q.add_argument("code", metavar="CODE")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sonet.core.client_api import PrekeysPublished, PublishPrekeys
+from sonet.core.errors import RemoteProtocolError
 from sonet.core.ratchet import MLKEM768, X25519, generate_prekey
 
 from .connection import Connection
@@ -55,7 +56,8 @@ async def maintain_prekeys(
     reply = await conn.request(
         lambda n: PublishPrekeys(request=n, signed_prekey=signed, pq_last_resort=last_resort, one_time=one_time, pq_one_time=pq_one_time)
     )
-    assert isinstance(reply, PrekeysPublished)
+    if not isinstance(reply, PrekeysPublished):
+        raise RemoteProtocolError(f"the node answered a prekey upload with {type(reply).__name__}")
     if rotate:
         state.put_int("prekeys_rotated_at", now)
         keep = {(k, state.get_int(f"current_prekey/{k}", 0)) for k in (X25519, MLKEM)}

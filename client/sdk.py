@@ -54,6 +54,7 @@ from sonet.core.safety import qr_payload, safety_number
 from sonet.core.sealed_sender import seal
 
 from .connection import Connection, NodeError, connect
+from .crypto_modes import check_minimum_for_keys, check_requested, key_policy, note_node_minimum, save_device_minimum
 from .delivery import refresh_sent
 from .directory import AccountView, Lookup, fetch_account, lookup_account
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
@@ -132,16 +133,26 @@ class Device:
         self.state = state
         self._clock = clock
         self._rng = rng
-        self._policy = policy or CryptoPolicy()
+        #: overrides the key policy that follows from the device's minimum (client/crypto_modes.py)
+        self._explicit_policy = policy
         # kept between messages: live ratchet states and verified sender certificates
         self._live_sessions = SessionCache()
         self._certificates = CertificateCache()
         #: why the last connection's self-monitoring could not finish (None: it did)
         self.monitor_error: Exception | None = None
-        #: what the mailbox fetch of the last ``sent`` found (its warnings are the caller's to show)
-        self.last_receive: ReceiveResult | None = None
         #: a line per waiting text that connecting sent, failed or gave up (client/pending.py)
         self.notices: list[str] = []
+        #: what the mailbox fetch of the last ``sent`` found (its warnings are the caller's to show)
+        self.last_receive: ReceiveResult | None = None
+
+    @property
+    def _policy(self) -> CryptoPolicy:
+        """What this device accepts as the keys of nodes and accounts: from its minimum."""
+        return self._explicit_policy or key_policy(self.state)
+
+    @_policy.setter
+    def _policy(self, policy: CryptoPolicy) -> None:
+        self._explicit_policy = policy
 
     # Connections ------------------------------------------------------------------------
 
@@ -152,6 +163,7 @@ class Device:
         a witness is down, a proof does not verify) does not stop the command: what it found is
         kept, and why it could not finish is in ``monitor_error`` (raised with ``strict``)."""
         async with connect(profile.node_url, identity=profile.identity, node_fingerprint=profile.node_fingerprint, policy=self._policy) as conn:
+            note_node_minimum(self.state, conn.welcome.node, conn.welcome.minimum_crypto_mode)
             self.monitor_error = None
             try:
                 await check_own_account(
@@ -185,7 +197,13 @@ class Device:
 
     # Registration and linking -------------------------------------------------------------
 
-    async def register(self, address: str, node_url: str, invite: str, *, mode: CryptoMode = CryptoMode.HYBRID) -> Profile:
+    async def register(
+        self, address: str, node_url: str, invite: str, *, mode: CryptoMode = CryptoMode.HYBRID, minimum: CryptoMode | None = None
+    ) -> Profile:
+        """Create ``address`` with this device, its keys of ``mode``; ``minimum`` (default:
+        ``mode``) is the lowest crypto mode this device will ever run a session in."""
+        minimum = minimum or mode
+        check_minimum_for_keys(mode, minimum)
         self._ensure_unregistered()
         addr = parse_address(address)
         fingerprint, secret = parse_invite(invite)
@@ -207,16 +225,24 @@ class Device:
                 address=reply.account, device_id=reply.device, node_url=node_url, node_fingerprint=fingerprint,
                 mode=mode, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key,
             )
-            self.state.save_profile(profile)
+            with self.state.transaction():
+                self.state.save_profile(profile)
+                save_device_minimum(self.state, minimum)
+                note_node_minimum(self.state, conn.welcome.node, conn.welcome.minimum_crypto_mode)
             self.state.see_identity(profile.address, account_key.public.to_bytes(), self._clock())
             self.state.approve(APPROVED_DEVICE, identity.public.fingerprint)
             await start_audit(conn, self.state, profile, device_list)
             await maintain_prekeys(conn, self.state, profile, self._rng, self._clock())
         return profile
 
-    async def link_begin(self, node_url: str, show_code: Callable[[str], None], *, mode: CryptoMode = CryptoMode.HYBRID) -> Profile:
+    async def link_begin(
+        self, node_url: str, show_code: Callable[[str], None], *, mode: CryptoMode = CryptoMode.HYBRID, minimum: CryptoMode | None = None
+    ) -> Profile:
         """Become a new device of an existing account: show a code, wait for an existing
-        device to approve it (`link approve CODE`), then register with the node."""
+        device to approve it (`link approve CODE`), then register with the node. ``mode`` and
+        ``minimum`` as for :meth:`register`."""
+        minimum = minimum or mode
+        check_minimum_for_keys(mode, minimum)
         self._ensure_unregistered()
         identity, identity_dh, hpke = self._new_device_keys(mode)
         ephemeral = HpkePrivateKey.generate(CryptoMode.HYBRID, self._rng)
@@ -248,7 +274,10 @@ class Device:
                 address=reply.account, device_id=reply.device, node_url=node_url, node_fingerprint=payload.node_fingerprint,
                 mode=mode, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key,
             )
-            self.state.save_profile(profile)
+            with self.state.transaction():
+                self.state.save_profile(profile)
+                save_device_minimum(self.state, minimum)
+                note_node_minimum(self.state, conn.welcome.node, conn.welcome.minimum_crypto_mode)
             self.state.see_identity(profile.address, account_key.public.to_bytes(), self._clock())
             self.state.approve(APPROVED_DEVICE, identity.public.fingerprint)
             await start_audit(conn, self.state, profile, device_list)
@@ -334,8 +363,12 @@ class Device:
 
     # Sending ----------------------------------------------------------------------------
 
-    async def send_text(self, recipient: str, text: str) -> SendResult:
+    async def send_text(self, recipient: str, text: str, *, mode: CryptoMode | None = None) -> SendResult:
+        """``mode``: the crypto mode of any session this send starts (default: the one both
+        devices' keys allow); never below this device's minimum or its node's."""
         profile = self.state.profile()
+        if mode is not None:
+            check_requested(self.state, profile.mode, mode)
         to = parse_address(recipient)
         if not text:
             raise LocalProtocolError("refusing to send an empty message")
@@ -350,9 +383,9 @@ class Device:
             waiting = self.state.pending_reason(str(to))
             if waiting is None:
                 try:
-                    counts = await self._send_text_now(conn, profile, to, msg_id, now, text)
+                    counts = await self._send_text_now(conn, profile, to, msg_id, now, text, mode=mode)
                 except (NodeError, ProtocolError) as exc:
-                    if not waits(exc):
+                    if not waits(exc) or mode is not None:  # waiting texts go out in the default mode
                         raise
                     waiting = (exc.code, str(exc))
         if waiting is not None:
@@ -367,12 +400,14 @@ class Device:
         self.state.record_sent(msg_id, str(to), now, counts[0], state=state)
         return SendResult(id=msg_id, recipient=str(to), devices=counts[0], own_devices=counts[1], accepted_by=home, state=state)
 
-    async def _send_text_now(self, conn: Connection, profile: Profile, to: Address, msg_id: bytes, written: int, text: str) -> tuple[int, int]:
+    async def _send_text_now(
+        self, conn: Connection, profile: Profile, to: Address, msg_id: bytes, written: int, text: str, *, mode: CryptoMode | None = None
+    ) -> tuple[int, int]:
         """Encrypt ``text`` (written at ``written``) for ``to`` and the account's other devices
         and hand it to the node: (recipient devices, own devices)."""
         to_them = encode_content(Content(type="text", id=msg_id, sent_at=written, text=text))
         to_me = encode_content(Content(type="sync", id=msg_id, sent_at=written, text=text, to=str(to)))
-        return await self._deliver(conn, profile, to, to_them, to_me, msg_id, Kind.SEALED)
+        return await self._deliver(conn, profile, to, to_them, to_me, msg_id, Kind.SEALED, mode=mode)
 
     def _keep_waiting(self, msg_id: bytes, to: Address, text: str, now: int, code: str, message: str) -> SendResult:
         """Keep a text whose recipient's keys cannot be fetched now, to send it later."""
@@ -420,12 +455,13 @@ class Device:
             await self._deliver(conn, profile, to, content, None, msg_id, Kind.EPHEMERAL)
 
     async def _deliver(
-        self, conn: Connection, profile: Profile, to: Address, content: bytes, own_copy: bytes | None, msg_id: bytes, kind: Kind
+        self, conn: Connection, profile: Profile, to: Address, content: bytes, own_copy: bytes | None, msg_id: bytes, kind: Kind,
+        *, mode: CryptoMode | None = None,
     ) -> tuple[int, int]:
         """Encrypt for every device of ``to`` (and this account's other devices when
         ``own_copy``) and hand the batch to the node; retries when the node reports that the
         device lists were stale."""
-        sessions = Sessions(self.state, profile, self._rng, self._policy, self._live_sessions)
+        sessions = Sessions(self.state, profile, self._rng, self._policy, self._live_sessions, mode=mode)
         me = parse_address(profile.address)
         for _attempt in range(MAX_SEND_ATTEMPTS):
             now = self._clock()
@@ -481,7 +517,7 @@ class Device:
     async def _establish(self, conn: Connection, sessions: Sessions, targets: list[_Target]) -> None:
         missing: dict[str, list[_Target]] = {}
         for t in targets:
-            if not sessions.has(t.address, t.device):
+            if not sessions.usable(t.address, t.device):
                 missing.setdefault(t.address, []).append(t)
         for address, group in missing.items():
             reply = await conn.request(lambda n: FetchBundles(request=n, account=address, devices=tuple(t.device for t in group)))

@@ -12,6 +12,11 @@ each adopt the other's and never understand each other again.
 
 Current sessions stay live between messages in a ``SessionCache`` (client/session_cache.py)
 that the device owns and passes in; the stored record remains the source of truth.
+
+Crypto modes (client/crypto_modes.py): a new session runs in the mode the sender asked for or,
+by default, the one both devices' signed records allow (``session_mode``); either way never
+below this device's minimum or its node's, in both directions. A session below that floor is
+not used for sending (a new one is started) and does not decrypt.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from dataclasses import dataclass, field
 from sonet.core.client_api import Bundle
 from sonet.core.crypto import CryptoMode, CryptoPolicy
 from sonet.core.device import DeviceRecord
-from sonet.core.errors import DecryptError, ProtocolError, VerifyError
+from sonet.core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
 from sonet.core.ratchet import PrekeyBundle, PrekeySecret, SessionState, decrypt, encrypt, initiate, is_initial, open_initial, session_mode
-from sonet.core.ratchet import decode_prekey, verify_bundle
+from sonet.core.ratchet import decode_prekey, read_prekey_header, verify_bundle
 
+from .crypto_modes import can_run, check_requested, session_floor
 from .session_cache import SessionCache
 from .state import DeviceState, Profile
 
@@ -56,22 +62,40 @@ class Sessions:
         rng: Callable[[int], bytes],
         policy: CryptoPolicy,
         cache: SessionCache | None = None,
+        *,
+        mode: CryptoMode | None = None,
     ) -> None:
+        """``mode``: the mode new sessions started here run in (None: what both records allow)."""
         self._state = state
         self._profile = profile
         self._rng = rng
         self._policy = policy
         self._cache = cache if cache is not None else SessionCache()
+        self._requested = mode
 
     def has(self, address: str, device: int) -> bool:
         return self._state.session(address, device) is not None
+
+    def usable(self, address: str, device: int) -> bool:
+        """Whether the current session with that device can carry a message now: it exists, is
+        not below the floor, and runs the mode asked for (if one was)."""
+        current = self._current(address, device)
+        if current is None:
+            return False
+        mode = current[1].mode
+        if self._requested is not None and mode is not self._requested:
+            return False
+        return mode.rank >= session_floor(self._state)[0].rank
 
     # Sending ----------------------------------------------------------------------------
 
     def establish(self, address: str, record: DeviceRecord, bundle: Bundle) -> None:
         """Start a session from a fetched prekey bundle (PQXDH as initiator); verify_bundle
-        checks every prekey signature against the device record's identity key."""
-        mode = self._mode_with(record, address)
+        checks every prekey signature against the device record's identity key. The mode comes
+        from the signed records (or the caller's choice), never from which prekeys the bundle
+        holds: a bundle lacking a part that mode needs is refused. A session this replaces is
+        kept as an earlier one, so replies already on their way still decrypt."""
+        mode = self._mode_to_offer(record, address, bundle.device)
         classical = mode.uses_classical
         verified = verify_bundle(
             PrekeyBundle(
@@ -90,7 +114,12 @@ class Sessions:
             bundle=verified,
             rng=self._rng,
         )
-        self._save(address, bundle.device, state)
+        replaced = self._state.session(address, bundle.device)
+        with self._state.transaction():
+            if replaced is not None:
+                earlier = [replaced, *self._state.previous_sessions(address, bundle.device)]
+                self._state.save_previous_sessions(address, bundle.device, earlier[:MAX_PREVIOUS])
+            self._save(address, bundle.device, state)
 
     def encrypt(self, address: str, device: int, plaintext: bytes) -> bytes:
         """Encrypt and commit the advanced state before returning the message."""
@@ -138,7 +167,9 @@ class Sessions:
             rest = ([raw] if raw is not None else []) + previous[:index] + previous[index + 1 :]
             return self._staged(address, device, record, plaintext, new_state, (), tuple(rest[:MAX_PREVIOUS]))
         if is_initial(message):
-            mode = self._mode_with(record, address)
+            header = read_prekey_header(message)
+            assert header is not None  # is_initial
+            mode = self._accept_offered(header.mode, record, address, device)
             plaintext, new_state, used = open_initial(
                 message,
                 mode=mode,
@@ -151,9 +182,44 @@ class Sessions:
             return self._staged(address, device, record, plaintext, new_state, tuple(used), kept)
         raise errors[0] if errors else DecryptError()
 
-    def _mode_with(self, record: DeviceRecord, address: str) -> CryptoMode:
-        """The session mode with that device, from both devices' authenticated records."""
-        mode = session_mode(self._profile.mode, record.identity.mode)
+    def _mode_to_offer(self, record: DeviceRecord, address: str, device: int) -> CryptoMode:
+        """The mode of a session this device starts with that device."""
+        floor, whose = session_floor(self._state)
+        if self._requested is None:
+            mode = session_mode(self._profile.mode, record.identity.mode)
+            if mode.rank < floor.rank:
+                raise RemoteProtocolError(
+                    f"{address} device {device} has {record.identity.mode.value} keys: a session with it would run in "
+                    f"crypto mode {mode.value}, below {whose}",
+                    code="crypto_mode_refused",
+                )
+        else:
+            mode = self._requested
+            check_requested(self._state, self._profile.mode, mode)
+            if not can_run(record.identity.mode, mode):
+                raise LocalProtocolError(
+                    f"{address} device {device} has {record.identity.mode.value} keys: it cannot run a {mode.value} session"
+                )
+        return self._checked(mode, record, address)
+
+    def _accept_offered(self, mode: CryptoMode, record: DeviceRecord, address: str, device: int) -> CryptoMode:
+        """The mode a peer's first message names, if this device takes sessions in it: the
+        downgrade check, before any key agreement."""
+        floor, whose = session_floor(self._state)
+        if mode.rank < floor.rank:
+            raise RemoteProtocolError(
+                f"{address} device {device} started a session in crypto mode {mode.value}, below {whose}",
+                code="crypto_mode_refused",
+            )
+        if not (can_run(self._profile.mode, mode) and can_run(record.identity.mode, mode)):
+            raise RemoteProtocolError(
+                f"{address} device {device} started a {mode.value} session, which its {record.identity.mode.value} keys "
+                f"and this device's {self._profile.mode.value} keys cannot both run",
+                code="crypto_mode_refused",
+            )
+        return self._checked(mode, record, address)
+
+    def _checked(self, mode: CryptoMode, record: DeviceRecord, address: str) -> CryptoMode:
         self._policy.require(mode, f"a session with {address}")
         if mode.uses_classical and record.identity_dh is None:
             raise VerifyError(f"the device record of {address} lacks its X25519 identity key")
@@ -163,6 +229,12 @@ class Sessions:
         # Both halves of the peer's PQXDH identity must be the ones its signed record lists: the
         # X25519 identity key authenticates the sender in classical/hybrid PQXDH (DH1), so a
         # session opened with someone else's X25519 key must never pass as that device's.
+        floor, whose = session_floor(self._state)
+        if new_state.mode.rank < floor.rank:  # a session from before the floor was raised
+            raise RemoteProtocolError(
+                f"the session with {address} device {device} runs in crypto mode {new_state.mode.value}, below {whose}",
+                code="crypto_mode_refused",
+            )
         if new_state.peer_identity != record.identity:
             raise VerifyError(f"the session with {address} device {device} belongs to another identity key")
         expected_dh = record.identity_dh if new_state.mode.uses_classical else None

@@ -74,6 +74,8 @@ class Welcome(Frame):
     #: configured peers of this node: they witness its key directory, so with any its devices
     #: require a cosigned head (key transparency)
     witnesses: int
+    #: the node's ``minimum_crypto_mode``: devices start no session below it (client/crypto_modes.py)
+    minimum_crypto_mode: str
 
 
 @frame(tag=11)

@@ -111,10 +111,15 @@ _SLOTS = {
 
 def check_prekeys(req: PublishPrekeys, identity: VerifyKey) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
     """Verify every prekey of ``req`` against the device ``identity`` and its slot; return the
-    one-time keys as (key id, blob) for the store. CPU-bound: callers run it off the event loop."""
+    one-time keys as (key id, blob) for the store. A device publishes only the kinds its crypto
+    mode uses (X25519 for classical and hybrid, ML-KEM for hybrid and pq): a bundle never offers
+    a part its device could not have made. CPU-bound: callers run it off the event loop."""
+    mode = identity.mode
 
     def check(raw: bytes, slot: str) -> int:
         kind, last_resort = _SLOTS[slot]
+        if not (mode.uses_classical if kind == X25519 else mode.uses_pq):
+            raise RequestError("wrong_prekey_kind", f"a {mode.value}-mode device publishes no {kind} prekeys ({slot})")
         with refused():
             prekey = verify_prekey(raw, identity)
         if prekey.kind != kind or prekey.last_resort != last_resort:

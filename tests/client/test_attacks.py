@@ -78,10 +78,9 @@ async def test_devices_of_different_modes_talk_in_their_common_mode(clock, start
     with trio.fail_after(HANG_S):
         alpha = await start_node(minimum_crypto_mode=CryptoMode.CLASSICAL)
         alice, bob = make_device("alice"), make_device("bob")
-        policy = CryptoPolicy(CryptoMode.CLASSICAL)
-        alice._policy = bob._policy = policy  # accept every mode on the device side for this test
-        await alice.register(ALICE, alpha.url, await alpha.mint_invite(), mode=alice_mode)
-        await bob.register(BOB, alpha.url, await alpha.mint_invite(), mode=bob_mode)
+        # minimum classical: each device takes sessions in any mode its keys run
+        await alice.register(ALICE, alpha.url, await alpha.mint_invite(), mode=alice_mode, minimum=CryptoMode.CLASSICAL)
+        await bob.register(BOB, alpha.url, await alpha.mint_invite(), mode=bob_mode, minimum=CryptoMode.CLASSICAL)
         await bob.send_text(ALICE, "bob to alice")
         received = await alice.receive()
         assert texts(alice, received) == [(BOB, "bob to alice")] and received.rejected == []

@@ -50,7 +50,7 @@ ENVELOPE = Envelope(v=1, id=bytes(range(16)), to="bob@beta.example", device=1, e
 def test_round_trip_both_ways(mode: CryptoMode) -> None:
     a, b = channels(mode)
     assert a.binding == b.binding
-    to_b = [Welcome(node="alpha.example", account=None, device=None, time=1, one_time_left=0, pq_one_time_left=0, witnesses=0), Ping(request=1), SendBatch(request=2, envelopes=(ENVELOPE,))]
+    to_b = [Welcome(node="alpha.example", account=None, device=None, time=1, one_time_left=0, pq_one_time_left=0, witnesses=0, minimum_crypto_mode="hybrid"), Ping(request=1), SendBatch(request=2, envelopes=(ENVELOPE,))]
     to_a = [Pong(request=1), Ack(ids=(bytes(16), b"\x01" * 16))]
     for frame in to_b:
         b.receive_data(a.send(frame))

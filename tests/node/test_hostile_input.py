@@ -379,7 +379,7 @@ POST_HANDSHAKE = {
     "unknown-tag": (lambda ch: [ch.seal(packb([99, 1]))], "bad_input"),
     "handshake-frame": (lambda ch: [ch.seal(packb([3, b"auth"]))], "unexpected_frame"),
     "welcome": (
-        lambda ch: [ch.send(Welcome(node="evil.example", account=None, device=None, time=0, one_time_left=0, pq_one_time_left=0, witnesses=0))],
+        lambda ch: [ch.send(Welcome(node="evil.example", account=None, device=None, time=0, one_time_left=0, pq_one_time_left=0, witnesses=0, minimum_crypto_mode="hybrid"))],
         "unexpected_frame",
     ),
     "pong": (lambda ch: [ch.send(Pong(request=1))], "unexpected_frame"),

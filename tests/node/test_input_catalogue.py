@@ -368,7 +368,7 @@ CATALOGUE: list[Case] = [
     Case("a text message after the handshake", _as("alice", lambda ch: ["text"]), fatal("bad_input")),
     Case(
         "a frame only the node sends",
-        _as("alice", lambda ch: [ch.send(Welcome(node="evil.example", account=None, device=None, time=0, one_time_left=0, pq_one_time_left=0, witnesses=0))]),
+        _as("alice", lambda ch: [ch.send(Welcome(node="evil.example", account=None, device=None, time=0, one_time_left=0, pq_one_time_left=0, witnesses=0, minimum_crypto_mode="hybrid"))]),
         fatal("unexpected_frame"),
     ),
     Case("a second Hello1 inside the channel", _as("alice", lambda ch: [ch.seal(hello1())]), fatal("unexpected_frame")),
