@@ -295,11 +295,13 @@ async def test_truncated_hello1(env: Env, keep: int) -> None:
         (b"\xc1", "bad_input"),
         (packb([3, "not bytes"]), "bad_input"),
         (encode_frame(Auth3(auth=os.urandom(200))), "decrypt_failed"),  # not boxed under the right key
-        (encode_frame(HandshakeError(code="nope", message="I give up")), "nope"),
+        (encode_frame(HandshakeError(code="unavailable", message="I give up")), "unavailable"),
+        # a code the registry (core/errors.py) does not know is not echoed back
+        (encode_frame(HandshakeError(code="nope", message="I give up")), "bad_input"),
         ("text after hello", "bad_input"),
         (None, "bad_input"),  # a second Hello1
     ],
-    ids=["zeros", "reserved-byte", "auth3-wrong-type", "auth3-undecryptable", "handshake-error", "text", "hello1-again"],
+    ids=["zeros", "reserved-byte", "auth3-wrong-type", "auth3-undecryptable", "handshake-error", "handshake-error-unknown-code", "text", "hello1-again"],
 )
 async def test_valid_hello1_then_garbage(env: Env, garbage: bytes | str | None, code: str) -> None:
     with trio.fail_after(HANG_S):
