@@ -99,7 +99,7 @@ def test_devices_remove_without_an_id(net: Net) -> None:
 
 
 def test_devices_remove_the_only_device(net: Net) -> None:
-    user_error(sonet(net.alice, "devices", "remove", "1"), "last device", "last_device")
+    user_error(sonet(net.alice, "devices", "remove", "1", "--yes"), "last device", "last_device")
     assert _device_ids(net.alice) == [1]
     ok(sonet(net.alice, "recv"))  # the device still works
 
