@@ -164,8 +164,9 @@ def cmd_sent(args: argparse.Namespace) -> None:
     try:
         messages = trio.run(lambda: device.sent(args.limit))
         refreshed = True
-    except ConnectError as exc:
-        print(f"sonet: warning: {exc}; showing the last known state", file=sys.stderr, flush=True)
+    except (ConnectError, NodeError, ProtocolError) as exc:
+        # the node is down, refuses this device (removed) or answered nonsense: the list is local
+        print(f"sonet: warning: could not ask the node ({exc}); showing the last known state", file=sys.stderr, flush=True)
         messages, refreshed = device.state.sent_messages(args.limit), False
     if device.last_receive is not None:
         _receive_warnings(device.last_receive)
@@ -223,7 +224,10 @@ def _message_line(m: InboxMessage) -> str:
         return f"[{when}] {m.sender}: {m.fields['text']}"
     if m.type == "receipt":
         count = len(m.fields["ids"])
-        return f"[{when}] {m.sender} {m.fields['receipt']} {count} message{'s' if count != 1 else ''}"
+        plural = "s" if count != 1 else ""
+        if m.fields["receipt"] == "undelivered":  # client/receiving.py: sent by a device removed since
+            return f"[{when}] {m.sender} refused {count} message{plural} from a device of yours removed before they arrived"
+        return f"[{when}] {m.sender} {m.fields['receipt']} {count} message{plural}"
     return f"[{when}] {m.sender} {'is typing' if m.fields.get('typing') == 'started' else 'stopped typing'}"
 
 

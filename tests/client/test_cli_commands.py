@@ -114,7 +114,7 @@ async def test_sent_without_the_node_shows_the_last_known_state_and_says_so(
         rc, out, err = await run(capsys, "--home", home(alice), "sent")
         assert rc == 0 and out.splitlines()[0].endswith(f"-> {BOB}  accepted  id {sent.id.hex()}"), out
         [warning] = [line for line in err.splitlines() if "last known state" in line]
-        assert warning.startswith("sonet: warning: cannot connect to ") and warning.endswith("; showing the last known state")
+        assert warning.startswith("sonet: warning: could not ask the node (cannot connect to ") and warning.endswith("); showing the last known state")
         rc, out, _ = await run(capsys, "--home", home(alice), "sent", "--json")
         assert rc == 0 and [(r["id"], r["state"], r["refreshed"]) for r in json_lines(out)] == [(sent.id.hex(), "accepted", False)]
 
@@ -171,11 +171,16 @@ async def test_removing_the_device_in_use_asks_first(
         assert (rc, out.strip()) == (0, f"removed device {tablet_id}"), err
 
         # typing the id removes it
+        note = await laptop.send_text(ALICE, "a note from the laptop")
         stdin(f"{laptop_id}\n", tty=True)
         rc, out, err = await run(capsys, "--home", home(laptop), "devices", "remove", str(laptop_id))
         assert rc == 0 and out.startswith(f"removed device {laptop_id} (this device: it can no longer use {ALICE}"), err
         rc, out, _ = await run(capsys, "--home", home(alice), "devices", "--json")
         assert [d["id"] for d in json_lines(out)] == [1]
+        # the removed device can no longer ask the node, and still lists what it sent
+        rc, out, err = await run(capsys, "--home", home(laptop), "sent", "--json")
+        assert rc == 0 and [(r["id"], r["refreshed"]) for r in json_lines(out)] == [(note.id.hex(), False)]
+        assert "could not ask the node (this device was removed from its account)" in err, err
 
         # --yes skips the question (here the node refuses: it is the account's last device)
         stdin("", tty=False)
