@@ -388,13 +388,13 @@ async def test_removed_device_is_cut_off_and_no_longer_receives(
 
         assert [(d.device, d.this_device) for d in await alice.devices()] == [(1, True)]
         assert alice.state.session(ALICE, 2) is None
-        # from now on the node treats alice2 as a stranger
+        # from now on every connection of alice2 hears that it was removed
         with pytest.raises(NodeError) as info:
             await alice2.receive()
-        assert info.value.code == "not_registered"
+        assert info.value.code == "device_removed"
         with pytest.raises(NodeError) as info:
             await alice2.send_text(BOB, "still here?")
-        assert info.value.code == "not_registered"
+        assert info.value.code == "device_removed"
 
         sent = await alice.send_text(BOB, "after removal")
         assert (sent.devices, sent.own_devices) == (1, 0)
