@@ -6,7 +6,10 @@ A message from a device the sender's account has removed since is still delivere
 signed device list remembers the removal and this device's node stored the message before it
 (core/device_list.py ``check_listed_when_accepted``): the node no longer serves that device's
 record, so it comes from the box (which carries it when the message starts a session) or from
-the copy this device kept when it last used it (``sender_record/<account>/<device>``).
+the copy this device kept when it last used it (``sender_record/<account>/<device>``). One it
+refuses (``sender_removed``: the device was removed before this device's node took the message)
+is reported back to the sender's account with an ``undelivered`` receipt naming the message, so
+the account's remaining devices learn that it did not arrive (the removed one cannot).
 
 ``Receiver`` does one ``receive`` on one connection that the caller (client/sdk.py) owns; the
 fan-out that sends the receipts is passed in, so it exists once, next to sending, and so are the
@@ -67,9 +70,12 @@ class _Inbox:
     changed: set[str]
     #: sender device records this receive knows are kept (``sender_record/...``)
     kept_records: set[bytes]
+    #: per sender account, the messages refused because their device was removed first
+    undelivered: dict[str, list[bytes]]
 
     def __init__(self) -> None:
         self.lookups, self.texts, self.rejected, self.changed, self.kept_records = {}, {}, [], set(), set()
+        self.undelivered = {}
 
 
 class Receiver:
@@ -116,9 +122,10 @@ class Receiver:
                         break
         if conn.error is not None and not scope.cancelled_caught:
             raise conn.error
-        await self._send_receipts(conn, "delivered")
+        await self._send_receipts(conn, "delivered", inbox.texts)
+        await self._send_receipts(conn, "undelivered", inbox.undelivered)
         if read_receipts:
-            await self._send_receipts(conn, "read")
+            await self._send_receipts(conn, "read", inbox.texts)
 
     def result(self) -> ReceiveResult:
         inbox = self._inbox
@@ -161,7 +168,12 @@ class Receiver:
         key = await node_key(conn, self._state, node, now=self._clock())
         # judged at arrival, as Signal does: a day offline must not expire them
         cert = self._certificates.verify(unsealed.certificate_raw, node_key=key, node=node, now=item.stored_at)
-        record = await self._sender_record(conn, cert, accepted_at=item.stored_at, boxed_record=unsealed.record_raw)
+        try:
+            record = await self._sender_record(conn, cert, accepted_at=item.stored_at, boxed_record=unsealed.record_raw)
+        except VerifyError as exc:
+            if exc.code == "sender_removed":  # the certificate is genuine: tell its account
+                self._inbox.undelivered.setdefault(cert.account, []).append(item.envelope.id)
+            raise
         decrypted = self._sessions.decrypt(cert.account, cert.device, record, unsealed.message)
         content = decode_content(decrypted.plaintext)
         stored = _inbox_message(content, cert.account, profile.address, item.stored_at)
@@ -233,9 +245,10 @@ class Receiver:
             raise VerifyError(f"the device record of {cert.account}'s removed device is for another identity", code="certificate_mismatch")
         return record
 
-    async def _send_receipts(self, conn: Connection, kind: str) -> None:
+    async def _send_receipts(self, conn: Connection, kind: str, messages: dict[str, list[bytes]]) -> None:
+        """A receipt of ``kind`` to each sender account for its ``messages`` (content ids)."""
         profile = self._profile
-        for sender, ids in self._inbox.texts.items():
+        for sender, ids in messages.items():
             if sender == profile.address:
                 continue
             for start in range(0, len(ids), limits.MAX_RECEIPT_IDS):

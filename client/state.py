@@ -388,8 +388,11 @@ class DeviceState(DirectoryState, PendingState):
             )
 
     def record_receipt(self, msg_ids: list[bytes], kind: str, at: int, *, recipient: str) -> None:
-        """Only the account a message went to can confirm it."""
-        column = "delivered_at" if kind == "delivered" else "read_at"
+        """Only the account a message went to can confirm it. ``undelivered`` changes nothing
+        here: it comes only for messages of a device this account removed, which is not us."""
+        column = {"delivered": "delivered_at", "read": "read_at"}.get(kind)
+        if column is None:
+            return
         with self.transaction():
             self._db.executemany(
                 f"UPDATE sent SET {column} = COALESCE({column}, ?) WHERE id = ? AND recipient = ?",

@@ -4,7 +4,9 @@
 type:
 
 - ``text``     ``{text}``
-- ``receipt``  ``{receipt: "delivered" | "read", ids: [16-byte content ids]}`` (1..MAX_RECEIPT_IDS, unique)
+- ``receipt``  ``{receipt: "delivered" | "read" | "undelivered", ids: [16-byte content ids]}``
+  (1..MAX_RECEIPT_IDS, unique); ``undelivered``: the recipient refused them because the account
+  removed the sending device before the recipient's node took them (client/receiving.py)
 - ``typing``   ``{typing: "started" | "stopped"}``
 - ``sync``     ``{to: address, text}`` — a copy of one's own outgoing message for one's other
   devices; ``id`` and ``sent_at`` are those of the original, so every device dedupes alike.
@@ -42,7 +44,7 @@ __all__ = [
 
 TEXT, RECEIPT, TYPING, SYNC, ALERT = "text", "receipt", "typing", "sync", "alert"
 CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT)
-RECEIPT_KINDS = ("delivered", "read")
+RECEIPT_KINDS = ("delivered", "read", "undelivered")
 TYPING_STATES = ("started", "stopped")
 _VERSION = 1
 _COMMON = {"v": int, "type": str, "id": bytes, "sent_at": int}

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 
+from sonet.client import cli
 from sonet.client.connection import NodeError
 from sonet.client.sdk import RATCHET_MESSAGE, Device
 from sonet.client.sessions import Sessions
@@ -40,7 +41,7 @@ from sonet.core.sealed_sender import sealed_info, seal, unseal
 from tests.core.ratchet.helpers import initial
 from tests.node.conftest import RunningNode
 
-from .conftest import ALICE, BETA, BOB, HANG_S, Clock, fetch_bundle, link_device, node_db, texts
+from .conftest import ALICE, BETA, BOB, HANG_S, Clock, fetch_bundle, link_device, node_db, shown, texts
 from .loopback import Loopback
 
 Register = Callable[..., Awaitable[Device]]
@@ -87,6 +88,11 @@ async def _inject(at: RunningNode, author: Device, via: SigningKey, recipient: D
         reply = await conn.request(lambda n: SendBatch(request=n, envelopes=(envelope,)))
     assert isinstance(reply, Accepted) and reply.stored == 1
     return msg_id
+
+
+def _undelivered(device: Device, result) -> list[tuple[str, list[str]]]:  # noqa: ANN001
+    """(sender, message ids) of the ``undelivered`` receipts in ``result``."""
+    return [(sender, fields["ids"]) for sender, kind, fields in shown(device, result) if kind == "receipt" and fields["receipt"] == "undelivered"]
 
 
 def _set_stored_at(at: RunningNode, msg_id: bytes, stored_at: int) -> None:
@@ -165,6 +171,8 @@ async def test_a_removed_device_cannot_send_after_its_removal(
         _rejected(await bob.receive(), msg_id, "removed from alice@alpha.example before the message reached this device's node")
         await alpha.settle()
         assert await alpha.pending(BOB) == []  # a definite no: acknowledged, not kept
+        # alice's remaining device hears of it: her removed device is still sending
+        assert _undelivered(alice, await alice.receive()) == [(BOB, [msg_id.hex()])]
 
 
 async def test_a_node_cannot_move_a_removed_devices_message_beyond_the_bounds(
@@ -269,6 +277,12 @@ async def test_a_remote_message_that_reached_the_recipients_node_after_the_remov
         clock.advance(limits.MAX_CERT_CLOCK_SKEW_MS + MINUTE_MS)
         assert await loopback.flush() == {BETA: ["ok"]}
         _rejected(await bob.receive(), sent.id, "before the message reached this device's node")
+        # the account learns it failed: bob's device reports it back to alice's devices
+        assert await loopback.flush() == {"alpha.example": ["ok"]}
+        result = await alice.receive()
+        [receipt] = [m for m in result.messages if m.type == "receipt"]
+        assert cli._message_line(receipt).endswith(f"{BOB_B} refused 1 message from a device of yours removed before they arrived")
+        assert _undelivered(alice, result) == [(BOB_B, [sent.id.hex()])]
 
 
 # The rule and the list's memory, pure --------------------------------------------------------
