@@ -28,7 +28,7 @@ from sonet.core.client_api import Bundle
 from sonet.core.crypto import CryptoMode, CryptoPolicy
 from sonet.core.device import DeviceRecord
 from sonet.core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
-from sonet.core.ratchet import PrekeyBundle, PrekeySecret, SessionState, decrypt, encrypt, initiate, is_initial, open_initial, session_mode
+from sonet.core.ratchet import PrekeyBundle, PrekeySecret, SessionState, decrypt, encrypt, initiate, open_initial, session_mode
 from sonet.core.ratchet import decode_prekey, read_prekey_header, verify_bundle
 
 from .crypto_modes import can_run, check_requested, session_floor
@@ -166,9 +166,8 @@ class Sessions:
             # The peer still uses this one: it becomes current, the current one is kept.
             rest = ([raw] if raw is not None else []) + previous[:index] + previous[index + 1 :]
             return self._staged(address, device, record, plaintext, new_state, (), tuple(rest[:MAX_PREVIOUS]))
-        if is_initial(message):
-            header = read_prekey_header(message)
-            assert header is not None  # is_initial
+        header = read_prekey_header(message)
+        if header is not None:  # a message that starts a session
             mode = self._accept_offered(header.mode, record, address, device)
             plaintext, new_state, used = open_initial(
                 message,
@@ -226,15 +225,15 @@ class Sessions:
         return mode
 
     def _staged(self, address, device, record, plaintext, new_state, used, previous=None) -> Decrypted:  # noqa: ANN001
-        # Both halves of the peer's PQXDH identity must be the ones its signed record lists: the
-        # X25519 identity key authenticates the sender in classical/hybrid PQXDH (DH1), so a
-        # session opened with someone else's X25519 key must never pass as that device's.
         floor, whose = session_floor(self._state)
         if new_state.mode.rank < floor.rank:  # a session from before the floor was raised
             raise RemoteProtocolError(
                 f"the session with {address} device {device} runs in crypto mode {new_state.mode.value}, below {whose}",
                 code="crypto_mode_refused",
             )
+        # Both halves of the peer's PQXDH identity must be the ones its signed record lists: the
+        # X25519 identity key authenticates the sender in classical/hybrid PQXDH (DH1), so a
+        # session opened with someone else's X25519 key must never pass as that device's.
         if new_state.peer_identity != record.identity:
             raise VerifyError(f"the session with {address} device {device} belongs to another identity key")
         expected_dh = record.identity_dh if new_state.mode.uses_classical else None
