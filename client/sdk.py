@@ -491,13 +491,14 @@ class Device:
         """Encrypt and seal for each target and hand the batch to the node."""
         await self._establish(conn, sessions, targets)
         certificate = await self._certificate(conn, profile)
+        own_record = self._own_record(profile)
         now = self._clock()
         envelopes = []
         for t in targets:
             record = t.view.devices[t.device]
             message = sessions.encrypt(t.address, t.device, t.content)  # state committed first
             body = seal(certificate=certificate, message=message, msg_type=RATCHET_MESSAGE, to_key=record.hpke,
-                        recipient_fp=record.fingerprint, sender_record=self._own_record(profile))
+                        recipient_fp=record.fingerprint, sender_record=own_record)
             envelopes.append(
                 Envelope(v=ENVELOPE_VERSION, id=msg_id, to=t.address, device=t.device,
                          expires=now + limits.DEFAULT_ENVELOPE_TTL_MS, kind=kind, body=body)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import trio
@@ -20,6 +21,7 @@ from sonet.client import cli
 from sonet.client.connection import NodeError
 from sonet.client.sdk import RATCHET_MESSAGE, Device
 from sonet.client.sessions import Sessions
+from sonet.client.state import DeviceState
 from sonet.core import limits
 from sonet.core.client_api import Accepted, SendBatch
 from sonet.core.content import Content, encode_content
@@ -429,3 +431,18 @@ def _initial() -> bytes:
 def _not_initial() -> bytes:
     """The same message without its prekey header: what a session sends once established."""
     return canonical.dumps(canonical.loads(_initial())["m"])
+
+
+def test_an_undelivered_receipt_changes_no_sent_message(tmp_path: Path) -> None:
+    """It names messages of a device the account removed, never this device's own."""
+    state = DeviceState(tmp_path / "state")
+    try:
+        msg_id = os.urandom(limits.CONTENT_ID_LEN)
+        state.record_sent(msg_id, BOB, NOW, 1, state="accepted")
+        state.record_receipt([msg_id], "undelivered", NOW + 1, recipient=BOB)
+        [sent] = state.sent_messages(5)
+        assert (sent.state, sent.delivered_at, sent.read_at) == ("accepted", None, None)
+        state.record_receipt([msg_id], "delivered", NOW + 2, recipient=BOB)
+        assert state.sent_message(msg_id).delivered_at == NOW + 2
+    finally:
+        state.close()
