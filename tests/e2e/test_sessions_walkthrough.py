@@ -147,7 +147,7 @@ def test_sessions_acceptance_walkthrough(procs: Processes, tmp_path: Path) -> No
     assert out["devices"] == 1 and out["own_devices"] == 1, out
     (m,) = _recv_texts(bob)
     assert (m["text"], m["from"], m["id"]) == (last, "alice@localhost", out["id"])
-    user_error(sonet(bob2, "recv", "--json"), "not registered")
+    user_error(sonet(bob2, "recv", "--json"), "removed from its account")
     # alice's own copy still syncs (receipts bob's removed device sent earlier may be dropped)
     assert [m["text"] for m in _recv_texts(alice2, quiet=False)] == [last]
     status = json.loads(ok(node_cli("status", "--data", node.data, "--json")).out)
