@@ -52,11 +52,10 @@ import trio
 from trio_websocket import open_websocket_url
 
 from sonet.core import limits
-from sonet.core.channel import Channel
-from sonet.core.client_api import Welcome
+from sonet.core.client_api import CLIENT_FRAMES, Welcome
 from sonet.core.crypto import CryptoMode, CryptoPolicy, SigningKey
 from sonet.core.handshake import Handshake, HandshakeComplete, PeerIdentified, Role
-from sonet.core.handshake_driver import run_initiator
+from sonet.transport import dial
 
 BIN = Path(sys.executable).parent
 BATCH = 100
@@ -135,30 +134,24 @@ def _kill(proc: subprocess.Popen[str]) -> None:
 
 
 async def _open_one(url: str, identity: SigningKey | None, fingerprint: str | None, ready, release: trio.Event) -> None:
-    """Open one connection (with the node handshake when ``identity`` is given), call
-    ``ready(ws or None)`` once, hold it until ``release``."""
+    """Open one connection (``/client`` through the transport's dial, handshake and Welcome
+    included, when ``identity`` is given; else a bare WebSocket to ``url/``), call
+    ``ready(closed)`` once (``closed()`` tells whether it closed since; None: it failed), hold
+    it until ``release``."""
     reported = False
     try:
-        async with open_websocket_url(
-            url, max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=30, disconnect_timeout=2
-        ) as ws:
-            if identity is not None:
-                hs = Handshake(
-                    Role.INITIATOR,
-                    identity=identity,
-                    policy=CryptoPolicy(),
-                    rng=os.urandom,
-                    prologue=b"/client",
-                    expected_peer=fingerprint,
-                )
-                done = await run_initiator(hs, send=ws.send_message, receive=ws.get_message, peer="node")
-                channel = Channel(done.keys)
-                channel.receive_data(await ws.get_message())
-                if not isinstance(channel.next_event(), Welcome):
-                    raise RuntimeError("no Welcome")
-            reported = True
-            ready(ws)
-            await release.wait()
+        if identity is None:
+            async with open_websocket_url(
+                url + "/", max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=30, disconnect_timeout=2
+            ) as ws:
+                reported = True
+                ready(lambda: ws.closed is not None)
+                await release.wait()
+        else:
+            async with dial(url, "/client", identity=identity, expected_peer=fingerprint, frames=CLIENT_FRAMES, greeting=Welcome) as sock:
+                reported = True
+                ready(lambda: sock.closed)
+                await release.wait()
     except Exception:
         if not reported:
             ready(None)
@@ -173,7 +166,7 @@ async def _hold(url: str, n: int, budget_s: float, pid: int, identity: SigningKe
             # warm-up: one connection opened and closed before the "before" reading
             warm = trio.Event()
             done_warm = trio.Event()
-            nursery.start_soon(_open_one, url, identity, fingerprint, lambda ws: done_warm.set(), warm)
+            nursery.start_soon(_open_one, url, identity, fingerprint, lambda closed: done_warm.set(), warm)
             await done_warm.wait()
             warm.set()
             await trio.sleep(0.5)
@@ -187,12 +180,12 @@ async def _hold(url: str, n: int, budget_s: float, pid: int, identity: SigningKe
                 left = size
                 batch_done = trio.Event()
 
-                def ready(ws) -> None:
+                def ready(closed) -> None:
                     nonlocal left, failed
-                    if ws is None:
+                    if closed is None:
                         failed += 1
                     else:
-                        held.append(ws)
+                        held.append(closed)
                     left -= 1
                     if left == 0:
                         batch_done.set()
@@ -204,7 +197,7 @@ async def _hold(url: str, n: int, budget_s: float, pid: int, identity: SigningKe
             elapsed = time.monotonic() - start
             await trio.sleep(1.0)
             after = _rss(pid)
-            alive = sum(1 for ws in held if ws.closed is None)
+            alive = sum(1 for closed in held if not closed())
         finally:
             release.set()
             # graceful close, bounded; whatever is left is cancelled
@@ -281,7 +274,7 @@ def measure(quick: bool) -> dict[str, float | int]:
 
         node, url = _spawn([str(BIN / "sonet-node"), "run", "--data", str(data)], tmp / "node.stderr", _LISTENING)
         try:
-            r = trio.run(_hold, url + "/client", n, budget, node.pid, identity, fingerprint)
+            r = trio.run(_hold, url, n, budget, node.pid, identity, fingerprint)
         finally:
             _kill(node)
         out["connections_held"] = r["held"]
@@ -296,7 +289,7 @@ def measure(quick: bool) -> dict[str, float | int]:
             [sys.executable, "-c", _BARE_SERVER], tmp / "bare.stderr", re.compile(r"listening on (ws://\S+)")
         )
         try:
-            c = trio.run(_hold, bare_url + "/", target, budget, bare.pid, None, None)
+            c = trio.run(_hold, bare_url, target, budget, bare.pid, None, None)
         finally:
             _kill(bare)
         out["connections_held_ceiling"] = c["held"]

@@ -13,7 +13,7 @@ from . import limits
 from .crypto import Aead
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .handshake import NEED_DATA, SessionKeys
-from .wire import Frame, decode_frame, encode_frame
+from .wire import Frame, FrameSet, decode_frame, encode_frame
 
 __all__ = ["Channel", "NEED_DATA"]
 
@@ -26,11 +26,14 @@ def _nonce(iv: bytes, counter: int) -> bytes:
 
 class Channel:
     """h11-style: :meth:`send` turns a frame into a record; :meth:`receive_data` takes a record;
-    :meth:`next_event` yields the decoded frames."""
+    :meth:`next_event` yields the decoded frames. ``frames`` is the set of the channel's
+    endpoint: a frame of another endpoint does not decode (a device channel cannot even decode
+    a federation ``Push``)."""
 
-    __slots__ = ("_send", "_recv", "_send_iv", "_recv_iv", "_send_n", "_recv_n", "_events", "_broken", "_last_word", "binding")
+    __slots__ = ("_send", "_recv", "_send_iv", "_recv_iv", "_send_n", "_recv_n", "_events", "_broken", "_last_word", "binding", "frames")
 
-    def __init__(self, keys: SessionKeys) -> None:
+    def __init__(self, keys: SessionKeys, frames: FrameSet) -> None:
+        self.frames = frames
         self._send = Aead(keys.send_key)
         self._recv = Aead(keys.recv_key)
         self._send_iv = keys.send_iv
@@ -65,7 +68,7 @@ class Channel:
                 raise RemoteProtocolError("record exceeds the size limit")
             plaintext = self._recv.open(_nonce(self._recv_iv, self._recv_n), record, _AAD)
             self._recv_n += 1
-            self._events.append(decode_frame(plaintext))
+            self._events.append(decode_frame(plaintext, self.frames))
         except ProtocolError:
             self._broken = True
             self._last_word = True

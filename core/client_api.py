@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import limits
 from .envelope import Envelope
-from .wire import Frame, Struct, frame, struct
+from .wire import Frame, FrameSet, Struct, frame, frames_declared_in, struct
 
 __all__ = [
     "Welcome",
@@ -58,6 +58,7 @@ __all__ = [
     "Head",
     "FetchLeaves",
     "Leaves",
+    "CLIENT_FRAMES",
 ]
 
 
@@ -509,3 +510,7 @@ class Leaves(Frame):
             raise ValueError("a compact range is at most 64 hashes of 32 bytes")
         if len(self.leaves) > limits.MAX_LEAVES_PER_FETCH or any(len(x) > limits.MAX_DIRECTORY_LEAF_BYTES for x in self.leaves):
             raise ValueError(f"at most {limits.MAX_LEAVES_PER_FETCH} leaves of bounded size")
+
+
+#: what travels on ``/client`` (both ways): every frame declared above
+CLIENT_FRAMES = FrameSet("/client", frames_declared_in(__name__))

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 from . import limits
 from .address import parse_address, validate_node_name
+from . import client_api
 from .client_api import SignedHead
 from .envelope import Envelope, Kind
 from .errors import ProtocolError
-from .wire import Frame, Struct, frame, struct
+from .wire import Frame, FrameSet, Struct, frame, frames_declared_in, struct
 
-__all__ = ["Report", "Transit", "Push", "PushResult", "Cosign", "SeenHead", "Gossip", "Noted", "OK", "REFUSALS"]
+__all__ = ["Report", "Transit", "Push", "PushResult", "Cosign", "SeenHead", "Gossip", "Noted", "OK", "REFUSALS", "FEDERATION_FRAMES"]
 
 #: the outcome of an item that the receiver took
 OK = "ok"
@@ -148,3 +149,17 @@ class Gossip(Frame):
 @frame(tag=64)
 class Noted(Frame):
     request: int
+
+
+#: what travels on ``/federation`` (both ways): the frames above and the lookups, answers,
+#: errors and pings of core/client_api.py listed in this module's docstring
+FEDERATION_FRAMES = FrameSet(
+    "/federation",
+    (
+        *frames_declared_in(__name__),
+        *(client_api.FetchDevices, client_api.Devices, client_api.FetchBundles, client_api.Bundles),
+        *(client_api.FetchNodeKey, client_api.NodeKey, client_api.FetchHead, client_api.Head),
+        *(client_api.FetchConsistency, client_api.Consistency),
+        *(client_api.ErrorFrame, client_api.Ping, client_api.Pong),
+    ),
+)

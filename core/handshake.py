@@ -27,7 +27,7 @@ from . import canonical, limits
 from .crypto import Aead, CryptoMode, CryptoPolicy, KexOffer, Rng, SigningKey, VerifyKey, hkdf_expand, respond, sha256
 from .crypto.kdf import hmac_sha256
 from .errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError, registered
-from .wire import Frame, decode_frame, encode_frame, frame
+from .wire import Frame, FrameSet, decode_frame, encode_frame, frame
 
 __all__ = [
     "Role",
@@ -41,6 +41,7 @@ __all__ = [
     "Auth3",
     "Done4",
     "HandshakeError",
+    "HANDSHAKE_FRAMES",
     "PROTOCOL_VERSION",
 ]
 
@@ -99,6 +100,11 @@ class HandshakeError(Frame):
 
     code: str
     message: str
+
+
+#: the frames of the handshake (before any channel); a channel frame here is a message other
+#: than the one expected, ``bad_input`` like any
+HANDSHAKE_FRAMES = FrameSet("handshake", (Hello1, Hello2, Auth3, Done4, HandshakeError), foreign_code="bad_input")
 
 
 # Events ---------------------------------------------------------------------------------
@@ -201,7 +207,7 @@ class Handshake:
         try:
             if len(data) > limits.MAX_HANDSHAKE_MESSAGE_BYTES:
                 raise RemoteProtocolError("handshake message too large")
-            msg = decode_frame(data)
+            msg = decode_frame(data, HANDSHAKE_FRAMES)
             if isinstance(msg, HandshakeError):
                 if not registered(msg.code):  # a code this version does not know says nothing more
                     raise RemoteProtocolError(f"peer refused the handshake ({msg.code!r}): {msg.message}")

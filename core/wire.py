@@ -33,6 +33,9 @@ __all__ = [
     "packb",
     "unpackb",
     "registered_frames",
+    "FrameSet",
+    "ANY_FRAME",
+    "frames_declared_in",
 ]
 
 T = TypeVar("T")
@@ -58,11 +61,85 @@ class Frame(Struct):
     TAG: ClassVar[int]
 
 
+#: every frame of every endpoint: a tag names one frame protocol-wide, so a frame that reaches
+#: the wrong endpoint is recognised and named in the refusal
 _REGISTRY: dict[int, type[Frame]] = {}
 
 
 def registered_frames() -> dict[int, type[Frame]]:
     return dict(_REGISTRY)
+
+
+class FrameSet:
+    """The frames one endpoint speaks (the handshake, ``/client``, ``/federation``). Decoding
+    on an endpoint knows only its set: a device channel cannot even decode a federation
+    ``Push``. A registered frame of another endpoint is refused with ``foreign_code``."""
+
+    __slots__ = ("name", "foreign_code", "_by_tag")
+
+    def __init__(self, name: str, frames: typing.Iterable[type[Frame]], *, foreign_code: str = "unexpected_frame") -> None:
+        self.name = name
+        self.foreign_code = foreign_code
+        self._by_tag: dict[int, type[Frame]] = {}
+        for cls in frames:
+            if _REGISTRY.get(getattr(cls, "TAG", -1)) is not cls:
+                raise TypeError(f"{name}: {cls!r} is not a registered frame")
+            self._by_tag[cls.TAG] = cls
+
+    def __contains__(self, cls: object) -> bool:
+        return isinstance(cls, type) and self._by_tag.get(getattr(cls, "TAG", -1)) is cls
+
+    def __iter__(self) -> typing.Iterator[type[Frame]]:
+        return iter(sorted(self._by_tag.values(), key=lambda cls: cls.TAG))
+
+    def __len__(self) -> int:
+        return len(self._by_tag)
+
+    def __repr__(self) -> str:
+        return f"FrameSet({self.name!r}, {len(self)} frames)"
+
+    def lookup(self, tag: int) -> type[Frame]:
+        """The frame of ``tag`` in this set, or RemoteProtocolError."""
+        cls = self._by_tag.get(tag)
+        if cls is not None:
+            return cls
+        other = _REGISTRY.get(tag)
+        if other is None:
+            raise RemoteProtocolError(f"unknown frame tag {tag}")
+        raise RemoteProtocolError(f"{other.__name__} (frame tag {tag}) is not a {self.name} frame", code=self.foreign_code)
+
+
+def frames_declared_in(module: str) -> list[type[Frame]]:
+    """The registered frames whose class a module declares (call it after the last one)."""
+    return [cls for _, cls in sorted(_REGISTRY.items()) if cls.__module__ == module]
+
+
+class _AnyFrame(FrameSet):
+    """Every registered frame, for tools and tests that read frames of any endpoint."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__("registered", ())
+
+    def lookup(self, tag: int) -> type[Frame]:
+        cls = _REGISTRY.get(tag)
+        if cls is None:
+            raise RemoteProtocolError(f"unknown frame tag {tag}")
+        return cls
+
+    def __contains__(self, cls: object) -> bool:
+        return isinstance(cls, type) and _REGISTRY.get(getattr(cls, "TAG", -1)) is cls
+
+    def __iter__(self) -> typing.Iterator[type[Frame]]:
+        return iter([cls for _, cls in sorted(_REGISTRY.items())])
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+
+#: decoding with no endpoint: any registered frame (never used on a channel)
+ANY_FRAME: FrameSet = _AnyFrame()
 
 
 # Type checkers ---------------------------------------------------------------------------
@@ -331,14 +408,13 @@ def _decode_struct(cls: type[T], value: Any) -> T:
     return obj
 
 
-def decode_frame(data: bytes) -> Frame:
-    """Decode and type-check one frame. Raises only RemoteProtocolError."""
+def decode_frame(data: bytes, frames: FrameSet = ANY_FRAME) -> Frame:
+    """Decode and type-check one frame of ``frames`` (an endpoint's set; by default any
+    registered frame, for tools and tests). Raises only RemoteProtocolError."""
     value = _unpack(data)
     if type(value) is not list or not value or type(value[0]) is not int:
         raise RemoteProtocolError("frame must be an array starting with an integer tag")
-    cls = _REGISTRY.get(value[0])
-    if cls is None:
-        raise RemoteProtocolError(f"unknown frame tag {value[0]}")
+    cls = frames.lookup(value[0])
     try:
         return _decode_struct(cls, value[1:])
     except ValueError as exc:

@@ -27,7 +27,7 @@ federation/ports.py:
 ``await nursery.start(federation.run)``  runs outbox workers and link upkeep until cancelled
                                           (start it before serving ``/federation``).
 ``federation.gate``                       the PeerGate for the ``/federation`` route.
-``await federation.serve(ws, channel, done)``  serves one admitted inbound link.
+``await federation.serve(link, done)``  serves one admitted inbound link.
 ``directory_changed()``                   this node signed a new head: gossip it to the direct
                                           peers now (in the background; never blocks)
 
@@ -91,7 +91,6 @@ import trio
 
 from sonet.core import limits
 from sonet.core.address import parse_address
-from sonet.core.channel import Channel
 from sonet.core.client_api import (
     Bundles,
     Consistency,
@@ -115,7 +114,7 @@ from sonet.core.wire import Frame
 from .errors import FederationError
 from .gossip import Gossiper
 from .inbound import Inbound
-from .link import PeerGate, serve_link
+from .link import PeerGate, PeerLink, serve_link
 from .outbox import Outboxes
 from .peers import Peer, find_peer
 from .pool import LinkPool
@@ -305,27 +304,27 @@ class Federation:
         except StoreFailure as exc:
             log.warning("cannot remember the identity key of %s: %s", name, exc)
 
-    async def serve(self, ws: Any, channel: Channel, done: HandshakeComplete) -> None:
+    async def serve(self, link: PeerLink, done: HandshakeComplete) -> None:
         """Serve one inbound link the gate admitted."""
         try:
             routes = await self.routes()
         except StoreFailure as exc:
             log.warning("closing an inbound federation link: cannot read the peer table: %s", exc)
-            await ws.aclose(code=1011, reason="unavailable")
+            await link.aclose(code=1011, reason="unavailable")
             return
         peer = find_peer(routes.peers, fingerprint=done.peer.fingerprint)
         if peer is None:  # removed since the gate admitted it
-            await ws.aclose(code=1008, reason="unknown_peer")
+            await link.aclose(code=1008, reason="unknown_peer")
             return
         if self._pool.inbound(peer.name) >= self._settings.max_inbound_links:
             # each link may hold many requests and frames in memory: one peer gets a few links
             log.info("refused another federation link from %s: it already holds %d", peer.name, self._settings.max_inbound_links)
-            await ws.aclose(code=1008, reason="too_many_links")
+            await link.aclose(code=1008, reason="too_many_links")
             return
         self.status.link_opened()
         self._pool.inbound_opened(peer.name)
         try:
-            await serve_link(ws, channel, self._inbound.handler(peer.name, done.peer))
+            await serve_link(link, self._inbound.handler(peer.name, done.peer))
         finally:
             self._pool.inbound_closed(peer.name)
             self.status.link_closed()

@@ -9,7 +9,7 @@ from typing import Any
 
 from sonet.core import canonical
 from sonet.core.channel import Channel
-from sonet.core.client_api import Ping
+from sonet.core.client_api import CLIENT_FRAMES, Ping
 from sonet.core.content import Content, decode_content
 from sonet.core.envelope import Envelope, Kind
 from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError
@@ -75,25 +75,26 @@ def channel_keys(*, initiator: bool) -> SessionKeys:
 
 
 def _open_record(data: bytes) -> Frame:
-    channel = Channel(channel_keys(initiator=False))
+    channel = Channel(channel_keys(initiator=False), CLIENT_FRAMES)  # a node's /client end
     channel.receive_data(data)
     return channel.next_event()
 
 
 def _record_seeds() -> list[bytes]:
-    """The first record of a channel, carrying each sample frame."""
-    return [Channel(channel_keys(initiator=True)).seal(frame) for frame in frame_samples().values()] + [
-        Channel(channel_keys(initiator=True)).send(Ping(request=1))
+    """The first record of a /client channel, carrying each sample frame of that endpoint."""
+    samples = frame_samples()
+    return [Channel(channel_keys(initiator=True), CLIENT_FRAMES).seal(samples[cls.TAG]) for cls in CLIENT_FRAMES] + [
+        Channel(channel_keys(initiator=True), CLIENT_FRAMES).send(Ping(request=1))
     ]
 
 
 register(
     Target(
         name="channel",
-        summary="core/channel: the first record of a channel (AEAD open, then the frame inside)",
+        summary="core/channel: the first record of a /client channel (AEAD open, then the frame inside, of the /client set)",
         decode=_open_record,
         errors=(RemoteProtocolError,),
-        codes=frozenset({"bad_input", DecryptError.code}),
+        codes=frozenset({"bad_input", "unexpected_frame", DecryptError.code}),
         returns=Frame,
         seeds=_record_seeds,
     )

@@ -18,17 +18,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import trio
-from trio_websocket import WebSocketConnection, serve_websocket
 
 from sonet.core import limits
-from sonet.core.channel import Channel
+from sonet.core.client_api import CLIENT_FRAMES
 from sonet.core.crypto import CryptoPolicy
+from sonet.core.federation_api import FEDERATION_FRAMES
 from sonet.core.handshake import HandshakeComplete
 from sonet.core.wire import Frame
 from sonet.federation.link import ENDPOINT as FEDERATION_ENDPOINT
 from sonet.federation.service import Federation
 from sonet.federation.settings import FederationSettings
 from sonet.federation.status import FederationStatus
+from sonet.transport import SecureSocket, serve
 
 from .client_keys import answer_local
 from .client_limits import ClientLimits
@@ -39,7 +40,7 @@ from .directory import NodeDirectory
 from .identity import load_node_key
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxRegistry
-from .server import Router
+from .server import PLAIN_HTTP_ANSWER, Router
 from .store import Quota, SqliteStore
 
 __all__ = ["Node", "now_ms", "federation_settings", "DB_FILE", "RUNTIME_FILE"]
@@ -159,18 +160,18 @@ class Node:
                 ctx = dataclasses.replace(ctx, federation=self._client_federation(ctx))
             self.context = ctx
 
-            async def serve_client(ws: WebSocketConnection, channel: Channel, done: HandshakeComplete) -> None:
+            async def serve_client(sock: SecureSocket, done: HandshakeComplete) -> None:
                 self.client_sessions += 1
                 try:
-                    await ClientSession(ctx, ws, channel, done.peer).run()
+                    await ClientSession(ctx, sock).run()
                 finally:
                     self.client_sessions -= 1
 
             router = Router(identity=self.identity, policy=self.policy)
-            router.route("/client", serve_client)
+            router.route("/client", serve_client, CLIENT_FRAMES)
             # The gate reads the peers table on every attempt: `sonet-node peer add/remove` on
             # the same database takes effect for the next link without a restart.
-            router.route(FEDERATION_ENDPOINT, self.federation.serve, admit_for=self.federation.gate.admit_for)
+            router.route(FEDERATION_ENDPOINT, self.federation.serve, FEDERATION_FRAMES, admit_for=self.federation.gate.admit_for)
             # Before serving: every account has its leaf and there is a head to witness.
             await directory.start()
             host, port = self.config.host_port
@@ -178,11 +179,11 @@ class Node:
                 # before the server: inbound links relay lookups over the federation's links
                 await nursery.start(self.federation.run)
                 server = await nursery.start(
-                    lambda task_status: serve_websocket(
+                    lambda task_status: serve(
                         router,
                         host,
                         port,
-                        None,
+                        plain_http_answer=PLAIN_HTTP_ANSWER,
                         handler_nursery=nursery,
                         max_message_size=limits.MAX_RECORD_BYTES,
                         connect_timeout=limits.HANDSHAKE_DEADLINE_S,

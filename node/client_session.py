@@ -18,10 +18,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed
 
 from sonet.core import limits
-from sonet.core.channel import Channel
 from sonet.core.client_api import (
     Ack,
     Deliver,
@@ -51,8 +50,9 @@ from sonet.core.client_api import (
 )
 from sonet.core.crypto import VerifyKey
 from sonet.core.envelope import Envelope
-from sonet.core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from sonet.core.errors import ProtocolError, RemoteProtocolError
 from sonet.core.wire import Frame
+from sonet.transport import SecureSocket
 
 from .client_checks import RequestError
 from .client_context import ClientContext, require_registered
@@ -87,12 +87,10 @@ DELIVER_BYTES = limits.MAX_FRAME_BYTES - 1024 * 1024
 class ClientSession:
     """The connection of one device; what request handlers see of it is ``Session``."""
 
-    def __init__(self, ctx: ClientContext, ws: WebSocketConnection, channel: Channel, peer: VerifyKey) -> None:
+    def __init__(self, ctx: ClientContext, sock: SecureSocket) -> None:
         self._ctx = ctx
-        self._ws = ws
-        self._channel = channel
-        self._peer = peer
-        self._send_lock = trio.Lock()
+        self._sock = sock
+        self._peer: VerifyKey = sock.peer_key
         self._mailbox: MailboxKey | None = None
         self._in_flight: set[bytes] = set()
         self._acked = trio.Event()
@@ -173,28 +171,15 @@ class ClientSession:
     # Sending ----------------------------------------------------------------------------
 
     async def send(self, frame: Frame) -> None:
-        # Seal and send under one lock: the record counter must follow the wire order.
-        async with self._send_lock:
-            await self._ws.send_message(self._channel.send(frame))
+        await self._sock.send(frame)
 
     async def _fail(self, exc: ProtocolError) -> None:
-        if self._ws.closed:
+        if self._sock.closed:
             return  # already closed (by an earlier failure, or by the device): nobody to tell
         log.info("closing client %s: %s", self._peer.fingerprint, exc)
-        error = ErrorFrame(request=0, code=exc.code, message=str(exc)[:300])
-        # Shielded (but bounded): the delivery task failing on the broken channel must not cut
-        # this short. Under the send lock up to the close: the ErrorFrame is the last record.
-        with trio.move_on_after(2, shield=True):
-            async with self._send_lock:
-                try:
-                    try:
-                        record = self._channel.send(error)
-                    except LocalProtocolError:  # the device's record broke the channel
-                        record = self._channel.send_last(error)
-                    await self._ws.send_message(record)
-                except (ConnectionClosed, ProtocolError):
-                    pass
-                await self._ws.aclose(code=1008, reason=exc.code)
+        # the ErrorFrame is the last record, whoever cancels this (the delivery task failing
+        # on the broken channel must not cut it short)
+        await self._sock.fail(exc)
 
     async def _close_when_removed(self, removed: trio.Event, scope: trio.CancelScope) -> None:
         await removed.wait()
@@ -207,13 +192,9 @@ class ClientSession:
     async def _request_loop(self) -> None:
         while True:
             try:
-                message = await self._ws.get_message()
+                frame = await self._sock.receive()
             except ConnectionClosed:
                 return
-            if isinstance(message, str):
-                raise RemoteProtocolError("text messages are not part of the protocol")
-            self._channel.receive_data(message)
-            frame = self._channel.next_event()
             try:
                 await self._dispatch(frame)
             except RequestError as exc:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sonet.core import limits
 from sonet.core.channel import NEED_DATA, Channel
-from sonet.core.client_api import Ack, Ping, Pong, SendBatch, Welcome
+from sonet.core.client_api import CLIENT_FRAMES, Ack, Ping, Pong, SendBatch, Welcome
 from sonet.core.crypto import CryptoMode
 from sonet.core.envelope import Envelope
 from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError
@@ -24,7 +24,7 @@ HYPOTHESIS = settings(max_examples=100, deadline=None, derandomize=True, databas
 
 def channels(mode: CryptoMode = CryptoMode.HYBRID, seed: object = 0) -> tuple[Channel, Channel]:
     ki, kr = session_keys(mode, seed)
-    return Channel(ki), Channel(kr)
+    return Channel(ki, CLIENT_FRAMES), Channel(kr, CLIENT_FRAMES)
 
 
 def drain(ch: Channel) -> list:

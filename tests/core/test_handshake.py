@@ -754,7 +754,7 @@ def test_session_keys_are_frozen() -> None:
 
 async def test_the_initiator_driver_completes_over_a_transport_and_refuses_text() -> None:
     from sonet.core.handshake import HandshakeComplete, PeerIdentified
-    from sonet.core.handshake_driver import run_initiator
+    from sonet.transport import run_initiator
 
     initiator, responder = pair()
     replies: list[bytes] = []

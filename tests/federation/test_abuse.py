@@ -92,7 +92,7 @@ async def test_a_malformed_push_closes_that_link_only(start_node: StartNode) -> 
     wire[2][0][2] = 99  # hops beyond the limit: the Push does not decode
     async with peer_link(beta, one, "one.example") as bad, peer_link(beta, two, "two.example") as other:
         with trio.fail_after(HANG_S):
-            await bad.send_record(bad._channel.seal(msgpack.packb(wire)))  # noqa: SLF001 - bytes no encoder makes
+            await bad.send_encoded(msgpack.packb(wire))  # bytes no encoder makes
             answer = await bad.receive()
         assert isinstance(answer, ErrorFrame) and answer.request == 0
         assert "hop" in answer.message

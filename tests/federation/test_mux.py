@@ -1,4 +1,4 @@
-"""federation/link.py ``MuxLink``: several requests outstanding on one dialled link, answers
+"""federation/link.py ``MuxLink`` (on the transport's Mux): several requests outstanding on one dialled link, answers
 matched by number whatever their order, and a broken link failing every pending request.
 
 The link under it is a fake with trio memory channels (no sockets, no crypto): what the
@@ -19,19 +19,18 @@ PEER = Peer(name="beta.example", url="ws://127.0.0.1:1", fingerprint="a" * 32, v
 
 
 class FakeLink:
-    """Stands in for PeerLink: records go out on ``sent``, frames (or an error) come in."""
+    """Stands in for PeerLink (a SecureSocket): frames go out on ``sent`` (through the codec),
+    frames (or an error) come in."""
 
     peer_key = None
+    send_broken = None
 
     def __init__(self) -> None:
         self.sent_in, self.sent = trio.open_memory_channel[Frame](16)
         self.incoming, self._incoming = trio.open_memory_channel[Frame | Exception](16)
 
-    def seal(self, frame: Frame) -> bytes:
-        return encode_frame(frame)
-
-    async def send_record(self, record: bytes) -> None:
-        await self.sent_in.send(decode_frame(record))
+    async def send(self, frame: Frame) -> None:
+        await self.sent_in.send(decode_frame(encode_frame(frame)))
 
     async def receive(self) -> Frame:
         item = await self._incoming.receive()

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sonet.core.channel import NEED_DATA, Channel
+from sonet.core.client_api import CLIENT_FRAMES
 from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError
 from sonet.core.wire import decode_frame
 from fuzz.samples import frame_samples
@@ -30,8 +31,8 @@ ACTIONS = ["pass", "replay", "drop", "swap", "flip", "garbage"]
     picks=st.lists(st.integers(min_value=0), min_size=12, max_size=12),
 )
 def test_only_the_untouched_prefix_gets_through(actions: list[str], picks: list[int]) -> None:
-    samples = list(frame_samples().values())
-    sender, receiver = Channel(channel_keys(initiator=True)), Channel(channel_keys(initiator=False))
+    samples = [frame_samples()[cls.TAG] for cls in CLIENT_FRAMES]
+    sender, receiver = Channel(channel_keys(initiator=True), CLIENT_FRAMES), Channel(channel_keys(initiator=False), CLIENT_FRAMES)
     plaintexts = [samples[p % len(samples)] for p in picks]
     records = [sender.seal(p) for p in plaintexts]
     wire: list[bytes] = []  # what the receiver gets
@@ -76,9 +77,9 @@ def test_only_the_untouched_prefix_gets_through(actions: list[str], picks: list[
 
 
 def test_a_text_message_breaks_the_channel_too() -> None:
-    receiver = Channel(channel_keys(initiator=False))
+    receiver = Channel(channel_keys(initiator=False), CLIENT_FRAMES)
     with pytest.raises(RemoteProtocolError) as info:
         receiver.receive_data("a text message")  # type: ignore[arg-type]
     assert info.value.code == "bad_input"
     with pytest.raises(LocalProtocolError):
-        receiver.receive_data(Channel(channel_keys(initiator=True)).seal(next(iter(frame_samples().values()))))
+        receiver.receive_data(Channel(channel_keys(initiator=True), CLIENT_FRAMES).seal(next(iter(frame_samples().values()))))

@@ -111,9 +111,9 @@ def test_mutated_frame_of_each_tag(tag: int) -> None:
 
 
 def test_seeds_cover_every_frame_of_every_protocol() -> None:
-    modules = (core.handshake, core.client_api, core.federation_api)
+    modules = (sonet.core.handshake, sonet.core.client_api, sonet.core.federation_api)
     frames = {cls.TAG for mod in modules for name in mod.__all__ if isinstance(cls := getattr(mod, name), type) and issubclass(cls, Frame)}
-    protocol = {tag for tag, cls in registered_frames().items() if cls.__module__.startswith("core.")}
+    protocol = {tag for tag, cls in registered_frames().items() if cls.__module__.startswith("sonet.core.")}
     assert frames and frames <= set(frame_samples()) == protocol
 
 

@@ -1,6 +1,6 @@
-"""What node tests use to act as devices, built on ``core`` only (no client SDK).
+"""What node tests use to act as devices, built on ``core`` and the transport (no client SDK).
 
-``connect_raw`` dials ``/client``, runs the initiator handshake pinned to the node and yields a
+``connect_raw`` dials ``/client`` (``sonet.transport.dial``, pinned to the node) and yields a
 ``RawConnection``: ``request(build)`` sends ``build(number)`` and returns the answer (raising
 ``NodeError`` for an ErrorFrame), pushed frames (Deliver, Drained, LinkOffer) arrive on
 ``deliveries``, and a connection-level ErrorFrame or close is kept in ``error`` / ``close_reason``.
@@ -12,29 +12,26 @@ bodies are opaque random bytes: the node never reads them.
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
 import trio
-from trio_websocket import CloseReason, ConnectionClosed, open_websocket_url
+from trio_websocket import CloseReason, ConnectionClosed
 
 from sonet.core import limits
-from sonet.core.channel import Channel
-from sonet.core.client_api import Deliver, Drained, ErrorFrame, LinkOffer, Welcome
-from sonet.core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, SigningKey
+from sonet.core.client_api import CLIENT_FRAMES, Deliver, Drained, ErrorFrame, LinkOffer, Welcome
+from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey
 from sonet.core.device import make_device_record
 from sonet.core.device_list import encode_account_identity, sign_device_list
 from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from sonet.core.errors import ProtocolError, RemoteProtocolError
-from sonet.core.handshake import Handshake, Role
-from sonet.core.handshake_driver import run_initiator
+from sonet.core.errors import RemoteProtocolError
 from sonet.core.ratchet.prekeys import MLKEM768, X25519, generate_prekey
 from sonet.core.wire import Frame
+from sonet.transport import DialError, LinkLost, Mux, SecureSocket, dial
 
 __all__ = [
     "NodeError",
@@ -68,35 +65,43 @@ class NodeError(Exception):
 
 
 class RawConnection:
-    def __init__(self, ws: Any, channel: Channel, welcome: Welcome) -> None:
-        self._ws = ws
-        self._channel = channel
+    """A device connection on the transport's ``Mux``: a request after the node ended the
+    connection fails at once."""
+
+    def __init__(self, sock: SecureSocket, welcome: Welcome) -> None:
+        self._sock = sock
         self.welcome = welcome
-        self._numbers = itertools.count(1)
-        self._waiting: dict[int, trio.MemorySendChannel[Frame]] = {}
-        self._send_lock = trio.Lock()
         send, self.deliveries = trio.open_memory_channel[Frame](64)
         self._deliveries_send = send
-        self.error: Exception | None = None
-        self.close_reason: CloseReason | None = None
-        self.closed = trio.Event()
+        self._mux = Mux(sock, peer="node", on_push=self._pushed, on_end=send.close)
+        #: set once the reader stopped (after the close that follows a refusal, if any)
+        self.closed = self._mux.stopped
+
+    @property
+    def error(self) -> Exception | None:
+        lost = self._mux.lost
+        if lost is None:
+            return None
+        if lost.refusal is not None:
+            return NodeError(lost.refusal.code, lost.refusal.message)
+        return ConnectError(str(lost))
+
+    @property
+    def close_reason(self) -> CloseReason | None:
+        return None if self._mux.lost is None else self._mux.lost.close
 
     async def send(self, frame: Frame) -> None:
-        async with self._send_lock:
-            await self._ws.send_message(self._channel.send(frame))
+        await self._sock.send(frame)
+
+    async def send_encoded(self, plaintext: bytes) -> None:
+        """Seal and send bytes no encoder makes."""
+        await self._sock.send_encoded(plaintext)
 
     async def request(self, build: Callable[[int], Frame]) -> Frame:
-        number = next(self._numbers)
-        send, receive = trio.open_memory_channel[Frame](1)
-        self._waiting[number] = send
         try:
-            await self.send(build(number))
-            try:
-                answer = await receive.receive()
-            except trio.EndOfChannel:
-                raise self.error or ConnectError("the node closed the connection") from None
-        finally:
-            self._waiting.pop(number, None)
+            answer = await self._mux.request(build)
+        except LinkLost:
+            raise self.error or ConnectError("the node closed the connection") from None
         if isinstance(answer, ErrorFrame):
             raise NodeError(answer.code, answer.message)
         return answer
@@ -108,65 +113,23 @@ class RawConnection:
                 return frame
         raise AssertionError(f"connection ended without a push: {self.error!r}")
 
-    async def read_loop(self) -> None:
-        try:
-            while True:
-                message = await self._ws.get_message()
-                if isinstance(message, str):
-                    raise RemoteProtocolError("node sent a text message")
-                self._channel.receive_data(message)
-                frame = self._channel.next_event()
-                request = getattr(frame, "request", None)
-                if isinstance(frame, ErrorFrame) and request == 0:
-                    self.error = NodeError(frame.code, frame.message)
-                    self._end()
-                elif request is not None and request in self._waiting:
-                    await self._waiting[request].send(frame)
-                elif isinstance(frame, (Deliver, Drained, LinkOffer)):
-                    await self._deliveries_send.send(frame)
-                else:
-                    raise RemoteProtocolError(f"unexpected {type(frame).__name__} from the node")
-        except ConnectionClosed as exc:
-            self.close_reason = exc.reason
-            self.error = self.error or ConnectError(f"the node closed the connection ({exc.reason})")
-        except ProtocolError as exc:
-            self.error = ConnectError(f"protocol error from the node: {exc}")
-        finally:
-            self._end()
-            self.closed.set()
-
-    def _end(self) -> None:
-        for waiter in self._waiting.values():
-            waiter.close()
-        self._deliveries_send.close()
+    async def _pushed(self, frame: Frame) -> None:
+        if not isinstance(frame, (Deliver, Drained, LinkOffer)):
+            raise RemoteProtocolError(f"unexpected {type(frame).__name__} from the node")
+        await self._deliveries_send.send(frame)
 
 
 @asynccontextmanager
 async def connect_raw(url: str, *, identity: SigningKey, node_fingerprint: str) -> AsyncIterator[RawConnection]:
     try:
-        async with open_websocket_url(
-            url + "/client", max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=10, disconnect_timeout=2
-        ) as ws:
-            hs = Handshake(
-                Role.INITIATOR,
-                identity=identity,
-                policy=CryptoPolicy(),
-                rng=os.urandom,
-                prologue=b"/client",
-                expected_peer=node_fingerprint,
-            )
-            done = await run_initiator(hs, send=ws.send_message, receive=ws.get_message, peer="node")
-            channel = Channel(done.keys)
-            channel.receive_data(await ws.get_message())
-            welcome = channel.next_event()
-            assert isinstance(welcome, Welcome), welcome
-            conn = RawConnection(ws, channel, welcome)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(conn.read_loop)
-                try:
-                    yield conn
-                finally:
-                    nursery.cancel_scope.cancel()
+        async with dial(
+            url, "/client", identity=identity, expected_peer=node_fingerprint, frames=CLIENT_FRAMES, greeting=Welcome
+        ) as sock:
+            conn = RawConnection(sock, cast(Welcome, sock.greeting))
+            async with conn._mux.running():
+                yield conn
+    except DialError as exc:
+        raise ConnectError(str(exc)) from None
     except ConnectionClosed as exc:
         raise ConnectError(f"the node closed the connection ({exc.reason})") from None
 

@@ -467,8 +467,7 @@ async def test_fetch_status_refuses_malformed_requests_and_strangers(start_feder
         for ids in ([bytes(15)], [bytes(16)] * (limits.MAX_STATUS_IDS + 1)):
             async with alpha.node.raw(alice.first) as conn:
                 # built by hand: the encoder refuses to produce what the node must reject
-                async with conn._send_lock:
-                    await conn._ws.send_message(conn._channel.seal(packb([FetchStatus.TAG, 1, ids])))
+                await conn.send_encoded(packb([FetchStatus.TAG, 1, ids]))
                 await conn.closed.wait()
                 assert isinstance(conn.error, NodeError) and conn.error.code == "bad_input"
         async with alpha.node.raw(alice.first) as conn:  # the node serves on

@@ -29,10 +29,10 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-import sonet.node.server
+import sonet.transport.handshake
 from sonet.core import limits
 from sonet.core.channel import Channel
-from sonet.core.client_api import Accepted, Ack, Drained, ErrorFrame, LinkOffer, Ping, Pong, SendBatch, Welcome
+from sonet.core.client_api import CLIENT_FRAMES, Accepted, Ack, Drained, ErrorFrame, LinkOffer, Ping, Pong, SendBatch, Welcome
 from sonet.core.crypto import CryptoMode, CryptoPolicy, SigningKey
 from sonet.core.handshake import Auth3, Handshake, HandshakeComplete, HandshakeError, Hello2, Role
 from sonet.core.wire import decode_frame, encode_frame, packb
@@ -171,7 +171,7 @@ async def complete_handshake(env: Env, ws: WebSocketConnection, identity: Signin
         event = hs.next_event()
         if isinstance(event, HandshakeComplete):
             break
-    channel = Channel(event.keys)
+    channel = Channel(event.keys, CLIENT_FRAMES)
     channel.receive_data(await ws.get_message())
     assert isinstance(channel.next_event(), Welcome)
     return channel
@@ -335,7 +335,7 @@ async def test_stalled_handshake_is_closed_after_the_deadline(env: Env, stage: s
     # Only the node's handshake deadline shrinks (its module reference to core.limits);
     # the devices in this test keep the real one.
     constants = {k: getattr(limits, k) for k in dir(limits) if k.isupper()}
-    monkeypatch.setattr(sonet.node.server, "limits", types.SimpleNamespace(**{**constants, "HANDSHAKE_DEADLINE_S": 1.5}))
+    monkeypatch.setattr(sonet.transport.handshake, "limits", types.SimpleNamespace(**{**constants, "HANDSHAKE_DEADLINE_S": 1.5}))
     with trio.fail_after(HANG_S):
         async with env.legit() as legit:
             async with open_raw(env) as ws:

@@ -30,6 +30,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 from sonet.core import limits
 from sonet.core.channel import Channel
 from sonet.core.client_api import (
+    CLIENT_FRAMES,
     Accepted,
     Ack,
     DeviceMismatch,
@@ -46,10 +47,10 @@ from sonet.core.client_api import (
 )
 from sonet.core.crypto import CryptoPolicy, SigningKey
 from sonet.core.errors import RemoteProtocolError
-from sonet.core.federation_api import Push, PushResult, Transit
+from sonet.core.federation_api import FEDERATION_FRAMES, Push, PushResult, Transit
 from sonet.core.handshake import Auth3, Handshake, HandshakeError, Role
-from sonet.core.handshake_driver import run_initiator
 from sonet.core.wire import Frame, decode_frame, encode_frame, encode_struct, packb
+from sonet.transport import run_initiator
 from tests.federation.net import new_key, pin, transit
 
 from .conftest import HANG_S, NODE_NAME, RunningNode, collect_until_drained
@@ -196,7 +197,7 @@ async def in_session(probe: Probe, build: Build, *, identity: SigningKey | None 
     async with _ws(probe, path) as ws:
         hs = _initiator(path, identity=identity, pin=probe.fingerprint)
         done = await run_initiator(hs, send=ws.send_message, receive=ws.get_message, peer="node")
-        channel = Channel(done.keys)
+        channel = Channel(done.keys, CLIENT_FRAMES if path == "/client" else FEDERATION_FRAMES)
         if path == "/client":
             channel.receive_data(await ws.get_message())
             assert isinstance(channel.next_event(), Welcome)

@@ -1,0 +1,58 @@
+"""sonet.transport.dial against a responder on the transport: a pinned key is checked, every
+failure before the connection is up is one DialError line (with the refusal code when the
+other side refused), and an established connection carries frames both ways."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from sonet.core.client_api import CLIENT_FRAMES, Ping, Pong
+from sonet.transport import DialError, dial
+
+from .echo import echo_server, new_key
+
+HANG_S = 20  # hang guard, never a performance threshold
+
+
+async def test_a_dial_pins_the_key_and_carries_frames() -> None:
+    with trio.fail_after(HANG_S):
+        async with echo_server() as echo:
+            async with dial(echo.url, "/client", identity=new_key(), expected_peer=echo.fingerprint, frames=CLIENT_FRAMES) as sock:
+                assert sock.peer_key.fingerprint == echo.fingerprint
+                await sock.ping()
+                await sock.send(Ping(request=40))
+                assert await sock.receive() == Pong(request=40)
+
+
+async def test_a_dial_to_another_key_than_the_pin_fails_with_wrong_identity() -> None:
+    with trio.fail_after(HANG_S):
+        async with echo_server() as echo:
+            with pytest.raises(DialError) as info:
+                async with dial(echo.url, "/client", identity=new_key(), expected_peer=new_key().public.fingerprint, frames=CLIENT_FRAMES):
+                    pytest.fail("connected to a responder with another key")
+    assert info.value.code == "wrong_identity"
+    assert str(info.value).startswith(f"secure channel with {echo.url} failed: ")
+
+
+async def test_a_refused_initiator_learns_the_code() -> None:
+    me = new_key()
+    with trio.fail_after(HANG_S):
+        async with echo_server() as echo:
+            echo.deny.add(me.public.fingerprint)
+            with pytest.raises(DialError) as info:
+                async with dial(echo.url, "/client", identity=me, expected_peer=echo.fingerprint, frames=CLIENT_FRAMES):
+                    pytest.fail("a refused initiator got a connection")
+    assert info.value.code == "unknown_peer"
+
+
+async def test_nothing_listening_is_one_line() -> None:
+    with trio.fail_after(HANG_S):
+        [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listener.socket.getsockname()[1]
+        await listener.aclose()  # the port is free: nothing listens there
+        with pytest.raises(DialError) as info:
+            async with dial(f"ws://127.0.0.1:{port}", "/client", identity=new_key(), expected_peer=None, frames=CLIENT_FRAMES):
+                pytest.fail("connected to nothing")
+    assert str(info.value).startswith(f"cannot connect to ws://127.0.0.1:{port}/client: ")
+    assert "\n" not in str(info.value) and info.value.code is None

@@ -1,0 +1,128 @@
+"""Open a secure connection: the WebSocket, its upgrade and the initiator handshake under ONE
+deadline (``limits.HANDSHAKE_DEADLINE_S``), lifted once the connection is up.
+
+trio-websocket's ``connect_timeout`` is not enough on its own: when the other side accepts the
+TCP connection but never answers the upgrade (a black hole), its reader task keeps
+``open_websocket_url`` waiting until the other side closes. Every failure before the
+connection is up is one ``DialError`` line; after it, errors belong to the caller's body and
+pass through as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import trio
+from trio_websocket import CloseReason, ConnectionClosed, HandshakeError as WsHandshakeError, open_websocket_url
+
+from sonet.core import limits
+from sonet.core.channel import Channel
+from sonet.core.crypto import CryptoPolicy, SigningKey
+from sonet.core.errors import ProtocolError, RemoteProtocolError
+from sonet.core.handshake import Handshake, Role
+from sonet.core.wire import Frame, FrameSet
+
+from .handshake import POLICY_VIOLATION, run_initiator
+from .socket import SecureSocket
+
+__all__ = ["dial", "DialError", "describe_close"]
+
+#: what a refusal code looks like (the close reason of a refused handshake)
+_REFUSAL_CODE = re.compile(r"[a-z_]{1,40}")
+
+
+class DialError(Exception):
+    """The other side could not be reached or authenticated (one line); ``code`` is the
+    protocol or refusal code when there is one (e.g. ``wrong_identity``, ``unknown_peer``)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@asynccontextmanager
+async def dial(
+    url: str,
+    endpoint: str,
+    *,
+    identity: SigningKey,
+    expected_peer: str | None,
+    frames: FrameSet,
+    policy: CryptoPolicy | None = None,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    greeting: type[Frame] | None = None,
+    peer: str = "node",
+) -> AsyncIterator[SecureSocket]:
+    """Connect to ``url + endpoint`` (prologue: the endpoint), pin the other side's key to
+    ``expected_peer`` (None: any key, trust on first use) and yield the connection. With
+    ``greeting`` its first frame must be of that type (within the deadline): it is
+    ``socket.greeting``. ``peer`` names the other side in errors ("node", "peer")."""
+    target = url.rstrip("/") + endpoint
+    established = False
+    try:
+        with trio.CancelScope(deadline=trio.current_time() + limits.HANDSHAKE_DEADLINE_S) as connecting:
+            async with open_websocket_url(
+                target,
+                extra_headers=list(headers),
+                max_message_size=limits.MAX_RECORD_BYTES,
+                connect_timeout=limits.HANDSHAKE_DEADLINE_S,
+                disconnect_timeout=2,
+            ) as ws:
+                hs = Handshake(
+                    Role.INITIATOR,
+                    identity=identity,
+                    policy=policy or CryptoPolicy(),
+                    rng=os.urandom,
+                    prologue=endpoint.encode(),
+                    expected_peer=expected_peer,
+                )
+                done = await run_initiator(hs, send=ws.send_message, receive=ws.get_message, peer=peer)
+                sock = SecureSocket(ws, Channel(done.keys, frames), done.peer)
+                if greeting is not None:
+                    first = await sock.receive()
+                    if not isinstance(first, greeting):
+                        raise RemoteProtocolError(f"{peer} did not start with {greeting.__name__}")
+                    sock.greeting = first
+                connecting.deadline = math.inf
+                established = True
+                yield sock
+        if connecting.cancelled_caught:
+            raise DialError(f"the {peer} at {url} did not complete the handshake in time")
+    except ProtocolError as exc:
+        if established:
+            raise
+        raise DialError(f"secure channel with {url} failed: {exc}", code=exc.code) from None
+    except ConnectionClosed as exc:
+        if established:
+            raise
+        # A refusal closes with 1008 and its code as the reason; the close can overtake the
+        # refusal message itself, so the code is taken from either.
+        reason = exc.reason
+        refused = reason is not None and reason.code == POLICY_VIOLATION and _REFUSAL_CODE.fullmatch(reason.reason or "")
+        code = reason.reason if refused and reason is not None else None
+        raise DialError(f"the {peer} at {url} closed the connection ({describe_close(reason)})", code=code) from None
+    except (OSError, WsHandshakeError) as exc:
+        if established:
+            raise
+        raise DialError(f"cannot connect to {target}: {_why(exc)}") from None
+
+
+def describe_close(reason: CloseReason | None) -> str:
+    """A close reason for humans: the peer's own words, else what happened."""
+    if reason is None:
+        return "connection lost"
+    if reason.reason:
+        return str(reason.reason)
+    return "connection lost" if reason.code == 1006 else reason.name.lower().replace("_", " ")
+
+
+def _why(exc: BaseException) -> str:
+    """One line on a connection failure (trio-websocket wraps the OSError, without a message)."""
+    for error in (exc, exc.__cause__, exc.__context__):
+        if error is not None and (text := getattr(error, "strerror", None) or str(error)):
+            return text
+    return "connection refused"

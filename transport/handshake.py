@@ -1,0 +1,104 @@
+"""Pump the sans-I/O handshake (core/handshake.py) over a message transport, in either role.
+
+The initiator side takes the transport as two async callables, so devices, dialling nodes,
+tests and benchmarks all drive it the same way; the responder side serves one accepted
+WebSocket for the node and decides about the identified initiator through ``admit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from sonet.core import limits
+from sonet.core.crypto import CryptoPolicy, SigningKey
+from sonet.core.errors import ProtocolError, RemoteProtocolError
+from sonet.core.handshake import Handshake, HandshakeComplete, PeerIdentified, Role
+
+__all__ = ["run_initiator", "respond", "Admit", "admit_everyone", "POLICY_VIOLATION", "PROTOCOL_ERROR"]
+
+log = logging.getLogger("sonet.transport")
+
+#: WebSocket close codes: a refusal (its code as the reason), a handshake that broke the protocol
+POLICY_VIOLATION = 1008
+PROTOCOL_ERROR = 1002
+
+#: decides about the authenticated initiator: None admits, ``(code, message)`` refuses
+Admit = Callable[[PeerIdentified], Awaitable[tuple[str, str] | None]]
+
+
+async def admit_everyone(event: PeerIdentified) -> tuple[str, str] | None:
+    return None
+
+
+async def run_initiator(
+    hs: Handshake,
+    *,
+    send: Callable[[bytes], Awaitable[object]],
+    receive: Callable[[], Awaitable[bytes | str]],
+    peer: str,
+) -> HandshakeComplete:
+    """Send what ``hs`` queued, feed it each message ``receive()`` returns (flushing its
+    answers even when a message is refused: a rejection travels that way) until it completes.
+    ``peer`` names the other side in errors ("node", "peer")."""
+    for out in hs.data_to_send():
+        await send(out)
+    while True:
+        message = await receive()
+        if isinstance(message, str):
+            raise RemoteProtocolError(f"{peer} sent a text message during the handshake")
+        try:
+            hs.receive_data(message)
+        finally:
+            for out in hs.data_to_send():
+                await send(out)
+        event = hs.next_event()
+        if isinstance(event, HandshakeComplete):
+            return event
+
+
+async def respond(
+    ws: WebSocketConnection, *, identity: SigningKey, policy: CryptoPolicy, prologue: bytes, admit: Admit = admit_everyone
+) -> HandshakeComplete | None:
+    """Run the responder side under the handshake deadline; None if the initiator failed, was
+    refused or was too slow (the WebSocket is then closed with the reason)."""
+    hs = Handshake(Role.RESPONDER, identity=identity, policy=policy, rng=os.urandom, prologue=prologue)
+    with trio.move_on_after(limits.HANDSHAKE_DEADLINE_S):
+        try:
+            while True:
+                message = await ws.get_message()
+                if isinstance(message, str):
+                    raise RemoteProtocolError("handshake messages must be binary")
+                try:
+                    hs.receive_data(message)
+                finally:
+                    for out in hs.data_to_send():
+                        await ws.send_message(out)
+                event = hs.next_event()
+                if isinstance(event, PeerIdentified):
+                    refusal = await admit(event)
+                    if refusal is None:
+                        hs.accept()
+                    else:
+                        hs.reject(*refusal)
+                    for out in hs.data_to_send():
+                        await ws.send_message(out)
+                    if refusal is not None:
+                        await ws.aclose(code=POLICY_VIOLATION, reason=refusal[0])
+                        return None
+                    done = hs.next_event()
+                    if not isinstance(done, HandshakeComplete):  # accept() completes it: a bug
+                        raise RuntimeError(f"handshake did not complete after accept(): {done!r}")
+                    return done
+        except ProtocolError as exc:
+            log.info("handshake failed: %s", exc)
+            await ws.aclose(code=PROTOCOL_ERROR, reason=exc.code)
+            return None
+        except ConnectionClosed:
+            return None
+    await ws.aclose(code=POLICY_VIOLATION, reason="handshake timeout")
+    return None

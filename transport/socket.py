@@ -1,0 +1,119 @@
+"""One WebSocket carrying one secure channel (after the handshake): frames out, frames in.
+
+Frames are sealed and sent under one lock: the record counter must follow the wire order. A
+record sealed but not sent (the send was cancelled or failed) leaves the peer's counter behind
+ours for good, so ``send_failed()`` marks the socket unable to send; the receiving direction
+still works. ``fail()`` is the connection's last word: an ``ErrorFrame`` with request 0 saying
+why, then a close with 1008 and the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from sonet.core.channel import Channel
+from sonet.core.client_api import ErrorFrame, Ping, Pong
+from sonet.core.crypto import VerifyKey
+from sonet.core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from sonet.core.wire import Frame
+
+from .handshake import POLICY_VIOLATION
+
+__all__ = ["SecureSocket", "CLOSE_GRACE_S", "MAX_ERROR_MESSAGE"]
+
+#: how long a closing connection may take to tell the peer why (bounded even when shielded)
+CLOSE_GRACE_S = 2.0
+#: characters of an error's text sent in its ErrorFrame
+MAX_ERROR_MESSAGE = 300
+
+
+class SecureSocket:
+    """An established connection: ``send``/``receive`` frames of the channel's endpoint."""
+
+    def __init__(self, ws: WebSocketConnection, channel: Channel, peer_key: VerifyKey) -> None:
+        self._ws = ws
+        self._channel = channel
+        #: the other side's identity key, authenticated by the handshake
+        self.peer_key = peer_key
+        self._send_lock = trio.Lock()
+        #: why nothing more can be sent (a sealed record was not sent), None while it can
+        self.send_broken: str | None = None
+        #: the first frame, when the dial asked for one (the node's Welcome on /client)
+        self.greeting: Frame | None = None
+        self._pings = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed is not None
+
+    async def send(self, frame: Frame) -> None:
+        """Seal and send ``frame``. LocalProtocolError for a frame that must not be sent or a
+        socket that cannot send any more; ConnectionClosed when the peer is gone."""
+        await self._send(lambda: self._channel.send(frame))
+
+    async def send_encoded(self, plaintext: bytes) -> None:
+        """Seal and send bytes already encoded as a frame (encoded once for many sockets, or
+        bytes no encoder makes, in tests of hostile input)."""
+        await self._send(lambda: self._channel.seal(plaintext))
+
+    async def _send(self, seal: Callable[[], bytes]) -> None:
+        async with self._send_lock:
+            if self.send_broken is not None:
+                raise LocalProtocolError(f"cannot send any more: {self.send_broken}; reconnect")
+            record = seal()
+            sent = False
+            try:
+                await self._ws.send_message(record)
+                sent = True
+            finally:
+                if not sent:
+                    self.send_failed()
+
+    def send_failed(self, reason: str = "a send was interrupted") -> None:
+        """A sealed record did not go out: the peer's record counter no longer agrees with
+        ours, so every later record would fail to decrypt there. Nothing more is sent."""
+        if self.send_broken is None:
+            self.send_broken = reason
+
+    async def receive(self) -> Frame:
+        """The next frame. RemoteProtocolError (or DecryptError) for a record that does not
+        open or decode, text included; ConnectionClosed when the peer closed."""
+        message = await self._ws.get_message()
+        self._channel.receive_data(message)  # type: ignore[arg-type]  # a text message is refused there
+        frame: Frame = self._channel.next_event()
+        return frame
+
+    async def ping(self) -> None:
+        """One Ping and its Pong, on a socket nobody else reads (a ``Mux`` would): raise
+        RemoteProtocolError if anything else answers."""
+        self._pings += 1
+        await self.send(Ping(request=self._pings))
+        answer = await self.receive()
+        if answer != Pong(request=self._pings):
+            raise RemoteProtocolError(f"expected Pong {self._pings}, got {type(answer).__name__}")
+
+    async def fail(self, exc: ProtocolError) -> None:
+        """Tell the peer why this connection ends (``ErrorFrame`` with request 0, even after its
+        record broke the receiving direction) and close with 1008 and the code. Shielded but
+        bounded: whoever cancels the caller, this is the last record sent."""
+        error = ErrorFrame(request=0, code=exc.code, message=str(exc)[:MAX_ERROR_MESSAGE])
+        with trio.move_on_after(CLOSE_GRACE_S, shield=True):
+            async with self._send_lock:
+                if self.closed:
+                    return  # closed by an earlier failure, or by the peer: nobody to tell
+                if self.send_broken is None:  # else the peer could not open it
+                    try:
+                        try:
+                            record = self._channel.send(error)
+                        except LocalProtocolError:  # the peer's record broke the channel
+                            record = self._channel.send_last(error)
+                        await self._ws.send_message(record)
+                    except (ConnectionClosed, ProtocolError):
+                        pass
+                await self._ws.aclose(code=POLICY_VIOLATION, reason=exc.code)
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        await self._ws.aclose(code=code, reason=reason)
