@@ -235,16 +235,18 @@ async def test_another_nodes_head_needs_a_witness_unless_the_quorum_is_zero(
         await register(beta, "bob")
         wire = _Wire(monkeypatch)
         home = str(alice.state.home)
-        assert await _cli("--home", home, "send", BOB_B, "must not go out") == 1
-        assert capsys.readouterr().err == (
-            f"sonet: error: the key directory head of {BETA} has no cosignature from a witness yet (need 1); "
-            "try again in a moment (unwitnessed)\n"
-        )
+        # nothing goes out on an unwitnessed head: the text waits on the device instead
+        assert await _cli("--home", home, "send", BOB_B, "must not go out yet") == 0
+        out = capsys.readouterr().out
+        assert out.startswith("queued on this device") and "no cosignature from a witness yet" in out
         asked = [f for f in wire.sent if isinstance(f, FetchDevices) and f.account == BOB_B]
         assert len(asked) == transparency.UNWITNESSED_TRIES and wire.batches() == []
+        [waiting] = [m for m in alice.state.sent_messages(100) if m.state == "pending"]
+        assert (waiting.to, waiting.code) == (BOB_B, "unwitnessed")
 
-        loopback.witnessing = True  # alpha cosigns beta's head
+        loopback.witnessing = True  # alpha cosigns beta's head: the waiting text goes first
         assert (await alice.send_text(BOB_B, "witnessed")).devices == 1
+        assert [m.state for m in alice.state.sent_messages(100) if m.id == waiting.id] == ["sent"]  # no longer pending
 
         loopback.witnessing = False
         await register(beta, "carol")  # a new head of beta that nobody cosigned
