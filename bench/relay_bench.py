@@ -6,7 +6,7 @@ What is measured (``measure(quick)``):
   this venv in a temp dir on 127.0.0.1 port 0 (beta's ``[mailbox] max_envelopes`` raised to
   1,000,000 so the quota never refuses a push; ``[federation] retry_max_s = 1``), pinned to each
   other with ``sonet-node peer add`` while running. Default durability (SQLite as shipped).
-- Raw devices (tests/node/kit.py, core only, full hybrid secure channel): ``bob@beta`` (one
+- Raw devices (tests/node/kit.py on sonet.transport, full hybrid secure channel): ``bob@beta`` (one
   device, connected to beta; it acks every Deliver frame as it arrives, like a client) and
   ``K`` = 40 sender accounts ``s0..s39@alpha``, one registered device and connection each.
   Several senders because the node limits stored envelopes per device to 200/s (burst 1,000,

@@ -34,8 +34,9 @@ from sonet.core import limits
 from sonet.core.channel import Channel
 from sonet.core.client_api import CLIENT_FRAMES, Accepted, Ack, Drained, ErrorFrame, LinkOffer, Ping, Pong, SendBatch, Welcome
 from sonet.core.crypto import CryptoMode, CryptoPolicy, SigningKey
-from sonet.core.handshake import Auth3, Handshake, HandshakeComplete, HandshakeError, Hello2, Role
+from sonet.core.handshake import Auth3, Handshake, HandshakeError, Hello2, Role
 from sonet.core.wire import decode_frame, encode_frame, packb
+from sonet.transport import run_initiator
 
 from .conftest import HANG_S, NODE_NAME, RunningNode, collect_until_drained, next_deliver
 from .kit import Account, RawConnection, opaque_envelope
@@ -161,16 +162,7 @@ def valid_hello1(env: Env) -> bytes:
 
 
 async def complete_handshake(env: Env, ws: WebSocketConnection, identity: SigningKey | None = None) -> Channel:
-    hs = initiator(env, identity)
-    for out in hs.data_to_send():
-        await ws.send_message(out)
-    while True:
-        hs.receive_data(await ws.get_message())
-        for out in hs.data_to_send():
-            await ws.send_message(out)
-        event = hs.next_event()
-        if isinstance(event, HandshakeComplete):
-            break
+    event = await run_initiator(initiator(env, identity), send=ws.send_message, receive=ws.get_message, peer="node")
     channel = Channel(event.keys, CLIENT_FRAMES)
     channel.receive_data(await ws.get_message())
     assert isinstance(channel.next_event(), Welcome)

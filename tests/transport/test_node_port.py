@@ -1,14 +1,20 @@
 """The node's one port (node/server.py on sonet.transport.serve): a plain HTTP GET gets a 400
 whose body says this is a Sonet node's WebSocket endpoint and names its paths; an unknown path
-still gets its 404 before any handshake; devices and peers are served as before."""
+still gets its 404 before any handshake; a device channel refuses a federation frame and a
+federation channel a device frame (one frame set per endpoint), the connection then closing
+with ``unexpected_frame``."""
 
 from __future__ import annotations
 
 import trio
 
-from sonet.core.client_api import Ping, Pong
+from fuzz.samples import frame_samples
+from sonet.core.client_api import ErrorFrame, Ping, Pong, SendBatch
+from sonet.core.federation_api import Push
+from sonet.federation.link import dial_peer
+from tests.federation.net import new_key, pin
 from tests.node.conftest import HANG_S, RunningNode
-from tests.node.kit import Member
+from tests.node.kit import Member, NodeError
 
 from .test_server import http, port_of
 
@@ -37,3 +43,26 @@ async def test_an_upgrade_to_an_unknown_path_still_gets_a_404(running: RunningNo
         answer = await http(port_of(running.url), upgrade)
         assert answer.startswith(b"HTTP/1.1 404 ")
         assert answer.endswith(b"unknown endpoint; devices use /client, nodes /federation\n")
+
+
+async def test_a_device_channel_refuses_a_federation_push(running: RunningNode) -> None:
+    alice = await running.enroll("alice")
+    with trio.fail_after(HANG_S):
+        async with running.raw(alice.first) as conn:
+            await conn.send_encoded(frame_samples()[Push.TAG])  # a valid Push, as a peer sends it
+            await conn.closed.wait()
+            assert isinstance(conn.error, NodeError)
+            assert (conn.error.code, str(conn.error)) == ("unexpected_frame", "unexpected_frame: Push (frame tag 60) is not a /client frame")
+            assert conn.close_reason is not None and (conn.close_reason.code, conn.close_reason.reason) == (1008, "unexpected_frame")
+        async with running.raw(alice.first) as conn:  # the node serves on
+            assert await conn.request(lambda n: Ping(request=n)) == Pong(request=1)
+
+
+async def test_a_federation_channel_refuses_a_device_frame(running: RunningNode) -> None:
+    key = new_key()
+    await pin(running, "beta.example", fingerprint=key.public.fingerprint)
+    with trio.fail_after(HANG_S):
+        async with dial_peer(running.url, identity=key, fingerprint=running.fingerprint, name="beta.example") as link:
+            await link.send_encoded(frame_samples()[SendBatch.TAG])
+            answer = await link.receive()
+            assert answer == ErrorFrame(request=0, code="unexpected_frame", message="SendBatch (frame tag 15) is not a /federation frame")
