@@ -6,6 +6,7 @@ with ``unexpected_frame``."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from fuzz.samples import frame_samples
@@ -54,6 +55,8 @@ async def test_a_device_channel_refuses_a_federation_push(running: RunningNode) 
             assert isinstance(conn.error, NodeError)
             assert (conn.error.code, str(conn.error)) == ("unexpected_frame", "unexpected_frame: Push (frame tag 60) is not a /client frame")
             assert conn.close_reason is not None and (conn.close_reason.code, conn.close_reason.reason) == (1008, "unexpected_frame")
+            with pytest.raises(NodeError, match="unexpected_frame"):  # at once: nobody is left to answer
+                await conn.request(lambda n: Ping(request=n))
         async with running.raw(alice.first) as conn:  # the node serves on
             assert await conn.request(lambda n: Ping(request=n)) == Pong(request=1)
 
