@@ -1,7 +1,10 @@
 """Helpers for end-to-end tests that drive the real ``sonet-node`` and ``sonet`` processes.
 
 ``cli(...)`` runs one command of the installed console scripts (found next to
-``sys.executable``) with a hang guard and returns ``(rc, stdout, stderr)``. ``Processes`` starts
+``sys.executable``) with a hang guard and returns ``(rc, stdout, stderr)``. ``here(...)`` runs
+the same command in this process (the CLI's ``main(argv)``, output captured): what a
+process start would cost is most of a short command, so one-shot commands (setup, error cases,
+sends under a fault) run here and the nodes stay real processes. ``Processes`` starts
 long-running processes (nodes, waiting ``recv``s) with ``subprocess.Popen`` and kills whatever
 is still alive at teardown; ``start_node`` waits for the node's "listening on" line and parses
 its URL. Timeouts here are hang guards only, never performance assertions.
@@ -9,6 +12,8 @@ its URL. Timeouts here are hang guards only, never performance assertions.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import queue
@@ -21,9 +26,14 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import pytest
+
+from sonet.client.cli import main as sonet_main
+from sonet.node.cli import main as sonet_node_main
+
+from ..conftest import FAULT_RUN
 
 BIN = Path(sys.executable).parent
 SONET = str(BIN / "sonet")
@@ -65,12 +75,58 @@ def cli(program: str, *args: str | os.PathLike[str], timeout: float = CLI_TIMEOU
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+_MAINS: dict[str, Callable[[list[str]], int]] = {"sonet": sonet_main, "sonet-node": sonet_node_main}
+
+
+def here(program: str, *args: str | os.PathLike[str]) -> Result:
+    """``cli(program, *args)`` without a new interpreter: the console script's ``main(argv)`` in
+    this process, with stdin empty (as /dev/null) and stdout/stderr captured. Not from inside a
+    running trio loop (the commands call ``trio.run``), nor from two threads at once."""
+    main = _MAINS[program]
+    out, err = io.StringIO(), io.StringIO()
+    stdin = io.TextIOWrapper(io.BytesIO())
+    home = os.environ.pop("SONET_HOME", None)  # every test passes --home explicitly
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _stdin(stdin):
+            try:
+                rc = main([str(a) for a in args])
+            except SystemExit as done:  # argparse's usage errors and --help
+                rc = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        if home is not None:
+            os.environ["SONET_HOME"] = home
+    return Result(rc, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def _stdin(stream: io.TextIOWrapper) -> Iterator[None]:
+    saved, sys.stdin = sys.stdin, stream
+    try:
+        yield
+    finally:
+        sys.stdin = saved
+
+
+class Runner(Protocol):
+    """``cli`` (a real process) or ``here`` (in this process)."""
+
+    def __call__(self, program: str, *args: str | os.PathLike[str]) -> Result: ...
+
+
 def sonet(home: Path, *args: str) -> Result:
     return cli("sonet", "--home", home, *args)
 
 
 def node_cli(*args: str | os.PathLike[str]) -> Result:
     return cli("sonet-node", *args)
+
+
+def sonet_here(home: Path, *args: str) -> Result:
+    return here("sonet", "--home", home, *args)
+
+
+def node_here(*args: str | os.PathLike[str]) -> Result:
+    return here("sonet-node", *args)
 
 
 def ok(result: Result) -> Result:
@@ -142,8 +198,8 @@ class NodeProcess:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
-    def invite(self) -> str:
-        token = ok(node_cli("invite", "--data", self.data)).out.strip()
+    def invite(self, run: Runner = here) -> str:
+        token = ok(run("sonet-node", "invite", "--data", self.data)).out.strip()
         assert token.count(".") == 1 and token.startswith(self.fingerprint + "."), token
         return token
 
@@ -229,26 +285,27 @@ def module_procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes
         p.cleanup()
 
 
-def init_node(data: Path, *, name: str = NODE_NAME, listen: str = "127.0.0.1:0") -> str:
+def init_node(data: Path, *, name: str = NODE_NAME, listen: str = "127.0.0.1:0", run: Runner = here) -> str:
     """``sonet-node init``; return the fingerprint it printed."""
-    out = ok(node_cli("init", "--data", data, "--name", name, "--listen", listen)).out
+    out = ok(run("sonet-node", "init", "--data", data, "--name", name, "--listen", listen)).out
     assert f"initialised node {name} in {data}" in out, out
     m = re.search(r"^fingerprint: (\S+)$", out, re.M)
     assert m, out
     return m.group(1)
 
 
-def start_pinned_node(procs: Processes, data: Path, *, name: str = NODE_NAME) -> NodeProcess:
+def start_pinned_node(procs: Processes, data: Path, *, name: str = NODE_NAME, run: Runner = here) -> NodeProcess:
     """init + run on port 0, then pin the port it got in node.toml so restarts reuse the URL."""
-    fingerprint = init_node(data, name=name)
+    fingerprint = init_node(data, name=name, run=run)
     node = procs.start_node(data)
     assert node.name == name and node.fingerprint == fingerprint
     set_listen(data, f"127.0.0.1:{node.port}")
     return node
 
 
-def register(home: Path, address: str, node: NodeProcess, token: str | None = None) -> None:
-    out = ok(sonet(home, "register", address, "--node", node.url, "--invite", token or node.invite())).out
+def register(home: Path, address: str, node: NodeProcess, token: str | None = None, *, run: Runner = here) -> None:
+    token = token or node.invite(run)
+    out = ok(run("sonet", "--home", home, "register", address, "--node", node.url, "--invite", token)).out
     assert out.startswith(f"registered {address} (device "), out
 
 
@@ -259,12 +316,12 @@ class Pair:
     bob: Path
 
 
-def setup_pair(procs: Processes, tmp: Path) -> Pair:
+def setup_pair(procs: Processes, tmp: Path, *, run: Runner = here) -> Pair:
     """A running node (port pinned) with alice@localhost and bob@localhost registered."""
-    node = start_pinned_node(procs, tmp / "node")
+    node = start_pinned_node(procs, tmp / "node", run=run)
     pair = Pair(node, tmp / "alice", tmp / "bob")
-    register(pair.alice, "alice@localhost", node)
-    register(pair.bob, "bob@localhost", node)
+    register(pair.alice, "alice@localhost", node, run=run)
+    register(pair.bob, "bob@localhost", node, run=run)
     return pair
 
 
@@ -299,29 +356,14 @@ def link_device(procs: Processes, node: NodeProcess, new_home: Path, old_home: P
 
 # Fault-harness counts (tests/e2e/test_faults.py) -------------------------------------------
 
-_FAULT_RUNS = pytest.StashKey[list[dict[str, object]]]()
-
 
 @pytest.fixture
 def record_fault_run(request: pytest.FixtureRequest) -> Callable[[dict[str, object]], None]:
     """``record_fault_run(row)`` keeps one fault run's counts for the table printed at the end
-    (a run of an ``xfail`` test, one that shows a known bug, is marked so)."""
-    rows = request.config.stash.setdefault(_FAULT_RUNS, [])
+    (tests/conftest.py; a run of an ``xfail`` test, one that shows a known bug, is marked so)."""
     known_bug = "xfail" if request.node.get_closest_marker("xfail") else ""
 
     def record(row: dict[str, object]) -> None:
-        rows.append(row | {"known bug": known_bug})
+        request.node.user_properties.append((FAULT_RUN, row | {"known bug": known_bug}))
 
     return record
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
-    """The table of the fault runs of this session, after pytest's own summary."""
-    rows = config.stash.get(_FAULT_RUNS, [])
-    if not rows:
-        return
-    terminalreporter.section("fault runs (lost and duplicated must be 0)")
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    for line in [dict(zip(columns, columns)), *rows]:
-        terminalreporter.write_line("  ".join(str(line[c]).ljust(widths[c]) for c in columns).rstrip())

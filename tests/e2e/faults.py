@@ -6,15 +6,18 @@ tmpfs when asked and the test may mount one) and registers the accounts of ``ACC
 route, so sessions and device-list caches exist before any fault.
 
 ``run_under_load(net, fault, seed, routes, act)`` runs the load while ``act()`` injects the
-fault: one ``Sender`` per route, the real client SDK (what ``sonet send`` runs, in this process
-so that it can send back to back), sends unique texts; a send that returned is *acknowledged*
-(the home node answered Accepted: durably stored). Each recipient's ``Inbox`` runs
-``sonet recv --json`` over and over: what it prints is what the user was shown. When ``act``
-returns (the fault healed), the senders stop, the inboxes drain, and the run is counted:
+fault: one ``Sender`` per route, the real client SDK (what ``sonet send`` runs), sends unique
+texts; a send that returned is *acknowledged* (the home node answered Accepted: durably
+stored). Each recipient's ``Inbox`` receives over and over as ``sonet recv`` does (a fresh
+``Device`` on the home's state each time, the messages marked shown after they are taken): what
+one receive returns is what the user was shown. The devices run in this process, in the run's
+trio loop, so a run costs the nodes' start-ups and the fault, not an interpreter per message;
+the nodes are real processes. When ``act`` returns (the fault healed), the senders stop, the
+inboxes drain, and the run is counted:
 sent, acknowledged, delivered (unique texts shown; each text is sent once, under one message
 id), duplicated (shows beyond the first), lost (acknowledged, never shown) and whatever
 ``act`` observed, plus any traceback of a node, a ``recv`` or the SDK, and any node that
-died unasked.
+died unasked. The nodes are set up with the CLIs' ``main`` in this process (``here``).
 """
 
 from __future__ import annotations
@@ -26,10 +29,8 @@ import subprocess
 import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import trio
@@ -43,13 +44,13 @@ from sonet.core.errors import ProtocolError
 
 from ..node.kit import ConnectError as RawConnectError
 from ..node.kit import connect_raw, new_identity
-from .conftest import NodeProcess, Processes, init_node, node_cli, ok, read_texts, register, set_listen, sonet
+from .conftest import NodeProcess, Processes, init_node, node_here, ok, register, set_listen
 from .proxy import TcpProxy
 
 __all__ = ["ROUNDS", "FaultNet", "FaultRun", "fault_net", "fill_disk", "limit_file_size", "run_under_load"]
 
-#: the failures ``sonet send`` reports as one clear line (client/cli.py); anything else would
-#: be a traceback
+#: the failures ``sonet send`` and ``sonet recv`` report as one clear line (client/cli.py);
+#: anything else would be a traceback
 CLEAN_ERRORS = (NodeError, ConnectError, StateError, VaultError, ProtocolError)
 #: short retry cap and request deadline, so a run does not wait out production back-offs
 FEDERATION_CONFIG = "\n[federation]\nretry_max_s = 0.5\nrequest_timeout_s = 2.0\n"
@@ -62,11 +63,12 @@ WARM_UP_ROUTES = [("alice@alpha", "bob@beta"), ("ann@alpha", "bob@beta"), ("alic
 #: pause after a refused send before the next one (a node that is down refuses at once)
 RETRY_PAUSE_S = 0.05
 WARM_UP_TRIES = 20
-#: between two `sonet recv` of a recipient during the load (each is a process start)
+#: between two receives of a recipient during the load (each connects anew, as `sonet recv`)
 POLL_PAUSE_S = 0.5
 #: hang guards (never performance thresholds); a send may wait out a dial (10 s) and a request
-#: deadline before it fails
+#: deadline before it fails; a receive may wait as long, plus its --wait
 SEND_GUARD_S = 15.0
+RECV_GUARD_S = 60.0
 PROBE_GUARD_S = 5.0
 #: how long a node that stopped answering may take to exit
 EXIT_GUARD_S = 30.0
@@ -142,16 +144,9 @@ def _start(procs: Processes, data: Path) -> NodeProcess:
     return node
 
 
-def _in_parallel(*calls: Callable[[], object]) -> None:
-    """Run independent CLI calls side by side (each is mostly interpreter start-up)."""
-    with ThreadPoolExecutor(len(calls)) as pool:
-        for future in [pool.submit(call) for call in calls]:
-            future.result()
-
-
 def _pin(node: NodeProcess, other: NodeProcess, *, url: str | None = None, via: str | None = None) -> None:
     args = ["peer", "add", "--data", node.data, "--name", other.name, "--url", url or other.url, "--fingerprint", other.fingerprint]
-    ok(node_cli(*args, *(["--via", via] if via else [])))
+    ok(node_here(*args, *(["--via", via] if via else [])))
 
 
 def _mount_tmpfs(path: Path) -> bool:
@@ -173,14 +168,20 @@ def fault_net(tmp: Path, *, tmpfs: bool) -> Iterator[FaultNet]:
     proxy = None
     try:
         data = {"alpha": tmp / "alpha", "beta": disk / "beta", "gamma": tmp / "gamma"}
-        _in_parallel(*(partial(_init, path, name) for name, path in data.items()))
-        nodes = {name: _start(procs, path) for name, path in data.items()}  # one at a time: start_node is not thread-safe
+        for name, path in data.items():
+            _init(path, name)
+        nodes = {name: _start(procs, path) for name, path in data.items()}
         alpha, beta, gamma = nodes["alpha"], nodes["beta"], nodes["gamma"]
         proxy = TcpProxy(beta.port)
-        _in_parallel(partial(_pin, alpha, beta, url=proxy.url), partial(_pin, beta, alpha), partial(_pin, beta, gamma), partial(_pin, gamma, beta))
-        _in_parallel(partial(_pin, alpha, gamma, via="beta"), partial(_pin, gamma, alpha, via="beta"))  # a via must be pinned first
+        _pin(alpha, beta, url=proxy.url)
+        _pin(beta, alpha)
+        _pin(beta, gamma)
+        _pin(gamma, beta)
+        _pin(alpha, gamma, via="beta")  # a via must be pinned first
+        _pin(gamma, alpha, via="beta")
         homes = {address: tmp / address for address in ACCOUNTS}
-        _in_parallel(*(partial(register, home, address, nodes[ACCOUNTS[address]]) for address, home in homes.items()))
+        for address, home in homes.items():
+            register(home, address, nodes[ACCOUNTS[address]])
         net = FaultNet(procs, nodes, proxy, homes, {a: Inbox(h) for a, h in homes.items()}, disk if mounted else None, list(nodes.values()))
         trio.run(_warm_up, net)
         yield net
@@ -247,27 +248,36 @@ class Sender:
 
 
 class Inbox:
-    """What a recipient's user was shown: every text ``sonet recv --json`` printed, in order."""
+    """What a recipient's user was shown: every text a receive returned, in order."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.shown: list[dict] = []
-        self.failures: list[str] = []  # clean one-line errors of a recv
+        self.shown: list[dict] = []  # {"id", "from", "text"} of each text shown
+        self.failures: list[str] = []  # clean one-line errors of a receive
         self.tracebacks: list[str] = []
         self.offline = False
-        self.fetches = 0  # `recv`s completed
+        self.fetches = 0  # receives completed
 
     def texts(self, prefix: str) -> list[str]:
         return [m["text"] for m in self.shown if m["text"].startswith(prefix)]
 
     async def fetch(self, wait: float | None = None) -> None:
-        args = ["recv", "--json", *(["--wait", str(wait)] if wait else [])]
-        result = await trio.to_thread.run_sync(lambda: sonet(self.home, *args))
-        if "Traceback" in result.err:
-            self.tracebacks.append(result.err)
-        elif result.rc != 0:
-            self.failures.append(result.err.strip())
-        self.shown += read_texts(result.out)
+        """One ``sonet recv --json [--wait WAIT]``: a new Device on the home's state, the texts
+        it returns shown, then marked shown (client/cli.py ``cmd_recv``)."""
+        state = DeviceState(self.home)
+        try:
+            with trio.fail_after(RECV_GUARD_S):
+                result = await Device(state).receive(wait=wait)
+            self.shown += [{"id": m.id.hex(), "from": m.sender, "text": m.fields.get("text", "")} for m in result.messages if m.type == "text"]
+            state.mark_shown([m.id for m in result.messages])
+        except trio.TooSlowError:
+            self.tracebacks.append(f"a receive did not return within {RECV_GUARD_S:g} s")
+        except CLEAN_ERRORS as exc:
+            self.failures.append(str(exc))
+        except Exception:
+            self.tracebacks.append(traceback.format_exc())
+        finally:
+            state.close()
         self.fetches += 1
 
     async def poll(self, stop: trio.Event) -> None:

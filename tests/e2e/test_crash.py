@@ -3,6 +3,9 @@
 A ``send`` that exited 0 is a promise: the node stored the message durably. Killing the node
 with SIGKILL at a random moment of a send loop must lose none of those, and killing a ``recv``
 mid-way must neither lose nor duplicate anything in what a later ``recv`` shows.
+
+The nodes and the killed ``recv`` are real processes; the other commands run the CLI's
+``main`` in this process (``sonet_here``), so a send costs no interpreter start.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SONET, NodeProcess, Processes, Result, ok, read_texts, setup_pair, sonet
+from .conftest import SONET, NodeProcess, Processes, Result, ok, read_texts, setup_pair, sonet, sonet_here
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +75,7 @@ def test_sigkill_during_send_loop_loses_no_acknowledged_message(procs: Processes
         for i, text in enumerate(texts):
             if i == kill_at_send:
                 start_killer.set()
-            result = sonet(pair.alice, "send", "bob@localhost", text)
+            result = sonet_here(pair.alice, "send", "bob@localhost", text)
             assert "Traceback" not in result.err, result.err
             if result.rc == 0:
                 acknowledged.append(i)
@@ -95,9 +98,9 @@ def test_sigkill_during_send_loop_loses_no_acknowledged_message(procs: Processes
     assert restarted.url == node.url
     remaining = [i for i in range(N) if i not in acknowledged]
     for i in remaining:
-        ok(sonet(pair.alice, "send", "bob@localhost", texts[i]))
+        ok(sonet_here(pair.alice, "send", "bob@localhost", texts[i]))
 
-    messages = read_texts(ok(sonet(pair.bob, "recv", "--json")).out)
+    messages = read_texts(ok(sonet_here(pair.bob, "recv", "--json")).out)
     counts = Counter(m["text"] for m in messages)
     assert len({m["id"] for m in messages}) == len(messages)  # never the same message twice
     assert set(counts) == set(texts)  # nothing lost, nothing foreign
@@ -112,7 +115,7 @@ def test_sigkill_during_send_loop_loses_no_acknowledged_message(procs: Processes
         allowed = {1, 2} if interrupted else {1}
         assert counts[texts[i]] in allowed, f"message #{i} shown {counts[texts[i]]} times; send failed: {failed.get(i)}"
 
-    assert ok(sonet(pair.bob, "recv", "--json")).out == ""
+    assert ok(sonet_here(pair.bob, "recv", "--json")).out == ""
 
 
 def _connected(port: int) -> bool:
@@ -170,11 +173,11 @@ def test_sigkill_of_recv_midway_shows_every_message_exactly_once(
     tag = uuid.uuid4().hex[:8]
     texts = [f"recv-crash {tag} #{i:02d}" for i in range(6)]
     for text in texts:
-        ok(sonet(pair.alice, "send", "bob@localhost", text))
+        ok(sonet_here(pair.alice, "send", "bob@localhost", text))
 
     if kill_point == "random":
         # while the recv starts up, talks to the node, stores or prints: a random fraction of
-        # the time an (empty) recv takes here
+        # the time an (empty) recv process takes here
         started = time.monotonic()
         ok(sonet(pair.alice, "recv"))
         baseline = time.monotonic() - started
@@ -185,7 +188,7 @@ def test_sigkill_of_recv_midway_shows_every_message_exactly_once(
         # recv cannot finish: stored (perhaps acknowledged), not yet shown
         printed = _killed_recv(procs, pair.bob, kill_when=lambda: _inbox_count(pair.bob) > 0, freeze=pair.node)
 
-    later = _texts(sonet(pair.bob, "recv", "--json"))
+    later = _texts(sonet_here(pair.bob, "recv", "--json"))
     print(f"killed recv printed {len(printed)}, the next recv {len(later)} of {len(texts)}")
     assert len(later) == len(set(later)), later  # no duplicates
     assert set(later) | set(printed) == set(texts)  # none lost, nothing foreign
@@ -195,8 +198,8 @@ def test_sigkill_of_recv_midway_shows_every_message_exactly_once(
     # Marking a batch as shown is one transaction: either all of what the killed recv printed
     # is shown again, or none of it.
     assert set(later) & set(printed) in (set(), set(printed))
-    assert _texts(sonet(pair.bob, "recv", "--json")) == []
+    assert _texts(sonet_here(pair.bob, "recv", "--json")) == []
 
     # the node redelivers nothing that bob's device has not already shown
-    ok(sonet(pair.alice, "send", "bob@localhost", "after the crash"))
-    assert _texts(sonet(pair.bob, "recv", "--json")) == ["after the crash"]
+    ok(sonet_here(pair.alice, "send", "bob@localhost", "after the crash"))
+    assert _texts(sonet_here(pair.bob, "recv", "--json")) == ["after the crash"]

@@ -3,8 +3,9 @@
 Three federated nodes share the module (tests/e2e/faults.py): alpha dials beta through a
 TCP proxy, gamma is reached through beta (the relay), beta's data directory is on a small
 tmpfs where the test may mount one. Each run sends unique texts from devices of alpha (and
-beta) while the fault happens, heals it, drains the recipients' inboxes with
-``sonet recv --json`` and prints one line:
+beta) while the fault happens, heals it, drains the recipients' inboxes (receiving as
+``sonet recv`` does, in this process: a run pays for node start-ups, not an interpreter per
+message) and prints one line:
 
     fault=<name> seed=<n> sent=.. acked=.. delivered=.. duplicated=.. lost=.. <observed>
 

@@ -2,7 +2,9 @@
 
 alpha and gamma peer with beta; alpha reaches gamma only through beta. Nodes are killed with
 SIGKILL mid-stream (receiver, relay, sender) and links are dropped and stalled through a TCP
-proxy; every message a ``send`` acknowledged must arrive exactly once, in order.
+proxy; every message a ``send`` acknowledged must arrive exactly once, in order. The nodes are
+real processes; ``sonet`` and ``sonet-node`` commands run their ``main`` in this process
+(``sonet_here``, ``node_here``), so a message costs no interpreter start.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from .conftest import (
     NodeProcess,
     Processes,
     init_node,
-    node_cli,
+    node_here,
     ok,
     read_json_lines,
     read_texts,
     register,
     set_listen,
-    sonet,
+    sonet_here,
 )
 from .proxy import TcpProxy
 
@@ -60,7 +62,7 @@ def peer(node: NodeProcess, other: NodeProcess, *, via: NodeProcess | None = Non
     args = ["peer", "add", "--data", node.data, "--name", other.name, "--url", url or other.url, "--fingerprint", fingerprint or other.fingerprint]
     if via is not None:
         args += ["--via", via.name]
-    ok(node_cli(*args))
+    ok(node_here(*args))
 
 
 @dataclass
@@ -95,9 +97,9 @@ def receive_texts(home: Path, count: int) -> list[str]:
     texts: list[str] = []
     deadline = time.monotonic() + POLL_GUARD_S
     while len(texts) < count and time.monotonic() < deadline:
-        texts += [m["text"] for m in read_texts(ok(sonet(home, "recv", "--wait", "5", "--json")).out)]
+        texts += [m["text"] for m in read_texts(ok(sonet_here(home, "recv", "--wait", "5", "--json")).out)]
     # one more look: nothing beyond `count` may be waiting (a duplicate would show here)
-    texts += [m["text"] for m in read_texts(ok(sonet(home, "recv", "--json")).out)]
+    texts += [m["text"] for m in read_texts(ok(sonet_here(home, "recv", "--json")).out)]
     return texts
 
 
@@ -108,7 +110,7 @@ def send_all(home: Path, to: str, texts: list[str], *, at: int, action: Callable
     for i, text in enumerate(texts):
         if i == at:
             action()
-        if sonet(home, "send", to, text).rc == 0:
+        if sonet_here(home, "send", to, text).rc == 0:
             acknowledged.append(text)
     return acknowledged
 
@@ -136,7 +138,7 @@ class KillAndRestart:
 
 def warm_up(fed: Federation, to_home: Path, to: str) -> None:
     """One message each way first: sessions and the home node's device-list cache exist."""
-    ok(sonet(fed.alice, "send", to, "warm-up"))
+    ok(sonet_here(fed.alice, "send", to, "warm-up"))
     assert receive_texts(to_home, 1) == ["warm-up"]
 
 
@@ -202,7 +204,7 @@ def test_link_drops_and_stalls_through_a_proxy(procs: Processes, tmp_path: Path)
                 time.sleep(4)  # longer than the request deadline: the stalled push is abandoned
                 proxy.resume()
             # alpha, the home node, is reachable directly: every send is acknowledged
-            ok(sonet(fed.alice, "send", "bob@beta", text))
+            ok(sonet_here(fed.alice, "send", "bob@beta", text))
         assert receive_texts(fed.bob, len(texts)) == texts
         assert proxy.connections >= 2, "the drops should have forced new connections"
 
@@ -213,16 +215,16 @@ def test_wrong_fingerprint_pin_delivers_nothing_and_says_so(procs: Processes, tm
     # beta is down: alpha accepts the message into its outbox (the device list it cached and
     # beta's key it checked against the pin still serve)...
     fed.beta.kill()
-    ok(sonet(fed.alice, "send", "bob@beta", "must not arrive"))
+    ok(sonet_here(fed.alice, "send", "bob@beta", "must not arrive"))
     # ...then alpha pins "beta" to another node's key: the real beta is an impostor to it.
-    ok(node_cli("peer", "remove", "--data", fed.alpha.data, "--name", "gamma"))
-    ok(node_cli("peer", "remove", "--data", fed.alpha.data, "--name", "beta"))
+    ok(node_here("peer", "remove", "--data", fed.alpha.data, "--name", "gamma"))
+    ok(node_here("peer", "remove", "--data", fed.alpha.data, "--name", "beta"))
     peer(fed.alpha, fed.beta, fingerprint=fed.gamma.fingerprint)
     fed.beta = restart(procs, fed.beta)
     deadline = time.monotonic() + POLL_GUARD_S
     beta_status: dict = {}
     while time.monotonic() < deadline:
-        status = json.loads(ok(node_cli("status", "--data", fed.alpha.data, "--json")).out)
+        status = json.loads(ok(node_here("status", "--data", fed.alpha.data, "--json")).out)
         beta_status = next((p for p in status["federation"]["peers"] if p["name"] == "beta"), {})
         # (the queue counts in the status are refreshed every few seconds)
         if (beta_status.get("last_error") or {}).get("code") == "wrong_identity" and beta_status.get("queued") == 1:
@@ -231,10 +233,10 @@ def test_wrong_fingerprint_pin_delivers_nothing_and_says_so(procs: Processes, tm
     # alpha never hands the message to a node with another key: the operator and the sender see why
     assert (beta_status.get("last_error") or {}).get("code") == "wrong_identity", beta_status
     assert beta_status["queued"] == 1
-    latest = read_json_lines(ok(sonet(fed.alice, "sent", "--json")).out)[0]
+    latest = read_json_lines(ok(sonet_here(fed.alice, "sent", "--json")).out)[0]
     assert latest["state"] == "queued" and latest["code"] == "wrong_identity", latest
     assert "identity" in latest["message"]
     # a new send is refused at once: alpha cannot vouch for beta's key, so bob's keys cannot be checked
-    refused = sonet(fed.alice, "send", "bob@beta", "must not be accepted either")
+    refused = sonet_here(fed.alice, "send", "bob@beta", "must not be accepted either")
     assert refused.rc != 0 and "wrong_identity" in refused.err and "Traceback" not in refused.err, refused
     assert receive_texts(fed.bob, 0) == []

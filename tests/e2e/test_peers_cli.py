@@ -1,5 +1,6 @@
-"""`sonet-node peer add/list/remove` and the federation section of `status --json`, through the
-real console script, against a stopped and a running node."""
+"""`sonet-node peer add/list/remove` and the federation section of `status --json`, against a
+stopped and a running node (a real process). The commands run the CLI's ``main`` in this process
+(``node_here``); ``peer --help`` runs the console script as a process (a smoke test)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import trio
 from sonet.core.crypto import CryptoMode, SigningKey
 from sonet.federation import DialError, dial_peer
 
-from .conftest import Processes, init_node, node_cli, ok, read_json_lines
+from .conftest import Processes, init_node, node_cli, node_here, ok, read_json_lines
 
 FP_B = "b" * 32
 
@@ -29,17 +30,17 @@ def error_line(result) -> str:  # noqa: ANN001
 def test_peer_add_list_remove_round_trip(tmp_path: Path) -> None:
     data = tmp_path / "alpha"
     init_node(data, name="alpha.example")
-    added = json.loads(ok(node_cli("peer", "add", "--data", data, "--name", "Relay.Example", "--url", "ws://127.0.0.1:7481/", "--fingerprint", FP_B.upper(), "--json")).out)
+    added = json.loads(ok(node_here("peer", "add", "--data", data, "--name", "Relay.Example", "--url", "ws://127.0.0.1:7481/", "--fingerprint", FP_B.upper(), "--json")).out)
     assert added["name"] == "relay.example" and added["url"] == "ws://127.0.0.1:7481" and added["fingerprint"] == FP_B
-    ok(node_cli("peer", "add", "--data", data, "--name", "far.example", "--url", "wss://far.example", "--fingerprint", "c" * 32, "--via", "relay.example"))
-    listed = read_json_lines(ok(node_cli("peer", "list", "--data", data, "--json")).out)
+    ok(node_here("peer", "add", "--data", data, "--name", "far.example", "--url", "wss://far.example", "--fingerprint", "c" * 32, "--via", "relay.example"))
+    listed = read_json_lines(ok(node_here("peer", "list", "--data", data, "--json")).out)
     assert [(p["name"], p["via"]) for p in listed] == [("far.example", "relay.example"), ("relay.example", None)]
-    assert "far.example" in ok(node_cli("peer", "list", "--data", data)).out
+    assert "far.example" in ok(node_here("peer", "list", "--data", data)).out
 
-    assert "relay (--via) of far.example" in error_line(node_cli("peer", "remove", "--data", data, "--name", "relay.example"))
-    ok(node_cli("peer", "remove", "--data", data, "--name", "far.example"))
-    ok(node_cli("peer", "remove", "--data", data, "--name", "relay.example"))
-    assert read_json_lines(ok(node_cli("peer", "list", "--data", data, "--json")).out) == []
+    assert "relay (--via) of far.example" in error_line(node_here("peer", "remove", "--data", data, "--name", "relay.example"))
+    ok(node_here("peer", "remove", "--data", data, "--name", "far.example"))
+    ok(node_here("peer", "remove", "--data", data, "--name", "relay.example"))
+    assert read_json_lines(ok(node_here("peer", "list", "--data", data, "--json")).out) == []
     assert ok(node_cli("peer", "--help")).out.startswith("usage: sonet-node peer")
 
 
@@ -47,7 +48,7 @@ def test_peer_errors_are_one_clear_line(tmp_path: Path) -> None:
     data = tmp_path / "alpha"
     init_node(data, name="alpha.example")
     add = ["peer", "add", "--data", data]
-    ok(node_cli(*add, "--name", "beta.example", "--url", "ws://b:1", "--fingerprint", FP_B))
+    ok(node_here(*add, "--name", "beta.example", "--url", "ws://b:1", "--fingerprint", FP_B))
     cases = {
         "already configured": ["--name", "beta.example", "--url", "ws://b:2", "--fingerprint", FP_B],
         "invalid node name": ["--name", "bad name!", "--url", "ws://b:2", "--fingerprint", FP_B],
@@ -58,9 +59,9 @@ def test_peer_errors_are_one_clear_line(tmp_path: Path) -> None:
         "own name": ["--name", "alpha.example", "--url", "ws://g:1", "--fingerprint", FP_B],
     }
     for expected, args in cases.items():
-        assert expected in error_line(node_cli(*add, *args)), expected
-    assert "no peer named zz.example" in error_line(node_cli("peer", "remove", "--data", data, "--name", "zz.example"))
-    assert [p["name"] for p in read_json_lines(ok(node_cli("peer", "list", "--data", data, "--json")).out)] == ["beta.example"]
+        assert expected in error_line(node_here(*add, *args)), expected
+    assert "no peer named zz.example" in error_line(node_here("peer", "remove", "--data", data, "--name", "zz.example"))
+    assert [p["name"] for p in read_json_lines(ok(node_here("peer", "list", "--data", data, "--json")).out)] == ["beta.example"]
 
 
 def test_status_shows_federation_refusals_of_the_running_node(tmp_path: Path, procs: Processes) -> None:
@@ -69,7 +70,7 @@ def test_status_shows_federation_refusals_of_the_running_node(tmp_path: Path, pr
     running = procs.start_node(data)
     pinned = SigningKey.generate(CryptoMode.HYBRID, os.urandom)
     impostor = SigningKey.generate(CryptoMode.HYBRID, os.urandom)
-    ok(node_cli("peer", "add", "--data", data, "--name", "beta.example", "--url", "ws://127.0.0.1:1", "--fingerprint", pinned.public.fingerprint))
+    ok(node_here("peer", "add", "--data", data, "--name", "beta.example", "--url", "ws://127.0.0.1:1", "--fingerprint", pinned.public.fingerprint))
 
     async def dial(key: SigningKey) -> str | None:
         try:
@@ -84,7 +85,7 @@ def test_status_shows_federation_refusals_of_the_running_node(tmp_path: Path, pr
 
     federation: dict = {}
     for _ in range(100):  # hang guard: the node refreshes run.json within a second
-        status = json.loads(ok(node_cli("status", "--data", data, "--json")).out)
+        status = json.loads(ok(node_here("status", "--data", data, "--json")).out)
         federation = status["federation"]
         if federation.get("refused") == 1:
             break

@@ -20,6 +20,7 @@ import pytest
 from .conftest import (
     SONET,
     Processes,
+    cli,
     init_node,
     node_cli,
     ok,
@@ -50,7 +51,7 @@ def _iso(text: str) -> datetime:
 
 def test_acceptance_walkthrough(procs: Processes, tmp_path: Path) -> None:
     data = tmp_path / "node"
-    fingerprint = init_node(data, listen="127.0.0.1:0")
+    fingerprint = init_node(data, listen="127.0.0.1:0", run=cli)
     node = procs.start_node(data)
     assert node.name == "localhost" and node.fingerprint == fingerprint
     assert node.url.startswith("ws://127.0.0.1:") and node.port > 0
@@ -60,11 +61,11 @@ def test_acceptance_walkthrough(procs: Processes, tmp_path: Path) -> None:
     # port 0 gives a new port on every start: pin the one it got, so devices' URL stays valid
     set_listen(data, f"127.0.0.1:{node.port}")
 
-    alice_token, bob_token = node.invite(), node.invite()
+    alice_token, bob_token = node.invite(cli), node.invite(cli)
     assert alice_token != bob_token
     alice, bob = tmp_path / "alice", tmp_path / "bob"
-    register(alice, "alice@localhost", node, alice_token)
-    register(bob, "bob@localhost", node, bob_token)
+    register(alice, "alice@localhost", node, alice_token, run=cli)
+    register(bob, "bob@localhost", node, bob_token, run=cli)
 
     text = f"acceptance {uuid.uuid4().hex} – ünïcode ✓"
     sent = ok(sonet(alice, "send", "bob@localhost", text))

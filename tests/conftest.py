@@ -1,0 +1,32 @@
+"""Hooks for the whole suite (pytest loads this file in the process that reports, also under
+pytest-xdist, where tests/e2e/conftest.py is loaded only by the workers that run its tests).
+
+The fault harness (tests/e2e/faults.py) keeps each run's counts in the test's
+``user_properties`` (``record_fault_run``); they reach this process with the test's report,
+from a worker too, and are printed as one table after pytest's own summary.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+#: the user_properties key of a fault run's counts (tests/e2e/conftest.py ``record_fault_run``)
+FAULT_RUN = "fault_run"
+
+_fault_runs: list[dict[str, object]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _fault_runs.extend(row for key, row in report.user_properties if key == FAULT_RUN)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    """The table of the fault runs of this session."""
+    if not _fault_runs:
+        return
+    terminalreporter.section("fault runs (lost and duplicated must be 0)")
+    columns = list(_fault_runs[0])
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in _fault_runs)) for c in columns}
+    for line in [dict(zip(columns, columns)), *_fault_runs]:
+        terminalreporter.write_line("  ".join(str(line.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
