@@ -2,7 +2,9 @@
 a passphrase-protected home): one clear line on stderr, a non-zero exit, no traceback, nothing
 on stdout -- and nothing changed, so the same home keeps working afterwards.
 
-One node (alice and bob registered, each with one device) is shared by the module.
+One node (alice and bob registered, each with one device) is shared by the module. The
+commands run in this process (``sonet_here``, the CLI's ``main``); tests/e2e/test_cli_errors.py
+holds the smoke tests of the console scripts as processes.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ import pytest
 from .conftest import (
     NodeProcess,
     Processes,
-    cli,
     free_port,
-    node_cli,
+    here,
+    node_here,
     ok,
     read_json_lines,
     read_texts,
     register,
-    sonet,
+    sonet_here,
     start_pinned_node,
 )
 from .test_cli_errors import user_error
@@ -48,11 +50,11 @@ def net(module_procs: Processes, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def _device_ids(home: Path) -> list[int]:
-    return [d["id"] for d in read_json_lines(ok(sonet(home, "devices", "--json")).out)]
+    return [d["id"] for d in read_json_lines(ok(sonet_here(home, "devices", "--json")).out)]
 
 
 def _status(net: Net) -> dict:
-    return json.loads(ok(node_cli("status", "--data", net.node.data, "--json")).out)
+    return json.loads(ok(node_here("status", "--data", net.node.data, "--json")).out)
 
 
 # link -------------------------------------------------------------------------------------
@@ -67,70 +69,70 @@ def _status(net: Net) -> dict:
     ],
 )
 def test_link_approve_a_malformed_code(net: Net, code: str, fragment: str) -> None:
-    user_error(sonet(net.alice, "link", "approve", code), fragment)
+    user_error(sonet_here(net.alice, "link", "approve", code), fragment)
     assert _device_ids(net.alice) == [1]
 
 
 def test_link_approve_an_unknown_code(net: Net) -> None:
     # well-formed (the shape `link begin` prints) but no device ever showed it
     code = "a" * 26 + "." + "a" * 26
-    user_error(sonet(net.alice, "link", "approve", code), "no such link slot", "link_unknown")
+    user_error(sonet_here(net.alice, "link", "approve", code), "no such link slot", "link_unknown")
     assert _device_ids(net.alice) == [1]
 
 
 def test_link_begin_to_an_unreachable_node(tmp_path: Path) -> None:
     home = tmp_path / "new"
     unreachable = f"ws://127.0.0.1:{free_port()}"
-    user_error(sonet(home, "link", "begin", "--node", unreachable), "cannot connect", unreachable)
-    user_error(sonet(home, "recv"), "no account")  # no half-linked account was left behind
+    user_error(sonet_here(home, "link", "begin", "--node", unreachable), "cannot connect", unreachable)
+    user_error(sonet_here(home, "recv"), "no account")  # no half-linked account was left behind
 
 
 # devices ----------------------------------------------------------------------------------
 
 
 def test_devices_remove_an_unknown_id(net: Net) -> None:
-    user_error(sonet(net.alice, "devices", "remove", "99"), "alice@localhost has no device 99")
+    user_error(sonet_here(net.alice, "devices", "remove", "99"), "alice@localhost has no device 99")
     assert _device_ids(net.alice) == [1]
 
 
 def test_devices_remove_without_an_id(net: Net) -> None:
-    user_error(sonet(net.alice, "devices", "remove"), "usage: sonet devices remove ID")
+    user_error(sonet_here(net.alice, "devices", "remove"), "usage: sonet devices remove ID")
     assert _device_ids(net.alice) == [1]
 
 
 def test_devices_remove_the_only_device(net: Net) -> None:
-    user_error(sonet(net.alice, "devices", "remove", "1", "--yes"), "last device", "last_device")
+    user_error(sonet_here(net.alice, "devices", "remove", "1", "--yes"), "last device", "last_device")
     assert _device_ids(net.alice) == [1]
-    ok(sonet(net.alice, "recv"))  # the device still works
+    ok(sonet_here(net.alice, "recv"))  # the device still works
 
 
 # safety-number / trust / typing -----------------------------------------------------------
 
 
 def test_safety_number_for_an_unknown_account(net: Net) -> None:
-    user_error(sonet(net.alice, "safety-number", "nobody@localhost"), "no account nobody@localhost", "unknown_account")
-    user_error(sonet(net.alice, "safety-number", "nobody@localhost", "--json"), "no account nobody@localhost")
+    user_error(sonet_here(net.alice, "safety-number", "nobody@localhost"), "no account nobody@localhost", "unknown_account")
+    user_error(sonet_here(net.alice, "safety-number", "nobody@localhost", "--json"), "no account nobody@localhost")
 
 
 def test_trust_someone_never_contacted(net: Net) -> None:
     # bob exists, but alice never exchanged a message with him
-    user_error(sonet(net.alice, "trust", "bob@localhost"), "not exchanged messages with bob@localhost")
-    user_error(sonet(net.alice, "trust", "nobody@localhost"), "not exchanged messages with nobody@localhost")
+    user_error(sonet_here(net.alice, "trust", "bob@localhost"), "not exchanged messages with bob@localhost")
+    user_error(sonet_here(net.alice, "trust", "nobody@localhost"), "not exchanged messages with nobody@localhost")
 
 
 def test_typing_to_an_unknown_account(net: Net) -> None:
-    user_error(sonet(net.alice, "typing", "nobody@localhost"), "no account nobody@localhost", "unknown_account")
+    user_error(sonet_here(net.alice, "typing", "nobody@localhost"), "no account nobody@localhost", "unknown_account")
 
 
 def test_send_to_oneself_with_a_single_device(net: Net) -> None:
     """A note to self is encrypted for this account's *other* devices -- there are none, so
     the command says plainly that nothing was sent, and nothing is queued."""
     before = _status(net)["envelopes"]
-    result = sonet(net.bob, "send", "bob@localhost", "note to self", "--json")
+    result = sonet_here(net.bob, "send", "bob@localhost", "note to self", "--json")
     assert result.rc == 1 and json.loads(result.out)["error"]["code"] == "no_other_device", result
-    user_error(sonet(net.bob, "send", "bob@localhost", "another note"), "nothing sent: this is the only device of bob@localhost")
+    user_error(sonet_here(net.bob, "send", "bob@localhost", "another note"), "nothing sent: this is the only device of bob@localhost")
     assert _status(net)["envelopes"] == before
-    assert read_texts(ok(sonet(net.bob, "recv", "--json")).out) == []
+    assert read_texts(ok(sonet_here(net.bob, "recv", "--json")).out) == []
 
 
 # a passphrase-protected home --------------------------------------------------------------
@@ -144,16 +146,16 @@ def test_recv_on_a_passphrase_protected_home(net: Net, tmp_path: Path, monkeypat
     assert not (home / "state.key").exists()  # the key lives only in the passphrase
 
     monkeypatch.delenv("SONET_PASSPHRASE")
-    user_error(sonet(home, "recv"), "protected by a passphrase", "set SONET_PASSPHRASE")
-    user_error(sonet(home, "recv", "--json"), "protected by a passphrase")
+    user_error(sonet_here(home, "recv"), "protected by a passphrase", "set SONET_PASSPHRASE")
+    user_error(sonet_here(home, "recv", "--json"), "protected by a passphrase")
     monkeypatch.setenv("SONET_PASSPHRASE", "")
-    user_error(sonet(home, "recv"), "protected by a passphrase")
+    user_error(sonet_here(home, "recv"), "protected by a passphrase")
 
     monkeypatch.setenv("SONET_PASSPHRASE", "wrong horse")
-    user_error(sonet(home, "recv", "--json"), "wrong passphrase", str(home))
+    user_error(sonet_here(home, "recv", "--json"), "wrong passphrase", str(home))
 
     monkeypatch.setenv("SONET_PASSPHRASE", "correct horse battery staple")
-    assert read_json_lines(ok(sonet(home, "recv", "--json")).out) == []  # nothing was damaged
+    assert read_json_lines(ok(sonet_here(home, "recv", "--json")).out) == []  # nothing was damaged
 
 
 # --help -----------------------------------------------------------------------------------
@@ -172,7 +174,7 @@ _HELP_CASES = [
 
 @pytest.mark.parametrize(("command", "mentions"), [pytest.param(c, m, id=" ".join(c)) for c, m in _HELP_CASES])
 def test_help_for_the_session_commands(command: tuple[str, ...], mentions: list[str]) -> None:
-    result = cli("sonet", *command, "--help")
+    result = here("sonet", *command, "--help")
     assert result.rc == 0 and result.err == "", result.err
     assert result.out.startswith(f"usage: sonet {' '.join(command)}"), result.out
     for word in mentions:
