@@ -1,4 +1,4 @@
-# The two set-up commands of the README: `make run` and `make test`.
+# The two set-up commands of the README: `make run` and `make test` (`make check` while working).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,7 +6,7 @@ DATA   ?= var/node
 NAME   ?= localhost
 LISTEN ?= 127.0.0.1:7480
 
-.PHONY: run test typecheck example bench clean
+.PHONY: run test check typecheck example bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,18 @@ run: $(VENV)/.installed-run
 	fi
 	$(BIN)/sonet-node run --data $(DATA)
 
+# The suite on every core (pytest-xdist); --dist loadscope keeps a module's tests on one worker,
+# so a module's nodes (module-scoped fixtures) start once.
+PYTEST := $(BIN)/python -m pytest -q -n auto --dist loadscope
+
+# Everything: the type check and every test, the slow ones too (the table of the fault runs at the end).
 test: typecheck
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
+
+# The inner loop, a few minutes: the type check and every test but @pytest.mark.slow (real
+# node processes under faults, walkthroughs, long runs).
+check: typecheck
+	$(PYTEST) -m "not slow"
 
 # mypy over the installed layout (sonet.*), strict on sonet.core (pyproject.toml [tool.mypy]).
 # The folders live at the top of the repository; .typecheck/sonet links them under one name.

@@ -169,6 +169,7 @@ async def test_redelivered_receipt_after_a_lost_ack_is_not_reported_as_rejected(
         assert await alpha.pending(ALICE) == []
 
 
+@pytest.mark.slow  # many messages: `make test`, not `make check`
 async def test_sixty_texts_arrive_in_order(alpha: RunningNode, register: Register) -> None:
     with trio.fail_after(HANG_S * 2):
         alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
@@ -183,6 +184,7 @@ async def test_sixty_texts_arrive_in_order(alpha: RunningNode, register: Registe
         assert fields["ids"] == [s.id.hex() for s in sent]
 
 
+@pytest.mark.slow  # many messages: `make test`, not `make check`
 async def test_three_hundred_messages_over_one_connection_arrive_in_order(alpha: RunningNode, register: Register) -> None:
     """The sending path of send_text (Device._deliver) driven on one connection."""
     with trio.fail_after(HANG_S * 2):
@@ -201,6 +203,7 @@ async def test_three_hundred_messages_over_one_connection_arrive_in_order(alpha:
         assert [m.fields["text"] for m in result.messages] == [f"n{i}" for i in range(300)]
 
 
+@pytest.mark.slow  # many ratchet turns: `make test`, not `make check`
 async def test_conversation_across_many_ratchet_turns(alpha: RunningNode, register: Register) -> None:
     with trio.fail_after(HANG_S * 2):
         alice, bob = await register(alpha, "alice"), await register(alpha, "bob")

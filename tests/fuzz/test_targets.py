@@ -74,6 +74,7 @@ def test_valid_seeds_decode(name: str) -> None:
     assert sum(accepted) == len(corpus) - _SEEDS_REFUSED.get(name, 0), accepted
 
 
+@pytest.mark.slow  # the longest of the fuzz runs (hypothesis, every target): `make test`, not `make check`
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_random_input(name: str) -> None:
     target = TARGETS[name]
