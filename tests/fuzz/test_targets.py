@@ -136,7 +136,7 @@ def test_a_broken_decoder_is_a_finding() -> None:
     with pytest.raises(KeyError):
         _target(_raise(KeyError("x")))(b"")
     with pytest.raises(Finding, match="undocumented error code"):
-        _target(_raise(RemoteProtocolError("bad", code="surprise")), codes=frozenset({"bad_input"}))(b"")
+        _target(_raise(RemoteProtocolError("bad", code="unexpected_frame")), codes=frozenset({"bad_input"}))(b"")
     with pytest.raises(Finding, match="decoded into int"):
         _target(lambda data: 7, returns=bytes)(b"")
     with pytest.raises(AssertionError, match="allocated"):
