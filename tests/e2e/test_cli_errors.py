@@ -286,6 +286,17 @@ def test_help(command: tuple[str, ...]) -> None:
     assert "--help" in result.out
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [("sonet", "--version"), ("sonet-node", "--version"), ("sonet", "send"), ("sonet", "--json", "send"), ("sonet-node", "frobnicate")],
+    ids=" ".join,
+)
+def test_in_process_runs_match_the_console_scripts(argv: tuple[str, ...]) -> None:
+    """``here`` stands in for a process in these tests: the same exit status, stdout and stderr,
+    usage errors (argparse's exit) included."""
+    assert here(*argv) == cli(*argv)
+
+
 def test_help_cases_cover_the_documented_commands() -> None:
     documented = {
         ("sonet-node",),
