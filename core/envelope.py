@@ -44,6 +44,8 @@ class Envelope(Struct):
             raise ValueError(f"unknown envelope kind {self.kind}")
         if len(self.body) > limits.MAX_ENVELOPE_BODY:
             raise ValueError("envelope body too large")
+        if self.kind == Kind.EPHEMERAL and len(self.body) > limits.MAX_EPHEMERAL_BODY:
+            raise ValueError(f"ephemeral envelope body over {limits.MAX_EPHEMERAL_BODY} bytes")
         try:
             parse_address(self.to, remote=True)
         except RemoteProtocolError as exc:

@@ -146,6 +146,7 @@ ENVELOPE_OK = {
     "ephemeral": {"kind": int(Kind.EPHEMERAL)},
     "empty-body": {"body": b""},
     "body-max": {"body": b"\0" * limits.MAX_ENVELOPE_BODY},
+    "ephemeral-body-max": {"kind": int(Kind.EPHEMERAL), "body": b"\0" * limits.MAX_EPHEMERAL_BODY},
     "to-normalised-later": {"to": "Bob@Beta.Example"},
 }
 
@@ -171,6 +172,7 @@ ENVELOPE_BAD = {
     "kind-3": {"kind": 3},
     "kind-str": {"kind": "sealed"},
     "body-over": {"body": b"\0" * (limits.MAX_ENVELOPE_BODY + 1)},
+    "ephemeral-body-over": {"kind": int(Kind.EPHEMERAL), "body": b"\0" * (limits.MAX_EPHEMERAL_BODY + 1)},
     "body-none": {"body": None},
     "body-str": {"body": "text"},
 }

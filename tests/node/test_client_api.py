@@ -445,14 +445,14 @@ async def test_a_mailbox_of_large_envelopes_is_delivered_in_frames_under_the_cap
 
 
 async def test_large_ephemeral_envelopes_are_delivered_in_frames_under_the_cap(running: RunningNode) -> None:
-    # Ephemeral envelopes are never stored; a burst of large ones must not make the node
-    # build a Deliver frame over the cap (that would close the recipient's connection).
+    # Ephemeral envelopes are never stored; a burst of the largest allowed ones must not make
+    # the node build a Deliver frame over the cap (that would close the recipient's connection).
     with trio.fail_after(HANG_S):
         alice, bob = await running.enroll("alice"), await running.enroll("bob")
         async with running.raw(bob.first) as waiting:
             assert await collect_until_drained(waiting) == []
             envs = [
-                replace(opaque_envelope(bob.first, kind=Kind.EPHEMERAL), body=bytes([n]) * limits.MAX_ENVELOPE_BODY)
+                replace(opaque_envelope(bob.first, kind=Kind.EPHEMERAL), body=bytes([n]) * limits.MAX_EPHEMERAL_BODY)
                 for n in range(24)
             ]
             async with running.raw(alice.first) as conn:

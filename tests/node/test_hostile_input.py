@@ -386,6 +386,11 @@ POST_HANDSHAKE = {
     "fetchleaves-empty": (lambda ch: [ch.seal(packb([54, 1, 3, 3]))], "bad_input"),
     "fetchleaves-backwards": (lambda ch: [ch.seal(packb([54, 1, 3, 1]))], "bad_input"),
     "fetchleaves-too-many": (lambda ch: [ch.seal(packb([54, 1, 0, limits.MAX_LEAVES_PER_FETCH + 1]))], "bad_input"),
+    # a typing indicator far above what one needs after sealing: refused before anyone buffers it
+    "sendbatch-ephemeral-over-cap": (
+        lambda ch: [ch.seal(packb([15, 1, [[1, bytes(16), BOB, 1, 2**40, 2, bytes(limits.MAX_EPHEMERAL_BODY + 1)]]]))],
+        "bad_input",
+    ),
 }
 
 
