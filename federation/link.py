@@ -4,16 +4,17 @@ Dial side: ``async with dial_peer(url, identity=node_key, fingerprint=pin, name=
 the secure-channel handshake as initiator (prologue ``b"/federation"``; ``sonet.transport.dial``:
 one deadline over connect, upgrade and handshake), pins the peer's key and yields a
 ``PeerLink`` (raw: one frame at a time). The dialer announces its node name in the
-``Sonet-Node`` request header; the name is only a claim used to pick the pin to check, the
-handshake proves the key. ``MuxLink`` lets several requests be outstanding (the transport's
-``Mux``): ``run()`` reads the answers and hands each to the request with its number; when the
-link breaks every pending request fails with ``LinkLost``.
+``Sonet-Node`` request header; the name picks the pin to check, the handshake proves the key.
+``MuxLink`` lets several requests be outstanding (the transport's ``Mux``): ``run()`` reads
+the answers and hands each to the request with its number; when the link breaks every pending
+request fails with ``LinkLost``.
 
-Accept side: ``PeerGate`` is the responder's ``admit`` hook (the initiator's key must be the pin
-of a configured peer) and ``serve_link`` serves an admitted link: requests are answered
-concurrently (at most ``MAX_CONCURRENT_REQUESTS`` per link), answers are sealed and sent in
-wire order by the socket. A malformed record, or a handler raising ProtocolError, gets
-``ErrorFrame(request=0)`` and closes that link only (``SecureSocket.fail``).
+Accept side: ``PeerGate`` is the responder's ``admit`` hook (the initiator must announce the
+name of a configured peer and its key must be that peer's pin) and ``serve_link`` serves an
+admitted link: requests are answered concurrently (at most ``MAX_CONCURRENT_REQUESTS`` per
+link), answers are sealed and sent in wire order by the socket. A malformed record, or a
+handler raising ProtocolError, gets ``ErrorFrame(request=0)`` and closes that link only
+(``SecureSocket.fail``).
 """
 
 from __future__ import annotations
@@ -167,26 +168,31 @@ class PeerGate:
         return admit
 
     async def decide(self, fingerprint: str, claim: str | None) -> tuple[str, str] | None:
+        """Admit (None) only the configured peer the initiator names AND whose pin its key
+        matches: a key pinned for one name announcing another (configured or not), or no name
+        at all, is refused, so one peer can never act as another or as a stranger."""
         try:
             peers = await self._load_peers()
         except self._store_errors as exc:
             log.warning("refused a federation link: cannot read the peer table: %s", exc)
             return "unavailable", "this node cannot check its peers right now; try again later"
         by_key = find_peer(peers, fingerprint=fingerprint)
-        if claim is not None:
-            named = find_peer(peers, name=claim)
-            if named is not None and named.fingerprint != fingerprint:
-                return self._refuse(claim, "wrong_identity", f"node {claim} is pinned to a different identity key")
-            if named is None and by_key is None:
-                return self._refuse(None, "unknown_peer", f"{claim} is not a configured peer of this node")
-        if by_key is None:
-            return self._refuse(None, "unknown_peer", "this node has no peer with that identity key")
+        known_as = by_key.name if by_key is not None else None
+        if claim is None:
+            return self._refuse(known_as, "unknown_peer", "a peer node must announce its name (the Sonet-Node header)")
+        named = find_peer(peers, name=claim)
+        if named is None:
+            if by_key is not None:
+                log.info("the key pinned for %s announced the unconfigured name %s", by_key.name, claim)
+            return self._refuse(known_as, "unknown_peer", f"{claim} is not a configured peer of this node")
+        if named.fingerprint != fingerprint:
+            return self._refuse(claim, "wrong_identity", f"node {claim} is pinned to a different identity key")
         self._status.record_admitted()
         return None
 
     def _refuse(self, peer: str | None, code: str, message: str) -> tuple[str, str]:
         self._status.record_refusal(peer=peer, reason=code, at=self._clock_ms())
-        log.info("refused federation link (%s)%s", code, f" claiming {peer}" if peer else "")
+        log.info("refused federation link (%s): %s", code, message)
         return code, message
 
 

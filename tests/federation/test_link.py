@@ -132,3 +132,72 @@ def _sample_hello1() -> Hello1:
     frame = decode_frame(data)
     assert isinstance(frame, Hello1)
     return frame
+
+
+# A pinned key must announce the name it is pinned under --------------------------------------
+
+
+async def test_a_pinned_key_announcing_an_unconfigured_name_is_refused(running: RunningNode) -> None:
+    key = new_key()
+    await add_peer(running, key)
+    with trio.fail_after(HANG_S), pytest.raises(DialError) as info:
+        async with dial(running, key, name="delta.example"):
+            pytest.fail("admitted a pinned peer under a name nobody configured")
+    assert info.value.code == "unknown_peer" and "delta.example" in str(info.value)
+    status = running.node.federation_status.snapshot()
+    assert status["admitted"] == 0 and status["refused_by_reason"] == {"unknown_peer": 1}
+    [refusal] = status["last_refusals"]
+    assert refusal["peer"] == PEER_NAME  # the operator sees which pinned peer tried it
+    async with dial(running, key) as link:  # under its own name it still gets in
+        await link.ping()
+
+
+async def test_a_pinned_key_announcing_another_configured_peer_is_refused(running: RunningNode) -> None:
+    beta, gamma = new_key(), new_key()
+    await add_peer(running, beta)
+    await add_peer(running, gamma, name="gamma.example")
+    with trio.fail_after(HANG_S):
+        for key, name in ((beta, "gamma.example"), (gamma, PEER_NAME)):
+            with pytest.raises(DialError) as info:
+                async with dial(running, key, name=name):
+                    pytest.fail(f"admitted a peer as {name}")
+            assert info.value.code == "wrong_identity"
+    assert running.node.federation_status.snapshot()["admitted"] == 0
+
+
+async def test_relays_and_the_peers_behind_them_are_told_apart(running: RunningNode) -> None:
+    """gamma is configured behind the relay beta: neither key gets in under the other's name,
+    and each under its own."""
+    beta, gamma = new_key(), new_key()
+    await add_peer(running, beta)
+    async with running.store() as store:
+        await store.add_peer(name="gamma.example", url=PEER_URL, fingerprint=gamma.public.fingerprint, via=PEER_NAME, now=now_ms())
+    with trio.fail_after(HANG_S):
+        for key, name in ((beta, "gamma.example"), (gamma, PEER_NAME)):
+            with pytest.raises(DialError) as info:
+                async with dial(running, key, name=name):
+                    pytest.fail(f"admitted a peer as {name}")
+            assert info.value.code == "wrong_identity"
+        for key, name in ((beta, PEER_NAME), (gamma, "gamma.example")):
+            async with dial(running, key, name=name) as link:
+                await link.ping()
+    assert running.node.federation_status.snapshot()["admitted"] == 2
+
+
+async def test_a_pinned_key_that_announces_no_name_is_refused(running: RunningNode) -> None:
+    from trio_websocket import open_websocket_url
+
+    from sonet.core.crypto import CryptoPolicy
+    from sonet.core.errors import RemoteProtocolError
+    from sonet.core.handshake import Handshake, Role
+    from sonet.transport import run_initiator
+
+    key = new_key()
+    await add_peer(running, key)
+    with trio.fail_after(HANG_S):
+        async with open_websocket_url(running.url + "/federation", disconnect_timeout=2) as ws:  # no Sonet-Node header
+            hs = Handshake(Role.INITIATOR, identity=key, policy=CryptoPolicy(), rng=os.urandom, prologue=b"/federation", expected_peer=running.fingerprint)
+            with pytest.raises(RemoteProtocolError) as info:
+                await run_initiator(hs, send=ws.send_message, receive=ws.get_message, peer="node")
+    assert info.value.code == "unknown_peer" and "announce" in str(info.value)
+    assert running.node.federation_status.snapshot()["admitted"] == 0

@@ -142,9 +142,12 @@ class Probe:
 # Talking to the node --------------------------------------------------------------------------
 
 
-def _ws(probe: Probe, path: str):  # noqa: ANN202 - async context manager
+def _ws(probe: Probe, path: str, *, announce: str = PEER):  # noqa: ANN202 - async context manager
+    # on /federation as a peer does: announcing its node name (PEER's is pinned, in-process)
+    headers = [(b"sonet-node", announce.encode())] if path == "/federation" else None
     return open_websocket_url(
-        probe.url + path, max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=HANG_S, disconnect_timeout=2
+        probe.url + path, max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=HANG_S, disconnect_timeout=2,
+        extra_headers=headers,
     )
 
 
@@ -230,7 +233,7 @@ async def _answer(ws: WebSocketConnection, channel: Channel, request: int = REQ)
 
 async def unpinned_peer(probe: Probe) -> Seen:
     """The handshake on /federation with a key no peer is pinned to."""
-    async with _ws(probe, "/federation") as ws:
+    async with _ws(probe, "/federation", announce="stranger.example") as ws:
         with pytest.raises(RemoteProtocolError) as refusal:
             hs = _initiator("/federation", pin=probe.fingerprint)
             await run_initiator(hs, send=ws.send_message, receive=ws.get_message, peer="node")
