@@ -47,7 +47,8 @@ _CODES = {
     "unknown_peer": "on /federation, a key that is no configured peer",
     "too_many_links": "on /federation, a peer already holds the most links allowed",
     "unavailable": "the node cannot use its store right now; try again later",
-    "rate_limited": "over a per-device or per-peer limit; try again later",
+    "rate_limited": "over a per-device, per-peer or per-address limit; try again later",
+    "replayed": "a handshake's first message seen before (a replay of a recorded one)",
     "not_registered": "a request that needs a registered device from one that is not",
     "device_removed": "this device was removed from its account",
     # Accounts, devices and device lists

@@ -2,7 +2,8 @@
 
 Four messages, each one WebSocket message (a wire frame)::
 
-    I -> R  Hello1   offered modes, X25519 share, ML-KEM-768 encapsulation key, nonce
+    I -> R  Hello1   offered modes, X25519 share, ML-KEM-768 encapsulation key, nonce, cookie
+   [R -> I  Cookie   under load only: a cookie; I -> R the same Hello1 again, carrying it]
     R -> I  Hello2   chosen mode, X25519 share and/or ML-KEM ciphertext, nonce,
                      AEAD_hs_r{ responder identity, signature over the transcript }
     I -> R  Auth3    AEAD_hs_i{ initiator identity, signature over the transcript }
@@ -11,15 +12,19 @@ Four messages, each one WebSocket message (a wire frame)::
 The transcript hash chains the canonical CBOR of every field of every message, the prologue
 (which binds the endpoint, e.g. ``/client``) and both identities and signatures; the offered
 list and the chosen mode are in it, so an attacker who strips modes from the offer breaks the
-responder's signature (downgrade protection). Keys come from HKDF-SHA256 with the transcript
-hash as salt over the concatenated shared secrets. Identities travel only inside AEAD boxes,
-so a passive observer learns neither. The responder reports the authenticated initiator as a
-``PeerIdentified`` event and must then :meth:`Handshake.accept` or :meth:`Handshake.reject`.
+responder's signature (downgrade protection). The cookie is in no transcript and the retried
+Hello1 must be the same message (the responder's guard, core/handshake_guard.py, checks a MAC
+over its digest), so the cookie round cannot change what is signed. Keys come from HKDF-SHA256
+with the transcript hash as salt over the concatenated shared secrets. Identities travel only
+inside AEAD boxes, so a passive observer learns neither. The responder reports the
+authenticated initiator as a ``PeerIdentified`` event and must then :meth:`Handshake.accept` or
+:meth:`Handshake.reject`.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,12 +46,17 @@ __all__ = [
     "Auth3",
     "Done4",
     "HandshakeError",
+    "Cookie",
+    "COOKIE_LEN",
+    "Screen",
     "HANDSHAKE_FRAMES",
     "PROTOCOL_VERSION",
 ]
 
 PROTOCOL_VERSION = 1
 _NONCE_LEN = 32
+#: the length of a handshake cookie (core/handshake_guard.py mints them)
+COOKIE_LEN = 16
 
 
 class Role(enum.Enum):
@@ -72,6 +82,12 @@ class Hello1(Frame):
     x25519: bytes
     mlkem: bytes
     nonce: bytes
+    #: empty, or the cookie the responder sent back for this very message (not in the transcript)
+    cookie: bytes
+
+    def check(self) -> None:
+        if len(self.cookie) not in (0, COOKIE_LEN):
+            raise ValueError(f"cookie must be empty or {COOKIE_LEN} bytes")
 
 
 @frame(tag=2)
@@ -102,9 +118,24 @@ class HandshakeError(Frame):
     message: str
 
 
+@frame(tag=6)
+class Cookie(Frame):
+    """Responder under load, instead of Hello2: send the same Hello1 again carrying this."""
+
+    cookie: bytes
+
+    def check(self) -> None:
+        if len(self.cookie) != COOKIE_LEN:
+            raise ValueError(f"cookie must be {COOKIE_LEN} bytes")
+
+
+#: the responder's look at a Hello1 before any expensive work: None goes on, bytes is a cookie
+#: to send instead of Hello2; a refusal raises a ProtocolError (core/handshake_guard.py)
+Screen = Callable[[Hello1], bytes | None]
+
 #: the frames of the handshake (before any channel); a channel frame here is a message other
 #: than the one expected, ``bad_input`` like any
-HANDSHAKE_FRAMES = FrameSet("handshake", (Hello1, Hello2, Auth3, Done4, HandshakeError), foreign_code="bad_input")
+HANDSHAKE_FRAMES = FrameSet("handshake", (Hello1, Hello2, Auth3, Done4, HandshakeError, Cookie), foreign_code="bad_input")
 
 
 # Events ---------------------------------------------------------------------------------
@@ -167,8 +198,16 @@ class Handshake:
         rng: Rng,
         prologue: bytes,
         expected_peer: str | None = None,
+        screen: Screen | None = None,
     ) -> None:
+        """``screen`` (responder only) looks at the Hello1 before any public-key work and may
+        answer with a cookie instead, once per handshake (core/handshake_guard.py)."""
+        if screen is not None and role is not Role.RESPONDER:
+            raise LocalProtocolError("only a responder screens Hello1")
         self.role = role
+        self._screen = screen
+        self._hello1: Hello1 | None = None
+        self._cookie_round = False
         self._identity = identity
         self._policy = policy
         self._rng = rng
@@ -217,6 +256,8 @@ class Handshake:
                 self._on_hello1(msg)
             elif state is _State.AWAIT_HELLO2 and isinstance(msg, Hello2):
                 self._on_hello2(msg)
+            elif state is _State.AWAIT_HELLO2 and isinstance(msg, Cookie):
+                self._on_cookie(msg)
             elif state is _State.AWAIT_AUTH3 and isinstance(msg, Auth3):
                 self._on_auth3(msg)
             elif state is _State.AWAIT_DONE4 and isinstance(msg, Done4):
@@ -295,10 +336,20 @@ class Handshake:
             x25519=self._offer.x25519_public,
             mlkem=self._offer.mlkem_public,
             nonce=self._rng(_NONCE_LEN),
+            cookie=b"",
         )
         self._absorb_hello1(hello)
+        self._hello1 = hello
         self._outgoing.append(encode_frame(hello))
         self._state = _State.AWAIT_HELLO2
+
+    def _on_cookie(self, c: Cookie) -> None:
+        """The responder is under load: the same Hello1 again, carrying its cookie (once)."""
+        assert self._hello1 is not None
+        if self._cookie_round:
+            raise RemoteProtocolError("the responder asked for a cookie round twice")
+        self._cookie_round = True
+        self._outgoing.append(encode_frame(replace(self._hello1, cookie=c.cookie)))
 
     def _absorb_hello1(self, h: Hello1) -> None:
         self._absorb("hello1", {"v": h.v, "offer": list(h.offer), "x25519": h.x25519, "mlkem": h.mlkem, "nonce": h.nonce})
@@ -345,6 +396,14 @@ class Handshake:
                 f"no offered crypto mode meets this node's minimum ({self._policy.minimum.value})",
                 code="crypto_mode_refused",
             )
+        if self._screen is not None:
+            cookie = self._screen(h)  # may refuse (raises): a replay, an address over its share
+            if cookie is not None:
+                if self._cookie_round:  # the retry's cookie did not verify (forged, another address)
+                    raise RemoteProtocolError("the handshake cookie is not valid here", code="bad_input")
+                self._cookie_round = True
+                self._outgoing.append(encode_frame(Cookie(cookie=cookie)))
+                return  # still AWAIT_HELLO1; nothing about this Hello1 is kept
         self._absorb_hello1(h)
         kex = respond(mode, self._rng, h.x25519, h.mlkem)
         self._mode = mode

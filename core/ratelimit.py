@@ -44,6 +44,11 @@ class Bucket:
         self.tokens -= cost
         return True
 
+    def available(self, now_ms: int) -> float:
+        """The tokens there now."""
+        self._refill(now_ms)
+        return self.tokens
+
     def full(self, now_ms: int) -> bool:
         self._refill(now_ms)
         return self.tokens >= self.rate.burst

@@ -43,6 +43,7 @@ def _by_name() -> dict[str, Any]:
         "mode": "hybrid",
         "offer": ("hybrid", "pq"),
         "nonce": bytes(32),
+        "cookie": bytes(range(16)),  # core/handshake.py COOKIE_LEN
         "device": 1,
         "kind": 1,
         "expires": m.NOW + 60_000,

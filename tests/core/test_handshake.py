@@ -523,7 +523,7 @@ def test_bad_input_is_a_remote_protocol_error(name: str, role: Role) -> None:
 
 def test_size_cap_is_checked_before_decoding() -> None:
     r = make_responder()
-    big = encode_frame(Hello1(v=1, offer=("hybrid",), x25519=bytes(32), mlkem=bytes(limits.MAX_HANDSHAKE_MESSAGE_BYTES), nonce=bytes(32)))
+    big = encode_frame(Hello1(v=1, offer=("hybrid",), x25519=bytes(32), mlkem=bytes(limits.MAX_HANDSHAKE_MESSAGE_BYTES), nonce=bytes(32), cookie=b""))
     with pytest.raises(RemoteProtocolError, match="too large"):
         r.receive_data(big)
 
