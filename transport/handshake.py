@@ -2,7 +2,10 @@
 
 The initiator side takes the transport as two async callables, so devices, dialling nodes,
 tests and benchmarks all drive it the same way; the responder side serves one accepted
-WebSocket for the node and decides about the identified initiator through ``admit``.
+WebSocket for the node and decides about the identified initiator through ``admit``. A
+responder given a ``HandshakeGuard`` (core/handshake_guard.py, one per node) screens each Hello1
+with it before any public-key work: replays and addresses over their share are refused, and
+under load the initiator is sent a cookie first (``run_initiator`` answers it by itself).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from sonet.core import limits
 from sonet.core.crypto import CryptoPolicy, SigningKey
 from sonet.core.errors import ProtocolError, RemoteProtocolError
-from sonet.core.handshake import Handshake, HandshakeComplete, PeerIdentified, Role
+from sonet.core.handshake import Handshake, HandshakeComplete, Hello1, PeerIdentified, Role
+from sonet.core.handshake_guard import HandshakeGuard
 
 __all__ = ["run_initiator", "respond", "Admit", "admit_everyone", "POLICY_VIOLATION", "PROTOCOL_ERROR"]
 
@@ -61,12 +65,48 @@ async def run_initiator(
             return event
 
 
+#: refusals of the guard: expected in numbers during a flood, so not one log line each
+_GUARD_CODES = frozenset({"replayed", "rate_limited"})
+
+
 async def respond(
-    ws: WebSocketConnection, *, identity: SigningKey, policy: CryptoPolicy, prologue: bytes, admit: Admit = admit_everyone
+    ws: WebSocketConnection,
+    *,
+    identity: SigningKey,
+    policy: CryptoPolicy,
+    prologue: bytes,
+    admit: Admit = admit_everyone,
+    guard: HandshakeGuard | None = None,
+    address: str = "",
 ) -> HandshakeComplete | None:
     """Run the responder side under the handshake deadline; None if the initiator failed, was
-    refused or was too slow (the WebSocket is then closed with the reason)."""
-    hs = Handshake(Role.RESPONDER, identity=identity, policy=policy, rng=os.urandom, prologue=prologue)
+    refused or was too slow (the WebSocket is then closed with the reason). ``guard`` screens
+    the Hello1 of an initiator at ``address`` (its IP, or IPv6 /64: what it is limited by)."""
+    screened = False
+
+    def screen(hello: Hello1) -> bytes | None:
+        nonlocal screened
+        assert guard is not None
+        cookie = guard.screen(address.encode(), hello, _now_ms())
+        screened = cookie is None
+        return cookie
+
+    hs = Handshake(
+        Role.RESPONDER, identity=identity, policy=policy, rng=os.urandom, prologue=prologue, screen=screen if guard else None
+    )
+    try:
+        return await _respond(ws, hs, admit)
+    finally:
+        if screened:
+            assert guard is not None
+            guard.release()
+
+
+def _now_ms() -> int:
+    return int(trio.current_time() * 1000)
+
+
+async def _respond(ws: WebSocketConnection, hs: Handshake, admit: Admit) -> HandshakeComplete | None:
     with trio.move_on_after(limits.HANDSHAKE_DEADLINE_S):
         try:
             while True:
@@ -95,7 +135,7 @@ async def respond(
                         raise RuntimeError(f"handshake did not complete after accept(): {done!r}")
                     return done
         except ProtocolError as exc:
-            log.info("handshake failed: %s", exc)
+            log.log(logging.DEBUG if exc.code in _GUARD_CODES else logging.INFO, "handshake failed: %s", exc)
             await ws.aclose(code=PROTOCOL_ERROR, reason=exc.code)
             return None
         except ConnectionClosed:
