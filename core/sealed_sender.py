@@ -1,8 +1,10 @@
 """Sealed sender: the box one device sends another, naming the sender only inside.
 
-``box = HPKE-Seal(recipient sealed-sender key, info = "sonet-sealed-sender-v1 to " || recipient
-fingerprint, CBOR{v, cert, msg, type})``: the sender's certificate (core/certs.py) and one opaque
-ratchet message of ratchet type ``type``. The envelope around it names only the recipient. As
+``box = HPKE-Seal(recipient sealed-sender key, info = "sonet-sealed-sender-v2 to " || recipient
+fingerprint, pad(CBOR{v, cert, msg, type}))``: the sender's certificate (core/certs.py) and one
+opaque ratchet message of ratchet type ``type``, padded (core/padding.py: 160-byte buckets,
+Padmé for long ones) so that the box's size does not tell the message's length, nor the length
+of the sender's address in the certificate. The envelope around it names only the recipient. As
 in Signal's sealed sender, the box itself does not authenticate the sender: the certificate says
 which identity key the sender holds, and the ratchet message decrypting under the session with
 exactly that identity (checked with ``SenderCertificate.matches``) is what proves it. Binding the
@@ -29,11 +31,13 @@ from . import canonical, limits
 from .certs import SenderCertificate, certificate_node, verify_certificate
 from .crypto import HpkePrivateKey, HpkePublicKey, VerifyKey, normalize_fingerprint
 from .errors import LocalProtocolError, RemoteProtocolError, VerifyError
+from .padding import pad, unpad
 from .ratchet import is_initial
 
 __all__ = ["Unsealed", "OpenedSealed", "seal", "unseal", "open_sealed", "sealed_info", "INFO_PREFIX"]
 
-INFO_PREFIX = b"sonet-sealed-sender-v1 to "
+#: v2: the plaintext is padded (v1 boxes were not, and no longer open)
+INFO_PREFIX = b"sonet-sealed-sender-v2 to "
 _VERSION = 1
 _FIELDS = {"v": int, "cert": bytes, "msg": bytes, "type": int}
 _FIELDS_WITH_RECORD = {**_FIELDS, "record": bytes}
@@ -86,7 +90,8 @@ def seal(
         if type(sender_record) is not bytes or not 0 < len(sender_record) <= limits.MAX_SENDER_RECORD_BYTES:
             raise LocalProtocolError(f"sender device record must be bytes of 1..{limits.MAX_SENDER_RECORD_BYTES}")
         fields["record"] = sender_record
-    box = to_key.seal(canonical.dumps(fields), sealed_info(recipient_fp))
+    # padded (core/padding.py): the box's size, all that nodes see, must not tell the length
+    box = to_key.seal(pad(canonical.dumps(fields)), sealed_info(recipient_fp))
     if len(box) > limits.MAX_ENVELOPE_BODY:
         raise LocalProtocolError(f"the sealed box does not fit in an envelope body ({limits.MAX_ENVELOPE_BODY} bytes)")
     return box
@@ -97,7 +102,7 @@ def unseal(body: bytes, *, my_key: HpkePrivateKey, my_fp: str) -> Unsealed:
     RemoteProtocolError if its contents are malformed."""
     if type(body) is not bytes or len(body) > limits.MAX_ENVELOPE_BODY:
         raise RemoteProtocolError("sealed box is too large")
-    opened = my_key.open(body, sealed_info(my_fp))
+    opened = unpad(my_key.open(body, sealed_info(my_fp)))
     inner = canonical.loads(opened, max_bytes=limits.MAX_ENVELOPE_BODY)
     if type(inner) is not dict:
         raise RemoteProtocolError("sealed box does not hold a map")

@@ -15,6 +15,7 @@ from sonet.core.device import DeviceRecord, verify_device_record
 from sonet.core.device_list import DeviceList, decode_account_identity, verify_device_list
 from sonet.core.errors import RemoteProtocolError
 from sonet.core.provisioning import INFO_PREFIX, Provisioning, open_provisioning, seal_provisioning
+from sonet.core.padding import pad
 from sonet.core.sealed_sender import OpenedSealed, Unsealed, open_sealed, seal, sealed_info, unseal
 
 from . import material as m
@@ -47,7 +48,7 @@ def _unseal(data: bytes) -> Unsealed:
 
 
 def _open_sealed(plaintext: bytes) -> OpenedSealed:
-    box = m.recipient().public.seal(plaintext, sealed_info(_my_fp()))
+    box = m.recipient().public.seal(pad(plaintext), sealed_info(_my_fp()))
     return open_sealed(box, my_key=m.recipient(), my_fp=_my_fp(), node_keys=_node_keys, now=m.NOW)
 
 

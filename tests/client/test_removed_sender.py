@@ -39,6 +39,7 @@ from sonet.core.device_list import (
 )
 from sonet.core.errors import LocalProtocolError, RemoteProtocolError, VerifyError
 from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
+from sonet.core.padding import pad
 from sonet.core.sealed_sender import sealed_info, seal, unseal
 from tests.core.ratchet.helpers import initial
 from tests.node.conftest import RunningNode
@@ -417,11 +418,11 @@ def test_a_box_carries_a_record_only_with_a_message_that_starts_a_session() -> N
     # hand-built: a record next to a message that starts no session is malformed
     inner = canonical.dumps({"v": 1, "cert": cert, "msg": _not_initial(), "type": RATCHET_MESSAGE, "record": b"record"})
     with pytest.raises(RemoteProtocolError, match="starts no session"):
-        unseal(recipient.public.seal(inner, sealed_info(fp)), my_key=recipient, my_fp=fp)
+        unseal(recipient.public.seal(pad(inner), sealed_info(fp)), my_key=recipient, my_fp=fp)
     for bad in ({"record": 7}, {"record": b""}, {"record": b"r" * (limits.MAX_SENDER_RECORD_BYTES + 1)}, {"extra": b""}):
         fields = {"v": 1, "cert": cert, "msg": _initial(), "type": RATCHET_MESSAGE, **bad}
         with pytest.raises(RemoteProtocolError):
-            unseal(recipient.public.seal(canonical.dumps(fields), sealed_info(fp)), my_key=recipient, my_fp=fp)
+            unseal(recipient.public.seal(pad(canonical.dumps(fields)), sealed_info(fp)), my_key=recipient, my_fp=fp)
 
 
 def _initial() -> bytes:

@@ -12,6 +12,7 @@ from sonet.core import canonical, limits
 from sonet.core.certs import issue_certificate
 from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey, VerifyKey
 from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.padding import pad
 from sonet.core.sealed_sender import INFO_PREFIX, OpenedSealed, Unsealed, open_sealed, seal, sealed_info, unseal
 
 from .pairs import flip_bit, identity, rng
@@ -68,7 +69,7 @@ def raw_box(inner: Any, mode: CryptoMode = HYBRID) -> bytes:
     """A box around an arbitrary inner value (a malicious sender's tool)."""
     key, fp = recipient(mode)
     plaintext = inner if isinstance(inner, bytes) else canonical.dumps(inner)
-    return key.public.seal(plaintext, sealed_info(fp))
+    return key.public.seal(pad(plaintext), sealed_info(fp))
 
 
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
@@ -98,7 +99,7 @@ def test_largest_message_fits_in_an_envelope_body() -> None:
 
 def test_info_binds_the_recipient_fingerprint() -> None:
     _, fp = recipient()
-    assert sealed_info(fp) == b"sonet-sealed-sender-v1 to " + fp.encode() == INFO_PREFIX + fp.encode()
+    assert sealed_info(fp) == b"sonet-sealed-sender-v2 to " + fp.encode() == INFO_PREFIX + fp.encode()
     assert sealed_info(fp.upper()) == sealed_info(fp)
 
 
