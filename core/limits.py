@@ -213,3 +213,11 @@ __all__ += [
     "MAX_LEAVES_PER_FETCH",
     "MAX_LEAVES_BYTES",
 ]
+
+# Connections (transport/admission.py, node/client_session.py)
+#: the largest record a /client connection sends before it has an account: a Register or a
+#: LinkComplete (a device record, a device list, an identity key and the first prekeys, up to
+#: MAX_ONE_TIME_PREKEYS of each kind at < 5 KiB each; the largest measured, hybrid, ~1.8 MB)
+MAX_UNREGISTERED_RECORD_BYTES = MAX_CBOR_BYTES + MAX_DEVICE_LIST_BYTES + 2 * MAX_ONE_TIME_PREKEYS * 5 * 1024 + 64 * 1024
+
+__all__ += ["MAX_UNREGISTERED_RECORD_BYTES"]

@@ -30,6 +30,7 @@ from sonet.federation.service import Federation
 from sonet.federation.settings import FederationSettings
 from sonet.federation.status import FederationStatus
 from sonet.transport import SecureSocket, serve
+from sonet.transport.server import ConnectionLimits, Listening, raise_fd_limit
 
 from .client_keys import answer_local
 from .client_limits import ClientLimits
@@ -42,8 +43,9 @@ from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxRegistry
 from .server import PLAIN_HTTP_ANSWER, Router
 from .store import Quota, SqliteStore
+from .unregistered import Unregistered
 
-__all__ = ["Node", "now_ms", "federation_settings", "DB_FILE", "RUNTIME_FILE"]
+__all__ = ["Node", "now_ms", "federation_settings", "connection_limits", "DB_FILE", "RUNTIME_FILE"]
 
 log = logging.getLogger("sonet.node")
 
@@ -65,6 +67,19 @@ def federation_settings(config: NodeConfig) -> FederationSettings:
         retry_base_s=config.federation_retry_base_s,
         retry_max_s=config.federation_retry_max_s,
         request_deadline_s=config.federation_request_timeout_s,
+    )
+
+
+def connection_limits(config: NodeConfig) -> ConnectionLimits:
+    """The port's caps and deadlines node.toml's ``[connections]`` sets."""
+    return ConnectionLimits(
+        max_connections=config.max_connections,
+        max_connections_per_address=config.max_connections_per_address,
+        max_pending=config.max_pending_connections,
+        max_pending_per_address=config.max_pending_per_address,
+        upgrade_timeout_s=config.upgrade_timeout_s,
+        handshake_timeout_s=config.handshake_timeout_s,
+        send_timeout_s=config.send_timeout_s,
     )
 
 
@@ -97,8 +112,10 @@ class Node:
         self.policy = CryptoPolicy(config.minimum_crypto_mode)
         self.registry = MailboxRegistry()
         self.links = LinkRegistry(rng=rng)
-        self.connections = DeviceConnections()
+        self.connections = DeviceConnections(max_per_device=config.max_connections_per_device)
         self.url: str | None = None
+        #: the port's state once ``run`` listens (connections held, what was refused or cut)
+        self.listening: Listening | None = None
         #: admissions and refusals on /federation (kept across runs of ``run``)
         self.federation_status = FederationStatus()
         #: built by ``run`` (it needs the store)
@@ -155,6 +172,10 @@ class Node:
                 directory=directory,
                 federation=self.federation,
                 limits=self.client_limits,
+                unregistered_timeout_s=self.config.unregistered_timeout_s,
+                unregistered=Unregistered(
+                    max_total=self.config.max_unregistered, max_per_address=self.config.max_unregistered_per_address
+                ),
             )
             if self._client_federation is not None:
                 ctx = dataclasses.replace(ctx, federation=self._client_federation(ctx))
@@ -168,13 +189,17 @@ class Node:
                     self.client_sessions -= 1
 
             router = Router(identity=self.identity, policy=self.policy)
-            router.route("/client", serve_client, CLIENT_FRAMES)
+            # until it has an account a device sends nothing larger than a Register (ClientSession
+            # raises the cap once it has one)
+            router.route("/client", serve_client, CLIENT_FRAMES, max_message_bytes=limits.MAX_UNREGISTERED_RECORD_BYTES)
             # The gate reads the peers table on every attempt: `sonet-node peer add/remove` on
             # the same database takes effect for the next link without a restart.
             router.route(FEDERATION_ENDPOINT, self.federation.serve, FEDERATION_FRAMES, admit_for=self.federation.gate.admit_for)
             # Before serving: every account has its leaf and there is a head to witness.
             await directory.start()
             host, port = self.config.host_port
+            # room for the connection caps (allowed without privileges up to the hard limit)
+            raise_fd_limit()
             async with trio.open_nursery() as nursery:
                 # before the server: inbound links relay lookups over the federation's links
                 await nursery.start(self.federation.run)
@@ -185,13 +210,12 @@ class Node:
                         port,
                         plain_http_answer=PLAIN_HTTP_ANSWER,
                         handler_nursery=nursery,
-                        max_message_size=limits.MAX_RECORD_BYTES,
-                        connect_timeout=limits.HANDSHAKE_DEADLINE_S,
-                        disconnect_timeout=5,
+                        caps=connection_limits(self.config),
                         task_status=task_status,
                     )
                 )
                 bound = server.port
+                self.listening = server
                 self.url = f"ws://{host}:{bound}"
                 self._write_runtime()
                 nursery.start_soon(self._purge_loop, store)

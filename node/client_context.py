@@ -25,6 +25,7 @@ from .client_checks import RequestError, parse_or_refuse
 from .directory import NodeDirectory
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxKey, MailboxRegistry
+from .unregistered import Unregistered
 from .store import AccountRow, DeviceRow, Quota, Store, StoreError
 
 if TYPE_CHECKING:  # client_limits builds on this module
@@ -87,6 +88,11 @@ class ClientContext:
     federation: ClientFederation | None = None
     #: per-device rate limits (node/client_limits.py); None: unlimited (tests of other things)
     limits: ClientLimits | None = None
+    #: how long a connection without an account may stay without registering or linking
+    #: (a connection waiting in a link slot: until the slot expires)
+    unregistered_timeout_s: float = 60.0
+    #: connections without an account, capped per address and node-wide; None: uncapped
+    unregistered: Unregistered | None = None
 
 
 class Session(Protocol):

@@ -5,6 +5,13 @@ that follows the device's mailbox, and a third forwards a LinkOffer to a device 
 linked. A protocol violation gets an ErrorFrame and a closed connection; nothing of a rejected
 batch is stored and other connections are unaffected. Removing a device closes its connections
 with ``ErrorFrame(request=0, code="device_removed")``.
+
+Connections are bounded: a connection without an account must register or link within
+``unregistered_timeout_s`` (while it waits in a link slot: until the slot expires), else it is
+closed with ``registration_timeout``; a device holds at most ``max_per_device`` connections
+(node/mailbox.py ``DeviceConnections``), its oldest closed with ``too_many_connections`` when a
+newer one goes over. A device that stops reading is cut by the server's send timeout
+(transport/server.py); what it has not acknowledged stays in its mailbox.
 The requests themselves are answered by node/client_registration.py (accounts and devices),
 node/client_keys.py (devices, prekeys, bundles, certificates, the key directory) and
 node/client_messages.py (envelopes); what a device submits about its account is checked by
@@ -40,6 +47,7 @@ from sonet.core.client_api import (
     LinkComplete,
     LinkFetch,
     LinkOffer,
+    LinkSlot,
     Ping,
     Pong,
     PublishPrekeys,
@@ -78,10 +86,11 @@ log = logging.getLogger("sonet.node.client")
 
 #: envelopes pushed but not yet acknowledged before the pusher waits for acks
 MAX_IN_FLIGHT = 1024
-#: envelopes per Deliver frame, and their body bytes (the rest of the frame cap is room for
-#: the per-item fields): a mailbox of large envelopes goes in several frames
+#: envelopes per Deliver frame, and their body bytes: a mailbox of large envelopes goes in
+#: several frames. Kept well under the frame cap: a frame being sent is held in memory (the
+#: frame, its record, the WebSocket's copy) until the device reads it
 DELIVER_BATCH = 128
-DELIVER_BYTES = limits.MAX_FRAME_BYTES - 1024 * 1024
+DELIVER_BYTES = 1024 * 1024
 
 
 class ClientSession:
@@ -97,6 +106,13 @@ class ClientSession:
         self._registered = trio.Event()
         # A LinkOffer for this (waiting, unregistered) connection; at most one per slot.
         self._offers_send, self._offers = trio.open_memory_channel[LinkOffer](1)
+        #: set when newer connections of this device push this one over the per-device cap
+        self._superseded = trio.Event()
+        #: (trio time) when a connection without an account is closed; a link slot extends it
+        self._unregistered_deadline = trio.current_time() + ctx.unregistered_timeout_s
+        #: a request is being answered (the registration deadline waits for it to finish)
+        self._answering = False
+        self._answered = trio.Event()
 
     @property
     def ctx(self) -> ClientContext:
@@ -110,15 +126,21 @@ class ClientSession:
     def mailbox(self) -> MailboxKey | None:
         return self._mailbox
 
+    @property
+    def source(self) -> str:
+        return self._sock.source
+
     async def run(self) -> None:
         # Tracked before the store is read: a removal commits either before that read (the
         # device is then unknown here) or signals this connection.
-        with self._ctx.connections.track(self._peer.fingerprint) as removed:
+        with self._ctx.connections.track(self._peer.fingerprint, self._superseded) as removed:
             try:
                 await self._serve(removed)
             finally:
                 self._ctx.links.release(self)
                 self._offers_send.close()
+                if self._ctx.unregistered is not None:
+                    self._ctx.unregistered.done(self)
 
     async def _serve(self, removed: trio.Event) -> None:
         row = await self._ctx.store.device_by_fingerprint(self._peer.fingerprint)
@@ -126,6 +148,8 @@ class ClientSession:
         if row is not None:
             self.become(row)
             counts = await self._ctx.store.prekey_counts(row.account, row.device_id)
+        elif self._ctx.unregistered is not None:
+            self._ctx.unregistered.add(self, self._sock.source or "unknown", self._superseded)
         # Read at every connect: a witness that cosigned since is counted without a restart.
         witnesses = await self._ctx.directory.witnesses()
         await self.send(
@@ -149,6 +173,9 @@ class ClientSession:
                 nursery.start_soon(self._deliver_loop)
                 nursery.start_soon(self._offer_loop)
                 nursery.start_soon(self._close_when_removed, removed, nursery.cancel_scope)
+                nursery.start_soon(self._close_when_superseded, nursery.cancel_scope)
+                if row is None:
+                    nursery.start_soon(self._close_unless_registered, nursery.cancel_scope)
                 try:
                     await self._request_loop()
                 except ProtocolError as exc:
@@ -165,12 +192,18 @@ class ClientSession:
     def become(self, row: DeviceRow) -> None:
         """This connection is now the registered device ``row``: deliveries start."""
         self._ctx.links.release(self)  # a slot it waited in, if any, is of no use any more
+        if self._ctx.unregistered is not None:
+            self._ctx.unregistered.done(self)
         self._mailbox = (row.account, row.device_id)
+        self._sock.allow_messages(limits.MAX_RECORD_BYTES)
         self._registered.set()
 
     # Sending ----------------------------------------------------------------------------
 
     async def send(self, frame: Frame) -> None:
+        if isinstance(frame, LinkSlot):  # waiting to be linked: may wait as long as the slot lives
+            left_s = (frame.expires - self._ctx.clock_ms()) / 1000
+            self._unregistered_deadline = max(self._unregistered_deadline, trio.current_time() + left_s)
         await self._sock.send(frame)
 
     async def _fail(self, exc: ProtocolError) -> None:
@@ -187,6 +220,37 @@ class ClientSession:
         await self._fail(RemoteProtocolError("this device was removed from its account", code="device_removed"))
         scope.cancel()
 
+    async def _close_when_superseded(self, scope: trio.CancelScope) -> None:
+        """Newer connections pushed this one out: of the same device (over its cap) or, while
+        it has no account, of other keys without one (node/unregistered.py)."""
+        await self._superseded.wait()
+        if self._mailbox is not None:
+            why = f"this device opened more than {self._ctx.connections.max_per_device} connections; the oldest is closed"
+        else:
+            why = "too many connections without an account; the oldest is closed (register or link sooner)"
+        await self._fail(RemoteProtocolError(why, code="too_many_connections"))
+        scope.cancel()
+
+    async def _close_unless_registered(self, scope: trio.CancelScope) -> None:
+        """Close a connection that stays without an account past its deadline (a throwaway
+        key holds nothing here for long); a request being answered is finished first."""
+        while True:
+            with trio.move_on_at(self._unregistered_deadline):
+                await self._registered.wait()
+                return
+            if trio.current_time() < self._unregistered_deadline:
+                continue  # a link slot moved the deadline meanwhile
+            while self._answering:
+                await self._answered.wait()
+            if self._mailbox is not None:
+                return
+            break
+        timeout = self._ctx.unregistered_timeout_s
+        await self._fail(
+            RemoteProtocolError(f"no account was registered or linked on this connection within {timeout:g} s", code="registration_timeout")
+        )
+        scope.cancel()
+
     # Requests ---------------------------------------------------------------------------
 
     async def _request_loop(self) -> None:
@@ -195,13 +259,21 @@ class ClientSession:
                 frame = await self._sock.receive()
             except ConnectionClosed:
                 return
+            self._answering, self._answered = True, trio.Event()
             try:
-                await self._dispatch(frame)
-            except RequestError as exc:
-                request = getattr(frame, "request", 0)
-                if not request:  # nothing to answer (an Ack): a connection-level error, so close
-                    raise RemoteProtocolError(str(exc), code=exc.code) from None
-                await self.send(ErrorFrame(request=request, code=exc.code, message=str(exc)))
+                await self._answer(frame)
+            finally:
+                self._answering = False
+                self._answered.set()
+
+    async def _answer(self, frame: Frame) -> None:
+        try:
+            await self._dispatch(frame)
+        except RequestError as exc:
+            request = getattr(frame, "request", 0)
+            if not request:  # nothing to answer (an Ack): a connection-level error, so close
+                raise RemoteProtocolError(str(exc), code=exc.code) from None
+            await self.send(ErrorFrame(request=request, code=exc.code, message=str(exc)))
 
     async def _dispatch(self, frame: Frame) -> None:
         handler = _HANDLERS.get(type(frame))

@@ -32,7 +32,26 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "": ("name", "listen", "registration", "minimum_crypto_mode"),
     "mailbox": ("ttl_days", "max_envelopes", "max_bytes"),
     "federation": ("retry_base_s", "retry_max_s", "request_timeout_s"),
+    "connections": (
+        "max_connections",
+        "max_per_address",
+        "max_pending",
+        "max_pending_per_address",
+        "max_per_device",
+        "max_unregistered",
+        "max_unregistered_per_address",
+        "upgrade_timeout_s",
+        "handshake_timeout_s",
+        "send_timeout_s",
+        "unregistered_timeout_s",
+    ),
 }
+#: [connections] defaults, in the order of SETTINGS["connections"] (transport/admission.py)
+_CONNECTION_DEFAULTS: tuple[int | float, ...] = (4096, 256, 512, 64, 8, 128, 8, 5.0, limits.HANDSHAKE_DEADLINE_S, 30.0, 60.0)
+#: bounds of the [connections] counts, max_connections .. max_unregistered_per_address
+_CONNECTION_COUNTS = ((16, 1_000_000), (1, 1_000_000), (1, 1_000_000), (1, 1_000_000), (1, 256), (1, 1_000_000), (1, 1_000_000))
+#: the [connections] deadlines are seconds, more than 0 and at most an hour
+_MAX_CONNECTION_SECONDS = 3600
 _REGISTRATION = ("invite", "open")
 _TTL_DAYS = (1, limits.MAX_ENVELOPE_TTL_MS // _DAY_MS)
 _MAX_ENVELOPES = (1, 10_000_000)
@@ -101,12 +120,15 @@ def _whole(table: dict, section: str, key: str, bounds: tuple[int, int], default
     return value
 
 
-def _seconds(section: dict, key: str, default: float, source: str) -> float:
+def _seconds(
+    section: dict, key: str, default: float, source: str, *, name: str = "federation", most: int = _MAX_SECONDS
+) -> float:
     value = section.get(key, default)
-    if type(value) not in (int, float) or not 0 < value <= _MAX_SECONDS:
+    if type(value) not in (int, float) or not 0 < value <= most:
+        longest = "a day" if most == _MAX_SECONDS else f"{most} s"
         raise ConfigError(
-            f"{source}: federation.{key} = {value!r} is not allowed "
-            f"(federation.{key} must be a number of seconds, more than 0 and at most a day ({_MAX_SECONDS}))"
+            f"{source}: {name}.{key} = {value!r} is not allowed "
+            f"({name}.{key} must be a number of seconds, more than 0 and at most {longest} ({most}))"
         )
     return float(value)
 
@@ -125,6 +147,18 @@ class NodeConfig:
     federation_retry_max_s: float = _FEDERATION_DEFAULTS[1]
     #: how long a peer may take to answer one request (a push, a lookup)
     federation_request_timeout_s: float = _FEDERATION_DEFAULTS[2]
+    #: [connections]: caps and deadlines of the port (docs/operations.md, docs/security.md)
+    max_connections: int = int(_CONNECTION_DEFAULTS[0])
+    max_connections_per_address: int = int(_CONNECTION_DEFAULTS[1])
+    max_pending_connections: int = int(_CONNECTION_DEFAULTS[2])
+    max_pending_per_address: int = int(_CONNECTION_DEFAULTS[3])
+    max_connections_per_device: int = int(_CONNECTION_DEFAULTS[4])
+    max_unregistered: int = int(_CONNECTION_DEFAULTS[5])
+    max_unregistered_per_address: int = int(_CONNECTION_DEFAULTS[6])
+    upgrade_timeout_s: float = float(_CONNECTION_DEFAULTS[7])
+    handshake_timeout_s: float = float(_CONNECTION_DEFAULTS[8])
+    send_timeout_s: float = float(_CONNECTION_DEFAULTS[9])
+    unregistered_timeout_s: float = float(_CONNECTION_DEFAULTS[10])
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -147,7 +181,31 @@ class NodeConfig:
             f"max_envelopes = {self.mailbox_max_envelopes}\n"
             f"max_bytes = {self.mailbox_max_bytes}\n"
             + self._federation_toml()
+            + self._connections_toml()
         )
+
+    @property
+    def _connection_values(self) -> tuple[int | float, ...]:
+        return (
+            self.max_connections,
+            self.max_connections_per_address,
+            self.max_pending_connections,
+            self.max_pending_per_address,
+            self.max_connections_per_device,
+            self.max_unregistered,
+            self.max_unregistered_per_address,
+            self.upgrade_timeout_s,
+            self.handshake_timeout_s,
+            self.send_timeout_s,
+            self.unregistered_timeout_s,
+        )
+
+    def _connections_toml(self) -> str:
+        values = self._connection_values
+        lines = [f"{key} = {value}" for key, value in zip(SETTINGS["connections"], values)]
+        if values == _CONNECTION_DEFAULTS:
+            return "\n# [connections]  (the defaults; see docs/operations.md)\n" + "".join(f"# {line}\n" for line in lines)
+        return "\n[connections]\n" + "".join(f"{line}\n" for line in lines)
 
     def _federation_toml(self) -> str:
         values = (self.federation_retry_base_s, self.federation_retry_max_s, self.federation_request_timeout_s)
@@ -177,6 +235,16 @@ class NodeConfig:
         _check_keys(raw, source)
         mailbox = raw.get("mailbox", {})
         federation = raw.get("federation", {})
+        connections = raw.get("connections", {})
+        keys = SETTINGS["connections"]
+        counts = [
+            _whole(connections, "connections", key, bounds, int(default), source)
+            for key, bounds, default in zip(keys, _CONNECTION_COUNTS, _CONNECTION_DEFAULTS)
+        ]
+        deadlines = [
+            _seconds(connections, key, float(default), source, name="connections", most=_MAX_CONNECTION_SECONDS)
+            for key, default in zip(keys[len(counts) :], _CONNECTION_DEFAULTS[len(counts) :])
+        ]
         registration = _text(raw, "registration", "invite", source)
         if registration not in _REGISTRATION:
             raise ConfigError(f"{source}: registration = {registration!r} is not allowed (allowed: {', '.join(_REGISTRATION)})")
@@ -203,6 +271,17 @@ class NodeConfig:
             federation_retry_base_s=_seconds(federation, "retry_base_s", min(_FEDERATION_DEFAULTS[0], retry_max_s), source),
             federation_retry_max_s=retry_max_s,
             federation_request_timeout_s=_seconds(federation, "request_timeout_s", _FEDERATION_DEFAULTS[2], source),
+            max_connections=counts[0],
+            max_connections_per_address=counts[1],
+            max_pending_connections=counts[2],
+            max_pending_per_address=counts[3],
+            max_connections_per_device=counts[4],
+            max_unregistered=counts[5],
+            max_unregistered_per_address=counts[6],
+            upgrade_timeout_s=deadlines[0],
+            handshake_timeout_s=deadlines[1],
+            send_timeout_s=deadlines[2],
+            unregistered_timeout_s=deadlines[3],
         )
         if config.federation_retry_max_s < config.federation_retry_base_s:
             raise ConfigError(f"{source}: federation.retry_max_s must be at least retry_base_s")

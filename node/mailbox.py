@@ -80,20 +80,33 @@ class MailboxRegistry:
 
 
 class DeviceConnections:
-    def __init__(self) -> None:
-        self._live: dict[str, set[trio.Event]] = defaultdict(set)
+    """Live connections per device key. At most ``max_per_device`` are kept: a new one beyond
+    that has the OLDEST told to close (``superseded``), so a device that moved networks gets in
+    at once while its stale connections have not timed out yet, and a device cannot pile up
+    connections (each holds buffers) for itself."""
+
+    def __init__(self, max_per_device: int | None = None) -> None:
+        #: connections kept per device (None: no cap)
+        self.max_per_device = max_per_device
+        # insertion order is age; the value is the connection's ``superseded`` event
+        self._live: dict[str, dict[trio.Event, trio.Event]] = defaultdict(dict)
 
     @contextmanager
-    def track(self, fingerprint: str) -> Iterator[trio.Event]:
-        """Track one connection of the device ``fingerprint``; the event is set when the
-        device is removed."""
+    def track(self, fingerprint: str, superseded: trio.Event | None = None) -> Iterator[trio.Event]:
+        """Track one connection of the device ``fingerprint``; the event yielded is set when
+        the device is removed; ``superseded`` is set when newer connections of the same device
+        push this one over the cap."""
         removed = trio.Event()
-        self._live[fingerprint].add(removed)
+        live = self._live[fingerprint]
+        live[removed] = superseded if superseded is not None else trio.Event()
+        while self.max_per_device is not None and len(live) > self.max_per_device:
+            oldest = next(iter(live))
+            live.pop(oldest).set()
         try:
             yield removed
         finally:
-            self._live[fingerprint].discard(removed)
-            if not self._live[fingerprint]:
+            live.pop(removed, None)
+            if not live and self._live.get(fingerprint) is live:
                 del self._live[fingerprint]
 
     def removed(self, fingerprint: str) -> int:

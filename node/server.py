@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest
 
+from sonet.core import limits
 from sonet.core.channel import Channel
 from sonet.core.crypto import CryptoPolicy, SigningKey
 from sonet.core.handshake import HandshakeComplete
 from sonet.core.wire import FrameSet
-from sonet.transport import Admit, SecureSocket, admit_everyone, respond
+from sonet.transport import CLOSE_GRACE_S, Admit, SecureSocket, admit_everyone, respond
+from sonet.transport.server import Connection
 
 __all__ = ["Router", "LinkHandler", "Admit", "AdmitFor", "PLAIN_HTTP_ANSWER"]
 
@@ -35,29 +38,44 @@ class Router:
     def __init__(self, *, identity: SigningKey, policy: CryptoPolicy) -> None:
         self._identity = identity
         self._policy = policy
-        self._routes: dict[str, tuple[LinkHandler, FrameSet, AdmitFor]] = {}
+        self._routes: dict[str, tuple[LinkHandler, FrameSet, AdmitFor, int]] = {}
 
     def route(
-        self, path: str, handler: LinkHandler, frames: FrameSet, admit: Admit = admit_everyone, *, admit_for: AdmitFor | None = None
+        self,
+        path: str,
+        handler: LinkHandler,
+        frames: FrameSet,
+        admit: Admit = admit_everyone,
+        *,
+        admit_for: AdmitFor | None = None,
+        max_message_bytes: int = limits.MAX_RECORD_BYTES,
     ) -> None:
         """Serve ``path`` with ``handler`` on a channel of ``frames``; ``admit`` (or, given the
         request headers, ``admit_for(headers)``) decides about the authenticated initiator
-        during the handshake."""
-        self._routes[path] = (handler, frames, admit_for or (lambda headers: admit))
+        during the handshake. Once it is admitted, records of up to ``max_message_bytes`` are
+        accepted (the handler may raise that later); before, only handshake messages."""
+        self._routes[path] = (handler, frames, admit_for or (lambda headers: admit), max_message_bytes)
 
-    async def __call__(self, request: WebSocketRequest) -> None:
+    async def __call__(self, request: WebSocketRequest, conn: Connection) -> None:
         path = request.path.split("?", 1)[0]
         if path not in self._routes:
             await request.reject(404, body=b"unknown endpoint; devices use /client, nodes /federation\n")
             return
-        handler, frames, admit_for = self._routes[path]
+        handler, frames, admit_for, max_message_bytes = self._routes[path]
         admit = admit_for(list(request.headers))
         ws = await request.accept()
         try:
             done = await respond(ws, identity=self._identity, policy=self._policy, prologue=path.encode(), admit=admit)
             if done is not None:
-                await handler(SecureSocket(ws, Channel(done.keys, frames), done.peer), done)
+                conn.authenticated()
+                sock = SecureSocket(ws, Channel(done.keys, frames), done.peer)
+                sock.allow_messages(max_message_bytes)
+                sock.source = conn.address
+                await handler(sock, done)
         except ConnectionClosed:
             pass
         finally:
-            await ws.aclose()
+            # never wait long for the peer's close reply (before authentication the server's
+            # deadline cuts this shorter still)
+            with trio.move_on_after(CLOSE_GRACE_S):
+                await ws.aclose()

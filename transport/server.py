@@ -1,23 +1,58 @@
 """The listening side: accept TCP connections and hand each WebSocket upgrade request to a
-handler (as trio-websocket's ``serve_websocket`` does), except that a plain HTTP request (no
-``Upgrade: websocket``) gets a 400 with a short text saying what listens here; the WebSocket
-library would answer it with a bare 400 and no body.
+handler (as trio-websocket's ``serve_websocket`` does), under the caps and deadlines of
+``ConnectionLimits`` (transport/admission.py).
+
+- Before the other side is authenticated, each phase has a deadline counted from accept (the
+  upgrade request within ``upgrade_timeout_s``, the handshake within ``handshake_timeout_s``) and
+  a WebSocket message may be no larger than a handshake message. At a deadline, an eviction or
+  an oversized message the connection is ABORTED: its task is cancelled and the socket reset;
+  nothing waits for a close reply from a peer nobody knows. The handler calls
+  ``Connection.authenticated()`` once the handshake authenticated the other side.
+- A plain HTTP request (no ``Upgrade: websocket``) gets a 400 with a short text saying what
+  listens here; a connection over a cap gets a 503 saying which; both are then closed.
+- Every send must make progress within ``send_timeout_s``: a peer that stops reading is
+  disconnected (the socket reset), never buffered for.
+- The accept loop survives running out of file descriptors (EMFILE): it evicts the oldest
+  pending connection or backs off, and says so in the summary line, never in a traceback.
+- Refused, evicted, timed-out and stalled connections are counted and logged as one summary
+  line per interval (transport/log_summary.py), not one line per connection.
 """
 
 from __future__ import annotations
 
+import errno
+import ipaddress
+import logging
+import resource
+import socket as stdlib_socket
+import struct
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import trio
-from trio_websocket import WebSocketRequest, wrap_server_stream
+from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
 
-__all__ = ["serve", "Listening", "MAX_REQUEST_HEAD"]
+from .admission import Admission, Admitted, ConnectionLimits, Refused
+from .log_summary import SUMMARY_INTERVAL_S, LogSummary
+
+__all__ = ["serve", "Listening", "Connection", "ConnectionLimits", "MAX_REQUEST_HEAD", "raise_fd_limit", "FD_RESERVE"]
+
+log = logging.getLogger("sonet.transport.server")
 
 #: the most bytes of an HTTP request head read to tell an upgrade from a plain request
 MAX_REQUEST_HEAD = 16 * 1024
-
-Handler = Callable[[WebSocketRequest], Awaitable[None]]
+#: file descriptors kept free of connections (the database, outgoing links, logs)
+FD_RESERVE = 128
+#: a send's progress is watched in pieces of this size
+SEND_PIECE = 64 * 1024
+#: at most this long to write a 400 or 503 to a fresh connection before it is closed
+ANSWER_GRACE_S = 1.0
+#: the longest pause of the accept loop when the process is out of file descriptors
+MAX_ACCEPT_BACKOFF_S = 1.0
+_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+#: ways a connection ends that are closed normally (a refusal the handshake sent must arrive);
+#: every other end the server decides (a deadline, an eviction, a stall) resets the socket
+_GRACEFUL = {None, "handshake_failed", "bad_request"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +61,62 @@ class Listening:
 
     host: str
     port: int
+    #: the caps in force (``max_connections`` may be lower than asked: the file limit)
+    caps: ConnectionLimits
+    #: the connections held right now (``held``, ``pending``)
+    admission: Admission
+    #: what was refused or cut since the last summary line
+    summary: LogSummary
+
+
+class Connection:
+    """What a handler sees of the connection it serves."""
+
+    def __init__(self, admission: Admission, admitted: Admitted) -> None:
+        self._admission = admission
+        self._admitted = admitted
+
+    @property
+    def address(self) -> str:
+        return self._admitted.address
+
+    @property
+    def pending(self) -> bool:
+        return self._admitted.pending
+
+    def authenticated(self) -> None:
+        """The handshake authenticated the other side: the pre-auth deadline is lifted and the
+        connection can no longer be evicted (the handler raises its message cap itself)."""
+        self._admission.authenticated(self._admitted)
+
+
+Handler = Callable[[WebSocketRequest, Connection], Awaitable[None]]
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (allowed without
+    privileges); return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def _fit_to_fd_limit(caps: ConnectionLimits) -> ConnectionLimits:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    room = max(16, soft - FD_RESERVE) if soft != resource.RLIM_INFINITY else caps.max_connections
+    if caps.max_connections <= room:
+        return caps
+    log.warning(
+        "the open-file limit is %d: holding at most %d connections instead of %d (raise `ulimit -n` for more)",
+        soft, room, caps.max_connections,
+    )
+    return replace(caps, max_connections=room, max_pending=min(caps.max_pending, room))
 
 
 async def serve(
@@ -34,66 +125,138 @@ async def serve(
     port: int,
     *,
     plain_http_answer: str,
-    max_message_size: int,
-    connect_timeout: float,
-    disconnect_timeout: float,
+    caps: ConnectionLimits | None = None,
     handler_nursery: trio.Nursery | None = None,
+    summary_interval_s: float = SUMMARY_INTERVAL_S,
     task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; ``plain_http_answer`` is the body of the 400 for plain HTTP."""
+    caps = _fit_to_fd_limit(caps or ConnectionLimits())
+    summary = LogSummary(log, what="refused or cut connections", interval_s=summary_interval_s)
+    admission = Admission(caps)
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()[1]
-    refusal = _bad_request(plain_http_answer)
-
-    async def connection(stream: trio.SocketStream) -> None:
-        await _serve_connection(
-            stream,
-            handler,
-            refusal=refusal,
-            max_message_size=max_message_size,
-            connect_timeout=connect_timeout,
-            disconnect_timeout=disconnect_timeout,
-        )
-
-    # the listeners are bound: connections wait in the backlog until served
-    task_status.started(Listening(host=host, port=bound))
-    await trio.serve_listeners(connection, listeners, handler_nursery=handler_nursery)
+    server = _Server(handler, admission, summary, _answer(400, "Bad Request", plain_http_answer))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(summary.run)
+        for listener in listeners:
+            nursery.start_soon(server.accept_loop, listener, handler_nursery or nursery)
+        # the listeners are bound: connections wait in the backlog until served
+        task_status.started(Listening(host=host, port=bound, caps=caps, admission=admission, summary=summary))
 
 
-async def _serve_connection(
-    stream: trio.SocketStream,
-    handler: Handler,
-    *,
-    refusal: bytes,
-    max_message_size: int,
-    connect_timeout: float,
-    disconnect_timeout: float,
-) -> None:
-    try:
+class _Server:
+    def __init__(self, handler: Handler, admission: Admission, summary: LogSummary, plain_answer: bytes) -> None:
+        self._handler = handler
+        self._admission = admission
+        self._summary = summary
+        self._plain_answer = plain_answer
+
+    async def accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        backoff = 0.0
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in _CAPACITY_ERRNOS:
+                        raise
+                    self._summary.count(f"accept_failed_{errno.errorcode.get(exc.errno, exc.errno)}")
+                    if self._admission.evict_oldest("fd_limit"):
+                        await trio.sleep(0)  # let it close before accepting again
+                    else:
+                        backoff = min(max(backoff * 2, 0.01), MAX_ACCEPT_BACKOFF_S)
+                        await trio.sleep(backoff)
+                    continue
+                backoff = 0.0
+                address = _address_of(stream)
+                try:
+                    conn = self._admission.admit(address)
+                except Refused as refused:
+                    self._summary.count(f"refused_{refused.code}", address)
+                    nursery.start_soon(self._refuse, stream, str(refused))
+                    continue
+                nursery.start_soon(self._serve, stream, conn)
+
+    async def _refuse(self, stream: trio.SocketStream, why: str) -> None:
+        try:
+            with trio.move_on_after(ANSWER_GRACE_S):
+                await stream.send_all(_answer(503, "Service Unavailable", why + "\n"))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            _abort(stream)
+
+    async def _serve(self, stream: trio.SocketStream, conn: Admitted) -> None:
+        try:
+            with conn.scope:
+                await self._phases(stream, conn)
+            if conn.scope.cancelled_caught and conn.ended_by is None:
+                conn.ended_by = "handshake_timeout"
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
+            pass  # the other side went away
+        finally:
+            self._admission.release(conn)
+            if conn.ended_by is not None:
+                self._summary.count(conn.ended_by, conn.address)
+            if conn.ended_by in _GRACEFUL:
+                stream.socket.close()  # the WebSocket close (if any) was exchanged already
+            else:
+                _abort(stream)
+
+    async def _phases(self, stream: trio.SocketStream, conn: Admitted) -> None:
+        caps = self._admission.caps
         head = b""
-        with trio.move_on_after(connect_timeout):
+        with trio.move_on_after(caps.upgrade_timeout_s) as upgrade:
             head = await _read_head(stream)
-        if b"\r\n\r\n" not in head:  # silent, closed, or no HTTP request within the cap
+        if upgrade.cancelled_caught:
+            conn.ended_by = "upgrade_timeout"
+            return
+        if b"\r\n\r\n" not in head:  # closed, or no HTTP request within the cap
+            conn.ended_by = "bad_request" if head else None
             return
         if not _asks_upgrade(head[: head.index(b"\r\n\r\n")]):
-            with trio.move_on_after(disconnect_timeout):
-                await stream.send_all(refusal)
+            with trio.move_on_after(ANSWER_GRACE_S):
+                await stream.send_all(self._plain_answer)
             return
+        guarded = _GuardedStream(stream, head, conn, caps.send_timeout_s, spoke=self._admission.spoke)
         async with trio.open_nursery() as nursery:
             # the connection's reader task runs in this nursery; cancelled once the handler ends
-            request = None
-            with trio.move_on_after(connect_timeout):
-                request = await wrap_server_stream(nursery, _Replayed(stream, head), max_message_size=max_message_size)
+            request = await wrap_server_stream(nursery, guarded, max_message_size=caps.pending_message_bytes)
             try:
-                if request is not None:
-                    await handler(request)
+                await self._handler(request, Connection(self._admission, conn))
             finally:
                 nursery.cancel_scope.cancel()
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass  # the other side went away
-    finally:
-        with trio.move_on_after(disconnect_timeout):
-            await stream.aclose()
+        if conn.pending and conn.ended_by is None:
+            # the handler gave up before authentication: an oversized or bad handshake message
+            conn.ended_by = "handshake_failed"
+
+
+def _address_of(stream: trio.SocketStream) -> str:
+    """The source address a connection counts against: the IP, or an IPv6 address's /64 (one
+    host usually holds a whole /64)."""
+    try:
+        host = stream.socket.getpeername()[0]
+    except OSError:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return str(host)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _abort(stream: trio.SocketStream) -> None:
+    """Close at once with a reset: no close handshake, no lingering kernel buffers."""
+    try:
+        stream.socket.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    stream.socket.close()
 
 
 async def _read_head(stream: trio.SocketStream) -> bytes:
@@ -116,33 +279,61 @@ def _asks_upgrade(head: bytes) -> bool:
     return False
 
 
-def _bad_request(text: str) -> bytes:
+def _answer(status: int, phrase: str, text: str) -> bytes:
     body = text.encode()
     return (
-        b"HTTP/1.1 400 Bad Request\r\n"
-        b"Content-Type: text/plain; charset=utf-8\r\n"
+        f"HTTP/1.1 {status} {phrase}\r\n".encode()
+        + b"Content-Type: text/plain; charset=utf-8\r\n"
         + f"Content-Length: {len(body)}\r\n".encode()
         + b"Connection: close\r\n\r\n"
         + body
     )
 
 
-class _Replayed(trio.abc.Stream):
-    """``stream`` with the bytes already read from it put back in front."""
+class _GuardedStream(trio.abc.Stream):
+    """``stream`` with the bytes already read from it put back in front, whose sends must make
+    progress: a piece that cannot be sent within ``send_timeout_s`` aborts the connection (the
+    peer stopped reading) and fails the send, so nothing piles up behind it."""
 
-    def __init__(self, stream: trio.SocketStream, already: bytes) -> None:
+    def __init__(
+        self,
+        stream: trio.SocketStream,
+        already: bytes,
+        conn: Admitted,
+        send_timeout_s: float,
+        *,
+        spoke: Callable[[Admitted], None] = lambda conn: None,
+    ) -> None:
         self._stream = stream
+        # the request head: whatever came with it beyond its end was the client speaking
+        end = already.find(b"\r\n\r\n") + 4
         self._already = already
+        self._conn = conn
+        self._send_timeout_s = send_timeout_s
+        self._spoke = spoke
+        if 3 < end < len(already):
+            spoke(conn)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._already:
             size = len(self._already) if max_bytes is None else max_bytes
             data, self._already = self._already[:size], self._already[size:]
             return data
-        return await self._stream.receive_some(max_bytes)
+        data = await self._stream.receive_some(max_bytes)
+        if data and not self._conn.spoke:
+            self._spoke(self._conn)
+        return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+        view = memoryview(data)
+        for start in range(0, len(view), SEND_PIECE):
+            with trio.move_on_after(self._send_timeout_s) as piece:
+                await self._stream.send_all(view[start : start + SEND_PIECE])
+            if piece.cancelled_caught:
+                if self._conn.ended_by is None:
+                    self._conn.ended_by = "send_timeout"
+                _abort(self._stream)
+                raise trio.BrokenResourceError(f"the peer read nothing for {self._send_timeout_s:g} s")
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()

@@ -22,12 +22,23 @@ from sonet.core.wire import Frame
 
 from .handshake import POLICY_VIOLATION
 
-__all__ = ["SecureSocket", "CLOSE_GRACE_S", "MAX_ERROR_MESSAGE"]
+__all__ = ["SecureSocket", "CLOSE_GRACE_S", "MAX_ERROR_MESSAGE", "set_message_cap"]
 
 #: how long a closing connection may take to tell the peer why (bounded even when shielded)
 CLOSE_GRACE_S = 2.0
 #: characters of an error's text sent in its ErrorFrame
 MAX_ERROR_MESSAGE = 300
+
+
+def set_message_cap(ws: WebSocketConnection, max_bytes: int) -> None:
+    """The largest WebSocket message ``ws`` accepts from now on (a larger one closes it with
+    1009 after at most ``max_bytes`` plus one read were buffered: trio-websocket counts the
+    parts of a message as wsproto hands them over, it never waits for a whole frame). The
+    server starts a connection small (a handshake message) and raises the cap once the other
+    side is authenticated; trio-websocket only takes it at construction, hence the attribute."""
+    if not hasattr(ws, "_max_message_size"):  # pragma: no cover - a trio-websocket that changed
+        raise RuntimeError("this trio-websocket version does not keep its message cap in _max_message_size")
+    ws._max_message_size = max_bytes
 
 
 class SecureSocket:
@@ -43,6 +54,9 @@ class SecureSocket:
         self.send_broken: str | None = None
         #: the first frame, when the dial asked for one (the node's Welcome on /client)
         self.greeting: Frame | None = None
+        #: the address the connection comes from, as the server counts it (set by the node's
+        #: server; "" if unknown): what per-address limits charge
+        self.source = ""
         self._pings = 0
 
     @property
@@ -115,5 +129,12 @@ class SecureSocket:
                         pass
                 await self._ws.aclose(code=POLICY_VIOLATION, reason=exc.code)
 
+    def allow_messages(self, max_bytes: int) -> None:
+        """Accept records of up to ``max_bytes`` from now on (see ``set_message_cap``)."""
+        set_message_cap(self._ws, max_bytes)
+
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
-        await self._ws.aclose(code=code, reason=reason)
+        """Close; the peer's close reply is awaited for CLOSE_GRACE_S at most, then the
+        connection is dropped without it."""
+        with trio.move_on_after(CLOSE_GRACE_S):
+            await self._ws.aclose(code=code, reason=reason)

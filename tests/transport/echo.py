@@ -20,6 +20,7 @@ from sonet.core.crypto import CryptoMode, CryptoPolicy, SigningKey
 from sonet.core.errors import ProtocolError, RemoteProtocolError
 from sonet.core.handshake import PeerIdentified
 from sonet.transport import SecureSocket, respond, serve
+from sonet.transport.server import Connection, ConnectionLimits, Listening
 
 __all__ = ["Echo", "echo_server", "new_key", "PLAIN"]
 
@@ -38,6 +39,8 @@ class Echo:
     deny: set[str] = field(default_factory=set)
     #: frames the responder received, in order
     received: list[object] = field(default_factory=list)
+    #: the server's state (its connection table, its log summary)
+    listening: Listening | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -45,20 +48,22 @@ class Echo:
 
 
 @asynccontextmanager
-async def echo_server() -> AsyncIterator[Echo]:
+async def echo_server(caps: ConnectionLimits | None = None) -> AsyncIterator[Echo]:
     key = new_key()
     echo = Echo(url="", key=key)
 
     async def admit(event: PeerIdentified) -> tuple[str, str] | None:
         return ("unknown_peer", "not welcome here") if event.peer.fingerprint in echo.deny else None
 
-    async def handler(request: WebSocketRequest) -> None:
+    async def handler(request: WebSocketRequest, conn: Connection) -> None:
         ws = await request.accept()
         try:
             done = await respond(ws, identity=key, policy=CryptoPolicy(), prologue=b"/client", admit=admit)
             if done is None:
                 return
+            conn.authenticated()
             sock = SecureSocket(ws, Channel(done.keys, CLIENT_FRAMES), done.peer)
+            sock.allow_messages(limits.MAX_RECORD_BYTES)
             while True:
                 try:
                     frame = await sock.receive()
@@ -72,7 +77,8 @@ async def echo_server() -> AsyncIterator[Echo]:
         except ConnectionClosed:
             pass
         finally:
-            await ws.aclose()
+            with trio.move_on_after(2):
+                await ws.aclose()
 
     async with trio.open_nursery() as nursery:
         listening = await nursery.start(
@@ -81,12 +87,11 @@ async def echo_server() -> AsyncIterator[Echo]:
                 "127.0.0.1",
                 0,
                 plain_http_answer=PLAIN,
-                max_message_size=limits.MAX_RECORD_BYTES,
-                connect_timeout=5,
-                disconnect_timeout=2,
+                caps=caps,
                 task_status=task_status,
             )
         )
         echo.url = f"ws://127.0.0.1:{listening.port}"
+        echo.listening = listening
         yield echo
         nursery.cancel_scope.cancel()
