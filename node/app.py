@@ -24,6 +24,7 @@ from sonet.core.client_api import CLIENT_FRAMES
 from sonet.core.crypto import CryptoPolicy
 from sonet.core.federation_api import FEDERATION_FRAMES
 from sonet.core.handshake import HandshakeComplete
+from sonet.core.handshake_guard import HandshakeGuard
 from sonet.core.wire import Frame
 from sonet.federation.link import ENDPOINT as FEDERATION_ENDPOINT
 from sonet.federation.service import Federation
@@ -188,7 +189,7 @@ class Node:
                 finally:
                     self.client_sessions -= 1
 
-            router = Router(identity=self.identity, policy=self.policy)
+            router = Router(identity=self.identity, policy=self.policy, guard=HandshakeGuard(self.config.handshake_guard, rng=self.rng))
             # until it has an account a device sends nothing larger than a Register (ClientSession
             # raises the cap once it has one)
             router.route("/client", serve_client, CLIENT_FRAMES, max_message_bytes=limits.MAX_UNREGISTERED_RECORD_BYTES)

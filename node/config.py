@@ -19,6 +19,8 @@ from sonet.core import limits
 from sonet.core.address import validate_node_name
 from sonet.core.crypto import CryptoMode
 from sonet.core.errors import LocalProtocolError
+from sonet.core.handshake_guard import GuardSettings
+from sonet.core.ratelimit import Rate
 
 __all__ = ["NodeConfig", "ConfigError", "parse_listen", "CONFIG_FILE", "SETTINGS"]
 
@@ -32,6 +34,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "": ("name", "listen", "registration", "minimum_crypto_mode"),
     "mailbox": ("ttl_days", "max_envelopes", "max_bytes"),
     "federation": ("retry_base_s", "retry_max_s", "request_timeout_s"),
+    "handshake": ("max_in_progress", "load_per_second", "per_address_per_second", "per_address_burst"),
     "connections": (
         "max_connections",
         "max_per_address",
@@ -52,6 +55,10 @@ _CONNECTION_DEFAULTS: tuple[int | float, ...] = (4096, 256, 512, 64, 8, 128, 8, 
 _CONNECTION_COUNTS = ((16, 1_000_000), (1, 1_000_000), (1, 1_000_000), (1, 1_000_000), (1, 256), (1, 1_000_000), (1, 1_000_000))
 #: the [connections] deadlines are seconds, more than 0 and at most an hour
 _MAX_CONNECTION_SECONDS = 3600
+#: [handshake] defaults, in the order of SETTINGS["handshake"] (core/handshake_guard.py), and
+#: their bounds (max_in_progress 0: every first message gets a cookie round)
+_HANDSHAKE_DEFAULTS = (32, 50, 20, 100)
+_HANDSHAKE_BOUNDS = ((0, 100_000), (1, 100_000), (1, 100_000), (1, 1_000_000))
 _REGISTRATION = ("invite", "open")
 _TTL_DAYS = (1, limits.MAX_ENVELOPE_TTL_MS // _DAY_MS)
 _MAX_ENVELOPES = (1, 10_000_000)
@@ -120,6 +127,14 @@ def _whole(table: dict, section: str, key: str, bounds: tuple[int, int], default
     return value
 
 
+def _handshake(section: dict, source: str) -> dict[str, int]:
+    """The [handshake] settings as NodeConfig fields."""
+    return {
+        f"handshake_{key}": _whole(section, "handshake", key, bounds, default, source)
+        for key, bounds, default in zip(SETTINGS["handshake"], _HANDSHAKE_BOUNDS, _HANDSHAKE_DEFAULTS)
+    }
+
+
 def _seconds(
     section: dict, key: str, default: float, source: str, *, name: str = "federation", most: int = _MAX_SECONDS
 ) -> float:
@@ -147,6 +162,11 @@ class NodeConfig:
     federation_retry_max_s: float = _FEDERATION_DEFAULTS[1]
     #: how long a peer may take to answer one request (a push, a lookup)
     federation_request_timeout_s: float = _FEDERATION_DEFAULTS[2]
+    #: [handshake]: the handshake guard (core/handshake_guard.py, docs/operations.md)
+    handshake_max_in_progress: int = _HANDSHAKE_DEFAULTS[0]
+    handshake_load_per_second: int = _HANDSHAKE_DEFAULTS[1]
+    handshake_per_address_per_second: int = _HANDSHAKE_DEFAULTS[2]
+    handshake_per_address_burst: int = _HANDSHAKE_DEFAULTS[3]
     #: [connections]: caps and deadlines of the port (docs/operations.md, docs/security.md)
     max_connections: int = int(_CONNECTION_DEFAULTS[0])
     max_connections_per_address: int = int(_CONNECTION_DEFAULTS[1])
@@ -181,6 +201,7 @@ class NodeConfig:
             f"max_envelopes = {self.mailbox_max_envelopes}\n"
             f"max_bytes = {self.mailbox_max_bytes}\n"
             + self._federation_toml()
+            + self._handshake_toml()
             + self._connections_toml()
         )
 
@@ -214,6 +235,28 @@ class NodeConfig:
             # shown commented out, so that an operator (or a test) can add the section
             return "\n# [federation]  (the defaults; see docs/operations.md)\n" + "".join(f"# {line}\n" for line in lines)
         return "\n[federation]\n" + "".join(f"{line}\n" for line in lines)
+
+    @property
+    def handshake_guard(self) -> GuardSettings:
+        """What the node's handshake guard is built with (a load burst of two seconds' worth)."""
+        load = self.handshake_load_per_second
+        return GuardSettings(
+            max_in_progress=self.handshake_max_in_progress,
+            load_rate=Rate(per_second=load, burst=2 * load),
+            per_address=Rate(per_second=self.handshake_per_address_per_second, burst=self.handshake_per_address_burst),
+        )
+
+    def _handshake_toml(self) -> str:
+        values = (
+            self.handshake_max_in_progress,
+            self.handshake_load_per_second,
+            self.handshake_per_address_per_second,
+            self.handshake_per_address_burst,
+        )
+        lines = [f"{key} = {value}" for key, value in zip(SETTINGS["handshake"], values)]
+        if values == _HANDSHAKE_DEFAULTS:
+            return "\n# [handshake]  (the defaults; see docs/operations.md)\n" + "".join(f"# {line}\n" for line in lines)
+        return "\n[handshake]\n" + "".join(f"{line}\n" for line in lines)
 
     @classmethod
     def load(cls, data_dir: Path) -> "NodeConfig":
@@ -271,6 +314,7 @@ class NodeConfig:
             federation_retry_base_s=_seconds(federation, "retry_base_s", min(_FEDERATION_DEFAULTS[0], retry_max_s), source),
             federation_retry_max_s=retry_max_s,
             federation_request_timeout_s=_seconds(federation, "request_timeout_s", _FEDERATION_DEFAULTS[2], source),
+            **_handshake(raw.get("handshake", {}), source),
             max_connections=counts[0],
             max_connections_per_address=counts[1],
             max_pending_connections=counts[2],

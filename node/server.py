@@ -4,6 +4,7 @@ connection to the endpoint's session, its channel decoding only that endpoint's 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -13,6 +14,7 @@ from sonet.core import limits
 from sonet.core.channel import Channel
 from sonet.core.crypto import CryptoPolicy, SigningKey
 from sonet.core.handshake import HandshakeComplete
+from sonet.core.handshake_guard import GuardSettings, HandshakeGuard
 from sonet.core.wire import FrameSet
 from sonet.transport import CLOSE_GRACE_S, Admit, SecureSocket, admit_everyone, respond
 from sonet.transport.server import Connection
@@ -35,9 +37,11 @@ PLAIN_HTTP_ANSWER = (
 class Router:
     """Maps request paths to link handlers; unknown paths get a 404 before any handshake."""
 
-    def __init__(self, *, identity: SigningKey, policy: CryptoPolicy) -> None:
+    def __init__(self, *, identity: SigningKey, policy: CryptoPolicy, guard: HandshakeGuard | None = None) -> None:
         self._identity = identity
         self._policy = policy
+        #: screens every Hello1 of every path before any public-key work (replays, load, shares)
+        self.guard = guard or HandshakeGuard(GuardSettings(), rng=os.urandom)
         self._routes: dict[str, tuple[LinkHandler, FrameSet, AdmitFor, int]] = {}
 
     def route(
@@ -65,7 +69,9 @@ class Router:
         admit = admit_for(list(request.headers))
         ws = await request.accept()
         try:
-            done = await respond(ws, identity=self._identity, policy=self._policy, prologue=path.encode(), admit=admit)
+            done = await respond(
+                ws, identity=self._identity, policy=self._policy, prologue=path.encode(), admit=admit, guard=self.guard, address=conn.address
+            )
             if done is not None:
                 conn.authenticated()
                 sock = SecureSocket(ws, Channel(done.keys, frames), done.peer)
