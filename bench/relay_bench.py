@@ -201,6 +201,7 @@ async def _device(url: str, fingerprint: str, user: str, node: str, conns: list,
             lambda n: Register(
                 request=n, user=user, invite="", record=member.record, account_identity=account.identity_bytes,
                 device_list=account.sign_list([member.fingerprint], version=1),
+                keys=member.keys,
             )
         )
         if not isinstance(reply, Registered):

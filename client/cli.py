@@ -66,12 +66,17 @@ def cmd_register(args: argparse.Namespace) -> None:
     node_url = check_node_url(args.node)
     device = _device(args, create=True)
     _on_interrupt(args, lambda: _register_interrupted(device, args.address))
-    profile = trio.run(lambda: device.register(args.address, node_url, args.invite, mode=CryptoMode(args.crypto_mode)))
+    profile = trio.run(lambda: device.register(args.address, node_url, args.invite, mode=CryptoMode(args.crypto_mode), say=_progress))
     _show(
         args,
         {"address": profile.address, "device": profile.device_id, "fingerprint": profile.identity.public.fingerprint, "node_url": profile.node_url},
         f"registered {profile.address} (device {profile.device_id}) on {profile.node_url}",
     )
+
+
+def _progress(line: str) -> None:
+    """A note on what the command is doing (a lost answer it retries), on stderr."""
+    print(f"{PROG}: {line}", file=sys.stderr, flush=True)
 
 
 def _register_interrupted(device: Device, address: str) -> str:
@@ -257,7 +262,7 @@ def cmd_link_begin(args: argparse.Namespace) -> None:
         _show(args, {"link_code": code}, code)
         print("on an existing device of the account run: sonet link approve CODE (waiting...)", file=sys.stderr, flush=True)
 
-    profile = trio.run(lambda: device.link_begin(node_url, show, mode=CryptoMode(args.crypto_mode)))
+    profile = trio.run(lambda: device.link_begin(node_url, show, mode=CryptoMode(args.crypto_mode), say=_progress))
     _show(
         args,
         {"address": profile.address, "device": profile.device_id, "fingerprint": profile.identity.public.fingerprint, "node_url": profile.node_url},

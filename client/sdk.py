@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 
 import trio
@@ -53,13 +53,13 @@ from sonet.core.provisioning import Provisioning, check_commitment, make_link_co
 from sonet.core.safety import qr_payload, safety_number
 from sonet.core.sealed_sender import seal
 
-from .connection import Connection, NodeError, connect
+from .connection import ConnectError, Connection, NodeError, connect
 from .crypto_modes import check_minimum_for_keys, check_requested, key_policy, note_node_minimum, save_device_minimum
 from .delivery import refresh_sent
 from .directory import AccountView, Lookup, fetch_account, lookup_account
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
 from .pending import PendingFull, expire_pending, send_pending, waits
-from .prekeys import maintain_prekeys
+from .prekeys import FirstPrekeys, first_prekeys, maintain_prekeys, save_first_prekeys
 from .receiving import Receiver, ReceiveResult
 from .replies import expect_reply
 from .session_cache import SessionCache
@@ -76,6 +76,9 @@ MAX_SEND_ATTEMPTS = 3
 #: the self-check on connect asks twice while the own head is not witnessed (right after a
 #: change it is within moments); it does not hold every command while a witness is down
 MONITOR_TRIES = 2
+#: seconds between the tries of a Register / LinkComplete whose answer was lost (the node may be
+#: restarting); the request is idempotent for the device, so trying again is always safe
+ANSWER_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def now_ms() -> int:
@@ -144,6 +147,8 @@ class Device:
         self.notices: list[str] = []
         #: what the mailbox fetch of the last ``sent`` found (its warnings are the caller's to show)
         self.last_receive: ReceiveResult | None = None
+        #: pauses before each new try of a registration whose answer was lost
+        self.answer_retry_delays: tuple[float, ...] = ANSWER_RETRY_DELAYS_S
 
     @property
     def _policy(self) -> CryptoPolicy:
@@ -198,10 +203,13 @@ class Device:
     # Registration and linking -------------------------------------------------------------
 
     async def register(
-        self, address: str, node_url: str, invite: str, *, mode: CryptoMode = CryptoMode.HYBRID, minimum: CryptoMode | None = None
+        self, address: str, node_url: str, invite: str, *, mode: CryptoMode = CryptoMode.HYBRID, minimum: CryptoMode | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> Profile:
         """Create ``address`` with this device, its keys of ``mode``; ``minimum`` (default:
-        ``mode``) is the lowest crypto mode this device will ever run a session in."""
+        ``mode``) is the lowest crypto mode this device will ever run a session in. If the
+        connection drops before the node's answer, the same request is sent again on a new
+        connection (``say`` is told each time): the node completes the same registration."""
         minimum = minimum or mode
         check_minimum_for_keys(mode, minimum)
         self._ensure_unregistered()
@@ -211,36 +219,99 @@ class Device:
         account_key = SigningKey.generate(mode, self._rng)
         record = self._record(str(addr), identity, identity_dh, hpke)
         device_list = sign_device_list(account_key, account=str(addr), version=1, devices={identity.public.fingerprint}, now=self._clock())
-        async with connect(node_url, identity=identity, node_fingerprint=fingerprint, policy=self._policy) as conn:
+        first = first_prekeys(identity, mode, self._rng)
+
+        def check_node(conn: Connection) -> None:
             if conn.welcome.node != addr.node:
                 raise LocalProtocolError(f"the node at {node_url} is {conn.welcome.node}, not {addr.node}")
-            reply = await conn.request(
-                lambda n: Register(
-                    request=n, user=addr.user, invite=secret, record=record,
-                    account_identity=account_key.public.to_bytes(), device_list=device_list,
-                )
-            )
-            reply = expect_reply(reply, Registered)
+
+        build = lambda n: Register(  # noqa: E731 - the same request at every try
+            request=n, user=addr.user, invite=secret, record=record,
+            account_identity=account_key.public.to_bytes(), device_list=device_list, keys=first.keys,
+        )
+        async with self._registering(node_url, identity, fingerprint, build, check_node, "Register", say) as (conn, reply):
             profile = Profile(
                 address=reply.account, device_id=reply.device, node_url=node_url, node_fingerprint=fingerprint,
                 mode=mode, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key,
             )
-            with self.state.transaction():
-                self.state.save_profile(profile)
-                save_device_minimum(self.state, minimum)
-                note_node_minimum(self.state, conn.welcome.node, conn.welcome.minimum_crypto_mode)
-            self.state.see_identity(profile.address, account_key.public.to_bytes(), self._clock())
-            self.state.approve(APPROVED_DEVICE, identity.public.fingerprint)
+            self._save_new_profile(conn, profile, minimum, first)
             await start_audit(conn, self.state, profile, device_list)
-            await maintain_prekeys(conn, self.state, profile, self._rng, self._clock())
         return profile
 
+    @asynccontextmanager
+    async def _registering(
+        self, node_url: str, identity: SigningKey, node_fingerprint: str, build: Callable[[int], Register | LinkComplete],
+        check_node: Callable[[Connection], None], what: str, say: Callable[[str], None] | None,
+        first_conn: Connection | None = None,
+    ) -> AsyncIterator[tuple[Connection, Registered]]:
+        """Send ``build`` (on ``first_conn``, else on a new connection) and yield the connection
+        with the node's Registered. When the connection drops after the request went out, the
+        answer is lost but the node may have committed: connect again with the same device key
+        and send the same request, which the node answers as it answered (or would have
+        answered) the first — at most ``len(answer_retry_delays)`` more tries."""
+        delays = self.answer_retry_delays
+        sent = False
+        for attempt in range(len(delays) + 1):
+            if attempt:
+                if say is not None:
+                    why = "the connection to the node dropped before its answer" if attempt == 1 else "the node could not be reached"
+                    say(f"{why} to {what}; sending the same request again in {delays[attempt - 1]:g} s (try {attempt + 1} of {len(delays) + 1})")
+                await trio.sleep(delays[attempt - 1])
+            stack = AsyncExitStack()
+            try:
+                if attempt == 0 and first_conn is not None:
+                    conn = first_conn
+                else:
+                    conn = await stack.enter_async_context(
+                        connect(node_url, identity=identity, node_fingerprint=node_fingerprint, policy=self._policy)
+                    )
+                check_node(conn)
+                sent = True
+                reply = await conn.request(build)
+            except ConnectError:
+                await stack.aclose()
+                if not sent:
+                    raise  # nothing went out: the node is simply not there
+                continue
+            except NodeError as exc:
+                await stack.aclose()
+                if attempt and exc.code == "link_unknown":
+                    raise NodeError(
+                        "link_unknown",
+                        "the connection dropped before the node completed the link, and the node no longer holds the link "
+                        "slot (it restarted, or the link expired): run `sonet link begin` again",
+                    ) from None
+                raise
+            except BaseException:
+                await stack.aclose()
+                raise
+            async with stack:
+                yield conn, expect_reply(reply, Registered)
+            return
+        raise ConnectError(
+            f"the node's answer to {what} was lost and the node could not be reached again ({len(delays) + 1} tries); "
+            "this device saved nothing: if the same command later says the invite is used or the name is taken, "
+            "the node had completed the lost request"
+        )
+
+    def _save_new_profile(self, conn: Connection, profile: Profile, minimum: CryptoMode, first: FirstPrekeys) -> None:
+        """The profile, minimum and first prekeys' secrets, in one transaction."""
+        with self.state.transaction():
+            self.state.save_profile(profile)
+            save_device_minimum(self.state, minimum)
+            note_node_minimum(self.state, conn.welcome.node, conn.welcome.minimum_crypto_mode)
+            save_first_prekeys(self.state, first, self._clock())
+        self.state.see_identity(profile.address, profile.account_key.public.to_bytes(), self._clock())
+        self.state.approve(APPROVED_DEVICE, profile.identity.public.fingerprint)
+
     async def link_begin(
-        self, node_url: str, show_code: Callable[[str], None], *, mode: CryptoMode = CryptoMode.HYBRID, minimum: CryptoMode | None = None
+        self, node_url: str, show_code: Callable[[str], None], *, mode: CryptoMode = CryptoMode.HYBRID, minimum: CryptoMode | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> Profile:
         """Become a new device of an existing account: show a code, wait for an existing
-        device to approve it (`link approve CODE`), then register with the node. ``mode`` and
-        ``minimum`` as for :meth:`register`."""
+        device to approve it (`link approve CODE`), then register with the node (with the same
+        retry after a lost answer as :meth:`register`). ``mode``, ``minimum`` and ``say`` as
+        for :meth:`register`."""
         minimum = minimum or mode
         check_minimum_for_keys(mode, minimum)
         self._ensure_unregistered()
@@ -268,20 +339,19 @@ class Device:
                 raise VerifyError("the node offered another device list than the approving device saw", code="stale_device_list")
             device_list = next_device_list(account_key, current, devices=set(current.devices) | {identity.public.fingerprint}, now=self._clock())
             record = self._record(payload.account, identity, identity_dh, hpke)
-            reply = await conn.request(lambda n: LinkComplete(request=n, slot=slot_reply.slot, record=record, device_list=device_list))
-            reply = expect_reply(reply, Registered)
-            profile = Profile(
-                address=reply.account, device_id=reply.device, node_url=node_url, node_fingerprint=payload.node_fingerprint,
-                mode=mode, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key,
-            )
-            with self.state.transaction():
-                self.state.save_profile(profile)
-                save_device_minimum(self.state, minimum)
-                note_node_minimum(self.state, conn.welcome.node, conn.welcome.minimum_crypto_mode)
-            self.state.see_identity(profile.address, account_key.public.to_bytes(), self._clock())
-            self.state.approve(APPROVED_DEVICE, identity.public.fingerprint)
-            await start_audit(conn, self.state, profile, device_list)
-            await maintain_prekeys(conn, self.state, profile, self._rng, self._clock())
+            first = first_prekeys(identity, mode, self._rng)
+            build = lambda n: LinkComplete(request=n, slot=slot_reply.slot, record=record, device_list=device_list, keys=first.keys)  # noqa: E731
+            async with self._registering(
+                node_url, identity, payload.node_fingerprint, build, lambda _conn: None, "LinkComplete", say, first_conn=conn
+            ) as (done, reply):
+                if reply.account != payload.account:
+                    raise VerifyError(f"the node linked this device to {reply.account}, not {payload.account}", code="wrong_account")
+                profile = Profile(
+                    address=reply.account, device_id=reply.device, node_url=node_url, node_fingerprint=payload.node_fingerprint,
+                    mode=mode, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key,
+                )
+                self._save_new_profile(done, profile, minimum, first)
+                await start_audit(done, self.state, profile, device_list)
         return profile
 
     async def link_approve(self, code: str) -> None:

@@ -13,6 +13,7 @@ from .wire import Frame, FrameSet, Struct, frame, frames_declared_in, struct
 
 __all__ = [
     "Welcome",
+    "DeviceKeys",
     "Register",
     "Registered",
     "FetchDevices",
@@ -79,11 +80,32 @@ class Welcome(Frame):
     minimum_crypto_mode: str
 
 
+@struct
+class DeviceKeys(Struct):
+    """A new device's first prekeys (core/ratchet/prekeys.py encodings), carried by
+    ``Register`` and ``LinkComplete`` so that the node commits the device together with them:
+    a device nobody can start a session with never exists. The signed prekey (classical and
+    hybrid modes) and the ML-KEM last-resort prekey (hybrid and pq) are required; the one-time
+    keys are the first batch (``PublishPrekeys`` tops them up later)."""
+
+    signed_prekey: bytes | None
+    pq_last_resort: bytes | None
+    one_time: tuple[bytes, ...]
+    pq_one_time: tuple[bytes, ...]
+
+    def check(self) -> None:
+        cap = limits.MAX_ONE_TIME_PREKEYS
+        if len(self.one_time) > cap or len(self.pq_one_time) > cap:
+            raise ValueError(f"at most {cap} one-time prekeys of each kind")
+
+
 @frame(tag=11)
 class Register(Frame):
     """Create ``user@node`` with this device. ``account_identity`` is the account's public
     identity key (VerifyKey bytes); ``device_list`` its signed list (version 1) holding exactly
-    this device's fingerprint (core/device_list.py)."""
+    this device's fingerprint (core/device_list.py); ``keys`` its first prekeys, committed with
+    it. Idempotent for this device: sent again after a lost answer (same device key, account
+    and invite), it is answered with the same ``Registered``."""
 
     request: int
     user: str
@@ -91,6 +113,7 @@ class Register(Frame):
     record: bytes
     account_identity: bytes
     device_list: bytes
+    keys: DeviceKeys
 
 
 @frame(tag=12)
@@ -353,12 +376,15 @@ class LinkOffer(Frame):
 @frame(tag=43)
 class LinkComplete(Frame):
     """From the new device: its record and the account's next device list (version + 1, now
-    including it), signed with the account key it received. Answered with Registered."""
+    including it), signed with the account key it received, and its first prekeys (committed
+    with it). Answered with Registered; sent again by the same device after a lost answer, once
+    the device is committed, it is answered with the same Registered."""
 
     request: int
     slot: bytes
     record: bytes
     device_list: bytes
+    keys: DeviceKeys
 
 
 @frame(tag=44)

@@ -94,6 +94,7 @@ _CODES = {
     "too_many_prekeys": "more one-time prekeys than the node keeps per device",
     "wrong_prekey_kind": "a prekey in the wrong slot",
     "bad_prekey_id": "a one-time prekey with the signed prekey's id",
+    "prekeys_missing": "a new device without the signed or last-resort prekey its crypto mode needs",
     # Sender certificates and node keys
     "certificate_malformed": "a sender certificate that does not decode",
     "certificate_forged": "a sender certificate its node's key did not sign",

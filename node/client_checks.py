@@ -14,14 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sonet.core.address import Address, parse_address
-from sonet.core.client_api import PublishPrekeys
+from sonet.core.client_api import DeviceKeys, PublishPrekeys
 from sonet.core.crypto import CryptoPolicy, VerifyKey
 from sonet.core.device import DeviceRecord, verify_device_record
 from sonet.core.device_list import DeviceList, decode_account_identity, verify_device_list
 from sonet.core.errors import ProtocolError, Refusal, RemoteProtocolError
 from sonet.core.ratchet.prekeys import MLKEM768, X25519, verify_prekey
 
-from .store import AccountRow
+from .store import AccountRow, DeviceKeySet
 
 __all__ = [
     "RequestError",
@@ -31,6 +31,7 @@ __all__ = [
     "check_linked_record",
     "check_next_list",
     "check_prekeys",
+    "check_device_keys",
 ]
 
 
@@ -109,7 +110,9 @@ _SLOTS = {
 }
 
 
-def check_prekeys(req: PublishPrekeys, identity: VerifyKey) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+def check_prekeys(
+    req: PublishPrekeys | DeviceKeys, identity: VerifyKey
+) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
     """Verify every prekey of ``req`` against the device ``identity`` and its slot; return the
     one-time keys as (key id, blob) for the store. A device publishes only the kinds its crypto
     mode uses (X25519 for classical and hybrid, ML-KEM for hybrid and pq): a bundle never offers
@@ -137,3 +140,18 @@ def check_prekeys(req: PublishPrekeys, identity: VerifyKey) -> tuple[list[tuple[
         # not verify on the sender (core/ratchet/prekeys.py verify_bundle).
         raise RequestError("bad_prekey_id", "a one-time prekey has the signed prekey's id")
     return one_time, pq_one_time
+
+
+def check_device_keys(keys: DeviceKeys, identity: VerifyKey) -> DeviceKeySet:
+    """Register / LinkComplete: the new device's first prekeys, checked as ``check_prekeys``
+    does, and complete: the signed prekey and the last-resort key its mode uses are there, so
+    that anyone can start a session with the device from the moment it exists. CPU-bound."""
+    mode = identity.mode
+    if mode.uses_classical and keys.signed_prekey is None:
+        raise RequestError("prekeys_missing", f"a new {mode.value}-mode device brings its signed X25519 prekey")
+    if mode.uses_pq and keys.pq_last_resort is None:
+        raise RequestError("prekeys_missing", f"a new {mode.value}-mode device brings its ML-KEM last-resort prekey")
+    one_time, pq_one_time = check_prekeys(keys, identity)
+    return DeviceKeySet(
+        signed_prekey=keys.signed_prekey, pq_last_resort=keys.pq_last_resort, one_time=one_time, pq_one_time=pq_one_time
+    )

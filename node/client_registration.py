@@ -6,6 +6,12 @@ see node/linking.py); ``RemoveDevice`` takes one out and closes its connections.
 and records are checked by node/client_checks.py before anything is written. Each change
 appends the account's key-directory leaf in its own transaction; the handler then has the
 directory sign a head covering it before answering.
+
+``Register`` and ``LinkComplete`` carry the new device's first prekeys, stored in the
+transaction that creates the device: no crash leaves a device nobody can start a session with.
+Both are idempotent for the device: after a lost answer it connects again with the same key and
+sends the same request, and once the first one committed it is answered with the same
+``Registered`` (the invite is not spent twice, the name not "taken" by itself).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import trio
 
 from sonet.core import limits
 from sonet.core.address import parse_address
@@ -32,7 +40,14 @@ from sonet.core.client_api import (
 )
 from sonet.core.invite import hash_invite_secret
 
-from .client_checks import RequestError, check_linked_record, check_new_account, check_next_list, refused
+from .client_checks import (
+    RequestError,
+    check_device_keys,
+    check_linked_record,
+    check_new_account,
+    check_next_list,
+    refused,
+)
 from .client_context import ClientContext, Session, account_row, require_registered, require_unregistered
 from .linking import LinkError
 from .store import AccountExists, InviteInvalid, StaleDeviceList, StoreError
@@ -49,9 +64,15 @@ _REGISTER_ERRORS = {
 
 async def register(session: Session, req: Register) -> None:
     ctx = session.ctx
-    require_unregistered(session)
     with refused():
         account = str(parse_address(f"{req.user}@{ctx.name}", remote=True))
+    if session.mailbox is not None:
+        # This device is registered already: the same Register again is a retry after a lost
+        # answer (the first one committed); another is refused.
+        if session.mailbox[0] != account:
+            require_unregistered(session)
+        await _answer_again(session, req.request, session.mailbox)
+        return
     record, account_key = check_new_account(
         account=account,
         record=req.record,
@@ -65,6 +86,11 @@ async def register(session: Session, req: Register) -> None:
         if not req.invite:
             raise RequestError("invite_required", "this node requires an invite token")
         invite_hash = hash_invite_secret(req.invite)
+        # Cheap checks before the costly one (hundreds of prekey signatures): without a usable
+        # invite a request costs the node one read. The transaction checks again.
+        if not await ctx.store.invite_usable(invite_hash, account=account, now=ctx.clock_ms()):
+            raise RequestError("invite_invalid", _REGISTER_ERRORS[InviteInvalid].format(account=account))
+    keys = await trio.to_thread.run_sync(check_device_keys, req.keys, record.identity)
     try:
         row = await ctx.store.register_account(
             account=account,
@@ -74,13 +100,26 @@ async def register(session: Session, req: Register) -> None:
             device_list=req.device_list,
             invite_hash=invite_hash,
             now=ctx.clock_ms(),
+            keys=keys,
         )
     except (AccountExists, InviteInvalid) as exc:
         raise RequestError(exc.code, _REGISTER_ERRORS[type(exc)].format(account=account)) from None
+    except StoreError as exc:
+        raise RequestError(exc.code, str(exc)) from None
     log.info("registered %s device %d", row.account, row.device_id)
     session.become(row)
     await _publish(ctx)
     await session.send(Registered(request=req.request, account=row.account, device=row.device_id))
+
+
+async def _answer_again(session: Session, request: int, device: tuple[str, int]) -> None:
+    """Answer a Register / LinkComplete whose device is registered already (the same request
+    after a lost answer) with the same Registered. Its head may not be signed yet if the node
+    stopped right after the commit: publish it now."""
+    account, device_id = device
+    log.info("%s device %d asked again to be registered: answered again", account, device_id)
+    await _publish(session.ctx)
+    await session.send(Registered(request=request, account=account, device=device_id))
 
 
 async def _publish(ctx: ClientContext) -> None:
@@ -138,7 +177,16 @@ async def link_approve(session: Session, req: LinkApprove) -> None:
 
 async def link_complete(session: Session, req: LinkComplete) -> None:
     ctx = session.ctx
-    require_unregistered(session)
+    if session.mailbox is not None:
+        await _link_again(session, req, session.mailbox)
+        return
+    # A retry may also arrive before the node noticed the first connection ended, with its
+    # LinkComplete committed after this connection's Welcome (the slot was that connection's).
+    committed = await ctx.store.device_by_fingerprint(session.peer.fingerprint)
+    if committed is not None:
+        session.become(committed)
+        await _link_again(session, req, (committed.account, committed.device_id))
+        return
     with _link_refused():
         slot = ctx.links.owned_by(req.slot, session, now=ctx.clock_ms())
     if slot.approved_for is None:
@@ -148,6 +196,7 @@ async def link_complete(session: Session, req: LinkComplete) -> None:
     row = await account_row(ctx, account)
     current = {r.fingerprint for r in await ctx.store.devices(account)}
     check_next_list(row, req.device_list, current | {record.fingerprint})
+    keys = await trio.to_thread.run_sync(check_device_keys, req.keys, record.identity)
     try:
         device = await ctx.store.add_device(
             account=account,
@@ -156,13 +205,26 @@ async def link_complete(session: Session, req: LinkComplete) -> None:
             device_list=req.device_list,
             expected_version=row.device_list_version,
             now=ctx.clock_ms(),
+            keys=keys,
         )
-    except (StaleDeviceList, AccountExists) as exc:
+    except StoreError as exc:
         raise RequestError(exc.code, str(exc)) from None
     log.info("linked %s device %d", account, device.device_id)
     session.become(device)
     await _publish(ctx)
     await session.send(Registered(request=req.request, account=account, device=device.device_id))
+
+
+async def _link_again(session: Session, req: LinkComplete, device: tuple[str, int]) -> None:
+    """A LinkComplete from a device that is registered: the same one again (its record names
+    the account it is in) is answered as the first was; another is refused."""
+    ctx = session.ctx
+    try:
+        check_linked_record(req.record, account=device[0], peer=session.peer, policy=ctx.policy)
+    except RequestError:
+        require_unregistered(session)  # raises already_registered
+        raise
+    await _answer_again(session, req.request, device)
 
 
 # Removing a device ----------------------------------------------------------------------

@@ -34,6 +34,7 @@ __all__ = [
     "StaleDeviceList",
     "AccountRow",
     "PrekeySet",
+    "DeviceKeySet",
     "DeviceRow",
     "RemovedDeviceRow",
     "MailboxItem",
@@ -134,6 +135,17 @@ class PrekeySet:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class DeviceKeySet:
+    """A new device's first prekeys, stored in the transaction that creates the device (checked
+    by the caller; one-time keys as (key id, blob))."""
+
+    signed_prekey: bytes | None = None
+    pq_last_resort: bytes | None = None
+    one_time: Sequence[tuple[int, bytes]] = ()
+    pq_one_time: Sequence[tuple[int, bytes]] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class MailboxItem:
     seq: int  # strictly increasing per node; delivery order
     id: bytes
@@ -177,16 +189,28 @@ class Store(Protocol):
         device_list: bytes,
         invite_hash: bytes | None,
         now: int,
+        keys: DeviceKeySet | None = None,
     ) -> DeviceRow:
-        """Create ``account`` with its first device (device_id 1), its identity key and its
-        device list (version 1), in one transaction.
+        """Create ``account`` with its first device (device_id 1), its identity key, its
+        device list (version 1) and the device's first prekeys ``keys``, in one transaction.
 
         With ``invite_hash`` the invite is consumed in the same transaction (InviteInvalid if
         unknown, used or expired at ``now``, i.e. ``now >= expires_at``). AccountExists if the
         account, or a device with the same fingerprint, already exists; in every error case
         nothing is written. The invite is checked first, so without a valid invite the error
         is InviteInvalid and does not reveal whether the account exists.
+
+        Idempotent for the device: when the device ``fingerprint`` is already the first device
+        of ``account`` with the same identity key (and, with ``invite_hash``, that invite was
+        used for ``account``), its row is returned and nothing is written — a retry after a
+        lost answer. ``keys`` is None only in tests of other things.
         """
+        ...
+
+    async def invite_usable(self, token_hash: bytes, *, account: str, now: int) -> bool:
+        """Whether ``register_account`` would accept this invite for ``account``: unused and
+        unexpired at ``now``, or used for ``account`` already (a retry). A cheap early answer;
+        ``register_account`` checks again in its transaction."""
         ...
 
     async def devices(self, account: str) -> list[DeviceRow]:
@@ -204,13 +228,23 @@ class Store(Protocol):
         ...
 
     async def add_device(
-        self, *, account: str, fingerprint: str, record: bytes, device_list: bytes, expected_version: int, now: int
+        self,
+        *,
+        account: str,
+        fingerprint: str,
+        record: bytes,
+        device_list: bytes,
+        expected_version: int,
+        now: int,
+        keys: DeviceKeySet | None = None,
     ) -> DeviceRow:
-        """Add a device (next free device_id, never reused) and replace the device list, in one
-        transaction. ``expected_version`` is the stored list version the caller checked the new
-        list against (the new list's version is ``expected_version + 1``); if the stored list
-        changed meanwhile, StaleDeviceList and nothing is written.
-        AccountExists if the fingerprint is already registered anywhere."""
+        """Add a device (next free device_id, never reused) with its first prekeys ``keys``
+        and replace the device list, in one transaction. ``expected_version`` is the stored
+        list version the caller checked the new list against (the new list's version is
+        ``expected_version + 1``); if the stored list changed meanwhile, StaleDeviceList and
+        nothing is written. When ``fingerprint`` is already a device of ``account``, its row is
+        returned and nothing is written (a retry after a lost answer); AccountExists if it is
+        a device of another account. ``keys`` is None only in tests of other things."""
         ...
 
     async def remove_device(

@@ -17,7 +17,7 @@ purge) in ``sqlite_mailbox.py``; prekeys in ``sqlite_prekeys.py``; the federatio
 (outboxes, delivery rows, peer keys) in ``sqlite_federation.py``; the key directory (log, heads,
 cosignatures, witnessed heads, splits) in ``sqlite_keydir.py``. Imports point one way:
 ``sqlite_mailbox`` <- ``sqlite_prekeys`` and ``sqlite_federation`` <- ``sqlite``, and
-``sqlite_keydir`` <- ``sqlite_accounts`` <- ``sqlite``.
+``sqlite_keydir`` and ``sqlite_prekeys`` <- ``sqlite_accounts`` <- ``sqlite``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from sonet.federation.peers import PeerError, validate_peer
 from .base import (
     AccountRow,
     DeliveryRow,
+    DeviceKeySet,
     DeviceRow,
     RemovedDeviceRow,
     HeadRow,
@@ -63,6 +64,7 @@ from .sqlite_accounts import (
     _device_by_fingerprint,
     _devices,
     _removed_device,
+    _invite_usable,
     _register_account,
     _remove_device,
 )
@@ -240,10 +242,14 @@ class SqliteStore:
         device_list: bytes,
         invite_hash: bytes | None,
         now: int,
+        keys: DeviceKeySet | None = None,
     ) -> DeviceRow:
         return await self._transaction(
-            _register_account, account, fingerprint, record, account_identity, device_list, invite_hash, now
+            _register_account, account, fingerprint, record, account_identity, device_list, invite_hash, now, keys
         )
+
+    async def invite_usable(self, token_hash: bytes, *, account: str, now: int) -> bool:
+        return await self._read(_invite_usable, token_hash, account, now)
 
     async def devices(self, account: str) -> list[DeviceRow]:
         return await self._call(_devices, account)
@@ -258,9 +264,19 @@ class SqliteStore:
         return await self._call(_account, account)
 
     async def add_device(
-        self, *, account: str, fingerprint: str, record: bytes, device_list: bytes, expected_version: int, now: int
+        self,
+        *,
+        account: str,
+        fingerprint: str,
+        record: bytes,
+        device_list: bytes,
+        expected_version: int,
+        now: int,
+        keys: DeviceKeySet | None = None,
     ) -> DeviceRow:
-        return await self._transaction(_add_device, account, fingerprint, record, device_list, expected_version, now)
+        return await self._transaction(
+            _add_device, account, fingerprint, record, device_list, expected_version, now, keys
+        )
 
     async def remove_device(
         self, *, account: str, device_id: int, device_list: bytes, expected_version: int, now: int

@@ -3,6 +3,10 @@ device list with its version check (``StaleDeviceList`` on a stale ``expected_ve
 change to an account's identity key or device list appends its key-directory leaf
 (``sqlite_keydir.py``) in the same transaction.
 
+A device is created together with its first prekeys (``sqlite_prekeys.py``), in one transaction:
+a crash leaves either the device with its keys or nothing. Creating it again with the same
+device key (a retry after a lost answer) returns the stored row and writes nothing.
+
 Plain functions of a connection, like the rest of the backend: ``SqliteStore`` (``sqlite.py``) runs
 each on its worker thread, inside the transaction it opens where the function writes.
 """
@@ -12,8 +16,20 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from .base import AccountExists, AccountRow, DeviceRow, InviteInvalid, RemovedDeviceRow, StaleDeviceList, StoreError
+from sonet.core import limits
+
+from .base import (
+    AccountExists,
+    AccountRow,
+    DeviceKeySet,
+    DeviceRow,
+    InviteInvalid,
+    RemovedDeviceRow,
+    StaleDeviceList,
+    StoreError,
+)
 from .sqlite_keydir import _append_leaf
+from .sqlite_prekeys import _publish_prekeys
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
 
@@ -41,6 +57,16 @@ def _add_invite(conn: sqlite3.Connection, token_hash: bytes, now: int, expires_a
         raise StoreError("an invite with this hash already exists") from exc
 
 
+def _invite_usable(conn: sqlite3.Connection, token_hash: bytes, account: str, now: int) -> bool:
+    row = conn.execute(
+        "SELECT used_by, expires_at FROM invites WHERE token_hash = ?", (token_hash,)
+    ).fetchone()
+    if row is None:
+        return False
+    used_by, expires_at = row
+    return used_by == account if used_by is not None else expires_at > now
+
+
 def _register_account(
     conn: sqlite3.Connection,
     account: str,
@@ -50,7 +76,14 @@ def _register_account(
     device_list: bytes,
     invite_hash: bytes | None,
     now: int,
+    keys: DeviceKeySet | None = None,
 ) -> DeviceRow:
+    existing = _device_by_fingerprint(conn, fingerprint)
+    if existing is not None and existing.account == account:
+        # The same device registering the same account again: its answer was lost. Only the
+        # holder of the device key gets here (the node checked the record against it), so
+        # this tells nobody else anything.
+        return _registered_before(conn, existing, account_identity, invite_hash)
     # The invite is checked first, so that without a valid invite nobody can probe which
     # accounts exist.
     if invite_hash is not None:
@@ -74,9 +107,41 @@ def _register_account(
         f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, 1, ?, ?, ?)",
         (account, fingerprint, record, now),
     )
+    _store_keys(conn, account, 1, keys)
     _append_leaf(conn, account, now)
     return DeviceRow(
         account=account, device_id=1, fingerprint=fingerprint, record=bytes(record), created_at=now
+    )
+
+
+def _registered_before(
+    conn: sqlite3.Connection, existing: DeviceRow, account_identity: bytes, invite_hash: bytes | None
+) -> DeviceRow:
+    """``existing`` if it is what the same Register created (first device, same account key,
+    the same invite); a Register that differs is refused as before."""
+    if invite_hash is not None:
+        used_by = conn.execute("SELECT used_by FROM invites WHERE token_hash = ?", (invite_hash,)).fetchone()
+        if used_by is None or used_by[0] != existing.account:
+            raise InviteInvalid("the invite is unknown, already used or expired")
+    stored = _account(conn, existing.account)
+    if existing.device_id != 1 or stored is None or stored.account_identity != bytes(account_identity):
+        raise AccountExists("a device with this identity key is already registered")
+    return existing
+
+
+def _store_keys(conn: sqlite3.Connection, account: str, device_id: int, keys: DeviceKeySet | None) -> None:
+    """The new device's first prekeys, in the transaction that creates it."""
+    if keys is None:
+        return
+    _publish_prekeys(
+        conn,
+        account,
+        device_id,
+        keys.signed_prekey,
+        keys.pq_last_resort,
+        list(keys.one_time),
+        list(keys.pq_one_time),
+        limits.MAX_ONE_TIME_PREKEYS,
     )
 
 
@@ -152,16 +217,21 @@ def _add_device(
     device_list: bytes,
     expected_version: int,
     now: int,
+    keys: DeviceKeySet | None = None,
 ) -> DeviceRow:
-    last_device_id = _check_list_version(conn, account, expected_version)
-    if conn.execute("SELECT 1 FROM devices WHERE fingerprint = ?", (fingerprint,)).fetchone():
+    existing = _device_by_fingerprint(conn, fingerprint)
+    if existing is not None:
+        if existing.account == account:
+            return existing  # the same link again: its answer was lost
         raise AccountExists("a device with this identity key is already registered")
+    last_device_id = _check_list_version(conn, account, expected_version)
     # The counter, not max(device_id): the id of a removed device is never given out again.
     device_id = last_device_id + 1
     conn.execute(
         f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
         (account, device_id, fingerprint, record, now),
     )
+    _store_keys(conn, account, device_id, keys)
     _replace_device_list(conn, account, device_list, expected_version + 1, device_id)
     _append_leaf(conn, account, now)
     return DeviceRow(

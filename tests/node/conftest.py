@@ -139,6 +139,7 @@ class RunningNode:
                     record=member.record,
                     account_identity=account.identity_bytes,
                     device_list=device_list,
+                    keys=member.keys,
                 )
             )
         assert isinstance(reply, Registered) and reply.account == account.address, reply
@@ -161,7 +162,7 @@ class RunningNode:
             offer = await new.next_push()
             assert isinstance(offer, LinkOffer) and offer.provisioning == provisioning
             reply = await new.request(
-                lambda n: LinkComplete(request=n, slot=slot.slot, record=member.record, device_list=account.list_with(member))
+                lambda n: LinkComplete(request=n, slot=slot.slot, record=member.record, device_list=account.list_with(member), keys=member.keys)
             )
         assert isinstance(reply, Registered) and reply.account == account.address, reply
         member.device_id = reply.device

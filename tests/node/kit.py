@@ -23,7 +23,7 @@ import trio
 from trio_websocket import CloseReason, ConnectionClosed
 
 from sonet.core import limits
-from sonet.core.client_api import CLIENT_FRAMES, Deliver, Drained, ErrorFrame, LinkOffer, Welcome
+from sonet.core.client_api import CLIENT_FRAMES, Deliver, DeviceKeys, Drained, ErrorFrame, LinkOffer, Welcome
 from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey
 from sonet.core.device import make_device_record
 from sonet.core.device_list import encode_account_identity, sign_device_list
@@ -44,6 +44,7 @@ __all__ = [
     "record_for",
     "opaque_envelope",
     "prekey",
+    "first_keys",
     "wall_ms",
 ]
 
@@ -156,6 +157,7 @@ class Member:
     identity: SigningKey
     record: bytes
     device_id: int = 0
+    _keys: DeviceKeys | None = field(default=None, repr=False, compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -165,6 +167,14 @@ class Member:
     def new(cls, account: str) -> "Member":
         identity = new_identity()
         return cls(account=account, identity=identity, record=record_for(account, identity))
+
+    @property
+    def keys(self) -> DeviceKeys:
+        """What a Register / LinkComplete of this device carries: its first prekeys (made
+        once, so that a retry sends the same)."""
+        if self._keys is None:
+            self._keys = first_keys(self.identity)
+        return self._keys
 
 
 @dataclass
@@ -228,3 +238,20 @@ def prekey(identity: SigningKey, kind: str, key_id: int, *, last_resort: bool = 
     """A signed prekey as a device publishes it."""
     assert kind in (X25519, MLKEM768)
     return generate_prekey(identity, kind, key_id, os.urandom, last_resort=last_resort)[1].to_bytes()
+
+
+#: the key id of the prekeys a device registers with (clear of the one-time ids tests publish)
+FIRST_KEY_ID = 1_000_000
+
+
+def first_keys(identity: SigningKey, *, one_time: int = 0, pq_one_time: int = 0) -> DeviceKeys:
+    """A new device's first prekeys as Register / LinkComplete carry them: the signed X25519
+    prekey and the ML-KEM last-resort key its mode uses, and ``one_time`` / ``pq_one_time``
+    one-time keys (none by default, so that tests count what they publish themselves)."""
+    mode = identity.public.mode
+    return DeviceKeys(
+        signed_prekey=prekey(identity, X25519, FIRST_KEY_ID) if mode.uses_classical else None,
+        pq_last_resort=prekey(identity, MLKEM768, FIRST_KEY_ID, last_resort=True) if mode.uses_pq else None,
+        one_time=tuple(prekey(identity, X25519, FIRST_KEY_ID + 1 + i) for i in range(one_time)),
+        pq_one_time=tuple(prekey(identity, MLKEM768, FIRST_KEY_ID + 1 + i) for i in range(pq_one_time)),
+    )

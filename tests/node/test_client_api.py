@@ -52,6 +52,7 @@ def register_frame(
         record=member.record if record is None else record,
         account_identity=account.identity_bytes,
         device_list=device_list,
+        keys=member.keys,
     )
 
 

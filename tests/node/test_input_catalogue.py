@@ -331,6 +331,7 @@ def _register(*, by_alice: bool = False, invite: str = "", key: SigningKey | Non
             record=member.record,
             account_identity=account.identity_bytes,
             device_list=account.sign_list([member.fingerprint], version=1, key=key),
+            keys=member.keys,
         )
         identity = probe.alice.first.identity if by_alice and probe.alice else member.identity
         return await in_session(probe, lambda ch: [ch.send(frame)], identity=identity)

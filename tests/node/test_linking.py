@@ -93,7 +93,7 @@ async def approve(conn: RawConnection, slot: bytes, provisioning: bytes = b"seal
 
 
 def complete(w: Waiting, device_list: bytes, *, record: bytes | None = None):  # noqa: ANN201
-    return lambda n: LinkComplete(request=n, slot=w.slot.slot, record=w.member.record if record is None else record, device_list=device_list)
+    return lambda n: LinkComplete(request=n, slot=w.slot.slot, record=w.member.record if record is None else record, device_list=device_list, keys=w.member.keys)
 
 
 # Linking ------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ async def test_unknown_slots(running: RunningNode) -> None:
         newcomer = Member.new(ALICE)
         async with running.raw(newcomer) as conn:
             with pytest.raises(NodeError) as err:
-                await conn.request(lambda n: LinkComplete(request=n, slot=slot, record=newcomer.record, device_list=alice.list_with(newcomer)))
+                await conn.request(lambda n: LinkComplete(request=n, slot=slot, record=newcomer.record, device_list=alice.list_with(newcomer), keys=newcomer.keys))
             assert err.value.code == "link_unknown"
         assert await _device_count(running, ALICE) == 1
 
@@ -235,7 +235,7 @@ async def test_complete_needs_approval_and_the_own_slot(running: RunningNode) ->
             # another waiting device cannot complete with this (approved) slot
             with pytest.raises(NodeError) as err:
                 await other.conn.request(
-                    lambda n: LinkComplete(request=n, slot=w.slot.slot, record=other.member.record, device_list=alice.list_with(other.member))
+                    lambda n: LinkComplete(request=n, slot=w.slot.slot, record=other.member.record, device_list=alice.list_with(other.member), keys=other.member.keys)
                 )
             assert err.value.code == "link_unknown"
             assert await _device_count(running, ALICE) == 1

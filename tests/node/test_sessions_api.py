@@ -128,7 +128,8 @@ async def test_registration_refuses_a_bad_identity_or_list(running: RunningNode,
             with pytest.raises(NodeError) as err:
                 await conn.request(
                     lambda n: Register(
-                        request=n, user="alice", invite=secret, record=member.record, account_identity=identity, device_list=device_list
+                        request=n, user="alice", invite=secret, record=member.record, account_identity=identity, device_list=device_list,
+                        keys=member.keys,
                     )
                 )
             assert err.value.code == code
@@ -138,7 +139,8 @@ async def test_registration_refuses_a_bad_identity_or_list(running: RunningNode,
             good = account.sign_list([member.fingerprint], version=1)
             reply = await conn.request(
                 lambda n: Register(
-                    request=n, user="alice", invite=secret, record=member.record, account_identity=account.identity_bytes, device_list=good
+                    request=n, user="alice", invite=secret, record=member.record, account_identity=account.identity_bytes, device_list=good,
+                    keys=member.keys,
                 )
             )
             assert isinstance(reply, Registered) and reply.account == ALICE
@@ -231,7 +233,8 @@ async def test_publish_refuses_forged_or_misplaced_prekeys(running: RunningNode,
         async with running.raw((await running.enroll("bob")).first) as conn:
             reply = await conn.request(lambda n: FetchBundles(request=n, account=ALICE, devices=()))
         assert isinstance(reply, Bundles)
-        assert [(b.signed_prekey, b.pq_prekey, b.one_time) for b in reply.bundles] == [(None, None, None)]
+        first = alice.first.keys  # what the device registered with, and nothing of the refused request
+        assert [(b.signed_prekey, b.pq_prekey, b.one_time) for b in reply.bundles] == [(first.signed_prekey, first.pq_last_resort, None)]
 
 
 async def test_publish_limits_one_time_prekeys(running: RunningNode) -> None:

@@ -107,24 +107,27 @@ async def test_refused_account_changes_append_no_leaf(store: Store) -> None:
     await store.add_invite(b"h1", now=NOW, expires_at=NOW + DAY)
     await register(store, ALICE)
     await add(store, ALICE, "phone", expected_version=1)
+    await register(store, CAROL)
     before = await leaves(store)
 
-    with pytest.raises(AccountExists):
-        await register(store, ALICE)
+    with pytest.raises(AccountExists):  # the name is taken (by another device key)
+        await store.register_account(
+            account=ALICE, fingerprint="fp-other", record=b"r", account_identity=b"k", device_list=b"l", invite_hash=None, now=NOW
+        )
     with pytest.raises(InviteInvalid):
         await register(store, BOB, invite=b"unknown")
     with pytest.raises(StaleDeviceList):
         await add(store, ALICE, "tablet", expected_version=1)
-    with pytest.raises(AccountExists):  # the fingerprint is taken
-        await add(store, ALICE, "phone", expected_version=2)
+    with pytest.raises(AccountExists):  # the fingerprint is another account's device
+        await add(store, ALICE, CAROL, expected_version=2)
     with pytest.raises(StaleDeviceList):
         await remove(store, ALICE, 2, expected_version=1)
     assert await remove(store, ALICE, 9, expected_version=2) is False
     with pytest.raises(StoreError):
-        await add(store, CAROL, "laptop", expected_version=1)
+        await add(store, "dave@" + ALICE.split("@")[1], "laptop", expected_version=1)
 
     assert await leaves(store) == before
-    assert len(before) == 2
+    assert len(before) == 3
 
 
 async def test_backfill_with_every_account_in_the_log_appends_nothing(store: Store) -> None:
