@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from sonet.core.client_api import Bundles, Consistency, Devices, Head, LinkOffer
+from sonet.core.cost_budget import CostBudget
 from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
 from sonet.core.envelope import Envelope
 from sonet.core.wire import Frame
@@ -22,6 +23,7 @@ from sonet.federation.errors import FederationError
 from sonet.federation.records import OutboundItem
 
 from .client_checks import RequestError, parse_or_refuse
+from .cost_budget import client_cost_budget
 from .directory import NodeDirectory
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxKey, MailboxRegistry
@@ -88,6 +90,8 @@ class ClientContext:
     federation: ClientFederation | None = None
     #: per-device rate limits (node/client_limits.py); None: unlimited (tests of other things)
     limits: ClientLimits | None = None
+    #: per-device budgets of expensive requests (node/cost_budget.py)
+    costs: CostBudget = field(default_factory=client_cost_budget)
     #: how long a connection without an account may stay without registering or linking
     #: (a connection waiting in a link slot: until the slot expires)
     unregistered_timeout_s: float = 60.0

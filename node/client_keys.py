@@ -17,6 +17,9 @@ leaf's, so what the device verifies is exactly what it uses. ``FetchHead`` and
 hands a registered device a stretch of this node's log with the compact range before it, so
 that it can audit every leaf between two heads it verified (self-monitoring: a leaf of its
 account that it did not add shows up wherever the node put it).
+
+The lookups, directory requests and prekey uploads spend the device's cost budget
+(node/cost_budget.py: ``admit`` before the work, ``charged`` on the answer).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from sonet.core.keydir import DirectoryEntry, decode_entry
 from sonet.core.wire import Frame
 
 from .client_checks import RequestError, check_prekeys, parse_or_refuse, refused
+from .cost_budget import VERIFY_COST, admit, charged
 from .client_context import (
     ClientContext,
     Session,
@@ -83,12 +87,14 @@ __all__ = [
 
 async def fetch_devices(session: Session, req: FetchDevices) -> None:
     require_registered(session)
-    await session.send(await _lookup(session.ctx, req))
+    admit(session)
+    await session.send(charged(session, await _lookup(session.ctx, req)))
 
 
 async def fetch_bundles(session: Session, req: FetchBundles) -> None:
     require_registered(session)
-    await session.send(await _lookup(session.ctx, req))
+    admit(session)
+    await session.send(charged(session, await _lookup(session.ctx, req)))
 
 
 async def answer_local(ctx: ClientContext, frame: Frame) -> Frame:
@@ -174,6 +180,7 @@ async def publish_prekeys(session: Session, req: PublishPrekeys) -> None:
     cap = limits.MAX_ONE_TIME_PREKEYS
     if len(req.one_time) > cap or len(req.pq_one_time) > cap:
         raise RequestError("too_many_prekeys", f"at most {cap} one-time prekeys of each kind")
+    admit(session, upfront=VERIFY_COST * (2 + len(req.one_time) + len(req.pq_one_time)))  # one check per prekey
     identity = await _stored_identity(ctx, account, device)
     # Up to a few hundred hybrid signatures: verified off the event loop.
     one_time, pq_one_time = await trio.to_thread.run_sync(check_prekeys, req, identity)
@@ -243,19 +250,21 @@ async def fetch_head(session: Session, req: FetchHead) -> None:
     ctx = session.ctx
     require_registered(session)
     node = _node_name(req.node)
+    admit(session)
     if node == ctx.name:
         answer = Head(request=req.request, node=node, head=await ctx.directory.head())
     else:
         federation = remote(ctx, node)
         with federation_errors():
             answer = replace(await federation.remote_head(node), request=req.request)
-    await session.send(answer)
+    await session.send(charged(session, answer))
 
 
 async def fetch_consistency(session: Session, req: FetchConsistency) -> None:
     ctx = session.ctx
     require_registered(session)
     node = _node_name(req.node)
+    admit(session)
     if node == ctx.name:
         try:
             proof = await ctx.directory.consistency(req.first, req.second)
@@ -266,12 +275,13 @@ async def fetch_consistency(session: Session, req: FetchConsistency) -> None:
         federation = remote(ctx, node)
         with federation_errors():
             answer = replace(await federation.remote_consistency(node, req.first, req.second), request=req.request)
-    await session.send(answer)
+    await session.send(charged(session, answer))
 
 
 async def fetch_leaves(session: Session, req: FetchLeaves) -> None:
     ctx = session.ctx
     require_registered(session)
+    admit(session)
     try:
         frontier, leaves = await ctx.directory.leaves(req.start, req.end)
     except ValueError as exc:
@@ -282,4 +292,4 @@ async def fetch_leaves(session: Session, req: FetchLeaves) -> None:
         if count and total > limits.MAX_LEAVES_BYTES:
             break
         count += 1
-    await session.send(Leaves(request=req.request, start=req.start, frontier=frontier, leaves=leaves[:count]))
+    await session.send(charged(session, Leaves(request=req.request, start=req.start, frontier=frontier, leaves=leaves[:count])))
