@@ -36,6 +36,7 @@ from sonet.core.envelope import Kind
 from sonet.core.errors import ProtocolError, RemoteProtocolError, VerifyError
 from sonet.core.sealed_sender import unseal
 
+from .access import remember_contact_token
 from .connection import TRANSIENT_LOOKUP_CODES, Connection, NodeError
 from .directory import IdentityChanged, Lookup, lookup_account
 from .prekeys import maintain_prekeys
@@ -181,6 +182,8 @@ class Receiver:
             raise VerifyError(f"a {content.type} message may only come from this account's own devices")
         with self._state.transaction():
             self._sessions.commit(decrypted)
+            # the sender is verified now: its access token lets us write back as a contact
+            remember_contact_token(self._state, cert.account, unsealed.access)
             if content.type == "receipt" and content.ids is not None and content.receipt is not None:  # decode_content: both set
                 self._state.record_receipt(list(content.ids), content.receipt, item.stored_at, recipient=cert.account)
             self._state.store_received([stored])

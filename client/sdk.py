@@ -53,6 +53,7 @@ from sonet.core.provisioning import Provisioning, check_commitment, make_link_co
 from sonet.core.safety import qr_payload, safety_number
 from sonet.core.sealed_sender import seal
 
+from .access import own_token, remember_own_token, tokens_for
 from .connection import ConnectError, Connection, NodeError, connect
 from .crypto_modes import check_minimum_for_keys, check_requested, key_policy, note_node_minimum, save_device_minimum
 from .delivery import refresh_sent
@@ -477,7 +478,7 @@ class Device:
         and hand it to the node: (recipient devices, own devices)."""
         to_them = encode_content(Content(type="text", id=msg_id, sent_at=written, text=text))
         to_me = encode_content(Content(type="sync", id=msg_id, sent_at=written, text=text, to=str(to)))
-        return await self._deliver(conn, profile, to, to_them, to_me, msg_id, Kind.SEALED, mode=mode)
+        return await self._deliver(conn, profile, to, to_them, to_me, msg_id, Kind.SEALED, mode=mode, share_access=True)
 
     def _keep_waiting(self, msg_id: bytes, to: Address, text: str, now: int, code: str, message: str) -> SendResult:
         """Keep a text whose recipient's keys cannot be fetched now, to send it later."""
@@ -526,11 +527,12 @@ class Device:
 
     async def _deliver(
         self, conn: Connection, profile: Profile, to: Address, content: bytes, own_copy: bytes | None, msg_id: bytes, kind: Kind,
-        *, mode: CryptoMode | None = None,
+        *, mode: CryptoMode | None = None, share_access: bool = False,
     ) -> tuple[int, int]:
         """Encrypt for every device of ``to`` (and this account's other devices when
         ``own_copy``) and hand the batch to the node; retries when the node reports that the
-        device lists were stale."""
+        device lists were stale. ``share_access``: the boxes carry this account's access token
+        (client/access.py), for messages the user writes, never for automatic ones."""
         sessions = Sessions(self.state, profile, self._rng, self._policy, self._live_sessions, mode=mode)
         me = parse_address(profile.address)
         for _attempt in range(MAX_SEND_ATTEMPTS):
@@ -544,7 +546,7 @@ class Device:
                 targets = [t for t in targets if t.device != profile.device_id]
             if not targets:
                 return 0, 0
-            reply = await self._send(conn, profile, sessions, targets, msg_id, kind)
+            reply = await self._send(conn, profile, sessions, targets, msg_id, kind, share_access=share_access)
             if isinstance(reply, Accepted):
                 return sum(t.address == str(to) for t in targets), sum(t.address != str(to) for t in targets)
             reply = expect_reply(reply, DeviceMismatch)
@@ -556,24 +558,27 @@ class Device:
         raise LocalProtocolError("the recipient's devices kept changing; try again", code="devices_changing")
 
     async def _send(
-        self, conn: Connection, profile: Profile, sessions: Sessions, targets: list[_Target], msg_id: bytes, kind: Kind
+        self, conn: Connection, profile: Profile, sessions: Sessions, targets: list[_Target], msg_id: bytes, kind: Kind,
+        *, share_access: bool = False,
     ) -> Accepted | DeviceMismatch:
         """Encrypt and seal for each target and hand the batch to the node."""
         await self._establish(conn, sessions, targets)
         certificate = await self._certificate(conn, profile)
         own_record = self._own_record(profile)
+        shared = own_token(self.state) if share_access and kind == Kind.SEALED else None
         now = self._clock()
         envelopes = []
         for t in targets:
             record = t.view.devices[t.device]
             message = sessions.encrypt(t.address, t.device, t.content)  # state committed first
             body = seal(certificate=certificate, message=message, msg_type=RATCHET_MESSAGE, to_key=record.hpke,
-                        recipient_fp=record.fingerprint, sender_record=own_record)
+                        recipient_fp=record.fingerprint, sender_record=own_record, sender_access=shared)
             envelopes.append(
                 Envelope(v=ENVELOPE_VERSION, id=msg_id, to=t.address, device=t.device,
                          expires=now + limits.DEFAULT_ENVELOPE_TTL_MS, kind=kind, body=body)
             )
-        reply = await conn.request(lambda n: SendBatch(request=n, envelopes=tuple(envelopes)))
+        access = tokens_for(self.state, {t.address for t in targets})  # recipients' nodes: we are a contact
+        reply = await conn.request(lambda n: SendBatch(request=n, envelopes=tuple(envelopes), access=access))
         reply = expect_reply(reply, Accepted, DeviceMismatch)
         return reply
 
@@ -621,6 +626,7 @@ class Device:
         with self.state.transaction():
             self.state.put("sender_certificate", reply.certificate)
             self.state.put_int("sender_certificate_expires", cert.expires)
+            remember_own_token(self.state, reply.access)
         return reply.certificate
 
     # Receiving --------------------------------------------------------------------------

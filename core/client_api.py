@@ -8,11 +8,13 @@ stored them, and only then does the node delete them.
 from __future__ import annotations
 
 from . import limits
+from .access import ACCESS_TOKEN_LEN
 from .envelope import Envelope
 from .wire import Frame, FrameSet, Struct, frame, frames_declared_in, struct
 
 __all__ = [
     "Welcome",
+    "AccessToken",
     "DeviceKeys",
     "Register",
     "Registered",
@@ -183,14 +185,32 @@ class Devices(Frame):
     proof: DirectoryProof
 
 
+@struct
+class AccessToken(Struct):
+    """The access token (core/access.py) of recipient ``account`` in a ``SendBatch``."""
+
+    account: str
+    token: bytes
+
+    def check(self) -> None:
+        if len(self.token) != ACCESS_TOKEN_LEN:
+            raise ValueError(f"an access token is {ACCESS_TOKEN_LEN} bytes")
+
+
 @frame(tag=15)
 class SendBatch(Frame):
+    """``access``: the recipient accounts' access tokens the sender knows (core/access.py), at
+    most one per account; envelopes to an account without a valid one are message requests."""
+
     request: int
     envelopes: tuple[Envelope, ...]
+    access: tuple[AccessToken, ...] = ()
 
     def check(self) -> None:
         if not 0 < len(self.envelopes) <= limits.MAX_ENVELOPES_PER_FRAME:
             raise ValueError(f"a batch holds 1..{limits.MAX_ENVELOPES_PER_FRAME} envelopes")
+        if len(self.access) > len(self.envelopes) or len({a.account for a in self.access}) != len(self.access):
+            raise ValueError("a batch holds at most one access token per recipient account")
 
 
 @frame(tag=16)
@@ -283,11 +303,14 @@ class PrekeysPublished(Frame):
 @frame(tag=32)
 class FetchBundles(Frame):
     """Prekey bundles for ``account``'s ``devices`` (empty: all devices). Each one-time prekey
-    is handed out once; the ML-KEM prekey falls back to the last-resort key when none is left."""
+    is handed out once; the ML-KEM prekey falls back to the last-resort key when none is left.
+    ``one_time`` False: bundles without one-time prekeys (a node asking for a device over its
+    one-time allowance; node/client_limits.py)."""
 
     request: int
     account: str
     devices: tuple[int, ...]
+    one_time: bool = True
 
 
 @struct
@@ -316,8 +339,16 @@ class GetSenderCertificate(Frame):
 
 @frame(tag=35)
 class SenderCertificate(Frame):
+    """``access``: the device's account's access token (core/access.py), which the device
+    hands to the people its user writes to, inside the sealed box."""
+
     request: int
     certificate: bytes
+    access: bytes = b""
+
+    def check(self) -> None:
+        if len(self.access) not in (0, ACCESS_TOKEN_LEN):
+            raise ValueError(f"an access token is {ACCESS_TOKEN_LEN} bytes")
 
 
 @frame(tag=36)

@@ -84,6 +84,7 @@ _CODES = {
     "unknown_node": "a node that is not a configured peer",
     "expired": "an envelope whose expiry has passed",
     "mailbox_full": "the recipient's mailbox is over its quota",
+    "message_request_limit": "a sender without the recipient's access token is over its small allowance of message requests",
     "store_error": "the node could not store what it was given",
     "too_many_ids": "a status request naming too many rows",
     "content_malformed": "message content that does not decode",

@@ -27,6 +27,7 @@ origin itself, i.e. when the envelope came through a relay).
 from __future__ import annotations
 
 from . import limits
+from .access import ACCESS_TOKEN_LEN
 from .address import parse_address, validate_node_name
 from . import client_api
 from .client_api import SignedHead
@@ -84,10 +85,15 @@ class Transit(Struct):
     hops: int
     envelope: Envelope | None
     report: Report | None
+    #: the recipient account's access token the sender presented (core/access.py), checked
+    #: by the destination only; empty: the envelope is a message request
+    access: bytes = b""
 
     def check(self) -> None:
         if (self.envelope is None) == (self.report is None):
             raise ValueError("a transit item carries exactly one of envelope and report")
+        if len(self.access) not in (0, ACCESS_TOKEN_LEN) or (self.access and self.envelope is None):
+            raise ValueError(f"an access token is {ACCESS_TOKEN_LEN} bytes, and only with an envelope")
         if not 0 <= self.hops <= limits.MAX_HOPS:
             raise ValueError("hop count out of range")
         try:

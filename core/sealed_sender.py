@@ -18,6 +18,11 @@ serves it (a message accepted before the removal is still delivered: core/device
 it is signed by, and names, the identity the certificate names, and that the account's signed
 device list lists that identity or remembers its removal.
 
+A box may also carry the sender's account's access token (``access``, core/access.py): a
+device shares it in the messages its user writes, so the recipient can write back as a contact
+rather than as a message request. Like the rest of the box it is unverified until the sender
+is; the recipient's node is what checks it, when the recipient presents it.
+
 This supersedes the interim signing-and-sealing of core/sealed.py once the client moves over.
 """
 
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import canonical, limits
+from .access import ACCESS_TOKEN_LEN
 from .certs import SenderCertificate, certificate_node, verify_certificate
 from .crypto import HpkePrivateKey, HpkePublicKey, VerifyKey, normalize_fingerprint
 from .errors import LocalProtocolError, RemoteProtocolError, VerifyError
@@ -41,6 +47,9 @@ INFO_PREFIX = b"sonet-sealed-sender-v2 to "
 _VERSION = 1
 _FIELDS = {"v": int, "cert": bytes, "msg": bytes, "type": int}
 _FIELDS_WITH_RECORD = {**_FIELDS, "record": bytes}
+#: optional: the sender's account's access token (core/access.py), so that the recipient can
+#: write back at a contact's rate
+_ACCESS = "access"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -52,6 +61,8 @@ class Unsealed:
     msg_type: int
     #: the sender's signed device record, in a box that starts a session; unverified
     record_raw: bytes | None = None
+    #: the sender's account's access token (core/access.py), if it shared it; unverified
+    access: bytes | None = None
 
 
 class OpenedSealed(NamedTuple):
@@ -76,6 +87,7 @@ def seal(
     to_key: HpkePublicKey,
     recipient_fp: str,
     sender_record: bytes | None = None,
+    sender_access: bytes | None = None,
 ) -> bytes:
     """Box ``message`` (an opaque ratchet message) with our ``certificate`` for one device;
     ``sender_record`` (our signed device record) goes in only if the message starts a session."""
@@ -90,6 +102,10 @@ def seal(
         if type(sender_record) is not bytes or not 0 < len(sender_record) <= limits.MAX_SENDER_RECORD_BYTES:
             raise LocalProtocolError(f"sender device record must be bytes of 1..{limits.MAX_SENDER_RECORD_BYTES}")
         fields["record"] = sender_record
+    if sender_access is not None:
+        if type(sender_access) is not bytes or len(sender_access) != ACCESS_TOKEN_LEN:
+            raise LocalProtocolError(f"an access token is {ACCESS_TOKEN_LEN} bytes")
+        fields[_ACCESS] = sender_access
     # padded (core/padding.py): the box's size, all that nodes see, must not tell the length
     box = to_key.seal(pad(canonical.dumps(fields)), sealed_info(recipient_fp))
     if len(box) > limits.MAX_ENVELOPE_BODY:
@@ -106,6 +122,9 @@ def unseal(body: bytes, *, my_key: HpkePrivateKey, my_fp: str) -> Unsealed:
     inner = canonical.loads(opened, max_bytes=limits.MAX_ENVELOPE_BODY)
     if type(inner) is not dict:
         raise RemoteProtocolError("sealed box does not hold a map")
+    access = inner.pop(_ACCESS, None)
+    if access is not None and (type(access) is not bytes or len(access) != ACCESS_TOKEN_LEN):
+        raise RemoteProtocolError("access token in sealed box is malformed")
     schema = _FIELDS_WITH_RECORD if "record" in inner else _FIELDS
     if set(inner) != set(schema) or any(type(inner[key]) is not tp for key, tp in schema.items()):
         raise RemoteProtocolError("sealed box does not have the expected fields")
@@ -120,7 +139,7 @@ def unseal(body: bytes, *, my_key: HpkePrivateKey, my_fp: str) -> Unsealed:
     record = inner.get("record")
     if record is not None and (not 0 < len(record) <= limits.MAX_SENDER_RECORD_BYTES or not is_initial(inner["msg"])):
         raise RemoteProtocolError("sender device record in sealed box is empty, too large, or in a box that starts no session")
-    return Unsealed(certificate_raw=inner["cert"], message=inner["msg"], msg_type=inner["type"], record_raw=record)
+    return Unsealed(certificate_raw=inner["cert"], message=inner["msg"], msg_type=inner["type"], record_raw=record, access=access)
 
 
 def open_sealed(

@@ -22,7 +22,11 @@ answered ``ErrorFrame(request, "unavailable")``: the peer tries again later; the
 node go on.
 
 Each peer node has token buckets (federation/ratelimit.py): pushed items, lookups, and prekey
-bundles (stricter: they hand out one-time prekeys). Over a limit the answer is
+bundles (stricter: they hand out one-time prekeys); past its share of one account's one-time
+prekeys (``one_time_rate``, per peer and account) a peer gets bundles without them. An envelope
+for this node without the recipient's valid access token is a message request: it must fit the
+allowance of its (peer, origin) and of its mailbox (federation/message_requests.py), else its
+outcome is ``message_request_limit``. Over a limit the answer is
 ``ErrorFrame(request, "rate_limited")`` and nothing is taken; a link that keeps going after
 ``max_refusals`` refusals in a row is closed. Other peers have their own buckets and links.
 """
@@ -35,6 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import trio
 
+from sonet.core import limits
 from sonet.core.address import parse_address
 from sonet.core.client_api import (
     Bundles,
@@ -61,6 +66,8 @@ from .errors import FederationError
 from .link import Handler
 from .pool import LinkPool
 from .ports import Delivered, FederationStore, KeyDirectory, LocalAnswer, Received, StoreFailure
+from .message_requests import REFUSAL as REQUEST_REFUSAL
+from .message_requests import MessageRequests
 from .ratelimit import Limiter
 from .records import NewEnvelope, OutboundItem, Quota, StatusUpdate
 from .routes import Routes
@@ -107,10 +114,13 @@ class Inbound:
         directory: KeyDirectory | None,
         gossiped: Callable[[str, Iterable[SeenHead]], Awaitable[None]],
         node_key: Callable[[str], Awaitable[bytes]],
+        requests: MessageRequests,
     ) -> None:
         """``directory`` is this node's key directory (None: it keeps none), ``gossiped(peer,
-        heads)`` takes the heads a peer gossips, ``node_key(node)`` is a peer's pinned key. A
-        request a ``StoreFailure`` interrupts is answered ``unavailable``."""
+        heads)`` takes the heads a peer gossips, ``node_key(node)`` is a peer's pinned key,
+        ``requests`` the allowance of envelopes without a valid access token. A request a
+        ``StoreFailure`` interrupts is answered ``unavailable``."""
+        self._requests = requests
         self._name = name
         self._directory = directory
         self._gossiped = gossiped
@@ -130,6 +140,8 @@ class Inbound:
         self._pushes = Limiter(settings.push_rate)
         self._queries = Limiter(settings.query_rate)
         self._bundles = Limiter(settings.bundle_rate)
+        # one-time prekeys handed to one peer per target account: past it, bundles come without
+        self._one_time = Limiter(settings.one_time_rate)
 
     def handler(self, peer: str, key: VerifyKey) -> Handler:
         """The request handler for one inbound link from configured peer ``peer``, whose
@@ -240,8 +252,13 @@ class Inbound:
         if item.dest == self._name:
             if item.envelope is not None:
                 env = item.envelope
+                account = str(parse_address(env.to, remote=True))
+                if not self._requests.is_contact(account, item.access, now=now) and not self._requests.from_peer(
+                    peer, item.origin, (account, env.device), len(env.body), now=now
+                ):
+                    return REQUEST_REFUSAL, None  # a stranger's message request over its allowance
                 return "", NewEnvelope(
-                    account=str(parse_address(env.to, remote=True)),
+                    account=account,
                     device_id=env.device,
                     id=env.id,
                     expires=min(env.expires, now + self._ttl_ms),
@@ -291,7 +308,19 @@ class Inbound:
             return NodeKey(request=req.request, node=self._name, key=self._identity.public.to_bytes())
         if isinstance(req, (FetchHead, FetchConsistency)):
             return await self._directory_answer(req)
+        if isinstance(req, FetchBundles) and req.one_time:
+            req = self._one_time_allowed(peer, req)
         return await self._local(req)
+
+    def _one_time_allowed(self, peer: str, req: FetchBundles) -> FetchBundles:
+        """``req``, or the same without one-time prekeys once ``peer`` had its share of the
+        account's (a node draining them for its users gets bundles that still work: PQXDH
+        then runs with the signed and last-resort keys)."""
+        cost = min(len(req.devices) or limits.MAX_DEVICES_PER_ACCOUNT, self._one_time.rate.burst)
+        account = str(parse_address(req.account, remote=True))  # _lookup parsed it already
+        if self._one_time.allow((peer, account), self._clock_ms(), cost):
+            return req
+        return dataclasses.replace(req, one_time=False)
 
     async def _directory_answer(self, req: FetchHead | FetchConsistency) -> Frame:
         if self._directory is None:

@@ -115,6 +115,7 @@ from .errors import FederationError
 from .gossip import Gossiper
 from .inbound import Inbound
 from .link import PeerGate, PeerLink, serve_link
+from .message_requests import MessageRequests
 from .outbox import Outboxes
 from .peers import Peer, find_peer
 from .pool import LinkPool
@@ -153,8 +154,13 @@ class Federation:
         settings: FederationSettings | None = None,
         status: FederationStatus | None = None,
         directory: KeyDirectory | None = None,
+        requests: MessageRequests | None = None,
     ) -> None:
+        """``requests``: the node's message-request allowance, shared with its device handlers
+        (default: one of this service's own)."""
         settings = settings or FederationSettings()
+        if requests is None:
+            requests = MessageRequests.for_node(identity, quota, envelope_ttl_ms=envelope_ttl_ms)
         self.name = name
         self._identity = identity
         self._policy = policy
@@ -218,6 +224,7 @@ class Federation:
             directory=directory,
             gossiped=self._gossip.received,
             node_key=self.node_key,
+            requests=requests,
         )
         self._devices: dict[str, tuple[int, Devices]] = {}
         self._counts: dict[str, int] = {}
@@ -331,10 +338,11 @@ class Federation:
 
     # For the client handlers ----------------------------------------------------------------------
 
-    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int) -> OutboundItem:
+    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int, access: bytes = b"") -> OutboundItem:
         return envelope_item(
-            env, origin=self.name, sender_account=sender_account, sender_device=sender_device, now=now, ttl_ms=self._ttl_ms
-        )
+            env, origin=self.name, sender_account=sender_account, sender_device=sender_device, now=now, ttl_ms=self._ttl_ms,
+            access=access,
+        )  # fmt: skip
 
     def directory_changed(self) -> None:
         """This node signed a new directory head: tell the direct peers now (they witness it)."""
@@ -373,10 +381,20 @@ class Federation:
         self._devices[account] = (now + limits.REMOTE_DEVICES_TTL_MS, answer)
         return answer
 
-    async def remote_bundles(self, account: str, devices: Iterable[int]) -> Bundles:
+    def devices_cached(self, account: str) -> bool:
+        """Whether ``remote_devices(account)`` would answer from the cache, asking no one (the
+        node charges a device's lookup budget only for lookups that reach a peer)."""
+        try:
+            account = str(parse_address(account, remote=True))
+        except ProtocolError:
+            return False
+        cached = self._devices.get(account)
+        return cached is not None and cached[0] > self._clock_ms()
+
+    async def remote_bundles(self, account: str, devices: Iterable[int], *, one_time: bool = True) -> Bundles:
         account, node = self._remote(account)
         self._witness.refuse(node)
-        answer = await self._ask(node, FetchBundles(request=0, account=account, devices=tuple(devices)))
+        answer = await self._ask(node, FetchBundles(request=0, account=account, devices=tuple(devices), one_time=one_time))
         if not isinstance(answer, Bundles) or answer.account != account:
             raise FederationError("invalid", f"{node} answered the bundle lookup for {account} with something else")
         await self._witness.vet(node, answer.proof.head.head)

@@ -28,6 +28,11 @@ class FederationSettings:
     query_rate: Rate = field(default_factory=lambda: Rate(per_second=20, burst=100))
     #: per peer node: prekey bundles (each may hand out one-time prekeys, which run out)
     bundle_rate: Rate = field(default_factory=lambda: Rate(per_second=5, burst=50))
+    #: per peer node and account of this node: one-time prekeys handed out (past it, bundles
+    #: come without them): a few sessions a minute with each of the account's devices
+    one_time_rate: Rate = field(
+        default_factory=lambda: Rate(per_second=limits.MAX_DEVICES_PER_ACCOUNT / 60, burst=4 * limits.MAX_DEVICES_PER_ACCOUNT)
+    )
     #: a link whose peer keeps sending after this many rate-limit refusals in a row is closed
     max_refusals: int = 50
     #: links one peer may hold open to this node at once (a peer needs one; restarts and

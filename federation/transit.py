@@ -61,14 +61,18 @@ def item_expires(item: Transit, *, now: int, ttl_ms: int) -> int:
     return now + REPORT_TTL_MS
 
 
-def envelope_item(env: Envelope, *, origin: str, sender_account: str, sender_device: int, now: int, ttl_ms: int) -> OutboundItem:
+def envelope_item(
+    env: Envelope, *, origin: str, sender_account: str, sender_device: int, now: int, ttl_ms: int, access: bytes = b""
+) -> OutboundItem:
     """The item for a (sealed) envelope a device of ``origin`` sends to another node, tracked
-    for the sending device. LocalProtocolError if the envelope cannot travel between nodes."""
+    for the sending device; ``access`` is the recipient's access token the device gave (core/
+    access.py), checked by the destination. LocalProtocolError if the envelope cannot travel
+    between nodes."""
     address = parse_address(env.to, remote=True)
     to, expires = str(address), min(env.expires, now + ttl_ms)
     if (to, expires) != (env.to, env.expires):  # (a copy per item costs on the hot path)
         env = dataclasses.replace(env, to=to, expires=expires)
-    item = Transit(origin=origin, dest=address.node, hops=limits.MAX_HOPS, envelope=env, report=None)
+    item = Transit(origin=origin, dest=address.node, hops=limits.MAX_HOPS, envelope=env, report=None, access=access)
     tracking = Tracking(
         sender_account=sender_account, sender_device=sender_device, id=env.id, account=env.to, device=env.device
     )

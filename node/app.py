@@ -27,6 +27,7 @@ from sonet.core.handshake import HandshakeComplete
 from sonet.core.handshake_guard import HandshakeGuard
 from sonet.core.wire import Frame
 from sonet.federation.link import ENDPOINT as FEDERATION_ENDPOINT
+from sonet.federation.message_requests import MessageRequests
 from sonet.federation.service import Federation
 from sonet.federation.settings import FederationSettings
 from sonet.federation.status import FederationStatus
@@ -131,6 +132,8 @@ class Node:
         store = await SqliteStore.open(self.data_dir / DB_FILE)
         try:
             quota = Quota(max_envelopes=self.config.mailbox_max_envelopes, max_bytes=self.config.mailbox_max_bytes)
+            # one allowance of message requests for device sends and peers' pushes alike
+            requests = MessageRequests.for_node(self.identity, quota, envelope_ttl_ms=self.config.envelope_ttl_ms)
 
             async def answer_for_peer(frame: Frame) -> Frame:
                 return await answer_local(ctx, frame)
@@ -157,6 +160,7 @@ class Node:
                 settings=self.federation_settings,
                 status=self.federation_status,
                 directory=directory,
+                requests=requests,
             )
             ctx = ClientContext(
                 name=self.config.name,
@@ -173,6 +177,7 @@ class Node:
                 directory=directory,
                 federation=self.federation,
                 limits=self.client_limits,
+                requests=requests,
                 unregistered_timeout_s=self.config.unregistered_timeout_s,
                 unregistered=Unregistered(
                     max_total=self.config.max_unregistered, max_per_address=self.config.max_unregistered_per_address

@@ -20,6 +20,7 @@ from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
 from sonet.core.envelope import Envelope
 from sonet.core.wire import Frame
 from sonet.federation.errors import FederationError
+from sonet.federation.message_requests import MessageRequests
 from sonet.federation.records import OutboundItem
 
 from .client_checks import RequestError, parse_or_refuse
@@ -53,7 +54,7 @@ class ClientFederation(Protocol):
 
     async def remote_devices(self, account: str) -> Devices: ...
 
-    async def remote_bundles(self, account: str, devices: tuple[int, ...]) -> Bundles: ...
+    async def remote_bundles(self, account: str, devices: tuple[int, ...], *, one_time: bool = True) -> Bundles: ...
 
     async def remote_head(self, node: str) -> Head: ...
 
@@ -61,7 +62,7 @@ class ClientFederation(Protocol):
 
     async def node_key(self, node: str) -> bytes: ...
 
-    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int) -> OutboundItem: ...
+    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int, access: bytes = b"") -> OutboundItem: ...
 
     def wake(self, dests: Iterable[str]) -> None: ...
 
@@ -90,6 +91,9 @@ class ClientContext:
     federation: ClientFederation | None = None
     #: per-device rate limits (node/client_limits.py); None: unlimited (tests of other things)
     limits: ClientLimits | None = None
+    #: access tokens and the allowance of message requests (federation/message_requests.py),
+    #: shared with the federation inbound; None: every sender counts as a contact
+    requests: MessageRequests | None = None
     #: per-device budgets of expensive requests (node/cost_budget.py)
     costs: CostBudget = field(default_factory=client_cost_budget)
     #: how long a connection without an account may stay without registering or linking
@@ -113,6 +117,12 @@ class Session(Protocol):
     @property
     def mailbox(self) -> MailboxKey | None:
         """(account, device) once the device is registered, else None."""
+        ...
+
+    @property
+    def source(self) -> str:
+        """The address the connection comes from (an IPv6 address's /64; "" if unknown):
+        the actor that per-address limits charge."""
         ...
 
     async def send(self, frame: Frame) -> None: ...

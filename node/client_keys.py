@@ -18,6 +18,11 @@ hands a registered device a stretch of this node's log with the compact range be
 that it can audit every leaf between two heads it verified (self-monitoring: a leaf of its
 account that it did not add shows up wherever the node put it).
 
+One-time prekeys are handed out within an allowance per (asking account, account asked about)
+(node/client_limits.py); past it, and when a peer asks without them (``FetchBundles.one_time``
+False, federation/inbound.py), bundles carry only the signed and last-resort prekeys. The
+sender certificate comes with the device's account's access token (core/access.py).
+
 The lookups, directory requests and prekey uploads spend the device's cost budget
 (node/cost_budget.py: ``admit`` before the work, ``charged`` on the answer).
 """
@@ -94,6 +99,7 @@ async def fetch_devices(session: Session, req: FetchDevices) -> None:
 async def fetch_bundles(session: Session, req: FetchBundles) -> None:
     require_registered(session)
     admit(session)
+    req = await _within_one_time_allowance(session, req)
     await session.send(charged(session, await _lookup(session.ctx, req)))
 
 
@@ -109,6 +115,22 @@ async def answer_local(ctx: ClientContext, frame: Frame) -> Frame:
         return ErrorFrame(request=getattr(frame, "request", 0), code=exc.code, message=str(exc))
 
 
+async def _within_one_time_allowance(session: Session, req: FetchBundles) -> FetchBundles:
+    """``req``, or the same without one-time prekeys once the asking account had its share of
+    the asked account's (node/client_limits.py ``one_time_allowed``)."""
+    ctx = session.ctx
+    if ctx.limits is None or not req.one_time:
+        return req
+    account = str(parse_or_refuse(req.account))
+    if req.devices:
+        count = len(set(req.devices))
+    elif parse_or_refuse(account).node == ctx.name:
+        count = len(await ctx.store.devices(account))
+    else:
+        count = limits.MAX_DEVICES_PER_ACCOUNT
+    return req if ctx.limits.one_time_allowed(session, account, count) else replace(req, one_time=False)
+
+
 async def _lookup(ctx: ClientContext, req: FetchDevices | FetchBundles) -> Frame:
     """The answer for an account of this node, or what its own node answered for another's."""
     address = parse_or_refuse(req.account)
@@ -119,7 +141,7 @@ async def _lookup(ctx: ClientContext, req: FetchDevices | FetchBundles) -> Frame
         if isinstance(req, FetchDevices):
             answer: Frame = await federation.remote_devices(str(address))
         else:
-            answer = await federation.remote_bundles(str(address), req.devices)
+            answer = await federation.remote_bundles(str(address), req.devices, one_time=req.one_time)
     return replace(answer, request=req.request)
 
 
@@ -154,7 +176,7 @@ async def _bundles(ctx: ClientContext, entry: DirectoryEntry, proof: DirectoryPr
         raise RequestError("unknown_recipient", f"{account} has no device {unknown[0]}")
     bundles = []
     for device in wanted:
-        keys = await ctx.store.take_bundle(account, device)
+        keys = await ctx.store.take_bundle(account, device, one_time=req.one_time)
         bundles.append(
             Bundle(
                 device=device,
@@ -220,7 +242,8 @@ async def sender_certificate(session: Session, req: GetSenderCertificate) -> Non
         now=ctx.clock_ms(),
         validity_ms=limits.DEFAULT_SENDER_CERT_VALIDITY_MS,
     )
-    await session.send(SenderCertificate(request=req.request, certificate=certificate))
+    access = ctx.requests.token(account, now=ctx.clock_ms()) if ctx.requests is not None else b""
+    await session.send(SenderCertificate(request=req.request, certificate=certificate, access=access))
 
 
 def _node_name(text: str) -> str:

@@ -1,16 +1,24 @@
-"""Per-device rate limits on the ``/client`` API (abuse control).
+"""Per-actor rate limits on the ``/client`` API (abuse control; fair shares).
 
-``ClientLimits.check(session, frame)`` runs before every request handler. Token buckets
-(federation/ratelimit.py) are keyed by the device key's fingerprint, so they hold for
-registered and unregistered devices alike and survive reconnecting; time comes from
-``ctx.clock_ms()``. What is limited:
+``ClientLimits.check(session, frame)`` runs before every request handler. Every bucket is keyed
+by the actor that spends it, never one bucket everyone shares: the device key's fingerprint
+(they hold for registered and unregistered devices alike and survive reconnecting), the device
+and the account it asks about, the connection, or the address a connection comes from. Token
+buckets: core/ratelimit.py; time comes from ``ctx.clock_ms()``. What is limited:
 
 - every request, per connection (a cheap cap on anything not limited more specifically);
 - stored envelopes of a ``SendBatch`` per device, and ephemeral ones (typing, presence) apart;
-- prekey bundles handed out by ``FetchBundles`` per device: this is what stops one device from
-  draining another account's one-time prekeys (each bundle takes one of them);
-- ``LinkBegin``: a few per connection, and the slots opened by unregistered connections on the
-  whole node, so that new keys (which cost nothing) cannot fill ``limits.MAX_LINK_SLOTS``.
+- lookups this node must make at another node (devices not cached, bundles, heads, proofs, node
+  keys), per device: the peer limits this node as a whole (federation/inbound.py), so without
+  this one device could spend that budget for all of this node's users;
+- prekey bundles handed out by ``FetchBundles`` per device, and per (device, account asked
+  about); and the one-time prekeys in them per (asking account, account asked about): past
+  that allowance (``one_time_allowed``) bundles come without one-time prekeys, which sessions
+  do not need (PQXDH then uses the signed and last-resort prekeys). This is what stops one
+  device, or one account with many new devices, from draining another account's one-time keys;
+- ``LinkBegin``: a few per connection, and per source address (an IPv6 address's /64) of
+  unregistered connections; the slots themselves are shared fairly between addresses by
+  node/linking.py.
 
 A request over a limit is refused with ``RequestError("rate_limited", ...)``: the device gets an
 ErrorFrame for that request and the connection stays open. A connection whose requests keep
@@ -27,10 +35,18 @@ import weakref
 from dataclasses import dataclass
 
 from sonet.core import limits
-from sonet.core.address import parse_address
-from sonet.core.client_api import FetchBundles, LinkBegin, SendBatch
+from sonet.core.address import parse_address, validate_node_name
+from sonet.core.client_api import (
+    FetchBundles,
+    FetchConsistency,
+    FetchDevices,
+    FetchHead,
+    FetchNodeKey,
+    LinkBegin,
+    SendBatch,
+)
 from sonet.core.envelope import Kind
-from sonet.core.errors import RemoteProtocolError
+from sonet.core.errors import ProtocolError, RemoteProtocolError
 from sonet.core.wire import Frame
 from sonet.federation.ratelimit import Bucket, Limiter, Rate
 
@@ -42,14 +58,18 @@ __all__ = [
     "REQUESTS",
     "ENVELOPES",
     "EPHEMERAL",
+    "LOOKUPS",
     "BUNDLES",
-    "LINK_SLOTS",
+    "BUNDLES_PER_ACCOUNT",
+    "ONE_TIME_PER_ACCOUNT",
+    "LINK_BEGINS_PER_ADDRESS",
     "LINK_BEGINS_PER_CONNECTION",
     "REFUSALS_BEFORE_DISCONNECT",
 ]
 
 log = logging.getLogger("sonet.node.client")
 
+_HOUR_S = 3600
 #: requests per connection, of any kind: a send is a device lookup and a batch, so this stays
 #: above twice ENVELOPES (a bot sending one message per batch at full speed is not refused)
 REQUESTS = Rate(per_second=500, burst=1000)
@@ -57,17 +77,30 @@ REQUESTS = Rate(per_second=500, burst=1000)
 ENVELOPES = Rate(per_second=200, burst=1000)
 #: ephemeral envelopes per device: typing indicators to a group (a full batch twice), not a flood
 EPHEMERAL = Rate(per_second=50, burst=2 * limits.MAX_ENVELOPES_PER_FRAME)
+#: lookups at other nodes per device: a share of what a peer grants this whole node
+#: (FederationSettings.query_rate: 20 a second after 100), so that one device leaves most of
+#: it to the others; enough for a device that starts up checking heads and meets new contacts
+LOOKUPS = Rate(per_second=2, burst=40)
 #: bundles per device: 20 a minute after a burst of 150 (a new device meeting its contacts)
 BUNDLES = Rate(per_second=20 / 60, burst=150)
-#: link slots opened by unregistered connections, node-wide: 30 a minute, so slots (which live
-#: limits.LINK_SLOT_TTL_MS) stay far below limits.MAX_LINK_SLOTS
-LINK_SLOTS = Rate(per_second=30 / 60, burst=60)
+#: bundles per (device, account asked about): every device of the account twice, then as many
+#: an hour (sessions that break now and then are re-established)
+BUNDLES_PER_ACCOUNT = Rate(per_second=limits.MAX_DEVICES_PER_ACCOUNT / _HOUR_S, burst=2 * limits.MAX_DEVICES_PER_ACCOUNT)
+#: one-time prekeys per (asking account, account asked about): three devices of the asking
+#: account meeting every device of the other; past it bundles come without one-time prekeys
+ONE_TIME_PER_ACCOUNT = Rate(
+    per_second=limits.MAX_DEVICES_PER_ACCOUNT / _HOUR_S, burst=3 * limits.MAX_DEVICES_PER_ACCOUNT
+)
+#: LinkBegin requests of unregistered connections per source address: a burst for a family
+#: behind one address, then one a second (link slots are shared fairly by node/linking.py)
+LINK_BEGINS_PER_ADDRESS = Rate(per_second=1, burst=30)
 #: LinkBegin requests on one connection (a device needs one)
 LINK_BEGINS_PER_CONNECTION = 3
 #: refused requests in a row before the connection is closed
 REFUSALS_BEFORE_DISCONNECT = 50
 
 _AGAIN = "try again in a moment"
+_LOOKUP_FRAMES = (FetchDevices, FetchBundles, FetchHead, FetchConsistency, FetchNodeKey)
 
 
 @dataclass(slots=True)
@@ -86,17 +119,22 @@ class ClientLimits:
         requests: Rate = REQUESTS,
         envelopes: Rate = ENVELOPES,
         ephemeral: Rate = EPHEMERAL,
+        lookups: Rate = LOOKUPS,
         bundles: Rate = BUNDLES,
-        link_slots: Rate = LINK_SLOTS,
+        bundles_per_account: Rate = BUNDLES_PER_ACCOUNT,
+        one_time_per_account: Rate = ONE_TIME_PER_ACCOUNT,
+        link_begins_per_address: Rate = LINK_BEGINS_PER_ADDRESS,
         link_begins_per_connection: int = LINK_BEGINS_PER_CONNECTION,
         refusals_before_disconnect: int = REFUSALS_BEFORE_DISCONNECT,
     ) -> None:
         self._requests = requests
         self._envelopes = Limiter(envelopes)
         self._ephemeral = Limiter(ephemeral)
+        self._lookups = Limiter(lookups)
         self._bundles = Limiter(bundles)
-        self._link_slots = link_slots
-        self._link_bucket: Bucket | None = None
+        self._bundles_per_account = Limiter(bundles_per_account)
+        self._one_time = Limiter(one_time_per_account)
+        self._link_begins_per_address = Limiter(link_begins_per_address)
         self._link_begins = link_begins_per_connection
         self._refusals = refusals_before_disconnect
         # Per-connection state ends with the connection: no sweep needed.
@@ -123,6 +161,14 @@ class ClientLimits:
             )
         raise RequestError("rate_limited", refusal)
 
+    def one_time_allowed(self, session: Session, account: str, count: int) -> bool:
+        """Whether bundles for ``count`` devices of ``account`` that ``session``'s account asks
+        for may carry one-time prekeys (spending its allowance if so). Past the allowance the
+        handler hands out bundles without them: nothing is refused."""
+        asker = session.mailbox[0] if session.mailbox else session.peer.fingerprint
+        bucket_cost = min(max(1, count), self._one_time.rate.burst)
+        return self._one_time.allow((asker, account), session.ctx.clock_ms(), bucket_cost)
+
     async def _refusal(self, session: Session, conn: _Connection, frame: Frame, now: int) -> str | None:
         """Why ``frame`` is over a limit (spending its tokens if it is not), or None."""
         if not conn.requests.take(now):
@@ -135,32 +181,70 @@ class ClientLimits:
                 return f"too many messages from this device; {_AGAIN}"
             if ephemeral and not self._ephemeral.allow(device, now, ephemeral):
                 return f"too many typing or presence updates from this device; {_AGAIN}"
-        elif isinstance(frame, FetchBundles):
-            if not self._bundles.allow(device, now, await _bundle_cost(session, frame)):
+        if isinstance(frame, (SendBatch, *_LOOKUP_FRAMES)):
+            lookups = _remote_lookups(session, frame)
+            if lookups and not self._lookups.allow(device, now, min(lookups, self._lookups.rate.burst)):
+                return f"too many lookups at other nodes from this device; {_AGAIN}"
+        if isinstance(frame, FetchBundles):
+            cost, account = await _bundle_cost(session, frame)
+            if not self._bundles.allow(device, now, cost):
                 return f"too many prekey bundles fetched by this device; {_AGAIN}"
+            if account is not None and not self._bundles_per_account.allow(
+                (device, account), now, min(cost, self._bundles_per_account.rate.burst)
+            ):
+                return f"too many prekey bundles of {account} fetched by this device; {_AGAIN}"
         elif isinstance(frame, LinkBegin):
             conn.link_begins += 1
             if conn.link_begins > self._link_begins:
                 return "too many link attempts on this connection; reconnect to begin again"
             if session.mailbox is None:  # a registered device is refused by the handler anyway
-                if self._link_bucket is None:
-                    self._link_bucket = Bucket(self._link_slots, now)
-                if not self._link_bucket.take(now):
-                    return f"too many devices are starting to link on this node; {_AGAIN}"
+                if not self._link_begins_per_address.allow(session.source, now):
+                    return f"too many devices are starting to link from this address; {_AGAIN}"
         return None
 
 
-async def _bundle_cost(session: Session, req: FetchBundles) -> int:
-    """One token per bundle the request can hand out."""
-    if req.devices:
-        # An account has at most this many devices: asking for more is refused by the handler.
-        return min(len(set(req.devices)), limits.MAX_DEVICES_PER_ACCOUNT)
+def _remote_node(session: Session, text: str, *, is_node: bool = False) -> str | None:
+    """The node of account (or node name) ``text`` if it is another node than this one."""
+    try:
+        node = validate_node_name(text, remote=True) if is_node else parse_address(text, remote=True).node
+    except ProtocolError:
+        return None  # the handler refuses it before asking anyone
+    return None if node == session.ctx.name else node
+
+
+def _remote_lookups(session: Session, frame: Frame) -> int:
+    """How many requests at other nodes ``frame`` may make this node send."""
+    federation = session.ctx.federation
+    if federation is None:
+        return 0
+    if isinstance(frame, SendBatch):
+        # the devices of each remote recipient account, unless still cached
+        accounts = {env.to for env in frame.envelopes if env.kind == Kind.SEALED and _remote_node(session, env.to)}
+        cached = getattr(federation, "devices_cached", None)
+        return sum(1 for a in accounts if cached is None or not cached(a))
+    if isinstance(frame, (FetchHead, FetchConsistency, FetchNodeKey)):
+        return 1 if _remote_node(session, frame.node, is_node=True) else 0
+    assert isinstance(frame, (FetchDevices, FetchBundles))
+    if _remote_node(session, frame.account) is None:
+        return 0
+    if isinstance(frame, FetchDevices):
+        cached = getattr(federation, "devices_cached", None)
+        return 0 if cached is not None and cached(frame.account) else 1
+    return 1
+
+
+async def _bundle_cost(session: Session, req: FetchBundles) -> tuple[int, str | None]:
+    """One token per bundle the request can hand out, and the (normalised) account asked
+    about (None: a bad address, refused by the handler)."""
     ctx = session.ctx
     try:
         address = parse_address(req.account, remote=True)
     except RemoteProtocolError:
-        return 1  # the handler refuses it before handing anything out
+        return 1, None  # the handler refuses it before handing anything out
+    if req.devices:
+        # An account has at most this many devices: asking for more is refused by the handler.
+        return min(len(set(req.devices)), limits.MAX_DEVICES_PER_ACCOUNT), str(address)
     if address.node != ctx.name:
         # Another node's account: its device count is not known here without asking that node.
-        return limits.MAX_DEVICES_PER_ACCOUNT
-    return max(1, len(await ctx.store.devices(str(address))))
+        return limits.MAX_DEVICES_PER_ACCOUNT, str(address)
+    return max(1, len(await ctx.store.devices(str(address)))), str(address)

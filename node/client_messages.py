@@ -27,6 +27,7 @@ from sonet.core.address import Address
 from sonet.core.client_api import Accepted, DeviceMismatch, SendBatch
 from sonet.core.envelope import Envelope, Kind
 
+from .client_access import check_message_requests
 from .client_checks import RequestError, parse_or_refuse
 from .client_context import ClientContext, Session, federation_errors, remote, require_registered, store_message
 from .mailbox import MailboxKey
@@ -65,12 +66,16 @@ async def send_batch(session: Session, req: SendBatch) -> None:
                 DeviceMismatch(request=req.request, account=account, missing=tuple(sorted(missing)), extra=tuple(sorted(extra)))
             )
             return
+    # Message requests (senders without the recipient's access token): a small allowance.
+    access = check_message_requests(session, req, envelopes, sender_account=me, now=now)
     stored: list[NewEnvelope] = []
     outbound: list[OutboundItem] = []
     ephemeral: list[tuple[MailboxKey, Envelope]] = []
     for address, env in envelopes:
         if address.node != ctx.name:
-            outbound.append(remote(ctx, address.node).outbound(env, sender_account=me, sender_device=my_device, now=now))
+            federation = remote(ctx, address.node)
+            token = access.get(env.to, b"")
+            outbound.append(federation.outbound(env, sender_account=me, sender_device=my_device, now=now, access=token))
         elif env.kind == Kind.EPHEMERAL:
             ephemeral.append(((env.to, env.device), env))
         else:

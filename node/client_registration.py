@@ -148,7 +148,9 @@ async def link_begin(session: Session, req: LinkBegin) -> None:
     if not 0 < len(req.ephemeral) <= limits.MAX_LINK_EPHEMERAL_BYTES:
         raise RequestError("bad_input", f"the ephemeral key must be 1..{limits.MAX_LINK_EPHEMERAL_BYTES} bytes")
     with _link_refused():
-        slot = ctx.links.open(ephemeral=req.ephemeral, owner=session, push=session.push_offer, now=ctx.clock_ms())
+        slot = ctx.links.open(
+            ephemeral=req.ephemeral, owner=session, push=session.push_offer, now=ctx.clock_ms(), source=session.source
+        )
     await session.send(LinkSlot(request=req.request, slot=slot.slot, expires=slot.expires))
 
 

@@ -130,6 +130,10 @@ class ClientSession:
     def source(self) -> str:
         return self._sock.source
 
+    @property
+    def source(self) -> str:
+        return self._sock.source
+
     async def run(self) -> None:
         # Tracked before the store is read: a removal commits either before that read (the
         # device is then unknown here) or signals this connection.

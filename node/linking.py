@@ -8,7 +8,11 @@ approved the slot, so that the new device's ``LinkComplete`` can only join that 
 
 Slots live in this process only: a restart forgets them, and the new device begins again.
 They are bounded in number (``limits.MAX_LINK_SLOTS``), expire after ``ttl_ms`` (ten minutes)
-and belong to exactly one connection. The registry is plain synchronous code driven by the sessions (one trio thread), with the time
+and belong to exactly one connection. They are shared fairly between the addresses connections
+come from (new keys cost nothing, addresses do): one address holds at most
+``max_slots_per_source`` (its oldest slot makes room for its newest), and when all slots are
+taken a new one replaces the oldest slot of the address that holds the most, so a flood from one
+address never stops devices elsewhere from linking. Approved slots go last. The registry is plain synchronous code driven by the sessions (one trio thread), with the time
 passed in, so every check-and-update below is atomic.
 """
 
@@ -41,6 +45,8 @@ class LinkSlot:
     push: Push
     #: the account whose device approved the slot, once one did
     approved_for: str | None = None
+    #: the address the waiting connection comes from (fair shares between addresses)
+    source: str = ""
 
 
 class LinkRegistry:
@@ -51,7 +57,9 @@ class LinkRegistry:
         slot_len: int = limits.LINK_SLOT_LEN,
         ttl_ms: int = limits.LINK_SLOT_TTL_MS,
         max_slots: int = limits.MAX_LINK_SLOTS,
+        max_slots_per_source: int = limits.MAX_LINK_SLOTS // 16,
     ) -> None:
+        self._max_per_source = max(1, max_slots_per_source)
         self._rng = rng
         self._slot_len = slot_len
         self._ttl_ms = ttl_ms
@@ -68,19 +76,40 @@ class LinkRegistry:
             del self._slots[key]
         return len(expired)
 
-    def open(self, *, ephemeral: bytes, owner: object, push: Push, now: int) -> LinkSlot:
-        """A new slot for ``owner`` (one live slot per connection)."""
+    def open(self, *, ephemeral: bytes, owner: object, push: Push, now: int, source: str = "") -> LinkSlot:
+        """A new slot for ``owner`` (one live slot per connection) coming from ``source``."""
         self.purge(now)
         if any(slot.owner is owner for slot in self._slots.values()):
             raise LinkError("link_in_progress", "this connection already waits in a link slot")
-        if len(self._slots) >= self._max_slots:
+        mine = [slot for slot in self._slots.values() if slot.source == source]
+        if len(mine) >= self._max_per_source:
+            self._evict(mine)
+        elif len(self._slots) >= self._max_slots:
+            self._evict_from_largest()
+        if len(self._slots) >= self._max_slots:  # only approved slots left to make room
             raise LinkError("link_busy", "too many devices are linking right now; try again in a few minutes")
         key = self._rng(self._slot_len)
         while key in self._slots:  # 128 random bits: never in practice
             key = self._rng(self._slot_len)
-        slot = LinkSlot(slot=key, ephemeral=ephemeral, expires=now + self._ttl_ms, owner=owner, push=push)
+        slot = LinkSlot(slot=key, ephemeral=ephemeral, expires=now + self._ttl_ms, owner=owner, push=push, source=source)
         self._slots[key] = slot
         return slot
+
+    def _evict(self, slots: list[LinkSlot]) -> None:
+        """Forget the oldest slot of ``slots`` not yet approved (its device, still waiting,
+        begins again if it is still there)."""
+        waiting = [slot for slot in slots if slot.approved_for is None]
+        if waiting:
+            oldest = min(waiting, key=lambda slot: slot.expires)
+            del self._slots[oldest.slot]
+
+    def _evict_from_largest(self) -> None:
+        by_source: dict[str, list[LinkSlot]] = {}
+        for slot in self._slots.values():
+            if slot.approved_for is None:
+                by_source.setdefault(slot.source, []).append(slot)
+        if by_source:
+            self._evict(max(by_source.values(), key=len))
 
     def get(self, key: bytes, *, now: int) -> LinkSlot:
         self.purge(now)

@@ -332,10 +332,11 @@ class Store(Protocol):
         written) if a kind would exceed ``max_one_time``. Returns the one-time counts (x25519, pq)."""
         ...
 
-    async def take_bundle(self, account: str, device_id: int) -> PrekeySet:
+    async def take_bundle(self, account: str, device_id: int, *, one_time: bool = True) -> PrekeySet:
         """Atomically pop one one-time prekey of each kind (oldest first); the pq prekey falls
         back to the last-resort key when no one-time pq key is left. A popped key is never
-        handed out again."""
+        handed out again. ``one_time=False``: pop nothing (the signed and last-resort keys
+        only; a requester over its one-time allowance, node/client_limits.py)."""
         ...
 
     async def prekey_counts(self, account: str, device_id: int) -> tuple[int, int]: ...

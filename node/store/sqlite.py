@@ -370,8 +370,8 @@ class SqliteStore:
             max_one_time,
         )
 
-    async def take_bundle(self, account: str, device_id: int) -> PrekeySet:
-        return await self._transaction(_take_bundle, account, device_id)
+    async def take_bundle(self, account: str, device_id: int, *, one_time: bool = True) -> PrekeySet:
+        return await self._transaction(_take_bundle, account, device_id, one_time)
 
     async def prekey_counts(self, account: str, device_id: int) -> tuple[int, int]:
         return await self._call(_prekey_counts, account, device_id)

@@ -95,9 +95,9 @@ def _current(conn: sqlite3.Connection, account: str, device_id: int, kind: str) 
     return None if row is None else bytes(row[0])
 
 
-def _take_bundle(conn: sqlite3.Connection, account: str, device_id: int) -> PrekeySet:
-    one_time = _pop_one_time(conn, account, device_id, _X25519)
-    pq = _pop_one_time(conn, account, device_id, _MLKEM)
+def _take_bundle(conn: sqlite3.Connection, account: str, device_id: int, with_one_time: bool = True) -> PrekeySet:
+    one_time = _pop_one_time(conn, account, device_id, _X25519) if with_one_time else None
+    pq = _pop_one_time(conn, account, device_id, _MLKEM) if with_one_time else None
     if pq is None:
         pq = _current(conn, account, device_id, _MLKEM)  # the last-resort key is never popped
     return PrekeySet(

@@ -118,8 +118,8 @@ class _Service:
         assert isinstance(answer, Devices)
         return answer
 
-    async def remote_bundles(self, account: str, devices: tuple[int, ...]) -> Bundles:
-        answer = await self._ask(account, FetchBundles(request=0, account=account, devices=devices))
+    async def remote_bundles(self, account: str, devices: tuple[int, ...], *, one_time: bool = True) -> Bundles:
+        answer = await self._ask(account, FetchBundles(request=0, account=account, devices=devices, one_time=one_time))
         assert isinstance(answer, Bundles)
         return answer
 
@@ -146,7 +146,7 @@ class _Service:
         self.net.calls.append((self.name, "FetchNodeKey", node))
         return self.net.keys.get(node) or self.net._peer(node).node_key.public.to_bytes()
 
-    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int) -> OutboundItem:
+    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int, access: bytes = b"") -> OutboundItem:
         return OutboundItem(
             dest=parse_address(env.to).node,
             key=env.id + env.device.to_bytes(4, "big") + env.to.encode(),

@@ -22,7 +22,7 @@ from sonet.federation.ratelimit import Rate
 from sonet.federation.records import OutboundItem
 from sonet.node.app import now_ms
 from tests.node.conftest import HANG_S, NodeParams, RunningNode, StartNode
-from tests.node.kit import Account, opaque_envelope, wall_ms
+from tests.node.kit import Account, access_token, opaque_envelope, wall_ms
 
 from .net import ALPHA, BETA, NOWHERE, ask, deliveries, mailbox_ids, new_key, peer_link, pin, pin_node, queue_at, tracked, transit, until
 
@@ -65,11 +65,13 @@ async def test_a_pushed_envelope_never_outlives_the_receivers_ttl(start_node: St
 async def test_fifty_messages_arrive_once_each_in_the_order_they_were_sent(start_node: StartNode) -> None:
     alpha, beta = await pair(start_node)
     alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    async with beta.raw(bob.first) as conn:
+        access = (await access_token(conn, bob.address),)  # alice is bob's contact
     sent = []
     async with alpha.raw(alice.first) as conn:
         for _ in range(50):
             env = opaque_envelope((bob.address, 1))
-            answer = await conn.request(lambda n, env=env: SendBatch(request=n, envelopes=(env,)))
+            answer = await conn.request(lambda n, env=env: SendBatch(request=n, envelopes=(env,), access=access))
             assert isinstance(answer, Accepted)
             sent.append(env.id)
     await until(lambda: _count(beta, bob.address, 50), "all 50 envelopes reached beta")

@@ -23,7 +23,18 @@ import trio
 from trio_websocket import CloseReason, ConnectionClosed
 
 from sonet.core import limits
-from sonet.core.client_api import CLIENT_FRAMES, Deliver, DeviceKeys, Drained, ErrorFrame, LinkOffer, Welcome
+from sonet.core.client_api import (
+    CLIENT_FRAMES,
+    AccessToken,
+    Deliver,
+    DeviceKeys,
+    Drained,
+    ErrorFrame,
+    GetSenderCertificate,
+    LinkOffer,
+    SenderCertificate,
+    Welcome,
+)
 from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey
 from sonet.core.device import make_device_record
 from sonet.core.device_list import encode_account_identity, sign_device_list
@@ -212,6 +223,14 @@ class Account:
     def list_without(self, device_id: int) -> bytes:
         """The next list (version + 1), without device ``device_id``."""
         return self.sign_list(self.fingerprints() - {self.devices[device_id].fingerprint}, version=self.version + 1)
+
+
+async def access_token(conn: RawConnection, account: str) -> AccessToken:
+    """The access token of ``account`` (core/access.py), as its device ``conn`` gets it from
+    its node: a sender that presents it is the account's contact, not a message request."""
+    reply = await conn.request(lambda n: GetSenderCertificate(request=n))
+    assert isinstance(reply, SenderCertificate) and reply.access, reply
+    return AccessToken(account=account, token=reply.access)
 
 
 def opaque_envelope(

@@ -33,7 +33,7 @@ from sonet.node.app import now_ms
 from sonet.node.store import StoreError
 
 from .conftest import HANG_S, NODE_NAME, RunningNode, collect_until_drained, next_deliver
-from .kit import Account, Member, NodeError, new_identity, opaque_envelope, record_for
+from .kit import Account, Member, NodeError, access_token, new_identity, opaque_envelope, record_for
 
 ALICE = f"alice@{NODE_NAME}"
 BOB = f"bob@{NODE_NAME}"
@@ -61,8 +61,8 @@ async def _stats(at: RunningNode) -> dict[str, int]:
         return await store.stats()
 
 
-async def _send(conn, *envelopes) -> Accepted:  # noqa: ANN001
-    reply = await conn.request(lambda n: SendBatch(request=n, envelopes=tuple(envelopes)))
+async def _send(conn, *envelopes, access=()) -> Accepted:  # noqa: ANN001
+    reply = await conn.request(lambda n: SendBatch(request=n, envelopes=tuple(envelopes), access=tuple(access)))
     assert isinstance(reply, Accepted), reply
     return reply
 
@@ -280,18 +280,20 @@ async def test_mailbox_quota_refuses_whole_batches(start_node) -> None:
         at = await start_node(mailbox_max_envelopes=3)
         alice, bob = await at.enroll("alice"), await at.enroll("bob")
         envs = [opaque_envelope(bob.first) for _ in range(5)]
+        async with at.raw(bob.first) as conn:
+            token = (await access_token(conn, BOB),)  # alice is bob's contact
         async with at.raw(alice.first) as conn:
-            assert (await _send(conn, envs[0], envs[1])).stored == 2
+            assert (await _send(conn, envs[0], envs[1], access=token)).stored == 2
             with pytest.raises(NodeError) as err:
-                await _send(conn, envs[2], envs[3])  # 4 > 3: nothing of this batch is stored
+                await _send(conn, envs[2], envs[3], access=token)  # 4 > 3: nothing of this batch is stored
             assert err.value.code == "mailbox_full"
             assert [i.id for i in await at.pending(BOB)] == [envs[0].id, envs[1].id]
-            assert (await _send(conn, envs[2])).stored == 1
+            assert (await _send(conn, envs[2], access=token)).stored == 1
             with pytest.raises(NodeError) as err:
-                await _send(conn, envs[3])
+                await _send(conn, envs[3], access=token)
             assert err.value.code == "mailbox_full"
             # a retransmission into the full mailbox is a duplicate, not an error
-            assert (await _send(conn, envs[0])).stored == 0
+            assert (await _send(conn, envs[0], access=token)).stored == 0
         assert [i.id for i in await at.pending(BOB)] == [e.id for e in envs[:3]]
 
 
@@ -436,9 +438,11 @@ async def test_a_mailbox_of_large_envelopes_is_delivered_in_frames_under_the_cap
     with trio.fail_after(HANG_S):
         alice, bob = await running.enroll("alice"), await running.enroll("bob")
         envs = [replace(opaque_envelope(bob.first), body=bytes([n]) * limits.MAX_ENVELOPE_BODY) for n in range(24)]
+        async with running.raw(bob.first) as conn:
+            token = (await access_token(conn, BOB),)  # alice is bob's contact
         async with running.raw(alice.first) as conn:
             for start in range(0, len(envs), 8):  # 2 MiB per SendBatch
-                assert (await _send(conn, *envs[start : start + 8])).stored == 8
+                assert (await _send(conn, *envs[start : start + 8], access=token)).stored == 8
         async with running.raw(bob.first) as conn:
             items = await collect_until_drained(conn)
             assert [i.envelope.id for i in items] == [e.id for e in envs]

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from sonet.core import limits as core_limits
-from sonet.core.client_api import Accepted, FetchBundles, LinkBegin, Ping, Pong, SendBatch
+from sonet.core.client_api import Accepted, FetchBundles, FetchDevices, FetchHead, FetchNodeKey, LinkBegin, Ping, Pong, SendBatch
 from sonet.core.envelope import Kind
 from sonet.core.errors import RemoteProtocolError
 from sonet.federation.ratelimit import Rate
@@ -52,20 +52,32 @@ class Peer:
         self.fingerprint = fingerprint
 
 
+class Federation:
+    """What the limits ask of the federation service: whether a device list is cached."""
+
+    def __init__(self) -> None:
+        self.cached: set[str] = set()
+
+    def devices_cached(self, account: str) -> bool:
+        return account in self.cached
+
+
 class Ctx:
     def __init__(self, clock: Clock, counts: dict[str, int] | None = None) -> None:
         self.name = NODE_NAME
         self.clock_ms = clock
         self.store = Devices(counts or {})
+        self.federation = Federation()
 
 
 class Conn:
     """One connection, as ``ClientLimits`` sees a session (compared by identity)."""
 
-    def __init__(self, ctx: Ctx, fingerprint: str, *, registered: bool = True) -> None:
+    def __init__(self, ctx: Ctx, fingerprint: str, *, registered: bool = True, source: str = "192.0.2.1", account: str = ALICE) -> None:
         self.ctx = ctx
         self.peer = Peer(fingerprint)
-        self.mailbox = (ALICE, 1) if registered else None
+        self.mailbox = (account, 1) if registered else None
+        self.source = source
 
 
 def batch(sealed: int = 0, ephemeral: int = 0) -> SendBatch:
@@ -214,20 +226,94 @@ async def test_link_begin_is_capped_per_connection() -> None:
     await limits.check(Conn(ctx, "new-device", registered=False), link_begin())
 
 
-async def test_link_slots_opened_by_unregistered_connections_are_limited_node_wide() -> None:
+async def test_link_begins_are_limited_per_address_so_a_flood_from_one_blocks_no_other() -> None:
     clock = Clock()
-    limits = ClientLimits(link_slots=Rate(per_second=1, burst=2))
+    limits = ClientLimits(link_begins_per_address=Rate(per_second=1, burst=2))
     ctx = Ctx(clock)
-    # fresh keys cost nothing: each connection below is a different "device"
-    await limits.check(Conn(ctx, "new-1", registered=False), link_begin())
-    await limits.check(Conn(ctx, "new-2", registered=False), link_begin())
-    message = await refused(limits, Conn(ctx, "new-3", registered=False), link_begin())
-    assert message == "too many devices are starting to link on this node; try again in a moment"
-    # a registered device's LinkBegin (refused by the handler) spends nothing node-wide
+    # fresh keys cost nothing: each connection below is a different "device", same address
+    flooder = "198.51.100.7"
+    await limits.check(Conn(ctx, "new-1", registered=False, source=flooder), link_begin())
+    await limits.check(Conn(ctx, "new-2", registered=False, source=flooder), link_begin())
+    message = await refused(limits, Conn(ctx, "new-3", registered=False, source=flooder), link_begin())
+    assert message == "too many devices are starting to link from this address; try again in a moment"
+    # another address is not affected by the flood
+    await limits.check(Conn(ctx, "new-4", registered=False, source="203.0.113.9"), link_begin())
+    await limits.check(Conn(ctx, "new-5", registered=False, source="203.0.113.9"), link_begin())
+    # a registered device's LinkBegin (refused by the handler) spends nothing of its address's
+    await limits.check(Conn(ctx, "old-1", source=flooder), link_begin())
     clock.ms += 1000
-    await limits.check(Conn(ctx, "old-1"), link_begin())
-    await limits.check(Conn(ctx, "new-4", registered=False), link_begin())
-    await refused(limits, Conn(ctx, "new-5", registered=False), link_begin())
+    await limits.check(Conn(ctx, "new-6", registered=False, source=flooder), link_begin())
+    await refused(limits, Conn(ctx, "new-7", registered=False, source=flooder), link_begin())
+
+
+# Lookups at other nodes ---------------------------------------------------------------------
+
+
+async def test_lookups_at_other_nodes_are_budgeted_per_device() -> None:
+    clock = Clock()
+    limits = ClientLimits(lookups=Rate(per_second=1, burst=3))
+    ctx = Ctx(clock)
+    mallory, alice = Conn(ctx, "dev-mallory"), Conn(ctx, "dev-alice")
+    for n in range(3):
+        await limits.check(mallory, FetchDevices(request=1, account=f"user{n}@beta.example"))
+    message = await refused(limits, mallory, FetchDevices(request=1, account="user9@beta.example"))
+    assert message == "too many lookups at other nodes from this device; try again in a moment"
+    for frame in (FetchHead(request=1, node="beta.example"), bundles(REMOTE, devices=(1,))):
+        await refused(limits, mallory, frame)
+    # the flood spent only mallory's share: alice's first lookups at that node still go out
+    await limits.check(alice, FetchDevices(request=1, account="user9@beta.example"))
+    await limits.check(alice, FetchNodeKey(request=1, node="beta.example"))
+    # lookups of this node's accounts, and device lists the node has cached, cost nothing
+    for _ in range(5):
+        await limits.check(mallory, FetchDevices(request=1, account=ALICE))
+        await limits.check(mallory, FetchHead(request=1, node=NODE_NAME))
+    ctx.federation.cached.add(REMOTE)
+    await limits.check(mallory, FetchDevices(request=1, account=REMOTE))
+    clock.ms += 1000
+    await limits.check(mallory, FetchDevices(request=1, account="user9@beta.example"))
+
+
+async def test_a_batch_to_remote_accounts_spends_a_lookup_per_account_not_cached() -> None:
+    limits = ClientLimits(lookups=Rate(per_second=NEVER, burst=3))
+    ctx = Ctx(Clock())
+    conn = Conn(ctx, "dev-a")
+    remote = [opaque_envelope((f"user{n}@beta.example", 1)) for n in range(4)]
+    ctx.federation.cached.add("user0@beta.example")
+    await limits.check(conn, SendBatch(request=1, envelopes=tuple(remote[:3])))  # 2 lookups
+    await refused(limits, conn, SendBatch(request=1, envelopes=tuple(remote[2:])))  # 2 more > 1 left
+    await limits.check(conn, SendBatch(request=1, envelopes=tuple(remote[:1])))  # cached: none
+    await limits.check(conn, batch(sealed=3))  # local recipients: no lookup
+    await limits.check(conn, SendBatch(request=1, envelopes=(remote[3],)))
+    await refused(limits, conn, SendBatch(request=1, envelopes=(remote[3],)))
+
+
+# One-time prekeys ---------------------------------------------------------------------------
+
+
+async def test_bundles_of_one_account_are_limited_per_asking_device() -> None:
+    limits = ClientLimits(bundles_per_account=Rate(per_second=NEVER, burst=3))
+    ctx = Ctx(Clock())
+    mallory = Conn(ctx, "dev-mallory")
+    await limits.check(mallory, bundles(devices=(1, 2, 3)))
+    message = await refused(limits, mallory, bundles(devices=(1,)))
+    assert message == f"too many prekey bundles of {ALICE} fetched by this device; try again in a moment"
+    await limits.check(mallory, bundles("dave@" + NODE_NAME, devices=(1,)))  # another account
+    await limits.check(Conn(ctx, "dev-bob"), bundles(devices=(1, 2, 3)))  # another device
+
+
+def test_one_time_prekeys_are_handed_out_within_an_allowance_per_asking_account() -> None:
+    limits = ClientLimits(one_time_per_account=Rate(per_second=NEVER, burst=4))
+    ctx = Ctx(Clock())
+    mallory = f"mallory@{NODE_NAME}"
+    first, second = Conn(ctx, "dev-m1", account=mallory), Conn(ctx, "dev-m2", account=mallory)
+    assert limits.one_time_allowed(first, ALICE, 3)  # type: ignore[arg-type]
+    assert not limits.one_time_allowed(first, ALICE, 2)  # type: ignore[arg-type]
+    # a new device of the same account does not get a new allowance
+    assert limits.one_time_allowed(second, ALICE, 1)  # type: ignore[arg-type]
+    assert not limits.one_time_allowed(second, ALICE, 1)  # type: ignore[arg-type]
+    # other accounts asked about, and other asking accounts, have their own
+    assert limits.one_time_allowed(first, "dave@" + NODE_NAME, 4)  # type: ignore[arg-type]
+    assert limits.one_time_allowed(Conn(ctx, "dev-b", account="bob@" + NODE_NAME), ALICE, 4)  # type: ignore[arg-type]
 
 
 # Requests per connection, and persistent abuse ----------------------------------------------

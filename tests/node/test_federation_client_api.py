@@ -87,7 +87,7 @@ class FakeFederation:
             raise FederationError("unknown_account", f"no account {account} on {parse_address(account).node}")
         return self.devices[account]
 
-    async def remote_bundles(self, account: str, devices: tuple[int, ...]) -> Bundles:
+    async def remote_bundles(self, account: str, devices: tuple[int, ...], *, one_time: bool = True) -> Bundles:
         self.calls.append(("remote_bundles", account, devices))
         self._fail()
         return self.bundles[account]
@@ -111,7 +111,7 @@ class FakeFederation:
         self._fail()
         return Consistency(request=0, node=node, first=first, second=second, proof=(bytes(32),) * 2)
 
-    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int) -> OutboundItem:
+    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int, access: bytes = b"") -> OutboundItem:
         self.calls.append(("outbound", env, sender_account, sender_device, now))
         return OutboundItem(
             dest=parse_address(env.to).node,

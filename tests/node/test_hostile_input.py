@@ -39,7 +39,7 @@ from sonet.core.wire import decode_frame, encode_frame, packb
 from sonet.transport import run_initiator
 
 from .conftest import HANG_S, NODE_NAME, RunningNode, collect_until_drained, next_deliver
-from .kit import Account, RawConnection, opaque_envelope
+from .kit import Account, RawConnection, access_token, opaque_envelope
 
 ALICE = f"alice@{NODE_NAME}"
 BOB = f"bob@{NODE_NAME}"
@@ -477,6 +477,8 @@ async def _batch_outcome(env: Env, ids: set[bytes]) -> int:
 @pytest.mark.parametrize("cut", ["after-send", "mid-message"])
 async def test_drop_during_sendbatch_stores_all_or_nothing(env: Env, cut: str) -> None:
     with trio.fail_after(HANG_S):
+        async with env.node.raw(env.identity(env.bob)) as conn:
+            access = (await access_token(conn, env.bob.first.account),)  # alice is bob's contact
         async with env.legit() as legit:
             baseline = env.node.active_sessions
             for round_ in range(3):
@@ -487,7 +489,7 @@ async def test_drop_during_sendbatch_stores_all_or_nothing(env: Env, cut: str) -
                     stream = CuttableStream(await trio.open_tcp_stream(host, int(port)))
                     ws = await wrap_client_stream(nursery, stream, f"{host}:{port}", "/client", max_message_size=limits.MAX_RECORD_BYTES)  # type: ignore[arg-type]
                     channel = await complete_handshake(env, ws, env.identity(env.alice))
-                    record = channel.send(SendBatch(request=1, envelopes=envs))
+                    record = channel.send(SendBatch(request=1, envelopes=envs, access=access))
                     if cut == "mid-message":
                         stream.cut_after = len(record) // 2 + round_ * 1000
                         await send_quietly(ws, record)
@@ -501,7 +503,7 @@ async def test_drop_during_sendbatch_stores_all_or_nothing(env: Env, cut: str) -
                     assert stored == 0  # the node never saw the whole record
                 # the device, never having seen Accepted, sends the batch again: exactly once in all
                 async with env.node.raw(env.identity(env.alice)) as conn:
-                    reply = await conn.request(lambda n, envs=envs: SendBatch(request=n, envelopes=envs))
+                    reply = await conn.request(lambda n, envs=envs: SendBatch(request=n, envelopes=envs, access=access))
                     assert isinstance(reply, Accepted) and reply.stored == len(envs) - stored
                 assert await _batch_outcome(env, ids) == len(envs)
                 await assert_serves(env, legit)

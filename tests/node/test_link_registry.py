@@ -93,8 +93,10 @@ def test_one_live_slot_per_owner_and_ownership() -> None:
 def test_slots_are_bounded_and_released() -> None:
     links = registry(max_slots=2)
     owners = [Owner() for _ in range(3)]
-    slots = [links.open(ephemeral=b"e", owner=o, push=o.push, now=NOW) for o in owners[:2]]
-
+    slots = [links.open(ephemeral=b"e", owner=o, push=o.push, now=NOW + i) for i, o in enumerate(owners[:2])]
+    links.approve(slots[0].slot, account="alice@alpha.example", offer=offer(slots[0].slot), now=NOW)
+    links.approve(slots[1].slot, account="alice@alpha.example", offer=offer(slots[1].slot), now=NOW)
+    # only approved slots: none is taken away (their devices are about to complete)
     with pytest.raises(LinkError) as err:
         links.open(ephemeral=b"e", owner=owners[2], push=owners[2].push, now=NOW)
     assert err.value.code == "link_busy"
@@ -103,7 +105,33 @@ def test_slots_are_bounded_and_released() -> None:
         links.get(slots[0].slot, now=NOW)
     assert links.open(ephemeral=b"e", owner=owners[2], push=owners[2].push, now=NOW).owner is owners[2]
     # expired slots make room too
-    assert links.purge(NOW + TTL) == 2 and len(links) == 0
+    assert links.purge(NOW + TTL + 1) == 2 and len(links) == 0
+
+
+def test_one_address_holds_a_bounded_share_its_oldest_slot_making_room() -> None:
+    links = registry(max_slots=8, max_slots_per_source=2)
+    flood = [Owner() for _ in range(5)]
+    slots = [links.open(ephemeral=b"e", owner=o, push=o.push, now=NOW + i, source="198.51.100.7") for i, o in enumerate(flood)]
+    assert len(links) == 2  # the flood only ever replaced its own slots
+    assert [links.get(s.slot, now=NOW).owner for s in slots[3:]] == flood[3:]
+    with pytest.raises(LinkError) as err:
+        links.get(slots[0].slot, now=NOW)
+    assert err.value.code == "link_unknown"
+
+
+def test_a_full_registry_takes_room_from_the_address_holding_the_most() -> None:
+    links = registry(max_slots=4, max_slots_per_source=3)
+    honest = Owner()
+    mine = links.open(ephemeral=b"e", owner=honest, push=honest.push, now=NOW, source="203.0.113.9")
+    flood = [Owner() for _ in range(3)]
+    for i, o in enumerate(flood):
+        links.open(ephemeral=b"e", owner=o, push=o.push, now=NOW + 1 + i, source="198.51.100.7")
+    newcomer = Owner()
+    links.open(ephemeral=b"e", owner=newcomer, push=newcomer.push, now=NOW + 10, source="192.0.2.5")
+    assert len(links) == 4
+    assert links.get(mine.slot, now=NOW).owner is honest  # the flooding address gave up its oldest
+    owners = {slot.owner for slot in links._slots.values()}
+    assert flood[0] not in owners and {honest, newcomer, flood[1], flood[2]} == owners
 
 
 def test_slot_collisions_draw_again() -> None:

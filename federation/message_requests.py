@@ -1,0 +1,128 @@
+"""Message requests: the small allowance of senders who are not contacts of a mailbox's owner.
+
+A sender who presents the recipient account's access token (core/access.py) is a contact: its
+envelopes count only against the mailbox quota and the sender's own rate limits. Any other
+envelope to a mailbox of this node (a stranger's first messages, a spammer's flood, a token of
+another account or an altered one) is a *message request* and must also fit in two token
+buckets, each in envelopes AND bytes:
+
+- per (sender, mailbox): the sending device for this node's devices, the (link peer, origin
+  node) for envelopes from other nodes. One stranger cannot use up everyone's requests.
+- per mailbox: all message requests to one device together. Its refill is derived from the
+  mailbox quota and the envelope TTL so that message requests can never hold more than about
+  half a mailbox, even if its owner never reads it: a stranger cannot fill a mailbox, and a
+  contact always finds room.
+
+The node checks the token, never learns who presented it (sealed sender holds: the envelope still
+names only the recipient), and keeps no state but the buckets (in memory, bounded LRUs).
+
+The sender's own node also charges its device, per remote mailbox, for envelopes it sends
+without any token: the destination only sees the origin node, so without this one device of a
+node could spend the requests of all of that node's users. Over a limit the refusal is
+``message_request_limit``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sonet.core import limits
+from sonet.core.access import access_secret, access_token_valid, issue_access_token
+from sonet.core.crypto import SigningKey
+
+from .ratelimit import Limiter, Rate
+from .records import Quota
+
+__all__ = ["RequestAllowance", "MessageRequests", "REFUSAL"]
+
+REFUSAL = "message_request_limit"
+
+_DAY_S = 24 * 3600
+#: per (device, mailbox): a few first messages a day before the recipient answers
+PER_DEVICE = Rate(per_second=10 / _DAY_S, burst=10)
+PER_DEVICE_BYTES = Rate(per_second=2 * limits.MAX_ENVELOPE_BODY / _DAY_S, burst=2 * limits.MAX_ENVELOPE_BODY)
+#: per (peer, origin, mailbox): all the strangers of one other node to one mailbox
+PER_PEER = Rate(per_second=50 / _DAY_S, burst=50)
+PER_PEER_BYTES = Rate(per_second=8 * limits.MAX_ENVELOPE_BODY / _DAY_S, burst=8 * limits.MAX_ENVELOPE_BODY)
+#: most message requests a mailbox takes at once, in envelopes and bytes (and at most a quarter
+#: of its quota)
+MAILBOX_BURST = 100
+MAILBOX_BURST_BYTES = 4 * 1024 * 1024
+#: bucket tables are bounded LRUs (core/ratelimit.py): past this many keys the oldest is forgotten
+MAX_KEYS = 100_000
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RequestAllowance:
+    per_device: Rate = PER_DEVICE
+    per_device_bytes: Rate = PER_DEVICE_BYTES
+    per_peer: Rate = PER_PEER
+    per_peer_bytes: Rate = PER_PEER_BYTES
+    per_mailbox: Rate
+    per_mailbox_bytes: Rate
+
+    @classmethod
+    def for_quota(cls, quota: Quota, *, envelope_ttl_ms: int) -> RequestAllowance:
+        """Mailbox buckets that refill half the quota over one envelope TTL."""
+        ttl_s = max(1.0, envelope_ttl_ms / 1000)
+        return cls(
+            per_mailbox=Rate(
+                per_second=quota.max_envelopes / 2 / ttl_s, burst=max(1, min(MAILBOX_BURST, quota.max_envelopes // 4))
+            ),
+            per_mailbox_bytes=Rate(
+                per_second=quota.max_bytes / 2 / ttl_s,
+                burst=max(limits.MAX_ENVELOPE_BODY, min(MAILBOX_BURST_BYTES, quota.max_bytes // 4)),
+            ),
+        )
+
+
+class MessageRequests:
+    """One per node, shared by its device handlers and its federation inbound links."""
+
+    def __init__(self, *, secret: bytes, allowance: RequestAllowance, max_keys: int = MAX_KEYS) -> None:
+        self._secret = secret
+        self.allowance = allowance
+        a = allowance
+        self._device = (Limiter(a.per_device, max_keys=max_keys), Limiter(a.per_device_bytes, max_keys=max_keys))
+        self._peer = (Limiter(a.per_peer, max_keys=max_keys), Limiter(a.per_peer_bytes, max_keys=max_keys))
+        self._mailbox = (Limiter(a.per_mailbox, max_keys=max_keys), Limiter(a.per_mailbox_bytes, max_keys=max_keys))
+
+    @classmethod
+    def for_node(cls, identity: SigningKey, quota: Quota, *, envelope_ttl_ms: int) -> MessageRequests:
+        """The node's: tokens keyed from its identity key, buckets sized from its quota."""
+        allowance = RequestAllowance.for_quota(quota, envelope_ttl_ms=envelope_ttl_ms)
+        return cls(secret=access_secret(identity.private_bytes()), allowance=allowance)
+
+    def token(self, account: str, *, now: int) -> bytes:
+        """The access token of ``account`` (of this node) to hand its devices."""
+        return issue_access_token(self._secret, account, now_ms=now)
+
+    def is_contact(self, account: str, token: bytes, *, now: int) -> bool:
+        """``token`` is ``account``'s valid access token (``account`` is of this node)."""
+        return bool(token) and access_token_valid(self._secret, account, token, now_ms=now)
+
+    def from_device(self, device: str, mailbox: tuple[str, int], size: int, *, now: int, local: bool = True) -> str | None:
+        """Take one message request of ``size`` bytes from this node's device ``device`` (its
+        fingerprint) to ``mailbox``; the refusal message, or None. ``local`` False: a mailbox
+        of another node (only the sender's share is charged here; its node charges the rest)."""
+        refusal = _take(self._device, (device, mailbox), size, now, "this device sent too many message requests to")
+        if refusal is None and local:
+            refusal = _take(self._mailbox, mailbox, size, now, "too many message requests are waiting for")
+        return None if refusal is None else f"{refusal} {mailbox[0]} device {mailbox[1]}"
+
+    def from_peer(self, peer: str, origin: str, mailbox: tuple[str, int], size: int, *, now: int) -> bool:
+        """Take one message request that link peer ``peer`` pushed from node ``origin``."""
+        if _take(self._peer, (peer, origin, mailbox), size, now, "") is not None:
+            return False
+        return _take(self._mailbox, mailbox, size, now, "") is None
+
+
+def _take(buckets: tuple[Limiter, Limiter], key: object, size: int, now: int, refusal: str) -> str | None:
+    """Spend one envelope and ``size`` bytes of the key's buckets (a size above a bucket's burst
+    costs the whole burst: it passes only into a full bucket)."""
+    count, size_bucket = buckets
+    if not count.allow(key, now, 1):
+        return refusal
+    if not size_bucket.allow(key, now, min(float(size), size_bucket.rate.burst)):
+        return refusal
+    return None

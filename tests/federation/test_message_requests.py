@@ -1,0 +1,65 @@
+"""Message requests between nodes (federation/message_requests.py): the access token travels
+with the envelope to the recipient's node, which alone checks it; envelopes without a valid
+one are charged to the sending device at its home node and to (link peer, origin) and the
+mailbox at the destination, whose refusal becomes the sender's failed status."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sonet.core.client_api import Accepted, AccessToken, SendBatch
+from sonet.core.federation_api import Push, PushResult
+from sonet.federation.message_requests import PER_DEVICE, PER_PEER
+from tests.node.conftest import StartNode
+from tests.node.kit import NodeError, access_token, opaque_envelope
+
+from .net import ALPHA, BETA, ask, mailbox_ids, new_key, peer_link, pin, pin_node, transit
+
+
+async def test_a_devices_requests_to_another_node_are_charged_at_home(start_node: StartNode) -> None:
+    alpha = await start_node(name=ALPHA, registration="open")
+    beta = await start_node(name=BETA, registration="open")
+    await pin_node(alpha, beta)
+    await pin_node(beta, alpha)
+    mallory, alice, bob = await alpha.enroll("mallory"), await alpha.enroll("alice"), await beta.enroll("bob")
+    async with beta.raw(bob.first) as conn:
+        bobs = (await access_token(conn, bob.address),)
+
+    async def send(conn, access: tuple[AccessToken, ...] = ()) -> None:  # noqa: ANN001
+        env = opaque_envelope((bob.address, 1))
+        reply = await conn.request(lambda n: SendBatch(request=n, envelopes=(env,), access=access))
+        assert isinstance(reply, Accepted)
+
+    async with alpha.raw(mallory.first) as conn:
+        for _ in range(int(PER_DEVICE.burst)):
+            await send(conn)
+        with pytest.raises(NodeError) as info:
+            await send(conn)
+        assert info.value.code == "message_request_limit"
+    # another device of alpha still has its share of bob's requests, and a contact is not limited
+    async with alpha.raw(alice.first) as conn:
+        await send(conn)
+        for _ in range(2 * int(PER_DEVICE.burst)):
+            await send(conn, bobs)
+
+
+async def test_the_destination_checks_the_token_and_bounds_each_peers_requests(start_node: StartNode) -> None:
+    beta = await start_node(name=BETA)
+    bob = await beta.enroll("bob")
+    async with beta.raw(bob.first) as conn:
+        token = (await access_token(conn, bob.address)).token
+    key = new_key()
+    await pin(beta, "peer.example", fingerprint=key.public.fingerprint)
+    burst = int(PER_PEER.burst)
+    strangers = [transit(bob.address, origin="peer.example") for _ in range(burst + 3)]
+    forged = dataclasses.replace(transit(bob.address, origin="peer.example"), access=token[:-1] + bytes([token[-1] ^ 1]))
+    contacts = [dataclasses.replace(transit(bob.address, origin="peer.example"), access=token) for _ in range(burst)]
+    async with peer_link(beta, key, "peer.example") as link:
+        first = await ask(link, Push(request=1, items=tuple(strangers)))
+        second = await ask(link, Push(request=2, items=(forged, *contacts)))
+    assert first == PushResult(request=1, outcomes=("ok",) * burst + ("message_request_limit",) * 3)
+    assert second == PushResult(request=2, outcomes=("message_request_limit",) + ("ok",) * burst)
+    ids = await mailbox_ids(beta, bob.address)
+    assert len(ids) == 2 * burst and forged.envelope.id not in ids  # type: ignore[union-attr]
