@@ -29,6 +29,8 @@ allowance of its (peer, origin) and of its mailbox (federation/message_requests.
 outcome is ``message_request_limit``. Over a limit the answer is
 ``ErrorFrame(request, "rate_limited")`` and nothing is taken; a link that keeps going after
 ``max_refusals`` refusals in a row is closed. Other peers have their own buckets and links.
+Lookups also spend the peer's cost budget (``settings.lookup_budget``: count and bytes of the
+answers, core/cost_budget.py); over it they are refused ``rate_limited`` too.
 """
 
 from __future__ import annotations
@@ -57,10 +59,11 @@ from sonet.core.client_api import (
     Pong,
 )
 from sonet.core.crypto import SigningKey, VerifyKey
+from sonet.core.cost_budget import CostBudget, OverBudget
 from sonet.core.errors import ProtocolError, RemoteProtocolError
 from sonet.core.federation_api import OK, Cosign, Gossip, Noted, Push, PushResult, Report, SeenHead, Transit
 from sonet.core.keydir import decode_cosignature
-from sonet.core.wire import Frame
+from sonet.core.wire import Frame, encode_frame
 
 from .errors import FederationError
 from .link import Handler
@@ -140,6 +143,7 @@ class Inbound:
         self._pushes = Limiter(settings.push_rate)
         self._queries = Limiter(settings.query_rate)
         self._bundles = Limiter(settings.bundle_rate)
+        self._costs = CostBudget(settings.lookup_budget)
         # one-time prekeys handed to one peer per target account: past it, bundles come without
         self._one_time = Limiter(settings.one_time_rate)
 
@@ -167,7 +171,7 @@ class Inbound:
             if isinstance(frame, Gossip):
                 await self._gossiped(peer, frame.heads)
                 return Noted(request=frame.request)
-            return await self._lookup(peer, frame)
+            return await self._charged_lookup(peer, frame)
 
         async def handle_or_unavailable(frame: Frame) -> Frame:
             # A store error (the database is locked, the disk is full) is this node's trouble,
@@ -296,6 +300,17 @@ class Inbound:
         )
 
     # Lookups ------------------------------------------------------------------------------------
+
+    async def _charged_lookup(self, peer: str, req: Lookup) -> Frame:
+        """``_lookup`` within ``peer``'s cost budget (core/cost_budget.py ``settings.lookup_budget``):
+        refused ``rate_limited`` (saying when to try again) over it, its answer's size charged."""
+        try:
+            self._costs.admit(peer, self._clock_ms())
+        except OverBudget as exc:
+            return ErrorFrame(request=req.request, code=exc.code, message=f"{self._name}: {exc}")
+        answer = await self._lookup(peer, req)
+        self._costs.charge(peer, self._clock_ms(), len(encode_frame(answer)))
+        return answer
 
     async def _lookup(self, peer: str, req: Lookup) -> Frame:
         try:

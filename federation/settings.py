@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sonet.core import limits
+from sonet.core.cost_budget import Budget
 
 from .backoff import DEFAULT_BASE_S, DEFAULT_CAP_S, DEFAULT_FACTOR
 from .ratelimit import Rate
@@ -28,6 +29,11 @@ class FederationSettings:
     query_rate: Rate = field(default_factory=lambda: Rate(per_second=20, burst=100))
     #: per peer node: prekey bundles (each may hand out one-time prekeys, which run out)
     bundle_rate: Rate = field(default_factory=lambda: Rate(per_second=5, burst=50))
+    #: per peer node: what its lookups may cost (answers' bytes, core/cost_budget.py): far
+    #: above query_rate's answers for normal traffic, it stops a peer pulling large ones
+    lookup_budget: Budget = field(
+        default_factory=lambda: Budget(requests=Rate(per_second=50, burst=500), bytes=Rate(per_second=4 * 2**20, burst=64 * 2**20))
+    )
     #: per peer node and account of this node: one-time prekeys handed out (past it, bundles
     #: come without them): a few sessions a minute with each of the account's devices
     one_time_rate: Rate = field(
