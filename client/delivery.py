@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from sonet.core import limits
+from sonet.core.address import parse_address
 from sonet.core.client_api import EnvelopeStatus, FetchStatus, Statuses
 from sonet.core.errors import LocalProtocolError
 from sonet.core.federation_api import REFUSALS
@@ -42,7 +43,9 @@ async def refresh_sent(
                 rows.extend(reply.items)
         updates = []
         for msg_id, to in recipients.items():
-            found = _delivery_state([r for r in rows if r.id == msg_id and r.account == to])
+            # the rows name the recipient's node, not the account (the home node keeps no
+            # record of whom this device writes to): the message id is what matches
+            found = _delivery_state([r for r in rows if r.id == msg_id and r.node == parse_address(to).node])
             if found is not None:
                 updates.append((msg_id, *found))
         state.update_sent(updates)

@@ -467,7 +467,8 @@ class FetchStatus(Frame):
 
 @struct
 class EnvelopeStatus(Struct):
-    """One envelope the device sent to an account of another node (one per recipient device).
+    """One envelope the device sent to an account of another node (one per recipient device:
+    ``device`` of the account on node ``node``; the home node does not keep the account).
 
     ``state``: "queued" (durably held by this node or a relay, not yet accepted by the
     recipient's node; ``code``/``message`` then say why the last attempt failed, if it did),
@@ -475,7 +476,7 @@ class EnvelopeStatus(Struct):
     why: unknown_account, unknown_device, mailbox_full, not_relaying, unroutable, expired)."""
 
     id: bytes
-    account: str
+    node: str
     device: int
     state: str
     code: str

@@ -73,7 +73,8 @@ class QueuedItem:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StatusUpdate:
-    """A new state for the delivery row (id, account, device) of envelopes this node sent.
+    """A new state for the delivery row of envelope ``id`` to ``device`` of ``account``'s node
+    (rows are matched by id, node and device: they do not name the account).
 
     Applied only to rows in state "queued" (a final state never changes); no row, no effect."""
 
@@ -87,10 +88,13 @@ class StatusUpdate:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DeliveryRow:
+    """What became of one envelope a device of this node sent to a device of another node.
+    It names the recipient's node and device number but not the recipient account: the node
+    keeps no record of whom its users write to (the envelope id is the sender's to match)."""
+
     sender_account: str
     sender_device: int
     id: bytes
-    account: str
     device: int
     dest: str  # the recipient's node
     state: str  # one of DELIVERY_STATES

@@ -1,8 +1,8 @@
 """``FetchStatus``: where the envelopes a device sent to accounts of other nodes are now.
 
-The store keeps one delivery row per (envelope id, recipient device) for envelopes this node's
-devices sent to other nodes (node/store/base.py ``deliveries``); only the sending device sees
-its rows. A row still "queued" gets the federation service's note on why the last attempt
+The store keeps one delivery row per (envelope id, recipient node, recipient device) for
+envelopes this node's devices sent to other nodes (node/store/base.py ``deliveries``); only the
+sending device sees its rows, and they do not name the recipient account (the device knows it). A row still "queued" gets the federation service's note on why the last attempt
 towards its node failed, if it did (``wrong_identity``, ``unreachable``, ...); a "failed" row
 gets the human message of its refusal code (core.federation_api.REFUSALS). Envelopes to
 accounts of this node have no rows: they are final once ``Accepted``.
@@ -46,7 +46,7 @@ async def fetch_status(session: Session, req: FetchStatus) -> None:
 def _status(row: DeliveryRow, code: str, message: str) -> EnvelopeStatus:
     return EnvelopeStatus(
         id=row.id,
-        account=row.account,
+        node=row.dest,
         device=row.device,
         state=row.state,
         code=code,

@@ -55,8 +55,9 @@ __all__ = [
     "SplitRow",
 ]
 
-#: How long a delivery row outlives its envelope's expiry: the sender may ask about an envelope
-#: late (a device that was offline for days still wants to learn it failed). Every backend uses
+#: How long a delivery row outlives its envelope's expiry, or the moment it became final: the
+#: sender may ask about an envelope late (a device that was offline for days still wants to
+#: learn it failed). Every backend uses
 #: this value in ``Store.expire_outbox``.
 DELIVERY_GRACE_MS = 7 * 24 * 3600 * 1000
 
@@ -352,7 +353,7 @@ class Store(Protocol):
         return value or the mailbox quota. A QuotaExceeded/StoreError stores none of them.
 
         An envelope whose id is already in that mailbox, or was delivered and acknowledged
-        there and has not yet expired, is silently skipped (deduplication). If any mailbox
+        there and is still remembered (see ``ack``), is silently skipped (deduplication). If any mailbox
         would exceed ``quota`` (envelope count or body bytes), QuotaExceeded is raised and
         nothing of the batch is stored.
 
@@ -375,7 +376,8 @@ class Store(Protocol):
 
     async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:
         """Delete acknowledged envelopes (returns how many existed); their ids stay known
-        until they expire so a retransmission is not stored again. Envelopes already expired at
+        until the end of the UTC day their envelope expires, so a retransmission is not stored
+        again (no finer time is kept: it would tell when each message arrived). Envelopes already expired at
         ``now`` are deleted too but do not count (they no longer existed for the device); an id
         listed twice counts once."""
         ...
@@ -456,8 +458,9 @@ class Store(Protocol):
         statuses: Sequence[StatusUpdate] = (),
         reports: Sequence[OutboundItem] = (),
     ) -> None:
-        """In one transaction: delete the items ``seqs`` of ``dest``'s outbox (their keys stay
-        known until they expire, so a retransmission from upstream is not queued again), apply
+        """In one transaction: delete the items ``seqs`` of ``dest``'s outbox (the keys of items
+        that came from upstream stay known until they expire, so a retransmission is not queued
+        again; those of this node's own devices' envelopes are forgotten), apply
         ``statuses`` to delivery rows and queue ``reports`` (for other nodes' outboxes)."""
         ...
 
@@ -471,7 +474,8 @@ class Store(Protocol):
 
     async def deliveries(self, sender_account: str, sender_device: int, ids: Sequence[bytes]) -> list[DeliveryRow]:
         """The delivery rows of envelopes with these ids sent by that device, ordered by
-        (id, account, device). Only the sending device sees its rows."""
+        (id, dest, device). Only the sending device sees its rows. A row names the recipient's
+        node and device number, never the recipient account."""
         ...
 
     async def set_peer_key(self, name: str, *, fingerprint: str, key: bytes) -> bool:
@@ -482,6 +486,7 @@ class Store(Protocol):
 
     async def expire_outbox(self, *, now: int) -> None:
         """Drop expired dedup keys (``outbox_sent``) and delivery rows ``DELIVERY_GRACE_MS``
-        after their own expiry (``expires + DELIVERY_GRACE_MS <= now``). Outbox items are left
+        after their own expiry (``expires + DELIVERY_GRACE_MS <= now``; a row that became final
+        expires when it did). Outbox items are left
         alone, expired or not: see ``expired_outbox``."""
         ...

@@ -218,7 +218,31 @@ _V6 = (
     ) WITHOUT ROWID""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# Version 7 (metadata): delivery rows no longer name the recipient account, only its node and
+# device number (the sending device knows whom it wrote to; its node need not keep it). Rows are
+# copied over; the per-envelope match is by (id, dest, device).
+_V7 = (
+    """CREATE TABLE deliveries_v7 (
+        sender_account  TEXT NOT NULL,
+        sender_device   INTEGER NOT NULL,
+        id              BLOB NOT NULL,
+        dest            TEXT NOT NULL,
+        device          INTEGER NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('queued', 'accepted', 'failed')),
+        code            TEXT NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        expires         INTEGER NOT NULL,
+        PRIMARY KEY (sender_account, sender_device, id, dest, device)
+    ) WITHOUT ROWID""",
+    """INSERT OR IGNORE INTO deliveries_v7
+        SELECT sender_account, sender_device, id, dest, device, state, code, updated_at, expires FROM deliveries""",
+    "DROP TABLE deliveries",
+    "ALTER TABLE deliveries_v7 RENAME TO deliveries",
+    "CREATE INDEX deliveries_envelope ON deliveries (id, dest, device)",
+    "CREATE INDEX deliveries_expiry ON deliveries (expires)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 LATEST_VERSION = len(MIGRATIONS)
 
 

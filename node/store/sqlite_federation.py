@@ -73,18 +73,22 @@ def _queue_outbound(conn: sqlite3.Connection, item: OutboundItem, now: int) -> N
     )
     if t is not None:
         # OR IGNORE: a row the envelope already has keeps its state (final states stay final).
+        # The row names the recipient's node and device number, never the recipient account:
+        # this node does not keep a record of whom its users write to (docs/security.md).
         conn.execute(
-            f"INSERT OR IGNORE INTO deliveries ({_TRACKING_COLUMNS}, dest, state, code, updated_at, expires)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'queued', '', ?, ?)",
-            (*tracking, item.dest, now, item.expires),
+            "INSERT OR IGNORE INTO deliveries (sender_account, sender_device, id, dest, device, state, code, updated_at, expires)"
+            " VALUES (?, ?, ?, ?, ?, 'queued', '', ?, ?)",
+            (t.sender_account, t.sender_device, t.id, item.dest, t.device, now, item.expires),
         )
 
 
 def _apply_statuses(conn: sqlite3.Connection, statuses: Sequence[StatusUpdate]) -> None:
+    # A final row is kept DELIVERY_GRACE_MS after it became final (its ``expires`` drops to
+    # then), not after the envelope's own expiry: long enough for the sending device to ask.
     conn.executemany(
-        "UPDATE deliveries SET state = ?, code = ?, updated_at = ?"
-        " WHERE id = ? AND account = ? AND device = ? AND state = 'queued'",
-        [(s.state, s.code, s.at, s.id, s.account, s.device) for s in statuses],
+        "UPDATE deliveries SET state = ?, code = ?, updated_at = ?, expires = min(expires, ?)"
+        " WHERE id = ? AND dest = ? AND device = ? AND state = 'queued'",
+        [(s.state, s.code, s.at, s.at, s.id, s.account.rpartition("@")[2], s.device) for s in statuses],
     )
 
 
@@ -205,9 +209,11 @@ def _outbox_done(
 ) -> None:
     # The keys of items handed on are remembered until they expire (an expired item needs no
     # deduplication): a retransmission from upstream is then answered "ok" but not queued again.
+    # Only items that came from upstream (sender_account NULL): this node's own devices'
+    # envelopes have no upstream to retransmit them, and their keys name the recipient.
     conn.executemany(
         "INSERT OR REPLACE INTO outbox_sent (dest, key, expires)"
-        " SELECT dest, key, expires FROM outbox WHERE seq = ? AND dest = ? AND expires > ?",
+        " SELECT dest, key, expires FROM outbox WHERE seq = ? AND dest = ? AND expires > ? AND sender_account IS NULL",
         [(seq, dest, now) for seq in seqs],
     )
     conn.executemany("DELETE FROM outbox WHERE seq = ? AND dest = ?", [(seq, dest) for seq in seqs])
@@ -226,9 +232,9 @@ def _deliveries(
 ) -> list[DeliveryRow]:
     rows: list[DeliveryRow] = []
     for id_ in ids:  # sorted: bytes order is SQLite's BLOB order
-        for account, device, dest, state, code, updated_at, expires in conn.execute(
-            "SELECT account, device, dest, state, code, updated_at, expires FROM deliveries"
-            " WHERE sender_account = ? AND sender_device = ? AND id = ? ORDER BY account, device",
+        for dest, device, state, code, updated_at, expires in conn.execute(
+            "SELECT dest, device, state, code, updated_at, expires FROM deliveries"
+            " WHERE sender_account = ? AND sender_device = ? AND id = ? ORDER BY dest, device",
             (sender_account, sender_device, id_),
         ):
             rows.append(
@@ -236,7 +242,6 @@ def _deliveries(
                     sender_account=sender_account,
                     sender_device=sender_device,
                     id=id_,
-                    account=account,
                     device=device,
                     dest=dest,
                     state=state,

@@ -132,14 +132,19 @@ def _pending(
     return items
 
 
+#: an acknowledged id is kept until the end of the (UTC) day its envelope expires: the expiry to
+#: the millisecond would tell when each message arrived, and dedup needs no finer time
+ACKED_ID_GRANULARITY_MS = 24 * 3600 * 1000
+
+
 def _ack(conn: sqlite3.Connection, account: str, device_id: int, ids: list[bytes], now: int) -> int:
     unique_ids = list(dict.fromkeys(ids))  # an id listed twice counts once
     # Remember the ids of unexpired envelopes (expired ones need no dedup), then delete.
     remembered = conn.executemany(
         "INSERT OR REPLACE INTO acked_ids (account, device_id, id, expires)"
-        " SELECT account, device_id, id, expires FROM mailbox"
+        " SELECT account, device_id, id, (expires + ? - 1) / ? * ? FROM mailbox"
         " WHERE account = ? AND device_id = ? AND id = ? AND expires > ?",
-        [(account, device_id, id_, now) for id_ in unique_ids],
+        [(*(ACKED_ID_GRANULARITY_MS,) * 3, account, device_id, id_, now) for id_ in unique_ids],
     ).rowcount
     conn.executemany(
         "DELETE FROM mailbox WHERE account = ? AND device_id = ? AND id = ?",

@@ -188,7 +188,7 @@ async def send(conn: Any, *envelopes: Envelope) -> Frame:
 async def deliveries(at: RunningNode, sender: Member, ids: Iterable[bytes]) -> list[tuple[bytes, str, int, str, str]]:
     async with at.store() as store:
         rows = await store.deliveries(sender.account, sender.device_id, list(ids))
-    return [(r.id, r.account, r.device, r.state, r.code) for r in rows]
+    return [(r.id, r.dest, r.device, r.state, r.code) for r in rows]
 
 
 async def outbox(at: RunningNode, dest: str = BETA) -> list[Envelope]:
@@ -295,7 +295,7 @@ async def test_a_batch_for_another_node_is_queued_with_the_local_copies_in_one_c
         made = [call[2:] for call in fake.calls if call[0] == "outbound"]  # (sender account, device, now)
         assert [m[:2] for m in made] == [(ALICE, 1), (ALICE, 1)] and all(m[2] <= wall_ms() for m in made)
         assert fake.woken == [{BETA}]
-        assert await deliveries(alpha.node, alice.first, [msg_id]) == [(msg_id, BOB, 1, "queued", ""), (msg_id, BOB, 2, "queued", "")]
+        assert await deliveries(alpha.node, alice.first, [msg_id]) == [(msg_id, BETA, 1, "queued", ""), (msg_id, BETA, 2, "queued", "")]
 
 
 async def test_a_stale_view_of_a_remote_account_gets_a_device_mismatch_and_nothing_is_stored(
@@ -421,9 +421,10 @@ async def test_fetch_status_follows_the_rows_of_the_sending_device_only(start_fe
             await send(conn, opaque_envelope((BOB, 1), msg_id=msg_id), opaque_envelope((BOB, 2), msg_id=msg_id), opaque_envelope(laptop, msg_id=msg_id))
             status = await conn.request(lambda n: FetchStatus(request=n, ids=(msg_id, unknown)))
             assert isinstance(status, Statuses) and status.request == 2
-            assert [(s.id, s.account, s.device, s.state, s.code, s.message) for s in status.items] == [
-                (msg_id, BOB, 1, "queued", "", ""),
-                (msg_id, BOB, 2, "queued", "", ""),
+            # the node and device number: the home node keeps no record of the account
+            assert [(s.id, s.node, s.device, s.state, s.code, s.message) for s in status.items] == [
+                (msg_id, BETA, 1, "queued", "", ""),
+                (msg_id, BETA, 2, "queued", "", ""),
             ]
             # why it has not arrived yet, when the federation service knows
             fake.notes[BETA] = ("unreachable", f"cannot reach {BETA}: connection refused")
@@ -445,8 +446,8 @@ async def test_fetch_status_follows_the_rows_of_the_sending_device_only(start_fe
                 )
             status = await conn.request(lambda n: FetchStatus(request=n, ids=(msg_id,)))
             assert list(status.items) == [
-                EnvelopeStatus(id=msg_id, account=BOB, device=1, state="accepted", code="", message="", at=now),
-                EnvelopeStatus(id=msg_id, account=BOB, device=2, state="failed", code="unknown_device", message=REFUSALS["unknown_device"], at=now),
+                EnvelopeStatus(id=msg_id, node=BETA, device=1, state="accepted", code="", message="", at=now),
+                EnvelopeStatus(id=msg_id, node=BETA, device=2, state="failed", code="unknown_device", message=REFUSALS["unknown_device"], at=now),
             ]
             empty = await conn.request(lambda n: FetchStatus(request=n, ids=()))
             assert isinstance(empty, Statuses) and empty.items == ()

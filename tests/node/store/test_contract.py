@@ -291,28 +291,37 @@ async def test_acked_id_is_skipped_until_expiry_then_accepted_after_purge(store:
     assert await store.enqueue([env(1, expires=NOW + DAY)], now=NOW + 2, quota=ROOMY) == 0
     assert await pending_ids(store, ALICE, now=NOW + 2) == []
 
-    await store.purge_expired(now=NOW + DAY)
-    assert await store.enqueue([env(1, expires=NOW + 3 * DAY)], now=NOW + DAY, quota=ROOMY) == 1
-    assert await pending_ids(store, ALICE, now=NOW + DAY) == [mid(1)]
+    # remembered until the end of the (UTC) day the envelope expires, no finer
+    later = day_end(NOW + DAY)
+    await store.purge_expired(now=later)
+    assert await store.enqueue([env(1, expires=later + 3 * DAY)], now=later, quota=ROOMY) == 1
+    assert await pending_ids(store, ALICE, now=later) == [mid(1)]
 
 
-async def test_expired_ack_record_no_longer_blocks_before_purge(store: Store) -> None:
+def day_end(at: int) -> int:
+    """The end of the UTC day ``at`` falls in (a day's last moment: its next day's start)."""
+    return -(-at // DAY) * DAY
+
+
+async def test_an_ack_record_blocks_until_the_end_of_its_expiry_day_then_no_longer_before_purge(store: Store) -> None:
     await register(store, ALICE)
     await store.enqueue([env(1, expires=NOW + 10)], now=NOW, quota=ROOMY)
     await store.ack(ALICE, 1, [mid(1)], now=NOW)
 
-    assert await store.enqueue([env(1, expires=NOW + DAY)], now=NOW + 10, quota=ROOMY) == 1
-    assert await pending_ids(store, ALICE, now=NOW + 10) == [mid(1)]
+    assert await store.enqueue([env(1, expires=NOW + DAY)], now=NOW + 10, quota=ROOMY) == 0
+    assert await store.enqueue([env(1, expires=day_end(NOW) + DAY)], now=day_end(NOW) - 1, quota=ROOMY) == 0
+    assert await store.enqueue([env(1, expires=day_end(NOW) + DAY)], now=day_end(NOW), quota=ROOMY) == 1
+    assert await pending_ids(store, ALICE, now=day_end(NOW)) == [mid(1)]
 
 
 async def test_reacked_envelope_is_deduplicated_again(store: Store) -> None:
     await register(store, ALICE)
     await store.enqueue([env(1, expires=NOW + 10)], now=NOW, quota=ROOMY)
     await store.ack(ALICE, 1, [mid(1)], now=NOW)
-    await store.enqueue([env(1, expires=NOW + DAY)], now=NOW + 10, quota=ROOMY)
+    await store.enqueue([env(1, expires=day_end(NOW) + DAY)], now=day_end(NOW), quota=ROOMY)
 
-    assert await store.ack(ALICE, 1, [mid(1)], now=NOW + 11) == 1
-    assert await store.enqueue([env(1, expires=NOW + DAY)], now=NOW + 12, quota=ROOMY) == 0
+    assert await store.ack(ALICE, 1, [mid(1)], now=day_end(NOW) + 1) == 1
+    assert await store.enqueue([env(1, expires=day_end(NOW) + DAY)], now=day_end(NOW) + 2, quota=ROOMY) == 0
 
 
 # Quotas ---------------------------------------------------------------------------------

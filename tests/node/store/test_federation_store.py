@@ -82,9 +82,8 @@ async def test_enqueue_commits_local_envelopes_and_outbound_items_together(store
             sender_account=ALICE,
             sender_device=1,
             id=mid(2),
-            account=REMOTE,
             device=1,
-            dest=BETA,
+            dest=BETA,  # the node and the device number: the row does not name the account
             state="queued",
             code="",
             updated_at=NOW,
@@ -535,9 +534,9 @@ async def test_outbox_deliveries_and_peer_keys_survive_reopening(open_backend) -
     try:
         await first.add_peer(name="beta.example", url="ws://b:1", fingerprint=FP_B, via=None, now=NOW)
         await first.set_peer_key("beta.example", fingerprint=FP_B, key=b"beta key")
-        await first.enqueue([], now=NOW, quota=ROOMY, outbound=[out(1, tracked=tracking(1)), out(2)])
-        [item, _] = await first.outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW)
-        await first.outbox_done(BETA, [item.seq], now=NOW)
+        await first.enqueue([], now=NOW, quota=ROOMY, outbound=[out(1, tracked=tracking(1)), out(2), out(3)])
+        [own, _, relayed] = await first.outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW)
+        await first.outbox_done(BETA, [own.seq, relayed.seq], now=NOW)
     finally:
         await first.close()
     second = await open_backend()
@@ -545,7 +544,18 @@ async def test_outbox_deliveries_and_peer_keys_survive_reopening(open_backend) -
         assert [p.key for p in await second.peers()] == [b"beta key"]
         assert await queued(second) == [b"transit 2"]
         assert await delivery_states(second, 1) == [("queued", "")]
-        await second.enqueue([], now=NOW, quota=ROOMY, outbound=[out(1)])
+        await second.enqueue([], now=NOW, quota=ROOMY, outbound=[out(3)])
         assert await queued(second) == [b"transit 2"]  # the handed-on key was kept too
     finally:
         await second.close()
+
+
+async def test_the_keys_of_own_devices_envelopes_are_not_remembered_once_handed_on(store: Store) -> None:
+    # Nothing upstream retransmits them, and a key names the recipient: a device that sends
+    # the same envelope again has it pushed again, and the recipient's node deduplicates it.
+    await store.enqueue([], now=NOW, quota=ROOMY, outbound=[out(1, tracked=tracking(1)), out(2)])
+    items = await store.outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW)
+    await store.outbox_done(BETA, [i.seq for i in items], now=NOW)
+    await store.enqueue([], now=NOW + 1, quota=ROOMY, outbound=[out(1, tracked=tracking(1)), out(2)])
+    assert await queued(store, now=NOW + 1) == [b"transit 1"]
+    assert await delivery_states(store, 1) == [("queued", "")]  # the one row, not a second

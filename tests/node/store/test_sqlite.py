@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from contextlib import closing
+from dataclasses import replace
 import os
 import signal
 import sqlite3
@@ -194,10 +195,26 @@ async def test_purge_drops_expired_dedup_records(db_path: Path) -> None:
         await store.ack(ALICE, 1, [(1).to_bytes(16, "big")], now=NOW)
         assert (await store.stats())["acked_ids"] == 1
 
-        await store.purge_expired(now=NOW + DAY - 1)
+        # kept to the end of the UTC day the envelope expires (NOW + DAY), and no finer
+        day_end = -(-(NOW + DAY) // DAY) * DAY
+        await store.purge_expired(now=day_end - 1)
         assert (await store.stats())["acked_ids"] == 1
-        await store.purge_expired(now=NOW + DAY)
+        await store.purge_expired(now=day_end)
         assert (await store.stats())["acked_ids"] == 0
+
+
+async def test_acknowledged_ids_keep_no_time_finer_than_the_day(db_path: Path) -> None:
+    async with await with_alice(db_path) as store:
+        ids = [n.to_bytes(16, "big") for n in (1, 2, 3)]
+        # three envelopes that arrived (and so expire) a millisecond and a second apart
+        for n, offset in zip((1, 2, 3), (0, 1, 1000)):
+            await store.enqueue([replace(envelope(n), expires=NOW + DAY + offset)], now=NOW + offset, quota=ROOMY)
+        await store.ack(ALICE, 1, ids, now=NOW + 2000)
+    with closing(sqlite3.connect(db_path)) as conn:
+        kept = {at for (at,) in conn.execute("SELECT expires FROM acked_ids")}
+    # one value for all three: the end of the UTC day they expire, rounded up so that an id is
+    # never remembered for less than its envelope's own lifetime
+    assert kept == {-(-(NOW + DAY) // DAY) * DAY}
 
 
 async def test_closed_store_refuses_use(db_path: Path) -> None:
@@ -299,6 +316,29 @@ async def test_migration_2_upgrades_a_version_1_database(db_path: Path) -> None:
         assert await store.publish_prekeys(
             ALICE, 4, signed_prekey=b"s", pq_last_resort=None, one_time=[(1, b"o")], pq_one_time=[], max_one_time=5
         ) == (1, 0)
+
+
+async def test_migration_7_keeps_delivery_rows_without_the_recipient_account(db_path: Path) -> None:
+    from sonet.node.store.migrations import MIGRATIONS
+
+    # A version-6 database with a queued delivery row that names the recipient account.
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        for migration in MIGRATIONS[:6]:
+            for statement in migration:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 6")
+        conn.execute(
+            "INSERT INTO deliveries VALUES (?, 1, ?, 'bob@beta.example', 2, 'beta.example', 'queued', '', ?, ?)",
+            (ALICE, bytes(16), NOW, NOW + DAY),
+        )
+
+    async with await SqliteStore.open(db_path) as store:
+        [row] = await store.deliveries(ALICE, 1, [bytes(16)])
+        assert (row.dest, row.device, row.state, row.expires) == ("beta.example", 2, "queued", NOW + DAY)
+    with closing(sqlite3.connect(db_path)) as conn:
+        columns = [c[1] for c in conn.execute("PRAGMA table_info(deliveries)")]
+        assert "account" not in columns
+        assert conn.execute("SELECT count(*) FROM deliveries WHERE dest = 'beta.example'").fetchone() == (1,)
 
 
 async def test_migration_4_upgrades_a_version_3_database(db_path: Path) -> None:
