@@ -236,7 +236,7 @@ class Device:
                 mode=mode, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key,
             )
             self._save_new_profile(conn, profile, minimum, first)
-            await start_audit(conn, self.state, profile, device_list)
+            await self._start_audit(conn, profile, device_list, say)
         return profile
 
     @asynccontextmanager
@@ -293,6 +293,31 @@ class Device:
             f"the node's answer to {what} was lost and the node could not be reached again ({len(delays) + 1} tries); "
             "this device saved nothing: if the same command later says the invite is used or the name is taken, "
             "the node had completed the lost request"
+        )
+
+    async def _start_audit(self, conn: Connection, profile: Profile, device_list: bytes, say: Callable[[str], None] | None) -> None:
+        """Note where this new device's audit of its account begins (client/monitor.py); if the
+        connection drops first (the node may have stopped right after answering), on a new
+        connection, with the same pauses as a lost answer."""
+        delays = self.answer_retry_delays
+        for attempt in range(len(delays) + 1):
+            if attempt:
+                if say is not None:
+                    say(f"the connection dropped after the node registered this device; connecting again to finish setting it up "
+                        f"in {delays[attempt - 1]:g} s (try {attempt + 1} of {len(delays) + 1})")
+                await trio.sleep(delays[attempt - 1])
+            try:
+                if attempt == 0:
+                    await start_audit(conn, self.state, profile, device_list)
+                else:
+                    async with connect(profile.node_url, identity=profile.identity, node_fingerprint=profile.node_fingerprint, policy=self._policy) as again:
+                        await start_audit(again, self.state, profile, device_list)
+                return
+            except ConnectError:
+                continue
+        raise ConnectError(
+            f"{profile.address} device {profile.device_id} is registered and saved on this device, but the node could not be "
+            "reached again to finish setting it up; the next command does"
         )
 
     def _save_new_profile(self, conn: Connection, profile: Profile, minimum: CryptoMode, first: FirstPrekeys) -> None:
@@ -352,7 +377,7 @@ class Device:
                     mode=mode, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key,
                 )
                 self._save_new_profile(done, profile, minimum, first)
-                await start_audit(done, self.state, profile, device_list)
+                await self._start_audit(done, profile, device_list, say)
         return profile
 
     async def link_approve(self, code: str) -> None:

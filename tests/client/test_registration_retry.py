@@ -15,8 +15,9 @@ import pytest
 import trio
 
 from sonet.client.connection import ConnectError, Connection, NodeError
+from sonet.client.monitor import _START as AUDIT_START
 from sonet.client.sdk import Device
-from sonet.core.client_api import LinkComplete, Register
+from sonet.core.client_api import FetchDevices, LinkComplete, Register
 from sonet.core.errors import sole_exception
 
 from tests.node.conftest import RunningNode
@@ -144,3 +145,24 @@ async def test_retries_end_with_a_clear_error(
         # the node did register it: the device's keys were not saved, so the name is spent
         async with alpha.store() as store:
             assert [d.device_id for d in await store.devices(ALICE)] == [1]
+
+
+async def test_a_connection_lost_right_after_the_answer_still_finishes_the_set_up(
+    alpha: RunningNode, make_device: Callable[..., Device], register: Callable[..., Awaitable[Device]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The node answered and the device saved its profile, then the connection dropped before
+    the device noted where its audit of its account begins: it does that on a new connection."""
+    with trio.fail_after(HANG_S):
+        bob = await register(alpha, "bob")
+        alice = make_device("alice")
+        alice.answer_retry_delays = NO_PAUSE
+        said: list[str] = []
+        lost = lose_answer(monkeypatch, FetchDevices, when="before")
+        profile = await alice.register(ALICE, alpha.url, await alpha.mint_invite(), say=said.append)
+
+        assert lost == ["before"] and profile.device_id == 1
+        assert len(said) == 1 and "finish setting it up" in said[0]
+        assert alice.state.get(AUDIT_START) is not None
+        await _exchange(bob, alice, "set up after all")
+        assert alice.monitor_error is None
