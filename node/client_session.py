@@ -61,6 +61,7 @@ from sonet.core.envelope import Envelope
 from sonet.core.errors import ProtocolError, RemoteProtocolError
 from sonet.core.wire import Frame
 from sonet.transport import SecureSocket
+from sonet.transport.log_summary import LogSummary
 
 from .client_checks import RequestError
 from .client_context import ClientContext, require_registered
@@ -83,6 +84,9 @@ from .store import DeviceRow, StoreError
 __all__ = ["ClientContext", "ClientSession", "RequestError"]
 
 log = logging.getLogger("sonet.node.client")
+#: closes an abusive actor causes at will, one summary line per interval instead of one each
+_ABUSIVE_CLOSES = frozenset({"registration_timeout", "too_many_connections"})
+closes_summary = LogSummary(log, what="device connections closed")
 
 #: envelopes pushed but not yet acknowledged before the pusher waits for acks
 MAX_IN_FLIGHT = 1024
@@ -125,10 +129,6 @@ class ClientSession:
     @property
     def mailbox(self) -> MailboxKey | None:
         return self._mailbox
-
-    @property
-    def source(self) -> str:
-        return self._sock.source
 
     @property
     def source(self) -> str:
@@ -213,7 +213,10 @@ class ClientSession:
     async def _fail(self, exc: ProtocolError) -> None:
         if self._sock.closed:
             return  # already closed (by an earlier failure, or by the device): nobody to tell
-        log.info("closing client %s: %s", self._peer.fingerprint, exc)
+        if exc.code in _ABUSIVE_CLOSES:
+            closes_summary.count(exc.code, self._sock.source or None)
+        else:
+            log.info("closing client %s: %s", self._peer.fingerprint, exc)
         # the ErrorFrame is the last record, whoever cancels this (the delivery task failing
         # on the broken channel must not cut it short)
         await self._sock.fail(exc)

@@ -111,7 +111,7 @@ class DeviceConnections:
 
     def removed(self, fingerprint: str) -> int:
         """Signal every live connection of the device; return how many there were."""
-        events = self._live.get(fingerprint, set())
+        events = list(self._live.get(fingerprint, {}))
         for event in events:
             event.set()
         return len(events)

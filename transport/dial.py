@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import trio
-from trio_websocket import CloseReason, ConnectionClosed, HandshakeError as WsHandshakeError, open_websocket_url
+from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError as WsHandshakeError, open_websocket_url
 
 from sonet.core import limits
 from sonet.core.channel import Channel
@@ -105,6 +105,14 @@ async def dial(
         refused = reason is not None and reason.code == POLICY_VIOLATION and _REFUSAL_CODE.fullmatch(reason.reason or "")
         code = reason.reason if refused and reason is not None else None
         raise DialError(f"the {peer} at {url} closed the connection ({describe_close(reason)})", code=code) from None
+    except ConnectionRejected as exc:
+        if established:
+            raise
+        # an HTTP answer instead of the upgrade: a node over a connection cap says which (503)
+        text = (exc.body or b"").decode("utf-8", "replace").strip().splitlines()
+        why = f"{exc.status_code}: {text[0][:200]}" if text else f"HTTP {exc.status_code}"
+        code = "too_many_connections" if exc.status_code == 503 else None
+        raise DialError(f"the {peer} at {url} refused the connection ({why})", code=code) from None
     except (OSError, WsHandshakeError) as exc:
         if established:
             raise

@@ -24,12 +24,21 @@ class LogSummary:
         self._addresses: Counter[str] = Counter()
         #: every event counted since the start (never reset)
         self.totals: Counter[str] = Counter()
+        #: when the last line was written (trio time; None before the first event)
+        self._last: float | None = None
 
     def count(self, event: str, address: str | None = None) -> None:
+        """Count one event; the line is written by ``run`` or, without it, by the first
+        count after an interval has passed."""
         self._events[event] += 1
         self.totals[event] += 1
         if address is not None:
             self._addresses[address] += 1
+        now = trio.current_time()
+        if self._last is None:
+            self._last = now
+        elif now - self._last >= self._interval_s:
+            self.flush()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -47,6 +56,10 @@ class LogSummary:
             line += f" (most from {address}: {n})"
         self._events.clear()
         self._addresses.clear()
+        try:
+            self._last = trio.current_time()
+        except RuntimeError:  # outside trio (a test, a final flush at exit)
+            self._last = None
         self._log.warning("%s", line)
         return line
 

@@ -47,12 +47,16 @@ FD_RESERVE = 128
 SEND_PIECE = 64 * 1024
 #: at most this long to write a 400 or 503 to a fresh connection before it is closed
 ANSWER_GRACE_S = 1.0
+#: 503 answers written at once; beyond, a refused connection is reset without one
+MAX_REFUSING = 64
+#: bounds of the listen backlog (``_backlog``)
+MIN_BACKLOG, MAX_BACKLOG = 128, 4096
 #: the longest pause of the accept loop when the process is out of file descriptors
 MAX_ACCEPT_BACKOFF_S = 1.0
 _CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 #: ways a connection ends that are closed normally (a refusal the handshake sent must arrive);
 #: every other end the server decides (a deadline, an eviction, a stall) resets the socket
-_GRACEFUL = {None, "handshake_failed", "bad_request"}
+_GRACEFUL = {None, "ended_unauthenticated", "bad_request"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,13 @@ def raise_fd_limit() -> int:
     return soft
 
 
+def _backlog(caps: ConnectionLimits) -> int:
+    """The kernel's queue of connections not yet accepted: as deep as the pending table. A
+    deeper queue would only hold, in arrival order, connections to be evicted once accepted,
+    and a legitimate client that connects during a flood would wait behind all of them."""
+    return min(MAX_BACKLOG, max(MIN_BACKLOG, caps.max_pending))
+
+
 def _fit_to_fd_limit(caps: ConnectionLimits) -> ConnectionLimits:
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     room = max(16, soft - FD_RESERVE) if soft != resource.RLIM_INFINITY else caps.max_connections
@@ -134,7 +145,7 @@ async def serve(
     caps = _fit_to_fd_limit(caps or ConnectionLimits())
     summary = LogSummary(log, what="refused or cut connections", interval_s=summary_interval_s)
     admission = Admission(caps)
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await trio.open_tcp_listeners(port, host=host, backlog=_backlog(caps))
     bound = listeners[0].socket.getsockname()[1]
     server = _Server(handler, admission, summary, _answer(400, "Bad Request", plain_http_answer))
     async with trio.open_nursery() as nursery:
@@ -151,8 +162,10 @@ class _Server:
         self._admission = admission
         self._summary = summary
         self._plain_answer = plain_answer
+        #: 503 answers being written right now
+        self._refusing = 0
 
-    async def accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+    async def accept_loop(self, listener: trio.abc.Listener[trio.SocketStream], nursery: trio.Nursery) -> None:
         backoff = 0.0
         async with listener:
             while True:
@@ -179,12 +192,24 @@ class _Server:
                 nursery.start_soon(self._serve, stream, conn)
 
     async def _refuse(self, stream: trio.SocketStream, why: str) -> None:
+        """Answer 503 saying why, then close. Its request is read (briefly, within a small
+        budget of such answers) so that the close does not reset the connection under the
+        answer before the client has read it."""
+        if self._refusing >= MAX_REFUSING:
+            _abort(stream)
+            return
+        self._refusing += 1
         try:
             with trio.move_on_after(ANSWER_GRACE_S):
                 await stream.send_all(_answer(503, "Service Unavailable", why + "\n"))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                stream.socket.shutdown(stdlib_socket.SHUT_WR)
+                read = 0
+                while read < MAX_REQUEST_HEAD and (chunk := await stream.receive_some(MAX_REQUEST_HEAD)):
+                    read += len(chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         finally:
+            self._refusing -= 1
             _abort(stream)
 
     async def _serve(self, stream: trio.SocketStream, conn: Admitted) -> None:
@@ -229,7 +254,7 @@ class _Server:
                 nursery.cancel_scope.cancel()
         if conn.pending and conn.ended_by is None:
             # the handler gave up before authentication: an oversized or bad handshake message
-            conn.ended_by = "handshake_failed"
+            conn.ended_by = "ended_unauthenticated"
 
 
 def _address_of(stream: trio.SocketStream) -> str:

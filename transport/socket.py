@@ -57,9 +57,6 @@ class SecureSocket:
         #: the address the connection comes from, as the server counts it (set by the node's
         #: server; "" if unknown): what per-address limits charge
         self.source = ""
-        #: the address the connection comes from, as the server counts it (set by the node's
-        #: server; "" if unknown): what per-address limits charge
-        self.source = ""
         self._pings = 0
 
     @property

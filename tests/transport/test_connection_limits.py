@@ -17,7 +17,7 @@ import trio
 
 from sonet.core import limits
 from sonet.core.client_api import CLIENT_FRAMES
-from sonet.transport import dial
+from sonet.transport import DialError, dial
 from sonet.transport.admission import Admission, ConnectionLimits, Refused
 from sonet.transport.log_summary import LogSummary
 from sonet.transport.server import Listening, _GuardedStream, _Server
@@ -123,7 +123,7 @@ async def test_a_large_frame_before_authentication_is_cut_at_the_handshake_messa
             if answer:  # the close frame: 1009, message too big
                 assert answer[0] == 0x88 and struct.unpack("!H", answer[2:4])[0] == 1009, answer[:4]
             await wait_for(lambda: server.admission.held == 0, "the connection released")
-            assert server.summary.counts == {"handshake_failed": 1}
+            assert server.summary.counts == {"ended_unauthenticated": 1}
 
 
 async def test_a_full_pending_table_of_one_address_evicts_its_oldest_and_a_newcomer_gets_in() -> None:
@@ -197,6 +197,14 @@ async def test_a_node_at_its_overall_cap_with_nothing_pending_is_refused_with_a_
                 refused = await until_closed(await open_from(int(echo.url.rsplit(":", 1)[1]), "127.0.0.3"))
                 assert refused.startswith(b"HTTP/1.1 503 ")
                 assert refused.endswith(b"this node holds as many connections as it can; try again later\n")
+                # a device dialling it is told so in one line, with the code
+                with pytest.raises(DialError) as error:
+                    async with dial(echo.url, "/client", identity=new_key(), expected_peer=echo.fingerprint, frames=CLIENT_FRAMES):
+                        pass
+                assert error.value.code == "too_many_connections"
+                assert str(error.value) == (
+                    f"the node at {echo.url} refused the connection (503: this node holds as many connections as it can; try again later)"
+                )
 
 
 def test_admission_evicts_the_oldest_pending_at_the_overall_cap_and_refuses_only_when_none_is_pending() -> None:
@@ -241,7 +249,7 @@ async def test_running_out_of_file_descriptors_evicts_a_pending_connection_then_
     admission = Admission(ConnectionLimits())
     summary = LogSummary(logging.getLogger("test.summary"))
     pending = admission.admit("10.0.0.1")
-    server = _Server(lambda request, conn: trio.lowlevel.checkpoint(), admission, summary, b"")  # type: ignore[arg-type,return-value]
+    server = _Server(lambda request, conn: trio.lowlevel.checkpoint(), admission, summary, b"")
     listener = _OutOfFiles(times=5)
     with trio.fail_after(HANG_S):
         async with trio.open_nursery() as nursery:
@@ -288,3 +296,18 @@ async def test_a_peer_that_reads_slowly_but_steadily_is_not_cut() -> None:
             nursery.start_soon(read_in_sips)
             await guarded.send_all(bytes(size))
     assert received == size and conn.ended_by is None
+
+
+async def test_a_flood_of_events_makes_one_log_line_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    summary = LogSummary(logging.getLogger("test.lazy"), what="device connections closed", interval_s=0.05)
+    for _ in range(1000):
+        summary.count("registration_timeout", "10.0.0.1")
+    summary.count("too_many_connections", "10.0.0.2")
+    await trio.sleep(0.06)
+    summary.count("registration_timeout", "10.0.0.1")  # the first event after the interval writes the line
+    lines = [r.getMessage() for r in caplog.records if r.name == "test.lazy"]
+    assert lines == [
+        "device connections closed in the last 0.05 s: registration_timeout 1001, too_many_connections 1 (most from 10.0.0.1: 1001)"
+    ]
+    assert summary.totals == {"registration_timeout": 1001, "too_many_connections": 1}

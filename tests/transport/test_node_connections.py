@@ -6,11 +6,15 @@ per address, a device's connections per device; each closed connection is told w
 from __future__ import annotations
 
 import os
+import tomllib
 
+import pytest
 import trio
 
 from sonet.core.client_api import CLIENT_FRAMES, LinkBegin, LinkSlot, Ping, Pong, Welcome
 from sonet.federation.records import NewEnvelope
+from sonet.node.app import connection_limits
+from sonet.node.config import ConfigError, NodeConfig
 from sonet.transport import dial
 from tests.node.conftest import HANG_S, StartNode
 from tests.node.kit import Member, NodeError, opaque_envelope
@@ -97,3 +101,27 @@ async def test_a_device_that_stops_reading_is_cut_at_the_send_timeout_and_keeps_
                 stalled.cancel()  # (this side's WebSocket, stuck on its full queue, is dropped)
         assert node.node.listening is not None and node.node.listening.summary.totals["send_timeout"] == 1
         assert len(await node.pending(bob.account, bob.device_id)) == count  # nothing lost
+
+
+def test_node_toml_connections_are_range_checked_and_reach_the_server() -> None:
+    base = {"name": "alpha.example", "listen": "127.0.0.1:0"}
+    config = NodeConfig.from_dict({**base, "connections": {"max_per_device": 3, "send_timeout_s": 2, "max_pending": 100}})
+    assert (config.max_connections_per_device, config.send_timeout_s, config.max_pending_connections) == (3, 2.0, 100)
+    assert NodeConfig.from_dict(tomllib.loads(config.to_toml())) == config  # written back uncommented
+    assert NodeConfig.from_dict(tomllib.loads(NodeConfig.from_dict(base).to_toml())) == NodeConfig.from_dict(base)
+    caps = connection_limits(config)
+    assert (caps.send_timeout_s, caps.max_pending, caps.max_connections) == (2.0, 100, 4096)
+    bad = {
+        "max_per_device": 0,
+        "max_connections": 8,
+        "max_unregistered_per_address": -1,
+        "max_pending": "10",
+        "handshake_timeout_s": 0,
+        "send_timeout_s": 3601,
+        "upgrade_timeout_s": True,
+    }
+    for key, value in bad.items():
+        with pytest.raises(ConfigError, match=rf"connections\.{key} = .* is not allowed"):
+            NodeConfig.from_dict({**base, "connections": {key: value}})
+    with pytest.raises(ConfigError, match="unknown setting in \\[connections\\]: 'max_per_adress' \\(did you mean 'max_per_address'"):
+        NodeConfig.from_dict({**base, "connections": {"max_per_adress": 3}})
