@@ -31,8 +31,10 @@ __all__ = ["WAIT_CODES", "PENDING_TTL_MS", "MAX_PENDING", "MAX_PENDING_BYTES", "
 
 #: failures after which a text waits: the lookups' "not now" (client/connection.py) without the
 #: two that need the user (a node key that changed) or are a definite answer (a wrong node
-#: key), plus the recipient's devices changing while we sent (client/sdk.py)
-WAIT_CODES = (TRANSIENT_LOOKUP_CODES - {"node_key_changed", "bad_node_key"}) | {"devices_changing"}
+#: key), plus the recipient's devices changing while we sent (client/sdk.py), plus the home
+#: node's storage budgets (its outbox towards a node that is down is full, this device holds
+#: its share of undelivered messages, the node's disk is within its reserve)
+WAIT_CODES = (TRANSIENT_LOOKUP_CODES - {"node_key_changed", "bad_node_key"}) | {"devices_changing", "outbox_full", "sender_full", "disk_full"}
 
 PENDING_TTL_MS = 30 * 24 * 3600 * 1000
 

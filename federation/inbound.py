@@ -19,7 +19,10 @@
 
 A request whose handling hits a store error (the database is locked, the disk is full) is
 answered ``ErrorFrame(request, "unavailable")``: the peer tries again later; the link and the
-node go on.
+node go on. A push that would take an origin over its relay budget, a destination's outbox over
+its budget or this node into its disk reserve (node/store/sqlite_budgets.py) is answered
+``ErrorFrame`` with that code ("relay_full", "outbox_full", "disk_full") and nothing of it is
+taken: the pusher keeps the items in its own (bounded) outbox and backs off.
 
 Each peer node has token buckets (federation/ratelimit.py): pushed items, lookups, and prekey
 bundles (stricter: they hand out one-time prekeys); past its share of one account's one-time
@@ -72,7 +75,7 @@ from .ports import Delivered, FederationStore, KeyDirectory, LocalAnswer, Receiv
 from .message_requests import REFUSAL as REQUEST_REFUSAL
 from .message_requests import MessageRequests
 from .ratelimit import Limiter
-from .records import NewEnvelope, OutboundItem, Quota, StatusUpdate
+from .records import BUDGET_CODES, NewEnvelope, OutboundItem, Quota, StatusUpdate
 from .routes import Routes
 from .settings import FederationSettings
 from .transit import relayed_item
@@ -229,6 +232,9 @@ class Inbound:
         try:
             results = await self._store.receive(taken, now=now, quota=self._quota) if taken else []
         except StoreFailure as exc:  # e.g. a full disk: nothing was committed, the peer retries later
+            if exc.code in BUDGET_CODES:  # a storage budget: the peer keeps the items, backs off
+                log.info("refused a push from %s: %s", peer, exc)
+                return ErrorFrame(request=req.request, code=exc.code, message=f"{self._name}: {exc}")
             log.warning("could not store what %s pushed: %s", peer, exc)
             return self._unavailable(req.request)
         except Exception:  # a bug, not the peer's fault either: nothing was committed

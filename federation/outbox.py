@@ -20,6 +20,12 @@ transaction: they go, envelopes this node sent become "failed"/"expired", relaye
 reported "expired" to their origin. The worker is the only task pushing that destination's
 items, so an item can never expire behind the back of its own push in flight.
 
+A next hop that refuses a push for a storage budget ("relay_full": it holds as much as it may
+for this origin; "outbox_full"; "disk_full") keeps nothing of it: the items stay queued here,
+within this node's own outbox budget, and only this destination's worker waits (doubling from
+``retry_base_s`` up to ``retry_max_s``, or until an expiry tick or a peer-table change). The hop
+itself answered, so it is not backed off: the items for other destinations it carries go on.
+
 A store error (e.g. "database is locked" after the busy timeout, a full disk) ends a worker
 with one log line; the next expiry tick, or new items, start it again. Nothing is lost: items
 are deleted only together with their outcomes.
@@ -41,7 +47,7 @@ from .errors import FederationError
 from .peers import Peer
 from .pool import LinkPool
 from .ports import FederationStore, StoreFailure
-from .records import OutboundItem, QueuedItem, StatusUpdate
+from .records import BUDGET_CODES, OutboundItem, QueuedItem, StatusUpdate
 from .routes import Routes
 from .settings import FederationSettings
 from .transit import decode_transit, report_item
@@ -49,6 +55,13 @@ from .transit import decode_transit, report_item
 __all__ = ["Outboxes", "unroutable_note"]
 
 log = logging.getLogger("sonet.federation")
+
+
+class _HeldBack:
+    """What ``_deliver`` returns when the next hop refused a push for a storage budget."""
+
+
+_HELD_BACK = _HeldBack()
 
 
 def unroutable_note(dest: str) -> tuple[str, str]:
@@ -59,9 +72,11 @@ def unroutable_note(dest: str) -> tuple[str, str]:
 class _Worker:
     """What others tell a running worker."""
 
-    __slots__ = ("woken", "expire_due", "nudged", "poked")
+    __slots__ = ("woken", "expire_due", "nudged", "poked", "held_back")
 
     def __init__(self) -> None:
+        #: pushes in a row the next hop refused for a storage budget (sets how long to wait)
+        self.held_back = 0
         #: new items were committed since the worker last read its outbox
         self.woken = False
         #: an expiry tick asked it to settle its expired items
@@ -231,12 +246,25 @@ class Outboxes:
                 await self._wait_ready(worker, hop.name)
                 continue  # the route may have changed meanwhile
             settle = await self._deliver(dest, hop, items)
+            if isinstance(settle, _HeldBack):  # the hop has no room for them now: this worker waits
+                worker.held_back += 1
+                await self._hold_back(worker)
+                continue
             if settle is None:
                 continue  # not taken: the same items again (after the backoff)
+            worker.held_back = 0
             await settling.wait()  # at most one settle behind the push in flight
             settling = _Settling()
             nursery.start_soon(settling.run, settle)
             pushed = items[-1].seq
+
+    async def _hold_back(self, worker: _Worker) -> None:
+        """After a storage-budget refusal: until the doubling delay is over or a nudge comes
+        (an expiry tick, a peer-table change). New items do not end it: a flood towards a full
+        relay would otherwise be pushed at it as fast as it comes."""
+        settings = self._settings
+        delay = min(settings.retry_max_s, settings.retry_base_s * 2 ** min(worker.held_back - 1, 32))
+        await _first_of(worker.nudged.wait, lambda: trio.sleep(delay))
 
     async def _wait_ready(self, worker: _Worker, hop: str) -> None:
         """Until ``hop``'s backoff is over (or reset) or the worker is nudged."""
@@ -266,9 +294,10 @@ class Outboxes:
 
     async def _deliver(
         self, dest: str, hop: Peer, items: list[QueuedItem]
-    ) -> Callable[[], Awaitable[None]] | None:
+    ) -> Callable[[], Awaitable[None]] | _HeldBack | None:
         """Push ``items`` to ``hop``; once taken, what settles them (the caller runs it),
-        else None (nothing changed, the failure is noted and the hop backs off)."""
+        else None (nothing changed, the failure is noted and the hop backs off) or
+        ``_HELD_BACK`` (the hop refused them for a storage budget; noted, no backoff)."""
         transits: list[Transit] = []
         for item in items:
             try:
@@ -282,6 +311,10 @@ class Outboxes:
         except FederationError as exc:  # the pool recorded it and backs off
             self._notes[dest] = (exc.code, str(exc))
             return None
+        if isinstance(answer, ErrorFrame) and answer.code in BUDGET_CODES:
+            self._pool.seen(hop.name)  # it answered: the link is fine, other items may go
+            self._notes[dest] = (answer.code, f"{hop.name} has no room for them now: {answer.message}")
+            return _HELD_BACK
         if isinstance(answer, ErrorFrame):  # e.g. rate_limited: try again later
             self._failed(dest, hop, answer.code, f"{hop.name} did not take the items: {answer.message}")
             return None

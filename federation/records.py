@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["NewEnvelope", "Quota", "Tracking", "OutboundItem", "QueuedItem", "StatusUpdate", "DeliveryRow", "WitnessRow", "SplitRow", "DELIVERY_STATES"]
+__all__ = ["NewEnvelope", "Quota", "STORED_ROW_OVERHEAD", "BUDGET_CODES", "Tracking", "OutboundItem", "QueuedItem", "StatusUpdate", "DeliveryRow", "WitnessRow", "SplitRow", "DELIVERY_STATES"]
 
 #: the states of an envelope sent to another node, as its sender sees them
 DELIVERY_STATES = ("queued", "accepted", "failed")
@@ -29,10 +29,32 @@ class NewEnvelope:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Quota:
-    """How much one device mailbox may hold."""
+    """How much the node stores, per actor. ``max_envelopes``/``max_bytes``: one recipient
+    device mailbox (unexpired envelopes, body bytes). The stored-bytes budgets below count
+    what is stored right now (body bytes plus ``STORED_ROW_OVERHEAD`` per row), None for no
+    such limit: what one local sending device / account has stored and not yet delivered
+    (in local mailboxes and outboxes), what one destination node's outbox holds, what this
+    node holds as a relay for one origin node. ``reserve_bytes``: free disk that new messages
+    never take (acknowledgements, deletes and restarts need it); ``max_store_bytes``: the
+    database's size that new messages never take it past."""
 
     max_envelopes: int
     max_bytes: int
+    sender_device_bytes: int | None = None
+    sender_account_bytes: int | None = None
+    outbox_bytes: int | None = None
+    relay_origin_bytes: int | None = None
+    reserve_bytes: int = 0
+    max_store_bytes: int | None = None
+
+
+#: what a stored row costs beyond its body in the stored-bytes budgets (keys, index entries):
+#: a flood of tiny envelopes is charged for the disk it takes
+STORED_ROW_OVERHEAD = 256
+
+#: the refusals of a store over a budget of ``Quota`` (or in its disk reserve): "not now", never
+#: final -- the sender keeps what it sent and tries again later
+BUDGET_CODES = ("sender_full", "outbox_full", "relay_full", "disk_full")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -59,6 +81,8 @@ class OutboundItem:
     data: bytes
     #: set only for envelopes this node's own devices send: creates a "queued" delivery row
     tracking: Tracking | None = None
+    #: set only for items this node relays: the node they came from, whose relay budget they use
+    origin: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -85,7 +85,11 @@ def relayed_item(item: Transit, *, now: int, ttl_ms: int) -> OutboundItem:
         raise LocalProtocolError("a transit item without hops left cannot be relayed")
     onward = dataclasses.replace(item, hops=item.hops - 1)
     return OutboundItem(
-        dest=item.dest, key=item_key(item), expires=item_expires(item, now=now, ttl_ms=ttl_ms), data=encode_transit(onward)
+        dest=item.dest,
+        key=item_key(item),
+        expires=item_expires(item, now=now, ttl_ms=ttl_ms),
+        data=encode_transit(onward),
+        origin=item.origin,  # held on the origin's behalf: it counts towards its relay budget
     )
 
 

@@ -85,6 +85,20 @@ def connection_limits(config: NodeConfig) -> ConnectionLimits:
     )
 
 
+def storage_quota(config: NodeConfig) -> Quota:
+    """What the node stores per actor: node.toml's ``[mailbox]`` and ``[storage]``."""
+    return Quota(
+        max_envelopes=config.mailbox_max_envelopes,
+        max_bytes=config.mailbox_max_bytes,
+        sender_device_bytes=config.storage_device_max_bytes,
+        sender_account_bytes=config.storage_account_max_bytes,
+        outbox_bytes=config.storage_outbox_max_bytes,
+        relay_origin_bytes=config.storage_relay_origin_max_bytes,
+        reserve_bytes=config.storage_reserve_bytes,
+        max_store_bytes=config.storage_max_database_bytes or None,
+    )
+
+
 class Node:
     def __init__(
         self,
@@ -131,7 +145,7 @@ class Node:
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         store = await SqliteStore.open(self.data_dir / DB_FILE)
         try:
-            quota = Quota(max_envelopes=self.config.mailbox_max_envelopes, max_bytes=self.config.mailbox_max_bytes)
+            quota = storage_quota(self.config)
             # one allowance of message requests for device sends and peers' pushes alike
             requests = MessageRequests.for_node(self.identity, quota, envelope_ttl_ms=self.config.envelope_ttl_ms)
 

@@ -6,7 +6,10 @@ federation service's cache); otherwise nothing is stored and the device gets a
 ``DeviceMismatch``. Mailbox envelopes and the outbox items for other nodes are committed in ONE
 transaction, so ``Accepted`` means both are durable; ``Accepted.stored`` counts the new mailbox
 envelopes only (what the store returns), and the outbox workers of the destination nodes are
-woken after the commit. Ephemeral envelopes are never stored: they go to connections that are
+woken after the commit. The same transaction checks the stored-bytes budgets (the sending
+device's and account's, each destination outbox's, the node's disk reserve): over one, nothing
+is stored and the device gets that code ("sender_full", "outbox_full", "disk_full"), a "not
+now" after which it keeps the message and sends it again later. Ephemeral envelopes are never stored: they go to connections that are
 online now, and those for accounts of other nodes are dropped silently (typing indicators do
 not cross nodes).
 
@@ -31,7 +34,7 @@ from .client_access import check_message_requests
 from .client_checks import RequestError, parse_or_refuse
 from .client_context import ClientContext, Session, federation_errors, remote, require_registered, store_message
 from .mailbox import MailboxKey
-from .store import NewEnvelope, OutboundItem, StoreError
+from .store import NewEnvelope, OutboundItem, OverBudget, StoreError
 
 __all__ = ["send_batch"]
 
@@ -83,7 +86,9 @@ async def send_batch(session: Session, req: SendBatch) -> None:
     count = 0
     if stored or outbound:
         try:
-            count = await ctx.store.enqueue(stored, now=now, quota=ctx.quota, outbound=outbound)
+            count = await ctx.store.enqueue(stored, now=now, quota=ctx.quota, outbound=outbound, sender=(me, my_device))
+        except OverBudget as exc:  # not now: the device keeps the message and tries again later
+            raise RequestError(exc.code, str(exc)) from None
         except StoreError as exc:
             raise RequestError(exc.code, store_message(exc)) from None
     # Durably committed: only now wake the recipients and the outboxes (before answering, so

@@ -35,6 +35,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "mailbox": ("ttl_days", "max_envelopes", "max_bytes"),
     "federation": ("retry_base_s", "retry_max_s", "request_timeout_s"),
     "handshake": ("max_in_progress", "load_per_second", "per_address_per_second", "per_address_burst"),
+    "storage": ("device_max_bytes", "account_max_bytes", "outbox_max_bytes", "relay_origin_max_bytes", "reserve_bytes", "max_database_bytes"),
     "connections": (
         "max_connections",
         "max_per_address",
@@ -64,6 +65,14 @@ _TTL_DAYS = (1, limits.MAX_ENVELOPE_TTL_MS // _DAY_MS)
 _MAX_ENVELOPES = (1, 10_000_000)
 #: at least one envelope of the largest size must fit; at most 1 TiB per mailbox
 _MAX_BYTES = (limits.MAX_ENVELOPE_BODY, 1 << 40)
+_MIB = 1 << 20
+#: [storage] defaults, in the order of SETTINGS["storage"] (node/store/sqlite_budgets.py):
+#: stored bytes per sending device, per sending account, per destination outbox, per relayed
+#: origin node; free disk kept in reserve; the database's maximum size (0: none)
+_STORAGE_DEFAULTS = (256 * _MIB, 512 * _MIB, 1024 * _MIB, 256 * _MIB, 256 * _MIB, 0)
+#: the budgets hold at least one largest envelope (a MiB), at most a TiB; the reserve and the
+#: maximum size may be 0 (none)
+_STORAGE_BOUNDS = ((_MIB, 1 << 40),) * 4 + ((0, 1 << 40), (0, 1 << 50))
 _MAX_SECONDS = 24 * 3600
 _PORT = re.compile(r"[0-9]{1,5}")
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
@@ -167,6 +176,13 @@ class NodeConfig:
     handshake_load_per_second: int = _HANDSHAKE_DEFAULTS[1]
     handshake_per_address_per_second: int = _HANDSHAKE_DEFAULTS[2]
     handshake_per_address_burst: int = _HANDSHAKE_DEFAULTS[3]
+    #: [storage]: stored-bytes budgets and the disk reserve (docs/operations.md, docs/security.md)
+    storage_device_max_bytes: int = _STORAGE_DEFAULTS[0]
+    storage_account_max_bytes: int = _STORAGE_DEFAULTS[1]
+    storage_outbox_max_bytes: int = _STORAGE_DEFAULTS[2]
+    storage_relay_origin_max_bytes: int = _STORAGE_DEFAULTS[3]
+    storage_reserve_bytes: int = _STORAGE_DEFAULTS[4]
+    storage_max_database_bytes: int = _STORAGE_DEFAULTS[5]
     #: [connections]: caps and deadlines of the port (docs/operations.md, docs/security.md)
     max_connections: int = int(_CONNECTION_DEFAULTS[0])
     max_connections_per_address: int = int(_CONNECTION_DEFAULTS[1])
@@ -202,6 +218,7 @@ class NodeConfig:
             f"max_bytes = {self.mailbox_max_bytes}\n"
             + self._federation_toml()
             + self._handshake_toml()
+            + self._storage_toml()
             + self._connections_toml()
         )
 
@@ -227,6 +244,24 @@ class NodeConfig:
         if values == _CONNECTION_DEFAULTS:
             return "\n# [connections]  (the defaults; see docs/operations.md)\n" + "".join(f"# {line}\n" for line in lines)
         return "\n[connections]\n" + "".join(f"{line}\n" for line in lines)
+
+    @property
+    def _storage_values(self) -> tuple[int, ...]:
+        return (
+            self.storage_device_max_bytes,
+            self.storage_account_max_bytes,
+            self.storage_outbox_max_bytes,
+            self.storage_relay_origin_max_bytes,
+            self.storage_reserve_bytes,
+            self.storage_max_database_bytes,
+        )
+
+    def _storage_toml(self) -> str:
+        values = self._storage_values
+        lines = [f"{key} = {value}" for key, value in zip(SETTINGS["storage"], values)]
+        if values == _STORAGE_DEFAULTS:
+            return "\n# [storage]  (the defaults; see docs/operations.md)\n" + "".join(f"# {line}\n" for line in lines)
+        return "\n[storage]\n" + "".join(f"{line}\n" for line in lines)
 
     def _federation_toml(self) -> str:
         values = (self.federation_retry_base_s, self.federation_retry_max_s, self.federation_request_timeout_s)
@@ -278,6 +313,11 @@ class NodeConfig:
         _check_keys(raw, source)
         mailbox = raw.get("mailbox", {})
         federation = raw.get("federation", {})
+        storage_section = raw.get("storage", {})
+        storage = [
+            _whole(storage_section, "storage", key, bounds, default, source)
+            for key, bounds, default in zip(SETTINGS["storage"], _STORAGE_BOUNDS, _STORAGE_DEFAULTS)
+        ]
         connections = raw.get("connections", {})
         keys = SETTINGS["connections"]
         counts = [
@@ -315,6 +355,12 @@ class NodeConfig:
             federation_retry_max_s=retry_max_s,
             federation_request_timeout_s=_seconds(federation, "request_timeout_s", _FEDERATION_DEFAULTS[2], source),
             **_handshake(raw.get("handshake", {}), source),
+            storage_device_max_bytes=storage[0],
+            storage_account_max_bytes=storage[1],
+            storage_outbox_max_bytes=storage[2],
+            storage_relay_origin_max_bytes=storage[3],
+            storage_reserve_bytes=storage[4],
+            storage_max_database_bytes=storage[5],
             max_connections=counts[0],
             max_connections_per_address=counts[1],
             max_pending_connections=counts[2],

@@ -123,7 +123,7 @@ def test_the_families_keep_their_codes() -> None:
         lambda: Refusal("no_such_code", "x"),
         lambda: RequestError("not_regsitered", "a typo"),
         lambda: RemoteProtocolError("x", code="busy"),
-        lambda: StoreError("x", code="disk_full"),
+        lambda: StoreError("x", code="disk_is_full"),
     ],
 )
 def test_a_refusal_with_an_unregistered_code_is_a_bug_caught_where_it_is_raised(make) -> None:  # noqa: ANN001

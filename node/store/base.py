@@ -18,7 +18,9 @@ from sonet.federation.records import (
     NewEnvelope,
     OutboundItem,
     QueuedItem,
+    BUDGET_CODES,
     Quota,
+    STORED_ROW_OVERHEAD,
     SplitRow,
     StatusUpdate,
     Tracking,
@@ -29,6 +31,9 @@ __all__ = [
     "Store",
     "StoreError",
     "QuotaExceeded",
+    "OverBudget",
+    "BUDGET_CODES",
+    "STORED_ROW_OVERHEAD",
     "AccountExists",
     "InviteInvalid",
     "StaleDeviceList",
@@ -72,6 +77,19 @@ class QuotaExceeded(StoreError):
     """A mailbox would exceed its quota; nothing of the batch was stored."""
 
     code = "mailbox_full"
+
+
+class OverBudget(StoreError):
+    """Storing the batch would put an actor over its stored-bytes budget (``Quota``), or the
+    node into its disk reserve; nothing of the batch was stored. ``code`` (one of
+    ``BUDGET_CODES``) says which: "sender_full" (the sending device or account), "outbox_full"
+    (the outbox towards one destination node), "relay_full" (what this node relays for one
+    origin node), "disk_full" (the reserve, or the database's maximum size)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        if code not in BUDGET_CODES:
+            raise ValueError(f"not a budget code: {code!r}")
+        super().__init__(message, code=code)
 
 
 class AccountExists(StoreError):
@@ -344,9 +362,22 @@ class Store(Protocol):
 
     # Mailboxes -----------------------------------------------------------------------
     async def enqueue(
-        self, envelopes: Sequence[NewEnvelope], *, now: int, quota: Quota, outbound: Sequence[OutboundItem] = ()
+        self,
+        envelopes: Sequence[NewEnvelope],
+        *,
+        now: int,
+        quota: Quota,
+        outbound: Sequence[OutboundItem] = (),
+        sender: tuple[str, int] | None = None,
     ) -> int:
         """Store a batch atomically; return how many mailbox envelopes were new.
+
+        ``sender`` (account, device id) is the local device that sends the mailbox envelopes;
+        they count towards its stored-bytes budgets (``Quota``) until acknowledged, expired
+        and purged, or deleted with their mailbox (outbound items count towards the sender
+        their ``tracking`` names, and towards their destination's outbox budget). Over a budget,
+        or into the disk reserve, OverBudget and nothing is stored; only actors that receive
+        something new are checked (a retransmission is never refused).
 
         ``outbound`` items (envelopes for other nodes) are queued in the same transaction,
         with the deduplication and tracking rules of ``receive``; they do not count towards the
@@ -428,9 +459,15 @@ class Store(Protocol):
           per item, in order, unlike ``enqueue``); "expired" if ``expires <= now``.
         - ``OutboundItem`` (to forward, as a relay): "ok" if queued or a duplicate (its
           (dest, key) is queued or was handed on and has not expired); "expired" if expired.
-        - ``StatusUpdate`` (a report about an envelope this node sent): "ok" always (applied
-          to a "queued" delivery row; ignored when there is none).
-        Refused items write nothing; the others are all committed together.
+        - ``StatusUpdate`` (a report about an envelope this node sent): "ok" always. Applied
+          to a "queued" delivery row whose item this node has handed on; while the item is
+          still in this node's outbox (no one downstream can have received it from us) the
+          report is only kept aside, and applied if the item later leaves the outbox handed on
+          (``outbox_done`` without a status for it); ignored when there is no such row.
+        Refused items write nothing; the others are all committed together. If what was taken
+        would put an origin node over its relay budget, a destination's outbox over its budget
+        or the node into its disk reserve, OverBudget and nothing of the push is stored (the
+        peer keeps the items and tries again later).
         """
         ...
 
@@ -461,7 +498,10 @@ class Store(Protocol):
         """In one transaction: delete the items ``seqs`` of ``dest``'s outbox (the keys of items
         that came from upstream stay known until they expire, so a retransmission is not queued
         again; those of this node's own devices' envelopes are forgotten), apply
-        ``statuses`` to delivery rows and queue ``reports`` (for other nodes' outboxes)."""
+        ``statuses`` to delivery rows and queue ``reports`` (for other nodes' outboxes; never
+        refused for a budget: what they report on was taken already). A deleted item whose
+        delivery row is still "queued" after ``statuses`` (it was handed to a relay) takes the
+        report ``receive`` kept aside for it, if any."""
         ...
 
     async def outbox_counts(self) -> dict[str, int]:

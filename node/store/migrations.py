@@ -242,7 +242,77 @@ _V7 = (
     "CREATE INDEX deliveries_expiry ON deliveries (expires)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# Stored-bytes budgets (node/store/sqlite_budgets.py): mailbox rows name the local device that
+# sent them (kept only until the envelope is acknowledged, expires or its mailbox goes; the
+# envelopes peers push name none), outbox rows their size and, for relayed items, the origin
+# node; ``storage_usage`` holds what each actor stores, kept by triggers in the same
+# transactions as the rows. A delivery row keeps aside a report that came while its item was
+# still in this node's outbox (nobody downstream had it from us): applied once the item is
+# handed on, never before.
+_BUDGETS = (
+    "ALTER TABLE mailbox ADD COLUMN sender_account TEXT NULL",
+    "ALTER TABLE mailbox ADD COLUMN sender_device INTEGER NULL",
+    "ALTER TABLE outbox ADD COLUMN size INTEGER NOT NULL DEFAULT 0",
+    "UPDATE outbox SET size = length(data)",
+    "ALTER TABLE outbox ADD COLUMN origin TEXT NULL",
+    "CREATE INDEX outbox_tracked ON outbox (id, dest, device) WHERE id IS NOT NULL",
+    "ALTER TABLE deliveries ADD COLUMN early_state TEXT NULL",
+    "ALTER TABLE deliveries ADD COLUMN early_code TEXT NULL",
+    "ALTER TABLE deliveries ADD COLUMN early_at INTEGER NULL",
+    """CREATE TABLE storage_usage (
+        scope   TEXT NOT NULL,
+        key     TEXT NOT NULL,
+        count   INTEGER NOT NULL,
+        bytes   INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER mailbox_charge AFTER INSERT ON mailbox WHEN NEW.sender_account IS NOT NULL BEGIN
+        INSERT INTO storage_usage VALUES ('device', NEW.sender_account || '/' || NEW.sender_device, 1, NEW.size)
+            ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
+        INSERT INTO storage_usage VALUES ('account', NEW.sender_account, 1, NEW.size)
+            ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
+    END""",
+    """CREATE TRIGGER mailbox_release AFTER DELETE ON mailbox WHEN OLD.sender_account IS NOT NULL BEGIN
+        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size
+            WHERE scope = 'device' AND key = OLD.sender_account || '/' || OLD.sender_device;
+        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size
+            WHERE scope = 'account' AND key = OLD.sender_account;
+    END""",
+    """CREATE TRIGGER outbox_charge AFTER INSERT ON outbox BEGIN
+        INSERT INTO storage_usage VALUES ('outbox', NEW.dest, 1, NEW.size)
+            ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
+    END""",
+    """CREATE TRIGGER outbox_release AFTER DELETE ON outbox BEGIN
+        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size WHERE scope = 'outbox' AND key = OLD.dest;
+    END""",
+    """CREATE TRIGGER outbox_charge_sender AFTER INSERT ON outbox WHEN NEW.sender_account IS NOT NULL BEGIN
+        INSERT INTO storage_usage VALUES ('device', NEW.sender_account || '/' || NEW.sender_device, 1, NEW.size)
+            ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
+        INSERT INTO storage_usage VALUES ('account', NEW.sender_account, 1, NEW.size)
+            ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
+    END""",
+    """CREATE TRIGGER outbox_release_sender AFTER DELETE ON outbox WHEN OLD.sender_account IS NOT NULL BEGIN
+        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size
+            WHERE scope = 'device' AND key = OLD.sender_account || '/' || OLD.sender_device;
+        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size
+            WHERE scope = 'account' AND key = OLD.sender_account;
+    END""",
+    """CREATE TRIGGER outbox_charge_origin AFTER INSERT ON outbox WHEN NEW.origin IS NOT NULL BEGIN
+        INSERT INTO storage_usage VALUES ('origin', NEW.origin, 1, NEW.size)
+            ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
+    END""",
+    """CREATE TRIGGER outbox_release_origin AFTER DELETE ON outbox WHEN OLD.origin IS NOT NULL BEGIN
+        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size WHERE scope = 'origin' AND key = OLD.origin;
+    END""",
+    # What is queued already counts from the start (mailbox rows stored before name no sender).
+    """INSERT INTO storage_usage SELECT 'outbox', dest, count(*), sum(size) FROM outbox GROUP BY dest""",
+    """INSERT INTO storage_usage SELECT 'device', sender_account || '/' || sender_device, count(*), sum(size)
+        FROM outbox WHERE sender_account IS NOT NULL GROUP BY sender_account, sender_device""",
+    """INSERT INTO storage_usage SELECT 'account', sender_account, count(*), sum(size)
+        FROM outbox WHERE sender_account IS NOT NULL GROUP BY sender_account""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS)
 LATEST_VERSION = len(MIGRATIONS)
 
 

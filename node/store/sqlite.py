@@ -15,7 +15,8 @@ transaction over mailboxes and outboxes) and store-wide stats here; invites, acc
 in ``sqlite_accounts.py``; mailboxes (envelope insert, deduplication, quota usage, pending, ack,
 purge) in ``sqlite_mailbox.py``; prekeys in ``sqlite_prekeys.py``; the federation tables
 (outboxes, delivery rows, peer keys) in ``sqlite_federation.py``; the key directory (log, heads,
-cosignatures, witnessed heads, splits) in ``sqlite_keydir.py``. Imports point one way:
+cosignatures, witnessed heads, splits) in ``sqlite_keydir.py``; the stored-bytes budgets that
+``enqueue`` and ``receive`` enforce in their own transaction in ``sqlite_budgets.py``. Imports point one way:
 ``sqlite_mailbox`` <- ``sqlite_prekeys`` and ``sqlite_federation`` <- ``sqlite``, and
 ``sqlite_keydir`` and ``sqlite_prekeys`` <- ``sqlite_accounts`` <- ``sqlite``.
 """
@@ -94,6 +95,7 @@ from .sqlite_keydir import (
     _witnessed,
     _witnessed_all,
 )
+from .sqlite_budgets import Charges, DiskFree, disk_free_at, enforce
 from .sqlite_mailbox import _ack, _pending, _purge_expired, _store_envelopes
 from .sqlite_prekeys import _prekey_counts, _publish_prekeys, _take_bundle
 
@@ -101,6 +103,8 @@ __all__ = ["SqliteStore", "BUSY_TIMEOUT_S"]
 
 #: How long a statement waits for another process's write lock before failing.
 BUSY_TIMEOUT_S = 5.0
+#: What the write-ahead log keeps of its file after a checkpoint.
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
 
 T = TypeVar("T")
 
@@ -117,6 +121,9 @@ def _connect(path: str) -> sqlite3.Connection:
         if mode != "wal":
             raise StoreError(f"cannot enable WAL journal on {path!r} (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")  # fsync the WAL on every commit
+        # After each checkpoint the WAL file is cut back to this size: a burst of large writes
+        # (or of refused ones, rolled back) does not keep its disk space (docs/security.md Limits).
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT:d}")
         conn.execute("PRAGMA foreign_keys = ON")
         # Statement journals (each write runs in a SAVEPOINT, see group_commit.py) in memory,
         # not in temporary files: they are only needed to undo a write that fails.
@@ -140,7 +147,8 @@ def _connect_reader(path: str) -> sqlite3.Connection:
 class SqliteStore:
     """Store backed by one SQLite file. Create with ``await SqliteStore.open(path)``."""
 
-    def __init__(self, conn: sqlite3.Connection, reader: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, reader: sqlite3.Connection, disk_free: DiskFree) -> None:
+        self._disk_free = disk_free
         self._conn: sqlite3.Connection | None = conn
         self._limiter = trio.CapacityLimiter(1)
         self._writes = GroupCommit(self._call)
@@ -148,8 +156,10 @@ class SqliteStore:
         self._read_limiter = trio.CapacityLimiter(1)
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str]) -> Self:
-        """Open (creating and migrating as needed) the database at ``path``."""
+    async def open(cls, path: str | os.PathLike[str], *, disk_free: DiskFree | None = None) -> Self:
+        """Open (creating and migrating as needed) the database at ``path``. ``disk_free()``
+        is the free space the disk reserve is checked against (default: that of the file
+        system holding ``path``)."""
         try:
             conn = await trio.to_thread.run_sync(_connect, os.fspath(path))
         except (sqlite3.Error, OSError) as exc:
@@ -159,7 +169,7 @@ class SqliteStore:
         except (sqlite3.Error, OSError) as exc:
             conn.close()
             raise StoreError(f"cannot open database: {exc}") from exc
-        return cls(conn, reader)
+        return cls(conn, reader, disk_free or disk_free_at(os.fspath(path)))
 
     async def close(self) -> None:
         def close(conn: sqlite3.Connection) -> None:
@@ -379,11 +389,19 @@ class SqliteStore:
     # Mailboxes -------------------------------------------------------------------------
 
     async def enqueue(
-        self, envelopes: Sequence[NewEnvelope], *, now: int, quota: Quota, outbound: Sequence[OutboundItem] = ()
+        self,
+        envelopes: Sequence[NewEnvelope],
+        *,
+        now: int,
+        quota: Quota,
+        outbound: Sequence[OutboundItem] = (),
+        sender: tuple[str, int] | None = None,
     ) -> int:
         if not envelopes and not outbound:
             return 0
-        return await self._transaction(_enqueue, list(envelopes), now, quota, list(outbound), cost=len(envelopes) + len(outbound))
+        return await self._transaction(
+            _enqueue, list(envelopes), now, quota, list(outbound), sender, self._disk_free, cost=len(envelopes) + len(outbound)
+        )
 
     async def pending(
         self, account: str, device_id: int, *, after_seq: int, limit: int, now: int, max_bytes: int | None = None
@@ -408,7 +426,7 @@ class SqliteStore:
     async def receive(self, items: Sequence[Inbound], *, now: int, quota: Quota) -> list[str]:
         if not items:
             return []
-        return await self._transaction(_receive, list(items), now, quota, cost=len(items))
+        return await self._transaction(_receive, list(items), now, quota, self._disk_free, cost=len(items))
 
     async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> list[QueuedItem]:
         if limit < 1:
@@ -452,14 +470,23 @@ class SqliteStore:
 
 
 def _enqueue(
-    conn: sqlite3.Connection, batch: list[NewEnvelope], now: int, quota: Quota, outbound: list[OutboundItem]
+    conn: sqlite3.Connection,
+    batch: list[NewEnvelope],
+    now: int,
+    quota: Quota,
+    outbound: list[OutboundItem],
+    sender: tuple[str, int] | None,
+    disk_free: DiskFree,
 ) -> int:
     # Here, not in sqlite_mailbox.py: one transaction over both the mailboxes and the outboxes.
-    stored = _store_envelopes(conn, batch, now, quota)
+    charges = Charges()
+    stored = _store_envelopes(conn, batch, now, quota, sender, charges)
     # An item already expired could never be delivered: like an envelope, it is not queued.
     for item in outbound:
         if item.expires > now:
-            _queue_outbound(conn, item, now)
+            _queue_outbound(conn, item, now, charges)
+    # After the writes, in their transaction: OverBudget undoes them all (no check-then-write race).
+    enforce(conn, quota, charges, disk_free)
     return stored
 
 

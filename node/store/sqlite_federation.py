@@ -26,7 +26,9 @@ from .base import (
     QueuedItem,
     Quota,
     StatusUpdate,
+    StoreError,
 )
+from .sqlite_budgets import Charges, DiskFree, enforce
 from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _known, _mailbox_usage
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
@@ -56,9 +58,10 @@ def _queued_item(row: tuple[Any, ...]) -> QueuedItem:
     return QueuedItem(seq=seq, dest=dest, key=bytes(key), expires=expires, data=bytes(data), queued_at=queued_at)
 
 
-def _queue_outbound(conn: sqlite3.Connection, item: OutboundItem, now: int) -> None:
+def _queue_outbound(conn: sqlite3.Connection, item: OutboundItem, now: int, charges: Charges | None = None) -> None:
     """Queue an unexpired item, unless its (dest, key) is queued or was handed on and is
-    still remembered; a tracked item also gets a "queued" delivery row if it has none."""
+    still remembered; a tracked item also gets a "queued" delivery row if it has none. What
+    is queued is added to ``charges`` (None: it is never refused, e.g. a report)."""
     key = (item.dest, item.key)
     if conn.execute("SELECT 1 FROM outbox WHERE dest = ? AND key = ?", key).fetchone() or conn.execute(
         "SELECT 1 FROM outbox_sent WHERE dest = ? AND key = ? AND expires > ?", (*key, now)
@@ -67,10 +70,13 @@ def _queue_outbound(conn: sqlite3.Connection, item: OutboundItem, now: int) -> N
     t = item.tracking
     tracking = (None,) * 5 if t is None else (t.sender_account, t.sender_device, t.id, t.account, t.device)
     conn.execute(
-        f"INSERT INTO outbox (dest, key, expires, data, queued_at, {_TRACKING_COLUMNS})"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (*key, item.expires, item.data, now, *tracking),
+        f"INSERT INTO outbox (dest, key, expires, data, queued_at, size, origin, {_TRACKING_COLUMNS})"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (*key, item.expires, item.data, now, len(item.data), item.origin, *tracking),
     )
+    if charges is not None:
+        sender = None if t is None else (t.sender_account, t.sender_device)
+        charges.queued(item.dest, len(item.data), origin=item.origin, sender=sender)
     if t is not None:
         # OR IGNORE: a row the envelope already has keeps its state (final states stay final).
         # The row names the recipient's node and device number, never the recipient account:
@@ -89,6 +95,37 @@ def _apply_statuses(conn: sqlite3.Connection, statuses: Sequence[StatusUpdate]) 
         "UPDATE deliveries SET state = ?, code = ?, updated_at = ?, expires = min(expires, ?)"
         " WHERE id = ? AND dest = ? AND device = ? AND state = 'queued'",
         [(s.state, s.code, s.at, s.at, s.id, s.account.rpartition("@")[2], s.device) for s in statuses],
+    )
+
+
+def _apply_report(conn: sqlite3.Connection, status: StatusUpdate) -> None:
+    """A peer's report about an envelope this node sent. While the envelope's item is still
+    in this node's outbox nobody downstream can have received it from us: the report is only
+    kept aside on the delivery row (``_take_early_reports`` applies it once the item is handed
+    on), so a destination cannot settle what it never received."""
+    if status.state not in ("accepted", "failed"):
+        raise StoreError(f"invalid delivery state {status.state!r}")
+    where = (status.id, status.account.rpartition("@")[2], status.device)
+    if conn.execute(
+        "SELECT 1 FROM outbox WHERE id = ? AND dest = ? AND device = ? AND sender_account IS NOT NULL", where
+    ).fetchone():
+        conn.execute(
+            "UPDATE deliveries SET early_state = ?, early_code = ?, early_at = ?"
+            " WHERE id = ? AND dest = ? AND device = ? AND state = 'queued'",
+            (status.state, status.code, status.at, *where),
+        )
+    else:
+        _apply_statuses(conn, [status])
+
+
+def _take_early_reports(conn: sqlite3.Connection, handed_on: list[tuple[Any, ...]]) -> None:
+    """Apply the reports kept aside for the items ``handed_on`` ((id, dest, device) of items
+    just deleted from the outbox) whose delivery rows are still "queued"."""
+    conn.executemany(
+        "UPDATE deliveries SET state = early_state, code = early_code, updated_at = early_at,"
+        " expires = min(expires, early_at), early_state = NULL, early_code = NULL, early_at = NULL"
+        " WHERE id = ? AND dest = ? AND device = ? AND state = 'queued' AND early_state IS NOT NULL",
+        handed_on,
     )
 
 
@@ -131,7 +168,9 @@ class _Mailboxes:
         self._known.add((env.account, env.device_id, env.id))
 
 
-def _receive_envelope(conn: sqlite3.Connection, env: NewEnvelope, now: int, quota: Quota, mailboxes: _Mailboxes) -> str:
+def _receive_envelope(
+    conn: sqlite3.Connection, env: NewEnvelope, now: int, quota: Quota, mailboxes: _Mailboxes, charges: Charges
+) -> str:
     refusal = mailboxes.refusal(env.account, env.device_id)
     if refusal:
         return refusal
@@ -144,25 +183,30 @@ def _receive_envelope(conn: sqlite3.Connection, env: NewEnvelope, now: int, quot
     if count + 1 > quota.max_envelopes or size + len(env.body) > quota.max_bytes:
         return "mailbox_full"
     conn.execute(_INSERT_ENVELOPE, _envelope_row(env, now))
+    charges.stored(len(env.body))
     mailboxes.added(env)
     return OK
 
 
-def _receive(conn: sqlite3.Connection, items: list[Inbound], now: int, quota: Quota) -> list[str]:
+def _receive(conn: sqlite3.Connection, items: list[Inbound], now: int, quota: Quota, disk_free: DiskFree) -> list[str]:
     outcomes = []
+    charges = Charges()
     mailboxes = _Mailboxes(conn, now, [i for i in items if isinstance(i, NewEnvelope)])
     for item in items:
         if isinstance(item, StatusUpdate):
-            _apply_statuses(conn, [item])
+            _apply_report(conn, item)
             outcomes.append(OK)
         elif isinstance(item, OutboundItem):
             if item.expires <= now:
                 outcomes.append("expired")
             else:
-                _queue_outbound(conn, item, now)
+                _queue_outbound(conn, item, now, charges)
                 outcomes.append(OK)
         else:
-            outcomes.append(_receive_envelope(conn, item, now, quota, mailboxes))
+            outcomes.append(_receive_envelope(conn, item, now, quota, mailboxes, charges))
+    # Over a budget the whole push is undone (OverBudget): the peer keeps the items and
+    # pushes them again later, when there is room; nothing it sent is lost.
+    enforce(conn, quota, charges, disk_free)
     return outcomes
 
 
@@ -216,8 +260,16 @@ def _outbox_done(
         " SELECT dest, key, expires FROM outbox WHERE seq = ? AND dest = ? AND expires > ? AND sender_account IS NULL",
         [(seq, dest, now) for seq in seqs],
     )
+    tracked = [
+        row
+        for seq in seqs
+        for row in conn.execute(
+            "SELECT id, dest, device FROM outbox WHERE seq = ? AND dest = ? AND sender_account IS NOT NULL", (seq, dest)
+        )
+    ]
     conn.executemany("DELETE FROM outbox WHERE seq = ? AND dest = ?", [(seq, dest) for seq in seqs])
     _apply_statuses(conn, statuses)
+    _take_early_reports(conn, tracked)  # items handed to a relay: no status of their own
     for item in reports:
         if item.expires > now:
             _queue_outbound(conn, item, now)

@@ -15,6 +15,7 @@ from contextlib import closing
 from typing import Any
 
 from .base import MailboxItem, NewEnvelope, Quota, QuotaExceeded, StoreError
+from .sqlite_budgets import Charges
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
 
@@ -67,19 +68,25 @@ def _mailbox_usage(conn: sqlite3.Connection, account: str, device_id: int, now: 
 
 
 _INSERT_ENVELOPE = (
-    "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at, sender_account, sender_device)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
-def _envelope_row(e: NewEnvelope, now: int) -> tuple[Any, ...]:
-    return (e.account, e.device_id, e.id, e.expires, e.kind, e.body, len(e.body), now)
+def _envelope_row(e: NewEnvelope, now: int, sender: tuple[str, int] | None = None) -> tuple[Any, ...]:
+    """``sender``: the local device whose stored-bytes budget the envelope counts towards
+    (None for what peers push: their envelopes name no sender here)."""
+    sender_account, sender_device = sender if sender is not None else (None, None)
+    return (e.account, e.device_id, e.id, e.expires, e.kind, e.body, len(e.body), now, sender_account, sender_device)
 
 
 # Enqueue, pending, ack, purge --------------------------------------------------------------
 
-def _store_envelopes(conn: sqlite3.Connection, batch: list[NewEnvelope], now: int, quota: Quota) -> int:
-    """The mailbox part of ``enqueue``: all or nothing, quota checked per receiving mailbox."""
+def _store_envelopes(
+    conn: sqlite3.Connection, batch: list[NewEnvelope], now: int, quota: Quota, sender: tuple[str, int] | None, charges: Charges
+) -> int:
+    """The mailbox part of ``enqueue``: all or nothing, quota checked per receiving mailbox;
+    what ``sender`` now stores is added to ``charges`` (the caller enforces the budgets)."""
     # Keep the first of several envelopes with the same id in one mailbox: it counts once.
     unique: dict[tuple[str, int, bytes], NewEnvelope] = {}
     for env in batch:
@@ -107,7 +114,12 @@ def _store_envelopes(conn: sqlite3.Connection, batch: list[NewEnvelope], now: in
             raise QuotaExceeded(f"mailbox of device {device_id} of {account!r} is full")
 
     # Inserted in batch order, so seq follows the order the sender gave.
-    conn.executemany(_INSERT_ENVELOPE, [_envelope_row(e, now) for e in fresh])
+    conn.executemany(_INSERT_ENVELOPE, [_envelope_row(e, now, sender) for e in fresh])
+    for e in fresh:
+        if sender is not None:
+            charges.sender(*sender, len(e.body))
+        else:
+            charges.stored(len(e.body))  # the disk reserve counts it all the same
     return len(fresh)
 
 

@@ -252,6 +252,8 @@ async def test_status_updates_change_only_queued_delivery_rows(store: Store) -> 
     await store.enqueue(
         [], now=NOW, quota=ROOMY, outbound=[out(1, tracked=tracking(1)), out(2, tracked=tracking(2))]
     )
+    # handed to a relay: the reports come back through it
+    await store.outbox_done(BETA, [i.seq for i in await store.outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW)], now=NOW + 1)
 
     outcomes = await store.receive(
         [status(1, "accepted", at=NOW + 5), status(2, "failed", "unknown_device", at=NOW + 6)], now=NOW + 7, quota=ROOMY
@@ -466,15 +468,17 @@ async def test_settling_an_expired_item_fails_its_delivery_once_in_one_transacti
     assert await store.expired_outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW + 10) == []
 
 
-async def test_settling_an_expired_item_keeps_final_delivery_states(store: Store) -> None:
-    # The item is still queued for the next hop when the destination's report arrives.
+async def test_a_report_about_an_item_never_handed_on_does_not_settle_it(store: Store) -> None:
+    # The item is still queued here when a report about it arrives: nobody downstream can have
+    # received it from this node, so the report cannot make it "accepted" -- it expires unsent.
     await store.enqueue([], now=NOW, quota=ROOMY, outbound=[out(1, expires=NOW + 10, tracked=tracking(1))])
     await store.receive([status(1, "accepted", at=NOW + 1)], now=NOW + 1, quota=ROOMY)
+    assert await delivery_states(store, 1) == [("queued", "")]
     [item] = await store.expired_outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW + 10)
 
     await store.outbox_done(BETA, [item.seq], now=NOW + 10, statuses=[status(1, "failed", "expired", at=NOW + 10)])
 
-    assert await delivery_states(store, 1) == [("accepted", "")]
+    assert await delivery_states(store, 1) == [("failed", "expired")]
     assert await store.outbox_counts() == {}
 
 

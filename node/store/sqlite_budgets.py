@@ -1,0 +1,109 @@
+"""Stored-bytes budgets of the SQLite backend (``Quota``): what each actor holds on this node
+right now, and the check that refuses a write that would take one over its budget, or the node
+into its disk reserve.
+
+What is held is kept in ``storage_usage`` (scope, key) -> (rows, body bytes) by triggers on the
+``mailbox`` and ``outbox`` tables (migrations.py), so every way a row comes or goes -- a store,
+an acknowledgement, a purge, a settled outbox item, a device removed with its mailbox -- is
+counted in the transaction that does it, and reading an actor's usage is one key lookup.
+Scopes: "device" ("account/device id" of a local sending device) and "account" (its account)
+for its envelopes in local mailboxes and its items in outboxes; "outbox" (destination node) for
+every queued item; "origin" (origin node) for the items this node relays on its behalf.
+
+A write stores first and then calls ``enforce`` with what it added, in the same transaction: an
+``OverBudget`` from there undoes the whole write (its savepoint, group_commit.py). So the check
+and the write see the same state: there is no check-then-write race.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+
+from .base import STORED_ROW_OVERHEAD, OverBudget, Quota
+
+__all__: list[str] = []  # private to the SQLite backend
+
+#: free bytes on the database's file system (``SqliteStore`` passes the real one)
+DiskFree = Callable[[], int]
+
+
+def disk_free_at(path: str) -> DiskFree:
+    """The space an unprivileged writer may still use on ``path``'s file system."""
+    directory = os.path.dirname(os.path.abspath(path))
+
+    def free() -> int:
+        st = os.statvfs(directory)
+        return st.f_bavail * st.f_frsize
+
+    return free
+
+
+def device_key(account: str, device_id: int) -> str:
+    """The ``storage_usage`` key of a local sending device (the triggers build the same)."""
+    return f"{account}/{device_id}"
+
+
+class Charges:
+    """What one write adds: the actors it charges and the bytes it stores in all."""
+
+    __slots__ = ("devices", "accounts", "outboxes", "origins", "bytes")
+
+    def __init__(self) -> None:
+        self.devices: set[str] = set()
+        self.accounts: set[str] = set()
+        self.outboxes: set[str] = set()
+        self.origins: set[str] = set()
+        self.bytes = 0
+
+    def stored(self, size: int) -> None:
+        """A row of ``size`` body bytes (what the disk reserve counts)."""
+        self.bytes += size + STORED_ROW_OVERHEAD
+
+    def sender(self, account: str, device_id: int, size: int) -> None:
+        self.devices.add(device_key(account, device_id))
+        self.accounts.add(account)
+        self.stored(size)
+
+    def queued(self, dest: str, size: int, *, origin: str | None, sender: tuple[str, int] | None) -> None:
+        self.outboxes.add(dest)
+        if origin is not None:
+            self.origins.add(origin)
+        if sender is not None:
+            self.devices.add(device_key(*sender))
+            self.accounts.add(sender[0])
+        self.stored(size)
+
+
+def held(conn: sqlite3.Connection, scope: str, key: str) -> int:
+    """The bytes ``key`` holds in ``scope``, each row charged ``STORED_ROW_OVERHEAD`` more."""
+    row = conn.execute("SELECT count, bytes FROM storage_usage WHERE scope = ? AND key = ?", (scope, key)).fetchone()
+    return 0 if row is None else row[1] + row[0] * STORED_ROW_OVERHEAD
+
+
+def enforce(conn: sqlite3.Connection, quota: Quota, charges: Charges, disk_free: DiskFree) -> None:
+    """OverBudget if, with what ``charges`` stored already written, an actor it charged is
+    over its budget or the node is in its disk reserve (or over its maximum size)."""
+    if not charges.bytes:
+        return  # nothing new: a retransmission is never refused
+    if quota.reserve_bytes and disk_free() - charges.bytes < quota.reserve_bytes:
+        raise OverBudget("disk_full", "this node is low on disk space and takes no new messages now; try again later")
+    if quota.max_store_bytes is not None:
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        (free_pages,) = conn.execute("PRAGMA freelist_count").fetchone()
+        if (pages - free_pages) * page_size > quota.max_store_bytes:
+            raise OverBudget("disk_full", "this node's database is at its maximum size and takes no new messages now; try again later")
+    _over(conn, "device", charges.devices, quota.sender_device_bytes, "sender_full", "the device {} has as much undelivered as it may store on this node; try again once some is delivered")
+    _over(conn, "account", charges.accounts, quota.sender_account_bytes, "sender_full", "the account {} has as much undelivered as it may store on this node; try again once some is delivered")
+    _over(conn, "origin", charges.origins, quota.relay_origin_bytes, "relay_full", "this node holds as much as it may relay for {}; try again later")
+    _over(conn, "outbox", charges.outboxes, quota.outbox_bytes, "outbox_full", "the outbox towards {} is full (it has not been taking messages); try again later")
+
+
+def _over(conn: sqlite3.Connection, scope: str, keys: set[str], budget: int | None, code: str, message: str) -> None:
+    if budget is None:
+        return
+    for key in sorted(keys):
+        if held(conn, scope, key) > budget:
+            raise OverBudget(code, message.format(key))

@@ -1,0 +1,232 @@
+"""Stored-bytes budgets (Quota; node/store/sqlite_budgets.py): per sending device and account,
+per destination outbox, per relayed origin, and the node-wide disk reserve. Each is checked in
+the transaction that stores, refuses with its own code, stores nothing of a refused batch, and
+frees up as what it counted is delivered, acknowledged or removed."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from sonet.node.store import (
+    STORED_ROW_OVERHEAD,
+    OutboundItem,
+    OverBudget,
+    Quota,
+    SqliteStore,
+    StatusUpdate,
+    Store,
+    Tracking,
+)
+
+from .test_contract import ALICE, BOB, CAROL, DAY, NOW, ROOMY, env, mid, pending_ids, register
+
+BETA = "beta.example"
+GAMMA = "gamma.example"
+DELTA = "delta.example"
+BODY = b"x" * 1000
+#: what one BODY-sized row is charged
+ROW = len(BODY) + STORED_ROW_OVERHEAD
+
+
+def budgets(**kwargs: int) -> Quota:
+    return dataclasses.replace(ROOMY, **kwargs)
+
+
+def remote_item(n: int, *, dest: str = BETA, sender: str = ALICE, device: int = 1, data: bytes = BODY) -> OutboundItem:
+    tracking = Tracking(sender_account=sender, sender_device=device, id=mid(n), account=f"rita@{dest}", device=1)
+    return OutboundItem(dest=dest, key=b"k%d" % n, expires=NOW + DAY, data=data, tracking=tracking)
+
+
+def relayed(n: int, *, origin: str, dest: str = DELTA) -> OutboundItem:
+    return OutboundItem(dest=dest, key=b"r%d" % n, expires=NOW + DAY, data=BODY, origin=origin)
+
+
+async def refused(code: str, call) -> OverBudget:  # noqa: ANN001
+    with pytest.raises(OverBudget) as caught:
+        await call
+    assert caught.value.code == code
+    return caught.value
+
+
+# Per sending device and account -------------------------------------------------------------
+
+async def test_a_sending_device_is_refused_past_its_budget_and_nothing_is_stored(store: Store) -> None:
+    await register(store, ALICE)
+    await register(store, BOB)
+    quota = budgets(sender_device_bytes=3 * ROW)
+    for n in range(3):
+        await store.enqueue([env(n, to=BOB, body=BODY)], now=NOW, quota=quota, sender=(ALICE, 1))
+
+    error = await refused("sender_full", store.enqueue([env(9, to=BOB, body=BODY)], now=NOW, quota=quota, sender=(ALICE, 1)))
+    assert "alice@alpha.example/1" in str(error)
+    assert await pending_ids(store, BOB) == [mid(0), mid(1), mid(2)]
+
+    # Outbound items count too, and a mixed batch is refused whole.
+    with pytest.raises(OverBudget):
+        await store.enqueue([], now=NOW, quota=quota, outbound=[remote_item(9)], sender=(ALICE, 1))
+    assert await store.outbox_counts() == {}
+
+    # A retransmission is never refused; another sender is not affected.
+    assert await store.enqueue([env(1, to=BOB, body=BODY)], now=NOW, quota=quota, sender=(ALICE, 1)) == 0
+    assert await store.enqueue([env(5, to=BOB, body=BODY)], now=NOW, quota=quota, sender=(CAROL, 1)) == 1
+
+    # Delivered and acknowledged: the device may send again.
+    assert await store.ack(BOB, 1, [mid(0)], now=NOW + 1) == 1
+    assert await store.enqueue([env(9, to=BOB, body=BODY)], now=NOW + 1, quota=quota, sender=(ALICE, 1)) == 1
+
+
+async def test_tiny_envelopes_are_charged_for_their_rows(store: Store) -> None:
+    await register(store, BOB)
+    quota = budgets(sender_device_bytes=10 * STORED_ROW_OVERHEAD)
+    await store.enqueue([env(n, to=BOB, body=b"") for n in range(10)], now=NOW, quota=quota, sender=(ALICE, 1))
+    await refused("sender_full", store.enqueue([env(10, to=BOB, body=b"")], now=NOW, quota=quota, sender=(ALICE, 1)))
+
+
+async def test_an_account_budget_spans_its_devices(store: Store) -> None:
+    await register(store, BOB)
+    quota = budgets(sender_device_bytes=10 * ROW, sender_account_bytes=3 * ROW)
+    await store.enqueue([env(1, to=BOB, body=BODY), env(2, to=BOB, body=BODY)], now=NOW, quota=quota, sender=(ALICE, 1))
+    await store.enqueue([], now=NOW, quota=quota, outbound=[remote_item(3, device=2)], sender=(ALICE, 2))
+
+    error = await refused("sender_full", store.enqueue([env(4, to=BOB, body=BODY)], now=NOW, quota=quota, sender=(ALICE, 3)))
+    assert "account alice@alpha.example" in str(error)
+
+
+async def test_expired_envelopes_count_until_purged_then_free_the_budget(store: Store) -> None:
+    await register(store, BOB)
+    quota = budgets(sender_device_bytes=ROW)
+    await store.enqueue([env(1, to=BOB, body=BODY, expires=NOW + 10)], now=NOW, quota=quota, sender=(ALICE, 1))
+    # still on the disk: it still counts
+    await refused("sender_full", store.enqueue([env(2, to=BOB, body=BODY)], now=NOW + 10, quota=quota, sender=(ALICE, 1)))
+    assert await store.purge_expired(now=NOW + 10) == 1
+    assert await store.enqueue([env(2, to=BOB, body=BODY)], now=NOW + 10, quota=quota, sender=(ALICE, 1)) == 1
+
+
+async def test_removing_the_recipient_device_frees_the_senders_budget(store: Store) -> None:
+    await register(store, BOB)
+    quota = budgets(sender_device_bytes=ROW)
+    await store.enqueue([env(1, to=BOB, body=BODY)], now=NOW, quota=quota, sender=(ALICE, 1))
+    account = await store.account(BOB)
+    assert account is not None
+    assert await store.remove_device(account=BOB, device_id=1, device_list=b"list v2", expected_version=account.device_list_version, now=NOW)
+
+    await register(store, CAROL)
+    assert await store.enqueue([env(2, to=CAROL, body=BODY)], now=NOW, quota=quota, sender=(ALICE, 1)) == 1
+
+
+# Per destination outbox -----------------------------------------------------------------------
+
+async def test_an_outbox_towards_a_node_is_refused_at_its_budget(store: Store) -> None:
+    quota = budgets(outbox_bytes=2 * ROW)
+    await store.enqueue([], now=NOW, quota=quota, outbound=[remote_item(1), remote_item(2, sender=BOB)], sender=(ALICE, 1))
+
+    error = await refused("outbox_full", store.enqueue([], now=NOW, quota=quota, outbound=[remote_item(3, sender=CAROL)], sender=(CAROL, 1)))
+    assert "outbox towards beta.example is full" in str(error)
+    assert await store.outbox_counts() == {BETA: 2}
+    assert await store.deliveries(CAROL, 1, [mid(3)]) == []  # no delivery row either
+
+    # Other destinations are not affected; a retransmission into the full outbox is accepted.
+    await store.enqueue([], now=NOW, quota=quota, outbound=[remote_item(4, dest=GAMMA)], sender=(ALICE, 1))
+    await store.enqueue([], now=NOW, quota=quota, outbound=[remote_item(1)], sender=(ALICE, 1))
+    assert await store.outbox_counts() == {BETA: 2, GAMMA: 1}
+
+    # Handed on: room again.
+    [first, _] = await store.outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW)
+    await store.outbox_done(BETA, [first.seq], now=NOW + 1)
+    await store.enqueue([], now=NOW + 1, quota=quota, outbound=[remote_item(3, sender=CAROL)], sender=(CAROL, 1))
+    assert await store.outbox_counts() == {BETA: 2, GAMMA: 1}
+
+
+async def test_reports_are_queued_even_into_a_full_outbox(store: Store) -> None:
+    quota = budgets(outbox_bytes=ROW)
+    await store.enqueue([], now=NOW, quota=quota, outbound=[remote_item(1)], sender=(ALICE, 1))
+    [item] = await store.outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW)
+    report = OutboundItem(dest=BETA, key=b"report", expires=NOW + DAY, data=b"r" * 100)
+
+    await store.outbox_done(GAMMA, [], now=NOW, reports=[report])
+
+    assert await store.outbox_counts() == {BETA: 2}
+    assert item.seq > 0
+
+
+# Per relayed origin ----------------------------------------------------------------------------
+
+async def test_a_relay_holds_at_most_its_budget_for_each_origin(store: Store) -> None:
+    await register(store, ALICE)
+    quota = budgets(relay_origin_bytes=2 * ROW)
+    assert await store.receive([relayed(1, origin=BETA), relayed(2, origin=BETA)], now=NOW, quota=quota) == ["ok", "ok"]
+
+    # The whole push is undone, the envelope for a local mailbox too: the peer keeps it all.
+    error = await refused("relay_full", store.receive([env(7, body=BODY), relayed(3, origin=BETA)], now=NOW, quota=quota))
+    assert "relay for beta.example" in str(error)
+    assert await pending_ids(store, ALICE) == []
+    assert await store.outbox_counts() == {DELTA: 2}
+
+    # Another origin has its own share; a retransmission is answered "ok".
+    assert await store.receive([relayed(4, origin=GAMMA), relayed(1, origin=BETA)], now=NOW, quota=quota) == ["ok", "ok"]
+    assert await store.outbox_counts() == {DELTA: 3}
+
+
+async def test_a_relay_refuses_past_the_outbox_budget_of_the_destination(store: Store) -> None:
+    quota = budgets(relay_origin_bytes=10 * ROW, outbox_bytes=2 * ROW)
+    await store.receive([relayed(1, origin=BETA), relayed(2, origin=GAMMA)], now=NOW, quota=quota)
+    await refused("outbox_full", store.receive([relayed(3, origin=BETA)], now=NOW, quota=quota))
+
+
+# The node-wide reserve ------------------------------------------------------------------------
+
+class Disk:
+    def __init__(self, free: int) -> None:
+        self.free = free
+
+    def __call__(self) -> int:
+        return self.free
+
+
+async def test_within_the_disk_reserve_new_messages_are_refused_but_acks_and_removals_work(tmp_path: Path) -> None:
+    disk = Disk(free=100 * ROW)
+    store = await SqliteStore.open(tmp_path / "node.db", disk_free=disk)
+    try:
+        await register(store, ALICE)
+        await register(store, BOB)
+        quota = budgets(reserve_bytes=10 * ROW)
+        await store.enqueue([env(1, body=BODY), env(2, to=BOB, body=BODY)], now=NOW, quota=quota, sender=(CAROL, 1))
+        await store.enqueue([], now=NOW, quota=quota, outbound=[remote_item(1)], sender=(ALICE, 1))
+
+        disk.free = 10 * ROW + 100  # one more row would dip into the reserve
+        await refused("disk_full", store.enqueue([env(3, body=BODY)], now=NOW, quota=quota, sender=(CAROL, 1)))
+        await refused("disk_full", store.enqueue([], now=NOW, quota=quota, outbound=[remote_item(2)], sender=(ALICE, 1)))
+        await refused("disk_full", store.receive([env(4, body=BODY)], now=NOW, quota=quota))
+        await refused("disk_full", store.receive([relayed(5, origin=BETA)], now=NOW, quota=quota))
+
+        # What frees space or settles what was taken still works.
+        assert await store.ack(ALICE, 1, [mid(1)], now=NOW + 1) == 1
+        [item] = await store.outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW)
+        await store.outbox_done(BETA, [item.seq], now=NOW + 1)
+        status = StatusUpdate(id=mid(1), account="rita@beta.example", device=1, state="accepted", code="", at=NOW + 2)
+        assert await store.receive([status], now=NOW + 2, quota=quota) == ["ok"]
+        assert [r.state for r in await store.deliveries(ALICE, 1, [mid(1)])] == ["accepted"]
+        assert await store.enqueue([env(2, to=BOB, body=BODY)], now=NOW, quota=quota, sender=(CAROL, 1)) == 0  # a retransmission
+        account = await store.account(BOB)
+        assert account is not None
+        assert await store.remove_device(account=BOB, device_id=1, device_list=b"v2", expected_version=account.device_list_version, now=NOW)
+        assert await store.purge_expired(now=NOW + 3) == 0
+
+        disk.free = 100 * ROW
+        assert await store.enqueue([env(3, body=BODY)], now=NOW, quota=quota, sender=(CAROL, 1)) == 1
+    finally:
+        await store.close()
+
+
+async def test_the_database_never_grows_past_its_maximum_for_new_messages(store: Store) -> None:
+    await register(store, ALICE)
+    quota = budgets(max_store_bytes=400_000)
+    stored = 0
+    with pytest.raises(OverBudget) as caught:
+        for n in range(1000):
+            stored += await store.enqueue([env(n, body=BODY)], now=NOW, quota=quota, sender=(BOB, 1))
+    assert caught.value.code == "disk_full"
+    assert 100 < stored < 400  # ~1 KB per row: it stopped near the maximum, not before
