@@ -47,7 +47,7 @@ from .server import PLAIN_HTTP_ANSWER, Router
 from .store import Quota, SqliteStore
 from .unregistered import Unregistered
 
-__all__ = ["Node", "now_ms", "federation_settings", "connection_limits", "DB_FILE", "RUNTIME_FILE"]
+__all__ = ["Node", "ListenError", "now_ms", "federation_settings", "connection_limits", "DB_FILE", "RUNTIME_FILE"]
 
 log = logging.getLogger("sonet.node")
 
@@ -56,6 +56,11 @@ RUNTIME_FILE = "run.json"
 PURGE_INTERVAL_S = 60.0
 #: how often the federation section of run.json is refreshed when it changed
 STATUS_WRITE_INTERVAL_S = 0.5
+
+
+class ListenError(OSError):
+    """The node could not bind its address (in use, not this host's, not permitted): told
+    apart from every other OSError of start-up, which names its own cause (a full disk...)."""
 
 
 def now_ms() -> int:
@@ -141,6 +146,7 @@ class Node:
         #: device connections being served right now
         self.client_sessions = 0
         self._started_at = clock_ms()
+        self._runtime_written = False
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         store = await SqliteStore.open(self.data_dir / DB_FILE)
@@ -223,21 +229,24 @@ class Node:
             async with trio.open_nursery() as nursery:
                 # before the server: inbound links relay lookups over the federation's links
                 await nursery.start(self.federation.run)
-                server = await nursery.start(
-                    lambda task_status: serve(
-                        router,
-                        host,
-                        port,
-                        plain_http_answer=PLAIN_HTTP_ANSWER,
-                        handler_nursery=nursery,
-                        caps=connection_limits(self.config),
-                        task_status=task_status,
+                try:
+                    server = await nursery.start(
+                        lambda task_status: serve(
+                            router,
+                            host,
+                            port,
+                            plain_http_answer=PLAIN_HTTP_ANSWER,
+                            handler_nursery=nursery,
+                            caps=connection_limits(self.config),
+                            task_status=task_status,
+                        )
                     )
-                )
+                except OSError as exc:  # binding is all the server does before it has started
+                    raise ListenError(exc.errno, f"cannot listen on {self.config.listen}: {exc.strerror or exc}") from exc
                 bound = server.port
                 self.listening = server
                 self.url = f"ws://{host}:{bound}"
-                self._write_runtime()
+                self._runtime_written = self._write_runtime_at_start()
                 nursery.start_soon(self._purge_loop, store)
                 nursery.start_soon(self._status_loop)
                 task_status.started(self.url)
@@ -258,9 +267,21 @@ class Node:
         tmp.write_text(json.dumps(info) + "\n")
         os.replace(tmp, path)  # readers never see a half-written file
 
+    def _write_runtime_at_start(self) -> bool:
+        """run.json for this run; on a full disk (a crash may have left it full) the node serves
+        without it (acknowledgements and deletes free room; the status loop writes it then)."""
+        try:
+            self._write_runtime()
+        except OSError as exc:
+            log.warning("cannot write %s: %s; `sonet-node status` cannot see this node until it can", RUNTIME_FILE, exc.strerror or exc)
+            # the one left by a crashed run would name a dead process (and removing it frees room)
+            (self.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+            return False
+        return True
+
     async def _status_loop(self) -> None:
         assert self.federation is not None
-        written = self.federation.version
+        written = self.federation.version if self._runtime_written else None
         while True:
             await trio.sleep(STATUS_WRITE_INTERVAL_S)
             if self.federation.version != written:

@@ -8,6 +8,7 @@ a usage error, 130 after Ctrl-C. A command that fails changes nothing on disk.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import fcntl
 import logging
@@ -30,7 +31,7 @@ from sonet.core.keydir import decode_cosignature, verify_head
 from sonet.federation.routes import Routes
 from sonet.federation.status import NO_LINK, directory_section, peer_entry
 
-from .app import DB_FILE, RUNTIME_FILE, Node, now_ms
+from .app import DB_FILE, RUNTIME_FILE, ListenError, Node, now_ms
 from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
 from .data_dir import NODE_FILES, DataDirError, check_database, contents, require_directory
 from .identity import NodeKeyError, create_node_key, load_node_key
@@ -247,13 +248,23 @@ def _run_locked(data: Path, config: NodeConfig, *, as_json: bool) -> None:
         trio.run(main)
     except BaseExceptionGroup as group:
         error = sole_exception(group)
+        if isinstance(error, ListenError):
+            raise UserError(error.strerror or str(error), code="cannot_listen") from None
         if isinstance(error, OSError) and not listening:
-            raise UserError(f"cannot listen on {config.listen}: {error.strerror or error}", code="cannot_listen") from None
+            raise UserError(_start_failure(data, error), code="cannot_start") from None
         if isinstance(error, StoreError) and not listening:
             raise _store_failure(data, error) from None
         raise
     if interrupted:
         raise Interrupted("interrupted while starting: the node did not start listening and has stopped")
+
+
+def _start_failure(data: Path, exc: OSError) -> str:
+    """One line naming what stopped the start (a full disk is not a port problem)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    room = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    hint = f"; make room on the disk holding {data} and start it again" if room else ""
+    return f"cannot start the node: {exc.strerror or exc}{where}{hint}"
 
 
 def cmd_invite(args: argparse.Namespace) -> None:
