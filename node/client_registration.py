@@ -149,7 +149,12 @@ async def link_begin(session: Session, req: LinkBegin) -> None:
         raise RequestError("bad_input", f"the ephemeral key must be 1..{limits.MAX_LINK_EPHEMERAL_BYTES} bytes")
     with _link_refused():
         slot = ctx.links.open(
-            ephemeral=req.ephemeral, owner=session, push=session.push_offer, now=ctx.clock_ms(), source=session.source
+            ephemeral=req.ephemeral,
+            owner=session,
+            push=session.push_offer,
+            now=ctx.clock_ms(),
+            source=session.source,
+            device=session.peer.fingerprint,
         )
     await session.send(LinkSlot(request=req.request, slot=slot.slot, expires=slot.expires))
 
@@ -190,7 +195,7 @@ async def link_complete(session: Session, req: LinkComplete) -> None:
         await _link_again(session, req, (committed.account, committed.device_id))
         return
     with _link_refused():
-        slot = ctx.links.owned_by(req.slot, session, now=ctx.clock_ms())
+        slot = ctx.links.owned_by(req.slot, session, now=ctx.clock_ms(), device=session.peer.fingerprint)
     if slot.approved_for is None:
         raise RequestError("link_not_approved", "no device of the account has approved this link yet")
     account = slot.approved_for

@@ -8,7 +8,8 @@ approved the slot, so that the new device's ``LinkComplete`` can only join that 
 
 Slots live in this process only: a restart forgets them, and the new device begins again.
 They are bounded in number (``limits.MAX_LINK_SLOTS``), expire after ``ttl_ms`` (ten minutes)
-and belong to exactly one connection. They are shared fairly between the addresses connections
+and belong to exactly one connection (while it lives, another connection of the same device key
+may complete the slot: a ``LinkComplete`` sent again after a lost answer). They are shared fairly between the addresses connections
 come from (new keys cost nothing, addresses do): one address holds at most
 ``max_slots_per_source`` (its oldest slot makes room for its newest), and when all slots are
 taken a new one replaces the oldest slot of the address that holds the most, so a flood from one
@@ -47,6 +48,8 @@ class LinkSlot:
     approved_for: str | None = None
     #: the address the waiting connection comes from (fair shares between addresses)
     source: str = ""
+    #: the fingerprint of the device key the waiting connection authenticated with
+    device: str = ""
 
 
 class LinkRegistry:
@@ -76,8 +79,9 @@ class LinkRegistry:
             del self._slots[key]
         return len(expired)
 
-    def open(self, *, ephemeral: bytes, owner: object, push: Push, now: int, source: str = "") -> LinkSlot:
-        """A new slot for ``owner`` (one live slot per connection) coming from ``source``."""
+    def open(self, *, ephemeral: bytes, owner: object, push: Push, now: int, source: str = "", device: str = "") -> LinkSlot:
+        """A new slot for ``owner`` (one live slot per connection) coming from ``source``, a
+        connection of the device key ``device``."""
         self.purge(now)
         if any(slot.owner is owner for slot in self._slots.values()):
             raise LinkError("link_in_progress", "this connection already waits in a link slot")
@@ -91,7 +95,9 @@ class LinkRegistry:
         key = self._rng(self._slot_len)
         while key in self._slots:  # 128 random bits: never in practice
             key = self._rng(self._slot_len)
-        slot = LinkSlot(slot=key, ephemeral=ephemeral, expires=now + self._ttl_ms, owner=owner, push=push, source=source)
+        slot = LinkSlot(
+            slot=key, ephemeral=ephemeral, expires=now + self._ttl_ms, owner=owner, push=push, source=source, device=device
+        )
         self._slots[key] = slot
         return slot
 
@@ -130,11 +136,14 @@ class LinkRegistry:
         slot.approved_for = account
         return slot
 
-    def owned_by(self, key: bytes, owner: object, *, now: int) -> LinkSlot:
-        """The slot, if ``owner`` opened it (link_unknown otherwise: slots are not guessable
-        and not shared, so another connection's slot is as unknown as a missing one)."""
+    def owned_by(self, key: bytes, owner: object, *, now: int, device: str = "") -> LinkSlot:
+        """The slot, if ``owner`` opened it or another connection of the same device key
+        ``device`` did (a LinkComplete sent again after a lost answer, while the first
+        connection's request may still be in flight: the store makes the two one device).
+        link_unknown otherwise: slots are not guessable and not shared, so another device's
+        slot is as unknown as a missing one."""
         slot = self.get(key, now=now)
-        if slot.owner is not owner:
+        if slot.owner is not owner and not (device and slot.device == device):
             raise LinkError("link_unknown", "no such link slot for this connection")
         return slot
 

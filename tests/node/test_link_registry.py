@@ -90,6 +90,21 @@ def test_one_live_slot_per_owner_and_ownership() -> None:
     assert links.open(ephemeral=b"eph3", owner=owner, push=owner.push, now=NOW + TTL).ephemeral == b"eph3"
 
 
+def test_another_connection_of_the_same_device_key_may_complete_the_slot() -> None:
+    """A LinkComplete sent again after a lost answer comes on a new connection of the same key."""
+    links, first, retry, stranger = registry(), Owner(), Owner(), Owner()
+    slot = links.open(ephemeral=b"eph", owner=first, push=first.push, now=NOW, device="fp-new")
+
+    assert links.owned_by(slot.slot, retry, now=NOW, device="fp-new") is slot
+    for device in ("fp-other", ""):
+        with pytest.raises(LinkError) as err:
+            links.owned_by(slot.slot, stranger, now=NOW, device=device)
+        assert err.value.code == "link_unknown"
+    links.release(first)  # the first connection ended: its slot goes with it
+    with pytest.raises(LinkError):
+        links.owned_by(slot.slot, retry, now=NOW, device="fp-new")
+
+
 def test_slots_are_bounded_and_released() -> None:
     links = registry(max_slots=2)
     owners = [Owner() for _ in range(3)]

@@ -300,3 +300,25 @@ async def test_a_registered_device_cannot_link_itself_elsewhere(running: Running
                     lambda n: LinkComplete(request=n, slot=bytes(16), record=bob_record, device_list=b"", keys=alice.first.keys)
                 )
             assert err.value.code == "already_registered"
+
+
+async def test_link_complete_sent_again_while_the_first_is_still_open(running: RunningNode) -> None:
+    """The device gave up on its first connection, which the node still holds (its request may
+    still be in flight): the same device key completes the slot from a new connection, and the
+    first request, arriving after, is answered with the same device."""
+    with trio.fail_after(HANG_S):
+        alice = await running.enroll("alice")
+        member = Member.new(ALICE)
+        list_v2 = alice.list_with(member)
+        build = lambda slot: lambda n: LinkComplete(  # noqa: E731
+            request=n, slot=slot, record=member.record, device_list=list_v2, keys=member.keys
+        )
+        async with running.raw(member) as first:
+            slot = await _approved_slot(running, alice.first, first)
+            async with running.raw(member) as retry:
+                again = await retry.request(build(slot))
+            late = await first.request(build(slot))
+        assert isinstance(again, Registered) and isinstance(late, Registered)
+        assert again.device == late.device == 2
+        async with running.store() as store:
+            assert len(await store.devices(ALICE)) == 2
