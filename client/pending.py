@@ -35,6 +35,9 @@ __all__ = ["WAIT_CODES", "PENDING_TTL_MS", "MAX_PENDING", "MAX_PENDING_BYTES", "
 #: node's storage budgets (its outbox towards a node that is down is full, this device holds
 #: its share of undelivered messages, the node's disk is within its reserve)
 WAIT_CODES = (TRANSIENT_LOOKUP_CODES - {"node_key_changed", "bad_node_key"}) | {"devices_changing", "outbox_full", "sender_full", "disk_full"}
+#: and a message request over its allowance (it refills; once the recipient answers, we are a
+#: contact and the text goes as one)
+WAIT_CODES = WAIT_CODES | {"message_request_limit"}
 
 PENDING_TTL_MS = 30 * 24 * 3600 * 1000
 
