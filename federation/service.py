@@ -44,7 +44,10 @@ For the client handlers (node/client_keys.py, node/client_messages.py, ...):
 ``await remote_devices(account) -> Devices``      cached for limits.REMOTE_DEVICES_TTL_MS (and
                                                    served up to a day stale while that node
                                                    cannot answer: sends to it queue)
-``await remote_bundles(account, devices) -> Bundles``   never cached (one-time keys)
+``await remote_bundles(account, devices, *, one_time=True) -> Bundles``   never cached (one-time
+                                                   keys; ``one_time`` False: without them)
+``devices_cached(account) -> bool``                 remote_devices would ask no one (the node
+                                                   charges a device's lookups only otherwise)
                                                    Both: the head in the answer's proof must
                                                    verify with the node's key ("invalid"), and
                                                    is compared with the witnessed head: a fork
@@ -54,8 +57,10 @@ For the client handlers (node/client_keys.py, node/client_messages.py, ...):
 ``await remote_consistency(node, first, second) -> Consistency``   its consistency proof
 ``await node_key(node) -> bytes``                  VerifyKey bytes, checked against the pin
                                                    (the only lookup a split node still gets)
-``outbound(env, *, sender_account, sender_device, now) -> OutboundItem``   (pure; a SEALED
-                                                   envelope for an account of another node)
+``outbound(env, *, sender_account, sender_device, now, access=b"") -> OutboundItem``   (pure; a
+                                                   SEALED envelope for an account of another
+                                                   node; ``access`` the recipient's access token
+                                                   the device gave, checked by the destination)
 ``wake(dests)``                                    new items were committed for these nodes
 ``queued_note(dest) -> tuple[str, str] | None``    why items for dest wait: the last failed
                                                    attempt, or ("unroutable", ...) while dest

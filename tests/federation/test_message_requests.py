@@ -1,7 +1,8 @@
 """Message requests between nodes (federation/message_requests.py): the access token travels
 with the envelope to the recipient's node, which alone checks it; envelopes without a valid
 one are charged to the sending device at its home node and to (link peer, origin) and the
-mailbox at the destination, whose refusal becomes the sender's failed status."""
+mailbox at the destination, whose refusal becomes the sender's failed status. A peer gets
+one-time prekeys of an account within its allowance, then bundles without them."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import dataclasses
 
 import pytest
 
-from sonet.core.client_api import Accepted, AccessToken, SendBatch
+from sonet.core.client_api import Accepted, AccessToken, Bundles, FetchBundles, SendBatch
 from sonet.core.federation_api import Push, PushResult
 from sonet.federation.message_requests import PER_DEVICE, PER_PEER
-from tests.node.conftest import StartNode
+from sonet.federation.ratelimit import Rate
+from tests.node.conftest import NodeParams, StartNode
 from tests.node.kit import NodeError, access_token, opaque_envelope
 
 from .net import ALPHA, BETA, ask, mailbox_ids, new_key, peer_link, pin, pin_node, transit
@@ -63,3 +65,24 @@ async def test_the_destination_checks_the_token_and_bounds_each_peers_requests(s
     assert second == PushResult(request=2, outcomes=("message_request_limit",) + ("ok",) * burst)
     ids = await mailbox_ids(beta, bob.address)
     assert len(ids) == 2 * burst and forged.envelope.id not in ids  # type: ignore[union-attr]
+
+
+async def test_a_peer_gets_one_time_prekeys_within_its_allowance(start_node: StartNode, node_params: NodeParams) -> None:
+    node_params.federation = {"one_time_rate": Rate(per_second=1e-9, burst=2)}
+    beta = await start_node(name=BETA)
+    bob = await beta.enroll("bob")
+    async with beta.store() as store:
+        await store.publish_prekeys(
+            bob.address, 1, signed_prekey=None, pq_last_resort=None,
+            one_time=[(100 + i, b"x%d" % i) for i in range(10)], pq_one_time=[], max_one_time=200,
+        )  # fmt: skip
+    key = new_key()
+    await pin(beta, "peer.example", fingerprint=key.public.fingerprint)
+    async with peer_link(beta, key, "peer.example") as link:
+        answers = [await ask(link, FetchBundles(request=n, account=bob.address, devices=(1,))) for n in range(1, 5)]
+        # a node asking without them (its device is over its own allowance) gets none either
+        unasked = await ask(link, FetchBundles(request=5, account=bob.address, devices=(1,), one_time=False))
+    assert [a.bundles[0].one_time for a in answers] == [b"x0", b"x1", None, None]  # type: ignore[attr-defined]
+    assert isinstance(unasked, Bundles) and unasked.bundles[0].one_time is None
+    async with beta.store() as store:
+        assert (await store.prekey_counts(bob.address, 1))[0] == 8

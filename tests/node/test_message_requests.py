@@ -1,8 +1,10 @@
-"""Inbox protection: message requests (federation/message_requests.py, node/client_access.py).
+"""Inbox protection: message requests (federation/message_requests.py, node/client_access.py),
+and the allowance of one-time prekeys (node/client_limits.py).
 
 A sender that presents the recipient account's access token (core/access.py) is a contact;
 any other envelope is a message request, within a small allowance per sending device and per
-mailbox. Real nodes, raw device connections (tests/node/kit.py).
+mailbox. An account fetching another's bundles gets one-time prekeys within an allowance, then
+bundles without them. Real nodes, raw device connections (tests/node/kit.py).
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import pytest
 import trio
 
-from sonet.core.client_api import Accepted, AccessToken, SendBatch
+from sonet.core.client_api import Accepted, AccessToken, Bundles, FetchBundles, SendBatch
+from sonet.federation.ratelimit import Rate
 from sonet.federation.message_requests import PER_DEVICE
+from sonet.node.client_limits import ClientLimits
 
 from .conftest import HANG_S, NODE_NAME, RunningNode
 from .kit import NodeError, access_token, opaque_envelope
@@ -97,3 +101,30 @@ async def test_tampered_or_borrowed_tokens_make_no_contact(running: RunningNode)
             await _refused(conn, bob.first, access=(borrowed,))
             # the genuine token makes mallory alice's contact (she wrote to mallory)
             await _send(conn, alice.first, access=(alices,), count=STRANGER_BURST)
+
+
+# One-time prekeys ---------------------------------------------------------------------------
+
+
+async def test_a_drainer_gets_bundles_without_one_time_prekeys_past_its_allowance(start_node, node_params) -> None:  # noqa: ANN001
+    with trio.fail_after(HANG_S):
+        node_params.client_limits = ClientLimits(one_time_per_account=Rate(per_second=1e-9, burst=3))
+        at = await start_node()
+        _bob, mallory, carol = await at.enroll("bob"), await at.enroll("mallory"), await at.enroll("carol")
+        async with at.store() as store:
+            await store.publish_prekeys(
+                BOB, 1, signed_prekey=None, pq_last_resort=None,
+                one_time=[(100 + i, b"x%d" % i) for i in range(20)], pq_one_time=[], max_one_time=200,
+            )  # fmt: skip
+        async with at.raw(mallory.first) as conn:
+            bundles = [await conn.request(lambda n: FetchBundles(request=n, account=BOB, devices=(1,))) for _ in range(6)]
+        assert all(isinstance(b, Bundles) for b in bundles)
+        one_time = [b.bundles[0].one_time for b in bundles]  # type: ignore[union-attr]
+        assert one_time == [b"x0", b"x1", b"x2", None, None, None]
+        assert all(b.bundles[0].signed_prekey is not None for b in bundles)  # type: ignore[union-attr]
+        # the rest stays for others
+        async with at.raw(carol.first) as conn:
+            reply = await conn.request(lambda n: FetchBundles(request=n, account=BOB, devices=(1,)))
+        assert isinstance(reply, Bundles) and reply.bundles[0].one_time == b"x3"
+        async with at.store() as store:
+            assert (await store.prekey_counts(BOB, 1))[0] == 16
