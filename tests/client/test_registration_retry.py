@@ -28,9 +28,12 @@ from .conftest import ALICE, BOB, HANG_S, link_device, texts
 NO_PAUSE = (0.0, 0.0)
 
 
-def lose_answer(monkeypatch: pytest.MonkeyPatch, frame: type, *, when: str, times: int = 1) -> list[str]:
+def lose_answer(
+    monkeypatch: pytest.MonkeyPatch, frame: type, *, when: str, times: int = 1, meanwhile: Callable[[], object] | None = None
+) -> list[str]:
     """The next ``times`` requests of ``frame`` lose their answer: ``when`` "before" the node
-    got them or "after" it answered. Returns the list that records each loss."""
+    got them or "after" it answered; ``meanwhile`` runs at the loss (what else happened to
+    the node). Returns the list that records each loss."""
     real = Connection.request
     lost: list[str] = []
 
@@ -39,6 +42,8 @@ def lose_answer(monkeypatch: pytest.MonkeyPatch, frame: type, *, when: str, time
             lost.append(when)
             if when == "after":
                 await real(self, build)
+            if meanwhile is not None:
+                meanwhile()
             raise ConnectError("the connection to the node was lost")
         return await real(self, build)
 
@@ -97,17 +102,32 @@ async def test_link_completes_after_a_lost_answer(
         await _exchange(phone, bob, "from the linked phone")
 
 
+async def test_link_lost_before_the_node_had_it_completes_while_the_slot_lives(
+    alpha: RunningNode, make_device: Callable[..., Device], register: Callable[..., Awaitable[Device]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The node still holds the first connection and its slot: the retry from a new connection
+    of the same device key completes the link."""
+    with trio.fail_after(HANG_S):
+        alice = await register(alpha, "alice")
+        phone = make_device("alice-phone")
+        phone.answer_retry_delays = NO_PAUSE
+        lost = lose_answer(monkeypatch, LinkComplete, when="before")
+        assert await link_device(phone, alice, alpha.url) == 2
+        assert lost == ["before"] and phone.state.profile().device_id == 2
+
+
 async def test_link_lost_before_the_node_had_it_says_to_begin_again(
     alpha: RunningNode, make_device: Callable[..., Device], register: Callable[..., Awaitable[Device]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The slot belongs to the first connection: a retry on another one finds it unknown, and
+    """The node forgot the slot meanwhile (as a restart does): the retry finds it unknown, and
     the device says what to do; no device was added."""
     with trio.fail_after(HANG_S):
         alice = await register(alpha, "alice")
         phone = make_device("alice-phone")
         phone.answer_retry_delays = NO_PAUSE
-        lose_answer(monkeypatch, LinkComplete, when="before")
+        lose_answer(monkeypatch, LinkComplete, when="before", meanwhile=lambda: alpha.node.links.purge(2**62))
         with pytest.raises(BaseExceptionGroup) as group:  # from link_device's nursery
             await link_device(phone, alice, alpha.url)
         err = sole_exception(group.value)
