@@ -77,7 +77,6 @@ class Router:
                 sock = SecureSocket(ws, Channel(done.keys, frames), done.peer)
                 sock.allow_messages(max_message_bytes)
                 sock.source = conn.address
-                sock.source = conn.address
                 await handler(sock, done)
         except ConnectionClosed:
             pass
