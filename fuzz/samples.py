@@ -14,6 +14,7 @@ import typing
 from typing import Any
 
 from sonet.core import limits
+from sonet.core.access import ACCESS_TOKEN_LEN
 from sonet.core.client_api import CLIENT_FRAMES, DirectoryProof, SignedHead
 from sonet.core.envelope import Envelope
 from sonet.core.federation_api import FEDERATION_FRAMES, Report
@@ -44,6 +45,7 @@ def _by_name() -> dict[str, Any]:
         "offer": ("hybrid", "pq"),
         "nonce": bytes(32),
         "cookie": bytes(range(16)),  # core/handshake.py COOKIE_LEN
+        "token": bytes(range(ACCESS_TOKEN_LEN)),
         "device": 1,
         "kind": 1,
         "expires": m.NOW + 60_000,
@@ -89,6 +91,8 @@ def _value(name: str, tp: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         inner = next(a for a in args if a is not type(None))
         return None if structs.get(inner, ...) is None else _value(name, inner)
+    if name == "access" and tp is bytes:  # an access token (SenderCertificate, Transit)
+        return bytes(range(ACCESS_TOKEN_LEN))
     named = _by_name()
     if name in named:
         return named[name]
