@@ -48,8 +48,10 @@ PER_PEER_BYTES = Rate(per_second=8 * limits.MAX_ENVELOPE_BODY / _DAY_S, burst=8 
 #: of its quota)
 MAILBOX_BURST = 100
 MAILBOX_BURST_BYTES = 4 * 1024 * 1024
-#: bucket tables are bounded LRUs (core/ratelimit.py): past this many keys the oldest is forgotten
-MAX_KEYS = 100_000
+#: bucket tables are bounded LRUs (core/ratelimit.py): past this many keys the least recently
+#: used is forgotten (a forgotten key starts full again). ~0.5 KB a key: ~55 MB at the worst
+MAILBOX_KEYS = 50_000
+SENDER_KEYS = 20_000
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -79,13 +81,15 @@ class RequestAllowance:
 class MessageRequests:
     """One per node, shared by its device handlers and its federation inbound links."""
 
-    def __init__(self, *, secret: bytes, allowance: RequestAllowance, max_keys: int = MAX_KEYS) -> None:
+    def __init__(
+        self, *, secret: bytes, allowance: RequestAllowance, mailbox_keys: int = MAILBOX_KEYS, sender_keys: int = SENDER_KEYS
+    ) -> None:
         self._secret = secret
         self.allowance = allowance
         a = allowance
-        self._device = (Limiter(a.per_device, max_keys=max_keys), Limiter(a.per_device_bytes, max_keys=max_keys))
-        self._peer = (Limiter(a.per_peer, max_keys=max_keys), Limiter(a.per_peer_bytes, max_keys=max_keys))
-        self._mailbox = (Limiter(a.per_mailbox, max_keys=max_keys), Limiter(a.per_mailbox_bytes, max_keys=max_keys))
+        self._device = (Limiter(a.per_device, max_keys=sender_keys), Limiter(a.per_device_bytes, max_keys=sender_keys))
+        self._peer = (Limiter(a.per_peer, max_keys=sender_keys), Limiter(a.per_peer_bytes, max_keys=sender_keys))
+        self._mailbox = (Limiter(a.per_mailbox, max_keys=mailbox_keys), Limiter(a.per_mailbox_bytes, max_keys=mailbox_keys))
 
     @classmethod
     def for_node(cls, identity: SigningKey, quota: Quota, *, envelope_ttl_ms: int) -> MessageRequests:

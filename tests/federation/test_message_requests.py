@@ -12,7 +12,7 @@ import pytest
 
 from sonet.core.client_api import Accepted, AccessToken, Bundles, FetchBundles, SendBatch
 from sonet.core.federation_api import Push, PushResult
-from sonet.federation.message_requests import PER_DEVICE, PER_PEER
+from sonet.federation.message_requests import PER_DEVICE, PER_PEER, MessageRequests, RequestAllowance
 from sonet.federation.ratelimit import Rate
 from tests.node.conftest import NodeParams, StartNode
 from tests.node.kit import NodeError, access_token, opaque_envelope
@@ -86,3 +86,27 @@ async def test_a_peer_gets_one_time_prekeys_within_its_allowance(start_node: Sta
     assert isinstance(unasked, Bundles) and unasked.bundles[0].one_time is None
     async with beta.store() as store:
         assert (await store.prekey_counts(bob.address, 1))[0] == 8
+
+
+def test_the_allowance_counts_envelopes_and_bytes_per_sender_and_per_mailbox() -> None:
+    allowance = RequestAllowance(
+        per_device=Rate(per_second=1e-9, burst=3),
+        per_device_bytes=Rate(per_second=1e-9, burst=1000),
+        per_mailbox=Rate(per_second=1e-9, burst=5),
+        per_mailbox_bytes=Rate(per_second=1e-9, burst=10_000),
+    )
+    requests = MessageRequests(secret=b"s" * 32, allowance=allowance)
+    bob = ("bob@alpha.example", 1)
+    assert requests.from_device("mallory", bob, 600, now=0) is None
+    refusal = requests.from_device("mallory", bob, 600, now=0)  # 1200 bytes > 1000
+    assert refusal == "this device sent too many message requests to bob@alpha.example device 1"
+    # mallory's refusals spent nothing of bob's mailbox: the others have its 4 remaining
+    for sender in ("carol", "dave", "erin"):
+        assert requests.from_device(sender, bob, 10, now=0) is None
+    assert requests.from_peer("beta.example", "beta.example", bob, 10, now=0)
+    assert not requests.from_peer("beta.example", "beta.example", bob, 10, now=0)  # mailbox: 5 taken
+    assert requests.from_device("frank", bob, 10, now=0) == "too many message requests are waiting for bob@alpha.example device 1"
+    # another node's mailbox: only the sending device's share is charged here
+    for _ in range(3):
+        assert requests.from_device("frank", ("zoe@beta.example", 1), 10, now=0, local=False) is None
+    assert requests.from_device("frank", ("zoe@beta.example", 1), 10, now=0, local=False) is not None
