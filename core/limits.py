@@ -74,9 +74,10 @@ HANDSHAKE_DEADLINE_S = 10.0
 ENVELOPE_ID_LEN = 16
 MAX_ENVELOPE_BODY = 256 * 1024
 MAX_ENVELOPES_PER_FRAME = 256
-#: an ephemeral envelope (typing, presence: pushed, never stored). A sealed typing indicator
-#: that starts a session measures ~4.3 KB classical, ~18 KB hybrid, ~21 KB pq (certificate,
-#: sender record and prekey header included); later ones are smaller. Above this: bad_input.
+#: an ephemeral envelope (typing, presence: pushed, never stored). A sealed, padded typing
+#: indicator that starts a session measures ~4.5 KB classical, ~18.6 KB hybrid, ~21.6 KB pq
+#: (certificate, sender record and prekey header included); later ones 3.9-9.5 KB. Above
+#: this: bad_input.
 MAX_EPHEMERAL_BODY = 32 * 1024
 DEFAULT_ENVELOPE_TTL_MS = 30 * 24 * 3600 * 1000
 MAX_ENVELOPE_TTL_MS = DEFAULT_ENVELOPE_TTL_MS
