@@ -115,8 +115,10 @@ async def dial_peer(
     except DialError as exc:
         if established:
             raise
-        # the handshake's own words would name fingerprints: not for logs
-        if exc.code == "wrong_identity":
+        # the handshake's own words would name fingerprints: not for logs. (A wrong_identity
+        # without our pin in it is the peer's gate refusing this node's name and key: its words
+        # name no fingerprint and say what is wrong.)
+        if exc.code == "wrong_identity" and fingerprint in str(exc):
             raise DialError(f"the node at {url} presented a different identity key than pinned", code=exc.code) from None
         if exc.code == "verify_failed":
             raise DialError(f"secure channel with {url} failed: the peer's identity did not verify", code=exc.code) from None
@@ -187,6 +189,9 @@ class PeerGate:
             return self._refuse(known_as, "unknown_peer", f"{claim} is not a configured peer of this node")
         if named.fingerprint != fingerprint:
             return self._refuse(claim, "wrong_identity", f"node {claim} is pinned to a different identity key")
+        also = sorted(p.name for p in peers if p.fingerprint == fingerprint and p.name != claim)
+        if also:  # the link is served as the key's peer: it must have one name only
+            return self._refuse(claim, "wrong_identity", f"the key of {claim} is pinned for {', '.join(also)} as well")
         self._status.record_admitted()
         return None
 

@@ -161,7 +161,8 @@ async def test_a_pinned_key_announcing_another_configured_peer_is_refused(runnin
             with pytest.raises(DialError) as info:
                 async with dial(running, key, name=name):
                     pytest.fail(f"admitted a peer as {name}")
-            assert info.value.code == "wrong_identity"
+            # the dialer hears the gate's reason, not that the node presented another key
+            assert info.value.code == "wrong_identity" and f"node {name} is pinned to a different identity key" in str(info.value)
     assert running.node.federation_status.snapshot()["admitted"] == 0
 
 
@@ -201,3 +202,20 @@ async def test_a_pinned_key_that_announces_no_name_is_refused(running: RunningNo
                 await run_initiator(hs, send=ws.send_message, receive=ws.get_message, peer="node")
     assert info.value.code == "unknown_peer" and "announce" in str(info.value)
     assert running.node.federation_status.snapshot()["admitted"] == 0
+
+
+async def test_a_key_pinned_under_two_names_is_admitted_under_neither(running: RunningNode) -> None:
+    """A link is served as the peer its key is pinned for: one key, one name."""
+    key = new_key()
+    await add_peer(running, key)
+    await add_peer(running, key, name="alias.example")
+    with trio.fail_after(HANG_S):
+        for name in (PEER_NAME, "alias.example"):
+            with pytest.raises(DialError) as info:
+                async with dial(running, key, name=name):
+                    pytest.fail(f"admitted a key pinned for two peers as {name}")
+            assert info.value.code == "wrong_identity" and "as well" in str(info.value)
+        async with running.store() as store:
+            await store.remove_peer("alias.example")
+        async with dial(running, key) as link:
+            await link.ping()
