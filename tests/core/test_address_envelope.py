@@ -129,7 +129,7 @@ def envelope_array(**changes: Any) -> list[Any]:
 
 def batch(*envelopes: list[Any]) -> bytes:
     """A SendBatch frame (tag 15) built by hand, bypassing the encoder's own checks."""
-    return packb([SendBatch.TAG, 7, list(envelopes)])
+    return packb([SendBatch.TAG, 7, list(envelopes), []])  # no access tokens
 
 
 def decode_envelope(**changes: Any) -> Envelope:
@@ -210,16 +210,16 @@ def test_envelope_with_the_wrong_number_of_fields_is_refused(arity: int) -> None
 
 def test_envelope_must_be_an_array() -> None:
     with pytest.raises(RemoteProtocolError):
-        decode_frame(packb([SendBatch.TAG, 7, [dict(GOOD)]]))
+        decode_frame(packb([SendBatch.TAG, 7, [dict(GOOD)], []]))
 
 
 def test_batch_size_bounds() -> None:
     with pytest.raises(RemoteProtocolError, match="batch"):
-        decode_frame(packb([SendBatch.TAG, 1, []]))
-    full = decode_frame(packb([SendBatch.TAG, 1, [envelope_array()] * limits.MAX_ENVELOPES_PER_FRAME]))
+        decode_frame(packb([SendBatch.TAG, 1, [], []]))
+    full = decode_frame(packb([SendBatch.TAG, 1, [envelope_array()] * limits.MAX_ENVELOPES_PER_FRAME, []]))
     assert len(full.envelopes) == limits.MAX_ENVELOPES_PER_FRAME
     with pytest.raises(RemoteProtocolError, match="batch"):
-        decode_frame(packb([SendBatch.TAG, 1, [envelope_array()] * (limits.MAX_ENVELOPES_PER_FRAME + 1)]))
+        decode_frame(packb([SendBatch.TAG, 1, [envelope_array()] * (limits.MAX_ENVELOPES_PER_FRAME + 1), []]))
 
 
 def test_one_bad_envelope_spoils_the_whole_batch() -> None:
