@@ -69,6 +69,7 @@ class Mux:
         self.lost: LinkLost | None = None
         #: set once ``run()`` has stopped: nothing will be read any more
         self.stopped = trio.Event()
+        self._reading = False  # run() started: a send error waits for it to record why
         #: frames received so far: tells a silent peer from one slow request
         self.heard = 0
 
@@ -112,6 +113,11 @@ class Mux:
         try:
             await self.sock.send(frame)
         except _SEND_ERRORS:
+            if self._reading:
+                # The reader may still hold the refusal that explains the close (an ErrorFrame
+                # then the close): let it record that first, rather than a bare "closed".
+                with trio.move_on_after(CLOSE_GRACE_S):
+                    await self.stopped.wait()
             self.close(f"the {self._peer} closed the connection")
             raise (self.lost or LinkLost("the connection ended")).copy() from None
         finally:
@@ -120,6 +126,7 @@ class Mux:
 
     async def run(self) -> None:
         """Read and route frames until the connection ends or ``close()``."""
+        self._reading = True
         try:
             with self._scope:
                 try:

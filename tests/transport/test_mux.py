@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+from trio_websocket import CloseReason
 
 from sonet.core.client_api import Deliver, ErrorFrame, Ping, Pong
 from sonet.core.errors import RemoteProtocolError
@@ -154,3 +155,27 @@ def _encoded_push() -> bytes:
 
     assert Push in FEDERATION_FRAMES
     return frame_samples()[Push.TAG]  # a valid Push, as a peer node would send it
+
+
+async def test_a_send_that_meets_the_close_reports_the_refusal_read_behind_it(nursery: trio.Nursery) -> None:
+    """The node refuses (ErrorFrame, then close) while this side is sending: the send fails on
+    the closed socket before the reader got to the refusal. The error is the refusal, not a
+    bare "closed the connection" (a removed device's `sonet sent` said the latter at random)."""
+    mux, ws = await started(nursery)
+    failures: list[LinkLost] = []
+
+    async def send() -> None:
+        with pytest.raises(LinkLost) as info:
+            await mux.send(Ping(request=0))
+        failures.append(info.value)
+
+    with trio.fail_after(HANG_S):
+        ws.closed = CloseReason(1008, "device_removed")  # the close reached the socket first
+        async with trio.open_nursery() as senders:
+            senders.start_soon(send)
+            await trio.sleep(0.01)  # the send has failed and waits for the reader
+            await ws.push(ErrorFrame(request=0, code="device_removed", message="this device was removed"))
+            await ws.hang_up(1008, "device_removed")
+    [lost] = failures
+    assert lost.refusal is not None and lost.refusal.code == "device_removed"
+    assert str(lost) == "the node ended the connection (device_removed: this device was removed)"
