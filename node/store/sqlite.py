@@ -103,8 +103,6 @@ __all__ = ["SqliteStore", "BUSY_TIMEOUT_S"]
 
 #: How long a statement waits for another process's write lock before failing.
 BUSY_TIMEOUT_S = 5.0
-#: What the write-ahead log keeps of its file after a checkpoint.
-WAL_SIZE_LIMIT = 16 * 1024 * 1024
 
 T = TypeVar("T")
 
@@ -121,9 +119,6 @@ def _connect(path: str) -> sqlite3.Connection:
         if mode != "wal":
             raise StoreError(f"cannot enable WAL journal on {path!r} (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")  # fsync the WAL on every commit
-        # After each checkpoint the WAL file is cut back to this size: a burst of large writes
-        # (or of refused ones, rolled back) does not keep its disk space (docs/security.md Limits).
-        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT:d}")
         conn.execute("PRAGMA foreign_keys = ON")
         # Statement journals (each write runs in a SAVEPOINT, see group_commit.py) in memory,
         # not in temporary files: they are only needed to undo a write that fails.

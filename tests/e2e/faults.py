@@ -53,7 +53,8 @@ __all__ = ["ROUNDS", "FaultNet", "FaultRun", "fault_net", "fill_disk", "limit_fi
 #: anything else would be a traceback
 CLEAN_ERRORS = (NodeError, ConnectError, StateError, VaultError, ProtocolError)
 #: short retry cap and request deadline, so a run does not wait out production back-offs
-FEDERATION_CONFIG = "\n[federation]\nretry_max_s = 0.5\nrequest_timeout_s = 2.0\n"
+#: (no disk reserve: beta's disk is a 32 MiB tmpfs, which the full-disk runs fill for real)
+FEDERATION_CONFIG = "\n[federation]\nretry_max_s = 0.5\nrequest_timeout_s = 2.0\n\n[storage]\nreserve_bytes = 0\n"
 #: size of the tmpfs beta's data directory lives on
 DISK_BYTES = 32 << 20
 #: account -> its home node; the routes of a run are (sender, recipient) pairs of these

@@ -45,8 +45,8 @@ STORAGE = (
     f"outbox_max_bytes = {OUTBOX_BUDGET}\nrelay_origin_max_bytes = {RELAY_BUDGET}\n"
 )
 FEDERATION = "\n[federation]\nretry_max_s = 1.0\nrequest_timeout_s = 3.0\n"
-#: what a data directory may grow by beyond the budgets: the write-ahead log, and the pages of
-#: refused writes it holds until a checkpoint (node/store/sqlite.py: WAL_SIZE_LIMIT after one)
+#: what a data directory may grow by beyond the budgets: the write-ahead log (its file keeps the
+#: size of the largest run between checkpoints, refused writes included)
 WAL_SLACK = 16 * MIB
 #: hang guards (never performance thresholds)
 ATTACK_GUARD_S = 120.0
