@@ -45,6 +45,7 @@ REFUSALS = {
     "unknown_account": "the recipient's node has no such account",
     "unknown_device": "the recipient's node has no such device (it was removed)",
     "mailbox_full": "the recipient's mailbox is full",
+    "message_request_limit": "the recipient has not answered this sender yet and its message requests are used up",
     "expired": "the message expired before it could be delivered",
     "not_relaying": "a relay on the way refused to forward for this node",
     "unroutable": "no route to the recipient's node",

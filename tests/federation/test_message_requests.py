@@ -110,3 +110,40 @@ def test_the_allowance_counts_envelopes_and_bytes_per_sender_and_per_mailbox() -
     for _ in range(3):
         assert requests.from_device("frank", ("zoe@beta.example", 1), 10, now=0, local=False) is None
     assert requests.from_device("frank", ("zoe@beta.example", 1), 10, now=0, local=False) is not None
+
+
+async def test_requests_the_destination_refuses_fail_at_the_origin_and_block_nothing(start_node: StartNode) -> None:
+    """The destination answers ``message_request_limit`` for items over a peer's allowance: the
+    origin settles them as failed (the sender's status says why) instead of taking the whole
+    answer for invalid and pushing the same items for ever, and later items still go."""
+    from tests.node.kit import wall_ms
+
+    from .net import deliveries, queue_at, tracked, until
+
+    alpha = await start_node(name=ALPHA, registration="open")
+    beta = await start_node(name=BETA, registration="open")
+    await pin_node(alpha, beta)
+    await pin_node(beta, alpha)
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    burst = int(PER_PEER.burst)
+    items = [tracked(alpha, alice, bob.address) for _ in range(burst + 3)]  # queued as the home node allowed them
+    await queue_at(alpha, *items)
+
+    async def settled() -> bool:
+        return all(row.state != "queued" for row in await deliveries(alpha, alice, *items))
+
+    await until(settled, "every request settled at alpha")
+    rows = await deliveries(alpha, alice, *items)
+    assert sorted((r.state, r.code) for r in rows).count(("failed", "message_request_limit")) == 3
+    assert len(await mailbox_ids(beta, bob.address)) == burst
+    async with beta.raw(bob.first) as conn:  # a contact of bob's (his token) still gets through
+        token = (await access_token(conn, bob.address)).token
+    federation = alpha.node.federation
+    assert federation is not None
+    later = federation.outbound(opaque_envelope((bob.address, 1)), sender_account=alice.address, sender_device=1, now=wall_ms(), access=token)
+    await queue_at(alpha, later)
+    await until(lambda: _in_mailbox(beta, bob.address, later.tracking.id), "a later item delivered")  # type: ignore[union-attr]
+
+
+async def _in_mailbox(node, account: str, msg_id: bytes) -> bool:  # noqa: ANN001
+    return msg_id in await mailbox_ids(node, account)
