@@ -94,13 +94,13 @@ class ClientContext:
     #: access tokens and the allowance of message requests (federation/message_requests.py),
     #: shared with the federation inbound; None: every sender counts as a contact
     requests: MessageRequests | None = None
-    #: per-device budgets of expensive requests (node/cost_budget.py)
-    costs: CostBudget = field(default_factory=client_cost_budget)
     #: how long a connection without an account may stay without registering or linking
     #: (a connection waiting in a link slot: until the slot expires)
     unregistered_timeout_s: float = 60.0
     #: connections without an account, capped per address and node-wide; None: uncapped
     unregistered: Unregistered | None = None
+    #: per-device budgets of expensive requests (node/cost_budget.py)
+    costs: CostBudget = field(default_factory=client_cost_budget)
 
 
 class Session(Protocol):

@@ -79,8 +79,11 @@ ENVELOPES = Rate(per_second=200, burst=1000)
 EPHEMERAL = Rate(per_second=50, burst=2 * limits.MAX_ENVELOPES_PER_FRAME)
 #: lookups at other nodes per device: a share of what a peer grants this whole node
 #: (FederationSettings.query_rate: 20 a second after 100), so that one device leaves most of
-#: it to the others; enough for a device that starts up checking heads and meets new contacts
-LOOKUPS = Rate(per_second=2, burst=40)
+#: it to the others; enough for a device that starts up checking heads and meets new contacts,
+#: and for one that receives every second (each receive checks the senders' heads: at 2 a
+#: second a device polling for messages from other nodes was refused its own lookups and
+#: its messages waited past the fault harness's drain)
+LOOKUPS = Rate(per_second=5, burst=100)
 #: bundles per device: 20 a minute after a burst of 150 (a new device meeting its contacts)
 BUNDLES = Rate(per_second=20 / 60, burst=150)
 #: bundles per (device, account asked about): every device of the account twice, then as many
@@ -222,7 +225,9 @@ def _remote_lookups(session: Session, frame: Frame) -> int:
         accounts = {env.to for env in frame.envelopes if env.kind == Kind.SEALED and _remote_node(session, env.to)}
         cached = getattr(federation, "devices_cached", None)
         return sum(1 for a in accounts if cached is None or not cached(a))
-    if isinstance(frame, (FetchHead, FetchConsistency, FetchNodeKey)):
+    if isinstance(frame, FetchNodeKey):
+        return 0  # a pinned peer's key is stored after its first lookup: nothing goes out
+    if isinstance(frame, (FetchHead, FetchConsistency)):
         return 1 if _remote_node(session, frame.node, is_node=True) else 0
     assert isinstance(frame, (FetchDevices, FetchBundles))
     if _remote_node(session, frame.account) is None:

@@ -195,17 +195,20 @@ def fault_net(tmp: Path, *, tmpfs: bool) -> Iterator[FaultNet]:
 
 
 async def _warm_up(net: FaultNet) -> None:
-    """One message per route first: sessions and the home nodes' device-list caches exist."""
-    expected: dict[str, set[str]] = {}
-    for sender, to in WARM_UP_ROUTES:
-        device = Sender(net.homes[sender], to, f"warm-up {sender}>{to}")
-        # until one is accepted: a new directory head may wait a moment for its witness
-        await device.run(until=lambda: bool(device.acked) or device.sent >= WARM_UP_TRIES)
-        assert device.acked, f"warm-up {sender} -> {to} refused: {device.refusals} {device.crashes}"
-        expected.setdefault(to, set()).update(device.acked)
-    for to, texts in expected.items():
-        await net.inboxes[to].receive(texts)
-        assert texts <= set(net.inboxes[to].texts("warm-up")), net.inboxes[to].failures
+    """One message per route first, and an answer back: sessions and the home nodes'
+    device-list caches exist, and each sender is a contact of its recipient (it holds the
+    recipient's access token, so the load is not a stranger's capped message requests)."""
+    for routes, prefix in ((WARM_UP_ROUTES, "warm-up"), ([(to, sender) for sender, to in WARM_UP_ROUTES], "warm-up reply")):
+        expected: dict[str, set[str]] = {}
+        for sender, to in routes:
+            device = Sender(net.homes[sender], to, f"{prefix} {sender}>{to}")
+            # until one is accepted: a new directory head may wait a moment for its witness
+            await device.run(until=lambda: bool(device.acked) or device.sent >= WARM_UP_TRIES)
+            assert device.acked, f"{prefix} {sender} -> {to} refused: {device.refusals} {device.crashes}"
+            expected.setdefault(to, set()).update(device.acked)
+        for to, texts in expected.items():
+            await net.inboxes[to].receive(texts)
+            assert texts <= set(net.inboxes[to].texts(prefix)), net.inboxes[to].failures
 
 
 # Devices ----------------------------------------------------------------------------------

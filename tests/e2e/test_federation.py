@@ -137,9 +137,13 @@ class KillAndRestart:
 
 
 def warm_up(fed: Federation, to_home: Path, to: str) -> None:
-    """One message each way first: sessions and the home node's device-list cache exist."""
+    """One message each way first: sessions and the home node's device-list cache exist, and
+    alice is a contact of the recipient (the answer carries its access token), so what follows
+    is not a stranger's capped message requests."""
     ok(sonet_here(fed.alice, "send", to, "warm-up"))
     assert receive_texts(to_home, 1) == ["warm-up"]
+    ok(sonet_here(to_home, "send", "alice@alpha", "warm-up reply"))
+    assert receive_texts(fed.alice, 1) == ["warm-up reply"]
 
 
 def test_example_script_exchanges_messages_exactly_once(tmp_path: Path) -> None:
