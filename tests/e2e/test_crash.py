@@ -67,6 +67,9 @@ def test_sigkill_during_send_loop_loses_no_acknowledged_message(procs: Processes
         killed.set()
         node.proc.send_signal(signal.SIGKILL)
 
+    # bob writes first (his access token): alice's load is a contact's, not capped message requests
+    ok(sonet_here(pair.bob, "send", "alice@localhost", "hello alice"))
+    ok(sonet_here(pair.alice, "recv"))
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     acknowledged: list[int] = []

@@ -76,6 +76,13 @@ def test_sessions_acceptance_walkthrough(procs: Processes, tmp_path: Path) -> No
     alice2, bob2 = tmp_path / "alice2", tmp_path / "bob2"
     texts: list[str] = []
 
+    # bob writes first: his message carries his access token, so alice is his contact and her
+    # messages below are not a stranger's capped message requests
+    hello = f"hello alice {uuid.uuid4().hex}"
+    texts.append(hello)
+    _send(bob, "alice@localhost", hello, devices=1)
+    assert [m["text"] for m in _recv_texts(alice)] == [hello]
+
     # 20 messages, one `sonet send` each, all queued before bob looks
     first_batch = [f"message {i:02d} {uuid.uuid4().hex} ✓" for i in range(20)]
     ids = [_send(alice, "bob@localhost", text, devices=1) for text in first_batch]
