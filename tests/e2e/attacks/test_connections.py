@@ -1,8 +1,8 @@
 """Attack: lock everyone out without any crypto (issue 13, items 1 and 2). A real node; an
 attacker process (connection_flood.py) keeps 2,000 sockets that send a WebSocket upgrade and
 then nothing, and 200 unauthenticated connections that each send most of a 4 MiB frame and
-stop, all at once and from the same address as the legitimate device, reopening each one the
-node closes, for ~12 s. Meanwhile a legitimate device registers and alice and bob exchange
+stop, all at once and from another loopback address than the legitimate device (ATTACKER_SOURCE),
+reopening each one the node closes, for ~12 s. Meanwhile a legitimate device registers and alice and bob exchange
 messages, round after round, each through new connections.
 
 Measured before: after the 10 s handshake deadline the node waited for ever for each peer's
@@ -38,6 +38,11 @@ STALLED = 2000
 PARTIAL = 200
 ATTACK_SECONDS = 12.0
 MAX_RSS_MB = 300
+#: the attacker's source address. Another loopback address than the device's (127.0.0.1): the
+#: per-address caps are what keeps a flood from locking others out. From the device's own
+#: address the node cannot tell the two apart and getting in is partly luck (one run took 12 s
+#: to register, another timed out): a known limit, docs/security.md.
+ATTACKER_SOURCE = "127.0.0.2"
 #: the node's pending connections per address (default [connections]), and what else it has open
 PENDING_PER_ADDRESS = 64
 FD_ROOM = 100
@@ -101,7 +106,7 @@ def test_a_connection_flood_locks_nobody_out_and_holds_no_memory(procs: Processe
     rss_before = rss_mb(node.pid)
     sampler = Sampler(node.pid)
     flood = procs.popen(
-        [sys.executable, "-m", "tests.e2e.attacks.connection_flood", node.url, str(STALLED), str(PARTIAL), str(ATTACK_SECONDS)],
+        [sys.executable, "-m", "tests.e2e.attacks.connection_flood", node.url, str(STALLED), str(PARTIAL), str(ATTACK_SECONDS), ATTACKER_SOURCE],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -123,7 +128,7 @@ def test_a_connection_flood_locks_nobody_out_and_holds_no_memory(procs: Processe
     log = node.stderr()
     flood_lines = [line for line in log.splitlines() if "refused or cut connections" in line]
     print(
-        f"\nconnection flood: {STALLED} stalled upgrades + {PARTIAL} partial 4 MiB frames from 127.0.0.1 for {attack['seconds']} s: "
+        f"\nconnection flood: {STALLED} stalled upgrades + {PARTIAL} partial 4 MiB frames from {ATTACKER_SOURCE} for {attack['seconds']} s: "
         f"{attack['connections']} connections ({attack['opened_in_first_second']} in the first second, "
         f"{attack['most_open_at_once']} open at once on the attacker's side), {attack['bytes_sent'] / 2**20:.0f} MiB sent; "
         f"how the node ended them: {attack['ends']}"
