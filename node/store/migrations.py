@@ -249,6 +249,26 @@ _V7 = (
 # transactions as the rows. A delivery row keeps aside a report that came while its item was
 # still in this node's outbox (nobody downstream had it from us): applied once the item is
 # handed on, never before.
+
+def _sender_triggers(table: str, *, charge: str, release: str) -> tuple[str, str]:
+    """The triggers that keep what a sending device and account hold in ``table`` counted in
+    storage_usage: charged when a row naming its sender is stored, released when it goes."""
+    return (
+        f"""CREATE TRIGGER {charge} AFTER INSERT ON {table} WHEN NEW.sender_account IS NOT NULL BEGIN
+        INSERT INTO storage_usage VALUES ('device', NEW.sender_account || '/' || NEW.sender_device, 1, NEW.size)
+            ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
+        INSERT INTO storage_usage VALUES ('account', NEW.sender_account, 1, NEW.size)
+            ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
+    END""",
+        f"""CREATE TRIGGER {release} AFTER DELETE ON {table} WHEN OLD.sender_account IS NOT NULL BEGIN
+        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size
+            WHERE scope = 'device' AND key = OLD.sender_account || '/' || OLD.sender_device;
+        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size
+            WHERE scope = 'account' AND key = OLD.sender_account;
+    END""",
+    )
+
+
 _BUDGETS = (
     "ALTER TABLE mailbox ADD COLUMN sender_account TEXT NULL",
     "ALTER TABLE mailbox ADD COLUMN sender_device INTEGER NULL",
@@ -266,18 +286,7 @@ _BUDGETS = (
         bytes   INTEGER NOT NULL,
         PRIMARY KEY (scope, key)
     ) WITHOUT ROWID""",
-    """CREATE TRIGGER mailbox_charge AFTER INSERT ON mailbox WHEN NEW.sender_account IS NOT NULL BEGIN
-        INSERT INTO storage_usage VALUES ('device', NEW.sender_account || '/' || NEW.sender_device, 1, NEW.size)
-            ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
-        INSERT INTO storage_usage VALUES ('account', NEW.sender_account, 1, NEW.size)
-            ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
-    END""",
-    """CREATE TRIGGER mailbox_release AFTER DELETE ON mailbox WHEN OLD.sender_account IS NOT NULL BEGIN
-        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size
-            WHERE scope = 'device' AND key = OLD.sender_account || '/' || OLD.sender_device;
-        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size
-            WHERE scope = 'account' AND key = OLD.sender_account;
-    END""",
+    *_sender_triggers("mailbox", charge="mailbox_charge", release="mailbox_release"),
     """CREATE TRIGGER outbox_charge AFTER INSERT ON outbox BEGIN
         INSERT INTO storage_usage VALUES ('outbox', NEW.dest, 1, NEW.size)
             ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
@@ -285,18 +294,7 @@ _BUDGETS = (
     """CREATE TRIGGER outbox_release AFTER DELETE ON outbox BEGIN
         UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size WHERE scope = 'outbox' AND key = OLD.dest;
     END""",
-    """CREATE TRIGGER outbox_charge_sender AFTER INSERT ON outbox WHEN NEW.sender_account IS NOT NULL BEGIN
-        INSERT INTO storage_usage VALUES ('device', NEW.sender_account || '/' || NEW.sender_device, 1, NEW.size)
-            ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
-        INSERT INTO storage_usage VALUES ('account', NEW.sender_account, 1, NEW.size)
-            ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
-    END""",
-    """CREATE TRIGGER outbox_release_sender AFTER DELETE ON outbox WHEN OLD.sender_account IS NOT NULL BEGIN
-        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size
-            WHERE scope = 'device' AND key = OLD.sender_account || '/' || OLD.sender_device;
-        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size
-            WHERE scope = 'account' AND key = OLD.sender_account;
-    END""",
+    *_sender_triggers("outbox", charge="outbox_charge_sender", release="outbox_release_sender"),
     """CREATE TRIGGER outbox_charge_origin AFTER INSERT ON outbox WHEN NEW.origin IS NOT NULL BEGIN
         INSERT INTO storage_usage VALUES ('origin', NEW.origin, 1, NEW.size)
             ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
