@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError as WsHandshakeError, open_websocket_url
+from wsproto.utilities import LocalProtocolError as WebSocketStateError
 
 from sonet.core import limits
 from sonet.core.channel import Channel
@@ -113,6 +114,14 @@ async def dial(
         why = f"{exc.status_code}: {text[0][:200]}" if text else f"HTTP {exc.status_code}"
         code = "too_many_connections" if exc.status_code == 503 else None
         raise DialError(f"the {peer} at {url} refused the connection ({why})", code=code) from None
+    except WebSocketStateError:
+        # trio-websocket answers a message over the cap that arrives while our close waits for
+        # its answer with a 1009 close, which wsproto refuses in that state: the other side
+        # broke the connection (see transport/server.py, where the same ends one connection)
+        reason = CloseReason(1009, "a message over the cap while the connection closed")
+        if established:
+            raise ConnectionClosed(reason) from None
+        raise DialError(f"the {peer} at {url} closed the connection ({describe_close(reason)})") from None
     except (OSError, WsHandshakeError) as exc:
         if established:
             raise

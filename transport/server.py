@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
+from wsproto.utilities import LocalProtocolError as WebSocketStateError
 
 from .admission import Admission, Admitted, ConnectionLimits, Refused
 from .log_summary import SUMMARY_INTERVAL_S, LogSummary
@@ -220,6 +221,15 @@ class _Server:
                 conn.ended_by = "handshake_timeout"
         except* (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
             pass  # the other side went away
+        except* WebSocketStateError:
+            # trio-websocket answers a message over the cap with a 1009 close even when our close
+            # was sent already, and wsproto refuses that in the closing state: the peer sent an
+            # oversized message after we closed. It ends this connection, nothing else.
+            conn.ended_by = "oversized_while_closing"
+        except* Exception:
+            # a bug on one connection must not take the node's other connections down with it
+            log.exception("connection from %s failed", conn.address)
+            conn.ended_by = "internal_error"
         finally:
             self._admission.release(conn)
             if conn.ended_by is not None:

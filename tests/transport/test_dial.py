@@ -4,6 +4,8 @@ other side refused), and an established connection carries frames both ways."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import trio
 
@@ -56,3 +58,45 @@ async def test_nothing_listening_is_one_line() -> None:
                 pytest.fail("connected to nothing")
     assert str(info.value).startswith(f"cannot connect to ws://127.0.0.1:{port}/client: ")
     assert "\n" not in str(info.value) and info.value.code is None
+
+
+async def test_an_oversized_message_while_the_dial_closes_is_one_dial_error() -> None:
+    """The other side answers the handshake with garbage; while the dialler's close waits for
+    its answer, it sends a message over the record cap. trio-websocket's 1009 answer is refused
+    by wsproto in the closing state: the dial must still end in one DialError, never let that
+    escape (a federation link would take its node down)."""
+    import wsproto
+    from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
+
+    from sonet.core import limits
+
+    async def hostile(stream: trio.SocketStream) -> None:
+        server = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        async with stream:
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                server.receive_data(data)
+                for event in server.events():
+                    if isinstance(event, Request):
+                        await stream.send_all(server.send(AcceptConnection()))
+                    elif isinstance(event, BytesMessage):
+                        await stream.send_all(server.send(BytesMessage(data=b"not a handshake answer")))
+                    elif isinstance(event, CloseConnection):
+                        # left unanswered; a message over the cap instead (server frames are not
+                        # masked; wsproto will not send in this state, so it is built by hand)
+                        size = limits.MAX_RECORD_BYTES + 1
+                        await stream.send_all(b"\x82\x7f" + size.to_bytes(8, "big") + b"x" * size)
+                        await trio.sleep(1)
+                        return
+
+    with trio.fail_after(HANG_S):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(functools.partial(trio.serve_tcp, hostile, 0, host="127.0.0.1"))
+            port = listeners[0].socket.getsockname()[1]
+            with pytest.raises(DialError) as info:
+                async with dial(f"ws://127.0.0.1:{port}", "/client", identity=new_key(), expected_peer=None, frames=CLIENT_FRAMES):
+                    pytest.fail("a garbage handshake answer was taken")
+            nursery.cancel_scope.cancel()
+    assert "\n" not in str(info.value)

@@ -48,3 +48,40 @@ async def test_a_request_that_never_ends_its_head_is_closed_without_an_answer() 
         async with echo_server() as echo:
             request = b"GET / HTTP/1.1\r\nX-Pad: "
             assert await http(port_of(echo.url), request + b"a" * (MAX_REQUEST_HEAD - len(request))) == b""
+
+
+async def test_an_oversized_message_while_the_server_closes_ends_only_that_connection() -> None:
+    """The server refused a bad handshake message and sent its close; before answering the
+    close the client sends a message over the pre-authentication cap. trio-websocket then tries
+    to send a 1009 close in the closing state and raises: that must end this connection only,
+    never the server (it once took a whole node down)."""
+    import wsproto
+    from wsproto.events import BytesMessage, CloseConnection, Request
+
+    with trio.fail_after(HANG_S):
+        async with echo_server() as echo:
+            stream = await trio.open_tcp_stream("127.0.0.1", port_of(echo.url))
+            client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+            await stream.send_all(client.send(Request(host="localhost", target="/client")))
+            closed = False
+            while not closed:
+                client.receive_data(await stream.receive_some(65536))
+                for event in client.events():
+                    if isinstance(event, wsproto.events.AcceptConnection):
+                        await stream.send_all(client.send(BytesMessage(data=b"not a handshake message")))
+                    if isinstance(event, CloseConnection):
+                        closed = True  # the server is closing; the close is left unanswered
+            # wsproto will not send in the closing state: the frame is built by hand (masked, a
+            # 64-bit length) — the peer this test plays does not care about states
+            payload = b"x" * (2 * 65536)
+            mask = b"\x01\x02\x03\x04"
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            big = b"\x82\xff" + len(payload).to_bytes(8, "big") + mask + masked
+            try:
+                await stream.send_all(big)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the server cut the connection first: fine too
+            await stream.aclose()
+            # the server goes on serving
+            async with dial(echo.url, "/client", identity=new_key(), expected_peer=echo.fingerprint, frames=CLIENT_FRAMES) as sock:
+                await sock.ping()
