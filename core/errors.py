@@ -119,6 +119,7 @@ _CODES = {
     "bad_consistency_proof": "a directory consistency proof that does not verify",
     "bad_leaves": "directory leaves that do not match their signed heads",
     "directory_malformed": "a directory entry or proof that does not decode",
+    "mls_malformed": "an MLS structure that does not decode, or breaks a cap of core/limits.py",
     "directory_mismatch": "a directory entry for another account or key than asked",
     "directory_too_large": "a directory that grew more than a device audits at once",
     "head_forged": "a directory head its node's key did not sign",

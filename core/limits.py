@@ -222,3 +222,11 @@ __all__ += [
 MAX_UNREGISTERED_RECORD_BYTES = MAX_CBOR_BYTES + MAX_DEVICE_LIST_BYTES + 2 * MAX_ONE_TIME_PREKEYS * 5 * 1024 + 64 * 1024
 
 __all__ += ["MAX_UNREGISTERED_RECORD_BYTES"]
+
+# MLS (core/mls/)
+#: one encoded MLS object (a message, a Welcome, a GroupInfo or a ratchet tree). A Welcome with
+#: the ratchet tree of a 1,500-member group under the X-Wing suite (1,216-byte HPKE keys in
+#: every leaf and parent node) is ~4-5 MB; above this cap: mls_malformed before any allocation
+MLS_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+__all__ += ["MLS_MAX_MESSAGE_BYTES"]
