@@ -1,0 +1,36 @@
+"""Capabilities (RFC 9420 §7.2): what a client supports, carried in its LeafNode. Values are
+kept as plain integers: unknown (and GREASE) values are legal and must round-trip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+from ..codec import Encodable, Reader, Writer
+
+__all__ = ["Capabilities"]
+
+
+def _read_u16s(r: Reader) -> tuple[int, ...]:
+    return tuple(r.vector(Reader.u16))
+
+
+def _write_u16s(w: Writer, values: tuple[int, ...]) -> None:
+    w.vector(values, Writer.u16)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities(Encodable):
+    versions: tuple[int, ...] = (1,)
+    cipher_suites: tuple[int, ...] = ()
+    extensions: tuple[int, ...] = ()
+    proposals: tuple[int, ...] = ()
+    credentials: tuple[int, ...] = ()
+
+    def write(self, w: Writer) -> None:
+        for values in (self.versions, self.cipher_suites, self.extensions, self.proposals, self.credentials):
+            _write_u16s(w, values)
+
+    @classmethod
+    def read(cls, r: Reader) -> Self:
+        return cls(_read_u16s(r), _read_u16s(r), _read_u16s(r), _read_u16s(r), _read_u16s(r))
