@@ -16,10 +16,11 @@ not cross nodes).
 The time taken right after the registration check is the envelopes' acceptance time: the mailbox
 stores it as ``stored_at`` and delivers it, and a recipient device judges a sender device that
 its account removed since by it (delivered only if accepted before the removal:
-core/device_list.py ``check_listed_when_accepted``). A batch that passed the check before a
-removal committed keeps its earlier time, as it should: it was accepted first. The removal then
-closes the device's connections and it cannot connect again; a batch its connection still
-passed in between gets a time after the removal, and its recipients refuse it.
+core/device_list.py ``check_listed_when_accepted``). The transaction that stores a batch also
+checks that the sending device still exists: a batch committed before a removal was accepted
+first, as it should be; one that comes after the removal committed (its connection is closed
+right after, and it cannot connect again) is refused with ``device_removed`` and nothing of it
+is stored.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .client_access import check_message_requests
 from .client_checks import RequestError, parse_or_refuse
 from .client_context import ClientContext, Session, federation_errors, remote, require_registered, store_message
 from .mailbox import MailboxKey
-from .store import NewEnvelope, OutboundItem, OverBudget, StoreError
+from .store import NewEnvelope, OutboundItem, OverBudget, SenderRemoved, StoreError
 
 __all__ = ["send_batch"]
 
@@ -89,6 +90,8 @@ async def send_batch(session: Session, req: SendBatch) -> None:
             count = await ctx.store.enqueue(stored, now=now, quota=ctx.quota, outbound=outbound, sender=(me, my_device))
         except OverBudget as exc:  # not now: the device keeps the message and tries again later
             raise RequestError(exc.code, str(exc)) from None
+        except SenderRemoved:
+            raise RequestError("device_removed", "this device was removed from its account") from None
         except StoreError as exc:
             raise RequestError(exc.code, store_message(exc)) from None
     # Durably committed: only now wake the recipients and the outboxes (before answering, so

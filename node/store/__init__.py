@@ -7,6 +7,7 @@ import os
 from .base import (
     DELIVERY_GRACE_MS,
     AccountExists,
+    SenderRemoved,
     AccountRow,
     DeliveryRow,
     DeviceKeySet,
@@ -46,6 +47,7 @@ __all__ = [
     "BUDGET_CODES",
     "STORED_ROW_OVERHEAD",
     "AccountExists",
+    "SenderRemoved",
     "InviteInvalid",
     "StaleDeviceList",
     "AccountRow",

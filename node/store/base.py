@@ -35,6 +35,7 @@ __all__ = [
     "BUDGET_CODES",
     "STORED_ROW_OVERHEAD",
     "AccountExists",
+    "SenderRemoved",
     "InviteInvalid",
     "StaleDeviceList",
     "AccountRow",
@@ -94,6 +95,13 @@ class OverBudget(StoreError):
 
 class AccountExists(StoreError):
     code = "account_exists"
+
+
+class SenderRemoved(StoreError):
+    """The sending device is no longer one of its account's devices (its removal committed
+    first); nothing of the batch was stored."""
+
+    code = "device_removed"
 
 
 class StaleDeviceList(StoreError):
@@ -373,7 +381,8 @@ class Store(Protocol):
         """Store a batch atomically; return how many mailbox envelopes were new.
 
         ``sender`` (account, device id) is the local device that sends the mailbox envelopes;
-        they count towards its stored-bytes budgets (``Quota``) until acknowledged, expired
+        it must still be one of its account's devices in this transaction (else SenderRemoved,
+        nothing stored: its removal committed first); they count towards its stored-bytes budgets (``Quota``) until acknowledged, expired
         and purged, or deleted with their mailbox (outbound items count towards the sender
         their ``tracking`` names, and towards their destination's outbox budget). Over a budget,
         or into the disk reserve, OverBudget and nothing is stored; only actors that receive

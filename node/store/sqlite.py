@@ -51,6 +51,7 @@ from .base import (
     PrekeySet,
     QueuedItem,
     Quota,
+    SenderRemoved,
     SplitRow,
     StatusUpdate,
     StoreError,
@@ -96,7 +97,7 @@ from .sqlite_keydir import (
     _witnessed_all,
 )
 from .sqlite_budgets import Charges, DiskFree, disk_free_at, enforce
-from .sqlite_mailbox import _ack, _pending, _purge_expired, _store_envelopes
+from .sqlite_mailbox import _ack, _device_exists, _pending, _purge_expired, _store_envelopes
 from .sqlite_prekeys import _prekey_counts, _publish_prekeys, _take_bundle
 
 __all__ = ["SqliteStore", "BUSY_TIMEOUT_S"]
@@ -474,6 +475,10 @@ def _enqueue(
     disk_free: DiskFree,
 ) -> int:
     # Here, not in sqlite_mailbox.py: one transaction over both the mailboxes and the outboxes.
+    if sender is not None and not _device_exists(conn, *sender):
+        # Its removal committed first (the removed device's connection may not be closed yet):
+        # nothing of a removed device is stored after its removal.
+        raise SenderRemoved(f"device {sender[1]} of {sender[0]!r} was removed from its account")
     charges = Charges()
     stored = _store_envelopes(conn, batch, now, quota, sender, charges)
     # An item already expired could never be delivered: like an envelope, it is not queued.

@@ -414,6 +414,35 @@ async def test_remove_a_connected_device(running: RunningNode) -> None:
         assert tablet.device_id == 3
 
 
+async def test_a_message_sent_between_the_removal_and_the_close_is_refused(running: RunningNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race: the removal has committed but the removed device's connection is not closed
+    yet (held here, deterministically). Its batch must not be stored."""
+    with trio.fail_after(HANG_S):
+        alice, bob = await running.enroll("alice"), await running.enroll("bob")
+        phone = await running.link(alice)
+        held: list[str] = []
+        close = running.node.connections.removed
+        monkeypatch.setattr(running.node.connections, "removed", held.append)
+        async with running.raw(phone) as gone, running.raw(alice.first) as old:
+            reply = await old.request(lambda n: RemoveDevice(request=n, device=2, device_list=alice.list_without(2)))
+            assert isinstance(reply, DeviceRemoved) and held == [phone.fingerprint]
+            assert not gone.closed.is_set()  # still open: the close is held
+            with pytest.raises(NodeError) as err:
+                await gone.request(lambda n: SendBatch(request=n, envelopes=(opaque_envelope((BOB, 1)),)))
+            assert err.value.code == "device_removed"
+            close(held[0])  # now the removal closes it, as it would have
+            await gone.closed.wait()
+            assert isinstance(gone.error, NodeError) and gone.error.code == "device_removed"
+        assert await running.pending(BOB, 1) == []
+        async with running.store() as store:
+            stats = await store.stats()
+        assert (stats["envelopes"], stats["outbox"]) == (0, 0)
+        # bob is still reachable from alice's remaining device
+        async with running.raw(alice.first) as conn:
+            sent = await conn.request(lambda n: SendBatch(request=n, envelopes=(opaque_envelope((BOB, 1)),)))
+            assert isinstance(sent, Accepted) and sent.stored == 1
+
+
 async def test_a_device_can_remove_itself(running: RunningNode) -> None:
     with trio.fail_after(HANG_S):
         alice = await running.enroll("alice")

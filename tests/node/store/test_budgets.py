@@ -15,6 +15,7 @@ from sonet.node.store import (
     OutboundItem,
     OverBudget,
     Quota,
+    SenderRemoved,
     SqliteStore,
     StatusUpdate,
     Store,
@@ -44,6 +45,17 @@ def relayed(n: int, *, origin: str, dest: str = DELTA) -> OutboundItem:
     return OutboundItem(dest=dest, key=b"r%d" % n, expires=NOW + DAY, data=BODY, origin=origin)
 
 
+async def senders(store: Store, *accounts: str, devices: int = 1) -> None:
+    """Register ``accounts`` with ``devices`` devices each: the store stores only what a
+    device that exists sends (a removed one's is refused)."""
+    for account in accounts:
+        await register(store, account)
+        for n in range(2, devices + 1):
+            await store.add_device(
+                account=account, fingerprint=f"fp-{account}-{n}", record=b"r", device_list=b"l", expected_version=n - 1, now=NOW
+            )
+
+
 async def refused(code: str, call) -> OverBudget:  # noqa: ANN001
     with pytest.raises(OverBudget) as caught:
         await call
@@ -56,6 +68,7 @@ async def refused(code: str, call) -> OverBudget:  # noqa: ANN001
 async def test_a_sending_device_is_refused_past_its_budget_and_nothing_is_stored(store: Store) -> None:
     await register(store, ALICE)
     await register(store, BOB)
+    await register(store, CAROL)
     quota = budgets(sender_device_bytes=3 * ROW)
     for n in range(3):
         await store.enqueue([env(n, to=BOB, body=BODY)], now=NOW, quota=quota, sender=(ALICE, 1))
@@ -78,15 +91,32 @@ async def test_a_sending_device_is_refused_past_its_budget_and_nothing_is_stored
     assert await store.enqueue([env(9, to=BOB, body=BODY)], now=NOW + 1, quota=quota, sender=(ALICE, 1)) == 1
 
 
+async def test_nothing_of_a_removed_sending_device_is_stored(store: Store) -> None:
+    await senders(store, BOB)
+    await senders(store, ALICE, devices=2)
+    account = await store.account(ALICE)
+    assert account is not None
+    assert await store.remove_device(account=ALICE, device_id=2, device_list=b"v3", expected_version=account.device_list_version, now=NOW)
+    with pytest.raises(SenderRemoved) as caught:
+        await store.enqueue([env(1, to=BOB, body=BODY)], now=NOW, quota=ROOMY, outbound=[remote_item(2, device=2)], sender=(ALICE, 2))
+    assert caught.value.code == "device_removed"
+    assert await pending_ids(store, BOB) == []
+    assert await store.outbox_counts() == {}
+    assert await store.deliveries(ALICE, 2, [mid(2)]) == []
+    # the account's remaining device sends as before
+    assert await store.enqueue([env(1, to=BOB, body=BODY)], now=NOW, quota=ROOMY, sender=(ALICE, 1)) == 1
+
+
 async def test_tiny_envelopes_are_charged_for_their_rows(store: Store) -> None:
-    await register(store, BOB)
+    await senders(store, ALICE, BOB)
     quota = budgets(sender_device_bytes=10 * STORED_ROW_OVERHEAD)
     await store.enqueue([env(n, to=BOB, body=b"") for n in range(10)], now=NOW, quota=quota, sender=(ALICE, 1))
     await refused("sender_full", store.enqueue([env(10, to=BOB, body=b"")], now=NOW, quota=quota, sender=(ALICE, 1)))
 
 
 async def test_an_account_budget_spans_its_devices(store: Store) -> None:
-    await register(store, BOB)
+    await senders(store, BOB)
+    await senders(store, ALICE, devices=3)
     quota = budgets(sender_device_bytes=10 * ROW, sender_account_bytes=3 * ROW)
     await store.enqueue([env(1, to=BOB, body=BODY), env(2, to=BOB, body=BODY)], now=NOW, quota=quota, sender=(ALICE, 1))
     await store.enqueue([], now=NOW, quota=quota, outbound=[remote_item(3, device=2)], sender=(ALICE, 2))
@@ -96,7 +126,7 @@ async def test_an_account_budget_spans_its_devices(store: Store) -> None:
 
 
 async def test_expired_envelopes_count_until_purged_then_free_the_budget(store: Store) -> None:
-    await register(store, BOB)
+    await senders(store, ALICE, BOB)
     quota = budgets(sender_device_bytes=ROW)
     await store.enqueue([env(1, to=BOB, body=BODY, expires=NOW + 10)], now=NOW, quota=quota, sender=(ALICE, 1))
     # still on the disk: it still counts
@@ -106,7 +136,7 @@ async def test_expired_envelopes_count_until_purged_then_free_the_budget(store: 
 
 
 async def test_removing_the_recipient_device_frees_the_senders_budget(store: Store) -> None:
-    await register(store, BOB)
+    await senders(store, ALICE, BOB)
     quota = budgets(sender_device_bytes=ROW)
     await store.enqueue([env(1, to=BOB, body=BODY)], now=NOW, quota=quota, sender=(ALICE, 1))
     account = await store.account(BOB)
@@ -120,6 +150,7 @@ async def test_removing_the_recipient_device_frees_the_senders_budget(store: Sto
 # Per destination outbox -----------------------------------------------------------------------
 
 async def test_an_outbox_towards_a_node_is_refused_at_its_budget(store: Store) -> None:
+    await senders(store, ALICE, CAROL)
     quota = budgets(outbox_bytes=2 * ROW)
     await store.enqueue([], now=NOW, quota=quota, outbound=[remote_item(1), remote_item(2, sender=BOB)], sender=(ALICE, 1))
 
@@ -141,6 +172,7 @@ async def test_an_outbox_towards_a_node_is_refused_at_its_budget(store: Store) -
 
 
 async def test_reports_are_queued_even_into_a_full_outbox(store: Store) -> None:
+    await senders(store, ALICE)
     quota = budgets(outbox_bytes=ROW)
     await store.enqueue([], now=NOW, quota=quota, outbound=[remote_item(1)], sender=(ALICE, 1))
     [item] = await store.outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW)
@@ -190,8 +222,7 @@ async def test_within_the_disk_reserve_new_messages_are_refused_but_acks_and_rem
     disk = Disk(free=100 * ROW)
     store = await SqliteStore.open(tmp_path / "node.db", disk_free=disk)
     try:
-        await register(store, ALICE)
-        await register(store, BOB)
+        await senders(store, ALICE, BOB, CAROL)
         quota = budgets(reserve_bytes=10 * ROW)
         await store.enqueue([env(1, body=BODY), env(2, to=BOB, body=BODY)], now=NOW, quota=quota, sender=(CAROL, 1))
         await store.enqueue([], now=NOW, quota=quota, outbound=[remote_item(1)], sender=(ALICE, 1))
@@ -222,7 +253,7 @@ async def test_within_the_disk_reserve_new_messages_are_refused_but_acks_and_rem
 
 
 async def test_the_database_never_grows_past_its_maximum_for_new_messages(store: Store) -> None:
-    await register(store, ALICE)
+    await senders(store, ALICE, BOB)
     quota = budgets(max_store_bytes=400_000)
     stored = 0
     with pytest.raises(OverBudget) as caught:
