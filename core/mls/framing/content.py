@@ -1,20 +1,20 @@
 """FramedContent, FramedContentAuthData and AuthenticatedContent (RFC 9420 §6, §6.1).
 
 The body of a FramedContent is kept as its encoded bytes: ``application_data`` for application
-messages, the encoded ``Proposal`` or ``Commit`` struct otherwise. Encoding and signing need
-nothing more, so framing never depends on how proposals and commits are modelled; decoding finds
-where a proposal or commit ends by reading it with core/mls/messages/ (``body_struct``), and
-``proposal()``/``commit()`` give the typed struct to whoever applies it.
+messages, the encoded ``Proposal`` or ``Commit`` struct otherwise. Encoding, signing and
+transcript hashing need nothing more; decoding finds where a proposal or commit ends by reading
+it with core/mls/messages/, and ``proposal()``/``commit()`` give the typed struct to whoever
+applies it.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Self
 
 from ...errors import LocalProtocolError
-from ..codec import DecodeError, Encodable, Reader, Writer
+from ..codec import DecodeError, Encodable, Reader, Writer, decode_all
+from ..messages import Commit, Proposal, read_proposal
 from .enums import ContentType, WireFormat
 from .sender import Sender
 
@@ -23,7 +23,6 @@ __all__ = [
     "FramedContentAuthData",
     "AuthenticatedContent",
     "read_body",
-    "body_struct",
     "PROTECTED_WIRE_FORMATS",
 ]
 
@@ -31,26 +30,16 @@ __all__ = [
 PROTECTED_WIRE_FORMATS = (WireFormat.PUBLIC_MESSAGE, WireFormat.PRIVATE_MESSAGE)
 
 
-def body_struct(content_type: ContentType) -> Any:
-    """The core/mls/messages/ class of a proposal or commit body (``Proposal`` or ``Commit``)."""
-    name = "Proposal" if content_type is ContentType.PROPOSAL else "Commit"
-    try:
-        messages = importlib.import_module("..messages", __package__)
-    except ImportError:
-        messages = None
-    cls = getattr(messages, name, None)
-    if cls is None:
-        raise DecodeError(f"decoding a {name} is not implemented yet (core/mls/messages/ has no {name})")
-    return cls
-
-
 def read_body(r: Reader, content_type: ContentType) -> bytes:
     """The body of a FramedContent or PrivateMessageContent, as its exact encoded bytes."""
     if content_type is ContentType.APPLICATION:
         return r.opaque()
-    # The encoding is canonical (minimal varints, fixed-set enums), so re-encoding the decoded
-    # struct gives back exactly the bytes read: what signatures and transcript hashes cover.
-    return bytes(body_struct(content_type).read(r).to_bytes())
+    # The encoding is canonical (minimal varints, fixed-set enums, unknown proposal and extension
+    # types kept as they came), so re-encoding the decoded struct gives back exactly the bytes
+    # read: what signatures and transcript hashes cover.
+    if content_type is ContentType.PROPOSAL:
+        return read_proposal(r).to_bytes()
+    return Commit.read(r).to_bytes()
 
 
 def write_body(w: Writer, content_type: ContentType, body: bytes) -> None:
@@ -87,18 +76,19 @@ class FramedContent(Encodable):
         content_type = ContentType.read(r)
         return cls(group_id, epoch, sender, authenticated_data, content_type, read_body(r, content_type))
 
-    def proposal(self) -> Any:
-        """The body as a core/mls/messages/ ``Proposal`` (content type proposal only)."""
-        return self._typed(ContentType.PROPOSAL)
+    def proposal(self) -> Proposal:
+        """The body as a ``Proposal`` (content type proposal only)."""
+        self._expect(ContentType.PROPOSAL)
+        return decode_all(self.body, read_proposal)
 
-    def commit(self) -> Any:
-        """The body as a core/mls/messages/ ``Commit`` (content type commit only)."""
-        return self._typed(ContentType.COMMIT)
+    def commit(self) -> Commit:
+        """The body as a ``Commit`` (content type commit only)."""
+        self._expect(ContentType.COMMIT)
+        return Commit.from_bytes(self.body)
 
-    def _typed(self, content_type: ContentType) -> Any:
+    def _expect(self, content_type: ContentType) -> None:
         if self.content_type is not content_type:
             raise LocalProtocolError(f"MLS: a {self.content_type.name.lower()} content has no {content_type.name.lower()}")
-        return body_struct(content_type).from_bytes(self.body)
 
 
 @dataclass(frozen=True, slots=True)
