@@ -21,7 +21,12 @@ PACKAGES = ("core", "transport", "client", "node", "federation")
 #: stdlib and third-party modules that would give core I/O, concurrency, clocks or randomness
 IMPURE = frozenset(
     {"trio", "trio_websocket", "sqlite3", "psycopg", "socket", "time", "random", "asyncio", "threading", "os", "secrets", "uuid"}
+    | {"sys", "pathlib", "subprocess", "shutil", "tempfile"}
 )
+#: the one exception: a package's ``__main__.py`` is an entry point (``python -m
+#: sonet.core.mls.interop`` reads the vector files it is given and prints), run and never
+#: imported, so it may do I/O; test_nothing_imports_an_entry_point keeps it that way
+ENTRY_POINT = "__main__.py"
 #: only core/crypto/ may import these
 CRYPTO_LIBS = frozenset({"cryptography", "nacl", "pqcrypto"})
 #: package -> first-party packages it must not import
@@ -113,9 +118,19 @@ def report(violations: list[Import], rule: str) -> str:
 # The rules --------------------------------------------------------------------------------
 
 
+def impure_imports(found: list[Import]) -> list[Import]:
+    """The imports of I/O, clocks or randomness, outside entry points."""
+    return [i for i in found if i.top in IMPURE and Path(i.path).name != ENTRY_POINT]
+
+
 def test_core_is_pure() -> None:
-    violations = [i for i in imports_of("core") if i.top in IMPURE]
+    violations = impure_imports(imports_of("core"))
     assert not violations, report(violations, "core/ must not do I/O, threads, clocks or randomness of its own")
+
+
+def test_nothing_imports_an_entry_point() -> None:
+    violations = [i for package in PACKAGES for i in imports_of(package) if i.module.split(".")[-1] == "__main__"]
+    assert not violations, report(violations, "a __main__ module is an entry point: run it, never import it")
 
 
 def test_crypto_libraries_only_in_core_crypto() -> None:
@@ -173,7 +188,7 @@ def test_scanner_sees_the_tree() -> None:
 SNIPPET = '''
 import os
 import os.path as osp
-import json, time
+import json, time, sys, pathlib, subprocess, shutil, tempfile
 from random import randbytes
 from socket import *
 from trio import open_nursery
@@ -211,6 +226,16 @@ def test_scanner_finds_every_import_form() -> None:
     assert impure == IMPURE
     line = next(i for i in found if i.module == "asyncio")
     assert str(line) == "core/crypto/x.py:17: imports asyncio"
+
+
+def test_only_an_entry_point_may_do_io() -> None:
+    source = "import sys\nfrom pathlib import Path\nimport os\n"
+    for module in ("core/mls/interop/runner.py", "core/mls/interop/__init__.py", "core/__main___helper.py"):
+        found = impure_imports(list(imports_in_source(source, Path(module))))
+        assert [i.module for i in found] == ["sys", "pathlib", "os"], module
+    assert impure_imports(list(imports_in_source(source, Path("core/mls/interop/__main__.py")))) == []
+    importer = list(imports_in_source("from . import __main__\n", Path("core/mls/interop/runner.py")))
+    assert [i.module for i in importer] == ["core.mls.interop.__main__"]  # what the rule above looks for
 
 
 def test_scanner_resolves_relative_imports_in_package_init() -> None:
