@@ -230,3 +230,15 @@ __all__ += ["MAX_UNREGISTERED_RECORD_BYTES"]
 MLS_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 __all__ += ["MLS_MAX_MESSAGE_BYTES"]
+
+#: secret tree (core/mls/secret_tree/): how far past a sender's next expected generation a
+#: message may be (the keys in between are derived and kept for the messages still to come);
+#: one further is refused before any derivation. OpenMLS's maximum_forward_distance is 1000 too.
+MLS_MAX_SKIPPED_GENERATIONS = 1000
+#: how many generations behind a sender's newest the unused keys of skipped messages are kept
+#: for late, out-of-order messages (older ones are deleted: forward secrecy). OpenMLS keeps 5
+#: (out_of_order_tolerance); ours is larger for messages that travel through federation relays
+#: and may overtake each other
+MLS_OUT_OF_ORDER_WINDOW = 32
+
+__all__ += ["MLS_MAX_SKIPPED_GENERATIONS", "MLS_OUT_OF_ORDER_WINDOW"]

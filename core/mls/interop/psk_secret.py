@@ -1,0 +1,27 @@
+"""Kind ``psk-secret``: the psk_secret chained from 0..n external PSKs (id, nonce, value)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..psk import PreSharedKeyID, psk_secret
+from .expect import expect_equal, hex_field
+
+if TYPE_CHECKING:
+    from ..crypto import CipherSuite
+
+__all__ = ["check", "check_with"]
+
+
+def check(case: dict[str, Any]) -> None:
+    from ..crypto import cipher_suite
+
+    check_with(cipher_suite(case["cipher_suite"]), case)
+
+
+def check_with(cs: CipherSuite, case: dict[str, Any]) -> None:
+    psks = [
+        (PreSharedKeyID.external(hex_field(p, "psk_id"), hex_field(p, "psk_nonce")), hex_field(p, "psk"))
+        for p in case["psks"]
+    ]
+    expect_equal("psk_secret", psk_secret(cs, psks), hex_field(case, "psk_secret"))
