@@ -4,15 +4,13 @@ and one MLS-Exporter output (its label is the UTF-8 of the vector's string, its 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..crypto import cipher_suite
 from ..key_schedule import GroupContext, derive_epoch_secrets, external_key_pair, mls_exporter
 from .expect import expect_equal, hex_field
 
-if TYPE_CHECKING:
-    from ..crypto import CipherSuite
-
-__all__ = ["check", "check_with", "EPOCH_FIELDS"]
+__all__ = ["check", "EPOCH_FIELDS"]
 
 #: the EpochSecrets fields the vectors give, under the same names
 EPOCH_FIELDS = (
@@ -31,12 +29,7 @@ EPOCH_FIELDS = (
 
 
 def check(case: dict[str, Any]) -> None:
-    from ..crypto import cipher_suite
-
-    check_with(cipher_suite(case["cipher_suite"]), case)
-
-
-def check_with(cs: CipherSuite, case: dict[str, Any]) -> None:
+    cs = cipher_suite(case["cipher_suite"])
     group_id = hex_field(case, "group_id")
     init_secret = hex_field(case, "initial_init_secret")
     for epoch, e in enumerate(case["epochs"]):

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..crypto import cipher_suite
 from ..psk import PreSharedKeyID, psk_secret
 from .expect import expect_equal, hex_field
 
-if TYPE_CHECKING:
-    from ..crypto import CipherSuite
-
-__all__ = ["check", "check_with"]
+__all__ = ["check"]
 
 
 def check(case: dict[str, Any]) -> None:
-    from ..crypto import cipher_suite
-
-    check_with(cipher_suite(case["cipher_suite"]), case)
-
-
-def check_with(cs: CipherSuite, case: dict[str, Any]) -> None:
+    cs = cipher_suite(case["cipher_suite"])
     psks = [
         (PreSharedKeyID.external(hex_field(p, "psk_id"), hex_field(p, "psk_nonce")), hex_field(p, "psk"))
         for p in case["psks"]

@@ -3,25 +3,18 @@ and application keys and nonces of every listed generation of every leaf of a se
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..crypto import cipher_suite
 from ..key_schedule import sender_data_key_nonce
 from ..secret_tree import MAX_GENERATION, RatchetKey, RatchetKind, SecretTree
 from .expect import expect_equal, hex_field
 
-if TYPE_CHECKING:
-    from ..crypto import CipherSuite
-
-__all__ = ["check", "check_with"]
+__all__ = ["check"]
 
 
 def check(case: dict[str, Any]) -> None:
-    from ..crypto import cipher_suite
-
-    check_with(cipher_suite(case["cipher_suite"]), case)
-
-
-def check_with(cs: CipherSuite, case: dict[str, Any]) -> None:
+    cs = cipher_suite(case["cipher_suite"])
     sender_data = case["sender_data"]
     key, nonce = sender_data_key_nonce(cs, hex_field(sender_data, "sender_data_secret"), hex_field(sender_data, "ciphertext"))
     expect_equal("sender_data key", key, hex_field(sender_data, "key"))

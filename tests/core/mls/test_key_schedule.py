@@ -11,6 +11,7 @@ import pytest
 
 from sonet.core.errors import LocalProtocolError, RemoteProtocolError
 from sonet.core.mls.codec import DecodeError
+from sonet.core.mls.crypto import cipher_suite
 from sonet.core.mls.extensions import Extension
 from sonet.core.mls.interop import key_schedule as key_schedule_kind
 from sonet.core.mls.interop.expect import VectorMismatch
@@ -22,22 +23,28 @@ from sonet.core.mls.key_schedule import (
     mls_exporter,
     welcome_key_nonce,
 )
-from tests.core.mls.test_key_schedule_double import SUITE1
 from tests.vectors import load_json
 
 CONTEXT = GroupContext(cipher_suite=1, group_id=b"group", epoch=7, tree_hash=bytes(32), confirmed_transcript_hash=b"\x01" * 32)
 INIT = bytes(range(32))
 COMMIT = bytes(range(32, 64))
+SUITE1 = cipher_suite(1)
+CASES: list[dict[str, Any]] = load_json("mls/key-schedule.json")
 
 
 def suite1_case() -> dict[str, Any]:
-    cases = [c for c in load_json("mls/key-schedule.json") if c["cipher_suite"] == 1]
+    cases = [c for c in CASES if c["cipher_suite"] == 1]
     assert len(cases) == 1 and len(cases[0]["epochs"]) > 1
     return cases[0]
 
 
-def test_suite_1_vectors() -> None:
-    key_schedule_kind.check_with(SUITE1, suite1_case())
+def test_the_file_has_every_suite() -> None:
+    assert {c["cipher_suite"] for c in CASES} == set(range(1, 8))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"suite{c['cipher_suite']}" for c in CASES])
+def test_vectors(case: dict[str, Any]) -> None:
+    key_schedule_kind.check(case)
 
 
 @pytest.mark.parametrize(
@@ -67,7 +74,7 @@ def test_a_tampered_vector_fails(epoch: int, field: str) -> None:
     value[-1] ^= 0x01
     case["epochs"][epoch][field] = value.hex()
     with pytest.raises(VectorMismatch):
-        key_schedule_kind.check_with(SUITE1, case)
+        key_schedule_kind.check(case)
 
 
 @pytest.mark.parametrize("field", ["label", "context", "secret", "length"])
@@ -81,7 +88,7 @@ def test_a_tampered_exporter_fails(field: str) -> None:
     else:
         exporter[field] = ("00" + exporter[field])[:-2]
     with pytest.raises(VectorMismatch):
-        key_schedule_kind.check_with(SUITE1, case)
+        key_schedule_kind.check(case)
 
 
 def test_a_tampered_group_id_or_initial_init_secret_fails() -> None:
@@ -89,7 +96,7 @@ def test_a_tampered_group_id_or_initial_init_secret_fails() -> None:
         case = copy.deepcopy(suite1_case())
         case[field] = "ff" + case[field][2:]
         with pytest.raises(VectorMismatch):
-            key_schedule_kind.check_with(SUITE1, case)
+            key_schedule_kind.check(case)
 
 
 # -- GroupContext --------------------------------------------------------------------------------

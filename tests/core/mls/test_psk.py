@@ -10,24 +10,30 @@ import pytest
 
 from sonet.core.errors import RemoteProtocolError
 from sonet.core.mls.codec import DecodeError
+from sonet.core.mls.crypto import cipher_suite
 from sonet.core.mls.interop import psk_secret as psk_secret_kind
 from sonet.core.mls.interop.expect import VectorMismatch
 from sonet.core.mls.psk import PreSharedKeyID, PSKLabel, PSKType, ResumptionPSKUsage, psk_secret
-from tests.core.mls.test_key_schedule_double import SUITE1
 from tests.vectors import load_json
 
 NONCE = bytes(range(32))
+SUITE1 = cipher_suite(1)
+CASES: list[dict[str, Any]] = load_json("mls/psk_secret.json")
 
 
 def suite1_cases() -> list[dict[str, Any]]:
-    cases = [c for c in load_json("mls/psk_secret.json") if c["cipher_suite"] == 1]
+    cases = [c for c in CASES if c["cipher_suite"] == 1]
     assert len(cases) == 11
     return cases
 
 
-@pytest.mark.parametrize("index", range(11))
-def test_suite_1_vectors(index: int) -> None:
-    psk_secret_kind.check_with(SUITE1, suite1_cases()[index])
+def test_the_file_has_every_suite() -> None:
+    assert {c["cipher_suite"] for c in CASES} == set(range(1, 8))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"suite{c['cipher_suite']}-{len(c['psks'])}psks" for c in CASES])
+def test_vectors(case: dict[str, Any]) -> None:
+    psk_secret_kind.check(case)
 
 
 @pytest.mark.parametrize("field", ["psk_id", "psk", "psk_nonce", "psk_secret"])
@@ -38,14 +44,14 @@ def test_a_tampered_vector_fails(field: str) -> None:
     value[0] ^= 0x80
     holder[field] = value.hex()
     with pytest.raises((VectorMismatch, RemoteProtocolError)):
-        psk_secret_kind.check_with(SUITE1, case)
+        psk_secret_kind.check(case)
 
 
 def test_reordered_psks_fail() -> None:
     case = copy.deepcopy(suite1_cases()[3])
     case["psks"].reverse()
     with pytest.raises(VectorMismatch):
-        psk_secret_kind.check_with(SUITE1, case)
+        psk_secret_kind.check(case)
 
 
 def test_no_psk_is_the_zero_secret() -> None:
