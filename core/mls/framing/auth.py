@@ -84,7 +84,9 @@ def sign_content(
     return AuthenticatedContent(wire_format, content, FramedContentAuthData(signature, confirmation_tag))
 
 
-def verify_content(suite: CipherSuite, signature_pub: bytes, auth: AuthenticatedContent, context: GroupContextLike | None) -> None:
+def verify_content(
+    suite: CipherSuite, signature_pub: bytes, auth: AuthenticatedContent, context: GroupContextLike | None
+) -> None:
     """VerifyError unless ``auth``'s signature verifies with ``signature_pub``."""
     tbs = framed_content_tbs(auth.wire_format, auth.content, context)
     if not suite.verify_with_label(signature_pub, SIGN_LABEL, tbs, auth.auth.signature):

@@ -48,7 +48,8 @@ class MLSMessage(Encodable):
 
     def __post_init__(self) -> None:
         if not isinstance(self.body, _body_class(self.wire_format)):
-            raise LocalProtocolError(f"MLS: an MLSMessage of wire format {self.wire_format.name.lower()} with a {type(self.body).__name__}")
+            wire_format, body = self.wire_format.name.lower(), type(self.body).__name__
+            raise LocalProtocolError(f"MLS: an MLSMessage of wire format {wire_format} with a {body}")
 
     def write(self, w: Writer) -> None:
         self.version.write(w)
