@@ -121,7 +121,7 @@ _CODES = {
     "directory_malformed": "a directory entry or proof that does not decode",
     "mls_malformed": "an MLS structure that does not decode, or breaks a cap of core/limits.py",
     "mls_generation": "an MLS message of a sender generation too far ahead, too old or already used",
-    "mls_invalid": "an MLS structure that decodes but breaks a rule of RFC 9420 (a signature, parent or tree hash, capability or leaf check)",
+    "mls_invalid": "an MLS structure that decodes but breaks a rule of RFC 9420 (signature, tree or parent hash, leaf)",
     "directory_mismatch": "a directory entry for another account or key than asked",
     "directory_too_large": "a directory that grew more than a device audits at once",
     "head_forged": "a directory head its node's key did not sign",
