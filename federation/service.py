@@ -46,8 +46,6 @@ For the client handlers (node/client_keys.py, node/client_messages.py, ...):
                                                    cannot answer: sends to it queue)
 ``await remote_bundles(account, devices, *, one_time=True) -> Bundles``   never cached (one-time
                                                    keys; ``one_time`` False: without them)
-``devices_cached(account) -> bool``                 remote_devices would ask no one (the node
-                                                   charges a device's lookups only otherwise)
                                                    Both: the head in the answer's proof must
                                                    verify with the node's key ("invalid"), and
                                                    is compared with the witnessed head: a fork
@@ -57,6 +55,10 @@ For the client handlers (node/client_keys.py, node/client_messages.py, ...):
 ``await remote_consistency(node, first, second) -> Consistency``   its consistency proof
 ``await node_key(node) -> bytes``                  VerifyKey bytes, checked against the pin
                                                    (the only lookup a split node still gets)
+                                                   Every lookup that goes out to a peer is
+                                                   first charged to the device that asked
+                                                   (federation/lookup_charge.py); answers from
+                                                   the cache or a stored key cost nothing
 ``outbound(env, *, sender_account, sender_device, now, access=b"") -> OutboundItem``   (pure; a
                                                    SEALED envelope for an account of another
                                                    node; ``access`` the recipient's access token
@@ -120,6 +122,7 @@ from .errors import FederationError
 from .gossip import Gossiper
 from .inbound import Inbound
 from .link import PeerGate, PeerLink, serve_link
+from .lookup_charge import charge_lookup
 from .message_requests import MessageRequests
 from .outbox import Outboxes
 from .peers import Peer, find_peer
@@ -386,16 +389,6 @@ class Federation:
         self._devices[account] = (now + limits.REMOTE_DEVICES_TTL_MS, answer)
         return answer
 
-    def devices_cached(self, account: str) -> bool:
-        """Whether ``remote_devices(account)`` would answer from the cache, asking no one (the
-        node charges a device's lookup budget only for lookups that reach a peer)."""
-        try:
-            account = str(parse_address(account, remote=True))
-        except ProtocolError:
-            return False
-        cached = self._devices.get(account)
-        return cached is not None and cached[0] > self._clock_ms()
-
     async def remote_bundles(self, account: str, devices: Iterable[int], *, one_time: bool = True) -> Bundles:
         account, node = self._remote(account)
         self._witness.refuse(node)
@@ -465,6 +458,7 @@ class Federation:
         hop = routes.next_hop(node)
         if hop is None:
             raise FederationError("unknown_node", f"no route to {node}: its relay is not a direct peer of this node")
+        charge_lookup(node)  # it goes out now: the device that asked pays (federation/lookup_charge.py)
         answer = await self._pool.request(hop, frame)
         if isinstance(answer, ErrorFrame):
             raise FederationError(answer.code, answer.message)

@@ -8,9 +8,11 @@ buckets: core/ratelimit.py; time comes from ``ctx.clock_ms()``. What is limited:
 
 - every request, per connection (a cheap cap on anything not limited more specifically);
 - stored envelopes of a ``SendBatch`` per device, and ephemeral ones (typing, presence) apart;
-- lookups this node must make at another node (devices not cached, bundles, heads, proofs, node
-  keys), per device: the peer limits this node as a whole (federation/inbound.py), so without
-  this one device could spend that budget for all of this node's users;
+- lookups this node makes at another node on a device's behalf, per device: the peer limits this
+  node as a whole (federation/inbound.py), so without this one device could spend that budget
+  for all of this node's users. Charged when a lookup actually goes out to a peer
+  (``charging_lookups`` around each handler; federation/lookup_charge.py): a device list the
+  node has cached or a stored node key costs nothing;
 - prekey bundles handed out by ``FetchBundles`` per device, and per (device, account asked
   about); and the one-time prekeys in them per (asking account, account asked about): past
   that allowance (``one_time_allowed``) bundles come without one-time prekeys, which sessions
@@ -32,22 +34,17 @@ from __future__ import annotations
 
 import logging
 import weakref
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from sonet.core import limits
-from sonet.core.address import parse_address, validate_node_name
-from sonet.core.client_api import (
-    FetchBundles,
-    FetchConsistency,
-    FetchDevices,
-    FetchHead,
-    FetchNodeKey,
-    LinkBegin,
-    SendBatch,
-)
+from sonet.core.address import parse_address
+from sonet.core.client_api import FetchBundles, LinkBegin, SendBatch
 from sonet.core.envelope import Kind
-from sonet.core.errors import ProtocolError, RemoteProtocolError
+from sonet.core.errors import RemoteProtocolError
 from sonet.core.wire import Frame
+from sonet.federation.errors import FederationError
+from sonet.federation.lookup_charge import charging_lookups as _charging
 from sonet.federation.ratelimit import Bucket, Limiter, Rate
 
 from .client_checks import RequestError
@@ -103,7 +100,6 @@ LINK_BEGINS_PER_CONNECTION = 3
 REFUSALS_BEFORE_DISCONNECT = 50
 
 _AGAIN = "try again in a moment"
-_LOOKUP_FRAMES = (FetchDevices, FetchBundles, FetchHead, FetchConsistency, FetchNodeKey)
 
 
 @dataclass(slots=True)
@@ -164,6 +160,18 @@ class ClientLimits:
             )
         raise RequestError("rate_limited", refusal)
 
+    def charging_lookups(self, session: Session) -> AbstractContextManager[None]:
+        """Around a request's handler: each lookup it makes at another node takes one of the
+        device's lookup tokens as it goes out (over the budget it is not sent, and the request
+        is answered ``rate_limited``)."""
+        device = session.peer.fingerprint
+
+        def charge(node: str) -> None:
+            if not self._lookups.allow(device, session.ctx.clock_ms()):
+                raise FederationError("rate_limited", f"too many lookups at other nodes from this device; {_AGAIN}")
+
+        return _charging(charge)
+
     def one_time_allowed(self, session: Session, account: str, count: int) -> bool:
         """Whether bundles for ``count`` devices of ``account`` that ``session``'s account asks
         for may carry one-time prekeys (spending its allowance if so). Past the allowance the
@@ -184,10 +192,6 @@ class ClientLimits:
                 return f"too many messages from this device; {_AGAIN}"
             if ephemeral and not self._ephemeral.allow(device, now, ephemeral):
                 return f"too many typing or presence updates from this device; {_AGAIN}"
-        if isinstance(frame, (SendBatch, *_LOOKUP_FRAMES)):
-            lookups = _remote_lookups(session, frame)
-            if lookups and not self._lookups.allow(device, now, min(lookups, self._lookups.rate.burst)):
-                return f"too many lookups at other nodes from this device; {_AGAIN}"
         if isinstance(frame, FetchBundles):
             cost, account = await _bundle_cost(session, frame)
             if not self._bundles.allow(device, now, cost):
@@ -204,38 +208,6 @@ class ClientLimits:
                 if not self._link_begins_per_address.allow(session.source, now):
                     return f"too many devices are starting to link from this address; {_AGAIN}"
         return None
-
-
-def _remote_node(session: Session, text: str, *, is_node: bool = False) -> str | None:
-    """The node of account (or node name) ``text`` if it is another node than this one."""
-    try:
-        node = validate_node_name(text, remote=True) if is_node else parse_address(text, remote=True).node
-    except ProtocolError:
-        return None  # the handler refuses it before asking anyone
-    return None if node == session.ctx.name else node
-
-
-def _remote_lookups(session: Session, frame: Frame) -> int:
-    """How many requests at other nodes ``frame`` may make this node send."""
-    federation = session.ctx.federation
-    if federation is None:
-        return 0
-    if isinstance(frame, SendBatch):
-        # the devices of each remote recipient account, unless still cached
-        accounts = {env.to for env in frame.envelopes if env.kind == Kind.SEALED and _remote_node(session, env.to)}
-        cached = getattr(federation, "devices_cached", None)
-        return sum(1 for a in accounts if cached is None or not cached(a))
-    if isinstance(frame, FetchNodeKey):
-        return 0  # a pinned peer's key is stored after its first lookup: nothing goes out
-    if isinstance(frame, (FetchHead, FetchConsistency)):
-        return 1 if _remote_node(session, frame.node, is_node=True) else 0
-    assert isinstance(frame, (FetchDevices, FetchBundles))
-    if _remote_node(session, frame.account) is None:
-        return 0
-    if isinstance(frame, FetchDevices):
-        cached = getattr(federation, "devices_cached", None)
-        return 0 if cached is not None and cached(frame.account) else 1
-    return 1
 
 
 async def _bundle_cost(session: Session, req: FetchBundles) -> tuple[int, str | None]:

@@ -286,9 +286,12 @@ class ClientSession:
         handler = _HANDLERS.get(type(frame))
         if handler is None:
             raise RemoteProtocolError(f"unexpected frame {type(frame).__name__} from a device", code="unexpected_frame")
-        if self._ctx.limits is not None:
-            await self._ctx.limits.check(self, frame)
-        await handler(self, frame)
+        if self._ctx.limits is None:
+            await handler(self, frame)
+            return
+        await self._ctx.limits.check(self, frame)
+        with self._ctx.limits.charging_lookups(self):  # what goes out to other nodes, per device
+            await handler(self, frame)
 
     async def _on_ping(self, req: Ping) -> None:
         await self.send(Pong(request=req.request))

@@ -12,9 +12,11 @@ import pytest
 import trio
 
 from sonet.core import limits as core_limits
-from sonet.core.client_api import Accepted, FetchBundles, FetchDevices, FetchHead, FetchNodeKey, LinkBegin, Ping, Pong, SendBatch
+from sonet.core.client_api import Accepted, FetchBundles, FetchDevices, FetchHead, LinkBegin, Ping, Pong, SendBatch
 from sonet.core.envelope import Kind
 from sonet.core.errors import RemoteProtocolError
+from sonet.federation.errors import FederationError
+from sonet.federation.lookup_charge import charge_lookup
 from sonet.federation.ratelimit import Rate
 from sonet.node.client_checks import RequestError
 from sonet.node.client_limits import ENVELOPES, EPHEMERAL, ClientLimits
@@ -52,22 +54,11 @@ class Peer:
         self.fingerprint = fingerprint
 
 
-class Federation:
-    """What the limits ask of the federation service: whether a device list is cached."""
-
-    def __init__(self) -> None:
-        self.cached: set[str] = set()
-
-    def devices_cached(self, account: str) -> bool:
-        return account in self.cached
-
-
 class Ctx:
     def __init__(self, clock: Clock, counts: dict[str, int] | None = None) -> None:
         self.name = NODE_NAME
         self.clock_ms = clock
         self.store = Devices(counts or {})
-        self.federation = Federation()
 
 
 class Conn:
@@ -249,42 +240,45 @@ async def test_link_begins_are_limited_per_address_so_a_flood_from_one_blocks_no
 # Lookups at other nodes ---------------------------------------------------------------------
 
 
-async def test_lookups_at_other_nodes_are_budgeted_per_device() -> None:
+def charge(limits: ClientLimits, conn: Conn, node: str = "beta.example") -> None:
+    """One lookup going out to ``node`` on ``conn``'s behalf (what Federation._ask does)."""
+    with limits.charging_lookups(conn):  # type: ignore[arg-type]
+        charge_lookup(node)
+
+
+def test_lookups_at_other_nodes_are_budgeted_per_device() -> None:
     clock = Clock()
     limits = ClientLimits(lookups=Rate(per_second=1, burst=3))
     ctx = Ctx(clock)
     mallory, alice = Conn(ctx, "dev-mallory"), Conn(ctx, "dev-alice")
-    for n in range(3):
-        await limits.check(mallory, FetchDevices(request=1, account=f"user{n}@beta.example"))
-    message = await refused(limits, mallory, FetchDevices(request=1, account="user9@beta.example"))
-    assert message == "too many lookups at other nodes from this device; try again in a moment"
-    for frame in (FetchHead(request=1, node="beta.example"), bundles(REMOTE, devices=(1,))):
-        await refused(limits, mallory, frame)
-    # the flood spent only mallory's share: alice's first lookups at that node still go out
-    await limits.check(alice, FetchDevices(request=1, account="user9@beta.example"))
-    await limits.check(alice, FetchNodeKey(request=1, node="beta.example"))
-    # lookups of this node's accounts, and device lists the node has cached, cost nothing
-    for _ in range(5):
-        await limits.check(mallory, FetchDevices(request=1, account=ALICE))
-        await limits.check(mallory, FetchHead(request=1, node=NODE_NAME))
-    ctx.federation.cached.add(REMOTE)
-    await limits.check(mallory, FetchDevices(request=1, account=REMOTE))
+    for _ in range(3):
+        charge(limits, mallory)
+    with pytest.raises(FederationError) as info:
+        charge(limits, mallory)
+    assert (info.value.code, str(info.value)) == ("rate_limited", "too many lookups at other nodes from this device; try again in a moment")
+    # the flood spent only mallory's share; a reconnect (a new connection) gets no new one
+    charge(limits, alice)
+    with pytest.raises(FederationError):
+        charge(limits, Conn(ctx, "dev-mallory"))
     clock.ms += 1000
-    await limits.check(mallory, FetchDevices(request=1, account="user9@beta.example"))
+    charge(limits, mallory)
+    # outside a request's handler nothing is charged
+    for _ in range(5):
+        charge_lookup("beta.example")
 
 
-async def test_a_batch_to_remote_accounts_spends_a_lookup_per_account_not_cached() -> None:
-    limits = ClientLimits(lookups=Rate(per_second=NEVER, burst=3))
+async def test_requests_that_look_up_at_other_nodes_spend_nothing_before_they_go_out() -> None:
+    limits = ClientLimits(lookups=Rate(per_second=NEVER, burst=1))
     ctx = Ctx(Clock())
     conn = Conn(ctx, "dev-a")
     remote = [opaque_envelope((f"user{n}@beta.example", 1)) for n in range(4)]
-    ctx.federation.cached.add("user0@beta.example")
-    await limits.check(conn, SendBatch(request=1, envelopes=tuple(remote[:3])))  # 2 lookups
-    await refused(limits, conn, SendBatch(request=1, envelopes=tuple(remote[2:])))  # 2 more > 1 left
-    await limits.check(conn, SendBatch(request=1, envelopes=tuple(remote[:1])))  # cached: none
-    await limits.check(conn, batch(sealed=3))  # local recipients: no lookup
-    await limits.check(conn, SendBatch(request=1, envelopes=(remote[3],)))
-    await refused(limits, conn, SendBatch(request=1, envelopes=(remote[3],)))
+    for _ in range(3):  # the check alone spends no lookup: only what goes out is charged
+        await limits.check(conn, FetchDevices(request=1, account=REMOTE))
+        await limits.check(conn, FetchHead(request=1, node="beta.example"))
+        await limits.check(conn, SendBatch(request=1, envelopes=tuple(remote)))
+    charge(limits, conn)
+    with pytest.raises(FederationError):
+        charge(limits, conn)
 
 
 # One-time prekeys ---------------------------------------------------------------------------
