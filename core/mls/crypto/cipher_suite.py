@@ -19,7 +19,8 @@ from typing import Any
 from ...crypto.mls_sign import SignatureAlgorithm, SignatureScheme, signature_algorithm
 from ...crypto.modes import Rng
 from ...crypto.rfc9180 import AeadAlgorithm, HpkeSuite, Kdf, Kem, KemPrivateKey, KemPublicKey, hpke_suite
-from ..codec import DecodeError, Writer
+from ...errors import LocalProtocolError
+from ..codec import DecodeError, Writer, encode_varint
 
 __all__ = ["CipherSuite", "SUITE_IDS", "cipher_suite"]
 
@@ -83,19 +84,20 @@ class CipherSuite:
 
     def expand_with_label(self, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
         """ExpandWithLabel: KDF.Expand(secret, KDFLabel{uint16 length, label<V>, context<V>})."""
-        w = Writer()
-        w.u16(length)
-        w.opaque(_PREFIX + label)
-        w.opaque(context)
-        return self.hpke.kdf.expand(secret, w.bytes(), length)
+        # The struct written out by hand: this is the hottest function of the secret tree.
+        if not 0 <= length <= 0xFFFF:
+            raise LocalProtocolError(f"MLS: ExpandWithLabel length {length} does not fit in uint16")
+        full = _PREFIX + label
+        info = b"".join((length.to_bytes(2, "big"), encode_varint(len(full)), full, encode_varint(len(context)), context))
+        return self.hpke.kdf.expand(secret, info, length)
 
     def derive_secret(self, secret: bytes, label: bytes) -> bytes:
         return self.expand_with_label(secret, label, b"", self.nh)
 
     def derive_tree_secret(self, secret: bytes, label: bytes, generation: int, length: int) -> bytes:
-        w = Writer()
-        w.u32(generation)
-        return self.expand_with_label(secret, label, w.bytes(), length)
+        if not 0 <= generation <= 0xFFFFFFFF:
+            raise LocalProtocolError(f"MLS: generation {generation} does not fit in uint32")
+        return self.expand_with_label(secret, label, generation.to_bytes(4, "big"), length)
 
     def ref_hash(self, label: bytes, value: bytes) -> bytes:
         """RefHash: Hash(RefHashInput{label<V>, value<V>}); the label is used as given."""

@@ -115,3 +115,18 @@ def test_aead(suite_id: int) -> None:
     for args in ((key, nonce, b"aaD", ct), (key, b"\x01" + nonce[1:], b"aad", ct), (key, nonce, b"aad", ct[1:])):
         with pytest.raises(DecryptError):
             cs.open(*args)
+
+
+def test_out_of_range_lengths_are_a_local_error() -> None:
+    from sonet.core.errors import LocalProtocolError
+
+    cs = cipher_suite(1)
+    for length in (-1, 0x10000):
+        with pytest.raises(LocalProtocolError):
+            cs.expand_with_label(bytes(32), b"x", b"", length)
+    with pytest.raises(LocalProtocolError):
+        cs.expand_with_label(bytes(32), b"x", b"", 255 * 32 + 1)  # over HKDF's limit
+    for generation in (-1, 1 << 32):
+        with pytest.raises(LocalProtocolError):
+            cs.derive_tree_secret(bytes(32), b"key", generation, 16)
+    assert len(cs.expand_with_label(bytes(32), b"x", b"", 255 * 32)) == 255 * 32  # many blocks
