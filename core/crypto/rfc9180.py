@@ -31,7 +31,9 @@ openmls_rust_crypto/src/provider.rs) and calls ``Hpke::derive_key_pair`` from
 ``derive_hpke_keypair``; hpke-rs 0.7.0 (Cargo.lock of OpenMLS), src/kem.rs
 ``pq_derive_keypair_seed``, labels the ikm exactly as above unless the non-default feature
 ``draft-connolly-cfrg-hpke-mlkem`` is on, and its libcrux KAT runs the draft-ietf-hpke-pq vectors
-(tests/data/vectors/hpke-pq, which we pass too). hpke-rs up to 0.6.1 (OpenMLS before July 2026)
+(tests/data/vectors/hpke-pq, which we pass too). That source was read from a code index, with
+0.7.0's feature set per the hpke-rs changelog (draft-ietf-hpke-pq identifiers, the
+draft-connolly flag); no OpenMLS build was run against ours. hpke-rs up to 0.6.1 (OpenMLS before July 2026)
 used the unlabeled ``SHAKE256(ikm, 32)``: keys derived from the same path secret differ between
 the two, so a group with a pre-0.7 OpenMLS peer on suite 0x004D would not interoperate.
 The 32-byte seed is then expanded as in X-Wing draft-06 (``SHAKE256(seed, 96)`` -> ML-KEM-768
