@@ -229,6 +229,8 @@ def test_malformed_public_keys_are_refused() -> None:
     x25519 = KEMS[0x0020]
     with pytest.raises(RemoteProtocolError, match="low-order"):  # all-zero DH output
         x25519.encap(bytes(32), b"\x01" * 32)
+    with pytest.raises(RemoteProtocolError, match="X-Wing public key is malformed"):
+        XWING.public_key(b"\xff" * 1216)  # ML-KEM coefficients over the modulus
     with pytest.raises(RemoteProtocolError, match="low-order"):
         XWING.encap(XWING.derive_key_pair(b"k" * 32)[1][:1184] + bytes(32), b"\x01" * 64)
     with pytest.raises(LocalProtocolError):
