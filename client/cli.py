@@ -23,6 +23,7 @@ from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
 from .connection import ConnectError, NodeError
 from .node_url import check_node_url
 from .vault import VaultError
+from .pending_registration import has_pending_registration
 from .receiving import ReceiveResult
 from .sdk import Device, Lookup, SendResult, now_ms
 from .state import ALERT, Alert, DeviceState, InboxMessage, SentMessage, StateError, default_home
@@ -41,11 +42,19 @@ class CommandError(Exception):
         self.code = code
 
 
-def _device(args: argparse.Namespace, *, create: bool = False) -> Device:
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home).expanduser() if args.home else default_home()
+
+
+def _device(args: argparse.Namespace, *, create: bool = False, resume: bool = True) -> Device:
     """The device in ``--home``; only ``register`` and ``link begin`` may ``create`` a new home
-    (client/state.py check_home): any other command refuses a home without device state."""
-    home = Path(args.home).expanduser() if args.home else default_home()
-    args.device = Device(DeviceState(home, create=create))  # main() prints what self-monitoring found
+    (client/state.py check_home): any other command refuses a home without device state. A
+    registration or link that a stopped process left pending (client/pending_registration.py)
+    is completed first, unless not to ``resume`` (``register`` and ``link begin`` do it
+    themselves)."""
+    args.device = Device(DeviceState(_home(args), create=create))  # main() prints what self-monitoring found
+    if resume and not create and not args.device.state.registered() and has_pending_registration(args.device.state):
+        trio.run(partial(args.device.resume_registration, say=_progress))
     return args.device
 
 
@@ -63,10 +72,28 @@ def _on_interrupt(args: argparse.Namespace, explain: Callable[[], str]) -> None:
 
 
 def cmd_register(args: argparse.Namespace) -> None:
-    node_url = check_node_url(args.node)
-    device = _device(args, create=True)
-    _on_interrupt(args, lambda: _register_interrupted(device, args.address))
-    profile = trio.run(lambda: device.register(args.address, node_url, args.invite, mode=CryptoMode(args.crypto_mode), say=_progress))
+    if args.discard_pending:
+        _discard_pending(args)
+        return
+    node_url = check_node_url(args.node) if args.node is not None else None
+    missing = [name for name, given in (("ADDRESS", args.address), ("--node", args.node), ("--invite", args.invite)) if given is None]
+    if missing:  # only an interrupted registration can be completed without them
+        home = _home(args)
+        found = _device(args, resume=False) if (home / "state.db").is_file() else None
+        if found is None or not has_pending_registration(found.state):
+            raise CommandError(
+                "usage", f"usage: sonet register ADDRESS --node URL --invite TOKEN (missing {', '.join(missing)}; without them "
+                f"register only completes an interrupted registration, and {home} holds none)",
+            )
+        device = found
+        address = str(parse_address(args.address)) if args.address is not None else None
+        _on_interrupt(args, lambda: _register_interrupted(device))
+        profile = trio.run(lambda: device.resume_registration(say=_progress, kind="register", address=address, node_url=node_url))
+    else:
+        assert node_url is not None
+        device = _device(args, create=True)
+        _on_interrupt(args, lambda: _register_interrupted(device))
+        profile = trio.run(lambda: device.register(args.address, node_url, args.invite, mode=CryptoMode(args.crypto_mode), say=_progress))
     _show(
         args,
         {"address": profile.address, "device": profile.device_id, "fingerprint": profile.identity.public.fingerprint, "node_url": profile.node_url},
@@ -79,16 +106,30 @@ def _progress(line: str) -> None:
     print(f"{PROG}: {line}", file=sys.stderr, flush=True)
 
 
-def _register_interrupted(device: Device, address: str) -> str:
-    """The profile is saved in one transaction right after the node's answer (client/sdk.py):
-    saved means the account exists and this device holds its keys; not saved means the node
-    may or may not have created the account (and used the invite) without them."""
+def _register_interrupted(device: Device) -> str:
+    """The request and its keys are saved before it is sent, and the profile in their place
+    in one transaction right after the node's answer (client/pending_registration.py): saved
+    means the account exists and this device holds its keys; pending means the node may or may
+    not have it, and sending the same request again completes it either way."""
     if device.state.registered():
+        address = device.state.profile().address
         return f"interrupted after {address} was registered: this device holds its keys; the next `sonet recv` finishes the set-up"
-    return (
-        "interrupted before this device saved the account: run the same `sonet register` again; if the node answers that the "
-        "invite is used or the name is taken, it had created the account without this device's keys: ask for a new invite"
-    )
+    if has_pending_registration(device.state):
+        return (
+            "interrupted before this device saved the node's answer: it keeps the request and its keys; `sonet register` (no arguments "
+            "needed) or any other command completes the same registration"
+        )
+    return "interrupted before anything was sent: run the same `sonet register` again"
+
+
+def _discard_pending(args: argparse.Namespace) -> None:
+    device = _device(args, resume=False)
+    if device.state.registered():
+        raise CommandError("nothing_pending", f"{device.state.home} holds {device.state.profile().address}: nothing is pending")
+    what = device.discard_pending_registration()
+    if what is None:
+        raise CommandError("nothing_pending", f"no interrupted registration or link in {device.state.home}")
+    _show(args, {"discarded": what}, f"discarded {what}: its keys are deleted; this home can register or link anew")
 
 
 def cmd_send(args: argparse.Namespace) -> None:
@@ -262,12 +303,25 @@ def cmd_link_begin(args: argparse.Namespace) -> None:
         _show(args, {"link_code": code}, code)
         print("on an existing device of the account run: sonet link approve CODE (waiting...)", file=sys.stderr, flush=True)
 
+    _on_interrupt(args, lambda: _link_interrupted(device, node_url))
     profile = trio.run(lambda: device.link_begin(node_url, show, mode=CryptoMode(args.crypto_mode), say=_progress))
     _show(
         args,
         {"address": profile.address, "device": profile.device_id, "fingerprint": profile.identity.public.fingerprint, "node_url": profile.node_url},
         f"linked as {profile.address} device {profile.device_id}",
     )
+
+
+def _link_interrupted(device: Device, node_url: str) -> str:
+    """As for register: the LinkComplete and its keys are saved before they are sent."""
+    if device.state.registered():
+        return f"interrupted after this device was linked to {device.state.profile().address}; the next `sonet recv` finishes the set-up"
+    if has_pending_registration(device.state):
+        return (
+            f"interrupted before this device saved the node's answer: it keeps the request and its keys; `sonet link begin --node {node_url}` "
+            "or any other command completes the same link"
+        )
+    return "interrupted: this device was not linked"
 
 
 def cmd_link_approve(args: argparse.Namespace) -> None:
@@ -491,10 +545,20 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("register", help="create an account on a node", description="Create an account with this device.")
-    p.add_argument("address", metavar="ADDRESS", help="the new account, user@node")
-    p.add_argument("--node", required=True, metavar="URL", help="the home node, ws://HOST:PORT or wss://HOST[:PORT]")
-    p.add_argument("--invite", required=True, metavar="TOKEN", help="token from `sonet-node invite`")
+    p = sub.add_parser(
+        "register",
+        help="create an account on a node",
+        description="Create an account with this device. The request and its keys are saved before they are sent: if the "
+        "command stops before the node's answer, `sonet register` again (no arguments needed) or any other command completes "
+        "the same registration.",
+    )
+    p.add_argument("address", metavar="ADDRESS", nargs="?", help="the new account, user@node")
+    p.add_argument("--node", metavar="URL", help="the home node, ws://HOST:PORT or wss://HOST[:PORT]")
+    p.add_argument("--invite", metavar="TOKEN", help="token from `sonet-node invite`")
+    p.add_argument(
+        "--discard-pending", action="store_true",
+        help="delete an interrupted registration or link the node refused (its keys were never used), and nothing else",
+    )
     p.add_argument("--crypto-mode", choices=[m.value for m in CryptoMode], default="hybrid",
                    help="key types, and the lowest mode this device ever runs a session in (default: hybrid)")
     p.set_defaults(fn=cmd_register)

@@ -60,6 +60,14 @@ from .delivery import refresh_sent
 from .directory import AccountView, Lookup, fetch_account, lookup_account
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
 from .pending import PendingFull, expire_pending, send_pending, waits
+from .pending_registration import (
+    DISCARD_HINT,
+    PendingRegistration,
+    clear_pending_registration,
+    has_pending_registration,
+    load_pending_registration,
+    save_pending_registration,
+)
 from .prekeys import FirstPrekeys, first_prekeys, maintain_prekeys, save_first_prekeys
 from .receiving import Receiver, ReceiveResult
 from .replies import expect_reply
@@ -208,49 +216,115 @@ class Device:
         say: Callable[[str], None] | None = None,
     ) -> Profile:
         """Create ``address`` with this device, its keys of ``mode``; ``minimum`` (default:
-        ``mode``) is the lowest crypto mode this device will ever run a session in. If the
+        ``mode``) is the lowest crypto mode this device will ever run a session in. The request
+        and its keys are saved before it is sent (client/pending_registration.py): if the
         connection drops before the node's answer, the same request is sent again on a new
-        connection (``say`` is told each time): the node completes the same registration."""
+        connection (``say`` is told each time); if this process stops, the next ``register``
+        (or :meth:`resume_registration`) sends it again. The node completes the same
+        registration. When this home holds such an interrupted registration of ``address`` on
+        ``node_url``, it is completed (``invite``, ``mode`` and ``minimum`` are not used)."""
         minimum = minimum or mode
         check_minimum_for_keys(mode, minimum)
         self._ensure_unregistered()
         addr = parse_address(address)
+        if load_pending_registration(self.state) is not None:
+            return await self.resume_registration(say=say, kind="register", address=str(addr), node_url=node_url)
         fingerprint, secret = parse_invite(invite)
         identity, identity_dh, hpke = self._new_device_keys(mode)
         account_key = SigningKey.generate(mode, self._rng)
         record = self._record(str(addr), identity, identity_dh, hpke)
         device_list = sign_device_list(account_key, account=str(addr), version=1, devices={identity.public.fingerprint}, now=self._clock())
         first = first_prekeys(identity, mode, self._rng)
+        pending = PendingRegistration(
+            kind="register", address=str(addr), node_url=node_url, node_fingerprint=fingerprint, mode=mode, minimum=minimum,
+            identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key, prekeys=first,
+            request=Register(
+                request=0, user=addr.user, invite=secret, record=record,
+                account_identity=account_key.public.to_bytes(), device_list=device_list, keys=first.keys,
+            ),
+        )
+        save_pending_registration(self.state, pending)  # durable before anything is sent
+        return await self._complete(pending, say, resumed=False)
+
+    async def resume_registration(
+        self, *, say: Callable[[str], None] | None = None, kind: str | None = None, address: str | None = None, node_url: str | None = None,
+    ) -> Profile:
+        """Complete the registration or link this home saved before sending it (its process
+        stopped before the node's answer was saved): the same request, with the same keys,
+        which the node answers as it answered the first, or runs now. ``kind``, ``address``
+        and ``node_url``, when given, must be the pending one's (else a StateError says which
+        one is pending and how to discard it)."""
+        self._ensure_unregistered()
+        pending = load_pending_registration(self.state)
+        if pending is None:
+            raise StateError(f"no interrupted registration or link in {self.state.home}")
+        asked = (kind, address, node_url)
+        if any(want is not None and want != have for want, have in zip(asked, (pending.kind, pending.address, pending.node_url))):
+            raise StateError(self._pending_elsewhere(pending))
+        if say is not None:
+            say(f"completing an interrupted {pending.what} of {pending.address} on {pending.node_url}: sending the same request "
+                "with the same keys again")
+        return await self._complete(pending, say, resumed=True)
+
+    def discard_pending_registration(self) -> str | None:
+        """Delete the pending registration or link and its keys (never used by an account, see
+        client/pending_registration.py); what was discarded, or None when nothing was pending."""
+        if not has_pending_registration(self.state):
+            return None
+        try:
+            pending = load_pending_registration(self.state)
+            what = f"the interrupted {pending.what} of {pending.address} on {pending.node_url}" if pending else None
+        except StateError:
+            what = "an unreadable interrupted registration"
+        clear_pending_registration(self.state)
+        return what
+
+    def _pending_elsewhere(self, pending: PendingRegistration) -> str:
+        complete = "`sonet register`" if pending.kind == "register" else f"`sonet link begin --node {pending.node_url}`"
+        return (
+            f"{self.state.home} holds an interrupted {pending.what} of {pending.address} on {pending.node_url}: {complete} "
+            f"(or any other command) completes it; {DISCARD_HINT}"
+        )
+
+    async def _complete(
+        self, pending: PendingRegistration, say: Callable[[str], None] | None, *, resumed: bool, first_conn: Connection | None = None,
+    ) -> Profile:
+        """Send ``pending``'s request (again, when ``resumed``), then save the profile in place
+        of the pending record and note where the audit of the account begins."""
+        node = parse_address(pending.address).node
 
         def check_node(conn: Connection) -> None:
-            if conn.welcome.node != addr.node:
-                raise LocalProtocolError(f"the node at {node_url} is {conn.welcome.node}, not {addr.node}")
+            if pending.kind == "register" and conn.welcome.node != node:
+                raise LocalProtocolError(f"the node at {pending.node_url} is {conn.welcome.node}, not {node}")
 
-        build = lambda n: Register(  # noqa: E731 - the same request at every try
-            request=n, user=addr.user, invite=secret, record=record,
-            account_identity=account_key.public.to_bytes(), device_list=device_list, keys=first.keys,
-        )
-        async with self._registering(node_url, identity, fingerprint, build, check_node, "Register", say) as (conn, reply):
+        async with self._registering(pending, check_node, say, resumed=resumed, first_conn=first_conn) as (conn, reply):
+            if reply.account != pending.address:
+                raise VerifyError(f"the node made this device one of {reply.account}, not of {pending.address}", code="wrong_account")
             profile = Profile(
-                address=reply.account, device_id=reply.device, node_url=node_url, node_fingerprint=fingerprint,
-                mode=mode, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key,
+                address=reply.account, device_id=reply.device, node_url=pending.node_url, node_fingerprint=pending.node_fingerprint,
+                mode=pending.mode, identity=pending.identity, identity_dh=pending.identity_dh, hpke=pending.hpke,
+                account_key=pending.account_key,
             )
-            self._save_new_profile(conn, profile, minimum, first)
-            await self._start_audit(conn, profile, device_list, say)
+            self._save_new_profile(conn, profile, pending.minimum, pending.prekeys)
+            await self._start_audit(conn, profile, pending.request.device_list, say)
         return profile
 
     @asynccontextmanager
     async def _registering(
-        self, node_url: str, identity: SigningKey, node_fingerprint: str, build: Callable[[int], Register | LinkComplete],
-        check_node: Callable[[Connection], None], what: str, say: Callable[[str], None] | None,
-        first_conn: Connection | None = None,
+        self, pending: PendingRegistration, check_node: Callable[[Connection], None], say: Callable[[str], None] | None,
+        *, resumed: bool, first_conn: Connection | None = None,
     ) -> AsyncIterator[tuple[Connection, Registered]]:
-        """Send ``build`` (on ``first_conn``, else on a new connection) and yield the connection
-        with the node's Registered. When the connection drops after the request went out, the
-        answer is lost but the node may have committed: connect again with the same device key
-        and send the same request, which the node answers as it answered (or would have
-        answered) the first — at most ``len(answer_retry_delays)`` more tries."""
+        """Send ``pending``'s request (on ``first_conn``, else on a new connection) and yield
+        the connection with the node's Registered. When the connection drops after the request
+        went out, the answer is lost but the node may have committed: connect again with the
+        same device key and send the same request, which the node answers as it answered (or
+        would have answered) the first — at most ``len(answer_retry_delays)`` more tries.
+
+        The pending record is deleted only when the node cannot have committed the request:
+        this process sent it once, not ``resumed``, and the node refused it or was never
+        reached. Otherwise it stays, for the next command to complete (or the user to discard)."""
         delays = self.answer_retry_delays
+        what = type(pending.request).__name__
         sent = False
         for attempt in range(len(delays) + 1):
             if attempt:
@@ -264,35 +338,55 @@ class Device:
                     conn = first_conn
                 else:
                     conn = await stack.enter_async_context(
-                        connect(node_url, identity=identity, node_fingerprint=node_fingerprint, policy=self._policy)
+                        connect(pending.node_url, identity=pending.identity, node_fingerprint=pending.node_fingerprint, policy=self._policy)
                     )
                 check_node(conn)
                 sent = True
-                reply = await conn.request(build)
-            except ConnectError:
+                reply = await conn.request(pending.build)
+            except ConnectError as exc:
                 await stack.aclose()
-                if not sent:
-                    raise  # nothing went out: the node is simply not there
-                continue
+                if sent:
+                    continue
+                if not resumed:  # nothing went out: the node is simply not there
+                    clear_pending_registration(self.state)
+                    raise
+                raise ConnectError(f"{exc}; the interrupted {pending.what} of {pending.address} stays on this device: "
+                                   "run the command again once the node is reachable") from None
             except NodeError as exc:
                 await stack.aclose()
-                if attempt and exc.code == "link_unknown":
-                    raise NodeError(
-                        "link_unknown",
-                        "the connection dropped before the node completed the link, and the node no longer holds the link "
-                        "slot (it restarted, or the link expired): run `sonet link begin` again",
-                    ) from None
-                raise
+                if attempt == 0 and not resumed:  # the only request this key sent, refused
+                    clear_pending_registration(self.state)
+                    raise
+                raise self._refused(pending, exc) from None
             except BaseException:
                 await stack.aclose()
+                if not sent and not resumed:
+                    clear_pending_registration(self.state)
                 raise
             async with stack:
                 yield conn, expect_reply(reply, Registered)
             return
+        again = "`sonet register`" if pending.kind == "register" else f"`sonet link begin --node {pending.node_url}`"
         raise ConnectError(
             f"the node's answer to {what} was lost and the node could not be reached again ({len(delays) + 1} tries); "
-            "this device saved nothing: if the same command later says the invite is used or the name is taken, "
-            "the node had completed the lost request"
+            f"this device keeps the request and its keys: {again} (or any other command) sends it again and completes "
+            f"the same {pending.what}"
+        )
+
+    def _refused(self, pending: PendingRegistration, exc: NodeError) -> NodeError:
+        """The node's refusal of a request sent again (after a lost answer, or by a later
+        process): what it means for the pending record, which stays."""
+        if exc.code == "link_unknown":
+            return NodeError(
+                "link_unknown",
+                f"the node never completed the link to {pending.address} and no longer holds its link slot (the node restarted, "
+                f"the link expired, or the connection that began it ended): run `sonet link begin --node {pending.node_url}` "
+                "again (it discards this link and begins a new one)",
+            )
+        return NodeError(
+            exc.code,
+            f"the node refused the interrupted {pending.what} of {pending.address}: {exc}. Running the command again "
+            f"retries it (if the node only asked to wait); {DISCARD_HINT}",
         )
 
     async def _start_audit(self, conn: Connection, profile: Profile, device_list: bytes, say: Callable[[str], None] | None) -> None:
@@ -321,26 +415,40 @@ class Device:
         )
 
     def _save_new_profile(self, conn: Connection, profile: Profile, minimum: CryptoMode, first: FirstPrekeys) -> None:
-        """The profile, minimum and first prekeys' secrets, in one transaction."""
+        """The profile, minimum, first prekeys' secrets, the account's identity and this
+        device's own key as trusted, in one transaction that also deletes the pending record:
+        a process stopping at any point leaves one or the other."""
         with self.state.transaction():
             self.state.save_profile(profile)
             save_device_minimum(self.state, minimum)
             note_node_minimum(self.state, conn.welcome.node, conn.welcome.minimum_crypto_mode)
             save_first_prekeys(self.state, first, self._clock())
-        self.state.see_identity(profile.address, profile.account_key.public.to_bytes(), self._clock())
-        self.state.approve(APPROVED_DEVICE, profile.identity.public.fingerprint)
+            self.state.see_identity(profile.address, profile.account_key.public.to_bytes(), self._clock())
+            self.state.approve(APPROVED_DEVICE, profile.identity.public.fingerprint)
+            clear_pending_registration(self.state)
 
     async def link_begin(
         self, node_url: str, show_code: Callable[[str], None], *, mode: CryptoMode = CryptoMode.HYBRID, minimum: CryptoMode | None = None,
         say: Callable[[str], None] | None = None,
     ) -> Profile:
         """Become a new device of an existing account: show a code, wait for an existing
-        device to approve it (`link approve CODE`), then register with the node (with the same
-        retry after a lost answer as :meth:`register`). ``mode``, ``minimum`` and ``say`` as
-        for :meth:`register`."""
+        device to approve it (`link approve CODE`), then register with the node (the request
+        saved before it is sent and sent again after a lost answer, as for :meth:`register`).
+        ``mode``, ``minimum`` and ``say`` as for :meth:`register`. When this home holds an
+        interrupted link through ``node_url``, it is completed; if the node never completed it
+        and its slot is gone, it is discarded and a new link begins."""
         minimum = minimum or mode
         check_minimum_for_keys(mode, minimum)
         self._ensure_unregistered()
+        if load_pending_registration(self.state) is not None:
+            try:
+                return await self.resume_registration(say=say, kind="link", node_url=node_url)
+            except NodeError as exc:
+                if exc.code != "link_unknown":
+                    raise
+            clear_pending_registration(self.state)  # the node has no device with its key: never used
+            if say is not None:
+                say("the node never completed the interrupted link (its slot is gone): discarded it, beginning a new link")
         identity, identity_dh, hpke = self._new_device_keys(mode)
         ephemeral = HpkePrivateKey.generate(CryptoMode.HYBRID, self._rng)
         # The node is not pinned yet: the code's commitment protects the provisioning, and the
@@ -366,19 +474,13 @@ class Device:
             device_list = next_device_list(account_key, current, devices=set(current.devices) | {identity.public.fingerprint}, now=self._clock())
             record = self._record(payload.account, identity, identity_dh, hpke)
             first = first_prekeys(identity, mode, self._rng)
-            build = lambda n: LinkComplete(request=n, slot=slot_reply.slot, record=record, device_list=device_list, keys=first.keys)  # noqa: E731
-            async with self._registering(
-                node_url, identity, payload.node_fingerprint, build, lambda _conn: None, "LinkComplete", say, first_conn=conn
-            ) as (done, reply):
-                if reply.account != payload.account:
-                    raise VerifyError(f"the node linked this device to {reply.account}, not {payload.account}", code="wrong_account")
-                profile = Profile(
-                    address=reply.account, device_id=reply.device, node_url=node_url, node_fingerprint=payload.node_fingerprint,
-                    mode=mode, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key,
-                )
-                self._save_new_profile(done, profile, minimum, first)
-                await self._start_audit(done, profile, device_list, say)
-        return profile
+            pending = PendingRegistration(
+                kind="link", address=payload.account, node_url=node_url, node_fingerprint=payload.node_fingerprint, mode=mode,
+                minimum=minimum, identity=identity, identity_dh=identity_dh, hpke=hpke, account_key=account_key, prekeys=first,
+                request=LinkComplete(request=0, slot=slot_reply.slot, record=record, device_list=device_list, keys=first.keys),
+            )
+            save_pending_registration(self.state, pending)  # durable before anything is sent
+            return await self._complete(pending, say, resumed=False, first_conn=conn)
 
     async def link_approve(self, code: str) -> None:
         profile = self.state.profile()

@@ -78,8 +78,19 @@ class Vault:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Write ``path`` (0600) all or nothing: a temporary file, fsynced, renamed over it, and the
+    directory fsynced. ``vault.json`` is written last, so a process stopped half-way leaves no
+    ``vault.json`` and the next start makes the vault afresh (nothing was sealed yet)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)  # a leftover of a stopped process: made anew, so 0600 for sure
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -211,5 +211,5 @@ def test_ctrl_c_during_register_before_the_node_answered(capsys: pytest.CaptureF
 
     monkeypatch.setattr(Device, "register", interrupted)
     line = one_error(capsys, "--home", tmp_path / "h", "register", ADDRESS, "--node", "ws://127.0.0.1:1", "--invite", TOKEN, rc=130)
-    assert "interrupted before this device saved the account: run the same `sonet register` again" in line, line
+    assert line == "sonet: error: interrupted before anything was sent: run the same `sonet register` again", line
     assert json_error(capsys, "--home", tmp_path / "h", "register", ADDRESS, "--node", "ws://127.0.0.1:1", "--invite", TOKEN, rc=130)["code"] == "interrupted"

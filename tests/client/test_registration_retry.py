@@ -132,7 +132,7 @@ async def test_link_lost_before_the_node_had_it_says_to_begin_again(
             await link_device(phone, alice, alpha.url)
         err = sole_exception(group.value)
         assert isinstance(err, NodeError) and err.code == "link_unknown"
-        assert "run `sonet link begin` again" in str(err)
+        assert f"run `sonet link begin --node {alpha.url}` again (it discards this link" in str(err)
         assert not phone.state.registered()
         async with alpha.store() as store:
             assert len(await store.devices(ALICE)) == 1
@@ -161,10 +161,13 @@ async def test_retries_end_with_a_clear_error(
         with pytest.raises(ConnectError) as err:
             await alice.register(ALICE, alpha.url, await alpha.mint_invite(), say=said.append)
         assert "answer to Register was lost" in str(err.value) and "3 tries" in str(err.value)
+        assert "keeps the request and its keys" in str(err.value)
         assert len(said) == 2 and not alice.state.registered()
-        # the node did register it: the device's keys were not saved, so the name is spent
+        # the node did register it, and the device kept the request with its keys: sent again, it completes
         async with alpha.store() as store:
             assert [d.device_id for d in await store.devices(ALICE)] == [1]
+        profile = await alice.resume_registration()
+        assert (profile.address, profile.device_id) == (ALICE, 1) and alice.state.registered()
 
 
 async def test_a_connection_lost_right_after_the_answer_still_finishes_the_set_up(
