@@ -9,9 +9,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from sonet.core.crypto.kdf import shake256
-from sonet.core.crypto.rfc9180 import KEMS, MODE_BASE, MODE_PSK, KemPrivateKey, hpke_suite
+from sonet.core.crypto.rfc9180 import KEMS, MODE_BASE, MODE_PSK, Kdf, KemPrivateKey, _EcDhKem, hpke_suite
 from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError
 from tests.vectors import load_json, unhex
 
@@ -192,8 +194,6 @@ def test_seal_with_rng_is_seal_with_the_rng_output() -> None:
 
 
 def test_curve_orders_are_the_curves_orders() -> None:
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     for kem_id in (0x0010, 0x0011, 0x0012):
         kem = KEMS[kem_id]
         ec.derive_private_key(kem.order - 1, kem.curve)  # type: ignore[attr-defined]
@@ -251,3 +251,34 @@ def test_misuse_is_a_local_error() -> None:
         suite.kdf.expand(bytes(32), b"", 255 * 32 + 1)
     with pytest.raises(LocalProtocolError):
         suite.aead.seal(bytes(15), bytes(12), b"", b"pt")
+
+
+class _ScriptedCandidates(Kdf):
+    """HKDF-SHA512 whose "candidate" expansions are scripted, to walk DeriveKeyPair's loop."""
+
+    def __init__(self, candidates: list[bytes]) -> None:
+        super().__init__(3, hashes.SHA512())
+        self.candidates = candidates
+        self.counters: list[int] = []
+
+    def labeled_expand(self, suite_id: bytes, prk: bytes, label: bytes, info: bytes, length: int) -> bytes:
+        if label != b"candidate":
+            return super().labeled_expand(suite_id, prk, label, info, length)
+        self.counters.append(info[0])
+        return self.candidates[info[0]]
+
+
+def test_p521_derive_key_pair_masks_and_rejects_candidates() -> None:
+    """§7.1.3: the top byte is masked with 0x01, and a candidate that is 0 or not below the order
+    is rejected for the next counter."""
+    kdf = _ScriptedCandidates(
+        [
+            b"\xff" * 66,  # masked to 0x01ff..ff: over the order
+            b"\xfe" + bytes(65),  # masked to 0: rejected
+            b"\x03" + bytes(64) + b"\x05",  # masked to 0x01 00..00 05: accepted
+        ]
+    )
+    kem = _EcDhKem(0x0012, kdf, ec.SECP521R1(), KEMS[0x0012].order, 0x01)  # type: ignore[attr-defined]
+    sk, pk = kem.derive_key_pair(b"ikm")
+    assert sk == b"\x01" + bytes(64) + b"\x05" and kdf.counters == [0, 1, 2]
+    assert kem.private_key(sk).public.raw == pk
