@@ -3,7 +3,8 @@
 Ed25519 (0x0807), Ed448 (0x0808), ECDSA P-256/SHA-256 (0x0403), P-384/SHA-384 (0x0503) and
 P-521/SHA-512 (0x0603). Encodings are those of RFC 9420 and the IETF interop vectors
 (crypto-basics, suites 2, 5, 7): an EdDSA key or signature is its raw RFC 8032 bytes; an ECDSA
-private key is the scalar as a fixed-length big-endian integer (32, 48, 66 bytes), a public key the
+private key is the scalar as a fixed-length big-endian integer (32, 48, 66 bytes; shorter
+encodings without leading zero bytes are read too), a public key the
 uncompressed SEC1 point (0x04 || x || y), a signature the DER ``Ecdsa-Sig-Value`` (RFC 8446 §4.2.3).
 
 Pure: key generation takes ``rng``; ECDSA signs deterministically (RFC 6979), EdDSA is
@@ -52,7 +53,7 @@ class SignatureAlgorithm:
 
     def private_key(self, priv: bytes) -> Any:
         """The parsed private key; a malformed one is ``LocalProtocolError`` (it is ours)."""
-        if type(priv) is not bytes or len(priv) != self.nsk:
+        if type(priv) is not bytes or not self._private_length_ok(len(priv)):
             raise LocalProtocolError(f"{self.scheme.name} private key must be {self.nsk} bytes")
         try:
             return self._parse_private(priv)
@@ -81,6 +82,9 @@ class SignatureAlgorithm:
         except (InvalidSignature, ValueError):
             return False
         return True
+
+    def _private_length_ok(self, n: int) -> bool:
+        return n == self.nsk
 
     def _parse_private(self, priv: bytes) -> Any:
         raise NotImplementedError
@@ -150,6 +154,11 @@ class _Ecdsa(SignatureAlgorithm):
             if 0 < int.from_bytes(candidate, "big") < self.order:
                 priv = bytes(candidate)
                 return priv, self.public_from_private(priv)
+
+    def _private_length_ok(self, n: int) -> bool:
+        # The scalar is an integer: some implementations drop its leading zero bytes (the
+        # message-protection vector's P-521 key has 65), so shorter encodings are taken too.
+        return 0 < n <= self.nsk
 
     def _parse_private(self, priv: bytes) -> Any:
         return ec.derive_private_key(int.from_bytes(priv, "big"), self.curve)  # ValueError: 0 or >= order

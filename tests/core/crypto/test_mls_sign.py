@@ -72,6 +72,17 @@ def test_bad_private_keys_are_a_local_error(scheme: SignatureScheme) -> None:
             alg.private_key(b"\xff" * alg.nsk)  # over the order
 
 
+def test_ecdsa_private_key_without_leading_zero_bytes_is_read() -> None:
+    alg = signature_algorithm(SignatureScheme.ECDSA_SECP521R1_SHA512)
+    full = b"\x00" + bytes(range(1, 66))
+    assert alg.public_from_private(full[1:]) == alg.public_from_private(full)
+    assert alg.verify(alg.public_from_private(full), b"m", alg.sign(full[1:], b"m"))
+    with pytest.raises(LocalProtocolError):
+        alg.private_key(b"")
+    with pytest.raises(LocalProtocolError):
+        alg.private_key(b"\x01" + full)  # longer than the curve's scalars
+
+
 def test_ecdsa_p521_keys_from_rng_fit_521_bits() -> None:
     alg = signature_algorithm(SignatureScheme.ECDSA_SECP521R1_SHA512)
     for i in range(8):
