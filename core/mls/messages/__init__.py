@@ -22,7 +22,16 @@ from .proposal import (
     write_proposal_or_ref,
 )
 from .update_path import HPKECiphertext, UpdatePath, UpdatePathNode
-from .welcome import EncryptedGroupSecrets, GroupSecrets, PathSecret, Welcome
+from .welcome import (
+    EncryptedGroupSecrets,
+    GroupSecrets,
+    PathSecret,
+    Welcome,
+    decrypt_group_info,
+    decrypt_group_secrets,
+    encrypt_group_info,
+    encrypt_group_secrets,
+)
 
 __all__ = [
     "Add",
@@ -46,6 +55,10 @@ __all__ = [
     "UpdatePath",
     "UpdatePathNode",
     "Welcome",
+    "decrypt_group_info",
+    "decrypt_group_secrets",
+    "encrypt_group_info",
+    "encrypt_group_secrets",
     "read_proposal",
     "read_proposal_or_ref",
     "write_proposal_or_ref",
