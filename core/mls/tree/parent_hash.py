@@ -63,6 +63,7 @@ def verify_parent_hashes(tree: RatchetTree) -> None:
     n = tree.n_leaves
     root = tree.root
     unverified = {p for p, _ in tree.parents()}
+    expected_of: dict[tuple[int, int], bytes] = {}  # (p, s) -> ParentHash(p, s): leaves below share it
     for leaf_index, _leaf in tree.leaves():
         d = 2 * leaf_index
         while d != root:
@@ -76,7 +77,10 @@ def verify_parent_hashes(tree: RatchetTree) -> None:
             if parent is None:
                 break  # only blank nodes above d
             s = sibling(c, n)
-            expected = parent_hash_of(tree, parent, tree.original_tree_hash(s, frozenset(parent.unmerged_leaves)))
+            expected = expected_of.get((p, s))
+            if expected is None:
+                expected = parent_hash_of(tree, parent, tree.original_tree_hash(s, frozenset(parent.unmerged_leaves)))
+                expected_of[p, s] = expected
             if _carried_parent_hash(tree.node(d)) != expected:
                 break  # the chain ends at d
             unmerged_under_c = {2 * x for x in parent.unmerged_leaves if _in_subtree(2 * x, c, level(c))}

@@ -161,7 +161,9 @@ def create_update_path(
 
 def merge_update_path(tree: RatchetTree, sender: int, path: UpdatePath) -> None:
     """Put the path's public keys and leaf into ``tree`` (proposals already applied), refusing
-    a path of the wrong length or whose leaf's parent hash does not match the merged tree."""
+    a path of the wrong length or whose leaf's parent hash does not match the merged tree. The
+    leaf's own validity (§7.3: signature with the group id and ``sender``, capabilities) is the
+    caller's check_leaf_node, which knows the group's rules."""
     if tree.leaf(sender) is None:
         raise ValidationError(f"UpdatePath from leaf {sender}, which is not a member")
     if path.leaf_node.leaf_node_source != LeafNodeSource.COMMIT:
