@@ -242,3 +242,10 @@ MLS_MAX_SKIPPED_GENERATIONS = 1000
 MLS_OUT_OF_ORDER_WINDOW = 32
 
 __all__ += ["MLS_MAX_SKIPPED_GENERATIONS", "MLS_OUT_OF_ORDER_WINDOW"]
+
+#: ratchet tree (core/mls/tree/): the most leaves a tree may have (decoded, or grown by Adds).
+#: Groups are meant for up to 1,500 members; 8x that leaves room and refuses a hostile encoding
+#: of millions of 1-byte blank nodes before it is read into a list
+MLS_MAX_TREE_LEAVES = 1 << 14
+
+__all__ += ["MLS_MAX_TREE_LEAVES"]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Self
 
+from ...limits import MLS_MAX_TREE_LEAVES
 from ..codec import DecodeError, Encodable, Reader, Writer, decode_all
 from ..key_package.leaf_node import LeafNode
 
@@ -81,8 +82,18 @@ def encode_tree_nodes(nodes: list[Node | None]) -> bytes:
 
 def read_tree_nodes(r: Reader) -> list[Node | None]:
     """The node array of a ratchet_tree encoding, padded with blanks to a full tree: leaves at
-    even indices, parents at odd ones, and no trailing blank node in the encoding."""
-    nodes = r.vector(_read_optional_node)
+    even indices, parents at odd ones, no trailing blank node in the encoding, and at most
+    MLS_MAX_TREE_LEAVES leaves (counted while reading, so a hostile one stops early)."""
+    count = 0
+
+    def read_counted(r: Reader) -> Node | None:
+        nonlocal count
+        count += 1
+        if count > 2 * MLS_MAX_TREE_LEAVES - 1:
+            raise DecodeError(f"ratchet tree of more than {MLS_MAX_TREE_LEAVES} leaves")
+        return _read_optional_node(r)
+
+    nodes = r.vector(read_counted)
     if not nodes:
         raise DecodeError("ratchet tree with no nodes")
     if nodes[-1] is None:

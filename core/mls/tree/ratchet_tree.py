@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ...errors import LocalProtocolError
+from ...limits import MLS_MAX_TREE_LEAVES
 from ..codec import Writer
 from ..key_package.errors import ValidationError
 from ..key_package.leaf_node import LeafNode
@@ -222,6 +223,8 @@ class RatchetTree:
                 break
         else:
             leaf_index = self.n_leaves
+            if 2 * leaf_index > MLS_MAX_TREE_LEAVES:
+                raise ValidationError(f"adding a member would grow the tree past {MLS_MAX_TREE_LEAVES} leaves")
             self._extend()
         x = leaf_to_node(leaf_index)
         for p in direct_path(x, self.n_leaves):

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from sonet.core.errors import VerifyError
+from sonet.core.limits import MLS_MAX_TREE_LEAVES
 from sonet.core.mls.codec import DecodeError, Writer
 from sonet.core.mls.crypto import CipherSuite, cipher_suite
 from sonet.core.mls.extensions import Capabilities
@@ -26,6 +27,7 @@ from sonet.core.mls.tree import (
     verify_parent_hashes,
     write_node,
 )
+from sonet.core.mls.tree import ratchet_tree
 from tests import vectors
 
 
@@ -260,3 +262,17 @@ def test_resolution_and_filtered_direct_path() -> None:
     assert tree.resolution(1) == [0]
     assert tree.filtered_direct_path(0) == [(3, 5)]  # node 1's copath child (leaf 1) is blank
     assert tree.filtered_direct_path(3) == [(5, 4), (3, 1)]
+
+
+def test_a_tree_over_the_leaf_cap_is_refused_while_it_is_read() -> None:
+    blanks = [None] * (2 * MLS_MAX_TREE_LEAVES)
+    with pytest.raises(DecodeError, match=f"more than {MLS_MAX_TREE_LEAVES} leaves"):
+        decode_tree_nodes(_encode_raw([*blanks, synthetic_leaf(0)]))
+
+
+def test_adding_past_the_leaf_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ratchet_tree, "MLS_MAX_TREE_LEAVES", 4)
+    tree = build(4)
+    with pytest.raises(ValidationError, match="past 4 leaves"):
+        tree.add_leaf(synthetic_leaf(4))
+    assert tree.n_leaves == 4
