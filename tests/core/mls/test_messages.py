@@ -1,11 +1,16 @@
 """MLS message structures (core/mls/messages/, core/mls/extensions/): the encodings of the
 interop vectors round-trip byte for byte, unknown extension/proposal/credential types are kept,
 and malformed input (a reserved or unknown fixed-set value, a duplicate extension, trailing
-bytes) is refused with DecodeError."""
+bytes; random and mutated bytes, with hypothesis) is refused with DecodeError."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sonet.core.mls.codec import DecodeError, Reader, Writer, decode_all
 from sonet.core.mls.extensions import (
@@ -44,6 +49,7 @@ from sonet.core.mls.messages import (
 )
 from sonet.core.mls.key_schedule.group_context import GroupContext
 from sonet.core.mls.psk.psk_id import PreSharedKeyID, ResumptionPSKUsage
+from sonet.core.mls.tree import decode_tree_nodes, encode_tree_nodes
 from tests.vectors import load_json
 
 WIRE_WELCOME = 3
@@ -218,3 +224,61 @@ def test_required_capabilities_name_what_a_member_lacks() -> None:
     assert RequiredCapabilities((0xF0A1,)).missing_in(caps) == "extension type 61601"
     assert RequiredCapabilities((), (0x0C0C,)).missing_in(caps) == "proposal type 3084"
     assert RequiredCapabilities((), (), (2,)).missing_in(caps) == "credential type 2"
+
+
+# hostile input: any bytes either decode to a structure that re-encodes to exactly those bytes,
+# or are refused with DecodeError (never another exception)
+
+DECODERS: dict[str, tuple[Callable[[bytes], Any], Callable[[Any], bytes]]] = {
+    "KeyPackage": (KeyPackage.from_bytes, lambda v: v.to_bytes()),
+    "LeafNode": (LeafNode.from_bytes, lambda v: v.to_bytes()),
+    "Proposal": (lambda d: decode_all(d, read_proposal), lambda v: v.to_bytes()),
+    "Commit": (Commit.from_bytes, lambda v: v.to_bytes()),
+    "UpdatePath": (UpdatePath.from_bytes, lambda v: v.to_bytes()),
+    "Welcome": (Welcome.from_bytes, lambda v: v.to_bytes()),
+    "GroupSecrets": (GroupSecrets.from_bytes, lambda v: v.to_bytes()),
+    "GroupInfo": (GroupInfo.from_bytes, lambda v: v.to_bytes()),
+    "ratchet tree": (decode_tree_nodes, encode_tree_nodes),
+}
+
+
+def _seeds() -> list[bytes]:
+    """Valid encodings to mutate: the vectors' key packages, welcomes, proposals and trees."""
+    seeds = [bytes.fromhex(c["proposal"]) for c in load_json("mls/tree-operations.json")]
+    seeds += [bytes.fromhex(c["tree_before"]) for c in load_json("mls/tree-operations.json")]
+    case = load_json("mls/welcome.json")[0]
+    seeds += [bytes.fromhex(case["key_package"])[4:], bytes.fromhex(case["welcome"])[4:]]
+    return seeds
+
+
+SEEDS = _seeds()
+
+
+def _decodes_canonically_or_is_refused(data: bytes) -> None:
+    for name, (decode, encode) in DECODERS.items():
+        try:
+            value = decode(data)
+        except DecodeError:
+            continue
+        assert encode(value) == data, name
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_are_refused_or_round_trip(data: bytes) -> None:
+    _decodes_canonically_or_is_refused(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(SEEDS), st.integers(min_value=0), st.integers(min_value=0, max_value=255), st.integers(min_value=0, max_value=3))
+def test_mutated_encodings_are_refused_or_round_trip(seed: bytes, where: int, value: int, how: int) -> None:
+    i = where % len(seed)
+    if how == 0:
+        data = seed[:i] + bytes([value]) + seed[i + 1 :]
+    elif how == 1:
+        data = seed[:i]
+    elif how == 2:
+        data = seed[:i] + bytes([value]) + seed[i:]
+    else:
+        data = seed[:i] + seed[i + 1 :]
+    _decodes_canonically_or_is_refused(data)
