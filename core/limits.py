@@ -49,6 +49,7 @@ __all__ = [
     "MAX_PROVISIONING_BYTES",
     "MAX_URL_LEN",
     "MAX_ONE_TIME_PREKEYS",
+    "MAX_FIRST_ONE_TIME_PREKEYS",
     "LINK_SLOT_TTL_MS",
     "MAX_LINK_SLOTS",
     "MAX_LINK_EPHEMERAL_BYTES",
@@ -157,6 +158,11 @@ __all__ += [
 # Prekeys and linking on the node (node/client_keys.py, node/client_registration.py, node/linking.py)
 #: one-time prekeys of each kind a node holds per device, and accepts in one PublishPrekeys
 MAX_ONE_TIME_PREKEYS = 200
+#: one-time prekeys of each kind a NEW device may bring in its Register / LinkComplete: what it
+#: needs to start (the client sends 60, client/prekeys.py TARGET) and no more, since anyone may
+#: send these before having an account and each costs the node a signature check; it tops up
+#: with PublishPrekeys once registered
+MAX_FIRST_ONE_TIME_PREKEYS = 64
 #: how long a provisioning slot waits for approval and completion
 LINK_SLOT_TTL_MS = 10 * 60 * 1000
 #: provisioning slots open at once on one node
@@ -218,8 +224,9 @@ __all__ += [
 # Connections (transport/admission.py, node/client_session.py)
 #: the largest record a /client connection sends before it has an account: a Register or a
 #: LinkComplete (a device record, a device list, an identity key and the first prekeys, up to
-#: MAX_ONE_TIME_PREKEYS of each kind at < 5 KiB each; the largest measured, hybrid, ~1.8 MB)
-MAX_UNREGISTERED_RECORD_BYTES = MAX_CBOR_BYTES + MAX_DEVICE_LIST_BYTES + 2 * MAX_ONE_TIME_PREKEYS * 5 * 1024 + 64 * 1024
+#: MAX_FIRST_ONE_TIME_PREKEYS of each kind at < 5 KiB each: ~0.83 MiB; the client's, hybrid
+#: with 60 + 60, ~0.49 MB)
+MAX_UNREGISTERED_RECORD_BYTES = MAX_CBOR_BYTES + MAX_DEVICE_LIST_BYTES + 2 * MAX_FIRST_ONE_TIME_PREKEYS * 5 * 1024 + 64 * 1024
 
 __all__ += ["MAX_UNREGISTERED_RECORD_BYTES"]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sonet.core import limits
 from sonet.core.address import Address, parse_address
 from sonet.core.client_api import DeviceKeys, PublishPrekeys
 from sonet.core.crypto import CryptoPolicy, VerifyKey
@@ -32,6 +33,7 @@ __all__ = [
     "check_next_list",
     "check_prekeys",
     "check_device_keys",
+    "check_first_prekey_counts",
 ]
 
 
@@ -140,6 +142,17 @@ def check_prekeys(
         # not verify on the sender (core/ratchet/prekeys.py verify_bundle).
         raise RequestError("bad_prekey_id", "a one-time prekey has the signed prekey's id")
     return one_time, pq_one_time
+
+
+def check_first_prekey_counts(keys: DeviceKeys) -> None:
+    """Register / LinkComplete: no more one-time prekeys than a new device needs to start
+    (cheap: before any signature is checked)."""
+    cap = limits.MAX_FIRST_ONE_TIME_PREKEYS
+    if len(keys.one_time) > cap or len(keys.pq_one_time) > cap:
+        raise RequestError(
+            "too_many_prekeys",
+            f"a new device brings at most {cap} one-time prekeys of each kind (it publishes more once registered)",
+        )
 
 
 def check_device_keys(keys: DeviceKeys, identity: VerifyKey) -> DeviceKeySet:

@@ -20,7 +20,11 @@ buckets: core/ratelimit.py; time comes from ``ctx.clock_ms()``. What is limited:
   device, or one account with many new devices, from draining another account's one-time keys;
 - ``LinkBegin``: a few per connection, and per source address (an IPv6 address's /64) of
   unregistered connections; the slots themselves are shared fairly between addresses by
-  node/linking.py.
+  node/linking.py;
+- ``Register`` / ``LinkComplete`` that pass the cheap checks (``admit_registration``, called by
+  the handler right before the signature checks of the new device's prekeys): a few per
+  connection, and per source address in count and in signature checks (a cost budget,
+  core/cost_budget.py): on an open node anyone may send them before having an account.
 
 A request over a limit is refused with ``RequestError("rate_limited", ...)``: the device gets an
 ErrorFrame for that request and the connection stays open. A connection whose requests keep
@@ -40,6 +44,7 @@ from dataclasses import dataclass
 from sonet.core import limits
 from sonet.core.address import parse_address
 from sonet.core.client_api import FetchBundles, LinkBegin, SendBatch
+from sonet.core.cost_budget import VERIFY_COST, Budget, CostBudget, OverBudget
 from sonet.core.envelope import Kind
 from sonet.core.errors import RemoteProtocolError
 from sonet.core.wire import Frame
@@ -62,6 +67,9 @@ __all__ = [
     "LINK_BEGINS_PER_ADDRESS",
     "LINK_BEGINS_PER_CONNECTION",
     "REFUSALS_BEFORE_DISCONNECT",
+    "REGISTRATIONS_PER_ADDRESS",
+    "REGISTRATION_CHECKS_PER_ADDRESS",
+    "REGISTRATIONS_PER_CONNECTION",
 ]
 
 log = logging.getLogger("sonet.node.client")
@@ -98,6 +106,14 @@ LINK_BEGINS_PER_ADDRESS = Rate(per_second=1, burst=30)
 LINK_BEGINS_PER_CONNECTION = 3
 #: refused requests in a row before the connection is closed
 REFUSALS_BEFORE_DISCONNECT = 50
+#: registrations (Register, LinkComplete) per source address that reach the signature checks,
+#: and those checks: a family or office behind one address registering many devices at once,
+#: then one a second; ~130 checks each (a device's 60 + 60 first prekeys and its records)
+REGISTRATIONS_PER_ADDRESS = Rate(per_second=1, burst=60)
+REGISTRATION_CHECKS_PER_ADDRESS = Rate(per_second=130, burst=60 * 130)
+#: registration attempts on one connection that reach the signature checks (a device needs one;
+#: a name that is taken is refused before them)
+REGISTRATIONS_PER_CONNECTION = 3
 
 _AGAIN = "try again in a moment"
 
@@ -106,6 +122,7 @@ _AGAIN = "try again in a moment"
 class _Connection:
     requests: Bucket
     link_begins: int = 0
+    registrations: int = 0
     refused: int = 0
 
 
@@ -125,6 +142,9 @@ class ClientLimits:
         link_begins_per_address: Rate = LINK_BEGINS_PER_ADDRESS,
         link_begins_per_connection: int = LINK_BEGINS_PER_CONNECTION,
         refusals_before_disconnect: int = REFUSALS_BEFORE_DISCONNECT,
+        registrations_per_address: Rate = REGISTRATIONS_PER_ADDRESS,
+        registration_checks_per_address: Rate = REGISTRATION_CHECKS_PER_ADDRESS,
+        registrations_per_connection: int = REGISTRATIONS_PER_CONNECTION,
     ) -> None:
         self._requests = requests
         self._envelopes = Limiter(envelopes)
@@ -136,6 +156,18 @@ class ClientLimits:
         self._link_begins_per_address = Limiter(link_begins_per_address)
         self._link_begins = link_begins_per_connection
         self._refusals = refusals_before_disconnect
+        # one budget per address: registrations (requests) and their signature checks (bytes,
+        # VERIFY_COST each), so the retry time is exact for both
+        self._registrations_per_address = CostBudget(
+            Budget(
+                requests=registrations_per_address,
+                bytes=Rate(
+                    per_second=registration_checks_per_address.per_second * VERIFY_COST,
+                    burst=registration_checks_per_address.burst * VERIFY_COST,
+                ),
+            )
+        )
+        self._registrations = registrations_per_connection
         # Per-connection state ends with the connection: no sweep needed.
         self._connections: weakref.WeakKeyDictionary[Session, _Connection] = weakref.WeakKeyDictionary()
 
@@ -143,9 +175,7 @@ class ClientLimits:
         """Refuse ``frame`` (RequestError) if it is over a limit; close the connection
         (RemoteProtocolError) if its requests keep being refused."""
         now = session.ctx.clock_ms()
-        conn = self._connections.get(session)
-        if conn is None:
-            conn = self._connections[session] = _Connection(requests=Bucket(self._requests, now))
+        conn = self._connection(session, now)
         refusal = await self._refusal(session, conn, frame, now)
         if refusal is None:
             conn.refused = 0
@@ -159,6 +189,29 @@ class ClientLimits:
                 f"more than {self._refusals} requests in a row were over the rate limit", code="rate_limited"
             )
         raise RequestError("rate_limited", refusal)
+
+    def _connection(self, session: Session, now: int) -> _Connection:
+        conn = self._connections.get(session)
+        if conn is None:
+            conn = self._connections[session] = _Connection(requests=Bucket(self._requests, now))
+        return conn
+
+    def admit_registration(self, session: Session, checks: int) -> None:
+        """A Register / LinkComplete of this connection passed the cheap checks and is about to
+        make the node check ``checks`` signatures: RequestError ``rate_limited`` (nothing
+        checked) past the connection's attempts or its address's budget."""
+        now = session.ctx.clock_ms()
+        conn = self._connection(session, now)
+        conn.registrations += 1
+        if conn.registrations > self._registrations:
+            raise RequestError("rate_limited", "too many registration attempts on this connection; reconnect to try again")
+        try:
+            self._registrations_per_address.admit(session.source, now, upfront=checks * VERIFY_COST)
+        except OverBudget as exc:
+            seconds = -(-exc.retry_after_ms // 100) / 10
+            raise RequestError(
+                "rate_limited", f"too many registrations from this address; try again in {seconds:.1f} s"
+            ) from None
 
     def charging_lookups(self, session: Session) -> AbstractContextManager[None]:
         """Around a request's handler: each lookup it makes at another node takes one of the

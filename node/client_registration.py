@@ -9,6 +9,11 @@ directory sign a head covering it before answering.
 
 ``Register`` and ``LinkComplete`` carry the new device's first prekeys, stored in the
 transaction that creates the device: no crash leaves a device nobody can start a session with.
+Anyone may send them before having an account (on an open node), and checking the prekeys'
+signatures is the costly part, so it comes last: the prekey counts (at most
+``limits.MAX_FIRST_ONE_TIME_PREKEYS`` of each kind), the records, the invite and the name are
+checked first, then the attempt is charged to the connection and its source address
+(node/client_limits.py ``admit_registration``: ``rate_limited`` past them, nothing checked).
 Both are idempotent for the device: after a lost answer it connects again with the same key and
 sends the same request, and once the first one committed it is answered with the same
 ``Registered`` (the invite is not spent twice, the name not "taken" by itself).
@@ -25,6 +30,7 @@ import trio
 from sonet.core import limits
 from sonet.core.address import parse_address
 from sonet.core.client_api import (
+    DeviceKeys,
     DeviceRemoved,
     LinkApprove,
     LinkApproved,
@@ -43,6 +49,7 @@ from sonet.core.invite import hash_invite_secret
 from .client_checks import (
     RequestError,
     check_device_keys,
+    check_first_prekey_counts,
     check_linked_record,
     check_new_account,
     check_next_list,
@@ -73,6 +80,7 @@ async def register(session: Session, req: Register) -> None:
             require_unregistered(session)
         await _answer_again(session, req.request, session.mailbox)
         return
+    check_first_prekey_counts(req.keys)
     record, account_key = check_new_account(
         account=account,
         record=req.record,
@@ -90,6 +98,12 @@ async def register(session: Session, req: Register) -> None:
         # invite a request costs the node one read. The transaction checks again.
         if not await ctx.store.invite_usable(invite_hash, account=account, now=ctx.clock_ms()):
             raise RequestError("invite_invalid", _REGISTER_ERRORS[InviteInvalid].format(account=account))
+    elif await ctx.store.account(account) is not None and await ctx.store.device_by_fingerprint(session.peer.fingerprint) is None:
+        # An open node: a name that is taken is refused before the costly part too, unless by
+        # this very device (a retry whose first try committed after this connection's Welcome:
+        # the transaction answers it as the first). The transaction checks again.
+        raise RequestError("account_exists", _REGISTER_ERRORS[AccountExists].format(account=account))
+    _admit(session, req.keys)
     keys = await trio.to_thread.run_sync(check_device_keys, req.keys, record.identity)
     try:
         row = await ctx.store.register_account(
@@ -110,6 +124,13 @@ async def register(session: Session, req: Register) -> None:
     session.become(row)
     await _publish(ctx)
     await session.send(Registered(request=req.request, account=row.account, device=row.device_id))
+
+
+def _admit(session: Session, keys: DeviceKeys) -> None:
+    """Charge the signature checks of the new device's prekeys to its connection and address."""
+    if session.ctx.limits is not None:
+        checks = len(keys.one_time) + len(keys.pq_one_time) + 2  # and the signed / last-resort ones
+        session.ctx.limits.admit_registration(session, checks)
 
 
 async def _answer_again(session: Session, request: int, device: tuple[str, int]) -> None:
@@ -203,6 +224,8 @@ async def link_complete(session: Session, req: LinkComplete) -> None:
     row = await account_row(ctx, account)
     current = {r.fingerprint for r in await ctx.store.devices(account)}
     check_next_list(row, req.device_list, current | {record.fingerprint})
+    check_first_prekey_counts(req.keys)
+    _admit(session, req.keys)
     keys = await trio.to_thread.run_sync(check_device_keys, req.keys, record.identity)
     try:
         device = await ctx.store.add_device(

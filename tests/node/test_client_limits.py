@@ -237,6 +237,37 @@ async def test_link_begins_are_limited_per_address_so_a_flood_from_one_blocks_no
     await refused(limits, Conn(ctx, "new-7", registered=False, source=flooder), link_begin())
 
 
+# Registrations ----------------------------------------------------------------------------------
+
+
+def test_registrations_are_charged_per_address_in_count_and_signature_checks() -> None:
+    clock = Clock()
+    limits = ClientLimits(
+        registrations_per_address=Rate(per_second=1, burst=10),
+        registration_checks_per_address=Rate(per_second=100, burst=300),
+        registrations_per_connection=3,
+    )
+    ctx = Ctx(clock)
+    flooder = "198.51.100.7"
+    # fresh keys and connections cost nothing: the address pays the checks
+    limits.admit_registration(Conn(ctx, "new-1", registered=False, source=flooder), 130)  # type: ignore[arg-type]
+    limits.admit_registration(Conn(ctx, "new-2", registered=False, source=flooder), 130)  # type: ignore[arg-type]
+    with pytest.raises(RequestError) as info:  # 40 checks left, 130 needed
+        limits.admit_registration(Conn(ctx, "new-3", registered=False, source=flooder), 130)  # type: ignore[arg-type]
+    assert (info.value.code, str(info.value)) == ("rate_limited", "too many registrations from this address; try again in 1.0 s")
+    # another address has its own budget
+    limits.admit_registration(Conn(ctx, "new-4", registered=False, source="203.0.113.9"), 130)  # type: ignore[arg-type]
+    clock.ms += 900
+    limits.admit_registration(Conn(ctx, "new-5", registered=False, source=flooder), 130)  # type: ignore[arg-type]
+    # per connection: a few attempts, whatever is left at the address
+    conn = Conn(ctx, "new-6", registered=False, source="192.0.2.44")
+    for _ in range(3):
+        limits.admit_registration(conn, 2)  # type: ignore[arg-type]
+    with pytest.raises(RequestError) as info:
+        limits.admit_registration(conn, 2)  # type: ignore[arg-type]
+    assert str(info.value) == "too many registration attempts on this connection; reconnect to try again"
+
+
 # Lookups at other nodes ---------------------------------------------------------------------
 
 
