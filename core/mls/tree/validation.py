@@ -58,6 +58,8 @@ def check_unmerged_leaves(tree: RatchetTree) -> None:
     """Each unmerged leaf of a parent P is a member below P, listed by every non-blank node
     between it and P."""
     for p, parent in tree.parents():
+        if len(set(parent.unmerged_leaves)) != len(parent.unmerged_leaves):
+            raise ValidationError(f"parent node {p} lists an unmerged leaf twice")
         for leaf_index in parent.unmerged_leaves:
             if tree.leaf(leaf_index) is None:
                 raise ValidationError(f"parent node {p} lists leaf {leaf_index}, which is not a member, as unmerged")

@@ -24,6 +24,7 @@ from sonet.core.mls.tree import (
     check_unmerged_leaves,
     decode_tree_nodes,
     encode_tree_nodes,
+    validate_tree,
     verify_parent_hashes,
     write_node,
 )
@@ -127,6 +128,13 @@ def test_an_unmerged_leaf_that_is_not_a_member_below_is_refused() -> None:
     outside = next(i for i, _ in tree.leaves() if index not in tree.direct_path(2 * i))
     tree.set_node(index, replace(parent, unmerged_leaves=(outside,)))
     with pytest.raises(ValidationError, match="not below it"):
+        check_unmerged_leaves(tree)
+    tree.set_node(index, replace(parent, unmerged_leaves=(99,)))
+    with pytest.raises(ValidationError, match="leaf 99, which is not a member"):
+        check_unmerged_leaves(tree)
+    below = next(i for i, _ in tree.leaves() if index in tree.direct_path(2 * i))
+    tree.set_node(index, replace(parent, unmerged_leaves=(below, below)))
+    with pytest.raises(ValidationError, match="twice"):
         check_unmerged_leaves(tree)
 
 
@@ -276,3 +284,20 @@ def test_adding_past_the_leaf_cap_is_refused(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ValidationError, match="past 4 leaves"):
         tree.add_leaf(synthetic_leaf(4))
     assert tree.n_leaves == 4
+
+
+def test_validate_tree_checks_the_promised_tree_hash_and_unique_keys() -> None:
+    case = find_case(lambda t: sum(1 for _ in t.leaves()) >= 3)
+    cs = cipher_suite(case["cipher_suite"])
+    group_id = bytes.fromhex(case["group_id"])
+    tree = RatchetTree.from_bytes(cs, bytes.fromhex(case["tree"]))
+    validate_tree(tree, group_id, tree_hash=tree.root_tree_hash())
+    with pytest.raises(ValidationError, match="tree hash does not match"):
+        validate_tree(tree, group_id, tree_hash=bytes(cs.nh))
+    # a parent node that reuses a leaf's encryption key
+    index, parent = next(iter(tree.parents()))
+    leaf = tree.leaf(0)
+    assert leaf is not None
+    tree.set_node(index, replace(parent, encryption_key=leaf.encryption_key))
+    with pytest.raises(ValidationError, match="appears twice"):
+        validate_tree(tree, group_id)
