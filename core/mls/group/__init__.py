@@ -1,0 +1,21 @@
+"""The MLS group state machine of RFC 9420 §11-§12, §14: creating a group, proposals, staged
+commits (made or received) and their merge, Welcome and joining, application messages."""
+
+from .group import MAX_PENDING_PROPOSALS, PADDING_BLOCK, RESUMPTION_PSK_EPOCHS, Group
+from .proposals import ProposalInfo, apply_proposals, check_proposal_list, path_required
+from .state import ApplicationMessage, EpochState, QueuedProposal, StagedCommit
+
+__all__ = [
+    "ApplicationMessage",
+    "EpochState",
+    "Group",
+    "MAX_PENDING_PROPOSALS",
+    "PADDING_BLOCK",
+    "ProposalInfo",
+    "QueuedProposal",
+    "RESUMPTION_PSK_EPOCHS",
+    "StagedCommit",
+    "apply_proposals",
+    "check_proposal_list",
+    "path_required",
+]

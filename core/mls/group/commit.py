@@ -1,0 +1,273 @@
+"""Making a commit and checking a received one (RFC 9420 §12.4, §12.4.1, §12.4.2).
+
+Both sides reach the next epoch through the same steps: the proposals checked and applied to a
+copy of the tree, the UpdatePath (made, or merged and decrypted), the provisional GroupContext
+the path is encrypted under (new epoch, tree hash and extensions, the old confirmed transcript
+hash), the confirmed transcript hash of the signed commit, the epoch secrets from the old
+init_secret, the commit secret and the PSKs, and the confirmation tag. The result is a
+``StagedCommit``; nothing of the group changes until it is merged."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from ...errors import LocalProtocolError
+from ..framing import (
+    AuthenticatedContent,
+    ContentType,
+    FramedContent,
+    FramedContentAuthData,
+    Sender,
+    SenderType,
+    WireFormat,
+    confirmation_tag,
+    confirmed_transcript_hash,
+    interim_transcript_hash,
+    sign_content,
+    verify_confirmation_tag,
+)
+from ..key_package import LeafNodeSource, ValidationError, check_leaf_node
+from ..key_schedule import GroupContext, derive_epoch_secrets
+from ..messages import Commit, ProposalOrRef, ProposalRef, Remove, Update, Welcome
+from ..secret_tree import SecretTree
+from ..tree import TreeKEMPrivate, create_update_path, decrypt_update_path, merge_update_path
+from .proposals import AppliedProposals, ProposalInfo, PSKLookup, apply_proposals, check_proposal_list, path_required, required_capabilities
+from .state import EpochState, QueuedProposal, StagedCommit, prune_private
+from .welcome import make_welcome, resolve_psks
+
+if TYPE_CHECKING:
+    from ...crypto.modes import Rng
+    from ..crypto import CipherSuite
+
+__all__ = ["CommitOptions", "CreatedCommit", "create_commit", "stage_received_commit", "select_pending"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommitOptions:
+    #: None: a path exactly when the proposals require one (or there are none)
+    path: bool | None = None
+    wire_format: WireFormat = WireFormat.PUBLIC_MESSAGE
+    #: put the ratchet tree in the Welcome's GroupInfo (else new members need it some other way)
+    ratchet_tree_in_welcome: bool = True
+    authenticated_data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedCommit:
+    staged: StagedCommit
+    content: AuthenticatedContent
+    welcome: Welcome | None
+
+
+def _provisional_context(base: EpochState, applied: AppliedProposals, tree_hash: bytes) -> GroupContext:
+    """The GroupContext an UpdatePath is encrypted under: the new epoch, tree hash and
+    extensions with the old confirmed transcript hash (§12.4.1)."""
+    return replace(base.context, epoch=base.epoch + 1, tree_hash=tree_hash, extensions=applied.extensions)
+
+
+def _next_state(
+    cs: CipherSuite,
+    base: EpochState,
+    applied: AppliedProposals,
+    confirmed: bytes,
+    commit_secret: bytes | None,
+    psk_lookup: PSKLookup,
+    private: TreeKEMPrivate,
+) -> tuple[GroupContext, EpochState, bytes]:
+    """The new context, the new epoch (its interim hash filled in by ``_with_tag``) and its
+    confirmation key's tag over ``confirmed``."""
+    context = GroupContext(
+        cs.id, base.context.group_id, base.epoch + 1, applied.tree.root_tree_hash(), confirmed, applied.extensions
+    )
+    secrets = derive_epoch_secrets(cs, base.secrets.init_secret, commit_secret, resolve_psks(cs, applied.psks, psk_lookup), context)
+    tag = confirmation_tag(cs, secrets.confirmation_key, confirmed)
+    state = EpochState(
+        context=context,
+        tree=applied.tree,
+        secrets=secrets,
+        secret_tree=SecretTree(cs, secrets.encryption_secret, applied.tree.n_leaves),
+        interim_transcript_hash=interim_transcript_hash(cs, confirmed, tag),
+        private=private,
+    )
+    return context, state, tag
+
+
+def select_pending(
+    cs: CipherSuite,
+    base: EpochState,
+    pending: Sequence[QueuedProposal],
+    by_value: Sequence[ProposalInfo],
+    me: int,
+    psk_lookup: PSKLookup,
+    now: int | None,
+) -> list[ProposalInfo]:
+    """The received proposals a commit of ours covers: all that are valid together with the ones
+    we send by value, in the order received, leaving out our own Updates (our path updates our
+    leaf) and, where proposals touch the same leaf, all but a Remove or else the latest Update."""
+    candidates = [
+        ProposalInfo(q.proposal, q.sender, q.ref)
+        for q in pending
+        if not (isinstance(q.proposal, Update) and q.sender == Sender.member(me))
+    ]
+    by_leaf: dict[int, int] = {}  # leaf -> position of the one proposal kept for it
+    for position, info in enumerate(candidates):
+        if isinstance(info.proposal, Remove):
+            by_leaf[info.proposal.removed] = position
+        elif isinstance(info.proposal, Update):
+            previous = by_leaf.get(info.sender.index)
+            if previous is None or not isinstance(candidates[previous].proposal, Remove):
+                by_leaf[info.sender.index] = position
+    keep = {i for i, info in enumerate(candidates) if not isinstance(info.proposal, (Update, Remove))} | set(by_leaf.values())
+    chosen: list[ProposalInfo] = []
+    for position, info in enumerate(candidates):
+        if position not in keep:
+            continue
+        try:
+            check_proposal_list(cs, base.tree, base.context, [*chosen, info, *by_value], me, psk_lookup, now=now)
+        except ValidationError:
+            continue  # an invalid proposal is left out of the commit (§12.2)
+        chosen.append(info)
+    return chosen
+
+
+def create_commit(
+    cs: CipherSuite,
+    base: EpochState,
+    me: int,
+    signature_priv: bytes,
+    proposals: Sequence[ProposalInfo],
+    psk_lookup: PSKLookup,
+    options: CommitOptions,
+    rng: Rng,
+    *,
+    now: int | None = None,
+) -> CreatedCommit:
+    """Our commit of ``proposals`` (by reference where they have a ref, in that order) on
+    ``base``. A list that breaks §12.2 is our mistake: LocalProtocolError."""
+    try:
+        check_proposal_list(cs, base.tree, base.context, proposals, me, psk_lookup, now=now)
+    except ValidationError as exc:
+        raise LocalProtocolError(f"MLS: cannot commit these proposals: {exc}") from None
+    applied = apply_proposals(base.tree, base.context.extensions, proposals)
+    with_path = path_required(proposals) if options.path is None else options.path
+    if path_required(proposals) and not with_path:
+        raise LocalProtocolError("MLS: these proposals need a commit with a path")
+    commit_secret: bytes | None = None
+    path_secrets: dict[int, bytes] = {}
+    path = None
+    if with_path:
+        leaf = applied.tree.leaf(me)
+        assert leaf is not None
+        created = create_update_path(
+            applied.tree, me, leaf, signature_priv, base.context.group_id,
+            lambda tree_hash: _provisional_context(base, applied, tree_hash).to_bytes(),
+            rng, exclude=[i for i, _ in applied.added],
+        )  # fmt: skip
+        commit_secret, path_secrets, path, private = created.commit_secret, created.path_secrets, created.update_path, created.private
+    else:
+        private = prune_private(cs, base.private, applied.tree)
+    items: list[ProposalOrRef] = [ProposalRef(p.ref) if p.ref is not None else p.proposal for p in proposals]
+    commit = Commit(tuple(items), path)
+    content = FramedContent(
+        base.context.group_id, base.epoch, Sender.member(me), options.authenticated_data, ContentType.COMMIT, commit.to_bytes()
+    )
+    # The confirmed transcript hash covers the signature, not the tag: sign, hash, then add the tag.
+    unsigned_tag = sign_content(cs, signature_priv, options.wire_format, content, base.context, confirmation_tag=b"")
+    confirmed = confirmed_transcript_hash(cs, base.interim_transcript_hash, unsigned_tag)
+    context, state, tag = _next_state(cs, base, applied, confirmed, commit_secret, psk_lookup, private)
+    auth = replace(unsigned_tag, auth=FramedContentAuthData(unsigned_tag.auth.signature, tag))
+    welcome = None
+    if applied.added:
+        welcome = make_welcome(
+            cs, context=context, tree=applied.tree, secrets=state.secrets, confirmation_tag=tag, signer=me,
+            signature_priv=signature_priv, added=applied.added, path_secrets=path_secrets, psks=applied.psks,
+            with_ratchet_tree=options.ratchet_tree_in_welcome, rng=rng,
+        )  # fmt: skip
+    staged = StagedCommit(
+        base, me, state, tuple(applied.added), tuple(applied.removed), tuple(applied.updated), tuple(applied.psks), applied.reinit
+    )
+    return CreatedCommit(staged, auth, welcome)
+
+
+def _resolve(commit: Commit, committer: int, pending: dict[bytes, QueuedProposal]) -> list[ProposalInfo]:
+    infos = []
+    seen: set[bytes] = set()
+    for item in commit.proposals:
+        if isinstance(item, ProposalRef):
+            if item.ref in seen:
+                raise ValidationError("a commit that names one proposal twice")
+            seen.add(item.ref)
+            queued = pending.get(item.ref)
+            if queued is None:
+                raise ValidationError(f"a commit names proposal {item.ref.hex()[:16]}, which this member has not received")
+            infos.append(ProposalInfo(queued.proposal, queued.sender, item.ref))
+        else:
+            infos.append(ProposalInfo(item, Sender.member(committer)))
+    return infos
+
+
+def stage_received_commit(
+    cs: CipherSuite,
+    base: EpochState,
+    auth: AuthenticatedContent,
+    pending: dict[bytes, QueuedProposal],
+    own_updates: dict[bytes, bytes],
+    psk_lookup: PSKLookup,
+    *,
+    now: int | None = None,
+) -> StagedCommit:
+    """The StagedCommit of a commit another member sent (its framing already unprotected and
+    checked against ``base``): ValidationError, VerifyError or DecryptError for anything wrong."""
+    sender = auth.content.sender
+    if sender.sender_type is not SenderType.MEMBER:
+        raise ValidationError("external commits (sender new_member_commit) are not supported")
+    committer = sender.index
+    me = base.private.leaf_index
+    if committer == me:
+        raise LocalProtocolError("MLS: our own commit comes back: merge its StagedCommit instead of processing it")
+    commit = auth.content.commit()
+    proposals = _resolve(commit, committer, pending)
+    check_proposal_list(cs, base.tree, base.context, proposals, committer, psk_lookup, now=now)
+    applied = apply_proposals(base.tree, base.context.extensions, proposals)
+    if path_required(proposals) and commit.path is None:
+        raise ValidationError("a commit without the UpdatePath its proposals require")
+    removes_us = me in applied.removed
+    own_update = None
+    private = base.private
+    if me in applied.updated:
+        own_update = own_updates.get(applied.updated[me])
+        if own_update is None:
+            raise ValidationError("a commit applies an Update of our leaf we did not propose")
+        private = TreeKEMPrivate(me, {**private.keys, 2 * me: own_update})
+    if not removes_us:
+        private = prune_private(cs, private, applied.tree)
+    commit_secret = None
+    if commit.path is not None:
+        path = commit.path
+        old_leaf = base.tree.leaf(committer)
+        assert old_leaf is not None
+        others = [leaf for i, leaf in applied.tree.leaves() if i != committer]
+        check_leaf_node(
+            cs, path.leaf_node, source=LeafNodeSource.COMMIT, group_id=base.context.group_id, leaf_index=committer,
+            others=others, required=required_capabilities(applied.extensions), now=now,
+        )  # fmt: skip
+        if path.leaf_node.encryption_key == old_leaf.encryption_key:
+            raise ValidationError("a commit's path keeps the committer's leaf encryption key")
+        merge_update_path(applied.tree, committer, path)
+        if not removes_us:
+            context = _provisional_context(base, applied, applied.tree.root_tree_hash()).to_bytes()
+            received = decrypt_update_path(applied.tree, committer, path, private, context, exclude=[i for i, _ in applied.added])
+            commit_secret, private = received.commit_secret, received.private
+    confirmed = confirmed_transcript_hash(cs, base.interim_transcript_hash, auth)
+    tag = auth.auth.confirmation_tag
+    assert tag is not None  # framing reads a tag for every commit
+    state = None
+    if not removes_us:
+        _, state, _ = _next_state(cs, base, applied, confirmed, commit_secret, psk_lookup, private)
+        verify_confirmation_tag(cs, state.secrets.confirmation_key, confirmed, tag)
+    return StagedCommit(
+        base, committer, state, tuple(applied.added), tuple(applied.removed), tuple(applied.updated), tuple(applied.psks),
+        applied.reinit, own_update,
+    )  # fmt: skip

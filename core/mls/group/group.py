@@ -1,0 +1,361 @@
+"""An MLS group as one member sees it (RFC 9420 §11-§12, §14), sans-I/O.
+
+``Group`` holds the current ``EpochState``, our leaf index and signature key, the proposals
+received in this epoch (by ProposalRef), the private keys of Updates we proposed, the external
+PSKs we were given and the resumption PSKs of the last ``RESUMPTION_PSK_EPOCHS`` epochs.
+
+Everything that changes the epoch is staged: ``commit`` gives a ``StagedCommit`` with the
+message to send, ``process`` gives one for a received commit, and only ``merge`` switches to it.
+What ``process`` refuses (one ``Refusal``: mls_invalid, verify_failed, decrypt_failed,
+mls_generation, mls_malformed) changes nothing but, for a PrivateMessage that decrypted and
+verified, the use of its ratchet key.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import MutableMapping, Sequence
+from typing import TYPE_CHECKING
+
+from ...errors import LocalProtocolError
+from ..codec import Writer
+from ..extensions import Extension
+from ..framing import (
+    AuthenticatedContent,
+    ContentType,
+    FramedContent,
+    MLSMessage,
+    PrivateMessage,
+    PublicMessage,
+    Sender,
+    WireFormat,
+    interim_transcript_hash,
+    confirmation_tag,
+    protect_private,
+    protect_public,
+    sign_content,
+    unprotect_private,
+    unprotect_public,
+)
+from ..framing.private_message import REUSE_GUARD_BYTES
+from ..key_package import KeyPackage, LeafNode, LeafNodeSource, ValidationError, check_leaf_node
+from ..key_schedule import GroupContext, derive_epoch_secrets, mls_exporter
+from ..messages import Proposal, Update, Welcome
+from ..psk import PreSharedKeyID, PSKType
+from ..secret_tree import SecretTree
+from ..tree import RatchetTree, TreeKEMPrivate
+from .commit import CommitOptions, create_commit, select_pending, stage_received_commit
+from .proposals import ProposalInfo, check_proposal_list, required_capabilities
+from .state import ApplicationMessage, EpochState, QueuedProposal, StagedCommit
+from .welcome import join_welcome
+
+if TYPE_CHECKING:
+    from ...crypto.modes import Rng
+    from ..crypto import CipherSuite
+
+__all__ = ["Group", "RESUMPTION_PSK_EPOCHS", "MAX_PENDING_PROPOSALS", "PADDING_BLOCK"]
+
+#: resumption PSKs of this many past epochs are kept (for PreSharedKey proposals naming them)
+RESUMPTION_PSK_EPOCHS = 8
+#: proposals received in one epoch and kept for a commit to reference; more are refused
+MAX_PENDING_PROPOSALS = 1024
+#: application data is padded with zeros to a multiple of this many bytes (hides exact lengths)
+PADDING_BLOCK = 32
+
+
+class Group:
+    __slots__ = ("cs", "_state", "_signature_priv", "_pending", "_own_updates", "_resumption", "external_psks", "_removed", "_reinit")
+
+    def __init__(
+        self,
+        cs: CipherSuite,
+        state: EpochState,
+        signature_priv: bytes,
+        *,
+        external_psks: MutableMapping[bytes, bytes] | None = None,
+    ) -> None:
+        self.cs = cs
+        self._state = state
+        self._signature_priv = signature_priv
+        self._pending: dict[bytes, QueuedProposal] = {}
+        self._own_updates: dict[bytes, bytes] = {}  # ProposalRef -> the new leaf's HPKE private key
+        self._resumption: OrderedDict[int, bytes] = OrderedDict()
+        self._remember_resumption()
+        #: psk_id -> psk of the external PSKs this member has (the application fills it)
+        self.external_psks: MutableMapping[bytes, bytes] = external_psks if external_psks is not None else {}
+        self._removed = False
+        self._reinit: object | None = None
+
+    # ---- creating and joining ----------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        cs: CipherSuite,
+        group_id: bytes,
+        leaf: LeafNode,
+        *,
+        signature_priv: bytes,
+        encryption_priv: bytes,
+        rng: Rng,
+        extensions: Sequence[Extension] = (),
+        external_psks: MutableMapping[bytes, bytes] | None = None,
+    ) -> Group:
+        """A new group of one member, ``leaf`` (a key_package leaf whose keys we hold), at epoch 0 (§11)."""
+        check_leaf_node(cs, leaf, source=LeafNodeSource.KEY_PACKAGE, required=required_capabilities(tuple(extensions)))
+        if cs.signature_public_key(signature_priv) != leaf.signature_key:
+            raise LocalProtocolError("MLS: the signature private key is not the leaf's")
+        tree = RatchetTree.with_one_leaf(cs, leaf)
+        context = GroupContext(cs.id, group_id, 0, tree.root_tree_hash(), b"", tuple(extensions))
+        secrets = derive_epoch_secrets(cs, rng(cs.nh), None, None, context)
+        # §8.2: epoch 0's interim transcript hash comes from the confirmation tag of an empty
+        # confirmed transcript hash
+        tag = confirmation_tag(cs, secrets.confirmation_key, b"")
+        private = TreeKEMPrivate.from_secrets(cs, 0, encryption_priv, {})
+        private.check_against(tree)
+        state = EpochState(
+            context, tree, secrets, SecretTree(cs, secrets.encryption_secret, 1), interim_transcript_hash(cs, b"", tag), private
+        )
+        return cls(cs, state, signature_priv, external_psks=external_psks)
+
+    @classmethod
+    def join(
+        cls,
+        cs: CipherSuite,
+        welcome: Welcome | MLSMessage,
+        key_package: KeyPackage,
+        *,
+        init_priv: bytes,
+        encryption_priv: bytes,
+        signature_priv: bytes,
+        ratchet_tree: RatchetTree | bytes | None = None,
+        external_psks: MutableMapping[bytes, bytes] | None = None,
+    ) -> Group:
+        """Join by Welcome (§12.4.3.1) with the KeyPackage it was made for and its private keys;
+        ``ratchet_tree`` (a tree or its encoding) when the Welcome carries none."""
+        if isinstance(welcome, MLSMessage):
+            if not isinstance(welcome.body, Welcome):
+                raise ValidationError(f"an MLSMessage of wire format {welcome.wire_format.name.lower()} where a Welcome was expected")
+            welcome = welcome.body
+        if isinstance(ratchet_tree, bytes):
+            ratchet_tree = RatchetTree.from_bytes(cs, ratchet_tree)
+        psks = external_psks if external_psks is not None else {}
+        joined = join_welcome(
+            cs, welcome, key_package, init_priv=init_priv, encryption_priv=encryption_priv,
+            psk_lookup=lambda psk_id: psks.get(psk_id.psk_id) if psk_id.psktype == PSKType.EXTERNAL else None,
+            ratchet_tree=ratchet_tree,
+        )  # fmt: skip
+        if cs.signature_public_key(signature_priv) != key_package.leaf_node.signature_key:
+            raise LocalProtocolError("MLS: the signature private key is not the KeyPackage's")
+        return cls(cs, joined.state, signature_priv, external_psks=psks)
+
+    # ---- what the group is now ---------------------------------------------------------------
+
+    @property
+    def group_id(self) -> bytes:
+        return self._state.context.group_id
+
+    @property
+    def epoch(self) -> int:
+        return self._state.epoch
+
+    @property
+    def context(self) -> GroupContext:
+        return self._state.context
+
+    @property
+    def tree(self) -> RatchetTree:
+        """The ratchet tree (do not change it: ``copy()`` it to experiment)."""
+        return self._state.tree
+
+    @property
+    def leaf_index(self) -> int:
+        return self._state.private.leaf_index
+
+    @property
+    def epoch_authenticator(self) -> bytes:
+        return self._state.secrets.epoch_authenticator
+
+    @property
+    def active(self) -> bool:
+        """False once a commit that removed us, or a ReInit, was merged."""
+        return not self._removed and self._reinit is None
+
+    def members(self) -> list[tuple[int, LeafNode]]:
+        return list(self._state.tree.leaves())
+
+    def pending_proposals(self) -> list[QueuedProposal]:
+        return list(self._pending.values())
+
+    def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
+        """MLS-Exporter of the current epoch (§8.5)."""
+        return mls_exporter(self.cs, self._state.secrets.exporter_secret, label, context, length)
+
+    def ratchet_tree_bytes(self) -> bytes:
+        return self._state.tree.to_bytes()
+
+    # ---- proposals ---------------------------------------------------------------------------
+
+    def propose(
+        self, proposal: Proposal, rng: Rng, *, wire_format: WireFormat = WireFormat.PUBLIC_MESSAGE, authenticated_data: bytes = b""
+    ) -> MLSMessage:
+        """A proposal of ours to send; it is kept as pending, so our next commit covers it."""
+        self._require_active()
+        if isinstance(proposal, Update):
+            raise LocalProtocolError("MLS: use propose_update to propose an Update of our leaf")
+        auth = self._sign(ContentType.PROPOSAL, proposal.to_bytes(), wire_format, authenticated_data)
+        self._queue(auth, proposal)
+        return self._protect(auth, rng)
+
+    def propose_update(
+        self, rng: Rng, *, leaf: LeafNode | None = None, wire_format: WireFormat = WireFormat.PUBLIC_MESSAGE
+    ) -> MLSMessage:
+        """An Update of our leaf with a fresh encryption key (``leaf`` gives other changes: its
+        credential, capabilities, extensions); its private key waits for the commit."""
+        self._require_active()
+        current = self._state.tree.leaf(self.leaf_index)
+        assert current is not None
+        priv, pub = self.cs.hpke_key_pair(rng)
+        template = leaf if leaf is not None else current
+        new_leaf = template.with_changes(
+            encryption_key=pub, leaf_node_source=LeafNodeSource.UPDATE, lifetime=None, parent_hash=b""
+        ).signed(self.cs, self._signature_priv, self.group_id, self.leaf_index)
+        proposal = Update(new_leaf)
+        auth = self._sign(ContentType.PROPOSAL, proposal.to_bytes(), wire_format, b"")
+        ref = self._queue(auth, proposal)
+        self._own_updates[ref] = priv
+        return self._protect(auth, rng)
+
+    def _queue(self, auth: AuthenticatedContent, proposal: Proposal) -> bytes:
+        if len(self._pending) >= MAX_PENDING_PROPOSALS:
+            raise ValidationError(f"more than {MAX_PENDING_PROPOSALS} proposals in one epoch")
+        ref = self.cs.make_proposal_ref(auth.to_bytes())
+        self._pending[ref] = QueuedProposal(ref, proposal, auth.content.sender)
+        return ref
+
+    # ---- commits -----------------------------------------------------------------------------
+
+    def commit(
+        self,
+        rng: Rng,
+        *,
+        proposals: Sequence[Proposal] = (),
+        include_pending: bool = True,
+        path: bool | None = None,
+        wire_format: WireFormat = WireFormat.PUBLIC_MESSAGE,
+        ratchet_tree_in_welcome: bool = True,
+        authenticated_data: bytes = b"",
+        now: int | None = None,
+    ) -> tuple[StagedCommit, MLSMessage, Welcome | None]:
+        """Commit the pending proposals (by reference, invalid ones left out) and ``proposals``
+        (by value). Returns the StagedCommit to ``merge`` once the message is accepted, the
+        commit message to send and the Welcome for added members. ``path`` None: an UpdatePath
+        exactly when required (always when there is nothing to commit); ``now`` (seconds since the
+        epoch) checks added KeyPackages' lifetimes."""
+        self._require_active()
+        me = self.leaf_index
+        by_value = [ProposalInfo(p, Sender.member(me)) for p in proposals]
+        chosen = select_pending(self.cs, self._state, list(self._pending.values()), by_value, me, self._psk, now) if include_pending else []
+        options = CommitOptions(path, wire_format, ratchet_tree_in_welcome, authenticated_data)
+        created = create_commit(self.cs, self._state, me, self._signature_priv, [*chosen, *by_value], self._psk, options, rng, now=now)
+        return created.staged, self._protect(created.content, rng), created.welcome
+
+    def merge(self, staged: StagedCommit) -> None:
+        """Move to the epoch ``staged`` starts (ours or one ``process`` gave): only on the epoch
+        it was made on."""
+        if staged.base is not self._state:
+            raise LocalProtocolError(f"MLS: {staged!r} was not made on this group's current epoch {self.epoch}")
+        self._pending.clear()
+        self._own_updates.clear()
+        if staged.state is None:
+            self._removed = True
+            return
+        self._state = staged.state
+        self._reinit = staged.reinit
+        self._remember_resumption()
+
+    # ---- receiving ---------------------------------------------------------------------------
+
+    def process(self, message: MLSMessage | bytes, *, now: int | None = None) -> ApplicationMessage | QueuedProposal | StagedCommit:
+        """A received PublicMessage or PrivateMessage of this group and epoch: application data,
+        a proposal (kept for the commit that references it) or a StagedCommit to merge."""
+        self._require_active()
+        if isinstance(message, bytes):
+            message = MLSMessage.from_bytes(message)
+        state = self._state
+        cs = self.cs
+        body = message.body
+        if isinstance(body, PublicMessage):
+            auth = unprotect_public(cs, body, state.context, state.secrets.membership_key, self._signature_key)
+        elif isinstance(body, PrivateMessage):
+            auth = unprotect_private(
+                cs, body, state.context, state.secret_tree, state.secrets.sender_data_secret, self._signature_key
+            )
+        else:
+            raise ValidationError(f"a {message.wire_format.name.lower()} is not a message to process in a group")
+        content = auth.content
+        if content.content_type is ContentType.APPLICATION:
+            return ApplicationMessage(content.sender.index, content.body, content.authenticated_data)
+        if content.content_type is ContentType.PROPOSAL:
+            proposal = content.proposal()
+            if content.sender.is_member and content.sender.index == self.leaf_index:
+                raise LocalProtocolError("MLS: our own proposal comes back: it is pending already")
+            info = ProposalInfo(proposal, content.sender)
+            check_proposal_list(cs, state.tree, state.context, [info], -1, self._psk, now=now)
+            ref = self._queue(auth, proposal)
+            return self._pending[ref]
+        return stage_received_commit(cs, state, auth, self._pending, self._own_updates, self._psk, now=now)
+
+    # ---- application messages ----------------------------------------------------------------
+
+    def encrypt(self, data: bytes, rng: Rng, *, authenticated_data: bytes = b"") -> MLSMessage:
+        """Application data as a PrivateMessage of the current epoch, zero-padded to a multiple
+        of ``PADDING_BLOCK`` bytes."""
+        self._require_active()
+        auth = self._sign(ContentType.APPLICATION, data, WireFormat.PRIVATE_MESSAGE, authenticated_data)
+        return self._protect(auth, rng, padding=-len(data) % PADDING_BLOCK)
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _require_active(self) -> None:
+        if self._removed:
+            raise LocalProtocolError("MLS: this member was removed from the group")
+        if self._reinit is not None:
+            raise LocalProtocolError("MLS: the group was reinitialised; continue in the new group")
+
+    def _sign(self, content_type: ContentType, body: bytes, wire_format: WireFormat, authenticated_data: bytes) -> AuthenticatedContent:
+        state = self._state
+        content = FramedContent(state.context.group_id, state.epoch, Sender.member(self.leaf_index), authenticated_data, content_type, body)
+        return sign_content(self.cs, self._signature_priv, wire_format, content, state.context)
+
+    def _protect(self, auth: AuthenticatedContent, rng: Rng, *, padding: int = 0) -> MLSMessage:
+        state = self._state
+        if auth.wire_format is WireFormat.PUBLIC_MESSAGE:
+            return MLSMessage(WireFormat.PUBLIC_MESSAGE, protect_public(self.cs, auth, state.context, state.secrets.membership_key))
+        sealed = protect_private(
+            self.cs, auth, state.secret_tree, state.secrets.sender_data_secret, rng(REUSE_GUARD_BYTES), padding=padding
+        )
+        return MLSMessage(WireFormat.PRIVATE_MESSAGE, sealed)
+
+    def _signature_key(self, sender: Sender) -> bytes:
+        if not sender.is_member:
+            raise ValidationError(f"messages from a {sender.sender_type.name.lower()} sender are not supported")
+        leaf = self._state.tree.leaf(sender.index)
+        if leaf is None:
+            raise ValidationError(f"a message from leaf {sender.index}, which is not a member")
+        return leaf.signature_key
+
+    def _psk(self, psk_id: PreSharedKeyID) -> bytes | None:
+        if psk_id.psktype == PSKType.EXTERNAL:
+            return self.external_psks.get(psk_id.psk_id)
+        if psk_id.psk_group_id != self.group_id:
+            return None
+        return self._resumption.get(psk_id.psk_epoch)
+
+    def _remember_resumption(self) -> None:
+        self._resumption[self._state.epoch] = self._state.secrets.resumption_psk
+        while len(self._resumption) > RESUMPTION_PSK_EPOCHS:
+            self._resumption.popitem(last=False)
+
+    def __repr__(self) -> str:
+        return f"Group(suite {self.cs.id}, epoch {self.epoch}, leaf {self.leaf_index}, {self._state.tree!r})"

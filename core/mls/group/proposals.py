@@ -1,0 +1,223 @@
+"""Proposals in a commit (RFC 9420 §12.1-§12.3): who proposed what, the validity of each
+proposal and of the whole list, and applying the list to a copy of the tree.
+
+Committer and receiver run the same ``check_proposal_list`` and ``apply_proposals``: a commit we
+would refuse to process is a commit we refuse to make. Application order is §12.3's:
+GroupContextExtensions, then Updates, Removes, Adds; PSKs and ReInit carry no tree change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..extensions import (
+    DEFAULT_EXTENSION_TYPES,
+    DEFAULT_PROPOSAL_TYPES,
+    ExtensionType,
+    RequiredCapabilities,
+    find_extension,
+)
+from ..extensions.extension import Extension
+from ..framing import Sender, SenderType
+from ..key_package import KeyPackage, LeafNode, LeafNodeSource, ValidationError, check_key_package, check_leaf_node
+from ..key_package.key_package import MLS10
+from ..messages import (
+    Add,
+    ExternalInit,
+    GroupContextExtensions,
+    PreSharedKey,
+    Proposal,
+    ProposalType,
+    ReInit,
+    Remove,
+    Update,
+)
+from ..psk import PreSharedKeyID, PSKType, ResumptionPSKUsage
+from ..tree import RatchetTree
+
+if TYPE_CHECKING:
+    from ..crypto import CipherSuite
+    from ..key_schedule import GroupContext
+
+__all__ = [
+    "ProposalInfo",
+    "AppliedProposals",
+    "PSKLookup",
+    "required_capabilities",
+    "path_required",
+    "check_proposal_list",
+    "apply_proposals",
+]
+
+#: the PSK value of a PreSharedKeyID, or None when this member does not have it
+PSKLookup = Callable[[PreSharedKeyID], "bytes | None"]
+
+#: proposal types a commit may carry without an UpdatePath (§17.4 "Path Required" = N)
+_PATH_OPTIONAL = frozenset({ProposalType.ADD, ProposalType.PSK, ProposalType.REINIT})
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalInfo:
+    """A proposal as a commit covers it: its sender (the committer for one sent by value) and
+    its ProposalRef when it came by reference."""
+
+    proposal: Proposal
+    sender: Sender
+    ref: bytes | None = None
+
+
+@dataclass
+class AppliedProposals:
+    """What a proposal list did to a copy of the tree and to the group context."""
+
+    tree: RatchetTree
+    extensions: tuple[Extension, ...]
+    #: (leaf index, KeyPackage) of each member added, in proposal order
+    added: list[tuple[int, KeyPackage]] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+    #: leaf index -> ProposalRef of the Update applied to it
+    updated: dict[int, bytes] = field(default_factory=dict)
+    psks: list[PreSharedKeyID] = field(default_factory=list)
+    reinit: ReInit | None = None
+
+
+def required_capabilities(extensions: Sequence[Extension]) -> RequiredCapabilities | None:
+    found = find_extension(extensions, ExtensionType.REQUIRED_CAPABILITIES)
+    return None if found is None else RequiredCapabilities.from_bytes(found.extension_data)
+
+
+def path_required(proposals: Sequence[ProposalInfo]) -> bool:
+    """§12.4: a commit without proposals, or with any whose type requires a path, needs one."""
+    return not proposals or any(p.proposal.proposal_type not in _PATH_OPTIONAL for p in proposals)
+
+
+def _leaf_supports_extensions(leaf: LeafNode, extensions: Sequence[Extension]) -> bool:
+    return all(e.extension_type in DEFAULT_EXTENSION_TYPES or e.extension_type in leaf.capabilities.extensions for e in extensions)
+
+
+def _check_psk(cs: CipherSuite, psk: PreSharedKeyID, context: GroupContext, lookup: PSKLookup) -> None:
+    if len(psk.psk_nonce) != cs.nh:
+        raise ValidationError(f"PSK nonce of {len(psk.psk_nonce)} bytes, the suite needs {cs.nh}")
+    if psk.psktype == PSKType.RESUMPTION:
+        if psk.usage != ResumptionPSKUsage.APPLICATION:
+            raise ValidationError(f"a resumption PSK of usage {psk.usage.name.lower()} in a regular commit")
+        if psk.psk_group_id == context.group_id and psk.psk_epoch >= context.epoch + 1:
+            raise ValidationError(f"a resumption PSK of epoch {psk.psk_epoch}, which is not a past epoch")
+    if lookup(psk) is None:
+        raise ValidationError(f"the pre-shared key {psk!r} is unknown to this member")
+
+
+def check_proposal_list(
+    cs: CipherSuite,
+    tree: RatchetTree,
+    context: GroupContext,
+    proposals: Sequence[ProposalInfo],
+    committer: int,
+    psk_lookup: PSKLookup,
+    *,
+    now: int | None = None,
+) -> None:
+    """§12.2 for a member's commit (``committer`` its leaf index) on ``tree`` and ``context`` of
+    the current epoch: each proposal valid (§12.1) and the list consistent. ValidationError
+    naming the broken rule."""
+    touched: set[int] = set()
+    add_keys: set[bytes] = set()
+    psk_ids: set[PreSharedKeyID] = set()
+    removed = {p.proposal.removed for p in proposals if isinstance(p.proposal, Remove)}
+    gce = [p.proposal for p in proposals if isinstance(p.proposal, GroupContextExtensions)]
+    if len(gce) > 1:
+        raise ValidationError("a commit with more than one GroupContextExtensions proposal")
+    new_extensions = gce[0].extensions if gce else context.extensions
+    required = required_capabilities(new_extensions)
+    staying = [(i, leaf) for i, leaf in tree.leaves() if i not in removed]
+    for info in proposals:
+        proposal, sender = info.proposal, info.sender
+        if sender.sender_type is SenderType.MEMBER and tree.leaf(sender.index) is None:
+            raise ValidationError(f"a proposal from leaf {sender.index}, which is not a member")
+        if isinstance(proposal, Add):
+            kp = proposal.key_package
+            others = [leaf for i, leaf in staying]
+            check_key_package(cs, kp, others=others, required=required, now=now)
+            if not _leaf_supports_extensions(kp.leaf_node, new_extensions):
+                raise ValidationError("an added member does not support the group's extensions")
+            if kp.leaf_node.signature_key in add_keys:
+                raise ValidationError("two Add proposals for the same client")
+            add_keys.add(kp.leaf_node.signature_key)
+        elif isinstance(proposal, Update):
+            if sender.sender_type is not SenderType.MEMBER:
+                raise ValidationError("an Update proposal from a sender that is not a member")
+            if sender.index == committer:
+                raise ValidationError("a commit with an Update proposal of the committer (it updates by its path)")
+            if sender.index in touched:
+                raise ValidationError(f"two Update/Remove proposals for leaf {sender.index}")
+            touched.add(sender.index)
+            current = tree.leaf(sender.index)
+            assert current is not None
+            others = [leaf for i, leaf in staying if i != sender.index]
+            check_leaf_node(
+                cs, proposal.leaf_node, source=LeafNodeSource.UPDATE, group_id=context.group_id,
+                leaf_index=sender.index, others=others, required=required, now=now,
+            )  # fmt: skip
+            if proposal.leaf_node.encryption_key == current.encryption_key:
+                raise ValidationError("an Update proposal that keeps the leaf's encryption key")
+        elif isinstance(proposal, Remove):
+            if tree.leaf(proposal.removed) is None:
+                raise ValidationError(f"a Remove proposal for leaf {proposal.removed}, which is not a member")
+            if proposal.removed == committer:
+                raise ValidationError("a commit that removes the committer")
+            if proposal.removed in touched:
+                raise ValidationError(f"two Update/Remove proposals for leaf {proposal.removed}")
+            touched.add(proposal.removed)
+        elif isinstance(proposal, PreSharedKey):
+            if proposal.psk in psk_ids:
+                raise ValidationError("two PreSharedKey proposals for the same PSK")
+            psk_ids.add(proposal.psk)
+            _check_psk(cs, proposal.psk, context, psk_lookup)
+        elif isinstance(proposal, GroupContextExtensions):
+            for i, leaf in staying:
+                if not _leaf_supports_extensions(leaf, proposal.extensions):
+                    raise ValidationError(f"leaf {i} does not support the proposed group context extensions")
+                if required is not None and (missing := required.missing_in(leaf.capabilities)) is not None:
+                    raise ValidationError(f"leaf {i} does not support the proposed required {missing}")
+        elif isinstance(proposal, ReInit):
+            if len(proposals) != 1:
+                raise ValidationError("a ReInit proposal together with other proposals")
+            if proposal.version < MLS10:
+                raise ValidationError(f"a ReInit to protocol version {proposal.version}, older than the group's")
+        elif isinstance(proposal, ExternalInit):
+            raise ValidationError("an ExternalInit proposal in a member's commit")
+        else:  # a proposal type RFC 9420 does not define: every member that stays must support it
+            if proposal.proposal_type not in DEFAULT_PROPOSAL_TYPES:
+                for i, leaf in staying:
+                    if proposal.proposal_type not in leaf.capabilities.proposals:
+                        raise ValidationError(f"leaf {i} does not support proposal type {proposal.proposal_type}")
+
+
+def apply_proposals(
+    tree: RatchetTree, extensions: tuple[Extension, ...], proposals: Sequence[ProposalInfo]
+) -> AppliedProposals:
+    """Apply a checked proposal list to a copy of ``tree`` (§12.3); ``extensions`` are the
+    current group context's."""
+    applied = AppliedProposals(tree.copy(), extensions)
+    for info in proposals:
+        if isinstance(info.proposal, GroupContextExtensions):
+            applied.extensions = info.proposal.extensions
+    for info in proposals:
+        if isinstance(info.proposal, Update):
+            applied.tree.update_leaf(info.sender.index, info.proposal.leaf_node)
+            applied.updated[info.sender.index] = info.ref or b""
+    for info in proposals:
+        if isinstance(info.proposal, Remove):
+            applied.tree.remove_leaf(info.proposal.removed)
+            applied.removed.append(info.proposal.removed)
+    for info in proposals:
+        if isinstance(info.proposal, Add):
+            index = applied.tree.add_leaf(info.proposal.key_package.leaf_node)
+            applied.added.append((index, info.proposal.key_package))
+        elif isinstance(info.proposal, PreSharedKey):
+            applied.psks.append(info.proposal.psk)
+        elif isinstance(info.proposal, ReInit):
+            applied.reinit = info.proposal
+    return applied
