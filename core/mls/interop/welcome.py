@@ -11,7 +11,7 @@ from ...errors import VerifyError
 from ..crypto import cipher_suite
 from ..framing import MLSMessage, WireFormat, verify_confirmation_tag
 from ..key_package import KeyPackage
-from ..key_schedule import epoch_secrets_from_joiner
+from ..key_schedule import epoch_secrets_from_joiner, welcome_secret
 from ..messages import Welcome, decrypt_group_info, decrypt_group_secrets
 from .expect import VectorMismatch, expect_equal, hex_field
 
@@ -19,13 +19,6 @@ if TYPE_CHECKING:
     from ..crypto import CipherSuite
 
 __all__ = ["check"]
-
-
-def _welcome_secret(cs: CipherSuite, joiner_secret: bytes) -> bytes:
-    """DeriveSecret(Extract(joiner_secret, 0), "welcome"): the welcome secret without PSKs, needed
-    before the GroupContext (inside the encrypted GroupInfo) is known; checked below against the
-    key schedule's own once it is."""
-    return cs.derive_secret(cs.extract(joiner_secret, bytes(cs.nh)), b"welcome")
 
 
 def _body(data: bytes, wire_format: WireFormat) -> object:
@@ -43,10 +36,10 @@ def check(case: dict[str, Any]) -> None:
     secrets = decrypt_group_secrets(cs, welcome, key_package.ref(cs), hex_field(case, "init_priv"))
     if secrets.psks:
         raise VectorMismatch("the GroupSecrets name PSKs; the kind has none")
-    welcome_secret = _welcome_secret(cs, secrets.joiner_secret)
-    info = decrypt_group_info(cs, welcome_secret, welcome.encrypted_group_info)
+    secret = welcome_secret(cs, secrets.joiner_secret, None)
+    info = decrypt_group_info(cs, secret, welcome.encrypted_group_info)
     if not info.verify_signature(cs, hex_field(case, "signer_pub")):
         raise VerifyError("MLS: the GroupInfo signature does not verify")
     epoch = epoch_secrets_from_joiner(cs, secrets.joiner_secret, None, info.group_context)
-    expect_equal("welcome secret", epoch.welcome_secret, welcome_secret)
+    expect_equal("welcome secret", epoch.welcome_secret, secret)
     verify_confirmation_tag(cs, epoch.confirmation_key, info.group_context.confirmed_transcript_hash, info.confirmation_tag)

@@ -86,13 +86,22 @@ def joiner_secret(
     return cs.expand_with_label(prk, b"joiner", _context(cs, group_context), cs.nh)
 
 
+def _member_prk(cs: CipherSuite, joiner: bytes, psk_secret: bytes | None) -> bytes:
+    return cs.extract(_secret(cs, joiner, "joiner_secret"), _secret(cs, psk_secret, "psk_secret"))
+
+
+def welcome_secret(cs: CipherSuite, joiner: bytes, psk_secret: bytes | None) -> bytes:
+    """The welcome_secret of a joiner_secret (and the PSKs' psk_secret, None: none): what a new
+    member needs to open the GroupInfo, before it knows the GroupContext inside it."""
+    return cs.derive_secret(_member_prk(cs, joiner, psk_secret), b"welcome")
+
+
 def epoch_secrets_from_joiner(
     cs: CipherSuite, joiner: bytes, psk_secret: bytes | None, group_context: GroupContext
 ) -> EpochSecrets:
     """The epoch's secrets from its joiner_secret (a new member's starting point, from the
     Welcome's GroupSecrets). ``psk_secret`` None: no PSK (all-zero psk_secret)."""
-    joiner = _secret(cs, joiner, "joiner_secret")
-    member_prk = cs.extract(joiner, _secret(cs, psk_secret, "psk_secret"))
+    member_prk = _member_prk(cs, joiner, psk_secret)
     epoch_secret = cs.expand_with_label(member_prk, b"epoch", _context(cs, group_context), cs.nh)
     derived = {name: cs.derive_secret(epoch_secret, label) for name, label in _EPOCH_DERIVED}
     return EpochSecrets(joiner_secret=joiner, welcome_secret=cs.derive_secret(member_prk, b"welcome"), **derived)
