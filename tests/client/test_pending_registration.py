@@ -334,3 +334,30 @@ async def test_a_link_the_node_never_completed_is_discarded_by_the_next_link_beg
         assert len(codes) == 1 and phone.state.profile().device_id == 2
         assert not has_pending_registration(phone.state)
         await exchange(bob, phone, "hello phone")
+
+
+# The key store itself ----------------------------------------------------------------------
+
+
+async def test_a_home_whose_key_store_creation_was_cut_short_opens_afresh(alpha: RunningNode, tmp_path: Path) -> None:
+    """A process killed while it made the vault leaves a key file (or a half-written temporary
+    one) without vault.json: nothing was sealed with it yet, so the next start makes the vault
+    anew instead of failing on the file that is there."""
+    with trio.fail_after(HANG_S):
+        home = tmp_path / "cut"
+        home.mkdir(mode=0o700)
+        (home / "state.key").write_bytes(b"half")
+        (home / "vault.json.tmp").write_bytes(b"{")
+        device = Device(DeviceState(home))
+        try:
+            profile = await device.register(ALICE, alpha.url, await alpha.mint_invite())
+        finally:
+            device.state.close()
+        assert profile.device_id == 1 and sorted(p.name for p in home.iterdir() if "tmp" in p.name) == []
+        for name in ("state.key", "vault.json"):
+            assert stat.S_IMODE(os.stat(home / name).st_mode) == 0o600
+        reopened = DeviceState(home, create=False)
+        try:
+            assert reopened.profile().address == ALICE
+        finally:
+            reopened.close()
