@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import LocalProtocolError
 from ..codec import Writer
-from ..extensions import Extension
+from ..extensions import Extension, ExtensionType, ExternalSenders, find_extension
 from ..framing import (
     AuthenticatedContent,
     ContentType,
@@ -28,6 +28,8 @@ from ..framing import (
     PrivateMessage,
     PublicMessage,
     Sender,
+    SenderType,
+    SignatureKeyLookup,
     WireFormat,
     interim_transcript_hash,
     confirmation_tag,
@@ -40,7 +42,7 @@ from ..framing import (
 from ..framing.private_message import REUSE_GUARD_BYTES
 from ..key_package import KeyPackage, LeafNode, LeafNodeSource, ValidationError, check_leaf_node
 from ..key_schedule import GroupContext, derive_epoch_secrets, mls_exporter
-from ..messages import Proposal, Update, Welcome
+from ..messages import Add, Proposal, Update, Welcome
 from ..psk import PreSharedKeyID, PSKType
 from ..secret_tree import SecretTree
 from ..tree import RatchetTree, TreeKEMPrivate
@@ -286,10 +288,10 @@ class Group:
         cs = self.cs
         body = message.body
         if isinstance(body, PublicMessage):
-            auth = unprotect_public(cs, body, state.context, state.secrets.membership_key, self._signature_key)
+            auth = unprotect_public(cs, body, state.context, state.secrets.membership_key, self._signature_key(body))
         elif isinstance(body, PrivateMessage):
             auth = unprotect_private(
-                cs, body, state.context, state.secret_tree, state.secrets.sender_data_secret, self._signature_key
+                cs, body, state.context, state.secret_tree, state.secrets.sender_data_secret, self._signature_key(body)
             )
         else:
             raise ValidationError(f"a {message.wire_format.name.lower()} is not a message to process in a group")
@@ -337,13 +339,29 @@ class Group:
         )
         return MLSMessage(WireFormat.PRIVATE_MESSAGE, sealed)
 
-    def _signature_key(self, sender: Sender) -> bytes:
-        if not sender.is_member:
+    def _signature_key(self, body: PublicMessage | PrivateMessage) -> SignatureKeyLookup:
+        """The signature key of a message's sender: a member's leaf, the group's external
+        sender at that index, or the key of the KeyPackage a new member proposes to add."""
+
+        def lookup(sender: Sender) -> bytes:
+            if sender.is_member:
+                leaf = self._state.tree.leaf(sender.index)
+                if leaf is None:
+                    raise ValidationError(f"a message from leaf {sender.index}, which is not a member")
+                return leaf.signature_key
+            if sender.sender_type is SenderType.EXTERNAL:
+                found = find_extension(self._state.context.extensions, ExtensionType.EXTERNAL_SENDERS)
+                senders = ExternalSenders.from_bytes(found.extension_data).senders if found is not None else ()
+                if sender.index >= len(senders):
+                    raise ValidationError(f"a message from external sender {sender.index}, which the group does not list")
+                return senders[sender.index].signature_key
+            if sender.sender_type is SenderType.NEW_MEMBER_PROPOSAL and isinstance(body, PublicMessage):
+                proposal = body.content.proposal()  # framing allows this sender an Add only
+                assert isinstance(proposal, Add)
+                return proposal.key_package.leaf_node.signature_key
             raise ValidationError(f"messages from a {sender.sender_type.name.lower()} sender are not supported")
-        leaf = self._state.tree.leaf(sender.index)
-        if leaf is None:
-            raise ValidationError(f"a message from leaf {sender.index}, which is not a member")
-        return leaf.signature_key
+
+        return lookup
 
     def _psk(self, psk_id: PreSharedKeyID) -> bytes | None:
         if psk_id.psktype == PSKType.EXTERNAL:

@@ -248,3 +248,61 @@ def test_late_application_messages_within_the_window_are_read() -> None:
         assert isinstance(got, ApplicationMessage) and got.data == b"message %d" % i
     # padding hides the exact length: every message of up to 32 bytes has the same size
     assert len({len(m.to_bytes()) for m in sent}) == 1
+
+
+def test_proposals_from_an_external_sender_and_a_new_member() -> None:
+    from sonet.core.mls.extensions import ExtensionType, ExternalSender, ExternalSenders
+    from sonet.core.mls.framing import ContentType, FramedContent, PublicMessage, Sender, sign_content
+
+    rng, alice, bob, carol = three_members(1, seed=6)
+    cs = alice.cs
+    server_priv, server_pub = cs.signature_key_pair(rng.randbytes)
+    senders = ExternalSenders((ExternalSender(server_pub, Credential.basic(b"delivery service")),))
+    staged, commit, _ = alice.g.commit(rng.randbytes, proposals=[GroupContextExtensions((Extension(ExtensionType.EXTERNAL_SENDERS, senders.to_bytes()),))])
+    deliver(alice, staged, commit, [bob, carol])
+
+    def public(sender: Sender, proposal: object, priv: bytes) -> MLSMessage:
+        content = FramedContent(GROUP_ID, alice.g.epoch, sender, b"", ContentType.PROPOSAL, proposal.to_bytes())  # type: ignore[attr-defined]
+        signed = sign_content(cs, priv, WireFormat.PUBLIC_MESSAGE, content, None)
+        return MLSMessage(WireFormat.PUBLIC_MESSAGE, PublicMessage(signed.content, signed.auth, None))
+
+    dave = Member.new(cs, b"dave", rng)
+    removal = public(Sender.external(0), Remove(2), server_priv)
+    knock = public(Sender.new_member_proposal(), Add(dave.key_package), dave.signature_priv)
+    for m in (alice, bob, carol):
+        for message in (removal, knock):
+            assert isinstance(m.g.process(message.to_bytes()), QueuedProposal)
+    staged, commit, welcome = bob.g.commit(rng.randbytes)
+    assert staged.removed == (2,) and [i for i, _ in staged.added] == [2]
+    deliver(bob, staged, commit, [alice])
+    assert welcome is not None
+    dave.join(welcome)
+    assert_agree([alice, bob, dave])
+
+    # an unlisted external sender, or one whose signature is not the listed key's, is refused
+    with pytest.raises(Exception, match="external sender 1"):
+        alice.g.process(public(Sender.external(1), Remove(1), server_priv))
+    with pytest.raises(Exception, match="signature does not verify"):
+        alice.g.process(public(Sender.external(0), Remove(1), dave.signature_priv))
+
+
+def test_a_reinit_is_committed_alone_and_ends_the_group() -> None:
+    import dataclasses
+
+    from sonet.core.errors import LocalProtocolError
+    from sonet.core.mls.messages import ReInit
+
+    rng, alice, bob, carol = three_members(1, seed=8)
+    fields: dict[str, object] = dict(group_id=b"the next group", version=1, cipher_suite=0x004D)
+    if "epoch" in {f.name for f in dataclasses.fields(ReInit)}:
+        fields["epoch"] = 0  # messages/ ReInit has an epoch field RFC 9420 §12.1.5 does not (reported)
+    reinit = ReInit(**fields)  # type: ignore[arg-type]
+    with pytest.raises(LocalProtocolError, match="ReInit proposal together"):
+        alice.g.commit(rng.randbytes, proposals=[reinit, Remove(2)])
+    staged, commit, _ = alice.g.commit(rng.randbytes, proposals=[reinit])
+    assert staged.reinit == reinit
+    deliver(alice, staged, commit, [bob, carol])
+    assert_agree([alice, bob, carol])
+    assert not bob.g.active
+    with pytest.raises(LocalProtocolError, match="reinitialised"):
+        bob.g.encrypt(b"late", rng.randbytes)
