@@ -148,9 +148,9 @@ def create_commit(
     ``base``. A list that breaks §12.2 is our mistake: LocalProtocolError."""
     try:
         check_proposal_list(cs, base.tree, base.context, proposals, me, psk_lookup, now=now)
+        applied = apply_proposals(base.tree, base.context.extensions, proposals)
     except ValidationError as exc:
-        raise LocalProtocolError(f"MLS: cannot commit these proposals: {exc}") from None
-    applied = apply_proposals(base.tree, base.context.extensions, proposals)
+        raise LocalProtocolError(f"MLS: cannot commit these proposals: {str(exc).removeprefix('MLS: ')}") from None
     with_path = path_required(proposals) if options.path is None else options.path
     if path_required(proposals) and not with_path:
         raise LocalProtocolError("MLS: these proposals need a commit with a path")
