@@ -366,41 +366,48 @@ def test_a_message_of_another_wire_format_or_content_type_is_refused(field: str,
     _fails(case, field, "wire format|content type")
 
 
-def test_one_changed_byte_in_a_length_prefix_is_refused() -> None:
-    """The GroupSecrets' joiner_secret length one larger: it runs into the next fields."""
-    _fails(_damaged("group_secrets", lambda b: bytes([b[0] + 1]) + b[1:]), "group_secrets", "")
+def _set(at: int, value: int) -> Callable[[bytes], bytes]:
+    return lambda b: b[:at] + bytes([value]) + b[at + 1 :]
 
 
-@pytest.mark.parametrize(
-    ("field", "at", "value", "match"),
-    [
-        ("mls_welcome", 1, 2, "protocol version 2"),  # version mls10 -> 2
-        ("mls_key_package", 3, 9, "wire format 9"),
-        ("public_message_proposal", -1, None, ""),  # see below: membership tag shortened
-        ("remove_proposal", 0, None, ""),
-        ("ratchet_tree", None, None, "blank node"),
-    ],
-)
-def test_one_changed_byte_is_refused(field: str, at: int | None, value: int | None, match: str) -> None:
-    case = copy.deepcopy(_cases()[0])
-    data = bytearray.fromhex(case[field])
-    if field == "ratchet_tree":  # a blank node appended inside the vector: not the truncated form
-        data = bytearray(_with_trailing_blank(bytes(data)))
-    elif field == "remove_proposal":  # a Remove is 4 bytes: a fifth is trailing
-        data.append(0)
-    elif value is None:
-        del data[at]
-    else:
-        data[at] = value
-    case[field] = data.hex()
-    _fails(case, field, match)
+def _varint_size(first: int) -> int:
+    return 1 << (first >> 6)
 
 
 def _with_trailing_blank(tree: bytes) -> bytes:
-    nodes_w = Writer()
-    inner = decode_all(tree, lambda r: r.raw(r.varint()))
-    nodes_w.opaque(inner + b"\x00")
-    return nodes_w.bytes()
+    """The ratchet_tree with a blank node appended inside its vector: not the truncated form."""
+    w = Writer()
+    w.opaque(decode_all(tree, lambda r: r.raw(r.varint())) + b"\x00")
+    return w.bytes()
+
+
+def _private_content_type(value: int) -> Callable[[bytes], bytes]:
+    """The PrivateMessage's content type (after the header, group_id and epoch) set to ``value``."""
+
+    def change(b: bytes) -> bytes:
+        size = _varint_size(b[4])
+        group_id_length = int.from_bytes(bytes([b[4] & 0x3F]) + b[5 : 4 + size], "big")
+        return _set(4 + size + group_id_length + 8, value)(b)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("field", "change", "match"),
+    [
+        ("mls_welcome", _set(1, 2), "protocol version 2"),
+        ("mls_key_package", _set(3, 9), "wire format 9"),
+        ("mls_group_info", _set(5, 2), "protocol version 2"),  # the GroupContext's version
+        ("group_secrets", lambda b: bytes([b[0] + 1]) + b[1:], "runs past the end|truncated|trailing"),  # joiner_secret length
+        ("ratchet_tree", _with_trailing_blank, "ends with a blank node"),
+        ("pre_shared_key_proposal", _set(0, 3), "unknown PSK type 3"),
+        ("commit", lambda b: _set(_varint_size(b[0]), 3)(b), "ProposalOrRef type 3"),
+        ("private_message", _private_content_type(0), "content type 0"),
+        ("remove_proposal", lambda b: b + b"\x00", "trailing"),  # a Remove is 4 bytes
+    ],
+)
+def test_one_changed_byte_is_refused(field: str, change: Callable[[bytes], bytes], match: str) -> None:
+    _fails(_damaged(field, change), field, match)
 
 
 def test_a_missing_field_is_refused() -> None:
