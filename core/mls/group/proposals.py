@@ -123,7 +123,7 @@ def check_proposal_list(
     the current epoch: each proposal valid (§12.1) and the list consistent. ValidationError
     naming the broken rule."""
     touched: set[int] = set()
-    add_keys: set[bytes] = set()
+    added: list[LeafNode] = []  # the leaves of the Adds before this one
     psk_ids: set[PreSharedKeyID] = set()
     removed = {p.proposal.removed for p in proposals if isinstance(p.proposal, Remove)}
     gce = [p.proposal for p in proposals if isinstance(p.proposal, GroupContextExtensions)]
@@ -138,13 +138,12 @@ def check_proposal_list(
             raise ValidationError(f"a proposal from leaf {sender.index}, which is not a member")
         if isinstance(proposal, Add):
             kp = proposal.key_package
-            others = [leaf for i, leaf in staying]
-            check_key_package(cs, kp, others=others, required=required, now=now)
+            if kp.leaf_node.signature_key in {leaf.signature_key for leaf in added}:
+                raise ValidationError("two Add proposals for the same client")
+            check_key_package(cs, kp, others=[*(leaf for _, leaf in staying), *added], required=required, now=now)
             if not _leaf_supports_extensions(kp.leaf_node, new_extensions):
                 raise ValidationError("an added member does not support the group's extensions")
-            if kp.leaf_node.signature_key in add_keys:
-                raise ValidationError("two Add proposals for the same client")
-            add_keys.add(kp.leaf_node.signature_key)
+            added.append(kp.leaf_node)
         elif isinstance(proposal, Update):
             if sender.sender_type is not SenderType.MEMBER:
                 raise ValidationError("an Update proposal from a sender that is not a member")

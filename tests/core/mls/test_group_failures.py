@@ -196,3 +196,26 @@ def test_a_malformed_message_is_refused() -> None:
             bob.g.process(broken)
         assert caught.value.code in ("mls_malformed", "mls_invalid", "verify_failed")
     assert bob.g.process(data)
+
+
+def test_a_commit_adding_one_client_twice_is_refused() -> None:
+    rng, alice, bob, carol = three_members(1)
+    dave = Member.new(alice.cs, b"dave", rng)
+    with pytest.raises(LocalProtocolError, match="two Add proposals for the same client"):
+        alice.g.commit(rng.randbytes, proposals=[Add(dave.key_package), Add(dave.key_package)])
+    # and when a member proposes it, the other pending Add of the same client is left out
+    first = bob.g.propose(Add(dave.key_package), rng.randbytes)
+    alice.g.process(first)
+    staged, commit, welcome = alice.g.commit(rng.randbytes, proposals=[Add(dave.key_package)])
+    assert len(staged.added) == 1 and welcome is not None
+
+
+def test_a_commit_without_the_path_its_proposals_require_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sonet.core.mls.group import commit as commit_module
+
+    rng, alice, bob, carol = three_members(1)
+    with monkeypatch.context() as patched:  # a committer that skips the rule
+        patched.setattr(commit_module, "path_required", lambda proposals: False)
+        _, pathless, _ = alice.g.commit(rng.randbytes, proposals=[Remove(2)])
+    assert pathless.body.content.commit().path is None  # type: ignore[union-attr]
+    refuses(bob.g, pathless, ValidationError, "without the UpdatePath its proposals require")
