@@ -16,7 +16,7 @@ from ...errors import VerifyError
 from ..extensions import Extension, ExtensionType, find_extension
 from ..framing import interim_transcript_hash, verify_confirmation_tag
 from ..key_package import KeyPackage, ValidationError
-from ..key_schedule import EpochSecrets, GroupContext, epoch_secrets_from_joiner
+from ..key_schedule import EpochSecrets, GroupContext, epoch_secrets_from_joiner, welcome_secret
 from ..messages import (
     EncryptedGroupSecrets,
     GroupInfo,
@@ -53,13 +53,6 @@ def resolve_psks(cs: CipherSuite, ids: Sequence[PreSharedKeyID], lookup: PSKLook
             raise ValidationError(f"the pre-shared key {psk_id!r} is unknown to this member")
         pairs.append((psk_id, value))
     return psk_secret(cs, pairs)
-
-
-def _welcome_secret(cs: CipherSuite, joiner_secret: bytes, psk: bytes | None) -> bytes:
-    # RFC 9420 §8: welcome_secret = DeriveSecret(Extract(joiner_secret, psk_secret), "welcome"),
-    # needed before the GroupContext (inside what it decrypts) is known; compared with the key
-    # schedule's own once the context is there.
-    return cs.derive_secret(cs.extract(joiner_secret, psk if psk is not None else bytes(cs.nh)), b"welcome")
 
 
 def make_welcome(
@@ -135,8 +128,8 @@ def join_welcome(
         raise ValidationError(f"KeyPackage of cipher suite {key_package.cipher_suite}, not {cs.id}")
     group_secrets = decrypt_group_secrets(cs, welcome, key_package.ref(cs), init_priv)
     psk = resolve_psks(cs, group_secrets.psks, psk_lookup)
-    welcome_secret = _welcome_secret(cs, group_secrets.joiner_secret, psk)
-    info = decrypt_group_info(cs, welcome_secret, welcome.encrypted_group_info)
+    secret = welcome_secret(cs, group_secrets.joiner_secret, psk)
+    info = decrypt_group_info(cs, secret, welcome.encrypted_group_info)
     context = info.group_context
     if context.cipher_suite != cs.id:
         raise ValidationError(f"a GroupInfo of cipher suite {context.cipher_suite} in a Welcome of suite {cs.id}")
@@ -167,8 +160,6 @@ def join_welcome(
     private.check_against(tree)
 
     secrets = epoch_secrets_from_joiner(cs, group_secrets.joiner_secret, psk, context)
-    if secrets.welcome_secret != welcome_secret:  # cannot differ; a guard against a key-schedule change
-        raise ValidationError("the welcome secret does not match the key schedule's")
     verify_confirmation_tag(cs, secrets.confirmation_key, context.confirmed_transcript_hash, info.confirmation_tag)
     state = EpochState(
         context=context,

@@ -121,7 +121,6 @@ class PreSharedKey(_Tagged):
 @dataclass(frozen=True, slots=True)
 class ReInit(_Tagged):
     group_id: bytes
-    epoch: int
     version: int
     cipher_suite: int
     extensions: tuple[Extension, ...] = ()
@@ -132,7 +131,6 @@ class ReInit(_Tagged):
 
     def write_body(self, w: Writer) -> None:
         w.opaque(self.group_id)
-        w.u64(self.epoch)
         w.u16(self.version)
         w.u16(self.cipher_suite)
         write_extensions(w, self.extensions)
@@ -184,7 +182,7 @@ _BODY_READERS: dict[int, Callable[[Reader], Proposal]] = {
     ProposalType.UPDATE: lambda r: Update(LeafNode.read(r)),
     ProposalType.REMOVE: lambda r: Remove(r.u32()),
     ProposalType.PSK: lambda r: PreSharedKey(PreSharedKeyID.read(r)),
-    ProposalType.REINIT: lambda r: ReInit(r.opaque(), r.u64(), r.u16(), r.u16(), read_extensions(r)),
+    ProposalType.REINIT: lambda r: ReInit(r.opaque(), r.u16(), r.u16(), read_extensions(r)),
     ProposalType.EXTERNAL_INIT: lambda r: ExternalInit(r.opaque()),
     ProposalType.GROUP_CONTEXT_EXTENSIONS: lambda r: GroupContextExtensions(read_extensions(r)),
 }

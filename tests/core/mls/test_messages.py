@@ -108,7 +108,7 @@ def test_vector_key_packages_and_welcomes_round_trip() -> None:
         Update(leaf()),
         PreSharedKey(PreSharedKeyID.external(b"id", b"n" * 32)),
         PreSharedKey(PreSharedKeyID.resumption(ResumptionPSKUsage.REINIT, b"g", 3, b"n" * 32)),
-        ReInit(b"group", 5, 1, 3, (Extension(9, b"z"),)),
+        ReInit(b"group", 1, 3, (Extension(9, b"z"),)),
         ExternalInit(b"kem"),
         GroupContextExtensions((Extension(3, RequiredCapabilities((), (), (1,)).to_bytes()),)),
         UnknownProposal(0x0A0A, b"grease content"),
