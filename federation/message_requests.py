@@ -19,7 +19,8 @@ names only the recipient), and keeps no state but the buckets (in memory, bounde
 The sender's own node also charges its device, per remote mailbox, for envelopes it sends
 without any token: the destination only sees the origin node, so without this one device of a
 node could spend the requests of all of that node's users. Over a limit the refusal is
-``message_request_limit``.
+``message_request_limit``. The sizes below are the defaults of node.toml ``[budgets]``
+(``RequestCaps``).
 """
 
 from __future__ import annotations
@@ -33,17 +34,24 @@ from sonet.core.crypto import SigningKey
 from .ratelimit import Limiter, Rate
 from .records import Quota
 
-__all__ = ["RequestAllowance", "MessageRequests", "REFUSAL"]
+__all__ = ["RequestCaps", "RequestAllowance", "MessageRequests", "REFUSAL"]
 
 REFUSAL = "message_request_limit"
 
 _DAY_S = 24 * 3600
+
+
+def daily(amount: float) -> Rate:
+    """``amount`` at once, refilled over a day."""
+    return Rate(per_second=amount / _DAY_S, burst=amount)
+
+
 #: per (device, mailbox): a few first messages a day before the recipient answers
-PER_DEVICE = Rate(per_second=10 / _DAY_S, burst=10)
-PER_DEVICE_BYTES = Rate(per_second=2 * limits.MAX_ENVELOPE_BODY / _DAY_S, burst=2 * limits.MAX_ENVELOPE_BODY)
+PER_DEVICE = daily(10)
+PER_DEVICE_BYTES = daily(2 * limits.MAX_ENVELOPE_BODY)
 #: per (peer, origin, mailbox): all the strangers of one other node to one mailbox
-PER_PEER = Rate(per_second=50 / _DAY_S, burst=50)
-PER_PEER_BYTES = Rate(per_second=8 * limits.MAX_ENVELOPE_BODY / _DAY_S, burst=8 * limits.MAX_ENVELOPE_BODY)
+PER_PEER = daily(50)
+PER_PEER_BYTES = daily(8 * limits.MAX_ENVELOPE_BODY)
 #: most message requests a mailbox takes at once, in envelopes and bytes (and at most a quarter
 #: of its quota)
 MAILBOX_BURST = 100
@@ -52,6 +60,19 @@ MAILBOX_BURST_BYTES = 4 * 1024 * 1024
 #: used is forgotten (a forgotten key starts full again). ~0.5 KB a key: ~55 MB at the worst
 MAILBOX_KEYS = 50_000
 SENDER_KEYS = 20_000
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RequestCaps:
+    """The allowance's sizes (node.toml ``[budgets]``): a day's worth per (device, mailbox) and
+    per (peer, origin, mailbox), envelopes and bytes, and the most waiting for one mailbox."""
+
+    per_device: int = int(PER_DEVICE.burst)
+    per_device_bytes: int = int(PER_DEVICE_BYTES.burst)
+    per_peer: int = int(PER_PEER.burst)
+    per_peer_bytes: int = int(PER_PEER_BYTES.burst)
+    mailbox: int = MAILBOX_BURST
+    mailbox_bytes: int = MAILBOX_BURST_BYTES
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -64,16 +85,20 @@ class RequestAllowance:
     per_mailbox_bytes: Rate
 
     @classmethod
-    def for_quota(cls, quota: Quota, *, envelope_ttl_ms: int) -> RequestAllowance:
-        """Mailbox buckets that refill half the quota over one envelope TTL."""
+    def for_quota(cls, quota: Quota, *, envelope_ttl_ms: int, caps: RequestCaps = RequestCaps()) -> RequestAllowance:
+        """``caps``, with mailbox buckets that refill half the quota over one envelope TTL."""
         ttl_s = max(1.0, envelope_ttl_ms / 1000)
         return cls(
+            per_device=daily(caps.per_device),
+            per_device_bytes=daily(caps.per_device_bytes),
+            per_peer=daily(caps.per_peer),
+            per_peer_bytes=daily(caps.per_peer_bytes),
             per_mailbox=Rate(
-                per_second=quota.max_envelopes / 2 / ttl_s, burst=max(1, min(MAILBOX_BURST, quota.max_envelopes // 4))
+                per_second=quota.max_envelopes / 2 / ttl_s, burst=max(1, min(caps.mailbox, quota.max_envelopes // 4))
             ),
             per_mailbox_bytes=Rate(
                 per_second=quota.max_bytes / 2 / ttl_s,
-                burst=max(limits.MAX_ENVELOPE_BODY, min(MAILBOX_BURST_BYTES, quota.max_bytes // 4)),
+                burst=max(limits.MAX_ENVELOPE_BODY, min(caps.mailbox_bytes, quota.max_bytes // 4)),
             ),
         )
 
@@ -92,9 +117,11 @@ class MessageRequests:
         self._mailbox = (Limiter(a.per_mailbox, max_keys=mailbox_keys), Limiter(a.per_mailbox_bytes, max_keys=mailbox_keys))
 
     @classmethod
-    def for_node(cls, identity: SigningKey, quota: Quota, *, envelope_ttl_ms: int) -> MessageRequests:
+    def for_node(
+        cls, identity: SigningKey, quota: Quota, *, envelope_ttl_ms: int, caps: RequestCaps = RequestCaps()
+    ) -> MessageRequests:
         """The node's: tokens keyed from its identity key, buckets sized from its quota."""
-        allowance = RequestAllowance.for_quota(quota, envelope_ttl_ms=envelope_ttl_ms)
+        allowance = RequestAllowance.for_quota(quota, envelope_ttl_ms=envelope_ttl_ms, caps=caps)
         return cls(secret=access_secret(identity.private_bytes()), allowance=allowance)
 
     def token(self, account: str, *, now: int) -> bytes:

@@ -31,6 +31,7 @@ class FederationSettings:
     bundle_rate: Rate = field(default_factory=lambda: Rate(per_second=5, burst=50))
     #: per peer node: what its lookups may cost (answers' bytes, core/cost_budget.py): far
     #: above query_rate's answers for normal traffic, it stops a peer pulling large ones
+    #: (node.toml ``[budgets] peer_*``)
     lookup_budget: Budget = field(
         default_factory=lambda: Budget(requests=Rate(per_second=50, burst=500), bytes=Rate(per_second=4 * 2**20, burst=64 * 2**20))
     )

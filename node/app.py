@@ -4,7 +4,7 @@ federation, server.
 What a node takes from outside besides its data directory and config is a parameter of
 ``Node``: its clock, its randomness, its federation tunables and its per-device limits
 (production defaults: the wall clock, ``os.urandom``, node.toml's ``[federation]`` settings,
-``ClientLimits()``). Tests pass their own instead of patching this module.
+``ClientLimits()`` with its ``[budgets]``). Tests pass their own instead of patching this module.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import trio
 
 from sonet.core import limits
 from sonet.core.client_api import CLIENT_FRAMES
+from sonet.core.cost_budget import CostBudget
 from sonet.core.crypto import CryptoPolicy
 from sonet.core.federation_api import FEDERATION_FRAMES
 from sonet.core.handshake import HandshakeComplete
@@ -69,11 +70,13 @@ def now_ms() -> int:
 
 
 def federation_settings(config: NodeConfig) -> FederationSettings:
-    """The federation tunables node.toml's ``[federation]`` sets; the others keep their defaults."""
+    """The federation tunables node.toml's ``[federation]`` (and ``[budgets]``: a peer's lookup
+    budget) sets; the others keep their defaults."""
     return FederationSettings(
         retry_base_s=config.federation_retry_base_s,
         retry_max_s=config.federation_retry_max_s,
         request_deadline_s=config.federation_request_timeout_s,
+        lookup_budget=config.budgets.peer_budget,
     )
 
 
@@ -118,7 +121,8 @@ class Node:
     ) -> None:
         """``clock_ms``: ms since the epoch (certificates, expiry, purges); ``rng``: link
         slots and retry jitter; ``federation``: the federation tunables (default: from
-        ``config``); ``client_limits``: per-device rate limits (default: ``ClientLimits()``);
+        ``config``); ``client_limits``: per-device rate limits (default: ``ClientLimits()`` with
+        node.toml's ``[budgets]`` in it);
         ``client_federation``: what the device handlers reach other nodes through instead of
         this node's own federation, given their context (tests: a loopback, a fake, or None
         for a node that does not federate)."""
@@ -127,7 +131,7 @@ class Node:
         self.clock_ms = clock_ms
         self.rng = rng
         self.federation_settings = federation if federation is not None else federation_settings(config)
-        self.client_limits = client_limits if client_limits is not None else ClientLimits()
+        self.client_limits = client_limits if client_limits is not None else config.budgets.client_limits()
         self._client_federation = client_federation
         self.identity = load_node_key(data_dir)
         self.policy = CryptoPolicy(config.minimum_crypto_mode)
@@ -153,7 +157,9 @@ class Node:
         try:
             quota = storage_quota(self.config)
             # one allowance of message requests for device sends and peers' pushes alike
-            requests = MessageRequests.for_node(self.identity, quota, envelope_ttl_ms=self.config.envelope_ttl_ms)
+            requests = MessageRequests.for_node(
+                self.identity, quota, envelope_ttl_ms=self.config.envelope_ttl_ms, caps=self.config.budgets.message_requests
+            )
 
             async def answer_for_peer(frame: Frame) -> Frame:
                 return await answer_local(ctx, frame)
@@ -197,6 +203,7 @@ class Node:
                 directory=directory,
                 federation=self.federation,
                 limits=self.client_limits,
+                costs=CostBudget(self.config.budgets.device_budget),
                 requests=requests,
                 unregistered_timeout_s=self.config.unregistered_timeout_s,
                 unregistered=Unregistered(

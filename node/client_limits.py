@@ -75,6 +75,7 @@ __all__ = [
 log = logging.getLogger("sonet.node.client")
 
 _HOUR_S = 3600
+# The defaults; node.toml [budgets] sets LOOKUPS and the REGISTRATIONS ones (node/budget_settings.py).
 #: requests per connection, of any kind: a send is a device lookup and a batch, so this stays
 #: above twice ENVELOPES (a bot sending one message per batch at full speed is not refused)
 REQUESTS = Rate(per_second=500, burst=1000)

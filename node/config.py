@@ -11,7 +11,7 @@ import difflib
 import ipaddress
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from sonet.core.crypto import CryptoMode
 from sonet.core.errors import LocalProtocolError
 from sonet.core.handshake_guard import GuardSettings
 from sonet.core.ratelimit import Rate
+
+from .budget_settings import BUDGET_KEYS, BudgetSettings
 
 __all__ = ["NodeConfig", "ConfigError", "parse_listen", "CONFIG_FILE", "SETTINGS"]
 
@@ -49,6 +51,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "send_timeout_s",
         "unregistered_timeout_s",
     ),
+    "budgets": tuple(key for key, _default, _range in BUDGET_KEYS),
 }
 #: [connections] defaults, in the order of SETTINGS["connections"] (transport/admission.py)
 _CONNECTION_DEFAULTS: tuple[int | float, ...] = (4096, 256, 512, 64, 8, 128, 8, 5.0, limits.HANDSHAKE_DEADLINE_S, 30.0, 60.0)
@@ -136,6 +139,21 @@ def _whole(table: dict, section: str, key: str, bounds: tuple[int, int], default
     return value
 
 
+def _budgets(section: dict, source: str) -> BudgetSettings:
+    """The [budgets] settings, each checked against its range in BUDGET_KEYS: a whole number
+    where the default is one, else a number more than the low end."""
+    values: dict[str, int | float] = {}
+    for key, default, (low, high) in BUDGET_KEYS:
+        value = section.get(key, default)
+        if isinstance(default, float):
+            if type(value) not in (int, float) or not low < value <= high:
+                raise ConfigError(f"{source}: budgets.{key} = {value!r} is not allowed (a number more than {low} and at most {high})")
+            values[key] = float(value)
+        else:
+            values[key] = _whole(section, "budgets", key, (int(low), int(high)), default, source)
+    return BudgetSettings(**values)  # type: ignore[arg-type]
+
+
 def _handshake(section: dict, source: str) -> dict[str, int]:
     """The [handshake] settings as NodeConfig fields."""
     return {
@@ -195,6 +213,8 @@ class NodeConfig:
     handshake_timeout_s: float = float(_CONNECTION_DEFAULTS[8])
     send_timeout_s: float = float(_CONNECTION_DEFAULTS[9])
     unregistered_timeout_s: float = float(_CONNECTION_DEFAULTS[10])
+    #: [budgets]: per-actor cost budgets and allowances (node/budget_settings.py)
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -220,7 +240,15 @@ class NodeConfig:
             + self._handshake_toml()
             + self._storage_toml()
             + self._connections_toml()
+            + self._budgets_toml()
         )
+
+    def _budgets_toml(self) -> str:
+        values = asdict(self.budgets)
+        lines = [f"{key} = {values[key]}" for key, _default, _range in BUDGET_KEYS]
+        if self.budgets == BudgetSettings():
+            return "\n# [budgets]  (the defaults; see docs/operations.md)\n" + "".join(f"# {line}\n" for line in lines)
+        return "\n[budgets]\n" + "".join(f"{line}\n" for line in lines)
 
     @property
     def _connection_values(self) -> tuple[int | float, ...]:
@@ -372,6 +400,7 @@ class NodeConfig:
             handshake_timeout_s=deadlines[1],
             send_timeout_s=deadlines[2],
             unregistered_timeout_s=deadlines[3],
+            budgets=_budgets(raw.get("budgets", {}), source),
         )
         if config.federation_retry_max_s < config.federation_retry_base_s:
             raise ConfigError(f"{source}: federation.retry_max_s must be at least retry_base_s")

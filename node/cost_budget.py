@@ -37,7 +37,8 @@ CLIENT_BUDGET = Budget(requests=Rate(per_second=50, burst=1000), bytes=Rate(per_
 
 
 def client_cost_budget() -> CostBudget:
-    """A node's budget table, with the defaults of this module (read when the node starts)."""
+    """A budget table with the defaults of this module (a running node builds its own from
+    node.toml ``[budgets]``, node/budget_settings.py, whose defaults these are)."""
     return CostBudget(CLIENT_BUDGET)
 
 

@@ -13,7 +13,8 @@ import trio
 from sonet.core.client_api import FetchDevices, FetchLeaves, Leaves, Ping, Pong, PrekeysPublished, PublishPrekeys
 from sonet.core.cost_budget import VERIFY_COST, Budget
 from sonet.core.ratelimit import Rate
-from sonet.node import cost_budget
+from sonet.node.budget_settings import BudgetSettings
+from sonet.node.config import NodeConfig
 from sonet.node.app import now_ms
 from sonet.node.cost_budget import answer_bytes
 
@@ -38,17 +39,25 @@ def clock(node_params: NodeParams) -> Clock:
     return clock
 
 
-async def _node(start_node: StartNode, monkeypatch: pytest.MonkeyPatch, budget: Budget) -> RunningNode:
-    monkeypatch.setattr(cost_budget, "CLIENT_BUDGET", budget)
-    return await start_node()
+async def _node(start_node: StartNode, budget: Budget) -> RunningNode:
+    """A node whose node.toml ``[budgets]`` gives each device ``budget``."""
+    settings = BudgetSettings(
+        device_requests_per_second=budget.requests.per_second,
+        device_requests_burst=int(budget.requests.burst),
+        device_bytes_per_second=int(budget.bytes.per_second),
+        device_bytes_burst=int(budget.bytes.burst),
+    )
+    running = await start_node(budgets=settings)
+    assert NodeConfig.load(running.data_dir).budgets == settings  # what node.toml says
+    return running
 
 
 async def test_a_device_paging_through_the_directory_is_refused_at_its_budget_and_others_go_on(
-    start_node: StartNode, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    start_node: StartNode, clock: Clock
 ) -> None:
     with trio.fail_after(HANG_S):
         budget = Budget(requests=Rate(per_second=100, burst=1000), bytes=Rate(per_second=10_000, burst=100_000))
-        running = await _node(start_node, monkeypatch, budget)
+        running = await _node(start_node, budget)
         alice, bob = await running.enroll("alice"), await running.enroll("bob")
         async with running.raw(alice.first) as greedy:
             served, pages = 0, 0
@@ -88,7 +97,7 @@ async def test_prekey_uploads_are_charged_their_signature_checks_before_any_is_m
 ) -> None:
     with trio.fail_after(HANG_S):
         budget = Budget(requests=Rate(per_second=100, burst=1000), bytes=Rate(per_second=VERIFY_COST, burst=30 * VERIFY_COST))
-        running = await _node(start_node, monkeypatch, budget)
+        running = await _node(start_node, budget)
         alice = await running.enroll("alice")
         identity = alice.first.identity
         async with running.raw(alice.first) as conn:
