@@ -66,18 +66,23 @@ example: $(VENV)/.installed-run
 bench: $(VENV)/.installed-run
 	$(BIN)/python -m bench.run
 
-# Long fuzzing runs of one decoder with atheris (not part of `make test`), e.g.
-# `make fuzz TARGET=frame RUNS=100000`; `.venv/bin/python -m fuzz --list` names the targets.
-TARGET ?= frame
-RUNS   ?= 100000
+# Fuzzing with atheris (not part of `make test`; installed into the venv on first use):
+# `make fuzz` runs every target for FUZZ_SECONDS each (FUZZ_TARGETS=mls- only those whose names
+# start so), corpora and crashes kept in var/fuzz/; `make fuzz TARGET=frame RUNS=100000` runs one.
+# `.venv/bin/python -m fuzz --list` names the targets.
+TARGET       ?=
+RUNS         ?= 100000
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?=
 
-$(VENV)/.installed-fuzz: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[fuzz]'
-	touch $@ $(VENV)/.installed-run
+$(VENV)/.installed-fuzz: | $(BIN)/python
+	@$(BIN)/python -m pip install -q 'atheris>=2.3,<3' >$(VENV)/fuzz-install.log 2>&1 || \
+		{ echo "make fuzz: atheris could not be installed (pip install 'atheris>=2.3,<3' failed, see $(VENV)/fuzz-install.log)" >&2; exit 1; }
+	@touch $@
 
 .PHONY: fuzz
-fuzz: $(VENV)/.installed-fuzz
-	$(BIN)/python -m fuzz $(TARGET) -runs=$(RUNS)
+fuzz: $(VENV)/.installed-run $(VENV)/.installed-fuzz
+	$(BIN)/python -m fuzz $(if $(TARGET),$(TARGET) -runs=$(RUNS),--each $(FUZZ_SECONDS) $(FUZZ_TARGETS))
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis .typecheck .mypy_cache
