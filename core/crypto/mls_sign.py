@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 
 from ..errors import LocalProtocolError
 from .modes import Rng
-from .rfc9180 import EC_ORDERS
+from .rfc9180 import EC_ORDERS, ec_scalar_length_ok
 
 __all__ = ["SignatureScheme", "SignatureAlgorithm", "signature_algorithm"]
 
@@ -156,9 +156,7 @@ class _Ecdsa(SignatureAlgorithm):
                 return priv, self.public_from_private(priv)
 
     def _private_length_ok(self, n: int) -> bool:
-        # The scalar is an integer: some implementations drop its leading zero bytes (the
-        # message-protection vector's P-521 key has 65), so shorter encodings are taken too.
-        return 0 < n <= self.nsk
+        return ec_scalar_length_ok(n, self.nsk)  # leading zero bytes may be dropped
 
     def _parse_private(self, priv: bytes) -> Any:
         return ec.derive_private_key(int.from_bytes(priv, "big"), self.curve)  # ValueError: 0 or >= order

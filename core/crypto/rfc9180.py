@@ -69,6 +69,7 @@ __all__ = [
     "KemPublicKey",
     "MODE_BASE",
     "MODE_PSK",
+    "ec_scalar_length_ok",
     "hpke_suite",
 ]
 
@@ -80,6 +81,14 @@ _PUBLIC_KEY_CACHE = 4096  # parsed recipient keys kept (public data only): a 1,5
 
 def _i2osp(n: int, length: int) -> bytes:
     return n.to_bytes(length, "big")
+
+
+def ec_scalar_length_ok(n: int, nsk: int) -> bool:
+    """Whether ``n`` bytes can encode a NIST-curve private scalar of ``nsk`` bytes (HPKE's
+    DHKEM and MLS's ECDSA keys alike). The scalar is an integer: some implementations drop its
+    leading zero bytes (the IETF MLS vectors write P-521 keys of 65 bytes, not 66), so shorter
+    encodings are taken and read as the same integer."""
+    return 0 < n <= nsk
 
 
 # --- KDFs -----------------------------------------------------------------------------------
@@ -232,7 +241,7 @@ class Kem:
             if sk.kem_id != self.id:
                 raise LocalProtocolError(f"private key of KEM 0x{sk.kem_id:04x} used with KEM 0x{self.id:04x}")
             return sk
-        if type(sk) is not bytes or len(sk) != self.nsk:
+        if type(sk) is not bytes or not self._private_length_ok(len(sk)):
             raise LocalProtocolError(f"KEM 0x{self.id:04x} private key must be {self.nsk} bytes")
         return self._parse_private(sk)
 
@@ -253,6 +262,9 @@ class Kem:
     def decap(self, enc: bytes, sk: bytes | KemPrivateKey) -> bytes:
         """Decap(enc, skR) -> shared_secret; any failure is the opaque ``DecryptError``."""
         raise NotImplementedError
+
+    def _private_length_ok(self, n: int) -> bool:
+        return n == self.nsk
 
     def _derive_private(self, ikm: bytes) -> KemPrivateKey:
         raise NotImplementedError
@@ -352,6 +364,9 @@ class _EcDhKem(_DhKem):
                 return self._parse_private(bytes(candidate))
         raise LocalProtocolError("DeriveKeyPair found no valid scalar in 256 candidates")  # 2^-256 odds
 
+    def _private_length_ok(self, n: int) -> bool:
+        return ec_scalar_length_ok(n, self.nsk)
+
     def _parse_private(self, sk: bytes) -> KemPrivateKey:
         scalar = int.from_bytes(sk, "big")
         if not 0 < scalar < self.order:
@@ -359,7 +374,8 @@ class _EcDhKem(_DhKem):
         key = ec.derive_private_key(scalar, self.curve)
         pub = key.public_key()
         raw = pub.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-        return KemPrivateKey(self.id, sk, key, KemPublicKey(self.id, raw, pub))
+        # a short encoding is kept as the fixed-length I2OSP(sk, Nsk) of §7.1.1
+        return KemPrivateKey(self.id, _i2osp(scalar, self.nsk), key, KemPublicKey(self.id, raw, pub))
 
     def _parse_public(self, pk: bytes) -> KemPublicKey:
         if pk[0] != 0x04:

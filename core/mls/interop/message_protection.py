@@ -36,10 +36,6 @@ SENDER = Sender.member(1)
 LEAF_COUNT = 2
 #: the padding of the PrivateMessages we protect (any length must round-trip)
 PADDING = 11
-#: ECDSA suites -> private scalar bytes. The vectors' generator drops a private scalar's leading
-#: zero bytes (suite 5's signature_priv is 65 bytes, not P-521's 66); the signature scheme takes
-#: the field size, so the key is left-padded here, as test-vectors.md's encoding says it is.
-ECDSA_SCALAR_BYTES = {2: 32, 5: 66, 7: 48}
 
 
 class _Case:
@@ -52,7 +48,8 @@ class _Case:
             tree_hash=hex_field(case, "tree_hash"),
             confirmed_transcript_hash=hex_field(case, "confirmed_transcript_hash"),
         )
-        self.signature_priv = hex_field(case, "signature_priv").rjust(ECDSA_SCALAR_BYTES.get(case["cipher_suite"], 0), b"\0")
+        # suite 5's P-521 signature_priv has 65 bytes (leading zero dropped): mls_sign reads it
+        self.signature_priv = hex_field(case, "signature_priv")
         self.signature_pub = hex_field(case, "signature_pub")
         self.encryption_secret = hex_field(case, "encryption_secret")
         self.sender_data_secret = hex_field(case, "sender_data_secret")

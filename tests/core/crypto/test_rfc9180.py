@@ -212,7 +212,7 @@ def test_every_kem_round_trips_and_parses_once(kem_id: int) -> None:
     assert len(enc) == kem.nenc and len(shared) == kem.nsecret
     assert kem.decap(enc, parsed) == shared == kem.decap(enc, sk)
     with pytest.raises(LocalProtocolError):
-        kem.private_key(sk[:-1])
+        kem.private_key(sk + b"\x01")  # (a shorter NIST-curve scalar is another integer: read)
     with pytest.raises(RemoteProtocolError):
         kem.public_key(pk[:-1])
     with pytest.raises(DecryptError):
@@ -237,6 +237,27 @@ def test_malformed_public_keys_are_refused() -> None:
         KEMS[0x0010].private_key(bytes(32))  # scalar 0
     with pytest.raises(LocalProtocolError):
         KEMS[0x0010].private_key(KEMS[0x0020].private_key(bytes(range(32))))  # another KEM's key
+
+
+@pytest.mark.parametrize("kem_id", [0x0010, 0x0011, 0x0012])
+def test_nist_curve_private_keys_without_leading_zero_bytes_are_read(kem_id: int) -> None:
+    """The IETF MLS vectors write P-521 keys of 65 bytes: the scalar is an integer, so a short
+    encoding is the same key, kept as the fixed-length I2OSP(sk, Nsk)."""
+    kem = KEMS[kem_id]
+    full = b"\x00\x00" + bytes(range(1, kem.nsk - 1))
+    short = kem.private_key(full[2:])
+    assert short.raw == full
+    assert short.public.raw == kem.private_key(full).public.raw
+    shared, enc = kem.encap(short.public.raw, b"e" * kem.neseed)
+    assert kem.decap(enc, full[1:]) == shared
+    with pytest.raises(LocalProtocolError, match="must be"):
+        kem.private_key(b"")
+    with pytest.raises(LocalProtocolError, match="must be"):
+        kem.private_key(b"\x01" + full)  # longer than the curve's scalars
+    with pytest.raises(LocalProtocolError, match="out of range"):
+        kem.private_key(b"\x00")  # the scalar 0, however short
+    with pytest.raises(LocalProtocolError, match="must be"):
+        KEMS[0x0020].private_key(bytes(range(1, 32)))  # X25519 keys are strings, not integers
 
 
 def test_misuse_is_a_local_error() -> None:

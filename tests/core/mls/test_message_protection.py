@@ -65,8 +65,7 @@ class Group:
         self.context = GroupContext(
             case["cipher_suite"], h(case["group_id"]), case["epoch"], h(case["tree_hash"]), h(case["confirmed_transcript_hash"])
         )
-        scalar_bytes = message_protection.ECDSA_SCALAR_BYTES.get(case["cipher_suite"], 0)
-        self.signature_priv, self.signature_pub = h(case["signature_priv"]).rjust(scalar_bytes, b"\0"), h(case["signature_pub"])
+        self.signature_priv, self.signature_pub = h(case["signature_priv"]), h(case["signature_pub"])
         self.encryption_secret, self.sender_data_secret = h(case["encryption_secret"]), h(case["sender_data_secret"])
         self.membership_key = h(case["membership_key"])
 
