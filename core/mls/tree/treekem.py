@@ -56,7 +56,7 @@ class TreeKEMPrivate:
     at ``2 * leaf_index`` and the parent nodes whose path secret it knows)."""
 
     leaf_index: int
-    keys: dict[int, bytes] = field(default_factory=dict)
+    keys: dict[int, bytes] = field(default_factory=dict, repr=False)  # private keys: never shown
 
     @classmethod
     def from_secrets(cls, cs: CipherSuite, leaf_index: int, leaf_priv: bytes, path_secrets: dict[int, bytes]) -> TreeKEMPrivate:
