@@ -78,10 +78,10 @@ class TreeKEMPrivate:
 @dataclass(frozen=True)
 class CreatedPath:
     update_path: UpdatePath
-    commit_secret: bytes
+    commit_secret: bytes = field(repr=False)
     #: node index -> path secret, for each node of the filtered direct path (a Welcome gives a new
     #: member the one of its lowest common ancestor with the committer)
-    path_secrets: dict[int, bytes]
+    path_secrets: dict[int, bytes] = field(repr=False)
     private: TreeKEMPrivate
 
 
