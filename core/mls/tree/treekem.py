@@ -88,8 +88,8 @@ class CreatedPath:
 @dataclass(frozen=True)
 class ReceivedPath:
     #: the path secret decrypted (at the lowest node of the path above the receiver)
-    path_secret: bytes
-    commit_secret: bytes
+    path_secret: bytes = field(repr=False)
+    commit_secret: bytes = field(repr=False)
     private: TreeKEMPrivate
 
 
