@@ -7,7 +7,7 @@ GroupInfo under (welcome_key, welcome_nonce) derived from the welcome_secret."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Self
 
 from ...errors import DecryptError
@@ -38,7 +38,7 @@ WELCOME_LABEL = b"Welcome"
 
 @dataclass(frozen=True, slots=True)
 class PathSecret(Encodable):
-    path_secret: bytes
+    path_secret: bytes = field(repr=False)
 
     def write(self, w: Writer) -> None:
         w.opaque(self.path_secret)
