@@ -50,7 +50,7 @@ class PathSecret(Encodable):
 
 @dataclass(frozen=True, slots=True)
 class GroupSecrets(Encodable):
-    joiner_secret: bytes
+    joiner_secret: bytes = field(repr=False)
     path_secret: PathSecret | None = None
     psks: tuple[PreSharedKeyID, ...] = ()
 
