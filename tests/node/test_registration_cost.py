@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import os
+
 import pytest
 import trio
 
 from sonet.client.prekeys import TARGET
 from sonet.core import limits
-from sonet.core.client_api import Register, Registered
+from sonet.core.client_api import LinkApprove, LinkApproved, LinkBegin, LinkComplete, LinkOffer, LinkSlot, Register, Registered
 from sonet.federation.ratelimit import Rate
 from sonet.node import client_registration
 from sonet.node.client_limits import ClientLimits
@@ -144,3 +146,26 @@ async def test_a_taken_name_on_an_open_node_costs_no_signature_checks(start_node
         # the same device asking again (its answer was lost) is answered as the first time
         async with at.raw(alice) as conn:
             assert isinstance(await conn.request(register(alice)), Registered)
+
+
+async def test_a_link_complete_with_too_many_prekeys_is_refused_before_any_check(running: RunningNode, checked: list[int]) -> None:
+    with trio.fail_after(HANG_S):
+        alice = await running.enroll("alice")
+        new = Member.new(alice.address)
+        async with running.raw(new) as conn:
+            slot = await conn.request(lambda n: LinkBegin(request=n, ephemeral=os.urandom(1200)))
+            assert isinstance(slot, LinkSlot)
+            async with running.raw(alice.first) as old:
+                approved = await old.request(lambda n: LinkApprove(request=n, slot=slot.slot, provisioning=b"sealed"))
+                assert isinstance(approved, LinkApproved)
+            assert isinstance(await conn.next_push(), LinkOffer)
+            device_list = alice.list_with(new)
+            cap, before = limits.MAX_FIRST_ONE_TIME_PREKEYS, len(checked)
+            keys = first_keys(new.identity, one_time=cap + 1)
+            with pytest.raises(NodeError) as err:
+                await conn.request(lambda n: LinkComplete(request=n, slot=slot.slot, record=new.record, device_list=device_list, keys=keys))
+            assert err.value.code == "too_many_prekeys"
+            assert len(checked) == before
+            reply = await conn.request(lambda n: LinkComplete(request=n, slot=slot.slot, record=new.record, device_list=device_list, keys=new.keys))
+            assert isinstance(reply, Registered) and reply.device == 2
+        assert len(checked) == before + 1
