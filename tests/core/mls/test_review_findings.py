@@ -1,0 +1,235 @@
+"""Findings of the review of the MLS foundation (core/mls/, RFC 9420), one test each.
+
+A strict xfail is a defect still open (its reason names the rule and where the code breaks it);
+a plain test guards a defect fixed in the commit that names it."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields, replace
+
+import pytest
+
+from sonet.core.mls.crypto import CipherSuite, cipher_suite
+from sonet.core.mls.extensions import ApplicationId, Capabilities, Extension, ExtensionType, Lifetime
+from sonet.core.errors import RemoteProtocolError
+from sonet.core.mls.framing import ContentType, FramedContent, Sender, WireFormat, protect_private, sign_content, unprotect_private
+from sonet.core.mls.key_package import Credential, LeafNode, LeafNodeSource, ValidationError, check_leaf_node
+from sonet.core.mls.key_schedule import GroupContext, derive_epoch_secrets, epoch_secrets_from_joiner
+from sonet.core.mls.messages import GroupSecrets, PathSecret
+from sonet.core.mls.secret_tree import SecretTree
+from sonet.core.mls.tree import (
+    ParentNode,
+    RatchetTree,
+    TreeKEMPrivate,
+    check_unmerged_leaves,
+    create_update_path,
+    decrypt_update_path,
+    merge_update_path,
+    set_path_parent_hashes,
+)
+from sonet.core.mls.tree_math import level
+
+GROUP_ID = b"review group"
+
+
+@dataclass
+class Member:
+    leaf: LeafNode
+    encryption_priv: bytes
+    signature_priv: bytes
+
+
+def member(cs: CipherSuite, name: bytes, rng: random.Random, extensions: tuple[Extension, ...] = ()) -> Member:
+    sig_priv, sig_pub = cs.signature_key_pair(rng.randbytes)
+    enc_priv, enc_pub = cs.hpke_key_pair(rng.randbytes)
+    leaf = LeafNode(
+        enc_pub,
+        sig_pub,
+        Credential.basic(name),
+        Capabilities(cipher_suites=(cs.id,), credentials=(1,)),
+        LeafNodeSource.KEY_PACKAGE,
+        Lifetime(0, 2**64 - 1),
+        extensions=extensions,
+    ).signed(cs, sig_priv)
+    return Member(leaf, enc_priv, sig_priv)
+
+
+class FourMembers:
+    """A 4-member tree of suite 1 with real keys, and leaf 0's UpdatePath over it."""
+
+    def __init__(self) -> None:
+        rng = random.Random(9420)
+        self.cs = cipher_suite(1)
+        self.members = [member(self.cs, b"m%d" % i, rng) for i in range(4)]
+        self.tree = RatchetTree.with_one_leaf(self.cs, self.members[0].leaf)
+        for m in self.members[1:]:
+            self.tree.add_leaf(m.leaf)
+        committed = self.tree.copy()
+        self.created = create_update_path(
+            committed, 0, self.members[0].leaf, self.members[0].signature_priv, GROUP_ID, self.context_for, rng.randbytes
+        )
+        self.path = self.created.update_path
+
+    @staticmethod
+    def context_for(tree_hash: bytes) -> bytes:
+        return b"provisional group context " + tree_hash
+
+    def receive(self, receiver: int) -> object:
+        tree = self.tree.copy()
+        merge_update_path(tree, 0, self.path)
+        private = TreeKEMPrivate(receiver, {2 * receiver: self.members[receiver].encryption_priv})
+        return decrypt_update_path(tree, 0, self.path, private, self.context_for(tree.root_tree_hash()))
+
+
+# --- F1 (security): UpdatePath public keys already in the tree --------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RFC 9420 §12.4.2: 'Verify that none of the public keys in the UpdatePath appear in any node "
+    "of the new ratchet tree'. tree/treekem.py merge_update_path (and group/commit.py around it) "
+    "checks only the node count and the leaf's parent hash, so a committer can give a parent node "
+    "another member's key; every later joiner's validate_tree then refuses the tree (duplicate key)",
+)
+def test_an_update_path_reusing_a_key_of_the_tree_is_refused() -> None:
+    four = FourMembers()
+    cs = four.cs
+    reused = four.members[1].leaf.encryption_key  # leaf 1 stays in the new tree
+    nodes = list(four.path.nodes)
+    nodes[-1] = replace(nodes[-1], encryption_key=reused)
+    # the committer signs a leaf with the parent hash of the tampered keys: only the key reuse is wrong
+    shadow = four.tree.copy()
+    for p in shadow.direct_path(0):
+        shadow.set_node(p, None)
+    for (p, _), node in zip(shadow.filtered_direct_path(0), nodes):
+        shadow.set_node(p, ParentNode(node.encryption_key))
+    parent_hash = set_path_parent_hashes(shadow, 0)
+    leaf = replace(four.path.leaf_node, parent_hash=parent_hash).signed(cs, four.members[0].signature_priv, GROUP_ID, 0)
+    tampered = replace(four.path, leaf_node=leaf, nodes=tuple(nodes))
+    with pytest.raises(ValidationError):
+        merge_update_path(four.tree.copy(), 0, tampered)
+
+
+# --- F2 (security): consumed epoch secrets kept for the whole epoch ----------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RFC 9420 §9.2: the encryption_secret and joiner_secret are consumed once the secret tree "
+    "is derived and MUST be deleted. key_schedule/epoch_secrets.py EpochSecrets carries both next to "
+    "what the epoch keeps (group/state.py EpochState holds it whole for the epoch), so whoever reads "
+    "the state can derive again a message key the ratchet deleted: no forward secrecy inside an epoch",
+)
+def test_the_secrets_an_epoch_keeps_cannot_decrypt_a_message_already_sent() -> None:
+    cs = cipher_suite(1)
+    rng = random.Random(7)
+    sender = member(cs, b"sender", rng)
+    context = GroupContext(cs.id, GROUP_ID, 1, b"\x01" * cs.nh, b"\x02" * cs.nh)
+    kept = derive_epoch_secrets(cs, rng.randbytes(cs.nh), rng.randbytes(cs.nh), None, context)
+    content = FramedContent(GROUP_ID, 1, Sender.member(0), b"", ContentType.APPLICATION, b"gone once sent")
+    auth = sign_content(cs, sender.signature_priv, WireFormat.PRIVATE_MESSAGE, content, context)
+    ratchets = SecretTree(cs, kept.encryption_secret, 2)
+    sent = protect_private(cs, auth, ratchets, kept.sender_data_secret, rng.randbytes(4))  # generation 0, deleted
+    for field in fields(kept):
+        value = getattr(kept, field.name)
+        for encryption_secret in (value, epoch_secrets_from_joiner(cs, value, None, context).encryption_secret):
+            with pytest.raises(RemoteProtocolError):
+                unprotect_private(
+                    cs, sent, context, SecretTree(cs, encryption_secret, 2), kept.sender_data_secret,
+                    lambda _: sender.leaf.signature_key,
+                )  # fmt: skip
+
+
+# --- F3 (security): secrets in repr (fixed) ----------------------------------------------------
+
+
+def shown(value: bytes, obj: object) -> bool:
+    text = repr(obj)
+    return repr(value) in text or value.hex() in text
+
+
+def test_group_secrets_and_path_secret_do_not_show_their_secrets() -> None:
+    joiner, path = b"\x11" * 32, b"\x22" * 32
+    assert not shown(path, PathSecret(path))
+    secrets = GroupSecrets(joiner, PathSecret(path))
+    assert not shown(joiner, secrets) and not shown(path, secrets)
+
+
+def test_treekem_private_state_and_paths_do_not_show_their_secrets() -> None:
+    four = FourMembers()
+    created = four.created
+    hidden = [created.commit_secret, *created.path_secrets.values(), *created.private.keys.values()]
+    for obj in (created, created.private):
+        assert not any(shown(secret, obj) for secret in hidden), type(obj).__name__
+    received = four.receive(1)
+    hidden = [received.path_secret, received.commit_secret, *received.private.keys.values()]  # type: ignore[attr-defined]
+    assert not any(shown(secret, received) for secret in hidden)
+
+
+# --- F4 (correctness, interop): default extension types in a leaf ------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RFC 9420 §7.2: default extension types (application_id 1 .. external_senders 5) 'MUST NOT "
+    "be listed' in capabilities; key_package/validation.py check_leaf_node requires every leaf "
+    "extension type in capabilities.extensions, so a leaf carrying application_id is refused "
+    "(group/proposals.py and mlspp treat the default types as supported)",
+)
+def test_a_leaf_with_an_application_id_its_capabilities_do_not_list_is_valid() -> None:
+    cs = cipher_suite(1)
+    app_id = Extension(ExtensionType.APPLICATION_ID, ApplicationId(b"device 7").to_bytes())
+    m = member(cs, b"with app id", random.Random(3), extensions=(app_id,))
+    assert ExtensionType.APPLICATION_ID not in m.leaf.capabilities.extensions
+    check_leaf_node(cs, m.leaf, source=LeafNodeSource.KEY_PACKAGE)
+
+
+# --- F6 (hostile input): quadratic unmerged-leaves check ---------------------------------------
+
+
+class CountingLeafIndex(int):
+    """A leaf index in an unmerged_leaves list that counts the equality tests made against it."""
+
+    compared = 0
+
+    def __eq__(self, other: object) -> bool:
+        CountingLeafIndex.compared += 1
+        return int(self) == other
+
+    __hash__ = int.__hash__
+
+
+def every_leaf_unmerged_everywhere(n_leaves: int) -> RatchetTree:
+    """A full tree whose every parent lists every leaf below it as unmerged: consistent, so
+    check_unmerged_leaves walks every entry (a hostile Welcome can carry one like it)."""
+    cs = cipher_suite(1)
+    nodes: list[LeafNode | ParentNode | None] = []
+    for x in range(2 * n_leaves - 1):
+        if x % 2 == 0:
+            i = x // 2
+            nodes.append(
+                LeafNode(b"e%d" % i, b"s%d" % i, Credential.basic(b"x"), Capabilities(credentials=(1,)), LeafNodeSource.UPDATE)
+            )
+        else:
+            half = (1 << level(x)) - 1
+            below = range((x - half) // 2, (x + half) // 2 + 1)
+            nodes.append(ParentNode(b"p%d" % x, b"", tuple(CountingLeafIndex(i) for i in below)))
+    return RatchetTree(cs, nodes)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tree/validation.py check_unmerged_leaves tests `leaf_index not in node.unmerged_leaves` "
+    "(a tuple scan) for every unmerged entry and every node between it and its parent: O(n^2) on a "
+    "tree whose parents list their leaves as unmerged (a 1.5 MB 16,384-leaf tree takes ~12 s)",
+)
+def test_checking_unmerged_leaves_costs_log_n_per_entry() -> None:
+    n_leaves = 1024
+    tree = every_leaf_unmerged_everywhere(n_leaves)
+    entries = sum(len(parent.unmerged_leaves) for _, parent in tree.parents())
+    CountingLeafIndex.compared = 0
+    check_unmerged_leaves(tree)
+    per_entry = CountingLeafIndex.compared / entries
+    assert per_entry <= 2 * n_leaves.bit_length(), f"{per_entry:.0f} comparisons per unmerged entry"
+
