@@ -23,9 +23,9 @@ from pathlib import Path
 __all__ = ["main", "SUITES", "REQUIRED"]
 
 #: suite modules, in the order they run
-SUITES = ("bench.crypto_bench", "bench.store_bench", "bench.conn_bench", "bench.relay_bench")
+SUITES = ("bench.crypto_bench", "bench.store_bench", "bench.conn_bench", "bench.relay_bench", "bench.mls_bench")
 
-#: the figures issue 6 asks for (top-level numeric keys of results.json)
+#: the figures issues 6 and 15 ask for (top-level numeric keys of results.json)
 REQUIRED = (
     "relay_envelopes_per_s",
     "relay_ceiling_per_s",
@@ -37,6 +37,15 @@ REQUIRED = (
     "connections_held",
     "rss_bytes_per_connection",
     "store_envelopes_per_s",
+    # issue 15: MLS at 1,500 members, X-Wing suite and suite 1 (bench/mls_bench.py)
+    *(
+        f"mls_{suite}_{figure}"
+        for suite in ("xwing", "suite1")
+        for figure in (
+            "create_commit_ms", "update_commit_ms", "process_commit_ms", "update_commit_filled_ms",
+            "process_commit_filled_ms", "add_commit_ms", "join_ms", "remove_commit_ms", "app_message_us",
+        )
+    ),
 )
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
