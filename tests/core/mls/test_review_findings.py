@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import pytest
 
@@ -233,3 +234,41 @@ def test_checking_unmerged_leaves_costs_log_n_per_entry() -> None:
     per_entry = CountingLeafIndex.compared / entries
     assert per_entry <= 2 * n_leaves.bit_length(), f"{per_entry:.0f} comparisons per unmerged entry"
 
+
+
+# --- F7 (hostile input): quadratic Adds -------------------------------------------------------
+
+
+class CountingNodes(list[LeafNode | ParentNode | None]):
+    """The node array of a RatchetTree, counting the slots read."""
+
+    reads = 0
+
+    def __getitem__(self, index: Any) -> Any:
+        CountingNodes.reads += 1
+        return super().__getitem__(index)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tree/ratchet_tree.py add_leaf scans every leaf slot from 0 for the leftmost blank one, "
+    "so a commit of k Adds costs O(k * n): one commit of 16,383 Adds (a ~4 MB message) spends "
+    "~28 s in add_leaf alone (group/proposals.py check_proposal_list is quadratic in the Adds too)",
+)
+def test_adding_a_leaf_reads_log_n_slots_of_the_tree() -> None:
+    cs = cipher_suite(1)
+
+    def leaf(i: int) -> LeafNode:
+        return LeafNode(
+            b"e%d" % i, b"s%d" % i, Credential.basic(b"x"), Capabilities(credentials=(1,)), LeafNodeSource.KEY_PACKAGE, Lifetime(0, 1)
+        )
+
+    tree = RatchetTree.with_one_leaf(cs, leaf(0))
+    tree._nodes = CountingNodes(tree._nodes)  # noqa: SLF001 (counting the slots the tree reads)
+    CountingNodes.reads = 0
+    added = 1023
+    for i in range(1, added + 1):
+        tree.add_leaf(leaf(i))
+    assert tree.n_leaves == added + 1
+    per_add = CountingNodes.reads / added
+    assert per_add <= 8 * (added + 1).bit_length(), f"{per_add:.0f} node slots read per Add"
