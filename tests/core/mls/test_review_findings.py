@@ -272,3 +272,43 @@ def test_adding_a_leaf_reads_log_n_slots_of_the_tree() -> None:
     assert tree.n_leaves == added + 1
     per_add = CountingNodes.reads / added
     assert per_add <= 8 * (added + 1).bit_length(), f"{per_add:.0f} node slots read per Add"
+
+
+# --- F8 (hostile input): quadratic original sibling tree hash ----------------------------------
+
+
+class CountingLeaves(frozenset[int]):
+    """A set of removed leaves counting the items iterated over it."""
+
+    iterated = 0
+
+    def __iter__(self) -> Any:
+        for leaf in super().__iter__():
+            CountingLeaves.iterated += 1
+            yield leaf
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tree/ratchet_tree.py original_tree_hash tests `any(... for leaf in removed_leaves)` at "
+    "every node it visits: O(subtree * unmerged leaves). A parent listing 8,192 unmerged leaves (one "
+    "Add-only commit to a 16,384-leaf tree) makes one ParentHash(P, S) take ~12 s for every joiner",
+)
+def test_the_original_sibling_tree_hash_is_not_quadratic() -> None:
+    cs = cipher_suite(1)
+    n_leaves = 1024
+    nodes: list[LeafNode | ParentNode | None] = [
+        LeafNode(b"e%d" % (x // 2), b"s%d" % (x // 2), Credential.basic(b"x"), Capabilities(credentials=(1,)), LeafNodeSource.UPDATE)
+        if x % 2 == 0
+        else None
+        for x in range(2 * n_leaves - 1)
+    ]
+    tree = RatchetTree(cs, nodes)
+    right_half = 3 * n_leaves // 2 - 1  # the root's right child
+    removed = CountingLeaves(range(n_leaves // 2, n_leaves))
+    CountingLeaves.iterated = 0
+    unremoved = tree.original_tree_hash(right_half, frozenset(removed))
+    assert unremoved != tree.tree_hash(right_half)  # the removed leaves count as blank
+    CountingLeaves.iterated = 0
+    tree.original_tree_hash(right_half, removed)
+    assert CountingLeaves.iterated <= 4 * n_leaves * n_leaves.bit_length(), f"{CountingLeaves.iterated} leaves iterated"
