@@ -15,7 +15,15 @@ from sonet.core.mls.crypto import CipherSuite, cipher_suite
 from sonet.core.mls.extensions import ApplicationId, Capabilities, Extension, ExtensionType, Lifetime
 from sonet.core.errors import RemoteProtocolError
 from sonet.core.mls.framing import ContentType, FramedContent, Sender, WireFormat, protect_private, sign_content, unprotect_private
-from sonet.core.mls.key_package import Credential, LeafNode, LeafNodeSource, ValidationError, check_leaf_node
+from sonet.core.mls.key_package import (
+    Credential,
+    KeyPackage,
+    LeafNode,
+    LeafNodeSource,
+    ValidationError,
+    check_key_package,
+    check_leaf_node,
+)
 from sonet.core.mls.key_schedule import GroupContext, derive_epoch_secrets, epoch_secrets_from_joiner
 from sonet.core.mls.messages import GroupSecrets, PathSecret
 from sonet.core.mls.secret_tree import SecretTree
@@ -312,3 +320,23 @@ def test_the_original_sibling_tree_hash_is_not_quadratic() -> None:
     CountingLeaves.iterated = 0
     tree.original_tree_hash(right_half, removed)
     assert CountingLeaves.iterated <= 4 * n_leaves * n_leaves.bit_length(), f"{CountingLeaves.iterated} leaves iterated"
+
+
+# --- F9 (robustness): HPKE keys that are not keys of the suite ---------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RFC 9420 §10: init_key 'MUST be a public key for the asymmetric encryption scheme defined "
+    "by cipher_suite' and the leaf_node 'MUST be valid for the cipher suite, including both the "
+    "encryption_key and signature_key'. key_package/validation.py checks neither key, so a signed "
+    "KeyPackage with a 5-byte encryption key is added, and every later UpdatePath that encrypts to "
+    "that leaf fails (create_update_path raises): honest members cannot commit until it is removed",
+)
+def test_a_key_package_whose_hpke_keys_are_not_keys_of_the_suite_is_refused() -> None:
+    cs = cipher_suite(1)
+    m = member(cs, b"malformed keys", random.Random(11))
+    leaf = replace(m.leaf, encryption_key=b"\x01" * 5).signed(cs, m.signature_priv)
+    key_package = KeyPackage(cs.id, b"\x02" * 5, leaf).signed(cs, m.signature_priv)
+    with pytest.raises(RemoteProtocolError):
+        check_key_package(cs, key_package)
