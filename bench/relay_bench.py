@@ -8,11 +8,15 @@ What is measured (``measure(quick)``):
   other with ``sonet-node peer add`` while running. Default durability (SQLite as shipped).
 - Raw devices (tests/node/kit.py on sonet.transport, full hybrid secure channel): ``bob@beta`` (one
   device, connected to beta; it acks every Deliver frame as it arrives, like a client) and
-  ``K`` = 40 sender accounts ``s0..s39@alpha``, one registered device and connection each.
+  ``K`` = 40 sender accounts ``s0..s39@alpha``, one registered device and connection each
+  (registered 4 at a time: a node keeps at most 8 connections without an account per address).
   Several senders because the node limits stored envelopes per device to 200/s (burst 1,000,
   node/client_limits.py); batches rotate over the senders so that limit does not bind (a
   ``rate_limited`` refusal is retried after 0.1 s and counted in ``relay_rate_limited_batches``).
-- Every envelope: ``Kind.SEALED``, a 16-byte id, 1 KiB random body, to ``bob@beta`` device 1
+  The senders are bob's contacts: every SendBatch carries bob's access token (which his device
+  gets with its sender certificate), so nothing counts as a message request.
+- Every envelope: ``Kind.SEALED``, a random 16-byte id (``relay_ids`` = "random": what clients
+  send, so the stores index ids in no order), 1 KiB random body, to ``bob@beta`` device 1
   (the exact device list beta publishes; alpha looks it up through federation). One envelope
   is sent and received first (warm-up: federation link, device-list cache); not timed.
 - ``relay_envelopes_per_s``: SendBatch frames of 256 envelopes, at most 4 batches in flight
@@ -21,6 +25,13 @@ What is measured (``measure(quick)``):
   the moment bob's connection has received all N envelopes. N = 50,176 full / 5,120 quick;
   no new batch is started after 25 s (full) / 6 s (quick), N is then what was sent
   (``relay_envelopes``).
+- ``relay_cpu_us_per_env_{sending,receiving}_node``: CPU (user + system, all threads, from
+  /proc/PID/stat) of alpha's and beta's processes per relayed envelope, from just before the
+  first SendBatch (after both were idle) until both are idle again after the last arrival
+  (less than 10 ms CPU in 250 ms; ``relay_idle_wait_s``): what happens after delivery (bob's
+  acks, alpha settling its outbox) is counted too. Steadier than envelopes/s on a shared
+  machine: waiting for a core does not count. ``relay_cpu_us_per_env_bench_process``: the
+  same for this process (40 senders' and bob's connections; the envelopes are built before).
 - ``latency_p{50,95,99}_ms_at_1000``: one SendBatch of 10 envelopes every 10 ms (1,000/s
   offered) for 10 s (quick 3 s); per envelope, the time from alpha's Accepted reaching this
   process to bob's connection on beta receiving it (same process, same clock). ``..._at_80pct``:
@@ -29,12 +40,28 @@ What is measured (``measure(quick)``):
   Envelopes not received within 30 s after the load stops are counted in
   ``latency_lost_at_1000`` / ``latency_lost_at_80pct`` (and left out of the percentiles).
 
+- ``envelope_bytes_100b_text_hybrid``: two client devices (client/sdk.py ``Device``, hybrid
+  keys and sessions) registered on beta, ``alice`` and ``carol``. ``Device.send_text`` of a
+  100-byte text, as ``sonet send`` does it; the size is that of the envelope (msgpack, as in
+  every frame that carries it) as beta delivers it to the recipient, read by a raw connection
+  of the recipient's device that does not acknowledge it; then the recipient's ``receive``
+  decrypts it (checked) and sends its delivery receipt, which the sender fetches. First alice
+  -> carol (``..._first``: it starts the session) and carol -> alice; then the session is
+  established and 6 more texts go a, a, c, a, c, c (turns both ways and messages within a
+  chain): the figure is the largest of those 6, ``..._min`` the smallest.
+
 Ceilings (same run, same machine; no crypto, no durability, no rate limits):
 - ``relay_ceiling_per_s`` (also ``relay_envelopes_per_s_ceiling``): the same N envelopes,
-  the same msgpack ``SendBatch`` encoding (core/wire.py) and 256 per frame, sent on one bare
-  trio-websocket connection to a forwarding server process that passes each message unchanged
-  to a sink server process; the sink decodes each frame and counts envelopes. Timed from the
-  first frame sent to the sink having counted N (it tells the client over a second socket).
+  the same msgpack ``SendBatch`` encoding (core/wire.py) and as many per frame as a SendBatch
+  holds (256, MAX_ENVELOPES_PER_FRAME), sent on one WebSocket connection to a forwarding server
+  process that passes each message unchanged to a sink server process; the sink decodes each
+  frame and counts envelopes. Timed from the first frame sent to the sink having counted N (it
+  tells the client over a second socket). The transport is the node's, without its secure
+  channel: both servers listen with sonet.transport.server ``serve`` (the node's reads, its
+  64 KiB send pieces, admission and deadlines) and raise an accepted connection's message cap
+  to MAX_RECORD_BYTES as the node does after a handshake; the client and the forwarder connect
+  with the WebSocket settings of sonet.transport.dial (cap MAX_RECORD_BYTES). The node's own
+  hops carry 256 (SendBatch), up to 1,024 (Push) and up to 128 (Deliver) envelopes per message.
 - ``latency_p{50,95,99}_ms_at_1000_ceiling``, ``latency_p99_ms_at_80pct_ceiling`` (LOWER is
   better: the transport's floor): the same offered loads on that bare path for 5 s (quick 2 s);
   time from just before the client sends the frame to the sink decoding it (the send time,
@@ -57,10 +84,16 @@ from pathlib import Path
 import trio
 from trio_websocket import open_websocket_url
 
+from sonet.client.sdk import Device
+from sonet.client.state import DeviceState
 from sonet.core import limits
-from sonet.core.client_api import Accepted, Ack, Deliver, Register, Registered, SendBatch
+from sonet.core.client_api import (
+    Accepted, AccessToken, Ack, Deliver, GetSenderCertificate, Register, Registered, SendBatch, SenderCertificate,
+)
+from sonet.core.crypto import CryptoMode
 from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
-from sonet.core.wire import encode_frame
+from sonet.core.invite import make_invite
+from sonet.core.wire import encode_frame, encode_struct
 
 from .conn_bench import _LISTENING, BIN, _env, _kill, _spawn
 
@@ -71,25 +104,60 @@ from tests.node.kit import Account, Member, NodeError, connect_raw  # noqa: E402
 
 __all__ = ["measure"]
 
-BATCH = 256
+BATCH = limits.MAX_ENVELOPES_PER_FRAME
 WINDOW = 4
 SENDERS = 40
+#: registrations under way at once: a node keeps at most 8 connections without an account
+#: per source address ([connections] max_unregistered_per_address), and all come from 127.0.0.1
+REGISTERING = 4
 BODY = 1024
 TICK_S = 0.010
 DRAIN_S = 30.0
 RELAY_GUARD_S = 120.0
 TTL_MS = limits.DEFAULT_ENVELOPE_TTL_MS
+#: after the last envelope arrived, the nodes count as idle again once both used less than
+#: IDLE_CPU_S of CPU in IDLE_POLL_S (what they still do per envelope: acks, outbox settling)
+IDLE_POLL_S = 0.25
+IDLE_CPU_S = 0.01
+IDLE_GUARD_S = 20.0
+#: the text of the envelope-size figure: 100 bytes of UTF-8
+TEXT_100B = ("The relay bench measures what one short message costs on the wire. " * 2)[:100]
+#: messages of the established session whose envelopes are measured (after the first exchange)
+ESTABLISHED_MESSAGES = ("alice", "alice", "carol", "alice", "carol", "carol")
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-_SINK = """
-import json, sys, time, trio
-from trio_websocket import serve_websocket, ConnectionClosed
+#: what the ceiling's server processes share: the node's listening code (sonet.transport.server:
+#: its reads, 64 KiB send pieces, admission and deadlines) and, once accepted, the message cap of
+#: an authenticated connection, as node/server.py sets it after the handshake (none is run here)
+_SERVE = """
+import functools, trio
+from trio_websocket import open_websocket_url
+from sonet.core import limits
+from sonet.transport.server import serve
+from sonet.transport.socket import set_message_cap
+async def accept(request, conn):
+    ws = await request.accept()
+    conn.authenticated()
+    set_message_cap(ws, limits.MAX_RECORD_BYTES)
+    return ws
+def dial(url):  # the WebSocket settings of sonet.transport.dial
+    return open_websocket_url(url, max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=limits.HANDSHAKE_DEADLINE_S, disconnect_timeout=2)
+async def listen(handler):
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(functools.partial(serve, handler, "127.0.0.1", 0, plain_http_answer="bench"))
+        print(f"listening on ws://127.0.0.1:{server.port}", flush=True)
+"""
+
+_SINK = _SERVE + """
+import json, sys, time
+from trio_websocket import ConnectionClosed
 from sonet.core.wire import decode_frame
 import sonet.core.client_api  # registers the SendBatch frame tag
 state = {"n": 0, "lat": []}
 changed = trio.Event()
-async def handler(request):
+async def handler(request, conn):
     global changed
-    ws = await request.accept()
+    ws = await accept(request, conn)
     try:
         if request.path == "/in":
             while True:
@@ -113,30 +181,22 @@ async def handler(request):
                 await ws.send_message(json.dumps({"n": state["n"], "lat": state["lat"]}))
     except ConnectionClosed:
         pass
-async def main():
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
-        print(f"listening on ws://127.0.0.1:{server.port}", flush=True)
-trio.run(main)
+trio.run(listen, handler)
 """
 
-_FORWARDER = """
-import sys, trio
-from trio_websocket import serve_websocket, open_websocket_url, ConnectionClosed
+_FORWARDER = _SERVE + """
+import sys
+from trio_websocket import ConnectionClosed
 SINK = sys.argv[1]
-async def handler(request):
-    ws = await request.accept()
+async def handler(request, conn):
+    ws = await accept(request, conn)
     try:
-        async with open_websocket_url(SINK + "/in", max_message_size=2**23) as out:
+        async with dial(SINK + "/in") as out:
             while True:
                 await out.send_message(await ws.get_message())
     except ConnectionClosed:
         pass
-async def main():
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
-        print(f"listening on ws://127.0.0.1:{server.port}", flush=True)
-trio.run(main)
+trio.run(listen, handler)
 """
 
 
@@ -147,9 +207,36 @@ def _envelope(to: str, msg_id: bytes) -> Envelope:
     )
 
 
-def _id(phase: int, seq: int, stamp: int = 0) -> bytes:
-    """phase (1 byte) + stamp (8) + seq (7): unique, and carries a send time where needed."""
-    return bytes([phase]) + stamp.to_bytes(8, "big") + seq.to_bytes(7, "big")
+def _random_id() -> bytes:
+    """What clients send (client/sdk.py: ``rng(ENVELOPE_ID_LEN)``): ids in no order, as the
+    nodes' stores see them in real use."""
+    return os.urandom(limits.ENVELOPE_ID_LEN)
+
+
+def _stamped_id(seq: int, stamp: int) -> bytes:
+    """For the bare path's latency only (no store there): 1 + send time (8) + seq (7)."""
+    return bytes([1]) + stamp.to_bytes(8, "big") + seq.to_bytes(7, "big")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far, all its threads (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime (fields 14, 15)
+
+
+async def _until_idle(pids: tuple[int, ...]) -> float:
+    """Wait until every process in ``pids`` is idle (see IDLE_CPU_S); the seconds waited."""
+    started = time.perf_counter()
+    last = [_cpu_s(pid) for pid in pids]
+    while time.perf_counter() - started < IDLE_GUARD_S:
+        await trio.sleep(IDLE_POLL_S)
+        now = [_cpu_s(pid) for pid in pids]
+        busy = any(b - a >= IDLE_CPU_S for a, b in zip(last, now))
+        last = now
+        if not busy:
+            break
+    return time.perf_counter() - started
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -249,11 +336,12 @@ class _Receiver:
 
 
 async def _send(conns: list, index: int, envelopes: tuple[Envelope, ...], stats: dict) -> float:
-    """One SendBatch on sender ``index % K``; retry rate_limited; return the Accepted time."""
+    """One SendBatch on sender ``index % K`` with the recipient's access token (``stats["access"]``);
+    retry rate_limited; return the Accepted time."""
     conn = conns[index % len(conns)]
     while True:
         try:
-            reply = await conn.request(lambda n: SendBatch(request=n, envelopes=envelopes))
+            reply = await conn.request(lambda n: SendBatch(request=n, envelopes=envelopes, access=stats["access"]))
         except NodeError as exc:
             if exc.code != "rate_limited":
                 raise
@@ -265,7 +353,7 @@ async def _send(conns: list, index: int, envelopes: tuple[Envelope, ...], stats:
         return time.perf_counter()
 
 
-async def _offered_load(conns, to: str, phase: int, rate: float, seconds: float, receiver: _Receiver, stats) -> tuple[list[float], int]:
+async def _offered_load(conns, to: str, rate: float, seconds: float, receiver: _Receiver, stats) -> tuple[list[float], int]:
     per_tick = max(1, round(rate * TICK_S))
     accepted: dict[bytes, float] = {}
     ids: list[bytes] = []
@@ -279,7 +367,7 @@ async def _offered_load(conns, to: str, phase: int, rate: float, seconds: float,
     async with trio.open_nursery() as nursery:
         for tick in range(int(seconds / TICK_S)):
             await trio.sleep_until(start + tick * TICK_S)
-            batch = tuple(_envelope(to, _id(phase, tick * per_tick + k)) for k in range(per_tick))
+            batch = tuple(_envelope(to, _random_id()) for _ in range(per_tick))
             ids += [e.id for e in batch]
             nursery.start_soon(one, tick, batch)
     await receiver.wait_for(ids, DRAIN_S)
@@ -287,21 +375,34 @@ async def _offered_load(conns, to: str, phase: int, rate: float, seconds: float,
     return lat, len(ids) - len(lat)
 
 
-async def _relay(alpha_url: str, alpha_fp: str, beta_url: str, beta_fp: str, n: int, send_s: float, lat_s: float) -> dict:
+async def _relay(alpha_url: str, alpha_fp: str, beta_url: str, beta_fp: str, pids: tuple[int, int], n: int, send_s: float, lat_s: float) -> dict:
+    """``pids``: the processes of alpha and beta."""
     out: dict[str, float | int] = {}
-    stats = {"rate_limited": 0}
+    stats: dict = {"rate_limited": 0, "access": ()}
     async with trio.open_nursery() as nursery:
         bob: list = [None]
         await nursery.start(_device, beta_url, beta_fp, "bob", "beta", bob, 0)
         receiver = _Receiver(bob[0])
+        # the senders are bob's contacts: they present his access token (core/access.py), as a
+        # device does once bob wrote to it; else each envelope is a message request
+        reply = await bob[0].request(lambda n: GetSenderCertificate(request=n))
+        if not isinstance(reply, SenderCertificate) or not reply.access:
+            raise RuntimeError(f"bob's sender certificate: {reply!r}")
+        stats["access"] = (AccessToken(account="bob@beta", token=reply.access),)
         nursery.start_soon(receiver.run)
         conns: list = [None] * SENDERS
+        registering = trio.Semaphore(REGISTERING)
+
+        async def sender(i: int) -> None:
+            async with registering:
+                await nursery.start(_device, alpha_url, alpha_fp, f"s{i}", "alpha", conns, i)
+
         async with trio.open_nursery() as regs:
             for i in range(SENDERS):
-                regs.start_soon(nursery.start, _device, alpha_url, alpha_fp, f"s{i}", "alpha", conns, i)
+                regs.start_soon(sender, i)
 
         # warm-up: until alpha has loaded beta from its peer table and the link is up
-        warm = (_envelope("bob@beta", _id(9, 0)),)
+        warm = (_envelope("bob@beta", _random_id()),)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -315,7 +416,7 @@ async def _relay(alpha_url: str, alpha_fp: str, beta_url: str, beta_fp: str, n: 
             raise RuntimeError("warm-up envelope never reached bob@beta")
 
         # throughput
-        batches = [tuple(_envelope("bob@beta", _id(2, b * BATCH + k)) for k in range(BATCH)) for b in range(n // BATCH)]
+        batches = [tuple(_envelope("bob@beta", _random_id()) for _ in range(BATCH)) for _ in range(n // BATCH)]
         window = trio.Semaphore(WINDOW)
         sent_ids: list[bytes] = []
 
@@ -325,6 +426,8 @@ async def _relay(alpha_url: str, alpha_fp: str, beta_url: str, beta_fp: str, n: 
             finally:
                 window.release()
 
+        await _until_idle(pids)  # the warm-up's settling is not counted
+        cpu0 = [_cpu_s(pid) for pid in pids] + [time.process_time()]
         t0 = time.perf_counter()
         stop = t0 + send_s
         async with trio.open_nursery() as senders:
@@ -341,14 +444,20 @@ async def _relay(alpha_url: str, alpha_fp: str, beta_url: str, beta_fp: str, n: 
         peak = len(sent_ids) / (t1 - t0)
         out["relay_envelopes"] = len(sent_ids)
         out["relay_envelopes_per_s"] = peak
+        out["relay_idle_wait_s"] = await _until_idle(pids)
+        cpu1 = [_cpu_s(pid) for pid in pids] + [time.process_time()]
+        alpha_us, beta_us, bench_us = ((b - a) * 1e6 / len(sent_ids) for a, b in zip(cpu0, cpu1))
+        out["relay_cpu_us_per_env_sending_node"] = alpha_us
+        out["relay_cpu_us_per_env_receiving_node"] = beta_us
+        out["relay_cpu_us_per_env_bench_process"] = bench_us
         batches = []  # free the payloads
 
-        lat, lost = await _offered_load(conns, "bob@beta", 3, 1000.0, lat_s, receiver, stats)
+        lat, lost = await _offered_load(conns, "bob@beta", 1000.0, lat_s, receiver, stats)
         for p in (50, 95, 99):
             out[f"latency_p{p}_ms_at_1000"] = _pct(lat, p)
         out["latency_lost_at_1000"] = lost
         rate80 = 0.8 * peak
-        lat, lost = await _offered_load(conns, "bob@beta", 4, rate80, lat_s, receiver, stats)
+        lat, lost = await _offered_load(conns, "bob@beta", rate80, lat_s, receiver, stats)
         out["latency_p50_ms_at_80pct"] = _pct(lat, 50)
         out["latency_p99_ms_at_80pct"] = _pct(lat, 99)
         out["latency_lost_at_80pct"] = lost
@@ -358,13 +467,73 @@ async def _relay(alpha_url: str, alpha_fp: str, beta_url: str, beta_fp: str, n: 
     return out
 
 
+def _dial(url: str):  # noqa: ANN202 - async context manager
+    """A bare WebSocket with the settings sonet.transport.dial uses (no handshake)."""
+    return open_websocket_url(
+        url, max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=limits.HANDSHAKE_DEADLINE_S, disconnect_timeout=2
+    )
+
+
+async def _peek(url: str, fingerprint: str, device: Device, msg_id: bytes) -> int:
+    """The encoded size of envelope ``msg_id`` as the node delivers it to ``device`` (over a
+    raw connection of that device that does not acknowledge it: the device still gets it)."""
+    with trio.fail_after(30):
+        async with connect_raw(url, identity=device.state.profile().identity, node_fingerprint=fingerprint) as conn:
+            async for frame in conn.deliveries:
+                for item in frame.items if isinstance(frame, Deliver) else ():
+                    if item.envelope.id == msg_id:
+                        return len(encode_struct(item.envelope))
+    raise RuntimeError(f"envelope {msg_id.hex()} was not delivered: {conn.error!r}")
+
+
+async def _text(url: str, fingerprint: str, sender: Device, recipient: Device) -> int:
+    """``sender`` sends TEXT_100B with ``Device.send_text``; the size of its envelope, after
+    ``recipient`` received and decrypted it (and so answered with a delivery receipt)."""
+    to = recipient.state.profile()
+    sent = await sender.send_text(to.address, TEXT_100B)
+    if sent.devices != 1:
+        raise RuntimeError(f"send_text to {to.address}: {sent!r}")
+    size = await _peek(url, fingerprint, recipient, sent.id)
+    got = await recipient.receive()
+    if [(m.id, m.fields.get("text")) for m in got.messages if m.type == "text"] != [(sent.id, TEXT_100B)] or got.rejected:
+        raise RuntimeError(f"{to.address} did not read the text: {got!r}")
+    recipient.state.mark_shown([m.id for m in got.messages])  # as `sonet recv` does once printed
+    got = await sender.receive()  # the delivery receipt, as a client fetches it
+    sender.state.mark_shown([m.id for m in got.messages])
+    return size
+
+
+async def _envelope_sizes(url: str, fingerprint: str, homes: Path) -> dict[str, float | int]:
+    """Envelope sizes of a 100-byte text between two hybrid client devices (client/sdk.py
+    ``Device``, keys and sessions in hybrid mode) of one node: the first (it starts the
+    session), then ESTABLISHED_MESSAGES after one message each way."""
+    devices: dict[str, Device] = {}
+    try:
+        for user in ("alice", "carol"):
+            devices[user] = Device(DeviceState(homes / user))
+            # an open node: the invite's secret is not checked, its fingerprint pins the node
+            await devices[user].register(f"{user}@beta", url, make_invite(fingerprint, os.urandom(20)), mode=CryptoMode.HYBRID)
+        alice, carol = devices["alice"], devices["carol"]
+        first = await _text(url, fingerprint, alice, carol)
+        await _text(url, fingerprint, carol, alice)
+        sizes = [
+            await _text(url, fingerprint, devices[who], devices["carol" if who == "alice" else "alice"]) for who in ESTABLISHED_MESSAGES
+        ]
+    finally:
+        for device in devices.values():
+            device.state.close()
+    return {
+        "envelope_bytes_100b_text_hybrid": max(sizes),
+        "envelope_bytes_100b_text_hybrid_min": min(sizes),
+        "envelope_bytes_100b_text_hybrid_first": first,
+    }
+
+
 async def _bare(fwd_url: str, sink_url: str, n: int, rate80: float, lat_s: float) -> dict:
     out: dict[str, float | int] = {}
-    big = 2**23
-    async with open_websocket_url(sink_url + "/watch", max_message_size=big) as watch, \
-            open_websocket_url(fwd_url + "/in", max_message_size=big) as ws:
+    async with _dial(sink_url + "/watch") as watch, _dial(fwd_url + "/in") as ws:
         frames = [
-            encode_frame(SendBatch(request=b + 1, envelopes=tuple(_envelope("bob@beta", _id(2, b * BATCH + k)) for k in range(BATCH))))
+            encode_frame(SendBatch(request=b + 1, envelopes=tuple(_envelope("bob@beta", _random_id()) for _ in range(BATCH))))
             for b in range(n // BATCH)
         ]
         total = len(frames) * BATCH
@@ -385,7 +554,7 @@ async def _bare(fwd_url: str, sink_url: str, n: int, rate80: float, lat_s: float
             for tick in range(ticks):
                 await trio.sleep_until(start + tick * TICK_S)
                 stamp = time.monotonic_ns()
-                envs = tuple(_envelope("bob@beta", _id(1, tick * per_tick + k, stamp)) for k in range(per_tick))
+                envs = tuple(_envelope("bob@beta", _stamped_id(tick * per_tick + k, stamp)) for k in range(per_tick))
                 await ws.send_message(encode_frame(SendBatch(request=tick + 1, envelopes=envs)))
             await watch.send_message(str(ticks * per_tick))
             return json.loads(await watch.get_message())["lat"]
@@ -416,7 +585,9 @@ def measure(quick: bool) -> dict[str, float | int]:
                 procs.append(proc)
             _peer(tmp / "alpha", "beta", urls["beta"], fps["beta"])
             _peer(tmp / "beta", "alpha", urls["alpha"], fps["alpha"])
-            out.update(trio.run(_relay, urls["alpha"], fps["alpha"], urls["beta"], fps["beta"], n, send_s, lat_s))
+            pids = (procs[0].pid, procs[1].pid)
+            out.update(trio.run(_relay, urls["alpha"], fps["alpha"], urls["beta"], fps["beta"], pids, n, send_s, lat_s))
+            out.update(trio.run(_envelope_sizes, urls["beta"], fps["beta"], tmp / "devices"))
         except Exception as exc:
             tails = " | ".join(
                 f"{name}: {(tmp / f'{name}.stderr').read_text(errors='replace')[-600:]}"
@@ -441,6 +612,7 @@ def measure(quick: bool) -> dict[str, float | int]:
             for proc in procs:
                 _kill(proc)
     out["relay_envelopes_per_s_ceiling"] = out["relay_ceiling_per_s"]
+    out["relay_ids"] = "random"
     return out
 
 

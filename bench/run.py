@@ -25,7 +25,7 @@ __all__ = ["main", "SUITES", "REQUIRED"]
 #: suite modules, in the order they run
 SUITES = ("bench.crypto_bench", "bench.store_bench", "bench.conn_bench", "bench.relay_bench", "bench.mls_bench")
 
-#: the figures issues 6 and 15 ask for (top-level numeric keys of results.json)
+#: the figures issues 6, 14 and 15 ask for (top-level numeric keys of results.json)
 REQUIRED = (
     "relay_envelopes_per_s",
     "relay_ceiling_per_s",
@@ -37,6 +37,10 @@ REQUIRED = (
     "connections_held",
     "rss_bytes_per_connection",
     "store_envelopes_per_s",
+    # issue 14: CPU per relayed envelope at each node, a short hybrid text's envelope (bench/relay_bench.py)
+    "relay_cpu_us_per_env_sending_node",
+    "relay_cpu_us_per_env_receiving_node",
+    "envelope_bytes_100b_text_hybrid",
     # issue 15: MLS at 1,500 members, X-Wing suite and suite 1 (bench/mls_bench.py)
     *(
         f"mls_{suite}_{figure}"
@@ -63,6 +67,9 @@ def _ratios(results: dict) -> dict[str, float]:
 def _table(results: dict) -> list[str]:
     rows = [f"{'figure':<40} {'value':>14} {'ceiling':>14} {'ratio':>7}"]
     for key, value in results.items():
+        if isinstance(value, str):  # a setting the figures depend on (relay_ids)
+            rows.append(f"{key:<40} {value:>14}")
+            continue
         if not isinstance(value, (int, float)) or key.endswith(("_ceiling", "_ratio")):
             continue
         ceiling = results.get(f"{key}_ceiling")
