@@ -3,15 +3,17 @@
 Every accepted TCP connection is counted per source address and overall. A connection is
 *pending* until its handshake has authenticated the other side: that is the cheapest thing an
 attacker makes (no crypto at all), so pending connections have their own, smaller caps and a
-deadline from the moment of accept. At a pending cap the OLDEST pending connection is evicted,
-as a SYN cache does: a legitimate client finishes its handshake in milliseconds, a connection
-that stalls is the likeliest attacker, and a newcomer always gets its chance. Silent ones go
-first: a connection that has sent nothing since its upgrade request is evicted before one that
-has started its handshake (a legitimate client sends its first handshake message at once, so a
-flood of connections that only ask for the upgrade, even from the same address, never pushes a
-handshake in progress out). At a cap on all connections the oldest pending one (of that
-address, or anywhere) goes first; only when none is pending is the newcomer refused. An evicted or timed-out connection is aborted at once (its
-task cancelled, the socket reset): nothing waits for an untrusted peer.
+deadline from the moment of accept. At a pending cap a pending connection is evicted rather
+than the newcomer refused, as a SYN cache does: the newcomer may be a device on the same address
+(the same NAT, the same host) as a flood, and the node cannot tell them apart. Which one goes
+follows the stages of EVICTION_ORDER: first one that was answered and has said nothing since,
+the longest answered first (a stalled socket: a legitimate client sends its first handshake
+message as soon as it reads the answer); then one not answered yet, the oldest first; last one
+that has started its handshake, the oldest first. So a flood of upgrade-then-nothing, even from
+a device's own address, never pushes out a handshake under way, and an authenticated connection
+is never evicted at all. At a cap on all connections a pending one (of that address, or
+anywhere) goes the same way; only when none is pending is the newcomer refused. An evicted or
+timed-out connection is cut at once (its task cancelled): nothing waits for an untrusted peer.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import trio
 
 from sonet.core import limits
 
-__all__ = ["ConnectionLimits", "Admission", "Admitted", "Refused"]
+__all__ = ["ConnectionLimits", "Admission", "Admitted", "Refused", "EVICTION_ORDER"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,18 +66,35 @@ class Refused(Exception):
         self.code = code
 
 
+#: the stages of a pending connection, in the order they are evicted: one answered (its 101
+#: sent) that has said nothing since, the longest answered first; one not answered yet, the
+#: oldest first; one that has spoken since its upgrade (its handshake began), the oldest first
+EVICTION_ORDER = ("upgraded", "new", "talking")
+
+
 class Admitted:
     """One connection the server holds. Its task runs inside ``scope``: cancelling the scope
     (eviction, a deadline) ends it at once."""
 
     def __init__(self, address: str, deadline: float) -> None:
         self.address = address
+        #: its pre-authentication deadline (trio time), also once it is evicted
+        self.deadline = deadline
         self.scope = trio.CancelScope(deadline=deadline)
-        self.pending = True
+        #: its stage while pending (EVICTION_ORDER), None once authenticated or evicted
+        self.stage: str | None = "new"
+        #: its upgrade request was answered
+        self.answered = False
         #: it sent something after its upgrade request (a handshake message, presumably)
         self.spoke = False
         #: why the server ended it (for the log summary), None if it ended by itself
         self.ended_by: str | None = None
+        #: the stage it was in when it was evicted (None: not evicted)
+        self.evicted_from: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.stage is not None
 
     def end(self, why: str) -> None:
         if self.ended_by is None:
@@ -93,12 +112,11 @@ class Admission:
         self._on_evict = on_evict
         self._all = 0
         self._by_address: dict[str, int] = defaultdict(int)
-        # insertion order is age: the first key is the oldest; the silent ones are also kept
-        # apart, to be evicted first
-        self._pending: dict[Admitted, None] = {}
-        self._pending_by_address: dict[str, dict[Admitted, None]] = defaultdict(dict)
-        self._silent: dict[Admitted, None] = {}
-        self._silent_by_address: dict[str, dict[Admitted, None]] = defaultdict(dict)
+        self._pending_by_address: dict[str, int] = defaultdict(int)
+        # per stage, node-wide and per address; insertion order is the eviction order within
+        # a stage (the first key goes first)
+        self._stage: dict[str, dict[Admitted, None]] = {stage: {} for stage in EVICTION_ORDER}
+        self._stage_by_address: dict[str, dict[str, dict[Admitted, None]]] = {stage: {} for stage in EVICTION_ORDER}
 
     @property
     def held(self) -> int:
@@ -106,52 +124,61 @@ class Admission:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return sum(len(conns) for conns in self._stage.values())
 
     def admit(self, address: str) -> Admitted:
         """Count a new connection from ``address``, evicting as the caps say; Refused when it
         cannot be held (the caps are full of authenticated connections)."""
         caps = self.caps
-        if len(self._pending_by_address.get(address, ())) >= caps.max_pending_per_address:
+        if self._pending_by_address.get(address, 0) >= caps.max_pending_per_address:
             self._evict(self._victim(address), "pending_per_address")
-        if len(self._pending) >= caps.max_pending:
+        if self.pending >= caps.max_pending:
             self._evict(self._victim(None), "pending")
         if self._by_address.get(address, 0) >= caps.max_connections_per_address:
-            if address not in self._pending_by_address:
+            if not self._pending_by_address.get(address):
                 raise Refused("too_many_connections", f"too many connections from {address}; try again later")
             self._evict(self._victim(address), "per_address")
         if self._all >= caps.max_connections:
-            if not self._pending:
+            if not self.pending:
                 raise Refused("too_many_connections", "this node holds as many connections as it can; try again later")
             self._evict(self._victim(None), "overall")
         conn = Admitted(address, trio.current_time() + caps.handshake_timeout_s)
         self._all += 1
         self._by_address[address] += 1
-        self._pending[conn] = None
-        self._pending_by_address[address][conn] = None
-        self._silent[conn] = None
-        self._silent_by_address[address][conn] = None
+        self._pending_by_address[address] += 1
+        self._enter(conn, "new")
         return conn
 
     def evict_oldest(self, why: str) -> bool:
-        """Free one connection (the process is out of file descriptors): the oldest pending."""
-        if not self._pending:
+        """Free one connection (the process is out of file descriptors): the first pending one
+        in eviction order."""
+        if not self.pending:
             return False
         self._evict(self._victim(None), why)
         return True
 
+    def answered(self, conn: Admitted) -> None:
+        """``conn``'s upgrade request was answered: from now on, silence is stalling."""
+        conn.answered = True
+        if conn.stage == "new":
+            self._leave(conn)
+            self._enter(conn, "upgraded")
+
     def spoke(self, conn: Admitted) -> None:
         """``conn`` sent something after its upgrade request: evicted after the silent ones."""
-        if not conn.spoke:
-            conn.spoke = True
-            self._unsilence(conn)
+        conn.spoke = True
+        if conn.stage in ("new", "upgraded"):
+            self._leave(conn)
+            self._enter(conn, "talking")
 
     def _victim(self, address: str | None) -> Admitted:
-        """The pending connection to evict (of ``address``, or anywhere): the oldest silent
-        one, else the oldest."""
-        silent = self._silent if address is None else self._silent_by_address.get(address, {})
-        pending = self._pending if address is None else self._pending_by_address[address]
-        return next(iter(silent or pending))
+        """The pending connection to evict (of ``address``, or anywhere): the first of the
+        first non-empty stage in EVICTION_ORDER."""
+        for stage in EVICTION_ORDER:
+            conns = self._stage[stage] if address is None else self._stage_by_address[stage].get(address)
+            if conns:
+                return next(iter(conns))
+        raise AssertionError(f"no pending connection of {address or 'any address'} to evict")
 
     def authenticated(self, conn: Admitted) -> None:
         """``conn`` passed its handshake: no deadline any more, no eviction."""
@@ -168,25 +195,29 @@ class Admission:
         if not self._by_address[conn.address]:
             del self._by_address[conn.address]
 
-    def _unpend(self, conn: Admitted) -> None:
-        conn.pending = False
-        del self._pending[conn]
-        mine = self._pending_by_address[conn.address]
-        del mine[conn]
-        if not mine:
-            del self._pending_by_address[conn.address]
-        self._unsilence(conn)
+    def _enter(self, conn: Admitted, stage: str) -> None:
+        conn.stage = stage
+        self._stage[stage][conn] = None
+        self._stage_by_address[stage].setdefault(conn.address, {})[conn] = None
 
-    def _unsilence(self, conn: Admitted) -> None:
-        if conn in self._silent:
-            del self._silent[conn]
-            quiet = self._silent_by_address[conn.address]
-            del quiet[conn]
-            if not quiet:
-                del self._silent_by_address[conn.address]
+    def _leave(self, conn: Admitted) -> None:
+        assert conn.stage is not None
+        del self._stage[conn.stage][conn]
+        mine = self._stage_by_address[conn.stage]
+        del mine[conn.address][conn]
+        if not mine[conn.address]:
+            del mine[conn.address]
+        conn.stage = None
+
+    def _unpend(self, conn: Admitted) -> None:
+        self._leave(conn)
+        self._pending_by_address[conn.address] -= 1
+        if not self._pending_by_address[conn.address]:
+            del self._pending_by_address[conn.address]
 
     def _evict(self, conn: Admitted, why: str) -> None:
         """End ``conn`` now; it stops counting as pending at once (its task releases the rest)."""
+        conn.evicted_from = conn.stage
         self._unpend(conn)
         conn.end(f"evicted_{why}")
         self._on_evict(why)

@@ -26,6 +26,7 @@ import logging
 import resource
 import socket as stdlib_socket
 import struct
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -36,7 +37,7 @@ from wsproto.utilities import LocalProtocolError as WebSocketStateError
 from .admission import Admission, Admitted, ConnectionLimits, Refused
 from .log_summary import SUMMARY_INTERVAL_S, LogSummary
 
-__all__ = ["serve", "Listening", "Connection", "ConnectionLimits", "MAX_REQUEST_HEAD", "raise_fd_limit", "FD_RESERVE"]
+__all__ = ["serve", "Listening", "Tarpit", "Connection", "ConnectionLimits", "MAX_REQUEST_HEAD", "raise_fd_limit", "FD_RESERVE"]
 
 log = logging.getLogger("sonet.transport.server")
 
@@ -58,6 +59,10 @@ _CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 #: ways a connection ends that are closed normally (a refusal the handshake sent must arrive);
 #: every other end the server decides (a deadline, an eviction, a stall) resets the socket
 _GRACEFUL = {None, "ended_unauthenticated", "bad_request"}
+#: the stages of an evicted connection that go to the tarpit: silent ones (see ``Tarpit``)
+_TARPITTED = {"new", "upgraded"}
+#: how long the tarpit holds a socket (at most: it gives sockets back whenever room is needed)
+TARPIT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,8 @@ class Listening:
     admission: Admission
     #: what was refused or cut since the last summary line
     summary: LogSummary
+    #: sockets of evicted silent connections, held (TARPIT_S at most) without a word
+    tarpit: Tarpit
 
 
 class Connection:
@@ -146,22 +153,82 @@ async def serve(
     caps = _fit_to_fd_limit(caps or ConnectionLimits())
     summary = LogSummary(log, what="refused or cut connections", interval_s=summary_interval_s)
     admission = Admission(caps)
+    tarpit = Tarpit(room=lambda: caps.max_connections - admission.held)
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=_backlog(caps))
     bound = listeners[0].socket.getsockname()[1]
-    server = _Server(handler, admission, summary, _answer(400, "Bad Request", plain_http_answer))
+    server = _Server(handler, admission, summary, _answer(400, "Bad Request", plain_http_answer), tarpit=tarpit)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(summary.run)
+        nursery.start_soon(tarpit.run)
         for listener in listeners:
             nursery.start_soon(server.accept_loop, listener, handler_nursery or nursery)
         # the listeners are bound: connections wait in the backlog until served
-        task_status.started(Listening(host=host, port=bound, caps=caps, admission=admission, summary=summary))
+        task_status.started(Listening(host=host, port=bound, caps=caps, admission=admission, summary=summary, tarpit=tarpit))
+
+
+class Tarpit:
+    """Sockets of connections evicted while silent (nothing sent since their upgrade request),
+    held open and unread for ``TARPIT_S``, with no task and nothing buffered of ours.
+    Their owner sees nothing happen, so it does not reconnect at once as a reset invites: a
+    flood of such sockets larger than the pending caps would otherwise turn every eviction into
+    a new connection for the node to accept and answer, as fast as the node can (the accept
+    queue then overflows and the kernel drops everyone's new connections alike, a device's
+    too). Only spare room is used: ``room()`` says how many sockets the node may hold besides
+    its connections, and the tarpit resets its oldest whenever a connection needs one."""
+
+    def __init__(self, *, room: Callable[[], int]) -> None:
+        self._room = room
+        # (deadline, socket) in the order held: each is held for the same TARPIT_S, so this is
+        # their deadlines' order too
+        self._held: deque[tuple[float, trio.socket.SocketType]] = deque()
+        self._changed = trio.Event()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def hold(self, sock: trio.socket.SocketType, deadline: float) -> bool:
+        """Keep ``sock`` until ``deadline`` if there is room; False (the caller resets it) if not."""
+        if len(self._held) >= self._room() or deadline <= trio.current_time():
+            return False
+        try:  # whatever it sends from now on is not buffered for it
+            sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 1)
+        except OSError:
+            return False
+        self._held.append((deadline, sock))
+        self._changed.set()
+        return True
+
+    def make_room(self) -> bool:
+        """Reset the oldest socket held (a connection needs its file descriptor)."""
+        if not self._held:
+            return False
+        _reset(self._held.popleft()[1])
+        return True
+
+    async def run(self) -> None:
+        """Reset each socket at its deadline, until cancelled (then all of them)."""
+        try:
+            while True:
+                while self._held and self._held[0][0] <= trio.current_time():
+                    _reset(self._held.popleft()[1])
+                if self._held:
+                    await trio.sleep_until(self._held[0][0])
+                else:
+                    await self._changed.wait()
+                    self._changed = trio.Event()
+        finally:
+            while self._held:
+                _reset(self._held.popleft()[1])
 
 
 class _Server:
-    def __init__(self, handler: Handler, admission: Admission, summary: LogSummary, plain_answer: bytes) -> None:
+    def __init__(
+        self, handler: Handler, admission: Admission, summary: LogSummary, plain_answer: bytes, *, tarpit: Tarpit | None = None
+    ) -> None:
         self._handler = handler
         self._admission = admission
         self._summary = summary
+        self._tarpit = tarpit if tarpit is not None else Tarpit(room=lambda: 0)
         self._plain_answer = plain_answer
         #: 503 answers being written right now
         self._refusing = 0
@@ -176,13 +243,15 @@ class _Server:
                     if exc.errno not in _CAPACITY_ERRNOS:
                         raise
                     self._summary.count(f"accept_failed_{errno.errorcode.get(exc.errno, exc.errno)}")
-                    if self._admission.evict_oldest("fd_limit"):
+                    if self._tarpit.make_room() or self._admission.evict_oldest("fd_limit"):
                         await trio.sleep(0)  # let it close before accepting again
                     else:
                         backoff = min(max(backoff * 2, 0.01), MAX_ACCEPT_BACKOFF_S)
                         await trio.sleep(backoff)
                     continue
                 backoff = 0.0
+                if self._admission.held + len(self._tarpit) >= self._admission.caps.max_connections:
+                    self._tarpit.make_room()
                 address = _address_of(stream)
                 try:
                     conn = self._admission.admit(address)
@@ -236,6 +305,8 @@ class _Server:
                 self._summary.count(conn.ended_by, conn.address)
             if conn.ended_by in _GRACEFUL:
                 stream.socket.close()  # the WebSocket close (if any) was exchanged already
+            elif conn.evicted_from in _TARPITTED and self._tarpit.hold(stream.socket, trio.current_time() + TARPIT_S):
+                self._summary.count("tarpitted")
             else:
                 _abort(stream)
 
@@ -254,7 +325,7 @@ class _Server:
             with trio.move_on_after(ANSWER_GRACE_S):
                 await stream.send_all(self._plain_answer)
             return
-        guarded = _GuardedStream(stream, head, conn, caps.send_timeout_s, spoke=self._admission.spoke)
+        guarded = _GuardedStream(stream, head, conn, caps.send_timeout_s, spoke=self._admission.spoke, answered=self._admission.answered)
         async with trio.open_nursery() as nursery:
             # the connection's reader task runs in this nursery; cancelled once the handler ends
             request = await wrap_server_stream(nursery, guarded, max_message_size=caps.pending_message_bytes)
@@ -287,11 +358,15 @@ def _address_of(stream: trio.SocketStream) -> str:
 
 def _abort(stream: trio.SocketStream) -> None:
     """Close at once with a reset: no close handshake, no lingering kernel buffers."""
+    _reset(stream.socket)
+
+
+def _reset(sock: trio.socket.SocketType) -> None:
     try:
-        stream.socket.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
     except OSError:
         pass
-    stream.socket.close()
+    sock.close()
 
 
 async def _read_head(stream: trio.SocketStream) -> bytes:
@@ -338,6 +413,7 @@ class _GuardedStream(trio.abc.Stream):
         send_timeout_s: float,
         *,
         spoke: Callable[[Admitted], None] = lambda conn: None,
+        answered: Callable[[Admitted], None] = lambda conn: None,
     ) -> None:
         self._stream = stream
         # the request head: whatever came with it beyond its end was the client speaking
@@ -346,6 +422,7 @@ class _GuardedStream(trio.abc.Stream):
         self._conn = conn
         self._send_timeout_s = send_timeout_s
         self._spoke = spoke
+        self._answered = answered
         if 3 < end < len(already):
             spoke(conn)
 
@@ -369,9 +446,15 @@ class _GuardedStream(trio.abc.Stream):
                     self._conn.ended_by = "send_timeout"
                 _abort(self._stream)
                 raise trio.BrokenResourceError(f"the peer read nothing for {self._send_timeout_s:g} s")
+        if not self._conn.answered:  # the first send is the answer to the upgrade request
+            self._answered(self._conn)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
 
     async def aclose(self) -> None:
+        if self._conn.evicted_from is not None:
+            # evicted: how its socket ends (a reset, or the tarpit) is the server's to decide
+            await trio.lowlevel.checkpoint()
+            return
         await self._stream.aclose()

@@ -1,7 +1,8 @@
 """The server's connection hygiene (transport/server.py, transport/admission.py): every phase
 before authentication has a deadline and ends in a reset that waits for nobody; before
 authentication a WebSocket message may be no larger than a handshake message; pending
-connections over a cap evict the oldest; a source address or the node over its cap, with
+connections over a cap evict the oldest (silent ones first, into the tarpit), never an
+authenticated one; a source address or the node over its cap, with
 nothing pending to evict, is refused with a 503 saying so; running out of file descriptors
 backs off without a traceback; a peer that stops reading is cut at the send timeout."""
 
@@ -20,6 +21,7 @@ from sonet.core.client_api import CLIENT_FRAMES
 from sonet.transport import DialError, dial
 from sonet.transport.admission import Admission, ConnectionLimits, Refused
 from sonet.transport.log_summary import LogSummary
+from sonet.transport import server as server_module
 from sonet.transport.server import Listening, _GuardedStream, _Server
 
 from .echo import echo_server, new_key
@@ -60,6 +62,17 @@ async def until_closed(stream: trio.SocketStream) -> bytes:
     except trio.BrokenResourceError:  # a reset
         pass
     return data
+
+
+async def tarpitted(stream: trio.SocketStream) -> bool:
+    """The server holds ``stream`` without a word: nothing arrives, neither a close nor a reset."""
+    with trio.move_on_after(0.2):
+        try:
+            await stream.receive_some(1)
+        except trio.BrokenResourceError:
+            pass
+        return False
+    return True
 
 
 def frame_header(length: int) -> bytes:
@@ -135,16 +148,16 @@ async def test_a_full_pending_table_of_one_address_evicts_its_oldest_and_a_newco
             second = await upgraded(port)
             await wait_for(lambda: server.admission.pending == 2, "two pending")
             third = await upgraded(port)
-            assert await until_closed(first) == b""  # the oldest went (a reset)
-            assert server.admission.pending == 2
+            assert await tarpitted(first)  # the oldest went, to the tarpit: it hears nothing
+            assert server.admission.pending == 2 and len(server.tarpit) == 1
             # another address is not affected by this one's cap
             elsewhere = await upgraded(port, "127.0.0.2")
             await wait_for(lambda: server.admission.pending == 3, "three pending")
             # a legitimate client still gets in: it evicts the oldest and authenticates
             async with dial(echo.url, "/client", identity=new_key(), expected_peer=echo.fingerprint, frames=CLIENT_FRAMES) as sock:
                 await sock.ping()
-            assert await until_closed(second) == b""
-            assert server.summary.counts == {"evicted_pending_per_address": 2}
+            assert await tarpitted(second)
+            assert server.summary.counts == {"evicted_pending_per_address": 2, "tarpitted": 2}
             for stream in (third, elsewhere):
                 await stream.aclose()
 
@@ -160,12 +173,101 @@ async def test_silent_connections_are_evicted_before_one_whose_handshake_began()
             await talking.send_all(frame_header(100))  # the start of a first message
             await wait_for(lambda: server.admission.pending == 1, "one pending")
             silent = [await upgraded(port) for _ in range(5)]
+            await wait_for(lambda: len(server.tarpit) == 4, "four in the tarpit")
             for stream in silent[:-1]:
-                assert await until_closed(stream) == b""
+                assert await tarpitted(stream)
             assert server.admission.pending == 2  # the talking one and the newest silent one
-            assert server.summary.counts == {"evicted_pending_per_address": 4}
+            assert server.summary.counts == {"evicted_pending_per_address": 4, "tarpitted": 4}
             for stream in (talking, silent[-1]):
                 await stream.aclose()
+
+
+async def test_a_tarpitted_connection_is_reset_at_the_end_of_its_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # held without a word, so its owner does not reconnect at once; but not for ever
+    monkeypatch.setattr(server_module, "TARPIT_S", 0.5)
+    with trio.fail_after(HANG_S):
+        async with echo_server(ConnectionLimits(max_pending_per_address=1, handshake_timeout_s=3600)) as echo:
+            server = state(echo.listening)
+            port = int(echo.url.rsplit(":", 1)[1])
+            first = await upgraded(port)
+            second = await upgraded(port)
+            assert await tarpitted(first)
+            assert await until_closed(first) == b""  # a reset, 0.5 s after its eviction
+            await wait_for(lambda: len(server.tarpit) == 0, "the tarpit empty")
+            await second.aclose()
+
+
+async def test_the_tarpit_gives_its_oldest_socket_back_when_a_connection_needs_the_room() -> None:
+    # three connections at most: two silent ones in the tarpit and one pending fill them; a new
+    # connection resets the oldest in the tarpit rather than being refused
+    caps = ConnectionLimits(max_connections=3, max_pending_per_address=1, handshake_timeout_s=3600)
+    with trio.fail_after(HANG_S):
+        async with echo_server(caps) as echo:
+            server = state(echo.listening)
+            port = int(echo.url.rsplit(":", 1)[1])
+            a = await upgraded(port)
+            b = await upgraded(port)
+            c = await upgraded(port)
+            await wait_for(lambda: len(server.tarpit) == 2, "a and b in the tarpit")
+            async with dial(echo.url, "/client", identity=new_key(), expected_peer=echo.fingerprint, frames=CLIENT_FRAMES) as sock:
+                await sock.ping()
+            assert await until_closed(a) == b""  # the oldest made room
+            assert await tarpitted(b)
+            assert len(server.tarpit) == 2  # c went there too (the dial evicted it, pending)
+            for stream in (b, c):
+                await stream.aclose()
+
+
+def test_admission_evicts_the_longest_answered_silent_then_the_unanswered_then_the_oldest_talking() -> None:
+    async def main() -> None:
+        table = Admission(ConnectionLimits(max_pending_per_address=4, max_pending=100))
+        talking = table.admit("10.0.0.1")
+        table.answered(talking)
+        table.spoke(talking)
+        fresh = table.admit("10.0.0.1")  # not answered yet: the node's own backlog
+        late = table.admit("10.0.0.1")
+        early = table.admit("10.0.0.1")
+        table.answered(early)  # answered first, though accepted last of the three
+        table.answered(late)
+        order = []
+        for _ in range(4):
+            newcomer = table.admit("10.0.0.1")
+            table.answered(newcomer)
+            table.spoke(newcomer)  # each newcomer talks at once, as a device does
+            order.append(next(c for c in (talking, fresh, late, early) if c.ended_by and c not in order))
+        assert order == [early, late, fresh, talking]
+        assert [c.evicted_from for c in order] == ["upgraded", "upgraded", "new", "talking"]
+        assert all(c.ended_by == "evicted_pending_per_address" and c.scope.cancel_called for c in order)
+
+    trio.run(main)
+
+
+def test_admission_never_evicts_an_authenticated_connection() -> None:
+    async def main() -> None:
+        caps = ConnectionLimits(max_connections=4, max_connections_per_address=3, max_pending_per_address=2, max_pending=3)
+        table = Admission(caps)
+        devices = [table.admit("10.0.0.1") for _ in range(2)]
+        for device in devices:
+            table.answered(device)
+            table.spoke(device)
+            table.authenticated(device)
+        # the address's third connection is pending: its fourth evicts that one, never a device
+        pending = table.admit("10.0.0.1")
+        newest = table.admit("10.0.0.1")
+        assert pending.ended_by == "evicted_per_address" and newest.pending
+        table.release(pending)
+        table.authenticated(newest)
+        with pytest.raises(Refused):  # the address holds only authenticated connections
+            table.admit("10.0.0.1")
+        other = table.admit("10.0.0.2")  # the node's fourth connection
+        table.authenticated(other)
+        with pytest.raises(Refused):  # the node is full, of authenticated connections only
+            table.admit("10.0.0.3")
+        assert all(c.ended_by is None and not c.scope.cancel_called for c in [*devices, newest, other])
+        assert not table.evict_oldest("fd_limit")  # nothing pending to free either
+        assert table.held == 4 and table.pending == 0
+
+    trio.run(main)
 
 
 async def test_an_address_at_its_cap_with_nothing_pending_is_refused_with_a_503() -> None:

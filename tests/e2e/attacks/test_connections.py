@@ -45,6 +45,7 @@ MAX_RSS_MB = 300
 ATTACKER_SOURCE = "127.0.0.2"
 #: the node's pending connections per address (default [connections]), and what else it has open
 PENDING_PER_ADDRESS = 64
+MAX_CONNECTIONS = 4096
 FD_ROOM = 100
 #: hang guard for the attacker process (never a performance threshold)
 ATTACK_GUARD_S = 120.0
@@ -143,7 +144,9 @@ def test_a_connection_flood_locks_nobody_out_and_holds_no_memory(procs: Processe
     assert under_attack, "the device exchanged messages during the flood"
     assert max(sampler.rss) < MAX_RSS_MB, f"RSS reached {max(sampler.rss):.0f} MB"
     assert "Traceback" not in log and "EMFILE" not in log.replace("accept_failed_EMFILE", ""), log[-3000:]
-    # the node held no more than its pending caps while thousands of sockets knocked
-    assert attack["most_open_at_once"] > STALLED and max(sampler.fds) < PENDING_PER_ADDRESS + FD_ROOM, max(sampler.fds)
+    # the node held no more than its caps while thousands of sockets knocked: its pending
+    # connections within PENDING_PER_ADDRESS, the silent ones it evicted in its tarpit (an open
+    # file each, nothing more, 60 s at most) within its connection cap
+    assert attack["most_open_at_once"] > STALLED and max(sampler.fds) < MAX_CONNECTIONS + FD_ROOM, max(sampler.fds)
     # one summary line per interval, not one per connection
     assert len(flood_lines) <= attack["seconds"] / 10 + 2, flood_lines
