@@ -1,5 +1,6 @@
 """The MLS group state machine of RFC 9420 §11-§12, §14: creating a group, proposals, staged
-commits (made or received) and their merge, Welcome and joining, application messages."""
+commits (made or received) and their merge, Welcome and joining, external commits and the
+GroupInfo they start from, the group a ReInit or a branch leads to, application messages."""
 
 from .group import MAX_PENDING_PROPOSALS, PADDING_BLOCK, RESUMPTION_PSK_EPOCHS, Group
 from .proposals import ProposalInfo, apply_proposals, check_proposal_list, path_required

@@ -31,6 +31,7 @@ from ..framing import (
 from ..key_package import LeafNodeSource, ValidationError, check_leaf_node
 from ..key_schedule import GroupContext, derive_epoch_secrets
 from ..messages import Commit, ProposalOrRef, ProposalRef, Remove, Update, Welcome
+from ..psk import ResumptionPSKUsage
 from ..secret_tree import SecretTree
 from ..tree import TreeKEMPrivate, create_update_path, decrypt_update_path, merge_update_path
 from .proposals import AppliedProposals, ProposalInfo, PSKLookup, apply_proposals, check_proposal_list, path_required, required_capabilities
@@ -41,7 +42,15 @@ if TYPE_CHECKING:
     from ...crypto.modes import Rng
     from ..crypto import CipherSuite
 
-__all__ = ["CommitOptions", "CreatedCommit", "create_commit", "stage_received_commit", "select_pending"]
+__all__ = [
+    "CommitOptions",
+    "CreatedCommit",
+    "create_commit",
+    "next_state",
+    "provisional_context",
+    "select_pending",
+    "stage_received_commit",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,9 @@ class CommitOptions:
     #: put the ratchet tree in the Welcome's GroupInfo (else new members need it some other way)
     ratchet_tree_in_welcome: bool = True
     authenticated_data: bytes = b""
+    #: the resumption PSK usage allowed besides application: reinit or branch only in the
+    #: commit that starts a reinitialised or branched group (§11.2, §11.3)
+    resumption_usage: ResumptionPSKUsage = ResumptionPSKUsage.APPLICATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,37 +73,37 @@ class CreatedCommit:
     welcome: Welcome | None
 
 
-def _provisional_context(base: EpochState, applied: AppliedProposals, tree_hash: bytes) -> GroupContext:
+def provisional_context(before: GroupContext, applied: AppliedProposals, tree_hash: bytes) -> GroupContext:
     """The GroupContext an UpdatePath is encrypted under: the new epoch, tree hash and
     extensions with the old confirmed transcript hash (§12.4.1)."""
-    return replace(base.context, epoch=base.epoch + 1, tree_hash=tree_hash, extensions=applied.extensions)
+    return replace(before, epoch=before.epoch + 1, tree_hash=tree_hash, extensions=applied.extensions)
 
 
-def _next_state(
+def next_state(
     cs: CipherSuite,
-    base: EpochState,
+    before: GroupContext,
+    init_secret: bytes,
     applied: AppliedProposals,
     confirmed: bytes,
     commit_secret: bytes | None,
     psk_lookup: PSKLookup,
     private: TreeKEMPrivate,
-) -> tuple[GroupContext, EpochState, bytes]:
-    """The new context, the new epoch (its interim hash filled in by ``_with_tag``) and its
-    confirmation key's tag over ``confirmed``."""
-    context = GroupContext(
-        cs.id, base.context.group_id, base.epoch + 1, applied.tree.root_tree_hash(), confirmed, applied.extensions
-    )
-    secrets = derive_epoch_secrets(cs, base.secrets.init_secret, commit_secret, resolve_psks(cs, applied.psks, psk_lookup), context)
+) -> EpochState:
+    """The epoch after ``before``: its context, the secrets from ``init_secret`` (the old
+    epoch's, or an external commit's), the commit secret and the PSKs, and the confirmation
+    tag over ``confirmed``."""
+    context = GroupContext(cs.id, before.group_id, before.epoch + 1, applied.tree.root_tree_hash(), confirmed, applied.extensions)
+    secrets = derive_epoch_secrets(cs, init_secret, commit_secret, resolve_psks(cs, applied.psks, psk_lookup), context)
     tag = confirmation_tag(cs, secrets.confirmation_key, confirmed)
-    state = EpochState(
+    return EpochState(
         context=context,
         tree=applied.tree,
         secrets=secrets,
         secret_tree=SecretTree(cs, secrets.encryption_secret, applied.tree.n_leaves),
         interim_transcript_hash=interim_transcript_hash(cs, confirmed, tag),
         private=private,
+        confirmation_tag=tag,
     )
-    return context, state, tag
 
 
 def select_pending(
@@ -147,7 +159,7 @@ def create_commit(
     """Our commit of ``proposals`` (by reference where they have a ref, in that order) on
     ``base``. A list that breaks §12.2 is our mistake: LocalProtocolError."""
     try:
-        check_proposal_list(cs, base.tree, base.context, proposals, me, psk_lookup, now=now)
+        check_proposal_list(cs, base.tree, base.context, proposals, me, psk_lookup, now=now, resumption_usage=options.resumption_usage)
         applied = apply_proposals(base.tree, base.context.extensions, proposals)
     except ValidationError as exc:
         raise LocalProtocolError(f"MLS: cannot commit these proposals: {str(exc).removeprefix('MLS: ')}") from None
@@ -162,7 +174,7 @@ def create_commit(
         assert leaf is not None
         created = create_update_path(
             applied.tree, me, leaf, signature_priv, base.context.group_id,
-            lambda tree_hash: _provisional_context(base, applied, tree_hash).to_bytes(),
+            lambda tree_hash: provisional_context(base.context, applied, tree_hash).to_bytes(),
             rng, exclude=[i for i, _ in applied.added],
         )  # fmt: skip
         commit_secret, path_secrets, path, private = created.commit_secret, created.path_secrets, created.update_path, created.private
@@ -176,7 +188,8 @@ def create_commit(
     # The confirmed transcript hash covers the signature, not the tag: sign, hash, then add the tag.
     unsigned_tag = sign_content(cs, signature_priv, options.wire_format, content, base.context, confirmation_tag=b"")
     confirmed = confirmed_transcript_hash(cs, base.interim_transcript_hash, unsigned_tag)
-    context, state, tag = _next_state(cs, base, applied, confirmed, commit_secret, psk_lookup, private)
+    state = next_state(cs, base.context, base.secrets.init_secret, applied, confirmed, commit_secret, psk_lookup, private)
+    context, tag = state.context, state.confirmation_tag
     auth = replace(unsigned_tag, auth=FramedContentAuthData(unsigned_tag.auth.signature, tag))
     welcome = None
     if applied.added:
@@ -221,12 +234,9 @@ def stage_received_commit(
     """The StagedCommit of a commit another member sent (its framing already unprotected and
     checked against ``base``): ValidationError, VerifyError or DecryptError for anything wrong."""
     sender = auth.content.sender
-    if sender.sender_type is not SenderType.MEMBER:
-        raise ValidationError("external commits (sender new_member_commit) are not supported")
+    assert sender.sender_type is SenderType.MEMBER  # framing lets only members and new members commit
     committer = sender.index
     me = base.private.leaf_index
-    if committer == me:
-        raise LocalProtocolError("MLS: our own commit comes back: merge its StagedCommit instead of processing it")
     commit = auth.content.commit()
     proposals = _resolve(commit, committer, pending)
     check_proposal_list(cs, base.tree, base.context, proposals, committer, psk_lookup, now=now)
@@ -257,7 +267,7 @@ def stage_received_commit(
             raise ValidationError("a commit's path keeps the committer's leaf encryption key")
         merge_update_path(applied.tree, committer, path)
         if not removes_us:
-            context = _provisional_context(base, applied, applied.tree.root_tree_hash()).to_bytes()
+            context = provisional_context(base.context, applied, applied.tree.root_tree_hash()).to_bytes()
             received = decrypt_update_path(applied.tree, committer, path, private, context, exclude=[i for i, _ in applied.added])
             commit_secret, private = received.commit_secret, received.private
     confirmed = confirmed_transcript_hash(cs, base.interim_transcript_hash, auth)
@@ -265,7 +275,7 @@ def stage_received_commit(
     assert tag is not None  # framing reads a tag for every commit
     state = None
     if not removes_us:
-        _, state, _ = _next_state(cs, base, applied, confirmed, commit_secret, psk_lookup, private)
+        state = next_state(cs, base.context, base.secrets.init_secret, applied, confirmed, commit_secret, psk_lookup, private)
         verify_confirmation_tag(cs, state.secrets.confirmation_key, confirmed, tag)
     return StagedCommit(
         base, committer, state, tuple(applied.added), tuple(applied.removed), tuple(applied.updated), tuple(applied.psks),

@@ -18,7 +18,8 @@ from collections.abc import MutableMapping, Sequence
 from typing import TYPE_CHECKING
 
 from ...errors import LocalProtocolError
-from ..codec import Writer
+from ..codec import DecodeError
+from ..crypto import cipher_suite
 from ..extensions import Extension, ExtensionType, ExternalSenders, find_extension
 from ..framing import (
     AuthenticatedContent,
@@ -31,8 +32,9 @@ from ..framing import (
     SenderType,
     SignatureKeyLookup,
     WireFormat,
-    interim_transcript_hash,
     confirmation_tag,
+    decrypt_sender_data,
+    interim_transcript_hash,
     protect_private,
     protect_public,
     sign_content,
@@ -41,15 +43,16 @@ from ..framing import (
 )
 from ..framing.private_message import REUSE_GUARD_BYTES
 from ..key_package import KeyPackage, LeafNode, LeafNodeSource, ValidationError, check_leaf_node
-from ..key_schedule import GroupContext, derive_epoch_secrets, mls_exporter
-from ..messages import Add, Proposal, Update, Welcome
-from ..psk import PreSharedKeyID, PSKType
-from ..secret_tree import SecretTree
+from ..key_schedule import MLS10, GroupContext, derive_epoch_secrets, mls_exporter
+from ..messages import Add, GroupInfo, PreSharedKey, Proposal, ReInit, Update, Welcome
+from ..psk import PreSharedKeyID, PSKType, ResumptionPSKUsage
+from ..secret_tree import GenerationError, SecretTree
 from ..tree import RatchetTree, TreeKEMPrivate
 from .commit import CommitOptions, create_commit, select_pending, stage_received_commit
-from .proposals import ProposalInfo, check_proposal_list, required_capabilities
+from .external import create_external_commit, stage_external_commit
+from .proposals import ProposalInfo, PSKLookup, check_proposal_list, required_capabilities
 from .state import ApplicationMessage, EpochState, QueuedProposal, StagedCommit
-from .welcome import join_welcome
+from .welcome import JoinedState, join_welcome, make_group_info, verify_group_info
 
 if TYPE_CHECKING:
     from ...crypto.modes import Rng
@@ -86,7 +89,7 @@ class Group:
         #: psk_id -> psk of the external PSKs this member has (the application fills it)
         self.external_psks: MutableMapping[bytes, bytes] = external_psks if external_psks is not None else {}
         self._removed = False
-        self._reinit: object | None = None
+        self._reinit: ReInit | None = None
 
     # ---- creating and joining ----------------------------------------------------------------
 
@@ -116,7 +119,7 @@ class Group:
         private = TreeKEMPrivate.from_secrets(cs, 0, encryption_priv, {})
         private.check_against(tree)
         state = EpochState(
-            context, tree, secrets, SecretTree(cs, secrets.encryption_secret, 1), interim_transcript_hash(cs, b"", tag), private
+            context, tree, secrets, SecretTree(cs, secrets.encryption_secret, 1), interim_transcript_hash(cs, b"", tag), private, tag
         )
         return cls(cs, state, signature_priv, external_psks=external_psks)
 
@@ -134,22 +137,56 @@ class Group:
         external_psks: MutableMapping[bytes, bytes] | None = None,
     ) -> Group:
         """Join by Welcome (§12.4.3.1) with the KeyPackage it was made for and its private keys;
-        ``ratchet_tree`` (a tree or its encoding) when the Welcome carries none."""
-        if isinstance(welcome, MLSMessage):
-            if not isinstance(welcome.body, Welcome):
-                raise ValidationError(f"an MLSMessage of wire format {welcome.wire_format.name.lower()} where a Welcome was expected")
-            welcome = welcome.body
+        ``ratchet_tree`` (a tree or its encoding) when the Welcome carries none. A Welcome into
+        the group a ReInit or a branch leads to is joined through the old group
+        (``join_reinit``, ``join_branch``)."""
+        psks = external_psks if external_psks is not None else {}
+        joined = _join(
+            cs, welcome, key_package, init_priv, encryption_priv, signature_priv, ratchet_tree,
+            ResumptionPSKUsage.APPLICATION, _external_lookup(psks),
+        )  # fmt: skip
+        return cls(cs, joined.state, signature_priv, external_psks=psks)
+
+    @classmethod
+    def join_external(
+        cls,
+        cs: CipherSuite,
+        group_info: GroupInfo | MLSMessage | bytes,
+        leaf: LeafNode,
+        *,
+        signature_priv: bytes,
+        rng: Rng,
+        ratchet_tree: RatchetTree | bytes | None = None,
+        resync: int | None = None,
+        psks: Sequence[PreSharedKeyID] = (),
+        external_psks: MutableMapping[bytes, bytes] | None = None,
+        authenticated_data: bytes = b"",
+        now: int | None = None,
+    ) -> tuple[Group, MLSMessage]:
+        """Join by external commit (§12.4.3.2) from a GroupInfo with external_pub (see
+        ``group_info``): ``leaf`` (e.g. our KeyPackage's) gives our credential, capabilities,
+        signature key and extensions, the encryption key is made fresh; ``resync`` is the leaf
+        index of our old leaf to remove (a rejoin), ``psks`` PSKs to inject. Returns the group at
+        the new epoch and the commit (a PublicMessage) to send; if the group does not take it
+        (another commit came first), drop the Group and try again with a newer GroupInfo."""
+        if isinstance(group_info, bytes):
+            group_info = MLSMessage.from_bytes(group_info)
+        if isinstance(group_info, MLSMessage):
+            if not isinstance(group_info.body, GroupInfo):
+                raise ValidationError(f"an MLSMessage of wire format {group_info.wire_format.name.lower()} where a GroupInfo was expected")
+            group_info = group_info.body
         if isinstance(ratchet_tree, bytes):
             ratchet_tree = RatchetTree.from_bytes(cs, ratchet_tree)
-        psks = external_psks if external_psks is not None else {}
-        joined = join_welcome(
-            cs, welcome, key_package, init_priv=init_priv, encryption_priv=encryption_priv,
-            psk_lookup=lambda psk_id: psks.get(psk_id.psk_id) if psk_id.psktype == PSKType.EXTERNAL else None,
-            ratchet_tree=ratchet_tree,
+        if cs.signature_public_key(signature_priv) != leaf.signature_key:
+            raise LocalProtocolError("MLS: the signature private key is not the leaf's")
+        tree = verify_group_info(cs, group_info, ratchet_tree)
+        known = external_psks if external_psks is not None else {}
+        state, auth = create_external_commit(
+            cs, group_info, tree, leaf, signature_priv, resync=resync, psks=psks, psk_lookup=_external_lookup(known),
+            authenticated_data=authenticated_data, rng=rng, now=now,
         )  # fmt: skip
-        if cs.signature_public_key(signature_priv) != key_package.leaf_node.signature_key:
-            raise LocalProtocolError("MLS: the signature private key is not the KeyPackage's")
-        return cls(cs, joined.state, signature_priv, external_psks=psks)
+        message = MLSMessage(WireFormat.PUBLIC_MESSAGE, protect_public(cs, auth, group_info.group_context, None))
+        return cls(cs, state, signature_priv, external_psks=known), message
 
     # ---- what the group is now ---------------------------------------------------------------
 
@@ -195,6 +232,19 @@ class Group:
 
     def ratchet_tree_bytes(self) -> bytes:
         return self._state.tree.to_bytes()
+
+    def group_info(self, *, with_ratchet_tree: bool = True, external_pub: bool = True) -> GroupInfo:
+        """The signed GroupInfo of the current epoch (§12.4.3) for joiners by external commit:
+        with the external_pub extension (the public key of the epoch's external_secret, §8.3)
+        and, unless they get it some other way, the ratchet tree. Send it as
+        ``MLSMessage(WireFormat.GROUP_INFO, ...)``."""
+        self._require_active()
+        state = self._state
+        return make_group_info(
+            self.cs, context=state.context, tree=state.tree, confirmation_tag=state.confirmation_tag, signer=self.leaf_index,
+            signature_priv=self._signature_priv, with_ratchet_tree=with_ratchet_tree,
+            external_secret=state.secrets.external_secret if external_pub else None,
+        )  # fmt: skip
 
     # ---- proposals ---------------------------------------------------------------------------
 
@@ -276,6 +326,164 @@ class Group:
         self._reinit = staged.reinit
         self._remember_resumption()
 
+    # ---- the group a ReInit or a branch leads to (§11.2, §11.3) -------------------------------
+
+    def reinit(
+        self,
+        leaf: LeafNode,
+        *,
+        signature_priv: bytes,
+        encryption_priv: bytes,
+        key_packages: Sequence[KeyPackage],
+        rng: Rng,
+        ratchet_tree_in_welcome: bool = True,
+    ) -> tuple[Group, Welcome | None]:
+        """After a ReInit was merged: the new group it describes (group id, cipher suite,
+        extensions), made by us with ``leaf`` (a key_package leaf of the new suite whose keys we
+        hold) and the members of ``key_packages`` added in its first commit, with the resumption
+        PSK of usage reinit of this group's last epoch. Returns the new group at epoch 1 and the
+        Welcome for the others (they call ``join_reinit`` on their old group)."""
+        reinit = self._ended_by_reinit()
+        cs = _reinit_suite(reinit)
+        if reinit.version != MLS10:
+            raise LocalProtocolError(f"MLS: a ReInit to protocol version {reinit.version}, which this implementation does not speak")
+        return self._resume(
+            ResumptionPSKUsage.REINIT, cs, reinit.group_id, reinit.extensions, leaf, signature_priv, encryption_priv,
+            key_packages, rng, ratchet_tree_in_welcome,
+        )  # fmt: skip
+
+    def join_reinit(
+        self,
+        welcome: Welcome | MLSMessage,
+        key_package: KeyPackage,
+        *,
+        init_priv: bytes,
+        encryption_priv: bytes,
+        signature_priv: bytes,
+        ratchet_tree: RatchetTree | bytes | None = None,
+    ) -> Group:
+        """Join the group our merged ReInit leads to: its Welcome must carry exactly one
+        resumption PSK of usage reinit, of this group's last epoch, start epoch 1, and describe
+        the group the ReInit named (group id, version, cipher suite, extensions)."""
+        reinit = self._ended_by_reinit()
+        cs = _reinit_suite(reinit)
+        joined = _join(
+            cs, welcome, key_package, init_priv, encryption_priv, signature_priv, ratchet_tree,
+            ResumptionPSKUsage.REINIT, self._resumption_lookup(ResumptionPSKUsage.REINIT),
+        )  # fmt: skip
+        context = joined.state.context
+        wanted = (reinit.group_id, reinit.version, reinit.cipher_suite, reinit.extensions)
+        if (context.group_id, context.version, context.cipher_suite, context.extensions) != wanted:
+            raise ValidationError("the Welcome's group is not the one the ReInit named (group id, version, cipher suite or extensions)")
+        return Group(cs, joined.state, signature_priv, external_psks=self.external_psks)
+
+    def branch(
+        self,
+        group_id: bytes,
+        leaf: LeafNode,
+        *,
+        signature_priv: bytes,
+        encryption_priv: bytes,
+        key_packages: Sequence[KeyPackage],
+        rng: Rng,
+        extensions: Sequence[Extension] = (),
+        ratchet_tree_in_welcome: bool = True,
+    ) -> tuple[Group, Welcome | None]:
+        """A subgroup of this group's members (§11.3): a new group ``group_id`` of the same
+        suite, made by us with ``leaf`` and the members of ``key_packages`` (each a current
+        member's credential) added in its first commit, with the resumption PSK of usage branch
+        of the current epoch. Returns it at epoch 1 and the Welcome (the others call
+        ``join_branch``)."""
+        self._require_active()
+        credentials = {member.credential for _, member in self._state.tree.leaves()}
+        for kp in [leaf, *(kp.leaf_node for kp in key_packages)]:
+            if kp.credential not in credentials:
+                raise LocalProtocolError(f"MLS: a branch member {kp.credential!r} is not a member of this group")
+        return self._resume(
+            ResumptionPSKUsage.BRANCH, self.cs, group_id, tuple(extensions), leaf, signature_priv, encryption_priv,
+            key_packages, rng, ratchet_tree_in_welcome,
+        )  # fmt: skip
+
+    def join_branch(
+        self,
+        welcome: Welcome | MLSMessage,
+        key_package: KeyPackage,
+        *,
+        init_priv: bytes,
+        encryption_priv: bytes,
+        signature_priv: bytes,
+        ratchet_tree: RatchetTree | bytes | None = None,
+    ) -> Group:
+        """Join a subgroup branched from this group: its Welcome must carry exactly one
+        resumption PSK of usage branch of one of this group's recent epochs, start epoch 1, be of
+        this group's suite, and every member of it must be a member of this group (same
+        credential)."""
+        self._require_active()
+        joined = _join(
+            self.cs, welcome, key_package, init_priv, encryption_priv, signature_priv, ratchet_tree,
+            ResumptionPSKUsage.BRANCH, self._resumption_lookup(ResumptionPSKUsage.BRANCH),
+        )  # fmt: skip
+        credentials = {member.credential for _, member in self._state.tree.leaves()}
+        for index, member in joined.state.tree.leaves():
+            if member.credential not in credentials:
+                raise ValidationError(f"leaf {index} of the branched group is not a member of the group it branches from")
+        return Group(self.cs, joined.state, signature_priv, external_psks=self.external_psks)
+
+    def _ended_by_reinit(self) -> ReInit:
+        if self._removed:
+            raise LocalProtocolError("MLS: this member was removed from the group")
+        if not isinstance(self._reinit, ReInit):
+            raise LocalProtocolError("MLS: the group was not reinitialised (merge the commit of a ReInit first)")
+        return self._reinit
+
+    def _resumption_lookup(self, usage: ResumptionPSKUsage) -> PSKLookup:
+        """The PSKs a Welcome into a reinitialised (our last epoch) or branched (a recent epoch)
+        group may name: this group's resumption PSK of that usage, and our external PSKs."""
+
+        def lookup(psk_id: PreSharedKeyID) -> bytes | None:
+            if psk_id.psktype == PSKType.EXTERNAL:
+                return self.external_psks.get(psk_id.psk_id)
+            if psk_id.usage != usage or psk_id.psk_group_id != self.group_id:
+                return None
+            if usage is ResumptionPSKUsage.REINIT and psk_id.psk_epoch != self.epoch:
+                return None
+            return self._resumption.get(psk_id.psk_epoch)
+
+        return lookup
+
+    def _resume(
+        self,
+        usage: ResumptionPSKUsage,
+        cs: CipherSuite,
+        group_id: bytes,
+        extensions: tuple[Extension, ...],
+        leaf: LeafNode,
+        signature_priv: bytes,
+        encryption_priv: bytes,
+        key_packages: Sequence[KeyPackage],
+        rng: Rng,
+        ratchet_tree_in_welcome: bool,
+    ) -> tuple[Group, Welcome | None]:
+        """A new group whose first commit adds ``key_packages`` and injects this group's
+        resumption PSK of ``usage`` (of the current epoch)."""
+        psk_id = PreSharedKeyID.resumption(usage, self.group_id, self.epoch, rng(cs.nh))
+        new = Group.create(
+            cs, group_id, leaf, signature_priv=signature_priv, encryption_priv=encryption_priv, rng=rng, extensions=extensions,
+            external_psks=self.external_psks,
+        )  # fmt: skip
+        resumption_psk = self._state.secrets.resumption_psk
+
+        def lookup(wanted: PreSharedKeyID) -> bytes | None:
+            return resumption_psk if wanted == psk_id else new._psk(wanted)
+
+        proposals: list[Proposal] = [*(Add(kp) for kp in key_packages), PreSharedKey(psk_id)]
+        options = CommitOptions(ratchet_tree_in_welcome=ratchet_tree_in_welcome, resumption_usage=usage)
+        created = create_commit(
+            cs, new._state, 0, signature_priv, [ProposalInfo(p, Sender.member(0)) for p in proposals], lookup, options, rng
+        )
+        new.merge(created.staged)
+        return new, created.welcome
+
     # ---- receiving ---------------------------------------------------------------------------
 
     def process(self, message: MLSMessage | bytes, *, now: int | None = None) -> ApplicationMessage | QueuedProposal | StagedCommit:
@@ -289,10 +497,19 @@ class Group:
         body = message.body
         if isinstance(body, PublicMessage):
             auth = unprotect_public(cs, body, state.context, state.secrets.membership_key, self._signature_key(body))
+            if auth.content.sender == Sender.member(self.leaf_index):
+                raise _own_message(auth.content.content_type)
         elif isinstance(body, PrivateMessage):
-            auth = unprotect_private(
-                cs, body, state.context, state.secret_tree, state.secrets.sender_data_secret, self._signature_key(body)
-            )
+            try:
+                auth = unprotect_private(
+                    cs, body, state.context, state.secret_tree, state.secrets.sender_data_secret, self._signature_key(body)
+                )
+            except GenerationError:
+                # We used up our own generations sending it: our own message coming back is
+                # told by its sender data, not left as "generation used already".
+                if decrypt_sender_data(cs, body, state.secrets.sender_data_secret).leaf_index == self.leaf_index:
+                    raise _own_message(body.content_type) from None
+                raise
         else:
             raise ValidationError(f"a {message.wire_format.name.lower()} is not a message to process in a group")
         content = auth.content
@@ -300,12 +517,12 @@ class Group:
             return ApplicationMessage(content.sender.index, content.body, content.authenticated_data)
         if content.content_type is ContentType.PROPOSAL:
             proposal = content.proposal()
-            if content.sender.is_member and content.sender.index == self.leaf_index:
-                raise LocalProtocolError("MLS: our own proposal comes back: it is pending already")
             info = ProposalInfo(proposal, content.sender)
             check_proposal_list(cs, state.tree, state.context, [info], -1, self._psk, now=now)
             ref = self._queue(auth, proposal)
             return self._pending[ref]
+        if content.sender.sender_type is SenderType.NEW_MEMBER_COMMIT:
+            return stage_external_commit(cs, state, auth, self._psk, now=now)
         return stage_received_commit(cs, state, auth, self._pending, self._own_updates, self._psk, now=now)
 
     # ---- application messages ----------------------------------------------------------------
@@ -359,6 +576,11 @@ class Group:
                 proposal = body.content.proposal()  # framing allows this sender an Add only
                 assert isinstance(proposal, Add)
                 return proposal.key_package.leaf_node.signature_key
+            if sender.sender_type is SenderType.NEW_MEMBER_COMMIT and isinstance(body, PublicMessage):
+                path = body.content.commit().path  # framing allows this sender a commit only
+                if path is None:
+                    raise ValidationError("an external commit without a path (its leaf holds the joiner's signature key)")
+                return path.leaf_node.signature_key
             raise ValidationError(f"messages from a {sender.sender_type.name.lower()} sender are not supported")
 
         return lookup
@@ -377,3 +599,49 @@ class Group:
 
     def __repr__(self) -> str:
         return f"Group(suite {self.cs.id}, epoch {self.epoch}, leaf {self.leaf_index}, {self._state.tree!r})"
+
+
+def _external_lookup(psks: MutableMapping[bytes, bytes]) -> PSKLookup:
+    return lambda psk_id: psks.get(psk_id.psk_id) if psk_id.psktype == PSKType.EXTERNAL else None
+
+
+def _join(
+    cs: CipherSuite,
+    welcome: Welcome | MLSMessage,
+    key_package: KeyPackage,
+    init_priv: bytes,
+    encryption_priv: bytes,
+    signature_priv: bytes,
+    ratchet_tree: RatchetTree | bytes | None,
+    usage: ResumptionPSKUsage,
+    psk_lookup: PSKLookup,
+) -> JoinedState:
+    if isinstance(welcome, MLSMessage):
+        if not isinstance(welcome.body, Welcome):
+            raise ValidationError(f"an MLSMessage of wire format {welcome.wire_format.name.lower()} where a Welcome was expected")
+        welcome = welcome.body
+    if isinstance(ratchet_tree, bytes):
+        ratchet_tree = RatchetTree.from_bytes(cs, ratchet_tree)
+    joined = join_welcome(
+        cs, welcome, key_package, init_priv=init_priv, encryption_priv=encryption_priv, psk_lookup=psk_lookup,
+        ratchet_tree=ratchet_tree, usage=usage,
+    )  # fmt: skip
+    if cs.signature_public_key(signature_priv) != key_package.leaf_node.signature_key:
+        raise LocalProtocolError("MLS: the signature private key is not the KeyPackage's")
+    return joined
+
+
+def _reinit_suite(reinit: ReInit) -> CipherSuite:
+    try:
+        return cipher_suite(reinit.cipher_suite)
+    except DecodeError:
+        raise LocalProtocolError(f"MLS: a ReInit to cipher suite {reinit.cipher_suite}, which this implementation does not have") from None
+
+
+def _own_message(content_type: ContentType) -> LocalProtocolError:
+    """Our own message back from the delivery service (its keys are used up on our side)."""
+    if content_type is ContentType.COMMIT:
+        return LocalProtocolError("MLS: our own commit comes back: merge its StagedCommit (the one commit() returned) instead of processing it")
+    if content_type is ContentType.PROPOSAL:
+        return LocalProtocolError("MLS: our own proposal comes back: it is pending already")
+    return LocalProtocolError("MLS: our own application message comes back")

@@ -46,6 +46,7 @@ __all__ = [
     "AppliedProposals",
     "PSKLookup",
     "required_capabilities",
+    "leaf_supports_extensions",
     "path_required",
     "check_proposal_list",
     "apply_proposals",
@@ -93,16 +94,22 @@ def path_required(proposals: Sequence[ProposalInfo]) -> bool:
     return not proposals or any(p.proposal.proposal_type not in _PATH_OPTIONAL for p in proposals)
 
 
-def _leaf_supports_extensions(leaf: LeafNode, extensions: Sequence[Extension]) -> bool:
+def leaf_supports_extensions(leaf: LeafNode, extensions: Sequence[Extension]) -> bool:
     return all(e.extension_type in DEFAULT_EXTENSION_TYPES or e.extension_type in leaf.capabilities.extensions for e in extensions)
 
 
-def _check_psk(cs: CipherSuite, psk: PreSharedKeyID, context: GroupContext, lookup: PSKLookup) -> None:
+def _check_psk(
+    cs: CipherSuite, psk: PreSharedKeyID, context: GroupContext, lookup: PSKLookup, resumption_usage: ResumptionPSKUsage
+) -> None:
     if len(psk.psk_nonce) != cs.nh:
         raise ValidationError(f"PSK nonce of {len(psk.psk_nonce)} bytes, the suite needs {cs.nh}")
     if psk.psktype == PSKType.RESUMPTION:
-        if psk.usage != ResumptionPSKUsage.APPLICATION:
-            raise ValidationError(f"a resumption PSK of usage {psk.usage.name.lower()} in a regular commit")
+        # §8.4: reinit and branch PSKs only start the group a ReInit or a branch leads to
+        if psk.usage not in (ResumptionPSKUsage.APPLICATION, resumption_usage):
+            raise ValidationError(
+                f"a resumption PSK of usage {psk.usage.name.lower()} in a regular commit"
+                " (only the Welcome of a reinitialised or branched group carries one)"
+            )
         if psk.psk_group_id == context.group_id and psk.psk_epoch >= context.epoch + 1:
             raise ValidationError(f"a resumption PSK of epoch {psk.psk_epoch}, which is not a past epoch")
     if lookup(psk) is None:
@@ -118,10 +125,14 @@ def check_proposal_list(
     psk_lookup: PSKLookup,
     *,
     now: int | None = None,
+    external: bool = False,
+    resumption_usage: ResumptionPSKUsage = ResumptionPSKUsage.APPLICATION,
 ) -> None:
     """§12.2 for a member's commit (``committer`` its leaf index) on ``tree`` and ``context`` of
     the current epoch: each proposal valid (§12.1) and the list consistent. ValidationError
-    naming the broken rule."""
+    naming the broken rule. ``external``: an external commit (committer -1), whose own rules
+    (§12.4.3.2) ``external.check_external_proposals`` checks; ``resumption_usage``: the one
+    usage besides application a resumption PSK may have (the first commit of a new group)."""
     touched: set[int] = set()
     added: list[LeafNode] = []  # the leaves of the Adds before this one
     psk_ids: set[PreSharedKeyID] = set()
@@ -141,7 +152,7 @@ def check_proposal_list(
             if kp.leaf_node.signature_key in {leaf.signature_key for leaf in added}:
                 raise ValidationError("two Add proposals for the same client")
             check_key_package(cs, kp, others=[*(leaf for _, leaf in staying), *added], required=required, now=now)
-            if not _leaf_supports_extensions(kp.leaf_node, new_extensions):
+            if not leaf_supports_extensions(kp.leaf_node, new_extensions):
                 raise ValidationError("an added member does not support the group's extensions")
             added.append(kp.leaf_node)
         elif isinstance(proposal, Update):
@@ -173,10 +184,10 @@ def check_proposal_list(
             if proposal.psk in psk_ids:
                 raise ValidationError("two PreSharedKey proposals for the same PSK")
             psk_ids.add(proposal.psk)
-            _check_psk(cs, proposal.psk, context, psk_lookup)
+            _check_psk(cs, proposal.psk, context, psk_lookup, resumption_usage)
         elif isinstance(proposal, GroupContextExtensions):
             for i, leaf in staying:
-                if not _leaf_supports_extensions(leaf, proposal.extensions):
+                if not leaf_supports_extensions(leaf, proposal.extensions):
                     raise ValidationError(f"leaf {i} does not support the proposed group context extensions")
                 if required is not None and (missing := required.missing_in(leaf.capabilities)) is not None:
                     raise ValidationError(f"leaf {i} does not support the proposed required {missing}")
@@ -186,7 +197,8 @@ def check_proposal_list(
             if proposal.version < MLS10:
                 raise ValidationError(f"a ReInit to protocol version {proposal.version}, older than the group's")
         elif isinstance(proposal, ExternalInit):
-            raise ValidationError("an ExternalInit proposal in a member's commit")
+            if not external:
+                raise ValidationError("an ExternalInit proposal in a member's commit")
         else:  # a proposal type RFC 9420 does not define: every member that stays must support it
             if proposal.proposal_type not in DEFAULT_PROPOSAL_TYPES:
                 for i, leaf in staying:

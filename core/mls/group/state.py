@@ -33,6 +33,8 @@ class EpochState:
     interim_transcript_hash: bytes
     #: our leaf's HPKE private key and those of the parent nodes whose path secret we know
     private: TreeKEMPrivate
+    #: the epoch's confirmation tag (a GroupInfo of this epoch carries it)
+    confirmation_tag: bytes
 
     @property
     def epoch(self) -> int:
@@ -59,6 +61,8 @@ class StagedCommit:
     reinit: ReInit | None = None
     #: our new leaf private key when the commit applied an Update we proposed
     own_update: bytes | None = field(default=None)
+    #: an external commit: ``committer`` is the leaf it added for its sender (§12.4.3.2)
+    external: bool = False
 
     @property
     def epoch(self) -> int:

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ...errors import VerifyError
-from ..extensions import Extension, ExtensionType, find_extension
+from ..extensions import Extension, ExtensionType, ExternalPub, find_extension
 from ..framing import interim_transcript_hash, verify_confirmation_tag
 from ..key_package import KeyPackage, ValidationError
-from ..key_schedule import EpochSecrets, GroupContext, epoch_secrets_from_joiner, welcome_secret
+from ..key_schedule import EpochSecrets, GroupContext, epoch_secrets_from_joiner, external_key_pair, welcome_secret
 from ..messages import (
     EncryptedGroupSecrets,
     GroupInfo,
@@ -28,7 +28,7 @@ from ..messages import (
     encrypt_group_info,
     encrypt_group_secrets,
 )
-from ..psk import PreSharedKeyID, psk_secret
+from ..psk import PreSharedKeyID, PSKType, ResumptionPSKUsage, psk_secret
 from ..secret_tree import SecretTree
 from ..tree import RatchetTree, TreeKEMPrivate, validate_tree
 from ..tree_math import common_ancestor, leaf_to_node
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ...crypto.modes import Rng
     from ..crypto import CipherSuite
 
-__all__ = ["make_welcome", "join_welcome", "JoinedState", "resolve_psks"]
+__all__ = ["make_group_info", "make_welcome", "join_welcome", "JoinedState", "resolve_psks", "verify_group_info"]
 
 
 def resolve_psks(cs: CipherSuite, ids: Sequence[PreSharedKeyID], lookup: PSKLookup) -> bytes | None:
@@ -53,6 +53,53 @@ def resolve_psks(cs: CipherSuite, ids: Sequence[PreSharedKeyID], lookup: PSKLook
             raise ValidationError(f"the pre-shared key {psk_id!r} is unknown to this member")
         pairs.append((psk_id, value))
     return psk_secret(cs, pairs)
+
+
+def make_group_info(
+    cs: CipherSuite,
+    *,
+    context: GroupContext,
+    tree: RatchetTree,
+    confirmation_tag: bytes,
+    signer: int,
+    signature_priv: bytes,
+    with_ratchet_tree: bool,
+    external_secret: bytes | None = None,
+) -> GroupInfo:
+    """The signed GroupInfo of the epoch ``context`` (§12.4.3): with the ratchet_tree extension
+    when asked, and with external_pub (the public key derived from the epoch's
+    ``external_secret``, §8.3) when that is given, for joiners by external commit."""
+    extensions: list[Extension] = []
+    if external_secret is not None:
+        extensions.append(Extension(ExtensionType.EXTERNAL_PUB, ExternalPub(external_key_pair(cs, external_secret)[1]).to_bytes()))
+    if with_ratchet_tree:
+        extensions.append(Extension(ExtensionType.RATCHET_TREE, tree.to_bytes()))
+    return GroupInfo(context, tuple(extensions), confirmation_tag, signer).signed(cs, signature_priv)
+
+
+def verify_group_info(cs: CipherSuite, info: GroupInfo, ratchet_tree: RatchetTree | None) -> RatchetTree:
+    """The tree of a GroupInfo a joiner received (its ratchet_tree extension, else
+    ``ratchet_tree``; both or neither is refused), once the GroupInfo's suite, its signature by
+    the signer's leaf and the whole tree (§12.4.3.1: tree hash, leaves, parent hashes) check out."""
+    context = info.group_context
+    if context.cipher_suite != cs.id:
+        raise ValidationError(f"a GroupInfo of cipher suite {context.cipher_suite}, not {cs.id}")
+    carried = find_extension(info.extensions, ExtensionType.RATCHET_TREE)
+    if carried is not None and ratchet_tree is not None:
+        raise ValidationError("a ratchet tree was given and the GroupInfo carries one too")
+    if carried is not None:
+        tree = RatchetTree.from_bytes(cs, carried.extension_data)
+    elif ratchet_tree is not None:
+        tree = ratchet_tree.copy()
+    else:
+        raise ValidationError("the GroupInfo carries no ratchet tree and none was given")
+    signer = tree.leaf(info.signer)
+    if signer is None:
+        raise ValidationError(f"the GroupInfo's signer, leaf {info.signer}, is not a member")
+    if not info.verify_signature(cs, signer.signature_key):
+        raise VerifyError("MLS: the GroupInfo signature does not verify")
+    validate_tree(tree, context.group_id, tree_hash=context.tree_hash, required=required_capabilities(context.extensions))
+    return tree
 
 
 def make_welcome(
@@ -72,10 +119,10 @@ def make_welcome(
 ) -> Welcome:
     """The Welcome of the members ``added`` (leaf index, KeyPackage) to the epoch ``context``;
     ``path_secrets`` node -> path secret of the committer's path (empty without a path)."""
-    extensions: tuple[Extension, ...] = ()
-    if with_ratchet_tree:
-        extensions = (Extension(ExtensionType.RATCHET_TREE, tree.to_bytes()),)
-    info = GroupInfo(context, extensions, confirmation_tag, signer).signed(cs, signature_priv)
+    info = make_group_info(
+        cs, context=context, tree=tree, confirmation_tag=confirmation_tag, signer=signer, signature_priv=signature_priv,
+        with_ratchet_tree=with_ratchet_tree,
+    )  # fmt: skip
     encrypted_info = encrypt_group_info(cs, secrets.welcome_secret, info)
     entries = []
     for leaf_index, key_package in added:
@@ -104,12 +151,28 @@ def _path_keys(cs: CipherSuite, tree: RatchetTree, me: int, signer: int, path_se
     return out
 
 
-class JoinedState:
-    """What ``join_welcome`` establishes: the epoch, our leaf index, the GroupInfo's extensions."""
+def _check_resumption_usage(psks: Sequence[PreSharedKeyID], usage: ResumptionPSKUsage) -> None:
+    special = [p.usage for p in psks if p.psktype == PSKType.RESUMPTION and p.usage != ResumptionPSKUsage.APPLICATION]
+    if len(special) > 1:
+        raise ValidationError("a Welcome with more than one resumption PSK of usage reinit or branch")
+    found = special[0] if special else ResumptionPSKUsage.APPLICATION
+    if found == usage:
+        return
+    if usage is ResumptionPSKUsage.APPLICATION:
+        raise ValidationError(
+            f"a Welcome with a resumption PSK of usage {found.name.lower()}: join it through the old group (join_{found.name.lower()})"
+        )
+    raise ValidationError(f"a Welcome without the resumption PSK of usage {usage.name.lower()} a {usage.name.lower()} needs")
 
-    def __init__(self, state: EpochState, group_info: GroupInfo) -> None:
+
+class JoinedState:
+    """What ``join_welcome`` establishes: the epoch (with our leaf index), the GroupInfo and
+    the PSK ids of the GroupSecrets."""
+
+    def __init__(self, state: EpochState, group_info: GroupInfo, psks: tuple[PreSharedKeyID, ...]) -> None:
         self.state = state
         self.group_info = group_info
+        self.psks = psks
 
 
 def join_welcome(
@@ -121,34 +184,23 @@ def join_welcome(
     encryption_priv: bytes,
     psk_lookup: PSKLookup,
     ratchet_tree: RatchetTree | None = None,
+    usage: ResumptionPSKUsage = ResumptionPSKUsage.APPLICATION,
 ) -> JoinedState:
     """Join the group ``welcome`` invites ``key_package`` to (§12.4.3.1); ValidationError,
-    VerifyError or DecryptError for anything that does not check out."""
+    VerifyError or DecryptError for anything that does not check out. ``usage`` reinit or
+    branch: the Welcome must carry exactly one resumption PSK of that usage and start epoch 1
+    (§11.2, §11.3); application: it must carry none of either."""
     if key_package.cipher_suite != cs.id:
         raise ValidationError(f"KeyPackage of cipher suite {key_package.cipher_suite}, not {cs.id}")
     group_secrets = decrypt_group_secrets(cs, welcome, key_package.ref(cs), init_priv)
+    _check_resumption_usage(group_secrets.psks, usage)
     psk = resolve_psks(cs, group_secrets.psks, psk_lookup)
     secret = welcome_secret(cs, group_secrets.joiner_secret, psk)
     info = decrypt_group_info(cs, secret, welcome.encrypted_group_info)
     context = info.group_context
-    if context.cipher_suite != cs.id:
-        raise ValidationError(f"a GroupInfo of cipher suite {context.cipher_suite} in a Welcome of suite {cs.id}")
-
-    carried = find_extension(info.extensions, ExtensionType.RATCHET_TREE)
-    if carried is not None and ratchet_tree is not None:
-        raise ValidationError("a ratchet tree was given and the Welcome carries one too")
-    if carried is not None:
-        tree = RatchetTree.from_bytes(cs, carried.extension_data)
-    elif ratchet_tree is not None:
-        tree = ratchet_tree.copy()
-    else:
-        raise ValidationError("the Welcome carries no ratchet tree and none was given")
-    signer = tree.leaf(info.signer)
-    if signer is None:
-        raise ValidationError(f"the GroupInfo's signer, leaf {info.signer}, is not a member")
-    if not info.verify_signature(cs, signer.signature_key):
-        raise VerifyError("MLS: the GroupInfo signature does not verify")
-    validate_tree(tree, context.group_id, tree_hash=context.tree_hash, required=required_capabilities(context.extensions))
+    if usage is not ResumptionPSKUsage.APPLICATION and context.epoch != 1:
+        raise ValidationError(f"a Welcome of a {usage.name.lower()} into epoch {context.epoch}, not 1")
+    tree = verify_group_info(cs, info, ratchet_tree)
 
     me = next((i for i, leaf in tree.leaves() if leaf == key_package.leaf_node), None)
     if me is None:
@@ -168,5 +220,6 @@ def join_welcome(
         secret_tree=SecretTree(cs, secrets.encryption_secret, tree.n_leaves),
         interim_transcript_hash=interim_transcript_hash(cs, context.confirmed_transcript_hash, info.confirmation_tag),
         private=private,
+        confirmation_tag=info.confirmation_tag,
     )
-    return JoinedState(state, info)
+    return JoinedState(state, info, group_secrets.psks)

@@ -187,6 +187,29 @@ def test_our_own_mistakes_are_local_errors() -> None:
         alice.g.merge(stale)
 
 
+@pytest.mark.parametrize("wire_format", [WireFormat.PUBLIC_MESSAGE, WireFormat.PRIVATE_MESSAGE])
+def test_our_own_messages_coming_back_are_named(wire_format: WireFormat) -> None:
+    """A delivery service echoes what we sent: each is named (not "generation used already"),
+    nothing of ours is used up, and the others read them all."""
+    rng, alice, bob, carol = three_members(1)
+    dave = Member.new(alice.cs, b"dave", rng)
+    proposal = alice.g.propose(Add(dave.key_package), rng.randbytes, wire_format=wire_format)
+    staged, commit, _ = alice.g.commit(rng.randbytes, wire_format=wire_format)
+    with pytest.raises(LocalProtocolError, match="our own proposal comes back: it is pending already"):
+        alice.g.process(proposal.to_bytes())
+    with pytest.raises(LocalProtocolError, match=r"our own commit comes back: merge its StagedCommit \(the one commit\(\) returned\)"):
+        alice.g.process(commit.to_bytes())
+    if wire_format is WireFormat.PRIVATE_MESSAGE:
+        data = alice.g.encrypt(b"echo", rng.randbytes)
+        with pytest.raises(LocalProtocolError, match="our own application message comes back"):
+            alice.g.process(data.to_bytes())
+        assert bob.g.process(data.to_bytes()).data == b"echo"  # type: ignore[union-attr]
+    for other in (bob, carol):
+        other.g.process(proposal.to_bytes())
+    deliver(alice, staged, commit, [bob, carol])
+    assert alice.g.epoch == bob.g.epoch == 2 and alice.g.epoch_authenticator == carol.g.epoch_authenticator
+
+
 def test_a_malformed_message_is_refused() -> None:
     rng, alice, bob, carol = three_members(1)
     _, commit, _ = alice.g.commit(rng.randbytes)
