@@ -18,8 +18,6 @@ from collections.abc import MutableMapping, Sequence
 from typing import TYPE_CHECKING
 
 from ...errors import LocalProtocolError
-from ..codec import DecodeError
-from ..crypto import cipher_suite
 from ..extensions import Extension, ExtensionType, ExternalSenders, find_extension
 from ..framing import (
     AuthenticatedContent,
@@ -43,7 +41,7 @@ from ..framing import (
 )
 from ..framing.private_message import REUSE_GUARD_BYTES
 from ..key_package import KeyPackage, LeafNode, LeafNodeSource, ValidationError, check_leaf_node
-from ..key_schedule import MLS10, GroupContext, derive_epoch_secrets, mls_exporter
+from ..key_schedule import GroupContext, derive_epoch_secrets, mls_exporter
 from ..messages import Add, GroupInfo, PreSharedKey, Proposal, ReInit, Update, Welcome
 from ..psk import PreSharedKeyID, PSKType, ResumptionPSKUsage
 from ..secret_tree import GenerationError, SecretTree
@@ -51,6 +49,7 @@ from ..tree import RatchetTree, TreeKEMPrivate
 from .commit import CommitOptions, create_commit, select_pending, stage_received_commit
 from .external import create_external_commit, stage_external_commit
 from .proposals import ProposalInfo, PSKLookup, check_proposal_list, required_capabilities
+from .resumption import check_branch_members, check_reinit_group, reinit_suite, resumption_lookup
 from .state import ApplicationMessage, EpochState, QueuedProposal, StagedCommit
 from .welcome import JoinedState, join_welcome, make_group_info, verify_group_info
 
@@ -344,9 +343,7 @@ class Group:
         PSK of usage reinit of this group's last epoch. Returns the new group at epoch 1 and the
         Welcome for the others (they call ``join_reinit`` on their old group)."""
         reinit = self._ended_by_reinit()
-        cs = _reinit_suite(reinit)
-        if reinit.version != MLS10:
-            raise LocalProtocolError(f"MLS: a ReInit to protocol version {reinit.version}, which this implementation does not speak")
+        cs = reinit_suite(reinit)
         return self._resume(
             ResumptionPSKUsage.REINIT, cs, reinit.group_id, reinit.extensions, leaf, signature_priv, encryption_priv,
             key_packages, rng, ratchet_tree_in_welcome,
@@ -366,15 +363,12 @@ class Group:
         resumption PSK of usage reinit, of this group's last epoch, start epoch 1, and describe
         the group the ReInit named (group id, version, cipher suite, extensions)."""
         reinit = self._ended_by_reinit()
-        cs = _reinit_suite(reinit)
+        cs = reinit_suite(reinit)
         joined = _join(
             cs, welcome, key_package, init_priv, encryption_priv, signature_priv, ratchet_tree,
             ResumptionPSKUsage.REINIT, self._resumption_lookup(ResumptionPSKUsage.REINIT),
         )  # fmt: skip
-        context = joined.state.context
-        wanted = (reinit.group_id, reinit.version, reinit.cipher_suite, reinit.extensions)
-        if (context.group_id, context.version, context.cipher_suite, context.extensions) != wanted:
-            raise ValidationError("the Welcome's group is not the one the ReInit named (group id, version, cipher suite or extensions)")
+        check_reinit_group(joined.state.context, reinit)
         return Group(cs, joined.state, signature_priv, external_psks=self.external_psks)
 
     def branch(
@@ -395,10 +389,10 @@ class Group:
         of the current epoch. Returns it at epoch 1 and the Welcome (the others call
         ``join_branch``)."""
         self._require_active()
-        credentials = {member.credential for _, member in self._state.tree.leaves()}
-        for kp in [leaf, *(kp.leaf_node for kp in key_packages)]:
-            if kp.credential not in credentials:
-                raise LocalProtocolError(f"MLS: a branch member {kp.credential!r} is not a member of this group")
+        try:
+            check_branch_members(enumerate([leaf, *(kp.leaf_node for kp in key_packages)]), self._members())
+        except ValidationError:
+            raise LocalProtocolError("MLS: a member of the branch is not a member of this group") from None
         return self._resume(
             ResumptionPSKUsage.BRANCH, self.cs, group_id, tuple(extensions), leaf, signature_priv, encryption_priv,
             key_packages, rng, ratchet_tree_in_welcome,
@@ -423,10 +417,7 @@ class Group:
             self.cs, welcome, key_package, init_priv, encryption_priv, signature_priv, ratchet_tree,
             ResumptionPSKUsage.BRANCH, self._resumption_lookup(ResumptionPSKUsage.BRANCH),
         )  # fmt: skip
-        credentials = {member.credential for _, member in self._state.tree.leaves()}
-        for index, member in joined.state.tree.leaves():
-            if member.credential not in credentials:
-                raise ValidationError(f"leaf {index} of the branched group is not a member of the group it branches from")
+        check_branch_members(joined.state.tree.leaves(), self._members())
         return Group(self.cs, joined.state, signature_priv, external_psks=self.external_psks)
 
     def _ended_by_reinit(self) -> ReInit:
@@ -437,19 +428,10 @@ class Group:
         return self._reinit
 
     def _resumption_lookup(self, usage: ResumptionPSKUsage) -> PSKLookup:
-        """The PSKs a Welcome into a reinitialised (our last epoch) or branched (a recent epoch)
-        group may name: this group's resumption PSK of that usage, and our external PSKs."""
+        return resumption_lookup(usage, self.group_id, self.epoch, self._resumption, self.external_psks)
 
-        def lookup(psk_id: PreSharedKeyID) -> bytes | None:
-            if psk_id.psktype == PSKType.EXTERNAL:
-                return self.external_psks.get(psk_id.psk_id)
-            if psk_id.usage != usage or psk_id.psk_group_id != self.group_id:
-                return None
-            if usage is ResumptionPSKUsage.REINIT and psk_id.psk_epoch != self.epoch:
-                return None
-            return self._resumption.get(psk_id.psk_epoch)
-
-        return lookup
+    def _members(self) -> list[LeafNode]:
+        return [leaf for _, leaf in self._state.tree.leaves()]
 
     def _resume(
         self,
@@ -629,13 +611,6 @@ def _join(
     if cs.signature_public_key(signature_priv) != key_package.leaf_node.signature_key:
         raise LocalProtocolError("MLS: the signature private key is not the KeyPackage's")
     return joined
-
-
-def _reinit_suite(reinit: ReInit) -> CipherSuite:
-    try:
-        return cipher_suite(reinit.cipher_suite)
-    except DecodeError:
-        raise LocalProtocolError(f"MLS: a ReInit to cipher suite {reinit.cipher_suite}, which this implementation does not have") from None
 
 
 def _own_message(content_type: ContentType) -> LocalProtocolError:

@@ -113,10 +113,12 @@ def test_a_reinit_welcome_is_checked_against_the_reinit() -> None:
     assert join(bob, good).epoch == 1
 
 
-def test_a_reinit_to_a_suite_we_do_not_have_is_our_error() -> None:
-    rng, old = reinit_merged(1, 0x0B0B)
-    alice = old[0]
-    with pytest.raises(LocalProtocolError, match="cipher suite 2827"):
+@pytest.mark.parametrize(("version", "suite", "reason"), [(1, 0x0B0B, "cipher suite 2827"), (2, 1, "protocol version 2")])
+def test_a_reinit_to_a_suite_or_version_we_do_not_have_is_our_error(version: int, suite: int, reason: str) -> None:
+    rng, alice, bob, carol = three_members(1)
+    staged, commit, _ = bob.g.commit(rng.randbytes, proposals=[ReInit(NEW_GROUP_ID, version, suite)])
+    deliver(bob, staged, commit, [alice, carol])
+    with pytest.raises(LocalProtocolError, match=reason):
         alice.g.reinit(alice.key_package.leaf_node, signature_priv=alice.signature_priv, encryption_priv=alice.encryption_priv,
                        key_packages=[], rng=rng.randbytes)  # fmt: skip
 
