@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from ..codec import Encodable, Reader, Writer
+from .extension import DEFAULT_EXTENSION_TYPES
 
 __all__ = ["Capabilities"]
 
@@ -34,3 +35,7 @@ class Capabilities(Encodable):
     @classmethod
     def read(cls, r: Reader) -> Self:
         return cls(_read_u16s(r), _read_u16s(r), _read_u16s(r), _read_u16s(r), _read_u16s(r))
+
+    def supports_extension(self, extension_type: int) -> bool:
+        """Listed, or one of the default types every client supports unlisted (§7.2)."""
+        return extension_type in DEFAULT_EXTENSION_TYPES or extension_type in self.extensions

@@ -8,7 +8,6 @@ from typing import Self
 
 from ..codec import Encodable, Reader, Writer
 from .capabilities import Capabilities
-from .extension import DEFAULT_EXTENSION_TYPES
 
 __all__ = ["RequiredCapabilities", "DEFAULT_PROPOSAL_TYPES"]
 
@@ -34,7 +33,7 @@ class RequiredCapabilities(Encodable):
     def missing_in(self, capabilities: Capabilities) -> str | None:
         """A one-line description of the first requirement ``capabilities`` does not meet, else None."""
         for t in self.extension_types:
-            if t not in DEFAULT_EXTENSION_TYPES and t not in capabilities.extensions:
+            if not capabilities.supports_extension(t):
                 return f"extension type {t}"
         for t in self.proposal_types:
             if t not in DEFAULT_PROPOSAL_TYPES and t not in capabilities.proposals:

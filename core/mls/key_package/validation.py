@@ -46,7 +46,7 @@ def check_leaf_node(
     if leaf.credential.credential_type not in caps.credentials:
         raise ValidationError(f"leaf node's capabilities do not list its own credential type {leaf.credential.credential_type}")
     for ext in leaf.extensions:
-        if ext.extension_type not in caps.extensions:
+        if not caps.supports_extension(ext.extension_type):
             raise ValidationError(f"leaf node carries extension type {ext.extension_type} its capabilities do not list")
     if now is not None and leaf.lifetime is not None and not leaf.lifetime.contains(now):
         raise ValidationError("leaf node is outside its lifetime")

@@ -176,22 +176,23 @@ def test_treekem_private_state_and_paths_do_not_show_their_secrets() -> None:
     assert not any(shown(secret, received) for secret in hidden)
 
 
-# --- F4 (correctness, interop): default extension types in a leaf ------------------------------
+# --- F4 (correctness, interop): default extension types in a leaf (fixed) ----------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RFC 9420 §7.2: default extension types (application_id 1 .. external_senders 5) 'MUST NOT "
-    "be listed' in capabilities; key_package/validation.py check_leaf_node requires every leaf "
-    "extension type in capabilities.extensions, so a leaf carrying application_id is refused "
-    "(group/proposals.py and mlspp treat the default types as supported)",
-)
 def test_a_leaf_with_an_application_id_its_capabilities_do_not_list_is_valid() -> None:
     cs = cipher_suite(1)
     app_id = Extension(ExtensionType.APPLICATION_ID, ApplicationId(b"device 7").to_bytes())
     m = member(cs, b"with app id", random.Random(3), extensions=(app_id,))
     assert ExtensionType.APPLICATION_ID not in m.leaf.capabilities.extensions
     check_leaf_node(cs, m.leaf, source=LeafNodeSource.KEY_PACKAGE)
+
+
+def test_a_leaf_with_a_non_default_extension_its_capabilities_do_not_list_is_refused() -> None:
+    cs = cipher_suite(1)
+    unlisted = Extension(0x0A0A, b"grease")
+    m = member(cs, b"with unlisted extension", random.Random(3), extensions=(unlisted,))
+    with pytest.raises(ValidationError, match="extension type 2570"):
+        check_leaf_node(cs, m.leaf, source=LeafNodeSource.KEY_PACKAGE)
 
 
 # --- F6 (hostile input): quadratic unmerged-leaves check ---------------------------------------
