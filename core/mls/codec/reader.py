@@ -85,7 +85,26 @@ class Reader:
 
     def opaque(self) -> bytes:
         """``opaque data<V>``: a varint length, then that many bytes."""
+        # Fast path for the common 1- and 2-byte lengths (a 1,500-member commit holds thousands
+        # of these); anything else, malformed input included, goes the checked way below.
+        data, pos, end = self._data, self._pos, self._end
+        if pos + 1 < end:
+            first = data[pos]
+            start = n = -1
+            if first < 0x40:
+                start, n = pos + 1, first
+            elif first < 0x80 and (two := ((first & 0x3F) << 8) | data[pos + 1]) >= 0x40:
+                start, n = pos + 2, two
+            if n >= 0 and start + n <= end:
+                self._pos = start + n
+                return data[start : start + n]
         return self._take(self._length("opaque"), "opaque")
+
+    def read_encoded(self, read_item: Callable[[Reader], T]) -> tuple[T, bytes]:
+        """An item and the exact bytes it was read from."""
+        start = self._pos
+        item = read_item(self)
+        return item, self._data[start : self._pos]
 
     def vector(self, read_item: Callable[[Reader], T]) -> list[T]:
         """``T items<V>``: a varint byte length, then items until exactly that many bytes are read."""

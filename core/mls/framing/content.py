@@ -9,7 +9,7 @@ applies it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Self
 
 from ...errors import LocalProtocolError
@@ -32,14 +32,20 @@ PROTECTED_WIRE_FORMATS = (WireFormat.PUBLIC_MESSAGE, WireFormat.PRIVATE_MESSAGE)
 
 def read_body(r: Reader, content_type: ContentType) -> bytes:
     """The body of a FramedContent or PrivateMessageContent, as its exact encoded bytes."""
+    return _read_body_decoded(r, content_type)[0]
+
+
+def _read_body_decoded(r: Reader, content_type: ContentType) -> tuple[bytes, Proposal | Commit | None]:
+    """The body's exact bytes (what signatures and transcript hashes cover) and, for a proposal
+    or commit, the struct they decode to: reading it is how its end is found (the encoding is
+    canonical, so the struct encodes back to these bytes)."""
     if content_type is ContentType.APPLICATION:
-        return r.opaque()
-    # The encoding is canonical (minimal varints, fixed-set enums, unknown proposal and extension
-    # types kept as they came), so re-encoding the decoded struct gives back exactly the bytes
-    # read: what signatures and transcript hashes cover.
+        return r.opaque(), None
     if content_type is ContentType.PROPOSAL:
-        return read_proposal(r).to_bytes()
-    return Commit.read(r).to_bytes()
+        proposal, body = r.read_encoded(read_proposal)
+        return body, proposal
+    commit, body = r.read_encoded(Commit.read)
+    return body, commit
 
 
 def write_body(w: Writer, content_type: ContentType, body: bytes) -> None:
@@ -58,6 +64,9 @@ class FramedContent(Encodable):
     content_type: ContentType
     #: application_data, or the encoded Proposal / Commit (see the module docstring)
     body: bytes
+    #: (body, its Proposal or Commit) when read off the wire, so a 1,500-member commit is
+    #: decoded once; used only while ``body`` is that very object (``replace`` may change it)
+    decoded: tuple[bytes, Proposal | Commit] | None = field(default=None, compare=False, repr=False)
 
     def write(self, w: Writer) -> None:
         w.opaque(self.group_id)
@@ -74,17 +83,23 @@ class FramedContent(Encodable):
         sender = Sender.read(r)
         authenticated_data = r.opaque()
         content_type = ContentType.read(r)
-        return cls(group_id, epoch, sender, authenticated_data, content_type, read_body(r, content_type))
+        body, decoded = _read_body_decoded(r, content_type)
+        return cls(group_id, epoch, sender, authenticated_data, content_type, body, None if decoded is None else (body, decoded))
+
+    def _cached(self) -> Proposal | Commit | None:
+        return self.decoded[1] if self.decoded is not None and self.decoded[0] is self.body else None
 
     def proposal(self) -> Proposal:
         """The body as a ``Proposal`` (content type proposal only)."""
         self._expect(ContentType.PROPOSAL)
-        return decode_all(self.body, read_proposal)
+        cached = self._cached()
+        return cached if cached is not None and not isinstance(cached, Commit) else decode_all(self.body, read_proposal)
 
     def commit(self) -> Commit:
         """The body as a ``Commit`` (content type commit only)."""
         self._expect(ContentType.COMMIT)
-        return Commit.from_bytes(self.body)
+        cached = self._cached()
+        return cached if isinstance(cached, Commit) else Commit.from_bytes(self.body)
 
     def _expect(self, content_type: ContentType) -> None:
         if self.content_type is not content_type:
