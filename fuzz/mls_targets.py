@@ -44,7 +44,6 @@ from sonet.core.mls.messages import (
     Commit,
     GroupInfo,
     GroupSecrets,
-    ProposalType,
     UpdatePath,
     Welcome,
     read_proposal,
@@ -94,8 +93,7 @@ def _messages(key: str, skip: int = 0) -> list[bytes]:
 def _proposal_seeds() -> list[bytes]:
     seeds = _field("mls/message-protection.json", "proposal") + _field("mls/tree-operations.json", "proposal")
     for key, proposal_type in PROPOSAL_FIELDS.items():
-        if proposal_type is not ProposalType.REINIT:  # messages/ReInit still has an epoch: its encoding would not decode
-            seeds += [int(proposal_type).to_bytes(2, "big") + body for body in _messages(key)]
+        seeds += [int(proposal_type).to_bytes(2, "big") + body for body in _messages(key)]
     return seeds
 
 

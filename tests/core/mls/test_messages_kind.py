@@ -18,7 +18,6 @@ then update its MANIFEST.tsv row (size and sha256).
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import re
 import sys
@@ -70,12 +69,6 @@ from tests import vectors
 
 GENERATED = "mls-generated/messages.json"
 SUITES = range(1, 8)
-
-#: RFC 9420's ReInit has no epoch (§12.1.5); core/mls/messages' ReInit reads and writes one
-REINIT_HAS_AN_EPOCH = pytest.mark.xfail(
-    strict=True, raises=(AssertionError, DecodeError), reason="messages/ReInit carries an epoch field RFC 9420 does not have"
-)
-
 
 # --- the generator ---------------------------------------------------------------------------
 
@@ -272,14 +265,13 @@ def test_the_generated_file_is_reproducible() -> None:
     assert vectors.path(GENERATED).read_bytes() == render(build_cases())
 
 
-@pytest.mark.parametrize("field", [pytest.param(f, marks=REINIT_HAS_AN_EPOCH) if f == "re_init_proposal" else f for f in FIELDS])
+@pytest.mark.parametrize("field", list(FIELDS))
 def test_every_field_of_every_case_encodes_again_to_its_bytes(field: str) -> None:
     for case in _cases():
         data = bytes.fromhex(case[field])
         assert reencode(field, data) == data, (case["cipher_suite"], field)
 
 
-@REINIT_HAS_AN_EPOCH
 def test_the_kind_passes_the_generated_file() -> None:
     check = load_check("messages")
     assert check is globals()["check"]
@@ -323,22 +315,15 @@ def _failures(case: dict[str, Any]) -> set[str]:
     return set()
 
 
-@functools.cache
-def _undamaged_failures() -> frozenset[str]:
-    """What fails in the undamaged case (re_init_proposal, until messages/ReInit follows RFC 9420)."""
-    return frozenset(_failures(_cases()[0]))
-
-
 def _fails(case: dict[str, Any], field: str, match: str) -> None:
-    """The damaged ``field`` fails, with a reason matching ``match``, and nothing else does
-    beyond what fails in the undamaged case."""
-    new = _failures(case) - _undamaged_failures()
-    assert len(new) == 1, new
-    (reason,) = new
+    """The damaged ``field`` fails, with a reason matching ``match``, and nothing else does."""
+    failures = _failures(case)
+    assert len(failures) == 1, failures
+    (reason,) = failures
     assert reason.startswith(f"{field}") and re.search(match, reason), reason
 
 
-@pytest.mark.parametrize("field", [pytest.param(f, marks=REINIT_HAS_AN_EPOCH) if f == "re_init_proposal" else f for f in FIELDS])
+@pytest.mark.parametrize("field", list(FIELDS))
 def test_a_trailing_byte_is_refused(field: str) -> None:
     _fails(_damaged(field, lambda b: b + b"\x00"), field, "trailing bytes")
 
@@ -419,7 +404,6 @@ def test_a_missing_field_is_refused() -> None:
 
 def test_a_decoder_that_loses_bytes_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """The comparison is not vacuous: an encoding that differs from the vector's fails."""
-    _undamaged_failures()
     monkeypatch.setitem(FIELDS, "commit", lambda data: data[:-1])
     _fails(copy.deepcopy(_cases()[0]), "commit", "encoded again: got")
 
