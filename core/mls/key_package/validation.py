@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ...errors import VerifyError
+from ...errors import RemoteProtocolError, VerifyError
 from ..extensions.required_capabilities import RequiredCapabilities
 from .errors import ValidationError
 from .key_package import MLS10, KeyPackage
@@ -21,6 +21,15 @@ if TYPE_CHECKING:
     from ..crypto import CipherSuite
 
 __all__ = ["check_leaf_node", "check_key_package"]
+
+
+def _check_hpke_public_key(cs: CipherSuite, key: bytes, what: str) -> None:
+    """``key`` parses as a public key of the suite's KEM: a malformed one would make every later
+    encryption to it fail, so it is refused on arrival (§7.3, §10.1)."""
+    try:
+        cs.hpke_public_key(key)
+    except RemoteProtocolError as e:
+        raise ValidationError(f"{what} is not a public key of the cipher suite's KEM ({e})") from None
 
 
 def check_leaf_node(
@@ -35,9 +44,11 @@ def check_leaf_node(
     now: int | None = None,
 ) -> None:
     """§7.3 for ``leaf`` arriving as ``source`` (at ``leaf_index`` of group ``group_id`` for
-    update and commit leaves); ``others`` are the other members' leaves (not the one it replaces)."""
+    update and commit leaves), its encryption key a public key of the suite's KEM; ``others``
+    are the other members' leaves (not the one it replaces)."""
     if leaf.leaf_node_source != source:
         raise ValidationError(f"leaf node source is {leaf.leaf_node_source.name.lower()}, expected {source.name.lower()}")
+    _check_hpke_public_key(cs, leaf.encryption_key, "leaf node's encryption key")
     if not leaf.verify_signature(cs, group_id, leaf_index):
         raise VerifyError("MLS: leaf node signature does not verify")
     caps = leaf.capabilities
@@ -69,12 +80,13 @@ def check_key_package(
     required: RequiredCapabilities | None = None,
     now: int | None = None,
 ) -> None:
-    """§10.1: version and suite of the group (``cs``), a valid key_package leaf, a valid
-    signature, and an init key other than the leaf's encryption key."""
+    """§10.1: version and suite of the group (``cs``), an init key of the suite's KEM, a valid
+    key_package leaf, a valid signature, and an init key other than the leaf's encryption key."""
     if key_package.version != MLS10:
         raise ValidationError(f"KeyPackage of protocol version {key_package.version}")
     if key_package.cipher_suite != cs.id:
         raise ValidationError(f"KeyPackage of cipher suite {key_package.cipher_suite} in a group of suite {cs.id}")
+    _check_hpke_public_key(cs, key_package.init_key, "KeyPackage init key")
     check_leaf_node(cs, key_package.leaf_node, source=LeafNodeSource.KEY_PACKAGE, others=others, required=required, now=now)
     if not key_package.verify_signature(cs):
         raise VerifyError("MLS: KeyPackage signature does not verify")

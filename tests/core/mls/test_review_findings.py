@@ -323,21 +323,30 @@ def test_the_original_sibling_tree_hash_is_not_quadratic() -> None:
     assert CountingLeaves.iterated <= 4 * n_leaves * n_leaves.bit_length(), f"{CountingLeaves.iterated} leaves iterated"
 
 
-# --- F9 (robustness): HPKE keys that are not keys of the suite ---------------------------------
+# --- F9 (robustness): HPKE keys that are not keys of the suite (fixed) -------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RFC 9420 §10: init_key 'MUST be a public key for the asymmetric encryption scheme defined "
-    "by cipher_suite' and the leaf_node 'MUST be valid for the cipher suite, including both the "
-    "encryption_key and signature_key'. key_package/validation.py checks neither key, so a signed "
-    "KeyPackage with a 5-byte encryption key is added, and every later UpdatePath that encrypts to "
-    "that leaf fails (create_update_path raises): honest members cannot commit until it is removed",
-)
-def test_a_key_package_whose_hpke_keys_are_not_keys_of_the_suite_is_refused() -> None:
-    cs = cipher_suite(1)
-    m = member(cs, b"malformed keys", random.Random(11))
-    leaf = replace(m.leaf, encryption_key=b"\x01" * 5).signed(cs, m.signature_priv)
-    key_package = KeyPackage(cs.id, b"\x02" * 5, leaf).signed(cs, m.signature_priv)
-    with pytest.raises(RemoteProtocolError):
-        check_key_package(cs, key_package)
+def key_package_with(cs: CipherSuite, m: Member, *, init_key: bytes, encryption_key: bytes) -> KeyPackage:
+    leaf = replace(m.leaf, encryption_key=encryption_key).signed(cs, m.signature_priv)
+    return KeyPackage(cs.id, init_key, leaf).signed(cs, m.signature_priv)
+
+
+# a P-256 suite (2) key that is an uncompressed point off the curve, and wrong lengths
+NOT_KEYS = {1: [b"\x01" * 5, b"\x01" * 33, b""], 2: [b"\x04" + b"\x01" * 64, b"\x04" + b"\x00" * 64, b"\x01" * 5]}
+
+
+@pytest.mark.parametrize("suite", sorted(NOT_KEYS))
+def test_a_key_package_whose_hpke_keys_are_not_keys_of_the_suite_is_refused(suite: int) -> None:
+    cs = cipher_suite(suite)
+    rng = random.Random(11)
+    m = member(cs, b"malformed keys", rng)
+    good_init = cs.hpke_key_pair(rng.randbytes)[1]
+    check_key_package(cs, key_package_with(cs, m, init_key=good_init, encryption_key=m.leaf.encryption_key))
+    for bad in NOT_KEYS[suite]:
+        with pytest.raises(ValidationError, match="init key is not a public key"):
+            check_key_package(cs, key_package_with(cs, m, init_key=bad, encryption_key=m.leaf.encryption_key))
+        with pytest.raises(ValidationError, match="encryption key is not a public key"):
+            check_key_package(cs, key_package_with(cs, m, init_key=good_init, encryption_key=bad))
+        leaf = replace(m.leaf, encryption_key=bad).signed(cs, m.signature_priv)
+        with pytest.raises(ValidationError, match="encryption key is not a public key"):
+            check_leaf_node(cs, leaf, source=LeafNodeSource.KEY_PACKAGE)
