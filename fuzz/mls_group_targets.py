@@ -8,7 +8,9 @@
   every check behind them (proposal list, path, tree, PSKs) is reached; its confirmation tag is
   Alice's real one for the seeds, so a mutated commit is refused at the latest there;
 - ``mls-group-proposal``: likewise for a Proposal Alice sends;
-- ``mls-group-welcome``: joins by any bytes as a Welcome made for Bob's KeyPackage.
+- ``mls-group-welcome``: joins by any bytes as a Welcome made for Bob's KeyPackage;
+- ``mls-group-external-join``: Carol joins by external commit with any bytes as the GroupInfo
+  (Bob's ``process`` also gets her external commit among its seeds).
 
 Each input starts from the same state (a new ``Group`` on Bob's epoch state with fresh
 ratchets), so inputs do not depend on one another. The harness reads the groups' private state
@@ -81,7 +83,9 @@ class _World:
     alice: Group
     alice_signature_priv: bytes
     bob: _Client
+    carol: _Client
     welcome: bytes
+    group_info: bytes
     bob_group: Group
     #: MLSMessages Alice sends in epoch 1 (bytes), and the Commit / Proposal bodies inside them
     messages: tuple[bytes, ...]
@@ -116,13 +120,17 @@ def _world() -> _World:
         alice.propose(PreSharedKey(psk), rng.randbytes),
         alice.encrypt(b"hello bob", rng.randbytes),
     ]
-    public = [m.body for m in sent if isinstance(m.body, PublicMessage)]
+    group_info = MLSMessage(WireFormat.GROUP_INFO, alice.group_info()).to_bytes()
+    sent.append(_join_external(cs, carol, group_info)[1])
+    public = [m.body for m in sent if isinstance(m.body, PublicMessage) and m.body.content.sender.is_member]  # Alice's
     return _World(
         cs,
         alice,
         alice_c.signature_priv,
         bob,
+        carol,
         welcome_bytes,
+        group_info,
         bob_group,
         tuple(m.to_bytes() for m in sent),
         tuple(p.content.body for p in public if p.content.content_type is ContentType.COMMIT),
@@ -135,6 +143,12 @@ def _join(cs: CipherSuite, bob: _Client, welcome: bytes) -> Group:
         cs, MLSMessage.from_bytes(welcome), bob.key_package, init_priv=bob.init_priv,
         encryption_priv=bob.encryption_priv, signature_priv=bob.signature_priv,
     )  # fmt: skip
+
+
+def _join_external(cs: CipherSuite, carol: _Client, group_info: bytes) -> tuple[Group, MLSMessage]:
+    return Group.join_external(
+        cs, group_info, carol.key_package.leaf_node, signature_priv=carol.signature_priv, rng=random.Random(7).randbytes
+    )
 
 
 def _fresh_bob() -> Group:
@@ -197,6 +211,11 @@ def _welcome(data: bytes) -> Group:
     return _join(w.cs, w.bob, data)
 
 
+def _external_join(data: bytes) -> Group:
+    w = _world()
+    return _join_external(w.cs, w.carol, data)[0]
+
+
 _RESULTS: tuple[type[Any], ...] = (ApplicationMessage, QueuedProposal, StagedCommit)
 
 MLS_GROUP_TARGETS = [
@@ -231,6 +250,14 @@ MLS_GROUP_TARGETS = [
         errors=(RemoteProtocolError,),
         returns=Group,
         seeds=lambda: [_world().welcome],
+    ),
+    Target(
+        name="mls-group-external-join",
+        summary="core/mls/group Group.join_external: any MLSMessage as the GroupInfo Carol joins by external commit",
+        decode=_external_join,
+        errors=(RemoteProtocolError,),
+        returns=Group,
+        seeds=lambda: [_world().group_info],
     ),
 ]
 

@@ -71,5 +71,5 @@ def test_every_mls_decoder_and_the_group_have_targets() -> None:
         "mls-group-secrets", "mls-proposal", "mls-commit", "mls-update-path", "mls-public-message",
         "mls-private-message", "mls-private-content", "mls-group-context", "mls-psk-id", "mls-extensions",
     }  # fmt: skip
-    group = {"mls-group-process", "mls-group-commit", "mls-group-proposal", "mls-group-welcome"}
+    group = {"mls-group-process", "mls-group-commit", "mls-group-proposal", "mls-group-welcome", "mls-group-external-join"}
     assert decoders | group <= mls
