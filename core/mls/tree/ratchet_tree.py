@@ -5,6 +5,10 @@ Tree hashes (§7.8) are cached per node. Changing a node forgets the cached hash
 of its ancestors only, so after a commit the root hash costs O(log n) hashes plus the changed
 nodes, never the whole tree. ``copy`` is cheap (two list copies; nodes are immutable), which is
 how a change is staged: copy, change the copy, keep it or drop it.
+
+The tree also counts the nodes holding each HPKE public key (built on first use, then kept up to
+date by every change), so a commit's keys are checked against the whole tree (§12.4.2) without
+a scan of it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ def _is_power_of_two(n: int) -> bool:
 
 
 class RatchetTree:
-    __slots__ = ("cs", "_nodes", "_hashes")
+    __slots__ = ("cs", "_nodes", "_hashes", "_key_counts")
 
     def __init__(self, cs: CipherSuite, nodes: list[Node | None]) -> None:
         if not _is_power_of_two((len(nodes) + 1) // 2) or len(nodes) % 2 == 0:
@@ -39,6 +43,8 @@ class RatchetTree:
         self.cs = cs
         self._nodes: list[Node | None] = list(nodes)
         self._hashes: list[bytes | None] = [None] * len(nodes)
+        #: encryption key -> number of nodes holding it; None until key_count first needs it
+        self._key_counts: dict[bytes, int] | None = None
 
     # construction and encoding
 
@@ -59,6 +65,7 @@ class RatchetTree:
         other.cs = self.cs
         other._nodes = list(self._nodes)
         other._hashes = list(self._hashes)
+        other._key_counts = None if self._key_counts is None else self._key_counts.copy()
         return other
 
     # shape and access
@@ -116,8 +123,30 @@ class RatchetTree:
         """Put ``node`` at ``index`` and forget the cached hashes it changes."""
         if node is not None and isinstance(node, LeafNode) != (index % 2 == 0):
             raise LocalProtocolError(f"MLS: a {'leaf' if index % 2 == 0 else 'parent'} position takes a {'leaf' if index % 2 == 0 else 'parent'} node")
+        if self._key_counts is not None:
+            self._count_key(self._nodes[index], -1)
+            self._count_key(node, 1)
         self._nodes[index] = node
         self._forget_hashes(index)
+
+    def key_count(self, encryption_key: bytes) -> int:
+        """How many nodes of the tree hold ``encryption_key`` (a valid tree: 0 or 1)."""
+        if self._key_counts is None:
+            self._key_counts = {}
+            for node in self._nodes:
+                self._count_key(node, 1)
+        return self._key_counts.get(encryption_key, 0)
+
+    def _count_key(self, node: Node | None, delta: int) -> None:
+        if node is None:
+            return
+        counts = self._key_counts
+        assert counts is not None
+        n = counts.get(node.encryption_key, 0) + delta
+        if n:
+            counts[node.encryption_key] = n
+        else:
+            del counts[node.encryption_key]
 
     def _forget_hashes(self, index: int) -> None:
         self._hashes[index] = None
@@ -270,6 +299,9 @@ class RatchetTree:
         nodes and cached hashes are kept as they are."""
         while self.n_leaves > 1 and all(self._nodes[i] is None for i in range(self.n_leaves, len(self._nodes), 2)):
             half = self.n_leaves // 2
+            if self._key_counts is not None:
+                for node in self._nodes[2 * half - 1 :]:
+                    self._count_key(node, -1)
             del self._nodes[2 * half - 1 :]
             del self._hashes[2 * half - 1 :]
 

@@ -7,8 +7,8 @@ each path secret encrypted with EncryptWithLabel("UpdatePathNode", GroupContext)
 the copath child's resolution except the leaves the same commit adds. The commit secret is the
 path secret after the root's.
 
-Processing: merge the path's public keys into the tree (checking the node count and the leaf's
-parent hash), then decrypt the one ciphertext meant for a node we hold the key of, derive the
+Processing: merge the path's public keys into the tree (checking the node count, that each key
+is a key of the suite found nowhere else in the merged tree, and the leaf's parent hash), then decrypt the one ciphertext meant for a node we hold the key of, derive the
 path secrets above it, and check they give the public keys the path announced.
 
 The GroupContext binds the new tree hash, so both sides take it as a function of that hash.
@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from ...errors import DecryptError
+from ...errors import DecryptError, RemoteProtocolError
 from ..key_package.errors import ValidationError
 from ..key_package.leaf_node import LeafNode, LeafNodeSource
 from ..messages.update_path import HPKECiphertext, UpdatePath, UpdatePathNode
@@ -161,17 +161,29 @@ def create_update_path(
 
 def merge_update_path(tree: RatchetTree, sender: int, path: UpdatePath) -> None:
     """Put the path's public keys and leaf into ``tree`` (proposals already applied), refusing
-    a path of the wrong length or whose leaf's parent hash does not match the merged tree. The
-    leaf's own validity (§7.3: signature with the group id and ``sender``, capabilities) is the
-    caller's check_leaf_node, which knows the group's rules."""
+    a path of the wrong length, with a node key that is not a key of the suite's KEM, whose
+    leaf's parent hash does not match the merged tree, or with a public key that appears in
+    another node of the merged tree (§12.4.2: a key shared by two nodes would let the holder of
+    one decrypt what is sent to the other). The leaf's own validity (§7.3: signature with the
+    group id and ``sender``, capabilities, a key of the suite) is the caller's check_leaf_node,
+    which knows the group's rules."""
     if tree.leaf(sender) is None:
         raise ValidationError(f"UpdatePath from leaf {sender}, which is not a member")
     if path.leaf_node.leaf_node_source != LeafNodeSource.COMMIT:
         raise ValidationError("UpdatePath leaf node is not a commit leaf")
-    _set_path_keys(tree, sender, [node.encryption_key for node in path.nodes])
+    node_keys = [node.encryption_key for node in path.nodes]
+    for key in node_keys:
+        try:
+            tree.cs.hpke_public_key(key)
+        except RemoteProtocolError as e:
+            raise ValidationError(f"an UpdatePath node key is not a public key of the cipher suite's KEM ({e})") from None
+    _set_path_keys(tree, sender, node_keys)
     if set_path_parent_hashes(tree, sender) != path.leaf_node.parent_hash:
         raise ValidationError("UpdatePath leaf node's parent hash does not match the path")
     tree.set_node(leaf_to_node(sender), path.leaf_node)
+    for key in [path.leaf_node.encryption_key, *node_keys]:
+        if tree.key_count(key) != 1:
+            raise ValidationError("an UpdatePath public key appears in another node of the tree")
 
 
 def decrypt_update_path(

@@ -91,33 +91,73 @@ class FourMembers:
         return decrypt_update_path(tree, 0, self.path, private, self.context_for(tree.root_tree_hash()))
 
 
-# --- F1 (security): UpdatePath public keys already in the tree --------------------------------
+# --- F1 (security): UpdatePath public keys already in the tree (fixed) ------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RFC 9420 §12.4.2: 'Verify that none of the public keys in the UpdatePath appear in any node "
-    "of the new ratchet tree'. tree/treekem.py merge_update_path (and group/commit.py around it) "
-    "checks only the node count and the leaf's parent hash, so a committer can give a parent node "
-    "another member's key; every later joiner's validate_tree then refuses the tree (duplicate key)",
-)
-def test_an_update_path_reusing_a_key_of_the_tree_is_refused() -> None:
-    four = FourMembers()
-    cs = four.cs
-    reused = four.members[1].leaf.encryption_key  # leaf 1 stays in the new tree
-    nodes = list(four.path.nodes)
-    nodes[-1] = replace(nodes[-1], encryption_key=reused)
-    # the committer signs a leaf with the parent hash of the tampered keys: only the key reuse is wrong
+def signed_path_with_node_keys(four: FourMembers, keys: list[bytes]) -> Any:
+    """leaf 0's UpdatePath with these node keys, its leaf re-signed with their parent hash: only
+    the keys can be wrong."""
+    nodes = [replace(node, encryption_key=key) for node, key in zip(four.path.nodes, keys)]
     shadow = four.tree.copy()
     for p in shadow.direct_path(0):
         shadow.set_node(p, None)
     for (p, _), node in zip(shadow.filtered_direct_path(0), nodes):
         shadow.set_node(p, ParentNode(node.encryption_key))
     parent_hash = set_path_parent_hashes(shadow, 0)
-    leaf = replace(four.path.leaf_node, parent_hash=parent_hash).signed(cs, four.members[0].signature_priv, GROUP_ID, 0)
-    tampered = replace(four.path, leaf_node=leaf, nodes=tuple(nodes))
-    with pytest.raises(ValidationError):
-        merge_update_path(four.tree.copy(), 0, tampered)
+    leaf = replace(four.path.leaf_node, parent_hash=parent_hash).signed(four.cs, four.members[0].signature_priv, GROUP_ID, 0)
+    return replace(four.path, leaf_node=leaf, nodes=tuple(nodes))
+
+
+def test_an_update_path_reusing_a_key_of_the_tree_is_refused() -> None:
+    four = FourMembers()
+    keys = [node.encryption_key for node in four.path.nodes]
+    merge_update_path(four.tree.copy(), 0, signed_path_with_node_keys(four, keys))  # the honest path merges
+    reused = four.members[1].leaf.encryption_key  # leaf 1 stays in the new tree
+    for tampered_keys in ([keys[0], reused], [reused, keys[1]], [keys[0], keys[0]]):
+        with pytest.raises(ValidationError, match="appears in another node"):
+            merge_update_path(four.tree.copy(), 0, signed_path_with_node_keys(four, tampered_keys))
+
+
+def test_an_update_path_whose_leaf_key_is_a_path_node_key_is_refused() -> None:
+    four = FourMembers()
+    node_key = four.path.nodes[0].encryption_key
+    leaf = replace(four.path.leaf_node, encryption_key=node_key).signed(four.cs, four.members[0].signature_priv, GROUP_ID, 0)
+    with pytest.raises(ValidationError, match="appears in another node"):
+        merge_update_path(four.tree.copy(), 0, replace(four.path, leaf_node=leaf))
+
+
+def test_an_update_path_node_key_that_is_not_a_key_of_the_suite_is_refused() -> None:
+    four = FourMembers()
+    keys = [node.encryption_key for node in four.path.nodes]
+    with pytest.raises(ValidationError, match="not a public key"):
+        merge_update_path(four.tree.copy(), 0, signed_path_with_node_keys(four, [keys[0], b"\x01" * 5]))
+
+
+def test_the_tree_counts_its_keys_through_every_change() -> None:
+    """key_count agrees with a scan of the nodes after adds, updates, removes (truncating),
+    merged paths and copies, whether the counts were built before or after the changes."""
+    four = FourMembers()
+    rng = random.Random(5)
+
+    def scanned(tree: RatchetTree, key: bytes) -> int:
+        return sum(1 for x in range(tree.width) if (node := tree.node(x)) is not None and node.encryption_key == key)
+
+    trees = [four.tree.copy(), four.tree.copy()]
+    trees[0].key_count(b"")  # counts built before the changes; trees[1] builds them after
+    extra = [member(four.cs, b"x%d" % i, rng) for i in range(6)]
+    for tree in trees:
+        merge_update_path(tree, 0, four.path)
+        staged = tree.copy()
+        for m in extra:
+            staged.add_leaf(m.leaf)
+        staged.update_leaf(2, extra[0].leaf)
+        for leaf_index in (9, 8, 7, 6, 5):
+            staged.remove_leaf(leaf_index)
+        keys = {staged.node(x).encryption_key for x in range(staged.width) if staged.node(x) is not None}  # type: ignore[union-attr]
+        keys |= {m.leaf.encryption_key for m in extra} | {node.encryption_key for node in four.path.nodes}
+        for key in keys:
+            assert staged.key_count(key) == scanned(staged, key)
+            assert tree.key_count(key) == scanned(tree, key)  # the copy's changes left the original alone
 
 
 # --- F2 (security): consumed epoch secrets kept for the whole epoch ----------------------------
