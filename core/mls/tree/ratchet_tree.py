@@ -167,17 +167,19 @@ class RatchetTree:
             if isinstance(node, ParentNode):
                 return [index] + [2 * leaf for leaf in node.unmerged_leaves]
             return [index]
-        if index % 2 == 0:
+        if index % 2 == 0 or self._resolution_empty(index):
             return []
         return self.resolution(left(index)) + self.resolution(right(index))
 
     def _resolution_empty(self, index: int) -> bool:
         """Whether every node under ``index`` (itself included) is blank."""
+        # one C-level scan of the subtree's slice: the blank right end of a 1,500-member tree
+        # (leaves 1,500 to 2,047) would otherwise cost a Python call per node
         if self._nodes[index] is not None:
             return False
-        if index % 2 == 0:
-            return True
-        return self._resolution_empty(left(index)) and self._resolution_empty(right(index))
+        half = (1 << level(index)) - 1
+        span = self._nodes[index - half : index + half + 1]
+        return span.count(None) == len(span)
 
     def filtered_direct_path(self, leaf_index: int) -> list[tuple[int, int]]:
         """(node, copath child) for each node of the leaf's direct path whose child off the
