@@ -4,6 +4,14 @@ Encoding is canonical, so one logical object has exactly one byte string. Decodi
 only plain data (int, bool, None, str, bytes, list, str-keyed map), no tags, no floats, and the
 input must be the canonical encoding of what it decodes to — trailing bytes, indefinite lengths,
 non-minimal integers or unsorted maps are all refused. That makes "verify what you hash" hold.
+
+Canonical map order is cbor2's: keys by the length of their encoding, then bytewise (for text
+keys: UTF-8 length, then UTF-8 bytes). For plain data that order is the only thing cbor2's
+canonical mode adds to its default encoding, which is several times faster (it writes no
+sorted copy of each map). So :func:`dumps_ordered` encodes maps already built in that order,
+and :func:`loads` checks every map's key order while it checks the types, then compares the
+input with the default encoding of what it decoded: equal bytes and ordered keys mean the
+input is exactly ``dumps`` of the value.
 """
 
 from __future__ import annotations
@@ -15,31 +23,60 @@ import cbor2
 from . import limits
 from .errors import RemoteProtocolError
 
-__all__ = ["dumps", "loads", "loads_map"]
+__all__ = ["dumps", "dumps_ordered", "loads", "loads_map"]
 
-_PLAIN = (int, bool, str, bytes, type(None))
+_SCALARS = frozenset({bool, str, bytes, type(None)})
 _INT_MIN, _INT_MAX = -(2**64), 2**64 - 1
+# what _scan finds: plain data in canonical order, plain data with a map out of order, not plain
+_ORDERED, _UNORDERED, _NOT_PLAIN = 0, 1, 2
 
 
 def dumps(obj: Any) -> bytes:
     return cbor2.dumps(obj, canonical=True)
 
 
-def _plain(value: Any, depth: int) -> bool:
+def dumps_ordered(value: Any) -> bytes:
+    """``dumps(value)`` for plain data whose maps (nested ones too) are already in canonical
+    key order: built in that order, or decoded by :func:`loads` (cbor2 keeps the order). The
+    per-message encodings use it; their tests check the result against :func:`dumps`."""
+    return cbor2.dumps(value)
+
+
+def _scan(value: Any, depth: int) -> int:
+    """Whether ``value`` is plain data within the depth cap, and its maps in canonical order."""
     if depth > limits.MAX_DEPTH:
-        return False
+        return _NOT_PLAIN
     t = type(value)
     if t is int:
         # cbor2 turns bignum tags (2, 3) into plain ints; only major types 0/1 are plain data.
-        number: int = value
-        return _INT_MIN <= number <= _INT_MAX
-    if t in _PLAIN:
-        return True
-    if t is list:
-        return all(_plain(v, depth + 1) for v in value)
+        return _ORDERED if _INT_MIN <= value <= _INT_MAX else _NOT_PLAIN
+    if t in _SCALARS:
+        return _ORDERED
+    found = _ORDERED
     if t is dict:
-        return all(type(k) is str and _plain(v, depth + 1) for k, v in value.items())
-    return False
+        previous: bytes | None = None
+        for key in value:
+            if type(key) is not str:
+                return _NOT_PLAIN
+            raw = key.encode()
+            if previous is not None and (len(raw), raw) <= (len(previous), previous):
+                found = _UNORDERED
+            previous = raw
+        items = value.values()
+    elif t is list:
+        items = value
+    else:
+        return _NOT_PLAIN
+    leaf = depth < limits.MAX_DEPTH  # an item here is within the cap
+    for item in items:
+        kind = type(item)
+        if leaf and (kind in _SCALARS or (kind is int and _INT_MIN <= item <= _INT_MAX)):
+            continue  # the common case, without a call
+        result = _scan(item, depth + 1)
+        if result == _NOT_PLAIN:
+            return _NOT_PLAIN
+        found |= result
+    return found
 
 
 def loads(data: bytes, *, max_bytes: int = limits.MAX_CBOR_BYTES) -> Any:
@@ -58,9 +95,11 @@ def loads(data: bytes, *, max_bytes: int = limits.MAX_CBOR_BYTES) -> Any:
         )
     except Exception as exc:  # cbor2 raises CBORDecodeError, but also ValueError/TypeError
         raise RemoteProtocolError(f"malformed CBOR: {type(exc).__name__}") from None
-    if not _plain(value, 0):
+    found = _scan(value, 0)
+    if found == _NOT_PLAIN:
         raise RemoteProtocolError("CBOR object holds a type that is not allowed")
-    if dumps(value) != data:
+    # maps in canonical order: the default encoding is the canonical one (module docstring)
+    if found == _UNORDERED or cbor2.dumps(value) != data:
         raise RemoteProtocolError("CBOR object is not canonically encoded")
     return value
 

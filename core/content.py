@@ -92,8 +92,15 @@ class Content:
         return cls(type=SYNC, id=id, sent_at=sent_at, to=str(parse_address(to)), text=text)
 
 
-def _check(value: Any, err: type[ProtocolError]) -> Content:
-    """Validate a content map (decoded, or about to be encoded) and build the Content."""
+_REQUIRED = {kind: {**_COMMON, **fields} for kind, fields in _FIELDS.items()}
+_REQUIRED_KEYS = {kind: frozenset(required) for kind, required in _REQUIRED.items()}
+#: every field in canonical key order (UTF-8 length, then bytes): a map built in this order is
+#: encoded with canonical.dumps_ordered, without cbor2 sorting it again
+_ORDER = ("v", "id", "to", "ids", "text", "type", "typing", "receipt", "sent_at")
+
+
+def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
+    """Validate a content map (decoded, or about to be encoded); the fields of its Content."""
 
     remote = err is RemoteProtocolError
 
@@ -105,8 +112,8 @@ def _check(value: Any, err: type[ProtocolError]) -> Content:
     kind = value.get("type")
     if type(kind) is not str or kind not in _FIELDS:
         raise fail(f"unknown type {kind!r}")
-    required = {**_COMMON, **_FIELDS[kind]}
-    if set(value) != set(required):
+    required = _REQUIRED[kind]
+    if value.keys() != _REQUIRED_KEYS[kind]:
         missing, extra = sorted(set(required) - set(value)), sorted(set(value) - set(required))
         raise fail(f"{kind} content has the wrong fields (missing {missing}, unexpected {extra})")
     for key, tp in required.items():
@@ -118,7 +125,7 @@ def _check(value: Any, err: type[ProtocolError]) -> Content:
         raise fail(f"id must be {limits.CONTENT_ID_LEN} bytes")
     if not 0 <= value["sent_at"] < 2**63:
         raise fail("sent_at out of range")
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {"type": kind, "id": value["id"], "sent_at": value["sent_at"]}
     if "text" in value:
         if len(value["text"].encode()) > limits.MAX_TEXT_LEN:
             raise fail(f"text longer than {limits.MAX_TEXT_LEN} bytes")
@@ -146,23 +153,23 @@ def _check(value: Any, err: type[ProtocolError]) -> Content:
         if to != value["to"]:
             raise fail("address is not in normal form")
         fields["to"] = to
-    return Content(type=kind, id=value["id"], sent_at=value["sent_at"], **fields)
+    return fields
 
 
 def encode_content(content: Content) -> bytes:
     """Canonical CBOR of ``content``; LocalProtocolError if it is not valid."""
     if not isinstance(content, Content):
         raise LocalProtocolError("encode_content takes a Content")
-    value: dict[str, Any] = {"v": _VERSION, "type": content.type, "id": content.id, "sent_at": content.sent_at}
+    given: dict[str, Any] = {"v": _VERSION, "type": content.type, "id": content.id, "sent_at": content.sent_at}
     used = _FIELDS.get(content.type, {})
     for name in _OPTIONAL:
         field = getattr(content, name)
         if name in used:
-            value[name] = list(field) if name == "ids" and isinstance(field, tuple) else field
+            given[name] = list(field) if name == "ids" and isinstance(field, tuple) else field
         elif field is not None:
             raise LocalProtocolError(f"message content: {content.type} content has no field {name!r}")
-    _check(value, LocalProtocolError)
-    return canonical.dumps(value)
+    _check(given, LocalProtocolError)
+    return canonical.dumps_ordered({name: given[name] for name in _ORDER if name in given})
 
 
 def decode_content(raw: bytes) -> Content:
@@ -171,4 +178,4 @@ def decode_content(raw: bytes) -> Content:
         value = canonical.loads(raw, max_bytes=limits.MAX_CONTENT_BYTES)
     except RemoteProtocolError as exc:
         raise RemoteProtocolError(f"message content: {exc}", code="content_malformed") from None
-    return _check(value, RemoteProtocolError)
+    return Content(**_check(value, RemoteProtocolError))

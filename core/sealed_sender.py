@@ -97,17 +97,18 @@ def seal(
         raise LocalProtocolError(f"sealed message must be bytes of at most {limits.MAX_SEALED_MESSAGE_BYTES}")
     if type(msg_type) is not int or not 0 <= msg_type <= limits.MAX_SEALED_MESSAGE_TYPE:
         raise LocalProtocolError(f"message type must be 0..{limits.MAX_SEALED_MESSAGE_TYPE}")
-    fields: dict[str, object] = {"v": _VERSION, "cert": certificate, "msg": message, "type": msg_type}
-    if sender_record is not None and is_initial(message):
-        if type(sender_record) is not bytes or not 0 < len(sender_record) <= limits.MAX_SENDER_RECORD_BYTES:
-            raise LocalProtocolError(f"sender device record must be bytes of 1..{limits.MAX_SENDER_RECORD_BYTES}")
-        fields["record"] = sender_record
+    # keys in canonical order (UTF-8 length, then bytes): encoded with canonical.dumps_ordered
+    fields: dict[str, object] = {"v": _VERSION, "msg": message, "cert": certificate, "type": msg_type}
     if sender_access is not None:
         if type(sender_access) is not bytes or len(sender_access) != ACCESS_TOKEN_LEN:
             raise LocalProtocolError(f"an access token is {ACCESS_TOKEN_LEN} bytes")
         fields[_ACCESS] = sender_access
+    if sender_record is not None and is_initial(message):
+        if type(sender_record) is not bytes or not 0 < len(sender_record) <= limits.MAX_SENDER_RECORD_BYTES:
+            raise LocalProtocolError(f"sender device record must be bytes of 1..{limits.MAX_SENDER_RECORD_BYTES}")
+        fields["record"] = sender_record
     # padded (core/padding.py): the box's size, all that nodes see, must not tell the length
-    box = to_key.seal(pad(canonical.dumps(fields)), sealed_info(recipient_fp))
+    box = to_key.seal(pad(canonical.dumps_ordered(fields)), sealed_info(recipient_fp))
     if len(box) > limits.MAX_ENVELOPE_BODY:
         raise LocalProtocolError(f"the sealed box does not fit in an envelope body ({limits.MAX_ENVELOPE_BODY} bytes)")
     return box

@@ -5,11 +5,10 @@ hold optional parts (``null`` when the crypto mode has no such part), so the che
 tuple of allowed types per field. ``err`` selects the error class: peer input raises
 ``RemoteProtocolError``, our own stored records ``LocalProtocolError``.
 
-:func:`dumps_ordered` is the encoder of the ratchet's per-message hot path (headers, messages,
-session records): a map whose keys are already in canonical order encodes to the canonical
-bytes without cbor2 sorting them again, which costs twice as much. The encodings that use it
-list their keys in that order (shortest first, then bytewise) and the tests check the result
-against ``canonical.dumps``; a map out of order would be refused by every strict decoder.
+:func:`dumps_ordered` (core/canonical.py) is the encoder of the ratchet's per-message hot path
+(headers, messages, session records): the encodings that use it list their keys in canonical
+order (shortest first, then bytewise) and the tests check the result against
+``canonical.dumps``; a map out of order would be refused by every strict decoder.
 """
 
 from __future__ import annotations
@@ -17,21 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import cbor2
-
 from .. import canonical
+from ..canonical import dumps_ordered
 from ..errors import ProtocolError, RemoteProtocolError
 
 __all__ = ["NONE", "check_map", "decode_map", "dumps_ordered", "need_len", "need_range"]
 
 NONE = type(None)
 ErrorType = type[ProtocolError]
-
-
-def dumps_ordered(value: Any) -> bytes:
-    """``canonical.dumps(value)`` for plain data whose maps (nested ones too) are in canonical
-    key order: built in that order, or decoded from canonical CBOR (cbor2 keeps the order)."""
-    return cbor2.dumps(value)
 
 
 def check_map(value: Any, spec: Mapping[str, tuple[type, ...]], what: str, err: ErrorType = RemoteProtocolError) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import cbor2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -533,5 +534,106 @@ def test_appended_bytes_always_rejected(value: Any, extra: bytes) -> None:
     rejected(dumps(value) + extra)
 
 
+# The fast check of loads against the reference definition ----------------------------------
+
+
+def reference_loads(data: bytes) -> Any:
+    """What loads must accept, by definition: cbor2's strict decode, plain types only, and the
+    input equal to cbor2's canonical encoding of the result (the check loads did before it
+    compared key order itself; see the module docstring)."""
+
+    def plain(value: Any, level: int) -> bool:
+        if level > limits.MAX_DEPTH:
+            return False
+        if type(value) is int:
+            return -(2**64) <= value <= 2**64 - 1
+        if type(value) in (bool, str, bytes, type(None)):
+            return True
+        if type(value) is list:
+            return all(plain(v, level + 1) for v in value)
+        if type(value) is dict:
+            return all(type(k) is str and plain(v, level + 1) for k, v in value.items())
+        return False
+
+    try:
+        value = cbor2.loads(data, max_depth=limits.MAX_DEPTH + 1, allow_indefinite=False, allow_duplicate_keys=False, semantic_decoders={})
+    except Exception:
+        return REFUSED
+    if not plain(value, 0) or cbor2.dumps(value, canonical=True) != data:
+        return REFUSED
+    return value
+
+
+REFUSED = object()
+
+
+def agrees_with_reference(data: bytes) -> None:
+    expected = reference_loads(data)
+    if expected is REFUSED:
+        rejected(data)
+    else:
+        assert same(loads(data), expected)
+
+
+# maps in any key order, encoded as they are (cbor2's default encoding keeps insertion order)
+unordered_values = st.recursive(
+    _plain_scalars,
+    lambda children: st.lists(children, max_size=5)
+    | st.lists(st.tuples(st.text(max_size=4), children), max_size=5).map(dict)
+    | st.lists(st.tuples(st.text(max_size=4), children), max_size=5).map(lambda items: dict(reversed(items))),
+    max_leaves=25,
+)
+
+
+@FUZZ
+@given(unordered_values)
+def test_loads_agrees_with_the_reference_on_maps_in_any_order(value: Any) -> None:
+    agrees_with_reference(cbor2.dumps(value))
+    agrees_with_reference(dumps(value))
+
+
+@FUZZ
+@given(unordered_values, st.data())
+def test_loads_agrees_with_the_reference_on_mutated_encodings(value: Any, data: st.DataObject) -> None:
+    encoded = bytearray(cbor2.dumps(value))
+    index = data.draw(st.integers(min_value=0, max_value=len(encoded) - 1))
+    encoded[index] = data.draw(st.integers(min_value=0, max_value=255))
+    agrees_with_reference(bytes(encoded))
+
+
+@FUZZ
+@given(st.binary(max_size=256))
+def test_loads_agrees_with_the_reference_on_arbitrary_bytes(data: bytes) -> None:
+    agrees_with_reference(data)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [["b", "a"], ["aa", "b"], ["é", "zz"], ["", "a", "b", "ab", "aa"], ["a", "b", "aa", "\x7f", "é"]],
+    ids=["b-a", "aa-b", "multibyte-before-ascii", "late-swap", "utf8-length"],
+)
+def test_key_order_is_utf8_length_then_bytes(keys: list[str]) -> None:
+    as_built = cbor2.dumps(dict.fromkeys(keys, 0))
+    if as_built == dumps(dict.fromkeys(keys, 0)):
+        assert list(loads(as_built)) == keys
+    else:
+        rejected(as_built)
+    agrees_with_reference(as_built)
+
+
+def test_an_unordered_map_beside_a_forbidden_type_is_refused_for_the_type() -> None:
+    data = H("82") + H("a2616201616102") + H("f93c00")  # [{"b":1, "a":2}, 1.0]
+    assert "type" in str(rejected(data))
+    assert "canonical" in str(rejected(H("82") + H("a2616201616102") + H("01")))
+
+
+@FUZZ
+@given(plain_values)
+def test_dumps_ordered_is_dumps_for_maps_in_canonical_order(value: Any) -> None:
+    ordered = loads(dumps(value)) if depth(value) <= limits.MAX_DEPTH else None
+    if ordered is not None:
+        assert canonical.dumps_ordered(ordered) == dumps(value)
+
+
 def test_module_exports() -> None:
-    assert set(canonical.__all__) == {"dumps", "loads", "loads_map"}
+    assert set(canonical.__all__) == {"dumps", "dumps_ordered", "loads", "loads_map"}

@@ -12,10 +12,12 @@ from sonet.core import canonical, limits
 from sonet.core.certs import issue_certificate
 from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey, VerifyKey
 from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError, VerifyError
-from sonet.core.padding import pad
+from sonet.core.access import ACCESS_TOKEN_LEN
+from sonet.core.padding import pad, unpad
 from sonet.core.sealed_sender import INFO_PREFIX, OpenedSealed, Unsealed, open_sealed, seal, sealed_info, unseal
 
 from .pairs import flip_bit, identity, rng
+from .ratchet.helpers import initial
 
 HYBRID = CryptoMode.HYBRID
 MODES = list(CryptoMode)
@@ -245,6 +247,18 @@ def good_inner(**changes: Any) -> dict[str, Any]:
     inner: dict[str, Any] = {"v": 1, "cert": certificate(), "msg": MESSAGE, "type": 2}
     inner.update(changes)
     return inner
+
+
+def test_box_plaintext_is_padded_canonical_cbor_of_its_fields() -> None:
+    # seal lists the fields in canonical key order instead of letting cbor2 sort them
+    first = initial(HYBRID)[3]  # a message that starts a session: the box carries the record
+    key, fp = recipient()
+    access = b"a" * ACCESS_TOKEN_LEN
+    for extra in ({}, {"sender_access": access}, {"sender_record": b"record"}, {"sender_access": access, "sender_record": b"record"}):
+        inner = good_inner(msg=first, cert=certificate(HYBRID))  # the one box() seals
+        inner.update({"access": access} if "sender_access" in extra else {}, **({"record": b"record"} if "sender_record" in extra else {}))
+        plaintext = unpad(key.open(box(message=first, **extra), sealed_info(fp)))
+        assert plaintext == canonical.dumps(inner)
 
 
 def test_hand_built_box_matches_the_format() -> None:
