@@ -7,10 +7,13 @@ are checked with sets, so a 1,500-member tree costs one pass, not one pass per m
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ..extensions.required_capabilities import RequiredCapabilities
 from ..key_package.errors import ValidationError
 from ..key_package.validation import check_leaf_node
-from ..tree_math import direct_path
+from ..tree_math import level
+from ..tree_math import parent as parent_of
 from .parent_hash import verify_parent_hashes
 from .ratchet_tree import RatchetTree
 
@@ -56,17 +59,34 @@ def validate_tree(
 
 def check_unmerged_leaves(tree: RatchetTree) -> None:
     """Each unmerged leaf of a parent P is a member below P, listed by every non-blank node
-    between it and P."""
+    between it and P: along a leaf's direct path, the non-blank parents listing it come first.
+    Each list becomes a set once and only listed leaves walk up, and no further than their
+    highest listing: O(entries + log n) per listed leaf, not a scan of every list on the way
+    up (a hostile tree can list every leaf at every parent)."""
+    n = tree.n_leaves
+    unmerged_at: dict[int, frozenset[int]] = {}
+    listings: Counter[int] = Counter()
     for p, parent in tree.parents():
-        if len(set(parent.unmerged_leaves)) != len(parent.unmerged_leaves):
+        listed = unmerged_at[p] = frozenset(parent.unmerged_leaves)
+        if len(listed) != len(parent.unmerged_leaves):
             raise ValidationError(f"parent node {p} lists an unmerged leaf twice")
-        for leaf_index in parent.unmerged_leaves:
-            if tree.leaf(leaf_index) is None:
-                raise ValidationError(f"parent node {p} lists leaf {leaf_index}, which is not a member, as unmerged")
-            path = direct_path(2 * leaf_index, tree.n_leaves)
-            if p not in path:
-                raise ValidationError(f"parent node {p} lists leaf {leaf_index}, which is not below it, as unmerged")
-            for between in path[: path.index(p)]:
-                node = tree.parent_node(between)
-                if node is not None and leaf_index not in node.unmerged_leaves:
-                    raise ValidationError(f"leaf {leaf_index} is unmerged at node {p} but not at node {between} below it")
+        if not listed:
+            continue
+        half = (1 << level(p)) - 1
+        if None in map(tree.leaf, listed):
+            blank = next(i for i in parent.unmerged_leaves if tree.leaf(i) is None)
+            raise ValidationError(f"parent node {p} lists leaf {blank}, which is not a member, as unmerged")
+        if not (p - half <= 2 * min(listed) and 2 * max(listed) <= p + half):
+            outside = next(i for i in parent.unmerged_leaves if not p - half <= 2 * i <= p + half)
+            raise ValidationError(f"parent node {p} lists leaf {outside}, which is not below it, as unmerged")
+        listings.update(listed)
+    for leaf_index, remaining in listings.items():
+        x = 2 * leaf_index
+        while remaining:
+            x = parent_of(x, n)
+            listed = unmerged_at.get(x)
+            if listed is None:
+                continue
+            if leaf_index not in listed:
+                raise ValidationError(f"leaf {leaf_index} is unmerged at a node above node {x} but not at node {x}")
+            remaining -= 1
