@@ -12,7 +12,8 @@ from dataclasses import replace
 from ..codec import Writer
 from ..key_package.errors import ValidationError
 from ..key_package.leaf_node import LeafNode, LeafNodeSource
-from ..tree_math import direct_path, level, sibling
+from ..tree_math import level, sibling
+from ..tree_math import parent as parent_index
 from .nodes import ParentNode
 from .ratchet_tree import RatchetTree
 
@@ -69,10 +70,10 @@ def verify_parent_hashes(tree: RatchetTree) -> None:
         while d != root:
             # the first non-blank ancestor p of d, and p's children c (towards d) and s
             c = d
-            p = direct_path(c, n)[0]
+            p = parent_index(c, n)
             while tree.node(p) is None and p != root:
                 c = p
-                p = direct_path(c, n)[0]
+                p = parent_index(c, n)
             parent = tree.parent_node(p)
             if parent is None:
                 break  # only blank nodes above d
