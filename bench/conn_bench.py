@@ -5,11 +5,14 @@ What is measured (``measure(quick)``):
 - A real node: ``sonet-node init`` + ``sonet-node run`` (from this venv) in a temp dir on
   127.0.0.1 port 0; the URL is parsed from its "listening on" line. Before anything, the soft
   RLIMIT_NOFILE of this process is raised to the hard limit (the node inherits it).
+- node.toml lifts the admission caps for this one client address (``_lift_admission_caps``):
+  the figure is the cost of a held connection, not the policy that refuses floods.
 - One warm-up connection is opened and closed, then the node's RSS (VmRSS from
   /proc/PID/status) is read. Then this one process opens N connections to ``/client``, in
   concurrent batches of ``BATCH`` (100) in a trio nursery; each completes the full hybrid
   (ML-DSA/ML-KEM) secure-channel handshake as an unregistered device and reads the Welcome,
-  then stays idle and open. All connections reuse ONE device identity key (the node allows it).
+  then stays idle and open. Each connection has its own device key (generated before the clock
+  starts): the node keeps at most ``max_per_device`` connections of one device.
   N = 10,000 (full) or 200 (quick); batches stop early when the opening deadline passes
   (100 s full, 8 s quick; the same budget for the bare server), so N is what was reached.
 - After a 1 s settle the node's RSS is read again; then every connection is closed (WebSocket
@@ -157,7 +160,15 @@ async def _open_one(url: str, identity: SigningKey | None, fingerprint: str | No
             ready(None)
 
 
-async def _hold(url: str, n: int, budget_s: float, pid: int, identity: SigningKey | None, fingerprint: str | None) -> dict:
+async def _hold(url: str, n: int, budget_s: float, pid: int, identities: list[SigningKey] | None, fingerprint: str | None) -> dict:
+    """``identities``: one device key per connection (+1 for the warm-up), or None for bare
+    WebSockets. One key per connection: the node closes a device's oldest connection beyond
+    ``max_per_device``."""
+    keys = iter(identities) if identities is not None else None
+
+    def identity() -> SigningKey | None:
+        return next(keys) if keys is not None else None
+
     held: list = []
     failed = 0
     release = trio.Event()
@@ -166,7 +177,7 @@ async def _hold(url: str, n: int, budget_s: float, pid: int, identity: SigningKe
             # warm-up: one connection opened and closed before the "before" reading
             warm = trio.Event()
             done_warm = trio.Event()
-            nursery.start_soon(_open_one, url, identity, fingerprint, lambda closed: done_warm.set(), warm)
+            nursery.start_soon(_open_one, url, identity(), fingerprint, lambda closed: done_warm.set(), warm)
             await done_warm.wait()
             warm.set()
             await trio.sleep(0.5)
@@ -191,7 +202,7 @@ async def _hold(url: str, n: int, budget_s: float, pid: int, identity: SigningKe
                         batch_done.set()
 
                 for _ in range(size):
-                    nursery.start_soon(_open_one, url, identity, fingerprint, ready, release)
+                    nursery.start_soon(_open_one, url, identity(), fingerprint, ready, release)
                 await batch_done.wait()
                 opened += size
             elapsed = time.monotonic() - start
@@ -249,6 +260,24 @@ def _handshakes_in_memory_per_s(identity: SigningKey, seconds: float) -> float:
     return count / elapsed
 
 
+def _lift_admission_caps(config: Path, n: int) -> None:
+    """This suite measures what a held connection costs, not the admission policy: its N
+    connections come from one address, have no account and open as fast as they can, which the
+    default caps of node.toml (8 without an account per address, 20 handshakes a second per
+    address, ...) refuse on purpose (tests/e2e/attacks/ measure those). The node is told to let
+    them in and keep them."""
+    room = n + 1_000
+    with config.open("a", encoding="utf-8") as f:
+        f.write(
+            "\n# bench/conn_bench.py: one client address holds every connection\n"
+            f"[connections]\nmax_connections = {room}\nmax_per_address = {room}\nmax_pending = {room}\n"
+            f"max_pending_per_address = {room}\nmax_unregistered = {room}\nmax_unregistered_per_address = {room}\n"
+            "unregistered_timeout_s = 3600.0\nhandshake_timeout_s = 120.0\n"
+            f"[handshake]\nmax_in_progress = {room}\nload_per_second = 100000\n"
+            "per_address_per_second = 100000\nper_address_burst = 1000000\n"
+        )
+
+
 def measure(quick: bool) -> dict[str, float | int]:
     n = 200 if quick else 10_000
     budget = 8.0 if quick else 100.0
@@ -272,9 +301,12 @@ def measure(quick: bool) -> dict[str, float | int]:
         fingerprint = m.group(1)
         identity = SigningKey.generate(CryptoMode.HYBRID, os.urandom)
 
+        _lift_admission_caps(data / "node.toml", n)
         node, url = _spawn([str(BIN / "sonet-node"), "run", "--data", str(data)], tmp / "node.stderr", _LISTENING)
         try:
-            r = trio.run(_hold, url, n, budget, node.pid, identity, fingerprint)
+            # made before the clock starts: key generation is not part of opening a connection
+            identities = [SigningKey.generate(CryptoMode.HYBRID, os.urandom) for _ in range(n + 1)]
+            r = trio.run(_hold, url, n, budget, node.pid, identities, fingerprint)
         finally:
             _kill(node)
         out["connections_held"] = r["held"]
