@@ -84,9 +84,9 @@ def check_unmerged_leaves(tree: RatchetTree) -> None:
         x = 2 * leaf_index
         while remaining:
             x = parent_of(x, n)
-            listed = unmerged_at.get(x)
-            if listed is None:
+            at_x = unmerged_at.get(x)
+            if at_x is None:
                 continue
-            if leaf_index not in listed:
+            if leaf_index not in at_x:
                 raise ValidationError(f"leaf {leaf_index} is unmerged at a node above node {x} but not at node {x}")
             remaining -= 1
