@@ -13,7 +13,7 @@ a scan of it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ...errors import LocalProtocolError
@@ -35,7 +35,7 @@ def _is_power_of_two(n: int) -> bool:
 
 
 class RatchetTree:
-    __slots__ = ("cs", "_nodes", "_hashes", "_key_counts")
+    __slots__ = ("cs", "_nodes", "_hashes", "_key_counts", "_no_blank_below")
 
     def __init__(self, cs: CipherSuite, nodes: list[Node | None]) -> None:
         if not _is_power_of_two((len(nodes) + 1) // 2) or len(nodes) % 2 == 0:
@@ -45,6 +45,8 @@ class RatchetTree:
         self._hashes: list[bytes | None] = [None] * len(nodes)
         #: encryption key -> number of nodes holding it; None until key_count first needs it
         self._key_counts: dict[bytes, int] | None = None
+        #: every leaf below this leaf index is a member: where the search for a blank leaf starts
+        self._no_blank_below = 0
 
     # construction and encoding
 
@@ -66,6 +68,7 @@ class RatchetTree:
         other._nodes = list(self._nodes)
         other._hashes = list(self._hashes)
         other._key_counts = None if self._key_counts is None else self._key_counts.copy()
+        other._no_blank_below = self._no_blank_below
         return other
 
     # shape and access
@@ -127,6 +130,8 @@ class RatchetTree:
             self._count_key(self._nodes[index], -1)
             self._count_key(node, 1)
         self._nodes[index] = node
+        if node is None and index % 2 == 0 and index // 2 < self._no_blank_below:
+            self._no_blank_below = index // 2
         self._forget_hashes(index)
 
     def key_count(self, encryption_key: bytes) -> int:
@@ -249,21 +254,36 @@ class RatchetTree:
     def add_leaf(self, leaf: LeafNode) -> int:
         """Put ``leaf`` at the leftmost blank leaf (doubling the tree if there is none) and
         list it as unmerged in every non-blank parent above it; its leaf index."""
-        for leaf_index in range(self.n_leaves):
-            if self._nodes[2 * leaf_index] is None:
-                break
-        else:
-            leaf_index = self.n_leaves
-            if 2 * leaf_index > MLS_MAX_TREE_LEAVES:
-                raise ValidationError(f"adding a member would grow the tree past {MLS_MAX_TREE_LEAVES} leaves")
-            self._extend()
-        x = leaf_to_node(leaf_index)
-        for p in direct_path(x, self.n_leaves):
+        return self.add_leaves([leaf])[0]
+
+    def add_leaves(self, leaves: Iterable[LeafNode]) -> list[int]:
+        """``add_leaf`` for each of ``leaves`` in order (a commit's Adds), each non-blank parent
+        rewritten once with all the leaves it gains: k Adds under a parent listing u leaves cost
+        O(u + k), not O(u * k); their leaf indices."""
+        added: list[int] = []
+        nodes = self._nodes
+        for leaf in leaves:
+            leaf_index = self._no_blank_below  # the search resumes where the last one ended
+            n = self.n_leaves
+            while leaf_index < n and nodes[2 * leaf_index] is not None:
+                leaf_index += 1
+            if leaf_index == n:
+                if 2 * n > MLS_MAX_TREE_LEAVES:
+                    raise ValidationError(f"adding a member would grow the tree past {MLS_MAX_TREE_LEAVES} leaves")
+                self._extend()
+            self.set_node(leaf_to_node(leaf_index), leaf)
+            self._no_blank_below = leaf_index + 1
+            added.append(leaf_index)
+        gained: dict[int, list[int]] = {}
+        for leaf_index in added:
+            for p in direct_path(leaf_to_node(leaf_index), self.n_leaves):
+                gained.setdefault(p, []).append(leaf_index)
+        for p, new in gained.items():
             parent = self.parent_node(p)
             if parent is not None:
-                self.set_node(p, ParentNode(parent.encryption_key, parent.parent_hash, tuple(sorted(parent.unmerged_leaves + (leaf_index,)))))
-        self.set_node(x, leaf)
-        return leaf_index
+                unmerged = tuple(sorted(parent.unmerged_leaves + tuple(new)))
+                self.set_node(p, ParentNode(parent.encryption_key, parent.parent_hash, unmerged))
+        return added
 
     def _extend(self) -> None:
         """Double the tree: the old tree becomes the left subtree of a new root; cached hashes
@@ -306,6 +326,7 @@ class RatchetTree:
                     self._count_key(node, -1)
             del self._nodes[2 * half - 1 :]
             del self._hashes[2 * half - 1 :]
+        self._no_blank_below = min(self._no_blank_below, self.n_leaves)
 
     def blank_leaves(self) -> list[int]:
         return [i // 2 for i in range(0, len(self._nodes), 2) if self._nodes[i] is None]

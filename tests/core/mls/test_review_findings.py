@@ -291,7 +291,7 @@ def test_a_leaf_unmerged_above_a_parent_that_does_not_list_it_is_refused() -> No
 
 
 
-# --- F7 (hostile input): quadratic Adds -------------------------------------------------------
+# --- F7 (hostile input): quadratic Adds (fixed) -----------------------------------------------
 
 
 class CountingNodes(list[LeafNode | ParentNode | None]):
@@ -304,12 +304,6 @@ class CountingNodes(list[LeafNode | ParentNode | None]):
         return super().__getitem__(index)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tree/ratchet_tree.py add_leaf scans every leaf slot from 0 for the leftmost blank one, "
-    "so a commit of k Adds costs O(k * n): one commit of 16,383 Adds (a ~4 MB message) spends "
-    "~28 s in add_leaf alone (group/proposals.py check_proposal_list is quadratic in the Adds too)",
-)
 def test_adding_a_leaf_reads_log_n_slots_of_the_tree() -> None:
     cs = cipher_suite(1)
 
@@ -327,6 +321,37 @@ def test_adding_a_leaf_reads_log_n_slots_of_the_tree() -> None:
     assert tree.n_leaves == added + 1
     per_add = CountingNodes.reads / added
     assert per_add <= 8 * (added + 1).bit_length(), f"{per_add:.0f} node slots read per Add"
+
+
+def test_adds_take_the_leftmost_blank_leaf_after_removes_truncation_and_copies() -> None:
+    """add_leaf and add_leaves agree with a scan for the leftmost blank leaf, and list the new
+    leaves as unmerged at the non-blank parents above them, whatever came before."""
+    four = FourMembers()
+    rng = random.Random(8)
+    extra = [member(four.cs, b"y%d" % i, rng).leaf for i in range(12)]
+    tree = four.tree.copy()
+    tree.remove_leaf(1)
+    m0 = four.members[0]
+    create_update_path(tree, 0, m0.leaf, m0.signature_priv, GROUP_ID, four.context_for, rng.randbytes)  # sets node 3 only
+    one_by_one, batch = tree.copy(), tree.copy()
+
+    def add_one_by_one(leaves: list[LeafNode]) -> list[int]:
+        indices = []
+        for leaf in leaves:
+            blank = one_by_one.blank_leaves()
+            indices.append(one_by_one.add_leaf(leaf))
+            assert indices[-1] == (blank[0] if blank else one_by_one.n_leaves // 2)
+        return indices
+
+    assert add_one_by_one(extra[:8]) == batch.add_leaves(extra[:8]) == [1, 4, 5, 6, 7, 8, 9, 10]
+    for t in (one_by_one, batch):
+        assert t.parent_node(3) is not None and t.parent_node(3).unmerged_leaves == (1,)  # type: ignore[union-attr]
+        for leaf_index in (10, 9, 8, 5):
+            t.remove_leaf(leaf_index)
+        assert t.n_leaves == 8
+    copied = batch.copy()
+    assert add_one_by_one(extra[8:]) == batch.add_leaves(extra[8:]) == copied.add_leaves(extra[8:]) == [5, 8, 9, 10]
+    assert batch == one_by_one == copied and batch.root_tree_hash() == one_by_one.root_tree_hash()
 
 
 # --- F8 (hostile input): quadratic original sibling tree hash ----------------------------------
