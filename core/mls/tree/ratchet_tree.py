@@ -13,7 +13,9 @@ a scan of it.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 from ...errors import LocalProtocolError
@@ -233,20 +235,28 @@ class RatchetTree:
         w.opaque(right_hash)
         return self.cs.hash(w.bytes())
 
-    def original_tree_hash(self, index: int, removed_leaves: frozenset[int]) -> bytes:
+    def original_tree_hash(self, index: int, removed_leaves: AbstractSet[int]) -> bytes:
         """The tree hash of the subtree under ``index`` as it was before ``removed_leaves`` were
         added (§7.9.2): those leaves blank, and gone from every unmerged_leaves list."""
+        if not removed_leaves:
+            return self.tree_hash(index)
+        return self._original_tree_hash(index, sorted(removed_leaves), removed_leaves)
+
+    def _original_tree_hash(self, index: int, ordered: list[int], removed: AbstractSet[int]) -> bytes:
+        # whether a removed leaf is under ``index`` is one bisection of the sorted list, so a
+        # node costs O(log u), not a pass over the u removed leaves (u can be half the tree)
         half = (1 << level(index)) - 1
-        if not any(index - half <= 2 * leaf <= index + half for leaf in removed_leaves):
+        first = bisect_left(ordered, (index - half) // 2)
+        if first == len(ordered) or 2 * ordered[first] > index + half:
             return self.tree_hash(index)
         node = self._nodes[index]
         if index % 2 == 0:
             return self._leaf_hash(index, None)
         assert node is None or isinstance(node, ParentNode)
         if node is not None:
-            node = ParentNode(node.encryption_key, node.parent_hash, tuple(x for x in node.unmerged_leaves if x not in removed_leaves))
+            node = ParentNode(node.encryption_key, node.parent_hash, tuple(x for x in node.unmerged_leaves if x not in removed))
         return self._parent_hash_input(
-            node, self.original_tree_hash(left(index), removed_leaves), self.original_tree_hash(right(index), removed_leaves)
+            node, self._original_tree_hash(left(index), ordered, removed), self._original_tree_hash(right(index), ordered, removed)
         )
 
     # changes (§7.7 adding, §12.1 proposals)
