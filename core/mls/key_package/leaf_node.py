@@ -4,7 +4,7 @@ binds update and commit leaves to the group id and their leaf index."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import TYPE_CHECKING, Self
 
@@ -41,12 +41,24 @@ class LeafNode(Encodable):
     parent_hash: bytes = b""
     extensions: tuple[Extension, ...] = ()
     signature: bytes = b""
+    #: the encoded content (all but the signature), made the first time it is needed: a leaf is
+    #: encoded again and again (tree hash, ratchet tree, Welcome, signature checks, KeyPackage)
+    _content: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.leaf_node_source == LeafNodeSource.KEY_PACKAGE) != (self.lifetime is not None):
             raise ValueError("a LeafNode has a lifetime exactly when its source is key_package")
 
     def _write_content(self, w: Writer) -> None:
+        content = self._content
+        if content is None:
+            inner = Writer()
+            self._encode_content(inner)
+            content = inner.bytes()
+            object.__setattr__(self, "_content", content)  # frozen: a cache, not a change
+        w.raw(content)
+
+    def _encode_content(self, w: Writer) -> None:
         w.opaque(self.encryption_key)
         w.opaque(self.signature_key)
         self.credential.write(w)
