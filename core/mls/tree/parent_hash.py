@@ -12,8 +12,7 @@ from dataclasses import replace
 from ..codec import Writer
 from ..key_package.errors import ValidationError
 from ..key_package.leaf_node import LeafNode, LeafNodeSource
-from ..tree_math import level, sibling
-from ..tree_math import parent as parent_index
+from ..tree_math import left, level, right, sibling
 from .nodes import ParentNode
 from .ratchet_tree import RatchetTree
 
@@ -56,27 +55,42 @@ def _in_subtree(leaf_node_index: int, top: int, levels: int) -> bool:
     return top - half <= leaf_node_index <= top + half
 
 
+def _first_non_blank_ancestors(tree: RatchetTree) -> list[tuple[int, int] | None]:
+    """For each node x: (p, c), p its first non-blank ancestor and c the child of p above x,
+    or None if every ancestor is blank. One pass from the root down, so a chain step costs
+    O(1) instead of a walk through the blank nodes above (a sparse tree's leaves share them)."""
+    above: list[tuple[int, int] | None] = [None] * tree.width
+    stack = [tree.root]
+    while stack:
+        x = stack.pop()
+        if x % 2 == 0:
+            continue
+        blank = tree.node(x) is None
+        for child in (left(x), right(x)):
+            above[child] = above[x] if blank else (x, child)
+            stack.append(child)
+    return above
+
+
 def verify_parent_hashes(tree: RatchetTree) -> None:
     """§7.9.2: every non-blank parent node is parent-hash valid, reached by exactly one chain
     of parent-hash links that starts at a leaf. A chain runs from a node D up to the first
     non-blank ancestor P when D's parent hash is ParentHash(P, S) and the resolution of the
     child C of P above D is D and exactly P's unmerged leaves under C."""
     n = tree.n_leaves
-    root = tree.root
     unverified = {p for p, _ in tree.parents()}
+    if not unverified:
+        return
     expected_of: dict[tuple[int, int], bytes] = {}  # (p, s) -> ParentHash(p, s): leaves below share it
-    for leaf_index, _leaf in tree.leaves():
+    above = _first_non_blank_ancestors(tree)
+    for leaf_index, leaf in tree.leaves():
+        if _carried_parent_hash(leaf) is None:
+            continue  # no chain starts at a leaf that carries no parent hash
         d = 2 * leaf_index
-        while d != root:
-            # the first non-blank ancestor p of d, and p's children c (towards d) and s
-            c = d
-            p = parent_index(c, n)
-            while tree.node(p) is None and p != root:
-                c = p
-                p = parent_index(c, n)
+        while (found := above[d]) is not None:
+            p, c = found  # the first non-blank ancestor p of d, and its child c towards d
             parent = tree.parent_node(p)
-            if parent is None:
-                break  # only blank nodes above d
+            assert parent is not None
             s = sibling(c, n)
             expected = expected_of.get((p, s))
             if expected is None:
