@@ -517,10 +517,14 @@ class Context:
         return "Context(<secret>)"
 
 
+#: an HPKE info this long is public data that is sealed to many recipients (see _info_hash)
+_BIG_INFO = 4096
+
+
 class HpkeSuite:
     """One (KEM, KDF, AEAD) combination: the key schedule, setup and single-shot seal/open."""
 
-    __slots__ = ("kem", "kdf", "aead", "suite_id")
+    __slots__ = ("kem", "kdf", "aead", "suite_id", "_big_info")
 
     def __init__(self, kem_id: int, kdf_id: int, aead_id: int) -> None:
         try:
@@ -528,6 +532,19 @@ class HpkeSuite:
         except KeyError:
             raise LocalProtocolError(f"unsupported HPKE suite KEM 0x{kem_id:04x} KDF 0x{kdf_id:04x} AEAD 0x{aead_id:04x}") from None
         self.suite_id = b"HPKE" + _i2osp(kem_id, 2) + _i2osp(kdf_id, 2) + _i2osp(aead_id, 2)
+        #: (info, its info_hash) of the last info of at least _BIG_INFO bytes
+        self._big_info: tuple[bytes, bytes] | None = None
+
+    def _info_hash(self, info: bytes) -> bytes:
+        # MLS seals a Welcome's GroupSecrets to every new member with the same info, the
+        # encrypted GroupInfo (megabytes with the ratchet tree): hash it once, not per member.
+        memo = self._big_info
+        if memo is not None and (memo[0] is info or memo[0] == info):
+            return memo[1]
+        value = self.kdf.labeled_extract(self.suite_id, b"", b"info_hash", info)
+        if len(info) >= _BIG_INFO:
+            self._big_info = (bytes(info), value)
+        return value
 
     def key_schedule(self, mode: int, shared_secret: bytes, info: bytes, psk: bytes = b"", psk_id: bytes = b"") -> Context:
         if mode == MODE_BASE:
@@ -540,7 +557,7 @@ class HpkeSuite:
             raise LocalProtocolError(f"unsupported HPKE mode {mode}")
         kdf, sid = self.kdf, self.suite_id
         psk_id_hash = kdf.labeled_extract(sid, b"", b"psk_id_hash", psk_id)
-        info_hash = kdf.labeled_extract(sid, b"", b"info_hash", info)
+        info_hash = self._info_hash(info)
         context = bytes((mode,)) + psk_id_hash + info_hash
         secret = kdf.labeled_extract(sid, shared_secret, b"secret", psk)
         return Context(

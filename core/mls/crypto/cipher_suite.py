@@ -25,6 +25,8 @@ from ..codec import DecodeError, Writer, encode_varint
 __all__ = ["CipherSuite", "SUITE_IDS", "cipher_suite"]
 
 _PREFIX = b"MLS 1.0 "
+#: an EncryptWithLabel context this long is public data sealed to many recipients (a Welcome's)
+_BIG_CONTEXT = 4096
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -33,6 +35,8 @@ class CipherSuite:
     name: str
     hpke: HpkeSuite = field(repr=False)
     signature: SignatureAlgorithm = field(repr=False)
+    #: (context, label, EncryptContext) of the last context of at least _BIG_CONTEXT bytes
+    _last_big_context: list[Any] = field(default_factory=list, repr=False)
 
     # --- sizes ---------------------------------------------------------------------------
 
@@ -151,12 +155,19 @@ class CipherSuite:
 
     # --- public-key encryption -----------------------------------------------------------
 
-    @staticmethod
-    def _encrypt_context(label: bytes, context: bytes) -> bytes:
+    def _encrypt_context(self, label: bytes, context: bytes) -> bytes:
+        memo = self._last_big_context
+        if memo and memo[0] is context and memo[1] == label:
+            return memo[2]
         w = Writer()
         w.opaque(_PREFIX + label)
         w.opaque(context)
-        return w.bytes()
+        encoded = w.bytes()
+        if len(context) >= _BIG_CONTEXT:
+            # a Welcome encrypts to every new member with the same multi-megabyte context (the
+            # encrypted GroupInfo): encode it once, and HPKE then hashes that same object once
+            memo[:] = (context, label, encoded)
+        return encoded
 
     def encrypt_with_label(
         self, pub: bytes | KemPublicKey, label: bytes, context: bytes, plaintext: bytes, rng: Rng
