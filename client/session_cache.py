@@ -13,13 +13,17 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from sonet.core.crypto import ct_equal
+from sonet.core.crypto import MlKemKeyPair, ct_equal
+from sonet.core.crypto.expanded import ExpandedKeys
 from sonet.core.ratchet import SessionState
 
-__all__ = ["SessionCache", "DEFAULT_SIZE"]
+__all__ = ["SessionCache", "DEFAULT_SIZE", "KEYS_PER_SESSION"]
 
 #: sessions kept live; a device talks to few devices at once
 DEFAULT_SIZE = 64
+#: ML-KEM keys kept per live session: its current and previous key, and as many again for the
+#: earlier sessions tried when the current one does not decrypt
+KEYS_PER_SESSION = 4
 
 
 class SessionCache:
@@ -30,6 +34,7 @@ class SessionCache:
             raise ValueError("a session cache holds at least one session")
         self._size = size
         self._entries: OrderedDict[tuple[str, int], tuple[bytes, SessionState]] = OrderedDict()
+        self._kem_keys: ExpandedKeys[MlKemKeyPair] = ExpandedKeys(MlKemKeyPair, size * KEYS_PER_SESSION)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -45,15 +50,43 @@ class SessionCache:
                 self._entries.move_to_end(key)
                 return entry[1]
             del self._entries[key]
-        return SessionState.from_bytes(record)
+            try:
+                state = self.decode(record)  # may reuse the stale state's keys (no turn since)
+            except BaseException:
+                self._drop_keys(entry[1], None)
+                raise
+            self._drop_keys(entry[1], state)
+            return state
+        return self.decode(record)
+
+    def decode(self, record: bytes) -> SessionState:
+        """Decode a stored record (LocalProtocolError if damaged), with the ML-KEM keys this
+        cache already holds: for a record that is not the live state of its session."""
+        return SessionState.from_bytes(record, expanded=self._kem_keys)
 
     def remember(self, address: str, device: int, record: bytes, state: SessionState) -> None:
         """``state`` is now stored as ``record``; evicts the least recently used session."""
         key = (address, device)
+        previous = self._entries.get(key)
         self._entries[key] = (record, state)
         self._entries.move_to_end(key)
+        for seed, pair in ((state.own_kem, state.own_kem_key), (state.prev_kem, state.prev_kem_key)):
+            if seed is not None and pair is not None:
+                self._kem_keys.put(seed, pair)
+        if previous is not None:
+            self._drop_keys(previous[1], state)
         while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+            self._drop_keys(self._entries.popitem(last=False)[1][1], None)
 
     def forget(self, address: str, device: int) -> None:
-        self._entries.pop((address, device), None)
+        entry = self._entries.pop((address, device), None)
+        if entry is not None:
+            self._drop_keys(entry[1], None)
+
+    def _drop_keys(self, old: SessionState, new: SessionState | None) -> None:
+        """Forget the ML-KEM keys ``old`` held that ``new`` (its successor, if any) no longer
+        holds: a turn superseded them, or the session left the cache."""
+        kept = (new.own_kem, new.prev_kem) if new is not None else ()
+        for seed in (old.own_kem, old.prev_kem):
+            if seed is not None and seed not in kept:
+                self._kem_keys.forget(seed)

@@ -159,7 +159,7 @@ class Sessions:
         previous = self._state.previous_sessions(address, device)
         for index, old in enumerate(previous):
             try:
-                plaintext, new_state = decrypt(SessionState.from_bytes(old), message, self._rng)
+                plaintext, new_state = decrypt(self._cache.decode(old), message, self._rng)
             except ProtocolError as exc:
                 errors.append(exc)
                 continue

@@ -6,10 +6,12 @@ string binds the context (purpose, recipient); a ciphertext for another context 
 
 Private keys are stored as seeds: X25519 32-byte scalar; X-Wing 32-byte seed expanded with
 SHAKE256 to ML-KEM (d, z) and the X25519 scalar as in the X-Wing draft; ML-KEM 64-byte (d, z).
+A key read from its stored bytes is built once and kept expanded (``_EXPANDED``, bounded).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from cryptography.hazmat.primitives import hpke as _hpke
@@ -17,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
 from .. import canonical
 from ..errors import DecryptError, LocalProtocolError, RemoteProtocolError
+from .expanded import ExpandedKeys
 from .kdf import shake256
 from .modes import CryptoMode, Rng
 
@@ -111,7 +114,7 @@ class HpkePrivateKey:
             value = canonical.loads_map(data, {"mode": str, "seed": bytes})
         except RemoteProtocolError as exc:
             raise LocalProtocolError(f"HPKE private key is malformed: {exc}") from None
-        return cls(CryptoMode.parse(value["mode"], remote=False), value["seed"])
+        return _EXPANDED[CryptoMode.parse(value["mode"], remote=False)].get(value["seed"])
 
     def private_bytes(self) -> bytes:
         return canonical.dumps({"mode": self.mode.value, "seed": self._seed})
@@ -124,3 +127,9 @@ class HpkePrivateKey:
 
     def __repr__(self) -> str:
         return f"HpkePrivateKey({self.mode.value}, <secret>)"
+
+
+#: Keys read from their stored bytes stay expanded (core/crypto/expanded.py): the device's
+#: sealed-sender key is read with its profile for every send and receive, and an X-Wing key
+#: costs an ML-KEM-768 key generation and an X25519 multiplication to build. A few per mode.
+_EXPANDED = {mode: ExpandedKeys(functools.partial(HpkePrivateKey, mode), 4) for mode in CryptoMode}

@@ -112,7 +112,7 @@ def verify_prekey(raw: bytes, identity: VerifyKey) -> SignedPrekey:
 class PrekeySecret:
     """The private half of one prekey (kind + id), as the device stores it."""
 
-    __slots__ = ("kind", "key_id", "last_resort", "_seed", "public")
+    __slots__ = ("kind", "key_id", "last_resort", "_seed", "_pair", "public")
 
     def __init__(self, kind: str, key_id: int, seed: bytes, *, last_resort: bool = False) -> None:
         _check_kind_and_id(kind, key_id, LocalProtocolError)
@@ -122,20 +122,19 @@ class PrekeySecret:
         self.key_id = key_id
         self.last_resort = bool(last_resort)
         self._seed = seed
-        self.public: bytes = self._pair().public
-
-    def _pair(self) -> X25519KeyPair | MlKemKeyPair:
-        return X25519KeyPair(self._seed) if self.kind == X25519 else MlKemKeyPair(self._seed)
+        # built once: the public key needs it, and so does the responder's key agreement
+        self._pair: X25519KeyPair | MlKemKeyPair = X25519KeyPair(seed) if kind == X25519 else MlKemKeyPair(seed)
+        self.public: bytes = self._pair.public
 
     def x25519(self) -> X25519KeyPair:
-        if self.kind != X25519:
+        if not isinstance(self._pair, X25519KeyPair):
             raise LocalProtocolError("not an X25519 prekey")
-        return X25519KeyPair(self._seed)
+        return self._pair
 
     def mlkem(self) -> MlKemKeyPair:
-        if self.kind != MLKEM768:
+        if not isinstance(self._pair, MlKemKeyPair):
             raise LocalProtocolError("not an ML-KEM-768 prekey")
-        return MlKemKeyPair(self._seed)
+        return self._pair
 
     def to_bytes(self) -> bytes:
         return canonical.dumps({"kind": self.kind, "id": self.key_id, "seed": self._seed, "last_resort": self.last_resort})

@@ -10,7 +10,8 @@ secrets are recomputed on load, never stored. ``repr`` shows no secrets.
 A state also carries its ratchet key pairs as live key objects (not serialized): building an
 ML-KEM-768 key from its seed costs about as much as generating one, so a state passes them on
 to its successors instead of rebuilding them on every turn. A caller that keeps the state
-object between messages (client/sessions.py) therefore pays for the expansion only on load.
+object between messages (client/sessions.py) therefore pays for the expansion only on load,
+and not even then for a key it still holds (``from_bytes(..., expanded=)``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from .. import limits
 from ..crypto import CryptoMode, MlKemKeyPair, VerifyKey, X25519KeyPair, sha256
+from ..crypto.expanded import ExpandedKeys
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ._codec import NONE, decode_map, dumps_ordered, need_len, need_range
 
@@ -129,8 +131,10 @@ class SessionState:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "SessionState":
-        """Load a record written by :meth:`to_bytes`; LocalProtocolError if it is damaged."""
+    def from_bytes(cls, data: bytes, *, expanded: ExpandedKeys[MlKemKeyPair] | None = None) -> "SessionState":
+        """Load a record written by :meth:`to_bytes`; LocalProtocolError if it is damaged.
+        ``expanded``: ML-KEM keys already built, by seed (client/session_cache.py keeps them
+        while the session is live); the record's keys are taken from there or added to it."""
         v = decode_map(data, _RECORD, "session record", max_bytes=limits.MAX_SESSION_RECORD_BYTES, err=LocalProtocolError)
         if v["v"] != RECORD_VERSION or v["role"] not in (INITIATOR, RESPONDER):
             raise LocalProtocolError("session record has an unknown version or role")
@@ -185,7 +189,8 @@ class SessionState:
                 recv_chain=v["chain"],
                 skipped=types.MappingProxyType(table),
                 prekey_header=v["prekey"],
-            )
+            ),
+            expanded,
         )
 
 
@@ -232,10 +237,11 @@ def _check_record_mode(v: dict[str, Any], mode: CryptoMode) -> None:
         raise LocalProtocolError("session record does not match its crypto mode")
 
 
-def _with_keys(state: SessionState) -> SessionState:
+def _with_keys(state: SessionState, expanded: ExpandedKeys[MlKemKeyPair] | None) -> SessionState:
     """Fill in the key objects and key ids derived from the state's secrets."""
-    own_kem = MlKemKeyPair(state.own_kem) if state.own_kem is not None else None
-    prev_kem = MlKemKeyPair(state.prev_kem) if state.prev_kem is not None else None
+    build = expanded.get if expanded is not None else MlKemKeyPair
+    own_kem = build(state.own_kem) if state.own_kem is not None else None
+    prev_kem = build(state.prev_kem) if state.prev_kem is not None else None
     return dataclasses.replace(
         state,
         own_dh_key=X25519KeyPair(state.own_dh) if state.own_dh is not None else None,

@@ -5,13 +5,14 @@ messages instead of decoding every record again."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 import trio
 
 from sonet.client.sdk import Device
-from sonet.client.session_cache import SessionCache
-from sonet.core.crypto import CryptoMode
+from sonet.client.session_cache import KEYS_PER_SESSION, SessionCache
+from sonet.core.crypto import CryptoMode, MlKemKeyPair
 from sonet.core.errors import LocalProtocolError
 from sonet.core.ratchet import SessionState, decrypt, encrypt
 from tests.core.ratchet.helpers import start
@@ -29,9 +30,9 @@ def decoded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
     records: list[bytes] = []
     original = SessionState.from_bytes
 
-    def counting(cls: type[SessionState], data: bytes) -> SessionState:
+    def counting(cls: type[SessionState], data: bytes, **kw: Any) -> SessionState:
         records.append(data)
-        return original(data)
+        return original(data, **kw)
 
     monkeypatch.setattr(SessionState, "from_bytes", classmethod(counting))
     yield records
@@ -88,6 +89,84 @@ def test_the_cache_is_bounded_and_forgets_on_request(decoded: list[bytes]) -> No
     assert len(cache) == 1
     with pytest.raises(ValueError):
         SessionCache(size=0)
+
+
+# ML-KEM keys kept expanded -------------------------------------------------------------------
+
+
+@pytest.fixture
+def kem_builds(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The seed of every ML-KEM-768 key built from its seed while the test runs."""
+    seeds: list[bytes] = []
+    original = MlKemKeyPair.__init__
+
+    def counting(self: MlKemKeyPair, seed: bytes) -> None:
+        seeds.append(seed)
+        original(self, seed)
+
+    monkeypatch.setattr(MlKemKeyPair, "__init__", counting)
+    return seeds
+
+
+def test_a_record_decoded_again_reuses_the_keys_of_the_live_state(kem_builds: list[bytes]) -> None:
+    cache = SessionCache()
+    pair = start(CryptoMode.HYBRID)
+    cache.remember(*PEER, *_stored(pair.alice))
+    pair.a2b(b"advanced elsewhere")  # no turn: the same ML-KEM keys
+    kem_builds.clear()
+    loaded = cache.load(*PEER, pair.alice.to_bytes())
+    assert loaded == pair.alice and kem_builds == []
+    assert loaded.own_kem_key is pair.alice.own_kem_key
+    message, _ = encrypt(loaded, b"next")
+    assert decrypt(pair.bob, message, pair.b_rng)[0] == b"next"
+
+
+def test_earlier_sessions_decoded_again_reuse_their_keys(kem_builds: list[bytes]) -> None:
+    cache = SessionCache()
+    old = start(CryptoMode.HYBRID, seed="earlier").alice.to_bytes()
+    kem_builds.clear()
+    first = cache.decode(old)
+    assert len(kem_builds) == 2  # current and previous key, built once
+    again = cache.decode(bytes(bytearray(old)))
+    assert len(kem_builds) == 2 and again == first and again.own_kem_key is first.own_kem_key
+
+
+def test_a_key_superseded_by_a_turn_leaves_the_cache(kem_builds: list[bytes]) -> None:
+    cache = SessionCache()
+    pair = start(CryptoMode.HYBRID)
+    before = pair.alice
+    cache.remember(*PEER, *_stored(before))
+    pair.a2b(b"to bob")
+    pair.b2a(b"a new chain from bob")  # alice turns: her previous key is dropped from the state
+    cache.remember(*PEER, *_stored(pair.alice))
+    assert before.prev_kem not in (pair.alice.own_kem, pair.alice.prev_kem)
+    assert before.prev_kem not in cache._kem_keys
+    assert pair.alice.own_kem in cache._kem_keys and pair.alice.prev_kem in cache._kem_keys
+    cache.forget(*PEER)  # the session left the cache: so did its keys
+    assert len(cache._kem_keys) == 0
+
+
+def test_a_stale_or_damaged_record_leaves_no_keys_of_the_stale_state_behind() -> None:
+    cache = SessionCache()
+    pair = start(CryptoMode.HYBRID)
+    cache.remember(*PEER, *_stored(pair.alice))
+    with pytest.raises(LocalProtocolError):
+        cache.load(*PEER, b"damaged")
+    assert len(cache) == 0 and len(cache._kem_keys) == 0
+
+
+def test_the_key_cache_is_bounded_and_shows_no_secrets() -> None:
+    cache = SessionCache(size=1)
+    records = [start(CryptoMode.HYBRID, seed=n).alice.to_bytes() for n in range(4)]
+    for record in records:
+        cache.decode(record)
+    assert len(cache._kem_keys) == KEYS_PER_SESSION  # 2 keys for each of the last 2 records
+    states = [SessionState.from_bytes(r) for r in records]
+    assert all(s.own_kem in cache._kem_keys for s in states[2:])
+    assert not any(s.own_kem in cache._kem_keys for s in states[:2])
+    shown = repr(cache._kem_keys)
+    assert shown == f"ExpandedKeys({KEYS_PER_SESSION} keys)"
+    assert not any(s.own_kem.hex()[:8] in shown for s in states)
 
 
 # The SDK ------------------------------------------------------------------------------------
