@@ -14,6 +14,8 @@ a scan of it.
 from __future__ import annotations
 
 from bisect import bisect_left
+from itertools import repeat
+from operator import is_not
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
@@ -185,8 +187,8 @@ class RatchetTree:
         if self._nodes[index] is not None:
             return False
         half = (1 << level(index)) - 1
-        span = self._nodes[index - half : index + half + 1]
-        return span.count(None) == len(span)
+        # ``is not`` in C, stopping at the first node (list.count would call each node's __eq__)
+        return not any(map(is_not, self._nodes[index - half : index + half + 1], repeat(None)))
 
     def filtered_direct_path(self, leaf_index: int) -> list[tuple[int, int]]:
         """(node, copath child) for each node of the leaf's direct path whose child off the
