@@ -256,3 +256,11 @@ __all__ += ["MLS_MAX_SKIPPED_GENERATIONS", "MLS_OUT_OF_ORDER_WINDOW"]
 MLS_MAX_TREE_LEAVES = 1 << 14
 
 __all__ += ["MLS_MAX_TREE_LEAVES"]
+
+#: the most values in one list of a Capabilities or RequiredCapabilities (versions, cipher suites,
+#: extension, proposal and credential types; u16 each). A client lists a handful plus a few GREASE
+#: values; a decoded Python int costs ~18 times its 2 bytes, so a longer list is refused from its
+#: length prefix, before any value is decoded (OpenMLS and mls-rs bound them by the message only)
+MLS_MAX_CAPABILITY_ITEMS = 256
+
+__all__ += ["MLS_MAX_CAPABILITY_ITEMS"]

@@ -8,6 +8,7 @@ by the vector's end: an item cannot read past it.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -17,6 +18,12 @@ from .errors import DecodeError
 __all__ = ["Reader", "decode_all"]
 
 T = TypeVar("T")
+
+
+#: one int object for each value below 2^16 (~2 MB, made once at import so no decode pays for
+#: it), shared by every decoded integer list: a list costs its 8-byte pointers, not a fresh
+#: 28-byte int per 2-byte value
+_SHARED_INTS = tuple(range(1 << 16))
 
 
 class Reader:
@@ -120,6 +127,20 @@ class Reader:
         finally:
             self._end = outer_end
         return items
+
+    def uints(self, size: int, max_items: int, what: str) -> tuple[int, ...]:
+        """``uint16 values<V>`` (``size`` 2) or ``uint32 values<V>`` (``size`` 4) of at most
+        ``max_items`` values: a longer list is refused from its length prefix, before any value
+        is decoded (each costs a Python int, ~18 times its 2 bytes)."""
+        n = self._length(what)
+        if n % size:
+            raise DecodeError(f"{what} of {n} bytes is not a whole number of {size}-byte values")
+        if n // size > max_items:
+            raise DecodeError(f"{what} of {n // size} values is over the cap of {max_items}")
+        values = struct.unpack(f">{n // size}{'H' if size == 2 else 'I'}", self._take(n, what))
+        if values and max(values) < len(_SHARED_INTS):
+            values = tuple(map(_SHARED_INTS.__getitem__, values))
+        return values
 
     def optional(self, read_item: Callable[[Reader], T]) -> T | None:
         """``optional<T>``: a uint8 presence flag 0 or 1, then the item when 1."""

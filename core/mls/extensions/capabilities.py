@@ -6,14 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Self
 
+from ...limits import MLS_MAX_CAPABILITY_ITEMS
 from ..codec import Encodable, Reader, Writer
 from .extension import DEFAULT_EXTENSION_TYPES
 
 __all__ = ["Capabilities"]
 
 
-def _read_u16s(r: Reader) -> tuple[int, ...]:
-    return tuple(r.vector(Reader.u16))
+def read_capability_list(r: Reader) -> tuple[int, ...]:
+    """One u16 list of capabilities, at most MLS_MAX_CAPABILITY_ITEMS values."""
+    return r.uints(2, MLS_MAX_CAPABILITY_ITEMS, "capability list")
 
 
 def _write_u16s(w: Writer, values: tuple[int, ...]) -> None:
@@ -34,7 +36,8 @@ class Capabilities(Encodable):
 
     @classmethod
     def read(cls, r: Reader) -> Self:
-        return cls(_read_u16s(r), _read_u16s(r), _read_u16s(r), _read_u16s(r), _read_u16s(r))
+        read = read_capability_list
+        return cls(read(r), read(r), read(r), read(r), read(r))
 
     def supports_extension(self, extension_type: int) -> bool:
         """Listed, or one of the default types every client supports unlisted (§7.2)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from ..codec import Encodable, Reader, Writer
-from .capabilities import Capabilities
+from .capabilities import Capabilities, read_capability_list
 
 __all__ = ["RequiredCapabilities", "DEFAULT_PROPOSAL_TYPES"]
 
@@ -28,7 +28,7 @@ class RequiredCapabilities(Encodable):
 
     @classmethod
     def read(cls, r: Reader) -> Self:
-        return cls(tuple(r.vector(Reader.u16)), tuple(r.vector(Reader.u16)), tuple(r.vector(Reader.u16)))
+        return cls(read_capability_list(r), read_capability_list(r), read_capability_list(r))
 
     def missing_in(self, capabilities: Capabilities) -> str | None:
         """A one-line description of the first requirement ``capabilities`` does not meet, else None."""

@@ -35,7 +35,8 @@ class ParentNode(Encodable):
 
     @classmethod
     def read(cls, r: Reader) -> Self:
-        return cls(r.opaque(), r.opaque(), tuple(r.vector(Reader.u32)))
+        # a parent lists at most every leaf of the largest tree as unmerged
+        return cls(r.opaque(), r.opaque(), r.uints(4, MLS_MAX_TREE_LEAVES, "unmerged_leaves"))
 
 
 Node = LeafNode | ParentNode

@@ -28,7 +28,7 @@ from sonet.core.limits import MLS_MAX_MESSAGE_BYTES
 from sonet.core.mls.codec import DecodeError, Writer
 from sonet.core.mls.extensions import Capabilities, Extension, write_extensions
 from sonet.core.mls.framing import ContentType, FramedContentAuthData, MLSMessage, PrivateMessageContent, WireFormat
-from sonet.core.mls.key_package import KeyPackage, LeafNode
+from sonet.core.mls.key_package import Credential, KeyPackage, LeafNode
 from sonet.core.mls.key_schedule import GroupContext
 from sonet.core.mls.messages import (
     Commit,
@@ -161,7 +161,8 @@ def _encoded_extensions(k: int) -> bytes:
 
 def _leaf(k: int) -> LeafNode:
     leaf = LeafNode.from_bytes(_seed("mls-leaf-node"))
-    return dataclasses.replace(leaf, capabilities=Capabilities(cipher_suites=tuple(range(k))), extensions=_extensions(k))
+    # capability lists are capped at MLS_MAX_CAPABILITY_ITEMS: the extensions scale
+    return dataclasses.replace(leaf, capabilities=Capabilities(cipher_suites=(1, 2, 3)), extensions=_extensions(k))
 
 
 def _welcome(k: int) -> Welcome:
@@ -187,7 +188,8 @@ SCALABLE: dict[str, Callable[[int], bytes]] = {
     "mls-private-content": lambda k: bytes([ContentType.APPLICATION])
     + PrivateMessageContent(ContentType.APPLICATION, b"x" * k, FramedContentAuthData(bytes(64)), 64 * k).to_bytes(),
     "mls-extensions": _encoded_extensions,
-    "mls-extension-payloads": lambda k: b"\x00" + Capabilities(cipher_suites=tuple(range(k)), extensions=tuple(range(k))).to_bytes(),
+    # (capability lists are capped at MLS_MAX_CAPABILITY_ITEMS: an X.509 chain scales instead)
+    "mls-extension-payloads": lambda k: b"\x06" + Credential.x509(tuple(b"cert %d" % i for i in range(k))).to_bytes(),
 }
 
 

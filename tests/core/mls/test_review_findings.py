@@ -6,13 +6,17 @@ a plain test guards a defect fixed in the commit that names it."""
 from __future__ import annotations
 
 import random
+import struct
+import tracemalloc
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import pytest
 
+from sonet.core.limits import MLS_MAX_CAPABILITY_ITEMS, MLS_MAX_TREE_LEAVES
+from sonet.core.mls.codec import DecodeError, Writer
 from sonet.core.mls.crypto import CipherSuite, cipher_suite
-from sonet.core.mls.extensions import ApplicationId, Capabilities, Extension, ExtensionType, Lifetime
+from sonet.core.mls.extensions import ApplicationId, Capabilities, Extension, ExtensionType, Lifetime, RequiredCapabilities
 from sonet.core.errors import RemoteProtocolError
 from sonet.core.mls.framing import ContentType, FramedContent, Sender, WireFormat, protect_private, sign_content, unprotect_private
 from sonet.core.mls.key_package import (
@@ -456,3 +460,61 @@ def test_a_key_package_whose_hpke_keys_are_not_keys_of_the_suite_is_refused(suit
         leaf = replace(m.leaf, encryption_key=bad).signed(cs, m.signature_priv)
         with pytest.raises(ValidationError, match="encryption key is not a public key"):
             check_leaf_node(cs, leaf, source=LeafNodeSource.KEY_PACKAGE)
+
+
+# --- decoder memory: integer lists (hostile input) --------------------------------------------
+
+
+def u16_list(values: list[int]) -> bytes:
+    w = Writer()
+    w.opaque(struct.pack(f">{len(values)}H", *values))
+    return w.bytes()
+
+
+def capabilities_with_extensions(values: list[int]) -> bytes:
+    return u16_list([1]) + u16_list([1]) + u16_list(values) + u16_list([]) + u16_list([1])
+
+
+def test_a_capability_list_over_the_cap_is_refused_before_it_is_decoded() -> None:
+    """A Python int costs ~18 times its 2 bytes: 8 MB of u16 values used to peak at ~150 MB."""
+    at_cap = list(range(1000, 1000 + MLS_MAX_CAPABILITY_ITEMS))
+    assert Capabilities.from_bytes(capabilities_with_extensions(at_cap)).extensions == tuple(at_cap)
+    with pytest.raises(DecodeError, match=f"capability list of {MLS_MAX_CAPABILITY_ITEMS + 1} values is over the cap"):
+        Capabilities.from_bytes(capabilities_with_extensions(at_cap + [7]))
+    huge = capabilities_with_extensions([0x0A0A] * (4 * 1024 * 1024))  # 8 MB
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError, match="over the cap"):
+            Capabilities.from_bytes(huge)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000, f"{peak} bytes allocated refusing an 8 MB list"
+    required = RequiredCapabilities((), tuple(at_cap), ())
+    assert RequiredCapabilities.from_bytes(required.to_bytes()) == required
+    with pytest.raises(DecodeError, match="over the cap"):
+        RequiredCapabilities.from_bytes(u16_list([]) + u16_list(at_cap + [7]) + u16_list([]))
+    with pytest.raises(DecodeError, match="not a whole number of 2-byte values"):
+        Capabilities.from_bytes(u16_list([1]) * 4 + b"\x03\x00\x01\x02")  # credentials: 3 bytes
+
+
+def test_an_unmerged_leaves_list_over_the_largest_tree_is_refused() -> None:
+    w = Writer()
+    w.opaque(b"parent key")
+    w.opaque(b"")
+    prefix = w.bytes()
+    w = Writer()
+    w.vector(range(MLS_MAX_TREE_LEAVES), Writer.u32)
+    assert ParentNode.from_bytes(prefix + w.bytes()).unmerged_leaves == tuple(range(MLS_MAX_TREE_LEAVES))
+    w = Writer()
+    w.vector(range(MLS_MAX_TREE_LEAVES + 1), Writer.u32)
+    with pytest.raises(DecodeError, match=f"unmerged_leaves of {MLS_MAX_TREE_LEAVES + 1} values is over the cap"):
+        ParentNode.from_bytes(prefix + w.bytes())
+
+
+def test_decoded_integer_lists_share_their_int_objects() -> None:
+    """Values below 2^16 decode to shared ints: a list costs its pointers, not an int per value
+    (a 5 MB tree of leaves listing 5 x 256 capabilities: 95 MB decoded before, 25 MB after)."""
+    first = Capabilities.from_bytes(capabilities_with_extensions([0x0A0A, 40000]))
+    second = Capabilities.from_bytes(capabilities_with_extensions([40000, 0x0A0A]))
+    assert first.extensions[0] is second.extensions[1] and first.extensions[1] is second.extensions[0]
