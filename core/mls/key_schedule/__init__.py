@@ -2,7 +2,14 @@
 previous init_secret, the commit_secret and the psk_secret (``EpochSecrets``), the exporter,
 the external init key pair, and the keys derived from the sender-data and welcome secrets."""
 
-from .epoch_secrets import EpochSecrets, derive_epoch_secrets, epoch_secrets_from_joiner, joiner_secret, welcome_secret
+from .epoch_secrets import (
+    EpochSecrets,
+    RetainedEpochSecrets,
+    derive_epoch_secrets,
+    epoch_secrets_from_joiner,
+    joiner_secret,
+    welcome_secret,
+)
 from .exporter import MAX_EXPORT_LENGTH, mls_exporter
 from .external import external_key_pair
 from .group_context import MLS10, GroupContext
@@ -14,6 +21,7 @@ __all__ = [
     "GroupContext",
     "MAX_EXPORT_LENGTH",
     "MLS10",
+    "RetainedEpochSecrets",
     "derive_epoch_secrets",
     "epoch_secrets_from_joiner",
     "external_key_pair",

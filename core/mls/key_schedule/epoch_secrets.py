@@ -10,6 +10,13 @@ A member that commits or processes a commit starts from init_secret[n-1] and com
 (``derive_epoch_secrets``); a new member starts from the joiner_secret of its Welcome
 (``epoch_secrets_from_joiner``). The epoch_secret and the intermediate PRK are not kept: only
 what the epoch uses leaves this module.
+
+Forward secrecy inside an epoch (§9.2): three of these secrets are consumed at the start of the
+epoch and MUST be deleted then. The encryption_secret once the epoch's SecretTree is made from
+it (the tree's ratchets delete each message key after use; the encryption_secret would derive
+them all again); the joiner_secret and welcome_secret once the Welcome is made (a member that
+joined by one has used them already). ``EpochSecrets.retained()`` is what the epoch keeps
+after that: hold it for the epoch, and let the EpochSecrets go.
 """
 
 from __future__ import annotations
@@ -23,13 +30,33 @@ from .group_context import GroupContext
 if TYPE_CHECKING:
     from ..crypto import CipherSuite
 
-__all__ = ["EpochSecrets", "derive_epoch_secrets", "epoch_secrets_from_joiner", "joiner_secret"]
+__all__ = ["EpochSecrets", "RetainedEpochSecrets", "derive_epoch_secrets", "epoch_secrets_from_joiner", "joiner_secret"]
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RetainedEpochSecrets:
+    """What an epoch keeps for its whole life (RFC 9420 §8, §9.2): every epoch secret except the
+    encryption_secret, joiner_secret and welcome_secret, which are consumed at its start."""
+
+    sender_data_secret: bytes
+    exporter_secret: bytes
+    external_secret: bytes
+    confirmation_key: bytes
+    membership_key: bytes
+    resumption_psk: bytes
+    epoch_authenticator: bytes
+    #: the next epoch's key schedule starts from it
+    init_secret: bytes
+
+    def __repr__(self) -> str:  # never show key material
+        return "RetainedEpochSecrets(<secret>)"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
 class EpochSecrets:
     """Every secret of one epoch (RFC 9420 §8, table "Epoch-derived secrets"), plus the
-    joiner and welcome secrets a committer puts in its Welcome and the next epoch's init_secret."""
+    joiner and welcome secrets a committer puts in its Welcome and the next epoch's init_secret.
+    Short-lived: make the SecretTree and the Welcome, then keep only ``retained()``."""
 
     joiner_secret: bytes
     welcome_secret: bytes
@@ -46,6 +73,10 @@ class EpochSecrets:
     def __repr__(self) -> str:  # never show key material
         return "EpochSecrets(<secret>)"
 
+    def retained(self) -> RetainedEpochSecrets:
+        """The secrets the epoch keeps once the SecretTree and the Welcome are made (§9.2)."""
+        return RetainedEpochSecrets(**{f.name: getattr(self, f.name) for f in fields(RetainedEpochSecrets)})
+
 
 #: (field of EpochSecrets, DeriveSecret label) of the secrets derived from epoch_secret
 _EPOCH_DERIVED = (
@@ -60,6 +91,9 @@ _EPOCH_DERIVED = (
     ("init_secret", b"init"),
 )
 assert {name for name, _ in _EPOCH_DERIVED} | {"joiner_secret", "welcome_secret"} == {f.name for f in fields(EpochSecrets)}
+#: consumed at the start of the epoch (§9.2): the only secrets RetainedEpochSecrets leaves out
+CONSUMED_EPOCH_SECRETS = frozenset({"encryption_secret", "joiner_secret", "welcome_secret"})
+assert {f.name for f in fields(RetainedEpochSecrets)} == {f.name for f in fields(EpochSecrets)} - CONSUMED_EPOCH_SECRETS
 
 
 def _secret(cs: CipherSuite, value: bytes | None, what: str) -> bytes:

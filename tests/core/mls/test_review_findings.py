@@ -9,7 +9,7 @@ import random
 import struct
 import tracemalloc
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, get_type_hints
 
 import pytest
 
@@ -28,7 +28,7 @@ from sonet.core.mls.key_package import (
     check_key_package,
     check_leaf_node,
 )
-from sonet.core.mls.key_schedule import GroupContext, derive_epoch_secrets, epoch_secrets_from_joiner
+from sonet.core.mls.key_schedule import GroupContext, RetainedEpochSecrets, derive_epoch_secrets, epoch_secrets_from_joiner
 from sonet.core.mls.messages import GroupSecrets, PathSecret
 from sonet.core.mls.secret_tree import SecretTree
 from sonet.core.mls.tree import (
@@ -168,31 +168,45 @@ def test_the_tree_counts_its_keys_through_every_change() -> None:
 # --- F2 (security): consumed epoch secrets kept for the whole epoch ----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RFC 9420 §9.2: the encryption_secret and joiner_secret are consumed once the secret tree "
-    "is derived and MUST be deleted. key_schedule/epoch_secrets.py EpochSecrets carries both next to "
-    "what the epoch keeps (group/state.py EpochState holds it whole for the epoch), so whoever reads "
-    "the state can derive again a message key the ratchet deleted: no forward secrecy inside an epoch",
-)
 def test_the_secrets_an_epoch_keeps_cannot_decrypt_a_message_already_sent() -> None:
+    """Key-schedule side (fixed): EpochSecrets.retained() holds nothing that derives a message
+    key again, neither as an encryption_secret nor as a joiner_secret."""
     cs = cipher_suite(1)
     rng = random.Random(7)
     sender = member(cs, b"sender", rng)
     context = GroupContext(cs.id, GROUP_ID, 1, b"\x01" * cs.nh, b"\x02" * cs.nh)
-    kept = derive_epoch_secrets(cs, rng.randbytes(cs.nh), rng.randbytes(cs.nh), None, context)
+    secrets = derive_epoch_secrets(cs, rng.randbytes(cs.nh), rng.randbytes(cs.nh), None, context)
     content = FramedContent(GROUP_ID, 1, Sender.member(0), b"", ContentType.APPLICATION, b"gone once sent")
     auth = sign_content(cs, sender.signature_priv, WireFormat.PRIVATE_MESSAGE, content, context)
-    ratchets = SecretTree(cs, kept.encryption_secret, 2)
+    ratchets = SecretTree(cs, secrets.encryption_secret, 2)
+    kept = secrets.retained()  # what the epoch holds once its SecretTree (and Welcome) are made
     sent = protect_private(cs, auth, ratchets, kept.sender_data_secret, rng.randbytes(4))  # generation 0, deleted
+    assert {f.name for f in fields(secrets)} - {f.name for f in fields(kept)} == {"encryption_secret", "joiner_secret", "welcome_secret"}
     for field in fields(kept):
         value = getattr(kept, field.name)
+        assert value == getattr(secrets, field.name)
         for encryption_secret in (value, epoch_secrets_from_joiner(cs, value, None, context).encryption_secret):
             with pytest.raises(RemoteProtocolError):
                 unprotect_private(
                     cs, sent, context, SecretTree(cs, encryption_secret, 2), kept.sender_data_secret,
                     lambda _: sender.leaf.signature_key,
                 )  # fmt: skip
+    assert "<secret>" in repr(kept) and secrets.exporter_secret.hex() not in repr(kept)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="RFC 9420 §9.2: the encryption_secret and joiner_secret are consumed once the secret tree "
+    "is derived and MUST be deleted. The key schedule gives EpochSecrets.retained() (fixed), but "
+    "group/state.py EpochState still holds the whole EpochSecrets for the epoch, so whoever reads "
+    "the state can derive again a message key the ratchet deleted: no forward secrecy inside an epoch",
+)
+def test_the_group_state_holds_only_the_retained_epoch_secrets() -> None:
+    from sonet.core.mls.group.state import EpochState  # the group's side of F2
+
+    held = get_type_hints(EpochState)["secrets"]
+    assert held is RetainedEpochSecrets, f"EpochState.secrets is {held.__name__}"
 
 
 # --- F3 (security): secrets in repr (fixed) ----------------------------------------------------
