@@ -46,13 +46,11 @@ def validate_tree(
         if leaf.signature_key in signature_keys:
             raise ValidationError(f"leaf {leaf_index}'s signature key is another member's")
         signature_keys.add(leaf.signature_key)
-    encryption_keys: set[bytes] = set()
     for index in range(tree.width):
         node = tree.node(index)
-        if node is not None:
-            if node.encryption_key in encryption_keys:
-                raise ValidationError(f"node {index}'s encryption key appears twice in the tree")
-            encryption_keys.add(node.encryption_key)
+        # the tree's key counts, built here once, then kept up to date for the commits to come
+        if node is not None and tree.key_count(node.encryption_key) > 1:
+            raise ValidationError(f"node {index}'s encryption key appears twice in the tree")
     check_unmerged_leaves(tree)
     verify_parent_hashes(tree)
 
