@@ -333,6 +333,16 @@ def decrypt(state: SessionState, message: bytes, rng: Rng) -> tuple[bytes, Sessi
     chain = chain_id(header["dh"], header["kem"])
     key = (chain, header["n"])
     message_key = state.skipped.get(key)
+    if message_key is None and chain == state.recv_chain and header["n"] == state.recv_n and state.recv_ck is not None:
+        # the next message of the current chain (the common case): no turn, nothing skipped,
+        # so the successor differs in the chain key and counter only and shares ``skipped``
+        recv_ck, message_key = _kdf_ck(state.recv_ck)
+        plaintext = _open(message_key, state, header, ciphertext)
+        successor = state_values(state)
+        successor.update(recv_ck=recv_ck, recv_n=state.recv_n + 1)
+        if state.role == INITIATOR:
+            successor["prekey_header"] = None  # the responder has the session
+        return plaintext, state_from_values(successor)
     if message_key is not None:
         plaintext = _open(message_key, state, header, ciphertext)
         w = _work(state)

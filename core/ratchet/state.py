@@ -208,6 +208,8 @@ _RECORD_LENGTHS = {
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(SessionState))
 _values_of = operator.attrgetter(*_FIELDS)
+# each field's slot setter: what object.__setattr__ finds after a lookup per call
+_SETTERS = tuple((name, getattr(SessionState, name).__set__) for name in _FIELDS)
 
 
 def state_values(state: SessionState) -> dict[str, Any]:
@@ -220,8 +222,8 @@ def state_from_values(values: Mapping[str, Any]) -> SessionState:
     __init__ of a frozen dataclass with this many keyword arguments is slow, and the ratchet
     builds one state per message."""
     state = object.__new__(SessionState)
-    for name in _FIELDS:
-        object.__setattr__(state, name, values[name])
+    for name, set_slot in _SETTERS:
+        set_slot(state, values[name])
     return state
 
 

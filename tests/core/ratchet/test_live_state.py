@@ -4,11 +4,15 @@ byte for byte the canonical CBOR that every strict decoder expects."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from sonet.core import canonical
 from sonet.core.crypto import CryptoMode, MlKemKeyPair, X25519KeyPair
-from sonet.core.ratchet import SessionState, encrypt
+from sonet.core.errors import DecryptError
+from sonet.core.ratchet import SessionState, decrypt, encrypt
+from sonet.core.ratchet.session import _kdf_ck
 
 from .helpers import MODE_IDS, MODES, initial, start
 
@@ -58,3 +62,24 @@ def test_ratchet_keys_are_built_once_per_turn(mode: CryptoMode, monkeypatch: pyt
     SessionState.from_bytes(pair.alice.to_bytes())
     assert built.count("X25519KeyPair") == (1 if mode.uses_classical else 0)
     assert built.count("MlKemKeyPair") == (2 if mode.uses_pq else 0)
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+@pytest.mark.parametrize("receiver", ["responder", "initiator"])
+def test_the_next_message_of_a_chain_changes_only_its_chain_key_and_counter(mode: CryptoMode, receiver: str) -> None:
+    # decrypt's common case builds the successor directly: the same state as the general path
+    pair = start(mode, reply=receiver == "initiator")  # the receiver is on the sender's chain
+    if receiver == "responder":
+        message, pair.alice = encrypt(pair.alice, b"in order")
+        before, rng = pair.bob, pair.b_rng
+    else:
+        message, pair.bob = encrypt(pair.bob, b"in order")
+        before, rng = pair.alice, pair.a_rng
+    plaintext, after = decrypt(before, message, rng)
+    assert plaintext == b"in order"
+    next_ck, _key = _kdf_ck(before.recv_ck)
+    assert after == dataclasses.replace(before, recv_ck=next_ck, recv_n=before.recv_n + 1)
+    assert after.skipped is before.skipped and after.own_kem_key is before.own_kem_key
+    assert SessionState.from_bytes(after.to_bytes()) == after
+    with pytest.raises(DecryptError):  # a replay takes the general path and fails
+        decrypt(after, message, rng)
