@@ -20,6 +20,8 @@ RemoteProtocolError (a refusal of the input, any code); never another exception.
 
 from __future__ import annotations
 
+import copy
+
 import functools
 import random
 from dataclasses import dataclass, replace
@@ -155,7 +157,9 @@ def _fresh_bob() -> Group:
     """Bob at epoch 1 as he joined: no pending proposals, every ratchet at its start."""
     w = _world()
     state = w.bob_group._state
-    fresh = replace(state, secret_tree=SecretTree(w.cs, state.secrets.encryption_secret, state.tree.n_leaves))
+    # a copy of the ratchets as they were at the join (the state keeps no encryption_secret to
+    # derive them again: §9.2 forward secrecy)
+    fresh = replace(state, secret_tree=copy.deepcopy(state.secret_tree))
     return Group(w.cs, fresh, w.bob.signature_priv, external_psks=dict(_PSKS))
 
 

@@ -29,7 +29,7 @@ from ..framing import (
     verify_confirmation_tag,
 )
 from ..key_package import LeafNodeSource, ValidationError, check_leaf_node
-from ..key_schedule import GroupContext, derive_epoch_secrets
+from ..key_schedule import EpochSecrets, GroupContext, derive_epoch_secrets
 from ..messages import Commit, ProposalOrRef, ProposalRef, Remove, Update, Welcome
 from ..psk import ResumptionPSKUsage
 from ..secret_tree import SecretTree
@@ -88,22 +88,24 @@ def next_state(
     commit_secret: bytes | None,
     psk_lookup: PSKLookup,
     private: TreeKEMPrivate,
-) -> EpochState:
+) -> tuple[EpochState, EpochSecrets]:
     """The epoch after ``before``: its context, the secrets from ``init_secret`` (the old
     epoch's, or an external commit's), the commit secret and the PSKs, and the confirmation
-    tag over ``confirmed``."""
+    tag over ``confirmed``. The state keeps only the secrets the epoch needs (§9.2); the full
+    set comes back beside it for a Welcome, to be dropped once that is made."""
     context = GroupContext(cs.id, before.group_id, before.epoch + 1, applied.tree.root_tree_hash(), confirmed, applied.extensions)
     secrets = derive_epoch_secrets(cs, init_secret, commit_secret, resolve_psks(cs, applied.psks, psk_lookup), context)
     tag = confirmation_tag(cs, secrets.confirmation_key, confirmed)
-    return EpochState(
+    state = EpochState(
         context=context,
         tree=applied.tree,
-        secrets=secrets,
+        secrets=secrets.retained(),
         secret_tree=SecretTree(cs, secrets.encryption_secret, applied.tree.n_leaves),
         interim_transcript_hash=interim_transcript_hash(cs, confirmed, tag),
         private=private,
         confirmation_tag=tag,
     )
+    return state, secrets
 
 
 def select_pending(
@@ -188,13 +190,13 @@ def create_commit(
     # The confirmed transcript hash covers the signature, not the tag: sign, hash, then add the tag.
     unsigned_tag = sign_content(cs, signature_priv, options.wire_format, content, base.context, confirmation_tag=b"")
     confirmed = confirmed_transcript_hash(cs, base.interim_transcript_hash, unsigned_tag)
-    state = next_state(cs, base.context, base.secrets.init_secret, applied, confirmed, commit_secret, psk_lookup, private)
+    state, secrets = next_state(cs, base.context, base.secrets.init_secret, applied, confirmed, commit_secret, psk_lookup, private)
     context, tag = state.context, state.confirmation_tag
     auth = replace(unsigned_tag, auth=FramedContentAuthData(unsigned_tag.auth.signature, tag))
     welcome = None
     if applied.added:
         welcome = make_welcome(
-            cs, context=context, tree=applied.tree, secrets=state.secrets, confirmation_tag=tag, signer=me,
+            cs, context=context, tree=applied.tree, secrets=secrets, confirmation_tag=tag, signer=me,
             signature_priv=signature_priv, added=applied.added, path_secrets=path_secrets, psks=applied.psks,
             with_ratchet_tree=options.ratchet_tree_in_welcome, rng=rng,
         )  # fmt: skip
@@ -275,7 +277,7 @@ def stage_received_commit(
     assert tag is not None  # framing reads a tag for every commit
     state = None
     if not removes_us:
-        state = next_state(cs, base.context, base.secrets.init_secret, applied, confirmed, commit_secret, psk_lookup, private)
+        state, _ = next_state(cs, base.context, base.secrets.init_secret, applied, confirmed, commit_secret, psk_lookup, private)
         verify_confirmation_tag(cs, state.secrets.confirmation_key, confirmed, tag)
     return StagedCommit(
         base, committer, state, tuple(applied.added), tuple(applied.removed), tuple(applied.updated), tuple(applied.psks),

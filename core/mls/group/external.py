@@ -179,7 +179,7 @@ def create_external_commit(
     unsigned_tag = sign_content(cs, signature_priv, WireFormat.PUBLIC_MESSAGE, content, context, confirmation_tag=b"")
     interim = interim_transcript_hash(cs, context.confirmed_transcript_hash, info.confirmation_tag)
     confirmed = confirmed_transcript_hash(cs, interim, unsigned_tag)
-    state = next_state(cs, context, init_secret, applied, confirmed, created.commit_secret, psk_lookup, created.private)
+    state, _ = next_state(cs, context, init_secret, applied, confirmed, created.commit_secret, psk_lookup, created.private)
     return state, replace(unsigned_tag, auth=FramedContentAuthData(unsigned_tag.auth.signature, state.confirmation_tag))
 
 
@@ -207,7 +207,7 @@ def stage_external_commit(
         received = decrypt_update_path(applied.tree, joiner, path, private, context)
         init_secret = external_init_secret(cs, base.secrets.external_secret, init.kem_output)
         confirmed = confirmed_transcript_hash(cs, base.interim_transcript_hash, auth)
-        state = next_state(cs, base.context, init_secret, applied, confirmed, received.commit_secret, psk_lookup, received.private)
+        state, _ = next_state(cs, base.context, init_secret, applied, confirmed, received.commit_secret, psk_lookup, received.private)
         tag = auth.auth.confirmation_tag
         assert tag is not None  # framing reads a tag for every commit
         verify_confirmation_tag(cs, state.secrets.confirmation_key, confirmed, tag)

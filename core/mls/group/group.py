@@ -118,7 +118,7 @@ class Group:
         private = TreeKEMPrivate.from_secrets(cs, 0, encryption_priv, {})
         private.check_against(tree)
         state = EpochState(
-            context, tree, secrets, SecretTree(cs, secrets.encryption_secret, 1), interim_transcript_hash(cs, b"", tag), private, tag
+            context, tree, secrets.retained(), SecretTree(cs, secrets.encryption_secret, 1), interim_transcript_hash(cs, b"", tag), private, tag
         )
         return cls(cs, state, signature_priv, external_psks=external_psks)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..framing import Sender
 from ..key_package import KeyPackage
-from ..key_schedule import EpochSecrets, GroupContext
+from ..key_schedule import GroupContext, RetainedEpochSecrets
 from ..messages import Proposal, ReInit
 from ..psk import PreSharedKeyID
 from ..secret_tree import SecretTree
@@ -27,7 +27,9 @@ __all__ = ["EpochState", "StagedCommit", "QueuedProposal", "ApplicationMessage",
 class EpochState:
     context: GroupContext
     tree: RatchetTree
-    secrets: EpochSecrets
+    #: what the epoch needs of its secrets: not the encryption, joiner and welcome secrets,
+    #: which are used up once the secret tree and any Welcome are made (§9.2)
+    secrets: RetainedEpochSecrets
     #: the senders' ratchets of the epoch (they move as messages are sent and received)
     secret_tree: SecretTree
     interim_transcript_hash: bytes

@@ -216,7 +216,7 @@ def join_welcome(
     state = EpochState(
         context=context,
         tree=tree,
-        secrets=secrets,
+        secrets=secrets.retained(),
         secret_tree=SecretTree(cs, secrets.encryption_secret, tree.n_leaves),
         interim_transcript_hash=interim_transcript_hash(cs, context.confirmed_transcript_hash, info.confirmation_tag),
         private=private,

@@ -30,7 +30,7 @@ from .group_context import GroupContext
 if TYPE_CHECKING:
     from ..crypto import CipherSuite
 
-__all__ = ["EpochSecrets", "RetainedEpochSecrets", "derive_epoch_secrets", "epoch_secrets_from_joiner", "joiner_secret"]
+__all__ = ["EpochSecrets", "RetainedEpochSecrets", "derive_epoch_secrets", "epoch_secrets_from_joiner", "joiner_secret", "welcome_secret"]
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -194,19 +194,20 @@ def test_the_secrets_an_epoch_keeps_cannot_decrypt_a_message_already_sent() -> N
     assert "<secret>" in repr(kept) and secrets.exporter_secret.hex() not in repr(kept)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="RFC 9420 §9.2: the encryption_secret and joiner_secret are consumed once the secret tree "
-    "is derived and MUST be deleted. The key schedule gives EpochSecrets.retained() (fixed), but "
-    "group/state.py EpochState still holds the whole EpochSecrets for the epoch, so whoever reads "
-    "the state can derive again a message key the ratchet deleted: no forward secrecy inside an epoch",
-)
 def test_the_group_state_holds_only_the_retained_epoch_secrets() -> None:
-    from sonet.core.mls.group.state import EpochState  # the group's side of F2
+    """F2's group side: every member's state, after a commit that added members (so a Welcome
+    was made from the full secrets), holds none of the consumed ones (§9.2)."""
+    from sonet.core.mls.group.state import EpochState
 
-    held = get_type_hints(EpochState)["secrets"]
-    assert held is RetainedEpochSecrets, f"EpochState.secrets is {held.__name__}"
+    from .test_group import three_members
+
+    assert get_type_hints(EpochState)["secrets"] is RetainedEpochSecrets
+    _rng, *members = three_members(1)
+    for member in members:
+        kept = member.g._state.secrets
+        assert isinstance(kept, RetainedEpochSecrets)
+        for consumed in ("encryption_secret", "joiner_secret", "welcome_secret"):
+            assert not hasattr(kept, consumed), consumed
 
 
 # --- F3 (security): secrets in repr (fixed) ----------------------------------------------------
