@@ -171,14 +171,26 @@ class RatchetTree:
     def resolution(self, index: int) -> list[int]:
         """The non-blank nodes that cover the subtree under ``index``: the node itself and its
         unmerged leaves if it is not blank, else the resolutions of its children."""
-        node = self._nodes[index]
-        if node is not None:
-            if isinstance(node, ParentNode):
-                return [index] + [2 * leaf for leaf in node.unmerged_leaves]
-            return [index]
-        if index % 2 == 0 or self._resolution_empty(index):
-            return []
-        return self.resolution(left(index)) + self.resolution(right(index))
+        # a loop over a stack, left subtree first: in a tree of blank parents this visits ~2n
+        # nodes, and recursion would cost a call and a list concatenation at each
+        nodes = self._nodes
+        out: list[int] = []
+        stack = [index]
+        while stack:
+            x = stack.pop()
+            node = nodes[x]
+            if node is not None:
+                out.append(x)
+                if isinstance(node, ParentNode):
+                    out.extend(2 * leaf for leaf in node.unmerged_leaves)
+            elif x % 2 == 1:
+                k = level(x)
+                # skip an all-blank subtree in one C-level check; small ones are quicker walked
+                if k < 6 or not self._resolution_empty(x):
+                    half = 1 << (k - 1)
+                    stack.append(x + half)
+                    stack.append(x - half)
+        return out
 
     def _resolution_empty(self, index: int) -> bool:
         """Whether every node under ``index`` (itself included) is blank."""
