@@ -36,7 +36,7 @@ class CipherSuite:
     hpke: HpkeSuite = field(repr=False)
     signature: SignatureAlgorithm = field(repr=False)
     #: (context, label, EncryptContext) of the last context of at least _BIG_CONTEXT bytes
-    _last_big_context: list[Any] = field(default_factory=list, repr=False)
+    _last_big_context: list[bytes] = field(default_factory=list, repr=False)
 
     # --- sizes ---------------------------------------------------------------------------
 
