@@ -300,7 +300,7 @@ def _measure_suite(name: str, cs: CipherSuite, n: int, runs: int) -> dict:
     welcome_size = len(welcome.encrypted_group_info)
     create_ops = _Ops(
         encryptions=[m.key_package.init_key for m in members[1:n]],
-        encryption_plaintext=len(staged.state.secrets.joiner_secret) + 8,
+        encryption_plaintext=cs.nh + 3,  # GroupSecrets: joiner_secret<V>, no path secret, no PSKs
         verifications=[leaf_size + 20, leaf_size + 50] * (n - 1),  # KeyPackage and its leaf
         signatures=[message_size, welcome_size],  # commit content, GroupInfo
         # KeyPackageRefs, the tree hash of every node, transcript hashes and membership tag
@@ -394,7 +394,7 @@ def _measure_suite(name: str, cs: CipherSuite, n: int, runs: int) -> dict:
     path_len = len(direct_path(leaf_to_node(n), added_tree.n_leaves))
     add_ops = _Ops(
         encryptions=[newcomer.key_package.init_key],
-        encryption_plaintext=cs.nh + 8,
+        encryption_plaintext=cs.nh + 3,
         verifications=[leaf_size + 20, leaf_size + 50],
         signatures=[add_size, size],
         hashes=[leaf_size + 60, leaf_size] + [200] * (path_len + 1) + [add_size] * 2,
@@ -410,7 +410,7 @@ def _measure_suite(name: str, cs: CipherSuite, n: int, runs: int) -> dict:
     parents = sum(1 for _ in added_tree.parents())
     join_ops = _Ops(
         decryptions=1,
-        encryption_plaintext=cs.nh + 8,
+        encryption_plaintext=cs.nh + 3,
         verifications=[size] + [leaf_size + 50] * sum(1 for _ in added_tree.leaves()),  # GroupInfo, every leaf
         hashes=[leaf_size + 60] + [leaf_size] * added_tree.n_leaves + [200] * (added_tree.n_leaves - 1) + [200] * parents,
         aead=[size],
