@@ -260,10 +260,10 @@ def stage_received_commit(
         path = commit.path
         old_leaf = base.tree.leaf(committer)
         assert old_leaf is not None
-        others = [leaf for i, leaf in applied.tree.leaves() if i != committer]
+        # the committer neither updates nor removes itself (check_proposal_list): its old leaf is in applied.tree
         check_leaf_node(
             cs, path.leaf_node, source=LeafNodeSource.COMMIT, group_id=base.context.group_id, leaf_index=committer,
-            others=others, required=required_capabilities(applied.extensions), now=now,
+            others=applied.tree.leaf_summary(), replacing=old_leaf, required=required_capabilities(applied.extensions), now=now,
         )  # fmt: skip
         if path.leaf_node.encryption_key == old_leaf.encryption_key:
             raise ValidationError("a commit's path keeps the committer's leaf encryption key")

@@ -124,10 +124,9 @@ def _check_resync(tree: RatchetTree, removed: Sequence[int], joiner: LeafNode) -
 
 
 def _check_joiner_leaf(cs: CipherSuite, group_id: bytes, applied: AppliedProposals, joiner: int, leaf: LeafNode, now: int | None) -> None:
-    others = [other for i, other in applied.tree.leaves() if i != joiner]
     check_leaf_node(
-        cs, leaf, source=LeafNodeSource.COMMIT, group_id=group_id, leaf_index=joiner, others=others,
-        required=required_capabilities(applied.extensions), now=now,
+        cs, leaf, source=LeafNodeSource.COMMIT, group_id=group_id, leaf_index=joiner, others=applied.tree.leaf_summary(),
+        replacing=applied.tree.leaf(joiner), required=required_capabilities(applied.extensions), now=now,
     )  # fmt: skip
     if not leaf_supports_extensions(leaf, applied.extensions):
         raise ValidationError("the joiner does not support the group's extensions")

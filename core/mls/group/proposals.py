@@ -8,7 +8,7 @@ GroupContextExtensions, then Updates, Removes, Adds; PSKs and ReInit carry no tr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from ..extensions import (
 from ..extensions.extension import Extension
 from ..framing import Sender, SenderType
 from ..key_package import KeyPackage, LeafNode, LeafNodeSource, ValidationError, check_key_package, check_leaf_node
+from ..key_package.validation import LeafSummary
 from ..key_package.key_package import MLS10
 from ..messages import (
     Add,
@@ -132,29 +133,45 @@ def check_proposal_list(
     the current epoch: each proposal valid (§12.1) and the list consistent. ValidationError
     naming the broken rule. ``external``: an external commit (committer -1), whose own rules
     (§12.4.3.2) ``external.check_external_proposals`` checks; ``resumption_usage``: the one
-    usage besides application a resumption PSK may have (the first commit of a new group)."""
+    usage besides application a resumption PSK may have (the first commit of a new group).
+
+    A new leaf is checked against a summary of the members' leaves (the tree's, kept up to
+    date), not a list: an Add against the members that stay and the Adds before it, an Update
+    against the members that stay less the leaf it replaces; each costs O(1) in the group size."""
     touched: set[int] = set()
-    added: list[LeafNode] = []  # the leaves of the Adds before this one
+    added_keys: set[bytes] = set()  # the signature keys of the Adds before this one
     psk_ids: set[PreSharedKeyID] = set()
     removed = {p.proposal.removed for p in proposals if isinstance(p.proposal, Remove)}
+    staying = tree.leaf_summary()  # the tree's own: copied before it changes
+    if removed:
+        staying = staying.copy()
+        for gone in filter(None, map(tree.leaf, removed)):  # a Remove of a non-member is refused below
+            staying.remove(gone)
+    with_added: LeafSummary | None = None  # staying and the Adds so far, from the first Add on
     gce = [p.proposal for p in proposals if isinstance(p.proposal, GroupContextExtensions)]
     if len(gce) > 1:
         raise ValidationError("a commit with more than one GroupContextExtensions proposal")
     new_extensions = gce[0].extensions if gce else context.extensions
     required = required_capabilities(new_extensions)
-    staying = [(i, leaf) for i, leaf in tree.leaves() if i not in removed]
+
+    def staying_leaves() -> Iterator[tuple[int, LeafNode]]:
+        return ((i, leaf) for i, leaf in tree.leaves() if i not in removed)
+
     for info in proposals:
         proposal, sender = info.proposal, info.sender
         if sender.sender_type is SenderType.MEMBER and tree.leaf(sender.index) is None:
             raise ValidationError(f"a proposal from leaf {sender.index}, which is not a member")
         if isinstance(proposal, Add):
             kp = proposal.key_package
-            if kp.leaf_node.signature_key in {leaf.signature_key for leaf in added}:
+            if kp.leaf_node.signature_key in added_keys:
                 raise ValidationError("two Add proposals for the same client")
-            check_key_package(cs, kp, others=[*(leaf for _, leaf in staying), *added], required=required, now=now)
+            if with_added is None:
+                with_added = staying.copy()
+            check_key_package(cs, kp, others=with_added, required=required, now=now)
             if not leaf_supports_extensions(kp.leaf_node, new_extensions):
                 raise ValidationError("an added member does not support the group's extensions")
-            added.append(kp.leaf_node)
+            added_keys.add(kp.leaf_node.signature_key)
+            with_added.add(kp.leaf_node)
         elif isinstance(proposal, Update):
             if sender.sender_type is not SenderType.MEMBER:
                 raise ValidationError("an Update proposal from a sender that is not a member")
@@ -165,10 +182,9 @@ def check_proposal_list(
             touched.add(sender.index)
             current = tree.leaf(sender.index)
             assert current is not None
-            others = [leaf for i, leaf in staying if i != sender.index]
             check_leaf_node(
-                cs, proposal.leaf_node, source=LeafNodeSource.UPDATE, group_id=context.group_id,
-                leaf_index=sender.index, others=others, required=required, now=now,
+                cs, proposal.leaf_node, source=LeafNodeSource.UPDATE, group_id=context.group_id, leaf_index=sender.index,
+                others=staying, replacing=None if sender.index in removed else current, required=required, now=now,
             )  # fmt: skip
             if proposal.leaf_node.encryption_key == current.encryption_key:
                 raise ValidationError("an Update proposal that keeps the leaf's encryption key")
@@ -186,7 +202,7 @@ def check_proposal_list(
             psk_ids.add(proposal.psk)
             _check_psk(cs, proposal.psk, context, psk_lookup, resumption_usage)
         elif isinstance(proposal, GroupContextExtensions):
-            for i, leaf in staying:
+            for i, leaf in staying_leaves():
                 if not leaf_supports_extensions(leaf, proposal.extensions):
                     raise ValidationError(f"leaf {i} does not support the proposed group context extensions")
                 if required is not None and (missing := required.missing_in(leaf.capabilities)) is not None:
@@ -201,7 +217,7 @@ def check_proposal_list(
                 raise ValidationError("an ExternalInit proposal in a member's commit")
         else:  # a proposal type RFC 9420 does not define: every member that stays must support it
             if proposal.proposal_type not in DEFAULT_PROPOSAL_TYPES:
-                for i, leaf in staying:
+                for i, leaf in staying_leaves():
                     if proposal.proposal_type not in leaf.capabilities.proposals:
                         raise ValidationError(f"leaf {i} does not support proposal type {proposal.proposal_type}")
 
@@ -223,11 +239,11 @@ def apply_proposals(
         if isinstance(info.proposal, Remove):
             applied.tree.remove_leaf(info.proposal.removed)
             applied.removed.append(info.proposal.removed)
+    adds = [info.proposal.key_package for info in proposals if isinstance(info.proposal, Add)]
+    # in one batch: each parent above the new leaves is rewritten once, not once per Add
+    applied.added = list(zip(applied.tree.add_leaves(kp.leaf_node for kp in adds), adds))
     for info in proposals:
-        if isinstance(info.proposal, Add):
-            index = applied.tree.add_leaf(info.proposal.key_package.leaf_node)
-            applied.added.append((index, info.proposal.key_package))
-        elif isinstance(info.proposal, PreSharedKey):
+        if isinstance(info.proposal, PreSharedKey):
             applied.psks.append(info.proposal.psk)
         elif isinstance(info.proposal, ReInit):
             applied.reinit = info.proposal

@@ -4,12 +4,19 @@ Each check raises ``ValidationError`` naming the broken rule (``VerifyError`` fo
 Whether a credential is acceptable is the application's decision and is not checked here. Core
 has no clock: the caller passes ``now`` (seconds since the epoch) to check a KeyPackage leaf's
 lifetime, or None where RFC 9420 only recommends it (a received ratchet tree).
+
+The group-wide rules (§7.3: the new leaf and every member support each other's credential types;
+its signature and encryption keys are no member's) read a ``LeafSummary`` of the members'
+leaves, not the leaves: counts that the ratchet tree keeps up to date as leaves change, so
+checking a leaf costs O(the credential types in use), not a pass over the group, and a commit of k Adds
+is checked in O(k), not O(k * n).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ...errors import RemoteProtocolError, VerifyError
 from ..extensions.required_capabilities import RequiredCapabilities
@@ -20,7 +27,57 @@ from .leaf_node import LeafNode, LeafNodeSource
 if TYPE_CHECKING:
     from ..crypto import CipherSuite
 
-__all__ = ["check_leaf_node", "check_key_package"]
+__all__ = ["LeafSummary", "check_leaf_node", "check_key_package"]
+
+
+def _bump(counts: dict[Any, int], key: object, delta: int) -> None:
+    n = counts.get(key, 0) + delta
+    if n:
+        counts[key] = n
+    else:
+        del counts[key]
+
+
+@dataclass(slots=True)
+class LeafSummary:
+    """What the group-wide leaf rules need of a set of members' leaves: how many there are, how
+    many hold each signature key and each encryption key, how many use each credential type,
+    and how many list each credential type in their capabilities."""
+
+    members: int = 0
+    signature_keys: dict[bytes, int] = field(default_factory=dict)
+    encryption_keys: dict[bytes, int] = field(default_factory=dict)
+    #: credential type -> members whose credential is of that type
+    credential_types: dict[int, int] = field(default_factory=dict)
+    #: credential type -> members whose capabilities list it
+    supporting: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, leaves: Iterable[LeafNode]) -> LeafSummary:
+        summary = cls()
+        for leaf in leaves:
+            summary.add(leaf)
+        return summary
+
+    def copy(self) -> LeafSummary:
+        return LeafSummary(
+            self.members, self.signature_keys.copy(), self.encryption_keys.copy(), self.credential_types.copy(), self.supporting.copy()
+        )
+
+    def add(self, leaf: LeafNode) -> None:
+        self._count(leaf, 1)
+
+    def remove(self, leaf: LeafNode) -> None:
+        """Forget a leaf counted by ``add`` before (its counts go down by one)."""
+        self._count(leaf, -1)
+
+    def _count(self, leaf: LeafNode, delta: int) -> None:
+        self.members += delta
+        _bump(self.signature_keys, leaf.signature_key, delta)
+        _bump(self.encryption_keys, leaf.encryption_key, delta)
+        _bump(self.credential_types, leaf.credential.credential_type, delta)
+        for t in set(leaf.capabilities.credentials):  # a type listed twice is still one member's support
+            _bump(self.supporting, t, delta)
 
 
 def _check_hpke_public_key(cs: CipherSuite, key: bytes, what: str) -> None:
@@ -39,13 +96,15 @@ def check_leaf_node(
     source: LeafNodeSource,
     group_id: bytes | None = None,
     leaf_index: int | None = None,
-    others: Iterable[LeafNode] = (),
+    others: LeafSummary | Iterable[LeafNode] = (),
+    replacing: LeafNode | None = None,
     required: RequiredCapabilities | None = None,
     now: int | None = None,
 ) -> None:
     """§7.3 for ``leaf`` arriving as ``source`` (at ``leaf_index`` of group ``group_id`` for
     update and commit leaves), its encryption key a public key of the suite's KEM; ``others``
-    are the other members' leaves (not the one it replaces)."""
+    are the members' leaves, summarised (or the leaves, summarised here), and ``replacing`` the
+    one of them ``leaf`` replaces (an Update's or a commit path's old leaf), which does not count."""
     if leaf.leaf_node_source != source:
         raise ValidationError(f"leaf node source is {leaf.leaf_node_source.name.lower()}, expected {source.name.lower()}")
     _check_hpke_public_key(cs, leaf.encryption_key, "leaf node's encryption key")
@@ -61,22 +120,41 @@ def check_leaf_node(
             raise ValidationError(f"leaf node carries extension type {ext.extension_type} its capabilities do not list")
     if now is not None and leaf.lifetime is not None and not leaf.lifetime.contains(now):
         raise ValidationError("leaf node is outside its lifetime")
-    for other in others:
-        if other.credential.credential_type not in caps.credentials:
-            raise ValidationError(f"leaf node does not support credential type {other.credential.credential_type} of a member")
-        if leaf.credential.credential_type not in other.capabilities.credentials:
-            raise ValidationError(f"a member does not support the leaf node's credential type {leaf.credential.credential_type}")
-        if other.signature_key == leaf.signature_key:
-            raise ValidationError("leaf node's signature key is a member's already")
-        if other.encryption_key == leaf.encryption_key:
-            raise ValidationError("leaf node's encryption key is a member's already")
+    if not isinstance(others, LeafSummary):
+        others = LeafSummary.of(others)
+    _check_against_members(leaf, others, replacing)
+
+
+def _check_against_members(leaf: LeafNode, members: LeafSummary, replacing: LeafNode | None) -> None:
+    """The group-wide rules of §7.3 against ``members`` without ``replacing``, rule by rule (a
+    leaf breaking several gets the first rule's error, whichever members break it)."""
+    caps = leaf.capabilities
+    own_type = leaf.credential.credential_type
+    n = members.members
+    old_type: int | None = None
+    old_supports: tuple[int, ...] = ()
+    if replacing is not None:
+        n, old_type, old_supports = n - 1, replacing.credential.credential_type, replacing.capabilities.credentials
+    if n <= 0:
+        return
+    listed = set(caps.credentials)
+    for t, count in members.credential_types.items():
+        if t not in listed and count - (t == old_type) > 0:
+            raise ValidationError(f"leaf node does not support credential type {t} of a member")
+    if members.supporting.get(own_type, 0) - (own_type in old_supports) < n:
+        raise ValidationError(f"a member does not support the leaf node's credential type {own_type}")
+    old_signature, old_encryption = (replacing.signature_key, replacing.encryption_key) if replacing is not None else (None, None)
+    if members.signature_keys.get(leaf.signature_key, 0) - (leaf.signature_key == old_signature) > 0:
+        raise ValidationError("leaf node's signature key is a member's already")
+    if members.encryption_keys.get(leaf.encryption_key, 0) - (leaf.encryption_key == old_encryption) > 0:
+        raise ValidationError("leaf node's encryption key is a member's already")
 
 
 def check_key_package(
     cs: CipherSuite,
     key_package: KeyPackage,
     *,
-    others: Iterable[LeafNode] = (),
+    others: LeafSummary | Iterable[LeafNode] = (),
     required: RequiredCapabilities | None = None,
     now: int | None = None,
 ) -> None:

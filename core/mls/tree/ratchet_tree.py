@@ -6,9 +6,10 @@ of its ancestors only, so after a commit the root hash costs O(log n) hashes plu
 nodes, never the whole tree. ``copy`` is cheap (two list copies; nodes are immutable), which is
 how a change is staged: copy, change the copy, keep it or drop it.
 
-The tree also counts the nodes holding each HPKE public key (built on first use, then kept up to
-date by every change), so a commit's keys are checked against the whole tree (§12.4.2) without
-a scan of it.
+The tree also counts the nodes holding each HPKE public key, and keeps a ``LeafSummary`` of its
+leaves (signature and encryption keys, credential types and the ones supported), both built with
+the tree and kept up to date by every change and copy, so a commit's keys and leaves are checked
+against the whole group (§7.3, §12.4.2) without a scan of it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ...limits import MLS_MAX_TREE_LEAVES
 from ..codec import Writer
 from ..key_package.errors import ValidationError
 from ..key_package.leaf_node import LeafNode
+from ..key_package.validation import LeafSummary
 from ..tree_math import direct_path, leaf_to_node, left, level, right, root, sibling
 from .nodes import Node, NodeType, ParentNode, decode_tree_nodes, encode_tree_nodes
 
@@ -38,8 +40,14 @@ def _is_power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
+def _check_position(index: int, node: Node | None) -> None:
+    if node is not None and isinstance(node, LeafNode) != (index % 2 == 0):
+        kind = "leaf" if index % 2 == 0 else "parent"
+        raise LocalProtocolError(f"MLS: a {kind} position takes a {kind} node")
+
+
 class RatchetTree:
-    __slots__ = ("cs", "_nodes", "_hashes", "_key_counts", "_no_blank_below")
+    __slots__ = ("cs", "_nodes", "_hashes", "_key_counts", "_leaf_summary", "_no_blank_below")
 
     def __init__(self, cs: CipherSuite, nodes: list[Node | None]) -> None:
         if not _is_power_of_two((len(nodes) + 1) // 2) or len(nodes) % 2 == 0:
@@ -47,8 +55,12 @@ class RatchetTree:
         self.cs = cs
         self._nodes: list[Node | None] = list(nodes)
         self._hashes: list[bytes | None] = [None] * len(nodes)
-        #: encryption key -> number of nodes holding it; None until key_count first needs it
-        self._key_counts: dict[bytes, int] | None = None
+        #: encryption key -> number of nodes holding it
+        self._key_counts: dict[bytes, int] = {}
+        self._leaf_summary = LeafSummary()
+        for index, node in enumerate(self._nodes):
+            _check_position(index, node)
+            self._count_node(index, node, 1)
         #: every leaf below this leaf index is a member: where the search for a blank leaf starts
         self._no_blank_below = 0
 
@@ -71,7 +83,8 @@ class RatchetTree:
         other.cs = self.cs
         other._nodes = list(self._nodes)
         other._hashes = list(self._hashes)
-        other._key_counts = None if self._key_counts is None else self._key_counts.copy()
+        other._key_counts = self._key_counts.copy()
+        other._leaf_summary = self._leaf_summary.copy()
         other._no_blank_below = self._no_blank_below
         return other
 
@@ -128,11 +141,9 @@ class RatchetTree:
 
     def set_node(self, index: int, node: Node | None) -> None:
         """Put ``node`` at ``index`` and forget the cached hashes it changes."""
-        if node is not None and isinstance(node, LeafNode) != (index % 2 == 0):
-            raise LocalProtocolError(f"MLS: a {'leaf' if index % 2 == 0 else 'parent'} position takes a {'leaf' if index % 2 == 0 else 'parent'} node")
-        if self._key_counts is not None:
-            self._count_key(self._nodes[index], -1)
-            self._count_key(node, 1)
+        _check_position(index, node)
+        self._count_node(index, self._nodes[index], -1)
+        self._count_node(index, node, 1)
         self._nodes[index] = node
         if node is None and index % 2 == 0 and index // 2 < self._no_blank_below:
             self._no_blank_below = index // 2
@@ -140,17 +151,20 @@ class RatchetTree:
 
     def key_count(self, encryption_key: bytes) -> int:
         """How many nodes of the tree hold ``encryption_key`` (a valid tree: 0 or 1)."""
-        if self._key_counts is None:
-            self._key_counts = {}
-            for node in self._nodes:
-                self._count_key(node, 1)
         return self._key_counts.get(encryption_key, 0)
 
-    def _count_key(self, node: Node | None, delta: int) -> None:
+    def leaf_summary(self) -> LeafSummary:
+        """The summary of the members' leaves the group-wide leaf rules read (§7.3). The tree's
+        own, kept up to date by its changes: copy it before changing it."""
+        return self._leaf_summary
+
+    def _count_node(self, index: int, node: Node | None, delta: int) -> None:
         if node is None:
             return
+        if index % 2 == 0:
+            assert isinstance(node, LeafNode)
+            self._leaf_summary.add(node) if delta > 0 else self._leaf_summary.remove(node)
         counts = self._key_counts
-        assert counts is not None
         n = counts.get(node.encryption_key, 0) + delta
         if n:
             counts[node.encryption_key] = n
@@ -345,9 +359,8 @@ class RatchetTree:
         nodes and cached hashes are kept as they are."""
         while self.n_leaves > 1 and all(self._nodes[i] is None for i in range(self.n_leaves, len(self._nodes), 2)):
             half = self.n_leaves // 2
-            if self._key_counts is not None:
-                for node in self._nodes[2 * half - 1 :]:
-                    self._count_key(node, -1)
+            for index in range(2 * half - 1, len(self._nodes)):
+                self._count_node(index, self._nodes[index], -1)
             del self._nodes[2 * half - 1 :]
             del self._hashes[2 * half - 1 :]
         self._no_blank_below = min(self._no_blank_below, self.n_leaves)

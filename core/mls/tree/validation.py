@@ -48,7 +48,7 @@ def validate_tree(
         signature_keys.add(leaf.signature_key)
     for index in range(tree.width):
         node = tree.node(index)
-        # the tree's key counts, built here once, then kept up to date for the commits to come
+        # the tree's key counts, built with the tree and kept up to date for the commits to come
         if node is not None and tree.key_count(node.encryption_key) > 1:
             raise ValidationError(f"node {index}'s encryption key appears twice in the tree")
     check_unmerged_leaves(tree)
