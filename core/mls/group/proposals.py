@@ -220,6 +220,23 @@ def check_proposal_list(
                 for i, leaf in staying_leaves():
                     if proposal.proposal_type not in leaf.capabilities.proposals:
                         raise ValidationError(f"leaf {i} does not support proposal type {proposal.proposal_type}")
+    _check_new_leaves_distinct(
+        [p.proposal.key_package.leaf_node for p in proposals if isinstance(p.proposal, Add)],
+        [p.proposal.leaf_node for p in proposals if isinstance(p.proposal, Update)],
+    )
+
+
+def _check_new_leaves_distinct(added: Sequence[LeafNode], updated: Sequence[LeafNode]) -> None:
+    """The leaves one commit brings (Adds and Updates) must not share a key among themselves
+    (§7.3: keys are unique in the tree). Each was checked against the members it joins; an
+    Update's new leaf was not against the Adds, nor against the other Updates' new leaves."""
+    new = [*added, *updated]
+    for what, keys in (("an encryption key", [leaf.encryption_key for leaf in new]), ("a signature key", [leaf.signature_key for leaf in added])):
+        if len(set(keys)) != len(keys):
+            raise ValidationError(f"two leaves of one commit share {what}")
+    added_signatures = {leaf.signature_key for leaf in added}
+    if any(leaf.signature_key in added_signatures for leaf in updated):
+        raise ValidationError("two leaves of one commit share a signature key")
 
 
 def apply_proposals(

@@ -244,3 +244,18 @@ def test_a_commit_paths_leaf_is_checked_against_the_members_but_its_old_leaf() -
     with pytest.raises(ValidationError, match="signature key is a member's already"):
         check_leaf_node(CS, path_leaf(CS.hpke_key_pair(rng.randbytes)[1]), source=LeafNodeSource.COMMIT, group_id=GROUP_ID,
                         leaf_index=1, others=tree.leaf_summary())  # fmt: skip  (without replacing, its old leaf counts)
+
+
+def test_the_new_leaves_of_one_commit_do_not_share_keys() -> None:
+    """An Update's new leaf against the same commit's Adds and the other Updates (§7.3: every
+    key unique in the tree the commit makes)."""
+    rng = random.Random(6)
+    members = [client(rng) for _ in range(4)]
+    tree, context = group_of(members)
+    newcomer = client(rng)
+    with pytest.raises(ValidationError, match="two leaves of one commit share an encryption key"):
+        check(tree, context, [update_of(members[1], 1, rng, encryption_key=newcomer.leaf.encryption_key), *adds([newcomer])])
+    shared = CS.hpke_key_pair(rng.randbytes)[1]
+    with pytest.raises(ValidationError, match="two leaves of one commit share an encryption key"):
+        check(tree, context, [update_of(members[1], 1, rng, encryption_key=shared), update_of(members[2], 2, rng, encryption_key=shared)])
+    check(tree, context, [update_of(members[1], 1, rng), update_of(members[2], 2, rng), *adds([newcomer])])
