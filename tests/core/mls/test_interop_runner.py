@@ -4,7 +4,6 @@ when every case passed, 2 and one line for a usage error, never a traceback."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from sonet.core.mls.interop import KINDS, load_check, parse_cases, run_cases
-from sonet.core.mls.interop.runner import MalformedFile, failure_reason, module_name
+from sonet.core.mls.interop.runner import MalformedFile, failure_reason
 from tests import vectors
 
 ROOT = Path(__file__).resolve().parents[3]
