@@ -13,6 +13,7 @@ b"sender data"); ``ref_hash`` takes its label whole, as RFC 9420 §5.2 writes it
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,10 @@ __all__ = ["CipherSuite", "SUITE_IDS", "cipher_suite"]
 _PREFIX = b"MLS 1.0 "
 #: an EncryptWithLabel context this long is public data sealed to many recipients (a Welcome's)
 _BIG_CONTEXT = 4096
+#: signatures remembered as good (``verified``): a commit's proposals are checked again as the
+#: committer picks which pending ones are valid together, and a KeyPackage's two signatures
+#: would be verified each time
+_VERIFIED_MEMORY = 4096
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -37,6 +42,9 @@ class CipherSuite:
     signature: SignatureAlgorithm = field(repr=False)
     #: (context, label, EncryptContext) of the last context of at least _BIG_CONTEXT bytes
     _last_big_context: list[bytes] = field(default_factory=list, repr=False)
+    #: (public key, label, SHA-256 of the content, signature) of signatures that verified; a
+    #: verification depends on nothing else, so a hit is the same answer (successes only)
+    _verified: dict[tuple[bytes, bytes, bytes, bytes], None] = field(default_factory=dict, repr=False)
 
     # --- sizes ---------------------------------------------------------------------------
 
@@ -140,7 +148,15 @@ class CipherSuite:
 
     def verify_with_label(self, pub: bytes, label: bytes, content: bytes, signature: bytes) -> bool:
         """VerifyWithLabel: False for a wrong signature and for a malformed key or signature."""
-        return self.signature.verify(pub, self._sign_content(label, content), signature)
+        key = (pub, label, hashlib.sha256(content).digest(), signature)
+        if key in self._verified:
+            return True
+        good: bool = self.signature.verify(pub, self._sign_content(label, content), signature)
+        if good:
+            if len(self._verified) >= _VERIFIED_MEMORY:
+                del self._verified[next(iter(self._verified))]  # the oldest
+            self._verified[key] = None
+        return good
 
     def signature_private_key(self, priv: bytes) -> Any:
         """The parsed signing key, to sign many times without parsing it again."""

@@ -134,6 +134,12 @@ def select_pending(
             if previous is None or not isinstance(candidates[previous].proposal, Remove):
                 by_leaf[info.sender.index] = position
     keep = {i for i, info in enumerate(candidates) if not isinstance(info.proposal, (Update, Remove))} | set(by_leaf.values())
+    kept = [info for position, info in enumerate(candidates) if position in keep]
+    try:  # the usual case, all valid together: one check, not one per proposal
+        check_proposal_list(cs, base.tree, base.context, [*kept, *by_value], me, psk_lookup, now=now)
+        return kept
+    except ValidationError:
+        pass
     chosen: list[ProposalInfo] = []
     for position, info in enumerate(candidates):
         if position not in keep:

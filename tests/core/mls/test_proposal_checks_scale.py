@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any
 
@@ -259,3 +259,41 @@ def test_the_new_leaves_of_one_commit_do_not_share_keys() -> None:
     with pytest.raises(ValidationError, match="two leaves of one commit share an encryption key"):
         check(tree, context, [update_of(members[1], 1, rng, encryption_key=shared), update_of(members[2], 2, rng, encryption_key=shared)])
     check(tree, context, [update_of(members[1], 1, rng), update_of(members[2], 2, rng), *adds([newcomer])])
+
+
+def test_a_commit_over_many_pending_proposals_checks_the_list_once_when_all_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member may leave up to MAX_PENDING_PROPOSALS proposals for the next committer: picking
+    the valid ones one by one re-checked a growing list each time (200 pending Adds: 6 s)."""
+    import copy
+
+    from sonet.core.mls.group.proposals import check_proposal_list as real
+
+    from .test_group import Member, three_members
+
+    _rng, alice, bob, _carol = three_members(1, seed=5)
+    rng = random.Random(7)
+    proposer = copy.deepcopy(bob.g)
+    for message in [proposer.propose(Add(Member.new(bob.cs, b"n%d" % i, rng).key_package), rng.randbytes) for i in range(40)]:
+        alice.g.process(message)
+    calls: list[int] = []
+
+    def counting(*args: Any, **kwargs: Any) -> None:
+        calls.append(len(args[3]))
+        real(*args, **kwargs)
+
+    monkeypatch.setattr("sonet.core.mls.group.commit.check_proposal_list", counting)
+    staged, _message, welcome = alice.g.commit(rng.randbytes)
+    assert len(staged.added) == 40 and welcome is not None
+    assert calls == [40] or calls == [40, 40], calls  # the whole list at once (and the final check), not 40 growing ones
+
+
+def test_a_remembered_good_signature_does_not_vouch_for_another() -> None:
+    rng = random.Random(8)
+    signer = client(rng)
+    leaf = signer.leaf
+    assert leaf.verify_signature(CS)
+    assert leaf.verify_signature(CS)  # remembered
+    forged = replace(leaf, signature=bytes([leaf.signature[0] ^ 1]) + leaf.signature[1:])
+    assert not forged.verify_signature(CS)
+    other_content = replace(leaf, credential=Credential.basic(b"someone else"))
+    assert not other_content.verify_signature(CS)
