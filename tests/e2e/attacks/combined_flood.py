@@ -18,7 +18,6 @@ sockets open at once, and the process's own CPU time.
 from __future__ import annotations
 
 import json
-import struct
 import sys
 import time
 from collections import Counter
@@ -30,7 +29,7 @@ from sonet.core.errors import ProtocolError
 from sonet.core.handshake import HandshakeError
 from sonet.core.wire import decode_frame
 
-from .connection_flood import CHUNK, FRAME_BYTES, PARTIAL_BYTES, UPGRADE, Flood, raise_fd_limit
+from .connection_flood import Flood, raise_fd_limit
 
 #: hang guard for one replay attempt (never a performance threshold)
 ATTEMPT_GUARD_S = 10.0
@@ -39,45 +38,6 @@ MAX_REPLAYS = 200_000
 #: a partial-frame connection whose upgrade is not answered within this long starts again (the
 #: node holds silent sockets it evicts without a word: a persistent attacker gives up on them)
 ANSWER_PATIENCE_S = 2.0
-
-
-class PersistentFlood(Flood):
-    """connection_flood.py's flood, whose partial-frame connections do not wait for ever for the
-    answer to their upgrade: they keep trying to send their frames throughout."""
-
-    async def partial(self) -> None:
-        header = b"\x82" + bytes([0x80 | 127]) + struct.pack("!Q", FRAME_BYTES) + b"\x00\x00\x00\x00"
-        while self.more():
-            stream = await self.connect()
-            if stream is None:
-                continue
-            try:
-                with trio.move_on_at(self.deadline):
-                    await stream.send_all(UPGRADE)
-                    head = b""
-                    with trio.move_on_after(ANSWER_PATIENCE_S) as patience:
-                        while b"\r\n\r\n" not in head:
-                            chunk = await stream.receive_some(4096)
-                            if not chunk:
-                                raise trio.BrokenResourceError
-                            head += chunk
-                    if patience.cancelled_caught:
-                        self.seen["partial_gave_up_waiting"] += 1
-                        continue
-                    await stream.send_all(header)
-                    self.seen["partial_frame_started"] += 1
-                    sent = 0
-                    while sent < PARTIAL_BYTES:
-                        await stream.send_all(bytes(min(CHUNK, PARTIAL_BYTES - sent)))
-                        sent += CHUNK
-                        self.bytes_sent += CHUNK
-                    self.seen["partial_frame_sent"] += 1
-                    await self.ended(stream)
-            except trio.BrokenResourceError:
-                self.seen["reset"] += 1
-            finally:
-                self.open_now -= 1
-                await stream.aclose()
 
 
 class Replays:
@@ -127,7 +87,7 @@ class Replays:
 
 async def main(url: str, hello: bytes, stalled: int, partial: int, workers: int, seconds: float, source: str) -> dict:
     host, port = url.removeprefix("ws://").rsplit(":", 1)
-    flood = PersistentFlood(host, int(port), source, trio.current_time() + seconds)
+    flood = Flood(host, int(port), source, trio.current_time() + seconds, answer_patience_s=ANSWER_PATIENCE_S)
     replays = Replays(flood, hello)
     started, cpu = time.monotonic(), time.process_time()
     async with trio.open_nursery() as nursery:

@@ -11,6 +11,7 @@ JSON object with what it saw.
 from __future__ import annotations
 
 import json
+import math
 import resource
 import socket as stdlib_socket
 import struct
@@ -38,8 +39,11 @@ def raise_fd_limit() -> int:
 
 
 class Flood:
-    def __init__(self, host: str, port: int, source: str, deadline: float) -> None:
+    def __init__(self, host: str, port: int, source: str, deadline: float, *, answer_patience_s: float = math.inf) -> None:
         self.host, self.port, self.source, self.deadline = host, port, source, deadline
+        #: how long a partial-frame connection waits for the answer to its upgrade before it
+        #: starts again (the node holds silent sockets it evicts without a word)
+        self.answer_patience_s = answer_patience_s
         self.seen: Counter[str] = Counter()
         self.open_now = 0
         self.most_open = 0
@@ -103,12 +107,17 @@ class Flood:
                 with trio.move_on_at(self.deadline):
                     await stream.send_all(UPGRADE)
                     head = b""
-                    while b"\r\n\r\n" not in head:
-                        chunk = await stream.receive_some(4096)
-                        if not chunk:
-                            raise trio.BrokenResourceError
-                        head += chunk
+                    with trio.move_on_after(self.answer_patience_s) as patience:
+                        while b"\r\n\r\n" not in head:
+                            chunk = await stream.receive_some(4096)
+                            if not chunk:
+                                raise trio.BrokenResourceError
+                            head += chunk
+                    if patience.cancelled_caught:
+                        self.seen["partial_gave_up_waiting"] += 1
+                        continue
                     await stream.send_all(header)
+                    self.seen["partial_frame_started"] += 1
                     sent = 0
                     while sent < PARTIAL_BYTES:
                         await stream.send_all(bytes(min(CHUNK, PARTIAL_BYTES - sent)))
