@@ -310,7 +310,13 @@ _BUDGETS = (
         FROM outbox WHERE sender_account IS NOT NULL GROUP BY sender_account""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS)
+# MLS KeyPackages devices publish for others to add them to groups (docs/groups.md)
+_KEY_PACKAGES: tuple[str, ...] = ()
+
+# Groups: what a hub keeps of the groups it hosts, and every node of its member devices
+_GROUPS: tuple[str, ...] = ()
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS)
 LATEST_VERSION = len(MIGRATIONS)
 
 
