@@ -61,6 +61,15 @@ __all__ = [
     "Head",
     "FetchLeaves",
     "Leaves",
+    "PublishKeyPackages",
+    "KeyPackagesPublished",
+    "FetchKeyPackages",
+    "KeyPackageEntry",
+    "KeyPackages",
+    "CreateGroup",
+    "GroupCreated",
+    "GroupSubmit",
+    "GroupQueued",
     "CLIENT_FRAMES",
 ]
 
@@ -568,6 +577,95 @@ class Leaves(Frame):
             raise ValueError("a compact range is at most 64 hashes of 32 bytes")
         if len(self.leaves) > limits.MAX_LEAVES_PER_FETCH or any(len(x) > limits.MAX_DIRECTORY_LEAF_BYTES for x in self.leaves):
             raise ValueError(f"at most {limits.MAX_LEAVES_PER_FETCH} leaves of bounded size")
+
+
+# Groups (issue 16, docs/groups.md) ----------------------------------------------------------
+
+
+@frame(tag=70)
+class PublishKeyPackages(Frame):
+    """MLS KeyPackages of this device for others to add it to groups: one-time ones (each
+    handed out once) and optionally a new last-resort one (handed out when none is left).
+    Each is an MLSMessage holding a KeyPackage of suite 0x004D whose credential names this
+    account and device (core/groups/credential.py)."""
+
+    request: int
+    key_packages: tuple[bytes, ...]
+    last_resort: bytes | None
+
+
+@frame(tag=71)
+class KeyPackagesPublished(Frame):
+    request: int
+    #: one-time KeyPackages the node now holds for this device
+    left: int
+
+
+@frame(tag=72)
+class FetchKeyPackages(Frame):
+    """One KeyPackage per device of ``account`` (a one-time one, else the last-resort one);
+    for another node's account the home node asks that node, like FetchBundles."""
+
+    request: int
+    account: str
+
+
+@struct
+class KeyPackageEntry(Struct):
+    device: int
+    #: an MLSMessage holding the device's KeyPackage
+    key_package: bytes
+
+
+@frame(tag=73)
+class KeyPackages(Frame):
+    request: int
+    account: str
+    account_identity: bytes
+    device_list: bytes
+    #: every device of the account that has a KeyPackage, ordered by device id
+    items: tuple[KeyPackageEntry, ...]
+    proof: DirectoryProof
+
+
+@frame(tag=74)
+class CreateGroup(Frame):
+    """A new group of epoch 0 whose only member is this device; the home node becomes its
+    hub. ``group_info``: the MLSMessage of its signed GroupInfo; ``ratchet_tree``: the tree."""
+
+    request: int
+    group: bytes
+    group_info: bytes
+    ratchet_tree: bytes
+
+
+@frame(tag=75)
+class GroupCreated(Frame):
+    request: int
+    group: bytes
+
+
+@frame(tag=76)
+class GroupSubmit(Frame):
+    """One group message of this device for the group's hub: an MLSMessage (a commit or a
+    proposal as PublicMessage, an application message as PrivateMessage) and, with a commit
+    that adds members, its Welcome. ``ref``: 16 random bytes naming this submission; the
+    ORDERED copy (or a VERDICT refusing it) comes back to the device's mailbox with it."""
+
+    request: int
+    ref: bytes
+    group: bytes
+    hub: str
+    message: bytes
+    welcome: bytes
+
+
+@frame(tag=77)
+class GroupQueued(Frame):
+    """The submission is durably queued towards the hub (or ordered, when this node is it)."""
+
+    request: int
+    ref: bytes
 
 
 #: what travels on ``/client`` (both ways): every frame declared above

@@ -19,6 +19,8 @@ class Kind(enum.IntEnum):
     SEALED = 1
     #: ephemeral (typing, presence): pushed to connected devices, never stored
     EPHEMERAL = 2
+    #: a group item for one member device (core/groups/items.py): stored until acknowledged
+    GROUP = 3
 
 
 @struct

@@ -32,6 +32,7 @@ from .address import parse_address, validate_node_name
 from . import client_api
 from .client_api import SignedHead
 from .envelope import Envelope, Kind
+from .groups.items import GroupItem
 from .errors import ProtocolError
 from .wire import Frame, FrameSet, Struct, frame, frames_declared_in, struct
 
@@ -78,7 +79,7 @@ class Report(Struct):
 
 @struct
 class Transit(Struct):
-    """One outbox item between nodes: exactly one of ``envelope`` and ``report``."""
+    """One outbox item between nodes: exactly one of ``envelope``, ``report`` and ``group``."""
 
     origin: str
     dest: str
@@ -89,10 +90,13 @@ class Transit(Struct):
     #: the recipient account's access token the sender presented (core/access.py), checked
     #: by the destination only; empty: the envelope is a message request
     access: bytes = b""
+    #: a group item (core/groups/items.py): a submission for the hub, an ordered message for a
+    #: participating node, a verdict for the submitter's node, or a hand-over
+    group: GroupItem | None = None
 
     def check(self) -> None:
-        if (self.envelope is None) == (self.report is None):
-            raise ValueError("a transit item carries exactly one of envelope and report")
+        if (self.envelope is not None) + (self.report is not None) + (self.group is not None) != 1:
+            raise ValueError("a transit item carries exactly one of envelope, report and group")
         if len(self.access) not in (0, ACCESS_TOKEN_LEN) or (self.access and self.envelope is None):
             raise ValueError(f"an access token is {ACCESS_TOKEN_LEN} bytes, and only with an envelope")
         if not 0 <= self.hops <= limits.MAX_HOPS:
