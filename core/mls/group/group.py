@@ -187,6 +187,23 @@ class Group:
         message = MLSMessage(WireFormat.PUBLIC_MESSAGE, protect_public(cs, auth, group_info.group_context, None))
         return cls(cs, state, signature_priv, external_psks=known), message
 
+    # ---- saving and loading (group/persist.py) -------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """Everything this member holds of the group, every secret included (seal it), for
+        ``from_bytes``; not the external PSKs, and no StagedCommit (commit again after a load)."""
+        from .persist import encode_group  # persist reads Group: imported when used
+
+        return encode_group(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, external_psks: MutableMapping[bytes, bytes] | None = None) -> Group:
+        """The group ``to_bytes`` saved (``DecodeError`` for anything else: truncated, trailing
+        bytes, another format version, a state that contradicts itself)."""
+        from .persist import decode_group
+
+        return decode_group(data, external_psks=external_psks)
+
     # ---- what the group is now ---------------------------------------------------------------
 
     @property
