@@ -122,6 +122,10 @@ _CODES = {
     "mls_malformed": "an MLS structure that does not decode, or breaks a cap of core/limits.py",
     "mls_generation": "an MLS message of a sender generation too far ahead, too old or already used",
     "mls_invalid": "an MLS structure that decodes but breaks a rule of RFC 9420 (signature, tree or parent hash, leaf)",
+    # Groups (docs/groups.md)
+    "group_malformed": "a group credential, group extension or hub state that does not decode",
+    "group_credential": "a group member credential whose binding the device identity key did not sign",
+    "not_allowed": "a group change the group's rules do not allow (admins only)",
     "directory_mismatch": "a directory entry for another account or key than asked",
     "directory_too_large": "a directory that grew more than a device audits at once",
     "head_forged": "a directory head its node's key did not sign",
