@@ -23,7 +23,7 @@ from .private_message import (
     protect_private,
     unprotect_private,
 )
-from .public_message import PublicMessage, check_group_and_epoch, protect_public, unprotect_public
+from .public_message import PublicMessage, check_group_and_epoch, observe_public, protect_public, unprotect_public
 from .rules import FramingRuleError, check_framing_rules
 from .sender import Sender
 from .transcript import (
@@ -61,6 +61,7 @@ __all__ = [
     "interim_transcript_hash",
     "membership_tag",
     "next_transcript_hashes",
+    "observe_public",
     "protect_private",
     "protect_public",
     "sign_content",

@@ -18,7 +18,7 @@ from .rules import FramingRuleError, check_framing_rules
 if TYPE_CHECKING:
     from ..crypto import CipherSuite
 
-__all__ = ["PublicMessage", "protect_public", "unprotect_public", "check_group_and_epoch"]
+__all__ = ["PublicMessage", "protect_public", "unprotect_public", "observe_public", "check_group_and_epoch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +86,29 @@ def unprotect_public(
     context's, the sender may send this content, the membership tag (member senders) and the
     signature verify. The confirmation tag of a commit is the caller's to check (it needs the
     next epoch's key schedule)."""
-    content = message.content
-    check_group_and_epoch(content.group_id, content.epoch, context)
-    check_framing_rules(content, WireFormat.PUBLIC_MESSAGE)
-    auth = message.authenticated_content()
-    if content.sender.is_member:
+    auth = _framed(message, context)
+    if message.content.sender.is_member:
         if membership_key is None or message.membership_tag is None:
             raise VerifyError("MLS: a member's PublicMessage without its membership tag or key")
         verify_membership_tag(suite, membership_key, auth, context, message.membership_tag)
-    verify_content(suite, signature_key(content.sender), auth, context)
+    verify_content(suite, signature_key(message.content.sender), auth, context)
     return auth
+
+
+def observe_public(
+    suite: CipherSuite, message: PublicMessage, context: GroupContextLike, signature_key: SignatureKeyLookup
+) -> AuthenticatedContent:
+    """``unprotect_public`` for an observer without the epoch's secrets (a delivery service):
+    every check but the membership tag, which needs the membership key. The signature still
+    binds the content to the group context, so it is good for this group and epoch only."""
+    auth = _framed(message, context)
+    verify_content(suite, signature_key(message.content.sender), auth, context)
+    return auth
+
+
+def _framed(message: PublicMessage, context: GroupContextLike) -> AuthenticatedContent:
+    """The checks before any key: the context's group and epoch, the §6 sender/content rules."""
+    content = message.content
+    check_group_and_epoch(content.group_id, content.epoch, context)
+    check_framing_rules(content, WireFormat.PUBLIC_MESSAGE)
+    return message.authenticated_content()

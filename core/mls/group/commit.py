@@ -33,7 +33,7 @@ from ..key_schedule import EpochSecrets, GroupContext, derive_epoch_secrets
 from ..messages import Commit, ProposalOrRef, ProposalRef, Remove, Update, Welcome
 from ..psk import ResumptionPSKUsage
 from ..secret_tree import SecretTree
-from ..tree import TreeKEMPrivate, create_update_path, decrypt_update_path, merge_update_path
+from ..tree import RatchetTree, TreeKEMPrivate, create_update_path, decrypt_update_path, merge_update_path
 from .proposals import AppliedProposals, ProposalInfo, PSKLookup, apply_proposals, check_proposal_list, path_required, required_capabilities
 from .state import EpochState, QueuedProposal, StagedCommit, prune_private
 from .welcome import make_welcome, resolve_psks
@@ -45,7 +45,11 @@ if TYPE_CHECKING:
 __all__ = [
     "CommitOptions",
     "CreatedCommit",
+    "ReceivedCommit",
+    "check_received_commit",
     "create_commit",
+    "merge_committer_path",
+    "next_context",
     "next_state",
     "provisional_context",
     "select_pending",
@@ -79,6 +83,12 @@ def provisional_context(before: GroupContext, applied: AppliedProposals, tree_ha
     return replace(before, epoch=before.epoch + 1, tree_hash=tree_hash, extensions=applied.extensions)
 
 
+def next_context(cs: CipherSuite, before: GroupContext, applied: AppliedProposals, confirmed: bytes) -> GroupContext:
+    """The GroupContext of the epoch a commit starts: the tree (path merged) and extensions after
+    it, ``confirmed`` its confirmed transcript hash."""
+    return GroupContext(cs.id, before.group_id, before.epoch + 1, applied.tree.root_tree_hash(), confirmed, applied.extensions)
+
+
 def next_state(
     cs: CipherSuite,
     before: GroupContext,
@@ -93,7 +103,7 @@ def next_state(
     epoch's, or an external commit's), the commit secret and the PSKs, and the confirmation
     tag over ``confirmed``. The state keeps only the secrets the epoch needs (§9.2); the full
     set comes back beside it for a Welcome, to be dropped once that is made."""
-    context = GroupContext(cs.id, before.group_id, before.epoch + 1, applied.tree.root_tree_hash(), confirmed, applied.extensions)
+    context = next_context(cs, before, applied, confirmed)
     secrets = derive_epoch_secrets(cs, init_secret, commit_secret, resolve_psks(cs, applied.psks, psk_lookup), context)
     tag = confirmation_tag(cs, secrets.confirmation_key, confirmed)
     state = EpochState(
@@ -229,6 +239,66 @@ def _resolve(commit: Commit, committer: int, pending: dict[bytes, QueuedProposal
     return infos
 
 
+@dataclass(frozen=True, slots=True)
+class ReceivedCommit:
+    """A member's commit checked as far as the epoch's public state allows (§12.4.2): its
+    proposals resolved, valid together and applied to a copy of the tree, the path there when
+    they require one. ``merge_committer_path`` then puts the path into ``applied.tree``."""
+
+    committer: int
+    commit: Commit
+    #: the proposals in commit order, those by reference resolved from the pending ones
+    proposals: tuple[ProposalInfo, ...]
+    applied: AppliedProposals
+
+
+def check_received_commit(
+    cs: CipherSuite,
+    tree: RatchetTree,
+    context: GroupContext,
+    auth: AuthenticatedContent,
+    pending: dict[bytes, QueuedProposal],
+    psk_lookup: PSKLookup,
+    *,
+    now: int | None = None,
+) -> ReceivedCommit:
+    """The first half of processing a member's commit (framing already checked against
+    ``context``), shared by members (``stage_received_commit``) and the delivery service's
+    public view (``PublicGroup``): ValidationError for a rule broken."""
+    sender = auth.content.sender
+    assert sender.sender_type is SenderType.MEMBER  # framing lets only members and new members commit
+    committer = sender.index
+    commit = auth.content.commit()
+    proposals = _resolve(commit, committer, pending)
+    check_proposal_list(cs, tree, context, proposals, committer, psk_lookup, now=now)
+    applied = apply_proposals(tree, context.extensions, proposals)
+    if path_required(proposals) and commit.path is None:
+        raise ValidationError("a commit without the UpdatePath its proposals require")
+    return ReceivedCommit(committer, commit, tuple(proposals), applied)
+
+
+def merge_committer_path(
+    cs: CipherSuite, tree: RatchetTree, context: GroupContext, received: ReceivedCommit, *, now: int | None = None
+) -> None:
+    """Put the commit's UpdatePath (if any) into ``received.applied.tree``: the committer's new
+    leaf valid (§7.3) with a new encryption key, the path's node keys of the suite, its parent
+    hash matching, no key of it anywhere else in the tree (``merge_update_path``). ``tree`` and
+    ``context`` are the epoch's, before the commit."""
+    path, committer, applied = received.commit.path, received.committer, received.applied
+    if path is None:
+        return
+    old_leaf = tree.leaf(committer)
+    assert old_leaf is not None
+    # the committer neither updates nor removes itself (check_proposal_list): its old leaf is in applied.tree
+    check_leaf_node(
+        cs, path.leaf_node, source=LeafNodeSource.COMMIT, group_id=context.group_id, leaf_index=committer,
+        others=applied.tree.leaf_summary(), replacing=old_leaf, required=required_capabilities(applied.extensions), now=now,
+    )  # fmt: skip
+    if path.leaf_node.encryption_key == old_leaf.encryption_key:
+        raise ValidationError("a commit's path keeps the committer's leaf encryption key")
+    merge_update_path(applied.tree, committer, path)
+
+
 def stage_received_commit(
     cs: CipherSuite,
     base: EpochState,
@@ -241,16 +311,9 @@ def stage_received_commit(
 ) -> StagedCommit:
     """The StagedCommit of a commit another member sent (its framing already unprotected and
     checked against ``base``): ValidationError, VerifyError or DecryptError for anything wrong."""
-    sender = auth.content.sender
-    assert sender.sender_type is SenderType.MEMBER  # framing lets only members and new members commit
-    committer = sender.index
+    received = check_received_commit(cs, base.tree, base.context, auth, pending, psk_lookup, now=now)
+    committer, commit, applied = received.committer, received.commit, received.applied
     me = base.private.leaf_index
-    commit = auth.content.commit()
-    proposals = _resolve(commit, committer, pending)
-    check_proposal_list(cs, base.tree, base.context, proposals, committer, psk_lookup, now=now)
-    applied = apply_proposals(base.tree, base.context.extensions, proposals)
-    if path_required(proposals) and commit.path is None:
-        raise ValidationError("a commit without the UpdatePath its proposals require")
     removes_us = me in applied.removed
     own_update = None
     private = base.private
@@ -262,22 +325,11 @@ def stage_received_commit(
     if not removes_us:
         private = prune_private(cs, private, applied.tree)
     commit_secret = None
-    if commit.path is not None:
-        path = commit.path
-        old_leaf = base.tree.leaf(committer)
-        assert old_leaf is not None
-        # the committer neither updates nor removes itself (check_proposal_list): its old leaf is in applied.tree
-        check_leaf_node(
-            cs, path.leaf_node, source=LeafNodeSource.COMMIT, group_id=base.context.group_id, leaf_index=committer,
-            others=applied.tree.leaf_summary(), replacing=old_leaf, required=required_capabilities(applied.extensions), now=now,
-        )  # fmt: skip
-        if path.leaf_node.encryption_key == old_leaf.encryption_key:
-            raise ValidationError("a commit's path keeps the committer's leaf encryption key")
-        merge_update_path(applied.tree, committer, path)
-        if not removes_us:
-            context = provisional_context(base.context, applied, applied.tree.root_tree_hash()).to_bytes()
-            received = decrypt_update_path(applied.tree, committer, path, private, context, exclude=[i for i, _ in applied.added])
-            commit_secret, private = received.commit_secret, received.private
+    merge_committer_path(cs, base.tree, base.context, received, now=now)
+    if commit.path is not None and not removes_us:
+        context = provisional_context(base.context, applied, applied.tree.root_tree_hash()).to_bytes()
+        received_path = decrypt_update_path(applied.tree, committer, commit.path, private, context, exclude=[i for i, _ in applied.added])
+        commit_secret, private = received_path.commit_secret, received_path.private
     confirmed = confirmed_transcript_hash(cs, base.interim_transcript_hash, auth)
     tag = auth.auth.confirmation_tag
     assert tag is not None  # framing reads a tag for every commit

@@ -5,7 +5,15 @@ truncate), parent hashes, whole-tree validation and TreeKEM (UpdatePath create/a
 from .nodes import Node, NodeType, ParentNode, decode_tree_nodes, encode_tree_nodes, read_node, read_tree_nodes, write_node
 from .parent_hash import parent_hash_of, set_path_parent_hashes, verify_parent_hashes
 from .ratchet_tree import RatchetTree
-from .treekem import CreatedPath, ReceivedPath, TreeKEMPrivate, create_update_path, decrypt_update_path, merge_update_path
+from .treekem import (
+    CreatedPath,
+    ReceivedPath,
+    TreeKEMPrivate,
+    check_path_ciphertext_counts,
+    create_update_path,
+    decrypt_update_path,
+    merge_update_path,
+)
 from .validation import check_unmerged_leaves, validate_tree
 
 __all__ = [
@@ -16,6 +24,7 @@ __all__ = [
     "RatchetTree",
     "ReceivedPath",
     "TreeKEMPrivate",
+    "check_path_ciphertext_counts",
     "check_unmerged_leaves",
     "create_update_path",
     "decrypt_update_path",

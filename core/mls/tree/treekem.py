@@ -34,7 +34,15 @@ if TYPE_CHECKING:
     from ...crypto.modes import Rng
     from ..crypto import CipherSuite
 
-__all__ = ["TreeKEMPrivate", "CreatedPath", "ReceivedPath", "create_update_path", "merge_update_path", "decrypt_update_path"]
+__all__ = [
+    "TreeKEMPrivate",
+    "CreatedPath",
+    "ReceivedPath",
+    "check_path_ciphertext_counts",
+    "create_update_path",
+    "merge_update_path",
+    "decrypt_update_path",
+]
 
 UPDATE_PATH_LABEL = b"UpdatePathNode"
 
@@ -97,6 +105,24 @@ def _recipients(tree: RatchetTree, copath_child: int, exclude: Collection[int]) 
     """The resolution of ``copath_child`` without the leaves the commit adds."""
     excluded = {leaf_to_node(leaf) for leaf in exclude}
     return [n for n in tree.resolution(copath_child) if n not in excluded]
+
+
+def _check_ciphertext_count(
+    tree: RatchetTree, node: int, copath_child: int, path_node: UpdatePathNode, exclude: Collection[int]
+) -> list[int]:
+    """The recipients of ``path_node`` (at ``node``), each of which must have one ciphertext."""
+    recipients = _recipients(tree, copath_child, exclude)
+    count = len(path_node.encrypted_path_secret)
+    if count != len(recipients):
+        raise ValidationError(f"UpdatePath node {node} has {count} ciphertexts for {len(recipients)} recipients")
+    return recipients
+
+
+def check_path_ciphertext_counts(tree: RatchetTree, sender: int, path: UpdatePath, *, exclude: Collection[int] = ()) -> None:
+    """Every node of ``path`` (merged into ``tree``) has one ciphertext per recipient: what an
+    observer without keys can check of the ciphertexts (each member decrypts only its own)."""
+    for (p, s), path_node in zip(tree.filtered_direct_path(sender), path.nodes, strict=True):
+        _check_ciphertext_count(tree, p, s, path_node, exclude)
 
 
 def _set_path_keys(tree: RatchetTree, leaf_index: int, public_keys: list[bytes]) -> list[tuple[int, int]]:
@@ -209,10 +235,8 @@ def decrypt_update_path(
             break
     else:
         raise ValidationError(f"leaf {private.leaf_index} is not below the sender's filtered direct path")
-    recipients = _recipients(tree, s, exclude)
+    recipients = _check_ciphertext_count(tree, p, s, path.nodes[position], exclude)
     ciphertexts = path.nodes[position].encrypted_path_secret
-    if len(ciphertexts) != len(recipients):
-        raise ValidationError(f"UpdatePath node {p} has {len(ciphertexts)} ciphertexts for {len(recipients)} recipients")
     for slot, recipient in enumerate(recipients):
         if recipient in private.keys:
             break
