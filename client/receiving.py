@@ -19,7 +19,7 @@ caches the device keeps between receives (live sessions, verified sender certifi
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -39,6 +39,9 @@ from sonet.core.sealed_sender import unseal
 from .access import remember_contact_token
 from .connection import TRANSIENT_LOOKUP_CODES, Connection, NodeError
 from .directory import IdentityChanged, Lookup, lookup_account
+from .groups.engine import GroupEngine
+from .groups.keys import maintain_key_packages
+from .groups.store import GroupMessage
 from .prekeys import maintain_prekeys
 from .session_cache import SessionCache
 from .sessions import Sessions
@@ -59,6 +62,8 @@ class ReceiveResult:
     rejected: list[str]
     #: contacts whose account identity key changed since it was trusted
     identity_changes: list[str]
+    #: group messages not shown yet (client/groups/engine.py), each with its group
+    group_messages: list[GroupMessage] = field(default_factory=list)
 
 
 @dataclass
@@ -93,6 +98,7 @@ class Receiver:
         deliver: FanOut,
         sessions: SessionCache | None = None,
         certificates: CertificateCache | None = None,
+        groups: GroupEngine | None = None,
     ) -> None:
         self._state = state
         self._profile = profile
@@ -103,14 +109,23 @@ class Receiver:
         self._sessions = Sessions(state, profile, rng, policy, sessions)
         self._certificates = certificates if certificates is not None else CertificateCache()
         self._inbox = _Inbox()
+        #: processes the group items of the mailbox, in each group's order
+        self.groups = groups if groups is not None else GroupEngine(state, profile, rng=rng, clock=clock)
 
-    async def run(self, conn: Connection, *, wait: float | None, read_receipts: bool) -> None:
+    async def run(
+        self, conn: Connection, *, wait: float | None, read_receipts: bool, keys: bool = True, after_drained: bool = False
+    ) -> None:
         """Accept deliveries until the mailbox is drained or, with ``wait`` and nothing queued,
-        until the next arrival (at most ``wait`` seconds); then send receipts. See
-        ``Device.receive``."""
+        until the next arrival (at most ``wait`` seconds); then send receipts and the group
+        submissions that are due. See ``Device.receive``. ``keys``: top up prekeys and
+        KeyPackages first (once per connection). ``after_drained``: an earlier run on this
+        connection saw the node's Drained (it comes once), so this one ends with the first
+        batch that brings something new, or after ``wait``."""
         profile, inbox = self._profile, self._inbox
-        await maintain_prekeys(conn, self._state, profile, self._rng, self._clock())
-        drained = False
+        if keys:
+            await maintain_prekeys(conn, self._state, profile, self._rng, self._clock())
+            await maintain_key_packages(conn, self._state, profile, self._rng, self._clock())
+        drained = after_drained
         with trio.move_on_after(wait if wait is not None else float("inf")) as scope:
             async for frame in conn.deliveries:
                 if isinstance(frame, Deliver):
@@ -119,7 +134,7 @@ class Receiver:
                         break
                 elif not isinstance(frame, LinkOffer):  # Drained
                     drained = True
-                    if inbox.texts or wait is None:
+                    if inbox.texts or self.groups.stored or wait is None:
                         break
         if conn.error is not None and not scope.cancelled_caught:
             raise conn.error
@@ -127,10 +142,14 @@ class Receiver:
         await self._send_receipts(conn, "undelivered", inbox.undelivered)
         if read_receipts:
             await self._send_receipts(conn, "read", inbox.texts)
+        await self.groups.flush(conn)
 
     def result(self) -> ReceiveResult:
         inbox = self._inbox
-        return ReceiveResult(messages=self._state.unshown(), rejected=inbox.rejected, identity_changes=sorted(inbox.changed))
+        return ReceiveResult(
+            messages=self._state.unshown(), rejected=inbox.rejected + self.groups.rejected, identity_changes=sorted(inbox.changed),
+            group_messages=self._state.unshown_group_messages(),
+        )  # fmt: skip
 
     async def _accept(self, conn: Connection, frame: Deliver) -> bool:
         inbox = self._inbox
@@ -138,6 +157,12 @@ class Receiver:
         keep: set[bytes] = set()
         for item in frame.items:
             env = item.envelope
+            if env.kind == Kind.GROUP:
+                if self.groups.accept(env, item.stored_at):
+                    fresh = True
+                else:
+                    keep.add(env.id)
+                continue
             if self._state.has_message(env.id) and env.kind == Kind.SEALED:
                 continue  # redelivered after a lost ack: already stored
             try:
@@ -157,7 +182,8 @@ class Receiver:
             if content.type == "text":
                 inbox.texts.setdefault(sender, []).append(content.id)
             fresh = True
-        await conn.send(Ack(ids=tuple(i.envelope.id for i in frame.items if i.envelope.kind == Kind.SEALED and i.envelope.id not in keep)))
+        acked = (Kind.SEALED, Kind.GROUP)
+        await conn.send(Ack(ids=tuple(i.envelope.id for i in frame.items if i.envelope.kind in acked and i.envelope.id not in keep)))
         return fresh
 
     async def _open(self, conn: Connection, item: Delivery) -> tuple[str, Content]:
@@ -268,6 +294,8 @@ class Receiver:
 
 
 def _inbox_message(content: Content, sender: str, me: str, received_at: int) -> InboxMessage | None:
+    if content.type == "group_state":
+        raise RemoteProtocolError("a group_state message comes only in a group", code="content_malformed")
     if content.type in ("sync", "alert") and sender != me:
         return None
     if content.type == "sync":

@@ -58,6 +58,8 @@ from .connection import ConnectError, Connection, NodeError, connect
 from .crypto_modes import check_minimum_for_keys, check_requested, key_policy, note_node_minimum, save_device_minimum
 from .delivery import refresh_sent
 from .directory import AccountView, Lookup, fetch_account, lookup_account
+from .groups.api import GroupInfoView, Groups, GroupSendResult, GroupView
+from .groups.engine import GroupEngine
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
 from .pending import PendingFull, expire_pending, send_pending, waits
 from .pending_registration import (
@@ -76,7 +78,10 @@ from .sessions import Sessions
 from .state import DeviceState, PendingSend, Profile, SentMessage, StateError
 from .transparency import UNWITNESSED_TRIES, check_bundles
 
-__all__ = ["Device", "SendResult", "ReceiveResult", "DeviceInfo", "SafetyNumber", "Lookup", "SentMessage", "now_ms"]
+__all__ = [
+    "Device", "SendResult", "ReceiveResult", "DeviceInfo", "SafetyNumber", "Lookup", "SentMessage", "GroupView", "GroupInfoView",
+    "GroupSendResult", "now_ms",
+]  # fmt: skip
 
 RATCHET_MESSAGE = 1
 #: refresh the sender certificate when less than this is left
@@ -768,11 +773,49 @@ class Device:
             await receiver.run(conn, wait=wait, read_receipts=read_receipts)
         return receiver.result()
 
-    def _receiver(self, profile: Profile) -> Receiver:
+    def _receiver(self, profile: Profile, groups: GroupEngine | None = None) -> Receiver:
         return Receiver(
             self.state, profile, clock=self._clock, rng=self._rng, policy=self._policy, deliver=self._deliver,
-            sessions=self._live_sessions, certificates=self._certificates,
+            sessions=self._live_sessions, certificates=self._certificates, groups=groups,
         )  # fmt: skip
+
+    # Groups (client/groups/api.py) ------------------------------------------------------
+
+    def _groups(self) -> Groups:
+        return Groups(
+            self.state, clock=self._clock, rng=self._rng, policy=lambda: self._policy, connect=self._connect, receiver=self._receiver,
+        )  # fmt: skip
+
+    async def group_create(self, name: str, members: list[str]) -> GroupView:
+        """A new group named ``name`` (on this device) hosted by the home node, with every
+        device of this account and of ``members``."""
+        return await self._groups().create(name, members)
+
+    async def group_add(self, group: str, members: list[str]) -> GroupView:
+        """Add every device of ``members`` (``group``: its id or its name here)."""
+        return await self._groups().add(group, members)
+
+    async def group_remove(self, group: str, member: str) -> GroupView:
+        return await self._groups().remove(group, member)
+
+    async def group_leave(self, group: str) -> None:
+        await self._groups().leave(group)
+
+    async def group_admin(self, group: str, member: str) -> GroupView:
+        return await self._groups().admin(group, member)
+
+    async def group_hub(self, group: str, node: str) -> GroupView:
+        return await self._groups().hub(group, node)
+
+    async def group_send(self, group: str, text: str) -> GroupSendResult:
+        return await self._groups().send(group, text)
+
+    async def groups(self) -> list[GroupView]:
+        """The groups of this device as it knows them now (``receive`` brings them up to date)."""
+        return self._groups().groups()
+
+    async def group_info(self, group: str) -> GroupInfoView:
+        return self._groups().info(group)
 
 
 async def _next_offer(conn: Connection) -> LinkOffer:

@@ -20,6 +20,7 @@ import platformdirs
 from sonet.core import canonical
 from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey
 
+from .groups.store import GROUPS_SCHEMA, GroupState
 from .state_directory import ALERT, DIRECTORY_SCHEMA, NOTICE, Alert, DirectoryState
 from .state_pending import PENDING_SCHEMA, PendingSend, PendingState
 from .vault import Vault, VaultError
@@ -145,7 +146,7 @@ _PROFILE_KEYS = ("address", "device_id", "node_url", "node_fingerprint", "mode",
 _PROFILE_ROWS = f"SELECT key, value FROM kv WHERE key IN ({', '.join('?' * len(_PROFILE_KEYS))})"
 
 
-class DeviceState(DirectoryState, PendingState):
+class DeviceState(DirectoryState, PendingState, GroupState):
     def __init__(self, home: Path, *, create: bool = True) -> None:
         self.home = home
         check_home(home, create=create)
@@ -164,7 +165,7 @@ class DeviceState(DirectoryState, PendingState):
             self._db = sqlite3.connect(path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA)
+            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA)
             self._add_columns("sent", _SENT_COLUMNS)
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path} is not a usable device state database: {exc}") from None

@@ -12,6 +12,9 @@ type:
   devices; ``id`` and ``sent_at`` are those of the original, so every device dedupes alike.
 - ``alert``    ``{text}`` — what one's own device found wrong in the account's key-directory
   entries (client/monitor.py), for one's other devices.
+- ``group_state`` ``{name, topic}`` — a group's name and topic, sent by an admin as a group
+  application message (docs/groups.md); members keep the latest one. The name is 1..
+  ``MAX_GROUP_NAME_LEN`` bytes of UTF-8, the topic at most ``MAX_GROUP_TOPIC_LEN``.
 
 Texts are bounded by ``limits.MAX_TEXT_LEN`` bytes of UTF-8. Decoding is strict: unknown type or
 version, a missing, extra or mistyped field, a bound exceeded or a non-normalised address is a
@@ -38,12 +41,17 @@ __all__ = [
     "TYPING",
     "SYNC",
     "ALERT",
+    "GROUP_STATE",
+    "MAX_GROUP_NAME_LEN",
+    "MAX_GROUP_TOPIC_LEN",
     "RECEIPT_KINDS",
     "TYPING_STATES",
 ]
 
-TEXT, RECEIPT, TYPING, SYNC, ALERT = "text", "receipt", "typing", "sync", "alert"
-CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT)
+TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE = "text", "receipt", "typing", "sync", "alert", "group_state"
+CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE)
+MAX_GROUP_NAME_LEN = 128
+MAX_GROUP_TOPIC_LEN = 1024
 RECEIPT_KINDS = ("delivered", "read", "undelivered")
 TYPING_STATES = ("started", "stopped")
 _VERSION = 1
@@ -54,8 +62,9 @@ _FIELDS: dict[str, dict[str, type]] = {
     TYPING: {"typing": str},
     SYNC: {"to": str, "text": str},
     ALERT: {"text": str},
+    GROUP_STATE: {"name": str, "topic": str},
 }
-_OPTIONAL = ("text", "receipt", "ids", "typing", "to")
+_OPTIONAL = ("text", "receipt", "ids", "typing", "to", "name", "topic")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -70,6 +79,8 @@ class Content:
     ids: tuple[bytes, ...] | None = None
     typing: str | None = None
     to: str | None = None
+    name: str | None = None
+    topic: str | None = None
 
     @classmethod
     def make_text(cls, *, id: bytes, sent_at: int, text: str) -> "Content":
@@ -88,6 +99,10 @@ class Content:
         return cls(type=ALERT, id=id, sent_at=sent_at, text=text)
 
     @classmethod
+    def make_group_state(cls, *, id: bytes, sent_at: int, name: str, topic: str) -> "Content":
+        return cls(type=GROUP_STATE, id=id, sent_at=sent_at, name=name, topic=topic)
+
+    @classmethod
     def make_sync(cls, *, id: bytes, sent_at: int, to: str, text: str) -> "Content":
         return cls(type=SYNC, id=id, sent_at=sent_at, to=str(parse_address(to)), text=text)
 
@@ -96,7 +111,7 @@ _REQUIRED = {kind: {**_COMMON, **fields} for kind, fields in _FIELDS.items()}
 _REQUIRED_KEYS = {kind: frozenset(required) for kind, required in _REQUIRED.items()}
 #: every field in canonical key order (UTF-8 length, then bytes): a map built in this order is
 #: encoded with canonical.dumps_ordered, without cbor2 sorting it again
-_ORDER = ("v", "id", "to", "ids", "text", "type", "typing", "receipt", "sent_at")
+_ORDER = ("v", "id", "to", "ids", "name", "text", "type", "topic", "typing", "receipt", "sent_at")
 
 
 def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
@@ -153,6 +168,12 @@ def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
         if to != value["to"]:
             raise fail("address is not in normal form")
         fields["to"] = to
+    elif kind == GROUP_STATE:
+        if not 0 < len(value["name"].encode()) <= MAX_GROUP_NAME_LEN:
+            raise fail(f"a group name is 1..{MAX_GROUP_NAME_LEN} bytes")
+        if len(value["topic"].encode()) > MAX_GROUP_TOPIC_LEN:
+            raise fail(f"a group topic is at most {MAX_GROUP_TOPIC_LEN} bytes")
+        fields.update(name=value["name"], topic=value["topic"])
     return fields
 
 

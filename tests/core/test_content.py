@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sonet.core import canonical, limits
-from sonet.core.content import CONTENT_TYPES, Content, decode_content, encode_content
+from sonet.core.content import CONTENT_TYPES, MAX_GROUP_NAME_LEN, MAX_GROUP_TOPIC_LEN, Content, decode_content, encode_content
 from sonet.core.errors import LocalProtocolError, RemoteProtocolError
 
 ID = bytes(range(16))
@@ -25,6 +25,8 @@ SAMPLES = {
     "typing-stopped": Content.make_typing(id=ID, sent_at=0, typing="stopped"),
     "sync": Content.make_sync(id=ID, sent_at=SENT, to="bob@beta.example", text="sent from my phone"),
     "alert": Content.make_alert(id=ID, sent_at=SENT, text="device 3 was added to your account"),
+    "group_state": Content.make_group_state(id=ID, sent_at=SENT, name="Hiking ⛰", topic="Sunday, 9:00"),
+    "group_state-no-topic": Content.make_group_state(id=ID, sent_at=SENT, name="x", topic=""),
 }
 
 
@@ -37,6 +39,7 @@ def fields(kind: str = "text", **changes: Any) -> dict[str, Any]:
             "typing": {"typing": "started"},
             "sync": {"to": "bob@beta.example", "text": "hi"},
             "alert": {"text": "hi"},
+            "group_state": {"name": "hikers", "topic": "Sunday"},
         }[kind]
     )
     base.update(changes)
@@ -92,6 +95,8 @@ def test_bounds_are_inclusive() -> None:
     assert decode_content(encode_content(Content.make_receipt(id=ID, sent_at=SENT, receipt="read", ids=ids))).ids == ids
     sync = Content.make_sync(id=ID, sent_at=2**63 - 1, to="bob@beta.example", text=text)
     assert decode_content(encode_content(sync)) == sync
+    state = Content.make_group_state(id=ID, sent_at=SENT, name="n" * MAX_GROUP_NAME_LEN, topic="t" * MAX_GROUP_TOPIC_LEN)
+    assert decode_content(encode_content(state)) == state
 
 
 def test_make_sync_normalises_the_address() -> None:
@@ -149,6 +154,13 @@ MALFORMED = {
     "sync-missing-to": fields("sync", to=_DROP),
     "sync-missing-text": fields("sync", text=_DROP),
     "sync-text-too-long": fields("sync", text="x" * (limits.MAX_TEXT_LEN + 1)),
+    "group_state-empty-name": fields("group_state", name=""),
+    "group_state-name-too-long": fields("group_state", name="é" * (MAX_GROUP_NAME_LEN // 2 + 1)),
+    "group_state-topic-too-long": fields("group_state", topic="x" * (MAX_GROUP_TOPIC_LEN + 1)),
+    "group_state-name-int": fields("group_state", name=1),
+    "group_state-missing-topic": fields("group_state", topic=_DROP),
+    "group_state-with-text": fields("group_state", text="hi"),
+    "text-with-name": fields(name="x"),
     "common-missing-id": fields(id=_DROP),
     "common-missing-sent": fields(sent_at=_DROP),
     "common-missing-version": fields(v=_DROP),
@@ -192,8 +204,12 @@ def test_undecodable_content_is_refused(raw: Any) -> None:
         Content(type="receipt", id=ID, sent_at=SENT, receipt="lost", ids=(OTHER,)),
         Content(type="typing", id=ID, sent_at=SENT, typing="maybe"),
         Content(type="sync", id=ID, sent_at=SENT, to="bob", text="hi"),
+        Content(type="group_state", id=ID, sent_at=SENT, name="", topic=""),
+        Content(type="group_state", id=ID, sent_at=SENT, name="x"),
+        Content(type="text", id=ID, sent_at=SENT, text="hi", topic="x"),
     ],
-    ids=["unknown-type", "missing-text", "id", "sent", "text-long", "stray-field", "no-ids", "receipt", "typing", "sync-to"],
+    ids=["unknown-type", "missing-text", "id", "sent", "text-long", "stray-field", "no-ids", "receipt", "typing", "sync-to",
+         "group-name-empty", "group-no-topic", "text-with-topic"],
 )
 def test_encode_refuses_invalid_content(content: Content) -> None:
     with pytest.raises(LocalProtocolError):

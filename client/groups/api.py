@@ -1,0 +1,333 @@
+"""What a device does with groups (docs/groups.md): create one, add and remove members, leave,
+name admins, move the hub, send; list them and show one. ``Device`` (client/sdk.py) exposes
+these as ``group_*`` methods; they return the plain dataclasses below (ready for ``--json``).
+
+Every change follows one path: bring the device up to date with its mailbox (so it changes the
+newest epoch), make the change (client/groups/ops.py), keep it as the group's outstanding
+submission with the state it leads to, send it to the home node (``GroupSubmit``) and wait up
+to ``SETTLE_S`` for the hub's order to come back through the mailbox (client/groups/engine.py
+redoes it on top if another commit came first). A change still on its way then is "queued":
+the next ``receive`` finishes it. One change per group at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from sonet.core import limits
+from sonet.core.address import parse_address, validate_node_name
+from sonet.core.client_api import CreateGroup, GroupCreated
+from sonet.core.content import MAX_GROUP_NAME_LEN, Content, encode_content
+from sonet.core.crypto import CryptoPolicy
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError
+from sonet.core.groups.credential import SUITE_ID, leaf_member
+from sonet.core.groups.items import GROUP_ID_LEN, GROUP_REFUSALS, group_hex
+from sonet.core.groups.state import GroupExtension, group_context_extensions, group_extension
+from sonet.core.mls.framing import MLSMessage, WireFormat
+from sonet.core.mls.group import Group
+
+from ..connection import Connection
+from ..replies import expect_reply
+from ..state import DeviceState, Profile
+from .engine import ORDERED, GroupEngine, submit_own
+from .keys import SUITE, maintain_key_packages, own_key_package, signature_key
+from .members import fetch_key_packages
+from .ops import make, member_devices
+from .store import GroupRecord, Outstanding
+
+__all__ = ["GroupView", "GroupMemberView", "GroupInfoView", "GroupSendResult", "Groups", "SETTLE_S"]
+
+#: how long a change waits for the hub's order before it is reported "queued"
+SETTLE_S = 15.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupView:
+    id: str  # 32 hex digits
+    name: str
+    topic: str
+    epoch: int
+    hub: str
+    members: tuple[str, ...]  # accounts, sorted
+    admins: tuple[str, ...]
+    #: False once this device was removed (or left)
+    active: bool
+    #: a change of this device is still on its way to the hub
+    waiting: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupMemberView:
+    account: str
+    devices: tuple[int, ...]
+    admin: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupInfoView:
+    id: str
+    name: str
+    topic: str
+    epoch: int
+    hub: str
+    suite: str  # "0x004d"
+    members: tuple[GroupMemberView, ...]
+    admins: tuple[str, ...]
+    active: bool
+    waiting: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupSendResult:
+    id: bytes  # the message's content id
+    group: str
+    #: "ordered" (the hub put it in the group's order) or "queued" (on its way to the hub)
+    state: str
+
+
+class _Receiver(Protocol):
+    async def run(
+        self, conn: Connection, *, wait: float | None, read_receipts: bool, keys: bool = True, after_drained: bool = False
+    ) -> None: ...
+
+
+class Groups:
+    """The group operations of one device (see the module docstring)."""
+
+    def __init__(
+        self,
+        state: DeviceState,
+        *,
+        clock: Callable[[], int],
+        rng: Callable[[int], bytes],
+        policy: Callable[[], CryptoPolicy],
+        connect: Callable[[Profile], AbstractAsyncContextManager[Connection]],
+        receiver: Callable[[Profile, GroupEngine], _Receiver],
+    ) -> None:
+        self._state = state
+        self._clock = clock
+        self._rng = rng
+        self._policy = policy
+        self._connect = connect
+        self._receiver = receiver
+        self.settle_s = SETTLE_S
+
+    # Reading -----------------------------------------------------------------------------
+
+    def groups(self) -> list[GroupView]:
+        return [_view(record) for record in self._state.group_records()]
+
+    def info(self, group: str) -> GroupInfoView:
+        record = self.find(group)
+        mls = Group.from_bytes(record.mls)
+        ext = group_extension(mls.context)
+        devices: dict[str, list[int]] = {}
+        for account, device in member_devices(mls):
+            devices.setdefault(account, []).append(device)
+        members = tuple(
+            GroupMemberView(account=a, devices=tuple(sorted(d)), admin=ext.is_admin(a)) for a, d in sorted(devices.items())
+        )
+        return GroupInfoView(
+            id=group_hex(record.id), name=record.name, topic=record.topic, epoch=mls.epoch, hub=ext.hub, suite=f"{SUITE_ID:#06x}",
+            members=members, admins=ext.admins, active=record.active, waiting=record.own is not None,
+        )  # fmt: skip
+
+    def find(self, group: str) -> GroupRecord:
+        """A group by its id (32 hex digits) or by its name on this device."""
+        if len(group) == 2 * GROUP_ID_LEN:
+            try:
+                record = self._state.group_record(bytes.fromhex(group))
+            except ValueError:
+                record = None
+            if record is not None:
+                return record
+        named = [r for r in self._state.group_records() if r.name == group]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            ids = ", ".join(group_hex(r.id) for r in named)
+            raise LocalProtocolError(f"{len(named)} groups are named {group!r}: use the id ({ids})", code="ambiguous_group")
+        raise LocalProtocolError(f"no group {group!r} on this device (`sonet group list` shows them)", code="unknown_group")
+
+    # Changing ----------------------------------------------------------------------------
+
+    async def create(self, name: str, members: list[str]) -> GroupView:
+        _check_name(name)
+        profile = self._state.profile()
+        accounts = _accounts(members, me=profile.address)
+        async with self._connect(profile) as conn:
+            await self._sync(conn, profile)
+            now = self._clock()
+            key_packages = await self._key_packages(conn, profile, accounts + [profile.address], skip={profile.address: {profile.device_id}})
+            own = own_key_package(self._state, profile, self._rng, now)
+            ext = GroupExtension(conn.welcome.node, (profile.address,))
+            group_id = self._rng(GROUP_ID_LEN)
+            mls = Group.create(
+                SUITE, group_id, own.key_package.leaf_node, signature_priv=signature_key(self._state, self._rng),
+                encryption_priv=own.encryption_priv, rng=self._rng, extensions=group_context_extensions(ext),
+            )  # fmt: skip
+            info = MLSMessage(WireFormat.GROUP_INFO, mls.group_info(with_ratchet_tree=False, external_pub=False)).to_bytes()
+            reply = await conn.request(lambda n: CreateGroup(request=n, group=group_id, group_info=info, ratchet_tree=mls.ratchet_tree_bytes()))
+            if expect_reply(reply, GroupCreated).group != group_id:
+                raise RemoteProtocolError("the node created another group than the one asked for")
+            self._state.save_group(GroupRecord(id=group_id, next_seq=1, created=now, mls=mls.to_bytes(), name=name))
+            if key_packages:
+                await self._change(conn, profile, group_id, {"op": "add", "key_packages": key_packages})
+            await self._announce(conn, profile, group_id, name, "")
+        return _view(self._record(group_id))
+
+    async def add(self, group: str, members: list[str]) -> GroupView:
+        profile = self._state.profile()
+        async with self._connect(profile) as conn:
+            await self._sync(conn, profile)
+            record = self.find(group)
+            present: dict[str, set[int]] = {}
+            for account, device in member_devices(Group.from_bytes(record.mls)):
+                present.setdefault(account, set()).add(device)
+            accounts = _accounts(members, me=profile.address, allow_me=True)
+            key_packages = await self._key_packages(conn, profile, accounts, skip=present)
+            if not key_packages:
+                raise LocalProtocolError("nothing to add: those devices are in the group already, or have no KeyPackages", code="nothing_to_do")
+            await self._change(conn, profile, record.id, {"op": "add", "key_packages": key_packages})
+            record = self._record(record.id)
+            if record.name and group_extension(Group.from_bytes(record.mls).context).is_admin(profile.address):
+                await self._announce(conn, profile, record.id, record.name, record.topic)  # the new members learn the name
+        return _view(self._record(record.id))
+
+    async def remove(self, group: str, member: str) -> GroupView:
+        account = str(parse_address(member))
+        return await self._simple(group, {"op": "remove", "account": account}, member_of=account)
+
+    async def admin(self, group: str, member: str) -> GroupView:
+        account = str(parse_address(member))
+        return await self._simple(group, {"op": "admin", "account": account}, member_of=account)
+
+    async def hub(self, group: str, node: str) -> GroupView:
+        return await self._simple(group, {"op": "hub", "node": validate_node_name(node)})
+
+    async def leave(self, group: str) -> None:
+        await self._simple(group, {"op": "leave"})
+
+    async def send(self, group: str, text: str) -> GroupSendResult:
+        if not text:
+            raise LocalProtocolError("refusing to send an empty message")
+        if len(text.encode()) > limits.MAX_TEXT_LEN:
+            raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} bytes (UTF-8)")
+        profile = self._state.profile()
+        content_id = self._rng(limits.CONTENT_ID_LEN)
+        content = encode_content(Content.make_text(id=content_id, sent_at=self._clock(), text=text))
+        async with self._connect(profile) as conn:
+            await self._sync(conn, profile)
+            record = self.find(group)
+            state = await self._change(conn, profile, record.id, {"op": "send", "content": content})
+        return GroupSendResult(id=content_id, group=group_hex(record.id), state=state)
+
+    async def _simple(self, group: str, op: dict, *, member_of: str | None = None) -> GroupView:
+        profile = self._state.profile()
+        async with self._connect(profile) as conn:
+            await self._sync(conn, profile)
+            record = self.find(group)
+            if member_of is not None and member_of not in {a for a, _d in member_devices(Group.from_bytes(record.mls))}:
+                raise LocalProtocolError(f"{member_of} is not a member of the group", code="not_member")
+            await self._change(conn, profile, record.id, op)
+        return _view(self._record(record.id))
+
+    async def _announce(self, conn: Connection, profile: Profile, group: bytes, name: str, topic: str) -> None:
+        content = Content.make_group_state(id=self._rng(limits.CONTENT_ID_LEN), sent_at=self._clock(), name=name, topic=topic)
+        await self._change(conn, profile, group, {"op": "send", "content": encode_content(content)})
+
+    async def _change(self, conn: Connection, profile: Profile, group: bytes, op: dict) -> str:
+        """Make ``op``, submit it and wait for its outcome: "ordered" or "queued"; a refusal by
+        the hub is an error (its GROUP_REFUSALS line)."""
+        record = self._record(group)
+        if not record.active:
+            raise LocalProtocolError("this device is no longer a member of the group", code="not_member")
+        if record.own is not None:
+            raise LocalProtocolError(
+                "an earlier change of this device to the group is still on its way to the hub: try again once `sonet receive` "
+                "has seen it ordered", code="group_busy",
+            )  # fmt: skip
+        before = Group.from_bytes(record.mls)
+        hub = group_extension(before.context).hub
+        made = make(before, op, self._rng)
+        origin = self._rng(16)
+        own = Outstanding(
+            ref=origin, origin=origin, kind=made.kind, epoch=made.epoch, message=made.message, welcome=made.welcome,
+            after=made.after, op=op, submitted=False,
+        )  # fmt: skip
+        # kept before it is sent: whatever happens next, the device knows what it submitted
+        self._state.save_group(record.but(own=own, mls=made.now if made.now is not None else record.mls))
+        await submit_own(conn, self._state, group, own, hub)
+        return await self._settle(conn, profile, group, origin)
+
+    async def _settle(self, conn: Connection, profile: Profile, group: bytes, origin: bytes) -> str:
+        engine = GroupEngine(self._state, profile, rng=self._rng, clock=self._clock)
+        # _sync saw the node's Drained on this connection: from now on each run ends with the
+        # first batch that brings something (or the time left)
+        with trio.move_on_after(self.settle_s):
+            while origin not in engine.outcomes:
+                await self._receiver(profile, engine).run(conn, wait=self.settle_s, read_receipts=False, keys=False, after_drained=True)
+        outcome = engine.outcomes.get(origin)
+        if outcome is None:
+            return "queued"
+        if outcome != ORDERED:
+            raise LocalProtocolError(f"the group's hub refused it: {GROUP_REFUSALS.get(outcome, outcome)}", code=outcome)
+        return ORDERED
+
+    # Helpers -----------------------------------------------------------------------------
+
+    async def _sync(self, conn: Connection, profile: Profile) -> None:
+        """Publish KeyPackages if due, and process what waits in the mailbox (so a change is
+        made on the newest epoch, and earlier changes are finished)."""
+        await maintain_key_packages(conn, self._state, profile, self._rng, self._clock())
+        engine = GroupEngine(self._state, profile, rng=self._rng, clock=self._clock)
+        await self._receiver(profile, engine).run(conn, wait=None, read_receipts=False, keys=False)
+
+    async def _key_packages(
+        self, conn: Connection, profile: Profile, accounts: list[str], *, skip: dict[str, set[int]]
+    ) -> list[bytes]:
+        found: list[bytes] = []
+        for account in accounts:
+            found += await fetch_key_packages(
+                conn, self._state, parse_address(account), policy=self._policy(), now=self._clock(), skip=skip.get(account, set())
+            )  # fmt: skip
+        return found
+
+    def _record(self, group: bytes) -> GroupRecord:
+        record = self._state.group_record(group)
+        if record is None:
+            raise LocalProtocolError(f"no group {group_hex(group)} on this device", code="unknown_group")
+        return record
+
+
+def _check_name(name: str) -> None:
+    if not 0 < len(name.encode()) <= MAX_GROUP_NAME_LEN:
+        raise LocalProtocolError(f"a group name is 1 to {MAX_GROUP_NAME_LEN} bytes (UTF-8)")
+
+
+def _accounts(members: list[str], *, me: str, allow_me: bool = False) -> list[str]:
+    """The normalised, unique accounts of ``members`` (this account only with ``allow_me``:
+    its other devices are in every group of it anyway)."""
+    accounts: list[str] = []
+    for member in members:
+        account = str(parse_address(member))
+        if account == me and not allow_me:
+            continue
+        if account not in accounts:
+            accounts.append(account)
+    return accounts
+
+
+def _view(record: GroupRecord) -> GroupView:
+    mls = Group.from_bytes(record.mls)
+    ext = group_extension(mls.context)
+    return GroupView(
+        id=group_hex(record.id), name=record.name, topic=record.topic, epoch=mls.epoch, hub=ext.hub,
+        members=tuple(sorted({leaf_member(leaf).account for _i, leaf in mls.members()})), admins=ext.admins,
+        active=record.active, waiting=record.own is not None,
+    )  # fmt: skip

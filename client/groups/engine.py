@@ -1,0 +1,290 @@
+"""The device's side of group ordering (docs/groups.md, "Ordering on the device").
+
+Group items reach the device as mailbox envelopes of kind GROUP. ``GroupEngine.accept`` takes
+one and, in one transaction, either processes it, holds it (sealed) until the items before it
+came, or drops it as a duplicate; the caller acknowledges it only afterwards, so nothing the
+node stops holding is lost. Items of a group are processed strictly in sequence order:
+
+- an ORDERED item with the next sequence number is processed: the device's own submission
+  coming back (its ref) adopts the group state kept for it; another commit for the epoch of the
+  device's own outstanding submission makes the device drop that state, process the commit and
+  make its change again on top (``redo``); a commit, proposal or application message of another
+  member is processed by MLS; an application message's content (core/content.py) is kept
+  (``text``) or sets the group's name and topic (``group_state`` from an admin);
+- an ORDERED item for a group the device is not in yet is held, unless its Welcome names one of
+  the device's KeyPackages: then the device joins and continues with the next sequence number;
+- a VERDICT for the device's own outstanding submission: ``stale_epoch`` makes it redo it on
+  top of the epoch the hub names (once the device has reached it), any other refusal drops it.
+
+A message MLS refuses (it does not verify for this device) is skipped with a line in
+``rejected``: the hub ordered it for everyone, so the sequence moves on.
+
+``submissions`` gives what must be sent now (remade first where due); ``flush`` sends it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from sonet.core.client_api import GroupQueued, GroupSubmit
+from sonet.core.content import GROUP_STATE, TEXT, decode_content
+from sonet.core.envelope import Envelope
+from sonet.core.errors import ProtocolError, RemoteProtocolError
+from sonet.core.groups.credential import leaf_member
+from sonet.core.groups.items import GROUP_REFUSALS, GroupItem, ItemKind, group_hex
+from sonet.core.groups.state import group_extension
+from sonet.core.mls.framing import MLSMessage
+from sonet.core.mls.group import ApplicationMessage, Group, QueuedProposal, StagedCommit
+from sonet.core.mls.messages import Remove, Welcome
+from sonet.core.wire import decode_struct
+
+from ..connection import Connection
+from ..replies import expect_reply
+from ..state import DeviceState, Profile
+from .keys import SUITE, OwnKeyPackage, signature_key
+from .ops import NothingToDo, make
+from .store import GroupMessage, GroupRecord, HeldFull, Outstanding
+
+__all__ = ["GroupEngine", "ORDERED", "submit_own"]
+
+#: the outcome of an own submission that came back ordered (else a GROUP_REFUSALS code)
+ORDERED = "ordered"
+
+
+class GroupEngine:
+    def __init__(self, state: DeviceState, profile: Profile, *, rng: Callable[[int], bytes], clock: Callable[[], int]) -> None:
+        self._state = state
+        self._profile = profile
+        self._rng = rng
+        self._clock = clock
+        #: one line per group item dropped or message skipped
+        self.rejected: list[str] = []
+        #: own submissions settled while this engine ran, by their origin: ORDERED or a refusal
+        self.outcomes: dict[bytes, str] = {}
+        #: group messages stored while this engine ran
+        self.stored = 0
+
+    # Accepting items ---------------------------------------------------------------------
+
+    def accept(self, envelope: Envelope, received_at: int) -> bool:
+        """Take one GROUP envelope; True when it may be acknowledged (processed, held, a
+        duplicate, or junk dropped), False when it must stay in the mailbox (no room to hold)."""
+        try:
+            item = decode_struct(GroupItem, envelope.body)
+            if item.ref != envelope.id:
+                raise RemoteProtocolError("the envelope's id is not the item's ref", code="group_malformed")
+        except ProtocolError as exc:
+            self.rejected.append(f"dropped group item {envelope.id.hex()}: {exc}")
+            return True
+        try:
+            with self._state.transaction():
+                if item.kind == ItemKind.ORDERED:
+                    self._ordered(item, envelope.body, received_at)
+                elif item.kind == ItemKind.VERDICT:
+                    self._verdict(item)
+                else:
+                    self.rejected.append(f"dropped group item {envelope.id.hex()}: a {ItemKind(item.kind).name} item is not for a device")
+        except HeldFull as exc:
+            self.rejected.append(f"kept group item {envelope.id.hex()} of group {group_hex(item.group)} in the mailbox: {exc}")
+            return False
+        return True
+
+    def _ordered(self, item: GroupItem, raw: bytes, received_at: int) -> None:
+        record = self._state.group_record(item.group)
+        if record is None:
+            if not (item.welcome and self._join(item, received_at)):
+                self._state.hold_group_item(item.group, item.seq, raw)
+                return
+        elif item.seq < record.next_seq:
+            return  # a duplicate (the node sent it again after a lost acknowledgement)
+        elif item.seq > record.next_seq:
+            self._state.hold_group_item(item.group, item.seq, raw)
+            return
+        else:
+            self._apply(record, item, received_at)
+        self._drain(item.group, received_at)
+
+    def _drain(self, group: bytes, received_at: int) -> None:
+        """Process the held items that are next in order now."""
+        while True:
+            record = self._state.group_record(group)
+            if record is None:
+                return
+            self._state.drop_held_group_items(group, below=record.next_seq)
+            raw = self._state.held_group_item(group, record.next_seq)
+            if raw is None:
+                return
+            self._apply(record, decode_struct(GroupItem, raw), received_at)
+
+    def _join(self, item: GroupItem, received_at: int) -> bool:
+        """Join by the item's Welcome if it names one of this device's KeyPackages."""
+        try:
+            welcome = MLSMessage.from_bytes(item.welcome).body
+            if not isinstance(welcome, Welcome):
+                raise RemoteProtocolError("the Welcome of a group item is not a Welcome", code="group_malformed")
+            for secrets in welcome.secrets:
+                found = self._state.key_package_secret(secrets.new_member)
+                if found is None:
+                    continue
+                own, last_resort = OwnKeyPackage.from_bytes(found[0]), found[1]
+                group = Group.join(
+                    SUITE, welcome, own.key_package, init_priv=own.init_priv, encryption_priv=own.encryption_priv,
+                    signature_priv=signature_key(self._state, self._rng),
+                )  # fmt: skip
+                if group.group_id != item.group:
+                    raise RemoteProtocolError("the Welcome is for another group than its item names", code="group_malformed")
+                group_extension(group.context)  # a Sonet group: it names its hub and admins
+                self._state.save_group(GroupRecord(id=item.group, next_seq=item.seq + 1, created=received_at, mls=group.to_bytes()))
+                if not last_resort:
+                    self._state.delete_key_package_secret(secrets.new_member)
+                return True
+        except ProtocolError as exc:
+            self.rejected.append(f"could not join group {group_hex(item.group)} by its Welcome (item {item.seq}): {exc}")
+        return False
+
+    def _apply(self, record: GroupRecord, item: GroupItem, received_at: int) -> None:
+        """Process ``item``, the next one of ``record``'s group, and save the group after it."""
+        own = record.own
+        done = record.but(next_seq=item.seq + 1)
+        if own is not None and item.ref == own.ref and not own.redo:
+            self.outcomes[own.origin] = ORDERED
+            self._state.save_group(done.but(mls=own.after if own.after is not None else record.mls, own=None))
+            return
+        if not record.active:
+            self._state.save_group(done)
+            return
+        group = Group.from_bytes(record.mls)
+        try:
+            result = group.process(item.message)
+        except ProtocolError as exc:
+            self.rejected.append(f"skipped message {item.seq} of group {group_hex(item.group)}: {exc}")
+            self._state.save_group(done.but(mls=group.to_bytes()))  # a message that decrypted used its key
+            return
+        active: bool = record.active
+        if isinstance(result, StagedCommit):
+            if own is not None and own.epoch == group.epoch:
+                # another commit came first: our change is made again on top of it
+                own = replace(own, redo=True, redo_epoch=result.epoch, after=None)
+            group.merge(result)
+            active = not result.removes_us
+            if not active:
+                own = None
+        elif isinstance(result, ApplicationMessage):
+            done = self._message(done, group, item, result, received_at)
+        elif isinstance(result, QueuedProposal):
+            own = self._self_removal(group, result, own)
+        self._state.save_group(done.but(mls=group.to_bytes(), active=active, own=own))
+
+    def _message(self, record: GroupRecord, group: Group, item: GroupItem, message: ApplicationMessage, received_at: int) -> GroupRecord:
+        where = f"message {item.seq} of group {group_hex(item.group)}"
+        try:
+            leaf = group.tree.leaf(message.sender)
+            assert leaf is not None  # MLS verified the sender is a member
+            sender = leaf_member(leaf)
+            content = decode_content(message.data)
+        except ProtocolError as exc:
+            self.rejected.append(f"skipped {where}: {exc}")
+            return record
+        if content.type == TEXT and content.text is not None:
+            self.stored += 1
+            self._state.store_group_message(
+                GroupMessage(
+                    group=item.group, seq=item.seq, sender=sender.account, device=sender.device, id=content.id,
+                    sent_at=content.sent_at, received_at=received_at, text=content.text,
+                )  # fmt: skip
+            )
+        elif content.type == GROUP_STATE and content.name is not None and content.topic is not None:
+            if group_extension(group.context).is_admin(sender.account):
+                return record.but(name=content.name, topic=content.topic)
+            self.rejected.append(f"ignored {where}: {sender.account} is not an admin and may not rename the group")
+        else:
+            self.rejected.append(f"ignored {where}: a {content.type} message has no meaning in a group")
+        return record
+
+    def _self_removal(self, group: Group, queued: QueuedProposal, own: Outstanding | None) -> Outstanding | None:
+        """A member proposed to remove its own leaf (it leaves): the member with the lowest leaf
+        index among those staying commits it (docs/groups.md "Rules"), unless busy."""
+        proposal = queued.proposal
+        if not (isinstance(proposal, Remove) and queued.sender.index == proposal.removed) or own is not None:
+            return own
+        leaving = {p.proposal.removed for p in group.pending_proposals() if isinstance(p.proposal, Remove)}
+        staying = [index for index, _leaf in group.members() if index not in leaving]
+        if not staying or staying[0] != group.leaf_index:
+            return own
+        return Outstanding(
+            ref=b"", origin=self._rng(16), kind="commit", epoch=group.epoch, message=b"", welcome=b"", after=None,
+            op={"op": "commit"}, submitted=False, redo=True, redo_epoch=group.epoch,
+        )  # fmt: skip
+
+    def _verdict(self, item: GroupItem) -> None:
+        record = self._state.group_record(item.group)
+        if record is None or record.own is None or record.own.ref != item.ref:
+            return  # for a submission already redone or dropped
+        own: Outstanding | None = record.own
+        assert own is not None
+        if item.outcome == "stale_epoch":
+            own = replace(own, redo=True, redo_epoch=max(item.epoch, own.epoch + 1), after=None)
+        else:
+            self.outcomes[own.origin] = item.outcome
+            self.rejected.append(f"the hub refused this device's change of group {group_hex(item.group)}: {GROUP_REFUSALS[item.outcome]}")
+            own = None
+        self._state.save_group(record.but(own=own))
+
+    # Sending -----------------------------------------------------------------------------
+
+    def submissions(self) -> list[tuple[GroupRecord, Outstanding, str]]:
+        """(group, own submission, hub) for every submission to send now: not sent yet, or due
+        to be made again (remade here and saved before it is returned)."""
+        due = []
+        for record in self._state.group_records():
+            own = record.own
+            if own is None or not record.active:
+                continue
+            with self._state.transaction():
+                group = Group.from_bytes(record.mls)
+                if own.redo:
+                    if group.epoch < own.redo_epoch:
+                        continue  # the commit that came first is not processed yet
+                    try:
+                        made = make(group, own.op, self._rng)
+                    except NothingToDo:
+                        self.outcomes[own.origin] = ORDERED
+                        self._state.save_group(record.but(own=None))
+                        continue
+                    except ProtocolError as exc:
+                        self.outcomes[own.origin] = "invalid"
+                        self.rejected.append(f"could not make this device's change of group {group_hex(record.id)} again: {exc}")
+                        self._state.save_group(record.but(own=None))
+                        continue
+                    own = Outstanding(
+                        ref=self._rng(16), origin=own.origin, kind=made.kind, epoch=made.epoch, message=made.message,
+                        welcome=made.welcome, after=made.after, op=own.op, submitted=False,
+                    )  # fmt: skip
+                    record = record.but(own=own, mls=made.now if made.now is not None else record.mls)
+                    self._state.save_group(record)
+                elif own.submitted:
+                    continue
+                due.append((record, own, group_extension(Group.from_bytes(record.mls).context).hub))
+        return due
+
+    async def flush(self, conn: Connection) -> None:
+        """Send every due submission (see ``submissions``)."""
+        for record, own, hub in self.submissions():
+            await submit_own(conn, self._state, record.id, own, hub)
+
+
+async def submit_own(conn: Connection, state: DeviceState, group: bytes, own: Outstanding, hub: str) -> None:
+    """Send one own submission and note that the home node queued it. Sent again after a lost
+    answer, it is the same ref: the hub orders it once."""
+    reply = await conn.request(
+        lambda n: GroupSubmit(request=n, ref=own.ref, group=group, hub=hub, message=own.message, welcome=own.welcome)
+    )
+    reply = expect_reply(reply, GroupQueued)
+    if reply.ref != own.ref:
+        raise RemoteProtocolError("the node queued another submission than the one sent")
+    with state.transaction():
+        record = state.group_record(group)
+        if record is not None and record.own is not None and record.own.ref == own.ref:
+            state.save_group(record.but(own=replace(record.own, submitted=True)))
+
