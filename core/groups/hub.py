@@ -32,7 +32,7 @@ from ..errors import ProtocolError, RemoteProtocolError
 from ..mls.extensions import ExtensionType, RequiredCapabilities, find_extension
 from ..mls.framing import ContentType, MLSMessage, PrivateMessage, PublicMessage, SenderType, WireFormat
 from ..mls.group.public import PublicCommit, PublicGroup
-from ..mls.messages import Add, Welcome
+from ..mls.messages import Add, Update, Welcome
 from .credential import SUITE_ID, MemberCredential, leaf_member
 from .items import GROUP_ID_LEN, MAX_GROUP_MESSAGE_BYTES, MAX_GROUP_WELCOME_BYTES, MAX_NODE_MEMBERS, REF_LEN, GroupItem, GroupMember, ItemKind
 from .policy import PolicyError, check_commit, check_proposal
@@ -252,6 +252,10 @@ class HubGroup:
             del members_after[index]
         for index, leaf in commit.added:
             members_after[index] = leaf_member(leaf)  # the same credential check_commit read
+        for index in {commit.sender} | {proposer for p, proposer in commit.proposals if isinstance(p, Update)}:
+            changed = commit.staged.tree.leaf(index)
+            if changed is not None:  # a new leaf of the same device (policy): its binding may be new
+                members_after[index] = leaf_member(changed)
         nodes_before, by_node = _by_node(self._members), _by_node(members_after)
         if any(len(devices) > MAX_NODE_MEMBERS for devices in by_node.values()):
             raise _Refused("too_large")
