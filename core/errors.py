@@ -100,6 +100,8 @@ _CODES = {
     "wrong_prekey_kind": "a prekey in the wrong slot",
     "bad_prekey_id": "a one-time prekey with the signed prekey's id",
     "prekeys_missing": "a new device without the signed or last-resort prekey its crypto mode needs",
+    # MLS KeyPackages (groups)
+    "too_many_key_packages": "more one-time MLS KeyPackages than the node keeps per device",
     # Sender certificates and node keys
     "certificate_malformed": "a sender certificate that does not decode",
     "certificate_forged": "a sender certificate its node's key did not sign",
@@ -126,6 +128,13 @@ _CODES = {
     "group_malformed": "a group credential, group extension or hub state that does not decode",
     "group_credential": "a group member credential whose binding the device identity key did not sign",
     "not_allowed": "a group change the group's rules do not allow (admins only)",
+    "group_exists": "a new group whose id the node already has",
+    "group_refused": "a group change the group's hub refused (the outcome is in the message)",
+    "not_member": "a device or account that is not a member of the group",
+    "unknown_group": "a group this device (or the hub) does not know",
+    "ambiguous_group": "a group name that several groups of this device have",
+    "group_busy": "an earlier change of this device to the group is still on its way to the hub",
+    "nothing_to_do": "a group change that would change nothing",
     "directory_mismatch": "a directory entry for another account or key than asked",
     "directory_too_large": "a directory that grew more than a device audits at once",
     "head_forged": "a directory head its node's key did not sign",

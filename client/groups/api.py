@@ -201,6 +201,8 @@ class Groups:
 
     async def remove(self, group: str, member: str) -> GroupView:
         account = str(parse_address(member))
+        if account == self._state.profile().address:
+            raise LocalProtocolError("to take this account out of the group, use `group leave`")
         return await self._simple(group, {"op": "remove", "account": account}, member_of=account)
 
     async def admin(self, group: str, member: str) -> GroupView:
@@ -211,7 +213,17 @@ class Groups:
         return await self._simple(group, {"op": "hub", "node": validate_node_name(node)})
 
     async def leave(self, group: str) -> None:
-        await self._simple(group, {"op": "leave"})
+        """This account leaves: a commit removes its other devices (if any are in the group),
+        then this device proposes its own removal, which the first member staying commits
+        (client/groups/engine.py). The group stays listed here, inactive once that commit came."""
+        profile = self._state.profile()
+        async with self._connect(profile) as conn:
+            await self._sync(conn, profile)
+            record = self.find(group)
+            mine = [d for a, d in member_devices(Group.from_bytes(record.mls)) if a == profile.address and d != profile.device_id]
+            if mine:
+                await self._change(conn, profile, record.id, {"op": "remove", "account": profile.address})
+            await self._change(conn, profile, record.id, {"op": "leave"})
 
     async def send(self, group: str, text: str) -> GroupSendResult:
         if not text:
@@ -245,6 +257,13 @@ class Groups:
         """Make ``op``, submit it and wait for its outcome: "ordered" or "queued"; a refusal by
         the hub is an error (its GROUP_REFUSALS line)."""
         record = self._record(group)
+        if record.own is not None and record.own.submitted:
+            # an earlier change (or the commit of a member's leaving) is on its way: see it through
+            try:
+                await self._settle(conn, profile, group, record.own.origin)
+            except LocalProtocolError:
+                pass  # its refusal is that change's, not this one's
+            record = self._record(group)
         if not record.active:
             raise LocalProtocolError("this device is no longer a member of the group", code="not_member")
         if record.own is not None:
@@ -276,7 +295,8 @@ class Groups:
         if outcome is None:
             return "queued"
         if outcome != ORDERED:
-            raise LocalProtocolError(f"the group's hub refused it: {GROUP_REFUSALS.get(outcome, outcome)}", code=outcome)
+            code = outcome if outcome in ("not_allowed", "not_member", "unknown_group") else "group_refused"
+            raise LocalProtocolError(f"the group's hub refused it ({outcome}): {GROUP_REFUSALS.get(outcome, outcome)}", code=code)
         return ORDERED
 
     # Helpers -----------------------------------------------------------------------------

@@ -149,6 +149,10 @@ class GroupEngine:
         done = record.but(next_seq=item.seq + 1)
         if own is not None and item.ref == own.ref and not own.redo:
             self.outcomes[own.origin] = ORDERED
+            if own.op["op"] == "send":  # our own name and topic take effect in order, as everyone's
+                content = decode_content(own.op["content"])
+                if content.type == GROUP_STATE and content.name is not None and content.topic is not None:
+                    done = done.but(name=content.name, topic=content.topic)
             self._state.save_group(done.but(mls=own.after if own.after is not None else record.mls, own=None))
             return
         if not record.active:

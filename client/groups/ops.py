@@ -4,7 +4,7 @@ be made again on top of a newer epoch when another member's commit came first (d
 :func:`make` again on the group as it is then.
 
 Ops: ``add`` {key_packages: [KeyPackage MLSMessages]} (devices already in the group are left
-out), ``remove`` {account} (every leaf of it), ``admin`` {account} (made an admin), ``hub``
+out), ``remove`` {account} (every leaf of it but this device's own), ``admin`` {account} (made an admin), ``hub``
 {node} (the group moves there), ``leave`` {} (a Remove proposal of this device's own leaf),
 ``send`` {content} (an application message: encoded core/content.py Content), ``commit`` {}
 (the pending proposals: what a member does when another one proposed to leave).
@@ -76,10 +76,11 @@ def make(group: Group, op: dict, rng: Callable[[int], bytes]) -> Made:
             if (who.account, who.device) not in present and (who.account, who.device) not in seen:
                 seen.add((who.account, who.device))
                 proposals.append(Add(body))
-    elif kind == "remove":
-        proposals = [Remove(index) for (account, _device), index in sorted(member_devices(group).items()) if account == op["account"]]
-        if group.leaf_index in {p.removed for p in proposals if isinstance(p, Remove)}:
-            raise LocalProtocolError("a device cannot remove itself with a commit: use `group leave`")
+    elif kind == "remove":  # never this device's own leaf: a committer cannot remove itself (it leaves)
+        proposals = [
+            Remove(index) for (account, _device), index in sorted(member_devices(group).items())
+            if account == op["account"] and index != group.leaf_index
+        ]  # fmt: skip
     elif kind == "admin":
         if op["account"] not in current.admins:
             admins = tuple(sorted({*current.admins, op["account"]}))

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sonet.client.sdk import Device, ReceiveResult
+import pytest
 
-from .conftest import ALICE, BOB, RunningNode, link_device
+from sonet.client.sdk import Device, ReceiveResult
+from sonet.core.errors import LocalProtocolError
+
+from .conftest import ALICE, BOB, CAROL, RunningNode, link_device
 
 
 def group_texts(device: Device, result: ReceiveResult) -> list[tuple[str, int, str, str]]:
@@ -54,3 +57,70 @@ async def test_a_group_of_three_devices_agrees_on_one_order(
     info = await bob2.group_info("hikers")
     assert [(m.account, m.devices, m.admin) for m in info.members] == [(ALICE, (1,), True), (BOB, (1, 2), False)]
     assert info.suite == "0x004d" and info.epoch == 1
+
+
+async def test_admins_add_and_remove_members_leave_and_refusals(alpha: RunningNode, register: Callable[..., Awaitable[Device]]) -> None:
+    alice, bob, carol = [await register(alpha, name) for name in ("alice", "bob", "carol")]
+    for device in (alice, bob, carol):
+        await device.receive()
+    view = await alice.group_create("book club", [BOB])
+    await bob.receive()
+
+    # bob is no admin: the hub refuses his adding carol, and his device drops the change
+    with pytest.raises(LocalProtocolError) as refused:
+        await bob.group_add("book club", [CAROL])
+    assert refused.value.code == "not_allowed" and "admins only" in str(refused.value)
+    assert not (await bob.group_info(view.id)).waiting
+
+    added = await alice.group_add(view.id, [CAROL])
+    assert added.members == (ALICE, BOB, CAROL) and added.epoch == 2
+    await carol.receive()
+    assert (await carol.group_info(view.id)).name == "book club"  # alice named it again for the newcomers
+
+    assert (await alice.group_admin("book club", BOB)).admins == (ALICE, BOB)
+    await bob.receive()
+    assert (await bob.group_remove("book club", CAROL)).members == (ALICE, BOB)
+    await carol.receive()
+    [gone] = await carol.groups()
+    assert not gone.active
+    with pytest.raises(LocalProtocolError) as not_member:
+        await carol.group_send(view.id, "still here?")
+    assert not_member.value.code == "not_member"
+
+    await bob.group_leave("book club")  # a proposal: alice, the first member staying, commits it
+    await alice.receive()
+    assert (await alice.group_info(view.id)).waiting  # her commit is on its way
+    await bob.receive()
+    assert not (await bob.group_info(view.id)).active
+    await alice.receive()  # her commit came back ordered
+    info = await alice.group_info(view.id)
+    assert [m.account for m in info.members] == [ALICE] and not info.waiting and info.epoch == 5
+
+    await alice.group_send("book club", "just me now")
+    assert group_texts(bob, await bob.receive()) == []
+
+
+async def test_user_mistakes_are_one_line_errors(alpha: RunningNode, register: Callable[..., Awaitable[Device]]) -> None:
+    alice = await register(alpha, "alice")
+    bob = await register(alpha, "bob")
+    await bob.receive()
+    with pytest.raises(LocalProtocolError, match="no group 'nope' on this device") as unknown:
+        await alice.group_send("nope", "hi")
+    assert unknown.value.code == "unknown_group"
+    first = await alice.group_create("twins", [BOB])
+    second = await alice.group_create("twins", [])
+    with pytest.raises(LocalProtocolError, match="2 groups are named 'twins'"):
+        await alice.group_info("twins")
+    assert (await alice.group_info(second.id)).members[0].account == ALICE
+    with pytest.raises(LocalProtocolError, match="empty message"):
+        await alice.group_send(first.id, "")
+    with pytest.raises(LocalProtocolError, match="use `group leave`"):
+        await alice.group_remove(first.id, ALICE)
+    with pytest.raises(LocalProtocolError) as same_hub:
+        await alice.group_hub(first.id, alpha.config.name)
+    assert same_hub.value.code == "nothing_to_do"
+    with pytest.raises(LocalProtocolError, match="a group name is 1 to 128 bytes"):
+        await alice.group_create("", [BOB])
+    with pytest.raises(LocalProtocolError) as not_member:
+        await alice.group_admin(first.id, "carol@" + alpha.config.name)
+    assert not_member.value.code == "not_member"
