@@ -604,10 +604,12 @@ class KeyPackagesPublished(Frame):
 @frame(tag=72)
 class FetchKeyPackages(Frame):
     """One KeyPackage per device of ``account`` (a one-time one, else the last-resort one);
-    for another node's account the home node asks that node, like FetchBundles."""
+    for another node's account the home node asks that node, like FetchBundles. ``one_time``
+    False: last-resort ones only (a node asking over its one-time allowance, as FetchBundles)."""
 
     request: int
     account: str
+    one_time: bool = True
 
 
 @struct

@@ -7,9 +7,10 @@ number (several may be outstanding; answers can come in any order):
   receiver durably committed what it took. ``"ok"`` means the item is the receiver's
   responsibility now (stored in a mailbox, queued for the next hop, applied, or a duplicate
   of one it already took); any other outcome is a refusal code and the item was not taken.
-- ``FetchDevices`` / ``FetchBundles`` / ``FetchNodeKey`` (core/client_api.py) -> ``Devices`` /
-  ``Bundles`` / ``NodeKey``, or ``ErrorFrame`` with the request number. A relay passes a query
-  for another node on to that node and its answer back.
+- ``FetchDevices`` / ``FetchBundles`` / ``FetchKeyPackages`` / ``FetchNodeKey``
+  (core/client_api.py) -> ``Devices`` / ``Bundles`` / ``KeyPackages`` / ``NodeKey``, or
+  ``ErrorFrame`` with the request number. A relay passes a query for another node on to that
+  node and its answer back.
 - ``FetchHead`` / ``FetchConsistency`` (core/client_api.py) -> ``Head`` / ``Consistency``:
   a node's key directory, asked of it directly or through relays like the lookups above.
 - ``Cosign`` -> ``Noted``: a witness hands the node it witnesses a cosignature of that node's
@@ -171,6 +172,7 @@ FEDERATION_FRAMES = FrameSet(
         *(client_api.FetchDevices, client_api.Devices, client_api.FetchBundles, client_api.Bundles),
         *(client_api.FetchNodeKey, client_api.NodeKey, client_api.FetchHead, client_api.Head),
         *(client_api.FetchConsistency, client_api.Consistency),
+        *(client_api.FetchKeyPackages, client_api.KeyPackages),
         *(client_api.ErrorFrame, client_api.Ping, client_api.Pong),
     ),
 )

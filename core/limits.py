@@ -50,6 +50,8 @@ __all__ = [
     "MAX_URL_LEN",
     "MAX_ONE_TIME_PREKEYS",
     "MAX_FIRST_ONE_TIME_PREKEYS",
+    "MAX_ONE_TIME_KEY_PACKAGES",
+    "MAX_KEY_PACKAGE_BYTES",
     "LINK_SLOT_TTL_MS",
     "MAX_LINK_SLOTS",
     "MAX_LINK_EPHEMERAL_BYTES",
@@ -163,6 +165,11 @@ MAX_ONE_TIME_PREKEYS = 200
 #: send these before having an account and each costs the node a signature check; it tops up
 #: with PublishPrekeys once registered
 MAX_FIRST_ONE_TIME_PREKEYS = 64
+#: one-time MLS KeyPackages a node holds per device, and accepts in one PublishKeyPackages
+#: (docs/groups.md), and the size of each KeyPackage (an MLSMessage; a hybrid credential
+#: binding makes one ~5 KiB)
+MAX_ONE_TIME_KEY_PACKAGES = 100
+MAX_KEY_PACKAGE_BYTES = 16 * 1024
 #: how long a provisioning slot waits for approval and completion
 LINK_SLOT_TTL_MS = 10 * 60 * 1000
 #: provisioning slots open at once on one node

@@ -7,8 +7,9 @@
   has a route there ("unroutable") and hops left ("hop_limit"). What is taken is committed in
   one store transaction before the PushResult says "ok"; then mailboxes are notified and
   outbox workers woken.
-- ``FetchDevices`` / ``FetchBundles``: for this node's accounts answered by ``local``; for
-  another node relayed over the link pool under the same rule, the answer passed back.
+- ``FetchDevices`` / ``FetchBundles`` / ``FetchKeyPackages``: for this node's accounts answered
+  by ``local``; for another node relayed over the link pool under the same rule, the answer
+  passed back.
 - ``FetchNodeKey``: this node's key; another node's relayed like the lookups. ``Ping``: Pong.
 - ``FetchHead`` / ``FetchConsistency``: this node's key directory (``directory``; sizes it
   cannot prove: ``bad_request``); another node's relayed like the lookups.
@@ -25,8 +26,9 @@ its budget or this node into its disk reserve (node/store/sqlite_budgets.py) is 
 taken: the pusher keeps the items in its own (bounded) outbox and backs off.
 
 Each peer node has token buckets (federation/ratelimit.py): pushed items, lookups, and prekey
-bundles (stricter: they hand out one-time prekeys); past its share of one account's one-time
-prekeys (``one_time_rate``, per peer and account) a peer gets bundles without them. An envelope
+bundles and KeyPackages (stricter: they hand out one-time keys); past its share of one account's
+one-time prekeys (``one_time_rate``, per peer and account) a peer gets bundles without them, and
+past its share of one-time KeyPackages (the same rate, its own bucket) last-resort ones. An envelope
 for this node without the recipient's valid access token is a message request: it must fit the
 allowance of its (peer, origin) and of its mailbox (federation/message_requests.py), else its
 outcome is ``message_request_limit``. Over a limit the answer is
@@ -55,8 +57,10 @@ from sonet.core.client_api import (
     FetchConsistency,
     FetchDevices,
     FetchHead,
+    FetchKeyPackages,
     FetchNodeKey,
     Head,
+    KeyPackages,
     NodeKey,
     Ping,
     Pong,
@@ -87,13 +91,16 @@ RELAY_DEADLINE_SHARE = 0.6
 
 log = logging.getLogger("sonet.federation")
 
-Lookup = FetchDevices | FetchBundles | FetchNodeKey | FetchHead | FetchConsistency
+Lookup = FetchDevices | FetchBundles | FetchKeyPackages | FetchNodeKey | FetchHead | FetchConsistency
+#: the lookups that hand out one-time keys
+OneTime = FetchBundles | FetchKeyPackages
 #: what a peer may ask on a link
 Request = Push | Ping | Gossip | Cosign | Lookup
 #: what a peer answers each request relayed for another node with (or an ErrorFrame)
 ANSWERS: dict[type[Frame], type[Frame]] = {
     FetchDevices: Devices,
     FetchBundles: Bundles,
+    FetchKeyPackages: KeyPackages,
     FetchNodeKey: NodeKey,
     FetchHead: Head,
     FetchConsistency: Consistency,
@@ -149,6 +156,8 @@ class Inbound:
         self._costs = CostBudget(settings.lookup_budget)
         # one-time prekeys handed to one peer per target account: past it, bundles come without
         self._one_time = Limiter(settings.one_time_rate)
+        # the same for one-time KeyPackages: past it, the last-resort ones
+        self._one_time_key_packages = Limiter(settings.one_time_rate)
 
     def handler(self, peer: str, key: VerifyKey) -> Handler:
         """The request handler for one inbound link from configured peer ``peer``, whose
@@ -196,16 +205,17 @@ class Inbound:
         now = self._clock_ms()
         if isinstance(frame, Push):
             limiter, cost = self._pushes, len(frame.items)
-        elif isinstance(frame, FetchBundles):
+        elif isinstance(frame, OneTime):
             limiter, cost = self._bundles, await self._bundle_count(frame)
         else:
             limiter, cost = self._queries, 1
         return limiter.allow(peer, now, min(cost, limiter.rate.burst))
 
-    async def _bundle_count(self, req: FetchBundles) -> int:
-        """Bundles the request may hand out: those asked for, or (none named) every device of
-        a local account; a relayed request counts once here, its destination counts it fully."""
-        if req.devices:
+    async def _bundle_count(self, req: OneTime) -> int:
+        """Bundles (KeyPackages) the request may hand out: those asked for, or (none named)
+        every device of a local account; a relayed request counts once here, its destination
+        counts it fully."""
+        if isinstance(req, FetchBundles) and req.devices:
             return len(req.devices)
         try:
             address = parse_address(req.account, remote=True)
@@ -329,17 +339,20 @@ class Inbound:
             return NodeKey(request=req.request, node=self._name, key=self._identity.public.to_bytes())
         if isinstance(req, (FetchHead, FetchConsistency)):
             return await self._directory_answer(req)
-        if isinstance(req, FetchBundles) and req.one_time:
+        if isinstance(req, OneTime) and req.one_time:
             req = self._one_time_allowed(peer, req)
         return await self._local(req)
 
-    def _one_time_allowed(self, peer: str, req: FetchBundles) -> FetchBundles:
-        """``req``, or the same without one-time prekeys once ``peer`` had its share of the
-        account's (a node draining them for its users gets bundles that still work: PQXDH
-        then runs with the signed and last-resort keys)."""
-        cost = min(len(req.devices) or limits.MAX_DEVICES_PER_ACCOUNT, self._one_time.rate.burst)
+    def _one_time_allowed(self, peer: str, req: OneTime) -> OneTime:
+        """``req``, or the same without one-time prekeys (KeyPackages) once ``peer`` had its
+        share of the account's (a node draining them for its users gets bundles that still
+        work: PQXDH then runs with the signed and last-resort keys; a group add with the
+        last-resort KeyPackage)."""
+        limiter = self._one_time if isinstance(req, FetchBundles) else self._one_time_key_packages
+        devices = len(req.devices) if isinstance(req, FetchBundles) else 0
+        cost = min(devices or limits.MAX_DEVICES_PER_ACCOUNT, limiter.rate.burst)
         account = str(parse_address(req.account, remote=True))  # _lookup parsed it already
-        if self._one_time.allow((peer, account), self._clock_ms(), cost):
+        if limiter.allow((peer, account), self._clock_ms(), cost):
             return req
         return dataclasses.replace(req, one_time=False)
 

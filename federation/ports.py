@@ -29,8 +29,8 @@ __all__ = ["StoreFailure", "FederationStore", "KeyDirectory", "LocalAnswer", "De
 #: one item a peer pushed, as federation classified it for ``FederationStore.receive``
 Received = NewEnvelope | OutboundItem | StatusUpdate
 
-#: the answer (Devices / Bundles, or an ErrorFrame with the same request number) to a
-#: FetchDevices / FetchBundles for an account of this node
+#: the answer (Devices / Bundles / KeyPackages, or an ErrorFrame with the same request number)
+#: to a FetchDevices / FetchBundles / FetchKeyPackages for an account of this node
 LocalAnswer = Callable[[Frame], Awaitable[Frame]]
 #: called with the (account, device) mailboxes that got new envelopes from a peer
 Delivered = Callable[[Iterable[tuple[str, int]]], None]

@@ -11,8 +11,9 @@ federation/ports.py:
             never stops the node: a background task logs one line and tries again at its next
             interval, a peer's request is answered ``unavailable``, a remote method raises
             FederationError ``unavailable``.
-  local     ``LocalAnswer``: answers a FetchDevices / FetchBundles for an account of THIS node
-            with Devices / Bundles, or an ErrorFrame (same request number)
+  local     ``LocalAnswer``: answers a FetchDevices / FetchBundles / FetchKeyPackages for an
+            account of THIS node with Devices / Bundles / KeyPackages, or an ErrorFrame (same
+            request number)
   delivered ``Delivered``: called with the (account, device) mailboxes that got new envelopes
             from a peer
   clock_ms  ms since the epoch;  rng  os.urandom-like (jitter)
@@ -46,7 +47,10 @@ For the client handlers (node/client_keys.py, node/client_messages.py, ...):
                                                    cannot answer: sends to it queue)
 ``await remote_bundles(account, devices, *, one_time=True) -> Bundles``   never cached (one-time
                                                    keys; ``one_time`` False: without them)
-                                                   Both: the head in the answer's proof must
+``await remote_key_packages(account, *, one_time=True) -> KeyPackages``   never cached either
+                                                   (one-time KeyPackages; ``one_time`` False:
+                                                   last-resort ones only)
+                                                   All three: the head in the answer's proof must
                                                    verify with the node's key ("invalid"), and
                                                    is compared with the witnessed head: a fork
                                                    is a split ("split_view"). Cosigning a newer
@@ -107,8 +111,10 @@ from sonet.core.client_api import (
     FetchConsistency,
     FetchDevices,
     FetchHead,
+    FetchKeyPackages,
     FetchNodeKey,
     Head,
+    KeyPackages,
     NodeKey,
     Ping,
 )
@@ -401,6 +407,15 @@ class Federation:
             # the account changed since its device list was cached: the next lookup asks again
             # (a device that saw the newer entry would refuse the older one as stale)
             del self._devices[account]
+        return dataclasses.replace(answer, request=0)
+
+    async def remote_key_packages(self, account: str, *, one_time: bool = True) -> KeyPackages:
+        account, node = self._remote(account)
+        self._witness.refuse(node)
+        answer = await self._ask(node, FetchKeyPackages(request=0, account=account, one_time=one_time))
+        if not isinstance(answer, KeyPackages) or answer.account != account:
+            raise FederationError("invalid", f"{node} answered the KeyPackage lookup for {account} with something else")
+        await self._witness.vet(node, answer.proof.head.head)
         return dataclasses.replace(answer, request=0)
 
     async def remote_head(self, node: str) -> Head:

@@ -2,14 +2,16 @@
 and the key directory.
 
 A device publishes its prekeys (checked by node/client_checks.py off the event loop); another
-device of any account fetches the device list (``FetchDevices``) or one bundle per device
-(``FetchBundles``, handing out one-time keys); a registered device gets a sender certificate
+device of any account fetches the device list (``FetchDevices``), one bundle per device
+(``FetchBundles``, handing out one-time keys) or one MLS KeyPackage per device
+(``FetchKeyPackages``, the same way; node/client_key_packages.py checks what devices publish);
+a registered device gets a sender certificate
 signed by the node key, and the identity key of any node (``FetchNodeKey``) to verify the
 certificates of senders on other nodes. Lookups for accounts and keys of other nodes go
 through the federation service (checked against this node's pins there); ``answer_local``
 answers the lookups peers send for this node's accounts.
 
-Every Devices / Bundles answer for an account of this node carries the directory proof of the
+Every Devices / Bundles / KeyPackages answer for an account of this node carries the directory proof of the
 account's newest leaf (node/directory.py), and its identity key and device list are the
 leaf's, so what the device verifies is exactly what it uses. ``FetchHead`` and
 ``FetchConsistency`` give a node's signed head and the proof that it extends an older one
@@ -20,7 +22,8 @@ account that it did not add shows up wherever the node put it).
 
 One-time prekeys are handed out within an allowance per (asking account, account asked about)
 (node/client_limits.py); past it, and when a peer asks without them (``FetchBundles.one_time``
-False, federation/inbound.py), bundles carry only the signed and last-resort prekeys. The
+False, federation/inbound.py), bundles carry only the signed and last-resort prekeys. One-time
+KeyPackages have an allowance of their own, past which the last-resort ones are handed out. The
 sender certificate comes with the device's account's access token (core/access.py).
 
 The lookups, directory requests and prekey uploads spend the device's cost budget
@@ -30,6 +33,7 @@ The lookups, directory requests and prekey uploads spend the device's cost budge
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TypeVar
 
 import trio
 
@@ -48,10 +52,13 @@ from sonet.core.client_api import (
     FetchConsistency,
     FetchDevices,
     FetchHead,
+    FetchKeyPackages,
     FetchLeaves,
     FetchNodeKey,
     GetSenderCertificate,
     Head,
+    KeyPackageEntry,
+    KeyPackages,
     Leaves,
     NodeKey,
     PrekeysPublished,
@@ -77,10 +84,16 @@ from .client_context import (
 )
 from .store import StoreError
 
+#: the lookups of an account's keys, answered for this node's accounts or asked of their node
+_Lookup = FetchDevices | FetchBundles | FetchKeyPackages
+#: the lookups that hand out one-time keys
+_OneTime = TypeVar("_OneTime", FetchBundles, FetchKeyPackages)
+
 __all__ = [
     "fetch_devices",
     "publish_prekeys",
     "fetch_bundles",
+    "fetch_key_packages",
     "sender_certificate",
     "fetch_node_key",
     "fetch_head",
@@ -103,35 +116,43 @@ async def fetch_bundles(session: Session, req: FetchBundles) -> None:
     await session.send(charged(session, await _lookup(session.ctx, req)))
 
 
+async def fetch_key_packages(session: Session, req: FetchKeyPackages) -> None:
+    require_registered(session)
+    admit(session)
+    req = await _within_one_time_allowance(session, req)
+    await session.send(charged(session, await _lookup(session.ctx, req)))
+
+
 async def answer_local(ctx: ClientContext, frame: Frame) -> Frame:
-    """Answer a FetchDevices / FetchBundles for an account of this node with Devices / Bundles,
-    or with an ErrorFrame (same request number). The federation service calls this for the
-    queries peers send."""
+    """Answer a FetchDevices / FetchBundles / FetchKeyPackages for an account of this node with
+    Devices / Bundles / KeyPackages, or with an ErrorFrame (same request number). The federation
+    service calls this for the queries peers send."""
     try:
-        if not isinstance(frame, (FetchDevices, FetchBundles)):
+        if not isinstance(frame, (FetchDevices, FetchBundles, FetchKeyPackages)):
             raise RequestError("unexpected_frame", f"{type(frame).__name__} is not a key lookup")
         return await _local(ctx, frame, local_account(ctx, frame.account))
     except RequestError as exc:
         return ErrorFrame(request=getattr(frame, "request", 0), code=exc.code, message=str(exc))
 
 
-async def _within_one_time_allowance(session: Session, req: FetchBundles) -> FetchBundles:
-    """``req``, or the same without one-time prekeys once the asking account had its share of
-    the asked account's (node/client_limits.py ``one_time_allowed``)."""
+async def _within_one_time_allowance(session: Session, req: _OneTime) -> _OneTime:
+    """``req``, or the same without one-time prekeys (KeyPackages) once the asking account had
+    its share of the asked account's (node/client_limits.py ``one_time_allowed``)."""
     ctx = session.ctx
     if ctx.limits is None or not req.one_time:
         return req
     account = str(parse_or_refuse(req.account))
-    if req.devices:
+    if isinstance(req, FetchBundles) and req.devices:
         count = len(set(req.devices))
     elif parse_or_refuse(account).node == ctx.name:
         count = len(await ctx.store.devices(account))
     else:
         count = limits.MAX_DEVICES_PER_ACCOUNT
-    return req if ctx.limits.one_time_allowed(session, account, count) else replace(req, one_time=False)
+    key_packages = isinstance(req, FetchKeyPackages)
+    return req if ctx.limits.one_time_allowed(session, account, count, key_packages=key_packages) else replace(req, one_time=False)
 
 
-async def _lookup(ctx: ClientContext, req: FetchDevices | FetchBundles) -> Frame:
+async def _lookup(ctx: ClientContext, req: _Lookup) -> Frame:
     """The answer for an account of this node, or what its own node answered for another's."""
     address = parse_or_refuse(req.account)
     if address.node == ctx.name:
@@ -140,18 +161,22 @@ async def _lookup(ctx: ClientContext, req: FetchDevices | FetchBundles) -> Frame
     with federation_errors():
         if isinstance(req, FetchDevices):
             answer: Frame = await federation.remote_devices(str(address))
+        elif isinstance(req, FetchKeyPackages):
+            answer = await federation.remote_key_packages(str(address), one_time=req.one_time)
         else:
             answer = await federation.remote_bundles(str(address), req.devices, one_time=req.one_time)
     return replace(answer, request=req.request)
 
 
-async def _local(ctx: ClientContext, req: FetchDevices | FetchBundles, account: str) -> Devices | Bundles:
+async def _local(ctx: ClientContext, req: _Lookup, account: str) -> Devices | Bundles | KeyPackages:
     proof = await ctx.directory.proof(account)
     if proof is None:
         raise RequestError("unknown_account", f"no account {account} on this node")
     entry = decode_entry(proof.leaf)
     if isinstance(req, FetchDevices):
         return await _devices(ctx, entry, proof, req)
+    if isinstance(req, FetchKeyPackages):
+        return await _key_packages(ctx, entry, proof, req)
     return await _bundles(ctx, entry, proof, req)
 
 
@@ -192,6 +217,18 @@ async def _bundles(ctx: ClientContext, entry: DirectoryEntry, proof: DirectoryPr
         account_identity=entry.identity,
         device_list=entry.device_list,
         bundles=tuple(bundles),
+        proof=proof,
+    )
+
+
+async def _key_packages(ctx: ClientContext, entry: DirectoryEntry, proof: DirectoryProof, req: FetchKeyPackages) -> KeyPackages:
+    taken = await ctx.store.take_key_packages(entry.account, one_time=req.one_time)
+    return KeyPackages(
+        request=req.request,
+        account=entry.account,
+        account_identity=entry.identity,
+        device_list=entry.device_list,
+        items=tuple(KeyPackageEntry(device=device, key_package=blob) for device, blob in taken),
         proof=proof,
     )
 

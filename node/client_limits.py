@@ -18,6 +18,10 @@ buckets: core/ratelimit.py; time comes from ``ctx.clock_ms()``. What is limited:
   that allowance (``one_time_allowed``) bundles come without one-time prekeys, which sessions
   do not need (PQXDH then uses the signed and last-resort prekeys). This is what stops one
   device, or one account with many new devices, from draining another account's one-time keys;
+- MLS KeyPackages handed out by ``FetchKeyPackages`` the same way, in buckets of their own
+  (adding many members to a group is not a burst of new sessions): per device, per (device,
+  account asked about), and the one-time ones per (asking account, account asked about), past
+  which only last-resort KeyPackages are handed out;
 - ``LinkBegin``: a few per connection, and per source address (an IPv6 address's /64) of
   unregistered connections; the slots themselves are shared fairly between addresses by
   node/linking.py;
@@ -43,7 +47,7 @@ from dataclasses import dataclass
 
 from sonet.core import limits
 from sonet.core.address import parse_address
-from sonet.core.client_api import FetchBundles, LinkBegin, SendBatch
+from sonet.core.client_api import FetchBundles, FetchKeyPackages, LinkBegin, SendBatch
 from sonet.core.cost_budget import VERIFY_COST, Budget, CostBudget, OverBudget
 from sonet.core.envelope import Kind
 from sonet.core.errors import RemoteProtocolError
@@ -64,6 +68,7 @@ __all__ = [
     "BUNDLES",
     "BUNDLES_PER_ACCOUNT",
     "ONE_TIME_PER_ACCOUNT",
+    "KEY_PACKAGES",
     "LINK_BEGINS_PER_ADDRESS",
     "LINK_BEGINS_PER_CONNECTION",
     "REFUSALS_BEFORE_DISCONNECT",
@@ -100,6 +105,9 @@ BUNDLES_PER_ACCOUNT = Rate(per_second=limits.MAX_DEVICES_PER_ACCOUNT / _HOUR_S, 
 ONE_TIME_PER_ACCOUNT = Rate(
     per_second=limits.MAX_DEVICES_PER_ACCOUNT / _HOUR_S, burst=3 * limits.MAX_DEVICES_PER_ACCOUNT
 )
+#: KeyPackages per device: creating a group of a few hundred member devices at once, then one
+#: a second (per account asked about and one-time ones: BUNDLES_PER_ACCOUNT, ONE_TIME_PER_ACCOUNT)
+KEY_PACKAGES = Rate(per_second=1, burst=500)
 #: LinkBegin requests of unregistered connections per source address: a burst for a family
 #: behind one address, then one a second (link slots are shared fairly by node/linking.py)
 LINK_BEGINS_PER_ADDRESS = Rate(per_second=1, burst=30)
@@ -140,6 +148,7 @@ class ClientLimits:
         bundles: Rate = BUNDLES,
         bundles_per_account: Rate = BUNDLES_PER_ACCOUNT,
         one_time_per_account: Rate = ONE_TIME_PER_ACCOUNT,
+        key_packages: Rate = KEY_PACKAGES,
         link_begins_per_address: Rate = LINK_BEGINS_PER_ADDRESS,
         link_begins_per_connection: int = LINK_BEGINS_PER_CONNECTION,
         refusals_before_disconnect: int = REFUSALS_BEFORE_DISCONNECT,
@@ -154,6 +163,9 @@ class ClientLimits:
         self._bundles = Limiter(bundles)
         self._bundles_per_account = Limiter(bundles_per_account)
         self._one_time = Limiter(one_time_per_account)
+        self._key_packages = Limiter(key_packages)
+        self._key_packages_per_account = Limiter(bundles_per_account)
+        self._one_time_key_packages = Limiter(one_time_per_account)
         self._link_begins_per_address = Limiter(link_begins_per_address)
         self._link_begins = link_begins_per_connection
         self._refusals = refusals_before_disconnect
@@ -226,13 +238,15 @@ class ClientLimits:
 
         return _charging(charge)
 
-    def one_time_allowed(self, session: Session, account: str, count: int) -> bool:
-        """Whether bundles for ``count`` devices of ``account`` that ``session``'s account asks
-        for may carry one-time prekeys (spending its allowance if so). Past the allowance the
-        handler hands out bundles without them: nothing is refused."""
+    def one_time_allowed(self, session: Session, account: str, count: int, *, key_packages: bool = False) -> bool:
+        """Whether bundles (``key_packages``: KeyPackages) for ``count`` devices of ``account``
+        that ``session``'s account asks for may carry one-time prekeys (be one-time
+        KeyPackages), spending its allowance if so. Past the allowance the handler hands out
+        bundles without them (last-resort KeyPackages): nothing is refused."""
         asker = session.mailbox[0] if session.mailbox else session.peer.fingerprint
-        bucket_cost = min(max(1, count), self._one_time.rate.burst)
-        return self._one_time.allow((asker, account), session.ctx.clock_ms(), bucket_cost)
+        limiter = self._one_time_key_packages if key_packages else self._one_time
+        bucket_cost = min(max(1, count), limiter.rate.burst)
+        return limiter.allow((asker, account), session.ctx.clock_ms(), bucket_cost)
 
     async def _refusal(self, session: Session, conn: _Connection, frame: Frame, now: int) -> str | None:
         """Why ``frame`` is over a limit (spending its tokens if it is not), or None."""
@@ -254,6 +268,14 @@ class ClientLimits:
                 (device, account), now, min(cost, self._bundles_per_account.rate.burst)
             ):
                 return f"too many prekey bundles of {account} fetched by this device; {_AGAIN}"
+        elif isinstance(frame, FetchKeyPackages):
+            cost, account = await _bundle_cost(session, frame)
+            if not self._key_packages.allow(device, now, min(cost, self._key_packages.rate.burst)):
+                return f"too many KeyPackages fetched by this device; {_AGAIN}"
+            if account is not None and not self._key_packages_per_account.allow(
+                (device, account), now, min(cost, self._key_packages_per_account.rate.burst)
+            ):
+                return f"too many KeyPackages of {account} fetched by this device; {_AGAIN}"
         elif isinstance(frame, LinkBegin):
             conn.link_begins += 1
             if conn.link_begins > self._link_begins:
@@ -264,15 +286,15 @@ class ClientLimits:
         return None
 
 
-async def _bundle_cost(session: Session, req: FetchBundles) -> tuple[int, str | None]:
-    """One token per bundle the request can hand out, and the (normalised) account asked
-    about (None: a bad address, refused by the handler)."""
+async def _bundle_cost(session: Session, req: FetchBundles | FetchKeyPackages) -> tuple[int, str | None]:
+    """One token per bundle (KeyPackage) the request can hand out, and the (normalised) account
+    asked about (None: a bad address, refused by the handler)."""
     ctx = session.ctx
     try:
         address = parse_address(req.account, remote=True)
     except RemoteProtocolError:
         return 1, None  # the handler refuses it before handing anything out
-    if req.devices:
+    if isinstance(req, FetchBundles) and req.devices:
         # An account has at most this many devices: asking for more is refused by the handler.
         return min(len(set(req.devices)), limits.MAX_DEVICES_PER_ACCOUNT), str(address)
     if address.node != ctx.name:

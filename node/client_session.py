@@ -13,7 +13,8 @@ closed with ``registration_timeout``; a device holds at most ``max_per_device`` 
 newer one goes over. A device that stops reading is cut by the server's send timeout
 (transport/server.py); what it has not acknowledged stays in its mailbox.
 The requests themselves are answered by node/client_registration.py (accounts and devices),
-node/client_keys.py (devices, prekeys, bundles, certificates, the key directory) and
+node/client_keys.py (devices, prekeys, bundles, KeyPackage lookups, certificates, the key
+directory), node/client_key_packages.py (KeyPackages a device publishes) and
 node/client_messages.py (envelopes); what a device submits about its account is checked by
 node/client_checks.py against the store before anything is written.
 """
@@ -38,6 +39,7 @@ from sonet.core.client_api import (
     FetchConsistency,
     FetchDevices,
     FetchHead,
+    FetchKeyPackages,
     FetchLeaves,
     FetchNodeKey,
     FetchStatus,
@@ -50,6 +52,7 @@ from sonet.core.client_api import (
     LinkSlot,
     Ping,
     Pong,
+    PublishKeyPackages,
     PublishPrekeys,
     Register,
     RemoveDevice,
@@ -70,11 +73,13 @@ from .client_keys import (
     fetch_consistency,
     fetch_devices,
     fetch_head,
+    fetch_key_packages,
     fetch_leaves,
     fetch_node_key,
     publish_prekeys,
     sender_certificate,
 )
+from .client_key_packages import publish_key_packages
 from .client_messages import send_batch
 from .client_registration import link_approve, link_begin, link_complete, link_fetch, register, remove_device
 from .client_status import fetch_status
@@ -390,6 +395,8 @@ _HANDLERS: dict[type[Frame], Callable[[ClientSession, Any], Awaitable[None]]] = 
     Ping: ClientSession._on_ping,
     PublishPrekeys: publish_prekeys,
     FetchBundles: fetch_bundles,
+    PublishKeyPackages: publish_key_packages,
+    FetchKeyPackages: fetch_key_packages,
     GetSenderCertificate: sender_certificate,
     LinkBegin: link_begin,
     LinkFetch: link_fetch,

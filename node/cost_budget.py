@@ -2,9 +2,10 @@
 requests may spend, and the two calls the handlers make.
 
 Expensive are the requests whose answer is large or whose checks take CPU: ``FetchLeaves``
-(up to 2 MiB a page), ``FetchConsistency``, ``FetchDevices`` and ``FetchBundles`` (a proof and
-records, and for another node's account a request to it), and ``PublishPrekeys`` (one signature
-check per prekey). A handler calls ``admit(session, upfront)`` before the work and
+(up to 2 MiB a page), ``FetchConsistency``, ``FetchDevices``, ``FetchBundles`` and
+``FetchKeyPackages`` (a proof and records, and for another node's account a request to it), and
+``PublishPrekeys`` / ``PublishKeyPackages`` (one signature check per prekey, three per
+KeyPackage). A handler calls ``admit(session, upfront)`` before the work and
 ``charged(session, answer)`` on the answer it sends; over the budget the device gets
 ``rate_limited`` saying when to try again, and the connection stays open. The actor is the
 device key, so reconnecting does not refill it; every device has its own balance.

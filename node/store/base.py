@@ -277,7 +277,7 @@ class Store(Protocol):
     async def remove_device(
         self, *, account: str, device_id: int, device_list: bytes, expected_version: int, now: int
     ) -> bool:
-        """Delete a device with its mailbox and prekeys and replace the device list, in one
+        """Delete a device with its mailbox, prekeys and KeyPackages and replace the device list, in one
         transaction (StaleDeviceList as in add_device). False if there was no such device."""
         ...
 
@@ -367,6 +367,35 @@ class Store(Protocol):
         ...
 
     async def prekey_counts(self, account: str, device_id: int) -> tuple[int, int]: ...
+
+    # MLS KeyPackages (opaque blobs the node verified; docs/groups.md) -------------------------
+
+    async def publish_key_packages(
+        self,
+        account: str,
+        device_id: int,
+        *,
+        one_time: Sequence[tuple[bytes, bytes]],
+        last_resort: tuple[bytes, bytes] | None,
+        max_one_time: int,
+    ) -> int:
+        """Add one-time KeyPackages (KeyPackageRef, blob), ignoring refs already stored or
+        handed out, and replace the device's last-resort KeyPackage when given; refuse
+        (StoreError code "too_many_key_packages", nothing written) if the device would hold
+        more than ``max_one_time`` one-time ones. StoreError if there is no such device.
+        Returns the one-time KeyPackages the device now holds."""
+        ...
+
+    async def take_key_packages(self, account: str, *, one_time: bool = True) -> list[tuple[int, bytes]]:
+        """One KeyPackage per device of ``account`` (ordered by device id), in one transaction:
+        its oldest one-time KeyPackage, popped (never handed out again), else its last-resort
+        one; devices with neither are left out. ``one_time=False``: last-resort ones only (a
+        requester over its one-time allowance)."""
+        ...
+
+    async def key_package_count(self, account: str, device_id: int) -> int:
+        """One-time KeyPackages the device holds."""
+        ...
 
     # Mailboxes -----------------------------------------------------------------------
     async def enqueue(

@@ -311,7 +311,25 @@ _BUDGETS = (
 )
 
 # MLS KeyPackages devices publish for others to add them to groups (docs/groups.md)
-_KEY_PACKAGES: tuple[str, ...] = ()
+_KEY_PACKAGES: tuple[str, ...] = (
+    # one_time = 0: the device's last-resort KeyPackage (at most one, replaced on publish, handed
+    # out whenever no one-time one is left). one_time = 1: handed out once, oldest first (by
+    # seq); a handed-out one stays as a tombstone (taken = 1, blob emptied) so that the same
+    # KeyPackage (by its KeyPackageRef) is never accepted, and so never handed out, again.
+    """CREATE TABLE key_packages (
+        seq         INTEGER PRIMARY KEY,
+        account     TEXT NOT NULL,
+        device_id   INTEGER NOT NULL,
+        ref         BLOB NOT NULL,
+        blob        BLOB NOT NULL,
+        one_time    INTEGER NOT NULL CHECK (one_time IN (0, 1)),
+        taken       INTEGER NOT NULL DEFAULT 0 CHECK (taken IN (0, 1)),
+        FOREIGN KEY (account, device_id) REFERENCES devices(account, device_id) ON DELETE CASCADE
+    )""",
+    "CREATE UNIQUE INDEX key_packages_last_resort ON key_packages (account, device_id) WHERE one_time = 0",
+    "CREATE UNIQUE INDEX key_packages_one_time ON key_packages (account, device_id, ref) WHERE one_time = 1",
+    "CREATE INDEX key_packages_available ON key_packages (account, device_id, one_time, taken, seq)",
+)
 
 # Groups: what a hub keeps of the groups it hosts, and every node of its member devices
 _GROUPS: tuple[str, ...] = ()

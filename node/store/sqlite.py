@@ -13,7 +13,8 @@ lock is taken up front, so checks and writes see the same state even while anoth
 The SQL is plain functions of a connection, one module per concern: peers, ``enqueue`` (one
 transaction over mailboxes and outboxes) and store-wide stats here; invites, accounts and devices
 in ``sqlite_accounts.py``; mailboxes (envelope insert, deduplication, quota usage, pending, ack,
-purge) in ``sqlite_mailbox.py``; prekeys in ``sqlite_prekeys.py``; the federation tables
+purge) in ``sqlite_mailbox.py``; prekeys in ``sqlite_prekeys.py``; MLS KeyPackages in
+``sqlite_key_packages.py``; the federation tables
 (outboxes, delivery rows, peer keys) in ``sqlite_federation.py``; the key directory (log, heads,
 cosignatures, witnessed heads, splits) in ``sqlite_keydir.py``; the stored-bytes budgets that
 ``enqueue`` and ``receive`` enforce in their own transaction in ``sqlite_budgets.py``. Imports point one way:
@@ -99,6 +100,7 @@ from .sqlite_keydir import (
 from .sqlite_budgets import Charges, DiskFree, disk_free_at, enforce
 from .sqlite_mailbox import _ack, _device_exists, _pending, _purge_expired, _store_envelopes
 from .sqlite_prekeys import _prekey_counts, _publish_prekeys, _take_bundle
+from .sqlite_key_packages import _key_package_count, _publish_key_packages, _take_key_packages
 
 __all__ = ["SqliteStore", "BUSY_TIMEOUT_S"]
 
@@ -381,6 +383,27 @@ class SqliteStore:
 
     async def prekey_counts(self, account: str, device_id: int) -> tuple[int, int]:
         return await self._call(_prekey_counts, account, device_id)
+
+    # MLS KeyPackages ---------------------------------------------------------------------
+
+    async def publish_key_packages(
+        self,
+        account: str,
+        device_id: int,
+        *,
+        one_time: Sequence[tuple[bytes, bytes]],
+        last_resort: tuple[bytes, bytes] | None,
+        max_one_time: int,
+    ) -> int:
+        return await self._transaction(
+            _publish_key_packages, account, device_id, list(one_time), last_resort, max_one_time, cost=len(one_time) + 1
+        )
+
+    async def take_key_packages(self, account: str, *, one_time: bool = True) -> list[tuple[int, bytes]]:
+        return await self._transaction(_take_key_packages, account, one_time)
+
+    async def key_package_count(self, account: str, device_id: int) -> int:
+        return await self._call(_key_package_count, account, device_id)
 
     # Mailboxes -------------------------------------------------------------------------
 

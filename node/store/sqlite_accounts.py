@@ -248,7 +248,7 @@ def _remove_device(
     ).fetchone()
     if found is None:
         return False  # nothing written: the list stays as it was
-    # Its mailbox, dedup records and prekeys go with it (ON DELETE CASCADE).
+    # Its mailbox, dedup records, prekeys and KeyPackages go with it (ON DELETE CASCADE).
     conn.execute("DELETE FROM devices WHERE account = ? AND device_id = ?", (account, device_id))
     conn.execute(
         "INSERT OR REPLACE INTO removed_devices (fingerprint, account, device_id, removed_at) VALUES (?, ?, ?, ?)",
