@@ -2,7 +2,9 @@
 
 - ``Push``: each item is classified. For this node: an envelope goes to its mailbox (expiry
   capped by this node's envelope TTL), a report updates the delivery row of an envelope this
-  node sent (accepted only from the peer the envelope's route starts with). For another node:
+  node sent (accepted only from the peer the envelope's route starts with), a group item is
+  ordered (at its hub), delivered to member devices or forwarded by the store (node/store/
+  sqlite_groups.py) in the same transaction. For another node:
   forwarded only as a relay between configured peers ("not_relaying" otherwise), only while it
   has a route there ("unroutable") and hops left ("hop_limit"). What is taken is committed in
   one store transaction before the PushResult says "ok"; then mailboxes are notified and
@@ -79,7 +81,7 @@ from .ports import Delivered, FederationStore, KeyDirectory, LocalAnswer, Receiv
 from .message_requests import REFUSAL as REQUEST_REFUSAL
 from .message_requests import MessageRequests
 from .ratelimit import Limiter
-from .records import BUDGET_CODES, NewEnvelope, OutboundItem, Quota, StatusUpdate
+from .records import BUDGET_CODES, GroupReceived, NewEnvelope, OutboundItem, Quota, StatusUpdate
 from .routes import Routes
 from .settings import FederationSettings
 from .transit import relayed_item
@@ -260,6 +262,9 @@ class Inbound:
                 mailboxes.add((record.account, record.device_id))
             elif isinstance(record, OutboundItem):
                 forwarded.add(record.dest)
+            elif isinstance(record, GroupReceived):
+                mailboxes.update(record.effects.mailboxes)
+                forwarded.update(record.effects.dests)
         # Durably committed: only now tell the mailboxes and the outbox workers.
         if mailboxes:
             self._delivered(mailboxes)
@@ -287,7 +292,9 @@ class Inbound:
                 )
             if item.report is not None:
                 return self._report(peer, item.report, routes)
-            return "invalid", None  # Transit.check refuses an item with neither
+            if item.group is not None:  # ordered, delivered or forwarded by the store
+                return "", GroupReceived(item=item.group, origin=item.origin, node=self._name, ttl_ms=self._ttl_ms)
+            return "invalid", None  # Transit.check refuses an item with none
         if not routes.may_relay(origin=item.origin, link_peer=peer, dest=item.dest):
             return "not_relaying", None
         hop = routes.next_hop(item.dest)

@@ -344,8 +344,8 @@ class Outboxes:
         for item, outcome in zip(transits, outcomes):
             env = item.envelope
             if env is None:
-                if outcome != OK:  # nobody to tell about a report that went astray
-                    log.info("a report for %s was refused by the next hop: %s", dest, outcome)
+                if outcome != OK:  # nobody to tell about a report or group item that went astray
+                    log.info("a %s for %s was refused by the next hop: %s", "report" if item.report else "group item", dest, outcome)
                 continue
             if outcome == OK and not final:
                 continue  # a relay holds it now; the node that delivers it reports

@@ -22,12 +22,12 @@ from sonet.core.errors import Refusal
 from sonet.core.wire import Frame
 
 from .peers import Peer
-from .records import NewEnvelope, OutboundItem, QueuedItem, Quota, SplitRow, StatusUpdate, WitnessRow
+from .records import GroupReceived, NewEnvelope, OutboundItem, QueuedItem, Quota, SplitRow, StatusUpdate, WitnessRow
 
 __all__ = ["StoreFailure", "FederationStore", "KeyDirectory", "LocalAnswer", "Delivered", "Received"]
 
 #: one item a peer pushed, as federation classified it for ``FederationStore.receive``
-Received = NewEnvelope | OutboundItem | StatusUpdate
+Received = NewEnvelope | OutboundItem | StatusUpdate | GroupReceived
 
 #: the answer (Devices / Bundles / KeyPackages, or an ErrorFrame with the same request number)
 #: to a FetchDevices / FetchBundles / FetchKeyPackages for an account of this node

@@ -7,9 +7,11 @@ Plain records, no I/O. The store (node/store/) persists them; federation/ decide
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["NewEnvelope", "Quota", "STORED_ROW_OVERHEAD", "BUDGET_CODES", "Tracking", "OutboundItem", "QueuedItem", "StatusUpdate", "DeliveryRow", "WitnessRow", "SplitRow", "DELIVERY_STATES"]
+from sonet.core.groups.items import GroupItem
+
+__all__ = ["GroupReceived", "GroupEffects", "NewEnvelope", "Quota", "STORED_ROW_OVERHEAD", "BUDGET_CODES", "Tracking", "OutboundItem", "QueuedItem", "StatusUpdate", "DeliveryRow", "WitnessRow", "SplitRow", "DELIVERY_STATES"]
 
 #: the states of an envelope sent to another node, as its sender sees them
 DELIVERY_STATES = ("queued", "accepted", "failed")
@@ -25,6 +27,29 @@ class NewEnvelope:
     expires: int
     kind: int
     body: bytes
+
+
+@dataclass(kw_only=True, slots=True)
+class GroupEffects:
+    """What taking one group item did beyond its own outcome, for after the commit: the
+    (account, device) mailboxes that got items, the destinations with new outbox items."""
+
+    mailboxes: set[tuple[str, int]] = field(default_factory=set)
+    dests: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GroupReceived:
+    """A group item (core/groups/items.py) a peer pushed for this node ``node``: the store
+    orders, delivers or forwards it in the push's transaction (node/store/sqlite_groups.py),
+    with ``ttl_ms`` this node's envelope TTL, and fills ``effects``."""
+
+    item: GroupItem
+    #: the Transit's origin: where a VERDICT for a SUBMIT goes
+    origin: str
+    node: str
+    ttl_ms: int
+    effects: GroupEffects = field(default_factory=GroupEffects)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

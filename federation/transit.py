@@ -43,10 +43,14 @@ def decode_transit(data: bytes) -> Transit:
 
 def item_key(item: Transit) -> bytes:
     """Unique per destination: an envelope by (id, device, account), a report about one by the
-    same with another prefix, so a retransmitted item is recognised wherever it arrives."""
+    same with another prefix, a group item by (kind, group, ref, seq), so a retransmitted item
+    is recognised wherever it arrives."""
     if item.envelope is not None:
         env = item.envelope
         return b"e" + env.id + env.device.to_bytes(4, "big") + str(parse_address(env.to, remote=True)).encode()
+    if item.group is not None:  # a submission by its ref, an ordered copy by its position
+        g = item.group
+        return b"g" + g.kind.to_bytes(1, "big") + g.group + g.ref + g.seq.to_bytes(8, "big")
     report = item.report
     if report is None:  # Transit.check refuses such an item; one built here is a bug
         raise LocalProtocolError("a transit item carries an envelope or a report")
@@ -55,9 +59,12 @@ def item_key(item: Transit) -> bytes:
 
 def item_expires(item: Transit, *, now: int, ttl_ms: int) -> int:
     """When a node holding ``item`` drops it: an envelope's own expiry, capped by this node's
-    envelope TTL; a report ``REPORT_TTL_MS`` from now."""
+    envelope TTL; a group item this node's envelope TTL from now; a report ``REPORT_TTL_MS``
+    from now."""
     if item.envelope is not None:
         return min(item.envelope.expires, now + ttl_ms)
+    if item.group is not None:
+        return now + ttl_ms
     return now + REPORT_TTL_MS
 
 

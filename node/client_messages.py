@@ -49,6 +49,8 @@ async def send_batch(session: Session, req: SendBatch) -> None:
         address = parse_or_refuse(env.to)
         if env.expires <= now:
             raise RequestError("expired", "envelope already expired")
+        if env.kind == Kind.GROUP:  # only a group's hub makes them (node/client_groups.py)
+            raise RequestError("bad_input", "group items are sent with GroupSubmit, not in envelopes")
         if address.node != ctx.name:
             remote(ctx, address.node)  # unknown_node when this node does not federate
             if env.kind == Kind.EPHEMERAL:

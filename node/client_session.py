@@ -15,7 +15,7 @@ newer one goes over. A device that stops reading is cut by the server's send tim
 The requests themselves are answered by node/client_registration.py (accounts and devices),
 node/client_keys.py (devices, prekeys, bundles, KeyPackage lookups, certificates, the key
 directory), node/client_key_packages.py (KeyPackages a device publishes) and
-node/client_messages.py (envelopes); what a device submits about its account is checked by
+node/client_messages.py (envelopes), node/client_groups.py (groups); what a device submits about its account is checked by
 node/client_checks.py against the store before anything is written.
 """
 
@@ -44,6 +44,8 @@ from sonet.core.client_api import (
     FetchNodeKey,
     FetchStatus,
     GetSenderCertificate,
+    CreateGroup,
+    GroupSubmit,
     LinkApprove,
     LinkBegin,
     LinkComplete,
@@ -80,6 +82,7 @@ from .client_keys import (
     sender_certificate,
 )
 from .client_key_packages import publish_key_packages
+from .client_groups import create_group, group_submit
 from .client_messages import send_batch
 from .client_registration import link_approve, link_begin, link_complete, link_fetch, register, remove_device
 from .client_status import fetch_status
@@ -408,4 +411,6 @@ _HANDLERS: dict[type[Frame], Callable[[ClientSession, Any], Awaitable[None]]] = 
     FetchHead: fetch_head,
     FetchConsistency: fetch_consistency,
     FetchLeaves: fetch_leaves,
+    CreateGroup: create_group,
+    GroupSubmit: group_submit,
 }

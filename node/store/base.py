@@ -13,8 +13,11 @@ from typing import Protocol
 
 from sonet.federation.peers import Peer
 from sonet.federation.ports import StoreFailure
+from sonet.core.groups.items import GroupItem
 from sonet.federation.records import (
     DeliveryRow,
+    GroupEffects,
+    GroupReceived,
     NewEnvelope,
     OutboundItem,
     QueuedItem,
@@ -55,6 +58,8 @@ __all__ = [
     "StatusUpdate",
     "Tracking",
     "Inbound",
+    "GroupEffects",
+    "GroupReceived",
     "DELIVERY_GRACE_MS",
     "HeadRow",
     "WitnessRow",
@@ -194,7 +199,7 @@ class HeadRow:
 
 
 #: one item a peer pushed, as federation/ classified it for the store (see ``Store.receive``)
-Inbound = NewEnvelope | OutboundItem | StatusUpdate
+Inbound = NewEnvelope | OutboundItem | StatusUpdate | GroupReceived
 
 
 class Store(Protocol):
@@ -397,6 +402,24 @@ class Store(Protocol):
         """One-time KeyPackages the device holds."""
         ...
 
+    # Groups (docs/groups.md; node/store/sqlite_groups.py) ------------------------------------
+
+    async def create_group(self, *, account: str, device_id: int, group: bytes, state: bytes, now: int) -> bool:
+        """Host a new group (``state``: its ``HubGroup.to_bytes()``) whose only member is this
+        node's device; False if that device created it already (nothing written).
+        StoreError "group_exists" if the id is taken, SenderRemoved without the device."""
+        ...
+
+    async def group_submit(
+        self, item: GroupItem, *, account: str, device_id: int, hub: str, node: str, now: int, ttl_ms: int, quota: Quota
+    ) -> GroupEffects:
+        """In one transaction: note that the device sent SUBMIT ``item`` (for its verdict),
+        then order it at once when ``hub`` is this node ``node`` (and deliver, queue or refuse
+        what that decides), else queue it for ``hub``. Items travel and stay ``ttl_ms``.
+        Returns the mailboxes and outbox destinations to wake after the commit. StoreError
+        "bad_input" if another device used the ref, SenderRemoved, OverBudget as ``enqueue``."""
+        ...
+
     # Mailboxes -----------------------------------------------------------------------
     async def enqueue(
         self,
@@ -497,6 +520,9 @@ class Store(Protocol):
           per item, in order, unlike ``enqueue``); "expired" if ``expires <= now``.
         - ``OutboundItem`` (to forward, as a relay): "ok" if queued or a duplicate (its
           (dest, key) is queued or was handed on and has not expired); "expired" if expired.
+        - ``GroupReceived`` (a group item for this node): ordered at the hub, delivered to
+          member devices, forwarded after a hand-over (``group_submit`` describes it); "ok"
+          (a retransmission changes nothing), "invalid" for an item this node cannot take.
         - ``StatusUpdate`` (a report about an envelope this node sent): "ok" always. Applied
           to a "queued" delivery row whose item this node has handed on; while the item is
           still in this node's outbox (no one downstream can have received it from us) the

@@ -332,7 +332,62 @@ _KEY_PACKAGES: tuple[str, ...] = (
 )
 
 # Groups: what a hub keeps of the groups it hosts, and every node of its member devices
-_GROUPS: tuple[str, ...] = ()
+# (node/store/sqlite_groups.py; docs/groups.md "What each node keeps"). Dedup rows carry the
+# expiry of the items they deduplicate: a retransmission cannot come after its item expired.
+_GROUPS: tuple[str, ...] = (
+    # a group this node is (or was) the hub of: HubGroup.to_bytes(), its last sequence number,
+    # and after a hand-over the node it went to (later submissions are forwarded there)
+    """CREATE TABLE hosted_groups (
+        grp         BLOB PRIMARY KEY,
+        state       BLOB NOT NULL,
+        seq         INTEGER NOT NULL,
+        moved_to    TEXT NULL,
+        created_at  INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    # the submissions a hub ordered or refused, so a retried push is taken once
+    """CREATE TABLE hub_refs (
+        grp         BLOB NOT NULL,
+        ref         BLOB NOT NULL,
+        outcome     TEXT NOT NULL,
+        expires     INTEGER NOT NULL,
+        PRIMARY KEY (grp, ref)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX hub_refs_expiry ON hub_refs (expires)",
+    # every node: the groups it has member devices in, with the highest sequence number whose
+    # member list it applied
+    """CREATE TABLE member_groups (
+        grp         BLOB PRIMARY KEY,
+        applied_seq INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE group_members (
+        grp         BLOB NOT NULL,
+        account     TEXT NOT NULL,
+        device_id   INTEGER NOT NULL,
+        PRIMARY KEY (grp, account, device_id),
+        FOREIGN KEY (account, device_id) REFERENCES devices(account, device_id) ON DELETE CASCADE
+    ) WITHOUT ROWID""",
+    "CREATE INDEX group_members_device ON group_members (account, device_id)",
+    # the ORDERED items this node took (by group and sequence number), so a retried push is
+    # delivered once
+    """CREATE TABLE group_seen (
+        grp         BLOB NOT NULL,
+        seq         INTEGER NOT NULL,
+        expires     INTEGER NOT NULL,
+        PRIMARY KEY (grp, seq)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX group_seen_expiry ON group_seen (expires)",
+    # the submissions of this node's devices: which device a VERDICT goes to
+    """CREATE TABLE group_submissions (
+        grp         BLOB NOT NULL,
+        ref         BLOB NOT NULL,
+        account     TEXT NOT NULL,
+        device_id   INTEGER NOT NULL,
+        expires     INTEGER NOT NULL,
+        PRIMARY KEY (grp, ref),
+        FOREIGN KEY (account, device_id) REFERENCES devices(account, device_id) ON DELETE CASCADE
+    ) WITHOUT ROWID""",
+    "CREATE INDEX group_submissions_expiry ON group_submissions (expires)",
+)
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS)
 LATEST_VERSION = len(MIGRATIONS)

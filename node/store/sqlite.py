@@ -16,7 +16,7 @@ in ``sqlite_accounts.py``; mailboxes (envelope insert, deduplication, quota usag
 purge) in ``sqlite_mailbox.py``; prekeys in ``sqlite_prekeys.py``; MLS KeyPackages in
 ``sqlite_key_packages.py``; the federation tables
 (outboxes, delivery rows, peer keys) in ``sqlite_federation.py``; the key directory (log, heads,
-cosignatures, witnessed heads, splits) in ``sqlite_keydir.py``; the stored-bytes budgets that
+cosignatures, witnessed heads, splits) in ``sqlite_keydir.py``; groups (hosted groups, member devices, dedup) in ``sqlite_groups.py``; the stored-bytes budgets that
 ``enqueue`` and ``receive`` enforce in their own transaction in ``sqlite_budgets.py``. Imports point one way:
 ``sqlite_mailbox`` <- ``sqlite_prekeys`` and ``sqlite_federation`` <- ``sqlite``, and
 ``sqlite_keydir`` and ``sqlite_prekeys`` <- ``sqlite_accounts`` <- ``sqlite``.
@@ -33,10 +33,12 @@ import trio
 
 from sonet.core.crypto import normalize_fingerprint
 from sonet.core.errors import LocalProtocolError
+from sonet.core.groups.items import GroupItem
 from sonet.federation.peers import PeerError, validate_peer
 
 from .base import (
     AccountRow,
+    GroupEffects,
     DeliveryRow,
     DeviceKeySet,
     DeviceRow,
@@ -98,6 +100,7 @@ from .sqlite_keydir import (
     _witnessed_all,
 )
 from .sqlite_budgets import Charges, DiskFree, disk_free_at, enforce
+from .sqlite_groups import _create_group, _group_submit, _purge_groups
 from .sqlite_mailbox import _ack, _device_exists, _pending, _purge_expired, _store_envelopes
 from .sqlite_prekeys import _prekey_counts, _publish_prekeys, _take_bundle
 from .sqlite_key_packages import _key_package_count, _publish_key_packages, _take_key_packages
@@ -405,6 +408,18 @@ class SqliteStore:
     async def key_package_count(self, account: str, device_id: int) -> int:
         return await self._call(_key_package_count, account, device_id)
 
+    # Groups ----------------------------------------------------------------------------
+
+    async def create_group(self, *, account: str, device_id: int, group: bytes, state: bytes, now: int) -> bool:
+        return await self._transaction(_create_group, account, device_id, group, state, now)
+
+    async def group_submit(
+        self, item: GroupItem, *, account: str, device_id: int, hub: str, node: str, now: int, ttl_ms: int, quota: Quota
+    ) -> GroupEffects:
+        return await self._transaction(
+            _group_submit, item, account, device_id, hub, node, now, ttl_ms, quota, self._disk_free
+        )
+
     # Mailboxes -------------------------------------------------------------------------
 
     async def enqueue(
@@ -435,7 +450,7 @@ class SqliteStore:
         return await self._transaction(_ack, account, device_id, list(ids), now, cost=len(ids))
 
     async def purge_expired(self, *, now: int) -> int:
-        return await self._transaction(_purge_expired, now)
+        return await self._transaction(_purge_all, now)
 
     async def stats(self) -> dict[str, int]:
         return await self._snapshot(_stats)
@@ -511,6 +526,11 @@ def _enqueue(
     # After the writes, in their transaction: OverBudget undoes them all (no check-then-write race).
     enforce(conn, quota, charges, disk_free)
     return stored
+
+
+def _purge_all(conn: sqlite3.Connection, now: int) -> int:
+    _purge_groups(conn, now)
+    return _purge_expired(conn, now)
 
 
 def _stats(conn: sqlite3.Connection) -> dict[str, int]:

@@ -20,6 +20,7 @@ from sonet.core.federation_api import OK
 from .base import (
     DELIVERY_GRACE_MS,
     DeliveryRow,
+    GroupReceived,
     Inbound,
     NewEnvelope,
     OutboundItem,
@@ -196,6 +197,10 @@ def _receive(conn: sqlite3.Connection, items: list[Inbound], now: int, quota: Qu
         if isinstance(item, StatusUpdate):
             _apply_report(conn, item)
             outcomes.append(OK)
+        elif isinstance(item, GroupReceived):
+            from .sqlite_groups import _receive_group  # (it builds on this module)
+
+            outcomes.append(_receive_group(conn, item, now, quota, charges))
         elif isinstance(item, OutboundItem):
             if item.expires <= now:
                 outcomes.append("expired")

@@ -1,0 +1,263 @@
+"""The groups half of the SQLite backend (docs/groups.md "What each node keeps"): the groups
+this node hosts (``hosted_groups``, the refs it ordered or refused in ``hub_refs``), the member
+devices it holds per group (``member_groups``, ``group_members``), the ORDERED items it took
+(``group_seen``) and its own devices' submissions (``group_submissions``, for verdicts).
+
+Everything one request or one pushed item causes happens in the caller's transaction: ordering
+at the hub (``HubGroup.order``, pure, run here on the store's thread so that reading the hub
+state, ordering and writing it back cannot interleave with another submission), delivery into
+member mailboxes as ``Kind.GROUP`` envelopes, and the outbox items for other nodes. Where items
+go is node/group_routing.py's decision; this module does what it decides.
+
+Exactly once: a SUBMIT is ordered once per (group, ref) at its hub, an ORDERED item is taken
+once per (group, seq) at a member node, and a mailbox keeps one envelope per ref (its dedup by
+id, as for sealed envelopes). A member mailbox that is full gets nothing (logged): one full
+mailbox does not hold the group back for the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from sonet.core.address import parse_address
+from sonet.core.errors import ProtocolError
+from sonet.core.federation_api import OK
+from sonet.core.groups.hub import HubGroup
+from sonet.core.groups.items import GroupItem, ItemKind
+
+from ..group_routing import group_transit, is_commit, mailbox_envelope, plan, verdict_item
+from .base import GroupEffects, GroupReceived, OutboundItem, Quota, SenderRemoved, StoreError
+from .sqlite_budgets import Charges, DiskFree, enforce
+from .sqlite_federation import _queue_outbound
+from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _known, _mailbox_usage
+
+__all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
+
+log = logging.getLogger("sonet.node.groups")
+
+Member = tuple[str, int]
+
+
+class _Step:
+    """One request's or pushed item's context: this node, the clock, where effects go."""
+
+    __slots__ = ("conn", "here", "now", "ttl_ms", "quota", "charges", "effects")
+
+    def __init__(self, conn: sqlite3.Connection, here: str, now: int, ttl_ms: int, quota: Quota, charges: Charges, effects: GroupEffects) -> None:
+        self.conn, self.here, self.now, self.ttl_ms = conn, here, now, ttl_ms
+        self.quota, self.charges, self.effects = quota, charges, effects
+
+    def queue(self, item: GroupItem, *, dest: str, origin: str) -> None:
+        out: OutboundItem = group_transit(item, origin=origin, dest=dest, now=self.now, ttl_ms=self.ttl_ms)
+        _queue_outbound(self.conn, out, self.now, self.charges)
+        self.effects.dests.add(dest)
+
+
+# Creating a group (its hub is this node) -------------------------------------------------------
+
+def _create_group(conn: sqlite3.Connection, account: str, device_id: int, group: bytes, state: bytes, now: int) -> bool:
+    """Host a new group whose only member is this device; False if the device created it
+    already (a retry after a lost answer), StoreError ``group_exists`` if the id is taken."""
+    if not _device_exists(conn, account, device_id):
+        raise SenderRemoved(f"device {device_id} of {account!r} was removed from its account")
+    row = conn.execute("SELECT seq FROM hosted_groups WHERE grp = ?", (group,)).fetchone()
+    if row is not None or conn.execute("SELECT 1 FROM member_groups WHERE grp = ?", (group,)).fetchone():
+        if row is not None and row[0] == 0 and _members(conn, group) == {(account, device_id)}:
+            return False
+        raise StoreError("a group with this id exists already", code="group_exists")
+    conn.execute("INSERT INTO hosted_groups (grp, state, seq, moved_to, created_at) VALUES (?, ?, 0, NULL, ?)", (group, state, now))
+    conn.execute("INSERT INTO member_groups (grp, applied_seq) VALUES (?, 0)", (group,))
+    conn.execute("INSERT INTO group_members (grp, account, device_id) VALUES (?, ?, ?)", (group, account, device_id))
+    return True
+
+
+# A device's submission ---------------------------------------------------------------------------
+
+def _group_submit(
+    conn: sqlite3.Connection,
+    item: GroupItem,
+    account: str,
+    device_id: int,
+    hub: str,
+    here: str,
+    now: int,
+    ttl_ms: int,
+    quota: Quota,
+    disk_free: DiskFree,
+) -> GroupEffects:
+    """Record which device sent ``item`` (a SUBMIT), then order it here (this node is
+    ``hub``) or queue it for ``hub``."""
+    if not _device_exists(conn, account, device_id):
+        raise SenderRemoved(f"device {device_id} of {account!r} was removed from its account")
+    row = conn.execute("SELECT account, device_id FROM group_submissions WHERE grp = ? AND ref = ?", (item.group, item.ref)).fetchone()
+    if row is not None and tuple(row) != (account, device_id):
+        raise StoreError("this submission ref is in use by another device", code="bad_input")
+    if row is None:
+        conn.execute(
+            "INSERT INTO group_submissions (grp, ref, account, device_id, expires) VALUES (?, ?, ?, ?, ?)",
+            (item.group, item.ref, account, device_id, now + ttl_ms),
+        )
+    step = _Step(conn, here, now, ttl_ms, quota, Charges(), GroupEffects())
+    if hub == here:
+        _order(step, item, origin=here)
+    else:
+        step.queue(item, dest=hub, origin=here)
+    enforce(conn, quota, step.charges, disk_free)
+    return step.effects
+
+
+# What a peer pushed ----------------------------------------------------------------------------
+
+def _receive_group(conn: sqlite3.Connection, rec: GroupReceived, now: int, quota: Quota, charges: Charges) -> str:
+    """One pushed group item for this node, inside ``receive``'s transaction: its outcome."""
+    step = _Step(conn, rec.node, now, rec.ttl_ms, quota, charges, rec.effects)
+    item = rec.item
+    kind = ItemKind(item.kind)
+    if kind == ItemKind.SUBMIT:
+        _order(step, item, origin=rec.origin)
+    elif kind == ItemKind.ORDERED:
+        if item.hub != rec.origin:  # only the hub that ordered it hands out copies
+            return "invalid"
+        return _take_ordered(step, item)
+    elif kind == ItemKind.VERDICT:
+        _take_verdict(step, item)
+    else:
+        return _adopt(step, item)
+    return OK
+
+
+# The hub -----------------------------------------------------------------------------------------
+
+def _order(step: _Step, item: GroupItem, *, origin: str) -> None:
+    """Order a SUBMIT of a device of ``origin`` at this node and apply the outcome."""
+    conn = step.conn
+    row = conn.execute("SELECT state, moved_to FROM hosted_groups WHERE grp = ?", (item.group,)).fetchone()
+    if row is None:
+        _send_verdict(step, verdict_item(item, code="unknown_group", epoch=0), to=origin)
+        return
+    state, moved_to = bytes(row[0]), row[1]
+    if moved_to is not None:  # handed over: the new hub judges it (its verdict goes to origin)
+        step.queue(item, dest=moved_to, origin=origin)
+        return
+    if conn.execute("SELECT 1 FROM hub_refs WHERE grp = ? AND ref = ?", (item.group, item.ref)).fetchone():
+        return  # ordered or refused before: a retried push
+    hub = HubGroup.from_bytes(state)
+    outcome = hub.order(item)
+    conn.execute(
+        "INSERT INTO hub_refs (grp, ref, outcome, expires) VALUES (?, ?, ?, ?)",
+        (item.group, item.ref, outcome.code, step.now + step.ttl_ms),
+    )
+    if outcome.code == OK:
+        conn.execute(
+            "UPDATE hosted_groups SET state = ?, seq = ?, moved_to = ? WHERE grp = ?",
+            (hub.to_bytes(), hub.seq, hub.moved_to, item.group),
+        )
+    decided = plan(outcome, here=step.here, submit=item, origin=origin)
+    if decided.local is not None:
+        _take_ordered(step, decided.local)
+    for node, onward in decided.remote:
+        step.queue(onward, dest=node, origin=step.here)
+    if decided.verdict is not None:
+        _send_verdict(step, decided.verdict, to=decided.verdict_to)
+
+
+def _send_verdict(step: _Step, verdict: GroupItem, *, to: str) -> None:
+    if to == step.here:
+        _take_verdict(step, verdict)
+    else:
+        step.queue(verdict, dest=to, origin=step.here)
+
+
+def _adopt(step: _Step, item: GroupItem) -> str:
+    """A HANDOVER for this node: host the group from the old hub's last sequence number on."""
+    if item.hub != step.here:
+        return "invalid"
+    row = step.conn.execute("SELECT seq, moved_to FROM hosted_groups WHERE grp = ?", (item.group,)).fetchone()
+    if row is not None and (row[1] is None or row[0] >= item.seq):
+        return OK  # hosted here already: a retried push (or an older hand-over)
+    try:
+        hub = HubGroup.adopt(node=step.here, item=item)
+    except (ProtocolError, ValueError) as exc:
+        log.warning("refused a hand-over of group %s: %s", item.group.hex(), exc)
+        return "invalid"
+    step.conn.execute(
+        "INSERT OR REPLACE INTO hosted_groups (grp, state, seq, moved_to, created_at) VALUES (?, ?, ?, ?, ?)",
+        (item.group, hub.to_bytes(), hub.seq, hub.moved_to, step.now),
+    )
+    return OK
+
+
+# A member node -----------------------------------------------------------------------------------
+
+def _members(conn: sqlite3.Connection, group: bytes) -> set[Member]:
+    rows = conn.execute("SELECT account, device_id FROM group_members WHERE grp = ?", (group,))
+    return {(account, device) for account, device in rows}
+
+
+def _take_ordered(step: _Step, item: GroupItem) -> str:
+    """An ORDERED item for this node's member devices: a commit's member list replaces the
+    node's (when it is newer than the one applied), and the item goes to every member device
+    before and after it (a removed device sees its removal)."""
+    conn = step.conn
+    if conn.execute("SELECT 1 FROM group_seen WHERE grp = ? AND seq = ?", (item.group, item.seq)).fetchone():
+        return OK  # taken before: a retried push
+    commit = is_commit(item.message)
+    after: set[Member] = set()
+    for member in item.members:  # checked before anything is written: a refused item writes nothing
+        try:
+            address = parse_address(member.account, remote=True)
+        except ProtocolError:
+            return "invalid"
+        if address.node != step.here:
+            return "invalid"  # a node is told only its own member devices
+        if _device_exists(conn, str(address), member.device):  # (one removed since has no mailbox)
+            after.add((str(address), member.device))
+    conn.execute("INSERT INTO group_seen (grp, seq, expires) VALUES (?, ?, ?)", (item.group, item.seq, step.now + step.ttl_ms))
+    recipients = _members(conn, item.group) | after
+    if commit:
+        row = conn.execute("SELECT applied_seq FROM member_groups WHERE grp = ?", (item.group,)).fetchone()
+        if row is None or item.seq > row[0]:
+            conn.execute("INSERT OR REPLACE INTO member_groups (grp, applied_seq) VALUES (?, ?)", (item.group, item.seq))
+            conn.execute("DELETE FROM group_members WHERE grp = ?", (item.group,))
+            conn.executemany(
+                "INSERT INTO group_members (grp, account, device_id) VALUES (?, ?, ?)",
+                [(item.group, account, device) for account, device in sorted(after)],
+            )
+    _deliver(step, item, recipients)
+    return OK
+
+
+def _take_verdict(step: _Step, item: GroupItem) -> None:
+    """A refusal of a submission of one of this node's devices: into that device's mailbox
+    (nobody to tell when the submission is unknown here, e.g. its device was removed)."""
+    row = step.conn.execute(
+        "SELECT account, device_id FROM group_submissions WHERE grp = ? AND ref = ?", (item.group, item.ref)
+    ).fetchone()
+    if row is not None:
+        _deliver(step, item, {(row[0], row[1])})
+
+
+def _deliver(step: _Step, item: GroupItem, recipients: set[Member]) -> None:
+    """``item`` into each recipient's mailbox that does not hold it yet and has room."""
+    envelopes = [mailbox_envelope(item, member, now=step.now, ttl_ms=step.ttl_ms) for member in sorted(recipients)]
+    known = _known(step.conn, envelopes, step.now)
+    for env in envelopes:
+        if (env.account, env.device_id, env.id) in known:
+            continue
+        count, size = _mailbox_usage(step.conn, env.account, env.device_id, step.now)
+        if count + 1 > step.quota.max_envelopes or size + len(env.body) > step.quota.max_bytes:
+            log.warning(
+                "group %s item %d not stored for device %d of %s: its mailbox is full",
+                item.group.hex(), item.seq, env.device_id, env.account,
+            )
+            continue
+        step.conn.execute(_INSERT_ENVELOPE, _envelope_row(env, step.now))
+        step.charges.stored(len(env.body))
+        step.effects.mailboxes.add((env.account, env.device_id))
+
+
+def _purge_groups(conn: sqlite3.Connection, now: int) -> None:
+    """Dedup records whose items can no longer be retransmitted (they expired)."""
+    for table in ("hub_refs", "group_seen", "group_submissions"):
+        conn.execute(f"DELETE FROM {table} WHERE expires <= ?", (now,))
