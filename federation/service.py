@@ -402,12 +402,16 @@ class Federation:
         if not isinstance(answer, Bundles) or answer.account != account:
             raise FederationError("invalid", f"{node} answered the bundle lookup for {account} with something else")
         await self._witness.vet(node, answer.proof.head.head)
+        self._seen_entry(account, answer.proof.index)
+        return dataclasses.replace(answer, request=0)
+
+    def _seen_entry(self, account: str, index: int) -> None:
+        """An answer proved ``account``'s directory entry at ``index``."""
         cached = self._devices.get(account)
-        if cached is not None and cached[1].proof.index < answer.proof.index:
+        if cached is not None and cached[1].proof.index < index:
             # the account changed since its device list was cached: the next lookup asks again
             # (a device that saw the newer entry would refuse the older one as stale)
             del self._devices[account]
-        return dataclasses.replace(answer, request=0)
 
     async def remote_key_packages(self, account: str, *, one_time: bool = True) -> KeyPackages:
         account, node = self._remote(account)
@@ -416,6 +420,7 @@ class Federation:
         if not isinstance(answer, KeyPackages) or answer.account != account:
             raise FederationError("invalid", f"{node} answered the KeyPackage lookup for {account} with something else")
         await self._witness.vet(node, answer.proof.head.head)
+        self._seen_entry(account, answer.proof.index)
         return dataclasses.replace(answer, request=0)
 
     async def remote_head(self, node: str) -> Head:

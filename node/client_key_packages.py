@@ -72,10 +72,9 @@ async def publish_key_packages(session: Session, req: PublishKeyPackages) -> Non
     one_time, last_resort = await trio.to_thread.run_sync(check_key_packages, req, me, now_s)
     try:
         left = await ctx.store.publish_key_packages(account, device, one_time=one_time, last_resort=last_resort, max_one_time=cap)
-    except StoreError as exc:
-        if exc.code == "too_many_key_packages":
-            raise RequestError(exc.code, str(exc)) from None
-        raise
+    except StoreError as exc:  # over the cap, or the device was removed meanwhile, or the disk
+        message = str(exc) if exc.code == "too_many_key_packages" else "the node could not store the KeyPackages; try again later"
+        raise RequestError(exc.code, message) from None
     await session.send(KeyPackagesPublished(request=req.request, left=left))
 
 
