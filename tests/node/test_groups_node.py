@@ -12,13 +12,13 @@ import os
 
 import pytest
 
-from sonet.core.client_api import CreateGroup, SendBatch
+from sonet.core.client_api import CreateGroup, GroupCreated, SendBatch
 from sonet.core.envelope import Kind
 from sonet.core.federation_api import OK
 from sonet.core.groups.items import GroupItem, GroupMember, ItemKind
 from sonet.core.mls.group import StagedCommit
 from sonet.core.mls.messages import Add, Remove
-from sonet.federation.records import GroupReceived, Quota
+from sonet.federation.records import GroupReceived, NewEnvelope, Quota
 
 from .conftest import RunningNode
 from .group_kit import create_group, group_items, mls_device, submit
@@ -56,7 +56,7 @@ async def test_a_device_creates_a_group_and_its_submissions_are_ordered_into_eve
     for device in (alice, bob):
         second = (await items_of(running, device.account))[-1]
         assert (second.ref, second.seq, second.members) == (ref, 2, ())
-    assert alice.g.process(second.message).data == b"hello group"  # type: ignore[union-attr]
+    assert alice.g.process(second.message).data == b"hello group"
 
 
 async def test_a_retried_submission_is_ordered_once(running: RunningNode) -> None:
@@ -127,10 +127,9 @@ async def test_creating_a_group_checks_the_creator_leaf_and_the_group(running: R
         group = await create_group(conn, alice)
         # a retry after a lost answer is answered again; the id stays alice's
         reply = await conn.request(lambda n: CreateGroup(request=n, group=group, group_info=info, ratchet_tree=tree))
-        assert reply.group == group  # type: ignore[attr-defined]
+        assert isinstance(reply, GroupCreated) and reply.group == group
     bob = mls_device(bob_account.first)
-    bob.create()
-    bob_info, bob_tree = bob.create()
+    bob_info, bob_tree = bob.create()  # a group of his own, under alice's group id
     async with running.raw(bob_account.first) as conn:
         with pytest.raises(NodeError) as refused:
             await conn.request(lambda n: CreateGroup(request=n, group=group, group_info=bob_info, ratchet_tree=bob_tree))
@@ -198,12 +197,41 @@ async def test_a_pushed_ordered_item_is_taken_once_and_only_from_its_hub(running
         assert [i.seq for i in await items_of(running, alice_account.address, device)] == [1]
     assert await items_of(running, bob_account.address) == []
     # an application message goes to the member devices the commit named
+    creator.g.merge(staged)
     app = GroupItem(
         kind=ItemKind.ORDERED, ref=os.urandom(16), group=creator.g.group_id, epoch=1, seq=2,
-        message=(creator.g.merge(staged), creator.g.encrypt(b"hi", creator.rng.randbytes))[1].to_bytes(),
+        message=creator.g.encrypt(b"hi", creator.rng.randbytes).to_bytes(),
         welcome=b"", members=(), outcome="", hub=hub,
     )  # fmt: skip
     async with running.store() as store:
         assert await store.receive([GroupReceived(item=app, origin=hub, node=HUB, ttl_ms=ttl)], now=now, quota=quota) == [OK]
     for device in (1, link_device.device_id):
         assert [i.seq for i in await items_of(running, alice_account.address, device)] == [1, 2]
+
+
+async def test_a_full_mailbox_does_not_hold_the_group_back_for_the_other_devices(running: RunningNode) -> None:
+    alice_account = await running.enroll("alice")
+    second = await running.link(alice_account)
+    hub = "beta.example"
+    creator = mls_device(alice_account.first)
+    creator.create(hub=hub)
+    _, commit, _ = creator.g.commit(creator.rng.randbytes)
+    ordered = GroupItem(
+        kind=ItemKind.ORDERED, ref=os.urandom(16), group=creator.g.group_id, epoch=0, seq=1, message=commit.to_bytes(),
+        welcome=b"", members=tuple(GroupMember(account=alice_account.address, device=d) for d in (1, second.device_id)),
+        outcome="", hub=hub,
+    )  # fmt: skip
+    quota = Quota(max_envelopes=1, max_bytes=1 << 20)
+    now = running.node.clock_ms()
+    received = GroupReceived(item=ordered, origin=hub, node=HUB, ttl_ms=running.config.envelope_ttl_ms)
+    async with running.store() as store:
+        await store.enqueue([_sealed_for(alice_account.address, 1)], now=now, quota=quota)  # device 1 is full now
+        assert await store.receive([received], now=now, quota=quota) == [OK]
+    assert received.effects.mailboxes == {(alice_account.address, second.device_id)}
+    assert await items_of(running, alice_account.address, 1) == []
+    assert [i.seq for i in await items_of(running, alice_account.address, second.device_id)] == [1]
+
+
+def _sealed_for(account: str, device: int) -> NewEnvelope:
+    env = opaque_envelope((account, device))
+    return NewEnvelope(account=account, device_id=device, id=env.id, expires=env.expires, kind=env.kind, body=env.body)
