@@ -38,6 +38,7 @@ from .engine import ORDERED, GroupEngine, submit_own
 from .keys import SUITE, maintain_key_packages, own_key_package, signature_key
 from .members import fetch_key_packages
 from .ops import make, member_devices
+from .rules import public_view
 from .store import GroupRecord, Outstanding
 
 __all__ = ["GroupView", "GroupMemberView", "GroupInfoView", "GroupSendResult", "Groups", "SETTLE_S"]
@@ -175,7 +176,7 @@ class Groups:
             reply = await conn.request(lambda n: CreateGroup(request=n, group=group_id, group_info=info, ratchet_tree=mls.ratchet_tree_bytes()))
             if expect_reply(reply, GroupCreated).group != group_id:
                 raise RemoteProtocolError("the node created another group than the one asked for")
-            self._state.save_group(GroupRecord(id=group_id, next_seq=1, created=now, mls=mls.to_bytes(), name=name))
+            self._state.save_group(GroupRecord(id=group_id, next_seq=1, created=now, mls=mls.to_bytes(), public=public_view(mls), name=name))
             if key_packages:
                 await self._change(conn, profile, group_id, {"op": "add", "key_packages": key_packages})
             await self._announce(conn, profile, group_id, name, "")

@@ -5,7 +5,8 @@ one and, in one transaction, either processes it, holds it (sealed) until the it
 came, or drops it as a duplicate; the caller acknowledges it only afterwards, so nothing the
 node stops holding is lost. Items of a group are processed strictly in sequence order:
 
-- an ORDERED item with the next sequence number is processed: the device's own submission
+- an ORDERED item with the next sequence number is processed: another member's commit or
+  proposal is checked against the group's rules first (client/groups/rules.py); the device's own submission
   coming back (its ref) adopts the group state kept for it; another commit for the epoch of the
   device's own outstanding submission makes the device drop that state, process the commit and
   make its change again on top (``redo``); a commit, proposal or application message of another
@@ -35,7 +36,7 @@ from sonet.core.groups.credential import leaf_member
 from sonet.core.groups.items import GROUP_REFUSALS, GroupItem, ItemKind, group_hex
 from sonet.core.groups.state import group_extension
 from sonet.core.mls.framing import MLSMessage
-from sonet.core.mls.group import ApplicationMessage, Group, QueuedProposal, StagedCommit
+from sonet.core.mls.group import ApplicationMessage, Group, PublicCommit, PublicGroup, QueuedProposal, StagedCommit
 from sonet.core.mls.messages import Remove, Welcome
 from sonet.core.wire import decode_struct
 
@@ -44,6 +45,7 @@ from ..replies import expect_reply
 from ..state import DeviceState, Profile
 from .keys import SUITE, OwnKeyPackage, signature_key
 from .ops import NothingToDo, make
+from .rules import check_message, public_view
 from .store import GroupMessage, GroupRecord, HeldFull, Outstanding
 
 __all__ = ["GroupEngine", "ORDERED", "submit_own"]
@@ -135,7 +137,9 @@ class GroupEngine:
                 if group.group_id != item.group:
                     raise RemoteProtocolError("the Welcome is for another group than its item names", code="group_malformed")
                 group_extension(group.context)  # a Sonet group: it names its hub and admins
-                self._state.save_group(GroupRecord(id=item.group, next_seq=item.seq + 1, created=received_at, mls=group.to_bytes()))
+                self._state.save_group(
+                    GroupRecord(id=item.group, next_seq=item.seq + 1, created=received_at, mls=group.to_bytes(), public=public_view(group))
+                )
                 if not last_resort:
                     self._state.delete_key_package_secret(secrets.new_member)
                 return True
@@ -153,14 +157,20 @@ class GroupEngine:
                 content = decode_content(own.op["content"])
                 if content.type == GROUP_STATE and content.name is not None and content.topic is not None:
                     done = done.but(name=content.name, topic=content.topic)
-            self._state.save_group(done.but(mls=own.after if own.after is not None else record.mls, own=None))
+            self._state.save_group(done.but(mls=own.after if own.after is not None else record.mls, public=self._own_public(record, own), own=None))
             return
         if not record.active:
             self._state.save_group(done)
             return
         group = Group.from_bytes(record.mls)
+        public = PublicGroup.from_bytes(record.public)
         try:
+            checked = check_message(public, item.message)  # the group's rules, as the hub checked them
             result = group.process(item.message)
+            if checked is None and not isinstance(result, ApplicationMessage):
+                # the hub cannot check an encrypted change, nor can the rules here: refused
+                group = Group.from_bytes(record.mls)
+                raise RemoteProtocolError("a group change sent as a PrivateMessage", code="group_malformed")
         except ProtocolError as exc:
             self.rejected.append(f"skipped message {item.seq} of group {group_hex(item.group)}: {exc}")
             self._state.save_group(done.but(mls=group.to_bytes()))  # a message that decrypted used its key
@@ -171,6 +181,8 @@ class GroupEngine:
                 # another commit came first: our change is made again on top of it
                 own = replace(own, redo=True, redo_epoch=result.epoch, after=None)
             group.merge(result)
+            assert isinstance(checked, PublicCommit)  # a PublicMessage commit (checked above)
+            public.merge(checked)
             active = not result.removes_us
             if not active:
                 own = None
@@ -178,7 +190,18 @@ class GroupEngine:
             done = self._message(done, group, item, result, received_at)
         elif isinstance(result, QueuedProposal):
             own = self._self_removal(group, result, own)
-        self._state.save_group(done.but(mls=group.to_bytes(), active=active, own=own))
+        self._state.save_group(done.but(mls=group.to_bytes(), public=public.to_bytes(), active=active, own=own))
+
+    def _own_public(self, record: GroupRecord, own: Outstanding) -> bytes:
+        """The public view once the device's own submission is ordered: after a commit that of
+        the new epoch; a proposal is kept pending in it as in the Group."""
+        if own.kind == "commit" and own.after is not None:
+            return public_view(Group.from_bytes(own.after))
+        if own.kind == "proposal":
+            public = PublicGroup.from_bytes(record.public)
+            public.process(own.message)
+            return public.to_bytes()
+        return record.public
 
     def _message(self, record: GroupRecord, group: Group, item: GroupItem, message: ApplicationMessage, received_at: int) -> GroupRecord:
         where = f"message {item.seq} of group {group_hex(item.group)}"

@@ -66,6 +66,8 @@ def _check(key_package: KeyPackage, account: str, device: int, identity: bytes, 
     if not key_package.verify_signature(SUITE) or not key_package.leaf_node.verify_signature(SUITE):
         raise RemoteProtocolError("its signature does not verify", code="group_credential")
     credential = leaf_member(key_package.leaf_node)
-    if (credential.account, credential.device, credential.fingerprint) != (account, device, fingerprint):
+    if (credential.account, credential.device) != (account, device):
         raise RemoteProtocolError(f"its credential names device {credential.device} of {credential.account}", code="group_credential")
+    if credential.fingerprint != fingerprint:
+        raise RemoteProtocolError("its credential names another identity key than the device's record", code="group_credential")
     verify_binding(credential, identity_public=identity, signature_key=key_package.leaf_node.signature_key)

@@ -1,4 +1,5 @@
-"""The groups half of a device's state (client/state.py): per group its MLS state, the next
+"""The groups half of a device's state (client/state.py): per group its MLS state (and its
+public view, on which the group's rules are checked), the next
 sequence number it expects, its name, topic and the device's own outstanding submission; the
 items that came early (the hold-back buffer); the private keys of the device's published
 KeyPackages; the group messages received.
@@ -35,8 +36,8 @@ __all__ = [
 
 GROUPS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS mls_groups (
-    id BLOB PRIMARY KEY, next_seq INTEGER NOT NULL, created INTEGER NOT NULL, mls BLOB NOT NULL, info BLOB NOT NULL,
-    own BLOB);
+    id BLOB PRIMARY KEY, next_seq INTEGER NOT NULL, created INTEGER NOT NULL, mls BLOB NOT NULL, public BLOB NOT NULL,
+    info BLOB NOT NULL, own BLOB);
 CREATE TABLE IF NOT EXISTS mls_held (
     group_id BLOB NOT NULL, seq INTEGER NOT NULL, item BLOB NOT NULL, PRIMARY KEY (group_id, seq));
 CREATE TABLE IF NOT EXISTS mls_key_packages (
@@ -101,6 +102,9 @@ class GroupRecord:
     created: int
     #: ``Group.to_bytes()`` of the current epoch
     mls: bytes = field(repr=False)
+    #: ``PublicGroup.to_bytes()`` of the current epoch: what the group's rules are checked on
+    #: (client/groups/rules.py)
+    public: bytes = field(repr=False)
     name: str = ""
     topic: str = ""
     #: False once a commit removed this device
@@ -143,27 +147,28 @@ class GroupState:
         own = self.vault.seal(canonical.dumps(record.own.to_map()), b"group/own/" + g) if record.own is not None else None
         with self.transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO mls_groups (id, next_seq, created, mls, info, own) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO mls_groups (id, next_seq, created, mls, public, info, own) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (g, record.next_seq, record.created, self.vault.seal(record.mls, b"group/mls/" + g),
-                 self.vault.seal(info, b"group/info/" + g), own),
+                 self.vault.seal(record.public, b"group/public/" + g), self.vault.seal(info, b"group/info/" + g), own),
             )  # fmt: skip
 
     def group_record(self, group: bytes) -> GroupRecord | None:
-        row = self._db.execute("SELECT id, next_seq, created, mls, info, own FROM mls_groups WHERE id = ?", (group,)).fetchone()
+        row = self._db.execute("SELECT id, next_seq, created, mls, public, info, own FROM mls_groups WHERE id = ?", (group,)).fetchone()
         return self._record(row) if row else None
 
     def group_records(self) -> list[GroupRecord]:
-        rows = self._db.execute("SELECT id, next_seq, created, mls, info, own FROM mls_groups ORDER BY created, id").fetchall()
+        rows = self._db.execute("SELECT id, next_seq, created, mls, public, info, own FROM mls_groups ORDER BY created, id").fetchall()
         return [self._record(r) for r in rows]
 
     def _record(self, row: tuple) -> GroupRecord:
-        g, next_seq, created, mls, info, own = row
+        g, next_seq, created, mls, public, info, own = row
         meta = canonical.loads(self.vault.open_value(info, b"group/info/" + g))
         outstanding = None
         if own is not None:
             outstanding = Outstanding.from_map(canonical.loads(self.vault.open_value(own, b"group/own/" + g), max_bytes=_MAX_RECORD))
         return GroupRecord(
-            id=g, next_seq=next_seq, created=created, mls=self.vault.open_value(mls, b"group/mls/" + g), name=meta["name"],
+            id=g, next_seq=next_seq, created=created, mls=self.vault.open_value(mls, b"group/mls/" + g),
+            public=self.vault.open_value(public, b"group/public/" + g), name=meta["name"],
             topic=meta["topic"], active=meta["active"], own=outstanding,
         )  # fmt: skip
 

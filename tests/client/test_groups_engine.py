@@ -15,6 +15,7 @@ import pytest
 from sonet.client.groups.engine import ORDERED, GroupEngine
 from sonet.client.groups.keys import SUITE, new_key_package, own_key_package, signature_key
 from sonet.client.groups.ops import make
+from sonet.client.groups.rules import public_view
 from sonet.client.groups.store import GroupRecord, Outstanding
 from sonet.client.state import DeviceState, Profile
 from sonet.core.content import Content, encode_content
@@ -98,7 +99,7 @@ def create(alice: Dev) -> bytes:
         SUITE, group_id, own.key_package.leaf_node, signature_priv=signature_key(alice.state, os.urandom),
         encryption_priv=own.encryption_priv, rng=os.urandom, extensions=group_context_extensions(GroupExtension(HUB, (ALICE,))),
     )  # fmt: skip
-    alice.state.save_group(GroupRecord(id=group_id, next_seq=1, created=NOW, mls=group.to_bytes()))
+    alice.state.save_group(GroupRecord(id=group_id, next_seq=1, created=NOW, mls=group.to_bytes(), public=public_view(group)))
     return group_id
 
 
@@ -285,3 +286,16 @@ def test_leaving_is_committed_by_the_first_member_staying(devices: dict[str, Dev
     bob.engine().accept(ordered, NOW)
     assert [leaf for leaf, _ in alice.group(group).members()] == [0]
     assert not bob.record(group).active and alice.record(group).active
+
+
+def test_a_change_the_rules_forbid_is_refused_even_when_ordered(devices: dict[str, Dev]) -> None:
+    alice, bob, carol = devices["alice"], devices["bob"], devices["carol"]
+    group, hub, items = started(devices)
+    bob.engine().accept(items[0], NOW)
+    # bob is no admin; a hub that orders his adding carol anyway does not get alice to apply it
+    bobs = change(bob, group, add(bob, carol))
+    engine = alice.engine()
+    assert engine.accept(hub.ordered(bobs.message, epoch=1, welcome=bobs.welcome, ref=bobs.ref), NOW)
+    assert "only an admin adds devices of another account" in engine.rejected[0]
+    assert alice.group(group).epoch == 1 and alice.record(group).next_seq == 3
+    assert [leaf for leaf, _ in alice.group(group).members()] == [0, 1]
