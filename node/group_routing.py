@@ -16,6 +16,7 @@ or a push, so everything one submission or one pushed item causes is committed t
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from sonet.core import limits
@@ -118,8 +119,11 @@ def group_transit(item: GroupItem, *, origin: str, dest: str, now: int, ttl_ms: 
 
 
 def mailbox_envelope(item: GroupItem, member: tuple[str, int], *, now: int, ttl_ms: int) -> NewEnvelope:
-    """``item`` for one member device's mailbox: a ``Kind.GROUP`` envelope named by the ref."""
+    """``item`` for one member device's mailbox: a ``Kind.GROUP`` envelope named by the ref.
+    The list of this node's member devices is the node's: a copy that would not fit an
+    envelope goes without it (devices read the membership from the commit itself)."""
     account, device = member
-    return NewEnvelope(
-        account=account, device_id=device, id=item.ref, expires=now + ttl_ms, kind=Kind.GROUP, body=encode_struct(item)
-    )
+    body = encode_struct(item)
+    if len(body) > limits.MAX_ENVELOPE_BODY:
+        body = encode_struct(dataclasses.replace(item, members=()))
+    return NewEnvelope(account=account, device_id=device, id=item.ref, expires=now + ttl_ms, kind=Kind.GROUP, body=body)

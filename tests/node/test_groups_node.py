@@ -15,10 +15,13 @@ import pytest
 from sonet.core.client_api import CreateGroup, GroupCreated, SendBatch
 from sonet.core.envelope import Kind
 from sonet.core.federation_api import OK
-from sonet.core.groups.items import GroupItem, GroupMember, ItemKind
+from sonet.core import limits
+from sonet.core.groups.items import MAX_GROUP_MESSAGE_BYTES, MAX_GROUP_WELCOME_BYTES, MAX_NODE_MEMBERS, GroupItem, GroupMember, ItemKind
 from sonet.core.mls.group import StagedCommit
 from sonet.core.mls.messages import Add, Remove
+from sonet.core.wire import decode_struct
 from sonet.federation.records import GroupReceived, NewEnvelope, Quota
+from sonet.node.group_routing import mailbox_envelope
 
 from .conftest import RunningNode
 from .group_kit import create_group, group_items, mls_device, submit
@@ -235,3 +238,18 @@ async def test_a_full_mailbox_does_not_hold_the_group_back_for_the_other_devices
 def _sealed_for(account: str, device: int) -> NewEnvelope:
     env = opaque_envelope((account, device))
     return NewEnvelope(account=account, device_id=device, id=env.id, expires=env.expires, kind=env.kind, body=env.body)
+
+
+def test_a_mailbox_copy_always_fits_an_envelope() -> None:
+    """The largest ORDERED commit (message, Welcome and member list at their caps) goes into a
+    mailbox without the node's member list, which is what would not fit."""
+    members = tuple(GroupMember(account=f"member{n:05d}@{HUB}", device=1) for n in range(MAX_NODE_MEMBERS))
+    item = GroupItem(
+        kind=ItemKind.ORDERED, ref=os.urandom(16), group=os.urandom(16), epoch=3, seq=7, message=os.urandom(MAX_GROUP_MESSAGE_BYTES),
+        welcome=os.urandom(MAX_GROUP_WELCOME_BYTES), members=members, outcome="", hub=HUB,
+    )  # fmt: skip
+    env = mailbox_envelope(item, (f"member00000@{HUB}", 1), now=1, ttl_ms=1000)
+    assert len(env.body) <= limits.MAX_ENVELOPE_BODY
+    assert decode_struct(GroupItem, env.body) == dataclasses.replace(item, members=())
+    small = dataclasses.replace(item, message=b"m", welcome=b"")
+    assert decode_struct(GroupItem, mailbox_envelope(small, (f"member00000@{HUB}", 1), now=1, ttl_ms=1000).body) == small
