@@ -20,6 +20,7 @@ from sonet.core.address import parse_address, validate_node_name
 from sonet.core.crypto import CryptoMode
 from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
 
+from .cli_groups import Shell, add_group_commands, group_message_json, group_message_line, is_group_target, send_to_group
 from .connection import ConnectError, NodeError
 from .node_url import check_node_url
 from .vault import VaultError
@@ -134,6 +135,9 @@ def _discard_pending(args: argparse.Namespace) -> None:
 
 def cmd_send(args: argparse.Namespace) -> None:
     text = _message_text(args.text)
+    if is_group_target(args.address):  # a group's id or name (client/cli_groups.py)
+        send_to_group(args, _SHELL, text)
+        return
     device = _device(args)
     started = now_ms()
     _on_interrupt(args, lambda: _send_interrupted(device, args.address, started))
@@ -216,7 +220,7 @@ def cmd_sent(args: argparse.Namespace) -> None:
         messages, refreshed = device.state.sent_messages(args.limit), False
     if device.last_receive is not None:
         _receive_warnings(device.last_receive)
-        waiting = sum(m.type == "text" for m in device.last_receive.messages)
+        waiting = sum(m.type == "text" for m in device.last_receive.messages) + len(device.last_receive.group_messages)
         if waiting:
             print(f"sonet: {waiting} new message{'s' if waiting != 1 else ''}: `sonet recv` shows {'them' if waiting != 1 else 'it'}", file=sys.stderr)
     for m in messages:
@@ -281,10 +285,13 @@ def cmd_recv(args: argparse.Namespace) -> None:
     device = _device(args)
     result = trio.run(lambda: device.receive(wait=args.wait, read_receipts=args.read))
     _receive_warnings(result)
-    for m in result.messages:
-        _show(args, _message_json(m), _message_line(m))
+    shown: list[tuple[int, dict[str, Any], str]] = [(m.received_at, _message_json(m), _message_line(m)) for m in result.messages]
+    shown += [(m.received_at, group_message_json(m), group_message_line(m)) for m in result.group_messages]
+    for _at, obj, line in sorted(shown, key=lambda s: s[0]):  # stable: each list keeps its order
+        _show(args, obj, line)
     device.state.mark_shown([m.id for m in result.messages])
-    if not result.messages and not args.json:
+    device.state.mark_group_messages_shown([(m.group, m.seq) for m in result.group_messages])
+    if not shown and not args.json:
         print("no new messages", file=sys.stderr)
 
 
@@ -536,6 +543,10 @@ def _add_json(parser: argparse.ArgumentParser, *, json_errors: bool) -> None:
         parser.add_argument("--json", action="store_true", help="JSON Lines: one object per result, errors as one {\"error\": ...} line")
 
 
+#: what the group commands (client/cli_groups.py) share with the others
+_SHELL = Shell(device=_device, show=_show)
+
+
 def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Sonet device: end-to-end encrypted messaging.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -567,14 +578,15 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         "send",
         help="send a text message",
         description=f"Send a text of at most {limits.MAX_TEXT_LEN} bytes of UTF-8 (64 KiB); returns once the home node "
-        "stored it durably. A longer text is refused, never cut.",
+        "stored it durably. A longer text is refused, never cut. To a group: its id or name instead of an address "
+        "(`sonet group --help`).",
     )
-    p.add_argument("address", metavar="ADDRESS", help="recipient, user@node")
+    p.add_argument("address", metavar="ADDRESS|GROUP", help="recipient, user@node; or a group's id (32 hex digits) or name")
     p.add_argument("text", metavar="TEXT", help="the message; - reads it from standard input (one trailing newline dropped)")
     p.add_argument(
         "--crypto-mode", choices=[m.value for m in CryptoMode],
         help="the mode of any new session with the recipient's devices (default: what both devices' keys allow); "
-        "refused below this device's minimum or its node's",
+        "refused below this device's minimum or its node's; not for groups (their suite is fixed)",
     )
     p.set_defaults(fn=cmd_send)
 
@@ -597,7 +609,11 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser("recv", help="receive messages", description="Print new messages, receipts and typing notices, oldest first.")
     p.add_argument("--wait", type=_seconds, metavar="SECONDS", help="if nothing is queued, wait up to SECONDS for a message")
     p.add_argument("--read", action="store_true", help="also send read receipts for the messages shown")
-    p.add_argument("--json", action="store_true", help="one JSON object per line: id, from, sent_at, received_at, type, text")
+    p.add_argument(
+        "--json", action="store_true",
+        help="one JSON object per line: id, from, sent_at, received_at, type, text; a group message also has group "
+        "({id, name}) and device (the sender's)",
+    )
     p.set_defaults(fn=cmd_recv)
 
     p = sub.add_parser("typing", help="tell someone you are typing", description="Send an ephemeral typing indicator (never stored).")
@@ -666,6 +682,8 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="one JSON object per alert: id, found_at, kind, text")
     p.set_defaults(fn=cmd_alerts)
+
+    add_group_commands(sub, _SHELL)
     _add_json(parser, json_errors=json_errors)
     return parser
 

@@ -1,0 +1,324 @@
+"""``sonet group ...`` and ``sonet send GROUP TEXT``: the command line of groups (docs/groups.md).
+
+client/cli.py registers these commands (``add_group_commands``) and hands them the two things
+they share with every other command (``Shell``): opening the device of ``--home`` and printing
+one result under the ``--json`` convention (sonet/cli_output.py). The work is done by the
+``group_*`` methods of ``Device`` (client/sdk.py, client/groups/api.py); this module parses,
+checks what can be checked without a node, names groups and prints.
+
+A GROUP argument is a group's id (32 hex digits) or its name on this device. It is resolved
+here, before anything is sent, so an unknown or ambiguous name fails at once, offline, and the
+change goes to the group that was meant even if a rename arrives while the device syncs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from sonet.cli_output import iso_ms
+from sonet.core.address import parse_address, validate_node_name
+from sonet.core.content import MAX_GROUP_NAME_LEN
+from sonet.core.errors import LocalProtocolError, ProtocolError
+
+from .groups.api import GroupInfoView, GroupSendResult, GroupView
+from .groups.store import GroupMessage
+from .sdk import Device
+
+__all__ = [
+    "Shell",
+    "add_group_commands",
+    "is_group_target",
+    "send_to_group",
+    "group_message_json",
+    "group_message_line",
+]
+
+
+@dataclass(frozen=True)
+class Shell:
+    """What client/cli.py lends these commands: its device opener and its result printer."""
+
+    device: Callable[[argparse.Namespace], Device]
+    show: Callable[[argparse.Namespace, dict[str, Any], str | None], None]
+
+
+def is_group_target(target: str) -> bool:
+    """``sonet send``'s first argument: with an '@' it is an address (user@node), else a group."""
+    return "@" not in target
+
+
+# Names and checks ---------------------------------------------------------------------------
+
+
+def _addresses(texts: Sequence[str]) -> list[str]:
+    """The addresses as the user typed them, each checked (one line naming the bad one)."""
+    return [str(parse_address(text)) for text in texts]
+
+
+def _check_new_name(name: str) -> None:
+    if "@" in name:  # `sonet send NAME` would read it as an address
+        raise LocalProtocolError(f"a group name cannot contain '@' ({name!r}): `sonet send` would take it for an address", code="bad_input")
+    if not 0 < len(name.encode()) <= MAX_GROUP_NAME_LEN:
+        raise LocalProtocolError(f"a group name is 1 to {MAX_GROUP_NAME_LEN} bytes of UTF-8", code="bad_input")
+
+
+def _resolve(device: Device, group: str) -> GroupInfoView:
+    """The group named by its id or local name (the SDK's one-line ``unknown_group`` /
+    ``ambiguous_group`` errors otherwise); read from this device only."""
+    return trio.run(lambda: device.group_info(group))
+
+
+def label(name: str, group_id: str) -> str:
+    """How a line names a group: its name and id, or the id alone when it has no name yet."""
+    return f'"{name}" ({group_id})' if name else group_id
+
+
+def _group_ref(name: str, group_id: str) -> dict[str, str]:
+    return {"id": group_id, "name": name}
+
+
+# Output ---------------------------------------------------------------------------------
+
+
+def group_json(view: GroupView) -> dict[str, Any]:
+    return {
+        "id": view.id, "name": view.name, "topic": view.topic, "epoch": view.epoch, "hub": view.hub,
+        "members": list(view.members), "admins": list(view.admins), "active": view.active, "waiting": view.waiting,
+    }  # fmt: skip
+
+
+def group_info_json(info: GroupInfoView) -> dict[str, Any]:
+    return {
+        "id": info.id, "name": info.name, "topic": info.topic, "epoch": info.epoch, "hub": info.hub, "suite": info.suite,
+        "members": [{"account": m.account, "devices": list(m.devices), "admin": m.admin} for m in info.members],
+        "admins": list(info.admins), "active": info.active, "waiting": info.waiting,
+    }  # fmt: skip
+
+
+def _list_line(view: GroupView) -> str:
+    count = len(view.members)
+    notes = "" if view.active else "  (no longer a member)"
+    if view.waiting:
+        notes += "  (a change of yours is on its way to the hub)"
+    return f"{view.id}  {view.name or '(no name yet)'}  {count} member{'s' if count != 1 else ''}  epoch {view.epoch}  hub {view.hub}{notes}"
+
+
+def group_info_lines(info: GroupInfoView) -> str:
+    lines = [f"group {label(info.name, info.id)}"]
+    if info.topic:
+        lines.append(f"topic: {info.topic}")
+    lines.append(f"hub: {info.hub}  epoch: {info.epoch}  suite: {info.suite}")
+    if not info.active:
+        lines.append("this device is no longer a member")
+    if info.waiting:
+        lines.append("a change of this device is on its way to the hub (`sonet recv` finishes it)")
+    lines.append(f"members ({len(info.members)}):")
+    for m in info.members:
+        devices = ", ".join(str(d) for d in m.devices)
+        lines.append(f"  {m.account}{' (admin)' if m.admin else ''}  device{'s' if len(m.devices) != 1 else ''} {devices}")
+    return "\n".join(lines)
+
+
+def _change_line(done: str, view: GroupView) -> str:
+    """One line for a change: what it did, or that it is still on its way to the hub."""
+    if view.waiting:
+        return f"{label(view.name, view.id)}: {done} once the hub orders it (still on its way: `sonet recv` finishes it)"
+    return f"{label(view.name, view.id)}: {done}; epoch {view.epoch}"
+
+
+def group_message_json(m: GroupMessage) -> dict[str, Any]:
+    """A group message in ``recv --json``: the fields of a 1:1 text, and the group."""
+    return {
+        "id": m.id.hex(), "from": m.sender, "device": m.device, "group": _group_ref(m.group_name, m.group.hex()),
+        "sent_at": iso_ms(m.sent_at), "received_at": iso_ms(m.received_at), "type": "text", "text": m.text,
+    }  # fmt: skip
+
+
+def group_message_line(m: GroupMessage) -> str:
+    return f"[{iso_ms(m.sent_at)}] {m.sender} in {label(m.group_name, m.group.hex())}: {m.text}"
+
+
+def _send_json(result: GroupSendResult, name: str) -> dict[str, Any]:
+    return {"id": result.id.hex(), "group": _group_ref(name, result.group), "state": result.state}
+
+
+def _send_line(result: GroupSendResult, name: str) -> str:
+    where = label(name, result.group)
+    if result.state == "queued":
+        return f"sent to {where}: on its way to the group's hub (it reaches the members once the hub orders it); id {result.id.hex()}"
+    return f"sent to {where}: the hub ordered it for every member; id {result.id.hex()}"
+
+
+# Commands -------------------------------------------------------------------------------
+
+
+def send_to_group(args: argparse.Namespace, shell: Shell, text: str) -> None:
+    """``sonet send GROUP TEXT`` (client/cli.py's cmd_send hands a GROUP over)."""
+    if getattr(args, "crypto_mode", None):
+        raise LocalProtocolError("--crypto-mode is for 1:1 sessions: every group uses the suite 0x004D", code="bad_input")
+    device = shell.device(args)
+    try:
+        info = _resolve(device, args.address)
+    except LocalProtocolError as exc:
+        if exc.code != "unknown_group":
+            raise
+        try:  # not a group: perhaps an address missing its '@node'; say both
+            parse_address(args.address)
+        except ProtocolError as bad:
+            raise LocalProtocolError(f"{exc}; as an address: {bad}", code="unknown_group") from None
+        raise
+    result = trio.run(lambda: device.group_send(info.id, text))
+    shell.show(args, _send_json(result, info.name), _send_line(result, info.name))
+
+
+def cmd_create(args: argparse.Namespace, shell: Shell) -> None:
+    _check_new_name(args.name)
+    members = _addresses(args.members)
+    device = shell.device(args)
+    view = trio.run(lambda: device.group_create(args.name, members))
+    me = device.state.profile().address
+    others = [m for m in view.members if m != me]
+    # an account none of whose devices has published KeyPackages yet is not added: say so
+    not_added = sorted({m for m in members if m != me and m not in view.members})
+    done = f"created with {', '.join(others)}" if others else "created with only you in it"
+    if not_added:
+        done += f" ({', '.join(not_added)}: no group keys yet, published by their next `sonet recv`; add them then)"
+    shell.show(args, {**group_json(view), "not_added": not_added}, _change_line(f"{done}, hub {view.hub}", view))
+
+
+def cmd_add(args: argparse.Namespace, shell: Shell) -> None:
+    members = _addresses(args.members)
+    device = shell.device(args)
+    info = _resolve(device, args.group)
+    view = trio.run(lambda: device.group_add(info.id, members))
+    shell.show(args, group_json(view), _change_line(f"added {', '.join(members)}", view))
+
+
+def cmd_remove(args: argparse.Namespace, shell: Shell) -> None:
+    [member] = _addresses([args.member])
+    device = shell.device(args)
+    info = _resolve(device, args.group)
+    view = trio.run(lambda: device.group_remove(info.id, member))
+    shell.show(args, group_json(view), _change_line(f"removed {member}", view))
+
+
+def cmd_leave(args: argparse.Namespace, shell: Shell) -> None:
+    device = shell.device(args)
+    info = _resolve(device, args.group)
+    trio.run(lambda: device.group_leave(info.id))
+    shell.show(
+        args, {"group": _group_ref(info.name, info.id), "left": True},
+        f"left {label(info.name, info.id)}: the other members' devices remove your devices from it",
+    )  # fmt: skip
+
+
+def cmd_admin(args: argparse.Namespace, shell: Shell) -> None:
+    [member] = _addresses([args.member])
+    device = shell.device(args)
+    info = _resolve(device, args.group)
+    view = trio.run(lambda: device.group_admin(info.id, member))
+    shell.show(args, group_json(view), _change_line(f"{member} is an admin", view))
+
+
+def cmd_hub(args: argparse.Namespace, shell: Shell) -> None:
+    node = validate_node_name(args.node)
+    device = shell.device(args)
+    info = _resolve(device, args.group)
+    view = trio.run(lambda: device.group_hub(info.id, node))
+    shell.show(args, group_json(view), _change_line(f"the hub is {node}", view))
+
+
+def cmd_list(args: argparse.Namespace, shell: Shell) -> None:
+    device = shell.device(args)
+    views = trio.run(device.groups)
+    for view in views:
+        shell.show(args, group_json(view), _list_line(view))
+    if not views and not args.json:  # with --json: zero groups, zero lines
+        print("no groups (`sonet group create NAME` makes one)", file=sys.stderr)
+
+
+def cmd_info(args: argparse.Namespace, shell: Shell) -> None:
+    info = _resolve(shell.device(args), args.group)
+    shell.show(args, group_info_json(info), group_info_lines(info))
+
+
+# Parser ---------------------------------------------------------------------------------
+
+_GROUP_ARG = "the group: its id (32 hex digits) or its name on this device"
+
+
+def add_group_commands(sub: argparse._SubParsersAction, shell: Shell) -> None:
+    """``sonet group ...`` under the command line's subparsers (client/cli.py build_parser)."""
+
+    def command(name: str, fn: Callable[[argparse.Namespace, Shell], None], **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = group.add_parser(name, **kwargs)
+        parser.set_defaults(fn=lambda args: fn(args, shell))
+        return parser
+
+    p = sub.add_parser(
+        "group",
+        help="create and run group conversations",
+        description="End-to-end encrypted groups (MLS): every device of every member is in the group; the group's hub node "
+        "puts every message and change in one order for all. A GROUP is a group's id (32 hex digits) or its name on this "
+        "device. `sonet send GROUP TEXT` writes to a group; `sonet recv` shows its messages.",
+    )
+    group = p.add_subparsers(dest="group_command", required=True, metavar="ACTION")
+
+    q = command(
+        "create", cmd_create,
+        help="create a group (your home node is its hub)",
+        description="Create a group with you as its admin and your home node as its hub, and add every device of each "
+        "ADDRESS that has published group keys (a device does with its first `sonet recv`); the others are named, to be "
+        "added later with `sonet group add`.",
+    )  # fmt: skip
+    q.add_argument("name", metavar="NAME", help=f"the group's name (1 to {MAX_GROUP_NAME_LEN} bytes, no '@'), seen by every member")
+    q.add_argument("members", metavar="ADDRESS", nargs="*", help="members to add, user@node")
+
+    q = command("add", cmd_add, help="add members (admins)", description="Add every device of each ADDRESS to the group (admins only).")
+    q.add_argument("group", metavar="GROUP", help=_GROUP_ARG)
+    q.add_argument("members", metavar="ADDRESS", nargs="+", help="members to add, user@node")
+
+    q = command(
+        "remove", cmd_remove,
+        help="remove a member (admins)",
+        description="Remove every device of ADDRESS from the group (admins only); it cannot read what is sent after.",
+    )  # fmt: skip
+    q.add_argument("group", metavar="GROUP", help=_GROUP_ARG)
+    q.add_argument("member", metavar="ADDRESS", help="the member to remove, user@node")
+
+    q = command(
+        "leave", cmd_leave,
+        help="leave a group",
+        description="Leave the group: your devices ask to be removed, and the other members' devices remove them. The last "
+        "admin must name another admin first (`sonet group admin`).",
+    )  # fmt: skip
+    q.add_argument("group", metavar="GROUP", help=_GROUP_ARG)
+
+    command("list", cmd_list, help="list this device's groups", description="One line per group: id, name, members, epoch, hub.")
+
+    q = command(
+        "info", cmd_info,
+        help="show a group's members, admins and state",
+        description="Show a group as this device knows it: name, topic, hub, epoch, cipher suite, and every member with "
+        "its devices and whether it is an admin. Read from this device; nothing is sent.",
+    )  # fmt: skip
+    q.add_argument("group", metavar="GROUP", help=_GROUP_ARG)
+
+    q = command("admin", cmd_admin, help="make a member an admin (admins)", description="Make ADDRESS an admin of the group (admins only).")
+    q.add_argument("group", metavar="GROUP", help=_GROUP_ARG)
+    q.add_argument("member", metavar="ADDRESS", help="the member, user@node")
+
+    q = command(
+        "hub", cmd_hub,
+        help="move the group's hub to another node (admins)",
+        description="Hand the group over to NODE, a node of one of its members (admins only): it orders the group's "
+        "messages from then on; nothing in flight is lost.",
+    )  # fmt: skip
+    q.add_argument("group", metavar="GROUP", help=_GROUP_ARG)
+    q.add_argument("node", metavar="NODE", help="the new hub, a node name like beta.example")
