@@ -5,6 +5,11 @@ receives in order, once each; bob links a second device (``link begin`` / ``link
 gets alice's next message; alice links a second device that sees what alice's first device sent
 (a sync copy with ``to``); both sides print the same safety number; nothing readable is left on
 any disk; then bob removes his second device, which stops getting messages and is refused.
+
+The node and ``link begin`` are real processes, and so are bob's first message and alice's
+``recv`` of it; the other ~50 one-shot commands run the CLI's ``main(argv)`` in this process
+(conftest.here): a new interpreter costs ~1.3 s here, most of such a command, and
+test_walkthrough.py already covers the console scripts as processes.
 """
 
 from __future__ import annotations
@@ -12,19 +17,22 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from .conftest import (
     Processes,
+    Result,
     link_device,
-    node_cli,
+    node_here,
     ok,
     read_json_lines,
     read_texts,
     setup_pair,
     sonet,
+    sonet_here,
 )
 from .test_cli_errors import user_error
 
@@ -34,27 +42,27 @@ _SENT = re.compile(r"^sent to (\S+) \((\d+) devices?\); id ([0-9a-f]{32}); accep
 _SAFETY_NUMBER = re.compile(r"^(\d{5} ){11}\d{5}$")
 
 
-def _send(home: Path, to: str, text: str, *, devices: int) -> str:
+def _send(home: Path, to: str, text: str, *, devices: int, run: Callable[..., Result] = sonet_here) -> str:
     """``sonet send``; assert how many of the recipient's devices it reached; return the id."""
-    out = ok(sonet(home, "send", to, text)).out.strip()
+    out = ok(run(home, "send", to, text)).out.strip()
     m = _SENT.match(out)
     assert m and m.group(1) == to and int(m.group(2)) == devices, out
     return m.group(3)
 
 
-def _recv_texts(home: Path, *, quiet: bool = True) -> list[dict]:
-    result = ok(sonet(home, "recv", "--json"))
+def _recv_texts(home: Path, *, quiet: bool = True, run: Callable[..., Result] = sonet_here) -> list[dict]:
+    result = ok(run(home, "recv", "--json"))
     if quiet:
         assert "warning" not in result.err, result.err  # nothing was dropped
     return read_texts(result.out)
 
 
 def _devices(home: Path) -> list[dict]:
-    return read_json_lines(ok(sonet(home, "devices", "--json")).out)
+    return read_json_lines(ok(sonet_here(home, "devices", "--json")).out)
 
 
 def _safety_number(home: Path, address: str) -> str:
-    shown = json.loads(ok(sonet(home, "safety-number", address, "--json")).out)
+    shown = json.loads(ok(sonet_here(home, "safety-number", address, "--json")).out)
     assert shown["address"] == address and shown["changed"] is False, shown
     assert _SAFETY_NUMBER.match(shown["safety_number"]), shown
     return shown["safety_number"]
@@ -80,8 +88,8 @@ def test_sessions_acceptance_walkthrough(procs: Processes, tmp_path: Path) -> No
     # messages below are not a stranger's capped message requests
     hello = f"hello alice {uuid.uuid4().hex}"
     texts.append(hello)
-    _send(bob, "alice@localhost", hello, devices=1)
-    assert [m["text"] for m in _recv_texts(alice)] == [hello]
+    _send(bob, "alice@localhost", hello, devices=1, run=sonet)  # real processes
+    assert [m["text"] for m in _recv_texts(alice, run=sonet)] == [hello]
 
     # 20 messages, one `sonet send` each, all queued before bob looks
     first_batch = [f"message {i:02d} {uuid.uuid4().hex} ✓" for i in range(20)]
@@ -113,7 +121,7 @@ def test_sessions_acceptance_walkthrough(procs: Processes, tmp_path: Path) -> No
     link_device(procs, node, alice2, alice, "alice@localhost", 2)
     synced = f"seen by alice's other device {uuid.uuid4().hex}"
     texts.append(synced)
-    out = json.loads(ok(sonet(alice, "send", "bob@localhost", synced, "--json")).out)
+    out = json.loads(ok(sonet_here(alice, "send", "bob@localhost", synced, "--json")).out)
     assert out["to"] == "bob@localhost" and out["devices"] == 2 and out["own_devices"] == 1, out
     (copy,) = _recv_texts(alice2)
     assert copy["text"] == synced and copy["id"] == out["id"]
@@ -128,7 +136,7 @@ def test_sessions_acceptance_walkthrough(procs: Processes, tmp_path: Path) -> No
     assert _safety_number(bob, "alice@localhost") == number
     assert _safety_number(bob2, "alice@localhost") == number
     assert _safety_number(alice2, "bob@localhost") == number
-    human = ok(sonet(bob, "safety-number", "alice@localhost")).out.splitlines()
+    human = ok(sonet_here(bob, "safety-number", "alice@localhost")).out.splitlines()
     assert human[0] == number and human[1].startswith("qr: "), human
 
     listed = _devices(bob)
@@ -146,20 +154,20 @@ def test_sessions_acceptance_walkthrough(procs: Processes, tmp_path: Path) -> No
     assert [t for t in texts if t in log] == []
 
     # bob removes device 2: the next message reaches device 1 only, device 2 is refused
-    assert ok(sonet(bob, "devices", "remove", "2")).out.strip() == "removed device 2"
+    assert ok(sonet_here(bob, "devices", "remove", "2")).out.strip() == "removed device 2"
     assert [d["id"] for d in _devices(bob)] == [1]
     last = f"after the removal {uuid.uuid4().hex}"
     texts.append(last)
-    out = json.loads(ok(sonet(alice, "send", "bob@localhost", last, "--json")).out)
+    out = json.loads(ok(sonet_here(alice, "send", "bob@localhost", last, "--json")).out)
     assert out["devices"] == 1 and out["own_devices"] == 1, out
     (m,) = _recv_texts(bob)
     assert (m["text"], m["from"], m["id"]) == (last, "alice@localhost", out["id"])
-    user_error(sonet(bob2, "recv", "--json"), "removed from its account")
+    user_error(sonet_here(bob2, "recv", "--json"), "removed from its account")
     # alice's own copy still syncs (receipts bob's removed device sent earlier may be dropped)
     assert [m["text"] for m in _recv_texts(alice2, quiet=False)] == [last]
-    status = json.loads(ok(node_cli("status", "--data", node.data, "--json")).out)
+    status = json.loads(ok(node_here("status", "--data", node.data, "--json")).out)
     assert status["accounts"] == 2 and status["devices"] == 3  # alice 1 + 2, bob 1
 
     assert _files_containing([node.data, *homes], [t.encode() for t in texts]) == []
     assert "Traceback" not in node.stderr()
-    assert read_json_lines(ok(sonet(bob, "recv", "--json")).out) == []
+    assert read_json_lines(ok(sonet_here(bob, "recv", "--json")).out) == []
