@@ -283,6 +283,10 @@ async def test_a_group_from_the_command_line(alpha: RunningNode, register: Regis
         error = json_error_of(await cli_run(capsys, "--home", bob.state.home, "group", "remove", "hikers", CAROL, "--json"))
         assert error["code"] == "not_member", error
 
+        # the hub moves only to a node of a member: the hub refuses another, in one line
+        rc, out, err = await cli_run(capsys, "--home", alice.state.home, "group", "hub", "hikers", "elsewhere.example")
+        assert (rc, out) == (1, "") and err.startswith("sonet: error: the group's hub refused it (not_allowed)") and len(err.splitlines()) == 1
+
         # carol leaves (alice is still an admin, so she may)
         [left] = await cli_json(capsys, carol, "group", "leave", "hikers")
         assert left == {"group": {"id": group_id, "name": "hikers"}, "left": True}
