@@ -142,6 +142,7 @@ class Receiver:
         await self._send_receipts(conn, "undelivered", inbox.undelivered)
         if read_receipts:
             await self._send_receipts(conn, "read", inbox.texts)
+        await self.groups.check_members(conn, self._policy)
         await self.groups.flush(conn)
 
     def result(self) -> ReceiveResult:

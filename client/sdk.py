@@ -58,6 +58,7 @@ from .connection import ConnectError, Connection, NodeError, connect
 from .crypto_modes import check_minimum_for_keys, check_requested, key_policy, note_node_minimum, save_device_minimum
 from .delivery import refresh_sent
 from .directory import AccountView, Lookup, fetch_account, lookup_account
+from .groups.api import SETTLE_S as GROUP_SETTLE_S
 from .groups.api import GroupInfoView, Groups, GroupSendResult, GroupView
 from .groups.engine import GroupEngine
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
@@ -163,6 +164,8 @@ class Device:
         self.last_receive: ReceiveResult | None = None
         #: pauses before each new try of a registration whose answer was lost
         self.answer_retry_delays: tuple[float, ...] = ANSWER_RETRY_DELAYS_S
+        #: seconds a group change waits for the hub's order before it is reported "queued"
+        self.group_settle_s: float = GROUP_SETTLE_S
 
     @property
     def _policy(self) -> CryptoPolicy:
@@ -782,9 +785,11 @@ class Device:
     # Groups (client/groups/api.py) ------------------------------------------------------
 
     def _groups(self) -> Groups:
-        return Groups(
+        groups = Groups(
             self.state, clock=self._clock, rng=self._rng, policy=lambda: self._policy, connect=self._connect, receiver=self._receiver,
         )  # fmt: skip
+        groups.settle_s = self.group_settle_s
+        return groups
 
     async def group_create(self, name: str, members: list[str]) -> GroupView:
         """A new group named ``name`` (on this device) hosted by the home node, with every

@@ -30,6 +30,7 @@ from dataclasses import replace
 
 from sonet.core.client_api import GroupQueued, GroupSubmit
 from sonet.core.content import GROUP_STATE, TEXT, decode_content
+from sonet.core.crypto import CryptoPolicy
 from sonet.core.envelope import Envelope
 from sonet.core.errors import ProtocolError, RemoteProtocolError
 from sonet.core.groups.credential import leaf_member
@@ -46,6 +47,7 @@ from ..state import DeviceState, Profile
 from .keys import SUITE, OwnKeyPackage, signature_key
 from .ops import NothingToDo, make
 from .rules import check_message, public_view
+from .verify import check_noted, note_members
 from .store import GroupMessage, GroupRecord, HeldFull, Outstanding
 
 __all__ = ["GroupEngine", "ORDERED", "submit_own"]
@@ -137,6 +139,10 @@ class GroupEngine:
                 if group.group_id != item.group:
                     raise RemoteProtocolError("the Welcome is for another group than its item names", code="group_malformed")
                 group_extension(group.context)  # a Sonet group: it names its hub and admins
+                me = (self._profile.address, self._profile.device_id)
+                note_members(self._state, item.group, [
+                    (c, leaf.signature_key) for _i, leaf in group.members() for c in (leaf_member(leaf),) if (c.account, c.device) != me
+                ])  # fmt: skip
                 self._state.save_group(
                     GroupRecord(id=item.group, next_seq=item.seq + 1, created=received_at, mls=group.to_bytes(), public=public_view(group))
                 )
@@ -183,6 +189,7 @@ class GroupEngine:
             group.merge(result)
             assert isinstance(checked, PublicCommit)  # a PublicMessage commit (checked above)
             public.merge(checked)
+            note_members(self._state, item.group, [(leaf_member(leaf), leaf.signature_key) for _i, leaf in checked.added])
             active = not result.removes_us
             if not active:
                 own = None
@@ -294,6 +301,16 @@ class GroupEngine:
                     continue
                 due.append((record, own, group_extension(Group.from_bytes(record.mls).context).hub))
         return due
+
+    async def check_members(self, conn: Connection, policy: CryptoPolicy) -> None:
+        """Check the devices that joined the device's groups against their accounts' device
+        lists (client/groups/verify.py)."""
+
+        def name(group: bytes) -> str:
+            record = self._state.group_record(group)
+            return record.name if record is not None else ""
+
+        self.rejected += await check_noted(conn, self._state, policy=policy, now=self._clock(), group_name=name)
 
     async def flush(self, conn: Connection) -> None:
         """Send every due submission (see ``submissions``)."""

@@ -19,12 +19,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sonet.core.address import parse_address
-from sonet.core.client_api import Bundles, Consistency, Devices, ErrorFrame, FetchBundles, FetchDevices, Head, SendBatch
+from sonet.core.client_api import (
+    Bundles,
+    Consistency,
+    Devices,
+    ErrorFrame,
+    FetchBundles,
+    FetchDevices,
+    FetchKeyPackages,
+    Head,
+    KeyPackages,
+    SendBatch,
+)
 from sonet.core.envelope import Envelope
+from sonet.core.errors import RemoteProtocolError
 from sonet.core.federation_api import OK
 from sonet.core.keydir import cosign, verify_head
 from sonet.core.wire import Frame, decode_frame, encode_frame
 from sonet.federation.errors import FederationError
+from sonet.federation.records import GroupReceived
+from sonet.federation.transit import decode_transit
 from sonet.node.client_context import ClientContext
 from sonet.node.client_keys import answer_local
 from sonet.node.store import NewEnvelope, OutboundItem, StatusUpdate, Tracking
@@ -70,26 +84,42 @@ class Loopback:
         receiver = self._peer(dest)
         now = ctx.clock_ms()
         items = await ctx.store.outbox(dest, limit=256, max_bytes=3 * 1024 * 1024, now=now)
-        envs = [_envelope(item.data) for item in items]
-        results = await receiver.store.receive(
-            [NewEnvelope(account=e.to, device_id=e.device, id=e.id, expires=e.expires, kind=e.kind, body=e.body) for e in envs],
-            now=receiver.clock_ms(),
-            quota=receiver.quota,
-        )
-        receiver.registry.notify((e.to, e.device) for e, outcome in zip(envs, results) if outcome == OK)
+        # envelopes travel as SendBatch frames, group items as Transit (node/group_routing.py)
+        records: list[NewEnvelope | GroupReceived] = []
+        envs: list[Envelope | None] = []
+        for item in items:
+            env = _envelope(item.data)
+            envs.append(env)
+            if env is not None:
+                records.append(NewEnvelope(account=env.to, device_id=env.device, id=env.id, expires=env.expires, kind=env.kind, body=env.body))
+            else:
+                transit = decode_transit(item.data)
+                assert transit.group is not None
+                records.append(GroupReceived(item=transit.group, origin=transit.origin, node=dest, ttl_ms=receiver.envelope_ttl_ms))
+        results = await receiver.store.receive(records, now=receiver.clock_ms(), quota=receiver.quota)
+        mailboxes: set[tuple[str, int]] = set()
+        for record, outcome in zip(records, results):
+            if outcome == OK:
+                mailboxes |= {(record.account, record.device_id)} if isinstance(record, NewEnvelope) else record.effects.mailboxes
+        receiver.registry.notify(mailboxes)
         statuses = [
             StatusUpdate(
                 id=e.id, account=e.to, device=e.device, state="accepted" if outcome == OK else "failed",
                 code="" if outcome == OK else outcome, at=now,
             )
             for e, outcome in zip(envs, results)
+            if e is not None
         ]
         await ctx.store.outbox_done(dest, [i.seq for i in items], now=now, statuses=statuses)
         return results
 
 
-def _envelope(data: bytes) -> Envelope:
-    batch = decode_frame(data)
+def _envelope(data: bytes) -> Envelope | None:
+    """The envelope of an outbox item, or None for a group item (a Transit)."""
+    try:
+        batch = decode_frame(data)
+    except RemoteProtocolError:
+        return None
     assert isinstance(batch, SendBatch)
     [env] = batch.envelopes
     return env
@@ -121,6 +151,11 @@ class _Service:
     async def remote_bundles(self, account: str, devices: tuple[int, ...], *, one_time: bool = True) -> Bundles:
         answer = await self._ask(account, FetchBundles(request=0, account=account, devices=devices, one_time=one_time))
         assert isinstance(answer, Bundles)
+        return answer
+
+    async def remote_key_packages(self, account: str, *, one_time: bool = True) -> KeyPackages:
+        answer = await self._ask(account, FetchKeyPackages(request=0, account=account, one_time=one_time))
+        assert isinstance(answer, KeyPackages)
         return answer
 
     async def _witness(self, peer: ClientContext) -> None:

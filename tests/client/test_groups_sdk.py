@@ -4,14 +4,22 @@ other device's messages exactly once, in one order shared by all."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
+from sonet.client.groups.keys import new_key_package
 from sonet.client.sdk import Device, ReceiveResult
+from sonet.client.state import DeviceState, Profile
+from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey
 from sonet.core.errors import LocalProtocolError
 
-from .conftest import ALICE, BOB, CAROL, RunningNode, link_device
+from .conftest import ALICE, BETA, BOB, CAROL, RunningNode, link_device
+from .loopback import Loopback
+
+BOB_B = f"bob@{BETA}"
 
 
 def group_texts(device: Device, result: ReceiveResult) -> list[tuple[str, int, str, str]]:
@@ -124,3 +132,64 @@ async def test_user_mistakes_are_one_line_errors(alpha: RunningNode, register: C
     with pytest.raises(LocalProtocolError) as not_member:
         await alice.group_admin(first.id, "carol@" + alpha.config.name)
     assert not_member.value.code == "not_member"
+
+
+async def test_a_group_across_two_nodes(
+    alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Callable[..., Awaitable[Device]]
+) -> None:
+    alpha, beta = alpha_beta
+    alice, bob = await register(alpha, "alice"), await register(beta, "bob")
+    await alice.receive()
+    await bob.receive()
+    view = await alice.group_create("far apart", [BOB_B])  # hub: alpha; the Welcome goes to beta
+    assert view.members == (ALICE, BOB_B) and view.hub == "alpha.example"
+    await loopback.flush()
+    await bob.receive()
+    [joined] = await bob.groups()
+    assert joined.id == view.id and joined.name == "far apart"
+
+    bob.group_settle_s = 0  # his message waits in beta's outbox for alpha, the hub
+    sent = await bob.group_send(view.id, "hello from beta")
+    assert sent.state == "queued" and (await bob.group_info(view.id)).waiting
+    await loopback.flush()  # beta -> alpha: the hub orders it, and queues beta's copy
+    await loopback.flush()  # alpha -> beta
+    assert group_texts(alice, await alice.receive()) == [("far apart", 3, BOB_B, "hello from beta")]
+    await bob.receive()
+    assert not (await bob.group_info(view.id)).waiting  # his own came back ordered
+
+    await alice.group_send(view.id, "hello from alpha")
+    await loopback.flush()
+    assert group_texts(bob, await bob.receive()) == [("far apart", 4, ALICE, "hello from alpha")]
+
+
+async def test_members_check_every_joining_device_against_its_account(
+    alpha: RunningNode, register: Callable[..., Awaitable[Device]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob, carol = [await register(alpha, name) for name in ("alice", "bob", "carol")]
+    for device in (alice, bob, carol):
+        await device.receive()
+    view = await alice.group_create("checked", [BOB])
+    result = await bob.receive()
+    assert result.rejected == [] and bob.state.get("groups/unverified") is None  # alice's device checked out
+
+    # alice's device (or a node handing her a forged KeyPackage unchecked) adds a "carol" device
+    # whose key carol's account does not list: bob's device finds out and says so
+    forged_state = DeviceState(tmp_path / "forged")
+    mode = CryptoMode.CLASSICAL
+    forged = Profile(
+        address=CAROL, device_id=1, node_url="wss://x", node_fingerprint="f", mode=mode, identity=SigningKey.generate(mode, os.urandom),
+        identity_dh=None, hpke=HpkePrivateKey.generate(mode, os.urandom), account_key=SigningKey.generate(mode, os.urandom),
+    )  # fmt: skip
+    forged_state.save_profile(forged)
+    key_package = new_key_package(forged_state, forged, os.urandom, alpha.node.clock_ms())
+    forged_state.close()
+
+    async def fetch(*args: object, **kwargs: object) -> list[bytes]:
+        return [key_package]
+
+    monkeypatch.setattr("sonet.client.groups.api.fetch_key_packages", fetch)
+    await alice.group_add(view.id, [CAROL])
+    result = await bob.receive()
+    [line] = [r for r in result.rejected if "device 1 of " + CAROL in r]
+    assert "is not one its account lists" in line and "group checked" in line
+    assert [a.text for a in bob.state.alerts(unshown=True)] == [line]
