@@ -193,3 +193,30 @@ async def test_members_check_every_joining_device_against_its_account(
     [line] = [r for r in result.rejected if "device 1 of " + CAROL in r]
     assert "is not one its account lists" in line and "group checked" in line
     assert [a.text for a in bob.state.alerts(unshown=True)] == [line]
+
+
+async def test_the_hub_moves_to_another_members_node(
+    alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Callable[..., Awaitable[Device]]
+) -> None:
+    alpha, beta = alpha_beta
+    alice, bob = await register(alpha, "alice"), await register(beta, "bob")
+    await alice.receive()
+    await bob.receive()
+    view = await alice.group_create("moving", [BOB_B])
+    await loopback.flush()
+    await bob.receive()
+    moved = await alice.group_hub(view.id, BETA)
+    assert moved.hub == BETA and moved.epoch == 2
+    await loopback.flush()  # the commit to beta's members, the HANDOVER to beta
+    await bob.receive()
+    assert (await bob.group_info(view.id)).hub == BETA
+    # both now submit to beta, which orders: bob's at once, alice's through alpha's outbox
+    sent = await bob.group_send(view.id, "beta orders now")
+    assert sent.state == "ordered"
+    alice.group_settle_s = 0
+    assert (await alice.group_send(view.id, "sent via alpha")).state == "queued"
+    await loopback.flush()
+    await loopback.flush()
+    assert group_texts(alice, await alice.receive()) == [("moving", 4, BOB_B, "beta orders now")]
+    assert group_texts(bob, await bob.receive()) == [("moving", 5, ALICE, "sent via alpha")]
+    assert not (await alice.group_info(view.id)).waiting
