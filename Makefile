@@ -37,8 +37,11 @@ run: $(VENV)/.installed-run
 	$(BIN)/sonet-node run --data $(DATA)
 
 # The suite on every core (pytest-xdist); --dist loadscope keeps a module's tests on one worker,
-# so a module's nodes (module-scoped fixtures) start once.
-PYTEST := $(BIN)/python -m pytest -q -n auto --dist loadscope
+# so a module's nodes (module-scoped fixtures) start once. --no-loadscope-reorder hands the
+# modules out in collection order: xdist's default order (most tests first) puts the slow
+# single-test e2e modules (real nodes, 10-60 s each) last, so a run ended on one of them while
+# the other workers idled; in collection order the small unit-test modules fill the end.
+PYTEST := $(BIN)/python -m pytest -q -n auto --dist loadscope --no-loadscope-reorder
 
 # Everything: the type check and every test, the slow ones too (the table of the fault runs at the end).
 test: typecheck
