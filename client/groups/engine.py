@@ -271,7 +271,7 @@ class GroupEngine:
         """(group, own submission, hub) for every submission to send now: not sent yet, or due
         to be made again (remade here and saved before it is returned)."""
         due = []
-        for record in self._state.group_records():
+        for record in self._state.group_records_with_own():
             own = record.own
             if own is None or not record.active:
                 continue

@@ -160,6 +160,13 @@ class GroupState:
         rows = self._db.execute("SELECT id, next_seq, created, mls, public, info, own FROM mls_groups ORDER BY created, id").fetchall()
         return [self._record(r) for r in rows]
 
+    def group_records_with_own(self) -> list[GroupRecord]:
+        """The groups with an own outstanding submission (only these are opened)."""
+        rows = self._db.execute(
+            "SELECT id, next_seq, created, mls, public, info, own FROM mls_groups WHERE own IS NOT NULL ORDER BY created, id"
+        ).fetchall()
+        return [self._record(r) for r in rows]
+
     def _record(self, row: tuple) -> GroupRecord:
         g, next_seq, created, mls, public, info, own = row
         meta = canonical.loads(self.vault.open_value(info, b"group/info/" + g))
