@@ -124,7 +124,10 @@ class Receiver:
         profile, inbox = self._profile, self._inbox
         if keys:
             await maintain_prekeys(conn, self._state, profile, self._rng, self._clock())
-            await maintain_key_packages(conn, self._state, profile, self._rng, self._clock())
+            try:
+                await maintain_key_packages(conn, self._state, profile, self._rng, self._clock())
+            except NodeError as exc:  # others cannot add this device to groups for now: not the receive's failure
+                inbox.rejected.append(f"could not publish this device's KeyPackages now: {exc}")
         drained = after_drained
         with trio.move_on_after(wait if wait is not None else float("inf")) as scope:
             async for frame in conn.deliveries:

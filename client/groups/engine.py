@@ -96,9 +96,12 @@ class GroupEngine:
 
     def _ordered(self, item: GroupItem, raw: bytes, received_at: int) -> None:
         record = self._state.group_record(item.group)
-        if record is None:
-            if not (item.welcome and self._join(item, received_at)):
-                self._state.hold_group_item(item.group, item.seq, raw)
+        if record is None or not record.active:
+            # not (or no longer) a member: only a Welcome naming this device matters (added again)
+            joinable = item.welcome and (record is None or item.seq >= record.next_seq)
+            if not (joinable and self._join(item, received_at)):
+                if record is None:
+                    self._state.hold_group_item(item.group, item.seq, raw)
                 return
         elif item.seq < record.next_seq:
             return  # a duplicate (the node sent it again after a lost acknowledgement)
@@ -113,7 +116,7 @@ class GroupEngine:
         """Process the held items that are next in order now."""
         while True:
             record = self._state.group_record(group)
-            if record is None:
+            if record is None or not record.active:
                 return
             self._state.drop_held_group_items(group, below=record.next_seq)
             raw = self._state.held_group_item(group, record.next_seq)
@@ -164,9 +167,6 @@ class GroupEngine:
                 if content.type == GROUP_STATE and content.name is not None and content.topic is not None:
                     done = done.but(name=content.name, topic=content.topic)
             self._state.save_group(done.but(mls=own.after if own.after is not None else record.mls, public=self._own_public(record, own), own=None))
-            return
-        if not record.active:
-            self._state.save_group(done)
             return
         group = Group.from_bytes(record.mls)
         public = PublicGroup.from_bytes(record.public)

@@ -107,6 +107,13 @@ async def test_admins_add_and_remove_members_leave_and_refusals(alpha: RunningNo
     await alice.group_send("book club", "just me now")
     assert group_texts(bob, await bob.receive()) == []
 
+    # carol, removed before, is added again: her device joins by the new Welcome
+    await alice.group_add(view.id, [CAROL])
+    await alice.group_send(view.id, "welcome back")
+    assert group_texts(carol, await carol.receive()) == [("book club", 12, ALICE, "welcome back")]
+    back = await carol.group_info(view.id)
+    assert back.active and [m.account for m in back.members] == [ALICE, CAROL]
+
 
 async def test_user_mistakes_are_one_line_errors(alpha: RunningNode, register: Callable[..., Awaitable[Device]]) -> None:
     alice = await register(alpha, "alice")
