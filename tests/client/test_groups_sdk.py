@@ -62,6 +62,10 @@ async def test_a_group_of_three_devices_agrees_on_one_order(
     assert seen["bob"] == [everything[0], everything[2]]
     assert seen["bob2"] == everything[:2]
 
+    for device in (alice, bob, bob2):  # the group's state, name and messages are sealed at rest
+        stored = b"".join(path.read_bytes() for path in device.state.home.iterdir() if path.name.startswith("state.db"))
+        assert b"hikers" not in stored and b"hello from" not in stored
+
     info = await bob2.group_info("hikers")
     assert [(m.account, m.devices, m.admin) for m in info.members] == [(ALICE, (1,), True), (BOB, (1, 2), False)]
     assert info.suite == "0x004d" and info.epoch == 1
