@@ -5,6 +5,8 @@ bob@beta: the answer verifies on her device, and the inclusion proof it prints a
 with the small, separate RFC 9162 verifier below (written from the RFC, sharing no code with
 core/keydir). Bob links a second device: alice's next lookup shows it in a larger tree that her
 device checked to be consistent with the earlier head, and bob's first device reports it.
+The one-shot commands run their ``main`` in this process (``sonet_here``, ``node_here``): the
+head is polled, and an interpreter start per look is most of its cost.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import NodeProcess, Processes, link_device, node_cli, ok, register, sonet
+from .conftest import NodeProcess, Processes, link_device, node_here, ok, register, sonet_here
 from .test_federation import peer, start
 
 pytestmark = pytest.mark.slow
@@ -47,7 +49,7 @@ def _rfc9162_root_from_inclusion(leaf: bytes, index: int, size: int, path: list[
 
 
 def _head(node: NodeProcess) -> dict:
-    return json.loads(ok(node_cli("directory", "head", "--data", node.data, "--json")).out)
+    return json.loads(ok(node_here("directory", "head", "--data", node.data, "--json")).out)
 
 
 def _cosigned(node: NodeProcess, witness: str, *, larger_than: int = -1) -> dict:
@@ -63,7 +65,7 @@ def _cosigned(node: NodeProcess, witness: str, *, larger_than: int = -1) -> dict
 
 
 def _lookup(home: Path, address: str) -> dict:
-    return json.loads(ok(sonet(home, "lookup", address, "--json")).out)
+    return json.loads(ok(sonet_here(home, "lookup", address, "--json")).out)
 
 
 def _check_inclusion(found: dict) -> None:
@@ -104,7 +106,7 @@ def test_lookup_verifies_and_a_linked_device_shows_up_in_a_consistent_larger_tre
     _check_inclusion(second)
 
     # bob's first device reports the addition (it approved the link itself)
-    reported = [json.loads(line) for line in ok(sonet(bob, "alerts", "--json")).out.splitlines()]
+    reported = [json.loads(line) for line in ok(sonet_here(bob, "alerts", "--json")).out.splitlines()]
     assert any("device 2" in a["text"] and "added" in a["text"] for a in reported), reported
 
     # and alpha's head carries beta's cosignature the same way
