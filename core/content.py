@@ -8,6 +8,9 @@ type:
   (1..MAX_RECEIPT_IDS, unique); ``undelivered``: the recipient refused them because the account
   removed the sending device before the recipient's node took them (client/receiving.py)
 - ``typing``   ``{typing: "started" | "stopped"}``
+- ``group_typing`` ``{typing: "started" | "stopped", group: 16-byte group id}`` — typing in a
+  group, sent 1:1 (ephemeral, sealed sender) to the members' devices (docs/groups.md); a device
+  takes it only from a member of a group it is in.
 - ``sync``     ``{to: address, text}`` — a copy of one's own outgoing message for one's other
   devices; ``id`` and ``sent_at`` are those of the original, so every device dedupes alike.
 - ``alert``    ``{text}`` — what one's own device found wrong in the account's key-directory
@@ -42,6 +45,7 @@ __all__ = [
     "SYNC",
     "ALERT",
     "GROUP_STATE",
+    "GROUP_TYPING",
     "MAX_GROUP_NAME_LEN",
     "MAX_GROUP_TOPIC_LEN",
     "RECEIPT_KINDS",
@@ -49,7 +53,8 @@ __all__ = [
 ]
 
 TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE = "text", "receipt", "typing", "sync", "alert", "group_state"
-CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE)
+GROUP_TYPING = "group_typing"
+CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE, GROUP_TYPING)
 MAX_GROUP_NAME_LEN = 128
 MAX_GROUP_TOPIC_LEN = 1024
 RECEIPT_KINDS = ("delivered", "read", "undelivered")
@@ -63,8 +68,11 @@ _FIELDS: dict[str, dict[str, type]] = {
     SYNC: {"to": str, "text": str},
     ALERT: {"text": str},
     GROUP_STATE: {"name": str, "topic": str},
+    GROUP_TYPING: {"typing": str, "group": bytes},
 }
-_OPTIONAL = ("text", "receipt", "ids", "typing", "to", "name", "topic")
+_OPTIONAL = ("text", "receipt", "ids", "typing", "to", "name", "topic", "group")
+#: a group id (core/groups/items.py GROUP_ID_LEN; not imported: content stays below groups)
+_GROUP_ID_LEN = 16
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -81,6 +89,7 @@ class Content:
     to: str | None = None
     name: str | None = None
     topic: str | None = None
+    group: bytes | None = None
 
     @classmethod
     def make_text(cls, *, id: bytes, sent_at: int, text: str) -> "Content":
@@ -93,6 +102,10 @@ class Content:
     @classmethod
     def make_typing(cls, *, id: bytes, sent_at: int, typing: str) -> "Content":
         return cls(type=TYPING, id=id, sent_at=sent_at, typing=typing)
+
+    @classmethod
+    def make_group_typing(cls, *, id: bytes, sent_at: int, typing: str, group: bytes) -> "Content":
+        return cls(type=GROUP_TYPING, id=id, sent_at=sent_at, typing=typing, group=group)
 
     @classmethod
     def make_alert(cls, *, id: bytes, sent_at: int, text: str) -> "Content":
@@ -111,7 +124,7 @@ _REQUIRED = {kind: {**_COMMON, **fields} for kind, fields in _FIELDS.items()}
 _REQUIRED_KEYS = {kind: frozenset(required) for kind, required in _REQUIRED.items()}
 #: every field in canonical key order (UTF-8 length, then bytes): a map built in this order is
 #: encoded with canonical.dumps_ordered, without cbor2 sorting it again
-_ORDER = ("v", "id", "to", "ids", "name", "text", "type", "topic", "typing", "receipt", "sent_at")
+_ORDER = ("v", "id", "to", "ids", "name", "text", "type", "group", "topic", "typing", "receipt", "sent_at")
 
 
 def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
@@ -156,10 +169,14 @@ def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
         if len(set(ids)) != len(ids):
             raise fail("receipt ids repeat")
         fields.update(receipt=value["receipt"], ids=tuple(ids))
-    elif kind == TYPING:
+    elif kind in (TYPING, GROUP_TYPING):
         if value["typing"] not in TYPING_STATES:
             raise fail(f"unknown typing state {value['typing']!r}")
         fields["typing"] = value["typing"]
+        if kind == GROUP_TYPING:
+            if len(value["group"]) != _GROUP_ID_LEN:
+                raise fail(f"a group id is {_GROUP_ID_LEN} bytes")
+            fields["group"] = value["group"]
     elif kind == SYNC:
         try:
             to = str(parse_address(value["to"], remote=remote))

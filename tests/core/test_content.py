@@ -27,6 +27,7 @@ SAMPLES = {
     "alert": Content.make_alert(id=ID, sent_at=SENT, text="device 3 was added to your account"),
     "group_state": Content.make_group_state(id=ID, sent_at=SENT, name="Hiking ⛰", topic="Sunday, 9:00"),
     "group_state-no-topic": Content.make_group_state(id=ID, sent_at=SENT, name="x", topic=""),
+    "group_typing": Content.make_group_typing(id=ID, sent_at=SENT, typing="stopped", group=OTHER),
 }
 
 
@@ -40,6 +41,7 @@ def fields(kind: str = "text", **changes: Any) -> dict[str, Any]:
             "sync": {"to": "bob@beta.example", "text": "hi"},
             "alert": {"text": "hi"},
             "group_state": {"name": "hikers", "topic": "Sunday"},
+            "group_typing": {"typing": "started", "group": OTHER},
         }[kind]
     )
     base.update(changes)
@@ -161,6 +163,11 @@ MALFORMED = {
     "group_state-missing-topic": fields("group_state", topic=_DROP),
     "group_state-with-text": fields("group_state", text="hi"),
     "text-with-name": fields(name="x"),
+    "group_typing-short-group": fields("group_typing", group=OTHER[:15]),
+    "group_typing-group-str": fields("group_typing", group="g" * 16),
+    "group_typing-missing-group": fields("group_typing", group=_DROP),
+    "group_typing-unknown": fields("group_typing", typing="paused"),
+    "typing-with-group": fields("typing", group=OTHER),
     "common-missing-id": fields(id=_DROP),
     "common-missing-sent": fields(sent_at=_DROP),
     "common-missing-version": fields(v=_DROP),
