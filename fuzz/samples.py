@@ -18,6 +18,7 @@ from sonet.core.access import ACCESS_TOKEN_LEN
 from sonet.core.client_api import CLIENT_FRAMES, DirectoryProof, SignedHead
 from sonet.core.envelope import Envelope
 from sonet.core.federation_api import FEDERATION_FRAMES, Report
+from sonet.core.groups.items import GroupItem
 from sonet.core.handshake import HANDSHAKE_FRAMES
 from sonet.core.wire import Frame, Struct, encode_frame
 
@@ -78,8 +79,9 @@ def _struct_samples() -> dict[type, Any]:
         Envelope: m.envelope(),
         DirectoryProof: d.proof,
         SignedHead: d.proof.head,
-        # exactly one of envelope and report: the generic rule would fill both
+        # exactly one of envelope, report and group: the generic rule would fill all three
         Report: None,
+        GroupItem: None,
     }
 
 
@@ -94,7 +96,9 @@ def _value(name: str, tp: Any) -> Any:
     if name == "access" and tp is bytes:  # an access token (SenderCertificate, Transit)
         return bytes(range(ACCESS_TOKEN_LEN))
     named = _by_name()
-    if name in named:
+    # a name means one thing in most frames; where a frame gives it another type (a group
+    # submission's `message` is bytes, an error's is text) the type decides
+    if name in named and (not isinstance(tp, type) or isinstance(named[name], tp)):
         return named[name]
     if origin is tuple:
         return (_value(name, args[0]),)
