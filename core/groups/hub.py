@@ -15,7 +15,9 @@ what a device or another node sent: everything it refuses is an outcome.
   takes it for the current epoch only.
 - After a commit that changes the hub, ``moved_to`` is set, the outcome carries a HANDOVER item
   with ``to_bytes()`` for the new hub (``adopt``), and this state orders nothing more (the node
-  forwards later submissions; called anyway, ``order`` answers ``unknown_group``).
+  forwards later submissions; called anyway, ``order`` answers ``unknown_group``). Every
+  ORDERED copy's ``hub`` names the hub of the next item, so the hand-over commit's copies name
+  the new hub: a member node takes the group's later items only from it.
 
 A HubGroup is as large as the group's ratchet tree; the HANDOVER item is bounded by
 ``limits.MAX_ENVELOPE_BODY`` (256 KiB), so a hand-over of a group larger than that (about 150
@@ -265,7 +267,7 @@ class HubGroup:
         # accepted: from here on nothing refuses
         self._public.merge(commit)
         self._members = members_after
-        outcome = self._accept(item, {node: by_node.get(node, ()) for node in set(nodes_before) | set(by_node)})
+        outcome = self._accept(item, {node: by_node.get(node, ()) for node in set(nodes_before) | set(by_node)}, next_hub=moved_to)
         if moved_to is None:
             return outcome
         self.moved_to = moved_to
@@ -296,14 +298,17 @@ class HubGroup:
         if sorted(s.new_member for s in welcome.secrets) != sorted(added):
             raise _Refused("invalid")
 
-    def _accept(self, item: GroupItem, members: dict[str, tuple[GroupMember, ...]]) -> HubOutcome:
+    def _accept(self, item: GroupItem, members: dict[str, tuple[GroupMember, ...]], *, next_hub: str | None = None) -> HubOutcome:
+        """Give ``item`` the next sequence number; each copy names the hub that orders the
+        item after it (``next_hub`` after a hand-over commit, else this one): member nodes take
+        later items only from that node."""
         self.seq += 1
         ordered = tuple(
             (
                 node,
                 GroupItem(
                     kind=ItemKind.ORDERED, ref=item.ref, group=item.group, epoch=item.epoch, seq=self.seq, message=item.message,
-                    welcome=item.welcome, members=members[node], outcome="", hub=self.hub,
+                    welcome=item.welcome, members=members[node], outcome="", hub=next_hub or self.hub,
                 ),  # fmt: skip
             )
             for node in sorted(members)
