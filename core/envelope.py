@@ -44,7 +44,7 @@ class Envelope(Struct):
             raise ValueError("expiry out of range")
         if self.kind not in Kind._value2member_map_:
             raise ValueError(f"unknown envelope kind {self.kind}")
-        if len(self.body) > limits.MAX_ENVELOPE_BODY:
+        if len(self.body) > (limits.MAX_GROUP_ITEM_BYTES if self.kind == Kind.GROUP else limits.MAX_ENVELOPE_BODY):
             raise ValueError("envelope body too large")
         if self.kind == Kind.EPHEMERAL and len(self.body) > limits.MAX_EPHEMERAL_BODY:
             raise ValueError(f"ephemeral envelope body over {limits.MAX_EPHEMERAL_BODY} bytes")

@@ -15,6 +15,9 @@ __all__ = [
     "MAX_HANDSHAKE_MESSAGE_BYTES",
     "MAX_RECORD_BYTES",
     "MAX_ENVELOPE_BODY",
+    "MAX_GROUP_ITEM_BYTES",
+    "MAX_GROUP_TREE_BYTES",
+    "GROUP_TREE_CHUNK_BYTES",
     "MAX_ENVELOPES_PER_FRAME",
     "MAX_EPHEMERAL_BODY",
     "MAX_ACCOUNT_LEN",
@@ -63,7 +66,9 @@ MAX_DEPTH = 8
 MAX_ARRAY_LEN = 4096
 MAX_MAP_LEN = 64
 MAX_STR_LEN = 4096
-MAX_BIN_LEN = 1024 * 1024
+#: one bytes field; raised from 1 MiB for group items: a Kind.GROUP envelope's body (one
+#: GroupItem, MAX_GROUP_ITEM_BYTES) and the MLS commit inside it are single fields
+MAX_BIN_LEN = 3 * 1024 * 1024
 
 # Secure channel ------------------------------------------------------------------------
 MAX_HANDSHAKE_MESSAGE_BYTES = 16 * 1024
@@ -76,6 +81,15 @@ HANDSHAKE_DEADLINE_S = 10.0
 # Envelopes and mailboxes ---------------------------------------------------------------
 ENVELOPE_ID_LEN = 16
 MAX_ENVELOPE_BODY = 256 * 1024
+#: the body of a Kind.GROUP envelope (one encoded GroupItem, core/groups/items.py): a commit
+#: with an UpdatePath to every other device of a 2,000-device group is ~2.4 MB in suite 0x004D
+#: (docs/groups.md "Sizes"); sized so that one item alone fits a Push (MAX_PUSH_BYTES)
+MAX_GROUP_ITEM_BYTES = 2944 * 1024
+#: a group's public ratchet tree, fetched by reference (FetchGroupTree): ~1.5 KB per device
+#: plus ~1.25 KB per filled parent node in suite 0x004D, ~5.5 MB for 2,000 devices
+MAX_GROUP_TREE_BYTES = 8 * 1024 * 1024
+#: one GroupTree answer's part of it (fits a frame and a bytes field)
+GROUP_TREE_CHUNK_BYTES = 1024 * 1024
 MAX_ENVELOPES_PER_FRAME = 256
 #: an ephemeral envelope (typing, presence: pushed, never stored). A sealed, padded typing
 #: indicator that starts a session measures ~4.5 KB classical, ~18.6 KB hybrid, ~21.6 KB pq

@@ -124,6 +124,6 @@ def mailbox_envelope(item: GroupItem, member: tuple[str, int], *, now: int, ttl_
     envelope goes without it (devices read the membership from the commit itself)."""
     account, device = member
     body = encode_struct(item)
-    if len(body) > limits.MAX_ENVELOPE_BODY:
+    if len(body) > limits.MAX_GROUP_ITEM_BYTES:  # (GroupItem.check bounds an item below it)
         body = encode_struct(dataclasses.replace(item, members=()))
     return NewEnvelope(account=account, device_id=device, id=item.ref, expires=now + ttl_ms, kind=Kind.GROUP, body=body)

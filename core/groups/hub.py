@@ -19,9 +19,11 @@ what a device or another node sent: everything it refuses is an outcome.
   ORDERED copy's ``hub`` names the hub of the next item, so the hand-over commit's copies name
   the new hub: a member node takes the group's later items only from it.
 
-A HubGroup is as large as the group's ratchet tree; the HANDOVER item is bounded by
-``limits.MAX_ENVELOPE_BODY`` (256 KiB), so a hand-over of a group larger than that (about 150
-member devices) is refused when the commit is ordered (``too_large``).
+A HubGroup is as large as the group's ratchet tree; the HANDOVER item's state is bounded by
+``MAX_HANDOVER_BYTES`` (~2.9 MiB: ~1,900 devices after adds, ~1,100 once every parent node is
+filled), so a hand-over of a larger group is refused when the commit is ordered (``too_large``).
+So is a commit that would make the group more than ``MAX_GROUP_DEVICES`` devices, or a node's
+ORDERED copy larger than ``MAX_GROUP_ITEM_BYTES``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from ..mls.framing import ContentType, MLSMessage, PrivateMessage, PublicMessage
 from ..mls.group.public import PublicCommit, PublicGroup
 from ..mls.messages import Add, Update, Welcome
 from .credential import SUITE_ID, MemberCredential, leaf_member
-from .items import GROUP_ID_LEN, MAX_GROUP_MESSAGE_BYTES, MAX_GROUP_WELCOME_BYTES, MAX_NODE_MEMBERS, REF_LEN, GroupItem, GroupMember, ItemKind
+from .items import GROUP_ID_LEN, MAX_GROUP_DEVICES, MAX_GROUP_ITEM_BYTES, MAX_GROUP_MESSAGE_BYTES, MAX_GROUP_WELCOME_BYTES, MAX_HANDOVER_BYTES
+from .items import MAX_NODE_MEMBERS, REF_LEN, GroupItem, GroupMember, ItemKind, item_size
 from .policy import PolicyError, check_commit, check_proposal
 from .state import EXTENSION_TYPE, GroupExtension, extension_in, group_extension
 
@@ -259,10 +262,12 @@ class HubGroup:
             if changed is not None:  # a new leaf of the same device (policy): its binding may be new
                 members_after[index] = leaf_member(changed)
         nodes_before, by_node = _by_node(self._members), _by_node(members_after)
-        if any(len(devices) > MAX_NODE_MEMBERS for devices in by_node.values()):
+        if len(members_after) > MAX_GROUP_DEVICES or any(len(devices) > MAX_NODE_MEMBERS for devices in by_node.values()):
             raise _Refused("too_large")
+        if any(item_size(item.message, item.welcome, devices) > MAX_GROUP_ITEM_BYTES for devices in by_node.values()):
+            raise _Refused("too_large")  # a node's ORDERED copy would not fit one item
         moved_to = after.hub if after.hub != before.hub else None
-        if moved_to is not None and self._state_size_after(commit) > limits.MAX_ENVELOPE_BODY:
+        if moved_to is not None and self._state_size_after(commit) > MAX_HANDOVER_BYTES:
             raise _Refused("too_large")
         # accepted: from here on nothing refuses
         self._public.merge(commit)
@@ -321,7 +326,7 @@ class HubGroup:
 
 def _check_submit(item: GroupItem) -> None:
     """A SUBMIT item as the struct allows it; oversized parts are ``too_large``."""
-    if len(item.message) > MAX_GROUP_MESSAGE_BYTES or len(item.welcome) > MAX_GROUP_WELCOME_BYTES:
+    if len(item.message) > MAX_GROUP_MESSAGE_BYTES or len(item.welcome) > MAX_GROUP_WELCOME_BYTES or item.size() > MAX_GROUP_ITEM_BYTES:
         raise _Refused("too_large")
     try:
         item.check()

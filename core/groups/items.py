@@ -23,6 +23,11 @@ __all__ = [
     "MAX_GROUP_MESSAGE_BYTES",
     "MAX_GROUP_WELCOME_BYTES",
     "MAX_NODE_MEMBERS",
+    "MAX_GROUP_DEVICES",
+    "MAX_ADDS_PER_COMMIT",
+    "MAX_GROUP_ITEM_BYTES",
+    "MAX_HANDOVER_BYTES",
+    "item_size",
     "GROUP_REFUSALS",
     "group_hex",
 ]
@@ -31,13 +36,32 @@ __all__ = [
 GROUP_ID_LEN = 16
 #: a submission's name: 16 random bytes chosen by the submitting device
 REF_LEN = 16
-#: an MLSMessage (commit, proposal, application message) in one item; a commit adding many
-#: members is bigger than a text: it carries their KeyPackages
-MAX_GROUP_MESSAGE_BYTES = 192 * 1024
-#: a Welcome in one item (ratchet tree included while groups are small; docs/groups.md "Not yet")
-MAX_GROUP_WELCOME_BYTES = limits.MAX_ENVELOPE_BODY - MAX_GROUP_MESSAGE_BYTES - 8 * 1024
+# Sizes measured in suite 0x004D (docs/groups.md "Sizes"): a KeyPackage is ~2.8 KB (two X-Wing
+# public keys), an Add by value in a commit the same, a Welcome ~1.2 KB per added device (its
+# ratchet tree goes by reference: core/groups/trees.py), an UpdatePath ~1.18 KB per device it
+# encrypts to (the first commit with a path after many adds encrypts to nearly every device).
+
+#: the leaves (devices) of one group; the hub refuses a commit that would make more
+#: (``too_large``). It bounds the largest commit: a path to 1,999 others is ~2.36 MB
+MAX_GROUP_DEVICES = 2000
+#: how many devices a device adds in one commit (more are added by further commits): 64 Adds
+#: are ~180 KB of commit and ~78 KB of Welcome, so even with a path to every other device the
+#: commit stays under MAX_GROUP_MESSAGE_BYTES
+MAX_ADDS_PER_COMMIT = 64
+#: an MLSMessage (commit, proposal, application message) in one item
+MAX_GROUP_MESSAGE_BYTES = 2560 * 1024
+#: a Welcome in one item (without the ratchet tree: ~100 added devices)
+MAX_GROUP_WELCOME_BYTES = 160 * 1024
+#: one encoded item, all fields: the body of its Kind.GROUP envelope
+MAX_GROUP_ITEM_BYTES = limits.MAX_GROUP_ITEM_BYTES
 #: the member devices of one node named in one ORDERED commit item
 MAX_NODE_MEMBERS = 2048
+#: what an item's fields other than message, Welcome and members take at most, encoded
+_ITEM_OVERHEAD = 1024
+#: a HANDOVER item's message, the hub state (HubGroup.to_bytes, ~1.5 KB per device plus ~1.25 KB
+#: per filled parent node): a group of up to ~1,900 devices right after adds, ~1,100 once
+#: every parent node is filled
+MAX_HANDOVER_BYTES = MAX_GROUP_ITEM_BYTES - _ITEM_OVERHEAD
 
 #: refusal codes of a VERDICT, with what the submitting user is told
 GROUP_REFUSALS = {
@@ -105,8 +129,10 @@ class GroupItem(Struct):
             raise ValueError(f"a group item's ref and group are {REF_LEN} bytes")
         if not 0 <= self.epoch < 2**63 or not 0 <= self.seq < 2**63:
             raise ValueError("epoch or sequence number out of range")
-        if len(self.message) > (MAX_GROUP_MESSAGE_BYTES if kind != ItemKind.HANDOVER else limits.MAX_ENVELOPE_BODY):
+        if len(self.message) > (MAX_GROUP_MESSAGE_BYTES if kind != ItemKind.HANDOVER else MAX_HANDOVER_BYTES):
             raise ValueError("group message too large")
+        if self.size() > MAX_GROUP_ITEM_BYTES:
+            raise ValueError("group item too large")
         if len(self.welcome) > MAX_GROUP_WELCOME_BYTES:
             raise ValueError("group Welcome too large")
         if len(self.members) > MAX_NODE_MEMBERS:
@@ -139,6 +165,16 @@ class GroupItem(Struct):
                 previous = member.key()
         except ProtocolError as exc:
             raise ValueError(str(exc)) from None
+
+
+    def size(self) -> int:
+        """At least the encoded size (msgpack), without encoding: the caps are checked on it."""
+        return item_size(self.message, self.welcome, self.members)
+
+
+def item_size(message: bytes, welcome: bytes, members: tuple[GroupMember, ...]) -> int:
+    """``GroupItem.size`` of an item with these parts."""
+    return len(message) + len(welcome) + sum(len(m.account.encode()) + 16 for m in members) + _ITEM_OVERHEAD
 
 
 def group_hex(group: bytes) -> str:

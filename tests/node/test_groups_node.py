@@ -241,15 +241,15 @@ def _sealed_for(account: str, device: int) -> NewEnvelope:
 
 
 def test_a_mailbox_copy_always_fits_an_envelope() -> None:
-    """The largest ORDERED commit (message, Welcome and member list at their caps) goes into a
-    mailbox without the node's member list, which is what would not fit."""
+    """The largest ORDERED commit (message, Welcome and member list at their caps) fits one
+    Kind.GROUP envelope whole: GroupItem.check bounds an item's encoded size by it."""
     members = tuple(GroupMember(account=f"member{n:05d}@{HUB}", device=1) for n in range(MAX_NODE_MEMBERS))
     item = GroupItem(
         kind=ItemKind.ORDERED, ref=os.urandom(16), group=os.urandom(16), epoch=3, seq=7, message=os.urandom(MAX_GROUP_MESSAGE_BYTES),
         welcome=os.urandom(MAX_GROUP_WELCOME_BYTES), members=members, outcome="", hub=HUB,
     )  # fmt: skip
     env = mailbox_envelope(item, (f"member00000@{HUB}", 1), now=1, ttl_ms=1000)
-    assert len(env.body) <= limits.MAX_ENVELOPE_BODY
-    assert decode_struct(GroupItem, env.body) == dataclasses.replace(item, members=())
+    assert len(env.body) <= limits.MAX_GROUP_ITEM_BYTES
+    assert decode_struct(GroupItem, env.body) == item
     small = dataclasses.replace(item, message=b"m", welcome=b"")
     assert decode_struct(GroupItem, mailbox_envelope(small, (f"member00000@{HUB}", 1), now=1, ttl_ms=1000).body) == small
