@@ -26,11 +26,12 @@ STATUS_BATCH = min(limits.MAX_STATUS_IDS, limits.MAX_ARRAY_LEN // limits.MAX_DEV
 async def refresh_sent(
     state: DeviceState, connect: Callable[[], AbstractAsyncContextManager[Connection]], limit: int
 ) -> list[SentMessage]:
-    """The ``limit`` most recent sent texts, newest first, after asking the home node (through
-    a connection from ``connect``, opened only if needed) where those still open are now."""
+    """The ``limit`` most recent sent texts (group ones too, client/groups/sent.py), newest
+    first, after asking the home node (through a connection from ``connect``, opened only if
+    needed) where the 1:1 ones still open are now."""
     if limit < 1:
         raise LocalProtocolError("the limit must be at least 1")
-    open_ = [m for m in state.sent_messages(limit) if m.state in ("sent", "queued")]
+    open_ = [m for m in state.sent_messages(limit) if m.state in ("sent", "queued")]  # 1:1 only: the hub orders group texts
     if open_:
         recipients = {m.id: m.to for m in open_}
         ids = list(recipients)
@@ -49,7 +50,7 @@ async def refresh_sent(
             if found is not None:
                 updates.append((msg_id, *found))
         state.update_sent(updates)
-    return state.sent_messages(limit)
+    return state.all_sent_messages(limit)
 
 
 def _delivery_state(rows: list[EnvelopeStatus]) -> tuple[str, str, str] | None:

@@ -19,7 +19,9 @@ import platformdirs
 
 from sonet.core import canonical
 from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey
+from sonet.core.groups.items import GROUP_REFUSALS
 
+from .groups.sent import GROUP_SENT_SCHEMA, GroupSent, GroupSentState
 from .groups.store import GROUPS_SCHEMA, GroupState
 from .state_directory import ALERT, DIRECTORY_SCHEMA, NOTICE, Alert, DirectoryState
 from .state_pending import PENDING_SCHEMA, PendingSend, PendingState
@@ -139,6 +141,14 @@ class SentMessage:
     message: str
     delivered_at: int | None
     read_at: int | None
+    #: a group text (client/groups/sent.py): its group and the group's name here (``to`` is
+    #: empty, ``devices`` the member devices of the other accounts when it was sent, and
+    #: ``state`` "queued" / "ordered" / "failed" until all of them delivered or read it),
+    #: with how many of them sent a delivered (or read) and a read receipt
+    group: bytes | None = None
+    group_name: str = ""
+    delivered: int = 0
+    read: int = 0
 
 
 #: the kv rows a Profile is made of
@@ -146,7 +156,7 @@ _PROFILE_KEYS = ("address", "device_id", "node_url", "node_fingerprint", "mode",
 _PROFILE_ROWS = f"SELECT key, value FROM kv WHERE key IN ({', '.join('?' * len(_PROFILE_KEYS))})"
 
 
-class DeviceState(DirectoryState, PendingState, GroupState):
+class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState):
     def __init__(self, home: Path, *, create: bool = True) -> None:
         self.home = home
         check_home(home, create=create)
@@ -165,7 +175,7 @@ class DeviceState(DirectoryState, PendingState, GroupState):
             self._db = sqlite3.connect(path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA)
+            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA)
             self._add_columns("sent", _SENT_COLUMNS)
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path} is not a usable device state database: {exc}") from None
@@ -436,12 +446,31 @@ class DeviceState(DirectoryState, PendingState, GroupState):
         ).fetchall()
         return [_sent_message(r) for r in rows]
 
+    def all_sent_messages(self, limit: int) -> list[SentMessage]:
+        """The ``limit`` most recent sent texts, 1:1 and group ones, newest first."""
+        group_sent = self.group_sent_messages(limit)
+        names: dict[bytes, str] = {}
+        for g in group_sent:
+            if g.group not in names:
+                record = self.group_record(g.group)
+                names[g.group] = record.name if record is not None else ""
+        merged = self.sent_messages(limit) + [_group_sent_message(g, names[g.group]) for g in group_sent]
+        return sorted(merged, key=lambda m: m.sent_at, reverse=True)[:limit]  # stable: each list keeps its order
+
     def sent_message(self, msg_id: bytes) -> SentMessage | None:
         row = self._db.execute(
             "SELECT id, recipient, sent_at, devices, node_state, code, note, delivered_at, read_at FROM sent WHERE id = ?",
             (msg_id,),
         ).fetchone()
         return _sent_message(row) if row else None
+
+
+def _group_sent_message(g: GroupSent, name: str) -> SentMessage:
+    state = "read" if g.read_at is not None else "delivered" if g.delivered_at is not None else g.state
+    return SentMessage(
+        id=g.id, to="", sent_at=g.sent_at, devices=g.devices, state=state, code=g.code, message=GROUP_REFUSALS.get(g.code, g.code),
+        delivered_at=g.delivered_at, read_at=g.read_at, group=g.group, group_name=name, delivered=g.delivered, read=g.read,
+    )  # fmt: skip
 
 
 def _sent_message(row: tuple) -> SentMessage:
