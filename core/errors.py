@@ -89,6 +89,8 @@ _CODES = {
     "outbox_full": "the queue towards a node that is not taking messages is at its budget; try again later",
     "relay_full": "a relay holds as much as it may for the origin node; try again later",
     "disk_full": "the node is within its disk reserve and takes no new messages; try again later",
+    "group_full": "a member device has as many group items waiting as it may hold; try again later",
+    "hub_pending": "a node takes a group's items only from the hub it follows; pushed again later",
     "store_error": "the node could not store what it was given",
     "too_many_ids": "a status request naming too many rows",
     "content_malformed": "message content that does not decode",

@@ -6,7 +6,9 @@ number (several may be outstanding; answers can come in any order):
 - ``Push`` -> ``PushResult``: outbox items, one outcome per item, given only after the
   receiver durably committed what it took. ``"ok"`` means the item is the receiver's
   responsibility now (stored in a mailbox, queued for the next hop, applied, or a duplicate
-  of one it already took); any other outcome is a refusal code and the item was not taken.
+  of one it already took); any other outcome is a refusal code and the item was not taken:
+  a REFUSALS code for good, a RETRY_LATER code for now (the pusher keeps the item and pushes
+  it again later).
 - ``FetchDevices`` / ``FetchBundles`` / ``FetchKeyPackages`` / ``FetchNodeKey``
   (core/client_api.py) -> ``Devices`` / ``Bundles`` / ``KeyPackages`` / ``NodeKey``, or
   ``ErrorFrame`` with the request number. A relay passes a query for another node on to that
@@ -37,10 +39,17 @@ from .groups.items import GroupItem
 from .errors import ProtocolError
 from .wire import Frame, FrameSet, Struct, frame, frames_declared_in, struct
 
-__all__ = ["Report", "Transit", "Push", "PushResult", "Cosign", "SeenHead", "Gossip", "Noted", "OK", "REFUSALS", "FEDERATION_FRAMES"]
+__all__ = ["Report", "Transit", "Push", "PushResult", "Cosign", "SeenHead", "Gossip", "Noted", "OK", "REFUSALS", "RETRY_LATER", "FEDERATION_FRAMES"]
 
 #: the outcome of an item that the receiver took
 OK = "ok"
+
+#: outcomes of group items refused for now: the pusher keeps the item in its outbox and pushes
+#: it again later (node/store/sqlite_groups.py, federation/outbox.py); nothing else waits for it
+RETRY_LATER = {
+    "group_full": "a member device has no room for more group items now (its allowance)",
+    "hub_pending": "this node takes the group's items from another hub (a hand-over may be on its way)",
+}
 
 #: outcomes of refused items, with what the origin's user is told
 REFUSALS = {

@@ -26,6 +26,12 @@ within this node's own outbox budget, and only this destination's worker waits (
 ``retry_base_s`` up to ``retry_max_s``, or until an expiry tick or a peer-table change). The hop
 itself answered, so it is not backed off: the items for other destinations it carries go on.
 
+A group item the destination refuses for now (an outcome of RETRY_LATER: a member device's
+allowance of group items is full, or the node awaits a hand-over to this hub) stays queued
+while the items around it are settled: the worker pushes past it, and every expiry tick (or a
+restarted worker) pushes it again, until it is taken, refused for good or expires. So it holds
+back nothing else towards that node, not even the same group's later items.
+
 A store error (e.g. "database is locked" after the busy timeout, a full disk) ends a worker
 with one log line; the next expiry tick, or new items, start it again. Nothing is lost: items
 are deleted only together with their outcomes.
@@ -41,7 +47,7 @@ import trio
 from sonet.core import limits
 from sonet.core.client_api import ErrorFrame
 from sonet.core.errors import RemoteProtocolError
-from sonet.core.federation_api import OK, REFUSALS, Push, PushResult, Transit
+from sonet.core.federation_api import OK, REFUSALS, RETRY_LATER, Push, PushResult, Transit
 
 from .errors import FederationError
 from .peers import Peer
@@ -221,6 +227,7 @@ class Outboxes:
             worker.poked = trio.Event()
             if worker.expire_due:
                 await settling.wait()
+                pushed = 0  # the items kept for a later try (RETRY_LATER) are read again
                 worker.expire_due = False
                 if await self._expire(dest):
                     worker.expire_due = True  # there may be more
@@ -321,13 +328,19 @@ class Outboxes:
         if not (
             isinstance(answer, PushResult)
             and len(answer.outcomes) == len(transits)
-            and all(o == OK or o in REFUSALS for o in answer.outcomes)
+            and all(o == OK or o in REFUSALS or o in RETRY_LATER for o in answer.outcomes)
         ):
             self._failed(dest, hop, "invalid", f"{hop.name} answered a push with an invalid {type(answer).__name__}")
             return None
         self._pool.seen(hop.name)  # it answered: its backoff starts from the beginning again
-        self._notes.pop(dest, None)
-        seqs, outcomes, now = [i.seq for i in items], answer.outcomes, self._clock_ms()
+        later = next((o for o in answer.outcomes if o in RETRY_LATER), None)
+        if later is None:
+            self._notes.pop(dest, None)
+        else:
+            self._notes[dest] = (later, f"{hop.name} takes some group items later: {RETRY_LATER[later]}")
+        # items refused for now are not settled: they stay queued (pushed again at the next expiry tick)
+        settled = [(i, t, o) for i, t, o in zip(items, transits, answer.outcomes) if o not in RETRY_LATER]
+        seqs, transits, outcomes, now = [i.seq for i, _, _ in settled], [t for _, t, _ in settled], tuple(o for _, _, o in settled), self._clock_ms()
         return lambda: self._settle(dest, seqs, transits, outcomes, final=hop.name == dest, now=now)
 
     def _failed(self, dest: str, hop: Peer, code: str, message: str) -> None:

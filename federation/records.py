@@ -61,10 +61,14 @@ class Quota:
     (in local mailboxes and outboxes), what one destination node's outbox holds, what this
     node holds as a relay for one origin node. ``reserve_bytes``: free disk that new messages
     never take (acknowledgements, deletes and restarts need it); ``max_store_bytes``: the
-    database's size that new messages never take it past."""
+    database's size that new messages never take it past. ``group_envelopes``/``group_bytes``:
+    one device mailbox's group items (``Kind.GROUP``), counted apart from the quota above (None:
+    twice it; node/group_budgets.py)."""
 
     max_envelopes: int
     max_bytes: int
+    group_envelopes: int | None = None
+    group_bytes: int | None = None
     sender_device_bytes: int | None = None
     sender_account_bytes: int | None = None
     outbox_bytes: int | None = None

@@ -443,6 +443,10 @@ class Federation:
         changed, and its proofs carry the cosignature now."""
         self._devices = {a: e for a, e in self._devices.items() if a.rpartition("@")[2] != node}
 
+    async def is_peer(self, node: str) -> bool:
+        """Whether ``node`` is a configured peer (items queued for it have a way to go)."""
+        return (await self._lookup_routes()).peer(node) is not None
+
     async def node_key(self, node: str) -> bytes:
         if node == self.name:
             return self._identity.public.to_bytes()

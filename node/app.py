@@ -104,6 +104,8 @@ def storage_quota(config: NodeConfig) -> Quota:
         relay_origin_bytes=config.storage_relay_origin_max_bytes,
         reserve_bytes=config.storage_reserve_bytes,
         max_store_bytes=config.storage_max_database_bytes or None,
+        group_envelopes=config.budgets.group_items_per_device,
+        group_bytes=config.budgets.group_bytes_per_device,
     )
 
 

@@ -17,8 +17,11 @@ from sonet.core.ratelimit import Rate
 from sonet.federation import message_requests as mr
 from sonet.federation.settings import FederationSettings
 
+from sonet.core import limits
+
 from . import client_limits as cl
 from .cost_budget import CLIENT_BUDGET
+from .group_budgets import GROUP_ALLOWANCE_FACTOR
 
 __all__ = ["BudgetSettings", "BUDGET_KEYS"]
 
@@ -29,6 +32,15 @@ _PEER = FederationSettings().lookup_budget
 
 def _key(default: int | float, low: int | float, high: int | float) -> Any:
     return field(default=default, metadata={"range": (low, high)})
+
+
+def _hourly(rate: Rate) -> int:
+    """A bucket's hourly amount (its burst; it refills that much an hour)."""
+    return int(rate.burst)
+
+
+def _per_hour(amount: int) -> Rate:
+    return Rate(per_second=amount / 3600, burst=amount)
 
 
 def _daily(rate: Rate) -> int:
@@ -66,6 +78,17 @@ class BudgetSettings:
     # ... at most this many waiting for one mailbox at once (and a quarter of its quota)
     message_requests_per_mailbox: int = _key(mr.MAILBOX_BURST, 1, _BIG)
     message_request_bytes_per_mailbox: int = _key(mr.MAILBOX_BURST_BYTES, 1, _BYTES)
+    # groups (node/client_limits.py, node/group_budgets.py): GroupSubmit per device and per
+    # account, CreateGroup an hour per device and per account, and the group items one device
+    # mailbox holds apart from its [mailbox] quota (keep them above it: docs/groups.md)
+    group_submits_per_second: float = _key(float(cl.GROUP_SUBMITS.per_second), 0, _BIG)
+    group_submits_burst: int = _key(int(cl.GROUP_SUBMITS.burst), 1, _BIG)
+    account_group_submits_per_second: float = _key(float(cl.GROUP_SUBMITS_PER_ACCOUNT.per_second), 0, _BIG)
+    account_group_submits_burst: int = _key(int(cl.GROUP_SUBMITS_PER_ACCOUNT.burst), 1, _BIG)
+    group_creates_per_hour: int = _key(_hourly(cl.GROUP_CREATES), 1, _BIG)
+    account_group_creates_per_hour: int = _key(_hourly(cl.GROUP_CREATES_PER_ACCOUNT), 1, _BIG)
+    group_items_per_device: int = _key(GROUP_ALLOWANCE_FACTOR * limits.DEFAULT_MAILBOX_MAX_ENVELOPES, 1, _BIG)
+    group_bytes_per_device: int = _key(GROUP_ALLOWANCE_FACTOR * limits.DEFAULT_MAILBOX_MAX_BYTES, 1 << 20, _BYTES)
 
     @property
     def device_budget(self) -> Budget:
@@ -92,6 +115,10 @@ class BudgetSettings:
                 per_second=self.registration_checks_per_second, burst=self.registration_checks_burst
             ),
             registrations_per_connection=self.registrations_per_connection,
+            group_submits=Rate(per_second=self.group_submits_per_second, burst=self.group_submits_burst),
+            group_submits_per_account=Rate(per_second=self.account_group_submits_per_second, burst=self.account_group_submits_burst),
+            group_creates=_per_hour(self.group_creates_per_hour),
+            group_creates_per_account=_per_hour(self.account_group_creates_per_hour),
         )
 
     @property

@@ -29,7 +29,7 @@ from sonet.core.groups.hub import HubGroup
 from sonet.core.groups.items import GROUP_ID_LEN, MAX_GROUP_MESSAGE_BYTES, MAX_GROUP_WELCOME_BYTES
 
 from .client_checks import RequestError
-from .client_context import Session, remote, require_registered
+from .client_context import Session, federation_errors, remote, require_registered
 from .group_routing import submit_item
 from .store import OverBudget, SenderRemoved, StoreError
 
@@ -78,7 +78,9 @@ async def group_submit(session: Session, req: GroupSubmit) -> None:
     except (ProtocolError, ValueError) as exc:
         raise RequestError("bad_input", str(exc)) from None
     if hub != ctx.name:
-        remote(ctx, hub)  # unknown_node when this node does not federate
+        with federation_errors():  # e.g. the peer table cannot be read now: "unavailable"
+            if not await remote(ctx, hub).is_peer(hub):  # queued for nowhere: refused at once
+                raise RequestError("unknown_node", f"the group's hub {hub} is not a peer of this node")
     try:
         effects = await ctx.store.group_submit(
             item, account=account, device_id=device, hub=hub, node=ctx.name, now=ctx.clock_ms(), ttl_ms=ctx.envelope_ttl_ms, quota=ctx.quota

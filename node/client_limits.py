@@ -22,6 +22,9 @@ buckets: core/ratelimit.py; time comes from ``ctx.clock_ms()``. What is limited:
   (adding many members to a group is not a burst of new sessions): per device, per (device,
   account asked about), and the one-time ones per (asking account, account asked about), past
   which only last-resort KeyPackages are handed out;
+- group submissions (``GroupSubmit``: each is ordered and fanned out by a hub) and new groups
+  (``CreateGroup``: each is hosted here), per device and per account (an account's many
+  devices share one bucket); node.toml ``[budgets]`` sets them;
 - ``LinkBegin``: a few per connection, and per source address (an IPv6 address's /64) of
   unregistered connections; the slots themselves are shared fairly between addresses by
   node/linking.py;
@@ -47,7 +50,7 @@ from dataclasses import dataclass
 
 from sonet.core import limits
 from sonet.core.address import parse_address
-from sonet.core.client_api import FetchBundles, FetchKeyPackages, LinkBegin, SendBatch
+from sonet.core.client_api import CreateGroup, FetchBundles, FetchKeyPackages, GroupSubmit, LinkBegin, SendBatch
 from sonet.core.cost_budget import VERIFY_COST, Budget, CostBudget, OverBudget
 from sonet.core.envelope import Kind
 from sonet.core.errors import RemoteProtocolError
@@ -69,6 +72,10 @@ __all__ = [
     "BUNDLES_PER_ACCOUNT",
     "ONE_TIME_PER_ACCOUNT",
     "KEY_PACKAGES",
+    "GROUP_SUBMITS",
+    "GROUP_SUBMITS_PER_ACCOUNT",
+    "GROUP_CREATES",
+    "GROUP_CREATES_PER_ACCOUNT",
     "LINK_BEGINS_PER_ADDRESS",
     "LINK_BEGINS_PER_CONNECTION",
     "REFUSALS_BEFORE_DISCONNECT",
@@ -108,6 +115,15 @@ ONE_TIME_PER_ACCOUNT = Rate(
 #: KeyPackages per device: creating a group of a few hundred member devices at once, then one
 #: a second (per account asked about and one-time ones: BUNDLES_PER_ACCOUNT, ONE_TIME_PER_ACCOUNT)
 KEY_PACKAGES = Rate(per_second=1, burst=500)
+#: group submissions per device: a lively group chat with its commits, about one a second on
+#: average after a burst of 300 (each is ordered by a hub and copied to every member node)
+GROUP_SUBMITS = Rate(per_second=1, burst=300)
+#: ... per account, all its devices together
+GROUP_SUBMITS_PER_ACCOUNT = Rate(per_second=2, burst=600)
+#: new groups per device: 20, then 20 an hour (each is hosted by this node until handed over)
+GROUP_CREATES = Rate(per_second=20 / _HOUR_S, burst=20)
+#: ... per account, all its devices together
+GROUP_CREATES_PER_ACCOUNT = Rate(per_second=40 / _HOUR_S, burst=40)
 #: LinkBegin requests of unregistered connections per source address: a burst for a family
 #: behind one address, then one a second (link slots are shared fairly by node/linking.py)
 LINK_BEGINS_PER_ADDRESS = Rate(per_second=1, burst=30)
@@ -149,6 +165,10 @@ class ClientLimits:
         bundles_per_account: Rate = BUNDLES_PER_ACCOUNT,
         one_time_per_account: Rate = ONE_TIME_PER_ACCOUNT,
         key_packages: Rate = KEY_PACKAGES,
+        group_submits: Rate = GROUP_SUBMITS,
+        group_submits_per_account: Rate = GROUP_SUBMITS_PER_ACCOUNT,
+        group_creates: Rate = GROUP_CREATES,
+        group_creates_per_account: Rate = GROUP_CREATES_PER_ACCOUNT,
         link_begins_per_address: Rate = LINK_BEGINS_PER_ADDRESS,
         link_begins_per_connection: int = LINK_BEGINS_PER_CONNECTION,
         refusals_before_disconnect: int = REFUSALS_BEFORE_DISCONNECT,
@@ -166,6 +186,10 @@ class ClientLimits:
         self._key_packages = Limiter(key_packages)
         self._key_packages_per_account = Limiter(bundles_per_account)
         self._one_time_key_packages = Limiter(one_time_per_account)
+        self._group_submits = Limiter(group_submits)
+        self._group_submits_per_account = Limiter(group_submits_per_account)
+        self._group_creates = Limiter(group_creates)
+        self._group_creates_per_account = Limiter(group_creates_per_account)
         self._link_begins_per_address = Limiter(link_begins_per_address)
         self._link_begins = link_begins_per_connection
         self._refusals = refusals_before_disconnect
@@ -276,6 +300,17 @@ class ClientLimits:
                 (device, account), now, min(cost, self._key_packages_per_account.rate.burst)
             ):
                 return f"too many KeyPackages of {account} fetched by this device; {_AGAIN}"
+        elif isinstance(frame, (GroupSubmit, CreateGroup)) and session.mailbox is not None:
+            # (an unregistered device is refused by the handler)
+            submit = isinstance(frame, GroupSubmit)
+            per_device, per_account = (
+                (self._group_submits, self._group_submits_per_account) if submit else (self._group_creates, self._group_creates_per_account)
+            )
+            what = "group messages" if submit else "new groups"
+            if not per_device.allow(device, now):
+                return f"too many {what} from this device; {_AGAIN}"
+            if not per_account.allow(session.mailbox[0], now):
+                return f"too many {what} from the devices of {session.mailbox[0]}; {_AGAIN}"
         elif isinstance(frame, LinkBegin):
             conn.link_begins += 1
             if conn.link_begins > self._link_begins:

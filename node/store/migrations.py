@@ -389,7 +389,30 @@ _GROUPS: tuple[str, ...] = (
     "CREATE INDEX group_submissions_expiry ON group_submissions (expires)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS)
+_GROUP_BUDGETS: tuple[str, ...] = (
+    # the hub this node takes the group's ORDERED items from (NULL: none yet; set by the first
+    # commit that adds its devices, moved by a hand-over commit's copy), and the highest
+    # sequence number taken from it (docs/groups.md "What each node keeps")
+    "ALTER TABLE member_groups ADD COLUMN hub TEXT",
+    "ALTER TABLE member_groups ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0",
+    # member devices an ORDERED item (group, seq) still has to reach: their group allowance was
+    # full when ``origin`` (its hub) pushed it, which pushes it again later
+    """CREATE TABLE group_waiting (
+        grp         BLOB NOT NULL,
+        seq         INTEGER NOT NULL,
+        account     TEXT NOT NULL,
+        device_id   INTEGER NOT NULL,
+        origin      TEXT NOT NULL,
+        expires     INTEGER NOT NULL,
+        PRIMARY KEY (grp, seq, account, device_id),
+        FOREIGN KEY (account, device_id) REFERENCES devices(account, device_id) ON DELETE CASCADE
+    ) WITHOUT ROWID""",
+    "CREATE INDEX group_waiting_expiry ON group_waiting (expires)",
+    # a mailbox's group items, counted against their own allowance
+    "CREATE INDEX mailbox_group_usage ON mailbox (account, device_id, kind, expires, size)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS)
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -59,24 +59,27 @@ def _queued_item(row: tuple[Any, ...]) -> QueuedItem:
     return QueuedItem(seq=seq, dest=dest, key=bytes(key), expires=expires, data=bytes(data), queued_at=queued_at)
 
 
-def _queue_outbound(conn: sqlite3.Connection, item: OutboundItem, now: int, charges: Charges | None = None) -> None:
+def _queue_outbound(
+    conn: sqlite3.Connection, item: OutboundItem, now: int, charges: Charges | None = None, *, sender: tuple[str, int] | None = None
+) -> None:
     """Queue an unexpired item, unless its (dest, key) is queued or was handed on and is
     still remembered; a tracked item also gets a "queued" delivery row if it has none. What
-    is queued is added to ``charges`` (None: it is never refused, e.g. a report)."""
+    is queued is added to ``charges`` (None: it is never refused, e.g. a report). ``sender``:
+    the local device an untracked item counts towards (a group SUBMIT), like a tracked one."""
     key = (item.dest, item.key)
     if conn.execute("SELECT 1 FROM outbox WHERE dest = ? AND key = ?", key).fetchone() or conn.execute(
         "SELECT 1 FROM outbox_sent WHERE dest = ? AND key = ? AND expires > ?", (*key, now)
     ).fetchone():
         return
     t = item.tracking
-    tracking = (None,) * 5 if t is None else (t.sender_account, t.sender_device, t.id, t.account, t.device)
+    tracking = ((*sender, None, None, None) if sender else (None,) * 5) if t is None else (t.sender_account, t.sender_device, t.id, t.account, t.device)
     conn.execute(
         f"INSERT INTO outbox (dest, key, expires, data, queued_at, size, origin, {_TRACKING_COLUMNS})"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (*key, item.expires, item.data, now, len(item.data), item.origin, *tracking),
     )
     if charges is not None:
-        sender = None if t is None else (t.sender_account, t.sender_device)
+        sender = sender if t is None else (t.sender_account, t.sender_device)
         charges.queued(item.dest, len(item.data), origin=item.origin, sender=sender)
     if t is not None:
         # OR IGNORE: a row the envelope already has keeps its state (final states stay final).

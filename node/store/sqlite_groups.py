@@ -11,8 +11,19 @@ go is node/group_routing.py's decision; this module does what it decides.
 
 Exactly once: a SUBMIT is ordered once per (group, ref) at its hub, an ORDERED item is taken
 once per (group, seq) at a member node, and a mailbox keeps one envelope per ref (its dedup by
-id, as for sealed envelopes). A member mailbox that is full gets nothing (logged): one full
-mailbox does not hold the group back for the others.
+id, as for sealed envelopes).
+
+Never lost, never forged (node/group_budgets.py): group items count against each device's own
+allowance, apart from its mailbox quota. A member node takes a group's ORDERED items only from
+the hub it follows (``member_groups.hub``: set by the first commit that adds its devices, moved
+by a hand-over commit's copy; another node's are ``invalid``, or ``hub_pending`` for now when
+they could follow a hand-over still on its way). A pushed item some member devices have no
+room for goes to the others, and the rest wait (``group_waiting``) for the hub to push it
+again (``group_full``); at the hub, such a submission is not ordered now. The hub's own
+fan-out (ORDERED copies, HANDOVER, verdicts, forwarded submissions) is not held to the
+destination's outbox budget, only to the disk reserve: one member node that takes nothing does
+not stop its groups (its items expire there with the envelope TTL). A device's own SUBMIT for
+another node's hub counts towards its stored-bytes budget, like its envelopes.
 """
 
 from __future__ import annotations
@@ -26,11 +37,12 @@ from sonet.core.federation_api import OK
 from sonet.core.groups.hub import HubGroup
 from sonet.core.groups.items import GroupItem, ItemKind
 
+from ..group_budgets import GROUP_FULL, group_allowance
 from ..group_routing import group_transit, is_commit, mailbox_envelope, plan, verdict_item
 from .base import GroupEffects, GroupReceived, OutboundItem, Quota, SenderRemoved, StoreError
 from .sqlite_budgets import Charges, DiskFree, enforce
 from .sqlite_federation import _queue_outbound
-from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _known, _mailbox_usage
+from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _known
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
 
@@ -48,10 +60,20 @@ class _Step:
         self.conn, self.here, self.now, self.ttl_ms = conn, here, now, ttl_ms
         self.quota, self.charges, self.effects = quota, charges, effects
 
-    def queue(self, item: GroupItem, *, dest: str, origin: str) -> None:
+    def queue(self, item: GroupItem, *, dest: str, origin: str, sender: Member | None = None) -> None:
+        """``sender``: the local device whose own SUBMIT this is (its budgets and the outbox's
+        apply); else the hub's fan-out, held only to the disk reserve (module docstring)."""
         out: OutboundItem = group_transit(item, origin=origin, dest=dest, now=self.now, ttl_ms=self.ttl_ms)
-        _queue_outbound(self.conn, out, self.now, self.charges)
+        if sender is None:
+            _queue_outbound(self.conn, out, self.now)
+            self.charges.stored(len(out.data))
+        else:
+            _queue_outbound(self.conn, out, self.now, self.charges, sender=sender)
         self.effects.dests.add(dest)
+
+
+class _Full(Exception):
+    """A device of this node has no room for what ordering a submission here gives it."""
 
 
 # Creating a group (its hub is this node) -------------------------------------------------------
@@ -100,9 +122,12 @@ def _group_submit(
         )
     step = _Step(conn, here, now, ttl_ms, quota, Charges(), GroupEffects())
     if hub == here:
-        _order(step, item, origin=here)
+        try:
+            _order(step, item, origin=here)
+        except _Full as full:  # the caller's transaction undoes everything: nothing was ordered
+            raise StoreError(str(full), code=GROUP_FULL) from None
     else:
-        step.queue(item, dest=hub, origin=here)
+        step.queue(item, dest=hub, origin=here, sender=(account, device_id))
     enforce(conn, quota, step.charges, disk_free)
     return step.effects
 
@@ -115,13 +140,18 @@ def _receive_group(conn: sqlite3.Connection, rec: GroupReceived, now: int, quota
     item = rec.item
     kind = ItemKind(item.kind)
     if kind == ItemKind.SUBMIT:
-        _order(step, item, origin=rec.origin)
+        conn.execute("SAVEPOINT group_submit")
+        try:
+            _order(step, item, origin=rec.origin)
+        except _Full:  # not ordered now: the submitter's node pushes it again later
+            conn.execute("ROLLBACK TO group_submit")
+            return GROUP_FULL
+        finally:
+            conn.execute("RELEASE group_submit")
     elif kind == ItemKind.ORDERED:
-        if item.hub != rec.origin:  # only the hub that ordered it hands out copies
-            return "invalid"
-        return _take_ordered(step, item)
+        return _take_ordered(step, item, origin=rec.origin)
     elif kind == ItemKind.VERDICT:
-        _take_verdict(step, item)
+        return _take_verdict(step, item)
     else:
         return _adopt(step, item)
     return OK
@@ -154,8 +184,8 @@ def _order(step: _Step, item: GroupItem, *, origin: str) -> None:
             (hub.to_bytes(), hub.seq, hub.moved_to, item.group),
         )
     decided = plan(outcome, here=step.here, submit=item, origin=origin)
-    if decided.local is not None:
-        _take_ordered(step, decided.local)
+    if decided.local is not None and _take_ordered(step, decided.local, origin=None) == GROUP_FULL:
+        raise _Full(f"a member device on {step.here} has no room for more group items now; try again later")
     for node, onward in decided.remote:
         step.queue(onward, dest=node, origin=step.here)
     if decided.verdict is not None:
@@ -164,7 +194,8 @@ def _order(step: _Step, item: GroupItem, *, origin: str) -> None:
 
 def _send_verdict(step: _Step, verdict: GroupItem, *, to: str) -> None:
     if to == step.here:
-        _take_verdict(step, verdict)
+        if _take_verdict(step, verdict) == GROUP_FULL:
+            raise _Full("the submitting device has no room for more group items now; try again later")
     else:
         step.queue(verdict, dest=to, origin=step.here)
 
@@ -195,11 +226,37 @@ def _members(conn: sqlite3.Connection, group: bytes) -> set[Member]:
     return {(account, device) for account, device in rows}
 
 
-def _take_ordered(step: _Step, item: GroupItem) -> str:
-    """An ORDERED item for this node's member devices: a commit's member list replaces the
-    node's (when it is newer than the one applied), and the item goes to every member device
-    before and after it (a removed device sees its removal)."""
+def _hub_refusal(conn: sqlite3.Connection, item: GroupItem, origin: str) -> str:
+    """Why ``origin`` may not hand this node ``item`` ("" if it may): only the hub this node
+    follows for the group does. Without one yet, the first commit naming this node's devices
+    sets it (from the node that ordered it: trust on first use)."""
+    row = conn.execute("SELECT hub, last_seq FROM member_groups WHERE grp = ?", (item.group,)).fetchone()
+    hub, last_seq = (None, 0) if row is None else (row[0], row[1])
+    if hub is None and conn.execute("SELECT 1 FROM hosted_groups WHERE grp = ?", (item.group,)).fetchone():
+        return "invalid"  # created here: this node orders it (its own copies are not pushed)
+    if hub is None:
+        return "" if item.members and is_commit(item.message) else OK  # OK: nothing here for it
+    if origin == hub:
+        return ""
+    # later than anything taken: it may follow a hand-over whose copy is still on its way
+    return "hub_pending" if item.seq > last_seq else "invalid"
+
+
+def _take_ordered(step: _Step, item: GroupItem, *, origin: str | None) -> str:
+    """An ORDERED item for this node's member devices, pushed by ``origin`` (None: ordered
+    here): a commit's member list replaces the node's (when it is newer than the one applied),
+    and the item goes to every member device before and after it (a removed device sees its
+    removal). Devices without room wait for the hub to push it again (``group_full``)."""
     conn = step.conn
+    waiting = conn.execute("SELECT account, device_id, origin FROM group_waiting WHERE grp = ? AND seq = ?", (item.group, item.seq)).fetchall()
+    if waiting:  # taken before but not by every device: the rest get it now if they have room
+        if origin is not None and origin != waiting[0][2]:
+            return "invalid"
+        return _deliver_taken(step, item, {(a, d) for a, d, _ in waiting}, origin or step.here)
+    if origin is not None:
+        refusal = _hub_refusal(conn, item, origin)
+        if refusal:
+            return refusal
     if conn.execute("SELECT 1 FROM group_seen WHERE grp = ? AND seq = ?", (item.group, item.seq)).fetchone():
         return OK  # taken before: a retried push
     commit = is_commit(item.message)
@@ -213,51 +270,89 @@ def _take_ordered(step: _Step, item: GroupItem) -> str:
             return "invalid"  # a node is told only its own member devices
         if _device_exists(conn, str(address), member.device):  # (one removed since has no mailbox)
             after.add((str(address), member.device))
-    conn.execute("INSERT INTO group_seen (grp, seq, expires) VALUES (?, ?, ?)", (item.group, item.seq, step.now + step.ttl_ms))
     recipients = _members(conn, item.group) | after
     if commit:
         row = conn.execute("SELECT applied_seq FROM member_groups WHERE grp = ?", (item.group,)).fetchone()
         if row is None or item.seq > row[0]:
-            conn.execute("INSERT OR REPLACE INTO member_groups (grp, applied_seq) VALUES (?, ?)", (item.group, item.seq))
+            conn.execute(
+                "INSERT INTO member_groups (grp, applied_seq) VALUES (?, ?) ON CONFLICT (grp) DO UPDATE SET applied_seq = excluded.applied_seq",
+                (item.group, item.seq),
+            )
             conn.execute("DELETE FROM group_members WHERE grp = ?", (item.group,))
             conn.executemany(
                 "INSERT INTO group_members (grp, account, device_id) VALUES (?, ?, ?)",
                 [(item.group, account, device) for account, device in sorted(after)],
             )
-    _deliver(step, item, recipients)
+    # the hub of the next item (a hand-over commit's copy names the new one); none once no
+    # device here is a member: whoever adds one again is a first contact
+    conn.execute(
+        "UPDATE member_groups SET hub = CASE WHEN ? > last_seq THEN ? ELSE hub END, last_seq = max(last_seq, ?) WHERE grp = ?",
+        (item.seq, item.hub if _members(conn, item.group) else None, item.seq, item.group),
+    )
+    return _deliver_taken(step, item, recipients, origin or step.here)
+
+
+def _deliver_taken(step: _Step, item: GroupItem, recipients: set[Member], origin: str) -> str:
+    """Deliver a taken ORDERED item; the devices without room wait for ``origin`` to push it
+    again (``group_full``), the item is done once none waits."""
+    conn, key = step.conn, (item.group, item.seq)
+    full = _deliver(step, item, recipients)
+    conn.execute("DELETE FROM group_waiting WHERE grp = ? AND seq = ?", key)
+    if full:
+        conn.executemany(
+            "INSERT INTO group_waiting (grp, seq, account, device_id, origin, expires) VALUES (?, ?, ?, ?, ?, ?)",
+            [(*key, account, device, origin, step.now + step.ttl_ms) for account, device in sorted(full)],
+        )
+        return GROUP_FULL
+    conn.execute("INSERT INTO group_seen (grp, seq, expires) VALUES (?, ?, ?)", (*key, step.now + step.ttl_ms))
     return OK
 
 
-def _take_verdict(step: _Step, item: GroupItem) -> None:
+def _take_verdict(step: _Step, item: GroupItem) -> str:
     """A refusal of a submission of one of this node's devices: into that device's mailbox
-    (nobody to tell when the submission is unknown here, e.g. its device was removed)."""
+    (nobody to tell when the submission is unknown here, e.g. its device was removed);
+    ``group_full`` while it has no room."""
     row = step.conn.execute(
         "SELECT account, device_id FROM group_submissions WHERE grp = ? AND ref = ?", (item.group, item.ref)
     ).fetchone()
-    if row is not None:
-        _deliver(step, item, {(row[0], row[1])})
+    if row is not None and _deliver(step, item, {(row[0], row[1])}):
+        return GROUP_FULL
+    return OK
 
 
-def _deliver(step: _Step, item: GroupItem, recipients: set[Member]) -> None:
-    """``item`` into each recipient's mailbox that does not hold it yet and has room."""
+def _deliver(step: _Step, item: GroupItem, recipients: set[Member]) -> set[Member]:
+    """``item`` into each recipient's mailbox that does not hold it yet and has room within its
+    allowance of group items; the recipients without room."""
     envelopes = [mailbox_envelope(item, member, now=step.now, ttl_ms=step.ttl_ms) for member in sorted(recipients)]
     known = _known(step.conn, envelopes, step.now)
+    max_count, max_bytes = group_allowance(step.quota)
+    full: set[Member] = set()
     for env in envelopes:
         if (env.account, env.device_id, env.id) in known:
             continue
-        count, size = _mailbox_usage(step.conn, env.account, env.device_id, step.now)
-        if count + 1 > step.quota.max_envelopes or size + len(env.body) > step.quota.max_bytes:
-            log.warning(
-                "group %s item %d not stored for device %d of %s: its mailbox is full",
+        count, size = _group_usage(step.conn, env.account, env.device_id, step.now)
+        if count + 1 > max_count or size + len(env.body) > max_bytes:
+            log.info(
+                "group %s item %d waits for device %d of %s: its group items are at their allowance",
                 item.group.hex(), item.seq, env.device_id, env.account,
             )
+            full.add((env.account, env.device_id))
             continue
         step.conn.execute(_INSERT_ENVELOPE, _envelope_row(env, step.now))
         step.charges.stored(len(env.body))
         step.effects.mailboxes.add((env.account, env.device_id))
+    return full
+
+
+def _group_usage(conn: sqlite3.Connection, account: str, device_id: int, now: int) -> tuple[int, int]:
+    """The count and body bytes of the mailbox's unexpired group items (kind 3, Kind.GROUP)."""
+    return conn.execute(
+        "SELECT count(*), coalesce(sum(size), 0) FROM mailbox WHERE account = ? AND device_id = ? AND kind = 3 AND expires > ?",
+        (account, device_id, now),
+    ).fetchone()
 
 
 def _purge_groups(conn: sqlite3.Connection, now: int) -> None:
     """Dedup records whose items can no longer be retransmitted (they expired)."""
-    for table in ("hub_refs", "group_seen", "group_submissions"):
+    for table in ("hub_refs", "group_seen", "group_submissions", "group_waiting"):
         conn.execute(f"DELETE FROM {table} WHERE expires <= ?", (now,))

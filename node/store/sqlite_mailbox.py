@@ -59,10 +59,11 @@ def _known(conn: sqlite3.Connection, envelopes: list[NewEnvelope], now: int) -> 
 
 
 def _mailbox_usage(conn: sqlite3.Connection, account: str, device_id: int, now: int) -> tuple[int, int]:
-    """The count and body bytes of the mailbox's unexpired envelopes (what the quota counts)."""
+    """The count and body bytes of the mailbox's unexpired envelopes (what the quota counts);
+    group items (kind 3, Kind.GROUP) have their own allowance (sqlite_groups.py)."""
     return conn.execute(
         "SELECT count(*), coalesce(sum(size), 0) FROM mailbox"
-        " WHERE account = ? AND device_id = ? AND expires > ?",
+        " WHERE account = ? AND device_id = ? AND expires > ? AND kind != 3",
         (account, device_id, now),
     ).fetchone()
 

@@ -177,6 +177,9 @@ class _Service:
             raise FederationError("bad_request", str(exc)) from None
         return Consistency(request=0, node=node, first=first, second=second, proof=proof)
 
+    async def is_peer(self, node: str) -> bool:
+        return node in self.net.nodes and node != self.name
+
     async def node_key(self, node: str) -> bytes:
         self.net.calls.append((self.name, "FetchNodeKey", node))
         return self.net.keys.get(node) or self.net._peer(node).node_key.public.to_bytes()

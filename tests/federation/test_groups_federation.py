@@ -99,7 +99,7 @@ async def test_a_group_across_three_nodes(start_node: StartNode) -> None:
     alice.g.merge(staged)
     for node, device, count in ((net.beta, bob, 4), (net.gamma, carol, 3)):
         copy = (await arrived(node, device, count))[-1]
-        assert (copy.ref, copy.seq, copy.hub) == (moved, 3, ALPHA)
+        assert (copy.ref, copy.seq, copy.hub) == (moved, 3, BETA)  # the hub of the next item
         apply_commit(device, copy)
     async with net.gamma.raw(net.carol.first) as conn:
         late = await submit(conn, group, carol.g.encrypt(b"late", carol.rng.randbytes), hub=ALPHA)

@@ -20,7 +20,7 @@ from sonet.core.groups.items import MAX_GROUP_MESSAGE_BYTES, MAX_GROUP_WELCOME_B
 from sonet.core.mls.group import StagedCommit
 from sonet.core.mls.messages import Add, Remove
 from sonet.core.wire import decode_struct
-from sonet.federation.records import GroupReceived, NewEnvelope, Quota
+from sonet.federation.records import GroupReceived, Quota
 from sonet.node.group_routing import mailbox_envelope
 
 from .conftest import RunningNode
@@ -212,7 +212,8 @@ async def test_a_pushed_ordered_item_is_taken_once_and_only_from_its_hub(running
         assert [i.seq for i in await items_of(running, alice_account.address, device)] == [1, 2]
 
 
-async def test_a_full_mailbox_does_not_hold_the_group_back_for_the_other_devices(running: RunningNode) -> None:
+async def test_a_device_at_its_group_allowance_does_not_hold_the_group_back_for_the_other_devices(running: RunningNode) -> None:
+    """(What happens to the item it missed: tests/node/test_groups_robust.py.)"""
     alice_account = await running.enroll("alice")
     second = await running.link(alice_account)
     hub = "beta.example"
@@ -224,20 +225,16 @@ async def test_a_full_mailbox_does_not_hold_the_group_back_for_the_other_devices
         welcome=b"", members=tuple(GroupMember(account=alice_account.address, device=d) for d in (1, second.device_id)),
         outcome="", hub=hub,
     )  # fmt: skip
-    quota = Quota(max_envelopes=1, max_bytes=1 << 20)
+    quota = Quota(max_envelopes=1, max_bytes=1 << 20, group_envelopes=1)
     now = running.node.clock_ms()
     received = GroupReceived(item=ordered, origin=hub, node=HUB, ttl_ms=running.config.envelope_ttl_ms)
     async with running.store() as store:
-        await store.enqueue([_sealed_for(alice_account.address, 1)], now=now, quota=quota)  # device 1 is full now
-        assert await store.receive([received], now=now, quota=quota) == [OK]
+        earlier = mailbox_envelope(dataclasses.replace(ordered, ref=os.urandom(16), seq=7), (alice_account.address, 1), now=now, ttl_ms=60_000)
+        await store.enqueue([earlier], now=now, quota=quota)  # device 1 holds its one group item
+        assert await store.receive([received], now=now, quota=quota) == ["group_full"]
     assert received.effects.mailboxes == {(alice_account.address, second.device_id)}
-    assert await items_of(running, alice_account.address, 1) == []
+    assert [i.seq for i in await items_of(running, alice_account.address, 1)] == [7]
     assert [i.seq for i in await items_of(running, alice_account.address, second.device_id)] == [1]
-
-
-def _sealed_for(account: str, device: int) -> NewEnvelope:
-    env = opaque_envelope((account, device))
-    return NewEnvelope(account=account, device_id=device, id=env.id, expires=env.expires, kind=env.kind, body=env.body)
 
 
 def test_a_mailbox_copy_always_fits_an_envelope() -> None:
