@@ -20,7 +20,10 @@ from sonet.core.address import parse_address, validate_node_name
 from sonet.core.crypto import CryptoMode
 from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
 
-from .cli_groups import Shell, add_group_commands, group_message_json, group_message_line, is_group_target, send_to_group
+from .cli_groups import (
+    Shell, add_group_commands, group_message_json, group_message_line, group_sent_json, group_sent_line, is_group_target, label,
+    send_to_group, typing_in_group,
+)  # fmt: skip
 from .connection import ConnectError, NodeError
 from .node_url import check_node_url
 from .vault import VaultError
@@ -217,7 +220,7 @@ def cmd_sent(args: argparse.Namespace) -> None:
     except (ConnectError, NodeError, ProtocolError) as exc:
         # the node is down, refuses this device (removed) or answered nonsense: the list is local
         print(f"sonet: warning: could not ask the node ({exc}); showing the last known state", file=sys.stderr, flush=True)
-        messages, refreshed = device.state.sent_messages(args.limit), False
+        messages, refreshed = device.state.all_sent_messages(args.limit), False
     if device.last_receive is not None:
         _receive_warnings(device.last_receive)
         waiting = sum(m.type == "text" for m in device.last_receive.messages) + len(device.last_receive.group_messages)
@@ -228,6 +231,8 @@ def cmd_sent(args: argparse.Namespace) -> None:
 
 
 def _sent_json(m: SentMessage) -> dict[str, Any]:
+    if m.group is not None:
+        return group_sent_json(m)
     return {
         "id": m.id.hex(), "to": m.to, "sent_at": iso_ms(m.sent_at), "state": m.state, "code": m.code, "message": m.message,
         "delivered_at": iso_ms(m.delivered_at), "read_at": iso_ms(m.read_at),
@@ -235,6 +240,8 @@ def _sent_json(m: SentMessage) -> dict[str, Any]:
 
 
 def _sent_line(m: SentMessage) -> str:
+    if m.group is not None:
+        return group_sent_line(m)
     state = m.state
     if m.state in ("delivered", "read"):
         state += f" {iso_ms(m.read_at if m.state == 'read' else m.delivered_at)}"
@@ -244,6 +251,9 @@ def _sent_line(m: SentMessage) -> str:
 
 
 def cmd_typing(args: argparse.Namespace) -> None:
+    if is_group_target(args.address):  # a group's id or name (client/cli_groups.py)
+        typing_in_group(args, _SHELL, started=not args.stop)
+        return
     device = _device(args)
     trio.run(lambda: device.send_typing(args.address, started=not args.stop))
     _show(args, {"to": str(parse_address(args.address)), "typing": "stopped" if args.stop else "started"}, None)
@@ -260,7 +270,7 @@ def _message_json(m: InboxMessage) -> dict[str, Any]:
     }
     if m.fields.get("to"):
         out["to"] = m.fields["to"]
-    for key in ("receipt", "ids", "typing"):
+    for key in ("receipt", "ids", "typing", "group"):
         if key in m.fields:
             out[key] = m.fields[key]
     return out
@@ -278,7 +288,8 @@ def _message_line(m: InboxMessage) -> str:
         if m.fields["receipt"] == "undelivered":  # client/receiving.py: sent by a device removed since
             return f"[{when}] {m.sender} refused {count} message{plural} from a device of yours removed before they arrived"
         return f"[{when}] {m.sender} {m.fields['receipt']} {count} message{plural}"
-    return f"[{when}] {m.sender} {'is typing' if m.fields.get('typing') == 'started' else 'stopped typing'}"
+    where = f" in {label(m.fields['group']['name'], m.fields['group']['id'])}" if "group" in m.fields else ""
+    return f"[{when}] {m.sender} {'is typing' if m.fields.get('typing') == 'started' else 'stopped typing'}{where}"
 
 
 def cmd_recv(args: argparse.Namespace) -> None:
@@ -602,7 +613,8 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p.add_argument(
         "--json", action="store_true",
         help="one JSON object per line: id, to, sent_at, state, code, message, delivered_at, read_at, refreshed "
-        "(false: the node could not be reached, this is the last known state)",
+        "(false: the node could not be reached, this is the last known state); a group message has group ({id, name}) "
+        "instead of to, and devices (the other members' devices when it was sent), delivered and read (how many of them)",
     )
     p.set_defaults(fn=cmd_sent)
 
@@ -616,8 +628,12 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=cmd_recv)
 
-    p = sub.add_parser("typing", help="tell someone you are typing", description="Send an ephemeral typing indicator (never stored).")
-    p.add_argument("address", metavar="ADDRESS")
+    p = sub.add_parser(
+        "typing", help="tell someone you are typing",
+        description="Send an ephemeral typing indicator (never stored). To a group: its id or name instead of an address; "
+        "it reaches the members on your node (not yet those on other nodes).",
+    )  # fmt: skip
+    p.add_argument("address", metavar="ADDRESS|GROUP")
     p.add_argument("--stop", action="store_true", help="say you stopped typing")
     p.set_defaults(fn=cmd_typing)
 

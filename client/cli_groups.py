@@ -28,7 +28,9 @@ from sonet.core.errors import LocalProtocolError, ProtocolError
 
 from .groups.api import GroupInfoView, GroupSendResult, GroupView
 from .groups.store import GroupMessage
+from .groups.typing import GroupTypingResult
 from .sdk import Device
+from .state import SentMessage
 
 __all__ = [
     "Shell",
@@ -37,6 +39,10 @@ __all__ = [
     "send_to_group",
     "group_message_json",
     "group_message_line",
+    "group_sent_json",
+    "group_sent_line",
+    "typing_in_group",
+    "label",
 ]
 
 
@@ -144,6 +150,29 @@ def group_message_line(m: GroupMessage) -> str:
     return f"[{iso_ms(m.sent_at)}] {m.sender} in {label(m.group_name, m.group.hex())}: {m.text}"
 
 
+def group_sent_json(m: SentMessage) -> dict[str, Any]:
+    """A group text in ``sent --json``: ``group`` instead of ``to``, and how many of the other
+    members' devices (``devices``, when it was sent) have it (``delivered``) and read it."""
+    assert m.group is not None
+    return {
+        "id": m.id.hex(), "group": _group_ref(m.group_name, m.group.hex()), "sent_at": iso_ms(m.sent_at), "state": m.state,
+        "code": m.code, "message": m.message, "devices": m.devices, "delivered": m.delivered, "read": m.read,
+        "delivered_at": iso_ms(m.delivered_at), "read_at": iso_ms(m.read_at),
+    }  # fmt: skip
+
+
+def group_sent_line(m: SentMessage) -> str:
+    assert m.group is not None
+    state = f"{m.state}: {m.message} ({m.code})" if m.state == "failed" else m.state
+    if m.devices:
+        state += f", delivered to {m.delivered} of {m.devices} devices, read on {m.read}"
+    return f"[{iso_ms(m.sent_at)}] -> {label(m.group_name, m.group.hex())}  {state}  id {m.id.hex()}"
+
+
+def _typing_json(result: GroupTypingResult) -> dict[str, Any]:
+    return {"group": _group_ref(result.name, result.group), "typing": result.typing, "devices": result.devices, "elsewhere": result.elsewhere}
+
+
 def _send_json(result: GroupSendResult, name: str) -> dict[str, Any]:
     return {"id": result.id.hex(), "group": _group_ref(name, result.group), "state": result.state}
 
@@ -175,6 +204,20 @@ def send_to_group(args: argparse.Namespace, shell: Shell, text: str) -> None:
         raise
     result = trio.run(lambda: device.group_send(info.id, text))
     shell.show(args, _send_json(result, info.name), _send_line(result, info.name))
+
+
+def typing_in_group(args: argparse.Namespace, shell: Shell, *, started: bool) -> None:
+    """``sonet typing GROUP`` (client/cli.py's cmd_typing hands a GROUP over)."""
+    device = shell.device(args)
+    info = _resolve(device, args.address)
+    result = trio.run(lambda: device.group_typing(info.id, started=started))
+    line = None  # like typing to an address: nothing to say when it went to everyone it can
+    if result.elsewhere:
+        line = (
+            f"typing in {label(info.name, info.id)}: told {result.devices} member device{'s' if result.devices != 1 else ''} on your "
+            f"node; {result.elsewhere} elsewhere do not get typing notices yet"
+        )
+    shell.show(args, _typing_json(result), line)
 
 
 def cmd_create(args: argparse.Namespace, shell: Shell) -> None:

@@ -28,7 +28,7 @@ from sonet.core.address import Address, parse_address
 from sonet.core.client_api import Ack, Deliver, Delivery, LinkOffer
 from sonet.core.certs import SenderCertificate as VerifiedCertificate
 from sonet.core.certs import CertificateCache
-from sonet.core.content import Content, decode_content, encode_content
+from sonet.core.content import GROUP_TYPING, Content, decode_content, encode_content
 from sonet.core.crypto import CryptoPolicy
 from sonet.core.device import DeviceRecord, verify_device_record
 from sonet.core.device_list import check_listed_when_accepted, removal_time
@@ -42,6 +42,7 @@ from .directory import IdentityChanged, Lookup, lookup_account
 from .groups.engine import GroupEngine
 from .groups.keys import maintain_key_packages
 from .groups.store import GroupMessage
+from .groups.typing import group_typing_message
 from .prekeys import maintain_prekeys
 from .session_cache import SessionCache
 from .sessions import Sessions
@@ -141,10 +142,14 @@ class Receiver:
                         break
         if conn.error is not None and not scope.cancelled_caught:
             raise conn.error
-        await self._send_receipts(conn, "delivered", inbox.texts)
+        # group texts too (client/groups/sent.py): one receipt per sender for both kinds
+        texts = dict(inbox.texts)
+        for sender, ids in self.groups.take_received().items():
+            texts[sender] = texts.get(sender, []) + ids
+        await self._send_receipts(conn, "delivered", texts)
         await self._send_receipts(conn, "undelivered", inbox.undelivered)
         if read_receipts:
-            await self._send_receipts(conn, "read", inbox.texts)
+            await self._send_receipts(conn, "read", texts)
         await self.groups.check_members(conn, self._policy)
         await self.groups.flush(conn)
 
@@ -207,16 +212,21 @@ class Receiver:
             raise
         decrypted = self._sessions.decrypt(cert.account, cert.device, record, unsealed.message)
         content = decode_content(decrypted.plaintext)
-        stored = _inbox_message(content, cert.account, profile.address, item.stored_at)
-        if stored is None:
-            raise VerifyError(f"a {content.type} message may only come from this account's own devices")
+        if content.type == GROUP_TYPING:  # None: for a group this device is not in (client/groups/typing.py)
+            stored = group_typing_message(self._state, content, sender=cert.account, device=cert.device, received_at=item.stored_at)
+        else:
+            stored = _inbox_message(content, cert.account, profile.address, item.stored_at)
+            if stored is None:
+                raise VerifyError(f"a {content.type} message may only come from this account's own devices")
         with self._state.transaction():
             self._sessions.commit(decrypted)
             # the sender is verified now: its access token lets us write back as a contact
             remember_contact_token(self._state, cert.account, unsealed.access)
             if content.type == "receipt" and content.ids is not None and content.receipt is not None:  # decode_content: both set
                 self._state.record_receipt(list(content.ids), content.receipt, item.stored_at, recipient=cert.account)
-            self._state.store_received([stored])
+                self._state.record_group_receipt(list(content.ids), content.receipt, item.stored_at, account=cert.account, device=cert.device)
+            if stored is not None:
+                self._state.store_received([stored])
             if content.type == "alert":
                 # kept in the inbox only to recognise a redelivery; shown as an alert
                 self._state.mark_shown([content.id])

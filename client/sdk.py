@@ -61,6 +61,7 @@ from .directory import AccountView, Lookup, fetch_account, lookup_account
 from .groups.api import SETTLE_S as GROUP_SETTLE_S
 from .groups.api import GroupInfoView, Groups, GroupSendResult, GroupView
 from .groups.engine import GroupEngine
+from .groups.typing import GroupTypingResult, send_group_typing
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
 from .pending import PendingFull, expire_pending, send_pending, waits
 from .pending_registration import (
@@ -821,6 +822,16 @@ class Device:
 
     async def group_info(self, group: str) -> GroupInfoView:
         return self._groups().info(group)
+
+    async def group_typing(self, group: str, *, started: bool = True) -> GroupTypingResult:
+        """Tell the group's members on the home node that you are typing (ephemeral, never
+        stored; client/groups/typing.py)."""
+        profile = self.state.profile()
+        record = self._groups().find(group)
+        async with self._connect(profile) as conn:
+            return await send_group_typing(
+                conn, self.state, profile, record, started=started, rng=self._rng, clock=self._clock, deliver=self._deliver
+            )
 
 
 async def _next_offer(conn: Connection) -> LinkOffer:

@@ -24,7 +24,7 @@ from sonet.core.address import parse_address, validate_node_name
 from sonet.core.client_api import CreateGroup, GroupCreated
 from sonet.core.content import MAX_GROUP_NAME_LEN, Content, encode_content
 from sonet.core.crypto import CryptoPolicy
-from sonet.core.errors import LocalProtocolError, RemoteProtocolError
+from sonet.core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from sonet.core.groups.credential import SUITE_ID, leaf_member
 from sonet.core.groups.items import GROUP_ID_LEN, GROUP_REFUSALS, group_hex
 from sonet.core.groups.state import GroupExtension, group_context_extensions, group_extension
@@ -39,6 +39,7 @@ from .keys import SUITE, maintain_key_packages, own_key_package, signature_key
 from .members import fetch_key_packages
 from .ops import make, member_devices
 from .rules import public_view
+from .sent import note_sent
 from .store import GroupRecord, Outstanding
 
 __all__ = ["GroupView", "GroupMemberView", "GroupInfoView", "GroupSendResult", "Groups", "SETTLE_S"]
@@ -232,12 +233,19 @@ class Groups:
         if len(text.encode()) > limits.MAX_TEXT_LEN:
             raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} bytes (UTF-8)")
         profile = self._state.profile()
-        content_id = self._rng(limits.CONTENT_ID_LEN)
-        content = encode_content(Content.make_text(id=content_id, sent_at=self._clock(), text=text))
+        content_id, now = self._rng(limits.CONTENT_ID_LEN), self._clock()
+        content = encode_content(Content.make_text(id=content_id, sent_at=now, text=text))
         async with self._connect(profile) as conn:
             await self._sync(conn, profile)
             record = self.find(group)
-            state = await self._change(conn, profile, record.id, {"op": "send", "content": content})
+            note_sent(self._state, content_id, record, profile.address, now)  # its receipts count from now (client/groups/sent.py)
+            try:
+                state = await self._change(conn, profile, record.id, {"op": "send", "content": content})
+            except ProtocolError:
+                own = (self._state.group_record(record.id) or record).own
+                if own is None or own.op.get("content") != content:  # it never went out (a refusal keeps it, failed)
+                    self._state.forget_group_sent(content_id)
+                raise
         return GroupSendResult(id=content_id, group=group_hex(record.id), state=state)
 
     async def _simple(self, group: str, op: dict, *, member_of: str | None = None) -> GroupView:

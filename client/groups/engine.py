@@ -47,6 +47,7 @@ from ..state import DeviceState, Profile
 from .keys import SUITE, OwnKeyPackage, signature_key
 from .ops import NothingToDo, make
 from .rules import check_message, public_view
+from .sent import note_ordered
 from .verify import check_noted, note_members
 from .store import GroupMessage, GroupRecord, HeldFull, Outstanding
 
@@ -68,6 +69,9 @@ class GroupEngine:
         self.outcomes: dict[bytes, str] = {}
         #: group messages stored while this engine ran
         self.stored = 0
+        #: per sender account, the content ids of its texts stored and not yet receipted
+        #: (``take_received``; client/receiving.py sends the receipts, client/groups/sent.py)
+        self.received: dict[str, list[bytes]] = {}
 
     # Accepting items ---------------------------------------------------------------------
 
@@ -166,6 +170,8 @@ class GroupEngine:
                 content = decode_content(own.op["content"])
                 if content.type == GROUP_STATE and content.name is not None and content.topic is not None:
                     done = done.but(name=content.name, topic=content.topic)
+                elif content.type == TEXT:
+                    note_ordered(self._state, content.id, own.epoch, record.mls, self._profile.address)
             self._state.save_group(done.but(mls=own.after if own.after is not None else record.mls, public=self._own_public(record, own), own=None))
             return
         group = Group.from_bytes(record.mls)
@@ -222,6 +228,8 @@ class GroupEngine:
             return record
         if content.type == TEXT and content.text is not None:
             self.stored += 1
+            if sender.account != self._profile.address:  # as for 1:1: no receipts to the own account
+                self.received.setdefault(sender.account, []).append(content.id)
             self._state.store_group_message(
                 GroupMessage(
                     group=item.group, seq=item.seq, sender=sender.account, device=sender.device, id=content.id,
@@ -261,9 +269,16 @@ class GroupEngine:
             own = replace(own, redo=True, redo_epoch=max(item.epoch, own.epoch + 1), after=None)
         else:
             self.outcomes[own.origin] = item.outcome
+            if own.op["op"] == "send":
+                self._state.group_sent_failed(decode_content(own.op["content"]).id, item.outcome)
             self.rejected.append(f"the hub refused this device's change of group {group_hex(item.group)}: {GROUP_REFUSALS[item.outcome]}")
             own = None
         self._state.save_group(record.but(own=own))
+
+    def take_received(self) -> dict[str, list[bytes]]:
+        """The texts stored since the last call, by sender account (to send receipts for)."""
+        received, self.received = self.received, {}
+        return received
 
     # Sending -----------------------------------------------------------------------------
 
