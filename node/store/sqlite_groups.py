@@ -232,8 +232,10 @@ def _hub_refusal(conn: sqlite3.Connection, item: GroupItem, origin: str) -> str:
     sets it (from the node that ordered it: trust on first use)."""
     row = conn.execute("SELECT hub, last_seq FROM member_groups WHERE grp = ?", (item.group,)).fetchone()
     hub, last_seq = (None, 0) if row is None else (row[0], row[1])
-    if hub is None and conn.execute("SELECT 1 FROM hosted_groups WHERE grp = ?", (item.group,)).fetchone():
-        return "invalid"  # created here: this node orders it (its own copies are not pushed)
+    if hub is None and conn.execute("SELECT 1 FROM hosted_groups WHERE grp = ? AND moved_to IS NULL", (item.group,)).fetchone():
+        return "invalid"  # hosted here: this node orders it (its own copies are not pushed)
+    if hub is None and _members(conn, item.group):  # (a group joined before nodes followed hubs)
+        return "" if origin == item.hub else "invalid"
     if hub is None:
         return "" if item.members and is_commit(item.message) else OK  # OK: nothing here for it
     if origin == hub:
