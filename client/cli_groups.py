@@ -23,7 +23,7 @@ import trio
 
 from sonet.cli_output import iso_ms
 from sonet.core.address import parse_address, validate_node_name
-from sonet.core.content import MAX_GROUP_NAME_LEN
+from sonet.core.content import MAX_GROUP_NAME_LEN, MAX_GROUP_TOPIC_LEN
 from sonet.core.errors import LocalProtocolError, ProtocolError
 
 from .groups.api import GroupInfoView, GroupSendResult, GroupView
@@ -277,6 +277,21 @@ def cmd_hub(args: argparse.Namespace, shell: Shell) -> None:
     shell.show(args, group_json(view), _change_line(f"the hub is {node}", view))
 
 
+def cmd_rename(args: argparse.Namespace, shell: Shell) -> None:
+    _check_new_name(args.name)
+    device = shell.device(args)
+    info = _resolve(device, args.group)
+    view = trio.run(lambda: device.group_set(info.id, name=args.name))
+    shell.show(args, group_json(view), _change_line(f"renamed {args.name!r}", view))
+
+
+def cmd_topic(args: argparse.Namespace, shell: Shell) -> None:
+    device = shell.device(args)
+    info = _resolve(device, args.group)
+    view = trio.run(lambda: device.group_set(info.id, topic=args.text))
+    shell.show(args, group_json(view), _change_line(f"topic {args.text!r}", view))
+
+
 def cmd_list(args: argparse.Namespace, shell: Shell) -> None:
     device = shell.device(args)
     views = trio.run(device.groups)
@@ -365,3 +380,17 @@ def add_group_commands(sub: argparse._SubParsersAction, shell: Shell) -> None:
     )  # fmt: skip
     q.add_argument("group", metavar="GROUP", help=_GROUP_ARG)
     q.add_argument("node", metavar="NODE", help="the new hub, a node name like beta.example")
+
+    q = command(
+        "rename", cmd_rename, help="rename the group (admins)",
+        description="Give the group a new name (admins only), sent end-to-end encrypted to every member.",
+    )  # fmt: skip
+    q.add_argument("group", metavar="GROUP", help=_GROUP_ARG)
+    q.add_argument("name", metavar="NAME", help=f"the new name (1 to {MAX_GROUP_NAME_LEN} bytes, no '@')")
+
+    q = command(
+        "topic", cmd_topic, help="set the group's topic (admins)",
+        description="Set the group's topic (admins only; empty clears it), sent end-to-end encrypted to every member.",
+    )  # fmt: skip
+    q.add_argument("group", metavar="GROUP", help=_GROUP_ARG)
+    q.add_argument("text", metavar="TEXT", help=f"the topic (at most {MAX_GROUP_TOPIC_LEN} bytes)")

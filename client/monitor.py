@@ -52,6 +52,7 @@ __all__ = [
     "MAX_STAGED_FINDINGS",
     "Tell",
     "check_own_account",
+    "own_device_list",
     "start_audit",
 ]
 
@@ -319,6 +320,12 @@ class _Audit:
                 await self._tell(self._conn, view, text)
             except (NodeError, ProtocolError) as exc:
                 state.add_alert(NOTICE, f"could not tell your other devices about an alert: {exc}", self._now)
+
+
+def own_device_list(state: DeviceState, profile: Profile) -> DeviceList | None:
+    """The newest own device list the audits found signed by the account key (None before
+    the first audit finished)."""
+    return _trusted(state.get(_TRUSTED), profile)
 
 
 def _trusted(raw: bytes | None, profile: Profile) -> DeviceList | None:

@@ -151,6 +151,8 @@ class Receiver:
         if read_receipts:
             await self._send_receipts(conn, "read", texts)
         await self.groups.check_members(conn, self._policy)
+        if keys:  # a receive (not a group change's catching up): groups follow the account's device list
+            await self.groups.follow_devices(conn, self._policy)
         await self.groups.flush(conn)
 
     def result(self) -> ReceiveResult:

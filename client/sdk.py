@@ -62,6 +62,7 @@ from .groups.api import SETTLE_S as GROUP_SETTLE_S
 from .groups.api import GroupInfoView, Groups, GroupSendResult, GroupView
 from .groups.engine import GroupEngine
 from .groups.typing import GroupTypingResult, send_group_typing
+from .groups.keys import maintain_key_packages
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
 from .pending import PendingFull, expire_pending, send_pending, waits
 from .pending_registration import (
@@ -316,6 +317,11 @@ class Device:
             )
             self._save_new_profile(conn, profile, pending.minimum, pending.prekeys)
             await self._start_audit(conn, profile, pending.request.device_list, say)
+            if pending.kind == "link":  # so the account's other devices can add it to its groups at once
+                try:
+                    await maintain_key_packages(conn, self.state, profile, self._rng, self._clock())
+                except NodeError as exc:
+                    self.notices.append(f"could not publish this device's group keys yet (the first receive does): {exc}")
         return profile
 
     @asynccontextmanager
@@ -543,6 +549,9 @@ class Device:
             device_list = next_device_list(profile.account_key, own.device_list, devices=remaining, now=self._clock())
             reply = await conn.request(lambda n: RemoveDevice(request=n, device=device_id, device_list=device_list))
             expect_reply(reply, DeviceRemoved)
+            # and from the account's groups (client/groups/own_devices.py)
+            listed = verify_device_list(device_list, account_key=profile.account_key.public, account=profile.address)
+            self.notices += await self._groups().follow_devices(conn, profile, listed)
         self.state.drop_sessions(profile.address, keep=set(own.devices) - {device_id})
 
     # Verification -----------------------------------------------------------------------
@@ -812,6 +821,10 @@ class Device:
 
     async def group_hub(self, group: str, node: str) -> GroupView:
         return await self._groups().hub(group, node)
+
+    async def group_set(self, group: str, *, name: str | None = None, topic: str | None = None) -> GroupView:
+        """Rename the group or set its topic (admins only): a ``group_state`` message to all."""
+        return await self._groups().set_state(group, name=name, topic=topic)
 
     async def group_send(self, group: str, text: str) -> GroupSendResult:
         return await self._groups().send(group, text)

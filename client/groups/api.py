@@ -22,23 +22,26 @@ import trio
 from sonet.core import limits
 from sonet.core.address import parse_address, validate_node_name
 from sonet.core.client_api import CreateGroup, GroupCreated
-from sonet.core.content import MAX_GROUP_NAME_LEN, Content, encode_content
+from sonet.core.content import MAX_GROUP_NAME_LEN, MAX_GROUP_TOPIC_LEN, Content, encode_content
 from sonet.core.crypto import CryptoPolicy
+from sonet.core.device_list import DeviceList
 from sonet.core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from sonet.core.groups.credential import SUITE_ID, leaf_member
 from sonet.core.groups.items import GROUP_ID_LEN, GROUP_REFUSALS, group_hex
+from sonet.core.groups.policy import PolicyError
 from sonet.core.groups.state import GroupExtension, group_context_extensions, group_extension
 from sonet.core.mls.framing import MLSMessage, WireFormat
-from sonet.core.mls.group import Group
+from sonet.core.mls.group import Group, PublicGroup
 
-from ..connection import Connection
+from ..connection import Connection, NodeError
 from ..replies import expect_reply
 from ..state import DeviceState, Profile
 from .engine import ORDERED, GroupEngine, submit_own
 from .keys import SUITE, maintain_key_packages, own_key_package, signature_key
 from .members import fetch_key_packages
 from .ops import make, member_devices
-from .rules import public_view
+from .own_devices import follow_device_list
+from .rules import check_message, public_view
 from .sent import note_sent
 from .store import GroupRecord, Outstanding
 
@@ -222,10 +225,52 @@ class Groups:
         async with self._connect(profile) as conn:
             await self._sync(conn, profile)
             record = self.find(group)
-            mine = [d for a, d in member_devices(Group.from_bytes(record.mls)) if a == profile.address and d != profile.device_id]
+            mls = Group.from_bytes(record.mls)
+            others = {a for a, _d in member_devices(mls)} - {profile.address}
+            if record.active and others and not others & set(group_extension(mls.context).admins):
+                raise LocalProtocolError(
+                    "not allowed: the last admin cannot leave while other members stay: name another admin first (`group admin`)",
+                    code="not_allowed",
+                )  # fmt: skip
+            mine = [d for a, d in member_devices(mls) if a == profile.address and d != profile.device_id]
             if mine:
                 await self._change(conn, profile, record.id, {"op": "remove", "account": profile.address})
             await self._change(conn, profile, record.id, {"op": "leave"})
+
+    async def set_state(self, group: str, *, name: str | None = None, topic: str | None = None) -> GroupView:
+        """Rename the group or set its topic (admins): a ``group_state`` message with both,
+        the one not given kept as this device knows it."""
+        if name is None and topic is None:
+            raise LocalProtocolError("nothing to change: give a name or a topic", code="nothing_to_do")
+        if name is not None:
+            _check_name(name)
+        if topic is not None and len(topic.encode()) > MAX_GROUP_TOPIC_LEN:
+            raise LocalProtocolError(f"a group topic is at most {MAX_GROUP_TOPIC_LEN} bytes (UTF-8)")
+        profile = self._state.profile()
+        async with self._connect(profile) as conn:
+            await self._sync(conn, profile)
+            record = self.find(group)
+            if not group_extension(Group.from_bytes(record.mls).context).is_admin(profile.address):
+                raise LocalProtocolError("not allowed: only an admin renames the group or sets its topic", code="not_allowed")
+            new_name, new_topic = name if name is not None else record.name, topic if topic is not None else record.topic
+            if not new_name:
+                raise LocalProtocolError("this device does not know the group's name yet: give it one (`group rename`)", code="bad_input")
+            if (new_name, new_topic) == (record.name, record.topic):
+                raise LocalProtocolError("nothing to change: the group is already so", code="nothing_to_do")
+            await self._announce(conn, profile, record.id, new_name, new_topic)
+        return _view(self._record(record.id))
+
+    async def follow_devices(self, conn: Connection, profile: Profile, listed: DeviceList) -> list[str]:
+        """After this device changed the account's device list to ``listed`` (``devices
+        remove``): take the devices it no longer names out of every group (submitted, not waited
+        for: the next receive sees it ordered). One line for what could not be done now."""
+        engine = GroupEngine(self._state, profile, rng=self._rng, clock=self._clock)
+        try:
+            await follow_device_list(conn, self._state, profile, policy=self._policy(), now=self._clock(), rng=self._rng, listed=listed)
+            await engine.flush(conn)
+        except (NodeError, ProtocolError) as exc:
+            return [f"could not take the device out of this account's groups now (the next receive does): {exc}"]
+        return engine.rejected
 
     async def send(self, group: str, text: str) -> GroupSendResult:
         if not text:
@@ -282,7 +327,13 @@ class Groups:
             )  # fmt: skip
         before = Group.from_bytes(record.mls)
         hub = group_extension(before.context).hub
+        public = PublicGroup.from_bytes(record.public)
         made = make(before, op, self._rng)
+        if made.kind != "message":
+            try:  # the group's rules, as the hub and every member will check them: a refusal needs no round trip
+                check_message(public, made.message)
+            except PolicyError as exc:
+                raise LocalProtocolError(f"not allowed: {exc}", code="not_allowed") from None
         origin = self._rng(16)
         own = Outstanding(
             ref=origin, origin=origin, kind=made.kind, epoch=made.epoch, message=made.message, welcome=made.welcome,

@@ -35,17 +35,20 @@ from sonet.core.envelope import Envelope
 from sonet.core.errors import ProtocolError, RemoteProtocolError
 from sonet.core.groups.credential import leaf_member
 from sonet.core.groups.items import GROUP_REFUSALS, GroupItem, ItemKind, group_hex
+from sonet.core.groups.policy import PolicyError
 from sonet.core.groups.state import group_extension
 from sonet.core.mls.framing import MLSMessage
 from sonet.core.mls.group import ApplicationMessage, Group, PublicCommit, PublicGroup, QueuedProposal, StagedCommit
 from sonet.core.mls.messages import Remove, Welcome
 from sonet.core.wire import decode_struct
 
-from ..connection import Connection
+from ..connection import Connection, NodeError
 from ..replies import expect_reply
 from ..state import DeviceState, Profile
+from . import leaving
 from .keys import SUITE, OwnKeyPackage, signature_key
 from .ops import NothingToDo, make
+from .own_devices import follow_device_list
 from .rules import check_message, public_view
 from .sent import note_ordered
 from .verify import check_noted, note_members
@@ -172,7 +175,13 @@ class GroupEngine:
                     done = done.but(name=content.name, topic=content.topic)
                 elif content.type == TEXT:
                     note_ordered(self._state, content.id, own.epoch, record.mls, self._profile.address)
-            self._state.save_group(done.but(mls=own.after if own.after is not None else record.mls, public=self._own_public(record, own), own=None))
+            after = own.after if own.after is not None else record.mls
+            follow = self._then(own)
+            if own.kind == "commit":  # it took every pending proposal
+                leaving.forget(self._state, item.group)
+            elif follow is None and leaving.overdue(self._state, item.group, seq=item.seq, now=self._clock()):
+                follow = self._commit_leaving(Group.from_bytes(after), None)
+            self._state.save_group(done.but(mls=after, public=self._own_public(record, own), own=follow))
             return
         group = Group.from_bytes(record.mls)
         public = PublicGroup.from_bytes(record.public)
@@ -193,6 +202,7 @@ class GroupEngine:
                 # another commit came first: our change is made again on top of it
                 own = replace(own, redo=True, redo_epoch=result.epoch, after=None)
             group.merge(result)
+            leaving.forget(self._state, item.group)  # a commit takes every pending proposal
             assert isinstance(checked, PublicCommit)  # a PublicMessage commit (checked above)
             public.merge(checked)
             note_members(self._state, item.group, [(leaf_member(leaf), leaf.signature_key) for _i, leaf in checked.added])
@@ -202,7 +212,9 @@ class GroupEngine:
         elif isinstance(result, ApplicationMessage):
             done = self._message(done, group, item, result, received_at)
         elif isinstance(result, QueuedProposal):
-            own = self._self_removal(group, result, own)
+            own = self._self_removal(group, result, own, item.seq)
+        if not isinstance(result, StagedCommit) and leaving.overdue(self._state, item.group, seq=item.seq, now=self._clock()):
+            own = self._commit_leaving(group, own)  # the member who should have committed it did not
         self._state.save_group(done.but(mls=group.to_bytes(), public=public.to_bytes(), active=active, own=own))
 
     def _own_public(self, record: GroupRecord, own: Outstanding) -> bytes:
@@ -244,19 +256,38 @@ class GroupEngine:
             self.rejected.append(f"ignored {where}: a {content.type} message has no meaning in a group")
         return record
 
-    def _self_removal(self, group: Group, queued: QueuedProposal, own: Outstanding | None) -> Outstanding | None:
+    def _self_removal(self, group: Group, queued: QueuedProposal, own: Outstanding | None, seq: int) -> Outstanding | None:
         """A member proposed to remove its own leaf (it leaves): the member with the lowest leaf
-        index among those staying commits it (docs/groups.md "Rules"), unless busy."""
+        index among those staying commits it (docs/groups.md "Rules"), unless busy; the others
+        note it, to commit it if that does not happen (client/groups/leaving.py)."""
         proposal = queued.proposal
-        if not (isinstance(proposal, Remove) and queued.sender.index == proposal.removed) or own is not None:
+        if not (isinstance(proposal, Remove) and queued.sender.index == proposal.removed):
             return own
-        leaving = {p.proposal.removed for p in group.pending_proposals() if isinstance(p.proposal, Remove)}
-        staying = [index for index, _leaf in group.members() if index not in leaving]
+        leaving.note(self._state, group.group_id, seq, self._clock())
+        staying = leaving.staying_leaves(group)
         if not staying or staying[0] != group.leaf_index:
+            return own
+        return self._commit_leaving(group, own)
+
+    def _commit_leaving(self, group: Group, own: Outstanding | None) -> Outstanding | None:
+        """A commit of the pending proposals as this device's own submission (made when it is
+        sent), unless it has one on its way already or leaves itself."""
+        if own is not None or group.leaf_index not in leaving.staying_leaves(group):
             return own
         return Outstanding(
             ref=b"", origin=self._rng(16), kind="commit", epoch=group.epoch, message=b"", welcome=b"", after=None,
             op={"op": "commit"}, submitted=False, redo=True, redo_epoch=group.epoch,
+        )  # fmt: skip
+
+    def _then(self, own: Outstanding) -> Outstanding | None:
+        """What follows ``own`` once it is ordered (its op's ``then``, e.g. the group's name for
+        devices it added), as a new submission made when it is sent; else None."""
+        then = own.op.get("then")
+        if then is None:
+            return None
+        return Outstanding(
+            ref=b"", origin=self._rng(16), kind="message", epoch=own.epoch, message=b"", welcome=b"", after=None,
+            op=then, submitted=False, redo=True, redo_epoch=own.epoch,
         )  # fmt: skip
 
     def _verdict(self, item: GroupItem) -> None:
@@ -285,6 +316,7 @@ class GroupEngine:
     def submissions(self) -> list[tuple[GroupRecord, Outstanding, str]]:
         """(group, own submission, hub) for every submission to send now: not sent yet, or due
         to be made again (remade here and saved before it is returned)."""
+        self._leaving_overdue()
         due = []
         for record in self._state.group_records_with_own():
             own = record.own
@@ -306,6 +338,16 @@ class GroupEngine:
                         self.rejected.append(f"could not make this device's change of group {group_hex(record.id)} again: {exc}")
                         self._state.save_group(record.but(own=None))
                         continue
+                    if made.kind != "message":
+                        try:  # the rules may not allow it any more (or never did): the hub would refuse it
+                            check_message(PublicGroup.from_bytes(record.public), made.message)
+                        except PolicyError as exc:
+                            self.outcomes[own.origin] = "not_allowed"
+                            self.rejected.append(f"this device's change of group {group_hex(record.id)} is not allowed: {exc}")
+                            if own.op["op"] == "commit":
+                                leaving.forget(self._state, record.id)  # committing it stays refused: stop trying
+                            self._state.save_group(record.but(own=None))
+                            continue
                     own = Outstanding(
                         ref=self._rng(16), origin=own.origin, kind=made.kind, epoch=made.epoch, message=made.message,
                         welcome=made.welcome, after=made.after, op=own.op, submitted=False,
@@ -316,6 +358,35 @@ class GroupEngine:
                     continue
                 due.append((record, own, group_extension(Group.from_bytes(record.mls).context).hub))
         return due
+
+    def _leaving_overdue(self) -> None:
+        """Commit the members' leavings that waited too long for the member who should have
+        committed them (client/groups/leaving.py), by time: at a receive with nothing new."""
+        for group_id in leaving.noted(self._state):
+            if not leaving.overdue(self._state, group_id, seq=0, now=self._clock()):  # seq 0: by time only
+                continue
+            with self._state.transaction():
+                record = self._state.group_record(group_id)
+                if record is None or not record.active:
+                    leaving.forget(self._state, group_id)
+                    continue
+                if record.own is not None:
+                    continue
+                group = Group.from_bytes(record.mls)
+                if not group.pending_proposals():
+                    leaving.forget(self._state, group_id)
+                    continue
+                own = self._commit_leaving(group, None)
+                if own is not None:
+                    self._state.save_group(record.but(own=own))
+
+    async def follow_devices(self, conn: Connection, policy: CryptoPolicy) -> None:
+        """Bring the account's devices in its groups in line with its device list
+        (client/groups/own_devices.py); the changes go with the next ``flush``."""
+        try:
+            await follow_device_list(conn, self._state, self._profile, policy=policy, now=self._clock(), rng=self._rng)
+        except (NodeError, ProtocolError) as exc:
+            self.rejected.append(f"could not bring this account's devices in its groups up to date now: {exc}")
 
     async def check_members(self, conn: Connection, policy: CryptoPolicy) -> None:
         """Check the devices that joined the device's groups against their accounts' device

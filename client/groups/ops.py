@@ -4,7 +4,8 @@ be made again on top of a newer epoch when another member's commit came first (d
 :func:`make` again on the group as it is then.
 
 Ops: ``add`` {key_packages: [KeyPackage MLSMessages]} (devices already in the group are left
-out), ``remove`` {account} (every leaf of it but this device's own), ``admin`` {account} (made an admin), ``hub``
+out), ``remove`` {account} (every leaf of it but this device's own), ``remove_devices`` {account,
+devices} (those devices' leaves, client/groups/own_devices.py), ``admin`` {account} (made an admin), ``hub``
 {node} (the group moves there), ``leave`` {} (a Remove proposal of this device's own leaf),
 ``send`` {content} (an application message: encoded core/content.py Content), ``commit`` {}
 (the pending proposals: what a member does when another one proposed to leave).
@@ -81,6 +82,11 @@ def make(group: Group, op: dict, rng: Callable[[int], bytes]) -> Made:
             Remove(index) for (account, _device), index in sorted(member_devices(group).items())
             if account == op["account"] and index != group.leaf_index
         ]  # fmt: skip
+    elif kind == "remove_devices":  # the account's own devices its device list no longer names
+        proposals = [
+            Remove(index) for (account, device), index in sorted(member_devices(group).items())
+            if account == op["account"] and device in op["devices"] and index != group.leaf_index
+        ]  # fmt: skip
     elif kind == "admin":
         if op["account"] not in current.admins:
             admins = tuple(sorted({*current.admins, op["account"]}))
@@ -95,7 +101,9 @@ def make(group: Group, op: dict, rng: Callable[[int], bytes]) -> Made:
         raise LocalProtocolError(f"unknown group change {kind!r}")
     if not proposals and kind != "commit":
         raise NothingToDo("nothing to change: the group is already so")
-    staged, message, welcome = group.commit(rng, proposals=proposals)
+    # the Welcome goes without the ratchet tree (~1.5 KB per member device): joiners fetch it
+    # from the hub (client/groups/tree_fetch.py)
+    staged, message, welcome = group.commit(rng, proposals=proposals, ratchet_tree_in_welcome=False)
     group.merge(staged)
     welcome_bytes = MLSMessage(WireFormat.WELCOME, welcome).to_bytes() if welcome is not None else b""
     return Made(kind="commit", epoch=epoch, message=message.to_bytes(), welcome=welcome_bytes, after=group.to_bytes(), now=None)

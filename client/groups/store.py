@@ -160,6 +160,10 @@ class GroupState:
         rows = self._db.execute("SELECT id, next_seq, created, mls, public, info, own FROM mls_groups ORDER BY created, id").fetchall()
         return [self._record(r) for r in rows]
 
+    def group_ids(self) -> list[bytes]:
+        """Every group's id (nothing opened)."""
+        return [r[0] for r in self._db.execute("SELECT id FROM mls_groups ORDER BY id")]
+
     def group_records_with_own(self) -> list[GroupRecord]:
         """The groups with an own outstanding submission (only these are opened)."""
         rows = self._db.execute(

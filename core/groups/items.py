@@ -67,7 +67,7 @@ MAX_HANDOVER_BYTES = MAX_GROUP_ITEM_BYTES - _ITEM_OVERHEAD
 GROUP_REFUSALS = {
     "stale_epoch": "the group moved on to a newer epoch first; the device redoes it on top",
     "not_member": "the sender is not a member of the group",
-    "not_allowed": "the group's rules do not allow this change (admins only)",
+    "not_allowed": "the group's rules do not allow this change",
     "invalid": "the hub refused the message as malformed or not verifying",
     "unknown_group": "the hub does not host this group",
     "too_large": "the message is too large for a group item",
