@@ -37,6 +37,7 @@ from sonet.core.device_list import DeviceList
 from sonet.core.groups.credential import leaf_member
 from sonet.core.groups.state import group_extension
 from sonet.core.mls.group import Group
+from sonet.core.mls.messages import Remove
 
 from ..connection import Connection
 from ..monitor import own_device_list
@@ -81,6 +82,8 @@ async def follow_device_list(
         if not record.active:
             continue
         group = Group.from_bytes(record.mls)
+        if any(isinstance(p.proposal, Remove) and p.proposal.removed == group.leaf_index for p in group.pending_proposals()):
+            continue  # this account is leaving the group (its other devices were taken out first): not re-added
         mine = {c.device: c.fingerprint for _i, leaf in group.members() for c in (leaf_member(leaf),) if c.account == profile.address}
         gone = sorted(d for d, fp in mine.items() if fp not in listed and d != profile.device_id)
         missing = set(listed.devices) - set(mine.values())

@@ -201,6 +201,26 @@ async def test_a_leaving_is_committed_by_any_member_when_the_first_one_does_not(
     assert [m.account for m in (await alice.group_info(view.id)).members] == [ALICE, BOB]
 
 
+async def test_a_leaving_account_does_not_add_its_devices_back(
+    alpha: RunningNode, register: Register, make_device: Callable[..., Device], clock: Clock
+) -> None:
+    alice, bob, bob2 = await register(alpha, "alice"), await register(alpha, "bob"), make_device("bob2")
+    await link_device(bob2, bob, alpha.url)
+    for device in (alice, bob, bob2):
+        await device.receive()
+    view = await alice.group_create("exit", [BOB])
+    for device in (bob, bob2):
+        await device.receive()
+    await bob.group_leave(view.id)  # a commit takes bob2 out, then bob proposes his own removal
+    clock.advance(own_devices.RETRY_MAX_MS)  # bob's next receive compares the group with his device list
+    await bob.receive()
+    info = await bob.group_info(view.id)
+    assert devices_of(info) == {ALICE: (1,), BOB: (1,)} and not info.waiting  # bob2 is not added back
+    await alice.receive()
+    await alice.receive()
+    assert [m.account for m in (await alice.group_info(view.id)).members] == [ALICE]
+
+
 async def test_the_last_admin_cannot_leave_while_others_stay(alpha: RunningNode, register: Register) -> None:
     alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
     for device in (alice, bob):
