@@ -42,6 +42,7 @@ from .directory import IdentityChanged, Lookup, lookup_account
 from .groups.engine import GroupEngine
 from .groups.keys import maintain_key_packages
 from .groups.store import GroupMessage
+from .groups.tree_fetch import prefetch_tree
 from .groups.typing import group_typing_message
 from .prekeys import maintain_prekeys
 from .session_cache import SessionCache
@@ -169,6 +170,14 @@ class Receiver:
         for item in frame.items:
             env = item.envelope
             if env.kind == Kind.GROUP:
+                try:  # a Welcome for this device goes without its ratchet tree: fetch it first
+                    await prefetch_tree(conn, self._state, self.groups, env)
+                except (NodeError, ProtocolError) as exc:
+                    if isinstance(exc, NodeError) and exc.code in TRANSIENT_LOOKUP_CODES:
+                        keep.add(env.id)  # the hub cannot answer now: the next receive asks again
+                        inbox.rejected.append(f"kept group item {env.id.hex()} for later: cannot fetch its group tree now: {exc}")
+                        continue
+                    inbox.rejected.append(f"could not fetch the group tree of item {env.id.hex()}: {exc}")
                 if self.groups.accept(env, item.stored_at):
                     fresh = True
                 else:

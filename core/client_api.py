@@ -70,6 +70,8 @@ __all__ = [
     "GroupCreated",
     "GroupSubmit",
     "GroupQueued",
+    "FetchGroupTree",
+    "GroupTree",
     "CLIENT_FRAMES",
 ]
 
@@ -668,6 +670,47 @@ class GroupQueued(Frame):
 
     request: int
     ref: bytes
+
+
+@frame(tag=78)
+class FetchGroupTree(Frame):
+    """The public ratchet tree of ``group`` at ``epoch``, which a device added by a commit
+    needs to join by its Welcome (Welcomes go without the tree: core/groups/trees.py), from
+    ``offset`` on. Asked of the home node, which answers when it is ``hub`` and asks ``hub``
+    over the federation otherwise. The device checks the tree against the Welcome's GroupInfo."""
+
+    request: int
+    group: bytes
+    hub: str
+    epoch: int
+    offset: int
+
+    def check(self) -> None:
+        if len(self.group) != 16:
+            raise ValueError("a group id is 16 bytes")
+        if not 0 <= self.epoch < 2**63 or not 0 <= self.offset <= limits.MAX_GROUP_TREE_BYTES:
+            raise ValueError("epoch or offset out of range")
+
+
+@frame(tag=79)
+class GroupTree(Frame):
+    """``chunk``: the tree's bytes from ``offset`` on (at most GROUP_TREE_CHUNK_BYTES; the last
+    chunk ends at ``total``, the tree's whole size)."""
+
+    request: int
+    group: bytes
+    epoch: int
+    offset: int
+    total: int
+    chunk: bytes
+
+    def check(self) -> None:
+        if len(self.group) != 16 or not 0 <= self.epoch < 2**63:
+            raise ValueError("a group id is 16 bytes, an epoch below 2**63")
+        if not 0 < self.total <= limits.MAX_GROUP_TREE_BYTES or len(self.chunk) > limits.GROUP_TREE_CHUNK_BYTES:
+            raise ValueError("group tree or chunk too large")
+        if not self.chunk or not 0 <= self.offset < self.total or self.offset + len(self.chunk) > self.total:
+            raise ValueError("a group tree chunk lies within the tree and is not empty")
 
 
 #: what travels on ``/client`` (both ways): every frame declared above

@@ -137,6 +137,7 @@ _CODES = {
     "ambiguous_group": "a group name that several groups of this device have",
     "group_busy": "an earlier change of this device to the group is still on its way to the hub",
     "nothing_to_do": "a group change that would change nothing",
+    "no_group_tree": "a ratchet tree the group's hub does not keep (never kept, or dropped)",
     "directory_mismatch": "a directory entry for another account or key than asked",
     "directory_too_large": "a directory that grew more than a device audits at once",
     "head_forged": "a directory head its node's key did not sign",

@@ -182,6 +182,7 @@ FEDERATION_FRAMES = FrameSet(
         *(client_api.FetchNodeKey, client_api.NodeKey, client_api.FetchHead, client_api.Head),
         *(client_api.FetchConsistency, client_api.Consistency),
         *(client_api.FetchKeyPackages, client_api.KeyPackages),
+        *(client_api.FetchGroupTree, client_api.GroupTree),
         *(client_api.ErrorFrame, client_api.Ping, client_api.Pong),
     ),
 )

@@ -49,7 +49,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import trio
 
 from sonet.core import limits
-from sonet.core.address import parse_address
+from sonet.core.address import parse_address, validate_node_name
 from sonet.core.client_api import (
     Bundles,
     Consistency,
@@ -58,9 +58,11 @@ from sonet.core.client_api import (
     FetchBundles,
     FetchConsistency,
     FetchDevices,
+    FetchGroupTree,
     FetchHead,
     FetchKeyPackages,
     FetchNodeKey,
+    GroupTree,
     Head,
     KeyPackages,
     NodeKey,
@@ -93,7 +95,7 @@ RELAY_DEADLINE_SHARE = 0.6
 
 log = logging.getLogger("sonet.federation")
 
-Lookup = FetchDevices | FetchBundles | FetchKeyPackages | FetchNodeKey | FetchHead | FetchConsistency
+Lookup = FetchDevices | FetchBundles | FetchKeyPackages | FetchNodeKey | FetchHead | FetchConsistency | FetchGroupTree
 #: the lookups that hand out one-time keys
 OneTime = FetchBundles | FetchKeyPackages
 #: what a peer may ask on a link
@@ -103,6 +105,7 @@ ANSWERS: dict[type[Frame], type[Frame]] = {
     FetchDevices: Devices,
     FetchBundles: Bundles,
     FetchKeyPackages: KeyPackages,
+    FetchGroupTree: GroupTree,
     FetchNodeKey: NodeKey,
     FetchHead: Head,
     FetchConsistency: Consistency,
@@ -337,7 +340,10 @@ class Inbound:
 
     async def _lookup(self, peer: str, req: Lookup) -> Frame:
         try:
-            node = req.node if isinstance(req, (FetchNodeKey, FetchHead, FetchConsistency)) else parse_address(req.account, remote=True).node
+            if isinstance(req, FetchGroupTree):  # asked of the group's hub
+                node = validate_node_name(req.hub, remote=True)
+            else:
+                node = req.node if isinstance(req, (FetchNodeKey, FetchHead, FetchConsistency)) else parse_address(req.account, remote=True).node
         except RemoteProtocolError as exc:
             return ErrorFrame(request=req.request, code="bad_address", message=str(exc))
         if node != self._name:

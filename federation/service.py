@@ -110,9 +110,11 @@ from sonet.core.client_api import (
     FetchBundles,
     FetchConsistency,
     FetchDevices,
+    FetchGroupTree,
     FetchHead,
     FetchKeyPackages,
     FetchNodeKey,
+    GroupTree,
     Head,
     KeyPackages,
     NodeKey,
@@ -421,6 +423,14 @@ class Federation:
             raise FederationError("invalid", f"{node} answered the KeyPackage lookup for {account} with something else")
         await self._witness.vet(node, answer.proof.head.head)
         self._seen_entry(account, answer.proof.index)
+        return dataclasses.replace(answer, request=0)
+
+    async def remote_group_tree(self, hub: str, group: bytes, epoch: int, offset: int) -> GroupTree:
+        """A chunk of the ratchet tree ``hub`` keeps for ``group`` at ``epoch`` (never cached;
+        the joining device checks the whole tree against its Welcome)."""
+        answer = await self._ask(hub, FetchGroupTree(request=0, group=group, hub=hub, epoch=epoch, offset=offset))
+        if not isinstance(answer, GroupTree) or (answer.group, answer.epoch, answer.offset) != (group, epoch, offset):
+            raise FederationError("invalid", f"{hub} answered the group tree lookup with something else")
         return dataclasses.replace(answer, request=0)
 
     async def remote_head(self, node: str) -> Head:

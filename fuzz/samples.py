@@ -70,6 +70,12 @@ def _by_name() -> dict[str, Any]:
         "code": "bad_input",
         "message": "a reason",
         "outcomes": ("ok", "mailbox_full"),
+        # FetchGroupTree / GroupTree (a Transit's group is a GroupItem: its struct sample is used)
+        "group": bytes(range(16)),
+        "hub": m.NODE,
+        "offset": 0,
+        "total": 4,
+        "chunk": b"tree",
     }
 
 

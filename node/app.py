@@ -20,7 +20,7 @@ from pathlib import Path
 import trio
 
 from sonet.core import limits
-from sonet.core.client_api import CLIENT_FRAMES
+from sonet.core.client_api import CLIENT_FRAMES, FetchGroupTree
 from sonet.core.cost_budget import CostBudget
 from sonet.core.crypto import CryptoPolicy
 from sonet.core.federation_api import FEDERATION_FRAMES
@@ -36,6 +36,7 @@ from sonet.transport import SecureSocket, serve
 from sonet.transport.server import ConnectionLimits, Listening, raise_fd_limit
 
 from .client_keys import answer_local
+from .group_trees import answer_group_tree
 from .client_limits import ClientLimits
 from .client_context import ClientContext, ClientFederation
 from .client_session import ClientSession
@@ -164,6 +165,8 @@ class Node:
             )
 
             async def answer_for_peer(frame: Frame) -> Frame:
+                if isinstance(frame, FetchGroupTree):
+                    return await answer_group_tree(ctx, frame)
                 return await answer_local(ctx, frame)
 
             # Each new head goes to the peers at once, so that they witness it.

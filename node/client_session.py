@@ -38,6 +38,7 @@ from sonet.core.client_api import (
     FetchBundles,
     FetchConsistency,
     FetchDevices,
+    FetchGroupTree,
     FetchHead,
     FetchKeyPackages,
     FetchLeaves,
@@ -82,6 +83,7 @@ from .client_keys import (
     sender_certificate,
 )
 from .client_key_packages import publish_key_packages
+from .group_trees import fetch_group_tree
 from .client_groups import create_group, group_submit
 from .client_messages import send_batch
 from .client_registration import link_approve, link_begin, link_complete, link_fetch, register, remove_device
@@ -400,6 +402,7 @@ _HANDLERS: dict[type[Frame], Callable[[ClientSession, Any], Awaitable[None]]] = 
     FetchBundles: fetch_bundles,
     PublishKeyPackages: publish_key_packages,
     FetchKeyPackages: fetch_key_packages,
+    FetchGroupTree: fetch_group_tree,
     GetSenderCertificate: sender_certificate,
     LinkBegin: link_begin,
     LinkFetch: link_fetch,

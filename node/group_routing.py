@@ -17,6 +17,7 @@ or a push, so everything one submission or one pushed item causes is committed t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sonet.core import limits
@@ -31,7 +32,7 @@ from sonet.core.wire import encode_struct
 from sonet.federation.records import NewEnvelope, OutboundItem
 from sonet.federation.transit import encode_transit, item_key
 
-__all__ = ["ZERO_REF", "Plan", "submit_item", "message_header", "is_commit", "verdict_item", "plan", "group_transit", "mailbox_envelope"]
+__all__ = ["ZERO_REF", "Plan", "submit_item", "message_header", "is_commit", "verdict_item", "plan", "group_transit", "mailbox_envelope", "mailbox_envelopes"]
 
 #: the ref of a HANDOVER item (it names no submission)
 ZERO_REF = bytes(16)
@@ -116,6 +117,16 @@ def group_transit(item: GroupItem, *, origin: str, dest: str, now: int, ttl_ms: 
     (the submitter's home node for a SUBMIT, even one a former hub forwards)."""
     transit = Transit(origin=origin, dest=dest, hops=limits.MAX_HOPS, envelope=None, report=None, group=item)
     return OutboundItem(dest=dest, key=item_key(transit), expires=now + ttl_ms, data=encode_transit(transit))
+
+
+def mailbox_envelopes(item: GroupItem, members: Iterable[tuple[str, int]], *, now: int, ttl_ms: int) -> list[NewEnvelope]:
+    """``mailbox_envelope`` for each of ``members``, the item encoded (and checked) once: a
+    commit of a large group goes to hundreds of mailboxes of a node."""
+    members = list(members)
+    if not members:
+        return []
+    first = mailbox_envelope(item, members[0], now=now, ttl_ms=ttl_ms)
+    return [first] + [dataclasses.replace(first, account=account, device_id=device) for account, device in members[1:]]
 
 
 def mailbox_envelope(item: GroupItem, member: tuple[str, int], *, now: int, ttl_ms: int) -> NewEnvelope:

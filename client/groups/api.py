@@ -27,7 +27,7 @@ from sonet.core.crypto import CryptoPolicy
 from sonet.core.device_list import DeviceList
 from sonet.core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from sonet.core.groups.credential import SUITE_ID, leaf_member
-from sonet.core.groups.items import GROUP_ID_LEN, GROUP_REFUSALS, group_hex
+from sonet.core.groups.items import GROUP_ID_LEN, GROUP_REFUSALS, MAX_ADDS_PER_COMMIT, group_hex
 from sonet.core.groups.policy import PolicyError
 from sonet.core.groups.state import GroupExtension, group_context_extensions, group_extension
 from sonet.core.mls.framing import MLSMessage, WireFormat
@@ -181,8 +181,8 @@ class Groups:
             if expect_reply(reply, GroupCreated).group != group_id:
                 raise RemoteProtocolError("the node created another group than the one asked for")
             self._state.save_group(GroupRecord(id=group_id, next_seq=1, created=now, mls=mls.to_bytes(), public=public_view(mls), name=name))
-            if key_packages:
-                await self._change(conn, profile, group_id, {"op": "add", "key_packages": key_packages})
+            for start in range(0, len(key_packages), MAX_ADDS_PER_COMMIT):  # so that each commit fits an item
+                await self._change(conn, profile, group_id, {"op": "add", "key_packages": key_packages[start : start + MAX_ADDS_PER_COMMIT]})
             await self._announce(conn, profile, group_id, name, "")
         return _view(self._record(group_id))
 
@@ -198,7 +198,8 @@ class Groups:
             key_packages = await self._key_packages(conn, profile, accounts, skip=present)
             if not key_packages:
                 raise LocalProtocolError("nothing to add: those devices are in the group already, or have no KeyPackages", code="nothing_to_do")
-            await self._change(conn, profile, record.id, {"op": "add", "key_packages": key_packages})
+            for start in range(0, len(key_packages), MAX_ADDS_PER_COMMIT):  # so that each commit fits an item
+                await self._change(conn, profile, record.id, {"op": "add", "key_packages": key_packages[start : start + MAX_ADDS_PER_COMMIT]})
             record = self._record(record.id)
             if record.name and group_extension(Group.from_bytes(record.mls).context).is_admin(profile.address):
                 await self._announce(conn, profile, record.id, record.name, record.topic)  # the new members learn the name

@@ -72,6 +72,8 @@ class GroupEngine:
         self.outcomes: dict[bytes, str] = {}
         #: group messages stored while this engine ran
         self.stored = 0
+        #: ratchet trees fetched for Welcomes that go without one, by item ref (tree_fetch.py)
+        self.trees: dict[bytes, bytes] = {}
         #: per sender account, the content ids of its texts stored and not yet receipted
         #: (``take_received``; client/receiving.py sends the receipts, client/groups/sent.py)
         self.received: dict[str, list[bytes]] = {}
@@ -144,7 +146,7 @@ class GroupEngine:
                 own, last_resort = OwnKeyPackage.from_bytes(found[0]), found[1]
                 group = Group.join(
                     SUITE, welcome, own.key_package, init_priv=own.init_priv, encryption_priv=own.encryption_priv,
-                    signature_priv=signature_key(self._state, self._rng),
+                    signature_priv=signature_key(self._state, self._rng), ratchet_tree=self.trees.get(item.ref),
                 )  # fmt: skip
                 if group.group_id != item.group:
                     raise RemoteProtocolError("the Welcome is for another group than its item names", code="group_malformed")

@@ -410,6 +410,12 @@ class Store(Protocol):
         StoreError "group_exists" if the id is taken, SenderRemoved without the device."""
         ...
 
+    async def group_tree(self, group: bytes, epoch: int, *, offset: int, length: int, now: int) -> tuple[int, bytes] | None:
+        """(total size, ``length`` bytes from ``offset`` on) of the ratchet tree this hub kept
+        for ``group`` at ``epoch`` (node/store/sqlite_group_trees.py); None if it keeps none
+        (or ``offset`` is not inside it)."""
+        ...
+
     async def group_submit(
         self, item: GroupItem, *, account: str, device_id: int, hub: str, node: str, now: int, ttl_ms: int, quota: Quota
     ) -> GroupEffects:

@@ -412,7 +412,23 @@ _GROUP_BUDGETS: tuple[str, ...] = (
     "CREATE INDEX mailbox_group_usage ON mailbox (account, device_id, kind, expires, size)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS)
+_GROUP_TREES: tuple[str, ...] = (
+    # a hub's public ratchet trees of the epochs it issued Welcomes for (Welcomes go without
+    # the tree; joiners fetch it: node/store/sqlite_group_trees.py), bounded per group
+    """CREATE TABLE group_trees (
+        grp         BLOB NOT NULL,
+        epoch       INTEGER NOT NULL,
+        tree        BLOB NOT NULL,
+        size        INTEGER NOT NULL,
+        expires     INTEGER NOT NULL,
+        PRIMARY KEY (grp, epoch)
+    )""",
+    "CREATE INDEX group_trees_expiry ON group_trees (expires)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES,
+)  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -100,6 +100,7 @@ from .sqlite_keydir import (
     _witnessed_all,
 )
 from .sqlite_budgets import Charges, DiskFree, disk_free_at, enforce
+from .sqlite_group_trees import _group_tree
 from .sqlite_groups import _create_group, _group_submit, _purge_groups
 from .sqlite_mailbox import _ack, _device_exists, _pending, _purge_expired, _store_envelopes
 from .sqlite_prekeys import _prekey_counts, _publish_prekeys, _take_bundle
@@ -412,6 +413,9 @@ class SqliteStore:
 
     async def create_group(self, *, account: str, device_id: int, group: bytes, state: bytes, now: int) -> bool:
         return await self._transaction(_create_group, account, device_id, group, state, now)
+
+    async def group_tree(self, group: bytes, epoch: int, *, offset: int, length: int, now: int) -> tuple[int, bytes] | None:
+        return await self._read(_group_tree, group, epoch, offset, length, now)
 
     async def group_submit(
         self, item: GroupItem, *, account: str, device_id: int, hub: str, node: str, now: int, ttl_ms: int, quota: Quota

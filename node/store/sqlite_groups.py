@@ -38,10 +38,11 @@ from sonet.core.groups.hub import HubGroup
 from sonet.core.groups.items import GroupItem, ItemKind
 
 from ..group_budgets import GROUP_FULL, group_allowance
-from ..group_routing import group_transit, is_commit, mailbox_envelope, plan, verdict_item
+from ..group_routing import group_transit, is_commit, mailbox_envelopes, plan, verdict_item
 from .base import GroupEffects, GroupReceived, OutboundItem, Quota, SenderRemoved, StoreError
 from .sqlite_budgets import Charges, DiskFree, enforce
 from .sqlite_federation import _queue_outbound
+from .sqlite_group_trees import _keep_tree, _purge_group_trees
 from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _known
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
@@ -183,6 +184,8 @@ def _order(step: _Step, item: GroupItem, *, origin: str) -> None:
             "UPDATE hosted_groups SET state = ?, seq = ?, moved_to = ? WHERE grp = ?",
             (hub.to_bytes(), hub.seq, hub.moved_to, item.group),
         )
+        if item.welcome:  # its joiners fetch the new epoch's tree here (Welcomes go without it)
+            _keep_tree(conn, item.group, hub.epoch, hub.public.tree.to_bytes(), now=step.now, ttl_ms=step.ttl_ms, charges=step.charges)
     decided = plan(outcome, here=step.here, submit=item, origin=origin)
     if decided.local is not None and _take_ordered(step, decided.local, origin=None) == GROUP_FULL:
         raise _Full(f"a member device on {step.here} has no room for more group items now; try again later")
@@ -325,7 +328,7 @@ def _take_verdict(step: _Step, item: GroupItem) -> str:
 def _deliver(step: _Step, item: GroupItem, recipients: set[Member]) -> set[Member]:
     """``item`` into each recipient's mailbox that does not hold it yet and has room within its
     allowance of group items; the recipients without room."""
-    envelopes = [mailbox_envelope(item, member, now=step.now, ttl_ms=step.ttl_ms) for member in sorted(recipients)]
+    envelopes = mailbox_envelopes(item, sorted(recipients), now=step.now, ttl_ms=step.ttl_ms)  # encoded once
     known = _known(step.conn, envelopes, step.now)
     max_count, max_bytes = group_allowance(step.quota)
     full: set[Member] = set()
@@ -358,3 +361,4 @@ def _purge_groups(conn: sqlite3.Connection, now: int) -> None:
     """Dedup records whose items can no longer be retransmitted (they expired)."""
     for table in ("hub_refs", "group_seen", "group_submissions", "group_waiting"):
         conn.execute(f"DELETE FROM {table} WHERE expires <= ?", (now,))
+    _purge_group_trees(conn, now)

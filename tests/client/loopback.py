@@ -26,7 +26,9 @@ from sonet.core.client_api import (
     ErrorFrame,
     FetchBundles,
     FetchDevices,
+    FetchGroupTree,
     FetchKeyPackages,
+    GroupTree,
     Head,
     KeyPackages,
     SendBatch,
@@ -41,6 +43,7 @@ from sonet.federation.records import GroupReceived
 from sonet.federation.transit import decode_transit
 from sonet.node.client_context import ClientContext
 from sonet.node.client_keys import answer_local
+from sonet.node.group_trees import answer_group_tree
 from sonet.node.store import NewEnvelope, OutboundItem, StatusUpdate, Tracking
 
 __all__ = ["Loopback"]
@@ -156,6 +159,14 @@ class _Service:
     async def remote_key_packages(self, account: str, *, one_time: bool = True) -> KeyPackages:
         answer = await self._ask(account, FetchKeyPackages(request=0, account=account, one_time=one_time))
         assert isinstance(answer, KeyPackages)
+        return answer
+
+    async def remote_group_tree(self, hub: str, group: bytes, epoch: int, offset: int) -> GroupTree:
+        self.net.calls.append((self.name, "FetchGroupTree", hub))
+        answer = await answer_group_tree(self.net._peer(hub), FetchGroupTree(request=0, group=group, hub=hub, epoch=epoch, offset=offset))
+        if isinstance(answer, ErrorFrame):
+            raise FederationError(answer.code, answer.message)
+        assert isinstance(answer, GroupTree)
         return answer
 
     async def _witness(self, peer: ClientContext) -> None:

@@ -27,6 +27,8 @@ from sonet.core.mls.group import Group
 from sonet.core.wire import encode_struct
 
 NOW = 1_800_000_000_000
+#: the ratchet tree after each adding commit ``change`` made, by ref (Welcomes go without it)
+TREES: dict[bytes, bytes] = {}
 HUB = "alpha.example"
 ALICE, BOB, CAROL = (f"{name}@{HUB}" for name in ("alice", "bob", "carol"))
 
@@ -37,7 +39,9 @@ class Dev:
     profile: Profile
 
     def engine(self) -> GroupEngine:
-        return GroupEngine(self.state, self.profile, rng=os.urandom, clock=lambda: NOW)
+        engine = GroupEngine(self.state, self.profile, rng=os.urandom, clock=lambda: NOW)
+        engine.trees = TREES  # as client/groups/tree_fetch.py would have fetched them from the hub
+        return engine
 
     def record(self, group: bytes) -> GroupRecord:
         record = self.state.group_record(group)
@@ -114,6 +118,8 @@ def change(dev: Dev, group: bytes, op: dict) -> Outstanding:
         op=op, submitted=True,
     )  # fmt: skip
     dev.state.save_group(record.but(own=own, mls=made.now if made.now is not None else record.mls))
+    if made.welcome and made.after is not None:
+        TREES[ref] = Group.from_bytes(made.after).ratchet_tree_bytes()
     return own
 
 

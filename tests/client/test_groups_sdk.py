@@ -158,6 +158,8 @@ async def test_a_group_across_two_nodes(
     await bob.receive()
     [joined] = await bob.groups()
     assert joined.id == view.id and joined.name == "far apart"
+    # the Welcome went without the ratchet tree: bob's device fetched it from the hub through beta
+    assert ("beta.example", "FetchGroupTree", "alpha.example") in loopback.calls
 
     bob.group_settle_s = 0  # his message waits in beta's outbox for alpha, the hub
     sent = await bob.group_send(view.id, "hello from beta")
