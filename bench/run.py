@@ -23,7 +23,7 @@ from pathlib import Path
 __all__ = ["main", "SUITES", "REQUIRED"]
 
 #: suite modules, in the order they run
-SUITES = ("bench.crypto_bench", "bench.store_bench", "bench.conn_bench", "bench.relay_bench", "bench.mls_bench")
+SUITES = ("bench.crypto_bench", "bench.store_bench", "bench.conn_bench", "bench.relay_bench", "bench.mls_bench", "bench.groups_bench")
 
 #: the figures issues 6, 14 and 15 ask for (top-level numeric keys of results.json)
 REQUIRED = (
@@ -50,6 +50,12 @@ REQUIRED = (
             "process_commit_filled_ms", "add_commit_ms", "join_ms", "remove_commit_ms", "app_message_us",
         )
     ),
+    # issue 16 item 7: a 1,500-device group over three nodes (bench/groups_bench.py)
+    "groups_create_ms",
+    "groups_message_ms",
+    "groups_envelopes_beta",
+    "groups_bytes_beta",
+    "groups_commit_process_ms",
 )
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
