@@ -8,14 +8,18 @@ route, so sessions and device-list caches exist before any fault.
 ``run_under_load(net, fault, seed, routes, act)`` runs the load while ``act()`` injects the
 fault: one ``Sender`` per route, the real client SDK (what ``sonet send`` runs), sends unique
 texts; a send that returned is *acknowledged* (the home node answered Accepted: durably
-stored). Each recipient's ``Inbox`` receives over and over as ``sonet recv`` does (a fresh
+stored). A route to a group (``make_group``: its id instead of an address) sends with
+``group_send`` (acknowledged: ordered by the hub, or queued towards it by the home node), and
+every other member is a recipient of it; a member that sends receives between its sends (one
+device never receives on two connections at once). Each recipient's ``Inbox`` receives over and over as ``sonet recv`` does (a fresh
 ``Device`` on the home's state each time, the messages marked shown after they are taken): what
 one receive returns is what the user was shown. The devices run in this process, in the run's
 trio loop, so a run costs the nodes' start-ups and the fault, not an interpreter per message;
 the nodes are real processes. When ``act`` returns (the fault healed), the senders stop, the
 inboxes drain, and the run is counted:
-sent, acknowledged, delivered (unique texts shown; each text is sent once, under one message
-id), duplicated (shows beyond the first), lost (acknowledged, never shown) and whatever
+sent, acknowledged, delivered (unique texts shown, per recipient; each text is sent once, under
+one message id), duplicated (shows beyond the first), lost (acknowledged, never shown to a
+recipient) and whatever
 ``act`` observed, plus any traceback of a node, a ``recv`` or the SDK, and any node that
 died unasked. The nodes are set up with the CLIs' ``main`` in this process (``here``).
 """
@@ -47,7 +51,7 @@ from ..node.kit import connect_raw, new_identity
 from .conftest import NodeProcess, Processes, init_node, node_here, ok, register, set_listen
 from .proxy import TcpProxy
 
-__all__ = ["ROUNDS", "FaultNet", "FaultRun", "fault_net", "fill_disk", "limit_file_size", "run_under_load"]
+__all__ = ["ROUNDS", "FaultNet", "FaultRun", "fault_net", "fill_disk", "limit_file_size", "make_group", "run_under_load"]
 
 #: the failures ``sonet send`` and ``sonet recv`` report as one clear line (client/cli.py);
 #: anything else would be a traceback
@@ -69,6 +73,10 @@ POLL_PAUSE_S = 0.5
 #: hang guards (never performance thresholds); a send may wait out a dial (10 s) and a request
 #: deadline before it fails; a receive may wait as long, plus its --wait
 SEND_GUARD_S = 15.0
+#: a group send waits this long for the hub's order before it is "queued" (and once more for
+#: an earlier one still on its way: client/groups/api.py), within its own hang guard
+GROUP_SETTLE_S = 4.0
+GROUP_SEND_GUARD_S = SEND_GUARD_S + 2 * GROUP_SETTLE_S
 RECV_GUARD_S = 60.0
 PROBE_GUARD_S = 5.0
 #: how long a node that stopped answering may take to exit
@@ -94,6 +102,8 @@ class FaultNet:
     disk: Path | None
     #: every node process started, restarts included (their logs are checked for tracebacks)
     started: list[NodeProcess] = field(default_factory=list)
+    #: group id (hex) -> its member accounts (``make_group``)
+    groups: dict[str, list[str]] = field(default_factory=dict)
     _reported: set[int] = field(default_factory=set)
 
     def restart(self, name: str) -> NodeProcess:
@@ -211,14 +221,40 @@ async def _warm_up(net: FaultNet) -> None:
             assert texts <= set(net.inboxes[to].texts(prefix)), net.inboxes[to].failures
 
 
+async def make_group(net: FaultNet, name: str, creator: str, members: list[str]) -> str:
+    """``creator`` makes group ``name`` with ``members`` (its node is the hub); each member's
+    device joins by receiving. Returns the group's id; routes to it send to the group."""
+    state = DeviceState(net.homes[creator])
+    try:
+        view = await Device(state).group_create(name, members)
+    finally:
+        state.close()
+    assert sorted(view.members) == sorted([creator, *members]), view
+    for member in members:
+        with trio.fail_after(DRAIN_GUARD_S):  # hang guard
+            while not await _in_group(net.homes[member], view.id):
+                await net.inboxes[member].fetch(wait=1)
+    net.groups[view.id] = [creator, *members]
+    return view.id
+
+
+async def _in_group(home: Path, group: str) -> bool:
+    state = DeviceState(home)
+    try:
+        return any(g.id == group and g.active for g in await Device(state).groups())
+    finally:
+        state.close()
+
+
 # Devices ----------------------------------------------------------------------------------
 
 
 class Sender:
-    """One device sending unique texts ``PREFIX #n`` to ``to``, back to back until stopped."""
+    """One device sending unique texts ``PREFIX #n`` to ``to`` (an address, or a group's id),
+    back to back until stopped; with ``inbox`` (its own), receiving after each send."""
 
-    def __init__(self, home: Path, to: str, prefix: str) -> None:
-        self.home, self.to, self.prefix = home, to, prefix
+    def __init__(self, home: Path, to: str, prefix: str, *, inbox: Inbox | None = None) -> None:
+        self.home, self.to, self.prefix, self.inbox = home, to, prefix, inbox
         self.sent = 0
         self.acked: set[str] = set()
         self.refusals: Counter[str] = Counter()  # clean failures, by code
@@ -228,19 +264,27 @@ class Sender:
         state = DeviceState(self.home)
         try:
             device = Device(state)
+            device.group_settle_s = GROUP_SETTLE_S
             while not until():
                 await self._send(device)
+                if self.inbox is not None:
+                    await self.inbox.fetch()
         finally:
             state.close()
 
     async def _send(self, device: Device) -> None:
         text = f"{self.prefix} #{self.sent}"
         self.sent += 1
+        to_group = "@" not in self.to
+        guard = GROUP_SEND_GUARD_S if to_group else SEND_GUARD_S
         try:
-            with trio.fail_after(SEND_GUARD_S):
-                await device.send_text(self.to, text)
+            with trio.fail_after(guard):
+                if to_group:
+                    await device.group_send(self.to, text)
+                else:
+                    await device.send_text(self.to, text)
         except trio.TooSlowError:
-            self.crashes.append(f"`send {text}` did not return within {SEND_GUARD_S:g} s")
+            self.crashes.append(f"`send {text}` did not return within {guard:g} s")
         except CLEAN_ERRORS as exc:
             self.refusals[getattr(exc, "code", type(exc).__name__)] += 1
             await trio.sleep(RETRY_PAUSE_S)
@@ -273,7 +317,9 @@ class Inbox:
             with trio.fail_after(RECV_GUARD_S):
                 result = await Device(state).receive(wait=wait)
             self.shown += [{"id": m.id.hex(), "from": m.sender, "text": m.fields.get("text", "")} for m in result.messages if m.type == "text"]
+            self.shown += [{"id": m.id.hex(), "from": m.sender, "text": m.text} for m in result.group_messages]
             state.mark_shown([m.id for m in result.messages])
+            state.mark_group_messages_shown([(m.group, m.seq) for m in result.group_messages])
         except trio.TooSlowError:
             self.tracebacks.append(f"a receive did not return within {RECV_GUARD_S:g} s")
         except CLEAN_ERRORS as exc:
@@ -339,8 +385,15 @@ async def run_under_load(
     """Load on ``routes`` while ``act()`` runs the fault (and heals it before returning); then
     drain (at most ``drain_guard_s`` per recipient) and count."""
     tag = f"{fault}/{seed}"
-    senders = [Sender(net.homes[s], to, f"{tag} {s}>{to}") for s, to in routes]
-    recipients = list(dict.fromkeys(to for _, to in routes))
+    # a group's members that send receive in their sender's loop; the other recipients poll
+    senders = [Sender(net.homes[s], to, f"{tag} {s}>{to}", inbox=net.inboxes[s] if to in net.groups else None) for s, to in routes]
+    audiences = [[a for a in net.groups[to] if a != s] if to in net.groups else [to] for s, to in routes]
+    recipients = list(dict.fromkeys(a for audience in audiences for a in audience))
+    receiving = {s for s, to in routes if to in net.groups}
+
+    def expected(to: str) -> set[str]:
+        return set().union(*(sender.acked for sender, audience in zip(senders, audiences, strict=True) if to in audience))
+
     marks = {inbox: (len(inbox.shown), len(inbox.tracebacks)) for inbox in net.inboxes.values()}
     with trio.fail_after(RUN_GUARD_S):
         stop = trio.Event()
@@ -348,7 +401,8 @@ async def run_under_load(
             for sender in senders:
                 nursery.start_soon(sender.run, stop.is_set)
             for to in recipients:
-                nursery.start_soon(net.inboxes[to].poll, stop)
+                if to not in receiving:
+                    nursery.start_soon(net.inboxes[to].poll, stop)
             observed = await act()
             stop.set()
         problems = [f"{n.name} exited ({n.proc.returncode}) during the run" for n in net.nodes.values() if not n.alive()]
@@ -356,9 +410,10 @@ async def run_under_load(
             await trio.to_thread.run_sync(net.restart, name)  # for the runs after this one
         async with trio.open_nursery() as nursery:
             for to in recipients:
-                nursery.start_soon(net.inboxes[to].receive, set().union(*(s.acked for s in senders if s.to == to)), drain_guard_s)
+                nursery.start_soon(net.inboxes[to].receive, expected(to), drain_guard_s)
 
-    shown = Counter(t for to in recipients for t in net.inboxes[to].texts(tag + " "))
+    # per recipient (a group text has several): each text shown once to each of them
+    shown = {to: Counter(net.inboxes[to].texts(tag + " ")) for to in recipients}
     acked = set().union(*(s.acked for s in senders))
     refusals = sum((s.refusals for s in senders), Counter())
     observed |= {"refused_sends": sum(refusals.values())}
@@ -369,8 +424,9 @@ async def run_under_load(
         late = Counter(m["text"] for m in inbox.shown[shown_before:] if not m["text"].startswith(tag + " "))
         problems += [f"{text!r} (not of this run) shown again" for text, n in late.items() if n > 1 or text in earlier]
     run = FaultRun(
-        fault=fault, seed=seed, sent=sum(s.sent for s in senders), acked=len(acked), delivered=len(shown),
-        duplicated=sum(shown.values()) - len(shown), lost=len(acked - set(shown)), observed=observed, problems=problems,
+        fault=fault, seed=seed, sent=sum(s.sent for s in senders), acked=len(acked), delivered=sum(len(c) for c in shown.values()),
+        duplicated=sum(sum(c.values()) - len(c) for c in shown.values()), lost=sum(len(expected(to) - set(shown[to])) for to in recipients),
+        observed=observed, problems=problems,
     )
     print(run.line(), f"refusals={dict(refusals)}")
     return run

@@ -14,13 +14,15 @@ node's data directory and log for a message text.
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .conftest import NodeProcess, Processes, Result, link_device, ok, read_json_lines, register, sonet_here
+from .conftest import SONET, NodeProcess, Processes, Result, link_device, ok, read_json_lines, register, sonet_here
 from .proxy import TcpProxy
 from .test_federation import POLL_GUARD_S, Federation, peer, start
 
@@ -241,3 +243,36 @@ def check_no_plaintext(net: GroupNet) -> None:
         found += [f"{log}: {n!r}" for n in needles if n in data]
         assert b"Traceback" not in data, data.decode(errors="replace")[-3000:]
     assert found == []
+
+
+def popen_sonet(net: GroupNet, m: Member, *args: str) -> subprocess.Popen[str]:
+    """``sonet --home HOME ARGS`` as a process of its own (running alongside this one's)."""
+    return net.procs.popen([SONET, "--home", str(m.home), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + POLL_GUARD_S  # hang guard only
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what}"
+        time.sleep(0.05)
+
+
+def submissions(net: GroupNet, group: str, account: str) -> int:
+    """How many submissions of ``account``'s devices to ``group`` its home node noted
+    (node/store/sqlite_groups.py's group_submissions; read-only)."""
+    node = net.node({ALICE: "alpha", BOB: "beta", CAROL: "gamma"}[account])
+    db = sqlite3.connect(f"file:{node.data / 'node.db'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT COUNT(*) FROM group_submissions WHERE grp = ? AND account = ?", (bytes.fromhex(group), account)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def hub_outcomes(net: GroupNet, hub: str, group: str) -> Counter[str]:
+    """What node ``hub`` answered each submission of ``group`` it judged as its hub ("ok" or a
+    refusal; its dedup records, hub_refs; read-only)."""
+    db = sqlite3.connect(f"file:{net.node(hub).data / 'node.db'}?mode=ro", uri=True)
+    try:
+        return Counter(row[0] for row in db.execute("SELECT outcome FROM hub_refs WHERE grp = ?", (bytes.fromhex(group),)))
+    finally:
+        db.close()

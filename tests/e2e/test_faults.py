@@ -16,6 +16,11 @@ proxy dropped/duplicated/cut, the disk filled). Faults are placed by ``random.Ra
 the seed is printed. To replay the same choices, set ``SONET_FAULT_SEED=<n>`` (the timing
 of real processes still varies).
 
+Group runs (``group_sigkill_*``): alice@alpha's group with bob@beta and carol@gamma
+(``make_group``; alpha is its hub), all three sending to it, while the hub, a member's node
+(gamma) or the relay (beta) is SIGKILLed and restarted; each other member must be shown every
+acknowledged text once (delivered and lost count per recipient).
+
 Bugs these faults found (and that stay fixed): a dial into a black hole (TCP accepted, the
 upgrade never answered) hung every push to that peer; an Ack on a full disk killed the node;
 writing run.json on a full disk ended the node.
@@ -40,7 +45,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import pytest
 import trio
 
-from .faults import ROUNDS, FaultNet, FaultRun, fault_net, fill_disk, limit_file_size, run_under_load
+from .faults import ROUNDS, FaultNet, FaultRun, fault_net, fill_disk, limit_file_size, make_group, run_under_load
 
 pytestmark = pytest.mark.slow
 
@@ -82,11 +87,7 @@ KILLS = {
 }
 
 
-@pytest.mark.parametrize("role", list(KILLS))
-async def test_sigkill_under_load(net: FaultNet, seed: int, role: str, record_fault_run: Record) -> None:
-    victim, routes = KILLS[role]
-    rng = random.Random(seed)
-
+def _kill_and_restart(net: FaultNet, victim: str, rng: random.Random) -> Callable[[], Awaitable[dict[str, int]]]:
     async def kill_and_restart() -> dict[str, int]:
         kills = 0
         for _ in range(ROUNDS):
@@ -100,7 +101,37 @@ async def test_sigkill_under_load(net: FaultNet, seed: int, role: str, record_fa
             await trio.sleep(rng.uniform(0.3, 1.0))  # load goes on against the restarted node
         return {"kills": kills}
 
-    run = await run_under_load(net, fault=f"sigkill_{role}", seed=seed, routes=routes, act=kill_and_restart)
+    return kill_and_restart
+
+
+@pytest.mark.parametrize("role", list(KILLS))
+async def test_sigkill_under_load(net: FaultNet, seed: int, role: str, record_fault_run: Record) -> None:
+    victim, routes = KILLS[role]
+    act = _kill_and_restart(net, victim, random.Random(seed))
+    run = await run_under_load(net, fault=f"sigkill_{role}", seed=seed, routes=routes, act=act)
+    check(run, record_fault_run)
+    assert run.observed["kills"] == ROUNDS
+
+
+#: a group of alice@alpha (so alpha is its hub), bob@beta and carol@gamma, all three sending:
+#: the hub, a member's node (carol's), the relay between them (beta, also bob's node)
+GROUP_KILLS = {"hub": "alpha", "member": "gamma", "relay": "beta"}
+GROUP_MEMBERS = ["alice@alpha", "bob@beta", "carol@gamma"]
+
+
+@pytest.fixture(scope="module")
+def group(net: FaultNet) -> str:
+    return trio.run(make_group, net, "faults", GROUP_MEMBERS[0], GROUP_MEMBERS[1:])
+
+
+@pytest.mark.parametrize("role", list(GROUP_KILLS))
+async def test_group_sigkill_under_load(net: FaultNet, group: str, seed: int, role: str, record_fault_run: Record) -> None:
+    """Every member sends to the group while a node is SIGKILLed and restarted: each other
+    member is shown every acknowledged text once."""
+    victim = GROUP_KILLS[role]
+    routes = [(member, group) for member in GROUP_MEMBERS]
+    act = _kill_and_restart(net, victim, random.Random(seed))
+    run = await run_under_load(net, fault=f"group_sigkill_{role}", seed=seed, routes=routes, act=act)
     check(run, record_fault_run)
     assert run.observed["kills"] == ROUNDS
 
