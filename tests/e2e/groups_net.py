@@ -18,7 +18,8 @@ import sqlite3
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,7 +130,9 @@ def wait_for(m: Member, group: str, condition: Callable[[dict], bool]) -> dict:
         if (got is not None and condition(got)) or time.monotonic() > deadline:
             assert got is not None and condition(got), f"{m.label}: {got}"
             return got
-        _stash(m, ok(sonet_here(m.home, "recv", "--wait", "2", "--json")))
+        # no --wait: a recv that brings only group changes (no text) would wait it out
+        _stash(m, ok(sonet_here(m.home, "recv", "--json")))
+        time.sleep(0.1)
 
 
 #: group messages a ``recv`` of ``wait_for`` showed (per device home), read by ``receive``
@@ -276,3 +279,19 @@ def hub_outcomes(net: GroupNet, hub: str, group: str) -> Counter[str]:
         return Counter(row[0] for row in db.execute("SELECT outcome FROM hub_refs WHERE grp = ?", (bytes.fromhex(group),)))
     finally:
         db.close()
+
+
+@contextmanager
+def beta_cut_off_from_alpha(net: GroupNet) -> Iterator[None]:
+    """While inside, beta's dials of alpha hang in the proxy (alpha's of beta go through), so
+    what beta queues for alpha waits there. At the end the hanging dials are reset, which the
+    dialer notices at once (a connection closed before the upgrade's answer would cost it its
+    whole handshake deadline), and beta's next dial gets through."""
+    proxy = net.beta_to_alpha
+    proxy.blackhole(True)
+    proxy.drop()
+    try:
+        yield
+    finally:
+        proxy.blackhole(False)
+        proxy.drop()

@@ -30,6 +30,7 @@ from .groups_net import (
     ERIN,
     GroupNet,
     Member,
+    beta_cut_off_from_alpha,
     check_exactly_once,
     check_no_plaintext,
     create_group,
@@ -126,20 +127,15 @@ def test_two_admins_adding_at_the_same_moment_end_in_one_epoch_everywhere(net: G
     epoch = made[0]["epoch"]
     wait_for(net.bob1, group, lambda i: i["epoch"] == epoch and i["admins"] == [ALICE, BOB])
     # Both admins add on the same epoch. bob's add (a process) is made and queued at beta
-    # while beta cannot reach alpha; alice's add (a process too) is ordered meanwhile; then
+    # while beta cannot reach alpha (beta_cut_off_from_alpha); alice's add (a process too) is ordered meanwhile; then
     # beta's link comes back. The hub refuses bob's commit (stale_epoch) and his device makes
     # the add again on top of alice's; both are ordered, one epoch each.
-    proxy = net.beta_to_alpha
-    proxy.refuse(True)
-    proxy.drop()
     adds = {}
-    try:
+    with beta_cut_off_from_alpha(net):
         adds[net.bob1] = popen_sonet(net, net.bob1, "group", "add", group, ERIN, "--json")
         wait_until(lambda: submissions(net, group, BOB) >= 1, "bob's add queued at beta")
         adds[net.alice] = popen_sonet(net, net.alice, "group", "add", group, DAVE, "--json")
         alice_out, alice_err = adds[net.alice].communicate(timeout=CLI_TIMEOUT_S)  # hang guard only
-    finally:
-        proxy.refuse(False)
     bob_out, bob_err = adds[net.bob1].communicate(timeout=CLI_TIMEOUT_S)
     assert adds[net.alice].returncode == 0 and "Traceback" not in alice_err, (alice_out, alice_err)
     assert adds[net.bob1].returncode == 0 and "Traceback" not in bob_err, (bob_out, bob_err)

@@ -24,6 +24,7 @@ from .groups_net import (
     GroupNet,
     Member,
     Sent,
+    beta_cut_off_from_alpha,
     check_exactly_once,
     check_no_plaintext,
     create_group,
@@ -67,16 +68,11 @@ def test_the_group_goes_on_with_its_hub_handed_over_and_the_old_hub_stopped(net:
     # the first copy reaches alpha, which forwards it to beta, which refuses it for its old
     # epoch (stale_epoch): the message is ordered once, after the move
     inflight = _texts(net, "inflight")(net.bob1, 0)
-    proxy = net.beta_to_alpha
-    proxy.refuse(True)
-    proxy.drop()
-    try:
+    with beta_cut_off_from_alpha(net):
         queued = submissions(net, group, BOB)
         sending = popen_sonet(net, net.bob1, "send", group, inflight, "--json")
         wait_until(lambda: submissions(net, group, BOB) > queued, "bob's message queued at beta")
         [moved] = read_json_lines(ok(sonet_here(net.alice.home, "group", "hub", group, "beta", "--json")).out)
-    finally:
-        proxy.refuse(False)
     assert (moved["hub"], moved["waiting"]) == ("beta", False), moved
     out, err = sending.communicate(timeout=CLI_TIMEOUT_S)  # hang guard only
     assert sending.returncode == 0 and json.loads(out)["state"] == "ordered", (out, err)
