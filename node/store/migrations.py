@@ -426,8 +426,38 @@ _GROUP_TREES: tuple[str, ...] = (
     "CREATE INDEX group_trees_expiry ON group_trees (expires)",
 )
 
+_GROUP_BODIES: tuple[str, ...] = (
+    # one stored body per group item per node, shared by the mailbox rows of its member
+    # devices (node/store/sqlite_group_bodies.py): a Kind.GROUP row names its body in
+    # ``body_ref`` and keeps ``body`` empty (``size`` stays the item's length: the device's
+    # group allowance counts it). Found again by its digest; deleted with its last row.
+    """CREATE TABLE group_bodies (
+        id          INTEGER PRIMARY KEY,
+        digest      BLOB NOT NULL UNIQUE,
+        body        BLOB NOT NULL,
+        size        INTEGER NOT NULL
+    )""",
+    "ALTER TABLE mailbox ADD COLUMN body_ref INTEGER NULL",
+    "CREATE INDEX mailbox_body_ref ON mailbox (body_ref) WHERE body_ref IS NOT NULL",
+    # every way a row goes (acknowledged, expired, its device removed) releases its body
+    """CREATE TRIGGER group_body_release AFTER DELETE ON mailbox WHEN OLD.body_ref IS NOT NULL BEGIN
+        DELETE FROM group_bodies WHERE id = OLD.body_ref
+            AND NOT EXISTS (SELECT 1 FROM mailbox WHERE body_ref = OLD.body_ref);
+    END""",
+    # a fresh random tag per hub state written (node/hub_cache.py): a decoded state kept in
+    # memory is current only while its tag is the stored one. A state written without a new
+    # tag (a writer that keeps no cache) clears it, so no kept copy can match it. From here on
+    # ``seq`` is the group's sequence number: an application message moves it without writing
+    # the state again (whose own seq may be older).
+    "ALTER TABLE hosted_groups ADD COLUMN state_tag BLOB NULL",
+    """CREATE TRIGGER hosted_groups_untag AFTER UPDATE OF state ON hosted_groups
+        WHEN NEW.state_tag IS OLD.state_tag AND NEW.state_tag IS NOT NULL BEGIN
+        UPDATE hosted_groups SET state_tag = NULL WHERE grp = NEW.grp;
+    END""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES,
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

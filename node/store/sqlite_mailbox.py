@@ -124,6 +124,10 @@ def _store_envelopes(
     return len(fresh)
 
 
+#: a row's body: its own, or the group item body it shares with other mailboxes (sqlite_group_bodies.py)
+_PENDING_BODY = "CASE WHEN body_ref IS NULL THEN body ELSE (SELECT body FROM group_bodies WHERE id = body_ref) END"
+
+
 def _pending(
     conn: sqlite3.Connection, account: str, device_id: int, after_seq: int, limit: int, now: int, max_bytes: int | None
 ) -> list[MailboxItem]:
@@ -131,7 +135,7 @@ def _pending(
     total = 0
     with closing(
         conn.execute(
-            "SELECT seq, id, expires, kind, body, stored_at FROM mailbox"
+            f"SELECT seq, id, expires, kind, {_PENDING_BODY}, stored_at FROM mailbox"
             " WHERE account = ? AND device_id = ? AND seq > ? AND expires > ?"
             " ORDER BY seq LIMIT ?",
             (account, device_id, after_seq, now, limit),
