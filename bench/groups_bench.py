@@ -20,16 +20,20 @@ Figures (``groups_`` prefix; ``_ms`` wall time, ``_cpu_ms`` CPU time of the proc
 and delivered, the observers' processing and the joins included, the devices' reading of their
 mailboxes not); ``create_nodes_ms``: the nodes' part of it (submit to the last mailbox write);
 ``message_ms``: one application message from a member on beta to every member
-mailbox (beta -> hub alpha -> one copy per node -> each node's mailboxes); ``envelopes_per_node``
-/ ``bytes_per_node_<node>``: what that message stored at each node (one mailbox envelope per
-member device there; one copy per node in transit: ``transit_copies``);
+mailbox (beta -> hub alpha -> one copy per node -> each node's mailboxes); ``envelopes_<node>``
+/ ``bytes_<node>``: what that message put in the mailboxes of each node (one mailbox envelope
+per member device there, as devices are delivered it; one copy per node in transit:
+``transit_copies``), ``body_bytes_<node>``: what the node stored for it (one body per item per
+node, shared by the mailbox rows: node/store/sqlite_group_bodies.py);
 ``commit_process_ms``: an observer's processing of the last adding commit (``Group.process`` +
 merge); ``path_commit_bytes`` / ``path_commit_process_ms`` / ``hub_order_path_ms``: a member's
 commit with an UpdatePath (the first after the adds encrypts to nearly every device), its
-processing by another member and its ordering (verification) at the hub, which is not fanned
-out here (its mailbox copies would be ``path_commit_bytes`` x devices per node: computed, in
-``path_commit_stored_bytes_per_node``); ``tree_bytes``: the public tree a joiner fetched last;
-``join_ms``: that joiner's fetch + ``Group.join``.
+processing by another member (from its mailbox) and its ordering (verification) by a decoded
+hub state in memory; ``path_commit_nodes_ms``: that commit through the nodes (submitted on
+gamma, ordered at the hub, fanned out, delivered into every member mailbox);
+``path_commit_stored_bytes_per_node``: the body bytes the node storing most stored for it (its
+body once; the mailbox rows, one per member device, hold none); ``tree_bytes``: the public tree a joiner
+fetched last; ``join_ms``: that joiner's fetch + ``Group.join``.
 
 Ceilings (``<figure>_ceiling``, same run): the MLS work alone, without the stores and routing:
 the same adds ordered by a ``HubGroup`` in memory (``create``), one application message
@@ -263,7 +267,7 @@ async def build(sim: Sim, observers: list[SimDevice], figures: dict) -> None:
 
 
 async def _stored(sim: Sim) -> dict[str, tuple[int, int]]:
-    """(envelopes, body bytes) in each node's mailboxes now."""
+    """(envelopes, body bytes) in each node's mailboxes now, as the devices are delivered them."""
     found = {}
     for node, store in sim.stores.items():
         count = size = 0
@@ -272,6 +276,13 @@ async def _stored(sim: Sim) -> dict[str, tuple[int, int]]:
                 count, size = count + 1, size + len(item.body)
         found[node] = (count, size)
     return found
+
+
+async def _stored_bytes(store: SqliteStore) -> int:
+    """What a node's mailboxes hold on disk: the group bodies (once each) and every row's own body."""
+    return await store._read(
+        lambda conn: conn.execute("SELECT (SELECT coalesce(sum(size), 0) FROM group_bodies) + (SELECT coalesce(sum(length(body)), 0) FROM mailbox)").fetchone()[0]
+    )
 
 
 async def message(sim: Sim, sender: SimDevice, reader: SimDevice, figures: dict) -> None:
@@ -286,6 +297,7 @@ async def message(sim: Sim, sender: SimDevice, reader: SimDevice, figures: dict)
     for node, (count, size) in stored.items():
         figures[f"groups_envelopes_{node.split('.')[0]}"] = count
         figures[f"groups_bytes_{node.split('.')[0]}"] = size
+        figures[f"groups_body_bytes_{node.split('.')[0]}"] = await _stored_bytes(sim.stores[node])
     if sum(count for count, _ in stored.values()) != len(sim.devices):
         raise RuntimeError(f"the message reached {stored}, not {len(sim.devices)} mailboxes")
     got = reader.g.process((await sim.mailbox(reader))[-1].message)
@@ -298,8 +310,9 @@ async def message(sim: Sim, sender: SimDevice, reader: SimDevice, figures: dict)
     await sim.drain()
 
 
-def path_commit(sim: Sim, committer: SimDevice, reader: SimDevice, hub_state: bytes, figures: dict) -> None:
-    """A member's commit with an UpdatePath: its size, the hub's ordering, a member's processing."""
+async def path_commit(sim: Sim, committer: SimDevice, reader: SimDevice, hub_state: bytes, figures: dict) -> None:
+    """A member's commit with an UpdatePath: its size, the hub's ordering, its way through the
+    nodes into every mailbox, a member's processing."""
     staged, commit, _ = committer.g.commit(rng, path=True)
     data = commit.to_bytes()
     figures["groups_path_commit_bytes"] = len(data)
@@ -313,14 +326,22 @@ def path_commit(sim: Sim, committer: SimDevice, reader: SimDevice, hub_state: by
     figures["groups_hub_order_path_ms"] = (time.perf_counter() - t0) * 1000
     if outcome.code != OK:
         raise RuntimeError(f"the hub refused the path commit: {outcome.code}")
+    before = {node: await _stored_bytes(store) for node, store in sim.stores.items()}
     t0 = time.perf_counter()
-    result = reader.g.process(data)
+    await sim.submit(committer, commit)
+    figures["groups_path_commit_nodes_ms"] = (time.perf_counter() - t0) * 1000
+    stored = await _stored(sim)
+    if sum(count for count, _ in stored.values()) != len(sim.devices):
+        raise RuntimeError(f"the path commit reached {stored}, not {len(sim.devices)} mailboxes")
+    figures["groups_path_commit_stored_bytes_per_node"] = max([await _stored_bytes(store) - before[node] for node, store in sim.stores.items()])
+    received = (await sim.mailbox(reader))[-1].message
+    t0 = time.perf_counter()
+    result = reader.g.process(received)
     assert isinstance(result, StagedCommit)
     reader.g.merge(result)
     figures["groups_path_commit_process_ms"] = (time.perf_counter() - t0) * 1000
     committer.g.merge(staged)
-    per_node = max(len(sim.on(node)) for node in NODES)
-    figures["groups_path_commit_stored_bytes_per_node"] = len(data) * per_node
+    await sim.drain()
 
 
 def ceiling_create(sim: Sim) -> float:
@@ -360,7 +381,7 @@ async def run(n: int, tmp: Path) -> dict:
         await message(sim, observers[1], observers[2], figures)
         # the hub's state as stored (no Store method reads it: only the hub's ordering does)
         hub_state = await sim.stores[HUB]._read(lambda conn: bytes(conn.execute("SELECT state FROM hosted_groups").fetchone()[0]))
-        path_commit(sim, observers[2], observers[1], hub_state, figures)
+        await path_commit(sim, observers[2], observers[1], hub_state, figures)
     finally:
         for store in sim.stores.values():
             await store.close()
