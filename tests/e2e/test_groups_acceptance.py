@@ -3,8 +3,9 @@ beta, gamma (gamma reached from alpha only through beta); alice@alpha, bob@beta 
 carol@gamma. One federation for the module; each test makes its own group (alice's, so alpha
 is its hub).
 
-- Each member sends 10 messages: every device is shown each other device's messages exactly
-  once, in the hub's order; carol, removed, gets nothing more and is told; no node's data
+- Each member sends 10 messages (bob 5 from each device): every device is shown each other
+  device's messages exactly once, in the hub's order, bob's other device's too (it is a leaf
+  of its own; ``recv`` shows them from bob@beta, device 1 or 2), its own never; carol, removed, gets nothing more and is told; no node's data
   directory or log holds a message text.
 - The hub (alpha) is SIGKILLed while the members send, and restarted: nothing acknowledged is
   lost, nothing is shown twice, every device sees one order.
