@@ -17,6 +17,7 @@ import json
 import sqlite3
 import subprocess
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -141,6 +142,17 @@ _shown: dict[Path, list[dict]] = {}
 
 def _stash(m: Member, result: Result) -> None:
     _shown.setdefault(m.home, []).extend(read_json_lines(result.out))
+
+
+def new_texts(net: GroupNet, tag: str) -> Callable[[Member, int], str]:
+    """``text(member, round)``: a new unique text, noted in ``net.texts`` (for the scans)."""
+
+    def text(m: Member, r: int) -> str:
+        t = f"{tag}-{uuid.uuid4().hex[:12]} {m.label} #{r}"
+        net.texts.append(t)
+        return t
+
+    return text
 
 
 def send(m: Member, group: str, text: str) -> Result:

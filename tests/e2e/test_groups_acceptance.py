@@ -36,11 +36,12 @@ from .groups_net import (
     check_no_plaintext,
     create_group,
     group_net,
+    new_texts,
     hub_outcomes,
     info,
+    popen_sonet,
     receive,
     send,
-    popen_sonet,
     send_rounds,
     submissions,
     wait_for,
@@ -58,19 +59,10 @@ def net(module_procs: Processes, tmp_path_factory: pytest.TempPathFactory) -> It
         yield net
 
 
-def _texts(net: GroupNet, tag: str):
-    def text(m: Member, r: int) -> str:
-        t = f"{tag}-{uuid.uuid4().hex[:12]} {m.label} #{r}"
-        net.texts.append(t)
-        return t
-
-    return text
-
-
 def test_every_device_gets_every_message_once_in_one_order_and_a_removed_member_nothing_more(net: GroupNet) -> None:
     group = create_group(net, "acceptance", net.members)
     # each account sends 10, interleaved: alice, bob (his two devices in turn), carol
-    sent = send_rounds(group, lambda r: [net.alice, (net.bob1, net.bob2)[r % 2], net.carol], _texts(net, "one"), 10)
+    sent = send_rounds(group, lambda r: [net.alice, (net.bob1, net.bob2)[r % 2], net.carol], new_texts(net, "one"), 10)
     assert len(sent) == 30 and all(s.state == "ordered" for s in sent), [(s.sender.label, s.state, s.error) for s in sent]
     views = {m: receive(m, group, [s.text for s in sent if s.sender != m]) for m in net.members}
     check_exactly_once(views, sent)
@@ -107,7 +99,7 @@ def test_sigkill_of_the_hub_while_members_send_loses_and_duplicates_nothing(net:
     kill = KillAndRestart(net.procs, net.fed.alpha, 2.0)
     # alice's device cannot reach its node while alpha is down (her sends fail, one line);
     # bob's and carol's wait in beta's and gamma's outboxes for the hub
-    sent = send_rounds(group, net.members, _texts(net, "hubkill"), 4, at=1, action=kill)
+    sent = send_rounds(group, net.members, new_texts(net, "hubkill"), 4, at=1, action=kill)
     kill.join()
     net.fed.alpha = kill.restarted[0]
     assert any(s.state is None for s in sent if s.sender == net.alice), "alpha was down: one of alice's sends must have failed"

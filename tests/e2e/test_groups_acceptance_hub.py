@@ -13,7 +13,6 @@ test_groups_acceptance.py, a module of its own so the two xdist workers can shar
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -29,6 +28,7 @@ from .groups_net import (
     check_no_plaintext,
     create_group,
     group_net,
+    new_texts,
     hub_outcomes,
     popen_sonet,
     receive,
@@ -50,24 +50,15 @@ def net(module_procs: Processes, tmp_path_factory: pytest.TempPathFactory) -> It
         yield net
 
 
-def _texts(net: GroupNet, tag: str):
-    def text(m: Member, r: int) -> str:
-        t = f"{tag}-{uuid.uuid4().hex[:12]} {m.label} #{r}"
-        net.texts.append(t)
-        return t
-
-    return text
-
-
 def test_the_group_goes_on_with_its_hub_handed_over_and_the_old_hub_stopped(net: GroupNet) -> None:
     group = create_group(net, "handover", net.members)
-    before = send_rounds(group, net.members, _texts(net, "before"), 1)
+    before = send_rounds(group, net.members, new_texts(net, "before"), 1)
     # a message in flight during the hand-over: bob's send (a process) is queued at beta for
     # alpha while beta cannot reach alpha; alice moves the hub; then the link comes back. bob's
     # device sees the move and encrypts its message again on the new epoch for the new hub;
     # the first copy reaches alpha, which forwards it to beta, which refuses it for its old
     # epoch (stale_epoch): the message is ordered once, after the move
-    inflight = _texts(net, "inflight")(net.bob1, 0)
+    inflight = new_texts(net, "inflight")(net.bob1, 0)
     with beta_cut_off_from_alpha(net):
         queued = submissions(net, group, BOB)
         sending = popen_sonet(net, net.bob1, "send", group, inflight, "--json")
@@ -82,7 +73,7 @@ def test_the_group_goes_on_with_its_hub_handed_over_and_the_old_hub_stopped(net:
         wait_for(m, group, lambda i: i["hub"] == "beta" and i["epoch"] == moved["epoch"])
 
     assert net.fed.alpha.terminate() == 0  # alpha, the old hub and alice's node, stops
-    during = send_rounds(group, [net.bob1, net.carol, net.bob2], _texts(net, "during"), 3)
+    during = send_rounds(group, [net.bob1, net.carol, net.bob2], new_texts(net, "during"), 3)
     # the new hub orders them at once (each send returns "ordered")
     assert [s.state for s in during] == ["ordered"] * 9, [(s.sender.label, s.state, s.error) for s in during]
     refused = send(net.alice, group, "alpha is down")
@@ -98,7 +89,7 @@ def test_the_group_goes_on_with_its_hub_handed_over_and_the_old_hub_stopped(net:
         (s.sender.account, s.sender.device, s.text) for s in before + during if s.sender != net.alice
     ]
     # and alice's messages go through the new hub
-    after = send_rounds(group, [net.alice], _texts(net, "after"), 2)
+    after = send_rounds(group, [net.alice], new_texts(net, "after"), 2)
     assert [s.state for s in after] == ["ordered"] * 2
     for m in (net.bob1, net.bob2, net.carol):
         assert receive(m, group, [s.text for s in after]) == [(s.sender.account, 1, s.text) for s in after], m.label
@@ -114,7 +105,7 @@ def test_sigkill_of_a_member_node_or_the_relay_while_members_send(net: GroupNet,
     kill = KillAndRestart(net.procs, net.node(victim), 2.0)
     # the killed node's devices send first in each round: the first after the kill finds it down
     senders = sorted(net.members, key=lambda m: m.node != victim)
-    sent = send_rounds(group, senders, _texts(net, f"kill-{victim}"), 4, at=1, action=kill)
+    sent = send_rounds(group, senders, new_texts(net, f"kill-{victim}"), 4, at=1, action=kill)
     kill.join()
     net.set_node(victim, kill.restarted[0])
     # the devices of the killed node could not reach it for a moment (one line each); every
