@@ -97,7 +97,8 @@ class Plan:
 
 def plan(outcome: HubOutcome, *, here: str, submit: GroupItem, origin: str) -> Plan:
     """The ``Plan`` of ``outcome`` for ``submit``, ordered at ``here`` for a device of
-    ``origin``. The ORDERED copies go before the HANDOVER (the new hub's outbox keeps the order)."""
+    ``origin``. The ORDERED copies go before the HANDOVER parts (the new hub's outbox keeps the
+    order)."""
     if outcome.code != "ok":
         return Plan(verdict=verdict_item(submit, code=outcome.code, epoch=outcome.epoch), verdict_to=origin)
     local: GroupItem | None = None
@@ -107,8 +108,9 @@ def plan(outcome: HubOutcome, *, here: str, submit: GroupItem, origin: str) -> P
             local = item
         else:
             remote.append((node, item))
-    if outcome.handover is not None:
-        remote.append(outcome.handover)
+    if outcome.handover is not None:  # the state in parts, in order
+        new_hub, parts = outcome.handover
+        remote.extend((new_hub, part) for part in parts)
     return Plan(local=local, remote=tuple(remote))
 
 

@@ -13,21 +13,25 @@ what a device or another node sent: everything it refuses is an outcome.
   the added KeyPackages.
 - An application message is a PrivateMessage: the hub sees its group, epoch and size only, and
   takes it for the current epoch only.
-- After a commit that changes the hub, ``moved_to`` is set, the outcome carries a HANDOVER item
-  with ``to_bytes()`` for the new hub (``adopt``), and this state orders nothing more (the node
+- After a commit that changes the hub, ``moved_to`` is set, the outcome carries the HANDOVER
+  items with ``to_bytes()`` in parts for the new hub (core/groups/handover.py; ``adopt`` takes
+  them all), and this state orders nothing more (the node
   forwards later submissions; called anyway, ``order`` answers ``unknown_group``). Every
   ORDERED copy's ``hub`` names the hub of the next item, so the hand-over commit's copies name
   the new hub: a member node takes the group's later items only from it.
 
-A HubGroup is as large as the group's ratchet tree; the HANDOVER item's state is bounded by
-``MAX_HANDOVER_BYTES`` (~2.9 MiB: ~1,900 devices after adds, ~1,100 once every parent node is
-filled), so a hand-over of a larger group is refused when the commit is ordered (``too_large``).
+A HubGroup is as large as the group's ratchet tree; a hand-over's state is bounded by
+``MAX_HANDOVER_STATE_BYTES`` (12 MiB, in parts of 1 MiB; a filled 2,000-device state is ~5.6 MB),
+so a hand-over of a larger state is refused when the commit is ordered (``too_large``). A commit
+that moves the hub adds no one (policy.py: its joiners would fetch their tree from the new hub,
+which has none).
 So is a commit that would make the group more than ``MAX_GROUP_DEVICES`` devices, or a node's
 ORDERED copy larger than ``MAX_GROUP_ITEM_BYTES``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .. import canonical, limits
@@ -37,9 +41,10 @@ from ..mls.extensions import ExtensionType, RequiredCapabilities, find_extension
 from ..mls.framing import ContentType, MLSMessage, PrivateMessage, PublicMessage, SenderType, WireFormat
 from ..mls.group.public import PublicCommit, PublicGroup
 from ..mls.messages import Add, Update, Welcome
+from .handover import assemble, split_state
 from .credential import SUITE_ID, MemberCredential, leaf_member
-from .items import GROUP_ID_LEN, MAX_GROUP_DEVICES, MAX_GROUP_ITEM_BYTES, MAX_GROUP_MESSAGE_BYTES, MAX_GROUP_WELCOME_BYTES, MAX_HANDOVER_BYTES
-from .items import MAX_NODE_MEMBERS, REF_LEN, GroupItem, GroupMember, ItemKind, item_size
+from .items import GROUP_ID_LEN, MAX_GROUP_DEVICES, MAX_GROUP_ITEM_BYTES, MAX_GROUP_MESSAGE_BYTES, MAX_GROUP_WELCOME_BYTES, MAX_HANDOVER_STATE_BYTES
+from .items import MAX_NODE_MEMBERS, GroupItem, GroupMember, ItemKind, item_size
 from .policy import PolicyError, check_commit, check_proposal
 from .state import EXTENSION_TYPE, GroupExtension, extension_in, group_extension
 
@@ -61,8 +66,9 @@ class HubOutcome:
     epoch: int
     #: (node, ORDERED item) for each participating node
     ordered: tuple[tuple[str, GroupItem], ...] = ()
-    #: (new hub, HANDOVER item) after a commit that changed the hub
-    handover: tuple[str, GroupItem] | None = None
+    #: (new hub, its HANDOVER items: the state in parts, in order) after a commit that changed
+    #: the hub
+    handover: tuple[str, tuple[GroupItem, ...]] | None = None
 
 
 class _Refused(Exception):
@@ -143,21 +149,20 @@ class HubGroup:
             raise RemoteProtocolError(f"hub group state is malformed: {exc}", code="group_malformed") from None
 
     @classmethod
-    def adopt(cls, *, node: str, item: GroupItem) -> HubGroup:
-        """The state a HANDOVER item brings to the new hub ``node``, which continues the
-        sequence; ``invalid`` if it is not a hand-over of that group to ``node``."""
-        try:
-            item.check()
-        except ValueError as exc:
-            raise _invalid(f"malformed HANDOVER item: {exc}") from None
-        if item.kind != ItemKind.HANDOVER or item.hub != node:
+    def adopt(cls, *, node: str, item: GroupItem | Iterable[GroupItem]) -> HubGroup:
+        """The state a hand-over brings to the new hub ``node``, which continues the sequence:
+        ``item`` is its one HANDOVER item, or all its parts in any order (handover.py).
+        ``invalid`` if a part is missing or the parts are not a hand-over of that group to
+        ``node`` at the hand-over commit's epoch and sequence number."""
+        item, state = assemble([item] if isinstance(item, GroupItem) else item)
+        if item.hub != node:
             raise _invalid(f"not a hand-over to {node}")
         try:
-            old = cls.from_bytes(item.message)
+            old = cls.from_bytes(state)
         except RemoteProtocolError as exc:
             raise _invalid(str(exc)) from None
-        if old.group != item.group or old.seq != item.seq or old.moved_to != node or group_extension(old._public.context).hub != node:
-            raise _invalid("the HANDOVER item does not match the group state it carries")
+        if (old.group, old.seq, old.epoch, old.moved_to) != (item.group, item.seq, item.epoch, node) or group_extension(old._public.context).hub != node:
+            raise _invalid("the HANDOVER items do not match the group state they carry")
         return cls(hub=node, seq=old.seq, moved_to=None, public=old._public)
 
     # ---- what the group is now ---------------------------------------------------------------
@@ -267,7 +272,7 @@ class HubGroup:
         if any(item_size(item.message, item.welcome, devices) > MAX_GROUP_ITEM_BYTES for devices in by_node.values()):
             raise _Refused("too_large")  # a node's ORDERED copy would not fit one item
         moved_to = after.hub if after.hub != before.hub else None
-        if moved_to is not None and self._state_size_after(commit) > MAX_HANDOVER_BYTES:
+        if moved_to is not None and self._state_size_after(commit) > MAX_HANDOVER_STATE_BYTES:
             raise _Refused("too_large")
         # accepted: from here on nothing refuses
         self._public.merge(commit)
@@ -276,10 +281,7 @@ class HubGroup:
         if moved_to is None:
             return outcome
         self.moved_to = moved_to
-        handover = GroupItem(
-            kind=ItemKind.HANDOVER, ref=bytes(REF_LEN), group=self.group, epoch=self.epoch, seq=self.seq, message=self.to_bytes(),
-            welcome=b"", members=(), outcome="", hub=moved_to,
-        )  # fmt: skip
+        handover = split_state(group=self.group, epoch=self.epoch, seq=self.seq, hub=moved_to, state=self.to_bytes())
         return HubOutcome(_OK, self.epoch, outcome.ordered, (moved_to, handover))
 
     def _state_size_after(self, commit: PublicCommit) -> int:

@@ -27,6 +27,11 @@ __all__ = [
     "MAX_ADDS_PER_COMMIT",
     "MAX_GROUP_ITEM_BYTES",
     "MAX_HANDOVER_BYTES",
+    "HANDOVER_PART_BYTES",
+    "MAX_HANDOVER_STATE_BYTES",
+    "MAX_HANDOVER_PARTS",
+    "handover_ref",
+    "handover_part",
     "item_size",
     "GROUP_REFUSALS",
     "group_hex",
@@ -62,6 +67,14 @@ _ITEM_OVERHEAD = 1024
 #: per filled parent node): a group of up to ~1,900 devices right after adds, ~1,100 once
 #: every parent node is filled
 MAX_HANDOVER_BYTES = MAX_GROUP_ITEM_BYTES - _ITEM_OVERHEAD
+#: a larger state goes in parts of at most this many bytes, each its own HANDOVER item (named
+#: by its ref: ``handover_ref``); the new hub adopts the group once it holds every part
+HANDOVER_PART_BYTES = 1024 * 1024
+#: the whole hub state of a hand-over (a filled 2,000-device state is ~5.6 MB; the hub refuses
+#: a hand-over of a larger one: ``too_large``)
+MAX_HANDOVER_STATE_BYTES = 12 * 1024 * 1024
+#: the parts of one hand-over: ceil(MAX_HANDOVER_STATE_BYTES / HANDOVER_PART_BYTES)
+MAX_HANDOVER_PARTS = -(-MAX_HANDOVER_STATE_BYTES // HANDOVER_PART_BYTES)
 
 #: refusal codes of a VERDICT, with what the submitting user is told
 GROUP_REFUSALS = {
@@ -99,7 +112,8 @@ class GroupMember(Struct):
 @struct
 class GroupItem(Struct):
     kind: int
-    #: the submission's ref (SUBMIT, ORDERED, VERDICT); 16 zero bytes for HANDOVER
+    #: the submission's ref (SUBMIT, ORDERED, VERDICT); HANDOVER: which part of the state it
+    #: carries (``handover_ref``; 16 zero bytes: the whole state in this one item)
     ref: bytes
     group: bytes
     #: SUBMIT/ORDERED: the epoch of ``message``; VERDICT: the group's current epoch at the hub
@@ -131,6 +145,8 @@ class GroupItem(Struct):
             raise ValueError("epoch or sequence number out of range")
         if len(self.message) > (MAX_GROUP_MESSAGE_BYTES if kind != ItemKind.HANDOVER else MAX_HANDOVER_BYTES):
             raise ValueError("group message too large")
+        if kind == ItemKind.HANDOVER:
+            handover_part(self)  # a valid part name, a part within its bound
         if self.size() > MAX_GROUP_ITEM_BYTES:
             raise ValueError("group item too large")
         if len(self.welcome) > MAX_GROUP_WELCOME_BYTES:
@@ -170,6 +186,26 @@ class GroupItem(Struct):
     def size(self) -> int:
         """At least the encoded size (msgpack), without encoding: the caps are checked on it."""
         return item_size(self.message, self.welcome, self.members)
+
+
+def handover_ref(part: int, parts: int) -> bytes:
+    """The ref of part ``part`` (from 1) of a hand-over in ``parts`` parts."""
+    if not 1 <= part <= parts <= MAX_HANDOVER_PARTS:
+        raise ValueError(f"a hand-over has 1 to {MAX_HANDOVER_PARTS} parts, part {part} of {parts} is not one")
+    return bytes(REF_LEN - 4) + part.to_bytes(2, "big") + parts.to_bytes(2, "big")
+
+
+def handover_part(item: GroupItem) -> tuple[int, int]:
+    """(part, parts) of a HANDOVER item; (1, 1) for a whole state (zero ref); ValueError for a
+    ref that names no part, or a part larger than HANDOVER_PART_BYTES."""
+    if item.ref == bytes(REF_LEN):
+        return 1, 1
+    part, parts = int.from_bytes(item.ref[-4:-2], "big"), int.from_bytes(item.ref[-2:], "big")
+    if not 1 <= part <= parts <= MAX_HANDOVER_PARTS or item.ref != handover_ref(part, parts):
+        raise ValueError("a HANDOVER item's ref names no part of a hand-over")
+    if len(item.message) > HANDOVER_PART_BYTES:
+        raise ValueError(f"a part of a hand-over is at most {HANDOVER_PART_BYTES} bytes")
+    return part, parts
 
 
 def item_size(message: bytes, welcome: bytes, members: tuple[GroupMember, ...]) -> int:

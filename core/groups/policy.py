@@ -9,7 +9,8 @@ self-removal), and the actor of a commit's own change (its path leaf) is the com
 - Update (and a commit's path leaf) keeps the leaf's account, device and fingerprint.
 - No PreSharedKey, ReInit, ExternalInit or unknown proposals: Sonet groups use none.
 - After the commit each device is in the group once, at least one admin is still a member
-  (while anyone is), and a new hub is a node of a member.
+  (while anyone is), and a new hub is a node of a member. A commit that moves the hub adds no
+  one (the hub keeps an adding commit's tree for its joiners; the new hub would have none).
 
 Beyond the agreed API: ``check_proposal`` (the rules for one proposal, which the hub applies to
 a proposal before keeping it pending: ``PublicGroup.process`` keeps what it checked).
@@ -89,6 +90,8 @@ def check_commit(*, before: GroupExtension, members: Mapping[int, MemberCredenti
         raise PolicyError("the last admin cannot leave while other members stay: name another admin first")
     if after.hub != before.hub and after.hub not in member_nodes(remaining):
         raise PolicyError(f"the new hub {after.hub} is not the node of a member")
+    if after.hub != before.hub and commit.added:  # its joiners would ask the new hub for its tree
+        raise PolicyError("a commit that adds devices cannot move the hub: move the hub in a commit of its own")
 
 
 def member_nodes(members: Mapping[int, MemberCredential]) -> set[str]:

@@ -456,8 +456,37 @@ _GROUP_BODIES: tuple[str, ...] = (
     END""",
 )
 
+_HANDOVERS: tuple[str, ...] = (
+    # a hub hand-over arriving at the new hub in parts (node/store/sqlite_handover.py): each
+    # part as its encoded HANDOVER item, per (group, the node that pushed it, the hand-over's
+    # sequence number), until all ``parts`` are here and the group is adopted
+    """CREATE TABLE handover_parts (
+        grp         BLOB NOT NULL,
+        origin      TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        part        INTEGER NOT NULL,
+        parts       INTEGER NOT NULL,
+        item        BLOB NOT NULL,
+        expires     INTEGER NOT NULL,
+        PRIMARY KEY (grp, origin, seq, part)
+    )""",
+    "CREATE INDEX handover_parts_expiry ON handover_parts (expires)",
+    # submissions that came to the new hub before it adopted the group, in arrival order (id)
+    """CREATE TABLE held_submits (
+        id          INTEGER PRIMARY KEY,
+        grp         BLOB NOT NULL,
+        ref         BLOB NOT NULL,
+        origin      TEXT NOT NULL,
+        item        BLOB NOT NULL,
+        expires     INTEGER NOT NULL,
+        UNIQUE (grp, ref)
+    )""",
+    "CREATE INDEX held_submits_expiry ON held_submits (expires)",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
+    _HANDOVERS,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -46,6 +46,7 @@ from .sqlite_budgets import Charges, DiskFree, enforce
 from .sqlite_federation import _queue_outbound
 from .sqlite_group_trees import _keep_tree, _purge_group_trees
 from .sqlite_group_bodies import _purge_group_bodies, _shared_body, _store_group_row
+from .sqlite_handover import _awaits_handover, _drop_parts, _hold, _keep_part, _next_held, _purge_handovers, _release
 from .sqlite_mailbox import _device_exists, _known
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
@@ -150,6 +151,9 @@ def _receive_group(conn: sqlite3.Connection, rec: GroupReceived, now: int, quota
         except _Full:  # not ordered now: the submitter's node pushes it again later
             conn.execute("ROLLBACK TO group_submit")
             return GROUP_FULL
+        except _HubPending:
+            conn.execute("ROLLBACK TO group_submit")
+            return "hub_pending"
         finally:
             conn.execute("RELEASE group_submit")
     elif kind == ItemKind.ORDERED:
@@ -157,17 +161,22 @@ def _receive_group(conn: sqlite3.Connection, rec: GroupReceived, now: int, quota
     elif kind == ItemKind.VERDICT:
         return _take_verdict(step, item)
     else:
-        return _adopt(step, item)
+        return _adopt(step, item, origin=rec.origin)
     return OK
 
 
 # The hub -----------------------------------------------------------------------------------------
 
-def _order(step: _Step, item: GroupItem, *, origin: str) -> None:
-    """Order a SUBMIT of a device of ``origin`` at this node and apply the outcome."""
+def _order(step: _Step, item: GroupItem, *, origin: str, held: bool = False) -> None:
+    """Order a SUBMIT of a device of ``origin`` at this node and apply the outcome (``held``:
+    one that waited for a hand-over and goes now)."""
     conn = step.conn
+    if not held and _held_back(step, item, origin=origin):
+        return
     row = conn.execute("SELECT moved_to, state_tag, length(state), seq FROM hosted_groups WHERE grp = ?", (item.group,)).fetchone()
     if row is None:
+        if origin != step.here and conn.execute("SELECT 1 FROM member_groups WHERE grp = ?", (item.group,)).fetchone():
+            raise _HubPending()  # a member node: the hand-over commit naming it may be on its way
         _send_verdict(step, verdict_item(item, code="unknown_group", epoch=0), to=origin)
         return
     moved_to, tag, size, seq = row[0], row[1] and bytes(row[1]), row[2], row[3]
@@ -224,23 +233,68 @@ def _send_verdict(step: _Step, verdict: GroupItem, *, to: str) -> None:
         step.queue(verdict, dest=to, origin=step.here)
 
 
-def _adopt(step: _Step, item: GroupItem) -> str:
-    """A HANDOVER for this node: host the group from the old hub's last sequence number on."""
+def _adopt(step: _Step, item: GroupItem, *, origin: str) -> str:
+    """A HANDOVER part for this node: kept until every part is here (node/store/
+    sqlite_handover.py), then host the group from the old hub's last sequence number on and
+    order the submissions held for it meanwhile."""
     if item.hub != step.here:
         return "invalid"
     row = step.conn.execute("SELECT seq, moved_to FROM hosted_groups WHERE grp = ?", (item.group,)).fetchone()
     if row is not None and (row[1] is None or row[0] >= item.seq):
         return OK  # hosted here already: a retried push (or an older hand-over)
+    parts = _keep_part(step.conn, item, origin=origin, now=step.now, ttl_ms=step.ttl_ms, charges=step.charges)
+    if parts is None:
+        return OK  # the other parts are on their way
     try:
-        hub = HubGroup.adopt(node=step.here, item=item)
+        hub = HubGroup.adopt(node=step.here, item=parts)
     except (ProtocolError, ValueError) as exc:
         log.warning("refused a hand-over of group %s: %s", item.group.hex(), exc)
+        _drop_parts(step.conn, item.group)
         return "invalid"
+    _drop_parts(step.conn, item.group)
+    state, tag = hub.to_bytes(), new_tag()
     step.conn.execute(
-        "INSERT OR REPLACE INTO hosted_groups (grp, state, seq, moved_to, created_at) VALUES (?, ?, ?, ?, ?)",
-        (item.group, hub.to_bytes(), hub.seq, hub.moved_to, step.now),
+        "INSERT OR REPLACE INTO hosted_groups (grp, state, seq, moved_to, created_at, state_tag) VALUES (?, ?, ?, ?, ?, ?)",
+        (item.group, state, hub.seq, hub.moved_to, step.now, tag),
     )
+    HUBS.keep(item.group, tag, hub, len(state))  # (decoded already: the next submission takes it)
+    _order_held(step, item.group)
     return OK
+
+
+class _HubPending(Exception):
+    """A submission pushed to a member node that does not host its group: ``hub_pending``."""
+
+
+def _held_back(step: _Step, item: GroupItem, *, origin: str) -> bool:
+    """Whether ``item`` waits behind a hand-over to this node (held: node/store/
+    sqlite_handover.py): the group is not adopted here yet, or submissions held for it could
+    not all be ordered yet (they go first)."""
+    hosted = step.conn.execute("SELECT moved_to IS NULL FROM hosted_groups WHERE grp = ?", (item.group,)).fetchone()
+    if hosted is not None and hosted[0]:
+        _order_held(step, item.group)
+        if _next_held(step.conn, item.group, step.now) is None:
+            return False
+    elif not _awaits_handover(step.conn, item.group, step.here):
+        return False
+    _hold(step.conn, item, origin=origin, now=step.now, ttl_ms=step.ttl_ms, charges=step.charges)
+    return True
+
+
+def _order_held(step: _Step, group: bytes) -> None:
+    """Order the submissions held for ``group``, in the order they came, until one has to
+    wait for a member device's room (it and those after it stay held)."""
+    while (held := _next_held(step.conn, group, step.now)) is not None:
+        row, item, origin = held
+        step.conn.execute("SAVEPOINT group_held")
+        try:
+            _order(step, item, origin=origin, held=True)
+        except _Full:
+            step.conn.execute("ROLLBACK TO group_held")
+            return
+        finally:
+            step.conn.execute("RELEASE group_held")
+        _release(step.conn, row)
 
 
 # A member node -----------------------------------------------------------------------------------
@@ -386,3 +440,4 @@ def _purge_groups(conn: sqlite3.Connection, now: int) -> None:
         conn.execute(f"DELETE FROM {table} WHERE expires <= ?", (now,))
     _purge_group_trees(conn, now)
     _purge_group_bodies(conn)
+    _purge_handovers(conn, now)

@@ -308,7 +308,7 @@ def test_hand_over_to_a_members_node_continues_the_sequence_there(group: Scenari
     # each copy names the hub of the next item: member nodes take later items from beta only
     assert sorted(sent) == ["alpha", "beta", "gamma"] and all(c.hub == "beta" and c.seq == 2 for c in sent.values())
     assert outcome.handover is not None
-    to, handover = outcome.handover
+    to, (handover,) = outcome.handover  # a small state: one part
     assert to == "beta" and group.hub.moved_to == "beta"
     assert (handover.kind, handover.group, handover.seq, handover.hub, handover.epoch) == (ItemKind.HANDOVER, GROUP_ID, 2, "beta", 2)
     handover = decode_struct(GroupItem, encode_struct(handover))
@@ -331,7 +331,7 @@ def test_a_hand_over_item_that_does_not_match_its_state_is_refused(group: Scenar
     _, item = group.commit(alice, proposals=[GroupContextExtensions(move)])
     outcome = group.hub.order(item)
     assert outcome.handover is not None
-    handover = outcome.handover[1]
+    (handover,) = outcome.handover[1]
     for bad in (
         dataclasses.replace(handover, seq=7),
         dataclasses.replace(handover, group=bytes(16)),
