@@ -34,6 +34,11 @@ gamma, ordered at the hub, fanned out, delivered into every member mailbox);
 ``path_commit_stored_bytes_per_node``: the body bytes the node storing most stored for it (its
 body once; the mailbox rows, one per member device, hold none); ``tree_bytes``: the public tree a joiner
 fetched last; ``join_ms``: that joiner's fetch + ``Group.join``.
+``handover_ms``: the creator moves the hub from alpha to beta (after the message, before the
+path commit, which beta then orders): the commit ordered at alpha and fanned out, the state
+sent in HANDOVER parts (``handover_state_bytes``, ``handover_parts``) and adopted by beta;
+``handover_adopt_ms``: ``HubGroup.adopt`` of those parts alone (assembly and decoding);
+``handover_message_ms``: the next message through the new hub into every mailbox.
 
 Ceilings (``<figure>_ceiling``, same run): the MLS work alone, without the stores and routing:
 the same adds ordered by a ``HubGroup`` in memory (``create``), one application message
@@ -56,8 +61,9 @@ import trio
 from sonet.core.crypto import CryptoMode, SigningKey
 from sonet.core.federation_api import OK
 from sonet.core.groups.credential import SUITE_ID, make_credential
+from sonet.core.groups.handover import split_state
 from sonet.core.groups.hub import HubGroup
-from sonet.core.groups.items import MAX_ADDS_PER_COMMIT, GroupItem, ItemKind
+from sonet.core.groups.items import MAX_ADDS_PER_COMMIT, MAX_HANDOVER_BYTES, GroupItem, ItemKind
 from sonet.core.groups.state import GroupExtension, group_context_extensions, leaf_capabilities
 from sonet.core.groups.trees import CHUNK_BYTES
 from sonet.core.mls.crypto import cipher_suite
@@ -65,7 +71,7 @@ from sonet.core.mls.extensions import Lifetime
 from sonet.core.mls.framing import MLSMessage, WireFormat
 from sonet.core.mls.group import ApplicationMessage, Group, StagedCommit
 from sonet.core.mls.key_package import Credential, KeyPackage, LeafNode, LeafNodeSource
-from sonet.core.mls.messages import Add
+from sonet.core.mls.messages import Add, GroupContextExtensions
 from sonet.core.wire import decode_struct
 from sonet.federation.records import GroupReceived, Quota
 from sonet.federation.transit import decode_transit
@@ -126,6 +132,8 @@ class Sim:
     now: int = field(default_factory=lambda: int(time.time() * 1000))
     transit_copies: int = 0
     refs: int = 0
+    #: where devices send (the group context's hub)
+    hub: str = HUB
 
     def on(self, node: str) -> list[SimDevice]:
         return [d for d in self.devices if d.node == node]
@@ -138,7 +146,7 @@ class Sim:
             members=(), outcome="", hub="",
         )  # fmt: skip
         await self.stores[device.node].group_submit(
-            item, account=device.account, device_id=1, hub=HUB, node=device.node, now=self.now, ttl_ms=TTL_MS, quota=QUOTA
+            item, account=device.account, device_id=1, hub=self.hub, node=device.node, now=self.now, ttl_ms=TTL_MS, quota=QUOTA
         )
         await self.pump()
         return ref
@@ -344,6 +352,52 @@ async def path_commit(sim: Sim, committer: SimDevice, reader: SimDevice, hub_sta
     await sim.drain()
 
 
+async def handover(sim: Sim, admin: SimDevice, observers: list[SimDevice], figures: dict) -> None:
+    """``admin`` moves the hub from alpha to beta: the state goes in parts, beta adopts it and
+    orders the next message."""
+    new_hub = NODES[1]
+    move = group_context_extensions(GroupExtension(new_hub, (admin.account,)))
+    staged, commit, _ = admin.g.commit(rng, proposals=[GroupContextExtensions(move)])
+    t0 = time.perf_counter()
+    await sim.submit(admin, commit)
+    figures["groups_handover_ms"] = (time.perf_counter() - t0) * 1000
+    admin.g.merge(staged)
+    for observer in observers:
+        if observer is not admin:
+            result = observer.g.process((await sim.mailbox(observer))[-1].message)
+            assert isinstance(result, StagedCommit)
+            observer.g.merge(result)
+    sim.hub = new_hub
+    states = {node: await _hub_state(store) for node, store in sim.stores.items()}
+    if [node for node, state in states.items() if state is not None] != [new_hub]:
+        raise RuntimeError("the group is not hosted by the new hub alone")
+    old = await sim.stores[HUB]._read(lambda conn: bytes(conn.execute("SELECT state FROM hosted_groups").fetchone()[0]))
+    hub = HubGroup.from_bytes(old)
+    parts = split_state(group=sim.group_id, epoch=hub.epoch, seq=hub.seq, hub=new_hub, state=old)
+    figures["groups_handover_state_bytes"] = len(old)
+    figures["groups_handover_parts"] = len(parts)
+    figures["groups_handover_over_one_item"] = len(old) > MAX_HANDOVER_BYTES
+    t0 = time.perf_counter()
+    HubGroup.adopt(node=new_hub, item=parts)
+    figures["groups_handover_adopt_ms"] = (time.perf_counter() - t0) * 1000
+    await sim.drain()
+    t0 = time.perf_counter()
+    ref = await sim.submit(observers[2], observers[2].g.encrypt(os.urandom(100), rng))
+    figures["groups_handover_message_ms"] = (time.perf_counter() - t0) * 1000
+    reached = 0
+    for device in sim.devices:
+        reached += sum(1 for i in await sim.mailbox(device) if i.ref == ref and i.hub == new_hub)
+    if reached != len(sim.devices):
+        raise RuntimeError(f"the message through the new hub reached {reached} mailboxes, not {len(sim.devices)}")
+    await sim.drain()
+
+
+async def _hub_state(store: SqliteStore) -> bytes | None:
+    """The state of the group a node hosts now (not one it handed over)."""
+    row = await store._read(lambda conn: conn.execute("SELECT state FROM hosted_groups WHERE moved_to IS NULL").fetchone())
+    return None if row is None else bytes(row[0])
+
+
 def ceiling_create(sim: Sim) -> float:
     """The same adds ordered by a HubGroup in memory, no stores: ms."""
     creator = SimDevice.new(sim.devices[0].account)
@@ -379,8 +433,10 @@ async def run(n: int, tmp: Path) -> dict:
         await build(sim, observers, figures)
         figures["groups_create_ms_ceiling"] = ceiling_create(sim)
         await message(sim, observers[1], observers[2], figures)
+        await handover(sim, observers[0], observers, figures)
         # the hub's state as stored (no Store method reads it: only the hub's ordering does)
-        hub_state = await sim.stores[HUB]._read(lambda conn: bytes(conn.execute("SELECT state FROM hosted_groups").fetchone()[0]))
+        hub_state = await _hub_state(sim.stores[sim.hub])
+        assert hub_state is not None
         await path_commit(sim, observers[2], observers[1], hub_state, figures)
     finally:
         for store in sim.stores.values():

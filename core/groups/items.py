@@ -63,9 +63,8 @@ MAX_GROUP_ITEM_BYTES = limits.MAX_GROUP_ITEM_BYTES
 MAX_NODE_MEMBERS = 2048
 #: what an item's fields other than message, Welcome and members take at most, encoded
 _ITEM_OVERHEAD = 1024
-#: a HANDOVER item's message, the hub state (HubGroup.to_bytes, ~1.5 KB per device plus ~1.25 KB
-#: per filled parent node): a group of up to ~1,900 devices right after adds, ~1,100 once
-#: every parent node is filled
+#: a HANDOVER item's message when it carries the whole hub state (16 zero bytes of ref: the
+#: former encoding, still taken); hubs send the state in parts (below)
 MAX_HANDOVER_BYTES = MAX_GROUP_ITEM_BYTES - _ITEM_OVERHEAD
 #: a larger state goes in parts of at most this many bytes, each its own HANDOVER item (named
 #: by its ref: ``handover_ref``); the new hub adopts the group once it holds every part

@@ -117,7 +117,8 @@ def text(device: Device, item: GroupItem) -> bytes:
     return result.data
 
 
-async def test_a_hand_over_in_parts_with_submissions_before_its_last_part(nodes: Nodes, monkeypatch: pytest.MonkeyPatch) -> None:
+async def group_of_three(nodes: Nodes) -> tuple[Device, Device, Device]:
+    """alice@alpha (the hub) has added bob@beta and carol@gamma: seq 1."""
     alice, bob, carol = Device.new(f"alice@{ALPHA}"), Device.new(f"bob@{BETA}"), Device.new(f"carol@{GAMMA}")
     for device in (alice, bob, carol):
         await nodes.stores[device.node].register_account(
@@ -134,13 +135,22 @@ async def test_a_hand_over_in_parts_with_submissions_before_its_last_part(nodes:
     alice.g.merge(staged)
     for device in (bob, carol):
         device.join((await nodes.mailbox(device))[-1].welcome)
+    return alice, bob, carol
 
-    # alice moves the hub to beta: alpha's outbox holds the commit's copies and the parts
+
+async def move_to_beta(nodes: Nodes, alice: Device, monkeypatch: pytest.MonkeyPatch) -> None:
+    """alice moves the hub to beta: alpha's outbox holds the commit's copies and the parts (of
+    1 KiB: several)."""
     monkeypatch.setattr(handover_module, "HANDOVER_PART_BYTES", 1024)
     move = group_context_extensions(GroupExtension(BETA, (alice.account,)))
     staged, message, _ = alice.g.commit(alice.rng.randbytes, proposals=[GroupContextExtensions(move)])
     await nodes.submit(alice, message, hub=ALPHA)
     alice.g.merge(staged)
+
+
+async def test_a_hand_over_in_parts_with_submissions_before_its_last_part(nodes: Nodes, monkeypatch: pytest.MonkeyPatch) -> None:
+    alice, bob, carol = await group_of_three(nodes)
+    await move_to_beta(nodes, alice, monkeypatch)
     to_beta = await nodes.queued(ALPHA, BETA)
     kinds = [decode_transit(q.data).group.kind for q in to_beta]  # type: ignore[union-attr]
     copy, parts = to_beta[0], to_beta[1:]
@@ -193,3 +203,31 @@ async def test_a_hand_over_in_parts_with_submissions_before_its_last_part(nodes:
         lambda conn: conn.execute("SELECT (SELECT count(*) FROM handover_parts) + (SELECT count(*) FROM held_submits)").fetchone()[0]
     )
     assert kept == 0  # the parts and held submissions are gone once adopted and ordered
+
+
+async def test_held_submissions_a_device_has_no_room_for_wait_and_keep_their_order(nodes: Nodes, monkeypatch: pytest.MonkeyPatch) -> None:
+    alice, bob, carol = await group_of_three(nodes)
+    await move_to_beta(nodes, alice, monkeypatch)
+    *taken, last = await nodes.queued(ALPHA, BETA)
+    assert await nodes.push(ALPHA, BETA, taken) == [OK] * len(taken)  # the commit's copy, every part but one
+    await nodes.push(ALPHA, GAMMA, await nodes.queued(ALPHA, GAMMA))
+    for device in (bob, carol):
+        process(device, (await nodes.mailbox(device))[-1])
+    said = []
+    for n in range(3):
+        said.append(await nodes.submit(carol, carol.g.encrypt(b"c%d" % n, carol.rng.randbytes), hub=BETA))
+    assert await nodes.push(GAMMA, BETA, await nodes.queued(GAMMA, BETA)) == [OK] * 3  # held
+    # bob's mailbox (2 items) may hold 2 more: the third held submission waits, and is not lost
+    tight = Quota(max_envelopes=2, max_bytes=1 << 26)
+    received = [GroupReceived(item=decode_transit(last.data).group, origin=ALPHA, node=BETA, ttl_ms=TTL_MS)]  # type: ignore[arg-type]
+    assert await nodes.stores[BETA].receive(received, now=nodes.now, quota=tight) == [OK]
+    assert await nodes.hosts(BETA)
+    assert [(i.seq, i.ref) for i in await nodes.mailbox(bob) if i.seq > 2] == [(3, said[0]), (4, said[1])]
+    # bob reads his mailbox; the group's next submission orders the waiting one first
+    items = await nodes.stores[BETA].pending(bob.account, 1, after_seq=0, limit=100, now=nodes.now)
+    await nodes.stores[BETA].ack(bob.account, 1, [i.id for i in items], now=nodes.now)
+    said.append(await nodes.submit(bob, bob.g.encrypt(b"b", bob.rng.randbytes), hub=BETA))
+    await nodes.flush()
+    for device in (alice, carol):
+        assert [(i.seq, i.ref) for i in await nodes.mailbox(device) if i.seq > 2] == [(3 + n, ref) for n, ref in enumerate(said)]
+    assert [(i.seq, i.ref) for i in await nodes.mailbox(bob)] == [(5, said[2]), (6, said[3])]
