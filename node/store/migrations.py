@@ -484,9 +484,12 @@ _HANDOVERS: tuple[str, ...] = (
     "CREATE INDEX held_submits_expiry ON held_submits (expires)",
 )
 
+# a member node named the next hub remembers which hub named it: only that one hands it over
+_HANDOVER_FROM: tuple[str, ...] = ("ALTER TABLE member_groups ADD COLUMN handed_over_by TEXT",)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
-    _HANDOVERS,
+    _HANDOVERS, _HANDOVER_FROM,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

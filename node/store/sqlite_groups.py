@@ -242,6 +242,11 @@ def _adopt(step: _Step, item: GroupItem, *, origin: str) -> str:
     row = step.conn.execute("SELECT seq, moved_to FROM hosted_groups WHERE grp = ?", (item.group,)).fetchone()
     if row is not None and (row[1] is None or row[0] >= item.seq):
         return OK  # hosted here already: a retried push (or an older hand-over)
+    followed = step.conn.execute("SELECT hub, handed_over_by, last_seq FROM member_groups WHERE grp = ?", (item.group,)).fetchone()
+    if followed is None or (followed[0], followed[1]) != (step.here, origin):
+        # only the hub this node follows hands it the group, after its hand-over commit's copy
+        # named this node (a part may come before that copy: it waits in the old hub's outbox)
+        return "hub_pending" if followed is not None and followed[0] == origin and item.seq > followed[2] else "invalid"
     parts = _keep_part(step.conn, item, origin=origin, now=step.now, ttl_ms=step.ttl_ms, charges=step.charges)
     if parts is None:
         return OK  # the other parts are on their way
@@ -369,6 +374,9 @@ def _take_ordered(step: _Step, item: GroupItem, *, origin: str | None) -> str:
         "UPDATE member_groups SET hub = CASE WHEN ? > last_seq THEN ? ELSE hub END, last_seq = max(last_seq, ?) WHERE grp = ?",
         (item.seq, item.hub if _members(conn, item.group) else None, item.seq, item.group),
     )
+    if origin is not None and item.hub == step.here != origin:
+        # the hub this node followed named it the next one: only that hub's hand-over is taken
+        conn.execute("UPDATE member_groups SET handed_over_by = ? WHERE grp = ? AND hub = ?", (origin, item.group, step.here))
     return _deliver_taken(step, item, recipients, origin or step.here)
 
 

@@ -231,3 +231,25 @@ async def test_held_submissions_a_device_has_no_room_for_wait_and_keep_their_ord
     for device in (alice, carol):
         assert [(i.seq, i.ref) for i in await nodes.mailbox(device) if i.seq > 2] == [(3 + n, ref) for n, ref in enumerate(said)]
     assert [(i.seq, i.ref) for i in await nodes.mailbox(bob)] == [(5, said[2]), (6, said[3])]
+
+
+async def test_only_the_hub_the_node_follows_hands_it_the_group(nodes: Nodes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer that is not the hub beta follows cannot hand beta a group (its own parts, or the
+    real ones replayed), before or after the real hand-over commit's copy named beta."""
+    alice, bob, carol = await group_of_three(nodes)
+    await move_to_beta(nodes, alice, monkeypatch)
+    to_beta = await nodes.queued(ALPHA, BETA)
+    copy, parts = to_beta[0], to_beta[1:]
+
+    async def from_gamma(items: list[QueuedItem]) -> list[str]:
+        received = [GroupReceived(item=decode_transit(q.data).group, origin=GAMMA, node=BETA, ttl_ms=TTL_MS) for q in items]  # type: ignore[arg-type]
+        return await nodes.stores[BETA].receive(received, now=nodes.now, quota=QUOTA)
+
+    assert await from_gamma(parts) == ["invalid"] * len(parts)  # beta follows alpha, not gamma
+    # the real parts before the commit's copy: they wait in alpha's outbox
+    assert set(await nodes.push(ALPHA, BETA, parts[:1])) == {"hub_pending"}
+    assert await nodes.push(ALPHA, BETA, [copy]) == [OK]
+    assert await from_gamma(parts) == ["invalid"] * len(parts)  # named by alpha: only alpha's count
+    assert not await nodes.hosts(BETA)
+    await nodes.flush()
+    assert await nodes.hosts(BETA) and not await nodes.hosts(ALPHA)
