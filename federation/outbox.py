@@ -29,8 +29,9 @@ itself answered, so it is not backed off: the items for other destinations it ca
 A group item the destination refuses for now (an outcome of RETRY_LATER: a member device's
 allowance of group items is full, or the node awaits a hand-over to this hub) stays queued
 while the items around it are settled: the worker pushes past it, and every expiry tick (or a
-restarted worker) pushes it again, until it is taken, refused for good or expires. So it holds
-back nothing else towards that node, not even the same group's later items.
+restarted worker) pushes it again, until it is taken, refused for good or expires. It holds
+back nothing else towards that node but the later submissions of its own group (SUBMIT items),
+which wait with it so the hub orders a node's submissions in the order they were queued.
 
 A store error (e.g. "database is locked" after the busy timeout, a full disk) ends a worker
 with one log line; the next expiry tick, or new items, start it again. Nothing is lost: items
@@ -48,6 +49,7 @@ from sonet.core import limits
 from sonet.core.client_api import ErrorFrame
 from sonet.core.errors import RemoteProtocolError
 from sonet.core.federation_api import OK, REFUSALS, RETRY_LATER, Push, PushResult, Transit
+from sonet.core.groups.items import ItemKind
 
 from .errors import FederationError
 from .peers import Peer
@@ -61,6 +63,16 @@ from .transit import decode_transit, report_item
 __all__ = ["Outboxes", "unroutable_note"]
 
 log = logging.getLogger("sonet.federation")
+
+
+def _submission_of(transit: Transit) -> bytes | None:
+    """The group of a group submission (SUBMIT item), else None."""
+    item = transit.group
+    return item.group if item is not None and item.kind == ItemKind.SUBMIT else None
+
+
+async def _nothing() -> None:
+    """The settle of a push that sent nothing (all its items wait behind their groups)."""
 
 
 class _HeldBack:
@@ -78,11 +90,15 @@ def unroutable_note(dest: str) -> tuple[str, str]:
 class _Worker:
     """What others tell a running worker."""
 
-    __slots__ = ("woken", "expire_due", "nudged", "poked", "held_back")
+    __slots__ = ("woken", "expire_due", "nudged", "poked", "held_back", "waiting_groups")
 
     def __init__(self) -> None:
         #: pushes in a row the next hop refused for a storage budget (sets how long to wait)
         self.held_back = 0
+        #: groups one of whose submissions the destination takes later (RETRY_LATER): their
+        #: later submissions wait with it until the next expiry tick, so a group's order keeps
+        #: the order a node's devices submitted in
+        self.waiting_groups: set[bytes] = set()
         #: new items were committed since the worker last read its outbox
         self.woken = False
         #: an expiry tick asked it to settle its expired items
@@ -228,6 +244,7 @@ class Outboxes:
             if worker.expire_due:
                 await settling.wait()
                 pushed = 0  # the items kept for a later try (RETRY_LATER) are read again
+                worker.waiting_groups.clear()
                 worker.expire_due = False
                 if await self._expire(dest):
                     worker.expire_due = True  # there may be more
@@ -252,7 +269,7 @@ class Outboxes:
             if self._pool.backing_off(hop.name):
                 await self._wait_ready(worker, hop.name)
                 continue  # the route may have changed meanwhile
-            settle = await self._deliver(dest, hop, items)
+            settle = await self._deliver(dest, hop, items, worker.waiting_groups)
             if isinstance(settle, _HeldBack):  # the hop has no room for them now: this worker waits
                 worker.held_back += 1
                 await self._hold_back(worker)
@@ -300,19 +317,29 @@ class Outboxes:
         return True
 
     async def _deliver(
-        self, dest: str, hop: Peer, items: list[QueuedItem]
+        self, dest: str, hop: Peer, items: list[QueuedItem], waiting_groups: set[bytes]
     ) -> Callable[[], Awaitable[None]] | _HeldBack | None:
         """Push ``items`` to ``hop``; once taken, what settles them (the caller runs it),
         else None (nothing changed, the failure is noted and the hop backs off) or
-        ``_HELD_BACK`` (the hop refused them for a storage budget; noted, no backoff)."""
+        ``_HELD_BACK`` (the hop refused them for a storage budget; noted, no backoff).
+        Submissions of ``waiting_groups`` stay queued unpushed (the set grows by the groups
+        whose submissions the hop takes later)."""
         transits: list[Transit] = []
+        pushing: list[QueuedItem] = []
         for item in items:
             try:
-                transits.append(decode_transit(item.data))
+                transit = decode_transit(item.data)
             except RemoteProtocolError as exc:  # only a damaged database could hold one
                 log.error("dropping an unreadable outbox item for %s: %s", dest, exc)
                 await self._store.outbox_done(dest, [item.seq], now=self._clock_ms())
                 return None
+            if _submission_of(transit) in waiting_groups:
+                continue  # behind an earlier one of its group: both go at the next expiry tick
+            transits.append(transit)
+            pushing.append(item)
+        items = pushing
+        if not items:
+            return lambda: _nothing()
         try:
             answer = await self._pool.request(hop, Push(request=0, items=tuple(transits)))
         except FederationError as exc:  # the pool recorded it and backs off
@@ -339,6 +366,7 @@ class Outboxes:
         else:
             self._notes[dest] = (later, f"{hop.name} takes some group items later: {RETRY_LATER[later]}")
         # items refused for now are not settled: they stay queued (pushed again at the next expiry tick)
+        waiting_groups.update(g for t, o in zip(transits, answer.outcomes) if o in RETRY_LATER and (g := _submission_of(t)) is not None)
         settled = [(i, t, o) for i, t, o in zip(items, transits, answer.outcomes) if o not in RETRY_LATER]
         seqs, transits, outcomes, now = [i.seq for i, _, _ in settled], [t for _, t, _ in settled], tuple(o for _, _, o in settled), self._clock_ms()
         return lambda: self._settle(dest, seqs, transits, outcomes, final=hop.name == dest, now=now)

@@ -71,3 +71,106 @@ async def test_new_items_for_a_peer_in_backoff_do_not_make_the_worker_read_again
         await trio.testing.wait_all_tasks_blocked()
         assert store.reads == 2
         nursery.cancel_scope.cancel()
+
+
+# A group's submissions keep their order when the destination takes one later ----------------
+
+from sonet.core.federation_api import OK, PushResult, Transit  # noqa: E402
+from sonet.core.groups.items import GroupItem, ItemKind  # noqa: E402
+from sonet.federation.transit import decode_transit, encode_transit  # noqa: E402
+
+GROUP_G, GROUP_H = b"G" * 16, b"H" * 16
+
+
+def submission(group: bytes, ref: bytes) -> bytes:
+    item = GroupItem(
+        kind=ItemKind.SUBMIT, ref=ref, group=group, epoch=1, seq=0, message=b"m", welcome=b"", members=(), outcome="", hub=""
+    )  # fmt: skip
+    return encode_transit(Transit(origin="alpha.example", dest=BETA, hops=2, envelope=None, report=None, group=item))
+
+
+class QueueStore:
+    """An outbox of group submissions; items go only when settled."""
+
+    def __init__(self) -> None:
+        self.items: dict[int, bytes] = {}
+
+    def add(self, seq: int, group: bytes) -> None:
+        self.items[seq] = submission(group, bytes([seq]) * 16)
+
+    async def outbox(self, dest, *, limit, max_bytes, now, after=0):
+        return [QueuedItem(seq=s, dest=dest, key=b"k", expires=10**15, data=d, queued_at=0) for s, d in sorted(self.items.items()) if s > after]
+
+    async def outbox_done(self, dest, seqs, *, now, statuses=(), reports=()):
+        for seq in seqs:
+            self.items.pop(seq, None)
+
+    async def expired_outbox(self, dest, *, limit, max_bytes, now):
+        return []
+
+    async def outbox_destinations(self):
+        return [BETA] if self.items else []
+
+    async def expire_outbox(self, now):
+        pass
+
+
+class HubPool:
+    """The new hub: it takes submissions once it knows the hand-over (``ready``), until then
+    ``hub_pending``; records the refs pushed, in order. ``during`` runs inside the first push
+    (what happens while it is on its way)."""
+
+    def __init__(self, during) -> None:
+        self.ready = False
+        self.during = during
+        self.taken: list[int] = []
+        self.pushes: list[list[int]] = []
+
+    def backing_off(self, name: str) -> bool:
+        return False
+
+    def seen(self, name: str) -> None:
+        pass
+
+    async def request(self, hop, frame):
+        refs = [decode_transit(encode_transit(t)).group.ref[0] for t in frame.items]  # type: ignore[union-attr]
+        self.pushes.append(refs)
+        outcomes = tuple(OK if self.ready else "hub_pending" for _ in refs)
+        if self.ready:
+            self.taken += refs
+        if len(self.pushes) == 1:
+            self.during()
+        return PushResult(request=frame.request, outcomes=outcomes)
+
+
+async def test_a_submission_taken_later_holds_back_its_groups_later_ones_only() -> None:
+    store = QueueStore()
+    outboxes: Outboxes
+
+    def meanwhile() -> None:  # the hub learns of the hand-over; two more submissions come
+        pool.ready = True
+        store.add(2, GROUP_G)
+        store.add(3, GROUP_H)
+        outboxes.wake([BETA])
+
+    pool = HubPool(meanwhile)
+
+    async def routes() -> Routes:
+        return Routes()
+
+    outboxes = Outboxes(
+        name="alpha.example", store=store, pool=pool, routes=routes, clock_ms=lambda: 0,
+        settings=FederationSettings(expire_interval_s=3600),
+    )  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outboxes.run)
+        store.add(1, GROUP_G)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.pushes[0] == [1] and 1 in store.items  # refused for now: kept
+        assert pool.taken == [3]  # another group's goes on at once; G's 2 waits behind 1
+
+        await outboxes.expire()  # the next expiry tick: G's submissions go, in their order
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.taken == [3, 1, 2] and not store.items
+        nursery.cancel_scope.cancel()
