@@ -56,6 +56,11 @@ REQUIRED = (
     "groups_envelopes_beta",
     "groups_bytes_beta",
     "groups_commit_process_ms",
+    "groups_body_bytes_beta",
+    "groups_path_commit_bytes",
+    "groups_path_commit_nodes_ms",
+    "groups_path_commit_stored_bytes_per_node",
+    "groups_handover_ms",
 )
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
