@@ -21,8 +21,8 @@ from sonet.core.crypto import CryptoMode
 from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
 
 from .cli_groups import (
-    Shell, add_group_commands, group_message_json, group_message_line, group_sent_json, group_sent_line, is_group_target, label,
-    send_to_group, typing_in_group,
+    Shell, add_group_commands, group_event_json, group_event_line, group_message_json, group_message_line, group_sent_json, group_sent_line,
+    is_group_target, label, send_to_group, typing_in_group,
 )  # fmt: skip
 from .connection import ConnectError, NodeError
 from .node_url import check_node_url
@@ -296,12 +296,15 @@ def cmd_recv(args: argparse.Namespace) -> None:
     device = _device(args)
     result = trio.run(lambda: device.receive(wait=args.wait, read_receipts=args.read))
     _receive_warnings(result)
-    shown: list[tuple[int, dict[str, Any], str]] = [(m.received_at, _message_json(m), _message_line(m)) for m in result.messages]
-    shown += [(m.received_at, group_message_json(m), group_message_line(m)) for m in result.group_messages]
-    for _at, obj, line in sorted(shown, key=lambda s: s[0]):  # stable: each list keeps its order
+    me = device.state.profile().address
+    shown: list[tuple[int, int, dict[str, Any], str]] = [(m.received_at, -1, _message_json(m), _message_line(m)) for m in result.messages]
+    shown += [(m.received_at, m.seq, group_message_json(m), group_message_line(m)) for m in result.group_messages]
+    shown += [(e.received_at, e.seq, group_event_json(e), group_event_line(e, me)) for e in result.group_events]
+    for _at, _seq, obj, line in sorted(shown, key=lambda s: s[:2]):  # stable: each list keeps its order
         _show(args, obj, line)
     device.state.mark_shown([m.id for m in result.messages])
     device.state.mark_group_messages_shown([(m.group, m.seq) for m in result.group_messages])
+    device.state.mark_group_events_shown([(e.group, e.seq) for e in result.group_events])
     if not shown and not args.json:
         print("no new messages", file=sys.stderr)
 

@@ -27,6 +27,7 @@ from sonet.core.content import MAX_GROUP_NAME_LEN, MAX_GROUP_TOPIC_LEN
 from sonet.core.errors import LocalProtocolError, ProtocolError
 
 from .groups.api import GroupInfoView, GroupSendResult, GroupView
+from .groups.events import ADDED, ADMIN, HUB, LEFT, REMOVED, RENAMED, GroupEvent
 from .groups.store import GroupMessage
 from .groups.typing import GroupTypingResult
 from .sdk import Device
@@ -39,6 +40,8 @@ __all__ = [
     "send_to_group",
     "group_message_json",
     "group_message_line",
+    "group_event_json",
+    "group_event_line",
     "group_sent_json",
     "group_sent_line",
     "typing_in_group",
@@ -150,6 +153,36 @@ def group_message_line(m: GroupMessage) -> str:
     return f"[{iso_ms(m.sent_at)}] {m.sender} in {label(m.group_name, m.group.hex())}: {m.text}"
 
 
+def group_event_json(e: GroupEvent) -> dict[str, Any]:
+    """A membership event in ``recv --json`` (client/groups/events.py): ``event`` is added,
+    removed, left, admin, hub, renamed or topic; the fields that do not apply are null."""
+    return {
+        "type": "group_event", "event": e.event, "group": _group_ref(e.group_name, e.group.hex()), "seq": e.seq, "by": e.by,
+        "member": e.member, "hub": e.hub, "name": e.name, "topic": e.topic, "received_at": iso_ms(e.received_at),
+    }  # fmt: skip
+
+
+def group_event_line(e: GroupEvent, me: str) -> str:
+    """One line for a membership event; ``me``: this device's account ("you")."""
+    where, by = label(e.group_name, e.group.hex()), e.by or "a member"
+    member = "you" if e.member == me else e.member
+    if e.event == ADDED:
+        what = f"you were added to {where} by {by}" if e.member == me else f"{by} added {member} to {where}"
+    elif e.event == REMOVED:
+        what = f"you were removed from {where} by {by}" if e.member == me else f"{by} removed {member} from {where}"
+    elif e.event == LEFT:
+        what = f"{member} left {where}"
+    elif e.event == ADMIN:
+        what = f"{by} made {member} an admin of {where}"
+    elif e.event == HUB:
+        what = f"{by} moved the hub of {where} to {e.hub}"
+    elif e.event == RENAMED:
+        what = f"{by} renamed {label(e.before or '', e.group.hex())} to {e.name!r}"
+    else:
+        what = f"{by} set the topic of {where} to {e.topic!r}" if e.topic else f"{by} cleared the topic of {where}"
+    return f"[{iso_ms(e.received_at)}] {what}"
+
+
 def group_sent_json(m: SentMessage) -> dict[str, Any]:
     """A group text in ``sent --json``: ``group`` instead of ``to``, and how many of the other
     members' devices (``devices``, when it was sent) have it (``delivered``) and read it."""
@@ -174,11 +207,18 @@ def _typing_json(result: GroupTypingResult) -> dict[str, Any]:
 
 
 def _send_json(result: GroupSendResult, name: str) -> dict[str, Any]:
-    return {"id": result.id.hex(), "group": _group_ref(name, result.group), "state": result.state}
+    return {
+        "id": result.id.hex(), "group": _group_ref(name, result.group), "state": result.state, "code": result.code, "message": result.message,
+    }  # fmt: skip
 
 
 def _send_line(result: GroupSendResult, name: str) -> str:
     where = label(name, result.group)
+    if result.state == "pending":  # kept on this device, as a 1:1 text (client/cli.py _send_line)
+        return (
+            f"queued on this device: {result.message}; it is sent by itself the next time this device connects "
+            f"(`sonet sent` shows it as pending); id {result.id.hex()}"
+        )
     if result.state == "queued":
         return f"sent to {where}: on its way to the group's hub (it reaches the members once the hub orders it); id {result.id.hex()}"
     return f"sent to {where}: the hub ordered it for every member; id {result.id.hex()}"

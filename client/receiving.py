@@ -40,6 +40,7 @@ from .access import remember_contact_token
 from .connection import TRANSIENT_LOOKUP_CODES, Connection, NodeError
 from .directory import IdentityChanged, Lookup, lookup_account
 from .groups.engine import GroupEngine
+from .groups.events import GroupEvent
 from .groups.keys import maintain_key_packages
 from .groups.store import GroupMessage
 from .groups.tree_fetch import prefetch_tree
@@ -66,6 +67,8 @@ class ReceiveResult:
     identity_changes: list[str]
     #: group messages not shown yet (client/groups/engine.py), each with its group
     group_messages: list[GroupMessage] = field(default_factory=list)
+    #: membership events of groups not shown yet (client/groups/events.py)
+    group_events: list[GroupEvent] = field(default_factory=list)
 
 
 @dataclass
@@ -160,7 +163,7 @@ class Receiver:
         inbox = self._inbox
         return ReceiveResult(
             messages=self._state.unshown(), rejected=inbox.rejected + self.groups.rejected, identity_changes=sorted(inbox.changed),
-            group_messages=self._state.unshown_group_messages(),
+            group_messages=self._state.unshown_group_messages(), group_events=self._state.unshown_group_events(),
         )  # fmt: skip
 
     async def _accept(self, conn: Connection, frame: Deliver) -> bool:

@@ -62,6 +62,7 @@ from .groups.api import SETTLE_S as GROUP_SETTLE_S
 from .groups.api import GroupInfoView, Groups, GroupSendResult, GroupView
 from .groups.engine import GroupEngine
 from .groups.typing import GroupTypingResult, send_group_typing
+from .groups.waiting import send_waiting_group_messages
 from .groups.keys import maintain_key_packages
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
 from .pending import PendingFull, expire_pending, send_pending, waits
@@ -199,6 +200,7 @@ class Device:
                     raise
                 self.monitor_error = exc
             await self._send_waiting(conn, profile)
+            self.notices += await send_waiting_group_messages(conn, self.state, profile, rng=self._rng, clock=self._clock)
             yield conn
 
     def _new_device_keys(self, mode: CryptoMode) -> tuple[SigningKey, bytes | None, HpkePrivateKey]:

@@ -21,6 +21,7 @@ from sonet.core import canonical
 from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey
 from sonet.core.groups.items import GROUP_REFUSALS
 
+from .groups.events import GROUP_EVENTS_SCHEMA, GroupEventState
 from .groups.sent import GROUP_SENT_SCHEMA, GroupSent, GroupSentState
 from .groups.store import GROUPS_SCHEMA, GroupState
 from .state_directory import ALERT, DIRECTORY_SCHEMA, NOTICE, Alert, DirectoryState
@@ -143,7 +144,7 @@ class SentMessage:
     read_at: int | None
     #: a group text (client/groups/sent.py): its group and the group's name here (``to`` is
     #: empty, ``devices`` the member devices of the other accounts when it was sent, and
-    #: ``state`` "queued" / "ordered" / "failed" until all of them delivered or read it),
+    #: ``state`` "pending" / "queued" / "ordered" / "failed" until all of them delivered or read it),
     #: with how many of them sent a delivered (or read) and a read receipt
     group: bytes | None = None
     group_name: str = ""
@@ -156,7 +157,7 @@ _PROFILE_KEYS = ("address", "device_id", "node_url", "node_fingerprint", "mode",
 _PROFILE_ROWS = f"SELECT key, value FROM kv WHERE key IN ({', '.join('?' * len(_PROFILE_KEYS))})"
 
 
-class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState):
+class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, GroupEventState):
     def __init__(self, home: Path, *, create: bool = True) -> None:
         self.home = home
         check_home(home, create=create)
@@ -175,7 +176,7 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState):
             self._db = sqlite3.connect(path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA)
+            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA + GROUP_EVENTS_SCHEMA)
             self._add_columns("sent", _SENT_COLUMNS)
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path} is not a usable device state database: {exc}") from None

@@ -7,7 +7,14 @@ newest epoch), make the change (client/groups/ops.py), keep it as the group's ou
 submission with the state it leads to, send it to the home node (``GroupSubmit``) and wait up
 to ``SETTLE_S`` for the hub's order to come back through the mailbox (client/groups/engine.py
 redoes it on top if another commit came first). A change still on its way then is "queued":
-the next ``receive`` finishes it. One change per group at a time.
+the next ``receive`` finishes it. One commit or proposal per group at a time.
+
+Messages (``send``, and the name and topic an admin sends) are independent submissions: any
+number may be on their way at once, each made when it is sent, in the order written (after this
+device's own commit or proposal, if one is on its way). ``send`` waits only
+``SEND_SETTLE_S`` for the hub's order. When the home node cannot be reached, the text is kept
+sealed on the device ("pending", like a 1:1 text: client/pending.py) and sent, encrypted at the
+then-current epoch, by the next command that connects (client/groups/waiting.py).
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from sonet.core.groups.state import GroupExtension, group_context_extensions, gr
 from sonet.core.mls.framing import MLSMessage, WireFormat
 from sonet.core.mls.group import Group, PublicGroup
 
-from ..connection import Connection, NodeError
+from ..connection import ConnectError, Connection, NodeError
+from ..pending import MAX_PENDING, waits
 from ..replies import expect_reply
 from ..state import DeviceState, Profile
 from .engine import ORDERED, GroupEngine, submit_own
@@ -42,13 +50,15 @@ from .members import fetch_key_packages
 from .ops import make, member_devices
 from .own_devices import follow_device_list
 from .rules import check_message, public_view
-from .sent import note_sent
+from .sent import PENDING, note_sent
 from .store import GroupRecord, Outstanding
 
-__all__ = ["GroupView", "GroupMemberView", "GroupInfoView", "GroupSendResult", "Groups", "SETTLE_S"]
+__all__ = ["GroupView", "GroupMemberView", "GroupInfoView", "GroupSendResult", "Groups", "SETTLE_S", "SEND_SETTLE_S"]
 
 #: how long a change waits for the hub's order before it is reported "queued"
 SETTLE_S = 15.0
+#: how long a message waits for it (the home node holds it already: nothing is lost after)
+SEND_SETTLE_S = 1.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,8 +101,11 @@ class GroupInfoView:
 class GroupSendResult:
     id: bytes  # the message's content id
     group: str
-    #: "ordered" (the hub put it in the group's order) or "queued" (on its way to the hub)
+    #: "ordered" (the hub put it in the group's order), "queued" (the home node holds it, on
+    #: its way to the hub) or "pending" (kept on this device: ``code``/``message`` say why)
     state: str
+    code: str = ""
+    message: str = ""
 
 
 class _Receiver(Protocol):
@@ -139,7 +152,7 @@ class Groups:
         )
         return GroupInfoView(
             id=group_hex(record.id), name=record.name, topic=record.topic, epoch=mls.epoch, hub=ext.hub, suite=f"{SUITE_ID:#06x}",
-            members=members, admins=ext.admins, active=record.active, waiting=record.own is not None,
+            members=members, admins=ext.admins, active=record.active, waiting=record.own is not None or bool(record.sends),
         )  # fmt: skip
 
     def find(self, group: str) -> GroupRecord:
@@ -281,18 +294,73 @@ class Groups:
         profile = self._state.profile()
         content_id, now = self._rng(limits.CONTENT_ID_LEN), self._clock()
         content = encode_content(Content.make_text(id=content_id, sent_at=now, text=text))
-        async with self._connect(profile) as conn:
-            await self._sync(conn, profile)
-            record = self.find(group)
-            note_sent(self._state, content_id, record, profile.address, now)  # its receipts count from now (client/groups/sent.py)
-            try:
-                state = await self._change(conn, profile, record.id, {"op": "send", "content": content})
-            except ProtocolError:
-                own = (self._state.group_record(record.id) or record).own
-                if own is None or own.op.get("content") != content:  # it never went out (a refusal keeps it, failed)
-                    self._state.forget_group_sent(content_id)
-                raise
-        return GroupSendResult(id=content_id, group=group_hex(record.id), state=state)
+        group_id = self.find(group).id
+        origin = self._rng(16)
+        queued = False
+        try:
+            async with self._connect(profile) as conn:
+                await self._sync(conn, profile)
+                self._queue_message(group_id, content, origin, text_id=content_id, sent_at=now)
+                queued = True
+                state = await self._send_message(conn, profile, group_id, origin, wait=min(self.settle_s, SEND_SETTLE_S))
+        except ConnectError as exc:  # the home node cannot be reached (or the connection dropped)
+            if not queued:
+                self._queue_message(group_id, content, origin, text_id=content_id, sent_at=now)
+            if self._on_device(group_id, origin):
+                return GroupSendResult(id=content_id, group=group_hex(group_id), state=PENDING, code="unreachable", message=str(exc))
+            state = "queued"  # the home node holds it
+        except (NodeError, ProtocolError) as exc:
+            if queued and self._on_device(group_id, origin):
+                if waits(exc):  # not now: kept, and sent by the next command that connects
+                    return GroupSendResult(id=content_id, group=group_hex(group_id), state=PENDING, code=exc.code, message=str(exc))
+                self._drop_message(group_id, origin, content_id)
+            raise
+        if state == PENDING:
+            return GroupSendResult(
+                id=content_id, group=group_hex(group_id), state=PENDING, code="group_busy",
+                message="this device's change to the group is still on its way to the hub: the message goes once it is ordered",
+            )  # fmt: skip
+        return GroupSendResult(id=content_id, group=group_hex(group_id), state=state)
+
+    def _queue_message(self, group: bytes, content: bytes, origin: bytes, *, text_id: bytes | None = None, sent_at: int = 0) -> None:
+        """Keep a message to send (made when it is sent, in the order written), and a text's
+        delivery status rows (client/groups/sent.py); nothing is kept when refused."""
+        with self._state.transaction():
+            record = self._record(group)
+            if not record.active:
+                raise LocalProtocolError("this device is no longer a member of the group", code="not_member")
+            if self._state.unsent_group_messages() >= MAX_PENDING:
+                raise LocalProtocolError(
+                    f"not sent: {MAX_PENDING} group messages already wait on this device for the home node", code="pending_full"
+                )  # fmt: skip
+            epoch = Group.from_bytes(record.mls).epoch
+            send = Outstanding(
+                ref=b"", origin=origin, kind="message", epoch=epoch, message=b"", welcome=b"", after=None,
+                op={"op": "send", "content": content}, submitted=False, redo=True, redo_epoch=epoch,
+            )  # fmt: skip
+            if text_id is not None:
+                note_sent(self._state, text_id, record, self._state.profile().address, sent_at)  # its receipts count from now
+            self._state.save_group(record.but(sends=record.sends + (send,)))
+
+    def _on_device(self, group: bytes, origin: bytes) -> bool:
+        """The message ``origin`` has not reached the home node yet."""
+        record = self._state.group_record(group)
+        return record is not None and any(s.origin == origin and not s.submitted for s in record.sends)
+
+    def _drop_message(self, group: bytes, origin: bytes, text_id: bytes) -> None:
+        with self._state.transaction():
+            record = self._record(group)
+            self._state.save_group(record.but(sends=tuple(s for s in record.sends if s.origin != origin)))
+            self._state.forget_group_sent(text_id)
+
+    async def _send_message(self, conn: Connection, profile: Profile, group: bytes, origin: bytes, *, wait: float) -> str:
+        """Send what is due (the message ``origin`` among it) and wait up to ``wait`` for its
+        order: "ordered", "queued", or "pending" when it waits for this device's own change."""
+        engine = GroupEngine(self._state, profile, rng=self._rng, clock=self._clock)
+        await engine.flush(conn)
+        if self._on_device(group, origin):
+            return PENDING
+        return await self._settle(conn, profile, group, origin, wait=wait, engine=engine)
 
     async def _simple(self, group: str, op: dict, *, member_of: str | None = None) -> GroupView:
         profile = self._state.profile()
@@ -306,7 +374,9 @@ class Groups:
 
     async def _announce(self, conn: Connection, profile: Profile, group: bytes, name: str, topic: str) -> None:
         content = Content.make_group_state(id=self._rng(limits.CONTENT_ID_LEN), sent_at=self._clock(), name=name, topic=topic)
-        await self._change(conn, profile, group, {"op": "send", "content": encode_content(content)})
+        origin = self._rng(16)
+        self._queue_message(group, encode_content(content), origin)
+        await self._send_message(conn, profile, group, origin, wait=self.settle_s)
 
     async def _change(self, conn: Connection, profile: Profile, group: bytes, op: dict) -> str:
         """Make ``op``, submit it and wait for its outcome: "ordered" or "queued"; a refusal by
@@ -345,13 +415,16 @@ class Groups:
         await submit_own(conn, self._state, group, own, hub)
         return await self._settle(conn, profile, group, origin)
 
-    async def _settle(self, conn: Connection, profile: Profile, group: bytes, origin: bytes) -> str:
-        engine = GroupEngine(self._state, profile, rng=self._rng, clock=self._clock)
+    async def _settle(
+        self, conn: Connection, profile: Profile, group: bytes, origin: bytes, *, wait: float | None = None, engine: GroupEngine | None = None
+    ) -> str:
+        engine = engine or GroupEngine(self._state, profile, rng=self._rng, clock=self._clock)
+        wait = self.settle_s if wait is None else wait
         # _sync saw the node's Drained on this connection: from now on each run ends with the
         # first batch that brings something (or the time left)
-        with trio.move_on_after(self.settle_s):
+        with trio.move_on_after(wait):
             while origin not in engine.outcomes:
-                await self._receiver(profile, engine).run(conn, wait=self.settle_s, read_receipts=False, keys=False, after_drained=True)
+                await self._receiver(profile, engine).run(conn, wait=wait, read_receipts=False, keys=False, after_drained=True)
         outcome = engine.outcomes.get(origin)
         if outcome is None:
             return "queued"
@@ -410,5 +483,5 @@ def _view(record: GroupRecord) -> GroupView:
     return GroupView(
         id=group_hex(record.id), name=record.name, topic=record.topic, epoch=mls.epoch, hub=ext.hub,
         members=tuple(sorted({leaf_member(leaf).account for _i, leaf in mls.members()})), admins=ext.admins,
-        active=record.active, waiting=record.own is not None,
+        active=record.active, waiting=record.own is not None or bool(record.sends),
     )  # fmt: skip

@@ -17,6 +17,13 @@ node stops holding is lost. Items of a group are processed strictly in sequence 
 - a VERDICT for the device's own outstanding submission: ``stale_epoch`` makes it redo it on
   top of the epoch the hub names (once the device has reached it), any other refusal drops it.
 
+The device has at most one commit or proposal outstanding per group (``own``) but any number
+of application messages (``sends``), each its own submission: made again, in the order they
+were written, after a ``stale_epoch`` or a commit that came first, so that the group's order
+keeps them in the order sent. Messages written while an own commit or proposal is on its way are
+made once it is ordered (they belong to its epoch). Another member's commit and the Welcome that
+added this device are noted as membership events for ``recv`` (client/groups/events.py).
+
 A message MLS refuses (it does not verify for this device) is skipped with a line in
 ``rejected``: the hub ordered it for everyone, so the sequence moves on.
 
@@ -38,6 +45,7 @@ from sonet.core.groups.items import GROUP_REFUSALS, GroupItem, ItemKind, group_h
 from sonet.core.groups.policy import PolicyError
 from sonet.core.groups.state import group_extension
 from sonet.core.mls.framing import MLSMessage
+from sonet.core.mls.framing.public_message import PublicMessage
 from sonet.core.mls.group import ApplicationMessage, Group, PublicCommit, PublicGroup, QueuedProposal, StagedCommit
 from sonet.core.mls.messages import Remove, Welcome
 from sonet.core.wire import decode_struct
@@ -50,6 +58,7 @@ from .keys import SUITE, OwnKeyPackage, signature_key
 from .ops import NothingToDo, make
 from .own_devices import follow_device_list
 from .rules import check_message, public_view
+from .events import ADDED, RENAMED, TOPIC, GroupEvent, commit_events
 from .sent import note_ordered
 from .verify import check_noted, note_members
 from .store import GroupMessage, GroupRecord, HeldFull, Outstanding
@@ -158,6 +167,9 @@ class GroupEngine:
                 self._state.save_group(
                     GroupRecord(id=item.group, next_seq=item.seq + 1, created=received_at, mls=group.to_bytes(), public=public_view(group))
                 )
+                self._state.store_group_events(
+                    [GroupEvent(group=item.group, seq=item.seq, event=ADDED, by=_committer(group, item.message), member=me[0], received_at=received_at)]
+                )  # fmt: skip
                 if not last_resort:
                     self._state.delete_key_package_secret(secrets.new_member)
                 return True
@@ -169,18 +181,31 @@ class GroupEngine:
         """Process ``item``, the next one of ``record``'s group, and save the group after it."""
         own = record.own
         done = record.but(next_seq=item.seq + 1)
+        mine = next((s for s in record.sends if s.ref == item.ref and not s.redo), None)
+        if mine is not None:  # one of this device's messages came back ordered
+            self.outcomes[mine.origin] = ORDERED
+            done = self._own_message(done.but(sends=tuple(s for s in record.sends if s is not mine)), mine)
+            if own is None and leaving.overdue(self._state, item.group, seq=item.seq, now=self._clock()):
+                own = self._commit_leaving(Group.from_bytes(record.mls), None)
+            self._state.save_group(done.but(own=own))
+            return
         if own is not None and item.ref == own.ref and not own.redo:
             self.outcomes[own.origin] = ORDERED
-            if own.op["op"] == "send":  # our own name and topic take effect in order, as everyone's
-                content = decode_content(own.op["content"])
-                if content.type == GROUP_STATE and content.name is not None and content.topic is not None:
-                    done = done.but(name=content.name, topic=content.topic)
-                elif content.type == TEXT:
-                    note_ordered(self._state, content.id, own.epoch, record.mls, self._profile.address)
+            if own.op["op"] == "send":
+                done = self._own_message(done, own)
             after = own.after if own.after is not None else record.mls
+            if own.kind == "commit":  # messages still on their way from the epoch it ended are refused stale: made again
+                done = done.but(sends=_redo_sends(done.sends, Group.from_bytes(after).epoch))
             follow = self._then(own)
             if own.kind == "commit":  # it took every pending proposal
                 leaving.forget(self._state, item.group)
+            if own.op["op"] == "commit":  # members' leavings it committed: news here too (nobody asked for it)
+                try:
+                    committed = PublicGroup.from_bytes(record.public).process(own.message)
+                except ProtocolError:
+                    committed = None
+                if isinstance(committed, PublicCommit):
+                    self._commit_events(item, Group.from_bytes(record.mls), PublicGroup.from_bytes(record.public), committed, received_at)
             elif follow is None and leaving.overdue(self._state, item.group, seq=item.seq, now=self._clock()):
                 follow = self._commit_leaving(Group.from_bytes(after), None)
             self._state.save_group(done.but(mls=after, public=self._own_public(record, own), own=follow))
@@ -203,14 +228,19 @@ class GroupEngine:
             if own is not None and own.epoch == group.epoch:
                 # another commit came first: our change is made again on top of it
                 own = replace(own, redo=True, redo_epoch=result.epoch, after=None)
+            done = done.but(sends=_redo_sends(done.sends, result.epoch))  # and our messages of the epoch it ends
+            assert isinstance(checked, PublicCommit)  # a PublicMessage commit (checked above)
+            self._commit_events(item, group, public, checked, received_at)
             group.merge(result)
             leaving.forget(self._state, item.group)  # a commit takes every pending proposal
-            assert isinstance(checked, PublicCommit)  # a PublicMessage commit (checked above)
             public.merge(checked)
             note_members(self._state, item.group, [(leaf_member(leaf), leaf.signature_key) for _i, leaf in checked.added])
             active = not result.removes_us
             if not active:
                 own = None
+                for send in done.sends:  # never to be sent now
+                    self._failed(send, "not_member")
+                done = done.but(sends=())
         elif isinstance(result, ApplicationMessage):
             done = self._message(done, group, item, result, received_at)
         elif isinstance(result, QueuedProposal):
@@ -229,6 +259,37 @@ class GroupEngine:
             public.process(own.message)
             return public.to_bytes()
         return record.public
+
+    def _own_message(self, record: GroupRecord, own: Outstanding) -> GroupRecord:
+        """This device's application message came back ordered: its own name and topic take
+        effect in order, as everyone's; a text is marked ordered (client/groups/sent.py)."""
+        content = decode_content(own.op["content"])
+        if content.type == GROUP_STATE and content.name is not None and content.topic is not None:
+            return record.but(name=content.name, topic=content.topic)
+        if content.type == TEXT:
+            note_ordered(self._state, content.id, own.epoch, record.mls, self._profile.address)
+        return record
+
+    def _failed(self, own: Outstanding, code: str) -> None:
+        """An own submission that will never be ordered: its text, if it is one, failed."""
+        self.outcomes[own.origin] = code
+        if own.op["op"] == "send":
+            content = decode_content(own.op["content"])
+            if content.type == TEXT:
+                self._state.group_sent_failed(content.id, code)
+
+    def _commit_events(self, item: GroupItem, group: Group, public: PublicGroup, commit: PublicCommit, received_at: int) -> None:
+        """Note what another member's commit changed, for ``recv`` (client/groups/events.py)."""
+        try:
+            after = group_extension(commit.staged.context) if commit.extensions is not None else group_extension(public.context)
+            events = commit_events(
+                group=item.group, seq=item.seq, before=public.members(), commit=commit, ext_before=group_extension(public.context),
+                ext_after=after, me=self._profile.address, my_leaf=group.leaf_index, received_at=received_at,
+            )  # fmt: skip
+        except ProtocolError as exc:  # the rules checked it: only a malformed credential gets here
+            self.rejected.append(f"could not tell what commit {item.seq} of group {group_hex(item.group)} changed: {exc}")
+            return
+        self._state.store_group_events(events)
 
     def _message(self, record: GroupRecord, group: Group, item: GroupItem, message: ApplicationMessage, received_at: int) -> GroupRecord:
         where = f"message {item.seq} of group {group_hex(item.group)}"
@@ -252,6 +313,14 @@ class GroupEngine:
             )
         elif content.type == GROUP_STATE and content.name is not None and content.topic is not None:
             if group_extension(group.context).is_admin(sender.account):
+                events = []
+                if record.name and content.name != record.name:  # not the name a joiner learns first
+                    events.append(GroupEvent(group=item.group, seq=item.seq, event=RENAMED, by=sender.account, name=content.name,
+                                             before=record.name, received_at=received_at))  # fmt: skip
+                if record.name and content.topic != record.topic:
+                    events.append(GroupEvent(group=item.group, seq=item.seq, event=TOPIC, by=sender.account, topic=content.topic,
+                                             received_at=received_at))  # fmt: skip
+                self._state.store_group_events(events)
                 return record.but(name=content.name, topic=content.topic)
             self.rejected.append(f"ignored {where}: {sender.account} is not an admin and may not rename the group")
         else:
@@ -294,7 +363,19 @@ class GroupEngine:
 
     def _verdict(self, item: GroupItem) -> None:
         record = self._state.group_record(item.group)
-        if record is None or record.own is None or record.own.ref != item.ref:
+        if record is None:
+            return
+        send = next((s for s in record.sends if s.ref == item.ref), None)
+        if send is not None:  # one of this device's messages
+            if item.outcome == "stale_epoch":
+                sends = _redo_sends(record.sends, max(item.epoch, send.epoch + 1), only=send)
+            else:
+                self._failed(send, item.outcome)
+                self.rejected.append(f"the hub refused this device's message to group {group_hex(item.group)}: {GROUP_REFUSALS[item.outcome]}")
+                sends = tuple(s for s in record.sends if s is not send)
+            self._state.save_group(record.but(sends=sends))
+            return
+        if record.own is None or record.own.ref != item.ref:
             return  # for a submission already redone or dropped
         own: Outstanding | None = record.own
         assert own is not None
@@ -317,49 +398,91 @@ class GroupEngine:
 
     def submissions(self) -> list[tuple[GroupRecord, Outstanding, str]]:
         """(group, own submission, hub) for every submission to send now: not sent yet, or due
-        to be made again (remade here and saved before it is returned)."""
+        to be made again (remade here and saved before it is returned); a group's commit or
+        proposal first, then its messages in the order they were written."""
         self._leaving_overdue()
         due = []
         for record in self._state.group_records_with_own():
-            own = record.own
-            if own is None or not record.active:
+            if not record.active:
                 continue
             with self._state.transaction():
-                group = Group.from_bytes(record.mls)
-                if own.redo:
-                    if group.epoch < own.redo_epoch:
-                        continue  # the commit that came first is not processed yet
-                    try:
-                        made = make(group, own.op, self._rng)
-                    except NothingToDo:
-                        self.outcomes[own.origin] = ORDERED
-                        self._state.save_group(record.but(own=None))
-                        continue
-                    except ProtocolError as exc:
-                        self.outcomes[own.origin] = "invalid"
-                        self.rejected.append(f"could not make this device's change of group {group_hex(record.id)} again: {exc}")
-                        self._state.save_group(record.but(own=None))
-                        continue
-                    if made.kind != "message":
-                        try:  # the rules may not allow it any more (or never did): the hub would refuse it
-                            check_message(PublicGroup.from_bytes(record.public), made.message)
-                        except PolicyError as exc:
-                            self.outcomes[own.origin] = "not_allowed"
-                            self.rejected.append(f"this device's change of group {group_hex(record.id)} is not allowed: {exc}")
-                            if own.op["op"] == "commit":
-                                leaving.forget(self._state, record.id)  # committing it stays refused: stop trying
-                            self._state.save_group(record.but(own=None))
-                            continue
-                    own = Outstanding(
-                        ref=self._rng(16), origin=own.origin, kind=made.kind, epoch=made.epoch, message=made.message,
-                        welcome=made.welcome, after=made.after, op=own.op, submitted=False,
-                    )  # fmt: skip
-                    record = record.but(own=own, mls=made.now if made.now is not None else record.mls)
-                    self._state.save_group(record)
-                elif own.submitted:
-                    continue
-                due.append((record, own, group_extension(Group.from_bytes(record.mls).context).hub))
+                record, own = self._due_own(record)
+                if own is not None:
+                    due.append((record, own, group_extension(Group.from_bytes(record.mls).context).hub))
+                record, sends = self._due_sends(record)
+                hub = group_extension(Group.from_bytes(record.mls).context).hub
+                due += [(record, send, hub) for send in sends]
         return due
+
+    def _due_own(self, record: GroupRecord) -> tuple[GroupRecord, Outstanding | None]:
+        """The group's commit or proposal if it is to be sent now (remade first if due)."""
+        own = record.own
+        if own is None:
+            return record, None
+        if not own.redo:
+            return record, None if own.submitted else own
+        group = Group.from_bytes(record.mls)
+        if group.epoch < own.redo_epoch:
+            return record, None  # the commit that came first is not processed yet
+        try:
+            made = make(group, own.op, self._rng)
+        except NothingToDo:
+            self.outcomes[own.origin] = ORDERED
+            record = record.but(own=None)
+            self._state.save_group(record)
+            return record, None
+        except ProtocolError as exc:
+            self.outcomes[own.origin] = "invalid"
+            self.rejected.append(f"could not make this device's change of group {group_hex(record.id)} again: {exc}")
+            record = record.but(own=None)
+            self._state.save_group(record)
+            return record, None
+        if made.kind != "message":
+            try:  # the rules may not allow it any more (or never did): the hub would refuse it
+                check_message(PublicGroup.from_bytes(record.public), made.message)
+            except PolicyError as exc:
+                self.outcomes[own.origin] = "not_allowed"
+                self.rejected.append(f"this device's change of group {group_hex(record.id)} is not allowed: {exc}")
+                if own.op["op"] == "commit":
+                    leaving.forget(self._state, record.id)  # committing it stays refused: stop trying
+                record = record.but(own=None)
+                self._state.save_group(record)
+                return record, None
+        own = Outstanding(
+            ref=self._rng(16), origin=own.origin, kind=made.kind, epoch=made.epoch, message=made.message,
+            welcome=made.welcome, after=made.after, op=own.op, submitted=False,
+        )  # fmt: skip
+        record = record.but(own=own, mls=made.now if made.now is not None else record.mls)
+        self._state.save_group(record)
+        return record, own
+
+    def _due_sends(self, record: GroupRecord) -> tuple[GroupRecord, list[Outstanding]]:
+        """The group's messages to send now, in the order written: made (again) on the current
+        epoch where due. One that must wait (for the epoch a commit that came first starts, or,
+        never made yet, for this device's own commit or proposal to be ordered) holds back those
+        written after it."""
+        if not record.sends:
+            return record, []
+        group: Group | None = None
+        sends: list[Outstanding] = []
+        due: list[Outstanding] = []
+        waiting = False
+        for send in record.sends:
+            if not waiting and send.redo:
+                group = group or Group.from_bytes(record.mls)
+                if group.epoch < send.redo_epoch or (not send.ref and record.own is not None and record.own.kind != "message"):
+                    waiting = True
+                else:  # encrypted at the current epoch (the ratchet moves on: the group is saved below)
+                    made = make(group, send.op, self._rng)
+                    send = replace(send, ref=self._rng(16), kind=made.kind, epoch=made.epoch, message=made.message, submitted=False,
+                                   redo=False, redo_epoch=0)  # fmt: skip
+            if not waiting and not send.redo and not send.submitted:
+                due.append(send)
+            sends.append(send)
+        if group is not None:
+            record = record.but(sends=tuple(sends), mls=group.to_bytes())
+            self._state.save_group(record)
+        return record, due
 
     def _leaving_overdue(self) -> None:
         """Commit the members' leavings that waited too long for the member who should have
@@ -419,4 +542,27 @@ async def submit_own(conn: Connection, state: DeviceState, group: bytes, own: Ou
         record = state.group_record(group)
         if record is not None and record.own is not None and record.own.ref == own.ref:
             state.save_group(record.but(own=replace(record.own, submitted=True)))
+        elif record is not None and any(s.ref == own.ref for s in record.sends):
+            state.save_group(record.but(sends=tuple(replace(s, submitted=True) if s.ref == own.ref else s for s in record.sends)))
+        if own.op["op"] == "send":  # a text the home node holds now: "queued" (client/groups/sent.py)
+            state.group_sent_submitted(decode_content(own.op["content"]).id)
+
+
+def _redo_sends(sends: tuple[Outstanding, ...], epoch: int, *, only: Outstanding | None = None) -> tuple[Outstanding, ...]:
+    """Mark this device's messages (``only`` that one) to be made again once the group has
+    reached ``epoch``: the hub refuses (or will refuse) them as of an older epoch."""
+    return tuple(
+        replace(s, redo=True, redo_epoch=max(epoch, s.redo_epoch), submitted=False) if s.ref and (only is None or s is only) else s
+        for s in sends
+    )
+
+
+def _committer(group: Group, message: bytes) -> str | None:
+    """The account whose device made the commit ``message`` (a PublicMessage), if it says."""
+    try:
+        body = MLSMessage.from_bytes(message).body
+        leaf = group.tree.leaf(body.content.sender.index) if isinstance(body, PublicMessage) else None
+        return leaf_member(leaf).account if leaf is not None else None
+    except ProtocolError:
+        return None
 

@@ -37,8 +37,9 @@ CREATE TABLE IF NOT EXISTS group_sent_devices (
     PRIMARY KEY (id, account, device));
 """
 
-#: a group text on its way to the hub; put in the group's order by it; refused by it
-QUEUED, ORDERED, FAILED = "queued", "ordered", "failed"
+#: a group text still on this device (its home node not reached yet); on its way to the hub;
+#: put in the group's order by it; refused by it
+PENDING, QUEUED, ORDERED, FAILED = "pending", "queued", "ordered", "failed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,7 +49,7 @@ class GroupSent:
     id: bytes
     group: bytes
     sent_at: int
-    #: QUEUED, ORDERED or FAILED (``code``: the hub's refusal)
+    #: PENDING, QUEUED, ORDERED or FAILED (``code``: the hub's refusal)
     state: str
     code: str
     #: the member devices of the other accounts when it was sent
@@ -67,7 +68,8 @@ def others(group: Group, me: str) -> list[tuple[str, int]]:
 
 
 def note_sent(state: GroupSentState, msg_id: bytes, record: GroupRecord, me: str, sent_at: int) -> None:
-    """Keep a group text that is about to be submitted, with the members it goes to now."""
+    """Keep a group text that is about to be submitted (pending until the home node holds
+    it), with the members it goes to now."""
     group = Group.from_bytes(record.mls)
     state.record_group_sent(msg_id, record.id, sent_at, group.epoch, others(group, me))
 
@@ -90,11 +92,16 @@ class GroupSentState:
         with self.transaction():
             self._db.execute(
                 "INSERT OR IGNORE INTO group_sent (id, group_id, sent_at, epoch, state) VALUES (?, ?, ?, ?, ?)",
-                (msg_id, group, sent_at, epoch, QUEUED),
+                (msg_id, group, sent_at, epoch, PENDING),
             )
             self._db.executemany(
                 "INSERT OR IGNORE INTO group_sent_devices (id, account, device) VALUES (?, ?, ?)", [(msg_id, a, d) for a, d in members]
             )
+
+    def group_sent_submitted(self, msg_id: bytes) -> None:
+        """The home node holds it now (GroupQueued): on its way to the hub."""
+        with self.transaction():
+            self._db.execute("UPDATE group_sent SET state = ? WHERE id = ? AND state = ?", (QUEUED, msg_id, PENDING))
 
     def group_sent_ordered(self, msg_id: bytes, epoch: int) -> bool:
         """Mark it ordered; True when it was made in another epoch than recorded."""
@@ -118,13 +125,15 @@ class GroupSentState:
 
     def group_sent_failed(self, msg_id: bytes, code: str) -> None:
         with self.transaction():
-            self._db.execute("UPDATE group_sent SET state = ?, code = ? WHERE id = ? AND state = ?", (FAILED, code, msg_id, QUEUED))
+            self._db.execute(
+                "UPDATE group_sent SET state = ?, code = ? WHERE id = ? AND state IN (?, ?)", (FAILED, code, msg_id, PENDING, QUEUED)
+            )
 
     def forget_group_sent(self, msg_id: bytes) -> None:
         """A text that never left this device (refused before it was submitted); one the hub
         refused (failed) or ordered meanwhile is kept."""
         with self.transaction():
-            if self._db.execute("DELETE FROM group_sent WHERE id = ? AND state = ?", (msg_id, QUEUED)).rowcount:
+            if self._db.execute("DELETE FROM group_sent WHERE id = ? AND state IN (?, ?)", (msg_id, PENDING, QUEUED)).rowcount:
                 self._db.execute("DELETE FROM group_sent_devices WHERE id = ?", (msg_id,))
 
     def record_group_receipt(self, msg_ids: list[bytes], kind: str, at: int, *, account: str, device: int) -> None:

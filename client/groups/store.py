@@ -1,8 +1,9 @@
 """The groups half of a device's state (client/state.py): per group its MLS state (and its
 public view, on which the group's rules are checked), the next
 sequence number it expects, its name, topic and the device's own outstanding submission; the
-items that came early (the hold-back buffer); the private keys of the device's published
-KeyPackages; the group messages received.
+device's application messages on their way (``sends``: many at a time, in the order written; a
+pending one has not reached the home node yet); the items that came early (the hold-back
+buffer); the private keys of the device's published KeyPackages; the group messages received.
 
 Everything secret is sealed by the vault with its table, group and row as associated data, like
 the rest of state.db, so a sealed value cannot be moved to another group or row unnoticed. A
@@ -38,6 +39,8 @@ GROUPS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS mls_groups (
     id BLOB PRIMARY KEY, next_seq INTEGER NOT NULL, created INTEGER NOT NULL, mls BLOB NOT NULL, public BLOB NOT NULL,
     info BLOB NOT NULL, own BLOB);
+CREATE TABLE IF NOT EXISTS mls_sends (
+    group_id BLOB NOT NULL, pos INTEGER NOT NULL, submitted INTEGER NOT NULL, item BLOB NOT NULL, PRIMARY KEY (group_id, pos));
 CREATE TABLE IF NOT EXISTS mls_held (
     group_id BLOB NOT NULL, seq INTEGER NOT NULL, item BLOB NOT NULL, PRIMARY KEY (group_id, seq));
 CREATE TABLE IF NOT EXISTS mls_key_packages (
@@ -62,7 +65,9 @@ class HeldFull(Exception):
 
 @dataclass(frozen=True, kw_only=True)
 class Outstanding:
-    """The device's own submission to a group that is not ordered yet (at most one per group)."""
+    """The device's own submission to a group that is not ordered yet: at most one commit or
+    proposal per group (``GroupRecord.own``), and any number of application messages
+    (``GroupRecord.sends``). One with an empty ``ref`` was never made (it is made when sent)."""
 
     ref: bytes
     #: the ref of its first making: a remade one keeps it, so the caller waiting for it knows it
@@ -110,6 +115,9 @@ class GroupRecord:
     #: False once a commit removed this device
     active: bool = True
     own: Outstanding | None = None
+    #: the device's application messages not ordered yet, in the order they were written
+    #: (sent independently of each other; made again in that order after a ``stale_epoch``)
+    sends: tuple[Outstanding, ...] = ()
 
     def but(self, **changes: Any) -> GroupRecord:
         return replace(self, **changes)
@@ -151,6 +159,12 @@ class GroupState:
                 (g, record.next_seq, record.created, self.vault.seal(record.mls, b"group/mls/" + g),
                  self.vault.seal(record.public, b"group/public/" + g), self.vault.seal(info, b"group/info/" + g), own),
             )  # fmt: skip
+            self._db.execute("DELETE FROM mls_sends WHERE group_id = ?", (g,))
+            self._db.executemany(
+                "INSERT INTO mls_sends (group_id, pos, submitted, item) VALUES (?, ?, ?, ?)",
+                [(g, pos, int(s.submitted), self.vault.seal(canonical.dumps(s.to_map()), _send_where(g, pos)))
+                 for pos, s in enumerate(record.sends)],
+            )  # fmt: skip
 
     def group_record(self, group: bytes) -> GroupRecord | None:
         row = self._db.execute("SELECT id, next_seq, created, mls, public, info, own FROM mls_groups WHERE id = ?", (group,)).fetchone()
@@ -165,11 +179,16 @@ class GroupState:
         return [r[0] for r in self._db.execute("SELECT id FROM mls_groups ORDER BY id")]
 
     def group_records_with_own(self) -> list[GroupRecord]:
-        """The groups with an own outstanding submission (only these are opened)."""
+        """The groups with an own outstanding submission or message (only these are opened)."""
         rows = self._db.execute(
-            "SELECT id, next_seq, created, mls, public, info, own FROM mls_groups WHERE own IS NOT NULL ORDER BY created, id"
+            "SELECT id, next_seq, created, mls, public, info, own FROM mls_groups"
+            " WHERE own IS NOT NULL OR id IN (SELECT group_id FROM mls_sends) ORDER BY created, id"
         ).fetchall()
         return [self._record(r) for r in rows]
+
+    def unsent_group_messages(self) -> int:
+        """How many of the device's group messages have not reached the home node yet."""
+        return self._db.execute("SELECT count(*) FROM mls_sends WHERE submitted = 0").fetchone()[0]
 
     def _record(self, row: tuple) -> GroupRecord:
         g, next_seq, created, mls, public, info, own = row
@@ -180,8 +199,14 @@ class GroupState:
         return GroupRecord(
             id=g, next_seq=next_seq, created=created, mls=self.vault.open_value(mls, b"group/mls/" + g),
             public=self.vault.open_value(public, b"group/public/" + g), name=meta["name"],
-            topic=meta["topic"], active=meta["active"], own=outstanding,
+            topic=meta["topic"], active=meta["active"], own=outstanding, sends=self._sends(g),
         )  # fmt: skip
+
+    def _sends(self, g: bytes) -> tuple[Outstanding, ...]:
+        rows = self._db.execute("SELECT pos, item FROM mls_sends WHERE group_id = ? ORDER BY pos", (g,)).fetchall()
+        return tuple(
+            Outstanding.from_map(canonical.loads(self.vault.open_value(item, _send_where(g, pos)), max_bytes=_MAX_RECORD)) for pos, item in rows
+        )
 
     # Items that came early ---------------------------------------------------------------
 
@@ -266,3 +291,7 @@ class GroupState:
     def mark_group_messages_shown(self, keys: list[tuple[bytes, int]]) -> None:
         with self.transaction():
             self._db.executemany("UPDATE group_inbox SET shown = 1 WHERE group_id = ? AND seq = ?", keys)
+
+
+def _send_where(group: bytes, pos: int) -> bytes:
+    return b"group/send/" + group + b"/" + str(pos).encode()

@@ -237,8 +237,12 @@ async def test_a_group_from_the_command_line(alpha: RunningNode, register: Regis
         assert rc == 0 and out.splitlines()[0] == f'group "hikers" ({group_id})'
         assert f"  {ALICE} (admin)  device 1" in out and f"  {BOB}  devices 1, 2" in out and "suite: 0x004d" in out
 
-        # bob's phone learns the group with recv, lists it, and sends by name
-        assert await cli_json(capsys, bob, "recv") == []
+        # bob's phone learns the group with recv (told it was added), lists it, and sends by name
+        [joined] = await cli_json(capsys, bob, "recv")
+        assert {k: joined[k] for k in ("type", "event", "group", "by", "member")} == {
+            "type": "group_event", "event": "added", "group": {"id": group_id, "name": "hikers"}, "by": ALICE, "member": BOB,
+        }
+        assert await cli_json(capsys, bob, "recv") == []  # once
         [listed] = await cli_json(capsys, bob, "group", "list")
         assert (listed["id"], listed["name"], listed["members"]) == (group_id, "hikers", [ALICE, BOB])
         [sent] = await cli_json(capsys, bob, "send", "hikers", "who brings the map?")
@@ -255,9 +259,10 @@ async def test_a_group_from_the_command_line(alpha: RunningNode, register: Regis
         rc, out, _ = await cli_run(capsys, "--home", bob2.state.home, "recv")
         assert f"] {ALICE} delivered 1 message\n" in out  # her device's receipt for bob's phone's text, to every device of his
         lines = [line for line in out.splitlines() if " delivered " not in line]
-        assert rc == 0 and len(lines) == 2, out
-        assert lines[0].endswith(f'] {BOB} in "hikers" ({group_id}): who brings the map?')
-        assert lines[1].endswith(f'] {ALICE} in "hikers" ({group_id}): I do')
+        assert rc == 0 and len(lines) == 3, out
+        assert lines[0].endswith(f'] you were added to "hikers" ({group_id}) by {ALICE}')
+        assert lines[1].endswith(f'] {BOB} in "hikers" ({group_id}): who brings the map?')
+        assert lines[2].endswith(f'] {ALICE} in "hikers" ({group_id}): I do')
         assert await cli_json(capsys, bob2, "recv") == []  # shown once
 
         # only admins add: bob may not add carol; alice may, then makes her an admin
@@ -274,7 +279,10 @@ async def test_a_group_from_the_command_line(alpha: RunningNode, register: Regis
         assert rc == 0 and out.startswith(f'"hikers" ({group_id}): removed {BOB}; epoch ')
         [info] = await cli_json(capsys, alice, "group", "info", group_id)
         assert [(m["account"], m["devices"], m["admin"]) for m in info["members"]] == [(ALICE, [1], True), (CAROL, [1], True)]
-        await cli_json(capsys, bob, "recv")
+        events = [(e["event"], e["by"], e["member"]) for e in await cli_json(capsys, bob, "recv") if e.get("type") == "group_event"]
+        assert events == [("added", ALICE, CAROL), ("admin", ALICE, CAROL), ("removed", ALICE, BOB)]
+        rc, out, _ = await cli_run(capsys, "--home", bob2.state.home, "recv")
+        assert rc == 0 and out.splitlines()[-1].endswith(f'] you were removed from "hikers" ({group_id}) by {ALICE}'), out
         [gone] = await cli_json(capsys, bob, "group", "list")
         assert gone["active"] is False
         error = json_error_of(await cli_run(capsys, "--home", bob.state.home, "send", "hikers", "still here?", "--json"))
