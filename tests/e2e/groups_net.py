@@ -163,7 +163,8 @@ def send(m: Member, group: str, text: str) -> Result:
 class Sent:
     sender: Member
     text: str
-    #: "ordered" / "queued" (exit 0), or None: the send failed (one clean line)
+    #: "ordered" / "queued" / "pending" (exit 0; pending: kept on the device, its home node
+    #: unreachable, sent by its next command), or None: the send failed (one clean line)
     state: str | None
     error: str = ""
 
@@ -184,7 +185,7 @@ def send_rounds(
             assert "Traceback" not in done.err, done
             if done.rc == 0:
                 state = json.loads(done.out)["state"]
-                assert state in ("ordered", "queued"), done
+                assert state in ("ordered", "queued", "pending"), done
                 sent.append(Sent(m, text, state))
             else:
                 [error] = read_json_lines(done.out)
@@ -201,7 +202,7 @@ def receive(m: Member, group: str, expected: Iterable[str]) -> list[tuple[str, i
 
     def take(result: Result) -> None:
         _stash(m, result)
-        got.extend(msg for msg in _shown.pop(m.home) if msg.get("group", {}).get("id") == group)
+        got.extend(msg for msg in _shown.pop(m.home) if msg.get("group", {}).get("id") == group and msg.get("type") == "text")
 
     take(Result(0, "", ""))
     deadline = time.monotonic() + POLL_GUARD_S

@@ -8,7 +8,8 @@ is its hub).
   of its own; ``recv`` shows them from bob@beta, device 1 or 2), its own never; carol, removed, gets nothing more and is told; no node's data
   directory or log holds a message text.
 - The hub (alpha) is SIGKILLed while the members send, and restarted: nothing acknowledged is
-  lost, nothing is shown twice, every device sees one order.
+  lost (alice's texts while her node is down wait on her device and go with her next
+  command), nothing is shown twice, every device sees one order.
 - Two admins (alice, and bob made admin) add members at the same moment (two ``sonet``
   processes): the group ends in one epoch with one member list on every device.
 """
@@ -97,17 +98,19 @@ def test_every_device_gets_every_message_once_in_one_order_and_a_removed_member_
 def test_sigkill_of_the_hub_while_members_send_loses_and_duplicates_nothing(net: GroupNet) -> None:
     group = create_group(net, "hub-kill", net.members)
     kill = KillAndRestart(net.procs, net.fed.alpha, 2.0)
-    # alice's device cannot reach its node while alpha is down (her sends fail, one line);
-    # bob's and carol's wait in beta's and gamma's outboxes for the hub
+    # alice's device cannot reach its node while alpha is down (her texts wait on her device,
+    # "pending", and go with her next command); bob's and carol's wait in beta's and gamma's
+    # outboxes for the hub
     sent = send_rounds(group, net.members, new_texts(net, "hubkill"), 4, at=1, action=kill)
     kill.join()
     net.fed.alpha = kill.restarted[0]
-    assert any(s.state is None for s in sent if s.sender == net.alice), "alpha was down: one of alice's sends must have failed"
+    assert any(s.state == "pending" for s in sent if s.sender == net.alice), "alpha was down: one of alice's sends must have waited"
     assert {s.error for s in sent if s.state is None} <= {"unreachable"}, [(s.sender.label, s.error) for s in sent]
-    assert all(s.state is not None for s in sent if s.sender != net.alice), [(s.sender.label, s.error) for s in sent]
+    assert all(s.state not in (None, "pending") for s in sent if s.sender != net.alice), [(s.sender.label, s.state) for s in sent]
+    wait_for(net.alice, group, lambda i: not i["waiting"])  # her next command sent what waited: ordered
     views = {m: receive(m, group, [s.text for s in sent if s.sender != m and s.state is not None]) for m in net.members}
-    check_exactly_once(views, sent)
-    # a send that could not reach its node left nothing behind to arrive later
+    check_exactly_once(views, sent)  # the texts that waited on alice's device too, each once
+    # a send that failed (none should) left nothing behind to arrive later
     failed = {s.text for s in sent if s.state is None}
     assert [t for seen in views.values() for *_x, t in seen if t in failed] == []
     check_no_plaintext(net)

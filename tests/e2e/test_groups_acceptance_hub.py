@@ -5,9 +5,11 @@ test_groups_acceptance.py, a module of its own so the two xdist workers can shar
   way to alpha (held back by the proxy beta dials alpha through): alpha forwards it, beta
   refuses it for its old epoch and bob's device sends it again, ordered once. Then alpha is
   stopped: bob and carol go on exchanging messages; what they send meanwhile reaches alice once alpha is back, in the
-  group's order; alice's device, cut off from its node, refuses to send in one line.
+  group's order; alice's device, cut off from its node, keeps her text ("pending", one line)
+  and sends it with her next command once alpha is back: it reaches the others once.
 - A member's node (gamma) or the relay (beta, also bob's node) SIGKILLed while the members
-  send, and restarted: nothing acknowledged is lost, nothing is shown twice, one order.
+  send, and restarted: nothing acknowledged or kept on a device is lost, nothing is shown
+  twice, one order.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 from .conftest import CLI_TIMEOUT_S, Processes, ok, read_json_lines, sonet_here
 from .groups_net import (
+    ALICE,
     BOB,
     GroupNet,
     Member,
@@ -76,8 +79,10 @@ def test_the_group_goes_on_with_its_hub_handed_over_and_the_old_hub_stopped(net:
     during = send_rounds(group, [net.bob1, net.carol, net.bob2], new_texts(net, "during"), 3)
     # the new hub orders them at once (each send returns "ordered")
     assert [s.state for s in during] == ["ordered"] * 9, [(s.sender.label, s.state, s.error) for s in during]
-    refused = send(net.alice, group, "alpha is down")
-    assert refused.rc == 1 and json.loads(refused.out)["error"]["code"] == "unreachable", refused
+    # alice's text waits on her device while her node is down, and goes with her next command
+    kept_text = new_texts(net, "kept")(net.alice, 0)
+    kept = send(net.alice, group, kept_text)
+    assert kept.rc == 0 and (json.loads(kept.out)["state"], json.loads(kept.out)["code"]) == ("pending", "unreachable"), kept
     for m in (net.bob1, net.bob2, net.carol):
         assert receive(m, group, [s.text for s in before + during if s.sender != m]) == [
             (s.sender.account, s.sender.device, s.text) for s in before + during if s.sender != m
@@ -88,11 +93,13 @@ def test_the_group_goes_on_with_its_hub_handed_over_and_the_old_hub_stopped(net:
     assert receive(net.alice, group, [s.text for s in before + during if s.sender != net.alice]) == [
         (s.sender.account, s.sender.device, s.text) for s in before + during if s.sender != net.alice
     ]
-    # and alice's messages go through the new hub
+    # and alice's messages go through the new hub: the one that waited first, exactly once
     after = send_rounds(group, [net.alice], new_texts(net, "after"), 2)
     assert [s.state for s in after] == ["ordered"] * 2
     for m in (net.bob1, net.bob2, net.carol):
-        assert receive(m, group, [s.text for s in after]) == [(s.sender.account, 1, s.text) for s in after], m.label
+        assert receive(m, group, [kept_text] + [s.text for s in after]) == [(ALICE, 1, kept_text)] + [
+            (s.sender.account, 1, s.text) for s in after
+        ], m.label
     infos = {m: wait_for(m, group, lambda i: i["hub"] == "beta") for m in net.members}
     assert len({(i["epoch"], json.dumps(i["members"])) for i in infos.values()}) == 1, infos
     check_no_plaintext(net)
@@ -108,12 +115,15 @@ def test_sigkill_of_a_member_node_or_the_relay_while_members_send(net: GroupNet,
     sent = send_rounds(group, senders, new_texts(net, f"kill-{victim}"), 4, at=1, action=kill)
     kill.join()
     net.set_node(victim, kill.restarted[0])
-    # the devices of the killed node could not reach it for a moment (one line each); every
-    # other send was acknowledged
+    # the devices of the killed node could not reach it for a moment: their texts waited on
+    # the device ("pending") and went with its next command; every other send was acknowledged
     on_victim = {m for m in net.members if m.node == victim}
-    failed = [s for s in sent if s.state is None]
-    assert failed and {s.sender for s in failed} <= on_victim, [(s.sender.label, s.error) for s in failed]
-    assert {s.error for s in failed} == {"unreachable"}, [(s.sender.label, s.error) for s in failed]
+    kept = [s for s in sent if s.state in (None, "pending")]
+    assert kept and {s.sender for s in kept} <= on_victim, [(s.sender.label, s.state, s.error) for s in kept]
+    failed = [s for s in kept if s.state is None]
+    assert {s.error for s in failed} <= {"unreachable"}, [(s.sender.label, s.error) for s in failed]
+    for m in on_victim:
+        wait_for(m, group, lambda i: not i["waiting"])  # its next command sent what waited: ordered
     views = {m: receive(m, group, [s.text for s in sent if s.sender != m and s.state is not None]) for m in net.members}
     check_exactly_once(views, sent)
     assert [t for seen in views.values() for *_x, t in seen if t in {s.text for s in failed}] == []
