@@ -19,6 +19,7 @@ from sonet.client.cli_groups import group_event_line
 from sonet.client.connection import ConnectError
 from sonet.client.groups.events import GroupEvent
 from sonet.client.sdk import Device, ReceiveResult
+from sonet.core.errors import DecryptError, LocalProtocolError
 
 from .conftest import ALICE, BETA, BOB, CAROL, HANG_S, link_device
 from .loopback import Loopback
@@ -300,3 +301,39 @@ def test_a_group_event_line_names_the_group_and_who() -> None:
     event = GroupEvent(group=group, seq=3, event="removed", by=ALICE, member=BOB, received_at=0, group_name="hikers")
     assert group_event_line(event, BOB) == f'[1970-01-01T00:00:00.000Z] you were removed from "hikers" ({group.hex()}) by {ALICE}'
     assert group_event_line(event, CAROL) == f'[1970-01-01T00:00:00.000Z] {ALICE} removed {BOB} from "hikers" ({group.hex()})'
+
+
+async def test_waiting_texts_are_capped_and_sealed_to_their_place(
+    alpha: RunningNode, register: Register, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trio.fail_after(HANG_S * 4):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        for device in (alice, bob):
+            await device.receive()
+        view = await alice.group_create("hikers", [BOB])
+        await bob.receive()
+        await alice.group_remove(view.id, BOB)
+        await bob.receive()  # he was added, then removed: two events, not shown yet
+        monkeypatch.setattr("sonet.client.sdk.connect", home_down)
+        monkeypatch.setattr("sonet.client.groups.api.MAX_PENDING", 2)
+        kept = [await alice.group_send(view.id, f"kept {n}") for n in range(2)]
+        assert [k.state for k in kept] == ["pending", "pending"]
+        with pytest.raises(LocalProtocolError) as full:
+            await alice.group_send(view.id, "one too many")
+        assert full.value.code == "pending_full" and len(alice.state.all_sent_messages(5)) == 2  # nothing kept of it
+
+        # a sealed waiting text moved to another place in the queue does not open
+        db = alice.state._db
+        db.execute("UPDATE mls_sends SET pos = 5 WHERE pos = 0")
+        with pytest.raises(DecryptError):
+            alice.state.group_record(bytes.fromhex(view.id))
+        db.execute("UPDATE mls_sends SET pos = 0 WHERE pos = 5")
+        assert [s.op["op"] for s in alice.state.group_record(bytes.fromhex(view.id)).sends] == ["send", "send"]  # type: ignore[union-attr]
+        # nor does a sealed event moved to another item (bob's)
+        bob_db = bob.state._db
+        assert bob_db.execute("SELECT count(*) FROM group_events WHERE shown = 0").fetchone()[0] == 2
+        bob_db.execute("UPDATE group_events SET seq = seq + 100")
+        with pytest.raises(DecryptError):
+            bob.state.unshown_group_events()
+        bob_db.execute("UPDATE group_events SET seq = seq - 100")
+        assert [e.event for e in bob.state.unshown_group_events()] == ["added", "removed"]
