@@ -51,7 +51,7 @@ def test_group_walkthrough(procs: Processes, tmp_path: Path) -> None:
 
     # bob is not an admin: one line saying so
     refused = sonet_here(bob, "group", "add", "hikers", CAROL)
-    assert refused.rc == 1 and refused.out == "" and len(refused.err.splitlines()) == 1 and "admins only" in refused.err, refused
+    assert refused.rc == 1 and refused.out == "" and len(refused.err.splitlines()) == 1 and "only an admin" in refused.err, refused
     [added] = read_json_lines(ok(sonet_here(alice, "group", "add", "hikers", CAROL, "--json")).out)
     assert added["members"] == [ALICE, BOB, CAROL]
     ok(sonet_here(carol, "recv"))
@@ -92,7 +92,13 @@ def test_group_commands_with_the_node_down_are_one_line(procs: Processes, tmp_pa
     [error] = read_json_lines(sonet_here(home, "group", "add", "solo", BOB, "--json").out)
     assert error["error"]["code"] == "ambiguous_group", error
 
-    for argv in (["send", created["id"], "anyone?"], ["group", "add", again["id"], BOB], ["group", "leave", created["id"]]):
+    # a text is kept on the device (one line, exit 0) and sent when the node is back
+    kept = ok(sonet_here(home, "send", created["id"], "anyone?"))
+    assert kept.err == "" and len(kept.out.splitlines()) == 1 and kept.out.startswith("queued on this device: cannot connect"), kept
+    [pending] = read_json_lines(ok(sonet_here(home, "send", created["id"], "still there?", "--json")).out)
+    assert pending["state"] == "pending", pending
+    # a change needs the node now: one line
+    for argv in (["group", "add", again["id"], BOB], ["group", "leave", created["id"]]):
         down = sonet_here(home, *argv)
         assert down.rc == 1 and down.out == "" and len(down.err.splitlines()) == 1, down
         assert down.err.startswith("sonet: error: cannot connect") and f"{node.url}/client" in down.err, down
