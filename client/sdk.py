@@ -322,7 +322,7 @@ class Device:
             if pending.kind == "link":  # so the account's other devices can add it to its groups at once
                 try:
                     await maintain_key_packages(conn, self.state, profile, self._rng, self._clock())
-                except NodeError as exc:
+                except (NodeError, ConnectError) as exc:  # the device is linked: this can wait
                     self.notices.append(f"could not publish this device's group keys yet (the first receive does): {exc}")
         return profile
 
