@@ -188,6 +188,10 @@ class Device:
         a witness is down, a proof does not verify) does not stop the command: what it found is
         kept, and why it could not finish is in ``monitor_error`` (raised with ``strict``)."""
         async with connect(profile.node_url, identity=profile.identity, node_fingerprint=profile.node_fingerprint, policy=self._policy) as conn:
+            if conn.welcome.account is None:
+                # The node does not know this device (it says why in an ErrorFrame that a busy
+                # machine may lose with the close): say it from the Welcome, which always comes.
+                raise NodeError("device_removed", "this device was removed from its account (its node does not know it)")
             note_node_minimum(self.state, conn.welcome.node, conn.welcome.minimum_crypto_mode)
             self.monitor_error = None
             try:
