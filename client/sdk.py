@@ -191,7 +191,7 @@ class Device:
             if conn.welcome.account is None:
                 # The node does not know this device (it says why in an ErrorFrame that a busy
                 # machine may lose with the close): say it from the Welcome, which always comes.
-                raise NodeError("device_removed", "this device was removed from its account (its node does not know it)")
+                raise NodeError("device_removed", "this device was removed from its account")
             note_node_minimum(self.state, conn.welcome.node, conn.welcome.minimum_crypto_mode)
             self.monitor_error = None
             try:
