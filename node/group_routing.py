@@ -32,10 +32,7 @@ from sonet.core.wire import encode_struct
 from sonet.federation.records import NewEnvelope, OutboundItem
 from sonet.federation.transit import encode_transit, item_key
 
-__all__ = ["ZERO_REF", "Plan", "submit_item", "message_header", "is_commit", "verdict_item", "plan", "group_transit", "mailbox_envelope", "mailbox_envelopes"]
-
-#: the ref of a HANDOVER item (it names no submission)
-ZERO_REF = bytes(16)
+__all__ = ["Plan", "submit_item", "message_header", "is_commit", "verdict_item", "plan", "group_transit", "mailbox_envelope", "mailbox_envelopes"]
 
 
 def message_header(message: bytes) -> tuple[bytes, int, ContentType]:
