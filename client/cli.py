@@ -24,6 +24,7 @@ from .cli_groups import (
     Shell, add_group_commands, group_event_json, group_event_line, group_message_json, group_message_line, group_sent_json, group_sent_line,
     is_group_target, label, send_to_group, typing_in_group,
 )  # fmt: skip
+from .cli_history import add_history_command
 from .connection import ConnectError, NodeError
 from .node_url import check_node_url
 from .vault import VaultError
@@ -703,6 +704,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_alerts)
 
     add_group_commands(sub, _SHELL)
+    add_history_command(sub, _SHELL, _positive)
     _add_json(parser, json_errors=json_errors)
     return parser
 

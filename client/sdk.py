@@ -619,7 +619,7 @@ class Device:
                 code="no_other_device",
             )
         state = "accepted" if to.node == home else "sent"
-        self.state.record_sent(msg_id, str(to), now, counts[0], state=state)
+        self.state.record_sent(msg_id, str(to), now, counts[0], state=state, text=text)
         return SendResult(id=msg_id, recipient=str(to), devices=counts[0], own_devices=counts[1], accepted_by=home, state=state)
 
     async def _send_text_now(

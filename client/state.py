@@ -25,6 +25,7 @@ from .groups.events import GROUP_EVENTS_SCHEMA, GroupEventState
 from .groups.sent import GROUP_SENT_SCHEMA, GroupSent, GroupSentState
 from .groups.store import GROUPS_SCHEMA, GroupState
 from .state_directory import ALERT, DIRECTORY_SCHEMA, NOTICE, Alert, DirectoryState
+from .state_history import INBOX_COLUMNS, SENT_BODY_COLUMNS, HistoryState, seal_body, sent_where
 from .state_pending import PENDING_SCHEMA, PendingSend, PendingState
 from .vault import Vault, VaultError
 
@@ -57,6 +58,7 @@ _SENT_COLUMNS = {
     "node_state": "TEXT NOT NULL DEFAULT 'accepted'",
     "code": "TEXT NOT NULL DEFAULT ''",
     "note": "TEXT NOT NULL DEFAULT ''",
+    **SENT_BODY_COLUMNS,  # what was sent, for the history (client/state_history.py)
 }
 
 
@@ -157,7 +159,7 @@ _PROFILE_KEYS = ("address", "device_id", "node_url", "node_fingerprint", "mode",
 _PROFILE_ROWS = f"SELECT key, value FROM kv WHERE key IN ({', '.join('?' * len(_PROFILE_KEYS))})"
 
 
-class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, GroupEventState):
+class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, GroupEventState, HistoryState):
     def __init__(self, home: Path, *, create: bool = True) -> None:
         self.home = home
         check_home(home, create=create)
@@ -178,6 +180,9 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA + GROUP_EVENTS_SCHEMA)
             self._add_columns("sent", _SENT_COLUMNS)
+            self._add_columns("group_sent", SENT_BODY_COLUMNS)
+            self._add_columns("inbox", INBOX_COLUMNS)
+            self._add_columns("group_inbox", INBOX_COLUMNS)
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path} is not a usable device state database: {exc}") from None
         self._depth = 0
@@ -382,14 +387,16 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
     # Messages ---------------------------------------------------------------------------
 
     def store_received(self, messages: list[InboxMessage]) -> None:
+        """A text is unread until its conversation is read (client/history.py)."""
         with self.transaction():
             self._db.executemany(
-                "INSERT OR IGNORE INTO inbox (id, sender, peer, sent_at, received_at, type, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO inbox (id, sender, peer, sent_at, received_at, type, body, unread) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (m.id, m.sender, m.peer, m.sent_at, m.received_at, m.type, self.vault.seal(canonical.dumps(m.fields), b"inbox/" + m.id))
+                    (m.id, m.sender, m.peer, m.sent_at, m.received_at, m.type, self.vault.seal(canonical.dumps(m.fields), b"inbox/" + m.id),
+                     int(m.type == "text"))
                     for m in messages
                 ],
-            )
+            )  # fmt: skip
 
     def has_message(self, msg_id: bytes) -> bool:
         return self._db.execute("SELECT 1 FROM inbox WHERE id = ?", (msg_id,)).fetchone() is not None
@@ -410,12 +417,14 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
         with self.transaction():
             self._db.executemany("UPDATE inbox SET shown = 1 WHERE id = ?", [(i,) for i in ids])
 
-    def record_sent(self, msg_id: bytes, recipient: str, sent_at: int, devices: int, *, state: str) -> None:
-        """``state``: "accepted" when the home node is the recipient's, else "sent"."""
+    def record_sent(self, msg_id: bytes, recipient: str, sent_at: int, devices: int, *, state: str, text: str | None = None) -> None:
+        """``state``: "accepted" when the home node is the recipient's, else "sent"; ``text``
+        is kept, sealed, for the history (client/state_history.py)."""
+        body = seal_body(self.vault, {"text": text}, sent_where(msg_id)) if text is not None else None
         with self.transaction():
             self._db.execute(
-                "INSERT OR IGNORE INTO sent (id, recipient, sent_at, devices, node_state) VALUES (?, ?, ?, ?, ?)",
-                (msg_id, recipient, sent_at, devices, state),
+                "INSERT OR IGNORE INTO sent (id, recipient, sent_at, devices, node_state, body) VALUES (?, ?, ?, ?, ?, ?)",
+                (msg_id, recipient, sent_at, devices, state, body),
             )
 
     def record_receipt(self, msg_ids: list[bytes], kind: str, at: int, *, recipient: str) -> None:
@@ -459,11 +468,15 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
         return sorted(merged, key=lambda m: m.sent_at, reverse=True)[:limit]  # stable: each list keeps its order
 
     def sent_message(self, msg_id: bytes) -> SentMessage | None:
+        """A 1:1 or group text this device sent."""
         row = self._db.execute(
             "SELECT id, recipient, sent_at, devices, node_state, code, note, delivered_at, read_at FROM sent WHERE id = ?",
             (msg_id,),
         ).fetchone()
-        return _sent_message(row) if row else None
+        if row:
+            return _sent_message(row)
+        group_sent = self.group_sent_message(msg_id)
+        return _group_sent_message(group_sent, self.group_name(group_sent.group)) if group_sent is not None else None
 
 
 def _group_sent_message(g: GroupSent, name: str) -> SentMessage:

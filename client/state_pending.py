@@ -6,7 +6,8 @@ Each one is a row of ``sent`` in state "pending" (so ``sonet sent`` lists it, wi
 waits in ``code``/``note``) plus a row of ``pending`` holding its text, sealed by the vault
 like every other message text, and its attempts. Sending it turns the ``sent`` row into an
 ordinary one (same id) and deletes the ``pending`` row in one transaction; giving up marks the
-``sent`` row "failed" with the reason and deletes the text. ``DeviceState`` mixes this in; it
+``sent`` row "failed" with the reason and deletes the ``pending`` row. The text itself stays in
+``sent`` for the history (client/state_history.py). ``DeviceState`` mixes this in; it
 provides ``_db``, ``vault`` and ``transaction``.
 """
 
@@ -16,6 +17,7 @@ import sqlite3
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
+from .state_history import seal_body, sent_where
 from .vault import Vault
 
 __all__ = ["PendingState", "PendingSend", "PendingFull", "PENDING_SCHEMA", "MAX_PENDING", "MAX_PENDING_BYTES"]
@@ -70,9 +72,9 @@ class PendingState:
                 "INSERT INTO pending (id, recipient, created, size, text) VALUES (?, ?, ?, ?, ?)",
                 (msg_id, recipient, created, size, self.vault.seal(text.encode(), b"pending/" + msg_id)),
             )
-            self._db.execute(
-                "INSERT INTO sent (id, recipient, sent_at, devices, node_state, code, note) VALUES (?, ?, ?, 0, 'pending', ?, ?)",
-                (msg_id, recipient, created, code, message),
+            self._db.execute(  # with the text for the history, which outlives the pending row
+                "INSERT INTO sent (id, recipient, sent_at, devices, node_state, code, note, body) VALUES (?, ?, ?, 0, 'pending', ?, ?, ?)",
+                (msg_id, recipient, created, code, message, seal_body(self.vault, {"text": text}, sent_where(msg_id))),
             )
 
     def pending_sends(self) -> list[PendingSend]:
@@ -108,7 +110,7 @@ class PendingState:
 
     def pending_sent(self, msg_id: bytes, *, devices: int, state: str) -> None:
         """The home node accepted it: an ordinary sent message from now on (``state`` as in
-        ``record_sent``), its text gone from this device."""
+        ``record_sent``), its ``pending`` row gone."""
         with self.transaction():
             self._db.execute(
                 "UPDATE sent SET node_state = ?, devices = ?, code = '', note = '' WHERE id = ? AND node_state = 'pending'",
@@ -117,7 +119,7 @@ class PendingState:
             self._db.execute("DELETE FROM pending WHERE id = ?", (msg_id,))
 
     def pending_failed(self, msg_id: bytes, code: str, message: str) -> None:
-        """Given up: "failed" with the reason in ``sent``, the text gone from this device."""
+        """Given up: "failed" with the reason in ``sent``, its ``pending`` row gone."""
         with self.transaction():
             self._db.execute(
                 "UPDATE sent SET node_state = 'failed', code = ?, note = ? WHERE id = ? AND node_state = 'pending'",

@@ -53,7 +53,7 @@ from .rules import check_message, public_view
 from .sent import PENDING, note_sent
 from .store import GroupRecord, Outstanding
 
-__all__ = ["GroupView", "GroupMemberView", "GroupInfoView", "GroupSendResult", "Groups", "SETTLE_S", "SEND_SETTLE_S"]
+__all__ = ["GroupView", "GroupMemberView", "GroupInfoView", "GroupSendResult", "Groups", "find_group", "SETTLE_S", "SEND_SETTLE_S"]
 
 #: how long a change waits for the hub's order before it is reported "queued"
 SETTLE_S = 15.0
@@ -156,21 +156,7 @@ class Groups:
         )  # fmt: skip
 
     def find(self, group: str) -> GroupRecord:
-        """A group by its id (32 hex digits) or by its name on this device."""
-        if len(group) == 2 * GROUP_ID_LEN:
-            try:
-                record = self._state.group_record(bytes.fromhex(group))
-            except ValueError:
-                record = None
-            if record is not None:
-                return record
-        named = [r for r in self._state.group_records() if r.name == group]
-        if len(named) == 1:
-            return named[0]
-        if named:
-            ids = ", ".join(group_hex(r.id) for r in named)
-            raise LocalProtocolError(f"{len(named)} groups are named {group!r}: use the id ({ids})", code="ambiguous_group")
-        raise LocalProtocolError(f"no group {group!r} on this device (`sonet group list` shows them)", code="unknown_group")
+        return find_group(self._state, group)
 
     # Changing ----------------------------------------------------------------------------
 
@@ -286,7 +272,9 @@ class Groups:
             return [f"could not take the device out of this account's groups now (the next receive does): {exc}"]
         return engine.rejected
 
-    async def send(self, group: str, text: str) -> GroupSendResult:
+    async def send(self, group: str, text: str, *, settle: bool = True) -> GroupSendResult:
+        """``settle=False``: on a live session's connection (client/live.py), which processes
+        its deliveries itself: no catching up first, no wait for the order ("queued")."""
         if not text:
             raise LocalProtocolError("refusing to send an empty message")
         if len(text.encode()) > limits.MAX_TEXT_LEN:
@@ -299,13 +287,14 @@ class Groups:
         queued = False
         try:
             async with self._connect(profile) as conn:
-                await self._sync(conn, profile)
-                self._queue_message(group_id, content, origin, text_id=content_id, sent_at=now)
+                if settle:
+                    await self._sync(conn, profile)
+                self._queue_message(group_id, content, origin, text_id=content_id, sent_at=now, text=text)
                 queued = True
-                state = await self._send_message(conn, profile, group_id, origin, wait=min(self.settle_s, SEND_SETTLE_S))
+                state = await self._send_message(conn, profile, group_id, origin, wait=min(self.settle_s, SEND_SETTLE_S) if settle else 0)
         except ConnectError as exc:  # the home node cannot be reached (or the connection dropped)
             if not queued:
-                self._queue_message(group_id, content, origin, text_id=content_id, sent_at=now)
+                self._queue_message(group_id, content, origin, text_id=content_id, sent_at=now, text=text)
             if self._on_device(group_id, origin):
                 return GroupSendResult(id=content_id, group=group_hex(group_id), state=PENDING, code="unreachable", message=str(exc))
             state = "queued"  # the home node holds it
@@ -322,9 +311,12 @@ class Groups:
             )  # fmt: skip
         return GroupSendResult(id=content_id, group=group_hex(group_id), state=state)
 
-    def _queue_message(self, group: bytes, content: bytes, origin: bytes, *, text_id: bytes | None = None, sent_at: int = 0) -> None:
+    def _queue_message(
+        self, group: bytes, content: bytes, origin: bytes, *, text_id: bytes | None = None, sent_at: int = 0, text: str | None = None
+    ) -> None:
         """Keep a message to send (made when it is sent, in the order written), and a text's
-        delivery status rows (client/groups/sent.py); nothing is kept when refused."""
+        delivery status rows and ``text`` for the history (client/groups/sent.py); nothing is
+        kept when refused."""
         with self._state.transaction():
             record = self._record(group)
             if not record.active:
@@ -339,7 +331,7 @@ class Groups:
                 op={"op": "send", "content": content}, submitted=False, redo=True, redo_epoch=epoch,
             )  # fmt: skip
             if text_id is not None:
-                note_sent(self._state, text_id, record, self._state.profile().address, sent_at)  # its receipts count from now
+                note_sent(self._state, text_id, record, self._state.profile().address, sent_at, text=text)  # its receipts count from now
             self._state.save_group(record.but(sends=record.sends + (send,)))
 
     def _on_device(self, group: bytes, origin: bytes) -> bool:
@@ -457,6 +449,24 @@ class Groups:
         if record is None:
             raise LocalProtocolError(f"no group {group_hex(group)} on this device", code="unknown_group")
         return record
+
+
+def find_group(state: DeviceState, group: str) -> GroupRecord:
+    """A group by its id (32 hex digits) or by its name on this device."""
+    if len(group) == 2 * GROUP_ID_LEN:
+        try:
+            record = state.group_record(bytes.fromhex(group))
+        except ValueError:
+            record = None
+        if record is not None:
+            return record
+    named = [r for r in state.group_records() if r.name == group]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        ids = ", ".join(group_hex(r.id) for r in named)
+        raise LocalProtocolError(f"{len(named)} groups are named {group!r}: use the id ({ids})", code="ambiguous_group")
+    raise LocalProtocolError(f"no group {group!r} on this device (`sonet group list` shows them)", code="unknown_group")
 
 
 def _check_name(name: str) -> None:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 from sonet.core.mls.group import Group
 
+from ..state_history import group_sent_where, seal_body
+from ..vault import Vault
 from .ops import member_devices
 from .store import GroupRecord
 
@@ -67,11 +69,11 @@ def others(group: Group, me: str) -> list[tuple[str, int]]:
     return sorted(key for key in member_devices(group) if key[0] != me)
 
 
-def note_sent(state: GroupSentState, msg_id: bytes, record: GroupRecord, me: str, sent_at: int) -> None:
+def note_sent(state: GroupSentState, msg_id: bytes, record: GroupRecord, me: str, sent_at: int, *, text: str | None = None) -> None:
     """Keep a group text that is about to be submitted (pending until the home node holds
-    it), with the members it goes to now."""
+    it), with the members it goes to now, and the text for the history."""
     group = Group.from_bytes(record.mls)
-    state.record_group_sent(msg_id, record.id, sent_at, group.epoch, others(group, me))
+    state.record_group_sent(msg_id, record.id, sent_at, group.epoch, others(group, me), text=text)
 
 
 def note_ordered(state: GroupSentState, msg_id: bytes, epoch: int, mls: bytes, me: str) -> None:
@@ -83,16 +85,21 @@ def note_ordered(state: GroupSentState, msg_id: bytes, epoch: int, mls: bytes, m
 
 class GroupSentState:
     _db: sqlite3.Connection
+    vault: Vault
 
     # provided by DeviceState (client/state.py), the only class built on this one
     def transaction(self) -> AbstractContextManager[None]:
         raise NotImplementedError
 
-    def record_group_sent(self, msg_id: bytes, group: bytes, sent_at: int, epoch: int, members: Iterable[tuple[str, int]]) -> None:
+    def record_group_sent(
+        self, msg_id: bytes, group: bytes, sent_at: int, epoch: int, members: Iterable[tuple[str, int]], *, text: str | None = None
+    ) -> None:
+        """``text`` is kept, sealed, for the history (client/state_history.py)."""
+        body = seal_body(self.vault, {"text": text}, group_sent_where(msg_id)) if text is not None else None
         with self.transaction():
             self._db.execute(
-                "INSERT OR IGNORE INTO group_sent (id, group_id, sent_at, epoch, state) VALUES (?, ?, ?, ?, ?)",
-                (msg_id, group, sent_at, epoch, PENDING),
+                "INSERT OR IGNORE INTO group_sent (id, group_id, sent_at, epoch, state, body) VALUES (?, ?, ?, ?, ?, ?)",
+                (msg_id, group, sent_at, epoch, PENDING, body),
             )
             self._db.executemany(
                 "INSERT OR IGNORE INTO group_sent_devices (id, account, device) VALUES (?, ?, ?)", [(msg_id, a, d) for a, d in members]
@@ -152,15 +159,24 @@ class GroupSentState:
     def group_sent_messages(self, limit: int) -> list[GroupSent]:
         """The ``limit`` most recent group texts this device sent, newest first."""
         rows = self._db.execute(
-            "SELECT s.id, s.group_id, s.sent_at, s.state, s.code, count(d.device), count(d.delivered_at), count(d.read_at),"
-            " max(d.delivered_at), max(d.read_at) FROM group_sent s LEFT JOIN group_sent_devices d ON d.id = s.id"
-            " GROUP BY s.id ORDER BY s.sent_at DESC, s.rowid DESC LIMIT ?",
+            _GROUP_SENT_ROWS + " GROUP BY s.id ORDER BY s.sent_at DESC, s.rowid DESC LIMIT ?",
             (limit,),
         ).fetchall()
-        return [
-            GroupSent(
-                id=r[0], group=r[1], sent_at=r[2], state=r[3], code=r[4], devices=r[5], delivered=r[6], read=r[7],
-                delivered_at=r[8] if r[5] and r[6] == r[5] else None, read_at=r[9] if r[5] and r[7] == r[5] else None,
-            )  # fmt: skip
-            for r in rows
-        ]
+        return [_group_sent(r) for r in rows]
+
+    def group_sent_message(self, msg_id: bytes) -> GroupSent | None:
+        row = self._db.execute(_GROUP_SENT_ROWS + " WHERE s.id = ? GROUP BY s.id", (msg_id,)).fetchone()
+        return _group_sent(row) if row else None
+
+
+_GROUP_SENT_ROWS = (
+    "SELECT s.id, s.group_id, s.sent_at, s.state, s.code, count(d.device), count(d.delivered_at), count(d.read_at),"
+    " max(d.delivered_at), max(d.read_at) FROM group_sent s LEFT JOIN group_sent_devices d ON d.id = s.id"
+)
+
+
+def _group_sent(r: tuple) -> GroupSent:
+    return GroupSent(
+        id=r[0], group=r[1], sent_at=r[2], state=r[3], code=r[4], devices=r[5], delivered=r[6], read=r[7],
+        delivered_at=r[8] if r[5] and r[6] == r[5] else None, read_at=r[9] if r[5] and r[7] == r[5] else None,
+    )  # fmt: skip

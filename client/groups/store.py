@@ -174,6 +174,11 @@ class GroupState:
         rows = self._db.execute("SELECT id, next_seq, created, mls, public, info, own FROM mls_groups ORDER BY created, id").fetchall()
         return [self._record(r) for r in rows]
 
+    def group_name(self, group: bytes) -> str:
+        """A group's name on this device ("" if it has none or is not here); only its info is opened."""
+        row = self._db.execute("SELECT info FROM mls_groups WHERE id = ?", (group,)).fetchone()
+        return str(canonical.loads(self.vault.open_value(row[0], b"group/info/" + group))["name"]) if row else ""
+
     def group_ids(self) -> list[bytes]:
         """Every group's id (nothing opened)."""
         return [r[0] for r in self._db.execute("SELECT id FROM mls_groups ORDER BY id")]
@@ -261,11 +266,12 @@ class GroupState:
     # Group messages ----------------------------------------------------------------------
 
     def store_group_message(self, message: GroupMessage) -> None:
+        """Unread until the group's conversation is read (client/history.py)."""
         where = b"group/inbox/" + message.group + b"/" + str(message.seq).encode()
         with self.transaction():
             self._db.execute(
-                "INSERT OR IGNORE INTO group_inbox (group_id, seq, sender, device, id, sent_at, received_at, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO group_inbox (group_id, seq, sender, device, id, sent_at, received_at, body, unread)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
                 (message.group, message.seq, message.sender, message.device, message.id, message.sent_at, message.received_at,
                  self.vault.seal(message.text.encode(), where)),
             )  # fmt: skip
@@ -291,6 +297,15 @@ class GroupState:
     def mark_group_messages_shown(self, keys: list[tuple[bytes, int]]) -> None:
         with self.transaction():
             self._db.executemany("UPDATE group_inbox SET shown = 1 WHERE group_id = ? AND seq = ?", keys)
+
+    def group_message_senders(self, group: bytes, ids: list[bytes]) -> dict[str, list[bytes]]:
+        """Sender account -> the ``ids`` (content ids) of ``group`` it wrote (for read receipts)."""
+        senders: dict[str, list[bytes]] = {}
+        for i in ids:
+            row = self._db.execute("SELECT sender FROM group_inbox WHERE group_id = ? AND id = ?", (group, i)).fetchone()
+            if row is not None:
+                senders.setdefault(row[0], []).append(i)
+        return senders
 
 
 def _send_where(group: bytes, pos: int) -> bytes:

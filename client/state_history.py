@@ -1,0 +1,213 @@
+"""The history half of a device's state (client/state.py): what client/history.py reads a
+conversation's messages from, and the read marks of received ones.
+
+A conversation's messages are already on the device, sealed by the vault: received 1:1 texts
+(and this account's texts from its other devices, synced) in ``inbox``, received group texts in
+``group_inbox``, and this device's own texts in ``sent`` and ``group_sent``, whose ``body``
+column keeps what was sent (sealed like the inbox; added for the history, so a message sent
+before it has none). A body is the content's fields as a canonical map (``{"text": ...}`` for a
+text), like an inbox row's, so other content types can keep what they need in it.
+
+Read marks: ``unread`` is 1 on a received text until the user read its conversation
+(``mark_direct_read`` / ``mark_group_read``). Rows stored before the column existed count as
+read: a device that upgrades does not show its whole past as new. ``DeviceState`` mixes this
+in; it provides ``_db`` and ``vault``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from sonet.core import canonical
+
+from .vault import Vault
+
+__all__ = [
+    "HistoryState",
+    "StoredMessage",
+    "HISTORY_TYPES",
+    "INBOX_COLUMNS",
+    "SENT_BODY_COLUMNS",
+    "seal_body",
+    "sent_where",
+    "group_sent_where",
+]
+
+#: the inbox types that are messages of a conversation (receipts, typing and alerts are not:
+#: they change states or are shown once). Issue 17's content types join here.
+HISTORY_TYPES = ("text",)
+
+#: columns added to ``inbox`` and ``group_inbox`` for the read marks
+INBOX_COLUMNS = {"unread": "INTEGER NOT NULL DEFAULT 0"}
+#: columns added to ``sent`` and ``group_sent``: the content type and its sealed fields
+SENT_BODY_COLUMNS = {"type": "TEXT NOT NULL DEFAULT 'text'", "body": "BLOB"}
+
+
+def sent_where(msg_id: bytes) -> bytes:
+    return b"sent/" + msg_id
+
+
+def group_sent_where(msg_id: bytes) -> bytes:
+    return b"group/sent/" + msg_id
+
+
+def seal_body(vault: Vault, fields: dict, where: bytes) -> bytes:
+    """A sent message's fields as ``body`` holds them."""
+    return vault.seal(canonical.dumps(fields), where)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredMessage:
+    """One message of a conversation as the device keeps it, newest-first queries' unit."""
+
+    id: bytes
+    #: the account that wrote it; "" for this device's own (``own``)
+    sender: str
+    at: int  # sent_at (ms)
+    type: str
+    fields: dict
+    #: sent by this device: how far it got is in ``sent`` / ``group_sent`` (DeviceState.sent_message)
+    own: bool
+    #: a received one the user has not read yet
+    unread: bool
+    #: the order of its table (rowid; a group message's sequence number), for equal times
+    order: int
+
+
+class HistoryState:
+    _db: sqlite3.Connection
+    vault: Vault
+
+    # provided by DeviceState (client/state.py), the only class built on this one
+    def transaction(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    # One conversation --------------------------------------------------------------------
+
+    def direct_history(self, peer: str, limit: int) -> list[StoredMessage]:
+        """The newest ``limit`` messages of the 1:1 conversation with ``peer`` from each side
+        (this device's, the inbox's), newest first; the caller merges and cuts."""
+        types = ", ".join("?" * len(HISTORY_TYPES))
+        own = self._db.execute(
+            "SELECT id, sent_at, type, body, rowid FROM sent WHERE recipient = ? ORDER BY sent_at DESC, rowid DESC LIMIT ?",
+            (peer, limit),
+        ).fetchall()
+        received = self._db.execute(
+            f"SELECT id, sender, sent_at, type, body, unread, rowid FROM inbox WHERE peer = ? AND type IN ({types})"
+            " ORDER BY sent_at DESC, rowid DESC LIMIT ?",
+            (peer, *HISTORY_TYPES, limit),
+        ).fetchall()
+        return [
+            StoredMessage(id=r[0], sender="", at=r[1], type=r[2], fields=self._body(r[3], sent_where(r[0])), own=True, unread=False, order=r[4])
+            for r in own
+        ] + [
+            StoredMessage(
+                id=r[0], sender=r[1], at=r[2], type=r[3], fields=canonical.loads(self.vault.open_value(r[4], b"inbox/" + r[0])),
+                own=False, unread=bool(r[5]), order=r[6],
+            )  # fmt: skip
+            for r in received
+        ]
+
+    def group_history(self, group: bytes, limit: int) -> list[StoredMessage]:
+        """As ``direct_history``, for a group (its texts are the only group messages kept)."""
+        own = self._db.execute(
+            "SELECT id, sent_at, type, body, rowid FROM group_sent WHERE group_id = ? ORDER BY sent_at DESC, rowid DESC LIMIT ?",
+            (group, limit),
+        ).fetchall()
+        received = self._db.execute(
+            "SELECT id, sender, sent_at, body, unread, seq FROM group_inbox WHERE group_id = ? ORDER BY sent_at DESC, seq DESC LIMIT ?",
+            (group, limit),
+        ).fetchall()
+        return [
+            StoredMessage(id=r[0], sender="", at=r[1], type=r[2], fields=self._body(r[3], group_sent_where(r[0])), own=True, unread=False, order=r[4])
+            for r in own
+        ] + [
+            StoredMessage(
+                id=r[0], sender=r[1], at=r[2], type="text",
+                fields={"text": self.vault.open_value(r[3], b"group/inbox/" + group + b"/" + str(r[5]).encode()).decode()},
+                own=False, unread=bool(r[4]), order=r[5],
+            )  # fmt: skip
+            for r in received
+        ]
+
+    def _body(self, sealed: bytes | None, where: bytes) -> dict:
+        return canonical.loads(self.vault.open_value(sealed, where)) if sealed is not None else {}
+
+    def receipts_from(self, peer: str) -> dict[bytes, str]:
+        """What ``peer``'s receipts say of the messages they name: id -> "delivered" or
+        "read" (for the texts this account's other devices sent: this device has no ``sent``
+        row for them, only the receipts that came to the account)."""
+        rows = self._db.execute("SELECT id, body FROM inbox WHERE sender = ? AND type = 'receipt' ORDER BY rowid", (peer,)).fetchall()
+        states: dict[bytes, str] = {}
+        for msg_id, body in rows:
+            fields = canonical.loads(self.vault.open_value(body, b"inbox/" + msg_id))
+            if fields.get("receipt") not in ("delivered", "read"):
+                continue
+            for named in fields.get("ids", ()):
+                key = bytes.fromhex(named)
+                if states.get(key) != "read":
+                    states[key] = fields["receipt"]
+        return states
+
+    # Every conversation ------------------------------------------------------------------
+
+    def direct_peers(self) -> dict[str, int]:
+        """Every 1:1 conversation with a message: peer -> the newest message's time."""
+        types = ", ".join("?" * len(HISTORY_TYPES))
+        peers: dict[str, int] = {}
+        for query, params in (
+            ("SELECT recipient, max(sent_at) FROM sent GROUP BY recipient", ()),
+            (f"SELECT peer, max(sent_at) FROM inbox WHERE type IN ({types}) GROUP BY peer", HISTORY_TYPES),
+        ):
+            for peer, at in self._db.execute(query, params):
+                peers[peer] = max(at, peers.get(peer, at))
+        return peers
+
+    def group_activity(self) -> dict[bytes, int]:
+        """Every group with a message: group -> the newest message's time."""
+        groups: dict[bytes, int] = {}
+        for query in ("SELECT group_id, max(sent_at) FROM group_sent GROUP BY group_id", "SELECT group_id, max(sent_at) FROM group_inbox GROUP BY group_id"):
+            for group, at in self._db.execute(query):
+                groups[group] = max(at, groups.get(group, at))
+        return groups
+
+    def unread_counts(self, me: str) -> tuple[dict[str, int], dict[bytes, int]]:
+        """Received texts not read yet, per 1:1 peer and per group (``me``'s own synced texts
+        are never unread)."""
+        types = ", ".join("?" * len(HISTORY_TYPES))
+        direct = dict(
+            self._db.execute(
+                f"SELECT peer, count(*) FROM inbox WHERE unread = 1 AND sender != ? AND type IN ({types}) GROUP BY peer", (me, *HISTORY_TYPES)
+            ).fetchall()
+        )
+        groups = dict(self._db.execute("SELECT group_id, count(*) FROM group_inbox WHERE unread = 1 AND sender != ? GROUP BY group_id", (me,)).fetchall())
+        return direct, groups
+
+    # Read marks --------------------------------------------------------------------------
+
+    def unread_direct(self, peer: str, me: str) -> list[tuple[str, bytes]]:
+        """(sender, id) of the received texts of the conversation not read yet, in the order stored."""
+        types = ", ".join("?" * len(HISTORY_TYPES))
+        return self._db.execute(
+            f"SELECT sender, id FROM inbox WHERE peer = ? AND unread = 1 AND sender != ? AND type IN ({types}) ORDER BY rowid",
+            (peer, me, *HISTORY_TYPES),
+        ).fetchall()
+
+    def unread_group(self, group: bytes, me: str) -> list[tuple[str, bytes]]:
+        return self._db.execute(
+            "SELECT sender, id FROM group_inbox WHERE group_id = ? AND unread = 1 AND sender != ? ORDER BY seq", (group, me)
+        ).fetchall()
+
+    def mark_direct_read(self, peer: str) -> None:
+        with self.transaction():
+            self._db.execute("UPDATE inbox SET unread = 0 WHERE peer = ? AND unread = 1", (peer,))
+
+    def mark_group_read(self, group: bytes) -> None:
+        with self.transaction():
+            self._db.execute("UPDATE group_inbox SET unread = 0 WHERE group_id = ? AND unread = 1", (group,))
+
+    def group_created(self) -> dict[bytes, int]:
+        """Every group on this device -> when it was created here (nothing opened)."""
+        return dict(self._db.execute("SELECT id, created FROM mls_groups").fetchall())
