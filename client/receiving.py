@@ -146,6 +146,18 @@ class Receiver:
                         break
         if conn.error is not None and not scope.cancelled_caught:
             raise conn.error
+        await self._after_batch(conn, read_receipts=read_receipts, keys=keys)
+
+    async def take(self, conn: Connection, frames: list[Deliver], *, read_receipts: bool) -> None:
+        """Accept ``frames``, which the caller took from ``conn.deliveries`` itself (a live
+        session waits for them outside its lock: client/live.py), then send what ``run``
+        sends after its batch."""
+        for frame in frames:
+            await self._accept(conn, frame)
+        await self._after_batch(conn, read_receipts=read_receipts, keys=False)
+
+    async def _after_batch(self, conn: Connection, *, read_receipts: bool, keys: bool) -> None:
+        inbox = self._inbox
         # group texts too (client/groups/sent.py): one receipt per sender for both kinds
         texts = dict(inbox.texts)
         for sender, ids in self.groups.take_received().items():
@@ -301,6 +313,11 @@ class Receiver:
         if not cert.matches(record.identity, cert.account):
             raise VerifyError(f"the device record of {cert.account}'s removed device is for another identity", code="certificate_mismatch")
         return record
+
+    async def send_read(self, conn: Connection, messages: dict[str, list[bytes]]) -> None:
+        """Read receipts for ``messages`` (sender account -> content ids) that the user read
+        later than they were received (a live session: client/live.py)."""
+        await self._send_receipts(conn, "read", messages)
 
     async def _send_receipts(self, conn: Connection, kind: str, messages: dict[str, list[bytes]]) -> None:
         """A receipt of ``kind`` to each sender account for its ``messages`` (content ids)."""

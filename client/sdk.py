@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 
 import trio
@@ -64,6 +64,7 @@ from .groups.engine import GroupEngine
 from .groups.typing import GroupTypingResult, send_group_typing
 from .groups.waiting import send_waiting_group_messages
 from .groups.keys import maintain_key_packages
+from .live import LiveSession, lent_connection, open_live_session
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
 from .pending import PendingFull, expire_pending, send_pending, waits
 from .pending_registration import (
@@ -186,7 +187,15 @@ class Device:
         """A connection to the home node, after checking the account's own directory entries
         (client/monitor.py). A check that cannot finish (the newest head is not witnessed yet,
         a witness is down, a proof does not verify) does not stop the command: what it found is
-        kept, and why it could not finish is in ``monitor_error`` (raised with ``strict``)."""
+        kept, and why it could not finish is in ``monitor_error`` (raised with ``strict``).
+        In an operation of a live session (client/live.py), its connection, checked when it
+        connected (or its ConnectError while it is down)."""
+        lent = lent_connection(self)
+        if isinstance(lent, ConnectError):
+            raise ConnectError(str(lent))
+        if lent is not None:
+            yield lent
+            return
         async with connect(profile.node_url, identity=profile.identity, node_fingerprint=profile.node_fingerprint, policy=self._policy) as conn:
             if conn.welcome.account is None:
                 # The node does not know this device (it says why in an ErrorFrame that a busy
@@ -585,9 +594,12 @@ class Device:
 
     # Sending ----------------------------------------------------------------------------
 
-    async def send_text(self, recipient: str, text: str, *, mode: CryptoMode | None = None) -> SendResult:
+    async def send_text(self, recipient: str, text: str, *, mode: CryptoMode | None = None, keep_offline: bool = False) -> SendResult:
         """``mode``: the crypto mode of any session this send starts (default: the one both
-        devices' keys allow); never below this device's minimum or its node's."""
+        devices' keys allow); never below this device's minimum or its node's.
+        ``keep_offline``: when the home node cannot be reached (or the connection drops while
+        sending), keep the text on this device with its id (state "pending", code "offline"),
+        sent by itself once the node is back (a live session does: client/live.py)."""
         profile = self.state.profile()
         if mode is not None:
             check_requested(self.state, profile.mode, mode)
@@ -598,18 +610,24 @@ class Device:
             raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} bytes (UTF-8)")
         now = self._clock()
         msg_id = self._rng(limits.ENVELOPE_ID_LEN)
-        async with self._connect(profile) as conn:  # which first sends the texts that wait
-            home = conn.welcome.node
-            await maintain_prekeys(conn, self.state, profile, self._rng, now)
-            # after an earlier text to them that still waits, in the order they were written
-            waiting = self.state.pending_reason(str(to))
-            if waiting is None:
-                try:
-                    counts = await self._send_text_now(conn, profile, to, msg_id, now, text, mode=mode)
-                except (NodeError, ProtocolError) as exc:
-                    if not waits(exc) or mode is not None:  # waiting texts go out in the default mode
-                        raise
-                    waiting = (exc.code, str(exc))
+        try:
+            async with self._connect(profile) as conn:  # which first sends the texts that wait
+                home = conn.welcome.node
+                await maintain_prekeys(conn, self.state, profile, self._rng, now)
+                # after an earlier text to them that still waits, in the order they were written
+                waiting = self.state.pending_reason(str(to))
+                if waiting is None:
+                    try:
+                        counts = await self._send_text_now(conn, profile, to, msg_id, now, text, mode=mode)
+                    except (NodeError, ProtocolError) as exc:
+                        if not waits(exc) or mode is not None:  # waiting texts go out in the default mode
+                            raise
+                        waiting = (exc.code, str(exc))
+        except ConnectError as exc:
+            if not keep_offline or mode is not None:
+                raise
+            # the same id: if the node took it before the connection dropped, it keeps one copy
+            waiting = ("offline", f"the home node cannot be reached now ({exc})")
         if waiting is not None:
             return self._keep_waiting(msg_id, to, text, now, *waiting)
         if counts == (0, 0):  # a note to self from the account's only device: nothing was sent
@@ -791,6 +809,12 @@ class Device:
         async with self._connect(profile) as conn:
             await receiver.run(conn, wait=wait, read_receipts=read_receipts)
         return receiver.result()
+
+    def live(self, *, read_receipts: bool = False) -> AbstractAsyncContextManager[LiveSession]:
+        """One long-lived connection to the home node (client/live.py): deliveries as they are
+        pushed, stored then acknowledged, reconnecting with backoff; sends go through it, and
+        are kept on the device while the node is down. ``read_receipts`` as for ``receive``."""
+        return open_live_session(self, read_receipts=read_receipts)
 
     def _receiver(self, profile: Profile, groups: GroupEngine | None = None) -> Receiver:
         return Receiver(

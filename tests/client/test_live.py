@@ -1,0 +1,148 @@
+"""The long-lived connection (client/live.py, ``Device.live()``) against a real node in the
+test's trio run: pushed deliveries without polling, stored before they are acknowledged,
+sends over the session, receipts and sent states as events, and a node that goes away and
+comes back (through tests/e2e/proxy.py's TCP proxy, which can refuse and drop connections).
+Fixtures: tests/client/conftest.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import trio
+
+from sonet.client.live import LiveEvent, LiveSession, Notice, Offline, Online, Received, SentChanged
+from sonet.client.sdk import Device
+from sonet.client.state import StateError
+from sonet.core.errors import LocalProtocolError
+from tests.e2e.proxy import TcpProxy
+from tests.node.conftest import RunningNode
+
+from .conftest import ALICE, BOB, HANG_S, texts
+
+Register = Callable[..., Awaitable[Device]]
+
+
+class Events:
+    """The session's events as they come, read by one task; ``until`` waits for a kind."""
+
+    def __init__(self, session: LiveSession) -> None:
+        self.session = session
+        self.seen: list[LiveEvent] = []
+        self._iter: AsyncIterator[LiveEvent] = session.events().__aiter__()
+
+    async def until(self, kind: type, match: Callable[[LiveEvent], bool] = lambda _e: True) -> LiveEvent:
+        while True:
+            event = await self._iter.__anext__()
+            self.seen.append(event)
+            if isinstance(event, kind) and match(event):
+                return event
+
+
+def received_texts(event: LiveEvent) -> list[tuple[str, str]]:
+    assert isinstance(event, Received)
+    return [(m.sender, m.fields["text"]) for m in event.messages if m.type == "text"]
+
+
+async def test_a_live_session_gets_pushed_messages_without_polling_and_sends_over_the_same_connection(
+    alpha: RunningNode, register: Register
+) -> None:
+    with trio.fail_after(HANG_S):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        async with alice.live() as session:
+            events = Events(session)
+            online = await events.until(Online)
+            assert online == Online(node=alpha.config.name) and session.online
+            for n in range(3):
+                await bob.send_text(ALICE, f"hello {n}")
+                got = await events.until(Received, lambda e: bool(received_texts(e)))
+                assert received_texts(got) == [(BOB, f"hello {n}")]
+                alice.state.mark_shown([m.id for m in got.messages])  # the consumer shows them
+            # alice's reply goes over the live connection; bob's receipt comes back as events
+            sent = await session.send_text(BOB, "hi bob")
+            assert sent.state == "accepted"
+            await bob.receive()
+            changed = await events.until(SentChanged, lambda e: sent.id in e.ids)
+            assert changed.ids == (sent.id,)
+            message = alice.state.sent_message(sent.id)
+            assert message is not None and message.state == "delivered"
+            assert session.connections == 1  # one connection all along: nothing polled or reconnected
+        assert not session.online
+        # nothing waits on the node for alice: each batch was acknowledged
+        assert await alpha.pending(ALICE) == []
+
+
+async def test_a_batch_is_acknowledged_only_after_it_is_stored(
+    alpha: RunningNode, register: Register, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trio.fail_after(HANG_S):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+
+        def broken(_messages: object) -> None:
+            raise StateError("the device state cannot be written (disk full)")
+
+        async with alice.live() as session:
+            events = Events(session)
+            await events.until(Online)
+            monkeypatch.setattr(alice.state, "store_received", broken)
+            await bob.send_text(ALICE, "kept by the node")
+            with pytest.raises(StateError, match="disk full"):
+                await events.until(Received)  # the session ends with the device's own error
+        assert len(await alpha.pending(ALICE)) == 1  # not acknowledged
+        monkeypatch.undo()
+        async with alice.live() as session:
+            events = Events(session)
+            got = await events.until(Received)
+            assert received_texts(got) == [(BOB, "kept by the node")]
+        assert await alpha.pending(ALICE) == []
+
+
+async def test_sending_checks_its_input_like_send(alpha: RunningNode, register: Register) -> None:
+    with trio.fail_after(HANG_S):
+        alice = await register(alpha, "alice")
+        await register(alpha, "bob")
+        async with alice.live() as session:
+            await Events(session).until(Online)
+            with pytest.raises(LocalProtocolError, match="empty message"):
+                await session.send_text(BOB, "")
+            with pytest.raises(LocalProtocolError, match="invalid address 'no address'"):
+                await session.send_text("no address", "hi")
+            assert session.online  # a refusal of the input, not of the connection
+
+
+async def test_the_node_going_away_makes_the_session_offline_and_a_text_written_meanwhile_goes_once_when_it_is_back(
+    alpha: RunningNode, register: Register, make_device: Callable[..., Device]
+) -> None:
+    proxy = TcpProxy(int(alpha.url.rsplit(":", 1)[1]))
+    try:
+        with trio.fail_after(HANG_S):
+            alice = make_device("alice")
+            await alice.register(ALICE, proxy.url, await alpha.mint_invite())
+            bob = await register(alpha, "bob")
+            await bob.send_text(ALICE, "before")  # bob's session with alice exists
+            async with alice.live() as session:
+                events = Events(session)
+                assert received_texts(await events.until(Received)) == [(BOB, "before")]
+                proxy.refuse(True)
+                proxy.drop()
+                offline = await events.until(Offline)
+                assert isinstance(offline, Offline) and offline.reason and 0 < offline.retry_in_s <= 1.0
+                assert not session.online
+                kept = await session.send_text(BOB, "written offline")
+                assert (kept.state, kept.code) == ("pending", "offline")
+                waiting = alice.state.sent_message(kept.id)
+                assert waiting is not None and waiting.state == "pending"
+                await events.until(Offline)  # tries again, and says so each time
+                proxy.refuse(False)
+                await events.until(Online)
+                notice = await events.until(Notice)
+                assert f"sent the message to {BOB} that waited on this device" in notice.text
+                await events.until(SentChanged, lambda e: kept.id in e.ids)
+                sent = alice.state.sent_message(kept.id)
+                assert sent is not None and sent.state == "accepted"
+                assert session.connections == 2
+            got = await bob.receive()
+            assert texts(bob, got) == [(ALICE, "written offline")]
+            assert texts(bob, await bob.receive()) == []  # once
+    finally:
+        proxy.close()
