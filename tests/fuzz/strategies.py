@@ -13,6 +13,7 @@ byte strings (the bodies of signed objects).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ _CBOR_INTS = st.integers(min_value=-(2**70), max_value=2**70)  # beyond 64 bits:
 _BOUNDARY_INTS = [0, 1, -1, 2, 255, 256, 2**16, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**53, 2**63 - 1, 2**63, 2**64 - 1, -(2**63)]
 
 
+@functools.cache
 def _leaves(codec: Codec) -> st.SearchStrategy[Any]:
     ints = _MSGPACK_INTS if codec == "msgpack" else _CBOR_INTS
     base = st.none() | st.booleans() | ints | st.sampled_from(_BOUNDARY_INTS) | st.text(max_size=24) | st.binary(max_size=48)
@@ -118,7 +120,10 @@ def random_inputs(target: Target) -> st.SearchStrategy[bytes]:
     if target.codec == "bytes":
         return raw
     codec = target.codec
-    structured = plain(codec) | st.sampled_from(target.corpus()).flatmap(lambda seed: _shaped(codec, _decode(codec, seed)))
+    # each seed's strategy built once, when first drawn: built anew for every example, its
+    # whole tree was validated again by hypothesis each time, most of the run's time
+    shaped = functools.cache(lambda seed: _shaped(codec, _decode(codec, seed)))
+    structured = plain(codec) | st.sampled_from(target.corpus()).flatmap(shaped)
     return raw | structured.map(lambda v: _encodable(codec, v)).filter(lambda b: b is not None)  # type: ignore[return-value]
 
 
