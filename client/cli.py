@@ -29,6 +29,7 @@ from .connection import ConnectError, NodeError
 from .node_url import check_node_url
 from .vault import VaultError
 from .pending_registration import has_pending_registration
+from .live import Notice, Offline, Online, Received
 from .receiving import ReceiveResult
 from .sdk import Device, Lookup, SendResult, now_ms
 from .state import ALERT, Alert, DeviceState, InboxMessage, SentMessage, StateError, default_home
@@ -294,8 +295,17 @@ def _message_line(m: InboxMessage) -> str:
 
 
 def cmd_recv(args: argparse.Namespace) -> None:
+    if args.follow:
+        _recv_follow(args)
+        return
     device = _device(args)
     result = trio.run(lambda: device.receive(wait=args.wait, read_receipts=args.read))
+    if not _show_received(args, device, result) and not args.json:
+        print("no new messages", file=sys.stderr)
+
+
+def _show_received(args: argparse.Namespace, device: Device, result: ReceiveResult | Received) -> int:
+    """Print what ``recv`` prints for ``result``, oldest first, and mark it shown; how many lines."""
     _receive_warnings(result)
     me = device.state.profile().address
     shown: list[tuple[int, int, dict[str, Any], str]] = [(m.received_at, -1, _message_json(m), _message_line(m)) for m in result.messages]
@@ -306,11 +316,45 @@ def cmd_recv(args: argparse.Namespace) -> None:
     device.state.mark_shown([m.id for m in result.messages])
     device.state.mark_group_messages_shown([(m.group, m.seq) for m in result.group_messages])
     device.state.mark_group_events_shown([(e.group, e.seq) for e in result.group_events])
-    if not shown and not args.json:
-        print("no new messages", file=sys.stderr)
+    return len(shown)
 
 
-def _receive_warnings(result: ReceiveResult) -> None:
+def _recv_follow(args: argparse.Namespace) -> None:
+    """``recv --follow``: one live connection (client/live.py), each event printed as it comes,
+    until Ctrl-C (exit 0) or an error that ends it (this device was removed: exit 1)."""
+    device = _device(args)
+
+    async def follow() -> None:
+        async with device.live(read_receipts=args.read) as session:
+            async for event in session.events():
+                if isinstance(event, Received):
+                    _show_received(args, device, event)
+                elif isinstance(event, Online):
+                    _show_status(args, {"event": "online", "node": event.node}, f"online: connected to {event.node}")
+                elif isinstance(event, Offline):
+                    obj = {"event": "offline", "reason": event.reason, "retry_in_s": event.retry_in_s}
+                    _show_status(args, obj, f"offline: {event.reason}; trying again in {event.retry_in_s:g} s")
+                elif isinstance(event, Notice):
+                    print(f"{PROG}: notice: {event.text}", file=sys.stderr, flush=True)
+
+    try:
+        trio.run(follow)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how it ends
+    except BaseExceptionGroup as group:
+        if group.subgroup(KeyboardInterrupt) is None:
+            raise
+
+
+def _show_status(args: argparse.Namespace, obj: dict[str, Any], line: str) -> None:
+    """A change of the connection: a JSON line with ``--json``, else a line on stderr."""
+    if args.json:
+        emit(obj)
+    else:
+        print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+
+
+def _receive_warnings(result: ReceiveResult | Received) -> None:
     for address in result.identity_changes:
         print(f"warning: the identity key of {address} changed; check `sonet safety-number {address}`", file=sys.stderr)
     for line in result.rejected:
@@ -623,12 +667,19 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_sent)
 
     p = sub.add_parser("recv", help="receive messages", description="Print new messages, receipts and typing notices, oldest first.")
-    p.add_argument("--wait", type=_seconds, metavar="SECONDS", help="if nothing is queued, wait up to SECONDS for a message")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--wait", type=_seconds, metavar="SECONDS", help="if nothing is queued, wait up to SECONDS for a message")
+    how.add_argument(
+        "--follow", action="store_true",
+        help="stay connected and print each message as it arrives, until Ctrl-C; reconnects by itself when the node goes "
+        "away (saying so on stderr, or as {\"event\": \"offline\"|\"online\", ...} lines with --json)",
+    )
     p.add_argument("--read", action="store_true", help="also send read receipts for the messages shown")
     p.add_argument(
         "--json", action="store_true",
         help="one JSON object per line: id, from, sent_at, received_at, type, text; a group message also has group "
-        "({id, name}) and device (the sender's)",
+        "({id, name}) and device (the sender's); with --follow also {\"event\": \"offline\", \"reason\", \"retry_in_s\"} "
+        "and {\"event\": \"online\", \"node\"}",
     )
     p.set_defaults(fn=cmd_recv)
 

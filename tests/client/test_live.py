@@ -18,7 +18,9 @@ from sonet.core.errors import LocalProtocolError
 from tests.e2e.proxy import TcpProxy
 from tests.node.conftest import RunningNode
 
-from .conftest import ALICE, BOB, HANG_S, texts
+from sonet.client.connection import NodeError
+
+from .conftest import ALICE, BOB, HANG_S, link_device, texts
 
 Register = Callable[..., Awaitable[Device]]
 
@@ -146,3 +148,61 @@ async def test_the_node_going_away_makes_the_session_offline_and_a_text_written_
             assert texts(bob, await bob.receive()) == []  # once
     finally:
         proxy.close()
+
+
+async def test_group_texts_typing_and_read_receipts_go_over_the_session(alpha: RunningNode, register: Register) -> None:
+    with trio.fail_after(HANG_S * 2):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        await bob.receive()  # publishes bob's group keys
+        view = await alice.group_create("hikers", [BOB])
+        await bob.receive()
+        async with alice.live() as session:
+            events = Events(session)
+            await events.until(Online)
+            sent = await session.send_group("hikers", "over the live connection")
+            assert (sent.group, sent.state) == (view.id, "queued")
+            # the hub's order comes back through the live connection: the text is "ordered"
+            await events.until(SentChanged, lambda e: sent.id in e.ids)
+            got = await bob.receive()
+            [message] = got.group_messages
+            assert message.text == "over the live connection"
+            bob.state.mark_group_messages_shown([(message.group, message.seq)])
+            # bob's delivery receipt, then his typing and a text: all pushed to alice's session
+            await events.until(SentChanged, lambda e: sent.id in e.ids)
+            mine = alice.state.sent_message(sent.id)
+            assert mine is not None and mine.delivered == 1
+            await bob.send_typing(ALICE)
+            typing = await events.until(Received, lambda e: any(m.type == "typing" for m in e.messages))
+            assert [(m.sender, m.fields["typing"]) for m in typing.messages] == [(BOB, "started")]
+            await bob.send_text(ALICE, "read me")
+            got_text = await events.until(Received, lambda e: bool(received_texts(e)))
+            [text] = got_text.messages
+            async with bob.live() as bob_session:  # typing notices reach connected devices only
+                bob_events = Events(bob_session)
+                await bob_events.until(Online)
+                await session.send_typing(BOB)
+                typed = await bob_events.until(Received, lambda e: any(m.type == "typing" for m in e.messages))
+                assert [(m.sender, m.fields["typing"], "group" in m.fields) for m in typed.messages] == [(ALICE, "started", False)]
+                await session.send_typing("hikers", started=False)
+                typed = await bob_events.until(Received, lambda e: any(m.type == "typing" for m in e.messages))
+                assert [(m.fields["typing"], m.fields["group"]["id"]) for m in typed.messages] == [("stopped", view.id)]
+                await session.send_read(BOB, [text.id])
+                read = await bob_events.until(Received, lambda e: any(m.type == "receipt" for m in e.messages))
+                assert [(m.fields["receipt"], m.fields["ids"]) for m in read.messages] == [("read", [text.id.hex()])]
+
+async def test_a_device_removed_from_its_account_ends_the_session_with_that_error(
+    alpha: RunningNode, register: Register, make_device: Callable[..., Device]
+) -> None:
+    with trio.fail_after(HANG_S * 2):
+        alice = await register(alpha, "alice")
+        phone = make_device("phone")
+        await link_device(phone, alice, alpha.url)
+        async with phone.live() as session:
+            events = Events(session)
+            await events.until(Online)
+            await alice.remove_device(2)
+            with pytest.raises(NodeError) as info:
+                await events.until(Received, lambda _e: False)
+            assert info.value.code == "device_removed"
+            with pytest.raises(NodeError):  # and says so to a send too
+                await session.send_text(ALICE, "still there?")
