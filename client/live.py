@@ -26,8 +26,7 @@ Rules:
 
 A send borrows the live connection through ``Device``'s own methods (``lent_connection``: a
 context variable, so only the task that holds the lock sees it), so each send exists once.
-``SentChanged`` ids of group texts are read with ``DeviceState.group_sent_message``, those of
-1:1 texts with ``DeviceState.sent_message``.
+``SentChanged`` ids (1:1 and group texts) are read with ``DeviceState.sent_message``.
 """
 
 from __future__ import annotations
@@ -262,16 +261,20 @@ class LiveSession:
             self._events_send.close()
 
     def _why(self, exc: BaseException) -> str:
-        """One line for an error that ends a connection; _Final for one that ends the session;
-        anything else (cancellation, a bug) goes on up."""
-        one = sole_exception(exc)
-        if isinstance(one, NodeError) and one.code == "device_removed":
-            raise _Final() from one
-        if isinstance(one, (ConnectError, NodeError, ProtocolError)):
-            return (str(one).splitlines() or [type(one).__name__])[0]
-        if isinstance(one, Exception) and not isinstance(one, trio.Cancelled):
-            raise _Final() from one  # the device state cannot be used (or a bug): not the network's
-        raise exc
+        """One line for an error that ends a connection; _Final for one that ends the session
+        (this device was removed, its state cannot be used); a cancellation goes on up. When
+        the connection drops, more than one task may fail with it: all their errors count."""
+        errors = _leaves(exc)
+        if any(not isinstance(e, Exception) for e in errors):  # Cancelled, KeyboardInterrupt
+            raise exc
+        for e in errors:
+            if isinstance(e, NodeError) and e.code == "device_removed":
+                raise _Final() from e
+        for e in errors:
+            if not isinstance(e, (ConnectError, NodeError, ProtocolError)):
+                raise _Final() from e  # not the network's: the device state (or a bug)
+        first = errors[0]
+        return (str(first).splitlines() or [type(first).__name__])[0]
 
     async def _connected(self) -> None:
         """One connection, from connecting to its end (which raises why)."""
@@ -312,6 +315,7 @@ class LiveSession:
         device = self._device
         state = device.state
         retry_at = 0.0
+        refused = ""
         while True:
             if trio.current_time() >= retry_at and (state.pending_count() or state.unsent_group_messages()):
                 retry_at = trio.current_time() + WAITING_RETRY_S
@@ -323,8 +327,11 @@ class LiveSession:
             if any(m.state in ("sent", "queued") for m in state.sent_messages(SENT_WINDOW)):
                 try:
                     await refresh_sent(state, lambda: nullcontext(conn), SENT_WINDOW)
+                    refused = ""
                 except (NodeError, ProtocolError) as exc:  # the node could not say now: ask again later
-                    self._emit(Notice(text=f"could not ask the node where sent messages are: {exc}"))
+                    if str(exc) != refused:  # said once, not every few seconds
+                        self._emit(Notice(text=f"could not ask the node where sent messages are: {exc}"))
+                    refused = str(exc)
                 self._report(None)
             await trio.sleep(SENT_REFRESH_S)
 
@@ -362,7 +369,7 @@ class LiveSession:
         now = self._sent_states()
         changed = {i for i, s in now.items() if self._known_sent.get(i) != s}
         # receipts for texts older than the window
-        changed |= {i for i in receipt_ids - now.keys() if state.sent_message(i) is not None or state.group_sent_message(i) is not None}
+        changed |= {i for i in receipt_ids - now.keys() if state.sent_message(i) is not None}
         self._known_sent = now
         if changed:  # newest first
             self._emit(SentChanged(ids=tuple(i for i in now if i in changed) + tuple(changed - now.keys())))
@@ -377,6 +384,13 @@ class LiveSession:
     def _close(self) -> None:
         self._closed = True
         self._events_send.close()
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The errors inside (nested) exception groups, or ``exc`` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 async def _pump(conn: Connection, frames: trio.MemorySendChannel[Deliver]) -> None:
