@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import trio
 
 from sonet.client import cli
+from sonet.client.connection import ConnectError
 from sonet.client.history import Conversation, History, HistoryItem
 from sonet.client.pending import PENDING_TTL_MS, expire_pending
 from sonet.client.sdk import Device
@@ -221,6 +223,44 @@ async def test_a_group_conversation_has_own_and_received_texts_and_is_found_by_n
     assert [(i.sender, i.mine) for i in History(bob.state).messages(view.id)] == [(ALICE, False), (BOB, True), (CAROL, False)]
 
 
+@asynccontextmanager
+async def home_down(*_args: object, **_kwargs: object) -> AsyncIterator[None]:
+    raise ConnectError("cannot connect to wss://alpha: connection refused")
+    yield  # pragma: no cover - never reached
+
+
+async def test_a_group_text_waiting_on_the_device_and_one_of_another_own_device_are_mine(
+    alpha: RunningNode, register: Register, make_device: Callable[..., Device], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    alice2 = make_device("alice2")
+    await link_device(alice2, alice, alpha.url)
+    for device in (alice, alice2, bob):
+        await device.receive()
+    view = await alice.group_create("hikers", [BOB])
+    for device in (alice2, bob):
+        await device.receive()
+    history = History(alice.state)
+    with monkeypatch.context() as patch:
+        patch.setattr("sonet.client.sdk.connect", home_down)
+        waiting = await alice.group_send(view.id, SECRET)
+    assert waiting.state == "pending"
+    [item] = history.messages(view.id)
+    assert (item.id, item.sender, item.mine, item.text, item.state) == (waiting.id, ALICE, True, SECRET, "pending") and item.note
+    assert SECRET.encode() not in state_files(alice)
+    clock.advance(10)
+    from_laptop = await alice2.group_send(view.id, "from the laptop")
+    await alice.receive()  # sends the waiting one, and gets the laptop's
+    items = history.messages(view.id)
+    assert [(i.id, i.sender, i.mine, i.state) for i in items] == [
+        (waiting.id, ALICE, True, items[0].state), (from_laptop.id, ALICE, True, "ordered"),
+    ]  # fmt: skip
+    assert items[0].state in ("queued", "ordered") and items[0].note == ""
+    assert history.unread(view.id) == {} and history.conversations()[0].unread == 0
+    await bob.receive()
+    assert [(i.sender, i.mine, i.text) for i in History(bob.state).messages(view.id)] == [(ALICE, False, SECRET), (ALICE, False, "from the laptop")]
+
+
 async def test_resolve_refuses_what_is_not_a_conversation(alpha: RunningNode, register: Register) -> None:
     alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
     await bob.receive()
@@ -254,8 +294,14 @@ async def test_sonet_history_prints_the_conversation_oldest_first(
     await alice.receive()
     home = str(alice.state.home)
 
+    def main(argv: list[str]) -> int:
+        try:
+            return cli.main(argv)
+        except SystemExit as exc:  # a usage error
+            return int(exc.code or 0)
+
     async def sonet(*argv: str) -> tuple[int, str, str]:
-        rc = await trio.to_thread.run_sync(cli.main, ["--home", home, *argv])
+        rc = await trio.to_thread.run_sync(main, ["--home", home, *argv])
         out, err = capsys.readouterr()
         return rc, out, err
 
@@ -276,3 +322,5 @@ async def test_sonet_history_prints_the_conversation_oldest_first(
     assert rc == 1 and out == "" and err.startswith("sonet: error: no conversation 'nope'") and err.count("\n") == 1
     rc, out, err = await sonet("history", CAROL)
     assert rc == 0 and out == "" and "no messages" in err
+    rc, out, err = await sonet("history", BOB, "--limit", "0")
+    assert rc == 2 and "--limit" in err
