@@ -11,14 +11,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import trio
 
+from sonet.client.connection import ConnectError, NodeError
 from sonet.client.live import LiveEvent, LiveSession, Notice, Offline, Online, Received, SentChanged
 from sonet.client.sdk import Device
 from sonet.client.state import StateError
 from sonet.core.errors import LocalProtocolError
 from tests.e2e.proxy import TcpProxy
 from tests.node.conftest import RunningNode
-
-from sonet.client.connection import NodeError
 
 from .conftest import ALICE, BOB, HANG_S, link_device, texts
 
@@ -206,3 +205,39 @@ async def test_a_device_removed_from_its_account_ends_the_session_with_that_erro
             assert info.value.code == "device_removed"
             with pytest.raises(NodeError):  # and says so to a send too
                 await session.send_text(ALICE, "still there?")
+
+
+async def test_a_text_whose_connection_drops_mid_send_is_kept_with_its_id_and_arrives_once(
+    alpha: RunningNode, register: Register, make_device: Callable[..., Device], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = TcpProxy(int(alpha.url.rsplit(":", 1)[1]))
+    try:
+        with trio.fail_after(HANG_S):
+            alice = make_device("alice")
+            await alice.register(ALICE, proxy.url, await alpha.mint_invite())
+            bob = await register(alpha, "bob")
+            original = Device._send
+
+            async def taken_then_dropped(self: Device, *args: object, **kwargs: object) -> object:
+                reply = await original(self, *args, **kwargs)  # type: ignore[arg-type]
+                monkeypatch.setattr(Device, "_send", original)  # once
+                proxy.drop()  # the node holds the text, its answer is lost
+                raise ConnectError("the connection dropped")
+
+            async with alice.live() as session:
+                events = Events(session)
+                await events.until(Online)
+                monkeypatch.setattr(Device, "_send", taken_then_dropped)
+                kept = await session.send_text(BOB, "only once")
+                assert (kept.state, kept.code) == ("pending", "offline")
+                await events.until(Offline)
+                await events.until(Online)
+                await events.until(SentChanged, lambda e: kept.id in e.ids)
+                sent = alice.state.sent_message(kept.id)
+                assert sent is not None and sent.state == "accepted"
+            got = await bob.receive()
+            assert [m.id for m in got.messages if m.type == "text"] == [kept.id]
+            assert texts(bob, got) == [(ALICE, "only once")]
+            assert texts(bob, await bob.receive()) == []
+    finally:
+        proxy.close()
