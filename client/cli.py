@@ -361,6 +361,19 @@ def _receive_warnings(result: ReceiveResult | Received) -> None:
         print(f"warning: {line}", file=sys.stderr)
 
 
+def cmd_chat(args: argparse.Namespace) -> None:
+    """The terminal app (client/chat/): imported here only, so other commands start fast."""
+    if args.json:
+        raise CommandError("usage", "sonet chat is interactive: --json does not apply (use `sonet recv --follow --json` for scripts)")
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CommandError("no_terminal", "sonet chat needs a terminal (for scripts: `sonet recv --follow`)")
+    device = _device(args)
+    device.state.profile()  # an unregistered home says so here, before the screen is taken
+    from .chat.app import run_chat
+
+    run_chat(device, read_receipts=not args.no_read_receipts)
+
+
 def cmd_link_begin(args: argparse.Namespace) -> None:
     node_url = check_node_url(args.node)
     device = _device(args, create=True)
@@ -691,6 +704,14 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p.add_argument("address", metavar="ADDRESS|GROUP")
     p.add_argument("--stop", action="store_true", help="say you stopped typing")
     p.set_defaults(fn=cmd_typing)
+
+    p = sub.add_parser(
+        "chat", help="open the chat app (stays connected)",
+        description="A terminal chat app on one connection that stays open: conversations and groups, history, messages "
+        "as they arrive, typing, delivery and read ticks, safety numbers. F1 in the app lists its keys; Ctrl+Q quits.",
+    )  # fmt: skip
+    p.add_argument("--no-read-receipts", action="store_true", help="do not tell senders when you read their messages")
+    p.set_defaults(fn=cmd_chat)
 
     p = sub.add_parser("link", help="add this device to an existing account", description="Link a new device to an account.")
     link = p.add_subparsers(dest="link_command", required=True, metavar="STEP")

@@ -1,0 +1,505 @@
+"""``sonet chat``: a terminal app that stays connected (textual).
+
+The main screen: the conversation list on the left (1:1 and groups, unread counts, the last
+text), the open conversation on the right (the device's history, live as it arrives, ticks on
+own messages), a typing line and the compose box; a status line on top, an offline banner when
+the node cannot be reached. The device's live session runs as a trio guest on textual's loop
+(client/chat/bridge.py, client/chat/session.py); what it brings is shown from the device's
+history (client/history.py), the one record of what was said.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar, TypeVar
+
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import Footer, Input, OptionList, Static
+
+from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
+
+from ..connection import ConnectError, NodeError
+from ..directory import IdentityChanged
+from ..groups.api import GroupInfoView
+from ..history import Conversation
+from ..live import Notice, Offline, Online, Received, SentChanged
+from ..sdk import Device
+from ..state import StateError
+from .bridge import GuestEnded, TrioGuest
+from .screens import AskScreen, ContactScreen, GroupScreen, HelpScreen, IdentityChangedScreen
+from .session import ChatSession, LiveUpdate
+from .widgets import ConversationList, MessageLog
+
+__all__ = ["ChatApp", "run_chat"]
+
+W = TypeVar("W", bound=Widget)
+
+#: how long a "typing" notice shows without a new one (senders repeat it while they type)
+TYPING_SHOWN_S = 6.0
+#: how often this app repeats its own "typing" notice while the user types
+TYPING_REPEAT_S = 4.0
+#: how many messages of the open conversation are shown
+MESSAGES_SHOWN = 200
+
+#: what the user can get wrong or the network can refuse: one line in the app, never a traceback
+USER_ERRORS = (ConnectError, NodeError, ProtocolError, StateError, GuestEnded)
+
+
+class ChatApp(App[int]):
+    TITLE = "Sonet"
+    ENABLE_COMMAND_PALETTE = False
+    CSS = """
+    Screen { layout: vertical; }
+    #status { height: 1; background: $primary-background; padding: 0 1; }
+    #banner { height: auto; background: $error; color: $text; padding: 0 1; display: none; }
+    #banner.shown { display: block; }
+    #main { height: 1fr; }
+    ConversationList { width: 26; height: 1fr; border: none; border-right: vkey $surface-lighten-2; padding: 0; }
+    ConversationList:focus { border: none; border-right: vkey $accent; }
+    #pane { width: 1fr; }
+    #title { height: 1; padding: 0 1; background: $boost; }
+    #warning { height: auto; padding: 0 1; color: $text; background: $error 40%; display: none; }
+    #warning.shown { display: block; }
+    MessageLog { height: 1fr; padding: 0 1; }
+    #empty { color: $text-muted; padding: 1 2; }
+    #typing { height: 1; padding: 0 1; color: $text-muted; text-style: italic; }
+    #compose { height: 3; }
+    ModalScreen { align: center middle; }
+    #dialog { width: 76; height: auto; max-height: 22; padding: 0 2; border: thick $primary; background: $surface; }
+    #dialog.small { width: 56; }
+    #dialog.wide { width: 80; max-height: 24; padding: 0 1; border: none; }
+    #dialog.wide .title { margin-bottom: 0; background: $primary; }
+    #dialog.warning { border: thick $error; }
+    #dialog .title { margin-bottom: 1; }
+    #dialog Horizontal { height: auto; }
+    #qr { width: 41; height: auto; margin-right: 1; }
+    #details { width: 1fr; height: auto; }
+    #members { height: auto; max-height: 14; }
+    #held { height: auto; max-height: 5; margin-bottom: 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "quit", priority=True),
+        Binding("f1", "help", "help"),
+        Binding("question_mark", "help", "help", show=False),
+        Binding("ctrl+n", "new", "new chat"),
+        Binding("f2", "info", "contact"),
+        Binding("escape", "to_list", "list", show=False),
+        Binding("pageup", "scroll_log(-1)", "scroll up", show=False),
+        Binding("pagedown", "scroll_log(1)", "scroll down", show=False),
+    ]
+
+    def __init__(self, device: Device, *, read_receipts: bool = True) -> None:
+        super().__init__()
+        self.device = device
+        self.me = device.state.profile().address
+        self.session = ChatSession(device, self.post_message, read_receipts=read_receipts)
+        self.history = self.session.history
+        self.guest = TrioGuest(self.session.run)
+        #: the open conversation: its key (client/history.py), whether it is a group, its title
+        self.current: str | None = None
+        self.current_is_group = False
+        self.current_title = ""
+        #: None: not connected yet; else what the live session said last
+        self.connection: Online | Offline | None = None
+        self._offline_at = 0.0
+        #: conversation -> sender -> when the "typing" notice stops showing (monotonic s)
+        self.typing: dict[str, dict[str, float]] = {}
+        self._typing_sent_at = 0.0
+        #: contacts whose identity key changed since it was trusted (from received messages)
+        self.changed_identities: set[str] = set()
+        #: why the session ended by itself (the CLI says it on one line)
+        self.final_error: BaseException | None = None
+        self._quitting = False
+
+    # Layout -----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="status")
+        yield Static(id="banner")
+        with Horizontal(id="main"):
+            yield ConversationList(id="conversations")
+            with Vertical(id="pane"):
+                yield Static(id="title")
+                yield Static(id="warning")
+                yield MessageLog(id="log")
+                yield Static(id="typing")
+                yield Input(placeholder="pick a conversation on the left, or Ctrl+N for a new one", id="compose", disabled=True)
+        yield Footer(compact=True, show_command_palette=False)
+
+    async def on_mount(self) -> None:
+        self.guest.start()
+        self.run_worker(self._watch_guest(), exit_on_error=False)
+        self.set_interval(1.0, self._every_second)
+        self._draw_status()
+        conversations = self._refresh_list()
+        if conversations:
+            await self.open(conversations[0].key)
+        else:
+            self._main(ConversationList).focus()
+            await self._show_empty("No conversations yet. Ctrl+N starts one: type an address (user@node).")
+
+    async def _show_empty(self, text: str) -> None:
+        log = self._main(MessageLog)
+        await log.remove_children()
+        await log.mount(Static(Text(text), id="empty"))
+        self._main("#title", Static).update(Text("Sonet", style="bold"))
+
+    def _alive(self) -> bool:
+        """False once the app is closing (its screens are going): nothing to draw on."""
+        return not self._quitting and bool(self.screen_stack) and self.is_running
+
+    def _main(self, selector: type[W] | str, expect: type[W] | None = None) -> W:
+        """A widget of the main screen, also while another screen is over it."""
+        base = self.screen_stack[0]
+        if isinstance(selector, str):
+            return base.query_one(selector, expect)  # type: ignore[arg-type]
+        return base.query_one(selector)
+
+    # The trio guest -----------------------------------------------------------------------
+
+    async def _watch_guest(self) -> None:
+        """The live session ends only when the app ends it, or on a final error (this device
+        was removed): then the app ends, and the CLI says why on one line."""
+        result = await self.guest.wait()
+        if self._quitting or result is None:
+            return
+        try:
+            result.unwrap()
+        except BaseException as exc:
+            self.final_error = sole_exception(exc)
+            self.exit(1)
+            return
+        self.exit(0)
+
+    async def action_quit(self) -> None:
+        self._quitting = True
+        await self.guest.stop()
+        self.exit(0)
+
+    async def on_unmount(self) -> None:
+        # however the app ends (a test's pilot, an error), the trio run ends before the loop
+        self._quitting = True
+        await self.guest.stop()
+
+    # Live events --------------------------------------------------------------------------
+
+    async def on_live_update(self, message: LiveUpdate) -> None:
+        if not self._alive():
+            return
+        event = message.event
+        if isinstance(event, Online):
+            self.connection = event
+            self._draw_status()
+        elif isinstance(event, Offline):
+            if not isinstance(self.connection, Offline):
+                self._offline_at = time.monotonic()
+            self.connection = event
+            self._offline_at = time.monotonic()
+            self._draw_status()
+        elif isinstance(event, Received):
+            self._note_received(event)
+            await self.refresh_view()
+        elif isinstance(event, SentChanged):
+            await self.refresh_view()
+        elif isinstance(event, Notice):
+            self.notify(event.text, timeout=8)
+
+    def _note_received(self, event: Received) -> None:
+        now = time.monotonic()
+        for m in event.messages:
+            if m.type == "typing":
+                group = m.fields.get("group")
+                key = group["id"] if isinstance(group, dict) else m.peer
+                senders = self.typing.setdefault(key, {})
+                if m.fields.get("typing") == "started":
+                    senders[m.sender] = now + TYPING_SHOWN_S
+                else:
+                    senders.pop(m.sender, None)
+            elif m.type == "text":  # a message ends its sender's typing
+                self.typing.get(m.peer, {}).pop(m.sender, None)
+        for g in event.group_messages:
+            self.typing.get(g.group.hex(), {}).pop(g.sender, None)
+        for address in event.identity_changes:
+            self.changed_identities.add(address)
+            self.notify(f"the identity key of {address} changed: check the safety number (F2) before you trust it", severity="warning", timeout=10)
+        for line in event.rejected:
+            self.notify(line, severity="warning", timeout=10)
+        self._draw_typing()
+
+    async def refresh_view(self) -> None:
+        """Redraw the list and the open conversation from the history; what arrived in the open
+        conversation is read now."""
+        conversations = self._refresh_list()
+        if self.current is None:
+            if conversations and len(self.screen_stack) == 1:  # the first one that arrives opens
+                await self.open(conversations[0].key)
+            return
+        log = self._main(MessageLog)
+        before = set(log.ids())
+        items = self.history.messages(self.current, limit=MESSAGES_SHOWN)
+        await log.show(items, self.me)
+        if any(not i.mine and i.id not in before for i in items):
+            self._mark_read()
+
+    def _refresh_list(self) -> list[Conversation]:
+        conversations = self.history.conversations()
+        if self.current is not None and all(c.key != self.current for c in conversations):
+            # a new conversation: listed from the start, before anything was said in it
+            conversations.insert(0, Conversation(key=self.current, title=self.current_title, is_group=self.current_is_group, last_text="", last_at=0, unread=0))
+        self._main(ConversationList).show(conversations, current=self.current)
+        return conversations
+
+    def _mark_read(self) -> None:
+        if self.current is not None:
+            self.run_worker(self._read(self.current), exit_on_error=False)
+
+    async def _read(self, key: str) -> None:
+        """Mark ``key``'s conversation read (read receipts go from the trio side), then show it."""
+        try:
+            await self.guest.call(lambda: self.session.read(key))
+        except USER_ERRORS:
+            return  # the marks stay for the next time it is open
+        if self._alive():
+            await self.refresh_view()
+
+    # Drawing ----------------------------------------------------------------------------
+
+    def _draw_status(self) -> None:
+        left = Text.assemble(("Sonet ", "bold"), (self.me, ""))
+        if isinstance(self.connection, Online):
+            right = Text.assemble(("● ", "green"), (f"online · {self.connection.node}", ""))
+        elif isinstance(self.connection, Offline):
+            right = Text.assemble(("○ ", "red"), ("offline", "bold red"))
+        else:
+            right = Text.assemble(("◌ ", "yellow"), ("connecting…", "yellow"))
+        status = self._main("#status", Static)
+        width = (status.size.width or self.size.width) - 2  # the padding
+        status.update(Text.assemble(left, " " * max(1, width - left.cell_len - right.cell_len), right))
+        banner = self._main("#banner", Static)
+        if isinstance(self.connection, Offline):
+            left_s = max(0, round(self.connection.retry_in_s - (time.monotonic() - self._offline_at)))
+            banner.update(
+                Text.assemble(
+                    ("offline: ", "bold"), (self.connection.reason, ""),
+                    (f" · trying again in {left_s} s" if left_s else " · trying again now", ""),
+                    ("\nwhat you send waits on this device (◷) and goes when the node is back", "italic"),
+                )
+            )
+            banner.add_class("shown")
+        else:
+            banner.remove_class("shown")
+
+    def _draw_header(self) -> None:
+        title = Text()
+        if self.current is None:
+            title.append("Sonet", style="bold")
+        elif self.current_is_group:
+            title.append(f"# {self.current_title}", style="bold")
+            title.append("  F2 members", style="dim")
+        else:
+            title.append(self.current_title, style="bold")
+            title.append("  F2 safety number", style="dim")
+        self._main("#title", Static).update(title)
+        warning = self._main("#warning", Static)
+        if self.current is not None and self.current in self.changed_identities:
+            warning.update(Text(f"⚠ the identity key of {self.current} changed: compare the safety number (F2)", style="bold"))
+            warning.add_class("shown")
+        else:
+            warning.remove_class("shown")
+
+    def _draw_typing(self) -> None:
+        now = time.monotonic()
+        senders = [s for s, until in self.typing.get(self.current or "", {}).items() if until > now]
+        line = Text()
+        if senders:
+            from .render import short_name
+
+            names = ", ".join(short_name(s, self.me) for s in senders)
+            line.append(f"{names} {'is' if len(senders) == 1 else 'are'} typing…")
+        self._main("#typing", Static).update(line)
+
+    def on_resize(self) -> None:
+        if self._alive():
+            self._draw_status()
+
+    def _every_second(self) -> None:
+        if not self._alive():
+            return
+        self._draw_typing()
+        if isinstance(self.connection, Offline):
+            self._draw_status()
+
+    # Opening conversations ------------------------------------------------------------------
+
+    async def open(self, key: str, *, focus_compose: bool = True) -> None:
+        known = {c.key: c for c in self.history.conversations()}
+        found = known.get(key)
+        if found is not None:
+            self.current_is_group, self.current_title = found.is_group, found.title
+        else:
+            self.current_is_group, self.current_title = "@" not in key, key
+        self.current = key
+        compose = self._main("#compose", Input)
+        compose.disabled = False
+        compose.placeholder = f"message {'#' + self.current_title if self.current_is_group else self.current_title} · Enter sends"
+        self._draw_header()
+        self._draw_typing()
+        log = self._main(MessageLog)
+        await log.remove_children()
+        await self.refresh_view()
+        self._mark_read()
+        self._refresh_list()
+        if focus_compose:
+            compose.focus()
+
+    @on(OptionList.OptionSelected, "#conversations")
+    async def _picked(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id is not None:
+            await self.open(event.option.id)
+
+    def action_new(self) -> None:
+        self.push_screen(AskScreen("New conversation", "user@node, or a group's name"), self._new_conversation)
+
+    async def _new_conversation(self, name: str | None) -> None:
+        if not name:
+            return
+        try:
+            key = self.history.resolve(name)
+        except (ProtocolError, StateError, LocalProtocolError) as exc:
+            self.notify(str(exc), severity="error")
+            return
+        await self.open(key)
+
+    def action_to_list(self) -> None:
+        if self.screen is self.screen_stack[0]:
+            self._main(ConversationList).focus()
+
+    def action_scroll_log(self, pages: int) -> None:
+        log = self._main(MessageLog)
+        if pages < 0:
+            log.scroll_page_up()
+        else:
+            log.scroll_page_down()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    # Sending ------------------------------------------------------------------------------
+
+    @on(Input.Submitted, "#compose")
+    def _submitted(self, event: Input.Submitted) -> None:
+        text = event.value
+        if not text.strip() or self.current is None:
+            return
+        event.input.clear()
+        self._typing_sent_at = 0.0
+        self.run_worker(self.send(self.current, text, is_group=self.current_is_group), exit_on_error=False)
+
+    async def send(self, key: str, text: str, *, is_group: bool) -> None:
+        """Send ``text`` in ``key``'s conversation; it shows with its ticks from the history.
+        An identity change holds it until the user confirms; a refusal is one line, and the
+        text goes back into an empty compose box so nothing typed is lost."""
+        try:
+            await self.guest.call(lambda: self.session.send(key, text, is_group=is_group), serial=True)
+        except IdentityChanged:
+            self.push_screen(IdentityChangedScreen(key, text), lambda ok: self._after_identity_warning(ok, key, text))
+            return
+        except (*USER_ERRORS, LocalProtocolError) as exc:
+            self.notify(f"not sent: {exc}", severity="error", timeout=10)
+            compose = self._main("#compose", Input)
+            if key == self.current and not compose.value:
+                compose.value = text
+        await self.refresh_view()
+
+    def _after_identity_warning(self, trusted: bool | None, key: str, text: str) -> None:
+        if not trusted:
+            compose = self._main("#compose", Input)
+            if key == self.current and not compose.value:
+                compose.value = text  # not sent: kept for the user
+            return
+        self.trust(key)
+        self.run_worker(self.send(key, text, is_group=False), exit_on_error=False)
+
+    def trust(self, address: str) -> None:
+        self.device.trust(address)
+        self.changed_identities.discard(address)
+        self._draw_header()
+        self.notify(f"trusting the new identity key of {address}")
+
+    @on(Input.Changed, "#compose")
+    def _typed(self, event: Input.Changed) -> None:
+        """Tell the other side while the user types (repeated every few seconds), and when
+        they clear the box."""
+        if self.current is None:
+            return
+        now = time.monotonic()
+        key = self.current
+        if event.value and now - self._typing_sent_at > TYPING_REPEAT_S:
+            self._typing_sent_at = now
+            self.guest.call(lambda: self.session.typing(key, started=True))
+        elif not event.value and self._typing_sent_at:
+            self._typing_sent_at = 0.0
+            self.guest.call(lambda: self.session.typing(key, started=False))
+
+    # Contact and group screens --------------------------------------------------------------
+
+    def action_info(self) -> None:
+        if self.current is None:
+            return
+        if self.current_is_group:
+            self.run_worker(self._open_group(self.current), exit_on_error=False)
+        else:
+            self.open_contact(self.current)
+
+    def open_contact(self, address: str) -> None:
+        self.run_worker(self._open_contact(address), exit_on_error=False)
+
+    async def _open_contact(self, address: str) -> None:
+        try:
+            info = await self.guest.call(lambda: self.session.contact(address))
+        except USER_ERRORS as exc:
+            self.notify(str(exc), severity="error")
+            return
+        await self.push_screen(ContactScreen(info))
+
+    async def _open_group(self, group: str) -> None:
+        try:
+            info: GroupInfoView = await self.guest.call(lambda: self.session.group_info(group))
+        except (*USER_ERRORS, LocalProtocolError) as exc:
+            self.notify(str(exc), severity="error")
+            return
+        await self.push_screen(GroupScreen(info, self.me))
+
+    def group_change(self, screen: GroupScreen, change: str, member: str) -> None:
+        self.run_worker(self._group_change(screen, change, member), exit_on_error=False)
+
+    async def _group_change(self, screen: GroupScreen, change: str, member: str) -> None:
+        group = screen.info.id
+        screen.say(f"{'adding' if change == 'add' else 'removing'} {member}…")
+        try:
+            if change == "add":
+                await self.guest.call(lambda: self.session.group_add(group, member))
+            else:
+                await self.guest.call(lambda: self.session.group_remove(group, member))
+            info = await self.guest.call(lambda: self.session.group_info(group))
+        except (*USER_ERRORS, LocalProtocolError) as exc:
+            screen.say(f"{change} {member}: {exc}", error=True)
+            return
+        screen.show(info)
+        screen.say(f"{'added' if change == 'add' else 'removed'} {member} · a add · d remove · Esc close")
+        await self.refresh_view()
+
+
+def run_chat(device: Device, *, read_receipts: bool = True) -> None:
+    """Run the app until the user quits; a final error of the session (this device was
+    removed) is raised after the terminal is restored."""
+    app = ChatApp(device, read_receipts=read_receipts)
+    app.run()
+    if app.final_error is not None:
+        raise app.final_error

@@ -1,0 +1,90 @@
+"""How the chat app draws one message, one conversation in the list, a state as ticks."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["TICKS", "tick", "short_name", "clock_time", "message_row", "conversation_entry"]
+
+#: a sent message's state (client/state.py SentMessage, client/history.py HistoryItem) as ticks:
+#: ◷ still on this device, ✓ a node holds it, ✓✓ a device of the recipient has it, read in colour
+TICKS: dict[str, tuple[str, str]] = {
+    "pending": ("◷", "yellow"),
+    "sent": ("✓", "grey70"),
+    "queued": ("✓", "grey70"),
+    "accepted": ("✓", "grey70"),
+    "ordered": ("✓", "grey70"),
+    "delivered": ("✓✓", "grey85"),
+    "read": ("✓✓", "bold cyan"),
+    "failed": ("✗", "bold red"),
+}
+
+
+def tick(state: str) -> Text:
+    glyph, style = TICKS.get(state, ("?", "magenta"))
+    return Text(glyph, style=style)
+
+
+def short_name(address: str, me: str) -> str:
+    """``bob`` for bob@ on this account's node, the whole address for anyone elsewhere."""
+    if address == me:
+        return "you"
+    user, _, node = address.partition("@")
+    return user if node == me.partition("@")[2] else address
+
+
+def clock_time(ms: int, *, now_ms: int | None = None) -> str:
+    """14:02 today, else 3 Dec (local time)."""
+    if ms <= 0:
+        return ""
+    at = time.localtime(ms / 1000)
+    today = time.localtime((now_ms if now_ms is not None else time.time_ns() // 1_000_000) / 1000)
+    if (at.tm_year, at.tm_yday) == (today.tm_year, today.tm_yday):
+        return time.strftime("%H:%M", at)
+    return time.strftime("%-d %b", at)
+
+
+_NAME_STYLES = ("green", "magenta", "blue", "yellow", "cyan", "bright_red")
+
+
+def _name_style(address: str) -> str:
+    return _NAME_STYLES[sum(address.encode()) % len(_NAME_STYLES)]
+
+
+def message_row(*, at: int, sender: str, me: str, mine: bool, text: str, state: str, note: str) -> RenderableType:
+    """One message: time, who, the text (wrapped), and for own messages the ticks; a failed
+    message says why on the line below."""
+    grid = Table.grid(expand=True, padding=(0, 1))
+    grid.add_column(width=6, no_wrap=True)
+    grid.add_column(max_width=14, no_wrap=True, overflow="ellipsis")
+    grid.add_column(ratio=1, overflow="fold")
+    grid.add_column(width=2, no_wrap=True, justify="right")
+    who = Text(short_name(sender, me), style="bold" if mine else f"bold {_name_style(sender)}")
+    grid.add_row(Text(clock_time(at), style="dim"), who, Text(text), tick(state) if mine else Text(""))
+    if mine and state in ("failed", "pending") and note:
+        why = f"not sent: {note}" if state == "failed" else f"waiting on this device: {note}"
+        grid.add_row("", "", Text(why, style="red" if state == "failed" else "yellow italic"), "")
+    return grid
+
+
+def conversation_entry(*, title: str, is_group: bool, last_text: str, unread: int, width: int) -> Text:
+    """Two lines of the conversation list: the title with the unread count, the last text."""
+    mark = "# " if is_group else ""
+    badge = f" {unread}" if unread else ""
+    room = max(4, width - len(badge) - len(mark))
+    name = title if len(title) <= room else title[: room - 1] + "…"
+    line = Text(mark, style="dim")
+    line.append(name, style="bold" if unread else "")
+    if badge:
+        line.append(" " * max(1, width - len(mark) - len(name) - len(badge)))
+        line.append(badge.strip(), style="bold reverse green")
+    preview = " ".join(last_text.split()) or "—"
+    if len(preview) > width:
+        preview = preview[: width - 1] + "…"
+    line.append("\n")
+    line.append(preview, style="dim")
+    return line

@@ -1,0 +1,164 @@
+"""The chat app's parts that need no node: the trio guest on asyncio (client/chat/bridge.py),
+the QR code in half blocks (client/chat/qr.py), ticks and names (client/chat/render.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+import segno
+import trio
+
+from sonet.client.chat.bridge import GuestEnded, TrioGuest
+from sonet.client.chat.qr import qr_text
+from sonet.client.chat.render import short_name, tick
+
+# The bridge -------------------------------------------------------------------------------
+
+
+def test_trio_runs_as_a_guest_on_the_asyncio_thread_and_hands_results_back() -> None:
+    seen: dict[str, object] = {}
+
+    async def main(guest: TrioGuest) -> None:
+        seen["main_thread"] = threading.get_ident()
+        await trio.sleep_forever()
+
+    async def scenario() -> None:
+        guest = TrioGuest(main)
+        guest.start()
+
+        async def in_trio() -> str:
+            seen["call_thread"] = threading.get_ident()
+            await trio.sleep(0)
+            trio.lowlevel.current_task()  # only works inside trio
+            return "from trio"
+
+        assert await guest.call(in_trio) == "from trio"
+        seen["asyncio_thread"] = threading.get_ident()
+
+        async def fails() -> None:
+            raise ValueError("a refusal")
+
+        with pytest.raises(ValueError, match="a refusal"):
+            await guest.call(fails)
+        outcome = await guest.stop()
+        assert outcome is not None and outcome.unwrap() is None  # cancelled cleanly, no error
+        assert not guest.running
+        with pytest.raises(GuestEnded):
+            await guest.call(in_trio)
+
+    asyncio.run(scenario())
+    # one thread: the device's sqlite connection is only ever used from it
+    assert seen["main_thread"] == seen["call_thread"] == seen["asyncio_thread"]
+
+
+def test_serial_calls_run_one_after_the_other_in_the_order_handed_over() -> None:
+    order: list[str] = []
+
+    async def main(guest: TrioGuest) -> None:
+        await trio.sleep_forever()
+
+    def step(name: str, pause: float):  # noqa: ANN202
+        async def run() -> None:
+            order.append(f"{name} begins")
+            await trio.sleep(pause)
+            order.append(f"{name} ends")
+
+        return run
+
+    async def scenario() -> None:
+        guest = TrioGuest(main)
+        guest.start()
+        futures = [guest.call(step("first", 0.05), serial=True), guest.call(step("second", 0), serial=True)]
+        await asyncio.gather(*futures)
+        await guest.stop()
+
+    asyncio.run(scenario())
+    assert order == ["first begins", "first ends", "second begins", "second ends"]
+
+
+def test_stop_cancels_the_work_in_flight_and_waits_for_it() -> None:
+    cleaned: list[str] = []
+
+    async def main(guest: TrioGuest) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            cleaned.append("main")
+
+    async def forever() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            cleaned.append("call")
+
+    async def scenario() -> None:
+        guest = TrioGuest(main)
+        guest.start()
+        pending = guest.call(forever)
+        await asyncio.sleep(0.05)
+        await guest.stop()
+        assert pending.cancelled()
+
+    asyncio.run(scenario())
+    assert sorted(cleaned) == ["call", "main"]
+
+
+def test_an_error_of_the_main_task_ends_the_run_with_it() -> None:
+    async def main(guest: TrioGuest) -> None:
+        raise RuntimeError("this device was removed")
+
+    async def scenario() -> BaseException:
+        guest = TrioGuest(main)
+        guest.start()
+        outcome = await guest.wait()
+        assert outcome is not None
+        with pytest.raises(BaseException) as caught:
+            outcome.unwrap()
+        return caught.value
+
+    error = asyncio.run(scenario())
+    assert isinstance(error, BaseExceptionGroup) and error.subgroup(RuntimeError) is not None
+
+
+# The QR code ------------------------------------------------------------------------------
+
+
+def test_the_half_block_qr_code_draws_exactly_segnos_modules() -> None:
+    payload = "sonet-safety:1:" + "Ab-_" * 21 + "AB"
+    text = qr_text(payload, border=2).plain.splitlines()
+    drawn: list[list[bool]] = [[], []]
+    rows: list[list[bool]] = []
+    for line in text:
+        upper = [c in "▀█" for c in line]
+        lower = [c in "▄█" for c in line]
+        assert set(line) <= {" ", "▀", "▄", "█"}
+        rows += [upper, lower]
+    drawn = rows
+    expected = [[bool(m) for m in row] for row in segno.make(payload, error="l", boost_error=False).matrix_iter(border=2)]
+    assert drawn[: len(expected)] == expected
+    assert all(not any(row) for row in drawn[len(expected) :])  # the padding row is light
+    assert len(text) <= 21 and len(text[0]) <= 41  # fits beside the number in 80x24
+
+
+# Ticks and names --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "glyph"),
+    [("pending", "◷"), ("sent", "✓"), ("accepted", "✓"), ("queued", "✓"), ("ordered", "✓"), ("delivered", "✓✓"), ("read", "✓✓"), ("failed", "✗")],
+)
+def test_every_sent_state_has_its_tick(state: str, glyph: str) -> None:
+    assert tick(state).plain == glyph
+
+
+def test_read_is_drawn_unlike_delivered() -> None:
+    assert tick("read").style != tick("delivered").style
+
+
+def test_names_are_short_on_the_home_node_and_whole_elsewhere() -> None:
+    me = "alice@alpha.example"
+    assert short_name(me, me) == "you"
+    assert short_name("bob@alpha.example", me) == "bob"
+    assert short_name("bob@beta.example", me) == "bob@beta.example"
