@@ -147,7 +147,6 @@ class LiveSession:
         self._reported: set[bytes] = set()
         self._reported_group: set[tuple[bytes, int]] = set()
         self._reported_events: set[tuple[bytes, int]] = set()
-        self._first_report = True
         self._known_sent = self._sent_states()
 
     # The consumer's side -----------------------------------------------------------------
