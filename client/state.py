@@ -25,7 +25,7 @@ from .groups.events import GROUP_EVENTS_SCHEMA, GroupEventState
 from .groups.sent import GROUP_SENT_SCHEMA, GroupSent, GroupSentState
 from .groups.store import GROUPS_SCHEMA, GroupState
 from .state_directory import ALERT, DIRECTORY_SCHEMA, NOTICE, Alert, DirectoryState
-from .state_history import INBOX_COLUMNS, SENT_BODY_COLUMNS, HistoryState, seal_body, sent_where
+from .state_history import HISTORY_INDEXES, INBOX_COLUMNS, SENT_BODY_COLUMNS, HistoryState, seal_body, sent_where
 from .state_pending import PENDING_SCHEMA, PendingSend, PendingState
 from .vault import Vault, VaultError
 
@@ -183,6 +183,7 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
             self._add_columns("group_sent", SENT_BODY_COLUMNS)
             self._add_columns("inbox", INBOX_COLUMNS)
             self._add_columns("group_inbox", INBOX_COLUMNS)
+            self._db.executescript(HISTORY_INDEXES)
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path} is not a usable device state database: {exc}") from None
         self._depth = 0

@@ -30,6 +30,7 @@ __all__ = [
     "HISTORY_TYPES",
     "INBOX_COLUMNS",
     "SENT_BODY_COLUMNS",
+    "HISTORY_INDEXES",
     "seal_body",
     "sent_where",
     "group_sent_where",
@@ -43,6 +44,15 @@ HISTORY_TYPES = ("text",)
 INBOX_COLUMNS = {"unread": "INTEGER NOT NULL DEFAULT 0"}
 #: columns added to ``sent`` and ``group_sent``: the content type and its sealed fields
 SENT_BODY_COLUMNS = {"type": "TEXT NOT NULL DEFAULT 'text'", "body": "BLOB"}
+#: a conversation's newest messages without reading every row (the chat app asks often)
+HISTORY_INDEXES = """
+CREATE INDEX IF NOT EXISTS inbox_by_peer ON inbox (peer, type, sent_at);
+CREATE INDEX IF NOT EXISTS inbox_unread ON inbox (peer) WHERE unread = 1;
+CREATE INDEX IF NOT EXISTS sent_by_recipient ON sent (recipient, sent_at);
+CREATE INDEX IF NOT EXISTS group_inbox_by_time ON group_inbox (group_id, sent_at);
+CREATE INDEX IF NOT EXISTS group_inbox_unread ON group_inbox (group_id) WHERE unread = 1;
+CREATE INDEX IF NOT EXISTS group_sent_by_group ON group_sent (group_id, sent_at);
+"""
 
 
 def sent_where(msg_id: bytes) -> bytes:
@@ -60,7 +70,8 @@ def seal_body(vault: Vault, fields: dict, where: bytes) -> bytes:
 
 @dataclass(frozen=True, kw_only=True)
 class StoredMessage:
-    """One message of a conversation as the device keeps it, newest-first queries' unit."""
+    """One message of a conversation as the device keeps it (client/history.py makes a
+    ``HistoryItem`` of it)."""
 
     id: bytes
     #: the account that wrote it; "" for this device's own (``own``)
@@ -100,7 +111,9 @@ class HistoryState:
             (peer, *HISTORY_TYPES, limit),
         ).fetchall()
         return [
-            StoredMessage(id=r[0], sender="", at=r[1], type=r[2], fields=self._body(r[3], sent_where(r[0])), own=True, unread=False, order=r[4])
+            StoredMessage(
+                id=r[0], sender="", at=r[1], type=r[2], fields=self._body(r[3], sent_where(r[0])), own=True, unread=False, order=r[4]
+            )
             for r in own
         ] + [
             StoredMessage(
@@ -121,7 +134,9 @@ class HistoryState:
             (group, limit),
         ).fetchall()
         return [
-            StoredMessage(id=r[0], sender="", at=r[1], type=r[2], fields=self._body(r[3], group_sent_where(r[0])), own=True, unread=False, order=r[4])
+            StoredMessage(
+                id=r[0], sender="", at=r[1], type=r[2], fields=self._body(r[3], group_sent_where(r[0])), own=True, unread=False, order=r[4]
+            )
             for r in own
         ] + [
             StoredMessage(
@@ -153,37 +168,26 @@ class HistoryState:
 
     # Every conversation ------------------------------------------------------------------
 
-    def direct_peers(self) -> dict[str, int]:
-        """Every 1:1 conversation with a message: peer -> the newest message's time."""
+    def direct_peers(self) -> list[str]:
+        """Every 1:1 conversation with a message: its peer."""
         types = ", ".join("?" * len(HISTORY_TYPES))
-        peers: dict[str, int] = {}
-        for query, params in (
-            ("SELECT recipient, max(sent_at) FROM sent GROUP BY recipient", ()),
-            (f"SELECT peer, max(sent_at) FROM inbox WHERE type IN ({types}) GROUP BY peer", HISTORY_TYPES),
-        ):
-            for peer, at in self._db.execute(query, params):
-                peers[peer] = max(at, peers.get(peer, at))
-        return peers
-
-    def group_activity(self) -> dict[bytes, int]:
-        """Every group with a message: group -> the newest message's time."""
-        groups: dict[bytes, int] = {}
-        for query in ("SELECT group_id, max(sent_at) FROM group_sent GROUP BY group_id", "SELECT group_id, max(sent_at) FROM group_inbox GROUP BY group_id"):
-            for group, at in self._db.execute(query):
-                groups[group] = max(at, groups.get(group, at))
-        return groups
+        rows = self._db.execute(
+            f"SELECT recipient FROM sent UNION SELECT peer FROM inbox WHERE type IN ({types}) ORDER BY 1", HISTORY_TYPES
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def unread_counts(self, me: str) -> tuple[dict[str, int], dict[bytes, int]]:
         """Received texts not read yet, per 1:1 peer and per group (``me``'s own synced texts
         are never unread)."""
         types = ", ".join("?" * len(HISTORY_TYPES))
-        direct = dict(
-            self._db.execute(
-                f"SELECT peer, count(*) FROM inbox WHERE unread = 1 AND sender != ? AND type IN ({types}) GROUP BY peer", (me, *HISTORY_TYPES)
-            ).fetchall()
-        )
-        groups = dict(self._db.execute("SELECT group_id, count(*) FROM group_inbox WHERE unread = 1 AND sender != ? GROUP BY group_id", (me,)).fetchall())
-        return direct, groups
+        direct = self._db.execute(
+            f"SELECT peer, count(*) FROM inbox WHERE unread = 1 AND sender != ? AND type IN ({types}) GROUP BY peer",
+            (me, *HISTORY_TYPES),
+        ).fetchall()
+        groups = self._db.execute(
+            "SELECT group_id, count(*) FROM group_inbox WHERE unread = 1 AND sender != ? GROUP BY group_id", (me,)
+        ).fetchall()
+        return dict(direct), dict(groups)
 
     # Read marks --------------------------------------------------------------------------
 

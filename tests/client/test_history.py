@@ -170,6 +170,8 @@ async def test_an_upgraded_device_keeps_its_past_as_read_and_old_sent_texts_with
     for device in (alice, bob):
         device.state.close()
         db = sqlite3.connect(device.state.home / "state.db", isolation_level=None)
+        for (index,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall():
+            db.execute(f"DROP INDEX {index}")
         for table, column in (("sent", "body"), ("sent", "type"), ("inbox", "unread"), ("group_inbox", "unread"), ("group_sent", "body"), ("group_sent", "type")):
             db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         db.close()
