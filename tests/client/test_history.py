@@ -189,7 +189,7 @@ async def test_an_upgraded_device_keeps_its_past_as_read_and_old_sent_texts_with
 
 
 async def test_a_group_conversation_has_own_and_received_texts_and_is_found_by_name_or_id(
-    alpha: RunningNode, register: Register, clock: Clock
+    alpha: RunningNode, register: Register, clock: Clock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     alice, bob, carol = [await register(alpha, name) for name in ("alice", "bob", "carol")]
     for device in (alice, bob, carol):
@@ -223,6 +223,18 @@ async def test_a_group_conversation_has_own_and_received_texts_and_is_found_by_n
     assert history.messages(view.id)[0].state == "delivered"
     # bob's history has alice's and carol's texts as theirs, his own as his
     assert [(i.sender, i.mine) for i in History(bob.state).messages(view.id)] == [(ALICE, False), (BOB, True), (CAROL, False)]
+
+    rc = await trio.to_thread.run_sync(cli.main, ["--home", str(bob.state.home), "history", "hikers", "--json"])
+    objects = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rc == 0 and [(o["from"], o["text"], o["mine"], o["group"]) for o in objects] == [
+        (ALICE, "who is in for sunday?", False, {"id": view.id, "name": "hikers"}),
+        (BOB, "me", True, {"id": view.id, "name": "hikers"}),
+        (CAROL, "me too", False, {"id": view.id, "name": "hikers"}),
+    ]
+    assert all("to" not in o for o in objects)
+    rc = await trio.to_thread.run_sync(cli.main, ["--home", str(bob.state.home), "history", view.id, "--limit", "1"])
+    [line] = capsys.readouterr().out.splitlines()
+    assert rc == 0 and f'{CAROL} in "hikers" ({view.id}): me too  (received; id ' in line
 
 
 @asynccontextmanager
