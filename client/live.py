@@ -194,6 +194,17 @@ class LiveSession:
                 except ConnectError:
                     pass  # the connection dropped: a typing notice is not worth keeping
 
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """For the ``Device`` operations the session does not carry (group changes, lookups,
+        safety numbers): they open a connection of their own, and must still not interleave
+        with a receive batch or a send on the device's state. The session's events say what
+        they changed (``SentChanged``, notices) once the block ends."""
+        self._check_open()
+        async with self._lock:
+            yield
+        self._report(None)
+
     async def send_read(self, conversation: str, ids: list[bytes]) -> None:
         """Read receipts for ``ids`` of a conversation (a 1:1 address, or a group's id or
         name) to their senders; dropped while the node is down."""

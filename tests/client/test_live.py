@@ -241,3 +241,22 @@ async def test_a_text_whose_connection_drops_mid_send_is_kept_with_its_id_and_ar
             assert texts(bob, await bob.receive()) == []
     finally:
         proxy.close()
+
+
+async def test_an_exclusive_block_holds_back_the_next_batch_until_it_ends(alpha: RunningNode, register: Register) -> None:
+    """Device operations the session does not carry (a group change, a lookup) run in
+    ``exclusive()``: a batch pushed meanwhile is stored and reported only after the block."""
+    with trio.fail_after(HANG_S):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        async with alice.live() as session:
+            events = Events(session)
+            await events.until(Online)
+            async with session.exclusive():
+                await bob.send_text(ALICE, "while alice looks up bob")
+                lookup = await alice.lookup(BOB)  # a connection of its own
+                assert lookup.view.address == BOB
+                await trio.sleep(0.3)  # time for the push to arrive: its batch waits for the lock
+                assert not alice.state.unshown()
+                assert len(await alpha.pending(ALICE)) == 1  # not acknowledged either
+            got = await events.until(Received, lambda e: bool(received_texts(e)))
+            assert received_texts(got) == [(BOB, "while alice looks up bob")]
