@@ -59,7 +59,7 @@ class HistoryItem:
 
 
 #: what a group text waiting on this device says when its row holds no reason
-_WAITING = "kept on this device until its home node can be reached"
+_WAITING = "waits on this device to be sent"
 
 
 class History:
@@ -164,12 +164,14 @@ class History:
 
     def _target(self, conversation: str) -> tuple[str, str, bytes | None]:
         """(key, peer address, None) of a 1:1 conversation or (key, "", group id) of a group's."""
-        if "@" not in conversation and len(conversation) == 2 * GROUP_ID_LEN:
+        if "@" not in conversation and len(conversation) == 2 * GROUP_ID_LEN:  # a key, as a rule: nothing to open
             try:
-                return conversation.lower(), "", bytes.fromhex(conversation)
+                group = bytes.fromhex(conversation)
             except ValueError:
-                pass  # a group's name that is 32 characters long
-        key = self.resolve(conversation)
+                group = b""  # a group's name that is 32 characters long
+            if group in self._state.group_created():
+                return group_hex(group), "", group
+        key = self.resolve(conversation)  # a name, or an id of no group here (refused)
         return (key, key, None) if "@" in key else (key, "", bytes.fromhex(key))
 
     @staticmethod

@@ -292,6 +292,9 @@ async def test_resolve_refuses_what_is_not_a_conversation(alpha: RunningNode, re
     assert ambiguous.value.code == "ambiguous_group" and first.id in str(ambiguous.value) and second.id in str(ambiguous.value)
     # a group without messages is a conversation too
     assert {c.key for c in history.conversations()} == {first.id, second.id} and history.messages(first.id) == []
+    with pytest.raises(LocalProtocolError, match="no conversation") as unknown:
+        history.messages("0" * 32)  # no group of that id here
+    assert unknown.value.code == "unknown_group"
 
 
 # The command line ----------------------------------------------------------------------------
