@@ -23,6 +23,7 @@ from textual.widgets import Footer, Input, OptionList, Static
 
 from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
 
+from ..cli_groups import group_event_line
 from ..connection import ConnectError, NodeError
 from ..directory import IdentityChanged
 from ..groups.api import GroupInfoView
@@ -87,7 +88,7 @@ class ChatApp(App[int]):
         Binding("f1", "help", "help"),
         Binding("question_mark", "help", "help", show=False),
         Binding("ctrl+n", "new", "new chat"),
-        Binding("f2", "info", "contact"),
+        Binding("f2", "info", "details"),
         Binding("escape", "to_list", "list", show=False),
         Binding("pageup", "scroll_log(-1)", "scroll up", show=False),
         Binding("pagedown", "scroll_log(1)", "scroll down", show=False),
@@ -229,6 +230,8 @@ class ChatApp(App[int]):
             self.notify(f"the identity key of {address} changed: check the safety number (F2) before you trust it", severity="warning", timeout=10)
         for line in event.rejected:
             self.notify(line, severity="warning", timeout=10)
+        for group_event in event.group_events:  # joined, left, renamed: said once, as `recv` does
+            self.notify(group_event_line(group_event, self.me).partition("] ")[2], timeout=8)
         self._draw_typing()
 
     async def refresh_view(self) -> None:
@@ -278,7 +281,7 @@ class ChatApp(App[int]):
         else:
             right = Text.assemble(("◌ ", "yellow"), ("connecting…", "yellow"))
         status = self._main("#status", Static)
-        width = (status.size.width or self.size.width) - 2  # the padding
+        width = status.size.width or self.size.width - 2  # without the padding
         status.update(Text.assemble(left, " " * max(1, width - left.cell_len - right.cell_len), right))
         banner = self._main("#banner", Static)
         if isinstance(self.connection, Offline):

@@ -163,7 +163,7 @@ class GroupScreen(ModalScreen[None]):
         return self.me in self.info.admins
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog", classes="wide"):
+        with Vertical(id="dialog"):
             yield Static(self._heading(), classes="title")
             yield OptionList(*self._members(), id="members")
             hint = "a add · d remove · Esc close" if self.is_admin else "only an admin can add or remove members · Esc closes"
@@ -182,10 +182,9 @@ class GroupScreen(ModalScreen[None]):
     def _members(self) -> list[Option]:
         rows = []
         for m in self.info.members:
-            line = Text(m.account, style="bold" if m.account == self.me else "")
-            if m.admin:
-                line.append("  admin", style="cyan")
-            line.append(f"  {len(m.devices)} device{'s' if len(m.devices) != 1 else ''}", style="dim")
+            line = Text(m.account.ljust(32), style="bold" if m.account == self.me else "")
+            line.append("admin  " if m.admin else "       ", style="cyan")
+            line.append(f"{len(m.devices)} device{'s' if len(m.devices) != 1 else ''}", style="dim")
             rows.append(Option(line, id=m.account))
         return rows
 
@@ -248,7 +247,7 @@ class IdentityChangedScreen(ModalScreen[bool]):
             )
             with VerticalScroll(id="held"):
                 yield Static(Text(self.text, style="italic"))
-            yield Static(Text("t trust the new key and send · v view the safety number · Esc do not send", style="bold"))
+            yield Static(Text("t trust the new key and send · v safety number · Esc keep it unsent", style="bold"))
 
     def action_confirm(self) -> None:
         self.dismiss(True)

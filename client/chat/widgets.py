@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from textual.containers import VerticalScroll
 from textual.widgets import OptionList, Static
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from ..history import Conversation, HistoryItem
 from .render import conversation_entry, message_row
@@ -25,20 +25,20 @@ class ConversationList(OptionList):
         """Redraw the entries, keeping the highlight on the conversation it was on."""
         keep = self.highlighted_option.id if self.highlighted_option is not None else current
         self.clear_options()
-        self.add_options(
-            Option(
-                conversation_entry(
-                    title=c.title, is_group=c.is_group, last_text=c.last_text, unread=c.unread if c.key != current else 0,
-                    width=self.TEXT_WIDTH,
-                ),
-                id=c.key,
+        entries: list[Option | None] = []
+        for c in conversations:
+            if entries:
+                entries.append(None)  # a separator line between entries
+            entry = conversation_entry(
+                title=c.title, is_group=c.is_group, last_text=c.last_text, unread=c.unread if c.key != current else 0, width=self.TEXT_WIDTH
             )
-            for c in conversations
-        )
-        for index, c in enumerate(conversations):
-            if c.key == keep:
-                self.highlighted = index
-                break
+            entries.append(Option(entry, id=c.key))
+        self.add_options(entries)
+        if keep is not None:
+            try:
+                self.highlighted = self.get_option_index(keep)
+            except OptionDoesNotExist:
+                pass
 
 
 class MessageRow(Static):

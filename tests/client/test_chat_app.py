@@ -112,6 +112,12 @@ async def online(app: ChatApp, pilot: Pilot) -> None:
     await until(pilot, lambda: isinstance(app.connection, Online), "the app connected")
 
 
+async def opened(app: ChatApp, pilot: Pilot, key: str) -> None:
+    """Wait until ``key``'s conversation is open (the first to arrive opens by itself) and the
+    compose box has the keyboard."""
+    await until(pilot, lambda: app.current == key and isinstance(app.focused, Input) and app.focused.id == "compose", f"{key} open")
+
+
 # Open, pick, send, a reply live, ticks ------------------------------------------------------
 
 
@@ -172,7 +178,7 @@ async def test_a_message_to_another_conversation_counts_as_unread_there(alpha: R
 
     async def scenario(app: ChatApp, pilot: Pilot, others: Others) -> None:
         await online(app, pilot)
-        assert app.current == BOB
+        await opened(app, pilot, BOB)
         clock.advance(1000)
         await others.run(carol.send_text, ALICE, "carol writes")
         conversations = app.query_one(ConversationList)
@@ -191,7 +197,7 @@ async def test_typing_shows_under_the_conversation_and_a_message_ends_it(alpha: 
 
     async def scenario(app: ChatApp, pilot: Pilot, others: Others) -> None:
         await online(app, pilot)
-        await until(pilot, lambda: app.current == BOB, "bob's conversation open")
+        await opened(app, pilot, BOB)
         await others.run(bob.send_typing, ALICE)
         await until(pilot, lambda: static_text(app, "#typing") == "bob is typing…", "the typing line")
         await others.run(bob.send_text, ALICE, "done typing")
@@ -246,6 +252,7 @@ async def test_an_identity_change_holds_the_message_until_the_user_trusts_the_ne
 
     async def scenario(app: ChatApp, pilot: Pilot, others: Others) -> None:
         await online(app, pilot)
+        await opened(app, pilot, BOB)
         await type_text(pilot, "are you there")
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, IdentityChangedScreen), "the identity-change warning")
@@ -275,6 +282,7 @@ async def test_help_and_the_contact_screen_with_safety_number_and_qr_code(alpha:
 
     async def scenario(app: ChatApp, pilot: Pilot, others: Others) -> None:
         await online(app, pilot)
+        await opened(app, pilot, BOB)
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
@@ -305,7 +313,8 @@ async def test_a_group_lists_its_members_and_an_admin_adds_one(alpha: RunningNod
 
     async def scenario(app: ChatApp, pilot: Pilot, others: Others) -> None:
         await online(app, pilot)
-        assert app.current == group.id and app.current_is_group
+        await opened(app, pilot, group.id)
+        assert app.current_is_group
         assert "# hikers" in static_text(app, "#title")
         await type_text(pilot, "who brings the map")
         await pilot.press("enter")
@@ -338,6 +347,7 @@ async def test_the_offline_banner_says_why_and_goes_when_online(alpha: RunningNo
 
     async def scenario(app: ChatApp, pilot: Pilot, others: Others) -> None:
         await online(app, pilot)
+        await opened(app, pilot, BOB)
         banner = app.query_one("#banner", Static)
         assert not banner.has_class("shown")
         app.post_message(LiveUpdate(Offline(reason="cannot connect to ws://x: refused", retry_in_s=4.0)))
