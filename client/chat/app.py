@@ -254,12 +254,18 @@ class ChatApp(App[int]):
         if self.current is not None and all(c.key != self.current for c in conversations):
             # a new conversation: listed from the start, before anything was said in it
             conversations.insert(0, Conversation(key=self.current, title=self.current_title, is_group=self.current_is_group, last_text="", last_at=0, unread=0))
-        self._main(ConversationList).show(conversations, current=self.current)
+        self._main(ConversationList).show(conversations, current=self.current if self.app_focus else None)
         return conversations
 
     def _mark_read(self) -> None:
-        if self.current is not None:
+        """Only while the terminal has the focus (when it reports it): a window in the
+        background has not been read."""
+        if self.current is not None and self.app_focus:
             self.run_worker(self._read(self.current), exit_on_error=False)
+
+    def watch_app_focus(self, focused: bool) -> None:
+        if focused and self._alive():
+            self._mark_read()
 
     async def _read(self, key: str) -> None:
         """Mark ``key``'s conversation read (read receipts go from the trio side), then show it."""

@@ -107,20 +107,26 @@ class ChatSession:
             with suppress(ConnectError, NodeError, ProtocolError):
                 await self._live.send_read(conversation, ids)
 
+    # The Device operations the live session does not carry open a connection of their own,
+    # inside the session's exclusive() so they never interleave with a receive batch or a send.
+
     async def contact(self, address: str) -> ContactInfo:
         info = ContactInfo(address)
         try:
-            info.safety = await self.device.safety_number(address)
-            info.lookup = await self.device.lookup(address)
+            async with self._session().exclusive():
+                info.safety = await self.device.safety_number(address)
+                info.lookup = await self.device.lookup(address)
         except (ConnectError, NodeError, ProtocolError) as exc:
             info.error = str(exc)
         return info
 
     async def group_info(self, group: str) -> GroupInfoView:
-        return await self.device.group_info(group)
+        return await self.device.group_info(group)  # the device's own record: no connection
 
     async def group_add(self, group: str, member: str) -> GroupView:
-        return await self.device.group_add(group, [member])
+        async with self._session().exclusive():
+            return await self.device.group_add(group, [member])
 
     async def group_remove(self, group: str, member: str) -> GroupView:
-        return await self.device.group_remove(group, member)
+        async with self._session().exclusive():
+            return await self.device.group_remove(group, member)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import trio
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
@@ -191,6 +192,26 @@ async def test_a_message_to_another_conversation_counts_as_unread_there(alpha: R
     await run_app(alice, clock, scenario)
 
 
+async def test_the_open_conversation_is_read_only_while_the_terminal_has_the_focus(alpha: RunningNode, register: Register, clock: Clock) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    await bob.send_text(ALICE, "bob's first")
+
+    async def scenario(app: ChatApp, pilot: Pilot, others: Others) -> None:
+        await online(app, pilot)
+        await opened(app, pilot, BOB)
+        await until(pilot, lambda: app.history.unread(BOB) == {}, "the open conversation read")
+        app.post_message(events.AppBlur())  # the terminal window went to the background
+        await until(pilot, lambda: not app.app_focus, "the app blurred")
+        clock.advance(1000)
+        await others.run(bob.send_text, ALICE, "while you were away")
+        await until(pilot, lambda: state_of(app, "while you were away") == "received", "the message shown, not read")
+        assert len(app.history.unread(BOB).get(BOB, [])) == 1
+        app.post_message(events.AppFocus())  # back: now it is read
+        await until(pilot, lambda: state_of(app, "while you were away") == "read", "read once the terminal has the focus")
+
+    await run_app(alice, clock, scenario)
+
+
 async def test_typing_shows_under_the_conversation_and_a_message_ends_it(alpha: RunningNode, register: Register, clock: Clock) -> None:
     alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
     await bob.send_text(ALICE, "hi")
@@ -330,12 +351,17 @@ async def test_a_group_lists_its_members_and_an_admin_adds_one(alpha: RunningNod
         await type_text(pilot, CAROL)
         await pilot.press("enter")
         await until(pilot, lambda: CAROL in [m.account for m in screen.info.members], "carol added")
+        # and removed again: the highlighted member (the last one), d
+        await pilot.press("end", "d")
+        await until(pilot, lambda: [m.account for m in screen.info.members] == [ALICE, BOB], "carol removed")
         await pilot.press("escape")
 
     await run_app(alice, clock, scenario)
     result = await bob.receive()
     assert [m.text for m in result.group_messages] == ["who brings the map"]
-    assert CAROL in [m.account for m in (await bob.group_info("hikers")).members]
+    events_seen = [(e.event, e.member) for e in result.group_events]
+    assert ("added", CAROL) in events_seen and ("removed", CAROL) in events_seen, events_seen
+    assert [m.account for m in (await bob.group_info("hikers")).members] == [ALICE, BOB]
 
 
 # Offline banner, the end of the session, the command ---------------------------------------
