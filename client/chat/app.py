@@ -18,6 +18,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.notifications import SeverityLevel
 from textual.widget import Widget
 from textual.widgets import Footer, Input, OptionList, Static
 
@@ -33,6 +34,7 @@ from ..sdk import Device
 from ..state import StateError
 from .bridge import GuestEnded, TrioGuest
 from .screens import AskScreen, ContactScreen, GroupScreen, HelpScreen, IdentityChangedScreen
+from .render import safe, short_name
 from .session import ChatSession, LiveUpdate
 from .widgets import ConversationList, MessageLog
 
@@ -150,6 +152,11 @@ class ChatApp(App[int]):
         await log.mount(Static(Text(text), id="empty"))
         self._main("#title", Static).update(Text("Sonet", style="bold"))
 
+    def say(self, text: str, *, severity: SeverityLevel = "information", timeout: float = 6) -> None:
+        """A notification; what came from the network is shown as text (no markup, no
+        control characters)."""
+        self.notify(safe(text), severity=severity, timeout=timeout, markup=False)
+
     def _alive(self) -> bool:
         """False once the app is closing (its screens are going): nothing to draw on."""
         return not self._quitting and bool(self.screen_stack) and self.is_running
@@ -197,10 +204,8 @@ class ChatApp(App[int]):
             self.connection = event
             self._draw_status()
         elif isinstance(event, Offline):
-            if not isinstance(self.connection, Offline):
-                self._offline_at = time.monotonic()
             self.connection = event
-            self._offline_at = time.monotonic()
+            self._offline_at = time.monotonic()  # the countdown to the next try starts now
             self._draw_status()
         elif isinstance(event, Received):
             self._note_received(event)
@@ -208,7 +213,7 @@ class ChatApp(App[int]):
         elif isinstance(event, SentChanged):
             await self.refresh_view()
         elif isinstance(event, Notice):
-            self.notify(event.text, timeout=8)
+            self.say(event.text, timeout=8)
 
     def _note_received(self, event: Received) -> None:
         now = time.monotonic()
@@ -227,11 +232,11 @@ class ChatApp(App[int]):
             self.typing.get(g.group.hex(), {}).pop(g.sender, None)
         for address in event.identity_changes:
             self.changed_identities.add(address)
-            self.notify(f"the identity key of {address} changed: check the safety number (F2) before you trust it", severity="warning", timeout=10)
+            self.say(f"the identity key of {address} changed: check the safety number (F2) before you trust it", severity="warning", timeout=10)
         for line in event.rejected:
-            self.notify(line, severity="warning", timeout=10)
+            self.say(line, severity="warning", timeout=10)
         for group_event in event.group_events:  # joined, left, renamed: said once, as `recv` does
-            self.notify(group_event_line(group_event, self.me).partition("] ")[2], timeout=8)
+            self.say(group_event_line(group_event, self.me).partition("] ")[2], timeout=8)
         self._draw_typing()
 
     async def refresh_view(self) -> None:
@@ -242,6 +247,10 @@ class ChatApp(App[int]):
             if conversations and len(self.screen_stack) == 1:  # the first one that arrives opens
                 await self.open(conversations[0].key)
             return
+        found = [c for c in conversations if c.key == self.current]
+        if found and found[0].title != self.current_title:  # a group renamed
+            self.current_title = found[0].title
+        self._draw_header()
         log = self._main(MessageLog)
         before = set(log.ids())
         items = self.history.messages(self.current, limit=MESSAGES_SHOWN)
@@ -294,7 +303,7 @@ class ChatApp(App[int]):
             left_s = max(0, round(self.connection.retry_in_s - (time.monotonic() - self._offline_at)))
             banner.update(
                 Text.assemble(
-                    ("offline: ", "bold"), (self.connection.reason, ""),
+                    ("offline: ", "bold"), (safe(self.connection.reason), ""),
                     (f" · trying again in {left_s} s" if left_s else " · trying again now", ""),
                     ("\nwhat you send waits on this device (◷) and goes when the node is back", "italic"),
                 )
@@ -308,10 +317,10 @@ class ChatApp(App[int]):
         if self.current is None:
             title.append("Sonet", style="bold")
         elif self.current_is_group:
-            title.append(f"# {self.current_title}", style="bold")
+            title.append(f"# {safe(self.current_title)}", style="bold")
             title.append("  F2 members", style="dim")
         else:
-            title.append(self.current_title, style="bold")
+            title.append(safe(self.current_title), style="bold")
             title.append("  F2 safety number", style="dim")
         self._main("#title", Static).update(title)
         warning = self._main("#warning", Static)
@@ -326,8 +335,6 @@ class ChatApp(App[int]):
         senders = [s for s, until in self.typing.get(self.current or "", {}).items() if until > now]
         line = Text()
         if senders:
-            from .render import short_name
-
             names = ", ".join(short_name(s, self.me) for s in senders)
             line.append(f"{names} {'is' if len(senders) == 1 else 'are'} typing…")
         self._main("#typing", Static).update(line)
@@ -355,7 +362,7 @@ class ChatApp(App[int]):
         self.current = key
         compose = self._main("#compose", Input)
         compose.disabled = False
-        compose.placeholder = f"message {'#' + self.current_title if self.current_is_group else self.current_title} · Enter sends"
+        compose.placeholder = safe(f"message {'#' + self.current_title if self.current_is_group else self.current_title} · Enter sends")
         self._draw_header()
         self._draw_typing()
         log = self._main(MessageLog)
@@ -380,7 +387,7 @@ class ChatApp(App[int]):
         try:
             key = self.history.resolve(name)
         except (ProtocolError, StateError, LocalProtocolError) as exc:
-            self.notify(str(exc), severity="error")
+            self.say(str(exc), severity="error")
             return
         await self.open(key)
 
@@ -420,7 +427,7 @@ class ChatApp(App[int]):
             self.push_screen(IdentityChangedScreen(key, text), lambda ok: self._after_identity_warning(ok, key, text))
             return
         except (*USER_ERRORS, LocalProtocolError) as exc:
-            self.notify(f"not sent: {exc}", severity="error", timeout=10)
+            self.say(f"not sent: {exc}", severity="error", timeout=10)
             compose = self._main("#compose", Input)
             if key == self.current and not compose.value:
                 compose.value = text
@@ -439,7 +446,7 @@ class ChatApp(App[int]):
         self.device.trust(address)
         self.changed_identities.discard(address)
         self._draw_header()
-        self.notify(f"trusting the new identity key of {address}")
+        self.say(f"trusting the new identity key of {address}")
 
     @on(Input.Changed, "#compose")
     def _typed(self, event: Input.Changed) -> None:
@@ -473,7 +480,7 @@ class ChatApp(App[int]):
         try:
             info = await self.guest.call(lambda: self.session.contact(address))
         except USER_ERRORS as exc:
-            self.notify(str(exc), severity="error")
+            self.say(str(exc), severity="error")
             return
         await self.push_screen(ContactScreen(info))
 
@@ -481,7 +488,7 @@ class ChatApp(App[int]):
         try:
             info: GroupInfoView = await self.guest.call(lambda: self.session.group_info(group))
         except (*USER_ERRORS, LocalProtocolError) as exc:
-            self.notify(str(exc), severity="error")
+            self.say(str(exc), severity="error")
             return
         await self.push_screen(GroupScreen(info, self.me))
 

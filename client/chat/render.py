@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["TICKS", "tick", "short_name", "clock_time", "message_row", "conversation_entry"]
+__all__ = ["safe", "TICKS", "tick", "short_name", "clock_time", "message_row", "conversation_entry"]
+
+#: what a sender could use to drive the terminal or disguise text: control characters (ESC
+#: starts escape sequences; rich keeps it) and bidirectional overrides; newlines and tabs stay
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(text: str) -> str:
+    """``text`` from the network, fit for the terminal: each unsafe character shown as �."""
+    return _UNSAFE.sub("\ufffd", text)
+
 
 #: a sent message's state (client/state.py SentMessage, client/history.py HistoryItem) as ticks:
 #: ◷ still on this device, ✓ a node holds it, ✓✓ a device of the recipient has it, read in colour
@@ -63,16 +74,17 @@ def message_row(*, at: int, sender: str, me: str, mine: bool, text: str, state: 
     grid.add_column(max_width=14, no_wrap=True, overflow="ellipsis")
     grid.add_column(ratio=1, overflow="fold")
     grid.add_column(width=2, no_wrap=True, justify="right")
-    who = Text(short_name(sender, me), style="bold" if mine else f"bold {_name_style(sender)}")
-    grid.add_row(Text(clock_time(at), style="dim"), who, Text(text), tick(state) if mine else Text(""))
+    who = Text(safe(short_name(sender, me)), style="bold" if mine else f"bold {_name_style(sender)}")
+    grid.add_row(Text(clock_time(at), style="dim"), who, Text(safe(text)), tick(state) if mine else Text(""))
     if mine and state in ("failed", "pending") and note:
         why = f"not sent: {note}" if state == "failed" else f"waiting on this device: {note}"
-        grid.add_row("", "", Text(why, style="red" if state == "failed" else "yellow italic"), "")
+        grid.add_row("", "", Text(safe(why), style="red" if state == "failed" else "yellow italic"), "")
     return grid
 
 
 def conversation_entry(*, title: str, is_group: bool, last_text: str, unread: int, width: int) -> Text:
     """Two lines of the conversation list: the title with the unread count, the last text."""
+    title, last_text = safe(title), safe(last_text)
     mark = "# " if is_group else ""
     badge = f" {unread}" if unread else ""
     room = max(4, width - len(badge) - len(mark))

@@ -16,7 +16,7 @@ from textual.widgets.option_list import Option
 
 from ..groups.api import GroupInfoView
 from .qr import qr_text
-from .render import TICKS
+from .render import TICKS, safe
 from .session import ContactInfo
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class ContactScreen(ModalScreen[None]):
         with Vertical(id="dialog", classes="wide"):
             yield Static(Text(f"Contact {info.address}", style="bold"), classes="title")
             if info.safety is None:
-                yield Static(Text(f"could not fetch their keys: {info.error}", style="red"))
+                yield Static(Text(safe(f"could not fetch their keys: {info.error}"), style="red"))
                 yield Static(Text("Esc closes", style="dim"))
                 return
             with Horizontal():
@@ -122,13 +122,13 @@ class ContactScreen(ModalScreen[None]):
         lookup = info.lookup
         out.append("Key directory\n", style="bold")
         if lookup is None:
-            out.append(f"not checked: {info.error}\n", style="yellow")
+            out.append(safe(f"not checked: {info.error}\n"), style="yellow")
         else:
             proven = lookup.checked.proven
             out.append(f"identity {lookup.view.identity.fingerprint[:16]}…\n")
             out.append(f"leaf {proven.index} of {proven.head.node}'s log (size {proven.head.size})\n")
             witnesses = ", ".join(lookup.checked.witnesses) or "none"
-            out.append(f"witnesses: {witnesses}\n")
+            out.append(safe(f"witnesses: {witnesses}\n"))
             count = len(lookup.view.devices)
             out.append(f"{count} device{'s' if count != 1 else ''}\n")
         if info.safety.changed or (lookup is not None and lookup.identity_changed):
@@ -171,10 +171,10 @@ class GroupScreen(ModalScreen[None]):
 
     def _heading(self) -> Text:
         info = self.info
-        out = Text(f"# {info.name}", style="bold")
+        out = Text(f"# {safe(info.name)}", style="bold")
         if info.topic:
-            out.append(f"  {info.topic}", style="italic")
-        out.append(f"\nhosted by {info.hub} · {len(info.members)} members", style="dim")
+            out.append(f"  {safe(info.topic)}", style="italic")
+        out.append(safe(f"\nhosted by {info.hub} · {len(info.members)} members"), style="dim")
         if not info.active:
             out.append(" · you are no longer a member", style="yellow")
         return out
@@ -182,7 +182,7 @@ class GroupScreen(ModalScreen[None]):
     def _members(self) -> list[Option]:
         rows = []
         for m in self.info.members:
-            line = Text(m.account.ljust(32), style="bold" if m.account == self.me else "")
+            line = Text(safe(m.account).ljust(32), style="bold" if m.account == self.me else "")
             line.append("admin  " if m.admin else "       ", style="cyan")
             line.append(f"{len(m.devices)} device{'s' if len(m.devices) != 1 else ''}", style="dim")
             rows.append(Option(line, id=m.account))
@@ -196,7 +196,7 @@ class GroupScreen(ModalScreen[None]):
         members.add_options(self._members())
 
     def say(self, text: str, *, error: bool = False) -> None:
-        self.query_one("#hint", Static).update(Text(text, style="red" if error else "dim"))
+        self.query_one("#hint", Static).update(Text(safe(text), style="red" if error else "dim"))
 
     def action_add(self) -> None:
         if not self.is_admin:
@@ -208,7 +208,7 @@ class GroupScreen(ModalScreen[None]):
             if who:
                 app.group_change(self, "add", who)
 
-        self.app.push_screen(AskScreen(f"Add a member to {self.info.name}", "user@node"), add)
+        self.app.push_screen(AskScreen(f"Add a member to {safe(self.info.name)}", "user@node"), add)
 
     def action_remove(self) -> None:
         if not self.is_admin:
@@ -238,7 +238,7 @@ class IdentityChangedScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="warning"):
-            yield Static(Text(f"⚠ The identity key of {self.address} changed", style="bold red"), classes="title")
+            yield Static(Text(safe(f"⚠ The identity key of {self.address} changed"), style="bold red"), classes="title")
             yield Static(
                 Text(
                     "Someone may be pretending to be them, or they set up their account again. Your message was not "
@@ -246,7 +246,7 @@ class IdentityChangedScreen(ModalScreen[bool]):
                 )
             )
             with VerticalScroll(id="held"):
-                yield Static(Text(self.text, style="italic"))
+                yield Static(Text(safe(self.text), style="italic"))
             yield Static(Text("t trust the new key and send · v safety number · Esc keep it unsent", style="bold"))
 
     def action_confirm(self) -> None:

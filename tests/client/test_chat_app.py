@@ -26,7 +26,7 @@ from sonet.client import cli
 from sonet.client.chat.app import ChatApp
 from sonet.client.chat.screens import AskScreen, ContactScreen, GroupScreen, HelpScreen, IdentityChangedScreen
 from sonet.client.chat.session import ChatSession, LiveUpdate
-from sonet.client.chat.widgets import ConversationList, MessageLog
+from sonet.client.chat.widgets import ConversationList, MessageLog, MessageRow
 from sonet.client.connection import NodeError
 from sonet.client.directory import IdentityChanged
 from sonet.client.live import Offline, Online
@@ -212,6 +212,26 @@ async def test_the_open_conversation_is_read_only_while_the_terminal_has_the_foc
     await run_app(alice, clock, scenario)
 
 
+async def test_control_characters_from_the_network_never_reach_the_terminal(alpha: RunningNode, register: Register, clock: Clock) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    # a clear-screen, a window-title escape, a bell and a right-to-left override
+    await bob.send_text(ALICE, "hi\x1b[2J\x1b]0;owned\x07 \u202eevil")
+
+    async def scenario(app: ChatApp, pilot: Pilot, others: Others) -> None:
+        await online(app, pilot)
+        await opened(app, pilot, BOB)
+        assert [t for t, _ in shown(app)] == ["hi\x1b[2J\x1b]0;owned\x07 \u202eevil"]  # kept as sent
+        drawn = app.query_one(MessageLog).query_one(MessageRow).content
+        lines = app.console.render_lines(drawn, app.console.options.update_width(50))
+        text = "".join(segment.text for line in lines for segment in line)
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+        assert "hi�[2J�]0;owned� �evil" in text
+        entry = str(app.query_one(ConversationList).get_option(BOB).prompt)
+        assert "\x1b" not in entry and "\u202e" not in entry
+
+    await run_app(alice, clock, scenario)
+
+
 async def test_typing_shows_under_the_conversation_and_a_message_ends_it(alpha: RunningNode, register: Register, clock: Clock) -> None:
     alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
     await bob.send_text(ALICE, "hi")
@@ -249,6 +269,29 @@ async def test_a_new_conversation_by_address(alpha: RunningNode, register: Regis
     await run_app(alice, clock, scenario)
     result = await bob.receive()
     assert texts(bob, result) == [(ALICE, "first words")]
+
+
+async def test_a_refused_send_says_why_in_one_line_and_keeps_the_text(alpha: RunningNode, register: Register, clock: Clock) -> None:
+    alice = await register(alpha, "alice")
+    nobody = f"nobody@{alpha.config.name}"
+
+    async def scenario(app: ChatApp, pilot: Pilot, others: Others) -> None:
+        said: list[tuple[str, str]] = []
+        app.say = lambda text, severity="information", timeout=6: said.append((severity, text))  # type: ignore[method-assign]
+        await online(app, pilot)
+        await pilot.press("ctrl+n")
+        app.screen.query_one(Input).value = nobody
+        await pilot.press("enter")
+        await opened(app, pilot, nobody)
+        await type_text(pilot, "anyone")
+        await pilot.press("enter")
+        await until(pilot, lambda: said, "the refusal")
+        [(severity, line)] = said
+        assert severity == "error" and line.startswith("not sent: ") and "\n" not in line, line
+        assert app.query_one("#compose", Input).value == "anyone"  # nothing typed is lost
+        assert shown(app) == []
+
+    await run_app(alice, clock, scenario)
 
 
 # Identity change: sending is blocked until the user confirms ------------------------------
