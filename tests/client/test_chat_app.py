@@ -351,6 +351,11 @@ async def test_help_and_the_contact_screen_with_safety_number_and_qr_code(alpha:
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
+        await type_text(pilot, "why?")  # in the compose box ? is a character
+        assert app.query_one("#compose", Input).value == "why?" and not isinstance(app.screen, HelpScreen)
+        await pilot.press("escape", "question_mark")  # elsewhere it is the help
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
 
         await pilot.press("f2")
         await until(pilot, lambda: isinstance(app.screen, ContactScreen), "the contact screen")

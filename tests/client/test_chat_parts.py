@@ -12,7 +12,9 @@ import trio
 
 from sonet.client.chat.bridge import GuestEnded, TrioGuest
 from sonet.client.chat.qr import qr_text
-from sonet.client.chat.render import short_name, tick
+from rich.console import Console
+
+from sonet.client.chat.render import message_row, safe, short_name, tick
 
 # The bridge -------------------------------------------------------------------------------
 
@@ -162,3 +164,27 @@ def test_names_are_short_on_the_home_node_and_whole_elsewhere() -> None:
     assert short_name(me, me) == "you"
     assert short_name("bob@alpha.example", me) == "bob"
     assert short_name("bob@beta.example", me) == "bob@beta.example"
+
+
+def drawn(renderable: object, width: int = 54) -> str:
+    console = Console(width=width, color_system=None, force_terminal=False)
+    with console.capture() as capture:
+        console.print(renderable)
+    return capture.get()
+
+
+def test_a_failed_message_says_why_under_it_and_a_pending_one_what_it_waits_for() -> None:
+    me = "alice@alpha.example"
+    failed = drawn(message_row(at=0, sender=me, me=me, mine=True, text="hello", state="failed", note="no account bob@alpha.example"))
+    first, second = failed.splitlines()[:2]
+    assert "you" in first and "hello" in first and first.rstrip().endswith("✗")
+    assert "not sent: no account bob@alpha.example" in second
+    pending = drawn(message_row(at=0, sender=me, me=me, mine=True, text="hello", state="pending", note="the node cannot be reached"))
+    assert pending.splitlines()[0].rstrip().endswith("◷") and "waiting on this device: the node cannot be reached" in " ".join(pending.split())
+    theirs = drawn(message_row(at=0, sender="bob@alpha.example", me=me, mine=False, text="hi", state="received", note=""))
+    assert theirs.splitlines() == [theirs.splitlines()[0]] and "bob" in theirs and "✓" not in theirs
+
+
+def test_safe_keeps_text_and_replaces_what_drives_a_terminal() -> None:
+    assert safe("plain text, émoji 🎉\tand\nlines") == "plain text, émoji 🎉\tand\nlines"
+    assert safe("a\x1b[2Jb\x07c\x9bd\u202ee\u2066f") == "a\ufffd[2Jb\ufffdc\ufffdd\ufffde\ufffdf"
