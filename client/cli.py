@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import trio
 
 from sonet import __version__
-from sonet.cli_output import emit, emit_error, iso_ms
+from sonet.cli_output import emit, emit_error, iso_ms, terminal_safe
 from sonet.core import limits
 from sonet.core.address import parse_address, validate_node_name
 from sonet.core.crypto import CryptoMode
@@ -69,7 +69,7 @@ def _show(args: argparse.Namespace, obj: dict[str, Any], line: str | None) -> No
     if args.json:
         emit(obj)
     elif line is not None:
-        print(line, flush=True)
+        print(terminal_safe(line), flush=True)  # message texts and names come from other people
 
 
 def _on_interrupt(args: argparse.Namespace, explain: Callable[[], str]) -> None:
@@ -335,7 +335,7 @@ def _recv_follow(args: argparse.Namespace) -> None:
                     obj = {"event": "offline", "reason": event.reason, "retry_in_s": event.retry_in_s}
                     _show_status(args, obj, f"offline: {event.reason}; trying again in {event.retry_in_s:g} s")
                 elif isinstance(event, Notice):
-                    print(f"{PROG}: notice: {event.text}", file=sys.stderr, flush=True)
+                    print(f"{PROG}: notice: {terminal_safe(event.text)}", file=sys.stderr, flush=True)
 
     try:
         trio.run(follow)
@@ -351,14 +351,14 @@ def _show_status(args: argparse.Namespace, obj: dict[str, Any], line: str) -> No
     if args.json:
         emit(obj)
     else:
-        print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+        print(f"{PROG}: {terminal_safe(line)}", file=sys.stderr, flush=True)
 
 
 def _receive_warnings(result: ReceiveResult | Received) -> None:
     for address in result.identity_changes:
         print(f"warning: the identity key of {address} changed; check `sonet safety-number {address}`", file=sys.stderr)
     for line in result.rejected:
-        print(f"warning: {line}", file=sys.stderr)
+        print(f"warning: {terminal_safe(line)}", file=sys.stderr)
 
 
 def cmd_chat(args: argparse.Namespace) -> None:
@@ -568,7 +568,7 @@ def _print_alerts(args: argparse.Namespace, *, succeeded: bool) -> None:
         print(f"sonet: notice: {line}", file=sys.stderr)
     alerts: list[Alert] = device.state.alerts(unshown=True)
     for a in alerts:
-        print(f"sonet: {'ALERT' if a.kind == ALERT else 'notice'}: {a.text}", file=sys.stderr)
+        print(f"sonet: {'ALERT' if a.kind == ALERT else 'notice'}: {terminal_safe(a.text)}", file=sys.stderr)
     device.state.mark_alerts_shown([a.id for a in alerts])
 
 

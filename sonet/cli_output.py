@@ -13,12 +13,25 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-__all__ = ["iso_ms", "emit", "emit_error"]
+__all__ = ["iso_ms", "emit", "emit_error", "terminal_safe"]
+
+#: what a sender could use to drive a terminal or disguise text: control characters (ESC and
+#: the C1 CSI start escape sequences that can rewrite the screen, set the title, or worse) and
+#: bidirectional overrides; newlines and tabs stay
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` that may come from the network, fit for a terminal: each unsafe character is
+    shown as U+FFFD. (JSON output needs none of this: ``emit`` escapes what JSON must, and its
+    reader is a program.)"""
+    return _UNSAFE.sub("\ufffd", text)
 
 
 def iso_ms(ms: int | None) -> str | None:
@@ -40,4 +53,4 @@ def emit_error(program: str, code: str, message: str, *, as_json: bool) -> None:
     if as_json:
         emit({"error": {"code": code, "message": message}})
     else:
-        print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+        print(f"{program}: error: {terminal_safe(message)}", file=sys.stderr, flush=True)

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import re
 import time
 
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from sonet.cli_output import terminal_safe
+
 __all__ = ["safe", "TICKS", "tick", "short_name", "clock_time", "message_row", "conversation_entry"]
 
-#: what a sender could use to drive the terminal or disguise text: control characters (ESC
-#: starts escape sequences; rich keeps it) and bidirectional overrides; newlines and tabs stay
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def safe(text: str) -> str:
-    """``text`` from the network, fit for the terminal: each unsafe character shown as �."""
-    return _UNSAFE.sub("\ufffd", text)
+#: text from the network fit for the terminal (sonet/cli_output.py): rich keeps ESC, so control
+#: characters and bidirectional overrides are shown as U+FFFD
+safe = terminal_safe
 
 
 #: a sent message's state (client/state.py SentMessage, client/history.py HistoryItem) as ticks:
