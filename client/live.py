@@ -49,8 +49,10 @@ from .connection import ConnectError, Connection, NodeError
 from .delivery import refresh_sent
 from .groups.api import GroupSendResult
 from .groups.events import GroupEvent
+from .groups.keys import maintain_key_packages
 from .groups.store import GroupMessage
 from .groups.waiting import send_waiting_group_messages
+from .prekeys import maintain_prekeys, prekeys_left
 from .receiving import Receiver
 from .state import InboxMessage
 
@@ -59,13 +61,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Online", "Offline", "Received", "SentChanged", "Notice", "LiveEvent", "LiveSession", "open_live_session", "lent_connection",
-    "SENT_REFRESH_S", "WAITING_RETRY_S",
+    "SENT_REFRESH_S", "WAITING_RETRY_S", "KEYS_REFRESH_S",
 ]  # fmt: skip
 
 #: how often the node is asked where the texts on their way to other nodes are
 SENT_REFRESH_S = 3.0
 #: how often the texts that wait on the device for a "not now" reason are tried again
 WAITING_RETRY_S = 30.0
+#: how often a long connection tops up the device's prekeys and KeyPackages (and rotates its
+#: signed prekey when due): others use them up while it stays connected
+KEYS_REFRESH_S = 600.0
 #: the recent sent texts whose states the session follows for ``SentChanged``
 SENT_WINDOW = 200
 
@@ -321,12 +326,18 @@ class LiveSession:
             raise conn.error or ConnectError("the node closed the connection")
 
     async def _keep_up(self, conn: Connection) -> None:
-        """Now and then: the texts that wait on the device, and where sent ones are."""
+        """Now and then: the texts that wait on the device, where sent ones are, and the
+        device's prekeys and KeyPackages (connecting topped them up first)."""
         device = self._device
         state = device.state
         retry_at = 0.0
+        keys_at = trio.current_time() + KEYS_REFRESH_S
         refused = ""
         while True:
+            if trio.current_time() >= keys_at:
+                keys_at = trio.current_time() + KEYS_REFRESH_S
+                async with self._lock:
+                    await self._top_up_keys(conn)
             if trio.current_time() >= retry_at and (state.pending_count() or state.unsent_group_messages()):
                 retry_at = trio.current_time() + WAITING_RETRY_S
                 async with self._lock:
@@ -344,6 +355,16 @@ class LiveSession:
                     refused = str(exc)
                 self._report(None)
             await trio.sleep(SENT_REFRESH_S)
+
+    async def _top_up_keys(self, conn: Connection) -> None:
+        device = self._device
+        state = device.state
+        profile = state.profile()
+        try:
+            await maintain_prekeys(conn, state, profile, device._rng, device._clock(), left=await prekeys_left(conn))
+            await maintain_key_packages(conn, state, profile, device._rng, device._clock())
+        except (NodeError, ProtocolError) as exc:  # tried again at the next refresh; others may wait on it
+            self._emit(Notice(text=f"could not top up this device's keys on the node now: {exc}"))
 
     # Reporting ---------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from sonet.core.ratchet import MLKEM768, X25519, generate_prekey
 from .connection import Connection
 from .state import DeviceState, Profile
 
-__all__ = ["maintain_prekeys", "FirstPrekeys", "first_prekeys", "save_first_prekeys", "LOW", "TARGET", "ROTATE_MS", "GRACE_MS"]
+__all__ = ["maintain_prekeys", "prekeys_left", "FirstPrekeys", "first_prekeys", "save_first_prekeys", "LOW", "TARGET", "ROTATE_MS", "GRACE_MS"]
 
 LOW = 20
 TARGET = 60
@@ -85,16 +85,27 @@ def save_first_prekeys(state: DeviceState, first: FirstPrekeys, now: int) -> Non
         state.put_int("prekeys_rotated_at", now)
 
 
+async def prekeys_left(conn: Connection) -> tuple[int, int]:
+    """How many one-time prekeys (X25519, ML-KEM) the node holds for this device now: the
+    Welcome's counts are those of when the connection opened."""
+    reply = await conn.request(lambda n: PublishPrekeys(request=n, signed_prekey=None, pq_last_resort=None, one_time=(), pq_one_time=()))
+    if not isinstance(reply, PrekeysPublished):
+        raise RemoteProtocolError(f"the node answered a prekey count with {type(reply).__name__}")
+    return reply.one_time_left, reply.pq_one_time_left
+
+
 async def maintain_prekeys(
-    conn: Connection, state: DeviceState, profile: Profile, rng: Callable[[int], bytes], now: int
+    conn: Connection, state: DeviceState, profile: Profile, rng: Callable[[int], bytes], now: int, *, left: tuple[int, int] | None = None
 ) -> PrekeysPublished | None:
-    """Upload whatever is missing or due; None when nothing had to be done."""
+    """Upload whatever is missing or due; None when nothing had to be done. ``left``: the
+    one-time prekeys the node holds (``prekeys_left``); by default the Welcome's counts."""
     mode = profile.mode
     classical, pq = mode.uses_classical, mode.uses_pq
     rotated_at = state.get_int("prekeys_rotated_at", 0)
     rotate = now - rotated_at >= ROTATE_MS
-    need_x = TARGET - conn.welcome.one_time_left if classical and conn.welcome.one_time_left < LOW else 0
-    need_pq = TARGET - conn.welcome.pq_one_time_left if pq and conn.welcome.pq_one_time_left < LOW else 0
+    x_left, pq_left = left if left is not None else (conn.welcome.one_time_left, conn.welcome.pq_one_time_left)
+    need_x = TARGET - x_left if classical and x_left < LOW else 0
+    need_pq = TARGET - pq_left if pq and pq_left < LOW else 0
     if not (rotate or need_x or need_pq):
         return None
     signed = _new(state, profile, X25519, rng, now, one_time=False) if rotate and classical else None

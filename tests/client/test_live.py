@@ -260,3 +260,30 @@ async def test_an_exclusive_block_holds_back_the_next_batch_until_it_ends(alpha:
                 assert len(await alpha.pending(ALICE)) == 1  # not acknowledged either
             got = await events.until(Received, lambda e: bool(received_texts(e)))
             assert received_texts(got) == [(BOB, "while alice looks up bob")]
+
+
+async def test_a_long_connection_tops_up_the_prekeys_others_take_meanwhile(
+    alpha: RunningNode, register: Register, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Contacts starting sessions use up a device's one-time prekeys while it stays connected:
+    the session tops them up every KEYS_REFRESH_S, not only when it reconnects."""
+    from sonet.client import live, prekeys
+
+    monkeypatch.setattr(live, "KEYS_REFRESH_S", 0.2)
+    with trio.fail_after(HANG_S):
+        alice = await register(alpha, "alice")
+        async with alpha.store() as store:
+            full = await store.prekey_counts(ALICE, 1)
+        async with alice.live() as session:
+            events = Events(session)
+            await events.until(Online)
+            async with alpha.store() as store:
+                for _ in range(prekeys.TARGET - prekeys.LOW + 1):  # below the mark that makes a device top up
+                    await store.take_bundle(ALICE, 1)
+                assert await store.prekey_counts(ALICE, 1) < full
+            while True:
+                await trio.sleep(0.1)
+                async with alpha.store() as store:
+                    if await store.prekey_counts(ALICE, 1) == full:
+                        break
+            assert session.connections == 1  # topped up on the same connection
