@@ -11,13 +11,27 @@ type:
 - ``group_typing`` ``{typing: "started" | "stopped", group: 16-byte group id}`` — typing in a
   group, sent 1:1 (ephemeral, sealed sender) to the members' devices (docs/groups.md); a device
   takes it only from a member of a group it is in.
-- ``sync``     ``{to: address, text}`` — a copy of one's own outgoing message for one's other
+- ``sync``     ``{to: address, text}`` — a copy of one's own outgoing text for one's other
   devices; ``id`` and ``sent_at`` are those of the original, so every device dedupes alike.
+  Or ``{to: address, inner: bytes}``: the copy of any message one writes (``SYNCABLE``: a text,
+  reply, reaction, edit or delete), ``inner`` its encoded content with the same ``id`` and
+  ``sent_at`` (an older device refuses this form; the text form stays for texts).
+- ``reply``    ``{text, refers_to: 16-byte content id}`` — a text quoting another message of the
+  conversation; a reply to a reply continues its thread.
+- ``reaction`` ``{refers_to, emoji, remove: bool}`` — add (or take back) one emoji on a message:
+  1..``MAX_EMOJI_CODEPOINTS`` code points, at most ``MAX_EMOJI_BYTES`` bytes, no whitespace,
+  control or bidi formatting characters (a zero-width joiner inside a sequence is fine).
+- ``edit``     ``{refers_to, text}`` — the new text of one of the sender's own messages.
+- ``delete``   ``{refers_to}`` — delete for everyone: one of the sender's own messages, within
+  ``DELETE_WINDOW_MS`` of it (receivers check who wrote it and when: client/gestures.py).
 - ``alert``    ``{text}`` — what one's own device found wrong in the account's key-directory
   entries (client/monitor.py), for one's other devices.
 - ``group_state`` ``{name, topic}`` — a group's name and topic, sent by an admin as a group
   application message (docs/groups.md); members keep the latest one. The name is 1..
   ``MAX_GROUP_NAME_LEN`` bytes of UTF-8, the topic at most ``MAX_GROUP_TOPIC_LEN``.
+
+``refers_to`` names a message by its content id, the id ``recv --json`` prints; what a device
+does with a message naming one it does not hold is client/gestures.py's business.
 
 Texts are bounded by ``limits.MAX_TEXT_LEN`` bytes of UTF-8. Decoding is strict: unknown type or
 version, a missing, extra or mistyped field, a bound exceeded or a non-normalised address is a
@@ -27,6 +41,7 @@ version, a missing, extra or mistyped field, a bound exceeded or a non-normalise
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +61,16 @@ __all__ = [
     "ALERT",
     "GROUP_STATE",
     "GROUP_TYPING",
+    "REPLY",
+    "REACTION",
+    "EDIT",
+    "DELETE",
+    "GESTURES",
+    "SYNCABLE",
+    "MAX_EMOJI_BYTES",
+    "MAX_EMOJI_CODEPOINTS",
+    "DELETE_WINDOW_MS",
+    "emoji_problem",
     "MAX_GROUP_NAME_LEN",
     "MAX_GROUP_TOPIC_LEN",
     "RECEIPT_KINDS",
@@ -54,7 +79,16 @@ __all__ = [
 
 TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE = "text", "receipt", "typing", "sync", "alert", "group_state"
 GROUP_TYPING = "group_typing"
-CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE, GROUP_TYPING)
+REPLY, REACTION, EDIT, DELETE = "reply", "reaction", "edit", "delete"
+CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE, GROUP_TYPING, REPLY, REACTION, EDIT, DELETE)
+#: the types that refer to another message and change it rather than being one
+GESTURES = (REACTION, EDIT, DELETE)
+#: what a ``sync`` may carry for one's other devices (everything a user writes in a conversation)
+SYNCABLE = (TEXT, REPLY, REACTION, EDIT, DELETE)
+MAX_EMOJI_BYTES = 64  # a family of four with skin tones is 41 bytes
+MAX_EMOJI_CODEPOINTS = 16
+#: delete for everyone: at most this long after the message (Signal: 24 h; Matrix: no limit)
+DELETE_WINDOW_MS = 48 * 3600 * 1000
 MAX_GROUP_NAME_LEN = 128
 MAX_GROUP_TOPIC_LEN = 1024
 RECEIPT_KINDS = ("delivered", "read", "undelivered")
@@ -69,8 +103,14 @@ _FIELDS: dict[str, dict[str, type]] = {
     ALERT: {"text": str},
     GROUP_STATE: {"name": str, "topic": str},
     GROUP_TYPING: {"typing": str, "group": bytes},
+    REPLY: {"text": str, "refers_to": bytes},
+    REACTION: {"refers_to": bytes, "emoji": str, "remove": bool},
+    EDIT: {"refers_to": bytes, "text": str},
+    DELETE: {"refers_to": bytes},
 }
-_OPTIONAL = ("text", "receipt", "ids", "typing", "to", "name", "topic", "group")
+#: the second form of a sync: any message one writes, as its encoded content
+_SYNC_INNER = {"to": str, "inner": bytes}
+_OPTIONAL = ("text", "receipt", "ids", "typing", "to", "name", "topic", "group", "refers_to", "emoji", "remove", "inner")
 #: a group id (core/groups/items.py GROUP_ID_LEN; not imported: content stays below groups)
 _GROUP_ID_LEN = 16
 
@@ -90,6 +130,12 @@ class Content:
     name: str | None = None
     topic: str | None = None
     group: bytes | None = None
+    #: reply, reaction, edit, delete: the content id of the message it is about
+    refers_to: bytes | None = None
+    emoji: str | None = None
+    remove: bool | None = None
+    #: a sync of a message other than a text: that message's content
+    inner: "Content | None" = None
 
     @classmethod
     def make_text(cls, *, id: bytes, sent_at: int, text: str) -> "Content":
@@ -119,12 +165,62 @@ class Content:
     def make_sync(cls, *, id: bytes, sent_at: int, to: str, text: str) -> "Content":
         return cls(type=SYNC, id=id, sent_at=sent_at, to=str(parse_address(to)), text=text)
 
+    @classmethod
+    def make_reply(cls, *, id: bytes, sent_at: int, text: str, refers_to: bytes) -> "Content":
+        return cls(type=REPLY, id=id, sent_at=sent_at, text=text, refers_to=refers_to)
+
+    @classmethod
+    def make_reaction(cls, *, id: bytes, sent_at: int, refers_to: bytes, emoji: str, remove: bool = False) -> "Content":
+        return cls(type=REACTION, id=id, sent_at=sent_at, refers_to=refers_to, emoji=emoji, remove=remove)
+
+    @classmethod
+    def make_edit(cls, *, id: bytes, sent_at: int, refers_to: bytes, text: str) -> "Content":
+        return cls(type=EDIT, id=id, sent_at=sent_at, refers_to=refers_to, text=text)
+
+    @classmethod
+    def make_delete(cls, *, id: bytes, sent_at: int, refers_to: bytes) -> "Content":
+        return cls(type=DELETE, id=id, sent_at=sent_at, refers_to=refers_to)
+
+    @classmethod
+    def make_sync_of(cls, inner: "Content", *, to: str) -> "Content":
+        """The copy of ``inner`` (one this device writes to ``to``) for the account's other
+        devices: the text form for a text (older devices read it), else the inner form."""
+        if inner.type == TEXT and inner.text is not None:
+            return cls.make_sync(id=inner.id, sent_at=inner.sent_at, to=to, text=inner.text)
+        return cls(type=SYNC, id=inner.id, sent_at=inner.sent_at, to=str(parse_address(to)), inner=inner)
+
+    def message(self) -> "Content":
+        """What a sync stands for (a text, or its inner content); any other content itself."""
+        if self.type != SYNC:
+            return self
+        if self.inner is not None:
+            return self.inner
+        return Content.make_text(id=self.id, sent_at=self.sent_at, text=self.text or "")
+
 
 _REQUIRED = {kind: {**_COMMON, **fields} for kind, fields in _FIELDS.items()}
 _REQUIRED_KEYS = {kind: frozenset(required) for kind, required in _REQUIRED.items()}
+_SYNC_INNER_REQUIRED = {**_COMMON, **_SYNC_INNER}
+_SYNC_INNER_KEYS = frozenset(_SYNC_INNER_REQUIRED)
 #: every field in canonical key order (UTF-8 length, then bytes): a map built in this order is
 #: encoded with canonical.dumps_ordered, without cbor2 sorting it again
-_ORDER = ("v", "id", "to", "ids", "name", "text", "type", "group", "topic", "typing", "receipt", "sent_at")
+_ORDER = tuple(sorted({*_COMMON, *_OPTIONAL}, key=lambda k: (len(k.encode()), k.encode())))
+#: what may not be in an emoji: controls, unassigned and private use, surrogates, separators;
+#: formatting characters too (bidi overrides) except the joiner of emoji sequences
+_EMOJI_BANNED = frozenset({"Cc", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Cf"})
+_ZWJ = "\u200d"
+
+
+def emoji_problem(emoji: str) -> str | None:
+    """Why ``emoji`` cannot be a reaction, or None. Not a full grapheme check (that needs the
+    Unicode segmentation tables): short, one line, nothing invisible but the joiner."""
+    if not emoji:
+        return "a reaction is one emoji, not empty"
+    if len(emoji.encode()) > MAX_EMOJI_BYTES or len(emoji) > MAX_EMOJI_CODEPOINTS:
+        return f"a reaction is one emoji (at most {MAX_EMOJI_CODEPOINTS} code points, {MAX_EMOJI_BYTES} bytes)"
+    if any(c != _ZWJ and unicodedata.category(c) in _EMOJI_BANNED for c in emoji):
+        return "a reaction may not hold spaces, control or formatting characters"
+    return None
 
 
 def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
@@ -140,8 +236,10 @@ def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
     kind = value.get("type")
     if type(kind) is not str or kind not in _FIELDS:
         raise fail(f"unknown type {kind!r}")
-    required = _REQUIRED[kind]
-    if value.keys() != _REQUIRED_KEYS[kind]:
+    required, keys = _REQUIRED[kind], _REQUIRED_KEYS[kind]
+    if kind == SYNC and "inner" in value:
+        required, keys = _SYNC_INNER_REQUIRED, _SYNC_INNER_KEYS
+    if value.keys() != keys:
         missing, extra = sorted(set(required) - set(value)), sorted(set(value) - set(required))
         raise fail(f"{kind} content has the wrong fields (missing {missing}, unexpected {extra})")
     for key, tp in required.items():
@@ -185,12 +283,34 @@ def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
         if to != value["to"]:
             raise fail("address is not in normal form")
         fields["to"] = to
+        if "inner" in value:
+            try:
+                inner_value = canonical.loads(value["inner"], max_bytes=limits.MAX_CONTENT_BYTES)
+            except RemoteProtocolError as exc:
+                raise fail(f"sync inner content: {exc}") from None
+            if type(inner_value) is dict and inner_value.get("type") not in SYNCABLE:
+                raise fail(f"a sync carries {', '.join(SYNCABLE)}, not {inner_value.get('type')!r}")
+            inner = Content(**_check(inner_value, err))
+            if (inner.id, inner.sent_at) != (value["id"], value["sent_at"]):
+                raise fail("a sync has the id and sent_at of the message it carries")
+            fields["inner"] = inner
     elif kind == GROUP_STATE:
         if not 0 < len(value["name"].encode()) <= MAX_GROUP_NAME_LEN:
             raise fail(f"a group name is 1..{MAX_GROUP_NAME_LEN} bytes")
         if len(value["topic"].encode()) > MAX_GROUP_TOPIC_LEN:
             raise fail(f"a group topic is at most {MAX_GROUP_TOPIC_LEN} bytes")
         fields.update(name=value["name"], topic=value["topic"])
+    if "refers_to" in required:
+        if len(value["refers_to"]) != limits.CONTENT_ID_LEN:
+            raise fail(f"refers_to must be a {limits.CONTENT_ID_LEN}-byte content id")
+        if value["refers_to"] == value["id"]:
+            raise fail("a message cannot refer to itself")
+        fields["refers_to"] = value["refers_to"]
+    if kind == REACTION:
+        problem = emoji_problem(value["emoji"])
+        if problem is not None:
+            raise fail(problem)
+        fields.update(emoji=value["emoji"], remove=value["remove"])
     return fields
 
 
@@ -202,6 +322,12 @@ def encode_content(content: Content) -> bytes:
     used = _FIELDS.get(content.type, {})
     for name in _OPTIONAL:
         field = getattr(content, name)
+        if content.type == SYNC and content.inner is not None and name in ("text", "inner"):
+            if name == "text" and field is not None:
+                raise LocalProtocolError("message content: a sync carries a text or an inner content, not both")
+            if name == "inner":
+                given["inner"] = encode_content(field)
+            continue
         if name in used:
             given[name] = list(field) if name == "ids" and isinstance(field, tuple) else field
         elif field is not None:

@@ -28,6 +28,11 @@ SAMPLES = {
     "group_state": Content.make_group_state(id=ID, sent_at=SENT, name="Hiking ⛰", topic="Sunday, 9:00"),
     "group_state-no-topic": Content.make_group_state(id=ID, sent_at=SENT, name="x", topic=""),
     "group_typing": Content.make_group_typing(id=ID, sent_at=SENT, typing="stopped", group=OTHER),
+    # issue 17 gestures (more cases: tests/core/test_content_gestures.py)
+    "reply": Content.make_reply(id=ID, sent_at=SENT, text="me too", refers_to=OTHER),
+    "reaction": Content.make_reaction(id=ID, sent_at=SENT, refers_to=OTHER, emoji="👍"),
+    "edit": Content.make_edit(id=ID, sent_at=SENT, refers_to=OTHER, text="hello, Bob!"),
+    "delete": Content.make_delete(id=ID, sent_at=SENT, refers_to=OTHER),
 }
 
 
@@ -42,6 +47,10 @@ def fields(kind: str = "text", **changes: Any) -> dict[str, Any]:
             "alert": {"text": "hi"},
             "group_state": {"name": "hikers", "topic": "Sunday"},
             "group_typing": {"typing": "started", "group": OTHER},
+            "reply": {"text": "hi", "refers_to": OTHER},
+            "reaction": {"refers_to": OTHER, "emoji": "👍", "remove": False},
+            "edit": {"refers_to": OTHER, "text": "hi"},
+            "delete": {"refers_to": OTHER},
         }[kind]
     )
     base.update(changes)
