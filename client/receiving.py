@@ -164,7 +164,8 @@ class Receiver:
             texts[sender] = texts.get(sender, []) + ids
         await self._send_receipts(conn, "delivered", texts)
         await self._send_receipts(conn, "undelivered", inbox.undelivered)
-        if read_receipts:
+        if read_receipts:  # shown as they are read: history marks them read too
+            self._state.mark_ids_read([i for ids in texts.values() for i in ids])
             await self._send_receipts(conn, "read", texts)
         await self.groups.check_members(conn, self._policy)
         if keys:  # a receive (not a group change's catching up): groups follow the account's device list

@@ -208,6 +208,12 @@ class HistoryState:
         with self.transaction():
             self._db.execute("UPDATE inbox SET unread = 0 WHERE peer = ? AND unread = 1", (peer,))
 
+    def mark_ids_read(self, ids: list[bytes]) -> None:
+        """The received texts (1:1 or group) of these content ids are read (``recv --read``)."""
+        with self.transaction():
+            self._db.executemany("UPDATE inbox SET unread = 0 WHERE id = ? AND unread = 1", [(i,) for i in ids])
+            self._db.executemany("UPDATE group_inbox SET unread = 0 WHERE unread = 1 AND id = ?", [(i,) for i in ids])
+
     def mark_group_read(self, group: bytes) -> None:
         with self.transaction():
             self._db.execute("UPDATE group_inbox SET unread = 0 WHERE group_id = ? AND unread = 1", (group,))

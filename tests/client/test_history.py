@@ -341,3 +341,18 @@ async def test_sonet_history_prints_the_conversation_oldest_first(
     assert rc == 0 and out == "" and "no messages" in err
     rc, out, err = await sonet("history", BOB, "--limit", "0")
     assert rc == 2 and "--limit" in err
+
+
+async def test_recv_with_read_receipts_marks_the_texts_read_in_the_history(alpha: RunningNode, register: Register) -> None:
+    """`recv --read` shows the texts and says they were read: the history agrees (1:1 here; group
+    texts go through the same receipt list)."""
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    await alice.send_text(BOB, "one")
+    await alice.send_text(BOB, "two")
+    await bob.receive(read_receipts=True)
+    history = History(bob.state)
+    assert history.unread(ALICE) == {} and history.conversations()[0].unread == 0
+    assert [(i.text, i.state) for i in history.messages(ALICE)] == [("one", "read"), ("two", "read")]
+    await alice.send_text(BOB, "three")
+    await bob.receive()  # without read receipts: unread
+    assert [(i.text, i.state) for i in history.messages(ALICE)] == [("one", "read"), ("two", "read"), ("three", "received")]
