@@ -9,27 +9,29 @@ group's inbox: ``mine`` too) and the texts received (``received`` until the conv
 read, then ``read``). Receipts, typing notices and alerts are not messages: receipts change
 the states of the texts they name.
 
-Room for issue 17 (replies, edits, reactions, deletes...): every stored message has a ``type``
-and a map of its fields (a sent body, an inbox body); a new content type that is a message of
-its own is added to ``HISTORY_TYPES`` and read into a ``HistoryItem`` of its type, and one that
-refers to another message (an edit, a reaction, a delete) folds into the item it names before
-the items are returned, the way receipts already change states here. ``HistoryItem`` then
-grows fields with defaults, so the ones below keep their meaning.
+Issue 17: every stored message has a ``type`` and a map of its fields (a sent body, an inbox
+body). A reply is a message of its own (``HISTORY_TYPES``): its item names the message it
+quotes (``refers_to``), that message's first line as it reads now (``quote``) and the thread
+it belongs to (``thread``: the first message of its chain of replies). Reactions, edits and
+deletes fold into the item they name before the items are returned (client/history_fold.py:
+who may, and what a gesture naming an unknown message does), the way receipts change states.
+A message deleted for me (on this device only) is not returned at all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sonet.core.address import parse_address
 from sonet.core.errors import LocalProtocolError
 from sonet.core.groups.items import GROUP_ID_LEN, group_hex
 
 from .groups.api import find_group
+from .history_fold import Folded, Reaction, Target, first_line, fold
 from .state import DeviceState
 from .state_history import StoredMessage
 
-__all__ = ["Conversation", "HistoryItem", "History"]
+__all__ = ["Conversation", "HistoryItem", "History", "Reaction"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +58,21 @@ class HistoryItem:
     #: group) until a receipt names it); theirs: "received" or "read"
     state: str
     note: str  # why pending / queued / failed, else ""
+    #: a reply: the message it quotes, that message's first line now ("" when this device does
+    #: not hold it, or it was deleted) and its thread (the first message of the chain)
+    refers_to: bytes | None = None
+    quote: str = ""
+    thread: bytes | None = None
+    #: how many times its author edited it, and the texts before (oldest first)
+    edited: int = 0
+    versions: tuple[str, ...] = ()
+    reactions: tuple[Reaction, ...] = ()
+    #: deleted for everyone by its author: ``text`` is "" (a placeholder)
+    deleted: bool = False
+
+
+#: a reply chain longer than this is cut there (its thread is where the walk stopped)
+_MAX_THREAD_DEPTH = 200
 
 
 #: what a group text waiting on this device says when its row holds no reason
@@ -112,9 +129,13 @@ class History:
             return []
         key, peer, group = self._target(conversation)
         state = self._state
-        stored = state.direct_history(peer, limit) if group is None else state.group_history(group, limit)
+        hidden = state.hidden_here()  # deleted for me: as if not there
+        wanted = limit + len(hidden)
+        stored = state.direct_history(peer, wanted) if group is None else state.group_history(group, wanted)
         newest: dict[bytes, StoredMessage] = {}
         for m in sorted(stored, key=_newest_first):
+            if m.id in hidden:
+                continue
             if m.id not in newest or m.own:  # a text both sent here and synced back: this device's row
                 newest[m.id] = m
         chosen = sorted(newest.values(), key=_newest_first)[:limit]
@@ -138,10 +159,48 @@ class History:
             items.append(
                 HistoryItem(
                     id=m.id, conversation=key, sender=me if m.own else m.sender, mine=m.own or m.sender == me, at=m.at, type=m.type,
-                    text=m.fields.get("text", ""), state=state_, note=note,
+                    text=m.fields.get("text", ""), state=state_, note=note, refers_to=_refers_to(m.fields),
                 )  # fmt: skip
             )
-        return items
+        return self._fold(items, peer, group, me)
+
+    def _fold(self, items: list[HistoryItem], peer: str, group: bytes | None, me: str) -> list[HistoryItem]:
+        """The items with their reactions, edits and deletes, and their replies' quotes."""
+        state = self._state
+        gestures = state.conversation_gestures(peer=peer or None, group=group)
+        known: dict[bytes, tuple[Target, bytes | None]] = {
+            i.id: (Target(author=i.sender, at=i.at, text=i.text), i.refers_to) for i in items
+        }
+        # the messages the replies quote, and their chains, may be older than these items
+        for item in items:
+            named, depth = item.refers_to, 0
+            while named is not None and named not in known and depth < _MAX_THREAD_DEPTH:
+                kept = state.find_message(named, me)
+                if kept is None or (kept.peer, kept.group) != ((peer, None) if group is None else (None, group)):
+                    break  # not held here, or of another conversation: no quote
+                fields = state.message_text(kept)
+                known[named] = (Target(author=kept.author, at=kept.at, text=fields.get("text", "")), _refers_to(fields))
+                named, depth = _refers_to(fields), depth + 1
+        if not gestures and not any(i.refers_to for i in items):
+            return items
+        folded = fold({msg_id: target for msg_id, (target, _r) in known.items()}, gestures, me)
+        return [self._folded(i, folded, known, me) for i in items]
+
+    @staticmethod
+    def _folded(item: HistoryItem, folded: dict[bytes, Folded], known: dict[bytes, tuple[Target, bytes | None]], me: str) -> HistoryItem:
+        mine = folded[item.id]
+        quote, thread = "", None
+        if item.refers_to is not None:
+            quoted = folded.get(item.refers_to)
+            quote = first_line(quoted.text) if quoted is not None and not quoted.deleted else ""
+            thread, seen = item.refers_to, {item.id}
+            while thread in known and known[thread][1] is not None and thread not in seen and len(seen) < _MAX_THREAD_DEPTH:
+                seen.add(thread)
+                thread = known[thread][1]
+        return replace(
+            item, text=mine.text, edited=len(mine.versions), versions=tuple(mine.versions), reactions=mine.reactions(me),
+            deleted=mine.deleted, quote=quote, thread=thread,
+        )  # fmt: skip
 
     def unread(self, conversation: str) -> dict[str, list[bytes]]:
         """The received texts of ``conversation`` not read yet: sender -> ids, in the order
@@ -177,6 +236,14 @@ class History:
     @staticmethod
     def _newest(stored: list[StoredMessage]) -> StoredMessage | None:
         return min(stored, key=_newest_first, default=None)
+
+
+def _refers_to(fields: dict) -> bytes | None:
+    named = fields.get("refers_to")
+    try:
+        return bytes.fromhex(named) if isinstance(named, str) and len(named) == 32 else None
+    except ValueError:
+        return None
 
 
 def _newest_first(m: StoredMessage) -> tuple[int, int, int]:

@@ -50,6 +50,8 @@ from .session_cache import SessionCache
 from .sessions import Sessions
 from .transparency import node_key
 from .state import ALERT, DeviceState, InboxMessage, Profile
+from .state_history import GESTURE_TYPES, content_fields
+from .deletes import after_inbox_message
 
 __all__ = ["FanOut", "ReceiveResult", "Receiver"]
 
@@ -215,7 +217,7 @@ class Receiver:
                     # a node nobody peers with): keeping it would let junk fill the mailbox
                     inbox.rejected.append(f"dropped envelope {env.id.hex()}: {exc}")
                 continue
-            if content.type == "text":
+            if content.type in ("text", "reply"):  # messages the user reads: receipted (not gestures)
                 inbox.texts.setdefault(sender, []).append(content.id)
             fresh = True
         acked = (Kind.SEALED, Kind.GROUP)
@@ -254,6 +256,7 @@ class Receiver:
                 self._state.record_group_receipt(list(content.ids), content.receipt, item.stored_at, account=cert.account, device=cert.device)
             if stored is not None:
                 self._state.store_received([stored])
+                after_inbox_message(self._state, profile.address, stored)  # a delete erases (client/deletes.py)
             if content.type == "alert":
                 # kept in the inbox only to recognise a redelivery; shown as an alert
                 self._state.mark_shown([content.id])
@@ -347,11 +350,12 @@ def _inbox_message(content: Content, sender: str, me: str, received_at: int) -> 
     if content.type == "sync":
         if content.to is None:  # decode_content refuses a sync without one
             raise RemoteProtocolError("a sync message names no recipient", code="content_malformed")
+        inner = content.message()  # a text, or a reply, reaction, edit or delete (issue 17)
         return InboxMessage(id=content.id, sender=me, peer=content.to, sent_at=content.sent_at, received_at=received_at,
-                            type="text", fields={"text": content.text, "to": content.to})
+                            type=inner.type, fields={**content_fields(inner), "to": content.to})
     fields: dict = {}
-    if content.type in ("text", "alert"):
-        fields = {"text": content.text}
+    if content.type in ("text", "alert", *GESTURE_TYPES, "reply"):
+        fields = content_fields(content)
     elif content.type == "receipt":
         fields = {"receipt": content.receipt, "ids": [i.hex() for i in content.ids or ()]}
     elif content.type == "typing":

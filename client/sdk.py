@@ -64,6 +64,7 @@ from .groups.engine import GroupEngine
 from .groups.typing import GroupTypingResult, send_group_typing
 from .groups.waiting import send_waiting_group_messages
 from .groups.keys import maintain_key_packages
+from .gestures import GestureResult, Gestures
 from .live import LiveSession, lent_connection, open_live_session
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
 from .pending import PendingFull, expire_pending, send_pending, waits
@@ -85,7 +86,7 @@ from .transparency import UNWITNESSED_TRIES, check_bundles
 
 __all__ = [
     "Device", "SendResult", "ReceiveResult", "DeviceInfo", "SafetyNumber", "Lookup", "SentMessage", "GroupView", "GroupInfoView",
-    "GroupSendResult", "now_ms",
+    "GroupSendResult", "GestureResult", "now_ms",
 ]  # fmt: skip
 
 RATCHET_MESSAGE = 1
@@ -821,6 +822,25 @@ class Device:
             self.state, profile, clock=self._clock, rng=self._rng, policy=self._policy, deliver=self._deliver,
             sessions=self._live_sessions, certificates=self._certificates, groups=groups,
         )  # fmt: skip
+
+    # Replies, reactions, edits, deletes (client/gestures.py) ---------------------------
+
+    async def reply(self, message_id: bytes, text: str) -> GestureResult:
+        """Reply to (quote) message ``message_id`` in its conversation, 1:1 or group."""
+        return await Gestures(self).reply(message_id, text)
+
+    async def react(self, message_id: bytes, emoji: str, *, remove: bool = False) -> GestureResult:
+        """Add (or with ``remove`` take back) one emoji on a message."""
+        return await Gestures(self).react(message_id, emoji, remove=remove)
+
+    async def edit(self, message_id: bytes, text: str) -> GestureResult:
+        """New text for one of this account's own messages (every version is kept)."""
+        return await Gestures(self).edit(message_id, text)
+
+    async def delete(self, message_id: bytes, *, everyone: bool = False) -> GestureResult:
+        """Delete a message on this device only; ``everyone``: one of this account's own, for
+        every device of the conversation, within 48 hours of it."""
+        return await Gestures(self).delete(message_id, everyone=everyone)
 
     # Groups (client/groups/api.py) ------------------------------------------------------
 

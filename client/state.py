@@ -25,7 +25,8 @@ from .groups.events import GROUP_EVENTS_SCHEMA, GroupEventState
 from .groups.sent import GROUP_SENT_SCHEMA, GroupSent, GroupSentState
 from .groups.store import GROUPS_SCHEMA, GroupState
 from .state_directory import ALERT, DIRECTORY_SCHEMA, NOTICE, Alert, DirectoryState
-from .state_history import HISTORY_INDEXES, INBOX_COLUMNS, SENT_BODY_COLUMNS, HistoryState, seal_body, sent_where
+from .state_gestures import GESTURES_SCHEMA, GestureState
+from .state_history import GROUP_INBOX_COLUMNS, HISTORY_INDEXES, HISTORY_TYPES, INBOX_COLUMNS, SENT_BODY_COLUMNS, HistoryState, seal_body, sent_where
 from .state_pending import PENDING_SCHEMA, PendingSend, PendingState
 from .vault import Vault, VaultError
 
@@ -159,7 +160,7 @@ _PROFILE_KEYS = ("address", "device_id", "node_url", "node_fingerprint", "mode",
 _PROFILE_ROWS = f"SELECT key, value FROM kv WHERE key IN ({', '.join('?' * len(_PROFILE_KEYS))})"
 
 
-class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, GroupEventState, HistoryState):
+class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, GroupEventState, HistoryState, GestureState):
     def __init__(self, home: Path, *, create: bool = True) -> None:
         self.home = home
         check_home(home, create=create)
@@ -178,11 +179,11 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
             self._db = sqlite3.connect(path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA + GROUP_EVENTS_SCHEMA)
+            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA + GROUP_EVENTS_SCHEMA + GESTURES_SCHEMA)
             self._add_columns("sent", _SENT_COLUMNS)
             self._add_columns("group_sent", SENT_BODY_COLUMNS)
             self._add_columns("inbox", INBOX_COLUMNS)
-            self._add_columns("group_inbox", INBOX_COLUMNS)
+            self._add_columns("group_inbox", GROUP_INBOX_COLUMNS)
             self._db.executescript(HISTORY_INDEXES)
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path} is not a usable device state database: {exc}") from None
@@ -388,13 +389,13 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
     # Messages ---------------------------------------------------------------------------
 
     def store_received(self, messages: list[InboxMessage]) -> None:
-        """A text is unread until its conversation is read (client/history.py)."""
+        """A text (or reply) is unread until its conversation is read (client/history.py)."""
         with self.transaction():
             self._db.executemany(
                 "INSERT OR IGNORE INTO inbox (id, sender, peer, sent_at, received_at, type, body, unread) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (m.id, m.sender, m.peer, m.sent_at, m.received_at, m.type, self.vault.seal(canonical.dumps(m.fields), b"inbox/" + m.id),
-                     int(m.type == "text"))
+                     int(m.type in HISTORY_TYPES))
                     for m in messages
                 ],
             )  # fmt: skip
@@ -418,14 +419,19 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
         with self.transaction():
             self._db.executemany("UPDATE inbox SET shown = 1 WHERE id = ?", [(i,) for i in ids])
 
-    def record_sent(self, msg_id: bytes, recipient: str, sent_at: int, devices: int, *, state: str, text: str | None = None) -> None:
+    def record_sent(
+        self, msg_id: bytes, recipient: str, sent_at: int, devices: int, *, state: str, text: str | None = None,
+        kind: str = "text", fields: dict | None = None,
+    ) -> None:
         """``state``: "accepted" when the home node is the recipient's, else "sent"; ``text``
-        is kept, sealed, for the history (client/state_history.py)."""
-        body = seal_body(self.vault, {"text": text}, sent_where(msg_id)) if text is not None else None
+        (or the ``fields`` of a message of another ``kind``: client/state_history.py) is kept,
+        sealed, for the history."""
+        kept = fields if fields is not None else {"text": text} if text is not None else None
+        body = seal_body(self.vault, kept, sent_where(msg_id)) if kept is not None else None
         with self.transaction():
             self._db.execute(
-                "INSERT OR IGNORE INTO sent (id, recipient, sent_at, devices, node_state, body) VALUES (?, ?, ?, ?, ?, ?)",
-                (msg_id, recipient, sent_at, devices, state, body),
+                "INSERT OR IGNORE INTO sent (id, recipient, sent_at, devices, node_state, type, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (msg_id, recipient, sent_at, devices, state, kind, body),
             )
 
     def record_receipt(self, msg_ids: list[bytes], kind: str, at: int, *, recipient: str) -> None:

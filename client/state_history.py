@@ -8,6 +8,12 @@ column keeps what was sent (sealed like the inbox; added for the history, so a m
 before it has none). A body is the content's fields as a canonical map (``{"text": ...}`` for a
 text), like an inbox row's, so other content types can keep what they need in it.
 
+Issue 17: a reply is a message of its own (``HISTORY_TYPES``); a reaction, edit or delete
+(``GESTURE_TYPES``) is kept like one (in ``sent`` / ``inbox`` with its type, fields
+``refers_to`` (hex), ``emoji``, ``remove``, ``text``; in ``group_inbox`` with ``type`` and the
+fields beyond the text sealed in ``extra``) and folded into the message it names when the
+history is read (client/history_fold.py, client/state_gestures.py).
+
 Read marks: ``unread`` is 1 on a received text until the user read its conversation
 (``mark_direct_read`` / ``mark_group_read``). Rows stored before the column existed count as
 read: a device that upgrades does not show its whole past as new. ``DeviceState`` mixes this
@@ -21,6 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from sonet.core import canonical
+from sonet.core.content import Content
 
 from .vault import Vault
 
@@ -28,20 +35,27 @@ __all__ = [
     "HistoryState",
     "StoredMessage",
     "HISTORY_TYPES",
+    "GESTURE_TYPES",
+    "GROUP_INBOX_COLUMNS",
     "INBOX_COLUMNS",
     "SENT_BODY_COLUMNS",
     "HISTORY_INDEXES",
     "seal_body",
+    "content_fields",
     "sent_where",
     "group_sent_where",
 ]
 
 #: the inbox types that are messages of a conversation (receipts, typing and alerts are not:
 #: they change states or are shown once). Issue 17's content types join here.
-HISTORY_TYPES = ("text",)
+HISTORY_TYPES = ("text", "reply")
+#: the inbox types that change the message they name (client/history_fold.py)
+GESTURE_TYPES = ("reaction", "edit", "delete")
 
 #: columns added to ``inbox`` and ``group_inbox`` for the read marks
 INBOX_COLUMNS = {"unread": "INTEGER NOT NULL DEFAULT 0"}
+#: and to ``group_inbox``: the content type, and the fields beyond the text (sealed; NULL for a text)
+GROUP_INBOX_COLUMNS = {**INBOX_COLUMNS, "type": "TEXT NOT NULL DEFAULT 'text'", "extra": "BLOB"}
 #: columns added to ``sent`` and ``group_sent``: the content type and its sealed fields
 SENT_BODY_COLUMNS = {"type": "TEXT NOT NULL DEFAULT 'text'", "body": "BLOB"}
 #: a conversation's newest messages without reading every row (the chat app asks often)
@@ -52,6 +66,7 @@ CREATE INDEX IF NOT EXISTS sent_by_recipient ON sent (recipient, sent_at);
 CREATE INDEX IF NOT EXISTS group_inbox_by_time ON group_inbox (group_id, sent_at);
 CREATE INDEX IF NOT EXISTS group_inbox_unread ON group_inbox (group_id) WHERE unread = 1;
 CREATE INDEX IF NOT EXISTS group_sent_by_group ON group_sent (group_id, sent_at);
+CREATE INDEX IF NOT EXISTS group_inbox_by_id ON group_inbox (id);
 """
 
 
@@ -61,6 +76,19 @@ def sent_where(msg_id: bytes) -> bytes:
 
 def group_sent_where(msg_id: bytes) -> bytes:
     return b"group/sent/" + msg_id
+
+
+def content_fields(content: Content) -> dict:
+    """What is kept of a message one writes or receives (a text, reply, reaction, edit or
+    delete): its text and what it refers to (as hex, as ``recv --json`` prints ids)."""
+    fields: dict = {}
+    if content.text is not None:
+        fields["text"] = content.text
+    if content.refers_to is not None:
+        fields["refers_to"] = content.refers_to.hex()
+    if content.emoji is not None:
+        fields.update(emoji=content.emoji, remove=bool(content.remove))
+    return fields
 
 
 def seal_body(vault: Vault, fields: dict, where: bytes) -> bytes:
@@ -102,8 +130,8 @@ class HistoryState:
         (this device's, the inbox's), newest first; the caller merges and cuts."""
         types = ", ".join("?" * len(HISTORY_TYPES))
         own = self._db.execute(
-            "SELECT id, sent_at, type, body, rowid FROM sent WHERE recipient = ? ORDER BY sent_at DESC, rowid DESC LIMIT ?",
-            (peer, limit),
+            f"SELECT id, sent_at, type, body, rowid FROM sent WHERE recipient = ? AND type IN ({types}) ORDER BY sent_at DESC, rowid DESC LIMIT ?",
+            (peer, *HISTORY_TYPES, limit),
         ).fetchall()
         received = self._db.execute(
             f"SELECT id, sender, sent_at, type, body, unread, rowid FROM inbox WHERE peer = ? AND type IN ({types})"
@@ -124,28 +152,34 @@ class HistoryState:
         ]
 
     def group_history(self, group: bytes, limit: int) -> list[StoredMessage]:
-        """As ``direct_history``, for a group (its texts are the only group messages kept)."""
+        """As ``direct_history``, for a group."""
+        types = ", ".join("?" * len(HISTORY_TYPES))
         own = self._db.execute(
-            "SELECT id, sent_at, type, body, rowid FROM group_sent WHERE group_id = ? ORDER BY sent_at DESC, rowid DESC LIMIT ?",
-            (group, limit),
+            f"SELECT id, sent_at, type, body, rowid FROM group_sent WHERE group_id = ? AND type IN ({types})"
+            " ORDER BY sent_at DESC, rowid DESC LIMIT ?",
+            (group, *HISTORY_TYPES, limit),
         ).fetchall()
         received = self._db.execute(
-            "SELECT id, sender, sent_at, body, unread, seq FROM group_inbox WHERE group_id = ? ORDER BY sent_at DESC, seq DESC LIMIT ?",
-            (group, limit),
+            f"SELECT id, sender, sent_at, body, unread, seq, type, extra FROM group_inbox WHERE group_id = ? AND type IN ({types})"
+            " ORDER BY sent_at DESC, seq DESC LIMIT ?",
+            (group, *HISTORY_TYPES, limit),
         ).fetchall()
         return [
             StoredMessage(
                 id=r[0], sender="", at=r[1], type=r[2], fields=self._body(r[3], group_sent_where(r[0])), own=True, unread=False, order=r[4]
             )
             for r in own
-        ] + [
-            StoredMessage(
-                id=r[0], sender=r[1], at=r[2], type="text",
-                fields={"text": self.vault.open_value(r[3], b"group/inbox/" + group + b"/" + str(r[5]).encode()).decode()},
-                own=False, unread=bool(r[4]), order=r[5],
-            )  # fmt: skip
-            for r in received
-        ]
+        ] + [self.group_inbox_message(group, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in received]
+
+    def group_inbox_message(
+        self, group: bytes, msg_id: bytes, sender: str, at: int, body: bytes, unread: int, seq: int, kind: str, extra: bytes | None
+    ) -> StoredMessage:
+        """A ``group_inbox`` row as a StoredMessage: its text and the sealed fields beyond it."""
+        where = b"group/inbox/" + group + b"/" + str(seq).encode()
+        fields = {"text": self.vault.open_value(body, where).decode()}
+        if extra is not None:
+            fields.update(canonical.loads(self.vault.open_value(extra, where + b"/extra")))
+        return StoredMessage(id=msg_id, sender=sender, at=at, type=kind, fields=fields, own=False, unread=bool(unread), order=seq)
 
     def _body(self, sealed: bytes | None, where: bytes) -> dict:
         return canonical.loads(self.vault.open_value(sealed, where)) if sealed is not None else {}

@@ -97,6 +97,13 @@ _CODES = {
     "devices_changing": "the recipient's device list changed at every try of one send",
     "pending_full": "no room on the device for another message waiting to be sent",
     "no_other_device": "a note to self from an account's only device: no device to deliver it to",
+    # Replies, reactions, edits, deletes (client/gestures.py)
+    "unknown_message": "a message id this device holds no message of",
+    "not_author": "an edit or delete for everyone of a message someone else wrote",
+    "too_late": "a delete for everyone later than its window after the message",
+    "deleted": "a gesture on a message deleted for everyone",
+    "not_sent_yet": "a gesture on a message still waiting on this device to be sent",
+    "waiting_first": "a gesture while earlier messages to the same contact wait on the device",
     # Prekeys
     "too_many_prekeys": "more one-time prekeys than the node keeps per device",
     "wrong_prekey_kind": "a prekey in the wrong slot",

@@ -44,6 +44,7 @@ from ..connection import ConnectError, Connection, NodeError
 from ..pending import MAX_PENDING, waits
 from ..replies import expect_reply
 from ..state import DeviceState, Profile
+from ..state_history import content_fields
 from .engine import ORDERED, GroupEngine, submit_own
 from .keys import SUITE, maintain_key_packages, own_key_package, signature_key
 from .members import fetch_key_packages
@@ -279,9 +280,14 @@ class Groups:
             raise LocalProtocolError("refusing to send an empty message")
         if len(text.encode()) > limits.MAX_TEXT_LEN:
             raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} bytes (UTF-8)")
-        profile = self._state.profile()
         content_id, now = self._rng(limits.CONTENT_ID_LEN), self._clock()
-        content = encode_content(Content.make_text(id=content_id, sent_at=now, text=text))
+        return await self.send_content(group, Content.make_text(id=content_id, sent_at=now, text=text), settle=settle)
+
+    async def send_content(self, group: str, message: Content, *, settle: bool = True) -> GroupSendResult:
+        """Send a text, reply, reaction, edit or delete (client/gestures.py), as ``send``."""
+        profile = self._state.profile()
+        content_id, now, kept = message.id, message.sent_at, content_fields(message)
+        content = encode_content(message)
         group_id = self.find(group).id
         origin = self._rng(16)
         queued = False
@@ -289,12 +295,12 @@ class Groups:
             async with self._connect(profile) as conn:
                 if settle:
                     await self._sync(conn, profile)
-                self._queue_message(group_id, content, origin, text_id=content_id, sent_at=now, text=text)
+                self._queue_message(group_id, content, origin, text_id=content_id, sent_at=now, kind=message.type, fields=kept)
                 queued = True
                 state = await self._send_message(conn, profile, group_id, origin, wait=min(self.settle_s, SEND_SETTLE_S) if settle else 0)
         except ConnectError as exc:  # the home node cannot be reached (or the connection dropped)
             if not queued:
-                self._queue_message(group_id, content, origin, text_id=content_id, sent_at=now, text=text)
+                self._queue_message(group_id, content, origin, text_id=content_id, sent_at=now, kind=message.type, fields=kept)
             if self._on_device(group_id, origin):
                 return GroupSendResult(id=content_id, group=group_hex(group_id), state=PENDING, code="unreachable", message=str(exc))
             state = "queued"  # the home node holds it
@@ -312,7 +318,8 @@ class Groups:
         return GroupSendResult(id=content_id, group=group_hex(group_id), state=state)
 
     def _queue_message(
-        self, group: bytes, content: bytes, origin: bytes, *, text_id: bytes | None = None, sent_at: int = 0, text: str | None = None
+        self, group: bytes, content: bytes, origin: bytes, *, text_id: bytes | None = None, sent_at: int = 0, kind: str = "text",
+        fields: dict | None = None,
     ) -> None:
         """Keep a message to send (made when it is sent, in the order written), and a text's
         delivery status rows and ``text`` for the history (client/groups/sent.py); nothing is
@@ -331,7 +338,7 @@ class Groups:
                 op={"op": "send", "content": content}, submitted=False, redo=True, redo_epoch=epoch,
             )  # fmt: skip
             if text_id is not None:
-                note_sent(self._state, text_id, record, self._state.profile().address, sent_at, text=text)  # its receipts count from now
+                note_sent(self._state, text_id, record, self._state.profile().address, sent_at, kind=kind, fields=fields)  # its receipts count from now
             self._state.save_group(record.but(sends=record.sends + (send,)))
 
     def _on_device(self, group: bytes, origin: bytes) -> bool:

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from sonet.core.client_api import GroupQueued, GroupSubmit
-from sonet.core.content import GROUP_STATE, TEXT, decode_content
+from sonet.core.content import GROUP_STATE, REPLY, SYNCABLE, TEXT, decode_content
 from sonet.core.crypto import CryptoPolicy
 from sonet.core.envelope import Envelope
 from sonet.core.errors import ProtocolError, RemoteProtocolError
@@ -51,8 +51,10 @@ from sonet.core.mls.messages import Remove, Welcome
 from sonet.core.wire import decode_struct
 
 from ..connection import Connection, NodeError
+from ..deletes import after_group_message
 from ..replies import expect_reply
 from ..state import DeviceState, Profile
+from ..state_history import content_fields
 from . import leaving
 from .keys import SUITE, OwnKeyPackage, signature_key
 from .ops import NothingToDo, make
@@ -266,7 +268,7 @@ class GroupEngine:
         content = decode_content(own.op["content"])
         if content.type == GROUP_STATE and content.name is not None and content.topic is not None:
             return record.but(name=content.name, topic=content.topic)
-        if content.type == TEXT:
+        if content.type in SYNCABLE:  # a text, or a reply, reaction, edit, delete (client/gestures.py)
             note_ordered(self._state, content.id, own.epoch, record.mls, self._profile.address)
         return record
 
@@ -275,7 +277,7 @@ class GroupEngine:
         self.outcomes[own.origin] = code
         if own.op["op"] == "send":
             content = decode_content(own.op["content"])
-            if content.type == TEXT:
+            if content.type in SYNCABLE:
                 self._state.group_sent_failed(content.id, code)
 
     def _commit_events(self, item: GroupItem, group: Group, public: PublicGroup, commit: PublicCommit, received_at: int) -> None:
@@ -301,16 +303,17 @@ class GroupEngine:
         except ProtocolError as exc:
             self.rejected.append(f"skipped {where}: {exc}")
             return record
-        if content.type == TEXT and content.text is not None:
+        if content.type in SYNCABLE:  # a text, or a reply, reaction, edit, delete (client/gestures.py)
             self.stored += 1
-            if sender.account != self._profile.address:  # as for 1:1: no receipts to the own account
+            if content.type in (TEXT, REPLY) and sender.account != self._profile.address:  # as for 1:1: no receipts to the own account
                 self.received.setdefault(sender.account, []).append(content.id)
-            self._state.store_group_message(
-                GroupMessage(
-                    group=item.group, seq=item.seq, sender=sender.account, device=sender.device, id=content.id,
-                    sent_at=content.sent_at, received_at=received_at, text=content.text,
-                )  # fmt: skip
-            )
+            fields = content_fields(content)
+            stored = GroupMessage(
+                group=item.group, seq=item.seq, sender=sender.account, device=sender.device, id=content.id,
+                sent_at=content.sent_at, received_at=received_at, text=fields.pop("text", ""), type=content.type, fields=fields,
+            )  # fmt: skip
+            self._state.store_group_message(stored)
+            after_group_message(self._state, self._profile.address, stored)
         elif content.type == GROUP_STATE and content.name is not None and content.topic is not None:
             if group_extension(group.context).is_admin(sender.account):
                 events = []

@@ -69,11 +69,15 @@ def others(group: Group, me: str) -> list[tuple[str, int]]:
     return sorted(key for key in member_devices(group) if key[0] != me)
 
 
-def note_sent(state: GroupSentState, msg_id: bytes, record: GroupRecord, me: str, sent_at: int, *, text: str | None = None) -> None:
+def note_sent(
+    state: GroupSentState, msg_id: bytes, record: GroupRecord, me: str, sent_at: int, *, text: str | None = None,
+    kind: str = "text", fields: dict | None = None,
+) -> None:
     """Keep a group text that is about to be submitted (pending until the home node holds
-    it), with the members it goes to now, and the text for the history."""
+    it), with the members it goes to now, and the text (or a reply's, reaction's, edit's or
+    delete's ``fields``) for the history."""
     group = Group.from_bytes(record.mls)
-    state.record_group_sent(msg_id, record.id, sent_at, group.epoch, others(group, me), text=text)
+    state.record_group_sent(msg_id, record.id, sent_at, group.epoch, others(group, me), text=text, kind=kind, fields=fields)
 
 
 def note_ordered(state: GroupSentState, msg_id: bytes, epoch: int, mls: bytes, me: str) -> None:
@@ -92,14 +96,17 @@ class GroupSentState:
         raise NotImplementedError
 
     def record_group_sent(
-        self, msg_id: bytes, group: bytes, sent_at: int, epoch: int, members: Iterable[tuple[str, int]], *, text: str | None = None
+        self, msg_id: bytes, group: bytes, sent_at: int, epoch: int, members: Iterable[tuple[str, int]], *, text: str | None = None,
+        kind: str = "text", fields: dict | None = None,
     ) -> None:
-        """``text`` is kept, sealed, for the history (client/state_history.py)."""
-        body = seal_body(self.vault, {"text": text}, group_sent_where(msg_id)) if text is not None else None
+        """``text`` (or ``fields`` of another ``kind``) is kept, sealed, for the history
+        (client/state_history.py)."""
+        kept = fields if fields is not None else {"text": text} if text is not None else None
+        body = seal_body(self.vault, kept, group_sent_where(msg_id)) if kept is not None else None
         with self.transaction():
             self._db.execute(
-                "INSERT OR IGNORE INTO group_sent (id, group_id, sent_at, epoch, state, body) VALUES (?, ?, ?, ?, ?, ?)",
-                (msg_id, group, sent_at, epoch, PENDING, body),
+                "INSERT OR IGNORE INTO group_sent (id, group_id, sent_at, epoch, state, type, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (msg_id, group, sent_at, epoch, PENDING, kind, body),
             )
             self._db.executemany(
                 "INSERT OR IGNORE INTO group_sent_devices (id, account, device) VALUES (?, ?, ?)", [(msg_id, a, d) for a, d in members]

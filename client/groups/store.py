@@ -137,6 +137,10 @@ class GroupMessage:
     text: str
     #: the group's name on this device when the message was read
     group_name: str = ""
+    #: "text", or an issue 17 type (client/state_history.py HISTORY_TYPES, GESTURE_TYPES)
+    type: str = "text"
+    #: its fields beyond the text: ``refers_to`` (hex), ``emoji``, ``remove``
+    fields: dict = field(default_factory=dict)
 
 
 class GroupState:
@@ -266,21 +270,23 @@ class GroupState:
     # Group messages ----------------------------------------------------------------------
 
     def store_group_message(self, message: GroupMessage) -> None:
-        """Unread until the group's conversation is read (client/history.py)."""
+        """Unread until the group's conversation is read (client/history.py); a reaction, edit
+        or delete is never unread (it changes a message, client/history_fold.py)."""
         where = b"group/inbox/" + message.group + b"/" + str(message.seq).encode()
+        extra = self.vault.seal(canonical.dumps(message.fields), where + b"/extra") if message.fields else None
         with self.transaction():
             self._db.execute(
-                "INSERT OR IGNORE INTO group_inbox (group_id, seq, sender, device, id, sent_at, received_at, body, unread)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                "INSERT OR IGNORE INTO group_inbox (group_id, seq, sender, device, id, sent_at, received_at, body, unread, type, extra)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (message.group, message.seq, message.sender, message.device, message.id, message.sent_at, message.received_at,
-                 self.vault.seal(message.text.encode(), where)),
+                 self.vault.seal(message.text.encode(), where), int(message.type in ("text", "reply")), message.type, extra),
             )  # fmt: skip
 
     def unshown_group_messages(self) -> list[GroupMessage]:
         """The group messages not marked shown yet, in the order they were received (a group's
         in its order), each with its group's current name."""
         rows = self._db.execute(
-            "SELECT group_id, seq, sender, device, id, sent_at, received_at, body FROM group_inbox WHERE shown = 0 ORDER BY rowid"
+            "SELECT group_id, seq, sender, device, id, sent_at, received_at, body, type, extra FROM group_inbox WHERE shown = 0 ORDER BY rowid"
         ).fetchall()
         names: dict[bytes, str] = {}
         for g in {r[0] for r in rows}:
@@ -290,6 +296,8 @@ class GroupState:
             GroupMessage(
                 group=r[0], seq=r[1], sender=r[2], device=r[3], id=r[4], sent_at=r[5], received_at=r[6],
                 text=self.vault.open_value(r[7], b"group/inbox/" + r[0] + b"/" + str(r[1]).encode()).decode(), group_name=names[r[0]],
+                type=r[8], fields=canonical.loads(self.vault.open_value(r[9], b"group/inbox/" + r[0] + b"/" + str(r[1]).encode() + b"/extra"))
+                if r[9] is not None else {},
             )  # fmt: skip
             for r in rows
         ]

@@ -1,0 +1,206 @@
+"""Replies, reactions, edits and deletes (issue 17) from this device: ``Device.reply``,
+``react``, ``edit`` and ``delete`` (client/sdk.py) are these.
+
+A gesture names a message by its content id (the id ``recv``/``history`` print); the
+conversation is the one this device keeps that message in (client/state_gestures.py
+``find_message``), 1:1 or group. It goes like a text: 1:1 encrypted for every device of the
+peer, with a copy for this account's other devices (a ``sync`` carrying it, core/content.py);
+in a group as an MLS application message, which every member device gets, the account's own
+too. This device keeps it like a text it sent (``sent`` / ``group_sent`` with its type), so
+the history folds it (client/history_fold.py) and ``sonet sent`` shows how far it got.
+
+Refused here, before anything is sent (each with its own code): an id this device does not
+hold (``unknown_message``), an edit or delete of someone else's message (``not_author``), a
+delete for everyone later than ``DELETE_WINDOW_MS`` after the message (``too_late``), a
+gesture on a message deleted for everyone (``deleted``), on one still waiting on this device
+to be sent (``not_sent_yet``), or while earlier messages to the same contact wait
+(``waiting_first``: it would overtake them). Receivers check the same rules again
+(client/history_fold.py): nothing here is trusted by them.
+
+Delete for me is local: the message is hidden on this device and its text erased from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sonet.core import limits
+from sonet.core.address import parse_address
+from sonet.core.content import DELETE, DELETE_WINDOW_MS, EDIT, Content, emoji_problem, encode_content
+from sonet.core.envelope import Kind
+from sonet.core.errors import LocalProtocolError
+from sonet.core.groups.items import group_hex
+
+from .deletes import erase_deleted
+from .history_fold import may_change
+from .prekeys import maintain_prekeys
+from .state_gestures import KeptMessage
+from .state_history import content_fields
+
+if TYPE_CHECKING:
+    from .sdk import Device
+
+__all__ = ["GestureResult", "Gestures", "parse_message_id", "DELETED_HERE"]
+
+#: the state of a message deleted for me: nothing was sent
+DELETED_HERE = "deleted_here"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GestureResult:
+    #: the new message's content id (a delete for me sends nothing: the deleted one's)
+    id: bytes
+    type: str  # reply, reaction, edit, delete
+    refers_to: bytes
+    #: the conversation: a contact's address, or a group's id (32 hex digits)
+    conversation: str
+    is_group: bool
+    #: as a sent text's: 1:1 "accepted" or "sent"; a group's "ordered", "queued" or "pending";
+    #: ``DELETED_HERE`` for a delete for me
+    state: str
+    code: str = ""
+    message: str = ""
+
+
+def parse_message_id(text: str) -> bytes:
+    """A content id as the user gives it: 32 hex digits."""
+    try:
+        msg_id = bytes.fromhex(text.strip())
+    except ValueError:
+        msg_id = b""
+    if len(msg_id) != limits.CONTENT_ID_LEN:
+        raise LocalProtocolError(f"{text!r} is not a message id (32 hex digits, as `sonet history` prints them)", code="bad_input")
+    return msg_id
+
+
+def _check_text(text: str) -> None:
+    if not text:
+        raise LocalProtocolError("refusing to send an empty message", code="bad_input")
+    if len(text.encode()) > limits.MAX_TEXT_LEN:
+        raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} bytes (UTF-8)", code="bad_input")
+
+
+class Gestures:
+    def __init__(self, device: Device) -> None:
+        self._device = device
+        self._state = device.state
+
+    async def reply(self, msg_id: bytes, text: str) -> GestureResult:
+        _check_text(text)
+        kept = self._find(msg_id)
+        return await self._send(kept, Content.make_reply(id=self._new_id(), sent_at=self._device._clock(), text=text, refers_to=msg_id))
+
+    async def react(self, msg_id: bytes, emoji: str, *, remove: bool = False) -> GestureResult:
+        problem = emoji_problem(emoji)
+        if problem is not None:
+            raise LocalProtocolError(problem, code="bad_input")
+        kept = self._find(msg_id)
+        content = Content.make_reaction(id=self._new_id(), sent_at=self._device._clock(), refers_to=msg_id, emoji=emoji, remove=remove)
+        return await self._send(kept, content)
+
+    async def edit(self, msg_id: bytes, text: str) -> GestureResult:
+        _check_text(text)
+        kept = self._find(msg_id)
+        self._check_author(kept, "edit")
+        return await self._send(kept, Content.make_edit(id=self._new_id(), sent_at=self._device._clock(), refers_to=msg_id, text=text))
+
+    async def delete(self, msg_id: bytes, *, everyone: bool = False) -> GestureResult:
+        kept = self._find(msg_id, deleted_ok=not everyone)
+        now = self._device._clock()
+        if not everyone:
+            with self._state.transaction():
+                self._state.hide_here(msg_id, now)
+                self._state.erase_message(kept, self._edits_of(kept))
+            return GestureResult(
+                id=msg_id, type=DELETE, refers_to=msg_id, conversation=kept.conversation, is_group=kept.group is not None, state=DELETED_HERE,
+            )  # fmt: skip
+        self._check_author(kept, "delete")
+        if now - kept.at > DELETE_WINDOW_MS:
+            hours = DELETE_WINDOW_MS // 3_600_000
+            raise LocalProtocolError(
+                f"too late to delete it for everyone: that is possible for {hours} hours after a message (`--everyone` left out: "
+                "delete it on this device only)",
+                code="too_late",
+            )  # fmt: skip
+        return await self._send(kept, Content.make_delete(id=self._new_id(), sent_at=now, refers_to=msg_id))
+
+    # The message named ----------------------------------------------------------------------
+
+    def _find(self, msg_id: bytes, *, deleted_ok: bool = False) -> KeptMessage:
+        state = self._state
+        me = state.profile().address
+        kept = state.find_message(msg_id, me)
+        if kept is None or msg_id in state.hidden_here():
+            raise LocalProtocolError(
+                f"no message {msg_id.hex()} on this device (`sonet history` lists the ids of a conversation)", code="unknown_message"
+            )  # fmt: skip
+        if kept.pending:
+            raise LocalProtocolError(
+                f"message {msg_id.hex()} still waits on this device to be sent: try again once it went (`sonet sent`)", code="not_sent_yet"
+            )  # fmt: skip
+        if not deleted_ok and self._deleted(kept, me):
+            raise LocalProtocolError(f"message {msg_id.hex()} was deleted for everyone", code="deleted")
+        return kept
+
+    def _check_author(self, kept: KeptMessage, what: str) -> None:
+        if kept.author != self._state.profile().address:
+            raise LocalProtocolError(f"only its author ({kept.author}) can {what} message {kept.id.hex()}", code="not_author")
+
+    def _deleted(self, kept: KeptMessage, me: str) -> bool:
+        for g in self._state.conversation_gestures(peer=kept.peer, group=kept.group):
+            if g.type == DELETE and g.fields.get("refers_to") == kept.id.hex():
+                if may_change(DELETE, by=me if g.own else g.sender, at=g.at, author=kept.author, written_at=kept.at):
+                    return True
+        return False
+
+    def _edits_of(self, kept: KeptMessage) -> list:
+        gestures = self._state.conversation_gestures(peer=kept.peer, group=kept.group)
+        return [g for g in gestures if g.type == EDIT and g.fields.get("refers_to") == kept.id.hex()]
+
+    def _new_id(self) -> bytes:
+        return self._device._rng(limits.CONTENT_ID_LEN)
+
+    # Sending -----------------------------------------------------------------------------
+
+    async def _send(self, kept: KeptMessage, content: Content) -> GestureResult:
+        if kept.group is not None:
+            return await self._send_group(kept, content)
+        assert kept.peer is not None
+        return await self._send_direct(kept, kept.peer, content)
+
+    async def _send_direct(self, kept: KeptMessage, peer: str, content: Content) -> GestureResult:
+        device, state = self._device, self._state
+        profile = state.profile()
+        to = parse_address(peer)
+        async with device._connect(profile) as conn:  # which first sends the texts that wait
+            if state.pending_reason(peer) is not None:
+                raise LocalProtocolError(
+                    f"earlier messages to {peer} still wait on this device (`sonet sent`): this {content.type} would overtake them; "
+                    "try again once they went",
+                    code="waiting_first",
+                )  # fmt: skip
+            home = conn.welcome.node
+            await maintain_prekeys(conn, state, profile, device._rng, device._clock())
+            to_them = encode_content(content)
+            to_me = encode_content(Content.make_sync_of(content, to=peer))
+            devices, _own = await device._deliver(conn, profile, to, to_them, to_me, content.id, Kind.SEALED, share_access=True)
+        sent_state = "accepted" if to.node == home else "sent"
+        with state.transaction():
+            state.record_sent(content.id, peer, content.sent_at, devices, state=sent_state, kind=content.type, fields=content_fields(content))
+            if content.type == DELETE:
+                erase_deleted(state, profile.address, peer=peer, group=None, delete_id=content.id)
+        return GestureResult(
+            id=content.id, type=content.type, refers_to=kept.id, conversation=peer, is_group=False, state=sent_state,
+        )  # fmt: skip
+
+    async def _send_group(self, kept: KeptMessage, content: Content) -> GestureResult:
+        assert kept.group is not None
+        state = self._state
+        result = await self._device._groups().send_content(group_hex(kept.group), content)
+        if content.type == DELETE:
+            erase_deleted(state, state.profile().address, peer=None, group=kept.group, delete_id=content.id)
+        return GestureResult(
+            id=content.id, type=content.type, refers_to=kept.id, conversation=group_hex(kept.group), is_group=True, state=result.state,
+            code=result.code, message=result.message,
+        )  # fmt: skip

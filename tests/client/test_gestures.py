@@ -1,0 +1,213 @@
+"""Replies, reactions, edits and deletes (issue 17 item 3; client/gestures.py, client/deletes.py,
+client/history_fold.py): sent in 1:1 conversations and groups, copied to the account's other
+devices, folded into the history the same way on every device; only the author edits or
+deletes, a delete for everyone only within its window, and a deleted text is erased from every
+device's state. Real devices against an in-process node."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from sonet.client.history import History, HistoryItem, Reaction
+from sonet.client.sdk import Device
+from sonet.core.content import DELETE_WINDOW_MS, Content
+from sonet.core.errors import LocalProtocolError
+from tests.node.conftest import RunningNode
+
+from .conftest import ALICE, BOB, CAROL, Clock, link_device
+
+Register = Callable[..., Awaitable[Device]]
+SECRET = "a deleted plaintext 7c3a91"
+
+
+def by_id(items: list[HistoryItem]) -> dict[bytes, HistoryItem]:
+    return {i.id: i for i in items}
+
+
+async def refused(code: str, call: Awaitable[object]) -> str:
+    with pytest.raises(LocalProtocolError) as info:
+        await call
+    assert info.value.code == code, info.value
+    return str(info.value)
+
+
+async def test_one_to_one_gestures_fold_alike_on_both_sides_and_the_other_device(
+    alpha: RunningNode, register: Register, make_device: Callable[..., Device], clock: Clock
+) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    alice2 = make_device("alice2")
+    await link_device(alice2, alice, alpha.url)
+    await alice.receive()
+    first = await alice.send_text(BOB, "lunch at noon?\nor later")
+    await bob.receive()
+    clock.advance(10)
+    reply = await bob.reply(first.id, "noon works")
+    await alice.receive()
+    clock.advance(10)
+    thread = await alice.reply(reply.id, "great, see you")  # a reply to a reply: the same thread
+    clock.advance(10)
+    await bob.react(first.id, "👍")
+    await alice.react(first.id, "👍")
+    await alice.react(first.id, "🎉")
+    await alice.react(first.id, "🎉", remove=True)
+    clock.advance(10)
+    edit = await alice.edit(first.id, "lunch at 12:30?")
+    assert (edit.type, edit.refers_to, edit.conversation, edit.is_group, edit.state) == ("edit", first.id, BOB, False, "accepted")
+    for device in (alice, bob, alice2):
+        await device.receive()
+
+    for device in (alice, bob, alice2):
+        items = History(device.state).messages(BOB if device is not bob else ALICE)
+        assert [i.type for i in items] == ["text", "reply", "reply"], device  # gestures are no messages of their own
+        got = by_id(items)
+        assert (got[first.id].text, got[first.id].edited, got[first.id].versions) == ("lunch at 12:30?", 1, ("lunch at noon?\nor later",))
+        mine = device is not bob
+        assert got[first.id].reactions == (Reaction(emoji="👍", count=2, mine=True),)
+        assert (got[reply.id].refers_to, got[reply.id].quote, got[reply.id].thread) == (first.id, "lunch at 12:30?", first.id)
+        assert (got[thread.id].refers_to, got[thread.id].quote, got[thread.id].thread) == (reply.id, "noon works", first.id)
+        assert got[thread.id].mine == mine and got[thread.id].sender == ALICE
+
+    # bob's recv showed each gesture as such, naming the message it refers to
+    # (reply, reaction and edit objects: client/cli.py _message_json)
+    assert History(bob.state).unread(ALICE) == {ALICE: [first.id, thread.id]}  # replies are read; gestures are not
+
+
+async def test_only_the_author_edits_or_deletes_and_forged_ones_change_nothing(
+    alpha: RunningNode, register: Register, make_device: Callable[..., Device], clock: Clock
+) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    sent = await alice.send_text(BOB, "mine to change")
+    await bob.receive()
+    # refused on bob's device before anything is sent
+    assert "only its author" in await refused("not_author", bob.edit(sent.id, "bob's words"))
+    await refused("not_author", bob.delete(sent.id, everyone=True))
+    await refused("unknown_message", bob.react(bytes(16), "👍"))
+    await refused("bad_input", bob.react(sent.id, "👍 👍"))
+    await refused("bad_input", bob.reply(sent.id, ""))
+
+    # a modified client sends them anyway: alice's device keeps them but applies neither
+    for forged in (
+        Content.make_edit(id=bob._rng(16), sent_at=clock(), refers_to=sent.id, text="bob's words"),
+        Content.make_delete(id=bob._rng(16), sent_at=clock(), refers_to=sent.id),
+    ):
+        await _send_raw(bob, ALICE, forged)
+    await alice.receive()
+    [item] = History(alice.state).messages(BOB)
+    assert (item.text, item.edited, item.deleted) == ("mine to change", 0, False)
+
+
+async def _send_raw(device: Device, to: str, content: Content) -> None:
+    """Send ``content`` as a modified client would, without the SDK's checks."""
+    from sonet.core.address import parse_address
+    from sonet.core.content import encode_content
+    from sonet.core.envelope import Kind
+
+    profile = device.state.profile()
+    async with device._connect(profile) as conn:
+        await device._deliver(conn, profile, parse_address(to), encode_content(content), None, content.id, Kind.SEALED)
+
+
+async def test_delete_for_everyone_erases_the_text_on_every_device_and_leaves_a_placeholder(
+    alpha: RunningNode, register: Register, make_device: Callable[..., Device], clock: Clock
+) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    alice2 = make_device("alice2")
+    await link_device(alice2, alice, alpha.url)
+    await alice.receive()
+    sent = await alice.send_text(BOB, SECRET)
+    for device in (bob, alice2):
+        await device.receive()
+    edit = await alice.edit(sent.id, SECRET + " (edited)")
+    await bob.receive()
+    await bob.react(sent.id, "😮")
+    clock.advance(1000)
+    deleted = await alice.delete(sent.id, everyone=True)
+    assert (deleted.type, deleted.refers_to, deleted.state) == ("delete", sent.id, "accepted")
+    for device in (alice, bob, alice2):
+        await device.receive()
+        [item] = History(device.state).messages(BOB if device is not bob else ALICE)
+        assert (item.id, item.deleted, item.text, item.versions, item.reactions) == (sent.id, True, "", (), ())
+        found = device.state.find_message(sent.id, ALICE)
+        assert found is not None and device.state.message_text(found) == {}
+    # the edit's text is gone too (the vault opens every row: nothing of it is left)
+    [kept_edit] = [g for g in bob.state.conversation_gestures(peer=ALICE) if g.id == edit.id]
+    assert kept_edit.fields == {"refers_to": sent.id.hex()}
+    # a deleted message takes no more gestures
+    await refused("deleted", alice.edit(sent.id, "again"))
+    await refused("deleted", bob.reply(sent.id, "what was it?"))
+
+
+async def test_delete_for_everyone_has_a_window_and_receivers_ignore_a_late_one(
+    alpha: RunningNode, register: Register, clock: Clock
+) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    sent = await alice.send_text(BOB, "old news")
+    await bob.receive()
+    clock.advance(DELETE_WINDOW_MS + 1)
+    assert "48 hours" in await refused("too_late", alice.delete(sent.id, everyone=True))
+    await _send_raw(alice, BOB, Content.make_delete(id=alice._rng(16), sent_at=clock(), refers_to=sent.id))
+    await bob.receive()
+    [item] = History(bob.state).messages(ALICE)
+    assert (item.text, item.deleted) == ("old news", False)
+
+
+async def test_delete_for_me_hides_the_message_on_this_device_only(alpha: RunningNode, register: Register) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    keep = await alice.send_text(BOB, "keep this")
+    gone = await alice.send_text(BOB, "hide this")
+    await bob.receive()
+    result = await bob.delete(gone.id)
+    assert (result.state, result.conversation) == ("deleted_here", ALICE)
+    assert [i.id for i in History(bob.state).messages(ALICE)] == [keep.id]
+    assert [i.id for i in History(alice.state).messages(BOB)] == [keep.id, gone.id]
+    await refused("unknown_message", bob.react(gone.id, "👍"))
+
+
+async def test_a_gesture_before_its_message_is_kept_and_applies_when_it_comes(
+    alpha: RunningNode, register: Register, clock: Clock
+) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    later_id = alice._rng(16)
+    # the edit comes first (as when the sender's other device wrote it): kept, shows nothing
+    await _send_raw(alice, BOB, Content.make_edit(id=alice._rng(16), sent_at=clock() + 5, refers_to=later_id, text="fixed"))
+    await bob.receive()
+    assert History(bob.state).messages(ALICE) == []
+    await _send_raw(alice, BOB, Content.make_text(id=later_id, sent_at=clock(), text="fixd"))
+    await bob.receive()
+    [item] = History(bob.state).messages(ALICE)
+    assert (item.id, item.text, item.versions) == (later_id, "fixed", ("fixd",))
+
+
+async def test_group_gestures_fold_alike_for_every_member(alpha: RunningNode, register: Register, clock: Clock) -> None:
+    alice, bob, carol = [await register(alpha, name) for name in ("alice", "bob", "carol")]
+    for device in (alice, bob, carol):
+        await device.receive()
+    view = await alice.group_create("hikers", [BOB, CAROL])
+    await bob.receive()
+    await carol.receive()
+    first = await alice.group_send("hikers", "sunday 9:00?")
+    await bob.receive()
+    await carol.receive()
+    clock.advance(10)
+    reply = await bob.reply(first.id, "in")
+    assert (reply.type, reply.is_group, reply.conversation) == ("reply", True, view.id)
+    await carol.receive()
+    await carol.react(first.id, "⛰")
+    await bob.react(first.id, "⛰")
+    clock.advance(10)
+    await alice.edit(first.id, "sunday 10:00?")
+    await refused("not_author", carol.edit(first.id, "saturday"))
+    await refused("not_author", carol.delete(reply.id, everyone=True))
+    clock.advance(10)
+    await bob.delete(reply.id, everyone=True)
+    for device in (alice, bob, carol):
+        await device.receive()
+    for device in (alice, bob, carol):
+        items = by_id(History(device.state).messages(view.id))
+        assert list(items) == [first.id, reply.id]
+        assert (items[first.id].text, items[first.id].edited) == ("sunday 10:00?", 1)
+        assert items[first.id].reactions == (Reaction(emoji="⛰", count=2, mine=device is not alice),)
+        # a placeholder: the deleted reply's text and what it quoted are erased
+        assert (items[reply.id].deleted, items[reply.id].text, items[reply.id].refers_to) == (True, "", None)
