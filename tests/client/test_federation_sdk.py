@@ -26,6 +26,8 @@ from tests.node.conftest import RunningNode
 from .conftest import ALICE, BETA, HANG_S, Clock, shown, texts
 from .loopback import Loopback
 
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
+
 Register = Callable[..., Awaitable[Device]]
 BOB_B = f"bob@{BETA}"
 UNREACHABLE = ("unreachable", f"cannot reach {BETA}: connection refused")

@@ -21,6 +21,8 @@ from .loopback import Loopback
 from .test_cli_groups import cli_json, cli_run
 from .test_groups_sdk import BOB_B
 
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
+
 Register = Callable[..., Awaitable[Device]]
 
 

@@ -19,6 +19,8 @@ from sonet.core.errors import LocalProtocolError
 from .conftest import ALICE, BETA, BOB, CAROL, RunningNode, link_device
 from .loopback import Loopback
 
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
+
 BOB_B = f"bob@{BETA}"
 
 

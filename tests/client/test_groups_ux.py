@@ -25,6 +25,8 @@ from .conftest import ALICE, BETA, BOB, CAROL, HANG_S, link_device
 from .loopback import Loopback
 from tests.node.conftest import RunningNode
 
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
+
 Register = Callable[..., Awaitable[Device]]
 ALPHA = "alpha.example"
 BOB_B = f"bob@{BETA}"

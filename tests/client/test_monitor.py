@@ -22,6 +22,8 @@ from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BOB, CAROL, HANG_S, Clock, append_leaf, append_rogue_leaf, link_device, node_db, texts
 
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
+
 Register = Callable[..., Awaitable[Device]]
 
 

@@ -17,6 +17,8 @@ from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BOB, HANG_S
 
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
+
 Register_ = Callable[..., Awaitable[Device]]
 
 

@@ -27,6 +27,8 @@ from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BOB, CAROL, HANG_S, Clock, append_leaf, link_device, node_db, shown, texts
 
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
+
 Register = Callable[..., Awaitable[Device]]
 
 

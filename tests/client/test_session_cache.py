@@ -20,6 +20,8 @@ from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BOB, HANG_S, texts
 
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
+
 Register = Callable[..., Awaitable[Device]]
 PEER = ("bob@alpha.example", 1)
 
