@@ -2,7 +2,7 @@
 ONE real node. An attacker process (combined_flood.py) keeps 2,000 sockets that send a WebSocket
 upgrade and then nothing, 200 unauthenticated connections that each send most of a 4 MiB frame
 and stop, and 16 workers replaying a recorded first handshake message, reopening whatever the
-node closes, for ~22 s. Meanwhile, every 2 s, a legitimate device registers a new account and
+node closes, for ~16 s. Meanwhile, every 2 s, a legitimate device registers a new account and
 exchanges a message with bob (the new user writes, bob receives), each through new connections.
 
 Run twice: with the attacker on 127.0.0.2 (another address than the device's) and on 127.0.0.1,
@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[3]
 STALLED = 2000
 PARTIAL = 200
 WORKERS = 16
-ATTACK_SECONDS = 22.0
+ATTACK_SECONDS = 16.0
 #: a device round starts this often while the attack runs
 ROUND_EVERY_S = 2.0
 MAX_RSS_MB = 300
