@@ -24,6 +24,7 @@ from .cli_groups import (
     Shell, add_group_commands, group_event_json, group_event_line, group_message_json, group_message_line, group_sent_json, group_sent_line,
     is_group_target, label, send_to_group, typing_in_group,
 )  # fmt: skip
+from .cli_gestures import add_gesture_commands, gesture_json_fields, gesture_line
 from .cli_history import add_history_command
 from .connection import ConnectError, NodeError
 from .node_url import check_node_url
@@ -275,11 +276,14 @@ def _message_json(m: InboxMessage) -> dict[str, Any]:
     for key in ("receipt", "ids", "typing", "group"):
         if key in m.fields:
             out[key] = m.fields[key]
-    return out
+    return {**out, **gesture_json_fields(m.fields)}  # a reply, reaction, edit, delete: refers_to (client/cli_gestures.py)
 
 
 def _message_line(m: InboxMessage) -> str:
     when = iso_ms(m.sent_at)
+    gesture = gesture_line(m.type, m.fields)  # a reply, reaction, edit or delete
+    if gesture is not None:
+        return f"[{when}] {'you -> ' + m.fields['to'] if m.fields.get('to') else m.sender} {gesture}"
     if m.type == "text" and m.fields.get("to"):
         return f"[{when}] you -> {m.fields['to']}: {m.fields['text']}"
     if m.type == "text":
@@ -777,6 +781,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
 
     add_group_commands(sub, _SHELL)
     add_history_command(sub, _SHELL, _positive)
+    add_gesture_commands(sub, _SHELL, _message_text)
     _add_json(parser, json_errors=json_errors)
     return parser
 

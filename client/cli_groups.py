@@ -26,6 +26,7 @@ from sonet.core.address import parse_address, validate_node_name
 from sonet.core.content import MAX_GROUP_NAME_LEN, MAX_GROUP_TOPIC_LEN
 from sonet.core.errors import LocalProtocolError, ProtocolError
 
+from .cli_gestures import gesture_line
 from .groups.api import GroupInfoView, GroupSendResult, GroupView
 from .groups.events import ADDED, ADMIN, HUB, LEFT, REMOVED, RENAMED, GroupEvent
 from .groups.store import GroupMessage
@@ -145,12 +146,16 @@ def group_message_json(m: GroupMessage) -> dict[str, Any]:
     """A group message in ``recv --json``: the fields of a 1:1 text, and the group."""
     return {
         "id": m.id.hex(), "from": m.sender, "device": m.device, "group": _group_ref(m.group_name, m.group.hex()),
-        "sent_at": iso_ms(m.sent_at), "received_at": iso_ms(m.received_at), "type": "text", "text": m.text,
+        "sent_at": iso_ms(m.sent_at), "received_at": iso_ms(m.received_at), "type": m.type, "text": m.text,
+        **{key: m.fields[key] for key in ("refers_to", "emoji", "remove") if key in m.fields},  # issue 17 (client/cli_gestures.py)
     }  # fmt: skip
 
 
 def group_message_line(m: GroupMessage) -> str:
-    return f"[{iso_ms(m.sent_at)}] {m.sender} in {label(m.group_name, m.group.hex())}: {m.text}"
+    where = f"[{iso_ms(m.sent_at)}] {m.sender} in {label(m.group_name, m.group.hex())}"
+    if m.type == "text":
+        return f"{where}: {m.text}"
+    return f"{where} {gesture_line(m.type, {**m.fields, 'text': m.text})}"
 
 
 def group_event_json(e: GroupEvent) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """``sonet history ADDRESS|GROUP [--limit N] [--json]``: a conversation as this device keeps it
 (client/history.py), oldest first, read from the device alone (no connection: it works with
 the node down). One line per message; with ``--json`` one object: id, from, to (1:1) or group
-({id, name}), sent_at, type, text, state, note, mine."""
+({id, name}), sent_at, type, text, state, note, mine, and what replies, reactions, edits and deletes
+made of it: refers_to, quote, thread, edited, versions, reactions, deleted."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from sonet.cli_output import iso_ms
 from sonet.core.errors import DecryptError
 
+from .cli_gestures import history_extra_json, history_marks
 from .cli_groups import Shell, label
 from .history import History, HistoryItem
 from .state import StateError
@@ -24,7 +26,7 @@ def history_json(item: HistoryItem, *, me: str, group_name: str | None) -> dict[
     """``group_name``: None in a 1:1 conversation."""
     out: dict[str, Any] = {
         "id": item.id.hex(), "from": item.sender, "sent_at": iso_ms(item.at), "type": item.type, "text": item.text,
-        "state": item.state, "note": item.note, "mine": item.mine,
+        "state": item.state, "note": item.note, "mine": item.mine, **history_extra_json(item),
     }  # fmt: skip
     if group_name is None:
         out["to"] = item.conversation if item.mine else me
@@ -37,7 +39,9 @@ def history_line(item: HistoryItem, *, group_name: str | None) -> str:
     where = f" in {label(group_name, item.conversation)}" if group_name is not None else ""
     who = f"you -> {item.conversation}" if item.mine and group_name is None else "you" if item.mine else item.sender
     state = f"{item.state}: {item.note}" if item.note else item.state
-    return f"[{iso_ms(item.at)}] {who}{where}: {item.text}  ({state}; id {item.id.hex()})"
+    before, after = history_marks(item)  # a reply's quote; edited, reactions (client/cli_gestures.py)
+    text = "(deleted)" if item.deleted else item.text
+    return f"[{iso_ms(item.at)}] {who}{where}: {before}{text}{after}  ({state}; id {item.id.hex()})"
 
 
 def cmd_history(args: argparse.Namespace, shell: Shell) -> None:
@@ -70,7 +74,8 @@ def add_history_command(sub: argparse._SubParsersAction, shell: Shell, positive:
     p.add_argument("--limit", type=positive, default=50, metavar="N", help="how many messages (default 50)")
     p.add_argument(
         "--json", action="store_true",
-        help="one JSON object per message: id, from, to (or group: {id, name}), sent_at, type, text, state, note (why it is "
-        "pending, queued or failed), mine",
+        help="one JSON object per message: id, from, to (or group: {id, name}), sent_at, type (text or reply), text, state, "
+        "note (why it is pending, queued or failed), mine, refers_to and quote (a reply's), thread, edited (how many times), "
+        "versions (the texts before), reactions ([{emoji, count, mine}]), deleted",
     )
     p.set_defaults(fn=lambda args: cmd_history(args, shell))

@@ -6,9 +6,13 @@ device's state. Real devices against an in-process node."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 
 import pytest
+import trio
+
+from sonet.client import cli
 
 from sonet.client.history import History, HistoryItem, Reaction
 from sonet.client.sdk import Device
@@ -211,3 +215,58 @@ async def test_group_gestures_fold_alike_for_every_member(alpha: RunningNode, re
         assert items[first.id].reactions == (Reaction(emoji="⛰", count=2, mine=device is not alice),)
         # a placeholder: the deleted reply's text and what it quoted are erased
         assert (items[reply.id].deleted, items[reply.id].text, items[reply.id].refers_to) == (True, "", None)
+
+
+async def _cli(capsys: pytest.CaptureFixture[str], device: Device, *argv: str) -> tuple[int, list[dict]]:
+    rc = await trio.to_thread.run_sync(cli.main, ["--home", str(device.state.home), *argv, "--json"])
+    objects = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    return rc, [o for o in objects if o.get("type") != "receipt"]  # delivered receipts come and go
+
+
+async def test_the_commands_and_what_recv_and_history_print(
+    alpha: RunningNode, register: Register, clock: Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    sent = await alice.send_text(BOB, "first draft\nsecond line")
+    await bob.receive()
+    msg = sent.id.hex()
+
+    rc, [reply] = await _cli(capsys, bob, "reply", msg, "looks good")
+    assert rc == 0 and (reply["type"], reply["refers_to"], reply["to"], reply["state"]) == ("reply", msg, ALICE, "accepted")
+    rc, [reaction] = await _cli(capsys, bob, "react", msg, "👍")
+    assert rc == 0 and (reaction["type"], reaction["emoji"], reaction["remove"]) == ("reaction", "👍", False)
+    rc, [edit] = await _cli(capsys, alice, "edit", msg, "final draft")
+    assert rc == 0 and edit["type"] == "edit"
+    rc, [error] = await _cli(capsys, bob, "edit", msg, "bob's draft")
+    assert rc == 1 and error["error"]["code"] == "not_author"
+    rc, [error] = await _cli(capsys, bob, "react", "not-an-id", "👍")
+    assert rc == 1 and error["error"]["code"] == "bad_input"
+
+    rc, got = await _cli(capsys, alice, "recv")
+    assert rc == 0
+    assert [(o["type"], o.get("refers_to"), o["text"]) for o in got] == [("reply", msg, "looks good"), ("reaction", msg, "")]
+    assert got[1]["emoji"] == "👍" and got[1]["remove"] is False
+    rc, got = await _cli(capsys, bob, "recv")
+    assert [(o["type"], o["refers_to"], o["text"]) for o in got if o["id"] != msg] == [("edit", msg, "final draft")]
+
+    rc, history = await _cli(capsys, bob, "history", ALICE)
+    assert [(o["id"], o["type"], o["text"], o["edited"], o["versions"], o["deleted"]) for o in history] == [
+        (msg, "text", "final draft", 1, ["first draft\nsecond line"], False), (reply["id"], "reply", "looks good", 0, [], False),
+    ]  # fmt: skip
+    assert history[0]["reactions"] == [{"emoji": "👍", "count": 1, "mine": True}]
+    assert (history[1]["refers_to"], history[1]["quote"], history[1]["thread"]) == (msg, "final draft", msg)
+    rc = await trio.to_thread.run_sync(cli.main, ["--home", str(bob.state.home), "history", ALICE])
+    out = capsys.readouterr().out.splitlines()
+    assert "final draft  [edited 1; 👍 1]" in out[0] and '↪ "final draft" looks good' in out[1]
+
+    rc, [deleted] = await _cli(capsys, alice, "delete", msg, "--everyone")
+    assert rc == 0 and (deleted["type"], deleted["everyone"]) == ("delete", True)
+    rc, got = await _cli(capsys, bob, "recv")
+    assert [(o["type"], o["refers_to"]) for o in got] == [("delete", msg)]
+    rc, history = await _cli(capsys, bob, "history", ALICE)
+    assert (history[0]["deleted"], history[0]["text"], history[0]["reactions"]) == (True, "", [])
+    assert history[1]["quote"] == ""  # the reply no longer quotes a deleted text
+    rc, [here] = await _cli(capsys, bob, "delete", reply["id"])
+    assert rc == 0 and here["state"] == "deleted_here"
+    rc, history = await _cli(capsys, bob, "history", ALICE)
+    assert [o["id"] for o in history] == [msg]
