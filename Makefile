@@ -41,7 +41,10 @@ run: $(VENV)/.installed-run
 # modules out in collection order: xdist's default order (most tests first) puts the slow
 # single-test e2e modules (real nodes, 10-60 s each) last, so a run ended on one of them while
 # the other workers idled; in collection order the small unit-test modules fill the end.
-PYTEST := $(BIN)/python -m pytest -q -n auto --dist loadscope --no-loadscope-reorder
+# PYTHONDONTWRITEBYTECODE is emptied (unset) for the suite: it starts hundreds of Python processes
+# (nodes, CLIs, examples), and with it set each compiled the whole package again (~0.5 s of CPU
+# a start) and pytest rewrote every test module's asserts in each worker (__pycache__/ is ignored by git).
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n auto --dist loadscope --no-loadscope-reorder
 
 # Everything: the type check and every test, the slow ones too (the table of the fault runs at the end).
 test: typecheck
