@@ -226,7 +226,7 @@ class ChatApp(App[int]):
                     senders[m.sender] = now + TYPING_SHOWN_S
                 else:
                     senders.pop(m.sender, None)
-            elif m.type == "text":  # a message ends its sender's typing
+            elif m.type in ("text", "reply"):  # a message ends its sender's typing
                 self.typing.get(m.peer, {}).pop(m.sender, None)
         for g in event.group_messages:
             self.typing.get(g.group.hex(), {}).pop(g.sender, None)

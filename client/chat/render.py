@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from rich.console import RenderableType
 from rich.table import Table
@@ -62,16 +63,32 @@ def _name_style(address: str) -> str:
     return _NAME_STYLES[sum(address.encode()) % len(_NAME_STYLES)]
 
 
-def message_row(*, at: int, sender: str, me: str, mine: bool, text: str, state: str, note: str) -> RenderableType:
+def message_row(
+    *, at: int, sender: str, me: str, mine: bool, text: str, state: str, note: str, quote: str = "", edited: int = 0,
+    deleted: bool = False, reactions: Sequence[tuple[str, int, bool]] = (),
+) -> RenderableType:
     """One message: time, who, the text (wrapped), and for own messages the ticks; a failed
-    message says why on the line below."""
+    message says why on the line below. Issue 17: a reply's quote above the text, "(edited)"
+    after it, the reactions below it (yours in bold), a deleted message as a placeholder."""
     grid = Table.grid(expand=True, padding=(0, 1))
     grid.add_column(width=6, no_wrap=True)
     grid.add_column(max_width=14, no_wrap=True, overflow="ellipsis")
     grid.add_column(ratio=1, overflow="fold")
     grid.add_column(width=2, no_wrap=True, justify="right")
     who = Text(safe(short_name(sender, me)), style="bold" if mine else f"bold {_name_style(sender)}")
-    grid.add_row(Text(clock_time(at), style="dim"), who, Text(safe(text)), tick(state) if mine else Text(""))
+    body = Text()
+    if quote:
+        body.append(f"↪ {safe(quote)}\n", style="dim italic")
+    if deleted:
+        body.append("message deleted", style="dim italic")
+    else:
+        body.append(safe(text))
+        if edited:
+            body.append(" (edited)", style="dim")
+    for n, (emoji, count, by_me) in enumerate(reactions):
+        body.append("\n" if n == 0 else "  ")
+        body.append(f"{safe(emoji)} {count}", style="bold" if by_me else "dim")
+    grid.add_row(Text(clock_time(at), style="dim"), who, body, tick(state) if mine else Text(""))
     if mine and state in ("failed", "pending") and note:
         why = f"not sent: {note}" if state == "failed" else f"waiting on this device: {note}"
         grid.add_row("", "", Text(safe(why), style="red" if state == "failed" else "yellow italic"), "")

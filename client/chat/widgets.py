@@ -52,7 +52,10 @@ class MessageRow(Static):
 
     def set_item(self, item: HistoryItem) -> None:
         self.item = item
-        self.update(message_row(at=item.at, sender=item.sender, me=self.me, mine=item.mine, text=item.text, state=item.state, note=item.note))
+        self.update(message_row(
+            at=item.at, sender=item.sender, me=self.me, mine=item.mine, text=item.text, state=item.state, note=item.note,
+            quote=item.quote, edited=item.edited, deleted=item.deleted, reactions=[(r.emoji, r.count, r.mine) for r in item.reactions],
+        ))  # fmt: skip
 
 
 class MessageLog(VerticalScroll):

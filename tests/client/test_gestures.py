@@ -6,8 +6,10 @@ device's state. Real devices against an in-process node."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import trio
@@ -270,3 +272,19 @@ async def test_the_commands_and_what_recv_and_history_print(
     assert rc == 0 and here["state"] == "deleted_here"
     rc, history = await _cli(capsys, bob, "history", ALICE)
     assert [o["id"] for o in history] == [msg]
+
+
+def test_the_chat_app_draws_a_quote_edits_reactions_and_a_placeholder() -> None:
+    from rich.console import Console
+
+    from sonet.client.chat.render import message_row
+
+    def drawn(text: str = "noon works", **kwargs: Any) -> str:
+        console = Console(width=60, record=True, file=io.StringIO())
+        console.print(message_row(at=0, sender=BOB, me=ALICE, mine=False, text=text, state="received", note="", **kwargs))
+        return console.export_text()
+
+    shown = drawn(quote="lunch at noon?", edited=1, reactions=[("👍", 2, True), ("🎉", 1, False)])
+    assert "↪ lunch at noon?" in shown and "noon works (edited)" in shown and "👍 2  🎉 1" in shown
+    gone = drawn(deleted=True, text="")
+    assert "message deleted" in gone and "noon works" not in gone
