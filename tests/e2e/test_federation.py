@@ -5,6 +5,11 @@ SIGKILL mid-stream (receiver, relay, sender) and links are dropped and stalled t
 proxy; every message a ``send`` acknowledged must arrive exactly once, in order. The nodes are
 real processes; ``sonet`` and ``sonet-node`` commands run their ``main`` in this process
 (``sonet_here``, ``node_here``), so a message costs no interpreter start.
+
+The tests share one federation (``fed``; alpha dials beta through a TCP proxy that passes
+everything until a test tells it otherwise): each test's texts carry a tag of its own and each
+test counts only those, and a killed node's restart replaces it in ``fed``. The wrong-pin test,
+which leaves alpha pinned to an impostor, has a federation of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,15 +97,16 @@ def federation(procs: Processes, tmp: Path, *, beta_url_for_alpha: Callable[[Nod
     return fed
 
 
-def receive_texts(home: Path, count: int) -> list[str]:
-    """Texts received until ``count`` arrived, or the hang guard ran out."""
+def receive_texts(home: Path, count: int, tag: str = "") -> list[str]:
+    """Texts (those that start with ``tag``) received until ``count`` arrived, or the hang guard ran out."""
     texts: list[str] = []
     deadline = time.monotonic() + POLL_GUARD_S
     while len(texts) < count and time.monotonic() < deadline:
         texts += [m["text"] for m in read_texts(ok(sonet_here(home, "recv", "--wait", "5", "--json")).out)]
+        texts = [t for t in texts if t.startswith(tag)]
     # one more look: nothing beyond `count` may be waiting (a duplicate would show here)
     texts += [m["text"] for m in read_texts(ok(sonet_here(home, "recv", "--json")).out)]
-    return texts
+    return [t for t in texts if t.startswith(tag)]
 
 
 def send_all(home: Path, to: str, texts: list[str], *, at: int, action: Callable[[], None]) -> list[str]:
@@ -136,14 +142,38 @@ class KillAndRestart:
         assert self.restarted, f"{self.node.name} did not come back"
 
 
-def warm_up(fed: Federation, to_home: Path, to: str) -> None:
+def warm_up(fed: Federation, to_home: Path, to: str, tag: str) -> None:
     """One message each way first: sessions and the home node's device-list cache exist, and
     alice is a contact of the recipient (the answer carries its access token), so what follows
     is not a stranger's capped message requests."""
-    ok(sonet_here(fed.alice, "send", to, "warm-up"))
-    assert receive_texts(to_home, 1) == ["warm-up"]
-    ok(sonet_here(to_home, "send", "alice@alpha", "warm-up reply"))
-    assert receive_texts(fed.alice, 1) == ["warm-up reply"]
+    ok(sonet_here(fed.alice, "send", to, f"{tag} warm-up"))
+    assert receive_texts(to_home, 1, tag) == [f"{tag} warm-up"]
+    ok(sonet_here(to_home, "send", "alice@alpha", f"{tag} warm-up reply"))
+    assert receive_texts(fed.alice, 1, tag) == [f"{tag} warm-up reply"]
+
+
+@dataclass
+class SharedFederation(Federation):
+    procs: Processes
+    #: alpha dials beta through it
+    proxy: TcpProxy
+
+
+@pytest.fixture(scope="module")
+def fed(module_procs: Processes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedFederation]:
+    proxies: list[TcpProxy] = []
+
+    def behind_proxy(beta: NodeProcess) -> str:
+        proxies.append(TcpProxy(beta.port))
+        return proxies[0].url
+
+    f = federation(module_procs, tmp_path_factory.mktemp("federation"), beta_url_for_alpha=behind_proxy)
+    with proxies[0] as proxy:
+        yield SharedFederation(f.alpha, f.beta, f.gamma, f.alice, f.bob, f.carol, module_procs, proxy)
+
+
+def new_tag(name: str) -> str:
+    return f"{name} {uuid.uuid4().hex[:6]}"
 
 
 def test_example_script_exchanges_messages_exactly_once(tmp_path: Path) -> None:
@@ -157,29 +187,29 @@ def test_example_script_exchanges_messages_exactly_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("victim", ["receiver", "relay"])
-def test_sigkill_of_receiver_or_relay_mid_stream_loses_and_duplicates_nothing(procs: Processes, tmp_path: Path, victim: str) -> None:
-    fed = federation(procs, tmp_path)
+def test_sigkill_of_receiver_or_relay_mid_stream_loses_and_duplicates_nothing(fed: SharedFederation, victim: str) -> None:
     to, home = ("bob@beta", fed.bob) if victim == "receiver" else ("carol@gamma", fed.carol)
-    warm_up(fed, home, to)
-    tag = uuid.uuid4().hex[:6]
-    texts = [f"{victim} {tag} #{i:02d}" for i in range(50)]
-    action = KillAndRestart(procs, fed.beta, 3.0)
+    tag = new_tag(victim)
+    warm_up(fed, home, to, tag)
+    texts = [f"{tag} #{i:02d}" for i in range(50)]
+    action = KillAndRestart(fed.procs, fed.beta, 3.0)
     acknowledged = send_all(fed.alice, to, texts, at=15, action=action)
     action.join()
+    fed.beta = action.restarted[0]
     # The home node (alpha) was up the whole time: every send was acknowledged.
     assert acknowledged == texts
-    assert receive_texts(home, len(texts)) == texts
+    assert receive_texts(home, len(texts), tag) == texts
 
 
-def test_sigkill_of_sender_node_mid_stream(procs: Processes, tmp_path: Path) -> None:
-    fed = federation(procs, tmp_path)
-    warm_up(fed, fed.bob, "bob@beta")
-    tag = uuid.uuid4().hex[:6]
-    texts = [f"sender {tag} #{i:02d}" for i in range(30)]
-    action = KillAndRestart(procs, fed.alpha, 2.0)
+def test_sigkill_of_sender_node_mid_stream(fed: SharedFederation) -> None:
+    tag = new_tag("sender")
+    warm_up(fed, fed.bob, "bob@beta", tag)
+    texts = [f"{tag} #{i:02d}" for i in range(30)]
+    action = KillAndRestart(fed.procs, fed.alpha, 2.0)
     acknowledged = send_all(fed.alice, "bob@beta", texts, at=10, action=action)
     action.join()
-    got = receive_texts(fed.bob, len(acknowledged))
+    fed.alpha = action.restarted[0]
+    got = receive_texts(fed.bob, len(acknowledged), tag)
     # Acknowledged sends arrive exactly once and in order; a send cut off by the kill may or
     # may not have been committed, so it may appear (once) or not.
     assert len(got) == len(set(got)), "a message arrived twice"
@@ -187,39 +217,34 @@ def test_sigkill_of_sender_node_mid_stream(procs: Processes, tmp_path: Path) -> 
     assert set(got) <= set(texts)
 
 
-def test_link_drops_and_stalls_through_a_proxy(procs: Processes, tmp_path: Path) -> None:
-    proxies: list[TcpProxy] = []
-
-    def behind_proxy(beta: NodeProcess) -> str:
-        proxies.append(TcpProxy(beta.port))
-        return proxies[0].url
-
-    fed = federation(procs, tmp_path, beta_url_for_alpha=behind_proxy)
-    with proxies[0] as proxy:
-        warm_up(fed, fed.bob, "bob@beta")
-        tag = uuid.uuid4().hex[:6]
-        texts = [f"proxy {tag} #{i:02d}" for i in range(30)]
-        for i, text in enumerate(texts):
-            if i in (5, 12):
-                proxy.drop()
-            if i == 18:
-                proxy.stall()
-            if i == 24:
-                time.sleep(4)  # longer than the request deadline: the stalled push is abandoned
-                proxy.resume()
-            # alpha, the home node, is reachable directly: every send is acknowledged
-            ok(sonet_here(fed.alice, "send", "bob@beta", text))
-        assert receive_texts(fed.bob, len(texts)) == texts
-        assert proxy.connections >= 2, "the drops should have forced new connections"
+def test_link_drops_and_stalls_through_a_proxy(fed: SharedFederation) -> None:
+    proxy = fed.proxy
+    tag = new_tag("proxy")
+    warm_up(fed, fed.bob, "bob@beta", tag)
+    connections = proxy.connections
+    texts = [f"{tag} #{i:02d}" for i in range(30)]
+    for i, text in enumerate(texts):
+        if i in (5, 12):
+            proxy.drop()
+        if i == 18:
+            proxy.stall()
+        if i == 24:
+            time.sleep(4)  # longer than the request deadline: the stalled push is abandoned
+            proxy.resume()
+        # alpha, the home node, is reachable directly: every send is acknowledged
+        ok(sonet_here(fed.alice, "send", "bob@beta", text))
+    assert receive_texts(fed.bob, len(texts), tag) == texts
+    assert proxy.connections >= connections + 2, "the drops should have forced new connections"
 
 
 def test_wrong_fingerprint_pin_delivers_nothing_and_says_so(procs: Processes, tmp_path: Path) -> None:
-    fed = federation(procs, tmp_path)
-    warm_up(fed, fed.bob, "bob@beta")
+    fed = federation(procs, tmp_path)  # its own: alpha is left pinned to an impostor
+    tag = new_tag("pin")
+    warm_up(fed, fed.bob, "bob@beta", tag)
     # beta is down: alpha accepts the message into its outbox (the device list it cached and
     # beta's key it checked against the pin still serve)...
     fed.beta.kill()
-    ok(sonet_here(fed.alice, "send", "bob@beta", "must not arrive"))
+    ok(sonet_here(fed.alice, "send", "bob@beta", f"{tag} must not arrive"))
     # ...then alpha pins "beta" to another node's key: the real beta is an impostor to it.
     ok(node_here("peer", "remove", "--data", fed.alpha.data, "--name", "gamma"))
     ok(node_here("peer", "remove", "--data", fed.alpha.data, "--name", "beta"))
@@ -241,6 +266,6 @@ def test_wrong_fingerprint_pin_delivers_nothing_and_says_so(procs: Processes, tm
     assert latest["state"] == "queued" and latest["code"] == "wrong_identity", latest
     assert "identity" in latest["message"]
     # a new send is refused at once: alpha cannot vouch for beta's key, so bob's keys cannot be checked
-    refused = sonet_here(fed.alice, "send", "bob@beta", "must not be accepted either")
+    refused = sonet_here(fed.alice, "send", "bob@beta", f"{tag} must not be accepted either")
     assert refused.rc != 0 and "wrong_identity" in refused.err and "Traceback" not in refused.err, refused
-    assert receive_texts(fed.bob, 0) == []
+    assert receive_texts(fed.bob, 0, tag) == []
