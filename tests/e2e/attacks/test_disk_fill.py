@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[3]
 MIB = 1 << 20
-FLOOD_SECONDS = 6.0
+FLOOD_SECONDS = 4.0
 #: bound on the flood's attempts (it stops by itself at whichever comes first)
 MAX_ATTEMPTS = 4000
 #: [storage] of every node here: the attacker's device may hold more than one outbox's budget,
