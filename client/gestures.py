@@ -12,10 +12,13 @@ the history folds it (client/history_fold.py) and ``sonet sent`` shows how far i
 Refused here, before anything is sent (each with its own code): an id this device does not
 hold (``unknown_message``), an edit or delete of someone else's message (``not_author``), a
 delete for everyone later than ``DELETE_WINDOW_MS`` after the message (``too_late``), a
-gesture on a message deleted for everyone (``deleted``), on one still waiting on this device
-to be sent (``not_sent_yet``), or while earlier messages to the same contact wait
-(``waiting_first``: it would overtake them). Receivers check the same rules again
+gesture on a message deleted for everyone (``deleted``), a delete of one still waiting on this
+device to be sent (``not_sent_yet``). Receivers check the same rules again
 (client/history_fold.py): nothing here is trusted by them.
+
+A 1:1 gesture that cannot go now waits on the device as a text does (client/pending.py, the
+same caps and order: behind the texts to the same contact that wait, so it never overtakes the
+message it names); in a group as a group text does.
 
 Delete for me is local: the message is hidden on this device and its text erased from it.
 """
@@ -27,24 +30,28 @@ from typing import TYPE_CHECKING
 
 from sonet.core import limits
 from sonet.core.address import parse_address
-from sonet.core.content import DELETE, DELETE_WINDOW_MS, EDIT, Content, emoji_problem, encode_content
-from sonet.core.envelope import Kind
-from sonet.core.errors import LocalProtocolError
+from sonet.core.content import DELETE, DELETE_WINDOW_MS, EDIT, REACTION, REPLY, Content, emoji_problem
+from sonet.core.errors import LocalProtocolError, ProtocolError
 from sonet.core.groups.items import group_hex
 
+from .connection import NodeError
 from .deletes import erase_deleted
 from .history_fold import may_change
+from .pending import PendingFull, waits
 from .prekeys import maintain_prekeys
+from .state_pending import PendingSend
 from .state_gestures import KeptMessage
 from .state_history import content_fields
 
 if TYPE_CHECKING:
     from .sdk import Device
 
-__all__ = ["GestureResult", "Gestures", "parse_message_id", "DELETED_HERE"]
+__all__ = ["GestureResult", "Gestures", "parse_message_id", "waiting_content", "DELETED_HERE"]
 
 #: the state of a message deleted for me: nothing was sent
 DELETED_HERE = "deleted_here"
+#: a 1:1 gesture kept on the device to send later (client/pending.py)
+PENDING = "pending"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +79,19 @@ def parse_message_id(text: str) -> bytes:
     if len(msg_id) != limits.CONTENT_ID_LEN:
         raise LocalProtocolError(f"{text!r} is not a message id (32 hex digits, as `sonet history` prints them)", code="bad_input")
     return msg_id
+
+
+def waiting_content(entry: PendingSend) -> Content:
+    """The content of a reply, reaction, edit or delete that waited on the device."""
+    fields = entry.fields
+    refers_to = bytes.fromhex(fields["refers_to"])
+    if entry.kind == REPLY:
+        return Content.make_reply(id=entry.id, sent_at=entry.created, text=fields["text"], refers_to=refers_to)
+    if entry.kind == REACTION:
+        return Content.make_reaction(id=entry.id, sent_at=entry.created, refers_to=refers_to, emoji=fields["emoji"], remove=fields["remove"])
+    if entry.kind == EDIT:
+        return Content.make_edit(id=entry.id, sent_at=entry.created, refers_to=refers_to, text=fields["text"])
+    return Content.make_delete(id=entry.id, sent_at=entry.created, refers_to=refers_to)
 
 
 def _check_text(text: str) -> None:
@@ -107,6 +127,10 @@ class Gestures:
 
     async def delete(self, msg_id: bytes, *, everyone: bool = False) -> GestureResult:
         kept = self._find(msg_id, deleted_ok=not everyone)
+        if kept.pending:
+            raise LocalProtocolError(
+                f"message {msg_id.hex()} still waits on this device to be sent: try again once it went (`sonet sent`)", code="not_sent_yet"
+            )  # fmt: skip
         now = self._device._clock()
         if not everyone:
             with self._state.transaction():
@@ -134,10 +158,6 @@ class Gestures:
         if kept is None or msg_id in state.hidden_here():
             raise LocalProtocolError(
                 f"no message {msg_id.hex()} on this device (`sonet history` lists the ids of a conversation)", code="unknown_message"
-            )  # fmt: skip
-        if kept.pending:
-            raise LocalProtocolError(
-                f"message {msg_id.hex()} still waits on this device to be sent: try again once it went (`sonet sent`)", code="not_sent_yet"
             )  # fmt: skip
         if not deleted_ok and self._deleted(kept, me):
             raise LocalProtocolError(f"message {msg_id.hex()} was deleted for everyone", code="deleted")
@@ -174,24 +194,36 @@ class Gestures:
         profile = state.profile()
         to = parse_address(peer)
         async with device._connect(profile) as conn:  # which first sends the texts that wait
-            if state.pending_reason(peer) is not None:
-                raise LocalProtocolError(
-                    f"earlier messages to {peer} still wait on this device (`sonet sent`): this {content.type} would overtake them; "
-                    "try again once they went",
-                    code="waiting_first",
-                )  # fmt: skip
             home = conn.welcome.node
-            await maintain_prekeys(conn, state, profile, device._rng, device._clock())
-            to_them = encode_content(content)
-            to_me = encode_content(Content.make_sync_of(content, to=peer))
-            devices, _own = await device._deliver(conn, profile, to, to_them, to_me, content.id, Kind.SEALED, share_access=True)
-        sent_state = "accepted" if to.node == home else "sent"
+            # behind the texts to them that still wait: never before the message it names
+            waiting = state.pending_reason(peer)
+            if waiting is None:
+                await maintain_prekeys(conn, state, profile, device._rng, device._clock())
+                try:
+                    devices, _own = await device._send_content_now(conn, profile, to, content)
+                except (NodeError, ProtocolError) as exc:
+                    if not waits(exc):
+                        raise
+                    waiting = (exc.code, str(exc))
+        fields = content_fields(content)
         with state.transaction():
-            state.record_sent(content.id, peer, content.sent_at, devices, state=sent_state, kind=content.type, fields=content_fields(content))
-            if content.type == DELETE:
+            if waiting is not None:
+                code, message = waiting
+                try:
+                    state.add_pending(content.id, peer, fields.get("text", ""), created=content.sent_at, code=code, message=message,
+                                      kind=content.type, fields=fields)  # fmt: skip
+                except PendingFull as exc:
+                    raise LocalProtocolError(f"not sent: {message}; nor kept to send later: {exc}", code="pending_full") from None
+                sent_state = PENDING
+            else:
+                sent_state = "accepted" if to.node == home else "sent"
+                state.record_sent(content.id, peer, content.sent_at, devices, state=sent_state, kind=content.type, fields=fields)
+            if content.type == DELETE:  # erased here at once, even while the delete waits to go
                 erase_deleted(state, profile.address, peer=peer, group=None, delete_id=content.id)
+        code, message = waiting or ("", "")
         return GestureResult(
-            id=content.id, type=content.type, refers_to=kept.id, conversation=peer, is_group=False, state=sent_state,
+            id=content.id, type=content.type, refers_to=kept.id, conversation=peer, is_group=False, state=sent_state, code=code,
+            message=message,
         )  # fmt: skip
 
     async def _send_group(self, kept: KeptMessage, content: Content) -> GestureResult:

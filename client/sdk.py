@@ -64,7 +64,7 @@ from .groups.engine import GroupEngine
 from .groups.typing import GroupTypingResult, send_group_typing
 from .groups.waiting import send_waiting_group_messages
 from .groups.keys import maintain_key_packages
-from .gestures import GestureResult, Gestures
+from .gestures import GestureResult, Gestures, waiting_content
 from .live import LiveSession, lent_connection, open_live_session
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
 from .pending import PendingFull, expire_pending, send_pending, waits
@@ -646,9 +646,15 @@ class Device:
     ) -> tuple[int, int]:
         """Encrypt ``text`` (written at ``written``) for ``to`` and the account's other devices
         and hand it to the node: (recipient devices, own devices)."""
-        to_them = encode_content(Content(type="text", id=msg_id, sent_at=written, text=text))
-        to_me = encode_content(Content(type="sync", id=msg_id, sent_at=written, text=text, to=str(to)))
-        return await self._deliver(conn, profile, to, to_them, to_me, msg_id, Kind.SEALED, mode=mode, share_access=True)
+        return await self._send_content_now(conn, profile, to, Content.make_text(id=msg_id, sent_at=written, text=text), mode=mode)
+
+    async def _send_content_now(
+        self, conn: Connection, profile: Profile, to: Address, content: Content, *, mode: CryptoMode | None = None
+    ) -> tuple[int, int]:
+        """``_send_text_now`` of any message one writes (a text, reply, reaction, edit or
+        delete: client/gestures.py), with its sync copy for the account's other devices."""
+        to_them, to_me = encode_content(content), encode_content(Content.make_sync_of(content, to=str(to)))
+        return await self._deliver(conn, profile, to, to_them, to_me, content.id, Kind.SEALED, mode=mode, share_access=True)
 
     def _keep_waiting(self, msg_id: bytes, to: Address, text: str, now: int, code: str, message: str) -> SendResult:
         """Keep a text whose recipient's keys cannot be fetched now, to send it later."""
@@ -667,7 +673,10 @@ class Device:
 
         async def send_one(entry: PendingSend) -> tuple[int, str]:
             to = parse_address(entry.recipient)
-            devices, _own = await self._send_text_now(conn, profile, to, entry.id, entry.created, entry.text)
+            if entry.kind == "text":
+                devices, _own = await self._send_text_now(conn, profile, to, entry.id, entry.created, entry.text)
+            else:  # a reply, reaction, edit or delete (client/gestures.py)
+                devices, _own = await self._send_content_now(conn, profile, to, waiting_content(entry))
             return devices, "accepted" if to.node == conn.welcome.node else "sent"
 
         self.notices += await send_pending(self.state, send_one, self._clock())

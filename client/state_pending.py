@@ -7,8 +7,10 @@ waits in ``code``/``note``) plus a row of ``pending`` holding its text, sealed b
 like every other message text, and its attempts. Sending it turns the ``sent`` row into an
 ordinary one (same id) and deletes the ``pending`` row in one transaction; giving up marks the
 ``sent`` row "failed" with the reason and deletes the ``pending`` row. The text itself stays in
-``sent`` for the history (client/state_history.py). ``DeviceState`` mixes this in; it
-provides ``_db``, ``vault`` and ``transaction``.
+``sent`` for the history (client/state_history.py). A reply, reaction, edit or delete waits
+the same way (issue 17, client/gestures.py): its type and fields are those of its ``sent`` row,
+its ``pending`` row holds its text ("" for a reaction or delete). ``DeviceState`` mixes this
+in; it provides ``_db``, ``vault`` and ``transaction``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import sqlite3
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+
+from sonet.core import canonical
 
 from .state_history import seal_body, sent_where
 from .vault import Vault
@@ -48,6 +52,9 @@ class PendingSend:
     #: why it waits: the last failure's code and message
     code: str
     message: str
+    #: "text", or a reply, reaction, edit or delete with its ``fields`` (client/gestures.py)
+    kind: str = "text"
+    fields: dict = field(default_factory=dict, repr=False)
 
 
 class PendingState:
@@ -58,8 +65,12 @@ class PendingState:
     def transaction(self) -> AbstractContextManager[None]:
         raise NotImplementedError
 
-    def add_pending(self, msg_id: bytes, recipient: str, text: str, *, created: int, code: str, message: str) -> None:
-        """Keep ``text`` to send later; PendingFull (nothing stored) when the caps are reached."""
+    def add_pending(
+        self, msg_id: bytes, recipient: str, text: str, *, created: int, code: str, message: str, kind: str = "text",
+        fields: dict | None = None,
+    ) -> None:
+        """Keep ``text`` (or a message of another ``kind`` with its ``fields``) to send later;
+        PendingFull (nothing stored) when the caps are reached."""
         size = len(text.encode())
         with self.transaction():
             count, used = self._db.execute("SELECT count(*), coalesce(sum(size), 0) FROM pending").fetchone()
@@ -72,21 +83,23 @@ class PendingState:
                 "INSERT INTO pending (id, recipient, created, size, text) VALUES (?, ?, ?, ?, ?)",
                 (msg_id, recipient, created, size, self.vault.seal(text.encode(), b"pending/" + msg_id)),
             )
+            kept = fields if fields is not None else {"text": text}
             self._db.execute(  # with the text for the history, which outlives the pending row
-                "INSERT INTO sent (id, recipient, sent_at, devices, node_state, code, note, body) VALUES (?, ?, ?, 0, 'pending', ?, ?, ?)",
-                (msg_id, recipient, created, code, message, seal_body(self.vault, {"text": text}, sent_where(msg_id))),
+                "INSERT INTO sent (id, recipient, sent_at, devices, node_state, code, note, type, body) VALUES (?, ?, ?, 0, 'pending', ?, ?, ?, ?)",
+                (msg_id, recipient, created, code, message, kind, seal_body(self.vault, kept, sent_where(msg_id))),
             )
 
     def pending_sends(self) -> list[PendingSend]:
         """Every pending text, oldest first (the order they were written in)."""
         rows = self._db.execute(
-            "SELECT p.id, p.recipient, p.created, p.text, p.attempts, p.last_attempt, s.code, s.note"
+            "SELECT p.id, p.recipient, p.created, p.text, p.attempts, p.last_attempt, s.code, s.note, s.type, s.body"
             " FROM pending p JOIN sent s ON s.id = p.id ORDER BY p.rowid"
         ).fetchall()
         return [
             PendingSend(
                 id=r[0], recipient=r[1], created=r[2], text=self.vault.open_value(r[3], b"pending/" + r[0]).decode(),
-                attempts=r[4], last_attempt=r[5], code=r[6], message=r[7],
+                attempts=r[4], last_attempt=r[5], code=r[6], message=r[7], kind=r[8],
+                fields=canonical.loads(self.vault.open_value(r[9], sent_where(r[0]))) if r[8] != "text" and r[9] is not None else {},
             )
             for r in rows
         ]

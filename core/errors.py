@@ -103,7 +103,6 @@ _CODES = {
     "too_late": "a delete for everyone later than its window after the message",
     "deleted": "a gesture on a message deleted for everyone",
     "not_sent_yet": "a gesture on a message still waiting on this device to be sent",
-    "waiting_first": "a gesture while earlier messages to the same contact wait on the device",
     # Prekeys
     "too_many_prekeys": "more one-time prekeys than the node keeps per device",
     "wrong_prekey_kind": "a prekey in the wrong slot",

@@ -22,7 +22,8 @@ from sonet.core.content import DELETE_WINDOW_MS, Content
 from sonet.core.errors import LocalProtocolError
 from tests.node.conftest import RunningNode
 
-from .conftest import ALICE, BOB, CAROL, Clock, link_device
+from .conftest import ALICE, BETA, BOB, CAROL, Clock, link_device
+from .loopback import Loopback
 
 Register = Callable[..., Awaitable[Device]]
 SECRET = "a deleted plaintext 7c3a91"
@@ -288,3 +289,29 @@ def test_the_chat_app_draws_a_quote_edits_reactions_and_a_placeholder() -> None:
     assert "↪ lunch at noon?" in shown and "noon works (edited)" in shown and "👍 2  🎉 1" in shown
     gone = drawn(deleted=True, text="")
     assert "message deleted" in gone and "noon works" not in gone
+
+
+async def test_a_gesture_to_a_contact_whose_node_is_down_waits_behind_the_text_it_names(
+    alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Register, clock: Clock
+) -> None:
+    alpha, beta = alpha_beta
+    alice, bob = await register(alpha, "alice"), await register(beta, "bob")
+    bob_b = f"bob@{BETA}"
+    loopback.down[BETA] = ("unreachable", f"cannot reach {BETA}: connection refused")
+    text = await alice.send_text(bob_b, "see you at 9")
+    assert text.state == "pending"
+    clock.advance(10)
+    edit = await alice.edit(text.id, "see you at 10")
+    reaction = await alice.react(text.id, "⏰")
+    assert (edit.state, edit.code, reaction.state) == ("pending", "unreachable", "pending")
+    await refused("not_sent_yet", alice.delete(text.id, everyone=True))
+    [item] = History(alice.state).messages(bob_b)  # folded on this device at once
+    assert (item.text, item.state, item.reactions) == ("see you at 10", "pending", (Reaction(emoji="⏰", count=1, mine=True),))
+
+    del loopback.down[BETA]
+    await alice.receive()  # connecting sends what waited, in the order written
+    assert [m.state for m in alice.state.sent_messages(3)] == ["sent"] * 3
+    await loopback.flush()
+    await bob.receive()
+    [got] = History(bob.state).messages(ALICE)
+    assert (got.id, got.text, got.versions, got.reactions) == (text.id, "see you at 10", ("see you at 9",), (Reaction(emoji="⏰", count=1, mine=False),))
