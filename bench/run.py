@@ -23,7 +23,7 @@ from pathlib import Path
 __all__ = ["main", "SUITES", "REQUIRED"]
 
 #: suite modules, in the order they run
-SUITES = ("bench.crypto_bench", "bench.store_bench", "bench.conn_bench", "bench.relay_bench", "bench.mls_bench", "bench.groups_bench")
+SUITES = ("bench.codec_bench", "bench.crypto_bench", "bench.store_bench", "bench.conn_bench", "bench.relay_bench", "bench.mls_bench", "bench.groups_bench")
 
 #: the figures issues 6, 14 and 15 ask for (top-level numeric keys of results.json)
 REQUIRED = (
@@ -41,6 +41,8 @@ REQUIRED = (
     "relay_cpu_us_per_env_sending_node",
     "relay_cpu_us_per_env_receiving_node",
     "envelope_bytes_100b_text_hybrid",
+    # issue 14 item 2: the frame codec on a Push of 256 envelopes and a Deliver of 128 (bench/codec_bench.py)
+    *(f"codec_{frame}_{op}_us" for frame in ("push", "deliver") for op in ("decode", "encode")),
     # issue 15: MLS at 1,500 members, X-Wing suite and suite 1 (bench/mls_bench.py)
     *(
         f"mls_{suite}_{figure}"

@@ -1,22 +1,40 @@
-"""msgpack frame codec with hard caps and strict types.
+"""msgpack frame codec with hard caps and strict types, run by msgspec (C).
 
-A *frame* is a frozen, keyword-only dataclass registered under a small integer tag; on the wire
+A *frame* is a frozen, keyword-only struct registered under a small integer tag; on the wire
 it is the msgpack array ``[tag, field1, field2, ...]``. Nested *structs* (e.g. an envelope inside
-a batch) are plain arrays of their fields. Decoding never trusts the input: the byte length,
-every string/bin/array/map length and the nesting depth are capped (``core.limits``), ext types
-are refused, and every field is checked against its declared type. Anything wrong is a
-``RemoteProtocolError``; no other exception escapes :func:`decode_frame`.
+a batch) are plain arrays of their fields. The declared classes are ``msgspec.Struct`` types
+(``array_like``, tagged for frames), so encoding and decoding a frame runs in C; the bytes are
+the same msgpack as before (tests/core/test_wire_vectors.py).
+
+Decoding never trusts the input: the byte length is capped before anything is decoded; every
+bin and array length is a constraint of the field's msgspec type (``core.limits``), a str is
+capped in characters there and in UTF-8 bytes right after; nothing decodes deeper than its
+schema (every schema is checked against MAX_DEPTH when declared); ext types, maps and
+values of another type are refused; every field is decoded exactly (no defaults filled in, no
+extra items); and each struct's check() runs once the types are known good. Anything wrong is
+a ``RemoteProtocolError``; no other exception escapes :func:`decode_frame`. When msgspec
+refuses the bytes, the refusal is classified with msgpack's capped untyped decoder
+(:func:`unpackb`: malformed, over a cap, no tag, an unknown tag, a frame of another endpoint),
+so every refusal keeps its code.
+
+Encoding refuses what the peer would refuse: msgspec writes the bytes, then the same typed
+decoder and checks run over them (in C but for the check()s), so encoding never trusts
+Python's loose typing. A value of a struct field may be ``msgspec.Raw`` holding that
+struct's encoding (a stored item spliced in as it is): it is written as it is and checked
+like the rest.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import msgpack
+import msgspec
 
 from . import limits
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -30,6 +48,7 @@ __all__ = [
     "decode_frame",
     "encode_struct",
     "decode_struct",
+    "encoded",
     "packb",
     "unpackb",
     "registered_frames",
@@ -40,15 +59,56 @@ __all__ = [
 
 T = TypeVar("T")
 
-_Check = Callable[[Any], Any]
+_Check = Callable[[Any], None]
 
 
-class Struct:
+if typing.TYPE_CHECKING:  # type checkers see wire structs as the decorators declare them: frozen keyword-only dataclasses
+
+    class _StructBase:
+        __struct_fields__: ClassVar[tuple[str, ...]]
+        __struct_defaults__: ClassVar[tuple[Any, ...]]
+
+        def __init_subclass__(cls, **config: Any) -> None: ...
+
+    _StructMetaBase = type
+else:
+    _StructBase = msgspec.Struct
+    _StructMetaBase = msgspec.StructMeta
+
+
+class _WireMeta(_StructMetaBase):
+    """Every wire struct is keyword-only (msgspec does not inherit ``kw_only``)."""
+
+    def __new__(mcls, name: str, bases: tuple[type, ...], ns: dict[str, Any], **config: Any) -> Any:
+        config.setdefault("kw_only", True)
+        return super().__new__(mcls, name, bases, ns, **config)
+
+
+class _DefaultsMeta(_WireMeta):
+    """A declared struct with defaults: its wire form has none (a decoder demands every field,
+    as the peer always sends them), construction fills them in."""
+
+    _wire_defaults: tuple[tuple[str, Any], ...]
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        for name, value in cls._wire_defaults:
+            if name not in kwargs:
+                kwargs[name] = value
+        return super().__call__(*args, **kwargs)
+
+
+class Struct(_StructBase, metaclass=_WireMeta, frozen=True, array_like=True, forbid_unknown_fields=True):
     """Base of wire structs. Subclasses may override :meth:`check` to validate values."""
 
-    _wire_fields: ClassVar[tuple[tuple[str, _Check], ...]] = ()
-    _wire_out: ClassVar[tuple[tuple[str, _Check], ...]] = ()
-    if typing.TYPE_CHECKING:  # the decorators make every subclass a dataclass (dataclasses.replace takes them)
+    #: (name, declared type) of each field, in wire order
+    _wire_fields: ClassVar[tuple[tuple[str, Any], ...]] = ()
+    #: str caps in UTF-8 bytes, nested structs' checks, then check()
+    _wire_check: ClassVar[_Check]
+    #: the same without nested structs' checks (for a struct whose nested ones are spliced)
+    _wire_check_own: ClassVar[_Check]
+    #: whether every nested struct of an instance is spliced in as msgspec.Raw
+    _wire_spliced: ClassVar[Callable[[Any], bool]]
+    if typing.TYPE_CHECKING:  # the decorators give every subclass these (dataclasses.replace takes them)
         __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def check(self) -> None:
@@ -64,10 +124,18 @@ class Frame(Struct):
 #: every frame of every endpoint: a tag names one frame protocol-wide, so a frame that reaches
 #: the wrong endpoint is recognised and named in the refusal
 _REGISTRY: dict[int, type[Frame]] = {}
+#: a typed decoder per declared struct and frame (frames: of that frame alone)
+_DECODERS: dict[type[Struct], msgspec.msgpack.Decoder[Any]] = {}
+_ENCODER = msgspec.msgpack.Encoder()
 
 
 def registered_frames() -> dict[int, type[Frame]]:
     return dict(_REGISTRY)
+
+
+def _union_decoder(frames: typing.Iterable[type[Frame]]) -> msgspec.msgpack.Decoder[Any] | None:
+    classes = tuple(frames)
+    return msgspec.msgpack.Decoder(typing.Union[classes]) if classes else None
 
 
 class FrameSet:
@@ -75,7 +143,7 @@ class FrameSet:
     on an endpoint knows only its set: a device channel cannot even decode a federation
     ``Push``. A registered frame of another endpoint is refused with ``foreign_code``."""
 
-    __slots__ = ("name", "foreign_code", "_by_tag")
+    __slots__ = ("name", "foreign_code", "_by_tag", "_decoder")
 
     def __init__(self, name: str, frames: typing.Iterable[type[Frame]], *, foreign_code: str = "unexpected_frame") -> None:
         self.name = name
@@ -85,6 +153,7 @@ class FrameSet:
             if _REGISTRY.get(getattr(cls, "TAG", -1)) is not cls:
                 raise TypeError(f"{name}: {cls!r} is not a registered frame")
             self._by_tag[cls.TAG] = cls
+        self._decoder = _union_decoder(self._by_tag.values())
 
     def __contains__(self, cls: object) -> bool:
         return isinstance(cls, type) and self._by_tag.get(getattr(cls, "TAG", -1)) is cls
@@ -108,6 +177,10 @@ class FrameSet:
             raise RemoteProtocolError(f"unknown frame tag {tag}")
         raise RemoteProtocolError(f"{other.__name__} (frame tag {tag}) is not a {self.name} frame", code=self.foreign_code)
 
+    def decoder(self) -> msgspec.msgpack.Decoder[Any] | None:
+        """The typed decoder of exactly this set's frames (None for an empty set)."""
+        return self._decoder
+
 
 def frames_declared_in(module: str) -> list[type[Frame]]:
     """The registered frames whose class a module declares (call it after the last one)."""
@@ -117,16 +190,23 @@ def frames_declared_in(module: str) -> list[type[Frame]]:
 class _AnyFrame(FrameSet):
     """Every registered frame, for tools and tests that read frames of any endpoint."""
 
-    __slots__ = ()
+    __slots__ = ("_decoded_tags",)
 
     def __init__(self) -> None:
         super().__init__("registered", ())
+        self._decoded_tags: frozenset[int] = frozenset()
 
     def lookup(self, tag: int) -> type[Frame]:
         cls = _REGISTRY.get(tag)
         if cls is None:
             raise RemoteProtocolError(f"unknown frame tag {tag}")
         return cls
+
+    def decoder(self) -> msgspec.msgpack.Decoder[Any] | None:
+        if self._decoded_tags != _REGISTRY.keys():  # frames registered since (tests, tools)
+            self._decoder = _union_decoder(_REGISTRY.values())
+            self._decoded_tags = frozenset(_REGISTRY)
+        return self._decoder
 
     def __contains__(self, cls: object) -> bool:
         return isinstance(cls, type) and _REGISTRY.get(getattr(cls, "TAG", -1)) is cls
@@ -142,116 +222,119 @@ class _AnyFrame(FrameSet):
 ANY_FRAME: FrameSet = _AnyFrame()
 
 
-# Type checkers ---------------------------------------------------------------------------
+# Declaring structs: each field's msgspec type with its caps, and its checks ----------------
+
+_STR = Annotated[str, msgspec.Meta(max_length=limits.MAX_STR_LEN)]  # characters: the byte cap follows
+_BYTES = Annotated[bytes, msgspec.Meta(max_length=limits.MAX_BIN_LEN)]
+_SCALARS: dict[Any, Any] = {int: int, bool: bool, str: _STR, bytes: _BYTES}
 
 
-def _fail(expected: str, value: Any) -> typing.NoReturn:
-    raise ValueError(f"expected {expected}, got {type(value).__name__}")
+def _optional_of(tp: Any) -> Any:
+    """``X`` for ``X | None`` / ``Optional[X]``, else None."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        return args[0] if args[1] is type(None) else args[1]
+    return None
 
 
-def _check_int(v: Any) -> int:
-    if type(v) is not int:
-        _fail("int", v)
-    return v
+def _array_of(tp: Any) -> Any:
+    """``X`` for ``tuple[X, ...]``, else None."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return args[0]
+    return None
 
 
-def _check_bool(v: Any) -> bool:
-    if type(v) is not bool:
-        _fail("bool", v)
-    return v
+def _is_nested_struct(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, Struct) and not issubclass(tp, Frame)
 
 
-def _check_str(v: Any) -> str:
-    if type(v) is not str:
-        _fail("str", v)
-    return v
-
-
-def _check_bytes(v: Any) -> bytes:
-    if type(v) is not bytes:
-        _fail("bytes", v)
-    return v
-
-
-# Encoding: the same type rules checked on the way out, in one pass that also applies the
-# decoder's per-item caps and every check() (so encoding never needs to decode).
-
-
-def _out_int(v: Any) -> int:
-    if type(v) is int:
-        return v
-    if isinstance(v, int) and type(v) is not bool:
-        return int(v)  # an IntEnum member goes out as what the peer decodes: a plain int
-    _fail("int", v)
-
-
-def _out_str(v: Any) -> str:
-    if type(v) is not str:
-        _fail("str", v)
-    # the cap counts UTF-8 bytes, at most 4 per character
-    if len(v) * 4 > limits.MAX_STR_LEN and len(v.encode("utf-8", "surrogatepass")) > limits.MAX_STR_LEN:
-        raise ValueError("string exceeds MAX_STR_LEN")
-    return v
-
-
-def _out_bytes(v: Any) -> bytes:
-    if type(v) is not bytes:
-        _fail("bytes", v)
-    if len(v) > limits.MAX_BIN_LEN:
-        raise ValueError("binary exceeds MAX_BIN_LEN")
-    return v
-
-
-_SCALARS_IN: dict[Any, _Check] = {int: _check_int, bool: _check_bool, str: _check_str, bytes: _check_bytes}
-_SCALARS_OUT: dict[Any, _Check] = {int: _out_int, bool: _check_bool, str: _out_str, bytes: _out_bytes}
-
-
-def _field_fn(tp: Any, *, out: bool) -> _Check:
-    """For a field of wire type ``tp``: the decoder's checker (wire value -> field value) or,
-    with ``out``, the encoder's converter (field value -> wire value). Both raise ValueError."""
-    scalar = (_SCALARS_OUT if out else _SCALARS_IN).get(tp)
+def _wire_type(tp: Any) -> Any:
+    """The msgspec type that decodes a field declared ``tp``, with the caps of core.limits."""
+    scalar = _SCALARS.get(tp)
     if scalar is not None:
         return scalar
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
-        inner = _field_fn(args[0] if args[1] is type(None) else args[1], out=out)
-        return lambda v: None if v is None else inner(v)
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        item = _field_fn(args[0], out=out)
-
-        def array_in(v: Any) -> tuple[Any, ...]:
-            if type(v) is not list:
-                _fail("array", v)
-            return tuple(item(x) for x in v)
-
-        def array_out(v: Any) -> list[Any]:
-            if type(v) is not tuple:
-                _fail("tuple", v)
-            if len(v) > limits.MAX_ARRAY_LEN:
-                raise ValueError("array exceeds MAX_ARRAY_LEN")
-            return [item(x) for x in v]
-
-        return array_out if out else array_in
-    if isinstance(tp, type) and issubclass(tp, Struct) and not issubclass(tp, Frame):
-
-        def struct_out(v: Any) -> list[Any]:
-            if type(v) is not tp:
-                _fail(tp.__name__, v)
-            return _struct_out(v)
-
-        return struct_out if out else lambda v: _decode_struct(tp, v)
+    inner = _optional_of(tp)
+    if inner is not None:
+        return typing.Optional[_wire_type(inner)]
+    item = _array_of(tp)
+    if item is not None:
+        return Annotated[tuple[_wire_type(item), ...], msgspec.Meta(max_length=limits.MAX_ARRAY_LEN)]  # type: ignore[misc]
+    if _is_nested_struct(tp) and tp in _DECODERS:
+        return tp
     raise TypeError(f"unsupported wire field type {tp!r}")
 
 
-def _struct_out(obj: Struct) -> list[Any]:
-    """The wire array of ``obj``; ValueError for what a decoder would refuse."""
-    try:
-        value = [out(getattr(obj, name)) for name, out in obj._wire_out]
-        obj.check()  # only once the types are known good, as the decoder does
-    except ValueError as exc:
-        raise ValueError(f"{type(obj).__name__}: {exc}") from None
-    return value
+def _str_cap(v: str) -> None:
+    # msgspec capped the characters; the cap counts UTF-8 bytes, at most 4 per character
+    if len(v.encode("utf-8", "surrogatepass")) > limits.MAX_STR_LEN:
+        raise ValueError("string exceeds MAX_STR_LEN")
+
+
+def _check_lines(tp: Any, value: str, env: dict[str, Any], *, nested: bool, depth: int = 0) -> list[str]:
+    """Python lines checking ``value`` (an expression) of declared type ``tp`` after msgspec
+    decoded it: the str byte cap (only over MAX_STR_LEN / 4 characters) and, with ``nested``,
+    nested structs' checks; none when there is nothing to check."""
+    if tp is str:
+        return [f"if len({value}) > {limits.MAX_STR_LEN // 4}: _str_cap({value})"]
+    if _is_nested_struct(tp):
+        env[tp.__name__] = tp._wire_check
+        return [f"{tp.__name__}({value})"] if nested else []
+    inner = _optional_of(tp)
+    if inner is not None:
+        lines = _check_lines(inner, value, env, nested=nested, depth=depth)
+        return [f"if {value} is not None:", *("    " + line for line in lines)] if lines else []
+    item = _array_of(tp)
+    if item is not None:
+        lines = _check_lines(item, f"x{depth}", env, nested=nested, depth=depth + 1)
+        return [f"for x{depth} in {value}:", *("    " + line for line in lines)] if lines else []
+    return []
+
+
+def _splice_lines(tp: Any, value: str, depth: int = 0) -> list[str]:
+    """Lines that return False when ``value`` holds a nested struct that is not spliced in
+    as ``msgspec.Raw``."""
+    if _is_nested_struct(tp):
+        return [f"if type({value}) is not _Raw: return False"]
+    inner = _optional_of(tp)
+    if inner is not None:
+        lines = _splice_lines(inner, value, depth)
+        return [f"if {value} is not None:", *("    " + line for line in lines)] if lines else []
+    item = _array_of(tp)
+    if item is not None:
+        lines = _splice_lines(item, f"x{depth}", depth + 1)
+        return [f"for x{depth} in {value}:", *("    " + line for line in lines)] if lines else []
+    return []
+
+
+def _compiled(name: str, body: list[str], env: dict[str, Any]) -> Any:
+    # generated like dataclasses' methods: these run for every item of every frame
+    source = f"def {name}(obj):\n" + "".join(f"    {line}\n" for line in body or ["pass"])
+    exec(source, env)
+    return env[name]
+
+
+def _struct_check(cls: type[Struct], hints: dict[str, Any], *, nested: bool) -> _Check:
+    """The checks of a decoded ``cls``: each field's (with ``nested``, nested structs' checks
+    too), then ``cls.check``."""
+    env: dict[str, Any] = {"_str_cap": _str_cap, "_own": cls.check}
+    body: list[str] = []
+    for name in cls.__struct_fields__:
+        lines = _check_lines(hints[name], f"obj.{name}", env, nested=nested)
+        if lines:
+            body += ["try:", *("    " + line for line in lines), "except ValueError as exc:"]
+            body.append(f"    raise ValueError({cls.__name__ + '.' + name + ': '!r} + str(exc)) from None")
+    if cls.check is not Struct.check:
+        body.append("_own(obj)")
+    return _compiled("check", body, env)  # type: ignore[no-any-return]
+
+
+def _struct_spliced(cls: type[Struct], hints: dict[str, Any]) -> Callable[[Any], bool]:
+    """Whether a ``cls`` to encode holds nested structs only as ``msgspec.Raw`` (see encoded())."""
+    body = [line for name in cls.__struct_fields__ for line in _splice_lines(hints[name], f"obj.{name}")]
+    if not body:  # no nested structs: nothing spliced
+        return lambda obj: False
+    return _compiled("spliced", [*body, "return True"], {"_Raw": msgspec.Raw})  # type: ignore[no-any-return]
 
 
 def _nesting(tp: Any) -> int:
@@ -263,27 +346,56 @@ def _nesting(tp: Any) -> int:
         return 1 + _nesting(args[0])
     if isinstance(tp, type) and issubclass(tp, Struct):
         hints = typing.get_type_hints(tp)
-        return 1 + max((_nesting(hints[f.name]) for f in dataclasses.fields(tp)), default=0)
+        return 1 + max((_nesting(hints[name]) for name in tp.__struct_fields__), default=0)
     return 0
 
 
-def _compile(cls: type[Struct]) -> None:
+def _declare(cls: type[Any], tag: int | None) -> Any:
+    """The wire class of a declared one: a subclass whose fields carry their caps and have no
+    defaults (the class fills those in when built), tagged for a frame."""
+    if not (isinstance(cls, type) and issubclass(cls, Struct)):
+        raise TypeError(f"{cls!r} is not a subclass of wire.Struct")
     hints = typing.get_type_hints(cls)
-    fields = dataclasses.fields(cls)
-    cls._wire_fields = tuple((f.name, _field_fn(hints[f.name], out=False)) for f in fields)
-    cls._wire_out = tuple((f.name, _field_fn(hints[f.name], out=True)) for f in fields)
-    # Typed decoding skips unpackb's nesting walk: a value deeper than its schema fails the
-    # field types, so the schema must stay within the cap.
+    names: tuple[str, ...] = cls.__struct_fields__
+    wire_types = {name: _wire_type(hints[name]) for name in names}
+    # Typed decoding has no nesting walk: a value deeper than its schema fails the field
+    # types, so the schema must stay within the cap.
     if _nesting(cls) > limits.MAX_DEPTH:
         raise TypeError(f"{cls.__name__} nests deeper than MAX_DEPTH")
+    declared_defaults = cls.__struct_defaults__
+    defaults = tuple(
+        (name, value)
+        for name, value in zip(names[len(names) - len(declared_defaults) :], declared_defaults)
+        if value is not msgspec.NODEFAULT
+    )
+    if not all(isinstance(value, (int, str, bytes, tuple, type(None))) for _, value in defaults):
+        raise TypeError(f"{cls.__name__}: a wire default must be an immutable value (no factory)")
+    namespace = {
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+        "__annotations__": wire_types,
+    }
+    meta: type = _DefaultsMeta if defaults else type(cls)
+    wire_cls: Any = meta(cls.__name__, (cls,), namespace, **({} if tag is None else {"tag": tag}))
+    if defaults:
+        wire_cls._wire_defaults = defaults
+    if tag is not None:
+        wire_cls.TAG = tag
+    wire_cls._wire_fields = tuple((name, hints[name]) for name in names)
+    wire_cls._wire_check = staticmethod(_struct_check(wire_cls, hints, nested=True))
+    wire_cls._wire_check_own = staticmethod(_struct_check(wire_cls, hints, nested=False))
+    wire_cls._wire_spliced = staticmethod(_struct_spliced(wire_cls, hints))
+    # dataclasses.replace / fields take wire structs, as when they were dataclasses
+    wire_cls.__dataclass_fields__ = typing.cast(Any, dataclasses.make_dataclass(cls.__name__, [(n, hints[n]) for n in names])).__dataclass_fields__
+    _DECODERS[wire_cls] = msgspec.msgpack.Decoder(wire_cls)
+    return wire_cls
 
 
 @typing.dataclass_transform(frozen_default=True, kw_only_default=True)
 def struct(cls: type[T]) -> type[T]:
-    """Class decorator: make ``cls`` a frozen keyword-only dataclass usable as a nested struct."""
-    dc = dataclasses.dataclass(frozen=True, kw_only=True, slots=True)(cls)
-    _compile(dc)  # type: ignore[arg-type]
-    return dc
+    """Class decorator: make ``cls`` (a ``Struct`` subclass) a wire struct usable nested."""
+    return _declare(cls, None)  # type: ignore[no-any-return]
 
 
 @typing.dataclass_transform(frozen_default=True, kw_only_default=True)
@@ -293,11 +405,9 @@ def frame(tag: int) -> Callable[[type[T]], type[T]]:
     def wrap(cls: type[T]) -> type[T]:
         if tag in _REGISTRY:
             raise RuntimeError(f"frame tag {tag} registered twice")
-        dc = dataclasses.dataclass(frozen=True, kw_only=True, slots=True)(cls)
-        dc.TAG = tag  # type: ignore[attr-defined]
-        _compile(dc)  # type: ignore[arg-type]
-        _REGISTRY[tag] = dc  # type: ignore[assignment]
-        return dc
+        wire_cls = _declare(cls, tag)
+        _REGISTRY[tag] = wire_cls
+        return wire_cls  # type: ignore[no-any-return]
 
     return wrap
 
@@ -305,19 +415,28 @@ def frame(tag: int) -> Callable[[type[T]], type[T]]:
 # Encoding --------------------------------------------------------------------------------
 
 
-def _pack_checked(obj: Struct, tag: int | None) -> bytes:
-    """Pack ``obj`` (as a frame with ``tag``, or a lone struct), refusing what a decoder would
-    reject: field types, per-item caps and check()s on the way out, then the frame cap."""
-    what = type(obj).__name__
+def _encode_checked(obj: Struct) -> bytes:
+    """Encode ``obj``, refusing what a decoder would reject: the bytes go through the same
+    typed decoder and checks (field types, caps, check()s), then the frame cap."""
+    cls = type(obj)
+    what = cls.__name__
     try:
-        fields = _struct_out(obj)
-        data = packb(fields if tag is None else [tag, *fields])
-    except ValueError as exc:  # says which struct: "Push: Envelope: ..."
-        raise LocalProtocolError(f"invalid {exc}") from None
-    except (TypeError, OverflowError) as exc:  # an int out of range, a str msgpack cannot take
+        data = _ENCODER.encode(obj)
+    except (TypeError, ValueError, OverflowError) as exc:  # an int out of range, a lone surrogate, an object
         raise LocalProtocolError(f"cannot encode {what}: {type(exc).__name__}") from None
     if len(data) > limits.MAX_FRAME_BYTES:
         raise LocalProtocolError(f"{what} exceeds MAX_FRAME_BYTES")
+    try:
+        back = _DECODERS[cls].decode(data)
+    except msgspec.DecodeError as exc:  # says where: "Push.items[3].envelope (Envelope): ..."
+        raise LocalProtocolError(f"invalid {_described(cls, exc)}") from None
+    try:
+        if cls._wire_spliced(obj):  # their check()s ran when they were encoded (see encoded())
+            cls._wire_check_own(back)
+        else:
+            cls._wire_check(back)
+    except ValueError as exc:  # says which struct: "Push: Transit.envelope: ..."
+        raise LocalProtocolError(f"invalid {what}: {exc}") from None
     return data
 
 
@@ -325,15 +444,26 @@ def encode_frame(obj: Frame) -> bytes:
     """Serialise a frame; refuses values that the receiving side would reject."""
     if not isinstance(obj, Frame) or _REGISTRY.get(getattr(obj, "TAG", -1)) is not type(obj):
         raise LocalProtocolError(f"not a registered frame: {type(obj).__name__}")
-    return _pack_checked(obj, obj.TAG)
+    return _encode_checked(obj)
 
 
 def encode_struct(obj: Struct) -> bytes:
     """Serialise one nested struct on its own (e.g. to keep it in a store), checked like a
     frame: the result always decodes with :func:`decode_struct`."""
-    if not isinstance(obj, Struct) or isinstance(obj, Frame) or not type(obj)._wire_fields:
+    if not isinstance(obj, Struct) or isinstance(obj, Frame) or type(obj) not in _DECODERS:
         raise LocalProtocolError(f"not a wire struct: {type(obj).__name__}")
-    return _pack_checked(obj, None)
+    return _encode_checked(obj)
+
+
+def encoded(cls: type[T], data: bytes) -> T:
+    """``data``, the :func:`encode_struct` bytes of a ``cls`` value, to stand for that value
+    in a frame to encode: written as it is, without a decode and re-encode (an outbox item
+    spliced into a Push). Only for bytes this program encoded (their check()s ran then) and
+    has decoded since: encoding a frame whose nested structs are all spliced checks their
+    types and caps again, not their check()s. Nothing reads the value back as a ``cls``."""
+    if cls not in _DECODERS or issubclass(cls, Frame):  # type: ignore[comparison-overlap]
+        raise TypeError(f"not a wire struct: {cls!r}")
+    return msgspec.Raw(data)  # type: ignore[no-any-return]
 
 
 def packb(value: Any) -> bytes:
@@ -359,20 +489,24 @@ def _depth_ok(value: Any, depth: int) -> bool:
 
 
 def unpackb(data: bytes, *, max_bytes: int = limits.MAX_FRAME_BYTES) -> Any:
-    """Decode one msgpack value under every cap, or raise RemoteProtocolError."""
+    """Decode one untyped msgpack value under every cap, or raise RemoteProtocolError."""
     value = _unpack(data, max_bytes)
     if not _depth_ok(value, 0):
         raise RemoteProtocolError(f"frame nesting exceeds {limits.MAX_DEPTH}")
     return value
 
 
-def _unpack(data: bytes, max_bytes: int = limits.MAX_FRAME_BYTES) -> Any:
-    """``unpackb`` without the nesting walk: for typed decoding, whose schemas nest less than
-    MAX_DEPTH (checked when a struct is declared), so anything deeper fails its field types."""
+def _check_size(data: Any, max_bytes: int = limits.MAX_FRAME_BYTES) -> None:
     if type(data) is not bytes:
         raise RemoteProtocolError("frame must be bytes")
     if len(data) > max_bytes:
         raise RemoteProtocolError(f"frame of {len(data)} bytes exceeds the {max_bytes}-byte cap")
+
+
+def _unpack(data: bytes, max_bytes: int = limits.MAX_FRAME_BYTES) -> Any:
+    """``unpackb`` without the nesting walk (the refusals of typed decoding use it to say what
+    is wrong; a typed schema nests less than MAX_DEPTH anyway)."""
+    _check_size(data, max_bytes)
     try:
         value = msgpack.unpackb(
             data,
@@ -393,41 +527,77 @@ def _unpack(data: bytes, max_bytes: int = limits.MAX_FRAME_BYTES) -> Any:
     return value
 
 
-def _decode_struct(cls: type[T], value: Any) -> T:
-    fields = cls._wire_fields  # type: ignore[attr-defined]
-    if type(value) is not list or len(value) != len(fields):
-        raise ValueError(f"{cls.__name__}: expected an array of {len(fields)} fields")
-    kwargs = {}
-    for (name, check), item in zip(fields, value):
-        try:
-            kwargs[name] = check(item)
-        except ValueError as exc:
-            raise ValueError(f"{cls.__name__}.{name}: {exc}") from None
-    obj = cls(**kwargs)
-    obj.check()  # type: ignore[attr-defined]
-    return obj
+_AT = re.compile(r"(.*) - at `\$((?:\[\d+\])*)`$", re.DOTALL)
+
+
+def _described(cls: type[Struct], exc: Exception) -> str:
+    """msgspec's refusal with its position (``$[2][0]``) said in the schema's names:
+    ``SendBatch.envelopes[0] (Envelope): Expected `array` of length 7, got 0``."""
+    match = _AT.fullmatch(str(exc))
+    if match is None:
+        return f"{cls.__name__}: {exc}"
+    where, tp = cls.__name__, cls
+    for index in map(int, re.findall(r"\d+", match.group(2))):
+        tp = _optional_of(tp) or tp
+        if isinstance(tp, type) and issubclass(tp, Struct):
+            position = index - 1 if issubclass(tp, Frame) else index  # a frame's array starts with its tag
+            if not 0 <= position < len(tp._wire_fields):
+                where += " tag" if position < 0 else f"[{index}]"
+                break
+            name, tp = tp._wire_fields[position]
+            where += f".{name}"
+        elif _array_of(tp) is not None:
+            where, tp = f"{where}[{index}]", _array_of(tp)
+        else:
+            break
+    tp = _optional_of(tp) or tp
+    if _is_nested_struct(tp):
+        where += f" ({tp.__name__})"
+    return f"{where}: {match.group(1)}"
+
+
+def _frame_refusal(data: bytes, frames: FrameSet, exc: Exception) -> RemoteProtocolError:
+    """Why msgspec refused ``data``: malformed or over a cap, no tag, an unknown tag or one of
+    another endpoint (each raised as such), else the field msgspec names."""
+    value = _unpack(data)
+    if type(value) is not list or not value or type(value[0]) is not int:
+        return RemoteProtocolError("frame must be an array starting with an integer tag")
+    cls = frames.lookup(value[0])
+    return RemoteProtocolError(f"invalid frame: {_described(cls, exc)}")
 
 
 def decode_frame(data: bytes, frames: FrameSet = ANY_FRAME) -> Frame:
     """Decode and type-check one frame of ``frames`` (an endpoint's set; by default any
     registered frame, for tools and tests). Raises only RemoteProtocolError."""
-    value = _unpack(data)
-    if type(value) is not list or not value or type(value[0]) is not int:
-        raise RemoteProtocolError("frame must be an array starting with an integer tag")
-    cls = frames.lookup(value[0])
+    _check_size(data)
+    decoder = frames.decoder()
     try:
-        return _decode_struct(cls, value[1:])
+        if decoder is None:
+            raise msgspec.ValidationError("no frames")
+        obj = decoder.decode(data)
+    except Exception as exc:  # msgspec's DecodeError / ValidationError, or its RecursionError
+        raise _frame_refusal(data, frames, exc) from None
+    try:
+        obj._wire_check(obj)
     except ValueError as exc:
         raise RemoteProtocolError(f"invalid frame: {exc}") from None
+    return obj  # type: ignore[no-any-return]
 
 
 def decode_struct(cls: type[T], data: bytes) -> T:
     """Decode and check one struct of type ``cls`` encoded by :func:`encode_struct`.
     Raises only RemoteProtocolError (a ``cls`` that is no wire struct is a TypeError)."""
-    if not (isinstance(cls, type) and issubclass(cls, Struct)) or issubclass(cls, Frame) or not cls._wire_fields:
+    decoder = _DECODERS.get(cls)  # type: ignore[arg-type]
+    if decoder is None or issubclass(cls, Frame):
         raise TypeError(f"not a wire struct: {cls!r}")
-    value = _unpack(data)
+    _check_size(data)
     try:
-        return _decode_struct(cls, value)
+        obj = decoder.decode(data)
+    except Exception as exc:  # as in decode_frame
+        _unpack(data)  # malformed or over a cap: that refusal
+        raise RemoteProtocolError(f"invalid {_described(cls, exc)}") from None
+    try:
+        obj._wire_check(obj)
     except ValueError as exc:
         raise RemoteProtocolError(f"invalid {cls.__name__}: {exc}") from None
+    return obj  # type: ignore[no-any-return]
