@@ -88,6 +88,7 @@ _CODES = {
     "sender_full": "the sending device or account holds its whole budget of undelivered messages; try again later",
     "outbox_full": "the queue towards a node that is not taking messages is at its budget; try again later",
     "relay_full": "a relay holds as much as it may for the origin node; try again later",
+    "out_of_order": "a push on a federation link that is not the next one the receiver takes (a gap, or an old number)",
     "disk_full": "the node is within its disk reserve and takes no new messages; try again later",
     "group_full": "a member device has as many group items waiting as it may hold; try again later",
     "hub_pending": "a node takes a group's items only from the hub it follows; pushed again later",
@@ -103,6 +104,7 @@ _CODES = {
     "too_late": "a delete for everyone later than its window after the message",
     "deleted": "a gesture on a message deleted for everyone",
     "not_sent_yet": "a gesture on a message still waiting on this device to be sent",
+    "ambiguous_message": "a message id that names messages in several conversations on this device",
     # Prekeys
     "too_many_prekeys": "more one-time prekeys than the node keeps per device",
     "wrong_prekey_kind": "a prekey in the wrong slot",

@@ -126,10 +126,15 @@ class Transit(Struct):
 class Push(Frame):
     request: int
     items: tuple[Transit, ...]
+    #: the push's place on its link (1, 2, ... in the order sent): the receiver applies
+    #: sequenced pushes one at a time in this order; 0: not sequenced (applied as it comes)
+    seq: int = 0
 
     def check(self) -> None:
         if not 0 < len(self.items) <= limits.MAX_TRANSIT_PER_PUSH:
             raise ValueError(f"a push holds 1..{limits.MAX_TRANSIT_PER_PUSH} items")
+        if not 0 <= self.seq < 2**63:
+            raise ValueError("push sequence number out of range")
 
 
 @frame(tag=61)

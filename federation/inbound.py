@@ -8,7 +8,8 @@
   forwarded only as a relay between configured peers ("not_relaying" otherwise), only while it
   has a route there ("unroutable") and hops left ("hop_limit"). What is taken is committed in
   one store transaction before the PushResult says "ok"; then mailboxes are notified and
-  outbox workers woken.
+  outbox workers woken. A link's sequenced pushes come one at a time in their order; one that
+  is not the next is refused ``out_of_order`` (federation/push_sequence.py).
 - ``FetchDevices`` / ``FetchBundles`` / ``FetchKeyPackages``: for this node's accounts answered
   by ``local``; for another node relayed over the link pool under the same rule, the answer
   passed back.
@@ -82,6 +83,7 @@ from .pool import LinkPool
 from .ports import Delivered, FederationStore, KeyDirectory, LocalAnswer, Received, StoreFailure
 from .message_requests import REFUSAL as REQUEST_REFUSAL
 from .message_requests import MessageRequests
+from .push_sequence import Receiving
 from .ratelimit import Limiter
 from .records import BUDGET_CODES, GroupReceived, NewEnvelope, OutboundItem, Quota, StatusUpdate
 from .routes import Routes
@@ -166,7 +168,7 @@ class Inbound:
 
     def handler(self, peer: str, key: VerifyKey) -> Handler:
         """The request handler for one inbound link from configured peer ``peer``, whose
-        identity key (checked against its pin) is ``key``."""
+        identity key (checked against its pin) is ``key``; it keeps the link's push sequence."""
         refused_in_a_row = 0
 
         async def handle(frame: Frame) -> Frame:
@@ -199,7 +201,20 @@ class Inbound:
                 log.warning("could not answer a %s from %s: %s", type(frame).__name__, peer, exc)
                 return self._unavailable(getattr(frame, "request", 0))
 
-        return handle_or_unavailable
+        sequence = Receiving()
+
+        async def handle_in_sequence(frame: Frame) -> Frame:
+            # a sequenced push comes through the link's ordered lane: one at a time, in order
+            if not isinstance(frame, Push):
+                return await handle_or_unavailable(frame)
+            refused = sequence.refusal(frame)
+            if refused is not None:
+                return refused
+            answer = await handle_or_unavailable(frame)
+            sequence.answered(frame, answer)
+            return answer
+
+        return handle_in_sequence
 
     def _unavailable(self, request: int) -> ErrorFrame:
         return ErrorFrame(request=request, code="unavailable", message=f"{self._name} cannot answer right now; try again later")

@@ -7,12 +7,14 @@ one deadline over connect, upgrade and handshake), pins the peer's key and yield
 ``Sonet-Node`` request header; the name picks the pin to check, the handshake proves the key.
 ``MuxLink`` lets several requests be outstanding (the transport's ``Mux``): ``run()`` reads
 the answers and hands each to the request with its number; when the link breaks every pending
-request fails with ``LinkLost``.
+request fails with ``LinkLost``. It numbers its pushes in the order they go out and follows
+their answers (federation/push_sequence.py).
 
 Accept side: ``PeerGate`` is the responder's ``admit`` hook (the initiator must announce the
 name of a configured peer and its key must be that peer's pin) and ``serve_link`` serves an
 admitted link: requests are answered concurrently (at most ``MAX_CONCURRENT_REQUESTS`` per
-link), answers are sealed and sent in wire order by the socket. A malformed record, or a
+link), except the sequenced pushes, which are answered one at a time in the order read;
+answers are sealed and sent in wire order by the socket. A malformed record, or a
 handler raising ProtocolError, gets ``ErrorFrame(request=0)`` and closes that link only
 (``SecureSocket.fail``).
 """
@@ -30,12 +32,13 @@ from trio_websocket import ConnectionClosed
 from sonet.core.address import validate_node_name
 from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
 from sonet.core.errors import LocalProtocolError, ProtocolError
-from sonet.core.federation_api import FEDERATION_FRAMES
+from sonet.core.federation_api import FEDERATION_FRAMES, Push
 from sonet.core.handshake import PeerIdentified
 from sonet.core.wire import Frame
 from sonet.transport import DialError, LinkLost, Mux, SecureSocket, dial
 
 from .peers import Peer, find_peer
+from .push_sequence import Sending
 from .status import FederationStatus
 
 __all__ = [
@@ -64,10 +67,12 @@ PeerLink = SecureSocket
 
 
 class MuxLink:
-    """A dialled link with several requests outstanding; ``run()`` must be running."""
+    """A dialled link with several requests outstanding; ``run()`` must be running. Pushes are
+    numbered in the order they go out (federation/push_sequence.py)."""
 
     def __init__(self, link: PeerLink, peer: Peer) -> None:
-        self._mux = Mux(link, peer="peer")
+        self._pushes = Sending()
+        self._mux = Mux(link, peer="peer", on_answer=self._answered)
         #: the peer entry this link was dialled for (its URL and pin)
         self.peer = peer
         self.peer_key: VerifyKey = link.peer_key
@@ -85,11 +90,21 @@ class MuxLink:
     def close(self, reason: str) -> None:
         self._mux.close(reason)
 
-    async def request(self, frame: Frame) -> Frame:
-        """Send ``frame`` (any request number; it is renumbered) and return the peer's answer
-        to it, whatever frame that is. LinkLost if the link ends first."""
+    async def request(self, frame: Frame, *, sent: Callable[[], object] | None = None) -> Frame:
+        """Send ``frame`` (any request number; it is renumbered, a push gets its sequence
+        number) and return the peer's answer to it, whatever frame that is. ``sent()`` is
+        called once it has its place on the link. LinkLost if the link ends first."""
+
+        def build(number: int) -> Frame:
+            numbered = dataclasses.replace(frame, request=number)
+            if isinstance(numbered, Push):
+                numbered = self._pushes.number(numbered)
+            if sent is not None:
+                sent()
+            return numbered
+
         try:
-            return await self._mux.request(lambda number: dataclasses.replace(frame, request=number))
+            return await self._mux.request(build)
         except LocalProtocolError as exc:  # a frame we must not send, or a worn-out channel
             self.close(f"cannot send {type(frame).__name__}: {exc}")
             raise LinkLost(self.closed or "link closed") from None
@@ -97,6 +112,12 @@ class MuxLink:
     async def run(self) -> None:
         """Read answers until the link ends or ``close()``; then fail every pending request."""
         await self._mux.run()
+
+    def _answered(self, answer: Frame) -> None:
+        out_of_step = self._pushes.answered(answer)
+        if out_of_step is not None:
+            log.info("closing the link to %s: %s", self.peer.name, out_of_step)
+            self.close(out_of_step)
 
 
 @asynccontextmanager
@@ -204,11 +225,22 @@ class PeerGate:
 Handler = Callable[[Frame], Awaitable[Frame]]
 
 
-async def serve_link(link: PeerLink, handle: Handler, *, max_concurrent: int = MAX_CONCURRENT_REQUESTS) -> None:
+def sequenced(frame: Frame) -> bool:
+    """A push numbered on its link: handled in the link's ordered lane."""
+    return isinstance(frame, Push) and frame.seq > 0
+
+
+async def serve_link(
+    link: PeerLink, handle: Handler, *, max_concurrent: int = MAX_CONCURRENT_REQUESTS, ordered: Callable[[Frame], bool] = sequenced
+) -> None:
     """Serve one admitted link until it closes: every frame is answered by ``handle`` (several
-    at a time). A malformed record, or ``handle`` raising ProtocolError, ends the link with
+    at a time). The frames ``ordered`` picks are handled one at a time in the order read, each
+    answered before the next starts (the sequenced pushes); the others beside them. A
+    malformed record, or ``handle`` raising ProtocolError, ends the link with
     ``ErrorFrame(request=0)`` saying why."""
     slots = trio.Semaphore(max_concurrent)
+    # the ordered lane holds at most the frames the slots let in
+    to_lane, lane = trio.open_memory_channel[Frame](max_concurrent)
 
     async def fail(exc: ProtocolError, scope: trio.CancelScope) -> None:
         log.info("closing a federation link: %s", exc)
@@ -225,7 +257,12 @@ async def serve_link(link: PeerLink, handle: Handler, *, max_concurrent: int = M
         finally:
             slots.release()
 
+    async def in_order(scope: trio.CancelScope) -> None:
+        async for frame in lane:
+            await answer(frame, scope)
+
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(in_order, nursery.cancel_scope)
         while True:
             try:
                 frame = await link.receive()
@@ -235,5 +272,8 @@ async def serve_link(link: PeerLink, handle: Handler, *, max_concurrent: int = M
                 await fail(exc, nursery.cancel_scope)
                 break
             await slots.acquire()
-            nursery.start_soon(answer, frame, nursery.cancel_scope)
+            if ordered(frame):
+                to_lane.send_nowait(frame)  # never full: it holds at most the slots taken
+            else:
+                nursery.start_soon(answer, frame, nursery.cancel_scope)
         nursery.cancel_scope.cancel()

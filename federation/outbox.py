@@ -1,12 +1,17 @@
 """Outbox workers: one per destination node with queued items (ARCHITECTURE §6).
 
-A worker pushes its destination's items oldest first, one Push in flight (so their order is
-kept), to the next hop: the destination itself or the relay its peer entry names. Nothing is
-deleted before the PushResult: then, in one store transaction, the items go, their outcomes
-become delivery statuses (items this node originated) or reports queued back to the origin
-(items it relays). That transaction runs while the next Push is already on its way (that one
-reads past the items being settled); if it fails, the items are pushed again later and the
-receiver's deduplication answers "ok" without storing them twice. Only the push to the destination itself makes an envelope "accepted"; a
+A worker pushes its destination's items oldest first to the next hop: the destination itself
+or the relay its peer entry names, with up to ``pushes_in_flight`` (3) pushes on their way at
+once, each reading past the items of those before it. They go out in the order read and the hop
+applies them in that order (the link's push sequence, federation/push_sequence.py); their
+answers are taken in that order too. Nothing is deleted before the PushResult: then, in one
+store transaction, the items go, their outcomes become delivery statuses (items this node
+originated) or reports queued back to the origin (items it relays). Those transactions run one
+at a time, in order, while the next pushes are on their way; if one fails, the items are pushed
+again later and the receiver's deduplication answers "ok" without storing them twice. A push
+that is not taken (refused as a whole, a lost link, no answer in time) makes the worker wait
+for the answers of those behind it (the hop refuses them ``out_of_order``; one taken is
+settled), then read again from the first item of that push. Only the push to the destination itself makes an envelope "accepted"; a
 relay's "ok" only means it holds the item now. Any failure keeps the items and backs off
 (federation/pool.py); a valid PushResult ends the hop's backoff (the peer is seen again).
 
@@ -31,7 +36,9 @@ allowance of group items is full, or the node awaits a hand-over to this hub) st
 while the items around it are settled: the worker pushes past it, and every expiry tick (or a
 restarted worker) pushes it again, until it is taken, refused for good or expires. It holds
 back nothing else towards that node but the later submissions of its own group (SUBMIT items),
-which wait with it so the hub orders a node's submissions in the order they were queued.
+which wait with it so the hub orders a node's submissions in the order they were queued. A push
+that carries a submission goes alone (nothing else of the worker in flight beside it), so that
+the groups it makes wait are known before the next push is read.
 
 A store error (e.g. "database is locked" after the busy timeout, a full disk) ends a worker
 with one log line; the next expiry tick, or new items, start it again. Nothing is lost: items
@@ -41,6 +48,7 @@ are deleted only together with their outcomes.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 
 import trio
@@ -54,6 +62,7 @@ from sonet.core.groups.items import ItemKind
 from .errors import FederationError
 from .peers import Peer
 from .pool import LinkPool
+from .push_sequence import OUT_OF_ORDER
 from .ports import FederationStore, StoreFailure
 from .records import BUDGET_CODES, OutboundItem, QueuedItem, StatusUpdate
 from .routes import Routes
@@ -149,6 +158,43 @@ class _Settling:
             raise self._error
 
 
+#: what pushes one ``_InFlight`` (``Outboxes._deliver``)
+_Deliver = Callable[
+    [str, Peer, list[QueuedItem], list[Transit], set[bytes], Callable[[], object]],
+    Awaitable[Callable[[], Awaitable[None]] | _HeldBack | None],
+]
+
+
+class _InFlight:
+    """One push: its items, what it read past (``after``) and, once sent, its outcome."""
+
+    __slots__ = ("items", "transits", "after", "alone", "handed_over", "_done", "_result")
+
+    def __init__(self, items: list[QueuedItem], transits: list[Transit], *, after: int) -> None:
+        self.items = items
+        self.transits = transits
+        self.after = after
+        #: it carries a group submission: no other push of the worker is on its way beside it
+        #: (the hop may take one later, and its group's later ones must then wait behind it)
+        self.alone = any(_submission_of(t) is not None for t in transits)
+        #: set once it has its place on the link (or failed before): the next push may go
+        self.handed_over = trio.Event()
+        self._done = trio.Event()
+        self._result: Callable[[], Awaitable[None]] | _HeldBack | None = None
+
+    async def run(self, deliver: _Deliver, dest: str, hop: Peer, waiting: set[bytes]) -> None:
+        try:
+            self._result = await deliver(dest, hop, self.items, self.transits, waiting, self.handed_over.set)
+        finally:
+            self.handed_over.set()
+            self._done.set()
+
+    async def answer(self) -> Callable[[], Awaitable[None]] | _HeldBack | None:
+        """What ``_deliver`` made of it: what settles it, ``_HELD_BACK`` or None."""
+        await self._done.wait()
+        return self._result
+
+
 class Outboxes:
     def __init__(
         self,
@@ -231,27 +277,41 @@ class Outboxes:
             self._notes.pop(dest, None)
 
     async def _push_loop(self, dest: str, worker: _Worker, nursery: trio.Nursery) -> None:
-        # The settling of one push (its outbox_done transaction) runs while the next push is
-        # on its way: ``pushed`` is the last seq handed over, so that push reads past the items
-        # still being settled. Pushes themselves stay one at a time (their order is kept).
-        pushed = 0
+        # Up to ``pushes_in_flight`` pushes are on their way at once (``in_flight``, oldest
+        # first); their answers are taken in the order sent. ``read_from`` is the last seq
+        # handed over, so the next push reads past the items in flight and being settled. The
+        # settles (outbox_done transactions) run one at a time, in order, beside the pushes.
+        in_flight: deque[_InFlight] = deque()
+        read_from = 0
         settling = _Settling.idle()
         while True:
+            if in_flight and (len(in_flight) >= self._settings.pushes_in_flight or in_flight[-1].alone):
+                settling, failed = await self._answered(in_flight, settling, worker, nursery)
+                if failed is not None:
+                    read_from = failed
+                continue
             # Before the reads: a wake-up or a nudge during them is not lost.
             worker.woken = False
             worker.nudged = trio.Event()
             worker.poked = trio.Event()
             if worker.expire_due:
+                while in_flight:  # nothing expires behind the back of its own push
+                    settling, _ = await self._answered(in_flight, settling, worker, nursery)
                 await settling.wait()
-                pushed = 0  # the items kept for a later try (RETRY_LATER) are read again
+                read_from = 0  # the items kept for a later try (RETRY_LATER) are read again
                 worker.waiting_groups.clear()
                 worker.expire_due = False
                 if await self._expire(dest):
                     worker.expire_due = True  # there may be more
                 continue
             items = await self._store.outbox(
-                dest, limit=limits.MAX_TRANSIT_PER_PUSH, max_bytes=limits.MAX_PUSH_BYTES, now=self._clock_ms(), after=pushed
+                dest, limit=limits.MAX_TRANSIT_PER_PUSH, max_bytes=limits.MAX_PUSH_BYTES, now=self._clock_ms(), after=read_from
             )
+            if not items and in_flight:
+                settling, failed = await self._answered(in_flight, settling, worker, nursery)
+                if failed is not None:
+                    read_from = failed
+                continue
             if not items:
                 if not worker.woken:  # new items end the wait for the settle in flight
                     await _first_of(settling.finished.wait, worker.poked.wait, worker.nudged.wait)
@@ -260,6 +320,12 @@ class Outboxes:
                 await settling.wait()  # its store error, if any, ends the worker
                 return
             hop = (await self._routes()).next_hop(dest)
+            if hop is None or self._pool.backing_off(hop.name):
+                if in_flight:  # their answers first: they may change the picture
+                    settling, failed = await self._answered(in_flight, settling, worker, nursery)
+                    if failed is not None:
+                        read_from = failed
+                    continue
             if hop is None:
                 # Kept, not failed: the operator may be re-adding the peer (a changed pin).
                 # A peer-table change or an expiry tick nudges the worker; expiry fails them.
@@ -269,18 +335,50 @@ class Outboxes:
             if self._pool.backing_off(hop.name):
                 await self._wait_ready(worker, hop.name)
                 continue  # the route may have changed meanwhile
-            settle = await self._deliver(dest, hop, items, worker.waiting_groups)
-            if isinstance(settle, _HeldBack):  # the hop has no room for them now: this worker waits
-                worker.held_back += 1
-                await self._hold_back(worker)
+            push = await self._prepare(dest, items, worker.waiting_groups, after=read_from)
+            if push is None:
+                continue  # an unreadable item was dropped: read again
+            if push.alone and in_flight:  # a group submission waits for the answers before it
+                settling, failed = await self._answered(in_flight, settling, worker, nursery)
+                if failed is not None:
+                    read_from = failed
                 continue
-            if settle is None:
-                continue  # not taken: the same items again (after the backoff)
+            read_from = items[-1].seq
+            if push.transits:
+                in_flight.append(push)
+                nursery.start_soon(push.run, self._deliver, dest, hop, worker.waiting_groups)
+                await push.handed_over.wait()  # the worker's pushes go out in the order read
+
+    async def _answered(
+        self, in_flight: deque[_InFlight], settling: _Settling, worker: _Worker, nursery: trio.Nursery
+    ) -> tuple[_Settling, int | None]:
+        """Take the answer of the oldest push in flight: once taken, its settle starts (after
+        the one before it). If it was not taken, the pushes after it are answered too (those
+        taken are settled: the receiver refuses every push after one it did not take, so that
+        happens only after a lost link or a timeout) and, once every settle is done, the
+        worker reads again from where that push read (returned; None while all goes well)."""
+        first = in_flight.popleft()
+        result = await first.answer()
+        if callable(result):
             worker.held_back = 0
-            await settling.wait()  # at most one settle behind the push in flight
-            settling = _Settling()
-            nursery.start_soon(settling.run, settle)
-            pushed = items[-1].seq
+            return await self._settle_next(settling, result, nursery), None
+        while in_flight:
+            later = await in_flight.popleft().answer()
+            if callable(later):
+                settling = await self._settle_next(settling, later, nursery)
+        await settling.wait()
+        if isinstance(result, _HeldBack):  # the hop has no room for them now: this worker waits
+            worker.held_back += 1
+            await self._hold_back(worker)
+        return settling, first.after
+
+    @staticmethod
+    async def _settle_next(settling: _Settling, settle: Callable[[], Awaitable[None]], nursery: trio.Nursery) -> _Settling:
+        """Start ``settle`` once the settle before it is done (at most one runs at a time)."""
+        await settling.wait()
+        following = _Settling()
+        nursery.start_soon(following.run, settle)
+        return following
 
     async def _hold_back(self, worker: _Worker) -> None:
         """After a storage-budget refusal: until the doubling delay is over or a nudge comes
@@ -316,20 +414,16 @@ class Outboxes:
         log.info("%d outbox items for %s expired", len(items), dest)
         return True
 
-    async def _deliver(
-        self, dest: str, hop: Peer, items: list[QueuedItem], waiting_groups: set[bytes]
-    ) -> Callable[[], Awaitable[None]] | _HeldBack | None:
-        """Push ``items`` to ``hop``; once taken, what settles them (the caller runs it),
-        else None (nothing changed, the failure is noted and the hop backs off) or
-        ``_HELD_BACK`` (the hop refused them for a storage budget; noted, no backoff).
-        Submissions of ``waiting_groups`` stay queued unpushed (the set grows by the groups
-        whose submissions the hop takes later)."""
+    async def _prepare(self, dest: str, items: list[QueuedItem], waiting_groups: set[bytes], *, after: int) -> _InFlight | None:
+        """The push of ``items`` (read after seq ``after``), without the submissions of
+        ``waiting_groups`` (they stay queued unpushed); None if an unreadable item was
+        dropped instead (only a damaged database could hold one)."""
         transits: list[Transit] = []
         pushing: list[QueuedItem] = []
         for item in items:
             try:
                 transit = decode_transit(item.data)
-            except RemoteProtocolError as exc:  # only a damaged database could hold one
+            except RemoteProtocolError as exc:
                 log.error("dropping an unreadable outbox item for %s: %s", dest, exc)
                 await self._store.outbox_done(dest, [item.seq], now=self._clock_ms())
                 return None
@@ -337,14 +431,29 @@ class Outboxes:
                 continue  # behind an earlier one of its group: both go at the next expiry tick
             transits.append(transit)
             pushing.append(item)
-        items = pushing
-        if not items:
-            return lambda: _nothing()
+        return _InFlight(pushing, transits, after=after)
+
+    async def _deliver(
+        self,
+        dest: str,
+        hop: Peer,
+        items: list[QueuedItem],
+        transits: list[Transit],
+        waiting_groups: set[bytes],
+        sent: Callable[[], object],
+    ) -> Callable[[], Awaitable[None]] | _HeldBack | None:
+        """Push ``transits`` (of ``items``) to ``hop``; once taken, what settles them (the
+        caller runs it), else None (nothing changed, the failure is noted and, unless the hop
+        only refused it behind an earlier push, the hop backs off) or ``_HELD_BACK`` (the hop
+        refused them for a storage budget; noted, no backoff). The groups whose submissions
+        the hop takes later are added to ``waiting_groups``."""
         try:
-            answer = await self._pool.request(hop, Push(request=0, items=tuple(transits)))
+            answer = await self._pool.request(hop, Push(request=0, items=tuple(transits)), sent=sent)
         except FederationError as exc:  # the pool recorded it and backs off
             self._notes[dest] = (exc.code, str(exc))
             return None
+        if isinstance(answer, ErrorFrame) and answer.code == OUT_OF_ORDER:
+            return None  # behind a push the hop did not take: pushed again after it
         if isinstance(answer, ErrorFrame) and answer.code in BUDGET_CODES:
             self._pool.seen(hop.name)  # it answered: the link is fine, other items may go
             self._notes[dest] = (answer.code, f"{hop.name} has no room for them now: {answer.message}")

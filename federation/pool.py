@@ -120,17 +120,18 @@ class LinkPool:
 
     # Using links ----------------------------------------------------------------------------
 
-    async def request(self, peer: Peer, frame: Frame) -> Frame:
+    async def request(self, peer: Peer, frame: Frame, *, sent: Callable[[], object] | None = None) -> Frame:
         """The answer of direct peer ``peer`` to ``frame`` (whatever frame it is), over the
         shared link, dialled now if needed, whatever the backoff. FederationError if there is
-        no link, it breaks, or no answer comes within the request deadline."""
+        no link, it breaks, or no answer comes within the request deadline. ``sent()`` is
+        called once the frame has its place on the link (a push its sequence number)."""
         link = await self._link(peer)
         deadline = self._settings.request_deadline_s
         heard = link.heard
         error = FederationError("unreachable", f"{peer.name} did not answer within {deadline:g} s")
         with trio.move_on_after(deadline) as scope:
             try:
-                return await link.request(frame)
+                return await link.request(frame, sent=sent)
             except LinkLost as exc:
                 error = FederationError("unreachable", f"the link to {peer.name} broke: {exc}")
         if scope.cancelled_caught:

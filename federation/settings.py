@@ -11,7 +11,11 @@ from sonet.core.cost_budget import Budget
 from .backoff import DEFAULT_BASE_S, DEFAULT_CAP_S, DEFAULT_FACTOR
 from .ratelimit import Rate
 
-__all__ = ["FederationSettings"]
+__all__ = ["FederationSettings", "MAX_PUSHES_IN_FLIGHT"]
+
+#: the most pushes in flight per destination a node may be configured for: each may hold
+#: MAX_PUSH_BYTES in memory at both ends, and the receiver applies them one at a time anyway
+MAX_PUSHES_IN_FLIGHT = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +49,9 @@ class FederationSettings:
     #: links one peer may hold open to this node at once (a peer needs one; restarts and
     #: races may briefly make two); more are closed with ``too_many_links``
     max_inbound_links: int = 4
+    #: pushes an outbox worker has on their way to the next hop at once (node.toml
+    #: ``[federation] pushes_in_flight``); the hop applies them in order (push_sequence.py)
+    pushes_in_flight: int = 3
     #: how often expired outbox items are dropped (and relayed ones reported back)
     expire_interval_s: float = 60.0
     #: how often the peer table is re-read (``sonet-node peer add/remove`` while running) and
@@ -62,3 +69,5 @@ class FederationSettings:
         intervals = (self.expire_interval_s, self.refresh_s, self.witness_interval_s, self.gossip_interval_s)
         if self.request_deadline_s <= 0 or min(intervals) <= 0:
             raise ValueError("deadlines and intervals must be positive")
+        if not 1 <= self.pushes_in_flight <= MAX_PUSHES_IN_FLIGHT:
+            raise ValueError(f"pushes_in_flight must be 1..{MAX_PUSHES_IN_FLIGHT}")

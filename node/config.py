@@ -21,6 +21,7 @@ from sonet.core.crypto import CryptoMode
 from sonet.core.errors import LocalProtocolError
 from sonet.core.handshake_guard import GuardSettings
 from sonet.core.ratelimit import Rate
+from sonet.federation.settings import MAX_PUSHES_IN_FLIGHT, FederationSettings
 
 from .budget_settings import BUDGET_KEYS, BudgetSettings
 
@@ -30,12 +31,14 @@ CONFIG_FILE = "node.toml"
 _DAY_MS = 24 * 3600 * 1000
 #: [federation] retry_base_s, retry_max_s, request_timeout_s
 _FEDERATION_DEFAULTS = (0.5, 60.0, limits.PEER_REQUEST_DEADLINE_S)
+#: [federation] pushes_in_flight
+_PUSHES_IN_FLIGHT = FederationSettings().pushes_in_flight
 
 #: every key node.toml may hold: top-level keys, then one tuple per [section]
 SETTINGS: dict[str, tuple[str, ...]] = {
     "": ("name", "listen", "registration", "minimum_crypto_mode"),
     "mailbox": ("ttl_days", "max_envelopes", "max_bytes"),
-    "federation": ("retry_base_s", "retry_max_s", "request_timeout_s"),
+    "federation": ("retry_base_s", "retry_max_s", "request_timeout_s", "pushes_in_flight"),
     "handshake": ("max_in_progress", "load_per_second", "per_address_per_second", "per_address_burst"),
     "storage": ("device_max_bytes", "account_max_bytes", "outbox_max_bytes", "relay_origin_max_bytes", "reserve_bytes", "max_database_bytes"),
     "connections": (
@@ -189,6 +192,8 @@ class NodeConfig:
     federation_retry_max_s: float = _FEDERATION_DEFAULTS[1]
     #: how long a peer may take to answer one request (a push, a lookup)
     federation_request_timeout_s: float = _FEDERATION_DEFAULTS[2]
+    #: pushes on their way to a next hop at once, per destination (the hop applies them in order)
+    federation_pushes_in_flight: int = _PUSHES_IN_FLIGHT
     #: [handshake]: the handshake guard (core/handshake_guard.py, docs/operations.md)
     handshake_max_in_progress: int = _HANDSHAKE_DEFAULTS[0]
     handshake_load_per_second: int = _HANDSHAKE_DEFAULTS[1]
@@ -292,9 +297,9 @@ class NodeConfig:
         return "\n[storage]\n" + "".join(f"{line}\n" for line in lines)
 
     def _federation_toml(self) -> str:
-        values = (self.federation_retry_base_s, self.federation_retry_max_s, self.federation_request_timeout_s)
+        values = (self.federation_retry_base_s, self.federation_retry_max_s, self.federation_request_timeout_s, self.federation_pushes_in_flight)
         lines = [f"{key} = {value}" for key, value in zip(SETTINGS["federation"], values)]
-        if values == _FEDERATION_DEFAULTS:
+        if values == (*_FEDERATION_DEFAULTS, _PUSHES_IN_FLIGHT):
             # shown commented out, so that an operator (or a test) can add the section
             return "\n# [federation]  (the defaults; see docs/operations.md)\n" + "".join(f"# {line}\n" for line in lines)
         return "\n[federation]\n" + "".join(f"{line}\n" for line in lines)
@@ -382,6 +387,9 @@ class NodeConfig:
             federation_retry_base_s=_seconds(federation, "retry_base_s", min(_FEDERATION_DEFAULTS[0], retry_max_s), source),
             federation_retry_max_s=retry_max_s,
             federation_request_timeout_s=_seconds(federation, "request_timeout_s", _FEDERATION_DEFAULTS[2], source),
+            federation_pushes_in_flight=_whole(
+                federation, "federation", "pushes_in_flight", (1, MAX_PUSHES_IN_FLIGHT), _PUSHES_IN_FLIGHT, source
+            ),
             **_handshake(raw.get("handshake", {}), source),
             storage_device_max_bytes=storage[0],
             storage_account_max_bytes=storage[1],

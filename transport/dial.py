@@ -28,7 +28,7 @@ from sonet.core.handshake import Handshake, Role
 from sonet.core.wire import Frame, FrameSet
 
 from .handshake import POLICY_VIOLATION, run_initiator
-from .socket import SecureSocket
+from .socket import READ_BYTES, SecureSocket
 
 __all__ = ["dial", "DialError", "describe_close"]
 
@@ -70,6 +70,7 @@ async def dial(
                 target,
                 extra_headers=list(headers),
                 max_message_size=limits.MAX_RECORD_BYTES,
+                receive_buffer_size=READ_BYTES,
                 connect_timeout=limits.HANDSHAKE_DEADLINE_S,
                 disconnect_timeout=2,
             ) as ws:

@@ -2,8 +2,11 @@
 
 ``request(build)`` sends ``build(number)`` and waits for the frame that carries that number
 back, whatever frame it is (an ``ErrorFrame`` included: the caller decides what it means).
-``run()`` must be running: it reads every frame and hands it to the request with its number
-(an answer that comes after its requester gave up is dropped); a frame that answers no request
+``build`` runs when the request's turn on the socket has come, so whatever it numbers follows
+the wire order. ``run()`` must be running: it reads every frame, shows each answer to
+``on_answer`` (in the order received, even one whose requester gave up) and hands it to the
+request with its number (an answer that comes after its requester gave up is then dropped);
+a frame that answers no request
 (no number, or request 0) goes to ``on_push``, which may refuse it with RemoteProtocolError.
 The connection ends on an ``ErrorFrame`` with request 0 (the other side's refusal), a close, a
 protocol error, an interrupted send or ``close()``: every pending request, and every later
@@ -54,14 +57,22 @@ class LinkLost(Exception):
 
 class Mux:
     def __init__(
-        self, sock: SecureSocket, *, peer: str = "peer", on_push: OnPush | None = None, on_end: Callable[[], object] | None = None
+        self,
+        sock: SecureSocket,
+        *,
+        peer: str = "peer",
+        on_push: OnPush | None = None,
+        on_end: Callable[[], object] | None = None,
+        on_answer: Callable[[Frame], object] | None = None,
     ) -> None:
         """``peer`` names the other side in messages; ``on_end()`` is called once ``run()``
-        stops (e.g. to close a channel of pushed frames)."""
+        stops (e.g. to close a channel of pushed frames); ``on_answer(frame)`` sees every
+        answer as it is read, before its requester does."""
         self.sock = sock
         self._peer = peer
         self._on_push = on_push or self._refuse_push
         self._on_end = on_end
+        self._on_answer = on_answer
         self._numbers = itertools.count(1)
         self._pending: dict[int, trio.MemorySendChannel[Frame]] = {}
         self._scope = trio.CancelScope()
@@ -98,7 +109,7 @@ class Mux:
         send, receive = trio.open_memory_channel[Frame](1)
         self._pending[number] = send
         try:
-            await self.send(build(number))
+            await self._sending(lambda: self.sock.send_built(lambda: build(number)))
             try:
                 return await receive.receive()
             except trio.EndOfChannel:
@@ -107,11 +118,14 @@ class Mux:
             self._pending.pop(number, None)
 
     async def send(self, frame: Frame) -> None:
-        """Send a frame that has no answer (or whose answer ``request`` waits for)."""
+        """Send a frame that has no answer."""
+        await self._sending(lambda: self.sock.send(frame))
+
+    async def _sending(self, send: Callable[[], Awaitable[None]]) -> None:
         if self.lost is not None:
             raise self.lost.copy()
         try:
-            await self.sock.send(frame)
+            await send()
         except _SEND_ERRORS:
             if self._reading:
                 # The reader may still hold the refusal that explains the close (an ErrorFrame
@@ -139,6 +153,8 @@ class Mux:
                             await self._await_close()
                             return
                         if number:
+                            if self._on_answer is not None:
+                                self._on_answer(frame)
                             waiter = self._pending.pop(number, None)
                             if waiter is not None:  # else the requester gave up meanwhile
                                 waiter.send_nowait(frame)

@@ -36,6 +36,7 @@ from wsproto.utilities import LocalProtocolError as WebSocketStateError
 
 from .admission import Admission, Admitted, ConnectionLimits, Refused
 from .log_summary import SUMMARY_INTERVAL_S, LogSummary
+from .socket import READ_BYTES
 
 __all__ = ["serve", "Listening", "Tarpit", "Connection", "ConnectionLimits", "MAX_REQUEST_HEAD", "raise_fd_limit", "FD_RESERVE"]
 
@@ -328,7 +329,9 @@ class _Server:
         guarded = _GuardedStream(stream, head, conn, caps.send_timeout_s, spoke=self._admission.spoke, answered=self._admission.answered)
         async with trio.open_nursery() as nursery:
             # the connection's reader task runs in this nursery; cancelled once the handler ends
-            request = await wrap_server_stream(nursery, guarded, max_message_size=caps.pending_message_bytes)
+            request = await wrap_server_stream(
+                nursery, guarded, max_message_size=caps.pending_message_bytes, receive_buffer_size=READ_BYTES
+            )
             try:
                 await self._handler(request, Connection(self._admission, conn))
             finally:

@@ -22,8 +22,12 @@ from sonet.core.wire import Frame
 
 from .handshake import POLICY_VIOLATION
 
-__all__ = ["SecureSocket", "CLOSE_GRACE_S", "MAX_ERROR_MESSAGE", "set_message_cap"]
+__all__ = ["SecureSocket", "CLOSE_GRACE_S", "MAX_ERROR_MESSAGE", "READ_BYTES", "set_message_cap"]
 
+#: the most bytes one socket read takes (trio-websocket's default is 4 KiB): a 1 MiB push is 16
+#: reads, not 256, each a trip through trio and wsproto (docs/performance.md). Nothing is held
+#: for it while a connection is idle (trio waits for the socket, then reads).
+READ_BYTES = 64 * 1024
 #: how long a closing connection may take to tell the peer why (bounded even when shielded)
 CLOSE_GRACE_S = 2.0
 #: characters of an error's text sent in its ErrorFrame
@@ -32,7 +36,7 @@ MAX_ERROR_MESSAGE = 300
 
 def set_message_cap(ws: WebSocketConnection, max_bytes: int) -> None:
     """The largest WebSocket message ``ws`` accepts from now on (a larger one closes it with
-    1009 after at most ``max_bytes`` plus one read were buffered: trio-websocket counts the
+    1009 after at most ``max_bytes`` plus one read (``READ_BYTES``) were buffered: trio-websocket counts the
     parts of a message as wsproto hands them over, it never waits for a whole frame). The
     server starts a connection small (a handshake message) and raises the cap once the other
     side is authenticated; trio-websocket only takes it at construction, hence the attribute."""
@@ -67,6 +71,12 @@ class SecureSocket:
         """Seal and send ``frame``. LocalProtocolError for a frame that must not be sent or a
         socket that cannot send any more; ConnectionClosed when the peer is gone."""
         await self._send(lambda: self._channel.send(frame))
+
+    async def send_built(self, build: Callable[[], Frame]) -> None:
+        """Seal and send ``build()``, called once this send's turn on the socket has come: what
+        it numbers (a link's sequence) follows the wire order. A frame built is sent, or the
+        socket can send nothing more (``send_failed``)."""
+        await self._send(lambda: self._channel.send(build()))
 
     async def send_encoded(self, plaintext: bytes) -> None:
         """Seal and send bytes already encoded as a frame (encoded once for many sockets, or

@@ -16,7 +16,7 @@ from .net import triangle
 
 
 def _failing(code: str):  # noqa: ANN202
-    async def request(hop, frame):  # noqa: ANN001, ANN202
+    async def request(hop, frame, **_):  # noqa: ANN001, ANN202
         raise FederationError(code, f"simulated {code}")
 
     return request

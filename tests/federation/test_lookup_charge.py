@@ -28,9 +28,9 @@ async def test_only_lookups_that_go_out_are_charged(start_node: StartNode, monke
     sent: list[type] = []
     request = federation._pool.request
 
-    async def counting(hop, frame):  # noqa: ANN001, ANN202
+    async def counting(hop, frame, **kw):  # noqa: ANN001, ANN202
         sent.append(type(frame))
-        return await request(hop, frame)
+        return await request(hop, frame, **kw)
 
     monkeypatch.setattr(federation._pool, "request", counting)
     with charging_lookups(charged.append):

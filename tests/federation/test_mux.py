@@ -6,6 +6,8 @@ MuxLink sends is read back, what the "peer" answers is fed in."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import trio
 
@@ -31,6 +33,9 @@ class FakeLink:
 
     async def send(self, frame: Frame) -> None:
         await self.sent_in.send(decode_frame(encode_frame(frame)))
+
+    async def send_built(self, build: Callable[[], Frame]) -> None:
+        await self.send(build())
 
     async def receive(self) -> Frame:
         item = await self._incoming.receive()

@@ -132,7 +132,8 @@ class HubPool:
     def seen(self, name: str) -> None:
         pass
 
-    async def request(self, hop, frame):
+    async def request(self, hop, frame, *, sent=lambda: None):
+        sent()
         refs = [decode_transit(encode_transit(t)).group.ref[0] for t in frame.items]  # type: ignore[union-attr]
         self.pushes.append(refs)
         outcomes = tuple(OK if self.ready else "hub_pending" for _ in refs)
@@ -173,4 +174,90 @@ async def test_a_submission_taken_later_holds_back_its_groups_later_ones_only() 
         await outboxes.expire()  # the next expiry tick: G's submissions go, in their order
         await trio.testing.wait_all_tasks_blocked()
         assert pool.taken == [3, 1, 2] and not store.items
+        nursery.cancel_scope.cancel()
+
+
+# Several pushes in flight, and what happens behind one the hop did not take ----------------
+
+from sonet.core.client_api import ErrorFrame  # noqa: E402
+from sonet.federation.push_sequence import OUT_OF_ORDER  # noqa: E402
+
+from .net import transit  # noqa: E402
+
+
+class EnvelopeStore(QueueStore):
+    """Envelope items; a read gives at most two (so that nine items make five pushes)."""
+
+    def add_envelope(self, seq: int) -> bytes:
+        item = transit(f"bob@{BETA}", origin="alpha.example")
+        self.items[seq] = encode_transit(item)
+        return item.envelope.id  # type: ignore[union-attr]
+
+    async def outbox(self, dest, *, limit, max_bytes, now, after=0):
+        return (await super().outbox(dest, limit=limit, max_bytes=max_bytes, now=now, after=after))[:2]
+
+
+class WindowPool:
+    """A hop that answers once ``release`` is set, in the order pushed, as a receiver of the
+    link sequence does: the first push refused (rate_limited), those already on their way
+    behind it ``out_of_order``, every later one taken."""
+
+    def __init__(self) -> None:
+        self.release = trio.Event()
+        self.in_flight = 0
+        self.most = 0
+        self.pushed = 0
+        self.refused_round: int | None = None
+        self.taken: list[bytes] = []
+        self.setbacks: list[str] = []
+
+    def backing_off(self, name: str) -> bool:
+        return False
+
+    def seen(self, name: str) -> None:
+        pass
+
+    def setback(self, name: str, code: str, message: str) -> None:
+        self.setbacks.append(code)
+
+    async def request(self, hop, frame, *, sent):
+        sent()
+        self.pushed += 1
+        number, in_round = self.pushed, self.pushed <= 3
+        if not in_round:  # applied in the order pushed, as the receiver's ordered lane does
+            self.taken += [t.envelope.id for t in frame.items]
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await self.release.wait()
+        self.in_flight -= 1
+        if number == 1:
+            return ErrorFrame(request=frame.request, code="rate_limited", message="slow down")
+        if in_round:
+            return ErrorFrame(request=frame.request, code=OUT_OF_ORDER, message="behind push 1")
+        return PushResult(request=frame.request, outcomes=(OK,) * len(frame.items))
+
+
+async def test_three_pushes_go_at_once_and_after_a_refused_one_everything_is_pushed_again_in_order() -> None:
+    store = EnvelopeStore()
+    ids = [store.add_envelope(seq) for seq in range(1, 10)]
+    pool = WindowPool()
+
+    async def routes() -> Routes:
+        return Routes()
+
+    outboxes = Outboxes(
+        name="alpha.example", store=store, pool=pool, routes=routes, clock_ms=lambda: 0,
+        settings=FederationSettings(expire_interval_s=3600),
+    )  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outboxes.run)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.in_flight == 3  # the default window, no more
+        pool.release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.taken == ids and not store.items  # each once, in order
+        assert pool.most == 3
+        assert pool.setbacks == ["rate_limited"]  # the refusal backs the hop off; out_of_order does not
+        assert outboxes.note(BETA) is None
         nursery.cancel_scope.cancel()

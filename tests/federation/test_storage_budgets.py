@@ -41,7 +41,7 @@ def _unreachable(monkeypatch: pytest.MonkeyPatch, node) -> None:  # noqa: ANN001
     federation = node.node.federation
     assert federation is not None
 
-    async def request(hop, frame: Frame) -> Frame:  # noqa: ANN001
+    async def request(hop, frame: Frame, **_: object) -> Frame:  # noqa: ANN001
         raise FederationError("unreachable", f"{hop.name} is down (simulated)")
 
     monkeypatch.setattr(federation._pool, "request", request)

@@ -226,8 +226,8 @@ async def test_no_proof_now_is_no_evidence_and_the_next_round_retries(
         fed = federation(alpha)
         real = fed._pool.request
 
-        async def mismatched(hop, frame):  # noqa: ANN001, ANN202
-            answer = await real(hop, frame)
+        async def mismatched(hop, frame, **kw):  # noqa: ANN001, ANN202
+            answer = await real(hop, frame, **kw)
             if isinstance(answer, Consistency) and len(failed) < 3:
                 failed.append((answer.first, answer.second))
                 answer = dataclasses.replace(answer, second=answer.second + 1)
@@ -253,8 +253,8 @@ async def test_a_lookup_answer_must_carry_a_verified_head_that_agrees(start_node
     real = fed._pool.request
     replacement: list[bytes] = []
 
-    async def tampered(hop, frame):  # noqa: ANN001, ANN202 - a relay that swaps the proof's head
-        answer = await real(hop, frame)
+    async def tampered(hop, frame, **kw):  # noqa: ANN001, ANN202 - a relay that swaps the proof's head
+        answer = await real(hop, frame, **kw)
         if replacement and isinstance(answer, (Devices, Bundles)):
             head = SignedHead(head=replacement[-1], cosignatures=())
             answer = dataclasses.replace(answer, proof=dataclasses.replace(answer.proof, head=head))
