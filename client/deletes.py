@@ -49,9 +49,9 @@ def erase_deleted(
         named = _named(d.fields)
         if named is None or (message_id is not None and named != message_id):
             continue
-        kept = state.find_message(named, me)
-        if kept is None or (kept.peer, kept.group) != (peer, group):
-            continue  # not held here (kept: applies when it comes), or of another conversation
+        kept = state.find_message(named, me, peer=peer, group=group)
+        if kept is None:
+            continue  # not held here (kept: applies when it comes)
         if not may_change(DELETE, by=me if d.own else d.sender, at=d.at, author=kept.author, written_at=kept.at):
             continue
         state.erase_message(kept, [g for g in gestures if g.type == EDIT and _named(g.fields) == named])

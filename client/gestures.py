@@ -13,7 +13,9 @@ Refused here, before anything is sent (each with its own code): an id this devic
 hold (``unknown_message``), an edit or delete of someone else's message (``not_author``), a
 delete for everyone later than ``DELETE_WINDOW_MS`` after the message (``too_late``), a
 gesture on a message deleted for everyone (``deleted``), a delete of one still waiting on this
-device to be sent (``not_sent_yet``). Receivers check the same rules again
+device to be sent (``not_sent_yet``), an id that names messages in more than one conversation
+here (``ambiguous_message``: a member of two groups can reuse an id; the command does not
+guess). Receivers check the same rules again
 (client/history_fold.py): nothing here is trusted by them.
 
 A 1:1 gesture that cannot go now waits on the device as a text does (client/pending.py, the
@@ -154,11 +156,18 @@ class Gestures:
     def _find(self, msg_id: bytes, *, deleted_ok: bool = False) -> KeptMessage:
         state = self._state
         me = state.profile().address
-        kept = state.find_message(msg_id, me)
-        if kept is None or msg_id in state.hidden_here():
+        found = state.find_messages(msg_id, me)
+        if not found or msg_id in state.hidden_here():
             raise LocalProtocolError(
                 f"no message {msg_id.hex()} on this device (`sonet history` lists the ids of a conversation)", code="unknown_message"
             )  # fmt: skip
+        if len(found) > 1:  # someone reused the id in another conversation: do not guess which
+            raise LocalProtocolError(
+                f"message id {msg_id.hex()} names messages in {len(found)} conversations on this device: it cannot say which one "
+                "(someone reused the id)",
+                code="ambiguous_message",
+            )  # fmt: skip
+        kept = found[0]
         if not deleted_ok and self._deleted(kept, me):
             raise LocalProtocolError(f"message {msg_id.hex()} was deleted for everyone", code="deleted")
         return kept

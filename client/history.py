@@ -175,9 +175,9 @@ class History:
         for item in items:
             named, depth = item.refers_to, 0
             while named is not None and named not in known and depth < _MAX_THREAD_DEPTH:
-                kept = state.find_message(named, me)
-                if kept is None or (kept.peer, kept.group) != ((peer, None) if group is None else (None, group)):
-                    break  # not held here, or of another conversation: no quote
+                kept = state.find_message(named, me, peer=peer or None, group=group)
+                if kept is None:
+                    break  # not held in this conversation: no quote
                 fields = state.message_text(kept)
                 known[named] = (Target(author=kept.author, at=kept.at, text=fields.get("text", "")), _refers_to(fields))
                 named, depth = _refers_to(fields), depth + 1

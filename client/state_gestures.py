@@ -65,23 +65,33 @@ class GestureState:
     def transaction(self) -> AbstractContextManager[None]:
         raise NotImplementedError
 
-    def find_message(self, msg_id: bytes, me: str) -> KeptMessage | None:
-        """The text or reply of any conversation with content id ``msg_id`` (this device's own
-        row first: a text sent here and synced back is this device's), or None."""
-        row = self._db.execute(f"SELECT recipient, sent_at, type, node_state FROM sent WHERE id = ? AND type IN ({_MESSAGES})", (msg_id,)).fetchone()
-        if row is not None:
-            return KeptMessage(id=msg_id, peer=row[0], group=None, author=me, at=row[1], type=row[2], own=True, pending=row[3] == "pending")
-        row = self._db.execute(f"SELECT group_id, sent_at, type, state FROM group_sent WHERE id = ? AND type IN ({_MESSAGES})", (msg_id,)).fetchone()
-        if row is not None:
-            return KeptMessage(id=msg_id, peer=None, group=row[0], author=me, at=row[1], type=row[2], own=True, pending=False)
-        row = self._db.execute(f"SELECT peer, sender, sent_at, type FROM inbox WHERE id = ? AND type IN ({_MESSAGES})", (msg_id,)).fetchone()
-        if row is not None:
-            return KeptMessage(id=msg_id, peer=row[0], group=None, author=row[1], at=row[2], type=row[3], own=False, pending=False)
-        row = self._db.execute(
-            f"SELECT group_id, sender, sent_at, type FROM group_inbox WHERE id = ? AND type IN ({_MESSAGES}) ORDER BY seq LIMIT 1", (msg_id,)
-        ).fetchone()
-        if row is not None:
-            return KeptMessage(id=msg_id, peer=None, group=row[0], author=row[1], at=row[2], type=row[3], own=False, pending=False)
+    def find_messages(self, msg_id: bytes, me: str) -> list[KeptMessage]:
+        """Every text or reply with content id ``msg_id``, one per conversation (this device's
+        own row first: a text sent here and synced back is this device's). One, as a rule: a
+        member of two groups can reuse an id of one in the other, which is why the gestures of
+        a conversation look only in it (``find_message``)."""
+        found: dict[tuple[str | None, bytes | None], KeptMessage] = {}
+
+        def keep(kept: KeptMessage) -> None:
+            found.setdefault((kept.peer, kept.group), kept)
+
+        for r in self._db.execute(f"SELECT recipient, sent_at, type, node_state FROM sent WHERE id = ? AND type IN ({_MESSAGES})", (msg_id,)):
+            keep(KeptMessage(id=msg_id, peer=r[0], group=None, author=me, at=r[1], type=r[2], own=True, pending=r[3] == "pending"))
+        for r in self._db.execute(f"SELECT group_id, sent_at, type FROM group_sent WHERE id = ? AND type IN ({_MESSAGES})", (msg_id,)):
+            keep(KeptMessage(id=msg_id, peer=None, group=r[0], author=me, at=r[1], type=r[2], own=True, pending=False))
+        for r in self._db.execute(f"SELECT peer, sender, sent_at, type FROM inbox WHERE id = ? AND type IN ({_MESSAGES})", (msg_id,)):
+            keep(KeptMessage(id=msg_id, peer=r[0], group=None, author=r[1], at=r[2], type=r[3], own=False, pending=False))
+        rows = self._db.execute(f"SELECT group_id, sender, sent_at, type FROM group_inbox WHERE id = ? AND type IN ({_MESSAGES}) ORDER BY seq", (msg_id,))
+        for r in rows:
+            keep(KeptMessage(id=msg_id, peer=None, group=r[0], author=r[1], at=r[2], type=r[3], own=False, pending=False))
+        return list(found.values())
+
+    def find_message(self, msg_id: bytes, me: str, *, peer: str | None = None, group: bytes | None = None) -> KeptMessage | None:
+        """The text or reply with content id ``msg_id`` in the conversation with ``peer`` or
+        in ``group`` (the first in the order of ``find_messages`` when neither is given)."""
+        for kept in self.find_messages(msg_id, me):
+            if (peer is None and group is None) or (kept.peer, kept.group) == (peer, group):
+                return kept
         return None
 
     def message_text(self, kept: KeptMessage) -> dict:

@@ -315,3 +315,30 @@ async def test_a_gesture_to_a_contact_whose_node_is_down_waits_behind_the_text_i
     await bob.receive()
     [got] = History(bob.state).messages(ALICE)
     assert (got.id, got.text, got.versions, got.reactions) == (text.id, "see you at 10", ("see you at 9",), (Reaction(emoji="⏰", count=1, mine=False),))
+
+
+async def test_an_id_reused_in_another_group_neither_misdirects_nor_blocks_a_delete(
+    alpha: RunningNode, register: Register, clock: Clock
+) -> None:
+    """mallory is in both groups and copies the id of alice's text in one into the other: the
+    command refuses to guess, and alice's delete still erases her text where she wrote it."""
+    alice, bob, mallory = [await register(alpha, name) for name in ("alice", "bob", "mallory")]
+    for device in (alice, bob, mallory):
+        await device.receive()
+    real = await alice.group_create("real", [BOB, "mallory@alpha.example"])
+    decoy = await mallory.group_create("decoy", [BOB])
+    for device in (alice, bob, mallory):
+        await device.receive()
+    sent = await alice.group_send(real.id, "the real one")
+    await mallory.receive()
+    # mallory's modified client posts its own text under alice's id in the other group
+    await mallory._groups().send_content(decoy.id, Content.make_text(id=sent.id, sent_at=clock(), text="decoy"))
+    await bob.receive()
+    assert "2 conversations" in await refused("ambiguous_message", bob.react(sent.id, "👍"))
+    clock.advance(10)
+    await alice.delete(sent.id, everyone=True)
+    await bob.receive()
+    [item] = History(bob.state).messages(real.id)
+    assert (item.id, item.deleted, item.text) == (sent.id, True, "")
+    [other] = History(bob.state).messages(decoy.id)
+    assert (other.text, other.deleted) == ("decoy", False)
