@@ -22,6 +22,8 @@ from sonet.core.sealed_sender import seal
 
 from .conftest import ALICE, BOB, HANG_S, texts
 
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
+
 
 async def test_a_session_with_someone_elses_x25519_identity_key_cannot_pass_as_that_sender(alpha, register, clock, monkeypatch) -> None:
     """Mallory holds Bob's (public) sender certificate and identity key; she starts a PQXDH

@@ -28,6 +28,8 @@ from sonet.node.client_checks import RequestError, check_prekeys
 
 from .conftest import ALICE, BOB, HANG_S, node_db, texts
 
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
+
 CLASSICAL, HYBRID, PQ = CryptoMode.CLASSICAL, CryptoMode.HYBRID, CryptoMode.PQ
 
 

@@ -47,6 +47,8 @@ from tests.node.conftest import RunningNode
 from .conftest import ALICE, BETA, BOB, HANG_S, Clock, fetch_bundle, link_device, node_db, shown, texts
 from .loopback import Loopback
 
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
+
 Register = Callable[..., Awaitable[Device]]
 BOB_B = f"bob@{BETA}"
 MINUTE_MS = 60 * 1000

@@ -29,6 +29,8 @@ from tests.node.conftest import RunningNode
 from .conftest import ALICE, BETA, BOB, HANG_S, Clock, node_db, texts
 from .loopback import Loopback
 
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
+
 Register = Callable[..., Awaitable[Device]]
 BOB_B = f"bob@{BETA}"
 
