@@ -239,6 +239,7 @@ def _sent_json(m: SentMessage) -> dict[str, Any]:
     return {
         "id": m.id.hex(), "to": m.to, "sent_at": iso_ms(m.sent_at), "state": m.state, "code": m.code, "message": m.message,
         "delivered_at": iso_ms(m.delivered_at), "read_at": iso_ms(m.read_at),
+        **({"type": m.type} if m.type != "text" else {}),  # a reply, reaction, edit or delete says so
     }
 
 
@@ -250,7 +251,8 @@ def _sent_line(m: SentMessage) -> str:
         state += f" {iso_ms(m.read_at if m.state == 'read' else m.delivered_at)}"
     elif m.code or m.message:
         state += f": {m.message or m.code}" + (f" ({m.code})" if m.message and m.code else "")
-    return f"[{iso_ms(m.sent_at)}] -> {m.to}  {state}  id {m.id.hex()}"
+    kind = f" ({m.type})" if m.type != "text" else ""
+    return f"[{iso_ms(m.sent_at)}] -> {m.to}{kind}  {state}  id {m.id.hex()}"
 
 
 def cmd_typing(args: argparse.Namespace) -> None:
@@ -678,7 +680,8 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p.add_argument(
         "--json", action="store_true",
         help="one JSON object per line: id, to, sent_at, state, code, message, delivered_at, read_at, refreshed "
-        "(false: the node could not be reached, this is the last known state); a group message has group ({id, name}) "
+        "(false: the node could not be reached, this is the last known state), and type for a reply, reaction, edit or delete; "
+        "a group message has group ({id, name}) "
         "instead of to, and devices (the other members' devices when it was sent), delivered and read (how many of them)",
     )
     p.set_defaults(fn=cmd_sent)

@@ -196,6 +196,7 @@ def group_sent_json(m: SentMessage) -> dict[str, Any]:
         "id": m.id.hex(), "group": _group_ref(m.group_name, m.group.hex()), "sent_at": iso_ms(m.sent_at), "state": m.state,
         "code": m.code, "message": m.message, "devices": m.devices, "delivered": m.delivered, "read": m.read,
         "delivered_at": iso_ms(m.delivered_at), "read_at": iso_ms(m.read_at),
+        **({"type": m.type} if m.type != "text" else {}),  # a reply, reaction, edit or delete says so
     }  # fmt: skip
 
 
@@ -204,7 +205,8 @@ def group_sent_line(m: SentMessage) -> str:
     state = f"{m.state}: {m.message} ({m.code})" if m.state == "failed" else m.state
     if m.devices:
         state += f", delivered to {m.delivered} of {m.devices} devices, read on {m.read}"
-    return f"[{iso_ms(m.sent_at)}] -> {label(m.group_name, m.group.hex())}  {state}  id {m.id.hex()}"
+    kind = f" ({m.type})" if m.type != "text" else ""
+    return f"[{iso_ms(m.sent_at)}] -> {label(m.group_name, m.group.hex())}{kind}  {state}  id {m.id.hex()}"
 
 
 def _typing_json(result: GroupTypingResult) -> dict[str, Any]:

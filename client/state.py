@@ -153,6 +153,8 @@ class SentMessage:
     group_name: str = ""
     delivered: int = 0
     read: int = 0
+    #: "text", or a reply, reaction, edit or delete (client/gestures.py)
+    type: str = "text"
 
 
 #: the kv rows a Profile is made of
@@ -457,7 +459,7 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
     def sent_messages(self, limit: int) -> list[SentMessage]:
         """The ``limit`` most recent sent messages, newest first."""
         rows = self._db.execute(
-            "SELECT id, recipient, sent_at, devices, node_state, code, note, delivered_at, read_at FROM sent"
+            "SELECT id, recipient, sent_at, devices, node_state, code, note, delivered_at, read_at, type FROM sent"
             " ORDER BY sent_at DESC, rowid DESC LIMIT ?",
             (limit,),
         ).fetchall()
@@ -477,7 +479,7 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
     def sent_message(self, msg_id: bytes) -> SentMessage | None:
         """A 1:1 or group text this device sent."""
         row = self._db.execute(
-            "SELECT id, recipient, sent_at, devices, node_state, code, note, delivered_at, read_at FROM sent WHERE id = ?",
+            "SELECT id, recipient, sent_at, devices, node_state, code, note, delivered_at, read_at, type FROM sent WHERE id = ?",
             (msg_id,),
         ).fetchone()
         if row:
@@ -490,15 +492,15 @@ def _group_sent_message(g: GroupSent, name: str) -> SentMessage:
     state = "read" if g.read_at is not None else "delivered" if g.delivered_at is not None else g.state
     return SentMessage(
         id=g.id, to="", sent_at=g.sent_at, devices=g.devices, state=state, code=g.code, message=GROUP_REFUSALS.get(g.code, g.code),
-        delivered_at=g.delivered_at, read_at=g.read_at, group=g.group, group_name=name, delivered=g.delivered, read=g.read,
+        delivered_at=g.delivered_at, read_at=g.read_at, group=g.group, group_name=name, delivered=g.delivered, read=g.read, type=g.type,
     )  # fmt: skip
 
 
 def _sent_message(row: tuple) -> SentMessage:
-    msg_id, to, sent_at, devices, node_state, code, note, delivered_at, read_at = row
+    msg_id, to, sent_at, devices, node_state, code, note, delivered_at, read_at, kind = row
     # a receipt says more than the node's state (and implies the node accepted it)
     state = "read" if read_at is not None else "delivered" if delivered_at is not None else node_state
     return SentMessage(
         id=msg_id, to=to, sent_at=sent_at, devices=devices, state=state, code=code, message=note,
-        delivered_at=delivered_at, read_at=read_at,
+        delivered_at=delivered_at, read_at=read_at, type=kind,
     )

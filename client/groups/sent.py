@@ -62,6 +62,8 @@ class GroupSent:
     #: when the last of ``devices`` confirmed it, once all have (None before)
     delivered_at: int | None
     read_at: int | None
+    #: "text", or a reply, reaction, edit or delete (client/gestures.py)
+    type: str = "text"
 
 
 def others(group: Group, me: str) -> list[tuple[str, int]]:
@@ -178,12 +180,12 @@ class GroupSentState:
 
 _GROUP_SENT_ROWS = (
     "SELECT s.id, s.group_id, s.sent_at, s.state, s.code, count(d.device), count(d.delivered_at), count(d.read_at),"
-    " max(d.delivered_at), max(d.read_at) FROM group_sent s LEFT JOIN group_sent_devices d ON d.id = s.id"
+    " max(d.delivered_at), max(d.read_at), s.type FROM group_sent s LEFT JOIN group_sent_devices d ON d.id = s.id"
 )
 
 
 def _group_sent(r: tuple) -> GroupSent:
     return GroupSent(
         id=r[0], group=r[1], sent_at=r[2], state=r[3], code=r[4], devices=r[5], delivered=r[6], read=r[7],
-        delivered_at=r[8] if r[5] and r[6] == r[5] else None, read_at=r[9] if r[5] and r[7] == r[5] else None,
+        delivered_at=r[8] if r[5] and r[6] == r[5] else None, read_at=r[9] if r[5] and r[7] == r[5] else None, type=r[10],
     )  # fmt: skip

@@ -262,6 +262,8 @@ async def test_the_commands_and_what_recv_and_history_print(
     out = capsys.readouterr().out.splitlines()
     assert "final draft  [edited 1; 👍 1]" in out[0] and '↪ "final draft" looks good' in out[1]
 
+    rc, listed = await _cli(capsys, bob, "sent")
+    assert [(o["id"], o.get("type")) for o in listed] == [(reaction["id"], "reaction"), (reply["id"], "reply")]
     rc, [deleted] = await _cli(capsys, alice, "delete", msg, "--everyone")
     assert rc == 0 and (deleted["type"], deleted["everyone"]) == ("delete", True)
     rc, got = await _cli(capsys, bob, "recv")
