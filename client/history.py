@@ -108,7 +108,7 @@ class History:
         for peer in state.direct_peers():
             last = self._newest(state.direct_history(peer, 1))
             conversation = Conversation(
-                key=peer, title=peer, is_group=False, last_text=last.fields.get("text", "") if last else "",
+                key=peer, title=peer, is_group=False, last_text=self._last_text(last, me, peer=peer),
                 last_at=last.at if last else 0, unread=unread_direct.get(peer, 0),
             )  # fmt: skip
             found.append((conversation.last_at, conversation))
@@ -116,7 +116,7 @@ class History:
             last = self._newest(state.group_history(group, 1))
             conversation = Conversation(
                 key=group_hex(group), title=state.group_name(group) or group_hex(group), is_group=True,
-                last_text=last.fields.get("text", "") if last else "", last_at=last.at if last else 0, unread=unread_groups.get(group, 0),
+                last_text=self._last_text(last, me, group=group), last_at=last.at if last else 0, unread=unread_groups.get(group, 0),
             )  # fmt: skip
             found.append((conversation.last_at or created, conversation))
         found.sort(key=lambda f: (-f[0], f[1].title))
@@ -232,6 +232,17 @@ class History:
                 return group_hex(group), "", group
         key = self.resolve(conversation)  # a name, or an id of no group here (refused)
         return (key, key, None) if "@" in key else (key, "", bytes.fromhex(key))
+
+    def _last_text(self, last: StoredMessage | None, me: str, *, peer: str | None = None, group: bytes | None = None) -> str:
+        """The newest message's text as it reads now: its author's edits (only those made after
+        it are looked at, so the list stays cheap); "" once deleted (its text was erased)."""
+        if last is None:
+            return ""
+        edits = self._state.conversation_gestures(peer=peer, group=group, since=last.at, kinds=("edit",))
+        if not edits:
+            return last.fields.get("text", "")
+        author = me if last.own else last.sender
+        return fold({last.id: Target(author=author, at=last.at, text=last.fields.get("text", ""))}, edits, me)[last.id].text
 
     @staticmethod
     def _newest(stored: list[StoredMessage]) -> StoredMessage | None:

@@ -31,7 +31,6 @@ CREATE TABLE IF NOT EXISTS deleted_here (id BLOB PRIMARY KEY, at INTEGER NOT NUL
 """
 
 _MESSAGES = ", ".join(f"'{t}'" for t in HISTORY_TYPES)
-_GESTURES = ", ".join(f"'{t}'" for t in GESTURE_TYPES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,27 +108,37 @@ class GestureState:
         ).fetchone()
         return self.group_inbox_message(kept.group, *row).fields if row else {}  # type: ignore[attr-defined]
 
-    def conversation_gestures(self, *, peer: str | None = None, group: bytes | None = None) -> list[StoredMessage]:
-        """Every reaction, edit and delete kept of a conversation (this device's and received),
-        oldest first."""
+    def conversation_gestures(
+        self, *, peer: str | None = None, group: bytes | None = None, since: int = 0, kinds: tuple[str, ...] = GESTURE_TYPES
+    ) -> list[StoredMessage]:
+        """Every reaction, edit and delete (or those of ``kinds``) kept of a conversation (this
+        device's and received) made at ``since`` or later, oldest first."""
         found: list[StoredMessage] = []
+        gestures = ", ".join(f"'{k}'" for k in kinds if k in GESTURE_TYPES) or "''"
         if group is None:
-            own = self._db.execute(f"SELECT id, sent_at, type, body, rowid FROM sent WHERE recipient = ? AND type IN ({_GESTURES})", (peer,))
+            own = self._db.execute(
+                f"SELECT id, sent_at, type, body, rowid FROM sent WHERE recipient = ? AND type IN ({gestures}) AND sent_at >= ?", (peer, since)
+            )
             for r in own.fetchall():
                 fields = canonical.loads(self.vault.open_value(r[3], sent_where(r[0]))) if r[3] is not None else {}
                 found.append(StoredMessage(id=r[0], sender="", at=r[1], type=r[2], fields=fields, own=True, unread=False, order=r[4]))
-            received = self._db.execute(f"SELECT id, sender, sent_at, type, body, rowid FROM inbox WHERE peer = ? AND type IN ({_GESTURES})", (peer,))
+            received = self._db.execute(
+                f"SELECT id, sender, sent_at, type, body, rowid FROM inbox WHERE peer = ? AND type IN ({gestures}) AND sent_at >= ?", (peer, since)
+            )
             for r in received.fetchall():
                 fields = canonical.loads(self.vault.open_value(r[4], b"inbox/" + r[0]))
                 found.append(StoredMessage(id=r[0], sender=r[1], at=r[2], type=r[3], fields=fields, own=False, unread=False, order=r[5]))
         else:
-            own = self._db.execute(f"SELECT id, sent_at, type, body, rowid FROM group_sent WHERE group_id = ? AND type IN ({_GESTURES})", (group,))
+            own = self._db.execute(
+                f"SELECT id, sent_at, type, body, rowid FROM group_sent WHERE group_id = ? AND type IN ({gestures}) AND sent_at >= ?", (group, since)
+            )
             for r in own.fetchall():
                 fields = canonical.loads(self.vault.open_value(r[3], group_sent_where(r[0]))) if r[3] is not None else {}
                 found.append(StoredMessage(id=r[0], sender="", at=r[1], type=r[2], fields=fields, own=True, unread=False, order=r[4]))
             received = self._db.execute(
-                f"SELECT id, sender, sent_at, body, unread, seq, type, extra FROM group_inbox WHERE group_id = ? AND type IN ({_GESTURES})",
-                (group,),
+                f"SELECT id, sender, sent_at, body, unread, seq, type, extra FROM group_inbox WHERE group_id = ? AND type IN ({gestures})"
+                " AND sent_at >= ?",
+                (group, since),
             )
             found += [self.group_inbox_message(group, *r) for r in received.fetchall()]  # type: ignore[attr-defined]
         found.sort(key=lambda m: (m.at, m.order))

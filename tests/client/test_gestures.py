@@ -344,3 +344,18 @@ async def test_an_id_reused_in_another_group_neither_misdirects_nor_blocks_a_del
     assert (item.id, item.deleted, item.text) == (sent.id, True, "")
     [other] = History(bob.state).messages(decoy.id)
     assert (other.text, other.deleted) == ("decoy", False)
+
+
+async def test_the_conversation_list_shows_the_last_text_as_edited_or_deleted(alpha: RunningNode, register: Register, clock: Clock) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    sent = await alice.send_text(BOB, "typo hre")
+    clock.advance(10)
+    await alice.edit(sent.id, "typo here")
+    await bob.receive()
+    for device in (alice, bob):
+        assert [c.last_text for c in History(device.state).conversations()] == ["typo here"]
+    clock.advance(10)
+    await alice.delete(sent.id, everyone=True)
+    await bob.receive()
+    for device in (alice, bob):
+        assert [c.last_text for c in History(device.state).conversations()] == [""]
