@@ -3,7 +3,9 @@
 
 Rules (the same on every device, so every device shows the same conversation):
 - Anyone in the conversation reacts: one reaction per account and emoji, the newest add or
-  remove of it counts (by sent_at, then the order kept).
+  remove of it counts (by sent_at, then the order kept). Only the order of one account's own
+  gestures matters (reactions of different accounts, edits and deletes of the author), and
+  those arrive in the order sent, so every device folds alike.
 - Only a message's author edits it (``may_change``): each edit's text becomes the text, the
   ones before are kept as its earlier versions, oldest first.
 - Only the author deletes it for everyone, and only within ``DELETE_WINDOW_MS`` of when it was

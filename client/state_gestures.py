@@ -141,6 +141,8 @@ class GestureState:
                 (group, since),
             )
             found += [self.group_inbox_message(group, *r) for r in received.fetchall()]  # type: ignore[attr-defined]
+        # by the author's time, then as kept (one sender's arrive in the order sent); only the
+        # order of one author's own gestures matters (history_fold.py), so every device agrees
         found.sort(key=lambda m: (m.at, m.order))
         return found
 

@@ -359,3 +359,28 @@ async def test_the_conversation_list_shows_the_last_text_as_edited_or_deleted(al
     await bob.receive()
     for device in (alice, bob):
         assert [c.last_text for c in History(device.state).conversations()] == [""]
+
+
+def test_the_fold_is_the_same_whatever_order_different_accounts_gestures_were_kept_in() -> None:
+    """Devices keep gestures in the order they arrive; only one account's own gestures need
+    their order (it is the order sent), so two devices that got the same gestures from several
+    accounts in different orders show the same thing."""
+    from sonet.client.history_fold import Target, fold
+    from sonet.client.state_history import StoredMessage
+
+    target = bytes(16)
+
+    def gesture(n: int, sender: str, kind: str, **fields: object) -> StoredMessage:
+        return StoredMessage(id=bytes([n]) * 16, sender=sender, at=100, type=kind, fields={"refers_to": target.hex(), **fields},
+                             own=False, unread=False, order=n)  # fmt: skip
+
+    made = [
+        gesture(1, BOB, "reaction", emoji="👍", remove=False), gesture(2, CAROL, "reaction", emoji="👍", remove=False),
+        gesture(3, CAROL, "edit", text="not hers"), gesture(4, ALICE, "edit", text="hi!"), gesture(5, BOB, "delete"),
+    ]  # fmt: skip
+    targets = {target: Target(author=ALICE, at=50, text="hi")}
+    results = set()
+    for order in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]):
+        folded = fold(targets, [made[i] for i in order], ALICE)[target]
+        results.add((folded.text, folded.deleted, folded.reactions(ALICE), folded.ignored))
+    assert results == {("hi!", False, (Reaction(emoji="👍", count=2, mine=False),), 2)}
