@@ -36,7 +36,7 @@ from sonet.core.content import DELETE, DELETE_WINDOW_MS, EDIT, REACTION, REPLY, 
 from sonet.core.errors import LocalProtocolError, ProtocolError
 from sonet.core.groups.items import group_hex
 
-from .connection import NodeError
+from .connection import ConnectError, NodeError
 from .deletes import erase_deleted
 from .history_fold import may_change
 from .pending import PendingFull, waits
@@ -104,9 +104,13 @@ def _check_text(text: str) -> None:
 
 
 class Gestures:
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, *, live: bool = False) -> None:
+        """``live``: on a live session's connection (client/live.py): while it is down a 1:1
+        gesture waits on the device (code "offline"), and a group one does not wait for the
+        hub's order, as the session's texts."""
         self._device = device
         self._state = device.state
+        self._live = live
 
     async def reply(self, msg_id: bytes, text: str) -> GestureResult:
         _check_text(text)
@@ -202,18 +206,25 @@ class Gestures:
         device, state = self._device, self._state
         profile = state.profile()
         to = parse_address(peer)
-        async with device._connect(profile) as conn:  # which first sends the texts that wait
-            home = conn.welcome.node
-            # behind the texts to them that still wait: never before the message it names
-            waiting = state.pending_reason(peer)
-            if waiting is None:
-                await maintain_prekeys(conn, state, profile, device._rng, device._clock())
-                try:
-                    devices, _own = await device._send_content_now(conn, profile, to, content)
-                except (NodeError, ProtocolError) as exc:
-                    if not waits(exc):
-                        raise
-                    waiting = (exc.code, str(exc))
+        devices, home = 0, ""
+        try:
+            async with device._connect(profile) as conn:  # which first sends the texts that wait
+                home = conn.welcome.node
+                # behind the texts to them that still wait: never before the message it names
+                waiting = state.pending_reason(peer)
+                if waiting is None:
+                    await maintain_prekeys(conn, state, profile, device._rng, device._clock())
+                    try:
+                        devices, _own = await device._send_content_now(conn, profile, to, content)
+                    except (NodeError, ProtocolError) as exc:
+                        if not waits(exc):
+                            raise
+                        waiting = (exc.code, str(exc))
+        except ConnectError as exc:
+            if not self._live:
+                raise
+            # the same id: if the node took it before the connection dropped, it keeps one copy
+            waiting = ("offline", f"the home node cannot be reached now ({exc})")
         fields = content_fields(content)
         with state.transaction():
             if waiting is not None:
@@ -238,7 +249,7 @@ class Gestures:
     async def _send_group(self, kept: KeptMessage, content: Content) -> GestureResult:
         assert kept.group is not None
         state = self._state
-        result = await self._device._groups().send_content(group_hex(kept.group), content)
+        result = await self._device._groups().send_content(group_hex(kept.group), content, settle=not self._live)
         if content.type == DELETE:
             erase_deleted(state, state.profile().address, peer=None, group=kept.group, delete_id=content.id)
         return GestureResult(

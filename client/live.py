@@ -2,7 +2,8 @@
 
 One connection receives what the node pushes as it is stored (no polling): each batch is stored
 on the device, then acknowledged (client/receiving.py), and reported as a ``Received`` event.
-Sends go over the same connection. When the connection ends the session says so
+Sends go over the same connection (texts; replies, reactions, edits and deletes too:
+client/gestures.py). When the connection ends the session says so
 (``Offline``, with why and when it tries again), tries again with backoff (client/backoff.py)
 and says ``Online`` when it is back; the texts written meanwhile were kept on the device
 ("pending", code "offline") and go first, in order, once each (``Device._connect`` sends them
@@ -32,7 +33,7 @@ context variable, so only the task that holds the lock sees it), so each send ex
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from sonet.core.errors import ProtocolError, sole_exception
 from .backoff import Backoff
 from .connection import ConnectError, Connection, NodeError
 from .delivery import refresh_sent
+from .gestures import GestureResult, Gestures
 from .groups.api import GroupSendResult
 from .groups.events import GroupEvent
 from .groups.keys import maintain_key_packages
@@ -182,6 +184,28 @@ class LiveSession:
             with self._lend():
                 result = await self._device._groups().send(group, text, settle=False)
             self._known_sent = self._sent_states()
+        return result
+
+    async def reply(self, message_id: bytes, text: str) -> GestureResult:
+        """``Device.reply`` over the live connection; kept on the device while it is down, as
+        ``send_text`` (client/gestures.py)."""
+        return await self._gesture(lambda g: g.reply(message_id, text))
+
+    async def react(self, message_id: bytes, emoji: str, *, remove: bool = False) -> GestureResult:
+        return await self._gesture(lambda g: g.react(message_id, emoji, remove=remove))
+
+    async def edit(self, message_id: bytes, text: str) -> GestureResult:
+        return await self._gesture(lambda g: g.edit(message_id, text))
+
+    async def delete(self, message_id: bytes, *, everyone: bool = False) -> GestureResult:
+        return await self._gesture(lambda g: g.delete(message_id, everyone=everyone))
+
+    async def _gesture(self, make: Callable[[Gestures], Awaitable[GestureResult]]) -> GestureResult:
+        self._check_open()
+        async with self._lock:
+            with self._lend():
+                result = await make(Gestures(self._device, live=True))
+            self._known_sent = self._sent_states()  # the caller has the result: no SentChanged for it
         return result
 
     async def send_typing(self, to: str, *, started: bool = True) -> None:

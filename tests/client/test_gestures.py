@@ -22,7 +22,7 @@ from sonet.core.content import DELETE_WINDOW_MS, Content
 from sonet.core.errors import LocalProtocolError
 from tests.node.conftest import RunningNode
 
-from .conftest import ALICE, BETA, BOB, CAROL, Clock, link_device
+from .conftest import ALICE, BETA, BOB, CAROL, HANG_S, Clock, link_device
 from .loopback import Loopback
 
 Register = Callable[..., Awaitable[Device]]
@@ -384,3 +384,40 @@ def test_the_fold_is_the_same_whatever_order_different_accounts_gestures_were_ke
         folded = fold(targets, [made[i] for i in order], ALICE)[target]
         results.add((folded.text, folded.deleted, folded.reactions(ALICE), folded.ignored))
     assert results == {("hi!", False, (Reaction(emoji="👍", count=2, mine=False),), 2)}
+
+
+async def test_a_live_session_sends_gestures_and_keeps_them_while_the_node_is_away(
+    alpha: RunningNode, register: Register, make_device: Callable[..., Device], clock: Clock
+) -> None:
+    from sonet.client.live import Notice, Offline, Online, Received
+
+    from ..e2e.proxy import TcpProxy
+    from .test_live import Events
+
+    proxy = TcpProxy(int(alpha.url.rsplit(":", 1)[1]))
+    try:
+        with trio.fail_after(HANG_S):
+            alice = make_device("alice")
+            await alice.register(ALICE, proxy.url, await alpha.mint_invite())
+            bob = await register(alpha, "bob")
+            hello = await bob.send_text(ALICE, "hello")
+            clock.advance(10)
+            async with alice.live() as session:
+                events = Events(session)
+                await events.until(Received)
+                reaction = await session.react(hello.id, "👋")
+                assert (reaction.type, reaction.state) == ("reaction", "accepted")
+                proxy.refuse(True)
+                proxy.drop()
+                await events.until(Offline)
+                reply = await session.reply(hello.id, "written offline")
+                assert (reply.state, reply.code) == ("pending", "offline")
+                proxy.refuse(False)
+                await events.until(Online)
+                await events.until(Notice, lambda e: reply.id.hex() in e.text)  # sent once the node is back
+            await bob.receive()
+            [item, answer] = History(bob.state).messages(ALICE)
+            assert (item.id, item.reactions) == (hello.id, (Reaction(emoji="👋", count=1, mine=False),))
+            assert (answer.id, answer.type, answer.quote, answer.text) == (reply.id, "reply", "hello", "written offline")
+    finally:
+        proxy.close()
