@@ -137,6 +137,11 @@ def contents() -> tuple[bytes, ...]:
             Content.make_typing(id=mid, sent_at=NOW, typing="started"),
             Content.make_sync(id=mid, sent_at=NOW, to=f"bob@{WITNESS}", text="hi bob"),
             Content.make_alert(id=mid, sent_at=NOW, text="a device you do not know"),
+            # issue 17 gestures, and the sync that carries one (its inner content nested)
+            Content.make_reply(id=mid, sent_at=NOW, text="me too", refers_to=other),
+            Content.make_reaction(id=mid, sent_at=NOW, refers_to=other, emoji="👍🏽"),
+            Content.make_edit(id=mid, sent_at=NOW, refers_to=other, text="hello!"),
+            Content.make_sync_of(Content.make_delete(id=mid, sent_at=NOW, refers_to=other), to=f"bob@{WITNESS}"),
         )
     )
 
