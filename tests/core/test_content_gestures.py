@@ -62,6 +62,9 @@ def test_reply_edit_delete_round_trip_at_their_bounds() -> None:
         Content.make_delete(id=ID, sent_at=2**63 - 1, refers_to=OTHER),
     ):
         assert decode_content(encode_content(content)) == content
+        # and its copy for one's other devices still fits a content object
+        sync = Content.make_sync_of(content, to="bob@beta.example")
+        assert len(encode_content(sync)) <= limits.MAX_CONTENT_BYTES and decode_content(encode_content(sync)) == sync
 
 
 MALFORMED = {
