@@ -42,6 +42,7 @@ from .client_context import ClientContext, ClientFederation
 from .client_session import ClientSession
 from .config import NodeConfig
 from .directory import NodeDirectory
+from .expiry import expiry_loop
 from .identity import load_node_key
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxRegistry
@@ -306,10 +307,20 @@ class Node:
                 written = self.federation.version
 
     async def _purge_loop(self, store: SqliteStore) -> None:
-        while True:
-            now = self.clock_ms()
+        """Expired envelopes go at their expiry (node/expiry.py), the rest every PURGE_INTERVAL_S."""
+        federation = self.federation
+        assert federation is not None
+
+        async def purge(now: int) -> None:
             dropped = await store.purge_expired(now=now)
             self.links.purge(now)
             if dropped:
                 log.info("expired %d envelopes", dropped)
-            await trio.sleep(PURGE_INTERVAL_S)
+
+        await expiry_loop(
+            clock_ms=self.clock_ms,
+            next_expiry=lambda after: store.next_expiry(after=after),
+            purge=purge,
+            expire_outbox=federation.expire_outbox,
+            full_interval_s=PURGE_INTERVAL_S,
+        )

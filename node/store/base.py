@@ -488,6 +488,11 @@ class Store(Protocol):
         """
         ...
 
+    async def next_expiry(self, *, after: int) -> int | None:
+        """The earliest ``expires`` above ``after`` of a stored envelope: in a mailbox or in the
+        outbox (this node's own and relayed items); None if there is none (node/expiry.py)."""
+        ...
+
     async def stats(self) -> dict[str, int]:
         """Counts for ``status``: accounts, devices, envelopes, envelope_bytes, invites_open.
 

@@ -102,6 +102,7 @@ from .sqlite_keydir import (
 from .sqlite_budgets import Charges, DiskFree, disk_free_at, enforce
 from .sqlite_group_trees import _group_tree
 from .sqlite_groups import _create_group, _group_submit, _purge_groups
+from .sqlite_expiry import _next_expiry
 from .sqlite_mailbox import _ack, _device_exists, _pending, _purge_expired, _store_envelopes
 from .sqlite_prekeys import _prekey_counts, _publish_prekeys, _take_bundle
 from .sqlite_key_packages import _key_package_count, _publish_key_packages, _take_key_packages
@@ -455,6 +456,9 @@ class SqliteStore:
 
     async def purge_expired(self, *, now: int) -> int:
         return await self._transaction(_purge_all, now)
+
+    async def next_expiry(self, *, after: int) -> int | None:
+        return await self._read(_next_expiry, after)
 
     async def stats(self) -> dict[str, int]:
         return await self._snapshot(_stats)
