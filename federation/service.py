@@ -370,6 +370,11 @@ class Federation:
     def queued_note(self, dest: str) -> tuple[str, str] | None:
         return self._outboxes.note(dest)
 
+    async def expire_outbox(self) -> None:
+        """Settle expired outbox items now, not at the next expiry tick (node/expiry.py: an
+        item's expiry came; a disappearing message leaves the outbox and relay queues then)."""
+        await self._outboxes.expire()
+
     async def remote_devices(self, account: str) -> Devices:
         account, node = self._remote(account)
         self._witness.refuse(node)
@@ -386,11 +391,6 @@ class Federation:
                 return cached[1]
             raise
         if not isinstance(answer, Devices) or answer.account != account:
-    async def expire_outbox(self) -> None:
-        """Settle expired outbox items now, not at the next expiry tick (node/expiry.py: an
-        item's expiry came; a disappearing message leaves the outbox and relay queues then)."""
-        await self._outboxes.expire()
-
             raise FederationError("invalid", f"{node} answered the device lookup for {account} with something else")
         await self._witness.vet(node, answer.proof.head.head)
         answer = dataclasses.replace(answer, request=0)
