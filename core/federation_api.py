@@ -19,6 +19,8 @@ number (several may be outstanding; answers can come in any order):
   head (only after checking it is consistent with the last head it cosigned).
 - ``Gossip`` -> ``Noted``: signed heads of any nodes the sender has seen (its own included),
   so that two views of one directory meet somewhere and a split is detected.
+- ``EphemeralPush`` -> ``Noted``: typing and presence envelopes, never stored (a relay passes
+  them on); over the peer's ephemeral allowance ``ErrorFrame`` ``rate_limited``.
 - ``Ping`` -> ``Pong``.
 
 An item names the node it comes from (``origin``) and the node it is for (``dest``), never
@@ -39,7 +41,7 @@ from .groups.items import GroupItem
 from .errors import ProtocolError
 from .wire import Frame, FrameSet, Struct, frame, frames_declared_in, struct
 
-__all__ = ["Report", "Transit", "Push", "PushResult", "Cosign", "SeenHead", "Gossip", "Noted", "OK", "REFUSALS", "RETRY_LATER", "FEDERATION_FRAMES"]
+__all__ = ["Report", "Transit", "Push", "EphemeralPush", "PushResult", "Cosign", "SeenHead", "Gossip", "Noted", "OK", "REFUSALS", "RETRY_LATER", "FEDERATION_FRAMES"]
 
 #: the outcome of an item that the receiver took
 OK = "ok"
@@ -135,6 +137,36 @@ class Push(Frame):
             raise ValueError(f"a push holds 1..{limits.MAX_TRANSIT_PER_PUSH} items")
         if not 0 <= self.seq < 2**63:
             raise ValueError("push sequence number out of range")
+
+
+@frame(tag=65)
+class EphemeralPush(Frame):
+    """Ephemeral envelopes (typing, presence) from ``origin`` for accounts of ``dest``: handed
+    to the recipients' devices connected now (or passed on by a relay), never stored, nothing
+    reported back; answered ``Noted`` at once (federation/ephemeral.py)."""
+
+    request: int
+    origin: str
+    dest: str
+    #: relays it may still pass through, as a Transit's
+    hops: int
+    envelopes: tuple[Envelope, ...]
+
+    def check(self) -> None:
+        if not 0 < len(self.envelopes) <= limits.MAX_EPHEMERAL_PER_PUSH:
+            raise ValueError(f"an ephemeral push holds 1..{limits.MAX_EPHEMERAL_PER_PUSH} envelopes")
+        if not 0 <= self.hops <= limits.MAX_HOPS:
+            raise ValueError("hop count out of range")
+        try:
+            validate_node_name(self.origin, remote=True)
+            validate_node_name(self.dest, remote=True)
+            for env in self.envelopes:
+                if env.kind != Kind.EPHEMERAL:
+                    raise ValueError("an ephemeral push carries ephemeral envelopes only")
+                if parse_address(env.to, remote=True).node != self.dest:
+                    raise ValueError("envelope address is not on the push's destination node")
+        except ProtocolError as exc:
+            raise ValueError(str(exc)) from None
 
 
 @frame(tag=61)

@@ -20,6 +20,7 @@ __all__ = [
     "GROUP_TREE_CHUNK_BYTES",
     "MAX_ENVELOPES_PER_FRAME",
     "MAX_EPHEMERAL_BODY",
+    "MAX_EPHEMERAL_PER_PUSH",
     "MAX_ACCOUNT_LEN",
     "MAX_NODE_NAME_LEN",
     "MAX_DEVICES_PER_ACCOUNT",
@@ -96,6 +97,9 @@ MAX_ENVELOPES_PER_FRAME = 256
 #: (certificate, sender record and prekey header included); later ones 3.9-9.5 KB. Above
 #: this: bad_input.
 MAX_EPHEMERAL_BODY = 32 * 1024
+#: ephemeral envelopes in one EphemeralPush between nodes (64 of the largest: 2 MiB, under
+#: MAX_FRAME_BYTES)
+MAX_EPHEMERAL_PER_PUSH = 64
 DEFAULT_ENVELOPE_TTL_MS = 30 * 24 * 3600 * 1000
 MAX_ENVELOPE_TTL_MS = DEFAULT_ENVELOPE_TTL_MS
 DEFAULT_MAILBOX_MAX_ENVELOPES = 10_000

@@ -20,6 +20,8 @@
   pinned key of the witness it names (the link's peer, or a peer behind it when relayed), else
   ``bad_cosignature``; one of another node's head is relayed like the lookups. ``Gossip``:
   heads the peer has seen, checked in the background (federation/gossip.py). Both: ``Noted``.
+- ``EphemeralPush``: typing and presence, never stored (federation/ephemeral.py, its own rate
+  limits): ``Noted``.
 
 A request whose handling hits a store error (the database is locked, the disk is full) is
 answered ``ErrorFrame(request, "unavailable")``: the peer tries again later; the link and the
@@ -73,10 +75,11 @@ from sonet.core.client_api import (
 from sonet.core.crypto import SigningKey, VerifyKey
 from sonet.core.cost_budget import CostBudget, OverBudget
 from sonet.core.errors import ProtocolError, RemoteProtocolError
-from sonet.core.federation_api import OK, Cosign, Gossip, Noted, Push, PushResult, Report, SeenHead, Transit
+from sonet.core.federation_api import OK, Cosign, EphemeralPush, Gossip, Noted, Push, PushResult, Report, SeenHead, Transit
 from sonet.core.keydir import decode_cosignature
 from sonet.core.wire import Frame, encode_frame
 
+from .ephemeral import Ephemerals
 from .errors import FederationError
 from .link import Handler
 from .pool import LinkPool
@@ -101,7 +104,7 @@ Lookup = FetchDevices | FetchBundles | FetchKeyPackages | FetchNodeKey | FetchHe
 #: the lookups that hand out one-time keys
 OneTime = FetchBundles | FetchKeyPackages
 #: what a peer may ask on a link
-Request = Push | Ping | Gossip | Cosign | Lookup
+Request = Push | EphemeralPush | Ping | Gossip | Cosign | Lookup
 #: what a peer answers each request relayed for another node with (or an ErrorFrame)
 ANSWERS: dict[type[Frame], type[Frame]] = {
     FetchDevices: Devices,
@@ -135,12 +138,15 @@ class Inbound:
         gossiped: Callable[[str, Iterable[SeenHead]], Awaitable[None]],
         node_key: Callable[[str], Awaitable[bytes]],
         requests: MessageRequests,
+        ephemerals: Ephemerals,
     ) -> None:
         """``directory`` is this node's key directory (None: it keeps none), ``gossiped(peer,
         heads)`` takes the heads a peer gossips, ``node_key(node)`` is a peer's pinned key,
-        ``requests`` the allowance of envelopes without a valid access token. A request a
+        ``requests`` the allowance of envelopes without a valid access token, ``ephemerals``
+        takes the ephemeral pushes (federation/ephemeral.py). A request a
         ``StoreFailure`` interrupts is answered ``unavailable``."""
         self._requests = requests
+        self._ephemerals = ephemerals
         self._name = name
         self._directory = directory
         self._gossiped = gossiped
@@ -183,6 +189,8 @@ class Inbound:
             refused_in_a_row = 0
             if isinstance(frame, Push):
                 return await self._push(peer, frame)
+            if isinstance(frame, EphemeralPush):
+                return await self._ephemerals.receive(peer, frame)
             if isinstance(frame, Ping):
                 return Pong(request=frame.request)
             if isinstance(frame, Cosign):
@@ -223,6 +231,8 @@ class Inbound:
         """Spend the request's tokens; a request costs at most a full bucket (else one larger
         than the burst could never pass)."""
         now = self._clock_ms()
+        if isinstance(frame, EphemeralPush):  # its own buckets: envelopes and bytes
+            return self._ephemerals.allow(peer, frame)
         if isinstance(frame, Push):
             limiter, cost = self._pushes, len(frame.items)
         elif isinstance(frame, OneTime):

@@ -68,6 +68,9 @@ For the client handlers (node/client_keys.py, node/client_messages.py, ...):
                                                    node; ``access`` the recipient's access token
                                                    the device gave, checked by the destination)
 ``wake(dests)``                                    new items were committed for these nodes
+``send_ephemeral(envelopes)``                      ephemeral envelopes for other nodes: sent on
+                                                   now, best effort, never stored (dropped when
+                                                   they cannot go now: federation/ephemeral.py)
 ``queued_note(dest) -> tuple[str, str] | None``    why items for dest wait: the last failed
                                                    attempt, or ("unroutable", ...) while dest
                                                    has no route (they wait for a peer-table
@@ -126,6 +129,7 @@ from sonet.core.errors import ProtocolError
 from sonet.core.handshake import HandshakeComplete
 from sonet.core.wire import Frame
 
+from .ephemeral import Ephemerals, PushEphemeral
 from .errors import FederationError
 from .gossip import Gossiper
 from .inbound import Inbound
@@ -171,9 +175,11 @@ class Federation:
         status: FederationStatus | None = None,
         directory: KeyDirectory | None = None,
         requests: MessageRequests | None = None,
+        push_ephemeral: PushEphemeral | None = None,
     ) -> None:
         """``requests``: the node's message-request allowance, shared with its device handlers
-        (default: one of this service's own)."""
+        (default: one of this service's own); ``push_ephemeral((account, device), envelope)``
+        hands an ephemeral envelope from a peer to that device's connections open now."""
         settings = settings or FederationSettings()
         if requests is None:
             requests = MessageRequests.for_node(identity, quota, envelope_ttl_ms=envelope_ttl_ms)
@@ -224,6 +230,9 @@ class Federation:
             routes=self.routes,
             settings=settings,
         )
+        self._ephemerals = Ephemerals(
+            name=name, pool=self._pool, routes=self.routes, push=push_ephemeral, clock_ms=clock_ms, settings=settings
+        )
         self._inbound = Inbound(
             name=name,
             identity=identity,
@@ -241,6 +250,7 @@ class Federation:
             gossiped=self._gossip.received,
             node_key=self.node_key,
             requests=requests,
+            ephemerals=self._ephemerals,
         )
         self._devices: dict[str, tuple[int, Devices]] = {}
         self._counts: dict[str, int] = {}
@@ -256,6 +266,7 @@ class Federation:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self._pool.run)
+            await nursery.start(self._ephemerals.run)
             self._nursery = nursery
             # Greets every direct peer: a node that restarted says so to its peers at once, and
             # their backoff towards it ends.
@@ -359,6 +370,11 @@ class Federation:
             env, origin=self.name, sender_account=sender_account, sender_device=sender_device, now=now, ttl_ms=self._ttl_ms,
             access=access,
         )  # fmt: skip
+
+    def send_ephemeral(self, envelopes: Iterable[Envelope]) -> None:
+        """Ephemeral envelopes (typing, presence) for accounts of other nodes: sent on now, best
+        effort, never stored (federation/ephemeral.py); never blocks."""
+        self._ephemerals.send(envelopes)
 
     def directory_changed(self) -> None:
         """This node signed a new directory head: tell the direct peers now (they witness it)."""

@@ -29,6 +29,10 @@ class FederationSettings:
     #: per peer node: outbox items it may push. High on purpose: a relay or a busy peer moves
     #: tens of thousands of envelopes a second; this stops a flood, not normal traffic
     push_rate: Rate = field(default_factory=lambda: Rate(per_second=20_000, burst=50_000))
+    #: per peer node: ephemeral envelopes (typing, presence) it may push or relay through this
+    #: node, counted and in bytes (federation/ephemeral.py): a few hundred users typing at once
+    ephemeral_rate: Rate = field(default_factory=lambda: Rate(per_second=200, burst=1000))
+    ephemeral_bytes_rate: Rate = field(default_factory=lambda: Rate(per_second=2 * 2**20, burst=8 * 2**20))
     #: per peer node: lookups and pings
     query_rate: Rate = field(default_factory=lambda: Rate(per_second=20, burst=100))
     #: per peer node: prekey bundles (each may hand out one-time prekeys, which run out)

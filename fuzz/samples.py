@@ -16,8 +16,8 @@ from typing import Any
 from sonet.core import limits
 from sonet.core.access import ACCESS_TOKEN_LEN
 from sonet.core.client_api import CLIENT_FRAMES, DirectoryProof, SignedHead
-from sonet.core.envelope import Envelope
-from sonet.core.federation_api import FEDERATION_FRAMES, Report
+from sonet.core.envelope import Envelope, Kind
+from sonet.core.federation_api import FEDERATION_FRAMES, EphemeralPush, Report
 from sonet.core.groups.items import GroupItem
 from sonet.core.handshake import HANDSHAKE_FRAMES
 from sonet.core.wire import Frame, Struct, encode_frame
@@ -119,6 +119,8 @@ def _build(cls: type) -> Any:
 
 
 def sample_frame(cls: type[Frame]) -> Frame:
+    if cls is EphemeralPush:  # the generic envelope is a stored one
+        return EphemeralPush(request=1, origin=m.WITNESS, dest=m.NODE, hops=2, envelopes=(m.envelope(kind=Kind.EPHEMERAL),))
     return _build(cls)
 
 

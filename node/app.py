@@ -194,6 +194,7 @@ class Node:
                 status=self.federation_status,
                 directory=directory,
                 requests=requests,
+                push_ephemeral=self.registry.push_ephemeral,
             )
             ctx = ClientContext(
                 name=self.config.name,

@@ -10,8 +10,8 @@ woken after the commit. The same transaction checks the stored-bytes budgets (th
 device's and account's, each destination outbox's, the node's disk reserve): over one, nothing
 is stored and the device gets that code ("sender_full", "outbox_full", "disk_full"), a "not
 now" after which it keeps the message and sends it again later. Ephemeral envelopes are never stored: they go to connections that are
-online now, and those for accounts of other nodes are dropped silently (typing indicators do
-not cross nodes).
+online now, and those for accounts of other nodes go to their nodes at once, best effort, after
+the batch is accepted (federation/ephemeral.py: never queued, dropped if they cannot go now).
 
 The time taken right after the registration check is the envelopes' acceptance time: the mailbox
 stores it as ``stored_at`` and delivers it, and a recipient device judges a sender device that
@@ -53,8 +53,6 @@ async def send_batch(session: Session, req: SendBatch) -> None:
             raise RequestError("bad_input", "group items are sent with GroupSubmit, not in envelopes")
         if address.node != ctx.name:
             remote(ctx, address.node)  # unknown_node when this node does not federate
-            if env.kind == Kind.EPHEMERAL:
-                continue  # not forwarded between nodes
         # normalised address, and no longer than this node keeps envelopes
         to, expires = str(address), min(env.expires, now + ctx.envelope_ttl_ms)
         if (to, expires) != (env.to, env.expires):
@@ -77,8 +75,11 @@ async def send_batch(session: Session, req: SendBatch) -> None:
     stored: list[NewEnvelope] = []
     outbound: list[OutboundItem] = []
     ephemeral: list[tuple[MailboxKey, Envelope]] = []
+    remote_ephemeral: list[Envelope] = []
     for address, env in envelopes:
-        if address.node != ctx.name:
+        if address.node != ctx.name and env.kind == Kind.EPHEMERAL:
+            remote_ephemeral.append(env)
+        elif address.node != ctx.name:
             federation = remote(ctx, address.node)
             token = access.get(env.to, b"")
             outbound.append(federation.outbound(env, sender_account=me, sender_device=my_device, now=now, access=token))
@@ -104,6 +105,8 @@ async def send_batch(session: Session, req: SendBatch) -> None:
     await session.send(Accepted(request=req.request, stored=count))
     for key, env in ephemeral:
         ctx.registry.push_ephemeral(key, env)
+    if remote_ephemeral and ctx.federation is not None:
+        ctx.federation.send_ephemeral(remote_ephemeral)
 
 
 async def _current_devices(ctx: ClientContext, account: str, me: str, my_device: int) -> set[int]:

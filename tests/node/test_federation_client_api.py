@@ -75,6 +75,8 @@ class FakeFederation:
     error: FederationError | None = None
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     woken: list[set[str]] = field(default_factory=list)
+    #: what send_ephemeral was handed
+    ephemeral: list[Envelope] = field(default_factory=list)
 
     def _fail(self) -> None:
         if self.error is not None:
@@ -123,6 +125,9 @@ class FakeFederation:
 
     def wake(self, dests: Iterable[str]) -> None:
         self.woken.append(set(dests))
+
+    def send_ephemeral(self, envelopes: Iterable[Envelope]) -> None:
+        self.ephemeral.extend(envelopes)
 
     def queued_note(self, dest: str) -> tuple[str, str] | None:
         return self.notes.get(dest)
@@ -315,7 +320,7 @@ async def test_a_stale_view_of_a_remote_account_gets_a_device_mismatch_and_nothi
         assert fake.woken == []
 
 
-async def test_remote_typing_is_dropped_silently_and_a_failed_lookup_stores_nothing(start_federated: Callable[..., Any]) -> None:
+async def test_remote_typing_goes_to_federation_unstored_and_a_failed_lookup_stores_nothing(start_federated: Callable[..., Any]) -> None:
     with trio.fail_after(HANG_S):
         fake = FakeFederation()
         _bob, fake.devices[BOB] = remote_account(devices=1)
@@ -323,9 +328,14 @@ async def test_remote_typing_is_dropped_silently_and_a_failed_lookup_stores_noth
         alice = await alpha.node.enroll("alice")
         laptop = await alpha.node.link(alice)
         async with alpha.node.raw(alice.first) as conn:
-            reply = await send(conn, opaque_envelope((BOB, 1), kind=Kind.EPHEMERAL))
+            typing = opaque_envelope((BOB, 1), kind=Kind.EPHEMERAL)
+            reply = await send(conn, replace(typing, to="BOB@beta.example"))
             assert isinstance(reply, Accepted) and reply.stored == 0
-            assert fake.calls == [] and fake.woken == []  # not even looked up
+            # the devices are checked as for any envelope; nothing is queued or woken
+            assert fake.calls == [("remote_devices", BOB)] and fake.woken == []
+            assert [(e.id, e.to, e.kind) for e in fake.ephemeral] == [(typing.id, BOB, Kind.EPHEMERAL)]
+            stale = await send(conn, opaque_envelope((BOB, 2), kind=Kind.EPHEMERAL))
+            assert isinstance(stale, DeviceMismatch) and len(fake.ephemeral) == 1
             fake.error = FederationError("unreachable", f"cannot reach {BETA}: connection refused")
             with pytest.raises(NodeError) as err:
                 await send(conn, opaque_envelope(laptop), opaque_envelope((BOB, 1)))
