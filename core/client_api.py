@@ -7,7 +7,7 @@ stored them, and only then does the node delete them.
 
 from __future__ import annotations
 
-from . import limits
+from . import blob_api, limits
 from .access import ACCESS_TOKEN_LEN
 from .envelope import Envelope
 from .wire import Frame, FrameSet, Struct, frame, frames_declared_in, struct
@@ -714,4 +714,5 @@ class GroupTree(Frame):
 
 
 #: what travels on ``/client`` (both ways): every frame declared above
-CLIENT_FRAMES = FrameSet("/client", frames_declared_in(__name__))
+#: (and the blob store's frames, core/blob_api.py)
+CLIENT_FRAMES = FrameSet("/client", [*frames_declared_in(__name__), *frames_declared_in(blob_api.__name__)])

@@ -24,6 +24,8 @@ type:
 - ``edit``     ``{refers_to, text}`` — the new text of one of the sender's own messages.
 - ``delete``   ``{refers_to}`` — delete for everyone: one of the sender's own messages, within
   ``DELETE_WINDOW_MS`` of it (receivers check who wrote it and when: client/gestures.py).
+- ``file``     ``{file: map, text}`` — an attachment (core/attachment.py ``FileRef``: where its
+  encrypted blob lies, its key and digests, size, media type, name) with a caption (may be empty).
 - ``alert``    ``{text}`` — what one's own device found wrong in the account's key-directory
   entries (client/monitor.py), for one's other devices.
 - ``group_state`` ``{name, topic}`` — a group's name and topic, sent by an admin as a group
@@ -47,6 +49,7 @@ from typing import Any
 
 from . import canonical, limits
 from .address import parse_address
+from .attachment import FileRef
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 
 __all__ = [
@@ -65,6 +68,7 @@ __all__ = [
     "REACTION",
     "EDIT",
     "DELETE",
+    "FILE",
     "GESTURES",
     "SYNCABLE",
     "MAX_EMOJI_BYTES",
@@ -80,11 +84,12 @@ __all__ = [
 TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE = "text", "receipt", "typing", "sync", "alert", "group_state"
 GROUP_TYPING = "group_typing"
 REPLY, REACTION, EDIT, DELETE = "reply", "reaction", "edit", "delete"
-CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE, GROUP_TYPING, REPLY, REACTION, EDIT, DELETE)
+FILE = "file"
+CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE, GROUP_TYPING, REPLY, REACTION, EDIT, DELETE, FILE)
 #: the types that refer to another message and change it rather than being one
 GESTURES = (REACTION, EDIT, DELETE)
 #: what a ``sync`` may carry for one's other devices (everything a user writes in a conversation)
-SYNCABLE = (TEXT, REPLY, REACTION, EDIT, DELETE)
+SYNCABLE = (TEXT, REPLY, REACTION, EDIT, DELETE, FILE)
 MAX_EMOJI_BYTES = 64  # a family of four with skin tones is 41 bytes
 MAX_EMOJI_CODEPOINTS = 16
 #: delete for everyone: at most this long after the message (Signal: 24 h; Matrix: no limit)
@@ -107,10 +112,11 @@ _FIELDS: dict[str, dict[str, type]] = {
     REACTION: {"refers_to": bytes, "emoji": str, "remove": bool},
     EDIT: {"refers_to": bytes, "text": str},
     DELETE: {"refers_to": bytes},
+    FILE: {"file": dict, "text": str},
 }
 #: the second form of a sync: any message one writes, as its encoded content
 _SYNC_INNER = {"to": str, "inner": bytes}
-_OPTIONAL = ("text", "receipt", "ids", "typing", "to", "name", "topic", "group", "refers_to", "emoji", "remove", "inner")
+_OPTIONAL = ("text", "receipt", "ids", "typing", "to", "name", "topic", "group", "refers_to", "emoji", "remove", "inner", "file")
 #: a group id (core/groups/items.py GROUP_ID_LEN; not imported: content stays below groups)
 _GROUP_ID_LEN = 16
 
@@ -136,6 +142,8 @@ class Content:
     remove: bool | None = None
     #: a sync of a message other than a text: that message's content
     inner: "Content | None" = None
+    #: a file: where its encrypted blob lies and how to open it
+    file: FileRef | None = None
 
     @classmethod
     def make_text(cls, *, id: bytes, sent_at: int, text: str) -> "Content":
@@ -180,6 +188,10 @@ class Content:
     @classmethod
     def make_delete(cls, *, id: bytes, sent_at: int, refers_to: bytes) -> "Content":
         return cls(type=DELETE, id=id, sent_at=sent_at, refers_to=refers_to)
+
+    @classmethod
+    def make_file(cls, *, id: bytes, sent_at: int, file: FileRef, text: str = "") -> "Content":
+        return cls(type=FILE, id=id, sent_at=sent_at, file=file, text=text)
 
     @classmethod
     def make_sync_of(cls, inner: "Content", *, to: str) -> "Content":
@@ -300,6 +312,11 @@ def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
         if len(value["topic"].encode()) > MAX_GROUP_TOPIC_LEN:
             raise fail(f"a group topic is at most {MAX_GROUP_TOPIC_LEN} bytes")
         fields.update(name=value["name"], topic=value["topic"])
+    elif kind == FILE:
+        try:
+            fields["file"] = FileRef.from_map(value["file"], remote=remote)
+        except ProtocolError as exc:
+            raise fail(str(exc)) from None
     if "refers_to" in required:
         if len(value["refers_to"]) != limits.CONTENT_ID_LEN:
             raise fail(f"refers_to must be a {limits.CONTENT_ID_LEN}-byte content id")
@@ -330,6 +347,8 @@ def encode_content(content: Content) -> bytes:
             continue
         if name in used:
             given[name] = list(field) if name == "ids" and isinstance(field, tuple) else field
+            if name == "file" and isinstance(field, FileRef):
+                given[name] = field.to_map()
         elif field is not None:
             raise LocalProtocolError(f"message content: {content.type} content has no field {name!r}")
     _check(given, LocalProtocolError)

@@ -105,6 +105,15 @@ _CODES = {
     "deleted": "a gesture on a message deleted for everyone",
     "not_sent_yet": "a gesture on a message still waiting on this device to be sent",
     "ambiguous_message": "a message id that names messages in several conversations on this device",
+    # Attachments: the blob store (node/blobs.py) and downloads (client/attachments.py)
+    "blob_unknown": "a blob the node does not hold (never created, expired, or another account's to write)",
+    "blob_too_large": "a blob over the node's size limit",
+    "blob_quota": "an account over its quota of stored blobs (bytes or count)",
+    "blob_offset": "a blob chunk that does not start where the node's copy ends",
+    "blob_corrupt": "a blob whose bytes do not match its declared SHA-256",
+    "blob_incomplete": "a download of a blob still being uploaded",
+    "file_corrupt": "a downloaded file that does not match the digests its message carries",
+    "not_a_file": "a download of a message that is not a file",
     # Prekeys
     "too_many_prekeys": "more one-time prekeys than the node keeps per device",
     "wrong_prekey_kind": "a prekey in the wrong slot",

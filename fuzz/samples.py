@@ -76,6 +76,10 @@ def _by_name() -> dict[str, Any]:
         "offset": 0,
         "total": 4,
         "chunk": b"tree",
+        # the blob store's frames (core/blob_api.py): 4 bytes of a blob of 4 (total)
+        "blob": bytes(range(16)),
+        "sha256": _HASH,
+        "data": b"blob",
     }
 
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sonet.core import canonical, limits
+from sonet.core.attachment import FileRef
 from sonet.core.content import CONTENT_TYPES, MAX_GROUP_NAME_LEN, MAX_GROUP_TOPIC_LEN, Content, decode_content, encode_content
 from sonet.core.errors import LocalProtocolError, RemoteProtocolError
 
@@ -33,6 +34,10 @@ SAMPLES = {
     "reaction": Content.make_reaction(id=ID, sent_at=SENT, refers_to=OTHER, emoji="👍"),
     "edit": Content.make_edit(id=ID, sent_at=SENT, refers_to=OTHER, text="hello, Bob!"),
     "delete": Content.make_delete(id=ID, sent_at=SENT, refers_to=OTHER),
+    # attachments (more cases: tests/core/test_content_file.py)
+    "file": Content.make_file(id=ID, sent_at=SENT, file=FileRef(
+        node="alpha.example", blob=OTHER, key=bytes(32), sha256=bytes(32), sealed_sha256=bytes(32), size=3, media_type="", name="a.txt",
+    ), text="see attached"),  # fmt: skip
 }
 
 
@@ -51,6 +56,7 @@ def fields(kind: str = "text", **changes: Any) -> dict[str, Any]:
             "reaction": {"refers_to": OTHER, "emoji": "👍", "remove": False},
             "edit": {"refers_to": OTHER, "text": "hi"},
             "delete": {"refers_to": OTHER},
+            "file": {"text": "", "file": SAMPLES["file"].file.to_map()},  # type: ignore[union-attr]
         }[kind]
     )
     base.update(changes)
@@ -86,7 +92,10 @@ def test_encoding_is_the_canonical_cbor_of_its_fields(name: str) -> None:
 
 def _changes(content: Content) -> dict[str, Any]:
     used = fields(content.type)
-    return {k: list(v) if isinstance(v, tuple) else v for k in used if (v := getattr(content, k, None)) is not None}
+    return {
+        k: list(v) if isinstance(v, tuple) else v.to_map() if isinstance(v, FileRef) else v
+        for k in used if (v := getattr(content, k, None)) is not None
+    }  # fmt: skip
 
 
 def test_all_types_are_covered() -> None:
