@@ -33,6 +33,7 @@ from ..live import Notice, Offline, Online, Received, SentChanged
 from ..sdk import Device
 from ..state import StateError
 from .bridge import GuestEnded, TrioGuest
+from .commands import ChatCommand, command_target, parse_command
 from .screens import AskScreen, ContactScreen, GroupScreen, HelpScreen, IdentityChangedScreen
 from .render import safe, short_name
 from .session import ChatSession, LiveUpdate
@@ -415,7 +416,25 @@ class ChatApp(App[int]):
             return
         event.input.clear()
         self._typing_sent_at = 0.0
+        command = parse_command(text)  # /reply, /react, /edit, /delete (client/chat/commands.py)
+        if command is not None:
+            self.run_worker(self.gesture(self.current, command), exit_on_error=False)
+            return
         self.run_worker(self.send(self.current, text, is_group=self.current_is_group), exit_on_error=False)
+
+    async def gesture(self, key: str, command: ChatCommand) -> None:
+        """A reply, reaction, edit or delete of the newest message it is about; it shows on
+        that message from the history. A refusal is one line."""
+        target = command_target(self.history.messages(key, limit=MESSAGES_SHOWN), command)
+        if target is None:
+            whose = "of yours" if command.mine else "from the other side"
+            self.say(f"nothing to {command.kind} here: no message {whose} yet", severity="warning")
+            return
+        try:
+            await self.guest.call(lambda: self.session.gesture(command.kind, target.id, command.arg), serial=True)
+        except (*USER_ERRORS, LocalProtocolError, IdentityChanged) as exc:
+            self.say(f"not done: {exc}", severity="error", timeout=10)
+        await self.refresh_view()
 
     async def send(self, key: str, text: str, *, is_group: bool) -> None:
         """Send ``text`` in ``key``'s conversation; it shows with its ticks from the history.

@@ -15,6 +15,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..groups.api import GroupInfoView
+from .commands import COMMANDS_HELP
 from .qr import qr_text
 from .render import TICKS, safe
 from .session import ContactInfo
@@ -30,6 +31,7 @@ HELP = [
     ("Esc", "back to the list · close a window"),
     ("PgUp PgDn", "scroll the messages"),
     ("Ctrl+N", "new conversation: user@node, or a group's name"),
+    COMMANDS_HELP,
     ("F2", "contact: safety number, QR code, key directory; group: members"),
     ("F1 ?", "this help"),
     ("Ctrl+Q", "quit"),

@@ -20,7 +20,7 @@ from ..directory import Lookup
 from ..groups.api import GroupInfoView, GroupSendResult, GroupView
 from ..history import History
 from ..live import LiveEvent, LiveSession, Received
-from ..sdk import Device, SafetyNumber, SendResult
+from ..sdk import Device, GestureResult, SafetyNumber, SendResult
 from .bridge import TrioGuest
 
 __all__ = ["ChatSession", "LiveUpdate", "ContactInfo"]
@@ -89,6 +89,17 @@ class ChatSession:
         if is_group:
             return await live.send_group(conversation, text)
         return await live.send_text(conversation, text)
+
+    async def gesture(self, kind: str, message_id: bytes, arg: str) -> GestureResult:
+        """reply, react, unreact, edit or delete (for everyone) ``message_id`` (client/chat/commands.py)."""
+        live = self._session()
+        if kind == "reply":
+            return await live.reply(message_id, arg)
+        if kind in ("react", "unreact"):
+            return await live.react(message_id, arg, remove=kind == "unreact")
+        if kind == "edit":
+            return await live.edit(message_id, arg)
+        return await live.delete(message_id, everyone=True)
 
     async def typing(self, conversation: str, *, started: bool) -> None:
         """Best effort: a typing notice that cannot go now is not worth an error."""

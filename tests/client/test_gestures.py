@@ -421,3 +421,48 @@ async def test_a_live_session_sends_gestures_and_keeps_them_while_the_node_is_aw
             assert (answer.id, answer.type, answer.quote, answer.text) == (reply.id, "reply", "hello", "written offline")
     finally:
         proxy.close()
+
+
+async def test_sonet_chat_replies_reacts_edits_and_deletes_from_the_compose_box(alpha: RunningNode, register: Register, clock: Clock) -> None:
+    from textual.pilot import Pilot
+    from textual.widgets import Input
+
+    from sonet.client.chat.app import ChatApp
+
+    from .test_chat_app import Others, online, opened, run_app, until
+
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    asked = await bob.send_text(ALICE, "lunch?")
+    clock.advance(1000)
+
+    async def scenario(app: ChatApp, pilot: Pilot, others: Others) -> None:
+        await online(app, pilot)
+        await opened(app, pilot, BOB)
+
+        async def typed(text: str) -> None:
+            app.query_one("#compose", Input).value = text
+            await pilot.press("enter")
+            clock.advance(1000)
+
+        def item(msg_id: bytes) -> HistoryItem | None:
+            return by_id(app.history.messages(BOB)).get(msg_id)
+
+        await typed("/react 👍")
+        await until(pilot, lambda: (i := item(asked.id)) is not None and i.reactions == (Reaction(emoji="👍", count=1, mine=True),), "the reaction")
+        await typed("/reply sure")
+        await until(pilot, lambda: [i.text for i in app.history.messages(BOB)] == ["lunch?", "sure"], "the reply shown")
+        reply = app.history.messages(BOB)[1]
+        assert (reply.type, reply.quote) == ("reply", "lunch?")
+        await typed("/edit sure, at noon")
+        await until(pilot, lambda: (i := item(reply.id)) is not None and i.text == "sure, at noon" and i.edited == 1, "the edit")
+        await typed("/delete")
+        await until(pilot, lambda: (i := item(reply.id)) is not None and i.deleted, "the delete")
+        await typed("/edit again")  # nothing of alice's left to edit: said, nothing sent
+        await typed("/unknown stays a text")
+        await until(pilot, lambda: "/unknown stays a text" in [i.text for i in app.history.messages(BOB)], "a text sent")
+
+    await run_app(alice, clock, scenario)
+    await bob.receive()
+    items = History(bob.state).messages(ALICE)
+    assert [(i.text, i.deleted) for i in items] == [("lunch?", False), ("", True), ("/unknown stays a text", False)]
+    assert items[0].reactions == (Reaction(emoji="👍", count=1, mine=False),)
