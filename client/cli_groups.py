@@ -261,8 +261,8 @@ def typing_in_group(args: argparse.Namespace, shell: Shell, *, started: bool) ->
     line = None  # like typing to an address: nothing to say when it went to everyone it can
     if result.elsewhere:
         line = (
-            f"typing in {label(info.name, info.id)}: told {result.devices} member device{'s' if result.devices != 1 else ''} on your "
-            f"node; {result.elsewhere} elsewhere do not get typing notices yet"
+            f"typing in {label(info.name, info.id)}: told {result.devices} member device{'s' if result.devices != 1 else ''}; "
+            f"{result.elsewhere} could not be told now"
         )
     shell.show(args, _typing_json(result), line)
 

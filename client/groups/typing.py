@@ -3,10 +3,10 @@
 A typing notice is not a group message: the hub does not order it and no node stores it. The
 device sends a ``group_typing`` content (core/content.py: the state and the group id) 1:1,
 sealed sender, as an ephemeral envelope, to every device of each member account, the way
-``sonet typing ADDRESS`` does (``Device._deliver``; the node pushes it to connected devices
-and drops it otherwise). Ephemeral envelopes do not cross nodes yet (docs/protocol.md; issue
-17 item 5), so it goes only to the members on the device's home node and the rest are counted
-(``elsewhere``); no bundles are fetched or sessions started for members it could not reach.
+``sonet typing ADDRESS`` does (``Device._deliver``; the member's node pushes it to connected
+devices and drops it otherwise; for members of other nodes the home node sends it on at once,
+best effort: federation/ephemeral.py). A member account whose devices cannot be written to
+now is skipped and its devices counted (``elsewhere``).
 
 A receiving device takes it only for a group it is an active member of and only from a member
 device of that group (anyone else naming the group is refused as ``not_member``); a device of
@@ -43,10 +43,9 @@ class GroupTypingResult:
     group: str  # 32 hex digits
     name: str
     typing: str  # "started" or "stopped"
-    #: member devices on the home node it went to (pushed if connected)
+    #: member devices it went to (pushed if connected, on this node or another)
     devices: int
-    #: member devices it did not go to: on other nodes (typing across nodes waits for issue 17)
-    #: or of accounts whose devices could not be written to now
+    #: member devices it did not go to: of accounts whose devices could not be written to now
     elsewhere: int
 
 
@@ -54,11 +53,10 @@ async def send_group_typing(
     conn: Connection, state: DeviceState, profile: Profile, record: GroupRecord, *, started: bool,
     rng: Callable[[int], bytes], clock: Callable[[], int], deliver: Deliver,
 ) -> GroupTypingResult:  # fmt: skip
-    """Tell the members of ``record``'s group on the home node (``conn``) that this account
-    started (or stopped) typing there."""
+    """Tell the members of ``record``'s group, on any node, that this account started (or
+    stopped) typing there."""
     if not record.active:
         raise LocalProtocolError("this device is no longer a member of the group", code="not_member")
-    home = conn.welcome.node
     devices: dict[str, int] = {}
     for account, _device in member_devices(Group.from_bytes(record.mls)):
         if account != profile.address:
@@ -67,7 +65,7 @@ async def send_group_typing(
     typing = "started" if started else "stopped"
     content = encode_content(Content.make_group_typing(id=msg_id, sent_at=clock(), typing=typing, group=record.id))
     reached = 0
-    for account in sorted(a for a in devices if parse_address(a).node == home):
+    for account in sorted(devices):
         try:
             await deliver(conn, profile, parse_address(account), content, None, msg_id, Kind.EPHEMERAL)
         except (IdentityChanged, NodeError, ProtocolError):

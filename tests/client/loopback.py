@@ -4,7 +4,8 @@
 the interface node/client_context.py's ``ClientFederation``): lookups are answered by the other node's own ``answer_local``, node
 keys are the other node's identity keys, and outbox items move only when a test calls
 ``flush()``, through the receiving node's ``Store.receive`` and the sending node's
-``Store.outbox_done``, the way the federation runtime does it. Tests script what goes wrong:
+``Store.outbox_done``, the way the federation runtime does it. Ephemeral envelopes (typing,
+presence) go at once to the other node's connected devices, never stored. Tests script what goes wrong:
 a node that cannot be reached (with the note the home node gives), a wrong node key.
 
 Witnessing is immediate: before a node answers a lookup for a peer, the asking node cosigns
@@ -206,6 +207,14 @@ class _Service:
 
     def wake(self, dests: Iterable[str]) -> None:
         pass  # tests move the outboxes with Loopback.flush()
+
+    def send_ephemeral(self, envelopes: Iterable[Envelope]) -> None:
+        """Straight to the connections open now on the recipient's node (federation/ephemeral.py
+        without the link); dropped while that node is down, as the runtime drops them."""
+        for env in envelopes:
+            address = parse_address(env.to)
+            if address.node in self.net.nodes and address.node not in self.net.down:
+                self.net.nodes[address.node].registry.push_ephemeral((str(address), env.device), env)
 
     def queued_note(self, dest: str) -> tuple[str, str] | None:
         return self.net.down.get(dest)

@@ -140,7 +140,7 @@ async def test_queued_says_why_and_failed_says_what_the_recipients_node_refused(
         assert states(await alice.sent()) == [("failed", "mailbox_full", REFUSALS["mailbox_full"]), ("accepted", "", "")]
 
 
-async def test_remote_lookups_fail_with_one_clear_error_and_typing_stays_home(
+async def test_remote_lookups_fail_with_one_clear_error_and_typing_is_never_queued(
     alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Register
 ) -> None:
     with trio.fail_after(HANG_S):
@@ -155,7 +155,7 @@ async def test_remote_lookups_fail_with_one_clear_error_and_typing_stays_home(
             await alice.send_typing(BOB_B)
         assert (err.value.code, str(err.value)) == UNREACHABLE
         del loopback.down[BETA]
-        await alice.send_typing(BOB_B)  # accepted by alpha, never forwarded
+        await alice.send_typing(BOB_B)  # accepted by alpha, sent on at once (bob is not connected: gone)
         assert await loopback.flush() == {}
         assert alice.state.sent_messages(10) == []
 

@@ -174,7 +174,7 @@ async def test_typing_reaches_a_connected_member_device_and_is_never_stored(
         assert (stopped.typing, stopped.devices, stopped.elsewhere) == ("stopped", 1, 0)
 
 
-async def test_typing_goes_only_to_members_on_the_home_node(
+async def test_typing_reaches_members_on_other_nodes_and_no_node_stores_it(
     alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Register
 ) -> None:
     alpha, beta = alpha_beta
@@ -186,6 +186,18 @@ async def test_typing_goes_only_to_members_on_the_home_node(
     await bob.receive()
     db = node_db(alpha)
     outbox_before = db.execute("SELECT count(*) FROM outbox").fetchone()
-    typing = await alice.group_typing(view.id)
-    assert (typing.devices, typing.elsewhere) == (0, 1)  # bob is on beta: typing across nodes waits for issue 17
+    results = []
+
+    async def wait_for_it() -> None:
+        results.append(await bob.receive(wait=5))
+
+    with trio.fail_after(HANG_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_for_it)
+            await _until_connected(beta, 1)
+            typing = await alice.group_typing(view.id)
+            assert (typing.devices, typing.elsewhere) == (1, 0)  # bob is on beta
+    [result] = results
+    assert shown(bob, result) == [(ALICE, "typing", {"typing": "started", "group": {"id": view.id, "name": "far apart"}})]
     assert db.execute("SELECT count(*) FROM outbox").fetchone() == outbox_before
+    assert node_db(beta).execute("SELECT count(*) FROM mailbox WHERE kind = ?", (int(Kind.EPHEMERAL),)).fetchone() == (0,)
