@@ -40,6 +40,7 @@ from .group_trees import answer_group_tree
 from .client_limits import ClientLimits
 from .client_context import ClientContext, ClientFederation
 from .client_session import ClientSession
+from .blobs import BlobStore
 from .config import NodeConfig
 from .directory import NodeDirectory
 from .expiry import expiry_loop
@@ -159,6 +160,8 @@ class Node:
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         store = await SqliteStore.open(self.data_dir / DB_FILE)
+        # attachments live on disk beside the database, one file per blob (node/blobs.py)
+        blobs = await BlobStore.open(self.data_dir, self.config.blobs, rng=self.rng, reserve_bytes=self.config.storage_reserve_bytes)
         try:
             quota = storage_quota(self.config)
             # one allowance of message requests for device sends and peers' pushes alike
@@ -214,6 +217,7 @@ class Node:
                 costs=CostBudget(self.config.budgets.device_budget),
                 requests=requests,
                 unregistered_timeout_s=self.config.unregistered_timeout_s,
+                blobs=blobs,
                 unregistered=Unregistered(
                     max_total=self.config.max_unregistered, max_per_address=self.config.max_unregistered_per_address
                 ),
@@ -264,6 +268,7 @@ class Node:
                 self._runtime_written = self._write_runtime_at_start()
                 nursery.start_soon(self._purge_loop, store)
                 nursery.start_soon(self._status_loop)
+                nursery.start_soon(self._blob_retention_loop, blobs)
                 task_status.started(self.url)
         finally:
             (self.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
@@ -306,6 +311,14 @@ class Node:
                     log.warning("cannot write %s, trying again in %g s: %s", RUNTIME_FILE, STATUS_WRITE_INTERVAL_S, exc)
                     continue
                 written = self.federation.version
+
+    async def _blob_retention_loop(self, blobs: BlobStore) -> None:
+        """Attachments past their retention (node.toml [blobs] retention_days) go every PURGE_INTERVAL_S."""
+        while True:
+            dropped = await blobs.purge(self.clock_ms())
+            if dropped:
+                log.info("deleted %d attachments past their retention", dropped)
+            await trio.sleep(PURGE_INTERVAL_S)
 
     async def _purge_loop(self, store: SqliteStore) -> None:
         """Expired envelopes go at their expiry (node/expiry.py), the rest every PURGE_INTERVAL_S."""

@@ -32,6 +32,7 @@ from .unregistered import Unregistered
 from .store import AccountRow, DeviceRow, Quota, Store, StoreError
 
 if TYPE_CHECKING:  # client_limits builds on this module
+    from .blobs import BlobStore
     from .client_limits import ClientLimits
 
 __all__ = [
@@ -109,6 +110,8 @@ class ClientContext:
     unregistered: Unregistered | None = None
     #: per-device budgets of expensive requests (node/cost_budget.py)
     costs: CostBudget = field(default_factory=client_cost_budget)
+    #: the attachment store (node/blobs.py); None: this node keeps no attachments
+    blobs: BlobStore | None = None
 
 
 class Session(Protocol):

@@ -23,6 +23,7 @@ from sonet.core.handshake_guard import GuardSettings
 from sonet.core.ratelimit import Rate
 from sonet.federation.settings import MAX_PUSHES_IN_FLIGHT, FederationSettings
 
+from .blob_settings import BLOB_KEYS, BlobSettings, blob_settings, blobs_toml
 from .budget_settings import BUDGET_KEYS, BudgetSettings
 
 __all__ = ["NodeConfig", "ConfigError", "parse_listen", "CONFIG_FILE", "SETTINGS"]
@@ -55,6 +56,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "unregistered_timeout_s",
     ),
     "budgets": tuple(key for key, _default, _range in BUDGET_KEYS),
+    "blobs": tuple(key for key, _default, _range in BLOB_KEYS),
 }
 #: [connections] defaults, in the order of SETTINGS["connections"] (transport/admission.py)
 _CONNECTION_DEFAULTS: tuple[int | float, ...] = (4096, 256, 512, 64, 8, 128, 8, 5.0, limits.HANDSHAKE_DEADLINE_S, 30.0, 60.0)
@@ -220,6 +222,8 @@ class NodeConfig:
     unregistered_timeout_s: float = float(_CONNECTION_DEFAULTS[10])
     #: [budgets]: per-actor cost budgets and allowances (node/budget_settings.py)
     budgets: BudgetSettings = field(default_factory=BudgetSettings)
+    #: [blobs]: the attachment store's size limit, quotas and retention (node/blob_settings.py)
+    blobs: BlobSettings = field(default_factory=BlobSettings)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -246,6 +250,7 @@ class NodeConfig:
             + self._storage_toml()
             + self._connections_toml()
             + self._budgets_toml()
+            + blobs_toml(self.blobs)
         )
 
     def _budgets_toml(self) -> str:
@@ -409,6 +414,7 @@ class NodeConfig:
             send_timeout_s=deadlines[2],
             unregistered_timeout_s=deadlines[3],
             budgets=_budgets(raw.get("budgets", {}), source),
+            blobs=blob_settings(raw.get("blobs", {}), lambda table, section, key, bounds, default: _whole(table, section, key, bounds, default, source)),
         )
         if config.federation_retry_max_s < config.federation_retry_base_s:
             raise ConfigError(f"{source}: federation.retry_max_s must be at least retry_base_s")
