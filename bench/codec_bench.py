@@ -2,8 +2,9 @@
 decode and to encode a federation ``Push`` of 256 envelopes (1 KiB bodies, random ids, each a
 ``Transit`` towards the recipient's node) and a ``Deliver`` of 128 (the node's batch,
 node/client_session.py), every cap and check() included (``decode_frame`` with the endpoint's
-frame set, ``encode_frame`` as the node sends). Best of several rounds, each long enough to
-average the machine's noise.
+frame set, ``encode_frame`` as the node sends); and the Push as the outbox sends it, its stored
+items spliced in as they are (``wire.encoded``: types and caps checked again, not their
+check()s). Best of several rounds, each long enough to average the machine's noise.
 
 Ceiling: the same bytes through msgpack's untyped C codec (``msgpack.unpackb`` / ``packb`` of
 the same lists), with no types, caps or checks: the floor of any typed codec over msgpack.
@@ -75,6 +76,12 @@ def measure_with(wire: ModuleType, fed: ModuleType, api: ModuleType, env_mod: Mo
         out[f"codec_{name}_decode_us_ceiling"] = _cpu_us(lambda: msgpack.unpackb(data, raw=False), seconds, rounds)
         out[f"codec_{name}_encode_us"] = _cpu_us(lambda: wire.encode_frame(obj), seconds, rounds)
         out[f"codec_{name}_encode_us_ceiling"] = _cpu_us(lambda: msgpack.packb(plain, use_bin_type=True), seconds, rounds)
+        if name == "push" and hasattr(wire, "encoded"):  # the outbox's items spliced in as stored
+            stored = [wire.encode_struct(item) for item in obj.items]
+            spliced = fed.Push(request=obj.request, items=tuple(wire.encoded(fed.Transit, b) for b in stored))
+            assert wire.encode_frame(spliced) == data
+            out["codec_push_encode_spliced_us"] = _cpu_us(lambda: wire.encode_frame(spliced), seconds, rounds)
+            out["codec_push_encode_spliced_us_ceiling"] = out["codec_push_encode_us_ceiling"]
         out[f"codec_{name}_envelopes"] = n
         out[f"codec_{name}_bytes"] = len(data)
     return out

@@ -461,9 +461,9 @@ def encoded(cls: type[T], data: bytes) -> T:
     spliced into a Push). Only for bytes this program encoded (their check()s ran then) and
     has decoded since: encoding a frame whose nested structs are all spliced checks their
     types and caps again, not their check()s. Nothing reads the value back as a ``cls``."""
-    if cls not in _DECODERS or issubclass(cls, Frame):  # type: ignore[comparison-overlap]
+    if cls not in _DECODERS or issubclass(cls, Frame):
         raise TypeError(f"not a wire struct: {cls!r}")
-    return msgspec.Raw(data)  # type: ignore[no-any-return]
+    return typing.cast(T, msgspec.Raw(data))
 
 
 def packb(value: Any) -> bytes:
@@ -595,7 +595,7 @@ def decode_struct(cls: type[T], data: bytes) -> T:
         obj = decoder.decode(data)
     except Exception as exc:  # as in decode_frame
         _unpack(data)  # malformed or over a cap: that refusal
-        raise RemoteProtocolError(f"invalid {_described(cls, exc)}") from None
+        raise RemoteProtocolError(f"invalid {_described(typing.cast(type[Struct], cls), exc)}") from None
     try:
         obj._wire_check(obj)
     except ValueError as exc:

@@ -2,7 +2,9 @@
 
 A worker pushes its destination's items oldest first to the next hop: the destination itself
 or the relay its peer entry names, with up to ``pushes_in_flight`` (3) pushes on their way at
-once, each reading past the items of those before it. They go out in the order read and the hop
+once when there is a backlog (a push beside others must be at least half full; under light
+load one push in flight gathers what comes meanwhile), each reading past the items of those
+before it. They go out in the order read and the hop
 applies them in that order (the link's push sequence, federation/push_sequence.py); their
 answers are taken in that order too. Nothing is deleted before the PushResult: then, in one
 store transaction, the items go, their outcomes become delivery statuses (items this node
@@ -58,6 +60,7 @@ from sonet.core.client_api import ErrorFrame
 from sonet.core.errors import RemoteProtocolError
 from sonet.core.federation_api import OK, REFUSALS, RETRY_LATER, Push, PushResult, Transit
 from sonet.core.groups.items import ItemKind
+from sonet.core.wire import encoded
 
 from .errors import FederationError
 from .peers import Peer
@@ -82,6 +85,11 @@ def _submission_of(transit: Transit) -> bytes | None:
 
 async def _nothing() -> None:
     """The settle of a push that sent nothing (all its items wait behind their groups)."""
+
+
+def _fills_half(items: list[QueuedItem]) -> bool:
+    """At least half a push (by items or bytes): worth sending beside others in flight."""
+    return 2 * len(items) >= limits.MAX_TRANSIT_PER_PUSH or 2 * sum(len(i.data) for i in items) >= limits.MAX_PUSH_BYTES
 
 
 class _HeldBack:
@@ -338,7 +346,11 @@ class Outboxes:
             push = await self._prepare(dest, items, worker.waiting_groups, after=read_from)
             if push is None:
                 continue  # an unreadable item was dropped: read again
-            if push.alone and in_flight:  # a group submission waits for the answers before it
+            if in_flight and (push.alone or not _fills_half(items)):
+                # A group submission waits for the answers before it. So does a small push: the
+                # hop applies a link's pushes one commit each, so under light load one push in
+                # flight gathering what comes meanwhile costs the hop fewer commits; only a
+                # backlog (half-full pushes and more) is worth several on their way.
                 settling, failed = await self._answered(in_flight, settling, worker, nursery)
                 if failed is not None:
                     read_from = failed
@@ -447,8 +459,10 @@ class Outboxes:
         only refused it behind an earlier push, the hop backs off) or ``_HELD_BACK`` (the hop
         refused them for a storage budget; noted, no backoff). The groups whose submissions
         the hop takes later are added to ``waiting_groups``."""
+        # the stored bytes go out as they are (decoded above only to read them; wire.encoded)
+        push = Push(request=0, items=tuple(encoded(Transit, item.data) for item in items))
         try:
-            answer = await self._pool.request(hop, Push(request=0, items=tuple(transits)), sent=sent)
+            answer = await self._pool.request(hop, push, sent=sent)
         except FederationError as exc:  # the pool recorded it and backs off
             self._notes[dest] = (exc.code, str(exc))
             return None
