@@ -217,7 +217,7 @@ class Receiver:
                     # a node nobody peers with): keeping it would let junk fill the mailbox
                     inbox.rejected.append(f"dropped envelope {env.id.hex()}: {exc}")
                 continue
-            if content.type in ("text", "reply"):  # messages the user reads: receipted (not gestures)
+            if content.type in ("text", "reply", "file"):  # messages the user reads: receipted (not gestures)
                 inbox.texts.setdefault(sender, []).append(content.id)
             fresh = True
         acked = (Kind.SEALED, Kind.GROUP)
@@ -354,7 +354,7 @@ def _inbox_message(content: Content, sender: str, me: str, received_at: int) -> 
         return InboxMessage(id=content.id, sender=me, peer=content.to, sent_at=content.sent_at, received_at=received_at,
                             type=inner.type, fields={**content_fields(inner), "to": content.to})
     fields: dict = {}
-    if content.type in ("text", "alert", *GESTURE_TYPES, "reply"):
+    if content.type in ("text", "alert", *GESTURE_TYPES, "reply", "file"):
         fields = content_fields(content)
     elif content.type == "receipt":
         fields = {"receipt": content.receipt, "ids": [i.hex() for i in content.ids or ()]}

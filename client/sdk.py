@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ from .groups.typing import GroupTypingResult, send_group_typing
 from .groups.waiting import send_waiting_group_messages
 from .groups.keys import maintain_key_packages
 from .gestures import GestureResult, Gestures, waiting_content
+from .attachments import Attachments, FileSendResult, Progress
 from .live import LiveSession, lent_connection, open_live_session
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
 from .pending import PendingFull, expire_pending, send_pending, waits
@@ -831,6 +833,21 @@ class Device:
             self.state, profile, clock=self._clock, rng=self._rng, policy=self._policy, deliver=self._deliver,
             sessions=self._live_sessions, certificates=self._certificates, groups=groups,
         )  # fmt: skip
+
+    # Attachments (client/attachments.py) -------------------------------------------------
+
+    async def send_file(self, recipient: str, path: str | os.PathLike[str], text: str = "", *, progress: Progress | None = None) -> FileSendResult:
+        """Encrypt ``path``, upload it to the home node (resuming an upload of it that stopped) and
+        send ``recipient`` a file message with ``text`` as its caption."""
+        return await Attachments(self).send_file(recipient, Path(path), text=text, progress=progress)
+
+    async def group_send_file(self, group: str, path: str | os.PathLike[str], text: str = "", *, progress: Progress | None = None) -> FileSendResult:
+        return await Attachments(self).group_send_file(group, Path(path), text=text, progress=progress)
+
+    async def download(self, message_id: bytes, out_dir: str | os.PathLike[str] = ".", *, progress: Progress | None = None) -> Path:
+        """Download, check and decrypt the file of message ``message_id`` into ``out_dir`` (resuming
+        a download of it that stopped); the path it was saved as."""
+        return await Attachments(self).download(message_id, Path(out_dir), progress=progress)
 
     # Replies, reactions, edits, deletes (client/gestures.py) ---------------------------
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from sonet.core import canonical
 from sonet.core.content import Content
 
+from .file_fields import file_fields
 from .vault import Vault
 
 __all__ = [
@@ -48,7 +49,7 @@ __all__ = [
 
 #: the inbox types that are messages of a conversation (receipts, typing and alerts are not:
 #: they change states or are shown once). Issue 17's content types join here.
-HISTORY_TYPES = ("text", "reply")
+HISTORY_TYPES = ("text", "reply", "file")
 #: the inbox types that change the message they name (client/history_fold.py)
 GESTURE_TYPES = ("reaction", "edit", "delete")
 
@@ -88,6 +89,8 @@ def content_fields(content: Content) -> dict:
         fields["refers_to"] = content.refers_to.hex()
     if content.emoji is not None:
         fields.update(emoji=content.emoji, remove=bool(content.remove))
+    if content.file is not None:  # a file: where it lies, its key and digests (client/file_fields.py)
+        fields["file"] = file_fields(content.file)
     return fields
 
 

@@ -1,0 +1,364 @@
+"""Encrypted attachments (issue 17 item 1): ``Device.send_file`` / ``group_send_file`` and
+``Device.download`` (client/sdk.py) are these.
+
+Sending: the file is encrypted on the device with a fresh random key (core/crypto/stream.py,
+AES-256-GCM segments in the STREAM construction) and its ciphertext uploaded to the home node's
+blob store (node/blobs.py) in 1 MiB chunks, each acknowledged once the node fsynced it; then a
+``file`` message (core/content.py, core/attachment.py) carries the blob's place, the key and the
+digests to the recipient's devices (1:1, with a sync copy for this account's other devices; in a
+group as an application message). The node holds only ciphertext; the key travels only in the
+end-to-end-encrypted message.
+
+Resuming: a cut connection is reconnected (``RETRIES`` times) and the upload goes on from what
+the node says it holds (``BlobStatus``). A command that stops mid-upload leaves its state on the
+device (``upload/<path>``, vault-sealed: the key, digests and blob id, checked against the
+file's size and modification time), so sending the same file again resumes the same upload.
+Encryption is deterministic for one key, so the bytes sent again are the same ones.
+
+Downloading: the ciphertext goes to ``.<blob id>.sonet-download`` in the output folder (kept
+when cut: the next ``download`` goes on from its size), is checked against the message's
+ciphertext SHA-256, then decrypted to a temporary file whose plaintext SHA-256 must match too;
+only then does it get its name (never overwriting a file: ``name (1).ext``...). Nothing
+readable is left when a check fails (code ``file_corrupt``).
+
+Not yet: a file on another node (federated download: the home node would fetch it over the
+federation link); it is refused with ``remote_file``. Files do not wait on the device when the
+recipient's keys cannot be fetched now (texts do): the command fails and can be run again (the
+upload is kept).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from sonet.core import canonical, limits
+from sonet.core.address import parse_address
+from sonet.core.attachment import FileRef, file_name_problem
+from sonet.core.blob_api import BLOB_CHUNK_BYTES, MAX_BLOB_BYTES, BlobChunk, BlobCreate, BlobCreated, BlobGet, BlobPut, BlobStatus, BlobStored
+from sonet.core.content import Content
+from sonet.core.crypto.stream import FILE_KEY_LEN, Sha256Stream, StreamOpener, StreamSealer, sealed_size
+from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError
+
+from .connection import ConnectError, Connection, NodeError
+from .file_fields import file_ref_of
+from .replies import expect_reply
+from .state_history import content_fields
+
+if TYPE_CHECKING:
+    from .sdk import Device
+
+__all__ = ["Attachments", "FileSendResult", "Progress", "RETRIES"]
+
+#: (bytes done, bytes in all) as a transfer goes
+Progress = Callable[[int, int], None]
+#: how many times a cut connection is dialled again within one upload or download
+RETRIES = 5
+_READ = 1024 * 1024
+_PART = ".sonet-download"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileSendResult:
+    id: bytes
+    #: a contact's address, or a group's id (32 hex digits)
+    conversation: str
+    is_group: bool
+    #: as a text's: 1:1 "accepted" or "sent"; a group's "ordered", "queued" or "pending"
+    state: str
+    name: str
+    size: int
+    sha256: bytes
+    devices: int = 0
+    accepted_by: str = ""
+    code: str = ""
+    message: str = ""
+
+
+def _noop(done: int, total: int) -> None:
+    pass
+
+
+class Attachments:
+    def __init__(self, device: Device) -> None:
+        self._device = device
+        self._state = device.state
+
+    # Sending -----------------------------------------------------------------------------
+
+    async def send_file(self, recipient: str, path: Path, *, text: str = "", progress: Progress | None = None) -> FileSendResult:
+        to = parse_address(recipient)
+        _check_caption(text)
+        ref = await self._upload(path, progress or _noop)
+        device, state = self._device, self._state
+        profile = state.profile()
+        content = Content.make_file(id=device._rng(limits.CONTENT_ID_LEN), sent_at=device._clock(), file=ref, text=text)
+        async with device._connect(profile) as conn:
+            home = conn.welcome.node
+            devices, _own = await device._send_content_now(conn, profile, to, content)
+        sent_state = "accepted" if to.node == home else "sent"
+        with state.transaction():
+            state.record_sent(content.id, str(to), content.sent_at, devices, state=sent_state, kind=content.type, fields=content_fields(content))
+            self._forget_upload(path)
+        return FileSendResult(
+            id=content.id, conversation=str(to), is_group=False, state=sent_state, name=ref.name, size=ref.size, sha256=ref.sha256,
+            devices=devices, accepted_by=home,
+        )  # fmt: skip
+
+    async def group_send_file(self, group: str, path: Path, *, text: str = "", progress: Progress | None = None) -> FileSendResult:
+        _check_caption(text)
+        groups = self._device._groups()
+        groups.find(group)  # an unknown group is refused before anything is uploaded
+        ref = await self._upload(path, progress or _noop)
+        content = Content.make_file(id=self._device._rng(limits.CONTENT_ID_LEN), sent_at=self._device._clock(), file=ref, text=text)
+        result = await groups.send_content(group, content)
+        self._forget_upload(path)
+        return FileSendResult(
+            id=content.id, conversation=result.group, is_group=True, state=result.state, name=ref.name, size=ref.size, sha256=ref.sha256,
+            code=result.code, message=result.message,
+        )  # fmt: skip
+
+    async def _upload(self, path: Path, progress: Progress) -> FileRef:
+        """Encrypt and upload ``path`` (resuming an upload of it that stopped); its FileRef."""
+        path = path.expanduser().resolve()
+        name = path.name
+        problem = file_name_problem(name)
+        if problem is not None:
+            raise LocalProtocolError(f"cannot send {path}: {problem}", code="bad_input")
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise LocalProtocolError(f"cannot read {path}: {exc.strerror or exc}", code="bad_input") from None
+        if not path.is_file():
+            raise LocalProtocolError(f"{path} is not a file", code="bad_input")
+        if sealed_size(st.st_size) > MAX_BLOB_BYTES:
+            raise LocalProtocolError(f"{path} is too large to send", code="blob_too_large")
+        media_type = (mimetypes.guess_type(name)[0] or "").lower()
+        upload = self._resumable(path, st)
+        if upload is None:
+            key = self._device._rng(FILE_KEY_LEN)
+            plain, sealed = await trio.to_thread.run_sync(_digests, path, key)
+            upload = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "key": key, "sha256": plain, "sealed_sha256": sealed, "blob": b"", "node": ""}
+            self._save_upload(path, upload)
+        total = sealed_size(upload["size"])
+        for attempt in range(RETRIES + 1):
+            try:
+                async with self._device._connect(self._state.profile()) as conn:
+                    node = conn.welcome.node
+                    stored = await self._where_to_start(conn, path, upload, node, total)
+                    await self._send_chunks(conn, path, upload, stored, total, progress)
+                    break
+            except ConnectError:
+                if attempt == RETRIES:
+                    raise
+                await trio.sleep(min(0.2 * 2**attempt, 3.0))  # the link was cut: dial again, go on
+        return FileRef(
+            node=upload["node"], blob=upload["blob"], key=upload["key"], sha256=upload["sha256"], sealed_sha256=upload["sealed_sha256"],
+            size=upload["size"], media_type=media_type if len(media_type) <= 127 else "", name=name,
+        )  # fmt: skip
+
+    async def _where_to_start(self, conn: Connection, path: Path, upload: dict, node: str, total: int) -> int:
+        """How much of the blob the node holds (a new blob when it holds none of it)."""
+        if upload["blob"] and upload["node"] == node:
+            try:
+                reply = expect_reply(await conn.request(lambda n: BlobStatus(request=n, blob=upload["blob"])), BlobStored)
+                return reply.stored
+            except NodeError as exc:
+                if exc.code != "blob_unknown":  # expired or dropped: upload it anew
+                    raise
+        created = await conn.request(lambda n: BlobCreate(request=n, size=total, sha256=upload["sealed_sha256"]))
+        upload.update(blob=expect_reply(created, BlobCreated).blob, node=node)
+        self._save_upload(path, upload)
+        return 0
+
+    async def _send_chunks(self, conn: Connection, path: Path, upload: dict, stored: int, total: int, progress: Progress) -> None:
+        progress(stored, total)
+        if stored >= total:
+            return
+        blob = upload["blob"]
+        chunks = _sealed_chunks(path, upload["key"], skip=stored)
+        offset = stored
+        try:
+            while offset < total:
+                data = await trio.to_thread.run_sync(next, chunks, b"")
+                if not data:
+                    raise LocalProtocolError(f"{path} changed while it was being sent", code="bad_input")
+                reply = expect_reply(await conn.request(lambda n: BlobPut(request=n, blob=blob, offset=offset, data=data)), BlobStored)
+                if reply.stored != offset + len(data):
+                    raise RemoteProtocolError("the node acknowledged another length than it was sent", code="invalid")
+                offset = reply.stored
+                progress(offset, total)
+            if not reply.complete:
+                raise RemoteProtocolError("the node did not complete the blob after its last chunk", code="invalid")
+        finally:
+            chunks.close()
+
+    # The upload kept on the device ----------------------------------------------------------------
+
+    def _key(self, path: Path) -> str:
+        return f"upload/{path}"
+
+    def _resumable(self, path: Path, st: os.stat_result) -> dict | None:
+        raw = self._state.get(self._key(path))
+        if raw is None:
+            return None
+        upload = canonical.loads(raw)
+        if (upload.get("size"), upload.get("mtime_ns")) != (st.st_size, st.st_mtime_ns):
+            self._forget_upload(path)  # the file changed: start over
+            return None
+        return dict(upload)
+
+    def _save_upload(self, path: Path, upload: dict) -> None:
+        self._state.put(self._key(path), canonical.dumps(upload))
+
+    def _forget_upload(self, path: Path) -> None:
+        self._state.delete(self._key(path.expanduser().resolve()))
+
+    # Downloading -------------------------------------------------------------------------------------
+
+    async def download(self, msg_id: bytes, out_dir: Path, *, progress: Progress | None = None) -> Path:
+        progress = progress or _noop
+        ref = self._file_of(msg_id)
+        out_dir = out_dir.expanduser()
+        if not out_dir.is_dir():
+            raise LocalProtocolError(f"{out_dir} is not a folder", code="bad_input")
+        part = out_dir / f".{ref.blob.hex()}{_PART}"
+        total = ref.sealed_size
+        for attempt in range(RETRIES + 1):
+            try:
+                async with self._device._connect(self._state.profile()) as conn:
+                    if ref.node != conn.welcome.node:
+                        raise LocalProtocolError(
+                            f"the file lies on {ref.node}, not on this device's node {conn.welcome.node}: downloads from another node "
+                            "are not supported yet",
+                            code="remote_file",
+                        )  # fmt: skip
+                    await self._fetch(conn, ref, part, total, progress)
+                    break
+            except ConnectError:
+                if attempt == RETRIES:
+                    raise
+                await trio.sleep(min(0.2 * 2**attempt, 3.0))
+        return await trio.to_thread.run_sync(_open_and_save, ref, part, out_dir)
+
+    def _file_of(self, msg_id: bytes) -> FileRef:
+        me = self._state.profile().address
+        found = self._state.find_messages(msg_id, me)
+        if not found:
+            raise LocalProtocolError(f"no message {msg_id.hex()} on this device (`sonet history` lists the ids)", code="unknown_message")
+        kept = next((k for k in found if k.type == "file"), None)
+        if kept is None:
+            raise LocalProtocolError(f"message {msg_id.hex()} is a {found[0].type}, not a file", code="not_a_file")
+        fields = self._state.message_text(kept)
+        if "file" not in fields:
+            raise LocalProtocolError(f"message {msg_id.hex()} was deleted: its file is gone from this device", code="not_a_file")
+        return file_ref_of(fields)
+
+    async def _fetch(self, conn: Connection, ref: FileRef, part: Path, total: int, progress: Progress) -> None:
+        have = part.stat().st_size if part.exists() else 0
+        if have > total:  # not this blob's: start over
+            part.unlink()
+            have = 0
+        progress(have, total)
+        with open(part, "ab") as f:
+            while have < total:
+                reply = expect_reply(await conn.request(lambda n: BlobGet(request=n, blob=ref.blob, offset=have)), BlobChunk)
+                if reply.offset != have or reply.total != total or reply.blob != ref.blob:
+                    raise RemoteProtocolError("the node sent another part of the blob than asked", code="invalid")
+                await trio.to_thread.run_sync(f.write, reply.data)
+                have += len(reply.data)
+                progress(have, total)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _check_caption(text: str) -> None:
+    if len(text.encode()) > limits.MAX_TEXT_LEN:
+        raise LocalProtocolError(f"the caption is longer than {limits.MAX_TEXT_LEN} bytes (UTF-8)", code="bad_input")
+
+
+def _digests(path: Path, key: bytes) -> tuple[bytes, bytes]:
+    """(SHA-256 of the file, SHA-256 of its ciphertext under ``key``)."""
+    plain, sealed, sealer = Sha256Stream(), Sha256Stream(), StreamSealer(key)
+    with open(path, "rb") as f:
+        while data := f.read(_READ):
+            plain.update(data)
+            sealed.update(sealer.update(data))
+    sealed.update(sealer.finish())
+    return plain.digest(), sealed.digest()
+
+
+def _sealed_chunks(path: Path, key: bytes, *, skip: int):  # noqa: ANN202 - a generator of bytes
+    """The ciphertext of ``path`` from byte ``skip`` on, in BLOB_CHUNK_BYTES pieces."""
+    sealer, buffer, position = StreamSealer(key), bytearray(), 0
+    with open(path, "rb") as f:
+        done = False
+        while not done:
+            data = f.read(_READ)
+            sealed = sealer.update(data) if data else sealer.finish()
+            done = not data
+            if position + len(sealed) <= skip:
+                position += len(sealed)
+                continue
+            buffer += sealed[max(0, skip - position) :]
+            position += len(sealed)
+            while len(buffer) >= BLOB_CHUNK_BYTES or (done and buffer):
+                yield bytes(buffer[:BLOB_CHUNK_BYTES])
+                del buffer[:BLOB_CHUNK_BYTES]
+
+
+def _open_and_save(ref: FileRef, part: Path, out_dir: Path) -> Path:
+    """Check the ciphertext, decrypt it, check the plaintext, and give it its name."""
+    sealed_hash = Sha256Stream()
+    with open(part, "rb") as f:
+        while data := f.read(_READ):
+            sealed_hash.update(data)
+    if sealed_hash.digest() != ref.sealed_sha256:
+        part.unlink(missing_ok=True)
+        raise LocalProtocolError("the downloaded file does not match its message's digest: deleted, download it again", code="file_corrupt")
+    tmp = out_dir / f".{ref.blob.hex()}.sonet-tmp"
+    opener, plain = StreamOpener(ref.key), Sha256Stream()
+    try:
+        with open(part, "rb") as src, open(tmp, "wb") as dst:
+            while data := src.read(_READ):
+                out = opener.update(data)
+                plain.update(out)
+                dst.write(out)
+            out = opener.finish()
+            plain.update(out)
+            dst.write(out)
+            dst.flush()
+            os.fsync(dst.fileno())
+        if plain.digest() != ref.sha256 or plain.size != ref.size:
+            raise DecryptError()
+    except DecryptError:
+        tmp.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
+        raise LocalProtocolError("the downloaded file does not decrypt or does not match its digest: nothing was saved", code="file_corrupt") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    final = _free_name(out_dir, ref.name, tmp)
+    part.unlink(missing_ok=True)
+    return final
+
+
+def _free_name(out_dir: Path, name: str, tmp: Path) -> Path:
+    """Link ``tmp`` to ``name`` in ``out_dir`` without overwriting anything: ``stem (n).ext``."""
+    stem, dot, ext = name.rpartition(".") if "." in name.lstrip(".") else (name, "", "")
+    for n in range(0, 10_000):
+        candidate = out_dir / (name if n == 0 else f"{stem} ({n}){dot}{ext}")
+        try:
+            os.link(tmp, candidate)
+        except FileExistsError:
+            continue
+        tmp.unlink()
+        return candidate
+    tmp.unlink()
+    raise LocalProtocolError(f"no free name for {name} in {out_dir}", code="bad_input")

@@ -1,0 +1,48 @@
+"""A file message's ``FileRef`` (core/attachment.py) as the device keeps it among a message's
+fields (client/state_history.py ``content_fields``: sealed by the vault like the text, since it
+holds the file's key), and back; and what ``recv``/``history`` show of it (never the key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sonet.core.attachment import FileRef
+
+__all__ = ["file_fields", "file_ref_of", "file_json", "file_summary"]
+
+_HEX = ("blob", "key", "sha256", "sealed_sha256")
+
+
+def file_fields(ref: FileRef) -> dict[str, Any]:
+    return {name: value.hex() if name in _HEX else value for name, value in ref.to_map().items()}
+
+
+def file_ref_of(fields: dict[str, Any]) -> FileRef:
+    """The FileRef kept in ``fields["file"]`` (checked again: the store is not trusted blindly)."""
+    kept = fields["file"]
+    return FileRef.from_map({name: bytes.fromhex(value) if name in _HEX else value for name, value in kept.items()}, remote=False)
+
+
+def file_json(fields: dict[str, Any]) -> dict[str, Any]:
+    """What ``--json`` prints of a file message: name, size, sha256 (of the file), media_type."""
+    kept = fields.get("file")
+    if not isinstance(kept, dict):
+        return {}
+    return {"name": kept["name"], "size": kept["size"], "sha256": kept["sha256"], "media_type": kept["media_type"]}
+
+
+def file_summary(fields: dict[str, Any]) -> str:
+    """One line's worth: the name and size (and the caption, if any)."""
+    kept = fields.get("file")
+    if not isinstance(kept, dict):
+        return "a file"
+    caption = f": {fields['text']}" if fields.get("text") else ""
+    return f"file {kept['name']!r} ({_size(kept['size'])}){caption}"
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)

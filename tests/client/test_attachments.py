@@ -1,0 +1,188 @@
+"""Encrypted attachments through the SDK (issue 17 item 1; client/attachments.py): a file goes
+encrypted to the node's blob store and as a ``file`` message to the recipient, 1:1 (and to the
+sender's other device) and in a group; downloads check both digests and never overwrite; an
+upload cut mid-way resumes from what the node holds; a tampered blob is refused with nothing
+readable left; the node holds no plaintext."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from sonet.client import attachments
+from sonet.client.history import History
+from sonet.client.sdk import Device
+from sonet.core.blob_api import BLOB_CHUNK_BYTES
+from sonet.core.errors import LocalProtocolError
+from sonet.node.blobs import BLOBS_DIR
+from tests.node.conftest import RunningNode
+
+from .conftest import ALICE, BOB, CAROL, Clock, link_device
+
+pytestmark = pytest.mark.usefixtures("few_prekeys")
+
+Register = Callable[..., Awaitable[Device]]
+
+
+def a_file(tmp_path: Path, name: str, size: int) -> tuple[Path, bytes]:
+    data = os.urandom(size)
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path, data
+
+
+async def refused(code: str, call: Awaitable[object]) -> None:
+    with pytest.raises(LocalProtocolError) as info:
+        await call
+    assert info.value.code == code, info.value
+
+
+def no_slice_of(data: bytes, files: dict[str, bytes]) -> None:
+    """No 64-byte slice of ``data`` (sampled every 64 KiB) in any of ``files``."""
+    for start in range(0, max(1, len(data) - 64), 64 * 1024):
+        piece = data[start : start + 64]
+        assert not any(piece in content for content in files.values()), start
+
+
+async def test_one_to_one_file_round_trip(
+    alpha: RunningNode, register: Register, make_device: Callable[..., Device], tmp_path: Path
+) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    alice2 = make_device("alice2")
+    await link_device(alice2, alice, alpha.url)
+    await alice.receive()
+    path, data = a_file(tmp_path, "holiday photos.tar", 3 * BLOB_CHUNK_BYTES + 999)
+    seen: list[tuple[int, int]] = []
+    sent = await alice.send_file(BOB, path, "the photos", progress=lambda done, total: seen.append((done, total)))
+    assert (sent.name, sent.size, sent.sha256, sent.state, sent.is_group) == (path.name, len(data), hashlib.sha256(data).digest(), "accepted", False)
+    assert seen[-1][0] == seen[-1][1] > len(data)  # ciphertext: the plaintext and a tag per 64 KiB
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+    result = await bob.receive()
+    got = next(m for m in result.messages if m.id == sent.id)
+    assert got.type == "file" and got.fields["text"] == "the photos" and got.fields["file"]["name"] == path.name
+    out = tmp_path / "bob"
+    out.mkdir()
+    saved = Path(await bob.download(sent.id, out))
+    assert saved == out / path.name and saved.read_bytes() == data
+    again = Path(await bob.download(sent.id, out))  # never overwrites
+    assert again == out / "holiday photos (1).tar" and again.read_bytes() == data
+    assert sorted(p.name for p in out.iterdir()) == ["holiday photos (1).tar", "holiday photos.tar"]  # no leftovers
+
+    # alice's other device got the sync copy and can download it too; history shows the file
+    await alice2.receive()
+    out2 = tmp_path / "alice2"
+    out2.mkdir()
+    assert Path(await alice2.download(sent.id, out2)).read_bytes() == data
+    for device, peer in ((bob, ALICE), (alice, BOB), (alice2, BOB)):
+        item = next(i for i in History(device.state).messages(peer) if i.id == sent.id)
+        assert (item.type, item.text) == ("file", "the photos")
+
+    # the node holds only ciphertext; its blob record never names the key
+    no_slice_of(data, alpha.file_contents())
+    key = bytes.fromhex(got.fields["file"]["key"])
+    assert not any(key in content or key.hex().encode() in content for content in alpha.file_contents().values())
+
+    # a reply and a reaction work on a file message like on a text
+    await bob.reply(sent.id, "nice")
+    await bob.react(sent.id, "👍")
+
+
+async def test_refusals(alpha: RunningNode, register: Register, tmp_path: Path) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    text = await alice.send_text(BOB, "not a file")
+    await bob.receive()
+    await refused("not_a_file", bob.download(text.id, tmp_path))
+    await refused("unknown_message", bob.download(os.urandom(16), tmp_path))
+    await refused("bad_input", alice.send_file(BOB, tmp_path / "missing.bin"))
+    await refused("bad_input", alice.send_file(BOB, tmp_path))  # a folder
+    path, _ = a_file(tmp_path, "x.bin", 10)
+    await refused("bad_input", alice.send_file(BOB, path, "x" * 70_000))
+
+
+async def test_a_tampered_blob_is_refused_and_nothing_readable_is_left(alpha: RunningNode, register: Register, tmp_path: Path) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    path, data = a_file(tmp_path, "doc.pdf", 200_000)
+    sent = await alice.send_file(BOB, path)
+    await bob.receive()
+    blob = next((alpha.data_dir / BLOBS_DIR).glob("*.blob"))
+    tampered = bytearray(blob.read_bytes())
+    tampered[100_000] ^= 1
+    blob.write_bytes(bytes(tampered))
+    out = tmp_path / "out"
+    out.mkdir()
+    await refused("file_corrupt", bob.download(sent.id, out))
+    assert list(out.iterdir()) == []
+
+
+async def test_an_upload_cut_mid_way_resumes_where_the_node_stopped(
+    alpha: RunningNode, register: Register, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    path, data = a_file(tmp_path, "big.bin", 4 * BLOB_CHUNK_BYTES)
+    puts: list[int] = []
+    real = attachments.Attachments._send_chunks
+
+    async def cut_after_two(self, conn, path_, upload, stored, total, progress):  # noqa: ANN001, ANN202
+        puts.append(stored)
+        if len(puts) == 1:  # the first connection: two chunks, then the "process" stops
+            def stop(done: int, total_: int) -> None:
+                if done >= 2 * BLOB_CHUNK_BYTES:
+                    raise KeyboardInterrupt
+            return await real(self, conn, path_, upload, stored, total, stop)
+        return await real(self, conn, path_, upload, stored, total, progress)
+
+    monkeypatch.setattr(attachments.Attachments, "_send_chunks", cut_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        await alice.send_file(BOB, path)
+    sent = await alice.send_file(BOB, path)  # the same file again: the same upload goes on
+    assert puts == [0, 2 * BLOB_CHUNK_BYTES]
+    assert len(list((alpha.data_dir / BLOBS_DIR).glob("*.blob"))) == 1
+    await bob.receive()
+    assert Path(await bob.download(sent.id, tmp_path)).read_bytes() == data
+    assert alice.state.get(f"upload/{path.resolve()}") is None  # forgotten once sent
+
+
+async def test_a_download_cut_mid_way_resumes(alpha: RunningNode, register: Register, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    path, data = a_file(tmp_path, "big.bin", 3 * BLOB_CHUNK_BYTES)
+    sent = await alice.send_file(BOB, path)
+    await bob.receive()
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def stop(done: int, total: int) -> None:
+        if done >= BLOB_CHUNK_BYTES:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await bob.download(sent.id, out, progress=stop)
+    (part,) = out.iterdir()
+    assert part.stat().st_size == BLOB_CHUNK_BYTES and part.name.startswith(".")
+    seen: list[int] = []
+    saved = Path(await bob.download(sent.id, out, progress=lambda done, total: seen.append(done)))
+    assert seen[0] == BLOB_CHUNK_BYTES and saved.read_bytes() == data
+    assert [p.name for p in out.iterdir()] == ["big.bin"]
+
+
+async def test_a_file_in_a_group(alpha: RunningNode, register: Register, tmp_path: Path) -> None:
+    alice, bob, carol = [await register(alpha, name) for name in ("alice", "bob", "carol")]
+    for device in (alice, bob, carol):
+        await device.receive()
+    view = await alice.group_create("hikers", [BOB, CAROL])
+    await bob.receive()
+    await carol.receive()
+    path, data = a_file(tmp_path, "route.gpx", 70_000)
+    sent = await alice.group_send_file("hikers", path, "the route")
+    assert (sent.is_group, sent.conversation) == (True, view.id)
+    for device in (bob, carol):
+        result = await device.receive()
+        got = next(m for m in result.group_messages if m.id == sent.id)
+        assert got.type == "file"
+        out = tmp_path / device.state.profile().address
+        out.mkdir()
+        assert Path(await device.download(sent.id, out)).read_bytes() == data
