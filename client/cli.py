@@ -26,6 +26,7 @@ from .cli_groups import (
 )  # fmt: skip
 from .cli_gestures import add_gesture_commands, gesture_json_fields, gesture_line
 from .cli_history import add_history_command
+from .cli_timer import add_timer_command, timer_json_fields, timer_line
 from .connection import ConnectError, NodeError
 from .node_url import check_node_url
 from .vault import VaultError
@@ -278,12 +279,13 @@ def _message_json(m: InboxMessage) -> dict[str, Any]:
     for key in ("receipt", "ids", "typing", "group"):
         if key in m.fields:
             out[key] = m.fields[key]
-    return {**out, **gesture_json_fields(m.fields)}  # a reply, reaction, edit, delete: refers_to (client/cli_gestures.py)
+    # a reply, reaction, edit, delete: refers_to (client/cli_gestures.py); a timer, a timed message (client/cli_timer.py)
+    return {**out, **gesture_json_fields(m.fields), **timer_json_fields(m.fields)}
 
 
 def _message_line(m: InboxMessage) -> str:
     when = iso_ms(m.sent_at)
-    gesture = gesture_line(m.type, m.fields)  # a reply, reaction, edit or delete
+    gesture = gesture_line(m.type, m.fields) or timer_line(m.type, m.fields)  # a reply, reaction, edit, delete or timer
     if gesture is not None:
         return f"[{when}] {'you -> ' + m.fields['to'] if m.fields.get('to') else m.sender} {gesture}"
     if m.type == "text" and m.fields.get("to"):
@@ -785,6 +787,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     add_group_commands(sub, _SHELL)
     add_history_command(sub, _SHELL, _positive)
     add_gesture_commands(sub, _SHELL, _message_text)
+    add_timer_command(sub, _SHELL)
     _add_json(parser, json_errors=json_errors)
     return parser
 

@@ -17,6 +17,7 @@ from sonet.core.errors import DecryptError
 from .cli_gestures import history_extra_json, history_marks
 from .cli_groups import Shell, label
 from .history import History, HistoryItem
+from .cli_timer import timer_json_fields, timer_text
 from .state import StateError
 
 __all__ = ["add_history_command", "history_json", "history_line"]
@@ -27,6 +28,7 @@ def history_json(item: HistoryItem, *, me: str, group_name: str | None) -> dict[
     out: dict[str, Any] = {
         "id": item.id.hex(), "from": item.sender, "sent_at": iso_ms(item.at), "type": item.type, "text": item.text,
         "state": item.state, "note": item.note, "mine": item.mine, **history_extra_json(item),
+        **timer_json_fields({"timer": item.timer, "expires": item.expires}),  # client/cli_timer.py
     }  # fmt: skip
     if group_name is None:
         out["to"] = item.conversation if item.mine else me
@@ -40,7 +42,7 @@ def history_line(item: HistoryItem, *, group_name: str | None) -> str:
     who = f"you -> {item.conversation}" if item.mine and group_name is None else "you" if item.mine else item.sender
     state = f"{item.state}: {item.note}" if item.note else item.state
     before, after = history_marks(item)  # a reply's quote; edited, reactions (client/cli_gestures.py)
-    text = "(deleted)" if item.deleted else item.text
+    text = "(deleted)" if item.deleted else timer_text(item.timer) if item.timer is not None else item.text
     return f"[{iso_ms(item.at)}] {who}{where}: {before}{text}{after}  ({state}; id {item.id.hex()})"
 
 

@@ -69,6 +69,10 @@ class HistoryItem:
     reactions: tuple[Reaction, ...] = ()
     #: deleted for everyone by its author: ``text`` is "" (a placeholder)
     deleted: bool = False
+    #: a timer message: the conversation's new timer in ms (0: off); client/timer.py
+    timer: int | None = None
+    #: a disappearing message: when it disappears (ms)
+    expires: int | None = None
 
 
 #: a reply chain longer than this is cut there (its thread is where the walk stopped)
@@ -160,6 +164,7 @@ class History:
                 HistoryItem(
                     id=m.id, conversation=key, sender=me if m.own else m.sender, mine=m.own or m.sender == me, at=m.at, type=m.type,
                     text=m.fields.get("text", ""), state=state_, note=note, refers_to=_refers_to(m.fields),
+                    timer=m.fields.get("timer"), expires=state.message_expiry(m.id),
                 )  # fmt: skip
             )
         return self._fold(items, peer, group, me)

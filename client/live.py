@@ -56,6 +56,7 @@ from .groups.store import GroupMessage
 from .groups.waiting import send_waiting_group_messages
 from .prekeys import maintain_prekeys, prekeys_left
 from .receiving import Receiver
+from .timer import erase_loop
 from .state import InboxMessage
 
 if TYPE_CHECKING:
@@ -106,7 +107,8 @@ class Received:
 @dataclass(frozen=True, kw_only=True)
 class SentChanged:
     """These sent messages changed state (pending -> sent, sent -> accepted/queued/failed,
-    delivered/read by receipt)."""
+    delivered/read by receipt), or these messages (sent or received) disappeared: their timer
+    ran out (client/timer.py)."""
 
     ids: tuple[bytes, ...]
 
@@ -335,6 +337,8 @@ class LiveSession:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_pump, conn, frames_send)
                 nursery.start_soon(self._keep_up, conn)
+                # disappearing messages go at their time (client/timer.py); views redraw
+                nursery.start_soon(erase_loop, device.state, device._clock, lambda ids: self._emit(SentChanged(ids=tuple(ids))))
                 async for first in frames:
                     batch = [first]
                     while True:

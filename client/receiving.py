@@ -52,6 +52,7 @@ from .transparency import node_key
 from .state import ALERT, DeviceState, InboxMessage, Profile
 from .state_history import GESTURE_TYPES, content_fields
 from .deletes import after_inbox_message
+from .timer import after_stored, erase_due
 
 __all__ = ["FanOut", "ReceiveResult", "Receiver"]
 
@@ -129,6 +130,7 @@ class Receiver:
         connection saw the node's Drained (it comes once), so this one ends with the first
         batch that brings something new, or after ``wait``."""
         profile, inbox = self._profile, self._inbox
+        erase_due(self._state, self._clock())  # disappearing messages whose time came (client/timer.py)
         if keys:
             await maintain_prekeys(conn, self._state, profile, self._rng, self._clock())
             try:
@@ -257,6 +259,7 @@ class Receiver:
             if stored is not None:
                 self._state.store_received([stored])
                 after_inbox_message(self._state, profile.address, stored)  # a delete erases (client/deletes.py)
+                after_stored(self._state, content, conversation=stored.peer, now=self._clock())  # a timer (client/timer.py)
             if content.type == "alert":
                 # kept in the inbox only to recognise a redelivery; shown as an alert
                 self._state.mark_shown([content.id])
@@ -354,7 +357,7 @@ def _inbox_message(content: Content, sender: str, me: str, received_at: int) -> 
         return InboxMessage(id=content.id, sender=me, peer=content.to, sent_at=content.sent_at, received_at=received_at,
                             type=inner.type, fields={**content_fields(inner), "to": content.to})
     fields: dict = {}
-    if content.type in ("text", "alert", *GESTURE_TYPES, "reply", "file"):
+    if content.type in ("text", "alert", *GESTURE_TYPES, "reply", "file", "timer"):
         fields = content_fields(content)
     elif content.type == "receipt":
         fields = {"receipt": content.receipt, "ids": [i.hex() for i in content.ids or ()]}

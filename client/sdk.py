@@ -83,6 +83,7 @@ from .receiving import Receiver, ReceiveResult
 from .replies import expect_reply
 from .session_cache import SessionCache
 from .sessions import Sessions
+from .timer import TimerResult, after_stored, erase_due, set_timer, timed
 from .state import DeviceState, PendingSend, Profile, SentMessage, StateError
 from .transparency import UNWITNESSED_TRIES, check_bundles
 
@@ -173,6 +174,7 @@ class Device:
         self.answer_retry_delays: tuple[float, ...] = ANSWER_RETRY_DELAYS_S
         #: seconds a group change waits for the hub's order before it is reported "queued"
         self.group_settle_s: float = GROUP_SETTLE_S
+        erase_due(state, clock())  # disappearing messages whose time came while it was closed
 
     @property
     def _policy(self) -> CryptoPolicy:
@@ -654,9 +656,16 @@ class Device:
         self, conn: Connection, profile: Profile, to: Address, content: Content, *, mode: CryptoMode | None = None
     ) -> tuple[int, int]:
         """``_send_text_now`` of any message one writes (a text, reply, reaction, edit or
-        delete: client/gestures.py), with its sync copy for the account's other devices."""
+        delete: client/gestures.py), with its sync copy for the account's other devices. While
+        the conversation's timer is on it carries its expiry, and so do its envelopes
+        (client/timer.py)."""
+        content = timed(self.state, str(to), content)
         to_them, to_me = encode_content(content), encode_content(Content.make_sync_of(content, to=str(to)))
-        return await self._deliver(conn, profile, to, to_them, to_me, content.id, Kind.SEALED, mode=mode, share_access=True)
+        counts = await self._deliver(
+            conn, profile, to, to_them, to_me, content.id, Kind.SEALED, mode=mode, share_access=True, expires=content.expires
+        )
+        after_stored(self.state, content, conversation=str(to), now=self._clock())
+        return counts
 
     def _keep_waiting(self, msg_id: bytes, to: Address, text: str, now: int, code: str, message: str) -> SendResult:
         """Keep a text whose recipient's keys cannot be fetched now, to send it later."""
@@ -708,12 +717,13 @@ class Device:
 
     async def _deliver(
         self, conn: Connection, profile: Profile, to: Address, content: bytes, own_copy: bytes | None, msg_id: bytes, kind: Kind,
-        *, mode: CryptoMode | None = None, share_access: bool = False,
+        *, mode: CryptoMode | None = None, share_access: bool = False, expires: int | None = None,
     ) -> tuple[int, int]:
         """Encrypt for every device of ``to`` (and this account's other devices when
         ``own_copy``) and hand the batch to the node; retries when the node reports that the
         device lists were stale. ``share_access``: the boxes carry this account's access token
-        (client/access.py), for messages the user writes, never for automatic ones."""
+        (client/access.py), for messages the user writes, never for automatic ones. ``expires``:
+        the envelopes' expiry (a disappearing message's), else the default TTL's."""
         sessions = Sessions(self.state, profile, self._rng, self._policy, self._live_sessions, mode=mode)
         me = parse_address(profile.address)
         for _attempt in range(MAX_SEND_ATTEMPTS):
@@ -727,7 +737,7 @@ class Device:
                 targets = [t for t in targets if t.device != profile.device_id]
             if not targets:
                 return 0, 0
-            reply = await self._send(conn, profile, sessions, targets, msg_id, kind, share_access=share_access)
+            reply = await self._send(conn, profile, sessions, targets, msg_id, kind, share_access=share_access, expires=expires)
             if isinstance(reply, Accepted):
                 return sum(t.address == str(to) for t in targets), sum(t.address != str(to) for t in targets)
             reply = expect_reply(reply, DeviceMismatch)
@@ -740,7 +750,7 @@ class Device:
 
     async def _send(
         self, conn: Connection, profile: Profile, sessions: Sessions, targets: list[_Target], msg_id: bytes, kind: Kind,
-        *, share_access: bool = False,
+        *, share_access: bool = False, expires: int | None = None,
     ) -> Accepted | DeviceMismatch:
         """Encrypt and seal for each target and hand the batch to the node."""
         await self._establish(conn, sessions, targets)
@@ -748,6 +758,7 @@ class Device:
         own_record = self._own_record(profile)
         shared = own_token(self.state) if share_access and kind == Kind.SEALED else None
         now = self._clock()
+        lifetime = now + limits.DEFAULT_ENVELOPE_TTL_MS if expires is None else min(expires, now + limits.DEFAULT_ENVELOPE_TTL_MS)
         envelopes = []
         for t in targets:
             record = t.view.devices[t.device]
@@ -756,7 +767,7 @@ class Device:
                         recipient_fp=record.fingerprint, sender_record=own_record, sender_access=shared)
             envelopes.append(
                 Envelope(v=ENVELOPE_VERSION, id=msg_id, to=t.address, device=t.device,
-                         expires=now + limits.DEFAULT_ENVELOPE_TTL_MS, kind=kind, body=body)
+                         expires=lifetime, kind=kind, body=body)
             )
         access = tokens_for(self.state, {t.address for t in targets})  # recipients' nodes: we are a contact
         reply = await conn.request(lambda n: SendBatch(request=n, envelopes=tuple(envelopes), access=access))
@@ -862,6 +873,11 @@ class Device:
     async def edit(self, message_id: bytes, text: str) -> GestureResult:
         """New text for one of this account's own messages (every version is kept)."""
         return await Gestures(self).edit(message_id, text)
+
+    async def set_timer(self, address: str, timer: int) -> TimerResult:
+        """Set the disappearing-message timer (ms; 0: off) of the conversation with ``address``,
+        for both sides (client/timer.py)."""
+        return await set_timer(self, address, timer)
 
     async def delete(self, message_id: bytes, *, everyone: bool = False) -> GestureResult:
         """Delete a message on this device only; ``everyone``: one of this account's own, for

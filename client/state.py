@@ -28,6 +28,7 @@ from .state_directory import ALERT, DIRECTORY_SCHEMA, NOTICE, Alert, DirectorySt
 from .state_gestures import GESTURES_SCHEMA, GestureState
 from .state_history import GROUP_INBOX_COLUMNS, HISTORY_INDEXES, HISTORY_TYPES, INBOX_COLUMNS, SENT_BODY_COLUMNS, HistoryState, seal_body, sent_where
 from .state_pending import PENDING_SCHEMA, PendingSend, PendingState
+from .state_timer import TIMER_SCHEMA, TimerState
 from .vault import Vault, VaultError
 
 __all__ = ["DeviceState", "Profile", "InboxMessage", "Contact", "SentMessage", "PendingSend", "Alert", "ALERT", "NOTICE", "default_home", "check_home", "StateError"]
@@ -162,7 +163,7 @@ _PROFILE_KEYS = ("address", "device_id", "node_url", "node_fingerprint", "mode",
 _PROFILE_ROWS = f"SELECT key, value FROM kv WHERE key IN ({', '.join('?' * len(_PROFILE_KEYS))})"
 
 
-class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, GroupEventState, HistoryState, GestureState):
+class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, GroupEventState, HistoryState, GestureState, TimerState):
     def __init__(self, home: Path, *, create: bool = True) -> None:
         self.home = home
         check_home(home, create=create)
@@ -181,7 +182,8 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
             self._db = sqlite3.connect(path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA + GROUP_EVENTS_SCHEMA + GESTURES_SCHEMA)
+            self._db.execute("PRAGMA secure_delete=ON")  # what is deleted (a disappearing message) is zeroed
+            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA + GROUP_EVENTS_SCHEMA + GESTURES_SCHEMA + TIMER_SCHEMA)
             self._add_columns("sent", _SENT_COLUMNS)
             self._add_columns("group_sent", SENT_BODY_COLUMNS)
             self._add_columns("inbox", INBOX_COLUMNS)

@@ -49,7 +49,7 @@ __all__ = [
 
 #: the inbox types that are messages of a conversation (receipts, typing and alerts are not:
 #: they change states or are shown once). Issue 17's content types join here.
-HISTORY_TYPES = ("text", "reply", "file")
+HISTORY_TYPES = ("text", "reply", "file", "timer")
 #: the inbox types that change the message they name (client/history_fold.py)
 GESTURE_TYPES = ("reaction", "edit", "delete")
 
@@ -89,6 +89,10 @@ def content_fields(content: Content) -> dict:
         fields["refers_to"] = content.refers_to.hex()
     if content.emoji is not None:
         fields.update(emoji=content.emoji, remove=bool(content.remove))
+    if content.timer is not None:  # a timer (client/timer.py)
+        fields["timer"] = content.timer
+    if content.expires is not None:  # a disappearing message: when
+        fields["expires"] = content.expires
     if content.file is not None:  # a file: where it lies, its key and digests (client/file_fields.py)
         fields["file"] = file_fields(content.file)
     return fields

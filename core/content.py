@@ -35,6 +35,12 @@ type:
 ``refers_to`` names a message by its content id, the id ``recv --json`` prints; what a device
 does with a message naming one it does not hold is client/gestures.py's business.
 
+Disappearing messages (core/timer.py): ``timer`` ``{timer: ms}`` sets the conversation's timer
+(0: off; else ``MIN_TIMER_MS..MAX_TIMER_MS``); either side may, the latest ``sent_at`` wins. While
+it is on, every message one writes (``EXPIRING``) carries ``expires`` (ms, after ``sent_at`` by
+at most ``MAX_TIMER_MS``): devices erase it then (client/timer.py), and its envelope expires then
+on every node. A sync of such a message uses the inner form (the text form has no ``expires``).
+
 Texts are bounded by ``limits.MAX_TEXT_LEN`` bytes of UTF-8. Decoding is strict: unknown type or
 version, a missing, extra or mistyped field, a bound exceeded or a non-normalised address is a
 ``RemoteProtocolError`` (code ``content_malformed``); encoding something invalid is a
@@ -51,6 +57,7 @@ from . import canonical, limits
 from .address import parse_address
 from .attachment import FileRef
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from .timer import MAX_TIMER_MS, timer_problem
 
 __all__ = [
     "Content",
@@ -69,6 +76,8 @@ __all__ = [
     "EDIT",
     "DELETE",
     "FILE",
+    "TIMER",
+    "EXPIRING",
     "GESTURES",
     "SYNCABLE",
     "MAX_EMOJI_BYTES",
@@ -84,12 +93,15 @@ __all__ = [
 TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE = "text", "receipt", "typing", "sync", "alert", "group_state"
 GROUP_TYPING = "group_typing"
 REPLY, REACTION, EDIT, DELETE = "reply", "reaction", "edit", "delete"
+TIMER = "timer"
 FILE = "file"
-CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE, GROUP_TYPING, REPLY, REACTION, EDIT, DELETE, FILE)
+CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE, GROUP_TYPING, REPLY, REACTION, EDIT, DELETE, FILE, TIMER)
 #: the types that refer to another message and change it rather than being one
 GESTURES = (REACTION, EDIT, DELETE)
 #: what a ``sync`` may carry for one's other devices (everything a user writes in a conversation)
-SYNCABLE = (TEXT, REPLY, REACTION, EDIT, DELETE, FILE)
+SYNCABLE = (TEXT, REPLY, REACTION, EDIT, DELETE, FILE, TIMER)
+#: what a conversation's timer applies to: these carry ``expires`` while it is on
+EXPIRING = (TEXT, REPLY, REACTION, EDIT, DELETE, FILE)
 MAX_EMOJI_BYTES = 64  # a family of four with skin tones is 41 bytes
 MAX_EMOJI_CODEPOINTS = 16
 #: delete for everyone: at most this long after the message (Signal: 24 h; Matrix: no limit)
@@ -113,10 +125,11 @@ _FIELDS: dict[str, dict[str, type]] = {
     EDIT: {"refers_to": bytes, "text": str},
     DELETE: {"refers_to": bytes},
     FILE: {"file": dict, "text": str},
+    TIMER: {"timer": int},
 }
 #: the second form of a sync: any message one writes, as its encoded content
 _SYNC_INNER = {"to": str, "inner": bytes}
-_OPTIONAL = ("text", "receipt", "ids", "typing", "to", "name", "topic", "group", "refers_to", "emoji", "remove", "inner", "file")
+_OPTIONAL = ("text", "receipt", "ids", "typing", "to", "name", "topic", "group", "refers_to", "emoji", "remove", "inner", "file", "timer", "expires")
 #: a group id (core/groups/items.py GROUP_ID_LEN; not imported: content stays below groups)
 _GROUP_ID_LEN = 16
 
@@ -144,6 +157,10 @@ class Content:
     inner: "Content | None" = None
     #: a file: where its encrypted blob lies and how to open it
     file: FileRef | None = None
+    #: a timer: the conversation's new timer in ms (0: off)
+    timer: int | None = None
+    #: a message written while a timer is on: when it disappears (ms)
+    expires: int | None = None
 
     @classmethod
     def make_text(cls, *, id: bytes, sent_at: int, text: str) -> "Content":
@@ -194,10 +211,14 @@ class Content:
         return cls(type=FILE, id=id, sent_at=sent_at, file=file, text=text)
 
     @classmethod
+    def make_timer(cls, *, id: bytes, sent_at: int, timer: int) -> "Content":
+        return cls(type=TIMER, id=id, sent_at=sent_at, timer=timer)
+
+    @classmethod
     def make_sync_of(cls, inner: "Content", *, to: str) -> "Content":
         """The copy of ``inner`` (one this device writes to ``to``) for the account's other
         devices: the text form for a text (older devices read it), else the inner form."""
-        if inner.type == TEXT and inner.text is not None:
+        if inner.type == TEXT and inner.text is not None and inner.expires is None:
             return cls.make_sync(id=inner.id, sent_at=inner.sent_at, to=to, text=inner.text)
         return cls(type=SYNC, id=inner.id, sent_at=inner.sent_at, to=str(parse_address(to)), inner=inner)
 
@@ -251,6 +272,8 @@ def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
     required, keys = _REQUIRED[kind], _REQUIRED_KEYS[kind]
     if kind == SYNC and "inner" in value:
         required, keys = _SYNC_INNER_REQUIRED, _SYNC_INNER_KEYS
+    if kind in EXPIRING and "expires" in value:
+        required, keys = {**required, "expires": int}, keys | {"expires"}
     if value.keys() != keys:
         missing, extra = sorted(set(required) - set(value)), sorted(set(value) - set(required))
         raise fail(f"{kind} content has the wrong fields (missing {missing}, unexpected {extra})")
@@ -323,6 +346,15 @@ def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
         if value["refers_to"] == value["id"]:
             raise fail("a message cannot refer to itself")
         fields["refers_to"] = value["refers_to"]
+    if "expires" in required:
+        if not value["sent_at"] < value["expires"] <= value["sent_at"] + MAX_TIMER_MS:
+            raise fail("expires must be after sent_at, by at most the longest timer")
+        fields["expires"] = value["expires"]
+    if kind == TIMER:
+        problem = timer_problem(value["timer"])
+        if problem is not None:
+            raise fail(problem)
+        fields["timer"] = value["timer"]
     if kind == REACTION:
         problem = emoji_problem(value["emoji"])
         if problem is not None:
@@ -344,6 +376,10 @@ def encode_content(content: Content) -> bytes:
                 raise LocalProtocolError("message content: a sync carries a text or an inner content, not both")
             if name == "inner":
                 given["inner"] = encode_content(field)
+            continue
+        if name == "expires" and content.type in EXPIRING:
+            if field is not None:
+                given[name] = field
             continue
         if name in used:
             given[name] = list(field) if name == "ids" and isinstance(field, tuple) else field

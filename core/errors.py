@@ -105,6 +105,8 @@ _CODES = {
     "deleted": "a gesture on a message deleted for everyone",
     "not_sent_yet": "a gesture on a message still waiting on this device to be sent",
     "ambiguous_message": "a message id that names messages in several conversations on this device",
+    # Disappearing messages (core/timer.py)
+    "bad_timer": "a disappearing-message timer that is not off or a duration from 1s to 30d",
     # Attachments: the blob store (node/blobs.py) and downloads (client/attachments.py)
     "blob_unknown": "a blob the node does not hold (never created, expired, or another account's to write)",
     "blob_too_large": "a blob over the node's size limit",

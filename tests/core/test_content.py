@@ -28,6 +28,8 @@ SAMPLES = {
     "alert": Content.make_alert(id=ID, sent_at=SENT, text="device 3 was added to your account"),
     "group_state": Content.make_group_state(id=ID, sent_at=SENT, name="Hiking ⛰", topic="Sunday, 9:00"),
     "group_state-no-topic": Content.make_group_state(id=ID, sent_at=SENT, name="x", topic=""),
+    # disappearing messages (more cases: tests/core/test_content_timer.py)
+    "timer": Content.make_timer(id=ID, sent_at=SENT, timer=3_600_000),
     "group_typing": Content.make_group_typing(id=ID, sent_at=SENT, typing="stopped", group=OTHER),
     # issue 17 gestures (more cases: tests/core/test_content_gestures.py)
     "reply": Content.make_reply(id=ID, sent_at=SENT, text="me too", refers_to=OTHER),
@@ -51,6 +53,7 @@ def fields(kind: str = "text", **changes: Any) -> dict[str, Any]:
             "sync": {"to": "bob@beta.example", "text": "hi"},
             "alert": {"text": "hi"},
             "group_state": {"name": "hikers", "topic": "Sunday"},
+            "timer": {"timer": 5_000},
             "group_typing": {"typing": "started", "group": OTHER},
             "reply": {"text": "hi", "refers_to": OTHER},
             "reaction": {"refers_to": OTHER, "emoji": "👍", "remove": False},
