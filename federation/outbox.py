@@ -2,7 +2,9 @@
 
 A worker pushes its destination's items oldest first to the next hop: the destination itself
 or the relay its peer entry names, with up to ``pushes_in_flight`` (3) pushes on their way at
-once, each reading past the items of those before it. They go out in the order read and the hop
+once when there is a backlog (a push beside others must be at least half full; under light
+load one push in flight gathers what comes meanwhile), each reading past the items of those
+before it. They go out in the order read and the hop
 applies them in that order (the link's push sequence, federation/push_sequence.py); their
 answers are taken in that order too. Nothing is deleted before the PushResult: then, in one
 store transaction, the items go, their outcomes become delivery statuses (items this node
@@ -83,6 +85,11 @@ def _submission_of(transit: Transit) -> bytes | None:
 
 async def _nothing() -> None:
     """The settle of a push that sent nothing (all its items wait behind their groups)."""
+
+
+def _fills_half(items: list[QueuedItem]) -> bool:
+    """At least half a push (by items or bytes): worth sending beside others in flight."""
+    return 2 * len(items) >= limits.MAX_TRANSIT_PER_PUSH or 2 * sum(len(i.data) for i in items) >= limits.MAX_PUSH_BYTES
 
 
 class _HeldBack:
@@ -339,7 +346,11 @@ class Outboxes:
             push = await self._prepare(dest, items, worker.waiting_groups, after=read_from)
             if push is None:
                 continue  # an unreadable item was dropped: read again
-            if push.alone and in_flight:  # a group submission waits for the answers before it
+            if in_flight and (push.alone or not _fills_half(items)):
+                # A group submission waits for the answers before it. So does a small push: the
+                # hop applies a link's pushes one commit each, so under light load one push in
+                # flight gathering what comes meanwhile costs the hop fewer commits; only a
+                # backlog (half-full pushes and more) is worth several on their way.
                 settling, failed = await self._answered(in_flight, settling, worker, nursery)
                 if failed is not None:
                     read_from = failed

@@ -186,6 +186,7 @@ async def test_a_submission_taken_later_holds_back_its_groups_later_ones_only() 
 
 # Several pushes in flight, and what happens behind one the hop did not take ----------------
 
+from sonet.core import limits  # noqa: E402
 from sonet.core.client_api import ErrorFrame  # noqa: E402
 from sonet.federation.push_sequence import OUT_OF_ORDER  # noqa: E402
 
@@ -193,15 +194,22 @@ from .net import transit  # noqa: E402
 
 
 class EnvelopeStore(QueueStore):
-    """Envelope items; a read gives at most two (so that nine items make five pushes)."""
+    """Envelope items; a read gives at most ``per_read``."""
 
-    def add_envelope(self, seq: int) -> bytes:
-        item = transit(f"bob@{BETA}", origin="alpha.example")
-        self.items[seq] = encode_transit(item)
-        return item.envelope.id  # type: ignore[union-attr]
+    def __init__(self, per_read: int) -> None:
+        super().__init__()
+        self.per_read = per_read
+        self.envelope = encode_transit(transit(f"bob@{BETA}", origin="alpha.example"))
+
+    def add_envelopes(self, count: int) -> list[int]:
+        """``count`` items (the same envelope: they are told apart by their seqs)."""
+        first = len(self.items) + 1
+        for seq in range(first, first + count):
+            self.items[seq] = self.envelope
+        return list(range(first, first + count))
 
     async def outbox(self, dest, *, limit, max_bytes, now, after=0):
-        return (await super().outbox(dest, limit=limit, max_bytes=max_bytes, now=now, after=after))[:2]
+        return (await super().outbox(dest, limit=limit, max_bytes=max_bytes, now=now, after=after))[: self.per_read]
 
 
 class WindowPool:
@@ -214,8 +222,9 @@ class WindowPool:
         self.in_flight = 0
         self.most = 0
         self.pushed = 0
-        self.refused_round: int | None = None
-        self.taken: list[bytes] = []
+        self.taken: list[int] = []
+        #: names the items taken 1, 2, ...: pushed in order, the store's seqs
+        self.numbers = iter(range(1, 10**6))
         self.setbacks: list[str] = []
 
     def backing_off(self, name: str) -> bool:
@@ -232,7 +241,7 @@ class WindowPool:
         self.pushed += 1
         number, in_round = self.pushed, self.pushed <= 3
         if not in_round:  # applied in the order pushed, as the receiver's ordered lane does
-            self.taken += [t.envelope.id for t in as_sent(frame).items]
+            self.taken += [next(self.numbers) for _ in frame.items]
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
         await self.release.wait()
@@ -244,18 +253,22 @@ class WindowPool:
         return PushResult(request=frame.request, outcomes=(OK,) * len(frame.items))
 
 
-async def test_three_pushes_go_at_once_and_after_a_refused_one_everything_is_pushed_again_in_order() -> None:
-    store = EnvelopeStore()
-    ids = [store.add_envelope(seq) for seq in range(1, 10)]
-    pool = WindowPool()
-
+def outboxes_for(store: QueueStore, pool: object) -> Outboxes:
     async def routes() -> Routes:
         return Routes()
 
-    outboxes = Outboxes(
+    return Outboxes(
         name="alpha.example", store=store, pool=pool, routes=routes, clock_ms=lambda: 0,
         settings=FederationSettings(expire_interval_s=3600),
     )  # fmt: skip
+
+
+async def test_three_pushes_go_at_once_and_after_a_refused_one_everything_is_pushed_again_in_order() -> None:
+    half = limits.MAX_TRANSIT_PER_PUSH // 2  # a backlog: half-full pushes
+    store = EnvelopeStore(per_read=half)
+    seqs = store.add_envelopes(5 * half)
+    pool = WindowPool()
+    outboxes = outboxes_for(store, pool)
     async with trio.open_nursery() as nursery:
         await nursery.start(outboxes.run)
         outboxes.wake([BETA])
@@ -263,8 +276,26 @@ async def test_three_pushes_go_at_once_and_after_a_refused_one_everything_is_pus
         assert pool.in_flight == 3  # the default window, no more
         pool.release.set()
         await trio.testing.wait_all_tasks_blocked()
-        assert pool.taken == ids and not store.items  # each once, in order
+        assert pool.taken == seqs and not store.items  # each once, in order
         assert pool.most == 3
         assert pool.setbacks == ["rate_limited"]  # the refusal backs the hop off; out_of_order does not
         assert outboxes.note(BETA) is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_small_pushes_go_one_at_a_time() -> None:
+    # under light load one push in flight gathers what comes meanwhile (fewer commits at the hop)
+    store = EnvelopeStore(per_read=10)
+    seqs = store.add_envelopes(30)
+    pool = WindowPool()
+    pool.pushed = 3  # past the refused round: every push is taken
+    outboxes = outboxes_for(store, pool)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outboxes.run)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.in_flight == 1
+        pool.release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.most == 1 and pool.taken == seqs and not store.items
         nursery.cancel_scope.cancel()
