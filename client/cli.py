@@ -25,6 +25,8 @@ from .cli_groups import (
     is_group_target, label, send_to_group, typing_in_group,
 )  # fmt: skip
 from .cli_gestures import add_gesture_commands, gesture_json_fields, gesture_line
+from .cli_attachments import add_download_command, caption_after_options, send_file_command
+from .file_fields import file_json, file_summary
 from .cli_history import add_history_command
 from .cli_timer import add_timer_command, timer_json_fields, timer_line
 from .connection import ConnectError, NodeError
@@ -141,7 +143,11 @@ def _discard_pending(args: argparse.Namespace) -> None:
 
 
 def cmd_send(args: argparse.Namespace) -> None:
-    text = _message_text(args.text)
+    if args.file is not None:  # an attachment, TEXT its caption (client/cli_attachments.py)
+        caption = _message_text(args.text) if args.text is not None else ""
+        send_file_command(args, _SHELL, caption, group=is_group_target(args.address))
+        return
+    text = _message_text(args.text)  # there is one without --file (client/cli_attachments.py caption_after_options)
     if is_group_target(args.address):  # a group's id or name (client/cli_groups.py)
         send_to_group(args, _SHELL, text)
         return
@@ -276,6 +282,8 @@ def _message_json(m: InboxMessage) -> dict[str, Any]:
     }
     if m.fields.get("to"):
         out["to"] = m.fields["to"]
+    if m.type == "file":  # name, size, sha256, media_type (client/file_fields.py); the id downloads it
+        out.update(file_json(m.fields))
     for key in ("receipt", "ids", "typing", "group"):
         if key in m.fields:
             out[key] = m.fields[key]
@@ -288,6 +296,9 @@ def _message_line(m: InboxMessage) -> str:
     gesture = gesture_line(m.type, m.fields) or timer_line(m.type, m.fields)  # a reply, reaction, edit, delete or timer
     if gesture is not None:
         return f"[{when}] {'you -> ' + m.fields['to'] if m.fields.get('to') else m.sender} {gesture}"
+    if m.type == "file":  # client/file_fields.py
+        who = f"you -> {m.fields['to']}" if m.fields.get("to") else m.sender
+        return f"[{when}] {who} sent {file_summary(m.fields)}; `sonet download {m.id.hex()}` saves it"
     if m.type == "text" and m.fields.get("to"):
         return f"[{when}] you -> {m.fields['to']}: {m.fields['text']}"
     if m.type == "text":
@@ -662,7 +673,16 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         "(`sonet group --help`).",
     )
     p.add_argument("address", metavar="ADDRESS|GROUP", help="recipient, user@node; or a group's id (32 hex digits) or name")
-    p.add_argument("text", metavar="TEXT", help="the message; - reads it from standard input (one trailing newline dropped)")
+    p.add_argument(
+        "text", metavar="TEXT", nargs="?",
+        help="the message; - reads it from standard input (one trailing newline dropped); with --file, the file's caption (optional)",
+    )  # fmt: skip
+    p.add_argument(
+        "--file", metavar="PATH",
+        help="send this file, encrypted on this device and uploaded to the home node (at most 100 MiB by default; a progress bar "
+        "on a terminal); sending the same file again after an interruption resumes its upload",
+    )  # fmt: skip
+    caption_after_options(p)
     p.add_argument(
         "--crypto-mode", choices=[m.value for m in CryptoMode],
         help="the mode of any new session with the recipient's devices (default: what both devices' keys allow); "
@@ -787,6 +807,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     add_group_commands(sub, _SHELL)
     add_history_command(sub, _SHELL, _positive)
     add_gesture_commands(sub, _SHELL, _message_text)
+    add_download_command(sub, _SHELL)
     add_timer_command(sub, _SHELL)
     _add_json(parser, json_errors=json_errors)
     return parser

@@ -24,6 +24,9 @@ Rules:
   before (the first batch after it opens: all those not shown yet, as ``sonet recv`` shows
   them); the consumer marks them shown when it has shown them.
 - Typing notices and read receipts are courtesies: dropped while the node is down.
+- Presence (opt-in, client/presence.py): with it on, the session tells the allowed contacts
+  "online" once connected and every ``PRESENCE_REFRESH_S``, and "offline" when it closes
+  (waiting at most ``GOODBYE_S`` for that); with it off it sends none.
 
 A send borrows the live connection through ``Device``'s own methods (``lent_connection``: a
 context variable, so only the task that holds the lock sees it), so each send exists once.
@@ -55,6 +58,7 @@ from .groups.keys import maintain_key_packages
 from .groups.store import GroupMessage
 from .groups.waiting import send_waiting_group_messages
 from .prekeys import maintain_prekeys, prekeys_left
+from .presence import PRESENCE_REFRESH_S, presence_targets
 from .receiving import Receiver
 from .timer import erase_loop
 from .state import InboxMessage
@@ -76,6 +80,8 @@ WAITING_RETRY_S = 30.0
 KEYS_REFRESH_S = 600.0
 #: the recent sent texts whose states the session follows for ``SentChanged``
 SENT_WINDOW = 200
+#: how long closing waits to tell the contacts "offline" (presence on only)
+GOODBYE_S = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,6 +231,27 @@ class LiveSession:
                 except ConnectError:
                     pass  # the connection dropped: a typing notice is not worth keeping
 
+    async def _announce(self, *, online: bool) -> None:
+        """Presence to the allowed contacts (client/presence.py); nothing while it is off or
+        the node is down."""
+        if not presence_targets(self._device.state):
+            return
+        async with self._lock:
+            if self._conn is None:
+                return
+            with self._lend():
+                try:
+                    await self._device.send_presence(online=online)
+                except ConnectError:
+                    pass  # the connection dropped: presence is a courtesy
+
+    async def _goodbye(self) -> None:
+        """"offline" to the allowed contacts as the session closes (shielded, bounded)."""
+        if self._conn is None or not presence_targets(self._device.state):
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(GOODBYE_S):
+            await self._announce(online=False)
+
     @asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
         """For the ``Device`` operations the session does not carry (group changes, lookups,
@@ -358,10 +385,13 @@ class LiveSession:
         device's prekeys and KeyPackages (connecting topped them up first)."""
         device = self._device
         state = device.state
-        retry_at = 0.0
+        retry_at = presence_at = 0.0
         keys_at = trio.current_time() + KEYS_REFRESH_S
         refused = ""
         while True:
+            if trio.current_time() >= presence_at:  # "online" now, then again now and then
+                presence_at = trio.current_time() + PRESENCE_REFRESH_S
+                await self._announce(online=True)
             if trio.current_time() >= keys_at:
                 keys_at = trio.current_time() + KEYS_REFRESH_S
                 async with self._lock:
@@ -471,6 +501,7 @@ async def open_live_session(device: Device, *, read_receipts: bool = False) -> A
             try:
                 yield session
             finally:
+                await session._goodbye()
                 session._close()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:  # the body's own error comes out as itself

@@ -258,6 +258,8 @@ class Receiver:
                 self._state.record_group_receipt(list(content.ids), content.receipt, item.stored_at, account=cert.account, device=cert.device)
             if stored is not None:
                 self._state.store_received([stored])
+                if stored.type == "presence":  # only the newest one says anything (client/presence.py)
+                    self._state.keep_newest_presence(cert.account)
                 after_inbox_message(self._state, profile.address, stored)  # a delete erases (client/deletes.py)
                 after_stored(self._state, content, conversation=stored.peer, now=self._clock())  # a timer (client/timer.py)
             if content.type == "alert":
@@ -363,5 +365,7 @@ def _inbox_message(content: Content, sender: str, me: str, received_at: int) -> 
         fields = {"receipt": content.receipt, "ids": [i.hex() for i in content.ids or ()]}
     elif content.type == "typing":
         fields = {"typing": content.typing}
+    elif content.type == "presence":  # client/presence.py
+        fields = {"presence": content.presence}
     return InboxMessage(id=content.id, sender=sender, peer=sender, sent_at=content.sent_at, received_at=received_at,
                         type=content.type, fields=fields)

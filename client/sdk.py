@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -79,6 +79,7 @@ from .pending_registration import (
     save_pending_registration,
 )
 from .prekeys import FirstPrekeys, first_prekeys, maintain_prekeys, save_first_prekeys
+from .presence import PresenceResult, PresenceSetting, last_presence, presence_setting, presence_targets, send_presence, set_presence
 from .receiving import Receiver, ReceiveResult
 from .replies import expect_reply
 from .session_cache import SessionCache
@@ -660,11 +661,14 @@ class Device:
         the conversation's timer is on it carries its expiry, and so do its envelopes
         (client/timer.py)."""
         content = timed(self.state, str(to), content)
+        if content.expires is not None:  # noted first: erased at its time even if the send fails
+            after_stored(self.state, content, conversation=str(to), now=self._clock())  # (past it: now; the node refuses it)
         to_them, to_me = encode_content(content), encode_content(Content.make_sync_of(content, to=str(to)))
         counts = await self._deliver(
             conn, profile, to, to_them, to_me, content.id, Kind.SEALED, mode=mode, share_access=True, expires=content.expires
         )
-        after_stored(self.state, content, conversation=str(to), now=self._clock())
+        if content.expires is None:  # a timer takes effect here once it went
+            after_stored(self.state, content, conversation=str(to), now=self._clock())
         return counts
 
     def _keep_waiting(self, msg_id: bytes, to: Address, text: str, now: int, code: str, message: str) -> SendResult:
@@ -714,6 +718,28 @@ class Device:
         content = encode_content(Content(type="typing", id=msg_id, sent_at=now, typing="started" if started else "stopped"))
         async with self._connect(profile) as conn:
             await self._deliver(conn, profile, to, content, None, msg_id, Kind.EPHEMERAL)
+
+    # Presence (client/presence.py): opt-in, off by default --------------------------------
+
+    def set_presence(self, on: bool, *, to: Sequence[str] = ()) -> PresenceSetting:
+        """Share this account's presence with ``to`` (or every 1:1 contact), or with nobody."""
+        return set_presence(self.state, on=on, to=to)
+
+    def presence(self) -> PresenceSetting:
+        return presence_setting(self.state)
+
+    async def send_presence(self, *, online: bool = True) -> PresenceResult | None:
+        """Tell the allowed contacts this account is online (or offline now); None, and nothing
+        sent, while presence is off. A live session does this by itself (client/live.py)."""
+        if not presence_targets(self.state):
+            return None
+        profile = self.state.profile()
+        async with self._connect(profile) as conn:
+            return await send_presence(conn, self.state, profile, online=online, rng=self._rng, clock=self._clock, deliver=self._deliver)
+
+    def last_presence(self, account: str) -> tuple[str, int] | None:
+        """("online" | "offline", when) of ``account`` as this device last heard it."""
+        return last_presence(self.state, str(parse_address(account)), now=self._clock())
 
     async def _deliver(
         self, conn: Connection, profile: Profile, to: Address, content: bytes, own_copy: bytes | None, msg_id: bytes, kind: Kind,

@@ -28,6 +28,7 @@ from .state_directory import ALERT, DIRECTORY_SCHEMA, NOTICE, Alert, DirectorySt
 from .state_gestures import GESTURES_SCHEMA, GestureState
 from .state_history import GROUP_INBOX_COLUMNS, HISTORY_INDEXES, HISTORY_TYPES, INBOX_COLUMNS, SENT_BODY_COLUMNS, HistoryState, seal_body, sent_where
 from .state_pending import PENDING_SCHEMA, PendingSend, PendingState
+from .state_presence import PresenceState
 from .state_timer import TIMER_SCHEMA, TimerState
 from .vault import Vault, VaultError
 
@@ -163,7 +164,7 @@ _PROFILE_KEYS = ("address", "device_id", "node_url", "node_fingerprint", "mode",
 _PROFILE_ROWS = f"SELECT key, value FROM kv WHERE key IN ({', '.join('?' * len(_PROFILE_KEYS))})"
 
 
-class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, GroupEventState, HistoryState, GestureState, TimerState):
+class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, GroupEventState, HistoryState, GestureState, TimerState, PresenceState):
     def __init__(self, home: Path, *, create: bool = True) -> None:
         self.home = home
         check_home(home, create=create)

@@ -8,6 +8,8 @@ type:
   (1..MAX_RECEIPT_IDS, unique); ``undelivered``: the recipient refused them because the account
   removed the sending device before the recipient's node took them (client/receiving.py)
 - ``typing``   ``{typing: "started" | "stopped"}``
+- ``presence`` ``{presence: "online" | "offline"}`` — opt-in presence (client/presence.py), sent
+  ephemeral to the contacts the user allows; ``sent_at`` of an ``offline`` is the last seen time.
 - ``group_typing`` ``{typing: "started" | "stopped", group: 16-byte group id}`` — typing in a
   group, sent 1:1 (ephemeral, sealed sender) to the members' devices (docs/groups.md); a device
   takes it only from a member of a group it is in.
@@ -88,14 +90,17 @@ __all__ = [
     "MAX_GROUP_TOPIC_LEN",
     "RECEIPT_KINDS",
     "TYPING_STATES",
+    "PRESENCE",
+    "PRESENCE_STATES",
 ]
 
 TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE = "text", "receipt", "typing", "sync", "alert", "group_state"
 GROUP_TYPING = "group_typing"
 REPLY, REACTION, EDIT, DELETE = "reply", "reaction", "edit", "delete"
 TIMER = "timer"
+PRESENCE = "presence"
 FILE = "file"
-CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE, GROUP_TYPING, REPLY, REACTION, EDIT, DELETE, FILE, TIMER)
+CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE, GROUP_TYPING, REPLY, REACTION, EDIT, DELETE, FILE, TIMER, PRESENCE)
 #: the types that refer to another message and change it rather than being one
 GESTURES = (REACTION, EDIT, DELETE)
 #: what a ``sync`` may carry for one's other devices (everything a user writes in a conversation)
@@ -110,6 +115,7 @@ MAX_GROUP_NAME_LEN = 128
 MAX_GROUP_TOPIC_LEN = 1024
 RECEIPT_KINDS = ("delivered", "read", "undelivered")
 TYPING_STATES = ("started", "stopped")
+PRESENCE_STATES = ("online", "offline")
 _VERSION = 1
 _COMMON = {"v": int, "type": str, "id": bytes, "sent_at": int}
 _FIELDS: dict[str, dict[str, type]] = {
@@ -126,10 +132,11 @@ _FIELDS: dict[str, dict[str, type]] = {
     DELETE: {"refers_to": bytes},
     FILE: {"file": dict, "text": str},
     TIMER: {"timer": int},
+    PRESENCE: {"presence": str},
 }
 #: the second form of a sync: any message one writes, as its encoded content
 _SYNC_INNER = {"to": str, "inner": bytes}
-_OPTIONAL = ("text", "receipt", "ids", "typing", "to", "name", "topic", "group", "refers_to", "emoji", "remove", "inner", "file", "timer", "expires")
+_OPTIONAL = ("text", "receipt", "ids", "typing", "to", "name", "topic", "group", "refers_to", "emoji", "remove", "inner", "file", "timer", "expires", "presence")
 #: a group id (core/groups/items.py GROUP_ID_LEN; not imported: content stays below groups)
 _GROUP_ID_LEN = 16
 
@@ -161,6 +168,8 @@ class Content:
     timer: int | None = None
     #: a message written while a timer is on: when it disappears (ms)
     expires: int | None = None
+    #: presence: "online" or "offline"
+    presence: str | None = None
 
     @classmethod
     def make_text(cls, *, id: bytes, sent_at: int, text: str) -> "Content":
@@ -209,6 +218,10 @@ class Content:
     @classmethod
     def make_file(cls, *, id: bytes, sent_at: int, file: FileRef, text: str = "") -> "Content":
         return cls(type=FILE, id=id, sent_at=sent_at, file=file, text=text)
+
+    @classmethod
+    def make_presence(cls, *, id: bytes, sent_at: int, presence: str) -> "Content":
+        return cls(type=PRESENCE, id=id, sent_at=sent_at, presence=presence)
 
     @classmethod
     def make_timer(cls, *, id: bytes, sent_at: int, timer: int) -> "Content":
@@ -329,6 +342,10 @@ def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
             if (inner.id, inner.sent_at) != (value["id"], value["sent_at"]):
                 raise fail("a sync has the id and sent_at of the message it carries")
             fields["inner"] = inner
+    elif kind == PRESENCE:
+        if value["presence"] not in PRESENCE_STATES:
+            raise fail(f"unknown presence {value['presence']!r}")
+        fields["presence"] = value["presence"]
     elif kind == GROUP_STATE:
         if not 0 < len(value["name"].encode()) <= MAX_GROUP_NAME_LEN:
             raise fail(f"a group name is 1..{MAX_GROUP_NAME_LEN} bytes")

@@ -7,13 +7,15 @@ readable left; the node holds no plaintext."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import trio
 
-from sonet.client import attachments
+from sonet.client import attachments, cli
 from sonet.client.history import History
 from sonet.client.sdk import Device
 from sonet.core.blob_api import BLOB_CHUNK_BYTES
@@ -186,3 +188,46 @@ async def test_a_file_in_a_group(alpha: RunningNode, register: Register, tmp_pat
         out = tmp_path / device.state.profile().address
         out.mkdir()
         assert Path(await device.download(sent.id, out)).read_bytes() == data
+
+
+async def _cli(capsys: pytest.CaptureFixture[str], device: Device, *argv: str, json_out: bool = True) -> tuple[int, list]:
+    args = ["--home", str(device.state.home), *argv] + (["--json"] if json_out else [])
+
+    def run() -> int:
+        try:
+            return cli.main(args)
+        except SystemExit as exc:  # a usage error
+            return int(exc.code or 0)
+
+    rc = await trio.to_thread.run_sync(run)
+    out = capsys.readouterr().out.splitlines()
+    return rc, [json.loads(line) for line in out] if json_out else out
+
+
+async def test_cli_send_file_recv_and_download(alpha: RunningNode, register: Register, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    path, data = a_file(tmp_path, "report.pdf", 3 * 1024 * 1024 + 5)
+    rc, [sent] = await _cli(capsys, alice, "send", BOB, "--file", str(path), "the report")
+    assert rc == 0 and (sent["type"], sent["name"], sent["size"], sent["sha256"]) == ("file", "report.pdf", len(data), hashlib.sha256(data).hexdigest())
+    rc, got = await _cli(capsys, bob, "recv")
+    (file_msg,) = [m for m in got if m["id"] == sent["id"]]
+    assert (file_msg["type"], file_msg["name"], file_msg["size"], file_msg["sha256"], file_msg["text"]) == (
+        "file", "report.pdf", len(data), sent["sha256"], "the report"
+    )
+    assert "key" not in json.dumps(file_msg)  # the key is never printed
+    out = tmp_path / "downloads"
+    out.mkdir()
+    rc, [saved] = await _cli(capsys, bob, "download", sent["id"], "--out", str(out))
+    assert rc == 0 and Path(saved["path"]).read_bytes() == data
+    # piped (not a terminal): the saved path alone on stdout, no progress bar
+    rc, lines = await _cli(capsys, bob, "download", sent["id"], "--out", str(out), json_out=False)
+    assert rc == 0 and lines == [str(out / "report (1).pdf")]
+    rc, history = await _cli(capsys, bob, "history", ALICE)
+    assert [(h["type"], h["text"]) for h in history] == [("file", "the report")]
+    # refusals are one line with their code
+    rc, [error] = await _cli(capsys, bob, "download", "not-an-id")
+    assert rc == 1 and error["error"]["code"] == "bad_input"
+    rc, [error] = await _cli(capsys, alice, "send", BOB)  # neither TEXT nor --file
+    assert rc == 2 and error["error"]["code"] == "usage"
+    rc, [error] = await _cli(capsys, alice, "send", BOB, "--file", str(tmp_path / "nope"))
+    assert rc == 1 and error["error"]["code"] == "bad_input"

@@ -24,6 +24,8 @@ SAMPLES = {
     "receipt-read": Content.make_receipt(id=ID, sent_at=SENT, receipt="read", ids=(OTHER, ID)),
     "typing-started": Content.make_typing(id=ID, sent_at=SENT, typing="started"),
     "typing-stopped": Content.make_typing(id=ID, sent_at=0, typing="stopped"),
+    # presence (more cases: tests/core/test_content_presence.py)
+    "presence": Content.make_presence(id=ID, sent_at=SENT, presence="online"),
     "sync": Content.make_sync(id=ID, sent_at=SENT, to="bob@beta.example", text="sent from my phone"),
     "alert": Content.make_alert(id=ID, sent_at=SENT, text="device 3 was added to your account"),
     "group_state": Content.make_group_state(id=ID, sent_at=SENT, name="Hiking ⛰", topic="Sunday, 9:00"),
@@ -50,6 +52,7 @@ def fields(kind: str = "text", **changes: Any) -> dict[str, Any]:
             "text": {"text": "hi"},
             "receipt": {"receipt": "read", "ids": [OTHER]},
             "typing": {"typing": "started"},
+            "presence": {"presence": "offline"},
             "sync": {"to": "bob@beta.example", "text": "hi"},
             "alert": {"text": "hi"},
             "group_state": {"name": "hikers", "topic": "Sunday"},

@@ -1,0 +1,117 @@
+"""``sonet send ADDRESS|GROUP --file PATH [TEXT]`` and ``sonet download MESSAGE_ID [--out DIR]``
+(issue 17 item 1); the work is client/attachments.py. A progress bar (rich) on a terminal's
+stderr; nothing of it when stderr is not a terminal or with --json."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .attachments import FileSendResult, Progress
+from .gestures import parse_message_id
+
+if TYPE_CHECKING:
+    from .cli_groups import Shell
+
+__all__ = ["send_file_command", "add_download_command", "file_sent_json", "progress_bar", "caption_after_options"]
+
+
+def caption_after_options(p: argparse.ArgumentParser) -> None:
+    """Let ``sonet send ADDRESS --file PATH TEXT`` take TEXT after the option: argparse fills an
+    optional positional at the first run of positionals, so this parser parses intermixed; and
+    refuse a send with neither TEXT nor --file as the usage error it is."""
+    plain = p.parse_known_args
+    inside = False
+
+    def parse_known_args(args: Any = None, namespace: Any = None) -> Any:
+        nonlocal inside
+        if inside:  # parse_known_intermixed_args calls it back: the plain one then
+            return plain(args, namespace)
+        inside = True
+        try:
+            parsed, rest = p.parse_known_intermixed_args(args, namespace)
+        finally:
+            inside = False
+        if parsed.text is None and parsed.file is None:  # TEXT is optional only with --file
+            p.error("the following arguments are required: TEXT (or --file PATH)")
+        return parsed, rest
+
+    p.parse_known_args = parse_known_args  # type: ignore[method-assign]
+
+
+@contextmanager
+def progress_bar(args: argparse.Namespace, what: str) -> Iterator[Progress | None]:
+    """A rich progress bar on stderr when it is a terminal (and not --json); else None."""
+    if getattr(args, "json", False) or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.console import Console
+
+    with Bar(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(what, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def file_sent_json(r: FileSendResult) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": r.id.hex(), "type": "file", "name": r.name, "size": r.size, "sha256": r.sha256.hex(), "state": r.state,
+        "code": r.code, "message": r.message,
+    }  # fmt: skip
+    if r.is_group:
+        out["group"] = r.conversation
+    else:
+        out.update(to=r.conversation, devices=r.devices, accepted_by=r.accepted_by or None)
+    return out
+
+
+def _sent_line(r: FileSendResult) -> str:
+    where = f"group {r.conversation}" if r.is_group else r.conversation
+    state = f"{r.state}: {r.message}" if r.message else r.state
+    return f"sent file {r.name} ({r.size} bytes) to {where} ({state}); id {r.id.hex()}"
+
+
+def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, group: bool) -> None:
+    """``sonet send TARGET --file PATH [TEXT]``: TEXT is the caption."""
+    device = shell.device(args)
+    path = Path(args.file)
+    with progress_bar(args, f"sending {path.name}") as progress:
+        if group:
+            result = trio.run(lambda: device.group_send_file(args.address, path, text, progress=progress))
+        else:
+            result = trio.run(lambda: device.send_file(args.address, path, text, progress=progress))
+    shell.show(args, file_sent_json(result), _sent_line(result))
+
+
+def cmd_download(args: argparse.Namespace, shell: Shell) -> None:
+    device = shell.device(args)
+    msg_id = parse_message_id(args.message_id)
+    with progress_bar(args, "downloading") as progress:
+        saved = trio.run(lambda: device.download(msg_id, Path(args.out), progress=progress))
+    shell.show(args, {"id": msg_id.hex(), "path": str(saved)}, str(saved))
+
+
+def add_download_command(sub: argparse._SubParsersAction, shell: Shell, directory: Callable[[str], str] = str) -> None:
+    p = sub.add_parser(
+        "download", help="download and decrypt a received file",
+        description="Download the file of MESSAGE_ID (a file message `recv` or `history` shows) through the home node, check "
+        "its digests, decrypt it and save it under its name in DIR (never overwriting: `name (1).ext`); prints the saved path. "
+        "A download that stops is resumed by the same command.",
+    )  # fmt: skip
+    p.add_argument("message_id", metavar="MESSAGE_ID", help="the file message's id (32 hex digits)")
+    p.add_argument("--out", metavar="DIR", default=".", type=directory, help="the folder to save it in (default: the current one)")
+    p.add_argument("--json", action="store_true", help="one JSON object: id, path")
+    p.set_defaults(fn=lambda args: cmd_download(args, shell))
