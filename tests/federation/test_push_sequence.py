@@ -13,7 +13,7 @@ import trio
 from sonet.core.client_api import ErrorFrame, Ping, Pong
 from sonet.core.federation_api import Push, PushResult
 from sonet.core.wire import Frame
-from sonet.federation.link import serve_link
+from sonet.federation.link import LinkLost, serve_link
 from sonet.federation.push_sequence import OUT_OF_ORDER, Receiving, Sending
 from sonet.federation.ratelimit import Rate
 from sonet.federation.settings import MAX_PUSHES_IN_FLIGHT, FederationSettings
@@ -23,6 +23,7 @@ from tests.node.conftest import HANG_S, NodeParams, StartNode
 from tests.node.kit import wall_ms
 
 from .net import BETA, ask, mailbox_ids, new_key, peer_link, pin, transit
+from .test_mux import start
 
 
 def out_of_order(answer: Frame, request: int) -> bool:
@@ -197,3 +198,31 @@ def test_pushes_in_flight_is_set_in_node_toml_and_bounded() -> None:
         assert f"federation.pushes_in_flight = {bad!r} is not allowed" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(ValueError):
         FederationSettings(pushes_in_flight=0)
+
+
+async def test_a_link_numbers_its_pushes_in_wire_order_and_closes_when_out_of_step(nursery: trio.Nursery) -> None:
+    mux, fake = await start(nursery)
+    results: dict[str, object] = {}
+    sent: list[Push] = []
+
+    async def call(label: str) -> None:
+        try:
+            results[label] = await mux.request(push(0))
+        except LinkLost as exc:
+            results[label] = str(exc)
+
+    async with trio.open_nursery() as callers:
+        for label in ("a", "b", "c"):
+            callers.start_soon(call, label)
+            sent.append(await fake.sent.receive())  # type: ignore[arg-type]
+        assert [p.seq for p in sent] == [1, 2, 3]
+        await fake.incoming.send(refusal(sent[0].request, "unavailable"))  # push 1 not taken
+        await fake.incoming.send(refusal(sent[1].request, OUT_OF_ORDER))  # sent before that was known
+        callers.start_soon(call, "d")
+        again: Push = await fake.sent.receive()  # type: ignore[assignment]
+        assert again.seq == 1 and mux.closed is None  # a new round from the refused number
+        await fake.incoming.send(refusal(again.request, OUT_OF_ORDER))  # of the current round: out of step
+    assert mux.closed is not None and "out of step" in mux.closed
+    assert isinstance(results["a"], ErrorFrame) and results["a"].code == "unavailable"
+    assert isinstance(results["b"], ErrorFrame) and results["b"].code == OUT_OF_ORDER
+    assert all(isinstance(results[x], str) and "out of step" in results[x] for x in ("c", "d"))  # type: ignore[operator]
