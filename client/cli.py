@@ -25,6 +25,7 @@ from .cli_groups import (
     is_group_target, label, send_to_group, typing_in_group,
 )  # fmt: skip
 from .cli_gestures import add_gesture_commands, gesture_json_fields, gesture_line
+from .cli_presence import add_presence_command, presence_line
 from .cli_attachments import add_download_command, caption_after_options, send_file_command
 from .file_fields import file_json, file_summary
 from .cli_history import add_history_command
@@ -284,7 +285,7 @@ def _message_json(m: InboxMessage) -> dict[str, Any]:
         out["to"] = m.fields["to"]
     if m.type == "file":  # name, size, sha256, media_type (client/file_fields.py); the id downloads it
         out.update(file_json(m.fields))
-    for key in ("receipt", "ids", "typing", "group"):
+    for key in ("receipt", "ids", "typing", "group", "presence"):
         if key in m.fields:
             out[key] = m.fields[key]
     # a reply, reaction, edit, delete: refers_to (client/cli_gestures.py); a timer, a timed message (client/cli_timer.py)
@@ -309,6 +310,8 @@ def _message_line(m: InboxMessage) -> str:
         if m.fields["receipt"] == "undelivered":  # client/receiving.py: sent by a device removed since
             return f"[{when}] {m.sender} refused {count} message{plural} from a device of yours removed before they arrived"
         return f"[{when}] {m.sender} {m.fields['receipt']} {count} message{plural}"
+    if m.type == "presence":  # client/cli_presence.py
+        return presence_line(m)
     where = f" in {label(m.fields['group']['name'], m.fields['group']['id'])}" if "group" in m.fields else ""
     return f"[{when}] {m.sender} {'is typing' if m.fields.get('typing') == 'started' else 'stopped typing'}{where}"
 
@@ -809,6 +812,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     add_gesture_commands(sub, _SHELL, _message_text)
     add_download_command(sub, _SHELL)
     add_timer_command(sub, _SHELL)
+    add_presence_command(sub, _SHELL)
     _add_json(parser, json_errors=json_errors)
     return parser
 
