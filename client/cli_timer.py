@@ -12,16 +12,12 @@ import trio
 from sonet.cli_output import iso_ms
 from sonet.core.timer import MAX_TIMER_MS, format_duration, parse_duration
 
-from .timer import TimerResult
+from .timer import TimerResult, timer_text
 
 if TYPE_CHECKING:
     from .cli_groups import Shell
 
 __all__ = ["add_timer_command", "timer_json_fields", "timer_line", "timer_text"]
-
-
-def timer_text(timer: int) -> str:
-    return "turned disappearing messages off" if timer == 0 else f"set disappearing messages to {format_duration(timer)}"
 
 
 def timer_json_fields(fields: dict) -> dict[str, Any]:

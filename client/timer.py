@@ -22,7 +22,7 @@ from sonet.core import limits
 from sonet.core.address import parse_address
 from sonet.core.content import EXPIRING, TIMER, Content
 from sonet.core.errors import LocalProtocolError
-from sonet.core.timer import expiry_of, timer_problem, wake_delay_s
+from sonet.core.timer import expiry_of, format_duration, timer_problem, wake_delay_s
 
 from .prekeys import maintain_prekeys
 from .state import DeviceState
@@ -30,7 +30,7 @@ from .state import DeviceState
 if TYPE_CHECKING:
     from .sdk import Device
 
-__all__ = ["TimerResult", "timed", "after_stored", "erase_due", "erase_loop", "set_timer", "CHECK_S"]
+__all__ = ["TimerResult", "timed", "after_stored", "erase_due", "erase_loop", "set_timer", "timer_text", "CHECK_S"]
 
 #: a live session looks again this often for messages kept meanwhile that disappear sooner
 CHECK_S = 1.0
@@ -43,6 +43,11 @@ class TimerResult:
     timer: int  # ms; 0: off
     devices: int
     state: str  # "accepted" (same node) or "sent"
+
+
+def timer_text(timer: int) -> str:
+    """How a timer message reads in ``recv``, ``history`` and the chat app."""
+    return "turned disappearing messages off" if timer == 0 else f"set disappearing messages to {format_duration(timer)}"
 
 
 def timed(state: DeviceState, conversation: str, content: Content) -> Content:

@@ -9,6 +9,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from ..history import Conversation, HistoryItem
+from ..timer import timer_text
 from .render import conversation_entry, message_row
 
 __all__ = ["ConversationList", "MessageLog", "MessageRow"]
@@ -53,7 +54,8 @@ class MessageRow(Static):
     def set_item(self, item: HistoryItem) -> None:
         self.item = item
         self.update(message_row(
-            at=item.at, sender=item.sender, me=self.me, mine=item.mine, text=item.text, state=item.state, note=item.note,
+            at=item.at, sender=item.sender, me=self.me, mine=item.mine, state=item.state, note=item.note,
+            text=timer_text(item.timer) if item.timer is not None else item.text,  # a timer message (client/timer.py)
             quote=item.quote, edited=item.edited, deleted=item.deleted, reactions=[(r.emoji, r.count, r.mine) for r in item.reactions],
         ))  # fmt: skip
 
