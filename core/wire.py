@@ -4,7 +4,7 @@ A *frame* is a frozen, keyword-only struct registered under a small integer tag;
 it is the msgpack array ``[tag, field1, field2, ...]``. Nested *structs* (e.g. an envelope inside
 a batch) are plain arrays of their fields. The declared classes are ``msgspec.Struct`` types
 (``array_like``, tagged for frames), so encoding and decoding a frame runs in C; the bytes are
-the same msgpack as before (tests/core/test_wire_vectors.py).
+the same msgpack as before (tests/core/test_wire_codec.py).
 
 Decoding never trusts the input: the byte length is capped before anything is decoded; every
 bin and array length is a constraint of the field's msgspec type (``core.limits``), a str is
@@ -19,9 +19,9 @@ so every refusal keeps its code.
 
 Encoding refuses what the peer would refuse: msgspec writes the bytes, then the same typed
 decoder and checks run over them (in C but for the check()s), so encoding never trusts
-Python's loose typing. A value of a struct field may be ``msgspec.Raw`` holding that
-struct's encoding (a stored item spliced in as it is): it is written as it is and checked
-like the rest.
+Python's loose typing. A value of a struct field may be that struct's stored encoding
+(:func:`encoded`, an outbox item spliced into a Push): it is written as it is, its types and
+caps are checked again, and its check()s only when the frame also holds built structs.
 """
 
 from __future__ import annotations
