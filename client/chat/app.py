@@ -35,7 +35,7 @@ from ..state import StateError
 from .bridge import GuestEnded, TrioGuest
 from .commands import ChatCommand, command_target, parse_command
 from .screens import AskScreen, ContactScreen, GroupScreen, HelpScreen, IdentityChangedScreen
-from .render import safe, short_name
+from .render import presence_words, safe, short_name
 from .session import ChatSession, LiveUpdate
 from .widgets import ConversationList, MessageLog
 
@@ -322,6 +322,9 @@ class ChatApp(App[int]):
             title.append("  F2 members", style="dim")
         else:
             title.append(safe(self.current_title), style="bold")
+            presence = presence_words(self.device.last_presence(self.current))  # opt-in on their side
+            if presence:
+                title.append(f"  {presence}", style="green" if presence == "online" else "dim")
             title.append("  F2 safety number", style="dim")
         self._main("#title", Static).update(title)
         warning = self._main("#warning", Static)

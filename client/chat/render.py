@@ -56,6 +56,15 @@ def clock_time(ms: int, *, now_ms: int | None = None) -> str:
     return time.strftime("%-d %b", at)
 
 
+def presence_words(seen: tuple[str, int] | None, *, now_ms: int | None = None) -> str:
+    """The header's word on a contact's presence (client/presence.py ``last_presence``):
+    ``online``, ``last seen 14:02``, or nothing when the contact shares none."""
+    if seen is None:
+        return ""
+    presence, at = seen
+    return "online" if presence == "online" else f"last seen {clock_time(at, now_ms=now_ms)}"
+
+
 _NAME_STYLES = ("green", "magenta", "blue", "yellow", "cyan", "bright_red")
 
 

@@ -1,13 +1,15 @@
 """Opt-in presence (client/presence.py): off by default and then nothing leaves the device; on,
 a live session tells only the allowed contacts "online" when it connects and "offline" when it
 closes, on this node and another (tests/client/loopback.py), and no node stores it; receivers
-keep the newest one per sender and read an old "online" as offline; the command line.
+keep the newest one per sender and read an old "online" as offline; the command line; the
+chat header.
 Fixtures: tests/client/conftest.py."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import pytest
 import trio
@@ -21,6 +23,7 @@ from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BOB, CAROL, HANG_S, Clock, node_db
 from .loopback import Loopback
+from .test_chat_app import online, opened, run_app, static_text, until
 from .test_cli_groups import cli_json, cli_run
 from .test_groups_sdk import BOB_B
 from .test_live import Events
@@ -169,3 +172,20 @@ async def test_presence_from_the_command_line(alpha: RunningNode, register: Regi
             await events.until(Received, lambda e: bool(presences(e)))  # type: ignore[arg-type]
         objs = [o for o in await cli_json(capsys, carol, "recv") if o["type"] == "presence"]
         assert [(o["from"], o["presence"]) for o in objs] == [(ALICE, "offline")]
+
+
+async def test_the_chat_header_shows_the_open_contacts_presence(alpha: RunningNode, register: Register, clock: Clock) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    await bob.send_text(ALICE, "hi")
+    bob.set_presence(True)  # alice is his contact
+
+    async def scenario(app, pilot, others) -> None:  # noqa: ANN001 - as tests/client/test_chat_app.py
+        await online(app, pilot)
+        await opened(app, pilot, BOB)
+        assert "online" not in static_text(app, "#title") and "last seen" not in static_text(app, "#title")
+        await others.run(partial(bob.send_presence, online=True))
+        await until(pilot, lambda: "bob@alpha.example  online" in static_text(app, "#title"), "bob online in the header")
+        await others.run(partial(bob.send_presence, online=False))
+        await until(pilot, lambda: "last seen" in static_text(app, "#title"), "bob's last seen in the header")
+
+    await run_app(alice, clock, scenario)
