@@ -21,10 +21,12 @@ ciphertext SHA-256, then decrypted to a temporary file whose plaintext SHA-256 m
 only then does it get its name (never overwriting a file: ``name (1).ext``...). Nothing
 readable is left when a check fails (code ``file_corrupt``).
 
-Not yet: a file on another node (federated download: the home node would fetch it over the
-federation link); it is refused with ``remote_file``. Files do not wait on the device when the
-recipient's keys cannot be fetched now (texts do): the command fails and can be run again (the
-upload is kept).
+A file on another node is downloaded through the home node all the same: it fetches each
+chunk from that node over the federation link (through relays too) and passes it on
+(node/client_blobs.py); the checks here are the same.
+
+Not yet: files do not wait on the device when the recipient's keys cannot be fetched now (texts
+do): the command fails and can be run again (the upload is kept and resumed).
 """
 
 from __future__ import annotations
@@ -233,12 +235,6 @@ class Attachments:
         for attempt in range(RETRIES + 1):
             try:
                 async with self._device._connect(self._state.profile()) as conn:
-                    if ref.node != conn.welcome.node:
-                        raise LocalProtocolError(
-                            f"the file lies on {ref.node}, not on this device's node {conn.welcome.node}: downloads from another node "
-                            "are not supported yet",
-                            code="remote_file",
-                        )  # fmt: skip
                     await self._fetch(conn, ref, part, total, progress)
                     break
             except ConnectError:
@@ -268,7 +264,7 @@ class Attachments:
         progress(have, total)
         with open(part, "ab") as f:
             while have < total:
-                reply = expect_reply(await conn.request(lambda n: BlobGet(request=n, blob=ref.blob, offset=have)), BlobChunk)
+                reply = expect_reply(await conn.request(lambda n: BlobGet(request=n, node=ref.node, blob=ref.blob, offset=have)), BlobChunk)
                 if reply.offset != have or reply.total != total or reply.blob != ref.blob:
                     raise RemoteProtocolError("the node sent another part of the blob than asked", code="invalid")
                 await trio.to_thread.run_sync(f.write, reply.data)

@@ -7,7 +7,8 @@ Upload: ``BlobCreate`` (its size and SHA-256; quota and size limit checked) answ
 each answered by ``BlobStored`` once it is on disk (fsynced). After a cut, ``BlobStatus`` asks
 how much the node holds ("how much do you have") and the upload goes on from there. The last
 chunk completes the blob: the node checks the SHA-256 of what it holds against the declared one.
-Download: ``BlobGet`` from any offset, answered by ``BlobChunk`` (at most ``BLOB_CHUNK_BYTES``).
+Download: ``BlobGet`` from any offset, answered by ``BlobChunk`` (at most ``BLOB_CHUNK_BYTES``);
+for a blob of another node the home node asks that node (federation) and passes the chunk on.
 Every field is capped here; what a node takes per account is its own (node.toml ``[blobs]``).
 """
 
@@ -120,9 +121,12 @@ class BlobStatus(Frame):
 
 @frame(tag=115)
 class BlobGet(Frame):
-    """The blob's bytes from ``offset`` on (a complete blob only)."""
+    """The bytes of blob ``blob`` of node ``node`` from ``offset`` on (a complete blob only).
+    A device asks its home node, which fetches a blob of another node over the federation link
+    (the same frame on ``/federation``, through relays too) and passes the chunk on."""
 
     request: int
+    node: str
     blob: bytes
     offset: int
 

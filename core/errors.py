@@ -116,7 +116,6 @@ _CODES = {
     "blob_incomplete": "a download of a blob still being uploaded",
     "file_corrupt": "a downloaded file that does not match the digests its message carries",
     "not_a_file": "a download of a message that is not a file",
-    "remote_file": "a download of a file on another node than the device's own (federated downloads are not there yet)",
     # Prekeys
     "too_many_prekeys": "more one-time prekeys than the node keeps per device",
     "wrong_prekey_kind": "a prekey in the wrong slot",

@@ -21,6 +21,8 @@ number (several may be outstanding; answers can come in any order):
   so that two views of one directory meet somewhere and a split is detected.
 - ``EphemeralPush`` -> ``Noted``: typing and presence envelopes, never stored (a relay passes
   them on); over the peer's ephemeral allowance ``ErrorFrame`` ``rate_limited``.
+- ``BlobGet`` (core/blob_api.py) -> ``BlobChunk``: a chunk of an attachment's ciphertext of the
+  node named, asked directly or through relays like the lookups above (node/client_blobs.py).
 - ``Ping`` -> ``Pong``.
 
 An item names the node it comes from (``origin``) and the node it is for (``dest``), never
@@ -34,7 +36,7 @@ from __future__ import annotations
 from . import limits
 from .access import ACCESS_TOKEN_LEN
 from .address import parse_address, validate_node_name
-from . import client_api
+from . import blob_api, client_api
 from .client_api import SignedHead
 from .envelope import Envelope, Kind
 from .groups.items import GroupItem
@@ -220,6 +222,7 @@ FEDERATION_FRAMES = FrameSet(
         *(client_api.FetchConsistency, client_api.Consistency),
         *(client_api.FetchKeyPackages, client_api.KeyPackages),
         *(client_api.FetchGroupTree, client_api.GroupTree),
+        *(blob_api.BlobGet, blob_api.BlobChunk),
         *(client_api.ErrorFrame, client_api.Ping, client_api.Pong),
     ),
 )

@@ -53,6 +53,7 @@ import trio
 
 from sonet.core import limits
 from sonet.core.address import parse_address, validate_node_name
+from sonet.core.blob_api import BlobChunk, BlobGet
 from sonet.core.client_api import (
     Bundles,
     Consistency,
@@ -100,7 +101,7 @@ RELAY_DEADLINE_SHARE = 0.6
 
 log = logging.getLogger("sonet.federation")
 
-Lookup = FetchDevices | FetchBundles | FetchKeyPackages | FetchNodeKey | FetchHead | FetchConsistency | FetchGroupTree
+Lookup = FetchDevices | FetchBundles | FetchKeyPackages | FetchNodeKey | FetchHead | FetchConsistency | FetchGroupTree | BlobGet
 #: the lookups that hand out one-time keys
 OneTime = FetchBundles | FetchKeyPackages
 #: what a peer may ask on a link
@@ -111,6 +112,7 @@ ANSWERS: dict[type[Frame], type[Frame]] = {
     FetchBundles: Bundles,
     FetchKeyPackages: KeyPackages,
     FetchGroupTree: GroupTree,
+    BlobGet: BlobChunk,
     FetchNodeKey: NodeKey,
     FetchHead: Head,
     FetchConsistency: Consistency,
@@ -360,13 +362,16 @@ class Inbound:
         except OverBudget as exc:
             return ErrorFrame(request=req.request, code=exc.code, message=f"{self._name}: {exc}")
         answer = await self._lookup(peer, req)
-        self._costs.charge(peer, self._clock_ms(), len(encode_frame(answer)))
+        if not isinstance(answer, BlobChunk):  # attachment chunks: counted as requests, not bytes
+            self._costs.charge(peer, self._clock_ms(), len(encode_frame(answer)))
         return answer
 
     async def _lookup(self, peer: str, req: Lookup) -> Frame:
         try:
             if isinstance(req, FetchGroupTree):  # asked of the group's hub
                 node = validate_node_name(req.hub, remote=True)
+            elif isinstance(req, BlobGet):  # asked of the node that holds the attachment
+                node = validate_node_name(req.node, remote=True)
             else:
                 node = req.node if isinstance(req, (FetchNodeKey, FetchHead, FetchConsistency)) else parse_address(req.account, remote=True).node
         except RemoteProtocolError as exc:

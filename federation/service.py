@@ -105,6 +105,7 @@ import trio
 
 from sonet.core import limits
 from sonet.core.address import parse_address
+from sonet.core.blob_api import BlobChunk, BlobGet
 from sonet.core.client_api import (
     Bundles,
     Consistency,
@@ -452,6 +453,14 @@ class Federation:
         answer = await self._ask(hub, FetchGroupTree(request=0, group=group, hub=hub, epoch=epoch, offset=offset))
         if not isinstance(answer, GroupTree) or (answer.group, answer.epoch, answer.offset) != (group, epoch, offset):
             raise FederationError("invalid", f"{hub} answered the group tree lookup with something else")
+        return dataclasses.replace(answer, request=0)
+
+    async def remote_blob(self, node: str, blob: bytes, offset: int) -> BlobChunk:
+        """A chunk of attachment ``blob`` that ``node`` holds, from ``offset`` (never kept here:
+        the device checks the whole file against the digests its message carries)."""
+        answer = await self._ask(node, BlobGet(request=0, node=node, blob=blob, offset=offset))
+        if not isinstance(answer, BlobChunk) or (answer.blob, answer.offset) != (blob, offset):
+            raise FederationError("invalid", f"{node} answered the attachment lookup with something else")
         return dataclasses.replace(answer, request=0)
 
     async def remote_head(self, node: str) -> Head:

@@ -20,6 +20,7 @@ from pathlib import Path
 import trio
 
 from sonet.core import limits
+from sonet.core.blob_api import BlobGet
 from sonet.core.client_api import CLIENT_FRAMES, FetchGroupTree
 from sonet.core.cost_budget import CostBudget
 from sonet.core.crypto import CryptoPolicy
@@ -41,6 +42,7 @@ from .client_limits import ClientLimits
 from .client_context import ClientContext, ClientFederation
 from .client_session import ClientSession
 from .blobs import BlobStore
+from .client_blobs import answer_blob
 from .config import NodeConfig
 from .directory import NodeDirectory
 from .expiry import expiry_loop
@@ -172,6 +174,8 @@ class Node:
             async def answer_for_peer(frame: Frame) -> Frame:
                 if isinstance(frame, FetchGroupTree):
                     return await answer_group_tree(ctx, frame)
+                if isinstance(frame, BlobGet):  # a chunk of an attachment of this node (node/client_blobs.py)
+                    return await answer_blob(ctx, frame)
                 return await answer_local(ctx, frame)
 
             # Each new head goes to the peers at once, so that they witness it.

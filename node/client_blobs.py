@@ -1,19 +1,31 @@
 """The blob store's requests on ``/client`` (core/blob_api.py; the store: node/blobs.py).
 
 Every one needs a registered device. Uploads are the account's own; downloads take any blob
-of this node by its id. A node without a blob store (``ClientContext.blobs`` None) refuses them
-as ``unexpected_frame``.
+by its id: one of this node from its store, one of another node through the federation
+(``ClientFederation.remote_blob``: that node answers, through relays too) passed on chunk by
+chunk, never kept here. Those fetches are not charged to the device's budget of lookups at
+other nodes (a 100 MB file is a hundred of them): its per-connection request limit bounds them,
+and the other node bounds what it answers per peer. ``answer_blob`` answers a peer's
+``BlobGet``. A node without a blob store (``ClientContext.blobs`` None) refuses them as
+``unexpected_frame``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from sonet.core.address import validate_node_name
 from sonet.core.blob_api import BlobChunk, BlobCreate, BlobCreated, BlobGet, BlobPut, BlobStatus, BlobStored
-from sonet.core.errors import RemoteProtocolError
+from sonet.core.client_api import ErrorFrame
+from sonet.core.errors import ProtocolError, RemoteProtocolError
+from sonet.core.wire import Frame
+from sonet.federation.lookup_charge import charging_lookups
 
 from .blobs import BlobInfo, BlobStore
-from .client_context import Session, require_registered
+from .client_checks import RequestError
+from .client_context import ClientContext, Session, federation_errors, remote, require_registered
 
-__all__ = ["blob_create", "blob_put", "blob_status", "blob_get"]
+__all__ = ["blob_create", "blob_put", "blob_status", "blob_get", "answer_blob"]
 
 
 def _store(session: Session) -> BlobStore:
@@ -46,5 +58,30 @@ async def blob_status(session: Session, req: BlobStatus) -> None:
 
 async def blob_get(session: Session, req: BlobGet) -> None:
     require_registered(session)
-    info, data = await _store(session).read(req.blob, req.offset)
-    await session.send(BlobChunk(request=req.request, blob=req.blob, offset=req.offset, total=info.size, data=data))
+    ctx = session.ctx
+    try:
+        node = validate_node_name(req.node, remote=True)
+    except ProtocolError as exc:
+        raise RequestError("bad_address", str(exc)) from None
+    if node == ctx.name:
+        await session.send(await _local_chunk(ctx, req))
+        return
+    federation = remote(ctx, node)  # unknown_node when this node does not federate
+    with federation_errors(), charging_lookups(None):
+        answer = await federation.remote_blob(node, req.blob, req.offset)
+    await session.send(replace(answer, request=req.request))
+
+
+async def _local_chunk(ctx: ClientContext, req: BlobGet) -> BlobChunk:
+    if ctx.blobs is None:
+        raise RequestError("blob_unknown", f"{ctx.name} keeps no attachments")
+    info, data = await ctx.blobs.read(req.blob, req.offset)
+    return BlobChunk(request=req.request, blob=req.blob, offset=req.offset, total=info.size, data=data)
+
+
+async def answer_blob(ctx: ClientContext, req: BlobGet) -> Frame:
+    """The answer to a peer's BlobGet for a blob of this node (or an ErrorFrame)."""
+    try:
+        return await _local_chunk(ctx, req)
+    except RequestError as exc:
+        return ErrorFrame(request=req.request, code=exc.code, message=f"{ctx.name}: {exc}")

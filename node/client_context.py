@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from sonet.core.blob_api import BlobChunk
 from sonet.core.client_api import Bundles, Consistency, Devices, GroupTree, Head, KeyPackages, LinkOffer
 from sonet.core.cost_budget import CostBudget
 from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
@@ -60,6 +61,8 @@ class ClientFederation(Protocol):
     async def remote_key_packages(self, account: str, *, one_time: bool = True) -> KeyPackages: ...
 
     async def remote_group_tree(self, hub: str, group: bytes, epoch: int, offset: int) -> GroupTree: ...
+
+    async def remote_blob(self, node: str, blob: bytes, offset: int) -> BlobChunk: ...
 
     async def remote_head(self, node: str) -> Head: ...
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sonet.core.address import parse_address
+from sonet.core.blob_api import BlobChunk, BlobGet
 from sonet.core.client_api import (
     Bundles,
     Consistency,
@@ -43,6 +44,7 @@ from sonet.federation.errors import FederationError
 from sonet.federation.records import GroupReceived
 from sonet.federation.transit import decode_transit
 from sonet.node.client_context import ClientContext
+from sonet.node.client_blobs import answer_blob
 from sonet.node.client_keys import answer_local
 from sonet.node.group_trees import answer_group_tree
 from sonet.node.store import NewEnvelope, OutboundItem, StatusUpdate, Tracking
@@ -168,6 +170,14 @@ class _Service:
         if isinstance(answer, ErrorFrame):
             raise FederationError(answer.code, answer.message)
         assert isinstance(answer, GroupTree)
+        return answer
+
+    async def remote_blob(self, node: str, blob: bytes, offset: int) -> BlobChunk:
+        self.net.calls.append((self.name, "BlobGet", node))
+        answer = await answer_blob(self.net._peer(node), BlobGet(request=0, node=node, blob=blob, offset=offset))
+        if isinstance(answer, ErrorFrame):
+            raise FederationError(answer.code, answer.message)
+        assert isinstance(answer, BlobChunk)
         return answer
 
     async def _witness(self, peer: ClientContext) -> None:

@@ -23,7 +23,8 @@ from sonet.core.errors import LocalProtocolError
 from sonet.node.blobs import BLOBS_DIR
 from tests.node.conftest import RunningNode
 
-from .conftest import ALICE, BOB, CAROL, Clock, link_device
+from .conftest import ALICE, BETA, BOB, CAROL, link_device
+from .loopback import Loopback
 
 pytestmark = pytest.mark.usefixtures("few_prekeys")
 
@@ -231,3 +232,20 @@ async def test_cli_send_file_recv_and_download(alpha: RunningNode, register: Reg
     assert rc == 2 and error["error"]["code"] == "usage"
     rc, [error] = await _cli(capsys, alice, "send", BOB, "--file", str(tmp_path / "nope"))
     assert rc == 1 and error["error"]["code"] == "bad_input"
+
+
+async def test_a_file_from_another_node_downloads_through_the_home_node(
+    alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Register, tmp_path: Path
+) -> None:
+    alpha, beta = alpha_beta
+    alice, bob = await register(alpha, "alice"), await register(beta, "bob")
+    path, data = a_file(tmp_path, "minutes.txt", BLOB_CHUNK_BYTES + 10)
+    sent = await alice.send_file(f"bob@{BETA}", path, "from the meeting")
+    assert sent.state == "sent"
+    await loopback.flush()
+    await bob.receive()
+    out = tmp_path / "bob"
+    out.mkdir()
+    assert Path(await bob.download(sent.id, out)).read_bytes() == data
+    assert ("beta.example", "BlobGet", "alpha.example") in loopback.calls
+    assert not list((beta.data_dir / BLOBS_DIR).iterdir())  # beta passed it on, kept nothing

@@ -21,7 +21,7 @@ from sonet.node.blob_settings import BlobSettings
 from sonet.node.blobs import BLOBS_DIR, BlobStore
 from sonet.node.client_checks import RequestError
 
-from .conftest import RunningNode, StartNode
+from .conftest import NODE_NAME, RunningNode, StartNode
 from .kit import NodeError, RawConnection, new_identity
 
 DATA = os.urandom(2 * BLOB_CHUNK_BYTES + 12_345)
@@ -51,7 +51,7 @@ async def upload_from(conn: RawConnection, blob: bytes, offset: int, data: bytes
 async def download(conn: RawConnection, blob: bytes, offset: int = 0) -> bytes:
     out = bytearray()
     while True:
-        reply = await conn.request(lambda n: BlobGet(request=n, blob=blob, offset=offset))
+        reply = await conn.request(lambda n: BlobGet(request=n, node=NODE_NAME, blob=blob, offset=offset))
         assert isinstance(reply, BlobChunk) and reply.offset == offset
         out += reply.data
         offset += len(reply.data)
@@ -77,7 +77,7 @@ async def test_upload_cut_resume_and_download(running: RunningNode) -> None:
         status = await conn.request(lambda n: BlobStatus(request=n, blob=blob))
         assert isinstance(status, BlobStored) and status.stored == BLOB_CHUNK_BYTES
         await refused(conn, lambda n: BlobPut(request=n, blob=blob, offset=0, data=b"x" * 10), "blob_offset")
-        await refused(conn, lambda n: BlobGet(request=n, blob=blob, offset=0), "blob_incomplete")
+        await refused(conn, lambda n: BlobGet(request=n, node=NODE_NAME, blob=blob, offset=0), "blob_incomplete")
         done = await upload_from(conn, blob, status.stored)
         assert done.complete and done.stored == len(DATA)
         # a chunk sent again after a lost answer is no error
@@ -86,11 +86,11 @@ async def test_upload_cut_resume_and_download(running: RunningNode) -> None:
     async with running.raw(bob.first) as conn:
         assert await download(conn, blob) == DATA
         assert await download(conn, blob, offset=BLOB_CHUNK_BYTES + 7) == DATA[BLOB_CHUNK_BYTES + 7 :]
-        await refused(conn, lambda n: BlobGet(request=n, blob=blob, offset=len(DATA)), "bad_input")
+        await refused(conn, lambda n: BlobGet(request=n, node=NODE_NAME, blob=blob, offset=len(DATA)), "bad_input")
         # but only its owner writes it
         await refused(conn, lambda n: BlobStatus(request=n, blob=blob), "blob_unknown")
         await refused(conn, lambda n: BlobPut(request=n, blob=blob, offset=len(DATA), data=b"x"), "blob_unknown")
-        await refused(conn, lambda n: BlobGet(request=n, blob=os.urandom(16), offset=0), "blob_unknown")
+        await refused(conn, lambda n: BlobGet(request=n, node=NODE_NAME, blob=os.urandom(16), offset=0), "blob_unknown")
     on_disk = running.data_dir / BLOBS_DIR / f"{blob.hex()}.blob"
     assert on_disk.read_bytes() == DATA
 
@@ -125,7 +125,7 @@ async def test_quota_size_limit_and_retention(start_node: StartNode) -> None:
 async def test_a_device_without_an_account_is_refused(running: RunningNode) -> None:
     async with running.raw(new_identity()) as conn:
         await refused(conn, lambda n: BlobCreate(request=n, size=10, sha256=bytes(32)), "not_registered")
-        await refused(conn, lambda n: BlobGet(request=n, blob=bytes(16), offset=0), "not_registered")
+        await refused(conn, lambda n: BlobGet(request=n, node=NODE_NAME, blob=bytes(16), offset=0), "not_registered")
 
 
 @pytest.mark.parametrize(
