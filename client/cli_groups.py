@@ -27,6 +27,7 @@ from sonet.core.content import MAX_GROUP_NAME_LEN, MAX_GROUP_TOPIC_LEN
 from sonet.core.errors import LocalProtocolError, ProtocolError
 
 from .cli_gestures import gesture_line
+from .file_fields import file_json, file_summary
 from .groups.api import GroupInfoView, GroupSendResult, GroupView
 from .groups.events import ADDED, ADMIN, HUB, LEFT, REMOVED, RENAMED, GroupEvent
 from .groups.store import GroupMessage
@@ -148,6 +149,7 @@ def group_message_json(m: GroupMessage) -> dict[str, Any]:
         "id": m.id.hex(), "from": m.sender, "device": m.device, "group": _group_ref(m.group_name, m.group.hex()),
         "sent_at": iso_ms(m.sent_at), "received_at": iso_ms(m.received_at), "type": m.type, "text": m.text,
         **{key: m.fields[key] for key in ("refers_to", "emoji", "remove") if key in m.fields},  # issue 17 (client/cli_gestures.py)
+        **(file_json(m.fields) if m.type == "file" else {}),  # name, size, sha256, media_type (client/file_fields.py)
     }  # fmt: skip
 
 
@@ -155,6 +157,8 @@ def group_message_line(m: GroupMessage) -> str:
     where = f"[{iso_ms(m.sent_at)}] {m.sender} in {label(m.group_name, m.group.hex())}"
     if m.type == "text":
         return f"{where}: {m.text}"
+    if m.type == "file":  # client/file_fields.py
+        return f"{where} sent {file_summary({**m.fields, 'text': m.text})}; `sonet download {m.id.hex()}` saves it"
     return f"{where} {gesture_line(m.type, {**m.fields, 'text': m.text})}"
 
 

@@ -18,6 +18,7 @@ from .cli_gestures import history_extra_json, history_marks
 from .cli_groups import Shell, label
 from .history import History, HistoryItem
 from .cli_timer import timer_json_fields, timer_text
+from .file_fields import file_json, file_summary
 from .state import StateError
 
 __all__ = ["add_history_command", "history_json", "history_line"]
@@ -29,6 +30,7 @@ def history_json(item: HistoryItem, *, me: str, group_name: str | None) -> dict[
         "id": item.id.hex(), "from": item.sender, "sent_at": iso_ms(item.at), "type": item.type, "text": item.text,
         "state": item.state, "note": item.note, "mine": item.mine, **history_extra_json(item),
         **timer_json_fields({"timer": item.timer, "expires": item.expires}),  # client/cli_timer.py
+        **(file_json({"file": item.file}) if item.file else {}),  # name, size, sha256, media_type (client/file_fields.py)
     }  # fmt: skip
     if group_name is None:
         out["to"] = item.conversation if item.mine else me
@@ -43,6 +45,8 @@ def history_line(item: HistoryItem, *, group_name: str | None) -> str:
     state = f"{item.state}: {item.note}" if item.note else item.state
     before, after = history_marks(item)  # a reply's quote; edited, reactions (client/cli_gestures.py)
     text = "(deleted)" if item.deleted else timer_text(item.timer) if item.timer is not None else item.text
+    if item.file and not item.deleted:  # client/file_fields.py
+        text = file_summary({"file": item.file, "text": item.text})
     return f"[{iso_ms(item.at)}] {who}{where}: {before}{text}{after}  ({state}; id {item.id.hex()})"
 
 

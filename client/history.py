@@ -73,6 +73,8 @@ class HistoryItem:
     timer: int | None = None
     #: a disappearing message: when it disappears (ms)
     expires: int | None = None
+    #: a file: what its message carries (client/file_fields.py; its key too, never printed)
+    file: dict | None = None
 
 
 #: a reply chain longer than this is cut there (its thread is where the walk stopped)
@@ -164,7 +166,7 @@ class History:
                 HistoryItem(
                     id=m.id, conversation=key, sender=me if m.own else m.sender, mine=m.own or m.sender == me, at=m.at, type=m.type,
                     text=m.fields.get("text", ""), state=state_, note=note, refers_to=_refers_to(m.fields),
-                    timer=m.fields.get("timer"), expires=state.message_expiry(m.id),
+                    timer=m.fields.get("timer"), expires=state.message_expiry(m.id), file=m.fields.get("file"),
                 )  # fmt: skip
             )
         return self._fold(items, peer, group, me)

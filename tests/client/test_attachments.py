@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from sonet.client import attachments, cli
+from sonet.client.cli_groups import group_message_json, group_message_line
 from sonet.client.history import History
 from sonet.client.sdk import Device
 from sonet.core.blob_api import BLOB_CHUNK_BYTES
@@ -186,6 +187,9 @@ async def test_a_file_in_a_group(alpha: RunningNode, register: Register, tmp_pat
         result = await device.receive()
         got = next(m for m in result.group_messages if m.id == sent.id)
         assert got.type == "file"
+        shown = group_message_json(got)
+        assert (shown["type"], shown["name"], shown["size"], shown["text"]) == ("file", "route.gpx", len(data), "the route")
+        assert "sent file 'route.gpx'" in group_message_line(got)
         out = tmp_path / device.state.profile().address
         out.mkdir()
         assert Path(await device.download(sent.id, out)).read_bytes() == data
@@ -224,7 +228,12 @@ async def test_cli_send_file_recv_and_download(alpha: RunningNode, register: Reg
     rc, lines = await _cli(capsys, bob, "download", sent["id"], "--out", str(out), json_out=False)
     assert rc == 0 and lines == [str(out / "report (1).pdf")]
     rc, history = await _cli(capsys, bob, "history", ALICE)
-    assert [(h["type"], h["text"]) for h in history] == [("file", "the report")]
+    assert [(h["type"], h["text"], h["name"], h["size"], h["sha256"]) for h in history] == [
+        ("file", "the report", "report.pdf", len(data), sent["sha256"])
+    ]
+    assert "key" not in json.dumps(history)
+    rc, lines = await _cli(capsys, bob, "history", ALICE, json_out=False)
+    assert rc == 0 and "file 'report.pdf' (3.0 MiB): the report" in lines[0], lines
     # refusals are one line with their code
     rc, [error] = await _cli(capsys, bob, "download", "not-an-id")
     assert rc == 1 and error["error"]["code"] == "bad_input"

@@ -186,3 +186,15 @@ async def test_concurrent_puts_of_one_chunk_store_it_once(tmp_path: Path) -> Non
         n.start_soon(one)
         n.start_soon(one)
     assert codes == ["blob_offset"] and store.owned("a@b.example", info.id).stored == 3000
+
+
+def test_blobs_section_of_node_toml() -> None:
+    from sonet.node.config import ConfigError, NodeConfig
+
+    base = {"name": "alpha.example", "listen": "127.0.0.1:0"}
+    config = NodeConfig.from_dict({**base, "blobs": {"max_file_bytes": 1 << 30, "retention_days": 7}})
+    assert (config.blobs.max_file_bytes, config.blobs.retention_days, config.blobs.account_max_blobs) == (1 << 30, 7, 1000)
+    assert NodeConfig.from_dict(__import__("tomllib").loads(config.to_toml())).blobs == config.blobs
+    for bad in ({"retention_days": 0}, {"max_file_bytes": "100"}, {"account_max_blobs": -1}, {"max_size": 1}):
+        with pytest.raises(ConfigError, match="blobs"):
+            NodeConfig.from_dict({**base, "blobs": bad})
