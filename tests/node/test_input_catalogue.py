@@ -300,7 +300,8 @@ def _edit(struct: Any, path: tuple[int, ...], value: Any) -> list[Any]:
 
 
 def _push(*items: Transit | list[Any], request: int = REQ) -> bytes:
-    return packb([Push.TAG, request, [i if isinstance(i, list) else _wire(i) for i in items]])
+    # the last field: the push's place on its link, 0 = not sequenced (core/federation_api.py)
+    return packb([Push.TAG, request, [i if isinstance(i, list) else _wire(i) for i in items], 0])
 
 
 def _skipping(channel: Channel) -> list[bytes]:
