@@ -25,9 +25,11 @@ from .cli_groups import (
     is_group_target, label, send_to_group, typing_in_group,
 )  # fmt: skip
 from .cli_gestures import add_gesture_commands, gesture_json_fields, gesture_line
-from .cli_presence import add_presence_command, presence_line
+from .cli_rich import add_rich_commands
+from .rich_fields import rich_json, rich_line
 from .cli_attachments import add_download_command, caption_after_options, send_file_command
 from .file_fields import file_json, file_summary
+from .cli_presence import add_presence_command, presence_line
 from .cli_history import add_history_command
 from .cli_timer import add_timer_command, timer_json_fields, timer_line
 from .connection import ConnectError, NodeError
@@ -289,12 +291,14 @@ def _message_json(m: InboxMessage) -> dict[str, Any]:
         if key in m.fields:
             out[key] = m.fields[key]
     # a reply, reaction, edit, delete: refers_to (client/cli_gestures.py); a timer, a timed message (client/cli_timer.py)
+    out.update(rich_json(m.type, m.fields))  # a location, contact, event, poll, vote or call (client/rich_fields.py)
     return {**out, **gesture_json_fields(m.fields), **timer_json_fields(m.fields)}
 
 
 def _message_line(m: InboxMessage) -> str:
     when = iso_ms(m.sent_at)
-    gesture = gesture_line(m.type, m.fields) or timer_line(m.type, m.fields)  # a reply, reaction, edit, delete or timer
+    # a reply, reaction, edit, delete or timer; a location, contact, event, poll, vote or call (client/rich_fields.py)
+    gesture = gesture_line(m.type, m.fields) or timer_line(m.type, m.fields) or rich_line(m.type, m.fields)
     if gesture is not None:
         return f"[{when}] {'you -> ' + m.fields['to'] if m.fields.get('to') else m.sender} {gesture}"
     if m.type == "file":  # client/file_fields.py
@@ -812,6 +816,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     add_gesture_commands(sub, _SHELL, _message_text)
     add_download_command(sub, _SHELL)
     add_timer_command(sub, _SHELL)
+    add_rich_commands(sub, _SHELL)
     add_presence_command(sub, _SHELL)
     _add_json(parser, json_errors=json_errors)
     return parser

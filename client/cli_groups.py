@@ -28,6 +28,7 @@ from sonet.core.errors import LocalProtocolError, ProtocolError
 
 from .cli_gestures import gesture_line
 from .file_fields import file_json, file_summary
+from .rich_fields import rich_json, rich_line
 from .groups.api import GroupInfoView, GroupSendResult, GroupView
 from .groups.events import ADDED, ADMIN, HUB, LEFT, REMOVED, RENAMED, GroupEvent
 from .groups.store import GroupMessage
@@ -150,6 +151,7 @@ def group_message_json(m: GroupMessage) -> dict[str, Any]:
         "sent_at": iso_ms(m.sent_at), "received_at": iso_ms(m.received_at), "type": m.type, "text": m.text,
         **{key: m.fields[key] for key in ("refers_to", "emoji", "remove") if key in m.fields},  # issue 17 (client/cli_gestures.py)
         **(file_json(m.fields) if m.type == "file" else {}),  # name, size, sha256, media_type (client/file_fields.py)
+        **rich_json(m.type, m.fields),  # a location, contact, event, poll or vote (client/rich_fields.py)
     }  # fmt: skip
 
 
@@ -159,7 +161,8 @@ def group_message_line(m: GroupMessage) -> str:
         return f"{where}: {m.text}"
     if m.type == "file":  # client/file_fields.py
         return f"{where} sent {file_summary({**m.fields, 'text': m.text})}; `sonet download {m.id.hex()}` saves it"
-    return f"{where} {gesture_line(m.type, {**m.fields, 'text': m.text})}"
+    fields = {**m.fields, "text": m.text}
+    return f"{where} {gesture_line(m.type, fields) or rich_line(m.type, fields) or m.text}"
 
 
 def group_event_json(e: GroupEvent) -> dict[str, Any]:

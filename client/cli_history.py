@@ -19,6 +19,7 @@ from .cli_groups import Shell, label
 from .history import History, HistoryItem
 from .cli_timer import timer_json_fields, timer_text
 from .file_fields import file_json, file_summary
+from .cli_rich import rich_history_json, rich_history_text
 from .state import StateError
 
 __all__ = ["add_history_command", "history_json", "history_line"]
@@ -31,6 +32,7 @@ def history_json(item: HistoryItem, *, me: str, group_name: str | None) -> dict[
         "state": item.state, "note": item.note, "mine": item.mine, **history_extra_json(item),
         **timer_json_fields({"timer": item.timer, "expires": item.expires}),  # client/cli_timer.py
         **(file_json({"file": item.file}) if item.file else {}),  # name, size, sha256, media_type (client/file_fields.py)
+        **rich_history_json(item),  # a location, contact card, event, poll and its result (client/cli_rich.py)
     }  # fmt: skip
     if group_name is None:
         out["to"] = item.conversation if item.mine else me
@@ -44,7 +46,7 @@ def history_line(item: HistoryItem, *, group_name: str | None) -> str:
     who = f"you -> {item.conversation}" if item.mine and group_name is None else "you" if item.mine else item.sender
     state = f"{item.state}: {item.note}" if item.note else item.state
     before, after = history_marks(item)  # a reply's quote; edited, reactions (client/cli_gestures.py)
-    text = "(deleted)" if item.deleted else timer_text(item.timer) if item.timer is not None else item.text
+    text = "(deleted)" if item.deleted else timer_text(item.timer) if item.timer is not None else rich_history_text(item) or item.text
     if item.file and not item.deleted:  # client/file_fields.py
         text = file_summary({"file": item.file, "text": item.text})
     return f"[{iso_ms(item.at)}] {who}{where}: {before}{text}{after}  ({state}; id {item.id.hex()})"

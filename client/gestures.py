@@ -39,6 +39,7 @@ from sonet.core.groups.items import group_hex
 from .connection import ConnectError, NodeError
 from .deletes import erase_deleted
 from .history_fold import may_change
+from .rich_fields import RICH_TYPES, rich_content
 from .pending import PendingFull, waits
 from .prekeys import maintain_prekeys
 from .state_pending import PendingSend
@@ -46,6 +47,7 @@ from .state_gestures import KeptMessage
 from .state_history import content_fields
 
 if TYPE_CHECKING:
+    from .groups.api import GroupSendResult
     from .sdk import Device
 
 __all__ = ["GestureResult", "Gestures", "parse_message_id", "waiting_content", "DELETED_HERE"]
@@ -84,8 +86,11 @@ def parse_message_id(text: str) -> bytes:
 
 
 def waiting_content(entry: PendingSend) -> Content:
-    """The content of a reply, reaction, edit or delete that waited on the device."""
+    """The content of a reply, reaction, edit or delete (or a poll, vote...: client/rich_fields.py)
+    that waited on the device."""
     fields = entry.fields
+    if entry.kind in RICH_TYPES:
+        return rich_content(entry.kind, entry.id, entry.created, fields)
     refers_to = bytes.fromhex(fields["refers_to"])
     if entry.kind == REPLY:
         return Content.make_reply(id=entry.id, sent_at=entry.created, text=fields["text"], refers_to=refers_to)
@@ -155,6 +160,10 @@ class Gestures:
             )  # fmt: skip
         return await self._send(kept, Content.make_delete(id=self._new_id(), sent_at=now, refers_to=msg_id))
 
+    async def send_group(self, group: bytes, content: Content) -> GroupSendResult:
+        """Send any message one writes in ``group`` (a live session's does not wait for the hub's order)."""
+        return await self._device._groups().send_content(group_hex(group), content, settle=not self._live)
+
     # The message named ----------------------------------------------------------------------
 
     def _find(self, msg_id: bytes, *, deleted_ok: bool = False) -> KeptMessage:
@@ -203,6 +212,15 @@ class Gestures:
         return await self._send_direct(kept, kept.peer, content)
 
     async def _send_direct(self, kept: KeptMessage, peer: str, content: Content) -> GestureResult:
+        sent_state, code, message = await self.send_direct(peer, content)
+        return GestureResult(
+            id=content.id, type=content.type, refers_to=kept.id, conversation=peer, is_group=False, state=sent_state, code=code,
+            message=message,
+        )  # fmt: skip
+
+    async def send_direct(self, peer: str, content: Content) -> tuple[str, str, str]:
+        """Send any message one writes to ``peer`` (a gesture, or a poll, location...:
+        client/polls.py) and keep it: (state, code, message), as a gesture's."""
         device, state = self._device, self._state
         profile = state.profile()
         to = parse_address(peer)
@@ -241,15 +259,12 @@ class Gestures:
             if content.type == DELETE:  # erased here at once, even while the delete waits to go
                 erase_deleted(state, profile.address, peer=peer, group=None, delete_id=content.id)
         code, message = waiting or ("", "")
-        return GestureResult(
-            id=content.id, type=content.type, refers_to=kept.id, conversation=peer, is_group=False, state=sent_state, code=code,
-            message=message,
-        )  # fmt: skip
+        return sent_state, code, message
 
     async def _send_group(self, kept: KeptMessage, content: Content) -> GestureResult:
         assert kept.group is not None
         state = self._state
-        result = await self._device._groups().send_content(group_hex(kept.group), content, settle=not self._live)
+        result = await self.send_group(kept.group, content)
         if content.type == DELETE:
             erase_deleted(state, state.profile().address, peer=None, group=kept.group, delete_id=content.id)
         return GestureResult(

@@ -25,9 +25,11 @@ from dataclasses import dataclass, replace
 from sonet.core.address import parse_address
 from sonet.core.errors import LocalProtocolError
 from sonet.core.groups.items import GROUP_ID_LEN, group_hex
+from sonet.core.poll import Tally
 
 from .groups.api import find_group
 from .history_fold import Folded, Reaction, Target, first_line, fold
+from .rich_fields import RICH_MESSAGES, poll_of
 from .state import DeviceState
 from .state_history import StoredMessage
 
@@ -75,6 +77,10 @@ class HistoryItem:
     expires: int | None = None
     #: a file: what its message carries (client/file_fields.py; its key too, never printed)
     file: dict | None = None
+    #: a location, contact card, event or poll: its map as its content carries it (client/rich_fields.py)
+    data: dict | None = None
+    #: a poll: its result from the votes and closes this device holds (core/poll.py tally)
+    poll_result: Tally | None = None
 
 
 #: a reply chain longer than this is cut there (its thread is where the walk stopped)
@@ -167,6 +173,7 @@ class History:
                     id=m.id, conversation=key, sender=me if m.own else m.sender, mine=m.own or m.sender == me, at=m.at, type=m.type,
                     text=m.fields.get("text", ""), state=state_, note=note, refers_to=_refers_to(m.fields),
                     timer=m.fields.get("timer"), expires=state.message_expiry(m.id), file=m.fields.get("file"),
+                    data=m.fields.get(m.type) if m.type in RICH_MESSAGES else None,
                 )  # fmt: skip
             )
         return self._fold(items, peer, group, me)
@@ -176,7 +183,8 @@ class History:
         state = self._state
         gestures = state.conversation_gestures(peer=peer or None, group=group)
         known: dict[bytes, tuple[Target, bytes | None]] = {
-            i.id: (Target(author=i.sender, at=i.at, text=i.text), i.refers_to) for i in items
+            i.id: (Target(author=i.sender, at=i.at, text=i.text, poll=poll_of({"poll": i.data}) if i.type == "poll" else None), i.refers_to)
+            for i in items
         }
         # the messages the replies quote, and their chains, may be older than these items
         for item in items:
@@ -188,7 +196,7 @@ class History:
                 fields = state.message_text(kept)
                 known[named] = (Target(author=kept.author, at=kept.at, text=fields.get("text", "")), _refers_to(fields))
                 named, depth = _refers_to(fields), depth + 1
-        if not gestures and not any(i.refers_to for i in items):
+        if not gestures and not any(i.refers_to or i.type == "poll" for i in items):
             return items
         folded = fold({msg_id: target for msg_id, (target, _r) in known.items()}, gestures, me)
         return [self._folded(i, folded, known, me) for i in items]
@@ -204,9 +212,10 @@ class History:
             while thread in known and known[thread][1] is not None and thread not in seen and len(seen) < _MAX_THREAD_DEPTH:
                 seen.add(thread)
                 thread = known[thread][1]
+        poll = known[item.id][0].poll
         return replace(
             item, text=mine.text, edited=len(mine.versions), versions=tuple(mine.versions), reactions=mine.reactions(me),
-            deleted=mine.deleted, quote=quote, thread=thread,
+            deleted=mine.deleted, quote=quote, thread=thread, poll_result=mine.tally(poll, item.sender) if poll is not None else None,
         )  # fmt: skip
 
     def unread(self, conversation: str) -> dict[str, list[bytes]]:

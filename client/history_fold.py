@@ -16,6 +16,10 @@ Rules (the same on every device, so every device shows the same conversation):
   devices send on their own), and a gesture without its message changes nothing shown. It
   applies once the message arrives; anything it names that never arrives costs one row.
 - One by anyone else, or a delete out of its window, changes nothing (``ignored``).
+- Votes and closes name a poll as reactions name a message: anyone in the conversation votes,
+  only the poll's author closes; they are collected here and counted by core/poll.py ``tally``
+  (the same result from the same votes in any order). One naming a message that is not a poll
+  is ``ignored``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sonet.core.content import DELETE, DELETE_WINDOW_MS, EDIT, REACTION
+from sonet.core.content import DELETE, DELETE_WINDOW_MS, EDIT, POLL_CLOSE, REACTION, VOTE
+from sonet.core.poll import Ballot, Close, Poll, Tally, tally
 
 from .state_history import StoredMessage
 
@@ -45,6 +50,8 @@ class Target:
     author: str
     at: int
     text: str
+    #: a poll: what it asks (votes and closes are counted against it)
+    poll: Poll | None = None
 
 
 @dataclass(kw_only=True)
@@ -56,6 +63,12 @@ class Folded:
     reacted: dict[tuple[str, str], bool] = field(default_factory=dict)
     #: gestures by someone not allowed to make them (or out of the window): not applied
     ignored: int = 0
+    #: a poll's votes and closes (core/poll.py)
+    ballots: list[Ballot] = field(default_factory=list)
+    closes: list[Close] = field(default_factory=list)
+
+    def tally(self, poll: Poll, author: str) -> Tally:
+        return tally(poll, author, self.ballots, self.closes)
 
     def reactions(self, me: str) -> tuple[Reaction, ...]:
         """The reactions shown, most given first (then the one given or changed last, last)."""
@@ -92,6 +105,14 @@ def fold(targets: dict[bytes, Target], gestures: Iterable[StoredMessage], me: st
             continue  # not held here (or not in this view): kept, changes nothing shown
         by = me if g.own else g.sender
         if state.deleted:
+            continue
+        if g.type in (VOTE, POLL_CLOSE):
+            if target.poll is None:
+                state.ignored += 1
+            elif g.type == POLL_CLOSE:
+                state.closes.append(Close(by=by, at=g.at))
+            elif isinstance(g.fields.get("option"), int):
+                state.ballots.append(Ballot(voter=by, at=g.at, id=g.id, option=g.fields["option"], remove=bool(g.fields.get("remove"))))
             continue
         if not may_change(g.type, by=by, at=g.at, author=target.author, written_at=target.at):
             state.ignored += 1

@@ -51,6 +51,7 @@ from .sessions import Sessions
 from .transparency import node_key
 from .state import ALERT, DeviceState, InboxMessage, Profile
 from .state_history import GESTURE_TYPES, content_fields
+from .rich_fields import RICH_TYPES
 from .deletes import after_inbox_message
 from .timer import after_stored, erase_due
 
@@ -359,7 +360,7 @@ def _inbox_message(content: Content, sender: str, me: str, received_at: int) -> 
         return InboxMessage(id=content.id, sender=me, peer=content.to, sent_at=content.sent_at, received_at=received_at,
                             type=inner.type, fields={**content_fields(inner), "to": content.to})
     fields: dict = {}
-    if content.type in ("text", "alert", *GESTURE_TYPES, "reply", "file", "timer"):
+    if content.type in ("text", "alert", *GESTURE_TYPES, "reply", "file", "timer", *RICH_TYPES):  # RICH_TYPES: client/rich_fields.py
         fields = content_fields(content)
     elif content.type == "receipt":
         fields = {"receipt": content.receipt, "ids": [i.hex() for i in content.ids or ()]}

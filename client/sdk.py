@@ -42,7 +42,9 @@ from sonet.core.client_api import (
     SenderCertificate,
 )
 from sonet.core.certs import CertificateCache, verify_certificate
-from sonet.core.content import Content, encode_content
+from sonet.core.call import CallSignal, CallTimeouts
+from sonet.core.cards import ContactCard, Event, Location
+from sonet.core.content import CONTACT, EVENT, LOCATION, POLL, Content, encode_content
 from sonet.core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, HpkePublicKey, SigningKey
 from sonet.core.crypto.dh import X25519KeyPair
 from sonet.core.device import make_device_record
@@ -50,6 +52,7 @@ from sonet.core.device_list import next_device_list, sign_device_list, verify_de
 from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
 from sonet.core.errors import LocalProtocolError, ProtocolError, VerifyError
 from sonet.core.invite import parse_invite
+from sonet.core.poll import Poll, Tally
 from sonet.core.provisioning import Provisioning, check_commitment, make_link_code, open_provisioning, parse_link_code, seal_provisioning
 from sonet.core.safety import qr_payload, safety_number
 from sonet.core.sealed_sender import seal
@@ -66,6 +69,7 @@ from .groups.typing import GroupTypingResult, send_group_typing
 from .groups.waiting import send_waiting_group_messages
 from .groups.keys import maintain_key_packages
 from .gestures import GestureResult, Gestures, waiting_content
+from .polls import Polls, PostResult
 from .attachments import Attachments, FileSendResult, Progress
 from .live import LiveSession, lent_connection, open_live_session
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
@@ -909,6 +913,42 @@ class Device:
         """Delete a message on this device only; ``everyone``: one of this account's own, for
         every device of the conversation, within 48 hours of it."""
         return await Gestures(self).delete(message_id, everyone=everyone)
+
+    # Polls, locations, contact cards, events, call signals (client/polls.py) -------------
+
+    async def send_poll(self, conversation: str, question: str, options: Sequence[str], *, multiple: bool = False) -> PostResult:
+        """Ask ``conversation`` (an address, or a group's id or name) a question of 2..10 options."""
+        polls = Polls(self)
+        return await polls.post(conversation, polls.new_content(POLL, poll=Poll(question=question, options=tuple(options), multiple=multiple)))
+
+    async def vote(self, poll_id: bytes, option: str, *, remove: bool = False) -> GestureResult:
+        """Vote for (or with ``remove`` take back) ``option`` of a poll: its number from 1, or its text."""
+        return await Polls(self).vote(poll_id, option, remove=remove)
+
+    async def close_poll(self, poll_id: bytes) -> tuple[GestureResult, Poll, Tally]:
+        """Close one of this account's polls; its result as this device counts it."""
+        return await Polls(self).close(poll_id)
+
+    def poll_result(self, poll_id: bytes) -> tuple[Poll, Tally]:
+        """A poll and its result from the votes this device holds (the same on every device holding them)."""
+        return Polls(self).result(poll_id)
+
+    async def send_location(self, conversation: str, location: Location) -> PostResult:
+        polls = Polls(self)
+        return await polls.post(conversation, polls.new_content(LOCATION, location=location))
+
+    async def send_contact(self, conversation: str, card: ContactCard) -> PostResult:
+        polls = Polls(self)
+        return await polls.post(conversation, polls.new_content(CONTACT, contact=card))
+
+    async def send_event(self, conversation: str, event: Event) -> PostResult:
+        polls = Polls(self)
+        return await polls.post(conversation, polls.new_content(EVENT, event=event))
+
+    async def send_call_signal(self, address: str, signal: CallSignal, *, timeouts: CallTimeouts = CallTimeouts()) -> int:
+        """Send one call signal (core/call.py: the application runs the call's state machine) to
+        every device of ``address``; how many it went to."""
+        return await Polls(self).call_signal(address, signal, timeouts=timeouts)
 
     # Groups (client/groups/api.py) ------------------------------------------------------
 

@@ -30,6 +30,7 @@ from sonet.core import canonical
 from sonet.core.content import Content
 
 from .file_fields import file_fields
+from .rich_fields import RICH_MESSAGES, rich_fields
 from .vault import Vault
 
 __all__ = [
@@ -49,9 +50,9 @@ __all__ = [
 
 #: the inbox types that are messages of a conversation (receipts, typing and alerts are not:
 #: they change states or are shown once). Issue 17's content types join here.
-HISTORY_TYPES = ("text", "reply", "file", "timer")
+HISTORY_TYPES = ("text", "reply", "file", "timer", *RICH_MESSAGES)
 #: the inbox types that change the message they name (client/history_fold.py)
-GESTURE_TYPES = ("reaction", "edit", "delete")
+GESTURE_TYPES = ("reaction", "edit", "delete", "vote", "poll_close")
 
 #: columns added to ``inbox`` and ``group_inbox`` for the read marks
 INBOX_COLUMNS = {"unread": "INTEGER NOT NULL DEFAULT 0"}
@@ -95,6 +96,7 @@ def content_fields(content: Content) -> dict:
         fields["expires"] = content.expires
     if content.file is not None:  # a file: where it lies, its key and digests (client/file_fields.py)
         fields["file"] = file_fields(content.file)
+    fields.update(rich_fields(content))  # a location, contact, event, poll, vote or call (client/rich_fields.py)
     return fields
 
 

@@ -34,6 +34,18 @@ type:
   application message (docs/groups.md); members keep the latest one. The name is 1..
   ``MAX_GROUP_NAME_LEN`` bytes of UTF-8, the topic at most ``MAX_GROUP_TOPIC_LEN``.
 
+Issue 17 item 6 (each a nested map, checked by its own module):
+
+- ``location`` ``{location: map}`` (core/cards.py ``Location``: lat/lon in 1e-7 degrees, accuracy, label)
+- ``contact``  ``{contact: map}`` (core/cards.py ``ContactCard``: a name and 1..8 addresses)
+- ``event``    ``{event: map}`` (core/cards.py ``Event``: title, start, end, place)
+- ``poll``     ``{poll: map}`` (core/poll.py ``Poll``: question, 2..10 options, multiple)
+- ``vote``     ``{refers_to, option: int, remove: bool}`` — choose (or take back) option
+  ``option`` (0-based) of the poll ``refers_to`` names, as a reaction names a message
+- ``poll_close`` ``{refers_to}`` — its author ends the poll (core/poll.py ``tally``)
+- ``call``     ``{call: map}`` (core/call.py ``CallSignal``: offer / answer / ICE / hang-up), 1:1
+  only and never synced or kept in a history
+
 ``refers_to`` names a message by its content id, the id ``recv --json`` prints; what a device
 does with a message naming one it does not hold is client/gestures.py's business.
 
@@ -58,6 +70,9 @@ from typing import Any
 from . import canonical, limits
 from .address import parse_address
 from .attachment import FileRef
+from .call import CallSignal
+from .cards import ContactCard, Event, Location
+from .poll import MAX_POLL_OPTIONS, Poll
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .timer import MAX_TIMER_MS, timer_problem
 
@@ -92,6 +107,13 @@ __all__ = [
     "TYPING_STATES",
     "PRESENCE",
     "PRESENCE_STATES",
+    "LOCATION",
+    "CONTACT",
+    "EVENT",
+    "POLL",
+    "VOTE",
+    "POLL_CLOSE",
+    "CALL",
 ]
 
 TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE = "text", "receipt", "typing", "sync", "alert", "group_state"
@@ -100,13 +122,19 @@ REPLY, REACTION, EDIT, DELETE = "reply", "reaction", "edit", "delete"
 TIMER = "timer"
 PRESENCE = "presence"
 FILE = "file"
-CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE, GROUP_TYPING, REPLY, REACTION, EDIT, DELETE, FILE, TIMER, PRESENCE)
+LOCATION, CONTACT, EVENT, POLL, VOTE, POLL_CLOSE, CALL = "location", "contact", "event", "poll", "vote", "poll_close", "call"
+CONTENT_TYPES = (TEXT, RECEIPT, TYPING, SYNC, ALERT, GROUP_STATE, GROUP_TYPING, REPLY, REACTION, EDIT, DELETE, FILE, TIMER, PRESENCE,
+                 LOCATION, CONTACT, EVENT, POLL, VOTE, POLL_CLOSE, CALL)  # fmt: skip
 #: the types that refer to another message and change it rather than being one
 GESTURES = (REACTION, EDIT, DELETE)
 #: what a ``sync`` may carry for one's other devices (everything a user writes in a conversation)
-SYNCABLE = (TEXT, REPLY, REACTION, EDIT, DELETE, FILE, TIMER)
+SYNCABLE = (TEXT, REPLY, REACTION, EDIT, DELETE, FILE, TIMER, LOCATION, CONTACT, EVENT, POLL, VOTE, POLL_CLOSE)
 #: what a conversation's timer applies to: these carry ``expires`` while it is on
-EXPIRING = (TEXT, REPLY, REACTION, EDIT, DELETE, FILE)
+EXPIRING = (TEXT, REPLY, REACTION, EDIT, DELETE, FILE, LOCATION, CONTACT, EVENT, POLL, VOTE, POLL_CLOSE)
+#: the types whose one field is a map checked by its own class (core/cards.py, core/poll.py, core/call.py)
+_MAPPED: dict[str, type[Location] | type[ContactCard] | type[Event] | type[Poll] | type[CallSignal]] = {
+    LOCATION: Location, CONTACT: ContactCard, EVENT: Event, POLL: Poll, CALL: CallSignal,
+}  # fmt: skip
 MAX_EMOJI_BYTES = 64  # a family of four with skin tones is 41 bytes
 MAX_EMOJI_CODEPOINTS = 16
 #: delete for everyone: at most this long after the message (Signal: 24 h; Matrix: no limit)
@@ -133,10 +161,14 @@ _FIELDS: dict[str, dict[str, type]] = {
     FILE: {"file": dict, "text": str},
     TIMER: {"timer": int},
     PRESENCE: {"presence": str},
+    **{kind: {kind: dict} for kind in (LOCATION, CONTACT, EVENT, POLL, CALL)},
+    VOTE: {"refers_to": bytes, "option": int, "remove": bool},
+    POLL_CLOSE: {"refers_to": bytes},
 }
 #: the second form of a sync: any message one writes, as its encoded content
 _SYNC_INNER = {"to": str, "inner": bytes}
-_OPTIONAL = ("text", "receipt", "ids", "typing", "to", "name", "topic", "group", "refers_to", "emoji", "remove", "inner", "file", "timer", "expires", "presence")
+_OPTIONAL = ("text", "receipt", "ids", "typing", "to", "name", "topic", "group", "refers_to", "emoji", "remove", "inner", "file", "timer", "expires", "presence",
+             "location", "contact", "event", "poll", "call", "option")  # fmt: skip
 #: a group id (core/groups/items.py GROUP_ID_LEN; not imported: content stays below groups)
 _GROUP_ID_LEN = 16
 
@@ -170,6 +202,14 @@ class Content:
     expires: int | None = None
     #: presence: "online" or "offline"
     presence: str | None = None
+    #: issue 17 item 6: a location, contact card, event, poll or call signal
+    location: Location | None = None
+    contact: ContactCard | None = None
+    event: Event | None = None
+    poll: Poll | None = None
+    call: CallSignal | None = None
+    #: a vote: the option's index in the poll (0-based)
+    option: int | None = None
 
     @classmethod
     def make_text(cls, *, id: bytes, sent_at: int, text: str) -> "Content":
@@ -222,6 +262,34 @@ class Content:
     @classmethod
     def make_presence(cls, *, id: bytes, sent_at: int, presence: str) -> "Content":
         return cls(type=PRESENCE, id=id, sent_at=sent_at, presence=presence)
+
+    @classmethod
+    def make_location(cls, *, id: bytes, sent_at: int, location: Location) -> "Content":
+        return cls(type=LOCATION, id=id, sent_at=sent_at, location=location)
+
+    @classmethod
+    def make_contact(cls, *, id: bytes, sent_at: int, contact: ContactCard) -> "Content":
+        return cls(type=CONTACT, id=id, sent_at=sent_at, contact=contact)
+
+    @classmethod
+    def make_event(cls, *, id: bytes, sent_at: int, event: Event) -> "Content":
+        return cls(type=EVENT, id=id, sent_at=sent_at, event=event)
+
+    @classmethod
+    def make_poll(cls, *, id: bytes, sent_at: int, poll: Poll) -> "Content":
+        return cls(type=POLL, id=id, sent_at=sent_at, poll=poll)
+
+    @classmethod
+    def make_vote(cls, *, id: bytes, sent_at: int, refers_to: bytes, option: int, remove: bool = False) -> "Content":
+        return cls(type=VOTE, id=id, sent_at=sent_at, refers_to=refers_to, option=option, remove=remove)
+
+    @classmethod
+    def make_poll_close(cls, *, id: bytes, sent_at: int, refers_to: bytes) -> "Content":
+        return cls(type=POLL_CLOSE, id=id, sent_at=sent_at, refers_to=refers_to)
+
+    @classmethod
+    def make_call(cls, *, id: bytes, sent_at: int, call: CallSignal) -> "Content":
+        return cls(type=CALL, id=id, sent_at=sent_at, call=call)
 
     @classmethod
     def make_timer(cls, *, id: bytes, sent_at: int, timer: int) -> "Content":
@@ -357,6 +425,15 @@ def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
             fields["file"] = FileRef.from_map(value["file"], remote=remote)
         except ProtocolError as exc:
             raise fail(str(exc)) from None
+    elif kind in _MAPPED:
+        try:
+            fields[kind] = _MAPPED[kind].from_map(value[kind], remote=remote)
+        except ProtocolError as exc:
+            raise fail(str(exc)) from None
+    elif kind == VOTE:
+        if not 0 <= value["option"] < MAX_POLL_OPTIONS:
+            raise fail(f"a vote's option is 0..{MAX_POLL_OPTIONS - 1}")
+        fields.update(option=value["option"], remove=value["remove"])
     if "refers_to" in required:
         if len(value["refers_to"]) != limits.CONTENT_ID_LEN:
             raise fail(f"refers_to must be a {limits.CONTENT_ID_LEN}-byte content id")
@@ -401,6 +478,8 @@ def encode_content(content: Content) -> bytes:
         if name in used:
             given[name] = list(field) if name == "ids" and isinstance(field, tuple) else field
             if name == "file" and isinstance(field, FileRef):
+                given[name] = field.to_map()
+            if name in _MAPPED and field is not None:
                 given[name] = field.to_map()
         elif field is not None:
             raise LocalProtocolError(f"message content: {content.type} content has no field {name!r}")

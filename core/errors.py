@@ -105,8 +105,6 @@ _CODES = {
     "deleted": "a gesture on a message deleted for everyone",
     "not_sent_yet": "a gesture on a message still waiting on this device to be sent",
     "ambiguous_message": "a message id that names messages in several conversations on this device",
-    # Disappearing messages (core/timer.py)
-    "bad_timer": "a disappearing-message timer that is not off or a duration from 1s to 30d",
     # Attachments: the blob store (node/blobs.py) and downloads (client/attachments.py)
     "blob_unknown": "a blob the node does not hold (never created, expired, or another account's to write)",
     "blob_too_large": "a blob over the node's size limit",
@@ -116,6 +114,13 @@ _CODES = {
     "blob_incomplete": "a download of a blob still being uploaded",
     "file_corrupt": "a downloaded file that does not match the digests its message carries",
     "not_a_file": "a download of a message that is not a file",
+    # Polls and calls (core/poll.py, core/call.py, client/polls.py)
+    "not_a_poll": "a vote or poll close naming a message that is not a poll",
+    "bad_option": "a vote for an option the poll does not have",
+    "poll_closed": "a vote on a poll its author closed",
+    "call_state": "a call action its state does not allow (answer a call that is not ringing, hang up one that ended)",
+    # Disappearing messages (core/timer.py)
+    "bad_timer": "a disappearing-message timer that is not off or a duration from 1s to 30d",
     # Prekeys
     "too_many_prekeys": "more one-time prekeys than the node keeps per device",
     "wrong_prekey_kind": "a prekey in the wrong slot",

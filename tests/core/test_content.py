@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from sonet.core import canonical, limits
 from sonet.core.attachment import FileRef
+from sonet.core.call import CallSignal
+from sonet.core.cards import ContactCard, Event, Location
+from sonet.core.poll import Poll
 from sonet.core.content import CONTENT_TYPES, MAX_GROUP_NAME_LEN, MAX_GROUP_TOPIC_LEN, Content, decode_content, encode_content
 from sonet.core.errors import LocalProtocolError, RemoteProtocolError
 
@@ -42,6 +45,14 @@ SAMPLES = {
     "file": Content.make_file(id=ID, sent_at=SENT, file=FileRef(
         node="alpha.example", blob=OTHER, key=bytes(32), sha256=bytes(32), sealed_sha256=bytes(32), size=3, media_type="", name="a.txt",
     ), text="see attached"),  # fmt: skip
+    # issue 17 item 6 (more cases: tests/core/test_content_rich.py)
+    "location": Content.make_location(id=ID, sent_at=SENT, location=Location(lat=525_200_000, lon=134_050_000, label="Berlin")),
+    "contact": Content.make_contact(id=ID, sent_at=SENT, contact=ContactCard(name="Carol", addresses=("carol@gamma.example",))),
+    "event": Content.make_event(id=ID, sent_at=SENT, event=Event(title="Standup", start=SENT, end=0, place="")),
+    "poll": Content.make_poll(id=ID, sent_at=SENT, poll=Poll(question="Lunch?", options=("pizza", "sushi"))),
+    "vote": Content.make_vote(id=ID, sent_at=SENT, refers_to=OTHER, option=1),
+    "poll_close": Content.make_poll_close(id=ID, sent_at=SENT, refers_to=OTHER),
+    "call": Content.make_call(id=ID, sent_at=SENT, call=CallSignal(call=OTHER, signal="hangup", data="ended")),
 }
 
 
@@ -63,6 +74,9 @@ def fields(kind: str = "text", **changes: Any) -> dict[str, Any]:
             "edit": {"refers_to": OTHER, "text": "hi"},
             "delete": {"refers_to": OTHER},
             "file": {"text": "", "file": SAMPLES["file"].file.to_map()},  # type: ignore[union-attr]
+            **{k: {k: getattr(SAMPLES[k], k).to_map()} for k in ("location", "contact", "event", "poll", "call")},
+            "vote": {"refers_to": OTHER, "option": 0, "remove": True},
+            "poll_close": {"refers_to": OTHER},
         }[kind]
     )
     base.update(changes)
@@ -99,7 +113,7 @@ def test_encoding_is_the_canonical_cbor_of_its_fields(name: str) -> None:
 def _changes(content: Content) -> dict[str, Any]:
     used = fields(content.type)
     return {
-        k: list(v) if isinstance(v, tuple) else v.to_map() if isinstance(v, FileRef) else v
+        k: list(v) if isinstance(v, tuple) else v.to_map() if hasattr(v, "to_map") else v
         for k in used if (v := getattr(content, k, None)) is not None
     }  # fmt: skip
 
