@@ -264,3 +264,16 @@ async def test_the_commands_and_what_recv_and_history_print(
     ):  # fmt: skip
         rc, [error] = await _cli(capsys, alice, *argv)
         assert rc == 1 and error["error"]["code"] == code, (argv, error)
+
+
+def test_history_and_the_chat_app_draw_a_poll_with_its_result_and_the_other_types() -> None:
+    from sonet.client.cli_rich import rich_history_text
+    from sonet.core.poll import tally
+
+    poll = Poll(question="Lunch?", options=("pizza", "sushi"))
+    base = dict(id=bytes(16), conversation=BOB, sender=ALICE, mine=True, at=0, text="", state="read", note="")
+    item = HistoryItem(type="poll", data=poll.to_map(), poll_result=tally(poll, ALICE, []), **base)  # type: ignore[arg-type]
+    assert rich_history_text(item) == "poll: Lunch? [1. pizza (0); 2. sushi (0)]"
+    where = HistoryItem(type="location", data=Location(lat=-338_568_000, lon=1_512_153_000, label="Opera").to_map(), **base)  # type: ignore[arg-type]
+    assert rich_history_text(where) == "shared a location 'Opera': -33.8568, 151.2153"
+    assert rich_history_text(HistoryItem(type="text", **base)) is None  # type: ignore[arg-type]
