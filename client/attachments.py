@@ -62,6 +62,8 @@ __all__ = ["Attachments", "FileSendResult", "Progress", "RETRIES"]
 Progress = Callable[[int, int], None]
 #: how many times a cut connection is dialled again within one upload or download
 RETRIES = 5
+#: BlobPuts on their way at once: the link carries the next chunks while the node writes one
+PUTS_IN_FLIGHT = 4
 _READ = 1024 * 1024
 _PART = ".sonet-download"
 
@@ -180,26 +182,52 @@ class Attachments:
         return 0
 
     async def _send_chunks(self, conn: Connection, path: Path, upload: dict, stored: int, total: int, progress: Progress) -> None:
+        """Encrypt and send the blob from ``stored`` on, ``PUTS_IN_FLIGHT`` chunks on their way at
+        once (the node takes them in order, each fsynced before its answer), each sent only
+        after the one before it went out (its frame was built), so they arrive in order."""
         progress(stored, total)
         if stored >= total:
             return
         blob = upload["blob"]
         chunks = _sealed_chunks(path, upload["key"], skip=stored)
-        offset = stored
-        try:
-            while offset < total:
-                data = await trio.to_thread.run_sync(next, chunks, b"")
-                if not data:
-                    raise LocalProtocolError(f"{path} changed while it was being sent", code="bad_input")
-                reply = expect_reply(await conn.request(lambda n: BlobPut(request=n, blob=blob, offset=offset, data=data)), BlobStored)
+        window = trio.Semaphore(PUTS_IN_FLIGHT)
+        held = {"stored": stored, "complete": False}  # what the node's answers say it holds
+
+        async def put(offset: int, data: bytes, after: trio.Event, built: trio.Event) -> None:
+            try:
+                await after.wait()
+
+                def frame(n: int) -> BlobPut:
+                    built.set()  # being sent now: the next chunk may follow
+                    return BlobPut(request=n, blob=blob, offset=offset, data=data)
+
+                reply = expect_reply(await conn.request(frame), BlobStored)
                 if reply.stored != offset + len(data):
                     raise RemoteProtocolError("the node acknowledged another length than it was sent", code="invalid")
-                offset = reply.stored
-                progress(offset, total)
-            if not reply.complete:
-                raise RemoteProtocolError("the node did not complete the blob after its last chunk", code="invalid")
+                held["stored"] = max(held["stored"], reply.stored)
+                held["complete"] = held["complete"] or reply.complete
+                progress(held["stored"], total)
+            finally:
+                window.release()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                offset, previous = stored, trio.Event()
+                previous.set()
+                while offset < total:
+                    data = await trio.to_thread.run_sync(next, chunks, b"")
+                    if not data:
+                        raise LocalProtocolError(f"{path} changed while it was being sent", code="bad_input")
+                    await window.acquire()
+                    built = trio.Event()
+                    nursery.start_soon(put, offset, data, previous, built)
+                    offset, previous = offset + len(data), built
+        except BaseExceptionGroup as group:  # the first failure, as a sequential upload would raise it
+            raise _first_failure(group) from None
         finally:
             chunks.close()
+        if not held["complete"]:
+            raise RemoteProtocolError("the node did not complete the blob after its last chunk", code="invalid")
 
     # The upload kept on the device ----------------------------------------------------------------
 
@@ -272,6 +300,13 @@ class Attachments:
                 progress(have, total)
             f.flush()
             os.fsync(f.fileno())
+
+
+def _first_failure(group: BaseExceptionGroup) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _check_caption(text: str) -> None:

@@ -144,7 +144,9 @@ async def test_an_upload_cut_mid_way_resumes_where_the_node_stopped(
     with pytest.raises(KeyboardInterrupt):
         await alice.send_file(BOB, path)
     sent = await alice.send_file(BOB, path)  # the same file again: the same upload goes on
-    assert puts == [0, 2 * BLOB_CHUNK_BYTES]
+    # the second run started from what the node held: at least the two acknowledged chunks (a
+    # further one may have been on its way: several go at once), not the whole file
+    assert puts[0] == 0 and 2 * BLOB_CHUNK_BYTES <= puts[1] < len(data) and len(puts) == 2
     assert len(list((alpha.data_dir / BLOBS_DIR).glob("*.blob"))) == 1
     await bob.receive()
     assert Path(await bob.download(sent.id, tmp_path)).read_bytes() == data
