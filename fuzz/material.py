@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from sonet.core import limits
 from sonet.core.certs import issue_certificate
 from sonet.core.client_api import DirectoryProof, SignedHead
+from sonet.core.call import CallSignal
+from sonet.core.cards import ContactCard, Event, Location
 from sonet.core.content import Content, encode_content
+from sonet.core.poll import Poll
 from sonet.core.crypto import CryptoMode, CryptoPolicy, HpkePrivateKey, Rng, SigningKey
 from sonet.core.device import make_device_record
 from sonet.core.device_list import sign_device_list
@@ -142,6 +145,14 @@ def contents() -> tuple[bytes, ...]:
             Content.make_reaction(id=mid, sent_at=NOW, refers_to=other, emoji="👍🏽"),
             Content.make_edit(id=mid, sent_at=NOW, refers_to=other, text="hello!"),
             Content.make_sync_of(Content.make_delete(id=mid, sent_at=NOW, refers_to=other), to=f"bob@{WITNESS}"),
+            # issue 17 item 6: nested maps (core/cards.py, core/poll.py, core/call.py), a vote in a sync
+            Content.make_poll(id=mid, sent_at=NOW, poll=Poll(question="Lunch?", options=("pizza", "sushi", "salad"), multiple=True)),
+            Content.make_sync_of(Content.make_vote(id=mid, sent_at=NOW, refers_to=other, option=2), to=f"bob@{WITNESS}"),
+            Content.make_poll_close(id=mid, sent_at=NOW, refers_to=other),
+            Content.make_location(id=mid, sent_at=NOW, location=Location(lat=525_163_000, lon=-133_777_000, accuracy=5, label="Tor")),
+            Content.make_contact(id=mid, sent_at=NOW, contact=ContactCard(name="Carol", addresses=(f"carol@{WITNESS}",))),
+            Content.make_event(id=mid, sent_at=NOW, event=Event(title="Standup", start=NOW, end=NOW + 1, place="Room 1")),
+            Content.make_call(id=mid, sent_at=NOW, call=CallSignal(call=other, signal="offer", data="v=0\r\n")),
         )
     )
 
