@@ -164,6 +164,8 @@ async def test_location_contact_and_event_go_1to1_and_to_groups_and_show_in_hist
     assert [(k, f.get(k)) for _s, k, f in got] == [
         ("location", where.to_map()), ("contact", {"name": "Carol", "addresses": [CAROL]}), ("event", event.to_map()),
     ]  # fmt: skip
+    await alice.receive()  # bob's device receipted them as messages one reads
+    assert [alice.state.sent_message(s.id).state for s in sent] == ["delivered"] * 3  # type: ignore[union-attr]
     items = History(bob.state).messages(ALICE)
     assert [(i.id, i.type, i.data) for i in items] == [(s.id, s.type, f[s.type]) for s, (_x, _k, f) in zip(sent, got)]
     with pytest.raises(LocalProtocolError) as info:
