@@ -3,8 +3,8 @@ decode and to encode a federation ``Push`` of 256 envelopes (1 KiB bodies, rando
 ``Transit`` towards the recipient's node) and a ``Deliver`` of 128 (the node's batch,
 node/client_session.py), every cap and check() included (``decode_frame`` with the endpoint's
 frame set, ``encode_frame`` as the node sends); and the Push as the outbox sends it, its stored
-items spliced in as they are (``wire.encoded``: types and caps checked again, not their
-check()s). Best of several rounds, each long enough to average the machine's noise.
+items spliced in as they are (``wire.encoded``: types and msgspec's caps checked again, not
+their check()s). Best of several rounds, each long enough to average the machine's noise.
 
 Ceiling: the same bytes through msgpack's untyped C codec (``msgpack.unpackb`` / ``packb`` of
 the same lists), with no types, caps or checks: the floor of any typed codec over msgpack.

@@ -21,7 +21,8 @@ Encoding refuses what the peer would refuse: msgspec writes the bytes, then the 
 decoder and checks run over them (in C but for the check()s), so encoding never trusts
 Python's loose typing. A value of a struct field may be that struct's stored encoding
 (:func:`encoded`, an outbox item spliced into a Push): it is written as it is, its types and
-caps are checked again, and its check()s only when the frame also holds built structs.
+msgspec's caps are checked again, its own checks (check()s, a str's UTF-8 byte cap) only
+when the frame also holds built structs.
 """
 
 from __future__ import annotations
@@ -460,7 +461,8 @@ def encoded(cls: type[T], data: bytes) -> T:
     in a frame to encode: written as it is, without a decode and re-encode (an outbox item
     spliced into a Push). Only for bytes this program encoded (their check()s ran then) and
     has decoded since: encoding a frame whose nested structs are all spliced checks their
-    types and caps again, not their check()s. Nothing reads the value back as a ``cls``."""
+    types and msgspec's caps again, not their check()s nor a str's UTF-8 byte cap (they held
+    when the bytes were made). Nothing reads the value back as a ``cls``."""
     if cls not in _DECODERS or issubclass(cls, Frame):
         raise TypeError(f"not a wire struct: {cls!r}")
     return typing.cast(T, msgspec.Raw(data))

@@ -156,6 +156,10 @@ def test_spliced_bytes_are_still_type_checked_and_the_frame_checked() -> None:
         encode_frame(Push(request=1, items=(encoded(Transit, encode_struct(report)),)))
     with pytest.raises(LocalProtocolError, match="malformed|Push"):
         encode_frame(Push(request=1, items=(encoded(Transit, encode_struct(transit(1))[:-1]),)))
+    over = reference(transit(1))
+    over[0] = "a" * (limits.MAX_STR_LEN + 1)  # msgspec's caps hold for spliced bytes too
+    with pytest.raises(LocalProtocolError, match=r"Push.items\[0\].origin"):
+        encode_frame(Push(request=1, items=(encoded(Transit, msgpack.packb(over, use_bin_type=True)),)))
     with pytest.raises(LocalProtocolError, match="push holds"):  # the frame's own check()
         encode_frame(Push(request=1, items=tuple(encoded(Transit, encode_struct(transit(1))) for _ in range(limits.MAX_TRANSIT_PER_PUSH + 1))))
 
@@ -194,3 +198,14 @@ def test_a_schema_with_a_mutable_default_is_refused() -> None:
 
     with pytest.raises(TypeError, match="immutable"):
         struct(Mutable)
+
+
+def test_the_str_cap_counts_utf8_bytes_inside_arrays_too() -> None:
+    def frame_with(text: str) -> bytes:
+        return msgpack.packb([Boundaries.TAG, [], [text], [], True, None], use_bin_type=True)
+
+    assert decode_frame(frame_with("é" * (limits.MAX_STR_LEN // 2))).s == ("é" * (limits.MAX_STR_LEN // 2),)
+    with pytest.raises(RemoteProtocolError, match="MAX_STR_LEN"):  # within msgspec's character cap
+        decode_frame(frame_with("é" * (limits.MAX_STR_LEN // 2 + 1)))
+    with pytest.raises(LocalProtocolError, match="MAX_STR_LEN"):
+        encode_frame(Boundaries(n=(), s=("\U0001f600" * (limits.MAX_STR_LEN // 4 + 1),), b=(), flag=True, none=None))
