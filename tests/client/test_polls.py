@@ -24,7 +24,8 @@ from sonet.core.errors import LocalProtocolError
 from sonet.core.poll import Poll
 from tests.node.conftest import RunningNode
 
-from .conftest import ALICE, BOB, CAROL, Clock, link_device, shown
+from .conftest import ALICE, BETA, BOB, CAROL, Clock, link_device, shown
+from .loopback import Loopback
 
 Register = Callable[..., Awaitable[Device]]
 pytestmark = pytest.mark.usefixtures("few_prekeys")
@@ -171,6 +172,29 @@ async def test_location_contact_and_event_go_1to1_and_to_groups_and_show_in_hist
     with pytest.raises(LocalProtocolError) as info:
         await alice.send_contact(BOB, ContactCard(name="", addresses=()))
     assert "1..8 addresses" in str(info.value)
+
+
+async def test_a_poll_and_votes_to_a_contact_whose_node_is_down_wait_and_go_in_order(
+    alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Register, clock: Clock
+) -> None:
+    alpha, beta = alpha_beta
+    alice, bob = await register(alpha, "alice"), await register(beta, "bob")
+    bob_b = f"bob@{BETA}"
+    loopback.down[BETA] = ("unreachable", f"cannot reach {BETA}: connection refused")
+    asked = await alice.send_poll(bob_b, "Where?", ["lake", "peak"])
+    assert (asked.state, asked.code) == ("pending", "unreachable")
+    clock.advance(10)
+    vote = await alice.vote(asked.id, "peak")
+    closed, _poll, result = await alice.close_poll(asked.id)
+    assert (vote.state, closed.state, result.counts, result.closed) == ("pending", "pending", (0, 1), True)
+
+    del loopback.down[BETA]
+    await alice.receive()  # connecting sends what waited, in the order written
+    assert [m.state for m in alice.state.sent_messages(3)] == ["sent"] * 3
+    await loopback.flush()
+    await bob.receive()
+    got = _poll_item(bob, ALICE, asked.id).poll_result
+    assert got is not None and (got.voters, got.closed) == (((), (ALICE,)), True)
 
 
 def test_what_waits_on_the_device_comes_back_as_the_same_content() -> None:
