@@ -8,6 +8,12 @@ backing off, draws the next retry time from its ``Backoff``. Outbox workers wait
 dial, an admitted inbound link from the peer, or a push it answered (the outbox calls
 ``seen``) resets the backoff and wakes the waiting workers at once: a peer that comes back is
 used again immediately, and its next failure waits from the base delay again.
+
+A link is used only under the peer's current entry (URL and pin): once ``update`` told the pool
+of a changed or removed entry, a request for the old one fails (its caller reads the routes
+again) and a dial still on its way under it is dropped when it completes, never handed to the
+requests that waited for it (a slow dial under a pin the operator has just replaced would
+otherwise carry items to the node the operator un-pinned).
 """
 
 from __future__ import annotations
@@ -45,9 +51,11 @@ class LinkError:
 class _Attempt:
     """One dial in progress; others wanting the link wait for it."""
 
-    __slots__ = ("done", "error")
+    __slots__ = ("peer", "done", "error")
 
-    def __init__(self) -> None:
+    def __init__(self, peer: Peer) -> None:
+        #: the entry it dials under
+        self.peer = peer
         self.done = trio.Event()
         self.error: FederationError | None = None
 
@@ -99,6 +107,8 @@ class LinkPool:
         self._states: dict[str, _PeerState] = {}
         self._inbound: dict[str, int] = {}
         self._peers: dict[str, Peer] = {}
+        #: ``update`` was called: ``_peers`` is the table the entries of requests must match
+        self._updated = False
         self._nursery: trio.Nursery | None = None
         #: bumped on every change a status reader would see
         self.version = 0
@@ -143,9 +153,21 @@ class LinkPool:
         self.setback(peer.name, error.code, str(error))
         raise error
 
+    def _superseded(self, peer: Peer) -> bool:
+        """``peer`` is not the entry of the peer table the pool was last told of (changed or gone)."""
+        if not self._updated:
+            return False
+        current = self._peers.get(peer.name)
+        return current is None or (current.url, current.fingerprint) != (peer.url, peer.fingerprint)
+
+    def _superseded_error(self, peer: Peer) -> FederationError:
+        return FederationError("unreachable", f"the peer entry of {peer.name} changed; its items wait for the new one")
+
     async def _link(self, peer: Peer) -> MuxLink:
-        state = self._state(peer.name)
         while True:
+            if self._superseded(peer):
+                raise self._superseded_error(peer)
+            state = self._state(peer.name)  # (a peer removed and added again has a new state)
             link = state.link
             if link is not None and link.closed is None:
                 if (link.peer.url, link.peer.fingerprint) == (peer.url, peer.fingerprint):
@@ -156,18 +178,19 @@ class LinkPool:
             if attempt is None:
                 return await self._dial(peer, state)
             await attempt.done.wait()
-            if attempt.error is not None:
-                raise attempt.error
+            if attempt.error is not None and not self._superseded(attempt.peer):
+                raise attempt.error  # (one under an old entry: look again under ours)
 
     async def _dial(self, peer: Peer, state: _PeerState) -> MuxLink:
         assert self._nursery is not None, "LinkPool.run is not running"
-        attempt = state.dialling = _Attempt()
+        attempt = state.dialling = _Attempt(peer)
         self.version += 1
         try:
             return await self._nursery.start(self._hold, peer, state)
         except FederationError as exc:
             attempt.error = exc
-            self.setback(peer.name, exc.code, str(exc))
+            if not self._superseded(peer):  # (the new entry is dialled afresh, no backoff)
+                self.setback(peer.name, exc.code, str(exc))
             raise
         finally:
             state.dialling = None
@@ -182,6 +205,8 @@ class LinkPool:
             async with dial_peer(peer.url, identity=self._identity, fingerprint=peer.fingerprint, name=self._name, policy=self._policy) as raw:
                 link = MuxLink(raw, peer)
                 await self._remember_key(peer, raw.peer_key)  # type: ignore[misc]
+                if self._superseded(peer):  # re-pinned while dialling: this link is not used
+                    raise self._superseded_error(peer)
                 state.link = link
                 self.seen(peer.name)
                 task_status.started(link)
@@ -248,6 +273,7 @@ class LinkPool:
         """The peer table changed: close links whose entry changed or went, retry changed peers
         at once, and wake every waiting worker (its route may be another now)."""
         direct = {p.name: p for p in routes.direct()}
+        self._updated = True
         for name in set(self._states) | set(direct):
             old, new = self._peers.get(name), direct.get(name)
             state = self._states.get(name)
