@@ -64,6 +64,8 @@ Progress = Callable[[int, int], None]
 RETRIES = 5
 #: BlobPuts on their way at once: the link carries the next chunks while the node writes one
 PUTS_IN_FLIGHT = 4
+#: BlobGets on their way at once (a blob of another node: its node reads while this one passes on)
+GETS_IN_FLIGHT = 4
 _READ = 1024 * 1024
 _PART = ".sonet-download"
 
@@ -285,21 +287,45 @@ class Attachments:
         return file_ref_of(fields)
 
     async def _fetch(self, conn: Connection, ref: FileRef, part: Path, total: int, progress: Progress) -> None:
+        """Append the blob's ciphertext to ``part`` from its size on: ``GETS_IN_FLIGHT`` chunks
+        asked at once, written in order (a cut leaves a part that is a prefix of the blob)."""
         have = part.stat().st_size if part.exists() else 0
         if have > total:  # not this blob's: start over
             part.unlink()
             have = 0
         progress(have, total)
-        with open(part, "ab") as f:
-            while have < total:
-                reply = expect_reply(await conn.request(lambda n: BlobGet(request=n, node=ref.node, blob=ref.blob, offset=have)), BlobChunk)
-                if reply.offset != have or reply.total != total or reply.blob != ref.blob:
-                    raise RemoteProtocolError("the node sent another part of the blob than asked", code="invalid")
-                await trio.to_thread.run_sync(f.write, reply.data)
-                have += len(reply.data)
-                progress(have, total)
-            f.flush()
-            os.fsync(f.fileno())
+        offsets = range(have, total, BLOB_CHUNK_BYTES)
+        chunks: dict[int, bytes] = {}
+        arrived = {offset: trio.Event() for offset in offsets}
+        window = trio.Semaphore(GETS_IN_FLIGHT)
+
+        async def get(offset: int) -> None:
+            reply = expect_reply(await conn.request(lambda n: BlobGet(request=n, node=ref.node, blob=ref.blob, offset=offset)), BlobChunk)
+            if (reply.blob, reply.offset, reply.total, len(reply.data)) != (ref.blob, offset, total, min(BLOB_CHUNK_BYTES, total - offset)):
+                raise RemoteProtocolError("the node sent another part of the blob than asked", code="invalid")
+            chunks[offset] = reply.data
+            arrived[offset].set()
+
+        async def ask(nursery: trio.Nursery) -> None:
+            for offset in offsets:
+                await window.acquire()
+                nursery.start_soon(get, offset)
+
+        try:
+            with open(part, "ab") as f:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(ask, nursery)
+                    for offset in offsets:
+                        await arrived[offset].wait()
+                        data = chunks.pop(offset)
+                        await trio.to_thread.run_sync(f.write, data)
+                        window.release()
+                        have += len(data)
+                        progress(have, total)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseExceptionGroup as group:  # the first failure, as a sequential download would raise it
+            raise _first_failure(group) from None
 
 
 def _first_failure(group: BaseExceptionGroup) -> BaseException:
