@@ -9,6 +9,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from ..cli_rich import rich_history_text
+from ..file_fields import file_summary
 from ..history import Conversation, HistoryItem
 from ..timer import timer_text
 from .render import conversation_entry, message_row
@@ -56,8 +57,10 @@ class MessageRow(Static):
         self.item = item
         self.update(message_row(
             at=item.at, sender=item.sender, me=self.me, mine=item.mine, state=item.state, note=item.note,
-            # a timer message (client/timer.py); a poll with its result, a location, contact card or event (client/cli_rich.py)
-            text=timer_text(item.timer) if item.timer is not None else rich_history_text(item) or item.text,
+            # a timer message (client/timer.py); a poll with its result, a location, contact card or event (client/cli_rich.py);
+            # a file: its name, size and caption (client/file_fields.py; `sonet download ID` saves it)
+            text=file_summary({"file": item.file, "text": item.text}) if item.file and not item.deleted
+            else timer_text(item.timer) if item.timer is not None else rich_history_text(item) or item.text,
             quote=item.quote, edited=item.edited, deleted=item.deleted, reactions=[(r.emoji, r.count, r.mine) for r in item.reactions],
         ))  # fmt: skip
 

@@ -260,3 +260,19 @@ async def test_a_file_from_another_node_downloads_through_the_home_node(
     assert Path(await bob.download(sent.id, out)).read_bytes() == data
     assert ("beta.example", "BlobGet", "alpha.example") in loopback.calls
     assert not list((beta.data_dir / BLOBS_DIR).iterdir())  # beta passed it on, kept nothing
+
+
+def test_the_chat_app_shows_a_file_by_its_name_size_and_caption() -> None:
+    from rich.console import Console
+
+    from sonet.client.chat.widgets import MessageRow
+    from sonet.client.history import HistoryItem
+
+    item = HistoryItem(
+        id=b"\x01" * 16, conversation=ALICE, sender=ALICE, mine=False, at=0, type="file", text="the photos", state="received", note="",
+        file={"name": "trip.tar", "size": 3 * 1024 * 1024, "sha256": "00" * 32, "media_type": "", "key": "11" * 32},
+    )  # fmt: skip
+    console = Console(width=100, record=True)
+    console.print(MessageRow(item, BOB).content)
+    shown = console.export_text()
+    assert "file 'trip.tar' (3.0 MiB): the photos" in shown and "11" * 8 not in shown
