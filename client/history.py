@@ -29,7 +29,7 @@ from sonet.core.poll import Tally
 
 from .groups.api import find_group
 from .history_fold import Folded, Reaction, Target, first_line, fold
-from .rich_fields import RICH_MESSAGES, poll_of
+from .rich_fields import RICH_MESSAGES, poll_of, rich_line
 from .state import DeviceState
 from .state_history import StoredMessage
 
@@ -255,8 +255,8 @@ class History:
         if last is None:
             return ""
         edits = self._state.conversation_gestures(peer=peer, group=group, since=last.at, kinds=("edit",))
-        if not edits:
-            return last.fields.get("text", "")
+        if not edits:  # a poll, location, contact card or event: what recv says of it (client/rich_fields.py)
+            return last.fields.get("text") or (rich_line(last.type, last.fields) if last.type in RICH_MESSAGES else None) or ""
         author = me if last.own else last.sender
         return fold({last.id: Target(author=author, at=last.at, text=last.fields.get("text", ""))}, edits, me)[last.id].text
 

@@ -76,6 +76,7 @@ class Polls(Gestures):
     async def post(self, conversation: str, content: Content) -> PostResult:
         """Send a poll, location, contact card or event to ``conversation`` (an address, or a
         group's id or name)."""
+        encode_content(content)  # refused here (bad_input), before anything connects or waits
         key = History(self._state).resolve(conversation)
         if "@" in key:
             state, code, message = await self.send_direct(key, content)

@@ -172,6 +172,8 @@ async def test_location_contact_and_event_go_1to1_and_to_groups_and_show_in_hist
     with pytest.raises(LocalProtocolError) as info:
         await alice.send_contact(BOB, ContactCard(name="", addresses=()))
     assert "1..8 addresses" in str(info.value)
+    [conversation] = History(bob.state).conversations()
+    assert conversation.last_text.startswith("shared an event: 'Standup'")
 
 
 async def test_a_poll_and_votes_to_a_contact_whose_node_is_down_wait_and_go_in_order(
