@@ -42,7 +42,7 @@ import trio
 
 from sonet.core import canonical, limits
 from sonet.core.address import parse_address
-from sonet.core.attachment import FileRef, file_name_problem
+from sonet.core.attachment import FileRef, file_name_problem, media_type_of
 from sonet.core.blob_api import BLOB_CHUNK_BYTES, MAX_BLOB_BYTES, BlobChunk, BlobCreate, BlobCreated, BlobGet, BlobPut, BlobStatus, BlobStored
 from sonet.core.content import Content
 from sonet.core.crypto.stream import FILE_KEY_LEN, Sha256Stream, StreamOpener, StreamSealer, sealed_size
@@ -145,7 +145,7 @@ class Attachments:
             raise LocalProtocolError(f"{path} is not a file", code="bad_input")
         if sealed_size(st.st_size) > MAX_BLOB_BYTES:
             raise LocalProtocolError(f"{path} is too large to send", code="blob_too_large")
-        media_type = (mimetypes.guess_type(name)[0] or "").lower()
+        media_type = media_type_of(mimetypes.guess_type(name)[0] or "")
         upload = self._resumable(path, st)
         if upload is None:
             key = self._device._rng(FILE_KEY_LEN)
@@ -166,7 +166,7 @@ class Attachments:
                 await trio.sleep(min(0.2 * 2**attempt, 3.0))  # the link was cut: dial again, go on
         return FileRef(
             node=upload["node"], blob=upload["blob"], key=upload["key"], sha256=upload["sha256"], sealed_sha256=upload["sealed_sha256"],
-            size=upload["size"], media_type=media_type if len(media_type) <= 127 else "", name=name,
+            size=upload["size"], media_type=media_type, name=name,
         )  # fmt: skip
 
     async def _where_to_start(self, conn: Connection, path: Path, upload: dict, node: str, total: int) -> int:
@@ -174,7 +174,9 @@ class Attachments:
         if upload["blob"] and upload["node"] == node:
             try:
                 reply = expect_reply(await conn.request(lambda n: BlobStatus(request=n, blob=upload["blob"])), BlobStored)
-                return reply.stored
+                if reply.size == total:
+                    return reply.stored
+                # not the blob this upload made: a new one below
             except NodeError as exc:
                 if exc.code != "blob_unknown":  # expired or dropped: upload it anew
                     raise

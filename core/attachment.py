@@ -22,7 +22,7 @@ from .blob_api import BLOB_ID_LEN, MAX_BLOB_BYTES
 from .crypto.stream import FILE_KEY_LEN, plain_size, sealed_size
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 
-__all__ = ["FileRef", "MAX_FILE_NAME_BYTES", "MAX_MEDIA_TYPE_LEN", "file_name_problem"]
+__all__ = ["FileRef", "MAX_FILE_NAME_BYTES", "MAX_MEDIA_TYPE_LEN", "file_name_problem", "media_type_of"]
 
 MAX_FILE_NAME_BYTES = 255  # what most file systems take
 MAX_MEDIA_TYPE_LEN = 127
@@ -43,6 +43,12 @@ def file_name_problem(name: str) -> str | None:
     if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in name):
         return "a file name may not hold control or formatting characters"
     return None
+
+
+def media_type_of(guess: str) -> str:
+    """A guessed media type as a file message carries it: lower case, or "" when it is not one."""
+    guess = guess.strip().lower()
+    return guess if len(guess) <= MAX_MEDIA_TYPE_LEN and _MEDIA_TYPE.fullmatch(guess) else ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -118,13 +118,20 @@ class BlobStore:
                 f"this account holds {count} blobs of {used} bytes; the node keeps at most {s.account_max_blobs} blobs and "
                 f"{s.account_max_bytes} bytes per account (they expire {s.retention_days} days after upload)",
             )  # fmt: skip
-        free = await trio.to_thread.run_sync(lambda: shutil.disk_usage(self.root).free)
-        if free - size < self._reserve:
-            raise RequestError("disk_full", "the node's disk is too full for this blob; try again later")
         blob = self._rng(BLOB_ID_LEN)
+        while blob in self._blobs:
+            blob = self._rng(BLOB_ID_LEN)
         info = BlobInfo(id=blob, account=account, size=size, sha256=sha256, created_at=now, expires=now + s.retention_ms)
-        await self._io(self._write_meta, info)
-        self._blobs[blob] = info
+        self._blobs[blob] = info  # counted from now on: a concurrent create sees it in the quota
+        try:
+            free = await trio.to_thread.run_sync(lambda: shutil.disk_usage(self.root).free)
+            if free - size < self._reserve:
+                raise RequestError("disk_full", "the node's disk is too full for this blob; try again later")
+            await self._io(self._write_meta, info)
+        except BaseException:
+            self._blobs.pop(blob, None)
+            await trio.to_thread.run_sync(self._remove_files, blob)
+            raise
         return info
 
     def _write_meta(self, info: BlobInfo) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sonet.core import canonical
-from sonet.core.attachment import FileRef
+from sonet.core.attachment import FileRef, media_type_of
 from sonet.core.content import FILE, Content, decode_content, encode_content
 from sonet.core.errors import LocalProtocolError, RemoteProtocolError
 
@@ -79,3 +79,10 @@ def test_encoding_an_invalid_file_is_a_local_error() -> None:
     bad = FileRef(**{**REF.to_map(), "name": "a/b"})
     with pytest.raises(LocalProtocolError):
         encode_content(Content.make_file(id=ID, sent_at=5, file=bad))
+
+
+def test_guessed_media_types_are_normalised_or_dropped() -> None:
+    assert media_type_of("Image/PNG") == "image/png"
+    assert media_type_of("application/vnd.openxmlformats-officedocument.wordprocessingml.document").startswith("application/vnd.")
+    assert media_type_of("text/plain; charset=utf-8") == ""
+    assert media_type_of("x" * 200 + "/y") == ""

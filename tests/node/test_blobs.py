@@ -198,3 +198,20 @@ def test_blobs_section_of_node_toml() -> None:
     for bad in ({"retention_days": 0}, {"max_file_bytes": "100"}, {"account_max_blobs": -1}, {"max_size": 1}):
         with pytest.raises(ConfigError, match="blobs"):
             NodeConfig.from_dict({**base, "blobs": bad})
+
+
+async def test_concurrent_creates_cannot_pass_the_quota_together(tmp_path: Path) -> None:
+    store = await BlobStore.open(tmp_path, BlobSettings(account_max_blobs=2), rng=os.urandom)
+    codes: list[str] = []
+
+    async def one() -> None:
+        try:
+            await store.create("a@b.example", 10, bytes(32), now=1)
+        except RequestError as exc:
+            codes.append(exc.code)
+
+    async with trio.open_nursery() as n:
+        for _ in range(5):
+            n.start_soon(one)
+    assert codes == ["blob_quota"] * 3 and store.usage("a@b.example") == (20, 2)
+    assert len(list((tmp_path / BLOBS_DIR).glob("*.meta"))) == 2
