@@ -199,6 +199,23 @@ async def test_a_poll_and_votes_to_a_contact_whose_node_is_down_wait_and_go_in_o
     assert got is not None and (got.voters, got.closed) == (((), (ALICE,)), True)
 
 
+async def test_a_deleted_poll_is_erased_whichever_comes_first(alpha: RunningNode, register: Register, clock: Clock) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    late_id = alice._rng(16)
+    # the delete comes first (as when the sender's other device wrote it): kept; the poll erased on arrival
+    await _send_raw(alice, BOB, Content.make_delete(id=alice._rng(16), sent_at=clock() + 5, refers_to=late_id))
+    await _send_raw(alice, BOB, Content.make_poll(id=late_id, sent_at=clock(), poll=Poll(question="Secret?", options=("a", "b"))))
+    asked = await alice.send_location(BOB, Location(lat=1, lon=2, label="secret place"))
+    await bob.receive()
+    await alice.delete(asked.id, everyone=True)
+    await bob.receive()
+    for msg_id in (late_id, asked.id):
+        found = bob.state.find_message(msg_id, ALICE)
+        assert found is not None and bob.state.message_text(found) == {}
+    assert [(i.type, i.deleted, i.data) for i in History(bob.state).messages(ALICE)] == [("poll", True, None), ("location", True, None)]
+    await refused("deleted", bob.vote(late_id, "a"))
+
+
 def test_what_waits_on_the_device_comes_back_as_the_same_content() -> None:
     """A 1:1 poll, vote or close that could not go now is rebuilt from its kept fields
     (client/gestures.py waiting_content)."""
