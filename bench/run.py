@@ -23,7 +23,7 @@ from pathlib import Path
 __all__ = ["main", "SUITES", "REQUIRED"]
 
 #: suite modules, in the order they run
-SUITES = ("bench.codec_bench", "bench.crypto_bench", "bench.store_bench", "bench.conn_bench", "bench.relay_bench", "bench.mls_bench", "bench.groups_bench")
+SUITES = ("bench.codec_bench", "bench.crypto_bench", "bench.store_bench", "bench.conn_bench", "bench.relay_bench", "bench.mls_bench", "bench.groups_bench", "bench.attach_bench")
 
 #: the figures issues 6, 14 and 15 ask for (top-level numeric keys of results.json)
 REQUIRED = (
@@ -63,6 +63,9 @@ REQUIRED = (
     "groups_path_commit_nodes_ms",
     "groups_path_commit_stored_bytes_per_node",
     "groups_handover_ms",
+    # issue 17 item 8: a file encrypted, uploaded, downloaded through the federation, decrypted (bench/attach_bench.py)
+    "attach_upload_mib_per_s",
+    "attach_download_mib_per_s",
 )
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
