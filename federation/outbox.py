@@ -6,7 +6,9 @@ once when there is a backlog (a push beside others must be at least half full; u
 load one push in flight gathers what comes meanwhile), each reading past the items of those
 before it. They go out in the order read and the hop
 applies them in that order (the link's push sequence, federation/push_sequence.py); their
-answers are taken in that order too. Nothing is deleted before the PushResult: then, in one
+answers are taken in that order too. A push goes beside others only on the link the one before
+it took (``follows``): on a new link, whose sequence starts again, the hop could apply it ahead
+of a push lost with the old one. Nothing is deleted before the PushResult: then, in one
 store transaction, the items go, their outcomes become delivery statuses (items this node
 originated) or reports queued back to the origin (items it relays). Those transactions run one
 at a time, in order, while the next pushes are on their way; if one fails, the items are pushed
@@ -168,7 +170,7 @@ class _Settling:
 
 #: what pushes one ``_InFlight`` (``Outboxes._deliver``)
 _Deliver = Callable[
-    [str, Peer, list[QueuedItem], list[Transit], set[bytes], Callable[[], object]],
+    [str, Peer, list[QueuedItem], list[Transit], set[bytes], Callable[[object], object], object | None],
     Awaitable[Callable[[], Awaitable[None]] | _HeldBack | None],
 ]
 
@@ -176,7 +178,7 @@ _Deliver = Callable[
 class _InFlight:
     """One push: its items, what it read past (``after``) and, once sent, its outcome."""
 
-    __slots__ = ("items", "transits", "after", "alone", "handed_over", "_done", "_result")
+    __slots__ = ("items", "transits", "after", "alone", "handed_over", "sent", "link", "_done", "_result")
 
     def __init__(self, items: list[QueuedItem], transits: list[Transit], *, after: int) -> None:
         self.items = items
@@ -187,12 +189,20 @@ class _InFlight:
         self.alone = any(_submission_of(t) is not None for t in transits)
         #: set once it has its place on the link (or failed before): the next push may go
         self.handed_over = trio.Event()
+        #: it has its place on a link: ``link`` (as the pool names it), which the next push
+        #: beside it must take too
+        self.sent = False
+        self.link: object | None = None
         self._done = trio.Event()
         self._result: Callable[[], Awaitable[None]] | _HeldBack | None = None
 
-    async def run(self, deliver: _Deliver, dest: str, hop: Peer, waiting: set[bytes]) -> None:
+    def _sent(self, link: object = None) -> None:
+        self.sent, self.link = True, link
+        self.handed_over.set()
+
+    async def run(self, deliver: _Deliver, dest: str, hop: Peer, waiting: set[bytes], follows: object | None) -> None:
         try:
-            self._result = await deliver(dest, hop, self.items, self.transits, waiting, self.handed_over.set)
+            self._result = await deliver(dest, hop, self.items, self.transits, waiting, self._sent, follows)
         finally:
             self.handed_over.set()
             self._done.set()
@@ -346,19 +356,21 @@ class Outboxes:
             push = await self._prepare(dest, items, worker.waiting_groups, after=read_from)
             if push is None:
                 continue  # an unreadable item was dropped: read again
-            if in_flight and (push.alone or not _fills_half(items)):
+            if in_flight and (push.alone or not _fills_half(items) or not in_flight[-1].sent):
                 # A group submission waits for the answers before it. So does a small push: the
                 # hop applies a link's pushes one commit each, so under light load one push in
                 # flight gathering what comes meanwhile costs the hop fewer commits; only a
-                # backlog (half-full pushes and more) is worth several on their way.
+                # backlog (half-full pushes and more) is worth several on their way. And any
+                # push after one that failed before it went out: it must not overtake it.
                 settling, failed = await self._answered(in_flight, settling, worker, nursery)
                 if failed is not None:
                     read_from = failed
                 continue
             read_from = items[-1].seq
             if push.transits:
+                follows = in_flight[-1].link if in_flight else None  # the link those before it took
                 in_flight.append(push)
-                nursery.start_soon(push.run, self._deliver, dest, hop, worker.waiting_groups)
+                nursery.start_soon(push.run, self._deliver, dest, hop, worker.waiting_groups, follows)
                 await push.handed_over.wait()  # the worker's pushes go out in the order read
 
     async def _answered(
@@ -452,17 +464,22 @@ class Outboxes:
         items: list[QueuedItem],
         transits: list[Transit],
         waiting_groups: set[bytes],
-        sent: Callable[[], object],
+        sent: Callable[[object], object],
+        follows: object | None,
     ) -> Callable[[], Awaitable[None]] | _HeldBack | None:
         """Push ``transits`` (of ``items``) to ``hop``; once taken, what settles them (the
         caller runs it), else None (nothing changed, the failure is noted and, unless the hop
         only refused it behind an earlier push, the hop backs off) or ``_HELD_BACK`` (the hop
         refused them for a storage budget; noted, no backoff). The groups whose submissions
-        the hop takes later are added to ``waiting_groups``."""
+        the hop takes later are added to ``waiting_groups``. ``follows``: the link the push
+        before it went on, which it must take too (LinkPool.request)."""
         # the stored bytes go out as they are (decoded above only to read them; wire.encoded)
         push = Push(request=0, items=tuple(encoded(Transit, item.data) for item in items))
         try:
-            answer = await self._pool.request(hop, push, sent=sent)
+            if follows is None:  # (the pool's test fakes know no ``follows``)
+                answer = await self._pool.request(hop, push, sent=sent)
+            else:
+                answer = await self._pool.request(hop, push, sent=sent, follows=follows)  # type: ignore[arg-type]
         except FederationError as exc:  # the pool recorded it and backs off
             self._notes[dest] = (exc.code, str(exc))
             return None

@@ -130,18 +130,28 @@ class LinkPool:
 
     # Using links ----------------------------------------------------------------------------
 
-    async def request(self, peer: Peer, frame: Frame, *, sent: Callable[[], object] | None = None) -> Frame:
+    async def request(
+        self, peer: Peer, frame: Frame, *, sent: Callable[[MuxLink], object] | None = None, follows: MuxLink | None = None
+    ) -> Frame:
         """The answer of direct peer ``peer`` to ``frame`` (whatever frame it is), over the
         shared link, dialled now if needed, whatever the backoff. FederationError if there is
-        no link, it breaks, or no answer comes within the request deadline. ``sent()`` is
-        called once the frame has its place on the link (a push its sequence number)."""
+        no link, it breaks, or no answer comes within the request deadline. ``sent(link)`` is
+        called once the frame has its place on the link (a push its sequence number). With
+        ``follows`` (the link an earlier push went on) it goes on that link or not at all: on
+        a new link, whose sequence starts again, the peer would apply it ahead of that push if
+        the push was lost with the old link (no backoff: that push's failure records it)."""
+        gone = FederationError("unreachable", f"the link to {peer.name} the pushes before it went on is gone")
+        if follows is not None and follows.closed is not None:
+            raise gone
         link = await self._link(peer)
+        if follows is not None and link is not follows:
+            raise gone
         deadline = self._settings.request_deadline_s
         heard = link.heard
         error = FederationError("unreachable", f"{peer.name} did not answer within {deadline:g} s")
         with trio.move_on_after(deadline) as scope:
             try:
-                return await link.request(frame, sent=sent)
+                return await link.request(frame, sent=None if sent is None else lambda: sent(link))
             except LinkLost as exc:
                 error = FederationError("unreachable", f"the link to {peer.name} broke: {exc}")
         if scope.cancelled_caught:

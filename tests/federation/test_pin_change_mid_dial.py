@@ -23,7 +23,7 @@ from sonet.federation.peers import Peer
 from sonet.federation.pool import LinkPool
 from sonet.federation.routes import Routes
 from sonet.federation.settings import FederationSettings
-from tests.node.conftest import HANG_S, StartNode
+from tests.node.conftest import HANG_S, RunningNode, StartNode
 from tests.node.kit import wall_ms
 
 from .net import ALPHA, BETA, NOWHERE, deliveries, mailbox_ids, new_key, pin, pin_node, queue_at, tracked, until
@@ -84,6 +84,18 @@ async def test_a_dial_under_a_pin_changed_meanwhile_delivers_nothing(start_node:
     assert [r.state for r in await deliveries(alpha, alice, item)] == ["queued"]
 
 
+def pool_of(node: RunningNode) -> LinkPool:
+    """A link pool of ``node``'s identity, on its own (``run`` it, ``update`` its peers)."""
+
+    async def remember_key(peer: Peer, key: object) -> None:
+        pass
+
+    return LinkPool(
+        name=node.config.name, identity=node.identity, policy=CryptoPolicy(), remember_key=remember_key,
+        clock_ms=wall_ms, rng=os.urandom, settings=FederationSettings(),
+    )  # fmt: skip
+
+
 async def test_the_link_pool_never_hands_out_a_link_dialled_under_a_superseded_pin(
     start_node: StartNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -97,13 +109,7 @@ async def test_the_link_pool_never_hands_out_a_link_dialled_under_a_superseded_p
     pinned = Peer(name=BETA, url=beta.url, fingerprint=beta.fingerprint, via=None, added_at=wall_ms())
     repinned = Peer(name=BETA, url=beta.url, fingerprint=new_key().public.fingerprint, via=None, added_at=wall_ms())
 
-    async def remember_key(peer: Peer, key: object) -> None:
-        pass
-
-    pool = LinkPool(
-        name=ALPHA, identity=alpha.identity, policy=CryptoPolicy(), remember_key=remember_key,
-        clock_ms=wall_ms, rng=os.urandom, settings=FederationSettings(),
-    )
+    pool = pool_of(alpha)
     answers: list[object] = []
 
     async def ask(peer: Peer) -> None:
