@@ -276,3 +276,22 @@ def test_the_chat_app_shows_a_file_by_its_name_size_and_caption() -> None:
     console.print(MessageRow(item, BOB).content)
     shown = console.export_text()
     assert "file 'trip.tar' (3.0 MiB): the photos" in shown and "11" * 8 not in shown
+
+
+def test_the_progress_bar_shows_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import sys
+
+    from sonet.client.cli_attachments import progress_bar
+
+    with progress_bar(argparse.Namespace(json=False), "sending x") as progress:
+        assert progress is None  # piped (pytest captures stderr): quiet
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with progress_bar(argparse.Namespace(json=True), "sending x") as progress:
+        assert progress is None  # --json: quiet
+    with progress_bar(argparse.Namespace(json=False), "sending x") as progress:
+        assert progress is not None
+        progress(5 * 1024 * 1024, 10 * 1024 * 1024)
+        progress(10 * 1024 * 1024, 10 * 1024 * 1024)
+    out, err = capsys.readouterr()
+    assert out == "" and "sending x" in err
