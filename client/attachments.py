@@ -25,8 +25,9 @@ A file on another node is downloaded through the home node all the same: it fetc
 chunk from that node over the federation link (through relays too) and passes it on
 (node/client_blobs.py); the checks here are the same.
 
-Not yet: files do not wait on the device when the recipient's keys cannot be fetched now (texts
-do): the command fails and can be run again (the upload is kept and resumed).
+When the recipient's keys cannot be fetched now (their node is down...), the file message waits
+on the device like a text (client/pending.py: the same caps and order; its blob is on the home
+node already) and goes by itself with the next command that connects.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ from sonet.core.attachment import FileRef, file_name_problem, media_type_of
 from sonet.core.blob_api import BLOB_CHUNK_BYTES, MAX_BLOB_BYTES, BlobChunk, BlobCreate, BlobCreated, BlobGet, BlobPut, BlobStatus, BlobStored
 from sonet.core.content import Content
 from sonet.core.crypto.stream import FILE_KEY_LEN, Sha256Stream, StreamOpener, StreamSealer, sealed_size
-from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError
+from sonet.core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError
 
 from .connection import ConnectError, Connection, NodeError
 from .file_fields import file_ref_of
+from .pending import PendingFull, waits
 from .replies import expect_reply
 from .state_history import content_fields
 
@@ -105,16 +107,36 @@ class Attachments:
         device, state = self._device, self._state
         profile = state.profile()
         content = Content.make_file(id=device._rng(limits.CONTENT_ID_LEN), sent_at=device._clock(), file=ref, text=text)
-        async with device._connect(profile) as conn:
+        fields = content_fields(content)
+        devices, home, waiting = 0, "", None
+        async with device._connect(profile) as conn:  # which first sends what waits
             home = conn.welcome.node
-            devices, _own = await device._send_content_now(conn, profile, to, content)
-        sent_state = "accepted" if to.node == home else "sent"
+            # behind what waits to them (client/pending.py): in the order written
+            waiting = state.pending_reason(str(to))
+            if waiting is None:
+                try:
+                    devices, _own = await device._send_content_now(conn, profile, to, content)
+                except (NodeError, ProtocolError) as exc:
+                    if not waits(exc):
+                        raise
+                    waiting = (exc.code, str(exc))
         with state.transaction():
-            state.record_sent(content.id, str(to), content.sent_at, devices, state=sent_state, kind=content.type, fields=content_fields(content))
+            if waiting is not None:  # the blob is on the node: the message waits, as a text would
+                code, message = waiting
+                try:
+                    state.add_pending(content.id, str(to), text, created=content.sent_at, code=code, message=message, kind=content.type,
+                                      fields=fields)  # fmt: skip
+                except PendingFull as exc:
+                    raise LocalProtocolError(f"not sent: {message}; nor kept to send later: {exc}", code="pending_full") from None
+                sent_state = "pending"
+            else:
+                sent_state = "accepted" if to.node == home else "sent"
+                state.record_sent(content.id, str(to), content.sent_at, devices, state=sent_state, kind=content.type, fields=fields)
             self._forget_upload(path)
+        code, message = waiting or ("", "")
         return FileSendResult(
             id=content.id, conversation=str(to), is_group=False, state=sent_state, name=ref.name, size=ref.size, sha256=ref.sha256,
-            devices=devices, accepted_by=home,
+            devices=devices, accepted_by=home, code=code, message=message,
         )  # fmt: skip
 
     async def group_send_file(self, group: str, path: Path, *, text: str = "", progress: Progress | None = None) -> FileSendResult:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from sonet.core import limits
 from sonet.core.address import parse_address
-from sonet.core.content import DELETE, DELETE_WINDOW_MS, EDIT, REACTION, REPLY, Content, emoji_problem
+from sonet.core.content import DELETE, DELETE_WINDOW_MS, EDIT, FILE, REACTION, REPLY, Content, emoji_problem
 from sonet.core.errors import LocalProtocolError, ProtocolError
 from sonet.core.groups.items import group_hex
 
@@ -40,6 +40,7 @@ from .connection import ConnectError, NodeError
 from .deletes import erase_deleted
 from .history_fold import may_change
 from .rich_fields import RICH_TYPES, rich_content
+from .file_fields import file_ref_of
 from .pending import PendingFull, waits
 from .prekeys import maintain_prekeys
 from .state_pending import PendingSend
@@ -91,6 +92,8 @@ def waiting_content(entry: PendingSend) -> Content:
     fields = entry.fields
     if entry.kind in RICH_TYPES:
         return rich_content(entry.kind, entry.id, entry.created, fields)
+    if entry.kind == FILE:  # its blob was uploaded before it waited (client/attachments.py)
+        return Content.make_file(id=entry.id, sent_at=entry.created, file=file_ref_of(fields), text=fields.get("text", ""))
     refers_to = bytes.fromhex(fields["refers_to"])
     if entry.kind == REPLY:
         return Content.make_reply(id=entry.id, sent_at=entry.created, text=fields["text"], refers_to=refers_to)
