@@ -9,7 +9,7 @@ engine (client/groups/engine.py) and the sending side (client/gestures.py).
 
 from __future__ import annotations
 
-from sonet.core.content import DELETE, EDIT, REPLY, TEXT
+from sonet.core.content import DELETE, EDIT, FILE, REPLY, TEXT
 
 from .groups.store import GroupMessage
 from .history_fold import may_change
@@ -31,7 +31,7 @@ def after_group_message(state: DeviceState, me: str, message: GroupMessage) -> N
 def _after(state: DeviceState, me: str, kind: str, msg_id: bytes, fields: dict, *, peer: str | None, group: bytes | None) -> None:
     if kind == DELETE:
         erase_deleted(state, me, peer=peer, group=group, delete_id=msg_id)
-    elif kind in (TEXT, REPLY, EDIT, *RICH_MESSAGES) and state.has_deletes(peer=peer, group=group):
+    elif kind in (TEXT, REPLY, EDIT, FILE, *RICH_MESSAGES) and state.has_deletes(peer=peer, group=group):
         named = msg_id if kind != EDIT else _named(fields)
         if named is not None:
             erase_deleted(state, me, peer=peer, group=group, message_id=named)

@@ -316,3 +316,30 @@ async def test_a_file_to_a_node_that_is_down_waits_and_goes_by_itself(
     out = tmp_path / "bob"
     out.mkdir()
     assert Path(await bob.download(sent.id, out)).read_bytes() == data
+
+
+async def test_a_file_that_comes_after_its_delete_for_everyone_is_erased_on_arrival(alpha: RunningNode, register: Register) -> None:
+    """The delete and the message travel separately (the sender's other device may write the
+    delete): whichever comes first, the file message's key and name are not kept."""
+    from sonet.core.attachment import FileRef
+    from sonet.core.content import Content, encode_content
+    from sonet.core.address import parse_address
+    from sonet.core.envelope import Kind
+
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+
+    async def send_raw(content: Content) -> None:
+        profile = alice.state.profile()
+        async with alice._connect(profile) as conn:
+            await alice._deliver(conn, profile, parse_address(BOB), encode_content(content), None, content.id, Kind.SEALED)
+
+    file_id, now = alice._rng(16), alice._clock()
+    ref = FileRef(node=alpha.config.name, blob=alice._rng(16), key=alice._rng(32), sha256=bytes(32), sealed_sha256=bytes(32),
+                  size=10, media_type="text/plain", name="secret.txt")  # fmt: skip
+    await send_raw(Content.make_delete(id=alice._rng(16), sent_at=now + 5, refers_to=file_id))
+    await send_raw(Content.make_file(id=file_id, sent_at=now, file=ref, text="read me"))
+    await bob.receive()
+    found = bob.state.find_message(file_id, ALICE)
+    assert found is not None and bob.state.message_text(found) == {}
+    [item] = [i for i in History(bob.state).messages(ALICE) if i.id == file_id]
+    assert item.deleted
