@@ -9,6 +9,9 @@ how much the node holds ("how much do you have") and the upload goes on from the
 chunk completes the blob: the node checks the SHA-256 of what it holds against the declared one.
 Download: ``BlobGet`` from any offset, answered by ``BlobChunk`` (at most ``BLOB_CHUNK_BYTES``);
 for a blob of another node the home node asks that node (federation) and passes the chunk on.
+Deleting: ``BlobExpire`` from a device of the owner account brings a blob's expiry closer (a
+disappearing message's time) or deletes it at once (a delete for everyone), answered by
+``BlobExpiry``; the node purges it then, as it does at the end of its retention.
 Every field is capped here; what a node takes per account is its own (node.toml ``[blobs]``).
 """
 
@@ -27,6 +30,8 @@ __all__ = [
     "BlobStatus",
     "BlobGet",
     "BlobChunk",
+    "BlobExpire",
+    "BlobExpiry",
 ]
 
 BLOB_ID_LEN = 16
@@ -153,3 +158,33 @@ class BlobChunk(Frame):
             raise ValueError(f"a blob chunk is 1..{BLOB_CHUNK_BYTES} bytes")
         if not 0 <= self.offset or self.offset + len(self.data) > self.total:
             raise ValueError("a blob chunk lies within the blob")
+
+
+@frame(tag=117)
+class BlobExpire(Frame):
+    """Blob ``blob`` of this account goes at ``expires`` (ms since the epoch; at once when that
+    has passed, so 0 deletes it now). Only ever brings its expiry closer: a later time than the
+    one it has changes nothing."""
+
+    request: int
+    blob: bytes
+    expires: int
+
+    def check(self) -> None:
+        _check_blob(self.blob)
+        if not 0 <= self.expires < 2**63:
+            raise ValueError("expires out of range")
+
+
+@frame(tag=118)
+class BlobExpiry(Frame):
+    """When blob ``blob`` goes now (ms since the epoch); 0: it is gone already."""
+
+    request: int
+    blob: bytes
+    expires: int
+
+    def check(self) -> None:
+        _check_blob(self.blob)
+        if not 0 <= self.expires < 2**63:
+            raise ValueError("expires out of range")

@@ -27,6 +27,7 @@ from sonet.core.crypto import CryptoPolicy
 from sonet.core.federation_api import FEDERATION_FRAMES
 from sonet.core.handshake import HandshakeComplete
 from sonet.core.handshake_guard import HandshakeGuard
+from sonet.core.timer import wake_delay_s
 from sonet.core.wire import Frame
 from sonet.federation.link import ENDPOINT as FEDERATION_ENDPOINT
 from sonet.federation.message_requests import MessageRequests
@@ -45,7 +46,8 @@ from .blobs import BlobStore
 from .client_blobs import answer_blob
 from .config import NodeConfig
 from .directory import NodeDirectory
-from .expiry import expiry_loop
+from .client_checks import RequestError
+from .expiry import CHECK_S as EXPIRY_CHECK_S, expiry_loop
 from .identity import load_node_key
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxRegistry
@@ -317,12 +319,21 @@ class Node:
                 written = self.federation.version
 
     async def _blob_retention_loop(self, blobs: BlobStore) -> None:
-        """Attachments past their retention (node.toml [blobs] retention_days) go every PURGE_INTERVAL_S."""
+        """Attachments go at their expiry: past their retention (node.toml [blobs] retention_days)
+        or at the closer time their owner set (a disappearing message's; node/blobs.py expire).
+        Sleeps until the earliest, at most PURGE_INTERVAL_S, woken when one is brought closer."""
         while True:
-            dropped = await blobs.purge(self.clock_ms())
+            now = self.clock_ms()
+            try:
+                dropped = await blobs.purge(now)
+            except RequestError as exc:  # a file that cannot be deleted now: the next round tries again
+                log.warning("cannot delete expired attachments, trying again in %g s: %s", EXPIRY_CHECK_S, exc)
+                await trio.sleep(EXPIRY_CHECK_S)
+                continue
             if dropped:
-                log.info("deleted %d attachments past their retention", dropped)
-            await trio.sleep(PURGE_INTERVAL_S)
+                log.info("deleted %d attachments at their expiry", dropped)
+            with trio.move_on_after(wake_delay_s(now, [blobs.next_expiry()], longest_s=PURGE_INTERVAL_S)):
+                await blobs.expiry_changed()
 
     async def _purge_loop(self, store: SqliteStore) -> None:
         """Expired envelopes go at their expiry (node/expiry.py), the rest every PURGE_INTERVAL_S."""

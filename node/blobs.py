@@ -15,7 +15,8 @@ a blob's id (16 random bytes, a capability) may download it; only its owner acco
 
 Quotas per account (bytes declared at creation, and count), the size limit and the retention
 come from node.toml ``[blobs]`` (node/blob_settings.py); ``purge(now)`` deletes what is past its
-retention, uploaded or not. The disk reserve of ``[storage]`` is kept free too. File I/O runs in
+expiry, uploaded or not: its retention, or the closer time its owner set with ``expire`` (a
+disappearing message's expiry; a delete for everyone deletes it at once). The disk reserve of ``[storage]`` is kept free too. File I/O runs in
 worker threads; one lock per blob orders its writes.
 """
 
@@ -64,6 +65,7 @@ class BlobStore:
         self._reserve = reserve_bytes
         self._blobs: dict[bytes, BlobInfo] = {}
         self._locks: dict[bytes, trio.Lock] = {}
+        self._expiry_changed = trio.Event()
 
     @classmethod
     async def open(cls, data_dir: Path, settings: BlobSettings, *, rng: Callable[[int], bytes], reserve_bytes: int = 0) -> "BlobStore":
@@ -135,6 +137,12 @@ class BlobStore:
         return info
 
     def _write_meta(self, info: BlobInfo) -> None:
+        self._write_record(info)
+        with open(self._path(info.id, ".part"), "wb") as f:
+            os.fsync(f.fileno())
+        _fsync_dir(self.root)
+
+    def _write_record(self, info: BlobInfo) -> None:
         record = {
             "account": info.account, "size": info.size, "sha256": info.sha256.hex(), "created_at": info.created_at, "expires": info.expires,
         }  # fmt: skip
@@ -144,9 +152,6 @@ class BlobStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        with open(self._path(info.id, ".part"), "wb") as f:
-            os.fsync(f.fileno())
-        _fsync_dir(self.root)
 
     def owned(self, account: str, blob: bytes) -> BlobInfo:
         """The blob ``account`` writes, or blob_unknown (another's is as good as unknown)."""
@@ -220,17 +225,45 @@ class BlobStore:
             raise RequestError("store_error", f"blob {blob.hex()} is shorter on disk than recorded")
         return info, data
 
-    # Retention -------------------------------------------------------------------------------------
+    # Expiry and retention ----------------------------------------------------------------------------
+
+    async def expire(self, account: str, blob: bytes, expires: int, *, now: int) -> int:
+        """Bring the expiry of ``account``'s blob closer to ``expires`` (a disappearing message's
+        time; past: delete it now, as a delete for everyone asks). When it goes now (0: gone)."""
+        async with self._lock(blob):
+            info = self.owned(account, blob)
+            if expires >= info.expires:
+                return info.expires  # never later than it was
+            if expires <= now:
+                await self._drop(info)
+                return 0
+            info.expires = expires
+            await self._io(self._write_record, info)  # a restart keeps the earlier time
+        self._expiry_changed.set()
+        return expires
+
+    def next_expiry(self) -> int | None:
+        """The earliest time a blob goes (ms), or None when there are none."""
+        return min((info.expires for info in self._blobs.values()), default=None)
+
+    async def expiry_changed(self) -> None:
+        """Return once an expiry was brought closer (the purge loop then looks again)."""
+        await self._expiry_changed.wait()
+        self._expiry_changed = trio.Event()
 
     async def purge(self, now: int) -> int:
-        """Delete every blob past its retention; how many."""
+        """Delete every blob whose time came (its retention, or a closer expiry); how many."""
         expired = [info for info in self._blobs.values() if info.expires <= now]
         for info in expired:
             async with self._lock(info.id):
-                self._blobs.pop(info.id, None)
-                await self._io(self._remove_files, info.id)
-            self._locks.pop(info.id, None)
+                await self._drop(info)
         return len(expired)
+
+    async def _drop(self, info: BlobInfo) -> None:
+        """Forget the blob and delete its files (its lock held)."""
+        self._blobs.pop(info.id, None)
+        self._locks.pop(info.id, None)  # a later request makes a new one; the blob is unknown then
+        await self._io(self._remove_files, info.id)
 
     def _remove_files(self, blob: bytes) -> None:
         for suffix in (".meta", ".part", ".blob"):

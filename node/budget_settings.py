@@ -59,6 +59,9 @@ class BudgetSettings:
     # lookups at other nodes that one device's requests send out (node/client_limits.py)
     device_lookups_per_second: float = _key(float(cl.LOOKUPS.per_second), 0, _BIG)
     device_lookups_burst: int = _key(int(cl.LOOKUPS.burst), 1, _BIG)
+    # bytes of other nodes' attachments (BlobGet) that one device's downloads fetch (node/client_limits.py)
+    device_remote_blob_bytes_per_second: int = _key(int(cl.REMOTE_BLOB_BYTES.per_second), 1, _BYTES)
+    device_remote_blob_bytes_burst: int = _key(int(cl.REMOTE_BLOB_BYTES.burst), 1, _BYTES)
     # lookups of one peer node (federation/inbound.py): count, and bytes of their answers
     peer_requests_per_second: float = _key(float(_PEER.requests.per_second), 0, _BIG)
     peer_requests_burst: int = _key(int(_PEER.requests.burst), 1, _BIG)
@@ -108,6 +111,7 @@ class BudgetSettings:
         """The node's per-device limits, these budgets in them (the other rates: the defaults)."""
         return cl.ClientLimits(
             lookups=Rate(per_second=self.device_lookups_per_second, burst=self.device_lookups_burst),
+            remote_blob_bytes=Rate(per_second=self.device_remote_blob_bytes_per_second, burst=self.device_remote_blob_bytes_burst),
             registrations_per_address=Rate(
                 per_second=self.registrations_per_address_per_second, burst=self.registrations_per_address_burst
             ),

@@ -4,9 +4,11 @@ Every one needs a registered device. Uploads are the account's own; downloads ta
 by its id: one of this node from its store, one of another node through the federation
 (``ClientFederation.remote_blob``: that node answers, through relays too) passed on chunk by
 chunk, never kept here. Those fetches are not charged to the device's budget of lookups at
-other nodes (a 100 MB file is a hundred of them): its per-connection request limit bounds them,
-and the other node bounds what it answers per peer. ``answer_blob`` answers a peer's
-``BlobGet``. A node without a blob store (``ClientContext.blobs`` None) refuses them as
+other nodes (a 100 MB file is a hundred of them) but to its budget of bytes fetched from other
+nodes (``ClientLimits.admit_remote_blob`` / ``charge_remote_blob``: a device cannot spend what
+the other node grants this whole node per peer); the other node bounds what it answers per peer
+too. ``BlobExpire`` brings an own blob's expiry closer or deletes it (node/blobs.py
+``expire``). ``answer_blob`` answers a peer's ``BlobGet``. A node without a blob store (``ClientContext.blobs`` None) refuses them as
 ``unexpected_frame``.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sonet.core.address import validate_node_name
-from sonet.core.blob_api import BlobChunk, BlobCreate, BlobCreated, BlobGet, BlobPut, BlobStatus, BlobStored
+from sonet.core.blob_api import BlobChunk, BlobCreate, BlobCreated, BlobExpire, BlobExpiry, BlobGet, BlobPut, BlobStatus, BlobStored
 from sonet.core.client_api import ErrorFrame
 from sonet.core.errors import ProtocolError, RemoteProtocolError
 from sonet.core.wire import Frame
@@ -25,7 +27,7 @@ from .blobs import BlobInfo, BlobStore
 from .client_checks import RequestError
 from .client_context import ClientContext, Session, federation_errors, remote, require_registered
 
-__all__ = ["blob_create", "blob_put", "blob_status", "blob_get", "answer_blob"]
+__all__ = ["blob_create", "blob_put", "blob_status", "blob_expire", "blob_get", "answer_blob"]
 
 
 def _store(session: Session) -> BlobStore:
@@ -67,9 +69,19 @@ async def blob_get(session: Session, req: BlobGet) -> None:
         await session.send(await _local_chunk(ctx, req))
         return
     federation = remote(ctx, node)  # unknown_node when this node does not federate
+    if ctx.limits is not None:
+        ctx.limits.admit_remote_blob(session)
     with federation_errors(), charging_lookups(None):
         answer = await federation.remote_blob(node, req.blob, req.offset)
+    if ctx.limits is not None:
+        ctx.limits.charge_remote_blob(session, len(answer.data))
     await session.send(replace(answer, request=req.request))
+
+
+async def blob_expire(session: Session, req: BlobExpire) -> None:
+    account, _device = require_registered(session)
+    expires = await _store(session).expire(account, req.blob, req.expires, now=session.ctx.clock_ms())
+    await session.send(BlobExpiry(request=req.request, blob=req.blob, expires=expires))
 
 
 async def _local_chunk(ctx: ClientContext, req: BlobGet) -> BlobChunk:

@@ -13,6 +13,11 @@ buckets: core/ratelimit.py; time comes from ``ctx.clock_ms()``. What is limited:
   for all of this node's users. Charged when a lookup actually goes out to a peer
   (``charging_lookups`` around each handler; federation/lookup_charge.py): a device list the
   node has cached or a stored node key costs nothing;
+- bytes of attachments this node fetches from other nodes on a device's behalf (``BlobGet`` of
+  another node's blob), per device: a byte budget (``admit_remote_blob`` before the fetch,
+  ``charge_remote_blob`` with the chunk's size after it; the balance may go into debt by one
+  chunk), so one device downloading large files cannot spend what the other node grants this
+  whole node, nor this node's link, for all its users;
 - prekey bundles handed out by ``FetchBundles`` per device, and per (device, account asked
   about); and the one-time prekeys in them per (asking account, account asked about): past
   that allowance (``one_time_allowed``) bundles come without one-time prekeys, which sessions
@@ -68,6 +73,7 @@ __all__ = [
     "ENVELOPES",
     "EPHEMERAL",
     "LOOKUPS",
+    "REMOTE_BLOB_BYTES",
     "BUNDLES",
     "BUNDLES_PER_ACCOUNT",
     "ONE_TIME_PER_ACCOUNT",
@@ -102,6 +108,9 @@ EPHEMERAL = Rate(per_second=50, burst=2 * limits.MAX_ENVELOPES_PER_FRAME)
 #: second a device polling for messages from other nodes was refused its own lookups and
 #: its messages waited past the fault harness's drain)
 LOOKUPS = Rate(per_second=5, burst=100)
+#: bytes of other nodes' attachments fetched per device: a few large files at once (256 MiB),
+#: then 16 MiB a second (about half of what one federated download reaches: docs/performance.md)
+REMOTE_BLOB_BYTES = Rate(per_second=16 * 1024 * 1024, burst=256 * 1024 * 1024)
 #: bundles per device: 20 a minute after a burst of 150 (a new device meeting its contacts)
 BUNDLES = Rate(per_second=20 / 60, burst=150)
 #: bundles per (device, account asked about): every device of the account twice, then as many
@@ -161,6 +170,7 @@ class ClientLimits:
         envelopes: Rate = ENVELOPES,
         ephemeral: Rate = EPHEMERAL,
         lookups: Rate = LOOKUPS,
+        remote_blob_bytes: Rate = REMOTE_BLOB_BYTES,
         bundles: Rate = BUNDLES,
         bundles_per_account: Rate = BUNDLES_PER_ACCOUNT,
         one_time_per_account: Rate = ONE_TIME_PER_ACCOUNT,
@@ -180,6 +190,8 @@ class ClientLimits:
         self._envelopes = Limiter(envelopes)
         self._ephemeral = Limiter(ephemeral)
         self._lookups = Limiter(lookups)
+        # bytes only: the requests are bounded per connection (a chunk is one request)
+        self._remote_blob_bytes = CostBudget(Budget(requests=Rate(per_second=1e9, burst=1e9), bytes=remote_blob_bytes))
         self._bundles = Limiter(bundles)
         self._bundles_per_account = Limiter(bundles_per_account)
         self._one_time = Limiter(one_time_per_account)
@@ -261,6 +273,22 @@ class ClientLimits:
                 raise FederationError("rate_limited", f"too many lookups at other nodes from this device; {_AGAIN}")
 
         return _charging(charge)
+
+    def admit_remote_blob(self, session: Session) -> None:
+        """A ``BlobGet`` of another node's blob is about to be sent on: RequestError
+        ``rate_limited`` (nothing fetched) while the device's budget of bytes fetched from
+        other nodes is spent."""
+        try:
+            self._remote_blob_bytes.admit(session.peer.fingerprint, session.ctx.clock_ms())
+        except OverBudget as exc:
+            seconds = -(-exc.retry_after_ms // 100) / 10
+            raise RequestError(
+                "rate_limited", f"this device fetched too many bytes of files from other nodes; try again in {seconds:.1f} s"
+            ) from None
+
+    def charge_remote_blob(self, session: Session, nbytes: int) -> None:
+        """``nbytes`` of another node's blob were fetched for this device."""
+        self._remote_blob_bytes.charge(session.peer.fingerprint, session.ctx.clock_ms(), nbytes)
 
     def one_time_allowed(self, session: Session, account: str, count: int, *, key_packages: bool = False) -> bool:
         """Whether bundles (``key_packages``: KeyPackages) for ``count`` devices of ``account``

@@ -29,7 +29,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from sonet.core import limits
-from sonet.core.blob_api import BlobCreate, BlobGet, BlobPut, BlobStatus
+from sonet.core.blob_api import BlobCreate, BlobExpire, BlobGet, BlobPut, BlobStatus
 from sonet.core.client_api import (
     Ack,
     Deliver,
@@ -87,7 +87,7 @@ from .client_key_packages import publish_key_packages
 from .group_trees import fetch_group_tree
 from .client_groups import create_group, group_submit
 from .client_messages import send_batch
-from .client_blobs import blob_create, blob_get, blob_put, blob_status
+from .client_blobs import blob_create, blob_expire, blob_get, blob_put, blob_status
 from .client_registration import link_approve, link_begin, link_complete, link_fetch, register, remove_device
 from .client_status import fetch_status
 from .mailbox import MailboxKey, Wakeup
@@ -422,4 +422,5 @@ _HANDLERS: dict[type[Frame], Callable[[ClientSession, Any], Awaitable[None]]] = 
     BlobPut: blob_put,
     BlobStatus: blob_status,
     BlobGet: blob_get,
+    BlobExpire: blob_expire,
 }
