@@ -475,7 +475,8 @@ class Store(Protocol):
     async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:
         """Delete acknowledged envelopes (returns how many existed); their ids stay known
         until the end of the UTC day their envelope expires, so a retransmission is not stored
-        again (no finer time is kept: it would tell when each message arrived). Envelopes already expired at
+        again (no finer time is kept: it would tell when each message arrived); a short-lived
+        envelope's (a disappearing message's: node/store/vanishing.py) until its expiry. Envelopes already expired at
         ``now`` are deleted too but do not count (they no longer existed for the device); an id
         listed twice counts once."""
         ...
@@ -490,7 +491,8 @@ class Store(Protocol):
 
     async def next_expiry(self, *, after: int) -> int | None:
         """The earliest ``expires`` above ``after`` of a stored envelope: in a mailbox or in the
-        outbox (this node's own and relayed items); None if there is none (node/expiry.py)."""
+        outbox (this node's own and relayed items), or of a record that names one (a dedup
+        record, a disappearing message's delivery row); None if there is none (node/expiry.py)."""
         ...
 
     async def stats(self) -> dict[str, int]:

@@ -487,9 +487,15 @@ _HANDOVERS: tuple[str, ...] = (
 # a member node named the next hub remembers which hub named it: only that one hands it over
 _HANDOVER_FROM: tuple[str, ...] = ("ALTER TABLE member_groups ADD COLUMN handed_over_by TEXT",)
 
+# a disappearing message's delivery-status row goes at its envelope's expiry (node/store/vanishing.py)
+_VANISHING: tuple[str, ...] = (
+    "ALTER TABLE deliveries ADD COLUMN vanishes INTEGER NULL",
+    "CREATE INDEX deliveries_vanishing ON deliveries (vanishes) WHERE vanishes IS NOT NULL",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
-    _HANDOVERS, _HANDOVER_FROM,
+    _HANDOVERS, _HANDOVER_FROM, _VANISHING,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -75,6 +75,7 @@ from .sqlite_accounts import (
 )
 from .sqlite_federation import (
     _deliveries,
+    _drop_vanished_deliveries,
     _expire_outbox,
     _expired_outbox,
     _outbox,
@@ -538,6 +539,7 @@ def _enqueue(
 
 def _purge_all(conn: sqlite3.Connection, now: int) -> int:
     _purge_groups(conn, now)
+    _drop_vanished_deliveries(conn, now)
     return _purge_expired(conn, now)
 
 

@@ -1,7 +1,9 @@
 """When the next stored envelope expires: what the node's expiry loop (node/expiry.py) sleeps
 until, so a disappearing message leaves the mailbox, the outbox or a relay queue (the outbox
-table holds both) when it expires, not at the next minute's purge. Two index lookups
-(``mailbox_expiry``, ``outbox_expiry``)."""
+table holds both) when it expires, not at the next minute's purge, and so do the records that
+name it after it left (its dedup records, ``acked_ids`` and a relay's ``outbox_sent``, and its
+sender's delivery-status row, ``deliveries.vanishes``: node/store/vanishing.py). One index lookup
+per table."""
 
 from __future__ import annotations
 
@@ -11,10 +13,14 @@ __all__ = ["_next_expiry"]
 
 
 def _next_expiry(conn: sqlite3.Connection, after: int) -> int | None:
-    """The earliest ``expires`` above ``after`` of a mailbox envelope or an outbox item."""
+    """The earliest ``expires`` above ``after`` of a mailbox envelope, an outbox item or a dedup
+    record, or ``vanishes`` of a delivery row (the loop's outbox expiry drops ``outbox_sent``)."""
     found = [
-        conn.execute(f"SELECT min(expires) FROM {table} WHERE expires > ?", (after,)).fetchone()[0]
-        for table in ("mailbox", "outbox")
+        conn.execute(f"SELECT min({column}) FROM {table} WHERE {column} > ?", (after,)).fetchone()[0]  # noqa: S608 - fixed names
+        for table, column in (
+            ("mailbox", "expires"), ("outbox", "expires"), ("acked_ids", "expires"), ("outbox_sent", "expires"),
+            ("deliveries", "vanishes"),
+        )
     ]
     due = [f for f in found if f is not None]
     return min(due) if due else None

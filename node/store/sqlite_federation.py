@@ -31,6 +31,7 @@ from .base import (
 )
 from .sqlite_budgets import Charges, DiskFree, enforce
 from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _known, _mailbox_usage
+from .vanishing import is_short_lived
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
 
@@ -85,10 +86,13 @@ def _queue_outbound(
         # OR IGNORE: a row the envelope already has keeps its state (final states stay final).
         # The row names the recipient's node and device number, never the recipient account:
         # this node does not keep a record of whom its users write to (docs/security.md).
+        # A disappearing message's row goes at its envelope's expiry, whatever its state
+        # (``vanishes``; node/store/vanishing.py): no node keeps its id past its time.
+        vanishes = item.expires if is_short_lived(item.expires, now) else None
         conn.execute(
-            "INSERT OR IGNORE INTO deliveries (sender_account, sender_device, id, dest, device, state, code, updated_at, expires)"
-            " VALUES (?, ?, ?, ?, ?, 'queued', '', ?, ?)",
-            (t.sender_account, t.sender_device, t.id, item.dest, t.device, now, item.expires),
+            "INSERT OR IGNORE INTO deliveries (sender_account, sender_device, id, dest, device, state, code, updated_at, expires, vanishes)"
+            " VALUES (?, ?, ?, ?, ?, 'queued', '', ?, ?, ?)",
+            (t.sender_account, t.sender_device, t.id, item.dest, t.device, now, item.expires, vanishes),
         )
 
 
@@ -311,6 +315,11 @@ def _deliveries(
                 )
             )
     return rows
+
+
+def _drop_vanished_deliveries(conn: sqlite3.Connection, now: int) -> None:
+    """The delivery rows of disappearing messages whose envelopes expired by ``now``."""
+    conn.execute("DELETE FROM deliveries WHERE vanishes IS NOT NULL AND vanishes <= ?", (now,))
 
 
 def _expire_outbox(conn: sqlite3.Connection, now: int) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .base import MailboxItem, NewEnvelope, Quota, QuotaExceeded, StoreError
 from .sqlite_budgets import Charges
+from .vanishing import SHORT_LIVED_MS
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
 
@@ -150,7 +151,9 @@ def _pending(
 
 
 #: an acknowledged id is kept until the end of the (UTC) day its envelope expires: the expiry to
-#: the millisecond would tell when each message arrived, and dedup needs no finer time
+#: the millisecond would tell when each message arrived, and dedup needs no finer time. A
+#: disappearing message's id goes at its envelope's expiry instead (node/store/vanishing.py):
+#: a replay after it is refused as expired, and no node keeps the id past the message's time.
 ACKED_ID_GRANULARITY_MS = 24 * 3600 * 1000
 
 
@@ -159,9 +162,9 @@ def _ack(conn: sqlite3.Connection, account: str, device_id: int, ids: list[bytes
     # Remember the ids of unexpired envelopes (expired ones need no dedup), then delete.
     remembered = conn.executemany(
         "INSERT OR REPLACE INTO acked_ids (account, device_id, id, expires)"
-        " SELECT account, device_id, id, (expires + ? - 1) / ? * ? FROM mailbox"
-        " WHERE account = ? AND device_id = ? AND id = ? AND expires > ?",
-        [(*(ACKED_ID_GRANULARITY_MS,) * 3, account, device_id, id_, now) for id_ in unique_ids],
+        " SELECT account, device_id, id, CASE WHEN expires - stored_at < ? THEN expires ELSE (expires + ? - 1) / ? * ? END"
+        " FROM mailbox WHERE account = ? AND device_id = ? AND id = ? AND expires > ?",
+        [(SHORT_LIVED_MS, *(ACKED_ID_GRANULARITY_MS,) * 3, account, device_id, id_, now) for id_ in unique_ids],
     ).rowcount
     conn.executemany(
         "DELETE FROM mailbox WHERE account = ? AND device_id = ? AND id = ?",

@@ -1,7 +1,8 @@
 """Issue 17 acceptance, disappearing messages: alice@alpha and bob@beta (real node processes), a
-5-second timer; one message waits in beta's mailbox (bob does not receive), one in alpha's
-outbox while beta is down. After their time neither node holds them (no row of a mailbox or an
-outbox names them) and neither side's history has them; bob never sees them."""
+5-second timer; one message bob receives, one waits in beta's mailbox (bob does not receive),
+one in alpha's outbox while beta is down. After their time no row of either node's database
+names them (not a mailbox or an outbox, nor a dedup record or a delivery-status row: not even
+their ids) and neither side's history has them; bob never sees the last two."""
 
 from __future__ import annotations
 
@@ -61,6 +62,12 @@ def test_a_five_second_timer_clears_both_nodes_and_both_histories(procs: Process
     until(lambda: got.extend(o for o in run_json(bob, "recv", "--wait", "2") if o["type"] == "timer") or got, "bob saw the timer")
     assert (got[0]["id"], got[0]["duration"]) == (timer["id"], f"{TIMER_S}s")
 
+    # one bob receives (beta remembers its id to refuse a replay, alpha its delivery status)
+    [read] = run_json(alice, "send", "bob@beta", "bob reads this one")
+    until(lambda: any(o.get("id") == read["id"] for o in run_json(bob, "recv", "--wait", "2")), "bob got the timed one")
+    read_id = bytes.fromhex(read["id"])
+    until(lambda: "acked_ids" in tables_naming(beta, read_id), "beta remembers the id bob acknowledged")
+    assert "deliveries" in tables_naming(alpha, read_id)
     # one in beta's mailbox (bob does not receive it), one in alpha's outbox while beta is down
     [in_mailbox] = run_json(alice, "send", "bob@beta", "waits in beta's mailbox")
     in_mailbox_id = bytes.fromhex(in_mailbox["id"])
@@ -71,7 +78,7 @@ def test_a_five_second_timer_clears_both_nodes_and_both_histories(procs: Process
     in_outbox_id = bytes.fromhex(in_outbox["id"])
     assert "outbox" in tables_naming(alpha, in_outbox_id)
     sent_at = time.monotonic()
-    history = run_json(alice, "history", "bob@beta")
+    history = [o for o in run_json(alice, "history", "bob@beta") if o["id"] != read["id"]]  # (which may be gone already)
     assert [o["type"] for o in history] == ["text", "timer", "text", "text"]
     assert history[1]["duration"] == f"{TIMER_S}s" and all(o.get("expires_at") for o in history[2:])
     assert f"you -> bob@beta: set disappearing messages to {TIMER_S}s" in ok(sonet_here(alice, "history", "bob@beta")).out
@@ -82,8 +89,8 @@ def test_a_five_second_timer_clears_both_nodes_and_both_histories(procs: Process
     beta = restart(procs, beta)  # down at its time: its first purge, at start, drops it
     until(lambda: not tables_naming(beta, in_mailbox_id) & held, "beta dropped the one it held")
     for node in (alpha, beta):
-        for msg_id in (in_mailbox_id, in_outbox_id):  # what may stay: dedup and delivery-status records (docs/security.md)
-            assert tables_naming(node, msg_id) <= {"acked_ids", "deliveries"}, (node.name, tables_naming(node, msg_id))
+        for msg_id in (read_id, in_mailbox_id, in_outbox_id):  # not even a dedup or delivery-status record
+            assert tables_naming(node, msg_id) == set(), (node.name, msg_id.hex(), tables_naming(node, msg_id))
 
     texts = [o for o in run_json(bob, "recv", "--wait", "3") if o["type"] == "text"]
     assert texts == []  # bob never sees them

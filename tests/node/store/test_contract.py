@@ -305,13 +305,24 @@ def day_end(at: int) -> int:
 
 async def test_an_ack_record_blocks_until_the_end_of_its_expiry_day_then_no_longer_before_purge(store: Store) -> None:
     await register(store, ALICE)
+    expires = NOW + 30 * DAY  # an ordinary envelope's lifetime (a short one's record ends at its expiry: below)
+    await store.enqueue([env(1, expires=expires)], now=NOW, quota=ROOMY)
+    await store.ack(ALICE, 1, [mid(1)], now=NOW)
+
+    assert await store.enqueue([env(1, expires=expires)], now=expires - 1, quota=ROOMY) == 0
+    assert await store.enqueue([env(1, expires=day_end(expires) + DAY)], now=day_end(expires) - 1, quota=ROOMY) == 0
+    assert await store.enqueue([env(1, expires=day_end(expires) + DAY)], now=day_end(expires), quota=ROOMY) == 1
+    assert await pending_ids(store, ALICE, now=day_end(expires)) == [mid(1)]
+
+
+async def test_a_short_lived_envelopes_ack_record_ends_at_its_expiry(store: Store) -> None:
+    """A disappearing message's id is not kept past its time (node/store/vanishing.py)."""
+    await register(store, ALICE)
     await store.enqueue([env(1, expires=NOW + 10)], now=NOW, quota=ROOMY)
     await store.ack(ALICE, 1, [mid(1)], now=NOW)
 
-    assert await store.enqueue([env(1, expires=NOW + DAY)], now=NOW + 10, quota=ROOMY) == 0
-    assert await store.enqueue([env(1, expires=day_end(NOW) + DAY)], now=day_end(NOW) - 1, quota=ROOMY) == 0
-    assert await store.enqueue([env(1, expires=day_end(NOW) + DAY)], now=day_end(NOW), quota=ROOMY) == 1
-    assert await pending_ids(store, ALICE, now=day_end(NOW)) == [mid(1)]
+    assert await store.enqueue([env(1, expires=NOW + DAY)], now=NOW + 9, quota=ROOMY) == 0
+    assert await store.enqueue([env(1, expires=NOW + DAY)], now=NOW + 10, quota=ROOMY) == 1
 
 
 async def test_reacked_envelope_is_deduplicated_again(store: Store) -> None:

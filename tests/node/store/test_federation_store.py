@@ -496,7 +496,9 @@ async def test_delivery_rows_outlive_their_envelope_by_the_grace_period(store: S
 
 
 async def test_purge_expired_leaves_the_outbox_alone(store: Store) -> None:
-    await store.enqueue([], now=NOW, quota=ROOMY, outbound=[out(1, expires=NOW + 10, tracked=tracking(1))])
+    # queued 30 days before its expiry: an ordinary envelope, whose delivery row outlives it (a
+    # disappearing message's goes at its expiry: tests/node/store/test_vanishing.py)
+    await store.enqueue([], now=NOW + 10 - 30 * DAY, quota=ROOMY, outbound=[out(1, expires=NOW + 10, tracked=tracking(1))])
     await store.purge_expired(now=NOW + 10)
     assert await store.outbox_counts() == {BETA: 1}  # only its outbox worker settles it
     assert await delivery_states(store, 1) == [("queued", "")]

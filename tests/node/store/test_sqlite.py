@@ -191,12 +191,13 @@ async def test_a_failing_transaction_is_rolled_back(db_path: Path) -> None:
 
 async def test_purge_drops_expired_dedup_records(db_path: Path) -> None:
     async with await with_alice(db_path) as store:
-        await store.enqueue([envelope(1)], now=NOW, quota=ROOMY)
+        await store.enqueue([replace(envelope(1), expires=NOW + 30 * DAY)], now=NOW, quota=ROOMY)
         await store.ack(ALICE, 1, [(1).to_bytes(16, "big")], now=NOW)
         assert (await store.stats())["acked_ids"] == 1
 
-        # kept to the end of the UTC day the envelope expires (NOW + DAY), and no finer
-        day_end = -(-(NOW + DAY) // DAY) * DAY
+        # an ordinary envelope's is kept to the end of the UTC day it expires, and no finer (a
+        # disappearing message's to its expiry: tests/node/store/test_vanishing.py)
+        day_end = -(-(NOW + 30 * DAY) // DAY) * DAY
         await store.purge_expired(now=day_end - 1)
         assert (await store.stats())["acked_ids"] == 1
         await store.purge_expired(now=day_end)
@@ -206,15 +207,15 @@ async def test_purge_drops_expired_dedup_records(db_path: Path) -> None:
 async def test_acknowledged_ids_keep_no_time_finer_than_the_day(db_path: Path) -> None:
     async with await with_alice(db_path) as store:
         ids = [n.to_bytes(16, "big") for n in (1, 2, 3)]
-        # three envelopes that arrived (and so expire) a millisecond and a second apart
+        # three ordinary envelopes that arrived (and so expire) a millisecond and a second apart
         for n, offset in zip((1, 2, 3), (0, 1, 1000)):
-            await store.enqueue([replace(envelope(n), expires=NOW + DAY + offset)], now=NOW + offset, quota=ROOMY)
+            await store.enqueue([replace(envelope(n), expires=NOW + 30 * DAY + offset)], now=NOW + offset, quota=ROOMY)
         await store.ack(ALICE, 1, ids, now=NOW + 2000)
     with closing(sqlite3.connect(db_path)) as conn:
         kept = {at for (at,) in conn.execute("SELECT expires FROM acked_ids")}
     # one value for all three: the end of the UTC day they expire, rounded up so that an id is
     # never remembered for less than its envelope's own lifetime
-    assert kept == {-(-(NOW + DAY) // DAY) * DAY}
+    assert kept == {-(-(NOW + 30 * DAY) // DAY) * DAY}
 
 
 async def test_closed_store_refuses_use(db_path: Path) -> None:
