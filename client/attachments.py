@@ -25,6 +25,9 @@ A file on another node is downloaded through the home node all the same: it fetc
 chunk from that node over the federation link (through relays too) and passes it on
 (node/client_blobs.py); the checks here are the same.
 
+While the conversation's timer is on, the blob's expiry on the node is the message's; a delete
+for everyone of the message deletes it (client/blob_expiry.py).
+
 When the recipient's keys cannot be fetched now (their node is down...), the file message waits
 on the device like a text (client/pending.py: the same caps and order; its blob is on the home
 node already) and goes by itself with the next command that connects.
@@ -49,11 +52,13 @@ from sonet.core.content import Content
 from sonet.core.crypto.stream import FILE_KEY_LEN, Sha256Stream, StreamOpener, StreamSealer, sealed_size
 from sonet.core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError
 
+from .blob_expiry import expire_blob
 from .connection import ConnectError, Connection, NodeError
 from .file_fields import file_ref_of
 from .pending import PendingFull, waits
 from .replies import expect_reply
 from .state_history import content_fields
+from .timer import timed
 
 if TYPE_CHECKING:
     from .sdk import Device
@@ -107,10 +112,13 @@ class Attachments:
         device, state = self._device, self._state
         profile = state.profile()
         content = Content.make_file(id=device._rng(limits.CONTENT_ID_LEN), sent_at=device._clock(), file=ref, text=text)
+        content = timed(state, str(to), content)  # the conversation's timer, if on
         fields = content_fields(content)
         devices, home, waiting = 0, "", None
         async with device._connect(profile) as conn:  # which first sends what waits
             home = conn.welcome.node
+            if content.expires is not None:  # the blob goes with the message (client/blob_expiry.py)
+                await expire_blob(conn, ref, content.expires)
             # behind what waits to them (client/pending.py): in the order written
             waiting = state.pending_reason(str(to))
             if waiting is None:
@@ -147,6 +155,13 @@ class Attachments:
         content = Content.make_file(id=self._device._rng(limits.CONTENT_ID_LEN), sent_at=self._device._clock(), file=ref, text=text)
         result = await groups.send_content(group, content)
         self._forget_upload(path)
+        expires = self._state.message_expiry(content.id)  # a group's timer (noted as it was sent)
+        if expires is not None:  # the blob goes with the message (client/blob_expiry.py); best effort once it went
+            try:
+                async with self._device._connect(self._state.profile()) as conn:
+                    await expire_blob(conn, ref, expires)
+            except (ConnectError, NodeError, ProtocolError):
+                pass  # the blob stays until its retention on the node; the message itself still goes at its time
         return FileSendResult(
             id=content.id, conversation=result.group, is_group=True, state=result.state, name=ref.name, size=ref.size, sha256=ref.sha256,
             code=result.code, message=result.message,

@@ -23,6 +23,8 @@ same caps and order: behind the texts to the same contact that wait, so it never
 message it names); in a group as a group text does.
 
 Delete for me is local: the message is hidden on this device and its text erased from it.
+A delete for everyone of one's own file message deletes its blob from the node first
+(client/blob_expiry.py).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sonet.core.content import DELETE, DELETE_WINDOW_MS, EDIT, FILE, REACTION, R
 from sonet.core.errors import LocalProtocolError, ProtocolError
 from sonet.core.groups.items import group_hex
 
+from .blob_expiry import expire_blob
 from .connection import ConnectError, NodeError
 from .deletes import erase_deleted
 from .history_fold import may_change
@@ -161,7 +164,22 @@ class Gestures:
                 "delete it on this device only)",
                 code="too_late",
             )  # fmt: skip
+        if kept.type == FILE:  # its blob goes from the node first (client/blob_expiry.py)
+            await self._delete_blob(kept)
         return await self._send(kept, Content.make_delete(id=self._new_id(), sent_at=now, refers_to=msg_id))
+
+    async def _delete_blob(self, kept: KeptMessage) -> None:
+        fields = self._state.message_text(kept)
+        if "file" not in fields:
+            return
+        ref = file_ref_of(fields)
+        try:
+            async with self._device._connect(self._state.profile()) as conn:
+                await expire_blob(conn, ref, 0)
+        except ConnectError:
+            if not self._live:
+                raise
+            # offline in a live session: the delete waits to go; the blob stays until its retention
 
     async def send_group(self, group: bytes, content: Content) -> GroupSendResult:
         """Send any message one writes in ``group`` (a live session's does not wait for the hub's order)."""
