@@ -28,6 +28,10 @@ chunk from that node over the federation link (through relays too) and passes it
 While the conversation's timer is on, the blob's expiry on the node is the message's; a delete
 for everyone of the message deletes it (client/blob_expiry.py).
 
+A voice note is a file message whose ``file`` map carries its length (``voice_ms``: ``sonet send
+--file PATH --voice SECONDS``); recv and history say so. No image thumbnails: they need an image
+library (Pillow) this project does not depend on.
+
 When the recipient's keys cannot be fetched now (their node is down...), the file message waits
 on the device like a text (client/pending.py: the same caps and order; its blob is on the home
 node already) and goes by itself with the next command that connects.
@@ -38,7 +42,7 @@ from __future__ import annotations
 import mimetypes
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,7 +50,7 @@ import trio
 
 from sonet.core import canonical, limits
 from sonet.core.address import parse_address
-from sonet.core.attachment import FileRef, file_name_problem, media_type_of
+from sonet.core.attachment import MAX_VOICE_MS, FileRef, file_name_problem, media_type_of
 from sonet.core.blob_api import BLOB_CHUNK_BYTES, MAX_BLOB_BYTES, BlobChunk, BlobCreate, BlobCreated, BlobGet, BlobPut, BlobStatus, BlobStored
 from sonet.core.content import Content
 from sonet.core.crypto.stream import FILE_KEY_LEN, Sha256Stream, StreamOpener, StreamSealer, sealed_size
@@ -92,6 +96,8 @@ class FileSendResult:
     accepted_by: str = ""
     code: str = ""
     message: str = ""
+    #: a voice note's length (ms); None: another file
+    voice_ms: int | None = None
 
 
 def _noop(done: int, total: int) -> None:
@@ -105,10 +111,13 @@ class Attachments:
 
     # Sending -----------------------------------------------------------------------------
 
-    async def send_file(self, recipient: str, path: Path, *, text: str = "", progress: Progress | None = None) -> FileSendResult:
+    async def send_file(
+        self, recipient: str, path: Path, *, text: str = "", progress: Progress | None = None, voice_ms: int | None = None
+    ) -> FileSendResult:
         to = parse_address(recipient)
         _check_caption(text)
-        ref = await self._upload(path, progress or _noop)
+        _check_voice(voice_ms)
+        ref = replace(await self._upload(path, progress or _noop), voice_ms=voice_ms)
         device, state = self._device, self._state
         profile = state.profile()
         content = Content.make_file(id=device._rng(limits.CONTENT_ID_LEN), sent_at=device._clock(), file=ref, text=text)
@@ -144,14 +153,17 @@ class Attachments:
         code, message = waiting or ("", "")
         return FileSendResult(
             id=content.id, conversation=str(to), is_group=False, state=sent_state, name=ref.name, size=ref.size, sha256=ref.sha256,
-            devices=devices, accepted_by=home, code=code, message=message,
+            devices=devices, accepted_by=home, code=code, message=message, voice_ms=ref.voice_ms,
         )  # fmt: skip
 
-    async def group_send_file(self, group: str, path: Path, *, text: str = "", progress: Progress | None = None) -> FileSendResult:
+    async def group_send_file(
+        self, group: str, path: Path, *, text: str = "", progress: Progress | None = None, voice_ms: int | None = None
+    ) -> FileSendResult:
         _check_caption(text)
+        _check_voice(voice_ms)
         groups = self._device._groups()
         groups.find(group)  # an unknown group is refused before anything is uploaded
-        ref = await self._upload(path, progress or _noop)
+        ref = replace(await self._upload(path, progress or _noop), voice_ms=voice_ms)
         content = Content.make_file(id=self._device._rng(limits.CONTENT_ID_LEN), sent_at=self._device._clock(), file=ref, text=text)
         result = await groups.send_content(group, content)
         self._forget_upload(path)
@@ -164,7 +176,7 @@ class Attachments:
                 pass  # the blob stays until its retention on the node; the message itself still goes at its time
         return FileSendResult(
             id=content.id, conversation=result.group, is_group=True, state=result.state, name=ref.name, size=ref.size, sha256=ref.sha256,
-            code=result.code, message=result.message,
+            code=result.code, message=result.message, voice_ms=ref.voice_ms,
         )  # fmt: skip
 
     async def _upload(self, path: Path, progress: Progress) -> FileRef:
@@ -372,6 +384,12 @@ def _first_failure(group: BaseExceptionGroup) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
+
+
+def _check_voice(voice_ms: int | None) -> None:
+    """A voice note's length is 1 ms..MAX_VOICE_MS (refused before anything is uploaded)."""
+    if voice_ms is not None and (type(voice_ms) is not int or not 0 < voice_ms <= MAX_VOICE_MS):
+        raise LocalProtocolError(f"a voice note lasts more than 0 and at most {MAX_VOICE_MS // 1000} seconds", code="bad_input")
 
 
 def _check_caption(text: str) -> None:

@@ -27,7 +27,7 @@ from .cli_groups import (
 from .cli_gestures import add_gesture_commands, gesture_json_fields, gesture_line
 from .cli_rich import add_rich_commands
 from .rich_fields import rich_json, rich_line
-from .cli_attachments import add_download_command, caption_after_options, send_file_command
+from .cli_attachments import add_download_command, add_voice_option, caption_after_options, send_file_command
 from .file_fields import file_json, file_summary
 from .cli_presence import add_presence_command, presence_line
 from .cli_history import add_history_command
@@ -689,6 +689,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         help="send this file, encrypted on this device and uploaded to the home node (at most 100 MiB by default; a progress bar "
         "on a terminal); sending the same file again after an interruption resumes its upload",
     )  # fmt: skip
+    add_voice_option(p)
     caption_after_options(p)
     p.add_argument(
         "--crypto-mode", choices=[m.value for m in CryptoMode],

@@ -13,13 +13,34 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from sonet.core.attachment import MAX_VOICE_MS
+
 from .attachments import FileSendResult, Progress
 from .gestures import parse_message_id
 
 if TYPE_CHECKING:
     from .cli_groups import Shell
 
-__all__ = ["send_file_command", "add_download_command", "file_sent_json", "progress_bar", "caption_after_options"]
+__all__ = ["send_file_command", "add_download_command", "add_voice_option", "file_sent_json", "progress_bar", "caption_after_options"]
+
+
+def _voice_seconds(text: str) -> int:
+    """``--voice SECONDS`` as ms (a usage error unless 0 < SECONDS <= the longest voice note)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    ms = round(seconds * 1000) if seconds == seconds else 0  # NaN: refused below
+    if not 0 < ms <= MAX_VOICE_MS:
+        raise argparse.ArgumentTypeError(f"a voice note lasts more than 0 and at most {MAX_VOICE_MS // 1000} seconds")
+    return ms
+
+
+def add_voice_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--voice", metavar="SECONDS", type=_voice_seconds, dest="voice_ms",
+        help="with --file: it is a voice note (a recording) this many seconds long; recv and history show it as one",
+    )  # fmt: skip
 
 
 def caption_after_options(p: argparse.ArgumentParser) -> None:
@@ -40,6 +61,8 @@ def caption_after_options(p: argparse.ArgumentParser) -> None:
             inside = False
         if parsed.text is None and parsed.file is None:  # TEXT is optional only with --file
             p.error("the following arguments are required: TEXT (or --file PATH)")
+        if getattr(parsed, "voice_ms", None) is not None and parsed.file is None:
+            p.error("--voice needs --file PATH (the recording)")
         return parsed, rest
 
     p.parse_known_args = parse_known_args  # type: ignore[method-assign]
@@ -71,6 +94,8 @@ def file_sent_json(r: FileSendResult) -> dict[str, Any]:
         "id": r.id.hex(), "type": "file", "name": r.name, "size": r.size, "sha256": r.sha256.hex(), "state": r.state,
         "code": r.code, "message": r.message,
     }  # fmt: skip
+    if r.voice_ms is not None:
+        out["voice_ms"] = r.voice_ms
     if r.is_group:
         out["group"] = r.conversation
     else:
@@ -81,7 +106,8 @@ def file_sent_json(r: FileSendResult) -> dict[str, Any]:
 def _sent_line(r: FileSendResult) -> str:
     where = f"group {r.conversation}" if r.is_group else r.conversation
     state = f"{r.state}: {r.message}" if r.message else r.state
-    return f"sent file {r.name} ({r.size} bytes) to {where} ({state}); id {r.id.hex()}"
+    what = "voice note" if r.voice_ms is not None else "file"
+    return f"sent {what} {r.name} ({r.size} bytes) to {where} ({state}); id {r.id.hex()}"
 
 
 def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, group: bool) -> None:
@@ -89,10 +115,11 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
     device = shell.device(args)
     path = Path(args.file)
     with progress_bar(args, f"sending {path.name}") as progress:
+        voice_ms = getattr(args, "voice_ms", None)
         if group:
-            result = trio.run(lambda: device.group_send_file(args.address, path, text, progress=progress))
+            result = trio.run(lambda: device.group_send_file(args.address, path, text, progress=progress, voice_ms=voice_ms))
         else:
-            result = trio.run(lambda: device.send_file(args.address, path, text, progress=progress))
+            result = trio.run(lambda: device.send_file(args.address, path, text, progress=progress, voice_ms=voice_ms))
     shell.show(args, file_sent_json(result), _sent_line(result))
 
 

@@ -24,11 +24,15 @@ def file_ref_of(fields: dict[str, Any]) -> FileRef:
 
 
 def file_json(fields: dict[str, Any]) -> dict[str, Any]:
-    """What ``--json`` prints of a file message: name, size, sha256 (of the file), media_type."""
+    """What ``--json`` prints of a file message: name, size, sha256 (of the file), media_type, and
+    a voice note's ``voice_ms`` (its length)."""
     kept = fields.get("file")
     if not isinstance(kept, dict):
         return {}
-    return {"name": kept["name"], "size": kept["size"], "sha256": kept["sha256"], "media_type": kept["media_type"]}
+    shown = {"name": kept["name"], "size": kept["size"], "sha256": kept["sha256"], "media_type": kept["media_type"]}
+    if "voice_ms" in kept:
+        shown["voice_ms"] = kept["voice_ms"]
+    return shown
 
 
 def file_summary(fields: dict[str, Any]) -> str:
@@ -37,7 +41,15 @@ def file_summary(fields: dict[str, Any]) -> str:
     if not isinstance(kept, dict):
         return "a file"
     caption = f": {fields['text']}" if fields.get("text") else ""
+    if "voice_ms" in kept:
+        return f"voice note {kept['name']!r} ({_duration(kept['voice_ms'])}, {_size(kept['size'])}){caption}"
     return f"file {kept['name']!r} ({_size(kept['size'])}){caption}"
+
+
+def _duration(ms: int) -> str:
+    """m:ss (h:mm:ss past an hour), rounded up to the second: a 0.4 s note reads 0:01."""
+    s = -(-ms // 1000)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def _size(n: int) -> str:

@@ -877,13 +877,18 @@ class Device:
 
     # Attachments (client/attachments.py) -------------------------------------------------
 
-    async def send_file(self, recipient: str, path: str | os.PathLike[str], text: str = "", *, progress: Progress | None = None) -> FileSendResult:
+    async def send_file(
+        self, recipient: str, path: str | os.PathLike[str], text: str = "", *, progress: Progress | None = None, voice_ms: int | None = None
+    ) -> FileSendResult:
         """Encrypt ``path``, upload it to the home node (resuming an upload of it that stopped) and
-        send ``recipient`` a file message with ``text`` as its caption."""
-        return await Attachments(self).send_file(recipient, Path(path), text=text, progress=progress)
+        send ``recipient`` a file message with ``text`` as its caption; ``voice_ms``: it is a
+        voice note of that length."""
+        return await Attachments(self).send_file(recipient, Path(path), text=text, progress=progress, voice_ms=voice_ms)
 
-    async def group_send_file(self, group: str, path: str | os.PathLike[str], text: str = "", *, progress: Progress | None = None) -> FileSendResult:
-        return await Attachments(self).group_send_file(group, Path(path), text=text, progress=progress)
+    async def group_send_file(
+        self, group: str, path: str | os.PathLike[str], text: str = "", *, progress: Progress | None = None, voice_ms: int | None = None
+    ) -> FileSendResult:
+        return await Attachments(self).group_send_file(group, Path(path), text=text, progress=progress, voice_ms=voice_ms)
 
     async def download(self, message_id: bytes, out_dir: str | os.PathLike[str] = ".", *, progress: Progress | None = None) -> Path:
         """Download, check and decrypt the file of message ``message_id`` into ``out_dir`` (resuming

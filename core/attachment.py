@@ -2,7 +2,8 @@
 open and check it. ``FileRef`` is the strict form of the content's ``file`` map:
 
 ``{node, blob (16 bytes), key (32 bytes), sha256 (32: of the plaintext), sealed_sha256 (32: of
-the ciphertext, which the node checks too), size (plaintext bytes), media_type, name}``
+the ciphertext, which the node checks too), size (plaintext bytes), media_type, name}``, and
+``voice_ms`` (1..``MAX_VOICE_MS``) only in a voice note: a recording to play, of that length.
 
 The key is the file's own (core/crypto/stream.py): it travels only inside the end-to-end
 encrypted message, never to a node. ``name`` is a bare file name (no directory part, no control
@@ -22,7 +23,7 @@ from .blob_api import BLOB_ID_LEN, MAX_BLOB_BYTES
 from .crypto.stream import FILE_KEY_LEN, plain_size, sealed_size
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 
-__all__ = ["FileRef", "MAX_FILE_NAME_BYTES", "MAX_MEDIA_TYPE_LEN", "file_name_problem", "media_type_of"]
+__all__ = ["FileRef", "MAX_FILE_NAME_BYTES", "MAX_MEDIA_TYPE_LEN", "MAX_VOICE_MS", "file_name_problem", "media_type_of"]
 
 MAX_FILE_NAME_BYTES = 255  # what most file systems take
 MAX_MEDIA_TYPE_LEN = 127
@@ -31,7 +32,10 @@ _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*
 _FIELDS: dict[str, type] = {
     "node": str, "blob": bytes, "key": bytes, "sha256": bytes, "sealed_sha256": bytes, "size": int, "media_type": str, "name": str,
 }  # fmt: skip
-_CANONICAL_ORDER = sorted(_FIELDS, key=lambda k: (len(k.encode()), k.encode()))
+#: the longest voice note (ms): three hours
+MAX_VOICE_MS = 3 * 3600 * 1000
+_VOICE = "voice_ms"
+_CANONICAL_ORDER = sorted([*_FIELDS, _VOICE], key=lambda k: (len(k.encode()), k.encode()))
 
 
 def file_name_problem(name: str) -> str | None:
@@ -61,9 +65,12 @@ class FileRef:
     size: int
     media_type: str
     name: str
+    #: a voice note's length (ms); None: any other file
+    voice_ms: int | None = None
 
     def __repr__(self) -> str:  # never show the key
-        return f"FileRef(node={self.node!r}, blob={self.blob.hex()}, size={self.size}, name={self.name!r})"
+        voice = "" if self.voice_ms is None else f", voice_ms={self.voice_ms}"
+        return f"FileRef(node={self.node!r}, blob={self.blob.hex()}, size={self.size}, name={self.name!r}{voice})"
 
     @property
     def sealed_size(self) -> int:
@@ -72,7 +79,7 @@ class FileRef:
 
     def to_map(self) -> dict[str, Any]:
         # in canonical key order: the content's encoder writes nested maps as they are ordered
-        value = {name: getattr(self, name) for name in _CANONICAL_ORDER}
+        value = {name: getattr(self, name) for name in _CANONICAL_ORDER if not (name == _VOICE and self.voice_ms is None)}
         _check(value, LocalProtocolError)
         return value
 
@@ -85,8 +92,10 @@ def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
     def fail(message: str) -> ProtocolError:
         return err(f"file: {message}", code="content_malformed" if err is RemoteProtocolError else None)
 
-    if type(value) is not dict or value.keys() != _FIELDS.keys():
-        raise fail(f"a file map has exactly the fields {sorted(_FIELDS)}")
+    if type(value) is not dict or value.keys() - {_VOICE} != _FIELDS.keys():
+        raise fail(f"a file map has exactly the fields {sorted(_FIELDS)} (and {_VOICE} in a voice note)")
+    if _VOICE in value and (type(value[_VOICE]) is not int or not 0 < value[_VOICE] <= MAX_VOICE_MS):
+        raise fail(f"a voice note lasts 1..{MAX_VOICE_MS} ms")
     for key, tp in _FIELDS.items():
         if type(value[key]) is not tp:
             raise fail(f"field {key!r} must be {tp.__name__}")
