@@ -5,7 +5,7 @@ by its id: one of this node from its store, one of another node through the fede
 (``ClientFederation.remote_blob``: that node answers, through relays too) passed on chunk by
 chunk, never kept here. Those fetches are not charged to the device's budget of lookups at
 other nodes (a 100 MB file is a hundred of them) but to its budget of bytes fetched from other
-nodes (``ClientLimits.admit_remote_blob`` / ``charge_remote_blob``: a device cannot spend what
+nodes (``ClientLimits.admit_remote_blob`` / ``settle_remote_blob``: a device cannot spend what
 the other node grants this whole node per peer); the other node bounds what it answers per peer
 too. ``BlobExpire`` brings an own blob's expiry closer or deletes it (node/blobs.py
 ``expire``). ``answer_blob`` answers a peer's ``BlobGet``. A node without a blob store (``ClientContext.blobs`` None) refuses them as
@@ -69,12 +69,17 @@ async def blob_get(session: Session, req: BlobGet) -> None:
         await session.send(await _local_chunk(ctx, req))
         return
     federation = remote(ctx, node)  # unknown_node when this node does not federate
-    if ctx.limits is not None:
-        ctx.limits.admit_remote_blob(session)
-    with federation_errors(), charging_lookups(None):
-        answer = await federation.remote_blob(node, req.blob, req.offset)
-    if ctx.limits is not None:
-        ctx.limits.charge_remote_blob(session, len(answer.data))
+    limits = ctx.limits
+    if limits is not None:
+        limits.admit_remote_blob(session)
+    fetched = 0
+    try:
+        with federation_errors(), charging_lookups(None):
+            answer = await federation.remote_blob(node, req.blob, req.offset)
+        fetched = len(answer.data)
+    finally:
+        if limits is not None:  # what the chunk did not use (all of it when it failed) goes back
+            limits.settle_remote_blob(session, fetched)
     await session.send(replace(answer, request=req.request))
 
 

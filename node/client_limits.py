@@ -14,10 +14,10 @@ buckets: core/ratelimit.py; time comes from ``ctx.clock_ms()``. What is limited:
   (``charging_lookups`` around each handler; federation/lookup_charge.py): a device list the
   node has cached or a stored node key costs nothing;
 - bytes of attachments this node fetches from other nodes on a device's behalf (``BlobGet`` of
-  another node's blob), per device: a byte budget (``admit_remote_blob`` before the fetch,
-  ``charge_remote_blob`` with the chunk's size after it; the balance may go into debt by one
-  chunk), so one device downloading large files cannot spend what the other node grants this
-  whole node, nor this node's link, for all its users;
+  another node's blob), per device: a byte budget (``admit_remote_blob`` takes a whole chunk's
+  worth before the fetch, ``settle_remote_blob`` gives back what the answer did not use: the
+  chunks a device asks at once cannot overdraw it), so one device downloading large files cannot
+  spend what the other node grants this whole node, nor this node's link, for all its users;
 - prekey bundles handed out by ``FetchBundles`` per device, and per (device, account asked
   about); and the one-time prekeys in them per (asking account, account asked about): past
   that allowance (``one_time_allowed``) bundles come without one-time prekeys, which sessions
@@ -55,6 +55,7 @@ from dataclasses import dataclass
 
 from sonet.core import limits
 from sonet.core.address import parse_address
+from sonet.core.blob_api import BLOB_CHUNK_BYTES
 from sonet.core.client_api import CreateGroup, FetchBundles, FetchKeyPackages, GroupSubmit, LinkBegin, SendBatch
 from sonet.core.cost_budget import VERIFY_COST, Budget, CostBudget, OverBudget
 from sonet.core.envelope import Kind
@@ -275,20 +276,22 @@ class ClientLimits:
         return _charging(charge)
 
     def admit_remote_blob(self, session: Session) -> None:
-        """A ``BlobGet`` of another node's blob is about to be sent on: RequestError
-        ``rate_limited`` (nothing fetched) while the device's budget of bytes fetched from
-        other nodes is spent."""
+        """A ``BlobGet`` of another node's blob is about to be sent on: a whole chunk's worth
+        of the device's budget of bytes fetched from other nodes is taken (``settle_remote_blob``
+        gives back what was not used), or RequestError ``rate_limited`` (nothing fetched) while
+        that much is not there."""
         try:
-            self._remote_blob_bytes.admit(session.peer.fingerprint, session.ctx.clock_ms())
+            self._remote_blob_bytes.admit(session.peer.fingerprint, session.ctx.clock_ms(), upfront=BLOB_CHUNK_BYTES)
         except OverBudget as exc:
             seconds = -(-exc.retry_after_ms // 100) / 10
             raise RequestError(
                 "rate_limited", f"this device fetched too many bytes of files from other nodes; try again in {seconds:.1f} s"
             ) from None
 
-    def charge_remote_blob(self, session: Session, nbytes: int) -> None:
-        """``nbytes`` of another node's blob were fetched for this device."""
-        self._remote_blob_bytes.charge(session.peer.fingerprint, session.ctx.clock_ms(), nbytes)
+    def settle_remote_blob(self, session: Session, nbytes: int) -> None:
+        """An admitted fetch fetched ``nbytes`` (0 when it failed): the rest of its chunk's worth
+        goes back to the device's budget."""
+        self._remote_blob_bytes.charge(session.peer.fingerprint, session.ctx.clock_ms(), nbytes - BLOB_CHUNK_BYTES)
 
     def one_time_allowed(self, session: Session, account: str, count: int, *, key_packages: bool = False) -> bool:
         """Whether bundles (``key_packages``: KeyPackages) for ``count`` devices of ``account``

@@ -19,7 +19,7 @@ from tests.node.kit import Member, NodeError, RawConnection
 
 from .net import ALPHA, GAMMA, triangle
 
-DATA = os.urandom(3 * BLOB_CHUNK_BYTES)
+DATA = os.urandom(3 * BLOB_CHUNK_BYTES - 1000)
 
 
 async def _upload(node: RunningNode, member: Member) -> bytes:
@@ -39,16 +39,22 @@ async def _chunk(conn: RawConnection, node: str, blob: bytes, offset: int) -> by
 
 
 async def test_remote_blob_bytes_are_charged_per_device(start_node: StartNode, node_params: NodeParams) -> None:
-    # a chunk and a half, refilled at a byte a second: two chunks pass (the second into debt)
-    node_params.client_limits = ClientLimits(remote_blob_bytes=Rate(per_second=1, burst=BLOB_CHUNK_BYTES * 3 // 2))
+    # two chunks and a half, refilled at a byte a second: a whole chunk is taken before each fetch
+    node_params.client_limits = ClientLimits(remote_blob_bytes=Rate(per_second=1, burst=BLOB_CHUNK_BYTES * 5 // 2))
     net = await triangle(start_node)
     blob = await _upload(net.alpha, net.alice.first)
     own = await _upload(net.gamma, net.carol.first)
     async with net.gamma.raw(net.carol.first) as conn:
-        assert await _chunk(conn, ALPHA, blob, 0) == DATA[:BLOB_CHUNK_BYTES]
-        assert await _chunk(conn, ALPHA, blob, BLOB_CHUNK_BYTES) == DATA[BLOB_CHUNK_BYTES : 2 * BLOB_CHUNK_BYTES]
+        # a refused fetch (an unknown blob) gives its chunk's worth back
         with pytest.raises(NodeError) as refusal:
-            await _chunk(conn, ALPHA, blob, 2 * BLOB_CHUNK_BYTES)
+            await _chunk(conn, ALPHA, os.urandom(16), 0)
+        assert refusal.value.code == "blob_unknown"
+        assert await _chunk(conn, ALPHA, blob, 0) == DATA[:BLOB_CHUNK_BYTES]
+        # the last chunk is short: only what it used is kept (a half chunk and 1000 bytes are left)
+        assert await _chunk(conn, ALPHA, blob, 2 * BLOB_CHUNK_BYTES) == DATA[2 * BLOB_CHUNK_BYTES :]
+        # not a whole chunk's worth left: refused before anything is fetched
+        with pytest.raises(NodeError) as refusal:
+            await _chunk(conn, ALPHA, blob, BLOB_CHUNK_BYTES)
         assert refusal.value.code == "rate_limited"
         assert "fetched too many bytes of files from other nodes; try again in" in str(refusal.value)
         # her own node's blobs are not fetched from another node: not charged
@@ -57,9 +63,9 @@ async def test_remote_blob_bytes_are_charged_per_device(start_node: StartNode, n
     # reconnecting does not refill it (the actor is the device key)
     async with net.gamma.raw(net.carol.first) as conn:
         with pytest.raises(NodeError) as refusal:
-            await _chunk(conn, ALPHA, blob, 2 * BLOB_CHUNK_BYTES)
+            await _chunk(conn, ALPHA, blob, BLOB_CHUNK_BYTES)
         assert refusal.value.code == "rate_limited"
     # another device has its own budget
     dave = await net.gamma.enroll("dave")
     async with net.gamma.raw(dave.first) as conn:
-        assert await _chunk(conn, ALPHA, blob, 2 * BLOB_CHUNK_BYTES) == DATA[2 * BLOB_CHUNK_BYTES :]
+        assert await _chunk(conn, ALPHA, blob, BLOB_CHUNK_BYTES) == DATA[BLOB_CHUNK_BYTES : 2 * BLOB_CHUNK_BYTES]
