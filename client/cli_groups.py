@@ -27,6 +27,7 @@ from sonet.core.content import MAX_GROUP_NAME_LEN, MAX_GROUP_TOPIC_LEN
 from sonet.core.errors import LocalProtocolError, ProtocolError
 
 from .cli_gestures import gesture_line
+from .cli_timer import timer_json_fields, timer_line
 from .file_fields import file_json, file_summary
 from .rich_fields import rich_json, rich_line
 from .groups.api import GroupInfoView, GroupSendResult, GroupView
@@ -152,6 +153,7 @@ def group_message_json(m: GroupMessage) -> dict[str, Any]:
         **{key: m.fields[key] for key in ("refers_to", "emoji", "remove") if key in m.fields},  # issue 17 (client/cli_gestures.py)
         **(file_json(m.fields) if m.type == "file" else {}),  # name, size, sha256, media_type (client/file_fields.py)
         **rich_json(m.type, m.fields),  # a location, contact, event, poll or vote (client/rich_fields.py)
+        **timer_json_fields(m.fields),  # a timer, a timed message's expires_at (client/cli_timer.py)
     }  # fmt: skip
 
 
@@ -162,7 +164,7 @@ def group_message_line(m: GroupMessage) -> str:
     if m.type == "file":  # client/file_fields.py
         return f"{where} sent {file_summary({**m.fields, 'text': m.text})}; `sonet download {m.id.hex()}` saves it"
     fields = {**m.fields, "text": m.text}
-    return f"{where} {gesture_line(m.type, fields) or rich_line(m.type, fields) or m.text}"
+    return f"{where} {gesture_line(m.type, fields) or timer_line(m.type, fields) or rich_line(m.type, fields) or m.text}"
 
 
 def group_event_json(e: GroupEvent) -> dict[str, Any]:

@@ -46,19 +46,20 @@ def cmd_timer(args: argparse.Namespace, shell: Shell) -> None:
     timer = parse_duration(args.duration)
     device = shell.device(args)
     result = trio.run(lambda: device.set_timer(args.address, timer))
-    line = f"{timer_text(timer)} in the conversation with {result.conversation} ({result.state}); id {result.id.hex()}"
+    where = f"the conversation with {result.conversation}" if "@" in result.conversation else f"group {result.conversation}"
+    line = f"{timer_text(timer)} in {where} ({result.state}); id {result.id.hex()}"
     shell.show(args, _result_json(result), line)
 
 
 def add_timer_command(sub: argparse._SubParsersAction, shell: Shell) -> None:
     """``sonet timer`` under the command line's subparsers (client/cli.py build_parser)."""
     p = sub.add_parser(
-        "timer", help="set disappearing messages for a conversation",
+        "timer", help="set disappearing messages for a conversation or a group",
         description="Set the conversation's timer, for both sides (either may change it; both see the change): every message "
         "written while it is on (texts, replies, reactions, edits, deletes) disappears that long after it was written, from "
         "every node that holds it and from both sides' devices.",
     )  # fmt: skip
-    p.add_argument("address", metavar="ADDRESS", help="the contact (user@node)")
+    p.add_argument("address", metavar="ADDRESS|GROUP", help="the contact (user@node), or a group (its id or name; any member may set it)")
     p.add_argument("duration", metavar="DURATION", help=f"5s, 10m, 1h, 7d, 2w (at most {format_duration(MAX_TIMER_MS)}), or off")
     p.add_argument("--json", action="store_true", help="one JSON object: id, type (timer), to, timer (ms; 0 for off), duration, state")
     p.set_defaults(fn=lambda args: cmd_timer(args, shell))

@@ -6,8 +6,8 @@ ms (0: off) and the ``(sent_at, id)`` of the timer message that set it: the late
 every device, whichever order they arrive in (ties by id).
 
 ``expiring``: a message id and when it disappears; ``erase_expired`` deletes every row that
-holds a message of that id (``inbox``, ``sent``, ``pending``, ``group_inbox``, ``group_sent``,
-``deleted_here``) once its time came: its sealed body and fields go with the row, and the
+holds a message of that id (``inbox``, ``sent``, ``pending``, ``group_inbox``, ``group_sent`` and
+its receipts' ``group_sent_devices``, ``deleted_here``) once its time came: its sealed body and fields go with the row, and the
 database is opened with ``secure_delete`` (client/state.py) so the freed pages are zeroed.
 ``DeviceState`` mixes this in; it provides ``_db`` and ``transaction``.
 """
@@ -27,7 +27,7 @@ CREATE INDEX IF NOT EXISTS expiring_by_time ON expiring (expires);
 """
 
 #: every table that keeps a message (or what names it) by its id
-ERASED_TABLES = ("inbox", "sent", "pending", "group_inbox", "group_sent", "deleted_here")
+ERASED_TABLES = ("inbox", "sent", "pending", "group_inbox", "group_sent", "group_sent_devices", "deleted_here")
 #: ids per DELETE statement (SQLite's default limit of host parameters is 999)
 _IDS_PER_QUERY = 500
 

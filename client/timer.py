@@ -8,6 +8,12 @@ reply, reaction, edit, delete or file: ``EXPIRING``) carries ``expires = sent_at
 device that keeps it erases it then: ``erase_due`` runs when the device is opened, on each
 receive, when the history is read, and in a live session at each message's time
 (``erase_loop``). A message that arrives after its time is erased as it is stored.
+
+``sonet timer GROUP 1h|off`` does the same in a group (``set_group_timer``): any member may set
+it, it takes effect in the group's order on every member's device, and while it is on every
+message written in the group carries its expiry in its (end-to-end encrypted) content, so every
+device erases it then; the hub and the member nodes keep the group item for the node's TTL
+(the group submission carries no expiry yet: docs/groups.md "Not yet").
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from sonet.core import limits
 from sonet.core.address import parse_address
 from sonet.core.content import EXPIRING, TIMER, Content
 from sonet.core.errors import LocalProtocolError
+from sonet.core.groups.items import group_hex
 from sonet.core.timer import expiry_of, format_duration, timer_problem, wake_delay_s
 
 from .prekeys import maintain_prekeys
@@ -30,7 +37,7 @@ from .state import DeviceState
 if TYPE_CHECKING:
     from .sdk import Device
 
-__all__ = ["TimerResult", "timed", "after_stored", "erase_due", "erase_loop", "set_timer", "timer_text", "CHECK_S"]
+__all__ = ["TimerResult", "timed", "after_stored", "erase_due", "erase_loop", "set_timer", "set_group_timer", "timer_text", "CHECK_S"]
 
 #: a live session looks again this often for messages kept meanwhile that disappear sooner
 CHECK_S = 1.0
@@ -42,7 +49,7 @@ class TimerResult:
     conversation: str
     timer: int  # ms; 0: off
     devices: int
-    state: str  # "accepted" (same node) or "sent"
+    state: str  # "accepted" (same node) or "sent"; a group's: "ordered", "queued" or "pending" (client/groups/api.py)
 
 
 def timer_text(timer: int) -> str:
@@ -90,10 +97,13 @@ async def erase_loop(state: DeviceState, clock: Callable[[], int], on_erased: Ca
 
 
 async def set_timer(device: Device, address: str, timer: int) -> TimerResult:
-    """Set the timer of the 1:1 conversation with ``address`` (ms; 0: off), for both sides."""
+    """Set the timer of the 1:1 conversation with ``address`` (ms; 0: off), for both sides, or
+    of a group (``address`` is its id or name here: no ``@``)."""
     problem = timer_problem(timer)
     if problem is not None:
         raise LocalProtocolError(problem, code="bad_timer")
+    if "@" not in address:
+        return await set_group_timer(device, address, timer)
     state = device.state
     profile = state.profile()
     to = parse_address(address)
@@ -108,3 +118,18 @@ async def set_timer(device: Device, address: str, timer: int) -> TimerResult:
     sent_state = "accepted" if to.node == home else "sent"
     state.record_sent(content.id, str(to), now, devices, state=sent_state, kind=TIMER, fields={"timer": timer})
     return TimerResult(id=content.id, conversation=str(to), timer=timer, devices=devices, state=sent_state)
+
+
+async def set_group_timer(device: Device, group: str, timer: int) -> TimerResult:
+    """Set a group's timer (ms; 0: off). Any member may (groups have no rule that keeps it to
+    admins): a timer message sent in the group like a text, which takes effect on every
+    member's device, this one's too, in the group's order (client/groups/engine.py).
+    ``devices`` is 0: the hub's copies reach the member nodes, not a count of devices."""
+    problem = timer_problem(timer)
+    if problem is not None:
+        raise LocalProtocolError(problem, code="bad_timer")
+    groups = device._groups()
+    group_id = group_hex(groups.find(group).id)
+    content = Content.make_timer(id=device._rng(limits.CONTENT_ID_LEN), sent_at=device._clock(), timer=timer)
+    sent = await groups.send_content(group_id, content)
+    return TimerResult(id=content.id, conversation=group_id, timer=timer, devices=0, state=sent.state)

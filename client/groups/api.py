@@ -45,6 +45,7 @@ from ..pending import MAX_PENDING, waits
 from ..replies import expect_reply
 from ..state import DeviceState, Profile
 from ..state_history import content_fields
+from ..timer import timed
 from .engine import ORDERED, GroupEngine, submit_own
 from .keys import SUITE, maintain_key_packages, own_key_package, signature_key
 from .members import fetch_key_packages
@@ -284,11 +285,16 @@ class Groups:
         return await self.send_content(group, Content.make_text(id=content_id, sent_at=now, text=text), settle=settle)
 
     async def send_content(self, group: str, message: Content, *, settle: bool = True) -> GroupSendResult:
-        """Send a text, reply, reaction, edit or delete (client/gestures.py), as ``send``."""
+        """Send a text, reply, reaction, edit or delete (client/gestures.py), as ``send``.
+        While the group's timer is on it carries its expiry (client/timer.py), noted first: it
+        is erased here at its time even if it never goes."""
         profile = self._state.profile()
+        group_id = self.find(group).id
+        message = timed(self._state, group_hex(group_id), message)
+        if message.expires is not None:
+            self._state.note_expiry(message.id, message.expires)
         content_id, now, kept = message.id, message.sent_at, content_fields(message)
         content = encode_content(message)
-        group_id = self.find(group).id
         origin = self._rng(16)
         queued = False
         try:

@@ -55,6 +55,7 @@ from ..deletes import after_group_message
 from ..replies import expect_reply
 from ..state import DeviceState, Profile
 from ..state_history import content_fields
+from ..timer import after_stored
 from . import leaving
 from .keys import SUITE, OwnKeyPackage, signature_key
 from .ops import NothingToDo, make
@@ -270,6 +271,8 @@ class GroupEngine:
             return record.but(name=content.name, topic=content.topic)
         if content.type in SYNCABLE:  # a text, or a reply, reaction, edit, delete (client/gestures.py)
             note_ordered(self._state, content.id, own.epoch, record.mls, self._profile.address)
+            # a timer takes effect in the group's order, here as on every member's device
+            after_stored(self._state, content, conversation=group_hex(record.id), now=self._clock())
         return record
 
     def _failed(self, own: Outstanding, code: str) -> None:
@@ -314,6 +317,8 @@ class GroupEngine:
             )  # fmt: skip
             self._state.store_group_message(stored)
             after_group_message(self._state, self._profile.address, stored)
+            # a timer (any member may set it), or a timed message: erased at its time (client/timer.py)
+            after_stored(self._state, content, conversation=group_hex(item.group), now=self._clock())
         elif content.type == GROUP_STATE and content.name is not None and content.topic is not None:
             if group_extension(group.context).is_admin(sender.account):
                 events = []
