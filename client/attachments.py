@@ -71,8 +71,10 @@ __all__ = ["Attachments", "FileSendResult", "Progress", "RETRIES"]
 
 #: (bytes done, bytes in all) as a transfer goes
 Progress = Callable[[int, int], None]
-#: how many times a cut connection is dialled again within one upload or download
-RETRIES = 5
+#: how many times a cut connection is dialled again within one upload or download: pauses of
+#: 0.2 s doubling to 3 s, about 27 s in all, so a node that restarts (a busy machine takes a
+#: while) is waited for; after that the command fails and running it again resumes
+RETRIES = 12
 #: BlobPuts on their way at once: the link carries the next chunks while the node writes one
 PUTS_IN_FLIGHT = 4
 #: BlobGets on their way at once (a blob of another node: its node reads while this one passes on)

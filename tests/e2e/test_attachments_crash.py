@@ -54,7 +54,7 @@ def test_upload_survives_a_node_kill_and_download_resumes(procs: Processes, tmp_
     assert 0 < held < len(data) + 16 * 1024
     node = procs.start_node(pair.node.data)  # the same port: the send dials it again by itself
     out, err = send.communicate(timeout=GUARD_S)
-    assert send.returncode == 0, err
+    assert send.returncode == 0, (out, err)
     sent = json.loads(out.splitlines()[-1])
     assert sent["sha256"] == hashlib.sha256(data).hexdigest()
     done = list(blobs.glob("*.blob"))
