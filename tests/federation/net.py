@@ -136,11 +136,12 @@ def tracked(node: RunningNode, sender: Account, to: str, device: int = 1, *, exp
     return federation.outbound(env, sender_account=sender.address, sender_device=1, now=wall_ms())
 
 
-async def queue_at(node: RunningNode, *items: OutboundItem) -> None:
-    """Commit items to ``node``'s outbox (as a SendBatch does) and wake its workers."""
+async def queue_at(node: RunningNode, *items: OutboundItem, now: int | None = None) -> None:
+    """Commit items to ``node``'s outbox (as a SendBatch does) and wake its workers; ``now``:
+    when they were queued (the wall clock if None)."""
     quota = Quota(max_envelopes=node.config.mailbox_max_envelopes, max_bytes=node.config.mailbox_max_bytes)
     async with node.store() as store:
-        await store.enqueue([], now=wall_ms(), quota=quota, outbound=items)
+        await store.enqueue([], now=wall_ms() if now is None else now, quota=quota, outbound=items)
     assert node.node.federation is not None
     node.node.federation.wake({i.dest for i in items})
 
