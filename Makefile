@@ -46,9 +46,10 @@ run: $(VENV)/.installed-run
 # a start) and pytest rewrote every test module's asserts in each worker (__pycache__/ is ignored by git).
 PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n auto --dist loadscope --no-loadscope-reorder
 
-# Everything: the type check and every test, the slow ones too (the table of the fault runs at the end).
+# Everything: the type check and every test, the slow ones too (the table of the fault runs at the
+# end, then the 25 slowest tests: where the 10 minutes go).
 test: typecheck
-	$(PYTEST)
+	$(PYTEST) --durations=25
 
 # The inner loop, a few minutes: the type check and every test but @pytest.mark.slow (real
 # node processes under faults, walkthroughs, long runs).
