@@ -11,6 +11,7 @@ history (client/history.py), the one record of what was said.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from rich.text import Text
@@ -28,14 +29,18 @@ from ..cli_groups import group_event_line
 from ..connection import ConnectError, NodeError
 from ..directory import IdentityChanged
 from ..groups.api import GroupInfoView
-from ..history import Conversation
+from ..attachments import Progress
+from ..history import Conversation, HistoryItem
+from ..rich_fields import poll_of
 from ..live import Notice, Offline, Online, Received, SentChanged
 from ..sdk import Device
 from ..state import StateError
 from .bridge import GuestEnded, TrioGuest
 from .commands import ChatCommand, command_target, parse_command
+from .actions import FileCommand, action_refusal, deletes_for_everyone, my_votes, parse_file_command
+from .pickers import ConfirmScreen, ReactScreen, VoteScreen
 from .screens import AskScreen, ContactScreen, GroupScreen, HelpScreen, IdentityChangedScreen
-from .render import presence_words, safe, short_name
+from .render import presence_words, safe, short_name, transfer_line
 from .session import ChatSession, LiveUpdate
 from .widgets import ConversationList, MessageLog
 
@@ -70,6 +75,10 @@ class ChatApp(App[int]):
     #warning { height: auto; padding: 0 1; color: $text; background: $error 40%; display: none; }
     #warning.shown { display: block; }
     MessageLog { height: 1fr; padding: 0 1; }
+    MessageLog:focus { background: $boost; }
+    MessageRow.selected { background: $accent 40%; }
+    #transfer { height: 1; padding: 0 1; display: none; }
+    #transfer.shown { display: block; }
     #empty { color: $text-muted; padding: 1 2; }
     #typing { height: 1; padding: 0 1; color: $text-muted; text-style: italic; }
     #compose { height: 3; }
@@ -95,6 +104,7 @@ class ChatApp(App[int]):
         Binding("escape", "to_list", "list", show=False),
         Binding("pageup", "scroll_log(-1)", "scroll up", show=False),
         Binding("pagedown", "scroll_log(1)", "scroll down", show=False),
+        Binding("up", "cursor(-1)", "pick a message", show=False),  # the compose box's placeholder says it
     ]
 
     def __init__(self, device: Device, *, read_receipts: bool = True) -> None:
@@ -119,6 +129,10 @@ class ChatApp(App[int]):
         #: why the session ended by itself (the CLI says it on one line)
         self.final_error: BaseException | None = None
         self._quitting = False
+        #: what Enter in the compose box does besides sending a text: ("reply"|"edit", message id)
+        self.compose_mode: tuple[str, bytes] | None = None
+        #: when the transfer line was last drawn (monotonic s): progress is drawn a few times a second
+        self._transfer_drawn = 0.0
 
     # Layout -----------------------------------------------------------------------------
 
@@ -131,8 +145,9 @@ class ChatApp(App[int]):
                 yield Static(id="title")
                 yield Static(id="warning")
                 yield MessageLog(id="log")
+                yield Static(id="transfer")
                 yield Static(id="typing")
-                yield Input(placeholder="pick a conversation on the left, or Ctrl+N for a new one", id="compose", disabled=True)
+                yield Input(placeholder="pick a conversation on the left, or Ctrl+N for a new one", id="compose", disabled=True, select_on_focus=False)
         yield Footer(compact=True, show_command_palette=False)
 
     async def on_mount(self) -> None:
@@ -363,10 +378,12 @@ class ChatApp(App[int]):
             self.current_is_group, self.current_title = found.is_group, found.title
         else:
             self.current_is_group, self.current_title = "@" not in key, key
+        if key != self.current:
+            self._leave_modes()
         self.current = key
         compose = self._main("#compose", Input)
         compose.disabled = False
-        compose.placeholder = safe(f"message {'#' + self.current_title if self.current_is_group else self.current_title} · Enter sends")
+        compose.placeholder = safe(f"message {'#' + self.current_title if self.current_is_group else self.current_title} · Enter sends · ↑ pick")
         self._draw_header()
         self._draw_typing()
         log = self._main(MessageLog)
@@ -396,8 +413,12 @@ class ChatApp(App[int]):
         await self.open(key)
 
     def action_to_list(self) -> None:
-        if self.screen is self.screen_stack[0]:
-            self._main(ConversationList).focus()
+        if self.screen is not self.screen_stack[0]:
+            return
+        if self.compose_mode is not None:  # Esc first cancels a reply or an edit
+            self._set_compose_mode(None)
+            return
+        self._main(ConversationList).focus()
 
     def action_scroll_log(self, pages: int) -> None:
         log = self._main(MessageLog)
@@ -419,6 +440,19 @@ class ChatApp(App[int]):
             return
         event.input.clear()
         self._typing_sent_at = 0.0
+        if self.compose_mode is not None:  # a reply to, or an edit of, the message picked with ↑
+            kind, target = self.compose_mode
+            self._set_compose_mode(None)
+            self.run_worker(self.act_on(target, kind, text), exit_on_error=False)
+            return
+        file_command = parse_file_command(text)
+        if isinstance(file_command, str):
+            self.say(file_command, severity="error")
+            event.input.value = text
+            return
+        if file_command is not None:
+            self.run_worker(self.send_file(self.current, file_command, is_group=self.current_is_group), exit_on_error=False)
+            return
         command = parse_command(text)  # /reply, /react, /edit, /delete (client/chat/commands.py)
         if command is not None:
             self.run_worker(self.gesture(self.current, command), exit_on_error=False)
@@ -433,8 +467,13 @@ class ChatApp(App[int]):
             whose = "of yours" if command.mine else "from the other side"
             self.say(f"nothing to {command.kind} here: no message {whose} yet", severity="warning")
             return
+        await self.act_on(target.id, command.kind, command.arg)
+
+    async def act_on(self, msg_id: bytes, kind: str, arg: str) -> None:
+        """reply, react, unreact, edit, delete (for everyone) or delete-here ``msg_id``; it shows
+        on that message from the history. A refusal is one line."""
         try:
-            await self.guest.call(lambda: self.session.gesture(command.kind, target.id, command.arg), serial=True)
+            await self.guest.call(lambda: self.session.gesture(kind, msg_id, arg), serial=True)
         except (*USER_ERRORS, LocalProtocolError, IdentityChanged) as exc:
             self.say(f"not done: {exc}", severity="error", timeout=10)
         await self.refresh_view()
@@ -469,6 +508,169 @@ class ChatApp(App[int]):
         self.changed_identities.discard(address)
         self._draw_header()
         self.say(f"trusting the new identity key of {address}")
+
+    # The message cursor (client/chat/actions.py) ----------------------------------------------
+
+    def action_cursor(self, step: int) -> None:
+        """↑ from the compose box picks the newest message; ↑ ↓ in the log move; ↓ past the
+        newest goes back to the compose box."""
+        if self.current is None or self.screen is not self.screen_stack[0]:
+            return
+        log = self._main(MessageLog)
+        if not log.move(step):
+            self.action_leave_cursor()
+            return
+        log.can_focus = True
+        self._focus_now(log)
+
+    def action_leave_cursor(self) -> None:
+        log = self._main(MessageLog)
+        log.select(None)
+        log.can_focus = False
+        compose = self._main("#compose", Input)
+        if not compose.disabled:
+            self._focus_now(compose)
+
+    def _focus_now(self, widget: Widget) -> None:
+        """Focus at once (``focus()`` waits a turn of the loop): keys typed quickly after ↑ or
+        r go where the user sees them going."""
+        self.screen_stack[0].set_focus(widget)
+
+    def _leave_modes(self) -> None:
+        self._set_compose_mode(None)
+        log = self._main(MessageLog)
+        log.select(None)
+        log.can_focus = False
+
+    def _set_compose_mode(self, mode: tuple[str, bytes] | None, *, title: str = "", value: str | None = None) -> None:
+        self.compose_mode = mode
+        compose = self._main("#compose", Input)
+        compose.border_title = safe(title) if mode is not None else None
+        if value is not None:
+            compose.value = value
+
+    def action_act(self, action: str) -> None:
+        """What a key does to the picked message: one line when it cannot."""
+        item = self._main(MessageLog).selected_item()
+        if item is None or self.current is None:
+            return
+        problem = action_refusal(item, action)
+        if problem is not None:
+            self.say(f"cannot {action}: {problem}", severity="warning")
+            return
+        first = (item.text.splitlines() or [""])[0]
+        if action in ("reply", "edit"):
+            who = short_name(item.sender, self.me)
+            title = f"↪ reply to {who}: {first}" if action == "reply" else "✎ editing your message"
+            self._set_compose_mode((action, item.id), title=f"{title[:60]} · Esc cancels", value=item.text if action == "edit" else "")
+            self.action_leave_cursor()
+            self._main("#compose", Input).action_end()
+        elif action == "react":
+            mine = {r.emoji for r in item.reactions if r.mine}
+            self.push_screen(ReactScreen(mine), lambda emoji: self._reacted(item.id, emoji, mine))
+        elif action == "delete":
+            everyone = deletes_for_everyone(item, self.device._clock())
+            question = "Delete this message for everyone?" if everyone else "Delete this message on this device only?"
+            self.push_screen(ConfirmScreen(question, first[:200]), lambda yes: self._deleted(item.id, everyone, yes))
+        elif action == "save":
+            folder = str(self.download_folder)
+            self.push_screen(AskScreen("Save the file in", "a folder", value=folder), lambda where: self._save(item.id, where))
+        elif action == "vote":
+            self._vote(item)
+
+    def _reacted(self, msg_id: bytes, emoji: str | None, mine: set[str]) -> None:
+        if emoji:
+            self.run_worker(self.act_on(msg_id, "unreact" if emoji in mine else "react", emoji), exit_on_error=False)
+
+    def _deleted(self, msg_id: bytes, everyone: bool, yes: bool | None) -> None:
+        if yes:
+            self.run_worker(self.act_on(msg_id, "delete" if everyone else "delete-here", ""), exit_on_error=False)
+
+    def _vote(self, item: HistoryItem) -> None:
+        poll = poll_of({"poll": item.data})
+        if poll is None:
+            self.say("cannot vote: that poll cannot be read", severity="warning")
+            return
+        mine = my_votes(item, self.me)
+
+        def picked(option: int | None) -> None:
+            if option is not None:
+                self.run_worker(self._send_vote(item.id, option, remove=option in mine), exit_on_error=False)
+
+        self.push_screen(VoteScreen(poll, item.poll_result, mine), picked)
+
+    async def _send_vote(self, poll_id: bytes, option: int, *, remove: bool) -> None:
+        try:
+            await self.guest.call(lambda: self.session.vote(poll_id, option, remove=remove), serial=True)
+        except (*USER_ERRORS, LocalProtocolError, IdentityChanged) as exc:
+            self.say(f"vote not sent: {exc}", severity="error", timeout=10)
+        await self.refresh_view()
+
+    # Files ----------------------------------------------------------------------------------
+
+    @property
+    def download_folder(self) -> Path:
+        """Where ``s`` offers to save a file: ~/Downloads when there is one, else the folder the app runs in."""
+        downloads = Path.home() / "Downloads"
+        return downloads if downloads.is_dir() else Path.cwd()
+
+    def _save(self, msg_id: bytes, where: str | None) -> None:
+        if where:
+            self.run_worker(self.download(msg_id, Path(where).expanduser()), exit_on_error=False)
+
+    async def download(self, msg_id: bytes, folder: Path) -> None:
+        """Save a file message's file with a progress line; the saved path is said, and stays on the line."""
+        item = next((i for i in self.history.messages(self.current or "", limit=MESSAGES_SHOWN) if i.id == msg_id), None)
+        name = str(item.file.get("name", "file")) if item is not None and item.file else "file"
+        progress = self._progress("saving", name)
+        try:
+            saved = await self.guest.call(lambda: self.session.download(msg_id, folder, progress=progress))
+        except (*USER_ERRORS, LocalProtocolError, OSError) as exc:
+            self._transfer_done(Text(safe(f"not saved: {exc}"), style="red"))
+            self.say(f"not saved: {exc}", severity="error", timeout=10)
+            return
+        self._transfer_done(Text(safe(f"saved {saved}"), style="green"))
+        self.say(f"saved {saved}", timeout=10)
+
+    async def send_file(self, key: str, command: FileCommand, *, is_group: bool) -> None:
+        """Upload and send a file with a progress line; it shows in the conversation from the history."""
+        if not command.path.is_file():
+            self.say(f"not sent: {command.path} is not a file", severity="error")
+            return
+        progress = self._progress("sending", command.path.name)
+        try:
+            await self.guest.call(
+                lambda: self.session.send_file(key, command.path, command.caption, is_group=is_group, progress=progress), serial=True
+            )
+        except IdentityChanged as exc:
+            self._transfer_done(Text(safe(f"not sent: {exc} (F2, then t to trust it)"), style="red"))
+            return
+        except (*USER_ERRORS, LocalProtocolError, OSError) as exc:
+            self._transfer_done(Text(safe(f"not sent: {exc}"), style="red"))
+            self.say(f"not sent: {exc}", severity="error", timeout=10)
+            return
+        self._transfer_done(Text(safe(f"sent {command.path.name}"), style="green"))
+        await self.refresh_view()
+
+    def _progress(self, verb: str, name: str) -> Progress:
+        line = self._main("#transfer", Static)
+        line.add_class("shown")
+
+        def draw(done: int, total: int) -> None:
+            now = time.monotonic()
+            if done < total and now - self._transfer_drawn < 0.1 or not self._alive():
+                return
+            self._transfer_drawn = now
+            width = line.size.width or self.size.width - 30
+            line.update(transfer_line(verb, name, done, total, width=width))
+
+        draw(0, 1)
+        return draw
+
+    def _transfer_done(self, text: Text) -> None:
+        """The transfer line says how it ended until the next one."""
+        if self._alive():
+            self._main("#transfer", Static).update(text)
 
     @on(Input.Changed, "#compose")
     def _typed(self, event: Input.Changed) -> None:

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from sonet.cli_output import terminal_safe
 
-__all__ = ["safe", "TICKS", "tick", "short_name", "clock_time", "message_row", "conversation_entry"]
+__all__ = ["safe", "TICKS", "tick", "short_name", "clock_time", "message_row", "conversation_entry", "transfer_line"]
 
 #: text from the network fit for the terminal (sonet/cli_output.py): rich keeps ESC, so control
 #: characters and bidirectional overrides are shown as U+FFFD
@@ -122,3 +122,28 @@ def conversation_entry(*, title: str, is_group: bool, last_text: str, unread: in
     line.append("\n")
     line.append(preview, style="dim")
     return line
+
+
+def transfer_line(verb: str, name: str, done: int, total: int, *, width: int) -> Text:
+    """A file on its way: ``sending 'a.jpg' ▕████░░░░▏ 45% 1.2/2.6 MiB``, fitted to ``width``."""
+    share = done / total if total > 0 else 1.0
+    share = min(1.0, max(0.0, share))
+    numbers = f" {share:4.0%} {_mib(done)}/{_mib(total)} MiB"
+    bar_width = 10
+    room = max(4, width - len(verb) - len(numbers) - bar_width - 6)
+    shown = Text(safe(name))
+    shown.truncate(room, overflow="ellipsis")  # in cells: wide characters count twice
+    filled = round(share * bar_width)
+    line = Text(f"{verb} '")
+    line.append_text(shown)
+    line.append("' ")
+    line.append("▕")
+    line.append("█" * filled, style="green")
+    line.append("░" * (bar_width - filled), style="dim")
+    line.append("▏")
+    line.append(numbers, style="dim")
+    return line
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f}"

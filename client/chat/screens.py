@@ -15,6 +15,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..groups.api import GroupInfoView
+from .actions import ACTIONS_HELP
 from .commands import COMMANDS_HELP
 from .qr import qr_text
 from .render import TICKS, safe
@@ -32,6 +33,7 @@ HELP = [
     ("PgUp PgDn", "scroll the messages"),
     ("Ctrl+N", "new conversation: user@node, or a group's name"),
     COMMANDS_HELP,
+    *ACTIONS_HELP,
     ("F2", "contact: safety number, QR code, key directory; group: members"),
     ("F1 ?", "this help"),
     ("Ctrl+Q", "quit"),
@@ -72,15 +74,16 @@ class AskScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
-    def __init__(self, title: str, placeholder: str) -> None:
+    def __init__(self, title: str, placeholder: str, *, value: str = "") -> None:
         super().__init__()
         self._title = title
         self._placeholder = placeholder
+        self._value = value
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="small"):
             yield Static(Text(self._title, style="bold"), classes="title")
-            yield Input(placeholder=self._placeholder, id="answer")
+            yield Input(self._value, placeholder=self._placeholder, id="answer")
             yield Static(Text("Enter to confirm, Esc to cancel", style="dim"))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

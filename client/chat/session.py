@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import suppress
+from pathlib import Path
 
 from textual.message import Message
 
 from sonet.core.errors import ProtocolError
 
+from ..attachments import FileSendResult, Progress
 from ..connection import ConnectError, NodeError
 from ..directory import Lookup
 from ..groups.api import GroupInfoView, GroupSendResult, GroupView
@@ -91,7 +93,8 @@ class ChatSession:
         return await live.send_text(conversation, text)
 
     async def gesture(self, kind: str, message_id: bytes, arg: str) -> GestureResult:
-        """reply, react, unreact, edit or delete (for everyone) ``message_id`` (client/chat/commands.py)."""
+        """reply, react, unreact, edit, delete (for everyone) or delete-here (on this device
+        only) ``message_id`` (client/chat/commands.py, client/chat/actions.py)."""
         live = self._session()
         if kind == "reply":
             return await live.reply(message_id, arg)
@@ -99,7 +102,7 @@ class ChatSession:
             return await live.react(message_id, arg, remove=kind == "unreact")
         if kind == "edit":
             return await live.edit(message_id, arg)
-        return await live.delete(message_id, everyone=True)
+        return await live.delete(message_id, everyone=kind != "delete-here")
 
     async def typing(self, conversation: str, *, started: bool) -> None:
         """Best effort: a typing notice that cannot go now is not worth an error."""
@@ -130,6 +133,23 @@ class ChatSession:
         except (ConnectError, NodeError, ProtocolError) as exc:
             info.error = str(exc)
         return info
+
+    async def send_file(self, conversation: str, path: Path, caption: str, *, is_group: bool, progress: Progress) -> FileSendResult:
+        """Upload ``path`` and send it (client/attachments.py); receiving waits meanwhile."""
+        async with self._session().exclusive():
+            if is_group:
+                return await self.device.group_send_file(conversation, path, caption, progress=progress)
+            return await self.device.send_file(conversation, path, caption, progress=progress)
+
+    async def download(self, message_id: bytes, folder: Path, *, progress: Progress) -> Path:
+        """Save the file of ``message_id`` in ``folder`` (digests checked); the path it got."""
+        async with self._session().exclusive():
+            return await self.device.download(message_id, folder, progress=progress)
+
+    async def vote(self, poll_id: bytes, option: int, *, remove: bool) -> GestureResult:
+        """Vote for (or take back) option ``option`` (from 0) of a poll (client/polls.py)."""
+        async with self._session().exclusive():
+            return await self.device.vote(poll_id, str(option + 1), remove=remove)
 
     async def group_info(self, group: str) -> GroupInfoView:
         return await self.device.group_info(group)  # the device's own record: no connection

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import events
+from textual.binding import Binding, BindingType
 
 from textual.containers import VerticalScroll
-from textual.widgets import OptionList, Static
+from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from ..cli_rich import rich_history_text
@@ -13,6 +17,9 @@ from ..file_fields import file_summary
 from ..history import Conversation, HistoryItem
 from ..timer import timer_text
 from .render import conversation_entry, message_row
+
+if TYPE_CHECKING:
+    from .app import ChatApp
 
 __all__ = ["ConversationList", "MessageLog", "MessageRow"]
 
@@ -65,12 +72,30 @@ class MessageRow(Static):
         ))  # fmt: skip
 
 
+#: the keys that act on a picked message (MessageLog.BINDINGS); any other printable key types
+_ACTION_KEYS = frozenset({"r", "plus", "e", "d", "s", "v"})
+
+
 class MessageLog(VerticalScroll):
     """The open conversation's messages, oldest first; follows the newest unless the user
-    scrolled up."""
+    scrolled up. The message cursor (``selected``, a message id) picks one for the app's keys
+    (client/chat/actions.py); the log has the keyboard only while one is picked."""
 
-    #: focus stays in the compose box (or the list): the app scrolls this with PgUp/PgDn
+    #: focus stays in the compose box (or the list) until ↑ picks a message (the app sets it)
     can_focus = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "app.cursor(-1)", "older", show=False),
+        Binding("down", "app.cursor(1)", "newer", show=False),
+        Binding("escape", "app.leave_cursor", "back", show=False),
+        Binding("r", "app.act('reply')", "reply"),
+        Binding("plus", "app.act('react')", "react"),
+        Binding("e", "app.act('edit')", "edit"),
+        Binding("d", "app.act('delete')", "delete"),
+        Binding("s", "app.act('save')", "save"),
+        Binding("v", "app.act('vote')", "vote"),
+    ]
+    #: the picked message's id, or None
+    selected: bytes | None = None
 
     async def show(self, items: Sequence[HistoryItem], me: str) -> None:
         rows = [child for child in self.children if isinstance(child, MessageRow)]
@@ -86,8 +111,56 @@ class MessageLog(VerticalScroll):
             await self.remove_children()
             await self.mount_all([MessageRow(i, me) for i in items])
             follow = True
-        if follow:
+        if self.selected is not None and self.selected not in {i.id for i in items}:
+            self.selected = None  # gone (deleted here, expired): the cursor lets go
+        self._mark_selected()
+        if follow and self.selected is None:
             self.scroll_end(animate=False)
+
+    def on_key(self, event: events.Key) -> None:
+        """Typing while a message is picked goes to the compose box (the keys above act on the
+        message): nothing typed is taken as a command by mistake, nor lost."""
+        if event.is_printable and event.character is not None and event.key not in _ACTION_KEYS:
+            event.stop()
+            event.prevent_default()
+            app: ChatApp = self.app  # type: ignore[assignment]
+            app.action_leave_cursor()
+            app.query_one("#compose", Input).insert_text_at_cursor(event.character)
+
+    def rows(self) -> list[MessageRow]:
+        return [child for child in self.children if isinstance(child, MessageRow)]
+
+    def selected_item(self) -> HistoryItem | None:
+        return next((r.item for r in self.rows() if r.item.id == self.selected), None)
+
+    def select(self, msg_id: bytes | None) -> None:
+        """Pick ``msg_id`` (None: let go) and bring it into view."""
+        self.selected = msg_id
+        self._mark_selected()
+
+    def move(self, step: int) -> bool:
+        """Move the cursor ``step`` messages (-1 older, 1 newer; from nothing, ↑ picks the
+        newest); False when it would leave the log at the newest end (the cursor lets go)."""
+        ids = [r.item.id for r in self.rows()]
+        if not ids:
+            self.select(None)
+            return False
+        if self.selected not in ids:
+            self.select(ids[-1] if step < 0 else None)
+            return self.selected is not None
+        at = ids.index(self.selected) + step
+        if at >= len(ids):
+            self.select(None)
+            return False
+        self.select(ids[max(0, at)])
+        return True
+
+    def _mark_selected(self) -> None:
+        for row in self.rows():
+            picked = row.item.id == self.selected
+            row.set_class(picked, "selected")
+            if picked:
+                self.scroll_to_widget(row, animate=False)
 
     def ids(self) -> list[bytes]:
         return [child.item.id for child in self.children if isinstance(child, MessageRow)]
