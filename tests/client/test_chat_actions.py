@@ -277,3 +277,40 @@ def test_the_progress_line_fits_and_neutralises_names() -> None:
     assert " 50% 0.5/1.0 MiB" in text.plain
     evil = transfer_line("saving", "a\x1b[31mb", 1, 1, width=56).plain
     assert "\x1b" not in evil and "100%" in evil
+
+
+async def test_in_a_group_the_cursor_reacts_and_a_file_goes_to_every_member(
+    alpha: RunningNode, register: Register, clock: Clock, tmp_path: Path
+) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    await bob.receive()  # publishes their group keys
+    group = await alice.group_create("hikers", [BOB])
+    await bob.receive()  # bob joins
+    asked = await bob.group_send("hikers", "who brings the map")
+    clock.advance(1000)
+    path = tmp_path / "route.gpx"
+    path.write_bytes(os.urandom(70_000))
+
+    async def scenario(app: ChatApp, pilot: Pilot, others: Others) -> None:
+        await online(app, pilot)
+        await opened(app, pilot, group.id)
+        await until(pilot, lambda: len(app.query_one(MessageLog).rows()) == 1, "bob's message shown")
+        await pilot.press("up", "plus", "7")
+        await until(
+            pilot, lambda: [i.reactions for i in app.history.messages(group.id)] == [(Reaction(emoji="🎉", count=1, mine=True),)], "the reaction"
+        )
+        clock.advance(1000)
+        await pilot.press("escape")  # back to the compose box
+        app.query_one("#compose", Input).value = f"/file {path} the route"
+        await pilot.press("enter")
+        await until(pilot, lambda: "sent route.gpx" in line(app, "#transfer"), "sent")
+        clock.advance(1000)
+
+    await run_app(alice, clock, scenario)
+    result = await bob.receive()
+    [sent] = [m for m in result.group_messages if m.type == "file"]
+    out = tmp_path / "bob"
+    out.mkdir()
+    assert Path(await bob.download(sent.id, out)).read_bytes() == path.read_bytes()
+    [item] = [i for i in History(bob.state).messages(group.id) if i.id == asked.id]
+    assert item.reactions == (Reaction(emoji="🎉", count=1, mine=False),)
