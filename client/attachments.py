@@ -29,8 +29,10 @@ While the conversation's timer is on, the blob's expiry on the node is the messa
 for everyone of the message deletes it (client/blob_expiry.py).
 
 A voice note is a file message whose ``file`` map carries its length (``voice_ms``: ``sonet send
---file PATH --voice SECONDS``); recv and history say so. No image thumbnails: they need an image
-library (Pillow) this project does not depend on.
+--file PATH --voice SECONDS``); recv and history say so. An image's message carries a small
+thumbnail the device made (client/thumbnails.py: upright, metadata stripped; none when the
+file is not an image it can read within its caps, and the file goes all the same); ``sonet
+download --thumbnail`` saves it (``save_thumbnail``), checked to be the JPEG it claims.
 
 When the recipient's keys cannot be fetched now (their node is down...), the file message waits
 on the device like a text (client/pending.py: the same caps and order; its blob is on the home
@@ -62,6 +64,7 @@ from .file_fields import file_ref_of
 from .pending import PendingFull, waits
 from .replies import expect_reply
 from .state_history import content_fields
+from .thumbnails import make_thumbnail, thumbnail_problem
 from .timer import timed
 
 if TYPE_CHECKING:
@@ -215,9 +218,10 @@ class Attachments:
                 if attempt == RETRIES:
                     raise
                 await trio.sleep(min(0.2 * 2**attempt, 3.0))  # the link was cut: dial again, go on
+        thumbnail = await trio.to_thread.run_sync(make_thumbnail, path)  # None: not an image it reads (the file goes all the same)
         return FileRef(
             node=upload["node"], blob=upload["blob"], key=upload["key"], sha256=upload["sha256"], sealed_sha256=upload["sealed_sha256"],
-            size=upload["size"], media_type=media_type, name=name,
+            size=upload["size"], media_type=media_type, name=name, thumbnail=thumbnail,
         )  # fmt: skip
 
     async def _where_to_start(self, conn: Connection, path: Path, upload: dict, node: str, total: int) -> int:
@@ -325,6 +329,38 @@ class Attachments:
                     raise
                 await trio.sleep(min(0.2 * 2**attempt, 3.0))
         return await trio.to_thread.run_sync(_open_and_save, ref, part, out_dir)
+
+    async def save_thumbnail(self, msg_id: bytes, out_dir: Path) -> Path:
+        """Save the thumbnail of file message ``msg_id`` as ``NAME.thumbnail.jpg`` in ``out_dir``
+        (never overwriting); nothing is fetched. Refused (``not_a_file``) when it has none, and
+        (``file_corrupt``, nothing saved) when it is not the JPEG of the size its message says."""
+        ref = self._file_of(msg_id)
+        out_dir = out_dir.expanduser()
+        if not out_dir.is_dir():
+            raise LocalProtocolError(f"{out_dir} is not a folder", code="bad_input")
+        thumbnail = ref.thumbnail
+        if thumbnail is None:
+            raise LocalProtocolError(f"message {msg_id.hex()} has no thumbnail (only images sent from a device that could read them do)", code="not_a_file")
+        problem = await trio.to_thread.run_sync(thumbnail_problem, thumbnail)
+        if problem is not None:
+            raise LocalProtocolError(f"{problem}: nothing was saved", code="file_corrupt")
+
+        def write() -> Path:
+            tmp = out_dir / f".{ref.blob.hex()}.sonet-thumbnail"
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(thumbnail.data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            stem = ref.name.rpartition(".")[0] if "." in ref.name.lstrip(".") else ref.name
+            if len(stem.encode()) > 200:  # room for " (n).thumbnail.jpg" within a file system's 255
+                stem = "file"
+            return _free_name(out_dir, f"{stem}.thumbnail.jpg", tmp)
+
+        return await trio.to_thread.run_sync(write)
 
     def _file_of(self, msg_id: bytes) -> FileRef:
         me = self._state.profile().address

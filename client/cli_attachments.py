@@ -126,6 +126,10 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
 def cmd_download(args: argparse.Namespace, shell: Shell) -> None:
     device = shell.device(args)
     msg_id = parse_message_id(args.message_id)
+    if args.thumbnail:  # what the message carries: nothing to fetch
+        saved = trio.run(lambda: device.save_thumbnail(msg_id, Path(args.out)))
+        shell.show(args, {"id": msg_id.hex(), "path": str(saved), "thumbnail": True}, str(saved))
+        return
     with progress_bar(args, "downloading") as progress:
         saved = trio.run(lambda: device.download(msg_id, Path(args.out), progress=progress))
     shell.show(args, {"id": msg_id.hex(), "path": str(saved)}, str(saved))
@@ -140,5 +144,9 @@ def add_download_command(sub: argparse._SubParsersAction, shell: Shell, director
     )  # fmt: skip
     p.add_argument("message_id", metavar="MESSAGE_ID", help="the file message's id (32 hex digits)")
     p.add_argument("--out", metavar="DIR", default=".", type=directory, help="the folder to save it in (default: the current one)")
+    p.add_argument(
+        "--thumbnail", action="store_true",
+        help="save only the image's thumbnail its message carries (NAME.thumbnail.jpg; nothing is downloaded)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON object: id, path")
     p.set_defaults(fn=lambda args: cmd_download(args, shell))

@@ -1,6 +1,7 @@
 """A file message's ``FileRef`` (core/attachment.py) as the device keeps it among a message's
 fields (client/state_history.py ``content_fields``: sealed by the vault like the text, since it
-holds the file's key), and back; and what ``recv``/``history`` show of it (never the key)."""
+holds the file's key), and back; and what ``recv``/``history`` show of it (never the key, nor
+an image's thumbnail bytes: only its size; ``sonet download --thumbnail`` saves them)."""
 
 from __future__ import annotations
 
@@ -14,24 +15,34 @@ _HEX = ("blob", "key", "sha256", "sealed_sha256")
 
 
 def file_fields(ref: FileRef) -> dict[str, Any]:
-    return {name: value.hex() if name in _HEX else value for name, value in ref.to_map().items()}
+    kept = {name: value.hex() if name in _HEX else value for name, value in ref.to_map().items()}
+    if "thumbnail" in kept:
+        kept["thumbnail"] = {**kept["thumbnail"], "data": kept["thumbnail"]["data"].hex()}
+    return kept
 
 
 def file_ref_of(fields: dict[str, Any]) -> FileRef:
     """The FileRef kept in ``fields["file"]`` (checked again: the store is not trusted blindly)."""
-    kept = fields["file"]
-    return FileRef.from_map({name: bytes.fromhex(value) if name in _HEX else value for name, value in kept.items()}, remote=False)
+    kept: dict[str, Any] = {name: bytes.fromhex(value) if name in _HEX else value for name, value in fields["file"].items()}
+    thumbnail = kept.get("thumbnail")
+    if isinstance(thumbnail, dict):
+        kept["thumbnail"] = {**thumbnail, "data": bytes.fromhex(thumbnail["data"])}
+    return FileRef.from_map(kept, remote=False)
 
 
 def file_json(fields: dict[str, Any]) -> dict[str, Any]:
     """What ``--json`` prints of a file message: name, size, sha256 (of the file), media_type, and
-    a voice note's ``voice_ms`` (its length)."""
+    a voice note's ``voice_ms`` (its length), an image's ``thumbnail: {width, height, bytes}``
+    (its size, not its bytes)."""
     kept = fields.get("file")
     if not isinstance(kept, dict):
         return {}
     shown = {"name": kept["name"], "size": kept["size"], "sha256": kept["sha256"], "media_type": kept["media_type"]}
     if "voice_ms" in kept:
         shown["voice_ms"] = kept["voice_ms"]
+    thumbnail = kept.get("thumbnail")
+    if isinstance(thumbnail, dict):
+        shown["thumbnail"] = {"width": thumbnail["width"], "height": thumbnail["height"], "bytes": len(thumbnail["data"]) // 2}
     return shown
 
 
@@ -43,7 +54,9 @@ def file_summary(fields: dict[str, Any]) -> str:
     caption = f": {fields['text']}" if fields.get("text") else ""
     if "voice_ms" in kept:
         return f"voice note {kept['name']!r} ({_duration(kept['voice_ms'])}, {_size(kept['size'])}){caption}"
-    return f"file {kept['name']!r} ({_size(kept['size'])}){caption}"
+    thumbnail = kept.get("thumbnail")
+    seen = f", thumbnail {thumbnail['width']}x{thumbnail['height']}" if isinstance(thumbnail, dict) else ""
+    return f"file {kept['name']!r} ({_size(kept['size'])}{seen}){caption}"
 
 
 def _duration(ms: int) -> str:

@@ -895,6 +895,11 @@ class Device:
         a download of it that stopped); the path it was saved as."""
         return await Attachments(self).download(message_id, Path(out_dir), progress=progress)
 
+    async def save_thumbnail(self, message_id: bytes, out_dir: str | os.PathLike[str] = ".") -> Path:
+        """Save the thumbnail an image's file message carries (client/thumbnails.py) into
+        ``out_dir``, nothing downloaded; the path it was saved as."""
+        return await Attachments(self).save_thumbnail(message_id, Path(out_dir))
+
     # Replies, reactions, edits, deletes (client/gestures.py) ---------------------------
 
     async def reply(self, message_id: bytes, text: str) -> GestureResult:

@@ -3,7 +3,9 @@ open and check it. ``FileRef`` is the strict form of the content's ``file`` map:
 
 ``{node, blob (16 bytes), key (32 bytes), sha256 (32: of the plaintext), sealed_sha256 (32: of
 the ciphertext, which the node checks too), size (plaintext bytes), media_type, name}``, and
-``voice_ms`` (1..``MAX_VOICE_MS``) only in a voice note: a recording to play, of that length.
+``voice_ms`` (1..``MAX_VOICE_MS``) only in a voice note: a recording to play, of that length;
+``thumbnail`` (core/thumbnail.py: a small metadata-free JPEG the sender's device made) only
+in an image's.
 
 The key is the file's own (core/crypto/stream.py): it travels only inside the end-to-end
 encrypted message, never to a node. ``name`` is a bare file name (no directory part, no control
@@ -22,6 +24,7 @@ from .address import validate_node_name
 from .blob_api import BLOB_ID_LEN, MAX_BLOB_BYTES
 from .crypto.stream import FILE_KEY_LEN, plain_size, sealed_size
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from .thumbnail import Thumbnail, check_thumbnail_map
 
 __all__ = ["FileRef", "MAX_FILE_NAME_BYTES", "MAX_MEDIA_TYPE_LEN", "MAX_VOICE_MS", "file_name_problem", "media_type_of"]
 
@@ -35,7 +38,9 @@ _FIELDS: dict[str, type] = {
 #: the longest voice note (ms): three hours
 MAX_VOICE_MS = 3 * 3600 * 1000
 _VOICE = "voice_ms"
-_CANONICAL_ORDER = sorted([*_FIELDS, _VOICE], key=lambda k: (len(k.encode()), k.encode()))
+_THUMBNAIL = "thumbnail"
+_OPTIONAL = {_VOICE, _THUMBNAIL}
+_CANONICAL_ORDER = sorted([*_FIELDS, *_OPTIONAL], key=lambda k: (len(k.encode()), k.encode()))
 
 
 def file_name_problem(name: str) -> str | None:
@@ -67,10 +72,13 @@ class FileRef:
     name: str
     #: a voice note's length (ms); None: any other file
     voice_ms: int | None = None
+    #: an image's thumbnail (core/thumbnail.py); None: none was made
+    thumbnail: Thumbnail | None = None
 
     def __repr__(self) -> str:  # never show the key
         voice = "" if self.voice_ms is None else f", voice_ms={self.voice_ms}"
-        return f"FileRef(node={self.node!r}, blob={self.blob.hex()}, size={self.size}, name={self.name!r}{voice})"
+        thumbnail = "" if self.thumbnail is None else f", {self.thumbnail!r}"
+        return f"FileRef(node={self.node!r}, blob={self.blob.hex()}, size={self.size}, name={self.name!r}{voice}{thumbnail})"
 
     @property
     def sealed_size(self) -> int:
@@ -79,21 +87,31 @@ class FileRef:
 
     def to_map(self) -> dict[str, Any]:
         # in canonical key order: the content's encoder writes nested maps as they are ordered
-        value = {name: getattr(self, name) for name in _CANONICAL_ORDER if not (name == _VOICE and self.voice_ms is None)}
+        value = {name: getattr(self, name) for name in _CANONICAL_ORDER if not (name in _OPTIONAL and getattr(self, name) is None)}
+        if self.thumbnail is not None:
+            value[_THUMBNAIL] = self.thumbnail.to_map()
         _check(value, LocalProtocolError)
         return value
 
     @classmethod
     def from_map(cls, value: Any, *, remote: bool = True) -> "FileRef":
-        return cls(**_check(value, RemoteProtocolError if remote else LocalProtocolError))
+        fields = _check(value, RemoteProtocolError if remote else LocalProtocolError)
+        if _THUMBNAIL in fields:
+            fields[_THUMBNAIL] = Thumbnail(**fields[_THUMBNAIL])
+        return cls(**fields)
 
 
 def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
     def fail(message: str) -> ProtocolError:
         return err(f"file: {message}", code="content_malformed" if err is RemoteProtocolError else None)
 
-    if type(value) is not dict or value.keys() - {_VOICE} != _FIELDS.keys():
-        raise fail(f"a file map has exactly the fields {sorted(_FIELDS)} (and {_VOICE} in a voice note)")
+    if type(value) is not dict or value.keys() - _OPTIONAL != _FIELDS.keys():
+        raise fail(f"a file map has exactly the fields {sorted(_FIELDS)} (and {_VOICE} in a voice note, {_THUMBNAIL} in an image's)")
+    if _THUMBNAIL in value:
+        try:
+            check_thumbnail_map(value[_THUMBNAIL], err)
+        except ProtocolError as exc:
+            raise fail(str(exc)) from None
     if _VOICE in value and (type(value[_VOICE]) is not int or not 0 < value[_VOICE] <= MAX_VOICE_MS):
         raise fail(f"a voice note lasts 1..{MAX_VOICE_MS} ms")
     for key, tp in _FIELDS.items():

@@ -141,8 +141,9 @@ MAX_SENDER_RECORD_BYTES = 16 * 1024
 # Message content (core/content.py) ------------------------------------------------------
 CONTENT_ID_LEN = 16
 MAX_RECEIPT_IDS = 256
-#: a whole encoded content object: the longest text plus room for the other fields
-MAX_CONTENT_BYTES = MAX_TEXT_LEN + 8 * 1024
+#: a whole encoded content object: the longest text plus room for the other fields and an
+#: image file's thumbnail (core/thumbnail.py: 24 KiB; beside a caption of the longest text)
+MAX_CONTENT_BYTES = MAX_TEXT_LEN + 32 * 1024
 
 # Device linking (core/provisioning.py) --------------------------------------------------
 LINK_SLOT_LEN = 16
