@@ -674,7 +674,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "send",
-        help="send a text message",
+        help="send a text message or a file",
         description=f"Send a text of at most {limits.MAX_TEXT_LEN} bytes of UTF-8 (64 KiB); returns once the home node "
         "stored it durably. A longer text is refused, never cut. To a group: its id or name instead of an address "
         "(`sonet group --help`).",
