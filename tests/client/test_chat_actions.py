@@ -11,6 +11,7 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
@@ -29,6 +30,7 @@ from .conftest import ALICE, BOB, Clock
 from .test_chat_app import Others, online, opened, run_app, type_text, until
 
 Register = Callable[..., Awaitable[Device]]
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
 
 
 def item_of(app: ChatApp, msg_id: bytes) -> HistoryItem | None:

@@ -37,6 +37,7 @@ from tests.node.conftest import RunningNode
 from .conftest import ALICE, BOB, CAROL, HANG_S, Clock, texts
 
 Register = Callable[..., Awaitable[Device]]
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
 Scenario = Callable[[ChatApp, Pilot, "Others"], Awaitable[None]]
 
 

@@ -18,6 +18,7 @@ from tests.node.conftest import RunningNode
 from .conftest import ALICE, BOB, HANG_S
 
 Register = Callable[..., Awaitable[Device]]
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
 
 #: clears the screen, sets the window title, a C1 CSI, and a right-to-left override
 HOSTILE = "hi\x1b[2J\x1b]0;pwned\x07 \x9b31m\u202eexe.txt\ttab\nline two"

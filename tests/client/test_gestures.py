@@ -26,6 +26,7 @@ from .conftest import ALICE, BETA, BOB, CAROL, HANG_S, Clock, link_device
 from .loopback import Loopback
 
 Register = Callable[..., Awaitable[Device]]
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
 SECRET = "a deleted plaintext 7c3a91"
 
 

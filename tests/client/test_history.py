@@ -28,6 +28,7 @@ from .conftest import ALICE, BETA, BOB, CAROL, Clock, link_device, texts
 from .loopback import Loopback
 
 Register = Callable[..., Awaitable[Device]]
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
 BOB_B = f"bob@{BETA}"
 UNREACHABLE = ("unreachable", f"cannot reach {BETA}: connection refused")
 #: a distinctive text, looked for in the state files

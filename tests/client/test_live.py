@@ -22,6 +22,7 @@ from tests.node.conftest import RunningNode
 from .conftest import ALICE, BOB, HANG_S, link_device, texts
 
 Register = Callable[..., Awaitable[Device]]
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
 
 
 class Events:
