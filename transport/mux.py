@@ -23,7 +23,7 @@ import trio
 from trio_websocket import CloseReason, ConnectionClosed
 
 from sonet.core.client_api import ErrorFrame
-from sonet.core.errors import ProtocolError, RemoteProtocolError, sole_exception
+from sonet.core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, sole_exception
 from sonet.core.wire import Frame
 
 from .dial import describe_close
@@ -133,6 +133,13 @@ class Mux:
                 with trio.move_on_after(CLOSE_GRACE_S):
                     await self.stopped.wait()
             self.close(f"the {self._peer} closed the connection")
+            raise (self.lost or LinkLost("the connection ended")).copy() from None
+        except LocalProtocolError:
+            if self.sock.send_broken is None:
+                raise
+            # another send on this connection was interrupted (its sealed record never went
+            # out): this one waited behind it and can never go either, so the link is lost
+            self.close(f"the connection cannot send any more ({self.sock.send_broken})")
             raise (self.lost or LinkLost("the connection ended")).copy() from None
         finally:
             if self.sock.send_broken is not None:  # sealed, not sent: nothing more can go out

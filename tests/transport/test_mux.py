@@ -141,6 +141,30 @@ async def test_an_interrupted_send_stops_all_sending(nursery: trio.Nursery) -> N
     assert ws.sent.statistics().current_buffer_used == 0
 
 
+async def test_a_send_waiting_behind_an_interrupted_one_fails_as_a_lost_link(nursery: trio.Nursery) -> None:
+    """Several requests in flight (a file's chunks): when one is cancelled while its record is on
+    its way, the ones queued behind it end as LinkLost, which callers dial again after, not as
+    the socket's own LocalProtocolError."""
+    mux, ws = await started(nursery)
+    with trio.fail_after(HANG_S):
+        ws.stall = True
+        errors: list[BaseException] = []
+
+        async def second() -> None:
+            try:
+                await mux.request(lambda n: Ping(request=n))
+            except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+                errors.append(exc)
+
+        async with trio.open_nursery() as inner:
+            with trio.move_on_after(0.05):  # cancels the first while its record is on its way
+                inner.start_soon(second)
+                await mux.request(lambda n: Ping(request=n))
+            ws.stall = False
+        assert len(errors) == 1 and isinstance(errors[0], LinkLost), errors
+        assert "cannot send any more" in str(errors[0])
+
+
 async def test_a_device_channel_cannot_decode_a_federation_push(nursery: trio.Nursery) -> None:
     mux, ws = await started(nursery)
     with trio.fail_after(HANG_S):
