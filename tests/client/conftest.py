@@ -12,6 +12,7 @@ The node fixtures (``start_node``, ``RunningNode``, raw connections) come from t
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 import trio
 
-from sonet.client import prekeys
+from sonet.client import cli, prekeys
 from sonet.client.sdk import Device, ReceiveResult
 from sonet.client.state import DeviceState
 from sonet.core.client_api import Bundle, Bundles, FetchBundles
@@ -45,6 +46,7 @@ __all__ = [
     "shown",
     "texts",
     "link_device",
+    "run_cli",
     "fetch_bundle",
     "node_db",
     "append_leaf",
@@ -220,3 +222,19 @@ def append_rogue_leaf(db: sqlite3.Connection, account: str, identity: SigningKey
     )
     db.execute("COMMIT")
     return index
+
+
+async def run_cli(capsys: pytest.CaptureFixture[str], device: Device, *argv: str, json_out: bool = True) -> tuple[int, list]:
+    """``sonet --home DEVICE ARGV [--json]`` in a worker thread (its own trio loop; the node runs
+    in the test's): (exit status, stdout's JSON objects, or its lines without ``json_out``)."""
+    args = ["--home", str(device.state.home), *argv] + (["--json"] if json_out else [])
+
+    def run() -> int:
+        try:
+            return cli.main(args)
+        except SystemExit as exc:  # a usage error
+            return int(exc.code or 0)
+
+    rc = await trio.to_thread.run_sync(run)
+    out = capsys.readouterr().out.splitlines()
+    return rc, [json.loads(line) for line in out] if json_out else out

@@ -13,9 +13,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-import trio
 
-from sonet.client import attachments, cli
+from sonet.client import attachments
 from sonet.client.cli_groups import group_message_json, group_message_line
 from sonet.client.history import History
 from sonet.client.sdk import Device
@@ -24,7 +23,7 @@ from sonet.core.errors import LocalProtocolError
 from sonet.node.blobs import BLOBS_DIR
 from tests.node.conftest import RunningNode
 
-from .conftest import ALICE, BETA, BOB, CAROL, link_device
+from .conftest import ALICE, BETA, BOB, CAROL, link_device, run_cli
 from .loopback import Loopback
 
 pytestmark = pytest.mark.usefixtures("few_prekeys")
@@ -197,26 +196,12 @@ async def test_a_file_in_a_group(alpha: RunningNode, register: Register, tmp_pat
         assert Path(await device.download(sent.id, out)).read_bytes() == data
 
 
-async def _cli(capsys: pytest.CaptureFixture[str], device: Device, *argv: str, json_out: bool = True) -> tuple[int, list]:
-    args = ["--home", str(device.state.home), *argv] + (["--json"] if json_out else [])
-
-    def run() -> int:
-        try:
-            return cli.main(args)
-        except SystemExit as exc:  # a usage error
-            return int(exc.code or 0)
-
-    rc = await trio.to_thread.run_sync(run)
-    out = capsys.readouterr().out.splitlines()
-    return rc, [json.loads(line) for line in out] if json_out else out
-
-
 async def test_cli_send_file_recv_and_download(alpha: RunningNode, register: Register, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
     path, data = a_file(tmp_path, "report.pdf", 3 * 1024 * 1024 + 5)
-    rc, [sent] = await _cli(capsys, alice, "send", BOB, "--file", str(path), "the report")
+    rc, [sent] = await run_cli(capsys, alice, "send", BOB, "--file", str(path), "the report")
     assert rc == 0 and (sent["type"], sent["name"], sent["size"], sent["sha256"]) == ("file", "report.pdf", len(data), hashlib.sha256(data).hexdigest())
-    rc, got = await _cli(capsys, bob, "recv")
+    rc, got = await run_cli(capsys, bob, "recv")
     (file_msg,) = [m for m in got if m["id"] == sent["id"]]
     assert (file_msg["type"], file_msg["name"], file_msg["size"], file_msg["sha256"], file_msg["text"]) == (
         "file", "report.pdf", len(data), sent["sha256"], "the report"
@@ -224,24 +209,24 @@ async def test_cli_send_file_recv_and_download(alpha: RunningNode, register: Reg
     assert "key" not in json.dumps(file_msg)  # the key is never printed
     out = tmp_path / "downloads"
     out.mkdir()
-    rc, [saved] = await _cli(capsys, bob, "download", sent["id"], "--out", str(out))
+    rc, [saved] = await run_cli(capsys, bob, "download", sent["id"], "--out", str(out))
     assert rc == 0 and Path(saved["path"]).read_bytes() == data
     # piped (not a terminal): the saved path alone on stdout, no progress bar
-    rc, lines = await _cli(capsys, bob, "download", sent["id"], "--out", str(out), json_out=False)
+    rc, lines = await run_cli(capsys, bob, "download", sent["id"], "--out", str(out), json_out=False)
     assert rc == 0 and lines == [str(out / "report (1).pdf")]
-    rc, history = await _cli(capsys, bob, "history", ALICE)
+    rc, history = await run_cli(capsys, bob, "history", ALICE)
     assert [(h["type"], h["text"], h["name"], h["size"], h["sha256"]) for h in history] == [
         ("file", "the report", "report.pdf", len(data), sent["sha256"])
     ]
     assert "key" not in json.dumps(history)
-    rc, lines = await _cli(capsys, bob, "history", ALICE, json_out=False)
+    rc, lines = await run_cli(capsys, bob, "history", ALICE, json_out=False)
     assert rc == 0 and "file 'report.pdf' (3.0 MiB): the report" in lines[0], lines
     # refusals are one line with their code
-    rc, [error] = await _cli(capsys, bob, "download", "not-an-id")
+    rc, [error] = await run_cli(capsys, bob, "download", "not-an-id")
     assert rc == 1 and error["error"]["code"] == "bad_input"
-    rc, [error] = await _cli(capsys, alice, "send", BOB)  # neither TEXT nor --file
+    rc, [error] = await run_cli(capsys, alice, "send", BOB)  # neither TEXT nor --file
     assert rc == 2 and error["error"]["code"] == "usage"
-    rc, [error] = await _cli(capsys, alice, "send", BOB, "--file", str(tmp_path / "nope"))
+    rc, [error] = await run_cli(capsys, alice, "send", BOB, "--file", str(tmp_path / "nope"))
     assert rc == 1 and error["error"]["code"] == "bad_input"
 
 

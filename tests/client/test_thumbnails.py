@@ -8,17 +8,14 @@ it claims is refused when saved (file_corrupt); recv/history show its size, neve
 from __future__ import annotations
 
 import io
-import json
 import os
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-import trio
 from PIL import Image, ImageCms
 
-from sonet.client import cli
 from sonet.client.cli_groups import group_message_json
 from sonet.client.sdk import Device
 from sonet.client.thumbnails import MAX_SOURCE_PIXELS, make_thumbnail, thumbnail_problem
@@ -29,7 +26,7 @@ from sonet.core.errors import LocalProtocolError, RemoteProtocolError
 from sonet.core.thumbnail import MAX_THUMBNAIL_BYTES, MAX_THUMBNAIL_SIDE, Thumbnail
 from tests.node.conftest import RunningNode
 
-from .conftest import ALICE, BOB, CAROL
+from .conftest import ALICE, BOB, CAROL, run_cli
 
 pytestmark = pytest.mark.usefixtures("few_prekeys")
 
@@ -162,53 +159,39 @@ def test_a_thumbnail_that_passes_the_decoder_but_is_no_such_jpeg_is_found_out(tm
     assert thumbnail_problem(cut) is not None
 
 
-async def _cli(capsys: pytest.CaptureFixture[str], device: Device, *argv: str, json_out: bool = True) -> tuple[int, list]:
-    args = ["--home", str(device.state.home), *argv] + (["--json"] if json_out else [])
-
-    def run() -> int:
-        try:
-            return cli.main(args)
-        except SystemExit as exc:  # a usage error
-            return int(exc.code or 0)
-
-    rc = await trio.to_thread.run_sync(run)
-    out = capsys.readouterr().out.splitlines()
-    return rc, [json.loads(line) for line in out] if json_out else out
-
-
 async def test_cli_image_with_thumbnail(alpha: RunningNode, register: Register, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
     photo = tmp_path / "holiday.jpg"
     _photo_with_gps(photo)
-    rc, [sent] = await _cli(capsys, alice, "send", BOB, "--file", str(photo), "look")
+    rc, [sent] = await run_cli(capsys, alice, "send", BOB, "--file", str(photo), "look")
     assert rc == 0 and sent["type"] == "file"
-    rc, got = await _cli(capsys, bob, "recv")
+    rc, got = await run_cli(capsys, bob, "recv")
     (msg,) = [m for m in got if m["id"] == sent["id"]]
     assert msg["thumbnail"]["width"] == 171 and msg["thumbnail"]["height"] == 256
     assert 0 < msg["thumbnail"]["bytes"] <= MAX_THUMBNAIL_BYTES and set(msg["thumbnail"]) == {"width", "height", "bytes"}
-    rc, history = await _cli(capsys, bob, "history", ALICE)
+    rc, history = await run_cli(capsys, bob, "history", ALICE)
     assert [h["thumbnail"] for h in history] == [msg["thumbnail"]]
-    rc, lines = await _cli(capsys, bob, "history", ALICE, json_out=False)
+    rc, lines = await run_cli(capsys, bob, "history", ALICE, json_out=False)
     assert "thumbnail 171x256" in lines[0], lines
     out = tmp_path / "got"
     out.mkdir()
-    rc, [saved] = await _cli(capsys, bob, "download", sent["id"], "--thumbnail", "--out", str(out))
+    rc, [saved] = await run_cli(capsys, bob, "download", sent["id"], "--thumbnail", "--out", str(out))
     assert rc == 0 and Path(saved["path"]).name == "holiday.thumbnail.jpg"
     data = Path(saved["path"]).read_bytes()
     assert len(data) == msg["thumbnail"]["bytes"] and b"Exif" not in data and Image.open(io.BytesIO(data)).size == (171, 256)
     assert sorted(p.name for p in out.iterdir()) == ["holiday.thumbnail.jpg"]  # only it: the file was not fetched
-    rc, lines = await _cli(capsys, bob, "download", sent["id"], "--thumbnail", "--out", str(out), json_out=False)
+    rc, lines = await run_cli(capsys, bob, "download", sent["id"], "--thumbnail", "--out", str(out), json_out=False)
     assert rc == 0 and lines == [str(out / "holiday.thumbnail (1).jpg")]  # never overwrites
-    rc, [whole] = await _cli(capsys, bob, "download", sent["id"], "--out", str(out))
+    rc, [whole] = await run_cli(capsys, bob, "download", sent["id"], "--out", str(out))
     assert Path(whole["path"]).read_bytes() == photo.read_bytes()  # the file itself is sent as it is
     # a file that is not an image: sent, no thumbnail, and --thumbnail says so in one line
     notes = tmp_path / "notes.jpg"
     notes.write_bytes(os.urandom(5000))
-    rc, [plain] = await _cli(capsys, alice, "send", BOB, "--file", str(notes))
+    rc, [plain] = await run_cli(capsys, alice, "send", BOB, "--file", str(notes))
     assert rc == 0
-    rc, got = await _cli(capsys, bob, "recv")
+    rc, got = await run_cli(capsys, bob, "recv")
     assert [("thumbnail" in m) for m in got if m["id"] == plain["id"]] == [False]
-    rc, [error] = await _cli(capsys, bob, "download", plain["id"], "--thumbnail", "--out", str(out))
+    rc, [error] = await run_cli(capsys, bob, "download", plain["id"], "--thumbnail", "--out", str(out))
     assert rc != 0 and error["error"]["code"] == "not_a_file" and "no thumbnail" in error["error"]["message"]
 
 

@@ -5,15 +5,12 @@ refused before anything is uploaded; a forged length in a received file map is r
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-import trio
 
-from sonet.client import cli
 from sonet.client.cli_groups import group_message_json, group_message_line
 from sonet.client.sdk import Device
 from sonet.core import canonical
@@ -23,7 +20,7 @@ from sonet.core.errors import LocalProtocolError, RemoteProtocolError
 from sonet.node.blobs import BLOBS_DIR
 from tests.node.conftest import RunningNode
 
-from .conftest import ALICE, BOB, CAROL
+from .conftest import ALICE, BOB, CAROL, run_cli
 
 pytestmark = pytest.mark.usefixtures("few_prekeys")
 
@@ -54,47 +51,33 @@ def test_a_forged_voice_length_is_refused(length: object) -> None:
         FileRef.from_map({**REF.to_map(), "voice_ms": length}, remote=False)
 
 
-async def _cli(capsys: pytest.CaptureFixture[str], device: Device, *argv: str, json_out: bool = True) -> tuple[int, list]:
-    args = ["--home", str(device.state.home), *argv] + (["--json"] if json_out else [])
-
-    def run() -> int:
-        try:
-            return cli.main(args)
-        except SystemExit as exc:  # a usage error
-            return int(exc.code or 0)
-
-    rc = await trio.to_thread.run_sync(run)
-    out = capsys.readouterr().out.splitlines()
-    return rc, [json.loads(line) for line in out] if json_out else out
-
-
 async def test_cli_voice_note_shows_as_such(alpha: RunningNode, register: Register, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
     path = tmp_path / "memo.ogg"
     data = os.urandom(20_000)
     path.write_bytes(data)
-    rc, [sent] = await _cli(capsys, alice, "send", BOB, "--file", str(path), "--voice", "12.5", "listen")
+    rc, [sent] = await run_cli(capsys, alice, "send", BOB, "--file", str(path), "--voice", "12.5", "listen")
     assert rc == 0 and (sent["type"], sent["name"], sent["voice_ms"]) == ("file", "memo.ogg", 12_500)
-    rc, got = await _cli(capsys, bob, "recv")
+    rc, got = await run_cli(capsys, bob, "recv")
     (note,) = [m for m in got if m["id"] == sent["id"]]
     assert (note["type"], note["name"], note["voice_ms"], note["media_type"], note["text"]) == ("file", "memo.ogg", 12_500, "audio/ogg", "listen")
-    rc, history = await _cli(capsys, bob, "history", ALICE)
+    rc, history = await run_cli(capsys, bob, "history", ALICE)
     assert [(h["type"], h["voice_ms"]) for h in history] == [("file", 12_500)]
-    rc, lines = await _cli(capsys, bob, "history", ALICE, json_out=False)
+    rc, lines = await run_cli(capsys, bob, "history", ALICE, json_out=False)
     assert "voice note 'memo.ogg' (0:13, 19.5 KiB): listen" in lines[0], lines
     out = tmp_path / "got"
     out.mkdir()
-    rc, [saved] = await _cli(capsys, bob, "download", sent["id"], "--out", str(out))
+    rc, [saved] = await run_cli(capsys, bob, "download", sent["id"], "--out", str(out))
     assert rc == 0 and Path(saved["path"]).read_bytes() == data
     # a plain file has no voice_ms
-    rc, [plain] = await _cli(capsys, alice, "send", BOB, "--file", str(path))
+    rc, [plain] = await run_cli(capsys, alice, "send", BOB, "--file", str(path))
     assert rc == 0 and "voice_ms" not in plain
     # refusals: one line each, nothing uploaded
     before = sorted((alpha.data_dir / BLOBS_DIR).iterdir())
     for bad in ("0", "-3", "abc", "nan", str(MAX_VOICE_MS // 1000 + 1)):
-        rc, [error] = await _cli(capsys, alice, "send", BOB, "--file", str(path), "--voice", bad)
+        rc, [error] = await run_cli(capsys, alice, "send", BOB, "--file", str(path), "--voice", bad)
         assert rc == 2 and error["error"]["code"] == "usage" and "voice" in error["error"]["message"], (bad, error)
-    rc, [error] = await _cli(capsys, alice, "send", BOB, "hello", "--voice", "3")
+    rc, [error] = await run_cli(capsys, alice, "send", BOB, "hello", "--voice", "3")
     assert rc == 2 and "--voice needs --file" in error["error"]["message"]
     assert sorted((alpha.data_dir / BLOBS_DIR).iterdir()) == before
 
