@@ -1,0 +1,172 @@
+"""The node's tamper-evident audit log on disk: ``audit.log`` (hash-chained JSON Lines, format in
+node/audit_chain.py) and ``audit.head`` (the newest (seq, hash) signed with the node key).
+
+Several processes may write one data directory (the running node, ``sonet-node invite`` or
+``peer add`` beside it), so every batch is appended under an exclusive advisory lock on
+audit.log: read the last entry, append the batch in one O_APPEND write, fsync, then replace
+audit.head (written aside, fsynced, renamed) before the lock goes. Nothing here is a secret
+store: callers put names, fingerprints, hash prefixes and counts in fields, never a token, a
+message, a device key or a sealed sender's identity.
+
+``record(data_dir_or_log, kind, **fields)`` is the one call for an operator action.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sonet.cli_output import iso_ms
+from sonet.core.crypto import SigningKey, VerifyKey
+
+from .audit_chain import (
+    GENESIS,
+    MAX_ENTRY_BYTES,
+    Broken,
+    Entry,
+    Verified,
+    entry_line,
+    head_bytes,
+    make_entry,
+    parse_entry,
+    sign_head,
+    verify_log,
+)
+from .identity import load_node_key
+
+__all__ = ["LOG_FILE", "HEAD_FILE", "AuditLog", "AuditError", "record", "read_entries", "verify"]
+
+LOG_FILE = "audit.log"
+HEAD_FILE = "audit.head"
+
+
+class AuditError(Exception):
+    """The audit log cannot be written or read; one line naming the file and why."""
+
+
+def _now_iso() -> str:
+    return iso_ms(time.time_ns() // 1_000_000) or ""
+
+
+class AuditLog:
+    """The audit log of one data directory, written with the node key."""
+
+    def __init__(self, data_dir: Path, key: SigningKey) -> None:
+        self.data_dir = Path(data_dir)
+        self.key = key
+        self.path = self.data_dir / LOG_FILE
+        self.head_path = self.data_dir / HEAD_FILE
+
+    def append(self, records: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        """Append ``(kind, fields)`` records as one batch and sign the new head; the seq of the
+        last one (blocking file I/O: the node calls it in a thread)."""
+        batch = list(records)
+        if not batch:
+            return 0
+        try:
+            with _locked(self.path) as fd:
+                seq, prev, torn = _last_entry(fd, self.path)
+                at = _now_iso()
+                out = bytearray(b"\n" if torn else b"")
+                for kind, fields in batch:
+                    seq += 1
+                    entry = make_entry(seq, at, kind, fields, prev)
+                    out += entry_line(entry)
+                    prev = entry.hash
+                _write_all(fd, bytes(out))
+                os.fsync(fd)
+                self._write_head(seq, prev, at)
+        except OSError as exc:
+            raise AuditError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        return seq
+
+    def _write_head(self, seq: int, hash_: str, at: str) -> None:
+        data = head_bytes(sign_head(self.key, seq, hash_, at))
+        aside = self.head_path.with_name(HEAD_FILE + ".new")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(aside, self.head_path)
+        dir_fd = os.open(self.data_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[int]:
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _last_entry(fd: int, path: Path) -> tuple[int, str, bool]:
+    """(seq, hash) of the last entry in the file (0 and GENESIS for an empty one) and whether
+    the file ends in a torn line (a crash mid-write: the next batch starts on a new line)."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return 0, GENESIS, False
+    start = max(0, size - 2 * MAX_ENTRY_BYTES)
+    tail = os.pread(fd, size - start, start)
+    torn = not tail.endswith(b"\n")
+    lines = tail.split(b"\n")
+    if start > 0:
+        lines = lines[1:]  # the first may be the end of a longer line
+    for line in reversed(lines):
+        entry = parse_entry(line) if line else None
+        if entry is not None:
+            return entry.seq, entry.hash, torn
+    raise AuditError(f"{path} ends in damaged entries: run `sonet-node audit verify` and restore it from a backup")
+
+
+def record(data_dir_or_log: Path | str | AuditLog, kind: str, **fields: Any) -> int:
+    """Append one operator action (``kind``, e.g. "invite_created", with its fields) to the
+    audit log of a data directory (its node.key signs the head) or of an open AuditLog; its seq.
+    Fields are names, fingerprints, hash prefixes and counts: never a secret."""
+    log = data_dir_or_log if isinstance(data_dir_or_log, AuditLog) else AuditLog(Path(data_dir_or_log), load_node_key(Path(data_dir_or_log)))
+    return log.append([(kind, fields)])
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise AuditError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def read_entries(data_dir: Path) -> list[Entry]:
+    """The entries of the log that parse (show does not judge; verify does)."""
+    entries = []
+    for line in (_read(data_dir / LOG_FILE) or b"").split(b"\n"):
+        entry = parse_entry(line) if line else None
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
+def verify(data_dir: Path, key: VerifyKey) -> Verified:
+    """Check the whole log and its signed head; Broken names the first bad entry."""
+    return verify_log(_read(data_dir / LOG_FILE) or b"", _read(data_dir / HEAD_FILE), key)
+
+
+__all__ += ["Broken", "Verified"]
