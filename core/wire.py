@@ -109,6 +109,8 @@ class Struct(_StructBase, metaclass=_WireMeta, frozen=True, array_like=True, for
     _wire_check_own: ClassVar[_Check]
     #: whether every nested struct of an instance is spliced in as msgspec.Raw
     _wire_spliced: ClassVar[Callable[[Any], bool]]
+    #: how many arrays deep the struct's schema goes (checked against MAX_DEPTH)
+    _wire_depth: ClassVar[int]
     if typing.TYPE_CHECKING:  # the decorators give every subclass these (dataclasses.replace takes them)
         __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
@@ -346,9 +348,35 @@ def _nesting(tp: Any) -> int:
     if typing.get_origin(tp) is tuple:
         return 1 + _nesting(args[0])
     if isinstance(tp, type) and issubclass(tp, Struct):
-        hints = typing.get_type_hints(tp)
-        return 1 + max((_nesting(hints[name]) for name in tp.__struct_fields__), default=0)
+        return tp._wire_depth  # only declared structs nest (_wire_type)
     return 0
+
+
+def _field_hints(cls: type[Struct]) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)`` for the fields only: evaluating every base's ClassVar
+    annotations again for each declared struct was most of a process's import time."""
+    hints: dict[str, Any] = {}
+    for base in cls.__mro__:
+        own = base.__dict__.get("__annotations__", {})
+        wanted = {name: own[name] for name in cls.__struct_fields__ if name in own and name not in hints}
+        if wanted:  # evaluated in the module that declared them, as get_type_hints does
+            holder = type(base.__name__, (), {"__annotations__": wanted, "__module__": base.__module__})
+            hints.update(typing.get_type_hints(holder))
+    return hints
+
+
+class _LazyDataclassFields:
+    """``__dataclass_fields__`` of a wire struct (dataclasses.replace / fields take them), built
+    on first use: making them for every struct at import cost every process ~40 ms."""
+
+    def __init__(self, name: str, fields: list[tuple[str, Any]]) -> None:
+        self._name = name
+        self._fields = fields
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        made = typing.cast(Any, dataclasses.make_dataclass(self._name, self._fields)).__dataclass_fields__
+        owner.__dataclass_fields__ = made  # type: ignore[attr-defined]
+        return made
 
 
 def _declare(cls: type[Any], tag: int | None) -> Any:
@@ -356,12 +384,13 @@ def _declare(cls: type[Any], tag: int | None) -> Any:
     defaults (the class fills those in when built), tagged for a frame."""
     if not (isinstance(cls, type) and issubclass(cls, Struct)):
         raise TypeError(f"{cls!r} is not a subclass of wire.Struct")
-    hints = typing.get_type_hints(cls)
+    hints = _field_hints(cls)
     names: tuple[str, ...] = cls.__struct_fields__
     wire_types = {name: _wire_type(hints[name]) for name in names}
     # Typed decoding has no nesting walk: a value deeper than its schema fails the field
     # types, so the schema must stay within the cap.
-    if _nesting(cls) > limits.MAX_DEPTH:
+    depth = 1 + max((_nesting(hints[name]) for name in names), default=0)
+    if depth > limits.MAX_DEPTH:
         raise TypeError(f"{cls.__name__} nests deeper than MAX_DEPTH")
     declared_defaults = cls.__struct_defaults__
     defaults = tuple(
@@ -384,11 +413,12 @@ def _declare(cls: type[Any], tag: int | None) -> Any:
     if tag is not None:
         wire_cls.TAG = tag
     wire_cls._wire_fields = tuple((name, hints[name]) for name in names)
+    wire_cls._wire_depth = depth
     wire_cls._wire_check = staticmethod(_struct_check(wire_cls, hints, nested=True))
     wire_cls._wire_check_own = staticmethod(_struct_check(wire_cls, hints, nested=False))
     wire_cls._wire_spliced = staticmethod(_struct_spliced(wire_cls, hints))
     # dataclasses.replace / fields take wire structs, as when they were dataclasses
-    wire_cls.__dataclass_fields__ = typing.cast(Any, dataclasses.make_dataclass(cls.__name__, [(n, hints[n]) for n in names])).__dataclass_fields__
+    wire_cls.__dataclass_fields__ = _LazyDataclassFields(cls.__name__, [(n, hints[n]) for n in names])
     _DECODERS[wire_cls] = msgspec.msgpack.Decoder(wire_cls)
     return wire_cls
 
