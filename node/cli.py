@@ -32,6 +32,8 @@ from sonet.federation.routes import Routes
 from sonet.federation.status import NO_LINK, directory_section, peer_entry
 
 from .app import DB_FILE, RUNTIME_FILE, ListenError, Node, now_ms
+from .audit import AuditError, Broken
+from .cli_audit import add_audit_commands
 from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
 from .data_dir import NODE_FILES, DataDirError, check_database, contents, require_directory
 from .identity import NodeKeyError, create_node_key, load_node_key
@@ -550,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="DIR", help="the node's data directory")
     p.set_defaults(fn=cmd_directory_head)
     with_json(p)
+    add_audit_commands(sub, with_json)
     return parser
 
 
@@ -559,6 +562,8 @@ _USER_ERRORS: dict[type[Exception], str] = {
     DataDirError: "bad_data_dir",
     NodeKeyError: "bad_node_key",
     LocalProtocolError: "invalid",
+    AuditError: "audit_error",
+    Broken: "audit_tampered",
 }
 
 
