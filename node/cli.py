@@ -32,6 +32,8 @@ from sonet.federation.routes import Routes
 from sonet.federation.status import NO_LINK, directory_section, peer_entry
 
 from .app import DB_FILE, RUNTIME_FILE, ListenError, Node, now_ms
+from .backup import BackupError
+from .cli_backup import add_backup_commands
 from .audit import AuditError, Broken
 from .cli_audit import add_audit_commands
 from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
@@ -105,6 +107,9 @@ def _store_failure(data: Path, exc: StoreError) -> UserError:
     hint = ""
     if any(word in str(exc) for word in ("malformed", "not a database", "corrupt")):
         hint = ": restore node.db from a backup"
+    elif "is newer than this software" in str(exc):
+        # migrations only go forward: an older sonet must not write a newer schema
+        hint = ": run the sonet version that wrote it or a newer one (a downgrade is refused), or restore a backup made by this version"
     return UserError(f"{data / DB_FILE}: {exc}{hint}", code="store_error")
 
 
@@ -514,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("fingerprint", cmd_fingerprint, "print the node identity fingerprint that peers and devices pin")
     command("status", cmd_status, "show the node's configuration, state and counters")
+    add_backup_commands(command)
 
     config = sub.add_parser("config", help="check node.toml and the data directory without starting the node",
                             description="Check node.toml and the data directory without starting the node.")
