@@ -568,6 +568,7 @@ _USER_ERRORS: dict[type[Exception], str] = {
     DataDirError: "bad_data_dir",
     NodeKeyError: "bad_node_key",
     LocalProtocolError: "invalid",
+    BackupError: "backup_error",
     AuditError: "audit_error",
     Broken: "audit_tampered",
 }
