@@ -12,7 +12,13 @@ what a device or another node sent: everything it refuses is an outcome.
   devices after it; a commit that adds members carries their Welcome, which must name exactly
   the added KeyPackages.
 - An application message is a PrivateMessage: the hub sees its group, epoch and size only, and
-  takes it for the current epoch only.
+  takes it for the current epoch only. A timed one carries its expiry in its authenticated
+  data (core/groups/expiry.py), which the SUBMIT item's ``expires`` must repeat; a commit or
+  proposal with an expiry is refused (``timed_change``). The hub keeps ``floor``, the last
+  sequence number it gave an item that does not expire, and ``gap_expires``, the latest expiry
+  of the timed items since: every ORDERED copy names both as they were before it, so a device
+  that finds timed items missing below it knows it may skip them once they expired (and no
+  others: docs/groups.md "Disappearing messages on nodes").
 - After a commit that changes the hub, ``moved_to`` is set, the outcome carries the HANDOVER
   items with ``to_bytes()`` in parts for the new hub (core/groups/handover.py; ``adopt`` takes
   them all), and this state orders nothing more (the node
@@ -41,6 +47,7 @@ from ..mls.extensions import ExtensionType, RequiredCapabilities, find_extension
 from ..mls.framing import ContentType, MLSMessage, PrivateMessage, PublicMessage, SenderType, WireFormat
 from ..mls.group.public import PublicCommit, PublicGroup
 from ..mls.messages import Add, Update, Welcome
+from .expiry import read_expiry_aad
 from .handover import assemble, split_state
 from .credential import SUITE_ID, MemberCredential, leaf_member
 from .items import GROUP_ID_LEN, MAX_GROUP_DEVICES, MAX_GROUP_ITEM_BYTES, MAX_GROUP_MESSAGE_BYTES, MAX_GROUP_WELCOME_BYTES, MAX_HANDOVER_STATE_BYTES
@@ -80,15 +87,23 @@ class _Refused(Exception):
 
 
 class HubGroup:
-    __slots__ = ("hub", "seq", "moved_to", "_public", "_members")
+    __slots__ = ("hub", "seq", "moved_to", "floor", "gap_expires", "_public", "_members")
 
-    def __init__(self, *, hub: str, seq: int, moved_to: str | None, public: PublicGroup) -> None:
+    def __init__(
+        self, *, hub: str, seq: int, moved_to: str | None, public: PublicGroup, floor: int | None = None, gap_expires: int = 0
+    ) -> None:
         #: the node that orders the group's messages with this state
         self.hub = hub
         #: the last sequence number given (0: none yet)
         self.seq = seq
         #: the new hub after a hand-over, else None
         self.moved_to = moved_to
+        #: the last sequence number given to an item that does not expire; not in ``to_bytes``
+        #: (the state is written at such items only, and a hand-over is one): the node keeps it
+        #: beside ``seq`` for the timed messages between
+        self.floor = seq if floor is None else floor
+        #: the latest expiry of the items given a sequence number after ``floor`` (0: none)
+        self.gap_expires = gap_expires
         self._public = public
         #: leaf index -> credential; every leaf passed leaf_member when it came in
         self._members = {index: leaf_member(leaf) for index, leaf in public.members()}
@@ -210,6 +225,8 @@ class HubGroup:
         if not isinstance(body, PublicMessage):
             raise _Refused("invalid")
         content = body.content
+        if item.expires or content.authenticated_data:
+            raise _Refused("timed_change")  # only application messages may expire
         self._check_epoch(content.group_id, content.epoch, item)
         if content.sender.sender_type is not SenderType.MEMBER or content.sender.index not in self._members:
             raise _Refused("not_member")
@@ -229,6 +246,12 @@ class HubGroup:
         if body.content_type is not ContentType.APPLICATION or item.welcome:
             raise _Refused("invalid")  # handshake messages are PublicMessages in Sonet groups
         self._check_epoch(body.group_id, body.epoch, item)
+        try:
+            expires = read_expiry_aad(body.authenticated_data)
+        except ValueError:
+            raise _Refused("invalid") from None
+        if item.expires != (expires or 0):
+            raise _Refused("invalid")  # the item's expiry is the one its sender authenticated
         return self._accept(item, {node: () for node in self.nodes()})
 
     def _order_proposal(self, item: GroupItem, message: MLSMessage, proposer: int) -> HubOutcome:
@@ -316,10 +339,15 @@ class HubGroup:
                 GroupItem(
                     kind=ItemKind.ORDERED, ref=item.ref, group=item.group, epoch=item.epoch, seq=self.seq, message=item.message,
                     welcome=item.welcome, members=members[node], outcome="", hub=next_hub or self.hub,
+                    expires=item.expires, floor=self.floor, gap_expires=self.gap_expires,
                 ),  # fmt: skip
             )
             for node in sorted(members)
         )
+        if item.expires:
+            self.gap_expires = max(self.gap_expires, item.expires)
+        else:
+            self.floor, self.gap_expires = self.seq, 0
         return HubOutcome(_OK, self.epoch, ordered)
 
     def _extension(self) -> GroupExtension:

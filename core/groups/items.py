@@ -83,6 +83,7 @@ GROUP_REFUSALS = {
     "invalid": "the hub refused the message as malformed or not verifying",
     "unknown_group": "the hub does not host this group",
     "too_large": "the message is too large for a group item",
+    "timed_change": "only application messages may expire: a commit, proposal or Welcome never does",
 }
 
 
@@ -133,6 +134,18 @@ class GroupItem(Struct):
     #: except in the copies of a hand-over commit, which name the new hub); HANDOVER: the new
     #: hub; else empty
     hub: str
+    #: SUBMIT/ORDERED: when the item expires (ms), the expiry its application message carries
+    #: in its authenticated data (core/groups/expiry.py); 0: it does not expire. Every node
+    #: drops it then; else 0
+    expires: int = 0
+    #: ORDERED: the last sequence number before this one whose item does not expire (0: none);
+    #: items after it and before this one are all timed (docs/groups.md "Disappearing messages
+    #: on nodes"); else 0
+    floor: int = 0
+    #: ORDERED: the latest expiry of the items after ``floor`` and before this one (0: there are
+    #: none, or nothing may be skipped): once it has passed, a device may skip those it never
+    #: got; else 0
+    gap_expires: int = 0
 
     def check(self) -> None:
         if self.kind not in ItemKind._value2member_map_:
@@ -167,6 +180,14 @@ class GroupItem(Struct):
             raise ValueError(f"unknown group refusal {self.outcome!r}")
         if (kind in (ItemKind.ORDERED, ItemKind.HANDOVER)) != bool(self.hub):
             raise ValueError("ORDERED and HANDOVER items and only they name a hub")
+        if not (0 <= self.expires < 2**63 and 0 <= self.floor < 2**63 and 0 <= self.gap_expires < 2**63):
+            raise ValueError("an expiry or floor out of range")
+        if self.expires and kind not in (ItemKind.SUBMIT, ItemKind.ORDERED):
+            raise ValueError(f"a {kind.name} item does not expire")
+        if (self.floor or self.gap_expires) and kind != ItemKind.ORDERED:
+            raise ValueError(f"a {kind.name} item names no floor")
+        if kind == ItemKind.ORDERED and (self.floor >= self.seq or (self.gap_expires and self.floor >= self.seq - 1)):
+            raise ValueError("an ORDERED item's floor is before it, and only items between have an expiry")
         try:
             if self.hub:
                 validate_node_name(self.hub, remote=True)

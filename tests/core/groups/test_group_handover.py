@@ -102,7 +102,7 @@ def test_oversized_and_misnamed_parts_are_refused() -> None:
         named = dataclasses.replace(part, ref=bytes(REF_LEN - 4) + part_number.to_bytes(2, "big") + parts.to_bytes(2, "big"))
         with pytest.raises(ValueError, match="names no part"):
             named.check()
-        raw = packb([named.kind, named.ref, named.group, named.epoch, named.seq, named.message, b"", [], "", named.hub])
+        raw = packb([named.kind, named.ref, named.group, named.epoch, named.seq, named.message, b"", [], "", named.hub, 0, 0, 0])
         with pytest.raises(RemoteProtocolError, match="names no part"):  # nor does it decode from the wire
             decode_struct(GroupItem, raw)
     with pytest.raises(ValueError, match="names no part"):
