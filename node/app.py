@@ -34,7 +34,7 @@ from sonet.federation.message_requests import MessageRequests
 from sonet.federation.service import Federation
 from sonet.federation.settings import FederationSettings
 from sonet.federation.status import FederationStatus
-from sonet.transport import SecureSocket, events, serve
+from sonet.transport import SecureSocket, serve
 from sonet.transport.server import ConnectionLimits, Listening, raise_fd_limit
 
 from .client_keys import answer_local
@@ -51,8 +51,6 @@ from .expiry import CHECK_S as EXPIRY_CHECK_S, expiry_loop
 from .identity import load_node_key
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxRegistry
-from .ops import NodeMetrics, ObservedStore
-from .ops.listener import start_ops_listener
 from .server import PLAIN_HTTP_ANSWER, Router
 from .store import Quota, SqliteStore
 from .unregistered import Unregistered
@@ -162,21 +160,10 @@ class Node:
         #: device connections being served right now
         self.client_sessions = 0
         self._started_at = clock_ms()
-        #: the node's Prometheus metrics (node/ops/), served when node.toml sets [ops] listen
-        self.metrics = NodeMetrics()
-        #: the operations listener's bound port once ``run`` listens (None: [ops] is off)
-        self.ops_port: int | None = None
         self._runtime_written = False
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        # the security events of this node's tasks (they inherit the context) reach its metrics
-        with events.subscribed(self.metrics.on_security_event):
-            await self._run(task_status=task_status)
-
-    async def _run(self, *, task_status: trio.TaskStatus[str]) -> None:
         store = await SqliteStore.open(self.data_dir / DB_FILE)
-        # every store operation timed, envelopes counted (node/ops/observed_store.py)
-        store = ObservedStore.around(store, self.metrics)
         # attachments live on disk beside the database, one file per blob (node/blobs.py)
         blobs = await BlobStore.open(self.data_dir, self.config.blobs, rng=self.rng, reserve_bytes=self.config.storage_reserve_bytes)
         try:
@@ -246,7 +233,6 @@ class Node:
             self.context = ctx
 
             async def serve_client(sock: SecureSocket, done: HandshakeComplete) -> None:
-                self.metrics.handshake_device.inc()
                 self.client_sessions += 1
                 try:
                     await ClientSession(ctx, sock).run()
@@ -259,11 +245,7 @@ class Node:
             router.route("/client", serve_client, CLIENT_FRAMES, max_message_bytes=limits.MAX_UNREGISTERED_RECORD_BYTES)
             # The gate reads the peers table on every attempt: `sonet-node peer add/remove` on
             # the same database takes effect for the next link without a restart.
-            async def serve_peer(sock: SecureSocket, done: HandshakeComplete) -> None:
-                self.metrics.handshake_peer.inc()
-                await federation.serve(sock, done)
-
-            router.route(FEDERATION_ENDPOINT, serve_peer, FEDERATION_FRAMES, admit_for=self.federation.gate.admit_for)
+            router.route(FEDERATION_ENDPOINT, self.federation.serve, FEDERATION_FRAMES, admit_for=self.federation.gate.admit_for)
             # Before serving: every account has its leaf and there is a head to witness.
             await directory.start()
             host, port = self.config.host_port
@@ -288,8 +270,6 @@ class Node:
                     raise ListenError(exc.errno, f"cannot listen on {self.config.listen}: {exc.strerror or exc}") from exc
                 bound = server.port
                 self.listening = server
-                if self.config.ops_listen is not None:
-                    self.ops_port = await start_ops_listener(nursery, self, store, self.config.ops_listen)
                 self.url = f"ws://{host}:{bound}"
                 self._runtime_written = self._write_runtime_at_start()
                 nursery.start_soon(self._purge_loop, store)

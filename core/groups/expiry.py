@@ -17,7 +17,7 @@ from ..errors import RemoteProtocolError
 __all__ = ["expiry_aad", "read_expiry_aad", "MAX_EXPIRY_AAD_BYTES"]
 
 _FORMAT = 1
-_FIELDS = {"v": int, "expires": int}
+_FIELDS: dict[str, type] = {"v": int, "expires": int}
 #: more than a timed message's authenticated data takes
 MAX_EXPIRY_AAD_BYTES = 64
 
