@@ -79,6 +79,7 @@ from sonet.core.errors import ProtocolError, RemoteProtocolError
 from sonet.core.federation_api import OK, Cosign, EphemeralPush, Gossip, Noted, Push, PushResult, Report, SeenHead, Transit
 from sonet.core.keydir import decode_cosignature
 from sonet.core.wire import Frame, encode_frame
+from sonet.transport import events
 
 from .ephemeral import Ephemerals
 from .errors import FederationError
@@ -184,6 +185,7 @@ class Inbound:
             if not isinstance(frame, Request):
                 raise RemoteProtocolError(f"unexpected {type(frame).__name__} on a federation link", code="unexpected_frame")
             if not await self._allowed(peer, frame):
+                events.emit("rate_limited", peer=peer, limit="peer_requests")
                 refused_in_a_row += 1
                 if refused_in_a_row > self._max_refusals:
                     raise RemoteProtocolError(f"{peer} kept sending after {self._max_refusals} rate-limit refusals", code="rate_limited")

@@ -35,7 +35,7 @@ from sonet.core.errors import LocalProtocolError, ProtocolError
 from sonet.core.federation_api import FEDERATION_FRAMES, Push
 from sonet.core.handshake import PeerIdentified
 from sonet.core.wire import Frame
-from sonet.transport import DialError, LinkLost, Mux, SecureSocket, dial
+from sonet.transport import DialError, LinkLost, Mux, SecureSocket, dial, events
 
 from .peers import Peer, find_peer
 from .push_sequence import Sending
@@ -140,6 +140,7 @@ async def dial_peer(
         # without our pin in it is the peer's gate refusing this node's name and key: its words
         # name no fingerprint and say what is wrong.)
         if exc.code == "wrong_identity" and fingerprint in str(exc):
+            events.emit("wrong_identity", url=url, direction="outbound", code=exc.code)
             raise DialError(f"the node at {url} presented a different identity key than pinned", code=exc.code) from None
         if exc.code == "verify_failed":
             raise DialError(f"secure channel with {url} failed: the peer's identity did not verify", code=exc.code) from None
@@ -218,6 +219,8 @@ class PeerGate:
 
     def _refuse(self, peer: str | None, code: str, message: str) -> tuple[str, str]:
         self._status.record_refusal(peer=peer, reason=code, at=self._clock_ms())
+        # the gate reports its own refusals (the transport does not report admit's decisions)
+        events.emit("wrong_identity" if code == "wrong_identity" else "handshake_refused", peer=peer, code=code, direction="inbound")
         log.info("refused federation link (%s): %s", code, message)
         return code, message
 

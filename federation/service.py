@@ -129,6 +129,7 @@ from sonet.core.envelope import Envelope
 from sonet.core.errors import ProtocolError
 from sonet.core.handshake import HandshakeComplete
 from sonet.core.wire import Frame
+from sonet.transport import events
 
 from .ephemeral import Ephemerals, PushEphemeral
 from .errors import FederationError
@@ -504,6 +505,7 @@ class Federation:
         except ProtocolError as exc:
             raise FederationError("invalid", f"the identity key given for {node} is unusable: {exc}") from None
         if key.fingerprint != peer.fingerprint:
+            events.emit("wrong_identity", peer=node, code="wrong_identity", direction="key_lookup")
             raise FederationError("wrong_identity", f"the identity key given for {node} is not the one pinned for it")
         await self._store_key(node, peer.fingerprint, answer.key)
         return answer.key

@@ -36,6 +36,7 @@ from sonet.core.errors import ProtocolError, VerifyError
 from sonet.core.federation_api import Cosign, Noted
 from sonet.core.keydir import TreeHead, cosign, verify_consistency, verify_head, witnesses
 from sonet.core.wire import Frame
+from sonet.transport import events
 
 from .errors import FederationError
 from .ports import FederationStore, StoreFailure
@@ -318,6 +319,7 @@ class Witness:
         self._splits.setdefault(node, row)
         self._jobs.pop(node, None)
         self.version += 1
+        events.emit("directory_alarm", peer=node, kind=kind, source=source, code="split_view")
         log.warning(
             "%s showed two different versions of its key directory (%s, seen via %s): it is no longer "
             "witnessed and its lookups are refused",

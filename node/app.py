@@ -19,6 +19,7 @@ from pathlib import Path
 
 import trio
 
+from sonet import __version__
 from sonet.core import limits
 from sonet.core.blob_api import BlobGet
 from sonet.core.client_api import CLIENT_FRAMES, FetchGroupTree
@@ -34,7 +35,7 @@ from sonet.federation.message_requests import MessageRequests
 from sonet.federation.service import Federation
 from sonet.federation.settings import FederationSettings
 from sonet.federation.status import FederationStatus
-from sonet.transport import SecureSocket, serve
+from sonet.transport import SecureSocket, events, serve
 from sonet.transport.server import ConnectionLimits, Listening, raise_fd_limit
 
 from .client_keys import answer_local
@@ -42,9 +43,11 @@ from .group_trees import answer_group_tree
 from .client_limits import ClientLimits
 from .client_context import ClientContext, ClientFederation
 from .client_session import ClientSession
+from .audit import AuditLog
+from .audit_stream import AuditStream, started_fields
 from .blobs import BlobStore
 from .client_blobs import answer_blob
-from .config import NodeConfig
+from .config import CONFIG_FILE, NodeConfig
 from .directory import NodeDirectory
 from .client_checks import RequestError
 from .expiry import CHECK_S as EXPIRY_CHECK_S, expiry_loop
@@ -166,7 +169,13 @@ class Node:
         store = await SqliteStore.open(self.data_dir / DB_FILE)
         # attachments live on disk beside the database, one file per blob (node/blobs.py)
         blobs = await BlobStore.open(self.data_dir, self.config.blobs, rng=self.rng, reserve_bytes=self.config.storage_reserve_bytes)
+        # the audit log hears this node's security events (its tasks inherit the context)
+        audit = AuditStream(AuditLog(self.data_dir, self.identity), clock_ms=self.clock_ms)
+        self.audit_stream = audit
+        subscription = events.subscribe(audit.hear)
         try:
+            audit.note("node_started", **self._started_fields())
+            await trio.to_thread.run_sync(audit.write)
             quota = storage_quota(self.config)
             # one allowance of message requests for device sends and peers' pushes alike
             requests = MessageRequests.for_node(
@@ -272,13 +281,29 @@ class Node:
                 self.listening = server
                 self.url = f"ws://{host}:{bound}"
                 self._runtime_written = self._write_runtime_at_start()
+                nursery.start_soon(audit.run)
                 nursery.start_soon(self._purge_loop, store)
                 nursery.start_soon(self._status_loop)
                 nursery.start_soon(self._blob_retention_loop, blobs)
                 task_status.started(self.url)
         finally:
+            events.unsubscribe(subscription)
+            audit.note("node_stopped", pid=os.getpid())
+            audit.write()
             (self.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
             await store.close()
+
+    def _started_fields(self) -> dict:
+        try:
+            config_bytes = (self.data_dir / CONFIG_FILE).read_bytes()
+        except OSError:
+            config_bytes = b""  # a node built from a config in memory (tests)
+        listen = [self.config.listen]
+        ops_listen = getattr(self.config, "ops_listen", None)
+        if ops_listen:
+            listen.append(str(ops_listen))
+        fingerprint = self.identity.public.fingerprint
+        return started_fields(config_bytes, name=self.config.name, listen=listen, fingerprint=fingerprint, version=__version__, pid=os.getpid())
 
     def _write_runtime(self) -> None:
         """run.json: how `sonet-node status` finds the running node and its live state."""

@@ -64,6 +64,7 @@ from sonet.core.wire import Frame
 from sonet.federation.errors import FederationError
 from sonet.federation.lookup_charge import charging_lookups as _charging
 from sonet.federation.ratelimit import Bucket, Limiter, Rate
+from sonet.transport import events
 
 from .client_checks import RequestError
 from .client_context import Session
@@ -231,6 +232,7 @@ class ClientLimits:
             conn.refused = 0
             return
         conn.refused += 1
+        events.emit("rate_limited", actor=_actor(session), limit="device_requests")
         if conn.refused == 1:
             who = f"{session.mailbox[0]} device {session.mailbox[1]}" if session.mailbox else "an unregistered device"
             log.info("rate limiting %s: %s", who, refusal)
@@ -254,10 +256,12 @@ class ClientLimits:
         conn = self._connection(session, now)
         conn.registrations += 1
         if conn.registrations > self._registrations:
+            events.emit("rate_limited", actor=session.source, limit="registrations_per_connection")
             raise RequestError("rate_limited", "too many registration attempts on this connection; reconnect to try again")
         try:
             self._registrations_per_address.admit(session.source, now, upfront=checks * VERIFY_COST)
         except OverBudget as exc:
+            events.emit("rate_limited", actor=session.source, limit="registrations_per_address")
             seconds = -(-exc.retry_after_ms // 100) / 10
             raise RequestError(
                 "rate_limited", f"too many registrations from this address; try again in {seconds:.1f} s"
@@ -271,6 +275,7 @@ class ClientLimits:
 
         def charge(node: str) -> None:
             if not self._lookups.allow(device, session.ctx.clock_ms()):
+                events.emit("rate_limited", actor=_actor(session), limit="device_lookups")
                 raise FederationError("rate_limited", f"too many lookups at other nodes from this device; {_AGAIN}")
 
         return _charging(charge)
@@ -283,6 +288,7 @@ class ClientLimits:
         try:
             self._remote_blob_bytes.admit(session.peer.fingerprint, session.ctx.clock_ms(), upfront=BLOB_CHUNK_BYTES)
         except OverBudget as exc:
+            events.emit("rate_limited", actor=_actor(session), limit="device_remote_blob_bytes")
             seconds = -(-exc.retry_after_ms // 100) / 10
             raise RequestError(
                 "rate_limited", f"this device fetched too many bytes of files from other nodes; try again in {seconds:.1f} s"
@@ -367,3 +373,8 @@ async def _bundle_cost(session: Session, req: FetchBundles | FetchKeyPackages) -
         # Another node's account: its device count is not known here without asking that node.
         return limits.MAX_DEVICES_PER_ACCOUNT, str(address)
     return max(1, len(await ctx.store.devices(str(address)))), str(address)
+
+
+def _actor(session: Session) -> str:
+    """Who a rate-limit event is about, for the audit log: the account, else the source address."""
+    return session.mailbox[0] if session.mailbox else session.source

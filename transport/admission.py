@@ -27,6 +27,8 @@ import trio
 
 from sonet.core import limits
 
+from . import events
+
 __all__ = ["ConnectionLimits", "Admission", "Admitted", "Refused", "EVICTION_ORDER"]
 
 
@@ -136,10 +138,12 @@ class Admission:
             self._evict(self._victim(None), "pending")
         if self._by_address.get(address, 0) >= caps.max_connections_per_address:
             if not self._pending_by_address.get(address):
+                events.emit("connection_refused", address=address, code="too_many_connections")
                 raise Refused("too_many_connections", f"too many connections from {address}; try again later")
             self._evict(self._victim(address), "per_address")
         if self._all >= caps.max_connections:
             if not self.pending:
+                events.emit("connection_refused", address=address, code="too_many_connections")
                 raise Refused("too_many_connections", "this node holds as many connections as it can; try again later")
             self._evict(self._victim(None), "overall")
         conn = Admitted(address, trio.current_time() + caps.handshake_timeout_s)
@@ -220,4 +224,5 @@ class Admission:
         conn.evicted_from = conn.stage
         self._unpend(conn)
         conn.end(f"evicted_{why}")
+        events.emit("connection_refused", address=conn.address, code=f"evicted_{why}")
         self._on_evict(why)

@@ -11,15 +11,18 @@ that would build costly fields first can ask ``listening()``.
 Subscribers are plain synchronous callables ``callback(kind, fields)`` run on the emitter's
 thread: they must be quick, must not raise and must not block (the audit log queues and writes
 in batches). ``fields`` carries no secrets: addresses, peer names, fingerprints, codes, counts.
+Field names by convention: ``code`` (the refusal's error code), ``limit`` (which rate limit),
+``address`` (a source IP), ``peer`` (a node name), ``actor`` (an account or device fingerprint),
+``kind`` (what sort of directory alarm).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
-__all__ = ["KINDS", "Subscriber", "emit", "listening", "subscribed"]
+__all__ = ["KINDS", "Subscriber", "emit", "listening", "subscribed", "subscribe", "unsubscribe"]
 
 #: the named kinds; an unknown kind is a programming error (a typo would go unaudited)
 KINDS = frozenset(
@@ -43,7 +46,7 @@ Subscriber = Callable[[str, Mapping[str, object]], None]
 _subscribers: ContextVar[tuple[Subscriber, ...]] = ContextVar("sonet_security_subscribers", default=())
 
 
-def emit(kind: str, **fields: object) -> None:
+def emit(kind: str, /, **fields: object) -> None:
     """Report one security event to the subscribers of this context (none: nothing happens)."""
     subscribers = _subscribers.get()
     if not subscribers:
@@ -62,8 +65,18 @@ def listening() -> bool:
 @contextmanager
 def subscribed(callback: Subscriber) -> Iterator[None]:
     """Hear every event emitted in this context and in the tasks spawned from it, until exit."""
-    token = _subscribers.set(_subscribers.get() + (callback,))
+    token = subscribe(callback)
     try:
         yield
     finally:
-        _subscribers.reset(token)
+        unsubscribe(token)
+
+
+def subscribe(callback: Subscriber) -> Token[tuple[Subscriber, ...]]:
+    """``subscribed`` without a block: hear events from now on in this context, until
+    ``unsubscribe(token)`` (in the same context, in reverse order of subscribing)."""
+    return _subscribers.set(_subscribers.get() + (callback,))
+
+
+def unsubscribe(token: Token[tuple[Subscriber, ...]]) -> None:
+    _subscribers.reset(token)

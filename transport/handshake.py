@@ -23,6 +23,8 @@ from sonet.core.errors import ProtocolError, RemoteProtocolError
 from sonet.core.handshake import Handshake, HandshakeComplete, Hello1, PeerIdentified, Role
 from sonet.core.handshake_guard import HandshakeGuard
 
+from . import events
+
 __all__ = ["run_initiator", "respond", "Admit", "admit_everyone", "POLICY_VIOLATION", "PROTOCOL_ERROR"]
 
 log = logging.getLogger("sonet.transport")
@@ -95,7 +97,7 @@ async def respond(
         Role.RESPONDER, identity=identity, policy=policy, rng=os.urandom, prologue=prologue, screen=screen if guard else None
     )
     try:
-        return await _respond(ws, hs, admit)
+        return await _respond(ws, hs, admit, address)
     finally:
         if screened:
             assert guard is not None
@@ -106,7 +108,7 @@ def _now_ms() -> int:
     return int(trio.current_time() * 1000)
 
 
-async def _respond(ws: WebSocketConnection, hs: Handshake, admit: Admit) -> HandshakeComplete | None:
+async def _respond(ws: WebSocketConnection, hs: Handshake, admit: Admit, address: str) -> HandshakeComplete | None:
     with trio.move_on_after(limits.HANDSHAKE_DEADLINE_S):
         try:
             while True:
@@ -136,9 +138,11 @@ async def _respond(ws: WebSocketConnection, hs: Handshake, admit: Admit) -> Hand
                     return done
         except ProtocolError as exc:
             log.log(logging.DEBUG if exc.code in _GUARD_CODES else logging.INFO, "handshake failed: %s", exc)
+            events.emit("handshake_refused", address=address, code=exc.code)
             await ws.aclose(code=PROTOCOL_ERROR, reason=exc.code)
             return None
         except ConnectionClosed:
             return None
+    events.emit("handshake_refused", address=address, code="handshake_timeout")
     await ws.aclose(code=POLICY_VIOLATION, reason="handshake timeout")
     return None
