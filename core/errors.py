@@ -51,6 +51,7 @@ _CODES = {
     "replayed": "a handshake's first message seen before (a replay of a recorded one)",
     "not_registered": "a request that needs a registered device from one that is not",
     "device_removed": "this device was removed from its account",
+    "account_disabled": "the operator disabled this device's account (sonet-node accounts disable)",
     "too_many_connections": "over a connection cap (per address, node-wide or per device); the oldest or the newest closed",
     "registration_timeout": "a /client connection without an account did not register or link in time",
     # Accounts, devices and device lists

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
@@ -33,7 +34,6 @@ from sonet.federation.status import NO_LINK, directory_section, peer_entry
 
 from .app import DB_FILE, RUNTIME_FILE, ListenError, Node, now_ms
 from .backup import BackupError
-from sonet.transport.tls import TlsError
 from .cli_backup import add_backup_commands
 from .audit import AuditError, Broken
 from .cli_audit import add_audit_commands
@@ -370,7 +370,37 @@ def cmd_peer_remove(args: argparse.Namespace) -> None:
         print(f"removed peer {args.name.strip().lower()}")
 
 
+#: `status --watch --interval`: often enough to follow, rare enough not to load the database
+WATCH_INTERVAL_S = (0.2, 3600.0)
+#: cursor home and clear screen: a watched status is redrawn in place on a terminal
+_CLEAR = "\x1b[H\x1b[2J"
+
+
 def cmd_status(args: argparse.Namespace) -> None:
+    if not args.watch:
+        _show_status(args)
+        return
+    low, high = WATCH_INTERVAL_S
+    if not low <= args.interval <= high:
+        raise UserError(f"--interval {args.interval:g} is not allowed (seconds, from {low:g} to {high:g})")
+    redraw = not args.json and sys.stdout.isatty()
+    try:
+        while True:
+            if redraw:
+                print(_CLEAR, end="")
+            _show_status(args)
+            if not redraw and not args.json:
+                print(flush=True)  # a blank line between the snapshots of a piped watch
+            time.sleep(args.interval)
+    except BaseException as exc:  # Ctrl-C ends a watch: that is how it is meant to stop
+        if isinstance(exc, KeyboardInterrupt) or (
+            isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt) is not None
+        ):
+            return
+        raise
+
+
+def _show_status(args: argparse.Namespace) -> None:
     data, config, key = _existing_node(args)
     runtime = _runtime(data)
     stats = _with_store(data, lambda s: s.stats())
@@ -519,7 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     command("fingerprint", cmd_fingerprint, "print the node identity fingerprint that peers and devices pin")
-    command("status", cmd_status, "show the node's configuration, state and counters")
+    p = command("status", cmd_status, "show the node's configuration, state and counters")
+    p.add_argument("--watch", action="store_true", help="redraw it every --interval seconds until Ctrl-C (--json: one object each time)")
+    p.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between redraws with --watch (default: 2)")
     add_backup_commands(command)
 
     config = sub.add_parser("config", help="check node.toml and the data directory without starting the node",
@@ -551,6 +583,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = peer_command("remove", cmd_peer_remove, "forget a peer node")
     p.add_argument("--name", required=True, help="the peer's node name")
 
+    # imported here: they use this module's helpers (UserError, _with_store, ...)
+    from .cli_accounts import add_accounts_commands
+    from .cli_invites import add_invites_commands
+
+    add_accounts_commands(sub, with_json)
+    add_invites_commands(sub, with_json)
+
     directory = sub.add_parser("directory", help="inspect this node's key directory (works while the node runs)",
                                description="Inspect this node's key directory. Works while the node runs.")
     directory_sub = directory.add_subparsers(dest="directory_command", required=True, metavar="ACTION")
@@ -570,7 +609,6 @@ _USER_ERRORS: dict[type[Exception], str] = {
     NodeKeyError: "bad_node_key",
     LocalProtocolError: "invalid",
     BackupError: "backup_error",
-    TlsError: "bad_tls",
     AuditError: "audit_error",
     Broken: "audit_tampered",
 }

@@ -90,7 +90,9 @@ async def register(session: Session, req: Register) -> None:
         policy=ctx.policy,
     )
     invite_hash = None
-    if ctx.registration == "invite":
+    # An address the operator removed is given out again only with an invite, even on an open
+    # node (node/admin.py); the transaction checks again.
+    if ctx.registration == "invite" or await ctx.store.account_removed(account) is not None:
         if not req.invite:
             raise RequestError("invite_required", "this node requires an invite token")
         invite_hash = hash_invite_secret(req.invite)

@@ -4,7 +4,9 @@ Requests are answered in order on the receiving task; deliveries are pushed by a
 that follows the device's mailbox, and a third forwards a LinkOffer to a device waiting to be
 linked. A protocol violation gets an ErrorFrame and a closed connection; nothing of a rejected
 batch is stored and other connections are unaffected. Removing a device closes its connections
-with ``ErrorFrame(request=0, code="device_removed")``.
+with ``ErrorFrame(request=0, code="device_removed")``; the devices of an account the operator
+disabled are refused at connect and their open connections closed (node/admin_watch.py) with
+``account_disabled``.
 
 Connections are bounded: a connection without an account must register or link within
 ``unregistered_timeout_s`` (while it waits in a link slot: until the slot expires), else it is
@@ -180,6 +182,10 @@ class ClientSession:
                 minimum_crypto_mode=self._ctx.policy.minimum.value,
             )
         )
+        if row is not None and await self._ctx.store.account_disabled(row.account):
+            # The operator disabled the account (node/admin.py): refused until it is enabled.
+            await self._fail(_account_disabled(row.account))
+            return
         if row is None and await self._ctx.store.removed_device(self._peer.fingerprint) is not None:
             # A removed device comes back: say so, rather than "not registered" at its first request.
             await self._fail(RemoteProtocolError("this device was removed from its account", code="device_removed"))
@@ -235,8 +241,13 @@ class ClientSession:
 
     async def _close_when_removed(self, removed: trio.Event, scope: trio.CancelScope) -> None:
         await removed.wait()
-        # Through _fail, under the send lock: a record being sent is finished first.
-        await self._fail(RemoteProtocolError("this device was removed from its account", code="device_removed"))
+        # Set on a removal, and by node/admin_watch.py when the operator disabled the account:
+        # the store says which. Through _fail, under the send lock: a record being sent is
+        # finished first.
+        if self._mailbox is not None and await self._ctx.store.account_disabled(self._mailbox[0]):
+            await self._fail(_account_disabled(self._mailbox[0]))
+        else:
+            await self._fail(RemoteProtocolError("this device was removed from its account", code="device_removed"))
         scope.cancel()
 
     async def _close_when_superseded(self, scope: trio.CancelScope) -> None:
@@ -392,6 +403,10 @@ class ClientSession:
     async def _send_ephemeral(self, batch: list[Envelope]) -> None:
         now = self._ctx.clock_ms()
         await self.send(Deliver(items=tuple(Delivery(envelope=e, stored_at=now) for e in batch)))
+
+
+def _account_disabled(account: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"the account {account} is disabled on this node; ask its operator", code="account_disabled")
 
 
 _HANDLERS: dict[type[Frame], Callable[[ClientSession, Any], Awaitable[None]]] = {

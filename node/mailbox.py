@@ -109,6 +109,10 @@ class DeviceConnections:
             if not live and self._live.get(fingerprint) is live:
                 del self._live[fingerprint]
 
+    def fingerprints(self) -> list[str]:
+        """The device keys with a live connection right now."""
+        return list(self._live)
+
     def removed(self, fingerprint: str) -> int:
         """Signal every live connection of the device; return how many there were."""
         events = list(self._live.get(fingerprint, {}))

@@ -9,6 +9,8 @@ from .base import (
     AccountExists,
     SenderRemoved,
     AccountRow,
+    AccountSummary,
+    InviteRow,
     DeliveryRow,
     DeviceKeySet,
     DeviceRow,
@@ -40,6 +42,8 @@ from .base import (
 from .sqlite import SqliteStore
 
 __all__ = [
+    "AccountSummary",
+    "InviteRow",
     "Store",
     "StoreError",
     "QuotaExceeded",

@@ -46,6 +46,8 @@ __all__ = [
     "DeviceKeySet",
     "DeviceRow",
     "RemovedDeviceRow",
+    "AccountSummary",
+    "InviteRow",
     "MailboxItem",
     "NewEnvelope",
     "Quota",
@@ -157,6 +159,29 @@ class AccountRow:
     device_list: bytes
     device_list_version: int
     created_at: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AccountSummary:
+    """What the operator sees of an account (``sonet-node accounts``): never a key or a message."""
+
+    account: str
+    created_at: int
+    disabled_at: int | None  # None: active
+    devices: int
+    envelopes: int  # stored for its devices, expired ones until purged
+    envelope_bytes: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InviteRow:
+    """A stored invite: only the hash of its token is kept, so the token cannot be shown."""
+
+    token_hash: bytes
+    created_at: int
+    expires_at: int
+    used_at: int | None
+    used_by: str | None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -287,6 +312,57 @@ class Store(Protocol):
         ...
 
     # Key directory (core/keydir) -------------------------------------------------------------
+    # Operator administration (node/admin.py) ------------------------------------------------
+    # disable/enable/remove bump ``admin_version`` in their transaction: a running node polls
+    # it and re-checks its device connections when it moved (the CLI is another process).
+    async def account_summaries(self) -> list[AccountSummary]:
+        """Every account, ordered by address."""
+        ...
+
+    async def account_summary(self, account: str) -> AccountSummary | None:
+        """One account's summary; None when there is no such account."""
+        ...
+
+    async def mailbox_usage(self, account: str) -> dict[int, tuple[int, int]]:
+        """device_id -> (envelopes, bytes) stored for each device of ``account`` that has any."""
+        ...
+
+    async def account_disabled(self, account: str) -> bool:
+        """Whether ``account`` exists and is disabled (its devices are refused)."""
+        ...
+
+    async def set_account_disabled(self, account: str, *, disabled: bool, now: int) -> bool:
+        """Disable (``disabled_at = now``, kept if already disabled) or enable ``account``;
+        nothing else changes (its mailbox keeps taking mail). False if there is no such account."""
+        ...
+
+    async def remove_account(self, account: str, *, now: int) -> list[str] | None:
+        """Offboard ``account`` in one transaction: its devices are deleted with their mailboxes,
+        dedup records, prekeys and KeyPackages, each noted in removed_devices; the account row
+        goes (lookups and mail for it find no account); the address is noted in
+        removed_accounts, so that only an invite registers it again (``register_account``
+        refuses it without one, InviteInvalid); and a tombstone leaf (empty identity and device
+        list, chained by ``prev``) is appended to the key directory. Returns the removed
+        devices' fingerprints; None (nothing written) if there is no such account."""
+        ...
+
+    async def account_removed(self, account: str) -> int | None:
+        """When ``account`` was removed (and not registered again since); None otherwise."""
+        ...
+
+    async def admin_version(self) -> int:
+        """A counter that every disable, enable and removal increases."""
+        ...
+
+    async def invites(self) -> list[InviteRow]:
+        """Every stored invite (used, unused or expired until purged), oldest first."""
+        ...
+
+    async def revoke_invite(self, token_hash: bytes) -> bool:
+        """Delete an unused invite so that it can no longer register anyone; False if there is
+        no unused invite with that hash."""
+        ...
+
     # register_account, add_device and remove_device each append one leaf to the directory log
     # in their own transaction: core.keydir.entry.encode_entry(account=, identity=, device_list=,
     # prev=<index of the account's previous leaf, or -1>, at=now), leaf hash stored alongside.

@@ -493,9 +493,22 @@ _VANISHING: tuple[str, ...] = (
     "CREATE INDEX deliveries_vanishing ON deliveries (vanishes) WHERE vanishes IS NOT NULL",
 )
 
+# operator administration (node/admin.py): a disabled account keeps everything but its devices
+# are refused; a removed address is kept so that only an invite registers it again; the running
+# node polls admin_version and re-checks its connections when it moved
+_ADMIN: tuple[str, ...] = (
+    "ALTER TABLE accounts ADD COLUMN disabled_at INTEGER NULL",
+    """CREATE TABLE removed_accounts (
+        account     TEXT PRIMARY KEY,
+        removed_at  INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE TABLE admin_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
+    "INSERT INTO admin_version (id, version) VALUES (1, 0)",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
-    _HANDOVERS, _HANDOVER_FROM, _VANISHING,
+    _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -38,6 +38,8 @@ from sonet.federation.peers import PeerError, validate_peer
 
 from .base import (
     AccountRow,
+    AccountSummary,
+    InviteRow,
     GroupEffects,
     DeliveryRow,
     DeviceKeySet,
@@ -64,6 +66,16 @@ from .group_commit import GroupCommit
 from .migrations import migrate
 from .sqlite_accounts import (
     _account,
+    _account_disabled,
+    _account_removed,
+    _account_summaries,
+    _account_summary,
+    _admin_version,
+    _invites,
+    _mailbox_usage,
+    _remove_account,
+    _revoke_invite,
+    _set_account_disabled,
     _add_device,
     _add_invite,
     _device_by_fingerprint,
@@ -296,6 +308,38 @@ class SqliteStore:
         self, *, account: str, device_id: int, device_list: bytes, expected_version: int, now: int
     ) -> bool:
         return await self._transaction(_remove_device, account, device_id, device_list, expected_version, now)
+
+    # Operator administration (node/admin.py) -------------------------------------------
+
+    async def account_summaries(self) -> list[AccountSummary]:
+        return await self._snapshot(_account_summaries)
+
+    async def account_summary(self, account: str) -> AccountSummary | None:
+        return await self._snapshot(_account_summary, account)
+
+    async def mailbox_usage(self, account: str) -> dict[int, tuple[int, int]]:
+        return await self._read(_mailbox_usage, account)
+
+    async def account_disabled(self, account: str) -> bool:
+        return await self._read(_account_disabled, account)
+
+    async def set_account_disabled(self, account: str, *, disabled: bool, now: int) -> bool:
+        return await self._transaction(_set_account_disabled, account, disabled, now)
+
+    async def remove_account(self, account: str, *, now: int) -> list[str] | None:
+        return await self._transaction(_remove_account, account, now)
+
+    async def account_removed(self, account: str) -> int | None:
+        return await self._read(_account_removed, account)
+
+    async def admin_version(self) -> int:
+        return await self._read(_admin_version)
+
+    async def invites(self) -> list[InviteRow]:
+        return await self._read(_invites)
+
+    async def revoke_invite(self, token_hash: bytes) -> bool:
+        return await self._transaction(_revoke_invite, token_hash)
 
     # Key directory -----------------------------------------------------------------------
 

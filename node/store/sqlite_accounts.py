@@ -18,9 +18,13 @@ from typing import Any
 
 from sonet.core import limits
 
+from sonet.core.keydir import encode_entry, leaf_hash
+
 from .base import (
     AccountExists,
     AccountRow,
+    AccountSummary,
+    InviteRow,
     DeviceKeySet,
     DeviceRow,
     InviteInvalid,
@@ -94,8 +98,12 @@ def _register_account(
         ).rowcount
         if consumed != 1:
             raise InviteInvalid("the invite is unknown, already used or expired")
+    elif conn.execute("SELECT 1 FROM removed_accounts WHERE account = ?", (account,)).fetchone():
+        # An offboarded address: only the operator's invite gives it out again.
+        raise InviteInvalid("this address was removed; only an invite registers it again")
     if conn.execute("SELECT 1 FROM accounts WHERE account = ?", (account,)).fetchone():
         raise AccountExists(f"account {account!r} already exists")
+    conn.execute("DELETE FROM removed_accounts WHERE account = ?", (account,))
     if conn.execute("SELECT 1 FROM devices WHERE fingerprint = ?", (fingerprint,)).fetchone():
         raise AccountExists("a device with this identity key is already registered")
     conn.execute(
@@ -257,3 +265,125 @@ def _remove_device(
     _replace_device_list(conn, account, device_list, expected_version + 1, last_device_id)
     _append_leaf(conn, account, now)
     return True
+
+
+# Operator administration (node/admin.py) ------------------------------------------------------
+
+_SUMMARY = (
+    "SELECT a.account, a.created_at, a.disabled_at,"
+    " (SELECT count(*) FROM devices d WHERE d.account = a.account),"
+    " (SELECT count(*) FROM mailbox m WHERE m.account = a.account),"
+    " (SELECT coalesce(sum(size), 0) FROM mailbox m WHERE m.account = a.account)"
+    " FROM accounts a"
+)
+
+
+def _summary(row: tuple[Any, ...]) -> AccountSummary:
+    account, created_at, disabled_at, devices, envelopes, envelope_bytes = row
+    return AccountSummary(
+        account=account,
+        created_at=created_at,
+        disabled_at=disabled_at,
+        devices=devices,
+        envelopes=envelopes,
+        envelope_bytes=envelope_bytes,
+    )
+
+
+def _account_summaries(conn: sqlite3.Connection) -> list[AccountSummary]:
+    return [_summary(row) for row in conn.execute(_SUMMARY + " ORDER BY a.account")]
+
+
+def _account_summary(conn: sqlite3.Connection, account: str) -> AccountSummary | None:
+    row = conn.execute(_SUMMARY + " WHERE a.account = ?", (account,)).fetchone()
+    return None if row is None else _summary(row)
+
+
+def _mailbox_usage(conn: sqlite3.Connection, account: str) -> dict[int, tuple[int, int]]:
+    rows = conn.execute(
+        "SELECT device_id, count(*), coalesce(sum(size), 0) FROM mailbox WHERE account = ? GROUP BY device_id",
+        (account,),
+    )
+    return {device_id: (count, size) for device_id, count, size in rows}
+
+
+def _account_disabled(conn: sqlite3.Connection, account: str) -> bool:
+    row = conn.execute("SELECT disabled_at FROM accounts WHERE account = ?", (account,)).fetchone()
+    return row is not None and row[0] is not None
+
+
+def _bump_admin_version(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE admin_version SET version = version + 1 WHERE id = 1")
+
+
+def _set_account_disabled(conn: sqlite3.Connection, account: str, disabled: bool, now: int) -> bool:
+    if disabled:
+        changed = conn.execute(
+            "UPDATE accounts SET disabled_at = coalesce(disabled_at, ?) WHERE account = ?", (now, account)
+        ).rowcount
+    else:
+        changed = conn.execute("UPDATE accounts SET disabled_at = NULL WHERE account = ?", (account,)).rowcount
+    if changed:
+        _bump_admin_version(conn)
+    return changed == 1
+
+
+def _remove_account(conn: sqlite3.Connection, account: str, now: int) -> list[str] | None:
+    if conn.execute("SELECT 1 FROM accounts WHERE account = ?", (account,)).fetchone() is None:
+        return None
+    devices = _devices(conn, account)
+    for device in devices:
+        conn.execute(
+            "INSERT INTO removed_devices (fingerprint, account, device_id, removed_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (fingerprint) DO UPDATE SET account = excluded.account, device_id = excluded.device_id,"
+            " removed_at = excluded.removed_at",
+            (device.fingerprint, account, device.device_id, now),
+        )
+    # Devices go with the account, and their mailboxes, dedup records, prekeys, KeyPackages and
+    # group memberships with them (ON DELETE CASCADE).
+    conn.execute("DELETE FROM accounts WHERE account = ?", (account,))
+    conn.execute(
+        "INSERT INTO removed_accounts (account, removed_at) VALUES (?, ?)"
+        " ON CONFLICT (account) DO UPDATE SET removed_at = excluded.removed_at",
+        (account, now),
+    )
+    _append_tombstone(conn, account, now)
+    _bump_admin_version(conn)
+    return [device.fingerprint for device in devices]
+
+
+def _append_tombstone(conn: sqlite3.Connection, account: str, now: int) -> None:
+    """The account's last leaf: no identity key and no device list from then on, chained to
+    its previous leaf like every change (a new registration of the address chains to this)."""
+    (prev,) = conn.execute(
+        "SELECT coalesce(max(leaf_index), -1) FROM directory_leaves WHERE account = ?", (account,)
+    ).fetchone()
+    (index,) = conn.execute("SELECT coalesce(max(leaf_index) + 1, 0) FROM directory_leaves").fetchone()
+    leaf = encode_entry(account=account, identity=b"", device_list=b"", prev=prev, at=now)
+    conn.execute(
+        "INSERT INTO directory_leaves (leaf_index, account, leaf, leaf_hash) VALUES (?, ?, ?, ?)",
+        (index, account, leaf, leaf_hash(leaf)),
+    )
+
+
+def _account_removed(conn: sqlite3.Connection, account: str) -> int | None:
+    row = conn.execute("SELECT removed_at FROM removed_accounts WHERE account = ?", (account,)).fetchone()
+    return None if row is None else row[0]
+
+
+def _admin_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT version FROM admin_version WHERE id = 1").fetchone()
+    return 0 if row is None else row[0]
+
+
+def _invites(conn: sqlite3.Connection) -> list[InviteRow]:
+    rows = conn.execute(
+        "SELECT token_hash, created_at, expires_at, used_at, used_by FROM invites ORDER BY created_at, token_hash"
+    )
+    return [
+        InviteRow(token_hash=bytes(h), created_at=c, expires_at=e, used_at=ua, used_by=ub) for h, c, e, ua, ub in rows
+    ]
+
+
+def _revoke_invite(conn: sqlite3.Connection, token_hash: bytes) -> bool:
+    return conn.execute("DELETE FROM invites WHERE token_hash = ? AND used_at IS NULL", (token_hash,)).rowcount == 1
