@@ -37,6 +37,7 @@ from sonet.federation.settings import FederationSettings
 from sonet.federation.status import FederationStatus
 from sonet.transport import SecureSocket, events, serve
 from sonet.transport.server import ConnectionLimits, Listening, raise_fd_limit
+from sonet.transport.tls import server_context
 
 from .client_keys import answer_local
 from .group_trees import answer_group_tree
@@ -167,6 +168,8 @@ class Node:
         self._runtime_written = False
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        # [tls]: the certificate is read before anything opens (a bad one stops the start)
+        tls = server_context(*self.config.tls.paths(self.data_dir)) if self.config.tls else None
         store = await SqliteStore.open(self.data_dir / DB_FILE)
         # attachments live on disk beside the database, one file per blob (node/blobs.py)
         blobs = await BlobStore.open(self.data_dir, self.config.blobs, rng=self.rng, reserve_bytes=self.config.storage_reserve_bytes)
@@ -273,6 +276,7 @@ class Node:
                             plain_http_answer=PLAIN_HTTP_ANSWER,
                             handler_nursery=nursery,
                             caps=connection_limits(self.config),
+                            tls=tls,
                             task_status=task_status,
                         )
                     )
@@ -280,7 +284,7 @@ class Node:
                     raise ListenError(exc.errno, f"cannot listen on {self.config.listen}: {exc.strerror or exc}") from exc
                 bound = server.port
                 self.listening = server
-                self.url = f"ws://{host}:{bound}"
+                self.url = f"{'wss' if tls else 'ws'}://{host}:{bound}"
                 self._runtime_written = self._write_runtime_at_start()
                 nursery.start_soon(audit.run)
                 nursery.start_soon(self._purge_loop, store)

@@ -34,6 +34,7 @@ from sonet.federation.status import NO_LINK, directory_section, peer_entry
 
 from .app import DB_FILE, RUNTIME_FILE, ListenError, Node, now_ms
 from .backup import BackupError
+from sonet.transport.tls import TlsError
 from .cli_backup import add_backup_commands
 from .audit import AuditError, Broken
 from .cli_audit import add_audit_commands
@@ -609,6 +610,7 @@ _USER_ERRORS: dict[type[Exception], str] = {
     NodeKeyError: "bad_node_key",
     LocalProtocolError: "invalid",
     BackupError: "backup_error",
+    TlsError: "bad_tls",
     AuditError: "audit_error",
     Broken: "audit_tampered",
 }

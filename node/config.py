@@ -25,6 +25,7 @@ from sonet.federation.settings import MAX_PUSHES_IN_FLIGHT, FederationSettings
 
 from .blob_settings import BLOB_KEYS, BlobSettings, blob_settings, blobs_toml
 from .budget_settings import BUDGET_KEYS, BudgetSettings
+from .tls_settings import TLS_KEYS, TlsSettings, tls_settings, tls_toml
 
 __all__ = ["NodeConfig", "ConfigError", "parse_listen", "CONFIG_FILE", "SETTINGS"]
 
@@ -57,6 +58,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     ),
     "budgets": tuple(key for key, _default, _range in BUDGET_KEYS),
     "blobs": tuple(key for key, _default, _range in BLOB_KEYS),
+    "tls": TLS_KEYS,
 }
 #: [connections] defaults, in the order of SETTINGS["connections"] (transport/admission.py)
 _CONNECTION_DEFAULTS: tuple[int | float, ...] = (4096, 256, 512, 64, 8, 128, 8, 5.0, limits.HANDSHAKE_DEADLINE_S, 30.0, 60.0)
@@ -224,6 +226,8 @@ class NodeConfig:
     budgets: BudgetSettings = field(default_factory=BudgetSettings)
     #: [blobs]: the attachment store's size limit, quotas and retention (node/blob_settings.py)
     blobs: BlobSettings = field(default_factory=BlobSettings)
+    #: [tls]: listen with wss:// (node/tls_settings.py); None: plain ws://
+    tls: TlsSettings | None = None
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -251,6 +255,7 @@ class NodeConfig:
             + self._connections_toml()
             + self._budgets_toml()
             + blobs_toml(self.blobs)
+            + tls_toml(self.tls)
         )
 
     def _budgets_toml(self) -> str:
@@ -415,6 +420,7 @@ class NodeConfig:
             unregistered_timeout_s=deadlines[3],
             budgets=_budgets(raw.get("budgets", {}), source),
             blobs=blob_settings(raw.get("blobs", {}), lambda table, section, key, bounds, default: _whole(table, section, key, bounds, default, source)),
+            tls=tls_settings(raw.get("tls", {}), source, ConfigError),
         )
         if config.federation_retry_max_s < config.federation_retry_base_s:
             raise ConfigError(f"{source}: federation.retry_max_s must be at least retry_base_s")

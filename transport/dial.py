@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -29,6 +30,7 @@ from sonet.core.wire import Frame, FrameSet
 
 from .handshake import POLICY_VIOLATION, run_initiator
 from .socket import READ_BYTES, SecureSocket
+from .tls import TlsError, client_context, describe_failure
 
 __all__ = ["dial", "DialError", "describe_close"]
 
@@ -64,10 +66,23 @@ async def dial(
     ``socket.greeting``. ``peer`` names the other side in errors ("node", "peer")."""
     target = url.rstrip("/") + endpoint
     established = False
+    connecting = trio.CancelScope(deadline=trio.current_time() + limits.HANDSHAKE_DEADLINE_S)
+    tls_failures: list[ssl.SSLError] = []
+
+    def tls_failed(exc: ssl.SSLError) -> None:
+        tls_failures.append(exc)
+        connecting.cancel()
+
     try:
-        with trio.CancelScope(deadline=trio.current_time() + limits.HANDSHAKE_DEADLINE_S) as connecting:
+        # wss://: the server's certificate checked against the system's CAs or $SONET_TLS_CA
+        tls = client_context(tls_failed) if target.startswith("wss://") else None
+    except TlsError as exc:
+        raise DialError(f"cannot connect to {target}: {exc}") from None
+    try:
+        with connecting:
             async with open_websocket_url(
                 target,
+                tls,
                 extra_headers=list(headers),
                 max_message_size=limits.MAX_RECORD_BYTES,
                 receive_buffer_size=READ_BYTES,
@@ -92,6 +107,8 @@ async def dial(
                 connecting.deadline = math.inf
                 established = True
                 yield sock
+        if connecting.cancelled_caught and tls_failures:
+            raise DialError(f"cannot connect to {target}: {describe_failure(tls_failures[0])}")
         if connecting.cancelled_caught:
             raise DialError(f"the {peer} at {url} did not complete the handshake in time")
     except ProtocolError as exc:

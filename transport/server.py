@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import resource
 import socket as stdlib_socket
+import ssl
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -148,16 +149,18 @@ async def serve(
     caps: ConnectionLimits | None = None,
     handler_nursery: trio.Nursery | None = None,
     summary_interval_s: float = SUMMARY_INTERVAL_S,
+    tls: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled; ``plain_http_answer`` is the body of the 400 for plain HTTP."""
+    """Serve until cancelled; ``plain_http_answer`` is the body of the 400 for plain HTTP.
+    With ``tls`` (transport/tls.py) every connection is TLS first (``wss://``)."""
     caps = _fit_to_fd_limit(caps or ConnectionLimits())
     summary = LogSummary(log, what="refused or cut connections", interval_s=summary_interval_s)
     admission = Admission(caps)
     tarpit = Tarpit(room=lambda: caps.max_connections - admission.held)
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=_backlog(caps))
     bound = listeners[0].socket.getsockname()[1]
-    server = _Server(handler, admission, summary, _answer(400, "Bad Request", plain_http_answer), tarpit=tarpit)
+    server = _Server(handler, admission, summary, _answer(400, "Bad Request", plain_http_answer), tarpit=tarpit, tls=tls)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(summary.run)
         nursery.start_soon(tarpit.run)
@@ -224,13 +227,21 @@ class Tarpit:
 
 class _Server:
     def __init__(
-        self, handler: Handler, admission: Admission, summary: LogSummary, plain_answer: bytes, *, tarpit: Tarpit | None = None
+        self,
+        handler: Handler,
+        admission: Admission,
+        summary: LogSummary,
+        plain_answer: bytes,
+        *,
+        tarpit: Tarpit | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._handler = handler
         self._admission = admission
         self._summary = summary
         self._tarpit = tarpit if tarpit is not None else Tarpit(room=lambda: 0)
         self._plain_answer = plain_answer
+        self._tls = tls
         #: 503 answers being written right now
         self._refusing = 0
 
@@ -265,8 +276,9 @@ class _Server:
     async def _refuse(self, stream: trio.SocketStream, why: str) -> None:
         """Answer 503 saying why, then close. Its request is read (briefly, within a small
         budget of such answers) so that the close does not reset the connection under the
-        answer before the client has read it."""
-        if self._refusing >= MAX_REFUSING:
+        answer before the client has read it. Over TLS it is reset without one: a plain answer
+        would be noise to a TLS client, and a refused stranger is not worth a TLS handshake."""
+        if self._refusing >= MAX_REFUSING or self._tls is not None:
             _abort(stream)
             return
         self._refusing += 1
@@ -314,8 +326,16 @@ class _Server:
     async def _phases(self, stream: trio.SocketStream, conn: Admitted) -> None:
         caps = self._admission.caps
         head = b""
+        spoken: trio.abc.Stream = stream
         with trio.move_on_after(caps.upgrade_timeout_s) as upgrade:
-            head = await _read_head(stream)
+            if self._tls is not None:  # TLS first, within the same deadline as the upgrade request
+                spoken = trio.SSLStream(stream, self._tls, server_side=True)
+                try:
+                    await spoken.do_handshake()
+                except trio.BrokenResourceError:  # not TLS, or the client refused our certificate
+                    conn.ended_by = "tls_handshake_failed"
+                    return
+            head = await _read_head(spoken)
         if upgrade.cancelled_caught:
             conn.ended_by = "upgrade_timeout"
             return
@@ -324,9 +344,9 @@ class _Server:
             return
         if not _asks_upgrade(head[: head.index(b"\r\n\r\n")]):
             with trio.move_on_after(ANSWER_GRACE_S):
-                await stream.send_all(self._plain_answer)
+                await spoken.send_all(self._plain_answer)
             return
-        guarded = _GuardedStream(stream, head, conn, caps.send_timeout_s, spoke=self._admission.spoke, answered=self._admission.answered)
+        guarded = _GuardedStream(spoken, head, conn, caps.send_timeout_s, spoke=self._admission.spoke, answered=self._admission.answered)
         async with trio.open_nursery() as nursery:
             # the connection's reader task runs in this nursery; cancelled once the handler ends
             request = await wrap_server_stream(
@@ -359,9 +379,11 @@ def _address_of(stream: trio.SocketStream) -> str:
     return str(ip)
 
 
-def _abort(stream: trio.SocketStream) -> None:
+def _abort(stream: trio.abc.Stream) -> None:
     """Close at once with a reset: no close handshake, no lingering kernel buffers."""
-    _reset(stream.socket)
+    raw = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    assert isinstance(raw, trio.SocketStream)
+    _reset(raw.socket)
 
 
 def _reset(sock: trio.socket.SocketType) -> None:
@@ -372,7 +394,7 @@ def _reset(sock: trio.socket.SocketType) -> None:
     sock.close()
 
 
-async def _read_head(stream: trio.SocketStream) -> bytes:
+async def _read_head(stream: trio.abc.Stream) -> bytes:
     """What the client sent up to the end of its request head (maybe a little more), or less
     if it closed or sent more than MAX_REQUEST_HEAD without one."""
     data = b""
@@ -410,7 +432,7 @@ class _GuardedStream(trio.abc.Stream):
 
     def __init__(
         self,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
         already: bytes,
         conn: Admitted,
         send_timeout_s: float,

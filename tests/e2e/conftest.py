@@ -45,7 +45,7 @@ CLI_TIMEOUT_S = 60.0
 NODE_TIMEOUT_S = 30.0
 
 NODE_NAME = "localhost"
-_LISTENING = re.compile(r"^sonet node (\S+) listening on (ws://\S+)")
+_LISTENING = re.compile(r"^sonet node (\S+) listening on (wss?://\S+)")
 
 
 def _env() -> dict[str, str]:
