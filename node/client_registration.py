@@ -122,7 +122,7 @@ async def register(session: Session, req: Register) -> None:
         raise RequestError(exc.code, _REGISTER_ERRORS[type(exc)].format(account=account)) from None
     except StoreError as exc:
         raise RequestError(exc.code, str(exc)) from None
-    log.info("registered %s device %d", row.account, row.device_id)
+    log.info("registered an account (device %d)", row.device_id)  # no address in logs: the audit log names it
     session.become(row)
     await _publish(ctx)
     await session.send(Registered(request=req.request, account=row.account, device=row.device_id))
@@ -140,7 +140,7 @@ async def _answer_again(session: Session, request: int, device: tuple[str, int])
     after a lost answer) with the same Registered. Its head may not be signed yet if the node
     stopped right after the commit: publish it now."""
     account, device_id = device
-    log.info("%s device %d asked again to be registered: answered again", account, device_id)
+    log.info("device %d of an account asked again to be registered: answered again", device_id)
     await _publish(session.ctx)
     await session.send(Registered(request=request, account=account, device=device_id))
 
@@ -201,7 +201,7 @@ async def link_approve(session: Session, req: LinkApprove) -> None:
     offer = LinkOffer(slot=req.slot, account=account, provisioning=req.provisioning, device_list=row.device_list)
     with _link_refused():
         ctx.links.approve(req.slot, account=account, offer=offer, now=ctx.clock_ms())
-    log.info("link slot approved by %s", account)
+    log.info("link slot approved")
     await session.send(LinkApproved(request=req.request))
 
 
@@ -241,7 +241,7 @@ async def link_complete(session: Session, req: LinkComplete) -> None:
         )
     except StoreError as exc:
         raise RequestError(exc.code, str(exc)) from None
-    log.info("linked %s device %d", account, device.device_id)
+    log.info("linked device %d to an account", device.device_id)
     session.become(device)
     await _publish(ctx)
     await session.send(Registered(request=req.request, account=account, device=device.device_id))
@@ -285,7 +285,7 @@ async def remove_device(session: Session, req: RemoveDevice) -> None:
         raise RequestError(exc.code, str(exc)) from None
     if not removed:
         raise RequestError("unknown_device", f"{account} has no device {req.device}")
-    log.info("removed %s device %d", account, req.device)
+    log.info("removed device %d of an account", req.device)
     await _publish(ctx)
     await session.send(DeviceRemoved(request=req.request, device=req.device))
     ctx.connections.removed(target.fingerprint)
