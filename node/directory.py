@@ -26,7 +26,7 @@ from sonet.core import limits
 from sonet.core.client_api import DirectoryProof, SignedHead
 from sonet.core.crypto import SigningKey, VerifyKey
 from sonet.core.errors import VerifyError
-from sonet.core.keydir import MerkleTree, TreeHead, decode_cosignature, sign_head, verify_cosignature
+from sonet.core.keydir import MerkleTree, TreeHead, decode_cosignature, sign_head, verify_cosignature, verify_head
 
 from .store import HeadRow, Store, StoreError
 
@@ -58,7 +58,20 @@ class NodeDirectory:
     async def start(self) -> None:
         """Give accounts created before the directory existed their first leaf, load the log
         and sign a head if it has none for its current size (a size-0 head on a new node, so
-        that there is always a head to witness)."""
+        that there is always a head to witness). StoreError if the newest head is not this
+        node's own (name and key): the database and node.key are not the same node's."""
+        latest = await self._store.latest_head()
+        if latest is not None:
+            try:
+                verify_head(latest.head, node_key=self._key.public, node=self.name)
+            except VerifyError as exc:
+                # devices and peers pin the key, and the heads they hold are signed by the
+                # database's own: serving on would fork the directory and fail every check
+                raise StoreError(
+                    f"the key directory in this database was not signed by this node ({exc}): node.key, node.toml's "
+                    "name and node.db are not the same node's; put back the node.key and node.toml that belong with "
+                    "this node.db (the same backup), or restore all three from one backup (docs/operations.md)"
+                ) from None
         added = await self._store.directory_backfill(now=self._clock_ms())
         if added:
             log.info("key directory: added %d accounts created before it existed", added)

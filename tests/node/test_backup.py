@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import trio
 
 from sonet.node.store.migrations import LATEST_VERSION
 
@@ -175,3 +176,29 @@ def test_run_refuses_a_database_newer_than_the_code(capsys: pytest.CaptureFixtur
     line = error_line(run(capsys, "run", "--data", data), f"schema version {LATEST_VERSION + 1} is newer", "downgrade is refused")
     assert "node.db" in line
     assert snapshot(data)["node.db"] == before["node.db"]
+
+
+def _sign_first_head(data: Path) -> None:
+    """What the node's first start does: its key directory signs a head with node.key."""
+    from sonet.node.directory import NodeDirectory
+    from sonet.node.identity import load_node_key
+    from sonet.node.store import SqliteStore
+
+    async def go() -> None:
+        async with await SqliteStore.open(data / "node.db") as store:
+            directory = NodeDirectory(name="localhost", key=load_node_key(data), store=store, clock_ms=lambda: 1_000, on_new_head=lambda: None)
+            await directory.start()
+            assert await store.latest_head() is not None
+
+    trio.run(go)
+
+
+def test_run_refuses_a_key_that_is_not_the_databases(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = init(capsys, tmp_path / "node")
+    _sign_first_head(data)
+    other = init(capsys, tmp_path / "other")
+    (data / "node.key").write_bytes((other / "node.key").read_bytes())  # a key from another backup
+    before = snapshot(data)
+    error_line(run(capsys, "run", "--data", data), "not signed by this node", "not the same node's", "same backup")
+    after = snapshot(data)
+    assert (after["node.db"], after["node.key"]) == (before["node.db"], before["node.key"])
