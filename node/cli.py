@@ -36,7 +36,7 @@ from .app import DB_FILE, RUNTIME_FILE, ListenError, Node, now_ms
 from .backup import BackupError
 from sonet.transport.tls import TlsError
 from .cli_backup import add_backup_commands
-from .audit import AuditError, Broken
+from .audit import AuditError, Broken, record
 from .cli_audit import add_audit_commands
 from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
 from .data_dir import NODE_FILES, DataDirError, check_database, contents, require_directory
@@ -286,6 +286,8 @@ def cmd_invite(args: argparse.Namespace) -> None:
     expires_at = now_ms() + args.expires_days * _DAY_MS
     secret_text = token.split(".", 1)[1]
     _with_store(data, lambda s: s.add_invite(hash_invite_secret(secret_text), now=now_ms(), expires_at=expires_at))
+    # the audit log gets the prefix of the token's hash (what `invites list` shows), never the token
+    record(data, "invite_created", hash_prefix=hash_invite_secret(secret_text).hex()[:12], expires_at=iso_ms(expires_at))
     if args.json:
         emit({"token": token, "expires_at": iso_ms(expires_at)})
     else:
@@ -335,6 +337,7 @@ def cmd_peer_add(args: argparse.Namespace) -> None:
     except (PeerExists, PeerInvalid) as exc:
         raise UserError(str(exc)) from None
     assert isinstance(peer, Peer)
+    record(data, "peer_added", peer=peer.name, url=peer.url, fingerprint=peer.fingerprint, via=peer.via)
     if args.json:
         emit(_peer_json(peer))
     else:
@@ -365,6 +368,7 @@ def cmd_peer_remove(args: argparse.Namespace) -> None:
         raise UserError(str(exc)) from None
     if not removed:
         raise UserError(f"no peer named {args.name.strip().lower()} is configured (see `sonet-node peer list`)")
+    record(data, "peer_removed", peer=args.name.strip().lower())
     if args.json:
         emit({"removed": args.name.strip().lower()})
     else:

@@ -82,3 +82,30 @@ def test_usage_and_data_dir_errors_are_one_line(tmp_path: Path, data: Path, caps
     error_line(run(capsys, "audit", "verify", "--data", tmp_path / "nowhere"), "does not exist")
     (tmp_path / "empty").mkdir()
     error_line(run(capsys, "audit", "verify", "--data", tmp_path / "empty"), "node.key")
+
+
+def test_operator_actions_are_recorded_without_secrets(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    [invite] = json_lines(run(capsys, "invite", "--data", data, "--json"))
+    fingerprint = ok(run(capsys, "fingerprint", "--data", data)).out.strip()
+    ok(run(capsys, "peer", "add", "--data", data, "--name", "beta.example", "--url", "ws://127.0.0.1:9", "--fingerprint", fingerprint))
+    ok(run(capsys, "peer", "remove", "--data", data, "--name", "beta.example"))
+    entries = json_lines(run(capsys, "audit", "show", "--data", data, "--json"))
+    kinds = [e["kind"] for e in entries]
+    assert kinds[-3:] == ["invite_created", "peer_added", "peer_removed"]
+    created, added, removed = entries[-3:]
+    secret = invite["token"].split(".", 1)[1]
+    assert set(created["fields"]) == {"hash_prefix", "expires_at"} and len(created["fields"]["hash_prefix"]) == 12
+    assert created["fields"]["expires_at"] == invite["expires_at"]
+    assert (added["fields"]["peer"], added["fields"]["url"]) == ("beta.example", "ws://127.0.0.1:9")
+    assert removed["fields"] == {"peer": "beta.example"}
+    raw = (data / LOG_FILE).read_text()
+    assert secret not in raw and invite["token"] not in raw
+    assert json_lines(run(capsys, "audit", "verify", "--data", data, "--json"))[0]["entries"] == len(entries)
+
+
+def test_a_refused_operator_action_records_nothing(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (data / LOG_FILE).read_bytes() if (data / LOG_FILE).exists() else b""
+    error_line(run(capsys, "peer", "remove", "--data", data, "--name", "nobody.example"), "no peer named")
+    error_line(run(capsys, "invite", "--data", data, "--expires-days", 0), "--expires-days")
+    after = (data / LOG_FILE).read_bytes() if (data / LOG_FILE).exists() else b""
+    assert after == before
