@@ -11,7 +11,9 @@ or a push, so everything one submission or one pushed item causes is committed t
 - ``group_transit`` / ``mailbox_envelope``: an item as an outbox item for another node, and as
   a ``Kind.GROUP`` envelope in one member device's mailbox;
 - ``is_commit``: whether an ORDERED item's message is a commit (its member list then replaces
-  the node's; an empty one means no member device is left here).
+  the node's; an empty one means no member device is left here);
+- ``lives_until``: when everything a node keeps of an item goes: the envelope TTL, or a timed
+  item's own expiry when sooner (docs/groups.md "Disappearing messages on nodes").
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sonet.core.client_api import GroupSubmit
 from sonet.core.envelope import Kind
 from sonet.core.errors import RemoteProtocolError
 from sonet.core.federation_api import Transit
+from sonet.core.groups.expiry import read_expiry_aad
 from sonet.core.groups.hub import HubOutcome
 from sonet.core.groups.items import GROUP_REFUSALS, GroupItem, ItemKind
 from sonet.core.mls.framing import ContentType, MLSMessage, PrivateMessage, PublicMessage
@@ -32,7 +35,7 @@ from sonet.core.wire import encode_struct
 from sonet.federation.records import NewEnvelope, OutboundItem
 from sonet.federation.transit import encode_transit, item_key
 
-__all__ = ["Plan", "submit_item", "message_header", "is_commit", "verdict_item", "plan", "group_transit", "mailbox_envelope", "mailbox_envelopes"]
+__all__ = ["Plan", "submit_item", "lives_until", "message_header", "is_commit", "verdict_item", "plan", "group_transit", "mailbox_envelope", "mailbox_envelopes"]
 
 
 def message_header(message: bytes) -> tuple[bytes, int, ContentType]:
@@ -54,17 +57,27 @@ def is_commit(message: bytes) -> bool:
         return False  # the hub ordered it, so it decodes; one that does not changes no members
 
 
+def lives_until(item: GroupItem, *, now: int, ttl_ms: int) -> int:
+    """When what this node keeps of ``item`` (mailbox rows, outbox items, dedup records)
+    expires: after the envelope TTL, or at the item's own expiry if that is sooner."""
+    return min(now + ttl_ms, item.expires) if item.expires else now + ttl_ms
+
+
 def submit_item(req: GroupSubmit) -> GroupItem:
-    """The SUBMIT item for ``req``; ValueError (one line) if it is malformed or not for its group."""
+    """The SUBMIT item for ``req``, a timed application message's expiry read from its
+    authenticated data (core/groups/expiry.py); ValueError (one line) if it is malformed or not
+    for its group."""
     try:
         group, epoch, _ = message_header(req.message)
+        body = MLSMessage.from_bytes(req.message).body
+        expires = read_expiry_aad(body.authenticated_data) if isinstance(body, PrivateMessage) else None
     except RemoteProtocolError as exc:
         raise ValueError(f"the group message does not decode: {exc}") from None
     if group != req.group:
         raise ValueError("the group message is for another group")
     item = GroupItem(
         kind=ItemKind.SUBMIT, ref=req.ref, group=req.group, epoch=epoch, seq=0, message=req.message,
-        welcome=req.welcome, members=(), outcome="", hub="",
+        welcome=req.welcome, members=(), outcome="", hub="", expires=expires or 0,
     )
     item.check()
     return item
@@ -115,7 +128,7 @@ def group_transit(item: GroupItem, *, origin: str, dest: str, now: int, ttl_ms: 
     """``item`` as an outbox item for node ``dest``; ``origin`` is the node VERDICTs go back to
     (the submitter's home node for a SUBMIT, even one a former hub forwards)."""
     transit = Transit(origin=origin, dest=dest, hops=limits.MAX_HOPS, envelope=None, report=None, group=item)
-    return OutboundItem(dest=dest, key=item_key(transit), expires=now + ttl_ms, data=encode_transit(transit))
+    return OutboundItem(dest=dest, key=item_key(transit), expires=lives_until(item, now=now, ttl_ms=ttl_ms), data=encode_transit(transit))
 
 
 def mailbox_envelopes(item: GroupItem, members: Iterable[tuple[str, int]], *, now: int, ttl_ms: int) -> list[NewEnvelope]:
@@ -136,4 +149,4 @@ def mailbox_envelope(item: GroupItem, member: tuple[str, int], *, now: int, ttl_
     body = encode_struct(item)
     if len(body) > limits.MAX_GROUP_ITEM_BYTES:  # (GroupItem.check bounds an item below it)
         body = encode_struct(dataclasses.replace(item, members=()))
-    return NewEnvelope(account=account, device_id=device, id=item.ref, expires=now + ttl_ms, kind=Kind.GROUP, body=body)
+    return NewEnvelope(account=account, device_id=device, id=item.ref, expires=lives_until(item, now=now, ttl_ms=ttl_ms), kind=Kind.GROUP, body=body)

@@ -27,6 +27,14 @@ added this device are noted as membership events for ``recv`` (client/groups/eve
 A message MLS refuses (it does not verify for this device) is skipped with a line in
 ``rejected``: the hub ordered it for everyone, so the sequence moves on.
 
+Timed messages (docs/groups.md "Disappearing messages on nodes"): nodes drop a timed item at its
+expiry, perhaps before this device fetched it. A held item whose ``floor`` is below the next
+sequence number says every item missing before it was timed; once its ``gap_expires`` has passed
+on this device's clock, and it is of the epoch this device is in (a missing commit is never
+skipped), the device skips the missing ones (``_skip_expired``) and goes on; otherwise it keeps
+waiting. Each timed message it does process must carry, in its MLS-authenticated data, the
+expiry its item names (core/groups/expiry.py), and its content the same one.
+
 ``submissions`` gives what must be sent now (remade first where due); ``flush`` sends it.
 """
 
@@ -41,6 +49,7 @@ from sonet.core.crypto import CryptoPolicy
 from sonet.core.envelope import Envelope
 from sonet.core.errors import ProtocolError, RemoteProtocolError
 from sonet.core.groups.credential import leaf_member
+from sonet.core.groups.expiry import read_expiry_aad
 from sonet.core.groups.items import GROUP_REFUSALS, GroupItem, ItemKind, group_hex
 from sonet.core.groups.policy import PolicyError
 from sonet.core.groups.state import group_extension
@@ -53,7 +62,7 @@ from sonet.core.wire import decode_struct
 from ..connection import Connection, NodeError
 from ..deletes import after_group_message
 from ..replies import expect_reply
-from ..state import DeviceState, Profile
+from ..state import ALERT, DeviceState, Profile
 from ..state_history import content_fields
 from ..timer import after_stored
 from . import leaving
@@ -128,7 +137,8 @@ class GroupEngine:
             return  # a duplicate (the node sent it again after a lost acknowledgement)
         elif item.seq > record.next_seq:
             self._state.hold_group_item(item.group, item.seq, raw)
-            return
+            if not self._skip_expired(record):
+                return
         else:
             self._apply(record, item, received_at)
         self._drain(item.group, received_at)
@@ -142,8 +152,33 @@ class GroupEngine:
             self._state.drop_held_group_items(group, below=record.next_seq)
             raw = self._state.held_group_item(group, record.next_seq)
             if raw is None:
-                return
+                if not self._skip_expired(record):
+                    return
+                continue
             self._apply(record, decode_struct(GroupItem, raw), received_at)
+
+    def _skip_expired(self, record: GroupRecord) -> bool:
+        """Skip the items missing before the first held one of ``record``'s group when that
+        item says they were all timed and the latest of them has expired (module docstring);
+        True when it did (the caller goes on processing)."""
+        seqs = [seq for seq in self._state.held_group_seqs(record.id) if seq > record.next_seq]
+        if not seqs:
+            return False
+        raw = self._state.held_group_item(record.id, seqs[0])
+        if raw is None:
+            return False
+        item = decode_struct(GroupItem, raw)
+        now = self._clock()
+        if item.floor >= record.next_seq or not item.gap_expires or item.gap_expires > now:
+            return False  # an item that does not expire is missing, or one may still come: wait
+        where = f"items {record.next_seq}..{item.seq - 1} of group {group_hex(record.id)}"
+        epoch = Group.from_bytes(record.mls).epoch
+        if item.epoch != epoch:  # a commit is among them: never skipped
+            self._state.add_alert(ALERT, f"{where} are said to have expired, but a change of the group is among them: waiting for it", now)
+            return False
+        self._state.save_group(record.but(next_seq=item.seq))
+        self.rejected.append(f"skipped {where}: timed messages that expired before this device fetched them")
+        return True
 
     def _join(self, item: GroupItem, received_at: int) -> bool:
         """Join by the item's Welcome if it names one of this device's KeyPackages."""
@@ -245,7 +280,16 @@ class GroupEngine:
                     self._failed(send, "not_member")
                 done = done.but(sends=())
         elif isinstance(result, ApplicationMessage):
-            done = self._message(done, group, item, result, received_at)
+            try:  # the expiry its sender authenticated is the one the nodes drop it at
+                expires = read_expiry_aad(result.authenticated_data)
+            except ValueError as exc:
+                expires, wrong = None, str(exc)
+            else:
+                wrong = "" if (expires or 0) == item.expires else f"its sender set it to expire at {expires}, its item says {item.expires}"
+            if wrong:
+                self.rejected.append(f"skipped message {item.seq} of group {group_hex(item.group)}: {wrong}")
+            else:
+                done = self._message(done, group, item, result, received_at, expires=expires)
         elif isinstance(result, QueuedProposal):
             own = self._self_removal(group, result, own, item.seq)
         if not isinstance(result, StagedCommit) and leaving.overdue(self._state, item.group, seq=item.seq, now=self._clock()):
@@ -296,13 +340,17 @@ class GroupEngine:
             return
         self._state.store_group_events(events)
 
-    def _message(self, record: GroupRecord, group: Group, item: GroupItem, message: ApplicationMessage, received_at: int) -> GroupRecord:
+    def _message(
+        self, record: GroupRecord, group: Group, item: GroupItem, message: ApplicationMessage, received_at: int, *, expires: int | None
+    ) -> GroupRecord:
         where = f"message {item.seq} of group {group_hex(item.group)}"
         try:
             leaf = group.tree.leaf(message.sender)
             assert leaf is not None  # MLS verified the sender is a member
             sender = leaf_member(leaf)
             content = decode_content(message.data)
+            if content.expires != expires:
+                raise RemoteProtocolError("its content expires at another time than its sender authenticated", code="content_malformed")
         except ProtocolError as exc:
             self.rejected.append(f"skipped {where}: {exc}")
             return record
@@ -409,6 +457,7 @@ class GroupEngine:
         to be made again (remade here and saved before it is returned); a group's commit or
         proposal first, then its messages in the order they were written."""
         self._leaving_overdue()
+        self._skip_expired_gaps()
         due = []
         for record in self._state.group_records_with_own():
             if not record.active:
@@ -491,6 +540,15 @@ class GroupEngine:
             record = record.but(sends=tuple(sends), mls=group.to_bytes())
             self._state.save_group(record)
         return record, due
+
+    def _skip_expired_gaps(self) -> None:
+        """At every receive, with nothing new too: go on in the groups whose missing items
+        expired meanwhile (``_skip_expired``)."""
+        for group_id in self._state.groups_with_held():
+            with self._state.transaction():
+                record = self._state.group_record(group_id)
+                if record is not None and record.active and self._skip_expired(record):
+                    self._drain(group_id, self._clock())
 
     def _leaving_overdue(self) -> None:
         """Commit the members' leavings that waited too long for the member who should have

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sonet.core.errors import LocalProtocolError
+from sonet.core.content import decode_content
 from sonet.core.groups.credential import leaf_member
+from sonet.core.groups.expiry import expiry_aad
 from sonet.core.groups.state import EXTENSION_TYPE, GroupExtension, group_extension
 from sonet.core.mls.framing import MLSMessage, WireFormat
 from sonet.core.mls.group import Group
@@ -60,7 +62,9 @@ def make(group: Group, op: dict, rng: Callable[[int], bytes]) -> Made:
     kind = op["op"]
     epoch = group.epoch
     if kind == "send":
-        message = group.encrypt(op["content"], rng)
+        # a timed message's expiry in the clear for the nodes, authenticated for the members
+        aad = expiry_aad(decode_content(op["content"]).expires)
+        message = group.encrypt(op["content"], rng, authenticated_data=aad)
         return Made(kind="message", epoch=epoch, message=message.to_bytes(), welcome=b"", after=None, now=group.to_bytes())
     if kind == "leave":
         message = group.propose(Remove(group.leaf_index), rng)

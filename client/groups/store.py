@@ -239,6 +239,10 @@ class GroupState:
     def held_group_seqs(self, group: bytes) -> list[int]:
         return [r[0] for r in self._db.execute("SELECT seq FROM mls_held WHERE group_id = ? ORDER BY seq", (group,))]
 
+    def groups_with_held(self) -> list[bytes]:
+        """The groups with items held for a gap before them."""
+        return [bytes(r[0]) for r in self._db.execute("SELECT DISTINCT group_id FROM mls_held ORDER BY group_id")]
+
     def drop_held_group_items(self, group: bytes, *, below: int) -> None:
         """Forget the held items of ``group`` before ``below`` (processed, or before we joined)."""
         with self.transaction():

@@ -506,9 +506,19 @@ _ADMIN: tuple[str, ...] = (
     "INSERT INTO admin_version (id, version) VALUES (1, 0)",
 )
 
+# The hub's timed items (docs/groups.md "Disappearing messages on nodes"): per hosted group the
+# last sequence number given to an item that does not expire, and the latest expiry of the timed
+# items since (core/groups/hub.py HubGroup.floor / gap_expires). Every item ordered before this
+# version does not expire: its floor is the group's last sequence number.
+_GROUP_EXPIRY = (
+    "ALTER TABLE hosted_groups ADD COLUMN floor INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE hosted_groups ADD COLUMN gap_expires INTEGER NOT NULL DEFAULT 0",
+    "UPDATE hosted_groups SET floor = seq",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
-    _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN,
+    _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

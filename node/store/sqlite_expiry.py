@@ -2,8 +2,8 @@
 until, so a disappearing message leaves the mailbox, the outbox or a relay queue (the outbox
 table holds both) when it expires, not at the next minute's purge, and so do the records that
 name it after it left (its dedup records, ``acked_ids`` and a relay's ``outbox_sent``, and its
-sender's delivery-status row, ``deliveries.vanishes``: node/store/vanishing.py). One index lookup
-per table."""
+sender's delivery-status row, ``deliveries.vanishes``: node/store/vanishing.py; a group item's
+records: a timed one's expire at its time). One index lookup per table."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def _next_expiry(conn: sqlite3.Connection, after: int) -> int | None:
         for table, column in (
             ("mailbox", "expires"), ("outbox", "expires"), ("acked_ids", "expires"), ("outbox_sent", "expires"),
             ("deliveries", "vanishes"),
+            # a timed group item's records go at its time too (docs/groups.md "Disappearing messages on nodes")
+            ("hub_refs", "expires"), ("group_seen", "expires"), ("group_submissions", "expires"), ("group_waiting", "expires"),
         )
     ]
     due = [f for f in found if f is not None]

@@ -24,6 +24,12 @@ fan-out (ORDERED copies, HANDOVER, verdicts, forwarded submissions) is not held 
 destination's outbox budget, only to the disk reserve: one member node that takes nothing does
 not stop its groups (its items expire there with the envelope TTL). A device's own SUBMIT for
 another node's hub counts towards its stored-bytes budget, like its envelopes.
+
+Timed items (docs/groups.md "Disappearing messages on nodes"): everything kept of an item that
+carries an expiry (mailbox rows and with the last one its body, outbox items, ``hub_refs``,
+``group_seen``, ``group_submissions``, ``group_waiting``, held submissions) expires at its time
+(``lives_until``), and one pushed after it is dropped unread; the hub keeps ``floor`` and
+``gap_expires`` beside ``seq`` (an application message does not rewrite the state).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from sonet.core.groups.items import GroupItem, ItemKind
 from sonet.core.mls.framing import ContentType
 
 from ..group_budgets import GROUP_FULL, group_allowance
-from ..group_routing import group_transit, is_commit, mailbox_envelopes, message_header, plan, verdict_item
+from ..group_routing import group_transit, is_commit, lives_until, mailbox_envelopes, message_header, plan, verdict_item
 from ..hub_cache import HUBS, new_tag
 from .base import GroupEffects, GroupReceived, OutboundItem, Quota, SenderRemoved, StoreError
 from .sqlite_budgets import Charges, DiskFree, enforce
@@ -64,6 +70,10 @@ class _Step:
     def __init__(self, conn: sqlite3.Connection, here: str, now: int, ttl_ms: int, quota: Quota, charges: Charges, effects: GroupEffects) -> None:
         self.conn, self.here, self.now, self.ttl_ms = conn, here, now, ttl_ms
         self.quota, self.charges, self.effects = quota, charges, effects
+
+    def until(self, item: GroupItem) -> int:
+        """When the records of ``item`` expire: a timed item's go at its expiry, no id stays."""
+        return lives_until(item, now=self.now, ttl_ms=self.ttl_ms)
 
     def queue(self, item: GroupItem, *, dest: str, origin: str, sender: Member | None = None) -> None:
         """``sender``: the local device whose own SUBMIT this is (its budgets and the outbox's
@@ -123,7 +133,7 @@ def _group_submit(
     if row is None:
         conn.execute(
             "INSERT INTO group_submissions (grp, ref, account, device_id, expires) VALUES (?, ?, ?, ?, ?)",
-            (item.group, item.ref, account, device_id, now + ttl_ms),
+            (item.group, item.ref, account, device_id, lives_until(item, now=now, ttl_ms=ttl_ms)),
         )
     step = _Step(conn, here, now, ttl_ms, quota, Charges(), GroupEffects())
     if hub == here:
@@ -144,6 +154,8 @@ def _receive_group(conn: sqlite3.Connection, rec: GroupReceived, now: int, quota
     step = _Step(conn, rec.node, now, rec.ttl_ms, quota, charges, rec.effects)
     item = rec.item
     kind = ItemKind(item.kind)
+    if item.expires and item.expires <= now:
+        return OK  # a timed item past its time is gone everywhere: nothing of it is kept
     if kind == ItemKind.SUBMIT:
         conn.execute("SAVEPOINT group_submit")
         try:
@@ -173,7 +185,7 @@ def _order(step: _Step, item: GroupItem, *, origin: str, held: bool = False) -> 
     conn = step.conn
     if not held and _held_back(step, item, origin=origin):
         return
-    row = conn.execute("SELECT moved_to, state_tag, length(state), seq FROM hosted_groups WHERE grp = ?", (item.group,)).fetchone()
+    row = conn.execute("SELECT moved_to, state_tag, length(state), seq, floor, gap_expires FROM hosted_groups WHERE grp = ?", (item.group,)).fetchone()
     if row is None:
         if origin != step.here and conn.execute("SELECT 1 FROM member_groups WHERE grp = ?", (item.group,)).fetchone():
             raise _HubPending()  # a member node: the hand-over commit naming it may be on its way
@@ -190,21 +202,25 @@ def _order(step: _Step, item: GroupItem, *, origin: str, held: bool = False) -> 
     if hub is None:
         (state,) = conn.execute("SELECT state FROM hosted_groups WHERE grp = ?", (item.group,)).fetchone()
         hub = HubGroup.from_bytes(bytes(state))
-        hub.seq = seq  # the column's: the state is not rewritten for an application message
+        # the columns': the state is not rewritten for an application message
+        hub.seq, hub.floor, hub.gap_expires = seq, row[4], row[5]
     outcome = hub.order(item)
     conn.execute(
         "INSERT INTO hub_refs (grp, ref, outcome, expires) VALUES (?, ?, ?, ?)",
-        (item.group, item.ref, outcome.code, step.now + step.ttl_ms),
+        (item.group, item.ref, outcome.code, step.until(item)),
     )
     if outcome.code == OK and _only_seq_moved(item):
         tag = new_tag()
-        conn.execute("UPDATE hosted_groups SET seq = ?, state_tag = ? WHERE grp = ?", (hub.seq, tag, item.group))
+        conn.execute(
+            "UPDATE hosted_groups SET seq = ?, floor = ?, gap_expires = ?, state_tag = ? WHERE grp = ?",
+            (hub.seq, hub.floor, hub.gap_expires, tag, item.group),
+        )
     elif outcome.code == OK:
         state, tag = hub.to_bytes(), new_tag()
         size = len(state)
         conn.execute(
-            "UPDATE hosted_groups SET state = ?, seq = ?, moved_to = ?, state_tag = ? WHERE grp = ?",
-            (state, hub.seq, hub.moved_to, tag, item.group),
+            "UPDATE hosted_groups SET state = ?, seq = ?, floor = ?, gap_expires = ?, moved_to = ?, state_tag = ? WHERE grp = ?",
+            (state, hub.seq, hub.floor, hub.gap_expires, hub.moved_to, tag, item.group),
         )
         if item.welcome:  # its joiners fetch the new epoch's tree here (Welcomes go without it)
             _keep_tree(conn, item.group, hub.epoch, hub.public.tree.to_bytes(), now=step.now, ttl_ms=step.ttl_ms, charges=step.charges)
@@ -259,8 +275,8 @@ def _adopt(step: _Step, item: GroupItem, *, origin: str) -> str:
     _drop_parts(step.conn, item.group)
     state, tag = hub.to_bytes(), new_tag()
     step.conn.execute(
-        "INSERT OR REPLACE INTO hosted_groups (grp, state, seq, moved_to, created_at, state_tag) VALUES (?, ?, ?, ?, ?, ?)",
-        (item.group, state, hub.seq, hub.moved_to, step.now, tag),
+        "INSERT OR REPLACE INTO hosted_groups (grp, state, seq, floor, gap_expires, moved_to, created_at, state_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (item.group, state, hub.seq, hub.floor, hub.gap_expires, hub.moved_to, step.now, tag),
     )
     HUBS.keep(item.group, tag, hub, len(state))  # (decoded already: the next submission takes it)
     _order_held(step, item.group)
@@ -282,7 +298,7 @@ def _held_back(step: _Step, item: GroupItem, *, origin: str) -> bool:
             return False
     elif not _awaits_handover(step.conn, item.group, step.here):
         return False
-    _hold(step.conn, item, origin=origin, now=step.now, ttl_ms=step.ttl_ms, charges=step.charges)
+    _hold(step.conn, item, origin=origin, now=step.now, ttl_ms=step.until(item) - step.now, charges=step.charges)
     return True
 
 
@@ -389,10 +405,10 @@ def _deliver_taken(step: _Step, item: GroupItem, recipients: set[Member], origin
     if full:
         conn.executemany(
             "INSERT INTO group_waiting (grp, seq, account, device_id, origin, expires) VALUES (?, ?, ?, ?, ?, ?)",
-            [(*key, account, device, origin, step.now + step.ttl_ms) for account, device in sorted(full)],
+            [(*key, account, device, origin, step.until(item)) for account, device in sorted(full)],
         )
         return GROUP_FULL
-    conn.execute("INSERT INTO group_seen (grp, seq, expires) VALUES (?, ?, ?)", (*key, step.now + step.ttl_ms))
+    conn.execute("INSERT INTO group_seen (grp, seq, expires) VALUES (?, ?, ?)", (*key, step.until(item)))
     return OK
 
 
