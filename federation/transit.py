@@ -59,12 +59,13 @@ def item_key(item: Transit) -> bytes:
 
 def item_expires(item: Transit, *, now: int, ttl_ms: int) -> int:
     """When a node holding ``item`` drops it: an envelope's own expiry, capped by this node's
-    envelope TTL; a group item this node's envelope TTL from now; a report ``REPORT_TTL_MS``
+    envelope TTL; a group item this node's envelope TTL from now, or a timed one's own expiry
+    when sooner (docs/groups.md "Disappearing messages on nodes"); a report ``REPORT_TTL_MS``
     from now."""
     if item.envelope is not None:
         return min(item.envelope.expires, now + ttl_ms)
     if item.group is not None:
-        return now + ttl_ms
+        return min(item.group.expires, now + ttl_ms) if item.group.expires else now + ttl_ms
     return now + REPORT_TTL_MS
 
 

@@ -12,10 +12,11 @@ import sqlite3
 
 import pytest
 
-from sonet.core.federation_api import OK
+from sonet.core.federation_api import OK, Transit
 from sonet.core.groups.expiry import expiry_aad
 from sonet.core.groups.items import GroupItem, GroupMember, ItemKind
 from sonet.federation.records import GroupReceived, Quota
+from sonet.federation.transit import relayed_item
 from sonet.node.app import DB_FILE
 
 from .conftest import RunningNode
@@ -118,3 +119,15 @@ async def test_a_member_node_keeps_a_timed_copy_until_its_expiry_and_drops_one_p
     assert tables_naming(running, timed.ref) == set() and tables_naming(running, late.ref) == set()
     assert tables_naming(running, timed.message) == set()
     assert [i.seq for i in await items_of(running, alice_account.address)] == [1]
+
+
+def test_a_relay_holds_a_timed_group_item_until_its_expiry_only() -> None:
+    now, ttl = 1_800_000_000_000, 30 * 86_400_000
+    item = GroupItem(
+        kind=ItemKind.ORDERED, ref=os.urandom(16), group=os.urandom(16), epoch=1, seq=2, message=b"m", welcome=b"", members=(),
+        outcome="", hub="alpha.example", floor=1,
+    )  # fmt: skip
+    for expires, held_until in ((0, now + ttl), (now + 5000, now + 5000), (now + ttl + 1, now + ttl)):
+        transit = Transit(origin="alpha.example", dest="gamma.example", hops=3, envelope=None, report=None,
+                          group=dataclasses.replace(item, expires=expires))  # fmt: skip
+        assert relayed_item(transit, now=now, ttl_ms=ttl).expires == held_until
