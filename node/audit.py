@@ -39,7 +39,7 @@ from .audit_chain import (
 )
 from .identity import load_node_key
 
-__all__ = ["LOG_FILE", "HEAD_FILE", "AuditLog", "AuditError", "record", "read_entries", "verify"]
+__all__ = ["LOG_FILE", "HEAD_FILE", "AuditLog", "AuditError", "record", "iter_entries", "read_entries", "verify"]
 
 LOG_FILE = "audit.log"
 HEAD_FILE = "audit.head"
@@ -154,19 +154,32 @@ def _read(path: Path) -> bytes | None:
         raise AuditError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def read_entries(data_dir: Path) -> list[Entry]:
-    """The entries of the log that parse (show does not judge; verify does)."""
-    entries = []
-    for line in (_read(data_dir / LOG_FILE) or b"").split(b"\n"):
-        entry = parse_entry(line) if line else None
+def _lines(path: Path) -> Iterator[bytes]:
+    """The lines of ``path`` with their newlines (none when it does not exist), streamed."""
+    try:
+        with open(path, "rb") as f:
+            yield from f
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise AuditError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def iter_entries(data_dir: Path) -> Iterator[Entry]:
+    """The entries of the log that parse, oldest first, streamed (show does not judge; verify does)."""
+    for line in _lines(data_dir / LOG_FILE):
+        entry = parse_entry(line.rstrip(b"\n"))
         if entry is not None:
-            entries.append(entry)
-    return entries
+            yield entry
+
+
+def read_entries(data_dir: Path) -> list[Entry]:
+    return list(iter_entries(data_dir))
 
 
 def verify(data_dir: Path, key: VerifyKey) -> Verified:
     """Check the whole log and its signed head; Broken names the first bad entry."""
-    return verify_log(_read(data_dir / LOG_FILE) or b"", _read(data_dir / HEAD_FILE), key)
+    return verify_log(lambda: _lines(data_dir / LOG_FILE), _read(data_dir / HEAD_FILE), key)
 
 
 __all__ += ["Broken", "Verified"]

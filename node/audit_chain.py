@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,18 +173,21 @@ def parse_head(data: bytes, key: VerifyKey) -> Head:
     return head
 
 
-def verify_log(log: bytes, head_data: bytes | None, key: VerifyKey) -> Verified:
-    """Check every entry of ``log`` and the head; Broken naming the first bad entry."""
-    lines = log.split(b"\n")
-    complete, tail = lines[:-1], lines[-1]
-    entries = [parse_entry(line) for line in complete]
-    present = {e.seq for e in entries if e is not None}
-    prev, expected, prev_line = GENESIS, 1, 0
-    for number, (line, entry) in enumerate(zip(complete, entries), start=1):
+def verify_log(open_lines: Callable[[], Iterable[bytes]], head_data: bytes | None, key: VerifyKey) -> Verified:
+    """Check every entry and the head; Broken naming the first bad entry. ``open_lines()``
+    yields the log's lines with their newlines, from the start, each time it is called (the
+    log is read as a stream, once; a second time only to tell a reordering from a removal)."""
+    head_seq = _unverified_seq(head_data)
+    signed_hash: str | None = None
+    prev, expected, prev_line, number = GENESIS, 1, 0, 0
+    for number, raw in enumerate(open_lines(), start=1):
+        if not raw.endswith(b"\n"):
+            raise Broken("truncated", f"line {number} is cut short (a partial entry after seq {expected - 1}): truncated or edited", seq=expected, line=number)
+        entry = parse_entry(raw[:-1])
         if entry is None or _digest(entry.seq, entry.at, entry.kind, entry.fields, entry.prev) != entry.hash:
             raise Broken("edited", f"line {number} (seq {expected}) is not the entry the node wrote: edited", seq=expected, line=number)
         if entry.seq > expected:
-            if expected in present:
+            if _found_later(open_lines, number, expected):
                 raise Broken("reordered", f"line {number} holds seq {entry.seq} where seq {expected} belongs: reordered", seq=entry.seq, line=number)
             gone = f"seq {expected}" if entry.seq == expected + 1 else f"seq {expected} to {entry.seq - 1}"
             raise Broken("removed", f"{gone} missing before line {number} (seq {entry.seq}): removed", seq=expected, line=number)
@@ -193,10 +196,10 @@ def verify_log(log: bytes, head_data: bytes | None, key: VerifyKey) -> Verified:
         if entry.prev != prev:
             # each entry is consistent in itself: the one before was replaced, its hash recomputed
             raise Broken("edited", f"line {prev_line} (seq {expected - 1}) was rewritten: seq {entry.seq} does not chain to it", seq=expected - 1, line=prev_line)
+        if entry.seq == head_seq:
+            signed_hash = entry.hash
         prev, expected, prev_line = entry.hash, expected + 1, number
     last = expected - 1
-    if tail:
-        raise Broken("truncated", f"line {len(lines)} is cut short (a partial entry after seq {last}): truncated or edited", seq=last + 1, line=len(lines))
     if head_data is None:
         if last:
             raise Broken("head missing", f"audit.head is missing but the log holds {last} entries")
@@ -207,12 +210,28 @@ def verify_log(log: bytes, head_data: bytes | None, key: VerifyKey) -> Verified:
     if head.seq == 0:
         if head.hash != GENESIS:
             raise Broken("head signature invalid", "audit.head of an empty log names a hash")
-    else:
-        signed = entries[head.seq - 1]
-        assert signed is not None
-        if signed.hash != head.hash:
-            raise Broken("edited", f"line {head.seq} (seq {head.seq}) is not the entry the node signed: the chain was rewritten", seq=head.seq, line=head.seq)
+    elif signed_hash != head.hash:
+        raise Broken("edited", f"line {head.seq} (seq {head.seq}) is not the entry the node signed: the chain was rewritten", seq=head.seq, line=head.seq)
     if head.seq < last:
         first = head.seq + 1
         raise Broken("appended", f"line {first} (seq {first}) and after are not covered by the node's signed head: appended", seq=first, line=first)
     return Verified(last, head)
+
+
+def _unverified_seq(head_data: bytes | None) -> int | None:
+    """The seq the head names, before its signature is checked (to note that entry's hash)."""
+    try:
+        raw = json.loads(head_data) if head_data is not None else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    seq = raw.get("seq") if type(raw) is dict else None
+    return seq if type(seq) is int else None
+
+
+def _found_later(open_lines: Callable[[], Iterable[bytes]], after_line: int, seq: int) -> bool:
+    for number, raw in enumerate(open_lines(), start=1):
+        if number > after_line:
+            entry = parse_entry(raw.rstrip(b"\n"))
+            if entry is not None and entry.seq == seq:
+                return True
+    return False

@@ -4,13 +4,16 @@ head (node/audit.py). Both only read; both work while the node runs."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from sonet.cli_output import emit, terminal_safe
 
-from .audit import LOG_FILE, Broken, read_entries, verify
+from .audit import LOG_FILE, Broken, iter_entries, verify
+from .audit_chain import Entry
 from .data_dir import require_directory
 from .identity import load_node_key
 
@@ -24,19 +27,22 @@ def _data(args: argparse.Namespace) -> Path:
 
 
 def cmd_audit_show(args: argparse.Namespace) -> None:
-    entries = read_entries(_data(args))
+    stream = iter_entries(_data(args))
+    entries: Iterable[Entry]
     if args.since is not None:
-        entries = [e for e in entries if e.seq > args.since]
-        if args.limit is not None:
-            entries = entries[: args.limit]
+        entries = islice((e for e in stream if e.seq > args.since), args.limit)
     elif args.limit is not None:
-        entries = entries[-args.limit :]
+        entries = deque(stream, maxlen=args.limit)  # the newest N, without holding the rest
+    else:
+        entries = stream
+    shown = 0
     for e in entries:
+        shown += 1
         if args.json:
             emit({"seq": e.seq, "at": e.at, "kind": e.kind, "fields": e.fields, "hash": e.hash})
         else:
             print(terminal_safe(f"{e.seq} {e.at} {e.kind}" + "".join(f" {k}={_text(v)}" for k, v in e.fields.items())))
-    if not entries and not args.json:
+    if not shown and not args.json:
         print("no audit entries" + (f" after seq {args.since}" if args.since is not None else ""))
 
 
