@@ -3,8 +3,7 @@
 A backup is a directory (``sonet-node backup --data DIR DEST``) holding ``manifest.json``
 (node/backup_manifest.py) and copies of: the database (through its backend, chosen by the
 store's kind: node/backup_sqlite.py for SQLite), ``node.key``, ``node.toml``, the audit log if
-there is one (``audit.head`` before ``audit.log``: the log copied is never behind the head
-copied), and the complete blobs with every blob record (``blobs/<id>.meta``; a partial upload's
+there is one (log and signed head copied together under the log's lock, so they match), and the complete blobs with every blob record (``blobs/<id>.meta``; a partial upload's
 bytes are left out: its upload starts again from its first chunk).
 
 The database is copied first: a message in the copy was sent after its attachment's upload
@@ -41,7 +40,7 @@ from .store.migrations import LATEST_VERSION
 
 __all__ = ["BackupError", "take_backup", "restore_backup", "store_kind", "DATABASE_BACKENDS", "AUDIT_FILES"]
 
-#: the audit log's files (node/audit*.py), head first: see the module docstring
+#: the audit log's files (node/audit.py)
 AUDIT_FILES = ("audit.head", "audit.log")
 _LOCK_FILE = "node.lock"
 _READ = 1024 * 1024
@@ -137,9 +136,9 @@ def take_backup(data: Path, dest: Path, *, config: NodeConfig, fingerprint: str,
         progress("copying the database")
         schema = backend.dump(data, partial)
         entries = [_entry(partial, partial / name) for name in backend.files]
-        for name in (CONFIG_FILE, KEY_FILE, *AUDIT_FILES):
-            if (data / name).is_file():
-                entries.append(_copy(data / name, partial / name))
+        for name in (CONFIG_FILE, KEY_FILE):
+            entries.append(_copy(data / name, partial / name))
+        entries += _copy_audit(data, partial)
         entries += _copy_blobs(data / BLOBS_DIR, partial, progress)
         manifest = Manifest(
             sonet_version=__version__,
@@ -169,6 +168,20 @@ def take_backup(data: Path, dest: Path, *, config: NodeConfig, fingerprint: str,
             raise BackupError(f"the backup failed: {exc.strerror or exc}{where}; nothing was left at {dest}") from None
         raise
     return manifest
+
+
+def _copy_audit(data: Path, dest: Path) -> list[FileEntry]:
+    """The audit log and its signed head as one consistent pair: copied under a shared lock of
+    the log, which node/audit.py holds exclusively while it appends and signs the new head."""
+    log = data / AUDIT_FILES[1]
+    if not log.is_file():
+        return []
+    fd = os.open(log, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return [_copy(data / name, dest / name) for name in AUDIT_FILES if (data / name).is_file()]
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _copy_blobs(blobs: Path, dest: Path, progress: Progress) -> list[FileEntry]:
