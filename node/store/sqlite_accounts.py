@@ -32,6 +32,7 @@ from .base import (
     StaleDeviceList,
     StoreError,
 )
+from .dialect import INTEGRITY_ERRORS
 from .sqlite_keydir import _append_leaf
 from .sqlite_prekeys import _publish_prekeys
 
@@ -57,7 +58,7 @@ def _add_invite(conn: sqlite3.Connection, token_hash: bytes, now: int, expires_a
             "INSERT INTO invites (token_hash, created_at, expires_at) VALUES (?, ?, ?)",
             (token_hash, now, expires_at),
         )
-    except sqlite3.IntegrityError as exc:
+    except INTEGRITY_ERRORS as exc:
         raise StoreError("an invite with this hash already exists") from exc
 
 
@@ -259,7 +260,9 @@ def _remove_device(
     # Its mailbox, dedup records, prekeys and KeyPackages go with it (ON DELETE CASCADE).
     conn.execute("DELETE FROM devices WHERE account = ? AND device_id = ?", (account, device_id))
     conn.execute(
-        "INSERT OR REPLACE INTO removed_devices (fingerprint, account, device_id, removed_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO removed_devices (fingerprint, account, device_id, removed_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (fingerprint) DO UPDATE SET account = excluded.account, device_id = excluded.device_id,"
+        " removed_at = excluded.removed_at",
         (found[0], account, device_id, now),
     )
     _replace_device_list(conn, account, device_list, expected_version + 1, last_device_id)

@@ -22,6 +22,7 @@ import sqlite3
 from collections.abc import Callable
 
 from .base import STORED_ROW_OVERHEAD, OverBudget, Quota
+from .dialect import database_bytes
 
 __all__: list[str] = []  # private to the SQLite backend
 
@@ -90,10 +91,7 @@ def enforce(conn: sqlite3.Connection, quota: Quota, charges: Charges, disk_free:
     if quota.reserve_bytes and disk_free() - charges.bytes < quota.reserve_bytes:
         raise OverBudget("disk_full", "this node is low on disk space and takes no new messages now; try again later")
     if quota.max_store_bytes is not None:
-        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
-        (pages,) = conn.execute("PRAGMA page_count").fetchone()
-        (free_pages,) = conn.execute("PRAGMA freelist_count").fetchone()
-        if (pages - free_pages) * page_size > quota.max_store_bytes:
+        if database_bytes(conn) > quota.max_store_bytes:
             raise OverBudget("disk_full", "this node's database is at its maximum size and takes no new messages now; try again later")
     _over(conn, "device", charges.devices, quota.sender_device_bytes, "sender_full", "the device {} has as much undelivered as it may store on this node; try again once some is delivered")
     _over(conn, "account", charges.accounts, quota.sender_account_bytes, "sender_full", "the account {} has as much undelivered as it may store on this node; try again once some is delivered")

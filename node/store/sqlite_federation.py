@@ -83,15 +83,15 @@ def _queue_outbound(
         sender = sender if t is None else (t.sender_account, t.sender_device)
         charges.queued(item.dest, len(item.data), origin=item.origin, sender=sender)
     if t is not None:
-        # OR IGNORE: a row the envelope already has keeps its state (final states stay final).
+        # DO NOTHING: a row the envelope already has keeps its state (final states stay final).
         # The row names the recipient's node and device number, never the recipient account:
         # this node does not keep a record of whom its users write to (docs/security.md).
         # A disappearing message's row goes at its envelope's expiry, whatever its state
         # (``vanishes``; node/store/vanishing.py): no node keeps its id past its time.
         vanishes = item.expires if is_short_lived(item.expires, now) else None
         conn.execute(
-            "INSERT OR IGNORE INTO deliveries (sender_account, sender_device, id, dest, device, state, code, updated_at, expires, vanishes)"
-            " VALUES (?, ?, ?, ?, ?, 'queued', '', ?, ?, ?)",
+            "INSERT INTO deliveries (sender_account, sender_device, id, dest, device, state, code, updated_at, expires, vanishes)"
+            " VALUES (?, ?, ?, ?, ?, 'queued', '', ?, ?, ?) ON CONFLICT DO NOTHING",
             (t.sender_account, t.sender_device, t.id, item.dest, t.device, now, item.expires, vanishes),
         )
 
@@ -100,9 +100,9 @@ def _apply_statuses(conn: sqlite3.Connection, statuses: Sequence[StatusUpdate]) 
     # A final row is kept DELIVERY_GRACE_MS after it became final (its ``expires`` drops to
     # then), not after the envelope's own expiry: long enough for the sending device to ask.
     conn.executemany(
-        "UPDATE deliveries SET state = ?, code = ?, updated_at = ?, expires = min(expires, ?)"
+        "UPDATE deliveries SET state = ?, code = ?, updated_at = ?, expires = CASE WHEN expires < ? THEN expires ELSE ? END"
         " WHERE id = ? AND dest = ? AND device = ? AND state = 'queued'",
-        [(s.state, s.code, s.at, s.at, s.id, s.account.rpartition("@")[2], s.device) for s in statuses],
+        [(s.state, s.code, s.at, s.at, s.at, s.id, s.account.rpartition("@")[2], s.device) for s in statuses],
     )
 
 
@@ -131,7 +131,7 @@ def _take_early_reports(conn: sqlite3.Connection, handed_on: list[tuple[Any, ...
     just deleted from the outbox) whose delivery rows are still "queued"."""
     conn.executemany(
         "UPDATE deliveries SET state = early_state, code = early_code, updated_at = early_at,"
-        " expires = min(expires, early_at), early_state = NULL, early_code = NULL, early_at = NULL"
+        " expires = CASE WHEN expires < early_at THEN expires ELSE early_at END, early_state = NULL, early_code = NULL, early_at = NULL"
         " WHERE id = ? AND dest = ? AND device = ? AND state = 'queued' AND early_state IS NOT NULL",
         handed_on,
     )
@@ -268,8 +268,9 @@ def _outbox_done(
     # Only items that came from upstream (sender_account NULL): this node's own devices'
     # envelopes have no upstream to retransmit them, and their keys name the recipient.
     conn.executemany(
-        "INSERT OR REPLACE INTO outbox_sent (dest, key, expires)"
-        " SELECT dest, key, expires FROM outbox WHERE seq = ? AND dest = ? AND expires > ? AND sender_account IS NULL",
+        "INSERT INTO outbox_sent (dest, key, expires)"
+        " SELECT dest, key, expires FROM outbox WHERE seq = ? AND dest = ? AND expires > ? AND sender_account IS NULL"
+        " ON CONFLICT (dest, key) DO UPDATE SET expires = excluded.expires",
         [(seq, dest, now) for seq in seqs],
     )
     tracked = [

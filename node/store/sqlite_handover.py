@@ -33,7 +33,8 @@ def _keep_part(conn: sqlite3.Connection, item: GroupItem, *, origin: str, now: i
     part, parts = handover_part(item)
     data = encode_struct(item)
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO handover_parts (grp, origin, seq, part, parts, item, expires) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO handover_parts (grp, origin, seq, part, parts, item, expires) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
         (item.group, origin, item.seq, part, parts, data, now + ttl_ms),
     )
     if cursor.rowcount:
@@ -66,7 +67,7 @@ def _hold(conn: sqlite3.Connection, item: GroupItem, *, origin: str, now: int, t
     of a held one changes nothing)."""
     data = encode_struct(item)
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO held_submits (grp, ref, origin, item, expires) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO held_submits (grp, ref, origin, item, expires) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (item.group, item.ref, origin, data, now + ttl_ms),
     )
     if cursor.rowcount:

@@ -71,7 +71,7 @@ def _take_one(conn: sqlite3.Connection, account: str, device_id: int, with_one_t
         ).fetchone()
         if row is not None:
             seq, blob = row
-            conn.execute("UPDATE key_packages SET taken = 1, blob = x'' WHERE seq = ?", (seq,))
+            conn.execute("UPDATE key_packages SET taken = 1, blob = ? WHERE seq = ?", (b"", seq))
             return bytes(blob)
     row = conn.execute(
         "SELECT blob FROM key_packages WHERE account = ? AND device_id = ? AND one_time = 0",

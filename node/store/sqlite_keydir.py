@@ -146,7 +146,8 @@ def _witnessed_all(conn: sqlite3.Connection) -> list[WitnessRow]:
 
 def _set_witnessed(conn: sqlite3.Connection, row: WitnessRow) -> None:
     conn.execute(
-        f"INSERT OR REPLACE INTO witnessed ({_WITNESS_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+        f"INSERT INTO witnessed ({_WITNESS_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (node) DO UPDATE SET size = excluded.size, root = excluded.root, head = excluded.head, at = excluded.at",
         (row.node, row.size, row.root, row.head, row.at),
     )
 

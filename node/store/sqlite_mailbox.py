@@ -161,9 +161,10 @@ def _ack(conn: sqlite3.Connection, account: str, device_id: int, ids: list[bytes
     unique_ids = list(dict.fromkeys(ids))  # an id listed twice counts once
     # Remember the ids of unexpired envelopes (expired ones need no dedup), then delete.
     remembered = conn.executemany(
-        "INSERT OR REPLACE INTO acked_ids (account, device_id, id, expires)"
+        "INSERT INTO acked_ids (account, device_id, id, expires)"
         " SELECT account, device_id, id, CASE WHEN expires - stored_at < ? THEN expires ELSE (expires + ? - 1) / ? * ? END"
-        " FROM mailbox WHERE account = ? AND device_id = ? AND id = ? AND expires > ?",
+        " FROM mailbox WHERE account = ? AND device_id = ? AND id = ? AND expires > ?"
+        " ON CONFLICT (account, device_id, id) DO UPDATE SET expires = excluded.expires",
         [(SHORT_LIVED_MS, *(ACKED_ID_GRANULARITY_MS,) * 3, account, device_id, id_, now) for id_ in unique_ids],
     ).rowcount
     conn.executemany(

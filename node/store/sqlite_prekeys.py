@@ -83,7 +83,7 @@ def _pop_one_time(conn: sqlite3.Connection, account: str, device_id: int, kind: 
     if row is None:
         return None
     seq, blob = row
-    conn.execute("UPDATE prekeys SET taken = 1, blob = x'' WHERE seq = ?", (seq,))
+    conn.execute("UPDATE prekeys SET taken = 1, blob = ? WHERE seq = ?", (b"", seq))
     return bytes(blob)
 
 

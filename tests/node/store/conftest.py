@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from sonet.node.store import SqliteStore, Store
 
+from .pg_cluster import PgCluster, PgUnavailable
+
 StoreOpener = Callable[[], Awaitable[Store]]
 
-#: Backends the contract suite runs against. A PostgreSQL backend becomes one more entry here
-#: (and one more branch in `open_backend`), skipped when no test database is configured.
-BACKENDS = ["sqlite"]
+#: Backends the contract suite runs against: SQLite, and PostgreSQL on a throwaway cluster the
+#: session starts itself (pg_cluster.py).
+BACKENDS = ["sqlite", "postgresql"]
+
+#: set (by `make test` and CI) when the PostgreSQL run must not be skipped
+REQUIRE_POSTGRES = os.environ.get("SONET_TEST_POSTGRES") == "require"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One PostgreSQL cluster per test process, started on first use, removed at the end."""
+    try:
+        cluster = PgCluster()
+        cluster.start()
+    except PgUnavailable as exc:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"the PostgreSQL store tests need a PostgreSQL server: {exc}", pytrace=False)
+        pytest.skip(f"no PostgreSQL server for the store tests: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -22,6 +44,11 @@ def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StoreOpener:
     if request.param == "sqlite":
         path = tmp_path / "node.db"
         return lambda: SqliteStore.open(path)
+    if request.param == "postgresql":
+        from sonet.node.store.postgres import PostgresStore
+
+        url = request.getfixturevalue("pg_cluster").new_database()
+        return lambda: PostgresStore.open(url)
     raise AssertionError(f"unknown backend {request.param!r}")
 
 
@@ -32,6 +59,14 @@ async def store(open_backend: StoreOpener) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+async def database_size(store: Store) -> int:
+    """The bytes ``store``'s database holds (what ``max_database_bytes`` is checked against)."""
+    from sonet.node.store.dialect import database_bytes
+
+    assert isinstance(store, SqliteStore)  # PostgresStore is one too: same plumbing
+    return await store._call(database_bytes)
 
 
 @pytest.fixture

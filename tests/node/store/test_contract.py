@@ -808,6 +808,7 @@ async def test_add_peer_refuses_a_duplicate_name(store: Store) -> None:
 async def test_add_peer_refuses_invalid_entries(store: Store, fields: dict) -> None:
     from sonet.node.store import PeerInvalid
 
+    fields = dict(fields)  # a copy: the parameter is shared by the runs of every backend
     with pytest.raises(PeerInvalid):
         await store.add_peer(via=fields.pop("via", None), now=NOW, **fields)
     assert await store.peers() == []

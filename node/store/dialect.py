@@ -1,0 +1,36 @@
+"""What the store's SQL modules (``sqlite_*.py``) need to run on either backend.
+
+The SQL is written once, in the subset SQLite and PostgreSQL share: ``?`` placeholders (the
+PostgreSQL connection rewrites them), ``INSERT ... ON CONFLICT (...) DO UPDATE/DO NOTHING``
+instead of ``INSERT OR REPLACE/IGNORE``, ``RETURNING`` instead of ``lastrowid``, ``CASE``
+instead of the two-argument ``min``/``max``, bound empty bytes instead of ``x''``. The
+connection is an ``sqlite3.Connection`` or a ``postgres_connection.PgConnection`` (the same
+``execute``/``executemany``/cursor surface). What cannot be one statement lives here, small:
+a unique-key violation's exception, and the database's size.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+__all__ = ["IntegrityError", "INTEGRITY_ERRORS", "database_bytes"]
+
+
+class IntegrityError(Exception):
+    """A constraint violation on the PostgreSQL connection (sqlite3 raises its own)."""
+
+
+#: catch these where a constraint violation means something (e.g. a duplicate invite)
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, IntegrityError)
+
+
+def database_bytes(conn: Any) -> int:
+    """The bytes the database holds in use (the ``max_database_bytes`` budget)."""
+    if isinstance(conn, sqlite3.Connection):
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        (free_pages,) = conn.execute("PRAGMA freelist_count").fetchone()
+        return int((pages - free_pages) * page_size)
+    (size,) = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return int(size)
