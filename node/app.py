@@ -56,6 +56,8 @@ from .expiry import CHECK_S as EXPIRY_CHECK_S, expiry_loop
 from .identity import load_node_key
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxRegistry
+from .ops import NodeMetrics, ObservedStore
+from .ops.listener import start_ops_listener
 from .server import PLAIN_HTTP_ANSWER, Router
 from .store import Quota, SqliteStore
 from .unregistered import Unregistered
@@ -165,18 +167,26 @@ class Node:
         #: device connections being served right now
         self.client_sessions = 0
         self._started_at = clock_ms()
+        #: the node's Prometheus metrics (node/ops/), served when node.toml sets [ops] listen
+        self.metrics = NodeMetrics()
+        #: the operations listener's bound port once ``run`` listens (None: [ops] is off)
+        self.ops_port: int | None = None
         self._runtime_written = False
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         # [tls]: the certificate is read before anything opens (a bad one stops the start)
         tls = server_context(*self.config.tls.paths(self.data_dir)) if self.config.tls else None
         store = await SqliteStore.open(self.data_dir / DB_FILE)
+        # every store operation timed, envelopes counted (node/ops/observed_store.py)
+        store = ObservedStore.around(store, self.metrics)
         # attachments live on disk beside the database, one file per blob (node/blobs.py)
         blobs = await BlobStore.open(self.data_dir, self.config.blobs, rng=self.rng, reserve_bytes=self.config.storage_reserve_bytes)
         # the audit log hears this node's security events (its tasks inherit the context)
         audit = AuditStream(AuditLog(self.data_dir, self.identity), clock_ms=self.clock_ms)
         self.audit_stream = audit
         subscription = events.subscribe(audit.hear)
+        # and the node's metrics count them (node/ops/metrics.py)
+        metrics_subscription = events.subscribe(self.metrics.on_security_event)
         try:
             audit.note("node_started", **self._started_fields())
             await trio.to_thread.run_sync(audit.write)
@@ -246,6 +256,7 @@ class Node:
             self.context = ctx
 
             async def serve_client(sock: SecureSocket, done: HandshakeComplete) -> None:
+                self.metrics.handshake_device.inc()
                 self.client_sessions += 1
                 try:
                     await ClientSession(ctx, sock).run()
@@ -258,7 +269,11 @@ class Node:
             router.route("/client", serve_client, CLIENT_FRAMES, max_message_bytes=limits.MAX_UNREGISTERED_RECORD_BYTES)
             # The gate reads the peers table on every attempt: `sonet-node peer add/remove` on
             # the same database takes effect for the next link without a restart.
-            router.route(FEDERATION_ENDPOINT, self.federation.serve, FEDERATION_FRAMES, admit_for=self.federation.gate.admit_for)
+            async def serve_peer(sock: SecureSocket, done: HandshakeComplete) -> None:
+                self.metrics.handshake_peer.inc()
+                await federation.serve(sock, done)
+
+            router.route(FEDERATION_ENDPOINT, serve_peer, FEDERATION_FRAMES, admit_for=self.federation.gate.admit_for)
             # Before serving: every account has its leaf and there is a head to witness.
             await directory.start()
             host, port = self.config.host_port
@@ -284,6 +299,8 @@ class Node:
                     raise ListenError(exc.errno, f"cannot listen on {self.config.listen}: {exc.strerror or exc}") from exc
                 bound = server.port
                 self.listening = server
+                if self.config.ops_listen is not None:
+                    self.ops_port = await start_ops_listener(nursery, self, store, self.config.ops_listen)
                 self.url = f"{'wss' if tls else 'ws'}://{host}:{bound}"
                 self._runtime_written = self._write_runtime_at_start()
                 nursery.start_soon(audit.run)
@@ -294,6 +311,7 @@ class Node:
                 nursery.start_soon(watch_admin_changes, store, self.connections, directory.publish)
                 task_status.started(self.url)
         finally:
+            events.unsubscribe(metrics_subscription)
             events.unsubscribe(subscription)
             audit.note("node_stopped", pid=os.getpid())
             audit.write()

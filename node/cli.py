@@ -41,6 +41,7 @@ from .cli_audit import add_audit_commands
 from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
 from .data_dir import NODE_FILES, DataDirError, check_database, contents, require_directory
 from .identity import NodeKeyError, create_node_key, load_node_key
+from .logs import FORMATS as LOG_FORMATS, LEVELS as LOG_LEVELS, configure_logging
 from .store import HeadRow, Peer, PeerExists, PeerInvalid, SqliteStore, StoreError
 
 __all__ = ["main"]
@@ -168,6 +169,7 @@ def cmd_init(args: argparse.Namespace) -> None:
             "listen": args.listen,
             "registration": args.registration,
             "minimum_crypto_mode": args.minimum_crypto_mode,
+            **({"ops": {"listen": args.ops_listen}} if args.ops_listen is not None else {}),
         },
         source="arguments",
     )
@@ -216,6 +218,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         lock.close()
         raise UserError(f"another sonet-node is already running on {data}", code="already_running") from None
     try:
+        configure_logging(args.log_level, args.log_format)
         _run_locked(data, config, as_json=args.json)
     finally:
         lock.close()
@@ -247,11 +250,16 @@ def _run_locked(data: Path, config: NodeConfig, *, as_json: bool) -> None:
                 url = await nursery.start(node.run)
                 listening = True
                 fingerprint = node.identity.public.fingerprint
+                ops_url = None
+                if node.ops_port is not None and config.ops_listen is not None:
+                    ops_url = f"http://{config.ops_listen.rpartition(':')[0]}:{node.ops_port}"
                 if as_json:
-                    emit({"name": config.name, "url": url, "client_url": f"{url}/client", "fingerprint": fingerprint, "pid": os.getpid()})
+                    emit({"name": config.name, "url": url, "client_url": f"{url}/client", "fingerprint": fingerprint, "pid": os.getpid(), **({"ops_url": ops_url} if ops_url else {})})
                 else:
                     print(f"sonet node {config.name} listening on {url} (devices: {url}/client)", flush=True)
                     print(f"fingerprint: {fingerprint}", flush=True)
+                    if ops_url is not None:
+                        print(f"operations: {ops_url} (/metrics, /health, /ready)", flush=True)
 
     try:
         trio.run(main)
@@ -308,9 +316,11 @@ def cmd_config_check(args: argparse.Namespace) -> None:
     data, config, _key = _existing_node(args)
     path = data / CONFIG_FILE
     if args.json:
-        emit({"ok": True, "config": str(path), "name": config.name, "listen": config.listen})
+        ops = {} if config.ops_listen is None else {"ops_listen": config.ops_listen}
+        emit({"ok": True, "config": str(path), "name": config.name, "listen": config.listen, **ops})
     else:
-        print(f"ok: {path} (node {config.name}, listening on {config.listen})")
+        ops = "" if config.ops_listen is None else f", operations on {config.ops_listen}"
+        print(f"ok: {path} (node {config.name}, listening on {config.listen}{ops})")
 
 
 def _runtime(data: Path) -> dict | None:
@@ -539,13 +549,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to listen on, e.g. 127.0.0.1:7480")
     p.add_argument("--registration", choices=("invite", "open"), default="invite", help="who may register (default: invite)")
     p.add_argument(
+        "--ops-listen", metavar="HOST:PORT",
+        help="serve /metrics, /health and /ready over HTTP here (node.toml [ops] listen; default: off)",
+    )
+    p.add_argument(
         "--minimum-crypto-mode",
         choices=[m.value for m in CryptoMode],
         default="hybrid",
         help="weakest crypto mode accepted from devices and peers (default: hybrid)",
     )
 
-    command("run", cmd_run, "run the node in the foreground (SIGTERM or Ctrl-C stops it gracefully)")
+    p = command("run", cmd_run, "run the node in the foreground (SIGTERM or Ctrl-C stops it gracefully)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="least severe log records shown (default: info)")
+    p.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="log lines on stderr: text or json (JSON Lines; default: text)")
 
     p = command("invite", cmd_invite, "print a one-time registration token (works while the node runs)")
     p.add_argument(

@@ -59,6 +59,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "budgets": tuple(key for key, _default, _range in BUDGET_KEYS),
     "blobs": tuple(key for key, _default, _range in BLOB_KEYS),
     "tls": TLS_KEYS,
+    "ops": ("listen",),
 }
 #: [connections] defaults, in the order of SETTINGS["connections"] (transport/admission.py)
 _CONNECTION_DEFAULTS: tuple[int | float, ...] = (4096, 256, 512, 64, 8, 128, 8, 5.0, limits.HANDSHAKE_DEADLINE_S, 30.0, 60.0)
@@ -182,6 +183,20 @@ def _seconds(
     return float(value)
 
 
+def _ops_listen(section: dict, source: str) -> str | None:
+    """[ops] listen: HOST:PORT of the operations listener, None (off) when absent."""
+    if "listen" not in section:
+        return None
+    value = section["listen"]
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: ops.listen = {value!r} must be a quoted string")
+    try:
+        parse_listen(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: ops.listen: {exc}") from None
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class NodeConfig:
     name: str
@@ -228,6 +243,8 @@ class NodeConfig:
     blobs: BlobSettings = field(default_factory=BlobSettings)
     #: [tls]: listen with wss:// (node/tls_settings.py); None: plain ws://
     tls: TlsSettings | None = None
+    #: [ops] listen: the operations HTTP listener (/metrics, /health, /ready; node/ops/), off when None
+    ops_listen: str | None = None
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -256,7 +273,13 @@ class NodeConfig:
             + self._budgets_toml()
             + blobs_toml(self.blobs)
             + tls_toml(self.tls)
+            + self._ops_toml()
         )
+
+    def _ops_toml(self) -> str:
+        if self.ops_listen is None:
+            return '\n# [ops]  (off; see docs/operations.md)\n# listen = "127.0.0.1:9480"\n'
+        return f'\n[ops]\n# /metrics, /health and /ready over plain HTTP: keep it off the public network\nlisten = "{self.ops_listen}"\n'
 
     def _budgets_toml(self) -> str:
         values = asdict(self.budgets)
@@ -385,6 +408,7 @@ class NodeConfig:
         except (ConfigError, LocalProtocolError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
         retry_max_s = _seconds(federation, "retry_max_s", _FEDERATION_DEFAULTS[1], source)
+        ops_listen = _ops_listen(raw.get("ops", {}), source)
         config = cls(
             name=name,
             listen=listen,
@@ -421,7 +445,10 @@ class NodeConfig:
             budgets=_budgets(raw.get("budgets", {}), source),
             blobs=blob_settings(raw.get("blobs", {}), lambda table, section, key, bounds, default: _whole(table, section, key, bounds, default, source)),
             tls=tls_settings(raw.get("tls", {}), source, ConfigError),
+            ops_listen=ops_listen,
         )
+        if ops_listen is not None and parse_listen(ops_listen) == config.host_port and config.host_port[1] != 0:
+            raise ConfigError(f"{source}: ops.listen {ops_listen!r} is the node's own listen address: give the operations listener a port of its own")
         if config.federation_retry_max_s < config.federation_retry_base_s:
             raise ConfigError(f"{source}: federation.retry_max_s must be at least retry_base_s")
         return config

@@ -294,6 +294,8 @@ def test_invite_accepts_the_ends_of_the_range(node: Path, capsys: pytest.Capture
 class _ListensThenCtrlC:
     """Stands in for ``Node``: reports it listens, then the operator presses Ctrl-C."""
 
+    ops_port = None  # no [ops] listen
+
     def __init__(self, data: Path, config: object) -> None:
         from sonet.node.identity import load_node_key
 

@@ -1,0 +1,229 @@
+"""The node's Prometheus metrics, on a registry of its own (never the process-global one).
+
+Counters move where things happen, at the cost of one increment: envelopes and store latency
+through ``ObservedStore`` (node/ops/observed_store.py), handshakes where the node's router
+completes one, refusals through the security-events seam (``sonet.transport.events``). Gauges
+(connections open, outbox depth and oldest age per peer, key-directory size, witness state) are
+read when scraped, by ``LiveState.refresh`` under a deadline and at most once per
+``REFRESH_S``, so a scrape costs a bounded number of small store reads.
+
+Labels are codes, endpoint kinds, operation names and node names (peers, witnesses): never a
+user address, a device key or fingerprint, an envelope id or a sender.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import trio
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sonet.core.errors import ProtocolError
+from sonet.core.keydir import decode_cosignature
+
+__all__ = ["NodeMetrics", "LiveState", "LiveSources", "label_value", "MAX_LABEL_VALUES", "REFRESH_S"]
+
+log = logging.getLogger("sonet.node.ops")
+
+#: distinct values one label of one metric takes; the rest are counted as "other"
+MAX_LABEL_VALUES = 64
+#: the store-derived gauges are read again after this long at most once
+REFRESH_S = 2.0
+#: how long one refresh may take; a slower store leaves the last values in place
+REFRESH_DEADLINE_S = 2.0
+#: destinations whose oldest queued item is looked up per refresh
+MAX_OUTBOX_PEERS = 64
+_LABEL = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,62}")
+#: store latency buckets (seconds): a fast read is ~0.1 ms, a batched fsync some ms
+STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def label_value(value: object, seen: set[str]) -> str:
+    """``value`` as a label when it looks like a code or a node name and fewer than
+    MAX_LABEL_VALUES were seen; "other" otherwise (bounds cardinality and keeps anything
+    that is not a short lower-case token, a key in base64 for instance, out of the labels)."""
+    text = str(value) if isinstance(value, str) else ""
+    if not _LABEL.fullmatch(text):
+        return "other"
+    if text not in seen:
+        if len(seen) >= MAX_LABEL_VALUES:
+            return "other"
+        seen.add(text)
+    return text
+
+
+class NodeMetrics:
+    """Every metric of one node, on ``self.registry``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.handshakes = Counter(
+            "sonet_handshakes", "Handshakes completed on the node's port, by endpoint (device, peer)", ["endpoint"], registry=r
+        )
+        self.handshake_failures = Counter(
+            "sonet_handshake_failures", "Handshakes that failed or were refused, by reason code", ["reason"], registry=r
+        )
+        self.connections_refused = Counter(
+            "sonet_connections_refused", "Connections refused or cut before a handshake, by reason", ["reason"], registry=r
+        )
+        self.envelopes_in = Counter(
+            "sonet_envelopes_in", "Envelopes accepted and stored, by source (device, peer)", ["source"], registry=r
+        )
+        self.envelopes_out = Counter(
+            "sonet_envelopes_out",
+            "Envelopes handed on: acknowledged by a device, or accepted by the next hop (peer)",
+            ["destination"],
+            registry=r,
+        )
+        self.envelopes_expired = Counter(
+            "sonet_envelopes_expired", "Envelopes dropped at their expiry, by where they waited (mailbox, outbox)", ["where"], registry=r
+        )
+        self.rate_limited = Counter(
+            "sonet_rate_limit_refusals", "Requests refused by a rate limit or budget, by limit", ["limit"], registry=r
+        )
+        self.directory_alarms = Counter(
+            "sonet_directory_alarms", "Key-directory alarms (split views, disagreeing witnesses), by kind", ["kind"], registry=r
+        )
+        self.store_seconds = Histogram(
+            "sonet_store_operation_seconds", "Latency of store operations, by operation", ["operation"], buckets=STORE_BUCKETS, registry=r
+        )
+        self._seen: dict[str, set[str]] = {}
+        # the hot paths increment these children (no label lookup per envelope)
+        self.in_device = self.envelopes_in.labels("device")
+        self.in_peer = self.envelopes_in.labels("peer")
+        self.out_device = self.envelopes_out.labels("device")
+        self.out_peer = self.envelopes_out.labels("peer")
+        self.expired_mailbox = self.envelopes_expired.labels("mailbox")
+        self.expired_outbox = self.envelopes_expired.labels("outbox")
+        self.handshake_device = self.handshakes.labels("device")
+        self.handshake_peer = self.handshakes.labels("peer")
+        self.live = LiveState()
+        r.register(self.live)
+
+    def _label(self, metric: str, value: object) -> str:
+        return label_value(value, self._seen.setdefault(metric, set()))
+
+    def on_security_event(self, kind: str, fields: Mapping[str, object]) -> None:
+        """Subscriber of ``sonet.transport.events``: counts each event by its code (the
+        fields naming an actor, an address or a peer's key are never read)."""
+        if kind == "handshake_refused":
+            self.handshake_failures.labels(self._label("hf", fields.get("code"))).inc()
+        elif kind == "connection_refused":
+            self.connections_refused.labels(self._label("cr", fields.get("code"))).inc()
+        elif kind == "rate_limited":
+            self.rate_limited.labels(self._label("rl", fields.get("limit", fields.get("code")))).inc()
+        elif kind == "directory_alarm":
+            self.directory_alarms.labels(self._label("da", fields.get("kind", fields.get("code")))).inc()
+        elif kind == "wrong_identity":
+            self.handshake_failures.labels("wrong_identity").inc()
+
+    def exposition(self) -> bytes:
+        """The text exposition format (what /metrics answers)."""
+        return generate_latest(self.registry)
+
+
+@dataclass
+class LiveSources:
+    """Where the gauges come from: set by the node once it runs."""
+
+    #: the running node's connection counts, {kind: open}
+    connections: Callable[[], Mapping[str, int]]
+    #: the store (``latest_head``, ``cosigned_head``, ``outbox``)
+    store: object
+    #: items queued per destination (the federation's in-memory counts)
+    outbox_counts: Callable[[], Mapping[str, int]]
+    clock_ms: Callable[[], int]
+
+
+@dataclass
+class _Snapshot:
+    outbox_oldest_age_s: dict[str, float] = field(default_factory=dict)
+    directory_size: int | None = None
+    #: witness -> (cosigned size, cosigned at ms)
+    witnesses: dict[str, tuple[int, int]] = field(default_factory=dict)
+    taken_at: float = float("-inf")
+
+
+class LiveState(Collector):
+    """The gauges, read from the running node when scraped (``refresh`` first, then
+    ``collect``, which only reads what ``refresh`` took)."""
+
+    def __init__(self) -> None:
+        self.sources: LiveSources | None = None
+        self._snapshot = _Snapshot()
+        self._lock = trio.Lock()
+
+    async def refresh(self) -> None:
+        """Read the store-derived values again unless they are younger than REFRESH_S; a store
+        that fails or does not answer in time leaves the last values (and a log line)."""
+        if self.sources is None:
+            return
+        async with self._lock:  # concurrent scrapes share one refresh
+            if trio.current_time() - self._snapshot.taken_at < REFRESH_S:
+                return
+            with trio.move_on_after(REFRESH_DEADLINE_S) as scope:
+                try:
+                    self._snapshot = await self._read(self.sources)
+                except Exception as exc:  # the store's trouble is /ready's to report
+                    log.warning("metrics: cannot read the store: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            if scope.cancelled_caught:
+                log.warning("metrics: the store did not answer within %g s; gauges keep their last values", REFRESH_DEADLINE_S)
+
+    async def _read(self, sources: LiveSources) -> _Snapshot:
+        store: object = sources.store
+        snap = _Snapshot(taken_at=trio.current_time())
+        now = sources.clock_ms()
+        queued = [dest for dest, n in sorted(sources.outbox_counts().items()) if n > 0][:MAX_OUTBOX_PEERS]
+        for dest in queued:
+            items = await store.outbox(dest, limit=1, max_bytes=1 << 30, now=now)  # type: ignore[attr-defined]
+            if items:
+                snap.outbox_oldest_age_s[dest] = max(0.0, (now - items[0].queued_at) / 1000)
+        heads = [await store.latest_head(), await store.cosigned_head(min_size=0)]  # type: ignore[attr-defined]
+        if heads[0] is not None:
+            snap.directory_size = heads[0].size
+        for head in heads:
+            for raw in head.cosignatures if head is not None else ():
+                try:
+                    c = decode_cosignature(raw)
+                except ProtocolError:
+                    continue
+                if c.size >= snap.witnesses.get(c.witness, (-1, 0))[0]:
+                    snap.witnesses[c.witness] = (c.size, c.at)
+        return snap
+
+    def collect(self) -> Iterable[Metric]:
+        sources = self.sources
+        if sources is None:
+            return []
+        snap = self._snapshot
+        now_s = sources.clock_ms() / 1000
+        seen: set[str] = set()
+        connections = GaugeMetricFamily(
+            "sonet_connections_open", "Connections open now, by kind (device, peer_inbound, peer_outbound)", labels=["kind"]
+        )
+        for kind, n in sorted(sources.connections().items()):
+            connections.add_metric([kind], n)
+        depth = GaugeMetricFamily("sonet_outbox_depth", "Items queued for a peer (next hop)", labels=["peer"])
+        for dest, n in sorted(sources.outbox_counts().items())[:MAX_OUTBOX_PEERS]:
+            depth.add_metric([label_value(dest, seen)], n)
+        oldest = GaugeMetricFamily(
+            "sonet_outbox_oldest_age_seconds", "Age of the oldest item queued for a peer (as of the last refresh)", labels=["peer"]
+        )
+        for dest, seconds in sorted(snap.outbox_oldest_age_s.items()):
+            oldest.add_metric([label_value(dest, seen)], seconds)
+        metrics: list[Metric] = [connections, depth, oldest]
+        if snap.directory_size is not None:
+            metrics.append(GaugeMetricFamily("sonet_key_directory_size", "Leaves in this node's key directory (newest signed head)", value=snap.directory_size))
+        size = GaugeMetricFamily("sonet_witness_cosigned_size", "Tree size of the newest head a witness cosigned", labels=["witness"])
+        age = GaugeMetricFamily("sonet_witness_cosigned_age_seconds", "Time since that cosignature", labels=["witness"])
+        for witness, (cosigned, at) in sorted(snap.witnesses.items()):
+            name = label_value(witness, seen)
+            size.add_metric([name], cosigned)
+            age.add_metric([name], max(0.0, now_s - at / 1000))
+        return [*metrics, size, age]
