@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .conftest import Processes, init_node, node_here, ok, read_texts, register, sonet_here
+from .conftest import Processes, init_node, node_here, ok, read_texts, register, set_listen, sonet_here
 
 pytestmark = pytest.mark.slow
 
@@ -116,3 +116,37 @@ def test_tls_settings_are_checked_at_start(tmp_path: Path) -> None:
     assert result.rc == 1 and result.out == "", result
     [line] = result.err.splitlines()
     assert line.startswith("sonet-node: error: ") and "tls/cert.pem: no such file" in line, line
+
+
+def test_a_peer_dials_a_wss_node_and_federation_flows_both_ways(
+    procs: Processes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """beta pins alpha at its wss:// URL and verifies alpha's certificate with SONET_TLS_CA in
+    its own environment; alpha dials beta over plain ws:// (no [tls] there)."""
+    ca_key, ca_cert = _ca(tmp_path / "ca", "private-ca")
+    monkeypatch.setenv("SONET_TLS_CA", str(tmp_path / "ca" / "private-ca.pem"))  # nodes started now inherit it
+    nodes = {}
+    for name in ("alpha", "beta"):
+        data = tmp_path / name
+        init_node(data, name=name)
+        with open(data / "node.toml", "a") as f:
+            f.write("\n[federation]\nretry_max_s = 1.0\nrequest_timeout_s = 3.0\n")
+            if name == "alpha":
+                _server_cert(data, ca_key, ca_cert)
+                f.write('\n[tls]\ncert = "tls/cert.pem"\nkey = "tls/key.pem"\n')
+        nodes[name] = procs.start_node(data)
+        set_listen(data, f"127.0.0.1:{nodes[name].port}")
+    alpha, beta = nodes["alpha"], nodes["beta"]
+    assert alpha.url.startswith("wss://") and beta.url.startswith("ws://")
+    for node, other in ((alpha, beta), (beta, alpha)):
+        ok(node_here("peer", "add", "--data", node.data, "--name", other.name, "--url", other.url, "--fingerprint", other.fingerprint))
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    register(alice, "alice@alpha", alpha)
+    register(bob, "bob@beta", beta)
+
+    ok(sonet_here(bob, "send", "alice@alpha", "to alpha over wss"))
+    [message] = read_texts(ok(sonet_here(alice, "recv", "--wait", "30", "--json")).out)
+    assert message["text"] == "to alpha over wss" and message["from"] == "bob@beta"
+    ok(sonet_here(alice, "send", "bob@beta", "back over ws"))
+    texts = [m["text"] for m in read_texts(ok(sonet_here(bob, "recv", "--wait", "30", "--json")).out)]
+    assert "back over ws" in texts
