@@ -319,8 +319,8 @@ def cmd_config_check(args: argparse.Namespace) -> None:
         ops = {} if config.ops_listen is None else {"ops_listen": config.ops_listen}
         emit({"ok": True, "config": str(path), "name": config.name, "listen": config.listen, **ops})
     else:
-        ops = "" if config.ops_listen is None else f", operations on {config.ops_listen}"
-        print(f"ok: {path} (node {config.name}, listening on {config.listen}{ops})")
+        on = "" if config.ops_listen is None else f", operations on {config.ops_listen}"
+        print(f"ok: {path} (node {config.name}, listening on {config.listen}{on})")
 
 
 def _runtime(data: Path) -> dict | None:
