@@ -4,6 +4,7 @@ head (node/audit.py). Both only read; both work while the node runs."""
 from __future__ import annotations
 
 import argparse
+import json
 from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import islice
@@ -47,7 +48,8 @@ def cmd_audit_show(args: argparse.Namespace) -> None:
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) and value and " " not in value else repr(value)
+    """A field for a text line: a plain word as it is, anything else as JSON."""
+    return value if isinstance(value, str) and value and " " not in value else json.dumps(value, ensure_ascii=False)
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
