@@ -1,36 +1,24 @@
 """The store methods of operator administration (node/store/base.py "Operator administration"),
-on SQLite: disable/enable, offboarding with its tombstone leaf, removed addresses, invites."""
+on every backend: disable/enable, offboarding with its tombstone leaf, removed addresses, invites."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from sonet.core.keydir import decode_entry
-from sonet.node.store import InviteInvalid, SqliteStore
+from sonet.node.store import InviteInvalid, Store
 
 NOW = 1_800_000_000_000
 ALICE = "alice@alpha.example"
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(tmp_path / "node.db")
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-async def register(store: SqliteStore, account: str = ALICE, fingerprint: str = "fp-1", invite: bytes | None = None) -> None:
+async def register(store: Store, account: str = ALICE, fingerprint: str = "fp-1", invite: bytes | None = None) -> None:
     await store.register_account(
         account=account, fingerprint=fingerprint, record=b"r", account_identity=b"k", device_list=b"l", invite_hash=invite, now=NOW
     )
 
 
-async def test_disable_and_enable_change_only_the_state_and_move_the_version(store: SqliteStore) -> None:
+async def test_disable_and_enable_change_only_the_state_and_move_the_version(store: Store) -> None:
     await register(store)
     v0 = await store.admin_version()
     assert await store.set_account_disabled(ALICE, disabled=True, now=NOW + 1)
@@ -48,7 +36,7 @@ async def test_disable_and_enable_change_only_the_state_and_move_the_version(sto
     assert not await store.account_disabled("nobody@alpha.example")
 
 
-async def test_remove_account_leaves_a_tombstone_and_the_address_needs_an_invite(store: SqliteStore) -> None:
+async def test_remove_account_leaves_a_tombstone_and_the_address_needs_an_invite(store: Store) -> None:
     await register(store)
     await register(store, "bob@alpha.example", "fp-bob")
     first, _ = await store.directory_latest(ALICE)  # type: ignore[misc]
@@ -77,7 +65,7 @@ async def test_remove_account_leaves_a_tombstone_and_the_address_needs_an_invite
     assert again > index and decode_entry(leaf).prev == index
 
 
-async def test_invites_are_listed_by_hash_and_only_unused_ones_revoked(store: SqliteStore) -> None:
+async def test_invites_are_listed_by_hash_and_only_unused_ones_revoked(store: Store) -> None:
     await store.add_invite(b"a" * 32, now=NOW, expires_at=NOW + 10_000)
     await store.add_invite(b"b" * 32, now=NOW + 1, expires_at=NOW + 10_000)
     await register(store, invite=b"b" * 32)
@@ -90,7 +78,7 @@ async def test_invites_are_listed_by_hash_and_only_unused_ones_revoked(store: Sq
     assert not await store.invite_usable(b"a" * 32, account="x@alpha.example", now=NOW)
 
 
-async def test_mailbox_usage_is_per_device(store: SqliteStore) -> None:
+async def test_mailbox_usage_is_per_device(store: Store) -> None:
     await register(store)
     assert await store.mailbox_usage(ALICE) == {}
     summary = await store.account_summary(ALICE)
