@@ -370,12 +370,20 @@ _ADMIN: tuple[str, ...] = (
     "INSERT INTO admin_version (id, version) VALUES (1, 0)",
 )
 
+# version 18 (timed group items at the hub, migrations.py _GROUP_EXPIRY)
+_GROUP_EXPIRY: tuple[str, ...] = (
+    "ALTER TABLE hosted_groups ADD COLUMN floor BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE hosted_groups ADD COLUMN gap_expires BIGINT NOT NULL DEFAULT 0",
+    "UPDATE hosted_groups SET floor = seq",
+)
+
 _BASELINE_VERSION = 16
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     *((),) * (_BASELINE_VERSION - 1),
     _TABLES + _TRIGGERS,
     _ADMIN,
+    _GROUP_EXPIRY,
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"
