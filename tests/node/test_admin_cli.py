@@ -74,6 +74,10 @@ async def test_disable_ends_sessions_refuses_devices_keeps_mail_and_enable_resto
             sent = await conn.request(lambda n: SendBatch(request=n, envelopes=(opaque_envelope(alice.first),)))
             assert isinstance(sent, Accepted) and sent.stored == 1
         assert len(await running.pending(ALICE)) == 1
+        listed = ok(await cli(capsys, "accounts", "list", "--data", running.data_dir)).out.splitlines()
+        assert listed[0].startswith(f"{ALICE}  disabled  1 device  created ") and listed[0].endswith("mailbox 1 (200 B)")
+        text = ok(await cli(capsys, "accounts", "show", "--data", running.data_dir, "alice")).out
+        assert text.startswith(f"{ALICE}: disabled since ") and f"device 1: {alice.first.fingerprint}  disabled" in text
         shown = json_lines(await cli(capsys, "accounts", "show", "--data", running.data_dir, ALICE, "--json"))[0]
         assert shown["state"] == "disabled" and shown["envelopes"] == 1
         assert [d["state"] for d in shown["device_list"]] == ["disabled"]
