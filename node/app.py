@@ -59,7 +59,7 @@ from .mailbox import DeviceConnections, MailboxRegistry
 from .ops import NodeMetrics, ObservedStore
 from .ops.listener import start_ops_listener
 from .server import PLAIN_HTTP_ANSWER, Router
-from .store import Quota, SqliteStore
+from .store import Quota, SqliteStore, open_store
 from .unregistered import Unregistered
 
 __all__ = ["Node", "ListenError", "now_ms", "federation_settings", "connection_limits", "DB_FILE", "RUNTIME_FILE"]
@@ -176,7 +176,8 @@ class Node:
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         # [tls]: the certificate is read before anything opens (a bad one stops the start)
         tls = server_context(*self.config.tls.paths(self.data_dir)) if self.config.tls else None
-        store = await SqliteStore.open(self.data_dir / DB_FILE)
+        # node.db in the data directory, or node.toml's PostgreSQL database
+        store = await open_store(self.config.storage_database or self.data_dir / DB_FILE)
         # every store operation timed, envelopes counted (node/ops/observed_store.py)
         store = ObservedStore.around(store, self.metrics)
         # attachments live on disk beside the database, one file per blob (node/blobs.py)

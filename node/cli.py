@@ -42,7 +42,7 @@ from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
 from .data_dir import NODE_FILES, DataDirError, check_database, contents, require_directory
 from .identity import NodeKeyError, create_node_key, load_node_key
 from .logs import FORMATS as LOG_FORMATS, LEVELS as LOG_LEVELS, configure_logging
-from .store import HeadRow, Peer, PeerExists, PeerInvalid, SqliteStore, StoreError
+from .store import HeadRow, Peer, PeerExists, PeerInvalid, SqliteStore, StoreError, open_store, redact_url
 
 __all__ = ["main"]
 
@@ -102,7 +102,8 @@ def _existing_node(args: argparse.Namespace) -> Existing:
     require_directory(data)
     config = NodeConfig.load(data)
     key = load_node_key(data)
-    check_database(data)
+    if config.storage_database is None:  # node.db; a PostgreSQL database is checked as it opens
+        check_database(data)
     return Existing(data, config, key)
 
 
@@ -113,12 +114,21 @@ def _store_failure(data: Path, exc: StoreError) -> UserError:
     elif "is newer than this software" in str(exc):
         # migrations only go forward: an older sonet must not write a newer schema
         hint = ": run the sonet version that wrote it or a newer one (a downgrade is refused), or restore a backup made by this version"
-    return UserError(f"{data / DB_FILE}: {exc}{hint}", code="store_error")
+    database = NodeConfig.load(data).storage_database if (data / CONFIG_FILE).exists() else None
+    where = data / DB_FILE if database is None else redact_url(database)
+    return UserError(f"{where}: {exc}{hint}", code="store_error")
+
+
+def _store_target(data: Path) -> str | Path:
+    """The node's database: node.toml's [storage] database (PostgreSQL), else node.db."""
+    return NodeConfig.load(data).storage_database or data / DB_FILE
 
 
 def _with_store(data: Path, fn: Callable[[SqliteStore], Any]) -> Any:
+    target = _store_target(data)
+
     async def go() -> Any:
-        store = await SqliteStore.open(data / DB_FILE)
+        store = await open_store(target)
         try:
             return await fn(store)
         finally:
@@ -170,6 +180,7 @@ def cmd_init(args: argparse.Namespace) -> None:
             "registration": args.registration,
             "minimum_crypto_mode": args.minimum_crypto_mode,
             **({"ops": {"listen": args.ops_listen}} if args.ops_listen is not None else {}),
+            **({"storage": {"database": args.database}} if args.database is not None else {}),
         },
         source="arguments",
     )
@@ -432,6 +443,8 @@ def _show_status(args: argparse.Namespace) -> None:
         "url": runtime["url"] if runtime else None,
         "registration": config.registration,
         "minimum_crypto_mode": config.minimum_crypto_mode.value,
+        # a PostgreSQL database, its password left out
+        **({"database": redact_url(config.storage_database)} if config.storage_database else {}),
         **stats,
         # this node's own newest signed head (None until the node first ran)
         "directory": None if head is None else {
@@ -548,6 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="the node's federation name, e.g. alpha.example")
     p.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to listen on, e.g. 127.0.0.1:7480")
     p.add_argument("--registration", choices=("invite", "open"), default="invite", help="who may register (default: invite)")
+    p.add_argument(
+        "--database", metavar="URL",
+        help="keep the node's data in this PostgreSQL database, postgresql://USER:PASSWORD@HOST/DB"
+        " (node.toml [storage] database; default: node.db in the data directory)",
+    )
     p.add_argument(
         "--ops-listen", metavar="HOST:PORT",
         help="serve /metrics, /health and /ready over HTTP here (node.toml [ops] listen; default: off)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ from sonet.federation.settings import MAX_PUSHES_IN_FLIGHT, FederationSettings
 
 from .blob_settings import BLOB_KEYS, BlobSettings, blob_settings, blobs_toml
 from .budget_settings import BUDGET_KEYS, BudgetSettings
+from .store.database_url import check_database_url
 from .tls_settings import TLS_KEYS, TlsSettings, tls_settings, tls_toml
 
 __all__ = ["NodeConfig", "ConfigError", "parse_listen", "CONFIG_FILE", "SETTINGS"]
@@ -42,7 +44,8 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "mailbox": ("ttl_days", "max_envelopes", "max_bytes"),
     "federation": ("retry_base_s", "retry_max_s", "request_timeout_s", "pushes_in_flight"),
     "handshake": ("max_in_progress", "load_per_second", "per_address_per_second", "per_address_burst"),
-    "storage": ("device_max_bytes", "account_max_bytes", "outbox_max_bytes", "relay_origin_max_bytes", "reserve_bytes", "max_database_bytes"),
+    # the integer budgets (zipped with _STORAGE_DEFAULTS), then database (a postgresql:// URL)
+    "storage": ("device_max_bytes", "account_max_bytes", "outbox_max_bytes", "relay_origin_max_bytes", "reserve_bytes", "max_database_bytes", "database"),
     "connections": (
         "max_connections",
         "max_per_address",
@@ -197,6 +200,19 @@ def _ops_listen(section: dict, source: str) -> str | None:
     return value
 
 
+def _database(section: dict, source: str) -> str | None:
+    """[storage] database: the PostgreSQL database's URL, None (node.db) when absent."""
+    if "database" not in section:
+        return None
+    value = section["database"]
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: storage.database must be a quoted string")
+    try:
+        return check_database_url(value)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: storage.{exc}") from None
+
+
 @dataclass(frozen=True, kw_only=True)
 class NodeConfig:
     name: str
@@ -225,6 +241,8 @@ class NodeConfig:
     storage_relay_origin_max_bytes: int = _STORAGE_DEFAULTS[3]
     storage_reserve_bytes: int = _STORAGE_DEFAULTS[4]
     storage_max_database_bytes: int = _STORAGE_DEFAULTS[5]
+    #: [storage] database: a postgresql:// URL (node/store/postgres.py); None: node.db in the data dir
+    storage_database: str | None = None
     #: [connections]: caps and deadlines of the port (docs/operations.md, docs/security.md)
     max_connections: int = int(_CONNECTION_DEFAULTS[0])
     max_connections_per_address: int = int(_CONNECTION_DEFAULTS[1])
@@ -325,6 +343,11 @@ class NodeConfig:
     def _storage_toml(self) -> str:
         values = self._storage_values
         lines = [f"{key} = {value}" for key, value in zip(SETTINGS["storage"], values)]
+        if self.storage_database is not None:
+            database = f"# the PostgreSQL database of this node (see docs/operations.md)\ndatabase = {json.dumps(self.storage_database)}\n"
+            if values == _STORAGE_DEFAULTS:
+                return "\n[storage]\n" + database + "".join(f"# {line}\n" for line in lines)
+            return "\n[storage]\n" + database + "".join(f"{line}\n" for line in lines)
         if values == _STORAGE_DEFAULTS:
             return "\n# [storage]  (the defaults; see docs/operations.md)\n" + "".join(f"# {line}\n" for line in lines)
         return "\n[storage]\n" + "".join(f"{line}\n" for line in lines)
@@ -431,6 +454,7 @@ class NodeConfig:
             storage_relay_origin_max_bytes=storage[3],
             storage_reserve_bytes=storage[4],
             storage_max_database_bytes=storage[5],
+            storage_database=_database(storage_section, source),
             max_connections=counts[0],
             max_connections_per_address=counts[1],
             max_pending_connections=counts[2],

@@ -1,4 +1,4 @@
-"""Node storage: the Store contract and its backends (SQLite today; PostgreSQL later)."""
+"""Node storage: the Store contract and its backends (SQLite, the default; PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ from .base import (
     Tracking,
     WitnessRow,
 )
+from .database_url import is_postgres_url, redact_url
 from .sqlite import SqliteStore
 
 __all__ = [
@@ -77,12 +78,19 @@ __all__ = [
     "SplitRow",
     "SqliteStore",
     "open_store",
+    "redact_url",
 ]
 
 
-async def open_store(path: str | os.PathLike[str]) -> Store:
-    """Open the node's store at ``path`` (an SQLite file), creating and migrating it.
+async def open_store(target: str | os.PathLike[str]) -> SqliteStore:
+    """Open the node's store, creating and migrating it: a ``postgresql://`` URL opens that
+    PostgreSQL database (node/store/postgres.py), anything else is the path of an SQLite file.
 
-    This is the one place that picks a backend; a PostgreSQL URL will be dispatched here.
+    This is the one place that picks a backend. (The PostgreSQL store shares SqliteStore's
+    methods, hence the return type.)
     """
-    return await SqliteStore.open(path)
+    if isinstance(target, str) and is_postgres_url(target):
+        from .postgres import PostgresStore  # psycopg only when a node uses PostgreSQL
+
+        return await PostgresStore.open(target)
+    return await SqliteStore.open(target)

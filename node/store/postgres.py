@@ -25,7 +25,6 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any, Self, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import trio
@@ -33,12 +32,13 @@ from psycopg import IsolationLevel
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .base import StoreError
+from .database_url import redact_url
 from .dialect import IntegrityError
 from .postgres_connection import PgConnection, configure
 from .postgres_migrations import migrate
 from .sqlite import SqliteStore
 
-__all__ = ["PostgresStore", "is_postgres_url", "redact_url"]
+__all__ = ["PostgresStore"]
 
 T = TypeVar("T")
 
@@ -50,22 +50,6 @@ CONNECT_TIMEOUT_S = 10.0
 MAX_ATTEMPTS = 30
 
 _RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
-
-
-def is_postgres_url(target: str) -> bool:
-    return target.startswith(("postgresql://", "postgres://"))
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password (for logs, errors and ``status``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
 def _no_disk_check() -> int:

@@ -1,0 +1,46 @@
+"""Where a node's store lives: the SQLite file in its data directory (the default) or a
+PostgreSQL database named by a ``postgresql://`` URL (node.toml ``[storage] database``).
+Plain string work, so reading the configuration never imports a database driver."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+__all__ = ["is_postgres_url", "redact_url", "check_database_url"]
+
+_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(target: str) -> bool:
+    return target.startswith(_SCHEMES)
+
+
+def check_database_url(url: str) -> str:
+    """``url`` if it names a PostgreSQL database; ValueError (one line, no password) if not."""
+    if not is_postgres_url(url):
+        raise ValueError(
+            f"database = {redact_url(url)!r} is not a postgresql:// URL (leave it out for the SQLite file in the data directory)"
+        )
+    try:
+        urlsplit(url).port  # noqa: B018 - a malformed port raises here
+    except ValueError as exc:
+        raise ValueError(f"database = {redact_url(url)!r}: {exc}") from None
+    return url
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (for logs, errors and ``status``), also one given as a
+    ``password=`` query parameter."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        if ":" in userinfo:
+            netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+    query = "&".join(
+        "password=***" if pair.lower().startswith("password=") else pair for pair in parts.query.split("&")
+    ) if parts.query else ""
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    # by hand: urlunsplit drops the empty host of postgresql:///db?host=/run/postgresql
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
