@@ -241,10 +241,11 @@ class ClientSession:
 
     async def _close_when_removed(self, removed: trio.Event, scope: trio.CancelScope) -> None:
         await removed.wait()
-        # Set on a removal, and by node/admin_watch.py when the operator disabled the account:
-        # the store says which. Through _fail, under the send lock: a record being sent is
-        # finished first.
-        if self._mailbox is not None and await self._ctx.store.account_disabled(self._mailbox[0]):
+        # Set on a removal (committed before: the device is gone), and by node/admin_watch.py
+        # when the operator disabled the account (the device is still there, even if enabled
+        # again meanwhile). Through _fail, under the send lock: a record being sent is finished
+        # first.
+        if self._mailbox is not None and await self._ctx.store.device_by_fingerprint(self._peer.fingerprint) is not None:
             await self._fail(_account_disabled(self._mailbox[0]))
         else:
             await self._fail(RemoteProtocolError("this device was removed from its account", code="device_removed"))
