@@ -8,7 +8,14 @@ from a worker too, and are printed as one table after pytest's own summary.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
+
+from sonet.client import prekeys
+
+from tests.few_prekeys import FEW_LOW, FEW_PREKEYS
 
 #: the user_properties key of a fault run's counts (tests/e2e/conftest.py ``record_fault_run``)
 FAULT_RUN = "fault_run"
@@ -30,3 +37,29 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in _fault_runs)) for c in columns}
     for line in [dict(zip(columns, columns)), *_fault_runs]:
         terminalreporter.write_line("  ".join(str(line.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+@contextlib.contextmanager
+def fewer_prekeys() -> Iterator[None]:
+    """Devices made in this process keep ``FEW_PREKEYS`` one-time prekeys of each kind instead
+    of client/prekeys.py's ``TARGET`` (tests/few_prekeys.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prekeys, "TARGET", FEW_PREKEYS)
+        patch.setattr(prekeys, "LOW", FEW_LOW)
+        yield
+
+
+@pytest.fixture
+def few_prekeys() -> Iterator[None]:
+    """``fewer_prekeys`` for one test. For the modules that do not count prekeys
+    (``pytestmark = pytest.mark.usefixtures("few_prekeys")``)."""
+    with fewer_prekeys():
+        yield
+
+
+@pytest.fixture(scope="module")
+def few_prekeys_for_module() -> Iterator[None]:
+    """``fewer_prekeys`` for a whole module, its module-scoped fixtures too (the e2e modules
+    that register devices in a module's set-up and do not count prekeys)."""
+    with fewer_prekeys():
+        yield

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import trio
 
-from sonet.client import cli, prekeys
+from sonet.client import cli
 from sonet.client.sdk import Device, ReceiveResult
 from sonet.client.state import DeviceState
 from sonet.core.client_api import Bundle, Bundles, FetchBundles
@@ -100,20 +100,6 @@ def loopback(clock: Clock, node_params: NodeParams) -> Loopback:
 async def alpha_beta(loopback: Loopback, start_node: Callable[..., Awaitable[RunningNode]]) -> tuple[RunningNode, RunningNode]:
     """alpha.example and beta.example, federated over ``loopback``, on the shared clock."""
     return await start_node(), await start_node(name=BETA)
-
-
-#: one-time prekeys of each kind a device keeps under ``few_prekeys`` (client/prekeys.py: 60)
-FEW_PREKEYS = 12
-
-
-@pytest.fixture
-def few_prekeys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Devices keep ``FEW_PREKEYS`` one-time prekeys of each kind instead of client/prekeys.py's
-    ``TARGET``, topped up below a third of it as ``LOW`` is of ``TARGET``: making and signing
-    121 prekeys (hybrid signatures) is most of what a registration costs. For the modules that
-    do not count prekeys (``pytestmark = pytest.mark.usefixtures("few_prekeys")``)."""
-    monkeypatch.setattr(prekeys, "TARGET", FEW_PREKEYS)
-    monkeypatch.setattr(prekeys, "LOW", FEW_PREKEYS // 3)
 
 
 @pytest.fixture

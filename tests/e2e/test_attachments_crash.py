@@ -18,7 +18,7 @@ import pytest
 
 from .conftest import SONET, Processes, ok, setup_pair, sonet
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 SIZE = 48 * 1024 * 1024
 #: hang guard while polling (never a performance threshold)

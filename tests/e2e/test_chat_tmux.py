@@ -21,7 +21,7 @@ import pytest
 
 from .conftest import CLI_TIMEOUT_S, SONET, Processes, ok, read_texts, setup_pair, sonet
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 #: the conversation list's width: the open conversation is right of it
 LIST_COLUMNS = 26

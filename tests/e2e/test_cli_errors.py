@@ -39,6 +39,8 @@ from .conftest import (
     start_pinned_node,
 )
 
+pytestmark = pytest.mark.usefixtures("few_prekeys_for_module")  # prekeys are not counted here (tests/conftest.py)
+
 
 def user_error(result: Result, *fragments: str) -> str:
     """Assert the shape of a user-facing error and return its one line."""

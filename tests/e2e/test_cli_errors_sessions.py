@@ -31,6 +31,8 @@ from .conftest import (
 )
 from .test_cli_errors import user_error
 
+pytestmark = pytest.mark.usefixtures("few_prekeys_for_module")  # prekeys are not counted here (tests/conftest.py)
+
 
 @dataclass
 class Net:

@@ -24,7 +24,7 @@ import pytest
 
 from .conftest import SONET, NodeProcess, Processes, Result, ok, read_texts, setup_pair, sonet, sonet_here
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 N = 30
 #: hang guard while polling for a condition (never a performance threshold)

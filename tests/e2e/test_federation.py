@@ -40,7 +40,7 @@ from .conftest import (
 )
 from .proxy import TcpProxy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 #: hang guard while polling for a condition (never a performance threshold)

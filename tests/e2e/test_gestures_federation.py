@@ -12,7 +12,7 @@ import pytest
 from .conftest import Processes, ok, read_json_lines, sonet_here
 from .test_federation import federation
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 #: hang guard while polling (never a performance threshold)
 POLL_GUARD_S = 90.0

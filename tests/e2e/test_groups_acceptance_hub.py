@@ -43,7 +43,7 @@ from .groups_net import (
 )
 from .test_federation import KillAndRestart, restart
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 from .conftest import Processes, ok, read_json_lines, register, setup_pair, sonet_here, start_pinned_node
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 ALICE, BOB, CAROL = "alice@localhost", "bob@localhost", "carol@localhost"
 _LINE = re.compile(r'^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] (\S+) in "hikers" \(([0-9a-f]{32})\): (.*)$')

@@ -18,7 +18,7 @@ from tests.node.test_input_catalogue import CATALOGUE, Probe, check
 
 from .conftest import Processes, ok, read_texts, register, setup_pair, sonet
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 #: cases that need no account or pinned peer on the node (they connect as new devices)
 SMOKE = [

@@ -14,7 +14,7 @@ import pytest
 from .conftest import Processes, ok, read_json_lines, register, sonet
 from .test_federation import POLL_GUARD_S, peer, receive_texts, restart, start
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 SECRET = "waits for beta 5d1e"
 

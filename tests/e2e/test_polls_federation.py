@@ -12,7 +12,7 @@ from .conftest import Processes
 from .test_federation import federation
 from .test_gestures_federation import receive_until, run_json
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 
 def test_a_poll_with_three_options_two_votes_and_a_close_shows_the_same_result_on_both_devices(procs: Processes, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from sonet.client.state import DeviceState
 
 from .conftest import NODE_TIMEOUT_S, SONET, Processes, ok, read_json_lines, read_texts, setup_pair, sonet, sonet_here
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 BOB = "bob@localhost"
 ALICE = "alice@localhost"

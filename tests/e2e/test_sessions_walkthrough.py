@@ -36,7 +36,7 @@ from .conftest import (
 )
 from .test_cli_errors import user_error
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 _SENT = re.compile(r"^sent to (\S+) \((\d+) devices?\); id ([0-9a-f]{32}); accepted by ")
 _SAFETY_NUMBER = re.compile(r"^(\d{5} ){11}\d{5}$")

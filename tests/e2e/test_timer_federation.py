@@ -15,7 +15,7 @@ import pytest
 from .conftest import NodeProcess, Processes, ok, read_json_lines, register, sonet_here
 from .test_federation import POLL_GUARD_S, peer, restart, start
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 TIMER_S = 5
 

@@ -21,7 +21,7 @@ import pytest
 from .conftest import NodeProcess, Processes, link_device, node_here, ok, register, sonet_here
 from .test_federation import peer, start
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 #: hang guard while polling for a witness's cosignature (never a performance threshold)
 POLL_GUARD_S = 60.0

@@ -31,7 +31,7 @@ from .conftest import (
     sonet,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 _SENT = re.compile(r"^sent to (\S+) \((\d+) devices?\); id ([0-9a-f]{32}); accepted by localhost, the recipient's node$")
 _HUMAN = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\] (\S+): (.*)$")

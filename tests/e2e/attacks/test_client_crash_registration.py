@@ -16,7 +16,8 @@ take longer than 50 ms here, and a kill anchored at the start only would never r
 commit. After each: the same `sonet register` again (in this process: the CLI's main)
 completes it, or — when the kill came after the profile was saved — `sonet recv` finishes the
 set-up; the account then has exactly one device, the one whose key the home holds, and it
-receives a message from a contact and answers it.
+receives a message from a contact and answers it. The killed process is `sonet` with 12
+one-time prekeys of each kind instead of 60 (tests/few_prekeys.py): they are not counted here.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import random
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,10 +34,13 @@ import pytest
 
 from sonet.node.app import DB_FILE
 
-from ..conftest import NODE_NAME, SONET, NodeProcess, Processes, ok, read_json_lines, read_texts, register, sonet_here, start_pinned_node
+from ..conftest import NODE_NAME, NodeProcess, Processes, ok, read_json_lines, read_texts, register, sonet_here, start_pinned_node
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
+ROOT = Path(__file__).resolve().parents[3]
+#: `sonet` as a process of its own, with few one-time prekeys (they are not counted here)
+SONET_FEW_PREKEYS = [sys.executable, "-m", "tests.few_prekeys"]
 TRIES = 10
 #: kill ``i`` lands STEP_S * (i + uniform(0, 1)) after its anchor: 0-50 ms over the ten
 STEP_S = 0.005
@@ -43,19 +48,42 @@ STEP_S = 0.005
 PENDING_GUARD_S = 60.0
 
 
+class _Poll:
+    """Whether a query finds a row in a database another process writes, asked again and again
+    on one read-only connection (a new connection each time, every half millisecond, took much
+    of a core from the process being watched). False while the file is not there or busy."""
+
+    def __init__(self, path: Path, query: str, *params: str) -> None:
+        self.path, self.query, self.params = path, query, params
+        self.db: sqlite3.Connection | None = None
+
+    def __call__(self) -> bool:
+        try:
+            if self.db is None:
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=0.05)
+            return self.db.execute(self.query, self.params).fetchone() is not None
+        except sqlite3.Error:  # not created yet (its tables neither): open it again next time
+            self.close()
+            return False
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+
 def _kv_has(home: Path, key: str) -> bool:
     """Whether the device state in ``home`` has the (sealed) value named ``key``; the names are
     not secret. False while state.db is not there or busy."""
+    poll = _kv_poll(home, key)
     try:
-        db = sqlite3.connect(f"file:{home / 'state.db'}?mode=ro", uri=True, timeout=0.05)
-    except sqlite3.Error:
-        return False
-    try:
-        return db.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone() is not None
-    except sqlite3.Error:
-        return False
+        return poll()
     finally:
-        db.close()
+        poll.close()
+
+
+def _kv_poll(home: Path, key: str) -> _Poll:
+    return _Poll(home / "state.db", "SELECT 1 FROM kv WHERE key = ?", key)
 
 
 def node_devices(node: NodeProcess, account: str) -> list[tuple[int, str]]:
@@ -72,14 +100,21 @@ def kill_while_registering(
     """Start `sonet register` and SIGKILL it ``delay`` s ``after`` it saved its pending
     registration ("pending") or after the node committed its device ("commit"); return where
     the kill landed and the measured delay."""
-    argv = [SONET, "--home", str(home), "register", address, "--node", node.url, "--invite", invite]
-    proc = procs.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = [*SONET_FEW_PREKEYS, "--home", str(home), "register", address, "--node", node.url, "--invite", invite]
+    proc = procs.popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     guard = time.monotonic() + PENDING_GUARD_S
-    while not (_kv_has(home, "pending_registration") if after == "pending" else node_devices(node, address)):
-        if proc.poll() is not None:
-            break  # finished (or failed: the checks below say which) before the anchor was seen
-        assert time.monotonic() < guard, f"no {after} showed up"
-        time.sleep(0.0005)
+    if after == "pending":
+        anchor = _kv_poll(home, "pending_registration")
+    else:
+        anchor = _Poll(node.data / DB_FILE, "SELECT 1 FROM devices WHERE account = ?", address)
+    try:
+        while not anchor():
+            if proc.poll() is not None:
+                break  # finished (or failed: the checks below say which) before the anchor was seen
+            assert time.monotonic() < guard, f"no {after} showed up"
+            time.sleep(0.0005)
+    finally:
+        anchor.close()
     anchored = time.monotonic()
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)

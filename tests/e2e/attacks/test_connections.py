@@ -31,7 +31,7 @@ import pytest
 
 from ..conftest import NodeProcess, Processes, here, ok, read_texts, register, setup_pair
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[3]
 STALLED = 2000

@@ -38,7 +38,7 @@ from sonet.node.app import DB_FILE
 
 from ..conftest import NODE_NAME, NodeProcess, Processes, start_pinned_node
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 LINK_TRIES = 20
 REGISTER_TRIES = 4

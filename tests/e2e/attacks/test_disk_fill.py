@@ -26,7 +26,7 @@ import pytest
 
 from ..conftest import NodeProcess, Processes, here, init_node, node_here, ok, read_texts, register, set_listen
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[3]
 MIB = 1 << 20

@@ -25,7 +25,7 @@ from tests.metadata_scan import dump, values_naming
 
 from ..conftest import NodeProcess, Processes, init_node, node_here, ok, read_json_lines, read_texts, register, set_listen, sonet_here
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 #: hang guard while polling for a condition (never a performance threshold)
 POLL_GUARD_S = 30.0
