@@ -29,7 +29,7 @@ __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the pub
 
 _INSERT_GROUP_ROW = (
     "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at, body_ref)"
-    " VALUES (?, ?, ?, ?, ?, x'', ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -39,16 +39,17 @@ def _shared_body(conn: sqlite3.Connection, body: bytes, charges: Charges) -> int
     row = conn.execute("SELECT id FROM group_bodies WHERE digest = ?", (digest,)).fetchone()
     if row is not None:
         return int(row[0])
-    cursor = conn.execute("INSERT INTO group_bodies (digest, body, size) VALUES (?, ?, ?)", (digest, body, len(body)))
+    [(body_id,)] = conn.execute(
+        "INSERT INTO group_bodies (digest, body, size) VALUES (?, ?, ?) RETURNING id", (digest, body, len(body))
+    ).fetchall()
     charges.stored(len(body))
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    return int(body_id)
 
 
 def _store_group_row(conn: sqlite3.Connection, env: NewEnvelope, body_ref: int, now: int, charges: Charges) -> None:
     """``env`` (a Kind.GROUP envelope) into its mailbox as a row naming the stored body
     ``body_ref`` (``_shared_body`` of ``env.body``); the row itself is charged without a body."""
-    conn.execute(_INSERT_GROUP_ROW, (env.account, env.device_id, env.id, env.expires, env.kind, len(env.body), now, body_ref))
+    conn.execute(_INSERT_GROUP_ROW, (env.account, env.device_id, env.id, env.expires, env.kind, b"", len(env.body), now, body_ref))
     charges.stored(0)
 
 

@@ -29,7 +29,7 @@ def _keep_tree(conn: sqlite3.Connection, group: bytes, epoch: int, tree: bytes, 
         log.warning("group %s: the tree of epoch %d (%d bytes) is too large to keep for joiners", group.hex(), epoch, len(tree))
         return
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO group_trees (grp, epoch, tree, size, expires) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO group_trees (grp, epoch, tree, size, expires) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (group, epoch, tree, len(tree), now + ttl_ms),
     )
     if cursor.rowcount:

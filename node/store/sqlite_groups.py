@@ -275,7 +275,9 @@ def _adopt(step: _Step, item: GroupItem, *, origin: str) -> str:
     _drop_parts(step.conn, item.group)
     state, tag = hub.to_bytes(), new_tag()
     step.conn.execute(
-        "INSERT OR REPLACE INTO hosted_groups (grp, state, seq, floor, gap_expires, moved_to, created_at, state_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO hosted_groups (grp, state, seq, floor, gap_expires, moved_to, created_at, state_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (grp) DO UPDATE SET state = excluded.state, seq = excluded.seq, floor = excluded.floor,"
+        " gap_expires = excluded.gap_expires, moved_to = excluded.moved_to, created_at = excluded.created_at, state_tag = excluded.state_tag",
         (item.group, state, hub.seq, hub.floor, hub.gap_expires, hub.moved_to, step.now, tag),
     )
     HUBS.keep(item.group, tag, hub, len(state))  # (decoded already: the next submission takes it)
@@ -387,8 +389,9 @@ def _take_ordered(step: _Step, item: GroupItem, *, origin: str | None) -> str:
     # the hub of the next item (a hand-over commit's copy names the new one); none once no
     # device here is a member: whoever adds one again is a first contact
     conn.execute(
-        "UPDATE member_groups SET hub = CASE WHEN ? > last_seq THEN ? ELSE hub END, last_seq = max(last_seq, ?) WHERE grp = ?",
-        (item.seq, item.hub if _members(conn, item.group) else None, item.seq, item.group),
+        "UPDATE member_groups SET hub = CASE WHEN ? > last_seq THEN ? ELSE hub END,"
+        " last_seq = CASE WHEN ? > last_seq THEN ? ELSE last_seq END WHERE grp = ?",
+        (item.seq, item.hub if _members(conn, item.group) else None, item.seq, item.seq, item.group),
     )
     if origin is not None and item.hub == step.here != origin:
         # the hub this node followed named it the next one: only that hub's hand-over is taken

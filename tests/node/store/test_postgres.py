@@ -146,3 +146,31 @@ def test_init_refuses_a_database_it_cannot_use_in_one_line(tmp_path: Path, capsy
     assert code != 0 and len(err.splitlines()) == 1 and "Traceback" not in err
     assert PASSWORD not in out + err
     assert not (data / "node.toml").exists()  # nothing left half-initialised
+
+
+#: what SQLite reads and PostgreSQL refuses (dialect.py names the shared forms to use)
+SQLITE_ONLY = {
+    r"INSERT OR (REPLACE|IGNORE)": "INSERT ... ON CONFLICT (...) DO UPDATE SET / DO NOTHING",
+    r"\bx''": "a bound b\"\"",
+    r"lastrowid": "INSERT ... RETURNING",
+    r"\b(min|max)\([a-z_]+, ": "CASE WHEN a < b THEN a ELSE b END",
+    r"PRAGMA": "a function in dialect.py",
+    r"\bIFNULL\(|\bifnull\(": "coalesce",
+}
+
+
+def test_the_backends_sql_is_in_the_subset_both_databases_read() -> None:
+    import re
+
+    import sonet.node.store as package
+
+    found = []
+    for path in sorted(Path(package.__file__).parent.glob("sqlite_*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if line.lstrip().startswith("#"):
+                continue
+            sql = " ".join(re.findall(r'"[^"]*"', line))  # the string literals: SQL, not Python's max()
+            for pattern, instead in SQLITE_ONLY.items():
+                if re.search(pattern, line if pattern == "lastrowid" else sql):
+                    found.append(f"{path.name}:{number}: {line.strip()} -- use {instead}")
+    assert not found, "\n".join(found)
