@@ -26,6 +26,7 @@ from .cli_groups import (
 )  # fmt: skip
 from .cli_gestures import add_gesture_commands, gesture_json_fields, gesture_line
 from .cli_rich import add_rich_commands
+from .cli_call import add_call_command
 from .rich_fields import rich_json, rich_line
 from .cli_attachments import add_download_command, add_voice_option, caption_after_options, send_file_command
 from .file_fields import file_json, file_summary
@@ -818,6 +819,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     add_download_command(sub, _SHELL)
     add_timer_command(sub, _SHELL)
     add_rich_commands(sub, _SHELL)
+    add_call_command(sub, _SHELL)
     add_presence_command(sub, _SHELL)
     _add_json(parser, json_errors=json_errors)
     return parser

@@ -28,7 +28,7 @@ from sonet.core.address import Address, parse_address
 from sonet.core.client_api import Ack, Deliver, Delivery, LinkOffer
 from sonet.core.certs import SenderCertificate as VerifiedCertificate
 from sonet.core.certs import CertificateCache
-from sonet.core.content import GROUP_TYPING, Content, decode_content, encode_content
+from sonet.core.content import CALL, GROUP_TYPING, Content, decode_content, encode_content
 from sonet.core.crypto import CryptoPolicy
 from sonet.core.device import DeviceRecord, verify_device_record
 from sonet.core.device_list import check_listed_when_accepted, removal_time
@@ -54,6 +54,7 @@ from .state_history import GESTURE_TYPES, content_fields
 from .rich_fields import RICH_MESSAGES, RICH_TYPES
 from .deletes import after_inbox_message
 from .timer import after_stored, erase_due
+from .calls import after_call_message
 
 __all__ = ["FanOut", "ReceiveResult", "Receiver"]
 
@@ -258,6 +259,8 @@ class Receiver:
                 self._state.record_receipt(list(content.ids), content.receipt, item.stored_at, recipient=cert.account)
                 self._state.record_group_receipt(list(content.ids), content.receipt, item.stored_at, account=cert.account, device=cert.device)
             if stored is not None:
+                if stored.type == CALL:  # the call it belongs to moves on (client/calls.py); a note when it does not
+                    stored = after_call_message(self._state, stored, now=self._clock())
                 self._state.store_received([stored])
                 if stored.type == "presence":  # only the newest one says anything (client/presence.py)
                     self._state.keep_newest_presence(cert.account)

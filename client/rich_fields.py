@@ -116,7 +116,8 @@ def rich_line(kind: str, fields: dict[str, Any]) -> str | None:
         if kind == CALL:
             call = fields["call"]
             what = {"offer": "calls you", "answer": "answered the call", "ice": "sent a call candidate"}.get(call["signal"])
-            return f"{what or 'hung up (' + call['data'] + ')'} (call {call['id']})"
+            ignored = f"; ignored: {call['note']}" if call.get("note") else ""  # client/calls.py
+            return f"{what or 'hung up (' + call['data'] + ')'} (call {call['id']}{ignored})"
     except (KeyError, TypeError, ValueError):
         return f"sent a {kind} this device cannot show"
     return None

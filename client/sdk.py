@@ -69,6 +69,8 @@ from .groups.typing import GroupTypingResult, send_group_typing
 from .groups.waiting import send_waiting_group_messages
 from .groups.keys import maintain_key_packages
 from .gestures import GestureResult, Gestures, waiting_content
+from .calls import NO_MEDIA_SDP, Calls
+from .state_call import KeptCall
 from .polls import Polls, PostResult
 from .attachments import Attachments, FileSendResult, Progress
 from .live import LiveSession, lent_connection, open_live_session
@@ -959,6 +961,28 @@ class Device:
         """Send one call signal (core/call.py: the application runs the call's state machine) to
         every device of ``address``; how many it went to."""
         return await Polls(self).call_signal(address, signal, timeouts=timeouts)
+
+    # Calls on this device's state (client/calls.py: no media engine; SDP and candidates are opaque text)
+
+    async def call(self, address: str, sdp: str = NO_MEDIA_SDP) -> KeptCall:
+        """Call ``address`` (an offer with ``sdp``); the call as this device keeps it (its id: ``.call.id``)."""
+        return await Calls(self).start(address, sdp)
+
+    async def answer_call(self, call_id: bytes, sdp: str = NO_MEDIA_SDP) -> KeptCall:
+        return await Calls(self).answer(call_id, sdp)
+
+    async def send_call_candidate(self, call_id: bytes, candidate: str) -> KeptCall:
+        return await Calls(self).ice(call_id, candidate)
+
+    async def hang_up(self, call_id: bytes) -> KeptCall:
+        return await Calls(self).hangup(call_id)
+
+    async def reject_call(self, call_id: bytes) -> KeptCall:
+        return await Calls(self).reject(call_id)
+
+    def calls(self, *, limit: int = 20) -> list[KeptCall]:
+        """The newest calls this device knows, newest first, ring timeouts applied."""
+        return Calls(self).list(limit=limit)
 
     # Groups (client/groups/api.py) ------------------------------------------------------
 

@@ -30,6 +30,7 @@ from .state_history import GROUP_INBOX_COLUMNS, HISTORY_INDEXES, HISTORY_TYPES, 
 from .state_pending import PENDING_SCHEMA, PendingSend, PendingState
 from .state_presence import PresenceState
 from .state_timer import TIMER_SCHEMA, TimerState
+from .state_call import CALLS_SCHEMA, CallState
 from .vault import Vault, VaultError
 
 __all__ = ["DeviceState", "Profile", "InboxMessage", "Contact", "SentMessage", "PendingSend", "Alert", "ALERT", "NOTICE", "default_home", "check_home", "StateError"]
@@ -164,7 +165,7 @@ _PROFILE_KEYS = ("address", "device_id", "node_url", "node_fingerprint", "mode",
 _PROFILE_ROWS = f"SELECT key, value FROM kv WHERE key IN ({', '.join('?' * len(_PROFILE_KEYS))})"
 
 
-class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, GroupEventState, HistoryState, GestureState, TimerState, PresenceState):
+class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, GroupEventState, HistoryState, GestureState, TimerState, PresenceState, CallState):
     def __init__(self, home: Path, *, create: bool = True) -> None:
         self.home = home
         check_home(home, create=create)
@@ -184,7 +185,7 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA secure_delete=ON")  # what is deleted (a disappearing message) is zeroed
-            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA + GROUP_EVENTS_SCHEMA + GESTURES_SCHEMA + TIMER_SCHEMA)
+            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA + GROUP_EVENTS_SCHEMA + GESTURES_SCHEMA + TIMER_SCHEMA + CALLS_SCHEMA)
             self._add_columns("sent", _SENT_COLUMNS)
             self._add_columns("group_sent", SENT_BODY_COLUMNS)
             self._add_columns("inbox", INBOX_COLUMNS)

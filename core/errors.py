@@ -120,6 +120,7 @@ _CODES = {
     "bad_option": "a vote for an option the poll does not have",
     "poll_closed": "a vote on a poll its author closed",
     "call_state": "a call action its state does not allow (answer a call that is not ringing, hang up one that ended)",
+    "unknown_call": "a call id this device knows no call of",
     # Disappearing messages (core/timer.py)
     "bad_timer": "a disappearing-message timer that is not off or a duration from 1s to 30d",
     # Prekeys
