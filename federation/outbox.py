@@ -44,6 +44,14 @@ which wait with it so the hub orders a node's submissions in the order they were
 that carries a submission goes alone (nothing else of the worker in flight beside it), so that
 the groups it makes wait are known before the next push is read.
 
+Several processes of one node (a shared PostgreSQL database, node/cluster.py): each
+destination's items are pushed by the one process holding its lease (``OutboxLeases``, given
+with ``share``). ``wake`` starts workers only for held destinations and tells the holder of the
+others (``leases.elsewhere``); a lease taken over starts its worker (``wake_held``), a lease
+lost cancels it (``revoke``). The new holder reads the outbox from its oldest item on a link of
+its own: what the old one pushed but did not settle is pushed again and the receiver's
+deduplication answers "ok" without storing it twice, so the delivery statuses come out right.
+
 A store error (e.g. "database is locked" after the busy timeout, a full disk) ends a worker
 with one log line; the next expiry tick, or new items, start it again. Nothing is lost: items
 are deleted only together with their outcomes.
@@ -54,6 +62,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 import trio
 
@@ -74,7 +83,7 @@ from .routes import Routes
 from .settings import FederationSettings
 from .transit import decode_transit, report_item
 
-__all__ = ["Outboxes", "unroutable_note"]
+__all__ = ["Outboxes", "OutboxLeases", "unroutable_note"]
 
 log = logging.getLogger("sonet.federation")
 
@@ -106,12 +115,26 @@ def unroutable_note(dest: str) -> tuple[str, str]:
     return "unroutable", f"{dest} is not a configured peer of this node (or its relay is not)"
 
 
+class OutboxLeases(Protocol):
+    """Which destinations this process pushes, when several processes share the node's store."""
+
+    def holds(self, dest: str) -> bool:
+        """This process holds ``dest``'s lease now."""
+        ...
+
+    def elsewhere(self, dests: set[str]) -> None:
+        """New items for ``dests``, whose leases this process does not hold: tell the others."""
+        ...
+
+
 class _Worker:
     """What others tell a running worker."""
 
-    __slots__ = ("woken", "expire_due", "nudged", "poked", "held_back", "waiting_groups")
+    __slots__ = ("woken", "expire_due", "nudged", "poked", "held_back", "waiting_groups", "scope")
 
     def __init__(self) -> None:
+        #: cancelled when the process loses the destination's lease
+        self.scope = trio.CancelScope()
         #: pushes in a row the next hop refused for a storage budget (sets how long to wait)
         self.held_back = 0
         #: groups one of whose submissions the destination takes later (RETRY_LATER): their
@@ -236,6 +259,12 @@ class Outboxes:
         self._early: set[str] = set()
         self._nursery: trio.Nursery | None = None
         self._notes: dict[str, tuple[str, str]] = {}
+        #: None: this process pushes every destination (it is the node's only one)
+        self._leases: OutboxLeases | None = None
+
+    def share(self, leases: OutboxLeases) -> None:
+        """From now on push only the destinations whose lease ``leases`` says this process holds."""
+        self._leases = leases
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the workers; start one for every destination with queued items now and at
@@ -251,6 +280,30 @@ class Outboxes:
 
     def wake(self, dests: Iterable[str]) -> None:
         """New items were committed for these destinations."""
+        if self._leases is None:
+            self._start(dests)
+            return
+        dests = set(dests)
+        held = {d for d in dests if self._leases.holds(d)}
+        if dests - held:
+            self._leases.elsewhere(dests - held)
+        self._start(held)
+
+    def wake_held(self, dests: Iterable[str]) -> None:
+        """Items may wait for these destinations (another process queued them, or this one
+        just took their leases): start or wake the workers of those this process holds."""
+        leases = self._leases
+        self._start(d for d in dests if leases is None or leases.holds(d))
+
+    def revoke(self, dest: str) -> None:
+        """This process lost ``dest``'s lease: its worker stops (a push in flight is
+        abandoned; its items stay queued for the new holder)."""
+        worker = self._workers.pop(dest, None)
+        if worker is not None:
+            worker.scope.cancel()
+        self._notes.pop(dest, None)
+
+    def _start(self, dests: Iterable[str]) -> None:
         for dest in dests:
             worker = self._workers.get(dest)
             if worker is not None:
@@ -275,7 +328,7 @@ class Outboxes:
         """One expiry tick: every destination with queued items gets its worker going, which
         settles its expired items first; expired dedup keys and old delivery rows go."""
         try:
-            self.wake(await self._store.outbox_destinations())
+            self.wake_held(await self._store.outbox_destinations())
             for worker in self._workers.values():
                 worker.expire_due = True
                 worker.nudged.set()
@@ -285,14 +338,16 @@ class Outboxes:
 
     async def _work(self, dest: str, worker: _Worker) -> None:
         try:
-            async with trio.open_nursery() as nursery:  # (a settle in flight is awaited)
-                try:
-                    await self._push_loop(dest, worker, nursery)
-                except StoreFailure as exc:
-                    log.warning("outbox worker for %s stopped, it starts again with the next expiry tick: %s", dest, exc)
+            with worker.scope:
+                async with trio.open_nursery() as nursery:  # (a settle in flight is awaited)
+                    try:
+                        await self._push_loop(dest, worker, nursery)
+                    except StoreFailure as exc:
+                        log.warning("outbox worker for %s stopped, it starts again with the next expiry tick: %s", dest, exc)
         finally:
-            del self._workers[dest]
-            self._notes.pop(dest, None)
+            if self._workers.get(dest) is worker:  # (a revoked one is gone already)
+                del self._workers[dest]
+                self._notes.pop(dest, None)
 
     async def _push_loop(self, dest: str, worker: _Worker, nursery: trio.Nursery) -> None:
         # Up to ``pushes_in_flight`` pushes are on their way at once (``in_flight``, oldest

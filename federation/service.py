@@ -385,6 +385,11 @@ class Federation:
     def wake(self, dests: Iterable[str]) -> None:
         self._outboxes.wake(dests)
 
+    @property
+    def outboxes(self) -> Outboxes:
+        """The outbox workers (node/cluster.py gives them the leases of a shared database)."""
+        return self._outboxes
+
     def queued_note(self, dest: str) -> tuple[str, str] | None:
         return self._outboxes.note(dest)
 

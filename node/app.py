@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -61,6 +62,9 @@ from .ops.listener import start_ops_listener
 from .server import PLAIN_HTTP_ANSWER, Router
 from .store import Quota, SqliteStore, open_store
 from .unregistered import Unregistered
+
+if TYPE_CHECKING:  # imported where a node on PostgreSQL starts its cluster: psycopg took ~0.2 s of every start
+    from .cluster import Cluster
 
 __all__ = ["Node", "ListenError", "now_ms", "federation_settings", "connection_limits", "DB_FILE", "RUNTIME_FILE"]
 
@@ -172,6 +176,11 @@ class Node:
         #: the operations listener's bound port once ``run`` listens (None: [ops] is off)
         self.ops_port: int | None = None
         self._runtime_written = False
+        #: the file `sonet-node status` reads this process's state from (one per process when
+        #: several share the data directory: node/data_dir.py instance_files)
+        self.runtime_file = RUNTIME_FILE
+        #: this process's part among several sharing a PostgreSQL database (built by ``run``)
+        self.cluster: Cluster | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         # [tls]: the certificate is read before anything opens (a bad one stops the start)
@@ -254,6 +263,14 @@ class Node:
             )
             if self._client_federation is not None:
                 ctx = dataclasses.replace(ctx, federation=self._client_federation(ctx))
+            database = self.config.storage_database
+            if database is not None:
+                # PostgreSQL: other processes may serve this node too (node/cluster.py; imported
+                # here: psycopg took ~0.2 s of every node start)
+                from .cluster import Cluster, process_name
+
+                self.cluster = Cluster(database, process=process_name(self.rng), registry=self.registry)
+                self.cluster.attach(federation.outboxes)
             self.context = ctx
 
             async def serve_client(sock: SecureSocket, done: HandshakeComplete) -> None:
@@ -281,6 +298,8 @@ class Node:
             # room for the connection caps (allowed without privileges up to the hard limit)
             raise_fd_limit()
             async with trio.open_nursery() as nursery:
+                if self.cluster is not None:  # listening to the other processes before serving
+                    await nursery.start(self.cluster.run)
                 # before the server: inbound links relay lookups over the federation's links
                 await nursery.start(self.federation.run)
                 try:
@@ -316,7 +335,7 @@ class Node:
             events.unsubscribe(subscription)
             audit.note("node_stopped", pid=os.getpid())
             audit.write()
-            (self.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+            (self.data_dir / self.runtime_file).unlink(missing_ok=True)
             await store.close()
 
     def _started_fields(self) -> dict:
@@ -339,7 +358,7 @@ class Node:
             "started_at": self._started_at,
             "federation": self.federation.snapshot() if self.federation else self.federation_status.snapshot(),
         }
-        path = self.data_dir / RUNTIME_FILE
+        path = self.data_dir / self.runtime_file
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info) + "\n")
         os.replace(tmp, path)  # readers never see a half-written file
@@ -350,9 +369,9 @@ class Node:
         try:
             self._write_runtime()
         except OSError as exc:
-            log.warning("cannot write %s: %s; `sonet-node status` cannot see this node until it can", RUNTIME_FILE, exc.strerror or exc)
+            log.warning("cannot write %s: %s; `sonet-node status` cannot see this node until it can", self.runtime_file, exc.strerror or exc)
             # the one left by a crashed run would name a dead process (and removing it frees room)
-            (self.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+            (self.data_dir / self.runtime_file).unlink(missing_ok=True)
             return False
         return True
 
@@ -365,7 +384,7 @@ class Node:
                 try:
                     self._write_runtime()
                 except OSError as exc:  # a full disk: the status is stale until there is room again
-                    log.warning("cannot write %s, trying again in %g s: %s", RUNTIME_FILE, STATUS_WRITE_INTERVAL_S, exc)
+                    log.warning("cannot write %s, trying again in %g s: %s", self.runtime_file, STATUS_WRITE_INTERVAL_S, exc)
                     continue
                 written = self.federation.version
 

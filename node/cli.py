@@ -8,6 +8,7 @@ a usage error, 130 after Ctrl-C. A command that fails changes nothing on disk.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import fcntl
@@ -39,7 +40,7 @@ from .cli_backup import add_backup_commands
 from .audit import AuditError, Broken, record
 from .cli_audit import add_audit_commands
 from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
-from .data_dir import NODE_FILES, DataDirError, check_database, contents, require_directory
+from .data_dir import LOCK_FILE, NODE_FILES, DataDirError, check_database, contents, instance_files, require_directory
 from .identity import NodeKeyError, create_node_key, load_node_key
 from .logs import FORMATS as LOG_FORMATS, LEVELS as LOG_LEVELS, configure_logging
 from .store import HeadRow, Peer, PeerExists, PeerInvalid, SqliteStore, StoreError, open_store, redact_url
@@ -219,25 +220,47 @@ def _undo_init(data: Path, created: bool) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     data, config, _key = _existing_node(args)
+    # --listen/--ops-listen: this process's own addresses (several processes share one data
+    # directory and PostgreSQL database, node/cluster.py)
+    overrides = {"listen": args.listen} if args.listen is not None else {}
+    if args.ops_listen is not None:
+        overrides["ops_listen"] = args.ops_listen
+    for value in overrides.values():
+        try:
+            parse_listen(value)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    config = dataclasses.replace(config, **overrides)
+    shared = config.storage_database is not None
+    own_lock, runtime_file = instance_files(config.listen, shared=shared)
+    # node.lock: exclusive on SQLite (one process per node), shared on PostgreSQL; either way
+    # `sonet-node restore` sees the node running. On PostgreSQL one more, per listen address.
+    locks: list[Any] = []
     try:
-        lock = open(data / "node.lock", "w")
-    except OSError as exc:
-        raise UserError(f"cannot create {data / 'node.lock'}: {exc.strerror or exc}", code="bad_data_dir") from None
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise UserError(f"another sonet-node is already running on {data}", code="already_running") from None
-    try:
+        for name, mode in ((LOCK_FILE, fcntl.LOCK_SH if shared else fcntl.LOCK_EX), (own_lock, fcntl.LOCK_EX)):
+            if name is None:
+                continue
+            try:
+                lock = open(data / name, "w")
+            except OSError as exc:
+                raise UserError(f"cannot create {data / name}: {exc.strerror or exc}", code="bad_data_dir") from None
+            locks.append(lock)
+            try:
+                fcntl.flock(lock, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                where = f" with --listen {config.listen} (give each process its own listen address)" if name == own_lock else ""
+                raise UserError(f"another sonet-node is already running on {data}{where}", code="already_running") from None
         configure_logging(args.log_level, args.log_format)
-        _run_locked(data, config, as_json=args.json)
+        _run_locked(data, config, as_json=args.json, runtime_file=runtime_file)
     finally:
-        lock.close()
+        for lock in locks:
+            lock.close()
 
 
-def _run_locked(data: Path, config: NodeConfig, *, as_json: bool) -> None:
+def _run_locked(data: Path, config: NodeConfig, *, as_json: bool, runtime_file: str = RUNTIME_FILE) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     node = Node(data, config)
+    node.runtime_file = runtime_file
     listening = False
     interrupted = False
 
@@ -335,12 +358,16 @@ def cmd_config_check(args: argparse.Namespace) -> None:
 
 
 def _runtime(data: Path) -> dict | None:
-    try:
-        info = json.loads((data / RUNTIME_FILE).read_text())
-        os.kill(int(info["pid"]), 0)
-        return info
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    """What the running process wrote (run.json; with several processes on PostgreSQL, the
+    first live one's run-HOST_PORT.json); None when none runs."""
+    for path in (data / RUNTIME_FILE, *sorted(data.glob("run-*.json"))):
+        try:
+            info = json.loads(path.read_text())
+            os.kill(int(info["pid"]), 0)
+            return info
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def _peer_json(peer: Peer) -> dict:
@@ -578,6 +605,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command("run", cmd_run, "run the node in the foreground (SIGTERM or Ctrl-C stops it gracefully)")
+    p.add_argument(
+        "--listen", metavar="HOST:PORT",
+        help="listen here instead of node.toml's listen (with a PostgreSQL database several processes,"
+        " each on its own address, serve one node)",
+    )
+    p.add_argument("--ops-listen", metavar="HOST:PORT", help="the operations listener here instead of node.toml's [ops] listen")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="least severe log records shown (default: info)")
     p.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="log lines on stderr: text or json (JSON Lines; default: text)")
 

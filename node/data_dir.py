@@ -8,16 +8,20 @@ file's size and SQLite header, not its pages), and refused with the fix in one l
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from .app import DB_FILE
+from .app import DB_FILE, RUNTIME_FILE
 from .config import CONFIG_FILE
 from .identity import KEY_FILE
 
-__all__ = ["DataDirError", "NODE_FILES", "require_directory", "check_database", "contents"]
+__all__ = ["DataDirError", "NODE_FILES", "LOCK_FILE", "require_directory", "check_database", "contents", "instance_files"]
 
 #: the files `sonet-node init` creates; any of them marks a directory as a node's
 NODE_FILES = (CONFIG_FILE, KEY_FILE, DB_FILE)
+#: held by every `sonet-node run` on the directory: exclusively on SQLite (one process), shared
+#: on PostgreSQL (several); `sonet-node restore` takes it exclusively
+LOCK_FILE = "node.lock"
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_BYTES = 100
@@ -67,3 +71,14 @@ def contents(data: Path) -> list[str]:
         return sorted(p.name for p in data.iterdir())
     except FileNotFoundError:
         return []
+
+
+def instance_files(listen: str, *, shared: bool) -> tuple[str | None, str]:
+    """(the lock file of this process alone, its runtime file) for a ``sonet-node run`` on
+    ``listen``. One process per directory (``shared`` False: SQLite): none, ``run.json``.
+    Several (PostgreSQL): one of each per listen address, so processes on other addresses
+    never clash and a second one on the same address is refused."""
+    if not shared:
+        return None, RUNTIME_FILE
+    tag = re.sub(r"[^A-Za-z0-9.-]", "_", listen)
+    return f"node-{tag}.lock", f"run-{tag}.json"

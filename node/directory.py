@@ -123,6 +123,7 @@ class NodeDirectory:
         """(the frontier of the tree of size ``start``, leaves ``start`` .. ``end - 1``): what
         a device auditing the log needs to get from one verified head to a later one.
         ValueError unless 0 <= start < end <= the newest head's size."""
+        await self._catch_up(end)
         if not 0 <= start < end <= self._size:
             raise ValueError(f"a leaf range needs 0 <= start < end <= {max(self._size, 0)} (the newest head's size)")
         leaves = await self._store.directory_leaves(start, end)
@@ -141,6 +142,7 @@ class NodeDirectory:
     async def consistency(self, first: int, second: int) -> tuple[bytes, ...]:
         """The RFC 9162 consistency proof between this node's trees of sizes ``first`` and
         ``second``; ValueError unless 0 < first <= second <= the newest head's size."""
+        await self._catch_up(second)
         if not 0 < first <= second <= self._size:
             raise ValueError(
                 f"consistency proofs need 0 < first <= second <= {max(self._size, 0)} (the newest head's size)"
@@ -154,6 +156,7 @@ class NodeDirectory:
         claimed = decode_cosignature(cosignature)
         if claimed.witness != witness:
             raise VerifyError(f"{witness} handed over a cosignature by {claimed.witness}", code="cosignature_mismatch")
+        await self._catch_up(claimed.size)
         if not 0 <= claimed.size <= self._size:
             raise VerifyError(f"no head of size {claimed.size} was signed by {self.name}", code="cosignature_mismatch")
         # A cosignature vouches for (node, size, root), not for a head's timestamp or bytes:
@@ -161,6 +164,22 @@ class NodeDirectory:
         ours = TreeHead(node=self.name, size=claimed.size, root=self._tree.root(claimed.size), at=0, raw=b"")
         verify_cosignature(cosignature, witness_key=key, head=ours)
         await self._store.add_cosignature(size=claimed.size, witness=witness, cosignature=cosignature)
+
+    async def _catch_up(self, size: int) -> None:
+        """Another process of this node (a shared PostgreSQL database) may have signed a
+        newer head than this one knows: read the log up to the newest head before refusing
+        ``size`` as beyond it (only a signed head is taken: nothing is signed here). The log
+        stays one: each leaf's index is taken in a serializable transaction, and a head signs
+        what the log holds."""
+        if size <= self._size:
+            return
+        async with self._lock:
+            latest = await self._store.latest_head()
+            if latest is None or latest.size <= self._size:
+                return
+            self._tree.extend(await self._store.directory_hashes(self._tree.size))
+            if self._tree.size >= latest.size and self._tree.root(latest.size) == latest.root:
+                self._size = latest.size
 
     async def _cover(self, index: int) -> None:
         """Make sure a head covers leaf ``index`` (written, but its head may not be signed yet:

@@ -12,7 +12,7 @@ removal either committed before that read (the device is then unknown) or signal
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import trio
@@ -52,8 +52,13 @@ class Wakeup:
 
 
 class MailboxRegistry:
+    """Who waits for which mailbox in this process. ``elsewhere`` (node/cluster.py, when
+    several processes share the database) hears every ``notify`` too, to wake the devices
+    connected to the other processes; what they hear arrives through ``notify_local``."""
+
     def __init__(self) -> None:
         self._subs: dict[MailboxKey, set[Wakeup]] = defaultdict(set)
+        self.elsewhere: Callable[[set[MailboxKey]], None] | None = None
 
     @contextmanager
     def subscribe(self, key: MailboxKey) -> Iterator[Wakeup]:
@@ -67,9 +72,21 @@ class MailboxRegistry:
                 del self._subs[key]
 
     def notify(self, keys: Iterable[MailboxKey]) -> None:
+        """These mailboxes got something (committed): wake their devices, here and elsewhere."""
+        keys = set(keys)
+        self.notify_local(keys)
+        if self.elsewhere is not None and keys:
+            self.elsewhere(keys)
+
+    def notify_local(self, keys: Iterable[MailboxKey]) -> None:
+        """Wake the devices of these mailboxes connected to this process."""
         for key in set(keys):
             for wake in self._subs.get(key, ()):
                 wake.set()
+
+    def keys(self) -> list[MailboxKey]:
+        """The mailboxes with a device waiting in this process."""
+        return list(self._subs)
 
     def push_ephemeral(self, key: MailboxKey, envelope: Envelope) -> None:
         for wake in self._subs.get(key, ()):

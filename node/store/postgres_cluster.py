@@ -1,0 +1,111 @@
+"""The SQL of several node processes sharing one PostgreSQL database (node/cluster.py).
+
+Two things only processes need among themselves, neither part of the node's data (a backup
+does not hold them, a restore starts without them):
+
+- wake-ups: ``NOTIFY`` on the channels below, heard by every process's ``LISTEN`` connection.
+  The payload names what changed (mailboxes, outbox destinations) as JSON, within PostgreSQL's
+  8000-byte payload limit (larger sets go as several notifications).
+- outbox leases: one row per destination naming the process that pushes its outbox
+  (``holder``) until ``expires_at``, on the server's clock (processes on several machines
+  never compare their own clocks). A holder renews its leases; a process takes over a lease
+  only once it expired, in one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` statement, which
+  PostgreSQL applies to each row atomically even under READ COMMITTED.
+
+Every function takes a psycopg connection in autocommit mode: each statement is its own
+transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import psycopg
+
+__all__ = [
+    "MAILBOX_CHANNEL",
+    "OUTBOX_CHANNEL",
+    "ensure_tables",
+    "claim_leases",
+    "release_leases",
+    "notify",
+    "payloads",
+    "parse_payload",
+]
+
+#: new envelopes in these mailboxes: payload a JSON list of [account, device]
+MAILBOX_CHANNEL = "sonet_mailbox"
+#: new outbox items for these destinations: payload a JSON list of node names
+OUTBOX_CHANNEL = "sonet_outbox"
+#: PostgreSQL refuses a payload of 8000 bytes or more
+MAX_PAYLOAD_BYTES = 7900
+#: any number that names this lock among the database's advisory locks
+_TABLES_LOCK = 0x736F6E6574_01
+
+_LEASES = """CREATE TABLE IF NOT EXISTS sonet_outbox_leases (
+    destination TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    expires_at  TIMESTAMPTZ NOT NULL
+)"""
+
+
+def ensure_tables(conn: psycopg.Connection[Any]) -> None:
+    """The leases table, created by the first process to start (CREATE TABLE IF NOT EXISTS
+    is not safe against a concurrent one: under an advisory lock)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_TABLES_LOCK,))
+        conn.execute(_LEASES)
+
+
+def claim_leases(conn: psycopg.Connection[Any], holder: str, ttl_s: float) -> set[str]:
+    """Renew ``holder``'s leases and take every destination with queued items whose lease is
+    free or expired; return the destinations ``holder`` holds now (until ``ttl_s`` from now,
+    on the server's clock)."""
+    rows = conn.execute(
+        """INSERT INTO sonet_outbox_leases (destination, holder, expires_at)
+           SELECT wanted.dest, %(holder)s, clock_timestamp() + make_interval(secs => %(ttl)s)
+           FROM (SELECT DISTINCT dest FROM outbox
+                 UNION SELECT destination FROM sonet_outbox_leases WHERE holder = %(holder)s) AS wanted(dest)
+           ON CONFLICT (destination) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+           WHERE sonet_outbox_leases.holder = excluded.holder OR sonet_outbox_leases.expires_at < clock_timestamp()
+           RETURNING destination""",
+        {"holder": holder, "ttl": float(ttl_s)},
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def release_leases(conn: psycopg.Connection[Any], holder: str) -> None:
+    """A process stopping gives its leases up: another one takes them at its next claim."""
+    conn.execute("DELETE FROM sonet_outbox_leases WHERE holder = %s", (holder,))
+
+
+def payloads(items: Iterable[Any]) -> Iterator[str]:
+    """``items`` (JSON values) as JSON lists, each within the payload limit."""
+    batch: list[str] = []
+    size = 2
+    for item in items:
+        text = json.dumps(item, separators=(",", ":"))
+        if batch and size + len(text.encode()) + 1 > MAX_PAYLOAD_BYTES:
+            yield "[" + ",".join(batch) + "]"
+            batch, size = [], 2
+        batch.append(text)
+        size += len(text.encode()) + 1
+    if batch:
+        yield "[" + ",".join(batch) + "]"
+
+
+def notify(conn: psycopg.Connection[Any], channel: str, items: Iterable[Any]) -> None:
+    for payload in payloads(items):
+        conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+
+
+def parse_payload(text: str) -> list[Any]:
+    """The list a notification carries; [] for anything else (any role that may connect to
+    the database can NOTIFY: what it says only ever wakes something up)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
