@@ -50,8 +50,8 @@ from .session_cache import SessionCache
 from .sessions import Sessions
 from .transparency import node_key
 from .state import ALERT, DeviceState, InboxMessage, Profile
-from .state_history import GESTURE_TYPES, content_fields
-from .rich_fields import RICH_MESSAGES, RICH_TYPES
+from .state_history import GESTURE_TYPES, READ_TYPES, content_fields
+from .rich_fields import RICH_TYPES
 from .deletes import after_inbox_message
 from .timer import after_stored, erase_due
 from .calls import after_call_message
@@ -221,7 +221,7 @@ class Receiver:
                     # a node nobody peers with): keeping it would let junk fill the mailbox
                     inbox.rejected.append(f"dropped envelope {env.id.hex()}: {exc}")
                 continue
-            if content.type in ("text", "reply", "file", *RICH_MESSAGES):  # messages the user reads: receipted (not gestures)
+            if content.type in READ_TYPES:  # messages the user reads: receipted (not gestures)
                 inbox.texts.setdefault(sender, []).append(content.id)
             fresh = True
         acked = (Kind.SEALED, Kind.GROUP)

@@ -43,6 +43,7 @@ __all__ = [
     "SENT_BODY_COLUMNS",
     "HISTORY_INDEXES",
     "seal_body",
+    "READ_TYPES",
     "content_fields",
     "sent_where",
     "group_sent_where",
@@ -51,6 +52,8 @@ __all__ = [
 #: the inbox types that are messages of a conversation (receipts, typing and alerts are not:
 #: they change states or are shown once). Issue 17's content types join here.
 HISTORY_TYPES = ("text", "reply", "file", "timer", *RICH_MESSAGES)
+#: the messages a user reads: receipted (delivered, read) and counted unread, 1:1 and in groups
+READ_TYPES = ("text", "reply", "file", *RICH_MESSAGES)
 #: the inbox types that change the message they name (client/history_fold.py)
 GESTURE_TYPES = ("reaction", "edit", "delete", "vote", "poll_close")
 

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from sonet.core.client_api import GroupQueued, GroupSubmit
-from sonet.core.content import GROUP_STATE, REPLY, SYNCABLE, TEXT, decode_content
+from sonet.core.content import GROUP_STATE, SYNCABLE, decode_content
 from sonet.core.crypto import CryptoPolicy
 from sonet.core.envelope import Envelope
 from sonet.core.errors import ProtocolError, RemoteProtocolError
@@ -63,7 +63,7 @@ from ..connection import Connection, NodeError
 from ..deletes import after_group_message
 from ..replies import expect_reply
 from ..state import ALERT, DeviceState, Profile
-from ..state_history import content_fields
+from ..state_history import READ_TYPES, content_fields
 from ..timer import after_stored
 from . import leaving
 from .keys import SUITE, OwnKeyPackage, signature_key
@@ -356,7 +356,7 @@ class GroupEngine:
             return record
         if content.type in SYNCABLE:  # a text, or a reply, reaction, edit, delete (client/gestures.py)
             self.stored += 1
-            if content.type in (TEXT, REPLY) and sender.account != self._profile.address:  # as for 1:1: no receipts to the own account
+            if content.type in READ_TYPES and sender.account != self._profile.address:  # as for 1:1: no receipts to the own account
                 self.received.setdefault(sender.account, []).append(content.id)
             fields = content_fields(content)
             stored = GroupMessage(

@@ -22,6 +22,7 @@ from typing import Any
 
 from sonet.core import canonical
 
+from ..state_history import READ_TYPES
 from ..vault import Vault
 
 __all__ = [
@@ -274,8 +275,9 @@ class GroupState:
     # Group messages ----------------------------------------------------------------------
 
     def store_group_message(self, message: GroupMessage) -> None:
-        """Unread until the group's conversation is read (client/history.py); a reaction, edit
-        or delete is never unread (it changes a message, client/history_fold.py)."""
+        """A text, reply, file, poll, location, contact card or event (READ_TYPES) is unread
+        until the group's conversation is read (client/history.py); a reaction, edit, delete,
+        vote or close never is (it changes a message, client/history_fold.py)."""
         where = b"group/inbox/" + message.group + b"/" + str(message.seq).encode()
         extra = self.vault.seal(canonical.dumps(message.fields), where + b"/extra") if message.fields else None
         with self.transaction():
@@ -283,7 +285,7 @@ class GroupState:
                 "INSERT OR IGNORE INTO group_inbox (group_id, seq, sender, device, id, sent_at, received_at, body, unread, type, extra)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (message.group, message.seq, message.sender, message.device, message.id, message.sent_at, message.received_at,
-                 self.vault.seal(message.text.encode(), where), int(message.type in ("text", "reply")), message.type, extra),
+                 self.vault.seal(message.text.encode(), where), int(message.type in READ_TYPES), message.type, extra),
             )  # fmt: skip
 
     def unshown_group_messages(self) -> list[GroupMessage]:
