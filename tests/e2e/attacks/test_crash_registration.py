@@ -117,9 +117,15 @@ class Killer:
     async def _kill_and_restart(self, mode: str, delay: float, devices_before: int) -> None:
         if mode == "committed":
             def committed() -> None:
-                deadline = time.monotonic() + POLL_GUARD_S
-                while device_count(self.node) == devices_before and time.monotonic() < deadline:
-                    time.sleep(0.001)
+                # one connection asked again and again: a new one every millisecond took much
+                # of a core from the node being watched
+                db = _db(self.node)
+                try:
+                    deadline = time.monotonic() + POLL_GUARD_S
+                    while db.execute("SELECT count(*) FROM devices").fetchone()[0] == devices_before and time.monotonic() < deadline:
+                        time.sleep(0.001)
+                finally:
+                    db.close()
             await trio.to_thread.run_sync(committed)
         await trio.sleep(delay)
         os.kill(self.node.pid, signal.SIGKILL)
