@@ -203,27 +203,34 @@ class LiveState(Collector):
             return []
         snap = self._snapshot
         now_s = sources.clock_ms() / 1000
-        seen: set[str] = set()
         connections = GaugeMetricFamily(
             "sonet_connections_open", "Connections open now, by kind (device, peer_inbound, peer_outbound)", labels=["kind"]
         )
         for kind, n in sorted(sources.connections().items()):
             connections.add_metric([kind], n)
         depth = GaugeMetricFamily("sonet_outbox_depth", "Items queued for a peer (next hop)", labels=["peer"])
-        for dest, n in sorted(sources.outbox_counts().items())[:MAX_OUTBOX_PEERS]:
-            depth.add_metric([label_value(dest, seen)], n)
+        _add_by_label(depth, sorted(sources.outbox_counts().items())[:MAX_OUTBOX_PEERS], sum)
         oldest = GaugeMetricFamily(
             "sonet_outbox_oldest_age_seconds", "Age of the oldest item queued for a peer (as of the last refresh)", labels=["peer"]
         )
-        for dest, seconds in sorted(snap.outbox_oldest_age_s.items()):
-            oldest.add_metric([label_value(dest, seen)], seconds)
+        _add_by_label(oldest, sorted(snap.outbox_oldest_age_s.items()), max)
         metrics: list[Metric] = [connections, depth, oldest]
         if snap.directory_size is not None:
             metrics.append(GaugeMetricFamily("sonet_key_directory_size", "Leaves in this node's key directory (newest signed head)", value=snap.directory_size))
         size = GaugeMetricFamily("sonet_witness_cosigned_size", "Tree size of the newest head a witness cosigned", labels=["witness"])
         age = GaugeMetricFamily("sonet_witness_cosigned_age_seconds", "Time since that cosignature", labels=["witness"])
-        for witness, (cosigned, at) in sorted(snap.witnesses.items()):
-            name = label_value(witness, seen)
-            size.add_metric([name], cosigned)
-            age.add_metric([name], max(0.0, now_s - at / 1000))
+        witnesses = sorted(snap.witnesses.items())
+        _add_by_label(size, [(w, cosigned) for w, (cosigned, _at) in witnesses], max)
+        _add_by_label(age, [(w, max(0.0, now_s - at / 1000)) for w, (_size, at) in witnesses], max)
         return [*metrics, size, age]
+
+
+def _add_by_label(family: GaugeMetricFamily, values: Iterable[tuple[str, float]], combine: Callable[[list[float]], float]) -> None:
+    """One sample per label: names that are not labels (too long, too many) all become "other",
+    and their values are combined into its one sample (a repeated series is invalid exposition)."""
+    seen: set[str] = set()
+    by_label: dict[str, list[float]] = {}
+    for name, value in values:
+        by_label.setdefault(label_value(name, seen), []).append(value)
+    for label, found in by_label.items():
+        family.add_metric([label], combine(found))
