@@ -15,7 +15,7 @@ from sonet.node.client_limits import ClientLimits
 from sonet.transport import DialError, events
 from sonet.transport.admission import Admission, ConnectionLimits, Refused
 from tests.federation.net import BETA, new_key, peer_link, pin, pin_node, until
-from tests.federation.transparency import federation, lie, rewritten, split_of
+from tests.federation.transparency import cosigned_by, federation, lie, rewritten, split_of
 
 from .conftest import RunningNode, StartNode
 from .test_client_limits import Clock, Conn, Ctx, batch, refused
@@ -83,6 +83,9 @@ async def test_a_split_view_is_in_the_audit_log(start_node: StartNode, monkeypat
     await pin_node(beta, alpha)
     bob = await beta.enroll("bob")
     await beta.link(bob)
+    # alpha must have witnessed the honest tree of size 2 first: a rewrite of what it never
+    # saw is no split view (it then only fails to cosign the forged head, and nothing is recorded)
+    await until(lambda: cosigned_by(beta, alpha, 2), "alpha cosigned beta's head of size 2")
     tree, forged = await rewritten(beta, keep=1, extra=2)
     lie(monkeypatch, beta, forged, tree)
     federation(beta).directory_changed()
