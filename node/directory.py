@@ -117,6 +117,7 @@ class NodeDirectory:
         await self._cover(index)
         row = await self._store.cosigned_head(min_size=index + 1) or await self._store.latest_head()
         assert row is not None  # _cover made one
+        await self._catch_up(row.size)  # (another process may have signed it)
         return self._prove(leaf, index, row)
 
     async def leaves(self, start: int, end: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
@@ -171,13 +172,13 @@ class NodeDirectory:
         ``size`` as beyond it (only a signed head is taken: nothing is signed here). The log
         stays one: each leaf's index is taken in a serializable transaction, and a head signs
         what the log holds."""
-        if size <= self._size:
+        if size <= self._size and size <= self._tree.size:
             return
         async with self._lock:
-            latest = await self._store.latest_head()
+            latest = await self._store.latest_head()  # first: the hashes read next cover it
+            self._tree.extend(await self._store.directory_hashes(self._tree.size))
             if latest is None or latest.size <= self._size:
                 return
-            self._tree.extend(await self._store.directory_hashes(self._tree.size))
             if self._tree.size >= latest.size and self._tree.root(latest.size) == latest.root:
                 self._size = latest.size
 

@@ -217,12 +217,12 @@ class Processes:
         self.started.append(proc)
         return proc
 
-    def start_node(self, data: Path) -> NodeProcess:
-        """``sonet-node run --data DATA``; return once it printed its URL and fingerprint."""
+    def start_node(self, data: Path, *extra: str) -> NodeProcess:
+        """``sonet-node run --data DATA [EXTRA...]``; return once it printed its URL and fingerprint."""
         stderr_path = self.tmp / f"node-{len(self.started)}.stderr"
         with open(stderr_path, "w") as stderr:
             proc = self.popen(
-                [SONET_NODE, "run", "--data", str(data)], stdout=subprocess.PIPE, stderr=stderr, bufsize=1
+                [SONET_NODE, "run", "--data", str(data), *extra], stdout=subprocess.PIPE, stderr=stderr, bufsize=1
             )
         lines: list[str] = []
         q: queue.Queue[str | None] = queue.Queue()
