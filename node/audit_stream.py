@@ -42,7 +42,8 @@ MAX_TEXT = 200
 def _plain(value: object) -> str | int | bool | None:
     if value is None or type(value) in (int, bool):
         return value  # type: ignore[return-value]
-    return str(value)[:MAX_TEXT]
+    # what UTF-8 cannot carry (a lone surrogate) would make the whole batch unwritable
+    return str(value)[:MAX_TEXT].encode("utf-8", "replace").decode("utf-8")
 
 
 class AuditStream:
@@ -98,20 +99,25 @@ class AuditStream:
         return batch
 
     def write(self) -> None:
-        """Append what is due (blocking file I/O); a failure is logged, not raised: a full disk
-        must not stop the node serving (the entries are lost and the log line says how many)."""
-        batch = self.take()
+        """Append what is due (blocking file I/O, on the calling thread); see ``_append``."""
+        self._append(self.take())
+
+    def _append(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        """A failure is logged, not raised: a full disk or a damaged log must not stop the node
+        serving (the entries are lost and the log line says how many)."""
         try:
             self.audit.append(batch)
-        except (AuditError, OSError) as exc:
+        except (AuditError, OSError, ValueError) as exc:  # ValueError: an entry that cannot be logged
             log.error("cannot write %d audit entries: %s", len(batch), exc)
 
     async def run(self) -> None:
-        """Write every interval until cancelled, and once more then."""
+        """Write every interval until cancelled, and once more then. ``take`` runs here, on the
+        trio thread like ``hear`` (they share the counts without a lock); only the file I/O
+        goes to a worker thread."""
         try:
             while True:
                 await trio.sleep(self.interval_s)
-                await trio.to_thread.run_sync(self.write)
+                await trio.to_thread.run_sync(self._append, self.take())
         finally:
             self.write()
 
