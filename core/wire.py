@@ -101,18 +101,22 @@ class _DefaultsMeta(_WireMeta):
 class Struct(_StructBase, metaclass=_WireMeta, frozen=True, array_like=True, forbid_unknown_fields=True):
     """Base of wire structs. Subclasses may override :meth:`check` to validate values."""
 
-    #: (name, declared type) of each field, in wire order
-    _wire_fields: ClassVar[tuple[tuple[str, Any], ...]] = ()
-    #: str caps in UTF-8 bytes, nested structs' checks, then check()
-    _wire_check: ClassVar[_Check]
-    #: the same without nested structs' checks (for a struct whose nested ones are spliced)
-    _wire_check_own: ClassVar[_Check]
-    #: whether every nested struct of an instance is spliced in as msgspec.Raw
-    _wire_spliced: ClassVar[Callable[[Any], bool]]
-    #: how many arrays deep the struct's schema goes (checked against MAX_DEPTH)
-    _wire_depth: ClassVar[int]
-    if typing.TYPE_CHECKING:  # the decorators give every subclass these (dataclasses.replace takes them)
+    # The class variables are declared for type checkers only: msgspec evaluated these
+    # annotations again for every struct declared (twice), a good part of an import.
+    if typing.TYPE_CHECKING:
+        #: (name, declared type) of each field, in wire order
+        _wire_fields: ClassVar[tuple[tuple[str, Any], ...]]
+        #: str caps in UTF-8 bytes, nested structs' checks, then check()
+        _wire_check: ClassVar[_Check]
+        #: the same without nested structs' checks (for a struct whose nested ones are spliced)
+        _wire_check_own: ClassVar[_Check]
+        #: whether every nested struct of an instance is spliced in as msgspec.Raw
+        _wire_spliced: ClassVar[Callable[[Any], bool]]
+        #: how many arrays deep the struct's schema goes (checked against MAX_DEPTH)
+        _wire_depth: ClassVar[int]
+        #: the decorators give every subclass these (dataclasses.replace takes them)
         __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+    _wire_fields = ()
 
     def check(self) -> None:
         """Raise ``ValueError`` when field values are out of range (types are already checked)."""
@@ -121,7 +125,8 @@ class Struct(_StructBase, metaclass=_WireMeta, frozen=True, array_like=True, for
 class Frame(Struct):
     """A top-level message, tagged on the wire."""
 
-    TAG: ClassVar[int]
+    if typing.TYPE_CHECKING:  # (as Struct's)
+        TAG: ClassVar[int]
 
 
 #: every frame of every endpoint: a tag names one frame protocol-wide, so a frame that reaches
