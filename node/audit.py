@@ -14,6 +14,7 @@ message, a device key or a sealed sender's identity.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -35,6 +36,7 @@ from .audit_chain import (
     make_entry,
     parse_entry,
     sign_head,
+    unverified_head_seq,
     verify_log,
 )
 from .identity import load_node_key
@@ -72,7 +74,13 @@ class AuditLog:
             with _locked(self.path) as fd:
                 seq, prev, torn = _last_entry(fd, self.path)
                 at = _now_iso()
-                out = bytearray(b"\n" if torn else b"")
+                out = bytearray()
+                if torn is not None:
+                    dropped = self._drop_torn_tail(fd, torn, seq) if torn < os.fstat(fd).st_size else None
+                    if dropped is None:
+                        out += b"\n"  # a whole entry, or a cut a signed head may cover: kept, the batch starts on a new line
+                    else:
+                        batch.insert(0, ("audit_torn_tail", dropped))
                 for kind, fields in batch:
                     seq += 1
                     entry = make_entry(seq, at, kind, fields, prev)
@@ -84,6 +92,22 @@ class AuditLog:
         except OSError as exc:
             raise AuditError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         return seq
+
+    def _drop_torn_tail(self, fd: int, start: int, last_seq: int) -> dict[str, Any] | None:
+        """A write cut by a crash left a partial line from ``start`` to the end of the file. No
+        signed head covers it (the head is written only after a whole batch is on disk), so it
+        is cut off, and the fields of an ``audit_torn_tail`` entry saying how many bytes with
+        which SHA-256 are returned: the chain verifies again and the crash is on record. None
+        (the line is kept) when audit.head names a seq beyond ``last_seq``: then the cut is in
+        what the node signed, and verify must keep naming it."""
+        head = _read(self.head_path)
+        head_seq = 0 if head is None else unverified_head_seq(head)
+        if head_seq is None or head_seq > last_seq:
+            return None
+        size = os.fstat(fd).st_size
+        torn = os.pread(fd, size - start, start)
+        os.ftruncate(fd, start)
+        return {"bytes": len(torn), "sha256": hashlib.sha256(torn).hexdigest()}
 
     def _write_head(self, seq: int, hash_: str, at: str) -> None:
         data = head_bytes(sign_head(self.key, seq, hash_, at))
@@ -118,15 +142,22 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _last_entry(fd: int, path: Path) -> tuple[int, str, bool]:
-    """(seq, hash) of the last entry in the file (0 and GENESIS for an empty one) and whether
-    the file ends in a torn line (a crash mid-write: the next batch starts on a new line)."""
+def _last_entry(fd: int, path: Path) -> tuple[int, str, int | None]:
+    """(seq, hash) of the last entry in the file (0 and GENESIS for an empty one) and, when the
+    file ends in a torn line (a crash mid-write), the offset where that line starts (the end of
+    the file when only the newline of a whole entry is missing)."""
     size = os.fstat(fd).st_size
     if size == 0:
-        return 0, GENESIS, False
+        return 0, GENESIS, None
     start = max(0, size - 2 * MAX_ENTRY_BYTES)
     tail = os.pread(fd, size - start, start)
-    torn = not tail.endswith(b"\n")
+    if start == 0 and b"\n" not in tail and parse_entry(tail) is None:
+        return 0, GENESIS, 0  # the first write was cut: nothing but a torn line
+    torn: int | None = None
+    if not tail.endswith(b"\n"):
+        torn = start + tail.rfind(b"\n") + 1
+        if parse_entry(tail[torn - start :]) is not None:
+            torn = size  # a whole entry without its newline: nothing to cut
     lines = tail.split(b"\n")
     if start > 0:
         lines = lines[1:]  # the first may be the end of a longer line

@@ -36,6 +36,7 @@ __all__ = [
     "head_bytes",
     "parse_head",
     "verify_log",
+    "unverified_head_seq",
 ]
 
 _ENTRY_LABEL = b"sonet-audit-entry-v1"
@@ -177,7 +178,7 @@ def verify_log(open_lines: Callable[[], Iterable[bytes]], head_data: bytes | Non
     """Check every entry and the head; Broken naming the first bad entry. ``open_lines()``
     yields the log's lines with their newlines, from the start, each time it is called (the
     log is read as a stream, once; a second time only to tell a reordering from a removal)."""
-    head_seq = _unverified_seq(head_data)
+    head_seq = unverified_head_seq(head_data)
     signed_hash: str | None = None
     prev, expected, prev_line, number = GENESIS, 1, 0, 0
     for number, raw in enumerate(open_lines(), start=1):
@@ -218,7 +219,7 @@ def verify_log(open_lines: Callable[[], Iterable[bytes]], head_data: bytes | Non
     return Verified(last, head)
 
 
-def _unverified_seq(head_data: bytes | None) -> int | None:
+def unverified_head_seq(head_data: bytes | None) -> int | None:
     """The seq the head names, before its signature is checked (to note that entry's hash)."""
     try:
         raw = json.loads(head_data) if head_data is not None else None

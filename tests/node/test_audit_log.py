@@ -196,9 +196,10 @@ def test_a_torn_last_write_does_not_stop_the_next_append(data: Path) -> None:
     _fill(data, 2)
     with open(data / LOG_FILE, "ab") as f:
         f.write(b'{"seq":3,"at"')
-    assert record(data, "peer_added", peer="after.example") == 3
-    broken = _broken(data)  # the torn line stays, and is named
-    assert (broken.what, broken.line) == ("edited", 3)
+    # the cut line (no signed head covers it) is dropped and recorded: the chain verifies again
+    assert record(data, "peer_added", peer="after.example") == 4
+    assert [e.kind for e in read_entries(data)][2:] == ["audit_torn_tail", "peer_added"]
+    assert verify(data, _key(data).public).count == 4
 
 
 def test_fields_that_cannot_round_trip_are_refused(data: Path) -> None:
