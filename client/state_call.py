@@ -76,7 +76,11 @@ class CallState:
         call_id = kept.call.id
         body = self.vault.seal(canonical.dumps(kept.to_map()), self._call_where(call_id))
         with self.transaction():
-            self._db.execute("INSERT OR REPLACE INTO calls (id, started_at, body) VALUES (?, ?, ?)", (call_id, kept.started_at, body))
+            # an update keeps the row (and its rowid: the order of calls started in the same ms)
+            self._db.execute(
+                "INSERT INTO calls (id, started_at, body) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                (call_id, kept.started_at, body),
+            )
 
     def kept_calls(self, *, limit: int) -> list[KeptCall]:
         """The newest ``limit`` calls, newest first."""
