@@ -38,6 +38,8 @@ from ..state import StateError
 from .bridge import GuestEnded, TrioGuest
 from .commands import ChatCommand, command_target, parse_command
 from .actions import FileCommand, action_refusal, deletes_for_everyone, my_votes, parse_file_command
+from .compose import Post, parse_post
+from .ringing import ACCEPTED, RingingScreen, call_notice
 from .pickers import ConfirmScreen, ReactScreen, VoteScreen
 from .screens import AskScreen, ContactScreen, GroupScreen, HelpScreen, IdentityChangedScreen
 from .render import presence_words, safe, short_name, transfer_line
@@ -244,6 +246,8 @@ class ChatApp(App[int]):
                     senders.pop(m.sender, None)
             elif m.type in ("text", "reply"):  # a message ends its sender's typing
                 self.typing.get(m.peer, {}).pop(m.sender, None)
+            elif m.type == "call" and isinstance(m.fields.get("call"), dict):
+                self._call_signal(m.sender, m.fields["call"])
         for g in event.group_messages:
             self.typing.get(g.group.hex(), {}).pop(g.sender, None)
         for address in event.identity_changes:
@@ -453,6 +457,14 @@ class ChatApp(App[int]):
         if file_command is not None:
             self.run_worker(self.send_file(self.current, file_command, is_group=self.current_is_group), exit_on_error=False)
             return
+        post = parse_post(text)  # /poll, /location, /event, /contact (client/chat/compose.py)
+        if isinstance(post, str):
+            self.say(post, severity="error", timeout=10)
+            event.input.value = text
+            return
+        if post is not None:
+            self.run_worker(self.post(self.current, post, text), exit_on_error=False)
+            return
         command = parse_command(text)  # /reply, /react, /edit, /delete (client/chat/commands.py)
         if command is not None:
             self.run_worker(self.gesture(self.current, command), exit_on_error=False)
@@ -605,6 +617,52 @@ class ChatApp(App[int]):
         except (*USER_ERRORS, LocalProtocolError, IdentityChanged) as exc:
             self.say(f"vote not sent: {exc}", severity="error", timeout=10)
         await self.refresh_view()
+
+    # Polls, locations, events, contact cards ------------------------------------------------
+
+    async def post(self, key: str, post: Post, typed: str) -> None:
+        """Send what a /poll, /location, /event or /contact asked for; it shows from the history.
+        A refusal is one line, and the command goes back into an empty compose box."""
+        try:
+            await self.guest.call(lambda: self.session.post(key, post), serial=True)
+        except (*USER_ERRORS, LocalProtocolError, IdentityChanged) as exc:
+            self.say(f"not sent: {exc}", severity="error", timeout=10)
+            compose = self._main("#compose", Input)
+            if key == self.current and not compose.value:
+                compose.value = typed
+        await self.refresh_view()
+
+    # Calls (signalling only: client/chat/ringing.py) ----------------------------------------
+
+    def _call_signal(self, sender: str, call: dict) -> None:
+        """An offer for a call that still rings here opens the ringing window; a hang-up
+        closes it; the rest is one line."""
+        call_id = bytes.fromhex(call["id"])
+        if call.get("signal") == "offer" and not call.get("note"):
+            kept = self.device.state.kept_call(call_id)
+            if kept is not None and kept.call.state == "incoming":
+                self.push_screen(RingingScreen(sender, call_id), lambda choice: self._rung(choice, call_id))
+            return
+        if call.get("signal") == "hangup" and isinstance(self.screen, RingingScreen) and self.screen.call_id == call_id:
+            self.screen.dismiss(None)
+        notice = call_notice(sender, call)
+        if notice is not None:
+            self.say(notice, severity="warning" if call.get("note") else "information", timeout=10)
+
+    def _rung(self, choice: str | None, call_id: bytes) -> None:
+        if choice is not None:
+            self.run_worker(self.respond_to_call(call_id, accept=choice == ACCEPTED), exit_on_error=False)
+
+    async def respond_to_call(self, call_id: bytes, *, accept: bool) -> None:
+        try:
+            if accept:
+                await self.guest.call(lambda: self.session.answer_call(call_id), serial=True)
+            else:
+                await self.guest.call(lambda: self.session.reject_call(call_id), serial=True)
+        except (*USER_ERRORS, LocalProtocolError, IdentityChanged) as exc:
+            self.say(f"not {'accepted' if accept else 'rejected'}: {exc}", severity="error", timeout=10)
+            return
+        self.say("accepted (no media in this client)" if accept else "rejected the call", timeout=10)
 
     # Files ----------------------------------------------------------------------------------
 

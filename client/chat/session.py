@@ -14,16 +14,22 @@ from pathlib import Path
 
 from textual.message import Message
 
+from sonet.core.cards import Event, Location
 from sonet.core.errors import ProtocolError
+from sonet.core.poll import Poll
 
 from ..attachments import FileSendResult, Progress
 from ..connection import ConnectError, NodeError
 from ..directory import Lookup
 from ..groups.api import GroupInfoView, GroupSendResult, GroupView
+from ..calls import NO_MEDIA_SDP
 from ..history import History
+from ..polls import PostResult
+from ..state_call import KeptCall
 from ..live import LiveEvent, LiveSession, Received
 from ..sdk import Device, GestureResult, SafetyNumber, SendResult
 from .bridge import TrioGuest
+from .compose import Post
 
 __all__ = ["ChatSession", "LiveUpdate", "ContactInfo"]
 
@@ -150,6 +156,27 @@ class ChatSession:
         """Vote for (or take back) option ``option`` (from 0) of a poll (client/polls.py)."""
         async with self._session().exclusive():
             return await self.device.vote(poll_id, str(option + 1), remove=remove)
+
+    async def post(self, conversation: str, post: Post) -> PostResult:
+        """Send a poll, location, event or contact card typed in the compose box (client/chat/compose.py)."""
+        device, value = self.device, post.value
+        async with self._session().exclusive():
+            if isinstance(value, Poll):
+                return await device.send_poll(conversation, value.question, value.options, multiple=value.multiple)
+            if isinstance(value, Location):
+                return await device.send_location(conversation, value)
+            if isinstance(value, Event):
+                return await device.send_event(conversation, value)
+            return await device.send_contact(conversation, value)
+
+    async def answer_call(self, call_id: bytes) -> KeptCall:
+        """Accept a call that rings here: signalling only (client/calls.py NO_MEDIA_SDP)."""
+        async with self._session().exclusive():
+            return await self.device.answer_call(call_id, NO_MEDIA_SDP)
+
+    async def reject_call(self, call_id: bytes) -> KeptCall:
+        async with self._session().exclusive():
+            return await self.device.reject_call(call_id)
 
     async def group_info(self, group: str) -> GroupInfoView:
         return await self.device.group_info(group)  # the device's own record: no connection
