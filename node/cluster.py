@@ -35,6 +35,7 @@ import trio
 from sonet.federation.outbox import Outboxes
 
 from .mailbox import MailboxKey, MailboxRegistry
+from .store import StoreError, redact_url
 from .store.postgres_cluster import (
     MAILBOX_CHANNEL,
     OUTBOX_CHANNEL,
@@ -130,7 +131,10 @@ class Cluster:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Until cancelled; started once the leases table exists (a database that cannot be
         reached fails the start: the store opened it a moment ago)."""
-        await self._on_control(ensure_tables)
+        try:
+            await self._on_control(ensure_tables)
+        except psycopg.Error as exc:
+            raise self._unreachable(exc) from None
         self._registry.elsewhere = self.mailboxes_elsewhere
         try:
             async with trio.open_nursery() as nursery:
@@ -222,12 +226,16 @@ class Cluster:
             except psycopg.Error as exc:
                 log.warning("lost the database connection that hears the node's other processes, connecting again: %s", _line(exc))
                 if not listening.is_set():
-                    raise
+                    raise self._unreachable(exc) from None
             finally:
                 if conn is not None:
                     with trio.CancelScope(shield=True):
                         await trio.to_thread.run_sync(conn.close)
             await trio.sleep(RECONNECT_S)
+
+    def _unreachable(self, exc: psycopg.Error) -> StoreError:
+        """What stops the start: one line, the URL without its password."""
+        return StoreError(f"cannot open database {redact_url(self._url)}: {_line(exc)}")
 
     def _heard(self, channel: str, payload: str, pid: int) -> None:
         if pid == self._control_pid:

@@ -13,6 +13,7 @@ import trio
 
 from sonet.node.cluster import Cluster
 from sonet.node.mailbox import MailboxRegistry
+from sonet.node.store import StoreError
 from sonet.node.store.postgres import PostgresStore
 from sonet.node.store.postgres_cluster import claim_leases, ensure_tables, parse_payload, payloads, release_leases
 
@@ -155,3 +156,13 @@ async def test_a_holder_that_cannot_renew_stops_pushing_before_another_may_take_
             assert expires_in > 0
             conn.execute("ALTER TABLE sonet_outbox_leases_away RENAME TO sonet_outbox_leases")
         nursery.cancel_scope.cancel()
+
+
+async def test_an_unreachable_database_stops_the_start_in_one_line_without_the_password(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"postgresql://sonet:s3cret@/sonet?host={tmp_path}&port=1"  # no server on that socket
+    registry = MailboxRegistry()
+    with pytest.raises(StoreError) as caught:
+        await Cluster(url, process="one", registry=registry).run()
+    message = str(caught.value)
+    assert "s3cret" not in message and "cannot open database" in message and "\n" not in message
+    assert registry.elsewhere is None
