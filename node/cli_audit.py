@@ -42,14 +42,16 @@ def cmd_audit_show(args: argparse.Namespace) -> None:
         if args.json:
             emit({"seq": e.seq, "at": e.at, "kind": e.kind, "fields": e.fields, "hash": e.hash})
         else:
-            print(terminal_safe(f"{e.seq} {e.at} {e.kind}" + "".join(f" {k}={_text(v)}" for k, v in e.fields.items())))
+            print(terminal_safe(f"{e.seq} {_text(e.at)} {_text(e.kind)}" + "".join(f" {_text(k)}={_text(v)}" for k, v in e.fields.items())))
     if not shown and not args.json:
         print("no audit entries" + (f" after seq {args.since}" if args.since is not None else ""))
 
 
 def _text(value: Any) -> str:
-    """A field for a text line: a plain word as it is, anything else as JSON."""
-    return value if isinstance(value, str) and value and " " not in value else json.dumps(value, ensure_ascii=False)
+    """A field for a text line: a plain word as it is, anything else as JSON (a newline or a
+    tab in a field must not start what looks like another entry)."""
+    plain = isinstance(value, str) and value.isprintable() and value and " " not in value
+    return value if plain else json.dumps(value, ensure_ascii=False)
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
