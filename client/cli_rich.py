@@ -1,9 +1,8 @@
 """``sonet poll|vote|poll-close|location|contact|event`` (issue 17 item 6). The work is
 ``Device.send_poll``, ``vote``, ``close_poll``, ``send_location``, ``send_contact`` and
 ``send_event`` (client/polls.py); CONVERSATION is an address or a group's id or name, as for
-``sonet history``; MESSAGE_ID the poll's id as ``recv`` and ``history`` print it. There is no
-``sonet call``: without a media engine a call from the command line would ring and carry
-nothing (call signalling is in the SDK, ``Device.send_call_signal``, with core/call.py)."""
+``sonet history``; MESSAGE_ID the poll's id as ``recv`` and ``history`` print it. Call
+signalling is ``sonet call`` (client/cli_call.py)."""
 
 from __future__ import annotations
 

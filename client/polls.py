@@ -16,7 +16,8 @@ poll or a second close (``poll_closed``). Receivers do not trust any of it: the 
 A call signal (core/call.py) goes to every device of one contact and no further: not to this
 account's other devices, not kept in any history, its envelopes expiring with the ring time
 (an offer nobody took in time is worth nothing). Driving a call (which signal to send when) is
-core/call.py's state machine, the application's to run: there is no media engine here.
+core/call.py's state machine, which client/calls.py runs on the device's state (``sonet call``):
+there is no media engine here.
 """
 
 from __future__ import annotations
