@@ -29,6 +29,7 @@ from typing import Any, Self, TypeVar
 import psycopg
 import trio
 from psycopg import IsolationLevel
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .base import StoreError
@@ -73,16 +74,17 @@ class PostgresStore(SqliteStore):
         url = str(path)
 
         def connect() -> ConnectionPool:
+            # One plain connection first: an unreachable or refusing server fails at once with
+            # libpq's reason (the pool would retry in the background until its timeout).
+            timeout: dict[str, Any] = {} if "connect_timeout" in conninfo_to_dict(url) else {"connect_timeout": int(CONNECT_TIMEOUT_S)}
+            with psycopg.connect(url, autocommit=True, **timeout) as conn:
+                migrate(conn)
             pool = ConnectionPool(
                 url, min_size=1, max_size=POOL_SIZE, configure=configure, open=False, timeout=CONNECT_TIMEOUT_S,
                 name="sonet-store",
             )
             try:
                 pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-                with pool.connection() as conn:
-                    conn.autocommit = True
-                    migrate(conn)
-                    conn.autocommit = False
             except BaseException:
                 pool.close()
                 raise
@@ -91,7 +93,8 @@ class PostgresStore(SqliteStore):
         try:
             pool = await trio.to_thread.run_sync(connect)
         except (psycopg.Error, PoolTimeout) as exc:
-            raise StoreError(f"cannot open database {redact_url(url)}: {_message(exc)}") from None
+            # the caller names the database (redacted): libpq's reason never holds the password
+            raise StoreError(f"cannot open database: {_message(exc)}") from None
         return cls(pool, url)
 
     async def close(self) -> None:

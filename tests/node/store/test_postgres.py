@@ -88,7 +88,7 @@ async def test_an_unreachable_database_is_one_line_without_its_password(tmp_path
     with pytest.raises(StoreError) as caught:
         await open_store(url)
     assert PASSWORD not in str(caught.value) and "\n" not in str(caught.value)
-    assert "postgresql://sonet:***@" in str(caught.value)
+    assert str(caught.value).startswith("cannot open database: connection")
 
 
 def test_sqlite_only_sql_never_reaches_postgresql() -> None:
