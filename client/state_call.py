@@ -3,7 +3,7 @@ this device placed or was offered, as core/call.py's ``Call`` plus what the devi
 
 ``calls``: a call's id, when it started (ms, for the order of ``sonet call list``) and its
 record, sealed by the vault like a message (the peer, the state, the remote session description
-and candidates are the user's business only). ``DeviceState`` mixes this in; it provides
+and candidates are the user's business only); the newest ``MAX_KEPT_CALLS`` are kept. ``DeviceState`` mixes this in; it provides
 ``_db``, ``vault`` and ``transaction``.
 """
 
@@ -19,7 +19,10 @@ from sonet.core.call import Call
 
 from .vault import Vault
 
-__all__ = ["CALLS_SCHEMA", "CallState", "KeptCall"]
+__all__ = ["CALLS_SCHEMA", "CallState", "KeptCall", "MAX_KEPT_CALLS"]
+
+#: calls kept at most: the oldest go (a peer sending offer after offer cannot grow the state for ever)
+MAX_KEPT_CALLS = 500
 
 CALLS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (id BLOB PRIMARY KEY, started_at INTEGER NOT NULL, body BLOB NOT NULL);
@@ -80,6 +83,9 @@ class CallState:
             self._db.execute(
                 "INSERT INTO calls (id, started_at, body) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
                 (call_id, kept.started_at, body),
+            )
+            self._db.execute(
+                "DELETE FROM calls WHERE id NOT IN (SELECT id FROM calls ORDER BY started_at DESC, rowid DESC LIMIT ?)", (MAX_KEPT_CALLS,)
             )
 
     def kept_calls(self, *, limit: int) -> list[KeptCall]:

@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from sonet.client.history import History
+from sonet.client import state_call
 from sonet.client.sdk import Device
-from sonet.core.call import MAX_SDP_BYTES, CallSignal
+from sonet.client.state import DeviceState
+from sonet.client.state_call import KeptCall
+from sonet.core.call import MAX_SDP_BYTES, Call, CallSignal
 from sonet.core.errors import LocalProtocolError
 from tests.node.conftest import RunningNode
 
@@ -173,3 +176,18 @@ async def test_a_peer_signal_out_of_place_changes_nothing_and_recv_says_why(
     await bob.send_call_signal(ALICE, CallSignal(call=call_id, signal="answer", data=ANSWER))
     rc, lines = await run_cli(capsys, alice, "recv", json_out=False)
     assert rc == 0 and any(f"(call {call_id.hex()}; ignored: the call has ended)" in line for line in lines), lines
+
+
+def test_the_device_keeps_the_newest_calls_sealed_and_drops_the_oldest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state_call, "MAX_KEPT_CALLS", 3)
+    state = DeviceState(tmp_path / "home")
+    try:
+        for n in range(5):
+            call = Call(id=bytes([n]) * 16, peer=BOB, state="incoming", since=1_000 + n, remote_sdp=f"v=0 secret-{n}")
+            state.keep_call(KeptCall(call=call, direction="incoming", started_at=1_000 + n))
+        assert [k.call.id[0] for k in state.kept_calls(limit=10)] == [4, 3, 2]
+        assert state.kept_call(bytes([0]) * 16) is None
+        raw = b"".join(bytes(r[0]) for r in state._db.execute("SELECT body FROM calls"))
+        assert b"secret" not in raw and BOB.encode() not in raw  # sealed by the vault
+    finally:
+        state.close()
