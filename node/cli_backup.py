@@ -11,10 +11,11 @@ from pathlib import Path
 
 from sonet.cli_output import emit
 
-from .backup import restore_backup, take_backup
+from .backup import BackupError, restore_backup, take_backup
 from .config import NodeConfig
 from .data_dir import check_database, require_directory
 from .identity import load_node_key
+from .store.database_url import redact_url
 
 __all__ = ["add_backup_commands"]
 
@@ -48,6 +49,13 @@ def cmd_backup(args: argparse.Namespace) -> None:
     require_directory(data)
     config = NodeConfig.load(data)
     key = load_node_key(data)
+    if config.storage_database is not None:
+        # without this, the missing node.db was reported as a lost database to restore
+        raise BackupError(
+            f"{data} keeps its database in PostgreSQL ({redact_url(config.storage_database)}): sonet-node backup "
+            "copies SQLite nodes only; back the database up with pg_dump (or base backups) and copy node.key, "
+            "node.toml and audit.log with audit.head beside it (docs/operations.md)"
+        )
     check_database(data)
     try:
         manifest = take_backup(data, dest, config=config, fingerprint=key.public.fingerprint, progress=_progress(args))
