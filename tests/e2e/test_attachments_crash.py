@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SONET, Processes, ok, setup_pair, sonet
+from .conftest import SONET, Processes, ok, setup_pair, sonet_here
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
@@ -61,7 +61,7 @@ def test_upload_survives_a_node_kill_and_download_resumes(procs: Processes, tmp_
     assert [p.stem for p in done] == [part.stem]  # the same blob, completed from where it stopped
     assert not list(blobs.glob("*.part"))
 
-    ok(sonet(pair.bob, "recv"))
+    ok(sonet_here(pair.bob, "recv"))
     out_dir = tmp_path / "downloads"
     out_dir.mkdir()
     download = procs.popen([SONET, "--home", str(pair.bob), "download", sent["id"], "--out", str(out_dir)],
@@ -72,7 +72,7 @@ def test_upload_survives_a_node_kill_and_download_resumes(procs: Processes, tmp_
     download.wait(timeout=GUARD_S)
     had = partial.stat().st_size
     assert 0 < had and not (out_dir / "big.bin").exists()
-    saved = Path(ok(sonet(pair.bob, "download", sent["id"], "--out", str(out_dir))).out.strip())
+    saved = Path(ok(sonet_here(pair.bob, "download", sent["id"], "--out", str(out_dir))).out.strip())
     assert saved == out_dir / "big.bin" and hashlib.sha256(saved.read_bytes()).hexdigest() == sent["sha256"]
     assert [p.name for p in out_dir.iterdir()] == ["big.bin"]
 
@@ -117,7 +117,7 @@ def test_acceptance_100_mib_from_alpha_to_beta_with_a_kill_each_way(procs: Proce
     assert sent["sha256"] == digest and [p.stem for p in blobs.glob("*.blob")] == [part.stem]
 
     deadline = time.monotonic() + GUARD_S
-    while not any(o.get("id") == sent["id"] for o in map(json.loads, ok(sonet(bob, "recv", "--wait", "2", "--json")).out.splitlines())):
+    while not any(o.get("id") == sent["id"] for o in map(json.loads, ok(sonet_here(bob, "recv", "--wait", "2", "--json")).out.splitlines())):
         assert time.monotonic() < deadline, "bob never got the file message"
     downloads = tmp_path / "downloads"
     downloads.mkdir()
@@ -126,7 +126,7 @@ def test_acceptance_100_mib_from_alpha_to_beta_with_a_kill_each_way(procs: Proce
     wait_for(lambda: next((p for p in downloads.glob(".*.sonet-download") if p.stat().st_size >= 8 * 1024 * 1024), None), "8 MiB downloaded")
     download.send_signal(signal.SIGKILL)
     download.wait(timeout=GUARD_S)
-    saved = Path(ok(sonet(bob, "download", sent["id"], "--out", str(downloads))).out.strip())
+    saved = Path(ok(sonet_here(bob, "download", sent["id"], "--out", str(downloads))).out.strip())
     assert hashlib.sha256(saved.read_bytes()).hexdigest() == digest
 
     for node in (alpha, beta):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CLI_TIMEOUT_S, SONET, Processes, ok, read_texts, setup_pair, sonet
+from .conftest import CLI_TIMEOUT_S, SONET, Processes, ok, read_texts, setup_pair, sonet_here
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
@@ -95,7 +95,7 @@ def ticks(screen: list[str], text: str) -> str | None:
 def test_chat_in_tmux_live_messages_ticks_and_offline(procs: Processes, tmp_path: Path, terminal: Terminal, record_property) -> None:
     pair = setup_pair(procs, tmp_path)
     alice_address, bob_address = "alice@localhost", "bob@localhost"
-    ok(sonet(pair.bob, "send", alice_address, "hello alice"))
+    ok(sonet_here(pair.bob, "send", alice_address, "hello alice"))
 
     exit_file = tmp_path / "chat.exit"
     terminal.start(f"{SONET} --home {pair.alice} chat; echo $? > {exit_file}; echo chat ended; sleep 60")
@@ -105,7 +105,7 @@ def test_chat_in_tmux_live_messages_ticks_and_offline(procs: Processes, tmp_path
     # three messages from bob appear in the open conversation, no key pressed
     latencies = []
     for n in (1, 2, 3):
-        ok(sonet(pair.bob, "send", alice_address, f"live message {n}"))
+        ok(sonet_here(pair.bob, "send", alice_address, f"live message {n}"))
         latencies.append(round(terminal.wait(lambda s: message_line(s, f"live message {n}"), f"bob's message {n}"), 3))
     record_property("seconds_to_show_each_message", latencies)
 
@@ -113,7 +113,7 @@ def test_chat_in_tmux_live_messages_ticks_and_offline(procs: Processes, tmp_path
     terminal.type("a reply from alice")
     terminal.keys("Enter")
     terminal.wait(lambda s: ticks(s, "a reply from alice") == "✓", "the reply with one tick")
-    received = read_texts(ok(sonet(pair.bob, "recv", "--json")).out)
+    received = read_texts(ok(sonet_here(pair.bob, "recv", "--json")).out)
     assert [(m["from"], m["text"]) for m in received] == [(alice_address, "a reply from alice")]
     terminal.wait(lambda s: ticks(s, "a reply from alice") == "✓✓", "the reply's ticks changed to delivered")
 
@@ -127,10 +127,10 @@ def test_chat_in_tmux_live_messages_ticks_and_offline(procs: Processes, tmp_path
     # the node is back: the app says so, the message goes, bob gets it once
     pair.node = procs.start_node(pair.node.data)
     terminal.wait(lambda s: "online" in s[0] and ticks(s, "written while offline") == "✓", "online again, the message sent")
-    received = read_texts(ok(sonet(pair.bob, "recv", "--json")).out)
+    received = read_texts(ok(sonet_here(pair.bob, "recv", "--json")).out)
     assert [(m["from"], m["text"]) for m in received] == [(alice_address, "written while offline")]
     terminal.wait(lambda s: ticks(s, "written while offline") == "✓✓", "the pending message delivered")
-    assert read_texts(ok(sonet(pair.bob, "recv", "--json")).out) == []  # once
+    assert read_texts(ok(sonet_here(pair.bob, "recv", "--json")).out) == []  # once
 
     # F1 shows the help; Ctrl+Q ends the app cleanly
     terminal.keys("F1")

@@ -16,7 +16,7 @@ import trio
 
 from tests.node.test_input_catalogue import CATALOGUE, Probe, check
 
-from .conftest import Processes, ok, read_texts, register, setup_pair, sonet
+from .conftest import Processes, ok, read_texts, register, setup_pair, sonet_here
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
@@ -51,6 +51,6 @@ def test_a_node_process_answers_hostile_input_and_keeps_serving(procs: Processes
     carol = tmp_path / "carol"
     register(carol, "carol@localhost", pair.node)
     text = f"still here {uuid.uuid4().hex}"
-    ok(sonet(carol, "send", "bob@localhost", text))
-    received = read_texts(ok(sonet(pair.bob, "recv", "--json")).out)
+    ok(sonet_here(carol, "send", "bob@localhost", text))
+    received = read_texts(ok(sonet_here(pair.bob, "recv", "--json")).out)
     assert [(m["from"], m["text"]) for m in received] == [("carol@localhost", text)]

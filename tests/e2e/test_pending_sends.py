@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Processes, ok, read_json_lines, register, sonet
+from .conftest import Processes, ok, read_json_lines, register, sonet_here
 from .test_federation import POLL_GUARD_S, peer, receive_texts, restart, start
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
@@ -32,22 +32,22 @@ def test_a_text_to_a_killed_peer_waits_on_the_device_and_goes_once_it_is_back(pr
     register(bob, "bob@beta", beta)
 
     beta.kill()
-    first = ok(sonet(alice, "send", "bob@beta", SECRET + " one"))
+    first = ok(sonet_here(alice, "send", "bob@beta", SECRET + " one"))
     assert first.out.startswith("queued on this device: cannot reach beta"), first.out
     assert "it is sent by itself the next time this device connects" in first.out
-    [second] = read_json_lines(ok(sonet(alice, "send", "bob@beta", SECRET + " two", "--json")).out)
+    [second] = read_json_lines(ok(sonet_here(alice, "send", "bob@beta", SECRET + " two", "--json")).out)
     assert (second["state"], second["status"], second["code"], second["accepted_by"]) == ("pending", "pending", "unreachable", None)
     assert SECRET.encode() not in state_bytes(alice)
 
     # still down: `sent` tries them again and lists them as pending, newest first, with why
-    listed = read_json_lines(ok(sonet(alice, "sent", "--json")).out)
+    listed = read_json_lines(ok(sonet_here(alice, "sent", "--json")).out)
     assert [(m["state"], m["code"]) for m in listed] == [("pending", "unreachable")] * 2
     assert listed[0]["id"] == second["id"]
 
     restart(procs, beta)
     deadline = time.monotonic() + POLL_GUARD_S
     while True:  # until alpha has witnessed beta's head again (a lookup says "unwitnessed" before)
-        result = ok(sonet(alice, "sent", "--json"))
+        result = ok(sonet_here(alice, "sent", "--json"))
         states = [m["state"] for m in read_json_lines(result.out)]
         if "pending" not in states or time.monotonic() > deadline:
             break

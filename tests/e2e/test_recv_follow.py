@@ -19,7 +19,7 @@ from sonet.client.live import Offline, Online, SentChanged
 from sonet.client.sdk import Device
 from sonet.client.state import DeviceState
 
-from .conftest import NODE_TIMEOUT_S, SONET, Processes, ok, read_json_lines, read_texts, setup_pair, sonet, sonet_here
+from .conftest import NODE_TIMEOUT_S, SONET, Processes, ok, read_json_lines, read_texts, setup_pair, sonet_here
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
@@ -59,7 +59,7 @@ def test_recv_follow_streams_messages_and_reconnects_after_the_node_is_killed(pr
     follow = Follow(procs, pair.alice)
     assert follow.next() == {"event": "online", "node": "localhost"}
     for n in range(3):
-        ok(sonet(pair.bob, "send", ALICE, f"live {n}"))
+        ok(sonet_here(pair.bob, "send", ALICE, f"live {n}"))
         line = follow.next()
         assert (line["type"], line["from"], line["text"]) == ("text", BOB, f"live {n}")
 
@@ -68,7 +68,7 @@ def test_recv_follow_streams_messages_and_reconnects_after_the_node_is_killed(pr
     assert offline["event"] == "offline" and offline["reason"] and 0 < offline["retry_in_s"] <= 30, offline
     node = procs.start_node(pair.node.data)
     assert follow.until_event("online") == {"event": "online", "node": "localhost"}
-    ok(sonet(pair.bob, "send", ALICE, "after the restart"))
+    ok(sonet_here(pair.bob, "send", ALICE, "after the restart"))
     line = follow.next()
     assert (line["type"], line["text"]) == ("text", "after the restart")
 
@@ -77,13 +77,13 @@ def test_recv_follow_streams_messages_and_reconnects_after_the_node_is_killed(pr
     assert follow.lines.get(timeout=LINE_GUARD_S) is None  # nothing more on stdout
     assert follow.proc.stderr is not None and "Traceback" not in follow.proc.stderr.read()
     # everything was shown (and acknowledged) once
-    assert read_texts(ok(sonet(pair.alice, "recv", "--json")).out) == []
+    assert read_texts(ok(sonet_here(pair.alice, "recv", "--json")).out) == []
     assert node.alive()
 
 
 def test_a_text_written_while_the_node_is_down_is_pending_and_arrives_once_when_it_is_back(procs: Processes, tmp_path: Path) -> None:
     pair = setup_pair(procs, tmp_path)
-    ok(sonet(pair.alice, "send", BOB, "first contact"))  # sessions both ways exist
+    ok(sonet_here(pair.alice, "send", BOB, "first contact"))  # sessions both ways exist
     state = DeviceState(pair.alice, create=False)
     alice = Device(state)
     restarted = []
@@ -108,9 +108,9 @@ def test_a_text_written_while_the_node_is_down_is_pending_and_arrives_once_when_
         trio.run(live)
     finally:
         state.close()
-    received = read_texts(ok(sonet(pair.bob, "recv", "--json")).out)
+    received = read_texts(ok(sonet_here(pair.bob, "recv", "--json")).out)
     assert [m["text"] for m in received] == ["first contact", "written while the node was down"]
-    assert read_texts(ok(sonet(pair.bob, "recv", "--json")).out) == []  # once
+    assert read_texts(ok(sonet_here(pair.bob, "recv", "--json")).out) == []  # once
 
 
 def test_recv_follow_and_wait_do_not_mix(tmp_path: Path) -> None:
