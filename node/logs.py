@@ -12,17 +12,35 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from typing import Any, TextIO
 
 from sonet.cli_output import iso_ms
 
-__all__ = ["LEVELS", "FORMATS", "configure_logging", "JsonFormatter"]
+__all__ = ["LEVELS", "FORMATS", "configure_logging", "JsonFormatter", "TextFormatter"]
 
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: what could end a line, or drive a terminal, in text a peer sent (an error message it answered
+#: with lands in a log line): C0 and C1 controls and the Unicode line and paragraph separators
+_UNSAFE_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\x{ord(match[0]):02x}" if ord(match[0]) < 0x100 else f"\\u{ord(match[0]):04x}"
+
+
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT`` lines; the message is one line whatever it holds (an exception's
+    traceback, our own, follows on its lines as usual)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return _UNSAFE_IN_LINE.sub(_escaped, super().formatMessage(record))
+
+
 #: attributes every LogRecord has: anything else on a record came from ``extra=``
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -42,8 +60,11 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        # default=str: an extra field of another type is shown, never a crash in the logger
-        return json.dumps(line, ensure_ascii=False, default=str)
+        # default=str: an extra field of another type is shown, never a crash in the logger;
+        # U+0085, U+2028 and U+2029 escaped as well: readers that split lines on them (Python's
+        # str.splitlines, some log shippers) still see one object per line
+        text = json.dumps(line, ensure_ascii=False, default=str)
+        return text.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def configure_logging(level: str = "info", fmt: str = "text", *, stream: TextIO | None = None) -> logging.Handler:
@@ -54,7 +75,7 @@ def configure_logging(level: str = "info", fmt: str = "text", *, stream: TextIO 
     if fmt not in FORMATS:
         raise ValueError(f"unknown log format {fmt!r} (allowed: {', '.join(FORMATS)})")
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
