@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, NoReturn
 import trio
 
 from sonet import __version__
-from sonet.cli_output import emit, emit_error, iso_ms
+from sonet.cli_output import emit, emit_error, iso_ms, terminal_safe
 from sonet.core.crypto import CryptoMode, SigningKey
 from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
 from sonet.core.invite import SECRET_BYTES, hash_invite_secret, make_invite
@@ -496,13 +496,20 @@ def _show_status(args: argparse.Namespace) -> None:
             print(line)
 
 
+def _one_line(text: object) -> str:
+    """Text from the network for one line of a terminal: whitespace runs (newlines too) as one
+    space, control characters replaced."""
+    return terminal_safe(" ".join(str(text).split()))
+
+
 def _federation_lines(federation: dict) -> list[str]:
     """The federation section for people: one line per peer, then the inbound counters."""
     lines = [f"peers: {len(federation['peers'])} (outbox: {federation.get('outbox', 0)} queued)"]
     for peer in federation["peers"]:
         route = " -> ".join(peer["route"]) or "none"
         error = peer.get("last_error")
-        why = f", last error: {error['message']} ({error['code']})" if error and peer.get("link") != "connected" else ""
+        # the message and code may be a peer's own words (an ErrorFrame it answered a push with)
+        why = f", last error: {_one_line(error['message'])} ({_one_line(error['code'])})" if error and peer.get("link") != "connected" else ""
         witnessed = "" if peer.get("witnessed_size") is None else f", witnessed its directory up to size {peer['witnessed_size']}"
         lines.append(f"  {peer['name']}: route {route}, link {peer.get('link') or 'not running'}, queued {peer['queued']}{why}{witnessed}")
     for split in (federation.get("directory") or {}).get("splits", []):
