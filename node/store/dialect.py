@@ -12,9 +12,34 @@ a unique-key violation's exception, and the database's size.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
-__all__ = ["IntegrityError", "INTEGRITY_ERRORS", "database_bytes"]
+__all__ = ["Connection", "Cursor", "IntegrityError", "INTEGRITY_ERRORS", "database_bytes"]
+
+
+class Cursor(Protocol):
+    """What the SQL modules read from a statement's result."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class Connection(Protocol):
+    """The connection the SQL modules are written against: ``sqlite3.Connection`` or
+    ``postgres_connection.PgConnection``."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Cursor: ...
 
 
 class IntegrityError(Exception):
@@ -25,7 +50,7 @@ class IntegrityError(Exception):
 INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, IntegrityError)
 
 
-def database_bytes(conn: Any) -> int:
+def database_bytes(conn: Connection) -> int:
     """The bytes the database holds in use (the ``max_database_bytes`` budget)."""
     if isinstance(conn, sqlite3.Connection):
         (page_size,) = conn.execute("PRAGMA page_size").fetchone()

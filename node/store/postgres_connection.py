@@ -14,12 +14,13 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any
+import sqlite3
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 from psycopg.adapt import Loader
 
-from .dialect import IntegrityError
+from .dialect import Connection, IntegrityError
 
 __all__ = ["PgConnection", "configure", "to_format_style"]
 
@@ -61,7 +62,7 @@ class PgConnection:
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
         cursor = self.raw.cursor()
         try:
             cursor.execute(to_format_style(sql), tuple(params))
@@ -69,10 +70,15 @@ class PgConnection:
             raise IntegrityError(str(exc)) from exc
         return cursor
 
-    def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
+    def executemany(self, sql: str, seq: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
         cursor = self.raw.cursor()
         try:
             cursor.executemany(to_format_style(sql), [tuple(p) for p in seq])
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
         return cursor
+
+
+if TYPE_CHECKING:  # both connections are what the SQL modules are written against
+    _pg: Connection = PgConnection(cast(Any, None))
+    _sqlite: Connection = sqlite3.connect(":memory:")

@@ -62,6 +62,7 @@ from .base import (
     StoreError,
     WitnessRow,
 )
+from .dialect import Connection
 from .group_commit import GroupCommit
 from .migrations import migrate
 from .sqlite_accounts import (
@@ -557,7 +558,7 @@ class SqliteStore:
 
 
 def _enqueue(
-    conn: sqlite3.Connection,
+    conn: Connection,
     batch: list[NewEnvelope],
     now: int,
     quota: Quota,
@@ -581,13 +582,13 @@ def _enqueue(
     return stored
 
 
-def _purge_all(conn: sqlite3.Connection, now: int) -> int:
+def _purge_all(conn: Connection, now: int) -> int:
     _purge_groups(conn, now)
     _drop_vanished_deliveries(conn, now)
     return _purge_expired(conn, now)
 
 
-def _stats(conn: sqlite3.Connection) -> dict[str, int]:
+def _stats(conn: Connection) -> dict[str, int]:
     (accounts,) = conn.execute("SELECT count(*) FROM accounts").fetchone()
     (devices,) = conn.execute("SELECT count(*) FROM devices").fetchone()
     envelopes, envelope_bytes = conn.execute(
@@ -609,7 +610,7 @@ def _stats(conn: sqlite3.Connection) -> dict[str, int]:
     }
 
 
-def _add_peer(conn: sqlite3.Connection, name: str, url: str, fingerprint: str, via: str | None, now: int) -> Peer:
+def _add_peer(conn: Connection, name: str, url: str, fingerprint: str, via: str | None, now: int) -> Peer:
     if conn.execute("SELECT 1 FROM peers WHERE name = ?", (name,)).fetchone():
         raise PeerExists(f"peer {name} is already configured (remove it first to change it)")
     if via is not None and not conn.execute("SELECT 1 FROM peers WHERE name = ?", (via,)).fetchone():
@@ -621,14 +622,14 @@ def _add_peer(conn: sqlite3.Connection, name: str, url: str, fingerprint: str, v
     return Peer(name=name, url=url, fingerprint=fingerprint, via=via, added_at=now)
 
 
-def _remove_peer(conn: sqlite3.Connection, name: str) -> bool:
+def _remove_peer(conn: Connection, name: str) -> bool:
     users = [row[0] for row in conn.execute("SELECT name FROM peers WHERE via = ? ORDER BY name", (name,))]
     if users:
         raise PeerInvalid(f"peer {name} is the relay (--via) of {', '.join(users)}; remove those first")
     return conn.execute("DELETE FROM peers WHERE name = ?", (name,)).rowcount > 0
 
 
-def _peers(conn: sqlite3.Connection) -> list[Peer]:
+def _peers(conn: Connection) -> list[Peer]:
     rows = conn.execute("SELECT name, url, fingerprint, via, added_at, key FROM peers ORDER BY name")
     return [
         Peer(name=n, url=u, fingerprint=f, via=v, added_at=a, key=None if k is None else bytes(k))

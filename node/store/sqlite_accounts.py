@@ -13,7 +13,6 @@ each on its worker thread, inside the transaction it opens where the function wr
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from sonet.core import limits
@@ -32,7 +31,7 @@ from .base import (
     StaleDeviceList,
     StoreError,
 )
-from .dialect import INTEGRITY_ERRORS
+from .dialect import Connection, INTEGRITY_ERRORS
 from .sqlite_keydir import _append_leaf
 from .sqlite_prekeys import _publish_prekeys
 
@@ -52,7 +51,7 @@ def _device_row(row: tuple[Any, ...]) -> DeviceRow:
     )
 
 
-def _add_invite(conn: sqlite3.Connection, token_hash: bytes, now: int, expires_at: int) -> None:
+def _add_invite(conn: Connection, token_hash: bytes, now: int, expires_at: int) -> None:
     try:
         conn.execute(
             "INSERT INTO invites (token_hash, created_at, expires_at) VALUES (?, ?, ?)",
@@ -62,7 +61,7 @@ def _add_invite(conn: sqlite3.Connection, token_hash: bytes, now: int, expires_a
         raise StoreError("an invite with this hash already exists") from exc
 
 
-def _invite_usable(conn: sqlite3.Connection, token_hash: bytes, account: str, now: int) -> bool:
+def _invite_usable(conn: Connection, token_hash: bytes, account: str, now: int) -> bool:
     row = conn.execute(
         "SELECT used_by, expires_at FROM invites WHERE token_hash = ?", (token_hash,)
     ).fetchone()
@@ -73,7 +72,7 @@ def _invite_usable(conn: sqlite3.Connection, token_hash: bytes, account: str, no
 
 
 def _register_account(
-    conn: sqlite3.Connection,
+    conn: Connection,
     account: str,
     fingerprint: str,
     record: bytes,
@@ -124,7 +123,7 @@ def _register_account(
 
 
 def _registered_before(
-    conn: sqlite3.Connection, existing: DeviceRow, account_identity: bytes, invite_hash: bytes | None
+    conn: Connection, existing: DeviceRow, account_identity: bytes, invite_hash: bytes | None
 ) -> DeviceRow:
     """``existing`` if it is what the same Register created (first device, same account key,
     the same invite); a Register that differs is refused as before."""
@@ -138,7 +137,7 @@ def _registered_before(
     return existing
 
 
-def _store_keys(conn: sqlite3.Connection, account: str, device_id: int, keys: DeviceKeySet | None) -> None:
+def _store_keys(conn: Connection, account: str, device_id: int, keys: DeviceKeySet | None) -> None:
     """The new device's first prekeys, in the transaction that creates it."""
     if keys is None:
         return
@@ -154,28 +153,28 @@ def _store_keys(conn: sqlite3.Connection, account: str, device_id: int, keys: De
     )
 
 
-def _devices(conn: sqlite3.Connection, account: str) -> list[DeviceRow]:
+def _devices(conn: Connection, account: str) -> list[DeviceRow]:
     rows = conn.execute(
         f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE account = ? ORDER BY device_id", (account,)
     )
     return [_device_row(row) for row in rows]
 
 
-def _device_by_fingerprint(conn: sqlite3.Connection, fingerprint: str) -> DeviceRow | None:
+def _device_by_fingerprint(conn: Connection, fingerprint: str) -> DeviceRow | None:
     row = conn.execute(
         f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE fingerprint = ?", (fingerprint,)
     ).fetchone()
     return None if row is None else _device_row(row)
 
 
-def _removed_device(conn: sqlite3.Connection, fingerprint: str) -> RemovedDeviceRow | None:
+def _removed_device(conn: Connection, fingerprint: str) -> RemovedDeviceRow | None:
     row = conn.execute(
         "SELECT account, device_id, removed_at FROM removed_devices WHERE fingerprint = ?", (fingerprint,)
     ).fetchone()
     return None if row is None else RemovedDeviceRow(account=row[0], device_id=row[1], removed_at=row[2])
 
 
-def _account(conn: sqlite3.Connection, account: str) -> AccountRow | None:
+def _account(conn: Connection, account: str) -> AccountRow | None:
     row = conn.execute(
         "SELECT account, account_identity, device_list, device_list_version, created_at"
         " FROM accounts WHERE account = ?",
@@ -193,7 +192,7 @@ def _account(conn: sqlite3.Connection, account: str) -> AccountRow | None:
     )
 
 
-def _check_list_version(conn: sqlite3.Connection, account: str, expected_version: int) -> int:
+def _check_list_version(conn: Connection, account: str, expected_version: int) -> int:
     """The account's last device id, after checking its list is still at ``expected_version``."""
     row = conn.execute(
         "SELECT device_list_version, last_device_id FROM accounts WHERE account = ?", (account,)
@@ -209,7 +208,7 @@ def _check_list_version(conn: sqlite3.Connection, account: str, expected_version
 
 
 def _replace_device_list(
-    conn: sqlite3.Connection, account: str, device_list: bytes, version: int, last_device_id: int
+    conn: Connection, account: str, device_list: bytes, version: int, last_device_id: int
 ) -> None:
     conn.execute(
         "UPDATE accounts SET device_list = ?, device_list_version = ?, last_device_id = ?"
@@ -219,7 +218,7 @@ def _replace_device_list(
 
 
 def _add_device(
-    conn: sqlite3.Connection,
+    conn: Connection,
     account: str,
     fingerprint: str,
     record: bytes,
@@ -249,7 +248,7 @@ def _add_device(
 
 
 def _remove_device(
-    conn: sqlite3.Connection, account: str, device_id: int, device_list: bytes, expected_version: int, now: int
+    conn: Connection, account: str, device_id: int, device_list: bytes, expected_version: int, now: int
 ) -> bool:
     last_device_id = _check_list_version(conn, account, expected_version)
     found = conn.execute(
@@ -293,16 +292,16 @@ def _summary(row: tuple[Any, ...]) -> AccountSummary:
     )
 
 
-def _account_summaries(conn: sqlite3.Connection) -> list[AccountSummary]:
+def _account_summaries(conn: Connection) -> list[AccountSummary]:
     return [_summary(row) for row in conn.execute(_SUMMARY + " ORDER BY a.account")]
 
 
-def _account_summary(conn: sqlite3.Connection, account: str) -> AccountSummary | None:
+def _account_summary(conn: Connection, account: str) -> AccountSummary | None:
     row = conn.execute(_SUMMARY + " WHERE a.account = ?", (account,)).fetchone()
     return None if row is None else _summary(row)
 
 
-def _mailbox_usage(conn: sqlite3.Connection, account: str) -> dict[int, tuple[int, int]]:
+def _mailbox_usage(conn: Connection, account: str) -> dict[int, tuple[int, int]]:
     rows = conn.execute(
         "SELECT device_id, count(*), coalesce(sum(size), 0) FROM mailbox WHERE account = ? GROUP BY device_id",
         (account,),
@@ -310,16 +309,16 @@ def _mailbox_usage(conn: sqlite3.Connection, account: str) -> dict[int, tuple[in
     return {device_id: (count, size) for device_id, count, size in rows}
 
 
-def _account_disabled(conn: sqlite3.Connection, account: str) -> bool:
+def _account_disabled(conn: Connection, account: str) -> bool:
     row = conn.execute("SELECT disabled_at FROM accounts WHERE account = ?", (account,)).fetchone()
     return row is not None and row[0] is not None
 
 
-def _bump_admin_version(conn: sqlite3.Connection) -> None:
+def _bump_admin_version(conn: Connection) -> None:
     conn.execute("UPDATE admin_version SET version = version + 1 WHERE id = 1")
 
 
-def _set_account_disabled(conn: sqlite3.Connection, account: str, disabled: bool, now: int) -> bool:
+def _set_account_disabled(conn: Connection, account: str, disabled: bool, now: int) -> bool:
     if disabled:
         changed = conn.execute(
             "UPDATE accounts SET disabled_at = coalesce(disabled_at, ?) WHERE account = ?", (now, account)
@@ -331,7 +330,7 @@ def _set_account_disabled(conn: sqlite3.Connection, account: str, disabled: bool
     return changed == 1
 
 
-def _remove_account(conn: sqlite3.Connection, account: str, now: int) -> list[str] | None:
+def _remove_account(conn: Connection, account: str, now: int) -> list[str] | None:
     if conn.execute("SELECT 1 FROM accounts WHERE account = ?", (account,)).fetchone() is None:
         return None
     devices = _devices(conn, account)
@@ -355,7 +354,7 @@ def _remove_account(conn: sqlite3.Connection, account: str, now: int) -> list[st
     return [device.fingerprint for device in devices]
 
 
-def _append_tombstone(conn: sqlite3.Connection, account: str, now: int) -> None:
+def _append_tombstone(conn: Connection, account: str, now: int) -> None:
     """The account's last leaf: no identity key and no device list from then on, chained to
     its previous leaf like every change (a new registration of the address chains to this)."""
     (prev,) = conn.execute(
@@ -369,17 +368,17 @@ def _append_tombstone(conn: sqlite3.Connection, account: str, now: int) -> None:
     )
 
 
-def _account_removed(conn: sqlite3.Connection, account: str) -> int | None:
+def _account_removed(conn: Connection, account: str) -> int | None:
     row = conn.execute("SELECT removed_at FROM removed_accounts WHERE account = ?", (account,)).fetchone()
     return None if row is None else row[0]
 
 
-def _admin_version(conn: sqlite3.Connection) -> int:
+def _admin_version(conn: Connection) -> int:
     row = conn.execute("SELECT version FROM admin_version WHERE id = 1").fetchone()
     return 0 if row is None else row[0]
 
 
-def _invites(conn: sqlite3.Connection) -> list[InviteRow]:
+def _invites(conn: Connection) -> list[InviteRow]:
     rows = conn.execute(
         "SELECT token_hash, created_at, expires_at, used_at, used_by FROM invites ORDER BY created_at, token_hash"
     )
@@ -388,5 +387,5 @@ def _invites(conn: sqlite3.Connection) -> list[InviteRow]:
     ]
 
 
-def _revoke_invite(conn: sqlite3.Connection, token_hash: bytes) -> bool:
+def _revoke_invite(conn: Connection, token_hash: bytes) -> bool:
     return conn.execute("DELETE FROM invites WHERE token_hash = ? AND used_at IS NULL", (token_hash,)).rowcount == 1

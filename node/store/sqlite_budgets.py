@@ -18,11 +18,10 @@ and the write see the same state: there is no check-then-write race.
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Callable
 
 from .base import STORED_ROW_OVERHEAD, OverBudget, Quota
-from .dialect import database_bytes
+from .dialect import Connection, database_bytes
 
 __all__: list[str] = []  # private to the SQLite backend
 
@@ -77,13 +76,13 @@ class Charges:
         self.stored(size)
 
 
-def held(conn: sqlite3.Connection, scope: str, key: str) -> int:
+def held(conn: Connection, scope: str, key: str) -> int:
     """The bytes ``key`` holds in ``scope``, each row charged ``STORED_ROW_OVERHEAD`` more."""
     row = conn.execute("SELECT count, bytes FROM storage_usage WHERE scope = ? AND key = ?", (scope, key)).fetchone()
     return 0 if row is None else row[1] + row[0] * STORED_ROW_OVERHEAD
 
 
-def enforce(conn: sqlite3.Connection, quota: Quota, charges: Charges, disk_free: DiskFree) -> None:
+def enforce(conn: Connection, quota: Quota, charges: Charges, disk_free: DiskFree) -> None:
     """OverBudget if, with what ``charges`` stored already written, an actor it charged is
     over its budget or the node is in its disk reserve (or over its maximum size)."""
     if not charges.bytes:
@@ -99,7 +98,7 @@ def enforce(conn: sqlite3.Connection, quota: Quota, charges: Charges, disk_free:
     _over(conn, "outbox", charges.outboxes, quota.outbox_bytes, "outbox_full", "the outbox towards {} is full (it has not been taking messages); try again later")
 
 
-def _over(conn: sqlite3.Connection, scope: str, keys: set[str], budget: int | None, code: str, message: str) -> None:
+def _over(conn: Connection, scope: str, keys: set[str], budget: int | None, code: str, message: str) -> None:
     if budget is None:
         return
     for key in sorted(keys):

@@ -7,12 +7,12 @@ records: a timed one's expire at its time). One index lookup per table."""
 
 from __future__ import annotations
 
-import sqlite3
+from .dialect import Connection
 
 __all__ = ["_next_expiry"]
 
 
-def _next_expiry(conn: sqlite3.Connection, after: int) -> int | None:
+def _next_expiry(conn: Connection, after: int) -> int | None:
     """The earliest ``expires`` above ``after`` of a mailbox envelope, an outbox item or a dedup
     record, or ``vanishes`` of a delivery row (the loop's outbox expiry drops ``outbox_sent``)."""
     found = [

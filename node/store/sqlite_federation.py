@@ -10,13 +10,13 @@ a peer pushes is stored with the mailbox primitives of ``sqlite_mailbox.py``, th
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from contextlib import closing
 from typing import Any
 
 from sonet.core.federation_api import OK
 
+from .dialect import Connection
 from .base import (
     DELIVERY_GRACE_MS,
     DeliveryRow,
@@ -38,7 +38,7 @@ __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the pub
 
 # Peer keys ---------------------------------------------------------------------------------
 
-def _set_peer_key(conn: sqlite3.Connection, name: str, fingerprint: str, key: bytes) -> bool:
+def _set_peer_key(conn: Connection, name: str, fingerprint: str, key: bytes) -> bool:
     # Matching the pin too: a key checked against a pin the operator has since replaced
     # (remove + add) must not be attached to the new entry.
     return (
@@ -61,7 +61,7 @@ def _queued_item(row: tuple[Any, ...]) -> QueuedItem:
 
 
 def _queue_outbound(
-    conn: sqlite3.Connection, item: OutboundItem, now: int, charges: Charges | None = None, *, sender: tuple[str, int] | None = None
+    conn: Connection, item: OutboundItem, now: int, charges: Charges | None = None, *, sender: tuple[str, int] | None = None
 ) -> None:
     """Queue an unexpired item, unless its (dest, key) is queued or was handed on and is
     still remembered; a tracked item also gets a "queued" delivery row if it has none. What
@@ -96,7 +96,7 @@ def _queue_outbound(
         )
 
 
-def _apply_statuses(conn: sqlite3.Connection, statuses: Sequence[StatusUpdate]) -> None:
+def _apply_statuses(conn: Connection, statuses: Sequence[StatusUpdate]) -> None:
     # A final row is kept DELIVERY_GRACE_MS after it became final (its ``expires`` drops to
     # then), not after the envelope's own expiry: long enough for the sending device to ask.
     conn.executemany(
@@ -106,7 +106,7 @@ def _apply_statuses(conn: sqlite3.Connection, statuses: Sequence[StatusUpdate]) 
     )
 
 
-def _apply_report(conn: sqlite3.Connection, status: StatusUpdate) -> None:
+def _apply_report(conn: Connection, status: StatusUpdate) -> None:
     """A peer's report about an envelope this node sent. While the envelope's item is still
     in this node's outbox nobody downstream can have received it from us: the report is only
     kept aside on the delivery row (``_take_early_reports`` applies it once the item is handed
@@ -126,7 +126,7 @@ def _apply_report(conn: sqlite3.Connection, status: StatusUpdate) -> None:
         _apply_statuses(conn, [status])
 
 
-def _take_early_reports(conn: sqlite3.Connection, handed_on: list[tuple[Any, ...]]) -> None:
+def _take_early_reports(conn: Connection, handed_on: list[tuple[Any, ...]]) -> None:
     """Apply the reports kept aside for the items ``handed_on`` ((id, dest, device) of items
     just deleted from the outbox) whose delivery rows are still "queued"."""
     conn.executemany(
@@ -143,7 +143,7 @@ class _Mailboxes:
     already, and its usage -- kept up to date as the items before each one are stored (a push
     usually fills one or a few mailboxes)."""
 
-    def __init__(self, conn: sqlite3.Connection, now: int, envelopes: list[NewEnvelope]) -> None:
+    def __init__(self, conn: Connection, now: int, envelopes: list[NewEnvelope]) -> None:
         self._conn = conn
         self._now = now
         self._exists: dict[tuple[str, int], str] = {}
@@ -177,7 +177,7 @@ class _Mailboxes:
 
 
 def _receive_envelope(
-    conn: sqlite3.Connection, env: NewEnvelope, now: int, quota: Quota, mailboxes: _Mailboxes, charges: Charges
+    conn: Connection, env: NewEnvelope, now: int, quota: Quota, mailboxes: _Mailboxes, charges: Charges
 ) -> str:
     refusal = mailboxes.refusal(env.account, env.device_id)
     if refusal:
@@ -196,7 +196,7 @@ def _receive_envelope(
     return OK
 
 
-def _receive(conn: sqlite3.Connection, items: list[Inbound], now: int, quota: Quota, disk_free: DiskFree) -> list[str]:
+def _receive(conn: Connection, items: list[Inbound], now: int, quota: Quota, disk_free: DiskFree) -> list[str]:
     outcomes = []
     charges = Charges()
     mailboxes = _Mailboxes(conn, now, [i for i in items if isinstance(i, NewEnvelope)])
@@ -222,7 +222,7 @@ def _receive(conn: sqlite3.Connection, items: list[Inbound], now: int, quota: Qu
     return outcomes
 
 
-def _outbox(conn: sqlite3.Connection, dest: str, limit: int, max_bytes: int, now: int, after: int) -> list[QueuedItem]:
+def _outbox(conn: Connection, dest: str, limit: int, max_bytes: int, now: int, after: int) -> list[QueuedItem]:
     return _read_queue(
         conn,
         f"SELECT {_QUEUED_COLUMNS} FROM outbox WHERE dest = ? AND seq > ? AND expires > ? ORDER BY seq LIMIT ?",
@@ -231,7 +231,7 @@ def _outbox(conn: sqlite3.Connection, dest: str, limit: int, max_bytes: int, now
     )
 
 
-def _expired_outbox(conn: sqlite3.Connection, dest: str, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
+def _expired_outbox(conn: Connection, dest: str, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
     # By the expiry index: expired items are few (their workers settle them every interval),
     # whereas a destination that is down may have a long queue.
     return _read_queue(
@@ -242,7 +242,7 @@ def _expired_outbox(conn: sqlite3.Connection, dest: str, limit: int, max_bytes: 
     )
 
 
-def _read_queue(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], max_bytes: int) -> list[QueuedItem]:
+def _read_queue(conn: Connection, sql: str, params: tuple[Any, ...], max_bytes: int) -> list[QueuedItem]:
     items: list[QueuedItem] = []
     total = 0
     with closing(conn.execute(sql, params)) as rows:
@@ -256,7 +256,7 @@ def _read_queue(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], max
 
 
 def _outbox_done(
-    conn: sqlite3.Connection,
+    conn: Connection,
     dest: str,
     seqs: list[int],
     now: int,
@@ -288,12 +288,12 @@ def _outbox_done(
             _queue_outbound(conn, item, now)
 
 
-def _outbox_counts(conn: sqlite3.Connection) -> dict[str, int]:
+def _outbox_counts(conn: Connection) -> dict[str, int]:
     return dict(conn.execute("SELECT dest, count(*) FROM outbox GROUP BY dest").fetchall())
 
 
 def _deliveries(
-    conn: sqlite3.Connection, sender_account: str, sender_device: int, ids: list[bytes]
+    conn: Connection, sender_account: str, sender_device: int, ids: list[bytes]
 ) -> list[DeliveryRow]:
     rows: list[DeliveryRow] = []
     for id_ in ids:  # sorted: bytes order is SQLite's BLOB order
@@ -318,12 +318,12 @@ def _deliveries(
     return rows
 
 
-def _drop_vanished_deliveries(conn: sqlite3.Connection, now: int) -> None:
+def _drop_vanished_deliveries(conn: Connection, now: int) -> None:
     """The delivery rows of disappearing messages whose envelopes expired by ``now``."""
     conn.execute("DELETE FROM deliveries WHERE vanishes IS NOT NULL AND vanishes <= ?", (now,))
 
 
-def _expire_outbox(conn: sqlite3.Connection, now: int) -> None:
+def _expire_outbox(conn: Connection, now: int) -> None:
     # Expired outbox items are not touched here: their destination's worker settles them
     # (``_expired_outbox`` + ``_outbox_done``), so none is expired behind a push in flight.
     conn.execute("DELETE FROM outbox_sent WHERE expires <= ?", (now,))

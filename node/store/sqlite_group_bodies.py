@@ -20,8 +20,7 @@ devices that had no room, or a VERDICT equal byte for byte, shares it too).
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-
+from .dialect import Connection
 from .base import NewEnvelope
 from .sqlite_budgets import Charges
 
@@ -33,7 +32,7 @@ _INSERT_GROUP_ROW = (
 )
 
 
-def _shared_body(conn: sqlite3.Connection, body: bytes, charges: Charges) -> int:
+def _shared_body(conn: Connection, body: bytes, charges: Charges) -> int:
     """The id of the stored body equal to ``body``, stored now (and charged) if there is none."""
     digest = hashlib.sha256(body).digest()
     row = conn.execute("SELECT id FROM group_bodies WHERE digest = ?", (digest,)).fetchone()
@@ -46,13 +45,13 @@ def _shared_body(conn: sqlite3.Connection, body: bytes, charges: Charges) -> int
     return int(body_id)
 
 
-def _store_group_row(conn: sqlite3.Connection, env: NewEnvelope, body_ref: int, now: int, charges: Charges) -> None:
+def _store_group_row(conn: Connection, env: NewEnvelope, body_ref: int, now: int, charges: Charges) -> None:
     """``env`` (a Kind.GROUP envelope) into its mailbox as a row naming the stored body
     ``body_ref`` (``_shared_body`` of ``env.body``); the row itself is charged without a body."""
     conn.execute(_INSERT_GROUP_ROW, (env.account, env.device_id, env.id, env.expires, env.kind, b"", len(env.body), now, body_ref))
     charges.stored(0)
 
 
-def _purge_group_bodies(conn: sqlite3.Connection) -> None:
+def _purge_group_bodies(conn: Connection) -> None:
     """Drop bodies that no mailbox row names (the release trigger leaves none; a safety net)."""
     conn.execute("DELETE FROM group_bodies WHERE NOT EXISTS (SELECT 1 FROM mailbox WHERE mailbox.body_ref = group_bodies.id)")

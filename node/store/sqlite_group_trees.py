@@ -11,10 +11,9 @@ are counted against the node's disk reserve like any stored row (``Charges.store
 from __future__ import annotations
 
 import logging
-import sqlite3
-
 from sonet.core.groups.trees import MAX_KEPT_TREE_BYTES, MAX_KEPT_TREES, MAX_TREE_BYTES
 
+from .dialect import Connection
 from .sqlite_budgets import Charges
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
@@ -22,7 +21,7 @@ __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the pub
 log = logging.getLogger("sonet.node.groups")
 
 
-def _keep_tree(conn: sqlite3.Connection, group: bytes, epoch: int, tree: bytes, *, now: int, ttl_ms: int, charges: Charges) -> None:
+def _keep_tree(conn: Connection, group: bytes, epoch: int, tree: bytes, *, now: int, ttl_ms: int, charges: Charges) -> None:
     """Keep ``tree`` as the group's tree at ``epoch`` (a retried commit: kept once), then drop
     the group's oldest trees beyond the bounds."""
     if len(tree) > MAX_TREE_BYTES:
@@ -42,7 +41,7 @@ def _keep_tree(conn: sqlite3.Connection, group: bytes, epoch: int, tree: bytes, 
             break
 
 
-def _group_tree(conn: sqlite3.Connection, group: bytes, epoch: int, offset: int, length: int, now: int) -> tuple[int, bytes] | None:
+def _group_tree(conn: Connection, group: bytes, epoch: int, offset: int, length: int, now: int) -> tuple[int, bytes] | None:
     """(total, the ``length`` bytes from ``offset`` on) of the kept tree, None if none is kept
     (or ``offset`` lies outside it)."""
     row = conn.execute(
@@ -54,5 +53,5 @@ def _group_tree(conn: sqlite3.Connection, group: bytes, epoch: int, offset: int,
     return row[0], bytes(row[1])
 
 
-def _purge_group_trees(conn: sqlite3.Connection, now: int) -> None:
+def _purge_group_trees(conn: Connection, now: int) -> None:
     conn.execute("DELETE FROM group_trees WHERE expires <= ?", (now,))

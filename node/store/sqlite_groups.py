@@ -35,8 +35,6 @@ carries an expiry (mailbox rows and with the last one its body, outbox items, ``
 from __future__ import annotations
 
 import logging
-import sqlite3
-
 from sonet.core.address import parse_address
 from sonet.core.errors import ProtocolError
 from sonet.core.federation_api import OK
@@ -44,6 +42,7 @@ from sonet.core.groups.hub import HubGroup
 from sonet.core.groups.items import GroupItem, ItemKind
 from sonet.core.mls.framing import ContentType
 
+from .dialect import Connection
 from ..group_budgets import GROUP_FULL, group_allowance
 from ..group_routing import group_transit, is_commit, lives_until, mailbox_envelopes, message_header, plan, verdict_item
 from ..hub_cache import HUBS, new_tag
@@ -67,7 +66,7 @@ class _Step:
 
     __slots__ = ("conn", "here", "now", "ttl_ms", "quota", "charges", "effects")
 
-    def __init__(self, conn: sqlite3.Connection, here: str, now: int, ttl_ms: int, quota: Quota, charges: Charges, effects: GroupEffects) -> None:
+    def __init__(self, conn: Connection, here: str, now: int, ttl_ms: int, quota: Quota, charges: Charges, effects: GroupEffects) -> None:
         self.conn, self.here, self.now, self.ttl_ms = conn, here, now, ttl_ms
         self.quota, self.charges, self.effects = quota, charges, effects
 
@@ -93,7 +92,7 @@ class _Full(Exception):
 
 # Creating a group (its hub is this node) -------------------------------------------------------
 
-def _create_group(conn: sqlite3.Connection, account: str, device_id: int, group: bytes, state: bytes, now: int) -> bool:
+def _create_group(conn: Connection, account: str, device_id: int, group: bytes, state: bytes, now: int) -> bool:
     """Host a new group whose only member is this device; False if the device created it
     already (a retry after a lost answer), StoreError ``group_exists`` if the id is taken."""
     if not _device_exists(conn, account, device_id):
@@ -112,7 +111,7 @@ def _create_group(conn: sqlite3.Connection, account: str, device_id: int, group:
 # A device's submission ---------------------------------------------------------------------------
 
 def _group_submit(
-    conn: sqlite3.Connection,
+    conn: Connection,
     item: GroupItem,
     account: str,
     device_id: int,
@@ -149,7 +148,7 @@ def _group_submit(
 
 # What a peer pushed ----------------------------------------------------------------------------
 
-def _receive_group(conn: sqlite3.Connection, rec: GroupReceived, now: int, quota: Quota, charges: Charges) -> str:
+def _receive_group(conn: Connection, rec: GroupReceived, now: int, quota: Quota, charges: Charges) -> str:
     """One pushed group item for this node, inside ``receive``'s transaction: its outcome."""
     step = _Step(conn, rec.node, now, rec.ttl_ms, quota, charges, rec.effects)
     item = rec.item
@@ -322,12 +321,12 @@ def _order_held(step: _Step, group: bytes) -> None:
 
 # A member node -----------------------------------------------------------------------------------
 
-def _members(conn: sqlite3.Connection, group: bytes) -> set[Member]:
+def _members(conn: Connection, group: bytes) -> set[Member]:
     rows = conn.execute("SELECT account, device_id FROM group_members WHERE grp = ?", (group,))
     return {(account, device) for account, device in rows}
 
 
-def _hub_refusal(conn: sqlite3.Connection, item: GroupItem, origin: str) -> str:
+def _hub_refusal(conn: Connection, item: GroupItem, origin: str) -> str:
     """Why ``origin`` may not hand this node ``item`` ("" if it may): only the hub this node
     follows for the group does. Without one yet, the first commit naming this node's devices
     sets it (from the node that ordered it: trust on first use)."""
@@ -453,7 +452,7 @@ def _deliver(step: _Step, item: GroupItem, recipients: set[Member]) -> set[Membe
     return full
 
 
-def _group_usage(conn: sqlite3.Connection, account: str, device_id: int, now: int) -> tuple[int, int]:
+def _group_usage(conn: Connection, account: str, device_id: int, now: int) -> tuple[int, int]:
     """The count and body bytes of the mailbox's unexpired group items (kind 3, Kind.GROUP)."""
     return conn.execute(
         "SELECT count(*), coalesce(sum(size), 0) FROM mailbox WHERE account = ? AND device_id = ? AND kind = 3 AND expires > ?",
@@ -461,7 +460,7 @@ def _group_usage(conn: sqlite3.Connection, account: str, device_id: int, now: in
     ).fetchone()
 
 
-def _purge_groups(conn: sqlite3.Connection, now: int) -> None:
+def _purge_groups(conn: Connection, now: int) -> None:
     """Dedup records whose items can no longer be retransmitted (they expired)."""
     for table in ("hub_refs", "group_seen", "group_submissions", "group_waiting"):
         conn.execute(f"DELETE FROM {table} WHERE expires <= ?", (now,))

@@ -17,17 +17,16 @@ reserve (``Charges.stored``).
 
 from __future__ import annotations
 
-import sqlite3
-
 from sonet.core.groups.items import GroupItem, handover_part
 from sonet.core.wire import decode_struct, encode_struct
 
+from .dialect import Connection
 from .sqlite_budgets import Charges
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
 
 
-def _keep_part(conn: sqlite3.Connection, item: GroupItem, *, origin: str, now: int, ttl_ms: int, charges: Charges) -> list[GroupItem] | None:
+def _keep_part(conn: Connection, item: GroupItem, *, origin: str, now: int, ttl_ms: int, charges: Charges) -> list[GroupItem] | None:
     """Keep one HANDOVER part pushed by ``origin``; every part of its hand-over, in order, once
     all are here (else None)."""
     part, parts = handover_part(item)
@@ -48,12 +47,12 @@ def _keep_part(conn: sqlite3.Connection, item: GroupItem, *, origin: str, now: i
     return [decode_struct(GroupItem, bytes(row[0])) for row in rows]
 
 
-def _drop_parts(conn: sqlite3.Connection, group: bytes) -> None:
+def _drop_parts(conn: Connection, group: bytes) -> None:
     """The group's kept parts (once adopted, or once its hand-over turned out invalid)."""
     conn.execute("DELETE FROM handover_parts WHERE grp = ?", (group,))
 
 
-def _awaits_handover(conn: sqlite3.Connection, group: bytes, here: str) -> bool:
+def _awaits_handover(conn: Connection, group: bytes, here: str) -> bool:
     """Whether ``here`` is to host ``group`` and does not yet: the hub it follows for the group
     named it the next hub (a hand-over commit's copy), or parts of a hand-over are here."""
     row = conn.execute("SELECT hub FROM member_groups WHERE grp = ?", (group,)).fetchone()
@@ -62,7 +61,7 @@ def _awaits_handover(conn: sqlite3.Connection, group: bytes, here: str) -> bool:
     return conn.execute("SELECT 1 FROM handover_parts WHERE grp = ? LIMIT 1", (group,)).fetchone() is not None
 
 
-def _hold(conn: sqlite3.Connection, item: GroupItem, *, origin: str, now: int, ttl_ms: int, charges: Charges) -> None:
+def _hold(conn: Connection, item: GroupItem, *, origin: str, now: int, ttl_ms: int, charges: Charges) -> None:
     """Hold a SUBMIT of a device of ``origin`` until the group is adopted here (a retried push
     of a held one changes nothing)."""
     data = encode_struct(item)
@@ -74,7 +73,7 @@ def _hold(conn: sqlite3.Connection, item: GroupItem, *, origin: str, now: int, t
         charges.stored(len(data))
 
 
-def _next_held(conn: sqlite3.Connection, group: bytes, now: int) -> tuple[int, GroupItem, str] | None:
+def _next_held(conn: Connection, group: bytes, now: int) -> tuple[int, GroupItem, str] | None:
     """(its row, the item, its origin) of the group's earliest held submission, if any."""
     row = conn.execute(
         "SELECT id, item, origin FROM held_submits WHERE grp = ? AND expires > ? ORDER BY id LIMIT 1", (group, now)
@@ -84,10 +83,10 @@ def _next_held(conn: sqlite3.Connection, group: bytes, now: int) -> tuple[int, G
     return row[0], decode_struct(GroupItem, bytes(row[1])), row[2]
 
 
-def _release(conn: sqlite3.Connection, held: int) -> None:
+def _release(conn: Connection, held: int) -> None:
     conn.execute("DELETE FROM held_submits WHERE id = ?", (held,))
 
 
-def _purge_handovers(conn: sqlite3.Connection, now: int) -> None:
+def _purge_handovers(conn: Connection, now: int) -> None:
     for table in ("handover_parts", "held_submits"):
         conn.execute(f"DELETE FROM {table} WHERE expires <= ?", (now,))

@@ -9,8 +9,7 @@ each on its worker thread, inside the transaction it opens where the function wr
 
 from __future__ import annotations
 
-import sqlite3
-
+from .dialect import Connection
 from .base import StoreError
 from .sqlite_mailbox import _device_exists
 
@@ -22,7 +21,7 @@ def _too_many_key_packages(message: str) -> StoreError:
 
 
 def _publish_key_packages(
-    conn: sqlite3.Connection,
+    conn: Connection,
     account: str,
     device_id: int,
     one_time: list[tuple[bytes, bytes]],
@@ -62,7 +61,7 @@ def _publish_key_packages(
     return stored + len(fresh)
 
 
-def _take_one(conn: sqlite3.Connection, account: str, device_id: int, with_one_time: bool) -> bytes | None:
+def _take_one(conn: Connection, account: str, device_id: int, with_one_time: bool) -> bytes | None:
     if with_one_time:
         row = conn.execute(
             "SELECT seq, blob FROM key_packages WHERE account = ? AND device_id = ?"
@@ -80,7 +79,7 @@ def _take_one(conn: sqlite3.Connection, account: str, device_id: int, with_one_t
     return None if row is None else bytes(row[0])  # the last-resort one is never taken
 
 
-def _take_key_packages(conn: sqlite3.Connection, account: str, with_one_time: bool) -> list[tuple[int, bytes]]:
+def _take_key_packages(conn: Connection, account: str, with_one_time: bool) -> list[tuple[int, bytes]]:
     devices = [d for (d,) in conn.execute("SELECT device_id FROM devices WHERE account = ? ORDER BY device_id", (account,))]
     taken = []
     for device_id in devices:
@@ -90,7 +89,7 @@ def _take_key_packages(conn: sqlite3.Connection, account: str, with_one_time: bo
     return taken
 
 
-def _key_package_count(conn: sqlite3.Connection, account: str, device_id: int) -> int:
+def _key_package_count(conn: Connection, account: str, device_id: int) -> int:
     (count,) = conn.execute(
         "SELECT count(*) FROM key_packages WHERE account = ? AND device_id = ? AND one_time = 1 AND taken = 0",
         (account, device_id),

@@ -8,11 +8,11 @@ each on its worker thread, inside the transaction it opens where the function wr
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from sonet.core.keydir import encode_entry, leaf_hash
 
+from .dialect import Connection
 from .base import HeadRow, SplitRow, StoreError, WitnessRow
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
@@ -21,7 +21,7 @@ __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the pub
 # The log -----------------------------------------------------------------------------------
 
 
-def _append_leaf(conn: sqlite3.Connection, account: str, now: int) -> None:
+def _append_leaf(conn: Connection, account: str, now: int) -> None:
     """Append ``account``'s entry (its identity key and device list as the accounts table holds
     them now) as the next leaf, chained to the account's previous leaf. Runs inside the
     transaction of the change it records, so the change and its leaf commit together."""
@@ -39,14 +39,14 @@ def _append_leaf(conn: sqlite3.Connection, account: str, now: int) -> None:
     )
 
 
-def _directory_hashes(conn: sqlite3.Connection, start: int) -> list[bytes]:
+def _directory_hashes(conn: Connection, start: int) -> list[bytes]:
     rows = conn.execute(
         "SELECT leaf_hash FROM directory_leaves WHERE leaf_index >= ? ORDER BY leaf_index", (max(start, 0),)
     )
     return [bytes(h) for (h,) in rows]
 
 
-def _directory_leaves(conn: sqlite3.Connection, start: int, end: int) -> list[bytes]:
+def _directory_leaves(conn: Connection, start: int, end: int) -> list[bytes]:
     rows = conn.execute(
         "SELECT leaf FROM directory_leaves WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
         (max(start, 0), end),
@@ -54,7 +54,7 @@ def _directory_leaves(conn: sqlite3.Connection, start: int, end: int) -> list[by
     return [bytes(leaf) for (leaf,) in rows]
 
 
-def _directory_latest(conn: sqlite3.Connection, account: str) -> tuple[int, bytes] | None:
+def _directory_latest(conn: Connection, account: str) -> tuple[int, bytes] | None:
     row = conn.execute(
         "SELECT leaf_index, leaf FROM directory_leaves WHERE account = ? ORDER BY leaf_index DESC LIMIT 1",
         (account,),
@@ -62,7 +62,7 @@ def _directory_latest(conn: sqlite3.Connection, account: str) -> tuple[int, byte
     return None if row is None else (row[0], bytes(row[1]))
 
 
-def _directory_backfill(conn: sqlite3.Connection, now: int) -> int:
+def _directory_backfill(conn: Connection, now: int) -> int:
     missing = [
         name
         for (name,) in conn.execute(
@@ -78,7 +78,7 @@ def _directory_backfill(conn: sqlite3.Connection, now: int) -> int:
 # This node's heads -------------------------------------------------------------------------
 
 
-def _put_head(conn: sqlite3.Connection, size: int, root: bytes, head: bytes) -> None:
+def _put_head(conn: Connection, size: int, root: bytes, head: bytes) -> None:
     row = conn.execute("SELECT root FROM directory_heads WHERE size = ?", (size,)).fetchone()
     if row is not None and bytes(row[0]) != root:
         raise StoreError(f"a head of size {size} with another root is already stored")
@@ -90,7 +90,7 @@ def _put_head(conn: sqlite3.Connection, size: int, root: bytes, head: bytes) -> 
     )
 
 
-def _head_row(conn: sqlite3.Connection, row: tuple[Any, ...] | None) -> HeadRow | None:
+def _head_row(conn: Connection, row: tuple[Any, ...] | None) -> HeadRow | None:
     if row is None:
         return None
     size, root, head = row
@@ -100,12 +100,12 @@ def _head_row(conn: sqlite3.Connection, row: tuple[Any, ...] | None) -> HeadRow 
     return HeadRow(size=size, root=bytes(root), head=bytes(head), cosignatures=tuple(bytes(c) for (c,) in cosignatures))
 
 
-def _latest_head(conn: sqlite3.Connection) -> HeadRow | None:
+def _latest_head(conn: Connection) -> HeadRow | None:
     row = conn.execute("SELECT size, root, head FROM directory_heads ORDER BY size DESC LIMIT 1").fetchone()
     return _head_row(conn, row)
 
 
-def _cosigned_head(conn: sqlite3.Connection, min_size: int) -> HeadRow | None:
+def _cosigned_head(conn: Connection, min_size: int) -> HeadRow | None:
     row = conn.execute(
         "SELECT size, root, head FROM directory_heads h WHERE size >= ?"
         " AND EXISTS (SELECT 1 FROM directory_cosignatures c WHERE c.size = h.size)"
@@ -115,7 +115,7 @@ def _cosigned_head(conn: sqlite3.Connection, min_size: int) -> HeadRow | None:
     return _head_row(conn, row)
 
 
-def _add_cosignature(conn: sqlite3.Connection, size: int, witness: str, cosignature: bytes) -> None:
+def _add_cosignature(conn: Connection, size: int, witness: str, cosignature: bytes) -> None:
     if conn.execute("SELECT 1 FROM directory_heads WHERE size = ?", (size,)).fetchone() is None:
         raise StoreError(f"no head of size {size} to keep a cosignature of")
     conn.execute(
@@ -135,16 +135,16 @@ def _witness_row(row: tuple[Any, ...]) -> WitnessRow:
     return WitnessRow(node=node, size=size, root=bytes(root), head=bytes(head), at=at)
 
 
-def _witnessed(conn: sqlite3.Connection, node: str) -> WitnessRow | None:
+def _witnessed(conn: Connection, node: str) -> WitnessRow | None:
     row = conn.execute(f"SELECT {_WITNESS_COLUMNS} FROM witnessed WHERE node = ?", (node,)).fetchone()
     return None if row is None else _witness_row(row)
 
 
-def _witnessed_all(conn: sqlite3.Connection) -> list[WitnessRow]:
+def _witnessed_all(conn: Connection) -> list[WitnessRow]:
     return [_witness_row(row) for row in conn.execute(f"SELECT {_WITNESS_COLUMNS} FROM witnessed ORDER BY node")]
 
 
-def _set_witnessed(conn: sqlite3.Connection, row: WitnessRow) -> None:
+def _set_witnessed(conn: Connection, row: WitnessRow) -> None:
     conn.execute(
         f"INSERT INTO witnessed ({_WITNESS_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (node) DO UPDATE SET size = excluded.size, root = excluded.root, head = excluded.head, at = excluded.at",
@@ -155,7 +155,7 @@ def _set_witnessed(conn: sqlite3.Connection, row: WitnessRow) -> None:
 _SPLIT_COLUMNS = "node, kind, first, second, source, detected_at"
 
 
-def _record_split(conn: sqlite3.Connection, row: SplitRow) -> bool:
+def _record_split(conn: Connection, row: SplitRow) -> bool:
     inserted = conn.execute(
         f"INSERT INTO splits ({_SPLIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (node) DO NOTHING",
         (row.node, row.kind, row.first, row.second, row.source, row.detected_at),
@@ -163,7 +163,7 @@ def _record_split(conn: sqlite3.Connection, row: SplitRow) -> bool:
     return inserted == 1
 
 
-def _splits(conn: sqlite3.Connection) -> list[SplitRow]:
+def _splits(conn: Connection) -> list[SplitRow]:
     rows = conn.execute(f"SELECT {_SPLIT_COLUMNS} FROM splits ORDER BY detected_at, rowid")
     return [
         SplitRow(node=n, kind=k, first=bytes(f), second=bytes(s), source=src, detected_at=at)

@@ -10,10 +10,10 @@ publication (``sqlite_prekeys.py``); this module imports no other part of the ba
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import closing
 from typing import Any
 
+from .dialect import Connection
 from .base import MailboxItem, NewEnvelope, Quota, QuotaExceeded, StoreError
 from .sqlite_budgets import Charges
 from .vanishing import SHORT_LIVED_MS
@@ -25,7 +25,7 @@ Mailbox = tuple[str, int]
 
 # Primitives --------------------------------------------------------------------------------
 
-def _device_exists(conn: sqlite3.Connection, account: str, device_id: int) -> bool:
+def _device_exists(conn: Connection, account: str, device_id: int) -> bool:
     return (
         conn.execute(
             "SELECT 1 FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
@@ -38,7 +38,7 @@ def _device_exists(conn: sqlite3.Connection, account: str, device_id: int) -> bo
 _IDS_PER_QUERY = 500
 
 
-def _known(conn: sqlite3.Connection, envelopes: list[NewEnvelope], now: int) -> set[tuple[str, int, bytes]]:
+def _known(conn: Connection, envelopes: list[NewEnvelope], now: int) -> set[tuple[str, int, bytes]]:
     """The (account, device, id) of ``envelopes`` their mailboxes know: stored there, or
     acknowledged there and not yet expired (a retransmission of those is not stored again).
     Two queries per mailbox and 500 ids."""
@@ -59,7 +59,7 @@ def _known(conn: sqlite3.Connection, envelopes: list[NewEnvelope], now: int) -> 
     return known
 
 
-def _mailbox_usage(conn: sqlite3.Connection, account: str, device_id: int, now: int) -> tuple[int, int]:
+def _mailbox_usage(conn: Connection, account: str, device_id: int, now: int) -> tuple[int, int]:
     """The count and body bytes of the mailbox's unexpired envelopes (what the quota counts);
     group items (kind 3, Kind.GROUP) have their own allowance (sqlite_groups.py)."""
     return conn.execute(
@@ -85,7 +85,7 @@ def _envelope_row(e: NewEnvelope, now: int, sender: tuple[str, int] | None = Non
 # Enqueue, pending, ack, purge --------------------------------------------------------------
 
 def _store_envelopes(
-    conn: sqlite3.Connection, batch: list[NewEnvelope], now: int, quota: Quota, sender: tuple[str, int] | None, charges: Charges
+    conn: Connection, batch: list[NewEnvelope], now: int, quota: Quota, sender: tuple[str, int] | None, charges: Charges
 ) -> int:
     """The mailbox part of ``enqueue``: all or nothing, quota checked per receiving mailbox;
     what ``sender`` now stores is added to ``charges`` (the caller enforces the budgets)."""
@@ -130,7 +130,7 @@ _PENDING_BODY = "CASE WHEN body_ref IS NULL THEN body ELSE (SELECT body FROM gro
 
 
 def _pending(
-    conn: sqlite3.Connection, account: str, device_id: int, after_seq: int, limit: int, now: int, max_bytes: int | None
+    conn: Connection, account: str, device_id: int, after_seq: int, limit: int, now: int, max_bytes: int | None
 ) -> list[MailboxItem]:
     items: list[MailboxItem] = []
     total = 0
@@ -157,7 +157,7 @@ def _pending(
 ACKED_ID_GRANULARITY_MS = 24 * 3600 * 1000
 
 
-def _ack(conn: sqlite3.Connection, account: str, device_id: int, ids: list[bytes], now: int) -> int:
+def _ack(conn: Connection, account: str, device_id: int, ids: list[bytes], now: int) -> int:
     unique_ids = list(dict.fromkeys(ids))  # an id listed twice counts once
     # Remember the ids of unexpired envelopes (expired ones need no dedup), then delete.
     remembered = conn.executemany(
@@ -174,7 +174,7 @@ def _ack(conn: sqlite3.Connection, account: str, device_id: int, ids: list[bytes
     return remembered
 
 
-def _purge_expired(conn: sqlite3.Connection, now: int) -> int:
+def _purge_expired(conn: Connection, now: int) -> int:
     dropped = conn.execute("DELETE FROM mailbox WHERE expires <= ?", (now,)).rowcount
     conn.execute("DELETE FROM acked_ids WHERE expires <= ?", (now,))
     # An expired invite can never be used again; forgetting it makes no difference to

@@ -7,8 +7,7 @@ each on its worker thread, inside the transaction it opens where the function wr
 
 from __future__ import annotations
 
-import sqlite3
-
+from .dialect import Connection
 from .base import PrekeySet, StoreError
 from .sqlite_mailbox import _device_exists
 
@@ -26,7 +25,7 @@ def _too_many_prekeys(message: str) -> StoreError:
 
 
 def _publish_prekeys(
-    conn: sqlite3.Connection,
+    conn: Connection,
     account: str,
     device_id: int,
     signed_prekey: bytes | None,
@@ -74,7 +73,7 @@ def _publish_prekeys(
     return _prekey_counts(conn, account, device_id)
 
 
-def _pop_one_time(conn: sqlite3.Connection, account: str, device_id: int, kind: str) -> bytes | None:
+def _pop_one_time(conn: Connection, account: str, device_id: int, kind: str) -> bytes | None:
     row = conn.execute(
         "SELECT seq, blob FROM prekeys WHERE account = ? AND device_id = ? AND kind = ?"
         " AND one_time = 1 AND taken = 0 ORDER BY seq LIMIT 1",
@@ -87,7 +86,7 @@ def _pop_one_time(conn: sqlite3.Connection, account: str, device_id: int, kind: 
     return bytes(blob)
 
 
-def _current(conn: sqlite3.Connection, account: str, device_id: int, kind: str) -> bytes | None:
+def _current(conn: Connection, account: str, device_id: int, kind: str) -> bytes | None:
     row = conn.execute(
         "SELECT blob FROM prekeys WHERE account = ? AND device_id = ? AND kind = ? AND one_time = 0",
         (account, device_id, kind),
@@ -95,7 +94,7 @@ def _current(conn: sqlite3.Connection, account: str, device_id: int, kind: str) 
     return None if row is None else bytes(row[0])
 
 
-def _take_bundle(conn: sqlite3.Connection, account: str, device_id: int, with_one_time: bool = True) -> PrekeySet:
+def _take_bundle(conn: Connection, account: str, device_id: int, with_one_time: bool = True) -> PrekeySet:
     one_time = _pop_one_time(conn, account, device_id, _X25519) if with_one_time else None
     pq = _pop_one_time(conn, account, device_id, _MLKEM) if with_one_time else None
     if pq is None:
@@ -105,7 +104,7 @@ def _take_bundle(conn: sqlite3.Connection, account: str, device_id: int, with_on
     )
 
 
-def _prekey_counts(conn: sqlite3.Connection, account: str, device_id: int) -> tuple[int, int]:
+def _prekey_counts(conn: Connection, account: str, device_id: int) -> tuple[int, int]:
     counts = dict(
         conn.execute(
             "SELECT kind, count(*) FROM prekeys WHERE account = ? AND device_id = ?"
