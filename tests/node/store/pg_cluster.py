@@ -9,6 +9,7 @@ initdb refuses to run as root (CI runs as root on a fresh machine): then the ser
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import os
@@ -85,6 +86,7 @@ class PgCluster:
         options = f"-k {self.dir} -p {self.port} -c listen_addresses='' -c fsync=on -c max_connections=200"
         self._run("pg_ctl", "start", "-w", "-D", str(data), "-l", str(self.dir / "server.log"), "-o", options)
         self._started = True
+        atexit.register(self.stop)  # also when the session ends without its finalizers (Ctrl-C)
         self._create_template()
 
     def url(self, database: str) -> str:
@@ -125,8 +127,10 @@ class PgCluster:
         return self.url(DATABASE)
 
     def stop(self) -> None:
+        """Stop the server and delete its directory (once; later calls do nothing)."""
+        started, self._started = self._started, False
         try:
-            if self._started:
+            if started:
                 self._run("pg_ctl", "stop", "-D", str(self.dir / "data"), "-m", "immediate", "-w")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
