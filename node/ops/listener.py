@@ -44,6 +44,7 @@ async def start_ops_listener(nursery: trio.Nursery, node: Node, store: Any, list
         database=database if database.exists() else None,
         disk_free=disk_free_at(str(database)),
         reserve_bytes=node.config.storage_reserve_bytes,
+        nursery=nursery,
     )
     node.metrics.live.sources = LiveSources(
         connections=lambda: _connections(node),

@@ -35,6 +35,14 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+class _Probe:
+    """One run of the store probe: ``done`` once it ended, with its ``reason`` (None: it answered)."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.reason: str | None = None
+
+
 class Readiness:
     """Whether the node can do its work now; ``check()`` is None or the reason it cannot."""
 
@@ -46,15 +54,49 @@ class Readiness:
         disk_free: Callable[[], int] | None = None,
         reserve_bytes: int = 0,
         deadline_s: float = READY_DEADLINE_S,
+        nursery: trio.Nursery | None = None,
     ) -> None:
         """``probe``: a trivial store read; ``database``: the SQLite file the store opened
-        (None for a server database); ``disk_free``: free bytes where the data lives."""
+        (None for a server database); ``disk_free``: free bytes where the data lives;
+        ``nursery``: where the probe runs, so that the answer never waits for a store call that
+        cannot be cancelled (a store call in a worker thread, e.g. PostgreSQL on a server that
+        stopped answering): past the deadline /ready says so while that one probe goes on, and
+        no second one is started beside it. Without it the probe runs in ``check``."""
         self._probe = probe
         self._database = database
         self._inode = os.stat(database).st_ino if database is not None else None
         self._disk_free = disk_free
         self._reserve = reserve_bytes
         self._deadline_s = deadline_s
+        self._nursery = nursery
+        self._running: _Probe | None = None
+
+    async def _run_probe(self, run: _Probe) -> None:
+        try:
+            try:
+                await self._probe()
+            except Exception as exc:
+                run.reason = f"database unreachable: {_one_line(exc)}"
+            run.done.set()  # not when cancelled: that probe did not answer
+        finally:
+            if self._running is run:
+                self._running = None
+
+    async def _store_reason(self) -> str | None:
+        if self._nursery is None:
+            run = _Probe()
+            with trio.move_on_after(self._deadline_s):
+                await self._run_probe(run)
+        else:
+            run = self._running or _Probe()
+            if self._running is None:
+                self._running = run
+                self._nursery.start_soon(self._run_probe, run)
+            with trio.move_on_after(self._deadline_s):
+                await run.done.wait()
+        if not run.done.is_set():
+            return f"database unreachable: no answer within {self._deadline_s:g} s"
+        return run.reason
 
     async def check(self) -> str | None:
         if self._database is not None:
@@ -64,15 +106,9 @@ class Readiness:
                 return f"database unreachable: {self._database.name}: {exc.strerror or exc}"
             if inode != self._inode:
                 return f"database unreachable: {self._database.name} was replaced since the node opened it (restart the node)"
-        answered = False
-        with trio.move_on_after(self._deadline_s):
-            try:
-                await self._probe()
-            except Exception as exc:
-                return f"database unreachable: {_one_line(exc)}"
-            answered = True
-        if not answered:
-            return f"database unreachable: no answer within {self._deadline_s:g} s"
+        reason = await self._store_reason()
+        if reason is not None:
+            return reason
         if self._disk_free is not None:
             try:
                 free = self._disk_free()
