@@ -8,9 +8,10 @@ of issue 13's connection-level attacks at once, from ``SOURCE``, for ``SECONDS``
 - ``WORKERS`` workers replaying one recorded first handshake message (``HELLO1_HEX``): each opens
   a WebSocket to ``/client``, sends it, reads the one answer and closes, over and over.
 
-Every socket is bound to ``SOURCE`` (127.0.0.2 is this host too, as another address). Prints one
-JSON object: what the flood saw (as connection_flood.py), the replay answers by kind, the most
-sockets open at once, and the process's own CPU time.
+Every socket is bound to ``SOURCE`` (127.0.0.2 is this host too, as another address). The
+attack ends after ``SECONDS`` or, sooner, at a SIGTERM (the test says when it has seen enough).
+Prints one JSON object: what the flood saw (as connection_flood.py), the replay answers by kind,
+the most sockets open at once, and the process's own CPU time.
 
     python -m tests.e2e.attacks.combined_flood URL HELLO1_HEX STALLED PARTIAL WORKERS SECONDS SOURCE
 """
@@ -18,6 +19,7 @@ sockets open at once, and the process's own CPU time.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from collections import Counter
@@ -85,20 +87,33 @@ class Replays:
             await trio.sleep(0.01)
 
 
+async def _until_told(flood: Flood, attack: trio.CancelScope) -> None:
+    """End the attack at the first SIGTERM (its figures are printed all the same)."""
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            break
+    flood.deadline = trio.current_time()
+    attack.cancel()
+
+
 async def main(url: str, hello: bytes, stalled: int, partial: int, workers: int, seconds: float, source: str) -> dict:
     host, port = url.removeprefix("ws://").rsplit(":", 1)
     flood = Flood(host, int(port), source, trio.current_time() + seconds, answer_patience_s=ANSWER_PATIENCE_S)
     replays = Replays(flood, hello)
     started, cpu = time.monotonic(), time.process_time()
-    async with trio.open_nursery() as nursery:
-        for _ in range(stalled):
-            nursery.start_soon(flood.stalled)
-        for _ in range(partial):
-            nursery.start_soon(flood.partial)
-        for _ in range(workers):
-            nursery.start_soon(replays.worker)
-        await trio.sleep(1.0)
-        opened_in_first_second = flood.connections
+    opened_in_first_second = 0
+    async with trio.open_nursery() as watching:
+        async with trio.open_nursery() as attack:
+            for _ in range(stalled):
+                attack.start_soon(flood.stalled)
+            for _ in range(partial):
+                attack.start_soon(flood.partial)
+            for _ in range(workers):
+                attack.start_soon(replays.worker)
+            watching.start_soon(_until_told, flood, attack.cancel_scope)
+            await trio.sleep(1.0)
+            opened_in_first_second = flood.connections
+        watching.cancel_scope.cancel()  # the attack ended by itself: stop listening
     return {
         "seconds": round(time.monotonic() - started, 1),
         "cpu_s": round(time.process_time() - cpu, 1),
