@@ -16,6 +16,7 @@ from sonet.core.content import DELETE_WINDOW_MS
 
 from ..history import HistoryItem
 from .compose import COMPOSE_HELP
+from .ringing import CALLS_HELP
 
 __all__ = [
     "ACTIONS_HELP", "QUICK_REACTIONS", "FileCommand", "action_refusal", "deletes_for_everyone", "parse_file_command", "my_votes",
@@ -27,6 +28,7 @@ ACTIONS_HELP = [
     ("s v", "on a picked message: save its file, vote in its poll"),
     ("/file PATH", "send a file (a caption may follow; quote a path with spaces)"),
     COMPOSE_HELP,
+    CALLS_HELP,
 ]
 
 #: the reaction picker's emoji, on keys 1..8 (any other can be typed)

@@ -39,7 +39,7 @@ from .bridge import GuestEnded, TrioGuest
 from .commands import ChatCommand, command_target, parse_command
 from .actions import FileCommand, action_refusal, deletes_for_everyone, my_votes, parse_file_command
 from .compose import Post, parse_post
-from .ringing import ACCEPTED, RingingScreen, call_notice
+from .ringing import ACCEPTED, RingingScreen, call_command, call_notice, open_call_with
 from .pickers import ConfirmScreen, ReactScreen, VoteScreen
 from .screens import AskScreen, ContactScreen, GroupScreen, HelpScreen, IdentityChangedScreen
 from .render import presence_words, safe, short_name, transfer_line
@@ -457,6 +457,10 @@ class ChatApp(App[int]):
         if file_command is not None:
             self.run_worker(self.send_file(self.current, file_command, is_group=self.current_is_group), exit_on_error=False)
             return
+        calling = call_command(text)  # /call, /hangup (client/chat/ringing.py)
+        if calling is not None:
+            self.run_worker(self.call_action(self.current, calling, is_group=self.current_is_group), exit_on_error=False)
+            return
         post = parse_post(text)  # /poll, /location, /event, /contact (client/chat/compose.py)
         if isinstance(post, str):
             self.say(post, severity="error", timeout=10)
@@ -648,6 +652,25 @@ class ChatApp(App[int]):
         notice = call_notice(sender, call)
         if notice is not None:
             self.say(notice, severity="warning" if call.get("note") else "information", timeout=10)
+
+    async def call_action(self, key: str, action: str, *, is_group: bool) -> None:
+        """/call the open conversation's contact, or /hangup the call with them; one line says what came of it."""
+        if is_group:
+            self.say("calls are between two people: open a 1:1 conversation", severity="error")
+            return
+        try:
+            if action == "call":
+                placed = await self.guest.call(lambda: self.session.call(key), serial=True)
+                self.say(f"calling {key} (signalling only; /hangup to cancel); call {placed.call.id.hex()}", timeout=10)
+                return
+            current = open_call_with(self.device.calls(), key)
+            if current is None:
+                self.say(f"no call with {key} to hang up", severity="warning")
+                return
+            ended = await self.guest.call(lambda: self.session.hang_up(current.call.id), serial=True)
+            self.say(f"hung up the call with {key} ({ended.call.reason})", timeout=10)
+        except (*USER_ERRORS, LocalProtocolError, IdentityChanged) as exc:
+            self.say(f"not done: {exc}", severity="error", timeout=10)
 
     def _rung(self, choice: str | None, call_id: bytes) -> None:
         if choice is not None:

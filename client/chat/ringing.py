@@ -15,11 +15,25 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from sonet.core.call import ENDED
+
+from ..state_call import KeptCall
 from .render import safe
 
-__all__ = ["RingingScreen", "call_notice", "ACCEPTED", "REJECTED"]
+__all__ = ["RingingScreen", "call_notice", "call_command", "open_call_with", "ACCEPTED", "REJECTED", "CALLS_HELP"]
 
 ACCEPTED, REJECTED = "accept", "reject"
+CALLS_HELP = ("/call /hangup", "call the open conversation's contact (signalling only) · hang up")
+
+
+def call_command(text: str) -> str | None:
+    """``/call`` -> "call", ``/hangup`` -> "hangup"; None for any other text."""
+    return {"/call": "call", "/hangup": "hangup"}.get(text.strip())
+
+
+def open_call_with(calls: list[KeptCall], peer: str) -> KeptCall | None:
+    """The newest call with ``peer`` that has not ended (what ``/hangup`` ends)."""
+    return next((k for k in calls if k.call.peer == peer and k.call.state != ENDED), None)
 
 
 class RingingScreen(ModalScreen[str | None]):

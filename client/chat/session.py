@@ -169,6 +169,15 @@ class ChatSession:
                 return await device.send_event(conversation, value)
             return await device.send_contact(conversation, value)
 
+    async def call(self, address: str) -> KeptCall:
+        """Call ``address``: signalling only (an offer without media)."""
+        async with self._session().exclusive():
+            return await self.device.call(address, NO_MEDIA_SDP)
+
+    async def hang_up(self, call_id: bytes) -> KeptCall:
+        async with self._session().exclusive():
+            return await self.device.hang_up(call_id)
+
     async def answer_call(self, call_id: bytes) -> KeptCall:
         """Accept a call that rings here: signalling only (client/calls.py NO_MEDIA_SDP)."""
         async with self._session().exclusive():

@@ -138,3 +138,39 @@ async def test_an_incoming_call_rings_and_is_accepted_rejected_or_cancelled_by_t
     await run_app(alice, clock, scenario)
     await bob.receive()
     assert [(c.call.state, c.call.reason) for c in bob.calls()] == [("ended", "cancelled"), ("ended", "declined"), ("ended", "ended")]
+
+
+async def test_call_and_hang_up_from_the_compose_box(alpha: RunningNode, register: Register, clock: Clock) -> None:
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    await bob.send_text(ALICE, "ring me")
+    clock.advance(1000)
+
+    async def bob_answers() -> None:
+        shown(bob, await bob.receive())
+        [ringing] = bob.calls()
+        assert (ringing.call.peer, ringing.call.state) == (ALICE, "incoming")
+        await bob.answer_call(ringing.call.id, "v=0\r\ns=bob\r\n")
+
+    async def scenario(app: ChatApp, pilot: Pilot, others: Others) -> None:
+        await online(app, pilot)
+        await opened(app, pilot, BOB)
+        said: list[str] = []
+        app.say = lambda text, severity="information", timeout=6: said.append(text)  # type: ignore[method-assign]
+        compose = app.query_one("#compose", Input)
+
+        compose.value = "/hangup"
+        await pilot.press("enter")
+        await until(pilot, lambda: said and said[-1] == f"no call with {BOB} to hang up", "nothing to hang up")
+        compose.value = "/call"
+        await pilot.press("enter")
+        await until(pilot, lambda: said and said[-1].startswith(f"calling {BOB}"), "calling")
+        await others.run(bob_answers)
+        await until(pilot, lambda: f"{BOB} answered the call (no media in this client)" in said, "the answer said")
+        compose.value = "/hangup"
+        await pilot.press("enter")
+        await until(pilot, lambda: said[-1] == f"hung up the call with {BOB} (ended)", "hung up")
+
+    await run_app(alice, clock, scenario)
+    await bob.receive()
+    [ended] = bob.calls()
+    assert (ended.call.state, ended.call.reason) == ("ended", "ended")
