@@ -46,6 +46,7 @@ async def start_ops_listener(nursery: trio.Nursery, node: Node, store: Any, list
         reserve_bytes=node.config.storage_reserve_bytes,
         nursery=nursery,
     )
+    node.metrics.live.nursery = nursery
     node.metrics.live.sources = LiveSources(
         connections=lambda: _connections(node),
         store=store,

@@ -156,24 +156,42 @@ class LiveState(Collector):
 
     def __init__(self) -> None:
         self.sources: LiveSources | None = None
+        #: where a refresh's store reads run (set by the running node): a scrape then waits for
+        #: them at most REFRESH_DEADLINE_S even when a store call cannot be cancelled (a worker
+        #: thread on a database server that stopped answering); without it they run in refresh
+        self.nursery: trio.Nursery | None = None
         self._snapshot = _Snapshot()
-        self._lock = trio.Lock()
+        #: the refresh under way, which concurrent scrapes share (done when it ended)
+        self._running: trio.Event | None = None
 
     async def refresh(self) -> None:
         """Read the store-derived values again unless they are younger than REFRESH_S; a store
         that fails or does not answer in time leaves the last values (and a log line)."""
-        if self.sources is None:
+        sources = self.sources
+        if sources is None or trio.current_time() - self._snapshot.taken_at < REFRESH_S:
             return
-        async with self._lock:  # concurrent scrapes share one refresh
-            if trio.current_time() - self._snapshot.taken_at < REFRESH_S:
-                return
-            with trio.move_on_after(REFRESH_DEADLINE_S) as scope:
-                try:
-                    self._snapshot = await self._read(self.sources)
-                except Exception as exc:  # the store's trouble is /ready's to report
-                    log.warning("metrics: cannot read the store: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            if scope.cancelled_caught:
-                log.warning("metrics: the store did not answer within %g s; gauges keep their last values", REFRESH_DEADLINE_S)
+        running, start = (self._running, False) if self._running is not None else (trio.Event(), True)
+        with trio.move_on_after(REFRESH_DEADLINE_S):
+            if start:
+                self._running = running
+                if self.nursery is None:
+                    await self._refresh(sources, running)
+                else:
+                    self.nursery.start_soon(self._refresh, sources, running)
+            await running.wait()
+        if not running.is_set():
+            log.warning("metrics: the store did not answer within %g s; gauges keep their last values", REFRESH_DEADLINE_S)
+
+    async def _refresh(self, sources: LiveSources, running: trio.Event) -> None:
+        try:
+            try:
+                self._snapshot = await self._read(sources)
+            except Exception as exc:  # the store's trouble is /ready's to report
+                log.warning("metrics: cannot read the store: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            running.set()  # not when cancelled: then it did not answer
+        finally:
+            if self._running is running:
+                self._running = None
 
     async def _read(self, sources: LiveSources) -> _Snapshot:
         store: object = sources.store
