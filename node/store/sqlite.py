@@ -20,6 +20,10 @@ cosignatures, witnessed heads, splits) in ``sqlite_keydir.py``; groups (hosted g
 ``enqueue`` and ``receive`` enforce in their own transaction in ``sqlite_budgets.py``. Imports point one way:
 ``sqlite_mailbox`` <- ``sqlite_prekeys`` and ``sqlite_federation`` <- ``sqlite``, and
 ``sqlite_keydir`` and ``sqlite_prekeys`` <- ``sqlite_accounts`` <- ``sqlite``.
+
+The same functions run on PostgreSQL (``postgres.py`` subclasses this class and replaces only
+the plumbing): their SQL stays in the subset both databases read, against the ``Connection``
+of ``dialect.py``.
 """
 
 from __future__ import annotations
