@@ -6,7 +6,8 @@ Node alpha is three processes on one data directory and one database, each on it
 alpha#3: messages between them cross processes (stored by one, delivered by another, woken by
 NOTIFY). beta's outbox lease is held by alpha#2 (it started first and queued the first item for
 beta); alice sends 200 messages to carol@beta and alpha#2 is SIGKILLed after 60: another
-process takes the lease over once it expires, and all 200 arrive exactly once, in order.
+process takes the lease over once it expires, and all 200 arrive exactly once, in order; every
+send ends "delivered" (carol's receipts come back through alpha#1, which beta dials then).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import psycopg
 import pytest
 
 from ..node.store.pg_cluster import PgCluster, PgUnavailable
-from .conftest import NodeProcess, Processes, free_port, init_node, node_here, ok, read_texts, register, sonet_here
+from .conftest import NodeProcess, Processes, free_port, init_node, node_here, ok, read_json_lines, read_texts, register, sonet_here
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]
 
@@ -105,6 +106,9 @@ def test_three_processes_one_node_and_a_sigkilled_outbox_holder(procs: Processes
     alpha1 = procs.start_node(alpha_dir, "--listen", f"127.0.0.1:{free_port()}")
     alpha3 = procs.start_node(alpha_dir, "--listen", f"127.0.0.1:{free_port()}")
     assert alpha1.fingerprint == alpha2.fingerprint == alpha3.fingerprint  # one node
+    # from now on beta dials alpha at alpha#1 (any process serves the node; as a balancer would)
+    ok(node_here("peer", "remove", "--data", beta_dir, "--name", "alpha"))
+    peer(beta_dir, alpha1)
     alice, bob = tmp_path / "alice", tmp_path / "bob"
     register(alice, "alice@alpha", alpha1)
     register(bob, "bob@alpha", alpha3)
@@ -133,6 +137,13 @@ def test_three_processes_one_node_and_a_sigkilled_outbox_holder(procs: Processes
             acknowledged.append(text)
     assert acknowledged == texts  # alice's process was up the whole time
     assert receive_texts(carol, MESSAGES, "flow") == texts  # each exactly once, in order
+    # every send settled as taken by beta (none failed, none left pending), and carol's
+    # delivery receipts came back through alpha#1
+    def states() -> list[str]:
+        sent = read_json_lines(ok(sonet_here(alice, "sent", "--json", "--limit", "1000")).out)
+        return [m["state"] for m in sent if m["to"] == "carol@beta"]
+
+    wait_for(lambda: states().count("delivered") == MESSAGES + 1, "delivery receipts of every message")
     # the lease moved to a live process of alpha
     wait_for(lambda: lease_holder(database, "beta") in (alpha1.pid, alpha3.pid), "beta's lease taken over")
     assert alpha1.alive() and alpha3.alive() and beta.alive()
