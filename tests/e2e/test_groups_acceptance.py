@@ -63,7 +63,7 @@ def net(module_procs: Processes, tmp_path_factory: pytest.TempPathFactory) -> It
 def test_every_device_gets_every_message_once_in_one_order_and_a_removed_member_nothing_more(net: GroupNet) -> None:
     group = create_group(net, "acceptance", net.members)
     # each account sends 10, interleaved: alice, bob (his two devices in turn), carol
-    sent = send_rounds(group, lambda r: [net.alice, (net.bob1, net.bob2)[r % 2], net.carol], new_texts(net, "one"), 10)
+    sent = send_rounds(group, lambda r: [net.alice, (net.bob1, net.bob2)[r % 2], net.carol], new_texts(net, "one"), 10, in_order=True)
     assert len(sent) == 30 and all(s.state == "ordered" for s in sent), [(s.sender.label, s.state, s.error) for s in sent]
     views = {m: receive(m, group, [s.text for s in sent if s.sender != m]) for m in net.members}
     check_exactly_once(views, sent)
@@ -76,7 +76,8 @@ def test_every_device_gets_every_message_once_in_one_order_and_a_removed_member_
     assert view["members"] == [ALICE, BOB] and view["active"] is True, view
     after = f"after-removal-{uuid.uuid4().hex}"
     net.texts.append(after)
-    assert json.loads(ok(send(net.alice, group, after)).out)["state"] == "ordered"
+    [last] = send_rounds(group, [net.alice], lambda m, r: after, 1, in_order=True)
+    assert last.state == "ordered", last
     for m in (net.bob1, net.bob2):
         assert receive(m, group, [after]) == [(ALICE, 1, after)], m.label
     # carol's device took her removal, cannot read what came after it, and says she is out
