@@ -117,8 +117,11 @@ class PgCluster:
         with psycopg.connect(self.url(DATABASE), autocommit=True) as conn, conn.transaction():
             # as a replica: no triggers and no foreign-key checks while the rows go
             conn.execute("SET LOCAL session_replication_role = replica")
-            for table, rows in self._initial.items():
+            # tables made after the template (e.g. node/store/postgres_cluster.py's) start empty
+            tables = [row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            for table in tables:
                 conn.execute(f"DELETE FROM {table}")
+            for table, rows in self._initial.items():
                 if rows:
                     marks = ", ".join(["%s"] * len(rows[0]))
                     conn.cursor().executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
