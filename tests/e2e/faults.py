@@ -44,6 +44,7 @@ from sonet.client.connection import ConnectError, NodeError
 from sonet.client.sdk import Device
 from sonet.client.state import DeviceState, StateError
 from sonet.client.vault import VaultError
+from sonet.core import limits
 from sonet.core.errors import ProtocolError
 
 from ..node.kit import ConnectError as RawConnectError
@@ -58,7 +59,8 @@ __all__ = ["ROUNDS", "FaultNet", "FaultRun", "fault_net", "fill_disk", "limit_fi
 CLEAN_ERRORS = (NodeError, ConnectError, StateError, VaultError, ProtocolError)
 #: short retry cap and request deadline, so a run does not wait out production back-offs
 #: (no disk reserve: beta's disk is a 32 MiB tmpfs, which the full-disk runs fill for real)
-FEDERATION_CONFIG = "\n[federation]\nretry_max_s = 0.5\nrequest_timeout_s = 2.0\n\n[storage]\nreserve_bytes = 0\n"
+REQUEST_TIMEOUT_S = 2.0
+FEDERATION_CONFIG = f"\n[federation]\nretry_max_s = 0.5\nrequest_timeout_s = {REQUEST_TIMEOUT_S}\n\n[storage]\nreserve_bytes = 0\n"
 #: size of the tmpfs beta's data directory lives on
 DISK_BYTES = 32 << 20
 #: account -> its home node; the routes of a run are (sender, recipient) pairs of these
@@ -70,9 +72,12 @@ RETRY_PAUSE_S = 0.05
 WARM_UP_TRIES = 20
 #: between two receives of a recipient during the load (each connects anew, as `sonet recv`)
 POLL_PAUSE_S = 0.5
-#: hang guards (never performance thresholds); a send may wait out a dial (10 s) and a request
-#: deadline before it fails; a receive may wait as long, plus its --wait
-SEND_GUARD_S = 15.0
+#: hang guards (never performance thresholds). A send may wait out two dials (the device's to
+#: its node, and, for a remote recipient whose device list is older than
+#: limits.REMOTE_DEVICES_TTL_MS, its node's to the next hop while the link is down: up to
+#: limits.HANDSHAKE_DEADLINE_S each) and the node's request deadline before it fails or goes
+#: on with the cached list: 22 s on an idle machine, so three times that on a loaded one
+SEND_GUARD_S = 3 * (2 * limits.HANDSHAKE_DEADLINE_S + REQUEST_TIMEOUT_S)
 #: a group send waits this long for the hub's order before it is "queued" (and once more for
 #: an earlier one still on its way: client/groups/api.py), within its own hang guard
 GROUP_SETTLE_S = 4.0
@@ -259,6 +264,7 @@ class Sender:
         self.acked: set[str] = set()
         self.refusals: Counter[str] = Counter()  # clean failures, by code
         self.crashes: list[str] = []  # anything else: a traceback in `sonet send`
+        self.slowest_s = 0.0  # the longest a send took (printed: how close to its hang guard)
 
     async def run(self, until: Callable[[], bool]) -> None:
         state = DeviceState(self.home)
@@ -277,6 +283,7 @@ class Sender:
         self.sent += 1
         to_group = "@" not in self.to
         guard = GROUP_SEND_GUARD_S if to_group else SEND_GUARD_S
+        started = trio.current_time()
         try:
             with trio.fail_after(guard):
                 if to_group:
@@ -293,6 +300,8 @@ class Sender:
             await trio.sleep(RETRY_PAUSE_S)
         else:
             self.acked.add(text)
+        finally:
+            self.slowest_s = max(self.slowest_s, trio.current_time() - started)
 
 
 class Inbox:
@@ -416,7 +425,7 @@ async def run_under_load(
     shown = {to: Counter(net.inboxes[to].texts(tag + " ")) for to in recipients}
     acked = set().union(*(s.acked for s in senders))
     refusals = sum((s.refusals for s in senders), Counter())
-    observed |= {"refused_sends": sum(refusals.values())}
+    observed |= {"refused_sends": sum(refusals.values()), "slowest_send_ms": round(1000 * max(s.slowest_s for s in senders))}
     problems += [*(c for s in senders for c in s.crashes), *net.tracebacks()]
     for inbox, (shown_before, tracebacks_before) in marks.items():
         problems += inbox.tracebacks[tracebacks_before:]
