@@ -516,9 +516,27 @@ _GROUP_EXPIRY = (
     "UPDATE hosted_groups SET floor = seq",
 )
 
+# Device linking across the processes of one node (node/linking.py, sqlite_links.py): the
+# provisioning slots, their expiry and their one-shot answer, where every process sees them.
+# Short-lived (ten minutes at most): nothing here is a promise kept across a restore.
+_LINK_SLOTS: tuple[str, ...] = (
+    """CREATE TABLE link_slots (
+        slot          BLOB PRIMARY KEY,
+        ephemeral     BLOB NOT NULL,
+        expires       INTEGER NOT NULL,
+        owner         TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        device        TEXT NOT NULL,
+        approved_for  TEXT NULL,
+        offer         BLOB NULL
+    )""",
+    "CREATE INDEX link_slots_expires ON link_slots (expires)",
+    "CREATE INDEX link_slots_source ON link_slots (source, expires)",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
-    _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY,
+    _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -377,6 +377,22 @@ _GROUP_EXPIRY: tuple[str, ...] = (
     "UPDATE hosted_groups SET floor = seq",
 )
 
+# version 19 (device linking across processes, migrations.py _LINK_SLOTS)
+_LINK_SLOTS: tuple[str, ...] = (
+    """CREATE TABLE link_slots (
+        slot          BYTEA PRIMARY KEY,
+        ephemeral     BYTEA NOT NULL,
+        expires       BIGINT NOT NULL,
+        owner         TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        device        TEXT NOT NULL,
+        approved_for  TEXT NULL,
+        offer         BYTEA NULL
+    )""",
+    "CREATE INDEX link_slots_expires ON link_slots (expires)",
+    "CREATE INDEX link_slots_source ON link_slots (source, expires)",
+)
+
 _BASELINE_VERSION = 16
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -384,6 +400,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _TABLES + _TRIGGERS,
     _ADMIN,
     _GROUP_EXPIRY,
+    _LINK_SLOTS,
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"
