@@ -49,9 +49,13 @@ class _IntegralNumericLoader(Loader):
 
 
 def configure(conn: psycopg.Connection[Any]) -> None:
-    """Per pooled connection: client-side binding, integral numerics as int."""
+    """Per pooled connection: client-side binding, integral numerics as int, and a COMMIT that
+    returns only once flushed to the WAL whatever the server's default (a store's return is a
+    durable acknowledgement)."""
     conn.cursor_factory = psycopg.ClientCursor
     conn.adapters.register_loader("numeric", _IntegralNumericLoader)
+    conn.execute("SET synchronous_commit = on")
+    conn.commit()  # the pool takes the connection back only when idle
 
 
 class PgConnection:

@@ -83,6 +83,22 @@ async def test_two_stores_on_one_database_never_overfill_a_mailbox(pg_cluster: P
         await second.close()
 
 
+async def test_commits_are_durable_whatever_the_servers_default(pg_cluster: PgCluster) -> None:
+    url = pg_cluster.new_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER DATABASE sonet_test SET synchronous_commit = off")
+    try:
+        store = await PostgresStore.open(url)
+        try:
+            setting = await store._transaction(lambda conn: conn.execute("SHOW synchronous_commit").fetchone())
+        finally:
+            await store.close()
+        assert setting == ("on",)
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ALTER DATABASE sonet_test RESET synchronous_commit")
+
+
 async def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path) -> None:
     url = f"postgresql://sonet:{PASSWORD}@/nowhere?host={tmp_path}&port=1&connect_timeout=1"
     with pytest.raises(StoreError) as caught:
