@@ -10,11 +10,13 @@ for one sealed 1:1 text, as client/sdk.py ``_send`` and client/receiving.py ``_o
 ``encode_content`` (a "text" Content with 1024 characters of ASCII text), the live session
 state from the device's ``SessionCache`` (client/session_cache.py: the stored record, compared
 with the one the live state was saved as), ratchet ``encrypt``, ``to_bytes`` and ``remember``,
-sealed-sender ``seal`` with the sender certificate to the recipient's HPKE key; then
-``unseal``, ``CertificateCache.node`` and ``.verify`` (core/certs.py: the node-key signature is
-checked once per certificate, its validity window on every message), ``cert.matches``, the
-session from the cache, ratchet ``decrypt``, the identity check of ``Sessions._staged``,
-``to_bytes`` and ``remember``, ``decode_content``. Nothing is persisted (no SQLite, no vault
+sealed-sender ``seal`` to the recipient's HPKE key with the sender certificate, or its reference
+once the session shows the recipient holds it (client/cert_refs.py ``plan_send``, as
+``Sessions.encrypt_sealed``: from the first answered chain on); then ``unseal``, the held
+certificate for a reference, ``CertificateCache.node`` and ``.verify`` (core/certs.py: the
+node-key signature is checked once per certificate, its validity window on every message),
+``cert.matches``, the session from the cache, ratchet ``decrypt``, the identity check of
+``Sessions._staged``, ``after_receive``, ``to_bytes`` and ``remember``, ``decode_content``. Nothing is persisted (no SQLite, no vault
 sealing, no fsync). Each device has its own caches, as each client process has, and they are
 warm (the first message of a run fills them). Direction alternates every 10 messages, so every 10th message starts a new chain: the
 receiver makes a ratchet turn (X25519 DH + in hybrid ML-KEM decapsulation, then its own fresh
@@ -55,8 +57,9 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from sonet.client.cert_refs import SentCertificate, after_receive, plan_send
 from sonet.client.session_cache import SessionCache
-from sonet.core.certs import CertificateCache, issue_certificate
+from sonet.core.certs import CertificateCache, certificate_ref, issue_certificate
 from sonet.core.content import Content, decode_content, encode_content
 from sonet.core.crypto import CryptoMode, HpkePrivateKey, SigningKey, X25519KeyPair
 from sonet.core.ratchet import (
@@ -96,6 +99,13 @@ class _Device:
     record: bytes = b""  # serialized session state with the peer (the store's copy)
     sessions: SessionCache = field(default_factory=SessionCache)
     certificates: CertificateCache = field(default_factory=CertificateCache)
+    #: what the peer holds of our certificate; the peer's certificates we hold, by reference
+    sent: SentCertificate | None = None
+    held: dict[bytes, bytes] = field(default_factory=dict)
+    cert_ref: bytes = b""  # the client computes it once per certificate it fetches
+
+    def __post_init__(self) -> None:
+        self.cert_ref = certificate_ref(self.cert)
 
     @property
     def fp(self) -> str:
@@ -109,8 +119,8 @@ def _device(mode: CryptoMode, node_key: SigningKey, name: str) -> _Device:
     return _Device(address, 1, identity, rng(32) if mode.uses_classical else None, HpkePrivateKey.generate(mode, rng), cert)
 
 
-def _content() -> bytes:
-    return encode_content(Content(type="text", id=rng(16), sent_at=NOW, text=TEXT))
+def _content(text: str = TEXT) -> bytes:
+    return encode_content(Content(type="text", id=rng(16), sent_at=NOW, text=text))
 
 
 def _prekeys(mode: CryptoMode, bob: _Device, spk: tuple, key_id: int) -> tuple[dict, dict[str, bytes]]:
@@ -148,23 +158,36 @@ def _setup(mode: CryptoMode, alice: _Device, bob: _Device, store: dict, publishe
     return state.to_bytes(), bob_state.to_bytes()
 
 
-def _send_and_receive(sender: _Device, receiver: _Device, node_key) -> None:  # noqa: ANN001
-    message, state = encrypt(sender.sessions.load(receiver.address, 1, sender.record), _content())
+def _send_and_receive(sender: _Device, receiver: _Device, node_key, text: str = TEXT) -> int:  # noqa: ANN001
+    """One message; returns the size of its sealed box."""
+    session = sender.sessions.load(receiver.address, 1, sender.record)
+    ref = sender.cert_ref
+    by_ref, sender.sent = plan_send(sender.sent, session, ref)
+    message, state = encrypt(session, _content(text))
     sender.record = state.to_bytes()
     sender.sessions.remember(receiver.address, 1, sender.record, state)
-    body = seal(certificate=sender.cert, message=message, msg_type=RATCHET_MESSAGE, to_key=receiver.hpke.public, recipient_fp=receiver.fp)
+    body = seal(
+        certificate=None if by_ref else sender.cert, certificate_ref=ref if by_ref else None, message=message,
+        msg_type=RATCHET_MESSAGE, to_key=receiver.hpke.public, recipient_fp=receiver.fp,
+    )  # fmt: skip
     unsealed = unseal(body, my_key=receiver.hpke, my_fp=receiver.fp)
-    node = receiver.certificates.node(unsealed.certificate_raw)
-    cert = receiver.certificates.verify(unsealed.certificate_raw, node_key=node_key, node=node, now=NOW + 1000)
+    raw = unsealed.certificate_raw or receiver.held[unsealed.certificate_ref or b""]
+    node = receiver.certificates.node(raw)
+    cert = receiver.certificates.verify(raw, node_key=node_key, node=node, now=NOW + 1000)
     if not cert.matches(sender.identity.public, sender.address):
         raise AssertionError("certificate mismatch")
-    plaintext, state = decrypt(receiver.sessions.load(sender.address, 1, receiver.record), unsealed.message, rng)
+    before = receiver.sessions.load(sender.address, 1, receiver.record)
+    plaintext, state = decrypt(before, unsealed.message, rng)
     if state.peer_identity != sender.identity.public:
         raise AssertionError("session with the wrong identity")
+    if unsealed.certificate_raw is not None:
+        receiver.held[certificate_ref(raw)] = raw
+    receiver.sent = after_receive(receiver.sent, before, state)
     receiver.record = state.to_bytes()
     receiver.sessions.remember(sender.address, 1, receiver.record, state)
-    if decode_content(plaintext).text != TEXT:
+    if decode_content(plaintext).text != text:
         raise AssertionError("wrong plaintext")
+    return len(body)
 
 
 # Raw-primitive ceilings -----------------------------------------------------------------------

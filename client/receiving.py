@@ -34,7 +34,7 @@ from sonet.core.device import DeviceRecord, verify_device_record
 from sonet.core.device_list import check_listed_when_accepted, removal_time
 from sonet.core.envelope import Kind
 from sonet.core.errors import ProtocolError, RemoteProtocolError, VerifyError
-from sonet.core.sealed_sender import unseal
+from sonet.core.sealed_sender import unknown_reference, unseal
 
 from .access import remember_contact_token
 from .connection import TRANSIENT_LOOKUP_CODES, Connection, NodeError
@@ -233,17 +233,24 @@ class Receiver:
         state and any receipt) in one transaction; returns (sender, content)."""
         profile = self._profile
         unsealed = unseal(item.envelope.body, my_key=profile.hpke, my_fp=profile.identity.public.fingerprint)
-        node = self._certificates.node(unsealed.certificate_raw)
+        # a certificate by reference is one this device verified before: verified again below
+        raw = unsealed.certificate_raw or self._sessions.held_certificate(unsealed.certificate_ref or b"")
+        if raw is None:
+            raise unknown_reference()
+        node = self._certificates.node(raw)
         key = await node_key(conn, self._state, node, now=self._clock())
         # judged at arrival, as Signal does: a day offline must not expire them
-        cert = self._certificates.verify(unsealed.certificate_raw, node_key=key, node=node, now=item.stored_at)
+        cert = self._certificates.verify(raw, node_key=key, node=node, now=item.stored_at)
         try:
             record = await self._sender_record(conn, cert, accepted_at=item.stored_at, boxed_record=unsealed.record_raw)
         except VerifyError as exc:
             if exc.code == "sender_removed":  # the certificate is genuine: tell its account
                 self._inbox.undelivered.setdefault(cert.account, []).append(item.envelope.id)
             raise
-        decrypted = self._sessions.decrypt(cert.account, cert.device, record, unsealed.message)
+        decrypted = self._sessions.decrypt(
+            cert.account, cert.device, record, unsealed.message,
+            certificate=unsealed.certificate_raw, certificate_ref=unsealed.certificate_ref,
+        )  # fmt: skip
         content = decode_content(decrypted.plaintext)
         if content.type == GROUP_TYPING:  # None: for a group this device is not in (client/groups/typing.py)
             stored = group_typing_message(self._state, content, sender=cert.account, device=cert.device, received_at=item.stored_at)

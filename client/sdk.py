@@ -794,9 +794,10 @@ class Device:
         envelopes = []
         for t in targets:
             record = t.view.devices[t.device]
-            message = sessions.encrypt(t.address, t.device, t.content)  # state committed first
-            body = seal(certificate=certificate, message=message, msg_type=RATCHET_MESSAGE, to_key=record.hpke,
-                        recipient_fp=record.fingerprint, sender_record=own_record, sender_access=shared)
+            # state committed first; our certificate by reference once that device holds it
+            message, ref = sessions.encrypt_sealed(t.address, t.device, t.content, certificate)
+            body = seal(certificate=None if ref else certificate, certificate_ref=ref, message=message, msg_type=RATCHET_MESSAGE,
+                        to_key=record.hpke, recipient_fp=record.fingerprint, sender_record=own_record, sender_access=shared)
             envelopes.append(
                 Envelope(v=ENVELOPE_VERSION, id=msg_id, to=t.address, device=t.device,
                          expires=lifetime, kind=kind, body=body)

@@ -17,6 +17,10 @@ Crypto modes (client/crypto_modes.py): a new session runs in the mode the sender
 by default, the one both devices' signed records allow (``session_mode``); either way never
 below this device's minimum or its node's, in both directions. A session below that floor is
 not used for sending (a new one is started) and does not decrypt.
+
+Sender certificates go by reference once the peer device holds ours (client/cert_refs.py):
+:meth:`Sessions.encrypt_sealed` says which, and :meth:`Sessions.decrypt` /
+:meth:`Sessions.commit` keep what both sides know about certificates with the session record.
 """
 
 from __future__ import annotations
@@ -24,13 +28,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sonet.core.certs import certificate_ref
 from sonet.core.client_api import Bundle
 from sonet.core.crypto import CryptoMode, CryptoPolicy
 from sonet.core.device import DeviceRecord
 from sonet.core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError, VerifyError
 from sonet.core.ratchet import PrekeyBundle, PrekeySecret, SessionState, decrypt, encrypt, initiate, open_initial, session_mode
 from sonet.core.ratchet import decode_prekey, read_prekey_header, verify_bundle
+from sonet.core.sealed_sender import unknown_reference
 
+from . import cert_refs
 from .crypto_modes import can_run, check_requested, session_floor
 from .session_cache import SessionCache
 from .state import DeviceState, Profile
@@ -52,6 +59,10 @@ class Decrypted:
     _state: SessionState = field(repr=False)
     #: the new list of earlier sessions, or None when it stays as it is
     _previous: tuple[bytes, ...] | None = field(default=None, repr=False)
+    #: the sender certificate the message carried in full (verified), to keep for references
+    _certificate: bytes | None = field(default=None, repr=False)
+    #: what the peer now holds of our certificate, when that changed
+    _sent: cert_refs.SentCertificate | None = field(default=None, repr=False)
 
 
 class Sessions:
@@ -130,6 +141,28 @@ class Sessions:
         self._save(address, device, new_state)
         return message
 
+    def encrypt_sealed(self, address: str, device: int, plaintext: bytes, certificate: bytes) -> tuple[bytes, bytes | None]:
+        """:meth:`encrypt` for a sealed box with our sender ``certificate``: ``(message,
+        reference)``, the reference set when the peer device holds the certificate (seal it
+        with ``certificate_ref=``), None when the box must carry it in full. The session and
+        what it knows of the peer's certificates are committed together."""
+        current = self._current(address, device)
+        if current is None:
+            raise VerifyError(f"no session with {address} device {device}")
+        ref = certificate_ref(certificate)
+        sent = cert_refs.load_sent(self._state, address, device)
+        by_ref, after = cert_refs.plan_send(sent, current[1], ref)
+        message, new_state = encrypt(current[1], plaintext)
+        with self._state.transaction():
+            self._save(address, device, new_state)
+            if after != sent:
+                self._state.put(cert_refs.sent_key(address, device), after.to_bytes())
+        return message, ref if by_ref else None
+
+    def held_certificate(self, ref: bytes) -> bytes | None:
+        """The (unverified: verify it again) certificate this device holds under ``ref``."""
+        return cert_refs.held_certificate(self._state, ref)
+
     def _current(self, address: str, device: int) -> tuple[bytes, SessionState] | None:
         """The stored record of the current session and its (live) state."""
         raw = self._state.session(address, device)
@@ -145,15 +178,24 @@ class Sessions:
 
     # Receiving --------------------------------------------------------------------------
 
-    def decrypt(self, address: str, device: int, record: DeviceRecord, message: bytes) -> Decrypted:
-        """Decrypt without committing; the peer's identity must be ``record``'s."""
+    def decrypt(
+        self, address: str, device: int, record: DeviceRecord, message: bytes, *,
+        certificate: bytes | None = None, certificate_ref: bytes | None = None,
+    ) -> Decrypted:
+        """Decrypt without committing; the peer's identity must be ``record``'s. The box's
+        sender certificate: ``certificate`` (verified) when it came in full, kept on commit;
+        ``certificate_ref`` when by reference, which must name one held for that device
+        (VerifyError ``certificate_unknown`` otherwise)."""
+        if certificate_ref is not None and not cert_refs.is_bound(self._state, address, device, certificate_ref):
+            raise unknown_reference()
+        held = (certificate,) if certificate is not None else ()
         current = self._current(address, device)
         raw = current[0] if current is not None else None
         errors: list[ProtocolError] = []
         if current is not None:
             try:
                 plaintext, new_state = decrypt(current[1], message, self._rng)
-                return self._staged(address, device, record, plaintext, new_state, ())
+                return self._staged(address, device, record, plaintext, new_state, (), None, current[1], *held)
             except ProtocolError as exc:
                 errors.append(exc)
         previous = self._state.previous_sessions(address, device)
@@ -165,7 +207,7 @@ class Sessions:
                 continue
             # The peer still uses this one: it becomes current, the current one is kept.
             rest = ([raw] if raw is not None else []) + previous[:index] + previous[index + 1 :]
-            return self._staged(address, device, record, plaintext, new_state, (), tuple(rest[:MAX_PREVIOUS]))
+            return self._staged(address, device, record, plaintext, new_state, (), tuple(rest[:MAX_PREVIOUS]), None, *held)
         header = read_prekey_header(message)
         if header is not None:  # a message that starts a session
             mode = self._accept_offered(header.mode, record, address, device)
@@ -178,7 +220,7 @@ class Sessions:
                 rng=self._rng,
             )
             kept = None if raw is None else tuple(([raw] + previous)[:MAX_PREVIOUS])
-            return self._staged(address, device, record, plaintext, new_state, tuple(used), kept)
+            return self._staged(address, device, record, plaintext, new_state, tuple(used), kept, None, *held)
         raise errors[0] if errors else DecryptError()
 
     def _mode_to_offer(self, record: DeviceRecord, address: str, device: int) -> CryptoMode:
@@ -224,7 +266,7 @@ class Sessions:
             raise VerifyError(f"the device record of {address} lacks its X25519 identity key")
         return mode
 
-    def _staged(self, address, device, record, plaintext, new_state, used, previous=None) -> Decrypted:  # noqa: ANN001
+    def _staged(self, address, device, record, plaintext, new_state, used, previous=None, before=None, certificate=None) -> Decrypted:  # noqa: ANN001
         floor, whose = session_floor(self._state)
         if new_state.mode.rank < floor.rank:  # a session from before the floor was raised
             raise RemoteProtocolError(
@@ -239,9 +281,14 @@ class Sessions:
         expected_dh = record.identity_dh if new_state.mode.uses_classical else None
         if new_state.peer_identity_dh != expected_dh:
             raise VerifyError(f"the session with {address} device {device} uses another X25519 identity key")
+        sent = None
+        if before is not None:  # the current session: did the peer just answer one of our chains?
+            known = cert_refs.load_sent(self._state, address, device)
+            sent = cert_refs.after_receive(known, before, new_state)
+            sent = None if sent == known else sent
         return Decrypted(
             plaintext=plaintext, _address=address, _device=device, _record=new_state.to_bytes(), _state=new_state,
-            _used_prekeys=used, _previous=previous,
+            _used_prekeys=used, _previous=previous, _certificate=certificate, _sent=sent,
         )  # fmt: skip
 
     def commit(self, decrypted: Decrypted) -> None:
@@ -252,6 +299,11 @@ class Sessions:
             for kind, key_id in decrypted._used_prekeys:
                 if self._state.prekey_is_one_time(kind, key_id):
                     self._state.delete_prekey(kind, key_id)
+            if decrypted._certificate is not None:
+                ref = certificate_ref(decrypted._certificate)
+                cert_refs.hold(self._state, decrypted._address, decrypted._device, decrypted._certificate, ref)
+            if decrypted._sent is not None:
+                self._state.put(cert_refs.sent_key(decrypted._address, decrypted._device), decrypted._sent.to_bytes())
         self._cache.remember(decrypted._address, decrypted._device, decrypted._record, decrypted._state)
 
     def _prekey_secret(self, kind: str, key_id: int) -> PrekeySecret | None:

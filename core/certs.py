@@ -23,6 +23,11 @@ it was offline still verify.
 hybrid mode) for every message: a sender puts the same certificate in each box for a day. It
 remembers certificates whose signature verified, by their exact bytes together with the node
 name and key they verified under; the validity window is still checked at every use.
+
+:func:`certificate_ref` names a certificate in a sealed box once the recipient holds it
+(core/sealed_sender.py): a domain-separated SHA-256 of its exact bytes, so a reference names
+one certificate and nothing else (finding a second one with the same reference means breaking
+SHA-256's second-preimage resistance).
 """
 
 from __future__ import annotations
@@ -33,13 +38,19 @@ from typing import Any
 
 from . import canonical, limits
 from .address import parse_address, validate_node_name
-from .crypto import SigningKey, VerifyKey
+from .crypto import SigningKey, VerifyKey, sha256
 from .errors import LocalProtocolError, RemoteProtocolError, VerifyError
 from .signed import sign_body, split_signed
 
-__all__ = ["SenderCertificate", "CertificateCache", "issue_certificate", "verify_certificate", "certificate_node", "CERT_LABEL"]
+__all__ = [
+    "SenderCertificate", "CertificateCache", "issue_certificate", "verify_certificate", "certificate_node",
+    "certificate_ref", "CERT_LABEL", "CERT_REF_LEN",
+]  # fmt: skip
 
 CERT_LABEL = b"sonet-sender-cert-v1"
+_REF_LABEL = b"sonet-sender-cert-ref-v1"
+#: bytes of a certificate reference (:func:`certificate_ref`)
+CERT_REF_LEN = 32
 _VERSION = 1
 _BODY = {"v": int, "node": str, "account": str, "device": int, "identity": bytes, "issued": int, "expires": int}
 _TIME_MAX = 2**63 - 1
@@ -65,6 +76,12 @@ class SenderCertificate:
         except LocalProtocolError:
             return False
         return self.identity == identity and self.account == address
+
+
+def certificate_ref(raw: bytes) -> bytes:
+    """The reference a sealed box carries instead of certificate ``raw`` (its exact bytes,
+    verified or not: the recipient resolves a reference only to a certificate it verified)."""
+    return sha256(_REF_LABEL, raw)
 
 
 def _malformed(message: str) -> RemoteProtocolError:

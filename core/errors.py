@@ -137,6 +137,7 @@ _CODES = {
     "certificate_not_yet_valid": "a sender certificate issued in the future",
     "certificate_too_long": "a sender certificate valid for longer than allowed",
     "certificate_mismatch": "a sender certificate that names a device its account does not list",
+    "certificate_unknown": "a sealed box naming its sender certificate by a reference this device does not hold",
     "sender_removed": "a message of a device its account removed before the recipient's node took it",
     "unknown_node_key": "no known identity key for a node",
     "bad_node_key": "a node's identity key that does not match its pin or cannot be used",
