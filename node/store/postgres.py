@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Self, TypeVar
@@ -38,6 +39,7 @@ from .dialect import IntegrityError
 from .postgres_connection import PgConnection, configure
 from .postgres_migrations import migrate
 from .sqlite import SqliteStore
+from .sqlite_budgets import DiskFree
 
 __all__ = ["PostgresStore"]
 
@@ -49,6 +51,8 @@ POOL_SIZE = 8
 CONNECT_TIMEOUT_S = 10.0
 #: a transaction the server aborted to keep the writes serializable is run again this often
 MAX_ATTEMPTS = 30
+#: once the server was lost, how long a call's check that it is back may take (libpq's least)
+RECONNECT_TIMEOUT_S = 2
 
 _RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
@@ -62,15 +66,22 @@ def _no_disk_check() -> int:
 class PostgresStore(SqliteStore):
     """Store backed by a PostgreSQL database. Create with ``await PostgresStore.open(url)``."""
 
-    def __init__(self, pool: ConnectionPool, url: str) -> None:  # noqa: D107 - see open()
-        self._disk_free = _no_disk_check
+    def __init__(self, pool: ConnectionPool, url: str, disk_free: DiskFree = _no_disk_check) -> None:  # noqa: D107
+        self._disk_free = disk_free
         self._pool: ConnectionPool | None = pool
         self._url = url
         self._limiter = trio.CapacityLimiter(POOL_SIZE)
+        # Set when a call found its connection broken (the server stopped or restarted): the
+        # pool would wait for its own reconnection, which backs off up to minutes, so calls
+        # fail at once while the server is away and the first to find it back opens a new pool.
+        self._lost = False
+        self._reconnecting = threading.Lock()
 
     @classmethod
-    async def open(cls, path: Any, *, disk_free: Any = None) -> Self:
-        """Connect to the database at the ``postgresql://`` URL ``path`` and migrate it."""
+    async def open(cls, path: Any, *, disk_free: DiskFree | None = None) -> Self:
+        """Connect to the database at the ``postgresql://`` URL ``path`` and migrate it.
+        ``disk_free()``: the free space the disk reserve is checked against (default: none is
+        checked, the database's disk being the server's)."""
         url = str(path)
 
         def connect() -> ConnectionPool:
@@ -79,23 +90,14 @@ class PostgresStore(SqliteStore):
             timeout: dict[str, Any] = {} if "connect_timeout" in conninfo_to_dict(url) else {"connect_timeout": int(CONNECT_TIMEOUT_S)}
             with psycopg.connect(url, autocommit=True, **timeout) as conn:
                 migrate(conn)
-            pool = ConnectionPool(
-                url, min_size=1, max_size=POOL_SIZE, configure=configure, open=False, timeout=CONNECT_TIMEOUT_S,
-                name="sonet-store",
-            )
-            try:
-                pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-            except BaseException:
-                pool.close()
-                raise
-            return pool
+            return _new_pool(url)
 
         try:
             pool = await trio.to_thread.run_sync(connect)
         except (psycopg.Error, PoolTimeout) as exc:
             # the caller names the database (redacted): libpq's reason never holds the password
             raise StoreError(f"cannot open database: {_message(exc)}") from None
-        return cls(pool, url)
+        return cls(pool, url, disk_free or _no_disk_check)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -119,11 +121,35 @@ class PostgresStore(SqliteStore):
     async def _run(self, fn: Callable[..., T], args: tuple[Any, ...], *, write: bool) -> T:
         return await trio.to_thread.run_sync(self._run_sync, fn, args, write, limiter=self._limiter)
 
+    def _usable_pool(self) -> ConnectionPool:
+        """The pool, or a new one once the server is back after it was lost; StoreError
+        "unavailable" (at once) while it is still away."""
+        if not self._lost:
+            pool = self._pool
+            if pool is None:
+                raise StoreError("store is closed")
+            return pool
+        with self._reconnecting:  # one check at a time; the others then see its outcome
+            pool = self._pool
+            if pool is None:
+                raise StoreError("store is closed")
+            if not self._lost:
+                return pool
+            try:
+                with psycopg.connect(self._url, autocommit=True, connect_timeout=RECONNECT_TIMEOUT_S):
+                    pass
+                fresh = _new_pool(self._url)
+            except (psycopg.Error, PoolTimeout) as exc:
+                raise StoreError(f"database unavailable: {_message(exc)}", code="unavailable") from None
+            self._pool, self._lost = fresh, False
+        # calls still on the old pool finish there; its closing waits for them
+        threading.Thread(target=pool.close, name="sonet-store-old-pool", daemon=True).start()
+        return fresh
+
     def _run_sync(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
-        pool = self._pool
-        if pool is None:
-            raise StoreError("store is closed")
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            pool = self._usable_pool()
+            raw = None
             try:
                 with pool.connection() as raw:
                     raw.isolation_level = IsolationLevel.SERIALIZABLE if write else IsolationLevel.REPEATABLE_READ
@@ -139,8 +165,25 @@ class PostgresStore(SqliteStore):
             except PoolTimeout as exc:
                 raise StoreError(f"database unavailable ({redact_url(self._url)}): {_message(exc)}") from None
             except psycopg.Error as exc:
+                if raw is not None and raw.broken:  # the server went away under this call
+                    self._lost = True
+                    raise StoreError(f"database unavailable: {_message(exc)}", code="unavailable") from None
                 raise StoreError(f"database error: {_message(exc)}") from exc
         raise AssertionError("unreachable")
+
+
+def _new_pool(url: str) -> ConnectionPool:
+    """An open pool with its first connection made (PoolTimeout or psycopg.Error if it cannot)."""
+    pool = ConnectionPool(
+        url, min_size=1, max_size=POOL_SIZE, configure=configure, open=False, timeout=CONNECT_TIMEOUT_S,
+        name="sonet-store",
+    )
+    try:
+        pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+    except BaseException:
+        pool.close()
+        raise
+    return pool
 
 
 def _message(exc: BaseException) -> str:

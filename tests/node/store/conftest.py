@@ -12,7 +12,8 @@ from sonet.node.store import SqliteStore, Store
 
 from .pg_cluster import PgCluster, PgUnavailable
 
-StoreOpener = Callable[[], Awaitable[Store]]
+#: opens the test's store; keyword arguments go to ``open`` (e.g. ``disk_free``)
+StoreOpener = Callable[..., Awaitable[SqliteStore]]
 
 #: Backends the contract suite runs against: SQLite, and PostgreSQL on a throwaway cluster the
 #: session starts itself (pg_cluster.py).
@@ -43,12 +44,12 @@ def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StoreOpener:
     """A function that opens the same fresh, initially empty store each time it is called."""
     if request.param == "sqlite":
         path = tmp_path / "node.db"
-        return lambda: SqliteStore.open(path)
+        return lambda **options: SqliteStore.open(path, **options)
     if request.param == "postgresql":
         from sonet.node.store.postgres import PostgresStore
 
         url = request.getfixturevalue("pg_cluster").new_database()
-        return lambda: PostgresStore.open(url)
+        return lambda **options: PostgresStore.open(url, **options)
     raise AssertionError(f"unknown backend {request.param!r}")
 
 

@@ -6,7 +6,6 @@ frees up as what it counted is delivered, acknowledged or removed."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -16,13 +15,12 @@ from sonet.node.store import (
     OverBudget,
     Quota,
     SenderRemoved,
-    SqliteStore,
     StatusUpdate,
     Store,
     Tracking,
 )
 
-from .conftest import database_size
+from .conftest import StoreOpener, database_size
 from .test_contract import ALICE, BOB, CAROL, DAY, NOW, ROOMY, env, mid, pending_ids, register
 
 BETA = "beta.example"
@@ -219,9 +217,9 @@ class Disk:
         return self.free
 
 
-async def test_within_the_disk_reserve_new_messages_are_refused_but_acks_and_removals_work(tmp_path: Path) -> None:
+async def test_within_the_disk_reserve_new_messages_are_refused_but_acks_and_removals_work(open_backend: StoreOpener) -> None:
     disk = Disk(free=100 * ROW)
-    store = await SqliteStore.open(tmp_path / "node.db", disk_free=disk)
+    store = await open_backend(disk_free=disk)
     try:
         await senders(store, ALICE, BOB, CAROL)
         quota = budgets(reserve_bytes=10 * ROW)
