@@ -20,6 +20,7 @@ handler (as trio-websocket's ``serve_websocket`` does), under the caps and deadl
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import logging
@@ -38,6 +39,7 @@ from wsproto.utilities import LocalProtocolError as WebSocketStateError
 from .admission import Admission, Admitted, ConnectionLimits, Refused
 from .log_summary import SUMMARY_INTERVAL_S, LogSummary
 from .socket import READ_BYTES
+from .tls import PLAIN_ON_TLS_ANSWER, opens_tls
 
 __all__ = ["serve", "Listening", "Tarpit", "Connection", "ConnectionLimits", "MAX_REQUEST_HEAD", "raise_fd_limit", "FD_RESERVE"]
 
@@ -60,7 +62,7 @@ MAX_ACCEPT_BACKOFF_S = 1.0
 _CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 #: ways a connection ends that are closed normally (a refusal the handshake sent must arrive);
 #: every other end the server decides (a deadline, an eviction, a stall) resets the socket
-_GRACEFUL = {None, "ended_unauthenticated", "bad_request"}
+_GRACEFUL = {None, "ended_unauthenticated", "bad_request", "tls_on_plain"}
 #: the stages of an evicted connection that go to the tarpit: silent ones (see ``Tarpit``)
 _TARPITTED = {"new", "upgraded"}
 #: how long the tarpit holds a socket (at most: it gives sockets back whenever room is needed)
@@ -295,6 +297,17 @@ class _Server:
             self._refusing -= 1
             _abort(stream)
 
+    async def _answer_plain(self, stream: trio.SocketStream, answer: bytes) -> None:
+        """Send ``answer`` and read what the client sent (briefly, up to a request head), so that
+        closing does not reset the connection under the answer before the client read it."""
+        with trio.move_on_after(ANSWER_GRACE_S):
+            try:
+                await stream.send_all(answer)
+                stream.socket.shutdown(stdlib_socket.SHUT_WR)
+                await _read_head(stream)
+            except (trio.BrokenResourceError, OSError):
+                pass  # it went away: nobody to tell
+
     async def _serve(self, stream: trio.SocketStream, conn: Admitted) -> None:
         try:
             with conn.scope:
@@ -329,6 +342,14 @@ class _Server:
         spoken: trio.abc.Stream = stream
         with trio.move_on_after(caps.upgrade_timeout_s) as upgrade:
             if self._tls is not None:  # TLS first, within the same deadline as the upgrade request
+                first = await stream.socket.recv(2, stdlib_socket.MSG_PEEK)
+                if not first:
+                    return  # closed before it said anything
+                if not opens_tls(first):
+                    # not TLS: a ws:// client, told in plain HTTP, as it would not understand TLS
+                    conn.ended_by = "plain_on_tls"
+                    await self._answer_plain(stream, _answer(400, "Bad Request", PLAIN_ON_TLS_ANSWER))
+                    return
                 spoken = trio.SSLStream(stream, self._tls, server_side=True)
                 try:
                     await spoken.do_handshake()
@@ -338,6 +359,13 @@ class _Server:
             head = await _read_head(spoken)
         if upgrade.cancelled_caught:
             conn.ended_by = "upgrade_timeout"
+            return
+        if self._tls is None and opens_tls(head[:2]):
+            # a wss:// client on a plain listener: end it now (a clean end of stream, which its
+            # TLS handshake reports at once) rather than wait out the upgrade deadline
+            conn.ended_by = "tls_on_plain"
+            with contextlib.suppress(OSError):  # it may have gone already
+                stream.socket.shutdown(stdlib_socket.SHUT_WR)
             return
         if b"\r\n\r\n" not in head:  # closed, or no HTTP request within the cap
             conn.ended_by = "bad_request" if head else None
@@ -396,9 +424,9 @@ def _reset(sock: trio.socket.SocketType) -> None:
 
 async def _read_head(stream: trio.abc.Stream) -> bytes:
     """What the client sent up to the end of its request head (maybe a little more), or less
-    if it closed or sent more than MAX_REQUEST_HEAD without one."""
+    if it closed, sent more than MAX_REQUEST_HEAD without one, or opened a TLS handshake."""
     data = b""
-    while b"\r\n\r\n" not in data and len(data) < MAX_REQUEST_HEAD:
+    while b"\r\n\r\n" not in data and len(data) < MAX_REQUEST_HEAD and not opens_tls(data[:2]):
         chunk = await stream.receive_some(MAX_REQUEST_HEAD)
         if not chunk:
             break

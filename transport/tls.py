@@ -15,10 +15,20 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["CA_ENV", "TlsError", "server_context", "client_context", "describe_failure"]
+__all__ = ["CA_ENV", "PLAIN_ON_TLS_ANSWER", "TlsError", "server_context", "client_context", "describe_failure", "opens_tls"]
 
 #: a PEM file of the CA(s) to trust for wss:// instead of the system's
 CA_ENV = "SONET_TLS_CA"
+#: the body of the 400 a TLS listener answers a plain ws:// (HTTP) client with
+PLAIN_ON_TLS_ANSWER = "this node listens with TLS: dial it at wss:// (not ws://)\n"
+#: the first byte of a TLS record that carries a handshake message (as a ClientHello does)
+_HANDSHAKE_RECORD = 0x16
+
+
+def opens_tls(first: bytes) -> bool:
+    """Whether a connection's first bytes may open a TLS handshake (a handshake record; its
+    version's major byte 3 when there is a second byte). HTTP starts with a method's letter."""
+    return bool(first) and first[0] == _HANDSHAKE_RECORD and (len(first) == 1 or first[1] == 3)
 
 
 class TlsError(Exception):
