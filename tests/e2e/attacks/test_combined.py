@@ -60,7 +60,7 @@ ROUND_EVERY_S = 2.0
 MAX_RSS_MB = 300
 #: hang guards (never performance thresholds): one device round (its dials retried within it),
 #: the attack (it ends by itself after this long), the attacker's exit once told to stop
-ROUND_GUARD_S = 60.0
+ROUND_GUARD_S = 120.0
 ATTACK_MAX_S = 300.0
 ATTACK_GUARD_S = 120.0
 _SUMMARY = re.compile(r"refused or cut connections in the last [\d.]+ s: (.*?)(?: \(most from|$)")
