@@ -238,6 +238,7 @@ class Node:
                 requests=requests,
                 push_ephemeral=self.registry.push_ephemeral,
             )
+            self.links.use(store, self.clock_ms)  # the link slots are in the store, seen by every process
             ctx = ClientContext(
                 name=self.config.name,
                 store=store,
@@ -269,7 +270,7 @@ class Node:
                 # here: psycopg took ~0.2 s of every node start)
                 from .cluster import Cluster, process_name
 
-                self.cluster = Cluster(database, process=process_name(self.rng), registry=self.registry)
+                self.cluster = Cluster(database, process=process_name(self.rng), registry=self.registry, links=self.links)
                 self.cluster.attach(federation.outboxes)
             self.context = ctx
 
@@ -412,7 +413,7 @@ class Node:
 
         async def purge(now: int) -> None:
             dropped = await store.purge_expired(now=now)
-            self.links.purge(now)
+            await self.links.purge(now)
             if dropped:
                 log.info("expired %d envelopes", dropped)
 

@@ -163,6 +163,9 @@ def _link_refused() -> Iterator[None]:
         yield
     except LinkError as exc:
         raise RequestError(exc.code, str(exc)) from None
+    except StoreError as exc:  # the slots are in the store (node/linking.py)
+        log.warning("link slots: %s", exc)
+        raise RequestError("unavailable", "the node cannot serve device linking right now; try again later") from None
 
 
 async def link_begin(session: Session, req: LinkBegin) -> None:
@@ -171,7 +174,7 @@ async def link_begin(session: Session, req: LinkBegin) -> None:
     if not 0 < len(req.ephemeral) <= limits.MAX_LINK_EPHEMERAL_BYTES:
         raise RequestError("bad_input", f"the ephemeral key must be 1..{limits.MAX_LINK_EPHEMERAL_BYTES} bytes")
     with _link_refused():
-        slot = ctx.links.open(
+        slot = await ctx.links.open(
             ephemeral=req.ephemeral,
             owner=session,
             push=session.push_offer,
@@ -186,7 +189,7 @@ async def link_fetch(session: Session, req: LinkFetch) -> None:
     ctx = session.ctx
     require_registered(session)
     with _link_refused():
-        slot = ctx.links.get(req.slot, now=ctx.clock_ms())
+        slot = await ctx.links.get(req.slot, now=ctx.clock_ms())
     await session.send(LinkPending(request=req.request, ephemeral=slot.ephemeral))
 
 
@@ -200,7 +203,7 @@ async def link_approve(session: Session, req: LinkApprove) -> None:
         raise RequestError("too_many_devices", f"an account has at most {limits.MAX_DEVICES_PER_ACCOUNT} devices")
     offer = LinkOffer(slot=req.slot, account=account, provisioning=req.provisioning, device_list=row.device_list)
     with _link_refused():
-        ctx.links.approve(req.slot, account=account, offer=offer, now=ctx.clock_ms())
+        await ctx.links.approve(req.slot, account=account, offer=offer, now=ctx.clock_ms())
     log.info("link slot approved")
     await session.send(LinkApproved(request=req.request))
 
@@ -218,7 +221,7 @@ async def link_complete(session: Session, req: LinkComplete) -> None:
         await _link_again(session, req, (committed.account, committed.device_id))
         return
     with _link_refused():
-        slot = ctx.links.owned_by(req.slot, session, now=ctx.clock_ms(), device=session.peer.fingerprint)
+        slot = await ctx.links.owned_by(req.slot, session, now=ctx.clock_ms(), device=session.peer.fingerprint)
     if slot.approved_for is None:
         raise RequestError("link_not_approved", "no device of the account has approved this link yet")
     account = slot.approved_for
@@ -243,6 +246,8 @@ async def link_complete(session: Session, req: LinkComplete) -> None:
         raise RequestError(exc.code, str(exc)) from None
     log.info("linked device %d to an account", device.device_id)
     session.become(device)
+    with _link_refused():  # one-shot: the slot is used (the device is in the store already)
+        await ctx.links.used(slot.slot)
     await _publish(ctx)
     await session.send(Registered(request=req.request, account=account, device=device.device_id))
 

@@ -155,7 +155,7 @@ class ClientSession:
             try:
                 await self._serve(removed)
             finally:
-                self._ctx.links.release(self)
+                await self._ctx.links.close(self)
                 self._offers_send.close()
                 if self._ctx.unregistered is not None:
                     self._ctx.unregistered.done(self)

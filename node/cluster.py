@@ -15,6 +15,10 @@ who pushes which outbox (SQL in node/store/postgres_cluster.py):
   taken over ``LEASE_TTL_S`` after the last renewal by the next process to claim. A holder that
   cannot renew stops pushing ``LEASE_MARGIN_S`` before the server would let another take over.
 
+- Device linking: a link slot approved on one process (node/linking.py, the slots are in the
+  store) becomes a ``NOTIFY`` naming the slot; the process where the new device waits reads the
+  offer from the store and pushes it (and looks again at every re-check).
+
 Administration changes need nothing here: every process polls the store's admin counter
 (node/admin_watch.py). Live ephemeral pushes (typing indicators) reach only the devices of the
 process that received them.
@@ -34,9 +38,11 @@ import trio
 
 from sonet.federation.outbox import Outboxes
 
+from .linking import LinkRegistry
 from .mailbox import MailboxKey, MailboxRegistry
 from .store import StoreError, redact_url
 from .store.postgres_cluster import (
+    LINK_CHANNEL,
     MAILBOX_CHANNEL,
     OUTBOX_CHANNEL,
     claim_leases,
@@ -81,6 +87,7 @@ class Cluster:
         *,
         process: str,
         registry: MailboxRegistry,
+        links: LinkRegistry | None = None,
         lease_ttl_s: float = LEASE_TTL_S,
         renew_s: float = RENEW_S,
         recheck_s: float = RECHECK_S,
@@ -88,6 +95,7 @@ class Cluster:
         self.process = process
         self._url = url
         self._registry = registry
+        self._links = links
         self._ttl = lease_ttl_s
         self._renew = renew_s
         self._recheck_s = recheck_s
@@ -98,7 +106,10 @@ class Cluster:
         # what to tell the other processes, sent by ``_publish_loop``
         self._pending_mailboxes: set[MailboxKey] = set()
         self._pending_dests: set[str] = set()
+        self._pending_links: set[bytes] = set()
         self._pending = trio.Event()
+        #: runs the link offers heard of (they are read from the store), set by ``run``
+        self._nursery: trio.Nursery | None = None
         # one connection for NOTIFY and the leases, used by one thread at a time
         self._control: psycopg.Connection[Any] | None = None
         self._control_pid = -1
@@ -122,6 +133,10 @@ class Cluster:
         self._pending_mailboxes |= keys
         self._pending.set()
 
+    def links_elsewhere(self, slot: bytes) -> None:
+        self._pending_links.add(slot)
+        self._pending.set()
+
     def held(self) -> set[str]:
         """The destinations this process pushes now."""
         return {d for d in self._held if self.holds(d)}
@@ -136,8 +151,11 @@ class Cluster:
         except psycopg.Error as exc:
             raise self._unreachable(exc) from None
         self._registry.elsewhere = self.mailboxes_elsewhere
+        if self._links is not None:
+            self._links.elsewhere = self.links_elsewhere
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 listening = trio.Event()
                 nursery.start_soon(self._listen_loop, listening)
                 await listening.wait()
@@ -146,7 +164,10 @@ class Cluster:
                 nursery.start_soon(self._lease_watchdog)
                 task_status.started()
         finally:
+            self._nursery = None
             self._registry.elsewhere = None
+            if self._links is not None:
+                self._links.elsewhere = None
             self._revoke_all()
             with trio.CancelScope(shield=True):
                 try:
@@ -184,10 +205,12 @@ class Cluster:
             self._pending = trio.Event()
             mailboxes, self._pending_mailboxes = self._pending_mailboxes, set()
             dests, self._pending_dests = self._pending_dests, set()
+            links, self._pending_links = self._pending_links, set()
 
             def send(conn: psycopg.Connection[Any]) -> None:
                 notify(conn, MAILBOX_CHANNEL, [[account, device] for account, device in sorted(mailboxes)])
                 notify(conn, OUTBOX_CHANNEL, sorted(dests))
+                notify(conn, LINK_CHANNEL, sorted(slot.hex() for slot in links))
 
             try:
                 await self._on_control(send)
@@ -195,6 +218,7 @@ class Cluster:
                 log.warning("cannot wake the node's other processes, trying again in %g s: %s", RECONNECT_S, _line(exc))
                 self._pending_mailboxes |= mailboxes
                 self._pending_dests |= dests
+                self._pending_links |= links
                 self._pending.set()
                 await trio.sleep(RECONNECT_S)
 
@@ -208,6 +232,7 @@ class Cluster:
                 conn.add_notify_handler(heard.append)
                 await trio.to_thread.run_sync(conn.execute, f"LISTEN {MAILBOX_CHANNEL}")
                 await trio.to_thread.run_sync(conn.execute, f"LISTEN {OUTBOX_CHANNEL}")
+                await trio.to_thread.run_sync(conn.execute, f"LISTEN {LINK_CHANNEL}")
                 listening.set()
                 self._recheck()  # anything committed while nobody here listened
                 while True:
@@ -246,9 +271,22 @@ class Cluster:
             self._registry.notify_local(keys)
         elif channel == OUTBOX_CHANNEL and self._outboxes is not None:
             self._outboxes.wake_held(d for d in items if isinstance(d, str))
+        elif channel == LINK_CHANNEL:
+            self._deliver_links(_slots(items))
+
+    def _deliver_links(self, slots: list[bytes]) -> None:
+        """Offers approved elsewhere for connections waiting here: read and pushed."""
+        if self._links is None or self._nursery is None:
+            return
+        here = set(self._links.waiting())
+        mine = [slot for slot in slots if slot in here]
+        if mine:
+            self._nursery.start_soon(self._links.deliver_all, mine)
 
     def _recheck(self) -> None:
         self._registry.notify_local(self._registry.keys())
+        if self._links is not None:
+            self._deliver_links(self._links.waiting())
         if self._outboxes is not None:
             self._outboxes.wake_held(self.held())
 
@@ -286,6 +324,18 @@ class Cluster:
         if self._outboxes is not None:
             for dest in held:
                 self._outboxes.revoke(dest)
+
+
+def _slots(items: list[Any]) -> list[bytes]:
+    """The slot keys a link notification names (anything else is ignored)."""
+    slots = []
+    for item in items:
+        if isinstance(item, str):
+            try:
+                slots.append(bytes.fromhex(item))
+            except ValueError:
+                pass
+    return slots
 
 
 def _line(exc: BaseException) -> str:

@@ -27,6 +27,7 @@ import psycopg
 __all__ = [
     "MAILBOX_CHANNEL",
     "OUTBOX_CHANNEL",
+    "LINK_CHANNEL",
     "ensure_tables",
     "claim_leases",
     "release_leases",
@@ -39,6 +40,8 @@ __all__ = [
 MAILBOX_CHANNEL = "sonet_mailbox"
 #: new outbox items for these destinations: payload a JSON list of node names
 OUTBOX_CHANNEL = "sonet_outbox"
+#: device-link slots approved (node/linking.py): payload a JSON list of slot keys in hex
+LINK_CHANNEL = "sonet_link"
 #: PostgreSQL refuses a payload of 8000 bytes or more
 MAX_PAYLOAD_BYTES = 7900
 #: any number that names this lock among the database's advisory locks

@@ -124,6 +124,7 @@ from .sqlite_expiry import _next_expiry
 from .sqlite_mailbox import _ack, _device_exists, _pending, _purge_expired, _store_envelopes
 from .sqlite_prekeys import _prekey_counts, _publish_prekeys, _take_bundle
 from .sqlite_key_packages import _key_package_count, _publish_key_packages, _take_key_packages
+from .sqlite_links import LinkSlotRow, _approve_link_slot, _drop_link_slot, _link_slot, _open_link_slot, _purge_link_slots
 
 __all__ = ["SqliteStore", "BUSY_TIMEOUT_S"]
 
@@ -555,6 +556,23 @@ class SqliteStore:
 
     async def expire_outbox(self, *, now: int) -> None:
         await self._transaction(_expire_outbox, now)
+
+    # Device-linking slots (sqlite_links.py, node/linking.py) ----------------------------
+
+    async def open_link_slot(self, row: LinkSlotRow, *, now: int, max_slots: int, max_per_source: int) -> str:
+        return await self._transaction(_open_link_slot, row, now, max_slots, max_per_source)
+
+    async def link_slot(self, slot: bytes, *, now: int) -> LinkSlotRow | None:
+        return await self._read(_link_slot, slot, now)
+
+    async def approve_link_slot(self, slot: bytes, *, account: str, offer: bytes, now: int) -> str:
+        return await self._transaction(_approve_link_slot, slot, account, offer, now)
+
+    async def drop_link_slot(self, slot: bytes) -> bool:
+        return await self._transaction(_drop_link_slot, slot)
+
+    async def purge_link_slots(self, *, now: int) -> int:
+        return await self._transaction(_purge_link_slots, now)
 
 
 # The SQL, as plain functions of a connection. Each runs on the worker thread, inside the
