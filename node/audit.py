@@ -173,7 +173,12 @@ def record(data_dir_or_log: Path | str | AuditLog, kind: str, **fields: Any) -> 
     audit log of a data directory (its node.key signs the head) or of an open AuditLog; its seq.
     Fields are names, fingerprints, hash prefixes and counts: never a secret."""
     log = data_dir_or_log if isinstance(data_dir_or_log, AuditLog) else AuditLog(Path(data_dir_or_log), load_node_key(Path(data_dir_or_log)))
-    return log.append([(kind, fields)])
+    try:
+        return log.append([(kind, fields)])
+    except AuditError as exc:
+        # the callers record an action after it is done: say so, or the operator would think
+        # it failed and do it again
+        raise AuditError(f"the change was made, but its audit entry ({kind}) was not written: {exc}") from None
 
 
 def _read(path: Path) -> bytes | None:
