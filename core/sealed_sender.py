@@ -47,7 +47,7 @@ from .certs import CERT_REF_LEN, SenderCertificate, certificate_node, verify_cer
 from .crypto import HpkePrivateKey, HpkePublicKey, VerifyKey, normalize_fingerprint
 from .errors import LocalProtocolError, RemoteProtocolError, VerifyError
 from .padding import pad, unpad
-from .ratchet import is_initial
+from .ratchet import is_initial, looks_initial
 
 __all__ = ["Unsealed", "OpenedSealed", "seal", "unseal", "open_sealed", "sealed_info", "unknown_reference", "INFO_PREFIX"]
 
@@ -88,15 +88,6 @@ class OpenedSealed(NamedTuple):
     msg_type: int
 
 
-def _starts_session(message: bytes) -> bool:
-    """``is_initial`` for a check of the box only: a message that is not a ratchet message at
-    all is the ratchet's to refuse."""
-    try:
-        return is_initial(message)
-    except RemoteProtocolError:
-        return False
-
-
 def unknown_reference() -> VerifyError:
     """The error for a box whose certificate reference this device cannot resolve."""
     return VerifyError(
@@ -129,7 +120,7 @@ def seal(
             raise LocalProtocolError("a sealed box carries a sender certificate or its reference, not both")
         if type(certificate_ref) is not bytes or len(certificate_ref) != CERT_REF_LEN:
             raise LocalProtocolError(f"a certificate reference is {CERT_REF_LEN} bytes")
-        if _starts_session(message):
+        if looks_initial(message):
             raise LocalProtocolError("a message that starts a session carries the full sender certificate")
     elif type(certificate) is not bytes or not 0 < len(certificate) <= limits.MAX_SENDER_CERT_BYTES:
         raise LocalProtocolError("sender certificate missing or too large")
@@ -147,7 +138,7 @@ def seal(
         if type(sender_access) is not bytes or len(sender_access) != ACCESS_TOKEN_LEN:
             raise LocalProtocolError(f"an access token is {ACCESS_TOKEN_LEN} bytes")
         fields[_ACCESS] = sender_access
-    if sender_record is not None and is_initial(message):
+    if sender_record is not None and looks_initial(message):  # our own message: no need to decode it
         if type(sender_record) is not bytes or not 0 < len(sender_record) <= limits.MAX_SENDER_RECORD_BYTES:
             raise LocalProtocolError(f"sender device record must be bytes of 1..{limits.MAX_SENDER_RECORD_BYTES}")
         fields["record"] = sender_record
@@ -188,7 +179,7 @@ def unseal(body: bytes, *, my_key: HpkePrivateKey, my_fp: str) -> Unsealed:
     record = inner.get("record")
     if record is not None and (not 0 < len(record) <= limits.MAX_SENDER_RECORD_BYTES or not is_initial(inner["msg"])):
         raise RemoteProtocolError("sender device record in sealed box is empty, too large, or in a box that starts no session")
-    if ref is not None and _starts_session(inner["msg"]):
+    if ref is not None and looks_initial(inner["msg"]):  # the ratchet decodes it strictly
         raise RemoteProtocolError("a box that starts a session must carry the full sender certificate")
     return Unsealed(
         certificate_raw=inner.get("cert"), certificate_ref=ref, message=inner["msg"], msg_type=inner["type"],

@@ -39,7 +39,7 @@ from .prekeys import (
     verify_bundle,
     verify_prekey,
 )
-from .session import INITIATOR, RESPONDER, SessionState, decrypt, encrypt, is_initial
+from .session import INITIATOR, RESPONDER, SessionState, decrypt, encrypt, is_initial, looks_initial
 
 __all__ = [
     "INITIATOR",
@@ -60,6 +60,7 @@ __all__ = [
     "generate_prekey",
     "initiate",
     "is_initial",
+    "looks_initial",
     "open_initial",
     "read_prekey_header",
     "respond",

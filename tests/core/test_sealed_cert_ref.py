@@ -10,9 +10,11 @@ import pytest
 
 from sonet.core.certs import CERT_REF_LEN, certificate_ref
 from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError, VerifyError
+from sonet.core.crypto import CryptoMode
+from sonet.core.ratchet import is_initial, looks_initial
 from sonet.core.sealed_sender import Unsealed, unseal
 
-from .ratchet.helpers import initial
+from .ratchet.helpers import edit, initial, start
 from .test_sealed_sender import DAY, HYBRID, MESSAGE, NOW, box, certificate, open_, raw_box, recipient, sender_device
 
 REF = certificate_ref(certificate())
@@ -85,3 +87,17 @@ def test_malformed_references_are_refused(inner: dict[str, Any]) -> None:
     with pytest.raises(RemoteProtocolError) as info:
         unseal(raw_box(inner), my_key=key, my_fp=fp)
     assert not isinstance(info.value, (DecryptError, VerifyError))
+
+
+@pytest.mark.parametrize("mode", list(CryptoMode), ids=lambda m: m.value)
+def test_the_cheap_initial_check_agrees_with_decoding(mode: CryptoMode) -> None:
+    """seal and unseal tell a message that starts a session by its first bytes (looks_initial):
+    the same answer as decoding it, for every message the ratchet makes."""
+    pair = start(mode, reply=False)
+    first = initial(mode)[3]
+    wrapped = pair.a2b(b"still wrapped: bob has not answered")
+    pair.b2a(b"answer")
+    plain = pair.a2b(b"plain")
+    for message, expected in ((first, True), (wrapped, True), (plain, False), (pair.b2a(b"from bob"), False)):
+        assert is_initial(message) is expected and looks_initial(message) is expected
+    assert not looks_initial(edit(plain, lambda value: value.update(x=1)))  # another shape: not a wrapped one
