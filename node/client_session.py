@@ -154,6 +154,11 @@ class ClientSession:
         with self._ctx.connections.track(self._peer.fingerprint, self._superseded) as removed:
             try:
                 await self._serve(removed)
+            except* StoreError as group:
+                # the store cannot be used now (e.g. its PostgreSQL server is down): the device
+                # is told to come back later, not dropped without a word
+                log.warning("closing client %s: %s", self._peer.fingerprint, group.exceptions[0])
+                await self._fail(RemoteProtocolError("the node cannot use its store right now; try again later", code="unavailable"))
             finally:
                 await self._ctx.links.close(self)
                 self._offers_send.close()

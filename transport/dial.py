@@ -22,6 +22,7 @@ from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, Ha
 from wsproto.utilities import LocalProtocolError as WebSocketStateError
 
 from sonet.core import limits
+from sonet.core.client_api import ErrorFrame
 from sonet.core.channel import Channel
 from sonet.core.crypto import CryptoPolicy, SigningKey
 from sonet.core.errors import ProtocolError, RemoteProtocolError
@@ -101,6 +102,9 @@ async def dial(
                 sock = SecureSocket(ws, Channel(done.keys, frames), done.peer)
                 if greeting is not None:
                     first = await sock.receive()
+                    if isinstance(first, ErrorFrame) and greeting is not ErrorFrame:
+                        # refused before the greeting (e.g. "unavailable": its store is down): say why
+                        raise DialError(f"the {peer} at {url} refused the connection: {first.message}", code=first.code)
                     if not isinstance(first, greeting):
                         raise RemoteProtocolError(f"{peer} did not start with {greeting.__name__}")
                     sock.greeting = first

@@ -53,6 +53,8 @@ CONNECT_TIMEOUT_S = 10.0
 MAX_ATTEMPTS = 30
 #: once the server was lost, how long a call's check that it is back may take (libpq's least)
 RECONNECT_TIMEOUT_S = 2
+#: after a failed check, calls fail with its reason for this long before one checks again
+RECHECK_AFTER_S = 0.5
 
 _RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
@@ -76,6 +78,7 @@ class PostgresStore(SqliteStore):
         # fail at once while the server is away and the first to find it back opens a new pool.
         self._lost = False
         self._reconnecting = threading.Lock()
+        self._last_check: tuple[float, str] = (-RECHECK_AFTER_S, "")  # (monotonic time, reason) of a failed one
 
     @classmethod
     async def open(cls, path: Any, *, disk_free: DiskFree | None = None) -> Self:
@@ -135,11 +138,15 @@ class PostgresStore(SqliteStore):
                 raise StoreError("store is closed")
             if not self._lost:
                 return pool
+            checked_at, reason = self._last_check
+            if time.monotonic() - checked_at < RECHECK_AFTER_S:
+                raise StoreError(f"database unavailable: {reason}", code="unavailable")
             try:
                 with psycopg.connect(self._url, autocommit=True, connect_timeout=RECONNECT_TIMEOUT_S):
                     pass
                 fresh = _new_pool(self._url)
             except (psycopg.Error, PoolTimeout) as exc:
+                self._last_check = (time.monotonic(), _message(exc))
                 raise StoreError(f"database unavailable: {_message(exc)}", code="unavailable") from None
             self._pool, self._lost = fresh, False
         # calls still on the old pool finish there; its closing waits for them

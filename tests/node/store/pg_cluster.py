@@ -80,14 +80,23 @@ class PgCluster:
                 raise PgUnavailable("running as root and runuser is missing: initdb cannot run as root")
             os.chown(self.dir, 65534, 65534)  # nobody:nogroup
             self._as_user = ["runuser", "-u", "nobody", "--"]
-        data = self.dir / "data"
         # --no-sync: only initdb's own files; the server below runs with fsync on.
-        self._run("initdb", "-D", str(data), "-U", "sonet", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
-        options = f"-k {self.dir} -p {self.port} -c listen_addresses='' -c fsync=on -c max_connections=200"
-        self._run("pg_ctl", "start", "-w", "-D", str(data), "-l", str(self.dir / "server.log"), "-o", options)
-        self._started = True
+        self._run("initdb", "-D", str(self.dir / "data"), "-U", "sonet", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
+        self.start_server()
         atexit.register(self.stop)  # also when the session ends without its finalizers (Ctrl-C)
         self._create_template()
+
+    def start_server(self) -> None:
+        """Start the server of the cluster (again, after ``stop_server``); waits until it answers."""
+        options = f"-k {self.dir} -p {self.port} -c listen_addresses='' -c fsync=on -c max_connections=200"
+        self._run("pg_ctl", "start", "-w", "-D", str(self.dir / "data"), "-l", str(self.dir / "server.log"), "-o", options)
+        self._started = True
+
+    def stop_server(self) -> None:
+        """Stop the server as an operator would (``-m fast``: sessions ended, then a clean
+        shutdown), keeping the cluster for ``start_server``."""
+        self._run("pg_ctl", "stop", "-D", str(self.dir / "data"), "-m", "fast", "-w")
+        self._started = False
 
     def url(self, database: str) -> str:
         return f"postgresql://sonet@/{database}?host={self.dir}&port={self.port}"
