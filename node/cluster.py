@@ -19,9 +19,13 @@ who pushes which outbox (SQL in node/store/postgres_cluster.py):
   store) becomes a ``NOTIFY`` naming the slot; the process where the new device waits reads the
   offer from the store and pushes it (and looks again at every re-check).
 
+- Live ephemeral pushes (typing indicators) are passed on too: the envelope is kept a moment in
+  the database (too large for a notification), its id goes in a ``NOTIFY``, and a process with
+  a device of that mailbox connected reads it and pushes it. Best-effort like the push itself:
+  one not read within ``EPHEMERAL_TTL_S``, or written while the database is away, is dropped.
+
 Administration changes need nothing here: every process polls the store's admin counter
-(node/admin_watch.py). Live ephemeral pushes (typing indicators) reach only the devices of the
-process that received them.
+(node/admin_watch.py).
 """
 
 from __future__ import annotations
@@ -36,12 +40,15 @@ from typing import Any, TypeVar
 import psycopg
 import trio
 
+from sonet.core.envelope import Envelope
+from sonet.core.wire import decode_struct, encode_struct
 from sonet.federation.outbox import Outboxes
 
 from .linking import LinkRegistry
 from .mailbox import MailboxKey, MailboxRegistry
 from .store import StoreError, redact_url
 from .store.postgres_cluster import (
+    EPHEMERAL_CHANNEL,
     LINK_CHANNEL,
     MAILBOX_CHANNEL,
     OUTBOX_CHANNEL,
@@ -49,7 +56,10 @@ from .store.postgres_cluster import (
     ensure_tables,
     notify,
     parse_payload,
+    put_ephemerals,
     release_leases,
+    sweep_ephemerals,
+    take_ephemerals,
 )
 
 __all__ = ["Cluster", "LEASE_TTL_S", "RENEW_S", "RECHECK_S", "process_name"]
@@ -66,6 +76,8 @@ RENEW_S = 2.0
 LEASE_MARGIN_S = 2.0
 #: how often every waiting device and held outbox looks again anyway (missed notifications)
 RECHECK_S = 30.0
+#: ephemeral pushes waiting to be passed on at most (more are dropped: best-effort)
+MAX_PENDING_EPHEMERALS = 1024
 #: wait before connecting again after the database went away
 RECONNECT_S = 1.0
 #: a statement of the control connection that takes longer failed (the database is unwell)
@@ -107,6 +119,7 @@ class Cluster:
         self._pending_mailboxes: set[MailboxKey] = set()
         self._pending_dests: set[str] = set()
         self._pending_links: set[bytes] = set()
+        self._pending_ephemerals: list[tuple[MailboxKey, Envelope]] = []
         self._pending = trio.Event()
         #: runs the link offers heard of (they are read from the store), set by ``run``
         self._nursery: trio.Nursery | None = None
@@ -133,6 +146,11 @@ class Cluster:
         self._pending_mailboxes |= keys
         self._pending.set()
 
+    def ephemeral_elsewhere(self, key: MailboxKey, envelope: Envelope) -> None:
+        if len(self._pending_ephemerals) < MAX_PENDING_EPHEMERALS:
+            self._pending_ephemerals.append((key, envelope))
+            self._pending.set()
+
     def links_elsewhere(self, slot: bytes) -> None:
         self._pending_links.add(slot)
         self._pending.set()
@@ -151,6 +169,7 @@ class Cluster:
         except psycopg.Error as exc:
             raise self._unreachable(exc) from None
         self._registry.elsewhere = self.mailboxes_elsewhere
+        self._registry.ephemeral_elsewhere = self.ephemeral_elsewhere
         if self._links is not None:
             self._links.elsewhere = self.links_elsewhere
         try:
@@ -166,6 +185,7 @@ class Cluster:
         finally:
             self._nursery = None
             self._registry.elsewhere = None
+            self._registry.ephemeral_elsewhere = None
             if self._links is not None:
                 self._links.elsewhere = None
             self._revoke_all()
@@ -206,11 +226,16 @@ class Cluster:
             mailboxes, self._pending_mailboxes = self._pending_mailboxes, set()
             dests, self._pending_dests = self._pending_dests, set()
             links, self._pending_links = self._pending_links, set()
+            # dropped if this fails: a typing indicator sent again later is worth more
+            ephemerals, self._pending_ephemerals = self._pending_ephemerals, []
 
             def send(conn: psycopg.Connection[Any]) -> None:
                 notify(conn, MAILBOX_CHANNEL, [[account, device] for account, device in sorted(mailboxes)])
                 notify(conn, OUTBOX_CHANNEL, sorted(dests))
                 notify(conn, LINK_CHANNEL, sorted(slot.hex() for slot in links))
+                if ephemerals:
+                    ids = put_ephemerals(conn, [encode_struct(envelope) for _, envelope in ephemerals])
+                    notify(conn, EPHEMERAL_CHANNEL, [[i, a, d] for i, ((a, d), _) in zip(ids, ephemerals, strict=True)])
 
             try:
                 await self._on_control(send)
@@ -233,6 +258,7 @@ class Cluster:
                 await trio.to_thread.run_sync(conn.execute, f"LISTEN {MAILBOX_CHANNEL}")
                 await trio.to_thread.run_sync(conn.execute, f"LISTEN {OUTBOX_CHANNEL}")
                 await trio.to_thread.run_sync(conn.execute, f"LISTEN {LINK_CHANNEL}")
+                await trio.to_thread.run_sync(conn.execute, f"LISTEN {EPHEMERAL_CHANNEL}")
                 listening.set()
                 self._recheck()  # anything committed while nobody here listened
                 while True:
@@ -273,6 +299,29 @@ class Cluster:
             self._outboxes.wake_held(d for d in items if isinstance(d, str))
         elif channel == LINK_CHANNEL:
             self._deliver_links(_slots(items))
+        elif channel == EPHEMERAL_CHANNEL:
+            here = set(self._registry.keys())
+            wanted = {
+                i: (a, d) for i, a, d in (x for x in items if isinstance(x, list) and len(x) == 3)
+                if isinstance(i, int) and isinstance(a, str) and isinstance(d, int) and (a, d) in here
+            }  # fmt: skip
+            if wanted and self._nursery is not None:
+                self._nursery.start_soon(self._push_ephemerals, wanted)
+
+    async def _push_ephemerals(self, wanted: dict[int, MailboxKey]) -> None:
+        """Read the ephemeral pushes ``wanted`` for devices connected here and push them."""
+        try:
+            found = await self._on_control(lambda conn: take_ephemerals(conn, list(wanted)))
+        except psycopg.Error as exc:  # best-effort: a typing indicator is not worth a retry
+            log.info("cannot read an ephemeral push of another process: %s", _line(exc))
+            return
+        for i, raw in sorted(found.items()):
+            try:
+                envelope = decode_struct(Envelope, raw)
+                envelope.check()
+            except Exception:  # noqa: BLE001 - any role that may write the table could put anything
+                continue
+            self._registry.push_ephemeral_local(wanted[i], envelope)
 
     def _deliver_links(self, slots: list[bytes]) -> None:
         """Offers approved elsewhere for connections waiting here: read and pushed."""
@@ -308,6 +357,10 @@ class Cluster:
                     self._outboxes.wake_held(gained)
                 if gained:
                     log.info("pushing the outboxes of %s", ", ".join(sorted(gained)))
+                try:  # ephemeral pushes passed on a while ago: read by now or never
+                    await self._on_control(sweep_ephemerals)
+                except psycopg.Error as exc:
+                    log.info("cannot sweep the passed-on ephemeral pushes: %s", _line(exc))
             await trio.sleep(self._renew)
 
     async def _lease_watchdog(self) -> None:

@@ -54,11 +54,13 @@ class Wakeup:
 class MailboxRegistry:
     """Who waits for which mailbox in this process. ``elsewhere`` (node/cluster.py, when
     several processes share the database) hears every ``notify`` too, to wake the devices
-    connected to the other processes; what they hear arrives through ``notify_local``."""
+    connected to the other processes; what they hear arrives through ``notify_local``. The same
+    for ephemeral pushes: ``ephemeral_elsewhere`` and ``push_ephemeral_local``."""
 
     def __init__(self) -> None:
         self._subs: dict[MailboxKey, set[Wakeup]] = defaultdict(set)
         self.elsewhere: Callable[[set[MailboxKey]], None] | None = None
+        self.ephemeral_elsewhere: Callable[[MailboxKey, Envelope], None] | None = None
 
     @contextmanager
     def subscribe(self, key: MailboxKey) -> Iterator[Wakeup]:
@@ -89,6 +91,12 @@ class MailboxRegistry:
         return list(self._subs)
 
     def push_ephemeral(self, key: MailboxKey, envelope: Envelope) -> None:
+        """A live push for the devices of ``key`` connected now, here and elsewhere."""
+        self.push_ephemeral_local(key, envelope)
+        if self.ephemeral_elsewhere is not None:
+            self.ephemeral_elsewhere(key, envelope)
+
+    def push_ephemeral_local(self, key: MailboxKey, envelope: Envelope) -> None:
         for wake in self._subs.get(key, ()):
             wake.push_ephemeral(envelope)
 
