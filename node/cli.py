@@ -441,7 +441,13 @@ def cmd_status(args: argparse.Namespace) -> None:
         while True:
             if redraw:
                 print(_CLEAR, end="")
-            _show_status(args)
+            try:
+                _show_status(args)
+            except UserError as exc:
+                if exc.code != "store_error":
+                    raise
+                # e.g. the database locked for longer than the busy timeout: said, and watched on
+                emit_error("sonet-node", exc.code, str(exc), as_json=args.json)
             if not redraw and not args.json:
                 print(flush=True)  # a blank line between the snapshots of a piped watch
             time.sleep(args.interval)
