@@ -2,7 +2,8 @@
 
 A backup is a directory (``sonet-node backup --data DIR DEST``) holding ``manifest.json``
 (node/backup_manifest.py) and copies of: the database (through its backend, chosen by the
-store's kind: node/backup_sqlite.py for SQLite), ``node.key``, ``node.toml``, the audit log if
+store's kind: node/backup_sqlite.py for SQLite, node/backup_postgres.py's pg_dump for
+PostgreSQL), ``node.key``, ``node.toml``, the audit log if
 there is one (log and signed head copied together under the log's lock, so they match), and the complete blobs with every blob record (``blobs/<id>.meta``; a partial upload's
 bytes are left out: its upload starts again from its first chunk).
 
@@ -13,7 +14,10 @@ beside DEST and renamed to DEST once complete, so a DEST that exists is a whole 
 Restore verifies everything before it changes anything: the manifest, the set of files, each
 file's size and SHA-256 (while copying it into a staging directory beside the target), the
 database's own check and schema version, which must not be newer than this software's (a
-refused downgrade), and that the key and configuration load and are the manifest's node.
+refused downgrade), and that the key and configuration load and are the manifest's node. A
+PostgreSQL backup is then loaded into its target database (``--database URL`` or the backup's
+node.toml's), and the restored node.toml points at it; a backup's node.toml never holds the
+database password.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -32,10 +37,12 @@ from sonet import __version__
 
 from .app import DB_FILE, RUNTIME_FILE
 from .backup_manifest import MANIFEST_FILE, FileEntry, Manifest, ManifestError, digest_file
+from .backup_postgres import PostgresBackup, PostgresBackupError
 from .backup_sqlite import SqliteBackup, SqliteBackupError
 from .blobs import BLOBS_DIR
 from .config import CONFIG_FILE, ConfigError, NodeConfig
 from .identity import KEY_FILE, NodeKeyError, load_node_key
+from .store.database_url import strip_password
 from .store.migrations import LATEST_VERSION
 
 __all__ = ["BackupError", "take_backup", "restore_backup", "store_kind", "DATABASE_BACKENDS", "AUDIT_FILES"]
@@ -73,12 +80,14 @@ class DatabaseBackup(Protocol):
         ...
 
 
-DATABASE_BACKENDS: dict[str, DatabaseBackup] = {"sqlite": SqliteBackup()}
+DATABASE_BACKENDS: dict[str, DatabaseBackup] = {"sqlite": SqliteBackup(), "postgresql": PostgresBackup()}
+#: a backend's own errors, each one line (turned into BackupError)
+_BACKEND_ERRORS = (SqliteBackupError, PostgresBackupError)
 
 
 def store_kind(config: NodeConfig) -> str:
     """Which backend holds this node's database (the key of DATABASE_BACKENDS)."""
-    return "sqlite"
+    return "sqlite" if config.storage_database is None else "postgresql"
 
 
 def _now_iso() -> str:
@@ -136,8 +145,8 @@ def take_backup(data: Path, dest: Path, *, config: NodeConfig, fingerprint: str,
         progress("copying the database")
         schema = backend.dump(data, partial)
         entries = [_entry(partial, partial / name) for name in backend.files]
-        for name in (CONFIG_FILE, KEY_FILE):
-            entries.append(_copy(data / name, partial / name))
+        entries.append(_copy(data / KEY_FILE, partial / KEY_FILE))
+        entries.append(_copy_config(data, partial, config))
         entries += _copy_audit(data, partial)
         entries += _copy_blobs(data / BLOBS_DIR, partial, progress)
         manifest = Manifest(
@@ -161,13 +170,31 @@ def take_backup(data: Path, dest: Path, *, config: NodeConfig, fingerprint: str,
         _fsync_dir(parent)
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        if isinstance(exc, SqliteBackupError):
+        if isinstance(exc, _BACKEND_ERRORS):
             raise BackupError(str(exc)) from None
         if isinstance(exc, OSError):
             where = f" ({exc.filename})" if exc.filename else ""
             raise BackupError(f"the backup failed: {exc.strerror or exc}{where}; nothing was left at {dest}") from None
         raise
     return manifest
+
+
+def _copy_config(data: Path, dest: Path, config: NodeConfig) -> FileEntry:
+    """node.toml as it is, or, when it names a PostgreSQL database with a password, written
+    anew without the password (a backup travels; the password stays with the operator)."""
+    url = config.storage_database
+    if url is None or strip_password(url) == url:
+        return _copy(data / CONFIG_FILE, dest / CONFIG_FILE)
+    _write_config(dest, replace(config, storage_database=strip_password(url)))
+    return _entry(dest, dest / CONFIG_FILE)
+
+
+def _write_config(dest: Path, config: NodeConfig) -> None:
+    fd = os.open(dest / CONFIG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(config.to_toml())
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _copy_audit(data: Path, dest: Path) -> list[FileEntry]:
@@ -215,8 +242,9 @@ def _copy_blobs(blobs: Path, dest: Path, progress: Progress) -> list[FileEntry]:
 # Restore ------------------------------------------------------------------------------------
 
 
-def restore_backup(src: Path, data: Path, *, force: bool, progress: Progress) -> Manifest:
-    """Restore the backup ``src`` into ``data`` (see the module docstring)."""
+def restore_backup(src: Path, data: Path, *, force: bool, progress: Progress, database: str | None = None) -> Manifest:
+    """Restore the backup ``src`` into ``data`` (see the module docstring); ``database``: the
+    PostgreSQL database a PostgreSQL backup is loaded into (default: its node.toml's)."""
     if not src.is_dir():
         raise BackupError(f"{src} is not a directory: give the directory `sonet-node backup` wrote")
     try:
@@ -234,6 +262,8 @@ def restore_backup(src: Path, data: Path, *, force: bool, progress: Progress) ->
             f"({LATEST_VERSION}): it was made by sonet {manifest.sonet_version}; restore it with that version "
             "or newer (a downgrade is refused)"
         )
+    if database is not None and not isinstance(backend, PostgresBackup):
+        raise BackupError(f"{src} is a backup of a {manifest.store} node: --database is for a PostgreSQL backup; leave it out")
     _check_file_set(src, manifest, backend)
     _check_target(data, force=force)
     staging = data.parent / f".{data.name}.restoring-{os.getpid()}"
@@ -250,11 +280,13 @@ def restore_backup(src: Path, data: Path, *, force: bool, progress: Progress) ->
         config = NodeConfig.load(staging)
         if key.public.fingerprint != manifest.fingerprint or config.name != manifest.node:
             raise BackupError(f"{src}: node.key or node.toml is not the node the manifest names (the backup is damaged)")
+        if isinstance(backend, PostgresBackup):
+            _load_postgres(backend, src, staging, manifest, config, database, force=force, progress=progress)
         progress("putting the restored node in place")
         lock = _install(staging, data)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, (SqliteBackupError, NodeKeyError, ConfigError)):
+        if isinstance(exc, (*_BACKEND_ERRORS, NodeKeyError, ConfigError)):
             raise BackupError(f"{src}: {exc}") from None
         if isinstance(exc, OSError):
             where = f" ({exc.filename})" if exc.filename else ""
@@ -264,6 +296,25 @@ def restore_backup(src: Path, data: Path, *, force: bool, progress: Progress) ->
         if lock is not None:
             os.close(lock)
     return manifest
+
+
+def _load_postgres(
+    backend: PostgresBackup, src: Path, staging: Path, manifest: Manifest, config: NodeConfig,
+    database: str | None, *, force: bool, progress: Progress,
+) -> None:  # fmt: skip
+    """Load the staged dump into the target database, then leave in ``staging`` a node.toml
+    that points at it (with the password given, if any) and no dump."""
+    url = database or config.storage_database
+    if url is None:
+        raise BackupError(f"{src}: its node.toml names no PostgreSQL database: give the target with --database URL")
+    dump = staging / backend.files[0]
+    schema = backend.load(dump, url, force=force, progress=progress)
+    if schema != manifest.schema_version:
+        raise BackupError(
+            f"{src}: the loaded database is at schema version {schema}, the manifest says {manifest.schema_version} (the backup is damaged)"
+        )
+    dump.unlink()
+    _write_config(staging, replace(config, storage_database=url))
 
 
 def _check_file_set(src: Path, manifest: Manifest, backend: DatabaseBackup) -> None:

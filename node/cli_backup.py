@@ -1,6 +1,7 @@
-"""``sonet-node backup --data DIR DEST`` and ``sonet-node restore --data DIR SRC [--force]``
-(node/backup.py does the work). Progress goes to stderr only when it is a terminal, so a
-piped or scheduled backup prints nothing but its result."""
+"""``sonet-node backup --data DIR DEST`` and ``sonet-node restore --data DIR SRC [--database URL]
+[--force]`` (node/backup.py does the work), for SQLite and PostgreSQL nodes alike. Progress
+goes to stderr only when it is a terminal, so a piped or scheduled backup prints nothing but
+its result."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .backup import BackupError, restore_backup, take_backup
 from .config import NodeConfig
 from .data_dir import check_database, require_directory
 from .identity import load_node_key
-from .store.database_url import redact_url
+from .store.database_url import check_database_url, is_postgres_url, redact_url
 
 __all__ = ["add_backup_commands"]
 
@@ -49,14 +50,8 @@ def cmd_backup(args: argparse.Namespace) -> None:
     require_directory(data)
     config = NodeConfig.load(data)
     key = load_node_key(data)
-    if config.storage_database is not None:
-        # without this, the missing node.db was reported as a lost database to restore
-        raise BackupError(
-            f"{data} keeps its database in PostgreSQL ({redact_url(config.storage_database)}): sonet-node backup "
-            "copies SQLite nodes only; back the database up with pg_dump (or base backups) and copy node.key, "
-            "node.toml and audit.log with audit.head beside it (docs/operations.md)"
-        )
-    check_database(data)
+    if config.storage_database is None:  # a PostgreSQL node has no node.db
+        check_database(data)
     try:
         manifest = take_backup(data, dest, config=config, fingerprint=key.public.fingerprint, progress=_progress(args))
     finally:
@@ -74,8 +69,16 @@ def cmd_backup(args: argparse.Namespace) -> None:
 def cmd_restore(args: argparse.Namespace) -> None:
     data = Path(args.data).expanduser()
     src = Path(args.src).expanduser()
+    database = None
+    if args.database is not None:
+        if not is_postgres_url(args.database):
+            raise BackupError(f"--database takes a postgresql:// URL, not {redact_url(args.database)!r}")
+        try:
+            database = check_database_url(args.database)
+        except ValueError as exc:  # one line, without the password
+            raise BackupError(f"--database: {exc}") from None
     try:
-        manifest = restore_backup(src, data, force=args.force, progress=_progress(args))
+        manifest = restore_backup(src, data, force=args.force, progress=_progress(args), database=database)
     finally:
         _end_progress(args)
     count, size = _files_summary(manifest.files)
@@ -96,4 +99,11 @@ def add_backup_commands(command: Command) -> None:
     p.add_argument("dest", metavar="DEST", help="the backup directory to create (must not exist)")
     p = command("restore", cmd_restore, "restore a backup into a new or empty data directory, after checking every file's digest")
     p.add_argument("src", metavar="SRC", help="a directory written by `sonet-node backup`")
-    p.add_argument("--force", action="store_true", help="replace the node in a non-empty DIR (it must not be running)")
+    p.add_argument(
+        "--database", metavar="URL",
+        help="PostgreSQL backup: the postgresql:// database to load it into (default: the one its node.toml names)",
+    )  # fmt: skip
+    p.add_argument(
+        "--force", action="store_true",
+        help="replace the node in a non-empty DIR, or what a non-empty --database holds (no node may be running on them)",
+    )  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-__all__ = ["is_postgres_url", "redact_url", "check_database_url"]
+__all__ = ["is_postgres_url", "redact_url", "strip_password", "check_database_url"]
 
 _SCHEMES = ("postgresql://", "postgres://")
 
@@ -31,15 +31,29 @@ def check_database_url(url: str) -> str:
 def redact_url(url: str) -> str:
     """``url`` without its password (for logs, errors and ``status``), also one given as a
     ``password=`` query parameter."""
+    return _replace_password(url, "***")
+
+
+def strip_password(url: str) -> str:
+    """``url`` with its password left out altogether (libpq then takes it from PGPASSWORD,
+    ~/.pgpass or peer authentication): what a backup's node.toml keeps."""
+    return _replace_password(url, None)
+
+
+def _replace_password(url: str, mask: str | None) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
         if ":" in userinfo:
-            netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+            user = userinfo.partition(":")[0]
+            netloc = f"{user}:{mask}@{hostport}" if mask is not None else f"{user}@{hostport}"
+    pairs = parts.query.split("&") if parts.query else []
     query = "&".join(
-        "password=***" if pair.lower().startswith("password=") else pair for pair in parts.query.split("&")
-    ) if parts.query else ""
+        pair if not pair.lower().startswith("password=") else f"password={mask}"
+        for pair in pairs
+        if mask is not None or not pair.lower().startswith("password=")
+    )
     if (netloc, query) == (parts.netloc, parts.query):
         return url
     # by hand: urlunsplit drops the empty host of postgresql:///db?host=/run/postgresql
