@@ -45,6 +45,7 @@ __all__ = ["LOG_FILE", "HEAD_FILE", "AuditLog", "AuditError", "record", "iter_en
 
 LOG_FILE = "audit.log"
 HEAD_FILE = "audit.head"
+_CHUNK = 1 << 20
 
 
 class AuditError(Exception):
@@ -190,11 +191,23 @@ def _read(path: Path) -> bytes | None:
         raise AuditError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+#: what a line longer than any entry is handed on as (no entry parses from it)
+_OVERLONG = b"(a line longer than any audit entry)\n"
+
+
 def _lines(path: Path) -> Iterator[bytes]:
-    """The lines of ``path`` with their newlines (none when it does not exist), streamed."""
+    """The lines of ``path`` with their newlines (none when it does not exist), streamed; a
+    line longer than any entry can be is not read into memory (an edited log may hold one of
+    any size) but handed on as ``_OVERLONG``, which verify names as edited."""
     try:
         with open(path, "rb") as f:
-            yield from f
+            while line := f.readline(MAX_ENTRY_BYTES + 1):
+                if len(line) <= MAX_ENTRY_BYTES:
+                    yield line
+                    continue
+                while not line.endswith(b"\n") and (line := f.readline(_CHUNK)):
+                    pass  # the rest of it
+                yield _OVERLONG
     except FileNotFoundError:
         return
     except OSError as exc:

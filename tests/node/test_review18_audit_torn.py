@@ -1,12 +1,14 @@
 """Review of the audit log after a crash mid-append (node/audit.py): the cut line is dropped by
 the next append and recorded (bytes, SHA-256), so verify passes again instead of naming the
-crash as an edit forever; a cut inside what the head signed is kept and still named."""
+crash as an edit forever; a cut inside what the head signed is kept and still named. And a
+line of any size in an edited log is named without being read into memory."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import signal
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,26 @@ def test_a_whole_last_entry_without_its_newline_is_kept(data: Path) -> None:
     assert record(data, "peer_added", peer="two.example") == 2
     assert _verify(data) == 2
     assert [e.kind for e in read_entries(data)] == ["peer_added", "peer_added"]  # nothing cut, nothing recorded
+
+
+def test_a_huge_line_is_named_without_being_read_into_memory(data: Path) -> None:
+    for i in range(2):
+        record(data, "peer_added", peer=f"peer{i}.example")
+    log = (data / LOG_FILE).read_bytes()
+    first, second = log.splitlines(keepends=True)
+    with open(data / LOG_FILE, "wb") as f:  # a line of 64 MiB between the two entries
+        f.write(first)
+        for _ in range(64):
+            f.write(b"x" * (1 << 20))
+        f.write(b"\n" + second)
+    tracemalloc.start()
+    try:
+        with pytest.raises(Broken) as caught:
+            verify(data, load_node_key(data).public)
+        entries = read_entries(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (caught.value.what, caught.value.line) == ("edited", 2)
+    assert [e.fields["peer"] for e in entries] == ["peer0.example", "peer1.example"]
+    assert peak < 16 << 20  # never the whole line at once
