@@ -46,6 +46,8 @@ __all__ = ["LOG_FILE", "HEAD_FILE", "AuditLog", "AuditError", "record", "iter_en
 LOG_FILE = "audit.log"
 HEAD_FILE = "audit.head"
 _CHUNK = 1 << 20
+#: a signed head is a few KiB (a hybrid signature in hex)
+_MAX_HEAD_BYTES = 64 * 1024
 
 
 class AuditError(Exception):
@@ -183,8 +185,11 @@ def record(data_dir_or_log: Path | str | AuditLog, kind: str, **fields: Any) -> 
 
 
 def _read(path: Path) -> bytes | None:
+    """audit.head's bytes, at most _MAX_HEAD_BYTES and one more (a larger file is no head the
+    node wrote, and is not read whole)."""
     try:
-        return path.read_bytes()
+        with open(path, "rb") as f:
+            return f.read(_MAX_HEAD_BYTES + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sonet.node.audit import LOG_FILE, AuditLog, read_entries, record, verify
+from sonet.node.audit import HEAD_FILE, LOG_FILE, AuditLog, read_entries, record, verify
 from sonet.node.audit_chain import Broken
 from sonet.node.identity import create_node_key, load_node_key
 
@@ -112,3 +112,18 @@ def test_a_huge_line_is_named_without_being_read_into_memory(data: Path) -> None
     assert (caught.value.what, caught.value.line) == ("edited", 2)
     assert [e.fields["peer"] for e in entries] == ["peer0.example", "peer1.example"]
     assert peak < 16 << 20  # never the whole line at once
+
+
+def test_a_huge_head_file_is_refused_without_being_read_whole(data: Path) -> None:
+    record(data, "peer_added", peer="one.example")
+    with open(data / HEAD_FILE, "ab") as f:
+        f.write(b"x" * (64 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(Broken) as caught:
+            verify(data, load_node_key(data).public)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.what == "head signature invalid"
+    assert peak < 16 << 20
