@@ -2,21 +2,23 @@
 
 Hostile input rules hold here as on the node's port: the request head is capped (request line,
 header count, total bytes), no request body is accepted, each connection has one deadline from
-accept to the last byte written, and at most ``max_connections`` are served at once (others
-get a 503 and are closed). Every answer closes the connection (``Connection: close``): a
-Prometheus scrape is one request, and nothing is kept open for anybody.
+accept to the last byte written, and at most ``max_connections`` are served at once, at most
+``max_per_address`` of them from one source address (others get a 503 and are closed). Every
+answer closes the connection (``Connection: close``): a Prometheus scrape is one request, and
+nothing is kept open for anybody.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
 
-__all__ = ["Response", "serve_http", "MAX_HEAD_BYTES", "MAX_REQUEST_LINE", "MAX_HEADERS", "CONNECTION_DEADLINE_S"]
+__all__ = ["Response", "serve_http", "MAX_HEAD_BYTES", "MAX_REQUEST_LINE", "MAX_HEADERS", "CONNECTION_DEADLINE_S", "MAX_PER_ADDRESS"]
 
 log = logging.getLogger("sonet.node.ops")
 
@@ -28,6 +30,11 @@ MAX_HEADERS = 64
 CONNECTION_DEADLINE_S = 10.0
 #: connections served at once
 MAX_CONNECTIONS = 32
+#: how long an answered connection waits for the rest of what its client sent (see _linger)
+LINGER_S = 1.0
+#: of them from one source address (a client holding connections open cannot take them all
+#: from the scraper and the health checker)
+MAX_PER_ADDRESS = 8
 _READ = 4096
 _METHOD = re.compile(rb"[A-Z]{1,16}")
 _TARGET = re.compile(rb"/[\x21-\x7e]*")
@@ -113,17 +120,40 @@ def parse_request(head: bytes) -> str:
     return target.split(b"?", 1)[0].decode("ascii")
 
 
-async def _serve_one(stream: trio.SocketStream, handler: Handler) -> None:
+async def _serve_one(stream: trio.SocketStream, handler: Handler) -> bool:
+    """Read one request and answer it; whether an answer was sent."""
     try:
         head = await _read_head(stream)
         if head is None:
-            return
+            return False
         response = await handler(parse_request(head))
     except _Refuse as refusal:
         response = refusal.response
     except trio.BrokenResourceError:
-        return
+        return False
     await stream.send_all(_encode(response))
+    return True
+
+
+async def _linger(stream: trio.SocketStream) -> None:
+    """After an answer: end our side, then read (briefly, a bounded amount) what the client
+    still sends: closing with its bytes unread would reset the connection, and a reset can
+    destroy the answer before the client read it (a 503 sent before its request was read)."""
+    with trio.move_on_after(LINGER_S):
+        try:
+            await stream.send_eof()
+            read = 0
+            while read < MAX_HEAD_BYTES and (chunk := await stream.receive_some(_READ)):
+                read += len(chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+
+def _address_of(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return "unknown"
 
 
 def serve_http(
@@ -132,24 +162,33 @@ def serve_http(
     port: int,
     *,
     max_connections: int = MAX_CONNECTIONS,
+    max_per_address: int = MAX_PER_ADDRESS,
     deadline_s: float = CONNECTION_DEADLINE_S,
 ) -> Callable[..., Awaitable[None]]:
     """``nursery.start(serve_http(handler, host, port))`` binds (an OSError if it cannot),
     returns the bound port and serves until cancelled."""
     serving = 0
+    by_address: Counter[str] = Counter()
 
     async def connection(stream: trio.SocketStream) -> None:
         nonlocal serving
+        address = _address_of(stream)
+        answered = False
         try:
             with trio.move_on_after(deadline_s) as scope:
-                if serving >= max_connections:
+                if serving >= max_connections or by_address[address] >= max_per_address:
                     await stream.send_all(_encode(Response(503, b"too many connections\n")))
+                    answered = True
                     return
                 serving += 1
+                by_address[address] += 1
                 try:
-                    await _serve_one(stream, handler)
+                    answered = await _serve_one(stream, handler)
                 finally:
                     serving -= 1
+                    by_address[address] -= 1
+                    if not by_address[address]:
+                        del by_address[address]
             if scope.cancelled_caught:
                 log.debug("an operations request took longer than %g s: connection cut", deadline_s)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -159,11 +198,16 @@ def serve_http(
             with trio.move_on_after(1.0):
                 try:
                     await stream.send_all(_encode(Response(500, b"internal error\n")))
+                    answered = True
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
         finally:
-            with trio.move_on_after(1.0):
-                await stream.aclose()
+            try:
+                if answered:
+                    await _linger(stream)
+            finally:
+                with trio.move_on_after(1.0):
+                    await stream.aclose()
 
     async def run(*, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(port, host=host)
