@@ -280,10 +280,12 @@ def restore_backup(src: Path, data: Path, *, force: bool, progress: Progress, da
         config = NodeConfig.load(staging)
         if key.public.fingerprint != manifest.fingerprint or config.name != manifest.node:
             raise BackupError(f"{src}: node.key or node.toml is not the node the manifest names (the backup is damaged)")
+        # before a database is loaded: a node running on DIR refuses the restore untouched
+        lock = _lock_target(data)
         if isinstance(backend, PostgresBackup):
             _load_postgres(backend, src, staging, manifest, config, database, force=force, progress=progress)
         progress("putting the restored node in place")
-        lock = _install(staging, data)
+        _install(staging, data, lock)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, (*_BACKEND_ERRORS, NodeKeyError, ConfigError)):
@@ -370,14 +372,10 @@ def _check_target(data: Path, *, force: bool) -> None:
         )
 
 
-def _install(staging: Path, data: Path) -> int | None:
-    """Move the staged node into ``data``; return the held ``node.lock`` descriptor (None when
-    ``data`` was new), which keeps a node from starting on it half-way."""
+def _lock_target(data: Path) -> int | None:
+    """The held ``node.lock`` descriptor of a non-empty ``data`` (None when it is new or empty),
+    which keeps a node from starting on it half-way; refused while a node runs on it."""
     if not data.exists() or not any(data.iterdir()):
-        if data.exists():
-            data.rmdir()
-        os.rename(staging, data)
-        _fsync_dir(data.parent)
         return None
     lock = os.open(data / _LOCK_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
@@ -385,6 +383,17 @@ def _install(staging: Path, data: Path) -> int | None:
     except BlockingIOError:
         os.close(lock)
         raise BackupError(f"a sonet-node is running on {data}: stop it before restoring over it") from None
+    return lock
+
+
+def _install(staging: Path, data: Path, lock: int | None) -> None:
+    """Move the staged node into ``data`` (held by ``lock`` unless it was new or empty)."""
+    if lock is None:
+        if data.exists():
+            data.rmdir()
+        os.rename(staging, data)
+        _fsync_dir(data.parent)
+        return
     for name in _REPLACED:
         (data / name).unlink(missing_ok=True)
     shutil.rmtree(data / BLOBS_DIR, ignore_errors=True)
@@ -392,4 +401,3 @@ def _install(staging: Path, data: Path) -> int | None:
         os.replace(entry, data / entry.name)
     staging.rmdir()
     _fsync_dir(data)
-    return lock

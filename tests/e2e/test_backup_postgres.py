@@ -3,8 +3,9 @@
 backup`` (pg_dump) runs against the running node; the node is stopped, the backup restored into
 a new database on the same cluster, a node started from it, and bob's device receives there
 every message acknowledged before the backup started, once. The database password is in no
-file of the backup nor in any output. A backup whose dump has one changed byte, and a target
-database that is not empty, are refused in one line."""
+file of the backup nor in any output. A backup whose dump has one changed byte, a target
+database that is not empty or in use, and --force over a running node's directory are refused
+in one line, the target database untouched."""
 
 from __future__ import annotations
 
@@ -124,7 +125,7 @@ def test_backup_while_messages_flow_restores_into_a_new_database(procs: Processe
     assert inbox.tracebacks == [], inbox.tracebacks
 
 
-def test_a_changed_dump_and_a_database_in_use_are_refused(procs: Processes, tmp_path: Path, cluster: PgCluster) -> None:
+def test_a_changed_dump_a_database_in_use_and_a_running_node_are_refused(procs: Processes, tmp_path: Path, cluster: PgCluster) -> None:
     origin = new_database(cluster, "refusals_origin")
     pair = pg_pair(procs, tmp_path, origin)
     backup = tmp_path / "backup"
@@ -139,11 +140,17 @@ def test_a_changed_dump_and_a_database_in_use_are_refused(procs: Processes, tmp_
         assert line.startswith("sonet-node: error: ") and expected in line, line
         assert not (tmp_path / "again").exists()
 
+    # --force over the directory of a running node: refused before the target is touched
+    target = new_database(cluster, "refusals_target")
+    result = cli("sonet-node", "restore", "--data", pair.node.data, backup, "--database", target, "--force")
+    assert result.rc == 1 and f"a sonet-node is running on {pair.node.data}" in result.err, result
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
+
     dump = backup / "database.dump"
     raw = bytearray(dump.read_bytes())
     raw[len(raw) // 2] ^= 0x40
     dump.write_bytes(bytes(raw))
-    target = new_database(cluster, "refusals_target")
     result = cli("sonet-node", "restore", "--data", tmp_path / "restored", backup, "--database", target)
     assert result.rc == 1 and result.out == ""
     [line] = result.err.splitlines()
