@@ -79,6 +79,8 @@ class Manifest:
             raise ManifestError(f"cannot read {path}: {exc.strerror or exc}") from None
         except (UnicodeDecodeError, ValueError) as exc:
             raise ManifestError(f"{path} is not a backup manifest (not JSON: {exc})") from None
+        except RecursionError:  # JSON nested deeper than Python's stack: no manifest of ours is
+            raise ManifestError(f"{path} is not a backup manifest (JSON nested too deeply)") from None
         return cls.from_dict(raw, where=str(path))
 
     @classmethod
