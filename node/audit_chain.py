@@ -128,7 +128,7 @@ def parse_entry(line: bytes) -> Entry | None:
     (its own hash aside); None otherwise."""
     try:
         raw = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested too deeply
         return None
     if type(raw) is not dict or tuple(raw) != _ENTRY_KEYS:
         return None
@@ -160,7 +160,7 @@ def parse_head(data: bytes, key: VerifyKey) -> Head:
     """The head in ``data`` if the node's key signed it; Broken("head signature invalid") else."""
     try:
         raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested too deeply
         raw = None
     if type(raw) is not dict or tuple(raw) != _HEAD_KEYS:
         raise Broken("head signature invalid", "audit.head is not a signed head the node wrote")
@@ -223,7 +223,7 @@ def unverified_head_seq(head_data: bytes | None) -> int | None:
     """The seq the head names, before its signature is checked (to note that entry's hash)."""
     try:
         raw = json.loads(head_data) if head_data is not None else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested too deeply
         return None
     seq = raw.get("seq") if type(raw) is dict else None
     return seq if type(seq) is int else None

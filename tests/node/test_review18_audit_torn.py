@@ -127,3 +127,21 @@ def test_a_huge_head_file_is_refused_without_being_read_whole(data: Path) -> Non
         tracemalloc.stop()
     assert caught.value.what == "head signature invalid"
     assert peak < 16 << 20
+
+
+def test_deeply_nested_json_in_the_log_or_head_is_named_not_a_crash(data: Path) -> None:
+    record(data, "peer_added", peer="one.example")
+    with open(data / LOG_FILE, "ab") as f:
+        f.write(b"[" * 8000 + b"\n")
+    with pytest.raises(Broken) as caught:
+        verify(data, load_node_key(data).public)
+    assert (caught.value.what, caught.value.line) == ("edited", 2)
+    assert [e.kind for e in read_entries(data)] == ["peer_added"]
+    # the writer finds the last entry before it without tripping on it either
+    with open(data / LOG_FILE, "ab") as f:
+        f.write(b"[" * 8000)
+    record(data, "peer_added", peer="two.example")
+    (data / HEAD_FILE).write_bytes(b"[" * 60000)
+    with pytest.raises(Broken) as caught:
+        verify(data, load_node_key(data).public)
+    assert caught.value.what in ("edited", "head signature invalid")
