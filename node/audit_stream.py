@@ -109,6 +109,8 @@ class AuditStream:
             self.audit.append(batch)
         except (AuditError, OSError, ValueError) as exc:  # ValueError: an entry that cannot be logged
             log.error("cannot write %d audit entries: %s", len(batch), exc)
+        except Exception:  # a bug here must not stop the node either: said, with its traceback
+            log.exception("cannot write %d audit entries", len(batch))
 
     async def run(self) -> None:
         """Write every interval until cancelled, and once more then. ``take`` runs here, on the

@@ -64,3 +64,17 @@ def test_an_entry_that_cannot_be_logged_is_logged_as_an_error_not_raised(tmp_pat
     stream.note("node_stopped", pid=1)
     stream.write()
     assert [e.kind for e in read_entries(tmp_path)] == ["node_stopped"]
+
+
+def test_any_failure_of_the_writer_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = create_node_key(tmp_path, CryptoMode.HYBRID)
+    log = AuditLog(tmp_path, key)
+    stream = AuditStream(log, clock_ms=lambda: 1_000_000)
+
+    def broken(records: object) -> int:
+        raise RuntimeError("a bug in the writer")
+
+    monkeypatch.setattr(log, "append", broken)
+    stream.note("node_started", pid=1)
+    stream.write()  # does not raise into the node
+    assert "cannot write 1 audit entries" in caplog.text and "a bug in the writer" in caplog.text
