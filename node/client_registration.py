@@ -44,6 +44,7 @@ from sonet.core.client_api import (
     Registered,
     RemoveDevice,
 )
+from sonet.core.errors import RemoteProtocolError
 from sonet.core.invite import hash_invite_secret
 
 from .client_checks import (
@@ -225,6 +226,8 @@ async def link_complete(session: Session, req: LinkComplete) -> None:
     if slot.approved_for is None:
         raise RequestError("link_not_approved", "no device of the account has approved this link yet")
     account = slot.approved_for
+    if await ctx.store.account_disabled(account):  # disabled since the approval (node/admin.py)
+        raise RequestError("account_disabled", _disabled(account))
     record = check_linked_record(req.record, account=account, peer=session.peer, policy=ctx.policy)
     row = await account_row(ctx, account)
     current = {r.fingerprint for r in await ctx.store.devices(account)}
@@ -249,7 +252,16 @@ async def link_complete(session: Session, req: LinkComplete) -> None:
     with _link_refused():  # one-shot: the slot is used (the device is in the store already)
         await ctx.links.used(slot.slot)
     await _publish(ctx)
+    if await ctx.store.account_disabled(account):
+        # disabled between the check above and the commit: the admin watcher may have looked
+        # at this connection before the device existed, so it is closed here (read after the
+        # commit: a disable after this read finds the device and closes it)
+        raise RemoteProtocolError(_disabled(account), code="account_disabled")
     await session.send(Registered(request=req.request, account=account, device=device.device_id))
+
+
+def _disabled(account: str) -> str:
+    return f"the account {account} is disabled on this node; ask its operator"
 
 
 async def _link_again(session: Session, req: LinkComplete, device: tuple[str, int]) -> None:
