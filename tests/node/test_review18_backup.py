@@ -36,3 +36,19 @@ def test_a_hostile_manifest_is_one_line_and_nothing_is_written(capsys: pytest.Ca
     (backup / "manifest.json").write_bytes(manifest)
     error_line(run(capsys, "restore", "--data", tmp_path / "restored", backup), "manifest")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["backup"]
+
+
+def test_a_symlink_in_a_backup_is_refused_and_nothing_read_through_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = init(capsys, tmp_path / "node")
+    backup = tmp_path / "backup"
+    run(capsys, "backup", "--data", data, backup)
+    secret = tmp_path / "elsewhere.key"
+    secret.write_bytes((backup / "node.key").read_bytes())
+    (backup / "node.key").unlink()
+    (backup / "node.key").symlink_to(secret)  # same bytes, same digest: only the link is wrong
+    error_line(run(capsys, "restore", "--data", tmp_path / "restored", backup), "node.key", "not a regular file")
+    (backup / "node.key").unlink()
+    (backup / "blobs").symlink_to(tmp_path, target_is_directory=True)  # a directory link too
+    (backup / "node.key").write_bytes(secret.read_bytes())
+    error_line(run(capsys, "restore", "--data", tmp_path / "restored", backup), "blobs", "not a regular file")
+    assert not (tmp_path / "restored").exists()
