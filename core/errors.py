@@ -53,6 +53,7 @@ _CODES = {
     "device_removed": "this device was removed from its account",
     "account_disabled": "the operator disabled this device's account (sonet-node accounts disable)",
     "too_many_connections": "over a connection cap (per address, node-wide or per device); the oldest or the newest closed",
+    "handshake_timeout": "a connection did not complete its handshake within the deadline",
     "registration_timeout": "a /client connection without an account did not register or link in time",
     # Accounts, devices and device lists
     "already_registered": "a device that is registered asked to register or link",
