@@ -365,7 +365,9 @@ def _recv_follow(args: argparse.Namespace) -> None:
                     print(f"{PROG}: notice: {terminal_safe(event.text)}", file=sys.stderr, flush=True)
 
     try:
-        trio.run(follow)
+        # Ctrl-C takes effect at the session's next wait, never between a message's line and
+        # marking it shown (the next `recv` would show it again) nor inside a batch's storing
+        trio.run(follow, restrict_keyboard_interrupt_to_checkpoints=True)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how it ends
     except BaseExceptionGroup as group:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import queue
 import signal
+from typing import Any
 import subprocess
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from sonet.client import cli as sonet_cli
 from sonet.client.live import Offline, Online, SentChanged
 from sonet.client.sdk import Device
 from sonet.client.state import DeviceState
@@ -79,6 +81,28 @@ def test_recv_follow_streams_messages_and_reconnects_after_the_node_is_killed(pr
     # everything was shown (and acknowledged) once
     assert read_texts(ok(sonet_here(pair.alice, "recv", "--json")).out) == []
     assert node.alive()
+
+
+def test_ctrl_c_just_after_recv_follow_printed_a_message_does_not_show_it_again(
+    procs: Processes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Ctrl-C lands right after a message's line is out, before it is marked shown: the
+    session ends at its next wait (exit 0) with the message marked shown, so the next ``recv``
+    does not show it a second time."""
+    pair = setup_pair(procs, tmp_path)
+    ok(sonet_here(pair.bob, "send", ALICE, "shown once"))
+    show = sonet_cli._show
+
+    def show_then_ctrl_c(args: Any, obj: dict, line: str | None) -> None:
+        show(args, obj, line)
+        if obj.get("type") == "text":
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(sonet_cli, "_show", show_then_ctrl_c)
+    follow = ok(sonet_here(pair.alice, "recv", "--follow", "--json"))  # in this process: the SIGINT is its
+    assert [m["text"] for m in read_json_lines(follow.out) if m.get("type") == "text"] == ["shown once"], follow
+    monkeypatch.undo()
+    assert read_texts(ok(sonet_here(pair.alice, "recv", "--json")).out) == []
 
 
 def test_a_text_written_while_the_node_is_down_is_pending_and_arrives_once_when_it_is_back(procs: Processes, tmp_path: Path) -> None:
