@@ -275,6 +275,12 @@ def cmd_typing(args: argparse.Namespace) -> None:
     _show(args, {"to": str(parse_address(args.address)), "typing": "stopped" if args.stop else "started"}, None)
 
 
+def _erased(m: InboxMessage) -> bool:
+    """A message whose delete for everyone came first, in the same batch or before it
+    (client/deletes.py erases its fields): shown as deleted, never as what it was."""
+    return not m.fields and m.type not in ("receipt", "presence", "typing")
+
+
 def _message_json(m: InboxMessage) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": m.id.hex(),
@@ -293,11 +299,15 @@ def _message_json(m: InboxMessage) -> dict[str, Any]:
             out[key] = m.fields[key]
     # a reply, reaction, edit, delete: refers_to (client/cli_gestures.py); a timer, a timed message (client/cli_timer.py)
     out.update(rich_json(m.type, m.fields))  # a location, contact, event, poll, vote or call (client/rich_fields.py)
+    if _erased(m):
+        out["deleted"] = True
     return {**out, **gesture_json_fields(m.fields), **timer_json_fields(m.fields)}
 
 
 def _message_line(m: InboxMessage) -> str:
     when = iso_ms(m.sent_at)
+    if _erased(m):
+        return f"[{when}] {m.sender}: (deleted)"
     # a reply, reaction, edit, delete or timer; a location, contact, event, poll, vote or call (client/rich_fields.py)
     gesture = gesture_line(m.type, m.fields) or timer_line(m.type, m.fields) or rich_line(m.type, m.fields)
     if gesture is not None:

@@ -22,7 +22,7 @@ from sonet.core.content import DELETE_WINDOW_MS, Content
 from sonet.core.errors import LocalProtocolError
 from tests.node.conftest import RunningNode
 
-from .conftest import ALICE, BETA, BOB, CAROL, HANG_S, Clock, link_device
+from .conftest import ALICE, BETA, BOB, CAROL, HANG_S, Clock, link_device, run_cli
 from .loopback import Loopback
 
 Register = Callable[..., Awaitable[Device]]
@@ -145,6 +145,27 @@ async def test_delete_for_everyone_erases_the_text_on_every_device_and_leaves_a_
     # a deleted message takes no more gestures
     await refused("deleted", alice.edit(sent.id, "again"))
     await refused("deleted", bob.reply(sent.id, "what was it?"))
+
+
+async def test_recv_shows_a_text_deleted_before_it_was_fetched_as_deleted(
+    alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The text and its delete for everyone arrive in one batch: the delete erases the text
+    first, and `sonet recv` shows "(deleted)" (it raised KeyError: 'text' before)."""
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    await alice.send_text(BOB, "hello")
+    await bob.receive()
+    for text_out in (True, False):
+        sent = await alice.send_text(BOB, SECRET)
+        await alice.delete(sent.id, everyone=True)
+        rc, out = await run_cli(capsys, bob, "recv", json_out=text_out)
+        assert rc == 0, out
+        if text_out:
+            [shown] = [o for o in out if o["id"] == sent.id.hex()]
+            assert (shown["type"], shown["text"], shown["deleted"]) == ("text", "", True)
+        else:
+            assert any(line.endswith(f"{ALICE}: (deleted)") for line in out), out
+        assert SECRET not in "\n".join(map(str, out))
 
 
 async def test_delete_for_everyone_has_a_window_and_receivers_ignore_a_late_one(
