@@ -9,9 +9,7 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
-
-import trio
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sonet import __version__
 from sonet.cli_output import emit, emit_error, iso_ms, terminal_safe
@@ -20,6 +18,9 @@ from sonet.core.address import parse_address, validate_node_name
 from sonet.core.crypto import CryptoMode
 from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
 
+# Building the parser (and --help) imports only the cli_* modules, which import what a command
+# needs when it runs: the SDK pulls in trio, the network stack, MLS and the device state, ~0.5 s
+# of start-up a usage error or --help has no use for.
 from .cli_groups import (
     Shell, add_group_commands, group_event_json, group_event_line, group_message_json, group_message_line, group_sent_json, group_sent_line,
     is_group_target, label, send_to_group, typing_in_group,
@@ -33,14 +34,13 @@ from .file_fields import file_json, file_summary
 from .cli_presence import add_presence_command, presence_line
 from .cli_history import add_history_command
 from .cli_timer import add_timer_command, timer_json_fields, timer_line
-from .connection import ConnectError, NodeError
 from .node_url import check_node_url
-from .vault import VaultError
-from .pending_registration import has_pending_registration
-from .live import Notice, Offline, Online, Received
-from .receiving import ReceiveResult
-from .sdk import Device, Lookup, SendResult, now_ms
-from .state import ALERT, Alert, DeviceState, InboxMessage, SentMessage, StateError, default_home
+
+if TYPE_CHECKING:
+    from .live import Received
+    from .receiving import ReceiveResult
+    from .sdk import Device, Lookup, SendResult
+    from .state import Alert, InboxMessage, SentMessage
 
 __all__ = ["main"]
 
@@ -57,6 +57,8 @@ class CommandError(Exception):
 
 
 def _home(args: argparse.Namespace) -> Path:
+    from .state import default_home
+
     return Path(args.home).expanduser() if args.home else default_home()
 
 
@@ -66,6 +68,12 @@ def _device(args: argparse.Namespace, *, create: bool = False, resume: bool = Tr
     registration or link that a stopped process left pending (client/pending_registration.py)
     is completed first, unless not to ``resume`` (``register`` and ``link begin`` do it
     themselves)."""
+    import trio
+
+    from .pending_registration import has_pending_registration
+    from .sdk import Device
+    from .state import DeviceState
+
     args.device = Device(DeviceState(_home(args), create=create))  # main() prints what self-monitoring found
     if resume and not create and not args.device.state.registered() and has_pending_registration(args.device.state):
         trio.run(partial(args.device.resume_registration, say=_progress))
@@ -86,6 +94,10 @@ def _on_interrupt(args: argparse.Namespace, explain: Callable[[], str]) -> None:
 
 
 def cmd_register(args: argparse.Namespace) -> None:
+    import trio
+
+    from .pending_registration import has_pending_registration
+
     if args.discard_pending:
         _discard_pending(args)
         return
@@ -125,6 +137,8 @@ def _register_interrupted(device: Device) -> str:
     in one transaction right after the node's answer (client/pending_registration.py): saved
     means the account exists and this device holds its keys; pending means the node may or may
     not have it, and sending the same request again completes it either way."""
+    from .pending_registration import has_pending_registration
+
     if device.state.registered():
         address = device.state.profile().address
         return f"interrupted after {address} was registered: this device holds its keys; the next `sonet recv` finishes the set-up"
@@ -147,6 +161,10 @@ def _discard_pending(args: argparse.Namespace) -> None:
 
 
 def cmd_send(args: argparse.Namespace) -> None:
+    import trio
+
+    from .sdk import now_ms
+
     if args.file is not None:  # an attachment, TEXT its caption (client/cli_attachments.py)
         caption = _message_text(args.text) if args.text is not None else ""
         send_file_command(args, _SHELL, caption, group=is_group_target(args.address))
@@ -227,6 +245,10 @@ def _send_line(result: SendResult) -> str:
 def cmd_sent(args: argparse.Namespace) -> None:
     """Refreshed from the node (receipts from the mailbox, states from the outbox); when the
     node cannot be reached, the last known state, said so."""
+    import trio
+
+    from .connection import ConnectError, NodeError
+
     device = _device(args)
     try:
         messages = trio.run(lambda: device.sent(args.limit))
@@ -267,6 +289,8 @@ def _sent_line(m: SentMessage) -> str:
 
 
 def cmd_typing(args: argparse.Namespace) -> None:
+    import trio
+
     if is_group_target(args.address):  # a group's id or name (client/cli_groups.py)
         typing_in_group(args, _SHELL, started=not args.stop)
         return
@@ -332,6 +356,8 @@ def _message_line(m: InboxMessage) -> str:
 
 
 def cmd_recv(args: argparse.Namespace) -> None:
+    import trio
+
     if args.follow:
         _recv_follow(args)
         return
@@ -359,6 +385,10 @@ def _show_received(args: argparse.Namespace, device: Device, result: ReceiveResu
 def _recv_follow(args: argparse.Namespace) -> None:
     """``recv --follow``: one live connection (client/live.py), each event printed as it comes,
     until Ctrl-C (exit 0) or an error that ends it (this device was removed: exit 1)."""
+    import trio
+
+    from .live import Notice, Offline, Online, Received
+
     device = _device(args)
 
     async def follow() -> None:
@@ -414,6 +444,8 @@ def cmd_chat(args: argparse.Namespace) -> None:
 
 
 def cmd_link_begin(args: argparse.Namespace) -> None:
+    import trio
+
     node_url = check_node_url(args.node)
     device = _device(args, create=True)
 
@@ -432,6 +464,8 @@ def cmd_link_begin(args: argparse.Namespace) -> None:
 
 def _link_interrupted(device: Device, node_url: str) -> str:
     """As for register: the LinkComplete and its keys are saved before they are sent."""
+    from .pending_registration import has_pending_registration
+
     if device.state.registered():
         return f"interrupted after this device was linked to {device.state.profile().address}; the next `sonet recv` finishes the set-up"
     if has_pending_registration(device.state):
@@ -443,12 +477,18 @@ def _link_interrupted(device: Device, node_url: str) -> str:
 
 
 def cmd_link_approve(args: argparse.Namespace) -> None:
+    import trio
+
     device = _device(args)
     trio.run(device.link_approve, args.code)
     _show(args, {"approved": True}, "approved: the new device is completing the link")
 
 
 def cmd_devices(args: argparse.Namespace) -> None:
+    import trio
+
+    from .connection import NodeError
+
     device = _device(args)
     if args.action == "remove":
         if args.id is None:
@@ -490,6 +530,8 @@ def _confirm_removing_this_device(device_id: int, address: str) -> None:
 
 
 def cmd_safety_number(args: argparse.Namespace) -> None:
+    import trio
+
     device = _device(args)
     result = trio.run(device.safety_number, args.address)
     if args.json:
@@ -518,6 +560,8 @@ def cmd_trust_node(args: argparse.Namespace) -> None:
 
 
 def cmd_lookup(args: argparse.Namespace) -> None:
+    import trio
+
     device = _device(args)
     found = trio.run(device.lookup, args.address)
     if args.json:
@@ -580,6 +624,10 @@ def cmd_witness_quorum(args: argparse.Namespace) -> None:
 
 
 def cmd_alerts(args: argparse.Namespace) -> None:
+    import trio
+
+    from .connection import ConnectError, NodeError
+
     device = _device(args)
     if device.state.registered():
         try:
@@ -598,6 +646,8 @@ def _print_alerts(args: argparse.Namespace, *, succeeded: bool) -> None:
     """Alerts and notices found during the command, once each, after its output; and why the
     account's own entries could not be checked, when the command itself went through (after a
     failed command, its one error line says enough)."""
+    from .state import ALERT
+
     device: Device | None = getattr(args, "device", None)
     if device is None:
         return
@@ -850,6 +900,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Run the command; a failure is one line (sonet/cli_output.py), never a traceback."""
+    from .connection import ConnectError, NodeError
+    from .state import StateError
+    from .vault import VaultError
+
     fail = partial(emit_error, PROG, as_json=args.json)
     try:
         _call(args)

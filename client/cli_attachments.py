@@ -11,14 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from sonet.core.attachment import MAX_VOICE_MS
 
-from .attachments import FileSendResult, Progress
-from .gestures import parse_message_id
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # trio and the SDK are imported by the commands that run: `sonet --help` starts fast
+    from .attachments import FileSendResult, Progress
     from .cli_groups import Shell
 
 __all__ = ["send_file_command", "add_download_command", "add_voice_option", "file_sent_json", "progress_bar", "caption_after_options"]
@@ -112,6 +108,8 @@ def _sent_line(r: FileSendResult) -> str:
 
 def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, group: bool) -> None:
     """``sonet send TARGET --file PATH [TEXT]``: TEXT is the caption."""
+    import trio
+
     device = shell.device(args)
     path = Path(args.file)
     with progress_bar(args, f"sending {path.name}") as progress:
@@ -124,6 +122,10 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
 
 
 def cmd_download(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
+    from .gestures import parse_message_id
+
     device = shell.device(args)
     msg_id = parse_message_id(args.message_id)
     if args.thumbnail:  # what the message carries: nothing to fetch

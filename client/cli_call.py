@@ -11,17 +11,13 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from sonet.cli_output import iso_ms
 from sonet.core.call import CONNECTED, ENDED, MAX_SDP_BYTES, CallTimeouts
 from sonet.core.errors import LocalProtocolError
 
-from .calls import NO_MEDIA_SDP, call_phase, parse_call_id
-from .state_call import KeptCall
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # trio and the SDK are imported by the commands that run: `sonet --help` starts fast
     from .cli_groups import Shell
+    from .state_call import KeptCall
 
 __all__ = ["add_call_command", "call_json"]
 
@@ -31,6 +27,8 @@ _ACTIONS = {"answer": ("CALL_ID",), "ice": ("CALL_ID", "CANDIDATE"), "hangup": (
 
 
 def call_json(kept: KeptCall) -> dict[str, Any]:
+    from .calls import call_phase
+
     c = kept.call
     return {
         "id": c.id.hex(), "peer": c.peer, "direction": kept.direction, "state": call_phase(c), "reason": c.reason,
@@ -53,6 +51,8 @@ def call_line(kept: KeptCall) -> str:
 
 def _sdp(args: argparse.Namespace) -> str:
     """The session description the user gave (at most MAX_SDP_BYTES), or one without media."""
+    from .calls import NO_MEDIA_SDP
+
     if args.sdp_file is not None:
         try:
             with Path(args.sdp_file).expanduser().open("rb") as f:
@@ -88,6 +88,10 @@ def _words(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[s
 
 
 def cmd_call(args: argparse.Namespace, shell: Shell, parser: argparse.ArgumentParser) -> None:
+    import trio
+
+    from .calls import parse_call_id
+
     action, words = _words(args, parser)
     timeouts = CallTimeouts()
     if action == "list":

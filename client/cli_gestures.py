@@ -9,15 +9,12 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from sonet.core.content import DELETE_WINDOW_MS, MAX_EMOJI_BYTES
-
-from .gestures import DELETED_HERE, GestureResult, parse_message_id
-from .history import HistoryItem
 
 if TYPE_CHECKING:  # client/cli_groups.py prints group messages with gesture_line
     from .cli_groups import Shell
+    from .gestures import GestureResult  # trio and the SDK are imported by the commands that run: `sonet --help` starts fast
+    from .history import HistoryItem
 
 __all__ = ["add_gesture_commands", "gesture_result_json", "gesture_line", "gesture_json_fields", "history_marks", "history_extra_json"]
 
@@ -31,6 +28,8 @@ def gesture_result_json(r: GestureResult) -> dict[str, Any]:
 
 
 def _result_line(r: GestureResult, what: str) -> str:
+    from .gestures import DELETED_HERE
+
     if r.state == DELETED_HERE:
         return f"deleted message {r.refers_to.hex()} on this device (the others keep it)"
     where = f"group {r.conversation}" if r.is_group else r.conversation
@@ -81,6 +80,10 @@ def history_marks(item: HistoryItem) -> tuple[str, str]:
 
 
 def cmd_reply(args: argparse.Namespace, shell: Shell, text_of: Callable[[str], str]) -> None:
+    import trio
+
+    from .gestures import parse_message_id
+
     device = shell.device(args)
     msg_id, text = parse_message_id(args.message_id), text_of(args.text)
     result = trio.run(lambda: device.reply(msg_id, text))
@@ -88,6 +91,10 @@ def cmd_reply(args: argparse.Namespace, shell: Shell, text_of: Callable[[str], s
 
 
 def cmd_react(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
+    from .gestures import parse_message_id
+
     device = shell.device(args)
     msg_id = parse_message_id(args.message_id)
     result = trio.run(lambda: device.react(msg_id, args.emoji, remove=args.remove))
@@ -96,6 +103,10 @@ def cmd_react(args: argparse.Namespace, shell: Shell) -> None:
 
 
 def cmd_edit(args: argparse.Namespace, shell: Shell, text_of: Callable[[str], str]) -> None:
+    import trio
+
+    from .gestures import parse_message_id
+
     device = shell.device(args)
     msg_id, text = parse_message_id(args.message_id), text_of(args.text)
     result = trio.run(lambda: device.edit(msg_id, text))
@@ -103,6 +114,10 @@ def cmd_edit(args: argparse.Namespace, shell: Shell, text_of: Callable[[str], st
 
 
 def cmd_delete(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
+    from .gestures import parse_message_id
+
     device = shell.device(args)
     msg_id = parse_message_id(args.message_id)
     result = trio.run(lambda: device.delete(msg_id, everyone=args.everyone))

@@ -17,9 +17,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from sonet.cli_output import iso_ms
 from sonet.core.address import parse_address, validate_node_name
@@ -30,12 +28,14 @@ from .cli_gestures import gesture_line
 from .cli_timer import timer_json_fields, timer_line
 from .file_fields import file_json, file_summary
 from .rich_fields import rich_json, rich_line
-from .groups.api import GroupInfoView, GroupSendResult, GroupView
-from .groups.events import ADDED, ADMIN, HUB, LEFT, REMOVED, RENAMED, GroupEvent
-from .groups.store import GroupMessage
-from .groups.typing import GroupTypingResult
-from .sdk import Device
-from .state import SentMessage
+
+if TYPE_CHECKING:  # the commands import trio and the SDK when they run: `sonet --help` starts fast
+    from .groups.api import GroupInfoView, GroupSendResult, GroupView
+    from .groups.events import GroupEvent
+    from .groups.store import GroupMessage
+    from .groups.typing import GroupTypingResult
+    from .sdk import Device
+    from .state import SentMessage
 
 __all__ = [
     "Shell",
@@ -84,6 +84,8 @@ def _check_new_name(name: str) -> None:
 def _resolve(device: Device, group: str) -> GroupInfoView:
     """The group named by its id or local name (the SDK's one-line ``unknown_group`` /
     ``ambiguous_group`` errors otherwise); read from this device only."""
+    import trio
+
     return trio.run(lambda: device.group_info(group))
 
 
@@ -178,6 +180,8 @@ def group_event_json(e: GroupEvent) -> dict[str, Any]:
 
 def group_event_line(e: GroupEvent, me: str) -> str:
     """One line for a membership event; ``me``: this device's account ("you")."""
+    from .groups.events import ADDED, ADMIN, HUB, LEFT, REMOVED, RENAMED
+
     where, by = label(e.group_name, e.group.hex()), e.by or "a member"
     member = "you" if e.member == me else e.member
     if e.event == ADDED:
@@ -245,6 +249,8 @@ def _send_line(result: GroupSendResult, name: str) -> str:
 
 def send_to_group(args: argparse.Namespace, shell: Shell, text: str) -> None:
     """``sonet send GROUP TEXT`` (client/cli.py's cmd_send hands a GROUP over)."""
+    import trio
+
     if getattr(args, "crypto_mode", None):
         raise LocalProtocolError("--crypto-mode is for 1:1 sessions: every group uses the suite 0x004D", code="bad_input")
     device = shell.device(args)
@@ -264,6 +270,8 @@ def send_to_group(args: argparse.Namespace, shell: Shell, text: str) -> None:
 
 def typing_in_group(args: argparse.Namespace, shell: Shell, *, started: bool) -> None:
     """``sonet typing GROUP`` (client/cli.py's cmd_typing hands a GROUP over)."""
+    import trio
+
     device = shell.device(args)
     info = _resolve(device, args.address)
     result = trio.run(lambda: device.group_typing(info.id, started=started))
@@ -277,6 +285,8 @@ def typing_in_group(args: argparse.Namespace, shell: Shell, *, started: bool) ->
 
 
 def cmd_create(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
     _check_new_name(args.name)
     members = _addresses(args.members)
     device = shell.device(args)
@@ -292,6 +302,8 @@ def cmd_create(args: argparse.Namespace, shell: Shell) -> None:
 
 
 def cmd_add(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
     members = _addresses(args.members)
     device = shell.device(args)
     info = _resolve(device, args.group)
@@ -300,6 +312,8 @@ def cmd_add(args: argparse.Namespace, shell: Shell) -> None:
 
 
 def cmd_remove(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
     [member] = _addresses([args.member])
     device = shell.device(args)
     info = _resolve(device, args.group)
@@ -308,6 +322,8 @@ def cmd_remove(args: argparse.Namespace, shell: Shell) -> None:
 
 
 def cmd_leave(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
     device = shell.device(args)
     info = _resolve(device, args.group)
     trio.run(lambda: device.group_leave(info.id))
@@ -318,6 +334,8 @@ def cmd_leave(args: argparse.Namespace, shell: Shell) -> None:
 
 
 def cmd_admin(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
     [member] = _addresses([args.member])
     device = shell.device(args)
     info = _resolve(device, args.group)
@@ -326,6 +344,8 @@ def cmd_admin(args: argparse.Namespace, shell: Shell) -> None:
 
 
 def cmd_hub(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
     node = validate_node_name(args.node)
     device = shell.device(args)
     info = _resolve(device, args.group)
@@ -334,6 +354,8 @@ def cmd_hub(args: argparse.Namespace, shell: Shell) -> None:
 
 
 def cmd_rename(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
     _check_new_name(args.name)
     device = shell.device(args)
     info = _resolve(device, args.group)
@@ -342,6 +364,8 @@ def cmd_rename(args: argparse.Namespace, shell: Shell) -> None:
 
 
 def cmd_topic(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
     device = shell.device(args)
     info = _resolve(device, args.group)
     view = trio.run(lambda: device.group_set(info.id, topic=args.text))
@@ -349,6 +373,8 @@ def cmd_topic(args: argparse.Namespace, shell: Shell) -> None:
 
 
 def cmd_list(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
     device = shell.device(args)
     views = trio.run(device.groups)
     for view in views:

@@ -9,18 +9,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sonet.cli_output import iso_ms
 from sonet.core.errors import DecryptError
 
 from .cli_gestures import history_extra_json, history_marks
-from .cli_groups import Shell, label
-from .history import History, HistoryItem
-from .cli_timer import timer_json_fields, timer_text
+from .cli_groups import label
+from .cli_timer import timer_json_fields
 from .file_fields import file_json, file_summary
 from .cli_rich import rich_history_json, rich_history_text
-from .state import StateError
+
+if TYPE_CHECKING:  # the SDK is imported by the command when it runs: `sonet --help` starts fast
+    from .cli_groups import Shell
+    from .history import HistoryItem
 
 __all__ = ["add_history_command", "history_json", "history_line"]
 
@@ -42,6 +44,8 @@ def history_json(item: HistoryItem, *, me: str, group_name: str | None) -> dict[
 
 
 def history_line(item: HistoryItem, *, group_name: str | None) -> str:
+    from .timer import timer_text
+
     where = f" in {label(group_name, item.conversation)}" if group_name is not None else ""
     who = f"you -> {item.conversation}" if item.mine and group_name is None else "you" if item.mine else item.sender
     state = f"{item.state}: {item.note}" if item.note else item.state
@@ -53,6 +57,9 @@ def history_line(item: HistoryItem, *, group_name: str | None) -> str:
 
 
 def cmd_history(args: argparse.Namespace, shell: Shell) -> None:
+    from .history import History
+    from .state import StateError
+
     state = shell.device(args).state
     history = History(state)
     key = history.resolve(args.conversation)

@@ -11,10 +11,10 @@ from sonet.cli_output import iso_ms
 from sonet.core.errors import LocalProtocolError
 
 from .presence import MAX_PRESENCE_CONTACTS, PRESENCE_REFRESH_S, presence_targets
-from .state import InboxMessage
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the SDK is imported by the command when it runs: `sonet --help` starts fast
     from .cli_groups import Shell
+    from .state import InboxMessage
 
 __all__ = ["add_presence_command", "presence_line"]
 

@@ -10,8 +10,6 @@ import argparse
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from sonet.cli_output import iso_ms
 from sonet.core.address import parse_address
 from sonet.core.cards import MAX_ACCURACY_M, ContactCard, Event, Location, parse_degrees
@@ -19,13 +17,13 @@ from sonet.core.errors import LocalProtocolError, ProtocolError
 from sonet.core.poll import MAX_POLL_OPTIONS
 
 from .cli_gestures import gesture_result_json
-from .gestures import GestureResult, parse_message_id
-from .history import HistoryItem
-from .polls import PostResult, option_index
 from .rich_fields import poll_json, poll_of, poll_text, rich_json, rich_line
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # trio and the SDK are imported by the commands that run: `sonet --help` starts fast
     from .cli_groups import Shell
+    from .gestures import GestureResult
+    from .history import HistoryItem
+    from .polls import PostResult
 
 __all__ = ["add_rich_commands", "rich_history_json", "rich_history_text", "parse_time"]
 
@@ -79,6 +77,8 @@ def _show_post(args: argparse.Namespace, shell: Shell, result: PostResult, what:
 
 
 def cmd_poll(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
     device = shell.device(args)
     result = trio.run(lambda: device.send_poll(args.conversation, args.question, args.options, multiple=args.multiple))
     extra = {"poll": {"question": args.question, "options": list(args.options), "multiple": args.multiple}}
@@ -90,6 +90,11 @@ def _vote_json(r: GestureResult, option: int, remove: bool) -> dict[str, Any]:
 
 
 def cmd_vote(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
+    from .gestures import parse_message_id
+    from .polls import option_index
+
     device = shell.device(args)
     poll_id = parse_message_id(args.message_id)
     result = trio.run(lambda: device.vote(poll_id, args.option, remove=args.remove))
@@ -102,6 +107,10 @@ def cmd_vote(args: argparse.Namespace, shell: Shell) -> None:
 
 
 def cmd_poll_close(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
+    from .gestures import parse_message_id
+
     device = shell.device(args)
     poll_id = parse_message_id(args.message_id)
     result, poll, tally = trio.run(lambda: device.close_poll(poll_id))
@@ -111,6 +120,8 @@ def cmd_poll_close(args: argparse.Namespace, shell: Shell) -> None:
 
 
 def cmd_location(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
     device = shell.device(args)
     location = Location(lat=parse_degrees(args.lat, limit=90), lon=parse_degrees(args.lon, limit=180), accuracy=args.accuracy,
                         label=args.label)  # fmt: skip
@@ -122,6 +133,8 @@ def cmd_location(args: argparse.Namespace, shell: Shell) -> None:
 
 
 def cmd_contact(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
     device = shell.device(args)
     try:
         addresses = tuple(str(parse_address(a)) for a in args.card_addresses)
@@ -134,6 +147,8 @@ def cmd_contact(args: argparse.Namespace, shell: Shell) -> None:
 
 
 def cmd_event(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
     device = shell.device(args)
     event = Event(title=args.title, start=parse_time(args.at), end=parse_time(args.end) if args.end else 0, place=args.place)
     event.to_map()

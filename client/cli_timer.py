@@ -7,17 +7,14 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from sonet.cli_output import iso_ms
 from sonet.core.timer import MAX_TIMER_MS, format_duration, parse_duration
 
-from .timer import TimerResult, timer_text
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # trio and the SDK are imported by the commands that run: `sonet --help` starts fast
     from .cli_groups import Shell
+    from .timer import TimerResult
 
-__all__ = ["add_timer_command", "timer_json_fields", "timer_line", "timer_text"]
+__all__ = ["add_timer_command", "timer_json_fields", "timer_line"]
 
 
 def timer_json_fields(fields: dict) -> dict[str, Any]:
@@ -33,6 +30,8 @@ def timer_json_fields(fields: dict) -> dict[str, Any]:
 
 def timer_line(kind: str, fields: dict) -> str | None:
     """What follows the sender in a ``recv`` line for a timer message; None for any other."""
+    from .timer import timer_text
+
     if kind != "timer" or not isinstance(fields.get("timer"), int):
         return None
     return timer_text(fields["timer"])
@@ -43,6 +42,10 @@ def _result_json(r: TimerResult) -> dict[str, Any]:
 
 
 def cmd_timer(args: argparse.Namespace, shell: Shell) -> None:
+    import trio
+
+    from .timer import timer_text
+
     timer = parse_duration(args.duration)
     device = shell.device(args)
     result = trio.run(lambda: device.set_timer(args.address, timer))

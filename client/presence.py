@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sonet.core import limits
 from sonet.core.address import Address, parse_address
@@ -32,9 +33,9 @@ from sonet.core.content import Content, encode_content
 from sonet.core.envelope import Kind
 from sonet.core.errors import LocalProtocolError, ProtocolError
 
-from .connection import Connection, NodeError
-from .directory import IdentityChanged
-from .state import DeviceState, Profile
+if TYPE_CHECKING:  # client/cli_presence.py reads the limits below while `sonet --help` builds its parser
+    from .connection import Connection
+    from .state import DeviceState, Profile
 
 __all__ = [
     "PresenceSetting", "PresenceResult", "presence_setting", "set_presence", "presence_targets", "send_presence", "last_presence",
@@ -49,8 +50,9 @@ PRESENCE_REFRESH_S = 240.0
 PRESENCE_FRESH_MS = int(2.5 * PRESENCE_REFRESH_S * 1000)
 _KEY = "presence"
 
-#: Device._deliver: (conn, profile, to, content, own_copy, msg_id, kind) -> (their devices, own devices)
-Deliver = Callable[[Connection, Profile, Address, bytes, bytes | None, bytes, Kind], Awaitable[tuple[int, int]]]
+if TYPE_CHECKING:
+    #: Device._deliver: (conn, profile, to, content, own_copy, msg_id, kind) -> (their devices, own devices)
+    Deliver = Callable[[Connection, Profile, Address, bytes, bytes | None, bytes, Kind], Awaitable[tuple[int, int]]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +115,9 @@ async def send_presence(
 ) -> PresenceResult | None:  # fmt: skip
     """Tell the allowed contacts this account is online (or offline now); None (nothing sent)
     while presence is off."""
+    from .connection import NodeError
+    from .directory import IdentityChanged
+
     targets = presence_targets(state)
     if not targets:
         return None
