@@ -8,7 +8,11 @@ gets this node's head and the heads of the other nodes it witnessed.
 
 Receiving (``received``): of the heads a peer Q sends, only those of configured peers other
 than this node count, the last one per node; each is checked by the witness in the background
-(``Witness.check``), and Q's own head also starts Q's witness round.
+(``Witness.check``), and Q's own head also starts Q's witness round (``Witness.greet``, at most
+one per ``GREET_GAP_S`` unless the head is newer).
+
+Greeting (``hello``): a node that starts, or finds a peer added or changed, sends that peer its
+own head, so the peer witnesses it at once rather than at its next round.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import trio
 
 from sonet.core import limits
-from sonet.core.client_api import SignedHead
+from sonet.core.client_api import Ping, Pong, SignedHead
 from sonet.core.federation_api import Gossip, Noted, SeenHead
 
 from .errors import FederationError
@@ -71,7 +75,23 @@ class Gossiper:
         routes = await self._routes()
         latest = {seen.node: seen.head.head for seen in heads if seen.node != self._name and routes.peer(seen.node)}
         for node, head in latest.items():
-            self._witness.check(node, head, f"gossip:{peer}", round=node == peer)
+            self._witness.check(node, head, f"gossip:{peer}")
+        if peer in latest:
+            self._witness.greet(peer)  # its own head: witness it (a newer one was checked above)
+
+    async def hello(self, peer: Peer) -> None:
+        """Greet direct peer ``peer`` (this node started, or ``peer``'s entry is new or changed)
+        with this node's head: ``peer`` witnesses it at once (``received``), so a head signed
+        while it could not be told gets its cosignature now, not at ``peer``'s next round. A
+        node without a directory (or that cannot read its head now) says Ping. Either way
+        ``peer``'s backoff towards this node ends (its inbound link opened)."""
+        frame: Gossip | Ping = Ping(request=0)
+        if self._directory is not None:
+            try:
+                frame = Gossip(request=0, heads=(SeenHead(node=self._name, head=await self._directory.head()),))
+            except StoreFailure as exc:
+                log.warning("cannot read this node's directory head to greet %s with it: %s", peer.name, exc)
+        await self._tell(peer, frame)
 
     async def _tell_changes(self) -> None:
         while True:
@@ -99,11 +119,11 @@ class Gossiper:
                 if everything or not self._pool.backing_off(peer.name):
                     nursery.start_soon(self._tell, peer, frame)
 
-    async def _tell(self, peer: Peer, frame: Gossip) -> None:
+    async def _tell(self, peer: Peer, frame: Gossip | Ping) -> None:
         try:
             answer = await self._pool.request(peer, frame)
         except FederationError as exc:
             log.info("could not gossip directory heads to %s: %s", peer.name, exc)
             return
-        if not isinstance(answer, Noted):
+        if not isinstance(answer, (Noted, Pong)):
             log.info("%s did not take the gossiped directory heads: %s", peer.name, getattr(answer, "message", type(answer).__name__))

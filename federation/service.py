@@ -34,8 +34,9 @@ federation/ports.py:
 
 Witnessing (federation/witness.py, gossip.py): every configured peer's head is fetched, checked
 against the last one this node cosigned (consistency proof), cosigned and handed back, every
-``settings.witness_interval_s`` and at once when a peer gossips a new head; heads are gossiped
-to the direct peers (own head at once, all witnessed ones every ``gossip_interval_s``). A node
+``settings.witness_interval_s``, at once when a peer gossips a new head and when it greets this
+node with its head (it started, or was added; rate-limited per peer); heads are gossiped to the
+direct peers (own head at once, all witnessed ones every ``gossip_interval_s``). A node
 caught showing two views of its directory - on signed evidence only: a "fork" (two heads of one
 size, different roots) or an "inconsistent" pair (a consistency proof that does not verify) -
 is recorded in the store and refused from then on; errors and timeouts are never evidence.
@@ -122,7 +123,6 @@ from sonet.core.client_api import (
     Head,
     KeyPackages,
     NodeKey,
-    Ping,
 )
 from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
 from sonet.core.envelope import Envelope
@@ -270,8 +270,8 @@ class Federation:
             await nursery.start(self._pool.run)
             await nursery.start(self._ephemerals.run)
             self._nursery = nursery
-            # Greets every direct peer: a node that restarted says so to its peers at once, and
-            # their backoff towards it ends.
+            # Greets every direct peer: a node that restarted says so to its peers at once (they
+            # witness its head now), and their backoff towards it ends.
             await self._refresh_routes()
             await nursery.start(self._outboxes.run)
             await nursery.start(self._witness.run)
@@ -323,10 +323,9 @@ class Federation:
             log.warning("cannot read the peer table, trying again in %g s: %s", self._settings.refresh_s, exc)
 
     async def _hello(self, peer: Peer) -> None:
-        try:
-            await self._pool.request(peer, Ping(request=0))
-        except FederationError:
-            pass  # recorded by the pool; its outbox items wait for the backoff
+        # with this node's head: the peer witnesses it at once (federation/gossip.py); a failure
+        # is recorded by the pool and its outbox items wait for the backoff
+        await self._gossip.hello(peer)
 
     async def _remember_key(self, peer: Peer, key: VerifyKey) -> None:
         if peer.key != key.to_bytes():

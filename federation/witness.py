@@ -1,13 +1,14 @@
 """Witnessing the key directories of the configured peers (ARCHITECTURE §7).
 
-A round for peer P (``nudge``, and every ``witness_interval_s``) fetches P's newest signed head
-over P's route (as lookups go), verifies it with P's pinned key and compares it with the last
-head of P this node cosigned (the "witnessed" head). The first one is accepted; one of the same
-size must have the same root; any other size needs a valid RFC 9162 consistency proof from P
-between the smaller and the larger head. Then this node cosigns it, keeps it as witnessed and
-hands P the cosignature (``Cosign``) - unless it is smaller than the witnessed head: a relay may
-replay an older genuine head, so a consistent smaller one is ignored, never cosigned, and the
-witnessed head never goes back.
+A round for peer P (``nudge``, every ``witness_interval_s``, and ``greet``: P said hello with
+its head, after its start or a change of its entry, at most once per ``GREET_GAP_S``) fetches
+P's newest signed head over P's route (as lookups go), verifies it with P's pinned key and
+compares it with the last head of P this node cosigned (the "witnessed" head). The first one is
+accepted; one of the same size must have the same root; any other size needs a valid RFC 9162
+consistency proof from P between the smaller and the larger head. Then this node cosigns it,
+keeps it as witnessed and hands P the cosignature (``Cosign``) - unless it is smaller than the
+witnessed head: a relay may replay an older genuine head, so a consistent smaller one is
+ignored, never cosigned, and the witnessed head never goes back.
 
 Heads of P seen elsewhere (gossiped by a peer, or carried by a lookup answer) are checked the
 same way in the background (``check``). A split is recorded only on signed evidence
@@ -25,6 +26,7 @@ to check (the newest wins). Only configured peers are witnessed or checked.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -50,6 +52,9 @@ log = logging.getLogger("sonet.federation")
 
 #: lookup failures that say "not now" rather than "no"
 TRANSIENT_CODES = frozenset({"unreachable", "rate_limited", "unavailable"})
+#: a peer's hello starts a round for it at once, but at most this often (seconds): a peer that
+#: keeps reconnecting cannot keep its witness busy; a hello within the gap waits for its end
+GREET_GAP_S = 5.0
 #: heads per node already proven consistent with its witnessed head (gossip repeats them, and
 #: a round fetches the head a gossip announced)
 MAX_KNOWN_HEADS = 32
@@ -95,6 +100,9 @@ class Witness:
         self._known: dict[str, dict[int, TreeHead]] = {}
         self._jobs: dict[str, _Job] = {}
         self._busy: set[str] = set()
+        #: per node, when (trio time) its last hello started a round; nodes whose hello waits
+        self._greeted: dict[str, float] = {}
+        self._greeting: set[str] = set()
         self._ready = False
         self._nursery: trio.Nursery | None = None
         #: bumped on every change ``witnessed()`` / ``splits()`` would show
@@ -163,6 +171,24 @@ class Witness:
         """Run a witness round for ``node`` now (after the one running, if any)."""
         self._job(node).round = True
         self._start(node)
+
+    def greet(self, node: str) -> None:
+        """``node`` said hello with its head (it started, or reconnected): witness it now - a
+        restarted peer may hold a head without this node's cosignature - unless a hello started
+        a round less than ``GREET_GAP_S`` ago; then once that gap is over (one waits at most)."""
+        now = trio.current_time()
+        due = self._greeted.get(node, -math.inf) + GREET_GAP_S
+        if now >= due:
+            self._greeted[node] = now
+            self.nudge(node)
+        elif node not in self._greeting and self._nursery is not None:
+            self._greeting.add(node)
+            self._nursery.start_soon(self._greet_at, node, due)
+
+    async def _greet_at(self, node: str, due: float) -> None:
+        await trio.sleep_until(due)
+        self._greeting.discard(node)
+        self.greet(node)
 
     def check(self, node: str, head: bytes, source: str, *, round: bool = False) -> None:
         """Check a signed head of ``node`` seen at ``source`` in the background (``round``:
