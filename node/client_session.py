@@ -1,8 +1,11 @@
 """One authenticated device connection on ``/client``.
 
-Requests are answered in order on the receiving task; deliveries are pushed by a second task
-that follows the device's mailbox, and a third forwards a LinkOffer to a device waiting to be
-linked. A protocol violation gets an ErrorFrame and a closed connection; nothing of a rejected
+Requests are answered in order on the connection's own task, which is the only one an idle
+connection has (memory per idle connection, docs/performance.md): deliveries are pushed by a
+task started when the device's mailbox is woken (it ends once the device is drained), a
+LinkOffer for a device waiting to be linked by a task started for it, and a removal or
+supersession starts the task that closes the connection; the registration deadline bounds the
+connection task's wait for the next request. A protocol violation gets an ErrorFrame and a closed connection; nothing of a rejected
 batch is stored and other connections are unaffected. Removing a device closes its connections
 with ``ErrorFrame(request=0, code="device_removed")``; the devices of an account the operator
 disabled are refused at connect and their open connections closed (node/admin_watch.py) with
@@ -24,6 +27,8 @@ node/client_checks.py against the store before anything is written.
 from __future__ import annotations
 
 import logging
+import math
+from contextlib import ExitStack
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -111,6 +116,25 @@ DELIVER_BATCH = 128
 DELIVER_BYTES = 1024 * 1024
 
 
+class _Signal:
+    """A one-shot flag whose ``set()`` starts what it signals (``on_set``) instead of waking a
+    task kept waiting for it: an idle connection holds no task per thing it watches."""
+
+    __slots__ = ("_on_set", "_set")
+
+    def __init__(self, on_set: Callable[[], None]) -> None:
+        self._on_set = on_set
+        self._set = False
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            self._on_set()
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 class ClientSession:
     """The connection of one device; what request handlers see of it is ``Session``."""
 
@@ -121,16 +145,26 @@ class ClientSession:
         self._mailbox: MailboxKey | None = None
         self._in_flight: set[bytes] = set()
         self._acked = trio.Event()
-        self._registered = trio.Event()
-        # A LinkOffer for this (waiting, unregistered) connection; at most one per slot.
-        self._offers_send, self._offers = trio.open_memory_channel[LinkOffer](1)
+        #: where the tasks started on demand run (None before the session serves and after)
+        self._tasks: trio.Nursery | None = None
+        #: its scope: a closing task cancels the requests and tasks once the device was told why
+        self._scope = trio.CancelScope()
+        #: what the session holds until it ends (the mailbox subscription)
+        self._exits = ExitStack()
+        self._wake: Wakeup | None = None
+        #: a delivery task runs; ``_woken``: the mailbox was woken since it last looked
+        self._delivering = False
+        self._woken = False
+        self._last_seq = 0
+        self._drained_sent = False
+        #: the LinkOffer being sent to this (waiting, unregistered) connection; one at a time
+        self._offer: LinkOffer | None = None
         #: set when newer connections of this device push this one over the per-device cap
-        self._superseded = trio.Event()
+        self._superseded = _Signal(lambda: self._start(self._close_when_superseded))
+        #: set when the device is removed or its account disabled
+        self._removed = _Signal(lambda: self._start(self._close_when_removed))
         #: (trio time) when a connection without an account is closed; a link slot extends it
         self._unregistered_deadline = trio.current_time() + ctx.unregistered_timeout_s
-        #: a request is being answered (the registration deadline waits for it to finish)
-        self._answering = False
-        self._answered = trio.Event()
 
     @property
     def ctx(self) -> ClientContext:
@@ -151,21 +185,27 @@ class ClientSession:
     async def run(self) -> None:
         # Tracked before the store is read: a removal commits either before that read (the
         # device is then unknown here) or signals this connection.
-        with self._ctx.connections.track(self._peer.fingerprint, self._superseded) as removed:
+        with self._exits, self._ctx.connections.track(self._peer.fingerprint, self._superseded, self._removed):
             try:
-                await self._serve(removed)
+                await self._serve()
             except* StoreError as group:
                 # the store cannot be used now (e.g. its PostgreSQL server is down): the device
                 # is told to come back later, not dropped without a word
                 log.warning("closing client %s: %s", self._peer.fingerprint, group.exceptions[0])
                 await self._fail(RemoteProtocolError("the node cannot use its store right now; try again later", code="unavailable"))
             finally:
+                self._tasks = None  # nothing is started any more (offers are refused)
                 await self._ctx.links.close(self)
-                self._offers_send.close()
                 if self._ctx.unregistered is not None:
                     self._ctx.unregistered.done(self)
 
-    async def _serve(self, removed: trio.Event) -> None:
+    def _start(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run ``task`` beside the requests, if the session is serving (else ``_serve`` starts
+        what was signalled before it began, and nothing is started once it ended)."""
+        if self._tasks is not None:
+            self._tasks.start_soon(task)
+
+    async def _serve(self) -> None:
         row = await self._ctx.store.device_by_fingerprint(self._peer.fingerprint)
         counts = (0, 0)
         if row is not None:
@@ -197,12 +237,14 @@ class ClientSession:
             return
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._deliver_loop)
-                nursery.start_soon(self._offer_loop)
-                nursery.start_soon(self._close_when_removed, removed, nursery.cancel_scope)
-                nursery.start_soon(self._close_when_superseded, nursery.cancel_scope)
-                if row is None:
-                    nursery.start_soon(self._close_unless_registered, nursery.cancel_scope)
+                self._tasks, self._scope = nursery, nursery.cancel_scope
+                # what was signalled before the session served (set() could not start it then)
+                if self._removed.is_set():
+                    nursery.start_soon(self._close_when_removed)
+                if self._superseded.is_set():
+                    nursery.start_soon(self._close_when_superseded)
+                if self._mailbox is not None:
+                    self._wake_delivery()
                 try:
                     await self._request_loop()
                 except ProtocolError as exc:
@@ -210,6 +252,7 @@ class ClientSession:
                     # sealing a record and sending it would skip a record counter, and the
                     # device could not decrypt anything after that, the ErrorFrame included.
                     await self._fail(exc)
+                self._tasks = None
                 nursery.cancel_scope.cancel()
         except* ConnectionClosed:
             pass  # the device went away; unacknowledged envelopes stay in its mailbox
@@ -223,7 +266,9 @@ class ClientSession:
             self._ctx.unregistered.done(self)
         self._mailbox = (row.account, row.device_id)
         self._sock.allow_messages(limits.MAX_RECORD_BYTES)
-        self._registered.set()
+        if self._wake is None:
+            self._wake = self._exits.enter_context(self._ctx.registry.subscribe(self._mailbox, on_set=self._wake_delivery))
+            self._wake_delivery()
 
     # Sending ----------------------------------------------------------------------------
 
@@ -244,8 +289,7 @@ class ClientSession:
         # on the broken channel must not cut it short)
         await self._sock.fail(exc)
 
-    async def _close_when_removed(self, removed: trio.Event, scope: trio.CancelScope) -> None:
-        await removed.wait()
+    async def _close_when_removed(self) -> None:
         # Set on a removal (committed before: the device is gone), and by node/admin_watch.py
         # when the operator disabled the account (the device is still there, even if enabled
         # again meanwhile). Through _fail, under the send lock: a record being sent is finished
@@ -254,53 +298,38 @@ class ClientSession:
             await self._fail(_account_disabled(self._mailbox[0]))
         else:
             await self._fail(RemoteProtocolError("this device was removed from its account", code="device_removed"))
-        scope.cancel()
+        self._scope.cancel()
 
-    async def _close_when_superseded(self, scope: trio.CancelScope) -> None:
+    async def _close_when_superseded(self) -> None:
         """Newer connections pushed this one out: of the same device (over its cap) or, while
         it has no account, of other keys without one (node/unregistered.py)."""
-        await self._superseded.wait()
         if self._mailbox is not None:
             why = f"this device opened more than {self._ctx.connections.max_per_device} connections; the oldest is closed"
         else:
             why = "too many connections without an account; the oldest is closed (register or link sooner)"
         await self._fail(RemoteProtocolError(why, code="too_many_connections"))
-        scope.cancel()
-
-    async def _close_unless_registered(self, scope: trio.CancelScope) -> None:
-        """Close a connection that stays without an account past its deadline (a throwaway
-        key holds nothing here for long); a request being answered is finished first."""
-        while True:
-            with trio.move_on_at(self._unregistered_deadline):
-                await self._registered.wait()
-                return
-            if trio.current_time() < self._unregistered_deadline:
-                continue  # a link slot moved the deadline meanwhile
-            while self._answering:
-                await self._answered.wait()
-            if self._mailbox is not None:
-                return
-            break
-        timeout = self._ctx.unregistered_timeout_s
-        await self._fail(
-            RemoteProtocolError(f"no account was registered or linked on this connection within {timeout:g} s", code="registration_timeout")
-        )
-        scope.cancel()
+        self._scope.cancel()
 
     # Requests ---------------------------------------------------------------------------
 
     async def _request_loop(self) -> None:
+        """Answer requests in order. A connection without an account waits for its next request
+        until its registration deadline (a link slot moves it; a request being answered is
+        finished first), then is closed: a throwaway key holds nothing here for long."""
         while True:
-            try:
-                frame = await self._sock.receive()
-            except ConnectionClosed:
-                return
-            self._answering, self._answered = True, trio.Event()
-            try:
-                await self._answer(frame)
-            finally:
-                self._answering = False
-                self._answered.set()
+            with trio.move_on_at(math.inf if self._mailbox is not None else self._unregistered_deadline) as waiting:
+                try:
+                    frame = await self._sock.receive()
+                except ConnectionClosed:
+                    return
+            if waiting.cancelled_caught:
+                if self._mailbox is None and trio.current_time() >= self._unregistered_deadline:
+                    timeout = self._ctx.unregistered_timeout_s
+                    raise RemoteProtocolError(
+                        f"no account was registered or linked on this connection within {timeout:g} s", code="registration_timeout"
+                    )
+                continue
+            await self._answer(frame)
 
     async def _answer(self, frame: Frame) -> None:
         try:
@@ -340,39 +369,49 @@ class ClientSession:
     # Linking: a LinkOffer for this waiting connection ----------------------------------------
 
     def push_offer(self, offer: LinkOffer) -> bool:
-        try:
-            self._offers_send.send_nowait(offer)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
+        if self._offer is not None or self._tasks is None:
+            return False  # one being sent already, or the session ended
+        self._offer = offer
+        self._tasks.start_soon(self._send_offer)
         return True
 
-    async def _offer_loop(self) -> None:
-        async for offer in self._offers:
-            await self.send(offer)
+    async def _send_offer(self) -> None:
+        try:
+            if self._offer is not None:
+                await self.send(self._offer)
+        finally:
+            self._offer = None
 
     # Delivery ---------------------------------------------------------------------------
 
-    async def _deliver_loop(self) -> None:
-        await self._registered.wait()
-        assert self._mailbox is not None
-        with self._ctx.registry.subscribe(self._mailbox) as wake:
-            await self._push(wake)
+    def _wake_delivery(self) -> None:
+        """The mailbox may have something new: the delivery task looks again, started if it
+        does not run (it ends once the device is drained)."""
+        self._woken = True
+        if not self._delivering and self._tasks is not None and self._wake is not None:
+            self._delivering = True
+            self._tasks.start_soon(self._push, self._wake)
 
     async def _push(self, wake: Wakeup) -> None:
+        try:
+            await self._push_until_drained(wake)
+        finally:
+            self._delivering = False
+
+    async def _push_until_drained(self, wake: Wakeup) -> None:
         account, device = self._mailbox  # type: ignore[misc]
-        last_seq = 0
-        drained_sent = False
         while True:
+            self._woken = False
             wake.clear()
             await self._push_ephemeral(wake)
             while len(self._in_flight) >= MAX_IN_FLIGHT:
                 self._acked = trio.Event()
                 await self._acked.wait()
             items = await self._ctx.store.pending(
-                account, device, after_seq=last_seq, limit=DELIVER_BATCH, now=self._ctx.clock_ms(), max_bytes=DELIVER_BYTES
+                account, device, after_seq=self._last_seq, limit=DELIVER_BATCH, now=self._ctx.clock_ms(), max_bytes=DELIVER_BYTES
             )
             if items:
-                last_seq = items[-1].seq
+                self._last_seq = items[-1].seq
                 self._in_flight.update(i.id for i in items)
                 deliveries = tuple(
                     Delivery(
@@ -385,10 +424,11 @@ class ClientSession:
                 )
                 await self.send(Deliver(items=deliveries))
                 continue
-            if not drained_sent:
+            if not self._drained_sent:
                 await self.send(Drained())
-                drained_sent = True
-            await wake.wait()
+                self._drained_sent = True
+            if not self._woken:
+                return  # drained and not woken meanwhile: the next wake starts this task again
 
     async def _push_ephemeral(self, wake: Wakeup) -> None:
         batch: list[Envelope] = []

@@ -14,27 +14,40 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import trio
 
 from sonet.core.envelope import Envelope
 
-__all__ = ["MailboxKey", "Wakeup", "MailboxRegistry", "DeviceConnections"]
+__all__ = ["MailboxKey", "Wakeup", "MailboxRegistry", "DeviceConnections", "Signal"]
 
 MailboxKey = tuple[str, int]  # (account, device id)
 _EPHEMERAL_QUEUE = 64
 
 
-class Wakeup:
-    """A level-triggered flag: set() before wait() makes wait() return at once."""
+class Signal(Protocol):
+    """What tells a connection something happened: a ``trio.Event``, or an object whose
+    ``set()`` starts the work itself (node/client_session.py: no task waits while idle)."""
 
-    def __init__(self) -> None:
+    def set(self) -> None: ...
+
+
+class Wakeup:
+    """A level-triggered flag: set() before wait() makes wait() return at once; ``on_set``
+    (if given) is called at each set(), for a subscriber that starts a task then instead of
+    keeping one waiting."""
+
+    def __init__(self, on_set: Callable[[], None] | None = None) -> None:
         self._event = trio.Event()
+        self._on_set = on_set
         send, self.ephemeral = trio.open_memory_channel[Envelope](_EPHEMERAL_QUEUE)
         self._ephemeral_send = send
 
     def set(self) -> None:
         self._event.set()
+        if self._on_set is not None:
+            self._on_set()
 
     def clear(self) -> None:
         if self._event.is_set():
@@ -63,8 +76,8 @@ class MailboxRegistry:
         self.ephemeral_elsewhere: Callable[[MailboxKey, Envelope], None] | None = None
 
     @contextmanager
-    def subscribe(self, key: MailboxKey) -> Iterator[Wakeup]:
-        wake = Wakeup()
+    def subscribe(self, key: MailboxKey, on_set: Callable[[], None] | None = None) -> Iterator[Wakeup]:
+        wake = Wakeup(on_set)
         self._subs[key].add(wake)
         try:
             yield wake
@@ -114,14 +127,14 @@ class DeviceConnections:
         #: connections kept per device (None: no cap)
         self.max_per_device = max_per_device
         # insertion order is age; the value is the connection's ``superseded`` event
-        self._live: dict[str, dict[trio.Event, trio.Event]] = defaultdict(dict)
+        self._live: dict[str, dict[Signal, Signal]] = defaultdict(dict)
 
     @contextmanager
-    def track(self, fingerprint: str, superseded: trio.Event | None = None) -> Iterator[trio.Event]:
-        """Track one connection of the device ``fingerprint``; the event yielded is set when
-        the device is removed; ``superseded`` is set when newer connections of the same device
-        push this one over the cap."""
-        removed = trio.Event()
+    def track(self, fingerprint: str, superseded: Signal | None = None, removed: Signal | None = None) -> Iterator[Signal]:
+        """Track one connection of the device ``fingerprint``; ``removed`` (a new event if not
+        given; yielded) is set when the device is removed; ``superseded`` is set when newer
+        connections of the same device push this one over the cap."""
+        removed = removed if removed is not None else trio.Event()
         live = self._live[fingerprint]
         live[removed] = superseded if superseded is not None else trio.Event()
         while self.max_per_device is not None and len(live) > self.max_per_device:

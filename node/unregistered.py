@@ -13,7 +13,8 @@ likeliest throwaway key. A connection waiting in a link slot counts as well.
 from __future__ import annotations
 
 from collections import defaultdict
-import trio
+
+from .mailbox import Signal
 
 __all__ = ["Unregistered"]
 
@@ -23,14 +24,14 @@ class Unregistered:
         self.max_total = max_total
         self.max_per_address = max_per_address
         # insertion order is age; the value is the connection's ``evicted`` event
-        self._all: dict[object, trio.Event] = {}
+        self._all: dict[object, Signal] = {}
         self._by_address: dict[str, dict[object, None]] = defaultdict(dict)
         self._address: dict[object, str] = {}
 
     def __len__(self) -> int:
         return len(self._all)
 
-    def add(self, owner: object, address: str, evicted: trio.Event) -> None:
+    def add(self, owner: object, address: str, evicted: Signal) -> None:
         """Count ``owner`` (a connection without an account from ``address``) until
         ``done(owner)``; ``evicted`` is set if newer ones push it out."""
         mine = self._by_address.get(address, {})
