@@ -9,6 +9,7 @@ the node answered it (committed, answer lost).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -33,7 +34,7 @@ def lose_answer(
 ) -> list[str]:
     """The next ``times`` requests of ``frame`` lose their answer: ``when`` "before" the node
     got them or "after" it answered; ``meanwhile`` runs at the loss (what else happened to
-    the node). Returns the list that records each loss."""
+    the node; awaited if it returns an awaitable). Returns the list that records each loss."""
     real = Connection.request
     lost: list[str] = []
 
@@ -43,7 +44,9 @@ def lose_answer(
             if when == "after":
                 await real(self, build)
             if meanwhile is not None:
-                meanwhile()
+                happened = meanwhile()
+                if inspect.isawaitable(happened):  # the node's link slots are in its store
+                    await happened
             raise ConnectError("the connection to the node was lost")
         return await real(self, build)
 
@@ -121,8 +124,8 @@ async def test_link_lost_before_the_node_had_it_says_to_begin_again(
     alpha: RunningNode, make_device: Callable[..., Device], register: Callable[..., Awaitable[Device]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The node forgot the slot meanwhile (as a restart does): the retry finds it unknown, and
-    the device says what to do; no device was added."""
+    """The node forgot the slot meanwhile (it expired): the retry finds it unknown, and the
+    device says what to do; no device was added."""
     with trio.fail_after(HANG_S):
         alice = await register(alpha, "alice")
         phone = make_device("alice-phone")
