@@ -13,7 +13,9 @@ connection has a random token (the slot's ``owner``) and a ``Push`` for its offe
 one statement that binds the slot only while it is unbound (one-shot, across processes); the
 offer then goes to the waiting connection directly when it is here, or through ``elsewhere``
 (node/cluster.py: a NOTIFY naming the slot; the process where it waits reads the offer from the
-store, ``deliver``). A restart forgets who waited, and the new device begins again.
+store, ``deliver``). A restart forgets who waited, and the new device begins again (in a
+node without other processes, a slot a crashed run left in the store cannot be completed:
+``owned_by``).
 
 Slots are bounded in number (``limits.MAX_LINK_SLOTS``), expire after ``ttl_ms`` (ten minutes)
 and belong to exactly one connection (while it lives, another connection of the same device key
@@ -191,13 +193,20 @@ class LinkRegistry:
     async def owned_by(self, key: bytes, owner: object, *, now: int, device: str = "") -> LinkSlot:
         """The slot, if ``owner`` opened it or another connection of the same device key
         ``device`` did (a LinkComplete sent again after a lost answer, while the first
-        connection's request may still be in flight: the store makes the two one device).
+        connection's request may still be in flight: the store makes the two one device),
+        while that connection waits here or, in a node of several processes, maybe on another.
         link_unknown otherwise: slots are not guessable and not shared, so another device's
-        slot is as unknown as a missing one."""
+        slot is as unknown as a missing one; and a slot of a node's only process that nobody
+        here waits in was left by a run that crashed (its connection died with it)."""
         slot = await self.get(key, now=now)
         waiter = self._by_owner.get(owner)
-        if not (waiter is not None and waiter.token == slot.owner) and not (device and slot.device == device):
+        if waiter is not None and waiter.token == slot.owner:
+            return slot
+        if not (device and slot.device == device):
             raise LinkError("link_unknown", "no such link slot for this connection")
+        if key not in self._by_slot and self.elsewhere is None:
+            await self.store.drop_link_slot(key)
+            raise LinkError("link_unknown", "no such link slot (its connection ended with the node's last run)")
         return slot
 
     async def used(self, key: bytes) -> None:

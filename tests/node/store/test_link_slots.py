@@ -117,6 +117,7 @@ async def test_another_connection_of_the_same_device_key_may_complete_the_slot(s
     maybe to another process of the node."""
     links, first, retry, stranger = registry(store), Owner(), Owner(), Owner()
     elsewhere = registry(store, rng=counter_rng(1000))
+    elsewhere.elsewhere = lambda slot: None  # one of several processes (node/cluster.py)
     slot = await links.open(ephemeral=b"eph", owner=first, push=first.push, now=NOW, device="fp-new")
 
     assert (await links.owned_by(slot.slot, retry, now=NOW, device="fp-new")).slot == slot.slot
@@ -128,6 +129,28 @@ async def test_another_connection_of_the_same_device_key_may_complete_the_slot(s
     await links.close(first)  # the first connection ended: its slot goes with it
     with pytest.raises(LinkError):
         await elsewhere.owned_by(slot.slot, retry, now=NOW, device="fp-new")
+
+
+async def test_a_slot_left_by_a_crashed_run_cannot_be_completed(store: Store) -> None:
+    """A node without other processes that was killed and started again: the slot is still in
+    the store, approved, but its connection died with the old run (a slot dies with its
+    connection and with the node, docs/protocol.md). The device's retry of LinkComplete finds
+    it unknown and the slot goes; on a node of several processes the same retry completes it
+    (the first connection may wait on another process)."""
+    crashed, restarted, first, retry = registry(store), registry(store, rng=counter_rng(1000)), Owner(), Owner()
+    slot = await crashed.open(ephemeral=b"eph", owner=first, push=first.push, now=NOW, device="fp-new")
+    await crashed.approve(slot.slot, account="alice@alpha.example", offer=offer(slot.slot), now=NOW)
+    assert first.offers == [offer(slot.slot)]
+
+    several = registry(store, rng=counter_rng(2000))
+    several.elsewhere = lambda slot: None
+    assert (await several.owned_by(slot.slot, retry, now=NOW, device="fp-new")).approved_for == "alice@alpha.example"
+
+    with pytest.raises(LinkError) as err:
+        await restarted.owned_by(slot.slot, retry, now=NOW, device="fp-new")
+    assert err.value.code == "link_unknown" and await count(store) == 0
+    with pytest.raises(LinkError):  # gone for every process
+        await several.owned_by(slot.slot, retry, now=NOW, device="fp-new")
 
 
 async def test_a_used_slot_is_gone(store: Store) -> None:
