@@ -11,8 +11,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sonet import __version__
 from sonet.cli_output import emit, emit_error, iso_ms, terminal_safe
+from sonet.cli_version import VersionAction
 from sonet.core import limits
 from sonet.core.address import parse_address, validate_node_name
 from sonet.core.crypto import CryptoMode
@@ -710,7 +710,7 @@ _SHELL = Shell(device=_device, show=_show)
 
 def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Sonet device: end-to-end encrypted messaging.")
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument(
         "--home", metavar="DIR",
         help="device state directory (default: $SONET_HOME or the user data dir); only register and link begin create it",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from sonet import __version__
+import sonet
 from sonet.core import limits
 from sonet.core.blob_api import BlobGet
 from sonet.core.client_api import CLIENT_FRAMES, FetchGroupTree
@@ -349,7 +349,7 @@ class Node:
         if ops_listen:
             listen.append(str(ops_listen))
         fingerprint = self.identity.public.fingerprint
-        return started_fields(config_bytes, name=self.config.name, listen=listen, fingerprint=fingerprint, version=__version__, pid=os.getpid())
+        return started_fields(config_bytes, name=self.config.name, listen=listen, fingerprint=fingerprint, version=sonet.__version__, pid=os.getpid())
 
     def _write_runtime(self) -> None:
         """run.json: how `sonet-node status` finds the running node and its live state."""

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-from sonet import __version__
+import sonet
 
 from .app import DB_FILE, RUNTIME_FILE
 from .backup_manifest import MANIFEST_FILE, FileEntry, Manifest, ManifestError, digest_file
@@ -150,7 +150,7 @@ def take_backup(data: Path, dest: Path, *, config: NodeConfig, fingerprint: str,
         entries += _copy_audit(data, partial)
         entries += _copy_blobs(data / BLOBS_DIR, partial, progress)
         manifest = Manifest(
-            sonet_version=__version__,
+            sonet_version=sonet.__version__,
             store=backend.kind,
             schema_version=schema,
             node=config.name,

@@ -23,8 +23,8 @@ from typing import Any, NamedTuple, NoReturn
 
 import trio
 
-from sonet import __version__
 from sonet.cli_output import emit, emit_error, iso_ms, terminal_safe
+from sonet.cli_version import VersionAction
 from sonet.core.crypto import CryptoMode, SigningKey
 from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
 from sonet.core.invite import SECRET_BYTES, hash_invite_secret, make_invite
@@ -584,7 +584,7 @@ def cmd_directory_head(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Run and administer a Sonet node.")
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_json(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
