@@ -22,7 +22,7 @@ from sonet.core.wire import Frame
 
 from .handshake import POLICY_VIOLATION
 
-__all__ = ["SecureSocket", "CLOSE_GRACE_S", "MAX_ERROR_MESSAGE", "READ_BYTES", "set_message_cap"]
+__all__ = ["SecureSocket", "CLOSE_GRACE_S", "MAX_ERROR_MESSAGE", "READ_BYTES", "set_message_cap", "shed_upgrade_state"]
 
 #: the most bytes one socket read takes (trio-websocket's default is 4 KiB): a 1 MiB push is 16
 #: reads, not 256, each a trip through trio and wsproto (docs/performance.md). Nothing is held
@@ -32,6 +32,19 @@ READ_BYTES = 64 * 1024
 CLOSE_GRACE_S = 2.0
 #: characters of an error's text sent in its ErrorFrame
 MAX_ERROR_MESSAGE = 300
+
+
+def shed_upgrade_state(ws: WebSocketConnection) -> None:
+    """Drop what only the HTTP upgrade needed: wsproto keeps its handshake's h11 connection
+    (parser, buffers, the request) for the WebSocket's life, though nothing reads it once the
+    connection is open. Memory per idle connection (docs/performance.md)."""
+    protocol = getattr(ws, "_wsproto", None)
+    handshake = getattr(protocol, "handshake", None)
+    if handshake is None or getattr(protocol, "connection", None) is None:
+        return  # not open (or a wsproto that changed): nothing is dropped
+    for name in ("_h11_connection", "_initiating_request", "_nonce"):
+        if hasattr(handshake, name):
+            setattr(handshake, name, None)
 
 
 def set_message_cap(ws: WebSocketConnection, max_bytes: int) -> None:
@@ -51,8 +64,12 @@ class SecureSocket:
     def __init__(self, ws: WebSocketConnection, channel: Channel, peer_key: VerifyKey) -> None:
         self._ws = ws
         self._channel = channel
-        #: the other side's identity key, authenticated by the handshake
+        #: the other side's identity key, authenticated by the handshake; held for the
+        #: connection's life without its parsed ML-DSA component (parsed again if used)
         self.peer_key = peer_key
+        if isinstance(peer_key, VerifyKey):  # (tests' fake sockets have none)
+            peer_key.forget_parsed()
+        shed_upgrade_state(ws)
         self._send_lock = trio.Lock()
         #: why nothing more can be sent (a sealed record was not sent), None while it can
         self.send_broken: str | None = None

@@ -107,10 +107,24 @@ class VerifyKey:
             if self._ed is not None:
                 self._ed.verify(signature[:_ED_SIG], m)
                 offset = _ED_SIG
-            if self._mldsa is not None:
-                self._mldsa.verify(signature[offset:], m, label)
+            if self.mode.uses_pq:
+                self._mldsa_key().verify(signature[offset:], m, label)
         except InvalidSignature:
             raise VerifyError("signature does not verify") from None
+
+    def forget_parsed(self) -> None:
+        """Drop the parsed ML-DSA component (about 8.6 KB of C memory), parsed again from the
+        encoding at the next verify: for a key held long and seldom used, such as the peer of
+        an authenticated connection, which is mostly asked its fingerprint."""
+        self._mldsa = None
+
+    def _mldsa_key(self) -> mldsa.MLDSA65PublicKey:
+        if self._mldsa is None:
+            raw = canonical.loads(self._encoded).get("mldsa65")
+            if type(raw) is not bytes:
+                raise VerifyError("the key has no ML-DSA component")
+            self._mldsa = mldsa.MLDSA65PublicKey.from_public_bytes(raw)
+        return self._mldsa
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, VerifyKey) and other._encoded == self._encoded
