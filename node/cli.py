@@ -36,9 +36,9 @@ from sonet.federation.status import NO_LINK, directory_section, peer_entry
 from .app import DB_FILE, RUNTIME_FILE, ListenError, Node, now_ms
 from .backup import BackupError
 from sonet.transport.tls import TlsError
-from .cli_backup import add_backup_commands
 from .audit import AuditError, Broken, record
 from .cli_audit import add_audit_commands
+from .cli_backup import add_backup_commands
 from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
 from .data_dir import LOCK_FILE, NODE_FILES, DataDirError, check_database, contents, instance_files, require_directory
 from .identity import NodeKeyError, create_node_key, load_node_key
@@ -258,7 +258,6 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def _run_locked(data: Path, config: NodeConfig, *, as_json: bool, runtime_file: str = RUNTIME_FILE) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     node = Node(data, config)
     node.runtime_file = runtime_file
     listening = False
