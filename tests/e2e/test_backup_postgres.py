@@ -10,7 +10,6 @@ in one line, the target database untouched."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import psycopg
 import pytest
 import trio
 
-from ..node.store.pg_cluster import PgCluster, PgUnavailable
+from ..node.store.pg_cluster import PgCluster, running_cluster
 from .conftest import SONET_NODE, Pair, Processes, cli, node_here, ok, register, set_listen
 from .faults import Inbox, Sender
 
@@ -35,17 +34,8 @@ PASSWORD = "s3cret-pw"
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PgCluster]:
-    try:
-        pg = PgCluster()
-        pg.start()
-    except PgUnavailable as exc:
-        if os.environ.get("SONET_TEST_POSTGRES") == "require":
-            pytest.fail(f"the PostgreSQL backup test needs a PostgreSQL server: {exc}", pytrace=False)
-        pytest.skip(f"no PostgreSQL server for the backup test: {exc}")
-    try:
+    with running_cluster("the PostgreSQL backup test") as pg:
         yield pg
-    finally:
-        pg.stop()
 
 
 def new_database(cluster: PgCluster, name: str) -> str:

@@ -12,7 +12,6 @@ send ends "delivered" (carol's receipts come back through alpha#1, which beta di
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ..node.store.pg_cluster import PgCluster, PgUnavailable
+from ..node.store.pg_cluster import running_cluster
 from .conftest import NodeProcess, Processes, free_port, init_node, node_here, ok, read_json_lines, read_texts, register, sonet_here
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]
@@ -35,17 +34,8 @@ KILL_AT = 60
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    try:
-        cluster = PgCluster()
-        cluster.start()
-    except PgUnavailable as exc:
-        if os.environ.get("SONET_TEST_POSTGRES") == "require":
-            pytest.fail(f"the multi-process test needs a PostgreSQL server: {exc}", pytrace=False)
-        pytest.skip(f"no PostgreSQL server for the multi-process test: {exc}")
-    try:
+    with running_cluster("the multi-process test") as cluster:
         yield cluster.new_database()
-    finally:
-        cluster.stop()
 
 
 def peer(data: Path, other: NodeProcess) -> None:

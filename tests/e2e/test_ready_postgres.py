@@ -8,7 +8,6 @@ without restarting the node (its pool connects anew).
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..node.store.pg_cluster import PgCluster, PgUnavailable
+from ..node.store.pg_cluster import PgCluster, running_cluster
 from .conftest import Processes, free_port, node_here, ok, read_texts, register, sonet_here
 
 pytestmark = pytest.mark.usefixtures("few_prekeys_for_module")
@@ -31,17 +30,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 @pytest.fixture
 def cluster() -> Iterator[PgCluster]:
-    try:
-        pg = PgCluster()
-        pg.start()
-    except PgUnavailable as exc:
-        if os.environ.get("SONET_TEST_POSTGRES") == "require":
-            pytest.fail(f"the /ready test needs a PostgreSQL server: {exc}", pytrace=False)
-        pytest.skip(f"no PostgreSQL server for the /ready test: {exc}")
-    try:
+    with running_cluster("the /ready test") as pg:
         yield pg
-    finally:
-        pg.stop()
 
 
 def get(port: int, path: str) -> tuple[int, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 
 from sonet.node.store import SqliteStore, Store
 
-from .pg_cluster import PgCluster, PgUnavailable
+from .pg_cluster import PgCluster, running_cluster
 
 #: opens the test's store; keyword arguments go to ``open`` (e.g. ``disk_free``)
 StoreOpener = Callable[..., Awaitable[SqliteStore]]
@@ -19,24 +18,12 @@ StoreOpener = Callable[..., Awaitable[SqliteStore]]
 #: session starts itself (pg_cluster.py).
 BACKENDS = ["sqlite", "postgresql"]
 
-#: set (by `make test` and CI) when the PostgreSQL run must not be skipped
-REQUIRE_POSTGRES = os.environ.get("SONET_TEST_POSTGRES") == "require"
-
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """One PostgreSQL cluster per test process, started on first use, removed at the end."""
-    try:
-        cluster = PgCluster()
-        cluster.start()
-    except PgUnavailable as exc:
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"the PostgreSQL store tests need a PostgreSQL server: {exc}", pytrace=False)
-        pytest.skip(f"no PostgreSQL server for the store tests: {exc}")
-    try:
+    with running_cluster("the PostgreSQL store tests") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -17,9 +17,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["PgCluster", "PgUnavailable", "find_bindir"]
+__all__ = ["PgCluster", "PgUnavailable", "find_bindir", "running_cluster"]
 
 #: the database the tests use, one after the other (emptied before each)
 DATABASE = "sonet_test"
@@ -146,3 +148,23 @@ class PgCluster:
                 self._run("pg_ctl", "stop", "-D", str(self.dir / "data"), "-m", "immediate", "-w")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextmanager
+def running_cluster(needed_by: str) -> Iterator[PgCluster]:
+    """A started cluster of its own for ``needed_by`` (e.g. "the /ready test"), stopped and
+    removed afterwards. Without a PostgreSQL server the test fails when `make test`/CI require
+    one (SONET_TEST_POSTGRES=require), and is skipped with the reason otherwise."""
+    import pytest
+
+    try:
+        cluster = PgCluster()
+        cluster.start()
+    except PgUnavailable as exc:
+        if os.environ.get("SONET_TEST_POSTGRES") == "require":
+            pytest.fail(f"{needed_by} needs a PostgreSQL server: {exc}", pytrace=False)
+        pytest.skip(f"no PostgreSQL server for {needed_by}: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -4,7 +4,6 @@ wait for a connection), and the same store serves again once it is back, without
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +12,7 @@ import trio
 from sonet.node.store import StoreError
 from sonet.node.store.postgres import PostgresStore
 
-from .pg_cluster import PgCluster, PgUnavailable
+from .pg_cluster import PgCluster, running_cluster
 from .test_contract import ALICE, BOB, register
 
 #: hang guard while waiting for the store to find its server back (never a performance threshold)
@@ -23,17 +22,8 @@ HANG_GUARD_S = 30.0
 @pytest.fixture
 def cluster() -> Iterator[PgCluster]:
     """A cluster of its own: this test stops its server (the session's is shared)."""
-    try:
-        pg = PgCluster()
-        pg.start()
-    except PgUnavailable as exc:
-        if os.environ.get("SONET_TEST_POSTGRES") == "require":
-            pytest.fail(f"the reconnection test needs a PostgreSQL server: {exc}", pytrace=False)
-        pytest.skip(f"no PostgreSQL server for the reconnection test: {exc}")
-    try:
+    with running_cluster("the reconnection test") as pg:
         yield pg
-    finally:
-        pg.stop()
 
 
 async def test_calls_fail_at_once_while_the_server_is_away_and_work_after(cluster: PgCluster) -> None:
