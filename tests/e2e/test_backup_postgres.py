@@ -10,7 +10,6 @@ in one line, the target database untouched."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,13 +20,10 @@ import trio
 from ..node.store.pg_cluster import PgCluster, running_cluster
 from .conftest import SONET_NODE, Pair, Processes, cli, node_here, ok, register, set_listen
 from .faults import Inbox, Sender
+from .test_backup_roundtrip import back_up_while_sending
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]
 
-#: acknowledged sends wanted before the backup starts, and after it ended
-BEFORE, AFTER = 5, 3
-#: hang guard (never a performance threshold)
-FLOW_GUARD_S = 120.0
 #: trust authentication ignores it: it stands for a real password that must not leak
 PASSWORD = "s3cret-pw"
 
@@ -63,29 +59,7 @@ def test_backup_while_messages_flow_restores_into_a_new_database(procs: Processe
     pair = pg_pair(procs, tmp_path, with_password(new_database(cluster, "flow_origin")))
     backup = tmp_path / "backup"
     sender = Sender(pair.alice, "bob@localhost", "flow")
-    acknowledged_before: set[str] = set()
-    backup_run: list[subprocess.CompletedProcess[bytes]] = []
-
-    async def flow_and_back_up() -> None:
-        stop = False
-        with trio.fail_after(FLOW_GUARD_S):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(sender.run, lambda: stop)
-                while len(sender.acked) < BEFORE:
-                    await trio.sleep(0.01)
-                acknowledged_before.update(sender.acked)
-                done = await trio.run_process(
-                    [SONET_NODE, "backup", "--data", str(pair.node.data), str(backup), "--json"],
-                    capture_stdout=True, capture_stderr=True, check=False,
-                )  # fmt: skip
-                backup_run.append(done)
-                after = len(sender.acked)
-                while len(sender.acked) < after + AFTER:
-                    await trio.sleep(0.01)
-                stop = True
-
-    trio.run(flow_and_back_up)
-    [done] = backup_run
+    done, acknowledged_before = back_up_while_sending(pair.node.data, sender, backup)
     assert done.returncode == 0 and done.stderr == b"", done
     [made] = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert made["store"] == "postgresql" and made["node"] == "localhost" and made["schema_version"] > 0

@@ -25,13 +25,10 @@ BEFORE, AFTER = 5, 3
 FLOW_GUARD_S = 120.0
 
 
-def test_backup_while_messages_flow_restores_every_acknowledged_message(procs: Processes, tmp_path: Path) -> None:
-    pair = setup_pair(procs, tmp_path)
-    # bob writes first: alice is his contact, so her load is not capped as message requests
-    ok(sonet_here(pair.bob, "send", "alice@localhost", "hello alice"))
-    ok(sonet_here(pair.alice, "recv"))
-    backup = tmp_path / "backup"
-    sender = Sender(pair.alice, "bob@localhost", "flow")
+def back_up_while_sending(data: Path, sender: Sender, backup: Path) -> tuple[subprocess.CompletedProcess[bytes], set[str]]:
+    """`sonet-node backup --json` of the running node at ``data``, as a process of its own,
+    started once BEFORE sends were acknowledged and with AFTER more acknowledged once it ended:
+    (the finished backup command, the ids acknowledged before it started)."""
     acknowledged_before: set[str] = set()
     backup_run: list[subprocess.CompletedProcess[bytes]] = []
 
@@ -43,20 +40,30 @@ def test_backup_while_messages_flow_restores_every_acknowledged_message(procs: P
                 while len(sender.acked) < BEFORE:
                     await trio.sleep(0.01)
                 acknowledged_before.update(sender.acked)
-                # a process of its own, against the running node, while alice keeps sending
                 done = await trio.run_process(
-                    [SONET_NODE, "backup", "--data", str(pair.node.data), str(backup), "--json"],
+                    [SONET_NODE, "backup", "--data", str(data), str(backup), "--json"],
                     capture_stdout=True, capture_stderr=True, check=False,
                 )  # fmt: skip
                 backup_run.append(done)
                 after = len(sender.acked)
-                print(f'acknowledged before the backup: {len(acknowledged_before)}, when it ended: {after}, sent: {sender.sent}')
+                print(f"acknowledged before the backup: {len(acknowledged_before)}, when it ended: {after}, sent: {sender.sent}")
                 while len(sender.acked) < after + AFTER:
                     await trio.sleep(0.01)
                 stop = True
 
     trio.run(flow_and_back_up)
     [done] = backup_run
+    return done, acknowledged_before
+
+
+def test_backup_while_messages_flow_restores_every_acknowledged_message(procs: Processes, tmp_path: Path) -> None:
+    pair = setup_pair(procs, tmp_path)
+    # bob writes first: alice is his contact, so her load is not capped as message requests
+    ok(sonet_here(pair.bob, "send", "alice@localhost", "hello alice"))
+    ok(sonet_here(pair.alice, "recv"))
+    backup = tmp_path / "backup"
+    sender = Sender(pair.alice, "bob@localhost", "flow")
+    done, acknowledged_before = back_up_while_sending(pair.node.data, sender, backup)
     assert done.returncode == 0 and done.stderr == b"", done
     [made] = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert made["store"] == "sqlite" and made["node"] == "localhost"
