@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 import tomllib
 from pathlib import Path
 
@@ -34,6 +35,26 @@ def with_password(url: str) -> str:
 def test_the_schema_versions_are_sqlites() -> None:
     # every SQLite migration has its PostgreSQL step (append to both lists)
     assert postgres_migrations.LATEST_VERSION == sqlite_migrations.LATEST_VERSION
+
+
+async def test_both_schemas_have_the_same_tables_and_columns(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    """The two migration lists are written twice (one DDL per dialect): the same version must
+    mean the same tables with the same columns, or a query works on one backend only."""
+    sqlite_store = await open_store(tmp_path / "node.db")
+    await sqlite_store.close()
+    with sqlite3.connect(tmp_path / "node.db") as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        in_sqlite = {t: {r[1] for r in db.execute(f"PRAGMA table_info({t})")} for t in tables}
+    with psycopg.connect(pg_cluster.new_database()) as conn:
+        rows = conn.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'")
+        in_postgres: dict[str, set[str]] = {}
+        for table, column in rows:
+            in_postgres.setdefault(table, set()).add(column)
+    del in_postgres["schema_version"]  # PostgreSQL's record of the version; SQLite's is PRAGMA user_version
+    in_postgres["splits"].discard("rowid")  # stands for SQLite's implicit rowid (ORDER BY detected_at, rowid)
+    assert in_sqlite.keys() == in_postgres.keys(), in_sqlite.keys() ^ in_postgres.keys()
+    differing = {t: in_sqlite[t] ^ in_postgres[t] for t in in_sqlite if in_sqlite[t] != in_postgres[t]}
+    assert differing == {}
 
 
 async def test_a_new_database_is_migrated_once_and_a_newer_one_is_refused(pg_cluster: PgCluster) -> None:
