@@ -39,7 +39,7 @@ from .app import DB_FILE, RUNTIME_FILE
 from .backup_manifest import MANIFEST_FILE, FileEntry, Manifest, ManifestError, digest_file
 from .backup_postgres import PostgresBackup, PostgresBackupError
 from .backup_sqlite import SqliteBackup, SqliteBackupError
-from .blobs import BLOBS_DIR
+from .blobs import BLOBS_DIR, fsync_dir
 from .config import CONFIG_FILE, ConfigError, NodeConfig
 from .identity import KEY_FILE, NodeKeyError, load_node_key
 from .store.database_url import strip_password
@@ -110,14 +110,6 @@ def _copy(src: Path, dst: Path, *, mode: int = 0o600) -> FileEntry:
     return FileEntry(dst.name, size, h.hexdigest())
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _entry(root: Path, path: Path) -> FileEntry:
     found = digest_file(path)
     return FileEntry(path.relative_to(root).as_posix(), found.bytes, found.sha256)
@@ -163,11 +155,11 @@ def take_backup(data: Path, dest: Path, *, config: NodeConfig, fingerprint: str,
             f.write(manifest.to_json())
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(partial)
+        fsync_dir(partial)
         if dest.exists() or dest.is_symlink():
             raise BackupError(f"{dest} appeared while the backup was taken: nothing was written there; give a new path")
         os.rename(partial, dest)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
         if isinstance(exc, _BACKEND_ERRORS):
@@ -392,7 +384,7 @@ def _install(staging: Path, data: Path, lock: int | None) -> None:
         if data.exists():
             data.rmdir()
         os.rename(staging, data)
-        _fsync_dir(data.parent)
+        fsync_dir(data.parent)
         return
     for name in _REPLACED:
         (data / name).unlink(missing_ok=True)
@@ -400,4 +392,4 @@ def _install(staging: Path, data: Path, lock: int | None) -> None:
     for entry in staging.iterdir():
         os.replace(entry, data / entry.name)
     staging.rmdir()
-    _fsync_dir(data)
+    fsync_dir(data)

@@ -38,7 +38,7 @@ from sonet.core.crypto.stream import Sha256Stream
 from .blob_settings import BlobSettings
 from .client_checks import RequestError
 
-__all__ = ["BlobStore", "BlobInfo", "BLOBS_DIR"]
+__all__ = ["BlobStore", "BlobInfo", "BLOBS_DIR", "fsync_dir"]
 
 BLOBS_DIR = "blobs"
 _READ = 1024 * 1024
@@ -140,7 +140,7 @@ class BlobStore:
         self._write_record(info)
         with open(self._path(info.id, ".part"), "wb") as f:
             os.fsync(f.fileno())
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def _write_record(self, info: BlobInfo) -> None:
         record = {
@@ -203,7 +203,7 @@ class BlobStore:
 
     def _finish(self, blob: bytes) -> None:
         os.replace(self._path(blob, ".part"), self._path(blob, ".blob"))
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     # Download ------------------------------------------------------------------------------------
 
@@ -310,7 +310,8 @@ def _pread(path: Path, offset: int, length: int) -> bytes:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a file created, renamed or removed in it) durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -15,8 +15,9 @@ connections (tests/node/kit.py), so node tests do not depend on the client SDK.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,3 +267,16 @@ async def collect_until_drained(conn: RawConnection) -> list[Delivery]:
         assert isinstance(frame, Deliver)
         items.extend(frame.items)
     raise AssertionError(f"connection ended before Drained: {conn.error!r}")
+
+
+@pytest.fixture
+def restore_root_logger() -> Iterator[None]:
+    """Put the root logger's handlers and level back after a test that configures logging."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(level)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,16 +15,7 @@ from sonet.node.logs import configure_logging
 HOSTILE = "refused\n2026-12-06 12:00:00,000 WARNING sonet.node: forged\r\x1b[2J\x85line\u2028para\u2029end\ttab"
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    for h in handlers:
-        root.addHandler(h)
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logger")  # tests/node/conftest.py
 
 
 def _log_hostile(fmt: str) -> str:

@@ -5,23 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 from sonet.node.logs import configure_logging
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    for h in handlers:
-        root.addHandler(h)
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logger")  # tests/node/conftest.py
 
 
 def test_json_lines_carry_ts_level_logger_msg_and_extras() -> None:
