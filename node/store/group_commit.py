@@ -19,6 +19,15 @@ commit, and one that committed is told so (and can, e.g., wake the recipients).
 
 If SQLite itself undoes the whole transaction while a write runs (a full disk, an I/O error),
 the group fails with that error.
+
+Savepoints only when a write fails: a SAVEPOINT makes SQLite copy every page a write touches
+into its statement journal first (in WAL mode nothing else needs that copy), which tripled the
+CPU of a relay's outbox settle and doubled its enqueue (random envelope ids touch a fresh page
+per row; docs/performance.md, "Store work per envelope"). So a group first runs its writes
+plainly; only if one raises is everything rolled back and the group run again, a savepoint per
+write, as described above. A write function must therefore depend on nothing but the
+connection and its arguments and change nothing else (every store function is such a plain
+function of a connection): run twice on the same state, it does the same.
 """
 
 from __future__ import annotations
@@ -55,7 +64,38 @@ class _Write(Generic[T]):
 
 
 def _run_group(conn: sqlite3.Connection, group: list[_Write[Any]]) -> None:
-    """On the worker thread: one transaction, a savepoint per write, one commit."""
+    """On the worker thread: one transaction, one commit; the writes without savepoints
+    unless one of them fails (then again with a savepoint each)."""
+    if not _run_plainly(conn, group):
+        _run_with_savepoints(conn, group)
+
+
+def _run_plainly(conn: sqlite3.Connection, group: list[_Write[Any]]) -> bool:
+    """Run and commit the group without savepoints; False (nothing written) if a write raised
+    and the group has others, which must then run with savepoints."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for write in group:
+            try:
+                write.result = write.fn(conn, *write.args)
+            except Exception as exc:  # noqa: BLE001 - handed to that write's caller
+                if not conn.in_transaction:  # SQLite undid the whole group (e.g. a full disk)
+                    raise
+                conn.execute("ROLLBACK")
+                if len(group) > 1:
+                    return False
+                write.error = exc  # alone: rolled back, nothing else to keep
+                return True
+        conn.execute("COMMIT")
+        return True
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _run_with_savepoints(conn: sqlite3.Connection, group: list[_Write[Any]]) -> None:
+    """One transaction, a savepoint per write (a failing write is undone alone), one commit."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         for write in group:

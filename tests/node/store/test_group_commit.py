@@ -258,3 +258,47 @@ async def test_a_group_holds_at_most_max_group_writes(db):
         db.gate.set()
     assert db.groups == [1, MAX_GROUP, 5]
     assert len(db.values()) == MAX_GROUP + 6
+
+
+async def test_a_group_whose_writes_all_succeed_takes_no_savepoint(db):
+    # A savepoint makes SQLite copy every page a write touches: only a failure pays for one.
+    statements: list[str] = []
+    db.conn.set_trace_callback(statements.append)
+    outcomes = await _group_of(db, (1, insert), (2, insert), (3, insert))
+    db.conn.set_trace_callback(None)
+    assert outcomes == {0: 0, 1: 1, 2: 2, 3: 3}
+    assert db.values() == [0, 1, 2, 3]
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()]
+
+
+async def test_a_lone_failing_write_is_undone_without_a_second_run(db):
+    runs: list[int] = []
+
+    def counted_refusal(conn, v):
+        runs.append(v)
+        insert_then_refuse(conn, v)
+
+    with pytest.raises(QuotaExceeded):
+        await db.writes.run(counted_refusal, 7)
+    assert runs == [7]
+    assert db.values() == [] and not db.conn.in_transaction
+
+
+async def test_after_a_failure_the_group_runs_again_with_savepoints_and_the_rest_commits(db):
+    runs: list[int] = []
+
+    def counted(fn):
+        def run(conn, v):
+            runs.append(v)
+            return fn(conn, v)
+
+        return run
+
+    outcomes = await _group_of(db, (1, counted(insert)), (2, counted(insert_then_refuse)), (3, counted(insert)))
+    assert isinstance(outcomes[2], QuotaExceeded)
+    assert (outcomes[1], outcomes[3]) == (1, 3)
+    assert db.values() == [0, 1, 3]
+    # the plain pass up to the failing write, then the whole group again, in the same order
+    again = runs[-3:]
+    assert sorted(again) == [1, 2, 3]
+    assert runs[:-3] == again[: again.index(2) + 1]
