@@ -4,14 +4,43 @@
 if __name__ != "sonet.federation":  # one name per module (sonet/__init__.py)
     raise ImportError(f"this package is sonet.federation; import it as that, not as {__name__}")
 
-from .backoff import Backoff
-from .errors import FederationError
-from .link import DialError, LinkLost, MuxLink, PeerGate, PeerLink, dial_peer, serve_link
-from .peers import Peer, PeerError, find_peer, validate_peer, validate_peer_url
-from .routes import Routes
-from .service import Federation
-from .settings import FederationSettings
-from .status import FederationStatus, Refusal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backoff import Backoff
+    from .errors import FederationError
+    from .link import DialError, LinkLost, MuxLink, PeerGate, PeerLink, dial_peer, serve_link
+    from .peers import Peer, PeerError, find_peer, validate_peer, validate_peer_url
+    from .routes import Routes
+    from .service import Federation
+    from .settings import FederationSettings
+    from .status import FederationStatus, Refusal
+
+#: each name's submodule, imported when the name is first asked for: a module that needs one
+#: small piece (the peer table's validation, the settings) must not load the links, the service
+#: and trio-websocket with it (every ``sonet-node`` command reads node.toml and the peer table)
+_SUBMODULE = {
+    "Backoff": "backoff",
+    "FederationError": "errors",
+    **dict.fromkeys(("DialError", "LinkLost", "MuxLink", "PeerGate", "PeerLink", "dial_peer", "serve_link"), "link"),
+    **dict.fromkeys(("Peer", "PeerError", "find_peer", "validate_peer", "validate_peer_url"), "peers"),
+    "Routes": "routes",
+    "Federation": "service",
+    "FederationSettings": "settings",
+    **dict.fromkeys(("FederationStatus", "Refusal"), "status"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    submodule = _SUBMODULE.get(name)
+    if submodule is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{submodule}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Backoff",

@@ -23,12 +23,14 @@ What the operations mean:
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from sonet.core.address import parse_address
 from sonet.core.device_list import decode_account_identity
 from sonet.core.errors import ProtocolError
 
-from .store import AccountSummary, InviteRow, Store
+if TYPE_CHECKING:  # annotations only: `sonet-node --help` shows MIN_PREFIX_HEX without loading the store
+    from .store import AccountSummary, InviteRow, Store
 
 __all__ = [
     "AdminError",

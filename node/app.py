@@ -13,7 +13,6 @@ import dataclasses
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,7 +49,9 @@ from .audit_stream import AuditStream, started_fields
 from .blobs import BlobStore
 from .admin_watch import watch_admin_changes
 from .client_blobs import answer_blob
+from .clock import now_ms
 from .config import CONFIG_FILE, NodeConfig
+from .data_dir import DB_FILE, RUNTIME_FILE
 from .directory import NodeDirectory
 from .client_checks import RequestError
 from .expiry import CHECK_S as EXPIRY_CHECK_S, expiry_loop
@@ -70,8 +71,6 @@ __all__ = ["Node", "ListenError", "now_ms", "federation_settings", "connection_l
 
 log = logging.getLogger("sonet.node")
 
-DB_FILE = "node.db"
-RUNTIME_FILE = "run.json"
 PURGE_INTERVAL_S = 60.0
 #: how often the federation section of run.json is refreshed when it changed
 STATUS_WRITE_INTERVAL_S = 0.5
@@ -80,11 +79,6 @@ STATUS_WRITE_INTERVAL_S = 0.5
 class ListenError(OSError):
     """The node could not bind its address (in use, not this host's, not permitted): told
     apart from every other OSError of start-up, which names its own cause (a full disk...)."""
-
-
-def now_ms() -> int:
-    """The wall clock in ms since the epoch: the node's clock unless it is given another."""
-    return time.time_ns() // 1_000_000
 
 
 def federation_settings(config: NodeConfig) -> FederationSettings:

@@ -35,7 +35,7 @@ from typing import Protocol
 
 import sonet
 
-from .app import DB_FILE, RUNTIME_FILE
+from .data_dir import DB_FILE, RUNTIME_FILE
 from .backup_manifest import MANIFEST_FILE, FileEntry, Manifest, ManifestError, digest_file
 from .backup_postgres import PostgresBackup, PostgresBackupError
 from .backup_sqlite import SqliteBackup, SqliteBackupError

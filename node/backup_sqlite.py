@@ -15,7 +15,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
-from .app import DB_FILE
+from .data_dir import DB_FILE
 from .store.sqlite import BUSY_TIMEOUT_S
 
 __all__ = ["SqliteBackup"]

@@ -19,31 +19,27 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
-
-import trio
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from sonet.cli_output import emit, emit_error, iso_ms, terminal_safe
 from sonet.cli_version import VersionAction
-from sonet.core.crypto import CryptoMode, SigningKey
-from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
-from sonet.core.invite import SECRET_BYTES, hash_invite_secret, make_invite
-from sonet.core.keydir import decode_cosignature, verify_head
+from sonet.core.crypto import CryptoMode
+from sonet.core.errors import ProtocolError, sole_exception
 
-from sonet.federation.routes import Routes
-from sonet.federation.status import NO_LINK, directory_section, peer_entry
-
-from .app import DB_FILE, RUNTIME_FILE, ListenError, Node, now_ms
-from .backup import BackupError
-from sonet.transport.tls import TlsError
-from .audit import AuditError, Broken, record
+# Building the parser (and --help, or a usage error) imports only these and the cli_* modules'
+# parsers: each command imports what it needs when it runs. The store, the node's configuration
+# (which loads the client API's limits) and trio cost most commands ~0.5 s; the server
+# (node/app.py: links, metrics, the HTTP listener) only `run` needs.
 from .cli_audit import add_audit_commands
 from .cli_backup import add_backup_commands
-from .config import CONFIG_FILE, ConfigError, NodeConfig, parse_listen
-from .data_dir import LOCK_FILE, NODE_FILES, DataDirError, check_database, contents, instance_files, require_directory
-from .identity import NodeKeyError, create_node_key, load_node_key
-from .logs import FORMATS as LOG_FORMATS, LEVELS as LOG_LEVELS, configure_logging
-from .store import HeadRow, Peer, PeerExists, PeerInvalid, SqliteStore, StoreError, open_store, redact_url
+from .logs import FORMATS as LOG_FORMATS, LEVELS as LOG_LEVELS
+
+if TYPE_CHECKING:
+    from sonet.core.crypto import SigningKey
+
+    from .app import Node as _Node
+    from .config import NodeConfig
+    from .store import Peer, SqliteStore, StoreError
 
 __all__ = ["main"]
 
@@ -99,6 +95,10 @@ def _data_dir(args: argparse.Namespace) -> Path:
 def _existing_node(args: argparse.Namespace) -> Existing:
     """The data directory of an initialised node, refused (one line) when anything is missing
     or damaged -- before anything opens, and so could create or change, the database."""
+    from .config import NodeConfig
+    from .data_dir import check_database, require_directory
+    from .identity import load_node_key
+
     data = _data_dir(args)
     require_directory(data)
     config = NodeConfig.load(data)
@@ -109,6 +109,10 @@ def _existing_node(args: argparse.Namespace) -> Existing:
 
 
 def _store_failure(data: Path, exc: StoreError) -> UserError:
+    from .config import CONFIG_FILE, NodeConfig
+    from .data_dir import DB_FILE
+    from .store import redact_url
+
     hint = ""
     if any(word in str(exc) for word in ("malformed", "not a database", "corrupt")):
         hint = ": restore node.db from a backup"
@@ -122,10 +126,17 @@ def _store_failure(data: Path, exc: StoreError) -> UserError:
 
 def _store_target(data: Path) -> str | Path:
     """The node's database: node.toml's [storage] database (PostgreSQL), else node.db."""
+    from .config import NodeConfig
+    from .data_dir import DB_FILE
+
     return NodeConfig.load(data).storage_database or data / DB_FILE
 
 
 def _with_store(data: Path, fn: Callable[[SqliteStore], Any]) -> Any:
+    import trio
+
+    from .store import StoreError, open_store
+
     target = _store_target(data)
 
     async def go() -> Any:
@@ -157,6 +168,10 @@ def _json_times(value: Any) -> Any:
 
 
 def cmd_init(args: argparse.Namespace) -> None:
+    from .config import CONFIG_FILE, NodeConfig, parse_listen
+    from .data_dir import NODE_FILES, contents
+    from .identity import create_node_key
+
     data = _data_dir(args)
     if data.exists() and not data.is_dir():
         raise UserError(f"{data} is a file, not a directory: give --data a new or empty directory", code="bad_data_dir")
@@ -206,6 +221,8 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 def _undo_init(data: Path, created: bool) -> None:
     """Remove what an interrupted or failed ``init`` wrote (the directory was empty or new)."""
+    from .data_dir import DB_FILE, NODE_FILES
+
     for name in (*NODE_FILES, DB_FILE + "-wal", DB_FILE + "-shm", DB_FILE + "-journal"):
         try:
             (data / name).unlink()
@@ -219,6 +236,10 @@ def _undo_init(data: Path, created: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from .config import ConfigError, parse_listen
+    from .data_dir import LOCK_FILE, instance_files
+    from .logs import configure_logging
+
     data, config, _key = _existing_node(args)
     # --listen/--ops-listen: this process's own addresses (several processes share one data
     # directory and PostgreSQL database, node/cluster.py)
@@ -257,8 +278,18 @@ def cmd_run(args: argparse.Namespace) -> None:
             lock.close()
 
 
-def _run_locked(data: Path, config: NodeConfig, *, as_json: bool, runtime_file: str = RUNTIME_FILE) -> None:
-    node = Node(data, config)
+#: node/app.py's Node, imported by `run` alone (it loads the whole server); None until then, and
+#: a test may stand in for it
+Node: type[_Node] | None = None
+
+
+def _run_locked(data: Path, config: NodeConfig, *, as_json: bool, runtime_file: str) -> None:
+    import trio
+
+    from .app import ListenError, Node as Server
+    from .store import StoreError
+
+    node = (Node or Server)(data, config)
     node.runtime_file = runtime_file
     listening = False
     interrupted = False
@@ -318,6 +349,11 @@ def _start_failure(data: Path, exc: OSError) -> str:
 
 
 def cmd_invite(args: argparse.Namespace) -> None:
+    from sonet.core.invite import SECRET_BYTES, hash_invite_secret, make_invite
+
+    from .audit import record
+    from .clock import now_ms
+
     low, high = INVITE_DAYS
     if not low <= args.expires_days <= high:
         raise UserError(f"--expires-days {args.expires_days} is not allowed (a whole number of days from {low} to {high})")
@@ -336,6 +372,9 @@ def cmd_invite(args: argparse.Namespace) -> None:
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> None:
+    from .data_dir import require_directory
+    from .identity import load_node_key
+
     data = _data_dir(args)
     require_directory(data)
     key = load_node_key(data)
@@ -346,6 +385,8 @@ def cmd_fingerprint(args: argparse.Namespace) -> None:
 
 
 def cmd_config_check(args: argparse.Namespace) -> None:
+    from .config import CONFIG_FILE
+
     data, config, _key = _existing_node(args)
     path = data / CONFIG_FILE
     if args.json:
@@ -359,6 +400,8 @@ def cmd_config_check(args: argparse.Namespace) -> None:
 def _runtime(data: Path) -> dict | None:
     """What the running process wrote (run.json; with several processes on PostgreSQL, the
     first live one's run-HOST_PORT.json); None when none runs."""
+    from .data_dir import RUNTIME_FILE
+
     for path in (data / RUNTIME_FILE, *sorted(data.glob("run-*.json"))):
         try:
             info = json.loads(path.read_text())
@@ -374,6 +417,10 @@ def _peer_json(peer: Peer) -> dict:
 
 
 def cmd_peer_add(args: argparse.Namespace) -> None:
+    from .audit import record
+    from .clock import now_ms
+    from .store import Peer, PeerExists, PeerInvalid
+
     data, config, _key = _existing_node(args)
     if args.name.strip().lower() == config.name:
         raise UserError(f"{config.name} is this node's own name; a peer is another node")
@@ -392,6 +439,8 @@ def cmd_peer_add(args: argparse.Namespace) -> None:
 
 
 def cmd_peer_list(args: argparse.Namespace) -> None:
+    from sonet.federation.routes import Routes
+
     data, config, _key = _existing_node(args)
     peers = _with_store(data, lambda s: s.peers())
     assert isinstance(peers, list)
@@ -408,6 +457,9 @@ def cmd_peer_list(args: argparse.Namespace) -> None:
 
 
 def cmd_peer_remove(args: argparse.Namespace) -> None:
+    from .audit import record
+    from .store import PeerInvalid
+
     data, _config, _key = _existing_node(args)
     try:
         removed = _with_store(data, lambda s: s.remove_peer(args.name))
@@ -459,6 +511,8 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 
 def _show_status(args: argparse.Namespace) -> None:
+    from .store import HeadRow, redact_url
+
     data, config, key = _existing_node(args)
     runtime = _runtime(data)
     stats = _with_store(data, lambda s: s.stats())
@@ -530,6 +584,9 @@ def _federation_lines(federation: dict) -> list[str]:
 
 def _federation_at_rest(data: Path, config: NodeConfig) -> dict:
     """The federation section of a node that is not running: its peers and queued items."""
+    from sonet.federation.routes import Routes
+    from sonet.federation.status import NO_LINK, directory_section, peer_entry
+
     peers = _with_store(data, lambda s: s.peers())
     counts = _with_store(data, lambda s: s.outbox_counts())
     assert isinstance(peers, list) and isinstance(counts, dict)
@@ -544,6 +601,10 @@ def _federation_at_rest(data: Path, config: NodeConfig) -> dict:
 
 
 def cmd_directory_head(args: argparse.Namespace) -> None:
+    from sonet.core.keydir import decode_cosignature, verify_head
+
+    from .store import HeadRow
+
     data, config, key = _existing_node(args)
     row = _with_store(data, lambda s: s.latest_head())
     if row is None:
@@ -686,16 +747,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: exceptions that are a user's to fix, with the --json code of those that carry none
-_USER_ERRORS: dict[type[Exception], str] = {
-    ConfigError: "bad_config",
-    DataDirError: "bad_data_dir",
-    NodeKeyError: "bad_node_key",
-    LocalProtocolError: "invalid",
-    BackupError: "backup_error",
-    TlsError: "bad_tls",
-    AuditError: "audit_error",
-    Broken: "audit_tampered",
+#: exceptions that are a user's to fix (module, class), with the --json code of those that carry
+#: none; named, not imported: an exception of a module the command never imported cannot occur
+_USER_ERRORS: dict[tuple[str, str], str] = {
+    ("sonet.node.config", "ConfigError"): "bad_config",
+    ("sonet.node.data_dir", "DataDirError"): "bad_data_dir",
+    ("sonet.node.identity", "NodeKeyError"): "bad_node_key",
+    ("sonet.core.errors", "LocalProtocolError"): "invalid",
+    ("sonet.node.backup", "BackupError"): "backup_error",
+    ("sonet.transport.tls", "TlsError"): "bad_tls",
+    ("sonet.node.audit", "AuditError"): "audit_error",
+    ("sonet.node.audit", "Broken"): "audit_tampered",
 }
 
 
@@ -713,8 +775,9 @@ def _failure(exc: BaseException) -> tuple[str, str, int] | None:
         if exc.subgroup(KeyboardInterrupt) is not None:
             return _failure(KeyboardInterrupt())
         return None
-    for kind, code in _USER_ERRORS.items():
-        if isinstance(exc, kind):
+    for (module, name), code in _USER_ERRORS.items():
+        kind = getattr(sys.modules.get(module), name, None)
+        if kind is not None and isinstance(exc, kind):
             return code, str(exc), 1
     return None
 

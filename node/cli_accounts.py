@@ -11,15 +11,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sonet.cli_output import emit, iso_ms
 
 from . import admin
-from .app import now_ms
 from .audit import record
 from .cli import UserError, _data_dir, _existing_node, _json_times, _with_store
-from .store import SqliteStore
+from .clock import now_ms
+
+if TYPE_CHECKING:
+    from .store import SqliteStore
 
 __all__ = ["add_accounts_commands"]
 

@@ -9,25 +9,29 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sonet.cli_output import emit, terminal_safe
 
-from .audit import LOG_FILE, Broken, iter_entries, verify
-from .audit_chain import Entry
-from .data_dir import require_directory
-from .identity import load_node_key
+if TYPE_CHECKING:
+    from .audit_chain import Entry
+
+# each command imports what it needs when it runs: building `sonet-node`'s parser imports none
 
 __all__ = ["add_audit_commands"]
 
 
 def _data(args: argparse.Namespace) -> Path:
+    from .data_dir import require_directory
+
     data = Path(args.data).expanduser()
     require_directory(data)
     return data
 
 
 def cmd_audit_show(args: argparse.Namespace) -> None:
+    from .audit import iter_entries
+
     stream = iter_entries(_data(args))
     entries: Iterable[Entry]
     if args.since is not None:
@@ -55,6 +59,9 @@ def _text(value: Any) -> str:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
+    from .audit import LOG_FILE, Broken, verify
+    from .identity import load_node_key
+
     data = _data(args)
     key = load_node_key(data)
     try:

@@ -12,11 +12,7 @@ from pathlib import Path
 
 from sonet.cli_output import emit
 
-from .backup import BackupError, restore_backup, take_backup
-from .config import NodeConfig
-from .data_dir import check_database, require_directory
-from .identity import load_node_key
-from .store.database_url import check_database_url, is_postgres_url, redact_url
+# each command imports what it needs when it runs: building `sonet-node`'s parser imports none
 
 __all__ = ["add_backup_commands"]
 
@@ -45,6 +41,11 @@ def _files_summary(manifest_files: tuple) -> tuple[int, int]:
 
 
 def cmd_backup(args: argparse.Namespace) -> None:
+    from .backup import take_backup
+    from .config import NodeConfig
+    from .data_dir import check_database, require_directory
+    from .identity import load_node_key
+
     data = Path(args.data).expanduser()
     dest = Path(args.dest).expanduser()
     require_directory(data)
@@ -67,6 +68,9 @@ def cmd_backup(args: argparse.Namespace) -> None:
 
 
 def cmd_restore(args: argparse.Namespace) -> None:
+    from .backup import BackupError, restore_backup
+    from .store.database_url import check_database_url, is_postgres_url, redact_url
+
     data = Path(args.data).expanduser()
     src = Path(args.src).expanduser()
     database = None

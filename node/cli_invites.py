@@ -15,9 +15,9 @@ from typing import Any
 from sonet.cli_output import emit, iso_ms
 
 from . import admin
-from .app import now_ms
 from .audit import record
 from .cli import UserError, _existing_node, _json_times, _with_store
+from .clock import now_ms
 
 __all__ = ["add_invites_commands"]
 

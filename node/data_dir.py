@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .app import DB_FILE, RUNTIME_FILE
 from .config import CONFIG_FILE
 from .identity import KEY_FILE
 
-__all__ = ["DataDirError", "NODE_FILES", "LOCK_FILE", "require_directory", "check_database", "contents", "instance_files"]
+__all__ = ["DataDirError", "DB_FILE", "RUNTIME_FILE", "NODE_FILES", "LOCK_FILE", "require_directory", "check_database", "contents", "instance_files"]
 
+#: the SQLite database, and what a running node writes about itself (its pid, URL, links)
+DB_FILE = "node.db"
+RUNTIME_FILE = "run.json"
 #: the files `sonet-node init` creates; any of them marks a directory as a node's
 NODE_FILES = (CONFIG_FILE, KEY_FILE, DB_FILE)
 #: held by every `sonet-node run` on the directory: exclusively on SQLite (one process), shared
