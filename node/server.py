@@ -8,7 +8,7 @@ import os
 from collections.abc import Awaitable, Callable
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest
+from trio_websocket import ConnectionClosed
 
 from sonet.core import limits
 from sonet.core.channel import Channel
@@ -18,6 +18,7 @@ from sonet.core.handshake_guard import GuardSettings, HandshakeGuard
 from sonet.core.wire import FrameSet
 from sonet.transport import CLOSE_GRACE_S, Admit, SecureSocket, admit_everyone, respond
 from sonet.transport.server import Connection
+from sonet.transport.websocket import UpgradeRequest
 
 __all__ = ["Router", "LinkHandler", "Admit", "AdmitFor", "PLAIN_HTTP_ANSWER"]
 
@@ -60,7 +61,7 @@ class Router:
         accepted (the handler may raise that later); before, only handshake messages."""
         self._routes[path] = (handler, frames, admit_for or (lambda headers: admit), max_message_bytes)
 
-    async def __call__(self, request: WebSocketRequest, conn: Connection) -> None:
+    async def __call__(self, request: UpgradeRequest, conn: Connection) -> None:
         path = request.path.split("?", 1)[0]
         if path not in self._routes:
             await request.reject(404, body=b"unknown endpoint; devices use /client, nodes /federation\n")

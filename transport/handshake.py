@@ -24,6 +24,7 @@ from sonet.core.handshake import Handshake, HandshakeComplete, Hello1, PeerIdent
 from sonet.core.handshake_guard import HandshakeGuard
 
 from . import events
+from .websocket import WebSocket
 
 __all__ = ["run_initiator", "respond", "Admit", "admit_everyone", "POLICY_VIOLATION", "PROTOCOL_ERROR"]
 
@@ -72,7 +73,7 @@ _GUARD_CODES = frozenset({"replayed", "rate_limited"})
 
 
 async def respond(
-    ws: WebSocketConnection,
+    ws: WebSocket | WebSocketConnection,
     *,
     identity: SigningKey,
     policy: CryptoPolicy,
@@ -108,7 +109,7 @@ def _now_ms() -> int:
     return int(trio.current_time() * 1000)
 
 
-async def _respond(ws: WebSocketConnection, hs: Handshake, admit: Admit, address: str) -> HandshakeComplete | None:
+async def _respond(ws: WebSocket | WebSocketConnection, hs: Handshake, admit: Admit, address: str) -> HandshakeComplete | None:
     with trio.move_on_after(limits.HANDSHAKE_DEADLINE_S):
         try:
             while True:

@@ -33,13 +33,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
-from wsproto.utilities import LocalProtocolError as WebSocketStateError
+from trio_websocket import ConnectionClosed
 
 from .admission import Admission, Admitted, ConnectionLimits, Refused
 from .log_summary import SUMMARY_INTERVAL_S, LogSummary
-from .socket import READ_BYTES
 from .tls import PLAIN_ON_TLS_ANSWER, opens_tls
+from .websocket import BadUpgrade, UpgradeRequest
 
 __all__ = ["serve", "Listening", "Tarpit", "Connection", "ConnectionLimits", "MAX_REQUEST_HEAD", "raise_fd_limit", "FD_RESERVE"]
 
@@ -106,7 +105,7 @@ class Connection:
         self._admission.authenticated(self._admitted)
 
 
-Handler = Callable[[WebSocketRequest, Connection], Awaitable[None]]
+Handler = Callable[[UpgradeRequest, Connection], Awaitable[None]]
 
 
 def raise_fd_limit() -> int:
@@ -316,11 +315,6 @@ class _Server:
                 conn.ended_by = "handshake_timeout"
         except* (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
             pass  # the other side went away
-        except* WebSocketStateError:
-            # trio-websocket answers a message over the cap with a 1009 close even when our close
-            # was sent already, and wsproto refuses that in the closing state: the peer sent an
-            # oversized message after we closed. It ends this connection, nothing else.
-            conn.ended_by = "oversized_while_closing"
         except* Exception:
             # a bug on one connection must not take the node's other connections down with it
             log.exception("connection from %s failed", conn.address)
@@ -374,16 +368,18 @@ class _Server:
             with trio.move_on_after(ANSWER_GRACE_S):
                 await spoken.send_all(self._plain_answer)
             return
-        guarded = _GuardedStream(spoken, head, conn, caps.send_timeout_s, spoke=self._admission.spoke, answered=self._admission.answered)
-        async with trio.open_nursery() as nursery:
-            # the connection's reader task runs in this nursery; cancelled once the handler ends
-            request = await wrap_server_stream(
-                nursery, guarded, max_message_size=caps.pending_message_bytes, receive_buffer_size=READ_BYTES
-            )
-            try:
-                await self._handler(request, Connection(self._admission, conn))
-            finally:
-                nursery.cancel_scope.cancel()
+        if head.index(b"\r\n\r\n") + 4 < len(head):
+            self._admission.spoke(conn)  # what came after the request head: the client speaking
+        guarded = _GuardedStream(spoken, conn, caps.send_timeout_s, spoke=self._admission.spoke, answered=self._admission.answered)
+        try:
+            # read and answered on this task, as the whole connection is: no reader task
+            request = UpgradeRequest(guarded, head, max_message_bytes=caps.pending_message_bytes)
+        except BadUpgrade as exc:
+            conn.ended_by = "bad_request"
+            with trio.move_on_after(ANSWER_GRACE_S):
+                await spoken.send_all(_answer(400, "Bad Request", f"{exc}\n"))
+            return
+        await self._handler(request, Connection(self._admission, conn))
         if conn.pending and conn.ended_by is None:
             # the handler gave up before authentication: an oversized or bad handshake message
             conn.ended_by = "ended_unauthenticated"
@@ -454,14 +450,14 @@ def _answer(status: int, phrase: str, text: str) -> bytes:
 
 
 class _GuardedStream(trio.abc.Stream):
-    """``stream`` with the bytes already read from it put back in front, whose sends must make
-    progress: a piece that cannot be sent within ``send_timeout_s`` aborts the connection (the
-    peer stopped reading) and fails the send, so nothing piles up behind it."""
+    """``stream`` whose sends must make progress: a piece that cannot be sent within
+    ``send_timeout_s`` aborts the connection (the peer stopped reading) and fails the send, so
+    nothing piles up behind it; its first send (the answer to the upgrade) and its first bytes
+    read move the connection's admission stage on."""
 
     def __init__(
         self,
         stream: trio.abc.Stream,
-        already: bytes,
         conn: Admitted,
         send_timeout_s: float,
         *,
@@ -469,21 +465,12 @@ class _GuardedStream(trio.abc.Stream):
         answered: Callable[[Admitted], None] = lambda conn: None,
     ) -> None:
         self._stream = stream
-        # the request head: whatever came with it beyond its end was the client speaking
-        end = already.find(b"\r\n\r\n") + 4
-        self._already = already
         self._conn = conn
         self._send_timeout_s = send_timeout_s
         self._spoke = spoke
         self._answered = answered
-        if 3 < end < len(already):
-            spoke(conn)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._already:
-            size = len(self._already) if max_bytes is None else max_bytes
-            data, self._already = self._already[:size], self._already[size:]
-            return data
         data = await self._stream.receive_some(max_bytes)
         if data and not self._conn.spoke:
             self._spoke(self._conn)

@@ -21,20 +21,15 @@ from sonet.core.errors import LocalProtocolError, ProtocolError, RemoteProtocolE
 from sonet.core.wire import Frame
 
 from .handshake import POLICY_VIOLATION
+from .websocket import CLOSE_GRACE_S, READ_BYTES, WebSocket
 
 __all__ = ["SecureSocket", "CLOSE_GRACE_S", "MAX_ERROR_MESSAGE", "READ_BYTES", "set_message_cap", "shed_upgrade_state"]
 
-#: the most bytes one socket read takes (trio-websocket's default is 4 KiB): a 1 MiB push is 16
-#: reads, not 256, each a trip through trio and wsproto (docs/performance.md). Nothing is held
-#: for it while a connection is idle (trio waits for the socket, then reads).
-READ_BYTES = 64 * 1024
-#: how long a closing connection may take to tell the peer why (bounded even when shielded)
-CLOSE_GRACE_S = 2.0
 #: characters of an error's text sent in its ErrorFrame
 MAX_ERROR_MESSAGE = 300
 
 
-def shed_upgrade_state(ws: WebSocketConnection) -> None:
+def shed_upgrade_state(ws: WebSocket | WebSocketConnection) -> None:
     """Drop what only the HTTP upgrade needed: wsproto keeps its handshake's h11 connection
     (parser, buffers, the request) for the WebSocket's life, though nothing reads it once the
     connection is open. Memory per idle connection (docs/performance.md)."""
@@ -47,12 +42,16 @@ def shed_upgrade_state(ws: WebSocketConnection) -> None:
             setattr(handshake, name, None)
 
 
-def set_message_cap(ws: WebSocketConnection, max_bytes: int) -> None:
+def set_message_cap(ws: WebSocket | WebSocketConnection, max_bytes: int) -> None:
     """The largest WebSocket message ``ws`` accepts from now on (a larger one closes it with
-    1009 after at most ``max_bytes`` plus one read (``READ_BYTES``) were buffered: trio-websocket counts the
-    parts of a message as wsproto hands them over, it never waits for a whole frame). The
-    server starts a connection small (a handshake message) and raises the cap once the other
-    side is authenticated; trio-websocket only takes it at construction, hence the attribute."""
+    1009: ours (transport/websocket.py) as soon as a frame header announces it; trio-websocket
+    after at most ``max_bytes`` plus one read (``READ_BYTES``) were buffered, counting the
+    parts of a message as wsproto hands them over). The server starts a connection small (a
+    handshake message) and raises the cap once the other side is authenticated; trio-websocket
+    only takes it at construction, hence the attribute."""
+    if isinstance(ws, WebSocket):
+        ws.max_message_bytes = max_bytes
+        return
     if not hasattr(ws, "_max_message_size"):  # pragma: no cover - a trio-websocket that changed
         raise RuntimeError("this trio-websocket version does not keep its message cap in _max_message_size")
     ws._max_message_size = max_bytes
@@ -61,7 +60,7 @@ def set_message_cap(ws: WebSocketConnection, max_bytes: int) -> None:
 class SecureSocket:
     """An established connection: ``send``/``receive`` frames of the channel's endpoint."""
 
-    def __init__(self, ws: WebSocketConnection, channel: Channel, peer_key: VerifyKey) -> None:
+    def __init__(self, ws: WebSocket | WebSocketConnection, channel: Channel, peer_key: VerifyKey) -> None:
         self._ws = ws
         self._channel = channel
         #: the other side's identity key, authenticated by the handshake; held for the

@@ -1,5 +1,6 @@
 """An idle device connection keeps no task of its session (issue 14 item 3): the node holds
-only the connection's own task and trio-websocket's reader for it. The delivery task is
+only the connection's own task for it (its WebSocket is read on that task: no reader task,
+transport/websocket.py). The delivery task is
 started when the mailbox is woken and ends once the device is drained; the registration
 deadline, removals and supersessions are watched without a task each (their closes are
 tested in tests/transport/test_node_connections.py and tests/node/test_linking.py)."""
@@ -33,18 +34,18 @@ async def _settled(running: RunningNode, connections: int) -> list[list[str]]:
     (the delivery task ends after its Drained; tasks end at their next scheduling)."""
     while True:
         tasks = _connection_tasks()
-        if len(tasks) == connections and all(len(t) == 2 for t in tasks):
+        if len(tasks) == connections and all(len(t) == 1 for t in tasks):
             return tasks
         await trio.sleep(0.01)
 
 
-async def test_an_idle_connection_holds_its_own_task_and_the_websocket_reader_only(running: RunningNode) -> None:
+async def test_an_idle_connection_holds_its_own_task_only(running: RunningNode) -> None:
     with trio.fail_after(HANG_S):
         alice, bob = await running.enroll("alice"), await running.enroll("bob")
         async with running.raw(new_identity()) as stranger, running.raw(bob.first) as conn:
             # one unregistered and one registered connection, both idle
             tasks = await _settled(running, 2)
-            assert sorted(tasks) == [["_Server._serve", "WebSocketConnection._reader_task"]] * 2
+            assert sorted(tasks) == [["_Server._serve"]] * 2
             assert not any("ClientSession" in name for t in tasks for name in t)
             # a delivery starts the delivery task; acknowledged, it ends
             env = opaque_envelope(bob.first)

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest
+from trio_websocket import ConnectionClosed
 
 from sonet.core import limits
 from sonet.core.channel import Channel
@@ -21,6 +21,7 @@ from sonet.core.errors import ProtocolError, RemoteProtocolError
 from sonet.core.handshake import PeerIdentified
 from sonet.transport import SecureSocket, respond, serve
 from sonet.transport.server import Connection, ConnectionLimits, Listening
+from sonet.transport.websocket import UpgradeRequest
 
 __all__ = ["Echo", "echo_server", "new_key", "PLAIN"]
 
@@ -55,7 +56,7 @@ async def echo_server(caps: ConnectionLimits | None = None) -> AsyncIterator[Ech
     async def admit(event: PeerIdentified) -> tuple[str, str] | None:
         return ("unknown_peer", "not welcome here") if event.peer.fingerprint in echo.deny else None
 
-    async def handler(request: WebSocketRequest, conn: Connection) -> None:
+    async def handler(request: UpgradeRequest, conn: Connection) -> None:
         ws = await request.accept()
         try:
             done = await respond(ws, identity=key, policy=CryptoPolicy(), prologue=b"/client", admit=admit)

@@ -370,7 +370,7 @@ async def test_a_peer_that_stops_reading_is_cut_at_the_send_timeout() -> None:
     ours, theirs = trio.socket.socketpair()
     stream = trio.SocketStream(ours)
     conn = Admission(ConnectionLimits()).admit("10.0.0.1")
-    guarded = _GuardedStream(stream, b"", conn, send_timeout_s=0.2)
+    guarded = _GuardedStream(stream, conn, send_timeout_s=0.2)
     with trio.fail_after(HANG_S):
         with pytest.raises(trio.BrokenResourceError, match="read nothing for 0.2 s"):
             await guarded.send_all(bytes(64 * 1024 * 1024))  # far more than the socket buffers
@@ -382,7 +382,7 @@ async def test_a_peer_that_stops_reading_is_cut_at_the_send_timeout() -> None:
 async def test_a_peer_that_reads_slowly_but_steadily_is_not_cut() -> None:
     ours, theirs = trio.socket.socketpair()
     conn = Admission(ConnectionLimits()).admit("10.0.0.1")
-    guarded = _GuardedStream(trio.SocketStream(ours), b"", conn, send_timeout_s=5)
+    guarded = _GuardedStream(trio.SocketStream(ours), conn, send_timeout_s=5)
     size = 8 * 1024 * 1024
     received = 0
 

@@ -1,0 +1,323 @@
+"""One WebSocket over a trio stream, driven by wsproto (sans-I/O) from the tasks that use it: no
+task of its own, so an idle connection costs one task, the one that waits in ``get_message``
+(memory per idle connection, docs/performance.md).
+
+- Reading happens in ``get_message()``, one reader at a time, ``READ_BYTES`` per read: a ping is
+  answered, the peer's close is answered and ends the connection (``ConnectionClosed`` with the
+  peer's code and reason), a message is assembled from its fragments.
+- A message over ``max_message_bytes`` is refused as soon as a frame header announces it (the
+  length in the header counts, before its payload is buffered): close 1009.
+- ``aclose()`` sends our close and waits for the peer's (it reads for that itself, or lets the
+  task already reading see it), at most ``CLOSE_GRACE_S``, then closes the stream in any case.
+- Sends are serialized by one lock (a message, a pong, a close); a send that did not finish
+  leaves half a frame on the wire, so nothing more is sent after it, not even a close.
+
+The server reads the HTTP upgrade request itself (transport/server.py) and hands it here as an
+``UpgradeRequest`` to accept or reject; wsproto's h11 handshake state is dropped once answered.
+The exceptions are trio-websocket's (``ConnectionClosed`` with a ``CloseReason``), which the
+dialling side still uses, so callers catch one kind whichever side they are on.
+"""
+
+from __future__ import annotations
+
+import trio
+from trio_websocket import CloseReason, ConnectionClosed
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import LocalProtocolError as WebSocketStateError, RemoteProtocolError as BadUpgradeRequest
+
+__all__ = ["WebSocket", "UpgradeRequest", "BadUpgrade", "READ_BYTES", "CLOSE_GRACE_S", "MESSAGE_TOO_BIG"]
+
+#: the most bytes one socket read takes (trio-websocket's default is 4 KiB): a 1 MiB push is 16
+#: reads, not 256, each a trip through trio and wsproto (docs/performance.md). Nothing is held
+#: for it while a connection is idle (trio waits for the socket, then reads).
+READ_BYTES = 64 * 1024
+#: how long a closing connection may take to tell the peer why and hear its close (bounded even
+#: when shielded)
+CLOSE_GRACE_S = 2.0
+#: close codes: a message over the cap; a connection lost without a close
+MESSAGE_TOO_BIG = 1009
+ABNORMAL_CLOSURE = 1006
+
+_OPEN = ConnectionState.OPEN
+_CLOSED = ConnectionState.CLOSED
+
+
+class BadUpgrade(Exception):
+    """An HTTP request that asks for a WebSocket but is not a valid upgrade (one line)."""
+
+
+class WebSocket:
+    """An open WebSocket: ``get_message``, ``send_message``, ``aclose``; ``closed`` is the close
+    reason once it is closing or closed (None while open)."""
+
+    __slots__ = ("_stream", "_proto", "max_message_bytes", "closed", "_parts", "_size", "_send_lock", "_send_broken", "_reading", "_reader_done")
+
+    def __init__(self, stream: trio.abc.Stream, protocol: Connection, *, max_message_bytes: int) -> None:
+        self._stream = stream
+        self._proto = protocol
+        #: the largest message accepted (the server raises it once the peer is authenticated)
+        self.max_message_bytes = max_message_bytes
+        self.closed: CloseReason | None = None
+        #: the fragments of a message being received (None between messages: nothing held)
+        self._parts: list[bytes | str] | None = None
+        self._size = 0
+        self._send_lock = trio.Lock()
+        self._send_broken = False
+        self._reading = False
+        #: made only when ``aclose`` waits for the task that is reading to see the close reply
+        self._reader_done: trio.Event | None = None
+
+    # receiving -----------------------------------------------------------------------------
+
+    async def get_message(self) -> bytes | str:
+        """The next message; ConnectionClosed once the connection closed (by either side, or
+        lost: 1006), at once if it is closing. One task reads at a time."""
+        if self.closed is not None:
+            raise ConnectionClosed(self.closed)
+        if self._reading:
+            raise trio.BusyResourceError("another task is already reading this WebSocket")
+        self._reading = True
+        try:
+            while True:
+                message = await self._handle_events()
+                if message is not None:
+                    return message
+                await self._receive()
+        finally:
+            self._reading = False
+            if self._reader_done is not None:
+                self._reader_done.set()
+
+    async def _handle_events(self) -> bytes | str | None:
+        """Act on what wsproto parsed so far; a complete message if one is there (while open)."""
+        for event in self._proto.events():
+            if isinstance(event, (BytesMessage, TextMessage)):
+                message = await self._add_part(event.data, event.message_finished)
+                if message is not None:
+                    return message
+            elif isinstance(event, Ping):
+                if self._proto.state is _OPEN:
+                    await self._send_event(event.response())
+            elif isinstance(event, CloseConnection):
+                await self._close_received(event)
+            # a Pong: nothing is waiting for one
+        if self._size + self._announced() > self.max_message_bytes and self.closed is None:
+            await self._too_big()
+        return None
+
+    async def _add_part(self, data: bytes | str, finished: bool) -> bytes | str | None:
+        if self.closed is not None:
+            return None  # closing: what still comes is dropped, never buffered
+        self._size += len(data)
+        if self._size + self._announced() > self.max_message_bytes:
+            await self._too_big()
+        if finished and self._parts is None:
+            self._size = 0
+            return data  # the common case: one frame, no copy
+        if self._parts is None:
+            self._parts = []
+        self._parts.append(data)
+        if not finished:
+            return None
+        parts, self._parts, self._size = self._parts, None, 0
+        return b"".join(parts) if isinstance(data, bytes) else "".join(parts)  # type: ignore[arg-type]
+
+    def _announced(self) -> int:
+        """Bytes of the data frame being received that its header announced and that have not
+        come yet (wsproto hands a frame's payload over as it arrives; its header says how much
+        is coming). 0 between frames and for control frames (125 bytes at most)."""
+        decoder = self._proto._proto._frame_decoder
+        header = decoder.header
+        if header is None or header.opcode.iscontrol():
+            return 0
+        return int(header.payload_len - decoder.payload_consumed)
+
+    async def _too_big(self) -> None:
+        why = f"a message over {self.max_message_bytes} bytes"
+        self._parts, self._size = None, 0
+        self.closed = CloseReason(MESSAGE_TOO_BIG, why)
+        try:
+            await self._send_event(CloseConnection(code=MESSAGE_TOO_BIG, reason=why))
+        except ConnectionClosed:
+            pass
+        raise ConnectionClosed(self.closed)
+
+    async def _close_received(self, event: CloseConnection) -> None:
+        state = self._proto.state
+        if state is ConnectionState.REMOTE_CLOSING:  # the peer closes: answer it
+            self.closed = CloseReason(event.code, event.reason or None)
+            try:
+                await self._send_event(event.response())
+            except ConnectionClosed:
+                pass
+        elif state is _OPEN:  # wsproto could not parse what came (1002, 1007): we close
+            self.closed = self.closed or CloseReason(event.code, event.reason or None)
+            try:
+                await self._send_event(CloseConnection(code=event.code, reason=event.reason))
+            except ConnectionClosed:
+                pass
+        # else the reply to our close: the close handshake is complete
+        self._parts, self._size = None, 0
+        raise ConnectionClosed(self.closed or CloseReason(event.code, event.reason or None))
+
+    async def _receive(self) -> None:
+        """One read into wsproto; ConnectionClosed (1006 unless a close was exchanged) when the
+        stream ended or broke."""
+        try:
+            data = await self._stream.receive_some(READ_BYTES)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self._lost()
+        self._proto.receive_data(data)
+
+    def _lost(self) -> None:
+        if self._proto.state is not _CLOSED:
+            self._proto.receive_data(None)  # wsproto: closed without a close frame
+        self._parts, self._size = None, 0
+        if self.closed is None:
+            self.closed = CloseReason(ABNORMAL_CLOSURE, None)
+        raise ConnectionClosed(self.closed)
+
+    # sending -------------------------------------------------------------------------------
+
+    async def send_message(self, message: bytes | str) -> None:
+        """Send one message (in one frame); ConnectionClosed if it is closing or closed."""
+        if self.closed is not None:
+            raise ConnectionClosed(self.closed)
+        await self._send_event(BytesMessage(data=message) if isinstance(message, bytes) else TextMessage(data=message))
+
+    async def _send_event(self, event: Event) -> None:
+        async with self._send_lock:  # framed under the lock: nothing goes out after our close
+            if self._send_broken:
+                raise ConnectionClosed(self.closed or CloseReason(ABNORMAL_CLOSURE, "a send was interrupted"))
+            try:
+                data = self._proto.send(event)
+            except WebSocketStateError:  # closing or closed meanwhile
+                raise ConnectionClosed(self.closed or CloseReason(ABNORMAL_CLOSURE, None)) from None
+            sent = False
+            try:
+                await self._stream.send_all(data)
+                sent = True
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                if self.closed is None:
+                    self.closed = CloseReason(ABNORMAL_CLOSURE, None)
+                raise ConnectionClosed(self.closed) from None
+            finally:
+                if not sent:
+                    self._send_broken = True
+
+    # closing -------------------------------------------------------------------------------
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close: our close frame, the peer's answer awaited for CLOSE_GRACE_S at most, then the
+        stream closed (whatever happened). Idempotent."""
+        try:
+            if self._proto.state is _OPEN and not self._send_broken:
+                if self.closed is None:
+                    self.closed = CloseReason(code, reason)
+                with trio.move_on_after(CLOSE_GRACE_S):
+                    try:
+                        await self._send_event(CloseConnection(code=code, reason=reason))
+                        await self._await_close_reply()
+                    except ConnectionClosed:
+                        pass
+            elif self.closed is None:
+                self.closed = CloseReason(code, reason)
+        finally:
+            await self._close_stream()
+
+    async def _await_close_reply(self) -> None:
+        while self._proto.state is not _CLOSED:
+            if self._reading:  # another task reads: it sees the reply (or the end)
+                self._reader_done = trio.Event()
+                try:
+                    await self._reader_done.wait()
+                finally:
+                    self._reader_done = None
+                continue
+            self._reading = True
+            try:
+                while True:  # messages are dropped (closing); the reply raises ConnectionClosed
+                    await self._handle_events()
+                    await self._receive()
+            finally:
+                self._reading = False
+
+    async def _close_stream(self) -> None:
+        try:
+            await self._stream.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+class UpgradeRequest:
+    """A WebSocket upgrade request the server read (``path``, ``headers``): ``accept()`` it or
+    ``reject()`` it with an HTTP status."""
+
+    __slots__ = ("_stream", "_handshake", "_trailing", "_max_message_bytes", "path", "headers")
+
+    def __init__(self, stream: trio.abc.Stream, head: bytes, *, max_message_bytes: int) -> None:
+        """``head``: the bytes read so far, the request head and whatever came after it (the
+        client speaking already). BadUpgrade if it is not a valid WebSocket upgrade."""
+        end = head.find(b"\r\n\r\n") + 4
+        if end < 4:
+            raise BadUpgrade("no complete HTTP request head")
+        self._stream = stream
+        self._handshake: H11Handshake | None = H11Handshake(ConnectionType.SERVER)
+        try:
+            self._handshake.receive_data(head[:end])
+            event = next(self._handshake.events(), None)
+        except BadUpgradeRequest as exc:
+            raise BadUpgrade(f"not a valid WebSocket upgrade request: {exc}") from None
+        if not isinstance(event, Request):  # pragma: no cover - a head always makes a request or an error
+            raise BadUpgrade("not a valid WebSocket upgrade request")
+        self._trailing = head[end:]
+        self._max_message_bytes = max_message_bytes
+        self.path: str = event.target
+        #: the request's headers (those of the upgrade itself excepted: Host, extensions, ...)
+        self.headers: list[tuple[bytes, bytes]] = list(event.extra_headers)
+
+    async def accept(self) -> WebSocket:
+        """Answer 101 and return the WebSocket (no extension, no subprotocol)."""
+        handshake = self._take()
+        answer = handshake.send(AcceptConnection())
+        ws = WebSocket(self._stream, Connection(ConnectionType.SERVER, trailing_data=self._trailing), max_message_bytes=self._max_message_bytes)
+        self._trailing = b""
+        await _send_answer(self._stream, answer)
+        return ws
+
+    async def reject(self, status_code: int, *, body: bytes = b"") -> None:
+        """Answer ``status_code`` with ``body`` (text) instead of the upgrade."""
+        handshake = self._take()
+        headers = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Content-Length", str(len(body)).encode())]
+        answer = handshake.send(RejectConnection(status_code=status_code, headers=headers, has_body=True))
+        answer += handshake.send(RejectData(data=body, body_finished=True))
+        await _send_answer(self._stream, answer)
+
+    def _take(self) -> H11Handshake:
+        """The handshake, answered once; dropped here (the h11 parser and the request are
+        needed for nothing more)."""
+        handshake, self._handshake = self._handshake, None
+        if handshake is None:
+            raise RuntimeError("this upgrade request was answered already")
+        return handshake
+
+
+async def _send_answer(stream: trio.abc.Stream, answer: bytes) -> None:
+    try:
+        await stream.send_all(answer)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        raise ConnectionClosed(CloseReason(ABNORMAL_CLOSURE, None)) from None
