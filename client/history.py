@@ -27,7 +27,6 @@ from sonet.core.errors import LocalProtocolError
 from sonet.core.groups.items import GROUP_ID_LEN, group_hex
 from sonet.core.poll import Tally
 
-from .groups.api import find_group
 from .history_fold import Folded, Reaction, Target, first_line, fold
 from .rich_fields import RICH_MESSAGES, poll_of, rich_line
 from .state import DeviceState
@@ -100,6 +99,8 @@ class History:
         -> the conversation's key; a clear LocalProtocolError when it is none of them."""
         if "@" in name:
             return str(parse_address(name))
+        from .groups.api import find_group  # MLS, imported only when a group is named
+
         try:  # without an '@' it names a group, as for `sonet send`
             return group_hex(find_group(self._state, name).id)
         except LocalProtocolError as exc:

@@ -52,9 +52,7 @@ from .backoff import Backoff
 from .connection import ConnectError, Connection, NodeError
 from .delivery import refresh_sent
 from .gestures import GestureResult, Gestures
-from .groups.api import GroupSendResult
 from .groups.events import GroupEvent
-from .groups.keys import maintain_key_packages
 from .groups.store import GroupMessage
 from .groups.waiting import send_waiting_group_messages
 from .prekeys import maintain_prekeys, prekeys_left
@@ -64,6 +62,7 @@ from .timer import erase_loop
 from .state import InboxMessage
 
 if TYPE_CHECKING:
+    from .groups.api import GroupSendResult
     from .sdk import Device, SendResult
 
 __all__ = [
@@ -418,6 +417,8 @@ class LiveSession:
         device = self._device
         state = device.state
         profile = state.profile()
+        from .groups.keys import maintain_key_packages  # MLS: where a device makes KeyPackages
+
         try:
             await maintain_prekeys(conn, state, profile, device._rng, device._clock(), left=await prekeys_left(conn))
             await maintain_key_packages(conn, state, profile, device._rng, device._clock())

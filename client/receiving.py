@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -39,12 +40,13 @@ from sonet.core.sealed_sender import unknown_reference, unseal
 from .access import remember_contact_token
 from .connection import TRANSIENT_LOOKUP_CODES, Connection, NodeError
 from .directory import IdentityChanged, Lookup, lookup_account
-from .groups.engine import GroupEngine
 from .groups.events import GroupEvent
-from .groups.keys import maintain_key_packages
 from .groups.store import GroupMessage
-from .groups.tree_fetch import prefetch_tree
-from .groups.typing import group_typing_message
+
+if TYPE_CHECKING:
+    # the group engine, KeyPackages and tree fetches (MLS, ~0.15 s of imports) are imported when
+    # a Receiver is made: `sonet send` and the other commands that never receive do not load them
+    from .groups.engine import GroupEngine
 from .prekeys import maintain_prekeys
 from .session_cache import SessionCache
 from .sessions import Sessions
@@ -120,7 +122,11 @@ class Receiver:
         self._certificates = certificates if certificates is not None else CertificateCache()
         self._inbox = _Inbox()
         #: processes the group items of the mailbox, in each group's order
-        self.groups = groups if groups is not None else GroupEngine(state, profile, rng=rng, clock=clock)
+        if groups is None:
+            from .groups.engine import GroupEngine
+
+            groups = GroupEngine(state, profile, rng=rng, clock=clock)
+        self.groups = groups
 
     async def run(
         self, conn: Connection, *, wait: float | None, read_receipts: bool, keys: bool = True, after_drained: bool = False
@@ -134,6 +140,8 @@ class Receiver:
         profile, inbox = self._profile, self._inbox
         erase_due(self._state, self._clock())  # disappearing messages whose time came (client/timer.py)
         if keys:
+            from .groups.keys import maintain_key_packages
+
             await maintain_prekeys(conn, self._state, profile, self._rng, self._clock())
             try:
                 await maintain_key_packages(conn, self._state, profile, self._rng, self._clock())
@@ -192,6 +200,8 @@ class Receiver:
         for item in frame.items:
             env = item.envelope
             if env.kind == Kind.GROUP:
+                from .groups.tree_fetch import prefetch_tree
+
                 try:  # a Welcome for this device goes without its ratchet tree: fetch it first
                     await prefetch_tree(conn, self._state, self.groups, env)
                 except (NodeError, ProtocolError) as exc:
@@ -253,6 +263,8 @@ class Receiver:
         )  # fmt: skip
         content = decode_content(decrypted.plaintext)
         if content.type == GROUP_TYPING:  # None: for a group this device is not in (client/groups/typing.py)
+            from .groups.typing import group_typing_message
+
             stored = group_typing_message(self._state, content, sender=cert.account, device=cert.device, received_at=item.stored_at)
         else:
             stored = _inbox_message(content, cert.account, profile.address, item.stored_at)

@@ -16,6 +16,7 @@ from pathlib import Path
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -62,12 +63,7 @@ from .connection import ConnectError, Connection, NodeError, connect
 from .crypto_modes import check_minimum_for_keys, check_requested, key_policy, note_node_minimum, save_device_minimum
 from .delivery import refresh_sent
 from .directory import AccountView, Lookup, fetch_account, lookup_account
-from .groups.api import SETTLE_S as GROUP_SETTLE_S
-from .groups.api import GroupInfoView, Groups, GroupSendResult, GroupView
-from .groups.engine import GroupEngine
-from .groups.typing import GroupTypingResult, send_group_typing
 from .groups.waiting import send_waiting_group_messages
-from .groups.keys import maintain_key_packages
 from .gestures import GestureResult, Gestures, waiting_content
 from .calls import NO_MEDIA_SDP, Calls
 from .state_call import KeptCall
@@ -94,10 +90,25 @@ from .timer import TimerResult, after_stored, erase_due, set_timer, timed
 from .state import DeviceState, PendingSend, Profile, SentMessage, StateError
 from .transparency import UNWITNESSED_TRIES, check_bundles
 
+# groups and MLS (~0.15 s of imports) are imported where a group is used: a 1:1 command never loads them
+if TYPE_CHECKING:
+    from .groups.api import GroupInfoView, Groups, GroupSendResult, GroupView
+    from .groups.engine import GroupEngine
+    from .groups.typing import GroupTypingResult
+
 __all__ = [
     "Device", "SendResult", "ReceiveResult", "DeviceInfo", "SafetyNumber", "Lookup", "SentMessage", "GroupView", "GroupInfoView",
     "GroupSendResult", "GestureResult", "now_ms",
 ]  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    # the group views this module exports, imported when first asked for (see above)
+    if name in ("GroupView", "GroupInfoView", "GroupSendResult"):
+        from .groups import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 RATCHET_MESSAGE = 1
 #: refresh the sender certificate when less than this is left
@@ -180,7 +191,8 @@ class Device:
         #: pauses before each new try of a registration whose answer was lost
         self.answer_retry_delays: tuple[float, ...] = ANSWER_RETRY_DELAYS_S
         #: seconds a group change waits for the hub's order before it is reported "queued"
-        self.group_settle_s: float = GROUP_SETTLE_S
+        #: (None: client/groups/api.py's SETTLE_S)
+        self.group_settle_s: float | None = None
         erase_due(state, clock())  # disappearing messages whose time came while it was closed
 
     @property
@@ -345,6 +357,8 @@ class Device:
             self._save_new_profile(conn, profile, pending.minimum, pending.prekeys)
             await self._start_audit(conn, profile, pending.request.device_list, say)
             if pending.kind == "link":  # so the account's other devices can add it to its groups at once
+                from .groups.keys import maintain_key_packages
+
                 try:
                     await maintain_key_packages(conn, self.state, profile, self._rng, self._clock())
                 except (NodeError, ConnectError) as exc:  # the device is linked: this can wait
@@ -988,10 +1002,13 @@ class Device:
     # Groups (client/groups/api.py) ------------------------------------------------------
 
     def _groups(self) -> Groups:
+        from .groups.api import Groups
+
         groups = Groups(
             self.state, clock=self._clock, rng=self._rng, policy=lambda: self._policy, connect=self._connect, receiver=self._receiver,
         )  # fmt: skip
-        groups.settle_s = self.group_settle_s
+        if self.group_settle_s is not None:
+            groups.settle_s = self.group_settle_s
         return groups
 
     async def group_create(self, name: str, members: list[str]) -> GroupView:
@@ -1032,6 +1049,8 @@ class Device:
     async def group_typing(self, group: str, *, started: bool = True) -> GroupTypingResult:
         """Tell the group's members on the home node that you are typing (ephemeral, never
         stored; client/groups/typing.py)."""
+        from .groups.typing import send_group_typing
+
         profile = self.state.profile()
         record = self._groups().find(group)
         async with self._connect(profile) as conn:

@@ -19,15 +19,17 @@ import sqlite3
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sonet.core import canonical
 from sonet.core.errors import ProtocolError
-from sonet.core.groups.credential import leaf_member
-from sonet.core.groups.state import GroupExtension
-from sonet.core.mls.group import PublicCommit
-from sonet.core.mls.messages.proposal import Remove
-from sonet.core.mls.key_package import LeafNode
+
+if TYPE_CHECKING:
+    # MLS is imported by the functions that read commits: DeviceState (client/state.py) holds
+    # these events, and a command that never touches a group must not load MLS (~0.2 s)
+    from sonet.core.groups.state import GroupExtension
+    from sonet.core.mls.group import PublicCommit
+    from sonet.core.mls.key_package import LeafNode
 
 from ..vault import Vault
 
@@ -67,6 +69,8 @@ class GroupEvent:
 
 
 def _account(leaves: dict[int, LeafNode], index: int) -> str | None:
+    from sonet.core.groups.credential import leaf_member
+
     leaf = leaves.get(index)
     if leaf is None:
         return None
@@ -83,6 +87,9 @@ def commit_events(
     """The events of another member's ``commit`` (checked, not merged yet), ``before`` being
     the members it was made on. ``me``: this device's account, ``my_leaf`` its leaf (its
     removal is an event even when the rest of its account stays)."""
+    from sonet.core.groups.credential import leaf_member
+    from sonet.core.mls.messages.proposal import Remove
+
     leaves = dict(before)
     accounts_before = {a for i in leaves for a in (_account(leaves, i),) if a is not None}
     committer = _account(leaves, commit.sender)

@@ -20,13 +20,16 @@ import sqlite3
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-
-from sonet.core.mls.group import Group
+from typing import TYPE_CHECKING
 
 from ..state_history import group_sent_where, seal_body
 from ..vault import Vault
-from .ops import member_devices
 from .store import GroupRecord
+
+if TYPE_CHECKING:
+    # MLS is imported by the functions that read a group's state: DeviceState (client/state.py)
+    # holds this table, and a command that never touches a group must not load MLS (~0.2 s)
+    from sonet.core.mls.group import Group
 
 __all__ = ["GROUP_SENT_SCHEMA", "GroupSent", "GroupSentState", "note_sent", "note_ordered", "others"]
 
@@ -68,6 +71,8 @@ class GroupSent:
 
 def others(group: Group, me: str) -> list[tuple[str, int]]:
     """The member devices of ``group`` that are not this account's."""
+    from .ops import member_devices
+
     return sorted(key for key in member_devices(group) if key[0] != me)
 
 
@@ -78,6 +83,8 @@ def note_sent(
     """Keep a group text that is about to be submitted (pending until the home node holds
     it), with the members it goes to now, and the text (or a reply's, reaction's, edit's or
     delete's ``fields``) for the history."""
+    from sonet.core.mls.group import Group
+
     group = Group.from_bytes(record.mls)
     state.record_group_sent(msg_id, record.id, sent_at, group.epoch, others(group, me), text=text, kind=kind, fields=fields)
 
@@ -86,6 +93,8 @@ def note_ordered(state: GroupSentState, msg_id: bytes, epoch: int, mls: bytes, m
     """The hub ordered the text (made in ``epoch``, of the group state ``mls``): if it was
     made again in a later epoch (another commit came first), its members are that epoch's."""
     if state.group_sent_ordered(msg_id, epoch):
+        from sonet.core.mls.group import Group
+
         state.set_group_sent_members(msg_id, epoch, others(Group.from_bytes(mls), me))
 
 

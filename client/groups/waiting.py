@@ -16,7 +16,6 @@ from sonet.core.groups.items import group_hex
 
 from ..connection import Connection, NodeError
 from ..state import DeviceState, Profile
-from .engine import GroupEngine
 
 __all__ = ["send_waiting_group_messages"]
 
@@ -27,7 +26,9 @@ async def send_waiting_group_messages(
     """Send the group messages that have not reached the home node; a line per text that went,
     and one if they could not go now (they wait for the next connection)."""
     if not state.unsent_group_messages():
-        return []
+        return []  # every connection asks: without a waiting message, MLS is not even imported
+    from .engine import GroupEngine
+
     waiting = {
         (record.id, s.origin): (record.name or group_hex(record.id), content.id)
         for record in state.group_records_with_own() for s in record.sends

@@ -1,0 +1,102 @@
+"""Each start of ``sonet-node`` and ``sonet`` imports what its command needs and no more: the suite
+starts hundreds of them, and so do operators and scripts. ``--help`` and usage errors build the
+parser only; only ``sonet-node run`` loads the server; a 1:1 ``sonet send`` loads no MLS.
+
+Each case runs the command's ``main`` in a fresh interpreter (as the console scripts do) and
+reads back which modules were imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE = """
+import contextlib, io, json, sys
+from {module} import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        status = main({argv!r})
+    except SystemExit as done:
+        status = done.code
+print(json.dumps({{"status": status, "modules": sorted(sys.modules)}}))
+"""
+
+NODE = "sonet.node.cli"
+CLIENT = "sonet.client.cli"
+
+#: what no command but the ones that use it may load
+MLS = ("sonet.core.mls", "sonet.client.groups.engine", "sonet.client.groups.api")
+SERVER = ("sonet.node.app", "sonet.node.ops", "sonet.node.server", "sonet.federation.service", "sonet.federation.link", "prometheus_client")
+HEAVY = ("psycopg", "textual", "rich", "PIL", "segno")
+#: what building a parser does not need: the stores, the network, the device state
+PARSER_ONLY = ("trio", "trio_websocket", "sonet.node.store", "sonet.node.config", "sonet.client.sdk", "sonet.client.state")
+
+
+def imported(module: str, argv: list[str]) -> tuple[object, set[str]]:
+    done = subprocess.run([sys.executable, "-c", PROBE.format(module=module, argv=argv)], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout)
+    return result["status"], set(result["modules"])
+
+
+def loaded(modules: set[str], packages: tuple[str, ...]) -> list[str]:
+    """The modules of ``packages`` (each with its submodules) among ``modules``."""
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in packages))
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "status"),
+    [
+        (NODE, ["--help"], 0),
+        (NODE, ["invite", "--help"], 0),
+        (NODE, ["peer", "add", "--help"], 0),
+        (NODE, ["invite"], 2),  # a usage error: --data is missing
+        (NODE, ["run", "--data"], 2),
+        (CLIENT, ["--help"], 0),
+        (CLIENT, ["send", "--help"], 0),
+        (CLIENT, ["recv", "--bogus"], 2),
+    ],
+)
+def test_help_and_usage_errors_build_the_parser_only(module: str, argv: list[str], status: int) -> None:
+    code, modules = imported(module, argv)
+    assert code == status
+    assert loaded(modules, MLS + SERVER + HEAVY + PARSER_ONLY) == []
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("imports") / "node"
+    code, _modules = imported(NODE, ["init", "--data", str(data), "--name", "imports.example", "--listen", "127.0.0.1:7480"])
+    assert code == 0
+    return data
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["fingerprint"],
+        ["invite"],
+        ["status"],
+        ["peer", "add", "--name", "beta.example", "--url", "ws://127.0.0.1:7481", "--fingerprint", "a" * 32],
+        ["peer", "list"],
+        ["accounts", "list"],
+        ["config", "check"],
+        ["audit", "verify"],
+    ],
+)
+def test_node_commands_do_not_load_the_server(node: Path, argv: list[str]) -> None:
+    code, modules = imported(NODE, [*argv, "--data", str(node)])
+    assert code == 0
+    assert loaded(modules, SERVER + HEAVY) == []
+
+
+def test_a_one_to_one_send_loads_no_mls(tmp_path: Path) -> None:
+    """Without a device in --home the command stops at the device state, which the SDK, the
+    device state and the receiving side are imported for: none of them pulls in MLS."""
+    code, modules = imported(CLIENT, ["--home", str(tmp_path / "nobody"), "send", "bob@beta.example", "hello"])
+    assert code == 1
+    assert "sonet.client.sdk" in modules and "sonet.client.state" in modules  # the probe reached the device
+    assert loaded(modules, MLS + SERVER + HEAVY) == []
