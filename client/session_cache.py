@@ -21,9 +21,15 @@ __all__ = ["SessionCache", "DEFAULT_SIZE", "KEYS_PER_SESSION"]
 
 #: sessions kept live; a device talks to few devices at once
 DEFAULT_SIZE = 64
-#: ML-KEM keys kept per live session: its current and previous key, and as many again for the
-#: earlier sessions tried when the current one does not decrypt
+#: ML-KEM keys kept per live session: a pq-mode session's current and previous key (a hybrid
+#: one holds at most one, its post-quantum epoch's), and as many again for the earlier sessions
+#: tried when the current one does not decrypt
 KEYS_PER_SESSION = 4
+
+
+def _kem_keys(state: SessionState) -> tuple[tuple[bytes | None, MlKemKeyPair | None], ...]:
+    """The ML-KEM key pairs ``state`` holds, by seed."""
+    return ((state.own_kem, state.own_kem_key), (state.prev_kem, state.prev_kem_key), (state.pq_seed, state.pq_key))
 
 
 class SessionCache:
@@ -70,7 +76,7 @@ class SessionCache:
         previous = self._entries.get(key)
         self._entries[key] = (record, state)
         self._entries.move_to_end(key)
-        for seed, pair in ((state.own_kem, state.own_kem_key), (state.prev_kem, state.prev_kem_key)):
+        for seed, pair in _kem_keys(state):
             if seed is not None and pair is not None:
                 self._kem_keys.put(seed, pair)
         if previous is not None:
@@ -86,7 +92,7 @@ class SessionCache:
     def _drop_keys(self, old: SessionState, new: SessionState | None) -> None:
         """Forget the ML-KEM keys ``old`` held that ``new`` (its successor, if any) no longer
         holds: a turn superseded them, or the session left the cache."""
-        kept = (new.own_kem, new.prev_kem) if new is not None else ()
-        for seed in (old.own_kem, old.prev_kem):
+        kept = [seed for seed, _ in _kem_keys(new)] if new is not None else []
+        for seed, _ in _kem_keys(old):
             if seed is not None and seed not in kept:
                 self._kem_keys.forget(seed)

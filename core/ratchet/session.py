@@ -1,4 +1,4 @@
-"""The Double Ratchet with a post-quantum KEM ratchet: encrypt and decrypt messages.
+"""The Double Ratchet with a post-quantum ratchet: encrypt and decrypt messages.
 
 The state they work on, and its record encoding, is core/ratchet/state.py.
 
@@ -7,33 +7,37 @@ Signal's Double Ratchet (revision 4) with these choices:
 - ``KDF_RK(rk, x) = HKDF-SHA256(salt=rk, ikm=x, info="Sonet_Ratchet_Root_v1_" + mode, 64)``
   split into the new root key and a chain key; ``KDF_CK``: ``mk = HMAC-SHA256(ck, 0x01)``,
   ``ck' = HMAC-SHA256(ck, 0x02)``. A message is AES-256-GCM under ``key || nonce =
-  HKDF-SHA256(mk, info="Sonet_Message_Keys_v1", 44)`` with associated data ``AD || CBOR(header)``
-  (AD from PQXDH, core/ratchet/pqxdh.py).
-- **PQ ratchet** (deviation from Signal's spec, which has no KEM in the Double Ratchet; Signal's
-  later SPQR/"triple ratchet" runs a separate sparse ML-KEM ratchet instead). In hybrid and pq
-  mode every ratchet turn also mixes in an ML-KEM-768 shared secret. Whoever starts a sending
-  chain generates a fresh X25519 ratchet key (classical part) *and* a fresh ML-KEM key pair (pq
-  part), and, if it knows the peer's latest ML-KEM key, encapsulates to it. Every header of the
-  chain carries both public keys and ``(ct, kid)``, ``kid = SHA-256(peer ML-KEM key)[:8]``. The
-  turn's root input is ``DH(new ratchet key, peer ratchet key) || KEM secret`` (each part only
-  where the mode has it; the KEM part is empty on the initiator's first chain only). So an
-  attacker who knows every X25519 ratchet secret still needs the ML-KEM secrets (and the
-  reverse), and recovery from a state compromise happens at the next turn in both worlds.
-  Cost: an ML-KEM public key and ciphertext (~2.3 KB) in every header of hybrid/pq messages.
+  HKDF-SHA256(mk, salt=epoch key or none, info="Sonet_Message_Keys_v1", 44)`` (the epoch key
+  in hybrid mode only) with associated data ``AD || CBOR(header)`` (AD from PQXDH,
+  core/ratchet/pqxdh.py).
+- **PQ ratchet** (deviation from Signal's spec, which has no KEM in the Double Ratchet).
+  *Hybrid mode* (the default) turns with X25519 only and runs the sparse post-quantum ratchet
+  of core/ratchet/epochs.py beside it, as Signal's SPQR / "triple ratchet": ML-KEM-768 epochs
+  whose key and ciphertext travel in chunks, one per message (header ``pq``), and whose epoch
+  key salts every message key (header ``ep``). An attacker who knows every X25519 ratchet
+  secret therefore still needs the current epoch's ML-KEM secret: recovery from a state
+  compromise at the next turn against a classical attacker, and after the next complete
+  epoch against one holding the X25519 secrets (tests/core/ratchet/test_security.py).
+  *pq mode* has no X25519: whoever starts a sending chain generates a fresh ML-KEM key pair
+  and, if it knows the peer's latest ML-KEM key, encapsulates to it. Every header of the chain
+  carries the public key and ``(ct, kid)``, ``kid = SHA-256(peer ML-KEM key)[:8]``; the turn's
+  root input is the KEM secret (empty on the initiator's first chain only), so recovery
+  happens at the next turn. Cost: an ML-KEM public key and ciphertext (~2.3 KB) per header.
 - A new chain is recognised by its chain id ``SHA-256(header dh || header kem)[:16]`` (not by
   the DH key alone, which pq mode lacks). On a new chain the receiver stores the skipped keys of
-  its old receiving chain up to ``pn``, decapsulates with its own ML-KEM key whose id matches
-  (it keeps the current and the previous one), derives the receiving chain, and at once makes
-  its own sending turn (fresh keys, encapsulation to the header's ML-KEM key). Because that turn
-  needs randomness, :func:`decrypt` takes ``rng``; :func:`encrypt` needs none.
+  its old receiving chain up to ``pn``, (pq mode) decapsulates with its own ML-KEM key whose id
+  matches (it keeps the current and the previous one), derives the receiving chain, and at once
+  makes its own sending turn (fresh keys, in pq mode encapsulation to the header's ML-KEM key).
+  Because that turn, and the start of a post-quantum epoch, need randomness, :func:`decrypt`
+  takes ``rng``; :func:`encrypt` needs none.
 - Skipped keys: at most ``MAX_SKIP`` per chain step (more is "too many skipped messages", a
   RemoteProtocolError), at most ``MAX_SKIPPED_KEYS`` in total (oldest evicted). Every message
   key is deleted once used, so a replay fails with DecryptError.
 - **Staged**: :func:`encrypt` and :func:`decrypt` return a new :class:`SessionState` and never
   change the one they are given; on any error nothing is consumed. The caller adopts the new
   state once its store has committed it (ARCHITECTURE §10.5).
-- Messages are canonical CBOR ``{v: 1, h: header, c: ciphertext}``; until the initiator hears
-  from the responder it wraps each one as ``{v: 1, prekey: PrekeyHeader, m: message}``, as
+- Messages are canonical CBOR ``{v: 2, h: header, c: ciphertext}``; until the initiator hears
+  from the responder it wraps each one as ``{v: 2, prekey: PrekeyHeader, m: message}``, as
   Signal resends its PreKeySignalMessage. The responder's state only accepts a wrapped message
   whose prekey header is the one its session came from (the session id is a hash of it).
 
@@ -53,6 +57,7 @@ from ..errors import DecryptError, LocalProtocolError, RemoteProtocolError
 from ._codec import NONE, check_map, dumps_ordered, need_len, need_range
 from .state import CHAIN_ID_LEN, DH_LEN, INITIATOR, KEM_CT_LEN, KEM_PUB_LEN, KID_LEN, RESPONDER, SessionState, kem_key_id
 from .state import state_from_values, state_values
+from . import epochs
 
 __all__ = [
     "INITIATOR",
@@ -70,12 +75,12 @@ __all__ = [
     "chain_id",
 ]
 
-VERSION = 1
+VERSION = 2  # 2: headers name the post-quantum epoch and carry its chunks
 _ROOT_INFO = b"Sonet_Ratchet_Root_v1_"
 _MESSAGE_INFO = b"Sonet_Message_Keys_v1"
 _SESSION_ID_LABEL = b"sonet-session-id-v1"
 _B, _OB, _I = (bytes,), (bytes, NONE), (int,)
-_HEADER = {"dh": _OB, "kem": _OB, "ct": _OB, "kid": _OB, "pn": _I, "n": _I}
+_HEADER = {"dh": _OB, "kem": _OB, "ct": _OB, "kid": _OB, "pn": _I, "n": _I, "ep": (int, NONE), "pq": (dict, NONE)}
 _MESSAGE = {"v": _I, "h": (dict,), "c": _B}
 _INITIAL = {"v": _I, "prekey": (dict,), "m": (dict,)}
 
@@ -102,8 +107,10 @@ def _kdf_ck(chain_key: bytes) -> tuple[bytes, bytes]:
     return hmac_sha256(chain_key, b"\x02"), hmac_sha256(chain_key, b"\x01")
 
 
-def _aead(message_key: bytes) -> tuple[Aead, bytes]:
-    okm = hkdf(message_key, salt=None, info=_MESSAGE_INFO, length=44)
+def _aead(message_key: bytes, epoch_key: bytes | None) -> tuple[Aead, bytes]:
+    """AES key and nonce of a message; in hybrid mode the epoch key is the salt, so a message
+    key needs the post-quantum epoch secret as well as the DH ratchet's key."""
+    okm = hkdf(message_key, salt=epoch_key, info=_MESSAGE_INFO, length=44)
     return Aead(okm[:32]), okm[32:]
 
 
@@ -130,7 +137,7 @@ def _send_turn(w: types.SimpleNamespace, rng: Rng) -> None:
         pair = X25519KeyPair.generate(rng)
         ikm += pair.exchange(w.peer_dh)
         w.own_dh, w.own_dh_key = pair.secret_bytes(), pair
-    if w.mode.uses_pq:
+    if w.mode is CryptoMode.PQ:  # hybrid: ML-KEM in epochs instead (core/ratchet/epochs.py)
         kem = MlKemKeyPair.generate(rng)
         if w.peer_kem is not None:
             shared, w.send_ct = mlkem_encapsulate(w.peer_kem)
@@ -149,7 +156,7 @@ def _receive_turn(w: types.SimpleNamespace, header: dict[str, Any], new_chain: b
     ikm = b""
     if w.mode.uses_classical:
         ikm += w.own_dh_key.exchange(header["dh"])
-    if w.mode.uses_pq:
+    if w.mode is CryptoMode.PQ:
         kid = header["kid"]
         if kid is None and w.own_kem is not None:
             # Only the initiator's first chain comes without an encapsulation: a stripped one
@@ -240,6 +247,7 @@ def _blank(
         peer_identity_dh=peer_identity_dh, root_key=root_key, own_dh=None, own_kem=None, prev_kem=None,
         peer_dh=None, peer_kem=None, send_ck=None, send_n=0, prev_send_n=0, send_ct=None, send_kid=None,
         recv_ck=None, recv_n=0, recv_chain=None, skipped=types.MappingProxyType({}), prekey_header=prekey_header,
+        epoch_key=epochs.first_epoch_key(root_key) if mode is CryptoMode.HYBRID else None,
     )  # fmt: skip
 
 
@@ -266,12 +274,20 @@ def _decode(message: bytes) -> tuple[dict[str, Any] | None, dict[str, Any], byte
 
 
 def _check_header(h: dict[str, Any], mode: CryptoMode) -> None:
-    if (h["dh"] is not None) != mode.uses_classical or (h["kem"] is not None) != mode.uses_pq:
+    per_turn, sparse = mode is CryptoMode.PQ, mode is CryptoMode.HYBRID
+    if (h["dh"] is not None) != mode.uses_classical or (h["kem"] is not None) != per_turn:
         raise RemoteProtocolError(f"ratchet header does not have the ratchet keys of {mode.value} mode")
-    if (h["ct"] is None) != (h["kid"] is None) or (h["ct"] is not None and not mode.uses_pq):
+    if (h["ep"] is not None) != sparse:
+        raise RemoteProtocolError(f"ratchet header {'lacks' if sparse else 'has'} the post-quantum epoch of {mode.value} mode")
+    if (h["ct"] is None) != (h["kid"] is None) or (h["ct"] is not None and not per_turn):
         raise RemoteProtocolError("ratchet header has an incomplete or unexpected ML-KEM encapsulation")
+    if h["pq"] is not None:
+        if not sparse:
+            raise RemoteProtocolError(f"ratchet header has a post-quantum chunk, which {mode.value} mode does not use")
+        epochs.check_chunk(h["pq"], h["ep"])
     for name, length in (("dh", DH_LEN), ("kem", KEM_PUB_LEN), ("ct", KEM_CT_LEN), ("kid", KID_LEN)):
         need_len(h[name], length, f"ratchet header {name!r}")
+    need_range(h["ep"], 0, limits.MAX_CHAIN_INDEX, "ratchet header 'ep'")
     need_range(h["pn"], 0, limits.MAX_CHAIN_INDEX, "ratchet header 'pn'")
     need_range(h["n"], 0, limits.MAX_CHAIN_INDEX, "ratchet header 'n'")
 
@@ -309,26 +325,33 @@ def encrypt(state: SessionState, plaintext: bytes) -> tuple[bytes, SessionState]
     if state.send_n >= limits.MAX_CHAIN_INDEX:
         raise LocalProtocolError("sending chain exhausted; the peer must reply before more can be sent")
     send_ck, message_key = _kdf_ck(state.send_ck)
+    sparse = state.mode is CryptoMode.HYBRID
+    chunk = epochs.next_chunk(state) if sparse else None
     # maps in canonical key order: encoded with _codec.dumps_ordered
     header = {
         "n": state.send_n,
         "ct": state.send_ct,
         "dh": state.own_dh_pub if state.mode.uses_classical else None,
+        "ep": state.epoch if sparse else None,
         "pn": state.prev_send_n,
-        "kem": state.own_kem_pub if state.mode.uses_pq else None,
+        "pq": chunk,
+        "kem": state.own_kem_pub if state.mode is CryptoMode.PQ else None,
         "kid": state.send_kid,
     }
-    aead, nonce = _aead(message_key)
+    aead, nonce = _aead(message_key, state.epoch_key)
     body: dict[str, Any] = {"c": aead.seal(nonce, plaintext, state.ad + dumps_ordered(header)), "h": header, "v": VERSION}
     if state.prekey_header is not None:
         body = {"m": body, "v": VERSION, "prekey": canonical.loads(state.prekey_header)}
     successor = state_values(state)
     successor.update(send_ck=send_ck, send_n=state.send_n + 1)
+    if sparse:
+        successor.update(epoch_msgs=state.epoch_msgs + 1, pq_sent=state.pq_sent + (chunk is not None))
     return dumps_ordered(body), state_from_values(successor)
 
 
 def _open(message_key: bytes, state: SessionState, header: dict[str, Any], ciphertext: bytes) -> bytes:
-    aead, nonce = _aead(message_key)
+    epoch = header["ep"]
+    aead, nonce = _aead(message_key, epochs.epoch_key_for(state, epoch) if epoch is not None else None)
     # ``header`` was decoded from canonical CBOR, so it is in canonical key order
     return aead.open(nonce, ciphertext, state.ad + dumps_ordered(header))
 
@@ -355,6 +378,8 @@ def decrypt(state: SessionState, message: bytes, rng: Rng) -> tuple[bytes, Sessi
         successor.update(recv_ck=recv_ck, recv_n=state.recv_n + 1)
         if state.role == INITIATOR:
             successor["prekey_header"] = None  # the responder has the session
+        if header["ep"] is not None:
+            epochs.received(successor, header["ep"], header["pq"], rng)
         return plaintext, state_from_values(successor)
     if message_key is not None:
         plaintext = _open(message_key, state, header, ciphertext)
@@ -374,4 +399,6 @@ def decrypt(state: SessionState, message: bytes, rng: Rng) -> tuple[bytes, Sessi
         plaintext = _open(message_key, state, header, ciphertext)
     if w.role == INITIATOR:
         w.prekey_header = None  # the responder has the session: stop attaching the header
+    if header["ep"] is not None:
+        epochs.received(vars(w), header["ep"], header["pq"], rng)
     return plaintext, _freeze(w)

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import limits
+from .. import canonical, limits
 from ..crypto import CryptoMode, MlKemKeyPair, VerifyKey, X25519KeyPair, sha256
 from ..crypto.expanded import ExpandedKeys
 from ..errors import LocalProtocolError, RemoteProtocolError
@@ -33,7 +33,10 @@ __all__ = ["INITIATOR", "RESPONDER", "SessionState", "kem_key_id", "state_values
 
 INITIATOR = "initiator"
 RESPONDER = "responder"
-RECORD_VERSION = 1
+#: 2: the sparse post-quantum ratchet's epoch fields. A record of format 1 (every hybrid
+#: header carried ML-KEM material) is refused, not migrated: its peer still runs the old
+#: ratchet, so the session must be started again (there is no deployed base to carry over).
+RECORD_VERSION = 2
 DH_LEN, KEM_SEED_LEN, KEM_PUB_LEN, KEM_CT_LEN, KID_LEN, KEY_LEN, CHAIN_ID_LEN = 32, 64, 1184, 1088, 8, 32, 16
 _B, _OB, _I = (bytes,), (bytes, NONE), (int,)
 
@@ -73,12 +76,25 @@ class SessionState:
     recv_chain: bytes | None
     skipped: Mapping[tuple[bytes, int], bytes]  # (chain id, n) -> message key, oldest first
     prekey_header: bytes | None  # initiator: attached to every message until the first reply
+    # hybrid mode's sparse post-quantum ratchet (core/ratchet/epochs.py); 0/None/empty otherwise
+    epoch: int = 0
+    epoch_key: bytes | None = None
+    prev_epoch_key: bytes | None = None  # for late messages of the epoch before
+    next_epoch_key: bytes | None = None  # answered the owner's key; used once it switches
+    epoch_msgs: int = 0  # messages sent and received in this epoch
+    pq_seed: bytes | None = None  # owner: ML-KEM seed of the next epoch's key
+    pq_ct: bytes | None = None  # peer: the ciphertext it sends in chunks
+    pq_sent: int = 0  # chunks sent of the current key or ciphertext (round robin)
+    pq_in: Mapping[int, bytes] = field(default_factory=lambda: types.MappingProxyType({}))  # chunks received
+    pq_in_id: bytes | None = None  # their id (the peer keeps the answered key's id here)
     # derived from the secrets above, never serialized
     own_dh_key: X25519KeyPair | None = field(default=None, compare=False)
     own_kem_key: MlKemKeyPair | None = field(default=None, compare=False)
     prev_kem_key: MlKemKeyPair | None = field(default=None, compare=False)
     own_kem_id: bytes | None = field(default=None, compare=False)
     prev_kem_id: bytes | None = field(default=None, compare=False)
+    pq_key: MlKemKeyPair | None = field(default=None, compare=False)
+    pq_key_id: bytes | None = field(default=None, compare=False)
 
     @property
     def needs_prekey_header(self) -> bool:
@@ -95,7 +111,7 @@ class SessionState:
     def __repr__(self) -> str:
         return (
             f"SessionState({self.mode.value}, {self.role}, peer={self.peer_identity.fingerprint}, "
-            f"sent={self.send_n}, received={self.recv_n}, skipped={len(self.skipped)})"
+            f"sent={self.send_n}, received={self.recv_n}, skipped={len(self.skipped)}, epoch={self.epoch})"
         )
 
     # Session record ----------------------------------------------------------------------
@@ -108,17 +124,27 @@ class SessionState:
                 "ad": self.ad,
                 "ct": self.send_ct,
                 "dh": self.own_dh,
+                "ep": self.epoch,
                 "nr": self.recv_n,
                 "ns": self.send_n,
                 "pn": self.prev_send_n,
                 "rk": self.root_key,
                 "ckr": self.recv_ck,
                 "cks": self.send_ck,
+                "epk": self.epoch_key,
+                "epm": self.epoch_msgs,
+                "epn": self.next_epoch_key,
+                "epp": self.prev_epoch_key,
                 "kem": self.own_kem,
                 "kid": self.send_kid,
+                "pqc": self.pq_ct,
+                "pqi": [[i, d] for i, d in sorted(self.pq_in.items())],
+                "pqn": self.pq_sent,
+                "pqs": self.pq_seed,
                 "sid": self.session_id,
                 "mode": self.mode.value,
                 "peer": self.peer_identity.to_bytes(),
+                "pqid": self.pq_in_id,
                 "role": self.role,
                 "chain": self.recv_chain,
                 "prekey": self.prekey_header,
@@ -135,7 +161,15 @@ class SessionState:
         """Load a record written by :meth:`to_bytes`; LocalProtocolError if it is damaged.
         ``expanded``: ML-KEM keys already built, by seed (client/session_cache.py keeps them
         while the session is live); the record's keys are taken from there or added to it."""
-        v = decode_map(data, _RECORD, "session record", max_bytes=limits.MAX_SESSION_RECORD_BYTES, err=LocalProtocolError)
+        try:
+            v = decode_map(data, _RECORD, "session record", max_bytes=limits.MAX_SESSION_RECORD_BYTES, err=LocalProtocolError)
+        except LocalProtocolError:
+            if _version_of(data) == 1:
+                raise LocalProtocolError(
+                    "session record is of format 1, from before the sparse post-quantum ratchet, and is not "
+                    "migrated: start a new session with this device"
+                ) from None
+            raise
         if v["v"] != RECORD_VERSION or v["role"] not in (INITIATOR, RESPONDER):
             raise LocalProtocolError("session record has an unknown version or role")
         mode = CryptoMode.parse(v["mode"], remote=False)
@@ -145,7 +179,7 @@ class SessionState:
             raise LocalProtocolError("session record holds a malformed peer identity") from None
         for name, length in _RECORD_LENGTHS.items():
             need_len(v[name], length, f"session record field {name!r}", LocalProtocolError)
-        for name in ("ns", "pn", "nr"):
+        for name in ("ns", "pn", "nr", "ep", "epm", "pqn"):
             need_range(v[name], 0, limits.MAX_CHAIN_INDEX, f"session record field {name!r}", LocalProtocolError)
         skipped = v["skipped"]
         if len(skipped) > limits.MAX_SKIPPED_KEYS:
@@ -164,6 +198,7 @@ class SessionState:
             ):
                 raise LocalProtocolError("session record holds a malformed skipped key")
             table[(entry[0], entry[1])] = entry[2]
+        chunks = _chunks(v["pqi"])
         _check_record_mode(v, mode)
         return _with_keys(
             cls(
@@ -189,6 +224,16 @@ class SessionState:
                 recv_chain=v["chain"],
                 skipped=types.MappingProxyType(table),
                 prekey_header=v["prekey"],
+                epoch=v["ep"],
+                epoch_key=v["epk"],
+                prev_epoch_key=v["epp"],
+                next_epoch_key=v["epn"],
+                epoch_msgs=v["epm"],
+                pq_seed=v["pqs"],
+                pq_ct=v["pqc"],
+                pq_sent=v["pqn"],
+                pq_in=types.MappingProxyType(chunks),
+                pq_in_id=v["pqid"],
             ),
             expanded,
         )
@@ -198,11 +243,14 @@ _RECORD = {
     "v": _I, "mode": (str,), "role": (str,), "sid": _B, "ad": _B, "peer": _B, "peer_idh": _OB, "rk": _B,
     "dh": _OB, "kem": _OB, "prev_kem": _OB, "peer_dh": _OB, "peer_kem": _OB, "cks": _OB, "ns": _I, "pn": _I,
     "ct": _OB, "kid": _OB, "ckr": _OB, "nr": _I, "chain": _OB, "skipped": (list,), "prekey": _OB,
+    "ep": _I, "epk": _OB, "epp": _OB, "epn": _OB, "epm": _I, "pqs": _OB, "pqc": _OB, "pqn": _I, "pqi": (list,),
+    "pqid": _OB,
 }  # fmt: skip
 _RECORD_LENGTHS = {
     "sid": 16, "peer_idh": DH_LEN, "rk": KEY_LEN, "dh": DH_LEN, "kem": KEM_SEED_LEN, "prev_kem": KEM_SEED_LEN,
     "peer_dh": DH_LEN, "peer_kem": KEM_PUB_LEN, "cks": KEY_LEN, "ct": KEM_CT_LEN, "kid": KID_LEN, "ckr": KEY_LEN,
-    "chain": CHAIN_ID_LEN,
+    "chain": CHAIN_ID_LEN, "epk": KEY_LEN, "epp": KEY_LEN, "epn": KEY_LEN, "pqs": KEM_SEED_LEN, "pqc": KEM_CT_LEN,
+    "pqid": KID_LEN,
 }  # fmt: skip
 
 
@@ -227,14 +275,42 @@ def state_from_values(values: Mapping[str, Any]) -> SessionState:
     return state
 
 
+def _version_of(data: bytes) -> object:
+    """The ``v`` of a record that does not load, to say why (None if there is none)."""
+    try:
+        value = canonical.loads(data, max_bytes=limits.MAX_SESSION_RECORD_BYTES)
+    except RemoteProtocolError:
+        return None
+    return value.get("v") if type(value) is dict else None
+
+
+def _chunks(entries: list[Any]) -> dict[int, bytes]:
+    """The record's received chunks: ``[[index, bytes], ...]``, at most one exchange's worth."""
+    if len(entries) > -(-KEM_PUB_LEN // 64):
+        raise LocalProtocolError("session record holds too many post-quantum chunks")
+    table: dict[int, bytes] = {}
+    for entry in entries:
+        if not (
+            type(entry) is list and len(entry) == 2 and type(entry[0]) is int and 0 <= entry[0] < 64
+            and type(entry[1]) is bytes and 0 < len(entry[1]) <= KEM_PUB_LEN and entry[0] not in table
+        ):  # fmt: skip
+            raise LocalProtocolError("session record holds a malformed post-quantum chunk")
+        table[entry[0]] = entry[1]
+    return table
+
+
 def _check_record_mode(v: dict[str, Any], mode: CryptoMode) -> None:
     classical = ("dh", "peer_dh", "peer_idh")
-    pq = ("kem", "prev_kem", "peer_kem", "ct", "kid")
+    turn_kem = ("kem", "prev_kem", "peer_kem", "ct", "kid")  # pq mode: ML-KEM in every turn
+    sparse = ("epk", "epp", "epn", "pqs", "pqc", "pqid")  # hybrid mode: ML-KEM epochs
+    per_turn, epochs = mode is CryptoMode.PQ, mode is CryptoMode.HYBRID
     if (
         (v["dh"] is None) == mode.uses_classical
         or (not mode.uses_classical and any(v[name] is not None for name in classical))
-        or (not mode.uses_pq and any(v[name] is not None for name in pq))
-        or (mode.uses_pq and v["kem"] is None and v["cks"] is not None)
+        or (not per_turn and any(v[name] is not None for name in turn_kem))
+        or (per_turn and v["kem"] is None and v["cks"] is not None)
+        or (not epochs and (any(v[name] is not None for name in sparse) or v["pqi"] or v["ep"] or v["epm"] or v["pqn"]))
+        or (epochs and v["epk"] is None)
     ):
         raise LocalProtocolError("session record does not match its crypto mode")
 
@@ -244,6 +320,7 @@ def _with_keys(state: SessionState, expanded: ExpandedKeys[MlKemKeyPair] | None)
     build = expanded.get if expanded is not None else MlKemKeyPair
     own_kem = build(state.own_kem) if state.own_kem is not None else None
     prev_kem = build(state.prev_kem) if state.prev_kem is not None else None
+    pq_key = build(state.pq_seed) if state.pq_seed is not None else None
     return dataclasses.replace(
         state,
         own_dh_key=X25519KeyPair(state.own_dh) if state.own_dh is not None else None,
@@ -251,4 +328,6 @@ def _with_keys(state: SessionState, expanded: ExpandedKeys[MlKemKeyPair] | None)
         prev_kem_key=prev_kem,
         own_kem_id=kem_key_id(own_kem.public) if own_kem is not None else None,
         prev_kem_id=kem_key_id(prev_kem.public) if prev_kem is not None else None,
+        pq_key=pq_key,
+        pq_key_id=kem_key_id(pq_key.public) if pq_key is not None else None,
     )

@@ -112,7 +112,7 @@ def kem_builds(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
 def test_a_record_decoded_again_reuses_the_keys_of_the_live_state(kem_builds: list[bytes]) -> None:
     cache = SessionCache()
-    pair = start(CryptoMode.HYBRID)
+    pair = start(CryptoMode.PQ)
     cache.remember(*PEER, *_stored(pair.alice))
     pair.a2b(b"advanced elsewhere")  # no turn: the same ML-KEM keys
     kem_builds.clear()
@@ -125,7 +125,7 @@ def test_a_record_decoded_again_reuses_the_keys_of_the_live_state(kem_builds: li
 
 def test_earlier_sessions_decoded_again_reuse_their_keys(kem_builds: list[bytes]) -> None:
     cache = SessionCache()
-    old = start(CryptoMode.HYBRID, seed="earlier").alice.to_bytes()
+    old = start(CryptoMode.PQ, seed="earlier").alice.to_bytes()
     kem_builds.clear()
     first = cache.decode(old)
     assert len(kem_builds) == 2  # current and previous key, built once
@@ -135,7 +135,7 @@ def test_earlier_sessions_decoded_again_reuse_their_keys(kem_builds: list[bytes]
 
 def test_a_key_superseded_by_a_turn_leaves_the_cache(kem_builds: list[bytes]) -> None:
     cache = SessionCache()
-    pair = start(CryptoMode.HYBRID)
+    pair = start(CryptoMode.PQ)
     before = pair.alice
     cache.remember(*PEER, *_stored(before))
     pair.a2b(b"to bob")
@@ -150,16 +150,34 @@ def test_a_key_superseded_by_a_turn_leaves_the_cache(kem_builds: list[bytes]) ->
 
 def test_a_stale_or_damaged_record_leaves_no_keys_of_the_stale_state_behind() -> None:
     cache = SessionCache()
-    pair = start(CryptoMode.HYBRID)
+    pair = start(CryptoMode.PQ)
     cache.remember(*PEER, *_stored(pair.alice))
     with pytest.raises(LocalProtocolError):
         cache.load(*PEER, b"damaged")
     assert len(cache) == 0 and len(cache._kem_keys) == 0
 
 
+def test_a_hybrid_sessions_epoch_key_pair_is_kept_until_its_epoch_completes(kem_builds: list[bytes]) -> None:
+    # pq mode has ML-KEM keys in every turn (the tests above); hybrid one per post-quantum epoch
+    cache = SessionCache()
+    pair = start(CryptoMode.HYBRID)
+    while pair.alice.pq_seed is None:
+        pair.a2b(b"to bob")
+        pair.b2a(b"to alice")
+    seed = pair.alice.pq_seed
+    cache.remember(*PEER, *_stored(pair.alice))
+    kem_builds.clear()
+    assert cache.decode(pair.alice.to_bytes()).pq_key is pair.alice.pq_key and kem_builds == []
+    while pair.alice.epoch == 0:
+        pair.a2b(b"to bob")
+        pair.b2a(b"to alice")
+    cache.remember(*PEER, *_stored(pair.alice))  # the epoch completed: its secret key is gone
+    assert seed not in cache._kem_keys and len(cache._kem_keys) == 0
+
+
 def test_the_key_cache_is_bounded_and_shows_no_secrets() -> None:
     cache = SessionCache(size=1)
-    records = [start(CryptoMode.HYBRID, seed=n).alice.to_bytes() for n in range(4)]
+    records = [start(CryptoMode.PQ, seed=n).alice.to_bytes() for n in range(4)]
     for record in records:
         cache.decode(record)
     assert len(cache._kem_keys) == KEYS_PER_SESSION  # 2 keys for each of the last 2 records

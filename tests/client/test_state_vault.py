@@ -38,7 +38,7 @@ def _signing_secrets(private_bytes: bytes) -> list[bytes]:
 
 def _session_secrets(record: bytes) -> list[bytes]:
     state = SessionState.from_bytes(record)
-    secrets = [record, state.root_key, state.own_dh, state.own_kem, state.send_ck, state.recv_ck]
+    secrets = [record, state.root_key, state.own_dh, state.own_kem, state.send_ck, state.recv_ck, state.epoch_key]
     return [s for s in secrets if s]
 
 

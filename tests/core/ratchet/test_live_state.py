@@ -56,12 +56,13 @@ def test_ratchet_keys_are_built_once_per_turn(mode: CryptoMode, monkeypatch: pyt
             pair.b2a(b"to alice %d" % n)
     turns = 4  # every change of direction: the receiver starts a sending chain
     assert built.count("X25519KeyPair") == (turns if mode.uses_classical else 0)
-    assert built.count("MlKemKeyPair") == (turns if mode.uses_pq else 0)
+    # hybrid: no ML-KEM key per turn, only one per post-quantum epoch (none within these 12)
+    assert built.count("MlKemKeyPair") == (turns if mode is CryptoMode.PQ else 0)
     # a loaded record builds its own keys once (current and previous ML-KEM key)
     built.clear()
     SessionState.from_bytes(pair.alice.to_bytes())
     assert built.count("X25519KeyPair") == (1 if mode.uses_classical else 0)
-    assert built.count("MlKemKeyPair") == (2 if mode.uses_pq else 0)
+    assert built.count("MlKemKeyPair") == (2 if mode is CryptoMode.PQ else 0)
 
 
 @pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
@@ -78,7 +79,9 @@ def test_the_next_message_of_a_chain_changes_only_its_chain_key_and_counter(mode
     plaintext, after = decrypt(before, message, rng)
     assert plaintext == b"in order"
     next_ck, _key = _kdf_ck(before.recv_ck)
-    assert after == dataclasses.replace(before, recv_ck=next_ck, recv_n=before.recv_n + 1)
+    # (hybrid: the epoch counts the message too)
+    epoch_msgs = before.epoch_msgs + (mode is CryptoMode.HYBRID)
+    assert after == dataclasses.replace(before, recv_ck=next_ck, recv_n=before.recv_n + 1, epoch_msgs=epoch_msgs)
     assert after.skipped is before.skipped and after.own_kem_key is before.own_kem_key
     assert SessionState.from_bytes(after.to_bytes()) == after
     with pytest.raises(DecryptError):  # a replay takes the general path and fails

@@ -133,7 +133,7 @@ def test_hybrid_stripped_to_classical_derives_another_key() -> None:
 
     def downgrade(value: dict[str, Any]) -> None:
         value["prekey"].update(mode="classical", pq_ct=None, pqpk=None, pq_last_resort=False)
-        value["m"]["h"].update(kem=None)
+        value["m"]["h"].update(ep=None)  # the hybrid header's post-quantum epoch
 
     with pytest.raises(DecryptError):
         _open(bob_dev, edit(message, downgrade), CryptoMode.CLASSICAL)

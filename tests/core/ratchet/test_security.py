@@ -1,5 +1,7 @@
-"""Forward secrecy and post-compromise recovery of the ratchet, in every mode, and why the
-ML-KEM part of each turn matters in hybrid mode."""
+"""Forward secrecy and post-compromise recovery of the ratchet, in every mode; why the ML-KEM
+part of each turn matters in pq mode, and what hybrid mode's post-quantum epochs
+(core/ratchet/epochs.py) add against an attacker who holds every X25519 secret: recovery
+after one complete epoch, and not before (the honest bound)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from sonet.core.crypto import CryptoMode, Rng
 from sonet.core.errors import DecryptError, ProtocolError
 from sonet.core.ratchet import SessionState, decrypt, encrypt
+from sonet.core.ratchet import epochs
 from sonet.core.ratchet import session as session_module
 
 from .helpers import MODE_IDS, MODES, rng, start
@@ -98,8 +101,8 @@ class KemTap:
     """Test hook around ML-KEM encapsulation: records Alice's encapsulations and lets the
     attacker replay them (an attacker who learned them) or encapsulate afresh (one who did not)."""
 
-    def __init__(self) -> None:
-        self.real = session_module.mlkem_encapsulate
+    def __init__(self, module: object = session_module) -> None:
+        self.real = module.mlkem_encapsulate  # type: ignore[attr-defined]
         self.recorded: list[tuple[bytes, bytes]] = []
         self.mode = "pass"
 
@@ -129,14 +132,15 @@ def _mirror(source: Rng, *, kem_seeds: bool) -> Rng:
     ("mode", "knows_kem", "reads_on"),
     [
         (CryptoMode.CLASSICAL, False, True),  # DH secrets are all there is: no recovery
-        (CryptoMode.HYBRID, True, True),  # control: the hook reproduces Alice exactly
-        (CryptoMode.HYBRID, False, False),  # the ML-KEM part alone restores secrecy
+        (CryptoMode.PQ, True, True),  # control: the hook reproduces Alice exactly
+        (CryptoMode.PQ, False, False),  # the turn's ML-KEM part restores secrecy
     ],
-    ids=["classical-dh-leaked", "hybrid-everything-leaked", "hybrid-dh-leaked"],
+    ids=["classical-dh-leaked", "pq-everything-leaked", "pq-randomness-leaked"],
 )
 def test_kem_part_of_the_turn_matters(monkeypatch: pytest.MonkeyPatch, mode: CryptoMode, knows_kem: bool, reads_on: bool) -> None:
     """The attacker holds Alice's state at time t and learns every X25519 ratchet secret she
-    generates afterwards (and, in the control, her ML-KEM secrets too)."""
+    generates afterwards (and, in the control, her ML-KEM secrets too). pq mode turns with
+    ML-KEM alone, so this is recovery at the next turn; hybrid's epochs are tested below."""
     tap = KemTap()
     monkeypatch.setattr(session_module, "mlkem_encapsulate", tap)
     pair = start(mode)
@@ -168,3 +172,115 @@ def test_kem_part_of_the_turn_matters(monkeypatch: pytest.MonkeyPatch, mode: Cry
         with pytest.raises(DecryptError):
             decrypt(planted, z, rng("attacker"))
     assert decrypt(pair.alice, z, pair.a_rng)[0] == b"Z"
+
+
+# Hybrid mode: post-quantum epochs against an attacker with every X25519 secret ----------------
+
+
+class Stubborn:
+    """The attacker's handling of chunks: an exchange it cannot complete (a ciphertext for a
+    key pair it does not have) is ignored instead of refused, so it keeps reading what the
+    epoch key it holds still opens. Honest parties are unaffected (``active`` only for it)."""
+
+    def __init__(self) -> None:
+        self.real = epochs._take_chunk
+        self.active = False
+
+    def __call__(self, v: dict, pq: dict) -> None:  # type: ignore[type-arg]
+        try:
+            self.real(v, pq)
+        except ProtocolError:
+            if not self.active:
+                raise
+
+
+def _talk(pair: object, attacker: SessionState | None, leaked: Rng, tap: KemTap, knows_kem: bool, rounds: int) -> list[tuple[int, bool]]:
+    """``rounds`` of one message each way. The attacker follows Alice: it advances its copy of
+    her state as she sends (encrypt needs no plaintext and no randomness), and tries each of
+    Bob's messages with Alice's leaked randomness. Per message of Bob's: (its epoch, read?)."""
+    seen: list[tuple[int, bool]] = []
+    for i in range(rounds):
+        message, pair.alice = encrypt(pair.alice, b"a%d" % i)  # type: ignore[attr-defined]
+        if attacker is not None:
+            _, attacker = encrypt(attacker, b"")
+        _, pair.bob = decrypt(pair.bob, message, pair.b_rng)  # type: ignore[attr-defined]
+        epoch = pair.bob.epoch  # type: ignore[attr-defined]
+        z, pair.bob = encrypt(pair.bob, b"b%d" % i)  # type: ignore[attr-defined]
+        tap.mode = "record"
+        plaintext, pair.alice = decrypt(pair.alice, z, pair.a_rng)  # type: ignore[attr-defined]
+        assert plaintext == b"b%d" % i
+        if attacker is None:
+            tap.mode, tap.recorded = "pass", []
+            continue
+        tap.mode = "replay" if knows_kem else "pass"
+        stubborn.active = True
+        try:
+            plaintext, attacker = decrypt(attacker, z, leaked)
+            seen.append((epoch, plaintext == b"b%d" % i))
+        except ProtocolError:
+            seen.append((epoch, False))
+        tap.mode, stubborn.active = "pass", False
+    return seen
+
+
+def _steal(monkeypatch: pytest.MonkeyPatch, owner: str, knows_kem: bool) -> tuple[object, SessionState, Rng, KemTap]:
+    """An established hybrid session whose next epoch is ``owner``'s, and a copy of Alice's
+    state with her future randomness (X25519 only, or ML-KEM seeds too)."""
+    tap = KemTap(epochs)
+    monkeypatch.setattr(epochs, "mlkem_encapsulate", tap)
+    monkeypatch.setattr(epochs, "_take_chunk", stubborn)
+    pair = start(CryptoMode.HYBRID)
+    if owner == "bob":  # let epoch 1 (Alice's key) complete first: epoch 2 is Bob's key
+        while not pair.alice.epoch == pair.bob.epoch == 1:
+            _talk(pair, None, rng("unused"), tap, False, 1)
+    assert epochs.owner_of(pair.alice.epoch + 1) == ("initiator" if owner == "alice" else "responder")
+    assert pair.alice.pq_seed is None and pair.alice.next_epoch_key is None  # no exchange under way
+    # Alice's draws with a clone of her generator; the call above does not advance it
+    return pair, SessionState.from_bytes(pair.alice.to_bytes()), _mirror(pair.a_rng, kem_seeds=knows_kem), tap
+
+
+stubborn = Stubborn()
+
+#: rounds within which the next epoch completes: the interval, then the key's and the
+#: ciphertext's chunks, one per message, plus a round for each side to show the switch
+_EPOCH_ROUNDS = epochs.EPOCH_INTERVAL + 2 * -(-1184 // epochs.CHUNK_LEN) + 2
+
+
+@pytest.mark.parametrize("owner", ["alice", "bob"], ids=["alice-owns-the-epoch", "bob-owns-the-epoch"])
+def test_one_complete_epoch_restores_secrecy_against_every_x25519_secret(monkeypatch: pytest.MonkeyPatch, owner: str) -> None:
+    """Recovery needs the epoch's ML-KEM secret: Alice's key pair when the epoch is hers, her
+    encapsulation (OpenSSL's randomness, not the leaked generator) when it is Bob's. From the
+    first message of the new epoch on, the attacker reads nothing, and it does not catch up."""
+    pair, attacker, leaked, tap = _steal(monkeypatch, owner, knows_kem=False)
+    stolen = attacker.epoch
+    seen = _talk(pair, attacker, leaked, tap, False, _EPOCH_ROUNDS + 10)
+    assert pair.alice.epoch >= stolen + 1 and pair.bob.epoch >= stolen + 1  # the epoch completed
+    assert all(not read for epoch, read in seen if epoch > stolen)
+    assert any(epoch > stolen for epoch, _ in seen)
+    healed = next(i for i, (epoch, _) in enumerate(seen) if epoch > stolen)
+    assert healed <= _EPOCH_ROUNDS
+
+
+@pytest.mark.parametrize("owner", ["alice", "bob"], ids=["alice-owns-the-epoch", "bob-owns-the-epoch"])
+def test_until_the_epoch_completes_an_attacker_with_every_x25519_secret_still_reads(
+    monkeypatch: pytest.MonkeyPatch, owner: str
+) -> None:
+    """The honest bound: the DH turns alone do not shut out an attacker who also learns every
+    new X25519 secret, so every message of the epoch it stole is readable, however many turns
+    (here one per message, EPOCH_INTERVAL and more) happen within it."""
+    pair, attacker, leaked, tap = _steal(monkeypatch, owner, knows_kem=False)
+    stolen = attacker.epoch
+    seen = _talk(pair, attacker, leaked, tap, False, _EPOCH_ROUNDS + 10)
+    within = [read for epoch, read in seen if epoch == stolen]
+    assert len(within) >= epochs.EPOCH_INTERVAL // 2 and all(within)
+
+
+def test_an_attacker_who_also_has_the_ml_kem_randomness_reads_on() -> None:
+    """Control for the two tests above: with Alice's ML-KEM seeds and encapsulations as well,
+    the attacker follows every epoch, so the recovery above is the ML-KEM part's doing."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        pair, attacker, leaked, tap = _steal(monkeypatch, "alice", knows_kem=True)
+        stolen = attacker.epoch
+        seen = _talk(pair, attacker, leaked, tap, True, 2 * _EPOCH_ROUNDS + 10)
+    assert pair.alice.epoch >= stolen + 2  # one epoch of each side's key
+    assert all(read for _, read in seen)

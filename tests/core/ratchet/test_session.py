@@ -32,14 +32,16 @@ def _hmac(key: bytes, data: bytes) -> bytes:
     return h.finalize()
 
 
-def _spec_open(root_key: bytes, ikm: bytes, mode: CryptoMode, ad: bytes, message: bytes) -> tuple[bytes, bytes]:
+def _spec_open(
+    root_key: bytes, ikm: bytes, mode: CryptoMode, ad: bytes, message: bytes, epoch_key: bytes | None = None
+) -> tuple[bytes, bytes]:
     """Decrypt the first message of a new chain following the module docstring, independently:
-    returns (plaintext, new root key)."""
+    returns (plaintext, new root key). ``epoch_key``: hybrid mode's post-quantum epoch key."""
     value = inner(canonical.loads(message, max_bytes=1 << 20))
     out = _hkdf(ikm, root_key, b"Sonet_Ratchet_Root_v1_" + mode.value.encode(), 64)
     chain_key = out[32:]
     assert value["h"]["n"] == 0
-    okm = _hkdf(_hmac(chain_key, b"\x01"), None, b"Sonet_Message_Keys_v1", 44)
+    okm = _hkdf(_hmac(chain_key, b"\x01"), epoch_key, b"Sonet_Message_Keys_v1", 44)
     return AESGCM(okm[:32]).decrypt(okm[32:], value["c"], ad + canonical.dumps(value["h"])), out[:32]
 
 
@@ -65,9 +67,11 @@ def test_headers_carry_the_modes_ratchet_keys(mode: CryptoMode) -> None:
     pair = start(mode)
     message = pair.a2b(b"x")
     header = canonical.loads(message)["h"]
+    per_turn = mode is CryptoMode.PQ  # hybrid: ML-KEM in sparse epochs, not in every header
     assert (header["dh"] is not None) == mode.uses_classical
-    assert (header["kem"] is not None, header["ct"] is not None, header["kid"] is not None) == (mode.uses_pq,) * 3
-    if mode.uses_pq:
+    assert (header["kem"] is not None, header["ct"] is not None, header["kid"] is not None) == (per_turn,) * 3
+    assert (header["ep"] is not None) == (mode is CryptoMode.HYBRID) and header["pq"] is None
+    if per_turn:
         assert header["kid"] == kem_key_id(pair.bob.own_kem_pub) or header["kid"] == pair.bob.prev_kem_id
 
 
@@ -81,22 +85,28 @@ def test_first_message_follows_the_spec(mode: CryptoMode) -> None:
     h = canonical.loads(message)["m"]["h"]
     assert h["ct"] is None and h["kid"] is None  # Alice knew no ML-KEM key of Bob's yet
     ikm = _x(bob.own_dh, h["dh"]) if mode.uses_classical else b""
-    plaintext, _ = _spec_open(bob.root_key, ikm, mode, alice.ad, message)
+    # hybrid: epoch 0's key comes from the PQXDH secret (the responder's first root key)
+    epoch_key = _hkdf(bob.root_key, None, b"Sonet_PQ_Epoch0_v1", 32) if mode is CryptoMode.HYBRID else None
+    assert (h["ep"] == 0) == (mode is CryptoMode.HYBRID)
+    plaintext, _ = _spec_open(bob.root_key, ikm, mode, alice.ad, message, epoch_key)
     assert plaintext == b"hello"
+    if epoch_key is not None:
+        with pytest.raises(Exception):  # the DH ratchet's key alone does not open it
+            _spec_open(bob.root_key, ikm, mode, alice.ad, message)
 
 
-def test_kem_secret_is_mixed_into_each_turn() -> None:
-    """Bob's reply in hybrid mode recomputed from Alice's secrets: DH || ML-KEM secret."""
-    pair = start(CryptoMode.HYBRID, reply=False)
+def test_kem_secret_is_mixed_into_each_turn_in_pq_mode() -> None:
+    """Bob's reply in pq mode recomputed from Alice's secrets: the turn's ML-KEM secret."""
+    pair = start(CryptoMode.PQ, reply=False)
     alice = pair.alice
     message, pair.bob = encrypt(pair.bob, b"reply")
     h = canonical.loads(message)["h"]
     assert h["kid"] == kem_key_id(alice.own_kem_pub)
     shared = mlkem.MLKEM768PrivateKey.from_seed_bytes(alice.own_kem).decapsulate(h["ct"])
-    plaintext, _ = _spec_open(alice.root_key, _x(alice.own_dh, h["dh"]) + shared, CryptoMode.HYBRID, alice.ad, message)
+    plaintext, _ = _spec_open(alice.root_key, shared, CryptoMode.PQ, alice.ad, message)
     assert plaintext == b"reply"
     with pytest.raises(Exception):  # without the KEM secret the same computation fails
-        _spec_open(alice.root_key, _x(alice.own_dh, h["dh"]), CryptoMode.HYBRID, alice.ad, message)
+        _spec_open(alice.root_key, b"", CryptoMode.PQ, alice.ad, message)
     assert chain_id(h["dh"], h["kem"]) != alice.recv_chain
 
 
@@ -206,8 +216,11 @@ def _header_changes(mode: CryptoMode, h: dict[str, Any], other: dict[str, Any]) 
     changes: list[dict[str, Any]] = [{"n": h["n"] + 1}, {"pn": h["pn"] + 1}, {"n": h["n"] + 5}]
     if mode.uses_classical:
         changes += [{"dh": other["dh"]}, {"dh": flip(h["dh"], 7)}, {"dh": bytes(32)}]
-    if mode.uses_pq:
+    if mode is CryptoMode.HYBRID:  # the epoch, and the per-turn fields it must not have
+        changes += [{"ep": h["ep"] + 1}, {"ep": None}, {"ep": -1}, {"kem": other["dh"] * 37}, {"kid": bytes(8)}]
+    if mode is CryptoMode.PQ:
         changes += [
+            {"ep": 0},
             {"kem": other["kem"]},
             {"ct": flip(h["ct"], 20)},
             {"kid": flip(h["kid"])},
@@ -216,7 +229,7 @@ def _header_changes(mode: CryptoMode, h: dict[str, Any], other: dict[str, Any]) 
             {"kem": None},
         ]
     if not mode.uses_pq:
-        changes += [{"kem": other["dh"] * 37}]
+        changes += [{"kem": other["dh"] * 37}, {"ep": 0}]
     return changes
 
 
@@ -234,7 +247,8 @@ def test_tampering_fails_and_leaves_the_state_intact(mode: CryptoMode, new_chain
         edit(message, lambda v: v.update(c=flip(v["c"], 3))),
         edit(message, lambda v: v.update(c=v["c"][:-1])),
         edit(message, lambda v: v.update(c=b"")),
-        edit(message, lambda v: v.update(v=2)),
+        edit(message, lambda v: v.update(v=1)),  # the format before the post-quantum epochs
+        edit(message, lambda v: v.update(v=3)),
         edit(message, lambda v: v.pop("c")),
         edit(message, lambda v: v["h"].pop("n")),
         edit(message, lambda v: v["h"].update(n=-1)),
@@ -338,7 +352,7 @@ def test_repr_shows_no_secrets() -> None:
     _sent(pair, 2)
     text = repr(pair.bob) + repr(pair.alice)
     assert "hybrid" in text and pair.alice.peer_identity.fingerprint in text
-    for secret in (pair.alice.root_key, pair.alice.send_ck, pair.alice.own_dh, pair.bob.recv_ck, pair.bob.own_kem):
+    for secret in (pair.alice.root_key, pair.alice.send_ck, pair.alice.own_dh, pair.bob.recv_ck, pair.bob.epoch_key):
         assert secret is not None and secret.hex() not in text and repr(secret) not in text
 
 
@@ -348,12 +362,17 @@ def test_malformed_records_are_local_errors() -> None:
     bad = [
         b"",
         b"not cbor",
-        canonical.dumps({**raw, "v": 2}),
+        canonical.dumps({**raw, "v": 3}),
         canonical.dumps({**raw, "role": "bystander"}),
         canonical.dumps({**raw, "mode": "quantum"}),
         canonical.dumps({**raw, "rk": raw["rk"][:-1]}),
         canonical.dumps({**raw, "peer": b"junk"}),
-        canonical.dumps({**raw, "kem": None}),
+        canonical.dumps({**raw, "epk": None}),  # hybrid without its epoch key
+        canonical.dumps({**raw, "kem": bytes(64)}),  # hybrid with a per-turn ML-KEM key
+        canonical.dumps({**raw, "epk": raw["epk"][:-1]}),
+        canonical.dumps({**raw, "ep": -1}),
+        canonical.dumps({**raw, "pqi": [[0, b"x"], [0, b"y"]]}),
+        canonical.dumps({**raw, "pqi": [[99, b"x"]]}),
         canonical.dumps({**raw, "mode": "classical"}),
         canonical.dumps({**raw, "skipped": [[bytes(16), 1]]}),
         canonical.dumps({**raw, "skipped": [[bytes(16), i, bytes(32)] for i in range(limits.MAX_SKIPPED_KEYS + 1)]}),
