@@ -26,12 +26,12 @@ from sonet.federation.settings import MAX_PUSHES_IN_FLIGHT, FederationSettings
 
 from .blob_settings import BLOB_KEYS, BlobSettings, blob_settings, blobs_toml
 from .budget_settings import BUDGET_KEYS, BudgetSettings
+from .data_dir import CONFIG_FILE
 from .store.database_url import check_database_url
 from .tls_settings import TLS_KEYS, TlsSettings, tls_settings, tls_toml
 
 __all__ = ["NodeConfig", "ConfigError", "parse_listen", "CONFIG_FILE", "SETTINGS"]
 
-CONFIG_FILE = "node.toml"
 _DAY_MS = 24 * 3600 * 1000
 #: [federation] retry_base_s, retry_max_s, request_timeout_s
 _FEDERATION_DEFAULTS = (0.5, 60.0, limits.PEER_REQUEST_DEADLINE_S)

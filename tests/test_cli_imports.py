@@ -93,6 +93,13 @@ def test_node_commands_do_not_load_the_server(node: Path, argv: list[str]) -> No
     assert loaded(modules, SERVER + HEAVY) == []
 
 
+@pytest.mark.parametrize("argv", [["fingerprint"], ["audit", "verify"], ["audit", "show"]])
+def test_commands_that_only_read_the_key_or_a_file_load_no_settings_or_store(node: Path, argv: list[str]) -> None:
+    code, modules = imported(NODE, [*argv, "--data", str(node)])
+    assert code == 0
+    assert loaded(modules, ("sonet.node.config", "sonet.node.store", "trio") + SERVER + MLS + HEAVY) == []
+
+
 def test_a_one_to_one_send_loads_no_mls(tmp_path: Path) -> None:
     """Without a device in --home the command stops at the device state, which the SDK, the
     device state and the receiving side are imported for: none of them pulls in MLS."""
