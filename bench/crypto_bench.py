@@ -19,16 +19,19 @@ node-key signature is checked once per certificate, its validity window on every
 ``Sessions._staged``, ``after_receive``, ``to_bytes`` and ``remember``, ``decode_content``. Nothing is persisted (no SQLite, no vault
 sealing, no fsync). Each device has its own caches, as each client process has, and they are
 warm (the first message of a run fills them). Direction alternates every 10 messages, so every 10th message starts a new chain: the
-receiver makes a ratchet turn (X25519 DH + in hybrid ML-KEM decapsulation, then its own fresh
-X25519/ML-KEM keys and encapsulation). All keys (identities, node key, HPKE keys) are of the
+receiver makes a ratchet turn (X25519 DH, then its own fresh X25519 key). In hybrid the
+sparse post-quantum ratchet (core/ratchet/epochs.py) adds one ML-KEM-768 exchange per epoch
+(key generation, encapsulation, decapsulation; an epoch is about 26 messages here), its key
+and ciphertext in 400-byte chunks on 6 of those messages. All keys (identities, node key, HPKE keys) are of the
 measured mode: classical = X25519/Ed25519 (+ DHKEM-X25519 HPKE), hybrid = X25519 + ML-KEM-768,
 Ed25519 + ML-DSA-65 (+ X-Wing HPKE).
 
 ``..._ceiling`` -- per message, raw ``cryptography`` calls only: two AES-256-GCM seal+open of
 the same 1 KiB payload (ratchet layer and sealed-sender layer); the sealed-sender KEM (classical:
-X25519 key generation + 2 DH; hybrid: that plus ML-KEM-768 encapsulation + decapsulation); and
-one tenth of a ratchet turn (X25519 key generation + 2 DH; hybrid also ML-KEM-768 key
-generation + encapsulation + decapsulation). Not in the ceiling: the certificate signature
+X25519 key generation + 2 DH; hybrid: that plus ML-KEM-768 encapsulation + decapsulation);
+one tenth of a ratchet turn (X25519 key generation + 2 DH); and in hybrid an ML-KEM-768 key
+generation + encapsulation + decapsulation every ``EPOCH_INTERVAL`` (20) messages, the
+shortest epoch there can be. Not in the ceiling: the certificate signature
 check (cached per certificate), KDFs/HMAC, CBOR, session record serialisation.
 
 ``pqxdh_sessions_per_s`` (hybrid) / ``pqxdh_sessions_per_s_classical`` -- one setup = what
@@ -74,6 +77,7 @@ from sonet.core.ratchet import (
     open_initial,
     verify_bundle,
 )
+from sonet.core.ratchet.epochs import EPOCH_INTERVAL
 from sonet.core.sealed_sender import seal, unseal
 
 __all__ = ["measure"]
@@ -238,8 +242,8 @@ def _message_ceiling(mode: CryptoMode, raw: _Raw) -> Callable[[int], None]:
             raw.kem_pair()  # sealed-sender KEM (ML-KEM part of X-Wing)
         if i % TURN_EVERY == 0:  # one ratchet turn every TURN_EVERY messages
             raw.dh_keygen_pair()
-            if hybrid:
-                raw.kem_pair(keygen=True)
+        if hybrid and i % EPOCH_INTERVAL == 0:  # one post-quantum epoch (at most this often)
+            raw.kem_pair(keygen=True)
 
     return run
 

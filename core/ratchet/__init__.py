@@ -1,5 +1,6 @@
 """End-to-end sessions between devices: prekeys, PQXDH session setup, Double Ratchet with a
-post-quantum KEM ratchet, and session records. Pure code: randomness is a parameter.
+post-quantum ratchet (per turn in pq mode, sparse ML-KEM epochs in hybrid mode: epochs.py),
+and session records. Pure code: randomness is a parameter.
 
 Typical use (see the module docstrings for the protocol details)::
 

@@ -39,6 +39,7 @@ RESPONDER = "responder"
 RECORD_VERSION = 2
 DH_LEN, KEM_SEED_LEN, KEM_PUB_LEN, KEM_CT_LEN, KID_LEN, KEY_LEN, CHAIN_ID_LEN = 32, 64, 1184, 1088, 8, 32, 16
 _B, _OB, _I = (bytes,), (bytes, NONE), (int,)
+_MAX_CHUNKS = 16  # received chunks a record may hold (an exchange has 3 of each kind)
 
 
 def kem_key_id(public: bytes) -> bytes:
@@ -285,13 +286,14 @@ def _version_of(data: bytes) -> object:
 
 
 def _chunks(entries: list[Any]) -> dict[int, bytes]:
-    """The record's received chunks: ``[[index, bytes], ...]``, at most one exchange's worth."""
-    if len(entries) > -(-KEM_PUB_LEN // 64):
+    """The record's received chunks: ``[[index, bytes], ...]``, at most one exchange's worth
+    (core/ratchet/epochs.py checks each chunk as it arrives; this is a bound on our own record)."""
+    if len(entries) > _MAX_CHUNKS:
         raise LocalProtocolError("session record holds too many post-quantum chunks")
     table: dict[int, bytes] = {}
     for entry in entries:
         if not (
-            type(entry) is list and len(entry) == 2 and type(entry[0]) is int and 0 <= entry[0] < 64
+            type(entry) is list and len(entry) == 2 and type(entry[0]) is int and 0 <= entry[0] < _MAX_CHUNKS
             and type(entry[1]) is bytes and 0 < len(entry[1]) <= KEM_PUB_LEN and entry[0] not in table
         ):  # fmt: skip
             raise LocalProtocolError("session record holds a malformed post-quantum chunk")
