@@ -534,9 +534,41 @@ _LINK_SLOTS: tuple[str, ...] = (
     "CREATE INDEX link_slots_source ON link_slots (source, expires)",
 )
 
+# Less index work per relayed envelope (issue 14 item 1; docs/performance.md "Store work per
+# envelope"). A delivery row is keyed by what reports and the sender's questions look it up by,
+# (id, dest, device) first, so no second index repeats that key; the envelope id is random, so
+# every index holding it costs a fresh page per row. A mailbox's quota is read from
+# mailbox_group_usage (the same columns plus kind), so mailbox_quota only cost writes.
+_LEANER_RELAY = (
+    """CREATE TABLE deliveries_v20 (
+        sender_account  TEXT NOT NULL,
+        sender_device   INTEGER NOT NULL,
+        id              BLOB NOT NULL,
+        dest            TEXT NOT NULL,
+        device          INTEGER NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('queued', 'accepted', 'failed')),
+        code            TEXT NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        expires         INTEGER NOT NULL,
+        early_state     TEXT NULL,
+        early_code      TEXT NULL,
+        early_at        INTEGER NULL,
+        vanishes        INTEGER NULL,
+        PRIMARY KEY (id, dest, device, sender_account, sender_device)
+    ) WITHOUT ROWID""",
+    """INSERT INTO deliveries_v20
+        SELECT sender_account, sender_device, id, dest, device, state, code, updated_at, expires,
+               early_state, early_code, early_at, vanishes FROM deliveries""",
+    "DROP TABLE deliveries",
+    "ALTER TABLE deliveries_v20 RENAME TO deliveries",
+    "CREATE INDEX deliveries_expiry ON deliveries (expires)",
+    "CREATE INDEX deliveries_vanishing ON deliveries (vanishes) WHERE vanishes IS NOT NULL",
+    "DROP INDEX mailbox_quota",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
-    _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS,
+    _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS, _LEANER_RELAY,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

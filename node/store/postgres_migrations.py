@@ -393,6 +393,14 @@ _LINK_SLOTS: tuple[str, ...] = (
     "CREATE INDEX link_slots_source ON link_slots (source, expires)",
 )
 
+# version 20 (less index work per relayed envelope, migrations.py _LEANER_RELAY)
+_LEANER_RELAY: tuple[str, ...] = (
+    "ALTER TABLE deliveries DROP CONSTRAINT deliveries_pkey",
+    "ALTER TABLE deliveries ADD PRIMARY KEY (id, dest, device, sender_account, sender_device)",
+    "DROP INDEX deliveries_envelope",
+    "DROP INDEX mailbox_quota",
+)
+
 _BASELINE_VERSION = 16
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -401,6 +409,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _ADMIN,
     _GROUP_EXPIRY,
     _LINK_SLOTS,
+    _LEANER_RELAY,
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"

@@ -31,7 +31,7 @@ from .base import (
 )
 from .sqlite_budgets import Charges, DiskFree, enforce
 from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _known, _mailbox_usage
-from .vanishing import is_short_lived
+from .vanishing import SHORT_LIVED_MS, is_short_lived
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
 
@@ -64,9 +64,11 @@ def _queue_outbound(
     conn: Connection, item: OutboundItem, now: int, charges: Charges | None = None, *, sender: tuple[str, int] | None = None
 ) -> None:
     """Queue an unexpired item, unless its (dest, key) is queued or was handed on and is
-    still remembered; a tracked item also gets a "queued" delivery row if it has none. What
-    is queued is added to ``charges`` (None: it is never refused, e.g. a report). ``sender``:
-    the local device an untracked item counts towards (a group SUBMIT), like a tracked one."""
+    still remembered. What is queued is added to ``charges`` (None: it is never refused, e.g.
+    a report). ``sender``: the local device an untracked item counts towards (a group SUBMIT),
+    like a tracked one. A tracked item's outbox row is its "queued" delivery state: its
+    delivery row is written when it leaves the outbox (``_outbox_done``), in its final state
+    when it has one, so an envelope costs one delivery-row write, not an insert and an update."""
     key = (item.dest, item.key)
     if conn.execute("SELECT 1 FROM outbox WHERE dest = ? AND key = ?", key).fetchone() or conn.execute(
         "SELECT 1 FROM outbox_sent WHERE dest = ? AND key = ? AND expires > ?", (*key, now)
@@ -82,18 +84,22 @@ def _queue_outbound(
     if charges is not None:
         sender = sender if t is None else (t.sender_account, t.sender_device)
         charges.queued(item.dest, len(item.data), origin=item.origin, sender=sender)
-    if t is not None:
-        # DO NOTHING: a row the envelope already has keeps its state (final states stay final).
-        # The row names the recipient's node and device number, never the recipient account:
-        # this node does not keep a record of whom its users write to (docs/security.md).
-        # A disappearing message's row goes at its envelope's expiry, whatever its state
-        # (``vanishes``; node/store/vanishing.py): no node keeps its id past its time.
-        vanishes = item.expires if is_short_lived(item.expires, now) else None
-        conn.execute(
-            "INSERT INTO deliveries (sender_account, sender_device, id, dest, device, state, code, updated_at, expires, vanishes)"
-            " VALUES (?, ?, ?, ?, ?, 'queued', '', ?, ?, ?) ON CONFLICT DO NOTHING",
-            (t.sender_account, t.sender_device, t.id, item.dest, t.device, now, item.expires, vanishes),
-        )
+
+
+#: what a tracked outbox row (an envelope a local device sent) says of its delivery row:
+#: sender, the match key (id, dest, device), and its envelope's expiry and queue time
+_TRACKED = "sender_account, sender_device, id, dest, device, expires, queued_at"
+
+#: a delivery row as the tracked outbox row ``o`` (its "queued" state) left it; ``vanishes``:
+#: a disappearing message's row goes at its envelope's expiry, whatever its state
+#: (node/store/vanishing.py): no node keeps its id past its time. The row names the
+#: recipient's node and device number, never the recipient account: this node does not keep a
+#: record of whom its users write to (docs/security.md).
+_DELIVERY_COLUMNS = "sender_account, sender_device, id, dest, device, state, code, updated_at, expires, vanishes"
+
+
+def _vanishes(expires: int, queued_at: int) -> int | None:
+    return expires if is_short_lived(expires, queued_at) else None
 
 
 def _apply_statuses(conn: Connection, statuses: Sequence[StatusUpdate]) -> None:
@@ -114,16 +120,22 @@ def _apply_report(conn: Connection, status: StatusUpdate) -> None:
     if status.state not in ("accepted", "failed"):
         raise StoreError(f"invalid delivery state {status.state!r}")
     where = (status.id, status.account.rpartition("@")[2], status.device)
-    if conn.execute(
-        "SELECT 1 FROM outbox WHERE id = ? AND dest = ? AND device = ? AND sender_account IS NOT NULL", where
-    ).fetchone():
-        conn.execute(
-            "UPDATE deliveries SET early_state = ?, early_code = ?, early_at = ?"
-            " WHERE id = ? AND dest = ? AND device = ? AND state = 'queued'",
-            (status.state, status.code, status.at, *where),
-        )
-    else:
+    queued = conn.execute(
+        f"SELECT {_TRACKED} FROM outbox WHERE id = ? AND dest = ? AND device = ? AND sender_account IS NOT NULL ORDER BY seq LIMIT 1",
+        where,
+    ).fetchone()
+    if queued is None:
         _apply_statuses(conn, [status])
+        return
+    *row, expires, queued_at = queued
+    conn.execute(
+        f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}, early_state, early_code, early_at)"
+        " VALUES (?, ?, ?, ?, ?, 'queued', '', ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id, dest, device, sender_account, sender_device) DO UPDATE"
+        " SET early_state = excluded.early_state, early_code = excluded.early_code, early_at = excluded.early_at"
+        " WHERE deliveries.state = 'queued'",
+        (*row, queued_at, expires, _vanishes(expires, queued_at), status.state, status.code, status.at),
+    )
 
 
 def _take_early_reports(conn: Connection, handed_on: list[tuple[Any, ...]]) -> None:
@@ -277,15 +289,49 @@ def _outbox_done(
         row
         for seq in seqs
         for row in conn.execute(
-            "SELECT id, dest, device FROM outbox WHERE seq = ? AND dest = ? AND sender_account IS NOT NULL", (seq, dest)
+            f"SELECT {_TRACKED} FROM outbox WHERE seq = ? AND dest = ? AND sender_account IS NOT NULL", (seq, dest)
         )
     ]
     conn.executemany("DELETE FROM outbox WHERE seq = ? AND dest = ?", [(seq, dest) for seq in seqs])
-    _apply_statuses(conn, statuses)
-    _take_early_reports(conn, tracked)  # items handed to a relay: no status of their own
+    _settle_tracked(conn, tracked, statuses, now)
     for item in reports:
         if item.expires > now:
             _queue_outbound(conn, item, now)
+
+
+def _settle_tracked(conn: Connection, tracked: list[tuple[Any, ...]], statuses: list[StatusUpdate], now: int) -> None:
+    """Write the delivery rows of the tracked items just deleted from the outbox (rows of
+    ``_TRACKED``): in their final state where ``statuses`` has one (a row the envelope already
+    has keeps a final state: final states stay final), else "queued" (handed to a relay, whose
+    report settles it), with a report kept aside for it applied now. Statuses for no such item
+    update the rows they name, as reports do."""
+    final = {(s.id, s.account.rpartition("@")[2], s.device): s for s in statuses}
+    settled: list[tuple[Any, ...]] = []
+    handed_on: list[tuple[Any, ...]] = []
+    for sender_account, sender_device, id_, dest, device, expires, queued_at in tracked:
+        if id_ is None:
+            continue  # no envelope to tell about (a group item), or a disappearing one now gone
+        vanishes = _vanishes(expires, queued_at)  # past already: the next purge drops it, as any
+        key = (bytes(id_), dest, device)
+        s = final.pop(key, None)
+        if s is None:
+            handed_on.append((sender_account, sender_device, *key, "queued", "", queued_at, expires, vanishes))
+        else:
+            # A final row is kept DELIVERY_GRACE_MS after it became final (its ``expires``
+            # drops to then), not after the envelope's own expiry: long enough for the sender.
+            settled.append((sender_account, sender_device, *key, s.state, s.code, s.at, min(expires, s.at), vanishes))
+    values = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    target = "(id, dest, device, sender_account, sender_device)"
+    conn.executemany(
+        f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) {values} ON CONFLICT {target} DO UPDATE"
+        " SET state = excluded.state, code = excluded.code, updated_at = excluded.updated_at,"
+        " expires = CASE WHEN deliveries.expires < excluded.updated_at THEN deliveries.expires ELSE excluded.updated_at END"
+        " WHERE deliveries.state = 'queued'",
+        settled,
+    )
+    conn.executemany(f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) {values} ON CONFLICT {target} DO NOTHING", handed_on)
+    _take_early_reports(conn, [row[2:5] for row in handed_on])  # items handed to a relay: no status of their own
+    _apply_statuses(conn, list(final.values()))
 
 
 def _outbox_counts(conn: Connection) -> dict[str, int]:
@@ -297,11 +343,22 @@ def _deliveries(
 ) -> list[DeliveryRow]:
     rows: list[DeliveryRow] = []
     for id_ in ids:  # sorted: bytes order is SQLite's BLOB order
+        found: dict[tuple[str, int], tuple[Any, ...]] = {}
         for dest, device, state, code, updated_at, expires in conn.execute(
             "SELECT dest, device, state, code, updated_at, expires FROM deliveries"
-            " WHERE sender_account = ? AND sender_device = ? AND id = ? ORDER BY dest, device",
-            (sender_account, sender_device, id_),
+            " WHERE id = ? AND sender_account = ? AND sender_device = ?",
+            (id_, sender_account, sender_device),
         ):
+            found[(dest, device)] = (state, code, updated_at, expires)
+        # An item still queued has no row of its own yet (its outbox row is its state); of
+        # several items for one (node, device), the first queued says it, as its row would.
+        for dest, device, updated_at, expires in conn.execute(
+            "SELECT dest, device, queued_at, expires FROM outbox"
+            " WHERE id = ? AND sender_account = ? AND sender_device = ? ORDER BY seq",
+            (id_, sender_account, sender_device),
+        ):
+            found.setdefault((dest, device), ("queued", "", updated_at, expires))
+        for (dest, device), (state, code, updated_at, expires) in sorted(found.items()):
             rows.append(
                 DeliveryRow(
                     sender_account=sender_account,
@@ -319,8 +376,14 @@ def _deliveries(
 
 
 def _drop_vanished_deliveries(conn: Connection, now: int) -> None:
-    """The delivery rows of disappearing messages whose envelopes expired by ``now``."""
+    """The delivery rows of disappearing messages whose envelopes expired by ``now``, and the
+    "queued" state of those still in the outbox (their id: the item stays, untracked, for its
+    worker to settle, which then writes no row)."""
     conn.execute("DELETE FROM deliveries WHERE vanishes IS NOT NULL AND vanishes <= ?", (now,))
+    conn.execute(
+        "UPDATE outbox SET id = NULL WHERE expires <= ? AND id IS NOT NULL AND expires - queued_at < ?",
+        (now, SHORT_LIVED_MS),
+    )
 
 
 def _expire_outbox(conn: Connection, now: int) -> None:

@@ -157,21 +157,33 @@ def _pending(
 ACKED_ID_GRANULARITY_MS = 24 * 3600 * 1000
 
 
+def _acked_id_expiry(expires: int, stored_at: int) -> int:
+    if expires - stored_at < SHORT_LIVED_MS:
+        return expires
+    return (expires + ACKED_ID_GRANULARITY_MS - 1) // ACKED_ID_GRANULARITY_MS * ACKED_ID_GRANULARITY_MS
+
+
 def _ack(conn: Connection, account: str, device_id: int, ids: list[bytes], now: int) -> int:
     unique_ids = list(dict.fromkeys(ids))  # an id listed twice counts once
-    # Remember the ids of unexpired envelopes (expired ones need no dedup), then delete.
-    remembered = conn.executemany(
-        "INSERT INTO acked_ids (account, device_id, id, expires)"
-        " SELECT account, device_id, id, CASE WHEN expires - stored_at < ? THEN expires ELSE (expires + ? - 1) / ? * ? END"
-        " FROM mailbox WHERE account = ? AND device_id = ? AND id = ? AND expires > ?"
-        " ON CONFLICT (account, device_id, id) DO UPDATE SET expires = excluded.expires",
-        [(SHORT_LIVED_MS, *(ACKED_ID_GRANULARITY_MS,) * 3, account, device_id, id_, now) for id_ in unique_ids],
-    ).rowcount
+    # Delete the rows, one statement per 500 ids, and remember the ids of the unexpired ones
+    # (expired ones need no dedup): each row is found once, not once to copy and once to delete.
+    remembered: list[tuple[str, int, bytes, int]] = []
+    for start in range(0, len(unique_ids), _IDS_PER_QUERY):
+        chunk = unique_ids[start : start + _IDS_PER_QUERY]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"DELETE FROM mailbox WHERE account = ? AND device_id = ? AND id IN ({marks}) RETURNING id, expires, stored_at",
+            (account, device_id, *chunk),
+        ).fetchall()
+        remembered.extend(
+            (account, device_id, bytes(id_), _acked_id_expiry(expires, stored_at)) for id_, expires, stored_at in rows if expires > now
+        )
     conn.executemany(
-        "DELETE FROM mailbox WHERE account = ? AND device_id = ? AND id = ?",
-        [(account, device_id, id_) for id_ in unique_ids],
+        "INSERT INTO acked_ids (account, device_id, id, expires) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (account, device_id, id) DO UPDATE SET expires = excluded.expires",
+        remembered,
     )
-    return remembered
+    return len(remembered)
 
 
 def _purge_expired(conn: Connection, now: int) -> int:
