@@ -114,3 +114,43 @@ async def test_rows_go_after_the_grace_and_queued_items_keep_answering(store: St
 
     await store.expire_outbox(now=NOW + 5 + DELIVERY_GRACE_MS)
     assert [a[0] for a in await answers(store, 1, 2)] == [mid(2)]  # 1's row is gone, 2 still queued
+
+
+async def test_migration_20_keeps_delivery_rows_and_the_mailbox_quota(db_path) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    import pytest
+
+    from sonet.node.store import NewEnvelope, Quota, QuotaExceeded, SqliteStore
+    from sonet.node.store.migrations import MIGRATIONS
+
+    # A database as the version-19 software left it: a sender's queued and final rows, and a
+    # device with a mailbox.
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        for migration in MIGRATIONS[:19]:
+            for statement in migration:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 19")
+        conn.execute("INSERT INTO accounts (account, created_at) VALUES (?, ?)", (RITA, NOW))
+        conn.execute("INSERT INTO devices (account, device_id, fingerprint, record, created_at) VALUES (?, 1, 'fp', x'', ?)", (RITA, NOW))
+        conn.executemany(
+            "INSERT INTO deliveries (sender_account, sender_device, id, dest, device, state, code, updated_at, expires)"
+            " VALUES (?, 1, ?, ?, 1, ?, ?, ?, ?)",
+            [(ALICE, mid(1), BETA, "queued", "", NOW, NOW + DAY), (ALICE, mid(2), BETA, "failed", "mailbox_full", NOW + 1, NOW + 1)],
+        )
+
+    one = Quota(max_envelopes=1, max_bytes=1 << 20)
+    async with await SqliteStore.open(db_path) as store:
+        assert await answers(store, 1, 2) == [
+            (mid(1), BETA, 1, "queued", "", NOW, NOW + DAY),
+            (mid(2), BETA, 1, "failed", "mailbox_full", NOW + 1, NOW + 1),
+        ]
+        await store.receive([status(1, "accepted", at=NOW + 2)], now=NOW + 2, quota=ROOMY)
+        assert [a[3] for a in await answers(store, 1)] == ["accepted"]
+        assert await store.enqueue([NewEnvelope(account=RITA, device_id=1, id=mid(7), expires=NOW + DAY, kind=1, body=b"x")], now=NOW, quota=one) == 1
+        with pytest.raises(QuotaExceeded):
+            await store.enqueue([NewEnvelope(account=RITA, device_id=1, id=mid(8), expires=NOW + DAY, kind=1, body=b"y")], now=NOW, quota=one)
+    with closing(sqlite3.connect(db_path)) as conn:
+        indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "mailbox_quota" not in indexes and "deliveries_envelope" not in indexes
