@@ -747,8 +747,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: exceptions that are a user's to fix (module, class), with the --json code of those that carry
-#: none; named, not imported: an exception of a module the command never imported cannot occur
+#: exceptions that are a user's to fix (defining module, class), with the --json code of those
+#: that carry none; named, not imported: an exception of a module the command never imported
+#: cannot occur
 _USER_ERRORS: dict[tuple[str, str], str] = {
     ("sonet.node.config", "ConfigError"): "bad_config",
     ("sonet.node.data_dir", "DataDirError"): "bad_data_dir",
@@ -757,7 +758,7 @@ _USER_ERRORS: dict[tuple[str, str], str] = {
     ("sonet.node.backup", "BackupError"): "backup_error",
     ("sonet.transport.tls", "TlsError"): "bad_tls",
     ("sonet.node.audit", "AuditError"): "audit_error",
-    ("sonet.node.audit", "Broken"): "audit_tampered",
+    ("sonet.node.audit_chain", "Broken"): "audit_tampered",
 }
 
 

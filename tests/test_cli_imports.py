@@ -7,6 +7,7 @@ reads back which modules were imported."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -107,3 +108,13 @@ def test_a_one_to_one_send_loads_no_mls(tmp_path: Path) -> None:
     assert code == 1
     assert "sonet.client.sdk" in modules and "sonet.client.state" in modules  # the probe reached the device
     assert loaded(modules, MLS + SERVER + HEAVY) == []
+
+
+def test_the_user_errors_sonet_node_reports_as_one_line_name_their_defining_modules() -> None:
+    """node/cli.py names them instead of importing them (an exception of a module never imported
+    cannot occur): a moved or renamed class would be reported as a traceback, not one line."""
+    from sonet.node.cli import _USER_ERRORS
+
+    for module, name in _USER_ERRORS:
+        kind = getattr(importlib.import_module(module), name)
+        assert isinstance(kind, type) and issubclass(kind, Exception) and kind.__module__ == module, (module, name)
