@@ -40,7 +40,9 @@ run: $(VENV)/.installed-run
 # so a module's nodes (module-scoped fixtures) start once. --no-loadscope-reorder hands the
 # modules out in collection order: xdist's default order (most tests first) puts the slow
 # single-test e2e modules (real nodes, 10-60 s each) last, so a run ended on one of them while
-# the other workers idled; in collection order the small unit-test modules fill the end.
+# the other workers idled. Each worker collects the modules longest first, by the seconds
+# measured in tests/durations.json (tests/conftest.py): the long ones start at once and the
+# small unit-test modules fill the end. `make test-durations` measures the table again.
 # PYTHONDONTWRITEBYTECODE is emptied (unset) for the suite: it starts hundreds of Python processes
 # (nodes, CLIs, examples), and with it set each compiled the whole package again (~0.5 s of CPU
 # a start) and pytest rewrote every test module's asserts in each worker (__pycache__/ is ignored by git).
@@ -66,6 +68,13 @@ postgres-server:
 			echo "PostgreSQL is missing: the store tests need its server binaries (apt-get install postgresql)" >&2; \
 		fi; \
 	fi
+
+# The seconds each test module took, written to tests/durations.json (commit it): run again
+# when slow modules came, went or changed much.
+.PHONY: test-durations
+test-durations: export SONET_TEST_POSTGRES = require
+test-durations: postgres-server
+	$(PYTEST) --write-durations
 
 # The inner loop, a few minutes: the type check and every test but @pytest.mark.slow (real
 # node processes under faults, walkthroughs, long runs).

@@ -4,6 +4,9 @@ pytest-xdist, where tests/e2e/conftest.py is loaded only by the workers that run
 The fault harness (tests/e2e/faults.py) keeps each run's counts in the test's
 ``user_properties`` (``record_fault_run``); they reach this process with the test's report,
 from a worker too, and are printed as one table after pytest's own summary.
+
+Under pytest-xdist each worker collects the modules longest first, by the measured costs in
+tests/durations.json (tests/module_costs.py); ``--write-durations`` measures them again.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import pytest
 
 from sonet.client import prekeys
 
+from tests import module_costs
 from tests.few_prekeys import FEW_LOW, FEW_PREKEYS
 
 #: the user_properties key of a fault run's counts (tests/e2e/conftest.py ``record_fault_run``)
@@ -23,9 +27,35 @@ FAULT_RUN = "fault_run"
 _fault_runs: list[dict[str, object]] = []
 
 
+_module_seconds = module_costs.Tally()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--write-durations",
+        action="store_true",
+        help="write the seconds each test module took to tests/durations.json (the order xdist workers run them in)",
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering (by fixture scope)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker: whole modules, longest first (every worker sorts the same way, so
+    their collections stay equal). A run in one process keeps the file order."""
+    if hasattr(config, "workerinput"):
+        items[:] = module_costs.longest_first(items, module_costs.load())
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call":
         _fault_runs.extend(row for key, row in report.user_properties if key == FAULT_RUN)
+    _module_seconds.add(report.nodeid, report.duration)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # in the process that reports (the xdist controller, or the only one), for a whole run
+    if session.config.getoption("write_durations") and not hasattr(session.config, "workerinput"):
+        _module_seconds.write()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
