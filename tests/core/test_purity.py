@@ -9,6 +9,7 @@ code that no test executes. Relative imports are resolved against the file's pac
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,12 +104,13 @@ def python_files(package: str) -> list[Path]:
     return sorted(p for p in base.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def imports_of(package: str) -> list[Import]:
+@functools.cache  # the tree does not change during a run: each package is parsed once, not once a rule
+def imports_of(package: str) -> tuple[Import, ...]:
     found: list[Import] = []
     for path in python_files(package):
         rel = path.relative_to(ROOT)
         found.extend(imports_in_source(path.read_text(encoding="utf-8"), rel))
-    return found
+    return tuple(found)
 
 
 def report(violations: list[Import], rule: str) -> str:
@@ -124,7 +126,7 @@ def impure_imports(found: list[Import]) -> list[Import]:
 
 
 def test_core_is_pure() -> None:
-    violations = impure_imports(imports_of("core"))
+    violations = impure_imports(list(imports_of("core")))
     assert not violations, report(violations, "core/ must not do I/O, threads, clocks or randomness of its own")
 
 
