@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 
+import pytest
 import trio
 
 from sonet.client import cert_refs
@@ -23,6 +24,8 @@ from sonet.core.sealed_sender import Unsealed, seal, unseal
 from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BOB, CAROL, HANG_S, Clock, texts
+
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (tests/conftest.py)
 
 Register = Callable[..., Awaitable[Device]]
 
