@@ -1,11 +1,8 @@
-"""Open a secure connection: the WebSocket, its upgrade and the initiator handshake under ONE
-deadline (``limits.HANDSHAKE_DEADLINE_S``), lifted once the connection is up.
-
-trio-websocket's ``connect_timeout`` is not enough on its own: when the other side accepts the
-TCP connection but never answers the upgrade (a black hole), its reader task keeps
-``open_websocket_url`` waiting until the other side closes. Every failure before the
-connection is up is one ``DialError`` line; after it, errors belong to the caller's body and
-pass through as they are.
+"""Open a secure connection: the WebSocket (transport/websocket.py ``connect``: TCP, TLS, the
+upgrade), and the initiator handshake under ONE deadline (``limits.HANDSHAKE_DEADLINE_S``),
+lifted once the connection is up: a black hole that accepts the TCP connection and never
+answers is given up at it. Every failure before the connection is up is one ``DialError``
+line; after it, errors belong to the caller's body and pass through as they are.
 """
 
 from __future__ import annotations
@@ -18,8 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import trio
-from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError as WsHandshakeError, open_websocket_url
-from wsproto.utilities import LocalProtocolError as WebSocketStateError
+from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError as WsHandshakeError
 
 from sonet.core import limits
 from sonet.core.client_api import ErrorFrame
@@ -30,8 +26,9 @@ from sonet.core.handshake import Handshake, Role
 from sonet.core.wire import Frame, FrameSet
 
 from .handshake import POLICY_VIOLATION, run_initiator
-from .socket import READ_BYTES, SecureSocket
+from .socket import SecureSocket
 from .tls import TlsError, client_context, describe_failure
+from .websocket import connect
 
 __all__ = ["dial", "DialError", "describe_close"]
 
@@ -81,15 +78,8 @@ async def dial(
         raise DialError(f"cannot connect to {target}: {exc}") from None
     try:
         with connecting:
-            async with open_websocket_url(
-                target,
-                tls,
-                extra_headers=list(headers),
-                max_message_size=limits.MAX_RECORD_BYTES,
-                receive_buffer_size=READ_BYTES,
-                connect_timeout=limits.HANDSHAKE_DEADLINE_S,
-                disconnect_timeout=2,
-            ) as ws:
+            ws = await connect(target, tls=tls, headers=headers, max_message_bytes=limits.MAX_RECORD_BYTES)
+            try:
                 hs = Handshake(
                     Role.INITIATOR,
                     identity=identity,
@@ -111,6 +101,8 @@ async def dial(
                 connecting.deadline = math.inf
                 established = True
                 yield sock
+            finally:
+                await ws.aclose()  # bounded (CLOSE_GRACE_S), the stream closed in any case
         if connecting.cancelled_caught and tls_failures:
             raise DialError(f"cannot connect to {target}: {describe_failure(tls_failures[0])}")
         if connecting.cancelled_caught:
@@ -122,6 +114,8 @@ async def dial(
     except ConnectionClosed as exc:
         if established:
             raise
+        if tls_failures:  # the TLS handshake failed: the connection ended under it
+            raise DialError(f"cannot connect to {target}: {describe_failure(tls_failures[0])}") from None
         # A refusal closes with 1008 and its code as the reason; the close can overtake the
         # refusal message itself, so the code is taken from either.
         reason = exc.reason
@@ -136,17 +130,11 @@ async def dial(
         why = f"{exc.status_code}: {text[0][:200]}" if text else f"HTTP {exc.status_code}"
         code = "too_many_connections" if exc.status_code == 503 else None
         raise DialError(f"the {peer} at {url} refused the connection ({why})", code=code) from None
-    except WebSocketStateError:
-        # trio-websocket answers a message over the cap that arrives while our close waits for
-        # its answer with a 1009 close, which wsproto refuses in that state: the other side
-        # broke the connection (see transport/server.py, where the same ends one connection)
-        reason = CloseReason(1009, "a message over the cap while the connection closed")
-        if established:
-            raise ConnectionClosed(reason) from None
-        raise DialError(f"the {peer} at {url} closed the connection ({describe_close(reason)})") from None
     except (OSError, WsHandshakeError) as exc:
         if established:
             raise
+        if tls_failures:
+            raise DialError(f"cannot connect to {target}: {describe_failure(tls_failures[0])}") from None
         raise DialError(f"cannot connect to {target}: {_why(exc)}") from None
 
 
@@ -160,7 +148,7 @@ def describe_close(reason: CloseReason | None) -> str:
 
 
 def _why(exc: BaseException) -> str:
-    """One line on a connection failure (trio-websocket wraps the OSError, without a message)."""
+    """One line on a connection failure (the OSError's text, or the error's own)."""
     for error in (exc, exc.__cause__, exc.__context__):
         if error is not None and (text := getattr(error, "strerror", None) or str(error)):
             return text

@@ -15,7 +15,7 @@ import os
 from collections.abc import Awaitable, Callable
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed
 
 from sonet.core import limits
 from sonet.core.crypto import CryptoPolicy, SigningKey
@@ -73,7 +73,7 @@ _GUARD_CODES = frozenset({"replayed", "rate_limited"})
 
 
 async def respond(
-    ws: WebSocket | WebSocketConnection,
+    ws: WebSocket,
     *,
     identity: SigningKey,
     policy: CryptoPolicy,
@@ -109,7 +109,7 @@ def _now_ms() -> int:
     return int(trio.current_time() * 1000)
 
 
-async def _respond(ws: WebSocket | WebSocketConnection, hs: Handshake, admit: Admit, address: str) -> HandshakeComplete | None:
+async def _respond(ws: WebSocket, hs: Handshake, admit: Admit, address: str) -> HandshakeComplete | None:
     with trio.move_on_after(limits.HANDSHAKE_DEADLINE_S):
         try:
             while True:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed
 
 from sonet.core.channel import Channel
 from sonet.core.client_api import ErrorFrame, Ping, Pong
@@ -23,44 +23,24 @@ from sonet.core.wire import Frame
 from .handshake import POLICY_VIOLATION
 from .websocket import CLOSE_GRACE_S, READ_BYTES, WebSocket
 
-__all__ = ["SecureSocket", "CLOSE_GRACE_S", "MAX_ERROR_MESSAGE", "READ_BYTES", "set_message_cap", "shed_upgrade_state"]
+__all__ = ["SecureSocket", "CLOSE_GRACE_S", "MAX_ERROR_MESSAGE", "READ_BYTES", "set_message_cap"]
 
 #: characters of an error's text sent in its ErrorFrame
 MAX_ERROR_MESSAGE = 300
 
 
-def shed_upgrade_state(ws: WebSocket | WebSocketConnection) -> None:
-    """Drop what only the HTTP upgrade needed: wsproto keeps its handshake's h11 connection
-    (parser, buffers, the request) for the WebSocket's life, though nothing reads it once the
-    connection is open. Memory per idle connection (docs/performance.md)."""
-    protocol = getattr(ws, "_wsproto", None)
-    handshake = getattr(protocol, "handshake", None)
-    if handshake is None or getattr(protocol, "connection", None) is None:
-        return  # not open (or a wsproto that changed): nothing is dropped
-    for name in ("_h11_connection", "_initiating_request", "_nonce"):
-        if hasattr(handshake, name):
-            setattr(handshake, name, None)
-
-
-def set_message_cap(ws: WebSocket | WebSocketConnection, max_bytes: int) -> None:
+def set_message_cap(ws: WebSocket, max_bytes: int) -> None:
     """The largest WebSocket message ``ws`` accepts from now on (a larger one closes it with
-    1009: ours (transport/websocket.py) as soon as a frame header announces it; trio-websocket
-    after at most ``max_bytes`` plus one read (``READ_BYTES``) were buffered, counting the
-    parts of a message as wsproto hands them over). The server starts a connection small (a
-    handshake message) and raises the cap once the other side is authenticated; trio-websocket
-    only takes it at construction, hence the attribute."""
-    if isinstance(ws, WebSocket):
-        ws.max_message_bytes = max_bytes
-        return
-    if not hasattr(ws, "_max_message_size"):  # pragma: no cover - a trio-websocket that changed
-        raise RuntimeError("this trio-websocket version does not keep its message cap in _max_message_size")
-    ws._max_message_size = max_bytes
+    1009 as soon as a frame header announces it, transport/websocket.py). The server starts a
+    connection small (a handshake message) and raises the cap once the other side is
+    authenticated."""
+    ws.max_message_bytes = max_bytes
 
 
 class SecureSocket:
     """An established connection: ``send``/``receive`` frames of the channel's endpoint."""
 
-    def __init__(self, ws: WebSocket | WebSocketConnection, channel: Channel, peer_key: VerifyKey) -> None:
+    def __init__(self, ws: WebSocket, channel: Channel, peer_key: VerifyKey) -> None:
         self._ws = ws
         self._channel = channel
         #: the other side's identity key, authenticated by the handshake; held for the
@@ -68,7 +48,6 @@ class SecureSocket:
         self.peer_key = peer_key
         if isinstance(peer_key, VerifyKey):  # (tests' fake sockets have none)
             peer_key.forget_parsed()
-        shed_upgrade_state(ws)
         self._send_lock = trio.Lock()
         #: why nothing more can be sent (a sealed record was not sent), None while it can
         self.send_broken: str | None = None

@@ -56,8 +56,8 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
 def client_context(on_failure: Callable[[ssl.SSLError], None] | None = None) -> ssl.SSLContext:
     """The context a ``wss://`` dial verifies the server with: ``$SONET_TLS_CA`` if set, else
     the system's CAs; the host name must match the certificate. ``on_failure`` hears of a
-    failed TLS handshake as it happens (trio-websocket's reader swallows it and would leave the
-    dial waiting for an upgrade answer that never comes)."""
+    failed TLS handshake as it happens (the dial then says why, not just that the connection
+    was lost)."""
     ca = os.environ.get(CA_ENV) or None
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)

@@ -13,15 +13,20 @@ task of its own, so an idle connection costs one task, the one that waits in ``g
   leaves half a frame on the wire, so nothing more is sent after it, not even a close.
 
 The server reads the HTTP upgrade request itself (transport/server.py) and hands it here as an
-``UpgradeRequest`` to accept or reject; wsproto's h11 handshake state is dropped once answered.
-The exceptions are trio-websocket's (``ConnectionClosed`` with a ``CloseReason``), which the
-dialling side still uses, so callers catch one kind whichever side they are on.
+``UpgradeRequest`` to accept or reject; ``connect`` opens one (transport/dial.py). wsproto's h11
+handshake state is dropped once the upgrade is answered. The exceptions are trio-websocket's
+(``ConnectionClosed`` with a ``CloseReason``, ``ConnectionRejected``, ``HandshakeError``), which
+the node's callers have always caught: nothing else of trio-websocket is used.
 """
 
 from __future__ import annotations
 
+import ssl
+import urllib.parse
+from collections.abc import Sequence
+
 import trio
-from trio_websocket import CloseReason, ConnectionClosed
+from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
     AcceptConnection,
@@ -37,7 +42,7 @@ from wsproto.events import (
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import LocalProtocolError as WebSocketStateError, RemoteProtocolError as BadUpgradeRequest
 
-__all__ = ["WebSocket", "UpgradeRequest", "BadUpgrade", "READ_BYTES", "CLOSE_GRACE_S", "MESSAGE_TOO_BIG"]
+__all__ = ["WebSocket", "UpgradeRequest", "BadUpgrade", "connect", "READ_BYTES", "CLOSE_GRACE_S", "MESSAGE_TOO_BIG"]
 
 #: the most bytes one socket read takes (trio-websocket's default is 4 KiB): a 1 MiB push is 16
 #: reads, not 256, each a trip through trio and wsproto (docs/performance.md). Nothing is held
@@ -49,6 +54,9 @@ CLOSE_GRACE_S = 2.0
 #: close codes: a message over the cap; a connection lost without a close
 MESSAGE_TOO_BIG = 1009
 ABNORMAL_CLOSURE = 1006
+
+#: the most bytes of a refusal's body kept (what a dial says about it is its first line)
+MAX_REFUSAL_BODY = 16 * 1024
 
 _OPEN = ConnectionState.OPEN
 _CLOSED = ConnectionState.CLOSED
@@ -321,3 +329,66 @@ async def _send_answer(stream: trio.abc.Stream, answer: bytes) -> None:
         await stream.send_all(answer)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         raise ConnectionClosed(CloseReason(ABNORMAL_CLOSURE, None)) from None
+
+
+async def connect(
+    url: str, *, tls: ssl.SSLContext | None, headers: Sequence[tuple[bytes, bytes]] = (), max_message_bytes: int
+) -> WebSocket:
+    """Open a WebSocket to ``url`` (``ws://``, or ``wss://`` with ``tls``): the TCP connection,
+    TLS, the upgrade request and its answer. OSError if it cannot be reached; ConnectionRejected
+    for an HTTP answer instead of the upgrade (its status and body); HandshakeError for an
+    answer that is no valid upgrade, or a URL that is no WebSocket URL; ConnectionClosed (1006)
+    if it closed before answering. No deadline of its own: the caller's (transport/dial.py)."""
+    host, port, target = _split_url(url, tls)
+    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+    try:
+        if tls is not None:
+            stream = trio.SSLStream(stream, tls, server_hostname=host, https_compatible=True)
+        handshake = H11Handshake(ConnectionType.CLIENT)
+        host_header = host if port in (80, 443) else f"{host}:{port}"
+        await _send_answer(stream, handshake.send(Request(host=host_header, target=target, extra_headers=list(headers))))
+        refusal: RejectConnection | None = None
+        body = b""
+        while True:
+            try:
+                data = await stream.receive_some(READ_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                if refusal is not None:  # a refusal whose body ends with the connection
+                    raise ConnectionRejected(refusal.status_code, tuple(refusal.headers), body)
+                raise ConnectionClosed(CloseReason(ABNORMAL_CLOSURE, None))
+            try:
+                handshake.receive_data(data)
+                events = list(handshake.events())
+            except BadUpgradeRequest as exc:
+                raise HandshakeError(f"not a WebSocket upgrade answer: {exc}") from None
+            for event in events:
+                if isinstance(event, AcceptConnection):
+                    protocol = handshake.connection  # with what came after the answer
+                    assert protocol is not None
+                    return WebSocket(stream, protocol, max_message_bytes=max_message_bytes)
+                if isinstance(event, RejectConnection):
+                    if not event.has_body:
+                        raise ConnectionRejected(event.status_code, tuple(event.headers), None)
+                    refusal = event
+                elif isinstance(event, RejectData) and refusal is not None:
+                    body = (body + event.data)[:MAX_REFUSAL_BODY]
+                    if event.body_finished:
+                        raise ConnectionRejected(refusal.status_code, tuple(refusal.headers), body)
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+
+
+def _split_url(url: str, tls: ssl.SSLContext | None) -> tuple[str, int, str]:
+    """(host, port, request target) of a ws:// (or, with TLS, wss://) URL."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != ("wss" if tls is not None else "ws") or not parts.hostname:
+        raise HandshakeError(f"not a {'wss' if tls is not None else 'ws'}:// URL: {url}")
+    try:
+        port = parts.port or (443 if tls is not None else 80)
+    except ValueError:
+        raise HandshakeError(f"not a valid port in {url}") from None
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, port, target

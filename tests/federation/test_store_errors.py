@@ -57,6 +57,11 @@ async def test_a_request_that_hits_a_store_error_is_answered_unavailable(start_n
     store = Failing(beta, monkeypatch, "peers", "receive")
     item = transit(bob.address, origin=ALPHA)
     async with peer_link(beta, key, ALPHA) as link:
+        # the node reads the peer table once more as it starts serving the link (a read that
+        # fails there closes the link): only then is the table made to fail
+        federation = beta.node.federation
+        assert federation is not None
+        await until(lambda: federation._pool.inbound(ALPHA) == 1, "beta serving the link")
         store.failing = {"peers"}  # every push and relayed lookup reads the peer table first
         assert await ask(link, Push(request=1, items=(item,))) == ErrorFrame(
             request=1, code="unavailable", message=f"{BETA} cannot answer right now; try again later"

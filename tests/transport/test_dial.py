@@ -100,3 +100,54 @@ async def test_an_oversized_message_while_the_dial_closes_is_one_dial_error() ->
                     pytest.fail("a garbage handshake answer was taken")
             nursery.cancel_scope.cancel()
     assert "\n" not in str(info.value)
+
+
+async def _answering(answer: bytes, task_status=trio.TASK_STATUS_IGNORED) -> None:  # noqa: ANN001 - trio's
+    """A server that reads a request head, writes ``answer`` and closes."""
+
+    async def serve_one(stream: trio.SocketStream) -> None:
+        async with stream:
+            head = b""
+            while b"\r\n\r\n" not in head and (chunk := await stream.receive_some(65536)):
+                head += chunk
+            await stream.send_all(answer)
+
+    await trio.serve_tcp(serve_one, 0, host="127.0.0.1", task_status=task_status)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected", "code"),
+    [
+        (
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 23\r\n\r\ntoo many connections\nxx",
+            "refused the connection (503: too many connections)",
+            "too_many_connections",
+        ),
+        (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", "refused the connection (HTTP 404)", None),
+        (b"HTTP/1.1 403 Forbidden\r\n\r\nno length: the body ends with the connection", "(403: no length: the body ends", None),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: wrong\r\n\r\n",
+            "not a WebSocket upgrade answer: Bad accept token",
+            None,
+        ),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "not a WebSocket upgrade answer", None),
+        (b"", "closed the connection (connection lost)", None),
+    ],
+)
+async def test_an_answer_that_is_no_upgrade_is_one_dial_error(answer: bytes, expected: str, code: str | None) -> None:
+    with trio.fail_after(HANG_S):
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(_answering, answer)
+            port = listener.socket.getsockname()[1]
+            with pytest.raises(DialError) as info:
+                async with dial(f"ws://127.0.0.1:{port}", "/client", identity=new_key(), expected_peer=None, frames=CLIENT_FRAMES):
+                    pytest.fail("a dial without an upgrade")
+            nursery.cancel_scope.cancel()
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    assert info.value.code == code
+
+
+async def test_a_url_that_is_no_websocket_url_is_one_dial_error() -> None:
+    with pytest.raises(DialError, match=r"^cannot connect to http://127.0.0.1:1/client: not a ws:// URL"):
+        async with dial("http://127.0.0.1:1", "/client", identity=new_key(), expected_peer=None, frames=CLIENT_FRAMES):
+            pytest.fail("dialled an http URL")

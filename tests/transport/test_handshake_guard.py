@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket_url, serve_websocket
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from sonet.core import limits
 from sonet.core.channel import Channel
@@ -21,7 +21,9 @@ from sonet.core.handshake import Cookie, Handshake, HandshakeError, Hello2, Role
 from sonet.core.handshake_guard import GuardSettings, HandshakeGuard
 from sonet.core.ratelimit import Rate
 from sonet.core.wire import decode_frame
-from sonet.transport import DialError, SecureSocket, dial, respond
+from sonet.transport import DialError, SecureSocket, dial, respond, serve
+from sonet.transport.server import Connection
+from sonet.transport.websocket import UpgradeRequest
 
 from .echo import new_key
 
@@ -33,14 +35,13 @@ async def guarded(guard: HandshakeGuard) -> AsyncIterator[tuple[str, str]]:
     """A responder that screens with ``guard`` and answers Pings; yields (url, its fingerprint)."""
     key = new_key()
 
-    async def handler(request: WebSocketRequest) -> None:
+    async def handler(request: UpgradeRequest, conn: Connection) -> None:
         ws = await request.accept()
         try:
-            remote = ws.remote
-            address = str(remote.address) if not isinstance(remote, str) else remote
-            done = await respond(ws, identity=key, policy=CryptoPolicy(), prologue=b"/client", guard=guard, address=address)
+            done = await respond(ws, identity=key, policy=CryptoPolicy(), prologue=b"/client", guard=guard, address=conn.address)
             if done is None:
                 return
+            conn.authenticated()
             sock = SecureSocket(ws, Channel(done.keys, CLIENT_FRAMES), done.peer)
             ping = await sock.receive()
             assert isinstance(ping, Ping)
@@ -50,7 +51,7 @@ async def guarded(guard: HandshakeGuard) -> AsyncIterator[tuple[str, str]]:
             pass
 
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
+        server = await nursery.start(lambda task_status: serve(handler, "127.0.0.1", 0, plain_http_answer="guarded\n", task_status=task_status))
         yield f"ws://127.0.0.1:{server.port}", key.public.fingerprint
         nursery.cancel_scope.cancel()
 
