@@ -46,7 +46,10 @@ run: $(VENV)/.installed-run
 # PYTHONDONTWRITEBYTECODE is emptied (unset) for the suite: it starts hundreds of Python processes
 # (nodes, CLIs, examples), and with it set each compiled the whole package again (~0.5 s of CPU
 # a start) and pytest rewrote every test module's asserts in each worker (__pycache__/ is ignored by git).
-PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n auto --dist loadscope --no-loadscope-reorder
+# WORKERS=3 on 2 cores overlaps the e2e modules' waits (nodes starting, deadlines) with unit
+# tests; measure before making it the default (a run used ~76% of 2 cores with 2 workers).
+WORKERS ?= auto
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadscope --no-loadscope-reorder
 
 # Everything: the type check and every test, the slow ones too (the table of the fault runs at the
 # end, then the 25 slowest tests: where the 10 minutes go).
@@ -70,7 +73,8 @@ postgres-server:
 	fi
 
 # The seconds each test module took, written to tests/durations.json (commit it): run again
-# when slow modules came, went or changed much.
+# when slow modules came, went or changed much. Also prints the 30 modules that took the most
+# CPU (the test process and the nodes and CLIs it started).
 .PHONY: test-durations
 test-durations: export SONET_TEST_POSTGRES = require
 test-durations: postgres-server

@@ -46,10 +46,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = module_costs.longest_first(items, module_costs.load())
 
 
+_cpu_mark = [0.0]
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    _cpu_mark[0] = module_costs.cpu_seconds()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With --write-durations: each phase's report carries the CPU it took (to the controller)."""
+    outcome = yield
+    if item.config.getoption("write_durations"):
+        now = module_costs.cpu_seconds()
+        outcome.get_result().user_properties.append((module_costs.CPU_S, now - _cpu_mark[0]))
+        _cpu_mark[0] = now
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call":
         _fault_runs.extend(row for key, row in report.user_properties if key == FAULT_RUN)
-    _module_seconds.add(report.nodeid, report.duration)
+    cpu = sum(value for key, value in report.user_properties if key == module_costs.CPU_S)
+    _module_seconds.add(report.nodeid, report.duration, cpu)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -59,7 +77,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
-    """The table of the fault runs of this session."""
+    """The table of the fault runs of this session; with --write-durations, where the CPU went."""
+    if config.getoption("write_durations"):
+        terminalreporter.section("CPU per module (this process and its reaped subprocesses)")
+        for line in _module_seconds.rows(30):
+            terminalreporter.write_line(line)
     if not _fault_runs:
         return
     terminalreporter.section("fault runs (lost and duplicated must be 0)")

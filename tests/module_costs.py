@@ -11,17 +11,21 @@ again. A module missing from the table (a new one) is taken as ``NEW_MODULE_S``.
 from __future__ import annotations
 
 import json
+import resource
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-__all__ = ["TABLE", "NEW_MODULE_S", "module_of", "load", "longest_first", "Tally"]
+__all__ = ["TABLE", "NEW_MODULE_S", "CPU_S", "module_of", "load", "longest_first", "cpu_seconds", "Tally"]
 
 TABLE = Path(__file__).with_name("durations.json")
 #: the cost given to a module the table does not name: a few seconds, so it starts before the
 #: quick unit-test modules rather than ending the run
 NEW_MODULE_S = 3.0
+#: the user_properties key of a test phase's CPU seconds (measured with --write-durations)
+CPU_S = "cpu_s"
 
 
 class _Item(Protocol):
@@ -62,14 +66,32 @@ def longest_first(items: Sequence[T], costs: dict[str, float]) -> list[T]:
     return sorted(items, key=key)  # stable: the order inside a module is kept
 
 
+def cpu_seconds() -> float:
+    """CPU used so far by this process and the subprocesses it has reaped (the nodes and CLIs a
+    test started count once they ended, at the latest in the module's teardown)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 class Tally:
-    """Seconds per module of the test reports of one run, written as the table."""
+    """Seconds per module of the test reports of one run (wall, and CPU where measured),
+    the wall seconds written as the table."""
 
     def __init__(self) -> None:
         self.seconds: defaultdict[str, float] = defaultdict(float)
+        self.cpu: defaultdict[str, float] = defaultdict(float)
 
-    def add(self, nodeid: str, duration: float) -> None:
+    def add(self, nodeid: str, duration: float, cpu: float = 0.0) -> None:
         self.seconds[module_of(nodeid)] += duration
+        self.cpu[module_of(nodeid)] += cpu
+
+    def rows(self, count: int) -> list[str]:
+        """The ``count`` modules that took the most CPU, one line each, and the totals."""
+        lines = [f"{'CPU s':>8} {'wall s':>8}  module"]
+        for module, cpu in sorted(self.cpu.items(), key=lambda kv: -kv[1])[:count]:
+            lines.append(f"{cpu:8.1f} {self.seconds[module]:8.1f}  {module}")
+        lines.append(f"{sum(self.cpu.values()):8.1f} {sum(self.seconds.values()):8.1f}  all {len(self.seconds)} modules")
+        return lines
 
     def write(self, path: Path = TABLE) -> None:
         ordered = sorted(self.seconds.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
-from tests.module_costs import NEW_MODULE_S, TABLE, Tally, load, longest_first
+from tests.module_costs import NEW_MODULE_S, TABLE, Tally, cpu_seconds, load, longest_first
 
 
 class Item(NamedTuple):
@@ -61,3 +61,18 @@ def test_the_committed_table_is_seconds_per_test_module() -> None:
     assert table, f"{TABLE} is missing or empty (make test-durations)"
     assert all(module.startswith("tests/") and module.endswith(".py") and "::" not in module for module in table)
     assert all(seconds >= 0 for seconds in table.values())
+
+
+def test_the_cpu_rows_name_the_costliest_modules_and_the_totals() -> None:
+    tally = Tally()
+    tally.add("tests/x.py::a", 2.0, cpu=0.5)
+    tally.add("tests/y.py::b", 1.0, cpu=3.0)
+    tally.add("tests/y.py::c", 1.0, cpu=1.0)
+    rows = tally.rows(1)
+    assert [row.split() for row in rows[1:]] == [["4.0", "2.0", "tests/y.py"], ["4.5", "4.0", "all", "2", "modules"]]
+
+
+def test_cpu_seconds_count_what_this_process_spends() -> None:
+    before = cpu_seconds()
+    sum(i * i for i in range(300_000))
+    assert cpu_seconds() > before
