@@ -269,9 +269,11 @@ async def collect_until_drained(conn: RawConnection) -> list[Delivery]:
     raise AssertionError(f"connection ended before Drained: {conn.error!r}")
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def restore_root_logger() -> Iterator[None]:
-    """Put the root logger's handlers and level back after a test that configures logging."""
+    """Put the root logger's handlers and level back after every test: a node command run
+    in-process (cli.main) configures logging onto the test's captured stderr, which is closed
+    after it, and a later test's node would log into the closed file."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
