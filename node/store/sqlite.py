@@ -99,6 +99,7 @@ from .sqlite_federation import (
     _outbox_counts,
     _outbox_done,
     _queue_outbound,
+    _queued_or_sent,
     _receive,
     _set_peer_key,
 )
@@ -596,9 +597,10 @@ def _enqueue(
     charges = Charges()
     stored = _store_envelopes(conn, batch, now, quota, sender, charges)
     # An item already expired could never be delivered: like an envelope, it is not queued.
-    for item in outbound:
-        if item.expires > now:
-            _queue_outbound(conn, item, now, charges)
+    unexpired = [item for item in outbound if item.expires > now]
+    known = _queued_or_sent(conn, unexpired, now)
+    for item in unexpired:
+        _queue_outbound(conn, item, now, charges, known=known)
     # After the writes, in their transaction: OverBudget undoes them all (no check-then-write race).
     enforce(conn, quota, charges, disk_free)
     return stored

@@ -60,17 +60,52 @@ def _queued_item(row: tuple[Any, ...]) -> QueuedItem:
     return QueuedItem(seq=seq, dest=dest, key=bytes(key), expires=expires, data=bytes(data), queued_at=queued_at)
 
 
+#: keys per ``IN (...)`` query (SQLite allows 32,766 parameters)
+_KEYS_PER_QUERY = 500
+
+
+def _queued_or_sent(conn: Connection, items: list[OutboundItem], now: int) -> set[tuple[str, bytes]]:
+    """The (dest, key) of ``items`` that are queued, or were handed on and are still
+    remembered: two queries per destination and 500 keys, not two per item."""
+    keys_by_dest: dict[str, list[bytes]] = {}
+    for item in items:
+        keys_by_dest.setdefault(item.dest, []).append(item.key)
+    known: set[tuple[str, bytes]] = set()
+    for dest, keys in keys_by_dest.items():
+        for start in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[start : start + _KEYS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            for sql, extra in (
+                (f"SELECT key FROM outbox WHERE dest = ? AND key IN ({marks})", ()),
+                (f"SELECT key FROM outbox_sent WHERE dest = ? AND key IN ({marks}) AND expires > ?", (now,)),
+            ):
+                known.update((dest, bytes(row[0])) for row in conn.execute(sql, (dest, *chunk, *extra)))
+    return known
+
+
 def _queue_outbound(
-    conn: Connection, item: OutboundItem, now: int, charges: Charges | None = None, *, sender: tuple[str, int] | None = None
+    conn: Connection,
+    item: OutboundItem,
+    now: int,
+    charges: Charges | None = None,
+    *,
+    sender: tuple[str, int] | None = None,
+    known: set[tuple[str, bytes]] | None = None,
 ) -> None:
     """Queue an unexpired item, unless its (dest, key) is queued or was handed on and is
     still remembered. What is queued is added to ``charges`` (None: it is never refused, e.g.
     a report). ``sender``: the local device an untracked item counts towards (a group SUBMIT),
-    like a tracked one. A tracked item's outbox row is its "queued" delivery state: its
-    delivery row is written when it leaves the outbox (``_outbox_done``), in its final state
-    when it has one, so an envelope costs one delivery-row write, not an insert and an update."""
+    like a tracked one. ``known``: the keys ``_queued_or_sent`` found for a batch being queued
+    (kept up to date here), instead of asking per item. A tracked item's outbox row is its
+    "queued" delivery state: its delivery row is written when it leaves the outbox
+    (``_outbox_done``), in its final state when it has one, so an envelope costs one
+    delivery-row write, not an insert and an update."""
     key = (item.dest, item.key)
-    if conn.execute("SELECT 1 FROM outbox WHERE dest = ? AND key = ?", key).fetchone() or conn.execute(
+    if known is not None:
+        if key in known:
+            return
+        known.add(key)
+    elif conn.execute("SELECT 1 FROM outbox WHERE dest = ? AND key = ?", key).fetchone() or conn.execute(
         "SELECT 1 FROM outbox_sent WHERE dest = ? AND key = ? AND expires > ?", (*key, now)
     ).fetchone():
         return
