@@ -7,11 +7,53 @@ error frame and closes), requests multiplexed over it (``Mux``), and the listeni
 if __name__ != "sonet.transport":  # one name per module (sonet/__init__.py)
     raise ImportError(f"this package is sonet.transport; import it as that, not as {__name__}")
 
-from .dial import DialError, describe_close, dial
-from .handshake import POLICY_VIOLATION, PROTOCOL_ERROR, Admit, admit_everyone, respond, run_initiator
-from .mux import LinkLost, Mux, OnPush
-from .server import Listening, serve
-from .socket import CLOSE_GRACE_S, SecureSocket
+import sys
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .dial import DialError, describe_close, dial
+    from .handshake import POLICY_VIOLATION, PROTOCOL_ERROR, Admit, admit_everyone, respond, run_initiator
+    from .mux import LinkLost, Mux, OnPush
+    from .server import Listening, serve
+    from .socket import CLOSE_GRACE_S, SecureSocket
+
+#: each name's submodule, imported when the name is first asked for: a module that needs one
+#: small piece (``events``, read by the node's settings in every ``sonet-node`` command) must not
+#: load the dialling side and trio-websocket with it
+_SUBMODULE = {
+    **dict.fromkeys(("DialError", "describe_close", "dial"), "dial"),
+    **dict.fromkeys(("POLICY_VIOLATION", "PROTOCOL_ERROR", "Admit", "admit_everyone", "respond", "run_initiator"), "handshake"),
+    **dict.fromkeys(("LinkLost", "Mux", "OnPush"), "mux"),
+    **dict.fromkeys(("Listening", "serve"), "server"),
+    **dict.fromkeys(("CLOSE_GRACE_S", "SecureSocket"), "socket"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    submodule = _SUBMODULE.get(name)
+    if submodule is None:  # (``from sonet.transport import events`` then imports the submodule)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{submodule}"), name)
+    globals()[name] = value
+    return value
+
+
+class _Package(ModuleType):
+    """Importing a submodule binds it on the package: ``dial`` (the module) would then hide
+    ``dial`` (the function) that ``from sonet.transport import dial`` asks for. The exported
+    name wins, as it did when this package imported its names eagerly."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _SUBMODULE and isinstance(value, ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "dial",
