@@ -120,7 +120,6 @@ from .sqlite_keydir import (
 )
 from .sqlite_budgets import Charges, DiskFree, disk_free_at, enforce
 from .sqlite_group_trees import _group_tree
-from .sqlite_groups import _create_group, _group_submit, _purge_groups
 from .sqlite_expiry import _next_expiry
 from .sqlite_mailbox import _ack, _device_exists, _pending, _purge_expired, _store_envelopes
 from .sqlite_prekeys import _prekey_counts, _publish_prekeys, _take_bundle
@@ -465,6 +464,10 @@ class SqliteStore:
     # Groups ----------------------------------------------------------------------------
 
     async def create_group(self, *, account: str, device_id: int, group: bytes, state: bytes, now: int) -> bool:
+        # sqlite_groups.py routes items through the hub and with it MLS (~0.2 s to import): it is
+        # loaded where a group is used, not by every command that opens the store
+        from .sqlite_groups import _create_group
+
         return await self._transaction(_create_group, account, device_id, group, state, now)
 
     async def group_tree(self, group: bytes, epoch: int, *, offset: int, length: int, now: int) -> tuple[int, bytes] | None:
@@ -473,6 +476,8 @@ class SqliteStore:
     async def group_submit(
         self, item: GroupItem, *, account: str, device_id: int, hub: str, node: str, now: int, ttl_ms: int, quota: Quota
     ) -> GroupEffects:
+        from .sqlite_groups import _group_submit  # (see create_group)
+
         return await self._transaction(
             _group_submit, item, account, device_id, hub, node, now, ttl_ms, quota, self._disk_free
         )
@@ -607,6 +612,8 @@ def _enqueue(
 
 
 def _purge_all(conn: Connection, now: int) -> int:
+    from .sqlite_groups import _purge_groups  # (see create_group)
+
     _purge_groups(conn, now)
     _drop_vanished_deliveries(conn, now)
     return _purge_expired(conn, now)
