@@ -2,7 +2,8 @@
 socket and run the handshake under one deadline (``dial``), the responder's handshake
 (``respond``), one connection's frames in and out (``SecureSocket``, whose ``fail`` sends an
 error frame and closes), requests multiplexed over it (``Mux``), and the listening side
-(``serve``). Imports core only (and trio, trio-websocket)."""
+(``serve``), all on our WebSocket (``websocket``: wsproto driven from the tasks that use it, no
+reader task). Imports core only (and trio, wsproto; trio-websocket for its exception classes)."""
 
 if __name__ != "sonet.transport":  # one name per module (sonet/__init__.py)
     raise ImportError(f"this package is sonet.transport; import it as that, not as {__name__}")

@@ -81,7 +81,9 @@ class WebSocket:
         #: the fragments of a message being received (None between messages: nothing held)
         self._parts: list[bytes | str] | None = None
         self._size = 0
-        self._send_lock = trio.Lock()
+        #: serializes sends (a message, a pong, a close); made by a send, dropped once no send
+        #: holds or awaits it: an idle connection keeps none
+        self._send_lock: trio.Lock | None = None
         self._send_broken = False
         self._reading = False
         #: made only when ``aclose`` waits for the task that is reading to see the close reply
@@ -208,24 +210,35 @@ class WebSocket:
         await self._send_event(BytesMessage(data=message) if isinstance(message, bytes) else TextMessage(data=message))
 
     async def _send_event(self, event: Event) -> None:
-        async with self._send_lock:  # framed under the lock: nothing goes out after our close
-            if self._send_broken:
-                raise ConnectionClosed(self.closed or CloseReason(ABNORMAL_CLOSURE, "a send was interrupted"))
-            try:
-                data = self._proto.send(event)
-            except WebSocketStateError:  # closing or closed meanwhile
-                raise ConnectionClosed(self.closed or CloseReason(ABNORMAL_CLOSURE, None)) from None
-            sent = False
-            try:
-                await self._stream.send_all(data)
-                sent = True
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                if self.closed is None:
-                    self.closed = CloseReason(ABNORMAL_CLOSURE, None)
-                raise ConnectionClosed(self.closed) from None
-            finally:
-                if not sent:
-                    self._send_broken = True
+        lock = self._send_lock
+        if lock is None:
+            lock = self._send_lock = trio.Lock()
+        try:
+            async with lock:  # framed under the lock: nothing goes out after our close
+                await self._frame_and_send(event)
+        finally:
+            if self._send_lock is lock and not lock.locked():  # (a waiter would own it now)
+                self._send_lock = None
+
+    async def _frame_and_send(self, event: Event) -> None:
+        """Frame ``event`` and send it (under the send lock)."""
+        if self._send_broken:
+            raise ConnectionClosed(self.closed or CloseReason(ABNORMAL_CLOSURE, "a send was interrupted"))
+        try:
+            data = self._proto.send(event)
+        except WebSocketStateError:  # closing or closed meanwhile
+            raise ConnectionClosed(self.closed or CloseReason(ABNORMAL_CLOSURE, None)) from None
+        sent = False
+        try:
+            await self._stream.send_all(data)
+            sent = True
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if self.closed is None:
+                self.closed = CloseReason(ABNORMAL_CLOSURE, None)
+            raise ConnectionClosed(self.closed) from None
+        finally:
+            if not sent:
+                self._send_broken = True
 
     # closing -------------------------------------------------------------------------------
 

@@ -75,6 +75,29 @@ async def test_a_message_comes_whole_and_the_answer_goes_back() -> None:
         assert isinstance(event, BytesMessage) and event.data == b"back"
 
 
+async def test_sends_from_several_tasks_go_out_whole_and_an_idle_connection_keeps_no_lock() -> None:
+    ours, theirs = trio.testing.lockstep_stream_pair()  # a send waits for the peer's read
+    ws, peer = WebSocket(ours, Connection(ConnectionType.SERVER), max_message_bytes=1000), Peer(theirs)
+    received: list[bytes] = []
+    with trio.fail_after(HANG_S):
+        async with trio.open_nursery() as nursery:
+            for size in (70_000, 50_000, 10):
+                nursery.start_soon(ws.send_message, bytes([size % 251]) * size)
+            await trio.testing.wait_all_tasks_blocked()
+            assert ws._send_lock is not None and ws._send_lock.statistics().tasks_waiting == 2
+            part = b""
+            while len(received) < 3:
+                for event in await peer.events():
+                    assert isinstance(event, BytesMessage)
+                    part += event.data
+                    if event.message_finished:
+                        received.append(part)
+                        part = b""
+    assert sorted(map(len, received)) == [10, 50_000, 70_000]
+    assert all(len(set(message)) == 1 for message in received)  # no frame cut into another
+    assert ws._send_lock is None
+
+
 async def test_a_frame_header_over_the_cap_is_refused_before_its_payload_is_buffered() -> None:
     ws, peer = opened(max_message_bytes=1000)
     with trio.fail_after(HANG_S):
