@@ -9,19 +9,22 @@ secrecy and recovery come from this layer, as in Signal's SPQR ("triple ratchet"
 - Epoch ``e+1`` is one ML-KEM-768 exchange. Its **owner** (the initiator for odd ``e+1``, the
   responder for even, so the sides take turns) generates a key pair once the current epoch has
   seen :data:`EPOCH_INTERVAL` messages, and sends the encapsulation key in chunks of
-  :data:`CHUNK_LEN` bytes, one per message (header field ``pq``), round robin until the peer
-  shows it has the whole key (its first ciphertext chunk). The peer, with the whole key checked
+  :data:`CHUNK_LEN` bytes, one per message (header field ``pq``), until the peer shows it has
+  the whole key (its first ciphertext chunk). Chunks are erasure coded (core/ratchet/erasure.py):
+  chunk ``i`` is the value at ``i`` of a Reed-Solomon code of the zero-padded whole, the first
+  three are the whole itself, and any three distinct ones rebuild it, so a network that drops
+  the messages carrying one chunk index cannot stall the exchange (as SPQR). The peer, with the whole key checked
   against its id, encapsulates and sends the ciphertext the same way until the owner shows it
   has switched (a header naming ``e+1``). ``epoch key[e+1] = HKDF(ss, salt=epoch key[e])``.
   The owner switches as soon as the ciphertext is complete; the peer holds the new key as
   "next" and switches on the first message of ``e+1``, so neither uses a key the other lacks.
 - A chunk is in the header, so in the message's associated data: only chunks of messages that
   decrypt count. ``pq = {e, k, i, n, id, d}``: the epoch it builds (always the header's epoch +
-  1), kind ``"ek"`` or ``"ct"``, index, total, the id of the whole (``SHA-256(ek)[:8]``, or
+  1), kind ``"ek"`` or ``"ct"``, index (0..255), chunks needed (3), the id of the whole (``SHA-256(ek)[:8]``, or
   ``SHA-256(label, ek id, ct)[:8]``, which binds a ciphertext to the key it answers) and the
-  bytes. Wrong totals, lengths or epochs are refused before decryption; inconsistent ids, a
-  key chunk from the side that does not own the epoch, a ciphertext for a key not sent, or a
-  whole that does not match its id, after it (RemoteProtocolError, the state unchanged).
+  bytes. Wrong totals, indices, lengths or epochs are refused before decryption; inconsistent
+  ids or chunks, a key chunk from the side that does not own the epoch, a ciphertext for a key
+  not sent, or a whole that does not match its id, after it (RemoteProtocolError, the state unchanged).
 - Late messages: the previous epoch's key is kept until the next switch (one epoch back), then
   deleted; chunks of an exchange that has completed are ignored. The owner's ML-KEM secret is
   deleted once its ciphertext is decapsulated, the shared secret is never stored.
@@ -37,6 +40,7 @@ from typing import Any
 from .. import limits
 from ..crypto import MlKemKeyPair, Rng, hkdf, mlkem_encapsulate, sha256
 from ..errors import RemoteProtocolError
+from . import erasure
 from ._codec import check_map, need_range
 from .state import INITIATOR, KEM_CT_LEN, KEM_PUB_LEN, KID_LEN, RESPONDER, kem_key_id
 
@@ -52,12 +56,13 @@ __all__ = [
     "received",
 ]
 
-#: bytes of key or ciphertext per message: 3 chunks each way complete an exchange
+#: bytes of key or ciphertext per message: any 3 distinct chunks each way complete an exchange
 CHUNK_LEN = 400
 #: messages (sent and received) an epoch sees before its owner starts the next exchange
 EPOCH_INTERVAL = 20
 EK, CT = "ek", "ct"
 _LENGTHS = {EK: KEM_PUB_LEN, CT: KEM_CT_LEN}
+#: chunks needed to rebuild each kind (the whole is zero-padded to this many CHUNK_LEN)
 _TOTALS = {kind: -(-length // CHUNK_LEN) for kind, length in _LENGTHS.items()}
 _CHUNK = {"d": (bytes,), "e": (int,), "i": (int,), "k": (str,), "n": (int,), "id": (bytes,)}
 _EPOCH0_INFO = b"Sonet_PQ_Epoch0_v1"
@@ -91,11 +96,10 @@ def check_chunk(pq: Any, epoch: int) -> None:
         raise RemoteProtocolError(f"post-quantum chunk of unknown kind {kind!r} (expected 'ek' or 'ct')")
     if total != _TOTALS[kind]:
         raise RemoteProtocolError(f"post-quantum {kind} chunk gives a total of {total}, expected {_TOTALS[kind]}")
-    if not 0 <= index < total:
-        raise RemoteProtocolError(f"post-quantum {kind} chunk index {index} is out of range 0..{total - 1}")
-    expected = min(CHUNK_LEN, _LENGTHS[kind] - index * CHUNK_LEN)
-    if len(pq["d"]) != expected:
-        raise RemoteProtocolError(f"post-quantum {kind} chunk {index} must be {expected} bytes")
+    if not 0 <= index < erasure.POINTS:
+        raise RemoteProtocolError(f"post-quantum {kind} chunk index {index} is out of range 0..{erasure.POINTS - 1}")
+    if len(pq["d"]) != CHUNK_LEN:
+        raise RemoteProtocolError(f"post-quantum {kind} chunk {index} must be {CHUNK_LEN} bytes")
     if len(pq["id"]) != KID_LEN:
         raise RemoteProtocolError(f"post-quantum chunk id must be {KID_LEN} bytes")
     if pq["e"] != epoch + 1:
@@ -126,10 +130,11 @@ def next_chunk(state: Any) -> dict[str, Any] | None:
     else:
         return None
     total = _TOTALS[kind]
-    index = state.pq_sent % total
+    index = state.pq_sent % erasure.POINTS  # a new chunk each message: any `total` rebuild the whole
+    padded = payload.ljust(total * CHUNK_LEN, b"\0")
     # keys in canonical order (see _codec.dumps_ordered)
     return {
-        "d": payload[index * CHUNK_LEN : (index + 1) * CHUNK_LEN],
+        "d": erasure.encode([padded[i * CHUNK_LEN : (i + 1) * CHUNK_LEN] for i in range(total)], index),
         "e": state.epoch + 1,
         "i": index,
         "k": kind,
@@ -181,7 +186,7 @@ def _take_chunk(v: dict[str, Any], pq: dict[str, Any]) -> None:
 
 
 def _collect(v: dict[str, Any], pq: dict[str, Any]) -> bytes | None:
-    """Add one chunk; the whole once every chunk is there."""
+    """Add one chunk; the whole once enough distinct chunks are there."""
     held = v["pq_in"]
     if held and pq["id"] != v["pq_in_id"]:
         raise RemoteProtocolError(f"post-quantum chunk for epoch {pq['e']} names another id than the chunks before it")
@@ -194,7 +199,11 @@ def _collect(v: dict[str, Any], pq: dict[str, Any]) -> bytes | None:
     v["pq_in"], v["pq_in_id"] = types.MappingProxyType(held), pq["id"]
     if len(held) < pq["n"]:
         return None
-    return b"".join(held[i] for i in range(pq["n"]))
+    padded = b"".join(erasure.decode(held, pq["n"]))
+    length = _LENGTHS[pq["k"]]
+    if any(padded[length:]):  # chunks of one id that are not of one whole (a faulty peer)
+        raise RemoteProtocolError(f"post-quantum {pq['k']} chunks for epoch {pq['e']} do not agree with each other")
+    return padded[:length]
 
 
 def _advance(v: dict[str, Any], key: bytes) -> None:

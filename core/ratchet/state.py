@@ -39,7 +39,8 @@ RESPONDER = "responder"
 RECORD_VERSION = 2
 DH_LEN, KEM_SEED_LEN, KEM_PUB_LEN, KEM_CT_LEN, KID_LEN, KEY_LEN, CHAIN_ID_LEN = 32, 64, 1184, 1088, 8, 32, 16
 _B, _OB, _I = (bytes,), (bytes, NONE), (int,)
-_MAX_CHUNKS = 16  # received chunks a record may hold (an exchange has 3 of each kind)
+_MAX_CHUNKS = 16  # received chunks a record may hold (3 of one kind rebuild the whole)
+_CHUNK_INDICES = 256  # chunk indices are the points of core/ratchet/erasure.py's code
 
 
 def kem_key_id(public: bytes) -> bytes:
@@ -293,7 +294,7 @@ def _chunks(entries: list[Any]) -> dict[int, bytes]:
     table: dict[int, bytes] = {}
     for entry in entries:
         if not (
-            type(entry) is list and len(entry) == 2 and type(entry[0]) is int and 0 <= entry[0] < _MAX_CHUNKS
+            type(entry) is list and len(entry) == 2 and type(entry[0]) is int and 0 <= entry[0] < _CHUNK_INDICES
             and type(entry[1]) is bytes and 0 < len(entry[1]) <= KEM_PUB_LEN and entry[0] not in table
         ):  # fmt: skip
             raise LocalProtocolError("session record holds a malformed post-quantum chunk")

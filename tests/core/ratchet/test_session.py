@@ -372,7 +372,7 @@ def test_malformed_records_are_local_errors() -> None:
         canonical.dumps({**raw, "epk": raw["epk"][:-1]}),
         canonical.dumps({**raw, "ep": -1}),
         canonical.dumps({**raw, "pqi": [[0, b"x"], [0, b"y"]]}),
-        canonical.dumps({**raw, "pqi": [[99, b"x"]]}),
+        canonical.dumps({**raw, "pqi": [[256, b"x"]]}),
         canonical.dumps({**raw, "mode": "classical"}),
         canonical.dumps({**raw, "skipped": [[bytes(16), 1]]}),
         canonical.dumps({**raw, "skipped": [[bytes(16), i, bytes(32)] for i in range(limits.MAX_SKIPPED_KEYS + 1)]}),
