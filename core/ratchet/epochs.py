@@ -26,7 +26,10 @@ secrecy and recovery come from this layer, as in Signal's SPQR ("triple ratchet"
   ids or chunks, a key chunk from the side that does not own the epoch, a ciphertext for a key
   not sent, or a whole that does not match its id, after it (RemoteProtocolError, the state unchanged).
 - Late messages: the previous epoch's key is kept until the next switch (one epoch back), then
-  deleted; chunks of an exchange that has completed are ignored. The owner's ML-KEM secret is
+  deleted; chunks of an exchange that has completed are ignored. A sender's epochs never go
+  back, so once a message of epoch ``e`` came from the peer, one of an earlier epoch must have
+  been sent before it and opens only with a skipped message key (:func:`check_not_late`):
+  the previous epoch's key, if stolen, forges nothing at a new position. The owner's ML-KEM secret is
   deleted once its ciphertext is decapsulated, the shared secret is never stored.
 
 Functions here work on a mutable dict of the state's fields (session.py's staged copy).
@@ -39,7 +42,7 @@ from typing import Any
 
 from .. import limits
 from ..crypto import MlKemKeyPair, Rng, hkdf, mlkem_encapsulate, sha256
-from ..errors import RemoteProtocolError
+from ..errors import DecryptError, RemoteProtocolError
 from . import erasure
 from ._codec import check_map, need_range
 from .state import INITIATOR, KEM_CT_LEN, KEM_PUB_LEN, KID_LEN, RESPONDER, kem_key_id
@@ -48,6 +51,7 @@ __all__ = [
     "CHUNK_LEN",
     "EPOCH_INTERVAL",
     "check_chunk",
+    "check_not_late",
     "ct_id",
     "epoch_key_for",
     "first_epoch_key",
@@ -121,6 +125,13 @@ def epoch_key_for(state: Any, epoch: int) -> bytes:
     raise RemoteProtocolError(f"message names post-quantum epoch {epoch}, which this session has not reached (now {current})")
 
 
+def check_not_late(state: Any, epoch: int) -> None:
+    """A message at a new position (no skipped key) must not be of an epoch older than one
+    the peer has already used: the peer sent no such message, so it is a forgery (opaque)."""
+    if epoch < state.peer_epoch:
+        raise DecryptError()
+
+
 def next_chunk(state: Any) -> dict[str, Any] | None:
     """The chunk the next message carries (the caller advances ``pq_sent``), or None."""
     if state.pq_seed is not None and state.pq_in_id is None:  # owner: until a ciphertext chunk arrives
@@ -148,6 +159,7 @@ def received(v: dict[str, Any], epoch: int, pq: dict[str, Any] | None, rng: Rng)
     if epoch == v["epoch"] + 1:  # the owner has switched: so do we (we hold its key as next)
         _advance(v, v["next_epoch_key"])
     v["epoch_msgs"] += 1
+    v["peer_epoch"] = max(v["peer_epoch"], epoch)
     if pq is not None and pq["e"] == v["epoch"] + 1:  # else: a late chunk of a finished exchange
         _take_chunk(v, pq)
     if owner_of(v["epoch"] + 1) == v["role"] and v["pq_seed"] is None and v["epoch_msgs"] >= EPOCH_INTERVAL:

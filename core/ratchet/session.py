@@ -369,6 +369,8 @@ def decrypt(state: SessionState, message: bytes, rng: Rng) -> tuple[bytes, Sessi
     chain = chain_id(header["dh"], header["kem"])
     key = (chain, header["n"])
     message_key = state.skipped.get(key)
+    if message_key is None and header["ep"] is not None:
+        epochs.check_not_late(state, header["ep"])  # a stolen old epoch key forges nothing
     if message_key is None and chain == state.recv_chain and header["n"] == state.recv_n and state.recv_ck is not None:
         # the next message of the current chain (the common case): no turn, nothing skipped,
         # so the successor differs in the chain key and counter only and shares ``skipped``

@@ -84,6 +84,7 @@ class SessionState:
     prev_epoch_key: bytes | None = None  # for late messages of the epoch before
     next_epoch_key: bytes | None = None  # answered the owner's key; used once it switches
     epoch_msgs: int = 0  # messages sent and received in this epoch
+    peer_epoch: int = 0  # the latest epoch of a message from the peer: older ones are late ones
     pq_seed: bytes | None = None  # owner: ML-KEM seed of the next epoch's key
     pq_ct: bytes | None = None  # peer: the ciphertext it sends in chunks
     pq_sent: int = 0  # chunks sent of the current key or ciphertext (round robin)
@@ -137,6 +138,7 @@ class SessionState:
                 "epm": self.epoch_msgs,
                 "epn": self.next_epoch_key,
                 "epp": self.prev_epoch_key,
+                "epr": self.peer_epoch,
                 "kem": self.own_kem,
                 "kid": self.send_kid,
                 "pqc": self.pq_ct,
@@ -181,7 +183,7 @@ class SessionState:
             raise LocalProtocolError("session record holds a malformed peer identity") from None
         for name, length in _RECORD_LENGTHS.items():
             need_len(v[name], length, f"session record field {name!r}", LocalProtocolError)
-        for name in ("ns", "pn", "nr", "ep", "epm", "pqn"):
+        for name in ("ns", "pn", "nr", "ep", "epm", "epr", "pqn"):
             need_range(v[name], 0, limits.MAX_CHAIN_INDEX, f"session record field {name!r}", LocalProtocolError)
         skipped = v["skipped"]
         if len(skipped) > limits.MAX_SKIPPED_KEYS:
@@ -231,6 +233,7 @@ class SessionState:
                 prev_epoch_key=v["epp"],
                 next_epoch_key=v["epn"],
                 epoch_msgs=v["epm"],
+                peer_epoch=v["epr"],
                 pq_seed=v["pqs"],
                 pq_ct=v["pqc"],
                 pq_sent=v["pqn"],
@@ -245,8 +248,8 @@ _RECORD = {
     "v": _I, "mode": (str,), "role": (str,), "sid": _B, "ad": _B, "peer": _B, "peer_idh": _OB, "rk": _B,
     "dh": _OB, "kem": _OB, "prev_kem": _OB, "peer_dh": _OB, "peer_kem": _OB, "cks": _OB, "ns": _I, "pn": _I,
     "ct": _OB, "kid": _OB, "ckr": _OB, "nr": _I, "chain": _OB, "skipped": (list,), "prekey": _OB,
-    "ep": _I, "epk": _OB, "epp": _OB, "epn": _OB, "epm": _I, "pqs": _OB, "pqc": _OB, "pqn": _I, "pqi": (list,),
-    "pqid": _OB,
+    "ep": _I, "epk": _OB, "epp": _OB, "epn": _OB, "epm": _I, "epr": _I, "pqs": _OB, "pqc": _OB, "pqn": _I,
+    "pqi": (list,), "pqid": _OB,
 }  # fmt: skip
 _RECORD_LENGTHS = {
     "sid": 16, "peer_idh": DH_LEN, "rk": KEY_LEN, "dh": DH_LEN, "kem": KEM_SEED_LEN, "prev_kem": KEM_SEED_LEN,
@@ -312,7 +315,8 @@ def _check_record_mode(v: dict[str, Any], mode: CryptoMode) -> None:
         or (not mode.uses_classical and any(v[name] is not None for name in classical))
         or (not per_turn and any(v[name] is not None for name in turn_kem))
         or (per_turn and v["kem"] is None and v["cks"] is not None)
-        or (not epochs and (any(v[name] is not None for name in sparse) or v["pqi"] or v["ep"] or v["epm"] or v["pqn"]))
+        or (not epochs and (any(v[name] is not None for name in sparse) or v["pqi"] or v["ep"] or v["epm"] or v["epr"] or v["pqn"]))
+        or v["epr"] > v["ep"]  # the peer is never an epoch ahead once we have its message
         or (epochs and v["epk"] is None)
     ):
         raise LocalProtocolError("session record does not match its crypto mode")

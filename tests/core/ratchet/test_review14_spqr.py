@@ -3,6 +3,7 @@ ML-KEM exchange of core/ratchet/epochs.py that the first tests did not try."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from sonet.core import canonical
 from sonet.core.crypto import CryptoMode
-from sonet.core.errors import RemoteProtocolError
+from sonet.core.errors import DecryptError, RemoteProtocolError
 from sonet.core.ratchet import SessionState, decrypt, encrypt, epochs
 
 from .helpers import Pair, start
@@ -98,3 +99,52 @@ def test_records_keep_coded_chunks_of_any_index() -> None:
     while pair.alice.epoch == 0 or pair.bob.epoch == 0:
         pair.a2b(b"a")
         pair.b2a(b"b")
+
+
+def _both_in_epoch(pair: Pair, epoch: int) -> None:
+    while not pair.alice.epoch == pair.bob.epoch == epoch:
+        pair.a2b(b"a")
+        pair.b2a(b"b")
+
+
+def _forged_in_previous_epoch(state: SessionState) -> bytes:
+    """What an attacker who stole the previous epoch's key, and computes every DH ratchet key
+    (it holds every X25519 secret), can send: a message at the sender's next position, under
+    the previous epoch's key."""
+    assert state.prev_epoch_key is not None
+    old = dataclasses.replace(state, epoch=state.epoch - 1, epoch_key=state.prev_epoch_key)
+    message, _ = encrypt(old, b"forged")
+    return message
+
+
+@pytest.mark.parametrize("switched_first", ["alice", "bob"])
+def test_the_previous_epoch_key_forges_nothing_once_the_peer_has_left_that_epoch(switched_first: str) -> None:
+    """The previous epoch's key stays for late messages only: once a message of the new epoch
+    came from the peer, a message of the old epoch must be one sent before it, so its key is
+    a skipped one. Else the epoch key stolen before the exchange still forged messages for a
+    whole epoch after recovery."""
+    pair = start(HYBRID)
+    _both_in_epoch(pair, 1)
+    pair.a2b(b"alice in epoch 1")
+    pair.b2a(b"bob in epoch 1")  # each has now heard the other in epoch 1
+    for sender, receiver, rng in ((pair.alice, pair.bob, pair.b_rng), (pair.bob, pair.alice, pair.a_rng)):
+        before = receiver.to_bytes()
+        with pytest.raises(DecryptError):
+            decrypt(receiver, _forged_in_previous_epoch(sender), rng)
+        assert receiver.to_bytes() == before
+
+
+def test_late_messages_of_the_previous_epoch_still_open_in_any_order() -> None:
+    pair = start(HYBRID)
+    while pair.alice.pq_seed is None:
+        pair.a2b(b"a")
+        pair.b2a(b"b")
+    late = []
+    for i in range(3):  # Bob's messages of epoch 0, held back by the network
+        message, pair.bob = encrypt(pair.bob, b"late %d" % i)
+        late.append(message)
+    _both_in_epoch(pair, 1)
+    pair.b2a(b"bob in epoch 1")
+    for i in (2, 0, 1):
+        plaintext, pair.alice = decrypt(pair.alice, late[i], pair.a_rng)
+        assert plaintext == b"late %d" % i
