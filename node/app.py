@@ -58,14 +58,13 @@ from .expiry import CHECK_S as EXPIRY_CHECK_S, expiry_loop
 from .identity import load_node_key
 from .linking import LinkRegistry
 from .mailbox import DeviceConnections, MailboxRegistry
-from .ops import NodeMetrics, ObservedStore
-from .ops.listener import start_ops_listener
 from .server import PLAIN_HTTP_ANSWER, Router
 from .store import Quota, SqliteStore, open_store
 from .unregistered import Unregistered
 
 if TYPE_CHECKING:  # imported where a node on PostgreSQL starts its cluster: psycopg took ~0.2 s of every start
     from .cluster import Cluster
+    from .ops.metrics import NodeMetrics
 
 __all__ = ["Node", "ListenError", "now_ms", "federation_settings", "connection_limits", "DB_FILE", "RUNTIME_FILE"]
 
@@ -165,8 +164,13 @@ class Node:
         #: device connections being served right now
         self.client_sessions = 0
         self._started_at = clock_ms()
-        #: the node's Prometheus metrics (node/ops/), served when node.toml sets [ops] listen
-        self.metrics = NodeMetrics()
+        #: the node's Prometheus metrics (node/ops/), kept only when node.toml sets [ops] listen:
+        #: nothing could read them otherwise (and prometheus_client takes ~0.1 s to import)
+        self.metrics: NodeMetrics | None = None
+        if config.ops_listen is not None:
+            from .ops.metrics import NodeMetrics
+
+            self.metrics = NodeMetrics()
         #: the operations listener's bound port once ``run`` listens (None: [ops] is off)
         self.ops_port: int | None = None
         self._runtime_written = False
@@ -181,8 +185,10 @@ class Node:
         tls = server_context(*self.config.tls.paths(self.data_dir)) if self.config.tls else None
         # node.db in the data directory, or node.toml's PostgreSQL database
         store = await open_store(self.config.storage_database or self.data_dir / DB_FILE)
-        # every store operation timed, envelopes counted (node/ops/observed_store.py)
-        store = ObservedStore.around(store, self.metrics)
+        if self.metrics is not None:  # every store operation timed, envelopes counted (node/ops/observed_store.py)
+            from .ops.observed_store import ObservedStore
+
+            store = ObservedStore.around(store, self.metrics)
         # attachments live on disk beside the database, one file per blob (node/blobs.py)
         blobs = await BlobStore.open(self.data_dir, self.config.blobs, rng=self.rng, reserve_bytes=self.config.storage_reserve_bytes)
         # the audit log hears this node's security events (its tasks inherit the context)
@@ -190,7 +196,7 @@ class Node:
         self.audit_stream = audit
         subscription = events.subscribe(audit.hear)
         # and the node's metrics count them (node/ops/metrics.py)
-        metrics_subscription = events.subscribe(self.metrics.on_security_event)
+        metrics_subscription = events.subscribe(self.metrics.on_security_event) if self.metrics is not None else None
         try:
             audit.note("node_started", **self._started_fields())
             await trio.to_thread.run_sync(audit.write)
@@ -269,7 +275,8 @@ class Node:
             self.context = ctx
 
             async def serve_client(sock: SecureSocket, done: HandshakeComplete) -> None:
-                self.metrics.handshake_device.inc()
+                if self.metrics is not None:
+                    self.metrics.handshake_device.inc()
                 self.client_sessions += 1
                 try:
                     await ClientSession(ctx, sock).run()
@@ -283,7 +290,8 @@ class Node:
             # The gate reads the peers table on every attempt: `sonet-node peer add/remove` on
             # the same database takes effect for the next link without a restart.
             async def serve_peer(sock: SecureSocket, done: HandshakeComplete) -> None:
-                self.metrics.handshake_peer.inc()
+                if self.metrics is not None:
+                    self.metrics.handshake_peer.inc()
                 await federation.serve(sock, done)
 
             router.route(FEDERATION_ENDPOINT, serve_peer, FEDERATION_FRAMES, admit_for=self.federation.gate.admit_for)
@@ -314,8 +322,10 @@ class Node:
                     raise ListenError(exc.errno, f"cannot listen on {self.config.listen}: {exc.strerror or exc}") from exc
                 bound = server.port
                 self.listening = server
-                if self.config.ops_listen is not None:
-                    self.ops_port = await start_ops_listener(nursery, self, store, self.config.ops_listen)
+                if self.config.ops_listen is not None and self.metrics is not None:
+                    from .ops.listener import start_ops_listener
+
+                    self.ops_port = await start_ops_listener(nursery, self, store, self.config.ops_listen, self.metrics)
                 self.url = f"{'wss' if tls else 'ws'}://{host}:{bound}"
                 self._runtime_written = self._write_runtime_at_start()
                 nursery.start_soon(audit.run)
@@ -326,7 +336,8 @@ class Node:
                 nursery.start_soon(watch_admin_changes, store, self.connections, directory.publish)
                 task_status.started(self.url)
         finally:
-            events.unsubscribe(metrics_subscription)
+            if metrics_subscription is not None:
+                events.unsubscribe(metrics_subscription)
             events.unsubscribe(subscription)
             audit.note("node_stopped", pid=os.getpid())
             audit.write()

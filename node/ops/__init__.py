@@ -6,9 +6,33 @@ store operations; ``Readiness`` and ``ops_handler`` (service.py) answer; ``serve
 (http.py) is the small hardened HTTP/1.1 server they run on.
 """
 
-from .http import Response, serve_http
-from .metrics import LiveSources, NodeMetrics
-from .observed_store import ObservedStore
-from .service import Readiness, ops_handler
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .http import Response, serve_http
+    from .metrics import LiveSources, NodeMetrics
+    from .observed_store import ObservedStore
+    from .service import Readiness, ops_handler
+
+#: each name's submodule, imported when the name is first asked for: a node without ``[ops]``
+#: loads none of this, and prometheus_client (~0.1 s) only comes with the metrics
+_SUBMODULE = {
+    **dict.fromkeys(("Response", "serve_http"), "http"),
+    **dict.fromkeys(("LiveSources", "NodeMetrics"), "metrics"),
+    "ObservedStore": "observed_store",
+    **dict.fromkeys(("Readiness", "ops_handler"), "service"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    submodule = _SUBMODULE.get(name)
+    if submodule is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{submodule}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["NodeMetrics", "LiveSources", "ObservedStore", "Readiness", "ops_handler", "serve_http", "Response"]

@@ -14,6 +14,7 @@ from .service import Readiness, ops_handler
 
 if TYPE_CHECKING:
     from ..app import Node
+    from .metrics import NodeMetrics
 
 __all__ = ["start_ops_listener"]
 
@@ -33,7 +34,7 @@ def _outbox_counts(node: Node) -> dict[str, int]:
     return {p["name"]: p["queued"] for p in node.federation.snapshot()["peers"]}
 
 
-async def start_ops_listener(nursery: trio.Nursery, node: Node, store: Any, listen: str) -> int:
+async def start_ops_listener(nursery: trio.Nursery, node: Node, store: Any, listen: str, metrics: NodeMetrics) -> int:
     """Serve /metrics, /health and /ready on ``listen`` in ``nursery``; the bound port.
     ListenError when the address cannot be bound."""
     from ..app import DB_FILE, ListenError  # app imports this module
@@ -46,8 +47,8 @@ async def start_ops_listener(nursery: trio.Nursery, node: Node, store: Any, list
         reserve_bytes=node.config.storage_reserve_bytes,
         nursery=nursery,
     )
-    node.metrics.live.nursery = nursery
-    node.metrics.live.sources = LiveSources(
+    metrics.live.nursery = nursery
+    metrics.live.sources = LiveSources(
         connections=lambda: _connections(node),
         store=store,
         outbox_counts=lambda: _outbox_counts(node),
@@ -55,7 +56,7 @@ async def start_ops_listener(nursery: trio.Nursery, node: Node, store: Any, list
     )
     host, port = parse_listen(listen)
     try:
-        bound: int = await nursery.start(serve_http(ops_handler(node.metrics, readiness), host, port))
+        bound: int = await nursery.start(serve_http(ops_handler(metrics, readiness), host, port))
     except OSError as exc:
         raise ListenError(exc.errno, f"cannot listen on ops.listen {listen}: {exc.strerror or exc}") from exc
     return bound

@@ -19,9 +19,10 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from .metrics import NodeMetrics
+if TYPE_CHECKING:
+    from .metrics import NodeMetrics
 
 S = TypeVar("S")
 
