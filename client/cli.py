@@ -15,7 +15,7 @@ from sonet.cli_output import emit, emit_error, iso_ms, terminal_safe
 from sonet.cli_version import VersionAction
 from sonet.core import limits
 from sonet.core.address import parse_address, validate_node_name
-from sonet.core.crypto import CryptoMode
+from sonet.cli_choices import CRYPTO_MODES
 from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
 
 # Building the parser (and --help) imports only the cli_* modules, which import what a command
@@ -28,7 +28,6 @@ from .cli_groups import (
 from .cli_gestures import add_gesture_commands, gesture_json_fields, gesture_line
 from .cli_rich import add_rich_commands
 from .cli_call import add_call_command
-from .rich_fields import rich_json, rich_line
 from .cli_attachments import add_download_command, add_voice_option, caption_after_options, send_file_command
 from .file_fields import file_json, file_summary
 from .cli_presence import add_presence_command, presence_line
@@ -37,6 +36,8 @@ from .cli_timer import add_timer_command, timer_json_fields, timer_line
 from .node_url import check_node_url
 
 if TYPE_CHECKING:
+    from sonet.core.crypto import CryptoMode
+
     from .live import Received
     from .receiving import ReceiveResult
     from .sdk import Device, Lookup, SendResult
@@ -54,6 +55,12 @@ class CommandError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _crypto_mode(name: str) -> CryptoMode:
+    from sonet.core.crypto import CryptoMode  # (the parser offers the names only: sonet/cli_choices.py)
+
+    return CryptoMode(name)
 
 
 def _home(args: argparse.Namespace) -> Path:
@@ -119,7 +126,7 @@ def cmd_register(args: argparse.Namespace) -> None:
         assert node_url is not None
         device = _device(args, create=True)
         _on_interrupt(args, lambda: _register_interrupted(device))
-        profile = trio.run(lambda: device.register(args.address, node_url, args.invite, mode=CryptoMode(args.crypto_mode), say=_progress))
+        profile = trio.run(lambda: device.register(args.address, node_url, args.invite, mode=_crypto_mode(args.crypto_mode), say=_progress))
     _show(
         args,
         {"address": profile.address, "device": profile.device_id, "fingerprint": profile.identity.public.fingerprint, "node_url": profile.node_url},
@@ -176,7 +183,7 @@ def cmd_send(args: argparse.Namespace) -> None:
     device = _device(args)
     started = now_ms()
     _on_interrupt(args, lambda: _send_interrupted(device, args.address, started))
-    mode = CryptoMode(args.crypto_mode) if args.crypto_mode else None
+    mode = _crypto_mode(args.crypto_mode) if args.crypto_mode else None
     result = trio.run(lambda: device.send_text(args.address, text, mode=mode))
     _show(
         args,
@@ -306,6 +313,8 @@ def _erased(m: InboxMessage) -> bool:
 
 
 def _message_json(m: InboxMessage) -> dict[str, Any]:
+    from .rich_fields import rich_json  # (the content model: not for building the parser)
+
     out: dict[str, Any] = {
         "id": m.id.hex(),
         "from": m.sender,
@@ -329,6 +338,8 @@ def _message_json(m: InboxMessage) -> dict[str, Any]:
 
 
 def _message_line(m: InboxMessage) -> str:
+    from .rich_fields import rich_line  # (the content model: not for building the parser)
+
     when = iso_ms(m.sent_at)
     if _erased(m):
         return f"[{when}] {m.sender}: (deleted)"
@@ -454,7 +465,7 @@ def cmd_link_begin(args: argparse.Namespace) -> None:
         print("on an existing device of the account run: sonet link approve CODE (waiting...)", file=sys.stderr, flush=True)
 
     _on_interrupt(args, lambda: _link_interrupted(device, node_url))
-    profile = trio.run(lambda: device.link_begin(node_url, show, mode=CryptoMode(args.crypto_mode), say=_progress))
+    profile = trio.run(lambda: device.link_begin(node_url, show, mode=_crypto_mode(args.crypto_mode), say=_progress))
     _show(
         args,
         {"address": profile.address, "device": profile.device_id, "fingerprint": profile.identity.public.fingerprint, "node_url": profile.node_url},
@@ -731,7 +742,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         "--discard-pending", action="store_true",
         help="delete an interrupted registration or link the node refused (its keys were never used), and nothing else",
     )
-    p.add_argument("--crypto-mode", choices=[m.value for m in CryptoMode], default="hybrid",
+    p.add_argument("--crypto-mode", choices=CRYPTO_MODES, default="hybrid",
                    help="key types, and the lowest mode this device ever runs a session in (default: hybrid)")
     p.set_defaults(fn=cmd_register)
 
@@ -755,7 +766,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     add_voice_option(p)
     caption_after_options(p)
     p.add_argument(
-        "--crypto-mode", choices=[m.value for m in CryptoMode],
+        "--crypto-mode", choices=CRYPTO_MODES,
         help="the mode of any new session with the recipient's devices (default: what both devices' keys allow); "
         "refused below this device's minimum or its node's; not for groups (their suite is fixed)",
     )
@@ -817,7 +828,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     link = p.add_subparsers(dest="link_command", required=True, metavar="STEP")
     q = link.add_parser("begin", help="on the NEW device: print a code and wait", description="Print a link code on the first line, then wait for approval.")
     q.add_argument("--node", required=True, metavar="URL", help="the account's node, ws://HOST:PORT or wss://HOST[:PORT]")
-    q.add_argument("--crypto-mode", choices=[m.value for m in CryptoMode], default="hybrid",
+    q.add_argument("--crypto-mode", choices=CRYPTO_MODES, default="hybrid",
                    help="key types, and the lowest mode this device ever runs a session in (default: hybrid)")
     q.set_defaults(fn=cmd_link_begin)
     q = link.add_parser("approve", help="on an EXISTING device: approve a code", description="Approve the new device that shows CODE.")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sonet.core.attachment import MAX_VOICE_MS
+from sonet.core.limits import MAX_VOICE_MS
 
 if TYPE_CHECKING:  # trio and the SDK are imported by the commands that run: `sonet --help` starts fast
     from .attachments import FileSendResult, Progress

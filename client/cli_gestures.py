@@ -9,7 +9,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sonet.core.content import DELETE_WINDOW_MS, MAX_EMOJI_BYTES
+from sonet.core.limits import DELETE_WINDOW_MS, MAX_EMOJI_BYTES
 
 if TYPE_CHECKING:  # client/cli_groups.py prints group messages with gesture_line
     from .cli_groups import Shell

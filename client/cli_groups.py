@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from sonet.cli_output import iso_ms
 from sonet.core.address import parse_address, validate_node_name
-from sonet.core.content import MAX_GROUP_NAME_LEN, MAX_GROUP_TOPIC_LEN
+from sonet.core.limits import MAX_GROUP_NAME_LEN, MAX_GROUP_TOPIC_LEN
 from sonet.core.errors import LocalProtocolError, ProtocolError
 
 from .cli_gestures import gesture_line
 from .cli_timer import timer_json_fields, timer_line
 from .file_fields import file_json, file_summary
-from .rich_fields import rich_json, rich_line
 
 if TYPE_CHECKING:  # the commands import trio and the SDK when they run: `sonet --help` starts fast
     from .groups.api import GroupInfoView, GroupSendResult, GroupView
@@ -149,6 +148,8 @@ def _change_line(done: str, view: GroupView) -> str:
 
 def group_message_json(m: GroupMessage) -> dict[str, Any]:
     """A group message in ``recv --json``: the fields of a 1:1 text, and the group."""
+    from .rich_fields import rich_json  # (the content model: not for building the parser)
+
     return {
         "id": m.id.hex(), "from": m.sender, "device": m.device, "group": _group_ref(m.group_name, m.group.hex()),
         "sent_at": iso_ms(m.sent_at), "received_at": iso_ms(m.received_at), "type": m.type, "text": m.text,
@@ -160,6 +161,8 @@ def group_message_json(m: GroupMessage) -> dict[str, Any]:
 
 
 def group_message_line(m: GroupMessage) -> str:
+    from .rich_fields import rich_line  # (the content model: not for building the parser)
+
     where = f"[{iso_ms(m.sent_at)}] {m.sender} in {label(m.group_name, m.group.hex())}"
     if m.type == "text":
         return f"{where}: {m.text}"

@@ -17,7 +17,6 @@ from sonet.core.errors import LocalProtocolError, ProtocolError
 from sonet.core.poll import MAX_POLL_OPTIONS
 
 from .cli_gestures import gesture_result_json
-from .rich_fields import poll_json, poll_of, poll_text, rich_json, rich_line
 
 if TYPE_CHECKING:  # trio and the SDK are imported by the commands that run: `sonet --help` starts fast
     from .cli_groups import Shell
@@ -54,6 +53,8 @@ def _post_line(r: PostResult, what: str) -> str:
 
 def rich_history_json(item: HistoryItem) -> dict[str, Any]:
     """What ``history --json`` adds for a location, contact card, event or poll (a poll: with its result)."""
+    from .rich_fields import poll_json, poll_of, rich_json  # (the content model: not for building the parser)
+
     if item.data is None or item.deleted:
         return {}
     poll = poll_of({"poll": item.data}) if item.type == "poll" else None
@@ -64,6 +65,8 @@ def rich_history_json(item: HistoryItem) -> dict[str, Any]:
 
 def rich_history_text(item: HistoryItem) -> str | None:
     """A ``history`` line's text for a location, contact card, event or poll; None for others."""
+    from .rich_fields import poll_of, poll_text, rich_line  # (the content model: not for building the parser)
+
     if item.data is None:
         return None
     if item.type == "poll":
@@ -110,6 +113,7 @@ def cmd_poll_close(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
     from .gestures import parse_message_id
+    from .rich_fields import poll_json, poll_text
 
     device = shell.device(args)
     poll_id = parse_message_id(args.message_id)
@@ -121,6 +125,8 @@ def cmd_poll_close(args: argparse.Namespace, shell: Shell) -> None:
 
 def cmd_location(args: argparse.Namespace, shell: Shell) -> None:
     import trio
+
+    from .rich_fields import rich_json
 
     device = shell.device(args)
     location = Location(lat=parse_degrees(args.lat, limit=90), lon=parse_degrees(args.lon, limit=180), accuracy=args.accuracy,
@@ -135,6 +141,8 @@ def cmd_location(args: argparse.Namespace, shell: Shell) -> None:
 def cmd_contact(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
+    from .rich_fields import rich_json
+
     device = shell.device(args)
     try:
         addresses = tuple(str(parse_address(a)) for a in args.card_addresses)
@@ -148,6 +156,8 @@ def cmd_contact(args: argparse.Namespace, shell: Shell) -> None:
 
 def cmd_event(args: argparse.Namespace, shell: Shell) -> None:
     import trio
+
+    from .rich_fields import rich_json
 
     device = shell.device(args)
     event = Event(title=args.title, start=parse_time(args.at), end=parse_time(args.end) if args.end else 0, place=args.place)

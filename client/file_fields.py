@@ -5,9 +5,10 @@ an image's thumbnail bytes: only its size; ``sonet download --thumbnail`` saves 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sonet.core.attachment import FileRef
+if TYPE_CHECKING:  # (imported where a FileRef is rebuilt: the CLI's parser imports this module)
+    from sonet.core.attachment import FileRef
 
 __all__ = ["file_fields", "file_ref_of", "file_json", "file_summary"]
 
@@ -23,6 +24,8 @@ def file_fields(ref: FileRef) -> dict[str, Any]:
 
 def file_ref_of(fields: dict[str, Any]) -> FileRef:
     """The FileRef kept in ``fields["file"]`` (checked again: the store is not trusted blindly)."""
+    from sonet.core.attachment import FileRef
+
     kept: dict[str, Any] = {name: bytes.fromhex(value) if name in _HEX else value for name, value in fields["file"].items()}
     thumbnail = kept.get("thumbnail")
     if isinstance(thumbnail, dict):

@@ -29,8 +29,6 @@ from typing import TYPE_CHECKING
 
 from sonet.core import limits
 from sonet.core.address import Address, parse_address
-from sonet.core.content import Content, encode_content
-from sonet.core.envelope import Kind
 from sonet.core.errors import LocalProtocolError, ProtocolError
 
 if TYPE_CHECKING:  # client/cli_presence.py reads the limits below while `sonet --help` builds its parser
@@ -51,6 +49,8 @@ PRESENCE_FRESH_MS = int(2.5 * PRESENCE_REFRESH_S * 1000)
 _KEY = "presence"
 
 if TYPE_CHECKING:
+    from sonet.core.envelope import Kind
+
     #: Device._deliver: (conn, profile, to, content, own_copy, msg_id, kind) -> (their devices, own devices)
     Deliver = Callable[[Connection, Profile, Address, bytes, bytes | None, bytes, Kind], Awaitable[tuple[int, int]]]
 
@@ -115,6 +115,9 @@ async def send_presence(
 ) -> PresenceResult | None:  # fmt: skip
     """Tell the allowed contacts this account is online (or offline now); None (nothing sent)
     while presence is off."""
+    from sonet.core.content import Content, encode_content  # (`sonet --help` reads this module's bounds)
+    from sonet.core.envelope import Kind
+
     from .connection import NodeError
     from .directory import IdentityChanged
 

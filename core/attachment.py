@@ -20,6 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from . import limits
 from .address import validate_node_name
 from .blob_api import BLOB_ID_LEN, MAX_BLOB_BYTES
 from .crypto.stream import FILE_KEY_LEN, plain_size, sealed_size
@@ -35,8 +36,7 @@ _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*
 _FIELDS: dict[str, type] = {
     "node": str, "blob": bytes, "key": bytes, "sha256": bytes, "sealed_sha256": bytes, "size": int, "media_type": str, "name": str,
 }  # fmt: skip
-#: the longest voice note (ms): three hours
-MAX_VOICE_MS = 3 * 3600 * 1000
+MAX_VOICE_MS = limits.MAX_VOICE_MS
 _VOICE = "voice_ms"
 _THUMBNAIL = "thumbnail"
 _OPTIONAL = {_VOICE, _THUMBNAIL}

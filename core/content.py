@@ -135,12 +135,11 @@ EXPIRING = (TEXT, REPLY, REACTION, EDIT, DELETE, FILE, LOCATION, CONTACT, EVENT,
 _MAPPED: dict[str, type[Location] | type[ContactCard] | type[Event] | type[Poll] | type[CallSignal]] = {
     LOCATION: Location, CONTACT: ContactCard, EVENT: Event, POLL: Poll, CALL: CallSignal,
 }  # fmt: skip
-MAX_EMOJI_BYTES = 64  # a family of four with skin tones is 41 bytes
+MAX_EMOJI_BYTES = limits.MAX_EMOJI_BYTES
 MAX_EMOJI_CODEPOINTS = 16
-#: delete for everyone: at most this long after the message (Signal: 24 h; Matrix: no limit)
-DELETE_WINDOW_MS = 48 * 3600 * 1000
-MAX_GROUP_NAME_LEN = 128
-MAX_GROUP_TOPIC_LEN = 1024
+DELETE_WINDOW_MS = limits.DELETE_WINDOW_MS
+MAX_GROUP_NAME_LEN = limits.MAX_GROUP_NAME_LEN
+MAX_GROUP_TOPIC_LEN = limits.MAX_GROUP_TOPIC_LEN
 RECEIPT_KINDS = ("delivered", "read", "undelivered")
 TYPING_STATES = ("started", "stopped")
 PRESENCE_STATES = ("online", "offline")

@@ -290,3 +290,17 @@ __all__ += ["MLS_MAX_TREE_LEAVES"]
 MLS_MAX_CAPABILITY_ITEMS = 256
 
 __all__ += ["MLS_MAX_CAPABILITY_ITEMS"]
+
+# Message content (core/content.py, core/attachment.py re-export these) ------------------
+# Here, beside the other bounds, so that the command line's help texts name them without
+# loading the content model, attachments and the wire codec (tests/test_cli_imports.py)
+
+MAX_EMOJI_BYTES = 64  # a family of four with skin tones is 41 bytes
+#: delete for everyone: at most this long after the message (Signal: 24 h; Matrix: no limit)
+DELETE_WINDOW_MS = 48 * 3600 * 1000
+MAX_GROUP_NAME_LEN = 128
+MAX_GROUP_TOPIC_LEN = 1024
+#: the longest voice note (ms): three hours
+MAX_VOICE_MS = 3 * 3600 * 1000
+
+__all__ += ["MAX_EMOJI_BYTES", "DELETE_WINDOW_MS", "MAX_GROUP_NAME_LEN", "MAX_GROUP_TOPIC_LEN", "MAX_VOICE_MS"]

@@ -1,6 +1,8 @@
 """Each start of ``sonet-node`` and ``sonet`` imports what its command needs and no more: the suite
 starts hundreds of them, and so do operators and scripts. ``--help`` and usage errors build the
-parser only; only ``sonet-node run`` loads the server; a 1:1 ``sonet send`` loads no MLS.
+parser only (``sonet``'s loads no crypto, content model or wire codec either); only ``sonet-node run`` loads the
+server, and without ``[ops]`` no metrics; a node command that opens the store loads no MLS and
+no trio-websocket; a 1:1 ``sonet send`` loads no MLS.
 
 Each case runs the command's ``main`` in a fresh interpreter (as the console scripts do) and
 reads back which modules were imported."""
@@ -35,6 +37,12 @@ SERVER = ("sonet.node.app", "sonet.node.ops", "sonet.node.server", "sonet.federa
 HEAVY = ("psycopg", "textual", "rich", "PIL", "segno")
 #: what building a parser does not need: the stores, the network, the device state
 PARSER_ONLY = ("trio", "trio_websocket", "sonet.node.store", "sonet.node.config", "sonet.client.sdk", "sonet.client.state")
+#: nor, for ``sonet``, the crypto package (its modes' names are in sonet/cli_choices.py), messages'
+#: content and the wire codec (the help texts' bounds are in core/limits.py)
+CLIENT_PARSER_ONLY = ("sonet.core.crypto", "cryptography", "sonet.core.content", "sonet.core.attachment", "sonet.core.wire", "msgspec")
+#: what a node command that opens the store does not need: groups are routed by the running node
+#: only, links are dialled and served by it only
+STORE_ONLY = (*MLS, "sonet.core.groups.hub", "sonet.node.store.sqlite_groups", "trio_websocket", "wsproto", "sonet.transport.dial")
 
 
 def imported(module: str, argv: list[str]) -> tuple[object, set[str]]:
@@ -64,7 +72,7 @@ def loaded(modules: set[str], packages: tuple[str, ...]) -> list[str]:
 def test_help_and_usage_errors_build_the_parser_only(module: str, argv: list[str], status: int) -> None:
     code, modules = imported(module, argv)
     assert code == status
-    assert loaded(modules, MLS + SERVER + HEAVY + PARSER_ONLY) == []
+    assert loaded(modules, MLS + SERVER + HEAVY + PARSER_ONLY + (CLIENT_PARSER_ONLY if module == CLIENT else ())) == []
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +99,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_node_commands_do_not_load_the_server(node: Path, argv: list[str]) -> None:
     code, modules = imported(NODE, [*argv, "--data", str(node)])
     assert code == 0
-    assert loaded(modules, SERVER + HEAVY) == []
+    assert loaded(modules, SERVER + HEAVY + STORE_ONLY) == []
 
 
 @pytest.mark.parametrize("argv", [["fingerprint"], ["audit", "verify"], ["audit", "show"]])
@@ -118,3 +126,42 @@ def test_the_user_errors_sonet_node_reports_as_one_line_name_their_defining_modu
     for module, name in _USER_ERRORS:
         kind = getattr(importlib.import_module(module), name)
         assert isinstance(kind, type) and issubclass(kind, Exception) and kind.__module__ == module, (module, name)
+
+
+RUN_PROBE = """
+import io, json, os, signal, sys
+from sonet.node.cli import main
+
+class Listening(io.TextIOBase):
+    \"\"\"stdout: once the node says it listens, report the modules and stop it as SIGTERM does\"\"\"
+    def write(self, text):
+        if "listening on" in text:
+            sys.__stderr__.write("modules: " + json.dumps(sorted(sys.modules)) + "\\n")
+            os.kill(os.getpid(), signal.SIGTERM)
+        return len(text)
+
+sys.stdout = Listening()
+sys.exit(main({argv!r}))
+"""
+
+
+def run_until_listening(argv: list[str]) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", RUN_PROBE.format(argv=argv)], capture_output=True, text=True, check=True)
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("modules: ")]  # (the node logs there too)
+    return set(json.loads(line.removeprefix("modules: ")))
+
+
+def test_a_node_without_an_ops_listener_loads_no_metrics(node: Path) -> None:
+    """Nothing could read its metrics: no prometheus_client, no store wrapped to count."""
+    modules = run_until_listening(["run", "--data", str(node), "--listen", "127.0.0.1:0"])
+    assert "sonet.node.app" in modules  # the probe reached the running node
+    assert loaded(modules, ("prometheus_client", "sonet.node.ops.metrics", "sonet.node.ops.observed_store")) == []
+    # (with [ops] it counts: tests/node/ops/test_node_ops.py)
+
+
+def test_the_parsers_crypto_modes_are_core_s() -> None:
+    from sonet.cli_choices import CRYPTO_MODES
+    from sonet.core.crypto import CryptoMode
+
+    assert CRYPTO_MODES == tuple(m.value for m in CryptoMode)
+
