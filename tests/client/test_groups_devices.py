@@ -142,9 +142,10 @@ async def test_a_device_without_group_keys_is_added_once_it_has_them(
     alice = await register(alpha, "alice")
     await alice.receive()
     view = await alice.group_create("later", [])
-    monkeypatch.setattr("sonet.client.sdk.maintain_key_packages", lambda *a, **k: _nothing())  # linked without group keys
     alice2 = make_device("alice2")
-    await link_device(alice2, alice, alpha.url)
+    with monkeypatch.context() as patched:  # linked without group keys; its first receive publishes them
+        patched.setattr("sonet.client.groups.keys.maintain_key_packages", lambda *a, **k: _nothing())
+        await link_device(alice2, alice, alpha.url)
     await alice.receive()  # device 2 has no KeyPackages yet: asked again after a pause
     assert not (await alice.group_info(view.id)).waiting
     await alice2.receive()  # publishes them
