@@ -6,7 +6,10 @@ task of its own, so an idle connection costs one task, the one that waits in ``g
   answered, the peer's close is answered and ends the connection (``ConnectionClosed`` with the
   peer's code and reason), a message is assembled from its fragments.
 - A message over ``max_message_bytes`` is refused as soon as a frame header announces it (the
-  length in the header counts, before its payload is buffered): close 1009.
+  length in the header counts, before its payload is buffered): close 1009. So is one that comes
+  in more pieces than its cap allows (``PIECES_FREE``, ``PIECE_BYTES``): each piece held costs
+  memory besides its bytes (an empty fragment costs 6 bytes of wire), so a flood of tiny
+  fragments would otherwise grow without bound under the cap.
 - ``aclose()`` sends our close and waits for the peer's (it reads for that itself, or lets the
   task already reading see it), at most ``CLOSE_GRACE_S``, then closes the stream in any case.
 - Sends are serialized by one lock (a message, a pong, a close); a send that did not finish
@@ -54,6 +57,12 @@ CLOSE_GRACE_S = 2.0
 #: close codes: a message over the cap; a connection lost without a close
 MESSAGE_TOO_BIG = 1009
 ABNORMAL_CLOSURE = 1006
+
+#: pieces of a message held (fragments, or parts of one read as they came): a message may come in
+#: at most ``PIECES_FREE + max_message_bytes // PIECE_BYTES`` of them. An object and a list slot
+#: cost ~60 bytes each, so what a message holds stays within ~2x its cap, however it is cut
+PIECES_FREE = 16
+PIECE_BYTES = 64
 
 #: the most bytes of a refusal's body kept (what a dial says about it is its first line)
 MAX_REFUSAL_BODY = 16 * 1024
@@ -138,6 +147,8 @@ class WebSocket:
             return data  # the common case: one frame, no copy
         if self._parts is None:
             self._parts = []
+        elif len(self._parts) >= PIECES_FREE + self.max_message_bytes // PIECE_BYTES:
+            await self._too_big(f"a message in over {len(self._parts)} pieces")
         self._parts.append(data)
         if not finished:
             return None
@@ -154,8 +165,8 @@ class WebSocket:
             return 0
         return int(header.payload_len - decoder.payload_consumed)
 
-    async def _too_big(self) -> None:
-        why = f"a message over {self.max_message_bytes} bytes"
+    async def _too_big(self, why: str | None = None) -> None:
+        why = why or f"a message over {self.max_message_bytes} bytes"
         self._parts, self._size = None, 0
         self.closed = CloseReason(MESSAGE_TOO_BIG, why)
         try:

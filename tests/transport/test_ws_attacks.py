@@ -1,0 +1,468 @@
+"""The node's own WebSocket layer (transport/websocket.py, server.py) attacked from outside, over
+real TCP: a stranger's malformed or hostile upgrade requests and a peer's hostile frames each end
+in a clear refusal (an HTTP 400, or a close with the code that says why), with nothing buffered
+beyond the caps; a flood of tiny fragments is refused at the cap on pieces; a ping flood from a
+peer that does not read is cut at the send timeout; a send cancelled halfway ends the connection
+instead of leaving the peer stuck in half a frame; what was accepted before a half-close is
+answered. The dialling side refuses a server's masked frames and unoffered extensions."""
+
+from __future__ import annotations
+
+import socket as stdlib_socket
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import base64
+import functools
+import hashlib
+
+import pytest
+import trio
+import trio.testing
+from trio_websocket import CloseReason, ConnectionClosed, HandshakeError
+from wsproto.connection import Connection as WsConnection, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong
+
+from sonet.transport.server import Connection, ConnectionLimits, Listening, serve
+from sonet.transport.websocket import PIECE_BYTES, PIECES_FREE, UpgradeRequest, WebSocket, connect
+
+HANG_S = 20  # hang guard, never a performance threshold
+CAP = 4096  # the message cap of the server under attack
+
+KEY = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    + KEY
+    + b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+@dataclass
+class Target:
+    port: int
+    listening: Listening
+    #: messages the handler read, in order
+    received: list[bytes | str] = field(default_factory=list)
+    #: how each connection ended, as the handler saw it
+    ended: list[CloseReason] = field(default_factory=list)
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+@asynccontextmanager
+async def target(caps: ConnectionLimits | None = None, *, read: bool = True) -> AsyncIterator[Target]:
+    """A listening server whose handler accepts, then echoes every message (``read``) or reads
+    nothing; authenticated at once, so only the WebSocket layer's own defences are in play."""
+    state: list[Target] = []
+
+    async def handler(request: UpgradeRequest, conn: Connection) -> None:
+        ws = await request.accept()
+        conn.authenticated()
+        ws.max_message_bytes = CAP
+        me = state[0]
+        try:
+            if not read:
+                await trio.sleep_forever()
+            while True:
+                message = await ws.get_message()
+                me.received.append(message)
+                await ws.send_message(message)
+        except ConnectionClosed as exc:
+            assert exc.reason is not None
+            me.ended.append(exc.reason)
+        finally:
+            with trio.move_on_after(HANG_S):
+                await ws.aclose()
+            me.done.set()
+
+    caps = caps or ConnectionLimits(handshake_timeout_s=3600, send_timeout_s=3600)
+    async with trio.open_nursery() as nursery:
+        listening = await nursery.start(lambda task_status: serve(handler, "127.0.0.1", 0, plain_http_answer="ws only\n", caps=caps, task_status=task_status))
+        state.append(Target(port=listening.port, listening=listening))
+        yield state[0]
+        nursery.cancel_scope.cancel()
+
+
+async def raw(port: int) -> trio.SocketStream:
+    return await trio.open_tcp_stream("127.0.0.1", port)
+
+
+async def head_of_answer(stream: trio.SocketStream) -> tuple[bytes, bytes]:
+    """(the HTTP answer's head, what came after it); b"" for a connection closed unanswered."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        try:
+            chunk = await stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            chunk = b""
+        if not chunk:
+            return data, b""
+        data += chunk
+    end = data.index(b"\r\n\r\n") + 4
+    return data[:end], data[end:]
+
+
+class Client:
+    """A hostile client past the upgrade: raw bytes out, the server's frames parsed by wsproto."""
+
+    def __init__(self, stream: trio.SocketStream, after_head: bytes) -> None:
+        self.stream = stream
+        self.proto = WsConnection(ConnectionType.CLIENT, trailing_data=after_head)
+
+    @classmethod
+    async def upgrade(cls, port: int, request: bytes = UPGRADE) -> tuple[Client, bytes]:
+        stream = await raw(port)
+        await stream.send_all(request)
+        head, rest = await head_of_answer(stream)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        return cls(stream, rest), head
+
+    async def send(self, *events: Event) -> None:
+        await self.stream.send_all(b"".join(self.proto.send(e) for e in events))
+
+    async def until_close(self) -> tuple[list[Event], CloseConnection | None]:
+        """Every event until the server's close (None: the connection ended without one)."""
+        seen: list[Event] = []
+        while True:
+            for event in self.proto.events():
+                if isinstance(event, CloseConnection):
+                    return seen, event
+                seen.append(event)
+            try:
+                data = await self.stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                data = b""
+            if not data:
+                return seen, None
+            self.proto.receive_data(data)
+
+
+def frame(payload: bytes, *, opcode: int = 0x2, fin: bool = True, rsv: int = 0, masked: bool = True) -> bytes:
+    """One frame as a client would send it (mask of zeros: the payload as is)."""
+    first = (0x80 if fin else 0) | rsv << 4 | opcode
+    mask = 0x80 if masked else 0
+    n = len(payload)
+    if n < 126:
+        length = bytes([mask | n])
+    elif n < 1 << 16:
+        length = bytes([mask | 126]) + struct.pack("!H", n)
+    else:
+        length = bytes([mask | 127]) + struct.pack("!Q", n)
+    return bytes([first]) + length + (bytes(4) if masked else b"") + payload
+
+
+def header_announcing(length: int) -> bytes:
+    """A binary frame's header announcing ``length`` bytes (its shortest encoding, as required)."""
+    if length < 1 << 16:
+        return bytes([0x82, 0x80 | 126]) + struct.pack("!H", length) + bytes(4)
+    return bytes([0x82, 0x80 | 127]) + struct.pack("!Q", length) + bytes(4)
+
+
+# the upgrade request ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        pytest.param(UPGRADE.replace(KEY, b""), id="no-key"),
+        pytest.param(UPGRADE.replace(b"Version: 13", b"Version: 12"), id="wrong-version"),
+        pytest.param(UPGRADE.replace(b"Connection: Upgrade", b"Connection: keep-alive"), id="no-connection-upgrade"),
+        pytest.param(UPGRADE.replace(b"Host: localhost\r\n", b"Host: localhost\r\nBad header line\r\n"), id="malformed-header"),
+    ],
+)
+async def test_an_invalid_upgrade_request_gets_a_400_in_one_line_and_no_websocket(request_head: bytes) -> None:
+    with trio.fail_after(HANG_S):
+        async with target() as server:
+            stream = await raw(server.port)
+            await stream.send_all(request_head)
+            head, body = await head_of_answer(stream)
+            assert head.startswith(b"HTTP/1.1 400 "), head
+            while chunk := await stream.receive_some(65536):
+                body += chunk
+            assert body.endswith(b"\n") and body.count(b"\n") == 1, body
+            assert server.received == [] and not server.done.is_set()
+
+
+async def test_endless_header_lines_are_cut_at_the_head_cap_without_a_websocket() -> None:
+    with trio.fail_after(HANG_S):
+        async with target() as server:
+            stream = await raw(server.port)
+            sent = 0
+            try:
+                await stream.send_all(UPGRADE[: UPGRADE.index(KEY)])
+                while sent < 1 << 20:  # the server stops reading at its cap and closes
+                    await stream.send_all(b"X-More: " + b"a" * 1000 + b"\r\n")
+                    sent += 1010
+            except trio.BrokenResourceError:
+                pass
+            head, _ = await head_of_answer(stream)
+            assert not head.startswith(b"HTTP/1.1 101")
+            assert sent < 1 << 20, "the server read a megabyte of header lines"
+            assert not server.done.is_set()
+
+
+async def test_an_upgrade_request_trickled_a_byte_at_a_time_is_cut_at_the_upgrade_deadline() -> None:
+    caps = ConnectionLimits(upgrade_timeout_s=0.5, handshake_timeout_s=3600)
+    with trio.fail_after(HANG_S):
+        async with target(caps) as server:
+            stream = await raw(server.port)
+            try:
+                for byte in UPGRADE:  # 120-odd bytes at 20 per second: 6 s, over the deadline
+                    await stream.send_all(bytes([byte]))
+                    await trio.sleep(0.05)
+            except trio.BrokenResourceError:
+                pass
+            head, _ = await head_of_answer(stream)
+            assert head == b""
+            assert server.listening.summary.counts.get("upgrade_timeout") == 1
+            assert not server.done.is_set()
+
+
+async def test_permessage_deflate_and_subprotocols_offered_are_not_negotiated() -> None:
+    offer = UPGRADE.replace(
+        b"\r\n\r\n",
+        b"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\nSec-WebSocket-Protocol: chat, superchat\r\n\r\n",
+    )
+    with trio.fail_after(HANG_S):
+        async with target() as server:
+            client, head = await Client.upgrade(server.port, offer)
+            assert b"sec-websocket-extensions" not in head.lower() and b"sec-websocket-protocol" not in head.lower()
+            # a compressed frame (RSV1) anyway: a decompression bomb is never inflated
+            await client.stream.send_all(frame(b"\xf2\x48\xcd\xc9\xc9\x07\x00", rsv=0b100))
+            _, close = await client.until_close()
+            assert close is not None and close.code == 1002
+            await server.done.wait()
+            assert server.received == [] and server.ended[0].code == 1002
+
+
+async def test_garbage_pipelined_after_the_upgrade_request_is_a_protocol_error_not_a_message() -> None:
+    with trio.fail_after(HANG_S):
+        async with target() as server:
+            stream = await raw(server.port)
+            await stream.send_all(UPGRADE + b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, rest = await head_of_answer(stream)
+            assert head.startswith(b"HTTP/1.1 101 ")
+            _, close = await Client(stream, rest).until_close()
+            assert close is not None and close.code == 1002
+            await server.done.wait()
+            assert server.received == []
+
+
+async def test_a_first_message_sent_with_the_upgrade_request_is_not_lost() -> None:
+    with trio.fail_after(HANG_S):
+        async with target() as server:
+            stream = await raw(server.port)
+            await stream.send_all(UPGRADE + frame(b"at once"))
+            head, rest = await head_of_answer(stream)
+            assert head.startswith(b"HTTP/1.1 101 ")
+            client = Client(stream, rest)
+            await client.send(CloseConnection(code=1000))
+            seen, close = await client.until_close()
+            assert [e.data for e in seen if isinstance(e, BytesMessage)] == [b"at once"]
+            assert close is not None and close.code == 1000
+
+
+# frames ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wire", "code"),
+    [
+        pytest.param(frame(b"x" * 126, opcode=0x9), 1002, id="ping-over-125-bytes"),
+        pytest.param(frame(b"ab", opcode=0x9, fin=False), 1002, id="fragmented-ping"),
+        pytest.param(frame(b"orphan", opcode=0x0), 1002, id="continuation-without-start"),
+        pytest.param(frame(b"a", fin=False) + frame(b"b"), 1002, id="new-message-inside-a-fragmented-one"),
+        pytest.param(frame(b"\xff\xfe", opcode=0x1), 1007, id="text-not-utf8"),
+        pytest.param(frame(b"caf\xc3", opcode=0x1, fin=False) + frame(b"(", opcode=0x0), 1007, id="text-not-utf8-across-fragments"),
+        pytest.param(frame(b"x", rsv=0b010), 1002, id="reserved-bit"),
+        pytest.param(frame(b"x", opcode=0x3), 1002, id="reserved-data-opcode"),
+        pytest.param(frame(b"x", opcode=0xB), 1002, id="reserved-control-opcode"),
+        pytest.param(frame(b"abc", masked=False), 1002, id="unmasked-client-frame"),
+        pytest.param(bytes([0x82, 0xFF]) + struct.pack("!Q", 1 << 63) + bytes(4), 1002, id="length-top-bit-set"),
+        pytest.param(header_announcing((1 << 63) - 1), 1009, id="length-2^63-1"),
+        pytest.param(header_announcing(CAP + 1) + bytes(10), 1009, id="length-over-the-cap"),
+        pytest.param(frame(struct.pack("!H", 999), opcode=0x8), 1002, id="close-code-999"),
+        pytest.param(frame(struct.pack("!H", 1005), opcode=0x8), 1002, id="close-code-1005"),
+        pytest.param(frame(struct.pack("!H", 1006), opcode=0x8), 1002, id="close-code-1006"),
+        pytest.param(frame(struct.pack("!H", 5000), opcode=0x8), 1002, id="close-code-5000"),
+        pytest.param(frame(b"\x03", opcode=0x8), 1002, id="close-payload-one-byte"),
+        pytest.param(frame(struct.pack("!H", 1000) + b"\xff", opcode=0x8), 1007, id="close-reason-not-utf8"),
+        pytest.param(frame(struct.pack("!H", 1000) + b"r" * 124, opcode=0x8), 1002, id="close-reason-over-123-bytes"),
+    ],
+)
+async def test_a_hostile_frame_ends_the_connection_with_the_code_that_says_why(wire: bytes, code: int) -> None:
+    with trio.fail_after(HANG_S):
+        async with target() as server:
+            client, _ = await Client.upgrade(server.port)
+            await client.stream.send_all(frame(b"before") + wire)
+            seen, close = await client.until_close()
+            assert [e.data for e in seen if isinstance(e, BytesMessage)] == [b"before"]  # answered first
+            assert close is not None and close.code == code, close
+            await server.done.wait()
+            assert server.received == [b"before"] and server.ended[0].code == code
+
+
+async def test_a_flood_of_empty_fragments_is_refused_at_the_cap_on_pieces() -> None:
+    # each costs 6 bytes of wire and, held, a list slot; the byte cap alone never stops them
+    limit = PIECES_FREE + CAP // PIECE_BYTES
+    with trio.fail_after(HANG_S):
+        async with target() as server:
+            client, _ = await Client.upgrade(server.port)
+            try:
+                await client.stream.send_all(frame(b"", fin=False) + frame(b"", opcode=0x0, fin=False) * 100_000)
+            except trio.BrokenResourceError:
+                pass  # cut while sending
+            _, close = await client.until_close()
+            assert close is not None and close.code == 1009 and "pieces" in (close.reason or "")
+            await server.done.wait()
+            assert server.received == [] and server.ended[0].code == 1009
+            assert f"over {limit} pieces" in (server.ended[0].reason or "")
+
+
+async def test_a_message_in_many_small_fragments_within_the_cap_on_pieces_comes_whole() -> None:
+    pieces = PIECES_FREE + CAP // PIECE_BYTES
+    message = bytes(range(256)) * (CAP // 256)
+    size = -(-len(message) // pieces)
+    chunks = [message[i : i + size] for i in range(0, len(message), size)]
+    assert len(chunks) <= pieces
+    with trio.fail_after(HANG_S):
+        async with target() as server:
+            client, _ = await Client.upgrade(server.port)
+            wire = [frame(c, opcode=0x2 if i == 0 else 0x0, fin=i == len(chunks) - 1) for i, c in enumerate(chunks)]
+            # pings between the fragments are answered, and do not cut the message
+            await client.stream.send_all(b"".join(w + frame(b"p%d" % i, opcode=0x9) for i, w in enumerate(wire)))
+            await client.send(CloseConnection(code=1000))
+            seen, close = await client.until_close()
+            assert [e.payload for e in seen if isinstance(e, Pong)] == [b"p%d" % i for i in range(len(wire))]
+            assert [e.data for e in seen if isinstance(e, BytesMessage)] == [message]
+            assert close is not None and close.code == 1000
+
+
+async def test_a_ping_flood_from_a_peer_that_does_not_read_is_cut_at_the_send_timeout() -> None:
+    caps = ConnectionLimits(handshake_timeout_s=3600, send_timeout_s=0.5)
+    with trio.fail_after(HANG_S):
+        async with target(caps) as server:
+            client, _ = await Client.upgrade(server.port)
+            client.stream.socket.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 4096)
+            ping = frame(b"p" * 125, opcode=0x9)
+            sent = 0
+            try:
+                while not server.done.is_set():  # pongs pile up in no queue: the reader waits on them
+                    await client.stream.send_all(ping * 64)
+                    sent += 1
+            except trio.BrokenResourceError:
+                pass
+            await server.done.wait()
+            assert server.listening.summary.counts.get("send_timeout") == 1
+            assert server.ended[0].code == 1006
+
+
+async def test_a_peer_that_closes_then_keeps_sending_has_its_later_data_dropped() -> None:
+    with trio.fail_after(HANG_S):
+        async with target() as server:
+            client, _ = await Client.upgrade(server.port)
+            await client.stream.send_all(frame(b"kept") + frame(struct.pack("!H", 1000), opcode=0x8) + frame(b"after the close") * 10)
+            _, close = await client.until_close()
+            assert close is not None and close.code == 1000
+            await server.done.wait()
+            assert server.received == [b"kept"] and server.ended[0].code == 1000
+
+
+async def test_a_half_closed_peer_gets_the_answer_to_what_it_sent_before() -> None:
+    with trio.fail_after(HANG_S):
+        async with target() as server:
+            client, _ = await Client.upgrade(server.port)
+            await client.stream.send_all(frame(b"then I stop writing"))
+            await client.stream.send_eof()
+            seen, close = await client.until_close()
+            assert [e.data for e in seen if isinstance(e, BytesMessage)] == [b"then I stop writing"]
+            await server.done.wait()
+            assert server.ended[0].code == 1006  # ended without a close frame
+
+
+# sends ----------------------------------------------------------------------------------------
+
+
+def blocked_pair() -> tuple[WebSocket, trio.socket.SocketType]:
+    """Our WebSocket over a socket whose peer never reads (small buffers: sends block soon)."""
+    a, b = trio.socket.socketpair()
+    for sock in (a, b):
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_SNDBUF, 4096)
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+    return WebSocket(trio.SocketStream(a), WsConnection(ConnectionType.SERVER), max_message_bytes=1000), b
+
+
+async def test_aclose_while_a_send_is_blocked_ends_both_within_the_grace(autojump_clock: trio.testing.MockClock) -> None:
+    ws, peer = blocked_pair()
+    failed: list[BaseException] = []
+
+    async def send() -> None:
+        try:
+            await ws.send_message(bytes(1 << 20))
+        except ConnectionClosed as exc:
+            failed.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        await trio.testing.wait_all_tasks_blocked()
+        await ws.aclose()  # its close waits behind the blocked send, for the grace at most
+    assert len(failed) == 1 and ws.closed is not None
+    peer.close()
+
+
+# the dialling side --------------------------------------------------------------------------
+
+
+ACCEPT = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: {accept}\r\n"
+)
+
+
+async def test_a_dialled_server_that_sends_a_masked_frame_is_a_protocol_error() -> None:
+    with trio.fail_after(HANG_S):
+        ws = await _dial_with_answer(b"", frame(b"masked", masked=True))
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.get_message()
+        assert closed.value.reason is not None and closed.value.reason.code == 1002
+        await ws.aclose()
+
+
+async def test_a_dialled_server_that_names_an_extension_not_offered_is_refused() -> None:
+    with trio.fail_after(HANG_S):
+        with pytest.raises(HandshakeError):
+            await _dial_with_answer(b"Sec-WebSocket-Extensions: permessage-deflate\r\n", b"")
+
+
+async def test_a_dialled_server_with_endless_header_lines_is_refused_at_the_head_cap() -> None:
+    with trio.fail_after(HANG_S):
+        with pytest.raises(HandshakeError):
+            await _dial_with_answer(b"X-Filler: " + b"a" * 70_000 + b"\r\n", b"")
+
+
+async def _dial_with_answer(extra_headers: bytes, after: bytes) -> WebSocket:
+    """``connect`` to a server that answers a proper 101 (plus ``extra_headers``), then sends
+    ``after``; the WebSocket, or what ``connect`` raised."""
+    result: list[WebSocket | Exception] = []
+
+    async def serve_one(stream: trio.SocketStream) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive_some(65536)
+        key = next(line.split(b":", 1)[1].strip() for line in data.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key:"))
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        await stream.send_all(ACCEPT.replace(b"{accept}", accept) + extra_headers + b"\r\n" + after)
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(functools.partial(trio.serve_tcp, serve_one, 0, host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        try:
+            result.append(await connect(f"ws://127.0.0.1:{port}/ws", tls=None, max_message_bytes=1000))
+        except Exception as exc:  # raised below, not inside the nursery's group
+            result.append(exc)
+        nursery.cancel_scope.cancel()
+    if isinstance(result[0], Exception):
+        raise result[0]
+    return result[0]
