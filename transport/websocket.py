@@ -13,7 +13,9 @@ task of its own, so an idle connection costs one task, the one that waits in ``g
 - ``aclose()`` sends our close and waits for the peer's (it reads for that itself, or lets the
   task already reading see it), at most ``CLOSE_GRACE_S``, then closes the stream in any case.
 - Sends are serialized by one lock (a message, a pong, a close); a send that did not finish
-  leaves half a frame on the wire, so nothing more is sent after it, not even a close.
+  (cancelled, or the stream broke) leaves half a frame on the wire, so nothing more is sent
+  after it, not even a close: the connection ends there (1006), its stream closed, and a task
+  reading it sees ConnectionClosed rather than wait on a peer stuck in half a frame.
 
 The server reads the HTTP upgrade request itself (transport/server.py) and hands it here as an
 ``UpgradeRequest`` to accept or reject; ``connect`` opens one (transport/dial.py). wsproto's h11
@@ -250,6 +252,9 @@ class WebSocket:
         finally:
             if not sent:
                 self._send_broken = True
+                if self.closed is None:
+                    self.closed = CloseReason(ABNORMAL_CLOSURE, "a send was interrupted")
+                await trio.aclose_forcefully(self._stream)  # (closes even when cancelled)
 
     # closing -------------------------------------------------------------------------------
 

@@ -393,6 +393,38 @@ def blocked_pair() -> tuple[WebSocket, trio.socket.SocketType]:
     return WebSocket(trio.SocketStream(a), WsConnection(ConnectionType.SERVER), max_message_bytes=1000), b
 
 
+async def test_a_send_cancelled_halfway_ends_the_connection_and_wakes_its_reader() -> None:
+    ws, peer = blocked_pair()
+    got: list[CloseReason] = []
+
+    async def read() -> None:
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.get_message()
+        assert closed.value.reason is not None
+        got.append(closed.value.reason)
+
+    with trio.fail_after(HANG_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            with trio.CancelScope() as scope:
+
+                async def cancel_when_blocked() -> None:
+                    await trio.testing.wait_all_tasks_blocked()
+                    scope.cancel()
+
+                nursery.start_soon(cancel_when_blocked)
+                await ws.send_message(bytes(1 << 20))  # half of it goes out, then it is cancelled
+        # the peer is left with half a frame: nothing more can follow, so the connection is over
+        assert got and got[0].code == 1006 and got[0].reason == "a send was interrupted"
+        assert ws.closed is got[0]
+        with pytest.raises(ConnectionClosed):
+            await ws.send_message(b"more")
+        with pytest.raises(ConnectionClosed):
+            await ws.get_message()
+        await ws.aclose()
+    peer.close()
+
+
 async def test_aclose_while_a_send_is_blocked_ends_both_within_the_grace(autojump_clock: trio.testing.MockClock) -> None:
     ws, peer = blocked_pair()
     failed: list[BaseException] = []
