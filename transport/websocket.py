@@ -26,6 +26,7 @@ the node's callers have always caught: nothing else of trio-websocket is used.
 
 from __future__ import annotations
 
+import base64
 import ssl
 import urllib.parse
 from collections.abc import Sequence
@@ -321,6 +322,7 @@ class UpgradeRequest:
             raise BadUpgrade(f"not a valid WebSocket upgrade request: {exc}") from None
         if not isinstance(event, Request):  # pragma: no cover - a head always makes a request or an error
             raise BadUpgrade("not a valid WebSocket upgrade request")
+        _check_upgrade(head[: head.find(b"\r\n")], event.extra_headers)
         self._trailing = head[end:]
         self._max_message_bytes = max_message_bytes
         self.path: str = event.target
@@ -351,6 +353,22 @@ class UpgradeRequest:
         if handshake is None:
             raise RuntimeError("this upgrade request was answered already")
         return handshake
+
+
+def _check_upgrade(request_line: bytes, headers: Sequence[tuple[bytes, bytes]]) -> None:
+    """What wsproto lets through and RFC 6455 (4.2.1, 11.3) refuses: an upgrade over HTTP/1.0, a
+    key or version header given twice (which one would count?), a key that is not 16 bytes in
+    base64. h11 has checked the head's syntax already."""
+    if not request_line.endswith(b" HTTP/1.1"):
+        raise BadUpgrade("a WebSocket upgrade needs HTTP/1.1")
+    keys = [value for name, value in headers if name == b"sec-websocket-key"]
+    if sum(name == b"sec-websocket-version" for name, _ in headers) > 1 or len(keys) > 1:
+        raise BadUpgrade("not a valid WebSocket upgrade request: a Sec-WebSocket header given twice")
+    try:
+        if len(base64.b64decode(keys[0], validate=True)) != 16:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise BadUpgrade("not a valid WebSocket upgrade request: Sec-WebSocket-Key is not 16 bytes in base64") from None
 
 
 async def _send_answer(stream: trio.abc.Stream, answer: bytes) -> None:

@@ -165,9 +165,14 @@ def header_announcing(length: int) -> bytes:
 @pytest.mark.parametrize(
     "request_head",
     [
+        pytest.param(UPGRADE.replace(b"HTTP/1.1", b"HTTP/1.0"), id="http-1.0"),
         pytest.param(UPGRADE.replace(KEY, b""), id="no-key"),
+        pytest.param(UPGRADE.replace(KEY, KEY + KEY), id="two-keys"),
         pytest.param(UPGRADE.replace(b"Version: 13", b"Version: 12"), id="wrong-version"),
         pytest.param(UPGRADE.replace(b"Connection: Upgrade", b"Connection: keep-alive"), id="no-connection-upgrade"),
+        pytest.param(UPGRADE.replace(KEY, KEY.replace(b"==", b"")), id="key-not-base64"),
+        pytest.param(UPGRADE.replace(KEY, b"Sec-WebSocket-Key: AAAA\r\n"), id="key-not-16-bytes"),
+        pytest.param(UPGRADE.replace(b"Version: 13\r\n", b"Version: 13\r\nSec-WebSocket-Version: 13\r\n"), id="two-versions"),
         pytest.param(UPGRADE.replace(b"Host: localhost\r\n", b"Host: localhost\r\nBad header line\r\n"), id="malformed-header"),
     ],
 )
