@@ -4,8 +4,9 @@ the next one.
 A durable COMMIT costs an fsync (milliseconds); the SQL of a typical write costs far less. So
 instead of one fsync per write, ``GroupCommit.run`` queues the write and the first waiting
 caller leads a *group*: everything queued so far runs on the worker thread in ONE ``BEGIN
-IMMEDIATE`` transaction, each write inside its own SAVEPOINT (a write that fails rolls back
-alone and its caller gets its exception; the others are unaffected), then one COMMIT. Every
+IMMEDIATE`` transaction, each write all or nothing (a write that fails is undone alone and its
+caller gets its exception; the others are unaffected: see "Savepoints only when a write fails"
+below), then one COMMIT. Every
 caller of the group gets its result only after that COMMIT returned: a result still means
 "durably stored". If the COMMIT itself fails, the whole group is rolled back and every caller
 gets the error, so nothing is ever reported stored that is not.

@@ -5,8 +5,9 @@ CapacityLimiter(1)), and a read-only connection on its own thread for the hot re
 deliver, what to push), which WAL lets read the last committed state while a write goes on.
 WAL + ``synchronous=FULL`` means a COMMIT has reached the disk when it returns, so a method's
 return is a durable acknowledgement. Every mutating method is all or
-nothing: its own SAVEPOINT inside a ``BEGIN IMMEDIATE`` transaction that the writes queued at
-the same moment share, so they share one fsync (group commit, ``group_commit.py``). The write
+nothing inside a ``BEGIN IMMEDIATE`` transaction that the writes queued at the same moment
+share, so they share one fsync (group commit, ``group_commit.py``: a failing write is undone
+alone, by running the group again with a savepoint per write). The write
 lock is taken up front, so checks and writes see the same state even while another process (the
 ``sonet-node invite`` CLI) writes to the same file.
 
@@ -147,8 +148,8 @@ def _connect(path: str) -> sqlite3.Connection:
             raise StoreError(f"cannot enable WAL journal on {path!r} (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")  # fsync the WAL on every commit
         conn.execute("PRAGMA foreign_keys = ON")
-        # Statement journals (each write runs in a SAVEPOINT, see group_commit.py) in memory,
-        # not in temporary files: they are only needed to undo a write that fails.
+        # Statement journals (a savepoint's, when a group runs again after a failed write, see
+        # group_commit.py) in memory, not in temporary files: only needed to undo a failed write.
         conn.execute("PRAGMA temp_store = MEMORY")
         migrate(conn)
     except BaseException:

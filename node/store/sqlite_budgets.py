@@ -11,7 +11,7 @@ for its envelopes in local mailboxes and its items in outboxes; "outbox" (destin
 every queued item; "origin" (origin node) for the items this node relays on its behalf.
 
 A write stores first and then calls ``enforce`` with what it added, in the same transaction: an
-``OverBudget`` from there undoes the whole write (its savepoint, group_commit.py). So the check
+``OverBudget`` from there undoes the whole write (and only it: group_commit.py). So the check
 and the write see the same state: there is no check-then-write race.
 """
 
