@@ -6,7 +6,8 @@ task of its own, so an idle connection costs one task, the one that waits in ``g
   answered, the peer's close is answered and ends the connection (``ConnectionClosed`` with the
   peer's code and reason), a message is assembled from its fragments.
 - A message over ``max_message_bytes`` is refused as soon as a frame header announces it (the
-  length in the header counts, before its payload is buffered): close 1009. So is one that comes
+  length in the header counts, before its payload is buffered): close 1009 (text counts
+  ``TEXT_CHAR_BYTES`` a character, the most a str holds for one). So is one that comes
   in more pieces than its cap allows (``PIECES_FREE``, ``PIECE_BYTES``): each piece held costs
   memory besides its bytes (an empty fragment costs 6 bytes of wire), so a flood of tiny
   fragments would otherwise grow without bound under the cap.
@@ -75,6 +76,8 @@ CONTROL_INTERVAL_S = 1.0
 #: cost ~60 bytes each, so what a message holds stays within ~2x its cap, however it is cut
 PIECES_FREE = 16
 PIECE_BYTES = 64
+#: what a text message's character counts against ``max_message_bytes``
+TEXT_CHAR_BYTES = 4
 
 #: the most bytes of a refusal's body kept (what a dial says about it is its first line)
 MAX_REFUSAL_BODY = 16 * 1024
@@ -156,7 +159,9 @@ class WebSocket:
     async def _add_part(self, data: bytes | str, finished: bool) -> bytes | str | None:
         if self.closed is not None:
             return None  # closing: what still comes is dropped, never buffered
-        self._size += len(data)
+        # text counts 4 bytes a character: what the joined str may hold for each (one character
+        # beyond U+FFFF widens them all), while UTF-8 sends ASCII in 1
+        self._size += len(data) if isinstance(data, bytes) else TEXT_CHAR_BYTES * len(data)
         if self._size + self._announced() > self.max_message_bytes:
             await self._too_big()
         if finished and self._parts is None:

@@ -23,10 +23,10 @@ import trio
 import trio.testing
 from trio_websocket import CloseReason, ConnectionClosed, HandshakeError
 from wsproto.connection import Connection as WsConnection, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
 from sonet.transport.server import Connection, ConnectionLimits, Listening, serve
-from sonet.transport.websocket import CONTROL_BURST, CONTROL_INTERVAL_S, PIECE_BYTES, PIECES_FREE, UpgradeRequest, WebSocket, connect
+from sonet.transport.websocket import CONTROL_BURST, CONTROL_INTERVAL_S, PIECE_BYTES, PIECES_FREE, TEXT_CHAR_BYTES, UpgradeRequest, WebSocket, connect
 
 HANG_S = 20  # hang guard, never a performance threshold
 CAP = 4096  # the message cap of the server under attack
@@ -323,6 +323,26 @@ async def test_a_flood_of_empty_fragments_is_refused_at_the_cap_on_pieces() -> N
             await server.done.wait()
             assert server.received == [] and server.ended[0].code == 1009
             assert f"over {limit} pieces" in (server.ended[0].reason or "")
+
+
+async def test_text_in_fragments_is_capped_at_what_its_characters_take_in_memory() -> None:
+    # 1000 bytes of 4-byte characters a fragment: counted as 250 (characters), twelve of them
+    # fitted under a 4096-byte cap, 12 KB held; a str takes 4 bytes for each such character
+    emoji = "\U0001f600" * 250
+    wire = frame(emoji.encode(), opcode=0x1, fin=False) + frame(emoji.encode(), opcode=0x0, fin=False) * 11 + frame(b"", opcode=0x0)
+    with trio.fail_after(HANG_S):
+        async with target() as server:
+            client, _ = await Client.upgrade(server.port)
+            await client.send(TextMessage(data="a" * (CAP // TEXT_CHAR_BYTES)))  # at the cap: comes
+            try:
+                await client.stream.send_all(wire)
+            except trio.BrokenResourceError:
+                pass  # cut while sending
+            seen, close = await client.until_close()
+            assert [e.data for e in seen if isinstance(e, TextMessage)] == ["a" * (CAP // TEXT_CHAR_BYTES)]
+            assert close is not None and close.code == 1009
+            await server.done.wait()
+            assert server.received == ["a" * (CAP // TEXT_CHAR_BYTES)] and server.ended[0].code == 1009
 
 
 async def test_a_message_in_many_small_fragments_within_the_cap_on_pieces_comes_whole() -> None:
