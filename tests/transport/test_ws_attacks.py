@@ -1,22 +1,21 @@
 """The node's own WebSocket layer (transport/websocket.py, server.py) attacked from outside, over
 real TCP: a stranger's malformed or hostile upgrade requests and a peer's hostile frames each end
 in a clear refusal (an HTTP 400, or a close with the code that says why), with nothing buffered
-beyond the caps; a flood of tiny fragments is refused at the cap on pieces, a flood of pings or
-pongs after a burst (a keepalive's pace is fine); a send cancelled halfway ends the connection
+beyond the caps (text counted at what its characters take in memory); a flood of tiny fragments
+is refused at the cap on pieces, a flood of pings or pongs after a burst (a keepalive's pace is
+fine); a send cancelled halfway ends the connection
 instead of leaving the peer stuck in half a frame; what was accepted before a half-close is
 answered. The dialling side refuses a server's masked frames and unoffered extensions."""
 
 from __future__ import annotations
 
-import socket as stdlib_socket
+import base64
+import functools
+import hashlib
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-
-import base64
-import functools
-import hashlib
 
 import pytest
 import trio
@@ -378,7 +377,9 @@ async def test_a_flood_of_pings_or_pongs_is_refused_after_the_burst(opcode: int)
                 pass  # cut while sending
             seen, close = await client.until_close()
             assert close is not None and close.code == 1008 and "pings or pongs" in (close.reason or "")
-            assert len([e for e in seen if isinstance(e, Pong)]) == (CONTROL_BURST if opcode == 0x9 else 0)
+            pongs = len([e for e in seen if isinstance(e, Pong)])
+            # the burst answered, not all ten after it (one more a second, if the node was slow)
+            assert CONTROL_BURST <= pongs < CONTROL_BURST + 10 if opcode == 0x9 else pongs == 0
             await server.done.wait()
             assert server.ended[0].code == 1008
 
