@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_MAILBOX_MAX_BYTES",
     "MAX_CHANNEL_RECORDS",
     "HANDSHAKE_DEADLINE_S",
+    "MESSAGE_DEADLINE_S",
     "DEFAULT_SENDER_CERT_VALIDITY_MS",
     "MAX_SENDER_CERT_VALIDITY_MS",
     "MAX_CERT_CLOCK_SKEW_MS",
@@ -78,6 +79,9 @@ MAX_RECORD_BYTES = MAX_FRAME_BYTES + 64
 #: records per direction before the channel must be re-established (nonce space safety)
 MAX_CHANNEL_RECORDS = 2**48
 HANDSHAKE_DEADLINE_S = 10.0
+#: a WebSocket message, from its first byte to its last (a record of MAX_RECORD_BYTES at
+#: ~35 KB/s, a slow mobile link); the time between messages is not limited by it
+MESSAGE_DEADLINE_S = 120.0
 
 # Envelopes and mailboxes ---------------------------------------------------------------
 ENVELOPE_ID_LEN = 16

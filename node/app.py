@@ -102,6 +102,7 @@ def connection_limits(config: NodeConfig) -> ConnectionLimits:
         upgrade_timeout_s=config.upgrade_timeout_s,
         handshake_timeout_s=config.handshake_timeout_s,
         send_timeout_s=config.send_timeout_s,
+        message_timeout_s=config.message_timeout_s,
     )
 
 

@@ -58,6 +58,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "handshake_timeout_s",
         "send_timeout_s",
         "unregistered_timeout_s",
+        "message_timeout_s",
     ),
     "budgets": tuple(key for key, _default, _range in BUDGET_KEYS),
     "blobs": tuple(key for key, _default, _range in BLOB_KEYS),
@@ -65,7 +66,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "ops": ("listen",),
 }
 #: [connections] defaults, in the order of SETTINGS["connections"] (transport/admission.py)
-_CONNECTION_DEFAULTS: tuple[int | float, ...] = (4096, 256, 512, 64, 8, 128, 8, 5.0, limits.HANDSHAKE_DEADLINE_S, 30.0, 60.0)
+_CONNECTION_DEFAULTS: tuple[int | float, ...] = (4096, 256, 512, 64, 8, 128, 8, 5.0, limits.HANDSHAKE_DEADLINE_S, 30.0, 60.0, limits.MESSAGE_DEADLINE_S)
 #: bounds of the [connections] counts, max_connections .. max_unregistered_per_address
 _CONNECTION_COUNTS = ((16, 1_000_000), (1, 1_000_000), (1, 1_000_000), (1, 1_000_000), (1, 256), (1, 1_000_000), (1, 1_000_000))
 #: the [connections] deadlines are seconds, more than 0 and at most an hour
@@ -255,6 +256,7 @@ class NodeConfig:
     handshake_timeout_s: float = float(_CONNECTION_DEFAULTS[8])
     send_timeout_s: float = float(_CONNECTION_DEFAULTS[9])
     unregistered_timeout_s: float = float(_CONNECTION_DEFAULTS[10])
+    message_timeout_s: float = float(_CONNECTION_DEFAULTS[11])
     #: [budgets]: per-actor cost budgets and allowances (node/budget_settings.py)
     budgets: BudgetSettings = field(default_factory=BudgetSettings)
     #: [blobs]: the attachment store's size limit, quotas and retention (node/blob_settings.py)
@@ -320,6 +322,7 @@ class NodeConfig:
             self.handshake_timeout_s,
             self.send_timeout_s,
             self.unregistered_timeout_s,
+            self.message_timeout_s,
         )
 
     def _connections_toml(self) -> str:
@@ -466,6 +469,7 @@ class NodeConfig:
             handshake_timeout_s=deadlines[1],
             send_timeout_s=deadlines[2],
             unregistered_timeout_s=deadlines[3],
+            message_timeout_s=deadlines[4],
             budgets=_budgets(raw.get("budgets", {}), source),
             blobs=blob_settings(raw.get("blobs", {}), lambda table, section, key, bounds, default: _whole(table, section, key, bounds, default, source)),
             tls=tls_settings(raw.get("tls", {}), source, ConfigError),

@@ -50,13 +50,15 @@ class ConnectionLimits:
     handshake_timeout_s: float = limits.HANDSHAKE_DEADLINE_S
     #: a send that makes no progress for this long disconnects the peer (it stopped reading)
     send_timeout_s: float = 30.0
+    #: a WebSocket message, from its first byte to its last (idle time between messages is free)
+    message_timeout_s: float = limits.MESSAGE_DEADLINE_S
     #: the largest WebSocket message of a connection not yet authenticated: a handshake message
     pending_message_bytes: int = limits.MAX_HANDSHAKE_MESSAGE_BYTES
 
     def check(self) -> None:
         if min(self.max_connections, self.max_connections_per_address, self.max_pending, self.max_pending_per_address) < 1:
             raise ValueError("connection caps must be at least 1")
-        if min(self.upgrade_timeout_s, self.handshake_timeout_s, self.send_timeout_s) <= 0:
+        if min(self.upgrade_timeout_s, self.handshake_timeout_s, self.send_timeout_s, self.message_timeout_s) <= 0:
             raise ValueError("connection deadlines must be more than 0 s")
 
 

@@ -78,7 +78,7 @@ async def dial(
         raise DialError(f"cannot connect to {target}: {exc}") from None
     try:
         with connecting:
-            ws = await connect(target, tls=tls, headers=headers, max_message_bytes=limits.MAX_RECORD_BYTES)
+            ws = await connect(target, tls=tls, headers=headers, max_message_bytes=limits.MAX_RECORD_BYTES, message_timeout_s=limits.MESSAGE_DEADLINE_S)
             try:
                 hs = Handshake(
                     Role.INITIATOR,

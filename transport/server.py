@@ -10,6 +10,8 @@ handler (as trio-websocket's ``serve_websocket`` does), under the caps and deadl
   ``Connection.authenticated()`` once the handshake authenticated the other side.
 - A plain HTTP request (no ``Upgrade: websocket``) gets a 400 with a short text saying what
   listens here; a connection over a cap gets a 503 saying which; both are then closed.
+- A WebSocket message must come whole within ``message_timeout_s`` of its first byte (close
+  1008; transport/websocket.py); the time between messages is not limited.
 - Every send must make progress within ``send_timeout_s``: a peer that stops reading is
   disconnected (the socket reset), never buffered for.
 - The accept loop survives running out of file descriptors (EMFILE): it evicts the oldest
@@ -373,7 +375,7 @@ class _Server:
         guarded = _GuardedStream(spoken, conn, caps.send_timeout_s, spoke=self._admission.spoke, answered=self._admission.answered)
         try:
             # read and answered on this task, as the whole connection is: no reader task
-            request = UpgradeRequest(guarded, head, max_message_bytes=caps.pending_message_bytes)
+            request = UpgradeRequest(guarded, head, max_message_bytes=caps.pending_message_bytes, message_timeout_s=caps.message_timeout_s)
         except BadUpgrade as exc:
             conn.ended_by = "bad_request"
             with trio.move_on_after(ANSWER_GRACE_S):

@@ -11,6 +11,11 @@ task of its own, so an idle connection costs one task, the one that waits in ``g
   in more pieces than its cap allows (``PIECES_FREE``, ``PIECE_BYTES``): each piece held costs
   memory besides its bytes (an empty fragment costs 6 bytes of wire), so a flood of tiny
   fragments would otherwise grow without bound under the cap.
+- A message must come whole within ``message_timeout_s`` of its first byte (a data frame's
+  header): else close 1008. Held partial messages cost memory (up to the cap on each
+  connection), so a peer must not keep one for ever by never finishing it or trickling it;
+  pings and pongs between its fragments do not extend it. The time between messages is not
+  limited here (idle connections are normal).
 - Pings and pongs are budgeted: a burst of ``CONTROL_BURST``, then one per ``CONTROL_INTERVAL_S``
   (enough for any keepalive); beyond, close 1008. Each costs a parse and a ping a send of its
   own: unbudgeted, 6 bytes of wire bought ~0.1 ms of the node's CPU, from anyone who upgraded.
@@ -31,6 +36,7 @@ the node's callers have always caught: nothing else of trio-websocket is used.
 from __future__ import annotations
 
 import base64
+import math
 import ssl
 import urllib.parse
 from collections.abc import Sequence
@@ -52,6 +58,8 @@ from wsproto.events import (
 )
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import LocalProtocolError as WebSocketStateError, RemoteProtocolError as BadUpgradeRequest
+
+from sonet.core import limits
 
 __all__ = ["WebSocket", "UpgradeRequest", "BadUpgrade", "connect", "READ_BYTES", "CLOSE_GRACE_S", "MESSAGE_TOO_BIG"]
 
@@ -94,9 +102,11 @@ class WebSocket:
     """An open WebSocket: ``get_message``, ``send_message``, ``aclose``; ``closed`` is the close
     reason once it is closing or closed (None while open)."""
 
-    __slots__ = ("_stream", "_proto", "max_message_bytes", "closed", "_parts", "_size", "_send_lock", "_send_broken", "_reading", "_reader_done", "_control_due")
+    __slots__ = ("_stream", "_proto", "max_message_bytes", "closed", "_parts", "_size", "_send_lock", "_send_broken", "_reading", "_reader_done", "_control_due", "message_timeout_s", "_message_due")
 
-    def __init__(self, stream: trio.abc.Stream, protocol: Connection, *, max_message_bytes: int) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, protocol: Connection, *, max_message_bytes: int, message_timeout_s: float = limits.MESSAGE_DEADLINE_S
+    ) -> None:
         self._stream = stream
         self._proto = protocol
         #: the largest message accepted (the server raises it once the peer is authenticated)
@@ -114,6 +124,10 @@ class WebSocket:
         self._reader_done: trio.Event | None = None
         #: when the peer's ping and pong budget is whole again (a GCRA: one float, no task)
         self._control_due = 0.0
+        #: how long a message may take from its first byte to its last
+        self.message_timeout_s = message_timeout_s
+        #: when the message being received must be whole (inf between messages)
+        self._message_due = math.inf
 
     # receiving -----------------------------------------------------------------------------
 
@@ -129,8 +143,9 @@ class WebSocket:
             while True:
                 message = await self._handle_events()
                 if message is not None:
+                    self._message_due = math.inf
                     return message
-                await self._receive()
+                await self._receive_within_message_deadline()
         finally:
             self._reading = False
             if self._reader_done is not None:
@@ -176,6 +191,29 @@ class WebSocket:
             return None
         parts, self._parts, self._size = self._parts, None, 0
         return b"".join(parts) if isinstance(data, bytes) else "".join(parts)  # type: ignore[arg-type]
+
+    async def _receive_within_message_deadline(self) -> None:
+        """One read; while a message is in progress, only until its deadline (then close 1008).
+        The deadline starts when its first frame header has been parsed, and nothing after
+        (fragments, pings) moves it."""
+        if not self._in_message():
+            self._message_due = math.inf
+            await self._receive()
+            return
+        if self._message_due == math.inf:
+            self._message_due = trio.current_time() + self.message_timeout_s
+        with trio.move_on_at(self._message_due):
+            await self._receive()
+            return
+        await self._refuse(POLICY_VIOLATION, f"a message took over {self.message_timeout_s:g} s")
+
+    def _in_message(self) -> bool:
+        """A message has begun and is not whole yet: fragments are held, or a data frame's
+        header has been parsed (its payload may be coming)."""
+        if self._parts is not None:
+            return True
+        header = self._proto._proto._frame_decoder.header
+        return header is not None and not header.opcode.iscontrol()
 
     def _announced(self) -> int:
         """Bytes of the data frame being received that its header announced and that have not
@@ -337,9 +375,11 @@ class UpgradeRequest:
     """A WebSocket upgrade request the server read (``path``, ``headers``): ``accept()`` it or
     ``reject()`` it with an HTTP status."""
 
-    __slots__ = ("_stream", "_handshake", "_trailing", "_max_message_bytes", "path", "headers")
+    __slots__ = ("_stream", "_handshake", "_trailing", "_max_message_bytes", "_message_timeout_s", "path", "headers")
 
-    def __init__(self, stream: trio.abc.Stream, head: bytes, *, max_message_bytes: int) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, head: bytes, *, max_message_bytes: int, message_timeout_s: float = limits.MESSAGE_DEADLINE_S
+    ) -> None:
         """``head``: the bytes read so far, the request head and whatever came after it (the
         client speaking already). BadUpgrade if it is not a valid WebSocket upgrade."""
         end = head.find(b"\r\n\r\n") + 4
@@ -357,6 +397,7 @@ class UpgradeRequest:
         _check_upgrade(head[: head.find(b"\r\n")], event.extra_headers)
         self._trailing = head[end:]
         self._max_message_bytes = max_message_bytes
+        self._message_timeout_s = message_timeout_s
         self.path: str = event.target
         #: the request's headers (those of the upgrade itself excepted: Host, extensions, ...)
         self.headers: list[tuple[bytes, bytes]] = list(event.extra_headers)
@@ -365,7 +406,8 @@ class UpgradeRequest:
         """Answer 101 and return the WebSocket (no extension, no subprotocol)."""
         handshake = self._take()
         answer = handshake.send(AcceptConnection())
-        ws = WebSocket(self._stream, Connection(ConnectionType.SERVER, trailing_data=self._trailing), max_message_bytes=self._max_message_bytes)
+        protocol = Connection(ConnectionType.SERVER, trailing_data=self._trailing)
+        ws = WebSocket(self._stream, protocol, max_message_bytes=self._max_message_bytes, message_timeout_s=self._message_timeout_s)
         self._trailing = b""
         await _send_answer(self._stream, answer)
         return ws
@@ -411,13 +453,19 @@ async def _send_answer(stream: trio.abc.Stream, answer: bytes) -> None:
 
 
 async def connect(
-    url: str, *, tls: ssl.SSLContext | None, headers: Sequence[tuple[bytes, bytes]] = (), max_message_bytes: int
+    url: str,
+    *,
+    tls: ssl.SSLContext | None,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    max_message_bytes: int,
+    message_timeout_s: float = limits.MESSAGE_DEADLINE_S,
 ) -> WebSocket:
     """Open a WebSocket to ``url`` (``ws://``, or ``wss://`` with ``tls``): the TCP connection,
     TLS, the upgrade request and its answer. OSError if it cannot be reached; ConnectionRejected
     for an HTTP answer instead of the upgrade (its status and body); HandshakeError for an
     answer that is no valid upgrade, or a URL that is no WebSocket URL; ConnectionClosed (1006)
-    if it closed before answering. No deadline of its own: the caller's (transport/dial.py)."""
+    if it closed before answering. No deadline of its own: the caller's (transport/dial.py).
+    Each message it then receives has ``message_timeout_s`` (the server's default too)."""
     host, port, target = _split_url(url, tls)
     stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
     try:
@@ -446,7 +494,7 @@ async def connect(
                 if isinstance(event, AcceptConnection):
                     protocol = handshake.connection  # with what came after the answer
                     assert protocol is not None
-                    return WebSocket(stream, protocol, max_message_bytes=max_message_bytes)
+                    return WebSocket(stream, protocol, max_message_bytes=max_message_bytes, message_timeout_s=message_timeout_s)
                 if isinstance(event, RejectConnection):
                     if not event.has_body:
                         raise ConnectionRejected(event.status_code, tuple(event.headers), None)

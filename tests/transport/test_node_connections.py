@@ -105,12 +105,13 @@ async def test_a_device_that_stops_reading_is_cut_at_the_send_timeout_and_keeps_
 
 def test_node_toml_connections_are_range_checked_and_reach_the_server() -> None:
     base = {"name": "alpha.example", "listen": "127.0.0.1:0"}
-    config = NodeConfig.from_dict({**base, "connections": {"max_per_device": 3, "send_timeout_s": 2, "max_pending": 100}})
+    config = NodeConfig.from_dict({**base, "connections": {"max_per_device": 3, "send_timeout_s": 2, "max_pending": 100, "message_timeout_s": 300}})
     assert (config.max_connections_per_device, config.send_timeout_s, config.max_pending_connections) == (3, 2.0, 100)
+    assert config.message_timeout_s == 300.0
     assert NodeConfig.from_dict(tomllib.loads(config.to_toml())) == config  # written back uncommented
     assert NodeConfig.from_dict(tomllib.loads(NodeConfig.from_dict(base).to_toml())) == NodeConfig.from_dict(base)
     caps = connection_limits(config)
-    assert (caps.send_timeout_s, caps.max_pending, caps.max_connections) == (2.0, 100, 4096)
+    assert (caps.send_timeout_s, caps.max_pending, caps.max_connections, caps.message_timeout_s) == (2.0, 100, 4096, 300.0)
     bad = {
         "max_per_device": 0,
         "max_connections": 8,
@@ -119,6 +120,7 @@ def test_node_toml_connections_are_range_checked_and_reach_the_server() -> None:
         "handshake_timeout_s": 0,
         "send_timeout_s": 3601,
         "upgrade_timeout_s": True,
+        "message_timeout_s": 0,
     }
     for key, value in bad.items():
         with pytest.raises(ConfigError, match=rf"connections\.{key} = .* is not allowed"):

@@ -24,6 +24,7 @@ from trio_websocket import CloseReason, ConnectionClosed, HandshakeError
 from wsproto.connection import Connection as WsConnection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
+from sonet.core import limits
 from sonet.transport.server import Connection, ConnectionLimits, Listening, serve
 from sonet.transport.websocket import CONTROL_BURST, CONTROL_INTERVAL_S, PIECE_BYTES, PIECES_FREE, TEXT_CHAR_BYTES, UpgradeRequest, WebSocket, connect
 
@@ -552,3 +553,132 @@ async def _dial_with_answer(extra_headers: bytes, after: bytes) -> WebSocket:
     if isinstance(result[0], Exception):
         raise result[0]
     return result[0]
+
+
+# a message's deadline -------------------------------------------------------------------------
+
+
+DEADLINE_S = limits.MESSAGE_DEADLINE_S
+
+
+@dataclass
+class Pair:
+    """Our WebSocket (``side``) over a memory stream, and the peer's end of it, driven by wsproto."""
+
+    ws: WebSocket
+    wire: trio.testing.MemorySendStream | trio.abc.Stream
+    peer: WsConnection
+    #: messages our side read, and when it ended (the close reason and the clock)
+    received: list[bytes | str] = field(default_factory=list)
+    ended: list[tuple[CloseReason, float]] = field(default_factory=list)
+
+    async def read(self) -> None:
+        try:
+            while True:
+                self.received.append(await self.ws.get_message())
+        except ConnectionClosed as exc:
+            assert exc.reason is not None
+            self.ended.append((exc.reason, trio.current_time()))
+
+    async def closes(self) -> list[CloseConnection]:
+        """The close frames our side sent so far (what it sent read until 1 s of silence: under
+        the mock clock)."""
+        with trio.move_on_after(1):
+            while True:
+                self.peer.receive_data(await self.wire.receive_some(65536))
+        return [e for e in self.peer.events() if isinstance(e, CloseConnection)]
+
+
+def pair(side: ConnectionType = ConnectionType.SERVER) -> Pair:
+    ours, theirs = trio.testing.memory_stream_pair()
+    other = ConnectionType.CLIENT if side is ConnectionType.SERVER else ConnectionType.SERVER
+    return Pair(WebSocket(ours, WsConnection(side), max_message_bytes=CAP), theirs, WsConnection(other))
+
+
+@pytest.mark.parametrize("side", [pytest.param(ConnectionType.SERVER, id="server"), pytest.param(ConnectionType.CLIENT, id="dialled")])
+async def test_a_message_started_and_never_finished_is_cut_at_the_deadline(autojump_clock: trio.testing.MockClock, side: ConnectionType) -> None:
+    # each connection of a device could otherwise hold a partial message of up to the cap for ever
+    p = pair(side)
+    with trio.fail_after(3600 + 2 * DEADLINE_S):  # (mock clock) a hang guard
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(p.read)
+            await trio.sleep(3600)  # idle first: not a message, not cut
+            assert not p.ended
+            started = trio.current_time()
+            whole = p.peer.send(BytesMessage(data=bytes(CAP // 2)))
+            await p.wire.send_all(whole[:100])  # its header and the first bytes, then nothing
+    [(reason, at)] = p.ended
+    assert reason.code == 1008 and reason.reason == f"a message took over {DEADLINE_S:g} s"
+    assert at == pytest.approx(started + DEADLINE_S)
+    assert [(c.code, c.reason) for c in await p.closes()] == [(1008, reason.reason)]
+    assert p.received == []
+
+
+@pytest.mark.parametrize("trickle", [pytest.param("bytes", id="a-byte-at-a-time"), pytest.param("pings", id="pings-between-fragments")])
+async def test_a_trickled_message_is_cut_at_the_deadline(autojump_clock: trio.testing.MockClock, trickle: str) -> None:
+    # neither what still comes of it nor pings between its fragments move the deadline
+    p = pair()
+    async with trio.open_nursery() as nursery:
+        nursery.cancel_scope.deadline = trio.current_time() + 10 * DEADLINE_S  # (mock clock) a hang guard
+        nursery.start_soon(p.read)
+        started = trio.current_time()
+        if trickle == "bytes":
+            whole = p.peer.send(BytesMessage(data=bytes(CAP // 2)))
+            await p.wire.send_all(whole[:8])
+            wire = whole[8:]
+        else:
+            await p.wire.send_all(p.peer.send(BytesMessage(data=b"first fragment", message_finished=False)))
+            wire = p.peer.send(Ping(payload=b"still here")) * 1000
+            ping_len = len(p.peer.send(Ping(payload=b"still here")))
+        sent = 0
+        while not p.ended and sent < len(wire):
+            await trio.sleep(4)  # with closes()' second: one step every 5 s (within the ping budget)
+            step = 1 if trickle == "bytes" else ping_len
+            try:
+                await p.wire.send_all(wire[sent : sent + step])
+            except trio.BrokenResourceError:
+                break
+            sent += step
+            await p.closes()  # (the pongs read, so sends never block)
+    [(reason, at)] = p.ended
+    assert reason.code == 1008 and reason.reason == f"a message took over {DEADLINE_S:g} s"
+    assert at == pytest.approx(started + DEADLINE_S)
+    assert sent >= (DEADLINE_S // 5 - 1) * (1 if trickle == "bytes" else ping_len)  # it kept coming until the cut
+    assert p.received == []
+
+
+async def test_honest_fragmented_messages_each_within_the_deadline_arrive(autojump_clock: trio.testing.MockClock) -> None:
+    # two slow messages in a row, each within its own deadline (together well over it), pings
+    # between their fragments, then idle time far over the deadline, then one more message
+    p = pair()
+    fragments = 8
+    expected = [bytes([n]) * (CAP // 2) for n in range(2)]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(p.read)
+        for message in expected:
+            size = len(message) // fragments
+            for i in range(fragments):
+                await p.wire.send_all(p.peer.send(BytesMessage(data=message[i * size : (i + 1) * size], message_finished=i == fragments - 1)))
+                await p.wire.send_all(p.peer.send(Ping(payload=b"%d" % i)))
+                await trio.sleep(0.75 * DEADLINE_S / fragments)
+                await p.closes()
+        await trio.sleep(10 * DEADLINE_S)
+        await p.wire.send_all(p.peer.send(TextMessage(data="after a long idle")))
+        await trio.testing.wait_all_tasks_blocked()
+        assert p.received == [*expected, "after a long idle"] and not p.ended
+        nursery.cancel_scope.cancel()
+    assert await p.closes() == []
+
+
+async def test_the_servers_message_deadline_is_its_connection_limits() -> None:
+    caps = ConnectionLimits(handshake_timeout_s=3600, send_timeout_s=3600, message_timeout_s=0.25)
+    with trio.fail_after(HANG_S):
+        async with target(caps) as server:
+            client, _ = await Client.upgrade(server.port)
+            await client.send(BytesMessage(data=b"whole"))
+            await client.stream.send_all(header_announcing(1000) + bytes(10))
+            seen, close = await client.until_close()
+            assert [e.data for e in seen if isinstance(e, BytesMessage)] == [b"whole"]
+            assert close is not None and close.code == 1008 and close.reason == "a message took over 0.25 s"
+            await server.done.wait()
+            assert server.received == [b"whole"] and server.ended[0].code == 1008
