@@ -3,7 +3,8 @@ real TCP: a stranger's malformed or hostile upgrade requests and a peer's hostil
 in a clear refusal (an HTTP 400, or a close with the code that says why), with nothing buffered
 beyond the caps (text counted at what its characters take in memory); a flood of tiny fragments
 is refused at the cap on pieces, a flood of pings or pongs after a burst (a keepalive's pace is
-fine); a send cancelled halfway ends the connection
+fine); a message not whole within its deadline (started and left, trickled, kept alive by
+pings) is cut, idle time between messages is not; a send cancelled halfway ends the connection
 instead of leaving the peer stuck in half a frame; what was accepted before a half-close is
 answered. The dialling side refuses a server's masked frames and unoffered extensions."""
 
