@@ -86,11 +86,12 @@ check: typecheck
 	$(PYTEST) -m "not slow"
 
 # mypy over the installed layout (sonet.*), strict on sonet.core (pyproject.toml [tool.mypy]).
-# The folders live at the top of the repository; .typecheck/sonet links them under one name.
+# The folders live at the top of the repository; .typecheck/sonet links them (and sonet/*.py)
+# under one name.
 PACKAGES := core transport client node federation
 typecheck: $(VENV)/.installed-test
 	@mkdir -p .typecheck/sonet
-	@ln -sfn ../../sonet/__init__.py .typecheck/sonet/__init__.py
+	@for f in sonet/*.py; do ln -sfn ../../$$f .typecheck/$$f; done
 	@for p in $(PACKAGES); do ln -sfn ../../$$p .typecheck/sonet/$$p; done
 	$(BIN)/mypy -p sonet
 

@@ -4,7 +4,9 @@
 if __name__ != "sonet.federation":  # one name per module (sonet/__init__.py)
     raise ImportError(f"this package is sonet.federation; import it as that, not as {__name__}")
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sonet.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from .backoff import Backoff
@@ -31,15 +33,7 @@ _SUBMODULE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    submodule = _SUBMODULE.get(name)
-    if submodule is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f"{__name__}.{submodule}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _SUBMODULE)
 
 
 __all__ = [

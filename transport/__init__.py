@@ -10,7 +10,9 @@ if __name__ != "sonet.transport":  # one name per module (sonet/__init__.py)
 
 import sys
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sonet.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from .dial import DialError, describe_close, dial
@@ -31,15 +33,8 @@ _SUBMODULE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    submodule = _SUBMODULE.get(name)
-    if submodule is None:  # (``from sonet.transport import events`` then imports the submodule)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f"{__name__}.{submodule}"), name)
-    globals()[name] = value
-    return value
+# (``from sonet.transport import events``, not an exported name, imports the submodule)
+__getattr__ = lazy_exports(__name__, _SUBMODULE)
 
 
 class _Package(ModuleType):

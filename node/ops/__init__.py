@@ -6,7 +6,9 @@ store operations; ``Readiness`` and ``ops_handler`` (service.py) answer; ``serve
 (http.py) is the small hardened HTTP/1.1 server they run on.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sonet.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from .http import Response, serve_http
@@ -24,15 +26,7 @@ _SUBMODULE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    submodule = _SUBMODULE.get(name)
-    if submodule is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f"{__name__}.{submodule}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _SUBMODULE)
 
 
 __all__ = ["NodeMetrics", "LiveSources", "ObservedStore", "Readiness", "ops_handler", "serve_http", "Response"]
