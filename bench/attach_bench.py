@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 import trio
-from trio_websocket import open_websocket_url
 
 from sonet.client.sdk import Device
 from sonet.client.state import DeviceState
@@ -44,6 +43,7 @@ from sonet.core import limits
 from sonet.core.crypto import CryptoMode
 from sonet.core.crypto.stream import StreamOpener, StreamSealer, sealed_size
 from sonet.core.invite import make_invite
+from sonet.transport.websocket import open_websocket
 
 from .conn_bench import _LISTENING, BIN, _kill, _spawn
 from .relay_bench import _init, _peer
@@ -93,7 +93,7 @@ def _aead(data: bytes) -> tuple[float, float]:
 
 async def _transport(url: str, size: int) -> float:
     chunk = os.urandom(MIB)
-    async with open_websocket_url(url, max_message_size=limits.MAX_RECORD_BYTES) as ws:
+    async with open_websocket(url) as ws:
         start = time.perf_counter()
         await ws.send_message(str(size))
         for offset in range(0, size, MIB):

@@ -82,7 +82,7 @@ import time
 from pathlib import Path
 
 import trio
-from trio_websocket import open_websocket_url
+from sonet.transport.websocket import open_websocket
 
 from sonet.client.sdk import Device
 from sonet.client.state import DeviceState
@@ -131,17 +131,15 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: an authenticated connection, as node/server.py sets it after the handshake (none is run here)
 _SERVE = """
 import functools, trio
-from trio_websocket import open_websocket_url
 from sonet.core import limits
 from sonet.transport.server import serve
 from sonet.transport.socket import set_message_cap
+from sonet.transport.websocket import open_websocket as dial  # the node's dialling WebSocket
 async def accept(request, conn):
     ws = await request.accept()
     conn.authenticated()
     set_message_cap(ws, limits.MAX_RECORD_BYTES)
     return ws
-def dial(url):  # the WebSocket settings of sonet.transport.dial
-    return open_websocket_url(url, max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=limits.HANDSHAKE_DEADLINE_S, disconnect_timeout=2)
 async def listen(handler):
     async with trio.open_nursery() as nursery:
         server = await nursery.start(functools.partial(serve, handler, "127.0.0.1", 0, plain_http_answer="bench"))
@@ -467,13 +465,6 @@ async def _relay(alpha_url: str, alpha_fp: str, beta_url: str, beta_fp: str, pid
     return out
 
 
-def _dial(url: str):  # noqa: ANN202 - async context manager
-    """A bare WebSocket with the settings sonet.transport.dial uses (no handshake)."""
-    return open_websocket_url(
-        url, max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=limits.HANDSHAKE_DEADLINE_S, disconnect_timeout=2
-    )
-
-
 async def _peek(url: str, fingerprint: str, device: Device, msg_id: bytes) -> int:
     """The encoded size of envelope ``msg_id`` as the node delivers it to ``device`` (over a
     raw connection of that device that does not acknowledge it: the device still gets it)."""
@@ -531,7 +522,7 @@ async def _envelope_sizes(url: str, fingerprint: str, homes: Path) -> dict[str, 
 
 async def _bare(fwd_url: str, sink_url: str, n: int, rate80: float, lat_s: float) -> dict:
     out: dict[str, float | int] = {}
-    async with _dial(sink_url + "/watch") as watch, _dial(fwd_url + "/in") as ws:
+    async with open_websocket(sink_url + "/watch") as watch, open_websocket(fwd_url + "/in") as ws:
         frames = [
             encode_frame(SendBatch(request=b + 1, envelopes=tuple(_envelope("bob@beta", _random_id()) for _ in range(BATCH))))
             for b in range(n // BATCH)

@@ -39,7 +39,8 @@ import base64
 import math
 import ssl
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError
@@ -61,7 +62,7 @@ from wsproto.utilities import LocalProtocolError as WebSocketStateError, RemoteP
 
 from sonet.core import limits
 
-__all__ = ["WebSocket", "UpgradeRequest", "BadUpgrade", "connect", "READ_BYTES", "CLOSE_GRACE_S", "MESSAGE_TOO_BIG"]
+__all__ = ["WebSocket", "UpgradeRequest", "BadUpgrade", "connect", "open_websocket", "READ_BYTES", "CLOSE_GRACE_S", "MESSAGE_TOO_BIG"]
 
 #: the most bytes one socket read takes (trio-websocket's default is 4 KiB): a 1 MiB push is 16
 #: reads, not 256, each a trip through trio and wsproto (docs/performance.md). Nothing is held
@@ -519,3 +520,17 @@ def _split_url(url: str, tls: ssl.SSLContext | None) -> tuple[str, int, str]:
         raise HandshakeError(f"not a valid port in {url}") from None
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.hostname, port, target
+
+
+@asynccontextmanager
+async def open_websocket(url: str, *, max_message_bytes: int = limits.MAX_RECORD_BYTES) -> AsyncIterator[WebSocket]:
+    """A bare ``ws://`` WebSocket with the settings of the node's dialling side (``connect``
+    within the handshake deadline, no secure channel), closed on the way out: what the
+    benchmarks measure the transport's ceiling with."""
+    with trio.fail_after(limits.HANDSHAKE_DEADLINE_S):
+        ws = await connect(url, tls=None, max_message_bytes=max_message_bytes)
+    try:
+        yield ws
+    finally:
+        with trio.CancelScope(shield=True):
+            await ws.aclose()

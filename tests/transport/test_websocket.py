@@ -309,3 +309,33 @@ def test_an_invalid_upgrade_request_is_one_line(head: bytes) -> None:
     with pytest.raises(BadUpgrade) as bad:
         UpgradeRequest(ours, head, max_message_bytes=1000)
     assert "\n" not in str(bad.value)
+
+
+async def test_open_websocket_talks_to_the_server_and_closes_with_1000_on_the_way_out() -> None:
+    """``open_websocket``: a bare WebSocket with the dialling side's settings (the benchmarks'
+    ceilings measure the transport with it)."""
+    import functools
+
+    from sonet.transport.server import Connection, serve
+    from sonet.transport.websocket import open_websocket
+
+    closed: list[int] = []
+
+    async def handler(request: UpgradeRequest, conn: Connection) -> None:
+        ws = await request.accept()
+        try:
+            while True:
+                await ws.send_message(await ws.get_message())
+        except ConnectionClosed as exc:
+            closed.append(exc.reason.code)
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(functools.partial(serve, handler, "127.0.0.1", 0, plain_http_answer="test"))
+        async with open_websocket(f"ws://127.0.0.1:{server.port}/") as ws:
+            await ws.send_message(b"over and back")
+            assert await ws.get_message() == b"over and back"
+        with trio.fail_after(5):
+            while not closed:
+                await trio.sleep(0.01)
+        assert closed == [1000]
+        nursery.cancel_scope.cancel()
