@@ -114,16 +114,30 @@ class Pair:
     used: tuple[tuple[str, int], ...]
 
     def a2b(self, text: bytes) -> bytes:
-        message, self.alice = encrypt(self.alice, text)
-        plaintext, self.bob = decrypt(self.bob, message, self.b_rng)
-        assert plaintext == text
+        message = self.seal("a", text)
+        assert self.open("a", message) == text
         return message
 
     def b2a(self, text: bytes) -> bytes:
-        message, self.bob = encrypt(self.bob, text)
-        plaintext, self.alice = decrypt(self.alice, message, self.a_rng)
-        assert plaintext == text
+        message = self.seal("b", text)
+        assert self.open("b", message) == text
         return message
+
+    def seal(self, sender: str, text: bytes) -> bytes:
+        """``sender`` ("a": Alice, "b": Bob) encrypts ``text``; the message is not delivered."""
+        if sender == "a":
+            message, self.alice = encrypt(self.alice, text)
+        else:
+            message, self.bob = encrypt(self.bob, text)
+        return message
+
+    def open(self, sender: str, message: bytes) -> bytes:
+        """The other side decrypts a message ``sender`` sealed; returns the plaintext."""
+        if sender == "a":
+            plaintext, self.bob = decrypt(self.bob, message, self.b_rng)
+        else:
+            plaintext, self.alice = decrypt(self.alice, message, self.a_rng)
+        return plaintext
 
 
 def initial(mode: CryptoMode, *, one_time: bool = True, seed: object = 0) -> tuple[Device, Device, SessionState, bytes, Rng]:

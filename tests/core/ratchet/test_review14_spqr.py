@@ -29,20 +29,12 @@ def _talk_through(pair: Pair, drop: Callable[[dict[str, Any]], bool], rounds: in
     dropped = 0
     for i in range(rounds):
         for sender in ("a", "b"):
-            state = pair.alice if sender == "a" else pair.bob
-            message, state = encrypt(state, b"%s%d" % (sender.encode(), i))
-            if sender == "a":
-                pair.alice = state
-            else:
-                pair.bob = state
+            message = pair.seal(sender, b"%s%d" % (sender.encode(), i))
             chunk = _chunk(message)
             if chunk is not None and drop(chunk):
                 dropped += 1
                 continue
-            if sender == "a":
-                _, pair.bob = decrypt(pair.bob, message, pair.b_rng)
-            else:
-                _, pair.alice = decrypt(pair.alice, message, pair.a_rng)
+            pair.open(sender, message)
     return dropped
 
 
