@@ -78,11 +78,12 @@ def test_valid_seeds_decode(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_random_input(name: str) -> None:
     target = TARGETS[name]
+    inputs = random_inputs(target)  # built once: hypothesis validates a new strategy's whole tree
 
     @budget()
     @given(st.data())
     def check(data: st.DataObject) -> None:
-        run(target, data.draw(random_inputs(target), label="input"))
+        run(target, data.draw(inputs, label="input"))
 
     check()
 
@@ -90,11 +91,12 @@ def test_random_input(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_mutated_valid_input(name: str) -> None:
     target = TARGETS[name]
+    inputs = mutated_inputs(target)
 
     @budget()
     @given(st.data())
     def check(data: st.DataObject) -> None:
-        run(target, data.draw(mutated_inputs(target), label="input"))
+        run(target, data.draw(inputs, label="input"))
 
     check()
 
@@ -102,11 +104,12 @@ def test_mutated_valid_input(name: str) -> None:
 @pytest.mark.parametrize("tag", sorted(frame_samples()))
 def test_mutated_frame_of_each_tag(tag: int) -> None:
     target = TARGETS["frame"]
+    inputs = mutated_inputs(target, [frame_samples()[tag]])
 
     @budget(scale=0.3)
     @given(st.data())
     def check(data: st.DataObject) -> None:
-        run(target, data.draw(mutated_inputs(target, [frame_samples()[tag]]), label="input"))
+        run(target, data.draw(inputs, label="input"))
 
     check()
 
