@@ -49,6 +49,7 @@ __all__ = [
     "decode_frame",
     "encode_struct",
     "decode_struct",
+    "decode_stored",
     "encoded",
     "packb",
     "unpackb",
@@ -451,9 +452,10 @@ def frame(tag: int) -> Callable[[type[T]], type[T]]:
 # Encoding --------------------------------------------------------------------------------
 
 
-def _encode_checked(obj: Struct) -> bytes:
+def _encode_checked(obj: Struct, *, nested_checked: bool = False) -> bytes:
     """Encode ``obj``, refusing what a decoder would reject: the bytes go through the same
-    typed decoder and checks (field types, caps, check()s), then the frame cap."""
+    typed decoder and checks (field types, caps, check()s), then the frame cap. With
+    ``nested_checked`` the nested structs' check()s are not run again (see encode_struct)."""
     cls = type(obj)
     what = cls.__name__
     try:
@@ -467,7 +469,7 @@ def _encode_checked(obj: Struct) -> bytes:
     except msgspec.DecodeError as exc:  # says where: "Push.items[3].envelope (Envelope): ..."
         raise LocalProtocolError(f"invalid {_described(cls, exc)}") from None
     try:
-        if cls._wire_spliced(obj):  # their check()s ran when they were encoded (see encoded())
+        if nested_checked or cls._wire_spliced(obj):  # their check()s ran when they were encoded (see encoded())
             cls._wire_check_own(back)
         else:
             cls._wire_check(back)
@@ -483,12 +485,15 @@ def encode_frame(obj: Frame) -> bytes:
     return _encode_checked(obj)
 
 
-def encode_struct(obj: Struct) -> bytes:
+def encode_struct(obj: Struct, *, nested_checked: bool = False) -> bytes:
     """Serialise one nested struct on its own (e.g. to keep it in a store), checked like a
-    frame: the result always decodes with :func:`decode_struct`."""
+    frame: the result always decodes with :func:`decode_struct`. ``nested_checked``: every
+    struct nested in ``obj`` came out of :func:`decode_frame` / :func:`decode_struct` (its
+    check()s passed then, and a wire struct is frozen), so only ``obj``'s own check() and the
+    types and caps of all of it are checked again (a relayed envelope, once per hop)."""
     if not isinstance(obj, Struct) or isinstance(obj, Frame) or type(obj) not in _DECODERS:
         raise LocalProtocolError(f"not a wire struct: {type(obj).__name__}")
-    return _encode_checked(obj)
+    return _encode_checked(obj, nested_checked=nested_checked)
 
 
 def encoded(cls: type[T], data: bytes) -> T:
@@ -619,6 +624,22 @@ def decode_frame(data: bytes, frames: FrameSet = ANY_FRAME) -> Frame:
     except ValueError as exc:
         raise RemoteProtocolError(f"invalid frame: {exc}") from None
     return obj  # type: ignore[no-any-return]
+
+
+def decode_stored(cls: type[T], data: bytes) -> T:
+    """A ``cls`` from bytes this program made with :func:`encode_struct` and kept in its own
+    store (an outbox item read back to push it): the typed decode with every msgspec cap, but
+    not the check()s again (they passed when the bytes were made). Raises only
+    RemoteProtocolError, as :func:`decode_struct` (a damaged database)."""
+    decoder = _DECODERS.get(cls)  # type: ignore[arg-type]
+    if decoder is None or issubclass(cls, Frame):
+        raise TypeError(f"not a wire struct: {cls!r}")
+    _check_size(data)
+    try:
+        return decoder.decode(data)  # type: ignore[no-any-return]
+    except Exception as exc:  # as in decode_frame
+        _unpack(data)  # malformed or over a cap: that refusal
+        raise RemoteProtocolError(f"invalid {_described(typing.cast(type[Struct], cls), exc)}") from None
 
 
 def decode_struct(cls: type[T], data: bytes) -> T:

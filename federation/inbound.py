@@ -267,8 +267,9 @@ class Inbound:
         outcomes: list[str] = []
         taken: list[Received] = []
         positions: list[int] = []
+        contacts: dict[tuple[str, bytes], tuple[str, bool]] = {}  # a push's envelopes share a few
         for item in req.items:
-            refusal, record = self._classify(peer, item, routes, now)
+            refusal, record = self._classify(peer, item, routes, now, contacts)
             if record is not None:
                 positions.append(len(outcomes))
                 taken.append(record)
@@ -304,13 +305,21 @@ class Inbound:
             self._wake(forwarded)
         return PushResult(request=req.request, outcomes=tuple(outcomes))
 
-    def _classify(self, peer: str, item: Transit, routes: Routes, now: int) -> tuple[str, Received | None]:
-        """(refusal, None) or ("", what to hand the store) for one pushed item."""
+    def _classify(
+        self, peer: str, item: Transit, routes: Routes, now: int, contacts: dict[tuple[str, bytes], tuple[str, bool]]
+    ) -> tuple[str, Received | None]:
+        """(refusal, None) or ("", what to hand the store) for one pushed item. ``contacts``:
+        (address, access token) -> (account, whether the token is valid), for one push (one
+        ``now``): its envelopes mostly repeat a few, and checking a token is an HMAC."""
         if item.dest == self._name:
             if item.envelope is not None:
                 env = item.envelope
-                account = str(parse_address(env.to, remote=True))
-                if not self._requests.is_contact(account, item.access, now=now) and not self._requests.from_peer(
+                known = contacts.get((env.to, item.access))
+                if known is None:
+                    account = str(parse_address(env.to, remote=True))
+                    known = contacts[(env.to, item.access)] = (account, self._requests.is_contact(account, item.access, now=now))
+                account, contact = known
+                if not contact and not self._requests.from_peer(
                     peer, item.origin, (account, env.device), len(env.body), now=now
                 ):
                     return REQUEST_REFUSAL, None  # a stranger's message request over its allowance

@@ -81,7 +81,7 @@ from .ports import FederationStore, StoreFailure
 from .records import BUDGET_CODES, OutboundItem, QueuedItem, StatusUpdate
 from .routes import Routes
 from .settings import FederationSettings
-from .transit import decode_transit, report_item
+from .transit import read_queued, report_item
 
 __all__ = ["Outboxes", "OutboxLeases", "unroutable_note"]
 
@@ -483,7 +483,7 @@ class Outboxes:
         transits: list[Transit] = []  # the envelopes: an expired report just goes
         for item in items:
             try:
-                transit = decode_transit(item.data)
+                transit = read_queued(item.data)
             except RemoteProtocolError as exc:  # it goes too (only a damaged database holds one)
                 log.error("dropping an unreadable outbox item for %s: %s", dest, exc)
                 continue
@@ -501,7 +501,7 @@ class Outboxes:
         pushing: list[QueuedItem] = []
         for item in items:
             try:
-                transit = decode_transit(item.data)
+                transit = read_queued(item.data)
             except RemoteProtocolError as exc:
                 log.error("dropping an unreadable outbox item for %s: %s", dest, exc)
                 await self._store.outbox_done(dest, [item.seq], now=self._clock_ms())

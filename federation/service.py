@@ -366,10 +366,13 @@ class Federation:
 
     # For the client handlers ----------------------------------------------------------------------
 
-    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int, access: bytes = b"") -> OutboundItem:
+    def outbound(
+        self, env: Envelope, *, sender_account: str, sender_device: int, now: int, access: bytes = b"", checked: bool = False
+    ) -> OutboundItem:
+        """``checked``: ``env`` came out of a decoded frame (transit.envelope_item)."""
         return envelope_item(
             env, origin=self.name, sender_account=sender_account, sender_device=sender_device, now=now, ttl_ms=self._ttl_ms,
-            access=access,
+            access=access, checked=checked,
         )  # fmt: skip
 
     def send_ephemeral(self, envelopes: Iterable[Envelope]) -> None:

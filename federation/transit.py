@@ -11,7 +11,7 @@ from sonet.core.address import parse_address
 from sonet.core.envelope import Envelope
 from sonet.core.errors import LocalProtocolError
 from sonet.core.federation_api import Report, Transit
-from sonet.core.wire import decode_struct, encode_struct
+from sonet.core.wire import decode_stored, decode_struct, encode_struct
 
 from .records import OutboundItem, Tracking
 
@@ -19,6 +19,7 @@ __all__ = [
     "REPORT_TTL_MS",
     "encode_transit",
     "decode_transit",
+    "read_queued",
     "item_key",
     "item_expires",
     "envelope_item",
@@ -39,6 +40,13 @@ def encode_transit(item: Transit) -> bytes:
 def decode_transit(data: bytes) -> Transit:
     """RemoteProtocolError (one line) if ``data`` is not a valid encoded Transit."""
     return decode_struct(Transit, data)
+
+
+def read_queued(data: bytes) -> Transit:
+    """An outbox item this node encoded (``OutboundItem.data``) read back to push it: typed and
+    capped, its check()s not run again (they passed when it was queued). RemoteProtocolError
+    (one line) if the bytes do not decode (a damaged database)."""
+    return decode_stored(Transit, data)
 
 
 def item_key(item: Transit) -> bytes:
@@ -70,12 +78,22 @@ def item_expires(item: Transit, *, now: int, ttl_ms: int) -> int:
 
 
 def envelope_item(
-    env: Envelope, *, origin: str, sender_account: str, sender_device: int, now: int, ttl_ms: int, access: bytes = b""
+    env: Envelope,
+    *,
+    origin: str,
+    sender_account: str,
+    sender_device: int,
+    now: int,
+    ttl_ms: int,
+    access: bytes = b"",
+    checked: bool = False,
 ) -> OutboundItem:
     """The item for a (sealed) envelope a device of ``origin`` sends to another node, tracked
     for the sending device; ``access`` is the recipient's access token the device gave (core/
-    access.py), checked by the destination. LocalProtocolError if the envelope cannot travel
-    between nodes."""
+    access.py), checked by the destination. ``checked``: ``env`` came out of a decoded frame
+    (a SendBatch), so its own check() is not run again (the item's is, and the types and caps
+    of all of it: wire.encode_struct ``nested_checked``). LocalProtocolError if the envelope
+    cannot travel between nodes."""
     address = parse_address(env.to, remote=True)
     to, expires = str(address), min(env.expires, now + ttl_ms)
     if (to, expires) != (env.to, env.expires):  # (a copy per item costs on the hot path)
@@ -84,7 +102,8 @@ def envelope_item(
     tracking = Tracking(
         sender_account=sender_account, sender_device=sender_device, id=env.id, account=env.to, device=env.device
     )
-    return OutboundItem(dest=item.dest, key=item_key(item), expires=env.expires, data=encode_transit(item), tracking=tracking)
+    data = encode_struct(item, nested_checked=checked)
+    return OutboundItem(dest=item.dest, key=item_key(item), expires=env.expires, data=data, tracking=tracking)
 
 
 def relayed_item(item: Transit, *, now: int, ttl_ms: int) -> OutboundItem:

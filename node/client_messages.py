@@ -82,7 +82,8 @@ async def send_batch(session: Session, req: SendBatch) -> None:
         elif address.node != ctx.name:
             federation = remote(ctx, address.node)
             token = access.get(env.to, b"")
-            outbound.append(federation.outbound(env, sender_account=me, sender_device=my_device, now=now, access=token))
+            # env came out of the decoded SendBatch: its check() passed (replace above keeps it valid)
+            outbound.append(federation.outbound(env, sender_account=me, sender_device=my_device, now=now, access=token, checked=True))
         elif env.kind == Kind.EPHEMERAL:
             ephemeral.append(((env.to, env.device), env))
         else:

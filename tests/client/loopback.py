@@ -206,7 +206,9 @@ class _Service:
         self.net.calls.append((self.name, "FetchNodeKey", node))
         return self.net.keys.get(node) or self.net._peer(node).node_key.public.to_bytes()
 
-    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int, access: bytes = b"") -> OutboundItem:
+    def outbound(
+        self, env: Envelope, *, sender_account: str, sender_device: int, now: int, access: bytes = b"", checked: bool = False
+    ) -> OutboundItem:
         return OutboundItem(
             dest=parse_address(env.to).node,
             key=env.id + env.device.to_bytes(4, "big") + env.to.encode(),

@@ -21,6 +21,7 @@ from sonet.core.wire import (
     Frame,
     Struct,
     decode_frame,
+    decode_stored,
     decode_struct,
     encode_frame,
     encode_struct,
@@ -743,6 +744,31 @@ def test_encode_struct_refuses_invalid_values_and_non_structs() -> None:
         encode_struct(Empty())  # type: ignore[arg-type] - a frame is not a struct
     with pytest.raises(LocalProtocolError, match="not a wire struct"):
         encode_struct("text")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "data, why",
+    [
+        (msgpack.packb([1]), "missing field"),
+        (msgpack.packb([1, "x", 2]), "extra field"),
+        (msgpack.packb([1, b"x"]), "wrong type"),
+        (msgpack.packb([1, "x"])[:-1], "truncated"),
+        (b"\xc1", "reserved byte"),
+        (b"\x00" * (limits.MAX_FRAME_BYTES + 1), "over the cap"),
+        (msgpack.packb([1, "x" * (limits.MAX_STR_LEN + 1)]), "str over its cap"),
+    ],
+)
+def test_decode_stored_keeps_types_and_caps(data: bytes, why: str) -> None:
+    with pytest.raises(RemoteProtocolError, match="Item|msgpack|cap"):
+        decode_stored(Item, data)
+
+
+def test_decode_stored_reads_back_without_running_check_again() -> None:
+    assert decode_stored(Item, encode_struct(Item(id=7, label="seven"))) == Item(id=7, label="seven")
+    # what only check() refuses is not looked at again (it passed when the bytes were made)
+    assert decode_stored(Item, msgpack.packb([-1, "x"])) == Item(id=-1, label="x")
+    with pytest.raises(TypeError):
+        decode_stored(Sample, msgpack.packb([]))
 
 
 def test_decode_struct_refuses_a_frame_class() -> None:

@@ -61,10 +61,15 @@ async def test_the_destination_checks_the_token_and_bounds_each_peers_requests(s
     async with peer_link(beta, key, "peer.example") as link:
         first = await ask(link, Push(request=1, items=tuple(strangers)))
         second = await ask(link, Push(request=2, items=(forged, *contacts)))
+        # within one push a token is judged per (address, token): a valid one does not vouch for
+        # a forged one for the same account, nor a forged one spoil it
+        mixed = [dataclasses.replace(transit(bob.address, origin="peer.example"), access=t.access) for t in (contacts[0], forged, contacts[1])]
+        third = await ask(link, Push(request=3, items=tuple(mixed)))
     assert first == PushResult(request=1, outcomes=("ok",) * burst + ("message_request_limit",) * 3)
     assert second == PushResult(request=2, outcomes=("message_request_limit",) + ("ok",) * burst)
+    assert third == PushResult(request=3, outcomes=("ok", "message_request_limit", "ok"))
     ids = await mailbox_ids(beta, bob.address)
-    assert len(ids) == 2 * burst and forged.envelope.id not in ids  # type: ignore[union-attr]
+    assert len(ids) == 2 * burst + 2 and forged.envelope.id not in ids  # type: ignore[union-attr]
 
 
 async def test_a_peer_gets_one_time_prekeys_within_its_allowance(start_node: StartNode, node_params: NodeParams) -> None:

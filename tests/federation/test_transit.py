@@ -22,6 +22,7 @@ from sonet.federation.transit import (
     encode_transit,
     envelope_item,
     item_key,
+    read_queued,
     relayed_item,
     report_item,
 )
@@ -58,6 +59,32 @@ def test_the_expiry_is_capped_by_the_nodes_envelope_ttl() -> None:
 def test_an_ephemeral_envelope_cannot_travel_between_nodes() -> None:
     with pytest.raises(LocalProtocolError, match="sealed"):
         item_for(envelope(kind=Kind.EPHEMERAL))
+
+
+def test_an_envelope_from_a_decoded_batch_makes_the_same_item_checked_once() -> None:
+    env = envelope()
+    plain, checked = item_for(env), item_for(env, checked=True)
+    assert decode_transit(checked.data) == decode_transit(plain.data)
+    assert (checked.key, checked.expires, checked.tracking) == (plain.key, plain.expires, plain.tracking)
+    # the item's own check and the types and caps of all of it still run
+    with pytest.raises(LocalProtocolError, match="sealed"):
+        item_for(envelope(kind=Kind.EPHEMERAL), checked=True)
+    with pytest.raises(LocalProtocolError, match="envelope.body"):
+        item_for(dataclasses.replace(env, body="not bytes"), checked=True)  # type: ignore[arg-type]
+    with pytest.raises(LocalProtocolError, match="envelope.body"):
+        item_for(dataclasses.replace(env, body=b"x" * (limits.MAX_BIN_LEN + 1)), checked=True)
+    # the envelope's own check() is the decoder's, not run again: unchecked envelopes are refused
+    with pytest.raises(LocalProtocolError, match="16 bytes"):
+        item_for(dataclasses.replace(env, id=b"short"))
+
+
+def test_a_queued_item_reads_back_as_it_was_made_and_damaged_bytes_are_refused() -> None:
+    item = item_for(envelope())
+    assert read_queued(item.data) == decode_transit(item.data)
+    for damaged in (item.data[:-1], item.data + b"\x00", msgpack.packb(_wire(GOOD)[:4]), b"\xc1"):
+        with pytest.raises(RemoteProtocolError) as info:
+            read_queued(damaged)
+        assert "\n" not in str(info.value)
 
 
 def test_keys_tell_items_apart_and_survive_relaying() -> None:

@@ -113,7 +113,9 @@ class FakeFederation:
         self._fail()
         return Consistency(request=0, node=node, first=first, second=second, proof=(bytes(32),) * 2)
 
-    def outbound(self, env: Envelope, *, sender_account: str, sender_device: int, now: int, access: bytes = b"") -> OutboundItem:
+    def outbound(
+        self, env: Envelope, *, sender_account: str, sender_device: int, now: int, access: bytes = b"", checked: bool = False
+    ) -> OutboundItem:
         self.calls.append(("outbound", env, sender_account, sender_device, now))
         return OutboundItem(
             dest=parse_address(env.to).node,
