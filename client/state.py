@@ -185,12 +185,16 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA secure_delete=ON")  # what is deleted (a disappearing message) is zeroed
-            self._db.executescript(_SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA + GROUP_EVENTS_SCHEMA + GESTURES_SCHEMA + TIMER_SCHEMA + CALLS_SCHEMA)
+            # the schema, its later columns and the indexes in one transaction: one commit (with
+            # synchronous=FULL one fsync) instead of one per statement, ~60 ms per new device
+            self._db.executescript("BEGIN;" + _SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA + GROUP_EVENTS_SCHEMA + GESTURES_SCHEMA + TIMER_SCHEMA + CALLS_SCHEMA)
             self._add_columns("sent", _SENT_COLUMNS)
             self._add_columns("group_sent", SENT_BODY_COLUMNS)
             self._add_columns("inbox", INBOX_COLUMNS)
             self._add_columns("group_inbox", GROUP_INBOX_COLUMNS)
-            self._db.executescript(HISTORY_INDEXES)
+            for index in filter(str.strip, HISTORY_INDEXES.split(";")):  # (executescript would commit first)
+                self._db.execute(index)
+            self._db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path} is not a usable device state database: {exc}") from None
         self._depth = 0
