@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from contextlib import ExitStack
+from contextlib import AbstractContextManager
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -73,7 +73,7 @@ from sonet.core.client_api import (
 from sonet.core.crypto import VerifyKey
 from sonet.core.envelope import Envelope
 from sonet.core.errors import ProtocolError, RemoteProtocolError
-from sonet.core.wire import Frame
+from sonet.core.wire import Frame, encode_frame
 from sonet.transport import SecureSocket
 from sonet.transport.log_summary import LogSummary
 
@@ -136,21 +136,31 @@ class _Signal:
 
 
 class ClientSession:
-    """The connection of one device; what request handlers see of it is ``Session``."""
+    """The connection of one device; what request handlers see of it is ``Session``. What an
+    idle connection does not use is made when needed (memory per idle connection,
+    docs/performance.md)."""
+
+    __slots__ = (
+        "_ctx", "_sock", "_peer", "_mailbox", "_in_flight", "_acked", "_tasks", "_scope", "_subscription", "_wake",
+        "_delivering", "_woken", "_last_seq", "_drained_sent", "_offer", "_superseded", "_removed",
+        "_unregistered_deadline", "__weakref__",
+    )
 
     def __init__(self, ctx: ClientContext, sock: SecureSocket) -> None:
         self._ctx = ctx
         self._sock = sock
         self._peer: VerifyKey = sock.peer_key
         self._mailbox: MailboxKey | None = None
-        self._in_flight: set[bytes] = set()
-        self._acked = trio.Event()
+        #: ids pushed and not acknowledged yet (None while there are none)
+        self._in_flight: set[bytes] | None = None
+        #: set by an Ack while the delivery task waits for room in flight
+        self._acked: trio.Event | None = None
         #: where the tasks started on demand run (None before the session serves and after)
         self._tasks: trio.Nursery | None = None
         #: its scope: a closing task cancels the requests and tasks once the device was told why
-        self._scope = trio.CancelScope()
-        #: what the session holds until it ends (the mailbox subscription)
-        self._exits = ExitStack()
+        self._scope: trio.CancelScope | None = None
+        #: the mailbox subscription, left when the session ends (registered devices only)
+        self._subscription: AbstractContextManager[Wakeup] | None = None
         self._wake: Wakeup | None = None
         #: a delivery task runs; ``_woken``: the mailbox was woken since it last looked
         self._delivering = False
@@ -160,9 +170,9 @@ class ClientSession:
         #: the LinkOffer being sent to this (waiting, unregistered) connection; one at a time
         self._offer: LinkOffer | None = None
         #: set when newer connections of this device push this one over the per-device cap
-        self._superseded = _Signal(lambda: self._start(self._close_when_superseded))
+        self._superseded = _Signal(self._start_close_when_superseded)
         #: set when the device is removed or its account disabled
-        self._removed = _Signal(lambda: self._start(self._close_when_removed))
+        self._removed = _Signal(self._start_close_when_removed)
         #: (trio time) when a connection without an account is closed; a link slot extends it
         self._unregistered_deadline = trio.current_time() + ctx.unregistered_timeout_s
 
@@ -185,19 +195,30 @@ class ClientSession:
     async def run(self) -> None:
         # Tracked before the store is read: a removal commits either before that read (the
         # device is then unknown here) or signals this connection.
-        with self._exits, self._ctx.connections.track(self._peer.fingerprint, self._superseded, self._removed):
-            try:
-                await self._serve()
-            except* StoreError as group:
-                # the store cannot be used now (e.g. its PostgreSQL server is down): the device
-                # is told to come back later, not dropped without a word
-                log.warning("closing client %s: %s", self._peer.fingerprint, group.exceptions[0])
-                await self._fail(RemoteProtocolError("the node cannot use its store right now; try again later", code="unavailable"))
-            finally:
-                self._tasks = None  # nothing is started any more (offers are refused)
-                await self._ctx.links.close(self)
-                if self._ctx.unregistered is not None:
-                    self._ctx.unregistered.done(self)
+        try:
+            with self._ctx.connections.track(self._peer.fingerprint, self._superseded, self._removed):
+                try:
+                    await self._serve()
+                except* StoreError as group:
+                    # the store cannot be used now (e.g. its PostgreSQL server is down): the device
+                    # is told to come back later, not dropped without a word
+                    log.warning("closing client %s: %s", self._peer.fingerprint, group.exceptions[0])
+                    await self._fail(RemoteProtocolError("the node cannot use its store right now; try again later", code="unavailable"))
+                finally:
+                    self._tasks = None  # nothing is started any more (offers are refused)
+                    await self._ctx.links.close(self)
+                    if self._ctx.unregistered is not None:
+                        self._ctx.unregistered.done(self)
+        finally:
+            subscription, self._subscription = self._subscription, None
+            if subscription is not None:
+                subscription.__exit__(None, None, None)
+
+    def _start_close_when_superseded(self) -> None:
+        self._start(self._close_when_superseded)
+
+    def _start_close_when_removed(self) -> None:
+        self._start(self._close_when_removed)
 
     def _start(self, task: Callable[[], Awaitable[None]]) -> None:
         """Run ``task`` beside the requests, if the session is serving (else ``_serve`` starts
@@ -267,7 +288,8 @@ class ClientSession:
         self._mailbox = (row.account, row.device_id)
         self._sock.allow_messages(limits.MAX_RECORD_BYTES)
         if self._wake is None:
-            self._wake = self._exits.enter_context(self._ctx.registry.subscribe(self._mailbox, on_set=self._wake_delivery))
+            self._subscription = self._ctx.registry.subscribe(self._mailbox, on_set=self._wake_delivery)
+            self._wake = self._subscription.__enter__()
             self._wake_delivery()
 
     # Sending ----------------------------------------------------------------------------
@@ -298,6 +320,7 @@ class ClientSession:
             await self._fail(_account_disabled(self._mailbox[0]))
         else:
             await self._fail(RemoteProtocolError("this device was removed from its account", code="device_removed"))
+        assert self._scope is not None  # (started in the session's nursery, whose scope it is)
         self._scope.cancel()
 
     async def _close_when_superseded(self) -> None:
@@ -308,6 +331,7 @@ class ClientSession:
         else:
             why = "too many connections without an account; the oldest is closed (register or link sooner)"
         await self._fail(RemoteProtocolError(why, code="too_many_connections"))
+        assert self._scope is not None  # (started in the session's nursery, whose scope it is)
         self._scope.cancel()
 
     # Requests ---------------------------------------------------------------------------
@@ -363,8 +387,12 @@ class ClientSession:
             # device drops ids it already has); an Ack has no answer, so the connection closes
             log.warning("cannot record an acknowledgement: %s", exc)
             raise RequestError("unavailable", "the node cannot record acknowledgements right now; try again later") from None
-        self._in_flight.difference_update(req.ids)
-        self._acked.set()
+        if self._in_flight is not None:
+            self._in_flight.difference_update(req.ids)
+            if not self._in_flight:
+                self._in_flight = None
+        if self._acked is not None:
+            self._acked.set()
 
     # Linking: a LinkOffer for this waiting connection ----------------------------------------
 
@@ -404,14 +432,17 @@ class ClientSession:
             self._woken = False
             wake.clear()
             await self._push_ephemeral(wake)
-            while len(self._in_flight) >= MAX_IN_FLIGHT:
+            while self._in_flight is not None and len(self._in_flight) >= MAX_IN_FLIGHT:
                 self._acked = trio.Event()
                 await self._acked.wait()
+            self._acked = None
             items = await self._ctx.store.pending(
                 account, device, after_seq=self._last_seq, limit=DELIVER_BATCH, now=self._ctx.clock_ms(), max_bytes=DELIVER_BYTES
             )
             if items:
                 self._last_seq = items[-1].seq
+                if self._in_flight is None:
+                    self._in_flight = set()
                 self._in_flight.update(i.id for i in items)
                 deliveries = tuple(
                     Delivery(
@@ -422,7 +453,9 @@ class ClientSession:
                     )
                     for i in items
                 )
-                await self.send(Deliver(items=deliveries))
+                # the stored envelopes passed their checks when this node took them in: the
+                # frame's types and caps are checked, not each envelope's check() again
+                await self._sock.send_encoded(encode_frame(Deliver(items=deliveries), nested_checked=True))
                 continue
             if not self._drained_sent:
                 await self.send(Drained())

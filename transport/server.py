@@ -89,6 +89,8 @@ class Listening:
 class Connection:
     """What a handler sees of the connection it serves."""
 
+    __slots__ = ("_admission", "_admitted")
+
     def __init__(self, admission: Admission, admitted: Admitted) -> None:
         self._admission = admission
         self._admitted = admitted
@@ -456,6 +458,8 @@ class _GuardedStream(trio.abc.Stream):
     ``send_timeout_s`` aborts the connection (the peer stopped reading) and fails the send, so
     nothing piles up behind it; its first send (the answer to the upgrade) and its first bytes
     read move the connection's admission stage on."""
+
+    __slots__ = ("_stream", "_conn", "_send_timeout_s", "_spoke", "_answered")
 
     def __init__(
         self,

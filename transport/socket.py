@@ -21,6 +21,7 @@ from sonet.core.errors import LocalProtocolError, ProtocolError, RemoteProtocolE
 from sonet.core.wire import Frame
 
 from .handshake import POLICY_VIOLATION
+from .lazy_lock import LazyLock
 from .websocket import CLOSE_GRACE_S, READ_BYTES, WebSocket
 
 __all__ = ["SecureSocket", "CLOSE_GRACE_S", "MAX_ERROR_MESSAGE", "READ_BYTES", "set_message_cap"]
@@ -40,6 +41,8 @@ def set_message_cap(ws: WebSocket, max_bytes: int) -> None:
 class SecureSocket:
     """An established connection: ``send``/``receive`` frames of the channel's endpoint."""
 
+    __slots__ = ("_ws", "_channel", "peer_key", "_send_lock", "send_broken", "greeting", "source", "_pings")
+
     def __init__(self, ws: WebSocket, channel: Channel, peer_key: VerifyKey) -> None:
         self._ws = ws
         self._channel = channel
@@ -48,7 +51,8 @@ class SecureSocket:
         self.peer_key = peer_key
         if isinstance(peer_key, VerifyKey):  # (tests' fake sockets have none)
             peer_key.forget_parsed()
-        self._send_lock = trio.Lock()
+        #: records are sealed and sent under it (an idle connection holds no lock)
+        self._send_lock = LazyLock()
         #: why nothing more can be sent (a sealed record was not sent), None while it can
         self.send_broken: str | None = None
         #: the first frame, when the dial asked for one (the node's Welcome on /client)

@@ -39,17 +39,20 @@ import base64
 import math
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
+from typing import cast
 
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError
 from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.frame_protocol import FrameDecoder, FrameProtocol, Opcode, ParseFailed
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
     CloseConnection,
     Event,
+    Message,
     Ping,
     Pong,
     RejectConnection,
@@ -61,6 +64,8 @@ from wsproto.handshake import H11Handshake
 from wsproto.utilities import LocalProtocolError as WebSocketStateError, RemoteProtocolError as BadUpgradeRequest
 
 from sonet.core import limits
+
+from .lazy_lock import LazyLock
 
 __all__ = ["WebSocket", "UpgradeRequest", "BadUpgrade", "connect", "open_websocket", "READ_BYTES", "CLOSE_GRACE_S", "MESSAGE_TOO_BIG"]
 
@@ -93,6 +98,107 @@ MAX_REFUSAL_BODY = 16 * 1024
 
 _OPEN = ConnectionState.OPEN
 _CLOSED = ConnectionState.CLOSED
+_LOCAL_CLOSING = ConnectionState.LOCAL_CLOSING
+_REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
+
+#: frames we send are whole messages, so a frame writer keeps no state between them: one per
+#: role serves every connection (a client masks what it sends, a server does not)
+_FRAME_WRITERS = {True: FrameProtocol(True, []), False: FrameProtocol(False, [])}
+
+
+class _Protocol:
+    """wsproto's ``Connection`` (its states, its events) with the frame parser made when bytes
+    come and dropped before a read once everything received is parsed and no frame or message
+    is half-way: an idle connection holds no parser (wsproto keeps ~1.7 KB for one: a deque, the frame and
+    message decoders, their buffer, a generator; docs/performance.md)."""
+
+    __slots__ = ("_client", "state", "_parser", "_lost")
+
+    def __init__(self, client: bool, received: bytes = b"") -> None:
+        self._client = client
+        self.state = _OPEN
+        self._parser: FrameProtocol | None = None
+        #: the stream ended without a close frame: a CloseConnection(1006) to hand out
+        self._lost = False
+        if received:
+            self.receive_data(received)
+
+    @classmethod
+    def taking_over(cls, opened: Connection) -> "_Protocol":
+        """In place of wsproto's ``Connection`` just opened (by a handshake, or a test): its
+        side, and the bytes it received after the handshake and has not parsed yet."""
+        if opened.state is not _OPEN:
+            raise WebSocketStateError(f"a WebSocket in state {opened.state} cannot be taken over")
+        return cls(opened.client, bytes(opened._proto._frame_decoder.buffer.buffer))
+
+    def frame_decoder(self) -> FrameDecoder | None:
+        """The parser's frame decoder (its header is the frame being received), None while idle."""
+        return self._parser._frame_decoder if self._parser is not None else None
+
+    def send(self, event: Event) -> bytes:
+        writer = _FRAME_WRITERS[self._client]
+        state = self.state
+        if isinstance(event, Message) and state is _OPEN:
+            return bytes(writer.send_data(event.data, True))
+        if isinstance(event, Ping) and state is _OPEN:
+            return bytes(writer.ping(event.payload))
+        if isinstance(event, Pong) and state is _OPEN:
+            return bytes(writer.pong(event.payload))
+        if isinstance(event, CloseConnection) and state in (_OPEN, _REMOTE_CLOSING):
+            data = bytes(writer.close(event.code, event.reason))
+            self.state = _CLOSED if state is _REMOTE_CLOSING else _LOCAL_CLOSING
+            return data
+        raise WebSocketStateError(f"Event {event} cannot be sent in state {state}.")
+
+    def receive_data(self, data: bytes | None) -> None:
+        """Bytes received; None: the stream ended (without a close frame, if none came)."""
+        if data is None:
+            self._lost = True
+            self.state = _CLOSED
+            return
+        if self.state is _OPEN or self.state is _LOCAL_CLOSING:
+            if self._parser is None:
+                self._parser = FrameProtocol(self._client, [])
+            self._parser.receive_bytes(data)
+        elif self.state is _CLOSED:
+            raise WebSocketStateError("Connection already closed.")
+
+    def events(self) -> Iterator[Event]:
+        """What the bytes received so far make (as wsproto's ``Connection.events``)."""
+        if self._lost:
+            self._lost = False
+            yield CloseConnection(code=ABNORMAL_CLOSURE)
+        parser = self._parser
+        if parser is None:
+            return
+        try:
+            for frame in parser.received_frames():
+                opcode = frame.opcode
+                if opcode is Opcode.BINARY:
+                    yield BytesMessage(data=frame.payload, frame_finished=frame.frame_finished, message_finished=frame.message_finished)  # type: ignore[arg-type]
+                elif opcode is Opcode.TEXT:
+                    yield TextMessage(data=frame.payload, frame_finished=frame.frame_finished, message_finished=frame.message_finished)  # type: ignore[arg-type]
+                elif opcode is Opcode.PING:
+                    yield Ping(payload=frame.payload)  # type: ignore[arg-type]
+                elif opcode is Opcode.PONG:
+                    yield Pong(payload=frame.payload)  # type: ignore[arg-type]
+                elif opcode is Opcode.CLOSE:
+                    code, reason = cast(tuple[int, str], frame.payload)  # (wsproto parsed the close)
+                    self.state = _CLOSED if self.state is _LOCAL_CLOSING else _REMOTE_CLOSING
+                    yield CloseConnection(code=code, reason=reason)
+        except ParseFailed as exc:
+            yield CloseConnection(code=exc.code, reason=str(exc))
+
+    def drop_parser_if_idle(self) -> None:
+        """Drop the frame parser if it holds nothing: every byte received parsed, no frame or
+        fragmented message half-way (its state would be lost). Only while open: a parse that
+        failed is answered with our close, so nothing is parsed afresh after it."""
+        parser = self._parser
+        if parser is None or self.state is not _OPEN:
+            return
+        decoder = parser._frame_decoder
+        if decoder.header is None and not decoder.buffer.buffer and parser._message_decoder.opcode is None:
+            self._parser = None
 
 
 class BadUpgrade(Exception):
@@ -106,19 +212,24 @@ class WebSocket:
     __slots__ = ("_stream", "_proto", "max_message_bytes", "closed", "_parts", "_size", "_send_lock", "_send_broken", "_reading", "_reader_done", "_control_due", "message_timeout_s", "_message_due")
 
     def __init__(
-        self, stream: trio.abc.Stream, protocol: Connection, *, max_message_bytes: int, message_timeout_s: float = limits.MESSAGE_DEADLINE_S
+        self,
+        stream: trio.abc.Stream,
+        protocol: _Protocol | Connection,
+        *,
+        max_message_bytes: int,
+        message_timeout_s: float = limits.MESSAGE_DEADLINE_S,
     ) -> None:
+        """``protocol``: wsproto's ``Connection`` just opened, or ours (``_Protocol``)."""
         self._stream = stream
-        self._proto = protocol
+        self._proto = protocol if isinstance(protocol, _Protocol) else _Protocol.taking_over(protocol)
         #: the largest message accepted (the server raises it once the peer is authenticated)
         self.max_message_bytes = max_message_bytes
         self.closed: CloseReason | None = None
         #: the fragments of a message being received (None between messages: nothing held)
         self._parts: list[bytes | str] | None = None
         self._size = 0
-        #: serializes sends (a message, a pong, a close); made by a send, dropped once no send
-        #: holds or awaits it: an idle connection keeps none
-        self._send_lock: trio.Lock | None = None
+        #: serializes sends (a message, a pong, a close); an idle connection holds no lock
+        self._send_lock = LazyLock()
         self._send_broken = False
         self._reading = False
         #: made only when ``aclose`` waits for the task that is reading to see the close reply
@@ -213,16 +324,17 @@ class WebSocket:
         header has been parsed (its payload may be coming)."""
         if self._parts is not None:
             return True
-        header = self._proto._proto._frame_decoder.header
+        decoder = self._proto.frame_decoder()
+        header = decoder.header if decoder is not None else None
         return header is not None and not header.opcode.iscontrol()
 
     def _announced(self) -> int:
         """Bytes of the data frame being received that its header announced and that have not
         come yet (wsproto hands a frame's payload over as it arrives; its header says how much
         is coming). 0 between frames and for control frames (125 bytes at most)."""
-        decoder = self._proto._proto._frame_decoder
-        header = decoder.header
-        if header is None or header.opcode.iscontrol():
+        decoder = self._proto.frame_decoder()
+        header = decoder.header if decoder is not None else None
+        if decoder is None or header is None or header.opcode.iscontrol():
             return 0
         return int(header.payload_len - decoder.payload_consumed)
 
@@ -270,6 +382,7 @@ class WebSocket:
     async def _receive(self) -> None:
         """One read into wsproto; ConnectionClosed (1006 unless a close was exchanged) when the
         stream ended or broke."""
+        self._proto.drop_parser_if_idle()  # what an idle connection waits with: no parser
         try:
             data = await self._stream.receive_some(READ_BYTES)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -295,15 +408,8 @@ class WebSocket:
         await self._send_event(BytesMessage(data=message) if isinstance(message, bytes) else TextMessage(data=message))
 
     async def _send_event(self, event: Event) -> None:
-        lock = self._send_lock
-        if lock is None:
-            lock = self._send_lock = trio.Lock()
-        try:
-            async with lock:  # framed under the lock: nothing goes out after our close
-                await self._frame_and_send(event)
-        finally:
-            if self._send_lock is lock and not lock.locked():  # (a waiter would own it now)
-                self._send_lock = None
+        async with self._send_lock:  # framed under the lock: nothing goes out after our close
+            await self._frame_and_send(event)
 
     async def _frame_and_send(self, event: Event) -> None:
         """Frame ``event`` and send it (under the send lock)."""
@@ -400,14 +506,15 @@ class UpgradeRequest:
         self._max_message_bytes = max_message_bytes
         self._message_timeout_s = message_timeout_s
         self.path: str = event.target
-        #: the request's headers (those of the upgrade itself excepted: Host, extensions, ...)
+        #: the request's headers (those of the upgrade itself excepted: Host, extensions, ...),
+        #: until it is answered
         self.headers: list[tuple[bytes, bytes]] = list(event.extra_headers)
 
     async def accept(self) -> WebSocket:
         """Answer 101 and return the WebSocket (no extension, no subprotocol)."""
         handshake = self._take()
         answer = handshake.send(AcceptConnection())
-        protocol = Connection(ConnectionType.SERVER, trailing_data=self._trailing)
+        protocol = _Protocol(client=False, received=self._trailing)
         ws = WebSocket(self._stream, protocol, max_message_bytes=self._max_message_bytes, message_timeout_s=self._message_timeout_s)
         self._trailing = b""
         await _send_answer(self._stream, answer)
@@ -427,6 +534,7 @@ class UpgradeRequest:
         handshake, self._handshake = self._handshake, None
         if handshake is None:
             raise RuntimeError("this upgrade request was answered already")
+        self.headers = []  # read before answering; the handler holds the request for its life
         return handshake
 
 

@@ -84,7 +84,7 @@ async def test_sends_from_several_tasks_go_out_whole_and_an_idle_connection_keep
             for size in (70_000, 50_000, 10):
                 nursery.start_soon(ws.send_message, bytes([size % 251]) * size)
             await trio.testing.wait_all_tasks_blocked()
-            assert ws._send_lock is not None and ws._send_lock.statistics().tasks_waiting == 2
+            assert ws._send_lock._lock is not None and ws._send_lock._lock.statistics().tasks_waiting == 2
             part = b""
             while len(received) < 3:
                 for event in await peer.events():
@@ -95,7 +95,50 @@ async def test_sends_from_several_tasks_go_out_whole_and_an_idle_connection_keep
                         part = b""
     assert sorted(map(len, received)) == [10, 50_000, 70_000]
     assert all(len(set(message)) == 1 for message in received)  # no frame cut into another
-    assert ws._send_lock is None
+    assert ws._send_lock._lock is None
+
+
+async def test_an_idle_connection_keeps_no_frame_parser_and_what_is_half_received_is_kept() -> None:
+    """The frame parser exists while bytes are being parsed and is dropped when the reader
+    waits between messages (memory per idle connection): a frame header cut in two, a message
+    in fragments and a character cut between two text fragments all still come whole."""
+    ws, peer = opened()
+    got: list[bytes | str] = []
+
+    async def read() -> None:
+        got.append(await ws.get_message())
+
+    with trio.fail_after(HANG_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            assert ws._proto.frame_decoder() is None  # waiting, nothing received yet
+            frame = masked_header(5) + b"cut!!"
+            await peer.stream.send_all(frame[:1])  # half a header
+            await trio.testing.wait_all_tasks_blocked()
+            assert ws._proto.frame_decoder() is not None and not got
+            await peer.stream.send_all(frame[1:])
+        assert got == [b"cut!!"]
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            assert ws._proto.frame_decoder() is None  # waiting between messages
+            # "é" is 0xC3 0xA9 in UTF-8: its first byte ends the first fragment
+            await peer.stream.send_all(masked_header(2, opcode=0x1, fin=False) + b"a\xc3")
+            await trio.testing.wait_all_tasks_blocked()
+            decoder = ws._proto.frame_decoder()
+            assert decoder is not None and decoder.header is None and not got[1:]  # between fragments: kept
+            await peer.stream.send_all(masked_header(2, opcode=0x0) + b"\xa9b")
+        assert got == [b"cut!!", "aéb"]
+
+        # two messages in one read: the second is not lost with the parser
+        await peer.send(BytesMessage(data=b"one"), BytesMessage(data=b"two"))
+        assert await ws.get_message() == b"one"
+        assert await ws.get_message() == b"two"
+        await ws.send_message(b"still open")
+        [event] = await peer.events()
+        assert isinstance(event, BytesMessage) and event.data == b"still open"
 
 
 async def test_a_frame_header_over_the_cap_is_refused_before_its_payload_is_buffered() -> None:
