@@ -478,11 +478,13 @@ def _encode_checked(obj: Struct, *, nested_checked: bool = False) -> bytes:
     return data
 
 
-def encode_frame(obj: Frame) -> bytes:
-    """Serialise a frame; refuses values that the receiving side would reject."""
+def encode_frame(obj: Frame, *, nested_checked: bool = False) -> bytes:
+    """Serialise a frame; refuses values that the receiving side would reject.
+    ``nested_checked``: as :func:`encode_struct`'s (nested structs made of values that passed
+    their check()s when this node took them in: a mailbox's envelopes delivered)."""
     if not isinstance(obj, Frame) or _REGISTRY.get(getattr(obj, "TAG", -1)) is not type(obj):
         raise LocalProtocolError(f"not a registered frame: {type(obj).__name__}")
-    return _encode_checked(obj)
+    return _encode_checked(obj, nested_checked=nested_checked)
 
 
 def encode_struct(obj: Struct, *, nested_checked: bool = False) -> bytes:

@@ -771,6 +771,25 @@ def test_decode_stored_reads_back_without_running_check_again() -> None:
         decode_stored(Sample, msgpack.packb([]))
 
 
+def test_nested_checked_encoding_skips_only_the_nested_checks() -> None:
+    # nested structs that passed their check()s when taken in (a mailbox's envelopes): their
+    # check() is not run again; the frame's own check(), every type and every cap are
+    unchecked = sample(items=(Item(id=-1, label="x"),), child=Item(id=-2, label="y"))
+    with pytest.raises(LocalProtocolError, match="id must be non-negative"):
+        encode_frame(unchecked)
+    data = encode_frame(unchecked, nested_checked=True)
+    with pytest.raises(RemoteProtocolError, match="id must be non-negative"):
+        decode_frame(data)  # the receiving side checks everything
+    with pytest.raises(LocalProtocolError, match="n must be non-negative"):
+        encode_frame(sample(n=-1), nested_checked=True)
+    with pytest.raises(LocalProtocolError, match="Sample.items"):
+        encode_frame(sample(items=(Item(id=1, label=b"not a str"),)), nested_checked=True)  # type: ignore[arg-type]
+    with pytest.raises(LocalProtocolError, match="Sample"):
+        encode_frame(sample(items=(Item(id=2**64, label="x"),)), nested_checked=True)
+    with pytest.raises(LocalProtocolError, match="Sample.items"):
+        encode_frame(sample(items=(Item(id=1, label="x" * (limits.MAX_STR_LEN + 1)),)), nested_checked=True)
+
+
 def test_decode_struct_refuses_a_frame_class() -> None:
     with pytest.raises(TypeError):
         decode_struct(Sample, msgpack.packb([]))
