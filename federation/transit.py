@@ -55,7 +55,7 @@ def item_key(item: Transit) -> bytes:
     is recognised wherever it arrives."""
     if item.envelope is not None:
         env = item.envelope
-        return b"e" + env.id + env.device.to_bytes(4, "big") + str(parse_address(env.to, remote=True)).encode()
+        return _envelope_key(env.id, env.device, str(parse_address(env.to, remote=True)))
     if item.group is not None:  # a submission by its ref, an ordered copy by its position
         g = item.group
         return b"g" + g.kind.to_bytes(1, "big") + g.group + g.ref + g.seq.to_bytes(8, "big")
@@ -63,6 +63,11 @@ def item_key(item: Transit) -> bytes:
     if report is None:  # Transit.check refuses such an item; one built here is a bug
         raise LocalProtocolError("a transit item carries an envelope or a report")
     return b"r" + report.id + report.device.to_bytes(4, "big") + report.account.encode()
+
+
+def _envelope_key(msg_id: bytes, device: int, account: str) -> bytes:
+    """``item_key`` of an envelope item; ``account`` normalised."""
+    return b"e" + msg_id + device.to_bytes(4, "big") + account.encode()
 
 
 def item_expires(item: Transit, *, now: int, ttl_ms: int) -> int:
@@ -103,7 +108,8 @@ def envelope_item(
         sender_account=sender_account, sender_device=sender_device, id=env.id, account=env.to, device=env.device
     )
     data = encode_struct(item, nested_checked=checked)
-    return OutboundItem(dest=item.dest, key=item_key(item), expires=env.expires, data=data, tracking=tracking)
+    key = _envelope_key(env.id, env.device, to)  # item_key(item), without parsing the address again
+    return OutboundItem(dest=item.dest, key=key, expires=env.expires, data=data, tracking=tracking)
 
 
 def relayed_item(item: Transit, *, now: int, ttl_ms: int) -> OutboundItem:
