@@ -566,9 +566,20 @@ _LEANER_RELAY = (
     "DROP INDEX mailbox_quota",
 )
 
+# Outbox rows are counted in storage_usage by the two functions that insert and delete them
+# (sqlite_budgets.py UsageChanges: once per key and write), not by triggers per row and scope.
+_OUTBOX_USAGE_IN_WRITES = (
+    "DROP TRIGGER outbox_charge",
+    "DROP TRIGGER outbox_release",
+    "DROP TRIGGER outbox_charge_sender",
+    "DROP TRIGGER outbox_release_sender",
+    "DROP TRIGGER outbox_charge_origin",
+    "DROP TRIGGER outbox_release_origin",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
-    _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS, _LEANER_RELAY,
+    _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS, _LEANER_RELAY, _OUTBOX_USAGE_IN_WRITES,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

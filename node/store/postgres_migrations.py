@@ -401,6 +401,16 @@ _LEANER_RELAY: tuple[str, ...] = (
     "DROP INDEX mailbox_quota",
 )
 
+# version 21 (outbox rows counted by the writes, migrations.py _OUTBOX_USAGE_IN_WRITES)
+_OUTBOX_USAGE_IN_WRITES: tuple[str, ...] = tuple(
+    statement
+    for name in (
+        "outbox_device_charge", "outbox_account_charge", "outbox_device_release", "outbox_account_release",
+        "outbox_charge", "outbox_release", "outbox_charge_origin", "outbox_release_origin",
+    )
+    for statement in (f"DROP TRIGGER {name} ON outbox", f"DROP FUNCTION {name}()")
+)  # fmt: skip
+
 _BASELINE_VERSION = 16
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -410,6 +420,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _GROUP_EXPIRY,
     _LINK_SLOTS,
     _LEANER_RELAY,
+    _OUTBOX_USAGE_IN_WRITES,
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"

@@ -99,8 +99,7 @@ from .sqlite_federation import (
     _outbox,
     _outbox_counts,
     _outbox_done,
-    _queue_outbound,
-    _queued_or_sent,
+    _queue_outbound_batch,
     _receive,
     _set_peer_key,
 )
@@ -119,7 +118,7 @@ from .sqlite_keydir import (
     _witnessed,
     _witnessed_all,
 )
-from .sqlite_budgets import Charges, DiskFree, disk_free_at, enforce
+from .sqlite_budgets import Charges, DiskFree, UsageChanges, disk_free_at, enforce
 from .sqlite_group_trees import _group_tree
 from .sqlite_expiry import _next_expiry
 from .sqlite_mailbox import _ack, _device_exists, _pending, _purge_expired, _store_envelopes
@@ -604,9 +603,9 @@ def _enqueue(
     stored = _store_envelopes(conn, batch, now, quota, sender, charges)
     # An item already expired could never be delivered: like an envelope, it is not queued.
     unexpired = [item for item in outbound if item.expires > now]
-    known = _queued_or_sent(conn, unexpired, now)
-    for item in unexpired:
-        _queue_outbound(conn, item, now, charges, known=known)
+    usage = UsageChanges()
+    _queue_outbound_batch(conn, unexpired, now, charges, usage)
+    usage.apply(conn)
     # After the writes, in their transaction: OverBudget undoes them all (no check-then-write race).
     enforce(conn, quota, charges, disk_free)
     return stored

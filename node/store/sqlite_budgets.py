@@ -2,10 +2,15 @@
 right now, and the check that refuses a write that would take one over its budget, or the node
 into its disk reserve.
 
-What is held is kept in ``storage_usage`` (scope, key) -> (rows, body bytes) by triggers on the
-``mailbox`` and ``outbox`` tables (migrations.py), so every way a row comes or goes -- a store,
-an acknowledgement, a purge, a settled outbox item, a device removed with its mailbox -- is
-counted in the transaction that does it, and reading an actor's usage is one key lookup.
+What is held is kept in ``storage_usage`` (scope, key) -> (rows, body bytes), in the
+transaction that stores or removes a row, so reading an actor's usage is one key lookup. For
+``mailbox`` rows, triggers keep it (migrations.py): every way a row comes or goes -- a store,
+an acknowledgement, a purge, a device removed with its mailbox -- is counted. ``outbox``
+rows are built in one place (``_outbound_row``) and deleted in one (``_outbox_done``), which
+count them with ``UsageChanges``: once per key and write, not a trigger per row and scope
+(three upserts per queued envelope and three updates per settled one cost a relaying node
+about as much as the outbox rows themselves; docs/performance.md "Store work per envelope,
+round 6").
 Scopes: "device" ("account/device id" of a local sending device) and "account" (its account)
 for its envelopes in local mailboxes and its items in outboxes; "outbox" (destination node) for
 every queued item; "origin" (origin node) for the items this node relays on its behalf.
@@ -41,7 +46,8 @@ def disk_free_at(path: str) -> DiskFree:
 
 
 def device_key(account: str, device_id: int) -> str:
-    """The ``storage_usage`` key of a local sending device (the triggers build the same)."""
+    """The ``storage_usage`` key of a local sending device (the mailbox triggers and
+    ``UsageChanges`` build the same)."""
     return f"{account}/{device_id}"
 
 
@@ -74,6 +80,43 @@ class Charges:
             self.devices.add(device_key(*sender))
             self.accounts.add(sender[0])
         self.stored(size)
+
+
+class UsageChanges:
+    """What one write adds to (or, negative, takes from) ``storage_usage`` for the outbox rows
+    it queues or settles, summed per (scope, key) and written once by ``apply``."""
+
+    __slots__ = ("_sums",)
+
+    def __init__(self) -> None:
+        self._sums: dict[tuple[str, str], list[int]] = {}
+
+    def _add(self, scope: str, key: str, rows: int, size: int) -> None:
+        sums = self._sums.setdefault((scope, key), [0, 0])
+        sums[0] += rows
+        sums[1] += size
+
+    def outbox_row(
+        self, sign: int, dest: str, size: int, origin: str | None, sender_account: str | None, sender_device: int | None
+    ) -> None:
+        """An outbox row queued (``sign`` 1) or deleted (-1): its destination's outbox, the
+        origin node it is relayed for, and the local device and account that sent it."""
+        self._add("outbox", dest, sign, sign * size)
+        if origin is not None:
+            self._add("origin", origin, sign, sign * size)
+        if sender_account is not None:
+            self._add("device", f"{sender_account}/{sender_device}", sign, sign * size)  # as device_key (set together)
+            self._add("account", sender_account, sign, sign * size)
+
+    def apply(self, conn: Connection) -> None:
+        """Write the sums (before ``enforce`` reads them) and start again from none."""
+        rows = [(scope, key, n, size) for (scope, key), (n, size) in self._sums.items() if n or size]
+        self._sums.clear()
+        conn.executemany(
+            "INSERT INTO storage_usage (scope, key, count, bytes) VALUES (?, ?, ?, ?) ON CONFLICT (scope, key)"
+            " DO UPDATE SET count = storage_usage.count + excluded.count, bytes = storage_usage.bytes + excluded.bytes",
+            rows,
+        )
 
 
 def held(conn: Connection, scope: str, key: str) -> int:

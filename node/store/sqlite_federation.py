@@ -29,7 +29,7 @@ from .base import (
     StatusUpdate,
     StoreError,
 )
-from .sqlite_budgets import Charges, DiskFree, enforce
+from .sqlite_budgets import Charges, DiskFree, UsageChanges, enforce
 from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _known, _mailbox_usage
 from .vanishing import SHORT_LIVED_MS, is_short_lived
 
@@ -83,6 +83,25 @@ def _queued_or_sent(conn: Connection, items: list[OutboundItem], now: int) -> se
     return known
 
 
+_INSERT_OUTBOUND = (
+    f"INSERT INTO outbox (dest, key, expires, data, queued_at, size, origin, {_TRACKING_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _outbound_row(
+    item: OutboundItem, now: int, charges: Charges | None, sender: tuple[str, int] | None, usage: UsageChanges
+) -> tuple[Any, ...]:
+    """The outbox row of ``item``, its bytes added to ``charges`` and ``usage``."""
+    t = item.tracking
+    tracking = ((*sender, None, None, None) if sender else (None,) * 5) if t is None else (t.sender_account, t.sender_device, t.id, t.account, t.device)
+    usage.outbox_row(1, item.dest, len(item.data), item.origin, tracking[0], tracking[1])
+    if charges is not None:
+        sender = sender if t is None else (t.sender_account, t.sender_device)
+        charges.queued(item.dest, len(item.data), origin=item.origin, sender=sender)
+    return (item.dest, item.key, item.expires, item.data, now, len(item.data), item.origin, *tracking)
+
+
 def _queue_outbound(
     conn: Connection,
     item: OutboundItem,
@@ -90,35 +109,40 @@ def _queue_outbound(
     charges: Charges | None = None,
     *,
     sender: tuple[str, int] | None = None,
-    known: set[tuple[str, bytes]] | None = None,
+    usage: UsageChanges | None = None,
 ) -> None:
     """Queue an unexpired item, unless its (dest, key) is queued or was handed on and is
     still remembered. What is queued is added to ``charges`` (None: it is never refused, e.g.
     a report). ``sender``: the local device an untracked item counts towards (a group SUBMIT),
-    like a tracked one. ``known``: the keys ``_queued_or_sent`` found for a batch being queued
-    (kept up to date here), instead of asking per item. A tracked item's outbox row is its
-    "queued" delivery state: its delivery row is written when it leaves the outbox
-    (``_outbox_done``), in its final state when it has one, so an envelope costs one
-    delivery-row write, not an insert and an update."""
+    like a tracked one. A tracked item's outbox row is its "queued" delivery state: its
+    delivery row is written when it leaves the outbox (``_outbox_done``), in its final state
+    when it has one, so an envelope costs one delivery-row write, not an insert and an update.
+    ``usage``: where a batch sums what its rows add to storage_usage (the caller applies it
+    before ``enforce``); None: added now."""
     key = (item.dest, item.key)
-    if known is not None:
-        if key in known:
-            return
-        known.add(key)
-    elif conn.execute("SELECT 1 FROM outbox WHERE dest = ? AND key = ?", key).fetchone() or conn.execute(
+    if conn.execute("SELECT 1 FROM outbox WHERE dest = ? AND key = ?", key).fetchone() or conn.execute(
         "SELECT 1 FROM outbox_sent WHERE dest = ? AND key = ? AND expires > ?", (*key, now)
     ).fetchone():
         return
-    t = item.tracking
-    tracking = ((*sender, None, None, None) if sender else (None,) * 5) if t is None else (t.sender_account, t.sender_device, t.id, t.account, t.device)
-    conn.execute(
-        f"INSERT INTO outbox (dest, key, expires, data, queued_at, size, origin, {_TRACKING_COLUMNS})"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (*key, item.expires, item.data, now, len(item.data), item.origin, *tracking),
-    )
-    if charges is not None:
-        sender = sender if t is None else (t.sender_account, t.sender_device)
-        charges.queued(item.dest, len(item.data), origin=item.origin, sender=sender)
+    counted = usage if usage is not None else UsageChanges()
+    conn.execute(_INSERT_OUTBOUND, _outbound_row(item, now, charges, sender, counted))
+    if usage is None:
+        counted.apply(conn)
+
+
+def _queue_outbound_batch(
+    conn: Connection, items: list[OutboundItem], now: int, charges: Charges, usage: UsageChanges
+) -> None:
+    """``_queue_outbound`` for a batch of unexpired items: which are known asked with two
+    queries per destination and 500 keys, the new ones inserted with one executemany."""
+    known = _queued_or_sent(conn, items, now)
+    rows = []
+    for item in items:
+        key = (item.dest, item.key)
+        if key not in known:
+            known.add(key)
+            rows.append(_outbound_row(item, now, charges, None, usage))
+    conn.executemany(_INSERT_OUTBOUND, rows)
 
 
 #: what a tracked outbox row (an envelope a local device sent) says of its delivery row:
@@ -224,8 +248,9 @@ class _Mailboxes:
 
 
 def _receive_envelope(
-    conn: Connection, env: NewEnvelope, now: int, quota: Quota, mailboxes: _Mailboxes, charges: Charges
+    env: NewEnvelope, now: int, quota: Quota, mailboxes: _Mailboxes, charges: Charges, rows: list[tuple[Any, ...]]
 ) -> str:
+    """The outcome for ``env``; a row to store goes to ``rows`` (inserted by the caller)."""
     refusal = mailboxes.refusal(env.account, env.device_id)
     if refusal:
         return refusal
@@ -237,7 +262,7 @@ def _receive_envelope(
     count, size = mailboxes.usage(env.account, env.device_id)
     if count + 1 > quota.max_envelopes or size + len(env.body) > quota.max_bytes:
         return "mailbox_full"
-    conn.execute(_INSERT_ENVELOPE, _envelope_row(env, now))
+    rows.append(_envelope_row(env, now))
     charges.stored(len(env.body))
     mailboxes.added(env)
     return OK
@@ -246,8 +271,15 @@ def _receive_envelope(
 def _receive(conn: Connection, items: list[Inbound], now: int, quota: Quota, disk_free: DiskFree) -> list[str]:
     outcomes = []
     charges = Charges()
+    usage = UsageChanges()
     mailboxes = _Mailboxes(conn, now, [i for i in items if isinstance(i, NewEnvelope)])
+    # Envelopes are inserted in runs, one executemany each (in push order, so seq follows it),
+    # and before any other kind of item, which then sees them stored.
+    rows: list[tuple[Any, ...]] = []
     for item in items:
+        if rows and not isinstance(item, NewEnvelope):
+            conn.executemany(_INSERT_ENVELOPE, rows)
+            rows.clear()
         if isinstance(item, StatusUpdate):
             _apply_report(conn, item)
             outcomes.append(OK)
@@ -259,12 +291,14 @@ def _receive(conn: Connection, items: list[Inbound], now: int, quota: Quota, dis
             if item.expires <= now:
                 outcomes.append("expired")
             else:
-                _queue_outbound(conn, item, now, charges)
+                _queue_outbound(conn, item, now, charges, usage=usage)
                 outcomes.append(OK)
         else:
-            outcomes.append(_receive_envelope(conn, item, now, quota, mailboxes, charges))
+            outcomes.append(_receive_envelope(item, now, quota, mailboxes, charges, rows))
+    conn.executemany(_INSERT_ENVELOPE, rows)
     # Over a budget the whole push is undone (OverBudget): the peer keeps the items and
     # pushes them again later, when there is room; nothing it sent is lost.
+    usage.apply(conn)
     enforce(conn, quota, charges, disk_free)
     return outcomes
 
@@ -310,28 +344,41 @@ def _outbox_done(
     statuses: list[StatusUpdate],
     reports: list[OutboundItem],
 ) -> None:
+    # One DELETE ... RETURNING per 500 items: each row found once, not once per question
+    # (dedup key, delivery row, delete) and once per trigger.
+    usage = UsageChanges()
+    deleted: list[tuple[Any, ...]] = []
+    for start in range(0, len(seqs), _KEYS_PER_QUERY):
+        chunk = seqs[start : start + _KEYS_PER_QUERY]
+        marks = ",".join("?" * len(chunk))
+        deleted.extend(
+            conn.execute(
+                f"DELETE FROM outbox WHERE dest = ? AND seq IN ({marks})"
+                f" RETURNING seq, key, size, origin, {_TRACKED}",
+                (dest, *chunk),
+            ).fetchall()
+        )
+    deleted.sort(key=lambda row: row[0])  # in queue order: the first item per (node, device) speaks
     # The keys of items handed on are remembered until they expire (an expired item needs no
     # deduplication): a retransmission from upstream is then answered "ok" but not queued again.
     # Only items that came from upstream (sender_account NULL): this node's own devices'
     # envelopes have no upstream to retransmit them, and their keys name the recipient.
     conn.executemany(
-        "INSERT INTO outbox_sent (dest, key, expires)"
-        " SELECT dest, key, expires FROM outbox WHERE seq = ? AND dest = ? AND expires > ? AND sender_account IS NULL"
+        "INSERT INTO outbox_sent (dest, key, expires) VALUES (?, ?, ?)"
         " ON CONFLICT (dest, key) DO UPDATE SET expires = excluded.expires",
-        [(seq, dest, now) for seq in seqs],
+        [(dest, key, expires) for _, key, _, _, sender, _, _, _, _, expires, _ in deleted if sender is None and expires > now],
     )
-    tracked = [
-        row
-        for seq in seqs
-        for row in conn.execute(
-            f"SELECT {_TRACKED} FROM outbox WHERE seq = ? AND dest = ? AND sender_account IS NOT NULL", (seq, dest)
-        )
-    ]
-    conn.executemany("DELETE FROM outbox WHERE seq = ? AND dest = ?", [(seq, dest) for seq in seqs])
+    tracked: list[tuple[Any, ...]] = []
+    for row in deleted:
+        size, origin, sender_account, sender_device = row[2:6]
+        usage.outbox_row(-1, dest, size, origin, sender_account, sender_device)
+        if sender_account is not None:
+            tracked.append(tuple(row[4:]))
     _settle_tracked(conn, tracked, statuses, now)
     for item in reports:
         if item.expires > now:
-            _queue_outbound(conn, item, now)
+            _queue_outbound(conn, item, now, usage=usage)
+    usage.apply(conn)
 
 
 def _settle_tracked(conn: Connection, tracked: list[tuple[Any, ...]], statuses: list[StatusUpdate], now: int) -> None:
@@ -376,38 +423,41 @@ def _outbox_counts(conn: Connection) -> dict[str, int]:
 def _deliveries(
     conn: Connection, sender_account: str, sender_device: int, ids: list[bytes]
 ) -> list[DeliveryRow]:
-    rows: list[DeliveryRow] = []
-    for id_ in ids:  # sorted: bytes order is SQLite's BLOB order
-        found: dict[tuple[str, int], tuple[Any, ...]] = {}
-        for dest, device, state, code, updated_at, expires in conn.execute(
-            "SELECT dest, device, state, code, updated_at, expires FROM deliveries"
-            " WHERE id = ? AND sender_account = ? AND sender_device = ?",
-            (id_, sender_account, sender_device),
+    # Two queries per 500 ids (a device asks for a batch's ids at once), not two per id.
+    found: dict[bytes, dict[tuple[str, int], tuple[Any, ...]]] = {id_: {} for id_ in ids}
+    for start in range(0, len(ids), _KEYS_PER_QUERY):
+        chunk = ids[start : start + _KEYS_PER_QUERY]
+        marks = ",".join("?" * len(chunk))
+        params = (*chunk, sender_account, sender_device)
+        for id_, dest, device, state, code, updated_at, expires in conn.execute(
+            "SELECT id, dest, device, state, code, updated_at, expires FROM deliveries"
+            f" WHERE id IN ({marks}) AND sender_account = ? AND sender_device = ?",
+            params,
         ):
-            found[(dest, device)] = (state, code, updated_at, expires)
+            found[bytes(id_)][(dest, device)] = (state, code, updated_at, expires)
         # An item still queued has no row of its own yet (its outbox row is its state); of
         # several items for one (node, device), the first queued says it, as its row would.
-        for dest, device, updated_at, expires in conn.execute(
-            "SELECT dest, device, queued_at, expires FROM outbox"
-            " WHERE id = ? AND sender_account = ? AND sender_device = ? ORDER BY seq",
-            (id_, sender_account, sender_device),
+        for id_, dest, device, updated_at, expires in conn.execute(
+            "SELECT id, dest, device, queued_at, expires FROM outbox"
+            f" WHERE id IN ({marks}) AND sender_account = ? AND sender_device = ? ORDER BY seq",
+            params,
         ):
-            found.setdefault((dest, device), ("queued", "", updated_at, expires))
-        for (dest, device), (state, code, updated_at, expires) in sorted(found.items()):
-            rows.append(
-                DeliveryRow(
-                    sender_account=sender_account,
-                    sender_device=sender_device,
-                    id=id_,
-                    device=device,
-                    dest=dest,
-                    state=state,
-                    code=code,
-                    updated_at=updated_at,
-                    expires=expires,
-                )
-            )
-    return rows
+            found[bytes(id_)].setdefault((dest, device), ("queued", "", updated_at, expires))
+    return [
+        DeliveryRow(
+            sender_account=sender_account,
+            sender_device=sender_device,
+            id=id_,
+            device=device,
+            dest=dest,
+            state=state,
+            code=code,
+            updated_at=updated_at,
+            expires=expires,
+        )
+        for id_ in ids  # sorted: bytes order is SQLite's BLOB order
+        for (dest, device), (state, code, updated_at, expires) in sorted(found[id_].items())
+    ]
 
 
 def _drop_vanished_deliveries(conn: Connection, now: int) -> None:

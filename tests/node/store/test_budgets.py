@@ -183,6 +183,55 @@ async def test_reports_are_queued_even_into_a_full_outbox(store: Store) -> None:
     assert item.seq > 0
 
 
+def _usage_and_recount(conn):  # noqa: ANN001, ANN202 - a store connection in, two dicts out
+    """storage_usage's outbox-side rows (those not zero), and the same sums counted from the outbox."""
+    held = {
+        (scope, key): (count, size)
+        for scope, key, count, size in conn.execute("SELECT scope, key, count, bytes FROM storage_usage").fetchall()
+        if (count, size) != (0, 0)
+    }
+    recount = {}
+    for scope, key_sql, where in (
+        ("outbox", "dest", "1 = 1"),
+        ("origin", "origin", "origin IS NOT NULL"),
+        ("device", "sender_account || '/' || sender_device", "sender_account IS NOT NULL"),
+        ("account", "sender_account", "sender_account IS NOT NULL"),
+    ):
+        for key, count, size in conn.execute(
+            f"SELECT {key_sql}, count(*), sum(size) FROM outbox WHERE {where} GROUP BY {key_sql}"
+        ).fetchall():
+            recount[(scope, key)] = (count, size)
+    return held, recount
+
+
+async def test_outbox_usage_is_what_the_outbox_holds_after_queueing_relaying_and_settling(store: Store) -> None:
+    """The outbox's budget counters are kept by the writes that queue and settle items (not
+    triggers): after each step they equal a recount of the outbox, duplicates counted once."""
+    await senders(store, ALICE, CAROL)
+    own = [remote_item(n) for n in range(6)] + [remote_item(n, dest=GAMMA) for n in range(6, 9)]
+    await store.enqueue([], now=NOW, quota=ROOMY, outbound=[*own, own[0]], sender=(ALICE, 1))
+    await store.enqueue([], now=NOW, quota=ROOMY, outbound=[remote_item(20, sender=CAROL), own[1]], sender=(CAROL, 1))
+    await store.receive([relayed(1, origin=BETA), relayed(2, origin=GAMMA), relayed(1, origin=BETA)], now=NOW, quota=ROOMY)
+    held, recount = await store._call(_usage_and_recount)  # type: ignore[attr-defined]
+    assert held == recount
+    assert held[("outbox", BETA)] == (7, 7 * len(BODY)) and held[("origin", BETA)] == (1, len(BODY))
+
+    queued = await store.outbox(BETA, limit=4, max_bytes=1 << 20, now=NOW)
+    report = OutboundItem(dest=GAMMA, key=b"report", expires=NOW + DAY, data=b"r" * 100)
+    statuses = [StatusUpdate(id=mid(0), account=f"rita@{BETA}", device=1, state="accepted", code="", at=NOW)]
+    await store.outbox_done(BETA, [q.seq for q in queued], now=NOW, statuses=statuses, reports=[report])
+    [relayed_item] = await store.outbox(DELTA, limit=1, max_bytes=1 << 20, now=NOW + 1)  # the one from beta
+    await store.outbox_done(DELTA, [relayed_item.seq], now=NOW + 1)
+    held, recount = await store._call(_usage_and_recount)  # type: ignore[attr-defined]
+    assert held == recount
+    assert held[("outbox", BETA)] == (3, 3 * len(BODY)) and ("origin", BETA) not in held
+
+    rest = [q.seq for dest in (BETA, GAMMA, DELTA) for q in await store.outbox(dest, limit=100, max_bytes=1 << 20, now=NOW + 1)]
+    for dest in (BETA, GAMMA, DELTA):
+        await store.outbox_done(dest, rest, now=NOW + 2)
+    assert await store._call(_usage_and_recount) == ({}, {})  # type: ignore[attr-defined]
+
+
 # Per relayed origin ----------------------------------------------------------------------------
 
 async def test_a_relay_holds_at_most_its_budget_for_each_origin(store: Store) -> None:
