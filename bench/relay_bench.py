@@ -373,8 +373,10 @@ async def _offered_load(conns, to: str, rate: float, seconds: float, receiver: _
     return lat, len(ids) - len(lat)
 
 
-async def _relay(alpha_url: str, alpha_fp: str, beta_url: str, beta_fp: str, pids: tuple[int, int], n: int, send_s: float, lat_s: float) -> dict:
-    """``pids``: the processes of alpha and beta."""
+async def _relay(
+    alpha_url: str, alpha_fp: str, beta_url: str, beta_fp: str, pids: tuple[int, int], n: int, send_s: float, lat_s: float, rate: float = 1000.0
+) -> dict:
+    """``pids``: the processes of alpha and beta. ``n`` 0: only the latency at ``rate``/s."""
     out: dict[str, float | int] = {}
     stats: dict = {"rate_limited": 0, "access": ()}
     async with trio.open_nursery() as nursery:
@@ -412,6 +414,20 @@ async def _relay(alpha_url: str, alpha_fp: str, beta_url: str, beta_fp: str, pid
                 await trio.sleep(0.5)
         if not await receiver.wait_for([warm[0].id], 30):
             raise RuntimeError("warm-up envelope never reached bob@beta")
+
+        if n == 0:
+            await _until_idle(pids)  # the warm-up's settling is not counted
+            cpu0 = [_cpu_s(pid) for pid in pids]
+            lat, lost = await _offered_load(conns, "bob@beta", rate, lat_s, receiver, stats)
+            for p in (50, 95, 99):
+                out[f"latency_p{p}_ms_at_{rate:g}"] = _pct(lat, p)
+            out[f"latency_lost_at_{rate:g}"] = lost
+            await _until_idle(pids)
+            alpha_us, beta_us = ((_cpu_s(pid) - a) * 1e6 / len(lat) for pid, a in zip(pids, cpu0))
+            out["latency_cpu_us_per_env_sending_node"] = alpha_us
+            out["latency_cpu_us_per_env_receiving_node"] = beta_us
+            nursery.cancel_scope.cancel()
+            return out
 
         # throughput
         batches = [tuple(_envelope("bob@beta", _random_id()) for _ in range(BATCH)) for _ in range(n // BATCH)]
@@ -520,7 +536,8 @@ async def _envelope_sizes(url: str, fingerprint: str, homes: Path) -> dict[str, 
     }
 
 
-async def _bare(fwd_url: str, sink_url: str, n: int, rate80: float, lat_s: float) -> dict:
+async def _bare(fwd_url: str, sink_url: str, n: int, rate80: float | None, lat_s: float, rate: float = 1000.0) -> dict:
+    """``n`` 0 and ``rate80`` None: only the latency at ``rate``/s."""
     out: dict[str, float | int] = {}
     async with open_websocket(sink_url + "/watch") as watch, open_websocket(fwd_url + "/in") as ws:
         frames = [
@@ -533,7 +550,8 @@ async def _bare(fwd_url: str, sink_url: str, n: int, rate80: float, lat_s: float
             await ws.send_message(frame)
         await watch.send_message(str(total))
         json.loads(await watch.get_message())
-        out["relay_ceiling_per_s"] = total / (time.perf_counter() - t0)
+        if total:
+            out["relay_ceiling_per_s"] = total / (time.perf_counter() - t0)
         del frames
 
         async def load(rate: float) -> list[float]:
@@ -550,20 +568,26 @@ async def _bare(fwd_url: str, sink_url: str, n: int, rate80: float, lat_s: float
             await watch.send_message(str(ticks * per_tick))
             return json.loads(await watch.get_message())["lat"]
 
-        lat = await load(1000.0)
+        lat = await load(rate)
         for p in (50, 95, 99):
-            out[f"latency_p{p}_ms_at_1000_ceiling"] = _pct(lat, p)
+            out[f"latency_p{p}_ms_at_{rate:g}_ceiling"] = _pct(lat, p)
+        if rate80 is None:
+            return out
         lat = await load(rate80)
         out["latency_p50_ms_at_80pct_ceiling"] = _pct(lat, 50)
         out["latency_p99_ms_at_80pct_ceiling"] = _pct(lat, 99)
     return out
 
 
-def measure(quick: bool) -> dict[str, float | int]:
-    n = (20 if quick else 196) * BATCH
+def measure(quick: bool, latency_only_s: float = 0.0, rate: float = 1000.0) -> dict[str, float | int]:
+    """Every figure (``quick``: the small sizes); or with ``latency_only_s``, only the latency
+    at ``rate`` envelopes/s (``latency_p*_ms_at_<rate>``, its ceiling, the nodes' CPU per
+    envelope meanwhile), each load that many seconds (no throughput runs, no envelope sizes:
+    to profile the latency alone)."""
+    n = 0 if latency_only_s else (20 if quick else 196) * BATCH
     send_s = 6.0 if quick else 25.0
-    lat_s = 3.0 if quick else 10.0
-    bare_lat_s = 2.0 if quick else 5.0
+    lat_s = latency_only_s or (3.0 if quick else 10.0)
+    bare_lat_s = latency_only_s or (2.0 if quick else 5.0)
     out: dict[str, float | int] = {}
     with tempfile.TemporaryDirectory(prefix="sonet-bench-relay-") as tmp_dir:
         tmp = Path(tmp_dir)
@@ -577,8 +601,9 @@ def measure(quick: bool) -> dict[str, float | int]:
             _peer(tmp / "alpha", "beta", urls["beta"], fps["beta"])
             _peer(tmp / "beta", "alpha", urls["alpha"], fps["alpha"])
             pids = (procs[0].pid, procs[1].pid)
-            out.update(trio.run(_relay, urls["alpha"], fps["alpha"], urls["beta"], fps["beta"], pids, n, send_s, lat_s))
-            out.update(trio.run(_envelope_sizes, urls["beta"], fps["beta"], tmp / "devices"))
+            out.update(trio.run(_relay, urls["alpha"], fps["alpha"], urls["beta"], fps["beta"], pids, n, send_s, lat_s, rate))
+            if n:
+                out.update(trio.run(_envelope_sizes, urls["beta"], fps["beta"], tmp / "devices"))
         except Exception as exc:
             tails = " | ".join(
                 f"{name}: {(tmp / f'{name}.stderr').read_text(errors='replace')[-600:]}"
@@ -597,15 +622,22 @@ def measure(quick: bool) -> dict[str, float | int]:
             procs.append(sink)
             fwd, fwd_url = _spawn([sys.executable, "-c", _FORWARDER, sink_url], tmp / "fwd.stderr", listening)
             procs.append(fwd)
-            rate80 = out["latency_offered_per_s_at_80pct"]
-            out.update(trio.run(_bare, fwd_url, sink_url, out["relay_envelopes"], rate80, bare_lat_s))
+            rate80 = out.get("latency_offered_per_s_at_80pct")
+            out.update(trio.run(_bare, fwd_url, sink_url, n, rate80, bare_lat_s, rate))
         finally:
             for proc in procs:
                 _kill(proc)
-    out["relay_envelopes_per_s_ceiling"] = out["relay_ceiling_per_s"]
+    if n:
+        out["relay_envelopes_per_s_ceiling"] = out["relay_ceiling_per_s"]
     out["relay_ids"] = "random"
     return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure("--full" not in sys.argv), indent=2))
+    # python -m bench.relay_bench [--full] | --latency SECONDS [--rate R] (the latency alone,
+    # at R envelopes/s, default 1,000)
+    if "--latency" in sys.argv:
+        rate = float(sys.argv[sys.argv.index("--rate") + 1]) if "--rate" in sys.argv else 1000.0
+        print(json.dumps(measure(True, float(sys.argv[sys.argv.index("--latency") + 1]), rate), indent=2))
+    else:
+        print(json.dumps(measure("--full" not in sys.argv), indent=2))
