@@ -623,7 +623,7 @@ def measure(quick: bool, latency_only_s: float = 0.0, rate: float = 1000.0) -> d
             fwd, fwd_url = _spawn([sys.executable, "-c", _FORWARDER, sink_url], tmp / "fwd.stderr", listening)
             procs.append(fwd)
             rate80 = out.get("latency_offered_per_s_at_80pct")
-            out.update(trio.run(_bare, fwd_url, sink_url, n, rate80, bare_lat_s, rate))
+            out.update(trio.run(_bare, fwd_url, sink_url, out.get("relay_envelopes", 0), rate80, bare_lat_s, rate))
         finally:
             for proc in procs:
                 _kill(proc)
