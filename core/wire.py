@@ -22,7 +22,10 @@ decoder and checks run over them (in C but for the check()s), so encoding never 
 Python's loose typing. A value of a struct field may be that struct's stored encoding
 (:func:`encoded`, an outbox item spliced into a Push): it is written as it is, its types and
 msgspec's caps are checked again, its own checks (check()s, a str's UTF-8 byte cap) only
-when the frame also holds built structs.
+when the frame also holds built structs. The same holds for nested structs the caller says
+were checked (``nested_checked``: they came out of a decoded frame, or out of this node's
+store after one), and :func:`decode_stored` reads back what this program stored without the
+check()s (typed and capped still).
 """
 
 from __future__ import annotations
