@@ -1,9 +1,10 @@
 """Numbered schema migrations for the SQLite store, tracked in ``PRAGMA user_version``.
 
 Migration N (1-based) is ``MIGRATIONS[N - 1]``. Never edit a released migration: append a new
-one. Each migration runs in its own ``BEGIN IMMEDIATE`` transaction together with the version
-bump, so a crash leaves the database at the previous version, never half-migrated, and two
-processes opening the same file at once apply each step exactly once.
+one. The pending migrations run in one ``BEGIN IMMEDIATE`` transaction together with the version
+bump, so a crash leaves the database at the version it had, never half-migrated, two processes
+opening the same file at once apply each step exactly once, and a new database costs one commit
+(one fsync) instead of one per migration.
 """
 
 from __future__ import annotations
@@ -593,25 +594,24 @@ def migrate(conn: sqlite3.Connection) -> int:
 
     ``conn`` must be in autocommit mode (``isolation_level=None``).
     """
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Read under the write lock: another process may have migrated meanwhile.
-            version = _user_version(conn)
-            if version > LATEST_VERSION:
-                raise StoreError(
-                    f"database schema version {version} is newer than this software "
-                    f"(knows up to {LATEST_VERSION})"
-                )
-            if version == LATEST_VERSION:
-                conn.execute("COMMIT")
-                return version
-            for statement in MIGRATIONS[version]:
-                conn.execute(statement)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Read under the write lock: another process may have migrated meanwhile.
+        version = _user_version(conn)
+        if version > LATEST_VERSION:
+            raise StoreError(
+                f"database schema version {version} is newer than this software "
+                f"(knows up to {LATEST_VERSION})"
+            )
+        if version < LATEST_VERSION:
+            for migration in MIGRATIONS[version:]:
+                for statement in migration:
+                    conn.execute(statement)
             # PRAGMA cannot take a bound parameter; the value is our own integer.
-            conn.execute(f"PRAGMA user_version = {version + 1:d}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            conn.execute(f"PRAGMA user_version = {LATEST_VERSION:d}")
+        conn.execute("COMMIT")
+        return LATEST_VERSION
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
