@@ -299,3 +299,73 @@ async def test_small_pushes_go_one_at_a_time() -> None:
         await trio.testing.wait_all_tasks_blocked()
         assert pool.most == 1 and pool.taken == seqs and not store.items
         nursery.cancel_scope.cancel()
+
+
+from sonet.federation.ports import StoreFailure  # noqa: E402
+
+
+class SlowSettleStore(EnvelopeStore):
+    """Settles (outbox_done) wait for ``hold``; ``fail`` makes the first one a store error."""
+
+    def __init__(self, per_read: int) -> None:
+        super().__init__(per_read)
+        self.hold = trio.Event()
+        self.fail = False
+        self.settles: list[list[int]] = []
+
+    async def outbox_done(self, dest, seqs, *, now, statuses=(), reports=()):
+        await self.hold.wait()
+        if self.fail:
+            self.fail = False
+            raise StoreFailure("database is locked")
+        self.settles.append(list(seqs))
+        await super().outbox_done(dest, seqs, now=now, statuses=statuses, reports=reports)
+
+
+def taking_pool() -> WindowPool:
+    pool = WindowPool()
+    pool.pushed = 3  # past WindowPool's refused round: every push is taken
+    pool.release.set()  # and answered at once
+    return pool
+
+
+async def test_the_next_push_does_not_wait_for_the_settle_of_the_one_before() -> None:
+    # light load: one small push at a time; a slow store transaction that deletes what a push
+    # delivered must not hold back what came meanwhile (it did: each push waited for the
+    # settle before it); two settles queued and the worker waits for them (it keeps pace)
+    store = SlowSettleStore(per_read=10)
+    seqs = store.add_envelopes(50)
+    pool = taking_pool()
+    outboxes = outboxes_for(store, pool)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outboxes.run)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.pushed - 3 == 3 and pool.taken == seqs[:30]  # pushes 2 and 3 went; 4 waits
+        assert store.settles == [] and len(store.items) == 50  # nothing deleted before its settle
+        store.hold.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.taken == seqs and not store.items
+        assert store.settles == [seqs[k : k + 10] for k in range(0, 50, 10)]  # in order, each once
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_settle_that_fails_stops_the_ones_after_it_and_everything_is_pushed_again() -> None:
+    store = SlowSettleStore(per_read=10)
+    seqs = store.add_envelopes(30)
+    store.fail = True
+    pool = taking_pool()
+    outboxes = outboxes_for(store, pool)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outboxes.run)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        store.hold.set()  # the first settle fails: the one queued behind it does not run
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.settles == [] and len(store.items) == 30
+        assert pool.taken == seqs[:30] and BETA not in outboxes._workers  # the worker stopped
+        outboxes.wake([BETA])  # (or the next expiry tick) starts it again, from the first item
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(pool.taken) == 60 and not store.items  # each pushed twice, settled once
+        assert store.settles == [seqs[k : k + 10] for k in range(0, 30, 10)]
+        nursery.cancel_scope.cancel()
