@@ -82,40 +82,50 @@ class Charges:
         self.stored(size)
 
 
+#: an outbox row's owners in storage_usage: destination, origin node, sending account and device
+_Owners = tuple[str, "str | None", "str | None", "int | None"]
+
+
 class UsageChanges:
     """What one write adds to (or, negative, takes from) ``storage_usage`` for the outbox rows
-    it queues or settles, summed per (scope, key) and written once by ``apply``."""
+    it queues or settles: summed per owners while rows come (one dict update per row), spread
+    over the scopes and written once by ``apply``."""
 
     __slots__ = ("_sums",)
 
     def __init__(self) -> None:
-        self._sums: dict[tuple[str, str], list[int]] = {}
-
-    def _add(self, scope: str, key: str, rows: int, size: int) -> None:
-        sums = self._sums.setdefault((scope, key), [0, 0])
-        sums[0] += rows
-        sums[1] += size
+        self._sums: dict[_Owners, list[int]] = {}
 
     def outbox_row(
         self, sign: int, dest: str, size: int, origin: str | None, sender_account: str | None, sender_device: int | None
     ) -> None:
-        """An outbox row queued (``sign`` 1) or deleted (-1): its destination's outbox, the
-        origin node it is relayed for, and the local device and account that sent it."""
-        self._add("outbox", dest, sign, sign * size)
-        if origin is not None:
-            self._add("origin", origin, sign, sign * size)
-        if sender_account is not None:
-            self._add("device", f"{sender_account}/{sender_device}", sign, sign * size)  # as device_key (set together)
-            self._add("account", sender_account, sign, sign * size)
+        """An outbox row queued (``sign`` 1) or deleted (-1): it counts towards its destination's
+        outbox, the origin node it is relayed for, and the local device and account that sent it."""
+        sums = self._sums.get((dest, origin, sender_account, sender_device))
+        if sums is None:
+            self._sums[(dest, origin, sender_account, sender_device)] = [sign, sign * size]
+        else:
+            sums[0] += sign
+            sums[1] += sign * size
 
     def apply(self, conn: Connection) -> None:
         """Write the sums (before ``enforce`` reads them) and start again from none."""
-        rows = [(scope, key, n, size) for (scope, key), (n, size) in self._sums.items() if n or size]
+        by_key: dict[tuple[str, str], list[int]] = {}
+        for (dest, origin, sender_account, sender_device), (n, size) in self._sums.items():
+            keys = [("outbox", dest)]
+            if origin is not None:
+                keys.append(("origin", origin))
+            if sender_account is not None:  # (its device is set with it)
+                keys += [("device", f"{sender_account}/{sender_device}"), ("account", sender_account)]  # as device_key
+            for key in keys:
+                sums = by_key.setdefault(key, [0, 0])
+                sums[0] += n
+                sums[1] += size
         self._sums.clear()
         conn.executemany(
             "INSERT INTO storage_usage (scope, key, count, bytes) VALUES (?, ?, ?, ?) ON CONFLICT (scope, key)"
             " DO UPDATE SET count = storage_usage.count + excluded.count, bytes = storage_usage.bytes + excluded.bytes",
-            rows,
+            [(scope, key, n, size) for (scope, key), (n, size) in by_key.items() if n or size],
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from sonet.core.federation_api import OK
 
-from .dialect import Connection
+from .dialect import Connection, insert_rows
 from .base import (
     DELIVERY_GRACE_MS,
     DeliveryRow,
@@ -83,10 +83,8 @@ def _queued_or_sent(conn: Connection, items: list[OutboundItem], now: int) -> se
     return known
 
 
-_INSERT_OUTBOUND = (
-    f"INSERT INTO outbox (dest, key, expires, data, queued_at, size, origin, {_TRACKING_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+#: an outbox row's insert, without its VALUES (``insert_rows``; ``_outbound_row`` gives a row)
+_INSERT_OUTBOUND = f"INSERT INTO outbox (dest, key, expires, data, queued_at, size, origin, {_TRACKING_COLUMNS})"
 
 
 def _outbound_row(
@@ -125,7 +123,7 @@ def _queue_outbound(
     ).fetchone():
         return
     counted = usage if usage is not None else UsageChanges()
-    conn.execute(_INSERT_OUTBOUND, _outbound_row(item, now, charges, sender, counted))
+    insert_rows(conn, _INSERT_OUTBOUND, [_outbound_row(item, now, charges, sender, counted)])
     if usage is None:
         counted.apply(conn)
 
@@ -134,7 +132,7 @@ def _queue_outbound_batch(
     conn: Connection, items: list[OutboundItem], now: int, charges: Charges, usage: UsageChanges
 ) -> None:
     """``_queue_outbound`` for a batch of unexpired items: which are known asked with two
-    queries per destination and 500 keys, the new ones inserted with one executemany."""
+    queries per destination and 500 keys, the new ones inserted by ``insert_rows``."""
     known = _queued_or_sent(conn, items, now)
     rows = []
     for item in items:
@@ -142,7 +140,7 @@ def _queue_outbound_batch(
         if key not in known:
             known.add(key)
             rows.append(_outbound_row(item, now, charges, None, usage))
-    conn.executemany(_INSERT_OUTBOUND, rows)
+    insert_rows(conn, _INSERT_OUTBOUND, rows)
 
 
 #: what a tracked outbox row (an envelope a local device sent) says of its delivery row:
@@ -273,12 +271,12 @@ def _receive(conn: Connection, items: list[Inbound], now: int, quota: Quota, dis
     charges = Charges()
     usage = UsageChanges()
     mailboxes = _Mailboxes(conn, now, [i for i in items if isinstance(i, NewEnvelope)])
-    # Envelopes are inserted in runs, one executemany each (in push order, so seq follows it),
-    # and before any other kind of item, which then sees them stored.
+    # Envelopes are inserted in runs (``insert_rows``, in push order, so seq follows it), each
+    # before any other kind of item, which then sees them stored.
     rows: list[tuple[Any, ...]] = []
     for item in items:
         if rows and not isinstance(item, NewEnvelope):
-            conn.executemany(_INSERT_ENVELOPE, rows)
+            insert_rows(conn, _INSERT_ENVELOPE, rows)
             rows.clear()
         if isinstance(item, StatusUpdate):
             _apply_report(conn, item)
@@ -295,7 +293,7 @@ def _receive(conn: Connection, items: list[Inbound], now: int, quota: Quota, dis
                 outcomes.append(OK)
         else:
             outcomes.append(_receive_envelope(item, now, quota, mailboxes, charges, rows))
-    conn.executemany(_INSERT_ENVELOPE, rows)
+    insert_rows(conn, _INSERT_ENVELOPE, rows)
     # Over a budget the whole push is undone (OverBudget): the peer keeps the items and
     # pushes them again later, when there is room; nothing it sent is lost.
     usage.apply(conn)
@@ -363,10 +361,11 @@ def _outbox_done(
     # deduplication): a retransmission from upstream is then answered "ok" but not queued again.
     # Only items that came from upstream (sender_account NULL): this node's own devices'
     # envelopes have no upstream to retransmit them, and their keys name the recipient.
-    conn.executemany(
-        "INSERT INTO outbox_sent (dest, key, expires) VALUES (?, ?, ?)"
-        " ON CONFLICT (dest, key) DO UPDATE SET expires = excluded.expires",
+    insert_rows(  # (each key once: (dest, key) is unique in the outbox)
+        conn,
+        "INSERT INTO outbox_sent (dest, key, expires)",
         [(dest, key, expires) for _, key, _, _, sender, _, _, _, _, expires, _ in deleted if sender is None and expires > now],
+        " ON CONFLICT (dest, key) DO UPDATE SET expires = excluded.expires",
     )
     tracked: list[tuple[Any, ...]] = []
     for row in deleted:
@@ -402,16 +401,17 @@ def _settle_tracked(conn: Connection, tracked: list[tuple[Any, ...]], statuses: 
             # A final row is kept DELIVERY_GRACE_MS after it became final (its ``expires``
             # drops to then), not after the envelope's own expiry: long enough for the sender.
             settled.append((sender_account, sender_device, *key, s.state, s.code, s.at, min(expires, s.at), vanishes))
-    values = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     target = "(id, dest, device, sender_account, sender_device)"
-    conn.executemany(
-        f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) {values} ON CONFLICT {target} DO UPDATE"
+    insert_rows(  # (each key once: popped from ``final``)
+        conn,
+        f"INSERT INTO deliveries ({_DELIVERY_COLUMNS})",
+        settled,
+        f" ON CONFLICT {target} DO UPDATE"
         " SET state = excluded.state, code = excluded.code, updated_at = excluded.updated_at,"
         " expires = CASE WHEN deliveries.expires < excluded.updated_at THEN deliveries.expires ELSE excluded.updated_at END"
         " WHERE deliveries.state = 'queued'",
-        settled,
     )
-    conn.executemany(f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) {values} ON CONFLICT {target} DO NOTHING", handed_on)
+    insert_rows(conn, f"INSERT INTO deliveries ({_DELIVERY_COLUMNS})", handed_on, f" ON CONFLICT {target} DO NOTHING")
     _take_early_reports(conn, [row[2:5] for row in handed_on])  # items handed to a relay: no status of their own
     _apply_statuses(conn, list(final.values()))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from contextlib import closing
 from typing import Any
 
-from .dialect import Connection
+from .dialect import Connection, insert_rows
 from .base import MailboxItem, NewEnvelope, Quota, QuotaExceeded, StoreError
 from .sqlite_budgets import Charges
 from .vanishing import SHORT_LIVED_MS
@@ -69,9 +69,9 @@ def _mailbox_usage(conn: Connection, account: str, device_id: int, now: int) -> 
     ).fetchone()
 
 
+#: a mailbox row's insert, without its VALUES (``insert_rows``; ``_envelope_row`` gives a row)
 _INSERT_ENVELOPE = (
     "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at, sender_account, sender_device)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -116,7 +116,7 @@ def _store_envelopes(
             raise QuotaExceeded(f"mailbox of device {device_id} of {account!r} is full")
 
     # Inserted in batch order, so seq follows the order the sender gave.
-    conn.executemany(_INSERT_ENVELOPE, [_envelope_row(e, now, sender) for e in fresh])
+    insert_rows(conn, _INSERT_ENVELOPE, [_envelope_row(e, now, sender) for e in fresh])
     for e in fresh:
         if sender is not None:
             charges.sender(*sender, len(e.body))
@@ -178,10 +178,11 @@ def _ack(conn: Connection, account: str, device_id: int, ids: list[bytes], now: 
         remembered.extend(
             (account, device_id, bytes(id_), _acked_id_expiry(expires, stored_at)) for id_, expires, stored_at in rows if expires > now
         )
-    conn.executemany(
-        "INSERT INTO acked_ids (account, device_id, id, expires) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (account, device_id, id) DO UPDATE SET expires = excluded.expires",
+    insert_rows(  # (each id once: deduplicated above)
+        conn,
+        "INSERT INTO acked_ids (account, device_id, id, expires)",
         remembered,
+        " ON CONFLICT (account, device_id, id) DO UPDATE SET expires = excluded.expires",
     )
     return len(remembered)
 
