@@ -39,6 +39,9 @@ What is measured (``measure(quick)``):
   actually offered is ``latency_offered_per_s_at_80pct``).
   Envelopes not received within 30 s after the load stops are counted in
   ``latency_lost_at_1000`` / ``latency_lost_at_80pct`` (and left out of the percentiles).
+  ``python -m bench.relay_bench --latency SECONDS [--rate R]`` runs only this load (at R/s,
+  default 1,000; and its ceiling), with the nodes' CPU per envelope during it
+  (``latency_cpu_us_per_env_{sending,receiving}_node``): to profile the latency alone.
 
 - ``envelope_bytes_100b_text_hybrid``: two client devices (client/sdk.py ``Device``, hybrid
   keys and sessions) registered on beta, ``alice`` and ``carol``. ``Device.send_text`` of a
