@@ -190,6 +190,10 @@ async def test_faulty_link_under_load(net: FaultNet, seed: int, fault: str, reco
         with trio.fail_after(HANG_GUARD_S):
             while proxy.pending:  # duplicates and cuts act on the next frame that passes
                 await trio.sleep(0.05)
+            # The senders keep sending, so a cut link must be dialled again; its backoff may
+            # outlast the half second below, so wait for the new connection (or the guard).
+            while fault == "cut" and proxy.stats["connections"] == before["connections"]:
+                await trio.sleep(0.05)
         await trio.sleep(0.5)  # beta's answer to the last one
         closes = proxy.target_closes[closes_before:]
         print("Close frames beta sent:", closes)
