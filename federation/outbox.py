@@ -357,9 +357,14 @@ class Outboxes:
                     except StoreFailure as exc:
                         log.warning("outbox worker for %s stopped, it starts again with the next expiry tick: %s", dest, exc)
         finally:
-            if self._workers.get(dest) is worker:  # (a revoked one is gone already)
+            ended = self._workers.get(dest) is worker  # (a revoked one is gone already)
+            if ended:
                 del self._workers[dest]
                 self._notes.pop(dest, None)
+        if ended and worker.woken:
+            # items committed while it was ending (past its last look at ``woken``): they do
+            # not wait for the next expiry tick
+            self.wake_held([dest])
 
     async def _push_loop(self, dest: str, worker: _Worker, nursery: trio.Nursery) -> None:
         # Up to ``pushes_in_flight`` pushes are on their way at once (``in_flight``, oldest
