@@ -8,6 +8,7 @@ import trio
 import trio.testing
 
 from sonet.core.federation_api import OK, PushResult
+from sonet.federation.errors import FederationError
 from sonet.federation.outbox import Outboxes
 from sonet.federation.ports import StoreFailure
 from sonet.federation.records import QueuedItem
@@ -151,3 +152,153 @@ async def test_items_queued_while_a_worker_ends_are_pushed_without_waiting_for_a
             assert not store.items, f"an item committed {delay} checkpoints after the read waits for the expiry tick"
             assert store.settles == [("pushed", [1])]
             nursery.cancel_scope.cancel()
+
+
+async def test_an_expiry_tick_settles_after_the_settles_queued_before_it() -> None:
+    # three pushes answered, their settles slow and queued; an expiry tick comes meanwhile:
+    # the expired items' settle commits after them, never beside or before
+    store, pool = Store(), Pool()
+    store.hold = trio.Event()
+    seqs = store.add(30)
+    outboxes = outboxes_for(store, pool)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outboxes.run)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.pushes == 3 and store.settles == []
+        store.expired = set(store.add(5))
+        await outboxes.expire()
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.settles == []  # nothing settled before the held settles
+        store.hold.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.settles == [("pushed", seqs[0:10]), ("pushed", seqs[10:20]), ("pushed", seqs[20:30]), ("expired", [31, 32, 33, 34, 35])]
+        assert not store.items and pool.items == 30  # the expired ones were never pushed
+        nursery.cancel_scope.cancel()
+
+
+def tasks_under(task: trio.lowlevel.Task) -> int:
+    return sum(1 + tasks_under(child) for nursery in task.child_nurseries for child in nursery.child_tasks)
+
+
+async def test_a_revoked_worker_leaves_no_task_and_its_queued_settles_never_run() -> None:
+    store, pool = Store(), Pool()
+    store.hold = trio.Event()
+    seqs = store.add(30)
+    outboxes = outboxes_for(store, pool)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outboxes.run)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.pushes == 3  # one settle running (held), one queued, the worker waits
+        outboxes.revoke(BETA)  # the lease went to another process (or the link's node stops)
+        await trio.testing.wait_all_tasks_blocked()
+        assert tasks_under(trio.lowlevel.current_task()) == 1  # Outboxes.run alone: the worker, its pushes and settles are gone
+        store.hold.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.settles == [] and sorted(store.items) == seqs  # nothing deleted: all pushed again later
+        outboxes.wake([BETA])  # (the lease comes back)
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.settles == [("pushed", seqs[k : k + 10]) for k in range(0, 30, 10)] and not store.items
+        assert pool.items == 60  # each pushed twice (the receiver's deduplication answers "ok"), settled once
+        nursery.cancel_scope.cancel()
+
+
+class DroppingPool(Pool):
+    """The link drops under the second push (no answer); the next one goes on a new link."""
+
+    async def request(self, hop, frame, *, sent):
+        if self.pushes == 1:
+            self.pushes += 1
+            sent()
+            raise FederationError("unreachable", f"{BETA}: the link was lost")
+        return await super().request(hop, frame, sent=sent)
+
+
+async def test_a_slow_settle_while_the_link_drops_settles_each_item_once_in_order() -> None:
+    store, pool = Store(), DroppingPool()
+    store.hold = trio.Event()
+    seqs = store.add(30)
+    outboxes = outboxes_for(store, pool)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outboxes.run)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.pushes == 2 and store.settles == []  # push 1 taken (settle held), push 2 lost
+        store.hold.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.settles == [("pushed", seqs[k : k + 10]) for k in range(0, 30, 10)] and not store.items
+        assert pool.pushes == 4 and pool.items == 30  # push 1's items once; the lost push's again, after it
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_settle_that_fails_while_the_worker_has_nothing_left_ends_it_and_new_items_restart_it() -> None:
+    store, pool = Store(), Pool()
+    store.hold = trio.Event()
+    store.fail = True
+    seqs = store.add(5)
+    outboxes = outboxes_for(store, pool)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outboxes.run)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.items == 5 and BETA in outboxes._workers  # waits for its settle
+        store.hold.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert BETA not in outboxes._workers and sorted(store.items) == seqs  # stopped, nothing lost
+        more = store.add(2)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.settles == [("pushed", seqs + more)] and not store.items and pool.items == 5 + 7
+        nursery.cancel_scope.cancel()
+
+
+# Two real nodes: a settle that fails after the destination took the items -----------------
+
+from tests.node.conftest import StartNode  # noqa: E402
+
+from .net import ALPHA, deliveries, mailbox_ids, pin_node, queue_at, tracked, until  # noqa: E402
+
+
+async def test_items_pushed_again_after_a_failed_settle_are_stored_once_and_their_statuses_are_final(
+    start_node: StartNode, monkeypatch
+) -> None:
+    alpha = await start_node(name=ALPHA, registration="open")
+    beta = await start_node(name=BETA, registration="open")
+    await pin_node(alpha, beta)
+    await pin_node(beta, alpha)
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    federation = alpha.node.federation
+    assert federation is not None
+    store = federation._outboxes._store
+    settle, failed = store.outbox_done, []
+
+    async def fails_once(dest, seqs, **kw):
+        if not failed:
+            failed.append(list(seqs))
+            raise StoreFailure("database is locked")
+        return await settle(dest, seqs, **kw)
+
+    monkeypatch.setattr(store, "outbox_done", fails_once)
+    nobody = tracked(alpha, alice, f"nobody@{BETA}")
+    fine = [tracked(alpha, alice, bob.address) for _ in range(3)]
+    await queue_at(alpha, nobody, *fine)
+    await until(lambda: failed and BETA not in federation._outboxes._workers, "the first settle failed and stopped the worker")
+    assert [(r.state, r.code) for r in await deliveries(alpha, alice, nobody, *fine)] == [("queued", "")] * 4
+    assert len(await mailbox_ids(beta, bob.address)) == 3  # beta took them already
+
+    later = tracked(alpha, alice, bob.address)
+    await queue_at(alpha, later)  # new items start the worker again: it pushes everything again
+
+    async def settled() -> bool:
+        return all(r.state != "queued" for r in await deliveries(alpha, alice, nobody, *fine, later))
+
+    await until(settled, "every delivery row settled")
+    states = {r.id: (r.state, r.code) for r in await deliveries(alpha, alice, nobody, *fine, later)}
+    assert states == {
+        nobody.tracking.id: ("failed", "unknown_account"),  # type: ignore[union-attr]
+        **{i.tracking.id: ("accepted", "") for i in (*fine, later)},  # type: ignore[union-attr]
+    }
+    assert sorted(await mailbox_ids(beta, bob.address)) == sorted(i.tracking.id for i in (*fine, later))  # type: ignore[union-attr]
+    async with alpha.store() as fresh:
+        assert await fresh.outbox_counts() == {}
