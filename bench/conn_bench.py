@@ -14,7 +14,8 @@ What is measured (``measure(quick)``):
   then stays idle and open. Each connection has its own device key (generated before the clock
   starts): the node keeps at most ``max_per_device`` connections of one device.
   N = 10,000 (full) or 200 (quick); batches stop early when the opening deadline passes
-  (100 s full, 8 s quick; the same budget for the bare server), so N is what was reached.
+  (100 s full, 8 s quick, or ``--budget=SECONDS``; the same budget for the bare server), so N
+  is what was reached.
 - After a 1 s settle the node's RSS is read again; then every connection is closed (WebSocket
   close, bounded by a timeout) and the node killed.
 
@@ -25,9 +26,13 @@ Figures:
 - ``handshakes_per_s``: connections_held / wall time spent opening them (client and node
   share the machine's 2 cores, so this is the end-to-end rate with both sides' crypto).
 
-Ceiling (same run, same machine): a bare trio-websocket server (``serve_websocket`` whose
-handler accepts and waits forever) in a child ``python -c`` process, the same N idle
-connections (plain WebSocket, no handshake) measured the same way:
+Ceiling (same run, same machine): a bare server on the node's own transport
+(``sonet.transport.server.serve`` and transport/websocket.py: the same admission, deadlines,
+reads and upgrade handling; caps lifted as for the node) whose handler accepts, marks the
+connection authenticated and waits in ``get_message`` as an idle node connection does, with no
+handshake, secure channel or session, in a child ``python -c`` process; the same N idle
+connections (plain WebSocket, opened by ``sonet.transport.websocket.open_websocket``) measured
+the same way (before 2026-12-07 this was a bare trio-websocket server, ~19.0 KB a connection):
 ``rss_bytes_per_connection_ceiling`` (LOWER is better here: it is the transport's floor),
 ``connections_held_ceiling`` (``bare_ws_opens_per_s`` is its open rate, for information).
 ``handshakes_per_s_ceiling``: full hybrid handshakes per second with both sides (initiator and
@@ -52,13 +57,12 @@ import time
 from pathlib import Path
 
 import trio
-from trio_websocket import open_websocket_url
 
-from sonet.core import limits
 from sonet.core.client_api import CLIENT_FRAMES, Welcome
 from sonet.core.crypto import CryptoMode, CryptoPolicy, SigningKey
 from sonet.core.handshake import Handshake, HandshakeComplete, PeerIdentified, Role
 from sonet.transport import dial
+from sonet.transport.websocket import open_websocket
 
 BIN = Path(sys.executable).parent
 BATCH = 100
@@ -66,15 +70,27 @@ STARTUP_TIMEOUT_S = 30.0
 CLOSE_TIMEOUT_S = 10.0
 _LISTENING = re.compile(r"^sonet node (\S+) listening on (ws://\S+)")
 
+#: the ceiling's server: the node's listening transport, no handshake or session (argv[1]: the
+#: connections to let in)
 _BARE_SERVER = """
-import sys, trio
-from trio_websocket import serve_websocket
-async def handler(request):
+import functools, sys, trio
+from trio_websocket import ConnectionClosed
+from sonet.transport.server import ConnectionLimits, serve
+room = int(sys.argv[1])
+caps = ConnectionLimits(
+    max_connections=room, max_connections_per_address=room, max_pending=room, max_pending_per_address=room
+)
+async def handler(request, conn):
     ws = await request.accept()
-    await trio.sleep_forever()
+    conn.authenticated()
+    try:
+        while True:
+            await ws.get_message()
+    except ConnectionClosed:
+        pass
 async def main():
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
+        server = await nursery.start(functools.partial(serve, handler, "127.0.0.1", 0, plain_http_answer="bench", caps=caps))
         print(f"listening on ws://127.0.0.1:{server.port}", flush=True)
 trio.run(main)
 """
@@ -144,9 +160,7 @@ async def _open_one(url: str, identity: SigningKey | None, fingerprint: str | No
     reported = False
     try:
         if identity is None:
-            async with open_websocket_url(
-                url + "/", max_message_size=limits.MAX_RECORD_BYTES, connect_timeout=30, disconnect_timeout=2
-            ) as ws:
+            async with open_websocket(url + "/") as ws:
                 reported = True
                 ready(lambda: ws.closed is not None)
                 await release.wait()
@@ -278,9 +292,10 @@ def _lift_admission_caps(config: Path, n: int) -> None:
         )
 
 
-def measure(quick: bool) -> dict[str, float | int]:
+def measure(quick: bool, budget_s: float | None = None) -> dict[str, float | int]:
+    """``budget_s``: the opening deadline of each side instead of the default (8 s / 100 s)."""
     n = 200 if quick else 10_000
-    budget = 8.0 if quick else 100.0
+    budget = budget_s if budget_s is not None else 8.0 if quick else 100.0
     nofile = _raise_nofile()
     n = min(n, max(0, (nofile - 100)))
     out: dict[str, float | int] = {}
@@ -318,7 +333,7 @@ def measure(quick: bool) -> dict[str, float | int]:
 
         target = max(1, r["held"])
         bare, bare_url = _spawn(
-            [sys.executable, "-c", _BARE_SERVER], tmp / "bare.stderr", re.compile(r"listening on (ws://\S+)")
+            [sys.executable, "-c", _BARE_SERVER, str(target + 1_000)], tmp / "bare.stderr", re.compile(r"listening on (ws://\S+)")
         )
         try:
             c = trio.run(_hold, bare_url, target, budget, bare.pid, None, None)
@@ -335,4 +350,5 @@ def measure(quick: bool) -> dict[str, float | int]:
 if __name__ == "__main__":
     import json
 
-    print(json.dumps(measure("--full" not in sys.argv), indent=2))
+    budget = next((float(arg.split("=", 1)[1]) for arg in sys.argv if arg.startswith("--budget=")), None)
+    print(json.dumps(measure("--full" not in sys.argv, budget), indent=2))
