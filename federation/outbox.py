@@ -16,7 +16,10 @@ them unless two are queued); if one fails, those queued behind it do not run, an
 again later and the receiver's deduplication answers "ok" without storing them twice. A push
 that is not taken (refused as a whole, a lost link, no answer in time) makes the worker wait
 for the answers of those behind it (the hop refuses them ``out_of_order``; one taken is
-settled), then read again from the first item of that push. Only the push to the destination itself makes an envelope "accepted"; a
+settled), then read again from the first item of that push, this time with every check()
+of each item (they are read without them while pushes are taken: this node checked them
+when it queued them), so that a row failing one (damaged, or queued by an older version
+before a check was tightened) is dropped instead of refusing every push. Only the push to the destination itself makes an envelope "accepted"; a
 relay's "ok" only means it holds the item now. Any failure keeps the items and backs off
 (federation/pool.py); a valid PushResult ends the hop's backoff (the peer is seen again).
 
@@ -82,7 +85,7 @@ from .ports import FederationStore, StoreFailure
 from .records import BUDGET_CODES, OutboundItem, QueuedItem, StatusUpdate
 from .routes import Routes
 from .settings import FederationSettings
-from .transit import read_queued, report_item
+from .transit import decode_transit, read_queued, report_item
 
 __all__ = ["Outboxes", "OutboxLeases", "unroutable_note"]
 
@@ -131,7 +134,7 @@ class OutboxLeases(Protocol):
 class _Worker:
     """What others tell a running worker."""
 
-    __slots__ = ("woken", "expire_due", "nudged", "poked", "held_back", "waiting_groups", "scope")
+    __slots__ = ("woken", "expire_due", "nudged", "poked", "held_back", "waiting_groups", "scope", "recheck")
 
     def __init__(self) -> None:
         #: cancelled when the process loses the destination's lease
@@ -150,6 +153,10 @@ class _Worker:
         self.nudged = trio.Event()
         #: set when new items came (ends only the wait for a settle, not a backoff)
         self.poked = trio.Event()
+        #: a push was not taken: items are read back with every check() until one is (a row
+        #: that fails one it passed when queued, damaged or queued by an older version, is
+        #: dropped; pushed as it is, the hop refuses every push that carries it)
+        self.recheck = False
 
 
 async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
@@ -425,7 +432,7 @@ class Outboxes:
             if self._pool.backing_off(hop.name):
                 await self._wait_ready(worker, hop.name)
                 continue  # the route may have changed meanwhile
-            push = await self._prepare(dest, items, worker.waiting_groups, after=read_from)
+            push = await self._prepare(dest, items, worker.waiting_groups, after=read_from, recheck=worker.recheck)
             if push is None:
                 continue  # an unreadable item was dropped: read again
             if in_flight and (push.alone or not _fills_half(items) or not in_flight[-1].sent):
@@ -456,8 +463,9 @@ class Outboxes:
         first = in_flight.popleft()
         result = await first.answer()
         if callable(result):
-            worker.held_back = 0
+            worker.held_back, worker.recheck = 0, False
             return await self._settle_next(settling, result, nursery), None
+        worker.recheck = result is None
         while in_flight:
             later = await in_flight.popleft().answer()
             if callable(later):
@@ -516,15 +524,19 @@ class Outboxes:
         log.info("%d outbox items for %s expired", len(items), dest)
         return True
 
-    async def _prepare(self, dest: str, items: list[QueuedItem], waiting_groups: set[bytes], *, after: int) -> _InFlight | None:
+    async def _prepare(
+        self, dest: str, items: list[QueuedItem], waiting_groups: set[bytes], *, after: int, recheck: bool = False
+    ) -> _InFlight | None:
         """The push of ``items`` (read after seq ``after``), without the submissions of
         ``waiting_groups`` (they stay queued unpushed); None if an unreadable item was
-        dropped instead (only a damaged database could hold one)."""
+        dropped instead (a damaged database; with ``recheck`` also an item that fails a
+        check(), e.g. one tightened since it was queued)."""
         transits: list[Transit] = []
         pushing: list[QueuedItem] = []
+        read = decode_transit if recheck else read_queued
         for item in items:
             try:
-                transit = read_queued(item.data)
+                transit = read(item.data)
             except RemoteProtocolError as exc:
                 log.error("dropping an unreadable outbox item for %s: %s", dest, exc)
                 await self._store.outbox_done(dest, [item.seq], now=self._clock_ms())

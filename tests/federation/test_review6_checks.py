@@ -141,3 +141,33 @@ async def test_each_envelope_of_a_push_gets_the_token_judgement_it_would_get_alo
     assert len(await mailbox_ids(beta, bob.address, 1)) == int(PER_PEER.burst) + 2
     assert len(await mailbox_ids(beta, bob.address, 2)) == int(PER_PEER.burst) + 2
     assert len(await mailbox_ids(beta, carol.address, 1)) == int(PER_PEER.burst) + 1
+
+
+# An outbox row that fails a check() it passed when queued --------------------------------
+
+from .net import ALPHA, deliveries, pin_node, queue_at, tracked, until  # noqa: E402
+
+
+async def test_an_outbox_row_that_fails_its_checks_does_not_stop_the_items_behind_it(start_node: StartNode) -> None:
+    # The outbox reads its rows back without their check()s (decode_stored); a row that would
+    # fail one (a damaged database, or a check tightened by an upgrade since the row was
+    # queued) goes out as it is and the destination refuses the whole push. Before 1c1f2da it
+    # was dropped when read; it must not hold back every item behind it until it expires.
+    alpha = await start_node(name=ALPHA, registration="open", federation_retry_base_s=0.01, federation_retry_max_s=0.05)
+    beta = await start_node(name=BETA, registration="open")
+    await pin_node(alpha, beta)
+    await pin_node(beta, alpha)
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    first, last = tracked(alpha, alice, bob.address), tracked(alpha, alice, bob.address)
+    good = read_queued(first.data)
+    bad = dataclasses.replace(good, envelope=dataclasses.replace(good.envelope, id=b"short"))  # type: ignore[type-var]
+    damaged = dataclasses.replace(first, key=b"damaged", data=msgspec.msgpack.encode(bad), tracking=None)
+    await queue_at(alpha, first, damaged, last)
+
+    async def accepted() -> bool:
+        return [r.state for r in await deliveries(alpha, alice, first, last)] == ["accepted"] * 2
+
+    await until(accepted, "the items around the damaged one accepted")
+    assert sorted(await mailbox_ids(beta, bob.address)) == sorted([first.tracking.id, last.tracking.id])  # type: ignore[union-attr]
+    async with alpha.store() as store:
+        assert await store.outbox_counts() == {}  # the damaged row was dropped
