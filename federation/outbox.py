@@ -72,7 +72,7 @@ import trio
 
 from sonet.core import limits
 from sonet.core.client_api import ErrorFrame
-from sonet.core.errors import RemoteProtocolError
+from sonet.core.errors import LocalProtocolError, RemoteProtocolError
 from sonet.core.federation_api import OK, REFUSALS, RETRY_LATER, Push, PushResult, Transit
 from sonet.core.groups.items import ItemKind
 from sonet.core.wire import encoded
@@ -513,9 +513,9 @@ class Outboxes:
             return False
         transits: list[Transit] = []  # the envelopes: an expired report just goes
         for item in items:
-            try:
-                transit = read_queued(item.data)
-            except RemoteProtocolError as exc:  # it goes too (only a damaged database holds one)
+            try:  # every check(): a report is made of it (rare enough to check again)
+                transit = decode_transit(item.data)
+            except RemoteProtocolError as exc:  # it goes too (a damaged row, a check tightened since)
                 log.error("dropping an unreadable outbox item for %s: %s", dest, exc)
                 continue
             if transit.envelope is not None:
@@ -633,6 +633,9 @@ class Outboxes:
                     )
                 )
             else:
-                reports.append(report_item(item, outcome=outcome, reporter=self._name, now=now))
+                try:
+                    reports.append(report_item(item, outcome=outcome, reporter=self._name, now=now))
+                except LocalProtocolError as exc:  # read without its check()s: it fails one now
+                    log.error("no report of an outbox item for %s to %s: %s", dest, item.origin, exc)
         await self._store.outbox_done(dest, seqs, now=now, statuses=statuses, reports=reports)
         self.wake({r.dest for r in reports})

@@ -302,3 +302,67 @@ async def test_items_pushed_again_after_a_failed_settle_are_stored_once_and_thei
     assert sorted(await mailbox_ids(beta, bob.address)) == sorted(i.tracking.id for i in (*fine, later))  # type: ignore[union-attr]
     async with alpha.store() as fresh:
         assert await fresh.outbox_counts() == {}
+
+
+async def test_an_expired_row_that_fails_its_checks_is_dropped_and_the_outboxes_go_on() -> None:
+    # a relayed item's expiry is reported to its origin: a report made from a row that fails a
+    # check() (damaged, or a check tightened since it was queued) cannot be encoded; the
+    # LocalProtocolError escaped the worker and ended every outbox worker of the node
+    import dataclasses
+
+    import msgspec
+
+    from sonet.federation.transit import read_queued
+
+    store, pool = Store(), Pool()
+    relayed = read_queued(encode_transit(transit(f"bob@{BETA}", origin="gamma.example")))
+    bad = dataclasses.replace(relayed, envelope=dataclasses.replace(relayed.envelope, id=b"short"))  # type: ignore[type-var]
+    store.items[1] = msgspec.msgpack.encode(bad)
+    store.next_seq = 2
+    store.expired = {1}
+    outboxes = outboxes_for(store, pool)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outboxes.run)
+        await outboxes.expire()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not store.items  # dropped (one log line)
+        seqs = store.add(3)  # the outboxes still run
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.settles[-1] == ("pushed", seqs) and not store.items
+        nursery.cancel_scope.cancel()
+
+
+class RefusingPool(Pool):
+    """A hop (of an older version, with looser checks) that takes the push and refuses its items."""
+
+    async def request(self, hop, frame, *, sent):
+        sent()
+        self.pushes += 1
+        self.items += len(frame.items)
+        return PushResult(request=frame.request, outcomes=("unknown_account",) * len(frame.items))
+
+
+async def test_a_refused_relayed_row_that_fails_its_checks_is_settled_without_a_report_and_the_outboxes_go_on() -> None:
+    import dataclasses
+
+    import msgspec
+
+    from sonet.federation.transit import read_queued
+
+    store, pool = Store(), RefusingPool()
+    relayed = read_queued(encode_transit(transit(f"bob@{BETA}", origin="gamma.example")))
+    bad = dataclasses.replace(relayed, envelope=dataclasses.replace(relayed.envelope, id=b"short"))  # type: ignore[type-var]
+    store.items[1] = msgspec.msgpack.encode(bad)
+    store.next_seq = 2
+    outboxes = outboxes_for(store, pool)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outboxes.run)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.settles == [("pushed", [1])] and not store.items  # settled (no report can be made of it)
+        seqs = store.add(2)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.settles[-1] == ("pushed", seqs)
+        nursery.cancel_scope.cancel()
