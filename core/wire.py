@@ -388,6 +388,22 @@ class _LazyDataclassFields:
         return made
 
 
+class _LazyCompiled:
+    """A wire struct's generated check, compiled on first use: compiling three functions for
+    every struct at import cost every process (each node and CLI start) tens of milliseconds,
+    and a process uses a fraction of the frames. Then a plain staticmethod of the class."""
+
+    def __init__(self, cls: type[Any], attr: str, build: Callable[[], Any]) -> None:
+        self._cls = cls
+        self._attr = attr
+        self._build = build
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        fn = self._build()  # two threads may both build it: the same function, either kept
+        setattr(self._cls, self._attr, staticmethod(fn))
+        return fn
+
+
 def _declare(cls: type[Any], tag: int | None) -> Any:
     """The wire class of a declared one: a subclass whose fields carry their caps and have no
     defaults (the class fills those in when built), tagged for a frame."""
@@ -423,9 +439,9 @@ def _declare(cls: type[Any], tag: int | None) -> Any:
         wire_cls.TAG = tag
     wire_cls._wire_fields = tuple((name, hints[name]) for name in names)
     wire_cls._wire_depth = depth
-    wire_cls._wire_check = staticmethod(_struct_check(wire_cls, hints, nested=True))
-    wire_cls._wire_check_own = staticmethod(_struct_check(wire_cls, hints, nested=False))
-    wire_cls._wire_spliced = staticmethod(_struct_spliced(wire_cls, hints))
+    wire_cls._wire_check = _LazyCompiled(wire_cls, "_wire_check", lambda: _struct_check(wire_cls, hints, nested=True))
+    wire_cls._wire_check_own = _LazyCompiled(wire_cls, "_wire_check_own", lambda: _struct_check(wire_cls, hints, nested=False))
+    wire_cls._wire_spliced = _LazyCompiled(wire_cls, "_wire_spliced", lambda: _struct_spliced(wire_cls, hints))
     # dataclasses.replace / fields take wire structs, as when they were dataclasses
     wire_cls.__dataclass_fields__ = _LazyDataclassFields(cls.__name__, [(n, hints[n]) for n in names])
     _DECODERS[wire_cls] = msgspec.msgpack.Decoder(wire_cls)
