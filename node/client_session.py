@@ -27,7 +27,6 @@ node/client_checks.py against the store before anything is written.
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import AbstractContextManager
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -341,19 +340,27 @@ class ClientSession:
         until its registration deadline (a link slot moves it; a request being answered is
         finished first), then is closed: a throwaway key holds nothing here for long."""
         while True:
-            with trio.move_on_at(math.inf if self._mailbox is not None else self._unregistered_deadline) as waiting:
-                try:
-                    frame = await self._sock.receive()
-                except ConnectionClosed:
-                    return
-            if waiting.cancelled_caught:
-                if self._mailbox is None and trio.current_time() >= self._unregistered_deadline:
-                    timeout = self._ctx.unregistered_timeout_s
-                    raise RemoteProtocolError(
-                        f"no account was registered or linked on this connection within {timeout:g} s", code="registration_timeout"
-                    )
-                continue
-            await self._answer(frame)
+            try:
+                if self._mailbox is not None:  # no deadline: no cancel scope held while idle
+                    frame: Frame | None = await self._sock.receive()
+                else:
+                    frame = await self._receive_before_registration_deadline()
+            except ConnectionClosed:
+                return
+            if frame is not None:
+                await self._answer(frame)
+
+    async def _receive_before_registration_deadline(self) -> Frame | None:
+        """The next request of a connection without an account; None if the deadline was moved
+        (a link slot) while it waited; registration_timeout once it passed."""
+        with trio.move_on_at(self._unregistered_deadline):
+            return await self._sock.receive()
+        if trio.current_time() >= self._unregistered_deadline:
+            timeout = self._ctx.unregistered_timeout_s
+            raise RemoteProtocolError(
+                f"no account was registered or linked on this connection within {timeout:g} s", code="registration_timeout"
+            )
+        return None
 
     async def _answer(self, frame: Frame) -> None:
         try:
