@@ -17,6 +17,7 @@ from sonet.core.envelope import ENVELOPE_VERSION, Envelope, Kind
 from sonet.core.errors import LocalProtocolError, RemoteProtocolError
 from sonet.core.federation_api import FEDERATION_FRAMES, Push, PushResult, Transit
 from sonet.core.wire import decode_frame, encode_frame, encoded
+from sonet.federation.message_requests import PER_PEER
 from sonet.federation.transit import decode_transit, envelope_item, read_queued, relayed_item
 from tests.node.conftest import StartNode
 from tests.node.kit import access_token
@@ -101,8 +102,6 @@ def test_a_deliver_made_without_the_envelopes_checks_is_decoded_in_full_by_the_d
 
 
 async def test_each_envelope_of_a_push_gets_the_token_judgement_it_would_get_alone(start_node: StartNode) -> None:
-    from sonet.federation.message_requests import PER_PEER
-
     beta = await start_node(name=BETA)
     bob, carol = await beta.enroll("bob"), await beta.enroll("carol")
     assert (await beta.link(bob)).device_id == 2

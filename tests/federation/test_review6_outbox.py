@@ -4,6 +4,9 @@ items and to the order of the settles (fake store and pool, as test_outbox_worke
 
 from __future__ import annotations
 
+import dataclasses
+
+import msgspec
 import trio
 import trio.testing
 
@@ -13,7 +16,7 @@ from sonet.federation.outbox import Outboxes
 from sonet.federation.ports import StoreFailure
 from sonet.federation.records import QueuedItem
 from sonet.federation.settings import FederationSettings
-from sonet.federation.transit import encode_transit
+from sonet.federation.transit import encode_transit, read_queued
 
 from .net import transit
 
@@ -308,12 +311,6 @@ async def test_an_expired_row_that_fails_its_checks_is_dropped_and_the_outboxes_
     # a relayed item's expiry is reported to its origin: a report made from a row that fails a
     # check() (damaged, or a check tightened since it was queued) cannot be encoded; the
     # LocalProtocolError escaped the worker and ended every outbox worker of the node
-    import dataclasses
-
-    import msgspec
-
-    from sonet.federation.transit import read_queued
-
     store, pool = Store(), Pool()
     relayed = read_queued(encode_transit(transit(f"bob@{BETA}", origin="gamma.example")))
     bad = dataclasses.replace(relayed, envelope=dataclasses.replace(relayed.envelope, id=b"short"))  # type: ignore[type-var]
@@ -344,12 +341,6 @@ class RefusingPool(Pool):
 
 
 async def test_a_refused_relayed_row_that_fails_its_checks_is_settled_without_a_report_and_the_outboxes_go_on() -> None:
-    import dataclasses
-
-    import msgspec
-
-    from sonet.federation.transit import read_queued
-
     store, pool = Store(), RefusingPool()
     relayed = read_queued(encode_transit(transit(f"bob@{BETA}", origin="gamma.example")))
     bad = dataclasses.replace(relayed, envelope=dataclasses.replace(relayed.envelope, id=b"short"))  # type: ignore[type-var]
