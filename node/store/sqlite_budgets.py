@@ -122,10 +122,14 @@ class UsageChanges:
                 sums[0] += n
                 sums[1] += size
         self._sums.clear()
+        # In (scope, key) order: two writes that update the same counters (on PostgreSQL, each
+        # row locked until its commit) then wait for each other in turn, never in a cycle that
+        # holds both until the deadlock check aborts one (1 s; items for beta and gamma queued
+        # at once, one write naming beta first and the other gamma).
         conn.executemany(
             "INSERT INTO storage_usage (scope, key, count, bytes) VALUES (?, ?, ?, ?) ON CONFLICT (scope, key)"
             " DO UPDATE SET count = storage_usage.count + excluded.count, bytes = storage_usage.bytes + excluded.bytes",
-            [(scope, key, n, size) for (scope, key), (n, size) in by_key.items() if n or size],
+            [(scope, key, n, size) for (scope, key), (n, size) in sorted(by_key.items()) if n or size],
         )
 
 

@@ -340,3 +340,51 @@ async def test_a_write_retried_after_a_serialization_failure_counts_once(pg_clus
         held = await consistent(store)
         assert held[("outbox", BETA)] == (2, 2 * len(BODY)) and held[("outbox", GAMMA)] == (1, 10)
         assert attempts == ["_enqueue", "_enqueue", "_outbox_done", "_outbox_done"]
+
+
+# Concurrent writes on PostgreSQL take the counters' row locks in one order -----------------------
+
+async def test_concurrent_queues_to_the_same_destinations_never_deadlock(pg_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two senders queue an envelope for beta and gamma at once, one naming beta first, the
+    other gamma: each write updates the same two outbox counters. Taken in the order the
+    items came, the two transactions wait for each other until PostgreSQL's deadlock check
+    (deadlock_timeout, 1 s) aborts one; taken in one order (UsageChanges.apply sorts them),
+    one merely waits for the other (at worst a serialization failure, retried at once).
+    A deadlock here is made an error instead of a retry, so the test sees every one."""
+    import psycopg
+    import trio
+
+    from sonet.node.store import postgres
+    from sonet.node.store.postgres import PostgresStore
+
+    monkeypatch.setattr(postgres, "_RETRIED", (psycopg.errors.SerializationFailure,))
+    async with await PostgresStore.open(pg_cluster.new_database()) as store:
+        await senders(store, ALICE, BOB)
+
+        async def send(sender: str, dests: list[str], base: int) -> None:
+            for n in range(base, base + 30):
+                items = [remote_item(10 * n + k, dest=dest, sender=sender) for k, dest in enumerate(dests)]
+                await store.enqueue([], now=NOW, quota=ROOMY, outbound=items, sender=(sender, 1))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send, ALICE, [BETA, GAMMA], 0)
+            nursery.start_soon(send, BOB, [GAMMA, BETA], 1000)
+        held = await consistent(store)
+        assert held[("outbox", BETA)][0] == held[("outbox", GAMMA)][0] == 60
+
+
+def test_the_counters_are_written_in_one_order_whatever_order_the_rows_came_in() -> None:
+    from sonet.node.store.sqlite_budgets import UsageChanges
+
+    written: list[list[tuple[Any, ...]]] = []
+
+    class Recorder:
+        def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+            written.append(list(rows))
+
+    for dests in ([BETA, GAMMA], [GAMMA, BETA]):
+        usage = UsageChanges()
+        for dest in dests:
+            usage.outbox_row(1, dest, 10, DELTA, ALICE, 1)
+        usage.apply(Recorder())  # type: ignore[arg-type]
+    assert written[0] == written[1] == sorted(written[0])
