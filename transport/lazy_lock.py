@@ -27,7 +27,14 @@ class LazyLock:
         lock = self._lock
         if lock is None:
             lock = self._lock = trio.Lock()
-        await lock.acquire()
+        try:
+            await lock.acquire()
+        except BaseException:
+            # cancelled before it took the lock (trio checks that first, even for a free lock):
+            # a lock nobody holds would otherwise stay for the connection's life
+            if not lock.locked() and self._lock is lock:
+                self._lock = None
+            raise
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -11,8 +11,8 @@ task of its own, so an idle connection costs one task, the one that waits in ``g
   in more pieces than its cap allows (``PIECES_FREE``, ``PIECE_BYTES``): each piece held costs
   memory besides its bytes (an empty fragment costs 6 bytes of wire), so a flood of tiny
   fragments would otherwise grow without bound under the cap.
-- A message must come whole within ``message_timeout_s`` of its first byte (a data frame's
-  header): else close 1008. Held partial messages cost memory (up to the cap on each
+- A message must come whole within ``message_timeout_s`` of its first byte (of a data frame's
+  header, or of any frame's header not yet whole): else close 1008. Held partial messages cost memory (up to the cap on each
   connection), so a peer must not keep one for ever by never finishing it or trickling it;
   pings and pongs between its fragments do not extend it. The time between messages is not
   limited here (idle connections are normal).
@@ -306,8 +306,8 @@ class WebSocket:
 
     async def _receive_within_message_deadline(self) -> None:
         """One read; while a message is in progress, only until its deadline (then close 1008).
-        The deadline starts when its first frame header has been parsed, and nothing after
-        (fragments, pings) moves it."""
+        The deadline starts when the first bytes of its first frame header have come, and
+        nothing after (fragments, pings) moves it."""
         if not self._in_message():
             self._message_due = math.inf
             await self._receive()
@@ -320,13 +320,18 @@ class WebSocket:
         await self._refuse(POLICY_VIOLATION, f"a message took over {self.message_timeout_s:g} s")
 
     def _in_message(self) -> bool:
-        """A message has begun and is not whole yet: fragments are held, or a data frame's
-        header has been parsed (its payload may be coming)."""
+        """A message has begun and is not whole yet: fragments are held, a data frame's header
+        has been parsed (its payload may be coming), or part of a frame's header came (a frame
+        parser is held for it: without a deadline, one byte would keep it for ever)."""
         if self._parts is not None:
             return True
         decoder = self._proto.frame_decoder()
-        header = decoder.header if decoder is not None else None
-        return header is not None and not header.opcode.iscontrol()
+        if decoder is None:
+            return False
+        header = decoder.header
+        if header is None:
+            return bool(decoder.buffer.buffer)
+        return not header.opcode.iscontrol()
 
     def _announced(self) -> int:
         """Bytes of the data frame being received that its header announced and that have not
