@@ -18,8 +18,12 @@ import trio
 import trio.testing
 from trio_websocket import CloseReason, ConnectionClosed
 from wsproto.connection import Connection as WsConnection, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
+from wsproto.events import BytesMessage, Event, Pong, TextMessage
 
+from fuzz.wire_targets import channel_keys
+from sonet.core.channel import Channel
+from sonet.core.client_api import CLIENT_FRAMES, Ping as PingFrame
+from sonet.transport import SecureSocket
 from sonet.transport.lazy_lock import LazyLock
 from sonet.transport.server import Connection, ConnectionLimits, serve
 from sonet.transport.websocket import CONTROL_BURST, PIECE_BYTES, PIECES_FREE, UpgradeRequest, WebSocket
@@ -405,4 +409,51 @@ async def test_a_send_interrupted_halfway_fails_the_sender_queued_behind_it_and_
     assert isinstance(results["second"], ConnectionClosed)
     assert ws.closed is not None and ws.closed.code == 1006
     assert ws._send_lock._lock is None
+    peer.close()
+
+
+async def test_secure_socket_senders_behind_a_blocked_record_one_cancelled_keep_the_record_counter_in_step() -> None:
+    # a sender cancelled while it waits for the socket's LazyLock has sealed nothing: every record
+    # the peer gets opens, in order, and the socket can still send
+    ws, peer = blocked_pair()
+    sock = SecureSocket(ws, Channel(channel_keys(initiator=True), CLIENT_FRAMES), peer_key=None)  # type: ignore[arg-type]
+    far = Channel(channel_keys(initiator=False), CLIENT_FRAMES)
+    first_count = 3000  # more than the small socket buffers take: the first sender blocks
+    with trio.fail_after(HANG_S):
+        async with trio.open_nursery() as nursery:
+
+            async def first() -> None:
+                for n in range(first_count):
+                    await sock.send(PingFrame(request=n + 1))
+
+            waiting = trio.CancelScope()
+
+            async def cancelled() -> None:
+                with waiting:
+                    await sock.send(PingFrame(request=88888))
+
+            async def third() -> None:
+                await sock.send(PingFrame(request=99999))
+
+            nursery.start_soon(first)
+            await trio.testing.wait_all_tasks_blocked()
+            assert sock._send_lock.locked()
+            nursery.start_soon(cancelled)
+            nursery.start_soon(third)
+            await trio.testing.wait_all_tasks_blocked()
+            waiting.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            reader = WsConnection(ConnectionType.CLIENT)
+            requests: list[int] = []
+            while len(requests) < first_count + 1:
+                reader.receive_data(await peer.recv(1 << 20))
+                for event in reader.events():
+                    assert isinstance(event, BytesMessage) and event.message_finished  # one frame each
+                    far.receive_data(bytes(event.data))
+                    frame = far.next_event()
+                    assert isinstance(frame, PingFrame)
+                    requests.append(frame.request)
+    assert 88888 not in requests and requests.count(99999) == 1
+    assert [r for r in requests if r != 99999] == list(range(1, first_count + 1))
+    assert sock.send_broken is None and sock._send_lock._lock is None and ws._send_lock._lock is None
     peer.close()
