@@ -46,9 +46,11 @@ run: $(VENV)/.installed-run
 # PYTHONDONTWRITEBYTECODE is emptied (unset) for the suite: it starts hundreds of Python processes
 # (nodes, CLIs, examples), and with it set each compiled the whole package again (~0.5 s of CPU
 # a start) and pytest rewrote every test module's asserts in each worker (__pycache__/ is ignored by git).
-# WORKERS=3 on 2 cores overlaps the e2e modules' waits (nodes starting, deadlines) with unit
-# tests; measure before making it the default (a run used ~76% of 2 cores with 2 workers).
-WORKERS ?= auto
+# One worker more than the cores: the e2e modules wait a lot (nodes starting, deadlines), and a
+# third worker fills those waits on 2 cores. Fresh clones on the idle 2-core machine: 2 workers
+# 13:12 wall (pytest 12:26, ~160 % of the cores); 3 workers 11:07 (pytest 10:20, 176 %).
+# `make test WORKERS=2` sets it.
+WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadscope --no-loadscope-reorder
 
 # Everything: the type check and every test, the slow ones too (the table of the fault runs at the
