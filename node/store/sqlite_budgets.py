@@ -108,6 +108,13 @@ class UsageChanges:
             sums[0] += sign
             sums[1] += sign * size
 
+    def add(self, other: UsageChanges) -> None:
+        """Take ``other``'s sums too (a part of the write kept after its savepoint)."""
+        for owners, (n, size) in other._sums.items():
+            sums = self._sums.setdefault(owners, [0, 0])
+            sums[0] += n
+            sums[1] += size
+
     def apply(self, conn: Connection) -> None:
         """Write the sums (before ``enforce`` reads them) and start again from none."""
         by_key: dict[tuple[str, str], list[int]] = {}

@@ -284,7 +284,7 @@ def _receive(conn: Connection, items: list[Inbound], now: int, quota: Quota, dis
         elif isinstance(item, GroupReceived):
             from .sqlite_groups import _receive_group  # (it builds on this module)
 
-            outcomes.append(_receive_group(conn, item, now, quota, charges))
+            outcomes.append(_receive_group(conn, item, now, quota, charges, usage))
         elif isinstance(item, OutboundItem):
             if item.expires <= now:
                 outcomes.append("expired")

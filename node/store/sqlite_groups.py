@@ -47,7 +47,7 @@ from ..group_budgets import GROUP_FULL, group_allowance
 from ..group_routing import group_transit, is_commit, lives_until, mailbox_envelopes, message_header, plan, verdict_item
 from ..hub_cache import HUBS, new_tag
 from .base import GroupEffects, GroupReceived, OutboundItem, Quota, SenderRemoved, StoreError
-from .sqlite_budgets import Charges, DiskFree, enforce
+from .sqlite_budgets import Charges, DiskFree, UsageChanges, enforce
 from .sqlite_federation import _queue_outbound
 from .sqlite_group_trees import _keep_tree, _purge_group_trees
 from .sqlite_group_bodies import _purge_group_bodies, _shared_body, _store_group_row
@@ -62,13 +62,19 @@ Member = tuple[str, int]
 
 
 class _Step:
-    """One request's or pushed item's context: this node, the clock, where effects go."""
+    """One request's or pushed item's context: this node, the clock, where effects go.
+    ``usage``: what the queued items add to storage_usage, written by the caller once for the
+    whole write, in (scope, key) order (UsageChanges.apply): applied item by item, in the
+    order the hub queued them, two writes at once on PostgreSQL could lock two destinations'
+    counters in opposite orders and deadlock."""
 
-    __slots__ = ("conn", "here", "now", "ttl_ms", "quota", "charges", "effects")
+    __slots__ = ("conn", "here", "now", "ttl_ms", "quota", "charges", "usage", "effects")
 
-    def __init__(self, conn: Connection, here: str, now: int, ttl_ms: int, quota: Quota, charges: Charges, effects: GroupEffects) -> None:
+    def __init__(
+        self, conn: Connection, here: str, now: int, ttl_ms: int, quota: Quota, charges: Charges, usage: UsageChanges, effects: GroupEffects
+    ) -> None:
         self.conn, self.here, self.now, self.ttl_ms = conn, here, now, ttl_ms
-        self.quota, self.charges, self.effects = quota, charges, effects
+        self.quota, self.charges, self.usage, self.effects = quota, charges, usage, effects
 
     def until(self, item: GroupItem) -> int:
         """When the records of ``item`` expire: a timed item's go at its expiry, no id stays."""
@@ -79,10 +85,10 @@ class _Step:
         apply); else the hub's fan-out, held only to the disk reserve (module docstring)."""
         out: OutboundItem = group_transit(item, origin=origin, dest=dest, now=self.now, ttl_ms=self.ttl_ms)
         if sender is None:
-            _queue_outbound(self.conn, out, self.now)
+            _queue_outbound(self.conn, out, self.now, usage=self.usage)
             self.charges.stored(len(out.data))
         else:
-            _queue_outbound(self.conn, out, self.now, self.charges, sender=sender)
+            _queue_outbound(self.conn, out, self.now, self.charges, sender=sender, usage=self.usage)
         self.effects.dests.add(dest)
 
 
@@ -134,7 +140,7 @@ def _group_submit(
             "INSERT INTO group_submissions (grp, ref, account, device_id, expires) VALUES (?, ?, ?, ?, ?)",
             (item.group, item.ref, account, device_id, lives_until(item, now=now, ttl_ms=ttl_ms)),
         )
-    step = _Step(conn, here, now, ttl_ms, quota, Charges(), GroupEffects())
+    step = _Step(conn, here, now, ttl_ms, quota, Charges(), UsageChanges(), GroupEffects())
     if hub == here:
         try:
             _order(step, item, origin=here)
@@ -142,31 +148,37 @@ def _group_submit(
             raise StoreError(str(full), code=GROUP_FULL) from None
     else:
         step.queue(item, dest=hub, origin=here, sender=(account, device_id))
+    step.usage.apply(conn)
     enforce(conn, quota, step.charges, disk_free)
     return step.effects
 
 
 # What a peer pushed ----------------------------------------------------------------------------
 
-def _receive_group(conn: Connection, rec: GroupReceived, now: int, quota: Quota, charges: Charges) -> str:
-    """One pushed group item for this node, inside ``receive``'s transaction: its outcome."""
-    step = _Step(conn, rec.node, now, rec.ttl_ms, quota, charges, rec.effects)
+def _receive_group(conn: Connection, rec: GroupReceived, now: int, quota: Quota, charges: Charges, usage: UsageChanges) -> str:
+    """One pushed group item for this node, inside ``receive``'s transaction: its outcome.
+    What it queues is added to ``usage`` (``receive`` applies it)."""
+    step = _Step(conn, rec.node, now, rec.ttl_ms, quota, charges, usage, rec.effects)
     item = rec.item
     kind = ItemKind(item.kind)
     if item.expires and item.expires <= now:
         return OK  # a timed item past its time is gone everywhere: nothing of it is kept
     if kind == ItemKind.SUBMIT:
+        # (released only where the transaction goes on: after a database error, e.g. a
+        # serialization failure, PostgreSQL refuses every statement, and a RELEASE would hide
+        # that error behind its own, which is not retried)
         conn.execute("SAVEPOINT group_submit")
+        step.usage = UsageChanges()  # what it queues counts only if it is kept
         try:
             _order(step, item, origin=rec.origin)
         except _Full:  # not ordered now: the submitter's node pushes it again later
-            conn.execute("ROLLBACK TO group_submit")
+            _undo(conn, "group_submit")
             return GROUP_FULL
         except _HubPending:
-            conn.execute("ROLLBACK TO group_submit")
+            _undo(conn, "group_submit")
             return "hub_pending"
-        finally:
-            conn.execute("RELEASE group_submit")
+        conn.execute("RELEASE group_submit")
+        usage.add(step.usage)
     elif kind == ItemKind.ORDERED:
         return _take_ordered(step, item, origin=rec.origin)
     elif kind == ItemKind.VERDICT:
@@ -174,6 +186,12 @@ def _receive_group(conn: Connection, rec: GroupReceived, now: int, quota: Quota,
     else:
         return _adopt(step, item, origin=rec.origin)
     return OK
+
+
+def _undo(conn: Connection, savepoint: str) -> None:
+    """Undo what was written since ``savepoint`` and go on without it."""
+    conn.execute(f"ROLLBACK TO {savepoint}")
+    conn.execute(f"RELEASE {savepoint}")
 
 
 # The hub -----------------------------------------------------------------------------------------
@@ -309,13 +327,16 @@ def _order_held(step: _Step, group: bytes) -> None:
     while (held := _next_held(step.conn, group, step.now)) is not None:
         row, item, origin = held
         step.conn.execute("SAVEPOINT group_held")
+        usage, step.usage = step.usage, UsageChanges()  # what it queues counts only if it is kept
         try:
             _order(step, item, origin=origin, held=True)
         except _Full:
-            step.conn.execute("ROLLBACK TO group_held")
+            _undo(step.conn, "group_held")
+            step.usage = usage
             return
-        finally:
-            step.conn.execute("RELEASE group_held")
+        step.conn.execute("RELEASE group_held")  # (not after a database error: _receive_group)
+        usage.add(step.usage)
+        step.usage = usage
         _release(step.conn, row)
 
 
