@@ -8,7 +8,9 @@ together (new session states, received messages, consumed prekeys) share one tra
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,6 +68,16 @@ _SENT_COLUMNS = {
 }
 
 
+#: state.db's tables (the statements of each part of the client's state), made before the columns
+#: later versions added (``_LATER_COLUMNS``) and then the indexes (HISTORY_INDEXES, over them)
+_TABLES = _SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA + GROUP_EVENTS_SCHEMA + GESTURES_SCHEMA + TIMER_SCHEMA + CALLS_SCHEMA
+_LATER_COLUMNS = {"sent": _SENT_COLUMNS, "group_sent": SENT_BODY_COLUMNS, "inbox": INBOX_COLUMNS, "group_inbox": GROUP_INBOX_COLUMNS}
+#: every table and index that statements above make (each names one)
+_SCHEMA_NAMES = frozenset(re.findall(r"CREATE\s+(?:TABLE|INDEX)\s+IF\s+NOT\s+EXISTS\s+(\w+)", _TABLES + HISTORY_INDEXES))
+#: what ``Vault`` writes last when it makes a home's vault: a home without it is still being made
+_VAULT_MADE = "vault.json"
+
+
 class StateError(Exception):
     """The home directory is missing, unregistered or unusable (one clear line)."""
 
@@ -73,6 +85,26 @@ class StateError(Exception):
 #: the files that make a directory a node's data directory (sonet-node init writes them; the
 #: client may not import the node package, so the names are repeated here)
 _NODE_FILES = ("node.toml", "node.key")
+
+
+@contextmanager
+def _made_alone(home: Path) -> Iterator[None]:
+    """While a new home is made (its vault key, then its state.db), another process making the
+    same home waits for it (a lock on the directory) and then opens what it made: two at once
+    would each make a vault key, and one would seal its state with a key that is not the one
+    left on disk; and a new state.db's switch to WAL fails at once ("database is locked")
+    while another connection makes the same switch. A home with its vault and a state.db
+    (the switch writes its first page) is opened without the lock."""
+    db = home / "state.db"
+    if (home / _VAULT_MADE).exists() and db.exists() and db.stat().st_size:
+        yield
+        return
+    directory = os.open(home, os.O_RDONLY)
+    try:
+        fcntl.flock(directory, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(directory)  # (releases the lock)
 
 
 def default_home() -> Path:
@@ -174,29 +206,26 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
         except OSError as exc:
             raise StateError(f"cannot create the device home {home}: {exc.strerror or exc}") from None
         path = home / "state.db"
-        if not path.exists():
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        try:
-            self.vault = Vault.open(home, create=True)
-        except VaultError as exc:
-            raise StateError(str(exc)) from None
-        try:
-            self._db = sqlite3.connect(path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA secure_delete=ON")  # what is deleted (a disappearing message) is zeroed
-            # the schema, its later columns and the indexes in one transaction: one commit (with
-            # synchronous=FULL one fsync) instead of one per statement, ~60 ms per new device
-            self._db.executescript("BEGIN;" + _SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA + GROUP_EVENTS_SCHEMA + GESTURES_SCHEMA + TIMER_SCHEMA + CALLS_SCHEMA)
-            self._add_columns("sent", _SENT_COLUMNS)
-            self._add_columns("group_sent", SENT_BODY_COLUMNS)
-            self._add_columns("inbox", INBOX_COLUMNS)
-            self._add_columns("group_inbox", GROUP_INBOX_COLUMNS)
-            for index in filter(str.strip, HISTORY_INDEXES.split(";")):  # (executescript would commit first)
-                self._db.execute(index)
-            self._db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            raise StateError(f"{path} is not a usable device state database: {exc}") from None
+        with _made_alone(home):
+            if not path.exists():
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            try:
+                self.vault = Vault.open(home, create=True)
+            except VaultError as exc:
+                raise StateError(str(exc)) from None
+            try:
+                self._db = sqlite3.connect(path, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute("PRAGMA secure_delete=ON")  # what is deleted (a disappearing message) is zeroed
+                if not self._schema_complete():  # (an existing state's open writes nothing)
+                    self._make_schema()
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise StateError(f"the device state {path} is busy: another sonet process is writing it; try again") from None
+                raise StateError(f"{path} is not a usable device state database: {exc}") from None
+            except sqlite3.DatabaseError as exc:
+                raise StateError(f"{path} is not a usable device state database: {exc}") from None
         self._depth = 0
         #: (the sealed rows it was made from, the profile): see profile()
         self._profile: tuple[tuple[bytes | None, ...], Profile] | None = None
@@ -204,12 +233,36 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
     def close(self) -> None:
         self._db.close()
 
-    def _add_columns(self, table: str, columns: dict[str, str]) -> None:
-        """Bring a state.db made by an earlier version up to date (nothing is lost)."""
-        present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-        for name, declaration in columns.items():
-            if name not in present:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+    def _schema_complete(self) -> bool:
+        """Whether state.db has every table, later column and index (read, no write lock)."""
+        if not _SCHEMA_NAMES <= {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}:
+            return False
+        return all(columns.keys() <= self._columns(table) for table, columns in _LATER_COLUMNS.items())
+
+    def _make_schema(self) -> None:
+        """Make a new state.db's schema, or bring one of an earlier version up to date (nothing
+        is lost), in one transaction: one commit (with synchronous=FULL one fsync) instead of
+        one per statement, ~60 ms per new device. BEGIN IMMEDIATE takes the write lock first
+        (another process making it waits, then finds it made): a deferred BEGIN reads the schema
+        before it writes, and fails at once with "database is locked" when another process
+        wrote it in between."""
+        self._db.executescript("BEGIN IMMEDIATE;" + _TABLES)  # (executescript would commit a BEGIN before it)
+        try:
+            for table, columns in _LATER_COLUMNS.items():
+                present = self._columns(table)
+                for name, declaration in columns.items():
+                    if name not in present:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+            for index in filter(str.strip, HISTORY_INDEXES.split(";")):
+                self._db.execute(index)
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
