@@ -652,6 +652,11 @@ def decode_stored(cls: type[T], data: bytes) -> T:
     store (an outbox item read back to push it): the typed decode with every msgspec cap, but
     not the check()s again (they passed when the bytes were made). Raises only
     RemoteProtocolError, as :func:`decode_struct` (a damaged database)."""
+    return _decode_typed(cls, data)
+
+
+def _decode_typed(cls: type[T], data: bytes) -> T:
+    """``data`` as a ``cls``: its size, types and msgspec caps checked, not its check()s."""
     decoder = _DECODERS.get(cls)  # type: ignore[arg-type]
     if decoder is None or issubclass(cls, Frame):
         raise TypeError(f"not a wire struct: {cls!r}")
@@ -666,15 +671,7 @@ def decode_stored(cls: type[T], data: bytes) -> T:
 def decode_struct(cls: type[T], data: bytes) -> T:
     """Decode and check one struct of type ``cls`` encoded by :func:`encode_struct`.
     Raises only RemoteProtocolError (a ``cls`` that is no wire struct is a TypeError)."""
-    decoder = _DECODERS.get(cls)  # type: ignore[arg-type]
-    if decoder is None or issubclass(cls, Frame):
-        raise TypeError(f"not a wire struct: {cls!r}")
-    _check_size(data)
-    try:
-        obj = decoder.decode(data)
-    except Exception as exc:  # as in decode_frame
-        _unpack(data)  # malformed or over a cap: that refusal
-        raise RemoteProtocolError(f"invalid {_described(typing.cast(type[Struct], cls), exc)}") from None
+    obj: Any = _decode_typed(cls, data)
     try:
         obj._wire_check(obj)
     except ValueError as exc:

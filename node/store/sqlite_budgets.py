@@ -122,8 +122,8 @@ class UsageChanges:
             keys = [("outbox", dest)]
             if origin is not None:
                 keys.append(("origin", origin))
-            if sender_account is not None:  # (its device is set with it)
-                keys += [("device", f"{sender_account}/{sender_device}"), ("account", sender_account)]  # as device_key
+            if sender_account is not None and sender_device is not None:  # (set together)
+                keys += [("device", device_key(sender_account, sender_device)), ("account", sender_account)]
             for key in keys:
                 sums = by_key.setdefault(key, [0, 0])
                 sums[0] += n

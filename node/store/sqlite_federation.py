@@ -107,7 +107,7 @@ def _queue_outbound(
     charges: Charges | None = None,
     *,
     sender: tuple[str, int] | None = None,
-    usage: UsageChanges | None = None,
+    usage: UsageChanges,
 ) -> None:
     """Queue an unexpired item, unless its (dest, key) is queued or was handed on and is
     still remembered. What is queued is added to ``charges`` (None: it is never refused, e.g.
@@ -115,17 +115,14 @@ def _queue_outbound(
     like a tracked one. A tracked item's outbox row is its "queued" delivery state: its
     delivery row is written when it leaves the outbox (``_outbox_done``), in its final state
     when it has one, so an envelope costs one delivery-row write, not an insert and an update.
-    ``usage``: where a batch sums what its rows add to storage_usage (the caller applies it
-    before ``enforce``); None: added now."""
+    ``usage``: where the write sums what its rows add to storage_usage (the caller applies it
+    before ``enforce``)."""
     key = (item.dest, item.key)
     if conn.execute("SELECT 1 FROM outbox WHERE dest = ? AND key = ?", key).fetchone() or conn.execute(
         "SELECT 1 FROM outbox_sent WHERE dest = ? AND key = ? AND expires > ?", (*key, now)
     ).fetchone():
         return
-    counted = usage if usage is not None else UsageChanges()
-    insert_rows(conn, _INSERT_OUTBOUND, [_outbound_row(item, now, charges, sender, counted)])
-    if usage is None:
-        counted.apply(conn)
+    insert_rows(conn, _INSERT_OUTBOUND, [_outbound_row(item, now, charges, sender, usage)])
 
 
 def _queue_outbound_batch(
