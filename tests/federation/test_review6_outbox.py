@@ -5,6 +5,8 @@ items and to the order of the settles (fake store and pool, as test_outbox_worke
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import msgspec
 import trio
@@ -129,6 +131,25 @@ def outboxes_for(store: Store, pool: Pool) -> Outboxes:
     )  # fmt: skip
 
 
+@asynccontextmanager
+async def running(store: Store, pool: Pool) -> AsyncIterator[Outboxes]:
+    """The outboxes of ``store`` pushing through ``pool``, running until the block ends."""
+    outboxes = outboxes_for(store, pool)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outboxes.run)
+        yield outboxes
+        nursery.cancel_scope.cancel()
+
+
+def store_a_relayed_row_failing_its_checks(store: Store) -> None:
+    """Seq 1: an item relayed for gamma whose envelope id fails its check() (damaged, or a check
+    tightened since it was queued), as the outbox would read it back."""
+    relayed = read_queued(encode_transit(transit(f"bob@{BETA}", origin="gamma.example")))
+    bad = dataclasses.replace(relayed, envelope=dataclasses.replace(relayed.envelope, id=b"short"))  # type: ignore[type-var]
+    store.items[1] = msgspec.msgpack.encode(bad)
+    store.next_seq = 2
+
+
 async def test_items_queued_while_a_worker_ends_are_pushed_without_waiting_for_an_expiry_tick() -> None:
     # A worker that finds nothing to push ends; new items committed in the last moments of its
     # ending wake it (worker.woken) but it no longer looks: they waited for the next expiry
@@ -163,9 +184,7 @@ async def test_an_expiry_tick_settles_after_the_settles_queued_before_it() -> No
     store, pool = Store(), Pool()
     store.hold = trio.Event()
     seqs = store.add(30)
-    outboxes = outboxes_for(store, pool)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(outboxes.run)
+    async with running(store, pool) as outboxes:
         outboxes.wake([BETA])
         await trio.testing.wait_all_tasks_blocked()
         assert pool.pushes == 3 and store.settles == []
@@ -177,7 +196,6 @@ async def test_an_expiry_tick_settles_after_the_settles_queued_before_it() -> No
         await trio.testing.wait_all_tasks_blocked()
         assert store.settles == [("pushed", seqs[0:10]), ("pushed", seqs[10:20]), ("pushed", seqs[20:30]), ("expired", [31, 32, 33, 34, 35])]
         assert not store.items and pool.items == 30  # the expired ones were never pushed
-        nursery.cancel_scope.cancel()
 
 
 def tasks_under(task: trio.lowlevel.Task) -> int:
@@ -188,9 +206,7 @@ async def test_a_revoked_worker_leaves_no_task_and_its_queued_settles_never_run(
     store, pool = Store(), Pool()
     store.hold = trio.Event()
     seqs = store.add(30)
-    outboxes = outboxes_for(store, pool)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(outboxes.run)
+    async with running(store, pool) as outboxes:
         outboxes.wake([BETA])
         await trio.testing.wait_all_tasks_blocked()
         assert pool.pushes == 3  # one settle running (held), one queued, the worker waits
@@ -204,7 +220,6 @@ async def test_a_revoked_worker_leaves_no_task_and_its_queued_settles_never_run(
         await trio.testing.wait_all_tasks_blocked()
         assert store.settles == [("pushed", seqs[k : k + 10]) for k in range(0, 30, 10)] and not store.items
         assert pool.items == 60  # each pushed twice (the receiver's deduplication answers "ok"), settled once
-        nursery.cancel_scope.cancel()
 
 
 class DroppingPool(Pool):
@@ -222,9 +237,7 @@ async def test_a_slow_settle_while_the_link_drops_settles_each_item_once_in_orde
     store, pool = Store(), DroppingPool()
     store.hold = trio.Event()
     seqs = store.add(30)
-    outboxes = outboxes_for(store, pool)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(outboxes.run)
+    async with running(store, pool) as outboxes:
         outboxes.wake([BETA])
         await trio.testing.wait_all_tasks_blocked()
         assert pool.pushes == 2 and store.settles == []  # push 1 taken (settle held), push 2 lost
@@ -232,7 +245,6 @@ async def test_a_slow_settle_while_the_link_drops_settles_each_item_once_in_orde
         await trio.testing.wait_all_tasks_blocked()
         assert store.settles == [("pushed", seqs[k : k + 10]) for k in range(0, 30, 10)] and not store.items
         assert pool.pushes == 4 and pool.items == 30  # push 1's items once; the lost push's again, after it
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_settle_that_fails_while_the_worker_has_nothing_left_ends_it_and_new_items_restart_it() -> None:
@@ -240,9 +252,7 @@ async def test_a_settle_that_fails_while_the_worker_has_nothing_left_ends_it_and
     store.hold = trio.Event()
     store.fail = True
     seqs = store.add(5)
-    outboxes = outboxes_for(store, pool)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(outboxes.run)
+    async with running(store, pool) as outboxes:
         outboxes.wake([BETA])
         await trio.testing.wait_all_tasks_blocked()
         assert pool.items == 5 and BETA in outboxes._workers  # waits for its settle
@@ -253,7 +263,6 @@ async def test_a_settle_that_fails_while_the_worker_has_nothing_left_ends_it_and
         outboxes.wake([BETA])
         await trio.testing.wait_all_tasks_blocked()
         assert store.settles == [("pushed", seqs + more)] and not store.items and pool.items == 5 + 7
-        nursery.cancel_scope.cancel()
 
 
 # Two real nodes: a settle that fails after the destination took the items -----------------
@@ -312,14 +321,9 @@ async def test_an_expired_row_that_fails_its_checks_is_dropped_and_the_outboxes_
     # check() (damaged, or a check tightened since it was queued) cannot be encoded; the
     # LocalProtocolError escaped the worker and ended every outbox worker of the node
     store, pool = Store(), Pool()
-    relayed = read_queued(encode_transit(transit(f"bob@{BETA}", origin="gamma.example")))
-    bad = dataclasses.replace(relayed, envelope=dataclasses.replace(relayed.envelope, id=b"short"))  # type: ignore[type-var]
-    store.items[1] = msgspec.msgpack.encode(bad)
-    store.next_seq = 2
+    store_a_relayed_row_failing_its_checks(store)
     store.expired = {1}
-    outboxes = outboxes_for(store, pool)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(outboxes.run)
+    async with running(store, pool) as outboxes:
         await outboxes.expire()
         await trio.testing.wait_all_tasks_blocked()
         assert not store.items  # dropped (one log line)
@@ -327,7 +331,6 @@ async def test_an_expired_row_that_fails_its_checks_is_dropped_and_the_outboxes_
         outboxes.wake([BETA])
         await trio.testing.wait_all_tasks_blocked()
         assert store.settles[-1] == ("pushed", seqs) and not store.items
-        nursery.cancel_scope.cancel()
 
 
 class RefusingPool(Pool):
@@ -342,13 +345,8 @@ class RefusingPool(Pool):
 
 async def test_a_refused_relayed_row_that_fails_its_checks_is_settled_without_a_report_and_the_outboxes_go_on() -> None:
     store, pool = Store(), RefusingPool()
-    relayed = read_queued(encode_transit(transit(f"bob@{BETA}", origin="gamma.example")))
-    bad = dataclasses.replace(relayed, envelope=dataclasses.replace(relayed.envelope, id=b"short"))  # type: ignore[type-var]
-    store.items[1] = msgspec.msgpack.encode(bad)
-    store.next_seq = 2
-    outboxes = outboxes_for(store, pool)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(outboxes.run)
+    store_a_relayed_row_failing_its_checks(store)
+    async with running(store, pool) as outboxes:
         outboxes.wake([BETA])
         await trio.testing.wait_all_tasks_blocked()
         assert store.settles == [("pushed", [1])] and not store.items  # settled (no report can be made of it)
@@ -356,4 +354,3 @@ async def test_a_refused_relayed_row_that_fails_its_checks_is_settled_without_a_
         outboxes.wake([BETA])
         await trio.testing.wait_all_tasks_blocked()
         assert store.settles[-1] == ("pushed", seqs)
-        nursery.cancel_scope.cancel()
