@@ -38,7 +38,9 @@ for this node without the recipient's valid access token is a message request: i
 allowance of its (peer, origin) and of its mailbox (federation/message_requests.py), else its
 outcome is ``message_request_limit``. Over a limit the answer is
 ``ErrorFrame(request, "rate_limited")`` and nothing is taken; a link that keeps going after
-``max_refusals`` refusals in a row is closed. Other peers have their own buckets and links.
+``max_refusals`` refusals in a row is closed, and so is one that sends more than
+``max_refusals`` pushes refused ``out_of_order`` without one in its turn between them. Other
+peers have their own buckets and links.
 Lookups also spend the peer's cost budget (``settings.lookup_budget``: count and bytes of the
 answers, core/cost_budget.py); over it they are refused ``rate_limited`` too.
 """
@@ -214,14 +216,24 @@ class Inbound:
                 return self._unavailable(getattr(frame, "request", 0))
 
         sequence = Receiving()
+        # pushes refused out_of_order since the last one handled in its turn: an honest pusher
+        # has at most its in-flight window behind a refused push; pings do not end the run
+        out_of_turn = 0
 
         async def handle_in_sequence(frame: Frame) -> Frame:
+            nonlocal out_of_turn
             # a sequenced push comes through the link's ordered lane: one at a time, in order
             if not isinstance(frame, Push):
                 return await handle_or_unavailable(frame)
             refused = sequence.refusal(frame)
             if refused is not None:
+                out_of_turn += 1
+                if out_of_turn > self._max_refusals:
+                    raise RemoteProtocolError(
+                        f"{peer} kept sending pushes out of turn after {self._max_refusals} out_of_order refusals", code="out_of_order"
+                    )
                 return refused
+            out_of_turn = 0
             answer = await handle_or_unavailable(frame)
             sequence.answered(frame, answer)
             return answer

@@ -48,7 +48,8 @@ class FederationSettings:
     one_time_rate: Rate = field(
         default_factory=lambda: Rate(per_second=limits.MAX_DEVICES_PER_ACCOUNT / 60, burst=4 * limits.MAX_DEVICES_PER_ACCOUNT)
     )
-    #: a link whose peer keeps sending after this many rate-limit refusals in a row is closed
+    #: a link whose peer keeps sending after this many rate-limit refusals in a row is closed,
+    #: and one that sends more pushes refused out_of_order without one in its turn between
     max_refusals: int = 50
     #: links one peer may hold open to this node at once (a peer needs one; restarts and
     #: races may briefly make two); more are closed with ``too_many_links``
