@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 from sonet.core.groups.items import GroupItem
 
 __all__ = ["GroupReceived", "GroupEffects", "NewEnvelope", "Quota", "STORED_ROW_OVERHEAD", "BUDGET_CODES", "Tracking", "OutboundItem", "QueuedItem", "StatusUpdate", "DeliveryRow", "WitnessRow", "SplitRow", "DELIVERY_STATES"]
@@ -86,8 +88,10 @@ STORED_ROW_OVERHEAD = 256
 BUDGET_CODES = ("sender_full", "outbox_full", "relay_full", "disk_full")
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Tracking:
+# Tracking and OutboundItem are made per envelope a device sends to another node: msgspec
+# structs (frozen, built in C) cost a tenth of a frozen dataclass's __init__ (~2.3 us each).
+# A changed copy: msgspec.structs.replace (dataclasses.replace does not take them).
+class Tracking(msgspec.Struct, frozen=True, kw_only=True):
     """Who on this node sent an envelope to another node, so that its state can be told."""
 
     sender_account: str
@@ -97,8 +101,7 @@ class Tracking:
     device: int  # the recipient device
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class OutboundItem:
+class OutboundItem(msgspec.Struct, frozen=True, kw_only=True):
     """An item for the outbox of node ``dest`` (its final destination, not the next hop)."""
 
     dest: str

@@ -5,11 +5,15 @@ another node, an item it relays, a report back to an envelope's origin)."""
 from __future__ import annotations
 
 import dataclasses
+from functools import lru_cache
+
+import msgspec
 
 from sonet.core import limits
-from sonet.core.address import parse_address
-from sonet.core.envelope import Envelope
-from sonet.core.errors import LocalProtocolError
+from sonet.core.access import ACCESS_TOKEN_LEN
+from sonet.core.address import parse_address, validate_node_name
+from sonet.core.envelope import Envelope, Kind
+from sonet.core.errors import LocalProtocolError, ProtocolError
 from sonet.core.federation_api import Report, Transit
 from sonet.core.wire import decode_stored, decode_struct, encode_struct
 
@@ -23,6 +27,7 @@ __all__ = [
     "item_key",
     "item_expires",
     "envelope_item",
+    "spliced_transit",
     "relayed_item",
     "report_item",
 ]
@@ -96,20 +101,78 @@ def envelope_item(
     """The item for a (sealed) envelope a device of ``origin`` sends to another node, tracked
     for the sending device; ``access`` is the recipient's access token the device gave (core/
     access.py), checked by the destination. ``checked``: ``env`` came out of a decoded frame
-    (a SendBatch), so its own check() is not run again (the item's is, and the types and caps
-    of all of it: wire.encode_struct ``nested_checked``). LocalProtocolError if the envelope
-    cannot travel between nodes."""
+    (a SendBatch: its types, caps and check() passed), so the item's bytes are spliced
+    (:func:`spliced_transit`) instead of a Transit built, encoded and decoded back; without it
+    the Transit is encoded and checked in full. LocalProtocolError if the envelope cannot
+    travel between nodes."""
     address = parse_address(env.to, remote=True)
     to, expires = str(address), min(env.expires, now + ttl_ms)
     if (to, expires) != (env.to, env.expires):  # (a copy per item costs on the hot path)
         env = dataclasses.replace(env, to=to, expires=expires)
-    item = Transit(origin=origin, dest=address.node, hops=limits.MAX_HOPS, envelope=env, report=None, access=access)
-    tracking = Tracking(
-        sender_account=sender_account, sender_device=sender_device, id=env.id, account=env.to, device=env.device
-    )
-    data = encode_struct(item, nested_checked=checked)
+    if checked:
+        data = spliced_transit(env, origin=origin, dest=address.node, hops=limits.MAX_HOPS, access=access)
+    else:
+        item = Transit(origin=origin, dest=address.node, hops=limits.MAX_HOPS, envelope=env, report=None, access=access)
+        data = encode_struct(item)
+    tracking = Tracking(sender_account=sender_account, sender_device=sender_device, id=env.id, account=to, device=env.device)
     key = _envelope_key(env.id, env.device, to)  # item_key(item), without parsing the address again
-    return OutboundItem(dest=item.dest, key=key, expires=env.expires, data=data, tracking=tracking)
+    return OutboundItem(dest=address.node, key=key, expires=expires, data=data, tracking=tracking)
+
+
+# The Transit array's fields in wire order: spliced_transit writes them so (its test proves the
+# bytes equal wire.encode_struct's for every field combination).
+if Transit.__struct_fields__ != ("origin", "dest", "hops", "envelope", "report", "access", "group"):
+    raise TypeError("Transit's fields changed: federation/transit.py spliced_transit writes the old ones")
+
+_NIL = b"\xc0"  # msgpack nil: the report and group of an envelope item
+_NO_ACCESS = _NIL + msgspec.msgpack.encode(b"") + _NIL
+
+
+def spliced_transit(env: Envelope, *, origin: str, dest: str, hops: int, access: bytes) -> bytes:
+    """The bytes ``wire.encode_struct`` makes of ``Transit(origin, dest, hops, envelope=env,
+    access=access)``, without building, encoding and decoding back a Transit: the array's head
+    (checked and encoded once per origin, destination and hops), the envelope's own encoding,
+    and the tail. ``env`` came out of a decoded frame (its types, caps and check() passed); the
+    rest of Transit.check is checked here, in its words. LocalProtocolError if the item is not
+    one a peer would accept."""
+    if type(env) is not Envelope:  # only a decoded envelope: its fields' types are not checked again
+        raise LocalProtocolError(f"not a decoded envelope: {type(env).__name__}")
+    if type(access) is not bytes:
+        raise LocalProtocolError(f"invalid Transit.access: not bytes but {type(access).__name__}")
+    # Transit.check's rules, in its order (where several fail, the same one is named)
+    if not access:
+        tail = _NO_ACCESS
+    elif len(access) == ACCESS_TOKEN_LEN:
+        tail = _NIL + msgspec.msgpack.encode(access) + _NIL
+    else:
+        raise LocalProtocolError(f"invalid Transit: an access token is {ACCESS_TOKEN_LEN} bytes, and only with an envelope")
+    head = _transit_head(origin, dest, hops)
+    try:
+        node = parse_address(env.to, remote=True).node  # (cached: envelope_item parsed it)
+    except ProtocolError as exc:
+        raise LocalProtocolError(f"invalid Transit: {exc}") from None
+    if node != dest:
+        raise LocalProtocolError("invalid Transit: envelope address is not on the item's destination node")
+    if env.kind != Kind.SEALED:
+        raise LocalProtocolError("invalid Transit: only stored (sealed) envelopes travel between nodes")
+    data = b"".join((head, msgspec.msgpack.encode(env), tail))
+    if len(data) > limits.MAX_FRAME_BYTES:
+        raise LocalProtocolError("Transit exceeds MAX_FRAME_BYTES")
+    return data
+
+
+@lru_cache(maxsize=1024, typed=True)  # a node's items go to a few destinations, always from the same origin
+def _transit_head(origin: str, dest: str, hops: int) -> bytes:
+    """An envelope Transit's bytes up to its envelope (array header, origin, dest, hops), with
+    Transit.check's checks of them (an exception is not cached: checked again next time)."""
+    if type(hops) is not int or not 0 <= hops <= limits.MAX_HOPS:
+        raise LocalProtocolError("invalid Transit: hop count out of range")
+    try:
+        validate_node_name(origin, remote=True)
+        validate_node_name(dest, remote=True)
+    except ProtocolError as exc:
+        raise LocalProtocolError(f"invalid Transit: {exc}") from None
+    return b"\x97" + msgspec.msgpack.encode(origin) + msgspec.msgpack.encode(dest) + msgspec.msgpack.encode(hops)
 
 
 def relayed_item(item: Transit, *, now: int, ttl_ms: int) -> OutboundItem:

@@ -160,7 +160,7 @@ async def test_an_outbox_row_that_fails_its_checks_does_not_stop_the_items_behin
     first, last = tracked(alpha, alice, bob.address), tracked(alpha, alice, bob.address)
     good = read_queued(first.data)
     bad = dataclasses.replace(good, envelope=dataclasses.replace(good.envelope, id=b"short"))  # type: ignore[type-var]
-    damaged = dataclasses.replace(first, key=b"damaged", data=msgspec.msgpack.encode(bad), tracking=None)
+    damaged = msgspec.structs.replace(first, key=b"damaged", data=msgspec.msgpack.encode(bad), tracking=None)
     await queue_at(alpha, first, damaged, last)
 
     async def accepted() -> bool:
