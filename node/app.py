@@ -103,6 +103,10 @@ def connection_limits(config: NodeConfig) -> ConnectionLimits:
         handshake_timeout_s=config.handshake_timeout_s,
         send_timeout_s=config.send_timeout_s,
         message_timeout_s=config.message_timeout_s,
+        partial_bytes_per_address=config.partial_bytes_per_address,
+        partial_bytes_per_device=config.partial_bytes_per_device,
+        partial_bytes_per_account=config.partial_bytes_per_account,
+        partial_bytes_per_peer=config.partial_bytes_per_peer,
     )
 
 
@@ -293,6 +297,8 @@ class Node:
             async def serve_peer(sock: SecureSocket, done: HandshakeComplete) -> None:
                 if self.metrics is not None:
                     self.metrics.handshake_peer.inc()
+                # its unfinished messages count against this peer's budget, not its address's
+                sock.allow_messages(limits.MAX_RECORD_BYTES, peer=done.peer.fingerprint)
                 await federation.serve(sock, done)
 
             router.route(FEDERATION_ENDPOINT, serve_peer, FEDERATION_FRAMES, admit_for=self.federation.gate.admit_for)

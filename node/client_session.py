@@ -89,9 +89,7 @@ from .client_keys import (
     publish_prekeys,
     sender_certificate,
 )
-from .client_key_packages import publish_key_packages
 from .group_trees import fetch_group_tree
-from .client_groups import create_group, group_submit
 from .client_messages import send_batch
 from .client_blobs import blob_create, blob_expire, blob_get, blob_put, blob_status
 from .client_registration import link_approve, link_begin, link_complete, link_fetch, register, remove_device
@@ -285,7 +283,7 @@ class ClientSession:
         if self._ctx.unregistered is not None:
             self._ctx.unregistered.done(self)
         self._mailbox = (row.account, row.device_id)
-        self._sock.allow_messages(limits.MAX_RECORD_BYTES)
+        self._sock.allow_messages(limits.MAX_RECORD_BYTES, device=self._peer.fingerprint, account=row.account)
         if self._wake is None:
             self._subscription = self._ctx.registry.subscribe(self._mailbox, on_set=self._wake_delivery)
             self._wake = self._subscription.__enter__()
@@ -495,6 +493,26 @@ def _account_disabled(account: str) -> RemoteProtocolError:
     return RemoteProtocolError(f"the account {account} is disabled on this node; ask its operator", code="account_disabled")
 
 
+# The KeyPackage and group requests check MLS messages: MLS (~0.1 s of a node's start-up CPU) is
+# imported by the first of them, not by every `sonet-node run` (tests/test_cli_imports.py).
+async def _publish_key_packages(session: ClientSession, req: PublishKeyPackages) -> None:
+    from .client_key_packages import publish_key_packages
+
+    await publish_key_packages(session, req)
+
+
+async def _create_group(session: ClientSession, req: CreateGroup) -> None:
+    from .client_groups import create_group
+
+    await create_group(session, req)
+
+
+async def _group_submit(session: ClientSession, req: GroupSubmit) -> None:
+    from .client_groups import group_submit
+
+    await group_submit(session, req)
+
+
 _HANDLERS: dict[type[Frame], Callable[[ClientSession, Any], Awaitable[None]]] = {
     Ack: ClientSession._on_ack,
     SendBatch: send_batch,
@@ -503,7 +521,7 @@ _HANDLERS: dict[type[Frame], Callable[[ClientSession, Any], Awaitable[None]]] = 
     Ping: ClientSession._on_ping,
     PublishPrekeys: publish_prekeys,
     FetchBundles: fetch_bundles,
-    PublishKeyPackages: publish_key_packages,
+    PublishKeyPackages: _publish_key_packages,
     FetchKeyPackages: fetch_key_packages,
     FetchGroupTree: fetch_group_tree,
     GetSenderCertificate: sender_certificate,
@@ -517,8 +535,8 @@ _HANDLERS: dict[type[Frame], Callable[[ClientSession, Any], Awaitable[None]]] = 
     FetchHead: fetch_head,
     FetchConsistency: fetch_consistency,
     FetchLeaves: fetch_leaves,
-    CreateGroup: create_group,
-    GroupSubmit: group_submit,
+    CreateGroup: _create_group,
+    GroupSubmit: _group_submit,
     BlobCreate: blob_create,
     BlobPut: blob_put,
     BlobStatus: blob_status,

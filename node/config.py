@@ -23,6 +23,7 @@ from sonet.core.errors import LocalProtocolError
 from sonet.core.handshake_guard import GuardSettings
 from sonet.core.ratelimit import Rate
 from sonet.federation.settings import MAX_PUSHES_IN_FLIGHT, FederationSettings
+from sonet.transport.admission import PARTIAL_BYTES_PER_ACCOUNT, PARTIAL_BYTES_PER_ADDRESS, PARTIAL_BYTES_PER_DEVICE, PARTIAL_BYTES_PER_PEER
 
 from .blob_settings import BLOB_KEYS, BlobSettings, blob_settings, blobs_toml
 from .budget_settings import BUDGET_KEYS, BudgetSettings
@@ -59,6 +60,11 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "send_timeout_s",
         "unregistered_timeout_s",
         "message_timeout_s",
+        # bytes of unfinished incoming messages held at once per actor (_PARTIAL_BYTES_DEFAULTS)
+        "partial_bytes_per_address",
+        "partial_bytes_per_device",
+        "partial_bytes_per_account",
+        "partial_bytes_per_peer",
     ),
     "budgets": tuple(key for key, _default, _range in BUDGET_KEYS),
     "blobs": tuple(key for key, _default, _range in BLOB_KEYS),
@@ -71,6 +77,10 @@ _CONNECTION_DEFAULTS: tuple[int | float, ...] = (4096, 256, 512, 64, 8, 128, 8, 
 _CONNECTION_COUNTS = ((16, 1_000_000), (1, 1_000_000), (1, 1_000_000), (1, 1_000_000), (1, 256), (1, 1_000_000), (1, 1_000_000))
 #: the [connections] deadlines are seconds, more than 0 and at most an hour
 _MAX_CONNECTION_SECONDS = 3600
+#: [connections] partial_bytes_per_* defaults (transport/admission.py) and bounds: at least the
+#: largest message of such a connection (a registration; a record), so each can send one
+_PARTIAL_BYTES_DEFAULTS = (PARTIAL_BYTES_PER_ADDRESS, PARTIAL_BYTES_PER_DEVICE, PARTIAL_BYTES_PER_ACCOUNT, PARTIAL_BYTES_PER_PEER)
+_PARTIAL_BYTES_BOUNDS = ((limits.MAX_UNREGISTERED_RECORD_BYTES, 1 << 40),) + ((limits.MAX_RECORD_BYTES, 1 << 40),) * 3
 #: [handshake] defaults, in the order of SETTINGS["handshake"] (core/handshake_guard.py), and
 #: their bounds (max_in_progress 0: every first message gets a cookie round)
 _HANDSHAKE_DEFAULTS = (32, 50, 20, 100)
@@ -257,6 +267,10 @@ class NodeConfig:
     send_timeout_s: float = float(_CONNECTION_DEFAULTS[9])
     unregistered_timeout_s: float = float(_CONNECTION_DEFAULTS[10])
     message_timeout_s: float = float(_CONNECTION_DEFAULTS[11])
+    partial_bytes_per_address: int = _PARTIAL_BYTES_DEFAULTS[0]
+    partial_bytes_per_device: int = _PARTIAL_BYTES_DEFAULTS[1]
+    partial_bytes_per_account: int = _PARTIAL_BYTES_DEFAULTS[2]
+    partial_bytes_per_peer: int = _PARTIAL_BYTES_DEFAULTS[3]
     #: [budgets]: per-actor cost budgets and allowances (node/budget_settings.py)
     budgets: BudgetSettings = field(default_factory=BudgetSettings)
     #: [blobs]: the attachment store's size limit, quotas and retention (node/blob_settings.py)
@@ -323,12 +337,16 @@ class NodeConfig:
             self.send_timeout_s,
             self.unregistered_timeout_s,
             self.message_timeout_s,
+            self.partial_bytes_per_address,
+            self.partial_bytes_per_device,
+            self.partial_bytes_per_account,
+            self.partial_bytes_per_peer,
         )
 
     def _connections_toml(self) -> str:
         values = self._connection_values
         lines = [f"{key} = {value}" for key, value in zip(SETTINGS["connections"], values)]
-        if values == _CONNECTION_DEFAULTS:
+        if values == _CONNECTION_DEFAULTS + _PARTIAL_BYTES_DEFAULTS:
             return "\n# [connections]  (the defaults; see docs/operations.md)\n" + "".join(f"# {line}\n" for line in lines)
         return "\n[connections]\n" + "".join(f"{line}\n" for line in lines)
 
@@ -420,6 +438,10 @@ class NodeConfig:
             _seconds(connections, key, float(default), source, name="connections", most=_MAX_CONNECTION_SECONDS)
             for key, default in zip(keys[len(counts) :], _CONNECTION_DEFAULTS[len(counts) :])
         ]
+        partial = [
+            _whole(connections, "connections", key, bounds, default, source)
+            for key, bounds, default in zip(keys[len(_CONNECTION_DEFAULTS) :], _PARTIAL_BYTES_BOUNDS, _PARTIAL_BYTES_DEFAULTS)
+        ]
         registration = _text(raw, "registration", "invite", source)
         if registration not in _REGISTRATION:
             raise ConfigError(f"{source}: registration = {registration!r} is not allowed (allowed: {', '.join(_REGISTRATION)})")
@@ -470,6 +492,10 @@ class NodeConfig:
             send_timeout_s=deadlines[2],
             unregistered_timeout_s=deadlines[3],
             message_timeout_s=deadlines[4],
+            partial_bytes_per_address=partial[0],
+            partial_bytes_per_device=partial[1],
+            partial_bytes_per_account=partial[2],
+            partial_bytes_per_peer=partial[3],
             budgets=_budgets(raw.get("budgets", {}), source),
             blobs=blob_settings(raw.get("blobs", {}), lambda table, section, key, bounds, default: _whole(table, section, key, bounds, default, source)),
             tls=tls_settings(raw.get("tls", {}), source, ConfigError),

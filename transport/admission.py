@@ -14,6 +14,14 @@ a device's own address, never pushes out a handshake under way, and an authentic
 is never evicted at all. At a cap on all connections a pending one (of that address, or
 anywhere) goes the same way; only when none is pending is the newcomer refused. An evicted or
 timed-out connection is cut at once (its task cancelled): nothing waits for an untrusted peer.
+
+Bytes of incoming messages not yet whole (``Admitted.hold``; transport/websocket.py asks as soon
+as a frame header announces them, before they are buffered) are budgeted per actor as well as
+per connection: each connection may hold one message up to its cap, so without a budget a
+device's 8 connections, an account's many devices or a peer's connections would hold that cap
+times their count. A connection's bytes are charged to its source address until the node says
+who it is (``Admitted.charge_to``: the device and its account, or the peer) and given back when
+the message is whole or the connection ends, however it ends (``release``).
 """
 
 from __future__ import annotations
@@ -29,7 +37,18 @@ from sonet.core import limits
 
 from . import events
 
-__all__ = ["ConnectionLimits", "Admission", "Admitted", "Refused", "EVICTION_ORDER"]
+__all__ = ["ConnectionLimits", "Admission", "Admitted", "Refused", "EVICTION_ORDER", "ACTORS"]
+
+#: who bytes of unfinished incoming messages are charged to (``ConnectionLimits.partial_bytes``)
+ACTORS = ("address", "device", "account", "peer")
+#: the defaults of those budgets. None binds an honest sender: a connection carries one message
+#: at a time, a device's largest is a record (MAX_RECORD_BYTES: a full SendBatch; attachments
+#: go in 1 MiB chunks), a registration well under MAX_UNREGISTERED_RECORD_BYTES, and a peer's
+#: largest a Push (MAX_PUSH_BYTES) or a record of answers
+PARTIAL_BYTES_PER_ADDRESS = 8 * 1024 * 1024
+PARTIAL_BYTES_PER_DEVICE = 2 * limits.MAX_RECORD_BYTES
+PARTIAL_BYTES_PER_ACCOUNT = 4 * limits.MAX_RECORD_BYTES
+PARTIAL_BYTES_PER_PEER = 4 * limits.MAX_RECORD_BYTES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,12 +73,33 @@ class ConnectionLimits:
     message_timeout_s: float = limits.MESSAGE_DEADLINE_S
     #: the largest WebSocket message of a connection not yet authenticated: a handshake message
     pending_message_bytes: int = limits.MAX_HANDSHAKE_MESSAGE_BYTES
+    #: bytes of messages not yet whole held at once for one source address, of connections the
+    #: node does not know as a device with an account or a peer yet: a few registrations at once
+    partial_bytes_per_address: int = PARTIAL_BYTES_PER_ADDRESS
+    #: ... for one device (a device sends one message at a time per connection: two largest
+    #: messages at once on two connections)
+    partial_bytes_per_device: int = PARTIAL_BYTES_PER_DEVICE
+    #: ... for one account, all its devices together
+    partial_bytes_per_account: int = PARTIAL_BYTES_PER_ACCOUNT
+    #: ... for one peer node, all its connections together
+    partial_bytes_per_peer: int = PARTIAL_BYTES_PER_PEER
 
     def check(self) -> None:
         if min(self.max_connections, self.max_connections_per_address, self.max_pending, self.max_pending_per_address) < 1:
             raise ValueError("connection caps must be at least 1")
+        if min(self.partial_bytes(kind) for kind in ACTORS) < self.pending_message_bytes:
+            raise ValueError(f"budgets of bytes of unfinished messages must be at least {self.pending_message_bytes} (a handshake message)")
         if min(self.upgrade_timeout_s, self.handshake_timeout_s, self.send_timeout_s, self.message_timeout_s) <= 0:
             raise ValueError("connection deadlines must be more than 0 s")
+
+    def partial_bytes(self, kind: str) -> int:
+        """The budget of bytes of unfinished messages of one actor of ``kind`` (ACTORS)."""
+        value: int = getattr(self, f"partial_bytes_per_{kind}")
+        return value
+
+
+#: who an actor of each kind is, in a refusal
+_WHOSE = {"address": "this address", "device": "this device", "account": "this account's devices", "peer": "a peer node"}
 
 
 class Refused(Exception):
@@ -80,8 +120,13 @@ class Admitted:
     """One connection the server holds. Its task runs inside ``scope``: cancelling the scope
     (eviction, a deadline) ends it at once."""
 
-    def __init__(self, address: str, deadline: float) -> None:
+    def __init__(self, address: str, deadline: float, admission: Admission | None = None) -> None:
         self.address = address
+        self._admission = admission
+        #: bytes of an unfinished incoming message it holds (charged to ``charged``)
+        self.held = 0
+        #: the actors its held bytes are charged to: (kind, key) pairs
+        self.charged: tuple[tuple[str, str], ...] = (("address", address),)
         #: its pre-authentication deadline (trio time), also once it is evicted
         self.deadline = deadline
         self.scope = trio.CancelScope(deadline=deadline)
@@ -99,6 +144,18 @@ class Admitted:
     @property
     def pending(self) -> bool:
         return self.stage is not None
+
+    def hold(self, total: int) -> str | None:
+        """This connection now holds ``total`` bytes of an unfinished message (0: none): None if
+        its actors' budgets have room for them (they are charged), else why not (nothing is
+        charged; the caller refuses the message)."""
+        return self._admission.hold(self, total) if self._admission is not None else None
+
+    def charge_to(self, **actors: str) -> None:
+        """Charge what it holds, from now on, to these actors (kind=key, kinds of ACTORS)
+        instead of its source address: the node knows who it is now."""
+        if self._admission is not None:
+            self._admission.charge_to(self, actors)
 
     def end(self, why: str) -> None:
         if self.ended_by is None:
@@ -121,6 +178,8 @@ class Admission:
         # a stage (the first key goes first)
         self._stage: dict[str, dict[Admitted, None]] = {stage: {} for stage in EVICTION_ORDER}
         self._stage_by_address: dict[str, dict[str, dict[Admitted, None]]] = {stage: {} for stage in EVICTION_ORDER}
+        #: bytes of unfinished messages held per actor, (kind, key): only actors holding some
+        self._held: dict[tuple[str, str], int] = {}
 
     @property
     def held(self) -> int:
@@ -148,7 +207,7 @@ class Admission:
                 events.emit("connection_refused", address=address, code="too_many_connections")
                 raise Refused("too_many_connections", "this node holds as many connections as it can; try again later")
             self._evict(self._victim(None), "overall")
-        conn = Admitted(address, trio.current_time() + caps.handshake_timeout_s)
+        conn = Admitted(address, trio.current_time() + caps.handshake_timeout_s, self)
         self._all += 1
         self._by_address[address] += 1
         self._pending_by_address[address] += 1
@@ -192,8 +251,50 @@ class Admission:
             self._unpend(conn)
             conn.scope.deadline = math.inf
 
+    def held_by(self, kind: str, key: str) -> int:
+        """Bytes of unfinished messages the actor holds right now."""
+        return self._held.get((kind, key), 0)
+
+    def hold(self, conn: Admitted, total: int) -> str | None:
+        """``conn`` holds ``total`` bytes now (``Admitted.hold``): charged if every actor it is
+        charged to has room, else why not (nothing changes)."""
+        more = total - conn.held
+        if more > 0:
+            for actor in conn.charged:
+                budget = self.caps.partial_bytes(actor[0])
+                if self._held.get(actor, 0) + more > budget:
+                    if conn.ended_by is None:  # the WebSocket refuses the message and closes
+                        conn.ended_by = f"partial_bytes_{actor[0]}"
+                    events.emit("connection_refused", address=conn.address, code=f"partial_bytes_{actor[0]}")
+                    return f"over the {budget} bytes of unfinished messages {_WHOSE[actor[0]]} may send at once; try again later"
+        self._charge(conn.charged, more)
+        conn.held = total
+        return None
+
+    def charge_to(self, conn: Admitted, actors: dict[str, str]) -> None:
+        unknown = set(actors) - set(ACTORS)
+        if unknown or not actors:
+            raise ValueError(f"bytes are charged to actors of {ACTORS}, not {sorted(unknown) or 'none'}")
+        self._charge(conn.charged, -conn.held)
+        conn.charged = tuple(actors.items())
+        # what it holds already moves along, even past the new actors' budgets: it was admitted
+        # (the next bytes it asks for are refused until they have room again)
+        self._charge(conn.charged, conn.held)
+
+    def _charge(self, actors: tuple[tuple[str, str], ...], nbytes: int) -> None:
+        if not nbytes:
+            return
+        for actor in actors:
+            left = self._held.get(actor, 0) + nbytes
+            if left:
+                self._held[actor] = left
+            else:
+                del self._held[actor]
+
     def release(self, conn: Admitted) -> None:
-        """``conn`` ended (every connection admitted is released exactly once)."""
+        """``conn`` ended (every connection admitted is released exactly once): it holds
+        nothing any more, whatever its WebSocket was in the middle of."""
+        self.hold(conn, 0)
         if conn.pending:
             self._unpend(conn)
         self._all -= 1

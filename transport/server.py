@@ -12,6 +12,9 @@ handler (as trio-websocket's ``serve_websocket`` does), under the caps and deadl
   listens here; a connection over a cap gets a 503 saying which; both are then closed.
 - A WebSocket message must come whole within ``message_timeout_s`` of its first byte (close
   1008; transport/websocket.py); the time between messages is not limited.
+- Bytes of unfinished messages are budgeted per actor (``partial_bytes_per_*``): the source
+  address until the node says who the connection is (``Connection.charge_to``); a message over
+  its actor's budget is refused before it is buffered (close 1009, transport/admission.py).
 - Every send must make progress within ``send_timeout_s``: a peer that stops reading is
   disconnected (the socket reset), never buffered for.
 - The accept loop survives running out of file descriptors (EMFILE): it evicts the oldest
@@ -37,7 +40,7 @@ from dataclasses import dataclass, replace
 import trio
 from trio_websocket import ConnectionClosed
 
-from .admission import Admission, Admitted, ConnectionLimits, Refused
+from .admission import ACTORS, Admission, Admitted, ConnectionLimits, Refused
 from .log_summary import SUMMARY_INTERVAL_S, LogSummary
 from .tls import PLAIN_ON_TLS_ANSWER, opens_tls
 from .websocket import BadUpgrade, UpgradeRequest
@@ -63,7 +66,7 @@ MAX_ACCEPT_BACKOFF_S = 1.0
 _CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 #: ways a connection ends that are closed normally (a refusal the handshake sent must arrive);
 #: every other end the server decides (a deadline, an eviction, a stall) resets the socket
-_GRACEFUL = {None, "ended_unauthenticated", "bad_request", "tls_on_plain"}
+_GRACEFUL = {None, "ended_unauthenticated", "bad_request", "tls_on_plain"} | {f"partial_bytes_{kind}" for kind in ACTORS}
 #: the stages of an evicted connection that go to the tarpit: silent ones (see ``Tarpit``)
 _TARPITTED = {"new", "upgraded"}
 #: how long the tarpit holds a socket (at most: it gives sockets back whenever room is needed)
@@ -107,6 +110,11 @@ class Connection:
         """The handshake authenticated the other side: the pre-auth deadline is lifted and the
         connection can no longer be evicted (the handler raises its message cap itself)."""
         self._admission.authenticated(self._admitted)
+
+    def charge_to(self, **actors: str) -> None:
+        """Charge its bytes of unfinished messages to these actors from now on (device=,
+        account=, peer=; transport/admission.py) instead of its source address."""
+        self._admitted.charge_to(**actors)
 
 
 Handler = Callable[[UpgradeRequest, Connection], Awaitable[None]]
@@ -377,7 +385,9 @@ class _Server:
         guarded = _GuardedStream(spoken, conn, caps.send_timeout_s, spoke=self._admission.spoke, answered=self._admission.answered)
         try:
             # read and answered on this task, as the whole connection is: no reader task
-            request = UpgradeRequest(guarded, head, max_message_bytes=caps.pending_message_bytes, message_timeout_s=caps.message_timeout_s)
+            request = UpgradeRequest(
+                guarded, head, max_message_bytes=caps.pending_message_bytes, message_timeout_s=caps.message_timeout_s, held_by=conn
+            )
         except BadUpgrade as exc:
             conn.ended_by = "bad_request"
             with trio.move_on_after(ANSWER_GRACE_S):

@@ -138,9 +138,13 @@ class SecureSocket:
                         pass
                 await self._ws.aclose(code=POLICY_VIOLATION, reason=exc.code)
 
-    def allow_messages(self, max_bytes: int) -> None:
-        """Accept records of up to ``max_bytes`` from now on (see ``set_message_cap``)."""
+    def allow_messages(self, max_bytes: int, **charge_to: str) -> None:
+        """Accept records of up to ``max_bytes`` from now on (see ``set_message_cap``); with
+        ``charge_to`` (device=, account=, peer=) the bytes of unfinished ones are charged to
+        those actors' budgets instead of the source address's (transport/admission.py)."""
         set_message_cap(self._ws, max_bytes)
+        if charge_to:
+            self._ws.charge_partial_to(**charge_to)
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         """Close; the peer's close reply is awaited for CLOSE_GRACE_S at most, then the

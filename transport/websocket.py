@@ -11,6 +11,11 @@ task of its own, so an idle connection costs one task, the one that waits in ``g
   in more pieces than its cap allows (``PIECES_FREE``, ``PIECE_BYTES``): each piece held costs
   memory besides its bytes (an empty fragment costs 6 bytes of wire), so a flood of tiny
   fragments would otherwise grow without bound under the cap.
+- The bytes of a message not yet whole are also charged to the connection's actors (``held_by``:
+  the server's ``Admitted``, transport/admission.py) as soon as a frame header announces them,
+  before they are buffered: over their budget the message is refused the same way (close 1009,
+  the reason saying whose budget), and they are given back when it is whole or the connection
+  ends. Dialled connections have none (what they receive is answers to this node).
 - A message must come whole within ``message_timeout_s`` of its first byte (of a data frame's
   header, or of any frame's header not yet whole): else close 1008. Held partial messages cost memory (up to the cap on each
   connection), so a peer must not keep one for ever by never finishing it or trickling it;
@@ -41,7 +46,7 @@ import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
-from typing import cast
+from typing import Protocol, cast
 
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError
@@ -205,11 +210,22 @@ class BadUpgrade(Exception):
     """An HTTP request that asks for a WebSocket but is not a valid upgrade (one line)."""
 
 
+class HeldBytes(Protocol):
+    """Where a connection's bytes of unfinished messages are budgeted (the server's
+    ``Admitted``, transport/admission.py)."""
+
+    def hold(self, total: int) -> str | None:
+        """Now ``total`` bytes are held (0: none): None if allowed, else why not."""
+
+    def charge_to(self, **actors: str) -> None:
+        """Charge them to these actors from now on."""
+
+
 class WebSocket:
     """An open WebSocket: ``get_message``, ``send_message``, ``aclose``; ``closed`` is the close
     reason once it is closing or closed (None while open)."""
 
-    __slots__ = ("_stream", "_proto", "max_message_bytes", "closed", "_parts", "_size", "_send_lock", "_send_broken", "_reading", "_reader_done", "_control_due", "message_timeout_s", "_message_due")
+    __slots__ = ("_stream", "_proto", "max_message_bytes", "closed", "_parts", "_size", "_send_lock", "_send_broken", "_reading", "_reader_done", "_control_due", "message_timeout_s", "_message_due", "_held_by", "_held")
 
     def __init__(
         self,
@@ -218,8 +234,10 @@ class WebSocket:
         *,
         max_message_bytes: int,
         message_timeout_s: float = limits.MESSAGE_DEADLINE_S,
+        held_by: HeldBytes | None = None,
     ) -> None:
-        """``protocol``: wsproto's ``Connection`` just opened, or ours (``_Protocol``)."""
+        """``protocol``: wsproto's ``Connection`` just opened, or ours (``_Protocol``);
+        ``held_by``: the budget of its bytes of unfinished messages (None: only the cap)."""
         self._stream = stream
         self._proto = protocol if isinstance(protocol, _Protocol) else _Protocol.taking_over(protocol)
         #: the largest message accepted (the server raises it once the peer is authenticated)
@@ -240,6 +258,15 @@ class WebSocket:
         self.message_timeout_s = message_timeout_s
         #: when the message being received must be whole (inf between messages)
         self._message_due = math.inf
+        self._held_by = held_by
+        #: bytes of the message being received charged to ``held_by`` (0 between messages)
+        self._held = 0
+
+    def charge_partial_to(self, **actors: str) -> None:
+        """Charge the bytes of its unfinished messages to these actors (device=, account=,
+        peer=; transport/admission.py) from now on; nothing for a dialled WebSocket."""
+        if self._held_by is not None:
+            self._held_by.charge_to(**actors)
 
     # receiving -----------------------------------------------------------------------------
 
@@ -279,8 +306,11 @@ class WebSocket:
                     await self._send_event(event.response())
             elif isinstance(event, CloseConnection):
                 await self._close_received(event)
-        if self._size + self._announced() > self.max_message_bytes and self.closed is None:
-            await self._too_big()
+        if self.closed is None and (need := self._size + self._announced()):
+            if need > self.max_message_bytes:
+                await self._too_big()
+            if need > self._held:
+                await self._hold(need)
         return None
 
     async def _add_part(self, data: bytes | str, finished: bool) -> bytes | str | None:
@@ -292,17 +322,36 @@ class WebSocket:
         if self._size + self._announced() > self.max_message_bytes:
             await self._too_big()
         if finished and self._parts is None:
-            self._size = 0
+            self._drop_message()
             return data  # the common case: one frame, no copy
         if self._parts is None:
             self._parts = []
         elif len(self._parts) >= PIECES_FREE + self.max_message_bytes // PIECE_BYTES:
             await self._too_big(f"a message in over {len(self._parts)} pieces")
+        if self._size > self._held:
+            await self._hold(self._size + self._announced())
         self._parts.append(data)
         if not finished:
             return None
-        parts, self._parts, self._size = self._parts, None, 0
+        parts = self._parts
+        self._drop_message()
         return b"".join(parts) if isinstance(data, bytes) else "".join(parts)  # type: ignore[arg-type]
+
+    async def _hold(self, need: int) -> None:
+        """Charge the message being received at ``need`` bytes (what came of it and what its
+        frame header announced) before more of it is buffered; over the budget it is refused."""
+        if self._held_by is not None and (why := self._held_by.hold(need)) is not None:
+            await self._too_big(why)
+        self._held = need
+
+    def _drop_message(self) -> None:
+        """Nothing of a message is held any more (it is whole, refused, or the connection ended)."""
+        self._parts = None
+        self._size = 0
+        if self._held:
+            self._held = 0
+            if self._held_by is not None:
+                self._held_by.hold(0)
 
     async def _receive_within_message_deadline(self) -> None:
         """One read; while a message is in progress, only until its deadline (then close 1008).
@@ -358,7 +407,7 @@ class WebSocket:
     async def _refuse(self, code: int, why: str) -> None:
         """End the connection for what the peer sent: our close with ``code`` and why, then
         ConnectionClosed (the peer's reply is not awaited)."""
-        self._parts, self._size = None, 0
+        self._drop_message()
         self.closed = CloseReason(code, why)
         try:
             await self._send_event(CloseConnection(code=code, reason=why))
@@ -381,7 +430,7 @@ class WebSocket:
             except ConnectionClosed:
                 pass
         # else the reply to our close: the close handshake is complete
-        self._parts, self._size = None, 0
+        self._drop_message()
         raise ConnectionClosed(self.closed or CloseReason(event.code, event.reason or None))
 
     async def _receive(self) -> None:
@@ -399,7 +448,7 @@ class WebSocket:
     def _lost(self) -> None:
         if self._proto.state is not _CLOSED:
             self._proto.receive_data(None)  # wsproto: closed without a close frame
-        self._parts, self._size = None, 0
+        self._drop_message()
         if self.closed is None:
             self.closed = CloseReason(ABNORMAL_CLOSURE, None)
         raise ConnectionClosed(self.closed)
@@ -487,13 +536,20 @@ class UpgradeRequest:
     """A WebSocket upgrade request the server read (``path``, ``headers``): ``accept()`` it or
     ``reject()`` it with an HTTP status."""
 
-    __slots__ = ("_stream", "_handshake", "_trailing", "_max_message_bytes", "_message_timeout_s", "path", "headers")
+    __slots__ = ("_stream", "_handshake", "_trailing", "_max_message_bytes", "_message_timeout_s", "_held_by", "path", "headers")
 
     def __init__(
-        self, stream: trio.abc.Stream, head: bytes, *, max_message_bytes: int, message_timeout_s: float = limits.MESSAGE_DEADLINE_S
+        self,
+        stream: trio.abc.Stream,
+        head: bytes,
+        *,
+        max_message_bytes: int,
+        message_timeout_s: float = limits.MESSAGE_DEADLINE_S,
+        held_by: HeldBytes | None = None,
     ) -> None:
         """``head``: the bytes read so far, the request head and whatever came after it (the
-        client speaking already). BadUpgrade if it is not a valid WebSocket upgrade."""
+        client speaking already). BadUpgrade if it is not a valid WebSocket upgrade.
+        ``held_by``: the budget of the WebSocket's bytes of unfinished messages."""
         end = head.find(b"\r\n\r\n") + 4
         if end < 4:
             raise BadUpgrade("no complete HTTP request head")
@@ -510,6 +566,7 @@ class UpgradeRequest:
         self._trailing = head[end:]
         self._max_message_bytes = max_message_bytes
         self._message_timeout_s = message_timeout_s
+        self._held_by = held_by
         self.path: str = event.target
         #: the request's headers (those of the upgrade itself excepted: Host, extensions, ...),
         #: until it is answered
@@ -520,7 +577,9 @@ class UpgradeRequest:
         handshake = self._take()
         answer = handshake.send(AcceptConnection())
         protocol = _Protocol(client=False, received=self._trailing)
-        ws = WebSocket(self._stream, protocol, max_message_bytes=self._max_message_bytes, message_timeout_s=self._message_timeout_s)
+        ws = WebSocket(
+            self._stream, protocol, max_message_bytes=self._max_message_bytes, message_timeout_s=self._message_timeout_s, held_by=self._held_by
+        )
         self._trailing = b""
         await _send_answer(self._stream, answer)
         return ws
