@@ -159,6 +159,40 @@ def test_a_node_without_an_ops_listener_loads_no_metrics(node: Path) -> None:
     # (with [ops] it counts: tests/node/ops/test_node_ops.py)
 
 
+def test_a_running_node_loads_mls_only_for_a_group_or_key_package_request(node: Path) -> None:
+    """A node that listens loads no MLS, no group hub and no group routing: the KeyPackage
+    and group requests import them when one comes (node/client_session.py), and the
+    start-up purge does not (below)."""
+    modules = run_until_listening(["run", "--data", str(node), "--listen", "127.0.0.1:0"])
+    assert "sonet.node.client_session" in modules  # the probe reached the running node
+    assert loaded(modules, (*MLS, "sonet.core.groups.hub", "sonet.node.store.sqlite_groups", "sonet.node.client_key_packages", "sonet.node.client_groups")) == []
+
+
+PURGE_PROBE = """
+import json, sys, trio
+from sonet.node.store import open_store
+
+async def purge():
+    store = await open_store({db!r})
+    try:
+        await store.purge_expired(now=2**62)  # everything kept has expired by then
+    finally:
+        await store.close()
+
+trio.run(purge)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_the_expiry_purge_loads_no_mls(node: Path) -> None:
+    """A node purges at once when it starts and then periodically: the groups' records are
+    purged without the group routing (node/store/sqlite_group_purge.py)."""
+    done = subprocess.run([sys.executable, "-c", PURGE_PROBE.format(db=str(node / "node.db"))], capture_output=True, text=True, check=True)
+    modules = set(json.loads(done.stdout))
+    assert "sonet.node.store.sqlite_group_purge" in modules  # the probe purged the groups' records
+    assert loaded(modules, (*MLS, "sonet.core.groups.hub", "sonet.node.store.sqlite_groups")) == []
+
+
 def test_the_parsers_crypto_modes_are_core_s() -> None:
     from sonet.cli_choices import CRYPTO_MODES
     from sonet.core.crypto import CryptoMode

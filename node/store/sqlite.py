@@ -612,7 +612,7 @@ def _enqueue(
 
 
 def _purge_all(conn: Connection, now: int) -> int:
-    from .sqlite_groups import _purge_groups  # (see create_group)
+    from .sqlite_group_purge import _purge_groups  # (not sqlite_groups.py: see create_group)
 
     _purge_groups(conn, now)
     _drop_vanished_deliveries(conn, now)

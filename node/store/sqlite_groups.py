@@ -49,9 +49,9 @@ from ..hub_cache import HUBS, new_tag
 from .base import GroupEffects, GroupReceived, OutboundItem, Quota, SenderRemoved, StoreError
 from .sqlite_budgets import Charges, DiskFree, UsageChanges, enforce
 from .sqlite_federation import _queue_outbound
-from .sqlite_group_trees import _keep_tree, _purge_group_trees
-from .sqlite_group_bodies import _purge_group_bodies, _shared_body, _store_group_row
-from .sqlite_handover import _awaits_handover, _drop_parts, _hold, _keep_part, _next_held, _purge_handovers, _release
+from .sqlite_group_trees import _keep_tree
+from .sqlite_group_bodies import _shared_body, _store_group_row
+from .sqlite_handover import _awaits_handover, _drop_parts, _hold, _keep_part, _next_held, _release
 from .sqlite_mailbox import _device_exists, _known
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
@@ -479,12 +479,3 @@ def _group_usage(conn: Connection, account: str, device_id: int, now: int) -> tu
         "SELECT count(*), coalesce(sum(size), 0) FROM mailbox WHERE account = ? AND device_id = ? AND kind = 3 AND expires > ?",
         (account, device_id, now),
     ).fetchone()
-
-
-def _purge_groups(conn: Connection, now: int) -> None:
-    """Dedup records whose items can no longer be retransmitted (they expired)."""
-    for table in ("hub_refs", "group_seen", "group_submissions", "group_waiting"):
-        conn.execute(f"DELETE FROM {table} WHERE expires <= ?", (now,))
-    _purge_group_trees(conn, now)
-    _purge_group_bodies(conn)
-    _purge_handovers(conn, now)
