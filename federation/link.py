@@ -36,6 +36,7 @@ from sonet.core.federation_api import FEDERATION_FRAMES, Push
 from sonet.core.handshake import PeerIdentified
 from sonet.core.wire import Frame
 from sonet.transport import DialError, LinkLost, Mux, SecureSocket, dial, events
+from sonet.transport.send_deadline import SEND_TIMEOUT_S
 
 from .peers import Peer, find_peer
 from .push_sequence import Sending
@@ -122,14 +123,29 @@ class MuxLink:
 
 @asynccontextmanager
 async def dial_peer(
-    url: str, *, identity: SigningKey, fingerprint: str, name: str, policy: CryptoPolicy | None = None
+    url: str,
+    *,
+    identity: SigningKey,
+    fingerprint: str,
+    name: str,
+    policy: CryptoPolicy | None = None,
+    send_timeout_s: float = SEND_TIMEOUT_S,
 ) -> AsyncIterator[PeerLink]:
-    """Open an authenticated link to the peer at ``url`` whose key must match ``fingerprint``."""
+    """Open an authenticated link to the peer at ``url`` whose key must match ``fingerprint``;
+    a send that makes no progress for ``send_timeout_s`` ends it (the peer stopped reading)."""
     headers = [(NAME_HEADER, validate_node_name(name).encode())]
     established = False
     try:
         async with dial(
-            url, ENDPOINT, identity=identity, expected_peer=fingerprint, frames=FEDERATION_FRAMES, policy=policy, headers=headers, peer="peer"
+            url,
+            ENDPOINT,
+            identity=identity,
+            expected_peer=fingerprint,
+            frames=FEDERATION_FRAMES,
+            policy=policy,
+            headers=headers,
+            peer="peer",
+            send_timeout_s=send_timeout_s,
         ) as link:
             established = True
             yield link

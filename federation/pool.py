@@ -212,7 +212,14 @@ class LinkPool:
         dialler, after it they only end the link."""
         started = False
         try:
-            async with dial_peer(peer.url, identity=self._identity, fingerprint=peer.fingerprint, name=self._name, policy=self._policy) as raw:
+            async with dial_peer(
+                peer.url,
+                identity=self._identity,
+                fingerprint=peer.fingerprint,
+                name=self._name,
+                policy=self._policy,
+                send_timeout_s=self._settings.send_timeout_s,
+            ) as raw:
                 link = MuxLink(raw, peer)
                 await self._remember_key(peer, raw.peer_key)  # type: ignore[misc]
                 if self._superseded(peer):  # re-pinned while dialling: this link is not used

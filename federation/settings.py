@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sonet.core import limits
 from sonet.core.cost_budget import Budget
+from sonet.transport.send_deadline import SEND_TIMEOUT_S
 
 from .backoff import DEFAULT_BASE_S, DEFAULT_CAP_S, DEFAULT_FACTOR
 from .ratelimit import Rate
@@ -26,6 +27,9 @@ class FederationSettings:
     retry_max_s: float = DEFAULT_CAP_S
     #: how long one request on a link (a Push, a lookup) may wait for its answer
     request_deadline_s: float = limits.PEER_REQUEST_DEADLINE_S
+    #: a send on a link this node dialled that makes no progress for this long ends the link
+    #: (the peer stopped reading; node.toml ``[connections] send_timeout_s``, as for the server)
+    send_timeout_s: float = SEND_TIMEOUT_S
     #: per peer node: outbox items it may push. High on purpose: a relay or a busy peer moves
     #: tens of thousands of envelopes a second; this stops a flood, not normal traffic
     push_rate: Rate = field(default_factory=lambda: Rate(per_second=20_000, burst=50_000))
@@ -72,7 +76,7 @@ class FederationSettings:
         if not 0 < self.retry_base_s <= self.retry_max_s or self.retry_factor < 1:
             raise ValueError("retries need 0 < retry_base_s <= retry_max_s and a factor >= 1")
         intervals = (self.expire_interval_s, self.refresh_s, self.witness_interval_s, self.gossip_interval_s)
-        if self.request_deadline_s <= 0 or min(intervals) <= 0:
+        if min(self.request_deadline_s, self.send_timeout_s) <= 0 or min(intervals) <= 0:
             raise ValueError("deadlines and intervals must be positive")
         if not 1 <= self.pushes_in_flight <= MAX_PUSHES_IN_FLIGHT:
             raise ValueError(f"pushes_in_flight must be 1..{MAX_PUSHES_IN_FLIGHT}")

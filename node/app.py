@@ -87,6 +87,7 @@ def federation_settings(config: NodeConfig) -> FederationSettings:
         retry_base_s=config.federation_retry_base_s,
         retry_max_s=config.federation_retry_max_s,
         request_deadline_s=config.federation_request_timeout_s,
+        send_timeout_s=config.send_timeout_s,
         pushes_in_flight=config.federation_pushes_in_flight,
         lookup_budget=config.budgets.peer_budget,
     )

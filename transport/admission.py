@@ -36,6 +36,7 @@ import trio
 from sonet.core import limits
 
 from . import events
+from .send_deadline import SEND_TIMEOUT_S
 
 __all__ = ["ConnectionLimits", "Admission", "Admitted", "Refused", "EVICTION_ORDER", "ACTORS"]
 
@@ -68,7 +69,7 @@ class ConnectionLimits:
     #: from accept to an authenticated handshake
     handshake_timeout_s: float = limits.HANDSHAKE_DEADLINE_S
     #: a send that makes no progress for this long disconnects the peer (it stopped reading)
-    send_timeout_s: float = 30.0
+    send_timeout_s: float = SEND_TIMEOUT_S
     #: a WebSocket message, from its first byte to its last (idle time between messages is free)
     message_timeout_s: float = limits.MESSAGE_DEADLINE_S
     #: the largest WebSocket message of a connection not yet authenticated: a handshake message

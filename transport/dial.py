@@ -2,7 +2,9 @@
 upgrade), and the initiator handshake under ONE deadline (``limits.HANDSHAKE_DEADLINE_S``),
 lifted once the connection is up: a black hole that accepts the TCP connection and never
 answers is given up at it. Every failure before the connection is up is one ``DialError``
-line; after it, errors belong to the caller's body and pass through as they are.
+line; after it, errors belong to the caller's body and pass through as they are. Once up,
+every send must make progress within a send deadline (transport/send_deadline.py, the same as
+the server's sends): a peer that stops reading ends the connection, it never blocks a sender.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sonet.core.handshake import Handshake, Role
 from sonet.core.wire import Frame, FrameSet
 
 from .handshake import POLICY_VIOLATION, run_initiator
+from .send_deadline import SEND_TIMEOUT_S
 from .socket import SecureSocket
 from .tls import TlsError, client_context, describe_failure
 from .websocket import connect
@@ -57,11 +60,15 @@ async def dial(
     headers: Sequence[tuple[bytes, bytes]] = (),
     greeting: type[Frame] | None = None,
     peer: str = "node",
+    send_timeout_s: float = SEND_TIMEOUT_S,
 ) -> AsyncIterator[SecureSocket]:
     """Connect to ``url + endpoint`` (prologue: the endpoint), pin the other side's key to
     ``expected_peer`` (None: any key, trust on first use) and yield the connection. With
     ``greeting`` its first frame must be of that type (within the deadline): it is
-    ``socket.greeting``. ``peer`` names the other side in errors ("node", "peer")."""
+    ``socket.greeting``. ``peer`` names the other side in errors ("node", "peer"). Every send
+    on the connection must make progress within ``send_timeout_s`` (the server's default): a
+    peer that accepts and stops reading has the connection reset, and the send fails with
+    ConnectionClosed saying so, instead of blocking its sender for ever."""
     target = url.rstrip("/") + endpoint
     established = False
     connecting = trio.CancelScope(deadline=trio.current_time() + limits.HANDSHAKE_DEADLINE_S)
@@ -78,7 +85,14 @@ async def dial(
         raise DialError(f"cannot connect to {target}: {exc}") from None
     try:
         with connecting:
-            ws = await connect(target, tls=tls, headers=headers, max_message_bytes=limits.MAX_RECORD_BYTES, message_timeout_s=limits.MESSAGE_DEADLINE_S)
+            ws = await connect(
+                target,
+                tls=tls,
+                headers=headers,
+                max_message_bytes=limits.MAX_RECORD_BYTES,
+                message_timeout_s=limits.MESSAGE_DEADLINE_S,
+                send_timeout_s=send_timeout_s,
+            )
             try:
                 hs = Handshake(
                     Role.INITIATOR,

@@ -32,7 +32,6 @@ import logging
 import resource
 import socket as stdlib_socket
 import ssl
-import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -42,6 +41,7 @@ from trio_websocket import ConnectionClosed
 
 from .admission import ACTORS, Admission, Admitted, ConnectionLimits, Refused
 from .log_summary import SUMMARY_INTERVAL_S, LogSummary
+from .send_deadline import SendDeadlineStream, abort as _abort, reset as _reset
 from .tls import PLAIN_ON_TLS_ANSWER, opens_tls
 from .websocket import BadUpgrade, UpgradeRequest
 
@@ -53,8 +53,6 @@ log = logging.getLogger("sonet.transport.server")
 MAX_REQUEST_HEAD = 16 * 1024
 #: file descriptors kept free of connections (the database, outgoing links, logs)
 FD_RESERVE = 128
-#: a send's progress is watched in pieces of this size
-SEND_PIECE = 64 * 1024
 #: at most this long to write a 400 or 503 to a fresh connection before it is closed
 ANSWER_GRACE_S = 1.0
 #: 503 answers written at once; beyond, a refused connection is reset without one
@@ -417,21 +415,6 @@ def _address_of(stream: trio.SocketStream) -> str:
     return str(ip)
 
 
-def _abort(stream: trio.abc.Stream) -> None:
-    """Close at once with a reset: no close handshake, no lingering kernel buffers."""
-    raw = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
-    assert isinstance(raw, trio.SocketStream)
-    _reset(raw.socket)
-
-
-def _reset(sock: trio.socket.SocketType) -> None:
-    try:
-        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    sock.close()
-
-
 async def _read_head(stream: trio.abc.Stream) -> bytes:
     """What the client sent up to the end of its request head (maybe a little more), or less
     if it closed, sent more than MAX_REQUEST_HEAD without one, or opened a TLS handshake."""
@@ -463,13 +446,12 @@ def _answer(status: int, phrase: str, text: str) -> bytes:
     )
 
 
-class _GuardedStream(trio.abc.Stream):
-    """``stream`` whose sends must make progress: a piece that cannot be sent within
-    ``send_timeout_s`` aborts the connection (the peer stopped reading) and fails the send, so
-    nothing piles up behind it; its first send (the answer to the upgrade) and its first bytes
-    read move the connection's admission stage on."""
+class _GuardedStream(SendDeadlineStream):
+    """``stream`` whose sends must make progress (``SendDeadlineStream``; a stall is the
+    connection's ``send_timeout`` end); its first send (the answer to the upgrade) and its first
+    bytes read move the connection's admission stage on."""
 
-    __slots__ = ("_stream", "_conn", "_send_timeout_s", "_spoke", "_answered")
+    __slots__ = ("_conn", "_spoke", "_answered")
 
     def __init__(
         self,
@@ -480,9 +462,8 @@ class _GuardedStream(trio.abc.Stream):
         spoke: Callable[[Admitted], None] = lambda conn: None,
         answered: Callable[[Admitted], None] = lambda conn: None,
     ) -> None:
-        self._stream = stream
+        super().__init__(stream, send_timeout_s)
         self._conn = conn
-        self._send_timeout_s = send_timeout_s
         self._spoke = spoke
         self._answered = answered
 
@@ -493,20 +474,13 @@ class _GuardedStream(trio.abc.Stream):
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        for start in range(0, len(view), SEND_PIECE):
-            with trio.move_on_after(self._send_timeout_s) as piece:
-                await self._stream.send_all(view[start : start + SEND_PIECE])
-            if piece.cancelled_caught:
-                if self._conn.ended_by is None:
-                    self._conn.ended_by = "send_timeout"
-                _abort(self._stream)
-                raise trio.BrokenResourceError(f"the peer read nothing for {self._send_timeout_s:g} s")
+        await super().send_all(data)
         if not self._conn.answered:  # the first send is the answer to the upgrade request
             self._answered(self._conn)
 
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
+    def _stalled(self) -> None:
+        if self._conn.ended_by is None:
+            self._conn.ended_by = "send_timeout"
 
     async def aclose(self) -> None:
         if self._conn.evicted_from is not None:

@@ -71,6 +71,7 @@ from wsproto.utilities import LocalProtocolError as WebSocketStateError, RemoteP
 from sonet.core import limits
 
 from .lazy_lock import LazyLock
+from .send_deadline import SendDeadlineStream, SendStalled
 
 __all__ = ["WebSocket", "UpgradeRequest", "BadUpgrade", "connect", "open_websocket", "READ_BYTES", "CLOSE_GRACE_S", "MESSAGE_TOO_BIG"]
 
@@ -477,9 +478,9 @@ class WebSocket:
         try:
             await self._stream.send_all(data)
             sent = True
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            if self.closed is None:
-                self.closed = CloseReason(ABNORMAL_CLOSURE, None)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if self.closed is None:  # (a send deadline's stall says so: why the link ended)
+                self.closed = CloseReason(ABNORMAL_CLOSURE, str(exc) if isinstance(exc, SendStalled) else None)
             raise ConnectionClosed(self.closed) from None
         finally:
             if not sent:
@@ -632,18 +633,23 @@ async def connect(
     headers: Sequence[tuple[bytes, bytes]] = (),
     max_message_bytes: int,
     message_timeout_s: float = limits.MESSAGE_DEADLINE_S,
+    send_timeout_s: float | None = None,
 ) -> WebSocket:
     """Open a WebSocket to ``url`` (``ws://``, or ``wss://`` with ``tls``): the TCP connection,
     TLS, the upgrade request and its answer. OSError if it cannot be reached; ConnectionRejected
     for an HTTP answer instead of the upgrade (its status and body); HandshakeError for an
     answer that is no valid upgrade, or a URL that is no WebSocket URL; ConnectionClosed (1006)
     if it closed before answering. No deadline of its own: the caller's (transport/dial.py).
-    Each message it then receives has ``message_timeout_s`` (the server's default too)."""
+    Each message it then receives has ``message_timeout_s`` (the server's default too); with
+    ``send_timeout_s`` each send must make progress within it, else the connection is reset
+    and the send fails (ConnectionClosed 1006 saying so), as the server's sends must."""
     host, port, target = _split_url(url, tls)
     stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
     try:
         if tls is not None:
             stream = trio.SSLStream(stream, tls, server_hostname=host, https_compatible=True)
+        if send_timeout_s is not None:
+            stream = SendDeadlineStream(stream, send_timeout_s)
         handshake = H11Handshake(ConnectionType.CLIENT)
         host_header = host if port in (80, 443) else f"{host}:{port}"
         await _send_answer(stream, handshake.send(Request(host=host_header, target=target, extra_headers=list(headers))))
