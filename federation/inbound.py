@@ -8,8 +8,11 @@
   forwarded only as a relay between configured peers ("not_relaying" otherwise), only while it
   has a route there ("unroutable") and hops left ("hop_limit"). What is taken is committed in
   one store transaction before the PushResult says "ok"; then mailboxes are notified and
-  outbox workers woken. A link's sequenced pushes come one at a time in their order; one that
-  is not the next is refused ``out_of_order`` (federation/push_sequence.py).
+  outbox workers woken. A link's sequenced pushes are taken one at a time in their order, the
+  next one while the one before still waits for its commit (its write queued behind that one's:
+  one group commit for both), and answered in that order, each after its own commit
+  (``InboundLink``); one that is not the next is refused ``out_of_order``
+  (federation/push_sequence.py).
 - ``FetchDevices`` / ``FetchBundles`` / ``FetchKeyPackages``: for this node's accounts answered
   by ``local``; for another node relayed over the link pool under the same rule, the answer
   passed back.
@@ -85,9 +88,8 @@ from sonet.transport import events
 
 from .ephemeral import Ephemerals
 from .errors import FederationError
-from .link import Handler
 from .pool import LinkPool
-from .ports import Delivered, FederationStore, KeyDirectory, LocalAnswer, Received, StoreFailure
+from .ports import Delivered, FederationStore, KeyDirectory, LocalAnswer, Queued, Received, StoreFailure
 from .message_requests import REFUSAL as REQUEST_REFUSAL
 from .message_requests import MessageRequests
 from .push_sequence import Receiving
@@ -97,7 +99,7 @@ from .routes import Routes
 from .settings import FederationSettings
 from .transit import relayed_item
 
-__all__ = ["Inbound", "ANSWERS"]
+__all__ = ["Inbound", "InboundLink", "TakenPush", "ANSWERS"]
 
 #: the share of the request deadline a relay waits for the next hop's answer to a lookup
 RELAY_DEADLINE_SHARE = 0.6
@@ -167,6 +169,8 @@ class Inbound:
         self._ttl_ms = envelope_ttl_ms
         self._clock_ms = clock_ms
         self._max_refusals = settings.max_refusals
+        #: sequenced pushes an inbound link takes ahead of its oldest unanswered one
+        self.pushes_in_flight = settings.pushes_in_flight
         self._relay_deadline_s = settings.request_deadline_s * RELAY_DEADLINE_SHARE
         self._pushes = Limiter(settings.push_rate)
         self._queries = Limiter(settings.query_rate)
@@ -177,68 +181,42 @@ class Inbound:
         # the same for one-time KeyPackages: past it, the last-resort ones
         self._one_time_key_packages = Limiter(settings.one_time_rate)
 
-    def handler(self, peer: str, key: VerifyKey) -> Handler:
+    def handler(self, peer: str, key: VerifyKey) -> InboundLink:
         """The request handler for one inbound link from configured peer ``peer``, whose
-        identity key (checked against its pin) is ``key``; it keeps the link's push sequence."""
-        refused_in_a_row = 0
+        identity key (checked against its pin) is ``key``; it keeps the link's push sequence
+        (for ``serve_link``: the handler, and its pipelined lane)."""
+        return InboundLink(self, peer, key)
 
-        async def handle(frame: Frame) -> Frame:
-            nonlocal refused_in_a_row
-            if not isinstance(frame, Request):
-                raise RemoteProtocolError(f"unexpected {type(frame).__name__} on a federation link", code="unexpected_frame")
-            if not await self._allowed(peer, frame):
-                events.emit("rate_limited", peer=peer, limit="peer_requests")
-                refused_in_a_row += 1
-                if refused_in_a_row > self._max_refusals:
-                    raise RemoteProtocolError(f"{peer} kept sending after {self._max_refusals} rate-limit refusals", code="rate_limited")
-                return ErrorFrame(request=frame.request, code="rate_limited", message=f"too many requests from {peer}; try again in a moment")
-            refused_in_a_row = 0
-            if isinstance(frame, Push):
-                return await self._push(peer, frame)
-            if isinstance(frame, EphemeralPush):
-                return await self._ephemerals.receive(peer, frame)
-            if isinstance(frame, Ping):
-                return Pong(request=frame.request)
-            if isinstance(frame, Cosign):
-                return await self._cosign(peer, key, frame)
-            if isinstance(frame, Gossip):
-                await self._gossiped(peer, frame.heads)
-                return Noted(request=frame.request)
-            return await self._charged_lookup(peer, frame)
+    async def _handle(self, link: InboundLink, frame: Frame) -> Frame:
+        if not isinstance(frame, Request):
+            raise RemoteProtocolError(f"unexpected {type(frame).__name__} on a federation link", code="unexpected_frame")
+        refused = await self._rate_limited(link, frame)
+        if refused is not None:
+            return refused
+        if isinstance(frame, Push):
+            return await self._push(link.peer, frame)
+        if isinstance(frame, EphemeralPush):
+            return await self._ephemerals.receive(link.peer, frame)
+        if isinstance(frame, Ping):
+            return Pong(request=frame.request)
+        if isinstance(frame, Cosign):
+            return await self._cosign(link.peer, link.key, frame)
+        if isinstance(frame, Gossip):
+            await self._gossiped(link.peer, frame.heads)
+            return Noted(request=frame.request)
+        return await self._charged_lookup(link.peer, frame)
 
-        async def handle_or_unavailable(frame: Frame) -> Frame:
-            # A store error (the database is locked, the disk is full) is this node's trouble,
-            # not the peer's: the peer is told to try again later, the link and the node go on.
-            try:
-                return await handle(frame)
-            except StoreFailure as exc:
-                log.warning("could not answer a %s from %s: %s", type(frame).__name__, peer, exc)
-                return self._unavailable(getattr(frame, "request", 0))
-
-        sequence = Receiving()
-        # pushes refused out_of_order since the last one handled in its turn: an honest pusher
-        # has at most its in-flight window behind a refused push; pings do not end the run
-        out_of_turn = 0
-
-        async def handle_in_sequence(frame: Frame) -> Frame:
-            nonlocal out_of_turn
-            # a sequenced push comes through the link's ordered lane: one at a time, in order
-            if not isinstance(frame, Push):
-                return await handle_or_unavailable(frame)
-            refused = sequence.refusal(frame)
-            if refused is not None:
-                out_of_turn += 1
-                if out_of_turn > self._max_refusals:
-                    raise RemoteProtocolError(
-                        f"{peer} kept sending pushes out of turn after {self._max_refusals} out_of_order refusals", code="out_of_order"
-                    )
-                return refused
-            out_of_turn = 0
-            answer = await handle_or_unavailable(frame)
-            sequence.answered(frame, answer)
-            return answer
-
-        return handle_in_sequence
+    async def _rate_limited(self, link: InboundLink, frame: Request) -> ErrorFrame | None:
+        """The refusal of a request over the peer's rate; a link that keeps going after
+        ``max_refusals`` of them in a row is closed (RemoteProtocolError)."""
+        if await self._allowed(link.peer, frame):
+            link.refused_in_a_row = 0
+            return None
+        events.emit("rate_limited", peer=link.peer, limit="peer_requests")
+        link.refused_in_a_row += 1
+        if link.refused_in_a_row > self._max_refusals:
+            raise RemoteProtocolError(f"{link.peer} kept sending after {self._max_refusals} rate-limit refusals", code="rate_limited")
+        return ErrorFrame(request=frame.request, code="rate_limited", message=f"too many requests from {link.peer}; try again in a moment")
 
     def _unavailable(self, request: int) -> ErrorFrame:
         return ErrorFrame(request=request, code="unavailable", message=f"{self._name} cannot answer right now; try again later")
@@ -274,32 +252,50 @@ class Inbound:
     # Push ---------------------------------------------------------------------------------------
 
     async def _push(self, peer: str, req: Push) -> PushResult | ErrorFrame:
+        """An unsequenced push (or one outside a pipelined lane): classified, stored, answered."""
+        classified = await self._classified(peer, req)
+        if not classified.taken:
+            return self._stored(req, classified, [])
+        try:
+            results = await self._store.receive(classified.taken, now=classified.now, quota=self._quota)
+        except Exception as exc:
+            return self._not_stored(peer, req, exc)
+        return self._stored(req, classified, results)
+
+    async def _classified(self, peer: str, req: Push) -> _Classified:
+        """What of ``req`` goes to the store, and the outcomes of what does not."""
         now = self._clock_ms()
         routes = await self._routes()
-        outcomes: list[str] = []
-        taken: list[Received] = []
-        positions: list[int] = []
+        classified = _Classified(now)
         contacts: dict[tuple[str, bytes], tuple[str, bool]] = {}  # a push's envelopes share a few
         for item in req.items:
             refusal, record = self._classify(peer, item, routes, now, contacts)
             if record is not None:
-                positions.append(len(outcomes))
-                taken.append(record)
-            outcomes.append(refusal)
-        try:
-            results = await self._store.receive(taken, now=now, quota=self._quota) if taken else []
-        except StoreFailure as exc:  # e.g. a full disk: nothing was committed, the peer retries later
+                classified.positions.append(len(classified.outcomes))
+                classified.taken.append(record)
+            classified.outcomes.append(refusal)
+        return classified
+
+    def _not_stored(self, peer: str, req: Push, exc: Exception) -> ErrorFrame:
+        """The answer to a push whose store write failed: nothing of it was committed."""
+        if isinstance(exc, StoreFailure):
             if exc.code in BUDGET_CODES:  # a storage budget: the peer keeps the items, backs off
                 log.info("refused a push from %s: %s", peer, exc)
                 return ErrorFrame(request=req.request, code=exc.code, message=f"{self._name}: {exc}")
+            # e.g. a full disk (the peer retries later), or a push queued behind one that failed
             log.warning("could not store what %s pushed: %s", peer, exc)
             return self._unavailable(req.request)
-        except Exception:  # a bug, not the peer's fault either: nothing was committed
-            log.exception("could not store what %s pushed", peer)
-            return self._unavailable(req.request)
+        # a bug, not the peer's fault either
+        log.error("could not store what %s pushed", peer, exc_info=exc)
+        return self._unavailable(req.request)
+
+    def _stored(self, req: Push, classified: _Classified, results: list[str]) -> PushResult:
+        """The answer to a push whose taken items (``results``: their outcomes) are durably
+        committed; tells the mailboxes and outbox workers that got something."""
+        outcomes, taken = classified.outcomes, classified.taken
         mailboxes: set[tuple[str, int]] = set()
         forwarded: set[str] = set()
-        for position, record, outcome in zip(positions, taken, results):
+        for position, record, outcome in zip(classified.positions, taken, results):
             outcomes[position] = outcome
             if outcome != OK:
                 continue
@@ -472,3 +468,152 @@ class Inbound:
             return ErrorFrame(request=req.request, code="invalid", message=f"{hop.name} answered with {type(answer).__name__}")
         return dataclasses.replace(answer, request=req.request)
 
+
+
+@dataclasses.dataclass(slots=True)
+class _Classified:
+    """A push's items classified at ``now``: ``taken`` go to the store (their outcomes at
+    ``positions`` of ``outcomes``), the others' refusals are in ``outcomes`` already."""
+
+    now: int
+    outcomes: list[str] = dataclasses.field(default_factory=list)
+    taken: list[Received] = dataclasses.field(default_factory=list)
+    positions: list[int] = dataclasses.field(default_factory=list)
+
+
+def _nothing() -> None:
+    pass
+
+
+class InboundLink:
+    """One inbound link's handler. ``__call__`` answers any request (several at a time, in
+    ``serve_link``). Its sequenced pushes come through the pipelined lane (``start``), one at a
+    time in the order read: each is checked, classified and its store write queued behind the
+    previous push's (push_sequence.py ``Receiving``), so that the next push's write joins the
+    group commit of the one before it instead of waiting for it (one fsync for both); each
+    answer goes in the order read, once its own write has committed. At most ``ahead`` pushes
+    are taken before the oldest one's answer has gone."""
+
+    def __init__(self, inbound: Inbound, peer: str, key: VerifyKey) -> None:
+        self._inbound = inbound
+        self.peer = peer
+        self.key = key
+        #: pushes taken ahead of the oldest unanswered one: as many as this node sends
+        self.ahead = inbound.pushes_in_flight
+        #: requests refused rate_limited in a row (more than max_refusals close the link)
+        self.refused_in_a_row = 0
+        # pushes refused out_of_order since the last one handled in its turn: an honest pusher
+        # has at most its in-flight window behind a refused push; pings do not end the run
+        self._out_of_turn = 0
+        self._sequence = Receiving()
+
+    async def __call__(self, frame: Frame) -> Frame:
+        if isinstance(frame, Push) and frame.seq:  # outside a pipelined lane: one at a time
+            taken = await self.start(frame)
+            await taken.wait(_nothing)
+            return taken.answer()
+        return await self._handle_or_unavailable(frame)
+
+    async def _handle_or_unavailable(self, frame: Frame) -> Frame:
+        # A store error (the database is locked, the disk is full) is this node's trouble,
+        # not the peer's: the peer is told to try again later, the link and the node go on.
+        try:
+            return await self._inbound._handle(self, frame)
+        except StoreFailure as exc:
+            log.warning("could not answer a %s from %s: %s", type(frame).__name__, self.peer, exc)
+            return self._inbound._unavailable(getattr(frame, "request", 0))
+
+    async def start(self, frame: Frame) -> TakenPush:
+        """Take the next frame of the ordered lane (a sequenced push): refused at once, or
+        classified with its write still to be queued (``TakenPush.wait``). RemoteProtocolError
+        closes the link (after the answers of the pushes before it)."""
+        if not isinstance(frame, Push):  # the lane holds sequenced pushes only
+            return TakenPush(self, frame, answer=await self._handle_or_unavailable(frame))
+        sequence, inbound = self._sequence, self._inbound
+        refused = sequence.refusal(frame)
+        if refused is not None:
+            self._out_of_turn += 1
+            if self._out_of_turn > inbound._max_refusals:
+                raise RemoteProtocolError(
+                    f"{self.peer} kept sending pushes out of turn after {inbound._max_refusals} out_of_order refusals", code="out_of_order"
+                )
+            return TakenPush(self, frame, answer=refused)
+        self._out_of_turn = 0
+        answer: ErrorFrame | None
+        try:
+            answer = await inbound._rate_limited(self, frame)
+            classified = None if answer is not None else await inbound._classified(self.peer, frame)
+        except StoreFailure as exc:
+            log.warning("could not answer a Push from %s: %s", self.peer, exc)
+            answer, classified = inbound._unavailable(frame.request), None
+        behind = sequence.refusal(frame)  # a push before it failed while it was classified
+        if behind is not None:
+            return TakenPush(self, frame, answer=behind)
+        if classified is None:  # refused as a whole: nothing after it is taken until it is answered
+            return TakenPush(self, frame, answer=answer, round_=sequence.hold(frame))
+        if not classified.taken:  # nothing for the store
+            return TakenPush(self, frame, answer=inbound._stored(frame, classified, []), round_=sequence.take(frame, None))
+        return TakenPush(self, frame, classified=classified)
+
+    async def _write(self, taken: TakenPush, classified: _Classified, queued: Callable[[], object]) -> None:
+        """Queue ``taken``'s write behind the previous push's (``queued()`` once it has its
+        place), then wait for its commit."""
+        sequence = self._sequence
+        push = taken.push
+        assert isinstance(push, Push)  # only a push is classified
+        behind = sequence.refusal(push)  # a push before it failed since it was classified
+        if behind is not None:
+            taken.result = behind
+            return
+
+        def placed(write: Queued) -> None:
+            taken.round = sequence.take(push, write)
+            queued()
+
+        try:
+            results = await self._inbound._store.receive(
+                classified.taken, now=classified.now, quota=self._inbound._quota, after=sequence.after, queued=placed
+            )
+        except Exception as exc:
+            if taken.round is None:  # refused before it had its place: like a rate-limited one
+                taken.round = sequence.hold(push)
+            taken.result = self._inbound._not_stored(self.peer, push, exc)
+            return
+        taken.result = self._inbound._stored(push, classified, results)
+
+    def _answer(self, taken: TakenPush) -> Frame:
+        assert taken.result is not None
+        if taken.round is None or not isinstance(taken.push, Push):
+            return taken.result
+        return self._sequence.answer(taken.push, taken.round, taken.result)
+
+
+class TakenPush:
+    """A frame of the ordered lane, taken: ``wait`` for its write (beside the next ones),
+    then its ``answer`` (in the order read)."""
+
+    __slots__ = ("_link", "push", "_classified", "result", "round")
+
+    def __init__(
+        self, link: InboundLink, push: Frame, *, answer: Frame | None = None, round_: int | None = None, classified: _Classified | None = None
+    ) -> None:
+        self._link = link
+        self.push = push
+        self._classified = classified
+        #: what it was handled into, before the sequence has its say
+        self.result = answer
+        #: the round it was taken or held in; None for a refusal the sequence made itself
+        self.round = round_
+
+    async def wait(self, queued: Callable[[], object]) -> None:
+        """Until its write (if any) has committed or failed; ``queued()`` is called once the
+        next frame may be taken (its write has its place, or it has none)."""
+        try:
+            if self._classified is not None:
+                await self._link._write(self, self._classified, queued)
+        finally:
+            queued()
+
+    def answer(self) -> Frame:
+        """What to send; called after the answers of the frames read before it went."""
+        return self._link._answer(self)

@@ -25,6 +25,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 import trio
 from trio_websocket import ConnectionClosed
@@ -53,6 +54,8 @@ __all__ = [
     "dial_peer",
     "PeerGate",
     "Handler",
+    "Pipelined",
+    "Taken",
     "serve_link",
 ]
 
@@ -244,19 +247,51 @@ class PeerGate:
 Handler = Callable[[Frame], Awaitable[Frame]]
 
 
+class Taken(Protocol):
+    """A frame of the ordered lane, taken by ``Pipelined.start``."""
+
+    async def wait(self, queued: Callable[[], object]) -> None:
+        """Until its work is done (a durable commit), beside the next frames' starts; calls
+        ``queued()`` as soon as the next frame may be taken (its work has its place)."""
+        ...
+
+    def answer(self) -> Frame:
+        """Its answer, once ``wait`` ended and the answers of the frames before it went."""
+        ...
+
+
+class Pipelined(Protocol):
+    """A handler of the ordered lane that lets a frame's work overlap the next ones'."""
+
+    #: frames taken ahead of the oldest one whose answer has not gone yet
+    ahead: int
+
+    async def start(self, frame: Frame) -> Taken:
+        """Take the next ordered frame (one at a time, in the order read)."""
+        ...
+
+
 def sequenced(frame: Frame) -> bool:
     """A push numbered on its link: handled in the link's ordered lane."""
     return isinstance(frame, Push) and frame.seq > 0
 
 
 async def serve_link(
-    link: PeerLink, handle: Handler, *, max_concurrent: int = MAX_CONCURRENT_REQUESTS, ordered: Callable[[Frame], bool] = sequenced
+    link: PeerLink,
+    handle: Handler,
+    *,
+    max_concurrent: int = MAX_CONCURRENT_REQUESTS,
+    ordered: Callable[[Frame], bool] = sequenced,
+    pipelined: Pipelined | None = None,
 ) -> None:
     """Serve one admitted link until it closes: every frame is answered by ``handle`` (several
-    at a time). The frames ``ordered`` picks are handled one at a time in the order read, each
-    answered before the next starts (the sequenced pushes); the others beside them. A
-    malformed record, or ``handle`` raising ProtocolError, ends the link with
-    ``ErrorFrame(request=0)`` saying why."""
+    at a time). The frames ``ordered`` picks are handled in the order read, their answers sent
+    in that order (the sequenced pushes): without ``pipelined`` one at a time, each answered
+    before the next starts; with it, ``pipelined.start`` takes them one at a time and each
+    one's ``wait`` runs beside the next ones' (at most ``pipelined.ahead`` unanswered). The
+    others are answered beside them. A malformed record, or a handler raising ProtocolError,
+    ends the link with ``ErrorFrame(request=0)`` saying why (after the answers of the ordered
+    frames before it)."""
     slots = trio.Semaphore(max_concurrent)
     # the ordered lane holds at most the frames the slots let in
     to_lane, lane = trio.open_memory_channel[Frame](max_concurrent)
@@ -276,12 +311,52 @@ async def serve_link(
         finally:
             slots.release()
 
-    async def in_order(scope: trio.CancelScope) -> None:
+    async def one_at_a_time(scope: trio.CancelScope) -> None:
         async for frame in lane:
             await answer(frame, scope)
 
+    async def finish(
+        taken: Taken, queued: trio.Event, previous: trio.Event, answered: trio.Event, ahead: trio.Semaphore, scope: trio.CancelScope
+    ) -> None:
+        try:
+            try:
+                await taken.wait(queued.set)
+            finally:
+                queued.set()
+            await previous.wait()
+            await link.send(taken.answer())
+        except ProtocolError as exc:
+            await fail(exc, scope)
+        except ConnectionClosed:
+            scope.cancel()
+        finally:
+            answered.set()
+            ahead.release()
+            slots.release()
+
+    async def overlapped(lane_handler: Pipelined, nursery: trio.Nursery) -> None:
+        scope = nursery.cancel_scope
+        ahead = trio.Semaphore(lane_handler.ahead)
+        previous = trio.Event()  # set once the answer of the ordered frame before has gone
+        previous.set()
+        async for frame in lane:
+            await ahead.acquire()
+            try:
+                taken = await lane_handler.start(frame)
+            except ProtocolError as exc:
+                await previous.wait()  # the answers before it go first
+                await fail(exc, scope)
+                return
+            queued, answered = trio.Event(), trio.Event()
+            nursery.start_soon(finish, taken, queued, previous, answered, ahead, scope)
+            await queued.wait()
+            previous = answered
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(in_order, nursery.cancel_scope)
+        if pipelined is None:
+            nursery.start_soon(one_at_a_time, nursery.cancel_scope)
+        else:
+            nursery.start_soon(overlapped, pipelined, nursery)
         while True:
             try:
                 frame = await link.receive()

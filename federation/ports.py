@@ -24,7 +24,7 @@ from sonet.core.wire import Frame
 from .peers import Peer
 from .records import GroupReceived, NewEnvelope, OutboundItem, QueuedItem, Quota, SplitRow, StatusUpdate, WitnessRow
 
-__all__ = ["StoreFailure", "FederationStore", "KeyDirectory", "LocalAnswer", "Delivered", "Received"]
+__all__ = ["StoreFailure", "Queued", "FederationStore", "KeyDirectory", "LocalAnswer", "Delivered", "Received"]
 
 #: one item a peer pushed, as federation classified it for ``FederationStore.receive``
 Received = NewEnvelope | OutboundItem | StatusUpdate | GroupReceived
@@ -45,6 +45,15 @@ class StoreFailure(Refusal):
         super().__init__(code or type(self).code, message)
 
 
+class Queued(Protocol):
+    """A store write with its place in the order of writes (``FederationStore.receive`` hands
+    it to ``queued``): the ``after`` of the next one, which then runs after it and not at all if
+    it failed (node/store/group_commit.py)."""
+
+    @property
+    def failed(self) -> bool: ...
+
+
 class FederationStore(Protocol):
     """What federation uses of the node's store (node/store/base.py documents each method).
     Every method may raise ``StoreFailure``."""
@@ -58,7 +67,15 @@ class FederationStore(Protocol):
     async def devices(self, account: str) -> Sequence[object]: ...
 
     # what peers push, and the outboxes towards them
-    async def receive(self, items: Sequence[Received], *, now: int, quota: Quota) -> list[str]: ...
+    async def receive(
+        self,
+        items: Sequence[Received],
+        *,
+        now: int,
+        quota: Quota,
+        after: Queued | None = None,
+        queued: Callable[[Queued], object] | None = None,
+    ) -> list[str]: ...
 
     async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> list[QueuedItem]: ...
 

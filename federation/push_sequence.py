@@ -20,6 +20,8 @@ from sonet.core.client_api import ErrorFrame
 from sonet.core.federation_api import Push, PushResult
 from sonet.core.wire import Frame
 
+from .ports import Queued
+
 __all__ = ["OUT_OF_ORDER", "Sending", "Receiving"]
 
 #: the refusal of a push that is not the next one the receiver expects on the link
@@ -69,24 +71,73 @@ class Sending:
 
 
 class Receiving:
-    """The receiver's side: which sequenced push it takes next on one link. Its pushes must be
-    handled one at a time, in the order read (``serve_link``'s ordered lane)."""
+    """The receiver's side: which sequenced push it takes next on one link. Its pushes are taken
+    one at a time in the order read (``serve_link``'s ordered lane), but a push's store write may
+    still wait for its commit when the next one is taken: that one's write is queued ``after``
+    it (the same group commit, or the next), and is not applied if it fails. Their answers go
+    in the order read (``answer``): a push taken behind one that then failed is answered
+    ``out_of_order`` (its write was not applied), and the sequence goes back to the failed one."""
 
-    __slots__ = ("expected",)
+    __slots__ = ("expected", "after", "_round", "_held")
 
     def __init__(self) -> None:
+        #: the number of the next push taken
         self.expected = 1
+        #: the store write of the last push taken (node/store's ``Queued``): the next one's
+        #: write goes after it; None when none is pending in this round
+        self.after: Queued | None = None
+        self._round = 0
+        #: a push refused as a whole before its write (rate limited, ...) whose answer has not
+        #: gone yet: nothing is taken until it has (0: none)
+        self._held = 0
 
     def refusal(self, push: Push) -> ErrorFrame | None:
         """The ``out_of_order`` refusal of a push that is not the next one; None to handle it."""
-        if push.seq == 0 or push.seq == self.expected:
+        if push.seq == 0 or (push.seq == self.expected and not self._held):
             return None
-        why = "a gap" if push.seq > self.expected else "an old or replayed number"
+        if self._held:
+            why = f"behind push {self._held}, which was refused"
+            expected = self._held
+        else:
+            why = "a gap" if push.seq > self.expected else "an old or replayed number"
+            expected = self.expected
         return ErrorFrame(
-            request=push.request, code=OUT_OF_ORDER, message=f"push {push.seq} on this link is {why}: the next one taken is {self.expected}"
+            request=push.request, code=OUT_OF_ORDER, message=f"push {push.seq} on this link is {why}: the next one taken is {expected}"
         )
 
-    def answered(self, push: Push, answer: Frame) -> None:
-        """``push`` was handled: a taken one moves the sequence on."""
-        if push.seq and isinstance(answer, PushResult):
-            self.expected += 1
+    def take(self, push: Push, write: Queued | None) -> int:
+        """``push`` (not refused) is taken, its write (None: it has none) queued ``after`` the
+        previous one's: the next push is expected now, before this one's answer. Returns the
+        round to give ``answer``."""
+        if push.seq:
+            self.expected = push.seq + 1
+            if write is not None:
+                self.after = write
+        return self._round
+
+    def hold(self, push: Push) -> int:
+        """``push`` is refused as a whole before anything of it was queued: nothing more is
+        taken until its answer went (``answer``). Returns the round to give ``answer``."""
+        if push.seq:
+            self._held = push.seq
+        return self._round
+
+    def answer(self, push: Push, round_: int, answer: Frame) -> Frame:
+        """What to send for ``push`` (taken or held in ``round_``), handled into ``answer``:
+        called for each in the order they were read. A push of an earlier round (taken behind
+        one whose failure came since) is refused ``out_of_order``; a push not taken as a whole
+        starts a new round: it is the next one expected again."""
+        if not push.seq:
+            return answer
+        if round_ != self._round:
+            return ErrorFrame(
+                request=push.request,
+                code=OUT_OF_ORDER,
+                message=f"push {push.seq} on this link was behind a refused push: the next one taken is {self.expected}",
+            )
+        if not isinstance(answer, PushResult):
+            self.expected = push.seq
+            self._round += 1
+            self._held = 0
+            self.after = None  # the writes still queued were all after the failed one: not applied
+        return answer

@@ -359,7 +359,8 @@ class Federation:
         self.status.link_opened()
         self._pool.inbound_opened(peer.name)
         try:
-            await serve_link(link, self._inbound.handler(peer.name, done.peer))
+            handler = self._inbound.handler(peer.name, done.peer)
+            await serve_link(link, handler, pipelined=handler)
         finally:
             self._pool.inbound_closed(peer.name)
             self.status.link_closed()

@@ -7,12 +7,12 @@ worker thread. Times are integer milliseconds since the epoch, passed in by the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from sonet.federation.peers import Peer
-from sonet.federation.ports import StoreFailure
+from sonet.federation.ports import Queued, StoreFailure
 from sonet.core.groups.items import GroupItem
 from sonet.federation.records import (
     DeliveryRow,
@@ -600,8 +600,20 @@ class Store(Protocol):
 
     # Federation: outboxes, deliveries, peer keys (ARCHITECTURE §6) --------------------------
 
-    async def receive(self, items: Sequence[Inbound], *, now: int, quota: Quota) -> list[str]:
+    async def receive(
+        self,
+        items: Sequence[Inbound],
+        *,
+        now: int,
+        quota: Quota,
+        after: Queued | None = None,
+        queued: Callable[[Queued], object] | None = None,
+    ) -> list[str]:
         """Take what a peer pushed, in ONE durable transaction; one outcome per item, in order.
+        In order with other pushes (a link's: federation/inbound.py): ``queued(turn)`` is called
+        once the write has its place, before the first checkpoint; a write ``after`` such a turn
+        commits after it (maybe in the same group commit), and raises NotApplied, nothing of it
+        stored, if that one failed.
 
         - ``NewEnvelope`` (for a local mailbox): "ok" if stored or a duplicate (same rules as
           ``enqueue``); "unknown_account" / "unknown_device" if there is no such account /

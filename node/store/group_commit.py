@@ -29,6 +29,15 @@ plainly; only if one raises is everything rolled back and the group run again, a
 write, as described above. A write function must therefore depend on nothing but the
 connection and its arguments and change nothing else (every store function is such a plain
 function of a connection): run twice on the same state, it does the same.
+
+Writes in order (``run(..., after=, queued=)``): ``queued(turn)`` is called as soon as the write
+has its place in the queue (before ``run``'s first checkpoint), so a caller can queue the next
+write while this one is still waiting or on the disk; a write queued ``after`` another runs
+after it (the queue is first in, first out: in the same group or a later one) and not at all if
+that one failed or was dropped (``NotApplied``, nothing of it written). An inbound link's
+pushes use it (federation/inbound.py): the next push shares the commit of the one before it,
+and none is applied after one that was not. ``in_turn`` gives a backend without group commit
+(PostgreSQL) the same order, one write after the other.
 """
 
 from __future__ import annotations
@@ -39,9 +48,11 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
+from sonet.federation.ports import Queued
+
 from .base import StoreError
 
-__all__ = ["GroupCommit"]
+__all__ = ["GroupCommit", "NotApplied", "Turn", "in_turn"]
 
 T = TypeVar("T")
 
@@ -51,17 +62,58 @@ MAX_GROUP = 64
 MAX_GROUP_COST = 4096
 
 
-class _Write(Generic[T]):
-    __slots__ = ("fn", "args", "cost", "taken", "done", "result", "error")
+class NotApplied(StoreError):
+    """A write queued after one that failed or was dropped: nothing of it was written (try
+    again later: ``unavailable``)."""
 
-    def __init__(self, fn: Callable[..., T], args: tuple[Any, ...], cost: int) -> None:
+    code = "unavailable"
+
+
+class Turn:
+    """A write's place in the order of writes: ``done`` once it committed or failed, ``error``
+    set if it failed (or was dropped before it ran)."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.error: BaseException | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+def _turn(after: Queued | None) -> Turn | None:
+    if after is None or isinstance(after, Turn):
+        return after
+    raise TypeError(f"not a write of this store: {after!r}")
+
+
+def _not_applied(after: Turn) -> NotApplied:
+    return NotApplied(f"not applied: the write queued before it failed ({after.error})")
+
+
+class _Write(Turn, Generic[T]):
+    __slots__ = ("fn", "args", "cost", "after", "taken", "result")
+
+    def __init__(self, fn: Callable[..., T], args: tuple[Any, ...], cost: int, after: Turn | None) -> None:
+        super().__init__()
         self.fn = fn
         self.args = args
         self.cost = cost
+        self.after = after
         self.taken = False
-        self.done = trio.Event()
         self.result: T | None = None
-        self.error: BaseException | None = None
+
+    def skipped(self) -> bool:
+        """On the worker thread: the write it is queued after failed (in an earlier group, or
+        earlier in this one), so it must not run; its error says so."""
+        after = self.after
+        if after is None or after.error is None:
+            return False
+        self.error = _not_applied(after)
+        return True
 
 
 def _run_group(conn: sqlite3.Connection, group: list[_Write[Any]]) -> None:
@@ -77,6 +129,8 @@ def _run_plainly(conn: sqlite3.Connection, group: list[_Write[Any]]) -> bool:
     conn.execute("BEGIN IMMEDIATE")
     try:
         for write in group:
+            if write.skipped():
+                continue
             try:
                 write.result = write.fn(conn, *write.args)
             except Exception as exc:  # noqa: BLE001 - handed to that write's caller
@@ -100,6 +154,9 @@ def _run_with_savepoints(conn: sqlite3.Connection, group: list[_Write[Any]]) -> 
     conn.execute("BEGIN IMMEDIATE")
     try:
         for write in group:
+            write.error = None  # the plain run's verdicts do not hold for this one
+            if write.skipped():
+                continue
             conn.execute("SAVEPOINT w")
             try:
                 write.result = write.fn(conn, *write.args)
@@ -128,11 +185,22 @@ class GroupCommit:
         self._leading = False
         self._group_done = trio.Event()
 
-    async def run(self, fn: Callable[..., T], *args: Any, cost: int = 1) -> T:
+    async def run(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        cost: int = 1,
+        after: Queued | None = None,
+        queued: Callable[[Queued], object] | None = None,
+    ) -> T:
         """``fn(conn, *args)`` committed; ``cost`` (e.g. rows written) bounds how much one
-        group holds, so a group of big writes does not keep the write lock for long."""
-        write: _Write[T] = _Write(fn, args, cost)
+        group holds, so a group of big writes does not keep the write lock for long.
+        ``after``: a write (a ``queued`` turn) this one must follow, NotApplied if it failed;
+        ``queued(turn)`` is called once this write has its place (before the first checkpoint)."""
+        write: _Write[T] = _Write(fn, args, cost, _turn(after))
         self._queue.append(write)
+        if queued is not None:
+            queued(write)
         try:
             while not write.done.is_set():
                 if self._leading:
@@ -142,6 +210,8 @@ class GroupCommit:
         except BaseException as exc:
             if not write.taken:
                 self._queue.remove(write)
+                write.error = StoreError("dropped before it ran")  # those queued after it do not run
+                write.done.set()
                 raise
             # Taken: it commits or fails as part of its group. Wait for that; a cancellation
             # is then seen at the caller's next checkpoint, after it has learnt the outcome.
@@ -179,3 +249,26 @@ class GroupCommit:
             self._leading = False
             done, self._group_done = self._group_done, trio.Event()
             done.set()
+
+
+async def in_turn(
+    write: Callable[[], Awaitable[T]], *, after: Queued | None = None, queued: Callable[[Queued], object] | None = None
+) -> T:
+    """``write()`` in order, for a backend whose writes commit on their own (no group commit):
+    ``queued(turn)`` at once, then ``write()`` once the write ``after`` has committed (NotApplied,
+    nothing written, if it failed), so writes queued one after the other commit in that order."""
+    previous = _turn(after)
+    turn = Turn()
+    if queued is not None:
+        queued(turn)
+    try:
+        if previous is not None:
+            await previous.done.wait()
+            if previous.error is not None:
+                raise _not_applied(previous)
+        return await write()
+    except BaseException as exc:
+        turn.error = exc if isinstance(exc, Exception) else StoreError("dropped before it ran")
+        raise
+    finally:
+        turn.done.set()

@@ -33,9 +33,12 @@ from psycopg import IsolationLevel
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from sonet.federation.ports import Queued
+
 from .base import StoreError
 from .database_url import redact_url
 from .dialect import IntegrityError
+from .group_commit import in_turn
 from .postgres_connection import PgConnection, configure
 from .postgres_migrations import migrate
 from .sqlite import SqliteStore
@@ -118,8 +121,18 @@ class PostgresStore(SqliteStore):
     async def _snapshot(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._run(fn, args, write=False)
 
-    async def _transaction(self, fn: Callable[..., T], *args: Any, cost: int = 1) -> T:
-        return await self._run(fn, args, write=True)
+    async def _transaction(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        cost: int = 1,
+        after: Queued | None = None,
+        queued: Callable[[Queued], object] | None = None,
+    ) -> T:
+        if after is None and queued is None:
+            return await self._run(fn, args, write=True)
+        # no group commit here: a write in order runs once the one before it has committed
+        return await in_turn(lambda: self._run(fn, args, write=True), after=after, queued=queued)
 
     async def _run(self, fn: Callable[..., T], args: tuple[Any, ...], *, write: bool) -> T:
         return await trio.to_thread.run_sync(self._run_sync, fn, args, write, limiter=self._limiter)

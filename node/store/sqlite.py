@@ -40,6 +40,7 @@ from sonet.core.crypto import normalize_fingerprint
 from sonet.core.errors import LocalProtocolError
 from sonet.core.groups.items import GroupItem
 from sonet.federation.peers import PeerError, validate_peer
+from sonet.federation.ports import Queued
 
 from .base import (
     AccountRow,
@@ -240,10 +241,18 @@ class SqliteStore:
 
         return await trio.to_thread.run_sync(run, limiter=limiter)
 
-    async def _transaction(self, fn: Callable[..., T], *args: Any, cost: int = 1) -> T:
+    async def _transaction(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        cost: int = 1,
+        after: Queued | None = None,
+        queued: Callable[[Queued], object] | None = None,
+    ) -> T:
         """Run ``fn(conn, *args)`` durably: committed (with the writes queued beside it, see
-        ``group_commit.py``) before this returns; on an error in ``fn`` its writes are undone."""
-        return await self._writes.run(fn, *args, cost=cost)
+        ``group_commit.py``) before this returns; on an error in ``fn`` its writes are undone.
+        ``after`` / ``queued``: in order with other writes (``GroupCommit.run``)."""
+        return await self._writes.run(fn, *args, cost=cost, after=after, queued=queued)
 
     async def _snapshot(self, fn: Callable[..., T], *args: Any) -> T:
         """Run the reads of ``fn(conn, *args)`` on one consistent snapshot of the database."""
@@ -522,10 +531,20 @@ class SqliteStore:
 
     # Federation: outboxes, deliveries ------------------------------------------------------
 
-    async def receive(self, items: Sequence[Inbound], *, now: int, quota: Quota) -> list[str]:
+    async def receive(
+        self,
+        items: Sequence[Inbound],
+        *,
+        now: int,
+        quota: Quota,
+        after: Queued | None = None,
+        queued: Callable[[Queued], object] | None = None,
+    ) -> list[str]:
         if not items:
             return []
-        return await self._transaction(_receive, list(items), now, quota, self._disk_free, cost=len(items))
+        return await self._transaction(
+            _receive, list(items), now, quota, self._disk_free, cost=len(items), after=after, queued=queued
+        )
 
     async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> list[QueuedItem]:
         if limit < 1:

@@ -21,6 +21,7 @@ from sonet.federation.errors import FederationError
 from sonet.federation.ratelimit import Rate
 from sonet.federation.records import OutboundItem
 from sonet.node.app import now_ms
+from sonet.node.store import StoreError
 from tests.node.conftest import HANG_S, NodeParams, RunningNode, StartNode
 from tests.node.kit import Account, access_token, opaque_envelope, wall_ms
 
@@ -288,14 +289,14 @@ async def test_a_successful_push_ends_the_backoff(start_node: StartNode, monkeyp
 
     monkeypatch.setattr(backoff, "next_delay", recorded)
     refusing = True
-    push = inbound._push
+    receive = inbound._store.receive
 
-    async def refuse_while_told(peer: str, req: Push) -> object:
-        if refusing:
-            return ErrorFrame(request=req.request, code="unavailable", message="beta cannot take items now")
-        return await push(peer, req)
+    async def refuse_while_told(*args: object, **kwargs: object) -> object:
+        if refusing:  # beta answers its pushes "unavailable"
+            raise StoreError("database error: database is locked")
+        return await receive(*args, **kwargs)
 
-    monkeypatch.setattr(inbound, "_push", refuse_while_told)
+    monkeypatch.setattr(inbound._store, "receive", refuse_while_told)
     first = tracked(alpha, alice, bob.address)
     await queue_at(alpha, first)
     await until(lambda: len(ceilings) >= 3, "three refusals in a row")
@@ -330,17 +331,17 @@ async def test_an_item_that_expires_during_its_push_gets_the_pushs_outcome(
 
     monkeypatch.setattr(alpha_store, "expire_outbox", counted)
     # beta stores the pushed item at once but holds back its answer until told
-    inbound = beta.node.federation._inbound  # type: ignore[union-attr]
-    push, stored, answer = inbound._push, trio.Event(), trio.Event()
+    beta_store = beta.node.federation._inbound._store  # type: ignore[union-attr]
+    receive, stored, answer = beta_store.receive, trio.Event(), trio.Event()
     answers: list[object] = []
 
-    async def answer_when_told(peer: str, req: Push) -> object:
-        answers.append(await push(peer, req))
+    async def answer_when_told(*args: object, **kwargs: object) -> object:
+        answers.append(await receive(*args, **kwargs))  # committed: the push's answer waits
         stored.set()
         await answer.wait()
         return answers[-1]
 
-    monkeypatch.setattr(inbound, "_push", answer_when_told)
+    monkeypatch.setattr(beta_store, "receive", answer_when_told)
     # An ordinary envelope (the default TTL): a disappearing message's id is forgotten at its
     # expiry even while its item is queued (vanishing.py), so alpha's purge loop, waking within
     # EXPIRY CHECK_S of the clock's move, would race the answer and leave no row to settle.
@@ -348,7 +349,7 @@ async def test_an_item_that_expires_during_its_push_gets_the_pushs_outcome(
     await queue_at(alpha, item)
     with trio.fail_after(HANG_S):
         await stored.wait()
-    assert [getattr(a, "outcomes", None) for a in answers] == [("ok",)]
+    assert answers == [["ok"]]
     # Read before the clock moves: after it, beta's own purge loop drops the expired envelope.
     stored_at_beta = await beta.pending(bob.address, 1)
     assert [i.id for i in stored_at_beta] == [item.tracking.id]  # type: ignore[union-attr]

@@ -171,17 +171,35 @@ def test_a_refusal_of_a_push_of_an_earlier_round_closes_the_link() -> None:
     assert reason is not None and "should not have considered" in reason
 
 
-def test_the_receiver_moves_on_only_with_a_push_it_took() -> None:
+def test_the_receiver_takes_the_next_push_ahead_and_goes_back_to_one_that_failed() -> None:
     receiving = Receiving()
-    first = Push(request=1, items=push(0).items, seq=1)
+    first, second, third = (Push(request=n, items=push(0).items, seq=n) for n in (1, 2, 3))
+    write_1, write_2 = object(), object()
     assert receiving.refusal(first) is None
-    receiving.answered(first, refusal(1, "unavailable"))
-    assert receiving.expected == 1
-    second = Push(request=2, items=push(0).items, seq=2)
+    round_1 = receiving.take(first, write_1)  # type: ignore[arg-type]
+    assert receiving.expected == 2 and receiving.after is write_1  # taken before its answer
+    round_2 = receiving.take(second, write_2)  # type: ignore[arg-type]
+    assert receiving.after is write_2
+    # push 1's write failed: its answer stands, push 2 (behind it) is refused out_of_order
+    assert receiving.answer(first, round_1, refusal(1, "unavailable")) == refusal(1, "unavailable")
+    assert out_of_order(receiving.answer(second, round_2, PushResult(request=2, outcomes=("ok",))), 2)
+    assert receiving.expected == 1 and receiving.after is None  # the new round starts at 1 again
     assert out_of_order(receiving.refusal(second), 2)  # type: ignore[arg-type]
-    receiving.answered(first, PushResult(request=1, outcomes=("ok",)))
+    round_3 = receiving.take(first, None)
+    assert receiving.answer(first, round_3, PushResult(request=1, outcomes=("ok",))) == PushResult(request=1, outcomes=("ok",))
     assert receiving.expected == 2 and receiving.refusal(second) is None
     assert receiving.refusal(push(3)) is None  # unsequenced
+
+
+def test_a_push_refused_before_its_write_holds_the_sequence_until_its_answer() -> None:
+    receiving = Receiving()
+    first, second = (Push(request=n, items=push(0).items, seq=n) for n in (1, 2))
+    held = receiving.hold(first)  # rate limited: nothing of it queued
+    refused = receiving.refusal(Push(request=9, items=push(0).items, seq=1))  # the same number again
+    assert out_of_order(refused, 9) and "behind push 1" in refused.message  # type: ignore[arg-type, union-attr]
+    assert out_of_order(receiving.refusal(second), 2)  # type: ignore[arg-type]
+    assert receiving.answer(first, held, refusal(1)) == refusal(1)
+    assert receiving.refusal(first) is None  # the new round: push 1 again
 
 
 def test_pushes_in_flight_is_set_in_node_toml_and_bounded() -> None:
