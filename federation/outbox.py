@@ -2,9 +2,10 @@
 
 A worker pushes its destination's items oldest first to the next hop: the destination itself
 or the relay its peer entry names, with up to ``pushes_in_flight`` (3) pushes on their way at
-once when there is a backlog (a push beside others must be at least half full; under light
-load one push in flight gathers what comes meanwhile), each reading past the items of those
-before it. They go out in the order read and the hop
+once when there is a backlog (a third push beside others must be at least half full; under
+light load a second small push goes beside the one in flight, the hop taking it into the same
+group commit, and what comes meanwhile gathers for the next), each reading past the items of
+those before it. They go out in the order read and the hop
 applies them in that order (the link's push sequence, federation/push_sequence.py); their
 answers are taken in that order too. A push goes beside others only on the link the one before
 it took (``follows``): on a new link, whose sequence starts again, the hop could apply it ahead
@@ -105,6 +106,12 @@ async def _nothing() -> None:
 def _fills_half(items: list[QueuedItem]) -> bool:
     """At least half a push (by items or bytes): worth sending beside others in flight."""
     return 2 * len(items) >= limits.MAX_TRANSIT_PER_PUSH or 2 * sum(len(i.data) for i in items) >= limits.MAX_PUSH_BYTES
+
+
+#: pushes on their way at once while the newest is less than half full: the hop takes the
+#: second into the group commit of the first (federation/inbound.py), so under light load it
+#: goes at once instead of waiting for the first one's round trip; a third waits and gathers
+SMALL_IN_FLIGHT = 2
 
 
 class _HeldBack:
@@ -435,12 +442,14 @@ class Outboxes:
             push = await self._prepare(dest, items, worker.waiting_groups, after=read_from, recheck=worker.recheck)
             if push is None:
                 continue  # an unreadable item was dropped: read again
-            if in_flight and (push.alone or not _fills_half(items) or not in_flight[-1].sent):
-                # A group submission waits for the answers before it. So does a small push: the
-                # hop applies a link's pushes one commit each, so under light load one push in
-                # flight gathering what comes meanwhile costs the hop fewer commits; only a
-                # backlog (half-full pushes and more) is worth several on their way. And any
-                # push after one that failed before it went out: it must not overtake it.
+            if in_flight and (
+                push.alone or not in_flight[-1].sent or (len(in_flight) >= SMALL_IN_FLIGHT and not _fills_half(items))
+            ):
+                # A group submission waits for the answers before it. So does a small push
+                # behind SMALL_IN_FLIGHT: more small pushes cost both nodes per-push work for
+                # few envelopes, while those waiting gather into the next one; a backlog
+                # (half-full pushes and more) is worth all pushes_in_flight. And any push after
+                # one that failed before it went out: it must not overtake it.
                 settling, failed = await self._answered(in_flight, settling, worker, nursery)
                 if failed is not None:
                     read_from = failed

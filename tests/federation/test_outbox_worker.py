@@ -283,8 +283,9 @@ async def test_three_pushes_go_at_once_and_after_a_refused_one_everything_is_pus
         nursery.cancel_scope.cancel()
 
 
-async def test_small_pushes_go_one_at_a_time() -> None:
-    # under light load one push in flight gathers what comes meanwhile (fewer commits at the hop)
+async def test_small_pushes_go_two_at_a_time() -> None:
+    # under light load a second small push goes beside the one in flight (the hop takes it into
+    # the same group commit); a third waits, gathering what comes meanwhile
     store = EnvelopeStore(per_read=10)
     seqs = store.add_envelopes(30)
     pool = WindowPool()
@@ -294,10 +295,10 @@ async def test_small_pushes_go_one_at_a_time() -> None:
         await nursery.start(outboxes.run)
         outboxes.wake([BETA])
         await trio.testing.wait_all_tasks_blocked()
-        assert pool.in_flight == 1
+        assert pool.in_flight == 2
         pool.release.set()
         await trio.testing.wait_all_tasks_blocked()
-        assert pool.most == 1 and pool.taken == seqs and not store.items
+        assert pool.most == 2 and pool.taken == seqs and not store.items
         nursery.cancel_scope.cancel()
 
 
@@ -330,8 +331,8 @@ def taking_pool() -> WindowPool:
 
 
 async def test_the_next_push_does_not_wait_for_the_settle_of_the_one_before() -> None:
-    # light load: one small push at a time; a slow store transaction that deletes what a push
-    # delivered must not hold back what came meanwhile (it did: each push waited for the
+    # light load: small pushes, two at a time; a slow store transaction that deletes what a
+    # push delivered must not hold back what came meanwhile (it did: each push waited for the
     # settle before it); two settles queued and the worker waits for them (it keeps pace)
     store = SlowSettleStore(per_read=10)
     seqs = store.add_envelopes(50)
@@ -341,7 +342,9 @@ async def test_the_next_push_does_not_wait_for_the_settle_of_the_one_before() ->
         await nursery.start(outboxes.run)
         outboxes.wake([BETA])
         await trio.testing.wait_all_tasks_blocked()
-        assert pool.pushed - 3 == 3 and pool.taken == seqs[:30]  # pushes 2 and 3 went; 4 waits
+        # pushes 2 to 4 went (two small ones on their way at a time), then the worker waits for
+        # the settles queued
+        assert pool.pushed - 3 == 4 and pool.taken == seqs[:40]
         assert store.settles == [] and len(store.items) == 50  # nothing deleted before its settle
         store.hold.set()
         await trio.testing.wait_all_tasks_blocked()

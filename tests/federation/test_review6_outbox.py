@@ -223,14 +223,23 @@ async def test_a_revoked_worker_leaves_no_task_and_its_queued_settles_never_run(
 
 
 class DroppingPool(Pool):
-    """The link drops under the second push (no answer); the next one goes on a new link."""
+    """The link drops under the second push (no answer); a push that must follow it on that link
+    goes nowhere (LinkPool.request's ``follows``); the next one goes on a new link."""
 
-    async def request(self, hop, frame, *, sent):
+    def __init__(self) -> None:
+        super().__init__()
+        self.link = object()
+
+    async def request(self, hop, frame, *, sent, follows=None):
+        if follows is not None and follows is not self.link:
+            raise FederationError("unreachable", f"the link to {BETA} the pushes before it went on is gone")
+        link = self.link
         if self.pushes == 1:
             self.pushes += 1
-            sent()
+            sent(link)
+            self.link = object()
             raise FederationError("unreachable", f"{BETA}: the link was lost")
-        return await super().request(hop, frame, sent=sent)
+        return await super().request(hop, frame, sent=lambda: sent(link))
 
 
 async def test_a_slow_settle_while_the_link_drops_settles_each_item_once_in_order() -> None:
