@@ -108,7 +108,7 @@ def envelope_item(
     address = parse_address(env.to, remote=True)
     to, expires = str(address), min(env.expires, now + ttl_ms)
     if (to, expires) != (env.to, env.expires):  # (a copy per item costs on the hot path)
-        env = dataclasses.replace(env, to=to, expires=expires)
+        env = msgspec.structs.replace(env, to=to, expires=expires)  # type: ignore[type-var]  # (a tenth of dataclasses.replace)
     if checked:
         data = spliced_transit(env, origin=origin, dest=address.node, hops=limits.MAX_HOPS, access=access)
     else:
