@@ -13,7 +13,9 @@ their answers (federation/push_sequence.py).
 Accept side: ``PeerGate`` is the responder's ``admit`` hook (the initiator must announce the
 name of a configured peer and its key must be that peer's pin) and ``serve_link`` serves an
 admitted link: requests are answered concurrently (at most ``MAX_CONCURRENT_REQUESTS`` per
-link), except the sequenced pushes, which are answered one at a time in the order read;
+link), except the sequenced pushes, which are taken one at a time in the order read and
+answered in that order (``pipelined``: the next one taken while the one before still waits for
+its commit);
 answers are sealed and sent in wire order by the socket. A malformed record, or a
 handler raising ProtocolError, gets ``ErrorFrame(request=0)`` and closes that link only
 (``SecureSocket.fail``).
@@ -28,7 +30,7 @@ from contextlib import asynccontextmanager
 from typing import Protocol
 
 import trio
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 
 from sonet.core.address import validate_node_name
 from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey

@@ -1,5 +1,6 @@
 """The per-link sequence of pushes (docs/protocol.md "Node ↔ node frames"): several pushes in
-flight on one link, applied by the receiver one at a time in the order sent.
+flight on one link, applied by the receiver in the order sent (the next one's write queued
+behind the one before, so that they can share a group commit), answered in that order.
 
 The dialler numbers its pushes 1, 2, ... in wire order (``Sending``). The receiver takes only
 the push it expects (``Receiving``): one it takes (a ``PushResult``) moves it on to the next

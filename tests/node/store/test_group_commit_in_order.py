@@ -199,3 +199,44 @@ async def test_in_turn_runs_each_write_after_the_one_before_and_none_after_a_fai
         release.set()
     assert order == ["a", "b"]  # c never ran
     assert outcomes["a"] == "a" and isinstance(outcomes["b"], StoreError) and isinstance(outcomes["c"], NotApplied)
+
+
+async def test_a_store_receives_pushes_in_order_and_none_after_one_refused(store) -> None:
+    """Both backends (SQLite's group commit, PostgreSQL's one-after-the-other): a push's write
+    queued after one refused as a whole (a relay budget) stores nothing, though alone it would."""
+    from .test_budgets import ROW, budgets, relayed
+    from .test_contract import ALICE, NOW, env, mid, pending_ids, register
+
+    await register(store, ALICE)
+    quota = budgets(relay_origin_bytes=ROW)
+    outcomes: dict[str, object] = {}
+    last: list[Queued | None] = [None]
+
+    async def push(nursery: trio.Nursery, name: str, items: list) -> None:
+        placed = trio.Event()
+
+        def queued(turn: Queued) -> None:
+            last[0] = turn
+            placed.set()
+
+        async def run(after: Queued | None) -> None:
+            try:
+                outcomes[name] = await store.receive(items, now=NOW, quota=quota, after=after, queued=queued)
+            except StoreError as exc:
+                outcomes[name] = exc
+
+        nursery.start_soon(run, last[0])
+        await placed.wait()
+
+    async with trio.open_nursery() as nursery:
+        await push(nursery, "first", [env(1)])
+        await push(nursery, "refused", [relayed(2, origin="beta.example"), relayed(3, origin="beta.example")])
+        await push(nursery, "behind", [env(4), relayed(5, origin="gamma.example")])
+    assert outcomes["first"] == ["ok"]
+    assert isinstance(outcomes["refused"], StoreError) and outcomes["refused"].code == "relay_full"
+    assert isinstance(outcomes["behind"], NotApplied), outcomes["behind"]
+    assert await pending_ids(store, ALICE) == [mid(1)]
+    assert await store.outbox_counts() == {}
+    # a new round (after nothing) is taken
+    assert await store.receive([env(4)], now=NOW, quota=quota) == ["ok"]
+    assert await pending_ids(store, ALICE) == [mid(1), mid(4)]
