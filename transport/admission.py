@@ -103,6 +103,11 @@ class ConnectionLimits:
 _WHOSE = {"address": "this address", "device": "this device", "account": "this account's devices", "peer": "a peer node"}
 
 
+def _actors(conn: Admitted) -> tuple[tuple[str, str], ...]:
+    """Who ``conn``'s held bytes are charged to."""
+    return conn.charged if conn.charged is not None else (("address", conn.address),)
+
+
 class Refused(Exception):
     """A connection refused at accept; ``code`` is its refusal code, the message says why."""
 
@@ -126,8 +131,9 @@ class Admitted:
         self._admission = admission
         #: bytes of an unfinished incoming message it holds (charged to ``charged``)
         self.held = 0
-        #: the actors its held bytes are charged to: (kind, key) pairs
-        self.charged: tuple[tuple[str, str], ...] = (("address", address),)
+        #: the actors its held bytes are charged to, (kind, key) pairs; None: its address (no
+        #: tuple made for each connection until it is charged to someone else)
+        self.charged: tuple[tuple[str, str], ...] | None = None
         #: its pre-authentication deadline (trio time), also once it is evicted
         self.deadline = deadline
         self.scope = trio.CancelScope(deadline=deadline)
@@ -260,15 +266,16 @@ class Admission:
         """``conn`` holds ``total`` bytes now (``Admitted.hold``): charged if every actor it is
         charged to has room, else why not (nothing changes)."""
         more = total - conn.held
+        actors = _actors(conn)
         if more > 0:
-            for actor in conn.charged:
+            for actor in actors:
                 budget = self.caps.partial_bytes(actor[0])
                 if self._held.get(actor, 0) + more > budget:
                     if conn.ended_by is None:  # the WebSocket refuses the message and closes
                         conn.ended_by = f"partial_bytes_{actor[0]}"
                     events.emit("connection_refused", address=conn.address, code=f"partial_bytes_{actor[0]}")
                     return f"over the {budget} bytes of unfinished messages {_WHOSE[actor[0]]} may send at once; try again later"
-        self._charge(conn.charged, more)
+        self._charge(actors, more)
         conn.held = total
         return None
 
@@ -276,7 +283,7 @@ class Admission:
         unknown = set(actors) - set(ACTORS)
         if unknown or not actors:
             raise ValueError(f"bytes are charged to actors of {ACTORS}, not {sorted(unknown) or 'none'}")
-        self._charge(conn.charged, -conn.held)
+        self._charge(_actors(conn), -conn.held)
         conn.charged = tuple(actors.items())
         # what it holds already moves along, even past the new actors' budgets: it was admitted
         # (the next bytes it asks for are refused until they have room again)
