@@ -41,15 +41,14 @@ def envelopes(draw: st.DrawFn, node: str) -> Envelope:
         device=draw(ints.filter(lambda d: d < 2**31) | st.integers(1, 2**31 - 1)),
         expires=draw(ints | st.integers(1, 2**63 - 1)),
         kind=Kind.SEALED,
-        body=os.urandom(draw(body_sizes)),
+        body=b"\x5a" * draw(body_sizes),  # (its header size is what varies; replayable)
     )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(data=st.data(), origin=node_names, dest=node_names, hops=st.integers(0, limits.MAX_HOPS), with_token=st.booleans())
-def test_spliced_bytes_are_the_encoders_for_every_field_combination(data: st.DataObject, origin: str, dest: str, hops: int, with_token: bool) -> None:
+@given(data=st.data(), origin=node_names, dest=node_names, hops=st.integers(0, limits.MAX_HOPS), access=st.sampled_from([b""]) | st.binary(min_size=ACCESS_TOKEN_LEN, max_size=ACCESS_TOKEN_LEN))
+def test_spliced_bytes_are_the_encoders_for_every_field_combination(data: st.DataObject, origin: str, dest: str, hops: int, access: bytes) -> None:
     env = data.draw(envelopes(dest))
-    access = os.urandom(ACCESS_TOKEN_LEN) if with_token else b""
     item = Transit(origin=origin, dest=dest, hops=hops, envelope=env, report=None, access=access)
     assert spliced_transit(env, origin=origin, dest=dest, hops=hops, access=access) == encode_struct(item)
 
