@@ -91,6 +91,7 @@ _CODES = {
     "outbox_full": "the queue towards a node that is not taking messages is at its budget; try again later",
     "relay_full": "a relay holds as much as it may for the origin node; try again later",
     "out_of_order": "a push on a federation link that is not the next one the receiver takes (a gap, or an old number)",
+    "outbox_damaged": "a queued message whose stored copy no longer decodes (a damaged database): dropped, never sent",
     "disk_full": "the node is within its disk reserve and takes no new messages; try again later",
     "group_full": "a member device has as many group items waiting as it may hold; try again later",
     "hub_pending": "a node takes a group's items only from the hub it follows; pushed again later",

@@ -20,7 +20,9 @@ for the answers of those behind it (the hop refuses them ``out_of_order``; one t
 settled), then read again from the first item of that push, this time with every check()
 of each item (they are read without them while pushes are taken: this node checked them
 when it queued them), so that a row failing one (damaged, or queued by an older version
-before a check was tightened) is dropped instead of refusing every push. Only the push to the destination itself makes an envelope "accepted"; a
+before a check was tightened) is dropped instead of refusing every push (a sending device's
+envelope dropped so has its delivery row failed ``outbox_damaged`` in the same transaction:
+it never went out, and nothing else would settle it). Only the push to the destination itself makes an envelope "accepted"; a
 relay's "ok" only means it holds the item now. Any failure keeps the items and backs off
 (federation/pool.py); a valid PushResult ends the hop's backoff (the peer is seen again).
 
@@ -119,6 +121,9 @@ class _HeldBack:
 
 
 _HELD_BACK = _HeldBack()
+
+#: the delivery state's code of a device's envelope whose outbox row no longer decodes
+UNREADABLE = "outbox_damaged"
 
 
 def unroutable_note(dest: str) -> tuple[str, str]:
@@ -512,8 +517,8 @@ class Outboxes:
         await _first_of(worker.nudged.wait, lambda: self._pool.wait_ready(hop))
 
     async def _expire(self, dest: str) -> bool:
-        """Settle a batch of ``dest``'s expired items in one store transaction; False if it
-        had none."""
+        """Settle a batch of ``dest``'s expired items in one store transaction (those that do
+        not decode are dropped in one of their own first); False if it had none."""
         now = self._clock_ms()
         items = await self._store.expired_outbox(
             dest, limit=limits.MAX_TRANSIT_PER_PUSH, max_bytes=limits.MAX_PUSH_BYTES, now=now
@@ -521,15 +526,21 @@ class Outboxes:
         if not items:
             return False
         transits: list[Transit] = []  # the envelopes: an expired report just goes
+        unreadable: list[int] = []
         for item in items:
             try:  # every check(): a report is made of it (rare enough to check again)
                 transit = decode_transit(item.data)
             except RemoteProtocolError as exc:  # it goes too (a damaged row, a check tightened since)
                 log.error("dropping an unreadable outbox item for %s: %s", dest, exc)
+                unreadable.append(item.seq)
                 continue
             if transit.envelope is not None:
                 transits.append(transit)
-        await self._settle(dest, [i.seq for i in items], transits, ["expired"] * len(transits), final=True, now=now)
+        if unreadable:
+            await self._drop_unreadable(dest, unreadable)
+        readable = [i.seq for i in items if i.seq not in unreadable]
+        if readable:
+            await self._settle(dest, readable, transits, ["expired"] * len(transits), final=True, now=now)
         log.info("%d outbox items for %s expired", len(items), dest)
         return True
 
@@ -548,13 +559,19 @@ class Outboxes:
                 transit = read(item.data)
             except RemoteProtocolError as exc:
                 log.error("dropping an unreadable outbox item for %s: %s", dest, exc)
-                await self._store.outbox_done(dest, [item.seq], now=self._clock_ms())
+                await self._drop_unreadable(dest, [item.seq])
                 return None
             if _submission_of(transit) in waiting_groups:
                 continue  # behind an earlier one of its group: both go at the next expiry tick
             transits.append(transit)
             pushing.append(item)
         return _InFlight(pushing, transits, after=after)
+
+    async def _drop_unreadable(self, dest: str, seqs: list[int]) -> None:
+        """Delete the items ``seqs`` whose bytes do not decode; a sending device's envelope
+        among them has its delivery row failed ``UNREADABLE`` in the same transaction (it
+        never went out: no outcome or report will ever settle it)."""
+        await self._store.outbox_done(dest, seqs, now=self._clock_ms(), failed=dict.fromkeys(seqs, UNREADABLE))
 
     async def _deliver(
         self,

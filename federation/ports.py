@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from sonet.core.client_api import SignedHead
@@ -89,6 +89,7 @@ class FederationStore(Protocol):
         now: int,
         statuses: Sequence[StatusUpdate] = (),
         reports: Sequence[OutboundItem] = (),
+        failed: Mapping[int, str] | None = None,
     ) -> None: ...
 
     async def outbox_counts(self) -> dict[str, int]: ...

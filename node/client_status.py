@@ -4,7 +4,8 @@ The store keeps one delivery row per (envelope id, recipient node, recipient dev
 envelopes this node's devices sent to other nodes (node/store/base.py ``deliveries``); only the
 sending device sees its rows, and they do not name the recipient account (the device knows it). A row still "queued" gets the federation service's note on why the last attempt
 towards its node failed, if it did (``wrong_identity``, ``unreachable``, ...); a "failed" row
-gets the human message of its refusal code (core.federation_api.REFUSALS). Envelopes to
+gets the human message of its refusal code (core.federation_api.REFUSALS; else the code's
+meaning, core/errors.py, e.g. ``outbox_damaged``). Envelopes to
 accounts of this node have no rows: they are final once ``Accepted``.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from sonet.core import limits
 from sonet.core.client_api import EnvelopeStatus, FetchStatus, Statuses
+from sonet.core.errors import CODES
 from sonet.core.federation_api import REFUSALS
 
 from .client_checks import RequestError
@@ -38,7 +40,7 @@ async def fetch_status(session: Session, req: FetchStatus) -> None:
                 notes[row.dest] = ctx.federation.queued_note(row.dest) if ctx.federation is not None else None
             code, message = notes[row.dest] or ("", "")
         else:
-            code, message = row.code, REFUSALS.get(row.code, "")
+            code, message = row.code, REFUSALS.get(row.code) or CODES.get(row.code, "")
         items.append(_status(row, code, message))
     await session.send(Statuses(request=req.request, items=tuple(items)))
 

@@ -7,7 +7,7 @@ worker thread. Times are integer milliseconds since the epoch, passed in by the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -659,6 +659,7 @@ class Store(Protocol):
         now: int,
         statuses: Sequence[StatusUpdate] = (),
         reports: Sequence[OutboundItem] = (),
+        failed: Mapping[int, str] | None = None,
     ) -> None:
         """In one transaction: delete the items ``seqs`` of ``dest``'s outbox (the keys of items
         that came from upstream stay known until they expire, so a retransmission is not queued
@@ -666,7 +667,10 @@ class Store(Protocol):
         ``statuses`` to delivery rows and queue ``reports`` (for other nodes' outboxes; never
         refused for a budget: what they report on was taken already). A deleted item whose
         delivery row is still "queued" after ``statuses`` (it was handed to a relay) takes the
-        report ``receive`` kept aside for it, if any."""
+        report ``receive`` kept aside for it, if any. ``failed`` maps seqs (of ``seqs``) to a
+        code: the delivery row of such an item, if it is tracked, is failed with that code
+        whatever ``statuses`` say (an item whose stored bytes no longer decode: no status can
+        name it, and it never went out)."""
         ...
 
     async def outbox_counts(self) -> dict[str, int]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
 import trio
@@ -564,9 +564,12 @@ class SqliteStore:
         now: int,
         statuses: Sequence[StatusUpdate] = (),
         reports: Sequence[OutboundItem] = (),
+        failed: Mapping[int, str] | None = None,
     ) -> None:
         if seqs or statuses or reports:
-            await self._transaction(_outbox_done, dest, list(seqs), now, list(statuses), list(reports), cost=len(seqs))
+            await self._transaction(
+                _outbox_done, dest, list(seqs), now, list(statuses), list(reports), dict(failed or {}), cost=len(seqs)
+            )
 
     async def outbox_counts(self) -> dict[str, int]:
         return await self._call(_outbox_counts)

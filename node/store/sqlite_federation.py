@@ -338,6 +338,7 @@ def _outbox_done(
     now: int,
     statuses: list[StatusUpdate],
     reports: list[OutboundItem],
+    failed: dict[int, str] | None = None,
 ) -> None:
     # One DELETE ... RETURNING per 500 items: each row found once, not once per question
     # (dedup key, delivery row, delete) and once per trigger.
@@ -365,22 +366,32 @@ def _outbox_done(
         " ON CONFLICT (dest, key) DO UPDATE SET expires = excluded.expires",
     )
     tracked: list[tuple[Any, ...]] = []
+    failures: dict[tuple[bytes, str, int], str] = {}  # (id, node, device) -> code, from ``failed``'s seqs
     for row in deleted:
-        size, origin, sender_account, sender_device = row[2:6]
+        seq, _, size, origin, sender_account, sender_device, id_, node, device = row[:9]
         usage.outbox_row(-1, dest, size, origin, sender_account, sender_device)
         if sender_account is not None:
             tracked.append(tuple(row[4:]))
-    _settle_tracked(conn, tracked, statuses, now)
+            if failed and seq in failed and id_ is not None:
+                failures.setdefault((bytes(id_), node, device), failed[seq])
+    _settle_tracked(conn, tracked, statuses, now, failures)
     for item in reports:
         if item.expires > now:
             _queue_outbound(conn, item, now, usage=usage)
     usage.apply(conn)
 
 
-def _settle_tracked(conn: Connection, tracked: list[tuple[Any, ...]], statuses: list[StatusUpdate], now: int) -> None:
+def _settle_tracked(
+    conn: Connection,
+    tracked: list[tuple[Any, ...]],
+    statuses: list[StatusUpdate],
+    now: int,
+    failures: dict[tuple[bytes, str, int], str],
+) -> None:
     """Write the delivery rows of the tracked items just deleted from the outbox (rows of
-    ``_TRACKED``): in their final state where ``statuses`` has one (a row the envelope already
-    has keeps a final state: final states stay final), else "queued" (handed to a relay, whose
+    ``_TRACKED``): failed with the code ``failures`` has for one ((id, node, device) -> code),
+    else in their final state where ``statuses`` has one (a row the envelope already has
+    keeps a final state: final states stay final), else "queued" (handed to a relay, whose
     report settles it), with a report kept aside for it applied now. Statuses for no such item
     update the rows they name, as reports do."""
     final = {(s.id, s.account.rpartition("@")[2], s.device): s for s in statuses}
@@ -392,7 +403,10 @@ def _settle_tracked(conn: Connection, tracked: list[tuple[Any, ...]], statuses: 
         vanishes = _vanishes(expires, queued_at)  # past already: the next purge drops it, as any
         key = (bytes(id_), dest, device)
         s = final.pop(key, None)
-        if s is None:
+        code = failures.pop(key, None)
+        if code is not None:  # never went out: nobody else will settle it
+            settled.append((sender_account, sender_device, *key, "failed", code, now, min(expires, now), vanishes))
+        elif s is None:
             handed_on.append((sender_account, sender_device, *key, "queued", "", queued_at, expires, vanishes))
         else:
             # A final row is kept DELIVERY_GRACE_MS after it became final (its ``expires``

@@ -70,7 +70,7 @@ class Store:
             self.after_read()
         return items
 
-    async def outbox_done(self, dest, seqs, *, now, statuses=(), reports=()):
+    async def outbox_done(self, dest, seqs, *, now, statuses=(), reports=(), failed=None):
         kind = "expired" if statuses and all(s.code == "expired" for s in statuses) else "pushed"
         if self.hold is not None:
             await self.hold.wait()
