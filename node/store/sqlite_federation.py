@@ -264,24 +264,25 @@ def _receive_envelope(
 
 
 def _receive(conn: Connection, items: list[Inbound], now: int, quota: Quota, disk_free: DiskFree) -> list[str]:
-    outcomes = []
+    outcomes: list[str] = []
     charges = Charges()
     usage = UsageChanges()
     mailboxes = _Mailboxes(conn, now, [i for i in items if isinstance(i, NewEnvelope)])
     # Envelopes are inserted in runs (``insert_rows``, in push order, so seq follows it), each
     # before any other kind of item, which then sees them stored.
     rows: list[tuple[Any, ...]] = []
+    groups: list[tuple[int, GroupReceived]] = []  # (position, item): applied after the others
     for item in items:
+        if isinstance(item, GroupReceived):
+            groups.append((len(outcomes), item))
+            outcomes.append("")
+            continue
         if rows and not isinstance(item, NewEnvelope):
             insert_rows(conn, _INSERT_ENVELOPE, rows)
             rows.clear()
         if isinstance(item, StatusUpdate):
             _apply_report(conn, item)
             outcomes.append(OK)
-        elif isinstance(item, GroupReceived):
-            from .sqlite_groups import _receive_group  # (it builds on this module)
-
-            outcomes.append(_receive_group(conn, item, now, quota, charges, usage))
         elif isinstance(item, OutboundItem):
             if item.expires <= now:
                 outcomes.append("expired")
@@ -291,6 +292,16 @@ def _receive(conn: Connection, items: list[Inbound], now: int, quota: Quota, dis
         else:
             outcomes.append(_receive_envelope(item, now, quota, mailboxes, charges, rows))
     insert_rows(conn, _INSERT_ENVELOPE, rows)
+    if groups:
+        from .sqlite_groups import _receive_group  # (it builds on this module)
+
+        # Group by group, in the order of their ids (a group's own items in push order: the
+        # sort is stable): ordering a submission locks its group's rows (hosted_groups,
+        # member_groups), and two pushes at once on PostgreSQL naming two groups in opposite
+        # orders would lock them in opposite orders and deadlock (1 s to detect, then retried).
+        # Items of different groups, and the other kinds, do not depend on each other's order.
+        for position, group_item in sorted(groups, key=lambda g: g[1].item.group):
+            outcomes[position] = _receive_group(conn, group_item, now, quota, charges, usage)
     # Over a budget the whole push is undone (OverBudget): the peer keeps the items and
     # pushes them again later, when there is room; nothing it sent is lost.
     usage.apply(conn)
