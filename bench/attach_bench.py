@@ -55,7 +55,7 @@ GUARD_S = 300.0
 
 _SINK = """
 import functools, trio
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 from sonet.core import limits
 from sonet.transport.server import serve
 from sonet.transport.socket import set_message_cap

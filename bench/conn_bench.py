@@ -74,7 +74,7 @@ _LISTENING = re.compile(r"^sonet node (\S+) listening on (ws://\S+)")
 #: connections to let in)
 _BARE_SERVER = """
 import functools, sys, trio
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 from sonet.transport.server import ConnectionLimits, serve
 room = int(sys.argv[1])
 caps = ConnectionLimits(

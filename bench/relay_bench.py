@@ -151,7 +151,7 @@ async def listen(handler):
 
 _SINK = _SERVE + """
 import json, sys, time
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 from sonet.core.wire import decode_frame
 import sonet.core.client_api  # registers the SendBatch frame tag
 state = {"n": 0, "lat": []}
@@ -187,7 +187,7 @@ trio.run(listen, handler)
 
 _FORWARDER = _SERVE + """
 import sys
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 SINK = sys.argv[1]
 async def handler(request, conn):
     ws = await accept(request, conn)

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import cast
 
 import trio
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 
 from sonet.core.client_api import CLIENT_FRAMES, Deliver, Drained, ErrorFrame, LinkOffer, Welcome
 from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError as WsHandshakeError
+from sonet.transport.ws_errors import ConnectionClosed, HandshakeError as WsHandshakeError
 
 from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
 from sonet.core.errors import ProtocolError

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 
 from sonet.core import limits
 from sonet.core.blob_api import BlobCreate, BlobExpire, BlobGet, BlobPut, BlobStatus

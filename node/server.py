@@ -8,7 +8,7 @@ import os
 from collections.abc import Awaitable, Callable
 
 import trio
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 
 from sonet.core import limits
 from sonet.core.channel import Channel

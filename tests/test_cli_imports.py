@@ -162,10 +162,23 @@ def test_a_node_without_an_ops_listener_loads_no_metrics(node: Path) -> None:
 def test_a_running_node_loads_mls_only_for_a_group_or_key_package_request(node: Path) -> None:
     """A node that listens loads no MLS, no group hub and no group routing: the KeyPackage
     and group requests import them when one comes (node/client_session.py), and the
-    start-up purge does not (below)."""
+    start-up purge does not (below). Nor trio-websocket: the WebSocket's exceptions are
+    transport/ws_errors.py's."""
     modules = run_until_listening(["run", "--data", str(node), "--listen", "127.0.0.1:0"])
     assert "sonet.node.client_session" in modules  # the probe reached the running node
-    assert loaded(modules, (*MLS, "sonet.core.groups.hub", "sonet.node.store.sqlite_groups", "sonet.node.client_key_packages", "sonet.node.client_groups")) == []
+    heavy = (*MLS, "sonet.core.groups.hub", "sonet.node.store.sqlite_groups", "sonet.node.client_key_packages", "sonet.node.client_groups")
+    assert loaded(modules, (*heavy, "trio_websocket")) == []
+
+
+def test_the_connecting_sides_load_no_trio_websocket() -> None:
+    """A device's connection, the node's dialled links and its server raise and catch
+    transport/ws_errors.py's exceptions."""
+    modules = "sonet.client.connection", "sonet.federation.pool", "sonet.federation.link", "sonet.node.server", "sonet.transport.dial"
+    probe = f"import json, sys\nfor m in {modules!r}: __import__(m)\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    found = set(json.loads(done.stdout))
+    assert set(modules) <= found and "sonet.transport.ws_errors" in found
+    assert loaded(found, ("trio_websocket",)) == []
 
 
 PURGE_PROBE = """

@@ -3,7 +3,7 @@ socket and run the handshake under one deadline (``dial``), the responder's hand
 (``respond``), one connection's frames in and out (``SecureSocket``, whose ``fail`` sends an
 error frame and closes), requests multiplexed over it (``Mux``), and the listening side
 (``serve``), all on our WebSocket (``websocket``: wsproto driven from the tasks that use it, no
-reader task). Imports core only (and trio, wsproto; trio-websocket for its exception classes)."""
+reader task). Imports core only (and trio, wsproto)."""
 
 if __name__ != "sonet.transport":  # one name per module (sonet/__init__.py)
     raise ImportError(f"this package is sonet.transport; import it as that, not as {__name__}")
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 #: each name's submodule, imported when the name is first asked for: a module that needs one
 #: small piece (``events``, read by the node's settings in every ``sonet-node`` command) must not
-#: load the dialling side and trio-websocket with it
+#: load the dialling side and wsproto with it
 _SUBMODULE = {
     **dict.fromkeys(("DialError", "describe_close", "dial"), "dial"),
     **dict.fromkeys(("POLICY_VIOLATION", "PROTOCOL_ERROR", "Admit", "admit_everyone", "respond", "run_initiator"), "handshake"),

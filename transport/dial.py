@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import trio
-from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError as WsHandshakeError
+from .ws_errors import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError as WsHandshakeError
 
 from sonet.core import limits
 from sonet.core.client_api import ErrorFrame

@@ -15,7 +15,7 @@ import os
 from collections.abc import Awaitable, Callable
 
 import trio
-from trio_websocket import ConnectionClosed
+from .ws_errors import ConnectionClosed
 
 from sonet.core import limits
 from sonet.core.crypto import CryptoPolicy, SigningKey

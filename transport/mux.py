@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import trio
-from trio_websocket import CloseReason, ConnectionClosed
+from .ws_errors import CloseReason, ConnectionClosed
 
 from sonet.core.client_api import ErrorFrame
 from sonet.core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, sole_exception

@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import trio
-from trio_websocket import ConnectionClosed
+from .ws_errors import ConnectionClosed
 
 from .admission import ACTORS, Admission, Admitted, ConnectionLimits, Refused
 from .log_summary import SUMMARY_INTERVAL_S, LogSummary

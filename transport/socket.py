@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import trio
-from trio_websocket import ConnectionClosed
+from .ws_errors import ConnectionClosed
 
 from sonet.core.channel import Channel
 from sonet.core.client_api import ErrorFrame, Ping, Pong

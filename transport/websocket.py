@@ -33,9 +33,9 @@ task of its own, so an idle connection costs one task, the one that waits in ``g
 
 The server reads the HTTP upgrade request itself (transport/server.py) and hands it here as an
 ``UpgradeRequest`` to accept or reject; ``connect`` opens one (transport/dial.py). wsproto's h11
-handshake state is dropped once the upgrade is answered. The exceptions are trio-websocket's
-(``ConnectionClosed`` with a ``CloseReason``, ``ConnectionRejected``, ``HandshakeError``), which
-the node's callers have always caught: nothing else of trio-websocket is used.
+handshake state is dropped once the upgrade is answered. The exceptions (``ConnectionClosed`` with
+a ``CloseReason``, ``ConnectionRejected``, ``HandshakeError``) are transport/ws_errors.py's, with
+trio-websocket's names and attributes: no node or device process imports trio-websocket.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from contextlib import asynccontextmanager
 from typing import Protocol, cast
 
 import trio
-from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError
+from .ws_errors import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.frame_protocol import FrameDecoder, FrameProtocol, Opcode, ParseFailed
 from wsproto.events import (

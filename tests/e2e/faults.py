@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
-from trio_websocket import HandshakeError
+from sonet.transport.ws_errors import HandshakeError
 
 from sonet.client.connection import ConnectError, NodeError
 from sonet.client.sdk import Device

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 
 from sonet.core.crypto import CryptoMode, CryptoPolicy, SigningKey, VerifyKey
 from sonet.core.errors import LocalProtocolError

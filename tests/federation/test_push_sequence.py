@@ -91,7 +91,7 @@ class LaneLink:
         if self.frames:
             return self.frames.pop(0)
         await self.done.wait()
-        from trio_websocket import ConnectionClosed
+        from sonet.transport.ws_errors import ConnectionClosed
 
         raise ConnectionClosed(None)
 

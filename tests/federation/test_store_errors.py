@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 
 from sonet.core.client_api import ErrorFrame, FetchNodeKey, Ping, Pong
 from sonet.core.federation_api import Push, PushResult

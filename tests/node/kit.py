@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import trio
-from trio_websocket import CloseReason, ConnectionClosed
+from sonet.transport.ws_errors import CloseReason, ConnectionClosed
 
 from sonet.core import limits
 from sonet.core.client_api import (

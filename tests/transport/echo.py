@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 
 from sonet.core import limits
 from sonet.core.channel import Channel

@@ -5,7 +5,7 @@ far end's channel and queued on ``sent``; what the far end seals (or an exceptio
 from __future__ import annotations
 
 import trio
-from trio_websocket import CloseReason, ConnectionClosed
+from sonet.transport.ws_errors import CloseReason, ConnectionClosed
 
 from sonet.core.channel import Channel
 from sonet.core.client_api import CLIENT_FRAMES

@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import open_websocket_url
+from sonet.transport.ws_errors import ConnectionClosed
 
 from sonet.core import limits
 from sonet.core.channel import Channel

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import trio
-from trio_websocket import CloseReason
+from sonet.transport.ws_errors import CloseReason
 
 from sonet.core.client_api import Deliver, ErrorFrame, Ping, Pong
 from sonet.core.errors import RemoteProtocolError

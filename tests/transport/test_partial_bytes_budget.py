@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 from wsproto.events import BytesMessage
 
 from sonet.transport.admission import Admission, ConnectionLimits

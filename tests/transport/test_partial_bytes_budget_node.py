@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 
 from sonet.core import limits
 from sonet.core.client_api import Ping, Pong

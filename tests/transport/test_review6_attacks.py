@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 import trio
 import trio.testing
-from trio_websocket import CloseReason, ConnectionClosed
+from sonet.transport.ws_errors import CloseReason, ConnectionClosed
 from wsproto.connection import Connection as WsConnection, ConnectionType
 from wsproto.events import BytesMessage, Event, Pong, TextMessage
 

@@ -11,7 +11,7 @@ import struct
 import pytest
 import trio
 import trio.testing
-from trio_websocket import ConnectionClosed
+from sonet.transport.ws_errors import ConnectionClosed
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 

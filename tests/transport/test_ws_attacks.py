@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import pytest
 import trio
 import trio.testing
-from trio_websocket import CloseReason, ConnectionClosed, HandshakeError
+from sonet.transport.ws_errors import CloseReason, ConnectionClosed, HandshakeError
 from wsproto.connection import Connection as WsConnection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
