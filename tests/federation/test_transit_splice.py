@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import string
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,10 +24,11 @@ from sonet.federation.transit import envelope_item, spliced_transit
 NOW = 1_700_000_000_000
 TTL = 30 * 24 * 3600 * 1000
 
-_label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", fullmatch=True)
+#: what varies the bytes is their length (all ASCII): no regex strategy (slow to draw)
+_label = st.text(alphabet=string.ascii_lowercase + string.digits, min_size=1, max_size=63)
 #: node names short (fixstr) and long (str8, up to 253 characters)
 node_names = st.lists(_label, min_size=1, max_size=6).map(".".join).filter(lambda name: len(name) <= limits.MAX_NODE_NAME_LEN)
-users = st.from_regex(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?", fullmatch=True)
+users = st.text(alphabet=string.ascii_lowercase + string.digits + "._", min_size=1, max_size=64).map(lambda u: f"u{u[1:-1]}0")  # (starts and ends alphanumeric)
 #: bodies around every msgpack bin header size (bin8, bin16, bin32) and the envelope body cap
 body_sizes = st.sampled_from([0, 1, 31, 32, 255, 256, 65_535, 65_536, limits.MAX_ENVELOPE_BODY]) | st.integers(0, 300)
 ints = st.sampled_from([1, 127, 128, 255, 256, 65_535, 65_536, 2**31 - 1, 2**32, 2**63 - 1])
@@ -45,7 +47,7 @@ def envelopes(draw: st.DrawFn, node: str) -> Envelope:
     )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data(), origin=node_names, dest=node_names, hops=st.integers(0, limits.MAX_HOPS), access=st.sampled_from([b""]) | st.binary(min_size=ACCESS_TOKEN_LEN, max_size=ACCESS_TOKEN_LEN))
 def test_spliced_bytes_are_the_encoders_for_every_field_combination(data: st.DataObject, origin: str, dest: str, hops: int, access: bytes) -> None:
     env = data.draw(envelopes(dest))
