@@ -10,6 +10,8 @@ import sqlite3
 
 import pytest
 
+from sonet.core.client_api import FetchStatus, Statuses
+from sonet.core.errors import CODES
 from sonet.federation.outbox import UNREADABLE
 from sonet.federation.records import OutboundItem
 from sonet.node.store import Quota
@@ -76,6 +78,11 @@ async def test_a_damaged_row_in_a_push_fails_its_delivery_and_the_others_go(
         after.tracking.id: ("accepted", ""),  # type: ignore[union-attr]
     }
     assert await mailbox_ids(beta, bob.address) == [before.tracking.id, after.tracking.id]  # type: ignore[union-attr]
+    # what the sending device is told: failed, the code and its meaning
+    async with alpha.raw(alice.first) as conn:
+        status = await conn.request(lambda n: FetchStatus(request=n, ids=(damaged.tracking.id,)))  # type: ignore[union-attr]
+    assert isinstance(status, Statuses)
+    assert [(s.state, s.code, s.message) for s in status.items] == [("failed", UNREADABLE, CODES[UNREADABLE])]
     assert any("dropping an unreadable outbox item" in r.getMessage() for r in caplog.records)
     assert alpha.alive and beta.alive
 
