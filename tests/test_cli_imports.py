@@ -129,7 +129,7 @@ def test_the_user_errors_sonet_node_reports_as_one_line_name_their_defining_modu
 
 
 RUN_PROBE = """
-import io, json, os, signal, sys
+import gc, io, json, os, signal, sys
 from sonet.node.cli import main
 
 class Listening(io.TextIOBase):
@@ -137,6 +137,7 @@ class Listening(io.TextIOBase):
     def write(self, text):
         if "listening on" in text:
             sys.__stderr__.write("modules: " + json.dumps(sorted(sys.modules)) + "\\n")
+            sys.__stderr__.write("gc: " + json.dumps([gc.isenabled(), gc.get_freeze_count()]) + "\\n")
             os.kill(os.getpid(), signal.SIGTERM)
         return len(text)
 
@@ -146,9 +147,18 @@ sys.exit(main({argv!r}))
 
 
 def run_until_listening(argv: list[str]) -> set[str]:
+    return _listening(argv)[0]
+
+
+def _listening(argv: list[str]) -> tuple[set[str], list[object]]:
+    """The modules a node has loaded once it listens, and (whether the GC is on, how many objects are frozen)."""
     done = subprocess.run([sys.executable, "-c", RUN_PROBE.format(argv=argv)], capture_output=True, text=True, check=True)
-    (line,) = [line for line in done.stderr.splitlines() if line.startswith("modules: ")]  # (the node logs there too)
-    return set(json.loads(line.removeprefix("modules: ")))
+    found = {}
+    for line in done.stderr.splitlines():  # (the node logs there too)
+        key, _, value = line.partition(": ")
+        if key in ("modules", "gc"):
+            found[key] = json.loads(value)
+    return set(found["modules"]), found["gc"]
 
 
 def test_a_node_without_an_ops_listener_loads_no_metrics(node: Path) -> None:
@@ -168,6 +178,16 @@ def test_a_running_node_loads_mls_only_for_a_group_or_key_package_request(node: 
     assert "sonet.node.client_session" in modules  # the probe reached the running node
     heavy = (*MLS, "sonet.core.groups.hub", "sonet.node.store.sqlite_groups", "sonet.node.client_key_packages", "sonet.node.client_groups")
     assert loaded(modules, (*heavy, "trio_websocket")) == []
+
+
+def test_a_node_loads_its_modules_without_the_gc_and_runs_with_it(node: Path) -> None:
+    """The start-up imports run without the cyclic GC (node/cli.py ``_start_up_imports``): it is
+    back on for the running node, and the start-up's objects are frozen (its full collections
+    skip them)."""
+    modules, (collecting, frozen) = _listening(["run", "--data", str(node), "--listen", "127.0.0.1:0"])
+    assert "sonet.node.app" in modules  # the probe reached the running node
+    assert collecting is True
+    assert isinstance(frozen, int) and frozen > 10_000
 
 
 def test_the_connecting_sides_load_no_trio_websocket() -> None:
