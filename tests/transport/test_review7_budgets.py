@@ -1,0 +1,354 @@
+"""Review of the budgets of bytes of unfinished messages (round 7: transport/admission.py,
+transport/websocket.py): a leak, bytes charged and never given back, would lock an honest
+address, device, account or peer out for the life of the process. Raw-socket attackers end a
+partial message every way a message or a connection can end (whole, close frame, TCP reset,
+the message deadline, refused for size or for the budget, a ping between fragments, several
+messages pipelined in one write, the connection charged to its device and account while the
+message is held, a charge that fails, an evicted or timed-out pending connection, the server
+shutting down); each time the ledger is back to empty and a fresh honest connection's
+message of the whole budget's size comes back whole. Every refusal is a close with its reason,
+and nothing is logged as a traceback."""
+
+from __future__ import annotations
+
+import logging
+import socket as stdlib_socket
+import struct
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from sonet.transport.admission import Admission, ConnectionLimits
+from sonet.transport.server import Connection, Listening, serve
+from sonet.transport.websocket import MESSAGE_TOO_BIG, POLICY_VIOLATION, UpgradeRequest, WebSocket
+from sonet.transport.ws_errors import ConnectionClosed
+
+from .test_partial_bytes_budget import echo_of, refusal, start_message, until
+from .test_ws_attacks import UPGRADE, Client, frame, header_announcing
+
+HANG_S = 20  # hang guard, never a performance threshold
+CAP = 4096  # each connection's message cap
+BUDGET = 8192  # two connections' 4000-byte messages, not three
+ADDRESS = ("address", "127.0.0.1")
+
+
+def caps(**overrides: float) -> ConnectionLimits:
+    values: dict = dict(
+        handshake_timeout_s=3600,
+        send_timeout_s=3600,
+        pending_message_bytes=CAP,
+        partial_bytes_per_address=BUDGET,
+        partial_bytes_per_device=BUDGET,
+        partial_bytes_per_account=BUDGET,
+        partial_bytes_per_peer=BUDGET,
+    )
+    values.update(overrides)
+    return ConnectionLimits(**values)
+
+
+class Served:
+    """The server under attack: its admission (the ledger) and the WebSockets it holds."""
+
+    def __init__(self, listening: Listening) -> None:
+        self.listening = listening
+        self.admission: Admission = listening.admission
+        #: the server's side of each connection, by the path it asked for
+        self.sockets: dict[str, WebSocket] = {}
+
+    async def connect(self, path: str = "/ws") -> Client:
+        client, _head = await Client.upgrade(self.listening.port, UPGRADE.replace(b"GET /ws ", f"GET {path} ".encode()))
+        return client
+
+    async def empty_and_usable(self) -> None:
+        """The ledger is back to empty, and a fresh connection's message of the cap comes back."""
+        await until(lambda: self.admission._held == {})
+        fresh = await self.connect()
+        await fresh.stream.send_all(frame(b"h" * CAP))
+        assert await echo_of(fresh) == b"h" * CAP
+        assert self.admission._held == {}
+        fresh.stream.socket.close()
+
+
+@asynccontextmanager
+async def server(limits: ConnectionLimits) -> AsyncIterator[Served]:
+    """An echo server; a path with ``?pending`` stays unauthenticated (evictable, with a
+    deadline). The server's side of each WebSocket is kept by its path (``Served.sockets``)."""
+    state: list[Served] = []
+
+    async def handler(request: UpgradeRequest, conn: Connection) -> None:
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(request.path).query, keep_blank_values=True))
+        ws = await request.accept()
+        if "pending" not in query:
+            conn.authenticated()
+        state[0].sockets[request.path] = ws
+        try:
+            while True:
+                await ws.send_message(await ws.get_message())
+        except ConnectionClosed:
+            pass
+        finally:
+            await ws.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listening: Listening = await nursery.start(
+            lambda task_status: serve(handler, "127.0.0.1", 0, plain_http_answer="ws only\n", caps=limits, task_status=task_status)
+        )
+        state.append(Served(listening))
+        yield state[0]
+        nursery.cancel_scope.cancel()
+
+
+def reset(client: Client) -> None:
+    """End the TCP connection with a reset (RST), not a FIN."""
+    client.stream.socket.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.stream.socket.close()
+
+
+@pytest.fixture(autouse=True)
+def no_traceback(caplog: pytest.LogCaptureFixture) -> object:
+    """No refusal or abrupt end here is a bug of the server's: nothing logged with a traceback."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], caplog.text
+
+
+# how a connection holding part of a message ends --------------------------------------------
+
+
+async def end_whole(served: Served, client: Client) -> None:
+    await client.stream.send_all(b"y" * 3900)
+    assert await echo_of(client) == b"x" * 100 + b"y" * 3900
+    client.stream.socket.close()
+
+
+async def end_with_a_reset(served: Served, client: Client) -> None:
+    reset(client)
+
+
+async def end_with_a_fin(served: Served, client: Client) -> None:
+    client.stream.socket.close()
+
+
+ENDINGS: dict[str, Callable[[Served, Client], Awaitable[None]]] = {
+    "whole": end_whole,
+    "tcp-reset": end_with_a_reset,
+    "tcp-fin": end_with_a_fin,
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+async def test_a_partial_message_ended_any_way_gives_its_bytes_back(ending: str) -> None:
+    with trio.fail_after(HANG_S):
+        async with server(caps()) as served:
+            client = await served.connect()
+            await start_message(client)
+            await until(lambda: served.admission.held_by(*ADDRESS) == 4000)
+            await ENDINGS[ending](served, client)
+            await served.empty_and_usable()
+
+
+async def test_a_close_frame_between_fragments_gives_the_bytes_back() -> None:
+    with trio.fail_after(HANG_S):
+        async with server(caps()) as served:
+            client = await served.connect()
+            await client.stream.send_all(frame(b"f" * 3000, fin=False))
+            await until(lambda: served.admission.held_by(*ADDRESS) == 3000)
+            await client.stream.send_all(frame(struct.pack("!H", 1000), opcode=0x8))
+            assert (await client.until_close())[1] is not None  # the server answers the close
+            await served.empty_and_usable()
+
+
+async def test_a_ping_between_fragments_keeps_the_charge_and_the_message_then_gives_it_back() -> None:
+    with trio.fail_after(HANG_S):
+        async with server(caps()) as served:
+            client = await served.connect()
+            await client.stream.send_all(frame(b"a" * 2000, fin=False) + frame(b"p", opcode=0x9))
+            # half a continuation's header: nothing more charged until it says how much comes
+            await client.stream.send_all(bytes([0x80]))
+            await until(lambda: served.admission.held_by(*ADDRESS) == 2000)
+            await client.stream.send_all(header_announcing(2000)[1:] + b"b" * 2000)
+            assert await echo_of_after_pong(client) == b"a" * 2000 + b"b" * 2000
+            assert served.admission.held_by(*ADDRESS) == 0
+            await served.empty_and_usable()
+
+
+async def echo_of_after_pong(client: Client) -> bytes:
+    """The next whole message, past the pong answering our ping."""
+    from wsproto.events import BytesMessage, Pong
+
+    data = b""
+    while True:
+        for event in client.proto.events():
+            if isinstance(event, Pong):
+                continue
+            assert isinstance(event, BytesMessage), event
+            data += event.data
+            if event.message_finished:
+                return data
+        client.proto.receive_data(await client.stream.receive_some(65536))
+
+
+async def test_a_message_refused_for_size_gives_back_what_it_held() -> None:
+    with trio.fail_after(HANG_S):
+        async with server(caps()) as served:
+            client = await served.connect()
+            await client.stream.send_all(frame(b"f" * 3000, fin=False))
+            await until(lambda: served.admission.held_by(*ADDRESS) == 3000)
+            await client.stream.send_all(bytes([0x00, 0x80 | 126]) + struct.pack("!H", CAP - 3000 + 1) + bytes(4))
+            assert await refusal(client) == (MESSAGE_TOO_BIG, f"a message over {CAP} bytes")
+            await served.empty_and_usable()
+
+
+async def test_a_message_past_its_deadline_gives_its_bytes_back() -> None:
+    with trio.fail_after(HANG_S):
+        async with server(caps(message_timeout_s=0.2)) as served:
+            client = await served.connect()
+            await start_message(client)
+            await until(lambda: served.admission.held_by(*ADDRESS) == 4000)
+            assert await refusal(client) == (POLICY_VIOLATION, "a message took over 0.2 s")
+            await served.empty_and_usable()
+
+
+async def test_messages_pipelined_in_one_write_are_charged_one_at_a_time() -> None:
+    with trio.fail_after(HANG_S):
+        async with server(caps()) as served:
+            client = await served.connect()
+            # two whole messages and the start of a third in one write: only the third is held
+            await client.stream.send_all(frame(b"1" * 4000) + frame(b"2" * 4000) + header_announcing(4000) + b"3" * 10)
+            assert await echo_of(client) == b"1" * 4000
+            assert await echo_of(client) == b"2" * 4000
+            await until(lambda: served.admission.held_by(*ADDRESS) == 4000)
+            reset(client)
+            await served.empty_and_usable()
+
+
+async def test_a_refusal_over_the_budget_leaves_the_holders_charge_and_gives_its_own_back() -> None:
+    with trio.fail_after(HANG_S):
+        async with server(caps()) as served:
+            holders = [await served.connect() for _ in range(2)]
+            for holder in holders:
+                await start_message(holder)
+            await until(lambda: served.admission.held_by(*ADDRESS) == 8000)
+            late = await served.connect()
+            await late.stream.send_all(frame(b"s" * 300, fin=False))  # 300 more: over 8192
+            code, reason = await refusal(late)
+            assert code == MESSAGE_TOO_BIG and "this address may send at once" in reason
+            assert served.admission.held_by(*ADDRESS) == 8000
+            for holder in holders:
+                reset(holder)
+            await served.empty_and_usable()
+
+
+# the connection charged to someone else while it holds part of a message --------------------
+
+
+async def test_bytes_held_move_to_the_device_and_account_and_come_back_from_there() -> None:
+    with trio.fail_after(HANG_S):
+        async with server(caps()) as served:
+            held = served.admission.held_by
+            client = await served.connect("/ws?d1")
+            await start_message(client)
+            await until(lambda: held(*ADDRESS) == 4000)
+            # what ClientSession.become does, from another task, while the reader holds them
+            served.sockets["/ws?d1"].charge_partial_to(device="d1", account="alice")
+            assert (held(*ADDRESS), held("device", "d1"), held("account", "alice")) == (0, 4000, 4000)
+            # the rest of the message is charged there too, and it comes back whole
+            await client.stream.send_all(b"y" * 3900)
+            assert await echo_of(client) == b"x" * 100 + b"y" * 3900
+            assert served.admission._held == {}
+            # a second message held, then moved again (a device that registers, then links)
+            await start_message(client)
+            await until(lambda: held("device", "d1") == 4000)
+            served.sockets["/ws?d1"].charge_partial_to(device="d2", account="bob")
+            assert (held("device", "d1"), held("account", "alice"), held("device", "d2"), held("account", "bob")) == (0, 0, 4000, 4000)
+            reset(client)
+            await served.empty_and_usable()
+
+
+async def test_a_charge_to_someone_unknown_fails_and_changes_nothing() -> None:
+    with trio.fail_after(HANG_S):
+        async with server(caps()) as served:
+            client = await served.connect("/ws?bad")
+            await start_message(client)
+            await until(lambda: served.admission.held_by(*ADDRESS) == 4000)
+            with pytest.raises(ValueError, match="bytes are charged to actors of"):
+                served.sockets["/ws?bad"].charge_partial_to(nobody="x")
+            with pytest.raises(ValueError):
+                served.sockets["/ws?bad"].charge_partial_to()
+            assert served.admission._held == {ADDRESS: 4000}
+            reset(client)
+            await served.empty_and_usable()
+
+
+async def test_a_device_over_its_budget_after_the_move_is_refused_then_given_back() -> None:
+    # charged to the address within its budget, moved to a device whose budget is smaller:
+    # what it holds moves along, the next bytes it asks for are refused; all of it comes back
+    limits = caps(partial_bytes_per_device=CAP, partial_bytes_per_address=BUDGET)
+    with trio.fail_after(HANG_S):
+        async with server(limits) as served:
+            first, second = await served.connect("/ws?a"), await served.connect("/ws?b")
+            await start_message(first)
+            await start_message(second)
+            await until(lambda: served.admission.held_by(*ADDRESS) == 8000)
+            served.sockets["/ws?a"].charge_partial_to(device="d")
+            served.sockets["/ws?b"].charge_partial_to(device="d")
+            assert served.admission.held_by("device", "d") == 8000  # over its 4096: admitted before
+            await first.stream.send_all(b"y" * 3900)  # no more asked for: it comes whole
+            assert await echo_of(first) == b"x" * 100 + b"y" * 3900
+            await first.stream.send_all(header_announcing(200))  # 4000 + 200 > 4096: refused
+            code, reason = await refusal(first)
+            assert code == MESSAGE_TOO_BIG and "this device may send at once" in reason
+            reset(second)
+            await served.empty_and_usable()
+
+
+# connections the server ends -------------------------------------------------------------------
+
+
+async def test_an_evicted_pending_connection_gives_its_bytes_back() -> None:
+    limits = caps(max_pending_per_address=1)
+    with trio.fail_after(HANG_S):
+        async with server(limits) as served:
+            victim = await served.connect("/ws?pending")
+            await start_message(victim)
+            await until(lambda: served.admission.held_by(*ADDRESS) == 4000)
+            newcomer = await served.connect("/ws?pending&2")  # evicts the victim (its only pending slot)
+            assert (await victim.until_close())[1] is None  # cut at once, no close frame
+            await until(lambda: served.admission.held_by(*ADDRESS) == 0)
+            reset(newcomer)
+            await served.empty_and_usable()
+
+
+async def test_a_pending_connection_past_its_handshake_deadline_gives_its_bytes_back() -> None:
+    with trio.fail_after(HANG_S):
+        async with server(caps(handshake_timeout_s=0.3)) as served:
+            client = await served.connect("/ws?pending")
+            await start_message(client)
+            await until(lambda: served.admission.held_by(*ADDRESS) == 4000)
+            assert (await client.until_close())[1] is None
+            await served.empty_and_usable()
+
+
+async def test_a_connection_that_upgrades_and_never_speaks_holds_nothing() -> None:
+    with trio.fail_after(HANG_S):
+        async with server(caps(handshake_timeout_s=0.3)) as served:
+            client = await served.connect("/ws?pending")
+            assert served.admission._held == {}
+            assert (await client.until_close())[1] is None
+            await served.empty_and_usable()
+
+
+async def test_the_server_shutting_down_gives_every_connections_bytes_back() -> None:
+    with trio.fail_after(HANG_S):
+        async with server(caps()) as served:
+            admission = served.admission
+            clients = [await served.connect(f"/ws?{n}") for n in range(3)]
+            await start_message(clients[0])
+            await start_message(clients[1], length=2000)
+            served.sockets["/ws?2"].charge_partial_to(peer="p")
+            await start_message(clients[2], length=3000)
+            await until(lambda: admission._held == {ADDRESS: 6000, ("peer", "p"): 3000})
+        assert admission._held == {} and admission.held == 0  # (held: connections counted)
