@@ -19,9 +19,14 @@ Bytes of incoming messages not yet whole (``Admitted.hold``; transport/websocket
 as a frame header announces them, before they are buffered) are budgeted per actor as well as
 per connection: each connection may hold one message up to its cap, so without a budget a
 device's 8 connections, an account's many devices or a peer's connections would hold that cap
-times their count. A connection's bytes are charged to its source address until the node says
-who it is (``Admitted.charge_to``: the device and its account, or the peer) and given back when
-the message is whole or the connection ends, however it ends (``release``).
+times their count. A connection's bytes are charged to its source address from its
+authentication until the node says who it is (``Admitted.charge_to``: the device and its
+account, or the peer) and given back when the message is whole or the connection ends, however
+it ends (``release``). A pending connection's are charged to nobody: its handshake messages are
+bounded by the pending caps (max_pending_per_address x pending_message_bytes) and evicted
+oldest-first as above; charged to the address, they would need room that an attacker behind the
+same address (a NAT) holds with a few connections without an account, each announcing a
+Register-sized message in a frame header, and no device there could connect at all.
 """
 
 from __future__ import annotations
@@ -103,6 +108,10 @@ class ConnectionLimits:
 _WHOSE = {"address": "this address", "device": "this device", "account": "this account's devices", "peer": "a peer node"}
 
 
+#: ``Admitted.charged`` of a connection not authenticated yet: its bytes are charged to nobody
+_NOBODY: tuple[tuple[str, str], ...] = ()
+
+
 def _actors(conn: Admitted) -> tuple[tuple[str, str], ...]:
     """Who ``conn``'s held bytes are charged to."""
     return conn.charged if conn.charged is not None else (("address", conn.address),)
@@ -132,8 +141,9 @@ class Admitted:
         #: bytes of an unfinished incoming message it holds (charged to ``charged``)
         self.held = 0
         #: the actors its held bytes are charged to, (kind, key) pairs; None: its address (no
-        #: tuple made for each connection until it is charged to someone else)
-        self.charged: tuple[tuple[str, str], ...] | None = None
+        #: tuple made for each connection until it is charged to someone else); nobody
+        #: (_NOBODY) until it is authenticated
+        self.charged: tuple[tuple[str, str], ...] | None = _NOBODY
         #: its pre-authentication deadline (trio time), also once it is evicted
         self.deadline = deadline
         self.scope = trio.CancelScope(deadline=deadline)
@@ -253,10 +263,14 @@ class Admission:
         raise AssertionError(f"no pending connection of {address or 'any address'} to evict")
 
     def authenticated(self, conn: Admitted) -> None:
-        """``conn`` passed its handshake: no deadline any more, no eviction."""
+        """``conn`` passed its handshake: no deadline any more, no eviction; what it holds is
+        charged to its address from now on (even past its budget: it was admitted)."""
         if conn.pending:
             self._unpend(conn)
             conn.scope.deadline = math.inf
+        if conn.charged is _NOBODY:
+            conn.charged = None
+            self._charge(_actors(conn), conn.held)
 
     def held_by(self, kind: str, key: str) -> int:
         """Bytes of unfinished messages the actor holds right now."""

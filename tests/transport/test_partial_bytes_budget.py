@@ -186,11 +186,13 @@ async def test_a_device_and_its_account_have_budgets_of_their_own_apart_from_the
 async def test_bytes_held_move_with_the_connection_to_its_actors_and_back_on_release() -> None:
     admission = Admission(caps(peer=BUDGET))
     conn = admission.admit("10.0.0.1")
+    admission.authenticated(conn)  # (until then charged to nobody: test_review7_budgets)
     assert conn.hold(6000) is None
     assert admission.held_by("address", "10.0.0.1") == 6000
     conn.charge_to(peer="node-key")
     assert admission.held_by("address", "10.0.0.1") == 0 and admission.held_by("peer", "node-key") == 6000
     other = admission.admit("10.0.0.2")
+    admission.authenticated(other)
     other.charge_to(peer="node-key")
     assert other.hold(4001) is not None  # over the peer's budget, whatever the address
     assert other.hold(4000) is None
