@@ -498,6 +498,9 @@ class WebSocket:
             if self._proto.state is _OPEN and not self._send_broken:
                 if self.closed is None:
                     self.closed = CloseReason(code, reason)
+                # closing: nothing more of a message is taken (what still comes is dropped), so
+                # what it held is given back now, not after the peer's reply or the grace
+                self._drop_message()
                 with trio.move_on_after(CLOSE_GRACE_S):
                     try:
                         await self._send_event(CloseConnection(code=code, reason=reason))

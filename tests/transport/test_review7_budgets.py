@@ -405,3 +405,27 @@ async def test_a_pending_connections_bytes_move_to_its_address_when_it_authentic
     admission.release(evicted)
     admission.release(conn)
     assert admission._held == {} and admission.held == 0
+
+
+async def test_a_connection_the_server_closes_gives_its_bytes_back_without_waiting_for_the_reply() -> None:
+    # The node closes a connection (evicted as the oldest without an account, superseded, a
+    # failure): what it held of a message will never be taken, yet the close waits up to
+    # CLOSE_GRACE_S for the peer's reply. A peer that never replies kept its bytes charged
+    # that long: an attacker evicted at the handshake guard's pace held them many times over.
+    with trio.fail_after(HANG_S):
+        async with server(caps()) as served:
+            client = await served.connect("/ws?closed")
+            await start_message(client)
+            await until(lambda: served.admission.held_by(*ADDRESS) == 4000)
+            closing_done = trio.Event()
+
+            async def close() -> None:
+                await served.sockets["/ws?closed"].aclose(1008, "too_many_connections")
+                closing_done.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(close)
+                await until(lambda: served.admission._held == {})
+                assert not closing_done.is_set()  # (the client never replies: the grace is running)
+                reset(client)
+            await served.empty_and_usable()
