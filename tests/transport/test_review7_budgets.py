@@ -429,3 +429,16 @@ async def test_a_connection_the_server_closes_gives_its_bytes_back_without_waiti
                 assert not closing_done.is_set()  # (the client never replies: the grace is running)
                 reset(client)
             await served.empty_and_usable()
+
+
+def test_every_slot_without_an_account_of_an_address_full_leaves_room_for_an_honest_registration() -> None:
+    # node.toml defaults: an address's connections without an account are at most
+    # max_unregistered_per_address (older ones evicted, and their bytes given back as their
+    # close begins), each holding at most a Register's cap; the rest of the address's budget
+    # is what an honest device behind the same NAT registers with
+    from sonet.core import limits
+    from sonet.node.config import NodeConfig
+
+    config = NodeConfig(name="alpha.example", listen="127.0.0.1:0")
+    held_by_attacker = config.max_unregistered_per_address * limits.MAX_UNREGISTERED_RECORD_BYTES
+    assert config.partial_bytes_per_address - held_by_attacker >= limits.MAX_UNREGISTERED_RECORD_BYTES
