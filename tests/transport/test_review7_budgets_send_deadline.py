@@ -15,6 +15,7 @@ import trio
 import trio.testing
 
 from sonet.core import limits
+from sonet.core.blob_api import BLOB_CHUNK_BYTES
 from sonet.transport import send_deadline
 from sonet.transport.send_deadline import SEND_PIECE, SEND_TIMEOUT_S, SendDeadlineStream, SendStalled
 
@@ -96,5 +97,4 @@ def test_a_link_fast_enough_for_the_nodes_message_deadline_never_meets_the_send_
     slowest_the_node_takes = RECORD / limits.MESSAGE_DEADLINE_S  # ~35 KB/s
     slowest_the_deadline_lets_go_on = SEND_PIECE / SEND_TIMEOUT_S  # ~2.2 KB/s
     assert slowest_the_node_takes > 10 * slowest_the_deadline_lets_go_on
-    chunk = 1024 * 1024  # an attachment's chunk (client/attachments)
-    assert chunk / limits.MESSAGE_DEADLINE_S > 3 * slowest_the_deadline_lets_go_on
+    assert BLOB_CHUNK_BYTES / limits.MESSAGE_DEADLINE_S > 3 * slowest_the_deadline_lets_go_on  # an attachment's chunk
