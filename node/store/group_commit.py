@@ -115,6 +115,14 @@ class _Write(Turn, Generic[T]):
         self.error = _not_applied(after)
         return True
 
+    def ran(self) -> None:
+        """Its outcome is known (its ``error`` says which): the write it followed and its
+        arguments are let go, else a link's writes, each held by the next, would keep every
+        push the link ever took alive (the link holds its last write for the next one)."""
+        self.after = None
+        self.args = ()
+        self.done.set()
+
 
 def _run_group(conn: sqlite3.Connection, group: list[_Write[Any]]) -> None:
     """On the worker thread: one transaction, one commit; the writes without savepoints
@@ -211,7 +219,7 @@ class GroupCommit:
             if not write.taken:
                 self._queue.remove(write)
                 write.error = StoreError("dropped before it ran")  # those queued after it do not run
-                write.done.set()
+                write.ran()
                 raise
             # Taken: it commits or fails as part of its group. Wait for that; a cancellation
             # is then seen at the caller's next checkpoint, after it has learnt the outcome.
@@ -245,7 +253,7 @@ class GroupCommit:
                 raise
         finally:
             for write in group:
-                write.done.set()
+                write.ran()
             self._leading = False
             done, self._group_done = self._group_done, trio.Event()
             done.set()
