@@ -10,19 +10,22 @@ of the one before it once it ran)."""
 from __future__ import annotations
 
 import gc
+import sqlite3
 from typing import Any
 
 import pytest
 import trio
 
+from sonet.core.client_api import ErrorFrame
 from sonet.core.federation_api import Push, PushResult
 from sonet.federation.ports import Queued
 from sonet.node.store import sqlite
-from sonet.node.store.group_commit import _Write
+from sonet.node.store.group_commit import _run_group, _Write
 from tests.node.conftest import HANG_S, StartNode
 from tests.node.store.test_group_commit import Db, insert
 
-from .net import BETA, mailbox_ids, new_key, peer_link, pin, transit
+from .net import BETA, mailbox_ids, new_key, peer_link, pin, transit, until
+from .test_pipelined_pushes import Commits, beta_and_bob, out_of_order
 
 PEER = "peer.example"
 
@@ -78,4 +81,93 @@ async def test_a_long_lived_link_does_not_keep_the_pushes_it_took(start_node: St
             for m in range(len(items) - len(items) % 3 + 1, len(items) + 1):
                 assert await link.receive() == PushResult(request=m, outcomes=("ok",))
         assert live_writes(sqlite._receive) <= 1
+    assert await mailbox_ids(beta, bob) == [i.envelope.id for i in items]  # type: ignore[union-attr]
+
+
+async def test_pushes_queued_behind_a_commit_when_the_link_closes_are_stored_once_when_pushed_again(
+    start_node: StartNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pusher's link goes while push 1's commit is on the disk and pushes 2 and 3 are
+    queued behind it, none answered: push 1 still commits, 2 and 3 are dropped (nobody is
+    left to tell), and the pusher's retransmission of all three on a new link stores each
+    exactly once, answered ok."""
+    beta, bob, key = await beta_and_bob(start_node)
+    commits = Commits(beta, monkeypatch)
+    items = [transit(bob, origin=PEER) for _ in range(3)]
+    async with peer_link(beta, key, PEER) as link:
+        with trio.fail_after(HANG_S):
+            for n in range(3):
+                await link.send(Push(request=n + 1, items=(items[n],), seq=n + 1))
+            await until(lambda: commits.groups == [1] and commits.queued() == 2, "pushes 2 and 3 queued behind push 1's commit")
+    with trio.fail_after(HANG_S):
+        await until(lambda: commits.queued() == 0, "the closed link's queued writes dropped")
+        commits.gate.set()
+        await until(lambda: mailbox_ids(beta, bob), "push 1 committed")
+    assert commits.groups == [1]  # 2 and 3 never ran
+    assert await mailbox_ids(beta, bob) == [items[0].envelope.id]  # type: ignore[union-attr]
+    async with peer_link(beta, key, PEER) as link:
+        with trio.fail_after(HANG_S):
+            for n in range(3):
+                await link.send(Push(request=n + 1, items=(items[n],), seq=n + 1))
+            answers = [await link.receive() for _ in range(3)]
+    assert answers == [PushResult(request=n + 1, outcomes=("ok",)) for n in range(3)]
+    assert await mailbox_ids(beta, bob) == [i.envelope.id for i in items]  # type: ignore[union-attr]
+
+
+class FailingCommit:
+    """A connection whose next COMMIT fails (rolled back, as SQLite does when a COMMIT cannot
+    be written)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "COMMIT":
+            self._conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._conn.execute(sql, *args)
+
+
+@pytest.mark.parametrize("failing_group", [0, 1])
+async def test_a_failed_commit_leaves_every_push_behind_it_unstored_and_the_next_round_is_taken(
+    start_node: StartNode, monkeypatch: pytest.MonkeyPatch, failing_group: int
+) -> None:
+    """Push 1's group (0) or the next group, holding pushes 2 and 3 (1), fails at its COMMIT:
+    the pushes in it are answered unavailable (the first) or out_of_order, those queued behind
+    it out_of_order, none of them stored; what committed before stays; the pusher's next round
+    (from the failed push) is taken and stored once."""
+    beta, bob, key = await beta_and_bob(start_node)
+    commits = Commits(beta, monkeypatch)
+    real = commits._real
+    calls: list[int] = []
+
+    async def call(fn: Any, *args: Any) -> Any:
+        if fn is _run_group and Commits._pushes(args[0]):
+            calls.append(1)
+            if len(calls) - 1 == failing_group:
+                return await real(lambda conn, group: _run_group(FailingCommit(conn), group), *args)
+        return await real(fn, *args)
+
+    commits._real = call
+    items = [transit(bob, origin=PEER) for _ in range(3)]
+    async with peer_link(beta, key, PEER) as link:
+        with trio.fail_after(HANG_S):
+            for n in range(3):
+                await link.send(Push(request=n + 1, items=(items[n],), seq=n + 1))
+            await until(lambda: commits.groups == [1] and commits.queued() == 2, "pushes 2 and 3 queued behind push 1's commit")
+            commits.gate.set()
+            answers = [await link.receive() for _ in range(3)]
+            failed = failing_group  # the index of the first push refused
+            assert answers[:failed] == [PushResult(request=1, outcomes=("ok",))][:failed]
+            assert isinstance(answers[failed], ErrorFrame) and answers[failed].code == "unavailable", answers
+            assert all(out_of_order(answers[n], n + 1) for n in range(failed + 1, 3)), answers
+            assert commits.groups == [1, 2]
+            assert await mailbox_ids(beta, bob) == [i.envelope.id for i in items[:failed]]  # type: ignore[union-attr]
+            for n in range(failed, 3):  # the next round starts at the failed push
+                await link.send(Push(request=10 + n, items=(items[n],), seq=n + 1))
+            again = [await link.receive() for _ in range(failed, 3)]
+    assert again == [PushResult(request=10 + n, outcomes=("ok",)) for n in range(failed, 3)]
     assert await mailbox_ids(beta, bob) == [i.envelope.id for i in items]  # type: ignore[union-attr]
