@@ -145,3 +145,21 @@ async def test_a_federation_link_reset_mid_message_gives_the_peers_bytes_back(st
             await second._ws._stream.send_all(header_announcing(RECORD) + bytes(100))
             await until_held(admission, "peer", peer, RECORD)
         await until_empty(admission)
+
+
+async def test_a_refusal_over_a_devices_budget_is_a_close_with_its_reason_and_no_traceback(start_node: StartNode) -> None:
+    node = await start_node(partial_bytes_per_device=RECORD)
+    admission = admission_of(node)
+    with trio.fail_after(HANG_S):
+        alice = await node.enroll("alice")
+        async with node.raw(alice.first) as holder, node.raw(alice.first) as late:
+            await holder._sock._ws._stream.send_all(header_announcing(RECORD - 100) + bytes(100))
+            await until_held(admission, "device", alice.first.fingerprint, RECORD - 100)
+            await late._sock._ws._stream.send_all(header_announcing(200))
+            await late.closed.wait()
+            reason = late.close_reason
+            assert reason is not None and reason.code == 1009
+            assert reason.reason == f"over the {RECORD} bytes of unfinished messages this device may send at once; try again later"
+            assert admission._held == {("device", alice.first.fingerprint): RECORD - 100, ("account", alice.address): RECORD - 100}
+            reset(holder._sock._ws._stream)
+            await until_empty(admission)
