@@ -24,8 +24,12 @@ from sonet.node.store.group_commit import _run_group, _Write
 from tests.node.conftest import HANG_S, StartNode
 from tests.node.store.test_group_commit import Db, insert
 
+from sonet.federation.ratelimit import Rate
+from tests.node.conftest import NodeParams
+from tests.node.kit import wall_ms
+
 from .net import BETA, mailbox_ids, new_key, peer_link, pin, transit, until
-from .test_pipelined_pushes import Commits, beta_and_bob, out_of_order
+from .test_pipelined_pushes import Commits, beta_and_bob, failing_for, out_of_order
 
 PEER = "peer.example"
 
@@ -170,4 +174,71 @@ async def test_a_failed_commit_leaves_every_push_behind_it_unstored_and_the_next
                 await link.send(Push(request=10 + n, items=(items[n],), seq=n + 1))
             again = [await link.receive() for _ in range(failed, 3)]
     assert again == [PushResult(request=10 + n, outcomes=("ok",)) for n in range(failed, 3)]
+    assert await mailbox_ids(beta, bob) == [i.envelope.id for i in items]  # type: ignore[union-attr]
+
+
+async def test_a_hostile_pusher_never_has_more_than_the_window_of_writes_queued(
+    start_node: StartNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer sends 12 sequenced pushes without reading an answer while beta's commits are
+    held: beta takes pushes_in_flight (3) of them, one on the disk and two queued, and no more
+    until answers go; then all are answered ok in order, no group ever holding more."""
+    beta, bob, key = await beta_and_bob(start_node)
+    commits = Commits(beta, monkeypatch)
+    depth: list[int] = []  # push writes on the disk or queued, at each group's start
+    real = commits._real
+
+    async def call(fn: Any, *args: Any) -> Any:
+        if fn is _run_group and Commits._pushes(args[0]):
+            depth.append(Commits._pushes(args[0]) + commits.queued())
+        return await real(fn, *args)
+
+    commits._real = call
+    items = [transit(bob, origin=PEER) for _ in range(12)]
+    async with peer_link(beta, key, PEER) as link:
+        with trio.fail_after(HANG_S):
+            for n, item in enumerate(items, start=1):
+                await link.send(Push(request=n, items=(item,), seq=n))
+            await until(lambda: commits.groups == [1] and commits.queued() == 2, "three pushes taken")
+            await trio.sleep(0.3)  # room for a fourth to be taken, if the window let it
+            assert commits.groups == [1] and commits.queued() == 2
+            commits.gate.set()
+            answers = [await link.receive() for _ in items]
+    assert answers == [PushResult(request=n, outcomes=("ok",)) for n in range(1, 13)]
+    assert max(depth) <= 3, depth
+    assert await mailbox_ids(beta, bob) == [i.envelope.id for i in items]  # type: ignore[union-attr]
+
+
+async def test_a_push_held_for_its_rate_behind_one_that_then_fails_is_answered_out_of_order(
+    start_node: StartNode, monkeypatch: pytest.MonkeyPatch, node_params: NodeParams
+) -> None:
+    """Push 1's write is on the disk (and will fail), push 2's queued behind it, push 3 over
+    the peer's rate (held: nothing after it taken), push 4 behind it: push 1 unavailable, the
+    rest out_of_order (3's rate_limited belongs to a round that push 1 ended), nothing stored;
+    the next round from push 1 is taken whole."""
+    clock = [wall_ms()]
+    node_params.clock_ms = lambda: clock[0]
+    node_params.federation.update(push_rate=Rate(per_second=0.1, burst=2))  # refills only when the clock moves
+    beta, bob, key = await beta_and_bob(start_node)
+    commits = Commits(beta, monkeypatch)
+    items = [transit(bob, origin=PEER) for _ in range(4)]
+    failing = {items[0].envelope.id}  # type: ignore[union-attr]
+    failing_for(monkeypatch, failing)
+    async with peer_link(beta, key, PEER) as link:
+        with trio.fail_after(HANG_S):
+            for n in range(4):
+                await link.send(Push(request=n + 1, items=(items[n],), seq=n + 1))
+            await until(lambda: commits.groups == [1] and commits.queued() == 1, "push 2 queued behind push 1's commit")
+            commits.gate.set()
+            answers = [await link.receive() for _ in range(4)]
+            assert isinstance(answers[0], ErrorFrame) and answers[0].code == "unavailable", answers
+            assert all(out_of_order(answers[n], n + 1) for n in (1, 2, 3)), answers
+            assert await mailbox_ids(beta, bob) == []
+            failing.clear()
+            again = []
+            for n in range(2):  # the next round, from push 1
+                clock[0] += 60_000  # the bucket refills
+                await link.send(Push(request=10 + n, items=(items[2 * n], items[2 * n + 1]), seq=n + 1))
+                again.append(await link.receive())
+    assert again == [PushResult(request=10 + n, outcomes=("ok", "ok")) for n in range(2)]
     assert await mailbox_ids(beta, bob) == [i.envelope.id for i in items]  # type: ignore[union-attr]
