@@ -17,9 +17,10 @@ from collections.abc import Iterator
 import pytest
 
 from sonet.client import prekeys
+from sonet.client.groups import keys as key_packages
 
 from tests import module_costs
-from tests.few_prekeys import FEW_LOW, FEW_PREKEYS
+from tests.few_prekeys import FEW_KEY_PACKAGES, FEW_KEY_PACKAGES_LOW, FEW_LOW, FEW_PREKEYS
 
 #: the user_properties key of a fault run's counts (tests/e2e/conftest.py ``record_fault_run``)
 FAULT_RUN = "fault_run"
@@ -94,10 +95,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
 @contextlib.contextmanager
 def fewer_prekeys() -> Iterator[None]:
     """Devices made in this process keep ``FEW_PREKEYS`` one-time prekeys of each kind instead
-    of client/prekeys.py's ``TARGET`` (tests/few_prekeys.py)."""
+    of client/prekeys.py's ``TARGET``, and ``FEW_KEY_PACKAGES`` one-time KeyPackages instead of
+    client/groups/keys.py's (tests/few_prekeys.py)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(prekeys, "TARGET", FEW_PREKEYS)
         patch.setattr(prekeys, "LOW", FEW_LOW)
+        patch.setattr(key_packages, "TARGET", FEW_KEY_PACKAGES)
+        patch.setattr(key_packages, "LOW", FEW_KEY_PACKAGES_LOW)
         yield
 
 
