@@ -29,9 +29,14 @@ from sonet.core.crypto import CryptoPolicy
 from sonet.core.device import verify_device_record
 from sonet.core.invite import SECRET_BYTES, make_invite
 
+from tests.few_prekeys import FEW_PREKEYS
 from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BOB, HANG_S, texts
+
+#: devices register with FEW_PREKEYS one-time prekeys of each kind (tests/conftest.py); the
+#: counts below are that number
+pytestmark = pytest.mark.usefixtures("few_prekeys")
 
 Register_ = Callable[..., Awaitable[Device]]
 
@@ -159,7 +164,7 @@ async def test_a_register_whose_process_died_is_completed_with_the_same_keys(
         assert await node_devices(alpha, ALICE) == [(1, fingerprint)]
         assert not has_pending_registration(alice.state)
         async with alpha.store() as store:
-            assert await store.prekey_counts(ALICE, 1) == (60, 60)  # the secrets of which alice holds
+            assert await store.prekey_counts(ALICE, 1) == (FEW_PREKEYS, FEW_PREKEYS)  # the secrets of which alice holds
         await exchange(bob, alice, "hello after the crash")
         await exchange(alice, bob, "and back")
 

@@ -21,9 +21,14 @@ from sonet.client.sdk import Device
 from sonet.core.client_api import FetchDevices, LinkComplete, Register
 from sonet.core.errors import sole_exception
 
+from tests.few_prekeys import FEW_PREKEYS
 from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BOB, HANG_S, link_device, texts
+
+#: devices register with FEW_PREKEYS one-time prekeys of each kind (tests/conftest.py); the
+#: counts below are that number
+pytestmark = pytest.mark.usefixtures("few_prekeys")
 
 #: no waiting between tries in these tests (the node is up all along)
 NO_PAUSE = (0.0, 0.0)
@@ -81,7 +86,7 @@ async def test_register_completes_after_a_lost_answer(
             stats = await store.stats()
             assert (stats["accounts"], stats["devices"], stats["invites_open"]) == (2, 2, 0)
             # its first prekeys came with it, and the device holds their secrets
-            assert await store.prekey_counts(ALICE, 1) == (60, 60)
+            assert await store.prekey_counts(ALICE, 1) == (FEW_PREKEYS, FEW_PREKEYS)
         await _exchange(bob, alice, "hello after a lost answer")
         await _exchange(alice, bob, "and back")
 
