@@ -123,6 +123,9 @@ class SecureSocket:
         record broke the receiving direction) and close with 1008 and the code. Shielded but
         bounded: whoever cancels the caller, this is the last record sent."""
         error = ErrorFrame(request=0, code=exc.code, message=str(exc)[:MAX_ERROR_MESSAGE])
+        # ending: what it holds of a message comes back now, not once a peer that reads nothing
+        # let the ErrorFrame and the close go (transport/admission.py's budgets)
+        self._ws.stop_taking()
         with trio.move_on_after(CLOSE_GRACE_S, shield=True):
             async with self._send_lock:
                 if self.closed:

@@ -227,7 +227,7 @@ class WebSocket:
     """An open WebSocket: ``get_message``, ``send_message``, ``aclose``; ``closed`` is the close
     reason once it is closing or closed (None while open)."""
 
-    __slots__ = ("_stream", "_proto", "max_message_bytes", "closed", "_parts", "_size", "_send_lock", "_send_broken", "_reading", "_reader_done", "_control_due", "message_timeout_s", "_message_due", "_held_by", "_held")
+    __slots__ = ("_stream", "_proto", "max_message_bytes", "closed", "_parts", "_size", "_send_lock", "_send_broken", "_reading", "_reader_done", "_control_due", "message_timeout_s", "_message_due", "_held_by", "_held", "_taking")
 
     def __init__(
         self,
@@ -263,6 +263,16 @@ class WebSocket:
         self._held_by = held_by
         #: bytes of the message being received charged to ``held_by`` (0 between messages)
         self._held = 0
+        #: messages are taken (False once this side is ending the connection: ``stop_taking``)
+        self._taking = True
+
+    def stop_taking(self) -> None:
+        """This side is ending the connection and says why first (a last message, then the
+        close, which may wait on a peer that reads nothing): the message being received is
+        dropped and its bytes given back now, and nothing more is taken or charged. Reading
+        goes on (the close's reply); ``get_message`` returns no message any more."""
+        self._taking = False
+        self._drop_message()
 
     def charge_partial_to(self, **actors: str) -> None:
         """Charge the bytes of its unfinished messages to these actors (device=, account=,
@@ -308,7 +318,7 @@ class WebSocket:
                     await self._send_event(event.response())
             elif isinstance(event, CloseConnection):
                 await self._close_received(event)
-        if self.closed is None and (need := self._size + self._announced()):
+        if self.closed is None and self._taking and (need := self._size + self._announced()):
             if need > self.max_message_bytes:
                 await self._too_big()
             if need > self._held:
@@ -316,8 +326,8 @@ class WebSocket:
         return None
 
     async def _add_part(self, data: bytes | str, finished: bool) -> bytes | str | None:
-        if self.closed is not None:
-            return None  # closing: what still comes is dropped, never buffered
+        if self.closed is not None or not self._taking:
+            return None  # closing or ending: what still comes is dropped, never buffered
         # text counts 4 bytes a character: what the joined str may hold for each (one character
         # beyond U+FFFF widens them all), while UTF-8 sends ASCII in 1
         self._size += len(data) if isinstance(data, bytes) else TEXT_CHAR_BYTES * len(data)

@@ -41,6 +41,9 @@ class FakeWs:
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         self.closed = CloseReason(code, reason)
 
+    def stop_taking(self) -> None:
+        """(SecureSocket.fail: the connection is ending; nothing is held here)"""
+
     # the far end -------------------------------------------------------------------------
 
     async def push(self, frame: Frame) -> None:

@@ -442,3 +442,32 @@ def test_every_slot_without_an_account_of_an_address_full_leaves_room_for_an_hon
     config = NodeConfig(name="alpha.example", listen="127.0.0.1:0")
     held_by_attacker = config.max_unregistered_per_address * limits.MAX_UNREGISTERED_RECORD_BYTES
     assert config.partial_bytes_per_address - held_by_attacker >= limits.MAX_UNREGISTERED_RECORD_BYTES
+
+
+async def test_a_connection_the_server_is_ending_takes_and_holds_nothing_while_it_says_why() -> None:
+    # The node ends a connection by saying why first (SecureSocket.fail: an ErrorFrame, then the
+    # close), which may wait up to CLOSE_GRACE_S on a peer that reads nothing. A connection
+    # without an account evicted at the handshake guard's pace (20 a second per address) held
+    # its Register-sized message all that time: from the moment the node is ending it, what it
+    # held comes back and nothing more is taken or charged, while it can still be told why.
+    with trio.fail_after(HANG_S):
+        async with server(caps()) as served:
+            client = await served.connect("/ws?ending")
+            await start_message(client)
+            await until(lambda: served.admission.held_by(*ADDRESS) == 4000)
+            ws = served.sockets["/ws?ending"]
+            ws.stop_taking()
+            assert served.admission._held == {}
+            # the rest of that message, and another announced: nothing taken, nothing charged
+            await client.stream.send_all(b"y" * 3900 + header_announcing(4000) + b"z" * 100)
+            await trio.sleep(0.05)  # (the server reads them meanwhile)
+            assert served.admission._held == {}
+            await client.stream.send_all(b"z" * 3900)  # (whole: the close's reply is a frame of its own)
+            await ws.send_message(b"why")  # it can still say why
+            assert await echo_of(client) == b"why"
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ws.aclose, 1008, "too_many_connections")
+                _seen, close = await client.until_close()
+                assert close is not None and close.reason == "too_many_connections"
+                await client.send(close.response())
+            await served.empty_and_usable()
