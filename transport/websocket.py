@@ -15,8 +15,9 @@ task of its own, so an idle connection costs one task, the one that waits in ``g
   the server's ``Admitted``, transport/admission.py) as soon as a frame header announces them,
   before they are buffered: over their budget the message is refused the same way (close 1009,
   the reason saying whose budget), and they are given back when it is whole, when this side
-  starts closing (nothing more of it is taken) or when the connection ends. Dialled connections
-  have none (what they receive is answers to this node).
+  starts ending the connection (``stop_taking``, or its close: nothing more of it is taken) or
+  when the connection ends. Dialled connections have none (what they receive is answers to
+  this node).
 - A message must come whole within ``message_timeout_s`` of its first byte (of a data frame's
   header, or of any frame's header not yet whole): else close 1008. Held partial messages cost memory (up to the cap on each
   connection), so a peer must not keep one for ever by never finishing it or trickling it;
