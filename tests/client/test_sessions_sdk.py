@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 
+import pytest
 import trio
 
 from sonet.client.prekeys import GRACE_MS, LOW, ROTATE_MS, TARGET
@@ -26,6 +27,9 @@ from tests.node.conftest import NODE_NAME, RunningNode
 from .conftest import ALICE, BOB, CAROL, DAY_MS, HANG_S, Clock, fetch_bundle, link_device, node_db, shown, texts
 
 Register = Callable[..., Awaitable[Device]]
+#: the tests that do not count prekeys register with few of them (tests/conftest.py); the prekey
+#: tests count client/prekeys.py's own TARGET and LOW
+not_counting_prekeys = pytest.mark.usefixtures("few_prekeys")
 
 
 def _identity(device: Device) -> SigningKey:
@@ -92,6 +96,7 @@ async def _rejected_and_nothing_stored(at: RunningNode, recipient: Device, msg_i
     assert await at.pending(recipient.state.profile().address) == []  # acknowledged: not retried forever
 
 
+@not_counting_prekeys
 async def test_a_hand_built_message_with_a_genuine_certificate_is_accepted(alpha: RunningNode, register: Register, clock: Clock) -> None:
     """The control for the forgeries below: the harness itself builds valid messages."""
     with trio.fail_after(HANG_S):
@@ -103,6 +108,7 @@ async def test_a_hand_built_message_with_a_genuine_certificate_is_accepted(alpha
         assert [(m.id, m.sender, m.fields) for m in result.messages] == [(msg_id, ALICE, {"text": "genuine"})]
 
 
+@not_counting_prekeys
 async def test_a_forged_certificate_is_rejected(alpha: RunningNode, register: Register, clock: Clock) -> None:
     with trio.fail_after(HANG_S):
         alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
@@ -119,6 +125,7 @@ async def test_a_forged_certificate_is_rejected(alpha: RunningNode, register: Re
         assert texts(bob, await bob.receive()) == [(ALICE, "real again")]
 
 
+@not_counting_prekeys
 async def test_a_certificate_that_expired_before_the_envelope_was_stored_is_rejected(
     alpha: RunningNode, register: Register, clock: Clock
 ) -> None:
@@ -141,6 +148,7 @@ async def test_a_certificate_that_expired_before_the_envelope_was_stored_is_reje
         assert texts(bob, await bob.receive()) == [(ALICE, "renewed")]
 
 
+@not_counting_prekeys
 async def test_a_message_that_waited_in_the_mailbox_is_judged_at_arrival(alpha: RunningNode, register: Register, clock: Clock) -> None:
     """The other side of the rule: a recipient offline for days still accepts what was sent
     with a valid certificate (checked against stored_at, not its own clock)."""
@@ -152,6 +160,7 @@ async def test_a_message_that_waited_in_the_mailbox_is_judged_at_arrival(alpha: 
         assert result.rejected == [] and texts(bob, result) == [(ALICE, "sent today")]
 
 
+@not_counting_prekeys
 async def test_a_certificate_for_another_device_than_the_sessions_is_rejected(
     alpha: RunningNode, register: Register, make_device: Callable[..., Device], clock: Clock
 ) -> None:
@@ -265,6 +274,7 @@ async def test_signed_and_last_resort_prekeys_rotate_and_old_ones_still_decrypt(
         assert result.rejected == [] and texts(alice, result) == [(f"dave@{NODE_NAME}", "hello alice")]
 
 
+@not_counting_prekeys
 async def test_a_message_sent_just_before_a_late_rotation_still_decrypts(alpha: RunningNode, register: Register, clock: Clock) -> None:
     """Grace runs from when a key was replaced, not from when it was made: a device offline for
     weeks rotates on its next connection, before it reads its mailbox."""
@@ -317,6 +327,7 @@ async def _converse(alice: Device, bob: Device, rounds: int) -> None:
         assert result.rejected == [] and texts(alice, result) == [(BOB, f"b{i}")]
 
 
+@not_counting_prekeys
 async def test_both_sides_start_a_session_at_once_then_receive_in_turn(alpha: RunningNode, register: Register) -> None:
     with trio.fail_after(HANG_S):
         alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
@@ -330,6 +341,7 @@ async def test_both_sides_start_a_session_at_once_then_receive_in_turn(alpha: Ru
         await _converse(alice, bob, 3)
 
 
+@not_counting_prekeys
 async def test_both_sides_start_a_session_at_once_with_more_messages_in_flight(alpha: RunningNode, register: Register) -> None:
     with trio.fail_after(HANG_S):
         alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
