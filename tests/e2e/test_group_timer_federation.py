@@ -20,7 +20,7 @@ from .conftest import NodeProcess, Processes, ok, register, sonet_here
 from .test_federation import peer, start
 from .test_timer_federation import TIMER_S, run_json, tables_naming, until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 
 def group_rows(node: NodeProcess, account: str) -> dict[bytes, bytes]:

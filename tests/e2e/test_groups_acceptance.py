@@ -50,7 +50,7 @@ from .groups_net import (
 )
 from .test_federation import KillAndRestart
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
