@@ -17,7 +17,7 @@ import trio
 from .conftest import SONET_NODE, Processes, cli, node_here, ok, setup_pair, sonet_here
 from .faults import Inbox, Sender
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 #: acknowledged sends wanted before the backup starts, and after it ended
 BEFORE, AFTER = 5, 3

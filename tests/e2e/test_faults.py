@@ -47,7 +47,7 @@ import trio
 
 from .faults import ROUNDS, FaultNet, FaultRun, fault_net, fill_disk, limit_file_size, make_group, run_under_load
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 Event = Callable[[], Awaitable[None]]
 Record = Callable[[dict[str, object]], None]

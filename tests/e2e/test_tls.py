@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from .conftest import Processes, init_node, node_here, ok, read_texts, register, set_listen, sonet_here
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]  # prekeys are not counted here (tests/conftest.py)
 
 
 def _name(text: str) -> x509.Name:
