@@ -28,7 +28,7 @@ from sonet.federation.ratelimit import Rate
 from tests.node.conftest import NodeParams
 from tests.node.kit import wall_ms
 
-from .net import BETA, mailbox_ids, new_key, peer_link, pin, transit, until
+from .net import ALPHA, BETA, deliveries, mailbox_ids, new_key, peer_link, pin, pin_node, queue_at, tracked, transit, until
 from .test_pipelined_pushes import Commits, beta_and_bob, failing_for, out_of_order
 
 PEER = "peer.example"
@@ -242,3 +242,66 @@ async def test_a_push_held_for_its_rate_behind_one_that_then_fails_is_answered_o
                 again.append(await link.receive())
     assert again == [PushResult(request=10 + n, outcomes=("ok", "ok")) for n in range(2)]
     assert await mailbox_ids(beta, bob) == [i.envelope.id for i in items]  # type: ignore[union-attr]
+
+
+async def test_two_small_pushes_lost_with_their_link_are_delivered_once(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real alpha and beta: alpha's second small push goes beside the first (SMALL_IN_FLIGHT),
+    beta queues its write behind the first's commit, held "on the disk"; then alpha's link to
+    beta breaks before either answer. Beta commits the first and drops the second; alpha pushes
+    both again on a new link: bob has each envelope once, both deliveries accepted."""
+    # alpha dials again a second after the loss: beta's side of the link is gone by then
+    alpha = await start_node(name=ALPHA, registration="open", federation_retry_base_s=1.0, federation_retry_max_s=1.0)
+    beta = await start_node(name=BETA, registration="open")
+    await pin_node(alpha, beta)
+    await pin_node(beta, alpha)
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    commits = Commits(beta, monkeypatch)
+    first, second = tracked(alpha, alice, bob.address), tracked(alpha, alice, bob.address)
+    with trio.fail_after(HANG_S):
+        try:
+            await _lose_two_pushes(alpha, beta, commits, first, second)
+        finally:
+            commits.gate.set()  # (a failed step must not leave beta's writer held at teardown)
+        await until(lambda: _states(alpha, alice, first, second), "both deliveries settled")
+    assert [r.state for r in await deliveries(alpha, alice, first, second)] == ["accepted", "accepted"]
+    assert await mailbox_ids(beta, bob.address) == [first.tracking.id, second.tracking.id]  # type: ignore[union-attr]
+    assert commits.groups == [1, 1]  # the first push's, then both again in one push: the second never ran
+    async with alpha.store() as store:
+        assert await store.outbox_counts() == {}
+
+
+async def _lose_two_pushes(alpha: Any, beta: Any, commits: Commits, first: Any, second: Any) -> None:
+    """Two pushes in flight, beta's commit of the first held and the second queued behind it;
+    alpha's link to beta cut; back once beta dropped the queued write (the first one's commit
+    still held: it ends the link's tasks only after it)."""
+    # alpha's worker reads again as soon as the first push is handed over: that read waits
+    # until the second envelope is committed, so it goes as a second small push beside the first
+    store = alpha.node.federation._outboxes._store
+    read, second_queued, reads = store.outbox, trio.Event(), []
+
+    async def outbox(*args: Any, **kwargs: Any) -> Any:
+        if reads:
+            await second_queued.wait()
+        items = await read(*args, **kwargs)
+        if items:
+            reads.append(items)
+        return items
+
+    store.outbox = outbox
+    try:
+        await queue_at(alpha, first)
+        await until(lambda: commits.groups == [1], "the first push's commit on the disk")
+        await queue_at(alpha, second)
+        second_queued.set()
+        await until(lambda: commits.queued() == 1, "the second push queued behind it, beside it in flight")
+    finally:
+        second_queued.set()
+        del store.outbox
+    link = alpha.node.federation._pool._state(BETA).link
+    assert link is not None
+    link.close("cut by the test")
+    await until(lambda: commits.queued() == 0, "beta's side of the link gone, the second write dropped")
+
+
+async def _states(node: Any, sender: Any, *items: Any) -> bool:
+    return all(r.state != "queued" for r in await deliveries(node, sender, *items))
