@@ -15,18 +15,18 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from sonet.core.client_api import ErrorFrame
 from sonet.core.federation_api import Push, PushResult
 from sonet.federation.ports import Queued
-from sonet.node.store import sqlite
-from sonet.node.store.group_commit import _run_group, _Write
-from tests.node.conftest import HANG_S, StartNode
-from tests.node.store.test_group_commit import Db, insert
-
 from sonet.federation.ratelimit import Rate
-from tests.node.conftest import NodeParams
+from sonet.node.store import sqlite
+from sonet.node.store.base import QuotaExceeded, StoreError
+from sonet.node.store.group_commit import _run_group, _Write
+from tests.node.conftest import HANG_S, NodeParams, StartNode
 from tests.node.kit import wall_ms
+from tests.node.store.test_group_commit import Db, insert, insert_then_refuse
 
 from .net import ALPHA, BETA, deliveries, mailbox_ids, new_key, peer_link, pin, pin_node, queue_at, tracked, transit, until
 from .test_pipelined_pushes import Commits, beta_and_bob, failing_for, out_of_order
@@ -65,6 +65,49 @@ async def test_a_chain_of_writes_keeps_only_the_last_one_alive(db) -> None:
     assert last is not None and not last.failed
     assert db.values() == list(range(60))
     assert live_writes(chained_insert) <= 1
+
+
+async def test_a_chain_shares_its_group_with_other_writes_one_failing_and_one_dropped(db) -> None:
+    """GroupCommit's other callers beside a link's chain: a client write in the same group
+    that fails is undone alone (the group runs again with savepoints: the chain's writes are
+    applied once, in order), one dropped before it ran changes nothing for the chain."""
+    db.gate = trio.Event()
+    last: Queued | None = None
+    outcomes: dict[int, object] = {}
+
+    async def write(v: int, fn: Any = chained_insert, after: Queued | None = None, chain: bool = False) -> None:
+        def queued(turn: Queued) -> None:
+            nonlocal last
+            last = turn
+
+        try:
+            outcomes[v] = await db.writes.run(fn, v, after=after, queued=queued if chain else None)
+        except StoreError as exc:
+            outcomes[v] = exc
+
+    dropped = trio.CancelScope()
+
+    async def dropped_write() -> None:
+        with dropped:
+            await write(60)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(write, 1, chained_insert, None, True)  # leads; held at the gate
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(write, 2, chained_insert, last, True)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(write, 50, insert_then_refuse)  # a client's write that fails
+        nursery.start_soon(dropped_write)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(write, 3, chained_insert, last, True)
+        await trio.testing.wait_all_tasks_blocked()
+        dropped.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        db.gate.set()
+    assert outcomes[1] == 1 and outcomes[2] == 2 and outcomes[3] == 3, outcomes
+    assert isinstance(outcomes[50], QuotaExceeded) and 60 not in outcomes
+    assert db.values() == [1, 2, 3]
+    assert db.groups == [1, 3]  # 2, the failing client write and 3: one group (run twice)
 
 
 async def test_a_long_lived_link_does_not_keep_the_pushes_it_took(start_node: StartNode) -> None:
@@ -166,7 +209,8 @@ async def test_a_failed_commit_leaves_every_push_behind_it_unstored_and_the_next
             answers = [await link.receive() for _ in range(3)]
             failed = failing_group  # the index of the first push refused
             assert answers[:failed] == [PushResult(request=1, outcomes=("ok",))][:failed]
-            assert isinstance(answers[failed], ErrorFrame) and answers[failed].code == "unavailable", answers
+            refused = answers[failed]
+            assert isinstance(refused, ErrorFrame) and refused.code == "unavailable", answers
             assert all(out_of_order(answers[n], n + 1) for n in range(failed + 1, 3)), answers
             assert commits.groups == [1, 2]
             assert await mailbox_ids(beta, bob) == [i.envelope.id for i in items[:failed]]  # type: ignore[union-attr]
@@ -277,7 +321,8 @@ async def _lose_two_pushes(alpha: Any, beta: Any, commits: Commits, first: Any, 
     # alpha's worker reads again as soon as the first push is handed over: that read waits
     # until the second envelope is committed, so it goes as a second small push beside the first
     store = alpha.node.federation._outboxes._store
-    read, second_queued, reads = store.outbox, trio.Event(), []
+    read, second_queued = store.outbox, trio.Event()
+    reads: list[object] = []
 
     async def outbox(*args: Any, **kwargs: Any) -> Any:
         if reads:
