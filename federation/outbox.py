@@ -261,6 +261,10 @@ class _InFlight:
             self.handed_over.set()
             self._done.set()
 
+    @property
+    def answered(self) -> bool:
+        return self._done.is_set()
+
     async def answer(self) -> Callable[[], Awaitable[None]] | _HeldBack | None:
         """What ``_deliver`` made of it: what settles it, ``_HELD_BACK`` or None."""
         await self._done.wait()
@@ -417,6 +421,12 @@ class Outboxes:
                 dest, limit=limits.MAX_TRANSIT_PER_PUSH, max_bytes=limits.MAX_PUSH_BYTES, now=self._clock_ms(), after=read_from
             )
             if not items and in_flight:
+                if not worker.woken and self._may_go_beside(in_flight):
+                    # New items end this wait too: a small push may go beside the one in
+                    # flight rather than wait for its whole round trip.
+                    await _first_of(in_flight[0].answer, worker.poked.wait, worker.nudged.wait)
+                    if not in_flight[0].answered:
+                        continue
                 settling, failed = await self._answered(in_flight, settling, worker, nursery)
                 if failed is not None:
                     read_from = failed
@@ -465,6 +475,11 @@ class Outboxes:
                 in_flight.append(push)
                 nursery.start_soon(push.run, self._deliver, dest, hop, worker.waiting_groups, follows)
                 await push.handed_over.wait()  # the worker's pushes go out in the order read
+
+    def _may_go_beside(self, in_flight: deque[_InFlight]) -> bool:
+        """Whether a small push read now could go beside those in flight (the rule below)."""
+        last = in_flight[-1]
+        return last.sent and not last.alone and len(in_flight) < min(SMALL_IN_FLIGHT, self._settings.pushes_in_flight)
 
     async def _answered(
         self, in_flight: deque[_InFlight], settling: _Settling, worker: _Worker, nursery: trio.Nursery

@@ -302,6 +302,33 @@ async def test_small_pushes_go_two_at_a_time() -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_an_item_queued_while_a_push_is_on_its_way_goes_beside_it() -> None:
+    # light load: the worker's read after its push found nothing more; an item committed
+    # meanwhile wakes it and goes in a second push at once, not after the first's round trip
+    store = EnvelopeStore(per_read=10)
+    first = store.add_envelopes(1)
+    pool = WindowPool()
+    pool.pushed = 3  # past the refused round: every push is taken
+    outboxes = outboxes_for(store, pool)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outboxes.run)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.in_flight == 1
+        second = store.add_envelopes(1)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.in_flight == 2  # the first is still unanswered
+        third = store.add_envelopes(1)
+        outboxes.wake([BETA])
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.in_flight == 2  # a third small one waits (SMALL_IN_FLIGHT)
+        pool.release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.taken == first + second + third and not store.items
+        nursery.cancel_scope.cancel()
+
+
 from sonet.federation.ports import StoreFailure  # noqa: E402
 
 
