@@ -4,12 +4,15 @@ A stranger's texts past its small allowance of message requests wait on its devi
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from sonet.federation.message_requests import PER_DEVICE
 from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BOB, CAROL, HANG_S, texts
+
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (tests/conftest.py)
 
 BURST = int(PER_DEVICE.burst)
 

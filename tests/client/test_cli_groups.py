@@ -25,6 +25,8 @@ from sonet.client.state import DeviceState
 
 from .conftest import ALICE, BOB, CAROL, HANG_S, RunningNode, link_device
 
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (tests/conftest.py)
+
 GROUP_ID = "0123456789abcdef0123456789abcdef"
 ACTIONS = ("create", "add", "remove", "leave", "list", "info", "admin", "hub", "rename", "topic")
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from sonet.client.sdk import Device
 
 from .conftest import BETA, RunningNode
 from .loopback import Loopback
+
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (tests/conftest.py)
 
 ALPHA = "alpha.example"
 BOB_B = f"bob@{BETA}"

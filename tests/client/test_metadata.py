@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 
+import pytest
 import trio
 
 from sonet.client.sdk import Device
@@ -18,6 +19,8 @@ from tests.metadata_scan import dump, values_naming
 from tests.node.conftest import RunningNode
 
 from .conftest import ALICE, BETA, HANG_S, Clock, texts
+
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (tests/conftest.py)
 from .loopback import Loopback
 
 Register = Callable[..., Awaitable[Device]]
