@@ -442,15 +442,6 @@ class NodeConfig:
             _whole(connections, "connections", key, bounds, default, source)
             for key, bounds, default in zip(keys[len(_CONNECTION_DEFAULTS) :], _PARTIAL_BYTES_BOUNDS, _PARTIAL_BYTES_DEFAULTS)
         ]
-        # An address's every slot without an account may hold a registration's worth: the budget
-        # must leave one more, or one client behind a shared address (a NAT) locks out the rest.
-        least = (counts[6] + 1) * limits.MAX_UNREGISTERED_RECORD_BYTES
-        if partial[0] < least:
-            raise ConfigError(
-                f"{source}: [connections] partial_bytes_per_address = {partial[0]} is too small for "
-                f"max_unregistered_per_address = {counts[6]}: it must be at least {least} "
-                f"(one registration message more than those connections may hold)"
-            )
         registration = _text(raw, "registration", "invite", source)
         if registration not in _REGISTRATION:
             raise ConfigError(f"{source}: registration = {registration!r} is not allowed (allowed: {', '.join(_REGISTRATION)})")
