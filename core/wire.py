@@ -22,7 +22,7 @@ decoder and checks run over them (in C but for the check()s), so encoding never 
 Python's loose typing. A value of a struct field may be that struct's stored encoding
 (:func:`encoded`, an outbox item spliced into a Push): it is written as it is, its types and
 msgspec's caps are checked again, its own checks (check()s, a str's UTF-8 byte cap) only
-when the frame also holds built structs. The same holds for nested structs the caller says
+when the frame also holds built structs. The same holds for the nested structs of a frame the caller says
 were checked (``nested_checked``: they came out of a decoded frame, or out of this node's
 store after one), and :func:`decode_stored` reads back what this program stored without the
 check()s (typed and capped still).
@@ -474,7 +474,7 @@ def frame(tag: int) -> Callable[[type[T]], type[T]]:
 def _encode_checked(obj: Struct, *, nested_checked: bool = False) -> bytes:
     """Encode ``obj``, refusing what a decoder would reject: the bytes go through the same
     typed decoder and checks (field types, caps, check()s), then the frame cap. With
-    ``nested_checked`` the nested structs' check()s are not run again (see encode_struct)."""
+    ``nested_checked`` the nested structs' check()s are not run again (see encode_frame)."""
     cls = type(obj)
     what = cls.__name__
     try:
@@ -499,22 +499,21 @@ def _encode_checked(obj: Struct, *, nested_checked: bool = False) -> bytes:
 
 def encode_frame(obj: Frame, *, nested_checked: bool = False) -> bytes:
     """Serialise a frame; refuses values that the receiving side would reject.
-    ``nested_checked``: as :func:`encode_struct`'s (nested structs made of values that passed
-    their check()s when this node took them in: a mailbox's envelopes delivered)."""
+    ``nested_checked``: every struct nested in ``obj`` came out of :func:`decode_frame` /
+    :func:`decode_struct` (its check()s passed when this node took it in, and a wire struct is
+    frozen: a mailbox's envelopes delivered), so only ``obj``'s own check() and the types and
+    caps of all of it are checked again."""
     if not isinstance(obj, Frame) or _REGISTRY.get(getattr(obj, "TAG", -1)) is not type(obj):
         raise LocalProtocolError(f"not a registered frame: {type(obj).__name__}")
     return _encode_checked(obj, nested_checked=nested_checked)
 
 
-def encode_struct(obj: Struct, *, nested_checked: bool = False) -> bytes:
+def encode_struct(obj: Struct) -> bytes:
     """Serialise one nested struct on its own (e.g. to keep it in a store), checked like a
-    frame: the result always decodes with :func:`decode_struct`. ``nested_checked``: every
-    struct nested in ``obj`` came out of :func:`decode_frame` / :func:`decode_struct` (its
-    check()s passed then, and a wire struct is frozen), so only ``obj``'s own check() and the
-    types and caps of all of it are checked again (a relayed envelope, once per hop)."""
+    frame: the result always decodes with :func:`decode_struct`."""
     if not isinstance(obj, Struct) or isinstance(obj, Frame) or type(obj) not in _DECODERS:
         raise LocalProtocolError(f"not a wire struct: {type(obj).__name__}")
-    return _encode_checked(obj, nested_checked=nested_checked)
+    return _encode_checked(obj)
 
 
 def encoded(cls: type[T], data: bytes) -> T:
