@@ -17,8 +17,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import queue
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,9 @@ import trio
 from sonet.core.client_api import Deliver, Delivery, Drained, LinkApprove, LinkApproved, LinkBegin, LinkComplete, LinkFetch, LinkOffer, LinkPending, LinkSlot, Register, Registered
 from sonet.core.crypto import CryptoMode, SigningKey
 from sonet.core.invite import SECRET_BYTES, hash_invite_secret, make_invite, parse_invite
+from sonet.federation.ratelimit import Rate
 from sonet.node.app import DB_FILE, Node, federation_settings, now_ms
+from sonet.node.budget_settings import BudgetSettings
 from sonet.node.client_context import ClientContext, ClientFederation
 from sonet.node.client_limits import ClientLimits
 from sonet.node.config import CONFIG_FILE, NodeConfig
@@ -44,7 +48,10 @@ __all__ = [
     "NodeParams",
     "RunningNode",
     "collect_until_drained",
+    "init_node_dir",
     "next_deliver",
+    "node_in_thread",
+    "shared_node",
 ]
 
 #: hang guard for whole tests (never a performance threshold)
@@ -185,16 +192,48 @@ def make_node_dir(tmp_path: Path) -> Callable[..., tuple[Path, NodeConfig]]:
     counter = iter(range(1_000_000))
 
     def make(**overrides: Any) -> tuple[Path, NodeConfig]:
-        data = tmp_path / f"node{next(counter)}"
-        data.mkdir(mode=0o700)
-        settings: dict[str, Any] = {"name": NODE_NAME, "listen": "127.0.0.1:0"}
-        settings.update(overrides)
-        config = NodeConfig(**settings)
-        create_node_key(data, CryptoMode.HYBRID)
-        (data / CONFIG_FILE).write_text(config.to_toml())
-        return data, config
+        return init_node_dir(tmp_path / f"node{next(counter)}", **overrides)
 
     return make
+
+
+def init_node_dir(data: Path, **overrides: Any) -> tuple[Path, NodeConfig]:
+    """``make_node_dir``'s work on the new directory ``data``."""
+    data.mkdir(mode=0o700)
+    settings: dict[str, Any] = {"name": NODE_NAME, "listen": "127.0.0.1:0"}
+    settings.update(overrides)
+    config = NodeConfig(**settings)
+    create_node_key(data, CryptoMode.HYBRID)
+    (data / CONFIG_FILE).write_text(config.to_toml())
+    return data, config
+
+
+def _new_node(data: Path, config: NodeConfig, params: NodeParams) -> Node:
+    return Node(
+        data,
+        config,
+        clock_ms=params.clock_ms,
+        federation=dataclasses.replace(federation_settings(config), **params.federation),
+        client_limits=params.client_limits,
+        client_federation=params.client_federation,
+    )
+
+
+def _serve(app: Node, stopped: trio.Event, failures: list[BaseException]) -> Callable[..., Awaitable[None]]:
+    """The task that runs ``app``: ``failures`` gets what ended it, ``stopped`` is set then."""
+
+    async def run(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await app.run(task_status=task_status)
+        except trio.Cancelled:
+            raise
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+        finally:
+            stopped.set()
+
+    return run
 
 
 @pytest.fixture
@@ -210,29 +249,10 @@ def start_node(nursery: trio.Nursery, make_node_dir: Callable[..., tuple[Path, N
 
     async def start(**overrides: Any) -> RunningNode:
         data, config = make_node_dir(**overrides)
-        app = Node(
-            data,
-            config,
-            clock_ms=node_params.clock_ms,
-            federation=dataclasses.replace(federation_settings(config), **node_params.federation),
-            client_limits=node_params.client_limits,
-            client_federation=node_params.client_federation,
-        )
+        app = _new_node(data, config, node_params)
         stopped = trio.Event()
         failures: list[BaseException] = []
-
-        async def run(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-            try:
-                await app.run(task_status=task_status)
-            except trio.Cancelled:
-                raise
-            except BaseException as exc:
-                failures.append(exc)
-                raise
-            finally:
-                stopped.set()
-
-        url = await nursery.start(run)
+        url = await nursery.start(_serve(app, stopped, failures))
         assert url.startswith("ws://127.0.0.1:") and not url.endswith(":0")
         return RunningNode(
             node=app, url=url, data_dir=data, config=config, identity=app.identity, stopped=stopped, failures=failures
@@ -245,6 +265,44 @@ def start_node(nursery: trio.Nursery, make_node_dir: Callable[..., tuple[Path, N
 async def running(start_node: StartNode) -> RunningNode:
     """A node with default settings (invite-only registration)."""
     return await start_node()
+
+
+@contextmanager
+def node_in_thread(data: Path, config: NodeConfig, params: NodeParams | None = None) -> Iterator[RunningNode]:
+    """``start_node``'s node, for a whole module: pytest-trio gives each test a trio loop of its
+    own, so the node runs in a thread with its own loop, and the tests reach it over TCP and its
+    store as they reach any ``RunningNode``. Stopped (cancelled) when the block ends."""
+    app = _new_node(data, config, params or NodeParams())
+    started: queue.Queue[tuple[str, trio.Event, list[BaseException], trio.lowlevel.TrioToken, trio.CancelScope] | BaseException] = queue.Queue()
+
+    async def main() -> None:
+        stopped = trio.Event()
+        failures: list[BaseException] = []
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(_serve(app, stopped, failures))
+            started.put((url, stopped, failures, trio.lowlevel.current_trio_token(), nursery.cancel_scope))
+
+    def thread() -> None:
+        try:
+            trio.run(main)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting test (before start) or in failures
+            started.put(exc)
+
+    runner = threading.Thread(target=thread, name=f"node {data.name}", daemon=True)
+    runner.start()
+    first = started.get(timeout=HANG_S)
+    if isinstance(first, BaseException):
+        raise first
+    url, stopped, failures, token, scope = first
+    try:
+        yield RunningNode(node=app, url=url, data_dir=data, config=config, identity=app.identity, stopped=stopped, failures=failures)
+    finally:
+        try:
+            trio.from_thread.run_sync(scope.cancel, trio_token=token)
+        except trio.RunFinishedError:  # the node had already ended (its failure is in failures)
+            pass
+        runner.join(timeout=HANG_S)
+        assert not runner.is_alive(), "the node's thread did not stop"
 
 
 # Building and reading frames -------------------------------------------------------------
@@ -282,3 +340,25 @@ def restore_root_logger() -> Iterator[None]:
     for h in handlers:
         root.addHandler(h)
     root.setLevel(level)
+
+
+#: What a node that a whole module's tests share (``shared_node``) counts across the tests,
+#: against one address and the same accounts, made so large that no test finds it drained by
+#: the tests before it, as each found a new node's full: the handshake guard's buckets,
+#: registrations per address, message requests per mailbox. Not what such a module tests.
+_SHARED_CONFIG: dict[str, Any] = {
+    "handshake_load_per_second": 100_000,
+    "handshake_per_address_per_second": 100_000,
+    "handshake_per_address_burst": 1_000_000,
+    "budgets": BudgetSettings(message_requests_per_mailbox=1_000_000),
+}
+_SHARED_LIMITS = ClientLimits(registrations_per_address=Rate(per_second=1e6, burst=1e6))
+
+
+@contextmanager
+def shared_node(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[RunningNode]:
+    """A node for a whole module's tests (``node_in_thread``; a new node for every test was
+    most of such a module's CPU), with ``_SHARED_CONFIG``'s budgets."""
+    data, config = init_node_dir(tmp_path_factory.mktemp(name) / "node", **_SHARED_CONFIG)
+    with node_in_thread(data, config, NodeParams(client_limits=_SHARED_LIMITS)) as node:
+        yield node

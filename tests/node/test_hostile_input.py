@@ -5,15 +5,17 @@ While a legitimate, registered device keeps its connection open, raw WebSockets 
 handshake). Each hostile connection must be refused cleanly (a HandshakeError or ErrorFrame
 where the protocol has one, then a close), and afterwards the node must still serve: the legit
 connection sends and receives, fresh connections complete the handshake, and ``Node.run``
-has not crashed.
+has not crashed. The tests share one node (``shared_node``) and its alice and bob; the two that
+fill bob's mailbox and count the node's connections get a node of their own.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import types
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -38,12 +40,11 @@ from sonet.core.handshake import Auth3, Handshake, HandshakeError, Hello2, Role
 from sonet.core.wire import decode_frame, encode_frame, packb
 from sonet.transport import run_initiator
 
-from .conftest import HANG_S, NODE_NAME, RunningNode, collect_until_drained, next_deliver
+from .conftest import HANG_S, NODE_NAME, RunningNode, collect_until_drained, next_deliver, shared_node
 from .kit import Account, RawConnection, access_token, opaque_envelope
 
 ALICE = f"alice@{NODE_NAME}"
 BOB = f"bob@{NODE_NAME}"
-CAROL = f"carol@{NODE_NAME}"
 
 # WebSocket close codes (RFC 6455)
 PROTOCOL_ERROR = 1002
@@ -71,9 +72,42 @@ class Env:
             yield conn
 
 
+async def _enrolled(node: RunningNode) -> Env:
+    return Env(node=node, alice=await node.enroll("alice"), bob=await node.enroll("bob"), carol=await node.enroll("carol"))
+
+
+@dataclass
+class Shared:
+    node: RunningNode
+    alice: Account
+    bob: Account
+    carols: Iterator[int]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
+    with shared_node(tmp_path_factory, "hostile") as node:
+        alice, bob = trio.run(node.enroll, "alice"), trio.run(node.enroll, "bob")
+        yield Shared(node, alice, bob, itertools.count())
+
+
 @pytest.fixture
-async def env(running: RunningNode) -> Env:
-    return Env(node=running, alice=await running.enroll("alice"), bob=await running.enroll("bob"), carol=await running.enroll("carol"))
+async def env(shared: Shared) -> Env:
+    """The module's node, alice and bob, as each test expects them: their mailboxes empty, no
+    connection of an earlier test left; and a new carol (alice's notes to her are a stranger's
+    first message requests, as on a new node)."""
+    with trio.fail_after(HANG_S):
+        await shared.node.settle()
+    assert shared.node.alive
+    assert await shared.node.pending(ALICE) == [] and await shared.node.pending(BOB) == []
+    carol = await shared.node.enroll(f"carol{next(shared.carols)}")
+    return Env(node=shared.node, alice=shared.alice, bob=shared.bob, carol=carol)
+
+
+@pytest.fixture
+async def own_env(running: RunningNode) -> Env:
+    """A node of the test's own (the test fills bob's mailbox and counts the node's sessions)."""
+    return await _enrolled(running)
 
 
 async def assert_serves(env: Env, legit: RawConnection) -> None:
@@ -85,7 +119,7 @@ async def assert_serves(env: Env, legit: RawConnection) -> None:
     out = opaque_envelope(env.carol.first)
     reply = await legit.request(lambda n: SendBatch(request=n, envelopes=(out,)))
     assert isinstance(reply, Accepted) and reply.stored == 1
-    assert out.id in {i.id for i in await env.node.pending(CAROL)}
+    assert out.id in {i.id for i in await env.node.pending(env.carol.address)}
     note = opaque_envelope(env.alice.first)
     async with env.node.raw(env.identity(env.carol)) as carol:
         reply = await carol.request(lambda n: SendBatch(request=n, envelopes=(note,)))
@@ -475,7 +509,8 @@ async def _batch_outcome(env: Env, ids: set[bytes]) -> int:
 
 
 @pytest.mark.parametrize("cut", ["after-send", "mid-message"])
-async def test_drop_during_sendbatch_stores_all_or_nothing(env: Env, cut: str) -> None:
+async def test_drop_during_sendbatch_stores_all_or_nothing(own_env: Env, cut: str) -> None:
+    env = own_env
     with trio.fail_after(HANG_S):
         async with env.node.raw(env.identity(env.bob)) as conn:
             access = (await access_token(conn, env.bob.first.account),)  # alice is bob's contact
