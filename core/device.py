@@ -71,5 +71,5 @@ def verify_device_record(raw: bytes, *, policy: CryptoPolicy, account: str | Non
     dh = body.get("dh")
     if dh is not None and (len(dh) != _DH_LEN or not identity.mode.uses_classical):
         raise RemoteProtocolError("device record has a malformed or unexpected X25519 identity key")
-    identity.verify(_LABEL, body_raw, sig)
+    identity.verify(_LABEL, body_raw, sig, remember=True)
     return DeviceRecord(account=address, identity=identity, hpke=hpke, created=body["created"], raw=raw, identity_dh=dh)

@@ -160,7 +160,7 @@ def verify_device_list(raw: bytes, *, account_key: VerifyKey, account: str) -> D
     if body["v"] not in (1, 2):
         raise _malformed(f"unsupported version {body['v']}")
     try:
-        account_key.verify(DEVICE_LIST_LABEL, body_raw, sig)
+        account_key.verify(DEVICE_LIST_LABEL, body_raw, sig, remember=True)
     except VerifyError:
         raise VerifyError("device list signature does not verify", code="device_list_forged") from None
     expected = str(parse_address(account))

@@ -35,6 +35,12 @@ _PREFIX = b"sonet-sig-v1"
 _NORMAL_FINGERPRINT = re.compile("[a-z2-7]{32}")
 
 
+#: signatures that verified with ``remember``, by the exact bytes checked (VerifyKey.verify)
+_verified: dict[tuple[bytes, bytes, bytes, bytes], None] = {}
+#: at most this many, then forgotten all at once: each holds a hybrid key and signature (~5 KB)
+_VERIFIED_MAX = 256
+
+
 def signature_length(mode: CryptoMode) -> int:
     return (_ED_SIG if mode.uses_classical else 0) + (_MLDSA_SIG if mode.uses_pq else 0)
 
@@ -97,10 +103,26 @@ class VerifyKey:
             self._fingerprint = fingerprint_of(self._encoded)
         return self._fingerprint
 
-    def verify(self, label: bytes, msg: bytes, signature: bytes) -> None:
-        """Raise VerifyError unless ``signature`` is valid for every component."""
+    def verify(self, label: bytes, msg: bytes, signature: bytes, *, remember: bool = False) -> None:
+        """Raise VerifyError unless ``signature`` is valid for every component. With
+        ``remember``, a success is kept by the exact bytes checked (this key's encoding, the
+        label, the message, the signature) and those same bytes pass again without the
+        arithmetic: for signed records that are checked again at every lookup (device lists
+        and records, tree heads). A failure is never kept."""
         if type(signature) is not bytes or len(signature) != signature_length(self.mode):
             raise VerifyError("signature has the wrong length")
+        if remember and type(label) is bytes and type(msg) is bytes:
+            seen = (self._encoded, label, msg, signature)
+            if seen in _verified:
+                return
+            self._verify(label, msg, signature)
+            if len(_verified) >= _VERIFIED_MAX:
+                _verified.clear()  # bounded; clear() is one step, safe beside another thread
+            _verified[seen] = None
+            return
+        self._verify(label, msg, signature)
+
+    def _verify(self, label: bytes, msg: bytes, signature: bytes) -> None:
         m = _message(self.mode, label, msg)
         try:
             offset = 0

@@ -127,7 +127,7 @@ def verify_head(raw: bytes, *, node_key: VerifyKey, node: str) -> TreeHead:
     """Check structure, the signature by ``node_key`` and that the head is ``node``'s."""
     body_raw, sig, body = _decode(raw, _HEAD, max_bytes=limits.MAX_TREE_HEAD_BYTES, what="tree head")
     try:
-        node_key.verify(TREE_HEAD_LABEL, body_raw, sig)
+        node_key.verify(TREE_HEAD_LABEL, body_raw, sig, remember=True)
     except VerifyError:
         raise VerifyError("tree head signature does not verify", code="head_forged") from None
     expected = validate_node_name(node)
@@ -167,7 +167,7 @@ def verify_cosignature(raw: bytes, *, witness_key: VerifyKey, head: TreeHead) ->
     body_raw, sig, body = _decode(raw, _COSIGNATURE, max_bytes=limits.MAX_COSIGNATURE_BYTES, what="cosignature")
     cosignature = _cosignature(body, raw)
     try:
-        witness_key.verify(COSIGNATURE_LABEL, body_raw, sig)
+        witness_key.verify(COSIGNATURE_LABEL, body_raw, sig, remember=True)
     except VerifyError:
         raise VerifyError("cosignature does not verify", code="cosignature_forged") from None
     if (cosignature.node, cosignature.size, cosignature.root) != (head.node, head.size, head.root):
