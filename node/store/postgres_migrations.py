@@ -443,6 +443,14 @@ _APPENDED_DELIVERIES: tuple[str, ...] = (
     "CREATE INDEX deliveries_vanishing ON deliveries (vanishes) WHERE vanishes IS NOT NULL",
 )
 
+# version 23 (acknowledged ids without an index of their expiry, migrations.py _ACKED_DAYS)
+_ACKED_DAYS: tuple[str, ...] = (
+    "DROP INDEX acked_ids_expiry",
+    "CREATE INDEX acked_ids_vanishing ON acked_ids (expires) WHERE expires % 86400000 != 0",
+    "CREATE TABLE acked_days (expires BIGINT PRIMARY KEY)",
+    "INSERT INTO acked_days (expires) SELECT DISTINCT expires FROM acked_ids WHERE expires % 86400000 = 0",
+)
+
 _BASELINE_VERSION = 16
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -454,6 +462,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _LEANER_RELAY,
     _OUTBOX_USAGE_IN_WRITES,
     _APPENDED_DELIVERIES,
+    _ACKED_DAYS,
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"

@@ -8,17 +8,26 @@ records: a timed one's expire at its time). One index lookup per table."""
 from __future__ import annotations
 
 from .dialect import Connection
+from .sqlite_mailbox import SHORT_LIVED_ACKED
 
 __all__ = ["_next_expiry"]
+
+
+#: the rows of a table whose expiry is indexed (an ordinary acked id's is its day's, in acked_days)
+_ONLY = {"acked_ids": f" AND {SHORT_LIVED_ACKED}"}
 
 
 def _next_expiry(conn: Connection, after: int) -> int | None:
     """The earliest ``expires`` above ``after`` of a mailbox envelope, an outbox item or a dedup
     record, or ``vanishes`` of a delivery row (the loop's outbox expiry drops ``outbox_sent``)."""
     found = [
-        conn.execute(f"SELECT min({column}) FROM {table} WHERE {column} > ?", (after,)).fetchone()[0]  # noqa: S608 - fixed names
+        conn.execute(
+            f"SELECT min({column}) FROM {table} WHERE {column} > ?{_ONLY.get(table, '')}", (after,)  # noqa: S608 - fixed names
+        ).fetchone()[0]
         for table, column in (
-            ("mailbox", "expires"), ("outbox", "expires"), ("acked_ids", "expires"), ("outbox_sent", "expires"),
+            ("mailbox", "expires"), ("outbox", "expires"), ("outbox_sent", "expires"),
+            # an ordinary acked id goes with its day (acked_days), a short-lived one at its time
+            ("acked_days", "expires"), ("acked_ids", "expires"),
             ("deliveries", "vanishes"),
             # a timed group item's records go at its time too (docs/groups.md "Disappearing messages on nodes")
             ("hub_refs", "expires"), ("group_seen", "expires"), ("group_submissions", "expires"), ("group_waiting", "expires"),

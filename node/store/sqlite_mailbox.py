@@ -156,6 +156,10 @@ def _pending(
 #: a replay after it is refused as expired, and no node keeps the id past the message's time.
 ACKED_ID_GRANULARITY_MS = 24 * 3600 * 1000
 
+#: the acked ids with an expiry to the ms (short-lived ones), the only ones indexed by expiry
+#: (``acked_ids_vanishing``; the others are found by their day in ``acked_days``: migration 23)
+SHORT_LIVED_ACKED = f"expires % {ACKED_ID_GRANULARITY_MS} != 0"
+
 
 def _acked_id_expiry(expires: int, stored_at: int) -> int:
     if expires - stored_at < SHORT_LIVED_MS:
@@ -184,13 +188,25 @@ def _ack(conn: Connection, account: str, device_id: int, ids: list[bytes], now: 
         remembered,
         " ON CONFLICT (account, device_id, id) DO UPDATE SET expires = excluded.expires",
     )
+    days = {expires for *_, expires in remembered if expires % ACKED_ID_GRANULARITY_MS == 0}
+    conn.executemany("INSERT INTO acked_days (expires) VALUES (?) ON CONFLICT DO NOTHING", [(day,) for day in sorted(days)])
     return len(remembered)
 
 
 def _purge_expired(conn: Connection, now: int) -> int:
     dropped = conn.execute("DELETE FROM mailbox WHERE expires <= ?", (now,)).rowcount
-    conn.execute("DELETE FROM acked_ids WHERE expires <= ?", (now,))
+    _purge_acked_ids(conn, now)
     # An expired invite can never be used again; forgetting it makes no difference to
     # register_account (unknown and expired are both InviteInvalid) and keeps stats() honest.
     conn.execute("DELETE FROM invites WHERE expires_at <= ?", (now,))
     return dropped
+
+
+def _purge_acked_ids(conn: Connection, now: int) -> None:
+    """Forget the acked ids whose time is past: short-lived ones by their expiry index, the others
+    (no index of their expiry: migration 23) a whole day at a time, one pass over the table for
+    each day in ``acked_days`` that is over -- once a day, not at every purge."""
+    conn.execute(f"DELETE FROM acked_ids WHERE {SHORT_LIVED_ACKED} AND expires <= ?", (now,))
+    for (day,) in conn.execute("SELECT expires FROM acked_days WHERE expires <= ? ORDER BY expires", (now,)).fetchall():
+        conn.execute("DELETE FROM acked_ids WHERE expires = ?", (day,))
+        conn.execute("DELETE FROM acked_days WHERE expires = ?", (day,))
