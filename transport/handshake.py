@@ -60,9 +60,19 @@ async def run_initiator(
             raise RemoteProtocolError(f"{peer} sent a text message during the handshake")
         try:
             hs.receive_data(message)
-        finally:
-            for out in hs.data_to_send():
-                await send(out)
+        except ProtocolError:
+            # Its answer is flushed all the same (an initiator's rejection travels that way), but
+            # the other side may have closed already (it refused us): the error to tell is the
+            # protocol's, whatever the flush met (``send`` is the caller's: its transport's own
+            # closed-connection error, a broken stream).
+            try:
+                for out in hs.data_to_send():
+                    await send(out)
+            except Exception:  # noqa: BLE001 - secondary to the protocol error raised below
+                pass
+            raise
+        for out in hs.data_to_send():
+            await send(out)
         event = hs.next_event()
         if isinstance(event, HandshakeComplete):
             return event

@@ -252,8 +252,7 @@ class Case:
     expect: Expect
     #: checks on the node's state afterwards (e.g. nothing stored)
     after: Callable[[Probe], Awaitable[None]] | None = None
-    #: it runs on a node of its own, in the test's trio loop: it stores envelopes for bob (and
-    #: counts them), or its outcome depends on that loop's order (below)
+    #: it runs on a node of its own, in the test's trio loop: it stores envelopes for bob (and counts them)
     own_node: bool = False
 
 
@@ -433,10 +432,7 @@ CATALOGUE: list[Case] = [
     Case("FetchLeaves of an empty range", _as("alice", lambda ch: [ch.seal(packb([FetchLeaves.TAG, REQ, 3, 3]))]), fatal("bad_input")),
     Case("FetchConsistency beyond the newest head", _as("alice", lambda ch: [ch.send(FetchConsistency(request=REQ, node=NODE_NAME, first=1, second=1000))]), refused("bad_request")),
     # On /federation ------------------------------------------------------------------------
-    # own node: on a node in another thread, the node's close can come before the initiator has
-    # flushed its answer to the refusal; that send then fails with ConnectionClosed, which hides
-    # the refusal (transport/handshake.py run_initiator)
-    Case("a peer key that is not pinned", unpinned_peer, Expect(code="unknown_peer", close=1008), own_node=True),
+    Case("a peer key that is not pinned", unpinned_peer, Expect(code="unknown_peer", close=1008)),
     Case("a Push with a malformed envelope", _as("peer", lambda ch: [ch.seal(_push(_edit(transit(BOB, origin=PEER), (3, 1), bytes(5))))]), fatal("bad_input"), _nothing_stored),
     Case("a Push with hops beyond the limit", _as("peer", lambda ch: [ch.seal(_push(_edit(transit(BOB, origin=PEER), (2,), limits.MAX_HOPS + 1)))]), fatal("bad_input"), _nothing_stored),
     Case("a Push of an ephemeral envelope", _as("peer", lambda ch: [ch.seal(_push(_edit(transit(BOB, origin=PEER), (3, 5), 2)))]), fatal("bad_input"), _nothing_stored),
