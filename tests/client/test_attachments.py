@@ -152,6 +152,41 @@ async def test_an_upload_cut_mid_way_resumes_where_the_node_stopped(
     assert alice.state.get(f"upload/{path.resolve()}") is None  # forgotten once sent
 
 
+async def test_an_upload_told_too_little_by_the_node_asks_again_and_goes_on(
+    alpha: RunningNode, register: Register, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of a cut upload: a chunk of the cut connection lands after the new one asked how
+    much the node holds, so its first chunk is refused ("send from there"): it asks again."""
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    path, data = a_file(tmp_path, "big.bin", 6 * BLOB_CHUNK_BYTES)
+    real_start, real_send = attachments.Attachments._where_to_start, attachments.Attachments._send_chunks
+    starts: list[int] = []
+
+    async def stop_after_three(self, conn, path_, upload, stored, total, progress):  # noqa: ANN001, ANN202
+        if not starts or starts == [0]:  # the first connection: three chunks, then the "process" stops
+            def stop(done: int, total_: int) -> None:
+                if done >= 3 * BLOB_CHUNK_BYTES:
+                    raise KeyboardInterrupt
+            return await real_send(self, conn, path_, upload, stored, total, stop)
+        return await real_send(self, conn, path_, upload, stored, total, progress)
+
+    async def stale_once(self, conn, path_, upload, node, total):  # noqa: ANN001, ANN202
+        held = await real_start(self, conn, path_, upload, node, total)
+        told = held - BLOB_CHUNK_BYTES if len(starts) == 1 else held  # the second run is told a chunk too few
+        starts.append(told)
+        return told
+
+    monkeypatch.setattr(attachments.Attachments, "_send_chunks", stop_after_three)
+    monkeypatch.setattr(attachments.Attachments, "_where_to_start", stale_once)
+    with pytest.raises(KeyboardInterrupt):
+        await alice.send_file(BOB, path)
+    sent = await alice.send_file(BOB, path)
+    # told one chunk too few, refused, asked again: from what the node really held
+    assert len(starts) == 3 and starts[0] == 0 and starts[2] == starts[1] + BLOB_CHUNK_BYTES
+    await bob.receive()
+    assert Path(await bob.download(sent.id, tmp_path)).read_bytes() == data
+
+
 async def test_a_download_cut_mid_way_resumes(alpha: RunningNode, register: Register, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
     path, data = a_file(tmp_path, "big.bin", 3 * BLOB_CHUNK_BYTES)
