@@ -18,6 +18,7 @@ import pytest
 from sonet.node.store import SqliteStore, Store
 from sonet.node.store.sqlite_mailbox import ACKED_ID_GRANULARITY_MS, SHORT_LIVED_ACKED
 
+from .old_versions import at_version
 from .test_contract import ALICE, DAY, NOW, ROOMY, env, mid, register
 
 #: an ordinary envelope's id is remembered to the end of this day; a short-lived one to its ms
@@ -129,56 +130,11 @@ _V22_ACKED = [
 ]
 
 
-def _version_22_sqlite(path: Path) -> Callable[[], Any]:
-    from sonet.node.store.migrations import MIGRATIONS
-
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:  # foreign keys off: no device row needed
-        for migration in MIGRATIONS[:22]:
-            for statement in migration:
-                conn.execute(statement)
-        conn.execute("PRAGMA user_version = 22")
-        conn.executemany("INSERT INTO acked_ids (account, device_id, id, expires) VALUES (?, ?, ?, ?)", _V22_ACKED)
-    return lambda: SqliteStore.open(path)
-
-
-def _version_22_postgres(url: str) -> Callable[[], Any]:
-    import psycopg
-
-    from sonet.node.store.postgres import PostgresStore
-    from sonet.node.store.postgres_migrations import MIGRATIONS
-
-    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-        for migration in MIGRATIONS[:22]:
-            for statement in migration:
-                conn.execute(statement)
-        conn.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
-        conn.execute("INSERT INTO schema_version (version) VALUES (22)")
-        conn.execute("SET LOCAL session_replication_role = replica")  # no device row needed
-        conn.cursor().executemany("INSERT INTO acked_ids (account, device_id, id, expires) VALUES (%s, %s, %s, %s)", _V22_ACKED)
-    return lambda: PostgresStore.open(url)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def open_v22(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
-    """Opens (and so migrates) a database version 22 holding acked ids."""
-    if request.param == "sqlite":
-        return _version_22_sqlite(tmp_path / "node.db")
-    cluster = request.getfixturevalue("pg_cluster")
-    import psycopg
-
-    name = f"v22_{tmp_path.name.lower().replace('-', '_')[:40]}"
-    with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    request.addfinalizer(lambda: _drop(cluster.url("postgres"), name))
-    return _version_22_postgres(cluster.url(name))
-
-
-def _drop(url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    """Opens (and so migrates) a database version 22 holding acked ids (of no device row)."""
+    insert = "INSERT INTO acked_ids (account, device_id, id, expires) VALUES ({marks})"
+    return at_version(request, tmp_path, 22, [(insert, _V22_ACKED)], backend=request.param, unchecked=True)
 
 
 async def test_migration_23_lists_the_days_of_the_ids_it_keeps(open_v22: Callable[[], Any]) -> None:

@@ -5,16 +5,15 @@ On both backends, and the migration from version 21 on both."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sonet.node.store import SqliteStore, Store
+from sonet.node.store import Store
 
+from .old_versions import at_version
 from .test_contract import ALICE, DAY, NOW, ROOMY, mid
 from .test_delivery_rows import BETA, RITA, answers, item, queued_seqs, status
 
@@ -125,57 +124,10 @@ _INSERT_OUTBOX = (
 )
 
 
-def _version_21_sqlite(path: Path) -> Callable[[], Any]:
-    from sonet.node.store.migrations import MIGRATIONS
-
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        for migration in MIGRATIONS[:21]:
-            for statement in migration:
-                conn.execute(statement)
-        conn.execute("PRAGMA user_version = 21")
-        conn.executemany(_INSERT_DELIVERY.format(marks=", ".join("?" * 13)), _DELIVERIES)
-        conn.executemany(_INSERT_OUTBOX.format(marks=", ".join("?" * 12)), _OUTBOX)
-    return lambda: SqliteStore.open(path)
-
-
-def _version_21_postgres(url: str) -> Callable[[], Any]:
-    import psycopg
-
-    from sonet.node.store.postgres import PostgresStore
-    from sonet.node.store.postgres_migrations import MIGRATIONS
-
-    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-        for migration in MIGRATIONS[:21]:
-            for statement in migration:
-                conn.execute(statement)
-        conn.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
-        conn.execute("INSERT INTO schema_version (version) VALUES (21)")
-        conn.cursor().executemany(_INSERT_DELIVERY.format(marks=", ".join(["%s"] * 13)), _DELIVERIES)
-        conn.cursor().executemany(_INSERT_OUTBOX.format(marks=", ".join(["%s"] * 12)), _OUTBOX)
-    return lambda: PostgresStore.open(url)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def open_v21(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
     """Opens (and so migrates) a database version 21 left populated."""
-    if request.param == "sqlite":
-        return _version_21_sqlite(tmp_path / "node.db")
-    cluster = request.getfixturevalue("pg_cluster")
-    import psycopg
-
-    name = f"v21_{tmp_path.name.lower().replace('-', '_')[:40]}"
-    with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    request.addfinalizer(lambda: _drop(cluster.url("postgres"), name))
-    return _version_21_postgres(cluster.url(name))
-
-
-def _drop(url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return at_version(request, tmp_path, 21, [(_INSERT_DELIVERY, _DELIVERIES), (_INSERT_OUTBOX, _OUTBOX)], backend=request.param)
 
 
 async def test_migration_22_copies_the_rows_and_keeps_their_states(open_v21: Callable[[], Any]) -> None:

@@ -11,16 +11,15 @@ report later; and 4, final already at version 19."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sonet.node.store import SqliteStore, StatusUpdate
+from sonet.node.store import StatusUpdate, Store
 
+from .old_versions import at_version
 from .test_contract import ALICE, DAY, NOW, ROOMY, mid
 
 BETA = "beta.example"
@@ -40,64 +39,17 @@ _INSERT_DELIVERY = (
 )
 
 
-def version_19_sqlite(path: Path) -> Callable[[], Any]:
-    from sonet.node.store.migrations import MIGRATIONS
-
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        for migration in MIGRATIONS[:19]:
-            for statement in migration:
-                conn.execute(statement)
-        conn.execute("PRAGMA user_version = 19")
-        conn.executemany(_INSERT_OUTBOX.format(marks=", ".join("?" * 12)), _OUTBOX)
-        conn.executemany(_INSERT_DELIVERY.format(marks=", ".join("?" * 9)), _DELIVERIES)
-    return lambda: SqliteStore.open(path)
-
-
-def version_19_postgres(url: str) -> Callable[[], Any]:
-    import psycopg
-
-    from sonet.node.store.postgres import PostgresStore
-    from sonet.node.store.postgres_migrations import MIGRATIONS
-
-    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-        for migration in MIGRATIONS[:19]:
-            for statement in migration:
-                conn.execute(statement)
-        conn.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
-        conn.execute("INSERT INTO schema_version (version) VALUES (19)")
-        conn.cursor().executemany(_INSERT_OUTBOX.format(marks=", ".join(["%s"] * 12)), _OUTBOX)
-        conn.cursor().executemany(_INSERT_DELIVERY.format(marks=", ".join(["%s"] * 9)), _DELIVERIES)
-    return lambda: PostgresStore.open(url)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def open_v19(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
     """Opens (and so migrates) a database version 19 left populated."""
-    if request.param == "sqlite":
-        return version_19_sqlite(tmp_path / "node.db")
-    cluster = request.getfixturevalue("pg_cluster")
-    import psycopg
-
-    name = f"v19_{tmp_path.name.lower().replace('-', '_')[:40]}"
-    with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    request.addfinalizer(lambda: _drop(cluster.url("postgres"), name))
-    return version_19_postgres(cluster.url(name))
-
-
-def _drop(url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return at_version(request, tmp_path, 19, [(_INSERT_OUTBOX, _OUTBOX), (_INSERT_DELIVERY, _DELIVERIES)], backend=request.param)
 
 
 def status(n: int, state: str, code: str = "", *, at: int) -> StatusUpdate:
     return StatusUpdate(id=mid(n), account=RITA, device=1, state=state, code=code, at=at)
 
 
-async def answers(store: SqliteStore) -> list[tuple[int, str, str, int, int]]:
+async def answers(store: Store) -> list[tuple[int, str, str, int, int]]:
     rows = await store.deliveries(ALICE, 1, [mid(n) for n in (1, 2, 3, 4)])
     return [(int.from_bytes(r.id, "big"), r.state, r.code, r.updated_at, r.expires) for r in rows]
 

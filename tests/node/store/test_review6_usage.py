@@ -22,7 +22,7 @@ import pytest
 from sonet.core.groups.items import GroupItem, ItemKind
 from sonet.node.store import OutboundItem, OverBudget, SqliteStore, StatusUpdate, Store, Tracking
 
-from .test_review14_migration20 import _drop
+from .old_versions import at_version, sqlite_at
 from .test_budgets import BETA, BODY, DELTA, GAMMA, budgets, relayed, remote_item, senders
 from .test_contract import ALICE, BOB, CAROL, DAY, NOW, ROOMY, env, mid, register
 
@@ -163,48 +163,10 @@ _INSERT_OUTBOX = (
 )
 
 
-def _version_20_sqlite(path: Path) -> Callable[[], Any]:
-    from sonet.node.store.migrations import MIGRATIONS
-
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        for migration in MIGRATIONS[:20]:
-            for statement in migration:
-                conn.execute(statement)
-        conn.execute("PRAGMA user_version = 20")
-        conn.executemany(_INSERT_OUTBOX.format(marks=", ".join("?" * 12)), _OUTBOX_V20)  # counted by the triggers
-    return lambda: SqliteStore.open(path)
-
-
-def _version_20_postgres(url: str) -> Callable[[], Any]:
-    import psycopg
-
-    from sonet.node.store.postgres import PostgresStore
-    from sonet.node.store.postgres_migrations import MIGRATIONS
-
-    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-        for migration in MIGRATIONS[:20]:
-            for statement in migration:
-                conn.execute(statement)
-        conn.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
-        conn.execute("INSERT INTO schema_version (version) VALUES (20)")
-        conn.cursor().executemany(_INSERT_OUTBOX.format(marks=", ".join(["%s"] * 12)), _OUTBOX_V20)
-    return lambda: PostgresStore.open(url)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def open_v20(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
-    """Opens (and so migrates) a database version 20 left with items in its outbox."""
-    if request.param == "sqlite":
-        return _version_20_sqlite(tmp_path / "node.db")
-    import psycopg
-
-    cluster = request.getfixturevalue("pg_cluster")
-    name = f"v20_{tmp_path.name.lower().replace('-', '_')[:40]}"
-    with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    request.addfinalizer(lambda: _drop(cluster.url("postgres"), name))
-    return _version_20_postgres(cluster.url(name))
+    """Opens (and so migrates) a database version 20 left with items in its outbox (counted by its triggers)."""
+    return at_version(request, tmp_path, 20, [(_INSERT_OUTBOX, _OUTBOX_V20)], backend=request.param)
 
 
 async def test_a_version_20_outbox_stays_counted_once_its_triggers_are_gone(open_v20: Callable[[], Any]) -> None:
@@ -237,7 +199,7 @@ async def test_a_failing_migration_leaves_the_store_at_its_version_untouched(tmp
     from sonet.node.store import StoreError, migrations
 
     path = tmp_path / "node.db"
-    _version_20_sqlite(path)
+    sqlite_at(path, 20, [(_INSERT_OUTBOX, _OUTBOX_V20)])
     before = _schema_and_rows(path)
     broken = (*migrations.MIGRATIONS, ("CREATE TABLE later (x INTEGER)", "INSERT INTO no_such_table VALUES (1)"))
     monkeypatch.setattr(migrations, "MIGRATIONS", broken)
