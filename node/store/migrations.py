@@ -578,43 +578,6 @@ _OUTBOX_USAGE_IN_WRITES = (
     "DROP TRIGGER outbox_release_origin",
 )
 
-#: the columns of a delivery row, as every version since 16 has them (copied by _APPENDED_DELIVERIES)
-_DELIVERY_COLUMNS = (
-    "sender_account, sender_device, id, dest, device, state, code, updated_at, expires, early_state, early_code, early_at, vanishes"
-)
-
-# Delivery rows appended in the order they are written (issue 14 item 1; docs/performance.md "Why
-# the store still costs what it does"): keyed by the random envelope id, every row written final
-# at hand-off dirtied a page of its own. A final row is now in no index keyed by the id; only the
-# rare "queued" rows (handed to a relay, or holding an early report) are, in a small partial
-# index where reports find them. The sender reads its rows by its own index, in seq order.
-_APPENDED_DELIVERIES = (
-    """CREATE TABLE deliveries_v22 (
-        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-        sender_account  TEXT NOT NULL,
-        sender_device   INTEGER NOT NULL,
-        id              BLOB NOT NULL,
-        dest            TEXT NOT NULL,
-        device          INTEGER NOT NULL,
-        state           TEXT NOT NULL CHECK (state IN ('queued', 'accepted', 'failed')),
-        code            TEXT NOT NULL,
-        updated_at      INTEGER NOT NULL,
-        expires         INTEGER NOT NULL,
-        early_state     TEXT NULL,
-        early_code      TEXT NULL,
-        early_at        INTEGER NULL,
-        vanishes        INTEGER NULL
-    )""",
-    # one row per key before: their order among themselves does not matter
-    f"INSERT INTO deliveries_v22 ({_DELIVERY_COLUMNS}) SELECT {_DELIVERY_COLUMNS} FROM deliveries ORDER BY updated_at",
-    "DROP TABLE deliveries",
-    "ALTER TABLE deliveries_v22 RENAME TO deliveries",
-    "CREATE INDEX deliveries_sender ON deliveries (sender_account, sender_device, seq)",
-    "CREATE UNIQUE INDEX deliveries_queued ON deliveries (id, dest, device, sender_account, sender_device) WHERE state = 'queued'",
-    "CREATE INDEX deliveries_expiry ON deliveries (expires)",
-    "CREATE INDEX deliveries_vanishing ON deliveries (vanishes) WHERE vanishes IS NOT NULL",
-)
-
 # Acknowledged ids without an index of their expiry (issue 14 item 1). An ordinary id's expiry is
 # rounded up to a day (sqlite_mailbox.py ACKED_ID_GRANULARITY_MS: all of a day's acks share it),
 # so the index on (expires) ordered each day's ids by the random id and every ack dirtied a page
@@ -634,7 +597,7 @@ _ACKED_DAYS = (
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
     _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS, _LEANER_RELAY, _OUTBOX_USAGE_IN_WRITES,
-    _APPENDED_DELIVERIES, _ACKED_DAYS,
+    _ACKED_DAYS,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

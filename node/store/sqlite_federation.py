@@ -152,15 +152,6 @@ _TRACKED = "sender_account, sender_device, id, dest, device, expires, queued_at"
 _DELIVERY_COLUMNS = "sender_account, sender_device, id, dest, device, state, code, updated_at, expires, vanishes"
 
 
-#: the conflict target of a "queued" row: the partial unique index ``deliveries_queued``. Only
-#: queued rows (few: handed to a relay, or holding an early report) are keyed by the random
-#: envelope id; a final row is appended in write order and is in no index keyed by it, so
-#: writing it does not dirty a page of its own (docs/performance.md "Why the store still costs
-#: what it does"). A key may so get a second final row (the device sent the envelope again after
-#: its first copy was settled): the oldest says it (``_deliveries``), so final states stay final.
-_QUEUED_KEY = "(id, dest, device, sender_account, sender_device) WHERE state = 'queued'"
-
-
 def _vanishes(expires: int, queued_at: int) -> int | None:
     return expires if is_short_lived(expires, queued_at) else None
 
@@ -194,8 +185,9 @@ def _apply_report(conn: Connection, status: StatusUpdate) -> None:
     conn.execute(
         f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}, early_state, early_code, early_at)"
         " VALUES (?, ?, ?, ?, ?, 'queued', '', ?, ?, ?, ?, ?, ?)"
-        f" ON CONFLICT {_QUEUED_KEY} DO UPDATE"
-        " SET early_state = excluded.early_state, early_code = excluded.early_code, early_at = excluded.early_at",
+        " ON CONFLICT (id, dest, device, sender_account, sender_device) DO UPDATE"
+        " SET early_state = excluded.early_state, early_code = excluded.early_code, early_at = excluded.early_at"
+        " WHERE deliveries.state = 'queued'",
         (*row, queued_at, expires, _vanishes(expires, queued_at), status.state, status.code, status.at),
     )
 
@@ -431,48 +423,19 @@ def _settle_tracked(
             # A final row is kept DELIVERY_GRACE_MS after it became final (its ``expires``
             # drops to then), not after the envelope's own expiry: long enough for the sender.
             settled.append((sender_account, sender_device, *key, s.state, s.code, s.at, min(expires, s.at), vanishes))
-    _write_settled(conn, settled)
-    # (a key settled just above needs no queued row: its final row answers)
-    done = {row[:5] for row in settled}
-    handed_on = [row for row in handed_on if row[:5] not in done]
-    insert_rows(conn, f"INSERT INTO deliveries ({_DELIVERY_COLUMNS})", handed_on, f" ON CONFLICT {_QUEUED_KEY} DO NOTHING")
-    _take_early_reports(conn, [row[2:5] for row in handed_on])  # items handed to a relay: no status of their own
-    _apply_statuses(conn, list(final.values()))
-
-
-def _write_settled(conn: Connection, settled: list[tuple[Any, ...]]) -> None:
-    """Write the final rows ``settled`` (``_DELIVERY_COLUMNS``, each key once): a key with a
-    queued row (an early report kept it while its item waited) has it made final in place, the
-    others are appended. Which have one is read from the small partial index, per 500 ids."""
-    queued: set[tuple[Any, ...]] = set()
-    ids = sorted({row[2] for row in settled})
-    for start in range(0, len(ids), _KEYS_PER_QUERY):
-        chunk = ids[start : start + _KEYS_PER_QUERY]
-        marks = ",".join("?" * len(chunk))
-        queued.update(
-            (sender_account, sender_device, bytes(id_), dest, device)
-            for id_, dest, device, sender_account, sender_device in conn.execute(
-                "SELECT id, dest, device, sender_account, sender_device FROM deliveries"
-                f" WHERE state = 'queued' AND id IN ({marks})",
-                chunk,
-            )
-        )
-    # A final row is kept DELIVERY_GRACE_MS after it became final (its ``expires`` drops to
-    # then), as ``_apply_statuses`` does.
-    conn.executemany(
-        "UPDATE deliveries SET state = ?, code = ?, updated_at = ?, expires = CASE WHEN expires < ? THEN expires ELSE ? END"
-        " WHERE id = ? AND dest = ? AND device = ? AND sender_account = ? AND sender_device = ? AND state = 'queued'",
-        [
-            (state, code, at, at, at, id_, dest, device, sender_account, sender_device)
-            for sender_account, sender_device, id_, dest, device, state, code, at, _, _ in settled
-            if (sender_account, sender_device, id_, dest, device) in queued
-        ],
-    )
-    insert_rows(
+    target = "(id, dest, device, sender_account, sender_device)"
+    insert_rows(  # (each key once: popped from ``final``)
         conn,
         f"INSERT INTO deliveries ({_DELIVERY_COLUMNS})",
-        [row for row in settled if row[:5] not in queued],
+        settled,
+        f" ON CONFLICT {target} DO UPDATE"
+        " SET state = excluded.state, code = excluded.code, updated_at = excluded.updated_at,"
+        " expires = CASE WHEN deliveries.expires < excluded.updated_at THEN deliveries.expires ELSE excluded.updated_at END"
+        " WHERE deliveries.state = 'queued'",
     )
+    insert_rows(conn, f"INSERT INTO deliveries ({_DELIVERY_COLUMNS})", handed_on, f" ON CONFLICT {target} DO NOTHING")
+    _take_early_reports(conn, [row[2:5] for row in handed_on])  # items handed to a relay: no status of their own
+    _apply_statuses(conn, list(final.values()))
 
 
 def _outbox_counts(conn: Connection) -> dict[str, int]:
@@ -482,39 +445,24 @@ def _outbox_counts(conn: Connection) -> dict[str, int]:
 def _deliveries(
     conn: Connection, sender_account: str, sender_device: int, ids: list[bytes]
 ) -> list[DeliveryRow]:
-    """The rows of ``ids``: per (id, dest, device) its oldest final row, else its queued row,
-    else its first item still in the outbox. Two queries per 500 ids (a device asks for a
-    batch's ids at once), not two per id.
-
-    Cost: the delivery rows are in no index keyed by the id (a final row would dirty a page
-    each), so the sender's rows are all read, in seq order, by the sender's index (the ids are
-    matched in the query): an id's rows may be anywhere among them (its recipient devices'
-    items settle apart; a second final row for an envelope sent again comes after its first).
-    They are bounded by what the device itself sent in the last DELIVERY_GRACE_MS (7 days)
-    plus its envelopes' lifetimes; a FetchStatus asks for at most MAX_STATUS_IDS ids."""
+    # Two queries per 500 ids (a device asks for a batch's ids at once), not two per id.
     found: dict[bytes, dict[tuple[str, int], tuple[Any, ...]]] = {id_: {} for id_ in ids}
     for start in range(0, len(ids), _KEYS_PER_QUERY):
         chunk = ids[start : start + _KEYS_PER_QUERY]
         marks = ",".join("?" * len(chunk))
-        queued: dict[tuple[bytes, str, int], tuple[Any, ...]] = {}
+        params = (*chunk, sender_account, sender_device)
         for id_, dest, device, state, code, updated_at, expires in conn.execute(
             "SELECT id, dest, device, state, code, updated_at, expires FROM deliveries"
-            f" WHERE sender_account = ? AND sender_device = ? AND id IN ({marks}) ORDER BY seq",
-            (sender_account, sender_device, *chunk),
+            f" WHERE id IN ({marks}) AND sender_account = ? AND sender_device = ?",
+            params,
         ):
-            row = (state, code, updated_at, expires)
-            if state == "queued":  # (at most one per key: the unique partial index)
-                queued[(bytes(id_), dest, device)] = row
-            else:  # the oldest final row says it: final states stay final
-                found[bytes(id_)].setdefault((dest, device), row)
-        for (id_, dest, device), row in queued.items():
-            found[id_].setdefault((dest, device), row)
+            found[bytes(id_)][(dest, device)] = (state, code, updated_at, expires)
         # An item still queued has no row of its own yet (its outbox row is its state); of
         # several items for one (node, device), the first queued says it, as its row would.
         for id_, dest, device, updated_at, expires in conn.execute(
             "SELECT id, dest, device, queued_at, expires FROM outbox"
             f" WHERE id IN ({marks}) AND sender_account = ? AND sender_device = ? ORDER BY seq",
-            (*chunk, sender_account, sender_device),
+            params,
         ):
             found[bytes(id_)].setdefault((dest, device), ("queued", "", updated_at, expires))
     return [

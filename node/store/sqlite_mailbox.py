@@ -157,7 +157,7 @@ def _pending(
 ACKED_ID_GRANULARITY_MS = 24 * 3600 * 1000
 
 #: the acked ids with an expiry to the ms (short-lived ones), the only ones indexed by expiry
-#: (``acked_ids_vanishing``; the others are found by their day in ``acked_days``: migration 23)
+#: (``acked_ids_vanishing``; the others are found by their day in ``acked_days``: migration 22)
 SHORT_LIVED_ACKED = f"expires % {ACKED_ID_GRANULARITY_MS} != 0"
 
 
@@ -204,7 +204,7 @@ def _purge_expired(conn: Connection, now: int) -> int:
 
 def _purge_acked_ids(conn: Connection, now: int) -> None:
     """Forget the acked ids whose time is past: short-lived ones by their expiry index, the others
-    (no index of their expiry: migration 23) a whole day at a time, one pass over the table for
+    (no index of their expiry: migration 22) a whole day at a time, one pass over the table for
     each day in ``acked_days`` that is over -- once a day, not at every purge."""
     conn.execute(f"DELETE FROM acked_ids WHERE {SHORT_LIVED_ACKED} AND expires <= ?", (now,))
     for (day,) in conn.execute("SELECT expires FROM acked_days WHERE expires <= ? ORDER BY expires", (now,)).fetchall():

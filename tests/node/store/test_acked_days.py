@@ -1,9 +1,9 @@
-"""Acknowledged ids without an index of their expiry (migration 23, issue 14 item 1): an ordinary
+"""Acknowledged ids without an index of their expiry (migration 22, issue 14 item 1): an ordinary
 id's expiry is its day's end, shared by all of that day's acks, so it is kept in ``acked_days``
 and the day's ids go in one pass once it is over; a short-lived id (expiry to the ms) is still
 indexed by it and goes at its time. Dedup and purge behave as before (tests/node/store/
 test_contract.py, test_vanishing.py); these tests pin what the new layout adds, on both backends,
-and the migration from version 22 on both."""
+and the migration from version 21 on both."""
 
 from __future__ import annotations
 
@@ -120,9 +120,9 @@ async def test_the_short_lived_ids_are_found_by_their_partial_index(tmp_path: Pa
             assert "acked_ids_vanishing" in plan, (sql, plan)
 
 
-# The migration from version 22 ----------------------------------------------------------------
+# The migration from version 21 ----------------------------------------------------------------
 
-_V22_ACKED = [
+_V21_ACKED = [
     (ALICE, 1, mid(1), ORDINARY_DAY),
     (ALICE, 1, mid(2), ORDINARY_DAY),
     (ALICE, 1, mid(3), ORDINARY_DAY + DAY),
@@ -131,14 +131,14 @@ _V22_ACKED = [
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def open_v22(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
-    """Opens (and so migrates) a database version 22 holding acked ids (of no device row)."""
+def open_v21(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
+    """Opens (and so migrates) a database version 21 holding acked ids (of no device row)."""
     insert = "INSERT INTO acked_ids (account, device_id, id, expires) VALUES ({marks})"
-    return at_version(request, tmp_path, 22, [(insert, _V22_ACKED)], backend=request.param, unchecked=True)
+    return at_version(request, tmp_path, 21, [(insert, _V21_ACKED)], backend=request.param, unchecked=True)
 
 
-async def test_migration_23_lists_the_days_of_the_ids_it_keeps(open_v22: Callable[[], Any]) -> None:
-    async with await open_v22() as store:
+async def test_migration_22_lists_the_days_of_the_ids_it_keeps(open_v21: Callable[[], Any]) -> None:
+    async with await open_v21() as store:
         assert await acked_days(store) == [ORDINARY_DAY, ORDINARY_DAY + DAY]  # not the short-lived one's
         assert await store.next_expiry(after=NOW) == SHORT_EXPIRES
         await store.purge_expired(now=SHORT_EXPIRES)

@@ -1,5 +1,5 @@
-"""Review 8 of acked ids without an index of their expiry (migration 23, 670874c), and of the
-delivery rows' queries on PostgreSQL (migration 22, 73dbfbe): what was attacked and held."""
+"""Review 8 of acked ids without an index of their expiry (migration 22, 670874c): what was
+attacked and held."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import trio
 
 from sonet.node.store import SqliteStore, Store
 from sonet.node.store.sqlite_expiry import _next_expiry
-from sonet.node.store.sqlite_federation import _apply_statuses, _deliveries, _take_early_reports, _write_settled
 from sonet.node.store.sqlite_mailbox import ACKED_ID_GRANULARITY_MS, _purge_acked_ids
 
 from .pg_cluster import PgCluster
@@ -140,21 +139,3 @@ async def test_postgres_finds_short_lived_acked_ids_by_their_partial_index(pg_st
             assert "acked_ids_vanishing" in plan, (sql, plan)
     [(sql, plan)] = [p for p in await _plans(pg_store, _next_expiry, NOW) if "FROM acked_ids" in p[0]]
     assert "acked_ids_vanishing" in plan, (sql, plan)
-
-
-async def test_postgres_finds_queued_delivery_rows_by_their_partial_index(pg_store: Store) -> None:
-    """The reports' and the settlement's statements name ``state = 'queued'``, so the small
-    partial unique index serves them; the sender's read goes by its own index."""
-    key = (mid(1), "beta.example", 1)
-    settled = [(ALICE, 1, *key, "accepted", "", NOW, NOW, None)]
-    from sonet.node.store.base import StatusUpdate
-
-    report = StatusUpdate(id=mid(1), account="rita@beta.example", device=1, state="accepted", code="", at=NOW)
-    plans = [
-        *await _plans(pg_store, _write_settled, settled),
-        *await _plans(pg_store, _apply_statuses, [report]),
-        *await _plans(pg_store, _take_early_reports, [key]),
-    ]
-    assert plans and all("deliveries_queued" in plan for sql, plan in plans if "deliveries" in sql), plans
-    [(sql, plan)] = [p for p in await _plans(pg_store, _deliveries, ALICE, 1, [mid(1)]) if "FROM deliveries" in p[0]]
-    assert "deliveries_sender" in plan, (sql, plan)
