@@ -10,6 +10,7 @@ under load the initiator is sent a cookie first (``run_initiator`` answers it by
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -52,8 +53,12 @@ async def run_initiator(
     """Send what ``hs`` queued, feed it each message ``receive()`` returns (flushing its
     answers even when a message is refused: a rejection travels that way) until it completes.
     ``peer`` names the other side in errors ("node", "peer")."""
-    for out in hs.data_to_send():
-        await send(out)
+
+    async def flush() -> None:
+        for out in hs.data_to_send():
+            await send(out)
+
+    await flush()
     while True:
         message = await receive()
         if isinstance(message, str):
@@ -65,14 +70,10 @@ async def run_initiator(
             # the other side may have closed already (it refused us): the error to tell is the
             # protocol's, whatever the flush met (``send`` is the caller's: its transport's own
             # closed-connection error, a broken stream).
-            try:
-                for out in hs.data_to_send():
-                    await send(out)
-            except Exception:  # noqa: BLE001 - secondary to the protocol error raised below
-                pass
+            with contextlib.suppress(Exception):
+                await flush()
             raise
-        for out in hs.data_to_send():
-            await send(out)
+        await flush()
         event = hs.next_event()
         if isinstance(event, HandshakeComplete):
             return event

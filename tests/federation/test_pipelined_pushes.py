@@ -74,6 +74,12 @@ def out_of_order(answer: Frame, request: int) -> bool:
     return isinstance(answer, ErrorFrame) and answer.code == OUT_OF_ORDER and answer.request == request
 
 
+async def push_each(link: Any, items: list[Any]) -> None:
+    """One Push per item, in turn: request and link sequence number 1, 2, ..."""
+    for n, item in enumerate(items):
+        await link.send(Push(request=n + 1, items=(item,), seq=n + 1))
+
+
 async def beta_and_bob(start_node: StartNode) -> tuple[RunningNode, str, Any]:
     beta = await start_node(name=BETA)
     bob = await beta.enroll("bob")
@@ -90,8 +96,7 @@ async def test_pushes_taken_while_the_first_is_on_the_disk_share_the_next_commit
     items = [transit(bob, origin=PEER) for _ in range(3)]
     async with peer_link(beta, key, PEER) as link:
         with trio.fail_after(HANG_S):
-            for n in range(3):
-                await link.send(Push(request=n + 1, items=(items[n],), seq=n + 1))
+            await push_each(link, items)
             await until(lambda: commits.groups == [1] and commits.queued() == 2, "pushes 2 and 3 queued behind push 1's commit")
             commits.gate.set()
             answers = [await link.receive() for _ in range(3)]

@@ -29,7 +29,7 @@ from tests.node.kit import wall_ms
 from tests.node.store.test_group_commit import Db, insert, insert_then_refuse
 
 from .net import ALPHA, BETA, deliveries, mailbox_ids, new_key, peer_link, pin, pin_node, queue_at, tracked, transit, until
-from .test_pipelined_pushes import Commits, beta_and_bob, failing_for, out_of_order
+from .test_pipelined_pushes import Commits, beta_and_bob, failing_for, out_of_order, push_each
 
 PEER = "peer.example"
 
@@ -144,8 +144,7 @@ async def test_pushes_queued_behind_a_commit_when_the_link_closes_are_stored_onc
     items = [transit(bob, origin=PEER) for _ in range(3)]
     async with peer_link(beta, key, PEER) as link:
         with trio.fail_after(HANG_S):
-            for n in range(3):
-                await link.send(Push(request=n + 1, items=(items[n],), seq=n + 1))
+            await push_each(link, items)
             await until(lambda: commits.groups == [1] and commits.queued() == 2, "pushes 2 and 3 queued behind push 1's commit")
     with trio.fail_after(HANG_S):
         await until(lambda: commits.queued() == 0, "the closed link's queued writes dropped")
@@ -155,8 +154,7 @@ async def test_pushes_queued_behind_a_commit_when_the_link_closes_are_stored_onc
     assert await mailbox_ids(beta, bob) == [items[0].envelope.id]  # type: ignore[union-attr]
     async with peer_link(beta, key, PEER) as link:
         with trio.fail_after(HANG_S):
-            for n in range(3):
-                await link.send(Push(request=n + 1, items=(items[n],), seq=n + 1))
+            await push_each(link, items)
             answers = [await link.receive() for _ in range(3)]
     assert answers == [PushResult(request=n + 1, outcomes=("ok",)) for n in range(3)]
     assert await mailbox_ids(beta, bob) == [i.envelope.id for i in items]  # type: ignore[union-attr]
@@ -203,8 +201,7 @@ async def test_a_failed_commit_leaves_every_push_behind_it_unstored_and_the_next
     items = [transit(bob, origin=PEER) for _ in range(3)]
     async with peer_link(beta, key, PEER) as link:
         with trio.fail_after(HANG_S):
-            for n in range(3):
-                await link.send(Push(request=n + 1, items=(items[n],), seq=n + 1))
+            await push_each(link, items)
             await until(lambda: commits.groups == [1] and commits.queued() == 2, "pushes 2 and 3 queued behind push 1's commit")
             commits.gate.set()
             answers = [await link.receive() for _ in range(3)]
@@ -271,8 +268,7 @@ async def test_a_push_held_for_its_rate_behind_one_that_then_fails_is_answered_o
     failing_for(monkeypatch, failing)
     async with peer_link(beta, key, PEER) as link:
         with trio.fail_after(HANG_S):
-            for n in range(4):
-                await link.send(Push(request=n + 1, items=(items[n],), seq=n + 1))
+            await push_each(link, items)
             await until(lambda: commits.groups == [1] and commits.queued() == 1, "push 2 queued behind push 1's commit")
             commits.gate.set()
             answers = [await link.receive() for _ in range(4)]

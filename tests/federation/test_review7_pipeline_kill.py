@@ -8,7 +8,6 @@ is in the database afterwards, once. Pushes whose answers never came may or may 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import trio
 from sonet.core.federation_api import Push, PushResult
 from sonet.federation.link import dial_peer
 from sonet.node.store import SqliteStore
-from tests.e2e.conftest import NodeProcess, Processes, here, ok, register, start_pinned_node
+from tests.e2e.conftest import NodeProcess, Processes, here, ok, procs, register, start_pinned_node  # noqa: F401 - procs: the fixture
 from tests.node.kit import wall_ms
 
 from .net import new_key, transit
@@ -31,15 +30,6 @@ PUSHES = 60
 #: answers read before the SIGKILL: the pushes after them are on their way or queued
 ANSWERED = 40
 HANG_S = 60.0
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    p = Processes(tmp_path)
-    try:
-        yield p
-    finally:
-        p.cleanup()
 
 
 def test_every_push_answered_ok_survives_a_sigkill_right_after_the_answer(procs: Processes, tmp_path: Path) -> None:
