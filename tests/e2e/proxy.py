@@ -198,6 +198,12 @@ class TcpProxy:
         return self.stats["connections"]
 
     @property
+    def open_connections(self) -> int:
+        """Connections open through it now (what ``drop`` would cut)."""
+        with self._lock:
+            return len(self._open)
+
+    @property
     def pending(self) -> int:
         """Duplicates and cuts asked for that no frame has passed for yet."""
         with self._lock:
