@@ -45,7 +45,7 @@ from .send_deadline import SendDeadlineStream, abort as _abort, reset as _reset
 from .tls import PLAIN_ON_TLS_ANSWER, opens_tls
 from .websocket import BadUpgrade, UpgradeRequest
 
-__all__ = ["serve", "Listening", "Tarpit", "Connection", "ConnectionLimits", "MAX_REQUEST_HEAD", "raise_fd_limit", "FD_RESERVE"]
+__all__ = ["serve", "Listening", "Tarpit", "Connection", "ConnectionLimits", "MAX_REQUEST_HEAD", "raise_fd_limit", "FD_RESERVE", "CAPACITY_ERRNOS", "MAX_ACCEPT_BACKOFF_S"]
 
 log = logging.getLogger("sonet.transport.server")
 
@@ -61,7 +61,8 @@ MAX_REFUSING = 64
 MIN_BACKLOG, MAX_BACKLOG = 128, 4096
 #: the longest pause of the accept loop when the process is out of file descriptors
 MAX_ACCEPT_BACKOFF_S = 1.0
-_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+#: accept() failing for want of file descriptors or memory: wait and accept again, never a crash
+CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 #: ways a connection ends that are closed normally (a refusal the handshake sent must arrive);
 #: every other end the server decides (a deadline, an eviction, a stall) resets the socket
 _GRACEFUL = {None, "ended_unauthenticated", "bad_request", "tls_on_plain"} | {f"partial_bytes_{kind}" for kind in ACTORS}
@@ -263,7 +264,7 @@ class _Server:
                 try:
                     stream = await listener.accept()
                 except OSError as exc:
-                    if exc.errno not in _CAPACITY_ERRNOS:
+                    if exc.errno not in CAPACITY_ERRNOS:
                         raise
                     self._summary.count(f"accept_failed_{errno.errorcode.get(exc.errno, exc.errno)}")
                     if self._tarpit.make_room() or self._admission.evict_oldest("fd_limit"):

@@ -5,11 +5,16 @@ header count, total bytes), no request body is accepted, each connection has one
 accept to the last byte written, and at most ``max_connections`` are served at once, at most
 ``max_per_address`` of them from one source address (others get a 503 and are closed). Every
 answer closes the connection (``Connection: close``): a Prometheus scrape is one request, and
-nothing is kept open for anybody.
+nothing is kept open for anybody. The listener shares the process's file descriptors with the
+node's port, its database and audit log, so it holds at most twice ``max_connections`` sockets
+(those served and their 503s); past that a new connection is reset at once, and an accept that
+fails for want of descriptors waits and tries again: both counted in one summary line per 10 s,
+never a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 from collections import Counter
@@ -17,6 +22,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
+
+from sonet.transport.log_summary import LogSummary
+from sonet.transport.send_deadline import abort
+from sonet.transport.server import CAPACITY_ERRNOS, MAX_ACCEPT_BACKOFF_S
 
 __all__ = ["Response", "serve_http", "MAX_HEAD_BYTES", "MAX_REQUEST_LINE", "MAX_HEADERS", "CONNECTION_DEADLINE_S", "MAX_PER_ADDRESS"]
 
@@ -209,11 +218,44 @@ def serve_http(
                 with trio.move_on_after(1.0):
                     await stream.aclose()
 
+    summary = LogSummary(log, what="operations connections reset or not accepted")
+    held = 0  # sockets of connections being served or answered 503, each its own task
+
+    async def holding(stream: trio.SocketStream) -> None:
+        nonlocal held
+        try:
+            await connection(stream)
+        finally:
+            held -= 1
+
+    async def accept_loop(listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        nonlocal held
+        backoff = 0.0
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in CAPACITY_ERRNOS:
+                        raise
+                    summary.count(f"accept_failed_{errno.errorcode.get(exc.errno, exc.errno)}")
+                    backoff = min(max(backoff * 2, 0.01), MAX_ACCEPT_BACKOFF_S)
+                    await trio.sleep(backoff)
+                    continue
+                backoff = 0.0
+                if held >= 2 * max_connections:  # no descriptor more for anybody's flood
+                    summary.count("reset_over_cap", _address_of(stream))
+                    abort(stream)
+                    continue
+                held += 1
+                nursery.start_soon(holding, stream)
+
     async def run(*, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, connection, listeners)
+            for listener in listeners:
+                nursery.start_soon(accept_loop, listener, nursery)
             task_status.started(bound)
 
     return run
