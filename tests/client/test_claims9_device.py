@@ -1,0 +1,141 @@
+"""Claims of docs/security.md about the device that no test held:
+
+- "Disappearing messages", on devices: "the device database runs with `secure_delete`, so
+  freed pages are zeroed (the write-ahead log may hold sealed copies until its next
+  checkpoint)". Nothing read the pragma or looked for a deleted row's bytes in the file.
+- "What the node learns": "Envelopes other nodes push name none" (while they wait, too).
+- "Calls": "Signals go to every device of the callee, not to the caller's other devices, and
+  their envelopes expire after the ring time (60 s), so an offer does not wait on a node for
+  days." The call tests checked one device each side and nothing of the envelopes' lifetime.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from sonet.client.sdk import Device
+from sonet.client.state import DeviceState
+from sonet.core.call import CallTimeouts, start_call
+from sonet.node.app import DB_FILE
+from tests.metadata_scan import dump, values_naming
+from tests.node.conftest import RunningNode
+
+from .conftest import ALICE, BETA, BOB, HANG_S, Clock, link_device, node_db, shown, texts
+from .loopback import Loopback
+from .test_state_vault import state  # noqa: F401 - fixture
+
+Register = Callable[..., Awaitable[Device]]
+pytestmark = pytest.mark.usefixtures("few_prekeys")
+
+
+# secure_delete -----------------------------------------------------------------------------
+
+
+def _sealed_row(db: sqlite3.Connection, key: str) -> bytes:
+    (value,) = db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+    return bytes(value)
+
+
+def _deleted_bytes_left(state: DeviceState, key: str) -> bool:
+    """Store a sealed value of several pages under ``key``, delete it, checkpoint the WAL into
+    the database: whether any 64-byte slice of the sealed bytes is still in the file."""
+    state.put(key, bytes(range(256)) * 40)
+    sealed = _sealed_row(state._db, key)
+    state.delete(key)
+    state._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    on_disk = (state.home / "state.db").read_bytes()
+    return any(sealed[i : i + 64] in on_disk for i in range(0, len(sealed) - 64, 64))
+
+
+def test_the_device_database_zeroes_what_it_deletes(state: DeviceState) -> None:  # noqa: F811
+    assert state._db.execute("PRAGMA secure_delete").fetchone() == (1,)
+    assert not _deleted_bytes_left(state, "claims9/secret")
+    # the control: the same without secure_delete leaves the sealed bytes in the free pages
+    state._db.execute("PRAGMA secure_delete=OFF")
+    assert _deleted_bytes_left(state, "claims9/kept")
+
+
+def test_a_reopened_state_still_zeroes_what_it_deletes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SONET_PASSPHRASE", raising=False)
+    DeviceState(tmp_path / "home").close()
+    again = DeviceState(tmp_path / "home")
+    try:
+        assert again._db.execute("PRAGMA secure_delete").fetchone() == (1,)
+        assert not _deleted_bytes_left(again, "claims9/secret")
+    finally:
+        again.close()
+
+
+# Call signals ------------------------------------------------------------------------------
+
+
+def _rows(at: RunningNode) -> dict[tuple[str, int], list[int]]:
+    """The expiry of every mailbox row, per (account, device)."""
+    db = node_db(at)
+    try:
+        rows: dict[tuple[str, int], list[int]] = {}
+        for account, device, expires in db.execute("SELECT account, device_id, expires FROM mailbox ORDER BY seq"):
+            rows.setdefault((account, device), []).append(expires)
+        return rows
+    finally:
+        db.close()
+
+
+async def test_a_call_signal_goes_to_every_device_of_the_callee_only_and_expires_at_the_ring_time(
+    alpha: RunningNode, register: Register, make_device: Callable[..., Device], clock: Clock
+) -> None:
+    with trio.fail_after(HANG_S):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        alice2, bob2 = make_device("alice2"), make_device("bob2")
+        await link_device(alice2, alice, alpha.url)
+        await link_device(bob2, bob, alpha.url)
+        for device in (alice, alice2, bob, bob2):  # everything of the set-up delivered and acknowledged
+            await device.receive()
+        before = _rows(alpha)
+        assert all(not v for v in before.values())
+
+        out = start_call(alice._rng(16), BOB, "v=0\r\ns=alice\r\n", now=clock())
+        assert await alice.send_call_signal(BOB, out.send[0]) == 2
+        ring = CallTimeouts().ring_ms
+        assert ring == 60_000
+        after = _rows(alpha)
+        assert after == {(BOB, 1): [clock() + ring], (BOB, 2): [clock() + ring]}  # nothing for alice's devices
+        assert not [m for m in (await alice2.receive()).messages if m.type == "call"]
+
+        # bob's first device takes it; the second was not there in time: the node drops it at the ring time
+        [(sender, kind, _fields)] = shown(bob, await bob.receive())
+        assert (sender, kind) == (ALICE, "call")
+        clock.advance(ring)
+        while _rows(alpha).get((BOB, 2)):
+            await trio.sleep(0.05)
+        assert not [m for m in (await bob2.receive()).messages if m.type == "call"]
+
+
+# What a node keeps of an envelope another node pushed --------------------------------------
+
+
+async def test_an_envelope_another_node_pushed_names_no_sender_while_it_waits(
+    alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Register, clock: Clock
+) -> None:
+    # "Envelopes other nodes push name none" (What the node learns): not only once delivered
+    # (tests/client/test_metadata.py) but while the envelope waits in the recipient's mailbox.
+    with trio.fail_after(HANG_S):
+        alpha, beta = alpha_beta
+        alice, bob = await register(alpha, "alice"), await register(beta, "bob")
+        await alice.send_text(f"bob@{BETA}", "waiting on beta")
+        assert await loopback.flush() == {BETA: ["ok"]}
+        db = node_db(beta)
+        try:
+            rows = db.execute("SELECT sender_account, sender_device FROM mailbox WHERE account = ?", (f"bob@{BETA}",)).fetchall()
+        finally:
+            db.close()
+        assert rows and all(row == (None, None) for row in rows), rows
+        profile = alice.state.profile()
+        found = values_naming(beta.data_dir / DB_FILE, [profile.address, profile.identity.public.fingerprint])
+        assert found == [], f"beta names alice while the envelope waits: {found}\n{dump(beta.data_dir / DB_FILE)}"
+        assert texts(bob, await bob.receive()) == [(ALICE, "waiting on beta")]
