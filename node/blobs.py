@@ -16,7 +16,7 @@ a blob's id (16 random bytes, a capability) may download it; only its owner acco
 Quotas per account (bytes declared at creation, and count), the size limit and the retention
 come from node.toml ``[blobs]`` (node/blob_settings.py); ``purge(now)`` deletes what is past its
 expiry, uploaded or not: its retention, or the closer time its owner set with ``expire`` (a
-disappearing message's expiry; a delete for everyone deletes it at once). The disk reserve of ``[storage]`` is kept free too. File I/O runs in
+disappearing message's expiry; a delete for everyone deletes it at once). The disk reserve of ``[storage]`` is kept free too: checked at creation and before each chunk is written. File I/O runs in
 worker threads; one lock per blob orders its writes.
 """
 
@@ -180,6 +180,10 @@ class BlobStore:
             return info
 
     def _append(self, info: BlobInfo, offset: int, data: bytes) -> None:
+        # each chunk, not only the create: other uploads and the database use the disk meanwhile,
+        # and the reserve is what keeps acks, deletes and expiry working (disk_full; resumable)
+        if shutil.disk_usage(self.root).free - len(data) < self._reserve:
+            raise OSError(errno.ENOSPC, "the disk reserve is reached")
         fd = os.open(self._path(info.id, ".part"), os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             try:
