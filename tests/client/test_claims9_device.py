@@ -7,6 +7,8 @@
 - "Calls": "Signals go to every device of the callee, not to the caller's other devices, and
   their envelopes expire after the ring time (60 s), so an offer does not wait on a node for
   days." The call tests checked one device each side and nothing of the envelopes' lifetime.
+- "Key transparency": a changed node key is refused "until the user accepts it with `sonet
+  trust-node`": the command itself (the flow: tests/client/test_claims9_trust_node.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sonet.node.app import DB_FILE
 from tests.metadata_scan import dump, values_naming
 from tests.node.conftest import RunningNode
 
-from .conftest import ALICE, BETA, BOB, HANG_S, Clock, link_device, node_db, shown, texts
+from .conftest import ALICE, BETA, BOB, HANG_S, Clock, link_device, node_db, run_cli, shown, texts
 from .loopback import Loopback
 from .test_state_vault import state  # noqa: F401 - fixture
 
@@ -139,3 +141,22 @@ async def test_an_envelope_another_node_pushed_names_no_sender_while_it_waits(
         found = values_naming(beta.data_dir / DB_FILE, [profile.address, profile.identity.public.fingerprint])
         assert found == [], f"beta names alice while the envelope waits: {found}\n{dump(beta.data_dir / DB_FILE)}"
         assert texts(bob, await bob.receive()) == [(ALICE, "waiting on beta")]
+
+
+# sonet trust-node ----------------------------------------------------------------------------
+
+
+async def test_sonet_trust_node_forgets_the_pinned_key_and_only_a_pinned_one(
+    alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with trio.fail_after(HANG_S):
+        alice = await register(alpha, "alice")
+        old, new = b"old key of beta", b"new key of beta"
+        assert alice.state.pin_node_key(BETA, old, 1) == old
+        assert alice.state.pin_node_key(BETA, new, 2) == old  # pinned: another key does not replace it
+        rc, out = await run_cli(capsys, alice, "trust-node", BETA)
+        assert (rc, out) == (0, [{"node": BETA, "forgotten": True}])
+        assert alice.state.pin_node_key(BETA, new, 3) == new  # the next one is pinned instead
+        assert alice.state.forget_node_key(BETA)
+        rc, out = await run_cli(capsys, alice, "trust-node", BETA)
+        assert rc == 1 and [o["error"]["code"] for o in out] == ["unknown_node_key"], out
