@@ -30,6 +30,10 @@ buckets: core/ratelimit.py; time comes from ``ctx.clock_ms()``. What is limited:
 - group submissions (``GroupSubmit``: each is ordered and fanned out by a hub) and new groups
   (``CreateGroup``: each is hosted here), per device and per account (an account's many
   devices share one bucket); node.toml ``[budgets]`` sets them;
+- writes to the attachment store (``BlobCreate``, ``BlobPut``, ``BlobExpire``: each fsyncs a file
+  on the node, however few bytes it carries), per device and per account, far above an upload
+  in 1 MiB chunks; a device sending 1-byte chunks on its eight connections had the node fsync
+  some 1,500 times a second;
 - ``LinkBegin``: a few per connection, and per source address (an IPv6 address's /64) of
   unregistered connections; the slots themselves are shared fairly between addresses by
   node/linking.py;
@@ -55,7 +59,7 @@ from dataclasses import dataclass
 
 from sonet.core import limits
 from sonet.core.address import parse_address
-from sonet.core.blob_api import BLOB_CHUNK_BYTES
+from sonet.core.blob_api import BLOB_CHUNK_BYTES, BlobCreate, BlobExpire, BlobPut
 from sonet.core.client_api import CreateGroup, FetchBundles, FetchKeyPackages, GroupSubmit, LinkBegin, SendBatch
 from sonet.core.cost_budget import VERIFY_COST, Budget, CostBudget, OverBudget
 from sonet.core.envelope import Kind
@@ -65,6 +69,7 @@ from sonet.federation.errors import FederationError
 from sonet.federation.lookup_charge import charging_lookups as _charging
 from sonet.federation.ratelimit import Bucket, Limiter, Rate
 from sonet.transport import events
+from sonet.transport.log_summary import LogSummary
 
 from .client_checks import RequestError
 from .client_context import Session
@@ -84,6 +89,8 @@ __all__ = [
     "GROUP_SUBMITS_PER_ACCOUNT",
     "GROUP_CREATES",
     "GROUP_CREATES_PER_ACCOUNT",
+    "BLOB_WRITES",
+    "BLOB_WRITES_PER_ACCOUNT",
     "LINK_BEGINS_PER_ADDRESS",
     "LINK_BEGINS_PER_CONNECTION",
     "REFUSALS_BEFORE_DISCONNECT",
@@ -135,6 +142,10 @@ GROUP_SUBMITS_PER_ACCOUNT = Rate(per_second=2, burst=600)
 GROUP_CREATES = Rate(per_second=20 / _HOUR_S, burst=20)
 #: ... per account, all its devices together
 GROUP_CREATES_PER_ACCOUNT = Rate(per_second=40 / _HOUR_S, burst=40)
+#: attachment writes per device: 100 a second after a burst of 500 (an upload in 1 MiB chunks
+#: goes at ~36 MiB/s: docs/performance.md), and per account, all its devices together
+BLOB_WRITES = Rate(per_second=100, burst=500)
+BLOB_WRITES_PER_ACCOUNT = Rate(per_second=200, burst=1000)
 #: LinkBegin requests of unregistered connections per source address: a burst for a family
 #: behind one address, then one a second (link slots are shared fairly by node/linking.py)
 LINK_BEGINS_PER_ADDRESS = Rate(per_second=1, burst=30)
@@ -152,6 +163,11 @@ REGISTRATION_CHECKS_PER_ADDRESS = Rate(per_second=130, burst=60 * 130)
 REGISTRATIONS_PER_CONNECTION = 3
 
 _AGAIN = "try again in a moment"
+
+#: refusals are counted in one line per 10 s (the busiest device named): a device that keeps
+#: going past a limit starts a new run of refusals with each token that comes back, and wrote
+#: a line each time (~80 a second from one device's tiny BlobPuts)
+refusals_summary = LogSummary(log, what="requests refused over a device's rate limit")
 
 
 @dataclass(slots=True)
@@ -181,6 +197,8 @@ class ClientLimits:
         group_submits_per_account: Rate = GROUP_SUBMITS_PER_ACCOUNT,
         group_creates: Rate = GROUP_CREATES,
         group_creates_per_account: Rate = GROUP_CREATES_PER_ACCOUNT,
+        blob_writes: Rate = BLOB_WRITES,
+        blob_writes_per_account: Rate = BLOB_WRITES_PER_ACCOUNT,
         link_begins_per_address: Rate = LINK_BEGINS_PER_ADDRESS,
         link_begins_per_connection: int = LINK_BEGINS_PER_CONNECTION,
         refusals_before_disconnect: int = REFUSALS_BEFORE_DISCONNECT,
@@ -204,6 +222,8 @@ class ClientLimits:
         self._group_submits_per_account = Limiter(group_submits_per_account)
         self._group_creates = Limiter(group_creates)
         self._group_creates_per_account = Limiter(group_creates_per_account)
+        self._blob_writes = Limiter(blob_writes)
+        self._blob_writes_per_account = Limiter(blob_writes_per_account)
         self._link_begins_per_address = Limiter(link_begins_per_address)
         self._link_begins = link_begins_per_connection
         self._refusals = refusals_before_disconnect
@@ -234,8 +254,8 @@ class ClientLimits:
         conn.refused += 1
         events.emit("rate_limited", actor=_actor(session), limit="device_requests")
         if conn.refused == 1:
-            who = f"{session.mailbox[0]} device {session.mailbox[1]}" if session.mailbox else "an unregistered device"
-            log.info("rate limiting %s: %s", who, refusal)
+            who = f"{session.mailbox[0]} device {session.mailbox[1]}" if session.mailbox else f"a device at {session.source}"
+            refusals_summary.count(type(frame).__name__, who)
         if conn.refused > self._refusals:
             raise RemoteProtocolError(
                 f"more than {self._refusals} requests in a row were over the rate limit", code="rate_limited"
@@ -348,6 +368,12 @@ class ClientLimits:
                 return f"too many {what} from this device; {_AGAIN}"
             if not per_account.allow(session.mailbox[0], now):
                 return f"too many {what} from the devices of {session.mailbox[0]}; {_AGAIN}"
+        elif isinstance(frame, (BlobCreate, BlobPut, BlobExpire)) and session.mailbox is not None:
+            # (an unregistered device is refused by the handler)
+            if not self._blob_writes.allow(device, now):
+                return f"too many attachment writes from this device; {_AGAIN}"
+            if not self._blob_writes_per_account.allow(session.mailbox[0], now):
+                return f"too many attachment writes from the devices of {session.mailbox[0]}; {_AGAIN}"
         elif isinstance(frame, LinkBegin):
             conn.link_begins += 1
             if conn.link_begins > self._link_begins:
