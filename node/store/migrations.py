@@ -594,10 +594,30 @@ _ACKED_DAYS = (
     "INSERT INTO acked_days (expires) SELECT DISTINCT expires FROM acked_ids WHERE expires % 86400000 = 0",
 )
 
+# A mailbox's quota read in O(1) (sqlite_mailbox.py ``_mailbox_usage``): its rows counted per
+# kind, by the writes that store and delete them (``MailboxCounts``), not by a count of its rows
+# at each write (up to the whole quota's worth of index entries). A device removed takes its
+# counters with it, as its rows (ON DELETE CASCADE). Filled from the rows already stored.
+_MAILBOX_COUNTS = (
+    """CREATE TABLE mailbox_counts (
+        account     TEXT NOT NULL,
+        device_id   INTEGER NOT NULL,
+        kind        INTEGER NOT NULL,
+        count       INTEGER NOT NULL,
+        bytes       INTEGER NOT NULL,
+        PRIMARY KEY (account, device_id, kind),
+        FOREIGN KEY (account, device_id) REFERENCES devices(account, device_id) ON DELETE CASCADE
+    ) WITHOUT ROWID""",
+    """INSERT INTO mailbox_counts (account, device_id, kind, count, bytes)
+        SELECT m.account, m.device_id, m.kind, count(*), sum(m.size) FROM mailbox m
+        JOIN devices d ON d.account = m.account AND d.device_id = m.device_id
+        GROUP BY m.account, m.device_id, m.kind""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
     _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS, _LEANER_RELAY, _OUTBOX_USAGE_IN_WRITES,
-    _ACKED_DAYS,
+    _ACKED_DAYS, _MAILBOX_COUNTS,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

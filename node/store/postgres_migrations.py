@@ -419,6 +419,23 @@ _ACKED_DAYS: tuple[str, ...] = (
     "INSERT INTO acked_days (expires) SELECT DISTINCT expires FROM acked_ids WHERE expires % 86400000 = 0",
 )
 
+# version 23 (a mailbox's rows counted per kind by the writes, migrations.py _MAILBOX_COUNTS)
+_MAILBOX_COUNTS: tuple[str, ...] = (
+    """CREATE TABLE mailbox_counts (
+        account     TEXT NOT NULL,
+        device_id   BIGINT NOT NULL,
+        kind        BIGINT NOT NULL,
+        count       BIGINT NOT NULL,
+        bytes       BIGINT NOT NULL,
+        PRIMARY KEY (account, device_id, kind),
+        FOREIGN KEY (account, device_id) REFERENCES devices(account, device_id) ON DELETE CASCADE
+    )""",
+    """INSERT INTO mailbox_counts (account, device_id, kind, count, bytes)
+        SELECT m.account, m.device_id, m.kind, count(*), sum(m.size) FROM mailbox m
+        JOIN devices d ON d.account = m.account AND d.device_id = m.device_id
+        GROUP BY m.account, m.device_id, m.kind""",
+)
+
 _BASELINE_VERSION = 16
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -430,6 +447,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _LEANER_RELAY,
     _OUTBOX_USAGE_IN_WRITES,
     _ACKED_DAYS,
+    _MAILBOX_COUNTS,
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"

@@ -30,7 +30,7 @@ from .base import (
     StoreError,
 )
 from .sqlite_budgets import Charges, DiskFree, UsageChanges, enforce
-from .sqlite_mailbox import _INSERT_ENVELOPE, _device_exists, _envelope_row, _known, _mailbox_usage
+from .sqlite_mailbox import MailboxCounts, _device_exists, _envelope_row, _insert_envelopes, _known, _mailbox_usage
 from .vanishing import SHORT_LIVED_MS, is_short_lived
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
@@ -271,6 +271,7 @@ def _receive(conn: Connection, items: list[Inbound], now: int, quota: Quota, dis
     # Envelopes are inserted in runs (``insert_rows``, in push order, so seq follows it), each
     # before any other kind of item, which then sees them stored.
     rows: list[tuple[Any, ...]] = []
+    counts = MailboxCounts()
     groups: list[tuple[int, GroupReceived]] = []  # (position, item): applied after the others
     for item in items:
         if isinstance(item, GroupReceived):
@@ -278,7 +279,7 @@ def _receive(conn: Connection, items: list[Inbound], now: int, quota: Quota, dis
             outcomes.append("")
             continue
         if rows and not isinstance(item, NewEnvelope):
-            insert_rows(conn, _INSERT_ENVELOPE, rows)
+            _insert_envelopes(conn, rows, counts)
             rows.clear()
         if isinstance(item, StatusUpdate):
             _apply_report(conn, item)
@@ -291,7 +292,8 @@ def _receive(conn: Connection, items: list[Inbound], now: int, quota: Quota, dis
                 outcomes.append(OK)
         else:
             outcomes.append(_receive_envelope(item, now, quota, mailboxes, charges, rows))
-    insert_rows(conn, _INSERT_ENVELOPE, rows)
+    _insert_envelopes(conn, rows, counts)
+    counts.apply(conn)  # before the group items, whose allowance reads the counters
     if groups:
         from .sqlite_groups import _receive_group  # (it builds on this module)
 

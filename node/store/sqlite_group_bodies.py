@@ -23,6 +23,7 @@ import hashlib
 from .dialect import Connection
 from .base import NewEnvelope
 from .sqlite_budgets import Charges
+from .sqlite_mailbox import MailboxCounts
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
 
@@ -49,6 +50,9 @@ def _store_group_row(conn: Connection, env: NewEnvelope, body_ref: int, now: int
     """``env`` (a Kind.GROUP envelope) into its mailbox as a row naming the stored body
     ``body_ref`` (``_shared_body`` of ``env.body``); the row itself is charged without a body."""
     conn.execute(_INSERT_GROUP_ROW, (env.account, env.device_id, env.id, env.expires, env.kind, b"", len(env.body), now, body_ref))
+    counts = MailboxCounts()  # written now: the next row's allowance check reads it
+    counts.row(1, env.account, env.device_id, env.kind, len(env.body))
+    counts.apply(conn)
     charges.stored(0)
 
 

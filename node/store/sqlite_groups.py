@@ -52,7 +52,7 @@ from .sqlite_federation import _queue_outbound
 from .sqlite_group_trees import _keep_tree
 from .sqlite_group_bodies import _shared_body, _store_group_row
 from .sqlite_handover import _awaits_handover, _drop_parts, _hold, _keep_part, _next_held, _release
-from .sqlite_mailbox import _device_exists, _known
+from .sqlite_mailbox import _device_exists, _known, _mailbox_usage
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
 
@@ -475,7 +475,4 @@ def _deliver(step: _Step, item: GroupItem, recipients: set[Member]) -> set[Membe
 
 def _group_usage(conn: Connection, account: str, device_id: int, now: int) -> tuple[int, int]:
     """The count and body bytes of the mailbox's unexpired group items (kind 3, Kind.GROUP)."""
-    return conn.execute(
-        "SELECT count(*), coalesce(sum(size), 0) FROM mailbox WHERE account = ? AND device_id = ? AND kind = 3 AND expires > ?",
-        (account, device_id, now),
-    ).fetchone()
+    return _mailbox_usage(conn, account, device_id, now, group=True)

@@ -59,14 +59,61 @@ def _known(conn: Connection, envelopes: list[NewEnvelope], now: int) -> set[tupl
     return known
 
 
-def _mailbox_usage(conn: Connection, account: str, device_id: int, now: int) -> tuple[int, int]:
-    """The count and body bytes of the mailbox's unexpired envelopes (what the quota counts);
-    group items (kind 3, Kind.GROUP) have their own allowance (sqlite_groups.py)."""
-    return conn.execute(
-        "SELECT count(*), coalesce(sum(size), 0) FROM mailbox"
-        " WHERE account = ? AND device_id = ? AND expires > ? AND kind != 3",
-        (account, device_id, now),
-    ).fetchone()
+#: the kind of group items (Kind.GROUP): they have their own allowance (sqlite_groups.py)
+GROUP_KIND = 3
+
+
+def _mailbox_usage(conn: Connection, account: str, device_id: int, now: int, *, group: bool = False) -> tuple[int, int]:
+    """The count and body bytes of the mailbox's unexpired envelopes (what the quota counts):
+    its rows other than group items, or (``group``) only its group items.
+
+    O(1) + O(expired rows not yet purged): ``mailbox_counts`` holds every row of the mailbox
+    per kind (migration 23; ``MailboxCounts``), from which the rows of each kind that expired
+    but are still here are taken -- one range of ``mailbox_group_usage`` per kind the mailbox
+    holds, normally empty -- so the answer is that of a count of the unexpired rows."""
+    count = size = 0
+    for held, held_bytes, expired, expired_bytes in conn.execute(
+        "SELECT c.count, c.bytes, count(m.kind), coalesce(sum(m.size), 0) FROM mailbox_counts c"
+        " LEFT JOIN mailbox m ON m.account = c.account AND m.device_id = c.device_id AND m.kind = c.kind AND m.expires <= ?"
+        f" WHERE c.account = ? AND c.device_id = ? AND c.kind {'=' if group else '!='} {GROUP_KIND}"
+        " GROUP BY c.kind, c.count, c.bytes",
+        (now, account, device_id),
+    ):
+        count += held - expired
+        size += held_bytes - expired_bytes
+    return count, size
+
+
+class MailboxCounts:
+    """What one write adds to (or, negative, takes from) ``mailbox_counts`` for the mailbox rows
+    it stores or deletes: summed per (account, device, kind) while rows come, written once by
+    ``apply``. Every write that stores or deletes mailbox rows counts them here, in its
+    transaction; the rows that go with their device (ON DELETE CASCADE) take its counters
+    with them (their foreign key), so no trigger per row is needed."""
+
+    __slots__ = ("_sums",)
+
+    def __init__(self) -> None:
+        self._sums: dict[tuple[str, int, int], list[int]] = {}
+
+    def row(self, sign: int, account: str, device_id: int, kind: int, size: int) -> None:
+        sums = self._sums.get((account, device_id, kind))
+        if sums is None:
+            self._sums[(account, device_id, kind)] = [sign, sign * size]
+        else:
+            sums[0] += sign
+            sums[1] += sign * size
+
+    def apply(self, conn: Connection) -> None:
+        """Write the sums and start again from none. In key order: two writes on PostgreSQL that
+        update the same counters wait for each other in turn, never in a cycle."""
+        conn.executemany(
+            "INSERT INTO mailbox_counts (account, device_id, kind, count, bytes) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (account, device_id, kind) DO UPDATE"
+            " SET count = mailbox_counts.count + excluded.count, bytes = mailbox_counts.bytes + excluded.bytes",
+            [(*key, n, size) for key, (n, size) in sorted(self._sums.items()) if n or size],
+        )
+        self._sums.clear()
 
 
 #: a mailbox row's insert, without its VALUES (``insert_rows``; ``_envelope_row`` gives a row)
@@ -80,6 +127,13 @@ def _envelope_row(e: NewEnvelope, now: int, sender: tuple[str, int] | None = Non
     (None for what peers push: their envelopes name no sender here)."""
     sender_account, sender_device = sender if sender is not None else (None, None)
     return (e.account, e.device_id, e.id, e.expires, e.kind, e.body, len(e.body), now, sender_account, sender_device)
+
+
+def _insert_envelopes(conn: Connection, rows: list[tuple[Any, ...]], counts: MailboxCounts) -> None:
+    """Store ``rows`` (``_envelope_row``), in order, and count them in ``counts``."""
+    insert_rows(conn, _INSERT_ENVELOPE, rows)
+    for account, device_id, _, _, kind, _, size, *_ in rows:
+        counts.row(1, account, device_id, kind, size)
 
 
 # Enqueue, pending, ack, purge --------------------------------------------------------------
@@ -116,7 +170,9 @@ def _store_envelopes(
             raise QuotaExceeded(f"mailbox of device {device_id} of {account!r} is full")
 
     # Inserted in batch order, so seq follows the order the sender gave.
-    insert_rows(conn, _INSERT_ENVELOPE, [_envelope_row(e, now, sender) for e in fresh])
+    counts = MailboxCounts()
+    _insert_envelopes(conn, [_envelope_row(e, now, sender) for e in fresh], counts)
+    counts.apply(conn)
     for e in fresh:
         if sender is not None:
             charges.sender(*sender, len(e.body))
@@ -172,16 +228,20 @@ def _ack(conn: Connection, account: str, device_id: int, ids: list[bytes], now: 
     # Delete the rows, one statement per 500 ids, and remember the ids of the unexpired ones
     # (expired ones need no dedup): each row is found once, not once to copy and once to delete.
     remembered: list[tuple[str, int, bytes, int]] = []
+    counts = MailboxCounts()
     for start in range(0, len(unique_ids), _IDS_PER_QUERY):
         chunk = unique_ids[start : start + _IDS_PER_QUERY]
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
-            f"DELETE FROM mailbox WHERE account = ? AND device_id = ? AND id IN ({marks}) RETURNING id, expires, stored_at",
+            f"DELETE FROM mailbox WHERE account = ? AND device_id = ? AND id IN ({marks}) RETURNING id, expires, stored_at, kind, size",
             (account, device_id, *chunk),
         ).fetchall()
         remembered.extend(
-            (account, device_id, bytes(id_), _acked_id_expiry(expires, stored_at)) for id_, expires, stored_at in rows if expires > now
+            (account, device_id, bytes(id_), _acked_id_expiry(expires, stored_at)) for id_, expires, stored_at, _, _ in rows if expires > now
         )
+        for *_, kind, size in rows:
+            counts.row(-1, account, device_id, kind, size)
+    counts.apply(conn)
     insert_rows(  # (each id once: deduplicated above)
         conn,
         "INSERT INTO acked_ids (account, device_id, id, expires)",
@@ -194,7 +254,14 @@ def _ack(conn: Connection, account: str, device_id: int, ids: list[bytes], now: 
 
 
 def _purge_expired(conn: Connection, now: int) -> int:
-    dropped = conn.execute("DELETE FROM mailbox WHERE expires <= ?", (now,)).rowcount
+    counts = MailboxCounts()
+    dropped = 0
+    for account, device_id, kind, size in conn.execute(
+        "DELETE FROM mailbox WHERE expires <= ? RETURNING account, device_id, kind, size", (now,)
+    ).fetchall():
+        counts.row(-1, account, device_id, kind, size)
+        dropped += 1
+    counts.apply(conn)
     _purge_acked_ids(conn, now)
     # An expired invite can never be used again; forgetting it makes no difference to
     # register_account (unknown and expired are both InviteInvalid) and keeps stats() honest.
