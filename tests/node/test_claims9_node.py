@@ -3,6 +3,8 @@
 - Limits, "Bytes in one Deliver frame (what one stalled device connection holds in memory) |
   1 MiB of envelope bodies, 128 envelopes | the rest goes in later frames": the other tests
   checked that a large mailbox arrives whole, not the size of each frame.
+- "Message requests and access tokens": "The node keeps no table: any device of the account gets
+  the same token with its sender certificate."
 - "What the node learns": "An envelope a device of this node submitted keeps the name of that
   device in its mailbox row until it is acknowledged, expires or its mailbox goes" (and not
   after: the row goes, and the dedup record names no sender).
@@ -90,3 +92,23 @@ async def test_a_mailbox_row_names_the_local_sending_device_until_the_envelope_i
             assert db.execute("SELECT count(*) FROM acked_ids WHERE id = ?", (env.id,)).fetchone() == (1,)
         finally:
             db.close()
+
+
+async def test_every_device_of_an_account_gets_the_same_token_and_the_node_keeps_no_table_of_them(running: RunningNode) -> None:
+    # "Message requests and access tokens": "The node keeps no table: any device of the account
+    # gets the same token with its sender certificate."
+    with trio.fail_after(HANG_S):
+        bob = await running.enroll("bob")
+        second = await running.link(bob)
+        alice = await running.enroll("alice")
+        tokens = []
+        for device in (bob.first, second):
+            async with running.raw(device) as conn:
+                tokens.append((await access_token(conn, bob.address)).token)
+        async with running.raw(alice.first) as conn:
+            alices = (await access_token(conn, alice.address)).token
+        assert tokens[0] == tokens[1] != alices
+        await running.settle()
+        on_disk = b"".join(running.file_contents().values())
+        for token in (tokens[0], alices):
+            assert token not in on_disk and token[4:] not in on_disk
