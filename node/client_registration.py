@@ -79,6 +79,7 @@ async def register(session: Session, req: Register) -> None:
         # answer (the first one committed); another is refused.
         if session.mailbox[0] != account:
             require_unregistered(session)
+        _admit(session, None)
         await _answer_again(session, req.request, session.mailbox)
         return
     check_first_prekey_counts(req.keys)
@@ -129,10 +130,13 @@ async def register(session: Session, req: Register) -> None:
     await session.send(Registered(request=req.request, account=row.account, device=row.device_id))
 
 
-def _admit(session: Session, keys: DeviceKeys) -> None:
-    """Charge the signature checks of the new device's prekeys to its connection and address."""
+def _admit(session: Session, keys: DeviceKeys | None) -> None:
+    """Charge a registration to its connection and address: the signature checks of the new
+    device's prekeys, or (``keys`` None) one asked again by a registered device, answered
+    again: a retry after a lost answer comes once, and unbounded they cost a log line and a
+    directory read each (~700 a second on one connection)."""
     if session.ctx.limits is not None:
-        checks = len(keys.one_time) + len(keys.pq_one_time) + 2  # and the signed / last-resort ones
+        checks = 0 if keys is None else len(keys.one_time) + len(keys.pq_one_time) + 2  # and the signed / last-resort ones
         session.ctx.limits.admit_registration(session, checks)
 
 
@@ -268,6 +272,7 @@ async def _link_again(session: Session, req: LinkComplete, device: tuple[str, in
     """A LinkComplete from a device that is registered: the same one again (its record names
     the account it is in) is answered as the first was; another is refused."""
     ctx = session.ctx
+    _admit(session, None)  # before the record's signature check
     try:
         check_linked_record(req.record, account=device[0], peer=session.peer, policy=ctx.policy)
     except RequestError:
