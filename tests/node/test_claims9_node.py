@@ -5,6 +5,7 @@
   checked that a large mailbox arrives whole, not the size of each frame.
 - "Message requests and access tokens": "The node keeps no table: any device of the account gets
   the same token with its sender certificate."
+- Attachments: "nobody can write to another account's blob", an upload under way included.
 - "What the node learns": "An envelope a device of this node submitted keeps the name of that
   device in its mailbox row until it is acknowledged, expires or its mailbox goes" (and not
   after: the row goes, and the dedup record names no sender).
@@ -112,3 +113,27 @@ async def test_every_device_of_an_account_gets_the_same_token_and_the_node_keeps
         on_disk = b"".join(running.file_contents().values())
         for token in (tokens[0], alices):
             assert token not in on_disk and token[4:] not in on_disk
+
+
+async def test_nobody_writes_to_another_accounts_blob_while_it_is_uploaded(running: RunningNode) -> None:
+    # Attachments: "nobody can write to another account's blob" (test_blobs.py tries a complete
+    # blob; the one that matters is an upload under way, whose next offset anyone can guess)
+    from sonet.core.blob_api import BLOB_CHUNK_BYTES, BlobPut, BlobStatus, BlobStored
+
+    from .test_blobs import DATA, create, download, put, refused, upload_from
+
+    with trio.fail_after(HANG_S):
+        alice, bob = await running.enroll("alice"), await running.enroll("bob")
+        async with running.raw(alice.first) as conn:
+            blob = await create(conn)
+            await put(conn, blob, 0, DATA[:BLOB_CHUNK_BYTES])
+        async with running.raw(bob.first) as conn:
+            for offset in (BLOB_CHUNK_BYTES, 0):
+                await refused(conn, lambda n, o=offset: BlobPut(request=n, blob=blob, offset=o, data=b"\x00" * 10), "blob_unknown")
+            await refused(conn, lambda n: BlobStatus(request=n, blob=blob), "blob_unknown")
+        async with running.raw(alice.first) as conn:
+            status = await conn.request(lambda n: BlobStatus(request=n, blob=blob))
+            assert isinstance(status, BlobStored) and status.stored == BLOB_CHUNK_BYTES
+            assert (await upload_from(conn, blob, status.stored)).complete
+        async with running.raw(bob.first) as conn:
+            assert await download(conn, blob) == DATA
