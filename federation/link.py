@@ -39,6 +39,7 @@ from sonet.core.federation_api import FEDERATION_FRAMES, Push
 from sonet.core.handshake import PeerIdentified
 from sonet.core.wire import Frame
 from sonet.transport import DialError, LinkLost, Mux, SecureSocket, dial, events
+from sonet.transport.log_summary import LogSummary
 from sonet.transport.send_deadline import SEND_TIMEOUT_S
 
 from .peers import Peer, find_peer
@@ -62,6 +63,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("sonet.federation")
+#: refused inbound links, one line per 10 s (the name most claimed): anybody can dial and claim
+#: any name, and each refusal was a line (~36 a second from one stranger); the last refusals
+#: are in ``sonet-node status`` (FederationStatus) and the audit log
+refusals_summary = LogSummary(log, what="federation links refused")
 
 ENDPOINT = "/federation"
 NAME_HEADER = b"sonet-node"
@@ -242,7 +247,8 @@ class PeerGate:
         self._status.record_refusal(peer=peer, reason=code, at=self._clock_ms())
         # the gate reports its own refusals (the transport does not report admit's decisions)
         events.emit("wrong_identity" if code == "wrong_identity" else "handshake_refused", peer=peer, code=code, direction="inbound")
-        log.info("refused federation link (%s): %s", code, message)
+        refusals_summary.count(code, peer or "(no name)")
+        log.debug("refused federation link (%s): %s", code, message)
         return code, message
 
 
