@@ -9,6 +9,8 @@
   days." The call tests checked one device each side and nothing of the envelopes' lifetime.
 - "Key transparency": a changed node key is refused "until the user accepts it with `sonet
   trust-node`": the command itself (the flow: tests/client/test_claims9_trust_node.py).
+- Attachments: the node holding a blob "learns which peer asked for which blob ... not who the
+  recipient is": after bob@beta downloads alice's file, no row of alpha names bob.
 - "Local state": "nothing else deletes the history yet (disappearing messages: issue 17)" is
   stale: a conversation timer erases messages from it (strict xfail below).
 """
@@ -182,3 +184,39 @@ async def test_only_a_delete_removes_a_message_from_the_history(alpha: RunningNo
         clock.advance(FIVE_S)
         Device(alice.state, clock=clock)  # what every command does first
         assert sent.id in history_ids(alice, BOB)
+
+
+# What the node holding an attachment learns of who downloads it ------------------------------
+
+
+async def test_the_node_holding_a_blob_learns_the_asking_peer_not_the_recipient(
+    alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Register, tmp_path: Path, clock: Clock
+) -> None:
+    # Attachments: "that node (and every relay on the way) learns which peer asked for which blob,
+    # its size and when, not who the recipient is"
+    from sonet.core.blob_api import BLOB_CHUNK_BYTES
+
+    from .test_attachments import a_file
+
+    with trio.fail_after(HANG_S * 2):
+        alpha, beta = alpha_beta
+        alice, bob = await register(alpha, "alice"), await register(beta, "bob")
+        path, data = a_file(tmp_path, "minutes.txt", BLOB_CHUNK_BYTES + 10)
+        sent = await alice.send_file(f"bob@{BETA}", path, "from the meeting")
+        await loopback.flush()
+        await bob.receive()
+        await loopback.flush()  # bob's receipts
+        out = tmp_path / "bob"
+        out.mkdir()
+        assert Path(await bob.download(sent.id, out)).read_bytes() == data
+        await loopback.flush()
+        clock.advance(1000)
+        await alice.receive()
+        await alpha.settle()
+        db = alpha.data_dir / DB_FILE
+        profile = bob.state.profile()
+        found = values_naming(db, [profile.address, profile.identity.public.fingerprint])
+        assert found == [], f"alpha names bob: {found}\n{dump(db)}"
+        # what alpha was asked: by beta, for the blob, from an offset; nothing of bob in it
+        asked = [c for c in loopback.calls if c[1] == "BlobGet"]
+        assert asked and all(c == ("beta.example", "BlobGet", "alpha.example") for c in asked)

@@ -11,6 +11,8 @@ with bob@beta and carol@alpha:
   credentials name carol@alpha.example in the clear: beta learns a member on another node. The
   claim is false there (strict xfail). (bob's device also asks beta for the device lists of
   alice and carol as it joins: beta sees those lookups too.)
+- "Name and topic are end-to-end encrypted ... so no node reads them": in no file of the hub's
+  or the member node's data directory, while bob's copies wait and after.
 """
 
 from __future__ import annotations
@@ -84,3 +86,29 @@ async def test_a_member_node_learns_no_member_of_another_node_while_the_commit_w
         db = beta.data_dir / DB_FILE
         found = values_naming(db, _names(alice, carol))
         assert found == [], f"beta names alice or carol: {found}"
+
+
+async def test_no_node_reads_a_groups_name_or_topic(alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Register) -> None:
+    # "Name and topic are end-to-end encrypted application messages (group_state), not group
+    # context, so no node reads them": not the hub (alpha) nor the member node (beta), whatever
+    # they keep, while the items wait and after
+    name, topic = "ridge walkers 7f3c9a", "meet at the north trailhead 5e1d"
+    with trio.fail_after(HANG_S * 2):
+        alpha, beta = alpha_beta
+        alice, bob = await register(alpha, "alice"), await register(beta, "bob")
+        for device in (alice, bob):
+            await device.receive()
+        await loopback.flush()
+        view = await alice.group_create(name, [BOB_B])
+        await alice.group_set(view.id, topic=topic)
+        await loopback.flush()
+
+        def seen() -> list[str]:
+            return [f"{node.config.name}:{path}" for node in (alpha, beta) for path, data in node.file_contents().items()
+                    if any(text.encode() in data for text in (name, topic))]  # fmt: skip
+
+        assert seen() == []  # while bob's copies wait on beta
+        await bob.receive()
+        assert [(g.name, g.topic) for g in [await bob.group_info(view.id)]] == [(name, topic)]
+        await loopback.flush()
+        assert seen() == []
