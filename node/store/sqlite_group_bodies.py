@@ -51,7 +51,7 @@ def _store_group_row(conn: Connection, env: NewEnvelope, body_ref: int, now: int
     ``body_ref`` (``_shared_body`` of ``env.body``); the row itself is charged without a body."""
     conn.execute(_INSERT_GROUP_ROW, (env.account, env.device_id, env.id, env.expires, env.kind, b"", len(env.body), now, body_ref))
     counts = MailboxCounts()  # written now: the next row's allowance check reads it
-    counts.row(1, env.account, env.device_id, env.kind, len(env.body))
+    counts.add(env.account, env.device_id, env.kind, 1, len(env.body))
     counts.apply(conn)
     charges.stored(0)
 
