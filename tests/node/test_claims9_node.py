@@ -5,6 +5,8 @@
   checked that a large mailbox arrives whole, not the size of each frame.
 - "Message requests and access tokens": "The node keeps no table: any device of the account gets
   the same token with its sender certificate."
+- Limits, "Expensive requests of one device": a KeyPackage upload counts three signature checks
+  (16 KiB each) per KeyPackage, before checking.
 - Attachments: "nobody can write to another account's blob", an upload under way included.
 - "What the node learns": "An envelope a device of this node submitted keeps the name of that
   device in its mailbox row until it is acknowledged, expires or its mailbox goes" (and not
@@ -26,6 +28,7 @@ from sonet.node.client_session import DELIVER_BATCH, DELIVER_BYTES
 from .conftest import HANG_S, RunningNode
 from .kit import access_token, opaque_envelope
 from .test_client_api import _send
+from .test_cost_budget import clock  # noqa: F401 - fixture
 
 
 async def _frames_until_drained(conn) -> list[Deliver]:  # noqa: ANN001
@@ -137,3 +140,40 @@ async def test_nobody_writes_to_another_accounts_blob_while_it_is_uploaded(runni
             assert (await upload_from(conn, blob, status.stored)).complete
         async with running.raw(bob.first) as conn:
             assert await download(conn, blob) == DATA
+
+
+async def test_a_key_package_upload_is_charged_three_signature_checks_each_before_any_is_made(
+    start_node, clock, monkeypatch  # noqa: ANN001
+) -> None:
+    # Limits, "Expensive requests of one device": "a prekey or KeyPackage upload counts 16 KiB per
+    # signature it makes the node check, three per KeyPackage, before checking" (test_cost_budget.py
+    # shows it for prekeys only)
+    import pytest
+
+    from sonet.core.cost_budget import VERIFY_COST, Budget
+    from sonet.core.ratelimit import Rate
+    from sonet.node import client_key_packages
+
+    from .kit import NodeError
+    from .test_cost_budget import _node
+    from .test_key_packages import key_package, publish
+
+    assert VERIFY_COST == 16 * 1024
+    with trio.fail_after(HANG_S):
+        budget = Budget(requests=Rate(per_second=100, burst=1000), bytes=Rate(per_second=VERIFY_COST, burst=3 * VERIFY_COST + 1000))
+        running = await _node(start_node, budget)
+        alice = await running.enroll("alice")
+        async with running.raw(alice.first) as conn:
+            assert await publish(conn, [key_package(alice.first)]) == 1  # three checks' worth, of 3 + a little
+            checked: list[object] = []
+            real = client_key_packages.check_key_packages
+            monkeypatch.setattr(client_key_packages, "check_key_packages", lambda *a: checked.append(a) or real(*a))
+            for wait_ms in (0, 2000):  # what is left, then two checks' worth more: not yet three
+                clock.now += wait_ms
+                with pytest.raises(NodeError) as refused:
+                    await publish(conn, [key_package(alice.first)])
+                assert refused.value.code == "rate_limited"
+            assert checked == []  # refused before any signature was checked
+            clock.now += 1000  # the third check's worth
+            assert await publish(conn, [key_package(alice.first)]) == 2
+            assert len(checked) == 1
