@@ -296,12 +296,19 @@ def cmd_create(args: argparse.Namespace, shell: Shell) -> None:
     view = trio.run(lambda: device.group_create(args.name, members))
     me = device.state.profile().address
     others = [m for m in view.members if m != me]
-    # an account none of whose devices has published KeyPackages yet is not added: say so
-    not_added = sorted({m for m in members if m != me and m not in view.members})
+    not_added = _not_added(members, view, me)
     done = f"created with {', '.join(others)}" if others else "created with only you in it"
-    if not_added:
-        done += f" ({', '.join(not_added)}: no group keys yet, published by their next `sonet recv`; add them then)"
-    shell.show(args, {**group_json(view), "not_added": not_added}, _change_line(f"{done}, hub {view.hub}", view))
+    shell.show(args, {**group_json(view), "not_added": not_added}, _change_line(f"{done}{_no_keys(not_added)}, hub {view.hub}", view))
+
+
+def _not_added(members: list[str], view: GroupView, me: str) -> list[str]:
+    """The accounts none of whose devices has published KeyPackages yet: the SDK leaves them
+    out. Unknown while the change waits for the hub (the members are the last epoch's)."""
+    return [] if view.waiting else sorted({m for m in members if m != me and m not in view.members})
+
+
+def _no_keys(accounts: list[str]) -> str:
+    return f" ({', '.join(accounts)}: no group keys yet, published by their next `sonet recv`; add them then)" if accounts else ""
 
 
 def cmd_add(args: argparse.Namespace, shell: Shell) -> None:
@@ -310,8 +317,22 @@ def cmd_add(args: argparse.Namespace, shell: Shell) -> None:
     members = _addresses(args.members)
     device = shell.device(args)
     info = _resolve(device, args.group)
-    view = trio.run(lambda: device.group_add(info.id, members))
-    shell.show(args, group_json(view), _change_line(f"added {', '.join(members)}", view))
+    try:
+        view = trio.run(lambda: device.group_add(info.id, members))
+    except LocalProtocolError as exc:
+        if exc.code != "nothing_to_do":
+            raise
+        # the SDK cannot tell the two apart; the group as it was before can
+        present = {m.account for m in info.members}
+        missing = sorted({m for m in members if m not in present})
+        already = sorted({m for m in members if m in present})
+        why = [f"{', '.join(missing)}: no group keys yet, published by their next `sonet recv`; add them then"] if missing else []
+        why += [f"{', '.join(already)}: in the group already, with every device"] if already else []
+        raise LocalProtocolError(f"nothing to add ({'; '.join(why)})", code="nothing_to_do") from None
+    not_added = _not_added(members, view, device.state.profile().address)
+    added = [m for m in members if m not in not_added]
+    line = _change_line(f"added {', '.join(added)}{_no_keys(not_added)}", view)
+    shell.show(args, {**group_json(view), "not_added": not_added}, line)
 
 
 def cmd_remove(args: argparse.Namespace, shell: Shell) -> None:

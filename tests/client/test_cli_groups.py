@@ -309,3 +309,31 @@ def json_error_of(result: tuple[int, str, str]) -> dict:
     [line] = out.splitlines()
     assert rc == 1, result
     return json.loads(line)["error"]
+
+
+async def test_group_add_names_who_has_no_group_keys_yet(alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str]) -> None:
+    """An account none of whose devices ran `recv` yet has no KeyPackages: `group add` said
+    "added" for it beside others, and alone "those devices are in the group already, or have no
+    KeyPackages"; now it names who was left out and why, as `group create` does."""
+    with trio.fail_after(HANG_S * 4):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        carol, _dave, erin = await register(alpha, "carol"), await register(alpha, "dave"), await register(alpha, "erin")
+        for device in (alice, bob):  # KeyPackages go up with the first receive; carol's, dave's and erin's not yet
+            await device.receive()
+        [created] = await cli_json(capsys, alice, "group", "create", "walkers", BOB)
+        group_id, dave_at, erin_at = created["id"], f"dave@{alpha.config.name}", f"erin@{alpha.config.name}"
+
+        no_keys = f"{CAROL}: no group keys yet, published by their next `sonet recv`; add them then"
+        rc, out, err = await cli_run(capsys, "--home", alice.state.home, "group", "add", "walkers", CAROL)
+        assert (rc, out, err) == (1, "", f"sonet: error: nothing to add ({no_keys})\n")
+        rc, out, err = await cli_run(capsys, "--home", alice.state.home, "group", "add", "walkers", BOB, CAROL)
+        assert (rc, out) == (1, "") and err == f"sonet: error: nothing to add ({no_keys}; {BOB}: in the group already, with every device)\n"
+        error = json_error_of(await cli_run(capsys, "--home", alice.state.home, "group", "add", "walkers", CAROL, "--json"))
+        assert error == {"code": "nothing_to_do", "message": f"nothing to add ({no_keys})"}
+
+        await carol.receive()
+        rc, out, err = await cli_run(capsys, "--home", alice.state.home, "group", "add", "walkers", CAROL, dave_at)
+        assert rc == 0 and out.startswith(f'"walkers" ({group_id}): added {CAROL} ({dave_at}: no group keys yet, published by their next '), out
+        await erin.receive()
+        [added] = await cli_json(capsys, alice, "group", "add", "walkers", erin_at, dave_at)
+        assert (added["members"], added["not_added"]) == (sorted([ALICE, BOB, CAROL, erin_at]), [dave_at])
