@@ -176,6 +176,10 @@ def test_fixed_limits_are_the_documented_ones() -> None:
     from sonet.core.ratchet.epochs import _TOTALS, CT, EK, EPOCH_INTERVAL
 
     assert (EPOCH_INTERVAL, _TOTALS[EK], _TOTALS[CT]) == (20, 3, 3)
+    # Federation, typing and presence: "a node of several processes keeps one for 10 s in its database"
+    from sonet.node.store.postgres_cluster import EPHEMERAL_TTL_S
+
+    assert EPHEMERAL_TTL_S == 10
     # Access tokens: "the epoch 30 days"
     from sonet.core.access import ACCESS_EPOCH_MS
 
