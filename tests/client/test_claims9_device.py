@@ -11,6 +11,7 @@
   trust-node`": the command itself (the flow: tests/client/test_claims9_trust_node.py).
 - Attachments: the node holding a blob "learns which peer asked for which blob ... not who the
   recipient is": after bob@beta downloads alice's file, no row of alpha names bob.
+- Attachments: "A saved file is the user's: deleting or expiring the message does not delete it."
 - "Local state": "nothing else deletes the history yet (disappearing messages: issue 17)" is
   stale: a conversation timer erases messages from it (strict xfail below).
 """
@@ -220,3 +221,37 @@ async def test_the_node_holding_a_blob_learns_the_asking_peer_not_the_recipient(
         # what alpha was asked: by beta, for the blob, from an offset; nothing of bob in it
         asked = [c for c in loopback.calls if c[1] == "BlobGet"]
         assert asked and all(c == ("beta.example", "BlobGet", "alpha.example") for c in asked)
+
+
+async def test_a_saved_file_stays_when_its_message_is_deleted_or_expires(
+    alpha: RunningNode, register: Register, tmp_path: Path, clock: Clock
+) -> None:
+    # Attachments, on devices: "A saved file is the user's: deleting or expiring the message does not delete it."
+    from .test_attachments import a_file
+    from .test_timer import FIVE_S, history_ids
+
+    with trio.fail_after(HANG_S):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        out = tmp_path / "bob-saved"
+        out.mkdir()
+        path, data = a_file(tmp_path, "plan.pdf", 5000)
+        deleted = await alice.send_file(BOB, path, "the plan")
+        await bob.receive()
+        saved = Path(await bob.download(deleted.id, out))
+        await alice.delete(deleted.id, everyone=True)
+        await bob.receive()
+        from sonet.client.history import History
+
+        [placeholder] = [i for i in History(bob.state).messages(ALICE) if i.id == deleted.id]
+        assert placeholder.deleted  # the delete reached bob's device
+        assert saved.read_bytes() == data
+
+        await alice.set_timer(BOB, FIVE_S)
+        path2, data2 = a_file(tmp_path, "route.gpx", 7000)
+        timed = await alice.send_file(BOB, path2)
+        await bob.receive()
+        saved2 = Path(await bob.download(timed.id, out))
+        clock.advance(FIVE_S)
+        await bob.receive()  # a receive erases what is due first
+        assert timed.id not in history_ids(bob, ALICE)
+        assert saved2.read_bytes() == data2 and saved.read_bytes() == data
