@@ -12,6 +12,8 @@
 - Attachments: the node holding a blob "learns which peer asked for which blob ... not who the
   recipient is": after bob@beta downloads alice's file, no row of alpha names bob.
 - Attachments: "A saved file is the user's: deleting or expiring the message does not delete it."
+- Deleted messages: "Delete for me sends nothing: the message is hidden on this device and its
+  text erased there; the other devices keep it."
 - "Local state": "nothing else deletes the history yet (disappearing messages: issue 17)" is
   stale: a conversation timer erases messages from it (strict xfail below).
 """
@@ -255,3 +257,41 @@ async def test_a_saved_file_stays_when_its_message_is_deleted_or_expires(
         await bob.receive()  # a receive erases what is due first
         assert timed.id not in history_ids(bob, ALICE)
         assert saved2.read_bytes() == data2 and saved.read_bytes() == data
+
+
+async def test_delete_for_me_sends_nothing_erases_the_text_here_and_the_other_devices_keep_it(
+    alpha: RunningNode, register: Register, make_device: Callable[..., Device]
+) -> None:
+    # Deleted messages: "Delete for me sends nothing: the message is hidden on this device and its
+    # text erased there; the other devices keep it." (test_gestures checks the hiding only)
+    from sonet.client.history import History
+
+    with trio.fail_after(HANG_S):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        bob2 = make_device("bob2")
+        await link_device(bob2, bob, alpha.url)
+        await alice.receive()
+        sent = await alice.send_text(BOB, "only bob's laptop forgets this")
+        for device in (bob, bob2, alice):
+            await device.receive()
+        before = _rows(alpha)
+        pushed: list[object] = []
+        original = alpha.node.registry.push_ephemeral
+
+        def push(key, env, original=original):  # noqa: ANN001, ANN202
+            pushed.append((key, env))
+            original(key, env)
+
+        alpha.node.registry.push_ephemeral = push  # type: ignore[method-assign]
+        result = await bob.delete(sent.id)
+        assert result.state == "deleted_here"
+        assert _rows(alpha) == before and pushed == []  # nothing sent, stored or pushed
+        assert [i.id for i in History(bob.state).messages(ALICE)] == []
+        found = bob.state.find_message(sent.id, ALICE)
+        assert found is not None and bob.state.message_text(found) == {}  # the row stays, its text is erased here
+        for device in (bob2, alice):
+            await device.receive()
+        [kept] = [i for i in History(bob2.state).messages(ALICE) if i.id == sent.id]
+        assert (kept.text, kept.deleted) == ("only bob's laptop forgets this", False)
+        [theirs] = [i for i in History(alice.state).messages(BOB) if i.id == sent.id]
+        assert not theirs.deleted
