@@ -159,8 +159,11 @@ def cmd_event(args: argparse.Namespace, shell: Shell) -> None:
 
     from .rich_fields import rich_json
 
+    start, end = parse_time(args.at), parse_time(args.end) if args.end else 0
+    if args.end and end < start:  # in the options' words, before any home is opened
+        raise LocalProtocolError(f"--end {args.end} is before --at {args.at}: an event cannot end before it starts", code="bad_input")
     device = shell.device(args)
-    event = Event(title=args.title, start=parse_time(args.at), end=parse_time(args.end) if args.end else 0, place=args.place)
+    event = Event(title=args.title, start=start, end=end, place=args.place)
     event.to_map()
     result = trio.run(lambda: device.send_event(args.conversation, event))
     _show_post(args, shell, result, f"shared the event {args.title!r} at {iso_ms(event.start)}", rich_json("event", {"event": event.to_map()}))

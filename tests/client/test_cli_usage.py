@@ -213,3 +213,13 @@ def test_ctrl_c_during_register_before_the_node_answered(capsys: pytest.CaptureF
     line = one_error(capsys, "--home", tmp_path / "h", "register", ADDRESS, "--node", "ws://127.0.0.1:1", "--invite", TOKEN, rc=130)
     assert line == "sonet: error: interrupted before anything was sent: run the same `sonet register` again", line
     assert json_error(capsys, "--home", tmp_path / "h", "register", ADDRESS, "--node", "ws://127.0.0.1:1", "--invite", TOKEN, rc=130)["code"] == "interrupted"
+
+
+def test_an_event_that_ends_before_it_starts_says_so_in_the_options_words(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """It said "event: end is 0 (none) or not before start" (the content check's rule); now the
+    options it came from, before any home is opened."""
+    argv = ["--home", tmp_path / "h", "event", ADDRESS, "Standup", "--at", "2027-01-04T09:00Z", "--end", "2027-01-04T08:00Z"]
+    says = "--end 2027-01-04T08:00Z is before --at 2027-01-04T09:00Z: an event cannot end before it starts"
+    assert one_error(capsys, *argv) == f"sonet: error: {says}"
+    assert json_error(capsys, *argv) == {"code": "bad_input", "message": says}
+    assert not (tmp_path / "h").exists()
