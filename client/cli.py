@@ -716,7 +716,7 @@ def _add_json(parser: argparse.ArgumentParser, *, json_errors: bool) -> None:
 
 
 #: what the group commands (client/cli_groups.py) share with the others
-_SHELL = Shell(device=_device, show=_show)
+_SHELL = Shell(device=_device, show=_show, on_interrupt=_on_interrupt)
 
 
 def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:

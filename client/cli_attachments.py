@@ -112,13 +112,33 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
 
     device = shell.device(args)
     path = Path(args.file)
-    with progress_bar(args, f"sending {path.name}") as progress:
+    held: list[int] = []  # the node's last word on the upload: [bytes it holds, of total]
+    shell.on_interrupt(args, lambda: _send_file_interrupted(path.name, held))
+    with progress_bar(args, f"sending {path.name}") as bar:
+
+        def progress(done: int, total: int) -> None:
+            held[:] = [done, total]
+            if bar is not None:
+                bar(done, total)
+
         voice_ms = getattr(args, "voice_ms", None)
         if group:
             result = trio.run(lambda: device.group_send_file(args.address, path, text, progress=progress, voice_ms=voice_ms))
         else:
             result = trio.run(lambda: device.send_file(args.address, path, text, progress=progress, voice_ms=voice_ms))
     shell.show(args, file_sent_json(result), _sent_line(result))
+
+
+def _send_file_interrupted(name: str, held: list[int]) -> str:
+    """The message goes only once the node holds the whole file (client/attachments.py), and
+    the upload is kept on the device until the message is recorded."""
+    if not held or held[0] < held[1]:
+        where = f" (at least {held[0]} of {held[1]} bytes on the node)" if held else ""  # chunks in flight may have landed too
+        return f"interrupted before {name} was uploaded whole{where}: nothing was sent; the same `sonet send --file` again resumes the upload"
+    return (
+        f"interrupted after {name} was uploaded, while its message was being sent: `sonet sent` shows it if it went; "
+        "sending the same file again does not upload it again, but may deliver the message twice"
+    )
 
 
 def cmd_download(args: argparse.Namespace, shell: Shell) -> None:

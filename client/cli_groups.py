@@ -54,10 +54,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Shell:
-    """What client/cli.py lends these commands: its device opener and its result printer."""
+    """What client/cli.py lends these commands: its device opener, its result printer, and
+    where a command says what state a Ctrl-C from then on leaves things in."""
 
     device: Callable[[argparse.Namespace], Device]
     show: Callable[[argparse.Namespace, dict[str, Any], str | None], None]
+    on_interrupt: Callable[[argparse.Namespace, Callable[[], str]], None]
 
 
 def is_group_target(target: str) -> bool:

@@ -272,6 +272,62 @@ async def test_ctrl_c_during_send(
         assert texts(bob, await bob.receive()) == [(ALICE, "hello!")]
 
 
+async def test_ctrl_c_during_send_file_says_what_was_uploaded_and_the_same_command_resumes(
+    alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`send --file` said only "interrupted"; now how far the upload came (the progress the node
+    acknowledged), that nothing was sent, and that the same command resumes it, which it does."""
+    with trio.fail_after(HANG_S * 2):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        report = tmp_path / "report.pdf"
+        report.write_bytes(bytes(range(256)) * (5 * 4096))  # 5 MiB: 5 chunks
+        real_send_file = Device.send_file
+
+        async def cut_mid_upload(self: Device, *args: object, progress: Callable[[int, int], None], **kwargs: object) -> object:
+            def cut(done: int, total: int) -> None:
+                progress(done, total)
+                if done >= 2 << 20:
+                    raise KeyboardInterrupt
+
+            return await real_send_file(self, *args, progress=cut, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Device, "send_file", cut_mid_upload)
+        rc, out, err = await run(capsys, "--home", home(alice), "send", BOB, "--file", report, "the report")
+        [line] = err.splitlines()
+        assert (rc, out) == (130, "") and line.startswith("sonet: error: interrupted before report.pdf was uploaded whole (at least "), err
+        assert line.endswith(" bytes on the node): nothing was sent; the same `sonet send --file` again resumes the upload"), err
+        held = int(line.split(" (at least ")[1].split(" of ")[0])
+        assert 2 << 20 <= held < 5 << 20, line
+        assert alice.state.sent_messages(5) == []
+
+        async def cut_after_upload(self: Device, *args: object, progress: Callable[[int, int], None], **kwargs: object) -> object:
+            progress(10, 10)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Device, "send_file", cut_after_upload)
+        rc, out, err = await run(capsys, "--home", home(alice), "send", BOB, "--file", report)
+        assert (rc, out) == (130, "") and err.splitlines() == [
+            "sonet: error: interrupted after report.pdf was uploaded, while its message was being sent: `sonet sent` shows it if it "
+            "went; sending the same file again does not upload it again, but may deliver the message twice"
+        ]
+
+        seen: list[int] = []
+
+        async def watched(self: Device, *args: object, progress: Callable[[int, int], None], **kwargs: object) -> object:
+            def note(done: int, total: int) -> None:
+                seen.append(done)
+                progress(done, total)
+
+            return await real_send_file(self, *args, progress=note, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Device, "send_file", watched)
+        rc, out, err = await run(capsys, "--home", home(alice), "send", BOB, "--file", report, "the report", "--json")
+        assert rc == 0 and json_lines(out)[0]["name"] == "report.pdf", err
+        assert held <= seen[0] < 5 << 20  # resumed from what the node held (the chunks in flight may have landed too)
+        got = (await bob.receive()).messages
+        assert [(m.sender, m.type, m.fields["file"]["name"], m.fields["text"]) for m in got] == [(ALICE, "file", "report.pdf", "the report")]
+
+
 async def test_every_listing_is_json_lines_with_iso_times(
     alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str]
 ) -> None:
