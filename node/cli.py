@@ -135,7 +135,9 @@ def _store_target(data: Path) -> str | Path:
     return NodeConfig.load(data).storage_database or data / DB_FILE
 
 
-def _with_store(data: Path, fn: Callable[[SqliteStore], Any]) -> Any:
+def _with_store(data: Path, fn: Callable[[SqliteStore], Any], *, answers: tuple[type[Exception], ...] = ()) -> Any:
+    """``fn`` on the node's store; a StoreError is a database failure naming the database,
+    except ``answers``: the store's refusals of what the command asked (its caller words them)."""
     import trio
 
     from .store import StoreError, open_store
@@ -151,6 +153,8 @@ def _with_store(data: Path, fn: Callable[[SqliteStore], Any]) -> Any:
 
     try:
         return trio.run(go)
+    except answers:
+        raise
     except StoreError as exc:
         raise _store_failure(data, exc) from None
 
@@ -444,10 +448,11 @@ def cmd_peer_add(args: argparse.Namespace) -> None:
         raise UserError(f"{config.name} is this node's own name; a peer is another node")
     try:
         peer = _with_store(
-            data, lambda s: s.add_peer(name=args.name, url=args.url, fingerprint=args.fingerprint, via=args.via, now=now_ms())
+            data, lambda s: s.add_peer(name=args.name, url=args.url, fingerprint=args.fingerprint, via=args.via, now=now_ms()),
+            answers=(PeerExists, PeerInvalid),
         )
     except (PeerExists, PeerInvalid) as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(str(exc), code=exc.code) from None
     assert isinstance(peer, Peer)
     record(data, "peer_added", peer=peer.name, url=peer.url, fingerprint=peer.fingerprint, via=peer.via)
     if args.json:
@@ -480,9 +485,9 @@ def cmd_peer_remove(args: argparse.Namespace) -> None:
 
     data, _config, _key = _existing_node(args)
     try:
-        removed = _with_store(data, lambda s: s.remove_peer(args.name))
+        removed = _with_store(data, lambda s: s.remove_peer(args.name), answers=(PeerInvalid,))
     except PeerInvalid as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(str(exc), code=exc.code) from None
     if not removed:
         raise UserError(f"no peer named {args.name.strip().lower()} is configured (see `sonet-node peer list`)")
     record(data, "peer_removed", peer=args.name.strip().lower())
@@ -562,7 +567,9 @@ def _show_status(args: argparse.Namespace) -> None:
         emit(_json_times(status))
     else:
         for field, value in status.items():
-            if field not in ("directory", "federation"):
+            if field == "running":  # in words, with where, not Python's True/None
+                print(f"running: yes (pid {status['pid']}, {status['url']})" if value else "running: no")
+            elif field not in ("pid", "url", "directory", "federation"):
                 print(f"{field}: {value}")
         if head is None:
             print("directory: no signed head yet")

@@ -91,6 +91,7 @@ def test_status_shows_federation_refusals_of_the_running_node(tmp_path: Path, pr
             break
         time.sleep(0.1)
     assert status["running"] is True
+    assert f"running: yes (pid {status['pid']}, {status['url']})" in ok(node_here("status", "--data", data)).out.splitlines()
     assert len(federation["peers"]) == 1 and federation["peers"][0]["name"] == "beta.example" and federation["admitted"] == 1 and federation["refused"] == 1
     [refusal] = federation["last_refusals"]
     assert refusal["peer"] == "beta.example" and refusal["reason"] == "wrong_identity"

@@ -324,3 +324,34 @@ def test_ctrl_c_after_listening_is_a_clean_stop(
             f"sonet node {NODE} listening on ws://127.0.0.1:7480 (devices: ws://127.0.0.1:7480/client)",
             f"fingerprint: {fingerprint}",
         ]
+
+
+# Found by a newcomer's walk through the README (round 9) ---------------------------------------
+
+
+def test_a_peer_mistake_is_the_arguments_not_the_database(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`peer add`/`remove` mistakes were worded as database failures ("DIR/node.db: invalid
+    fingerprint ...", code store_error): the store's refusals now pass through as what they are."""
+    add = ["peer", "add", "--data", node, "--name", "beta.example", "--url", "ws://127.0.0.1:9"]
+    ok(run(capsys, *add, "--fingerprint", "b" * 32))
+    ok(run(capsys, "peer", "add", "--data", node, "--name", "far.example", "--url", "ws://127.0.0.1:8", "--fingerprint", "c" * 32, "--via", "beta.example"))
+    cases = [
+        ([*add, "--fingerprint", "1234"], "peer_invalid", "invalid fingerprint (expected 32 base32 characters"),
+        ([*add[:-1], "http://127.0.0.1:9", "--fingerprint", "d" * 32], "peer_invalid", "invalid peer URL 'http://127.0.0.1:9'"),
+        ([*add, "--fingerprint", "b" * 32], "peer_exists", "peer beta.example is already configured"),
+        (["peer", "remove", "--data", node, "--name", "beta.example"], "peer_invalid", "peer beta.example is the relay (--via) of far.example"),
+    ]
+    for argv, code, says in cases:
+        line = error_line(run(capsys, *argv))
+        assert line.startswith(f"sonet-node: error: {says}"), line
+        assert "node.db" not in line, line
+        error = json_error(run(capsys, *argv, "--json"))
+        assert error["code"] == code and error["message"].startswith(says), error
+
+
+def test_the_status_for_people_says_running_in_words(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It printed Python's `running: False`, `pid: None`, `url: None`; --json is unchanged."""
+    lines = ok(run(capsys, "status", "--data", node)).out.splitlines()
+    assert "running: no" in lines and not [line for line in lines if line.startswith(("pid:", "url:")) or "None" in line], lines
+    [status] = json_lines(run(capsys, "status", "--data", node, "--json"))
+    assert (status["running"], status["pid"], status["url"]) == (False, None, None)
