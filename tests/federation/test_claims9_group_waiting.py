@@ -1,0 +1,53 @@
+"""docs/security.md, "Groups: what the hub and the other nodes learn": "While an item waits for a
+device at its allowance of group items, the node keeps which devices it still has to reach
+(`group_waiting`, until the item expires)." test_groups_robust shows the items arrive; nothing
+looked at what the member node keeps meanwhile and after: the waiting rows name only its own
+device, carry the item's expiry (and go at it), and go as soon as the device was reached."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sonet.core import limits
+from sonet.node.app import DB_FILE
+from sonet.node.budget_settings import BudgetSettings
+from tests.node.conftest import NodeParams, StartNode
+
+from .net import until
+from .test_groups_robust import _has, drain, group_at_alpha, pair, say, seqs
+
+
+def _waiting(node) -> list[tuple[str, int, int, int]]:  # noqa: ANN001
+    db = sqlite3.connect(f"file:{node.data_dir / DB_FILE}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT account, device_id, seq, expires FROM group_waiting ORDER BY seq").fetchall()
+    finally:
+        db.close()
+
+
+async def test_a_member_node_keeps_who_waits_for_an_item_only_until_it_is_reached_or_expires(
+    start_node: StartNode, node_params: NodeParams
+) -> None:
+    node_params.federation = {"expire_interval_s": 0.2}  # alpha's outbox tries again this often
+    alpha, beta = await pair(start_node, budgets=BudgetSettings(group_items_per_device=2))
+    alice, bob = await alpha.enroll("alice"), await beta.enroll("bob")
+    group, alice_mls, _bob_mls = await group_at_alpha(alpha, alice, bob)
+    await until(lambda: _has(beta, bob.address, 1), "bob's Welcome")
+    for text in (b"one", b"two"):  # bob (offline) has room for one more
+        await say(alpha, alice, alice_mls, group, text)
+    await until(lambda: _has(beta, bob.address, 2), "bob's second item")
+    await until(lambda: bool(_waiting(beta)), "beta noted that bob waits for the third")
+    [(account, device, seq, expires)] = _waiting(beta)
+    assert (account, device, seq) == (bob.address, 1, 3)
+    now = beta.node.clock_ms()
+    assert now < expires <= now + limits.DEFAULT_ENVELOPE_TTL_MS  # the item's expiry, no later
+    async with beta.store() as store:  # kept to the item's expiry, and gone at it
+        await store.purge_expired(now=expires - 1)
+        assert _waiting(beta) != []
+        await store.purge_expired(now=expires)
+        assert _waiting(beta) == []
+    # bob drains: the item comes with the next push and the row goes at once
+    await drain(beta, bob.address)
+    await until(lambda: _has(beta, bob.address, 1), "bob's third item")
+    assert await seqs(beta, bob.address) == [3]
+    assert _waiting(beta) == []
