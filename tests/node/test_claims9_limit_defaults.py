@@ -176,6 +176,11 @@ def test_fixed_limits_are_the_documented_ones() -> None:
     from sonet.core.ratchet.epochs import _TOTALS, CT, EK, EPOCH_INTERVAL
 
     assert (EPOCH_INTERVAL, _TOTALS[EK], _TOTALS[CT]) == (20, 3, 3)
+    # "Attachment writes (BlobCreate, BlobPut, BlobExpire) per device; per account | 100 a second
+    # after 500; 200 a second after 1000" (tests/node/test_attack9_blob_writes.py drives them)
+    lim = node_limits()
+    assert (lim._blob_writes.rate.per_second, lim._blob_writes.rate.burst) == (100, 500)
+    assert (lim._blob_writes_per_account.rate.per_second, lim._blob_writes_per_account.rate.burst) == (200, 1000)
     # Federation, typing and presence: "a node of several processes keeps one for 10 s in its database"
     from sonet.node.store.postgres_cluster import EPHEMERAL_TTL_S
 
