@@ -124,6 +124,9 @@ def cmd_register(args: argparse.Namespace) -> None:
         profile = trio.run(lambda: device.resume_registration(say=_progress, kind="register", address=address, node_url=node_url))
     else:
         assert node_url is not None
+        from sonet.core.invite import parse_invite
+
+        parse_address(args.address), parse_invite(args.invite)  # a typo is one line, and creates no home
         device = _device(args, create=True)
         _on_interrupt(args, lambda: _register_interrupted(device))
         profile = trio.run(lambda: device.register(args.address, node_url, args.invite, mode=_crypto_mode(args.crypto_mode), say=_progress))

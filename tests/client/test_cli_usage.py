@@ -90,6 +90,25 @@ def test_a_bad_node_url_is_one_line_and_creates_no_home(capsys: pytest.CaptureFi
     assert json_error(capsys, "--home", home, "register", ADDRESS, "--node", url, "--invite", TOKEN)["code"] == "bad_node_url"
 
 
+@pytest.mark.parametrize(
+    ("address", "invite", "says"),
+    [
+        ("carol", TOKEN, "invalid address 'carol' (expected user@node"),
+        (ADDRESS, "bogus", "malformed invite token (expected FINGERPRINT.SECRET"),
+        (ADDRESS, "a" * 32 + ".tooshort", "malformed invite token"),
+    ],
+)
+def test_a_bad_address_or_invite_is_one_line_and_creates_no_home(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, address: str, invite: str, says: str
+) -> None:
+    """They were refused only after the home and its keys were made (a newcomer's typo left a
+    device home without an account behind)."""
+    home = tmp_path / "new"
+    line = one_error(capsys, "--home", home, "register", address, "--node", "ws://127.0.0.1:1", "--invite", invite)
+    assert says in line, line
+    assert not home.exists()
+
+
 # numbers ----------------------------------------------------------------------------------
 
 
