@@ -13,6 +13,7 @@ from sonet.core.client_api import CLIENT_FRAMES, Ping
 from sonet.core.content import Content, decode_content
 from sonet.core.envelope import Envelope, Kind
 from sonet.core.errors import DecryptError, LocalProtocolError, RemoteProtocolError
+from sonet.core.groups import expiry as group_expiry
 from sonet.core.handshake import SessionKeys
 from sonet.core.invite import make_invite, parse_invite
 from sonet.core.wire import Frame, decode_frame, decode_struct, encode_frame, encode_struct
@@ -157,5 +158,27 @@ register(
         errors=(LocalProtocolError,),
         returns=tuple,
         seeds=lambda: [make_invite(m.node_key().public.fingerprint, bytes(range(20))).encode()],
+    )
+)
+
+
+def _group_expiry(data: bytes) -> int | None:
+    """``read_expiry_aad``, whose answer must be what ``expiry_aad`` writes back to ``data``:
+    it reads only what that wrote (a canonical map), so no two inputs mean one expiry."""
+    expires = group_expiry.read_expiry_aad(data)
+    if group_expiry.expiry_aad(expires) != data:
+        raise Finding(f"read {expires!r} from {data!r}, which expiry_aad does not write")
+    return expires
+
+
+register(
+    Target(
+        name="group_expiry",
+        summary="core/groups/expiry read_expiry_aad: the authenticated data of every group application message",
+        decode=_group_expiry,
+        errors=(ValueError,),
+        returns=(int, type(None)),
+        seeds=lambda: [group_expiry.expiry_aad(t) for t in (1, 1_800_000_000_000, 2**63 - 1)],
+        codec="cbor",
     )
 )
