@@ -181,6 +181,12 @@ def test_fixed_limits_are_the_documented_ones() -> None:
     lim = node_limits()
     assert (lim._blob_writes.rate.per_second, lim._blob_writes.rate.burst) == (100, 500)
     assert (lim._blob_writes_per_account.rate.per_second, lim._blob_writes_per_account.rate.burst) == (200, 1000)
+    # Attachments, thumbnails: "only ... whose header says at most 50 megapixels are decoded",
+    # "scaled to fit 256x256"; a receiving device refuses one "not 1..24 KiB ... with sides 1..256"
+    from sonet.client.thumbnails import MAX_SOURCE_PIXELS
+    from sonet.core.thumbnail import MAX_THUMBNAIL_BYTES, MAX_THUMBNAIL_SIDE
+
+    assert (MAX_SOURCE_PIXELS, MAX_THUMBNAIL_BYTES, MAX_THUMBNAIL_SIDE) == (50_000_000, 24 * KIB, 256)
     # Federation, typing and presence: "a node of several processes keeps one for 10 s in its database"
     from sonet.node.store.postgres_cluster import EPHEMERAL_TTL_S
 
