@@ -327,9 +327,10 @@ class Inbound:
                     account = str(parse_address(env.to, remote=True))
                     known = contacts[(env.to, item.access)] = (account, self._requests.is_contact(account, item.access, now=now))
                 account, contact = known
-                if not contact and not self._requests.from_peer(
-                    peer, item.origin, (account, env.device), len(env.body), now=now
-                ):
+                # the origin is the pusher's word: only a configured node has a bucket of its
+                # own, made-up names share one (naming new ones does not multiply the allowance)
+                origin = item.origin if routes.peer(item.origin) is not None else ""
+                if not contact and not self._requests.from_peer(peer, origin, (account, env.device), len(env.body), now=now):
                     return REQUEST_REFUSAL, None  # a stranger's message request over its allowance
                 return "", NewEnvelope(
                     account=account,
