@@ -265,7 +265,7 @@ def cmd_sent(args: argparse.Namespace) -> None:
         refreshed = True
     except (ConnectError, NodeError, ProtocolError) as exc:
         # the node is down, refuses this device (removed) or answered nonsense: the list is local
-        print(f"sonet: warning: could not ask the node ({exc}); showing the last known state", file=sys.stderr, flush=True)
+        print(f"sonet: warning: could not ask the node ({terminal_safe(str(exc))}); showing the last known state", file=sys.stderr, flush=True)
         messages, refreshed = device.state.all_sent_messages(args.limit), False
     if device.last_receive is not None:
         _receive_warnings(device.last_receive)
@@ -647,7 +647,7 @@ def cmd_alerts(args: argparse.Namespace) -> None:
         try:
             trio.run(device.check)
         except (ConnectError, NodeError, ProtocolError) as exc:
-            print(f"sonet: warning: could not check your account's directory entries now: {exc}", file=sys.stderr)
+            print(f"sonet: warning: could not check your account's directory entries now: {terminal_safe(str(exc))}", file=sys.stderr)
     alerts = device.state.alerts()
     for a in alerts:
         _show(args, {"id": a.id, "found_at": iso_ms(a.at), "kind": a.kind, "text": a.text}, f"[{iso_ms(a.at)}] {a.kind}: {a.text}")
@@ -666,9 +666,9 @@ def _print_alerts(args: argparse.Namespace, *, succeeded: bool) -> None:
     if device is None:
         return
     if device.monitor_error is not None and succeeded:
-        print(f"sonet: warning: could not check your account's key-directory entries now: {device.monitor_error}", file=sys.stderr)
+        print(f"sonet: warning: could not check your account's key-directory entries now: {terminal_safe(str(device.monitor_error))}", file=sys.stderr)
     for line in device.notices:  # texts that waited on this device and were sent or given up
-        print(f"sonet: notice: {line}", file=sys.stderr)
+        print(f"sonet: notice: {terminal_safe(line)}", file=sys.stderr)
     alerts: list[Alert] = device.state.alerts(unshown=True)
     for a in alerts:
         print(f"sonet: {'ALERT' if a.kind == ALERT else 'notice'}: {terminal_safe(a.text)}", file=sys.stderr)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sonet.cli_output import iso_ms
+from sonet.cli_output import iso_ms, terminal_safe
 from sonet.core.errors import DecryptError
 
 from .cli_gestures import history_extra_json, history_marks
@@ -72,7 +72,7 @@ def cmd_history(args: argparse.Namespace, shell: Shell) -> None:
     for item in items:
         shell.show(args, history_json(item, me=me, group_name=group_name), history_line(item, group_name=group_name))
     if not items and not args.json:
-        print(f"no messages with {key if group_name is None else label(group_name, key)} on this device", file=sys.stderr)
+        print(f"no messages with {key if group_name is None else terminal_safe(label(group_name, key))} on this device", file=sys.stderr)
 
 
 def add_history_command(sub: argparse._SubParsersAction, shell: Shell, positive: Callable[[str], int]) -> None:

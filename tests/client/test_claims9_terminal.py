@@ -6,10 +6,10 @@ it for a 1:1 text in recv and history; here the group name and topic another mem
 `recv`, `group list`, `group info` and `history`, and a node's error message in a command's
 error line and in a warning.
 
-Two places print such text raw (the claim is false there; strict xfails below):
-client/cli_history.py cmd_history's "no messages with NAME" line, and client/cli.py's warnings
-that quote a node error (cmd_alerts "could not check ...: {exc}"; cmd_sent's "could not ask the
-node ({exc})" and _print_alerts' monitor_error line are the same pattern)."""
+The claims audit found two places that printed such text raw: client/cli_history.py cmd_history's
+"no messages with NAME" line, and client/cli.py's warnings that quote a node error (cmd_alerts,
+cmd_sent and _print_alerts' monitor_error line, the same pattern); they go through
+terminal_safe now."""
 
 from __future__ import annotations
 
@@ -70,10 +70,6 @@ async def test_a_group_name_and_topic_another_member_set_cannot_drive_the_termin
         assert "maps\ufffd31m" in outputs[2][1]  # and the topic
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client/cli_history.py cmd_history prints 'no messages with \"NAME\" (ID)' to stderr without terminal_safe",
-)
 async def test_history_of_a_group_with_no_messages_cannot_drive_the_terminal(
     alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -117,11 +113,6 @@ async def test_a_node_error_line_cannot_drive_the_terminal(
         assert _harmless(out) and _harmless(err), (out, err)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client/cli.py cmd_alerts prints 'could not check your account's directory entries now: {exc}' "
-    "without terminal_safe; the node's error message is in exc",
-)
 async def test_a_node_error_in_the_alerts_warning_cannot_drive_the_terminal(
     alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
