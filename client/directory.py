@@ -18,7 +18,7 @@ from sonet.core.device import DeviceRecord, verify_device_record
 from sonet.core.device_list import DeviceList, check_successor, verify_device_list
 from sonet.core.errors import LocalProtocolError, VerifyError
 
-from .connection import Connection
+from .connection import Connection, NodeError
 from .state import DeviceState
 from .transparency import Checked, fetch_devices
 
@@ -59,6 +59,8 @@ def verify_account(
     address: str, account_identity: bytes, device_list: bytes, entries: list[tuple[int, bytes]], policy: CryptoPolicy
 ) -> AccountView:
     """Check the list signature and that each record is listed; drop nothing silently."""
+    if not account_identity:  # a node that hands out an account's tombstone (its last leaf)
+        raise NodeError("unknown_account", f"{address} was removed from its node")
     identity = VerifyKey.from_bytes(account_identity)
     policy.require(identity.mode, f"the account identity key of {address}")
     listed = verify_device_list(device_list, account_key=identity, account=address)

@@ -173,6 +173,8 @@ async def _local(ctx: ClientContext, req: _Lookup, account: str) -> Devices | Bu
     if proof is None:
         raise RequestError("unknown_account", f"no account {account} on this node")
     entry = decode_entry(proof.leaf)
+    if not entry.identity:  # its tombstone (sonet-node accounts remove): no keys to hand out
+        raise RequestError("unknown_account", f"{account} was removed from this node")
     if isinstance(req, FetchDevices):
         return await _devices(ctx, entry, proof, req)
     if isinstance(req, FetchKeyPackages):

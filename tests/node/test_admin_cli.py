@@ -13,7 +13,7 @@ import sys
 import pytest
 import trio
 
-from sonet.core.client_api import Accepted, Ping, Pong, Register, Registered, SendBatch
+from sonet.core.client_api import Accepted, FetchBundles, FetchDevices, FetchKeyPackages, Ping, Pong, Register, Registered, SendBatch
 from sonet.core.invite import hash_invite_secret, parse_invite
 from sonet.core.keydir import decode_entry
 from sonet.node.audit import read_entries
@@ -128,6 +128,18 @@ async def test_remove_revokes_devices_purges_mailbox_and_records_it_in_the_key_d
             with pytest.raises(NodeError) as never:
                 await conn.request(lambda n: SendBatch(request=n, envelopes=(opaque_envelope((f"nobody@{NODE_NAME}", 1)),)))
             assert refused.value.code == never.value.code == "unknown_recipient"
+            # lookups too, for devices, bundles and KeyPackages: not its tombstone, which a
+            # device cannot use (it decoded it as a key: "malformed CBOR")
+            lookups = (
+                lambda n, address: FetchDevices(request=n, account=address),
+                lambda n, address: FetchBundles(request=n, account=address, devices=()),
+                lambda n, address: FetchKeyPackages(request=n, account=address),
+            )
+            for lookup in lookups:
+                for address, why in ((ALICE, "was removed"), (f"nobody@{NODE_NAME}", "no account")):
+                    with pytest.raises(NodeError) as unknown:
+                        await conn.request(lambda n: lookup(n, address))
+                    assert unknown.value.code == "unknown_account" and why in str(unknown.value), (lookup, unknown.value)
         listed = json_lines(await cli(capsys, "accounts", "list", "--data", running.data_dir, "--json"))
         assert [a["address"] for a in listed] == [f"bob@{NODE_NAME}"]
         error_line(await cli(capsys, "accounts", "show", "--data", running.data_dir, ALICE), "was removed", "invite")
