@@ -496,14 +496,24 @@ async def _pump(conn: Connection, frames: trio.MemorySendChannel[Deliver]) -> No
 async def open_live_session(device: Device, *, read_receipts: bool = False) -> AsyncIterator[LiveSession]:
     """``Device.live()``: the session runs in this block; leaving it closes the connection."""
     session = LiveSession(device, read_receipts=read_receipts)
+    # The session's connection outlives a cancellation of a scope around this block (a
+    # program's deadline, `sonet chat` quitting) until the goodbye below went out on it: the
+    # block's end, whatever ended it, is what stops it.
+    connection = trio.CancelScope(shield=True)
+
+    async def run() -> None:
+        with connection:
+            await session.run()
+
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.run)
+            nursery.start_soon(run)
             try:
                 yield session
             finally:
                 await session._goodbye()
                 session._close()
+                connection.cancel()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:  # the body's own error comes out as itself
         raise sole_exception(group) from None

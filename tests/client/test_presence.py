@@ -189,3 +189,24 @@ async def test_the_chat_header_shows_the_open_contacts_presence(alpha: RunningNo
         await until(pilot, lambda: "last seen" in static_text(app, "#title"), "bob's last seen in the header")
 
     await run_app(alice, clock, scenario)
+
+
+async def test_a_session_ended_by_a_cancelled_scope_still_says_offline(alpha: RunningNode, register: Register) -> None:
+    # `sonet chat` quitting, or a program's deadline, cancels a scope around the session: its
+    # goodbye must still go out, on the connection the session holds (it went only when the
+    # body left the block by itself)
+    with trio.fail_after(HANG_S):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        await contacts(alice, bob)
+        alice.set_presence(True, to=[BOB])
+        async with bob.live() as watching:
+            bob_events = Events(watching)
+            await bob_events.until(Online)
+            with trio.CancelScope() as outer:
+                async with alice.live() as session:
+                    await Events(session).until(Online)
+                    await bob_events.until(Received, lambda e: presences(e) == [(ALICE, "online")])  # type: ignore[arg-type]
+                    outer.cancel()
+                    await trio.sleep_forever()
+            assert outer.cancelled_caught
+            await bob_events.until(Received, lambda e: presences(e) == [(ALICE, "offline")])  # type: ignore[arg-type]
