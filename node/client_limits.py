@@ -30,6 +30,9 @@ buckets: core/ratelimit.py; time comes from ``ctx.clock_ms()``. What is limited:
 - group submissions (``GroupSubmit``: each is ordered and fanned out by a hub) and new groups
   (``CreateGroup``: each is hosted here), per device and per account (an account's many
   devices share one bucket); node.toml ``[budgets]`` sets them;
+- ids in ``Ack`` and ``FetchStatus`` per device: a frame carries up to 4096 (1024) of them and
+  each is looked up in the store, so counted per frame one device's 8 connections could keep
+  the node's CPU busy (~220 full frames a second took a whole core);
 - writes to the attachment store (``BlobCreate``, ``BlobPut``, ``BlobExpire``: each fsyncs a file
   on the node, however few bytes it carries), per device and per account, far above an upload
   in 1 MiB chunks; a device sending 1-byte chunks on its eight connections had the node fsync
@@ -60,7 +63,7 @@ from dataclasses import dataclass
 from sonet.core import limits
 from sonet.core.address import parse_address
 from sonet.core.blob_api import BLOB_CHUNK_BYTES, BlobCreate, BlobExpire, BlobPut
-from sonet.core.client_api import CreateGroup, FetchBundles, FetchKeyPackages, GroupSubmit, LinkBegin, SendBatch
+from sonet.core.client_api import Ack, CreateGroup, FetchBundles, FetchKeyPackages, FetchStatus, GroupSubmit, LinkBegin, SendBatch
 from sonet.core.cost_budget import VERIFY_COST, Budget, CostBudget, OverBudget
 from sonet.core.envelope import Kind
 from sonet.core.errors import RemoteProtocolError
@@ -89,6 +92,8 @@ __all__ = [
     "GROUP_SUBMITS_PER_ACCOUNT",
     "GROUP_CREATES",
     "GROUP_CREATES_PER_ACCOUNT",
+    "ACK_IDS",
+    "STATUS_IDS",
     "BLOB_WRITES",
     "BLOB_WRITES_PER_ACCOUNT",
     "LINK_BEGINS_PER_ADDRESS",
@@ -142,6 +147,11 @@ GROUP_SUBMITS_PER_ACCOUNT = Rate(per_second=2, burst=600)
 GROUP_CREATES = Rate(per_second=20 / _HOUR_S, burst=20)
 #: ... per account, all its devices together
 GROUP_CREATES_PER_ACCOUNT = Rate(per_second=40 / _HOUR_S, burst=40)
+#: acknowledged ids per device: a device draining a full mailbox and its group items (30,000)
+#: at once, then faster than any device receives (an id costs the node ~1 us)
+ACK_IDS = Rate(per_second=5000, burst=40_000)
+#: ids whose delivery status a device asks: `sonet sent` asks those of its open messages
+STATUS_IDS = Rate(per_second=500, burst=10_000)
 #: attachment writes per device: 100 a second after a burst of 500 (an upload in 1 MiB chunks
 #: goes at ~36 MiB/s: docs/performance.md), and per account, all its devices together
 BLOB_WRITES = Rate(per_second=100, burst=500)
@@ -197,6 +207,8 @@ class ClientLimits:
         group_submits_per_account: Rate = GROUP_SUBMITS_PER_ACCOUNT,
         group_creates: Rate = GROUP_CREATES,
         group_creates_per_account: Rate = GROUP_CREATES_PER_ACCOUNT,
+        ack_ids: Rate = ACK_IDS,
+        status_ids: Rate = STATUS_IDS,
         blob_writes: Rate = BLOB_WRITES,
         blob_writes_per_account: Rate = BLOB_WRITES_PER_ACCOUNT,
         link_begins_per_address: Rate = LINK_BEGINS_PER_ADDRESS,
@@ -222,6 +234,8 @@ class ClientLimits:
         self._group_submits_per_account = Limiter(group_submits_per_account)
         self._group_creates = Limiter(group_creates)
         self._group_creates_per_account = Limiter(group_creates_per_account)
+        self._ack_ids = Limiter(ack_ids)
+        self._status_ids = Limiter(status_ids)
         self._blob_writes = Limiter(blob_writes)
         self._blob_writes_per_account = Limiter(blob_writes_per_account)
         self._link_begins_per_address = Limiter(link_begins_per_address)
@@ -368,6 +382,11 @@ class ClientLimits:
                 return f"too many {what} from this device; {_AGAIN}"
             if not per_account.allow(session.mailbox[0], now):
                 return f"too many {what} from the devices of {session.mailbox[0]}; {_AGAIN}"
+        elif isinstance(frame, (Ack, FetchStatus)):
+            limiter = self._ack_ids if isinstance(frame, Ack) else self._status_ids
+            if frame.ids and not limiter.allow(device, now, min(len(frame.ids), limiter.rate.burst)):
+                what = "acknowledgements" if isinstance(frame, Ack) else "delivery status requests"
+                return f"too many {what} from this device; {_AGAIN}"
         elif isinstance(frame, (BlobCreate, BlobPut, BlobExpire)) and session.mailbox is not None:
             # (an unregistered device is refused by the handler)
             if not self._blob_writes.allow(device, now):

@@ -1,0 +1,71 @@
+"""Attack round 9: ``Ack`` (up to 4096 ids) and ``FetchStatus`` (up to 1024) were counted as one
+request each, whatever they carried, and every id is looked up in the store. One device on its
+eight connections kept a real node's core busy (~220 full frames a second; another device's
+send 4 -> 44 ms). Their ids now come out of per-device buckets (node/client_limits.py
+``ACK_IDS``, ``STATUS_IDS``), far above what a device draining its mailbox acknowledges."""
+
+from __future__ import annotations
+
+import os
+
+import trio
+
+from sonet.core.client_api import Ack, FetchStatus, Ping, Pong, Statuses
+from sonet.node.client_limits import ACK_IDS, STATUS_IDS, ClientLimits
+
+from .conftest import HANG_S, RunningNode
+from .kit import NodeError
+from .test_client_limits import Clock, Conn, Ctx, refused
+
+
+def ids(n: int) -> tuple[bytes, ...]:
+    return tuple(os.urandom(16) for _ in range(n))
+
+
+async def test_acknowledged_ids_are_counted_per_device() -> None:
+    clock = Clock()
+    limits = ClientLimits()
+    mallory, alice = Conn(Ctx(clock), "dev-mallory"), Conn(Ctx(clock), "dev-alice")
+    full = ids(4000)
+    for _ in range(int(ACK_IDS.burst) // len(full)):
+        await limits.check(mallory, Ack(ids=full))
+    assert await refused(limits, Conn(mallory.ctx, "dev-mallory"), Ack(ids=full)) == (
+        "too many acknowledgements from this device; try again in a moment"
+    )
+    await limits.check(alice, Ack(ids=full))  # another device has its own
+    await limits.check(mallory, Ack(ids=()))  # an empty one costs no id
+    clock.ms += 1000
+    await limits.check(mallory, Ack(ids=ids(int(ACK_IDS.per_second))))
+
+
+async def test_status_ids_are_counted_per_device() -> None:
+    clock = Clock()
+    limits = ClientLimits()
+    mallory = Conn(Ctx(clock), "dev-mallory")
+    full = ids(1000)
+    for _ in range(int(STATUS_IDS.burst) // len(full)):
+        await limits.check(mallory, FetchStatus(request=1, ids=full))
+    assert await refused(limits, mallory, FetchStatus(request=1, ids=full)) == (
+        "too many delivery status requests from this device; try again in a moment"
+    )
+    clock.ms += 1000
+    await limits.check(mallory, FetchStatus(request=1, ids=ids(int(STATUS_IDS.per_second))))
+
+
+async def test_a_flood_of_acks_of_made_up_ids_ends_the_connection(running: RunningNode) -> None:
+    mallory, bob = await running.enroll("mallory"), await running.enroll("bob")
+    full = ids(4096)
+    with trio.fail_after(HANG_S):
+        async with running.raw(mallory.first) as conn:
+            for _ in range(int(ACK_IDS.burst) // len(full) + 1):
+                await conn.send(Ack(ids=full))
+            await conn.closed.wait()
+            assert isinstance(conn.error, NodeError) and conn.error.code == "rate_limited"
+        async with running.raw(mallory.first) as conn:  # reconnecting refills nothing
+            await conn.send(Ack(ids=full))
+            await conn.closed.wait()
+            assert isinstance(conn.error, NodeError) and conn.error.code == "rate_limited"
+        async with running.raw(bob.first) as conn:  # others are not affected
+            assert isinstance(await conn.request(lambda n: Ping(request=n)), Pong)
+            await conn.send(Ack(ids=full))
+            assert isinstance(await conn.request(lambda n: FetchStatus(request=n, ids=ids(1024))), Statuses)
