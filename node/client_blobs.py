@@ -5,9 +5,10 @@ by its id: one of this node from its store, one of another node through the fede
 (``ClientFederation.remote_blob``: that node answers, through relays too) passed on chunk by
 chunk, never kept here. Those fetches are not charged to the device's budget of lookups at
 other nodes (a 100 MB file is a hundred of them) but to its budget of bytes fetched from other
-nodes (``ClientLimits.admit_remote_blob`` / ``settle_remote_blob``: a device cannot spend what
+nodes (``ClientLimits.admit_blob`` / ``settle_blob``: a device cannot spend what
 the other node grants this whole node per peer); the other node bounds what it answers per peer
-too. ``BlobExpire`` brings an own blob's expiry closer or deletes it (node/blobs.py
+too. Chunks of this node's own blobs come out of a byte budget of their own (``local=True``):
+each is read and sealed for the device's channel, and nothing else bounded how often. ``BlobExpire`` brings an own blob's expiry closer or deletes it (node/blobs.py
 ``expire``). ``answer_blob`` answers a peer's ``BlobGet``. A node without a blob store (``ClientContext.blobs`` None) refuses them as
 ``unexpected_frame``.
 """
@@ -65,22 +66,23 @@ async def blob_get(session: Session, req: BlobGet) -> None:
         node = validate_node_name(req.node, remote=True)
     except ProtocolError as exc:
         raise RequestError("bad_address", str(exc)) from None
-    if node == ctx.name:
-        await session.send(await _local_chunk(ctx, req))
-        return
-    federation = remote(ctx, node)  # unknown_node when this node does not federate
+    local = node == ctx.name
+    federation = None if local else remote(ctx, node)  # unknown_node when this node does not federate
     limits = ctx.limits
     if limits is not None:
-        limits.admit_remote_blob(session)
+        limits.admit_blob(session, local=local)
     fetched = 0
     try:
-        with federation_errors(), charging_lookups(None):
-            answer = await federation.remote_blob(node, req.blob, req.offset)
+        if federation is None:
+            answer = await _local_chunk(ctx, req)
+        else:
+            with federation_errors(), charging_lookups(None):
+                answer = replace(await federation.remote_blob(node, req.blob, req.offset), request=req.request)
         fetched = len(answer.data)
     finally:
         if limits is not None:  # what the chunk did not use (all of it when it failed) goes back
-            limits.settle_remote_blob(session, fetched)
-    await session.send(replace(answer, request=req.request))
+            limits.settle_blob(session, fetched, local=local)
+    await session.send(answer)
 
 
 async def blob_expire(session: Session, req: BlobExpire) -> None:

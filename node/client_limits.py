@@ -14,10 +14,13 @@ buckets: core/ratelimit.py; time comes from ``ctx.clock_ms()``. What is limited:
   (``charging_lookups`` around each handler; federation/lookup_charge.py): a device list the
   node has cached or a stored node key costs nothing;
 - bytes of attachments this node fetches from other nodes on a device's behalf (``BlobGet`` of
-  another node's blob), per device: a byte budget (``admit_remote_blob`` takes a whole chunk's
-  worth before the fetch, ``settle_remote_blob`` gives back what the answer did not use: the
+  another node's blob), per device: a byte budget (``admit_blob`` takes a whole chunk's
+  worth before the fetch, ``settle_blob`` gives back what the answer did not use: the
   chunks a device asks at once cannot overdraw it), so one device downloading large files cannot
   spend what the other node grants this whole node, nor this node's link, for all its users;
+  and bytes of this node's own attachments it serves a device, the same way (a budget of its
+  own, larger): one device downloading a blob again and again on its 8 connections took a
+  whole core (~340 MiB/s, sealed for its channel) from every other device;
 - prekey bundles handed out by ``FetchBundles`` per device, and per (device, account asked
   about); and the one-time prekeys in them per (asking account, account asked about): past
   that allowance (``one_time_allowed``) bundles come without one-time prekeys, which sessions
@@ -84,6 +87,7 @@ __all__ = [
     "EPHEMERAL",
     "LOOKUPS",
     "REMOTE_BLOB_BYTES",
+    "LOCAL_BLOB_BYTES",
     "BUNDLES",
     "BUNDLES_PER_ACCOUNT",
     "ONE_TIME_PER_ACCOUNT",
@@ -125,6 +129,9 @@ LOOKUPS = Rate(per_second=5, burst=100)
 #: bytes of other nodes' attachments fetched per device: a few large files at once (256 MiB),
 #: then 16 MiB a second (about half of what one federated download reaches: docs/performance.md)
 REMOTE_BLOB_BYTES = Rate(per_second=16 * 1024 * 1024, burst=256 * 1024 * 1024)
+#: bytes of this node's attachments served per device: five of the largest files at once, then
+#: 64 MiB a second (about a fifth of what one core seals for the channel)
+LOCAL_BLOB_BYTES = Rate(per_second=64 * 1024 * 1024, burst=512 * 1024 * 1024)
 #: bundles per device: 20 a minute after a burst of 150 (a new device meeting its contacts)
 BUNDLES = Rate(per_second=20 / 60, burst=150)
 #: bundles per (device, account asked about): every device of the account twice, then as many
@@ -199,6 +206,7 @@ class ClientLimits:
         ephemeral: Rate = EPHEMERAL,
         lookups: Rate = LOOKUPS,
         remote_blob_bytes: Rate = REMOTE_BLOB_BYTES,
+        local_blob_bytes: Rate = LOCAL_BLOB_BYTES,
         bundles: Rate = BUNDLES,
         bundles_per_account: Rate = BUNDLES_PER_ACCOUNT,
         one_time_per_account: Rate = ONE_TIME_PER_ACCOUNT,
@@ -224,6 +232,7 @@ class ClientLimits:
         self._lookups = Limiter(lookups)
         # bytes only: the requests are bounded per connection (a chunk is one request)
         self._remote_blob_bytes = CostBudget(Budget(requests=Rate(per_second=1e9, burst=1e9), bytes=remote_blob_bytes))
+        self._local_blob_bytes = CostBudget(Budget(requests=Rate(per_second=1e9, burst=1e9), bytes=local_blob_bytes))
         self._bundles = Limiter(bundles)
         self._bundles_per_account = Limiter(bundles_per_account)
         self._one_time = Limiter(one_time_per_account)
@@ -314,24 +323,25 @@ class ClientLimits:
 
         return _charging(charge)
 
-    def admit_remote_blob(self, session: Session) -> None:
-        """A ``BlobGet`` of another node's blob is about to be sent on: a whole chunk's worth
-        of the device's budget of bytes fetched from other nodes is taken (``settle_remote_blob``
-        gives back what was not used), or RequestError ``rate_limited`` (nothing fetched) while
-        that much is not there."""
+    def admit_blob(self, session: Session, *, local: bool) -> None:
+        """A ``BlobGet`` is about to be answered (``local``: from this node's blobs) or sent on
+        to another node: a whole chunk's worth of the device's budget of those bytes is taken
+        (``settle_blob`` gives back what was not used), or RequestError ``rate_limited``
+        (nothing read or fetched) while that much is not there."""
+        budget = self._local_blob_bytes if local else self._remote_blob_bytes
         try:
-            self._remote_blob_bytes.admit(session.peer.fingerprint, session.ctx.clock_ms(), upfront=BLOB_CHUNK_BYTES)
+            budget.admit(session.peer.fingerprint, session.ctx.clock_ms(), upfront=BLOB_CHUNK_BYTES)
         except OverBudget as exc:
-            events.emit("rate_limited", actor=_actor(session), limit="device_remote_blob_bytes")
+            events.emit("rate_limited", actor=_actor(session), limit="device_local_blob_bytes" if local else "device_remote_blob_bytes")
             seconds = -(-exc.retry_after_ms // 100) / 10
-            raise RequestError(
-                "rate_limited", f"this device fetched too many bytes of files from other nodes; try again in {seconds:.1f} s"
-            ) from None
+            where = "this node" if local else "other nodes"
+            raise RequestError("rate_limited", f"this device fetched too many bytes of files from {where}; try again in {seconds:.1f} s") from None
 
-    def settle_remote_blob(self, session: Session, nbytes: int) -> None:
-        """An admitted fetch fetched ``nbytes`` (0 when it failed): the rest of its chunk's worth
-        goes back to the device's budget."""
-        self._remote_blob_bytes.charge(session.peer.fingerprint, session.ctx.clock_ms(), nbytes - BLOB_CHUNK_BYTES)
+    def settle_blob(self, session: Session, nbytes: int, *, local: bool) -> None:
+        """An admitted ``BlobGet`` got ``nbytes`` (0 when it failed): the rest of its chunk's
+        worth goes back to the device's budget."""
+        budget = self._local_blob_bytes if local else self._remote_blob_bytes
+        budget.charge(session.peer.fingerprint, session.ctx.clock_ms(), nbytes - BLOB_CHUNK_BYTES)
 
     def one_time_allowed(self, session: Session, account: str, count: int, *, key_packages: bool = False) -> bool:
         """Whether bundles (``key_packages``: KeyPackages) for ``count`` devices of ``account``

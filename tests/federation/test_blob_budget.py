@@ -1,5 +1,5 @@
 """The per-device budget of bytes fetched from other nodes (node/client_limits.py
-admit_remote_blob / charge_remote_blob): carol@gamma downloads alice@alpha's blob through her
+admit_blob / settle_blob): carol@gamma downloads alice@alpha's blob through her
 node until her budget is spent, then is refused ``rate_limited`` with a clear message and
 nothing is fetched; another device of gamma still gets its chunks, and a blob of carol's own
 node is not charged."""
