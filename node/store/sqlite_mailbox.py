@@ -242,7 +242,6 @@ def _ack(conn: Connection, account: str, device_id: int, ids: list[bytes], now: 
         )
         for *_, kind, size in rows:
             counts.add(account, device_id, kind, -1, -size)
-    counts.apply(conn)
     insert_rows(  # (each id once: deduplicated above)
         conn,
         "INSERT INTO acked_ids (account, device_id, id, expires)",
@@ -251,6 +250,7 @@ def _ack(conn: Connection, account: str, device_id: int, ids: list[bytes], now: 
     )
     days = {expires for *_, expires in remembered if expires % ACKED_ID_GRANULARITY_MS == 0}
     conn.executemany("INSERT INTO acked_days (expires) VALUES (?) ON CONFLICT DO NOTHING", [(day,) for day in sorted(days)])
+    counts.apply(conn)  # last: on PostgreSQL a push into this mailbox waits on its counter until the commit
     return len(remembered)
 
 
