@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
@@ -143,7 +144,7 @@ def _connect(path: str) -> sqlite3.Connection:
         path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
     )
     try:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _wal(conn)
         if mode != "wal":
             raise StoreError(f"cannot enable WAL journal on {path!r} (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")  # fsync the WAL on every commit
@@ -156,6 +157,20 @@ def _connect(path: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _wal(conn: sqlite3.Connection) -> str:
+    """Turn WAL on; the journal mode it is in. Two processes opening a new file at once: the
+    change to WAL answers "database is locked" at once to one of them (SQLite's busy timeout
+    does not wait there; 11 of 300 such pairs failed), so it is tried again until the timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _connect_reader(path: str) -> sqlite3.Connection:

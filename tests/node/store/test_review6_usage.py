@@ -239,6 +239,7 @@ def test_two_connections_racing_migrate_the_file_once(tmp_path: Path) -> None:
     import threading
 
     from sonet.node.store.migrations import LATEST_VERSION, migrate
+    from sonet.node.store.sqlite import _wal
 
     path = tmp_path / "node.db"
     start = threading.Barrier(2)
@@ -246,7 +247,7 @@ def test_two_connections_racing_migrate_the_file_once(tmp_path: Path) -> None:
 
     def run() -> None:
         with closing(sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)) as conn:
-            conn.execute("PRAGMA journal_mode = WAL")
+            _wal(conn)  # as the store opens it: WAL once the other connection lets go
             start.wait()
             try:
                 outcomes.append(migrate(conn))
