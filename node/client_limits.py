@@ -6,7 +6,10 @@ by the actor that spends it, never one bucket everyone shares: the device key's 
 and the account it asks about, the connection, or the address a connection comes from. Token
 buckets: core/ratelimit.py; time comes from ``ctx.clock_ms()``. What is limited:
 
-- every request, per connection (a cheap cap on anything not limited more specifically);
+- every request, per connection (a cheap cap on anything not limited more specifically), and
+  the same again per device key over all its connections, and per source address over the
+  connections without an account: per connection only, one device (or one address's eight
+  connections without an account) sent ~6,000 Pings a second and took a whole core;
 - stored envelopes of a ``SendBatch`` per device, and ephemeral ones (typing, presence) apart;
 - lookups this node makes at another node on a device's behalf, per device: the peer limits this
   node as a whole (federation/inbound.py), so without this one device could spend that budget
@@ -83,6 +86,8 @@ from .client_context import Session
 __all__ = [
     "ClientLimits",
     "REQUESTS",
+    "DEVICE_REQUESTS",
+    "UNREGISTERED_REQUESTS_PER_ADDRESS",
     "ENVELOPES",
     "EPHEMERAL",
     "LOOKUPS",
@@ -115,6 +120,11 @@ _HOUR_S = 3600
 #: requests per connection, of any kind: a send is a device lookup and a batch, so this stays
 #: above twice ENVELOPES (a bot sending one message per batch at full speed is not refused)
 REQUESTS = Rate(per_second=500, burst=1000)
+#: requests per device key, over all its connections (each has the rate above too)
+DEVICE_REQUESTS = Rate(per_second=500, burst=1000)
+#: requests of connections without an account per source address: registering or linking
+#: takes a few requests a device
+UNREGISTERED_REQUESTS_PER_ADDRESS = Rate(per_second=500, burst=1000)
 #: stored envelopes per device: a 256-envelope batch to a large group passes several times over
 ENVELOPES = Rate(per_second=200, burst=1000)
 #: ephemeral envelopes per device: typing indicators to a group (a full batch twice), not a flood
@@ -202,6 +212,8 @@ class ClientLimits:
         self,
         *,
         requests: Rate = REQUESTS,
+        device_requests: Rate = DEVICE_REQUESTS,
+        unregistered_requests_per_address: Rate = UNREGISTERED_REQUESTS_PER_ADDRESS,
         envelopes: Rate = ENVELOPES,
         ephemeral: Rate = EPHEMERAL,
         lookups: Rate = LOOKUPS,
@@ -227,6 +239,8 @@ class ClientLimits:
         registrations_per_connection: int = REGISTRATIONS_PER_CONNECTION,
     ) -> None:
         self._requests = requests
+        self._device_requests = Limiter(device_requests)
+        self._address_requests = Limiter(unregistered_requests_per_address)
         self._envelopes = Limiter(envelopes)
         self._ephemeral = Limiter(ephemeral)
         self._lookups = Limiter(lookups)
@@ -358,6 +372,10 @@ class ClientLimits:
         if not conn.requests.take(now):
             return f"too many requests on this connection; {_AGAIN}"
         device = session.peer.fingerprint
+        if not self._device_requests.allow(device, now):
+            return f"too many requests from this device; {_AGAIN}"
+        if session.mailbox is None and not self._address_requests.allow(session.source, now):
+            return f"too many requests from this address without an account; {_AGAIN}"
         if isinstance(frame, SendBatch):
             ephemeral = sum(1 for env in frame.envelopes if env.kind == Kind.EPHEMERAL)
             stored = len(frame.envelopes) - ephemeral
