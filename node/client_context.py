@@ -9,7 +9,7 @@ is a ``RequestError``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -139,6 +139,10 @@ class Session(Protocol):
     def source(self) -> str:
         """The address the connection comes from (an IPv6 address's /64; "" if unknown):
         the actor that per-address limits charge."""
+        ...
+
+    def delivered_here(self, ids: Sequence[bytes]) -> int:
+        """How many of ``ids`` this connection delivered and has not seen acknowledged yet."""
         ...
 
     async def send(self, frame: Frame) -> None: ...

@@ -164,8 +164,9 @@ GROUP_SUBMITS_PER_ACCOUNT = Rate(per_second=2, burst=600)
 GROUP_CREATES = Rate(per_second=20 / _HOUR_S, burst=20)
 #: ... per account, all its devices together
 GROUP_CREATES_PER_ACCOUNT = Rate(per_second=40 / _HOUR_S, burst=40)
-#: acknowledged ids per device: a device draining a full mailbox and its group items (30,000)
-#: at once, then faster than any device receives (an id costs the node ~1 us)
+#: acknowledged ids per device that its connection did not deliver (those it did are free):
+#: what a device reconnecting acknowledges of an earlier connection's deliveries, a full
+#: mailbox and its group items (30,000), at once (an id costs the node ~1 us)
 ACK_IDS = Rate(per_second=5000, burst=40_000)
 #: ids whose delivery status a device asks: `sonet sent` asks those of its open messages
 STATUS_IDS = Rate(per_second=500, burst=10_000)
@@ -412,7 +413,11 @@ class ClientLimits:
                 return f"too many {what} from the devices of {session.mailbox[0]}; {_AGAIN}"
         elif isinstance(frame, (Ack, FetchStatus)):
             limiter = self._ack_ids if isinstance(frame, Ack) else self._status_ids
-            if frame.ids and not limiter.allow(device, now, min(len(frame.ids), limiter.rate.burst)):
+            # an Ack of what this connection delivered is the delivery's own end, paid for by
+            # the mail that came: only ids it did not deliver (made up, or of an earlier
+            # connection) are charged, so a device receiving fast is never slowed
+            charged = len(frame.ids) - (session.delivered_here(frame.ids) if isinstance(frame, Ack) else 0)
+            if charged > 0 and not limiter.allow(device, now, min(charged, limiter.rate.burst)):
                 what = "acknowledgements" if isinstance(frame, Ack) else "delivery status requests"
                 return f"too many {what} from this device; {_AGAIN}"
         elif isinstance(frame, (BlobCreate, BlobPut, BlobExpire)) and session.mailbox is not None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
@@ -189,6 +189,10 @@ class ClientSession:
     @property
     def source(self) -> str:
         return self._sock.source
+
+    def delivered_here(self, ids: Sequence[bytes]) -> int:
+        in_flight = self._in_flight
+        return 0 if in_flight is None else sum(1 for i in ids if i in in_flight)
 
     async def run(self) -> None:
         # Tracked before the store is read: a removal commits either before that read (the

@@ -7,6 +7,7 @@ over raw connections (tests/node/kit.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 
 import pytest
 import trio
@@ -69,6 +70,11 @@ class Conn:
         self.peer = Peer(fingerprint)
         self.mailbox = (account, 1) if registered else None
         self.source = source
+        #: the ids this connection delivered and has not seen acknowledged
+        self.in_flight: set[bytes] = set()
+
+    def delivered_here(self, ids: Sequence[bytes]) -> int:
+        return sum(1 for i in ids if i in self.in_flight)
 
 
 def batch(sealed: int = 0, ephemeral: int = 0) -> SendBatch:
