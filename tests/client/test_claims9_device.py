@@ -14,8 +14,8 @@
 - Attachments: "A saved file is the user's: deleting or expiring the message does not delete it."
 - Deleted messages: "Delete for me sends nothing: the message is hidden on this device and its
   text erased there; the other devices keep it."
-- "Local state": "nothing else deletes the history yet (disappearing messages: issue 17)" is
-  stale: a conversation timer erases messages from it (strict xfail below).
+- "Local state": it said "nothing else deletes the history yet (disappearing messages: issue
+  17)", which was stale: a conversation timer erases messages from it, as it now says.
 """
 
 from __future__ import annotations
@@ -169,24 +169,20 @@ async def test_sonet_trust_node_forgets_the_pinned_key_and_only_a_pinned_one(
         assert rc == 1 and [o["error"]["code"] for o in out] == ["unknown_node_key"], out
 
 
-# "nothing else deletes the history yet" ------------------------------------------------------
+# "a conversation's timer erases a timed message from it" (the history) ----------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/security.md 'Local state': 'nothing else deletes the history yet (disappearing messages: issue 17)'; "
-    "a conversation timer now erases messages from the history (client/timer.py, tests/client/test_timer.py)",
-)
-async def test_only_a_delete_removes_a_message_from_the_history(alpha: RunningNode, register: Register, clock: Clock) -> None:
+async def test_a_timer_erases_a_timed_message_from_the_history_when_next_opened(alpha: RunningNode, register: Register, clock: Clock) -> None:
     from .test_timer import FIVE_S, history_ids
 
     with trio.fail_after(HANG_S):
         alice, _bob = await register(alpha, "alice"), await register(alpha, "bob")
         await alice.set_timer(BOB, FIVE_S)
-        sent = await alice.send_text(BOB, "kept, says the doc")
+        sent = await alice.send_text(BOB, "gone in five seconds")
+        assert sent.id in history_ids(alice, BOB)
         clock.advance(FIVE_S)
         Device(alice.state, clock=clock)  # what every command does first
-        assert sent.id in history_ids(alice, BOB)
+        assert sent.id not in history_ids(alice, BOB)
 
 
 # What the node holding an attachment learns of who downloads it ------------------------------
