@@ -84,6 +84,8 @@ READ_BYTES = 64 * 1024
 #: how long a closing connection may take to tell the peer why and hear its close (bounded even
 #: when shielded)
 CLOSE_GRACE_S = 2.0
+#: after a refusal, what the peer still sends is dropped until it pauses this long (``_linger``)
+LINGER_IDLE_S = 0.1
 #: close codes: a message over the cap; a connection lost without a close
 MESSAGE_TOO_BIG = 1009
 ABNORMAL_CLOSURE = 1006
@@ -228,7 +230,7 @@ class WebSocket:
     """An open WebSocket: ``get_message``, ``send_message``, ``aclose``; ``closed`` is the close
     reason once it is closing or closed (None while open)."""
 
-    __slots__ = ("_stream", "_proto", "max_message_bytes", "closed", "_parts", "_size", "_send_lock", "_send_broken", "_reading", "_reader_done", "_control_due", "message_timeout_s", "_message_due", "_held_by", "_held", "_taking")
+    __slots__ = ("_stream", "_proto", "max_message_bytes", "closed", "_parts", "_size", "_send_lock", "_send_broken", "_reading", "_reader_done", "_control_due", "message_timeout_s", "_message_due", "_held_by", "_held", "_taking", "_linger_at_close")
 
     def __init__(
         self,
@@ -252,6 +254,8 @@ class WebSocket:
         #: serializes sends (a message, a pong, a close); an idle connection holds no lock
         self._send_lock = LazyLock()
         self._send_broken = False
+        #: we closed for what the peer sent: drop what it still sends before closing (_linger)
+        self._linger_at_close = False
         self._reading = False
         #: made only when ``aclose`` waits for the task that is reading to see the close reply
         self._reader_done: trio.Event | None = None
@@ -426,7 +430,25 @@ class WebSocket:
             await self._send_event(CloseConnection(code=code, reason=why))
         except ConnectionClosed:
             pass
+        else:
+            self._linger_at_close = True
         raise ConnectionClosed(self.closed)
+
+    async def _linger(self) -> None:
+        """After our close for what the peer sent, read and drop what it is still sending, until
+        it closes, pauses LINGER_IDLE_S or CLOSE_GRACE_S passed: closing a socket with unread
+        bytes resets the connection, and a reset can reach the peer before our close frame,
+        which it then never reads (it sees 1006, not why: e.g. an oversize message still on its
+        way). Nothing is parsed or kept: one read's buffer at a time."""
+        with trio.move_on_after(CLOSE_GRACE_S):
+            try:
+                while True:
+                    with trio.move_on_after(LINGER_IDLE_S):
+                        if await self._stream.receive_some(READ_BYTES):
+                            continue
+                    return  # the peer closed, or paused: nothing more to drop
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
 
     async def _close_received(self, event: CloseConnection) -> None:
         state = self._proto.state
@@ -543,9 +565,14 @@ class WebSocket:
 
     async def _close_stream(self) -> None:
         try:
-            await self._stream.aclose()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            if self._linger_at_close and not self._reading:  # (a reader still at it sees the end itself)
+                self._linger_at_close = False
+                await self._linger()
+        finally:  # closed also when the linger is cancelled
+            try:
+                await self._stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
 
 
 class UpgradeRequest:
