@@ -511,10 +511,12 @@ async def open_live_session(device: Device, *, read_receipts: bool = False) -> A
             try:
                 yield session
             finally:
-                await session._goodbye()
-                session._close()
-                connection.cancel()
-                nursery.cancel_scope.cancel()
+                try:
+                    await session._goodbye()
+                finally:  # also when a Ctrl-C lands in the goodbye: nothing waits for ever
+                    session._close()
+                    connection.cancel()
+                    nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:  # the body's own error comes out as itself
         raise sole_exception(group) from None
 

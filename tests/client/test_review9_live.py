@@ -1,7 +1,8 @@
 """Review of round 9 (rev9): the live session's shielded connection task (client/live.py
 ``open_live_session``, 73305d5). The task runs in a shielded scope that only the block's own
-``finally`` cancels, after the goodbye; anything that leaves that ``finally`` early leaves the
-task running and the nursery waiting for it for ever.
+``finally`` cancels, after the goodbye; anything that left that ``finally`` early (a Ctrl-C
+during the goodbye) left the task running and the nursery waiting for it for ever. The cancels
+are now in a ``finally`` of their own.
 Fixtures: tests/client/conftest.py."""
 
 from __future__ import annotations
@@ -26,16 +27,6 @@ pytestmark = pytest.mark.usefixtures("few_prekeys")
 Register = Callable[..., Awaitable[Device]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "client/live.py open_live_session: the finally runs `await session._goodbye()` before "
-        "`connection.cancel()`; a KeyboardInterrupt delivered during the goodbye (a second Ctrl-C "
-        "while `sonet recv --follow` says offline: trio delivers it at a checkpoint even inside the "
-        "goodbye's shielded scope) skips the cancel, and the nursery then waits for ever for the "
-        "shielded connection task (further Ctrl-C are swallowed by the nursery's wait)"
-    ),
-)
 async def test_a_ctrl_c_during_the_goodbye_does_not_leave_the_block_hanging(
     alpha: RunningNode, register: Register, monkeypatch: pytest.MonkeyPatch
 ) -> None:
