@@ -327,9 +327,11 @@ class Inbound:
                     account = str(parse_address(env.to, remote=True))
                     known = contacts[(env.to, item.access)] = (account, self._requests.is_contact(account, item.access, now=now))
                 account, contact = known
-                # the origin is the pusher's word: only a configured node has a bucket of its
-                # own, made-up names share one (naming new ones does not multiply the allowance)
-                origin = item.origin if routes.peer(item.origin) is not None else ""
+                # the origin is the pusher's word: only a configured node that this link peer
+                # relays for (its `via`) has a bucket of its own; any other name is the peer's
+                # own (naming new ones, or other nodes, does not multiply its allowance)
+                relayed = routes.peer(item.origin)
+                origin = item.origin if relayed is not None and relayed.via == peer else peer
                 if not contact and not self._requests.from_peer(peer, origin, (account, env.device), len(env.body), now=now):
                     return REQUEST_REFUSAL, None  # a stranger's message request over its allowance
                 return "", NewEnvelope(

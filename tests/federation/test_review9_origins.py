@@ -5,7 +5,8 @@ named origin is behind that peer is not checked: a peer may name every node the 
 has configured, each a fresh allowance for the same mailbox, until the mailbox's own cap
 (``MAILBOX_BURST``, 100 a day): the whole stranger allowance of the mailbox instead of the
 peer's share (50), which is the harm 3650ce4 meant to end; a genuine message request from one
-of those nodes is then refused."""
+of those nodes is then refused. Now only a configured node whose `via` is the link peer keeps an
+origin of its own; any other name is the peer's own."""
 
 from __future__ import annotations
 
@@ -20,15 +21,6 @@ from .net import BETA, ask, new_key, peer_link, pin, transit
 OTHERS = ("gamma.example", "delta.example", "epsilon.example")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "federation/inbound.py _classify: `origin = item.origin if routes.peer(item.origin) is not None "
-        "else ''` keeps any configured node as the origin, also one that is not behind the pushing "
-        "peer (a direct peer of its own, no via): one peer naming the destination's other configured "
-        "nodes takes the mailbox's whole stranger allowance (100), and gamma's own request is refused"
-    ),
-)
 async def test_a_peer_cannot_spend_the_allowance_of_configured_nodes_not_behind_it(start_node: StartNode) -> None:
     beta = await start_node(name=BETA)
     bob = await beta.enroll("bob")
@@ -50,15 +42,6 @@ async def test_a_peer_cannot_spend_the_allowance_of_configured_nodes_not_behind_
     assert (taken, genuine.outcomes) == (0, ("ok",)), f"peer.example took {taken} more by naming beta's other peers; gamma's own: {genuine.outcomes}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "federation/inbound.py _classify: made-up origins share the bucket (peer, '', mailbox), which is "
-        "not the peer's own (peer, peer, mailbox): a peer that spends its own name's allowance and then "
-        "names made-up origins gets a second one, the mailbox's whole stranger allowance (100) with no "
-        "other node configured; the attack9 test pushes the made-up names first and its own name once"
-    ),
-)
 async def test_made_up_origins_do_not_add_to_the_peers_own_allowance(start_node: StartNode) -> None:
     beta = await start_node(name=BETA)
     bob = await beta.enroll("bob")
