@@ -126,6 +126,14 @@ class BlobStore:
             self._usage[info.account] = (used - info.size, count - 1)
         else:
             del self._usage[info.account]
+        self._compact_expiries()  # its heap entry is stale now
+
+    def _compact_expiries(self) -> None:
+        """Rebuild the expiry heap once its stale entries (of gone blobs, of earlier expiries)
+        outnumber the blobs: created and deleted at once, they would stay until their retention."""
+        if len(self._expiries) > 2 * len(self._blobs) + 64:
+            self._expiries = [(b.expires, b.id) for b in self._blobs.values()]
+            heapq.heapify(self._expiries)
 
     def get(self, blob: bytes) -> BlobInfo | None:
         return self._blobs.get(blob)
@@ -266,9 +274,7 @@ class BlobStore:
                 return 0
             info.expires = expires
             heapq.heappush(self._expiries, (expires, blob))
-            if len(self._expiries) > 2 * len(self._blobs) + 64:  # mostly stale: keep it small
-                self._expiries = [(b.expires, b.id) for b in self._blobs.values()]
-                heapq.heapify(self._expiries)
+            self._compact_expiries()
             await self._io(self._write_record, info)  # a restart keeps the earlier time
         self._expiry_changed.set()
         return expires

@@ -2,7 +2,8 @@
 "with lazy deletion, rebuilt when stale entries outnumber the blobs". It is rebuilt only in
 ``expire`` when an expiry is brought closer; a blob dropped at once (a BlobExpire to now, as a
 delete for everyone asks) or dropped as corrupt leaves its (retention, id) entry behind, popped
-only when the retention (30 days by default) comes."""
+only when the retention (30 days by default) came. Forgetting a blob now rebuilds the heap too
+once stale entries outnumber the blobs."""
 
 from __future__ import annotations
 
@@ -19,16 +20,6 @@ ACCOUNT = "mallory@alpha.example"
 CYCLES = 1500
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "node/blobs.py: _drop/_forget leave the blob's heap entry, and the heap is compacted only in "
-        "expire() when an expiry is brought closer (not when a blob is dropped now, nor when an "
-        "upload is dropped as corrupt): a device that creates a blob and deletes it at once (2 "
-        "attachment writes; 100 a second per account after BLOB_WRITES_PER_ACCOUNT's burst) leaves an "
-        "entry per pair for the retention (30 days): ~8.6 million a day per account, ~150 B each"
-    ),
-)
 async def test_blobs_created_and_deleted_at_once_leave_no_expiry_entries_behind(tmp_path: Path) -> None:
     (tmp_path / BLOBS_DIR).mkdir()
     store = await BlobStore.open(tmp_path, BlobSettings(), rng=os.urandom)
