@@ -87,12 +87,14 @@ __all__ = [
     "ClientLimits",
     "REQUESTS",
     "DEVICE_REQUESTS",
+    "ACCOUNT_REQUESTS",
     "UNREGISTERED_REQUESTS_PER_ADDRESS",
     "ENVELOPES",
     "EPHEMERAL",
     "LOOKUPS",
     "REMOTE_BLOB_BYTES",
     "LOCAL_BLOB_BYTES",
+    "LOCAL_BLOB_BYTES_PER_ACCOUNT",
     "BUNDLES",
     "BUNDLES_PER_ACCOUNT",
     "ONE_TIME_PER_ACCOUNT",
@@ -120,8 +122,11 @@ _HOUR_S = 3600
 #: requests per connection, of any kind: a send is a device lookup and a batch, so this stays
 #: above twice ENVELOPES (a bot sending one message per batch at full speed is not refused)
 REQUESTS = Rate(per_second=500, burst=1000)
-#: requests per device key, over all its connections (each has the rate above too)
+#: requests per device key, over all its connections (each has the rate above too); an Ack of
+#: what the connection delivered is not counted here (the mail that came paid for it)
 DEVICE_REQUESTS = Rate(per_second=500, burst=1000)
+#: ... per account, all its devices together (up to 16): two devices at full speed
+ACCOUNT_REQUESTS = Rate(per_second=1000, burst=2000)
 #: requests of connections without an account per source address: registering or linking
 #: takes a few requests a device
 UNREGISTERED_REQUESTS_PER_ADDRESS = Rate(per_second=500, burst=1000)
@@ -142,6 +147,8 @@ REMOTE_BLOB_BYTES = Rate(per_second=16 * 1024 * 1024, burst=256 * 1024 * 1024)
 #: bytes of this node's attachments served per device: five of the largest files at once, then
 #: 64 MiB a second (about a fifth of what one core seals for the channel)
 LOCAL_BLOB_BYTES = Rate(per_second=64 * 1024 * 1024, burst=512 * 1024 * 1024)
+#: ... per account, all its devices together: two devices' worth
+LOCAL_BLOB_BYTES_PER_ACCOUNT = Rate(per_second=128 * 1024 * 1024, burst=1024 * 1024 * 1024)
 #: bundles per device: 20 a minute after a burst of 150 (a new device meeting its contacts)
 BUNDLES = Rate(per_second=20 / 60, burst=150)
 #: bundles per (device, account asked about): every device of the account twice, then as many
@@ -214,12 +221,14 @@ class ClientLimits:
         *,
         requests: Rate = REQUESTS,
         device_requests: Rate = DEVICE_REQUESTS,
+        account_requests: Rate = ACCOUNT_REQUESTS,
         unregistered_requests_per_address: Rate = UNREGISTERED_REQUESTS_PER_ADDRESS,
         envelopes: Rate = ENVELOPES,
         ephemeral: Rate = EPHEMERAL,
         lookups: Rate = LOOKUPS,
         remote_blob_bytes: Rate = REMOTE_BLOB_BYTES,
         local_blob_bytes: Rate = LOCAL_BLOB_BYTES,
+        local_blob_bytes_per_account: Rate = LOCAL_BLOB_BYTES_PER_ACCOUNT,
         bundles: Rate = BUNDLES,
         bundles_per_account: Rate = BUNDLES_PER_ACCOUNT,
         one_time_per_account: Rate = ONE_TIME_PER_ACCOUNT,
@@ -241,6 +250,7 @@ class ClientLimits:
     ) -> None:
         self._requests = requests
         self._device_requests = Limiter(device_requests)
+        self._account_requests = Limiter(account_requests)
         self._address_requests = Limiter(unregistered_requests_per_address)
         self._envelopes = Limiter(envelopes)
         self._ephemeral = Limiter(ephemeral)
@@ -248,6 +258,7 @@ class ClientLimits:
         # bytes only: the requests are bounded per connection (a chunk is one request)
         self._remote_blob_bytes = CostBudget(Budget(requests=Rate(per_second=1e9, burst=1e9), bytes=remote_blob_bytes))
         self._local_blob_bytes = CostBudget(Budget(requests=Rate(per_second=1e9, burst=1e9), bytes=local_blob_bytes))
+        self._local_blob_bytes_per_account = CostBudget(Budget(requests=Rate(per_second=1e9, burst=1e9), bytes=local_blob_bytes_per_account))
         self._bundles = Limiter(bundles)
         self._bundles_per_account = Limiter(bundles_per_account)
         self._one_time = Limiter(one_time_per_account)
@@ -344,8 +355,16 @@ class ClientLimits:
         (``settle_blob`` gives back what was not used), or RequestError ``rate_limited``
         (nothing read or fetched) while that much is not there."""
         budget = self._local_blob_bytes if local else self._remote_blob_bytes
+        now = session.ctx.clock_ms()
+        account = session.mailbox[0] if session.mailbox is not None else None
         try:
-            budget.admit(session.peer.fingerprint, session.ctx.clock_ms(), upfront=BLOB_CHUNK_BYTES)
+            budget.admit(session.peer.fingerprint, now, upfront=BLOB_CHUNK_BYTES)
+            if local and account is not None:
+                try:
+                    self._local_blob_bytes_per_account.admit(account, now, upfront=BLOB_CHUNK_BYTES)
+                except OverBudget:
+                    budget.charge(session.peer.fingerprint, now, -BLOB_CHUNK_BYTES)  # not served: given back
+                    raise
         except OverBudget as exc:
             events.emit("rate_limited", actor=_actor(session), limit="device_local_blob_bytes" if local else "device_remote_blob_bytes")
             seconds = -(-exc.retry_after_ms // 100) / 10
@@ -356,7 +375,10 @@ class ClientLimits:
         """An admitted ``BlobGet`` got ``nbytes`` (0 when it failed): the rest of its chunk's
         worth goes back to the device's budget."""
         budget = self._local_blob_bytes if local else self._remote_blob_bytes
-        budget.charge(session.peer.fingerprint, session.ctx.clock_ms(), nbytes - BLOB_CHUNK_BYTES)
+        now = session.ctx.clock_ms()
+        budget.charge(session.peer.fingerprint, now, nbytes - BLOB_CHUNK_BYTES)
+        if local and session.mailbox is not None:
+            self._local_blob_bytes_per_account.charge(session.mailbox[0], now, nbytes - BLOB_CHUNK_BYTES)
 
     def one_time_allowed(self, session: Session, account: str, count: int, *, key_packages: bool = False) -> bool:
         """Whether bundles (``key_packages``: KeyPackages) for ``count`` devices of ``account``
@@ -373,8 +395,14 @@ class ClientLimits:
         if not conn.requests.take(now):
             return f"too many requests on this connection; {_AGAIN}"
         device = session.peer.fingerprint
-        if not self._device_requests.allow(device, now):
-            return f"too many requests from this device; {_AGAIN}"
+        # an Ack only of what this connection delivered: the end of a delivery, never refused
+        # for a device's or account's other traffic (a refused Ack closes its connection)
+        delivered = isinstance(frame, Ack) and bool(frame.ids) and session.delivered_here(frame.ids) == len(frame.ids)
+        if not delivered:
+            if not self._device_requests.allow(device, now):
+                return f"too many requests from this device; {_AGAIN}"
+            if session.mailbox is not None and not self._account_requests.allow(session.mailbox[0], now):
+                return f"too many requests from the devices of {session.mailbox[0]}; {_AGAIN}"
         if session.mailbox is None and not self._address_requests.allow(session.source, now):
             return f"too many requests from this address without an account; {_AGAIN}"
         if isinstance(frame, SendBatch):

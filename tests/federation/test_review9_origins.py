@@ -10,8 +10,6 @@ origin of its own; any other name is the peer's own."""
 
 from __future__ import annotations
 
-import pytest
-
 from sonet.core.federation_api import Push, PushResult
 from sonet.federation.message_requests import PER_PEER
 from tests.node.conftest import StartNode

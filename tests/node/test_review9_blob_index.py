@@ -11,8 +11,6 @@ import hashlib
 import os
 from pathlib import Path
 
-import pytest
-
 from sonet.node.blob_settings import BlobSettings
 from sonet.node.blobs import BLOBS_DIR, BlobStore
 

@@ -4,11 +4,10 @@
 gets sixteen times the rate the attack was measured at. The attack's own figures: one device's
 8 connections downloading one chunk again and again got ~340 MiB/s and the node's whole core;
 ~6,000 Pings a second kept it at 85-90 % of a core. Attachment writes (381c191) and group
-submissions have a per-account bucket beside the per-device one; these two have none."""
+submissions have a per-account bucket beside the per-device one; these two had none. They have
+now: ``ACCOUNT_REQUESTS`` and ``LOCAL_BLOB_BYTES_PER_ACCOUNT`` (two devices' worth)."""
 
 from __future__ import annotations
-
-import pytest
 
 from sonet.core import limits as wire_limits
 from sonet.core.blob_api import BLOB_CHUNK_BYTES
@@ -30,14 +29,6 @@ def _account(ctx: Ctx) -> list[Conn]:
     return [Conn(ctx, f"dev-mallory-{i}", account="mallory@alpha.example") for i in range(DEVICES)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "node/client_limits.py: LOCAL_BLOB_BYTES is a budget per device key only; one account's 16 "
-        "devices are served 16 x 64 MiB/s = 1 GiB/s of its own blobs after their bursts (16 x 512 MiB), "
-        "three times what took the node's whole core in attack9 (~340 MiB/s)"
-    ),
-)
 async def test_one_accounts_devices_together_cannot_download_faster_than_a_core_seals() -> None:
     clock = Clock()
     limits = ClientLimits()
@@ -61,14 +52,6 @@ async def test_one_accounts_devices_together_cannot_download_faster_than_a_core_
     assert sustained < CORE_MIB_PER_S * MIB, f"one account served {sustained // MIB} MiB/s after its bursts"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "node/client_limits.py: DEVICE_REQUESTS is a rate per device key only; one account's 16 devices "
-        "pass 16 x 500 = 8,000 requests a second after their bursts, more than the ~6,000 Pings a "
-        "second that kept the node at 85-90 % of a core in attack9"
-    ),
-)
 async def test_one_accounts_devices_together_cannot_send_the_requests_that_took_a_core() -> None:
     clock = Clock()
     limits = ClientLimits()

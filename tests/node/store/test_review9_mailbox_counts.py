@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from sonet.node.store import SqliteStore
 
 from .old_versions import sqlite_at
