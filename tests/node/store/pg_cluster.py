@@ -17,9 +17,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 __all__ = ["PgCluster", "PgUnavailable", "find_bindir", "running_cluster"]
 
@@ -168,3 +169,19 @@ def running_cluster(needed_by: str) -> Iterator[PgCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def aborted_once(fn: Callable[..., Any], attempts: list[str]) -> Callable[..., Any]:
+    """``fn`` as a store write that PostgreSQL aborts (a serialization failure, which the store
+    runs again from the start) after its first run wrote everything; each run's name goes to
+    ``attempts``."""
+    import psycopg
+
+    def run(conn: Any, *args: Any) -> Any:
+        result = fn(conn, *args)
+        attempts.append(fn.__name__)
+        if attempts.count(fn.__name__) == 1:
+            raise psycopg.errors.SerializationFailure("could not serialize access (test)")
+        return result
+
+    return run

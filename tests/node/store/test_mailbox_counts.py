@@ -22,6 +22,7 @@ from sonet.core.federation_api import OK
 from sonet.node.store import NewEnvelope, OverBudget, Quota, QuotaExceeded, SqliteStore, Store
 
 from .old_versions import at_version
+from .pg_cluster import aborted_once
 from .test_budgets import BODY, DELTA, budgets, relayed, senders
 from .test_contract import ALICE, BOB, CAROL, DAY, NOW, ROOMY, env, mid, pending_ids, register
 from .test_group_bodies import ACCOUNTS, Group, joined, push
@@ -157,30 +158,18 @@ async def test_group_items_are_counted_apart_and_with_every_way_they_go(store: S
 
 async def test_a_write_retried_after_a_serialization_failure_counts_once(pg_cluster: Any) -> None:
     """What an aborted attempt wrote to mailbox_counts is gone with it; the retried one counts once."""
-    import psycopg
-
     from sonet.node.store.postgres import PostgresStore
     from sonet.node.store.sqlite_federation import _receive
     from sonet.node.store.sqlite_mailbox import _ack
 
     attempts: list[str] = []
 
-    def aborted_once(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def run(conn: Any, *args: Any) -> Any:
-            result = fn(conn, *args)
-            attempts.append(fn.__name__)
-            if attempts.count(fn.__name__) == 1:
-                raise psycopg.errors.SerializationFailure("could not serialize access (test)")
-            return result
-
-        return run
-
     async with await PostgresStore.open(pg_cluster.new_database()) as store:
         await register(store, ALICE)
         disk_free = store._disk_free  # type: ignore[attr-defined]
-        await store._transaction(aborted_once(_receive), [env(n) for n in range(3)], NOW, ROOMY, disk_free)  # type: ignore[attr-defined]
+        await store._transaction(aborted_once(_receive, attempts), [env(n) for n in range(3)], NOW, ROOMY, disk_free)  # type: ignore[attr-defined]
         assert (await consistent(store))[(ALICE, 1, 1)] == (3, 3 * len(b"ciphertext"))
-        await store._transaction(aborted_once(_ack), ALICE, 1, [mid(0)], NOW)  # type: ignore[attr-defined]
+        await store._transaction(aborted_once(_ack, attempts), ALICE, 1, [mid(0)], NOW)  # type: ignore[attr-defined]
         assert (await consistent(store))[(ALICE, 1, 1)] == (2, 2 * len(b"ciphertext"))
         assert attempts == ["_receive", "_receive", "_ack", "_ack"]
 

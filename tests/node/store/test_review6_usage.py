@@ -23,6 +23,7 @@ from sonet.core.groups.items import GroupItem, ItemKind
 from sonet.node.store import OutboundItem, OverBudget, SqliteStore, StatusUpdate, Store, Tracking
 
 from .old_versions import at_version, sqlite_at
+from .pg_cluster import aborted_once
 from .test_budgets import BETA, BODY, DELTA, GAMMA, budgets, relayed, remote_item, senders
 from .test_contract import ALICE, BOB, CAROL, DAY, NOW, ROOMY, env, mid, register
 
@@ -271,35 +272,23 @@ async def test_a_write_retried_after_a_serialization_failure_counts_once(pg_clus
     """PostgreSQL runs a write again from the start when the server aborts it (40001): what
     the aborted attempt applied to storage_usage (queue and settle) is gone with it, and the
     retried one applies its own once (each attempt has its own UsageChanges)."""
-    import psycopg
-
     from sonet.node.store.postgres import PostgresStore
     from sonet.node.store.sqlite import _enqueue
     from sonet.node.store.sqlite_federation import _outbox_done
 
     attempts: list[str] = []
 
-    def aborted_once(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def run(conn: Any, *args: Any) -> Any:
-            result = fn(conn, *args)  # everything written, usage applied
-            attempts.append(fn.__name__)
-            if attempts.count(fn.__name__) == 1:
-                raise psycopg.errors.SerializationFailure("could not serialize access (test)")
-            return result
-
-        return run
-
     async with await PostgresStore.open(pg_cluster.new_database()) as store:
         await senders(store, ALICE)
         items = [remote_item(n) for n in range(3)] + [relayed(1, origin=GAMMA, dest=BETA)]
         disk_free = store._disk_free  # type: ignore[attr-defined]
-        await store._transaction(aborted_once(_enqueue), [], NOW, ROOMY, items, (ALICE, 1), disk_free)  # type: ignore[attr-defined]
+        await store._transaction(aborted_once(_enqueue, attempts), [], NOW, ROOMY, items, (ALICE, 1), disk_free)  # type: ignore[attr-defined]
         held = await consistent(store)
         assert held[("outbox", BETA)] == (4, 4 * len(BODY)) and held[("device", f"{ALICE}/1")] == (3, 3 * len(BODY))
 
         seqs = [q.seq for q in await store.outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW)]
         report = OutboundItem(dest=GAMMA, key=b"report", expires=NOW + DAY, data=b"r" * 10)
-        await store._transaction(aborted_once(_outbox_done), BETA, seqs[:2], NOW + 1, [], [report])  # type: ignore[attr-defined]
+        await store._transaction(aborted_once(_outbox_done, attempts), BETA, seqs[:2], NOW + 1, [], [report])  # type: ignore[attr-defined]
         held = await consistent(store)
         assert held[("outbox", BETA)] == (2, 2 * len(BODY)) and held[("outbox", GAMMA)] == (1, 10)
         assert attempts == ["_enqueue", "_enqueue", "_outbox_done", "_outbox_done"]
