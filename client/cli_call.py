@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sonet.cli_output import iso_ms
-from sonet.core.call import CONNECTED, ENDED, MAX_SDP_BYTES, CallTimeouts
+from sonet.core.call import CONNECTED, ENDED, MAX_SDP_BYTES, CallTimeouts, why_ended
 from sonet.core.errors import LocalProtocolError
 
 if TYPE_CHECKING:  # trio and the SDK are imported by the commands that run: `sonet --help` starts fast
@@ -41,7 +41,7 @@ def call_line(kept: KeptCall) -> str:
     c = kept.call
     who = f"to {c.peer}" if kept.direction == "outgoing" else f"from {c.peer}"
     if c.state == ENDED:
-        how = f"ended ({c.reason}) at {iso_ms(kept.ended_at)}"
+        how = f"ended{why_ended(c.reason)} at {iso_ms(kept.ended_at)}"
     elif c.state == CONNECTED:
         how = f"active since {iso_ms(kept.answered_at)}"
     else:
@@ -120,7 +120,7 @@ def cmd_call(args: argparse.Namespace, shell: Shell, parser: argparse.ArgumentPa
         line = f"sent a candidate for call {call_id.hex()} to {kept.call.peer}"
     elif action == "hangup":
         kept = trio.run(lambda: device.hang_up(call_id))
-        line = f"hung up call {call_id.hex()} with {kept.call.peer} ({kept.call.reason})"
+        line = f"hung up call {call_id.hex()} with {kept.call.peer}{why_ended(kept.call.reason)}"
     else:
         kept = trio.run(lambda: device.reject_call(call_id))
         line = f"rejected call {call_id.hex()} from {kept.call.peer}"

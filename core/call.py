@@ -38,6 +38,12 @@ SIGNALS = (OFFER, ANSWER, ICE, HANGUP)
 #: cancelled: the caller gave up before an answer; timeout: nobody answered in time
 HANGUP_REASONS = ("ended", "declined", "busy", "cancelled", "timeout", "failed")
 IDLE, OUTGOING, INCOMING, CONNECTED, ENDED = "idle", "outgoing", "incoming", "connected", "ended"
+
+
+def why_ended(reason: str) -> str:
+    """What a line says after "ended" or "hung up": the reason in brackets, none for a normal end."""
+    return "" if reason in ("", "ended") else f" ({reason})"
+
 CALL_ID_LEN = 16
 MAX_SDP_BYTES = 16 * 1024  # a browser's audio+video offer is 3-6 KiB
 MAX_CANDIDATE_BYTES = 1024

@@ -23,6 +23,7 @@ from textual.notifications import SeverityLevel
 from textual.widget import Widget
 from textual.widgets import Footer, Input, OptionList, Static
 
+from sonet.core.call import why_ended
 from sonet.core.errors import LocalProtocolError, ProtocolError, sole_exception
 
 from ..cli_groups import group_event_line
@@ -668,7 +669,7 @@ class ChatApp(App[int]):
                 self.say(f"no call with {key} to hang up", severity="warning")
                 return
             ended = await self.guest.call(lambda: self.session.hang_up(current.call.id), serial=True)
-            self.say(f"hung up the call with {key} ({ended.call.reason})", timeout=10)
+            self.say(f"hung up the call with {key}{why_ended(ended.call.reason)}", timeout=10)
         except (*USER_ERRORS, LocalProtocolError, IdentityChanged) as exc:
             self.say(f"not done: {exc}", severity="error", timeout=10)
 

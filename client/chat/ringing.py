@@ -15,7 +15,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from sonet.core.call import ENDED
+from sonet.core.call import ENDED, why_ended
 
 from ..state_call import KeptCall
 from .render import safe
@@ -65,5 +65,5 @@ def call_notice(sender: str, call: dict[str, Any]) -> str | None:
     if signal == "answer":
         return f"{sender} answered the call (no media in this client)"
     if signal == "hangup":
-        return f"the call with {sender} ended ({call.get('data', '')})"
+        return f"the call with {sender} ended{why_ended(str(call.get('data', '')))}"
     return None

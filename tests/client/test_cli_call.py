@@ -91,7 +91,7 @@ async def test_a_call_placed_answered_and_hung_up_step_by_step_from_the_command_
     rc, [error] = await run_cli(capsys, alice, "call", "hangup", call_id)
     assert rc == 1 and error["error"]["code"] == "call_state" and "ended" in error["error"]["message"]
     rc, lines = await run_cli(capsys, alice, "call", "list", json_out=False)
-    assert rc == 0 and lines == [f"{call_id} outgoing to {BOB}: ended (ended) at {ended['ended_at']}"]
+    assert rc == 0 and lines == [f"{call_id} outgoing to {BOB}: ended at {ended['ended_at']}"]
     assert History(bob.state).messages(ALICE) == []  # signalling is no message of the conversation
 
 
