@@ -11,6 +11,11 @@ of its own, their copies never acknowledged) makes its node hold 16 x 512 MiB = 
 default group allowance, uncharged; its 512 MiB account budget never applies.
 
 The group here has one member, the submitting device; what it holds is its own never-read copy.
+A second member on another node that takes nothing (down, or its device at its allowance:
+``group_full``) shows the hub's fan-out: its copies wait in the hub's outbox, held to neither
+the submitter's budgets nor that outbox's, only to the disk reserve (docs/security.md, by
+design so that one such node does not stop the group): at the per-account submission rate
+(2 a second) of 2.5 MiB texts, ~5 MiB a second for the envelope TTL.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import pytest
 
 from sonet.core.groups.hub import HubGroup
 from sonet.core.groups.items import GroupItem, ItemKind
+from sonet.core.mls.framing import MLSMessage, WireFormat
+from sonet.core.mls.messages import Add
 from sonet.federation.records import Quota
 from sonet.node.store import OverBudget, SqliteStore
 from tests.core.groups.devices import GROUP_ID, Device
@@ -35,7 +42,9 @@ ALPHA, BETA = "alpha.example", "beta.example"
 TTL_MS = 24 * 3600 * 1000
 MIB = 1 << 20
 #: the sender budgets 1 MiB; the device's group allowance far above what is submitted
-QUOTA = Quota(max_envelopes=1000, max_bytes=64 * MIB, group_bytes=64 * MIB, sender_device_bytes=MIB, sender_account_bytes=MIB)
+QUOTA = Quota(
+    max_envelopes=1000, max_bytes=64 * MIB, group_bytes=64 * MIB, sender_device_bytes=MIB, sender_account_bytes=MIB, outbox_bytes=MIB
+)
 #: each submission's plaintext; 16 of them are 4 MiB, four times the sender budgets
 TEXT = 256 * 1024
 
@@ -74,6 +83,20 @@ async def alice_hosting_her_group(store: SqliteStore, now: int) -> Device:
     return alice
 
 
+async def with_bob_at_beta(store: SqliteStore, alice: Device, now: int) -> None:
+    """alice adds bob@beta (a device of another node: its copies go to alpha's outbox)."""
+    bob = Device.new(f"bob@{BETA}")
+    staged, message, welcome = alice.g.commit(alice.rng.randbytes, proposals=[Add(bob.key_package)])
+    assert welcome is not None
+    item = GroupItem(
+        kind=ItemKind.SUBMIT, ref=os.urandom(16), group=GROUP_ID, epoch=alice.g.epoch, seq=0, message=message.to_bytes(),
+        welcome=MLSMessage(WireFormat.WELCOME, welcome).to_bytes(), members=(), outcome="", hub="",
+    )  # fmt: skip
+    await store.group_submit(item, account=alice.account, device_id=1, hub=ALPHA, node=ALPHA, now=now, ttl_ms=TTL_MS, quota=QUOTA)
+    alice.g.merge(staged)
+    await store.ack(alice.account, 1, [i.id for i in await store.pending(alice.account, 1, after_seq=0, limit=100, now=now)], now=now)
+
+
 def text_item(alice: Device) -> GroupItem:
     message = alice.g.encrypt(os.urandom(TEXT), alice.rng.randbytes).to_bytes()
     return GroupItem(
@@ -93,6 +116,11 @@ async def submit_until_refused(store: SqliteStore, alice: Device, *, hub: str, n
         except OverBudget as refused:
             return n, refused.code
     return count, ""
+
+
+async def outbox_bytes(store: SqliteStore) -> int:
+    read: Callable[[Any], int] = lambda conn: conn.execute("SELECT coalesce(sum(size), 0) FROM outbox").fetchone()[0]
+    return await store._read(read)
 
 
 async def group_body_bytes(store: SqliteStore) -> int:
@@ -117,3 +145,25 @@ async def test_what_a_submission_stores_at_its_own_nodes_hub_is_charged_to_the_s
     taken, code = await submit_until_refused(store, alice, hub=ALPHA, now=now)
     stored = await group_body_bytes(store)
     assert code == "sender_full" and taken <= MIB // TEXT, f"{taken} submissions taken, {stored:,} bytes of group bodies stored, refusal {code!r}"
+
+
+@pytest.mark.xfail(strict=True, reason="hubfill9: the hub's fan-out for its own node's submitter is held to no budget but the disk reserve")
+async def test_what_a_submission_queues_at_its_own_nodes_hub_for_other_nodes_is_charged_to_the_submitter(store: SqliteStore) -> None:
+    """alice's texts at alpha for a group with bob@beta, who takes nothing: each copy for
+    beta waits in alpha's outbox; alice reads her own copies, so nothing is left in her
+    mailbox and the outbox is all alpha holds of them."""
+    now = int(time.time() * 1000)
+    alice = await alice_hosting_her_group(store, now)
+    await with_bob_at_beta(store, alice, now)
+    queued_before = await outbox_bytes(store)
+    for _ in range(16):
+        try:
+            await store.group_submit(
+                text_item(alice), account=alice.account, device_id=1, hub=ALPHA, node=ALPHA, now=now, ttl_ms=TTL_MS, quota=QUOTA
+            )
+        except OverBudget as refused:
+            assert refused.code in ("sender_full", "outbox_full")
+            break
+        await store.ack(alice.account, 1, [i.id for i in await store.pending(alice.account, 1, after_seq=0, limit=100, now=now)], now=now)
+    queued = await outbox_bytes(store) - queued_before
+    assert queued <= 2 * MIB, f"{queued:,} bytes of alice's texts queued for beta against 1 MiB budgets"
