@@ -103,6 +103,7 @@ def _on_interrupt(args: argparse.Namespace, explain: Callable[[], str]) -> None:
 def cmd_register(args: argparse.Namespace) -> None:
     import trio
 
+    from .connection import ConnectError
     from .pending_registration import has_pending_registration
 
     if args.discard_pending:
@@ -129,7 +130,14 @@ def cmd_register(args: argparse.Namespace) -> None:
         parse_address(args.address), parse_invite(args.invite)  # a typo is one line, and creates no home
         device = _device(args, create=True)
         _on_interrupt(args, lambda: _register_interrupted(device))
-        profile = trio.run(lambda: device.register(args.address, node_url, args.invite, mode=_crypto_mode(args.crypto_mode), say=_progress))
+        try:
+            profile = trio.run(lambda: device.register(args.address, node_url, args.invite, mode=_crypto_mode(args.crypto_mode), say=_progress))
+        except ConnectError as exc:
+            if exc.code != "wrong_identity":
+                raise
+            raise CommandError(
+                "wrong_identity", f"{node_url} is not the node this invite is for ({exc}): check --node, or ask that node's operator for an invite"
+            ) from None
     _show(
         args,
         {"address": profile.address, "device": profile.device_id, "fingerprint": profile.identity.public.fingerprint, "node_url": profile.node_url},
@@ -932,7 +940,7 @@ def _run(args: argparse.Namespace) -> int:
         fail(exc.code, str(exc) if args.json else f"{exc} ({exc.code})")
         return 1
     except ConnectError as exc:
-        fail("unreachable", str(exc))
+        fail(exc.code, str(exc))
         return 1
     except (StateError, VaultError) as exc:
         fail("device_state", str(exc))

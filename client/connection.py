@@ -38,7 +38,12 @@ _CONTROL_HEADROOM = 8
 
 
 class ConnectError(Exception):
-    """The node could not be reached or authenticated (one clear line)."""
+    """The node could not be reached or authenticated (one clear line); ``code`` is
+    "unreachable", or "wrong_identity" when the node is not the one pinned."""
+
+    def __init__(self, message: str, *, code: str = "unreachable") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class NodeError(Exception):
@@ -120,6 +125,6 @@ async def connect(
     except DialError as exc:
         if established:
             raise
-        raise ConnectError(str(exc)) from None
+        raise ConnectError(str(exc), code="wrong_identity" if exc.code == "wrong_identity" else "unreachable") from None
     except ConnectionClosed as exc:
         raise ConnectError(f"the node at {url} closed the connection ({describe_close(exc.reason)})") from None

@@ -182,6 +182,7 @@ def test_register_pins_the_node_fingerprint_of_the_token(net: Net, tmp_path: Pat
     home = tmp_path / "frank"
     user_error(
         sonet_here(home, "register", "frank@localhost", "--node", net.node.url, "--invite", forged),
+        "is not the node this invite is for",
         "does not match the pinned fingerprint",
     )
     # the device gave up before revealing the secret: the genuine token is still good
