@@ -204,6 +204,12 @@ async def check_lookup(conn: Connection, state: DeviceState, *, node: str, accou
     need = required_quorum(state, node, home=conn.welcome.node, home_witnesses=conn.welcome.witnesses)
     if len(named) < need:
         have = "no cosignature from a witness yet" if not named else f"only {len(named)} witness cosignatures"
+        if node == conn.welcome.node and state.witness_quorum() is not None and need > conn.welcome.witnesses:
+            raise VerifyError(  # waiting cannot help: the home node has fewer witnesses than that
+                f"the key directory head of {node} has {have}, and your witness quorum ({need}) is more than its "
+                f"{conn.welcome.witnesses} witnesses: lower it with `sonet witness-quorum N` (or `auto`)",
+                code="unwitnessed",
+            )
         raise VerifyError(f"the key directory head of {node} has {have} (need {need}); try again in a moment", code="unwitnessed")
     keep = head if previous is None or head.size > previous.size else previous
     with state.transaction():

@@ -263,6 +263,23 @@ async def test_another_nodes_head_needs_a_witness_unless_the_quorum_is_zero(
         assert alice.state.witness_quorum() is None
 
 
+async def test_a_quorum_above_the_home_nodes_witnesses_says_waiting_cannot_help(
+    alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a lone node has no witnesses: a quorum of 1 can never be met, so "try again in a
+    # moment" would be wrong; the line says what to change
+    with trio.fail_after(HANG_S):
+        alice = await register(alpha, "alice")
+        await register(alpha, "bob")
+        home = str(alice.state.home)
+        assert await _cli("--home", home, "witness-quorum", "1") == 0
+        capsys.readouterr()
+        assert await _cli("--home", home, "lookup", BOB) == 1
+        err = capsys.readouterr().err
+        assert "your witness quorum (1) is more than its 0 witnesses: lower it with `sonet witness-quorum N`" in err, err
+        assert "try again" not in err
+
+
 async def test_bundles_are_proven_too(alpha: RunningNode, register: Register, monkeypatch: pytest.MonkeyPatch) -> None:
     """The prekey bundles a new session starts from come with the same proof; a bundle for a
     device the proven list does not name is refused."""
