@@ -157,6 +157,8 @@ class LiveSession:
         self._events_send, self._events = trio.open_memory_channel[LiveEvent](math.inf)
         self._final: BaseException | None = None
         self._closed = False
+        #: why the last connection ended (None before the first did)
+        self._offline_reason: str | None = None
         #: what was reported and is not shown yet (so a batch reports only what is new)
         self._reported: set[bytes] = set()
         self._reported_group: set[tuple[bytes, int]] = set()
@@ -295,7 +297,8 @@ class LiveSession:
     @contextmanager
     def _lend(self) -> Iterator[None]:
         """``Device`` methods called in this block use the live connection (or learn it is down)."""
-        lent: Connection | ConnectError = self._conn or ConnectError("not connected to the home node now")
+        # (why it is down: the last connection's end, as the Offline event said it)
+        lent: Connection | ConnectError = self._conn or ConnectError(self._offline_reason or "connecting")
         token = _LENT.set((self._device, lent))
         try:
             yield
@@ -320,6 +323,7 @@ class LiveSession:
                 finally:
                     self._conn, self.online = None, False
                 wait = self.backoff.next()
+                self._offline_reason = reason
                 self._emit(Offline(reason=reason, retry_in_s=wait))
                 await trio.sleep(wait)
         except _Final as final:

@@ -135,6 +135,8 @@ async def test_the_node_going_away_makes_the_session_offline_and_a_text_written_
                 assert not session.online
                 kept = await session.send_text(BOB, "written offline")
                 assert (kept.state, kept.code) == ("pending", "offline")
+                # why: the connection's end, as the Offline event said (not "not connected" twice)
+                assert kept.message.startswith("the home node cannot be reached now (") and "node now)" not in kept.message, kept.message
                 waiting = alice.state.sent_message(kept.id)
                 assert waiting is not None and waiting.state == "pending"
                 await events.until(Offline)  # tries again, and says so each time
