@@ -25,7 +25,8 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 # is in every address and in its peers' pins), and a NAME/LISTEN given that differs is reported.
 run: $(VENV)/.installed-run
 	@if [ ! -f $(DATA)/node.toml ]; then \
-		$(BIN)/sonet-node init --data $(DATA) --name $(NAME) --listen $(LISTEN) || exit 1; \
+		out=$$($(BIN)/sonet-node init --data $(DATA) --name $(NAME) --listen $(LISTEN)) || exit 1; \
+		echo "$$out" | grep -v '^start it with:'; \
 	else \
 		name=$$(sed -n 's/^name *= *"\(.*\)"$$/\1/p' $(DATA)/node.toml); \
 		listen=$$(sed -n 's/^listen *= *"\(.*\)"$$/\1/p' $(DATA)/node.toml); \
