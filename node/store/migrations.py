@@ -614,10 +614,18 @@ _MAILBOX_COUNTS = (
         GROUP BY m.account, m.device_id, m.kind""",
 )
 
+# A group item body stored at its hub names the local device whose submission stored it: it
+# counts towards that device's and account's stored bytes until its last mailbox row goes.
+_GROUP_BODY_SENDERS = (
+    "ALTER TABLE group_bodies ADD COLUMN sender_account TEXT NULL",
+    "ALTER TABLE group_bodies ADD COLUMN sender_device INTEGER NULL",
+    *_sender_triggers("group_bodies", charge="group_body_charge", release="group_body_uncharge"),
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
     _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS, _LEANER_RELAY, _OUTBOX_USAGE_IN_WRITES,
-    _ACKED_DAYS, _MAILBOX_COUNTS,
+    _ACKED_DAYS, _MAILBOX_COUNTS, _GROUP_BODY_SENDERS,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

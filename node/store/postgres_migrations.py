@@ -436,6 +436,12 @@ _MAILBOX_COUNTS: tuple[str, ...] = (
         GROUP BY m.account, m.device_id, m.kind""",
 )
 
+_GROUP_BODY_SENDERS: tuple[str, ...] = (
+    "ALTER TABLE group_bodies ADD COLUMN sender_account TEXT NULL",
+    "ALTER TABLE group_bodies ADD COLUMN sender_device BIGINT NULL",
+    *_sender_usage("group_bodies"),
+)
+
 _BASELINE_VERSION = 16
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -448,6 +454,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _OUTBOX_USAGE_IN_WRITES,
     _ACKED_DAYS,
     _MAILBOX_COUNTS,
+    _GROUP_BODY_SENDERS,
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"

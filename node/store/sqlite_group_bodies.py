@@ -33,16 +33,23 @@ _INSERT_GROUP_ROW = (
 )
 
 
-def _shared_body(conn: Connection, body: bytes, charges: Charges) -> int:
-    """The id of the stored body equal to ``body``, stored now (and charged) if there is none."""
+def _shared_body(conn: Connection, body: bytes, charges: Charges, sender: tuple[str, int] | None = None) -> int:
+    """The id of the stored body equal to ``body``, stored now (and charged) if there is none.
+    ``sender``: the local device whose submission, ordered here, stores it: the body counts
+    towards its and its account's stored bytes until it goes (trigger ``group_body_charge``)."""
     digest = hashlib.sha256(body).digest()
     row = conn.execute("SELECT id FROM group_bodies WHERE digest = ?", (digest,)).fetchone()
     if row is not None:
         return int(row[0])
+    account, device = sender if sender is not None else (None, None)
     [(body_id,)] = conn.execute(
-        "INSERT INTO group_bodies (digest, body, size) VALUES (?, ?, ?) RETURNING id", (digest, body, len(body))
+        "INSERT INTO group_bodies (digest, body, size, sender_account, sender_device) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        (digest, body, len(body), account, device),
     ).fetchall()
-    charges.stored(len(body))
+    if sender is None:
+        charges.stored(len(body))
+    else:
+        charges.sender(*sender, len(body))
     return int(body_id)
 
 

@@ -23,7 +23,8 @@ again (``group_full``); at the hub, such a submission is not ordered now. The hu
 fan-out (ORDERED copies, HANDOVER, verdicts, forwarded submissions) is not held to the
 destination's outbox budget, only to the disk reserve: one member node that takes nothing does
 not stop its groups (its items expire there with the envelope TTL). A device's own SUBMIT for
-another node's hub counts towards its stored-bytes budget, like its envelopes.
+another node's hub counts towards its stored-bytes budget, like its envelopes; one ordered at
+its own node counts with what it stores there (its body, once) and queues for other nodes.
 
 Timed items (docs/groups.md "Disappearing messages on nodes"): everything kept of an item that
 carries an expiry (mailbox rows and with the last one its body, outbox items, ``hub_refs``,
@@ -80,13 +81,17 @@ class _Step:
         """When the records of ``item`` expire: a timed item's go at its expiry, no id stays."""
         return lives_until(item, now=self.now, ttl_ms=self.ttl_ms)
 
-    def queue(self, item: GroupItem, *, dest: str, origin: str, sender: Member | None = None) -> None:
+    def queue(self, item: GroupItem, *, dest: str, origin: str, sender: Member | None = None, submitter: Member | None = None) -> None:
         """``sender``: the local device whose own SUBMIT this is (its budgets and the outbox's
-        apply); else the hub's fan-out, held only to the disk reserve (module docstring)."""
+        apply); else the hub's fan-out, held to no outbox budget (module docstring), only to
+        ``submitter``'s: the local device whose submission, ordered here, it is a copy of."""
         out: OutboundItem = group_transit(item, origin=origin, dest=dest, now=self.now, ttl_ms=self.ttl_ms)
         if sender is None:
-            _queue_outbound(self.conn, out, self.now, usage=self.usage)
-            self.charges.stored(len(out.data))
+            _queue_outbound(self.conn, out, self.now, sender=submitter, usage=self.usage)
+            if submitter is None:
+                self.charges.stored(len(out.data))
+            else:
+                self.charges.sender(*submitter, len(out.data))
         else:
             _queue_outbound(self.conn, out, self.now, self.charges, sender=sender, usage=self.usage)
         self.effects.dests.add(dest)
@@ -143,7 +148,7 @@ def _group_submit(
     step = _Step(conn, here, now, ttl_ms, quota, Charges(), UsageChanges(), GroupEffects())
     if hub == here:
         try:
-            _order(step, item, origin=here)
+            _order(step, item, origin=here, submitter=(account, device_id))
         except _Full as full:  # the caller's transaction undoes everything: nothing was ordered
             raise StoreError(str(full), code=GROUP_FULL) from None
     else:
@@ -196,9 +201,10 @@ def _undo(conn: Connection, savepoint: str) -> None:
 
 # The hub -----------------------------------------------------------------------------------------
 
-def _order(step: _Step, item: GroupItem, *, origin: str, held: bool = False) -> None:
+def _order(step: _Step, item: GroupItem, *, origin: str, held: bool = False, submitter: Member | None = None) -> None:
     """Order a SUBMIT of a device of ``origin`` at this node and apply the outcome (``held``:
-    one that waited for a hand-over and goes now)."""
+    one that waited for a hand-over and goes now; ``submitter``: this node's device that sent
+    it, charged for what it stores here and queues for other nodes)."""
     conn = step.conn
     if not held and _held_back(step, item, origin=origin):
         return
@@ -210,7 +216,7 @@ def _order(step: _Step, item: GroupItem, *, origin: str, held: bool = False) -> 
         return
     moved_to, tag, size, seq = row[0], row[1] and bytes(row[1]), row[2], row[3]
     if moved_to is not None:  # handed over: the new hub judges it (its verdict goes to origin)
-        step.queue(item, dest=moved_to, origin=origin)
+        step.queue(item, dest=moved_to, origin=origin, sender=submitter)
         return
     if conn.execute("SELECT 1 FROM hub_refs WHERE grp = ? AND ref = ?", (item.group, item.ref)).fetchone():
         return  # ordered or refused before: a retried push
@@ -244,12 +250,12 @@ def _order(step: _Step, item: GroupItem, *, origin: str, held: bool = False) -> 
     if hub.moved_to is None and tag is not None:  # (a refusal changed nothing: it stays current)
         HUBS.keep(item.group, tag, hub, size)
     decided = plan(outcome, here=step.here, submit=item, origin=origin)
-    if decided.local is not None and _take_ordered(step, decided.local, origin=None) == GROUP_FULL:
+    if decided.local is not None and _take_ordered(step, decided.local, origin=None, submitter=submitter) == GROUP_FULL:
         raise _Full(f"a member device on {step.here} has no room for more group items now; try again later")
     for node, onward in decided.remote:
-        step.queue(onward, dest=node, origin=step.here)
+        step.queue(onward, dest=node, origin=step.here, submitter=submitter)
     if decided.verdict is not None:
-        _send_verdict(step, decided.verdict, to=decided.verdict_to)
+        _send_verdict(step, decided.verdict, to=decided.verdict_to, submitter=submitter)
 
 
 def _only_seq_moved(item: GroupItem) -> bool:
@@ -258,9 +264,9 @@ def _only_seq_moved(item: GroupItem) -> bool:
     return message_header(item.message)[2] is ContentType.APPLICATION
 
 
-def _send_verdict(step: _Step, verdict: GroupItem, *, to: str) -> None:
+def _send_verdict(step: _Step, verdict: GroupItem, *, to: str, submitter: Member | None = None) -> None:
     if to == step.here:
-        if _take_verdict(step, verdict) == GROUP_FULL:
+        if _take_verdict(step, verdict, submitter) == GROUP_FULL:
             raise _Full("the submitting device has no room for more group items now; try again later")
     else:
         step.queue(verdict, dest=to, origin=step.here)
@@ -365,7 +371,7 @@ def _hub_refusal(conn: Connection, item: GroupItem, origin: str) -> str:
     return "hub_pending" if item.seq > last_seq else "invalid"
 
 
-def _take_ordered(step: _Step, item: GroupItem, *, origin: str | None) -> str:
+def _take_ordered(step: _Step, item: GroupItem, *, origin: str | None, submitter: Member | None = None) -> str:
     """An ORDERED item for this node's member devices, pushed by ``origin`` (None: ordered
     here): a commit's member list replaces the node's (when it is newer than the one applied),
     and the item goes to every member device before and after it (a removed device sees its
@@ -375,7 +381,7 @@ def _take_ordered(step: _Step, item: GroupItem, *, origin: str | None) -> str:
     if waiting:  # taken before but not by every device: the rest get it now if they have room
         if origin is not None and origin != waiting[0][2]:
             return "invalid"
-        return _deliver_taken(step, item, {(a, d) for a, d, _ in waiting}, origin or step.here)
+        return _deliver_taken(step, item, {(a, d) for a, d, _ in waiting}, origin or step.here, submitter)
     if origin is not None:
         refusal = _hub_refusal(conn, item, origin)
         if refusal:
@@ -416,14 +422,14 @@ def _take_ordered(step: _Step, item: GroupItem, *, origin: str | None) -> str:
     if origin is not None and item.hub == step.here != origin:
         # the hub this node followed named it the next one: only that hub's hand-over is taken
         conn.execute("UPDATE member_groups SET handed_over_by = ? WHERE grp = ? AND hub = ?", (origin, item.group, step.here))
-    return _deliver_taken(step, item, recipients, origin or step.here)
+    return _deliver_taken(step, item, recipients, origin or step.here, submitter)
 
 
-def _deliver_taken(step: _Step, item: GroupItem, recipients: set[Member], origin: str) -> str:
+def _deliver_taken(step: _Step, item: GroupItem, recipients: set[Member], origin: str, submitter: Member | None = None) -> str:
     """Deliver a taken ORDERED item; the devices without room wait for ``origin`` to push it
     again (``group_full``), the item is done once none waits."""
     conn, key = step.conn, (item.group, item.seq)
-    full = _deliver(step, item, recipients)
+    full = _deliver(step, item, recipients, submitter)
     conn.execute("DELETE FROM group_waiting WHERE grp = ? AND seq = ?", key)
     if full:
         conn.executemany(
@@ -435,21 +441,22 @@ def _deliver_taken(step: _Step, item: GroupItem, recipients: set[Member], origin
     return OK
 
 
-def _take_verdict(step: _Step, item: GroupItem) -> str:
+def _take_verdict(step: _Step, item: GroupItem, submitter: Member | None = None) -> str:
     """A refusal of a submission of one of this node's devices: into that device's mailbox
     (nobody to tell when the submission is unknown here, e.g. its device was removed);
     ``group_full`` while it has no room."""
     row = step.conn.execute(
         "SELECT account, device_id FROM group_submissions WHERE grp = ? AND ref = ?", (item.group, item.ref)
     ).fetchone()
-    if row is not None and _deliver(step, item, {(row[0], row[1])}):
+    if row is not None and _deliver(step, item, {(row[0], row[1])}, submitter):
         return GROUP_FULL
     return OK
 
 
-def _deliver(step: _Step, item: GroupItem, recipients: set[Member]) -> set[Member]:
+def _deliver(step: _Step, item: GroupItem, recipients: set[Member], submitter: Member | None = None) -> set[Member]:
     """``item`` into each recipient's mailbox that does not hold it yet and has room within its
-    allowance of group items; the recipients without room."""
+    allowance of group items; the recipients without room. ``submitter``: this node's device
+    whose submission it is, charged for its body (sqlite_group_bodies.py)."""
     envelopes = mailbox_envelopes(item, sorted(recipients), now=step.now, ttl_ms=step.ttl_ms)  # encoded once
     known = _known(step.conn, envelopes, step.now)
     max_count, max_bytes = group_allowance(step.quota)
@@ -467,7 +474,7 @@ def _deliver(step: _Step, item: GroupItem, recipients: set[Member]) -> set[Membe
             full.add((env.account, env.device_id))
             continue
         if body_ref is None:
-            body_ref = _shared_body(step.conn, env.body, step.charges)
+            body_ref = _shared_body(step.conn, env.body, step.charges, submitter)
         _store_group_row(step.conn, env, body_ref, step.now, step.charges)
         step.effects.mailboxes.add((env.account, env.device_id))
     return full

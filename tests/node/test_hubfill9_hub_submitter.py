@@ -1,5 +1,8 @@
-"""hubfill9: what a device's group submissions make its OWN node store, when that node is the
-group's hub, counts towards nobody's stored-bytes budget (node/store/sqlite_groups.py).
+"""hubfill9: what a device's group submissions made its OWN node store, when that node is the
+group's hub, counted towards nobody's stored-bytes budget (node/store/sqlite_groups.py). Now the
+body stored there (once) and the copies queued for other nodes count towards the submitting
+device's and account's budgets (migration 24: group_bodies names its submitter), and the tests
+below, strict xfails before, pass. What follows is how it was.
 
 A device submitting for another node's hub is charged for its SUBMIT in the outbox like its
 envelopes (``sender_full`` past its budget). At the hub, ``_group_submit`` orders the item in
@@ -136,7 +139,6 @@ async def test_a_submission_for_another_nodes_hub_is_charged_to_the_submitter(st
     assert code == "sender_full" and taken <= MIB // TEXT
 
 
-@pytest.mark.xfail(strict=True, reason="hubfill9: a submission ordered at its submitter's own node is charged to no sender budget")
 async def test_what_a_submission_stores_at_its_own_nodes_hub_is_charged_to_the_submitter(store: SqliteStore) -> None:
     """At the hub the same texts are ordered and their copies kept in alice's mailbox (never
     read): 4 MiB stored against a 1 MiB budget, refused by nothing but the group allowance."""
@@ -147,7 +149,6 @@ async def test_what_a_submission_stores_at_its_own_nodes_hub_is_charged_to_the_s
     assert code == "sender_full" and taken <= MIB // TEXT, f"{taken} submissions taken, {stored:,} bytes of group bodies stored, refusal {code!r}"
 
 
-@pytest.mark.xfail(strict=True, reason="hubfill9: the hub's fan-out for its own node's submitter is held to no budget but the disk reserve")
 async def test_what_a_submission_queues_at_its_own_nodes_hub_for_other_nodes_is_charged_to_the_submitter(store: SqliteStore) -> None:
     """alice's texts at alpha for a group with bob@beta, who takes nothing: each copy for
     beta waits in alpha's outbox; alice reads her own copies, so nothing is left in her
