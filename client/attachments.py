@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -78,6 +79,16 @@ Progress = Callable[[int, int], None]
 #: 0.2 s doubling to 3 s, about 27 s in all, so a node that restarts (a busy machine takes a
 #: while) is waited for; after that the command fails and running it again resumes
 RETRIES = 12
+#: the longest a download waits for the node's "try again in N s" before asking again
+MAX_RATE_WAIT_S = 30.0
+
+
+def _retry_after_s(message: str) -> float:
+    """The wait a ``rate_limited`` refusal names ("try again in 1.5 s"), 1 s if it names none."""
+    found = re.search(r"try again in ([0-9]+(?:\.[0-9]+)?) s", message)
+    return min(float(found.group(1)), MAX_RATE_WAIT_S) if found else 1.0
+
+
 #: BlobPuts on their way at once: the link carries the next chunks while the node writes one
 PUTS_IN_FLIGHT = 4
 #: BlobGets on their way at once (a blob of another node: its node reads while this one passes on)
@@ -324,7 +335,8 @@ class Attachments:
             raise LocalProtocolError(f"{out_dir} is not a folder", code="bad_input")
         part = out_dir / f".{ref.blob.hex()}{_PART}"
         total = ref.sealed_size
-        for attempt in range(RETRIES + 1):
+        attempt, held = 0, -1
+        while True:
             try:
                 async with self._device._connect(self._state.profile()) as conn:
                     await self._fetch(conn, ref, part, total, progress)
@@ -333,6 +345,20 @@ class Attachments:
                 if attempt == RETRIES:
                     raise
                 await trio.sleep(min(0.2 * 2**attempt, 3.0))
+                attempt += 1
+            except NodeError as exc:
+                # over the device's byte budget for files (a long run of downloads): the node says
+                # when there is room again; what came is in the part file, and the rest follows.
+                # A wait after which more came is not a retry: only one that brought nothing is.
+                if exc.code != "rate_limited":
+                    raise
+                now_held = part.stat().st_size if part.exists() else 0
+                if now_held <= held:
+                    if attempt == RETRIES:
+                        raise
+                    attempt += 1
+                held = now_held
+                await trio.sleep(_retry_after_s(str(exc)))
         return await trio.to_thread.run_sync(_open_and_save, ref, part, out_dir)
 
     async def save_thumbnail(self, msg_id: bytes, out_dir: Path) -> Path:

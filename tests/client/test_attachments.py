@@ -21,9 +21,9 @@ from sonet.client.sdk import Device
 from sonet.core.blob_api import BLOB_CHUNK_BYTES
 from sonet.core.errors import LocalProtocolError
 from sonet.node.blobs import BLOBS_DIR
-from tests.node.conftest import RunningNode
+from tests.node.conftest import NodeParams, RunningNode
 
-from .conftest import ALICE, BETA, BOB, CAROL, link_device, run_cli
+from .conftest import ALICE, BETA, BOB, CAROL, Clock, link_device, run_cli
 from .loopback import Loopback
 
 pytestmark = pytest.mark.usefixtures("few_prekeys")
@@ -207,6 +207,43 @@ async def test_a_download_cut_mid_way_resumes(alpha: RunningNode, register: Regi
     saved = Path(await bob.download(sent.id, out, progress=lambda done, total: seen.append(done)))
     assert seen[0] == BLOB_CHUNK_BYTES and saved.read_bytes() == data
     assert [p.name for p in out.iterdir()] == ["big.bin"]
+
+
+async def test_a_download_over_the_devices_byte_budget_waits_and_goes_on(
+    start_node: Callable[..., Awaitable[RunningNode]], node_params: NodeParams, clock: Clock, register: Register, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the node serves this device one chunk, then one per 0.1 s of its clock: each refusal says
+    # when to try again, and the download waits that long and goes on from what it has
+    import trio
+
+    from sonet.federation.ratelimit import Rate
+    from sonet.node.client_limits import ClientLimits
+
+    node_params.client_limits = ClientLimits(local_blob_bytes=Rate(per_second=10 * BLOB_CHUNK_BYTES, burst=BLOB_CHUNK_BYTES))
+    alpha = await start_node()
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    path, data = a_file(tmp_path, "big.bin", 4 * BLOB_CHUNK_BYTES)
+    sent = await alice.send_file(BOB, path)
+    await bob.receive()
+    out = tmp_path / "out"
+    out.mkdir()
+    waits: list[float] = []
+    said = attachments._retry_after_s
+    monkeypatch.setattr(attachments, "_retry_after_s", lambda message: waits.append(said(message)) or waits[-1])
+
+    async def time_passes() -> None:  # the node's clock, in step with the real one
+        while True:
+            await trio.sleep(0.01)
+            clock.advance(10)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(time_passes)
+            saved = Path(await bob.download(sent.id, out))
+            nursery.cancel_scope.cancel()
+    assert saved.read_bytes() == data
+    assert len(waits) >= 2 and all(0 < w <= 0.2 for w in waits), waits  # each "try again in 0.1 s" waited
 
 
 async def test_a_file_in_a_group(alpha: RunningNode, register: Register, tmp_path: Path) -> None:
