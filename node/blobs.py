@@ -157,8 +157,7 @@ class BlobStore:
         info = BlobInfo(id=blob, account=account, size=size, sha256=sha256, created_at=now, expires=now + s.retention_ms)
         self._add(info)  # counted from now on: a concurrent create sees it in the quota
         try:
-            free = await trio.to_thread.run_sync(lambda: shutil.disk_usage(self.root).free)
-            if free - size < self._reserve:
+            if not await trio.to_thread.run_sync(self._has_room, size):
                 raise RequestError("disk_full", "the node's disk is too full for this blob; try again later")
             await self._io(self._write_meta, info)
         except BaseException:
@@ -210,10 +209,14 @@ class BlobStore:
                 await self._complete(info)
             return info
 
+    def _has_room(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` more leave the disk reserve free (a statvfs: in a worker thread)."""
+        return shutil.disk_usage(self.root).free - nbytes >= self._reserve
+
     def _append(self, info: BlobInfo, offset: int, data: bytes) -> None:
         # each chunk, not only the create: other uploads and the database use the disk meanwhile,
         # and the reserve is what keeps acks, deletes and expiry working (disk_full; resumable)
-        if shutil.disk_usage(self.root).free - len(data) < self._reserve:
+        if not self._has_room(len(data)):
             raise OSError(errno.ENOSPC, "the disk reserve is reached")
         fd = os.open(self._path(info.id, ".part"), os.O_WRONLY | os.O_CREAT, 0o600)
         try:
@@ -307,8 +310,8 @@ class BlobStore:
             try:
                 async with self._lock(info.id):
                     await self._drop(info)
-            except BaseException:  # the ones not dropped yet are due at the next round
-                for rest in expired[done + 1 :]:
+            except BaseException:  # this one (if still here) and the rest are due at the next round
+                for rest in expired[done:]:
                     heapq.heappush(self._expiries, (rest.expires, rest.id))
                 raise
         return len(expired)

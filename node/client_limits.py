@@ -395,10 +395,12 @@ class ClientLimits:
         if not conn.requests.take(now):
             return f"too many requests on this connection; {_AGAIN}"
         device = session.peer.fingerprint
-        # an Ack only of what this connection delivered: the end of a delivery, never refused
-        # for a device's or account's other traffic (a refused Ack closes its connection)
-        delivered = isinstance(frame, Ack) and bool(frame.ids) and session.delivered_here(frame.ids) == len(frame.ids)
-        if not delivered:
+        # an Ack of what this connection delivered is the delivery's own end, paid for by the
+        # mail that came: only the ids it did not deliver (made up, or of an earlier connection)
+        # are charged, and one only of delivered ids is never refused for the device's or
+        # account's other traffic (a refused Ack closes its connection)
+        delivered = session.delivered_here(frame.ids) if isinstance(frame, Ack) else 0
+        if not (isinstance(frame, Ack) and delivered and delivered == len(frame.ids)):
             if not self._device_requests.allow(device, now):
                 return f"too many requests from this device; {_AGAIN}"
             if session.mailbox is not None and not self._account_requests.allow(session.mailbox[0], now):
@@ -441,10 +443,7 @@ class ClientLimits:
                 return f"too many {what} from the devices of {session.mailbox[0]}; {_AGAIN}"
         elif isinstance(frame, (Ack, FetchStatus)):
             limiter = self._ack_ids if isinstance(frame, Ack) else self._status_ids
-            # an Ack of what this connection delivered is the delivery's own end, paid for by
-            # the mail that came: only ids it did not deliver (made up, or of an earlier
-            # connection) are charged, so a device receiving fast is never slowed
-            charged = len(frame.ids) - (session.delivered_here(frame.ids) if isinstance(frame, Ack) else 0)
+            charged = len(frame.ids) - delivered
             if charged > 0 and not limiter.allow(device, now, min(charged, limiter.rate.burst)):
                 what = "acknowledgements" if isinstance(frame, Ack) else "delivery status requests"
                 return f"too many {what} from this device; {_AGAIN}"

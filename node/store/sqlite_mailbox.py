@@ -13,6 +13,8 @@ from __future__ import annotations
 from contextlib import closing
 from typing import Any
 
+from sonet.core.envelope import Kind
+
 from .dialect import Connection, insert_rows
 from .base import MailboxItem, NewEnvelope, Quota, QuotaExceeded, StoreError
 from .sqlite_budgets import Charges
@@ -59,13 +61,10 @@ def _known(conn: Connection, envelopes: list[NewEnvelope], now: int) -> set[tupl
     return known
 
 
-#: the kind of group items (Kind.GROUP): they have their own allowance (sqlite_groups.py)
-GROUP_KIND = 3
-
-
 def _mailbox_usage(conn: Connection, account: str, device_id: int, now: int, *, group: bool = False) -> tuple[int, int]:
     """The count and body bytes of the mailbox's unexpired envelopes (what the quota counts):
-    its rows other than group items, or (``group``) only its group items.
+    its rows other than group items (Kind.GROUP: their own allowance, sqlite_groups.py), or
+    (``group``) only its group items.
 
     O(1) + O(expired rows not yet purged): ``mailbox_counts`` holds every row of the mailbox
     per kind (migration 23; ``MailboxCounts``), from which the rows of each kind that expired
@@ -75,7 +74,7 @@ def _mailbox_usage(conn: Connection, account: str, device_id: int, now: int, *, 
     for held, held_bytes, expired, expired_bytes in conn.execute(
         "SELECT c.count, c.bytes, count(m.kind), coalesce(sum(m.size), 0) FROM mailbox_counts c"
         " LEFT JOIN mailbox m ON m.account = c.account AND m.device_id = c.device_id AND m.kind = c.kind AND m.expires <= ?"
-        f" WHERE c.account = ? AND c.device_id = ? AND c.kind {'=' if group else '!='} {GROUP_KIND}"
+        f" WHERE c.account = ? AND c.device_id = ? AND c.kind {'=' if group else '!='} {int(Kind.GROUP)}"
         " GROUP BY c.kind, c.count, c.bytes",
         (now, account, device_id),
     ):
