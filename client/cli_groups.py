@@ -309,8 +309,12 @@ def _not_added(members: list[str], view: GroupView, me: str) -> list[str]:
     return [] if view.waiting else sorted({m for m in members if m != me and m not in view.members})
 
 
+def _keyless(accounts: list[str]) -> str:
+    return f"{', '.join(accounts)}: no group keys yet, published by their next `sonet recv`; add them then"
+
+
 def _no_keys(accounts: list[str]) -> str:
-    return f" ({', '.join(accounts)}: no group keys yet, published by their next `sonet recv`; add them then)" if accounts else ""
+    return f" ({_keyless(accounts)})" if accounts else ""
 
 
 def cmd_add(args: argparse.Namespace, shell: Shell) -> None:
@@ -328,7 +332,7 @@ def cmd_add(args: argparse.Namespace, shell: Shell) -> None:
         present = {m.account for m in info.members}
         missing = sorted({m for m in members if m not in present})
         already = sorted({m for m in members if m in present})
-        why = [f"{', '.join(missing)}: no group keys yet, published by their next `sonet recv`; add them then"] if missing else []
+        why = [_keyless(missing)] if missing else []
         why += [f"{', '.join(already)}: in the group already, with every device"] if already else []
         raise LocalProtocolError(f"nothing to add ({'; '.join(why)})", code="nothing_to_do") from None
     not_added = _not_added(members, view, device.state.profile().address)
