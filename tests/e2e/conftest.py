@@ -17,6 +17,7 @@ import io
 import json
 import os
 import queue
+import random
 import re
 import signal
 import socket
@@ -136,11 +137,31 @@ def ok(result: Result) -> Result:
     return result
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now (for "unreachable" URLs)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nothing listens on right now, for a node's --listen or an "unreachable" URL.
+
+    Chosen outside the kernel's ephemeral range: a port the kernel handed out (bind to 0) is the
+    kind it gives the next outgoing connection of any parallel worker, which then holds it when
+    the node binds (a CI run failed so: "Address already in use")."""
+    low, high = _ephemeral_range()
+    pool = [p for p in range(20000, 32768) if not low <= p <= high] or list(range(1024, low))
+    for _ in range(200):
+        port = random.choice(pool)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port outside the ephemeral range")
 
 
 def set_listen(data: Path, listen: str) -> None:
@@ -216,6 +237,17 @@ class Processes:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, text=True, env=_env(), **kwargs)
         self.started.append(proc)
         return proc
+
+    def start_node_on_free_port(self, data: Path, *extra: str) -> NodeProcess:
+        """``start_node`` with ``--listen 127.0.0.1:<free port>`` (one per process of a PostgreSQL
+        node), choosing again if another process took the port between the choice and the bind."""
+        for attempt in range(3):
+            try:
+                return self.start_node(data, "--listen", f"127.0.0.1:{free_port()}", *extra)
+            except pytest.fail.Exception as exc:
+                if "Address already in use" not in str(exc) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def start_node(self, data: Path, *extra: str) -> NodeProcess:
         """``sonet-node run --data DATA [EXTRA...]``; return once it printed its URL and fingerprint."""

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from ..node.store.pg_cluster import running_cluster
-from .conftest import NodeProcess, Processes, free_port, init_node, node_here, ok, read_json_lines, read_texts, register, sonet_here
+from .conftest import NodeProcess, Processes, init_node, node_here, ok, read_json_lines, read_texts, register, sonet_here
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]
 
@@ -78,7 +78,7 @@ def test_three_processes_one_node_and_a_sigkilled_outbox_holder(procs: Processes
             f.write(FEDERATION_CONFIG)
 
     # alpha#2 first, alone: the first item for beta is queued while it is the only process
-    alpha2 = procs.start_node(alpha_dir, "--listen", f"127.0.0.1:{free_port()}")
+    alpha2 = procs.start_node_on_free_port(alpha_dir)
     beta = procs.start_node(beta_dir)
     peer(alpha_dir, beta)
     peer(beta_dir, alpha2)
@@ -93,8 +93,8 @@ def test_three_processes_one_node_and_a_sigkilled_outbox_holder(procs: Processes
     clash = node_here("run", "--data", alpha_dir, "--listen", alpha2.url.removeprefix("ws://"))
     assert clash.rc == 1 and "already running" in clash.err and "--listen" in clash.err, clash
 
-    alpha1 = procs.start_node(alpha_dir, "--listen", f"127.0.0.1:{free_port()}")
-    alpha3 = procs.start_node(alpha_dir, "--listen", f"127.0.0.1:{free_port()}")
+    alpha1 = procs.start_node_on_free_port(alpha_dir)
+    alpha3 = procs.start_node_on_free_port(alpha_dir)
     assert alpha1.fingerprint == alpha2.fingerprint == alpha3.fingerprint  # one node
     # from now on beta dials alpha at alpha#1 (any process serves the node; as a balancer would)
     ok(node_here("peer", "remove", "--data", beta_dir, "--name", "alpha"))

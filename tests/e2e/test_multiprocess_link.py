@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SONET, Processes, free_port, link_device, node_here, ok, read_texts, register, sonet_here
+from .conftest import SONET, Processes, link_device, node_here, ok, read_texts, register, sonet_here
 from .test_multiprocess import database  # noqa: F401 - the module's PostgreSQL database fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_prekeys_for_module")]
@@ -26,8 +26,8 @@ POLL_GUARD_S = 120.0
 def test_link_across_processes_and_typing_reaches_another_process(procs: Processes, tmp_path: Path, database: str) -> None:  # noqa: F811
     alpha_dir = tmp_path / "alpha"
     ok(node_here("init", "--data", alpha_dir, "--name", "alpha", "--listen", "127.0.0.1:0", "--database", database))
-    alpha1 = procs.start_node(alpha_dir, "--listen", f"127.0.0.1:{free_port()}")
-    alpha3 = procs.start_node(alpha_dir, "--listen", f"127.0.0.1:{free_port()}")
+    alpha1 = procs.start_node_on_free_port(alpha_dir)
+    alpha3 = procs.start_node_on_free_port(alpha_dir)
     alice, bob, bob2 = tmp_path / "alice", tmp_path / "bob", tmp_path / "bob2"
     register(alice, "alice@alpha", alpha1)
     register(bob, "bob@alpha", alpha3)
