@@ -567,7 +567,10 @@ class ChatApp(App[int]):
             compose.value = value
 
     def action_act(self, action: str) -> None:
-        """What a key does to the picked message: one line when it cannot."""
+        """What a key does to the picked message: one line when it cannot. A reaction, vote or
+        delete once done (not cancelled) lets the cursor go, back to the compose box: else the
+        next words typed would be taken letter by letter as r, e, d... on the message still
+        picked. A save keeps it (the file is still on its way)."""
         item = self._main(MessageLog).selected_item()
         if item is None or self.current is None:
             return
@@ -597,10 +600,12 @@ class ChatApp(App[int]):
 
     def _reacted(self, msg_id: bytes, emoji: str | None, mine: set[str]) -> None:
         if emoji:
+            self.action_leave_cursor()
             self.run_worker(self.act_on(msg_id, "unreact" if emoji in mine else "react", emoji), exit_on_error=False)
 
     def _deleted(self, msg_id: bytes, everyone: bool, yes: bool | None) -> None:
         if yes:
+            self.action_leave_cursor()
             self.run_worker(self.act_on(msg_id, "delete" if everyone else "delete-here", ""), exit_on_error=False)
 
     def _vote(self, item: HistoryItem) -> None:
@@ -612,6 +617,7 @@ class ChatApp(App[int]):
 
         def picked(option: int | None) -> None:
             if option is not None:
+                self.action_leave_cursor()
                 self.run_worker(self._send_vote(item.id, option, remove=option in mine), exit_on_error=False)
 
         self.push_screen(VoteScreen(poll, item.poll_result, mine), picked)

@@ -90,15 +90,20 @@ async def test_the_cursor_picks_an_older_message_to_reply_react_edit_and_delete(
         assert isinstance(app.screen, ReactScreen)
         await pilot.press("2")
         await until(pilot, lambda: (i := item_of(app, first.id)) is not None and i.reactions == (Reaction(emoji="👎", count=1, mine=True),), "the reaction")
+        # done, the cursor lets go: what is typed next is text, not r, e, d... on that message
+        assert picked(app) is None and app.focused is compose
+        await type_text(pilot, "dyer")
+        assert compose.value == "dyer" and app.screen is app.screen_stack[0] and app.compose_mode is None
+        compose.value = ""
         # picking one's own reaction again takes it back
-        await pilot.press("plus", "2")
+        await pilot.press("up", "up", "up", "plus", "2")
         await until(pilot, lambda: (i := item_of(app, first.id)) is not None and i.reactions == (), "the reaction taken back")
         clock.advance(1000)
 
         # e on their message: refused in one line, nothing changes; on the own reply: edited
         said: list[str] = []
         app.say = lambda text, severity="information", timeout=6: said.append(text)  # type: ignore[method-assign]
-        await pilot.press("e")
+        await pilot.press("up", "up", "up", "e")
         assert app.compose_mode is None and picked(app) == first.id
         assert said == ["cannot edit: only its author can edit a message"]
         await pilot.press("down", "down", "e")  # second, then the reply
@@ -123,7 +128,7 @@ async def test_the_cursor_picks_an_older_message_to_reply_react_edit_and_delete(
         clock.advance(1000)
 
         # d on their message deletes it on this device only
-        await pilot.press("up", "up", "d")
+        await pilot.press("up", "up", "up", "d")
         assert picked(app) == first.id
         await pilot.press("y")
         await until(pilot, lambda: item_of(app, first.id) is None, "gone from this device")
@@ -302,7 +307,7 @@ async def test_in_a_group_the_cursor_reacts_and_a_file_goes_to_every_member(
             pilot, lambda: [i.reactions for i in app.history.messages(group.id)] == [(Reaction(emoji="🎉", count=1, mine=True),)], "the reaction"
         )
         clock.advance(1000)
-        await pilot.press("escape")  # back to the compose box
+        assert picked(app) is None and app.focused is app.query_one("#compose")  # the reaction let the cursor go
         app.query_one("#compose", Input).value = f"/file {path} the route"
         await pilot.press("enter")
         await until(pilot, lambda: "sent route.gpx" in line(app, "#transfer"), "sent")
