@@ -746,7 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = peer_command("add", cmd_peer_add, "pin a peer node by name, URL and identity fingerprint")
     p.add_argument("--name", required=True, help="the peer's node name, e.g. beta.example")
-    p.add_argument("--url", required=True, help="the peer's ws:// or wss:// URL (without /federation)")
+    p.add_argument("--url", required=True, help="the peer's ws:// or wss:// URL (without /federation; with --via it is kept, not dialled)")
     p.add_argument("--fingerprint", required=True, metavar="FP", help="the peer's `sonet-node fingerprint`")
     p.add_argument("--via", metavar="RELAY", help="name of an already configured peer that relays for this one")
     peer_command("list", cmd_peer_list, "list the pinned peer nodes")
