@@ -84,7 +84,7 @@ from .errors import FederationError
 from .peers import Peer
 from .pool import LinkPool
 from .push_sequence import OUT_OF_ORDER
-from .ports import FederationStore, StoreFailure
+from .ports import FederationStore, Page, StoreFailure
 from .records import BUDGET_CODES, OutboundItem, QueuedItem, StatusUpdate
 from .routes import Routes
 from .settings import FederationSettings
@@ -394,15 +394,21 @@ class Outboxes:
         # first); their answers are taken in the order sent. ``read_from`` is the last seq
         # handed over, so the next push reads past the items in flight and being settled. The
         # settles (outbox_done transactions) run one at a time, in order, beside the pushes.
+        # ``read_all_to``: a complete read (Page.complete) ended at this seq and nothing was
+        # queued since (every commit that queues wakes the worker): reading past it again
+        # would find nothing, so the worker does not ask the store until it is woken.
         in_flight: deque[_InFlight] = deque()
         read_from = 0
+        read_all_to: int | None = None
         settling = _Settling.idle()
         while True:
             if in_flight and (len(in_flight) >= self._settings.pushes_in_flight or in_flight[-1].alone):
                 settling, failed = await self._answered(in_flight, settling, worker, nursery)
                 if failed is not None:
-                    read_from = failed
+                    read_from, read_all_to = failed, None
                 continue
+            # (asked before ``woken`` is cleared: a wake-up since the last read is not lost)
+            nothing_new = read_all_to == read_from and not worker.woken
             # Before the reads: a wake-up or a nudge during them is not lost.
             worker.woken = False
             worker.nudged = trio.Event()
@@ -411,15 +417,21 @@ class Outboxes:
                 while in_flight:  # nothing expires behind the back of its own push
                     settling, _ = await self._answered(in_flight, settling, worker, nursery)
                 await settling.wait()
-                read_from = 0  # the items kept for a later try (RETRY_LATER) are read again
+                read_from, read_all_to = 0, None  # the items kept for a later try (RETRY_LATER) are read again
                 worker.waiting_groups.clear()
                 worker.expire_due = False
                 if await self._expire(dest):
                     worker.expire_due = True  # there may be more
                 continue
-            items = await self._store.outbox(
-                dest, limit=limits.MAX_TRANSIT_PER_PUSH, max_bytes=limits.MAX_PUSH_BYTES, now=self._clock_ms(), after=read_from
-            )
+            if nothing_new:
+                items: list[QueuedItem] = []
+            else:
+                page = await self._store.outbox(
+                    dest, limit=limits.MAX_TRANSIT_PER_PUSH, max_bytes=limits.MAX_PUSH_BYTES, now=self._clock_ms(), after=read_from
+                )
+                items = page
+                # (a plain list, from a test double, is never known complete)
+                read_all_to = (page[-1].seq if page else read_from) if isinstance(page, Page) and page.complete else None
             if not items and in_flight:
                 if not worker.woken and self._may_go_beside(in_flight):
                     # New items end this wait too: a small push may go beside the one in
@@ -429,7 +441,7 @@ class Outboxes:
                         continue
                 settling, failed = await self._answered(in_flight, settling, worker, nursery)
                 if failed is not None:
-                    read_from = failed
+                    read_from, read_all_to = failed, None
                 continue
             if not items:
                 if not worker.woken:  # new items end the wait for the settle in flight
@@ -443,7 +455,7 @@ class Outboxes:
                 if in_flight:  # their answers first: they may change the picture
                     settling, failed = await self._answered(in_flight, settling, worker, nursery)
                     if failed is not None:
-                        read_from = failed
+                        read_from, read_all_to = failed, None
                     continue
             if hop is None:
                 # Kept, not failed: the operator may be re-adding the peer (a changed pin).
@@ -467,7 +479,7 @@ class Outboxes:
                 # one that failed before it went out: it must not overtake it.
                 settling, failed = await self._answered(in_flight, settling, worker, nursery)
                 if failed is not None:
-                    read_from = failed
+                    read_from, read_all_to = failed, None
                 continue
             read_from = items[-1].seq
             if push.transits:

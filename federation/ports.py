@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sonet.core.client_api import SignedHead
 from sonet.core.crypto import VerifyKey
@@ -24,7 +24,7 @@ from sonet.core.wire import Frame
 from .peers import Peer
 from .records import GroupReceived, NewEnvelope, OutboundItem, QueuedItem, Quota, SplitRow, StatusUpdate, WitnessRow
 
-__all__ = ["StoreFailure", "Queued", "FederationStore", "KeyDirectory", "LocalAnswer", "Delivered", "Received"]
+__all__ = ["StoreFailure", "Page", "Queued", "FederationStore", "KeyDirectory", "LocalAnswer", "Delivered", "Received"]
 
 #: one item a peer pushed, as federation classified it for ``FederationStore.receive``
 Received = NewEnvelope | OutboundItem | StatusUpdate | GroupReceived
@@ -34,6 +34,17 @@ Received = NewEnvelope | OutboundItem | StatusUpdate | GroupReceived
 LocalAnswer = Callable[[Frame], Awaitable[Frame]]
 #: called with the (account, device) mailboxes that got new envelopes from a peer
 Delivered = Callable[[Iterable[tuple[str, int]]], None]
+
+
+T = TypeVar("T")
+
+
+class Page(list[T]):
+    """What one read of a queue returned, in order. ``complete``: the read stopped at neither
+    its count nor its byte cap, so it held every item there was past where it started; a
+    reader that is woken for each new item need not look again until it is woken."""
+
+    complete: bool = False
 
 
 class StoreFailure(Refusal):
@@ -77,7 +88,7 @@ class FederationStore(Protocol):
         queued: Callable[[Queued], object] | None = None,
     ) -> list[str]: ...
 
-    async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> list[QueuedItem]: ...
+    async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> Page[QueuedItem]: ...
 
     async def expired_outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]: ...
 

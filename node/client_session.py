@@ -464,7 +464,10 @@ class ClientSession:
                 # the stored envelopes passed their checks when this node took them in: the
                 # frame's types and caps are checked, not each envelope's check() again
                 await self._sock.send_encoded(encode_frame(Deliver(items=deliveries), nested_checked=True))
-                continue
+                if not items.complete or self._woken:
+                    continue
+                # The read held everything past _last_seq, and whatever was stored since woke
+                # this task: looking again would find nothing (a store read saved per batch).
             if not self._drained_sent:
                 await self.send(Drained())
                 self._drained_sent = True

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sonet.federation.peers import Peer
-from sonet.federation.ports import Queued, StoreFailure
+from sonet.federation.ports import Page, Queued, StoreFailure
 from sonet.core.groups.items import GroupItem
 from sonet.federation.records import (
     DeliveryRow,
@@ -542,10 +542,11 @@ class Store(Protocol):
 
     async def pending(
         self, account: str, device_id: int, *, after_seq: int, limit: int, now: int, max_bytes: int | None = None
-    ) -> list[MailboxItem]:
+    ) -> Page[MailboxItem]:
         """Unexpired envelopes of one mailbox with seq > after_seq, in seq order, at most
         ``limit`` of them (ValueError if ``limit < 1``) and, with ``max_bytes``, at most that
-        many body bytes in total -- but always the first one if any (so they fit a frame)."""
+        many body bytes in total -- but always the first one if any (so they fit a frame).
+        ``complete`` when neither cap stopped the read."""
         ...
 
     async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:
@@ -636,11 +637,11 @@ class Store(Protocol):
         """
         ...
 
-    async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> list[QueuedItem]:
+    async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> Page[QueuedItem]:
         """The oldest unexpired items queued for ``dest`` with a seq above ``after``, in queue
         order: at most ``limit`` items and at most ``max_bytes`` of ``data`` in total, but
         always the first one if any. (``after``: items already pushed whose ``outbox_done``
-        is still being written are skipped.)"""
+        is still being written are skipped.) ``complete`` when neither cap stopped the read."""
         ...
 
     async def expired_outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:

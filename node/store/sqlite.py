@@ -41,7 +41,7 @@ from sonet.core.crypto import normalize_fingerprint
 from sonet.core.errors import LocalProtocolError
 from sonet.core.groups.items import GroupItem
 from sonet.federation.peers import PeerError, validate_peer
-from sonet.federation.ports import Queued
+from sonet.federation.ports import Page, Queued
 
 from .base import (
     AccountRow,
@@ -425,7 +425,9 @@ class SqliteStore:
         return await self._transaction(_remove_peer, name.strip().lower())
 
     async def peers(self) -> list[Peer]:
-        return await self._call(_peers)
+        # on the read connection: federation asks before each push, which must not wait
+        # behind the group commit in progress
+        return await self._read(_peers)
 
     async def set_peer_key(self, name: str, *, fingerprint: str, key: bytes) -> bool:
         try:
@@ -525,7 +527,7 @@ class SqliteStore:
 
     async def pending(
         self, account: str, device_id: int, *, after_seq: int, limit: int, now: int, max_bytes: int | None = None
-    ) -> list[MailboxItem]:
+    ) -> Page[MailboxItem]:
         if limit < 1:
             raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
         return await self._read(_pending, account, device_id, after_seq, limit, now, max_bytes)
@@ -561,7 +563,7 @@ class SqliteStore:
             _receive, list(items), now, quota, self._disk_free, cost=len(items), after=after, queued=queued
         )
 
-    async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> list[QueuedItem]:
+    async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> Page[QueuedItem]:
         if limit < 1:
             raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
         return await self._read(_outbox, dest, limit, max_bytes, now, after)

@@ -15,6 +15,7 @@ from contextlib import closing
 from typing import Any
 
 from sonet.core.federation_api import OK
+from sonet.federation.ports import Page
 
 from .dialect import Connection, insert_rows
 from .base import (
@@ -311,36 +312,39 @@ def _receive(conn: Connection, items: list[Inbound], now: int, quota: Quota, dis
     return outcomes
 
 
-def _outbox(conn: Connection, dest: str, limit: int, max_bytes: int, now: int, after: int) -> list[QueuedItem]:
+def _outbox(conn: Connection, dest: str, limit: int, max_bytes: int, now: int, after: int) -> Page[QueuedItem]:
     return _read_queue(
         conn,
         f"SELECT {_QUEUED_COLUMNS} FROM outbox WHERE dest = ? AND seq > ? AND expires > ? ORDER BY seq LIMIT ?",
         (dest, after, now, limit),
+        limit,
         max_bytes,
     )
 
 
-def _expired_outbox(conn: Connection, dest: str, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
+def _expired_outbox(conn: Connection, dest: str, limit: int, max_bytes: int, now: int) -> Page[QueuedItem]:
     # By the expiry index: expired items are few (their workers settle them every interval),
     # whereas a destination that is down may have a long queue.
     return _read_queue(
         conn,
         f"SELECT {_QUEUED_COLUMNS} FROM outbox INDEXED BY outbox_expiry WHERE expires <= ? AND dest = ? ORDER BY seq LIMIT ?",
         (now, dest, limit),
+        limit,
         max_bytes,
     )
 
 
-def _read_queue(conn: Connection, sql: str, params: tuple[Any, ...], max_bytes: int) -> list[QueuedItem]:
-    items: list[QueuedItem] = []
+def _read_queue(conn: Connection, sql: str, params: tuple[Any, ...], limit: int, max_bytes: int) -> Page[QueuedItem]:
+    items: Page[QueuedItem] = Page()
     total = 0
     with closing(conn.execute(sql, params)) as rows:
         for row in rows:  # fetched one by one: rows past the byte cap are never read
             item = _queued_item(row)
             total += len(item.data)
             if items and total > max_bytes:
-                break
+                return items
             items.append(item)
+    items.complete = len(items) < limit
     return items
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from sonet.core.envelope import Kind
 
 from .dialect import Connection, insert_rows
-from .base import MailboxItem, NewEnvelope, Quota, QuotaExceeded, StoreError
+from .base import MailboxItem, NewEnvelope, Page, Quota, QuotaExceeded, StoreError
 from .sqlite_budgets import Charges
 from .vanishing import SHORT_LIVED_MS
 
@@ -187,8 +187,8 @@ _PENDING_BODY = "CASE WHEN body_ref IS NULL THEN body ELSE (SELECT body FROM gro
 
 def _pending(
     conn: Connection, account: str, device_id: int, after_seq: int, limit: int, now: int, max_bytes: int | None
-) -> list[MailboxItem]:
-    items: list[MailboxItem] = []
+) -> Page[MailboxItem]:
+    items: Page[MailboxItem] = Page()
     total = 0
     with closing(
         conn.execute(
@@ -201,8 +201,9 @@ def _pending(
         for seq, id_, expires, kind, body, at in rows:  # one by one: rows past the cap are never read
             total += len(body)
             if items and max_bytes is not None and total > max_bytes:
-                break
+                return items
             items.append(MailboxItem(seq=seq, id=bytes(id_), expires=expires, kind=kind, body=bytes(body), stored_at=at))
+    items.complete = len(items) < limit
     return items
 
 

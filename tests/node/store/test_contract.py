@@ -215,6 +215,24 @@ async def test_pending_after_seq_and_limit(store: Store) -> None:
     assert await store.pending(ALICE, 1, after_seq=everything[-1].seq, limit=10, now=NOW) == []
 
 
+async def test_a_pending_read_says_whether_it_held_everything_past_its_start(store: Store) -> None:
+    """``complete``: the delivery task does not read again until woken (node/client_session.py)."""
+    await register(store, ALICE)
+    await store.enqueue([env(n, body=bytes(10)) for n in range(1, 5)], now=NOW, quota=ROOMY)
+
+    async def complete(limit: int, max_bytes: int | None, after_seq: int = 0) -> tuple[int, bool]:
+        page = await store.pending(ALICE, 1, after_seq=after_seq, limit=limit, now=NOW, max_bytes=max_bytes)
+        return len(page), page.complete
+
+    assert await complete(10, None) == (4, True)
+    assert await complete(5, 40) == (4, True)  # exactly at the byte cap, under the count
+    assert await complete(4, None) == (4, False)  # stopped at the count: there may be more
+    assert await complete(10, 25) == (2, False)  # stopped at the byte cap
+    assert await complete(10, 5) == (1, False)  # the first alone, over the cap
+    everything = await store.pending(ALICE, 1, after_seq=0, limit=10, now=NOW)
+    assert await complete(10, None, after_seq=everything[-1].seq) == (0, True)
+
+
 async def test_pending_rejects_a_limit_below_one(store: Store) -> None:
     await register(store, ALICE)
     await store.enqueue([env(1)], now=NOW, quota=ROOMY)

@@ -316,6 +316,27 @@ async def test_outbox_caps_items_and_bytes_but_always_returns_the_first(store: S
         await store.outbox(BETA, limit=0, max_bytes=1000, now=NOW)
 
 
+async def test_an_outbox_read_says_whether_it_held_everything_past_its_start(store: Store) -> None:
+    """``complete``: the outbox worker does not read again until woken (federation/outbox.py)."""
+    await store.enqueue([], now=NOW, quota=ROOMY, outbound=[out(n, data=bytes(10)) for n in range(1, 5)])
+
+    async def complete(limit: int, max_bytes: int, after: int = 0) -> tuple[int, bool]:
+        page = await store.outbox(BETA, limit=limit, max_bytes=max_bytes, now=NOW, after=after)
+        return len(page), page.complete
+
+    assert await complete(10, 1000) == (4, True)
+    assert await complete(5, 40) == (4, True)  # exactly at the byte cap, under the count
+    assert await complete(4, 1000) == (4, False)  # stopped at the count: there may be more
+    assert await complete(2, 1000) == (2, False)
+    assert await complete(10, 25) == (2, False)  # stopped at the byte cap
+    assert await complete(10, 5) == (1, False)  # the first alone, over the cap
+    last = (await store.outbox(BETA, limit=10, max_bytes=1000, now=NOW))[-1].seq
+    assert await complete(10, 1000, after=last) == (0, True)
+    assert await store.outbox("nowhere.example", limit=10, max_bytes=1000, now=NOW) == []
+    # an expired item is not there to read: a read that skips it is still complete
+    assert (await store.outbox(BETA, limit=10, max_bytes=1000, now=NOW + DAY)).complete
+
+
 async def test_outbox_seqs_are_never_reused(store: Store) -> None:
     await store.enqueue([], now=NOW, quota=ROOMY, outbound=[out(1)])
     [first] = await store.outbox(BETA, limit=10, max_bytes=1 << 20, now=NOW)
