@@ -4,7 +4,9 @@
   capped by this node's envelope TTL), a report updates the delivery row of an envelope this
   node sent (accepted only from the peer the envelope's route starts with), a group item is
   ordered (at its hub), delivered to member devices or forwarded by the store (node/store/
-  sqlite_groups.py) in the same transaction. For another node:
+  sqlite_groups.py) in the same transaction; a SUBMIT names the node that answers for it (its
+  origin when the peer is that node or its relay, else the peer: ``_answerable``), whose relay
+  budget what it stores counts towards. For another node:
   forwarded only as a relay between configured peers ("not_relaying" otherwise), only while it
   has a route there ("unroutable") and hops left ("hop_limit"). What is taken is committed in
   one store transaction before the PushResult says "ok"; then mailboxes are notified and
@@ -327,11 +329,7 @@ class Inbound:
                     account = str(parse_address(env.to, remote=True))
                     known = contacts[(env.to, item.access)] = (account, self._requests.is_contact(account, item.access, now=now))
                 account, contact = known
-                # the origin is the pusher's word: only a configured node that this link peer
-                # relays for (its `via`) has a bucket of its own; any other name is the peer's
-                # own (naming new ones, or other nodes, does not multiply its allowance)
-                relayed = routes.peer(item.origin)
-                origin = item.origin if relayed is not None and relayed.via == peer else peer
+                origin = _answerable(item.origin, peer, routes)
                 if not contact and not self._requests.from_peer(peer, origin, (account, env.device), len(env.body), now=now):
                     return REQUEST_REFUSAL, None  # a stranger's message request over its allowance
                 return "", NewEnvelope(
@@ -345,7 +343,8 @@ class Inbound:
             if item.report is not None:
                 return self._report(peer, item.report, routes)
             if item.group is not None:  # ordered, delivered or forwarded by the store
-                return "", GroupReceived(item=item.group, origin=item.origin, node=self._name, ttl_ms=self._ttl_ms)
+                charged = _answerable(item.origin, peer, routes)
+                return "", GroupReceived(item=item.group, origin=item.origin, node=self._name, ttl_ms=self._ttl_ms, charged=charged)
             return "invalid", None  # Transit.check refuses an item with none
         if not routes.may_relay(origin=item.origin, link_peer=peer, dest=item.dest):
             return "not_relaying", None
@@ -471,6 +470,17 @@ class Inbound:
             return ErrorFrame(request=req.request, code="invalid", message=f"{hop.name} answered with {type(answer).__name__}")
         return dataclasses.replace(answer, request=req.request)
 
+
+
+def _answerable(origin: str, peer: str, routes: Routes) -> str:
+    """The node that answers for what link peer ``peer`` pushes in the name of ``origin``: the
+    origin is the pusher's word, so it is ``origin`` only when that is ``peer`` or a configured
+    node ``peer`` relays for (its `via`); any other name is the peer's own (naming new ones, or
+    other nodes, does not multiply its allowances or spend theirs)."""
+    if origin == peer:
+        return peer
+    relayed = routes.peer(origin)
+    return origin if relayed is not None and relayed.via == peer else peer
 
 
 @dataclasses.dataclass(slots=True)

@@ -51,6 +51,12 @@ class GroupReceived:
     origin: str
     node: str
     ttl_ms: int
+    #: the node that answers for a pushed SUBMIT (federation/inbound.py sets it for every
+    #: pushed item): ``origin`` when the link peer is it or its relay, else the link peer; what
+    #: ordering it stores here counts towards its relay budget, and ``origin`` must be a member's
+    #: node. None: an item handed over in-process (tests, the loopback), taken on its
+    #: origin's word, charged to no one
+    charged: str | None = None
     effects: GroupEffects = field(default_factory=GroupEffects)
 
 
@@ -113,7 +119,8 @@ class OutboundItem(msgspec.Struct, frozen=True, kw_only=True):
     data: bytes
     #: set only for envelopes this node's own devices send: creates a "queued" delivery row
     tracking: Tracking | None = None
-    #: set only for items this node relays: the node they came from, whose relay budget they use
+    #: set only for items this node relays, or queues at a group's hub for another node's
+    #: submission: the node they came from, whose relay budget they use
     origin: str | None = None
 
 

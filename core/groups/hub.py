@@ -87,7 +87,7 @@ class _Refused(Exception):
 
 
 class HubGroup:
-    __slots__ = ("hub", "seq", "moved_to", "floor", "gap_expires", "_public", "_members")
+    __slots__ = ("hub", "seq", "moved_to", "floor", "gap_expires", "_public", "_members", "_who")
 
     def __init__(
         self, *, hub: str, seq: int, moved_to: str | None, public: PublicGroup, floor: int | None = None, gap_expires: int = 0
@@ -107,6 +107,8 @@ class HubGroup:
         self._public = public
         #: leaf index -> credential; every leaf passed leaf_member when it came in
         self._members = {index: leaf_member(leaf) for index, leaf in public.members()}
+        #: the member nodes and devices, found once per member list (``_member_index``)
+        self._who: tuple[frozenset[str], frozenset[tuple[str, int]]] | None = None
 
     # ---- creating, saving, handing over ------------------------------------------------------
 
@@ -204,17 +206,38 @@ class HubGroup:
 
     # ---- ordering ----------------------------------------------------------------------------
 
-    def order(self, item: GroupItem) -> HubOutcome:
-        """Order one SUBMIT item (module docstring); a refusal changes nothing."""
+    def order(self, item: GroupItem, *, node: str | None = None, device: tuple[str, int] | None = None) -> HubOutcome:
+        """Order one SUBMIT item (module docstring); a refusal changes nothing. ``node``: the
+        submitting device's home node, ``device``: that device when the hub's node is its home;
+        a submission from a node (device) that is not a member's, or a commit or proposal whose
+        sender leaf is another node's (device's), is refused ``not_member`` (None: unchecked)."""
         try:
-            return self._order(item)
+            return self._order(item, node, device)
         except _Refused as refused:
             return HubOutcome(refused.outcome, self.epoch)
 
-    def _order(self, item: GroupItem) -> HubOutcome:
+    def _member_index(self) -> tuple[frozenset[str], frozenset[tuple[str, int]]]:
+        if self._who is None:
+            devices = frozenset((m.account, m.device) for m in self._members.values())
+            self._who = (frozenset(parse_address(account).node for account, _ in devices), devices)
+        return self._who
+
+    def _check_submitter(self, node: str | None, device: tuple[str, int] | None, sender: int | None) -> None:
+        """``not_member`` unless ``node`` and ``device`` (those given) are a member's, and the
+        sender leaf ``sender`` (a PublicMessage's; None for a PrivateMessage, which hides it) theirs."""
+        nodes, devices = self._member_index()
+        if (node is not None and node not in nodes) or (device is not None and device not in devices):
+            raise _Refused("not_member")
+        if sender is not None:
+            leaf = self._members[sender]
+            if (node is not None and parse_address(leaf.account).node != node) or (device is not None and (leaf.account, leaf.device) != device):
+                raise _Refused("not_member")
+
+    def _order(self, item: GroupItem, node: str | None, device: tuple[str, int] | None) -> HubOutcome:
         _check_submit(item)
         if item.group != self.group or self.moved_to is not None:
             raise _Refused("unknown_group")
+        self._check_submitter(node, device, None)
         try:
             message = MLSMessage.from_bytes(item.message)
         except ProtocolError:
@@ -230,6 +253,7 @@ class HubGroup:
         self._check_epoch(content.group_id, content.epoch, item)
         if content.sender.sender_type is not SenderType.MEMBER or content.sender.index not in self._members:
             raise _Refused("not_member")
+        self._check_submitter(node, device, content.sender.index)
         if content.content_type is ContentType.PROPOSAL:
             return self._order_proposal(item, message, content.sender.index)
         return self._order_commit(item, message)
@@ -299,7 +323,7 @@ class HubGroup:
             raise _Refused("too_large")
         # accepted: from here on nothing refuses
         self._public.merge(commit)
-        self._members = members_after
+        self._members, self._who = members_after, None
         outcome = self._accept(item, {node: by_node.get(node, ()) for node in set(nodes_before) | set(by_node)}, next_hub=moved_to)
         if moved_to is None:
             return outcome

@@ -622,10 +622,37 @@ _GROUP_BODY_SENDERS = (
     *_sender_triggers("group_bodies", charge="group_body_charge", release="group_body_uncharge"),
 )
 
+
+
+def _usage_triggers(table: str, name: str, *, scope: str, key: str, size: str, when: str) -> tuple[str, str]:
+    """The triggers that count each row of ``table`` in storage_usage under (``scope``,
+    ``key``) with ``size`` bytes while ``when`` holds of it (``ROW`` in each: the row)."""
+    new, old = (lambda e: e.replace("ROW", "NEW")), (lambda e: e.replace("ROW", "OLD"))
+    return (
+        f"""CREATE TRIGGER {name}_charge AFTER INSERT ON {table} WHEN {new(when)} BEGIN
+        INSERT INTO storage_usage VALUES ('{scope}', {new(key)}, 1, {new(size)})
+            ON CONFLICT (scope, key) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes;
+    END""",
+        f"""CREATE TRIGGER {name}_release AFTER DELETE ON {table} WHEN {old(when)} BEGIN
+        UPDATE storage_usage SET count = count - 1, bytes = bytes - {old(size)} WHERE scope = '{scope}' AND key = {old(key)};
+    END""",
+    )
+
+
+# What a hub stores for a submission pushed by another node counts towards that origin node's
+# relay budget: its body (group_bodies.origin), its copies queued for other nodes (outbox.origin)
+# and the record that it was ordered (hub_refs.origin, a row until the item expires).
+_GROUP_ORIGINS = (
+    "ALTER TABLE group_bodies ADD COLUMN origin TEXT NULL",
+    *_usage_triggers("group_bodies", "group_body_origin", scope="origin", key="ROW.origin", size="ROW.size", when="ROW.origin IS NOT NULL"),
+    "ALTER TABLE hub_refs ADD COLUMN origin TEXT NULL",
+    *_usage_triggers("hub_refs", "hub_ref_origin", scope="origin", key="ROW.origin", size="0", when="ROW.origin IS NOT NULL"),
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
     _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS, _LEANER_RELAY, _OUTBOX_USAGE_IN_WRITES,
-    _ACKED_DAYS, _MAILBOX_COUNTS, _GROUP_BODY_SENDERS,
+    _ACKED_DAYS, _MAILBOX_COUNTS, _GROUP_BODY_SENDERS, _GROUP_ORIGINS,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

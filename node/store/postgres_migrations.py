@@ -286,18 +286,20 @@ _TABLES: tuple[str, ...] = (
     "CREATE INDEX deliveries_vanishing ON deliveries (vanishes) WHERE vanishes IS NOT NULL",)
 
 
-def _usage_function(name: str, sign: str, row: str, scope: str, key: str) -> str:
+def _usage_function(name: str, sign: str, row: str, scope: str, key: str, size: str | None = None) -> str:
     """A trigger function that adds (``sign`` +) or removes (-) one row of ``row`` (NEW/OLD) to
-    ``storage_usage`` under (scope, key): the same bookkeeping as SQLite's triggers."""
+    ``storage_usage`` under (scope, key), with ``size`` bytes (None: its ``size`` column): the
+    same bookkeeping as SQLite's triggers."""
+    size = f"{row}.size" if size is None else size
     if sign == "+":
         body = (
-            f"INSERT INTO storage_usage (scope, key, count, bytes) VALUES ('{scope}', {key}, 1, {row}.size)"
+            f"INSERT INTO storage_usage (scope, key, count, bytes) VALUES ('{scope}', {key}, 1, {size})"
             " ON CONFLICT (scope, key) DO UPDATE SET count = storage_usage.count + 1,"
             " bytes = storage_usage.bytes + excluded.bytes;"
         )
     else:
         body = (
-            f"UPDATE storage_usage SET count = count - 1, bytes = bytes - {row}.size"
+            f"UPDATE storage_usage SET count = count - 1, bytes = bytes - {size}"
             f" WHERE scope = '{scope}' AND key = {key};"
         )
     return f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -442,6 +444,27 @@ _GROUP_BODY_SENDERS: tuple[str, ...] = (
     *_sender_usage("group_bodies"),
 )
 
+
+
+def _row_usage(table: str, name: str, *, scope: str, key: str, size: str, when: str) -> tuple[str, ...]:
+    """SQLite's ``_usage_triggers``: each row of ``table`` counted under (``scope``, ``key``)
+    with ``size`` bytes while ``when`` holds of it (``ROW`` in each: the row)."""
+    steps: list[str] = []
+    for suffix, sign, row, event in (("charge", "+", "NEW", "INSERT"), ("release", "-", "OLD", "DELETE")):
+        function = f"{name}_{suffix}"
+        steps.append(_usage_function(function, sign, row, scope, key.replace("ROW", row), size.replace("ROW", row)))
+        steps.append(_usage_trigger(table, function, event, when.replace("ROW", row)))
+    return tuple(steps)
+
+
+# migrations.py ``_GROUP_ORIGINS``
+_GROUP_ORIGINS: tuple[str, ...] = (
+    "ALTER TABLE group_bodies ADD COLUMN origin TEXT NULL",
+    *_row_usage("group_bodies", "group_body_origin", scope="origin", key="ROW.origin", size="ROW.size", when="ROW.origin IS NOT NULL"),
+    "ALTER TABLE hub_refs ADD COLUMN origin TEXT NULL",
+    *_row_usage("hub_refs", "hub_ref_origin", scope="origin", key="ROW.origin", size="0", when="ROW.origin IS NOT NULL"),
+)
+
 _BASELINE_VERSION = 16
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -455,6 +478,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _ACKED_DAYS,
     _MAILBOX_COUNTS,
     _GROUP_BODY_SENDERS,
+    _GROUP_ORIGINS,
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"

@@ -13,7 +13,8 @@ about as much as the outbox rows themselves; docs/performance.md "Store work per
 round 6").
 Scopes: "device" ("account/device id" of a local sending device) and "account" (its account)
 for its envelopes in local mailboxes and its items in outboxes; "outbox" (destination node) for
-every queued item; "origin" (origin node) for the items this node relays on its behalf.
+every queued item; "origin" (origin node) for the items this node relays on its behalf, and
+what a hub stores and queues for a group submission that node pushed (sqlite_groups.py).
 
 A write stores first and then calls ``enforce`` with what it added, in the same transaction: an
 ``OverBudget`` from there undoes the whole write (and only it: group_commit.py). So the check
@@ -70,6 +71,11 @@ class Charges:
     def sender(self, account: str, device_id: int, size: int) -> None:
         self.devices.add(device_key(account, device_id))
         self.accounts.add(account)
+        self.stored(size)
+
+    def relayed(self, origin: str, size: int) -> None:
+        """A row of ``size`` body bytes held on behalf of origin node ``origin`` (its relay budget)."""
+        self.origins.add(origin)
         self.stored(size)
 
     def queued(self, dest: str, size: int, *, origin: str | None, sender: tuple[str, int] | None) -> None:

@@ -33,23 +33,30 @@ _INSERT_GROUP_ROW = (
 )
 
 
-def _shared_body(conn: Connection, body: bytes, charges: Charges, sender: tuple[str, int] | None = None) -> int:
+def _shared_body(
+    conn: Connection, body: bytes, charges: Charges, sender: tuple[str, int] | None = None, origin: str | None = None
+) -> int:
     """The id of the stored body equal to ``body``, stored now (and charged) if there is none.
     ``sender``: the local device whose submission, ordered here, stores it: the body counts
-    towards its and its account's stored bytes until it goes (trigger ``group_body_charge``)."""
+    towards its and its account's stored bytes until it goes (trigger ``group_body_charge``);
+    ``origin``: else the node that pushed that submission (its relay budget,
+    ``group_body_origin_charge``)."""
     digest = hashlib.sha256(body).digest()
     row = conn.execute("SELECT id FROM group_bodies WHERE digest = ?", (digest,)).fetchone()
     if row is not None:
         return int(row[0])
     account, device = sender if sender is not None else (None, None)
+    origin = None if sender is not None else origin
     [(body_id,)] = conn.execute(
-        "INSERT INTO group_bodies (digest, body, size, sender_account, sender_device) VALUES (?, ?, ?, ?, ?) RETURNING id",
-        (digest, body, len(body), account, device),
+        "INSERT INTO group_bodies (digest, body, size, sender_account, sender_device, origin) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        (digest, body, len(body), account, device, origin),
     ).fetchall()
-    if sender is None:
-        charges.stored(len(body))
-    else:
+    if sender is not None:
         charges.sender(*sender, len(body))
+    elif origin is not None:
+        charges.relayed(origin, len(body))
+    else:
+        charges.stored(len(body))
     return int(body_id)
 
 

@@ -25,6 +25,11 @@ destination's outbox budget, only to the disk reserve: one member node that take
 not stop its groups (its items expire there with the envelope TTL). A device's own SUBMIT for
 another node's hub counts towards its stored-bytes budget, like its envelopes; one ordered at
 its own node counts with what it stores there (its body, once) and queues for other nodes.
+A SUBMIT another node pushed counts the same towards the relay budget of the node that answers
+for it (``GroupReceived.charged``: its origin, when the pusher is that node or its relay),
+with its ``hub_refs`` row; one whose pusher may not speak for its origin is ``invalid``, and
+the hub refuses (``not_member``) a submission from a node, or a local device, that is not a
+member's.
 
 Timed items (docs/groups.md "Disappearing messages on nodes"): everything kept of an item that
 carries an expiry (mailbox rows and with the last one its body, outbox items, ``hub_refs``,
@@ -36,6 +41,9 @@ carries an expiry (mailbox rows and with the last one its body, outbox items, ``
 from __future__ import annotations
 
 import logging
+
+import msgspec
+
 from sonet.core.address import parse_address
 from sonet.core.errors import ProtocolError
 from sonet.core.federation_api import OK
@@ -69,13 +77,16 @@ class _Step:
     order the hub queued them, two writes at once on PostgreSQL could lock two destinations'
     counters in opposite orders and deadlock."""
 
-    __slots__ = ("conn", "here", "now", "ttl_ms", "quota", "charges", "usage", "effects")
+    __slots__ = ("conn", "here", "now", "ttl_ms", "quota", "charges", "usage", "effects", "charged")
 
     def __init__(
         self, conn: Connection, here: str, now: int, ttl_ms: int, quota: Quota, charges: Charges, usage: UsageChanges, effects: GroupEffects
     ) -> None:
         self.conn, self.here, self.now, self.ttl_ms = conn, here, now, ttl_ms
         self.quota, self.charges, self.usage, self.effects = quota, charges, usage, effects
+        #: the other node whose submission, ordered here, is charged for what it stores and
+        #: queues (its relay budget: ``Charges.relayed``); None for this node's own
+        self.charged: str | None = None
 
     def until(self, item: GroupItem) -> int:
         """When the records of ``item`` expire: a timed item's go at its expiry, no id stays."""
@@ -84,14 +95,19 @@ class _Step:
     def queue(self, item: GroupItem, *, dest: str, origin: str, sender: Member | None = None, submitter: Member | None = None) -> None:
         """``sender``: the local device whose own SUBMIT this is (its budgets and the outbox's
         apply); else the hub's fan-out, held to no outbox budget (module docstring), only to
-        ``submitter``'s: the local device whose submission, ordered here, it is a copy of."""
+        ``submitter``'s: the local device whose submission, ordered here, it is a copy of, or
+        to the relay budget of ``charged``, the node that pushed it."""
         out: OutboundItem = group_transit(item, origin=origin, dest=dest, now=self.now, ttl_ms=self.ttl_ms)
         if sender is None:
+            if submitter is None and self.charged is not None:  # the outbox row names it: counted until it goes
+                out = msgspec.structs.replace(out, origin=self.charged)
             _queue_outbound(self.conn, out, self.now, sender=submitter, usage=self.usage)
-            if submitter is None:
-                self.charges.stored(len(out.data))
-            else:
+            if submitter is not None:
                 self.charges.sender(*submitter, len(out.data))
+            elif self.charged is not None:
+                self.charges.relayed(self.charged, len(out.data))
+            else:
+                self.charges.stored(len(out.data))
         else:
             _queue_outbound(self.conn, out, self.now, self.charges, sender=sender, usage=self.usage)
         self.effects.dests.add(dest)
@@ -169,6 +185,10 @@ def _receive_group(conn: Connection, rec: GroupReceived, now: int, quota: Quota,
     if item.expires and item.expires <= now:
         return OK  # a timed item past its time is gone everywhere: nothing of it is kept
     if kind == ItemKind.SUBMIT:
+        if rec.charged is not None:  # pushed by a peer: it answers for what it stores here
+            if not _vouched(conn, rec):
+                return "invalid"  # its origin is the pusher's word, and the pusher is not that node's way here
+            step.charged = rec.charged
         # (released only where the transaction goes on: after a database error, e.g. a
         # serialization failure, PostgreSQL refuses every statement, and a RELEASE would hide
         # that error behind its own, which is not retried)
@@ -191,6 +211,17 @@ def _receive_group(conn: Connection, rec: GroupReceived, now: int, quota: Quota,
     else:
         return _adopt(step, item, origin=rec.origin)
     return OK
+
+
+def _vouched(conn: Connection, rec: GroupReceived) -> bool:
+    """Whether the node that pushed a SUBMIT may speak for its origin (the submitter's home
+    node, where its VERDICT goes and which must have a member device): it is that node or its
+    relay (``rec.charged``), or the hub this group was handed over from, which forwards the
+    submissions still sent to it."""
+    if rec.charged == rec.origin:
+        return True
+    row = conn.execute("SELECT handed_over_by FROM member_groups WHERE grp = ?", (rec.item.group,)).fetchone()
+    return row is not None and row[0] == rec.charged
 
 
 def _undo(conn: Connection, savepoint: str) -> None:
@@ -227,11 +258,19 @@ def _order(step: _Step, item: GroupItem, *, origin: str, held: bool = False, sub
         hub = HubGroup.from_bytes(bytes(state))
         # the columns': the state is not rewritten for an application message
         hub.seq, hub.floor, hub.gap_expires = seq, row[4], row[5]
-    outcome = hub.order(item)
+    # a submission of a device (of a node) with no member device is refused (not_member); one
+    # handed in by no peer nor device (in-process) is taken on its origin's word
+    checked = submitter is not None or step.charged is not None
+    outcome = hub.order(item, node=origin if checked else None, device=submitter)
+    # kept until the item expires; another node's submission's row counts towards that node
+    # (a peer pushes up to 20,000 items a second; this node's devices submit 1 a second)
+    charged = None if submitter is not None else step.charged
     conn.execute(
-        "INSERT INTO hub_refs (grp, ref, outcome, expires) VALUES (?, ?, ?, ?)",
-        (item.group, item.ref, outcome.code, step.until(item)),
+        "INSERT INTO hub_refs (grp, ref, outcome, expires, origin) VALUES (?, ?, ?, ?, ?)",
+        (item.group, item.ref, outcome.code, step.until(item), charged),
     )
+    if charged is not None:
+        step.charges.relayed(charged, 0)
     if outcome.code == OK and _only_seq_moved(item):
         tag = new_tag()
         conn.execute(
@@ -334,12 +373,16 @@ def _order_held(step: _Step, group: bytes) -> None:
         row, item, origin = held
         step.conn.execute("SAVEPOINT group_held")
         usage, step.usage = step.usage, UsageChanges()  # what it queues counts only if it is kept
+        # its origin (vouched for when it was held) is charged, unless it is this node's own
+        charged, step.charged = step.charged, (origin if origin != step.here else None)
         try:
             _order(step, item, origin=origin, held=True)
         except _Full:
             _undo(step.conn, "group_held")
             step.usage = usage
             return
+        finally:
+            step.charged = charged
         step.conn.execute("RELEASE group_held")  # (not after a database error: _receive_group)
         usage.add(step.usage)
         step.usage = usage
@@ -474,7 +517,7 @@ def _deliver(step: _Step, item: GroupItem, recipients: set[Member], submitter: M
             full.add((env.account, env.device_id))
             continue
         if body_ref is None:
-            body_ref = _shared_body(step.conn, env.body, step.charges, submitter)
+            body_ref = _shared_body(step.conn, env.body, step.charges, submitter, step.charged)
         _store_group_row(step.conn, env, body_ref, step.now, step.charges)
         step.effects.mailboxes.add((env.account, env.device_id))
     return full

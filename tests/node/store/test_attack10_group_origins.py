@@ -1,0 +1,117 @@
+"""Attack round 10, the store half (both backends): what a group's hub stores for submissions
+pushed by other nodes counts towards the pushing node's relay budget (migration 25:
+``group_bodies.origin``, ``hub_refs.origin``, the outbox's ``origin`` on its fan-out), and the
+hub orders a submission only from a member's node, under an origin its pusher may speak for.
+
+alice@alpha hosts a group at alpha with bob@beta (tests/node/test_hubfill9_hub_submitter.py
+builds it); beta pushes texts. Before: bodies and copies of 16 texts of 256 KiB (8 MiB) were
+taken against a 1 MiB relay budget, gamma (no member) had its text ordered, and beta could
+name gamma as the origin."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+from sonet.core.federation_api import OK
+from sonet.core.groups.items import GroupItem
+from sonet.federation.records import GroupReceived, Quota
+from sonet.node.store import OverBudget, SqliteStore
+from tests.core.groups.devices import Device
+from tests.node.test_hubfill9_hub_submitter import ALPHA, BETA, MIB, TEXT, TTL_MS, alice_hosting_her_group, text_item, with_bob_at_beta
+
+GAMMA = "gamma.example"
+#: beta's relay budget 1 MiB; everything else far above what is submitted
+QUOTA = Quota(max_envelopes=1000, max_bytes=64 * MIB, group_bytes=64 * MIB, relay_origin_bytes=MIB)
+
+
+def pushed(item: GroupItem, *, origin: str, by: str) -> GroupReceived:
+    """``item`` as link peer ``by`` pushes it in the name of ``origin`` (federation/inbound.py
+    charges ``origin`` only when ``by`` is it or its relay, else ``by``)."""
+    return GroupReceived(item=item, origin=origin, node=ALPHA, ttl_ms=TTL_MS, charged=by)
+
+
+async def origin_usage(store: SqliteStore, origin: str) -> tuple[int, int]:
+    def read(conn: Any) -> tuple[int, int]:
+        row = conn.execute("SELECT count, bytes FROM storage_usage WHERE scope = 'origin' AND key = ?", (origin,)).fetchone()
+        return (0, 0) if row is None else (row[0], row[1])
+
+    return await store._read(read)
+
+
+async def hub_outcome(store: SqliteStore, ref: bytes) -> str | None:
+    def read(conn: Any) -> str | None:
+        row = conn.execute("SELECT outcome FROM hub_refs WHERE ref = ?", (ref,)).fetchone()
+        return None if row is None else str(row[0])
+
+    return await store._read(read)
+
+
+async def test_a_member_nodes_submissions_count_towards_its_relay_budget(store: SqliteStore) -> None:
+    now = int(time.time() * 1000)
+    alice = await alice_hosting_her_group(store, now)
+    await with_bob_at_beta(store, alice, now)
+    taken, code = 0, ""
+    for _ in range(16):
+        try:
+            assert await store.receive([pushed(text_item(alice), origin=BETA, by=BETA)], now=now, quota=QUOTA) == [OK]
+        except OverBudget as refused:
+            code = refused.code
+            break
+        taken += 1
+    count, size = await origin_usage(store, BETA)
+    assert code == "relay_full" and taken <= MIB // TEXT, f"{taken} taken, {size:,} bytes held for beta, refusal {code!r}"
+    # per text: its body (alice's copy), its copy for beta, its hub_refs row
+    assert count == 3 * taken, count
+    await store.ack(alice.account, 1, [i.id for i in await store.pending(alice.account, 1, after_seq=0, limit=100, now=now)], now=now)
+    assert (await origin_usage(store, BETA))[0] == 2 * taken  # the bodies went with alice's copies
+
+
+async def test_a_node_with_no_member_device_is_refused_not_member(store: SqliteStore) -> None:
+    now = int(time.time() * 1000)
+    alice = await alice_hosting_her_group(store, now)
+    await with_bob_at_beta(store, alice, now)
+    before = len(await store.pending(alice.account, 1, after_seq=0, limit=100, now=now))
+    item = text_item(alice)
+    assert await store.receive([pushed(item, origin=GAMMA, by=GAMMA)], now=now, quota=QUOTA) == [OK]
+    assert await hub_outcome(store, item.ref) == "not_member"
+    assert len(await store.pending(alice.account, 1, after_seq=0, limit=100, now=now)) == before
+
+
+async def test_a_pushed_submission_under_an_origin_its_pusher_may_not_name_is_invalid(store: SqliteStore) -> None:
+    now = int(time.time() * 1000)
+    alice = await alice_hosting_her_group(store, now)
+    await with_bob_at_beta(store, alice, now)
+    item = text_item(alice)
+    assert await store.receive([pushed(item, origin=BETA, by=GAMMA)], now=now, quota=QUOTA) == ["invalid"]
+    assert await hub_outcome(store, item.ref) is None and await origin_usage(store, GAMMA) == (0, 0)
+
+
+async def test_a_local_device_that_is_not_a_member_is_refused_not_member(store: SqliteStore) -> None:
+    now = int(time.time() * 1000)
+    alice = await alice_hosting_her_group(store, now)
+    carol = Device.new(f"carol@{ALPHA}")
+    await store.register_account(
+        account=carol.account, fingerprint=carol.identity.public.fingerprint, record=b"record", account_identity=b"identity",
+        device_list=b"device list", invite_hash=None, now=now,
+    )  # fmt: skip
+    item = dataclasses.replace(text_item(alice), ref=os.urandom(16))  # alice's ciphertext, carol's submission
+    await store.group_submit(item, account=carol.account, device_id=1, hub=ALPHA, node=ALPHA, now=now, ttl_ms=TTL_MS, quota=QUOTA)
+    assert await hub_outcome(store, item.ref) == "not_member"
+    refs = {i.id for i in await store.pending(alice.account, 1, after_seq=0, limit=100, now=now)}
+    assert item.ref not in refs
+    verdicts = await store.pending(carol.account, 1, after_seq=0, limit=100, now=now)
+    assert [v.id for v in verdicts] == [item.ref]  # carol is told
+
+
+async def test_a_retried_push_is_not_charged_twice(store: SqliteStore) -> None:
+    now = int(time.time() * 1000)
+    alice = await alice_hosting_her_group(store, now)
+    await with_bob_at_beta(store, alice, now)
+    item = text_item(alice)
+    assert await store.receive([pushed(item, origin=BETA, by=BETA)], now=now, quota=QUOTA) == [OK]
+    once = await origin_usage(store, BETA)
+    assert await store.receive([pushed(item, origin=BETA, by=BETA)], now=now, quota=QUOTA) == [OK]
+    assert await origin_usage(store, BETA) == once
