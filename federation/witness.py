@@ -39,6 +39,7 @@ from sonet.core.federation_api import Cosign, Noted
 from sonet.core.keydir import TreeHead, cosign, verify_consistency, verify_head, witnesses
 from sonet.core.wire import Frame
 from sonet.transport import events
+from sonet.transport.log_summary import SUMMARY_INTERVAL_S, LogSummary
 
 from .errors import FederationError
 from .ports import FederationStore, StoreFailure
@@ -107,12 +108,17 @@ class Witness:
         self._nursery: trio.Nursery | None = None
         #: bumped on every change ``witnessed()`` / ``splits()`` would show
         self.version = 0
+        # heads that do not verify: the first per source each interval is a line of its own,
+        # the others one summary line (a pinned peer gossiping forgeries wrote ~50 lines a second)
+        self._ignored = LogSummary(log, what="directory heads ignored (they do not verify)")
+        self._ignored_at: dict[str, float] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read what was witnessed and the splits, then run rounds until cancelled. While the
         store cannot be read, lookups are refused ``unavailable`` and reading is retried."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._ignored.run)  # the summary line each interval
             await self._load()
             task_status.started()
             while not self._ready:
@@ -246,10 +252,20 @@ class Witness:
         except FederationError as exc:
             if exc.code != "invalid":
                 raise
-            log.warning("ignored a directory head of %s from %s: %s", node, source, exc)
+            self._log_ignored(node, source, exc)
             return False
         last = self._witnessed.get(node)
         return await self._consistent(node, head, source) and (last is None or head.size > last.size)
+
+    def _log_ignored(self, node: str, source: str, exc: FederationError) -> None:
+        now = trio.current_time()
+        last = self._ignored_at.get(source)
+        if last is None or now - last >= SUMMARY_INTERVAL_S:
+            self._ignored_at[source] = now
+            log.warning("ignored a directory head of %s from %s: %s", node, source, exc)
+        else:
+            self._ignored.count(node, source)
+            log.debug("ignored a directory head of %s from %s: %s", node, source, exc)
 
     async def _round(self, node: str) -> None:
         answer = await self._ask(node, FetchHead(request=0, node=node))
