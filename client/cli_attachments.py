@@ -110,6 +110,8 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
     """``sonet send TARGET --file PATH [TEXT]``: TEXT is the caption."""
     import trio
 
+    from .connection import ConnectError
+
     device = shell.device(args)
     path = Path(args.file)
     held: list[int] = []  # the node's last word on the upload: [bytes it holds, of total]
@@ -122,10 +124,15 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
                 bar(done, total)
 
         voice_ms = getattr(args, "voice_ms", None)
-        if group:
-            result = trio.run(lambda: device.group_send_file(args.address, path, text, progress=progress, voice_ms=voice_ms))
-        else:
-            result = trio.run(lambda: device.send_file(args.address, path, text, progress=progress, voice_ms=voice_ms))
+        try:
+            if group:
+                result = trio.run(lambda: device.group_send_file(args.address, path, text, progress=progress, voice_ms=voice_ms))
+            else:
+                result = trio.run(lambda: device.send_file(args.address, path, text, progress=progress, voice_ms=voice_ms))
+        except ConnectError as exc:  # the node stayed away past the retries: say what is kept
+            if not held or held[0] >= held[1]:  # nothing to resume, or only the message is left
+                raise
+            raise ConnectError(f"{exc}; {_not_uploaded(path.name, held)}", code=exc.code) from None
     shell.show(args, file_sent_json(result), _sent_line(result))
 
 
@@ -133,17 +140,28 @@ def _send_file_interrupted(name: str, held: list[int]) -> str:
     """The message goes only once the node holds the whole file (client/attachments.py), and
     the upload is kept on the device until the message is recorded."""
     if not held or held[0] < held[1]:
-        where = f" (at least {held[0]} of {held[1]} bytes on the node)" if held else ""  # chunks in flight may have landed too
-        return f"interrupted before {name} was uploaded whole{where}: nothing was sent; the same `sonet send --file` again resumes the upload"
+        return f"interrupted before {name} was uploaded whole{_on_node(held)}: {_RESUME_UPLOAD}"
     return (
         f"interrupted after {name} was uploaded, while its message was being sent: `sonet sent` shows it if it went; "
         "sending the same file again does not upload it again, but may deliver the message twice"
     )
 
 
+_RESUME_UPLOAD = "nothing was sent; the same `sonet send --file` again resumes the upload"
+
+
+def _on_node(held: list[int]) -> str:
+    return f" (at least {held[0]} of {held[1]} bytes on the node)" if held else ""  # chunks in flight may have landed too
+
+
+def _not_uploaded(name: str, held: list[int]) -> str:
+    return f"{name} was not uploaded whole{_on_node(held)}: {_RESUME_UPLOAD}"
+
+
 def cmd_download(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
+    from .connection import ConnectError
     from .gestures import parse_message_id
 
     device = shell.device(args)
@@ -152,9 +170,28 @@ def cmd_download(args: argparse.Namespace, shell: Shell) -> None:
         saved = trio.run(lambda: device.save_thumbnail(msg_id, Path(args.out)))
         shell.show(args, {"id": msg_id.hex(), "path": str(saved), "thumbnail": True}, str(saved))
         return
-    with progress_bar(args, "downloading") as progress:
-        saved = trio.run(lambda: device.download(msg_id, Path(args.out), progress=progress))
+    got: list[int] = []  # the last progress: [bytes in the part file, of total]
+    shell.on_interrupt(args, lambda: f"interrupted: {_download_stopped(msg_id, got)}")
+    with progress_bar(args, "downloading") as bar:
+
+        def progress(done: int, total: int) -> None:
+            got[:] = [done, total]
+            if bar is not None:
+                bar(done, total)
+
+        try:
+            saved = trio.run(lambda: device.download(msg_id, Path(args.out), progress=progress))
+        except ConnectError as exc:  # the node stayed away past the retries: what came is kept
+            if not got:
+                raise
+            raise ConnectError(f"{exc}; {_download_stopped(msg_id, got)}", code=exc.code) from None
     shell.show(args, {"id": msg_id.hex(), "path": str(saved)}, str(saved))
+
+
+def _download_stopped(msg_id: bytes, got: list[int]) -> str:
+    """What came is kept in a part file beside the destination (client/attachments.py)."""
+    kept = f" ({got[0]} of {got[1]} bytes kept)" if got else ""
+    return f"the download stopped{kept}: `sonet download {msg_id.hex()}` again resumes it"
 
 
 def add_download_command(sub: argparse._SubParsersAction, shell: Shell, directory: Callable[[str], str] = str) -> None:

@@ -328,6 +328,70 @@ async def test_ctrl_c_during_send_file_says_what_was_uploaded_and_the_same_comma
         assert [(m.sender, m.type, m.fields["file"]["name"], m.fields["text"]) for m in got] == [(ALICE, "file", "report.pdf", "the report")]
 
 
+async def test_a_transfer_cut_by_the_node_going_away_says_what_is_kept_and_that_the_same_command_resumes(
+    alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Found by newbie10 (kill -9 of the home node mid-transfer): past its retries a download or
+    an upload ended in "cannot connect ...: all attempts failed" alone, not saying that what came
+    is kept and that the same command goes on from it."""
+    from sonet.client.connection import ConnectError
+
+    class Cut(Exception):
+        pass
+
+    def cut_at(half: int, progress: Callable[[int, int], None]) -> Callable[[int, int], None]:
+        def cut(done: int, total: int) -> None:
+            progress(done, total)
+            if done >= half:
+                raise Cut
+
+        return cut
+
+    with trio.fail_after(HANG_S * 2):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        report = tmp_path / "report.pdf"
+        report.write_bytes(bytes(range(256)) * (5 * 4096))  # 5 MiB: 5 chunks
+        real_send_file, real_download = Device.send_file, Device.download
+        gone = "cannot connect to ws://127.0.0.1:1/client: all attempts to connect to 127.0.0.1:1 failed"
+
+        async def node_gone_mid_upload(self: Device, *args: object, progress: Callable[[int, int], None], **kwargs: object) -> object:
+            try:
+                return await real_send_file(self, *args, progress=cut_at(2 << 20, progress), **kwargs)  # type: ignore[arg-type]
+            except Cut:
+                raise ConnectError(gone) from None
+
+        monkeypatch.setattr(Device, "send_file", node_gone_mid_upload)
+        rc, out, err = await run(capsys, "--home", home(alice), "send", BOB, "--file", report)
+        [line] = err.splitlines()
+        assert (rc, out) == (1, "") and line.startswith(f"sonet: error: {gone}; report.pdf was not uploaded whole (at least "), err
+        assert line.endswith(" bytes on the node): nothing was sent; the same `sonet send --file` again resumes the upload"), err
+        assert alice.state.sent_messages(5) == []
+        monkeypatch.setattr(Device, "send_file", real_send_file)
+        rc, out, err = await run(capsys, "--home", home(alice), "send", BOB, "--file", report, "--json")
+        assert rc == 0 and json_lines(out)[0]["name"] == "report.pdf", err
+        [sent] = [m for m in (await bob.receive()).messages if m.type == "file"]
+
+        async def node_gone_mid_download(self: Device, *args: object, progress: Callable[[int, int], None], **kwargs: object) -> object:
+            try:
+                return await real_download(self, *args, progress=cut_at(2 << 20, progress), **kwargs)  # type: ignore[arg-type]
+            except Cut:
+                raise ConnectError(gone) from None
+
+        out_dir = tmp_path / "bob"
+        out_dir.mkdir()
+        monkeypatch.setattr(Device, "download", node_gone_mid_download)
+        rc, out, err = await run(capsys, "--home", home(bob), "download", sent.id.hex(), "--out", out_dir, "--json")
+        [problem] = json_lines(out)
+        message = problem["error"]["message"]
+        assert (rc, err, problem["error"]["code"]) == (1, "", "unreachable") and message.startswith(f"{gone}; the download stopped ("), out
+        assert message.endswith(f" bytes kept): `sonet download {sent.id.hex()}` again resumes it"), out
+        kept, total = (int(n) for n in message.split("; the download stopped (")[1].split(" bytes kept")[0].split(" of "))
+        assert 2 << 20 <= kept < total, out
+        monkeypatch.setattr(Device, "download", real_download)
+        rc, out, err = await run(capsys, "--home", home(bob), "download", sent.id.hex(), "--out", out_dir)
+        assert rc == 0 and Path(out.strip()).read_bytes() == report.read_bytes(), err
+
+
 async def test_every_listing_is_json_lines_with_iso_times(
     alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str]
 ) -> None:
