@@ -6,7 +6,8 @@
   ordered (at its hub), delivered to member devices or forwarded by the store (node/store/
   sqlite_groups.py) in the same transaction; a SUBMIT names the node that answers for it (its
   origin when the peer is that node or its relay, else the peer: ``_answerable``), whose relay
-  budget what it stores counts towards. For another node:
+  budget what it stores counts towards; any other group item (a hub's) is ``invalid`` unless
+  its origin is that node. For another node:
   forwarded only as a relay between configured peers ("not_relaying" otherwise), only while it
   has a route there ("unroutable") and hops left ("hop_limit"). What is taken is committed in
   one store transaction before the PushResult says "ok"; then mailboxes are notified and
@@ -83,6 +84,7 @@ from sonet.core.client_api import (
 from sonet.core.crypto import SigningKey, VerifyKey
 from sonet.core.cost_budget import CostBudget, OverBudget
 from sonet.core.errors import ProtocolError, RemoteProtocolError
+from sonet.core.groups.items import ItemKind
 from sonet.core.federation_api import OK, Cosign, EphemeralPush, Gossip, Noted, Push, PushResult, Report, SeenHead, Transit
 from sonet.core.keydir import decode_cosignature
 from sonet.core.wire import Frame, encode_frame
@@ -344,6 +346,10 @@ class Inbound:
                 return self._report(peer, item.report, routes)
             if item.group is not None:  # ordered, delivered or forwarded by the store
                 charged = _answerable(item.origin, peer, routes)
+                if charged != item.origin and item.group.kind != ItemKind.SUBMIT:
+                    # a hub's items are taken from the hub (node/store/sqlite_groups.py): the
+                    # origin must be the pusher's to give, or a peer could push in its name
+                    return "invalid", None
                 return "", GroupReceived(item=item.group, origin=item.origin, node=self._name, ttl_ms=self._ttl_ms, charged=charged)
             return "invalid", None  # Transit.check refuses an item with none
         if not routes.may_relay(origin=item.origin, link_peer=peer, dest=item.dest):

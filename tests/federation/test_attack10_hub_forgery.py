@@ -1,0 +1,52 @@
+"""Attack round 10: a member node takes a group's ORDERED items only from the hub it follows
+(node/store/sqlite_groups.py ``_hub_refusal``), but which node pushed an item was its
+``origin``, the pusher's word. Any pinned peer naming the hub as origin had its items taken as
+the hub's: a forged item of the next sequence number went into the member's mailbox and the
+hub's real item of that number was then dropped as a duplicate; a forged commit could set the
+node's member list and name another hub. Now an item other than a SUBMIT is taken only under
+an origin the pushing peer may speak for (itself, or a node it relays for), else ``invalid``.
+"""
+
+from __future__ import annotations
+
+from sonet.core.federation_api import Push, PushResult, Transit
+from sonet.core import limits
+from sonet.core.groups.items import GroupItem, GroupMember
+from tests.node.conftest import StartNode
+from tests.node.group_kit import group_items, mls_device
+from tests.node.test_groups_robust import ordered
+
+from .net import BETA, ask, new_key, peer_link, pin
+
+HUB, MALLORY = "hub.example", "mallory.example"
+
+
+def pushed(item: GroupItem, *, origin: str) -> Transit:
+    return Transit(origin=origin, dest=BETA, hops=limits.MAX_HOPS, envelope=None, report=None, group=item)
+
+
+async def test_a_peer_cannot_push_a_groups_items_in_its_hubs_name(start_node: StartNode) -> None:
+    beta = await start_node(name=BETA)
+    bob = await beta.enroll("bob")
+    device = mls_device(bob.first)
+    device.create(hub=HUB)
+    _, commit, _ = device.g.commit(device.rng.randbytes)
+    app = device.g.encrypt(b"the hub's", device.rng.randbytes).to_bytes()
+    forged_app = device.g.encrypt(b"mallory's", device.rng.randbytes).to_bytes()
+    group = device.g.group_id
+    hub_key, mallory_key = new_key(), new_key()
+    await pin(beta, HUB, fingerprint=hub_key.public.fingerprint)
+    await pin(beta, MALLORY, fingerprint=mallory_key.public.fingerprint)
+    me = (GroupMember(account=bob.address, device=1),)
+    first = ordered(group, 1, commit.to_bytes(), hub=HUB, members=me)
+    async with peer_link(beta, hub_key, HUB) as link:  # the hub's first commit naming bob: beta follows it
+        assert await ask(link, Push(request=1, items=(pushed(first, origin=HUB),))) == PushResult(request=1, outcomes=("ok",))
+    forged = ordered(group, 2, forged_app, hub=MALLORY)
+    async with peer_link(beta, mallory_key, MALLORY) as link:
+        answer = await ask(link, Push(request=1, items=(pushed(forged, origin=HUB),)))
+    real = ordered(group, 2, app, hub=HUB)
+    async with peer_link(beta, hub_key, HUB) as link:
+        assert await ask(link, Push(request=2, items=(pushed(real, origin=HUB),))) == PushResult(request=2, outcomes=("ok",))
+    refs = [i.ref for i in group_items(await beta.pending(bob.address, 1))]
+    assert answer == PushResult(request=1, outcomes=("invalid",)), answer
+    assert refs == [first.ref, real.ref], "mallory's item took the place of the hub's"
