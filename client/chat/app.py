@@ -45,7 +45,7 @@ from .pickers import ConfirmScreen, ReactScreen, VoteScreen
 from .screens import AskScreen, ContactScreen, GroupScreen, HelpScreen, IdentityChangedScreen
 from .render import presence_words, safe, short_name, transfer_line
 from .session import ChatSession, LiveUpdate
-from .widgets import ConversationList, MessageLog
+from .widgets import ConversationList, MessageLog, StatusLine
 
 __all__ = ["ChatApp", "run_chat"]
 
@@ -65,6 +65,8 @@ USER_ERRORS = (ConnectError, NodeError, ProtocolError, StateError, GuestEnded)
 class ChatApp(App[int]):
     TITLE = "Sonet"
     ENABLE_COMMAND_PALETTE = False
+    #: below 80 columns the list is narrower (and messages put their text under time and sender: render.py)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
     CSS = """
     Screen { layout: vertical; }
     #status { height: 1; background: $primary-background; padding: 0 1; }
@@ -72,6 +74,7 @@ class ChatApp(App[int]):
     #banner.shown { display: block; }
     #main { height: 1fr; }
     ConversationList { width: 26; height: 1fr; border: none; border-right: vkey $surface-lighten-2; padding: 0; }
+    Screen.-narrow ConversationList { width: 18; }
     ConversationList:focus { border: none; border-right: vkey $accent; }
     #pane { width: 1fr; }
     #title { height: 1; padding: 0 1; background: $boost; }
@@ -86,7 +89,7 @@ class ChatApp(App[int]):
     #typing { height: 1; padding: 0 1; color: $text-muted; text-style: italic; }
     #compose { height: 3; }
     ModalScreen { align: center middle; }
-    #dialog { width: 76; height: auto; max-height: 22; padding: 0 2; border: thick $primary; background: $surface; }
+    #dialog { width: 76; max-width: 100%; height: auto; max-height: 22; padding: 0 2; border: thick $primary; background: $surface; }
     #dialog.small { width: 56; }
     #dialog.wide { width: 80; max-height: 24; padding: 0 1; border: none; }
     #dialog.wide .title { margin-bottom: 0; background: $primary; }
@@ -140,7 +143,7 @@ class ChatApp(App[int]):
     # Layout -----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(id="status")
+        yield StatusLine(id="status")
         yield Static(id="banner")
         with Horizontal(id="main"):
             yield ConversationList(id="conversations")
@@ -316,9 +319,7 @@ class ChatApp(App[int]):
             right = Text.assemble(("○ ", "red"), ("offline", "bold red"))
         else:
             right = Text.assemble(("◌ ", "yellow"), ("connecting…", "yellow"))
-        status = self._main("#status", Static)
-        width = status.size.width or self.size.width - 2  # without the padding
-        status.update(Text.assemble(left, " " * max(1, width - left.cell_len - right.cell_len), right))
+        self._main(StatusLine).spread(left, right)
         banner = self._main("#banner", Static)
         if isinstance(self.connection, Offline):
             left_s = max(0, round(self.connection.retry_in_s - (time.monotonic() - self._offline_at)))
@@ -362,10 +363,6 @@ class ChatApp(App[int]):
             names = ", ".join(short_name(s, self.me) for s in senders)
             line.append(f"{names} {'is' if len(senders) == 1 else 'are'} typing…")
         self._main("#typing", Static).update(line)
-
-    def on_resize(self) -> None:
-        if self._alive():
-            self._draw_status()
 
     def _every_second(self) -> None:
         if not self._alive():

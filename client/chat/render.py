@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from rich.console import RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -79,11 +79,6 @@ def message_row(
     """One message: time, who, the text (wrapped), and for own messages the ticks; a failed
     message says why on the line below. Issue 17: a reply's quote above the text, "(edited)"
     after it, the reactions below it (yours in bold), a deleted message as a placeholder."""
-    grid = Table.grid(expand=True, padding=(0, 1))
-    grid.add_column(width=6, no_wrap=True)
-    grid.add_column(max_width=14, no_wrap=True, overflow="ellipsis")
-    grid.add_column(ratio=1, overflow="fold")
-    grid.add_column(width=2, no_wrap=True, justify="right")
     who = Text(safe(short_name(sender, me)), style="bold" if mine else f"bold {_name_style(sender)}")
     body = Text()
     if quote:
@@ -97,11 +92,40 @@ def message_row(
     for n, (emoji, count, by_me) in enumerate(reactions):
         body.append("\n" if n == 0 else "  ")
         body.append(f"{safe(emoji)} {count}", style="bold" if by_me else "dim")
-    grid.add_row(Text(clock_time(at), style="dim"), who, body, tick(state) if mine else Text(""))
+    when, ticks = Text(clock_time(at), style="dim"), tick(state) if mine else Text("")
+    why = None
     if mine and state in ("failed", "pending") and note:
-        why = f"not sent: {note}" if state == "failed" else f"waiting on this device: {note}"
-        grid.add_row("", "", Text(safe(why), style="red" if state == "failed" else "yellow italic"), "")
-    return grid
+        why = Text(safe(f"not sent: {note}" if state == "failed" else f"waiting on this device: {note}"))
+        why.stylize("red" if state == "failed" else "yellow italic")
+    grid = Table.grid(expand=True, padding=(0, 1))
+    grid.add_column(width=6, no_wrap=True)
+    grid.add_column(max_width=14, no_wrap=True, overflow="ellipsis")
+    grid.add_column(ratio=1, overflow="fold")
+    grid.add_column(width=2, no_wrap=True, justify="right")
+    grid.add_row(when, who, body, ticks)
+    if why is not None:
+        grid.add_row("", "", why, "")
+    # a narrow terminal: time and sender on a line of their own, the text under them at full width
+    head = Table.grid(expand=True, padding=(0, 1))
+    head.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    head.add_column(width=2, no_wrap=True, justify="right")
+    head.add_row(Text.assemble(when, " ", who), ticks)
+    body.overflow = "fold"
+    return _Fitted(grid, Group(head, body, *([why] if why is not None else [])))
+
+
+#: below this many columns a message's text would get a sliver beside its time and sender
+NARROW_ROW = 50
+
+
+class _Fitted:
+    """``wide`` when the width it is drawn at has room for it, else ``narrow``."""
+
+    def __init__(self, wide: RenderableType, narrow: RenderableType) -> None:
+        self.wide, self.narrow = wide, narrow
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.wide if options.max_width >= NARROW_ROW else self.narrow
 
 
 def conversation_entry(*, title: str, is_group: bool, last_text: str, unread: int, width: int) -> Text:
@@ -109,18 +133,18 @@ def conversation_entry(*, title: str, is_group: bool, last_text: str, unread: in
     title, last_text = safe(title), safe(last_text)
     mark = "# " if is_group else ""
     badge = f" {unread}" if unread else ""
-    room = max(4, width - len(badge) - len(mark))
-    name = title if len(title) <= room else title[: room - 1] + "…"
+    # fitted in cells, not characters: an emoji or CJK text takes two each
+    name = Text(title, style="bold" if unread else "")
+    name.truncate(max(4, width - len(badge) - len(mark)), overflow="ellipsis")
     line = Text(mark, style="dim")
-    line.append(name, style="bold" if unread else "")
+    line.append_text(name)
     if badge:
-        line.append(" " * max(1, width - len(mark) - len(name) - len(badge)))
+        line.append(" " * max(1, width - len(mark) - name.cell_len - len(badge)))
         line.append(badge.strip(), style="bold reverse green")
-    preview = " ".join(last_text.split()) or "—"
-    if len(preview) > width:
-        preview = preview[: width - 1] + "…"
+    preview = Text(" ".join(last_text.split()) or "—", style="dim")
+    preview.truncate(width, overflow="ellipsis")
     line.append("\n")
-    line.append(preview, style="dim")
+    line.append_text(preview)
     return line
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
 
@@ -21,18 +22,49 @@ from .render import conversation_entry, message_row
 if TYPE_CHECKING:
     from .app import ChatApp
 
-__all__ = ["ConversationList", "MessageLog", "MessageRow"]
+__all__ = ["ConversationList", "MessageLog", "MessageRow", "StatusLine"]
+
+
+class StatusLine(Static):
+    """The top line: ``left`` at the start, ``right`` at the end of its own width, spread again
+    when that changes (a terminal resized)."""
+
+    _parts: tuple[Text, Text] = (Text(), Text())
+
+    def spread(self, left: Text, right: Text) -> None:
+        self._parts = (left, right)
+        self._draw()
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        left, right = self._parts
+        width = self.content_size.width or self.app.size.width - 2  # without the padding
+        self.update(Text.assemble(left, " " * max(1, width - left.cell_len - right.cell_len), right))
 
 
 class ConversationList(OptionList):
     """1:1 conversations and groups, newest activity first, with unread counts and the last
     text; the option ids are the conversation keys (client/history.py)."""
 
-    #: the text width of an entry (the list is 26 columns wide: border and padding take 4)
+    #: the text width of an entry before the list has a size (26 columns: border and padding take 4)
     TEXT_WIDTH = 22
+    _shown: tuple[Sequence[Conversation], str | None] = ((), None)
+
+    @property
+    def text_width(self) -> int:
+        return max(8, self.outer_size.width - 4) if self.outer_size.width else self.TEXT_WIDTH
+
+    def on_resize(self) -> None:
+        """Narrower below 80 columns (the app's CSS): the entries are fitted again."""
+        conversations, current = self._shown
+        if conversations:
+            self.show(conversations, current=current)
 
     def show(self, conversations: Sequence[Conversation], *, current: str | None) -> None:
         """Redraw the entries, keeping the highlight on the conversation it was on."""
+        self._shown = (conversations, current)
         keep = self.highlighted_option.id if self.highlighted_option is not None else current
         self.clear_options()
         entries: list[Option | None] = []
@@ -40,7 +72,7 @@ class ConversationList(OptionList):
             if entries:
                 entries.append(None)  # a separator line between entries
             entry = conversation_entry(
-                title=c.title, is_group=c.is_group, last_text=c.last_text, unread=c.unread if c.key != current else 0, width=self.TEXT_WIDTH
+                title=c.title, is_group=c.is_group, last_text=c.last_text, unread=c.unread if c.key != current else 0, width=self.text_width
             )
             entries.append(Option(entry, id=c.key))
         self.add_options(entries)

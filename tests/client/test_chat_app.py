@@ -56,9 +56,9 @@ async def received_texts(device: Device) -> list[tuple[str, str]]:
     return texts(device, await device.receive())
 
 
-async def run_app(device: Device, clock: Clock, scenario: Scenario, **app_kwargs: Any) -> ChatApp:
-    """Run the app on ``device``'s home (opened again in the app's thread) until ``scenario``
-    returns; the app, after it ended."""
+async def run_app(device: Device, clock: Clock, scenario: Scenario, *, size: tuple[int, int] = (80, 24), **app_kwargs: Any) -> ChatApp:
+    """Run the app on ``device``'s home (opened again in the app's thread) in a terminal of
+    ``size`` until ``scenario`` returns; the app, after it ended."""
     home = device.state.home
     device.state.close()
     others = Others(trio.lowlevel.current_trio_token())
@@ -70,7 +70,7 @@ async def run_app(device: Device, clock: Clock, scenario: Scenario, **app_kwargs
             try:
                 app = ChatApp(Device(state, clock=clock), **app_kwargs)
                 ended.append(app)
-                async with app.run_test(size=(80, 24)) as pilot:
+                async with app.run_test(size=size) as pilot:
                     await scenario(app, pilot, others)
                 assert not app.guest.running  # the trio session ended with the app
             finally:
@@ -372,6 +372,39 @@ async def test_help_and_the_contact_screen_with_safety_number_and_qr_code(alpha:
         assert not isinstance(app.screen, ContactScreen)
 
     await run_app(alice, clock, scenario)
+
+
+async def test_a_60_column_terminal_has_a_narrower_list_the_text_under_its_sender_and_a_status_line_that_follows_resizes(
+    alpha: RunningNode, register: Register, clock: Clock
+) -> None:
+    """Found by newbie10 in a 60-column tmux: beside the 26-column list a message had ~7 columns
+    for its text (a word a line), dialogs were wider than the terminal, and the status line kept
+    the layout of the width before a resize (online at column 35 of 100, or cut off at 60)."""
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    text = "the quick brown fox jumps over the lazy dog, twice: the quick brown fox jumps over the lazy dog"
+    await bob.send_text(ALICE, text)
+
+    async def scenario(app: ChatApp, pilot: Pilot, others: Others) -> None:
+        await online(app, pilot)
+        await opened(app, pilot, BOB)
+        await pilot.pause()
+        assert app.query_one(ConversationList).outer_size.width == 18
+        [row] = app.query_one(MessageLog).rows()
+        assert row.size.height == 4, row.size  # time and sender, then the text at full width in 3 lines
+        status = static_text(app, "#status")
+        assert status.startswith("Sonet alice@alpha") and status.endswith("● online · alpha.example") and len(status) == 58, status
+        await pilot.press("f2")
+        await until(pilot, lambda: isinstance(app.screen, ContactScreen), "the contact screen")
+        assert app.screen.query_one("#dialog").outer_size.width <= 60
+        await pilot.press("escape")
+        await pilot.resize_terminal(100, 24)
+        await pilot.pause()
+        await pilot.pause()
+        status = static_text(app, "#status")
+        assert status.endswith("● online · alpha.example") and len(status) == 98, status
+        assert app.query_one(ConversationList).outer_size.width == 26 and row.size.height == 2, row.size  # beside them again
+
+    await run_app(alice, clock, scenario, size=(60, 24))
 
 
 async def test_a_group_lists_its_members_and_an_admin_adds_one(alpha: RunningNode, register: Register, clock: Clock) -> None:

@@ -12,9 +12,10 @@ import trio
 
 from sonet.client.chat.bridge import GuestEnded, TrioGuest
 from sonet.client.chat.qr import qr_text
+from rich.cells import cell_len
 from rich.console import Console
 
-from sonet.client.chat.render import message_row, safe, short_name, tick
+from sonet.client.chat.render import NARROW_ROW, conversation_entry, message_row, safe, short_name, tick
 
 # The bridge -------------------------------------------------------------------------------
 
@@ -183,6 +184,31 @@ def test_a_failed_message_says_why_under_it_and_a_pending_one_what_it_waits_for(
     assert pending.splitlines()[0].rstrip().endswith("◷") and "waiting on this device: the node cannot be reached" in " ".join(pending.split())
     theirs = drawn(message_row(at=0, sender="bob@alpha.example", me=me, mine=False, text="hi", state="received", note=""))
     assert theirs.splitlines() == [theirs.splitlines()[0]] and "bob" in theirs and "✓" not in theirs
+
+
+def test_in_a_narrow_terminal_the_text_goes_under_time_and_sender_at_full_width() -> None:
+    """Found by newbie10 in a 60-column tmux: beside the 26-column list the text had ~7 columns
+    next to time and sender, a word a line. Below NARROW_ROW columns the row puts the text under
+    them; at 54 (80 columns less the list) it stays one grid row, as before."""
+    me = "alice@alpha.example"
+    text = "the quick brown fox jumps over the lazy dog " * 3
+    narrow = drawn(message_row(at=0, sender="bob@beta.example", me=me, mine=False, text=text, state="received", note=""), width=NARROW_ROW - 10)
+    head, *lines = narrow.splitlines()
+    assert head.strip() == "bob@beta.example" and len(lines) == 4, narrow
+    assert " ".join(" ".join(lines).split()) == text.strip() and max(len(line.rstrip()) for line in lines) > NARROW_ROW - 14, narrow
+    mine = drawn(message_row(at=0, sender=me, me=me, mine=True, text="hello", state="pending", note="the node cannot be reached"), width=40)
+    assert mine.splitlines()[0].split() == ["you", "◷"] and mine.splitlines()[1].strip() == "hello", mine
+    assert "waiting on this device: the node cannot be reached" in " ".join(mine.split()), mine
+    wide = drawn(message_row(at=0, sender="bob@beta.example", me=me, mine=False, text="hi there", state="received", note=""))
+    assert len(wide.splitlines()) == 1 and "bob@beta.exam" in wide and "hi there" in wide, wide
+
+
+def test_a_conversation_entry_fits_its_width_in_cells() -> None:
+    """Two lines whatever the text: an emoji takes two cells, so a preview of emoji cut at the
+    width in characters was twice as wide and wrapped into a third line (newbie10)."""
+    for title, last in (("bob@beta.example", "hello trio from the chat"), ("🎉" * 30, "👋" * 30), ("会議" * 10, "مرحبا بالعالم " * 4)):
+        first, second = conversation_entry(title=title, is_group=True, last_text=last, unread=3, width=14).plain.split("\n")
+        assert cell_len(first) == 14 and first.startswith("# ") and first.endswith(" 3") and 12 <= cell_len(second) <= 14, (first, second)
 
 
 def test_safe_keeps_text_and_replaces_what_drives_a_terminal() -> None:
