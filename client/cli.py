@@ -635,7 +635,7 @@ def cmd_witness_quorum(args: argparse.Namespace) -> None:
     state = _device(args).state
     if args.quorum is not None:
         if args.quorum != "auto" and not (args.quorum.isdigit() and int(args.quorum) <= limits.MAX_COSIGNATURES):
-            raise CommandError("usage", f"the witness quorum is a number from 0 to {limits.MAX_COSIGNATURES}, or auto")
+            raise CommandError("bad_input", f"the witness quorum is a number from 0 to {limits.MAX_COSIGNATURES}, or auto")
         state.set_witness_quorum(None if args.quorum == "auto" else int(args.quorum))
     quorum = state.witness_quorum()
     if quorum is None:
@@ -821,7 +821,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "typing", help="tell someone you are typing",
         description="Send an ephemeral typing indicator (never stored). To a group: its id or name instead of an address; "
-        "it reaches the members on your node (not yet those on other nodes).",
+        "it reaches every member, on any node (best effort: dropped, never queued, when a node cannot take it at once).",
     )  # fmt: skip
     p.add_argument("address", metavar="ADDRESS|GROUP")
     p.add_argument("--stop", action="store_true", help="say you stopped typing")
@@ -947,7 +947,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     except (CommandError, LocalProtocolError) as exc:
         fail(exc.code, str(exc))
-        return 1
+        return 2 if exc.code == "usage" else 1  # as argparse's own usage errors
     except ProtocolError as exc:  # what a node or contact sent did not verify
         fail(exc.code, str(exc) if args.json else f"{exc} ({exc.code})")
         return 1

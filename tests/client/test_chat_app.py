@@ -490,6 +490,6 @@ def test_chat_needs_a_terminal_and_takes_no_json(capsys: pytest.CaptureFixture[s
     assert cli.main(["--home", str(tmp_path), "chat"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.strip() == "sonet: error: sonet chat needs a terminal (for scripts: `sonet recv --follow`)"
-    assert cli.main(["--home", str(tmp_path), "chat", "--json"]) == 1
+    assert cli.main(["--home", str(tmp_path), "chat", "--json"]) == 2  # a usage error exits 2, as argparse's (newbie10)
     out, err = capsys.readouterr()
     assert '"code": "usage"' in out and "interactive" in out and err == ""

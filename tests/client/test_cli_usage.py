@@ -221,6 +221,16 @@ def test_a_usage_error_with_json_is_one_json_line(capsys: pytest.CaptureFixture[
     assert error["code"] == "usage" and "TEXT" in error["message"], error
 
 
+def test_every_usage_error_exits_2_also_those_the_command_finds_itself(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Found by newbie10: `register` without its arguments and `chat --json` said code "usage"
+    but exited 1; argparse's usage errors exit 2 (README), and so do these now."""
+    assert json_error(capsys, "--home", tmp_path, "register", rc=2)["code"] == "usage"
+    assert one_error(capsys, "--home", tmp_path, "register", "--node", "ws://127.0.0.1:1", rc=2).startswith(
+        "sonet: error: usage: sonet register ADDRESS --node URL --invite TOKEN (missing ADDRESS, --invite;"
+    )
+    assert json_error(capsys, "--home", tmp_path, "chat", rc=2)["code"] == "usage"
+
+
 # Ctrl-C before anything reached the node --------------------------------------------------
 
 
