@@ -448,7 +448,8 @@ def add_group_commands(sub: argparse._SubParsersAction, shell: Shell) -> None:
         "added later with `sonet group add`.",
     )  # fmt: skip
     q.add_argument("name", metavar="NAME", help=f"the group's name (1 to {MAX_GROUP_NAME_LEN} bytes, no '@'), seen by every member")
-    q.add_argument("members", metavar="ADDRESS", nargs="*", help="members to add, user@node")
+    # default=[]: else argparse names ADDRESS among the missing ones when NAME is missing
+    q.add_argument("members", metavar="ADDRESS", nargs="*", default=[], help="members to add, user@node")
 
     q = command("add", cmd_add, help="add members (admins)", description="Add every device of each ADDRESS to the group (admins only).")
     q.add_argument("group", metavar="GROUP", help=_GROUP_ARG)

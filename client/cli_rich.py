@@ -1,6 +1,6 @@
 """``sonet poll|vote|poll-close|location|contact|event`` (issue 17 item 6). The work is
 ``Device.send_poll``, ``vote``, ``close_poll``, ``send_location``, ``send_contact`` and
-``send_event`` (client/polls.py); CONVERSATION is an address or a group's id or name, as for
+``send_event`` (client/polls.py); ADDRESS|GROUP is an address or a group's id or name, as for
 ``sonet history``; MESSAGE_ID the poll's id as ``recv`` and ``history`` print it. Call
 signalling is ``sonet call`` (client/cli_call.py)."""
 
@@ -171,12 +171,12 @@ def cmd_event(args: argparse.Namespace, shell: Shell) -> None:
 
 def add_rich_commands(sub: argparse._SubParsersAction, shell: Shell) -> None:
     """The commands under the command line's subparsers (client/cli.py build_parser)."""
-    conversation = {"metavar": "CONVERSATION", "help": "a contact's address (user@node), or a group's id or name"}
+    conversation = {"metavar": "ADDRESS|GROUP", "help": "a contact's address (user@node), or a group's id or name"}
     message_id = {"metavar": "MESSAGE_ID", "help": "the poll's id (32 hex digits, as recv and history print it)"}
     post_json = "one JSON object: id, type, to (or group: its id), state, code, message"
 
     p = sub.add_parser("poll", help="ask a question with options", description=f"Send a poll of 2..{MAX_POLL_OPTIONS} options to "
-                       "CONVERSATION; everyone in it votes (`sonet vote`), you close it (`sonet poll-close`); `sonet history` "
+                       "ADDRESS|GROUP; everyone in it votes (`sonet vote`), you close it (`sonet poll-close`); `sonet history` "
                        "shows the result, counted alike on every device.")  # fmt: skip
     p.add_argument("conversation", **conversation)
     p.add_argument("question", metavar="QUESTION")
@@ -200,7 +200,7 @@ def add_rich_commands(sub: argparse._SubParsersAction, shell: Shell) -> None:
                    "poll (question, multiple, closed, closed_at, options: option, text, votes, voters)")  # fmt: skip
     p.set_defaults(fn=lambda args: cmd_poll_close(args, shell))
 
-    p = sub.add_parser("location", help="share a location", description="Send a location (decimal degrees) to CONVERSATION.")
+    p = sub.add_parser("location", help="share a location", description="Send a location (decimal degrees) to ADDRESS|GROUP.")
     p.add_argument("conversation", **conversation)
     p.add_argument("lat", metavar="LAT", help="latitude, -90..90 (e.g. 52.5163)")
     p.add_argument("lon", metavar="LON", help="longitude, -180..180 (e.g. 13.3777)")
@@ -209,14 +209,14 @@ def add_rich_commands(sub: argparse._SubParsersAction, shell: Shell) -> None:
     p.add_argument("--json", action="store_true", help=post_json + ", location (lat, lon, accuracy, label)")
     p.set_defaults(fn=lambda args: cmd_location(args, shell))
 
-    p = sub.add_parser("contact", help="share a contact card", description="Send a contact card (a name and Sonet addresses) to CONVERSATION.")
+    p = sub.add_parser("contact", help="share a contact card", description="Send a contact card (a name and Sonet addresses) to ADDRESS|GROUP.")
     p.add_argument("conversation", **conversation)
     p.add_argument("card_addresses", metavar="CARD_ADDRESS", nargs="+", help="the contact's address(es), user@node")
     p.add_argument("--name", default="", help="the contact's name as shown")
     p.add_argument("--json", action="store_true", help=post_json + ", contact (name, addresses)")
     p.set_defaults(fn=lambda args: cmd_contact(args, shell))
 
-    p = sub.add_parser("event", help="share an event", description="Send an event (a title, a time, an optional end and place) to CONVERSATION.")
+    p = sub.add_parser("event", help="share an event", description="Send an event (a title, a time, an optional end and place) to ADDRESS|GROUP.")
     p.add_argument("conversation", **conversation)
     p.add_argument("title", metavar="TITLE")
     p.add_argument("--at", required=True, metavar="TIME", help="when it starts: ISO 8601, e.g. 2026-12-24T18:00 (local) or ...Z (UTC)")

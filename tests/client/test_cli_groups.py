@@ -135,6 +135,13 @@ def test_usage_errors_exit_2_and_follow_json(capsys: pytest.CaptureFixture[str],
     assert json_error(capsys, "--home", home, *argv, rc=2)["code"] == "usage"
 
 
+def test_group_create_without_a_name_names_only_what_is_missing(capsys: pytest.CaptureFixture[str], home: Path) -> None:
+    """Found by newbie10: the line said "required: NAME, ADDRESS", though a group may be created
+    with no members (`group create NAME [ADDRESS...]`)."""
+    rc, _out, err = run(capsys, "--home", home, "group", "create")
+    assert rc == 2 and err.splitlines()[-1] == "sonet group create: error: the following arguments are required: NAME", err
+
+
 # Naming a group ---------------------------------------------------------------------------------
 
 
