@@ -419,19 +419,20 @@ def cmd_config_check(args: argparse.Namespace) -> None:
         print(f"ok: {path} (node {config.name}, listening on {config.listen}{on})")
 
 
-def _runtime(data: Path) -> dict | None:
-    """What the running process wrote (run.json; with several processes on PostgreSQL, the
-    first live one's run-HOST_PORT.json); None when none runs."""
+def _runtimes(data: Path) -> list[dict]:
+    """What each running process wrote (run.json; with several processes on PostgreSQL, each
+    live one's run-HOST_PORT.json); empty when none runs."""
     from .data_dir import RUNTIME_FILE
 
+    found = []
     for path in (data / RUNTIME_FILE, *sorted(data.glob("run-*.json"))):
         try:
             info = json.loads(path.read_text())
             os.kill(int(info["pid"]), 0)
-            return info
+            found.append(info)
         except (OSError, ValueError, KeyError, TypeError):
             continue
-    return None
+    return found
 
 
 def _peer_json(peer: Peer) -> dict:
@@ -537,7 +538,8 @@ def _show_status(args: argparse.Namespace) -> None:
     from .store import HeadRow, redact_url
 
     data, config, key = _existing_node(args)
-    runtime = _runtime(data)
+    running = _runtimes(data)
+    runtime = running[0] if running else None
     stats = _with_store(data, lambda s: s.stats())
     # live link state comes from the running node (run.json); without it only the table is known
     federation = (runtime or {}).get("federation") or _federation_at_rest(data, config)
@@ -550,6 +552,8 @@ def _show_status(args: argparse.Namespace) -> None:
         "running": runtime is not None,
         "pid": runtime["pid"] if runtime else None,
         "url": runtime["url"] if runtime else None,
+        # every process serving this node (several on PostgreSQL); pid and url above are the first's
+        "processes": [{"pid": r["pid"], "url": r.get("url")} for r in running],
         "registration": config.registration,
         "minimum_crypto_mode": config.minimum_crypto_mode.value,
         # a PostgreSQL database, its password left out
@@ -568,8 +572,10 @@ def _show_status(args: argparse.Namespace) -> None:
     else:
         for field, value in status.items():
             if field == "running":  # in words, with where, not Python's True/None
-                print(f"running: yes (pid {status['pid']}, {status['url']})" if value else "running: no")
-            elif field not in ("pid", "url", "directory", "federation"):
+                where = "; ".join(f"pid {r['pid']}, {r['url']}" for r in running)
+                many = f"{len(running)} processes: " if len(running) > 1 else ""
+                print(f"running: yes ({many}{where})" if value else "running: no")
+            elif field not in ("pid", "url", "processes", "directory", "federation"):
                 print(f"{field}: {value}")
         if head is None:
             print("directory: no signed head yet")

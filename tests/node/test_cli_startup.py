@@ -5,6 +5,7 @@ error line with ``--json``), exit 1 (130 for Ctrl-C), and nothing on disk change
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -349,9 +350,25 @@ def test_a_peer_mistake_is_the_arguments_not_the_database(node: Path, capsys: py
         assert error["code"] == code and error["message"].startswith(says), error
 
 
+def test_the_status_names_every_process_serving_the_node(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by newbie10: with two processes on one PostgreSQL node, `status` showed the first
+    one's pid and URL only, as if it were alone. Each live process's run-HOST_PORT.json counts
+    (this test's own pid stands for them; a dead one's file is left out)."""
+    for port, pid in ((7481, os.getpid()), (7482, os.getpid()), (7483, 2**22 + 1)):  # the last: no such process
+        (node / f"run-127.0.0.1_{port}.json").write_text(json.dumps({"pid": pid, "url": f"ws://127.0.0.1:{port}", "started_at": 0}))
+    lines = ok(run(capsys, "status", "--data", node)).out.splitlines()
+    me = os.getpid()
+    assert f"running: yes (2 processes: pid {me}, ws://127.0.0.1:7481; pid {me}, ws://127.0.0.1:7482)" in lines, lines
+    [status] = json_lines(run(capsys, "status", "--data", node, "--json"))
+    assert (status["running"], status["pid"], status["url"]) == (True, me, "ws://127.0.0.1:7481")
+    assert status["processes"] == [{"pid": me, "url": "ws://127.0.0.1:7481"}, {"pid": me, "url": "ws://127.0.0.1:7482"}]
+    (node / "run-127.0.0.1_7482.json").unlink()
+    assert f"running: yes (pid {me}, ws://127.0.0.1:7481)" in ok(run(capsys, "status", "--data", node)).out.splitlines()
+
+
 def test_the_status_for_people_says_running_in_words(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """It printed Python's `running: False`, `pid: None`, `url: None`; --json is unchanged."""
     lines = ok(run(capsys, "status", "--data", node)).out.splitlines()
     assert "running: no" in lines and not [line for line in lines if line.startswith(("pid:", "url:")) or "None" in line], lines
     [status] = json_lines(run(capsys, "status", "--data", node, "--json"))
-    assert (status["running"], status["pid"], status["url"]) == (False, None, None)
+    assert (status["running"], status["pid"], status["url"], status["processes"]) == (False, None, None, [])
