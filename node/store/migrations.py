@@ -649,10 +649,14 @@ _GROUP_ORIGINS = (
     *_usage_triggers("hub_refs", "hub_ref_origin", scope="origin", key="ROW.origin", size="0", when="ROW.origin IS NOT NULL"),
 )
 
+# The hub each of a device's group submissions was sent to: only it (or the hub the node follows
+# after a hand-over) may refuse it (sqlite_groups.py ``_verdict_refusal``).
+_SUBMISSION_HUBS = ("ALTER TABLE group_submissions ADD COLUMN hub TEXT NULL",)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
     _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS, _LEANER_RELAY, _OUTBOX_USAGE_IN_WRITES,
-    _ACKED_DAYS, _MAILBOX_COUNTS, _GROUP_BODY_SENDERS, _GROUP_ORIGINS,
+    _ACKED_DAYS, _MAILBOX_COUNTS, _GROUP_BODY_SENDERS, _GROUP_ORIGINS, _SUBMISSION_HUBS,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

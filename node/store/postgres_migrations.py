@@ -465,6 +465,9 @@ _GROUP_ORIGINS: tuple[str, ...] = (
     *_row_usage("hub_refs", "hub_ref_origin", scope="origin", key="ROW.origin", size="0", when="ROW.origin IS NOT NULL"),
 )
 
+# migrations.py ``_SUBMISSION_HUBS``
+_SUBMISSION_HUBS: tuple[str, ...] = ("ALTER TABLE group_submissions ADD COLUMN hub TEXT NULL",)
+
 _BASELINE_VERSION = 16
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -479,6 +482,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MAILBOX_COUNTS,
     _GROUP_BODY_SENDERS,
     _GROUP_ORIGINS,
+    _SUBMISSION_HUBS,
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"

@@ -158,8 +158,8 @@ def _group_submit(
         raise StoreError("this submission ref is in use by another device", code="bad_input")
     if row is None:
         conn.execute(
-            "INSERT INTO group_submissions (grp, ref, account, device_id, expires) VALUES (?, ?, ?, ?, ?)",
-            (item.group, item.ref, account, device_id, lives_until(item, now=now, ttl_ms=ttl_ms)),
+            "INSERT INTO group_submissions (grp, ref, account, device_id, expires, hub) VALUES (?, ?, ?, ?, ?, ?)",
+            (item.group, item.ref, account, device_id, lives_until(item, now=now, ttl_ms=ttl_ms), hub),
         )
     step = _Step(conn, here, now, ttl_ms, quota, Charges(), UsageChanges(), GroupEffects())
     if hub == here:
@@ -207,7 +207,7 @@ def _receive_group(conn: Connection, rec: GroupReceived, now: int, quota: Quota,
     elif kind == ItemKind.ORDERED:
         return _take_ordered(step, item, origin=rec.origin)
     elif kind == ItemKind.VERDICT:
-        return _take_verdict(step, item)
+        return _verdict_refusal(conn, item, rec.origin) or _take_verdict(step, item)
     else:
         return _adopt(step, item, origin=rec.origin)
     return OK
@@ -482,6 +482,21 @@ def _deliver_taken(step: _Step, item: GroupItem, recipients: set[Member], origin
         return GROUP_FULL
     conn.execute("INSERT INTO group_seen (grp, seq, expires) VALUES (?, ?, ?)", (*key, step.until(item)))
     return OK
+
+
+def _verdict_refusal(conn: Connection, item: GroupItem, origin: str) -> str:
+    """Why ``origin`` may not hand this node ``item``, a VERDICT ("" if it may): only the hub
+    the submission was sent to, or the hub this node follows for the group (one it was handed
+    over to) refuses it; another, later (``hub_pending``: this node may not know of the
+    hand-over yet). A member node knows the group's refs: it could make a device drop or redo
+    a message the hub ordered."""
+    row = conn.execute("SELECT hub FROM group_submissions WHERE grp = ? AND ref = ?", (item.group, item.ref)).fetchone()
+    if row is None:
+        return ""  # nobody here to tell (_take_verdict drops it)
+    followed = conn.execute("SELECT hub FROM member_groups WHERE grp = ?", (item.group,)).fetchone()
+    if origin == row[0] or (followed is not None and origin == followed[0]) or (row[0] is None and (followed is None or followed[0] is None)):
+        return ""  # (a submission recorded before its hub was, of a group with no hub followed: as before)
+    return "hub_pending"
 
 
 def _take_verdict(step: _Step, item: GroupItem, submitter: Member | None = None) -> str:

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 from sonet.core.federation_api import Push, PushResult, Transit
 from sonet.core import limits
-from sonet.core.groups.items import GroupItem, GroupMember
+from sonet.core.groups.items import GroupItem, GroupMember, ItemKind
 from tests.node.conftest import StartNode
-from tests.node.group_kit import group_items, mls_device
+from tests.node.group_kit import group_items, mls_device, submit
 from tests.node.test_groups_robust import ordered
 
 from .net import BETA, ask, new_key, peer_link, pin
 
 HUB, MALLORY = "hub.example", "mallory.example"
+
+
+def verdict(group: bytes, ref: bytes, outcome: str) -> GroupItem:
+    return GroupItem(
+        kind=ItemKind.VERDICT, ref=ref, group=group, epoch=1, seq=0, message=b"", welcome=b"", members=(), outcome=outcome, hub="",
+    )  # fmt: skip
 
 
 def pushed(item: GroupItem, *, origin: str) -> Transit:
@@ -50,3 +56,35 @@ async def test_a_peer_cannot_push_a_groups_items_in_its_hubs_name(start_node: St
     refs = [i.ref for i in group_items(await beta.pending(bob.address, 1))]
     assert answer == PushResult(request=1, outcomes=("invalid",)), answer
     assert refs == [first.ref, real.ref], "mallory's item took the place of the hub's"
+
+
+async def test_only_the_hub_refuses_a_devices_submission(start_node: StartNode) -> None:
+    """A member node sees every ref the hub orders; mallory (any pinned peer), pushing a VERDICT
+    in its own name for bob's submission, made bob's device drop the message (or redo it, for
+    ``stale_epoch``) while the hub had ordered it. Now a verdict is taken only from the hub the
+    submission went to, or the one this node follows; another's waits (``hub_pending``)."""
+    beta = await start_node(name=BETA)
+    bob = await beta.enroll("bob")
+    device = mls_device(bob.first)
+    device.create(hub=HUB)
+    _, commit, _ = device.g.commit(device.rng.randbytes)
+    group = device.g.group_id
+    hub_key, mallory_key = new_key(), new_key()
+    await pin(beta, HUB, fingerprint=hub_key.public.fingerprint)
+    await pin(beta, MALLORY, fingerprint=mallory_key.public.fingerprint)
+    first = ordered(group, 1, commit.to_bytes(), hub=HUB, members=(GroupMember(account=bob.address, device=1),))
+    async with peer_link(beta, hub_key, HUB) as link:
+        assert await ask(link, Push(request=1, items=(pushed(first, origin=HUB),))) == PushResult(request=1, outcomes=("ok",))
+    async with beta.raw(bob.first) as conn:
+        ref = await submit(conn, group, device.g.encrypt(b"hello", device.rng.randbytes), hub=HUB)
+    before = [i.ref for i in group_items(await beta.pending(bob.address, 1))]
+    forged = verdict(group, ref, "not_allowed")
+    async with peer_link(beta, mallory_key, MALLORY) as link:
+        answer = await ask(link, Push(request=1, items=(pushed(forged, origin=MALLORY),)))
+    forged_refs = [i.ref for i in group_items(await beta.pending(bob.address, 1))]
+    async with peer_link(beta, hub_key, HUB) as link:  # the hub's own verdict is taken
+        assert await ask(link, Push(request=2, items=(pushed(verdict(group, ref, "stale_epoch"), origin=HUB),))) == PushResult(
+            request=2, outcomes=("ok",)
+        )
+    assert (answer, forged_refs) == (PushResult(request=1, outcomes=("hub_pending",)), before), (answer, forged_refs)
+    assert [i.ref for i in group_items(await beta.pending(bob.address, 1))] == [*before, ref]
