@@ -261,13 +261,17 @@ class LinkPool:
         """Record a failure with ``name``; start a backoff period unless one is running."""
         state = self._state(name)
         now = self._clock_ms()
-        state.last_error = LinkError(code=code, message=message, at=now)
-        if not state.backing_off():
+        before, state.last_error = state.last_error, LinkError(code=code, message=message, at=now)
+        started = not state.backing_off()
+        if started:
             delay = state.backoff.next_delay()
             state.retry_at = trio.current_time() + delay
             state.next_attempt_at = now + int(delay * 1000)
         self.version += 1
-        log.info("federation with %s: %s (%s)", name, message, code)
+        # one line per backoff (or change of error): lookups dial whatever the backoff, and a
+        # peer gossiping heads of an unreachable node made a failed key lookup ~30 times a second
+        level = logging.INFO if started or before is None or before.code != code else logging.DEBUG
+        log.log(level, "federation with %s: %s (%s)", name, message, code)
 
     def seen(self, name: str) -> None:
         """``name`` is reachable again: retry its items at once."""

@@ -108,17 +108,18 @@ class Witness:
         self._nursery: trio.Nursery | None = None
         #: bumped on every change ``witnessed()`` / ``splits()`` would show
         self.version = 0
-        # heads that do not verify: the first per source each interval is a line of its own,
-        # the others one summary line (a pinned peer gossiping forgeries wrote ~50 lines a second)
-        self._ignored = LogSummary(log, what="directory heads ignored (they do not verify)")
-        self._ignored_at: dict[str, float] = {}
+        # heads that do not verify, and witnessing that failed: the first per source (node) each
+        # interval is a line of its own, the others one summary line (a pinned peer gossiping
+        # forged heads of other nodes made ~50-130 lines a second)
+        self._quiet = LogSummary(log, what="directory heads ignored and witnessing failures")
+        self._logged_at: dict[str, float] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read what was witnessed and the splits, then run rounds until cancelled. While the
         store cannot be read, lookups are refused ``unavailable`` and reading is retried."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._ignored.run)  # the summary line each interval
+            nursery.start_soon(self._quiet.run)  # the summary line each interval
             await self._load()
             task_status.started()
             while not self._ready:
@@ -236,9 +237,9 @@ class Witness:
                         await self._round(node)
                 except FederationError as exc:
                     level = logging.INFO if exc.code in TRANSIENT_CODES else logging.WARNING
-                    log.log(level, "witnessing %s: %s (%s); trying again later", node, exc, exc.code)
+                    self._log_limited(f"witnessing {node}", level, "witnessing %s: %s (%s); trying again later", node, exc, exc.code)
                 except StoreFailure as exc:
-                    log.warning("witnessing %s: %s; trying again later", node, exc)
+                    self._log_limited(f"witnessing {node}", logging.WARNING, "witnessing %s: %s; trying again later", node, exc)
         finally:
             self._busy.discard(node)
 
@@ -252,20 +253,22 @@ class Witness:
         except FederationError as exc:
             if exc.code != "invalid":
                 raise
-            self._log_ignored(node, source, exc)
+            self._log_limited(f"head from {source}", logging.WARNING, "ignored a directory head of %s from %s: %s", node, source, exc)
             return False
         last = self._witnessed.get(node)
         return await self._consistent(node, head, source) and (last is None or head.size > last.size)
 
-    def _log_ignored(self, node: str, source: str, exc: FederationError) -> None:
+    def _log_limited(self, key: str, level: int, message: str, *args: object) -> None:
+        """``message`` at ``level`` once per ``key`` each interval; more of it are counted in
+        the summary line, their detail at DEBUG (keys: configured nodes and sources)."""
         now = trio.current_time()
-        last = self._ignored_at.get(source)
+        last = self._logged_at.get(key)
         if last is None or now - last >= SUMMARY_INTERVAL_S:
-            self._ignored_at[source] = now
-            log.warning("ignored a directory head of %s from %s: %s", node, source, exc)
+            self._logged_at[key] = now
+            log.log(level, message, *args)
         else:
-            self._ignored.count(node, source)
-            log.debug("ignored a directory head of %s from %s: %s", node, source, exc)
+            self._quiet.count(key)
+            log.debug(message, *args)
 
     async def _round(self, node: str) -> None:
         answer = await self._ask(node, FetchHead(request=0, node=node))

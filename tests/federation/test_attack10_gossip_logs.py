@@ -49,3 +49,26 @@ async def test_forged_heads_gossiped_in_a_flood_are_logged_once_per_interval(sta
     lines = ignored(caplog)
     assert len(lines) == 1, f"{len(lines)} lines for {FRAMES} forged heads from one peer"
     assert "from gossip:third.example" in lines[0]
+
+
+async def test_heads_of_an_unreachable_node_gossiped_in_a_flood_are_not_a_line_each(start_node: StartNode, caplog: pytest.LogCaptureFixture) -> None:
+    """A head of a configured node whose key this node has not fetched yet makes it ask that
+    node for its key (dialled whatever the backoff: a lookup); while that node is unreachable
+    every gossiped head was two INFO lines, "federation with NODE: cannot reach ..." and
+    "witnessing NODE: ...; trying again later" (1,058 lines in 8 s against a real node from one
+    peer naming two such nodes). Now one line per backoff (or change of error) and one per node
+    each interval, the rest counted."""
+    caplog.set_level(logging.INFO, logger="sonet.federation")
+    alpha = await start_node(name=ALPHA, registration="open")
+    third = new_key()
+    await pin(alpha, "third.example", fingerprint=third.public.fingerprint)
+    await pin(alpha, "gone.example", fingerprint=new_key().public.fingerprint)  # never reachable: NOWHERE
+    async with peer_link(alpha, third, "third.example") as link:
+        for n in range(FRAMES):
+            forged = sign_head(new_key(), node="gone.example", size=1, root=bytes(32), at=wall_ms() + n)
+            heads = (SeenHead(node="gone.example", head=SignedHead(head=forged, cosignatures=())),)
+            assert await ask(link, Gossip(request=n + 1, heads=heads)) == Noted(request=n + 1)
+            await trio.sleep(0.01)
+    await trio.sleep(0.2)
+    about = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and "gone.example" in r.getMessage()]
+    assert len(about) <= 10, f"{len(about)} lines about gone.example for {FRAMES} gossiped heads: {about[:4]}"
