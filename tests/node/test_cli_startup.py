@@ -134,6 +134,14 @@ def test_a_data_dir_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytest.Ca
     assert path.read_text() == "not a node"
 
 
+def test_fingerprint_of_a_directory_that_holds_no_node_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by newbie10: `sonet-node fingerprint --data /tmp` said "/tmp/node.key is missing:
+    restore it from a backup", as if a node's key had been lost."""
+    error_line(run(capsys, "fingerprint", "--data", tmp_path), f"{tmp_path} holds no node (no node.toml, no node.key)", "sonet-node init")
+    assert json_error(run(capsys, "fingerprint", "--data", tmp_path, "--json"))["code"] == "bad_data_dir"
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("listen", ["127.0.0.1:99999", "127.0.0.1:", "127.0.0.1", "no port", "[::1:7480", "host/x:1", "127.0.0.1:²"])
 def test_a_bad_listen_address_in_node_toml_is_refused_at_start(
     node: Path, capsys: pytest.CaptureFixture[str], listen: str
