@@ -653,10 +653,18 @@ _GROUP_ORIGINS = (
 # after a hand-over) may refuse it (sqlite_groups.py ``_verdict_refusal``).
 _SUBMISSION_HUBS = ("ALTER TABLE group_submissions ADD COLUMN hub TEXT NULL",)
 
+# The devices an ORDERED item still has to reach count as rows towards the relay budget of
+# the hub that pushed it (sqlite_groups.py ``_deliver_taken``); the rows kept already from here on.
+_WAITING_ORIGINS = (
+    *_usage_triggers("group_waiting", "group_waiting_origin", scope="origin", key="ROW.origin", size="0", when="ROW.origin IS NOT NULL"),
+    """INSERT INTO storage_usage (scope, key, count, bytes) SELECT 'origin', origin, count(*), 0 FROM group_waiting WHERE true GROUP BY origin
+        ON CONFLICT (scope, key) DO UPDATE SET count = storage_usage.count + excluded.count""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
     _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS, _LEANER_RELAY, _OUTBOX_USAGE_IN_WRITES,
-    _ACKED_DAYS, _MAILBOX_COUNTS, _GROUP_BODY_SENDERS, _GROUP_ORIGINS, _SUBMISSION_HUBS,
+    _ACKED_DAYS, _MAILBOX_COUNTS, _GROUP_BODY_SENDERS, _GROUP_ORIGINS, _SUBMISSION_HUBS, _WAITING_ORIGINS,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -468,6 +468,13 @@ _GROUP_ORIGINS: tuple[str, ...] = (
 # migrations.py ``_SUBMISSION_HUBS``
 _SUBMISSION_HUBS: tuple[str, ...] = ("ALTER TABLE group_submissions ADD COLUMN hub TEXT NULL",)
 
+# migrations.py ``_WAITING_ORIGINS``
+_WAITING_ORIGINS: tuple[str, ...] = (
+    *_row_usage("group_waiting", "group_waiting_origin", scope="origin", key="ROW.origin", size="0", when="ROW.origin IS NOT NULL"),
+    """INSERT INTO storage_usage (scope, key, count, bytes) SELECT 'origin', origin, count(*), 0 FROM group_waiting GROUP BY origin
+        ON CONFLICT (scope, key) DO UPDATE SET count = storage_usage.count + excluded.count""",
+)
+
 _BASELINE_VERSION = 16
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -483,6 +490,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _GROUP_BODY_SENDERS,
     _GROUP_ORIGINS,
     _SUBMISSION_HUBS,
+    _WAITING_ORIGINS,
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"

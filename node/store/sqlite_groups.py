@@ -29,7 +29,9 @@ A SUBMIT another node pushed counts the same towards the relay budget of the nod
 for it (``GroupReceived.charged``: its origin, when the pusher is that node or its relay),
 with its ``hub_refs`` row; one whose pusher may not speak for its origin is ``invalid``, and
 the hub refuses (``not_member``) a submission from a node, or a local device, that is not a
-member's.
+member's. At a member node, the rows naming the devices a pushed item still has to reach
+(``group_waiting``) count towards the pushing hub's relay budget: any peer can start a group
+naming a device here, and once it is full each item was one more row.
 
 Timed items (docs/groups.md "Disappearing messages on nodes"): everything kept of an item that
 carries an expiry (mailbox rows and with the last one its body, outbox items, ``hub_refs``,
@@ -479,6 +481,10 @@ def _deliver_taken(step: _Step, item: GroupItem, recipients: set[Member], origin
             "INSERT INTO group_waiting (grp, seq, account, device_id, origin, expires) VALUES (?, ?, ?, ?, ?, ?)",
             [(*key, account, device, origin, step.until(item)) for account, device in sorted(full)],
         )
+        # rows until the device is reached or the item expires: the pushing hub's (its relay
+        # budget), or a stranger's new group's items for a full device would add one each
+        for _ in full:
+            step.charges.relayed(origin, 0)
         return GROUP_FULL
     conn.execute("INSERT INTO group_seen (grp, seq, expires) VALUES (?, ?, ?)", (*key, step.until(item)))
     return OK

@@ -1,7 +1,8 @@
 """Attack round 10, the store half (both backends): what a group's hub stores for submissions
 pushed by other nodes counts towards the pushing node's relay budget (migration 25:
 ``group_bodies.origin``, ``hub_refs.origin``, the outbox's ``origin`` on its fan-out), and the
-hub orders a submission only from a member's node, under an origin its pusher may speak for.
+hub orders a submission only from a member's node, under an origin its pusher may speak for; a
+member node's ``group_waiting`` rows count towards the hub that pushed the items (migration 27).
 
 alice@alpha hosts a group at alpha with bob@beta (tests/node/test_hubfill9_hub_submitter.py
 builds it); beta pushes texts. Before: bodies and copies of 16 texts of 256 KiB (8 MiB) were
@@ -13,14 +14,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sonet.core.federation_api import OK
-from sonet.core.groups.items import GroupItem
-from sonet.federation.records import GroupReceived, Quota
+from sonet.core.groups.items import GroupItem, GroupMember, ItemKind
+from sonet.federation.records import STORED_ROW_OVERHEAD, GroupReceived, Quota
 from sonet.node.store import OverBudget, SqliteStore
 from tests.core.groups.devices import Device
 from tests.node.test_hubfill9_hub_submitter import ALPHA, BETA, MIB, TEXT, TTL_MS, alice_hosting_her_group, text_item, with_bob_at_beta
+
+from .old_versions import at_version
 
 GAMMA = "gamma.example"
 #: beta's relay budget 1 MiB; everything else far above what is submitted
@@ -115,3 +121,49 @@ async def test_a_retried_push_is_not_charged_twice(store: SqliteStore) -> None:
     once = await origin_usage(store, BETA)
     assert await store.receive([pushed(item, origin=BETA, by=BETA)], now=now, quota=QUOTA) == [OK]
     assert await origin_usage(store, BETA) == once
+
+
+async def test_a_full_devices_waiting_rows_count_towards_the_hub_that_pushed_them(store: SqliteStore) -> None:
+    """alice@alpha follows beta for a group; at her allowance (one item), each later item beta
+    pushes waits for her (group_waiting), a row counted towards beta until she is reached."""
+    now = int(time.time() * 1000)
+    alice = Device.new(f"alice@{ALPHA}")
+    await store.register_account(
+        account=alice.account, fingerprint=alice.identity.public.fingerprint, record=b"record", account_identity=b"identity",
+        device_list=b"device list", invite_hash=None, now=now,
+    )  # fmt: skip
+    alice.create(hub=BETA)
+    _, commit, _ = alice.g.commit(alice.rng.randbytes)
+    quota = dataclasses.replace(QUOTA, group_envelopes=1)
+
+    def item(seq: int, message: bytes, members: tuple[GroupMember, ...] = ()) -> GroupItem:
+        return GroupItem(
+            kind=ItemKind.ORDERED, ref=os.urandom(16), group=alice.g.group_id, epoch=0, seq=seq, message=message, welcome=b"",
+            members=members, outcome="", hub=BETA,
+        )  # fmt: skip
+
+    first = item(1, commit.to_bytes(), (GroupMember(account=alice.account, device=1),))
+    assert await store.receive([pushed(first, origin=BETA, by=BETA)], now=now, quota=quota) == [OK]
+    later = [item(seq, alice.g.encrypt(b"x", alice.rng.randbytes).to_bytes()) for seq in (2, 3, 4)]
+    assert await store.receive([pushed(i, origin=BETA, by=BETA) for i in later], now=now, quota=quota) == ["group_full"] * 3
+    assert await origin_usage(store, BETA) == (3, 0)
+    over = dataclasses.replace(quota, relay_origin_bytes=3 * STORED_ROW_OVERHEAD)
+    with pytest.raises(OverBudget) as refused:  # a fourth row would be over beta's budget
+        await store.receive([pushed(item(5, later[0].message), origin=BETA, by=BETA)], now=now, quota=over)
+    assert refused.value.code == "relay_full"
+    await store.ack(alice.account, 1, [first.ref], now=now)  # she drains: the next push reaches her
+    assert await store.receive([pushed(later[0], origin=BETA, by=BETA)], now=now, quota=quota) == [OK]
+    assert await origin_usage(store, BETA) == (2, 0)
+
+
+_WAITING = [(b"g" * 16, seq, f"alice@{ALPHA}", 1, BETA, 5_000) for seq in (1, 2)]
+_INSERT_WAITING = "INSERT INTO group_waiting (grp, seq, account, device_id, origin, expires) VALUES ({marks})"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_migration_27_counts_the_waiting_rows_kept_already(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> None:
+    opener = at_version(request, tmp_path, 26, [(_INSERT_WAITING, _WAITING)], backend=backend, unchecked=True)
+    async with await opener() as store:
+        assert await origin_usage(store, BETA) == (2, 0)
+        await store.purge_expired(now=5_000)  # they go at their expiry, and so does their count
+        assert await origin_usage(store, BETA) == (0, 0)
