@@ -9,7 +9,8 @@
   budget what it stores counts towards; any other group item (a hub's) is ``invalid`` unless
   its origin is that node. For another node:
   forwarded only as a relay between configured peers ("not_relaying" otherwise), only while it
-  has a route there ("unroutable") and hops left ("hop_limit"). What is taken is committed in
+  has a route there ("unroutable") and hops left ("hop_limit"), held on behalf of the node that
+  answers for it (its origin when the peer is that node or its relay, else the peer). What is taken is committed in
   one store transaction before the PushResult says "ok"; then mailboxes are notified and
   outbox workers woken. A link's sequenced pushes are taken one at a time in their order, the
   next one while the one before still waits for its commit (its write queued behind that one's:
@@ -359,7 +360,8 @@ class Inbound:
             return "unroutable", None
         if item.hops == 0:
             return "hop_limit", None
-        return "", relayed_item(item, now=now, ttl_ms=self._ttl_ms)
+        # held on behalf of the node that answers for it: naming another origin spends no budget of its
+        return "", relayed_item(item, now=now, ttl_ms=self._ttl_ms, charged=_answerable(item.origin, peer, routes))
 
     def _report(self, peer: str, report: Report, routes: Routes) -> tuple[str, StatusUpdate | None]:
         try:

@@ -175,8 +175,9 @@ def _transit_head(origin: str, dest: str, hops: int) -> bytes:
     return b"\x97" + msgspec.msgpack.encode(origin) + msgspec.msgpack.encode(dest) + msgspec.msgpack.encode(hops)
 
 
-def relayed_item(item: Transit, *, now: int, ttl_ms: int) -> OutboundItem:
-    """``item`` (hops > 0) queued by a relay for its next hop, with one hop fewer left."""
+def relayed_item(item: Transit, *, now: int, ttl_ms: int, charged: str | None = None) -> OutboundItem:
+    """``item`` (hops > 0) queued by a relay for its next hop, with one hop fewer left, held on
+    behalf of ``charged`` (its relay budget; None: the item's origin)."""
     if item.hops <= 0:  # the caller refuses it as "hop_limit" first
         raise LocalProtocolError("a transit item without hops left cannot be relayed")
     onward = dataclasses.replace(item, hops=item.hops - 1)
@@ -185,7 +186,7 @@ def relayed_item(item: Transit, *, now: int, ttl_ms: int) -> OutboundItem:
         key=item_key(item),
         expires=item_expires(item, now=now, ttl_ms=ttl_ms),
         data=encode_transit(onward),
-        origin=item.origin,  # held on the origin's behalf: it counts towards its relay budget
+        origin=item.origin if charged is None else charged,  # it counts towards that node's relay budget
     )
 
 
