@@ -100,10 +100,13 @@ def file_sent_json(r: FileSendResult) -> dict[str, Any]:
 
 
 def _sent_line(r: FileSendResult) -> str:
+    """Named and sized as `recv` and `history` show it: ``file 'a.pdf' (2.1 MiB)``."""
+    from .file_fields import file_summary
+
     where = f"group {r.conversation}" if r.is_group else r.conversation
     state = f"{r.state}: {r.message}" if r.message else r.state
-    what = "voice note" if r.voice_ms is not None else "file"
-    return f"sent {what} {r.name} ({r.size} bytes) to {where} ({state}); id {r.id.hex()}"
+    voice = {} if r.voice_ms is None else {"voice_ms": r.voice_ms}
+    return f"sent {file_summary({'file': {'name': r.name, 'size': r.size, **voice}})} to {where} ({state}); id {r.id.hex()}"
 
 
 def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, group: bool) -> None:
