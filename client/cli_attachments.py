@@ -164,7 +164,7 @@ def _not_uploaded(name: str, held: list[int]) -> str:
 def cmd_download(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
-    from .connection import ConnectError
+    from .connection import ConnectError, NodeError
     from .gestures import parse_message_id
 
     device = shell.device(args)
@@ -188,6 +188,10 @@ def cmd_download(args: argparse.Namespace, shell: Shell) -> None:
             if not got:
                 raise
             raise ConnectError(f"{exc}; {_download_stopped(msg_id, got)}", code=exc.code) from None
+        except NodeError as exc:  # the sender's node or a relay is away now (a link broke): the same
+            if not got or exc.code not in ("unreachable", "unavailable"):
+                raise
+            raise NodeError(exc.code, f"{exc}; {_download_stopped(msg_id, got)}") from None
     shell.show(args, {"id": msg_id.hex(), "path": str(saved)}, str(saved))
 
 

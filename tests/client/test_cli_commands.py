@@ -348,7 +348,7 @@ async def test_a_transfer_cut_by_the_node_going_away_says_what_is_kept_and_that_
     """Found by newbie10 (kill -9 of the home node mid-transfer): past its retries a download or
     an upload ended in "cannot connect ...: all attempts failed" alone, not saying that what came
     is kept and that the same command goes on from it."""
-    from sonet.client.connection import ConnectError
+    from sonet.client.connection import ConnectError, NodeError
 
     class Cut(Exception):
         pass
@@ -401,6 +401,22 @@ async def test_a_transfer_cut_by_the_node_going_away_says_what_is_kept_and_that_
         assert message.endswith(f" bytes kept): `sonet download {sent.id.hex()}` again resumes it"), out
         kept, total = (int(n) for n in message.split("; the download stopped (")[1].split(" bytes kept")[0].split(" of "))
         assert 2 << 20 <= kept < total, out
+
+        # a relay or the sender's node going away ends it at once (the home node answers unreachable): the same hint, for those codes only
+        broke = "the link to beta.example broke: the peer closed the connection (connection lost)"
+        for code, told in (("unreachable", True), ("unavailable", True), ("file_corrupt", False)):
+
+            async def link_broke_mid_download(self: Device, *args: object, progress: Callable[[int, int], None], code: str = code, **kwargs: object) -> object:
+                try:
+                    return await real_download(self, *args, progress=cut_at(3 << 20, progress), **kwargs)  # type: ignore[arg-type]
+                except Cut:
+                    raise NodeError(code, broke) from None
+
+            monkeypatch.setattr(Device, "download", link_broke_mid_download)
+            rc, out, err = await run(capsys, "--home", home(bob), "download", sent.id.hex(), "--out", out_dir)
+            [line] = err.splitlines()
+            assert (rc, out) == (1, "") and line.startswith(f"sonet: error: {broke}"), err
+            assert line.endswith(f" bytes kept): `sonet download {sent.id.hex()}` again resumes it ({code})") == told, err
         monkeypatch.setattr(Device, "download", real_download)
         rc, out, err = await run(capsys, "--home", home(bob), "download", sent.id.hex(), "--out", out_dir)
         assert rc == 0 and Path(out.strip()).read_bytes() == report.read_bytes(), err
