@@ -661,10 +661,22 @@ _WAITING_ORIGINS = (
         ON CONFLICT (scope, key) DO UPDATE SET count = storage_usage.count + excluded.count""",
 )
 
+# A hub's records of other nodes' submissions (hub_refs) count apart from what it relays for
+# them ("origin_refs": sqlite_budgets.py ORIGIN_REFS_FACTOR), the rows kept already moved there.
+_ORIGIN_REFS = (
+    "DROP TRIGGER hub_ref_origin_charge",
+    "DROP TRIGGER hub_ref_origin_release",
+    *_usage_triggers("hub_refs", "hub_ref_origin", scope="origin_refs", key="ROW.origin", size="0", when="ROW.origin IS NOT NULL"),
+    """UPDATE storage_usage SET count = count - (SELECT count(*) FROM hub_refs WHERE hub_refs.origin = storage_usage.key)
+        WHERE scope = 'origin'""",
+    """INSERT INTO storage_usage (scope, key, count, bytes) SELECT 'origin_refs', origin, count(*), 0 FROM hub_refs
+        WHERE origin IS NOT NULL GROUP BY origin""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
     _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS, _LEANER_RELAY, _OUTBOX_USAGE_IN_WRITES,
-    _ACKED_DAYS, _MAILBOX_COUNTS, _GROUP_BODY_SENDERS, _GROUP_ORIGINS, _SUBMISSION_HUBS, _WAITING_ORIGINS,
+    _ACKED_DAYS, _MAILBOX_COUNTS, _GROUP_BODY_SENDERS, _GROUP_ORIGINS, _SUBMISSION_HUBS, _WAITING_ORIGINS, _ORIGIN_REFS,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

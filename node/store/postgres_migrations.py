@@ -475,6 +475,19 @@ _WAITING_ORIGINS: tuple[str, ...] = (
         ON CONFLICT (scope, key) DO UPDATE SET count = storage_usage.count + excluded.count""",
 )
 
+# migrations.py ``_ORIGIN_REFS``
+_ORIGIN_REFS: tuple[str, ...] = (
+    "DROP TRIGGER hub_ref_origin_charge ON hub_refs",
+    "DROP TRIGGER hub_ref_origin_release ON hub_refs",
+    "DROP FUNCTION hub_ref_origin_charge()",
+    "DROP FUNCTION hub_ref_origin_release()",
+    *_row_usage("hub_refs", "hub_ref_origin", scope="origin_refs", key="ROW.origin", size="0", when="ROW.origin IS NOT NULL"),
+    """UPDATE storage_usage SET count = count - (SELECT count(*) FROM hub_refs WHERE hub_refs.origin = storage_usage.key)
+        WHERE scope = 'origin'""",
+    """INSERT INTO storage_usage (scope, key, count, bytes) SELECT 'origin_refs', origin, count(*), 0 FROM hub_refs
+        WHERE origin IS NOT NULL GROUP BY origin""",
+)
+
 _BASELINE_VERSION = 16
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -491,6 +504,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _GROUP_ORIGINS,
     _SUBMISSION_HUBS,
     _WAITING_ORIGINS,
+    _ORIGIN_REFS,
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"

@@ -14,7 +14,8 @@ round 6").
 Scopes: "device" ("account/device id" of a local sending device) and "account" (its account)
 for its envelopes in local mailboxes and its items in outboxes; "outbox" (destination node) for
 every queued item; "origin" (origin node) for the items this node relays on its behalf, and
-what a hub stores and queues for a group submission that node pushed (sqlite_groups.py).
+what a hub stores and queues for a group submission that node pushed (sqlite_groups.py);
+"origin_refs" (origin node) for a hub's records of those submissions (``ORIGIN_REFS_FACTOR``).
 
 A write stores first and then calls ``enforce`` with what it added, in the same transaction: an
 ``OverBudget`` from there undoes the whole write (and only it: group_commit.py). So the check
@@ -55,13 +56,14 @@ def device_key(account: str, device_id: int) -> str:
 class Charges:
     """What one write adds: the actors it charges and the bytes it stores in all."""
 
-    __slots__ = ("devices", "accounts", "outboxes", "origins", "bytes")
+    __slots__ = ("devices", "accounts", "outboxes", "origins", "refs", "bytes")
 
     def __init__(self) -> None:
         self.devices: set[str] = set()
         self.accounts: set[str] = set()
         self.outboxes: set[str] = set()
         self.origins: set[str] = set()
+        self.refs: set[str] = set()
         self.bytes = 0
 
     def stored(self, size: int) -> None:
@@ -77,6 +79,11 @@ class Charges:
         """A row of ``size`` body bytes held on behalf of origin node ``origin`` (its relay budget)."""
         self.origins.add(origin)
         self.stored(size)
+
+    def ref(self, origin: str) -> None:
+        """A hub's record of a submission node ``origin`` pushed (``ORIGIN_REFS``)."""
+        self.refs.add(origin)
+        self.stored(0)
 
     def queued(self, dest: str, size: int, *, origin: str | None, sender: tuple[str, int] | None) -> None:
         self.outboxes.add(dest)
@@ -152,6 +159,14 @@ def held(conn: Connection, scope: str, key: str) -> int:
     return 0 if row is None else row[1] + row[0] * STORED_ROW_OVERHEAD
 
 
+#: A hub keeps a record of each submission another node pushed (``hub_refs``, ~100 bytes on disk)
+#: until its item expires, however soon it was delivered: counted apart from what it relays for
+#: that node ("origin_refs"), in rows of STORED_ROW_OVERHEAD, up to this many times that budget
+#: (the default 256 MiB: 16 Mi records, 6.5 submissions a second for the 30-day TTL), so that a
+#: busy honest node is not refused for records of what was long delivered.
+ORIGIN_REFS_FACTOR = 16
+
+
 def enforce(conn: Connection, quota: Quota, charges: Charges, disk_free: DiskFree) -> None:
     """OverBudget if, with what ``charges`` stored already written, an actor it charged is
     over its budget or the node is in its disk reserve (or over its maximum size)."""
@@ -165,6 +180,8 @@ def enforce(conn: Connection, quota: Quota, charges: Charges, disk_free: DiskFre
     _over(conn, "device", charges.devices, quota.sender_device_bytes, "sender_full", "the device {} has as much undelivered as it may store on this node; try again once some is delivered")
     _over(conn, "account", charges.accounts, quota.sender_account_bytes, "sender_full", "the account {} has as much undelivered as it may store on this node; try again once some is delivered")
     _over(conn, "origin", charges.origins, quota.relay_origin_bytes, "relay_full", "this node holds as much as it may relay for {}; try again later")
+    refs = None if quota.relay_origin_bytes is None else quota.relay_origin_bytes * ORIGIN_REFS_FACTOR
+    _over(conn, "origin_refs", charges.refs, refs, "relay_full", "this node holds as many records of group submissions as it may for {}; try again later")
     _over(conn, "outbox", charges.outboxes, quota.outbox_bytes, "outbox_full", "the outbox towards {} is full (it has not been taking messages); try again later")
 
 

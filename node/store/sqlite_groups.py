@@ -26,8 +26,8 @@ not stop its groups (its items expire there with the envelope TTL). A device's o
 another node's hub counts towards its stored-bytes budget, like its envelopes; one ordered at
 its own node counts with what it stores there (its body, once) and queues for other nodes.
 A SUBMIT another node pushed counts the same towards the relay budget of the node that answers
-for it (``GroupReceived.charged``: its origin, when the pusher is that node or its relay),
-with its ``hub_refs`` row; one whose pusher may not speak for its origin is ``invalid``, and
+for it (``GroupReceived.charged``: its origin, when the pusher is that node or its relay), and
+its ``hub_refs`` row towards that node's records (sqlite_budgets.py ``ORIGIN_REFS_FACTOR``); one whose pusher may not speak for its origin is ``invalid``, and
 the hub refuses (``not_member``) a submission from a node, or a local device, that is not a
 member's. At a member node, the rows naming the devices a pushed item still has to reach
 (``group_waiting``) count towards the pushing hub's relay budget: any peer can start a group
@@ -272,7 +272,7 @@ def _order(step: _Step, item: GroupItem, *, origin: str, held: bool = False, sub
         (item.group, item.ref, outcome.code, step.until(item), charged),
     )
     if charged is not None:
-        step.charges.relayed(charged, 0)
+        step.charges.ref(charged)
     if outcome.code == OK and _only_seq_moved(item):
         tag = new_tag()
         conn.execute(

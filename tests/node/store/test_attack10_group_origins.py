@@ -2,7 +2,8 @@
 pushed by other nodes counts towards the pushing node's relay budget (migration 25:
 ``group_bodies.origin``, ``hub_refs.origin``, the outbox's ``origin`` on its fan-out), and the
 hub orders a submission only from a member's node, under an origin its pusher may speak for; a
-member node's ``group_waiting`` rows count towards the hub that pushed the items (migration 27).
+member node's ``group_waiting`` rows count towards the hub that pushed the items (migration 27);
+the hub's ``hub_refs`` records of another node's submissions count apart (migration 28).
 
 alice@alpha hosts a group at alpha with bob@beta (tests/node/test_hubfill9_hub_submitter.py
 builds it); beta pushes texts. Before: bodies and copies of 16 texts of 256 KiB (8 MiB) were
@@ -22,7 +23,7 @@ import pytest
 from sonet.core.federation_api import OK
 from sonet.core.groups.items import GroupItem, GroupMember, ItemKind
 from sonet.federation.records import STORED_ROW_OVERHEAD, GroupReceived, Quota
-from sonet.node.store import OverBudget, SqliteStore
+from sonet.node.store import OverBudget, SqliteStore, sqlite_budgets
 from tests.core.groups.devices import Device
 from tests.node.test_hubfill9_hub_submitter import ALPHA, BETA, MIB, TEXT, TTL_MS, alice_hosting_her_group, text_item, with_bob_at_beta
 
@@ -39,9 +40,12 @@ def pushed(item: GroupItem, *, origin: str, by: str) -> GroupReceived:
     return GroupReceived(item=item, origin=origin, node=ALPHA, ttl_ms=TTL_MS, charged=by)
 
 
-async def origin_usage(store: SqliteStore, origin: str) -> tuple[int, int]:
+async def origin_usage(store: SqliteStore, origin: str, scope: str = "origin") -> tuple[int, int]:
+    """(rows, bytes) held for ``origin``: what it relays ("origin"), or records of its group
+    submissions ("origin_refs")."""
+
     def read(conn: Any) -> tuple[int, int]:
-        row = conn.execute("SELECT count, bytes FROM storage_usage WHERE scope = 'origin' AND key = ?", (origin,)).fetchone()
+        row = conn.execute("SELECT count, bytes FROM storage_usage WHERE scope = ? AND key = ?", (scope, origin)).fetchone()
         return (0, 0) if row is None else (row[0], row[1])
 
     return await store._read(read)
@@ -69,10 +73,11 @@ async def test_a_member_nodes_submissions_count_towards_its_relay_budget(store: 
         taken += 1
     count, size = await origin_usage(store, BETA)
     assert code == "relay_full" and taken <= MIB // TEXT, f"{taken} taken, {size:,} bytes held for beta, refusal {code!r}"
-    # per text: its body (alice's copy), its copy for beta, its hub_refs row
-    assert count == 3 * taken, count
+    # per text: its body (alice's copy), its copy for beta; and its hub_refs row apart
+    assert (count, await origin_usage(store, BETA, "origin_refs")) == (2 * taken, (taken, 0)), count
     await store.ack(alice.account, 1, [i.id for i in await store.pending(alice.account, 1, after_seq=0, limit=100, now=now)], now=now)
-    assert (await origin_usage(store, BETA))[0] == 2 * taken  # the bodies went with alice's copies
+    assert (await origin_usage(store, BETA))[0] == taken  # the bodies went with alice's copies
+    assert await origin_usage(store, BETA, "origin_refs") == (taken, 0)  # records stay until the items expire
 
 
 async def test_a_node_with_no_member_device_is_refused_not_member(store: SqliteStore) -> None:
@@ -93,6 +98,7 @@ async def test_a_pushed_submission_under_an_origin_its_pusher_may_not_name_is_in
     item = text_item(alice)
     assert await store.receive([pushed(item, origin=BETA, by=GAMMA)], now=now, quota=QUOTA) == ["invalid"]
     assert await hub_outcome(store, item.ref) is None and await origin_usage(store, GAMMA) == (0, 0)
+    assert await origin_usage(store, GAMMA, "origin_refs") == (0, 0)
 
 
 async def test_a_local_device_that_is_not_a_member_is_refused_not_member(store: SqliteStore) -> None:
@@ -118,9 +124,9 @@ async def test_a_retried_push_is_not_charged_twice(store: SqliteStore) -> None:
     await with_bob_at_beta(store, alice, now)
     item = text_item(alice)
     assert await store.receive([pushed(item, origin=BETA, by=BETA)], now=now, quota=QUOTA) == [OK]
-    once = await origin_usage(store, BETA)
+    once = await origin_usage(store, BETA), await origin_usage(store, BETA, "origin_refs")
     assert await store.receive([pushed(item, origin=BETA, by=BETA)], now=now, quota=QUOTA) == [OK]
-    assert await origin_usage(store, BETA) == once
+    assert (await origin_usage(store, BETA), await origin_usage(store, BETA, "origin_refs")) == once
 
 
 async def test_a_full_devices_waiting_rows_count_towards_the_hub_that_pushed_them(store: SqliteStore) -> None:
@@ -167,3 +173,32 @@ async def test_migration_27_counts_the_waiting_rows_kept_already(request: pytest
         assert await origin_usage(store, BETA) == (2, 0)
         await store.purge_expired(now=5_000)  # they go at their expiry, and so does their count
         assert await origin_usage(store, BETA) == (0, 0)
+
+
+async def test_a_hubs_records_of_a_nodes_submissions_are_held_to_their_own_budget(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hub_refs rows stay until their items expire, however soon they were delivered: counted
+    apart ("origin_refs", ORIGIN_REFS_FACTOR times the relay budget), here made room for 3."""
+    monkeypatch.setattr(sqlite_budgets, "ORIGIN_REFS_FACTOR", 3 * STORED_ROW_OVERHEAD / (64 * MIB))
+    now = int(time.time() * 1000)
+    alice = await alice_hosting_her_group(store, now)
+    await with_bob_at_beta(store, alice, now)
+    small = dataclasses.replace(QUOTA, relay_origin_bytes=64 * MIB)  # room for the texts themselves
+    for _ in range(3):
+        assert await store.receive([pushed(text_item(alice), origin=BETA, by=BETA)], now=now, quota=small) == [OK]
+        await store.ack(alice.account, 1, [i.id for i in await store.pending(alice.account, 1, after_seq=0, limit=100, now=now)], now=now)
+    with pytest.raises(OverBudget) as refused:
+        await store.receive([pushed(text_item(alice), origin=BETA, by=BETA)], now=now, quota=small)
+    assert refused.value.code == "relay_full" and await origin_usage(store, BETA, "origin_refs") == (3, 0)
+
+
+_REFS = [(b"g" * 16, bytes([n]) * 16, "ok", 5_000, BETA) for n in (1, 2)]
+_INSERT_REFS = "INSERT INTO hub_refs (grp, ref, outcome, expires, origin) VALUES ({marks})"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_migration_28_moves_the_records_kept_to_their_own_count(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> None:
+    opener = at_version(request, tmp_path, 27, [(_INSERT_REFS, _REFS)], backend=backend)
+    async with await opener() as store:
+        assert (await origin_usage(store, BETA), await origin_usage(store, BETA, "origin_refs")) == ((0, 0), (2, 0))
+        await store.purge_expired(now=5_000)
+        assert await origin_usage(store, BETA, "origin_refs") == (0, 0)
