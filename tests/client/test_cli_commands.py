@@ -417,6 +417,17 @@ async def test_a_transfer_cut_by_the_node_going_away_says_what_is_kept_and_that_
             [line] = err.splitlines()
             assert (rc, out) == (1, "") and line.startswith(f"sonet: error: {broke}"), err
             assert line.endswith(f" bytes kept): `sonet download {sent.id.hex()}` again resumes it ({code})") == told, err
+
+        # Ctrl-C says the same
+        async def ctrl_c_mid_download(self: Device, *args: object, progress: Callable[[int, int], None], **kwargs: object) -> object:
+            progress(3 << 20, total)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Device, "download", ctrl_c_mid_download)
+        rc, out, err = await run(capsys, "--home", home(bob), "download", sent.id.hex(), "--out", out_dir)
+        assert (rc, out, err.splitlines()) == (130, "", [
+            f"sonet: error: interrupted: the download stopped ({3 << 20} of {total} bytes kept): `sonet download {sent.id.hex()}` again resumes it"
+        ])  # fmt: skip
         monkeypatch.setattr(Device, "download", real_download)
         rc, out, err = await run(capsys, "--home", home(bob), "download", sent.id.hex(), "--out", out_dir)
         assert rc == 0 and Path(out.strip()).read_bytes() == report.read_bytes(), err
