@@ -49,7 +49,12 @@ def cmd_timer(args: argparse.Namespace, shell: Shell) -> None:
     timer = parse_duration(args.duration)
     device = shell.device(args)
     result = trio.run(lambda: device.set_timer(args.address, timer))
-    where = f"the conversation with {result.conversation}" if "@" in result.conversation else f"group {result.conversation}"
+    if "@" in result.conversation:
+        where = f"the conversation with {result.conversation}"
+    else:  # named as every other line names a group: "hikers" (id)
+        from .cli_groups import label
+
+        where = f"group {label(trio.run(lambda: device.group_info(result.conversation)).name, result.conversation)}"
     line = f"{timer_text(timer)} in {where} ({result.state}); id {result.id.hex()}"
     shell.show(args, _result_json(result), line)
 

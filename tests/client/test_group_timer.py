@@ -135,3 +135,7 @@ async def test_cli_sets_a_group_timer_and_recv_shows_it(
         rc = await trio.to_thread.run_sync(cli.main, ["--home", str(bob.state.home), "timer", "hikers", "3x"])
         captured = capsys.readouterr()
         assert rc != 0 and captured.err.count("\n") == 1 and "not a duration" in captured.err
+        # the line names the group as every other line does, by name and id (newbie10: the id alone)
+        rc = await trio.to_thread.run_sync(cli.main, ["--home", str(alice.state.home), "timer", "hikers", "off"])
+        line = capsys.readouterr().out
+        assert rc == 0 and line.startswith(f'turned disappearing messages off in group "hikers" ({group}) (ordered); id '), line
