@@ -282,8 +282,9 @@ class Outboxes:
         clock_ms: Callable[[], int],
         settings: FederationSettings,
     ) -> None:
-        """``routes()`` reads the current peer table; what a ``StoreFailure`` ends, a worker
-        or an expiry tick, is tried again later."""
+        """``routes()`` gives the peer table (the one federation read last: a change is
+        applied by a nudge); what a ``StoreFailure`` ends, a worker or an expiry tick, is
+        tried again later."""
         self._name = name
         self._store = store
         self._pool = pool

@@ -209,7 +209,7 @@ class Federation:
             name=name,
             store=store,
             pool=self._pool,
-            routes=self.routes,
+            routes=self._last_routes,
             clock_ms=clock_ms,
             settings=settings,
         )
@@ -240,7 +240,7 @@ class Federation:
             identity=identity,
             store=store,
             pool=self._pool,
-            routes=self.routes,
+            routes=self._last_routes,
             local=local,
             delivered=delivered,
             wake=self.wake,
@@ -301,6 +301,18 @@ class Federation:
                     if self._nursery is not None and peer.via is None:
                         self._nursery.start_soon(self._hello, peer)
         return routes
+
+    async def _last_routes(self) -> Routes:
+        """The peer table as last read, for what runs per push or relayed request (the outbox
+        workers; a peer's pushes and the lookups it asks this node to pass on): no store read
+        on that path. It is read again every ``refresh_s``, whenever ``routes()`` is asked (a
+        link served, a lookup of this node's own), and at once when a running node sees
+        `sonet-node peer add|remove` (``refresh_routes``, node/admin_watch.py)."""
+        return self._routes
+
+    async def refresh_routes(self) -> None:
+        """Read the peer table again now (a store error waits for the next time)."""
+        await self._refresh_routes()
 
     async def _upkeep(self) -> None:
         while True:

@@ -1,12 +1,14 @@
 """The running node's side of operator administration (node/admin.py).
 
-``sonet-node accounts disable|remove`` runs in another process and writes only the database,
-the node's one truth. Each of those bumps the store's ``admin_version``; this loop reads that
-counter every ``POLL_S`` (one small read) and, when it moved, asks the store about every device
-with a live connection: one whose device is gone (removed with its account) or whose account
-is disabled has its connections told to close, and the key directory signs a head covering
-the tombstone leaf of a removal; the session asks the store which of the two it
-was (node/client_session.py) and says so to the device.
+``sonet-node accounts disable|remove`` and ``sonet-node peer add|remove`` run in another process
+and write only the database, the node's one truth. Each of those bumps the store's
+``admin_version``; this loop reads that counter every ``POLL_S`` (one small read) and, when it
+moved, has federation read the peer table again (its pushes go by the table it read last:
+federation/service.py) and asks the store about every device with a live connection: one whose
+device is gone (removed with its account) or whose account is disabled has its connections told
+to close, and the key directory signs a head covering the tombstone leaf of a removal; the
+session asks the store which of the two it was (node/client_session.py) and says so to the
+device.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ __all__ = ["POLL_S", "watch_admin_changes", "close_refused_devices"]
 
 log = logging.getLogger("sonet.node.admin")
 
-#: how often the counter is read: a disabled or removed account's sessions end within about this
+#: how often the counter is read: a disabled or removed account's sessions end, and a peer
+#: added or removed is routed by, within about this
 POLL_S = 0.25
 
 
@@ -32,10 +35,12 @@ async def watch_admin_changes(
     connections: DeviceConnections,
     publish: Callable[[], Awaitable[None]],
     *,
+    peers_changed: Callable[[], Awaitable[None]] | None = None,
     poll_s: float = POLL_S,
 ) -> None:
     """Poll for changes; ``publish`` has the key directory sign a head covering the leaf a
-    removal appended (node/directory.py), so that monitors see it without a restart."""
+    removal appended (node/directory.py), so that monitors see it without a restart;
+    ``peers_changed`` has federation read the peer table again."""
     seen = await store.admin_version()
     while True:
         await trio.sleep(poll_s)
@@ -43,6 +48,8 @@ async def watch_admin_changes(
             version = await store.admin_version()
             if version == seen:
                 continue
+            if peers_changed is not None:
+                await peers_changed()
             closed = await close_refused_devices(store, connections)
             await publish()
         except StoreError as exc:  # e.g. the database is locked for long: try again next round

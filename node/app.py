@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -340,8 +341,12 @@ class Node:
                 nursery.start_soon(self._purge_loop, store)
                 nursery.start_soon(self._status_loop)
                 nursery.start_soon(self._blob_retention_loop, blobs)
-                # `sonet-node accounts disable|remove` from another process ends sessions at once
-                nursery.start_soon(watch_admin_changes, store, self.connections, directory.publish)
+                # `sonet-node accounts disable|remove` from another process ends sessions at once;
+                # `sonet-node peer add|remove` changes the routes
+                refresh = self.federation.refresh_routes if self.federation is not None else None
+                nursery.start_soon(
+                    functools.partial(watch_admin_changes, store, self.connections, directory.publish, peers_changed=refresh)
+                )
                 task_status.started(self.url)
         finally:
             if metrics_subscription is not None:

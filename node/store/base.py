@@ -351,7 +351,8 @@ class Store(Protocol):
         ...
 
     async def admin_version(self) -> int:
-        """A counter that every disable, enable and removal increases."""
+        """A counter that every disable, enable and removal of an account, and every peer
+        added or removed, increases."""
         ...
 
     async def invites(self) -> list[InviteRow]:

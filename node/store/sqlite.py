@@ -79,6 +79,7 @@ from .sqlite_accounts import (
     _account_summaries,
     _account_summary,
     _admin_version,
+    _bump_admin_version,
     _invites,
     _mailbox_usage,
     _remove_account,
@@ -689,6 +690,7 @@ def _add_peer(conn: Connection, name: str, url: str, fingerprint: str, via: str 
         "INSERT INTO peers (name, url, fingerprint, via, added_at) VALUES (?, ?, ?, ?, ?)",
         (name, url, fingerprint, via, now),
     )
+    _bump_admin_version(conn)  # a running node reads its peer table again (node/admin_watch.py)
     return Peer(name=name, url=url, fingerprint=fingerprint, via=via, added_at=now)
 
 
@@ -696,7 +698,10 @@ def _remove_peer(conn: Connection, name: str) -> bool:
     users = [row[0] for row in conn.execute("SELECT name FROM peers WHERE via = ? ORDER BY name", (name,))]
     if users:
         raise PeerInvalid(f"peer {name} is the relay (--via) of {', '.join(users)}; remove those first")
-    return conn.execute("DELETE FROM peers WHERE name = ?", (name,)).rowcount > 0
+    removed = conn.execute("DELETE FROM peers WHERE name = ?", (name,)).rowcount > 0
+    if removed:
+        _bump_admin_version(conn)  # a running node reads its peer table again (node/admin_watch.py)
+    return removed
 
 
 def _peers(conn: Connection) -> list[Peer]:
