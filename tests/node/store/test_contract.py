@@ -851,6 +851,17 @@ async def test_remove_unknown_peer_is_false(store: Store) -> None:
     assert [p.name for p in await store.peers()] == ["beta.example"]
 
 
+async def test_adding_and_removing_a_peer_moves_admin_version(store: Store) -> None:
+    """A running node polls it (node/admin_watch.py) and then routes by the new peer table."""
+    version = await store.admin_version()
+    await store.add_peer(name="beta.example", url="ws://b:1", fingerprint=FP_B, via=None, now=NOW)
+    assert await store.admin_version() == version + 1
+    assert await store.remove_peer("beta.example") is True
+    assert await store.admin_version() == version + 2
+    assert await store.remove_peer("beta.example") is False  # nothing removed: nothing moved
+    assert await store.admin_version() == version + 2
+
+
 async def test_peers_survive_reopening(open_backend) -> None:  # noqa: ANN001 - fixture
     first = await open_backend()
     try:
