@@ -99,6 +99,7 @@ __all__ = [
     "BUNDLES_PER_ACCOUNT",
     "ONE_TIME_PER_ACCOUNT",
     "KEY_PACKAGES",
+    "KEY_PACKAGES_PER_ACCOUNT",
     "GROUP_SUBMITS",
     "GROUP_SUBMITS_PER_ACCOUNT",
     "GROUP_CREATES",
@@ -160,8 +161,14 @@ ONE_TIME_PER_ACCOUNT = Rate(
     per_second=limits.MAX_DEVICES_PER_ACCOUNT / _HOUR_S, burst=3 * limits.MAX_DEVICES_PER_ACCOUNT
 )
 #: KeyPackages per device: creating a group of a few hundred member devices at once, then one
-#: a second (per account asked about and one-time ones: BUNDLES_PER_ACCOUNT, ONE_TIME_PER_ACCOUNT)
+#: a second (one-time ones: ONE_TIME_PER_ACCOUNT)
 KEY_PACKAGES = Rate(per_second=1, burst=500)
+#: KeyPackages per (device, account asked about): every group created with or added to needs
+#: the account's devices' KeyPackages again, so four groups naming it at once, then one a
+#: minute. Another node's account costs MAX_DEVICES_PER_ACCOUNT (its device count is not known
+#: before asking): at BUNDLES_PER_ACCOUNT's rate a device could name a contact on another node
+#: in two groups an hour. Draining its one-time KeyPackages is bounded by ONE_TIME_PER_ACCOUNT.
+KEY_PACKAGES_PER_ACCOUNT = Rate(per_second=limits.MAX_DEVICES_PER_ACCOUNT / 60, burst=4 * limits.MAX_DEVICES_PER_ACCOUNT)
 #: group submissions per device: a lively group chat with its commits, about one a second on
 #: average after a burst of 300 (each is ordered by a hub and copied to every member node)
 GROUP_SUBMITS = Rate(per_second=1, burst=300)
@@ -233,6 +240,7 @@ class ClientLimits:
         bundles_per_account: Rate = BUNDLES_PER_ACCOUNT,
         one_time_per_account: Rate = ONE_TIME_PER_ACCOUNT,
         key_packages: Rate = KEY_PACKAGES,
+        key_packages_per_account: Rate = KEY_PACKAGES_PER_ACCOUNT,
         group_submits: Rate = GROUP_SUBMITS,
         group_submits_per_account: Rate = GROUP_SUBMITS_PER_ACCOUNT,
         group_creates: Rate = GROUP_CREATES,
@@ -263,7 +271,7 @@ class ClientLimits:
         self._bundles_per_account = Limiter(bundles_per_account)
         self._one_time = Limiter(one_time_per_account)
         self._key_packages = Limiter(key_packages)
-        self._key_packages_per_account = Limiter(bundles_per_account)
+        self._key_packages_per_account = Limiter(key_packages_per_account)
         self._one_time_key_packages = Limiter(one_time_per_account)
         self._group_submits = Limiter(group_submits)
         self._group_submits_per_account = Limiter(group_submits_per_account)

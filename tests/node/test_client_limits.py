@@ -332,6 +332,27 @@ async def test_bundles_of_one_account_are_limited_per_asking_device() -> None:
     await limits.check(Conn(ctx, "dev-bob"), bundles(devices=(1, 2, 3)))  # another device
 
 
+async def test_a_contact_on_another_node_can_be_named_in_four_groups_at_once_then_one_a_minute() -> None:
+    # Found by newbie10: KeyPackages of one account shared the prekey bundles' rate (32, then
+    # 16 an hour), and another node's account costs 16 (its device count is not known before
+    # asking): the third group naming a contact on another node was refused for about an hour.
+    from sonet.core.client_api import FetchKeyPackages
+
+    clock = Clock()
+    limits = ClientLimits()
+    ctx = Ctx(clock)
+    alice = Conn(ctx, "dev-alice")
+    fetch = FetchKeyPackages(request=1, account=REMOTE)
+    for _ in range(4):
+        await limits.check(alice, fetch)
+    message = await refused(limits, alice, fetch)
+    assert message == f"too many KeyPackages of {REMOTE} fetched by this device; try again in a moment"
+    await limits.check(alice, FetchKeyPackages(request=1, account="dave@beta.example"))  # another contact
+    clock.ms += 60_000
+    await limits.check(alice, fetch)
+    await refused(limits, alice, fetch)
+
+
 def test_one_time_prekeys_are_handed_out_within_an_allowance_per_asking_account() -> None:
     limits = ClientLimits(one_time_per_account=Rate(per_second=NEVER, burst=4))
     ctx = Ctx(Clock())
