@@ -85,25 +85,28 @@ def progress_bar(args: argparse.Namespace, what: str) -> Iterator[Progress | Non
         yield update
 
 
-def file_sent_json(r: FileSendResult) -> dict[str, Any]:
+def file_sent_json(r: FileSendResult, group_name: str | None) -> dict[str, Any]:
+    """``group_name``: the group's (client/cli_groups.py group_name_of); None for 1:1."""
+    from .cli_groups import conversation_json
+
     out: dict[str, Any] = {
         "id": r.id.hex(), "type": "file", "name": r.name, "size": r.size, "sha256": r.sha256.hex(), "state": r.state,
         "code": r.code, "message": r.message,
     }  # fmt: skip
     if r.voice_ms is not None:
         out["voice_ms"] = r.voice_ms
-    if r.is_group:
-        out["group"] = r.conversation
-    else:
-        out.update(to=r.conversation, devices=r.devices, accepted_by=r.accepted_by or None)
+    out.update(conversation_json(r.conversation, group_name))
+    if not r.is_group:
+        out.update(devices=r.devices, accepted_by=r.accepted_by or None)
     return out
 
 
-def _sent_line(r: FileSendResult) -> str:
+def _sent_line(r: FileSendResult, group_name: str | None) -> str:
     """Named and sized as `recv` and `history` show it: ``file 'a.pdf' (2.1 MiB)``."""
+    from .cli_groups import conversation_label
     from .file_fields import file_summary
 
-    where = f"group {r.conversation}" if r.is_group else r.conversation
+    where = conversation_label(r.conversation, group_name)
     state = f"{r.state}: {r.message}" if r.message else r.state
     voice = {} if r.voice_ms is None else {"voice_ms": r.voice_ms}
     return f"sent {file_summary({'file': {'name': r.name, 'size': r.size, **voice}})} to {where} ({state}); id {r.id.hex()}"
@@ -113,6 +116,7 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
     """``sonet send TARGET --file PATH [TEXT]``: TEXT is the caption."""
     import trio
 
+    from .cli_groups import group_name_of
     from .connection import ConnectError
 
     device = shell.device(args)
@@ -136,7 +140,8 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
             if not held or held[0] >= held[1]:  # nothing to resume, or only the message is left
                 raise
             raise ConnectError(f"{exc}; {_not_uploaded(path.name, held)}", code=exc.code) from None
-    shell.show(args, file_sent_json(result), _sent_line(result))
+    name = group_name_of(device, result.conversation, result.is_group)
+    shell.show(args, file_sent_json(result, name), _sent_line(result, name))
 
 
 def _send_file_interrupted(name: str, held: list[int]) -> str:

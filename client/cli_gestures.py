@@ -19,20 +19,23 @@ if TYPE_CHECKING:  # client/cli_groups.py prints group messages with gesture_lin
 __all__ = ["add_gesture_commands", "gesture_result_json", "gesture_line", "gesture_json_fields", "history_marks", "history_extra_json"]
 
 
-def gesture_result_json(r: GestureResult) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def gesture_result_json(r: GestureResult, group_name: str | None) -> dict[str, Any]:
+    """``group_name``: the group's (client/cli_groups.py group_name_of); None for 1:1."""
+    from .cli_groups import conversation_json
+
+    return {
         "id": r.id.hex(), "type": r.type, "refers_to": r.refers_to.hex(), "state": r.state, "code": r.code, "message": r.message,
+        **conversation_json(r.conversation, group_name),
     }  # fmt: skip
-    out["group" if r.is_group else "to"] = r.conversation
-    return out
 
 
-def _result_line(r: GestureResult, what: str) -> str:
+def _result_line(r: GestureResult, what: str, group_name: str | None) -> str:
+    from .cli_groups import conversation_label
     from .gestures import DELETED_HERE
 
     if r.state == DELETED_HERE:
         return f"deleted message {r.refers_to.hex()} on this device (the others keep it)"
-    where = f"group {r.conversation}" if r.is_group else r.conversation
+    where = conversation_label(r.conversation, group_name)
     state = f"{r.state}: {r.message}" if r.message else r.state
     return f"{what} in the conversation with {where} ({state}); id {r.id.hex()}"
 
@@ -82,46 +85,55 @@ def history_marks(item: HistoryItem) -> tuple[str, str]:
 def cmd_reply(args: argparse.Namespace, shell: Shell, text_of: Callable[[str], str]) -> None:
     import trio
 
+    from .cli_groups import group_name_of
     from .gestures import parse_message_id
 
     device = shell.device(args)
     msg_id, text = parse_message_id(args.message_id), text_of(args.text)
     result = trio.run(lambda: device.reply(msg_id, text))
-    shell.show(args, gesture_result_json(result), _result_line(result, f"replied to {msg_id.hex()}"))
+    name = group_name_of(device, result.conversation, result.is_group)
+    shell.show(args, gesture_result_json(result, name), _result_line(result, f"replied to {msg_id.hex()}", name))
 
 
 def cmd_react(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
+    from .cli_groups import group_name_of
     from .gestures import parse_message_id
 
     device = shell.device(args)
     msg_id = parse_message_id(args.message_id)
     result = trio.run(lambda: device.react(msg_id, args.emoji, remove=args.remove))
     what = f"took back {args.emoji} on {msg_id.hex()}" if args.remove else f"reacted {args.emoji} to {msg_id.hex()}"
-    shell.show(args, {**gesture_result_json(result), "emoji": args.emoji, "remove": args.remove}, _result_line(result, what))
+    name = group_name_of(device, result.conversation, result.is_group)
+    shell.show(args, {**gesture_result_json(result, name), "emoji": args.emoji, "remove": args.remove}, _result_line(result, what, name))
 
 
 def cmd_edit(args: argparse.Namespace, shell: Shell, text_of: Callable[[str], str]) -> None:
     import trio
 
+    from .cli_groups import group_name_of
     from .gestures import parse_message_id
 
     device = shell.device(args)
     msg_id, text = parse_message_id(args.message_id), text_of(args.text)
     result = trio.run(lambda: device.edit(msg_id, text))
-    shell.show(args, gesture_result_json(result), _result_line(result, f"edited {msg_id.hex()}"))
+    name = group_name_of(device, result.conversation, result.is_group)
+    shell.show(args, gesture_result_json(result, name), _result_line(result, f"edited {msg_id.hex()}", name))
 
 
 def cmd_delete(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
+    from .cli_groups import group_name_of
     from .gestures import parse_message_id
 
     device = shell.device(args)
     msg_id = parse_message_id(args.message_id)
     result = trio.run(lambda: device.delete(msg_id, everyone=args.everyone))
-    shell.show(args, {**gesture_result_json(result), "everyone": args.everyone}, _result_line(result, f"deleted {msg_id.hex()} for everyone"))
+    name = group_name_of(device, result.conversation, result.is_group)
+    line = _result_line(result, f"deleted {msg_id.hex()} for everyone", name)
+    shell.show(args, {**gesture_result_json(result, name), "everyone": args.everyone}, line)
 
 
 def add_gesture_commands(sub: argparse._SubParsersAction, shell: Shell, text_of: Callable[[str], str]) -> None:
@@ -129,7 +141,7 @@ def add_gesture_commands(sub: argparse._SubParsersAction, shell: Shell, text_of:
     ``text_of`` reads a TEXT argument (``-``: standard input) as ``send`` does."""
     hours = DELETE_WINDOW_MS // 3_600_000
     message_id = {"metavar": "MESSAGE_ID", "help": "the message's id (32 hex digits, as recv and history print it)"}
-    json_help = "one JSON object: id (the new message's), type, refers_to, to (or group: its id), state, code, message"
+    json_help = "one JSON object: id (the new message's), type, refers_to, to (or group: {id, name}), state, code, message"
 
     p = sub.add_parser(
         "reply", help="reply to (quote) a message",

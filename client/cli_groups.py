@@ -49,6 +49,9 @@ __all__ = [
     "group_sent_line",
     "typing_in_group",
     "label",
+    "conversation_json",
+    "conversation_label",
+    "group_name_of",
 ]
 
 
@@ -97,6 +100,23 @@ def label(name: str, group_id: str) -> str:
 
 def _group_ref(name: str, group_id: str) -> dict[str, str]:
     return {"id": group_id, "name": name}
+
+
+def conversation_json(conversation: str, group_name: str | None) -> dict[str, Any]:
+    """How every ``--json`` result names the conversation it went to, one way for all commands:
+    ``to`` (the address, as ``send``) for a 1:1 one, ``group`` ({id, name}, as ``recv``) for a
+    group; ``group_name`` None for 1:1."""
+    return {"to": conversation} if group_name is None else {"group": _group_ref(group_name, conversation)}
+
+
+def conversation_label(conversation: str, group_name: str | None) -> str:
+    """The same in a line: the address, or ``group "name" (id)``."""
+    return conversation if group_name is None else f"group {label(group_name, conversation)}"
+
+
+def group_name_of(device: Device, conversation: str, is_group: bool) -> str | None:
+    """The name on this device of the group a result went to; None for a 1:1 conversation."""
+    return device.state.group_name(bytes.fromhex(conversation)) if is_group else None
 
 
 # Output ---------------------------------------------------------------------------------
@@ -233,7 +253,7 @@ def _typing_json(result: GroupTypingResult) -> dict[str, Any]:
 
 def _send_json(result: GroupSendResult, name: str) -> dict[str, Any]:
     return {
-        "id": result.id.hex(), "group": _group_ref(name, result.group), "state": result.state, "code": result.code, "message": result.message,
+        "id": result.id.hex(), **conversation_json(result.group, name), "state": result.state, "code": result.code, "message": result.message,
     }  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from sonet.cli_output import iso_ms, terminal_safe
 from sonet.core.errors import DecryptError
 
 from .cli_gestures import history_extra_json, history_marks
-from .cli_groups import label
+from .cli_groups import conversation_json, label
 from .cli_timer import timer_json_fields
 from .file_fields import file_json, file_summary
 from .cli_rich import rich_history_json, rich_history_text
@@ -39,7 +39,7 @@ def history_json(item: HistoryItem, *, me: str, group_name: str | None) -> dict[
     if group_name is None:
         out["to"] = item.conversation if item.mine else me
     else:
-        out["group"] = {"id": item.conversation, "name": group_name}
+        out.update(conversation_json(item.conversation, group_name))
     return out
 
 

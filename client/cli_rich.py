@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # trio and the SDK are imported by the commands that run: `so
     from .gestures import GestureResult
     from .history import HistoryItem
     from .polls import PostResult
+    from .sdk import Device
 
 __all__ = ["add_rich_commands", "rich_history_json", "rich_history_text", "parse_time"]
 
@@ -39,14 +40,16 @@ def parse_time(text: str) -> int:
     return int(when.timestamp() * 1000)
 
 
-def _post_json(r: PostResult) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": r.id.hex(), "type": r.type, "state": r.state, "code": r.code, "message": r.message}
-    out["group" if r.is_group else "to"] = r.conversation
-    return out
+def _post_json(r: PostResult, group_name: str | None) -> dict[str, Any]:
+    from .cli_groups import conversation_json
+
+    return {"id": r.id.hex(), "type": r.type, "state": r.state, "code": r.code, "message": r.message, **conversation_json(r.conversation, group_name)}
 
 
-def _post_line(r: PostResult, what: str) -> str:
-    where = f"group {r.conversation}" if r.is_group else r.conversation
+def _post_line(r: PostResult, what: str, group_name: str | None) -> str:
+    from .cli_groups import conversation_label
+
+    where = conversation_label(r.conversation, group_name)
     state = f"{r.state}: {r.message}" if r.message else r.state
     return f"{what} in the conversation with {where} ({state}); id {r.id.hex()}"
 
@@ -75,8 +78,11 @@ def rich_history_text(item: HistoryItem) -> str | None:
     return rich_line(item.type, {item.type: item.data})
 
 
-def _show_post(args: argparse.Namespace, shell: Shell, result: PostResult, what: str, extra: dict[str, Any]) -> None:
-    shell.show(args, {**_post_json(result), **extra}, _post_line(result, what))
+def _show_post(args: argparse.Namespace, shell: Shell, device: Device, result: PostResult, what: str, extra: dict[str, Any]) -> None:
+    from .cli_groups import group_name_of
+
+    name = group_name_of(device, result.conversation, result.is_group)
+    shell.show(args, {**_post_json(result, name), **extra}, _post_line(result, what, name))
 
 
 def cmd_poll(args: argparse.Namespace, shell: Shell) -> None:
@@ -85,16 +91,17 @@ def cmd_poll(args: argparse.Namespace, shell: Shell) -> None:
     device = shell.device(args)
     result = trio.run(lambda: device.send_poll(args.conversation, args.question, args.options, multiple=args.multiple))
     extra = {"poll": {"question": args.question, "options": list(args.options), "multiple": args.multiple}}
-    _show_post(args, shell, result, f"asked {args.question!r}", extra)
+    _show_post(args, shell, device, result, f"asked {args.question!r}", extra)
 
 
-def _vote_json(r: GestureResult, option: int, remove: bool) -> dict[str, Any]:
-    return {**gesture_result_json(r), "option": option, "remove": remove}
+def _vote_json(r: GestureResult, group_name: str | None, option: int, remove: bool) -> dict[str, Any]:
+    return {**gesture_result_json(r, group_name), "option": option, "remove": remove}
 
 
 def cmd_vote(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
+    from .cli_groups import group_name_of
     from .gestures import parse_message_id
     from .polls import option_index
 
@@ -106,12 +113,13 @@ def cmd_vote(args: argparse.Namespace, shell: Shell) -> None:
     verb = "took back the vote for" if args.remove else "voted for"
     state = f"{result.state}: {result.message}" if result.message else result.state
     line = f"{verb} {option}. {poll.options[option - 1]} in poll {poll_id.hex()} ({state}); id {result.id.hex()}"
-    shell.show(args, _vote_json(result, option, args.remove), line)
+    shell.show(args, _vote_json(result, group_name_of(device, result.conversation, result.is_group), option, args.remove), line)
 
 
 def cmd_poll_close(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
+    from .cli_groups import group_name_of
     from .gestures import parse_message_id
     from .rich_fields import poll_json, poll_text
 
@@ -120,7 +128,8 @@ def cmd_poll_close(args: argparse.Namespace, shell: Shell) -> None:
     result, poll, tally = trio.run(lambda: device.close_poll(poll_id))
     state = f"{result.state}: {result.message}" if result.message else result.state
     line = f"closed poll {poll_id.hex()} ({state}): {poll_text(poll, tally)}"
-    shell.show(args, {**gesture_result_json(result), "poll": poll_json(poll, tally)}, line)
+    name = group_name_of(device, result.conversation, result.is_group)
+    shell.show(args, {**gesture_result_json(result, name), "poll": poll_json(poll, tally)}, line)
 
 
 def cmd_location(args: argparse.Namespace, shell: Shell) -> None:
@@ -135,7 +144,7 @@ def cmd_location(args: argparse.Namespace, shell: Shell) -> None:
     result = trio.run(lambda: device.send_location(args.conversation, location))
     lat, lon = location.degrees()
     extra = rich_json("location", {"location": location.to_map()})
-    _show_post(args, shell, result, f"shared location {lat}, {lon}", extra)
+    _show_post(args, shell, device, result, f"shared location {lat}, {lon}", extra)
 
 
 def cmd_contact(args: argparse.Namespace, shell: Shell) -> None:
@@ -151,7 +160,7 @@ def cmd_contact(args: argparse.Namespace, shell: Shell) -> None:
     card = ContactCard(name=args.name, addresses=addresses)
     card.to_map()
     result = trio.run(lambda: device.send_contact(args.conversation, card))
-    _show_post(args, shell, result, f"shared the contact {', '.join(card.addresses)}", rich_json("contact", {"contact": card.to_map()}))
+    _show_post(args, shell, device, result, f"shared the contact {', '.join(card.addresses)}", rich_json("contact", {"contact": card.to_map()}))
 
 
 def cmd_event(args: argparse.Namespace, shell: Shell) -> None:
@@ -166,14 +175,14 @@ def cmd_event(args: argparse.Namespace, shell: Shell) -> None:
     event = Event(title=args.title, start=start, end=end, place=args.place)
     event.to_map()
     result = trio.run(lambda: device.send_event(args.conversation, event))
-    _show_post(args, shell, result, f"shared the event {args.title!r} at {iso_ms(event.start)}", rich_json("event", {"event": event.to_map()}))
+    _show_post(args, shell, device, result, f"shared the event {args.title!r} at {iso_ms(event.start)}", rich_json("event", {"event": event.to_map()}))
 
 
 def add_rich_commands(sub: argparse._SubParsersAction, shell: Shell) -> None:
     """The commands under the command line's subparsers (client/cli.py build_parser)."""
     conversation = {"metavar": "ADDRESS|GROUP", "help": "a contact's address (user@node), or a group's id or name"}
     message_id = {"metavar": "MESSAGE_ID", "help": "the poll's id (32 hex digits, as recv and history print it)"}
-    post_json = "one JSON object: id, type, to (or group: its id), state, code, message"
+    post_json = "one JSON object: id, type, to (or group: {id, name}), state, code, message"
 
     p = sub.add_parser("poll", help="ask a question with options", description=f"Send a poll of 2..{MAX_POLL_OPTIONS} options to "
                        "ADDRESS|GROUP; everyone in it votes (`sonet vote`), you close it (`sonet poll-close`); `sonet history` "

@@ -37,26 +37,29 @@ def timer_line(kind: str, fields: dict) -> str | None:
     return timer_text(fields["timer"])
 
 
-def _result_json(r: TimerResult) -> dict[str, Any]:
-    return {"id": r.id.hex(), "type": "timer", "to": r.conversation, "timer": r.timer, "duration": format_duration(r.timer), "state": r.state}
+def _result_json(r: TimerResult, group_name: str | None) -> dict[str, Any]:
+    from .cli_groups import conversation_json
+
+    return {
+        "id": r.id.hex(), "type": "timer", **conversation_json(r.conversation, group_name), "timer": r.timer,
+        "duration": format_duration(r.timer), "state": r.state,
+    }  # fmt: skip
 
 
 def cmd_timer(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
+    from .cli_groups import conversation_label, group_name_of
     from .timer import timer_text
 
     timer = parse_duration(args.duration)
     device = shell.device(args)
     result = trio.run(lambda: device.set_timer(args.address, timer))
-    if "@" in result.conversation:
-        where = f"the conversation with {result.conversation}"
-    else:  # named as every other line names a group: "hikers" (id)
-        from .cli_groups import label
-
-        where = f"group {label(trio.run(lambda: device.group_info(result.conversation)).name, result.conversation)}"
+    # named as every other result names a conversation: to ADDRESS, or group {id, name}
+    name = group_name_of(device, result.conversation, "@" not in result.conversation)
+    where = f"the conversation with {result.conversation}" if name is None else conversation_label(result.conversation, name)
     line = f"{timer_text(timer)} in {where} ({result.state}); id {result.id.hex()}"
-    shell.show(args, _result_json(result), line)
+    shell.show(args, _result_json(result, name), line)
 
 
 def add_timer_command(sub: argparse._SubParsersAction, shell: Shell) -> None:
@@ -69,5 +72,5 @@ def add_timer_command(sub: argparse._SubParsersAction, shell: Shell) -> None:
     )  # fmt: skip
     p.add_argument("address", metavar="ADDRESS|GROUP", help="the contact (user@node), or a group (its id or name; any member may set it)")
     p.add_argument("duration", metavar="DURATION", help=f"5s, 10m, 1h, 7d, 2w (at most {format_duration(MAX_TIMER_MS)}), or off")
-    p.add_argument("--json", action="store_true", help="one JSON object: id, type (timer), to, timer (ms; 0 for off), duration, state")
+    p.add_argument("--json", action="store_true", help="one JSON object: id, type (timer), to (or group: {id, name}), timer (ms; 0 for off), duration, state")
     p.set_defaults(fn=lambda args: cmd_timer(args, shell))

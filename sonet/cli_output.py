@@ -5,6 +5,8 @@
   none), so output can be streamed (``recv --wait``) and read with ``jq`` line by line.
 - Times are ISO 8601 in UTC with milliseconds and a ``Z`` (``2026-12-06T06:15:00.123Z``), in
   fields named ``*_at``; an unknown time is ``null``. Byte strings (ids, hashes) are lower-case hex.
+- A conversation is named one way by every ``sonet`` command: ``"to"`` (the address) for a 1:1
+  one, ``"group": {"id": ..., "name": ...}`` for a group (client/cli_groups.py conversation_json).
 - A failure prints one line ``{"error": {"code": ..., "message": ...}}`` on stdout as well and
   exits non-zero (1; 2 for a usage error; 130 after Ctrl-C), so a script reads one stream.
 - Without ``--json`` the same failure is one line ``<program>: error: <message>`` on stderr.

@@ -335,11 +335,11 @@ def test_the_line_of_a_sent_file_names_and_sizes_it_as_recv_does() -> None:
     from sonet.client.cli_attachments import _sent_line
 
     sent = FileSendResult(id=b"\x01" * 16, conversation=BOB, is_group=False, state="sent", name="huge.bin", size=99_000_000, sha256=b"")
-    assert _sent_line(sent) == f"sent file 'huge.bin' (94.4 MiB) to {BOB} (sent); id {'01' * 16}"
+    assert _sent_line(sent, None) == f"sent file 'huge.bin' (94.4 MiB) to {BOB} (sent); id {'01' * 16}"
     voice = FileSendResult(
         id=b"\x02" * 16, conversation="ab" * 16, is_group=True, state="ordered", name="memo.ogg", size=2048, sha256=b"", voice_ms=12_500
     )
-    assert _sent_line(voice) == f"sent voice note 'memo.ogg' (0:13, 2.0 KiB) to group {'ab' * 16} (ordered); id {'02' * 16}"
+    assert _sent_line(voice, "") == f"sent voice note 'memo.ogg' (0:13, 2.0 KiB) to group {'ab' * 16} (ordered); id {'02' * 16}"
 
 
 async def test_a_transfer_cut_by_the_node_going_away_says_what_is_kept_and_that_the_same_command_resumes(

@@ -127,7 +127,8 @@ async def test_cli_sets_a_group_timer_and_recv_shows_it(
         capsys.readouterr()
         rc = await trio.to_thread.run_sync(cli.main, ["--home", str(alice.state.home), "timer", "hikers", "5s", "--json"])
         [out] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-        assert rc == 0 and (out["type"], out["to"], out["timer"], out["duration"], out["state"]) == ("timer", group, FIVE_S, "5s", "ordered")
+        group_ref = {"id": group, "name": "hikers"}  # named as send, typing and recv name a group (cli10)
+        assert rc == 0 and (out["type"], out["group"], out["timer"], out["duration"], out["state"]) == ("timer", group_ref, FIVE_S, "5s", "ordered")
         rc = await trio.to_thread.run_sync(cli.main, ["--home", str(bob.state.home), "recv", "--json"])
         shown = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         [timer] = [o for o in shown if o.get("type") == "timer"]
