@@ -131,8 +131,8 @@ class Receiver:
     async def run(
         self, conn: Connection, *, wait: float | None, read_receipts: bool, keys: bool = True, after_drained: bool = False
     ) -> None:
-        """Accept deliveries until the mailbox is drained or, with ``wait`` and nothing queued,
-        until the next arrival (at most ``wait`` seconds); then send receipts and the group
+        """Accept deliveries until the mailbox is drained or, with ``wait`` and nothing queued to
+        show, until the next arrival (at most ``wait`` seconds); then send receipts and the group
         submissions that are due. See ``Device.receive``. ``keys``: top up prekeys and
         KeyPackages first (once per connection). ``after_drained``: an earlier run on this
         connection saw the node's Drained (it comes once), so this one ends with the first
@@ -148,6 +148,7 @@ class Receiver:
             except NodeError as exc:  # others cannot add this device to groups for now: not the receive's failure
                 inbox.rejected.append(f"could not publish this device's KeyPackages now: {exc}")
         drained = after_drained
+        mark = self._state.unshown_mark()
         with trio.move_on_after(wait if wait is not None else float("inf")) as scope:
             async for frame in conn.deliveries:
                 if isinstance(frame, Deliver):
@@ -156,7 +157,9 @@ class Receiver:
                         break
                 elif not isinstance(frame, LinkOffer):  # Drained
                     drained = True
-                    if inbox.texts or self.groups.stored or wait is None:
+                    # anything queued that recv prints ends a wait, not only texts: an
+                    # invitation, a receipt, a reaction, a group event...
+                    if wait is None or self._state.has_unshown_since(mark):
                         break
         if conn.error is not None and not scope.cancelled_caught:
             raise conn.error

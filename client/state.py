@@ -68,6 +68,9 @@ _SENT_COLUMNS = {
 }
 
 
+#: the tables of what ``recv`` shows once each (a ``shown`` column): messages, group messages, group events
+_SHOWN_TABLES = ("inbox", "group_inbox", "group_events")
+
 #: state.db's tables (the statements of each part of the client's state), made before the columns
 #: later versions added (``_LATER_COLUMNS``) and then the indexes (HISTORY_INDEXES, over them)
 _TABLES = _SCHEMA + DIRECTORY_SCHEMA + PENDING_SCHEMA + GROUPS_SCHEMA + GROUP_SENT_SCHEMA + GROUP_EVENTS_SCHEMA + GESTURES_SCHEMA + TIMER_SCHEMA + CALLS_SCHEMA
@@ -477,6 +480,19 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
             )
             for r in rows
         ]
+
+    def unshown_mark(self) -> tuple[int, ...]:
+        """Where ``has_unshown_since`` starts counting: the newest row of each table ``recv``
+        prints from."""
+        return tuple(self._db.execute(f"SELECT coalesce(max(rowid), 0) FROM {t}").fetchone()[0] for t in _SHOWN_TABLES)
+
+    def has_unshown_since(self, mark: tuple[int, ...]) -> bool:
+        """Whether a message, group message or group event stored after ``mark`` is to be shown:
+        a line for ``recv`` to print (nothing is opened)."""
+        return any(
+            self._db.execute(f"SELECT 1 FROM {t} WHERE rowid > ? AND shown = 0 LIMIT 1", (after,)).fetchone() is not None
+            for t, after in zip(_SHOWN_TABLES, mark, strict=True)
+        )
 
     def mark_shown(self, ids: list[bytes]) -> None:
         with self.transaction():

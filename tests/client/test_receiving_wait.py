@@ -1,0 +1,88 @@
+"""``sonet recv --wait N`` (``Device.receive(wait=)``, client/receiving.py): with something
+queued that recv prints, it returns at once, whatever it is. Found by newbie10 (round 10): a
+group invitation was printed ("you were added to ...") only after all N seconds, as was anything
+queued but a text or a group message (a reaction, a receipt...).
+
+The wait is far longer than the tests' hang guard: a receive that waited it out fails the test
+instead of passing late. The command line runs in a worker thread (its own trio loop; the node
+runs in the test's) that the guard abandons."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+
+from sonet.client import cli
+from sonet.client.sdk import Device
+
+from .conftest import ALICE, BOB, HANG_S, RunningNode, shown
+
+Register = Callable[..., Awaitable[Device]]
+pytestmark = pytest.mark.usefixtures("few_prekeys")  # prekeys are not counted here (conftest.py)
+
+#: longer than the hang guard: waited out, the test fails
+WAIT_S = HANG_S * 100
+
+
+async def _recv_wait(capsys: pytest.CaptureFixture[str], device: Device) -> list[dict]:
+    argv = ["--home", str(device.state.home), "recv", "--wait", str(WAIT_S), "--json"]
+    with trio.fail_after(HANG_S):
+        rc = await trio.to_thread.run_sync(cli.main, argv, abandon_on_cancel=True)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    return [json.loads(line) for line in out.splitlines()]
+
+
+async def test_recv_wait_returns_at_once_with_a_queued_group_invitation(
+    alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with trio.fail_after(HANG_S * 2):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        await bob.receive()  # publishes bob's group keys
+        view = await alice.group_create("hikers", [BOB])
+    [added] = await _recv_wait(capsys, bob)
+    assert (added["type"], added["event"], added["group"], added["member"]) == ("group_event", "added", {"id": view.id, "name": "hikers"}, BOB)
+
+
+async def test_recv_wait_returns_at_once_with_a_queued_reaction_or_receipt(
+    alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with trio.fail_after(HANG_S * 2):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        sent = await alice.send_text(BOB, "lunch?")
+        assert [(s, k) for s, k, _f in shown(bob, await bob.receive())] == [(ALICE, "text")]
+        await bob.react(sent.id, "👍")
+    got = await _recv_wait(capsys, alice)  # the reaction, and bob's delivered receipt
+    assert {o["type"] for o in got} == {"reaction", "receipt"} and all(o["from"] == BOB for o in got)
+    with trio.fail_after(HANG_S):
+        await alice.receive()
+        await bob.receive()
+        await alice.send_text(BOB, "noon")
+        shown(bob, await bob.receive())  # sends alice a delivered receipt, and nothing else
+    [receipt] = await _recv_wait(capsys, alice)
+    assert (receipt["type"], receipt["receipt"], receipt["from"]) == ("receipt", "delivered", BOB)
+
+
+async def test_sdk_receive_wait_still_waits_when_only_earlier_messages_are_unshown(alpha: RunningNode, register: Register) -> None:
+    """What a receive before this one stored and nobody marked shown is no arrival: the wait
+    goes on until the next one (here: a typing notice, pushed while bob waits)."""
+    with trio.fail_after(HANG_S):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        await alice.send_text(BOB, "first")
+        assert [m.type for m in (await bob.receive()).messages] == ["text"]  # not marked shown
+        results = []
+
+        async def wait_for_it() -> None:
+            results.append(await bob.receive(wait=WAIT_S))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_for_it)
+            while alpha.node.registry.connected() < 1:
+                await trio.sleep(0.01)
+            await trio.sleep(0.2)  # the receive saw the node's Drained and waits
+            await alice.send_typing(BOB)
+        [result] = results
+        assert [m.type for m in result.messages] == ["text", "typing"]
