@@ -1,4 +1,6 @@
-"""Requests from peers on admitted inbound links (core/federation_api.py).
+"""Requests from peers on admitted inbound links (core/federation_api.py), each only while
+the link's peer is still pinned to the key it proved (removed or re-pinned: the link closes,
+``unknown_peer``).
 
 - ``Push``: each item is classified. For this node: an envelope goes to its mailbox (expiry
   capped by this node's envelope TTL), a report updates the delivery row of an envelope this
@@ -195,6 +197,7 @@ class Inbound:
     async def _handle(self, link: InboundLink, frame: Frame) -> Frame:
         if not isinstance(frame, Request):
             raise RemoteProtocolError(f"unexpected {type(frame).__name__} on a federation link", code="unexpected_frame")
+        await self._check_pinned(link)
         refused = await self._rate_limited(link, frame)
         if refused is not None:
             return refused
@@ -210,6 +213,14 @@ class Inbound:
             await self._gossiped(link.peer, frame.heads)
             return Noted(request=frame.request)
         return await self._charged_lookup(link.peer, frame)
+
+    async def _check_pinned(self, link: InboundLink) -> None:
+        """RemoteProtocolError (the link closes) once the link's peer is no longer pinned to the
+        key it proved: a link is admitted once, and a peer removed or re-pinned (its old key
+        leaked) must not go on being served on a link it opened before."""
+        pinned = (await self._routes()).peer(link.peer)
+        if pinned is None or pinned.fingerprint != link.key.fingerprint:
+            raise RemoteProtocolError(f"{link.peer} is no longer a peer of this node with this key", code="unknown_peer")
 
     async def _rate_limited(self, link: InboundLink, frame: Request) -> ErrorFrame | None:
         """The refusal of a request over the peer's rate; a link that keeps going after
@@ -560,6 +571,7 @@ class InboundLink:
                 )
             return TakenPush(self, frame, answer=refused)
         self._out_of_turn = 0
+        await inbound._check_pinned(self)
         answer: ErrorFrame | None
         try:
             answer = await inbound._rate_limited(self, frame)
