@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sonet.cli_output import iso_ms
 from sonet.core.address import parse_address
 from sonet.core.cards import MAX_ACCURACY_M, ContactCard, Event, Location, parse_degrees
-from sonet.core.errors import LocalProtocolError, ProtocolError
+from sonet.core.errors import LocalProtocolError
 from sonet.core.poll import MAX_POLL_OPTIONS
 
 from .cli_gestures import gesture_result_json
@@ -153,10 +153,7 @@ def cmd_contact(args: argparse.Namespace, shell: Shell) -> None:
     from .rich_fields import rich_json
 
     device = shell.device(args)
-    try:
-        addresses = tuple(str(parse_address(a)) for a in args.card_addresses)
-    except ProtocolError as exc:
-        raise LocalProtocolError(str(exc), code="bad_address") from None
+    addresses = tuple(str(parse_address(a)) for a in args.card_addresses)  # bad_address: one line
     card = ContactCard(name=args.name, addresses=addresses)
     card.to_map()
     result = trio.run(lambda: device.send_contact(args.conversation, card))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from . import limits
-from .errors import LocalProtocolError, RemoteProtocolError
+from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 
 __all__ = ["Address", "parse_address", "validate_node_name", "is_address"]
 
@@ -25,7 +25,7 @@ def validate_node_name(name: str, *, remote: bool = False) -> str:
             raise _bad_node_name(name)
         return _node_name(name)
     except _Invalid as exc:
-        raise (RemoteProtocolError if remote else LocalProtocolError)(str(exc)) from None
+        raise _refusal(str(exc), remote=remote) from None
 
 
 @lru_cache(maxsize=1024)  # a node sees the same few names on every item (see _parse)
@@ -39,6 +39,11 @@ def _node_name(name: str) -> str:
 
 def _bad_node_name(name: object) -> _Invalid:
     return _Invalid(f"invalid node name {name!r} (letters, digits, '-' and '.', like alpha.example)")
+
+
+def _refusal(message: str, *, remote: bool) -> ProtocolError:
+    """A peer's bad name is its fault; ours is most often a user's typo, not a bug: bad_address."""
+    return RemoteProtocolError(message) if remote else LocalProtocolError(message, code="bad_address")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +61,7 @@ def parse_address(text: str, *, remote: bool = False) -> Address:
             raise _Invalid(f"invalid address {text!r} (expected user@node, like alice@alpha.example)")
         return _parse(text)
     except _Invalid as exc:
-        raise (RemoteProtocolError if remote else LocalProtocolError)(str(exc)) from None
+        raise _refusal(str(exc), remote=remote) from None
 
 
 # Every envelope names an address and a node sees the same few again and again: valid ones

@@ -106,11 +106,12 @@ def test_send_and_recv_help_mention_groups(capsys: pytest.CaptureFixture[str]) -
         (["group", "create", ""], "bad_input", "a group name is 1 to 128 bytes"),
         (["send", "hikers", "hi", "--crypto-mode", "pq"], "bad_input", "--crypto-mode is for 1:1 sessions"),
         # the address and node name checks of core/address.py, with their code as in `sonet send`
-        (["group", "create", "hikers", "bob"], "local_error", "invalid address 'bob'"),
-        (["group", "add", "hikers", "bob@alpha", "not an address"], "local_error", "invalid address 'not an address'"),
-        (["group", "remove", "hikers", "@alpha"], "local_error", "invalid user name ''"),
-        (["group", "admin", "hikers", "bob@"], "local_error", "invalid node name ''"),
-        (["group", "hub", "hikers", "no spaces allowed"], "local_error", "invalid node name 'no spaces allowed'"),
+        # (bad_address: a user's typo; it was local_error, the code of a bug, until cli10)
+        (["group", "create", "hikers", "bob"], "bad_address", "invalid address 'bob'"),
+        (["group", "add", "hikers", "bob@alpha", "not an address"], "bad_address", "invalid address 'not an address'"),
+        (["group", "remove", "hikers", "@alpha"], "bad_address", "invalid user name ''"),
+        (["group", "admin", "hikers", "bob@"], "bad_address", "invalid node name ''"),
+        (["group", "hub", "hikers", "no spaces allowed"], "bad_address", "invalid node name 'no spaces allowed'"),
     ],
 )
 def test_bad_arguments_are_one_line_and_open_no_home(
