@@ -127,7 +127,11 @@ def cmd_register(args: argparse.Namespace) -> None:
         assert node_url is not None
         from sonet.core.invite import parse_invite
 
-        parse_address(args.address), parse_invite(args.invite)  # a typo is one line, and creates no home
+        parse_address(args.address)  # a typo is one line, and creates no home
+        try:
+            parse_invite(args.invite)
+        except LocalProtocolError as exc:  # core/invite.py: a mistyped token, not a bug
+            raise CommandError("invite_invalid", str(exc)) from None
         device = _device(args, create=True)
         _on_interrupt(args, lambda: _register_interrupted(device))
         try:

@@ -44,7 +44,7 @@ def can_run(keys: CryptoMode, session: CryptoMode) -> bool:
 def check_minimum_for_keys(keys: CryptoMode, minimum: CryptoMode) -> None:
     """A minimum above what the keys can run would leave the device unable to talk to anyone."""
     if minimum.rank > keys.rank:
-        raise LocalProtocolError(f"a device with {keys.value} keys cannot require crypto mode {minimum.value}")
+        raise LocalProtocolError(f"a device with {keys.value} keys cannot require crypto mode {minimum.value}", code="crypto_mode_refused")
 
 
 def save_device_minimum(state: DeviceState, minimum: CryptoMode) -> None:
@@ -87,7 +87,7 @@ def check_requested(state: DeviceState, keys: CryptoMode, mode: CryptoMode) -> N
     if mode.rank < floor.rank:
         raise LocalProtocolError(f"crypto mode {mode.value} is below {whose}", code="crypto_mode_refused")
     if not can_run(keys, mode):
-        raise LocalProtocolError(f"this device has {keys.value} keys: it cannot run a {mode.value} session")
+        raise LocalProtocolError(f"this device has {keys.value} keys: it cannot run a {mode.value} session", code="crypto_mode_refused")
 
 
 def key_policy(state: DeviceState) -> CryptoPolicy:

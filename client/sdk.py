@@ -344,7 +344,7 @@ class Device:
 
         def check_node(conn: Connection) -> None:
             if pending.kind == "register" and conn.welcome.node != node:
-                raise LocalProtocolError(f"the node at {pending.node_url} is {conn.welcome.node}, not {node}")
+                raise LocalProtocolError(f"the node at {pending.node_url} is {conn.welcome.node}, not {node}", code="wrong_identity")
 
         async with self._registering(pending, check_node, say, resumed=resumed, first_conn=first_conn) as (conn, reply):
             if reply.account != pending.address:
@@ -517,7 +517,7 @@ class Device:
             with trio.move_on_after(max(0.0, (slot_reply.expires - self._clock()) / 1000)):
                 offer = await _next_offer(conn)
             if offer is None:
-                raise LocalProtocolError("the link code expired before an existing device approved it; run `link begin` again")
+                raise LocalProtocolError("the link code expired before an existing device approved it; run `link begin` again", code="link_unknown")
             payload = open_provisioning(offer.provisioning, key=ephemeral, slot=slot_reply.slot)
             if conn.node_key.fingerprint != payload.node_fingerprint:
                 raise VerifyError("the node this device connected to is not the account's node", code="wrong_identity")
@@ -584,7 +584,7 @@ class Device:
         async with self._connect(profile) as conn:
             own = await fetch_account(conn, self.state, parse_address(profile.address), policy=self._policy, now=self._clock())
             if device_id not in own.devices:
-                raise LocalProtocolError(f"{profile.address} has no device {device_id}")
+                raise LocalProtocolError(f"{profile.address} has no device {device_id} (`sonet devices` lists them)", code="unknown_device")
             remaining = set(own.device_list.devices) - {own.devices[device_id].fingerprint}
             # the list remembers the removal: messages the device sent before still arrive
             device_list = next_device_list(profile.account_key, own.device_list, devices=remaining, now=self._clock())
@@ -612,8 +612,9 @@ class Device:
         )
 
     async def lookup(self, address: str) -> Lookup:
+        account = parse_address(address)  # a typo is refused before connecting
         async with self._connect(self.state.profile()) as conn:
-            return await lookup_account(conn, self.state, parse_address(address), policy=self._policy, now=self._clock(), require_trusted=False)
+            return await lookup_account(conn, self.state, account, policy=self._policy, now=self._clock(), require_trusted=False)
 
     def trust(self, address: str) -> bool:
         return self.state.trust_seen_identity(str(parse_address(address)))
@@ -631,9 +632,9 @@ class Device:
             check_requested(self.state, profile.mode, mode)
         to = parse_address(recipient)
         if not text:
-            raise LocalProtocolError("refusing to send an empty message")
+            raise LocalProtocolError("refusing to send an empty message", code="bad_input")
         if len(text.encode()) > limits.MAX_TEXT_LEN:
-            raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} bytes (UTF-8)")
+            raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} bytes (UTF-8)", code="bad_input")
         now = self._clock()
         msg_id = self._rng(limits.ENVELOPE_ID_LEN)
         try:

@@ -239,7 +239,8 @@ class Sessions:
             check_requested(self._state, self._profile.mode, mode)
             if not can_run(record.identity.mode, mode):
                 raise LocalProtocolError(
-                    f"{address} device {device} has {record.identity.mode.value} keys: it cannot run a {mode.value} session"
+                    f"{address} device {device} has {record.identity.mode.value} keys: it cannot run a {mode.value} session",
+                    code="crypto_mode_refused",
                 )
         return self._checked(mode, record, address)
 

@@ -97,13 +97,13 @@ def make_link_code(slot: bytes, ephemeral_public: HpkePublicKey | bytes) -> str:
 
 def _parse_part(text: str, length: int, what: str) -> bytes:
     if not text or any(ch not in _B32_CHARS for ch in text):
-        raise LocalProtocolError(f"link code: the {what} has characters other than a-z and 2-7")
+        raise LocalProtocolError(f"link code: the {what} has characters other than a-z and 2-7", code="link_unknown")
     try:
         raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != length or _b32(raw) != text:
-        raise LocalProtocolError(f"link code: the {what} is not valid (was the code copied completely?)")
+        raise LocalProtocolError(f"link code: the {what} is not valid (was the code copied completely?)", code="link_unknown")
     return raw
 
 
@@ -113,7 +113,7 @@ def parse_link_code(code: str) -> tuple[bytes, bytes]:
         raise LocalProtocolError("link code must be text")
     parts = code.strip().lower().split(".")
     if len(parts) != 2:
-        raise LocalProtocolError("malformed link code (expected SLOT.CHECK as printed by `sonet link begin`)")
+        raise LocalProtocolError("malformed link code (expected SLOT.CHECK as printed by `sonet link begin`)", code="link_unknown")
     return (
         _parse_part(parts[0], limits.LINK_SLOT_LEN, "slot"),
         _parse_part(parts[1], limits.LINK_COMMITMENT_LEN, "check part"),

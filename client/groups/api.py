@@ -209,7 +209,7 @@ class Groups:
     async def remove(self, group: str, member: str) -> GroupView:
         account = str(parse_address(member))
         if account == self._state.profile().address:
-            raise LocalProtocolError("to take this account out of the group, use `group leave`")
+            raise LocalProtocolError("to take this account out of the group, use `group leave`", code="bad_input")
         return await self._simple(group, {"op": "remove", "account": account}, member_of=account)
 
     async def admin(self, group: str, member: str) -> GroupView:
@@ -247,7 +247,7 @@ class Groups:
         if name is not None:
             _check_name(name)
         if topic is not None and len(topic.encode()) > MAX_GROUP_TOPIC_LEN:
-            raise LocalProtocolError(f"a group topic is at most {MAX_GROUP_TOPIC_LEN} bytes (UTF-8)")
+            raise LocalProtocolError(f"a group topic is at most {MAX_GROUP_TOPIC_LEN} bytes (UTF-8)", code="bad_input")
         profile = self._state.profile()
         async with self._connect(profile) as conn:
             await self._sync(conn, profile)
@@ -278,9 +278,9 @@ class Groups:
         """``settle=False``: on a live session's connection (client/live.py), which processes
         its deliveries itself: no catching up first, no wait for the order ("queued")."""
         if not text:
-            raise LocalProtocolError("refusing to send an empty message")
+            raise LocalProtocolError("refusing to send an empty message", code="bad_input")
         if len(text.encode()) > limits.MAX_TEXT_LEN:
-            raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} bytes (UTF-8)")
+            raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} bytes (UTF-8)", code="bad_input")
         content_id, now = self._rng(limits.CONTENT_ID_LEN), self._clock()
         return await self.send_content(group, Content.make_text(id=content_id, sent_at=now, text=text), settle=settle)
 
@@ -484,7 +484,7 @@ def find_group(state: DeviceState, group: str) -> GroupRecord:
 
 def _check_name(name: str) -> None:
     if not 0 < len(name.encode()) <= MAX_GROUP_NAME_LEN:
-        raise LocalProtocolError(f"a group name is 1 to {MAX_GROUP_NAME_LEN} bytes (UTF-8)")
+        raise LocalProtocolError(f"a group name is 1 to {MAX_GROUP_NAME_LEN} bytes (UTF-8)", code="bad_input")
 
 
 def _accounts(members: list[str], *, me: str, allow_me: bool = False) -> list[str]:

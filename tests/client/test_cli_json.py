@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from sonet.client import cli
 from sonet.client.sdk import Device
 
 from .conftest import ALICE, BOB, CAROL, HANG_S, Clock, RunningNode, run_cli
@@ -78,3 +79,35 @@ async def test_every_command_names_a_group_as_group_id_and_name_and_a_contact_as
             o["group"] == group for o in got if "group" in o
         )
         assert all(o["from"] == ALICE for o in got if o.get("type") != "group_event")
+
+
+async def test_user_mistakes_have_their_own_codes_not_local_error(
+    alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Found by newbie10 (round 10): `lookup bob`, `devices remove 99` and `link approve 123`
+    failed as ``local_error``, which core/errors.py calls a bug. Each is one line (one JSON error
+    line with --json), exit 1, with the code of what the user got wrong."""
+    from sonet.core.provisioning import make_link_code
+
+    with trio.fail_after(HANG_S * 2):
+        alice = await register(alpha, "alice")
+        await alice.group_create("solo", [])
+        unknown_slot = make_link_code(b"\x01" * 16, b"\x02" * 32)  # well-formed: the node knows no such slot
+        for argv, code, says in [
+            (["lookup", "bob"], "bad_address", "invalid address 'bob'"),
+            (["safety-number", "bob@"], "bad_address", "invalid node name ''"),
+            (["devices", "remove", "99"], "unknown_device", f"{ALICE} has no device 99"),
+            (["link", "approve", "123"], "link_unknown", "malformed link code"),
+            (["link", "approve", "abc.def"], "link_unknown", "link code: the slot is not valid"),
+            (["link", "approve", unknown_slot], "link_unknown", ""),
+            (["send", BOB, ""], "bad_input", "refusing to send an empty message"),
+            (["send", "solo", ""], "bad_input", "refusing to send an empty message"),
+            (["group", "remove", "solo", ALICE], "bad_input", "use `group leave`"),
+            (["register", "x@alpha.example", "--node", alpha.url, "--invite", "bogus"], "invite_invalid", "malformed invite token"),
+        ]:
+            rc, objects = await run_cli(capsys, alice, *argv)
+            assert rc == 1 and [o["error"]["code"] for o in objects] == [code] and says in objects[0]["error"]["message"], (argv, objects)
+            rc = await trio.to_thread.run_sync(cli.main, ["--home", str(alice.state.home), *argv])
+            out, err = capsys.readouterr()
+            # one line (a node's refusal adds its code: client/cli.py _run)
+            assert (rc, out, err.count("\n")) == (1, "", 1) and err.startswith(f"sonet: error: {objects[0]['error']['message']}"), (argv, err)
