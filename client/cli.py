@@ -579,7 +579,7 @@ def cmd_trust(args: argparse.Namespace) -> None:
 
 def cmd_trust_node(args: argparse.Namespace) -> None:
     device = _device(args)
-    node = validate_node_name(args.node, remote=True)
+    node = validate_node_name(args.node)  # a typo: bad_address
     if not device.state.forget_node_key(node):
         raise CommandError("unknown_node_key", f"this device has not pinned a key for {node}")
     _show(args, {"node": node, "forgotten": True}, f"forgot the pinned key of {node}: the next one your home node vouches for is pinned")

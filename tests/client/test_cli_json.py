@@ -96,6 +96,7 @@ async def test_user_mistakes_have_their_own_codes_not_local_error(
         for argv, code, says in [
             (["lookup", "bob"], "bad_address", "invalid address 'bob'"),
             (["safety-number", "bob@"], "bad_address", "invalid node name ''"),
+            (["trust-node", "no spaces"], "bad_address", "invalid node name 'no spaces'"),  # was bad_input, a peer's fault
             (["devices", "remove", "99"], "unknown_device", f"{ALICE} has no device 99"),
             (["link", "approve", "123"], "link_unknown", "malformed link code"),
             (["link", "approve", "abc.def"], "link_unknown", "link code: the slot is not valid"),
