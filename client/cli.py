@@ -807,7 +807,10 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
 
     p = sub.add_parser("recv", help="receive messages", description="Print new messages, receipts and typing notices, oldest first.")
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--wait", type=_seconds, metavar="SECONDS", help="if nothing is queued, wait up to SECONDS for a message")
+    how.add_argument(
+        "--wait", type=_seconds, metavar="SECONDS",
+        help="if nothing is queued, wait up to SECONDS for the next arrival (a message, receipt, invitation...)",
+    )
     how.add_argument(
         "--follow", action="store_true",
         help="stay connected and print each message as it arrives, until Ctrl-C; reconnects by itself when the node goes "

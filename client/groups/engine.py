@@ -91,8 +91,6 @@ class GroupEngine:
         self.rejected: list[str] = []
         #: own submissions settled while this engine ran, by their origin: ORDERED or a refusal
         self.outcomes: dict[bytes, str] = {}
-        #: group messages stored while this engine ran
-        self.stored = 0
         #: ratchet trees fetched for Welcomes that go without one, by item ref (tree_fetch.py)
         self.trees: dict[bytes, bytes] = {}
         #: per sender account, the content ids of its texts stored and not yet receipted
@@ -355,7 +353,6 @@ class GroupEngine:
             self.rejected.append(f"skipped {where}: {exc}")
             return record
         if content.type in SYNCABLE:  # a text, or a reply, reaction, edit, delete (client/gestures.py)
-            self.stored += 1
             if content.type in READ_TYPES and sender.account != self._profile.address:  # as for 1:1: no receipts to the own account
                 self.received.setdefault(sender.account, []).append(content.id)
             fields = content_fields(content)
