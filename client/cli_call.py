@@ -26,12 +26,15 @@ _USAGE = "sonet call ADDRESS | answer CALL_ID | ice CALL_ID CANDIDATE | hangup C
 _ACTIONS = {"answer": ("CALL_ID",), "ice": ("CALL_ID", "CANDIDATE"), "hangup": ("CALL_ID",), "reject": ("CALL_ID",), "list": ()}
 
 
-def call_json(kept: KeptCall) -> dict[str, Any]:
+def call_json(kept: KeptCall, me: str) -> dict[str, Any]:
+    """``from`` (the caller) and ``to`` (the callee), as recv and history name a 1:1
+    conversation's sides; ``me``: this device's account."""
     from .calls import call_phase
 
     c = kept.call
+    caller, callee = (me, c.peer) if kept.direction == "outgoing" else (c.peer, me)
     return {
-        "id": c.id.hex(), "peer": c.peer, "direction": kept.direction, "state": call_phase(c), "reason": c.reason,
+        "id": c.id.hex(), "from": caller, "to": callee, "direction": kept.direction, "state": call_phase(c), "reason": c.reason,
         "started_at": iso_ms(kept.started_at), "answered_at": iso_ms(kept.answered_at), "ended_at": iso_ms(kept.ended_at),
         "remote_sdp": c.remote_sdp, "candidates": list(kept.candidates),
     }  # fmt: skip
@@ -98,7 +101,7 @@ def cmd_call(args: argparse.Namespace, shell: Shell, parser: argparse.ArgumentPa
         device = shell.device(args)
         calls = device.calls(limit=args.limit)
         for kept in calls:
-            shell.show(args, call_json(kept), call_line(kept))
+            shell.show(args, call_json(kept, device.state.profile().address), call_line(kept))
         if not calls and not args.json:
             print("no calls on this device", flush=True)
         return
@@ -107,7 +110,7 @@ def cmd_call(args: argparse.Namespace, shell: Shell, parser: argparse.ArgumentPa
         device = shell.device(args)
         kept = trio.run(lambda: device.call(words[0], sdp))
         line = f"calling {kept.call.peer} (rings for {timeouts.ring_ms // 1000} s); call id {kept.call.id.hex()}"
-        shell.show(args, call_json(kept), line)
+        shell.show(args, call_json(kept, device.state.profile().address), line)
         return
     call_id = parse_call_id(words[0])
     device = shell.device(args)
@@ -124,7 +127,7 @@ def cmd_call(args: argparse.Namespace, shell: Shell, parser: argparse.ArgumentPa
     else:
         kept = trio.run(lambda: device.reject_call(call_id))
         line = f"rejected call {call_id.hex()} from {kept.call.peer}"
-    shell.show(args, call_json(kept), line)
+    shell.show(args, call_json(kept, device.state.profile().address), line)
 
 
 def _positive(text: str) -> int:
@@ -155,7 +158,8 @@ def add_call_command(sub: argparse._SubParsersAction, shell: Shell) -> None:
     p.add_argument("--limit", type=_positive, default=20, metavar="N", help="list: how many calls, newest first (default 20)")
     p.add_argument(
         "--json", action="store_true",
-        help="one JSON object per call: id, peer, direction (outgoing|incoming), state (ringing|active|ended), reason, "
+        help="one JSON object per call: id, from (the caller), to (the callee), direction (outgoing|incoming), "
+        "state (ringing|active|ended), reason, "
         "started_at, answered_at, ended_at, remote_sdp, candidates",
     )  # fmt: skip
     p.set_defaults(fn=lambda args: cmd_call(args, shell, p))

@@ -57,12 +57,17 @@ async def test_a_call_placed_answered_and_hung_up_step_by_step_from_the_command_
     rc, [placed] = await run_cli(capsys, alice, "call", BOB, "--sdp", OFFER)
     assert rc == 0
     call_id = placed["id"]
-    assert (placed["peer"], placed["direction"], placed["state"], placed["reason"], placed["answered_at"]) == (BOB, "outgoing", "ringing", "", None)
+    # the sides named as recv and history name them (cli10: was "peer")
+    assert (placed["from"], placed["to"], placed["direction"], placed["state"], placed["reason"], placed["answered_at"]) == (
+        ALICE, BOB, "outgoing", "ringing", "", None
+    )
 
     [offer] = await _recv(capsys, bob)
     assert (offer["from"], offer["call"]["id"], offer["call"]["signal"], offer["call"]["data"]) == (ALICE, call_id, "offer", OFFER)
     [ringing] = await _calls(capsys, bob)
-    assert (ringing["id"], ringing["peer"], ringing["direction"], ringing["state"], ringing["remote_sdp"]) == (call_id, ALICE, "incoming", "ringing", OFFER)
+    assert (ringing["id"], ringing["from"], ringing["to"], ringing["direction"], ringing["state"], ringing["remote_sdp"]) == (
+        call_id, ALICE, BOB, "incoming", "ringing", OFFER
+    )
 
     rc, [answered] = await run_cli(capsys, bob, "call", "answer", call_id, "--sdp", ANSWER)
     assert rc == 0 and answered["state"] == "active" and answered["answered_at"] is not None

@@ -71,6 +71,8 @@ async def test_every_command_names_a_group_as_group_id_and_name_and_a_contact_as
             assert rc == 0 and {k: objects[0][k] for k in ("to", "group") if k in objects[0]} == where
             rc, objects = await run_cli(capsys, alice, "history", target)
             assert rc == 0 and objects and all(o.get("group") == group if target == "hikers" else "to" in o for o in objects)
+        rc, [placed] = await run_cli(capsys, alice, "call", BOB)  # a call is 1:1 only: its callee is to, as a text's recipient
+        assert rc == 0 and (placed["from"], placed["to"], placed["direction"]) == (ALICE, BOB, "outgoing") and "peer" not in placed
         await bob.receive()
         rc, sent = await run_cli(capsys, alice, "sent", "--limit", "100")
         assert rc == 0 and sent and all(("group" in o and o["group"] == group) != ("to" in o and o["to"] == BOB) for o in sent), sent
