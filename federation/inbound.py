@@ -8,8 +8,8 @@ the link's peer is still pinned to the key it proved (removed or re-pinned: the 
   ordered (at its hub), delivered to member devices or forwarded by the store (node/store/
   sqlite_groups.py) in the same transaction; a SUBMIT names the node that answers for it (its
   origin when the peer is that node or its relay, else the peer: ``_answerable``), whose relay
-  budget what it stores counts towards; any other group item (a hub's) is ``invalid`` unless
-  its origin is that node. For another node:
+  budget what it stores counts towards; any other group item (a hub's) is ``hub_pending``
+  (pushed again later) unless its origin is that node. For another node:
   forwarded only as a relay between configured peers ("not_relaying" otherwise), only while it
   has a route there ("unroutable") and hops left ("hop_limit"), held on behalf of the node that
   answers for it (its origin when the peer is that node or its relay, else the peer). What is taken is committed in
@@ -113,6 +113,9 @@ RELAY_DEADLINE_SHARE = 0.6
 
 log = logging.getLogger("sonet.federation")
 
+#: how often a peer's group items in another node's name are said in the log
+UNVOUCHED_LOG_S = 60.0
+
 Lookup = FetchDevices | FetchBundles | FetchKeyPackages | FetchNodeKey | FetchHead | FetchConsistency | FetchGroupTree | BlobGet
 #: the lookups that hand out one-time keys
 OneTime = FetchBundles | FetchKeyPackages
@@ -174,6 +177,8 @@ class Inbound:
         self._wake = wake
         self._quota = quota
         self._ttl_ms = envelope_ttl_ms
+        #: peer -> until when nothing more is said about its group items in others' names
+        self._unvouched_said: dict[str, float] = {}
         self._clock_ms = clock_ms
         self._max_refusals = settings.max_refusals
         #: sequenced pushes an inbound link takes ahead of its oldest unanswered one
@@ -329,6 +334,20 @@ class Inbound:
             self._wake(forwarded)
         return PushResult(request=req.request, outcomes=tuple(outcomes))
 
+    def _unvouched(self, peer: str, origin: str) -> None:
+        """A hub's group item ``peer`` pushed in ``origin``'s name, a node it is not and does not
+        relay for here: held back. Most likely a relay configured on one side only; said once a
+        minute per peer (only pinned peers push)."""
+        now = trio.current_time()
+        if now < self._unvouched_said.get(peer, -UNVOUCHED_LOG_S):
+            return
+        self._unvouched_said[peer] = now + UNVOUCHED_LOG_S
+        log.warning(
+            "group items from %s in %s's name are held back: %s is not %s and is not its --via here"
+            " (a relay between a hub and its member nodes is named --via on both sides)",
+            peer, origin, peer, origin,
+        )  # fmt: skip
+
     def _classify(
         self, peer: str, item: Transit, routes: Routes, now: int, contacts: dict[tuple[str, bytes], tuple[str, bool]]
     ) -> tuple[str, Received | None]:
@@ -360,8 +379,11 @@ class Inbound:
                 charged = _answerable(item.origin, peer, routes)
                 if charged != item.origin and item.group.kind != ItemKind.SUBMIT:
                     # a hub's items are taken from the hub (node/store/sqlite_groups.py): the
-                    # origin must be the pusher's to give, or a peer could push in its name
-                    return "invalid", None
+                    # origin must be the pusher's to give, or a peer could push in its name.
+                    # Held back, not refused: an honest relay the operator has not named --via
+                    # here loses nothing, and a forger's items stay in its own outbox
+                    self._unvouched(peer, item.origin)
+                    return "hub_pending", None
                 return "", GroupReceived(item=item.group, origin=item.origin, node=self._name, ttl_ms=self._ttl_ms, charged=charged)
             return "invalid", None  # Transit.check refuses an item with none
         if not routes.may_relay(origin=item.origin, link_peer=peer, dest=item.dest):

@@ -189,10 +189,11 @@ def _receive_group(conn: Connection, rec: GroupReceived, now: int, quota: Quota,
     if kind == ItemKind.SUBMIT:
         if rec.charged is not None:  # pushed by a peer: it answers for what it stores here
             if not _vouched(conn, rec):
-                # its origin is the pusher's word, and the pusher is not that node's way here;
-                # for a group not hosted here (yet) it may be the old hub, its hand-over on its way
-                hosted = conn.execute("SELECT 1 FROM hosted_groups WHERE grp = ? AND moved_to IS NULL", (item.group,)).fetchone()
-                return "invalid" if hosted else "hub_pending"
+                # Its origin is the pusher's word, and the pusher is not that node's way here.
+                # Held back, not refused: for a group not hosted here (yet) it may be the old
+                # hub, its hand-over on its way; else a relay named --via on one side only (the
+                # item is not lost: it comes again), or a forger (its item waits at its end).
+                return "hub_pending"
             step.charged = rec.charged
         # (released only where the transaction goes on: after a database error, e.g. a
         # serialization failure, PostgreSQL refuses every statement, and a RELEASE would hide
