@@ -9,11 +9,14 @@ opening the same file at once apply each step exactly once, and a new database c
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 from .base import StoreError
 
-__all__ = ["MIGRATIONS", "LATEST_VERSION", "migrate"]
+__all__ = ["MIGRATIONS", "LATEST_VERSION", "log_migrated", "migrate"]
+
+log = logging.getLogger("sonet.node.store")
 
 _V1 = (
     """CREATE TABLE accounts (
@@ -685,6 +688,13 @@ def _user_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
+def log_migrated(before: int, after: int) -> None:
+    """Say that an existing database was brought to a newer schema (an operator upgrading sees
+    it happen; a new database, at 0 before, is not news)."""
+    if 0 < before < after:
+        log.info("migrated the database from schema version %d to %d", before, after)
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to LATEST_VERSION; return the version. A no-op when already there.
 
@@ -706,6 +716,7 @@ def migrate(conn: sqlite3.Connection) -> int:
             # PRAGMA cannot take a bound parameter; the value is our own integer.
             conn.execute(f"PRAGMA user_version = {LATEST_VERSION:d}")
         conn.execute("COMMIT")
+        log_migrated(version, LATEST_VERSION)
         return LATEST_VERSION
     except BaseException:
         if conn.in_transaction:

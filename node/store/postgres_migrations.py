@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import StoreError
-from .migrations import LATEST_VERSION as SQLITE_LATEST_VERSION
+from .migrations import LATEST_VERSION as SQLITE_LATEST_VERSION, log_migrated
 
 __all__ = ["MIGRATIONS", "LATEST_VERSION", "migrate"]
 
@@ -513,6 +513,7 @@ assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without 
 def migrate(conn: Any) -> int:
     """Bring the schema of ``conn`` (a psycopg connection in autocommit mode) to LATEST_VERSION;
     return the version. A no-op when already there."""
+    start: int | None = None
     while True:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
@@ -520,11 +521,13 @@ def migrate(conn: Any) -> int:
             # Read under the lock: another process may have migrated meanwhile.
             row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
             version = int(row[0]) if row and row[0] is not None else 0
+            start = version if start is None else start
             if version > LATEST_VERSION:
                 raise StoreError(
                     f"database schema version {version} is newer than this software (knows up to {LATEST_VERSION})"
                 )
             if version == LATEST_VERSION:
+                log_migrated(start, version)
                 return version
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
