@@ -376,11 +376,9 @@ def cmd_leave(args: argparse.Namespace, shell: Shell) -> None:
 
     device = shell.device(args)
     info = _resolve(device, args.group)
-    trio.run(lambda: device.group_leave(info.id))
-    shell.show(
-        args, {"group": _group_ref(info.name, info.id), "left": True},
-        f"left {label(info.name, info.id)}: the other members' devices remove your devices from it",
-    )  # fmt: skip
+    closed = trio.run(lambda: device.group_leave(info.id))
+    why = "you were its only member: it is closed" if closed else "the other members' devices remove your devices from it"
+    shell.show(args, {"group": _group_ref(info.name, info.id), "left": True, "closed": closed}, f"left {label(info.name, info.id)}: {why}")
 
 
 def cmd_admin(args: argparse.Namespace, shell: Shell) -> None:

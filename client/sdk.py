@@ -1024,8 +1024,9 @@ class Device:
     async def group_remove(self, group: str, member: str) -> GroupView:
         return await self._groups().remove(group, member)
 
-    async def group_leave(self, group: str) -> None:
-        await self._groups().leave(group)
+    async def group_leave(self, group: str) -> bool:
+        """Leave ``group``; True when this account was its only member (it is closed here)."""
+        return await self._groups().leave(group)
 
     async def group_admin(self, group: str, member: str) -> GroupView:
         return await self._groups().admin(group, member)

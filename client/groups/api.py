@@ -219,10 +219,12 @@ class Groups:
     async def hub(self, group: str, node: str) -> GroupView:
         return await self._simple(group, {"op": "hub", "node": validate_node_name(node)})
 
-    async def leave(self, group: str) -> None:
+    async def leave(self, group: str) -> bool:
         """This account leaves: a commit removes its other devices (if any are in the group),
         then this device proposes its own removal, which the first member staying commits
-        (client/groups/engine.py). The group stays listed here, inactive once that commit came."""
+        (client/groups/engine.py). The group stays listed here, inactive once that commit came.
+        When no other account is a member nobody would commit it: the group is closed here at
+        once (inactive; True is returned)."""
         profile = self._state.profile()
         async with self._connect(profile) as conn:
             await self._sync(conn, profile)
@@ -237,7 +239,15 @@ class Groups:
             mine = [d for a, d in member_devices(mls) if a == profile.address and d != profile.device_id]
             if mine:
                 await self._change(conn, profile, record.id, {"op": "remove", "account": profile.address})
+            if record.active and not others:
+                # Found by cli10: a proposal nobody stays to commit changed nothing, and the
+                # group went on taking this device's messages as before.
+                with self._state.transaction():
+                    closing = self._record(record.id)
+                    self._state.save_group(closing.but(active=False, own=None, sends=()))
+                return True
             await self._change(conn, profile, record.id, {"op": "leave"})
+            return False
 
     async def set_state(self, group: str, *, name: str | None = None, topic: str | None = None) -> GroupView:
         """Rename the group or set its topic (admins): a ``group_state`` message with both,

@@ -309,7 +309,22 @@ async def test_a_group_from_the_command_line(alpha: RunningNode, register: Regis
 
         # carol leaves (alice is still an admin, so she may)
         [left] = await cli_json(capsys, carol, "group", "leave", "hikers")
-        assert left == {"group": {"id": group_id, "name": "hikers"}, "left": True}
+        assert left == {"group": {"id": group_id, "name": "hikers"}, "left": True, "closed": False}
+
+
+async def test_the_only_member_leaving_closes_the_group(alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by cli10: `group leave` by a group's only member printed left: true, and the group
+    stayed active, taking messages (a proposal to remove itself that nobody stays to commit)."""
+    with trio.fail_after(HANG_S * 2):
+        alice = await register(alpha, "alice")
+        [created] = await cli_json(capsys, alice, "group", "create", "solo")
+        group_id = created["id"]
+        rc, out, _ = await cli_run(capsys, "--home", alice.state.home, "group", "leave", "solo")
+        assert rc == 0 and out == f'left "solo" ({group_id}): you were its only member: it is closed\n', out
+        [listed] = await cli_json(capsys, alice, "group", "list")
+        assert listed["active"] is False
+        error = json_error_of(await cli_run(capsys, "--home", alice.state.home, "send", "solo", "anyone?", "--json"))
+        assert error["code"] == "not_member", error
 
 
 def json_error_of(result: tuple[int, str, str]) -> dict:
