@@ -485,7 +485,8 @@ def add_group_commands(sub: argparse._SubParsersAction, shell: Shell) -> None:
         "leave", cmd_leave,
         help="leave a group",
         description="Leave the group: your devices ask to be removed, and the other members' devices remove them. The last "
-        "admin must name another admin first (`sonet group admin`).",
+        "admin must name another admin first (`sonet group admin`). The group's only member closes it so (on its devices).",
+
     )  # fmt: skip
     q.add_argument("group", metavar="GROUP", help=_GROUP_ARG)
 
