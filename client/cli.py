@@ -840,6 +840,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         "as they arrive, typing, delivery and read ticks, safety numbers. F1 in the app lists its keys; Ctrl+Q quits.",
     )  # fmt: skip
     p.add_argument("--no-read-receipts", action="store_true", help="do not tell senders when you read their messages")
+    p.add_argument("--json", action="store_true", help="refused (a usage error): the app is interactive; scripts use `sonet recv --follow --json`")
     p.set_defaults(fn=cmd_chat)
 
     p = sub.add_parser("link", help="add this device to an existing account", description="Link a new device to an account.")

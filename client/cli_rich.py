@@ -196,13 +196,13 @@ def add_rich_commands(sub: argparse._SubParsersAction, shell: Shell) -> None:
     p.add_argument("message_id", **message_id)
     p.add_argument("option", metavar="OPTION", help="the option's number (from 1) or its text")
     p.add_argument("--remove", action="store_true", help="take back this vote")
-    p.add_argument("--json", action="store_true", help="one JSON object: id, type, refers_to, to (or group), state, code, message, option (from 1), remove")
+    p.add_argument("--json", action="store_true", help="one JSON object: id, type, refers_to, to (or group: {id, name}), state, code, message, option (from 1), remove")
     p.set_defaults(fn=lambda args: cmd_vote(args, shell))
 
     p = sub.add_parser("poll-close", help="close one of your polls", description="End poll MESSAGE_ID (yours): votes cast after "
                        "this are not counted; prints the result as this device counts it.")  # fmt: skip
     p.add_argument("message_id", **message_id)
-    p.add_argument("--json", action="store_true", help="one JSON object: id, type, refers_to, to (or group), state, code, message, "
+    p.add_argument("--json", action="store_true", help="one JSON object: id, type, refers_to, to (or group: {id, name}), state, code, message, "
                    "poll (question, multiple, closed, closed_at, options: option, text, votes, voters)")  # fmt: skip
     p.set_defaults(fn=lambda args: cmd_poll_close(args, shell))
 
