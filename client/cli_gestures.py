@@ -140,7 +140,7 @@ def add_gesture_commands(sub: argparse._SubParsersAction, shell: Shell, text_of:
     """The four commands under the command line's subparsers (client/cli.py build_parser);
     ``text_of`` reads a TEXT argument (``-``: standard input) as ``send`` does."""
     hours = DELETE_WINDOW_MS // 3_600_000
-    message_id = {"metavar": "MESSAGE_ID", "help": "the message's id (32 hex digits, as recv and history print it)"}
+    message_id = {"metavar": "MESSAGE_ID", "help": "the message's id (32 hex digits, as history and recv --json print it)"}
     json_help = "one JSON object: id (the new message's), type, refers_to, to (or group: {id, name}), state, code, message"
 
     p = sub.add_parser(

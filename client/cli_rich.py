@@ -178,7 +178,7 @@ def cmd_event(args: argparse.Namespace, shell: Shell) -> None:
 def add_rich_commands(sub: argparse._SubParsersAction, shell: Shell) -> None:
     """The commands under the command line's subparsers (client/cli.py build_parser)."""
     conversation = {"metavar": "ADDRESS|GROUP", "help": "a contact's address (user@node), or a group's id or name"}
-    message_id = {"metavar": "MESSAGE_ID", "help": "the poll's id (32 hex digits, as recv and history print it)"}
+    message_id = {"metavar": "MESSAGE_ID", "help": "the poll's id (32 hex digits, as history and recv --json print it)"}
     post_json = "one JSON object: id, type, to (or group: {id, name}), state, code, message"
 
     p = sub.add_parser("poll", help="ask a question with options", description=f"Send a poll of 2..{MAX_POLL_OPTIONS} options to "
