@@ -676,10 +676,24 @@ _ORIGIN_REFS = (
         WHERE origin IS NOT NULL GROUP BY origin""",
 )
 
+# The rows naming the devices a pushed ORDERED item still has to reach count apart from the
+# pushing hub's relay budget ("group_waiting": sqlite_budgets.py WAITING_FACTOR), so that the
+# hub's other items and envelopes are not refused for them; the rows kept already moved there.
+_WAITING_SCOPE = (
+    "DROP TRIGGER group_waiting_origin_charge",
+    "DROP TRIGGER group_waiting_origin_release",
+    *_usage_triggers("group_waiting", "group_waiting_origin", scope="group_waiting", key="ROW.origin", size="0", when="ROW.origin IS NOT NULL"),
+    """UPDATE storage_usage SET count = count - (SELECT count(*) FROM group_waiting WHERE group_waiting.origin = storage_usage.key)
+        WHERE scope = 'origin'""",
+    """INSERT INTO storage_usage (scope, key, count, bytes) SELECT 'group_waiting', origin, count(*), 0 FROM group_waiting
+        WHERE origin IS NOT NULL GROUP BY origin""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
     _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS, _LEANER_RELAY, _OUTBOX_USAGE_IN_WRITES,
     _ACKED_DAYS, _MAILBOX_COUNTS, _GROUP_BODY_SENDERS, _GROUP_ORIGINS, _SUBMISSION_HUBS, _WAITING_ORIGINS, _ORIGIN_REFS,
+    _WAITING_SCOPE,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -488,6 +488,19 @@ _ORIGIN_REFS: tuple[str, ...] = (
         WHERE origin IS NOT NULL GROUP BY origin""",
 )
 
+# migrations.py ``_WAITING_SCOPE``
+_WAITING_SCOPE: tuple[str, ...] = (
+    "DROP TRIGGER group_waiting_origin_charge ON group_waiting",
+    "DROP TRIGGER group_waiting_origin_release ON group_waiting",
+    "DROP FUNCTION group_waiting_origin_charge()",
+    "DROP FUNCTION group_waiting_origin_release()",
+    *_row_usage("group_waiting", "group_waiting_origin", scope="group_waiting", key="ROW.origin", size="0", when="ROW.origin IS NOT NULL"),
+    """UPDATE storage_usage SET count = count - (SELECT count(*) FROM group_waiting WHERE group_waiting.origin = storage_usage.key)
+        WHERE scope = 'origin'""",
+    """INSERT INTO storage_usage (scope, key, count, bytes) SELECT 'group_waiting', origin, count(*), 0 FROM group_waiting
+        WHERE origin IS NOT NULL GROUP BY origin""",
+)
+
 _BASELINE_VERSION = 16
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -505,6 +518,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _SUBMISSION_HUBS,
     _WAITING_ORIGINS,
     _ORIGIN_REFS,
+    _WAITING_SCOPE,
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"

@@ -15,7 +15,9 @@ Scopes: "device" ("account/device id" of a local sending device) and "account" (
 for its envelopes in local mailboxes and its items in outboxes; "outbox" (destination node) for
 every queued item; "origin" (origin node) for the items this node relays on its behalf, and
 what a hub stores and queues for a group submission that node pushed (sqlite_groups.py);
-"origin_refs" (origin node) for a hub's records of those submissions (``ORIGIN_REFS_FACTOR``).
+"origin_refs" (origin node) for a hub's records of those submissions (``ORIGIN_REFS_FACTOR``);
+"group_waiting" (the hub that pushed them) for a member node's rows of the devices its items
+still have to reach (``WAITING_FACTOR``: held per item, not by ``enforce``).
 
 A write stores first and then calls ``enforce`` with what it added, in the same transaction: an
 ``OverBudget`` from there undoes the whole write (and only it: group_commit.py). So the check
@@ -165,6 +167,23 @@ def held(conn: Connection, scope: str, key: str) -> int:
 #: (the default 256 MiB: 16 Mi records, 6.5 submissions a second for the 30-day TTL), so that a
 #: busy honest node is not refused for records of what was long delivered.
 ORIGIN_REFS_FACTOR = 16
+
+
+#: A member node notes which of its devices a pushed ORDERED item still has to reach while they
+#: are at their allowance of group items (``group_waiting``, until reached or expired): rows of
+#: the pushing hub, counted apart from what it relays here, in rows of STORED_ROW_OVERHEAD, up to
+#: this many times that budget (the default 256 MiB: 16 Mi rows, 6.5 a second for the 30-day
+#: TTL). Any peer can start a group naming a device here; past the cap an item goes to the
+#: devices with room and its full ones get no rows (sqlite_groups.py ``_deliver_taken``: the hub
+#: pushes it again), and nothing else of the push is refused for them.
+WAITING_FACTOR = 16
+
+
+def waiting_room(conn: Connection, quota: Quota, hub: str) -> int | None:
+    """How many more ``group_waiting`` rows ``hub``'s items may add here (None: no cap)."""
+    if quota.relay_origin_bytes is None:
+        return None
+    return max(0, (quota.relay_origin_bytes * WAITING_FACTOR - held(conn, "group_waiting", hub)) // STORED_ROW_OVERHEAD)
 
 
 def enforce(conn: Connection, quota: Quota, charges: Charges, disk_free: DiskFree) -> None:

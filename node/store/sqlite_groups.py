@@ -30,8 +30,11 @@ for it (``GroupReceived.charged``: its origin, when the pusher is that node or i
 its ``hub_refs`` row towards that node's records (sqlite_budgets.py ``ORIGIN_REFS_FACTOR``); one whose pusher may not speak for its origin is ``invalid``, and
 the hub refuses (``not_member``) a submission from a node, or a local device, that is not a
 member's. At a member node, the rows naming the devices a pushed item still has to reach
-(``group_waiting``) count towards the pushing hub's relay budget: any peer can start a group
-naming a device here, and once it is full each item was one more row.
+(``group_waiting``) count towards a cap of the pushing hub's (sqlite_budgets.py
+``WAITING_FACTOR``): any peer can start a group naming a device here, and once it is full each
+item was one more row. Past it an item still goes to the devices with room, in order, and is
+answered ``group_full`` with no rows (the hub pushes it again: a first take once more); the
+rest of the push is taken.
 
 Timed items (docs/groups.md "Disappearing messages on nodes"): everything kept of an item that
 carries an expiry (mailbox rows and with the last one its body, outbox items, ``hub_refs``,
@@ -58,7 +61,7 @@ from ..group_budgets import GROUP_FULL, group_allowance
 from ..group_routing import group_transit, is_commit, lives_until, mailbox_envelopes, message_header, plan, verdict_item
 from ..hub_cache import HUBS, new_tag
 from .base import GroupEffects, GroupReceived, OutboundItem, Quota, SenderRemoved, StoreError
-from .sqlite_budgets import Charges, DiskFree, UsageChanges, enforce
+from .sqlite_budgets import Charges, DiskFree, UsageChanges, enforce, waiting_room
 from .sqlite_federation import _queue_outbound
 from .sqlite_group_trees import _keep_tree
 from .sqlite_group_bodies import _shared_body, _store_group_row
@@ -471,24 +474,37 @@ def _take_ordered(step: _Step, item: GroupItem, *, origin: str | None, submitter
     if origin is not None and item.hub == step.here != origin:
         # the hub this node followed named it the next one: only that hub's hand-over is taken
         conn.execute("UPDATE member_groups SET handed_over_by = ? WHERE grp = ? AND hub = ?", (origin, item.group, step.here))
-    return _deliver_taken(step, item, recipients, origin or step.here, submitter)
+    return _deliver_taken(step, item, recipients, origin or step.here, submitter, capped=origin is not None)
 
 
-def _deliver_taken(step: _Step, item: GroupItem, recipients: set[Member], origin: str, submitter: Member | None = None) -> str:
+def _deliver_taken(
+    step: _Step, item: GroupItem, recipients: set[Member], origin: str, submitter: Member | None = None, *, capped: bool = False
+) -> str:
     """Deliver a taken ORDERED item; the devices without room wait for ``origin`` to push it
-    again (``group_full``), the item is done once none waits."""
+    again (``group_full``), the item is done once none waits. ``capped``: its first take from a
+    pushing hub, whose rows are held to their cap (a later take only removes rows)."""
     conn, key = step.conn, (item.group, item.seq)
     full = _deliver(step, item, recipients, submitter)
+    room = waiting_room(conn, step.quota, origin) if full and capped else None
+    if room is not None and len(full) > room:
+        # Past the cap: no rows, still group_full, so the hub pushes it again and its next push
+        # is a first take once more (the member list and hub are not moved back, the devices
+        # that have it are skipped by mailbox dedup, the full ones get it once they have room).
+        # Refusing it for everyone instead would let a later item be taken first: a device a
+        # refused commit adds would miss it, and a refused first commit's followers be dropped.
+        log.info("group %s item %d: %s has as many items waiting for full devices here as it may", item.group.hex(), item.seq, origin)
+        return GROUP_FULL
     conn.execute("DELETE FROM group_waiting WHERE grp = ? AND seq = ?", key)
     if full:
         conn.executemany(
             "INSERT INTO group_waiting (grp, seq, account, device_id, origin, expires) VALUES (?, ?, ?, ?, ?, ?)",
             [(*key, account, device, origin, step.until(item)) for account, device in sorted(full)],
         )
-        # rows until the device is reached or the item expires: the pushing hub's (its relay
-        # budget), or a stranger's new group's items for a full device would add one each
+        # rows until the device is reached or the item expires: the pushing hub's, held to a
+        # cap of their own (sqlite_budgets.py WAITING_FACTOR), or a stranger's new group's items
+        # for a full device would add one each
         for _ in full:
-            step.charges.relayed(origin, 0)
+            step.charges.stored(0)
         return GROUP_FULL
     conn.execute("INSERT INTO group_seen (grp, seq, expires) VALUES (?, ?, ?)", (*key, step.until(item)))
     return OK

@@ -22,7 +22,7 @@ import pytest
 
 from sonet.core.federation_api import OK
 from sonet.core.groups.items import GroupItem, GroupMember, ItemKind
-from sonet.federation.records import STORED_ROW_OVERHEAD, GroupReceived, Quota
+from sonet.federation.records import STORED_ROW_OVERHEAD, GroupReceived, NewEnvelope, Quota
 from sonet.node.store import OverBudget, SqliteStore, sqlite_budgets
 from tests.core.groups.devices import Device
 from tests.node.test_hubfill9_hub_submitter import ALPHA, BETA, MIB, TEXT, TTL_MS, alice_hosting_her_group, text_item, with_bob_at_beta
@@ -134,37 +134,95 @@ async def test_a_retried_push_is_not_charged_twice(store: SqliteStore) -> None:
     assert (await origin_usage(store, BETA), await origin_usage(store, BETA, "origin_refs")) == once
 
 
-async def test_a_full_devices_waiting_rows_count_towards_the_hub_that_pushed_them(store: SqliteStore) -> None:
-    """alice@alpha follows beta for a group; at her allowance (one item), each later item beta
-    pushes waits for her (group_waiting), a row counted towards beta until she is reached."""
-    now = int(time.time() * 1000)
-    alice = Device.new(f"alice@{ALPHA}")
+async def registered(store: SqliteStore, name: str, now: int) -> Device:
+    device = Device.new(f"{name}@{ALPHA}")
     await store.register_account(
-        account=alice.account, fingerprint=alice.identity.public.fingerprint, record=b"record", account_identity=b"identity",
+        account=device.account, fingerprint=device.identity.public.fingerprint, record=b"record", account_identity=b"identity",
         device_list=b"device list", invite_hash=None, now=now,
     )  # fmt: skip
+    return device
+
+
+def ordered_by_beta(alice: Device, seq: int, message: bytes, members: tuple[GroupMember, ...] = ()) -> GroupItem:
+    return GroupItem(
+        kind=ItemKind.ORDERED, ref=os.urandom(16), group=alice.g.group_id, epoch=0, seq=seq, message=message, welcome=b"",
+        members=members, outcome="", hub=BETA,
+    )  # fmt: skip
+
+
+async def test_a_full_devices_waiting_rows_count_towards_the_hub_that_pushed_them(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """alice@alpha follows beta for a group; at her allowance (one item), each later item beta
+    pushes waits for her (group_waiting), a row counted towards beta's cap of such rows (not
+    its relay budget) until she is reached; past the cap no row is added."""
+    monkeypatch.setattr(sqlite_budgets, "WAITING_FACTOR", 1)  # the cap: as many rows as the relay budget holds
+    now = int(time.time() * 1000)
+    alice = await registered(store, "alice", now)
     alice.create(hub=BETA)
     _, commit, _ = alice.g.commit(alice.rng.randbytes)
     quota = dataclasses.replace(QUOTA, group_envelopes=1)
 
     def item(seq: int, message: bytes, members: tuple[GroupMember, ...] = ()) -> GroupItem:
-        return GroupItem(
-            kind=ItemKind.ORDERED, ref=os.urandom(16), group=alice.g.group_id, epoch=0, seq=seq, message=message, welcome=b"",
-            members=members, outcome="", hub=BETA,
-        )  # fmt: skip
+        return ordered_by_beta(alice, seq, message, members)
 
     first = item(1, commit.to_bytes(), (GroupMember(account=alice.account, device=1),))
     assert await store.receive([pushed(first, origin=BETA, by=BETA)], now=now, quota=quota) == [OK]
     later = [item(seq, alice.g.encrypt(b"x", alice.rng.randbytes).to_bytes()) for seq in (2, 3, 4)]
     assert await store.receive([pushed(i, origin=BETA, by=BETA) for i in later], now=now, quota=quota) == ["group_full"] * 3
-    assert await origin_usage(store, BETA) == (3, 0)
+    assert (await origin_usage(store, BETA, "group_waiting"), await origin_usage(store, BETA)) == ((3, 0), (0, 0))
     over = dataclasses.replace(quota, relay_origin_bytes=3 * STORED_ROW_OVERHEAD)
-    with pytest.raises(OverBudget) as refused:  # a fourth row would be over beta's budget
-        await store.receive([pushed(item(5, later[0].message), origin=BETA, by=BETA)], now=now, quota=over)
-    assert refused.value.code == "relay_full"
+    # a fourth row would be past beta's cap: none is written, the item waits at beta, nothing is refused
+    assert await store.receive([pushed(item(5, later[0].message), origin=BETA, by=BETA)], now=now, quota=over) == ["group_full"]
+    assert await origin_usage(store, BETA, "group_waiting") == (3, 0)
     await store.ack(alice.account, 1, [first.ref], now=now)  # she drains: the next push reaches her
     assert await store.receive([pushed(later[0], origin=BETA, by=BETA)], now=now, quota=quota) == [OK]
-    assert await origin_usage(store, BETA) == (2, 0)
+    assert await origin_usage(store, BETA, "group_waiting") == (2, 0)
+
+
+async def test_past_the_hubs_cap_of_waiting_rows_its_other_items_and_envelopes_are_taken(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rev10: the waiting rows counted towards the pushing hub's relay budget, and past it every
+    push of that hub was refused relay_full as a whole: other devices' group items and 1:1
+    envelopes too. Here beta's cap holds 2 rows; alice never reads, carol reads everything. Once
+    alice is reached, each item comes to her once and in order, and carol gets none twice."""
+    monkeypatch.setattr(sqlite_budgets, "WAITING_FACTOR", 1)
+    quota = dataclasses.replace(QUOTA, group_envelopes=1, relay_origin_bytes=2 * STORED_ROW_OVERHEAD)
+    now = int(time.time() * 1000)
+    alice, carol = await registered(store, "alice", now), await registered(store, "carol", now)
+    alice.create(hub=BETA)
+    _, commit, _ = alice.g.commit(alice.rng.randbytes)
+    members = tuple(GroupMember(account=d.account, device=1) for d in (alice, carol))
+    items = [ordered_by_beta(alice, 1, commit.to_bytes(), members)]
+    items += [ordered_by_beta(alice, seq, alice.g.encrypt(b"x", alice.rng.randbytes).to_bytes()) for seq in (2, 3, 4)]
+    seq_of = {i.ref: i.seq for i in items}
+    got: dict[str, list[bytes]] = {alice.account: [], carol.account: []}
+
+    async def read(device: Device) -> None:
+        ids = [i.id for i in await store.pending(device.account, 1, after_seq=0, limit=100, now=now)]
+        got[device.account] += ids
+        await store.ack(device.account, 1, ids, now=now)
+
+    assert await store.receive([pushed(items[0], origin=BETA, by=BETA)], now=now, quota=quota) == [OK]
+    await read(carol)
+    for i in items[1:3]:  # alice's allowance is full: a row each, beta's cap reached
+        assert await store.receive([pushed(i, origin=BETA, by=BETA)], now=now, quota=quota) == ["group_full"]
+        await read(carol)
+    assert await origin_usage(store, BETA, "group_waiting") == (2, 0)
+    envelope = NewEnvelope(account=carol.account, device_id=1, id=os.urandom(16), expires=now + TTL_MS, kind=1, body=b"hi carol")
+    # before: OverBudget relay_full, neither taken
+    assert await store.receive([pushed(items[3], origin=BETA, by=BETA), envelope], now=now, quota=quota) == ["group_full", OK]
+    assert await origin_usage(store, BETA, "group_waiting") == (2, 0)  # none for alice past the cap
+    await read(carol)
+    # alice reads; beta pushes what it keeps each expiry tick, in its order, until all is taken
+    kept = items[1:]
+    while kept:
+        await read(alice)
+        outcomes = await store.receive([pushed(i, origin=BETA, by=BETA) for i in kept], now=now, quota=quota)
+        kept = [i for i, outcome in zip(kept, outcomes, strict=True) if outcome == "group_full"]
+    await read(alice)
+    await read(carol)
+    assert [seq_of[i] for i in got[alice.account]] == [1, 2, 3, 4]
+    assert [seq_of[i] for i in got[carol.account] if i in seq_of] == [1, 2, 3, 4]
+    assert sorted(got[carol.account]) == sorted([*seq_of, envelope.id])  # each once
+    assert await origin_usage(store, BETA, "group_waiting") == (0, 0)
 
 
 _WAITING = [(b"g" * 16, seq, f"alice@{ALPHA}", 1, BETA, 5_000) for seq in (1, 2)]
@@ -174,10 +232,27 @@ _INSERT_WAITING = "INSERT INTO group_waiting (grp, seq, account, device_id, orig
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_migration_27_counts_the_waiting_rows_kept_already(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> None:
     opener = at_version(request, tmp_path, 26, [(_INSERT_WAITING, _WAITING)], backend=backend, unchecked=True)
-    async with await opener() as store:
-        assert await origin_usage(store, BETA) == (2, 0)
+    async with await opener() as store:  # (counted in "origin" by 27, moved apart by 29)
+        assert (await origin_usage(store, BETA, "group_waiting"), await origin_usage(store, BETA)) == ((2, 0), (0, 0))
         await store.purge_expired(now=5_000)  # they go at their expiry, and so does their count
-        assert await origin_usage(store, BETA) == (0, 0)
+        assert await origin_usage(store, BETA, "group_waiting") == (0, 0)
+
+
+_ALICE_DEVICE = [
+    ("INSERT INTO accounts (account, created_at) VALUES ({marks})", [(f"alice@{ALPHA}", 0)]),
+    ("INSERT INTO devices (account, device_id, fingerprint, record, created_at) VALUES ({marks})", [(f"alice@{ALPHA}", 1, "fp", b"r", 0)]),
+]
+# beta's relay budget also holds a row of 100 bytes it relays (it stays there)
+_RELAYED = ("INSERT INTO storage_usage (scope, key, count, bytes) VALUES ({marks})", [("origin", BETA, 1, 100)])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_migration_29_moves_the_waiting_rows_kept_to_their_own_count(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> None:
+    opener = at_version(request, tmp_path, 28, [*_ALICE_DEVICE, _RELAYED, (_INSERT_WAITING, _WAITING)], backend=backend)
+    async with await opener() as store:
+        assert (await origin_usage(store, BETA, "group_waiting"), await origin_usage(store, BETA)) == ((2, 0), (1, 100))
+        await store.purge_expired(now=5_000)
+        assert await origin_usage(store, BETA, "group_waiting") == (0, 0)
 
 
 async def test_a_hubs_records_of_a_nodes_submissions_are_held_to_their_own_budget(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
