@@ -743,7 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_json(p)
 
     peer = sub.add_parser("peer", help="pin, list and forget peer nodes (takes effect without a restart)",
-                          description="Pin, list and forget peer nodes. Changes take effect without a restart.")
+                          description="Pin, list and forget peer nodes. Changes take effect without a restart, in a running node within a quarter of a second.")
     peer_sub = peer.add_subparsers(dest="peer_command", required=True, metavar="ACTION")
 
     def peer_command(name: str, fn: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
@@ -756,7 +756,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="the peer's node name, e.g. beta.example")
     p.add_argument("--url", required=True, help="the peer's ws:// or wss:// URL (without /federation; with --via it is kept, not dialled)")
     p.add_argument("--fingerprint", required=True, metavar="FP", help="the peer's `sonet-node fingerprint`")
-    p.add_argument("--via", metavar="RELAY", help="name of an already configured peer that relays for this one")
+    p.add_argument("--via", metavar="RELAY", help="name of an already configured peer that relays for this one (for groups, name it on both sides: that peer pins this node --via the same relay)")
     peer_command("list", cmd_peer_list, "list the pinned peer nodes")
     p = peer_command("remove", cmd_peer_remove, "forget a peer node")
     p.add_argument("--name", required=True, help="the peer's node name")
