@@ -200,7 +200,7 @@ def federation_errors() -> Iterator[None]:
 async def account_row(ctx: ClientContext, account: str) -> AccountRow:
     row = await ctx.store.account(account)
     if row is None:
-        raise RequestError("unknown_account", f"no account {account} on this node")
+        raise RequestError("unknown_account", f"no account {account} on {ctx.name}")
     return row
 
 

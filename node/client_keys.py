@@ -171,7 +171,7 @@ async def _lookup(ctx: ClientContext, req: _Lookup) -> Frame:
 async def _local(ctx: ClientContext, req: _Lookup, account: str) -> Devices | Bundles | KeyPackages:
     proof = await ctx.directory.proof(account)
     if proof is None:
-        raise RequestError("unknown_account", f"no account {account} on this node")
+        raise RequestError("unknown_account", f"no account {account} on {ctx.name}")
     entry = decode_entry(proof.leaf)
     if not entry.identity:  # its tombstone (sonet-node accounts remove): no keys to hand out
         raise RequestError("unknown_account", f"{account} was removed from this node")

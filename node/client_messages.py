@@ -120,7 +120,7 @@ async def _current_devices(ctx: ClientContext, account: str, me: str, my_device:
         return {d.device for d in listed.devices}
     ids = {r.device_id for r in await ctx.store.devices(account)}
     if not ids:
-        raise RequestError("unknown_recipient", f"no account {account} on this node")
+        raise RequestError("unknown_recipient", f"no account {account} on {ctx.name}")
     if account == me:
         ids.discard(my_device)  # the sender has the message already
     return ids

@@ -162,7 +162,7 @@ async def test_definite_failures_fail_at_once_or_mark_the_waiting_text_failed(
         await alice.receive()
         [failed] = alice.state.sent_messages(10)
         assert (failed.id, failed.state, failed.code) == (waiting.id, "failed", "unknown_account")
-        assert failed.message == f"no account nobody@{BETA} on this node"
+        assert failed.message == f"no account nobody@{BETA} on {BETA}"  # the node that answered
         assert alice.notices == [f"could not send the waiting message {waiting.id.hex()} to nobody@{BETA}: {failed.message}"]
         assert pending_rows(alice) == 0
         assert await loopback.flush() == {}
