@@ -492,7 +492,7 @@ def _deliver_taken(
         # that have it are skipped by mailbox dedup, the full ones get it once they have room).
         # Refusing it for everyone instead would let a later item be taken first: a device a
         # refused commit adds would miss it, and a refused first commit's followers be dropped.
-        log.info("group %s item %d: %s has as many items waiting for full devices here as it may", item.group.hex(), item.seq, origin)
+        _said_capped(origin, step.now)
         return GROUP_FULL
     conn.execute("DELETE FROM group_waiting WHERE grp = ? AND seq = ?", key)
     if full:
@@ -508,6 +508,24 @@ def _deliver_taken(
         return GROUP_FULL
     conn.execute("INSERT INTO group_seen (grp, seq, expires) VALUES (?, ?, ?)", (*key, step.until(item)))
     return OK
+
+
+#: when each hub's cap of waiting rows was last said (once a minute each: a hub at its cap
+#: pushes every item again each expiry tick)
+_CAPPED_SAID: dict[str, int] = {}
+
+
+def _said_capped(hub: str, now: int) -> None:
+    if now - _CAPPED_SAID.get(hub, -60_000) < 60_000:
+        return
+    if len(_CAPPED_SAID) > 1024:  # (one entry per hub seen at its cap: peers and their relays' origins)
+        _CAPPED_SAID.clear()
+    _CAPPED_SAID[hub] = now
+    log.warning(
+        "group items from %s wait for full devices here past its cap of waiting rows: they go to the devices with room, "
+        "the full ones get them only at the hub's later pushes (devices that never read can be removed; [storage] relay_origin_max_bytes sets the cap)",
+        hub,
+    )
 
 
 def _verdict_refusal(conn: Connection, item: GroupItem, origin: str) -> str:

@@ -10,6 +10,8 @@ hub's own (sqlite_budgets.py WAITING_FACTOR): past it an item adds no row, it is
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from sonet.core import limits
@@ -17,7 +19,7 @@ from sonet.core.federation_api import Push, PushResult, Transit
 from sonet.core.groups.items import GroupItem, GroupMember
 from sonet.federation.records import STORED_ROW_OVERHEAD
 from sonet.node.budget_settings import BudgetSettings
-from sonet.node.store import sqlite_budgets
+from sonet.node.store import sqlite_budgets, sqlite_groups
 from tests.node.conftest import StartNode
 from tests.node.group_kit import mls_device
 from tests.node.test_groups_robust import ordered
@@ -33,8 +35,11 @@ def pushed(item: GroupItem) -> Transit:
     return Transit(origin=MALLORY, dest=BETA, hops=limits.MAX_HOPS, envelope=None, report=None, group=item)
 
 
-async def test_a_full_devices_waiting_rows_count_towards_the_hub_that_pushed_the_items(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_full_devices_waiting_rows_count_towards_the_hub_that_pushed_the_items(
+    start_node: StartNode, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(sqlite_budgets, "WAITING_FACTOR", 1)  # the cap: 1 MiB of rows, 4,096
+    monkeypatch.setattr(sqlite_groups, "_CAPPED_SAID", {})  # (said already by another test in this process: not here)
     budgets = BudgetSettings(message_requests_per_mailbox=1_000_000, group_items_per_device=2)
     beta = await start_node(name=BETA, budgets=budgets, storage_relay_origin_max_bytes=MIB)
     bob = await beta.enroll("bob")
@@ -57,3 +62,5 @@ async def test_a_full_devices_waiting_rows_count_towards_the_hub_that_pushed_the
     # bob's allowance takes one more item; past that every item waits, at mallory, past the cap
     refused = [a for a in answers if not (isinstance(a, PushResult) and set(a.outcomes) <= {"ok", "group_full"})]
     assert not refused and rows == MIB // STORED_ROW_OVERHEAD, f"{rows} rows kept for bob, answers {refused[:1]!r}"
+    said = [r for r in caplog.records if r.levelno == logging.WARNING and "past its cap of waiting rows" in r.getMessage()]
+    assert len(said) == 1 and MALLORY in said[0].getMessage()  # once a minute, not once an item
