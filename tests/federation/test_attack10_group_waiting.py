@@ -24,7 +24,7 @@ from tests.node.conftest import StartNode
 from tests.node.group_kit import mls_device
 from tests.node.test_groups_robust import ordered
 
-from .net import BETA, ask, new_key, peer_link, pin
+from .net import BETA, ask, new_key, peer_link, pin, transit
 
 MIB = 1 << 20
 MALLORY = "mallory.example"
@@ -64,3 +64,41 @@ async def test_a_full_devices_waiting_rows_count_towards_the_hub_that_pushed_the
     assert not refused and rows == MIB // STORED_ROW_OVERHEAD, f"{rows} rows kept for bob, answers {refused[:1]!r}"
     said = [r for r in caplog.records if r.levelno == logging.WARNING and "past its cap of waiting rows" in r.getMessage()]
     assert len(said) == 1 and MALLORY in said[0].getMessage()  # once a minute, not once an item
+
+
+async def test_past_the_hubs_cap_its_push_of_another_devices_item_and_an_envelope_is_taken(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rev10: bob never reads, carol reads everything. Once bob's waiting rows filled the hub's
+    relay budget, its next push (an item carol has room for and a 1:1 envelope for her) was
+    refused relay_full as a whole. Now the rows have a cap of their own (here 4, the relay
+    budget's worth), and past it the push is taken: carol gets both."""
+    monkeypatch.setattr(sqlite_budgets, "WAITING_FACTOR", 1)
+    budgets = BudgetSettings(message_requests_per_mailbox=1_000_000, group_items_per_device=2)
+    beta = await start_node(name=BETA, budgets=budgets, storage_relay_origin_max_bytes=4 * STORED_ROW_OVERHEAD)
+    bob, carol = await beta.enroll("bob"), await beta.enroll("carol")
+    device = mls_device(bob.first)
+    device.create(hub=MALLORY)
+    _, commit, _ = device.g.commit(device.rng.randbytes)
+    group, app = device.g.group_id, device.g.encrypt(b"x", device.rng.randbytes).to_bytes()
+    key = new_key()
+    await pin(beta, MALLORY, fingerprint=key.public.fingerprint)
+    members = tuple(GroupMember(account=a.address, device=1) for a in (bob, carol))
+    items = [ordered(group, 1, commit.to_bytes(), hub=MALLORY, members=members), *(ordered(group, seq, app, hub=MALLORY) for seq in range(2, 8))]
+
+    async def carol_reads() -> list[bytes]:
+        async with beta.store() as store:
+            now = beta.node.clock_ms()
+            ids = [i.id for i in await store.pending(carol.address, 1, after_seq=0, limit=100, now=now)]
+            await store.ack(carol.address, 1, ids, now=now)
+        return ids
+
+    async with peer_link(beta, key, MALLORY) as link:
+        # bob holds 1 and 2, then 3..6 wait for him: 4 rows, the cap
+        for n, item in enumerate(items[:6], start=1):
+            assert await ask(link, Push(request=n, items=(pushed(item),))) == PushResult(request=n, outcomes=("ok" if n <= 2 else "group_full",))
+            assert await carol_reads() == [item.ref]
+        envelope = transit(carol.address, origin=MALLORY)
+        answer = await ask(link, Push(request=7, items=(pushed(items[6]), envelope)))
+    assert answer == PushResult(request=7, outcomes=("group_full", "ok")), answer  # before: ErrorFrame relay_full
+    assert envelope.envelope is not None and sorted(await carol_reads()) == sorted([items[6].ref, envelope.envelope.id])
+    async with beta.store() as store:
+        assert await store._read(lambda conn: conn.execute("SELECT count(*) FROM group_waiting").fetchone()[0]) == 4
