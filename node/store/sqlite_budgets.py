@@ -58,7 +58,7 @@ def device_key(account: str, device_id: int) -> str:
 class Charges:
     """What one write adds: the actors it charges and the bytes it stores in all."""
 
-    __slots__ = ("devices", "accounts", "outboxes", "origins", "refs", "bytes")
+    __slots__ = ("devices", "accounts", "outboxes", "origins", "refs", "bytes", "waiting")
 
     def __init__(self) -> None:
         self.devices: set[str] = set()
@@ -67,6 +67,8 @@ class Charges:
         self.origins: set[str] = set()
         self.refs: set[str] = set()
         self.bytes = 0
+        #: the group_waiting rows each pushing hub may still add in this write (``waiting_room``)
+        self.waiting: dict[str, int] = {}
 
     def stored(self, size: int) -> None:
         """A row of ``size`` body bytes (what the disk reserve counts)."""
@@ -179,11 +181,16 @@ ORIGIN_REFS_FACTOR = 16
 WAITING_FACTOR = 16
 
 
-def waiting_room(conn: Connection, quota: Quota, hub: str) -> int | None:
-    """How many more ``group_waiting`` rows ``hub``'s items may add here (None: no cap)."""
+def waiting_room(conn: Connection, quota: Quota, charges: Charges, hub: str) -> int | None:
+    """How many more ``group_waiting`` rows ``hub``'s items may add here (None: no cap): read
+    once a write (the caller counts down ``charges.waiting`` as it adds rows)."""
     if quota.relay_origin_bytes is None:
         return None
-    return max(0, (quota.relay_origin_bytes * WAITING_FACTOR - held(conn, "group_waiting", hub)) // STORED_ROW_OVERHEAD)
+    room = charges.waiting.get(hub)
+    if room is None:
+        room = max(0, (quota.relay_origin_bytes * WAITING_FACTOR - held(conn, "group_waiting", hub)) // STORED_ROW_OVERHEAD)
+        charges.waiting[hub] = room
+    return room
 
 
 def enforce(conn: Connection, quota: Quota, charges: Charges, disk_free: DiskFree) -> None:

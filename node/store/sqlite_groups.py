@@ -485,7 +485,7 @@ def _deliver_taken(
     pushing hub, whose rows are held to their cap (a later take only removes rows)."""
     conn, key = step.conn, (item.group, item.seq)
     full = _deliver(step, item, recipients, submitter)
-    room = waiting_room(conn, step.quota, origin) if full and capped else None
+    room = waiting_room(conn, step.quota, step.charges, origin) if full and capped else None
     if room is not None and len(full) > room:
         # Past the cap: no rows, still group_full, so the hub pushes it again and its next push
         # is a first take once more (the member list and hub are not moved back, the devices
@@ -503,6 +503,8 @@ def _deliver_taken(
         # rows until the device is reached or the item expires: the pushing hub's, held to a
         # cap of their own (sqlite_budgets.py WAITING_FACTOR), or a stranger's new group's items
         # for a full device would add one each
+        if room is not None:
+            step.charges.waiting[origin] = room - len(full)
         for _ in full:
             step.charges.stored(0)
         return GROUP_FULL
