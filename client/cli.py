@@ -793,7 +793,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         description="List recent sent messages, newest first, with their state: pending (kept on this device: the "
         "recipient's keys could not be fetched; sent by itself the next time the device connects), sent (the home node holds it), "
         "queued (waiting for the recipient's node, with why when known), accepted (the recipient's node holds it), "
-        "delivered, read, or failed (with why). Messages still on their way are refreshed from the home node.",
+        "ordered (a group message the hub put in order), delivered, read, or failed (with why). Messages still on their way are refreshed from the home node.",
     )
     p.add_argument("--limit", type=_positive, default=20, metavar="N", help="how many messages (default 20)")
     p.add_argument(
