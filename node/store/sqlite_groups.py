@@ -27,7 +27,7 @@ another node's hub counts towards its stored-bytes budget, like its envelopes; o
 its own node counts with what it stores there (its body, once) and queues for other nodes.
 A SUBMIT another node pushed counts the same towards the relay budget of the node that answers
 for it (``GroupReceived.charged``: its origin, when the pusher is that node or its relay), and
-its ``hub_refs`` row towards that node's records (sqlite_budgets.py ``ORIGIN_REFS_FACTOR``); one whose pusher may not speak for its origin is ``invalid``, and
+its ``hub_refs`` row towards that node's records (sqlite_budgets.py ``ORIGIN_REFS_FACTOR``); one whose pusher may not speak for its origin is held back (``hub_pending``), and
 the hub refuses (``not_member``) a submission from a node, or a local device, that is not a
 member's. At a member node, the rows naming the devices a pushed item still has to reach
 (``group_waiting``) count towards a cap of the pushing hub's (sqlite_budgets.py
