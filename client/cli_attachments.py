@@ -137,8 +137,10 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
             else:
                 result = trio.run(lambda: device.send_file(args.address, path, text, progress=progress, voice_ms=voice_ms))
         except ConnectError as exc:  # the node stayed away past the retries: say what is kept
-            if not held or held[0] >= held[1]:  # nothing to resume, or only the message is left
+            if not held:
                 raise
+            if held[0] >= held[1]:  # uploaded whole: only the message is left
+                raise ConnectError(f"{exc}; {_uploaded_not_sent(path.name)}", code=exc.code) from None
             raise ConnectError(f"{exc}; {_not_uploaded(path.name, held)}", code=exc.code) from None
     name = group_name_of(device, result.conversation, result.is_group)
     shell.show(args, file_sent_json(result, name), _sent_line(result, name))
@@ -149,8 +151,13 @@ def _send_file_interrupted(name: str, held: list[int]) -> str:
     the upload is kept on the device until the message is recorded."""
     if not held or held[0] < held[1]:
         return f"interrupted before {name} was uploaded whole{_on_node(held)}: {_RESUME_UPLOAD}"
+    return f"interrupted {_uploaded_not_sent(name)}"
+
+
+def _uploaded_not_sent(name: str) -> str:
+    # (the connection may have ended after the node took the message, before its answer came)
     return (
-        f"interrupted after {name} was uploaded, while its message was being sent: `sonet sent` shows it if it went; "
+        f"after {name} was uploaded, while its message was being sent: `sonet sent` shows it if it went; "
         "sending the same file again does not upload it again, but may deliver the message twice"
     )
 

@@ -380,6 +380,29 @@ async def test_a_transfer_cut_by_the_node_going_away_says_what_is_kept_and_that_
         assert (rc, out) == (1, "") and line.startswith(f"sonet: error: {gone}; report.pdf was not uploaded whole (at least "), err
         assert line.endswith(" bytes on the node): nothing was sent; the same `sonet send --file` again resumes the upload"), err
         assert alice.state.sent_messages(5) == []
+
+        # gone once the whole file is up, while its message goes (docs10: a bare "cannot connect")
+        def cut_when_whole(progress: Callable[[int, int], None]) -> Callable[[int, int], None]:
+            def cut(done: int, total: int) -> None:
+                progress(done, total)
+                if done >= total:
+                    raise Cut
+
+            return cut
+
+        async def node_gone_after_upload(self: Device, *args: object, progress: Callable[[int, int], None], **kwargs: object) -> object:
+            try:
+                return await real_send_file(self, *args, progress=cut_when_whole(progress), **kwargs)  # type: ignore[arg-type]
+            except Cut:
+                raise ConnectError(gone) from None
+
+        monkeypatch.setattr(Device, "send_file", node_gone_after_upload)
+        rc, out, err = await run(capsys, "--home", home(alice), "send", BOB, "--file", report)
+        assert (rc, out, err) == (
+            1, "",
+            f"sonet: error: {gone}; after report.pdf was uploaded, while its message was being sent: `sonet sent` shows it if it"
+            " went; sending the same file again does not upload it again, but may deliver the message twice\n",
+        )  # fmt: skip
         monkeypatch.setattr(Device, "send_file", real_send_file)
         rc, out, err = await run(capsys, "--home", home(alice), "send", BOB, "--file", report, "--json")
         assert rc == 0 and json_lines(out)[0]["name"] == "report.pdf", err
