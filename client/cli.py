@@ -388,7 +388,10 @@ def cmd_recv(args: argparse.Namespace) -> None:
         _recv_follow(args)
         return
     device = _device(args)
-    result = trio.run(lambda: device.receive(wait=args.wait, read_receipts=args.read))
+    # what another command's receive stored (a group command receives first) is queued to
+    # print as well: no wait for an arrival then
+    wait = None if device.state.has_unshown() else args.wait
+    result = trio.run(lambda: device.receive(wait=wait, read_receipts=args.read))
     if not _show_received(args, device, result) and not args.json:
         print("no new messages", file=sys.stderr)
 

@@ -494,6 +494,11 @@ class DeviceState(DirectoryState, PendingState, GroupState, GroupSentState, Grou
             for t, after in zip(_SHOWN_TABLES, mark, strict=True)
         )
 
+    def has_unshown(self) -> bool:
+        """Whether anything ``recv`` prints is stored and not shown yet (whichever receive
+        stored it)."""
+        return self.has_unshown_since((0,) * len(_SHOWN_TABLES))
+
     def mark_shown(self, ids: list[bytes]) -> None:
         with self.transaction():
             self._db.executemany("UPDATE inbox SET shown = 1 WHERE id = ?", [(i,) for i in ids])

@@ -86,3 +86,17 @@ async def test_sdk_receive_wait_still_waits_when_only_earlier_messages_are_unsho
             await alice.send_typing(BOB)
         [result] = results
         assert [m.type for m in result.messages] == ["text", "typing"]
+
+
+async def test_recv_wait_returns_at_once_with_what_another_command_stored_unshown(
+    alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """rev10b: a group command first receives what is queued (client/groups/api.py ``_sync``),
+    storing alice's text unshown without printing it; the next ``recv --wait N`` printed it only
+    after all N seconds (the wait counted what its own receive stored)."""
+    with trio.fail_after(HANG_S * 2):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        await alice.send_text(BOB, "lunch?")
+        await bob.group_create("solo", [])  # takes alice's text from the node; nothing shows it
+    [text] = await _recv_wait(capsys, bob)
+    assert (text["type"], text["from"], text["text"]) == ("text", ALICE, "lunch?")
