@@ -318,6 +318,9 @@ class Inbound:
         forwarded: set[str] = set()
         for position, record, outcome in zip(classified.positions, taken, results):
             outcomes[position] = outcome
+            if outcome == "hub_pending" and isinstance(record, GroupReceived) and record.charged is not None and record.charged != record.origin:
+                # a SUBMIT its pusher may not speak for (the store's _vouched): said as the others
+                self._unvouched(record.charged, record.origin)
             if outcome != OK:
                 continue
             if isinstance(record, NewEnvelope):
