@@ -92,6 +92,7 @@ from sonet.core.federation_api import OK, Cosign, EphemeralPush, Gossip, Noted, 
 from sonet.core.keydir import decode_cosignature
 from sonet.core.wire import Frame, encode_frame
 from sonet.transport import events
+from sonet.transport.log_summary import OncePer
 
 from .ephemeral import Ephemerals
 from .errors import FederationError
@@ -178,7 +179,7 @@ class Inbound:
         self._quota = quota
         self._ttl_ms = envelope_ttl_ms
         #: peer -> until when nothing more is said about its group items in others' names
-        self._unvouched_said: dict[str, float] = {}
+        self._unvouched_said = OncePer(UNVOUCHED_LOG_S)
         self._clock_ms = clock_ms
         self._max_refusals = settings.max_refusals
         #: sequenced pushes an inbound link takes ahead of its oldest unanswered one
@@ -341,10 +342,8 @@ class Inbound:
         """A hub's group item ``peer`` pushed in ``origin``'s name, a node it is not and does not
         relay for here: held back. Most likely a relay configured on one side only; said once a
         minute per peer (only pinned peers push)."""
-        now = trio.current_time()
-        if now < self._unvouched_said.get(peer, -UNVOUCHED_LOG_S):
+        if not self._unvouched_said.due(peer, trio.current_time()):
             return
-        self._unvouched_said[peer] = now + UNVOUCHED_LOG_S
         log.warning(
             "group items from %s in %s's name are held back: %s is not %s and is not its --via here"
             " (a relay between a hub and its member nodes is named --via on both sides)",

@@ -39,7 +39,7 @@ from sonet.core.federation_api import Cosign, Noted
 from sonet.core.keydir import TreeHead, cosign, verify_consistency, verify_head, witnesses
 from sonet.core.wire import Frame
 from sonet.transport import events
-from sonet.transport.log_summary import SUMMARY_INTERVAL_S, LogSummary
+from sonet.transport.log_summary import SUMMARY_INTERVAL_S, LogSummary, OncePer
 
 from .errors import FederationError
 from .ports import FederationStore, StoreFailure
@@ -112,7 +112,7 @@ class Witness:
         # interval is a line of its own, the others one summary line (a pinned peer gossiping
         # forged heads of other nodes made ~50-130 lines a second)
         self._quiet = LogSummary(log, what="directory heads ignored and witnessing failures")
-        self._logged_at: dict[str, float] = {}
+        self._logged_at = OncePer(SUMMARY_INTERVAL_S)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read what was witnessed and the splits, then run rounds until cancelled. While the
@@ -261,10 +261,7 @@ class Witness:
     def _log_limited(self, key: str, level: int, message: str, *args: object) -> None:
         """``message`` at ``level`` once per ``key`` each interval; more of it are counted in
         the summary line, their detail at DEBUG (keys: configured nodes and sources)."""
-        now = trio.current_time()
-        last = self._logged_at.get(key)
-        if last is None or now - last >= SUMMARY_INTERVAL_S:
-            self._logged_at[key] = now
+        if self._logged_at.due(key, trio.current_time()):
             log.log(level, message, *args)
         else:
             self._quiet.count(key)

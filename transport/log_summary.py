@@ -9,7 +9,7 @@ from collections import Counter
 
 import trio
 
-__all__ = ["LogSummary", "SUMMARY_INTERVAL_S"]
+__all__ = ["LogSummary", "OncePer", "SUMMARY_INTERVAL_S"]
 
 #: how often a summary line may be written
 SUMMARY_INTERVAL_S = 10.0
@@ -71,3 +71,23 @@ class LogSummary:
                 self.flush()
         finally:
             self.flush()
+
+
+class OncePer:
+    """Whether a line about ``key`` is due: at most one per ``interval`` per key, in the units
+    of the clock the caller passes (trio seconds, a store's ms). At most ``max_keys`` keys are
+    remembered; past them all are forgotten (one line more each, never unbounded memory)."""
+
+    def __init__(self, interval: float, *, max_keys: int = 1024) -> None:
+        self._interval = interval
+        self._max_keys = max_keys
+        self._last: dict[str, float] = {}
+
+    def due(self, key: str, now: float) -> bool:
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            return False
+        if last is None and len(self._last) >= self._max_keys:
+            self._last.clear()
+        self._last[key] = now
+        return True

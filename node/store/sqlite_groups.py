@@ -55,6 +55,7 @@ from sonet.core.federation_api import OK
 from sonet.core.groups.hub import HubGroup
 from sonet.core.groups.items import GroupItem, ItemKind
 from sonet.core.mls.framing import ContentType
+from sonet.transport.log_summary import OncePer
 
 from .dialect import Connection
 from ..group_budgets import GROUP_FULL, group_allowance
@@ -512,17 +513,14 @@ def _deliver_taken(
     return OK
 
 
-#: when each hub's cap of waiting rows was last said (once a minute each: a hub at its cap
-#: pushes every item again each expiry tick)
-_CAPPED_SAID: dict[str, int] = {}
+#: when each hub's cap of waiting rows was last said (once a minute each, in the store's ms: a
+#: hub at its cap pushes every item again each expiry tick)
+_CAPPED_SAID = OncePer(60_000)
 
 
 def _said_capped(hub: str, now: int) -> None:
-    if now - _CAPPED_SAID.get(hub, -60_000) < 60_000:
+    if not _CAPPED_SAID.due(hub, now):
         return
-    if len(_CAPPED_SAID) > 1024:  # (one entry per hub seen at its cap: peers and their relays' origins)
-        _CAPPED_SAID.clear()
-    _CAPPED_SAID[hub] = now
     log.warning(
         "group items from %s wait for full devices here past its cap of waiting rows: they go to the devices with room, "
         "the full ones get them only at the hub's later pushes (devices that never read can be removed; [storage] relay_origin_max_bytes sets the cap)",

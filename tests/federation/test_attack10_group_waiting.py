@@ -20,6 +20,7 @@ from sonet.core.groups.items import GroupItem, GroupMember
 from sonet.federation.records import STORED_ROW_OVERHEAD
 from sonet.node.budget_settings import BudgetSettings
 from sonet.node.store import sqlite_budgets, sqlite_groups
+from sonet.transport.log_summary import OncePer
 from tests.node.conftest import StartNode
 from tests.node.group_kit import mls_device
 from tests.node.test_groups_robust import ordered
@@ -39,7 +40,7 @@ async def test_a_full_devices_waiting_rows_count_towards_the_hub_that_pushed_the
     start_node: StartNode, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(sqlite_budgets, "WAITING_FACTOR", 1)  # the cap: 1 MiB of rows, 4,096
-    monkeypatch.setattr(sqlite_groups, "_CAPPED_SAID", {})  # (said already by another test in this process: not here)
+    monkeypatch.setattr(sqlite_groups, "_CAPPED_SAID", OncePer(60_000))  # (said already by another test in this process: not here)
     budgets = BudgetSettings(message_requests_per_mailbox=1_000_000, group_items_per_device=2)
     beta = await start_node(name=BETA, budgets=budgets, storage_relay_origin_max_bytes=MIB)
     bob = await beta.enroll("bob")
