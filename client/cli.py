@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from sonet.cli_output import emit, emit_error, iso_ms, terminal_safe
+from sonet.cli_parse import parse_args
 from sonet.cli_version import VersionAction
 from sonet.core import limits
 from sonet.core.address import parse_address, validate_node_name
@@ -929,7 +930,7 @@ def _parser(json_errors: bool) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = _parser("--json" in argv).parse_args(argv)
+    args = parse_args(_parser("--json" in argv), argv)
     rc = 1
     try:
         rc = _run(args)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from sonet.cli_output import emit, emit_error, iso_ms, terminal_safe
+from sonet.cli_parse import parse_args
 from sonet.cli_version import VersionAction
 from sonet.core.crypto import CryptoMode
 from sonet.core.errors import ProtocolError, sole_exception
@@ -828,7 +829,7 @@ def main(argv: list[str] | None = None) -> int:
     as_json = "--json" in argv
     try:
         try:
-            args = _parser().parse_args(argv)
+            args = parse_args(_parser(), argv)
         except SystemExit as done:  # --help, --version
             return done.code if isinstance(done.code, int) else 0
         as_json = bool(getattr(args, "json", False))

@@ -221,6 +221,17 @@ def test_a_usage_error_with_json_is_one_json_line(capsys: pytest.CaptureFixture[
     assert error["code"] == "usage" and "TEXT" in error["message"], error
 
 
+def test_an_unknown_option_shows_the_commands_usage_not_the_programs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """ux11: `sonet recv --bogus` printed `usage: sonet [-h] [--version] ...` (argparse leaves
+    what a subcommand does not know to the top-level parser)."""
+    code, out, err = run(capsys, "--home", tmp_path, "recv", "--bogus")
+    assert (code, out) == (2, ""), (code, out, err)
+    assert err.splitlines() == ["usage: sonet recv [-h] [--wait SECONDS | --follow] [--read] [--json]", "sonet recv: error: unrecognized arguments: --bogus"]
+    error = json_error(capsys, "--home", tmp_path, "group", "info", "--bogus", "x", rc=2)
+    assert error == {"code": "usage", "message": "unrecognized arguments: --bogus (see `sonet group info --help`)"}
+    assert not tmp_path.joinpath("h").exists()
+
+
 def test_every_usage_error_exits_2_also_those_the_command_finds_itself(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """Found by newbie10: `register` without its arguments and `chat --json` said code "usage"
     but exited 1; argparse's usage errors exit 2 (README), and so do these now."""

@@ -262,6 +262,13 @@ def test_a_usage_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]
     assert json_error(run(capsys, "status", "--json"), "--data", code=2)["code"] == "usage"
 
 
+def test_an_unknown_option_is_the_commands_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """ux11: argparse left it to the top-level parser, which pointed at `sonet-node --help`."""
+    error_line(run(capsys, "status", "--data", tmp_path, "--bogus"), "unrecognized arguments: --bogus", "see `sonet-node status --help`", code=2)
+    error = json_error(run(capsys, "peer", "list", "--data", tmp_path, "--bogus", "--json"), "see `sonet-node peer list --help`", code=2)
+    assert error["code"] == "usage"
+
+
 def test_every_json_output_is_json_lines_with_iso_times(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     [fingerprint] = json_lines(run(capsys, "fingerprint", "--data", node, "--json"))
     assert set(fingerprint) == {"fingerprint"}
