@@ -188,6 +188,8 @@ def cmd_send(args: argparse.Namespace) -> None:
 
     from .sdk import now_ms
 
+    if args.crypto_mode and is_group_target(args.address):  # with a text or a file alike
+        raise CommandError("usage", "--crypto-mode is for 1:1 sessions: every group uses the suite 0x004D (usage: sonet send ADDRESS TEXT --crypto-mode M)")
     if args.file is not None:  # an attachment, TEXT its caption (client/cli_attachments.py)
         caption = _message_text(args.text) if args.text is not None else ""
         send_file_command(args, _SHELL, caption, group=is_group_target(args.address))
@@ -519,10 +521,12 @@ def cmd_devices(args: argparse.Namespace) -> None:
 
     from .connection import NodeError
 
+    if args.action == "remove" and args.id is None:
+        raise CommandError("usage", "usage: sonet devices remove ID [--yes]")
+    if args.action != "remove" and (args.id is not None or args.yes):  # not a list of one device
+        raise CommandError("usage", "ID and --yes go with remove (usage: sonet devices remove ID [--yes])")
     device = _device(args)
     if args.action == "remove":
-        if args.id is None:
-            raise CommandError("usage", "usage: sonet devices remove ID [--yes]")
         profile = device.state.profile()
         this_device = args.id == profile.device_id
         if this_device and not args.yes:

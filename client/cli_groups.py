@@ -276,8 +276,6 @@ def send_to_group(args: argparse.Namespace, shell: Shell, text: str) -> None:
     """``sonet send GROUP TEXT`` (client/cli.py's cmd_send hands a GROUP over)."""
     import trio
 
-    if getattr(args, "crypto_mode", None):
-        raise LocalProtocolError("--crypto-mode is for 1:1 sessions: every group uses the suite 0x004D", code="bad_input")
     device = shell.device(args)
     try:
         info = _resolve(device, args.address)

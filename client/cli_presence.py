@@ -8,7 +8,6 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from sonet.cli_output import iso_ms
-from sonet.core.errors import LocalProtocolError
 
 from .presence import MAX_PRESENCE_CONTACTS, PRESENCE_REFRESH_S, presence_targets
 
@@ -27,10 +26,12 @@ def presence_line(m: InboxMessage) -> str:
 
 
 def cmd_presence(args: argparse.Namespace, shell: Shell) -> None:
+    if args.to and args.state != "on":
+        from .cli import CommandError  # the command line's own refusals (it imports this module)
+
+        raise CommandError("usage", "--to goes with on (usage: sonet presence on --to ADDRESS...)")
     device = shell.device(args)
     if args.state is None:
-        if args.to:
-            raise LocalProtocolError("--to goes with on: sonet presence on --to ADDRESS...", code="bad_input")
         setting = device.presence()
     else:
         setting = device.set_presence(args.state == "on", to=args.to or ())

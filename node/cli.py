@@ -503,14 +503,19 @@ def cmd_peer_remove(args: argparse.Namespace) -> None:
 
 #: `status --watch --interval`: often enough to follow, rare enough not to load the database
 WATCH_INTERVAL_S = (0.2, 3600.0)
+WATCH_DEFAULT_S = 2.0
 #: cursor home and clear screen: a watched status is redrawn in place on a terminal
 _CLEAR = "\x1b[H\x1b[2J"
 
 
 def cmd_status(args: argparse.Namespace) -> None:
     if not args.watch:
+        if args.interval is not None:  # it would be ignored: the user meant to watch
+            raise UsageError("--interval goes with --watch (usage: sonet-node status --data DIR --watch [--interval S])")
         _show_status(args)
         return
+    if args.interval is None:
+        args.interval = WATCH_DEFAULT_S
     low, high = WATCH_INTERVAL_S
     if not low <= args.interval <= high:
         raise UserError(f"--interval {args.interval:g} is not allowed (seconds, from {low:g} to {high:g})")
@@ -730,7 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("fingerprint", cmd_fingerprint, "print the node identity fingerprint that peers and devices pin")
     p = command("status", cmd_status, "show the node's configuration, state and counters")
     p.add_argument("--watch", action="store_true", help="redraw it every --interval seconds until Ctrl-C (--json: one object each time)")
-    p.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between redraws with --watch (default: 2)")
+    p.add_argument("--interval", type=float, metavar="S", help=f"seconds between redraws with --watch (default: {WATCH_DEFAULT_S:g})")
     add_backup_commands(command)
 
     config = sub.add_parser("config", help="check node.toml and the data directory without starting the node",

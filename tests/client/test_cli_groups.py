@@ -104,7 +104,6 @@ def test_send_and_recv_help_mention_groups(capsys: pytest.CaptureFixture[str]) -
         (["group", "create", "bob@alpha", "carol@alpha"], "bad_input", "a group name cannot contain '@'"),
         (["group", "create", "x" * 129], "bad_input", "a group name is 1 to 128 bytes"),
         (["group", "create", ""], "bad_input", "a group name is 1 to 128 bytes"),
-        (["send", "hikers", "hi", "--crypto-mode", "pq"], "bad_input", "--crypto-mode is for 1:1 sessions"),
         # the address and node name checks of core/address.py, with their code as in `sonet send`
         # (bad_address: a user's typo; it was local_error, the code of a bug, until cli10)
         (["group", "create", "hikers", "bob"], "bad_address", "invalid address 'bob'"),
@@ -121,6 +120,18 @@ def test_bad_arguments_are_one_line_and_open_no_home(
     line = one_error(capsys, "--home", missing, *argv)
     assert says in line, line
     assert json_error(capsys, "--home", missing, *argv) == {"code": code, "message": line}
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("file", [False, True])
+def test_crypto_mode_to_a_group_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path, file: bool) -> None:
+    """Options that do not go together are usage errors, exit 2, everywhere (ux11: this one
+    was bad_input, exit 1; with --file it was not checked at all)."""
+    missing = tmp_path / "nowhere"
+    argv = ["send", "hikers", *(["--file", tmp_path / "a.txt"] if file else ["hi"]), "--crypto-mode", "pq"]
+    line = one_error(capsys, "--home", missing, *argv, rc=2)
+    assert "--crypto-mode is for 1:1 sessions" in line and "usage: sonet send ADDRESS TEXT --crypto-mode M" in line, line
+    assert json_error(capsys, "--home", missing, *argv, rc=2) == {"code": "usage", "message": line}
     assert not missing.exists()
 
 

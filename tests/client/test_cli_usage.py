@@ -242,6 +242,22 @@ def test_every_usage_error_exits_2_also_those_the_command_finds_itself(capsys: p
     assert json_error(capsys, "--home", tmp_path, "chat", rc=2)["code"] == "usage"
 
 
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["devices", "remove"], "usage: sonet devices remove ID [--yes]"),
+        (["devices", "list", "3"], "ID and --yes go with remove (usage: sonet devices remove ID [--yes])"),
+        (["devices", "--yes"], "ID and --yes go with remove (usage: sonet devices remove ID [--yes])"),
+    ],
+)
+def test_options_that_do_not_go_together_are_one_usage_line_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], says: str) -> None:
+    """ux11: such mistakes were bad_input (exit 1) in some commands, usage (2) in others, and
+    `devices list 3` listed every device; now all usage errors, found before a home is opened."""
+    assert one_error(capsys, "--home", tmp_path / "h", *argv, rc=2) == f"sonet: error: {says}"
+    assert json_error(capsys, "--home", tmp_path / "h", *argv, rc=2) == {"code": "usage", "message": says}
+    assert not (tmp_path / "h").exists()
+
+
 # Ctrl-C before anything reached the node --------------------------------------------------
 
 

@@ -161,7 +161,9 @@ async def test_presence_from_the_command_line(alpha: RunningNode, register: Regi
         rc, out, err = await cli_run(capsys, "--home", alice.state.home, "presence")
         assert rc == 0 and out.startswith(f"presence is on for only these contacts: {CAROL}")
         rc, out, err = await cli_run(capsys, "--home", alice.state.home, "presence", "off", "--to", BOB, "--json")
-        assert rc == 1 and json.loads(out)["error"]["code"] == "bad_input" and len(out.splitlines()) == 1
+        assert rc == 2 and json.loads(out)["error"]["code"] == "usage" and len(out.splitlines()) == 1  # --to goes with on
+        rc, out, err = await cli_run(capsys, "--home", alice.state.home, "presence", "--to", BOB)
+        assert (rc, out) == (2, "") and err == "sonet: error: --to goes with on (usage: sonet presence on --to ADDRESS...)\n"
         assert alice.presence().to == (CAROL,)  # the refused commands changed nothing
 
         # recv shows a contact's presence (--json type "presence")

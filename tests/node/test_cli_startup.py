@@ -262,6 +262,13 @@ def test_a_usage_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]
     assert json_error(run(capsys, "status", "--json"), "--data", code=2)["code"] == "usage"
 
 
+def test_interval_without_watch_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """ux11: it was ignored (one status printed, as if --watch were not asked for)."""
+    says = "--interval goes with --watch (usage: sonet-node status --data DIR --watch [--interval S])"
+    assert error_line(run(capsys, "status", "--data", tmp_path, "--interval", "5"), code=2) == f"sonet-node: error: {says}"
+    assert json_error(run(capsys, "status", "--data", tmp_path, "--interval", "5", "--json"), code=2) == {"code": "usage", "message": says}
+
+
 def test_an_unknown_option_is_the_commands_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """ux11: argparse left it to the top-level parser, which pointed at `sonet-node --help`."""
     error_line(run(capsys, "status", "--data", tmp_path, "--bogus"), "unrecognized arguments: --bogus", "see `sonet-node status --help`", code=2)
