@@ -135,7 +135,7 @@ def cmd_remove(args: argparse.Namespace) -> None:
 def _confirm(address: str, *, as_json: bool) -> None:
     """Removal cannot be undone: on a terminal the operator types the address; elsewhere --yes."""
     if as_json or not sys.stdin.isatty():
-        raise UserError(f"removing {address} cannot be undone: add --yes to confirm", code="confirmation_required")
+        raise UserError(f"removing {address} cannot be undone: add --yes to confirm", code="not_confirmed")
     print(f"This removes {address} for good: its devices are revoked and its mailbox is deleted.", file=sys.stderr)
     try:
         typed = input(f"Type {address} to confirm: ")

@@ -205,7 +205,7 @@ async def test_misuse_is_one_line(running: RunningNode, capsys) -> None:
         assert json_error(await cli(capsys, "accounts", "remove", "--data", data, "nobody", "--yes", "--json"))["code"] == "unknown_account"
         assert json_error(await cli(capsys, "accounts", "show", "--data", data, "x@elsewhere.example", "--json"))["code"] == "unknown_account"
         assert json_error(await cli(capsys, "accounts", "disable", "--data", data, "Not Valid!", "--json"))["code"] == "bad_address"
-        assert json_error(await cli(capsys, "accounts", "remove", "--data", data, "bob", "--json"), "--yes")["code"] == "confirmation_required"
+        assert json_error(await cli(capsys, "accounts", "remove", "--data", data, "bob", "--json"), "--yes")["code"] == "not_confirmed"
         assert json_error(await cli(capsys, "invites", "revoke", "--data", data, "abcd", "--json"), "2 invites")["code"] == "ambiguous_prefix"
         assert json_error(await cli(capsys, "invites", "revoke", "--data", data, "zzzz", "--json"))["code"] == "invalid_prefix"
         assert json_error(await cli(capsys, "invites", "revoke", "--data", data, "ab", "--json"))["code"] == "invalid_prefix"
