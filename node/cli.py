@@ -395,13 +395,11 @@ def cmd_invite(args: argparse.Namespace) -> None:
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> None:
-    from .data_dir import CONFIG_FILE, DataDirError, require_directory
-    from .identity import KEY_FILE, load_node_key
+    from .data_dir import require_directory
+    from .identity import load_node_key
 
     data = _data_dir(args)
     require_directory(data)
-    if not (data / KEY_FILE).exists() and not (data / CONFIG_FILE).exists():  # not a node at all: no key to restore
-        raise DataDirError(f"{data} holds no node (no {CONFIG_FILE}, no {KEY_FILE}): run `sonet-node init --data {data} ...` first, or check --data")
     key = load_node_key(data)
     if args.json:
         emit({"fingerprint": key.public.fingerprint})

@@ -37,10 +37,14 @@ class DataDirError(Exception):
 
 
 def require_directory(data: Path) -> None:
+    """``data`` is a node's directory: a missing config or key alone is a damaged node (the
+    loaders name it), neither is no node at all -- one code for that whatever the command."""
     if not data.exists():
         raise DataDirError(f"{data} does not exist: run `sonet-node init --data {data} ...` first")
     if not data.is_dir():
         raise DataDirError(f"{data} is not a directory (--data takes a node's data directory)")
+    if not (data / KEY_FILE).exists() and not (data / CONFIG_FILE).exists():
+        raise DataDirError(f"{data} holds no node (no {CONFIG_FILE}, no {KEY_FILE}): run `sonet-node init --data {data} ...` first, or check --data")
 
 
 def check_database(data: Path) -> None:

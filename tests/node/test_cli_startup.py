@@ -142,6 +142,23 @@ def test_fingerprint_of_a_directory_that_holds_no_node_says_so(tmp_path: Path, c
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [_on(command, Path("EMPTY")) for command in ON_A_NODE]
+    + [[*words, "--data", "EMPTY"] for words in (["accounts", "list"], ["invites", "list"], ["audit", "show"], ["audit", "verify"])]
+    + [["backup", "--data", "EMPTY", "DEST"]],
+)
+def test_every_command_says_bad_data_dir_for_a_directory_that_holds_no_node(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[object]) -> None:
+    """ux11: `status` (and the others) said bad_config "node.toml not found" where `fingerprint`
+    said bad_data_dir "holds no node"; `audit show` printed nothing and exit 0."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = [empty if a == Path("EMPTY") or a == "EMPTY" else tmp_path / "dest" if a == "DEST" else a for a in argv]
+    error_line(run(capsys, *argv), f"{empty} holds no node (no node.toml, no node.key)")
+    assert json_error(run(capsys, *argv, "--json"))["code"] == "bad_data_dir"
+    assert list(tmp_path.iterdir()) == [empty] and list(empty.iterdir()) == []
+
+
 @pytest.mark.parametrize("listen", ["127.0.0.1:99999", "127.0.0.1:", "127.0.0.1", "no port", "[::1:7480", "host/x:1", "127.0.0.1:²"])
 def test_a_bad_listen_address_in_node_toml_is_refused_at_start(
     node: Path, capsys: pytest.CaptureFixture[str], listen: str
