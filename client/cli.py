@@ -207,8 +207,7 @@ def cmd_send(args: argparse.Namespace) -> None:
         args,
         {
             "id": result.id.hex(), "to": result.recipient, "devices": result.devices, "own_devices": result.own_devices,
-            "status": "pending" if result.state == "pending" else "accepted", "accepted_by": result.accepted_by or None,
-            "state": result.state, "code": result.code, "message": result.message,
+            "accepted_by": result.accepted_by or None, "state": result.state, "code": result.code, "message": result.message,
         },
         _send_line(result),
     )

@@ -36,7 +36,8 @@ def cmd_presence(args: argparse.Namespace, shell: Shell) -> None:
     else:
         setting = device.set_presence(args.state == "on", to=args.to or ())
     targets = presence_targets(device.state)
-    obj: dict[str, Any] = {"presence": "on" if setting.on else "off", "to": targets, "all_contacts": setting.on and not setting.to}
+    # "to" names a conversation in every command's JSON (sonet/cli_output.py): these are contacts
+    obj: dict[str, Any] = {"presence": "on" if setting.on else "off", "contacts": targets, "all_contacts": setting.on and not setting.to}
     if not setting.on:
         line = "presence is off: your devices share it with nobody"
     elif not targets:
@@ -58,5 +59,5 @@ def add_presence_command(sub: argparse._SubParsersAction, shell: Shell) -> None:
     )  # fmt: skip
     p.add_argument("state", nargs="?", choices=("on", "off"), metavar="on|off", help="turn presence on or off")
     p.add_argument("--to", nargs="+", metavar="ADDRESS", help="share only with these contacts (user@node)")
-    p.add_argument("--json", action="store_true", help="one JSON object: presence (on|off), to (who gets it now), all_contacts")
+    p.add_argument("--json", action="store_true", help="one JSON object: presence (on|off), contacts (who gets it now), all_contacts")
     p.set_defaults(fn=lambda args: cmd_presence(args, shell))

@@ -67,6 +67,7 @@ async def test_every_command_names_a_group_as_group_id_and_name_and_a_contact_as
                 [obj] = objects
                 # exactly one of the two keys, in its one shape
                 assert {k: obj[k] for k in ("to", "group") if k in obj} == where, (argv, obj)
+                assert "status" not in obj, (argv, obj)  # what became of it is "state", as in `sent` (ux11: send said both)
             rc, objects = await run_cli(capsys, alice, "typing", target)
             assert rc == 0 and {k: objects[0][k] for k in ("to", "group") if k in objects[0]} == where
             rc, objects = await run_cli(capsys, alice, "history", target)
@@ -74,6 +75,8 @@ async def test_every_command_names_a_group_as_group_id_and_name_and_a_contact_as
         rc, [placed] = await run_cli(capsys, alice, "call", BOB)  # a call is 1:1 only: its callee is to, as a text's recipient
         assert rc == 0 and (placed["from"], placed["to"], placed["direction"]) == (ALICE, BOB, "outgoing") and "peer" not in placed
         await bob.receive()
+        rc, [presence] = await run_cli(capsys, alice, "presence", "on", "--to", BOB)  # contacts, not a conversation: no "to"
+        assert rc == 0 and "to" not in presence and presence["contacts"] == [BOB], presence
         rc, sent = await run_cli(capsys, alice, "sent", "--limit", "100")
         assert rc == 0 and sent and all(("group" in o and o["group"] == group) != ("to" in o and o["to"] == BOB) for o in sent), sent
         rc, got = await run_cli(capsys, bob, "recv")

@@ -155,9 +155,10 @@ async def test_presence_from_the_command_line(alpha: RunningNode, register: Regi
     with trio.fail_after(HANG_S):
         alice, bob, carol = await register(alpha, "alice"), await register(alpha, "bob"), await register(alpha, "carol")
         await contacts(alice, bob, carol)
-        assert await cli_json(capsys, alice, "presence") == [{"presence": "off", "to": [], "all_contacts": False}]
-        assert await cli_json(capsys, alice, "presence", "on") == [{"presence": "on", "to": [BOB, CAROL], "all_contacts": True}]
-        assert await cli_json(capsys, alice, "presence", "on", "--to", CAROL) == [{"presence": "on", "to": [CAROL], "all_contacts": False}]
+        # "to" is a conversation's address in every --json (ux11: it was this list)
+        assert await cli_json(capsys, alice, "presence") == [{"presence": "off", "contacts": [], "all_contacts": False}]
+        assert await cli_json(capsys, alice, "presence", "on") == [{"presence": "on", "contacts": [BOB, CAROL], "all_contacts": True}]
+        assert await cli_json(capsys, alice, "presence", "on", "--to", CAROL) == [{"presence": "on", "contacts": [CAROL], "all_contacts": False}]
         rc, out, err = await cli_run(capsys, "--home", alice.state.home, "presence")
         assert rc == 0 and out.startswith(f"presence is on for only these contacts: {CAROL}")
         rc, out, err = await cli_run(capsys, "--home", alice.state.home, "presence", "off", "--to", BOB, "--json")
