@@ -129,10 +129,7 @@ def cmd_register(args: argparse.Namespace) -> None:
         from sonet.core.invite import parse_invite
 
         parse_address(args.address)  # a typo is one line, and creates no home
-        try:
-            parse_invite(args.invite)
-        except LocalProtocolError as exc:  # core/invite.py: a mistyped token, not a bug
-            raise CommandError("invite_invalid", str(exc)) from None
+        parse_invite(args.invite)
         device = _device(args, create=True)
         _on_interrupt(args, lambda: _register_interrupted(device))
         try:

@@ -96,6 +96,7 @@ def test_a_bad_node_url_is_one_line_and_creates_no_home(capsys: pytest.CaptureFi
         ("carol", TOKEN, "invalid address 'carol' (expected user@node"),
         (ADDRESS, "bogus", "malformed invite token (expected FINGERPRINT.SECRET"),
         (ADDRESS, "a" * 32 + ".tooshort", "malformed invite token"),
+        (ADDRESS, "1" * 32 + "." + "b" * 32, "malformed invite token (expected FINGERPRINT.SECRET as printed by `sonet-node invite`): not a Sonet fingerprint"),
     ],
 )
 def test_a_bad_address_or_invite_is_one_line_and_creates_no_home(

@@ -65,6 +65,17 @@ async def test_register_twice_in_one_home_is_refused(alpha: RunningNode, registe
             assert await store.account(BOB) is None
 
 
+@pytest.mark.parametrize(
+    "invite",
+    ["bogus", "a" * 32 + ".tooshort", "1" * 32 + "." + "b" * 32],  # the last: a good secret, a fingerprint of digits base32 has not
+)
+async def test_a_malformed_invite_is_invite_invalid_for_sdk_callers_too(make_device: Callable[..., Device], invite: str) -> None:
+    """ux11: core/invite.py raised local_error (the code of a bug) and only the CLI renamed it."""
+    with pytest.raises(LocalProtocolError, match="malformed invite token") as err:
+        await make_device("carol").register(CAROL, "ws://127.0.0.1:1", invite)
+    assert err.value.code == "invite_invalid"
+
+
 async def test_an_unregistered_home_cannot_send(make_device: Callable[..., Device]) -> None:
     with pytest.raises(StateError, match="no account"):
         await make_device("nobody").send_text(BOB, "hi")
