@@ -174,7 +174,8 @@ async def _local(ctx: ClientContext, req: _Lookup, account: str) -> Devices | Bu
         raise RequestError("unknown_account", f"no account {account} on {ctx.name}")
     entry = decode_entry(proof.leaf)
     if not entry.identity:  # its tombstone (sonet-node accounts remove): no keys to hand out
-        raise RequestError("unknown_account", f"{account} was removed from this node")
+        # named: a peer's answer reaches a device of another node (passed on by its home node)
+        raise RequestError("unknown_account", f"{account} was removed from {ctx.name}")
     if isinstance(req, FetchDevices):
         return await _devices(ctx, entry, proof, req)
     if isinstance(req, FetchKeyPackages):

@@ -136,7 +136,8 @@ async def test_remove_revokes_devices_purges_mailbox_and_records_it_in_the_key_d
                 lambda n, address: FetchKeyPackages(request=n, account=address),
             )
             for lookup in lookups:
-                for address, why in ((ALICE, "was removed"), (f"nobody@{NODE_NAME}", "no account")):
+                # each names the node that answered: passed on to a device of another node, "this node" would be that one's
+                for address, why in ((ALICE, f"{ALICE} was removed from {NODE_NAME}"), (f"nobody@{NODE_NAME}", f"no account nobody@{NODE_NAME} on {NODE_NAME}")):
                     with pytest.raises(NodeError) as unknown:
                         await conn.request(lambda n: lookup(n, address))
                     assert unknown.value.code == "unknown_account" and why in str(unknown.value), (lookup, unknown.value)
