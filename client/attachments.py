@@ -71,14 +71,25 @@ from .timer import timed
 if TYPE_CHECKING:
     from .sdk import Device
 
-__all__ = ["Attachments", "FileSendResult", "Progress", "RETRIES"]
+__all__ = ["Attachments", "FileSendResult", "Progress", "Say", "RETRIES"]
 
 #: (bytes done, bytes in all) as a transfer goes
 Progress = Callable[[int, int], None]
+#: one line on what a transfer is doing while no bytes move (the home node is away: it waits)
+Say = Callable[[str], None]
 #: how many times a cut connection is dialled again within one upload or download: pauses of
 #: 0.2 s doubling to 3 s, about 27 s in all, so a node that restarts (a busy machine takes a
 #: while) is waited for; after that the command fails and running it again resumes
 RETRIES = 12
+
+
+def _pause_s(attempt: int) -> float:
+    return min(0.2 * 2**attempt, 3.0)
+
+
+def _waiting_line(node: str, exc: ConnectError) -> str:
+    """Said once when a run of pauses begins: the transfer is not stuck, the node is away."""
+    return f"waiting for {node} ({exc}): dialling it again for up to {sum(map(_pause_s, range(RETRIES))):.0f} s"
 #: the longest a download waits for the node's "try again in N s" before asking again
 MAX_RATE_WAIT_S = 30.0
 
@@ -120,6 +131,10 @@ def _noop(done: int, total: int) -> None:
     pass
 
 
+def _silent(line: str) -> None:
+    pass
+
+
 class Attachments:
     def __init__(self, device: Device) -> None:
         self._device = device
@@ -128,12 +143,13 @@ class Attachments:
     # Sending -----------------------------------------------------------------------------
 
     async def send_file(
-        self, recipient: str, path: Path, *, text: str = "", progress: Progress | None = None, voice_ms: int | None = None
+        self, recipient: str, path: Path, *, text: str = "", progress: Progress | None = None, voice_ms: int | None = None,
+        say: Say | None = None,
     ) -> FileSendResult:
         to = parse_address(recipient)
         _check_caption(text)
         _check_voice(voice_ms)
-        ref = replace(await self._upload(path, progress or _noop), voice_ms=voice_ms)
+        ref = replace(await self._upload(path, progress or _noop, say or _silent), voice_ms=voice_ms)
         device, state = self._device, self._state
         profile = state.profile()
         content = Content.make_file(id=device._rng(limits.CONTENT_ID_LEN), sent_at=device._clock(), file=ref, text=text)
@@ -173,13 +189,14 @@ class Attachments:
         )  # fmt: skip
 
     async def group_send_file(
-        self, group: str, path: Path, *, text: str = "", progress: Progress | None = None, voice_ms: int | None = None
+        self, group: str, path: Path, *, text: str = "", progress: Progress | None = None, voice_ms: int | None = None,
+        say: Say | None = None,
     ) -> FileSendResult:
         _check_caption(text)
         _check_voice(voice_ms)
         groups = self._device._groups()
         groups.find(group)  # an unknown group is refused before anything is uploaded
-        ref = replace(await self._upload(path, progress or _noop), voice_ms=voice_ms)
+        ref = replace(await self._upload(path, progress or _noop, say or _silent), voice_ms=voice_ms)
         content = Content.make_file(id=self._device._rng(limits.CONTENT_ID_LEN), sent_at=self._device._clock(), file=ref, text=text)
         result = await groups.send_content(group, content)
         self._forget_upload(path)
@@ -195,7 +212,7 @@ class Attachments:
             code=result.code, message=result.message, voice_ms=ref.voice_ms,
         )  # fmt: skip
 
-    async def _upload(self, path: Path, progress: Progress) -> FileRef:
+    async def _upload(self, path: Path, progress: Progress, say: Say) -> FileRef:
         """Encrypt and upload ``path`` (resuming an upload of it that stopped); its FileRef."""
         path = path.expanduser().resolve()
         name = path.name
@@ -210,6 +227,7 @@ class Attachments:
             raise LocalProtocolError(f"{path} is not a file", code="bad_input")
         if sealed_size(st.st_size) > MAX_BLOB_BYTES:
             raise LocalProtocolError(f"{path} is too large to send", code="blob_too_large")
+        progress(0, sealed_size(st.st_size))  # its size is known now, before the file is read through
         media_type = media_type_of(mimetypes.guess_type(name)[0] or "")
         upload = self._resumable(path, st)
         if upload is None:
@@ -218,17 +236,23 @@ class Attachments:
             upload = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "key": key, "sha256": plain, "sealed_sha256": sealed, "blob": b"", "node": ""}
             self._save_upload(path, upload)
         total = sealed_size(upload["size"])
+        profile = self._state.profile()
+        away = False  # said so since the last connection
         for attempt in range(RETRIES + 1):
             try:
-                async with self._device._connect(self._state.profile()) as conn:
+                async with self._device._connect(profile) as conn:
+                    away = False
                     node = conn.welcome.node
                     stored = await self._where_to_start(conn, path, upload, node, total)
                     await self._send_chunks(conn, path, upload, stored, total, progress)
                     break
-            except ConnectError:
+            except ConnectError as exc:
                 if attempt == RETRIES:
                     raise
-                await trio.sleep(min(0.2 * 2**attempt, 3.0))  # the link was cut: dial again, go on
+                if not away:
+                    say(_waiting_line(parse_address(profile.address).node, exc))
+                    away = True
+                await trio.sleep(_pause_s(attempt))  # the link was cut: dial again, go on
             except NodeError as exc:
                 # A chunk of the connection that was cut reached the node after this one asked how
                 # much it holds, so the node holds more than we were told: ask again, go on from there.
@@ -327,24 +351,29 @@ class Attachments:
 
     # Downloading -------------------------------------------------------------------------------------
 
-    async def download(self, msg_id: bytes, out_dir: Path, *, progress: Progress | None = None) -> Path:
-        progress = progress or _noop
-        ref = self._file_of(msg_id)
+    async def download(self, msg_id: bytes, out_dir: Path, *, progress: Progress | None = None, say: Say | None = None) -> Path:
+        progress, say = progress or _noop, say or _silent
+        ref = self.file_of(msg_id)
+        profile = self._state.profile()
         out_dir = out_dir.expanduser()
         if not out_dir.is_dir():
             raise LocalProtocolError(f"{out_dir} is not a folder", code="bad_input")
         part = out_dir / f".{ref.blob.hex()}{_PART}"
         total = ref.sealed_size
-        attempt, held = 0, -1
+        attempt, held, away = 0, -1, False
         while True:
             try:
-                async with self._device._connect(self._state.profile()) as conn:
+                async with self._device._connect(profile) as conn:
+                    away = False
                     await self._fetch(conn, ref, part, total, progress)
                     break
-            except ConnectError:
+            except ConnectError as exc:
                 if attempt == RETRIES:
                     raise
-                await trio.sleep(min(0.2 * 2**attempt, 3.0))
+                if not away:
+                    say(_waiting_line(parse_address(profile.address).node, exc))
+                    away = True
+                await trio.sleep(_pause_s(attempt))
                 attempt += 1
             except NodeError as exc:
                 # over the device's byte budget for files (a long run of downloads): the node says
@@ -365,7 +394,7 @@ class Attachments:
         """Save the thumbnail of file message ``msg_id`` as ``NAME.thumbnail.jpg`` in ``out_dir``
         (never overwriting); nothing is fetched. Refused (``not_a_file``) when it has none, and
         (``file_corrupt``, nothing saved) when it is not the JPEG of the size its message says."""
-        ref = self._file_of(msg_id)
+        ref = self.file_of(msg_id)
         out_dir = out_dir.expanduser()
         if not out_dir.is_dir():
             raise LocalProtocolError(f"{out_dir} is not a folder", code="bad_input")
@@ -393,7 +422,7 @@ class Attachments:
 
         return await trio.to_thread.run_sync(write)
 
-    def _file_of(self, msg_id: bytes) -> FileRef:
+    def file_of(self, msg_id: bytes) -> FileRef:
         me = self._state.profile().address
         found = self._state.find_messages(msg_id, me)
         if not found:

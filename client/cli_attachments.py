@@ -1,6 +1,7 @@
 """``sonet send ADDRESS|GROUP --file PATH [TEXT]`` and ``sonet download MESSAGE_ID [--out DIR]``
 (issue 17 item 1); the work is client/attachments.py. A progress bar (rich) on a terminal's
-stderr; nothing of it when stderr is not a terminal or with --json."""
+stderr, none when stderr is not a terminal or with --json; a line on stderr either way when the
+home node goes away and the transfer waits for it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sonet.cli_output import terminal_safe
 from sonet.core.limits import MAX_VOICE_MS
 
 if TYPE_CHECKING:  # trio and the SDK are imported by the commands that run: `sonet --help` starts fast
-    from .attachments import FileSendResult, Progress
+    from .attachments import FileSendResult, Progress, Say
     from .cli_groups import Shell
 
 __all__ = ["send_file_command", "add_download_command", "add_voice_option", "file_sent_json", "progress_bar", "caption_after_options"]
@@ -64,25 +66,34 @@ def caption_after_options(p: argparse.ArgumentParser) -> None:
     p.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
+def _say(line: str) -> None:
+    print(f"sonet: {terminal_safe(line)}", file=sys.stderr, flush=True)
+
+
 @contextmanager
-def progress_bar(args: argparse.Namespace, what: str) -> Iterator[Progress | None]:
-    """A rich progress bar on stderr when it is a terminal (and not --json); else None."""
+def progress_bar(args: argparse.Namespace, what: str) -> Iterator[tuple[Progress | None, Say]]:
+    """A rich progress bar on stderr when it is a terminal (and not --json), else None; and how
+    to say a line (the node is away: the bar stands still) above it, or alone on stderr."""
     if getattr(args, "json", False) or not sys.stderr.isatty():
-        yield None
+        yield None, _say
         return
     from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TextColumn, TimeRemainingColumn, TransferSpeedColumn
     from rich.console import Console
 
     with Bar(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+        # a received file's name is the sender's text: shown as it is, never read as markup
+        TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
         console=Console(stderr=True), transient=True,
     ) as bar:  # fmt: skip
-        task = bar.add_task(what, total=None)
+        task = bar.add_task(terminal_safe(what), total=None)
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        yield update
+        def say(line: str) -> None:
+            bar.console.print(f"sonet: {terminal_safe(line)}", markup=False, highlight=False)
+
+        yield update, say
 
 
 def file_sent_json(r: FileSendResult, group_name: str | None) -> dict[str, Any]:
@@ -123,7 +134,7 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
     path = Path(args.file)
     held: list[int] = []  # the node's last word on the upload: [bytes it holds, of total]
     shell.on_interrupt(args, lambda: _send_file_interrupted(path.name, held))
-    with progress_bar(args, f"sending {path.name}") as bar:
+    with progress_bar(args, f"sending {path.name}") as (bar, say):
 
         def progress(done: int, total: int) -> None:
             held[:] = [done, total]
@@ -133,9 +144,9 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
         voice_ms = getattr(args, "voice_ms", None)
         try:
             if group:
-                result = trio.run(lambda: device.group_send_file(args.address, path, text, progress=progress, voice_ms=voice_ms))
+                result = trio.run(lambda: device.group_send_file(args.address, path, text, progress=progress, voice_ms=voice_ms, say=say))
             else:
-                result = trio.run(lambda: device.send_file(args.address, path, text, progress=progress, voice_ms=voice_ms))
+                result = trio.run(lambda: device.send_file(args.address, path, text, progress=progress, voice_ms=voice_ms, say=say))
         except ConnectError as exc:  # the node stayed away past the retries: say what is kept
             if not held:
                 raise
@@ -187,7 +198,8 @@ def cmd_download(args: argparse.Namespace, shell: Shell) -> None:
         return
     got: list[int] = []  # the last progress: [bytes in the part file, of total]
     shell.on_interrupt(args, lambda: f"interrupted: {_download_stopped(msg_id, got)}")
-    with progress_bar(args, "downloading") as bar:
+    name = device.file_of(msg_id).name  # refused here as download would refuse it
+    with progress_bar(args, f"downloading {name}") as (bar, say):
 
         def progress(done: int, total: int) -> None:
             got[:] = [done, total]
@@ -195,7 +207,7 @@ def cmd_download(args: argparse.Namespace, shell: Shell) -> None:
                 bar(done, total)
 
         try:
-            saved = trio.run(lambda: device.download(msg_id, Path(args.out), progress=progress))
+            saved = trio.run(lambda: device.download(msg_id, Path(args.out), progress=progress, say=say))
         except ConnectError as exc:  # the node stayed away past the retries: what came is kept
             if not got:
                 raise

@@ -68,7 +68,7 @@ from .gestures import GestureResult, Gestures, waiting_content
 from .calls import NO_MEDIA_SDP, Calls
 from .state_call import KeptCall
 from .polls import Polls, PostResult
-from .attachments import Attachments, FileSendResult, Progress
+from .attachments import Attachments, FileSendResult, Progress, Say
 from .live import LiveSession, lent_connection, open_live_session
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
 from .pending import PendingFull, expire_pending, send_pending, waits
@@ -93,6 +93,7 @@ from .transparency import UNWITNESSED_TRIES, check_bundles
 # groups and MLS (~0.15 s of imports) are imported where a group is used: a 1:1 command never loads them
 if TYPE_CHECKING:
     from .groups.api import GroupInfoView, Groups, GroupSendResult, GroupView
+    from sonet.core.attachment import FileRef
     from .groups.engine import GroupEngine
     from .groups.typing import GroupTypingResult
 
@@ -896,22 +897,32 @@ class Device:
     # Attachments (client/attachments.py) -------------------------------------------------
 
     async def send_file(
-        self, recipient: str, path: str | os.PathLike[str], text: str = "", *, progress: Progress | None = None, voice_ms: int | None = None
+        self, recipient: str, path: str | os.PathLike[str], text: str = "", *, progress: Progress | None = None, voice_ms: int | None = None,
+        say: Say | None = None,
     ) -> FileSendResult:
         """Encrypt ``path``, upload it to the home node (resuming an upload of it that stopped) and
         send ``recipient`` a file message with ``text`` as its caption; ``voice_ms``: it is a
-        voice note of that length."""
-        return await Attachments(self).send_file(recipient, Path(path), text=text, progress=progress, voice_ms=voice_ms)
+        voice note of that length. ``progress`` is called with (bytes done, bytes in all) from the
+        start; ``say`` with one line when the home node goes away and the upload waits for it."""
+        return await Attachments(self).send_file(recipient, Path(path), text=text, progress=progress, voice_ms=voice_ms, say=say)
 
     async def group_send_file(
-        self, group: str, path: str | os.PathLike[str], text: str = "", *, progress: Progress | None = None, voice_ms: int | None = None
+        self, group: str, path: str | os.PathLike[str], text: str = "", *, progress: Progress | None = None, voice_ms: int | None = None,
+        say: Say | None = None,
     ) -> FileSendResult:
-        return await Attachments(self).group_send_file(group, Path(path), text=text, progress=progress, voice_ms=voice_ms)
+        return await Attachments(self).group_send_file(group, Path(path), text=text, progress=progress, voice_ms=voice_ms, say=say)
 
-    async def download(self, message_id: bytes, out_dir: str | os.PathLike[str] = ".", *, progress: Progress | None = None) -> Path:
+    def file_of(self, message_id: bytes) -> FileRef:
+        """The file message ``message_id`` holds (its name, size, media type...), refused as
+        :meth:`download` refuses it (``unknown_message``, ``not_a_file``)."""
+        return Attachments(self).file_of(message_id)
+
+    async def download(
+        self, message_id: bytes, out_dir: str | os.PathLike[str] = ".", *, progress: Progress | None = None, say: Say | None = None
+    ) -> Path:
         """Download, check and decrypt the file of message ``message_id`` into ``out_dir`` (resuming
-        a download of it that stopped); the path it was saved as."""
-        return await Attachments(self).download(message_id, Path(out_dir), progress=progress)
+        a download of it that stopped); the path it was saved as. ``say``: as for :meth:`send_file`."""
+        return await Attachments(self).download(message_id, Path(out_dir), progress=progress, say=say)
 
     async def save_thumbnail(self, message_id: bytes, out_dir: str | os.PathLike[str] = ".") -> Path:
         """Save the thumbnail an image's file message carries (client/thumbnails.py) into

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import trio
 
 from sonet.client import attachments
 from sonet.client.cli_groups import group_message_json, group_message_line
@@ -341,17 +342,83 @@ def test_the_progress_bar_shows_on_a_terminal_only(monkeypatch: pytest.MonkeyPat
 
     from sonet.client.cli_attachments import progress_bar
 
-    with progress_bar(argparse.Namespace(json=False), "sending x") as progress:
+    with progress_bar(argparse.Namespace(json=False), "sending x") as (progress, _say):
         assert progress is None  # piped (pytest captures stderr): quiet
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    with progress_bar(argparse.Namespace(json=True), "sending x") as progress:
+    with progress_bar(argparse.Namespace(json=True), "sending x") as (progress, _say):
         assert progress is None  # --json: quiet
-    with progress_bar(argparse.Namespace(json=False), "sending x") as progress:
+    with progress_bar(argparse.Namespace(json=False), "sending x") as (progress, _say):
         assert progress is not None
         progress(5 * 1024 * 1024, 10 * 1024 * 1024)
         progress(10 * 1024 * 1024, 10 * 1024 * 1024)
     out, err = capsys.readouterr()
     assert out == "" and "sending x" in err
+
+
+def away_twice(device: Device, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``device``'s next two connections fail as a node that is away: the calls, in order."""
+    from contextlib import asynccontextmanager
+
+    from sonet.client.connection import ConnectError
+
+    calls: list[str] = []
+    real = Device._connect
+
+    @asynccontextmanager
+    async def flaky(self: Device, profile, **kwargs):  # noqa: ANN001, ANN202
+        calls.append("connect")
+        if self is device and calls.count("connect") <= 2:
+            raise ConnectError("cannot connect to ws://127.0.0.1:9: connection refused")
+        async with real(self, profile, **kwargs) as conn:
+            yield conn
+
+    monkeypatch.setattr(Device, "_connect", flaky)
+    return calls
+
+
+async def test_a_transfer_shows_its_size_at_once_and_says_when_it_waits_for_the_node(
+    alpha: RunningNode, register: Register, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ux11: the upload's bar said "0/?" until the first chunk went (its size is known before
+    the file is read through), and a bar stood still without a word while the node was away."""
+    from sonet.core.crypto.stream import sealed_size
+
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    path, data = a_file(tmp_path, "big.bin", 2 * BLOB_CHUNK_BYTES)
+    calls = away_twice(alice, monkeypatch)
+    sent = await alice.send_file(
+        BOB, path, progress=lambda done, total: calls.append(f"{done}/{total}"), say=lambda line: calls.append(f"say {line}")
+    )
+    total = sealed_size(len(data))
+    assert calls[0] == f"0/{total}"  # before any connection
+    said = [c for c in calls if c.startswith("say ")]
+    assert said == ["say waiting for alpha.example (cannot connect to ws://127.0.0.1:9: connection refused): dialling it again for up to 27 s"]
+    assert calls.index(said[0]) < calls.index("connect", calls.index(said[0])) and calls[-1] != said[0]  # said once, then it went on
+    assert sent.state == "accepted"
+    await bob.receive()
+    calls = away_twice(bob, monkeypatch)
+    (tmp_path / "got").mkdir()
+    saved = await bob.download(sent.id, tmp_path / "got", say=lambda line: calls.append(f"say {line}"))
+    assert [c for c in calls if c.startswith("say ")] == said and Path(saved).read_bytes() == data
+
+
+async def test_the_download_bar_names_the_file(
+    alpha: RunningNode, register: Register, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ux11: it said "downloading" alone."""
+    import sys
+
+    alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+    path, _data = a_file(tmp_path, "minutes [draft].txt", 1000)  # a name rich would read as markup
+    sent = await alice.send_file(BOB, path)
+    await bob.receive()
+    out = tmp_path / "out"
+    out.mkdir()
+    from sonet.client import cli
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    rc = await trio.to_thread.run_sync(lambda: cli.main(["--home", str(bob.state.home), "download", sent.id.hex(), "--out", str(out)]))
+    assert rc == 0 and "downloading minutes [draft].txt" in capsys.readouterr().err
 
 
 async def test_a_file_to_a_node_that_is_down_waits_and_goes_by_itself(
