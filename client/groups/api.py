@@ -46,7 +46,7 @@ from ..replies import expect_reply
 from ..state import DeviceState, Profile
 from ..state_history import content_fields
 from ..timer import timed
-from .engine import ORDERED, GroupEngine, submit_own
+from .engine import ORDERED, GroupEngine, send_failed, submit_own
 from .keys import SUITE, maintain_key_packages, own_key_package, signature_key
 from .members import fetch_key_packages
 from .ops import make, member_devices
@@ -244,6 +244,8 @@ class Groups:
                 # group went on taking this device's messages as before.
                 with self._state.transaction():
                     closing = self._record(record.id)
+                    for send in closing.sends:  # never to be sent now: failed, as a removed member's are
+                        send_failed(self._state, send, "not_member")
                     self._state.save_group(closing.but(active=False, own=None, sends=()))
                 return True
             await self._change(conn, profile, record.id, {"op": "leave"})

@@ -75,7 +75,7 @@ from .sent import note_ordered
 from .verify import check_noted, note_members
 from .store import GroupMessage, GroupRecord, HeldFull, Outstanding
 
-__all__ = ["GroupEngine", "ORDERED", "submit_own"]
+__all__ = ["GroupEngine", "ORDERED", "send_failed", "submit_own"]
 
 #: the outcome of an own submission that came back ordered (else a GROUP_REFUSALS code)
 ORDERED = "ordered"
@@ -318,12 +318,8 @@ class GroupEngine:
         return record
 
     def _failed(self, own: Outstanding, code: str) -> None:
-        """An own submission that will never be ordered: its text, if it is one, failed."""
         self.outcomes[own.origin] = code
-        if own.op["op"] == "send":
-            content = decode_content(own.op["content"])
-            if content.type in SYNCABLE:
-                self._state.group_sent_failed(content.id, code)
+        send_failed(self._state, own, code)
 
     def _commit_events(self, item: GroupItem, group: Group, public: PublicGroup, commit: PublicCommit, received_at: int) -> None:
         """Note what another member's commit changed, for ``recv`` (client/groups/events.py)."""
@@ -590,6 +586,14 @@ class GroupEngine:
         """Send every due submission (see ``submissions``)."""
         for record, own, hub in self.submissions():
             await submit_own(conn, self._state, record.id, own, hub)
+
+
+def send_failed(state: DeviceState, own: Outstanding, code: str) -> None:
+    """An own submission that will never be ordered: its text (or gesture), if it is one, failed."""
+    if own.op["op"] == "send":
+        content = decode_content(own.op["content"])
+        if content.type in SYNCABLE:
+            state.group_sent_failed(content.id, code)
 
 
 async def submit_own(conn: Connection, state: DeviceState, group: bytes, own: Outstanding, hub: str) -> None:

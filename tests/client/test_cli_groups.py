@@ -338,6 +338,28 @@ async def test_the_only_member_leaving_closes_the_group(alpha: RunningNode, regi
         assert error["code"] == "not_member", error
 
 
+async def test_the_only_member_leaving_fails_what_still_waited_to_be_sent(
+    alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ux11: the solo leave closed the group and dropped its waiting sends without a word: they
+    stayed "pending" in `sent` for good. Failed now, "not_member", as a removed member's are."""
+    from sonet.client.groups.engine import GroupEngine
+
+    with trio.fail_after(HANG_S * 2):
+        alice = await register(alpha, "alice")
+        view = await alice.group_create("solo", [])
+
+        async def held(self: GroupEngine, conn: object) -> None:  # the message waits on the device (the hub is away)
+            pass
+
+        monkeypatch.setattr(GroupEngine, "flush", held)
+        sent = await alice.group_send(view.id, "anyone?")
+        assert sent.state == "pending"
+        assert await alice.group_leave("solo") is True
+        [listed] = await cli_json(capsys, alice, "sent")
+        assert (listed["id"], listed["state"], listed["code"]) == (sent.id.hex(), "failed", "not_member"), listed
+
+
 def json_error_of(result: tuple[int, str, str]) -> dict:
     rc, out, _err = result
     [line] = out.splitlines()
