@@ -236,6 +236,8 @@ class LinkPool:
                     self.version += 1
                     log.info("link to %s ended: %s", peer.name, link.closed)
         except DialError as exc:
+            if exc.said is not None:  # its words, which may say "this node": logged here, they must name it
+                raise FederationError(exc.code or "unreachable", f"{peer.name} refused the link, saying: {exc.said}") from None
             raise FederationError(exc.code or "unreachable", f"cannot reach {peer.name}: {exc}") from None
         except (ConnectionClosed, WsHandshakeError, ProtocolError, OSError, trio.BrokenResourceError) as exc:
             # after ``started``: closing the link failed or timed out, nothing to tell anyone

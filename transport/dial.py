@@ -41,11 +41,18 @@ _REFUSAL_CODE = re.compile(r"[a-z_]{1,40}")
 
 class DialError(Exception):
     """The other side could not be reached or authenticated (one line); ``code`` is the
-    protocol or refusal code when there is one (e.g. ``wrong_identity``, ``unknown_peer``)."""
+    protocol or refusal code when there is one (e.g. ``wrong_identity``, ``unknown_peer``);
+    ``said``: the other side's own words when it refused us ("this node" in them is that
+    side), for whoever logs it to say who said them."""
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, *, said: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.said = said
+
+
+#: core/handshake.py's wording of the other side's HandshakeError: its message follows
+_PEER_REFUSED = re.compile(r"peer refused the handshake(?: \(.*?\))?: (.*)", re.S)
 
 
 @asynccontextmanager
@@ -108,7 +115,7 @@ async def dial(
                     first = await sock.receive()
                     if isinstance(first, ErrorFrame) and greeting is not ErrorFrame:
                         # refused before the greeting (e.g. "unavailable": its store is down): say why
-                        raise DialError(f"the {peer} at {url} refused the connection: {first.message}", code=first.code)
+                        raise DialError(f"the {peer} at {url} refused the connection: {first.message}", code=first.code, said=first.message)
                     if not isinstance(first, greeting):
                         raise RemoteProtocolError(f"{peer} did not start with {greeting.__name__}")
                     sock.greeting = first
@@ -124,6 +131,9 @@ async def dial(
     except ProtocolError as exc:
         if established:
             raise
+        refused = _PEER_REFUSED.fullmatch(str(exc)) if isinstance(exc, RemoteProtocolError) else None
+        if refused is not None:
+            raise DialError(f"the {peer} at {url} refused the handshake: {refused[1]}", code=exc.code, said=refused[1]) from None
         raise DialError(f"secure channel with {url} failed: {exc}", code=exc.code) from None
     except ConnectionClosed as exc:
         if established:

@@ -65,6 +65,47 @@ async def test_an_unknown_identity_is_refused_with_unknown_peer(running: Running
     assert running.alive
 
 
+async def test_a_refusal_the_node_reports_is_logged_by_the_dialler_as_its_words(
+    running: RunningNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ux11: the dialling node logged "federation with beta.example: cannot reach beta.example:
+    secure channel with URL failed: peer refused the handshake: alpha.example is not a configured
+    peer of this node", where "this node" read as its own: now who said it, and its words."""
+    import logging
+
+    from sonet.core.crypto import CryptoPolicy
+    from sonet.federation.errors import FederationError
+    from sonet.federation.peers import Peer
+    from sonet.federation.pool import LinkPool
+    from sonet.federation.settings import FederationSettings
+
+    await add_peer(running, new_key())
+    stranger = new_key()
+    with trio.fail_after(HANG_S), pytest.raises(DialError) as info:
+        async with dial(running, stranger, name="stranger.example"):
+            pytest.fail("admitted an unknown peer")
+    said = "stranger.example is not a configured peer of this node"
+    assert (info.value.said, str(info.value)) == (said, f"the peer at {running.url} refused the handshake: {said}")
+
+    async def remember_key(peer: Peer, key: object) -> None:
+        pass
+
+    pool = LinkPool(
+        name="stranger.example", identity=stranger, policy=CryptoPolicy(), remember_key=remember_key, clock_ms=now_ms, rng=os.urandom,
+        settings=FederationSettings(),
+    )  # fmt: skip
+    node = Peer(name=running.config.name, url=running.url, fingerprint=running.fingerprint, via=None, added_at=now_ms())
+    caplog.set_level(logging.INFO, logger="sonet.federation")
+    with trio.fail_after(HANG_S):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            with pytest.raises(FederationError) as failed:
+                await pool.request(node, Ping(request=0))
+            nursery.cancel_scope.cancel()
+    assert str(failed.value) == f"{running.config.name} refused the link, saying: {said}"
+    assert f"federation with {running.config.name}: {running.config.name} refused the link, saying: {said} (unknown_peer)" in caplog.messages
+
+
 async def test_a_configured_name_with_another_key_is_refused_with_wrong_identity(running: RunningNode) -> None:
     pinned, impostor = new_key(), new_key()
     await add_peer(running, pinned)
