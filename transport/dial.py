@@ -131,9 +131,9 @@ async def dial(
     except ProtocolError as exc:
         if established:
             raise
-        refused = _PEER_REFUSED.fullmatch(str(exc)) if isinstance(exc, RemoteProtocolError) else None
-        if refused is not None:
-            raise DialError(f"the {peer} at {url} refused the handshake: {refused[1]}", code=exc.code, said=refused[1]) from None
+        words = _PEER_REFUSED.fullmatch(str(exc)) if isinstance(exc, RemoteProtocolError) else None
+        if words is not None:
+            raise DialError(f"the {peer} at {url} refused the handshake: {words[1]}", code=exc.code, said=words[1]) from None
         raise DialError(f"secure channel with {url} failed: {exc}", code=exc.code) from None
     except ConnectionClosed as exc:
         if established:
