@@ -32,6 +32,13 @@ def _kem_keys(state: SessionState) -> tuple[tuple[bytes | None, MlKemKeyPair | N
     return ((state.own_kem, state.own_kem_key), (state.prev_kem, state.prev_kem_key), (state.pq_seed, state.pq_key))
 
 
+def _kem_seeds_changed(old: SessionState, new: SessionState) -> bool:
+    """Whether ``new`` holds other ML-KEM seeds than ``old``. A successor passes its
+    predecessor's seeds on as the same objects until a turn or an epoch replaces one, so most
+    messages drop nothing (identity, not equality: no comparison of secrets)."""
+    return not (old.own_kem is new.own_kem and old.prev_kem is new.prev_kem and old.pq_seed is new.pq_seed)
+
+
 class SessionCache:
     """A bounded LRU of ``(address, device) -> (record bytes, SessionState)``."""
 
@@ -79,7 +86,7 @@ class SessionCache:
         for seed, pair in _kem_keys(state):
             if seed is not None and pair is not None:
                 self._kem_keys.put(seed, pair)
-        if previous is not None:
+        if previous is not None and _kem_seeds_changed(previous[1], state):
             self._drop_keys(previous[1], state)
         while len(self._entries) > self._size:
             self._drop_keys(self._entries.popitem(last=False)[1][1], None)

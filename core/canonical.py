@@ -29,6 +29,11 @@ _SCALARS = frozenset({bool, str, bytes, type(None)})
 _INT_MIN, _INT_MAX = -(2**64), 2**64 - 1
 # what _scan finds: plain data in canonical order, plain data with a map out of order, not plain
 _ORDERED, _UNORDERED, _NOT_PLAIN = 0, 1, 2
+#: key sequences (all str) already found in canonical order: the protocol's maps come in a few
+#: shapes, and a map of a known one needs no check per key. Only the first few shapes are
+#: kept, and only small ones, so a peer's odd maps cost memory once and then nothing.
+_ORDERED_KEYS: set[tuple[str, ...]] = set()
+_MEMO_SHAPES, _MEMO_KEYS, _MEMO_CHARS = 512, 48, 512
 
 
 def dumps(obj: Any) -> bytes:
@@ -54,14 +59,18 @@ def _scan(value: Any, depth: int) -> int:
         return _ORDERED
     found = _ORDERED
     if t is dict:
-        previous: bytes | None = None
-        for key in value:
-            if type(key) is not str:
-                return _NOT_PLAIN
-            raw = key.encode()
-            if previous is not None and (len(raw), raw) <= (len(previous), previous):
-                found = _UNORDERED
-            previous = raw
+        keys = tuple(value)
+        if keys not in _ORDERED_KEYS:
+            previous: bytes | None = None
+            for key in keys:
+                if type(key) is not str:
+                    return _NOT_PLAIN
+                raw = key.encode()
+                if previous is not None and (len(raw), raw) <= (len(previous), previous):
+                    found = _UNORDERED
+                previous = raw
+            if found == _ORDERED and len(_ORDERED_KEYS) < _MEMO_SHAPES and len(keys) <= _MEMO_KEYS and sum(map(len, keys)) <= _MEMO_CHARS:
+                _ORDERED_KEYS.add(keys)
         items = value.values()
     elif t is list:
         items = value

@@ -63,6 +63,8 @@ version, a missing, extra or mistyped field, a bound exceeded or a non-normalise
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -318,6 +320,21 @@ _SYNC_INNER_KEYS = frozenset(_SYNC_INNER_REQUIRED)
 #: every field in canonical key order (UTF-8 length, then bytes): a map built in this order is
 #: encoded with canonical.dumps_ordered, without cbor2 sorting it again
 _ORDER = tuple(sorted({*_COMMON, *_OPTIONAL}, key=lambda k: (len(k.encode()), k.encode())))
+_optional_values = operator.attrgetter(*_OPTIONAL)
+#: each field's slot setter and default, for :func:`_built`
+_SLOTS = tuple(
+    (f.name, getattr(Content, f.name).__set__, None if f.default is dataclasses.MISSING else f.default) for f in dataclasses.fields(Content)
+)
+
+
+def _built(fields: dict[str, Any]) -> Content:
+    """``Content(**fields)`` for the fields :func:`_check` returns (field names only), without
+    the generated __init__ of a frozen dataclass, which sets ~25 fields one call at a time."""
+    content = object.__new__(Content)
+    get = fields.get
+    for name, set_slot, default in _SLOTS:
+        set_slot(content, get(name, default))
+    return content
 #: what may not be in an emoji: controls, unassigned and private use, surrogates, separators;
 #: formatting characters too (bidi overrides) except the joiner of emoji sequences
 _EMOJI_BANNED = frozenset({"Cc", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Cf"})
@@ -405,7 +422,7 @@ def _check(value: Any, err: type[ProtocolError]) -> dict[str, Any]:
                 raise fail(f"sync inner content: {exc}") from None
             if type(inner_value) is dict and inner_value.get("type") not in SYNCABLE:
                 raise fail(f"a sync carries {', '.join(SYNCABLE)}, not {inner_value.get('type')!r}")
-            inner = Content(**_check(inner_value, err))
+            inner = _built(_check(inner_value, err))
             if (inner.id, inner.sent_at) != (value["id"], value["sent_at"]):
                 raise fail("a sync has the id and sent_at of the message it carries")
             fields["inner"] = inner
@@ -462,8 +479,9 @@ def encode_content(content: Content) -> bytes:
         raise LocalProtocolError("encode_content takes a Content")
     given: dict[str, Any] = {"v": _VERSION, "type": content.type, "id": content.id, "sent_at": content.sent_at}
     used = _FIELDS.get(content.type, {})
-    for name in _OPTIONAL:
-        field = getattr(content, name)
+    for name, field in zip(_OPTIONAL, _optional_values(content)):
+        if field is None and name not in used:
+            continue  # what the loop below does for it: nothing (the common case, cut short)
         if content.type == SYNC and content.inner is not None and name in ("text", "inner"):
             if name == "text" and field is not None:
                 raise LocalProtocolError("message content: a sync carries a text or an inner content, not both")
@@ -492,4 +510,4 @@ def decode_content(raw: bytes) -> Content:
         value = canonical.loads(raw, max_bytes=limits.MAX_CONTENT_BYTES)
     except RemoteProtocolError as exc:
         raise RemoteProtocolError(f"message content: {exc}", code="content_malformed") from None
-    return Content(**_check(value, RemoteProtocolError))
+    return _built(_check(value, RemoteProtocolError))

@@ -37,6 +37,7 @@ This supersedes the interim signing-and-sealing of core/sealed.py once the clien
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -96,6 +97,7 @@ def unknown_reference() -> VerifyError:
     )
 
 
+@functools.lru_cache(maxsize=256)  # every box computes one; a device writes to few devices
 def sealed_info(recipient_fp: str) -> bytes:
     """HPKE ``info`` of a box for the device with fingerprint ``recipient_fp``."""
     return INFO_PREFIX + normalize_fingerprint(recipient_fp).encode()
@@ -162,8 +164,11 @@ def unseal(body: bytes, *, my_key: HpkePrivateKey, my_fp: str) -> Unsealed:
     if access is not None and (type(access) is not bytes or len(access) != ACCESS_TOKEN_LEN):
         raise RemoteProtocolError("access token in sealed box is malformed")
     schema = _FIELDS_WITH_RECORD if "record" in inner else _FIELDS_BY_REF if "ref" in inner else _FIELDS
-    if set(inner) != set(schema) or any(type(inner[key]) is not tp for key, tp in schema.items()):
+    if inner.keys() != schema.keys():
         raise RemoteProtocolError("sealed box does not have the expected fields")
+    for key, tp in schema.items():
+        if type(inner[key]) is not tp:
+            raise RemoteProtocolError("sealed box does not have the expected fields")
     if inner["v"] != _VERSION:
         raise RemoteProtocolError(f"unsupported sealed box version {inner['v']}")
     ref = inner.get("ref")

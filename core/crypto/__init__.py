@@ -3,7 +3,7 @@
 from .aead import Aead
 from .dh import MlKemKeyPair, X25519KeyPair, check_mlkem_public, mlkem_encapsulate
 from .hpke import HpkePrivateKey, HpkePublicKey
-from .kdf import ct_equal, hkdf, hkdf_expand, hmac_sha256, sha256
+from .kdf import ct_equal, hkdf, hkdf_expand, hmac_sha256, hmac_sha256_pair, sha256
 from .kex import KexOffer, KexResponse, respond
 from .modes import DEFAULT_MODE, CryptoMode, CryptoPolicy, Rng
 from .sign import SigningKey, VerifyKey, fingerprint_of, normalize_fingerprint
@@ -25,6 +25,7 @@ __all__ = [
     "hkdf",
     "hkdf_expand",
     "hmac_sha256",
+    "hmac_sha256_pair",
     "normalize_fingerprint",
     "respond",
     "sha256",

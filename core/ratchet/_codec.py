@@ -28,7 +28,7 @@ ErrorType = type[ProtocolError]
 
 def check_map(value: Any, spec: Mapping[str, tuple[type, ...]], what: str, err: ErrorType = RemoteProtocolError) -> dict[str, Any]:
     """``value`` must be a map with exactly the fields of ``spec``, each of an allowed type."""
-    if type(value) is not dict or set(value) != set(spec):
+    if type(value) is not dict or value.keys() != spec.keys():
         raise err(f"{what} does not have the expected fields")
     for key, types in spec.items():
         if type(value[key]) not in types:

@@ -52,7 +52,7 @@ import types
 from typing import Any
 
 from .. import canonical, limits
-from ..crypto import Aead, CryptoMode, MlKemKeyPair, Rng, VerifyKey, X25519KeyPair, hkdf, hmac_sha256, mlkem_encapsulate, sha256
+from ..crypto import Aead, CryptoMode, MlKemKeyPair, Rng, VerifyKey, X25519KeyPair, hkdf, hmac_sha256_pair, mlkem_encapsulate, sha256
 from ..errors import DecryptError, LocalProtocolError, RemoteProtocolError
 from ._codec import NONE, check_map, dumps_ordered, need_len, need_range
 from .state import CHAIN_ID_LEN, DH_LEN, INITIATOR, KEM_CT_LEN, KEM_PUB_LEN, KID_LEN, RESPONDER, SessionState, kem_key_id
@@ -83,6 +83,7 @@ _B, _OB, _I = (bytes,), (bytes, NONE), (int,)
 _HEADER = {"dh": _OB, "kem": _OB, "ct": _OB, "kid": _OB, "pn": _I, "n": _I, "ep": (int, NONE), "pq": (dict, NONE)}
 _MESSAGE = {"v": _I, "h": (dict,), "c": _B}
 _INITIAL = {"v": _I, "prekey": (dict,), "m": (dict,)}
+_HEADER_LENGTHS = tuple((name, length, f"ratchet header {name!r}") for name, length in (("dh", DH_LEN), ("kem", KEM_PUB_LEN), ("ct", KEM_CT_LEN), ("kid", KID_LEN)))
 
 
 # Key schedule ------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ def _kdf_rk(mode: CryptoMode, root_key: bytes, ikm: bytes) -> tuple[bytes, bytes
 
 def _kdf_ck(chain_key: bytes) -> tuple[bytes, bytes]:
     """(next chain key, message key)"""
-    return hmac_sha256(chain_key, b"\x02"), hmac_sha256(chain_key, b"\x01")
+    return hmac_sha256_pair(chain_key, b"\x02", b"\x01")
 
 
 def _aead(message_key: bytes, epoch_key: bytes | None) -> tuple[Aead, bytes]:
@@ -285,8 +286,8 @@ def _check_header(h: dict[str, Any], mode: CryptoMode) -> None:
         if not sparse:
             raise RemoteProtocolError(f"ratchet header has a post-quantum chunk, which {mode.value} mode does not use")
         epochs.check_chunk(h["pq"], h["ep"])
-    for name, length in (("dh", DH_LEN), ("kem", KEM_PUB_LEN), ("ct", KEM_CT_LEN), ("kid", KID_LEN)):
-        need_len(h[name], length, f"ratchet header {name!r}")
+    for name, length, what in _HEADER_LENGTHS:
+        need_len(h[name], length, what)
     need_range(h["ep"], 0, limits.MAX_CHAIN_INDEX, "ratchet header 'ep'")
     need_range(h["pn"], 0, limits.MAX_CHAIN_INDEX, "ratchet header 'pn'")
     need_range(h["n"], 0, limits.MAX_CHAIN_INDEX, "ratchet header 'n'")
