@@ -219,6 +219,8 @@ def group_event_line(e: GroupEvent, me: str) -> str:
         what = f"{by} made {member} an admin of {where}"
     elif e.event == HUB:
         what = f"{by} moved the hub of {where} to {e.hub}"
+    elif e.event == RENAMED and not e.before:  # the name that came after a line showed the group by its id
+        what = f"{by} named {e.group.hex()} {e.name!r}"
     elif e.event == RENAMED:
         what = f"{by} renamed {label(e.before or '', e.group.hex())} to {e.name!r}"
     else:

@@ -363,7 +363,9 @@ class GroupEngine:
         elif content.type == GROUP_STATE and content.name is not None and content.topic is not None:
             if group_extension(group.context).is_admin(sender.account):
                 events = []
-                if record.name and content.name != record.name:  # not the name a joiner learns first
+                # not the name a joiner learns first, unless a line of this group was shown by its id
+                # before it came (`group create` names the group in a message after the Welcome)
+                if (record.name or self._state.group_events_shown(item.group)) and content.name != record.name:
                     events.append(GroupEvent(group=item.group, seq=item.seq, event=RENAMED, by=sender.account, name=content.name,
                                              before=record.name, received_at=received_at))  # fmt: skip
                 if record.name and content.topic != record.topic:

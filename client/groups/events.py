@@ -160,6 +160,11 @@ class GroupEventState:
             events.append(GroupEvent(group=group, seq=seq, received_at=received_at, group_name=names[group], **fields))
         return events
 
+    def group_events_shown(self, group: bytes) -> bool:
+        """Whether an event of ``group`` was shown (e.g. "you were added to ID", the group's
+        name not known yet)."""
+        return self._db.execute("SELECT 1 FROM group_events WHERE group_id = ? AND shown = 1 LIMIT 1", (group,)).fetchone() is not None
+
     def mark_group_events_shown(self, keys: list[tuple[bytes, int]]) -> None:
         """Mark the events of these (group, seq) items shown."""
         with self.transaction():

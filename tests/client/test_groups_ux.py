@@ -103,6 +103,41 @@ async def test_members_are_told_who_joined_left_was_removed_and_what_changed_onc
             assert b"hill walkers" not in state_files(device) and b"sundays" not in state_files(device)
 
 
+async def test_a_group_shown_by_its_id_before_its_name_came_is_named_when_it_comes(
+    alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ux11: `group create` names the group in a message after the Welcome; a member's recv
+    between the two (or recv --follow, always) showed "you were added to ID" and nothing when the
+    name came. Now a line then; when both came before a recv, the one line as before."""
+    from sonet.client.groups.api import Groups
+
+    async def recv(device: Device) -> list[str]:
+        rc = await trio.to_thread.run_sync(cli.main, ["--home", str(device.state.home), "recv"])
+        out, _err = capsys.readouterr()
+        assert rc == 0
+        return [line.split("] ", 1)[1] for line in out.splitlines()]
+
+    with trio.fail_after(HANG_S * 4):
+        alice, bob, carol = [await register(alpha, name) for name in ("alice", "bob", "carol")]
+        for device in (alice, bob, carol):
+            await device.receive()
+        real = Groups._announce
+
+        async def later(*args: object) -> None:  # the name's message is not there yet when bob looks
+            pass
+
+        monkeypatch.setattr(Groups, "_announce", later)
+        view = await alice.group_create("hikers", [BOB])
+        assert await recv(bob) == [f"you were added to {view.id} by {ALICE}"]
+        monkeypatch.setattr(Groups, "_announce", real)
+        await alice.group_set(view.id, topic="sundays")  # its group_state message carries the name
+        assert await recv(bob) == [f"{ALICE} named {view.id} 'hikers'"]
+        assert await recv(bob) == []
+
+        await alice.group_add(view.id, [CAROL])  # the Welcome and the name before carol looks: one line
+        assert await recv(carol) == [f'you were added to "hikers" ({view.id}) by {ALICE}']
+
+
 async def test_recv_shows_a_removal_as_one_line_and_one_json_object(
     alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str]
 ) -> None:
