@@ -367,7 +367,10 @@ def decrypt(state: SessionState, message: bytes, rng: Rng) -> tuple[bytes, Sessi
     if prekey is not None and (state.role != RESPONDER or session_id_of(canonical.dumps(prekey)) != state.session_id):
         raise RemoteProtocolError("prekey message belongs to another session")
     _check_header(header, state.mode)
-    chain = chain_id(header["dh"], header["kem"])
+    if state.recv_chain is not None and header["dh"] == state.peer_dh and header["kem"] == state.peer_kem:
+        chain = state.recv_chain  # its id, set with these keys (_receive_turn): no hash per message
+    else:
+        chain = chain_id(header["dh"], header["kem"])
     key = (chain, header["n"])
     message_key = state.skipped.get(key)
     if message_key is None and header["ep"] is not None:
