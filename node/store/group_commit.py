@@ -38,13 +38,19 @@ that one failed or was dropped (``NotApplied``, nothing of it written). An inbou
 pushes use it (federation/inbound.py): the next push shares the commit of the one before it,
 and none is applied after one that was not. ``in_turn`` gives a backend without group commit
 (PostgreSQL) the same order, one write after the other.
+
+Observers (``GroupCommit(call, observer=)``): ``observer.capture(conn)`` runs inside each
+group's transaction after its writes, before its COMMIT; once that COMMIT returned,
+``observer.publish(captured)`` runs on the trio thread before any of the group's callers
+returns, in commit order (the next group starts after it). ``observer.failed()`` if the group
+failed. The SQLite store's queue tails (tail_capture.py) learn that way what each commit stored.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
@@ -52,7 +58,7 @@ from sonet.federation.ports import Queued
 
 from .base import StoreError
 
-__all__ = ["GroupCommit", "NotApplied", "Turn", "in_turn"]
+__all__ = ["GroupCommit", "CommitObserver", "NotApplied", "Turn", "in_turn"]
 
 T = TypeVar("T")
 
@@ -60,6 +66,16 @@ T = TypeVar("T")
 #: transaction's size and so how long its callers and other processes wait for the lock
 MAX_GROUP = 64
 MAX_GROUP_COST = 4096
+
+
+class CommitObserver(Protocol):
+    """Told what each group commit changed (see the module's "Observers")."""
+
+    def capture(self, conn: sqlite3.Connection) -> Any: ...
+
+    def publish(self, captured: Any) -> None: ...
+
+    def failed(self) -> None: ...
 
 
 class NotApplied(StoreError):
@@ -124,14 +140,28 @@ class _Write(Turn, Generic[T]):
         self.done.set()
 
 
-def _run_group(conn: sqlite3.Connection, group: list[_Write[Any]]) -> None:
+#: what a group's ``capture`` found (None: it did not run, nothing was committed)
+_Captured = list[Any]
+
+
+def _run_group(conn: sqlite3.Connection, group: list[_Write[Any]], observer: CommitObserver | None) -> _Captured:
     """On the worker thread: one transaction, one commit; the writes without savepoints
-    unless one of them fails (then again with a savepoint each)."""
-    if not _run_plainly(conn, group):
-        _run_with_savepoints(conn, group)
+    unless one of them fails (then again with a savepoint each). What the observer captured
+    before the COMMIT, if it ran."""
+    captured: _Captured = []
+    if not _run_plainly(conn, group, observer, captured):
+        _run_with_savepoints(conn, group, observer, captured)
+    return captured
 
 
-def _run_plainly(conn: sqlite3.Connection, group: list[_Write[Any]]) -> bool:
+def _before_commit(conn: sqlite3.Connection, observer: CommitObserver | None, captured: _Captured) -> None:
+    if observer is not None:
+        captured.append(observer.capture(conn))
+
+
+def _run_plainly(
+    conn: sqlite3.Connection, group: list[_Write[Any]], observer: CommitObserver | None, captured: _Captured
+) -> bool:
     """Run and commit the group without savepoints; False (nothing written) if a write raised
     and the group has others, which must then run with savepoints."""
     conn.execute("BEGIN IMMEDIATE")
@@ -149,6 +179,7 @@ def _run_plainly(conn: sqlite3.Connection, group: list[_Write[Any]]) -> bool:
                     return False
                 write.error = exc  # alone: rolled back, nothing else to keep
                 return True
+        _before_commit(conn, observer, captured)
         conn.execute("COMMIT")
         return True
     except BaseException:
@@ -157,7 +188,9 @@ def _run_plainly(conn: sqlite3.Connection, group: list[_Write[Any]]) -> bool:
         raise
 
 
-def _run_with_savepoints(conn: sqlite3.Connection, group: list[_Write[Any]]) -> None:
+def _run_with_savepoints(
+    conn: sqlite3.Connection, group: list[_Write[Any]], observer: CommitObserver | None, captured: _Captured
+) -> None:
     """One transaction, a savepoint per write (a failing write is undone alone), one commit."""
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -174,6 +207,7 @@ def _run_with_savepoints(conn: sqlite3.Connection, group: list[_Write[Any]]) -> 
                 conn.execute("ROLLBACK TO w")
                 write.error = exc
             conn.execute("RELEASE w")
+        _before_commit(conn, observer, captured)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -187,8 +221,9 @@ class GroupCommit:
     ``call(fn, *args)`` runs ``fn(conn, *args)`` on the store's worker thread (and translates
     its errors); it is the store's one door to the connection."""
 
-    def __init__(self, call: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(self, call: Callable[..., Awaitable[Any]], *, observer: CommitObserver | None = None) -> None:
         self._call = call
+        self._observer = observer
         self._queue: list[_Write[Any]] = []
         self._leading = False
         self._group_done = trio.Event()
@@ -244,8 +279,12 @@ class GroupCommit:
             write.taken = True
         try:
             with trio.CancelScope(shield=True):
-                await self._call(_run_group, group)
+                captured = await self._call(_run_group, group, self._observer)
+            if self._observer is not None and captured:
+                self._observer.publish(captured[0])
         except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the group is stored
+            if self._observer is not None:
+                self._observer.failed()
             for write in group:
                 write.error = StoreError(str(exc) or type(exc).__name__)
                 write.error.__cause__ = exc

@@ -71,6 +71,7 @@ from .base import (
 )
 from .dialect import Connection
 from .group_commit import GroupCommit
+from .tail_capture import SqliteTails
 from .migrations import migrate
 from .sqlite_accounts import (
     _account,
@@ -186,11 +187,17 @@ def _connect_reader(path: str) -> sqlite3.Connection:
 class SqliteStore:
     """Store backed by one SQLite file. Create with ``await SqliteStore.open(path)``."""
 
+    #: what the last commits stored into each outbox and mailbox (queue_tails.py); None where
+    #: this process is not the file's only writer (PostgreSQL)
+    _tails: SqliteTails | None = None
+
     def __init__(self, conn: sqlite3.Connection, reader: sqlite3.Connection, disk_free: DiskFree) -> None:
         self._disk_free = disk_free
         self._conn: sqlite3.Connection | None = conn
         self._limiter = trio.CapacityLimiter(1)
-        self._writes = GroupCommit(self._call)
+        self._tails = SqliteTails()
+        self._tails.setup(conn)
+        self._writes = GroupCommit(self._call, observer=self._tails)
         self._reader: sqlite3.Connection | None = reader
         self._read_limiter = trio.CapacityLimiter(1)
 
@@ -364,7 +371,12 @@ class SqliteStore:
         return await self._read(_account_removed, account)
 
     async def admin_version(self) -> int:
-        return await self._read(_admin_version)
+        version = await self._read(_admin_version)
+        if self._tails is not None:
+            # The admin commands write from another process: what the tails hold may be gone
+            # (a removed account's mailboxes). Their next commit would see it too (data_version).
+            self._tails.admin_version(version)
+        return version
 
     async def invites(self) -> list[InviteRow]:
         return await self._read(_invites)
@@ -531,7 +543,18 @@ class SqliteStore:
     ) -> Page[MailboxItem]:
         if limit < 1:
             raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
-        return await self._read(_pending, account, device_id, after_seq, limit, now, max_bytes)
+        if self._tails is None:
+            return await self._read(_pending, account, device_id, after_seq, limit, now, max_bytes)
+        tails, key = self._tails.mailbox, (account, device_id)
+        page = tails.answer(key, after=after_seq, limit=limit, max_bytes=max_bytes, now=now)
+        if page is not None:
+            return page
+        ticket, page = tails.begin_read(key), None
+        try:
+            page = await self._read(_pending, account, device_id, after_seq, limit, now, max_bytes)
+            return page
+        finally:
+            tails.end_read(ticket, after=after_seq, page=page)
 
     async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:
         if not ids:
@@ -567,7 +590,18 @@ class SqliteStore:
     async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> Page[QueuedItem]:
         if limit < 1:
             raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
-        return await self._read(_outbox, dest, limit, max_bytes, now, after)
+        if self._tails is None:
+            return await self._read(_outbox, dest, limit, max_bytes, now, after)
+        tails = self._tails.outbox
+        page = tails.answer(dest, after=after, limit=limit, max_bytes=max_bytes, now=now)
+        if page is not None:
+            return page
+        ticket, page = tails.begin_read(dest), None
+        try:
+            page = await self._read(_outbox, dest, limit, max_bytes, now, after)
+            return page
+        finally:
+            tails.end_read(ticket, after=after, page=page)
 
     async def expired_outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
         if limit < 1:

@@ -1,0 +1,218 @@
+"""What the last commits stored into each queue a reader waits on (a destination's outbox, a
+device's mailbox), kept in memory so that the reader a commit wakes gets those items without a
+read on the store's thread.
+
+Why: on the latency path, the outbox worker (the sending node) and a device's delivery task
+(the receiving node) are each woken by a commit and then read back what it stored. Each such
+read is a hand-off to a store thread and back, ~0.45 ms p50 on a busy 2-core machine against
+~0.05 ms of SQL (docs/performance.md, "Store hand-offs per push" and "The committed tail of
+each queue"). The SQLite store, the one writer of its file, knows what each commit stored.
+
+An entry (key, ``after``, items) says: every row of that queue with seq > ``after`` that is
+committed (and was unexpired when the entry was read) is in ``items``, in seq order, and
+nothing else is. It is made only by a complete read from the database (``end_read``), kept
+true by every commit of this store (``publish``, in commit order, before the commit's callers
+wake anyone), and dropped whenever that cannot be shown:
+
+- a commit added rows to the queue but their items were not captured (the entry appeared while
+  the commit ran);
+- a read was under way when a commit touched its queue (``Ticket.spoiled``): its result is
+  returned but not kept;
+- another connection wrote to the file (``reset``: PRAGMA data_version), a group failed, or an
+  entry outgrew its caps.
+
+A read whose ``after`` is below the entry's goes to the database (a worker going back to items
+it must try again), and so does one when no commit of this store added to the entry since its
+last complete answer: the reader was then woken by something else, e.g. a write by another
+connection (an operator's command; tests write that way too), which this store sees only at its
+next commit (data_version) or admin_version poll. Everything here runs on the trio thread; the store's writer thread only
+asks ``wants(key)`` (a dict lookup, atomic under the GIL): a key that becomes wanted during a
+capture is the first case above.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from .base import Page
+
+__all__ = ["QueueTails", "Ticket", "Queued"]
+
+
+class Queued(Protocol):
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def expires(self) -> int: ...
+
+
+K = TypeVar("K", bound=Hashable)
+I = TypeVar("I", bound=Queued)
+
+
+def _seq(item: Queued) -> int:
+    return item.seq
+
+
+class Ticket:
+    """A read from the database under way for ``key``; ``spoiled`` once a commit touched the
+    key meanwhile (the read's snapshot may or may not hold that commit: not kept)."""
+
+    __slots__ = ("key", "spoiled")
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.spoiled = False
+
+
+@dataclass(slots=True)
+class _Entry(Generic[I]):
+    after: int
+    items: list[I] = field(default_factory=list)
+    size: int = 0
+    #: a commit added items since the last complete answer (see ``answer``)
+    fresh: bool = False
+
+
+class QueueTails(Generic[K, I]):
+    """The entries of one kind of queue. ``size(item)``: its bytes (as the read's byte cap
+    counts them). Caps: ``max_items`` and ``max_bytes`` per entry, ``total_bytes`` in all,
+    ``max_entries`` (the least recently read goes first)."""
+
+    def __init__(
+        self, *, size: Callable[[I], int], max_items: int, max_bytes: int, total_bytes: int, max_entries: int
+    ) -> None:
+        self._size = size
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._total_bytes = total_bytes
+        self._max_entries = max_entries
+        self._entries: dict[K, _Entry[I]] = {}
+        self._tickets: dict[K, list[Ticket]] = {}
+        self._bytes = 0
+
+    # The writer thread's one question ------------------------------------------------------
+
+    def wants(self, key: K) -> bool:
+        """Whether a commit's rows for ``key`` are worth capturing (it has an entry)."""
+        return key in self._entries
+
+    # Readers ---------------------------------------------------------------------------------
+
+    def answer(self, key: K, *, after: int, limit: int, max_bytes: int | None, now: int) -> Page[I] | None:
+        """What a read of the database would return (the same caps, the same ``complete``),
+        or None if the entry cannot say: no entry, ``after`` below it, or no commit of this
+        store added to it since its last complete answer. A reader that asks again then was
+        woken by something else (a write by another connection, which a test or an operator's
+        command may make and then wake it): the database is read, as it was before."""
+        entry = self._entries.get(key)
+        if entry is None or after < entry.after or not entry.fresh:
+            return None
+        self._entries[key] = self._entries.pop(key)  # most recently read last
+        if after > entry.after:  # the reader is past these: they are not asked for again
+            cut = bisect_right(entry.items, after, key=_seq)
+            passed = sum(self._size(item) for item in entry.items[:cut])
+            entry.size -= passed
+            self._bytes -= passed
+            del entry.items[:cut]
+            entry.after = after
+        page: Page[I] = Page()
+        total = 0
+        for item in entry.items:
+            if len(page) == limit:
+                break
+            if item.expires <= now:
+                continue
+            total += self._size(item)
+            if page and max_bytes is not None and total > max_bytes:
+                return page  # stopped by the byte cap: not complete
+            page.append(item)
+        page.complete = len(page) < limit
+        entry.fresh = not page.complete  # the reader reads on at once: the rest is known
+        return page
+
+    def begin_read(self, key: K) -> Ticket:
+        ticket = Ticket(key)
+        self._tickets.setdefault(key, []).append(ticket)
+        return ticket
+
+    def end_read(self, ticket: Ticket, *, after: int, page: Page[I] | None) -> None:
+        """The read of ``ticket`` returned ``page`` (None: it failed). A complete read that no
+        commit touched meanwhile becomes the key's entry."""
+        key: K = ticket.key  # type: ignore[assignment]
+        tickets = self._tickets.get(key, [])
+        if ticket in tickets:
+            tickets.remove(ticket)
+            if not tickets:
+                del self._tickets[key]
+        if page is None or ticket.spoiled or not page.complete:
+            return
+        self._drop(key)
+        entry: _Entry[I] = _Entry(after, list(page), sum(self._size(item) for item in page))
+        if entry.size > self._max_bytes or len(entry.items) > self._max_items:
+            return
+        self._entries[key] = entry
+        self._bytes += entry.size
+        while len(self._entries) > self._max_entries or self._bytes > self._total_bytes:
+            self._drop(next(iter(self._entries)))
+
+    # Commits -----------------------------------------------------------------------------------
+
+    def publish(self, touched: Iterable[K], added: Mapping[K, list[I]], gone: Iterable[tuple[K, int]]) -> None:
+        """One commit of this store, in commit order: ``touched`` every key it added rows to,
+        ``added`` the items of those it captured (seq order), ``gone`` the (key, seq) of the rows
+        it deleted."""
+        for key, seq in gone:
+            self._spoil(key)
+            entry = self._entries.get(key)
+            if entry is None:
+                continue
+            i = bisect_left(entry.items, seq, key=_seq)  # (settled or acked rows are mostly behind the entry)
+            if i < len(entry.items) and entry.items[i].seq == seq:
+                item = entry.items.pop(i)
+                entry.size -= self._size(item)
+                self._bytes -= self._size(item)
+        for key in touched:
+            self._spoil(key)
+            entry = self._entries.get(key)
+            if entry is None:
+                continue
+            items = added.get(key)
+            if items is None:  # the entry appeared while the commit ran: its rows were not captured
+                self._drop(key)
+                continue
+            last = entry.items[-1].seq if entry.items else entry.after
+            for item in items:
+                if item.seq > last:  # a read that saw this commit already holds it
+                    entry.items.append(item)
+                    entry.size += self._size(item)
+                    self._bytes += self._size(item)
+                    entry.fresh = True
+            if entry.size > self._max_bytes or len(entry.items) > self._max_items or self._bytes > self._total_bytes:
+                self._drop(key)
+
+    def reset(self) -> None:
+        """Nothing known any more (another connection wrote, or a group failed)."""
+        self._entries.clear()
+        self._bytes = 0
+        for tickets in self._tickets.values():
+            for ticket in tickets:
+                ticket.spoiled = True
+
+    # -------------------------------------------------------------------------------------------
+
+    def _spoil(self, key: K) -> None:
+        for ticket in self._tickets.get(key, ()):
+            ticket.spoiled = True
+
+    def _drop(self, key: K) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry.size
+
+    def __len__(self) -> int:
+        return len(self._entries)
