@@ -227,7 +227,6 @@ class Attachments:
             raise LocalProtocolError(f"{path} is not a file", code="bad_input")
         if sealed_size(st.st_size) > MAX_BLOB_BYTES:
             raise LocalProtocolError(f"{path} is too large to send", code="blob_too_large")
-        progress(0, sealed_size(st.st_size))  # its size is known now, before the file is read through
         media_type = media_type_of(mimetypes.guess_type(name)[0] or "")
         upload = self._resumable(path, st)
         if upload is None:

@@ -71,9 +71,11 @@ def _say(line: str) -> None:
 
 
 @contextmanager
-def progress_bar(args: argparse.Namespace, what: str) -> Iterator[tuple[Progress | None, Say]]:
+def progress_bar(args: argparse.Namespace, what: str, total: int | None = None) -> Iterator[tuple[Progress | None, Say]]:
     """A rich progress bar on stderr when it is a terminal (and not --json), else None; and how
-    to say a line (the node is away: the bar stands still) above it, or alone on stderr."""
+    to say a line (the node is away: the bar stands still) above it, or alone on stderr.
+    ``total``: the bytes to move when known before the first progress (none is reported while
+    an upload reads its file through)."""
     if getattr(args, "json", False) or not sys.stderr.isatty():
         yield None, _say
         return
@@ -85,7 +87,7 @@ def progress_bar(args: argparse.Namespace, what: str) -> Iterator[tuple[Progress
         TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
         console=Console(stderr=True), transient=True,
     ) as bar:  # fmt: skip
-        task = bar.add_task(terminal_safe(what), total=None)
+        task = bar.add_task(terminal_safe(what), total=total)
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -134,7 +136,7 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
     path = Path(args.file)
     held: list[int] = []  # the node's last word on the upload: [bytes it holds, of total]
     shell.on_interrupt(args, lambda: _send_file_interrupted(path.name, held))
-    with progress_bar(args, f"sending {path.name}") as (bar, say):
+    with progress_bar(args, f"sending {path.name}", _sealed_size(path)) as (bar, say):
 
         def progress(done: int, total: int) -> None:
             held[:] = [done, total]
@@ -155,6 +157,17 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
             raise ConnectError(f"{exc}; {_not_uploaded(path.name, held)}", code=exc.code) from None
     name = group_name_of(device, result.conversation, result.is_group)
     shell.show(args, file_sent_json(result, name), _sent_line(result, name))
+
+
+def _sealed_size(path: Path) -> int | None:
+    """The bytes an upload of ``path`` moves (the file sealed), for its bar from the start;
+    None when it cannot be read (the upload says why)."""
+    from sonet.core.crypto.stream import sealed_size
+
+    try:
+        return sealed_size(path.stat().st_size)
+    except OSError:
+        return None
 
 
 def _send_file_interrupted(name: str, held: list[int]) -> str:

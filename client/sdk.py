@@ -902,8 +902,9 @@ class Device:
     ) -> FileSendResult:
         """Encrypt ``path``, upload it to the home node (resuming an upload of it that stopped) and
         send ``recipient`` a file message with ``text`` as its caption; ``voice_ms``: it is a
-        voice note of that length. ``progress`` is called with (bytes done, bytes in all) from the
-        start; ``say`` with one line when the home node goes away and the upload waits for it."""
+        voice note of that length. ``progress`` is called with (bytes the node holds, bytes in all)
+        as the upload goes; ``say`` with one line when the home node goes away and the upload
+        waits for it."""
         return await Attachments(self).send_file(recipient, Path(path), text=text, progress=progress, voice_ms=voice_ms, say=say)
 
     async def group_send_file(
