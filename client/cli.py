@@ -108,6 +108,8 @@ def cmd_register(args: argparse.Namespace) -> None:
     from .pending_registration import has_pending_registration
 
     if args.discard_pending:
+        if args.address is not None or args.node is not None or args.invite is not None:  # it does nothing else
+            raise CommandError("usage", "--discard-pending takes no ADDRESS, --node or --invite (usage: sonet register --discard-pending)")
         _discard_pending(args)
         return
     node_url = check_node_url(args.node) if args.node is not None else None

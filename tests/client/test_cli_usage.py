@@ -249,6 +249,7 @@ def test_every_usage_error_exits_2_also_those_the_command_finds_itself(capsys: p
         (["devices", "remove"], "usage: sonet devices remove ID [--yes]"),
         (["devices", "list", "3"], "ID and --yes go with remove (usage: sonet devices remove ID [--yes])"),
         (["devices", "--yes"], "ID and --yes go with remove (usage: sonet devices remove ID [--yes])"),
+        (["register", "--discard-pending", ADDRESS], "--discard-pending takes no ADDRESS, --node or --invite (usage: sonet register --discard-pending)"),
     ],
 )
 def test_options_that_do_not_go_together_are_one_usage_line_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], says: str) -> None:
