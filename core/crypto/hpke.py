@@ -39,6 +39,12 @@ def xwing_private_from_seed(seed: bytes) -> tuple[mlkem.MLKEM768PrivateKey, x255
     return mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64]), x25519.X25519PrivateKey.from_private_bytes(expanded[64:])
 
 
+#: public keys read by :meth:`HpkePublicKey.from_bytes`, by their encoding (immutable objects);
+#: at most this many, then forgotten all at once
+_PARSED: dict[bytes, "HpkePublicKey"] = {}
+_PARSED_MAX = 128
+
+
 class HpkePublicKey:
     __slots__ = ("mode", "raw", "_key")
 
@@ -63,8 +69,18 @@ class HpkePublicKey:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "HpkePublicKey":
-        value = canonical.loads_map(data, {"mode": str, "key": bytes})
-        return cls(CryptoMode.parse(value["mode"]), value["key"])
+        """The key of its encoding (RemoteProtocolError if malformed). A key read before is
+        handed out again (``_PARSED``): parsing an X-Wing key costs ~30 µs (the ML-KEM-768
+        part), and every send reads each recipient device's record, which holds one."""
+        key = _PARSED.get(data) if type(data) is bytes else None
+        if key is None:
+            value = canonical.loads_map(data, {"mode": str, "key": bytes})
+            key = cls(CryptoMode.parse(value["mode"]), value["key"])
+            if type(data) is bytes:
+                if len(_PARSED) >= _PARSED_MAX:
+                    _PARSED.clear()  # bounded; clear() is one step, safe beside another thread
+                _PARSED[data] = key
+        return key
 
     def to_bytes(self) -> bytes:
         return canonical.dumps({"mode": self.mode.value, "key": self.raw})
