@@ -39,7 +39,7 @@ from typing import Generic, Protocol, TypeVar
 
 from .base import Page
 
-__all__ = ["QueueTails", "Ticket", "Queued"]
+__all__ = ["QueueTails", "Changes", "Entry", "Ticket", "Queued"]
 
 
 class Queued(Protocol):
@@ -70,12 +70,23 @@ class Ticket:
 
 
 @dataclass(slots=True)
-class _Entry(Generic[I]):
+class Entry(Generic[I]):
     after: int
     items: list[I] = field(default_factory=list)
     size: int = 0
     #: a commit added items since the last complete answer (see ``answer``)
     fresh: bool = False
+
+
+@dataclass(slots=True)
+class Changes(Generic[K, I]):
+    """One commit's changes to one kind of queue (``QueueTails.publish``); each entry named
+    is the one the capture saw (``QueueTails.entry``)."""
+
+    touched: set[K] = field(default_factory=set)
+    added: dict[K, tuple[Entry[I], list[I]]] = field(default_factory=dict)
+    gone_keys: set[K] = field(default_factory=set)
+    gone: dict[K, tuple[Entry[I], list[int]]] = field(default_factory=dict)
 
 
 class QueueTails(Generic[K, I]):
@@ -87,19 +98,22 @@ class QueueTails(Generic[K, I]):
         self, *, size: Callable[[I], int], max_items: int, max_bytes: int, total_bytes: int, max_entries: int
     ) -> None:
         self._size = size
-        self._max_items = max_items
+        self.max_items = max_items
         self._max_bytes = max_bytes
         self._total_bytes = total_bytes
         self._max_entries = max_entries
-        self._entries: dict[K, _Entry[I]] = {}
+        self._entries: dict[K, Entry[I]] = {}
         self._tickets: dict[K, list[Ticket]] = {}
         self._bytes = 0
 
     # The writer thread's one question ------------------------------------------------------
 
-    def wants(self, key: K) -> bool:
-        """Whether a commit's rows for ``key`` are worth capturing (it has an entry)."""
-        return key in self._entries
+    def entry(self, key: K) -> Entry[I] | None:
+        """The key's entry, if it has one: whether a commit's rows for it are worth capturing.
+        The capture hands it back with them; an entry that is not the same one by then (made
+        while the commit ran, from a read that may not hold it) is dropped, not added to.
+        (Its ``after`` may be read: it only grows while the entry lives.)"""
+        return self._entries.get(key)
 
     # Readers ---------------------------------------------------------------------------------
 
@@ -152,8 +166,8 @@ class QueueTails(Generic[K, I]):
         if page is None or ticket.spoiled or not page.complete:
             return
         self._drop(key)
-        entry: _Entry[I] = _Entry(after, list(page), sum(self._size(item) for item in page))
-        if entry.size > self._max_bytes or len(entry.items) > self._max_items:
+        entry: Entry[I] = Entry(after, list(page), sum(self._size(item) for item in page))
+        if entry.size > self._max_bytes or len(entry.items) > self.max_items:
             return
         self._entries[key] = entry
         self._bytes += entry.size
@@ -162,37 +176,44 @@ class QueueTails(Generic[K, I]):
 
     # Commits -----------------------------------------------------------------------------------
 
-    def publish(self, touched: Iterable[K], added: Mapping[K, list[I]], gone: Iterable[tuple[K, int]]) -> None:
-        """One commit of this store, in commit order: ``touched`` every key it added rows to,
-        ``added`` the items of those it captured (seq order), ``gone`` the (key, seq) of the rows
-        it deleted."""
-        for key, seq in gone:
+    def publish(self, changes: Changes[K, I]) -> None:
+        """One commit of this store, in commit order (``Changes``): the keys it
+        deleted rows of (``gone_keys``) and, for those that had an entry, the rows past where
+        the entry started (``gone``); the keys it added rows to (``touched``) and, for those
+        that had an entry, the rows' items in seq order (``added``). Each with the entry the
+        capture saw."""
+        for key in changes.gone_keys:
             self._spoil(key)
             entry = self._entries.get(key)
             if entry is None:
                 continue
-            i = bisect_left(entry.items, seq, key=_seq)  # (settled or acked rows are mostly behind the entry)
-            if i < len(entry.items) and entry.items[i].seq == seq:
-                item = entry.items.pop(i)
-                entry.size -= self._size(item)
-                self._bytes -= self._size(item)
-        for key in touched:
+            seen = changes.gone.get(key)
+            if seen is None or seen[0] is not entry:
+                self._drop(key)
+                continue
+            for seq in seen[1]:
+                i = bisect_left(entry.items, seq, key=_seq)
+                if i < len(entry.items) and entry.items[i].seq == seq:
+                    item = entry.items.pop(i)
+                    entry.size -= self._size(item)
+                    self._bytes -= self._size(item)
+        for key in changes.touched:
             self._spoil(key)
             entry = self._entries.get(key)
             if entry is None:
                 continue
-            items = added.get(key)
-            if items is None:  # the entry appeared while the commit ran: its rows were not captured
+            got = changes.added.get(key)
+            if got is None or got[0] is not entry:  # too many rows, or an entry the capture did not see
                 self._drop(key)
                 continue
             last = entry.items[-1].seq if entry.items else entry.after
-            for item in items:
+            for item in got[1]:
                 if item.seq > last:  # a read that saw this commit already holds it
                     entry.items.append(item)
                     entry.size += self._size(item)
                     self._bytes += self._size(item)
                     entry.fresh = True
-            if entry.size > self._max_bytes or len(entry.items) > self._max_items or self._bytes > self._total_bytes:
+            if entry.size > self._max_bytes or len(entry.items) > self.max_items or self._bytes > self._total_bytes:
                 self._drop(key)
 
     def reset(self) -> None:

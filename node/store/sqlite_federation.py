@@ -53,10 +53,11 @@ def _set_peer_key(conn: Connection, name: str, fingerprint: str, key: bytes) -> 
 # Outboxes and delivery tracking ------------------------------------------------------------
 
 _TRACKING_COLUMNS = "sender_account, sender_device, id, account, device"
-_QUEUED_COLUMNS = "seq, dest, key, expires, data, queued_at"
+#: an outbox item's columns as its readers read them (also tail_capture.py)
+QUEUED_COLUMNS = "seq, dest, key, expires, data, queued_at"
 
 
-def _queued_item(row: tuple[Any, ...]) -> QueuedItem:
+def queued_item(row: tuple[Any, ...]) -> QueuedItem:
     seq, dest, key, expires, data, queued_at = row
     return QueuedItem(seq=seq, dest=dest, key=bytes(key), expires=expires, data=bytes(data), queued_at=queued_at)
 
@@ -315,7 +316,7 @@ def _receive(conn: Connection, items: list[Inbound], now: int, quota: Quota, dis
 def _outbox(conn: Connection, dest: str, limit: int, max_bytes: int, now: int, after: int) -> Page[QueuedItem]:
     return _read_queue(
         conn,
-        f"SELECT {_QUEUED_COLUMNS} FROM outbox WHERE dest = ? AND seq > ? AND expires > ? ORDER BY seq LIMIT ?",
+        f"SELECT {QUEUED_COLUMNS} FROM outbox WHERE dest = ? AND seq > ? AND expires > ? ORDER BY seq LIMIT ?",
         (dest, after, now, limit),
         limit,
         max_bytes,
@@ -327,7 +328,7 @@ def _expired_outbox(conn: Connection, dest: str, limit: int, max_bytes: int, now
     # whereas a destination that is down may have a long queue.
     return _read_queue(
         conn,
-        f"SELECT {_QUEUED_COLUMNS} FROM outbox INDEXED BY outbox_expiry WHERE expires <= ? AND dest = ? ORDER BY seq LIMIT ?",
+        f"SELECT {QUEUED_COLUMNS} FROM outbox INDEXED BY outbox_expiry WHERE expires <= ? AND dest = ? ORDER BY seq LIMIT ?",
         (now, dest, limit),
         limit,
         max_bytes,
@@ -339,7 +340,7 @@ def _read_queue(conn: Connection, sql: str, params: tuple[Any, ...], limit: int,
     total = 0
     with closing(conn.execute(sql, params)) as rows:
         for row in rows:  # fetched one by one: rows past the byte cap are never read
-            item = _queued_item(row)
+            item = queued_item(row)
             total += len(item.data)
             if items and total > max_bytes:
                 return items

@@ -184,6 +184,14 @@ def _store_envelopes(
 #: a row's body: its own, or the group item body it shares with other mailboxes (sqlite_group_bodies.py)
 _PENDING_BODY = "CASE WHEN body_ref IS NULL THEN body ELSE (SELECT body FROM group_bodies WHERE id = body_ref) END"
 
+#: a mailbox item's columns as its readers read them (also tail_capture.py)
+PENDING_COLUMNS = f"seq, id, expires, kind, {_PENDING_BODY}, stored_at"
+
+
+def mailbox_item(row: tuple[Any, ...]) -> MailboxItem:
+    seq, id_, expires, kind, body, at = row
+    return MailboxItem(seq=seq, id=bytes(id_), expires=expires, kind=kind, body=bytes(body), stored_at=at)
+
 
 def _pending(
     conn: Connection, account: str, device_id: int, after_seq: int, limit: int, now: int, max_bytes: int | None
@@ -192,17 +200,18 @@ def _pending(
     total = 0
     with closing(
         conn.execute(
-            f"SELECT seq, id, expires, kind, {_PENDING_BODY}, stored_at FROM mailbox"
+            f"SELECT {PENDING_COLUMNS} FROM mailbox"
             " WHERE account = ? AND device_id = ? AND seq > ? AND expires > ?"
             " ORDER BY seq LIMIT ?",
             (account, device_id, after_seq, now, limit),
         )
     ) as rows:
-        for seq, id_, expires, kind, body, at in rows:  # one by one: rows past the cap are never read
-            total += len(body)
+        for row in rows:  # one by one: rows past the cap are never read
+            item = mailbox_item(row)
+            total += len(item.body)
             if items and max_bytes is not None and total > max_bytes:
                 return items
-            items.append(MailboxItem(seq=seq, id=bytes(id_), expires=expires, kind=kind, body=bytes(body), stored_at=at))
+            items.append(item)
     items.complete = len(items) < limit
     return items
 

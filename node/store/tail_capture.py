@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from sonet.core import limits
 from sonet.federation.records import QueuedItem
 
 from .base import MailboxItem
-from .queue_tails import QueueTails
+from .queue_tails import Changes, QueueTails
+from .sqlite_federation import QUEUED_COLUMNS, queued_item
+from .sqlite_mailbox import PENDING_COLUMNS, mailbox_item
 
 __all__ = ["SqliteTails", "Captured"]
 
@@ -48,6 +51,21 @@ def _highest(conn: sqlite3.Connection, table: str) -> int:
     return int(row[0]) if row else 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """A queue table: its key columns, and its items' columns as its readers read them."""
+
+    name: str
+    key_columns: str
+    key_where: str
+    columns: str
+    item: Callable[[tuple[Any, ...]], Any]
+
+
+_OUTBOX = _Table("outbox", "dest", "dest = ?", QUEUED_COLUMNS, queued_item)
+_MAILBOX = _Table("mailbox", "account, device_id", "account = ? AND device_id = ?", PENDING_COLUMNS, mailbox_item)
+
+
 @dataclass(slots=True)
 class Captured:
     """One commit's changes to the two kinds of queue (``reset``: unknown, forget everything)."""
@@ -56,12 +74,10 @@ class Captured:
     outbox_high: int
     mailbox_high: int
     version: int
-    outbox_touched: set[str] = field(default_factory=set)
-    outbox_added: dict[str, list[QueuedItem]] = field(default_factory=dict)
-    outbox_gone: list[tuple[str, int]] = field(default_factory=list)
-    mailbox_touched: set[Mailbox] = field(default_factory=set)
-    mailbox_added: dict[Mailbox, list[MailboxItem]] = field(default_factory=dict)
-    mailbox_gone: list[tuple[Mailbox, int]] = field(default_factory=list)
+    outbox: Changes[str, QueuedItem] = field(default_factory=Changes)
+    mailbox: Changes[Mailbox, MailboxItem] = field(default_factory=Changes)
+    #: False: the capture failed, the highs are not known (the next one forgets all again)
+    known: bool = True
 
 
 class SqliteTails:
@@ -102,7 +118,14 @@ class SqliteTails:
         self._known = True
 
     def capture(self, conn: sqlite3.Connection) -> Captured:
-        """Inside the group's transaction, after its writes, before its COMMIT."""
+        """Inside the group's transaction, after its writes, before its COMMIT. Never fails
+        the group: what cannot be captured is forgotten (the readers read the database)."""
+        try:
+            return self._capture(conn)
+        except Exception:  # noqa: BLE001 - e.g. a row that does not read back: forget all
+            return Captured(True, self._outbox_high, self._mailbox_high, self._version, known=False)
+
+    def _capture(self, conn: sqlite3.Connection) -> Captured:
         version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         gone = conn.execute("SELECT count(*) FROM tail_gone").fetchone()[0]
         if not self._known or version != self._version or gone > _MANY_GONE:
@@ -111,57 +134,61 @@ class SqliteTails:
             return Captured(True, _highest(conn, "outbox"), _highest(conn, "mailbox"), version)
         out = Captured(False, self._outbox_high, self._mailbox_high, version)
         if gone:
-            for queue, seq, a, d in conn.execute("SELECT queue, seq, a, d FROM tail_gone"):
-                if queue == 0:
-                    out.outbox_gone.append((a, seq))
-                else:
-                    out.mailbox_gone.append(((a, d), seq))
-            conn.execute("DELETE FROM tail_gone")
-        self._capture_outbox(conn, out)
-        self._capture_mailbox(conn, out)
+            self._capture_gone(conn, out)
+        out.outbox_high = self._capture_added(conn, self.outbox, out.outbox, out.outbox_high, _OUTBOX)
+        out.mailbox_high = self._capture_added(conn, self.mailbox, out.mailbox, out.mailbox_high, _MAILBOX)
         return out
 
-    def _capture_outbox(self, conn: sqlite3.Connection, out: Captured) -> None:
-        rows = conn.execute(
-            "SELECT seq, dest, key, expires, data, queued_at FROM outbox WHERE seq > ? ORDER BY seq", (out.outbox_high,)
-        )
-        for seq, dest, key, expires, data, queued_at in rows:
-            out.outbox_high = seq
-            out.outbox_touched.add(dest)
-            if self.outbox.wants(dest):
-                item = QueuedItem(seq=seq, dest=dest, key=bytes(key), expires=expires, data=bytes(data), queued_at=queued_at)
-                out.outbox_added.setdefault(dest, []).append(item)
+    def _capture_gone(self, conn: sqlite3.Connection, out: Captured) -> None:
+        # Which queues lost rows (their reads under way are spoiled), and for those with an
+        # entry, which of its rows: only those past where its reader is matter (acked and
+        # settled rows are behind it). The loops over rows are SQLite's.
+        for queue, a, d in conn.execute("SELECT DISTINCT queue, a, d FROM tail_gone").fetchall():
+            if queue == 0:
+                self._gone_of(conn, self.outbox, out.outbox, a, "queue = 0 AND a = ?", (a,))
+            else:
+                self._gone_of(conn, self.mailbox, out.mailbox, (a, d), "queue = 1 AND a = ? AND d = ?", (a, d))
+        conn.execute("DELETE FROM tail_gone")
 
-    def _capture_mailbox(self, conn: sqlite3.Connection, out: Captured) -> None:
-        rows = conn.execute(
-            "SELECT seq, account, device_id, id, expires, kind, body, body_ref, stored_at FROM mailbox WHERE seq > ? ORDER BY seq",
-            (out.mailbox_high,),
-        )
-        bodies: dict[int, bytes] = {}  # a group item's body, shared by its rows
-        for seq, account, device_id, id_, expires, kind, body, body_ref, stored_at in rows:
-            out.mailbox_high = seq
-            key = (account, device_id)
-            out.mailbox_touched.add(key)
-            if not self.mailbox.wants(key):
-                continue
-            if body_ref is not None:
-                if body_ref not in bodies:
-                    bodies[body_ref] = _group_body(conn, body_ref)
-                body = bodies[body_ref]
-            item = MailboxItem(seq=seq, id=bytes(id_), expires=expires, kind=kind, body=bytes(body), stored_at=stored_at)
-            out.mailbox_added.setdefault(key, []).append(item)
+    @staticmethod
+    def _gone_of(conn: sqlite3.Connection, tails: QueueTails[Any, Any], changes: Changes[Any, Any], key: Any, where: str, params: tuple[Any, ...]) -> None:
+        changes.gone_keys.add(key)
+        entry = tails.entry(key)
+        if entry is not None:
+            seqs = conn.execute(f"SELECT seq FROM tail_gone WHERE {where} AND seq > ?", (*params, entry.after)).fetchall()
+            changes.gone[key] = (entry, [seq for (seq,) in seqs])
+
+    @staticmethod
+    def _capture_added(conn: sqlite3.Connection, tails: QueueTails[Any, Any], changes: Changes[Any, Any], high: int, table: _Table) -> int:
+        # The new rows' queues (counted by SQLite: no row copied for queues nobody waits on),
+        # then the items of those with an entry, as the reader's own query reads them.
+        before = high
+        for *parts, count, last in conn.execute(
+            f"SELECT {table.key_columns}, count(*), max(seq) FROM {table.name} WHERE seq > ? GROUP BY {table.key_columns}", (before,)
+        ).fetchall():
+            key = parts[0] if len(parts) == 1 else tuple(parts)
+            high = max(high, last)
+            changes.touched.add(key)
+            entry = tails.entry(key)
+            if entry is not None and count <= tails.max_items:  # (more: the entry goes anyway)
+                rows = conn.execute(
+                    f"SELECT {table.columns} FROM {table.name} WHERE {table.key_where} AND seq > ? ORDER BY seq",
+                    (*parts, before),
+                ).fetchall()
+                changes.added[key] = (entry, [table.item(row) for row in rows])
+        return high
 
     # Trio thread -------------------------------------------------------------------------------
 
     def publish(self, captured: Captured) -> None:
         """The group that captured ``captured`` committed (called before its callers return)."""
         self._outbox_high, self._mailbox_high, self._version = captured.outbox_high, captured.mailbox_high, captured.version
-        self._known = True
+        self._known = captured.known
         if captured.reset:
             self.forget()
             return
-        self.outbox.publish(captured.outbox_touched, captured.outbox_added, captured.outbox_gone)
-        self.mailbox.publish(captured.mailbox_touched, captured.mailbox_added, captured.mailbox_gone)
+        self.outbox.publish(captured.outbox)
+        self.mailbox.publish(captured.mailbox)
 
     def failed(self) -> None:
         """A group failed (nothing of it, or not knowably all of it, committed)."""
@@ -180,6 +207,3 @@ class SqliteTails:
         self.mailbox.reset()
 
 
-def _group_body(conn: sqlite3.Connection, body_ref: int) -> Any:
-    row = conn.execute("SELECT body FROM group_bodies WHERE id = ?", (body_ref,)).fetchone()
-    return row[0] if row else b""

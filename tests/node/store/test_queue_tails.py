@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sonet.node.store.base import Page
-from sonet.node.store.queue_tails import QueueTails
+from sonet.node.store.queue_tails import Changes, QueueTails
 
 NOW = 1_000
 
@@ -39,8 +39,20 @@ def installed(t: QueueTails[str, Item], *items: Item, key: str = "q", after: int
 
 
 def committed(t: QueueTails[str, Item], *items: Item, key: str = "q") -> None:
-    """A commit of this store that added ``items`` to the queue."""
-    t.publish({key}, {key: list(items)}, [])
+    """A commit of this store that added ``items`` to the queue (captured with its entry)."""
+    entry = t.entry(key)
+    t.publish(Changes(touched={key}, added={} if entry is None else {key: (entry, list(items))}))
+
+
+def touched_uncaptured(t: QueueTails[str, Item], key: str = "q") -> None:
+    """A commit that added rows to the queue whose items were not captured."""
+    t.publish(Changes(touched={key}))
+
+
+def deleted(t: QueueTails[str, Item], *seqs: int, key: str = "q") -> None:
+    """A commit that deleted rows of the queue (captured with its entry)."""
+    entry = t.entry(key)
+    t.publish(Changes(gone_keys={key}, gone={} if entry is None else {key: (entry, list(seqs))}))
 
 
 def seqs(p: Page[Item] | None) -> list[int] | None:
@@ -113,17 +125,17 @@ def test_expired_items_are_not_answered() -> None:
 def test_a_commit_during_a_read_spoils_it() -> None:
     t = tails()
     ticket = t.begin_read("q")
-    t.publish({"q"}, {}, [])
+    touched_uncaptured(t)
     t.end_read(ticket, after=0, page=page(Item(1)))
     committed(t, Item(2))
     assert read(t) is None
     ticket = t.begin_read("q")
-    t.publish(set(), {}, [("q", 9)])  # a deletion too
+    deleted(t, 9)  # a deletion too
     t.end_read(ticket, after=0, page=page(Item(1)))
     committed(t, Item(2))
     assert read(t) is None
     ticket = t.begin_read("q")
-    t.publish({"other"}, {}, [])  # another queue's commit does not
+    touched_uncaptured(t, "other")  # another queue's commit does not
     t.end_read(ticket, after=0, page=page(Item(1)))
     committed(t, Item(2))
     assert seqs(read(t)) == [1, 2]
@@ -134,7 +146,25 @@ def test_rows_added_but_not_captured_drop_the_entry() -> None:
     t = tails()
     installed(t, Item(1))
     committed(t, Item(2))
-    t.publish({"q"}, {}, [])
+    touched_uncaptured(t)
+    assert read(t) is None
+
+
+def test_an_entry_made_while_the_commit_ran_is_dropped_not_added_to() -> None:
+    # the capture saw one entry; a read under way then made another, which may lack the commit
+    t = tails()
+    installed(t, Item(1))
+    seen = t.entry("q")
+    assert seen is not None
+    installed(t, Item(1))
+    t.publish(Changes(touched={"q"}, added={"q": (seen, [Item(2)])}))
+    assert read(t) is None
+    installed(t, Item(1), Item(2))
+    seen = t.entry("q")
+    assert seen is not None
+    installed(t, Item(1), Item(2))
+    t.publish(Changes(gone_keys={"q"}, gone={"q": (seen, [2])}))
+    committed(t, Item(3))
     assert read(t) is None
 
 
@@ -148,7 +178,8 @@ def test_a_commit_the_read_already_saw_is_not_added_twice() -> None:
 def test_deleted_rows_leave_the_entry() -> None:
     t = tails()
     installed(t, Item(1), Item(2), Item(3))
-    t.publish(set(), {}, [("q", 2), ("q", 7), ("other", 1)])
+    deleted(t, 2, 7)
+    deleted(t, 1, key="other")
     committed(t, Item(8))
     assert seqs(read(t)) == [1, 3, 8]
 

@@ -312,3 +312,20 @@ async def test_a_failed_commit_forgets_what_it_captured_and_its_seqs_come_again(
     assert await store.pending(BOB, 1, after_seq=0, limit=10, now=NOW) == []
     await store.enqueue([env(3, to=BOB)], now=NOW, quota=ROOMY)
     assert [i.id for i in await store.pending(BOB, 1, after_seq=0, limit=10, now=NOW)] == [mid(3)]
+
+
+async def test_a_capture_that_fails_never_fails_the_write(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sonet.node.store.tail_capture import SqliteTails
+
+    assert await store.pending(BOB, 1, after_seq=0, limit=10, now=NOW) == []
+    real = SqliteTails._capture_added
+
+    def broken(*args: Any) -> int:
+        raise ValueError("a row that does not read back")
+
+    monkeypatch.setattr(SqliteTails, "_capture_added", staticmethod(broken))
+    await store.enqueue([env(1, to=BOB)], now=NOW, quota=ROOMY)  # stored all the same
+    monkeypatch.setattr(SqliteTails, "_capture_added", staticmethod(real))
+    assert [i.id for i in await store.pending(BOB, 1, after_seq=0, limit=10, now=NOW)] == [mid(1)]
+    await store.enqueue([env(2, to=BOB)], now=NOW, quota=ROOMY)
+    assert [i.id for i in await store.pending(BOB, 1, after_seq=0, limit=10, now=NOW)] == [mid(1), mid(2)]
