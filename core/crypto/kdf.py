@@ -74,6 +74,6 @@ def hmac_sha256_pair(key: bytes, first: bytes, second: bytes) -> tuple[bytes, by
 def ct_equal(a: bytes, b: bytes) -> bool:
     """Constant-time equality for MACs, tags and secrets (bytes only, as ``cryptography``'s
     ``bytes_eq``, which is this same comparison)."""
-    if type(a) is not bytes or type(b) is not bytes:
-        raise TypeError("a and b must be bytes")
+    if not isinstance(a, bytes) or not isinstance(b, bytes):
+        raise TypeError("a and b must be bytes.")
     return compare_digest(a, b)
