@@ -43,7 +43,8 @@ Observers (``GroupCommit(call, observer=)``): ``observer.capture(conn)`` runs in
 group's transaction after its writes, before its COMMIT; once that COMMIT returned,
 ``observer.publish(captured)`` runs on the trio thread before any of the group's callers
 returns, in commit order (the next group starts after it). ``observer.failed()`` if the group
-failed. The SQLite store's queue tails (tail_capture.py) learn that way what each commit stored.
+failed, or if its publish raised (the group committed all the same: its writes succeed). The
+SQLite store's queue tails (tail_capture.py) learn that way what each commit stored.
 """
 
 from __future__ import annotations
@@ -281,7 +282,10 @@ class GroupCommit:
             with trio.CancelScope(shield=True):
                 captured = await self._call(_run_group, group, self._observer)
             if self._observer is not None and captured:
-                self._observer.publish(captured[0])
+                try:
+                    self._observer.publish(captured[0])
+                except Exception:  # noqa: BLE001 - the group committed: its writes did not fail
+                    self._observer.failed()
         except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the group is stored
             if self._observer is not None:
                 self._observer.failed()

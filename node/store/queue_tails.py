@@ -9,10 +9,10 @@ read is a hand-off to a store thread and back, ~0.45 ms p50 on a busy 2-core mac
 each queue"). The SQLite store, the one writer of its file, knows what each commit stored.
 
 An entry (key, ``after``, items) says: every row of that queue with seq > ``after`` that is
-committed (and was unexpired when the entry was read) is in ``items``, in seq order, and
-nothing else is. It is made only by a complete read from the database (``end_read``), kept
-true by every commit of this store (``publish``, in commit order, before the commit's callers
-wake anyone), and dropped whenever that cannot be shown:
+committed (and was unexpired when the entry was read, at ``read_at``) is in ``items``, in seq
+order, and nothing else is. It is made only by a complete read from the database
+(``end_read``), kept true by every commit of this store (``publish``, in commit order, before
+the commit's callers wake anyone), and dropped whenever that cannot be shown:
 
 - a commit added rows to the queue but their items were not captured (the entry appeared while
   the commit ran);
@@ -21,13 +21,18 @@ wake anyone), and dropped whenever that cannot be shown:
 - another connection wrote to the file (``reset``: PRAGMA data_version), a group failed, or an
   entry outgrew its caps.
 
+The caps count what an item holds in memory: its bytes and ``overhead`` (its Python objects:
+~260 B for a mailbox item, measured, which a 1-byte body would otherwise count as 1).
+
 A read whose ``after`` is below the entry's goes to the database (a worker going back to items
-it must try again), and so does one when no commit of this store added to the entry since its
-last complete answer: the reader was then woken by something else, e.g. a write by another
-connection (an operator's command; tests write that way too), which this store sees only at its
-next commit (data_version) or admin_version poll. Everything here runs on the trio thread; the store's writer thread only
-asks ``wants(key)`` (a dict lookup, atomic under the GIL): a key that becomes wanted during a
-capture is the first case above.
+it must try again), and so does one whose ``now`` is before ``read_at`` (the wall clock stepped
+back: rows the entry left out as expired are unexpired for it), and one when no commit of this
+store added to the entry since its last complete answer: the reader was then woken by something
+else, e.g. a write by another connection (an operator's command; tests write that way too),
+which this store sees only at its next commit (data_version) or admin_version poll. Everything
+here runs on the trio thread; the store's writer thread only asks ``entry(key)`` (a dict
+lookup, atomic under the GIL) and ``takes`` (reads of counters): a key that gets an entry
+during a capture is the first case above.
 """
 
 from __future__ import annotations
@@ -73,9 +78,12 @@ class Ticket:
 class Entry(Generic[I]):
     after: int
     items: list[I] = field(default_factory=list)
+    #: what ``items`` hold in memory (``QueueTails``: bytes and overhead)
     size: int = 0
     #: a commit added items since the last complete answer (see ``answer``)
     fresh: bool = False
+    #: the ``now`` of the read that made it (what had expired by then is not in ``items``)
+    read_at: int = 0
 
 
 @dataclass(slots=True)
@@ -91,13 +99,22 @@ class Changes(Generic[K, I]):
 
 class QueueTails(Generic[K, I]):
     """The entries of one kind of queue. ``size(item)``: its bytes (as the read's byte cap
-    counts them). Caps: ``max_items`` and ``max_bytes`` per entry, ``total_bytes`` in all,
-    ``max_entries`` (the least recently read goes first)."""
+    counts them); with ``overhead`` per item, what it holds in memory, which the caps count.
+    Caps: ``max_items`` and ``max_bytes`` per entry, ``total_bytes`` in all, ``max_entries``
+    (the least recently read goes first)."""
 
     def __init__(
-        self, *, size: Callable[[I], int], max_items: int, max_bytes: int, total_bytes: int, max_entries: int
+        self,
+        *,
+        size: Callable[[I], int],
+        max_items: int,
+        max_bytes: int,
+        total_bytes: int,
+        max_entries: int,
+        overhead: int = 0,
     ) -> None:
         self._size = size
+        self._overhead = overhead
         self.max_items = max_items
         self._max_bytes = max_bytes
         self._total_bytes = total_bytes
@@ -115,21 +132,33 @@ class QueueTails(Generic[K, I]):
         (Its ``after`` may be read: it only grows while the entry lives.)"""
         return self._entries.get(key)
 
+    def takes(self, entry: Entry[I], count: int, size: int, captured: int) -> int | None:
+        """What ``count`` new rows of ``size`` bytes in all would hold in ``entry``, or None if
+        that is past its caps or, with what this capture took so far (``captured``), past the
+        total: their items are not copied (on the writer thread: the counters are read while
+        they may change, which only ``publish``, that checks them again, relies on)."""
+        cost = size + count * self._overhead
+        if len(entry.items) + count > self.max_items or entry.size + cost > self._max_bytes:
+            return None
+        if self._bytes + captured + cost > self._total_bytes:
+            return None
+        return cost
+
     # Readers ---------------------------------------------------------------------------------
 
     def answer(self, key: K, *, after: int, limit: int, max_bytes: int | None, now: int) -> Page[I] | None:
         """What a read of the database would return (the same caps, the same ``complete``),
-        or None if the entry cannot say: no entry, ``after`` below it, or no commit of this
-        store added to it since its last complete answer. A reader that asks again then was
+        or None if the entry cannot say: no entry, ``after`` below it, ``now`` before it was
+        read, or no commit of this store added to it since its last complete answer. A reader that asks again then was
         woken by something else (a write by another connection, which a test or an operator's
         command may make and then wake it): the database is read, as it was before."""
         entry = self._entries.get(key)
-        if entry is None or after < entry.after or not entry.fresh:
+        if entry is None or after < entry.after or now < entry.read_at or not entry.fresh:
             return None
         self._entries[key] = self._entries.pop(key)  # most recently read last
         if after > entry.after:  # the reader is past these: they are not asked for again
             cut = bisect_right(entry.items, after, key=_seq)
-            passed = sum(self._size(item) for item in entry.items[:cut])
+            passed = sum(self._cost(item) for item in entry.items[:cut])
             entry.size -= passed
             self._bytes -= passed
             del entry.items[:cut]
@@ -154,9 +183,9 @@ class QueueTails(Generic[K, I]):
         self._tickets.setdefault(key, []).append(ticket)
         return ticket
 
-    def end_read(self, ticket: Ticket, *, after: int, page: Page[I] | None) -> None:
-        """The read of ``ticket`` returned ``page`` (None: it failed). A complete read that no
-        commit touched meanwhile becomes the key's entry."""
+    def end_read(self, ticket: Ticket, *, after: int, now: int, page: Page[I] | None) -> None:
+        """The read of ``ticket`` (past ``after``, at ``now``) returned ``page`` (None: it
+        failed). A complete read that no commit touched meanwhile becomes the key's entry."""
         key: K = ticket.key  # type: ignore[assignment]
         tickets = self._tickets.get(key, [])
         if ticket in tickets:
@@ -166,7 +195,7 @@ class QueueTails(Generic[K, I]):
         if page is None or ticket.spoiled or not page.complete:
             return
         self._drop(key)
-        entry: Entry[I] = Entry(after, list(page), sum(self._size(item) for item in page))
+        entry: Entry[I] = Entry(after, list(page), sum(self._cost(item) for item in page), read_at=now)
         if entry.size > self._max_bytes or len(entry.items) > self.max_items:
             return
         self._entries[key] = entry
@@ -194,9 +223,9 @@ class QueueTails(Generic[K, I]):
             for seq in seen[1]:
                 i = bisect_left(entry.items, seq, key=_seq)
                 if i < len(entry.items) and entry.items[i].seq == seq:
-                    item = entry.items.pop(i)
-                    entry.size -= self._size(item)
-                    self._bytes -= self._size(item)
+                    cost = self._cost(entry.items.pop(i))
+                    entry.size -= cost
+                    self._bytes -= cost
         for key in changes.touched:
             self._spoil(key)
             entry = self._entries.get(key)
@@ -210,8 +239,9 @@ class QueueTails(Generic[K, I]):
             for item in got[1]:
                 if item.seq > last:  # a read that saw this commit already holds it
                     entry.items.append(item)
-                    entry.size += self._size(item)
-                    self._bytes += self._size(item)
+                    cost = self._cost(item)
+                    entry.size += cost
+                    self._bytes += cost
                     entry.fresh = True
             if entry.size > self._max_bytes or len(entry.items) > self.max_items or self._bytes > self._total_bytes:
                 self._drop(key)
@@ -225,6 +255,9 @@ class QueueTails(Generic[K, I]):
                 ticket.spoiled = True
 
     # -------------------------------------------------------------------------------------------
+
+    def _cost(self, item: I) -> int:
+        return self._size(item) + self._overhead
 
     def _spoil(self, key: K) -> None:
         for ticket in self._tickets.get(key, ()):

@@ -554,7 +554,7 @@ class SqliteStore:
             page = await self._read(_pending, account, device_id, after_seq, limit, now, max_bytes)
             return page
         finally:
-            tails.end_read(ticket, after=after_seq, page=page)
+            tails.end_read(ticket, after=after_seq, now=now, page=page)
 
     async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:
         if not ids:
@@ -601,7 +601,7 @@ class SqliteStore:
             page = await self._read(_outbox, dest, limit, max_bytes, now, after)
             return page
         finally:
-            tails.end_read(ticket, after=after, page=page)
+            tails.end_read(ticket, after=after, now=now, page=page)
 
     async def expired_outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
         if limit < 1:

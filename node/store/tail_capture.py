@@ -35,6 +35,11 @@ Mailbox = tuple[str, int]
 #: looked at one by one
 _MANY_GONE = 10_000
 
+#: what an item holds in memory besides its bytes (its Python objects; a mailbox item with a
+#: 1-byte body holds ~260 B, tracemalloc; an outbox item also holds its dest and key)
+_MAILBOX_ITEM_OVERHEAD = 320
+_OUTBOX_ITEM_OVERHEAD = 640
+
 _SETUP = (
     "CREATE TEMP TABLE IF NOT EXISTS tail_gone (queue INTEGER NOT NULL, seq INTEGER NOT NULL, a TEXT, d INTEGER)",
     """CREATE TEMP TRIGGER IF NOT EXISTS tail_outbox_gone AFTER DELETE ON main.outbox BEGIN
@@ -53,7 +58,8 @@ def _highest(conn: sqlite3.Connection, table: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class _Table:
-    """A queue table: its key columns, and its items' columns as its readers read them."""
+    """A queue table: its key columns, and its items' columns as its readers read them (each
+    row's ``size`` column holds its item's bytes: a group row's too, whose body is elsewhere)."""
 
     name: str
     key_columns: str
@@ -90,6 +96,7 @@ class SqliteTails:
             max_bytes=2 * limits.MAX_PUSH_BYTES,
             total_bytes=64 * 1024 * 1024,
             max_entries=1024,
+            overhead=_OUTBOX_ITEM_OVERHEAD,
         )
         self.mailbox: QueueTails[Mailbox, MailboxItem] = QueueTails(
             size=lambda item: len(item.body),
@@ -97,6 +104,7 @@ class SqliteTails:
             max_bytes=2 * 1024 * 1024,
             total_bytes=64 * 1024 * 1024,
             max_entries=16_384,
+            overhead=_MAILBOX_ITEM_OVERHEAD,
         )
         # As of the last commit published (read and written by the writer thread only while no
         # group runs: a capture, then its publish, then the next group's capture).
@@ -161,16 +169,22 @@ class SqliteTails:
     @staticmethod
     def _capture_added(conn: sqlite3.Connection, tails: QueueTails[Any, Any], changes: Changes[Any, Any], high: int, table: _Table) -> int:
         # The new rows' queues (counted by SQLite: no row copied for queues nobody waits on),
-        # then the items of those with an entry, as the reader's own query reads them.
+        # then the items of those with an entry, as the reader's own query reads them: only
+        # what the caps let the tails hold (a group item's body, stored once, would else be
+        # copied here once per mailbox; the entries past the caps go anyway).
         before = high
-        for *parts, count, last in conn.execute(
-            f"SELECT {table.key_columns}, count(*), max(seq) FROM {table.name} WHERE seq > ? GROUP BY {table.key_columns}", (before,)
+        captured = 0
+        for *parts, count, size, last in conn.execute(
+            f"SELECT {table.key_columns}, count(*), sum(size), max(seq) FROM {table.name} WHERE seq > ? GROUP BY {table.key_columns}",
+            (before,),
         ).fetchall():
             key = parts[0] if len(parts) == 1 else tuple(parts)
             high = max(high, last)
             changes.touched.add(key)
             entry = tails.entry(key)
-            if entry is not None and count <= tails.max_items:  # (more: the entry goes anyway)
+            cost = None if entry is None else tails.takes(entry, count, size, captured)
+            if entry is not None and cost is not None:
+                captured += cost
                 rows = conn.execute(
                     f"SELECT {table.columns} FROM {table.name} WHERE {table.key_where} AND seq > ? ORDER BY seq",
                     (*parts, before),

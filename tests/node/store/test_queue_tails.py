@@ -35,7 +35,7 @@ def read(t: QueueTails[str, Item], key: str = "q", after: int = 0, limit: int = 
 
 def installed(t: QueueTails[str, Item], *items: Item, key: str = "q", after: int = 0) -> None:
     """The entry a complete read of ``items`` makes."""
-    t.end_read(t.begin_read(key), after=after, page=page(*items))
+    t.end_read(t.begin_read(key), after=after, now=NOW, page=page(*items))
 
 
 def committed(t: QueueTails[str, Item], *items: Item, key: str = "q") -> None:
@@ -82,10 +82,10 @@ def test_an_incomplete_answer_leaves_the_rest_to_be_answered() -> None:
 
 def test_an_incomplete_read_or_a_failed_one_makes_no_entry() -> None:
     t = tails()
-    t.end_read(t.begin_read("q"), after=0, page=page(Item(1), complete=False))
+    t.end_read(t.begin_read("q"), after=0, now=NOW, page=page(Item(1), complete=False))
     committed(t, Item(2))
     assert read(t) is None
-    t.end_read(t.begin_read("q"), after=0, page=None)
+    t.end_read(t.begin_read("q"), after=0, now=NOW, page=None)
     committed(t, Item(3))
     assert read(t) is None
 
@@ -126,17 +126,17 @@ def test_a_commit_during_a_read_spoils_it() -> None:
     t = tails()
     ticket = t.begin_read("q")
     touched_uncaptured(t)
-    t.end_read(ticket, after=0, page=page(Item(1)))
+    t.end_read(ticket, after=0, now=NOW, page=page(Item(1)))
     committed(t, Item(2))
     assert read(t) is None
     ticket = t.begin_read("q")
     deleted(t, 9)  # a deletion too
-    t.end_read(ticket, after=0, page=page(Item(1)))
+    t.end_read(ticket, after=0, now=NOW, page=page(Item(1)))
     committed(t, Item(2))
     assert read(t) is None
     ticket = t.begin_read("q")
     touched_uncaptured(t, "other")  # another queue's commit does not
-    t.end_read(ticket, after=0, page=page(Item(1)))
+    t.end_read(ticket, after=0, now=NOW, page=page(Item(1)))
     committed(t, Item(2))
     assert seqs(read(t)) == [1, 2]
 
@@ -223,7 +223,7 @@ def test_reset_forgets_everything_and_spoils_reads_under_way() -> None:
     installed(t, Item(1))
     ticket = t.begin_read("r")
     t.reset()
-    t.end_read(ticket, after=0, page=page(Item(1)))
+    t.end_read(ticket, after=0, now=NOW, page=page(Item(1)))
     committed(t, Item(2))
     committed(t, Item(2), key="r")
     assert read(t) is None and read(t, key="r") is None and len(t) == 0
