@@ -18,11 +18,12 @@ import errno
 import logging
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import trio
 
+from sonet.core.ratelimit import Limiter, Rate
 from sonet.transport.log_summary import LogSummary
 from sonet.transport.send_deadline import abort
 from sonet.transport.server import CAPACITY_ERRNOS, MAX_ACCEPT_BACKOFF_S
@@ -44,11 +45,13 @@ LINGER_S = 1.0
 #: of them from one source address (a client holding connections open cannot take them all
 #: from the scraper and the health checker)
 MAX_PER_ADDRESS = 8
+#: source addresses whose request rates are remembered (core/ratelimit.py's LRU)
+MAX_RATE_ADDRESSES = 1024
 _READ = 4096
 _METHOD = re.compile(rb"[A-Z]{1,16}")
 _TARGET = re.compile(rb"/[\x21-\x7e]*")
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-            413: "Content Too Large", 414: "URI Too Long", 431: "Request Header Fields Too Large",
+            413: "Content Too Large", 414: "URI Too Long", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
             500: "Internal Server Error", 503: "Service Unavailable", 505: "HTTP Version Not Supported"}
 
 
@@ -57,6 +60,8 @@ class Response:
     status: int
     body: bytes
     content_type: str = "text/plain; charset=utf-8"
+    #: a 429's Retry-After (whole seconds)
+    retry_after_s: int | None = None
 
 
 #: answers a GET of ``path`` (the target without its query)
@@ -77,6 +82,7 @@ def _encode(response: Response) -> bytes:
         "Cache-Control: no-store\r\n"
         "Connection: close\r\n"
         + ("Allow: GET\r\n" if response.status == 405 else "")
+        + (f"Retry-After: {response.retry_after_s}\r\n" if response.retry_after_s is not None else "")
         + "\r\n"
     )
     return head.encode("ascii") + response.body
@@ -129,13 +135,14 @@ def parse_request(head: bytes) -> str:
     return target.split(b"?", 1)[0].decode("ascii")
 
 
-async def _serve_one(stream: trio.SocketStream, handler: Handler) -> bool:
+async def _serve_one(stream: trio.SocketStream, handler: Handler, over_rate: Callable[[str], Response | None]) -> bool:
     """Read one request and answer it; whether an answer was sent."""
     try:
         head = await _read_head(stream)
         if head is None:
             return False
-        response = await handler(parse_request(head))
+        path = parse_request(head)
+        response = over_rate(path) or await handler(path)
     except _Refuse as refusal:
         response = refusal.response
     except trio.BrokenResourceError:
@@ -173,11 +180,29 @@ def serve_http(
     max_connections: int = MAX_CONNECTIONS,
     max_per_address: int = MAX_PER_ADDRESS,
     deadline_s: float = CONNECTION_DEADLINE_S,
+    rates: Mapping[str, Rate] | None = None,
 ) -> Callable[..., Awaitable[None]]:
     """``nursery.start(serve_http(handler, host, port))`` binds (an OSError if it cannot),
-    returns the bound port and serves until cancelled."""
+    returns the bound port and serves until cancelled. ``rates``: the paths whose requests are
+    limited per source address, each to its rate; past it a 429 saying so (the handler is not
+    asked: the answer costs nothing of what the path does)."""
     serving = 0
     by_address: Counter[str] = Counter()
+    limiters = {path: (rate, Limiter(rate, max_keys=MAX_RATE_ADDRESSES)) for path, rate in (rates or {}).items()}
+
+    def over_rate(path: str, address: str) -> Response | None:
+        limited = limiters.get(path)
+        if limited is None:
+            return None
+        rate, limiter = limited
+        if limiter.allow(address, int(trio.current_time() * 1000)):
+            return None
+        return Response(
+            429,
+            f"too many requests for {path} from this address: at most {rate.per_second:g} a second "
+            f"({rate.burst:g} at once); try again in a second\n".encode(),
+            retry_after_s=1,
+        )
 
     async def connection(stream: trio.SocketStream) -> None:
         nonlocal serving
@@ -192,7 +217,7 @@ def serve_http(
                 serving += 1
                 by_address[address] += 1
                 try:
-                    answered = await _serve_one(stream, handler)
+                    answered = await _serve_one(stream, handler, lambda path: over_rate(path, address))
                 finally:
                     serving -= 1
                     by_address[address] -= 1

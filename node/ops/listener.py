@@ -10,7 +10,7 @@ from ..config import parse_listen
 from ..store.sqlite_budgets import disk_free_at
 from .http import serve_http
 from .metrics import LiveSources
-from .service import Readiness, ops_handler
+from .service import RATES, Readiness, ops_handler
 
 if TYPE_CHECKING:
     from ..app import Node
@@ -56,7 +56,7 @@ async def start_ops_listener(nursery: trio.Nursery, node: Node, store: Any, list
     )
     host, port = parse_listen(listen)
     try:
-        bound: int = await nursery.start(serve_http(ops_handler(metrics, readiness), host, port))
+        bound: int = await nursery.start(serve_http(ops_handler(metrics, readiness), host, port, rates=RATES))
     except OSError as exc:
         raise ListenError(exc.errno, f"cannot listen on ops.listen {listen}: {exc.strerror or exc}") from exc
     return bound

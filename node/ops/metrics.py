@@ -5,7 +5,9 @@ through ``ObservedStore`` (node/ops/observed_store.py), handshakes where the nod
 completes one, refusals through the security-events seam (``sonet.transport.events``). Gauges
 (connections open, outbox depth and oldest age per peer, key-directory size, witness state) are
 read when scraped, by ``LiveState.refresh`` under a deadline and at most once per
-``REFRESH_S``, so a scrape costs a bounded number of small store reads.
+``REFRESH_S``, so a scrape costs a bounded number of small store reads; and the exposition is
+rendered at most once per ``MIN_RENDER_INTERVAL_S``, shared by the scrapes that wait for it
+(``NodeMetrics.scrape``), so a flood of scrapes cannot keep the event loop rendering.
 
 Labels are codes, endpoint kinds, operation names and node names (peers, witnesses): never a
 user address, a device key or fingerprint, an envelope id or a sender.
@@ -26,12 +28,14 @@ from prometheus_client.registry import Collector
 from sonet.core.errors import ProtocolError
 from sonet.core.keydir import decode_cosignature
 
-__all__ = ["NodeMetrics", "LiveState", "LiveSources", "label_value", "MAX_LABEL_VALUES", "REFRESH_S"]
+__all__ = ["NodeMetrics", "LiveState", "LiveSources", "label_value", "MAX_LABEL_VALUES", "MIN_RENDER_INTERVAL_S", "REFRESH_S"]
 
 log = logging.getLogger("sonet.node.ops")
 
 #: distinct values one label of one metric takes; the rest are counted as "other"
 MAX_LABEL_VALUES = 64
+#: /metrics renders the exposition at most this often (seconds; NodeMetrics.scrape)
+MIN_RENDER_INTERVAL_S = 0.1
 #: the store-derived gauges are read again after this long at most once
 REFRESH_S = 2.0
 #: how long one refresh may take; a slower store leaves the last values in place
@@ -105,6 +109,11 @@ class NodeMetrics:
         self.handshake_peer = self.handshakes.labels("peer")
         self.live = LiveState()
         r.register(self.live)
+        #: the last render for /metrics: (trio time it started, the exposition)
+        self._rendered: tuple[float, bytes] | None = None
+        self._render_due = float("-inf")
+        #: set when the render under way ended
+        self._rendering: trio.Event | None = None
 
     def _label(self, metric: str, value: object) -> str:
         return label_value(value, self._seen.setdefault(metric, set()))
@@ -124,8 +133,33 @@ class NodeMetrics:
             self.handshake_failures.labels("wrong_identity").inc()
 
     def exposition(self) -> bytes:
-        """The text exposition format (what /metrics answers)."""
+        """The text exposition format, rendered now."""
         return generate_latest(self.registry)
+
+    async def scrape(self) -> bytes:
+        """What /metrics answers: the gauges refreshed (``LiveState.refresh``), then the
+        exposition, rendered after this call began (never an older one). A render costs the
+        event loop some ms, so renders start at most every MIN_RENDER_INTERVAL_S: a scrape
+        that comes sooner waits for the next one, which every scrape waiting then shares (a
+        flood of scrapes costs one render per interval, not one each)."""
+        arrived = trio.current_time()
+        while True:
+            last = self._rendered
+            if last is not None and last[0] >= arrived:
+                return last[1]
+            if self._rendering is not None:
+                await self._rendering.wait()
+                continue  # (a render cancelled with its scrape leaves the next one to us)
+            self._rendering = rendering = trio.Event()
+            try:
+                await trio.sleep_until(self._render_due)
+                await self.live.refresh()
+                started = trio.current_time()
+                self._rendered = (started, self.exposition())
+                self._render_due = started + MIN_RENDER_INTERVAL_S
+            finally:
+                self._rendering = None
+                rendering.set()
 
 
 @dataclass

@@ -5,7 +5,8 @@
   database file is still the one the node opened (SQLite: not removed or replaced under it) and
   the disk holds more than the storage reserve; otherwise 503 with one line saying which.
 - ``/metrics``: the Prometheus text exposition of the node's own registry (gauges refreshed
-  first, under their own deadline; see node/ops/metrics.py).
+  first, under their own deadline; rendered at most every 100 ms, shared by the scrapes that
+  wait for it; see node/ops/metrics.py), at most METRICS_RATE per source address (429 past it).
 - any other path 404; any other method 405 (node/ops/http.py).
 """
 
@@ -19,15 +20,21 @@ from pathlib import Path
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from sonet.core.ratelimit import Rate
+
 from .http import Handler, Response
 from .metrics import NodeMetrics
 
-__all__ = ["Readiness", "ops_handler", "READY_DEADLINE_S"]
+__all__ = ["Readiness", "ops_handler", "READY_DEADLINE_S", "METRICS_RATE", "RATES"]
 
 log = logging.getLogger("sonet.node.ops")
 
 #: how long the store may take to answer the readiness probe
 READY_DEADLINE_S = 2.0
+#: /metrics per source address (node/ops/http.py ``rates``): Prometheus scrapes every few
+#: seconds; past this a 429, which costs the node no render
+METRICS_RATE = Rate(per_second=10, burst=20)
+RATES = {"/metrics": METRICS_RATE}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -132,8 +139,7 @@ def ops_handler(metrics: NodeMetrics, readiness: Readiness) -> Handler:
                 return Response(503, f"not ready: {reason}\n".encode())
             return Response(200, b"ready\n")
         if path == "/metrics":
-            await metrics.live.refresh()
-            return Response(200, metrics.exposition(), CONTENT_TYPE_LATEST)
+            return Response(200, await metrics.scrape(), CONTENT_TYPE_LATEST)
         return Response(404, b"not found: /metrics, /health and /ready are served here\n")
 
     return answer

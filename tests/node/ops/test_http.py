@@ -95,3 +95,17 @@ async def test_connections_over_the_cap_get_503(port: int) -> None:
     # the slow handlers are cut at their deadline (1 s), which frees their places
     while (await get(port, "/x"))[0] == 503:
         await trio.sleep(0.05)
+
+
+async def test_a_rated_path_is_429_per_address_past_its_rate(nursery: trio.Nursery) -> None:
+    from sonet.core.ratelimit import Rate
+
+    # no refill within the test: the burst is all there is
+    port = await nursery.start(serve_http(_echo, "127.0.0.1", 0, rates={"/metrics": Rate(per_second=0.001, burst=2)}))
+    for _ in range(2):
+        assert await get(port, "/metrics") == (200, "path /metrics\n")
+    status, headers, body = await exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert (status, headers["retry-after"], headers["connection"]) == (429, "1", "close")
+    assert body == b"too many requests for /metrics from this address: at most 0.001 a second (2 at once); try again in a second\n"
+    assert await get(port, "/health") == (200, "path /health\n")  # other paths are not rated
+    assert (await get(port, "/metrics?again"))[0] == 429  # the query is not another path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sonet.node.ops import NodeMetrics, ObservedStore
@@ -105,3 +106,40 @@ async def test_the_store_proxy_counts_envelopes_and_times_every_operation() -> N
     assert samples[("sonet_envelopes_expired_total", (("where", "outbox"),))] == 2
     assert samples[("sonet_store_operation_seconds_count", (("operation", "outbox_done"),))] == 2
     assert samples[("sonet_store_operation_seconds_count", (("operation", "failing"),))] == 1  # timed when it fails too
+
+
+async def test_scrapes_share_renders_each_made_after_it_came(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trio
+
+    from sonet.node.ops.metrics import MIN_RENDER_INTERVAL_S
+
+    metrics = NodeMetrics()
+    renders: list[float] = []
+    render = metrics.exposition
+
+    def counted() -> bytes:
+        renders.append(trio.current_time())
+        return render()
+
+    monkeypatch.setattr(metrics, "exposition", counted)
+    answers: list[bytes] = []
+
+    async def scrape() -> None:
+        answers.append(await metrics.scrape())
+
+    async with trio.open_nursery() as nursery:  # a flood at once: one render for all of them
+        for _ in range(50):
+            nursery.start_soon(scrape)
+    assert len(renders) == 1 and len(set(answers)) == 1
+
+    metrics.in_device.inc()  # a scrape right after a change waits for a render that shows it
+    text = (await metrics.scrape()).decode()
+    assert 'sonet_envelopes_in_total{source="device"} 1.0' in text
+    assert len(renders) == 2 and renders[1] - renders[0] >= MIN_RENDER_INTERVAL_S
+
+    async with trio.open_nursery() as nursery:  # a flood spread over time: a render per interval
+        for _ in range(20):
+            nursery.start_soon(scrape)
+            await trio.sleep(MIN_RENDER_INTERVAL_S / 4)
+    assert len(renders) - 2 < 20  # fewer renders than scrapes, each an interval after the last
+    assert all(b - a >= MIN_RENDER_INTERVAL_S for a, b in zip(renders, renders[1:]))

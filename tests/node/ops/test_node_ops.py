@@ -103,3 +103,23 @@ async def test_a_failed_handshake_is_counted_by_its_code(start_node: StartNode) 
         while not (failed := {labels: v for (name, labels), v in (await scrape(port)).items() if name == "sonet_handshake_failures_total"}):
             await trio.sleep(0.02)
     assert failed == {(("reason", "bad_input"),): 1.0}
+
+
+async def test_scrapes_past_the_rate_of_an_address_are_429(start_node: StartNode) -> None:
+    from sonet.node.ops.service import METRICS_RATE
+
+    with trio.fail_after(HANG_S):
+        _running, port = await _ops_node(start_node)
+        statuses: list[int] = []
+
+        async def scrape_once() -> None:
+            statuses.append((await get(port, "/metrics"))[0])
+
+        # in batches of fewer than the connections one address may hold at once (8), faster than
+        # the rate refills
+        while 429 not in statuses:
+            async with trio.open_nursery() as nursery:
+                for _ in range(7):
+                    nursery.start_soon(scrape_once)
+        assert statuses.count(200) >= METRICS_RATE.burst
+        assert await get(port, "/health") == (200, "ok\n")
