@@ -150,21 +150,26 @@ class SqliteTails:
     def _capture_gone(self, conn: sqlite3.Connection, out: Captured) -> None:
         # Which queues lost rows (their reads under way are spoiled), and for those with an
         # entry, which of its rows: only those past where its reader is matter (acked and
-        # settled rows are behind it). The loops over rows are SQLite's.
+        # settled rows are behind it, mostly left out by SQLite). One pass over the deleted
+        # rows, not one per queue with an entry: a purge of 10,000 rows of 2,000 such mailboxes
+        # took 0.94 s of CPU here, in the write transaction (0.015 s in one pass).
+        kinds: tuple[tuple[QueueTails[Any, Any], Changes[Any, Any]], ...] = ((self.outbox, out.outbox), (self.mailbox, out.mailbox))
+        afters: dict[tuple[int, Any], int] = {}
         for queue, a, d in conn.execute("SELECT DISTINCT queue, a, d FROM tail_gone").fetchall():
-            if queue == 0:
-                self._gone_of(conn, self.outbox, out.outbox, a, "queue = 0 AND a = ?", (a,))
-            else:
-                self._gone_of(conn, self.mailbox, out.mailbox, (a, d), "queue = 1 AND a = ? AND d = ?", (a, d))
+            tails, changes = kinds[queue]
+            key = a if queue == 0 else (a, d)
+            changes.gone_keys.add(key)
+            entry = tails.entry(key)
+            if entry is not None:
+                afters[(queue, key)] = entry.after
+                changes.gone[key] = (entry, [])
+        if afters:
+            for queue, a, d, seq in conn.execute("SELECT queue, a, d, seq FROM tail_gone WHERE seq > ?", (min(afters.values()),)):
+                key = a if queue == 0 else (a, d)
+                after = afters.get((queue, key))
+                if after is not None and seq > after:
+                    kinds[queue][1].gone[key][1].append(seq)
         conn.execute("DELETE FROM tail_gone")
-
-    @staticmethod
-    def _gone_of(conn: sqlite3.Connection, tails: QueueTails[Any, Any], changes: Changes[Any, Any], key: Any, where: str, params: tuple[Any, ...]) -> None:
-        changes.gone_keys.add(key)
-        entry = tails.entry(key)
-        if entry is not None:
-            seqs = conn.execute(f"SELECT seq FROM tail_gone WHERE {where} AND seq > ?", (*params, entry.after)).fetchall()
-            changes.gone[key] = (entry, [seq for (seq,) in seqs])
 
     @staticmethod
     def _capture_added(conn: sqlite3.Connection, tails: QueueTails[Any, Any], changes: Changes[Any, Any], high: int, table: _Table) -> int:

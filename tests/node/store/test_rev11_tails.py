@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from sonet.node.store import NewEnvelope, OutboundItem, Quota, SqliteStore
 from sonet.node.store.queue_tails import QueueTails
@@ -178,3 +179,33 @@ async def test_many_small_items_are_held_within_the_total_cap(store: SqliteStore
         got = await answered(store, key, 0, 1000, None, NOW)
         assert got == (await from_database(store, key, 0, 1000, None, NOW), True)
         assert len(got[0]) == 200
+
+
+async def test_deletions_in_many_queues_are_looked_at_in_one_pass(store: SqliteStore) -> None:
+    """The capture read each queue's deleted seqs with a query of its own, each a scan of all
+    the commit's deletions: a purge of 10,000 rows of 2,000 mailboxes with entries took 0.94 s
+    of CPU in the write transaction (every write waits). Here acks of several mailboxes share
+    one group, whose entries hold the acked rows: the answers stay the database's, and the
+    deletions are read in a fixed number of statements, however many queues lost rows."""
+    accounts = await _up_to_date_mailboxes(store, 12)
+    await store.enqueue([env(i * 10 + j, to=a) for i, a in enumerate(accounts) for j in range(1, 4)], now=NOW, quota=ROOMY)
+    for account in accounts:  # the entries hold the three rows
+        assert len(await store.pending(account, 1, after_seq=0, limit=128, now=NOW)) == 3
+    assert store._conn is not None
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    try:
+        async with trio.open_nursery() as nursery:  # one group: the acks queue behind each other
+            for i, account in enumerate(accounts):
+                nursery.start_soon(lambda a=account, i=i: store.ack(a, 1, [mid(i * 10 + 1), mid(i * 10 + 3)], now=NOW))
+    finally:
+        store._conn.set_trace_callback(None)
+    groups = statements.count("BEGIN IMMEDIATE")
+    assert groups < len(accounts)  # (the first ack leads alone, the others queue behind it)
+    assert sum("tail_gone" in sql for sql in statements) <= 4 * groups, statements
+    await store.enqueue([env(1000 + i, to=a) for i, a in enumerate(accounts)], now=NOW, quota=ROOMY)
+    for i, account in enumerate(accounts):
+        key = (account, 1)
+        got = await answered(store, key, 0, 128, None, NOW)
+        assert got == (await from_database(store, key, 0, 128, None, NOW), True)
+        assert [item.id for item in got[0]] == [mid(i * 10 + 2), mid(1000 + i)]
