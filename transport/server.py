@@ -45,7 +45,7 @@ from .send_deadline import SendDeadlineStream, abort as _abort, reset as _reset
 from .tls import PLAIN_ON_TLS_ANSWER, opens_tls
 from .websocket import BadUpgrade, UpgradeRequest
 
-__all__ = ["serve", "Listening", "Tarpit", "Connection", "ConnectionLimits", "MAX_REQUEST_HEAD", "raise_fd_limit", "FD_RESERVE", "CAPACITY_ERRNOS", "MAX_ACCEPT_BACKOFF_S"]
+__all__ = ["serve", "Listening", "Tarpit", "Connection", "ConnectionLimits", "MAX_REQUEST_HEAD", "raise_fd_limit", "FD_RESERVE", "CAPACITY_ERRNOS", "MAX_ACCEPT_BACKOFF_S", "accept_forever"]
 
 log = logging.getLogger("sonet.transport.server")
 
@@ -182,6 +182,38 @@ async def serve(
         task_status.started(Listening(host=host, port=bound, caps=caps, admission=admission, summary=summary, tarpit=tarpit))
 
 
+async def accept_forever(
+    listener: trio.abc.Listener[trio.SocketStream],
+    take: Callable[[trio.SocketStream], None],
+    summary: LogSummary,
+    *,
+    make_room: Callable[[], bool] = lambda: False,
+) -> None:
+    """Accept connections on ``listener`` (closed at the end) until cancelled, handing each to
+    ``take``, which must not block (it starts the connection's task, or refuses it). An accept
+    that fails for want of file descriptors or memory never ends the loop: it is counted in
+    ``summary``, and the loop accepts again at once if ``make_room()`` freed a descriptor, else
+    after a pause doubling up to MAX_ACCEPT_BACKOFF_S. Any other error is raised. The node's
+    port and the operations listener (node/ops/http.py) both accept with it."""
+    backoff = 0.0
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in CAPACITY_ERRNOS:
+                    raise
+                summary.count(f"accept_failed_{errno.errorcode.get(exc.errno, exc.errno)}")
+                if make_room():
+                    await trio.sleep(0)  # let it close before accepting again
+                else:
+                    backoff = min(max(backoff * 2, 0.01), MAX_ACCEPT_BACKOFF_S)
+                    await trio.sleep(backoff)
+                continue
+            backoff = 0.0
+            take(stream)
+
+
 class Tarpit:
     """Sockets of connections evicted while silent (nothing sent since their upgrade request),
     held open and unread for ``TARPIT_S``, with no task and nothing buffered of ours.
@@ -258,32 +290,21 @@ class _Server:
         self._refusing = 0
 
     async def accept_loop(self, listener: trio.abc.Listener[trio.SocketStream], nursery: trio.Nursery) -> None:
-        backoff = 0.0
-        async with listener:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    if exc.errno not in CAPACITY_ERRNOS:
-                        raise
-                    self._summary.count(f"accept_failed_{errno.errorcode.get(exc.errno, exc.errno)}")
-                    if self._tarpit.make_room() or self._admission.evict_oldest("fd_limit"):
-                        await trio.sleep(0)  # let it close before accepting again
-                    else:
-                        backoff = min(max(backoff * 2, 0.01), MAX_ACCEPT_BACKOFF_S)
-                        await trio.sleep(backoff)
-                    continue
-                backoff = 0.0
-                if self._admission.held + len(self._tarpit) >= self._admission.caps.max_connections:
-                    self._tarpit.make_room()
-                address = _address_of(stream)
-                try:
-                    conn = self._admission.admit(address)
-                except Refused as refused:
-                    self._summary.count(f"refused_{refused.code}", address)
-                    nursery.start_soon(self._refuse, stream, str(refused))
-                    continue
-                nursery.start_soon(self._serve, stream, conn)
+        def take(stream: trio.SocketStream) -> None:
+            if self._admission.held + len(self._tarpit) >= self._admission.caps.max_connections:
+                self._tarpit.make_room()
+            address = _address_of(stream)
+            try:
+                conn = self._admission.admit(address)
+            except Refused as refused:
+                self._summary.count(f"refused_{refused.code}", address)
+                nursery.start_soon(self._refuse, stream, str(refused))
+                return
+            nursery.start_soon(self._serve, stream, conn)
+
+        await accept_forever(
+            listener, take, self._summary, make_room=lambda: self._tarpit.make_room() or self._admission.evict_oldest("fd_limit")
+        )
 
     async def _refuse(self, stream: trio.SocketStream, why: str) -> None:
         """Answer 503 saying why, then close. Its request is read (briefly, within a small

@@ -14,7 +14,6 @@ never a traceback.
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
 from collections import Counter
@@ -26,7 +25,7 @@ import trio
 from sonet.core.ratelimit import Limiter, Rate
 from sonet.transport.log_summary import LogSummary
 from sonet.transport.send_deadline import abort
-from sonet.transport.server import CAPACITY_ERRNOS, MAX_ACCEPT_BACKOFF_S
+from sonet.transport.server import accept_forever
 
 __all__ = ["Response", "serve_http", "MAX_HEAD_BYTES", "MAX_REQUEST_LINE", "MAX_HEADERS", "CONNECTION_DEADLINE_S", "MAX_PER_ADDRESS"]
 
@@ -254,26 +253,16 @@ def serve_http(
             held -= 1
 
     async def accept_loop(listener: trio.SocketListener, nursery: trio.Nursery) -> None:
-        nonlocal held
-        backoff = 0.0
-        async with listener:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    if exc.errno not in CAPACITY_ERRNOS:
-                        raise
-                    summary.count(f"accept_failed_{errno.errorcode.get(exc.errno, exc.errno)}")
-                    backoff = min(max(backoff * 2, 0.01), MAX_ACCEPT_BACKOFF_S)
-                    await trio.sleep(backoff)
-                    continue
-                backoff = 0.0
-                if held >= 2 * max_connections:  # no descriptor more for anybody's flood
-                    summary.count("reset_over_cap", _address_of(stream))
-                    abort(stream)
-                    continue
-                held += 1
-                nursery.start_soon(holding, stream)
+        def take(stream: trio.SocketStream) -> None:
+            nonlocal held
+            if held >= 2 * max_connections:  # no descriptor more for anybody's flood
+                summary.count("reset_over_cap", _address_of(stream))
+                abort(stream)
+                return
+            held += 1
+            nursery.start_soon(holding, stream)
+
+        await accept_forever(listener, take, summary)
 
     async def run(*, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(port, host=host)
