@@ -642,10 +642,11 @@ def _lookup_json(found: Lookup) -> dict[str, Any]:
 
 
 def cmd_witness_quorum(args: argparse.Namespace) -> None:
+    asked = args.quorum
+    if asked is not None and asked != "auto" and not (asked.isascii() and asked.isdigit() and int(asked) <= limits.MAX_COSIGNATURES):
+        raise CommandError("usage", f"the witness quorum is a number from 0 to {limits.MAX_COSIGNATURES}, or auto")
     state = _device(args).state
     if args.quorum is not None:
-        if args.quorum != "auto" and not (args.quorum.isdigit() and int(args.quorum) <= limits.MAX_COSIGNATURES):
-            raise CommandError("bad_input", f"the witness quorum is a number from 0 to {limits.MAX_COSIGNATURES}, or auto")
         state.set_witness_quorum(None if args.quorum == "auto" else int(args.quorum))
     quorum = state.witness_quorum()
     if quorum is None:

@@ -132,6 +132,13 @@ def cmd_poll_close(args: argparse.Namespace, shell: Shell) -> None:
     shell.show(args, {**gesture_result_json(result, name), "poll": poll_json(poll, tally)}, line)
 
 
+def _accuracy(text: str) -> int:
+    """``--accuracy METRES``: out of its range is a usage error, as any option's value."""
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_ACCURACY_M:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of metres from 0 to {MAX_ACCURACY_M}")
+    return int(text)
+
+
 def cmd_location(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
@@ -211,7 +218,7 @@ def add_rich_commands(sub: argparse._SubParsersAction, shell: Shell) -> None:
     p.add_argument("lat", metavar="LAT", help="latitude, -90..90 (e.g. 52.5163)")
     p.add_argument("lon", metavar="LON", help="longitude, -180..180 (e.g. 13.3777)")
     p.add_argument("--label", default="", help="what is there (one line)")
-    p.add_argument("--accuracy", type=int, default=0, metavar="METRES", help=f"how far off it may be, 0..{MAX_ACCURACY_M} (0: unknown)")
+    p.add_argument("--accuracy", type=_accuracy, default=0, metavar="METRES", help=f"how far off it may be, 0..{MAX_ACCURACY_M} (0: unknown)")
     p.add_argument("--json", action="store_true", help=post_json + ", location (lat, lon, accuracy, label)")
     p.set_defaults(fn=lambda args: cmd_location(args, shell))
 

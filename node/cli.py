@@ -379,7 +379,7 @@ def cmd_invite(args: argparse.Namespace) -> None:
 
     low, high = INVITE_DAYS
     if not low <= args.expires_days <= high:
-        raise UserError(f"--expires-days {args.expires_days} is not allowed (a whole number of days from {low} to {high})")
+        raise UsageError(f"--expires-days {args.expires_days} is not allowed (a whole number of days from {low} to {high})")
     data, _config, key = _existing_node(args)
     secret = os.urandom(SECRET_BYTES)
     token = make_invite(key.public.fingerprint, secret)
@@ -516,7 +516,7 @@ def cmd_status(args: argparse.Namespace) -> None:
         args.interval = WATCH_DEFAULT_S
     low, high = WATCH_INTERVAL_S
     if not low <= args.interval <= high:
-        raise UserError(f"--interval {args.interval:g} is not allowed (seconds, from {low:g} to {high:g})")
+        raise UsageError(f"--interval {args.interval:g} is not allowed (seconds, from {low:g} to {high:g})")
     redraw = not args.json and sys.stdout.isatty()
     try:
         while True:

@@ -127,6 +127,24 @@ def test_sent_limit_must_be_positive(capsys: pytest.CaptureFixture[str], tmp_pat
     assert code == 2 and "argument --limit" in err.splitlines()[-1], err
 
 
+@pytest.mark.parametrize("quorum", ["33", "99", "-1", "many"])
+def test_a_witness_quorum_out_of_its_range_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path, quorum: str) -> None:
+    """It was bad_input (exit 1) while `sent --limit 0` was usage (exit 2): an option's value out
+    of its range is a usage error everywhere, found before a home is opened."""
+    says = "the witness quorum is a number from 0 to 32, or auto"
+    assert one_error(capsys, "--home", tmp_path / "h", "witness-quorum", quorum, rc=2) == f"sonet: error: {says}"
+    assert json_error(capsys, "--home", tmp_path / "h", "witness-quorum", quorum, rc=2) == {"code": "usage", "message": says}
+    assert not (tmp_path / "h").exists()
+
+
+@pytest.mark.parametrize("accuracy", ["20000001", "-1", "far"])
+def test_a_location_accuracy_out_of_its_range_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path, accuracy: str) -> None:
+    code, out, err = run(capsys, "--home", tmp_path / "h", "location", "bob@alpha.example", "1", "2", "--accuracy", accuracy)
+    assert (code, out) == (2, "") and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("sonet location: error: argument --accuracy:") and "from 0 to 20000000" in err, err
+    assert not (tmp_path / "h").exists()
+
+
 # --home -----------------------------------------------------------------------------------
 
 

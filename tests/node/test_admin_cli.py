@@ -212,7 +212,7 @@ async def test_misuse_is_one_line(running: RunningNode, capsys) -> None:
         assert json_error(await cli(capsys, "invites", "revoke", "--data", data, "ab", "--json"))["code"] == "invalid_prefix"
         assert json_error(await cli(capsys, "invites", "revoke", "--data", data, "0000000000", "--json"))["code"] == "unknown_invite"
         error_line(await cli(capsys, "accounts", "list", "--data", data / "missing"))
-        error_line(await cli(capsys, "status", "--data", data, "--watch", "--interval", "0"), "--interval")
+        error_line(await cli(capsys, "status", "--data", data, "--watch", "--interval", "0"), "--interval", "from 0.2 to 3600", code=2)
         # the two invites are still there: nothing was revoked by the ambiguous prefix
         assert sum(i["hash_prefix"].startswith("abcd") for i in json_lines(await cli(capsys, "invites", "list", "--data", data, "--json"))) == 2
 

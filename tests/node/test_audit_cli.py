@@ -106,6 +106,6 @@ def test_operator_actions_are_recorded_without_secrets(data: Path, capsys: pytes
 def test_a_refused_operator_action_records_nothing(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = (data / LOG_FILE).read_bytes() if (data / LOG_FILE).exists() else b""
     error_line(run(capsys, "peer", "remove", "--data", data, "--name", "nobody.example"), "no peer named")
-    error_line(run(capsys, "invite", "--data", data, "--expires-days", 0), "--expires-days")
+    error_line(run(capsys, "invite", "--data", data, "--expires-days", 0), "--expires-days", code=2)
     after = (data / LOG_FILE).read_bytes() if (data / LOG_FILE).exists() else b""
     assert after == before

@@ -319,7 +319,7 @@ def test_every_json_output_is_json_lines_with_iso_times(node: Path, capsys: pyte
 @pytest.mark.parametrize("days", ["0", "-1", "366", "100000000"])
 def test_invite_refuses_an_expiry_outside_the_range(node: Path, capsys: pytest.CaptureFixture[str], days: str) -> None:
     before = snapshot(node)
-    error_line(run(capsys, "invite", "--data", node, "--expires-days", days), f"--expires-days {days}", "from 1 to 365")
+    error_line(run(capsys, "invite", "--data", node, "--expires-days", days), f"--expires-days {days}", "from 1 to 365", code=2)
     assert snapshot(node) == before
     [status] = json_lines(run(capsys, "status", "--data", node, "--json"))
     assert status["invites_open"] == 0
