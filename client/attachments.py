@@ -56,11 +56,13 @@ from sonet.core.address import parse_address
 from sonet.core.attachment import MAX_VOICE_MS, FileRef, file_name_problem, media_type_of
 from sonet.core.blob_api import BLOB_CHUNK_BYTES, MAX_BLOB_BYTES, BlobChunk, BlobCreate, BlobCreated, BlobGet, BlobPut, BlobStatus, BlobStored
 from sonet.core.content import Content
+from sonet.core.crypto import CryptoMode
 from sonet.core.crypto.stream import FILE_KEY_LEN, Sha256Stream, StreamOpener, StreamSealer, sealed_size
 from sonet.core.errors import DecryptError, LocalProtocolError, ProtocolError, RemoteProtocolError
 
 from .blob_expiry import expire_blob
 from .connection import ConnectError, Connection, NodeError
+from .crypto_modes import check_requested
 from .file_fields import file_ref_of
 from .pending import PendingFull, waits
 from .replies import expect_reply
@@ -144,13 +146,15 @@ class Attachments:
 
     async def send_file(
         self, recipient: str, path: Path, *, text: str = "", progress: Progress | None = None, voice_ms: int | None = None,
-        say: Say | None = None,
+        say: Say | None = None, mode: CryptoMode | None = None,
     ) -> FileSendResult:
         to = parse_address(recipient)
         _check_caption(text)
         _check_voice(voice_ms)
-        ref = replace(await self._upload(path, progress or _noop, say or _silent), voice_ms=voice_ms)
         device, state = self._device, self._state
+        if mode is not None:  # before the upload: a mode refused costs no transfer
+            check_requested(state, state.profile().mode, mode)
+        ref = replace(await self._upload(path, progress or _noop, say or _silent), voice_ms=voice_ms)
         profile = state.profile()
         content = Content.make_file(id=device._rng(limits.CONTENT_ID_LEN), sent_at=device._clock(), file=ref, text=text)
         content = timed(state, str(to), content)  # the conversation's timer, if on
@@ -164,9 +168,9 @@ class Attachments:
             waiting = state.pending_reason(str(to))
             if waiting is None:
                 try:
-                    devices, _own = await device._send_content_now(conn, profile, to, content)
+                    devices, _own = await device._send_content_now(conn, profile, to, content, mode=mode)
                 except (NodeError, ProtocolError) as exc:
-                    if not waits(exc):
+                    if not waits(exc) or mode is not None:  # what waits goes out in the default mode, as texts do
                         raise
                     waiting = (exc.code, str(exc))
         with state.transaction():

@@ -129,6 +129,8 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
     """``sonet send TARGET --file PATH [TEXT]``: TEXT is the caption."""
     import trio
 
+    from sonet.core.crypto import CryptoMode
+
     from .cli_groups import group_name_of
     from .connection import ConnectError
 
@@ -148,7 +150,8 @@ def send_file_command(args: argparse.Namespace, shell: Shell, text: str, *, grou
             if group:
                 result = trio.run(lambda: device.group_send_file(args.address, path, text, progress=progress, voice_ms=voice_ms, say=say))
             else:
-                result = trio.run(lambda: device.send_file(args.address, path, text, progress=progress, voice_ms=voice_ms, say=say))
+                mode = CryptoMode(args.crypto_mode) if getattr(args, "crypto_mode", None) else None
+                result = trio.run(lambda: device.send_file(args.address, path, text, progress=progress, voice_ms=voice_ms, say=say, mode=mode))
         except ConnectError as exc:  # the node stayed away past the retries: say what is kept
             if not held:
                 raise

@@ -898,14 +898,14 @@ class Device:
 
     async def send_file(
         self, recipient: str, path: str | os.PathLike[str], text: str = "", *, progress: Progress | None = None, voice_ms: int | None = None,
-        say: Say | None = None,
+        say: Say | None = None, mode: CryptoMode | None = None,
     ) -> FileSendResult:
         """Encrypt ``path``, upload it to the home node (resuming an upload of it that stopped) and
         send ``recipient`` a file message with ``text`` as its caption; ``voice_ms``: it is a
         voice note of that length. ``progress`` is called with (bytes the node holds, bytes in all)
         as the upload goes; ``say`` with one line when the home node goes away and the upload
-        waits for it."""
-        return await Attachments(self).send_file(recipient, Path(path), text=text, progress=progress, voice_ms=voice_ms, say=say)
+        waits for it; ``mode``: as for :meth:`send_text` (refused before anything is uploaded)."""
+        return await Attachments(self).send_file(recipient, Path(path), text=text, progress=progress, voice_ms=voice_ms, say=say, mode=mode)
 
     async def group_send_file(
         self, group: str, path: str | os.PathLike[str], text: str = "", *, progress: Progress | None = None, voice_ms: int | None = None,

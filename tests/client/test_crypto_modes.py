@@ -247,3 +247,29 @@ def test_the_node_refuses_prekeys_a_device_of_that_mode_never_makes(mode, slot, 
         check_prekeys(PublishPrekeys(request=1, **fields), identity.public)
     assert info.value.code == "wrong_prekey_kind"
     assert str(info.value) == f"a {mode.value}-mode device publishes no {kind} prekeys ({slot})"
+
+
+async def test_a_file_is_sent_in_the_crypto_mode_asked_for(clock, start_node, make_device, capsys, tmp_path) -> None:
+    """`send ADDRESS --file F --crypto-mode M` ignored M (the upload path never passed it): the
+    file message's new session now runs in M, and an M below the minimum is refused before any
+    upload, as a text's is."""
+    with trio.fail_after(HANG_S):
+        alpha = await start_node(minimum_crypto_mode=CLASSICAL)
+        alice = await _register(make_device, alpha, "alice", HYBRID, minimum=CLASSICAL)
+        await _register(make_device, alpha, "bob", HYBRID, minimum=CLASSICAL)
+        photo = tmp_path / "photo.bin"
+        photo.write_bytes(os.urandom(3000))
+        await alice.send_file(BOB, photo, mode=CLASSICAL)
+        assert _session_mode(alice, BOB) is CLASSICAL
+        blobs = alpha.data_dir / "blobs"
+        uploaded = sorted(p for p in blobs.rglob("*") if p.is_file())
+
+        home = str(tmp_path / "carol")
+        assert await _cli("--home", home, "register", f"carol@{alpha.config.name}", "--node", alpha.url,
+                          "--invite", await alpha.mint_invite(), "--crypto-mode", "classical") == 0  # fmt: skip
+        capsys.readouterr()
+        assert await _cli("--home", home, "send", BOB, "--file", str(photo), "--crypto-mode", "hybrid") == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["sonet: error: this device has classical keys: it cannot run a hybrid session"]
+        assert sorted(p for p in blobs.rglob("*") if p.is_file()) == uploaded  # refused before any upload
+        assert await _cli("--home", home, "send", BOB, "--file", str(photo), "--crypto-mode", "classical") == 0
