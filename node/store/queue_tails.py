@@ -232,7 +232,7 @@ class QueueTails(Generic[K, I]):
             if entry is None:
                 continue
             got = changes.added.get(key)
-            if got is None or got[0] is not entry:  # too many rows, or an entry the capture did not see
+            if got is None or got[0] is not entry:  # past its caps (not copied), or an entry the capture did not see
                 self._drop(key)
                 continue
             last = entry.items[-1].seq if entry.items else entry.after

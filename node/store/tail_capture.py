@@ -153,7 +153,10 @@ class SqliteTails:
         # settled rows are behind it, mostly left out by SQLite). One pass over the deleted
         # rows, not one per queue with an entry: a purge of 10,000 rows of 2,000 such mailboxes
         # took 0.94 s of CPU here, in the write transaction (0.015 s in one pass).
-        kinds: tuple[tuple[QueueTails[Any, Any], Changes[Any, Any]], ...] = ((self.outbox, out.outbox), (self.mailbox, out.mailbox))
+        kinds: tuple[tuple[QueueTails[Any, Any], Changes[Any, Any]], ...] = (
+            (self.outbox, out.outbox),
+            (self.mailbox, out.mailbox),
+        )
         afters: dict[tuple[int, Any], int] = {}
         for queue, a, d in conn.execute("SELECT DISTINCT queue, a, d FROM tail_gone").fetchall():
             tails, changes = kinds[queue]

@@ -1,10 +1,13 @@
 """Review of the store's queue tails (queue_tails.py, tail_capture.py, group_commit.py): a clock
-that goes back, a commit whose publish fails, and what the tails hold in memory (a group item
-delivered to many mailboxes at once, many small items)."""
+that goes back, a commit whose publish fails, what the tails hold in memory (a group item
+delivered to many mailboxes at once, many small items), deletions in many queues at once, and
+delivery tasks while writes, acks, purges and failing writes interleave."""
 
 from __future__ import annotations
 
 import dataclasses
+import random
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,10 +16,11 @@ from typing import Any
 import pytest
 import trio
 
-from sonet.node.store import NewEnvelope, OutboundItem, Quota, SqliteStore
+from sonet.node.store import NewEnvelope, OutboundItem, Quota, SqliteStore, StoreError
 from sonet.node.store.queue_tails import QueueTails
 from sonet.node.store.sqlite_budgets import Charges
 from sonet.node.store.sqlite_group_bodies import _shared_body, _store_group_row
+from sonet.node.store.sqlite_mailbox import _pending
 from sonet.node.store.tail_capture import Captured, SqliteTails
 
 from .test_contract import ALICE, BOB, DAY, NOW, ROOMY, env, mid, register
@@ -51,7 +55,8 @@ async def test_a_clock_gone_back_is_answered_by_the_database(store: SqliteStore)
     later = NOW + 200  # both expired: the complete reads that make the entries leave them out
     assert await store.pending(BOB, 1, after_seq=0, limit=10, now=later) == []
     assert await store.outbox(BETA, limit=10, max_bytes=1 << 20, now=later) == []
-    await store.enqueue([env(2, to=BOB)], now=NOW, quota=ROOMY, outbound=[OutboundItem(dest=BETA, key=b"k2", expires=NOW + DAY, data=b"transit 2")], sender=(ALICE, 1))
+    item = OutboundItem(dest=BETA, key=b"k2", expires=NOW + DAY, data=b"transit 2")
+    await store.enqueue([env(2, to=BOB)], now=NOW, quota=ROOMY, outbound=[item], sender=(ALICE, 1))
     for key in [(BOB, 1), BETA]:
         got = await answered(store, key, 0, 10, None, NOW)
         assert got == (await from_database(store, key, 0, 10, None, NOW), True), key
@@ -195,9 +200,12 @@ async def test_deletions_in_many_queues_are_looked_at_in_one_pass(store: SqliteS
     statements: list[str] = []
     store._conn.set_trace_callback(statements.append)
     try:
-        async with trio.open_nursery() as nursery:  # one group: the acks queue behind each other
+        async def ack(i: int, account: str) -> None:
+            await store.ack(account, 1, [mid(i * 10 + 1), mid(i * 10 + 3)], now=NOW)
+
+        async with trio.open_nursery() as nursery:  # the acks queue behind each other: few groups
             for i, account in enumerate(accounts):
-                nursery.start_soon(lambda a=account, i=i: store.ack(a, 1, [mid(i * 10 + 1), mid(i * 10 + 3)], now=NOW))
+                nursery.start_soon(ack, i, account)
     finally:
         store._conn.set_trace_callback(None)
     groups = statements.count("BEGIN IMMEDIATE")
@@ -209,3 +217,122 @@ async def test_deletions_in_many_queues_are_looked_at_in_one_pass(store: SqliteS
         got = await answered(store, key, 0, 128, None, NOW)
         assert got == (await from_database(store, key, 0, 128, None, NOW), True)
         assert [item.id for item in got[0]] == [mid(i * 10 + 2), mid(1000 + i)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_delivery_tasks_get_each_item_once_while_writes_acks_purges_and_failures_interleave(
+    tmp_path: Path, seed: int
+) -> None:
+    """Four mailboxes, each read as a device's delivery task reads it (woken by the commits that
+    store to it, acking much of what it got); three writers whose groups sometimes hold a write
+    that fails (the group runs again with savepoints); purges of short-lived items; reads that
+    yield before and after the database. Every answer from memory given while no group is in
+    flight equals a read of the database then, and every long-lived item reaches its reader
+    once."""
+    rng = random.Random(seed)
+    store = await SqliteStore.open(tmp_path / "node.db")
+    check = sqlite3.connect(tmp_path / "node.db", isolation_level=None)
+    try:
+        accounts = [f"member{i}@alpha.example" for i in range(4)]
+        for account in accounts:
+            await register(store, account)
+        tails = tails_of(store).mailbox
+        real_answer, real_read = tails.answer, store._read
+        now = NOW
+        checked = 0
+
+        def answer(key: Any, *, after: int, limit: int, max_bytes: int | None, now: int) -> Any:
+            nonlocal checked
+            page = real_answer(key, after=after, limit=limit, max_bytes=max_bytes, now=now)
+            if page is not None and not store._writes._leading:
+                want = _pending(check, key[0], key[1], after, limit, now, max_bytes)
+                assert (list(page), page.complete) == (list(want), want.complete)
+                checked += 1
+            return page
+
+        async def read(fn: Any, *args: Any) -> Any:
+            for _ in range(rng.randint(0, 3)):
+                await trio.sleep(0)
+            result = await real_read(fn, *args)
+            for _ in range(rng.randint(0, 3)):
+                await trio.sleep(0)
+            return result
+
+        tails.answer = answer  # type: ignore[method-assign]
+        store._read = read  # type: ignore[method-assign]
+        wakes = {a: trio.Event() for a in accounts}
+        wanted: dict[str, set[bytes]] = {a: set() for a in accounts}
+        seen: dict[str, list[bytes]] = {a: [] for a in accounts}
+        done = False
+        n = 0
+        quota = Quota(max_envelopes=100_000, max_bytes=1 << 30)
+
+        async def writer() -> None:
+            nonlocal n
+            for _ in range(40):
+                envs = []
+                for _ in range(rng.randint(1, 4)):
+                    n += 1
+                    short = rng.random() < 0.2
+                    expires = NOW + (rng.randint(1, 40) if short else DAY)
+                    envs.append(env(n, to=rng.choice(accounts), body=b"b" * rng.randint(1, 400), expires=expires))
+                fails = rng.random() < 0.1
+                if fails:
+                    envs.append(env(10**6 + n, to=accounts[0], device_id=9))  # no such device
+                try:
+                    await store.enqueue(envs, now=now, quota=quota)
+                except StoreError:
+                    assert fails
+                    continue
+                assert not fails
+                for e in envs:
+                    if e.expires == NOW + DAY:
+                        wanted[e.account].add(e.id)
+                for account in {e.account for e in envs}:
+                    wakes[account].set()  # as the registry wakes a device's delivery task
+                for _ in range(rng.randint(0, 2)):
+                    await trio.sleep(0)
+
+        async def purger() -> None:
+            nonlocal now
+            while not done:
+                now += rng.randint(0, 10)
+                await store.purge_expired(now=now)
+                for _ in range(rng.randint(1, 6)):
+                    await trio.sleep(0)
+
+        async def reader(account: str) -> None:
+            last = 0
+            while True:
+                wakes[account] = trio.Event()  # before the read: a wake during it is not lost
+                limit, max_bytes = rng.choice([1, 2, 5, 128]), rng.choice([None, 300, 1 << 20])
+                page = await store.pending(account, 1, after_seq=last, limit=limit, now=now, max_bytes=max_bytes)
+                if page:
+                    last = page[-1].seq
+                    seen[account].extend(i.id for i in page)
+                    acked = [i.id for i in page if rng.random() < 0.7]
+                    if acked:
+                        await store.ack(account, 1, acked, now=now)
+                if not page.complete or wakes[account].is_set():
+                    continue
+                if done:
+                    return
+                await wakes[account].wait()
+
+        async with trio.open_nursery() as nursery:
+            for account in accounts:
+                nursery.start_soon(reader, account)
+            nursery.start_soon(purger)
+            async with trio.open_nursery() as writers:
+                for _ in range(3):
+                    writers.start_soon(writer)
+            done = True
+            for account in accounts:
+                wakes[account].set()
+        for account in accounts:
+            assert len(seen[account]) == len(set(seen[account])), account
+            assert wanted[account] <= set(seen[account]), account
+        assert checked > 0
+    finally:
+        check.close()
+        await store.close()
