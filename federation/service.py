@@ -123,11 +123,13 @@ from sonet.core.client_api import (
     Head,
     KeyPackages,
     NodeKey,
+    SignedHead,
 )
 from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
 from sonet.core.envelope import Envelope
 from sonet.core.errors import ProtocolError
 from sonet.core.handshake import HandshakeComplete
+from sonet.core.keydir import TreeHead, decode_cosignature, decode_head
 from sonet.core.wire import Frame
 from sonet.transport import events
 
@@ -499,10 +501,28 @@ class Federation:
             raise FederationError("invalid", f"{node} answered the consistency lookup with something else")
         return dataclasses.replace(answer, request=0)
 
-    def _forget_devices(self, node: str) -> None:
-        """``node`` took this node's cosignature of a newer head: its device lists may have
-        changed, and its proofs carry the cosignature now."""
-        self._devices = {a: e for a, e in self._devices.items() if a.rpartition("@")[2] != node}
+    def _forget_devices(self, node: str, head: TreeHead) -> None:
+        """``node`` took this node's cosignature of ``head``: forget the cached device lists of
+        its accounts that ``head`` can contradict (proven at an older head: a leaf it adds may
+        be the account's newer entry, and the witness does not see which accounts they are) or
+        that lack the cosignature (proven at ``head`` without it: ``node`` now shows it).
+        Lists proven at a newer head, or at ``head`` with this node's cosignature, stay."""
+        kept = {}
+        for account, entry in self._devices.items():
+            if account.rpartition("@")[2] != node or self._outlives(entry[1].proof.head, head):
+                kept[account] = entry
+        self._devices = kept
+
+    def _outlives(self, proven: SignedHead, cosigned: TreeHead) -> bool:
+        """Whether a list proven at ``proven`` stays true after a cosign of ``cosigned`` (the
+        list was vetted when cached: only its size and cosigners are read here)."""
+        try:
+            size = decode_head(proven.head).size
+            if size != cosigned.size:
+                return size > cosigned.size
+            return any(c.witness == self.name and c.size == size for c in map(decode_cosignature, proven.cosignatures))
+        except ProtocolError:
+            return False
 
     async def is_peer(self, node: str) -> bool:
         """Whether ``node`` is a configured peer (items queued for it have a way to go)."""

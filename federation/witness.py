@@ -81,11 +81,12 @@ class Witness:
         routes: Callable[[], Awaitable[Routes]],
         clock_ms: Callable[[], int],
         settings: FederationSettings,
-        cosigned: Callable[[str], None],
+        cosigned: Callable[[str, TreeHead], None],
     ) -> None:
         """``ask(node, frame)`` is the answer of ``node`` over its route (ErrorFrames raised);
-        ``node_key(node)`` its pinned key; ``cosigned(node)`` is told when ``node`` took this
-        node's cosignature of a head it did not have one for (its lookup answers change)."""
+        ``node_key(node)`` its pinned key; ``cosigned(node, head)`` is told when ``node`` took
+        this node's cosignature of ``head``, which it did not have one for (its lookup answers
+        change)."""
         self._name = name
         self._identity = identity
         self._store = store
@@ -296,7 +297,7 @@ class Witness:
         if not isinstance(answer, Noted):
             raise FederationError("invalid", f"{node} answered a cosignature with {type(answer).__name__}")
         log.info("cosigned the key directory of %s at size %d", node, head.size)
-        self._cosigned(node)
+        self._cosigned(node, head)
 
     # Checks -------------------------------------------------------------------------------------
 

@@ -133,7 +133,7 @@ async def _refused_after_a_restart(alpha: RunningNode) -> None:
             routes=no_peers,
             clock_ms=wall_ms,
             settings=FederationSettings(),
-            cosigned=lambda node: None,
+            cosigned=lambda node, head: None,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(fresh.run)

@@ -108,7 +108,7 @@ async def test_hellos_start_at_most_one_round_per_gap(autojump_clock: trio.testi
         routes=no_peers,
         clock_ms=wall_ms,
         settings=FederationSettings(witness_interval_s=NO_PERIODIC_ROUND_S),
-        cosigned=lambda node: None,
+        cosigned=lambda node, head: None,
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(witness.run)
