@@ -24,6 +24,7 @@ from sonet.federation.ratelimit import Rate
 from sonet.node.store import sqlite
 from sonet.node.store.base import QuotaExceeded, StoreError
 from sonet.node.store.group_commit import _run_group, _Write
+from tests.node.store.failing_commit import FailingCommit
 from tests.node.conftest import HANG_S, NodeParams, StartNode
 from tests.node.kit import wall_ms
 from tests.node.store.test_group_commit import Db, insert, insert_then_refuse
@@ -158,23 +159,6 @@ async def test_pushes_queued_behind_a_commit_when_the_link_closes_are_stored_onc
             answers = [await link.receive() for _ in range(3)]
     assert answers == [PushResult(request=n + 1, outcomes=("ok",)) for n in range(3)]
     assert await mailbox_ids(beta, bob) == [i.envelope.id for i in items]  # type: ignore[union-attr]
-
-
-class FailingCommit:
-    """A connection whose next COMMIT fails (rolled back, as SQLite does when a COMMIT cannot
-    be written)."""
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-    def execute(self, sql: str, *args: Any) -> Any:
-        if sql == "COMMIT":
-            self._conn.execute("ROLLBACK")
-            raise sqlite3.OperationalError("disk I/O error")
-        return self._conn.execute(sql, *args)
 
 
 @pytest.mark.parametrize("failing_group", [0, 1])

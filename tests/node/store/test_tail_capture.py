@@ -18,6 +18,7 @@ from sonet.node.store import OutboundItem, SqliteStore, Tracking
 from sonet.node.store.sqlite_federation import _outbox
 from sonet.node.store.sqlite_mailbox import _pending
 
+from .failing_commit import FailingCommit
 from .test_contract import ALICE, BOB, DAY, NOW, ROOMY, env, mid, register
 
 BETA = "beta.example"
@@ -268,22 +269,6 @@ async def test_an_admin_change_forgets_the_tails(store: SqliteStore, tmp_path: P
         await other.close()
     await store.admin_version()
     assert await store.pending(BOB, 1, after_seq=0, limit=10, now=NOW) == []
-
-
-class FailingCommit:
-    """A connection whose COMMIT fails (rolled back, as SQLite does when it cannot write it)."""
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-    def execute(self, sql: str, *args: Any) -> Any:
-        if sql == "COMMIT":
-            self._conn.execute("ROLLBACK")
-            raise sqlite3.OperationalError("disk I/O error")
-        return self._conn.execute(sql, *args)
 
 
 async def test_a_failed_commit_forgets_what_it_captured_and_its_seqs_come_again(
