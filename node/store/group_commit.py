@@ -39,6 +39,15 @@ pushes use it (federation/inbound.py): the next push shares the commit of the on
 and none is applied after one that was not. ``in_turn`` gives a backend without group commit
 (PostgreSQL) the same order, one write after the other.
 
+Relaxed writes (``run(..., relaxed=True)``): a group made only of them commits with
+``synchronous = NORMAL``, without waiting for the disk. For writes that tell nobody "stored":
+a device's ack (mailbox rows deleted) and the settle of pushed items (outbox rows deleted,
+delivery states). A process killed at any instant loses none of them (the OS still holds what
+was written); a power loss or an OS crash can undo the last ones, which only brings back items
+that are then delivered or pushed again and dropped as duplicates by id (delivery is
+at-least-once, deduplicated). The next durable commit makes them durable too (the WAL is
+written in order, and its fsync covers all of it). A group with any other write is durable.
+
 Observers (``GroupCommit(call, observer=)``): ``observer.capture(conn)`` runs inside each
 group's transaction after its writes, before its COMMIT; once that COMMIT returned,
 ``observer.publish(captured)`` runs on the trio thread before any of the group's callers
@@ -112,14 +121,15 @@ def _not_applied(after: Turn) -> NotApplied:
 
 
 class _Write(Turn, Generic[T]):
-    __slots__ = ("fn", "args", "cost", "after", "taken", "result")
+    __slots__ = ("fn", "args", "cost", "after", "taken", "result", "relaxed")
 
-    def __init__(self, fn: Callable[..., T], args: tuple[Any, ...], cost: int, after: Turn | None) -> None:
+    def __init__(self, fn: Callable[..., T], args: tuple[Any, ...], cost: int, after: Turn | None, relaxed: bool = False) -> None:
         super().__init__()
         self.fn = fn
         self.args = args
         self.cost = cost
         self.after = after
+        self.relaxed = relaxed
         self.taken = False
         self.result: T | None = None
 
@@ -150,8 +160,15 @@ def _run_group(conn: sqlite3.Connection, group: list[_Write[Any]], observer: Com
     unless one of them fails (then again with a savepoint each). What the observer captured
     before the COMMIT, if it ran."""
     captured: _Captured = []
-    if not _run_plainly(conn, group, observer, captured):
-        _run_with_savepoints(conn, group, observer, captured)
+    relaxed = all(write.relaxed for write in group)
+    if relaxed:  # nobody is told "stored" by these: the commit need not wait for the disk
+        conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        if not _run_plainly(conn, group, observer, captured):
+            _run_with_savepoints(conn, group, observer, captured)
+    finally:
+        if relaxed:
+            conn.execute("PRAGMA synchronous = FULL")
     return captured
 
 
@@ -236,12 +253,14 @@ class GroupCommit:
         cost: int = 1,
         after: Queued | None = None,
         queued: Callable[[Queued], object] | None = None,
+        relaxed: bool = False,
     ) -> T:
         """``fn(conn, *args)`` committed; ``cost`` (e.g. rows written) bounds how much one
         group holds, so a group of big writes does not keep the write lock for long.
         ``after``: a write (a ``queued`` turn) this one must follow, NotApplied if it failed;
-        ``queued(turn)`` is called once this write has its place (before the first checkpoint)."""
-        write: _Write[T] = _Write(fn, args, cost, _turn(after))
+        ``queued(turn)`` is called once this write has its place (before the first checkpoint).
+        ``relaxed``: a write whose commit acknowledges nothing to anyone (see "Relaxed writes")."""
+        write: _Write[T] = _Write(fn, args, cost, _turn(after), relaxed)
         self._queue.append(write)
         if queued is not None:
             queued(write)

@@ -128,6 +128,7 @@ class PostgresStore(SqliteStore):
         cost: int = 1,
         after: Queued | None = None,
         queued: Callable[[Queued], object] | None = None,
+        relaxed: bool = False,  # (every commit here is flushed: synchronous_commit stays on)
     ) -> T:
         if after is None and queued is None:
             return await self._run(fn, args, write=True)

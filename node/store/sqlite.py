@@ -271,11 +271,13 @@ class SqliteStore:
         cost: int = 1,
         after: Queued | None = None,
         queued: Callable[[Queued], object] | None = None,
+        relaxed: bool = False,
     ) -> T:
         """Run ``fn(conn, *args)`` durably: committed (with the writes queued beside it, see
         ``group_commit.py``) before this returns; on an error in ``fn`` its writes are undone.
-        ``after`` / ``queued``: in order with other writes (``GroupCommit.run``)."""
-        return await self._writes.run(fn, *args, cost=cost, after=after, queued=queued)
+        ``after`` / ``queued``: in order with other writes (``GroupCommit.run``); ``relaxed``:
+        a write that acknowledges nothing to anyone need not wait for the disk (ibid.)."""
+        return await self._writes.run(fn, *args, cost=cost, after=after, queued=queued, relaxed=relaxed)
 
     async def _snapshot(self, fn: Callable[..., T], *args: Any) -> T:
         """Run the reads of ``fn(conn, *args)`` on one consistent snapshot of the database."""
@@ -559,7 +561,9 @@ class SqliteStore:
     async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:
         if not ids:
             return 0
-        return await self._transaction(_ack, account, device_id, list(ids), now, cost=len(ids))
+        # relaxed: a device's ack is undone only by a power loss, and then the envelopes are
+        # delivered again and dropped by the device as duplicates
+        return await self._transaction(_ack, account, device_id, list(ids), now, cost=len(ids), relaxed=True)
 
     async def purge_expired(self, *, now: int) -> int:
         return await self._transaction(_purge_all, now)
@@ -619,8 +623,12 @@ class SqliteStore:
         failed: Mapping[int, str] | None = None,
     ) -> None:
         if seqs or statuses or reports:
+            # relaxed unless it queues reports (news for another node): undone only by a power
+            # loss, a settle brings the items back, to be pushed again and dropped downstream as
+            # duplicates
             await self._transaction(
-                _outbox_done, dest, list(seqs), now, list(statuses), list(reports), dict(failed or {}), cost=len(seqs)
+                _outbox_done, dest, list(seqs), now, list(statuses), list(reports), dict(failed or {}),
+                cost=len(seqs), relaxed=not reports,
             )
 
     async def outbox_counts(self) -> dict[str, int]:
