@@ -110,6 +110,7 @@ class LinkPool:
         #: ``update`` was called: ``_peers`` is the table the entries of requests must match
         self._updated = False
         self._nursery: trio.Nursery | None = None
+        self._stopping = False
         #: bumped on every change a status reader would see
         self.version = 0
 
@@ -118,7 +119,10 @@ class LinkPool:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            await trio.sleep_forever()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._stopping = True  # the nursery takes no new link from here on
 
     def _state(self, name: str) -> _PeerState:
         state = self._states.get(name)
@@ -193,6 +197,8 @@ class LinkPool:
 
     async def _dial(self, peer: Peer, state: _PeerState) -> MuxLink:
         assert self._nursery is not None, "LinkPool.run is not running"
+        if self._stopping:  # e.g. a witness round while a node that could not listen stops
+            raise FederationError("unavailable", "this node is stopping")
         attempt = state.dialling = _Attempt(peer)
         self.version += 1
         try:
