@@ -481,7 +481,7 @@ def cmd_link_begin(args: argparse.Namespace) -> None:
 
     def show(code: str) -> None:
         _show(args, {"link_code": code}, code)
-        print("on an existing device of the account run: sonet link approve CODE (waiting...)", file=sys.stderr, flush=True)
+        print(f"on an existing device of the account run: sonet link approve {code} (waiting...)", file=sys.stderr, flush=True)
 
     _on_interrupt(args, lambda: _link_interrupted(device, node_url))
     profile = trio.run(lambda: device.link_begin(node_url, show, mode=_crypto_mode(args.crypto_mode), say=_progress))

@@ -84,7 +84,9 @@ def progress_bar(args: argparse.Namespace, what: str, total: int | None = None) 
 
     with Bar(
         # a received file's name is the sender's text: shown as it is, never read as markup
-        TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+        # MiB, as the result line and recv say sizes
+        TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn(),
+        TimeRemainingColumn(),
         console=Console(stderr=True), transient=True,
     ) as bar:  # fmt: skip
         task = bar.add_task(terminal_safe(what), total=total)
@@ -93,7 +95,8 @@ def progress_bar(args: argparse.Namespace, what: str, total: int | None = None) 
             bar.update(task, completed=done, total=total)
 
         def say(line: str) -> None:
-            bar.console.print(f"sonet: {terminal_safe(line)}", markup=False, highlight=False)
+            # one line, however narrow the terminal (the terminal wraps it, rich does not)
+            bar.console.print(f"sonet: {terminal_safe(line)}", markup=False, highlight=False, soft_wrap=True)
 
         yield update, say
 
@@ -214,8 +217,8 @@ def cmd_download(args: argparse.Namespace, shell: Shell) -> None:
         return
     got: list[int] = []  # the last progress: [bytes in the part file, of total]
     shell.on_interrupt(args, lambda: f"interrupted: {_download_stopped(msg_id, got)}")
-    name = device.file_of(msg_id).name  # refused here as download would refuse it
-    with progress_bar(args, f"downloading {name}") as (bar, say):
+    ref = device.file_of(msg_id)  # refused here as download would refuse it
+    with progress_bar(args, f"downloading {ref.name}", total=ref.size) as (bar, say):
 
         def progress(done: int, total: int) -> None:
             got[:] = [done, total]
