@@ -9,7 +9,6 @@ import dataclasses
 import random
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,9 @@ from sonet.node.store.sqlite_mailbox import _pending
 from sonet.node.store.tail_capture import Captured, SqliteTails
 
 from .test_contract import ALICE, BOB, DAY, NOW, ROOMY, env, mid, register
-from .test_tail_capture import answered, from_database
+from .test_tail_capture import answered, from_database, store  # noqa: F401 - the fixture: a store with alice and bob
 
 BETA = "beta.example"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = await SqliteStore.open(tmp_path / "node.db")
-    try:
-        await register(opened, ALICE)
-        await register(opened, BOB)
-        yield opened
-    finally:
-        await opened.close()
 
 
 def tails_of(store: SqliteStore) -> SqliteTails:
