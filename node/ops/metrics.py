@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import trio
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -65,6 +65,10 @@ class NodeMetrics:
     """Every metric of one node, on ``self.registry``."""
 
     def __init__(self) -> None:
+        # No `*_created` series (prometheus-client adds one per counter and histogram by
+        # default: twice the series, none of them in docs/operations.md's table). Process-wide:
+        # the node is this process's only user of prometheus-client.
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.handshakes = Counter(
