@@ -12,6 +12,7 @@ tests/durations.json (tests/module_costs.py); ``--write-durations`` measures the
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +22,13 @@ from sonet.client.groups import keys as key_packages
 
 from tests import module_costs
 from tests.few_prekeys import FEW_KEY_PACKAGES, FEW_KEY_PACKAGES_LOW, FEW_LOW, FEW_PREKEYS
+
+# A suite started as a background job of a non-interactive shell (`make test &`) runs with
+# SIGINT ignored, and every process it starts inherits that: the tests that stop a node or a
+# `--watch` with Ctrl-C would then wait for ever. A handler is not inherited across exec, so
+# with one here the programs the tests start get SIGINT's default again.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: the user_properties key of a fault run's counts (tests/e2e/conftest.py ``record_fault_run``)
 FAULT_RUN = "fault_run"
