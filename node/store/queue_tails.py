@@ -57,6 +57,7 @@ class Queued(Protocol):
 
 K = TypeVar("K", bound=Hashable)
 I = TypeVar("I", bound=Queued)
+X = TypeVar("X")
 
 
 def _seq(item: Queued) -> int:
@@ -212,31 +213,23 @@ class QueueTails(Generic[K, I]):
         that had an entry, the rows' items in seq order (``added``). Each with the entry the
         capture saw."""
         for key in changes.gone_keys:
-            self._spoil(key)
-            entry = self._entries.get(key)
-            if entry is None:
+            gone = self._entry_seen(key, changes.gone.get(key))
+            if gone is None:
                 continue
-            seen = changes.gone.get(key)
-            if seen is None or seen[0] is not entry:
-                self._drop(key)
-                continue
-            for seq in seen[1]:
+            entry, seqs = gone
+            for seq in seqs:
                 i = bisect_left(entry.items, seq, key=_seq)
                 if i < len(entry.items) and entry.items[i].seq == seq:
                     cost = self._cost(entry.items.pop(i))
                     entry.size -= cost
                     self._bytes -= cost
         for key in changes.touched:
-            self._spoil(key)
-            entry = self._entries.get(key)
-            if entry is None:
+            added = self._entry_seen(key, changes.added.get(key))
+            if added is None:
                 continue
-            got = changes.added.get(key)
-            if got is None or got[0] is not entry:  # past its caps (not copied), or an entry the capture did not see
-                self._drop(key)
-                continue
+            entry, items = added
             last = entry.items[-1].seq if entry.items else entry.after
-            for item in got[1]:
+            for item in items:
                 if item.seq > last:  # a read that saw this commit already holds it
                     entry.items.append(item)
                     cost = self._cost(item)
@@ -258,6 +251,19 @@ class QueueTails(Generic[K, I]):
 
     def _cost(self, item: I) -> int:
         return self._size(item) + self._overhead
+
+    def _entry_seen(self, key: K, seen: tuple[Entry[I], list[X]] | None) -> tuple[Entry[I], list[X]] | None:
+        """A commit changed ``key``'s queue: a read under way is spoiled; the key's entry with what
+        the capture took for it (``seen``), if it is the entry the capture saw. Any other entry is
+        dropped (no capture: past its caps; another entry: made while the commit ran)."""
+        self._spoil(key)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if seen is None or seen[0] is not entry:
+            self._drop(key)
+            return None
+        return seen
 
     def _spoil(self, key: K) -> None:
         for ticket in self._tickets.get(key, ()):

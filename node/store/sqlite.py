@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
 import trio
@@ -71,6 +71,7 @@ from .base import (
 )
 from .dialect import Connection
 from .group_commit import GroupCommit
+from .queue_tails import QueueTails
 from .tail_capture import SqliteTails
 from .migrations import migrate
 from .sqlite_accounts import (
@@ -136,6 +137,7 @@ __all__ = ["SqliteStore", "BUSY_TIMEOUT_S"]
 BUSY_TIMEOUT_S = 5.0
 
 T = TypeVar("T")
+Q = TypeVar("Q", QueuedItem, MailboxItem)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -278,6 +280,31 @@ class SqliteStore:
         ``after`` / ``queued``: in order with other writes (``GroupCommit.run``); ``relaxed``:
         a write that acknowledges nothing to anyone need not wait for the disk (ibid.)."""
         return await self._writes.run(fn, *args, cost=cost, after=after, queued=queued, relaxed=relaxed)
+
+    async def _tail_or_read(
+        self,
+        tails: QueueTails[Any, Q] | None,
+        key: Any,
+        read: Callable[[], Awaitable[Page[Q]]],
+        *,
+        after: int,
+        limit: int,
+        max_bytes: int | None,
+        now: int,
+    ) -> Page[Q]:
+        """One read of a queue (an outbox, a mailbox): answered by its committed tail when that
+        can (queue_tails.py), else ``read()`` from the database, which may become the tail."""
+        if tails is None:
+            return await read()
+        page = tails.answer(key, after=after, limit=limit, max_bytes=max_bytes, now=now)
+        if page is not None:
+            return page
+        ticket, page = tails.begin_read(key), None
+        try:
+            page = await read()
+            return page
+        finally:
+            tails.end_read(ticket, after=after, now=now, page=page)
 
     async def _snapshot(self, fn: Callable[..., T], *args: Any) -> T:
         """Run the reads of ``fn(conn, *args)`` on one consistent snapshot of the database."""
@@ -545,18 +572,11 @@ class SqliteStore:
     ) -> Page[MailboxItem]:
         if limit < 1:
             raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
-        if self._tails is None:
-            return await self._read(_pending, account, device_id, after_seq, limit, now, max_bytes)
-        tails, key = self._tails.mailbox, (account, device_id)
-        page = tails.answer(key, after=after_seq, limit=limit, max_bytes=max_bytes, now=now)
-        if page is not None:
-            return page
-        ticket, page = tails.begin_read(key), None
-        try:
-            page = await self._read(_pending, account, device_id, after_seq, limit, now, max_bytes)
-            return page
-        finally:
-            tails.end_read(ticket, after=after_seq, now=now, page=page)
+        tails = None if self._tails is None else self._tails.mailbox
+        return await self._tail_or_read(
+            tails, (account, device_id), lambda: self._read(_pending, account, device_id, after_seq, limit, now, max_bytes),
+            after=after_seq, limit=limit, max_bytes=max_bytes, now=now,
+        )  # fmt: skip
 
     async def ack(self, account: str, device_id: int, ids: Sequence[bytes], *, now: int) -> int:
         if not ids:
@@ -594,18 +614,11 @@ class SqliteStore:
     async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> Page[QueuedItem]:
         if limit < 1:
             raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
-        if self._tails is None:
-            return await self._read(_outbox, dest, limit, max_bytes, now, after)
-        tails = self._tails.outbox
-        page = tails.answer(dest, after=after, limit=limit, max_bytes=max_bytes, now=now)
-        if page is not None:
-            return page
-        ticket, page = tails.begin_read(dest), None
-        try:
-            page = await self._read(_outbox, dest, limit, max_bytes, now, after)
-            return page
-        finally:
-            tails.end_read(ticket, after=after, now=now, page=page)
+        tails = None if self._tails is None else self._tails.outbox
+        return await self._tail_or_read(
+            tails, dest, lambda: self._read(_outbox, dest, limit, max_bytes, now, after),
+            after=after, limit=limit, max_bytes=max_bytes, now=now,
+        )  # fmt: skip
 
     async def expired_outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
         if limit < 1:
