@@ -14,12 +14,15 @@ bodies:
 
 Each call is timed with ``time.process_time`` (all threads of this process: the store's worker
 thread included) and summed per call; the figure is CPU µs per envelope for each call and in
-all per side. Run: ``python -m bench.relay_store_bench [N] [--rounds R]`` (N = 20,480 default);
-prints one JSON object of medians over R rounds (fresh store each).
+all per side. Run: ``python -m bench.relay_store_bench [N] [--rounds R] [--body-bytes B]`` (N =
+20,480 and B = 1,024 by default); prints one JSON object of medians over R rounds (fresh store
+each). ``--body-bytes`` shows what the payload bytes cost apart from the rows (docs/performance.md,
+"The transit log").
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import statistics
@@ -72,7 +75,7 @@ class _Cpu:
         return result
 
 
-async def _round(tmp: Path, n: int, rng: random.Random) -> dict[str, float]:
+async def _round(tmp: Path, n: int, rng: random.Random, body_bytes: int = BODY_BYTES) -> dict[str, float]:
     now = int(time.time() * 1000)
     quota = Quota(max_envelopes=1_000_000, max_bytes=1 << 40)
     cpu = _Cpu()
@@ -81,7 +84,7 @@ async def _round(tmp: Path, n: int, rng: random.Random) -> dict[str, float]:
         await _register(beta, RECIPIENT, now)
         for start in range(0, n, PUSH):
             ids = [rng.randbytes(16) for _ in range(min(PUSH, n - start))]
-            bodies = {id_: rng.randbytes(BODY_BYTES) for id_ in ids}
+            bodies = {id_: rng.randbytes(body_bytes) for id_ in ids}
             for b in range(0, len(ids), SEND_BATCH):
                 batch = ids[b : b + SEND_BATCH]
                 items = [
@@ -125,17 +128,25 @@ async def _round(tmp: Path, n: int, rng: random.Random) -> dict[str, float]:
     return out
 
 
-def measure(n: int = 20 * PUSH, rounds: int = 3) -> dict[str, float]:
+def measure(n: int = 20 * PUSH, rounds: int = 3, body_bytes: int = BODY_BYTES) -> dict[str, float]:
     results: list[dict[str, float]] = []
     for r in range(rounds):
         with tempfile.TemporaryDirectory(prefix="sonet-bench-relaystore-") as tmp:
-            results.append(trio.run(_round, Path(tmp), n, random.Random(r)))
+            results.append(trio.run(_round, Path(tmp), n, random.Random(r), body_bytes))
     return {k: round(statistics.median(res[k] for res in results), 1) for k in results[0]}
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
-    if "--rounds" in sys.argv:
-        args.remove(str(rounds))
-    print(json.dumps(measure(int(args[0]) if args else 20 * PUSH, rounds)))
+    parser = argparse.ArgumentParser(prog="python -m bench.relay_store_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("n", nargs="?", type=_positive, default=20 * PUSH, help="envelopes per round (default 20,480)")
+    parser.add_argument("--rounds", type=_positive, default=3, help="fresh stores measured; the medians are printed (default 3)")
+    parser.add_argument("--body-bytes", type=_positive, default=BODY_BYTES, help="bytes of each envelope body (default 1,024)")
+    options = parser.parse_args()
+    print(json.dumps(measure(options.n, options.rounds, options.body_bytes)))
