@@ -53,6 +53,7 @@ OK = "ok"
 RETRY_LATER = {
     "group_full": "a member device has no room for more group items now (its allowance)",
     "hub_pending": "this node takes the group's items from another hub (a hand-over may be on its way)",
+    "rate_limited": "the hub takes this node's group submissions at a bounded rate (the rest later)",
 }
 
 #: outcomes of refused items, with what the origin's user is told

@@ -50,6 +50,11 @@ outcome is ``message_request_limit``. Over a limit the answer is
 ``max_refusals`` refusals in a row is closed, and so is one that sends more than
 ``max_refusals`` pushes refused ``out_of_order`` without one in its turn between them. Other
 peers have their own buckets and links.
+A group SUBMIT for this node spends a token of the node that answers for it (``_answerable``:
+its origin when the peer is that node or its relay, else the peer; ``group_submit_rate``): past
+it that item alone is refused ``rate_limited``, a RETRY_LATER outcome (the pusher keeps it, and
+its group's later submissions behind it, and pushes them again later); the rest of the push is
+taken and the link's refusals in a row do not count it.
 Lookups also spend the peer's cost budget (``settings.lookup_budget``: count and bytes of the
 answers, core/cost_budget.py); over it they are refused ``rate_limited`` too.
 """
@@ -186,6 +191,8 @@ class Inbound:
         self.pushes_in_flight = settings.pushes_in_flight
         self._relay_deadline_s = settings.request_deadline_s * RELAY_DEADLINE_SHARE
         self._pushes = Limiter(settings.push_rate)
+        # group submissions per node that answers for them (the hub verifies each commit)
+        self._group_submits = Limiter(settings.group_submit_rate)
         self._queries = Limiter(settings.query_rate)
         self._bundles = Limiter(settings.bundle_rate)
         self._costs = CostBudget(settings.lookup_budget)
@@ -386,6 +393,11 @@ class Inbound:
                     # here loses nothing, and a forger's items stay in its own outbox
                     self._unvouched(peer, item.origin)
                     return "hub_pending", None
+                if item.group.kind == ItemKind.SUBMIT and not self._group_submits.allow(charged, now):
+                    # past the rate of the node that answers for it: refused for now (RETRY_LATER),
+                    # the pusher keeps it and its group's later submissions, and pushes them again
+                    events.emit("rate_limited", peer=charged, limit="peer_group_submits")
+                    return "rate_limited", None
                 return "", GroupReceived(item=item.group, origin=item.origin, node=self._name, ttl_ms=self._ttl_ms, charged=charged)
             return "invalid", None  # Transit.check refuses an item with none
         if not routes.may_relay(origin=item.origin, link_peer=peer, dest=item.dest):

@@ -37,6 +37,12 @@ class FederationSettings:
     #: node, counted and in bytes (federation/ephemeral.py): a few hundred users typing at once
     ephemeral_rate: Rate = field(default_factory=lambda: Rate(per_second=200, burst=1000))
     ephemeral_bytes_rate: Rate = field(default_factory=lambda: Rate(per_second=2 * 2**20, burst=8 * 2**20))
+    #: per node that answers for pushed group submissions (a SUBMIT's origin when the pusher is
+    #: it or its relay, else the pusher: inbound.py ``_answerable``): SUBMITs this node takes as
+    #: a group's hub. Each may be a commit the hub verifies (~1 ms, more for a large group);
+    #: past it an item is refused ``rate_limited`` for now (RETRY_LATER: the pusher keeps it
+    #: and pushes it again at its next expiry tick). node.toml ``[budgets] peer_group_submits_*``
+    group_submit_rate: Rate = field(default_factory=lambda: Rate(per_second=100, burst=10_000))
     #: per peer node: lookups and pings
     query_rate: Rate = field(default_factory=lambda: Rate(per_second=20, burst=100))
     #: per peer node: prekey bundles (each may hand out one-time prekeys, which run out)

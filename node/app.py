@@ -83,7 +83,7 @@ class ListenError(OSError):
 
 def federation_settings(config: NodeConfig) -> FederationSettings:
     """The federation tunables node.toml's ``[federation]`` (and ``[budgets]``: a peer's lookup
-    budget) sets; the others keep their defaults."""
+    budget and group submissions) sets; the others keep their defaults."""
     return FederationSettings(
         retry_base_s=config.federation_retry_base_s,
         retry_max_s=config.federation_retry_max_s,
@@ -91,6 +91,7 @@ def federation_settings(config: NodeConfig) -> FederationSettings:
         send_timeout_s=config.send_timeout_s,
         pushes_in_flight=config.federation_pushes_in_flight,
         lookup_budget=config.budgets.peer_budget,
+        group_submit_rate=config.budgets.peer_group_submit_rate,
     )
 
 

@@ -28,6 +28,7 @@ __all__ = ["BudgetSettings", "BUDGET_KEYS"]
 _BIG = 10**9
 _BYTES = 1 << 40
 _PEER = FederationSettings().lookup_budget
+_PEER_GROUP_SUBMITS = FederationSettings().group_submit_rate
 
 
 def _key(default: int | float, low: int | float, high: int | float) -> Any:
@@ -67,6 +68,9 @@ class BudgetSettings:
     peer_requests_burst: int = _key(int(_PEER.requests.burst), 1, _BIG)
     peer_bytes_per_second: int = _key(int(_PEER.bytes.per_second), 1, _BYTES)
     peer_bytes_burst: int = _key(int(_PEER.bytes.burst), 1, _BYTES)
+    # group submissions (SUBMIT items) this node takes as a hub from one node (federation/inbound.py)
+    peer_group_submits_per_second: float = _key(float(_PEER_GROUP_SUBMITS.per_second), 0, _BIG)
+    peer_group_submits_burst: int = _key(int(_PEER_GROUP_SUBMITS.burst), 1, _BIG)
     # Register / LinkComplete reaching the signature checks, per source address and connection
     registrations_per_address_per_second: float = _key(float(cl.REGISTRATIONS_PER_ADDRESS.per_second), 0, _BIG)
     registrations_per_address_burst: int = _key(int(cl.REGISTRATIONS_PER_ADDRESS.burst), 1, _BIG)
@@ -106,6 +110,10 @@ class BudgetSettings:
             requests=Rate(per_second=self.peer_requests_per_second, burst=self.peer_requests_burst),
             bytes=Rate(per_second=self.peer_bytes_per_second, burst=self.peer_bytes_burst),
         )
+
+    @property
+    def peer_group_submit_rate(self) -> Rate:
+        return Rate(per_second=self.peer_group_submits_per_second, burst=self.peer_group_submits_burst)
 
     def client_limits(self) -> cl.ClientLimits:
         """The node's per-device limits, these budgets in them (the other rates: the defaults)."""
