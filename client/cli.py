@@ -29,6 +29,7 @@ from .cli_groups import (
 from .cli_gestures import add_gesture_commands, gesture_json_fields, gesture_line
 from .cli_rich import add_rich_commands
 from .cli_call import add_call_command
+from .cli_errors import CommandError, usage_error
 from .cli_attachments import add_download_command, add_voice_option, caption_after_options, send_file_command
 from .file_fields import file_json, file_summary
 from .cli_presence import add_presence_command, presence_line
@@ -44,18 +45,9 @@ if TYPE_CHECKING:
     from .sdk import Device, Lookup, SendResult
     from .state import Alert, InboxMessage, SentMessage
 
-__all__ = ["main"]
+__all__ = ["main", "CommandError"]
 
 PROG = "sonet"
-
-
-class CommandError(Exception):
-    """A refusal of this command line itself (bad input, no confirmation), with its --json code:
-    codes of the network's refusals live in core/errors.py, these are the CLI's own."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _crypto_mode(name: str) -> CryptoMode:

@@ -206,11 +206,11 @@ def _not_uploaded(name: str, held: list[int]) -> str:
 def cmd_download(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
+    from .cli_gestures import message_id_arg
     from .connection import ConnectError, NodeError
-    from .gestures import parse_message_id
 
+    msg_id = message_id_arg(args.message_id, "sonet download MESSAGE_ID [--out DIR] [--thumbnail]")
     device = shell.device(args)
-    msg_id = parse_message_id(args.message_id)
     if args.thumbnail:  # what the message carries: nothing to fetch
         saved = trio.run(lambda: device.save_thumbnail(msg_id, Path(args.out)))
         shell.show(args, {"id": msg_id.hex(), "path": str(saved), "thumbnail": True}, str(saved))

@@ -11,12 +11,31 @@ from typing import TYPE_CHECKING, Any
 
 from sonet.core.limits import DELETE_WINDOW_MS, MAX_EMOJI_BYTES
 
+from .cli_errors import as_usage, usage_error
+
 if TYPE_CHECKING:  # client/cli_groups.py prints group messages with gesture_line
     from .cli_groups import Shell
     from .gestures import GestureResult  # trio and the SDK are imported by the commands that run: `sonet --help` starts fast
     from .history import HistoryItem
 
-__all__ = ["add_gesture_commands", "gesture_result_json", "gesture_line", "gesture_json_fields", "history_marks", "history_extra_json"]
+__all__ = [
+    "add_gesture_commands", "gesture_result_json", "gesture_line", "gesture_json_fields", "history_marks", "history_extra_json", "message_id_arg",
+]  # fmt: skip
+
+#: what a usage error quotes (client/cli_errors.py)
+_REPLY_USAGE = "sonet reply MESSAGE_ID TEXT"
+_REACT_USAGE = "sonet react MESSAGE_ID EMOJI [--remove]"
+_EDIT_USAGE = "sonet edit MESSAGE_ID TEXT"
+_DELETE_USAGE = "sonet delete MESSAGE_ID [--everyone]"
+
+
+def message_id_arg(text: str, usage: str) -> bytes:
+    """A MESSAGE_ID argument: not 32 hex digits is a usage error of the command (``usage``),
+    found before a home is opened."""
+    from .gestures import parse_message_id
+
+    with as_usage(usage):
+        return parse_message_id(text)
 
 
 def gesture_result_json(r: GestureResult, group_name: str | None) -> dict[str, Any]:
@@ -86,10 +105,10 @@ def cmd_reply(args: argparse.Namespace, shell: Shell, text_of: Callable[[str], s
     import trio
 
     from .cli_groups import group_name_of
-    from .gestures import parse_message_id
 
+    msg_id = message_id_arg(args.message_id, _REPLY_USAGE)
     device = shell.device(args)
-    msg_id, text = parse_message_id(args.message_id), text_of(args.text)
+    text = text_of(args.text)
     result = trio.run(lambda: device.reply(msg_id, text))
     name = group_name_of(device, result.conversation, result.is_group)
     shell.show(args, gesture_result_json(result, name), _result_line(result, f"replied to {msg_id.hex()}", name))
@@ -98,11 +117,15 @@ def cmd_reply(args: argparse.Namespace, shell: Shell, text_of: Callable[[str], s
 def cmd_react(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
-    from .cli_groups import group_name_of
-    from .gestures import parse_message_id
+    from sonet.core.content import emoji_problem
 
+    from .cli_groups import group_name_of
+
+    msg_id = message_id_arg(args.message_id, _REACT_USAGE)
+    problem = emoji_problem(args.emoji)
+    if problem is not None:  # before a home is opened, as the id
+        raise usage_error(problem, _REACT_USAGE)
     device = shell.device(args)
-    msg_id = parse_message_id(args.message_id)
     result = trio.run(lambda: device.react(msg_id, args.emoji, remove=args.remove))
     what = f"took back {args.emoji} on {msg_id.hex()}" if args.remove else f"reacted {args.emoji} to {msg_id.hex()}"
     name = group_name_of(device, result.conversation, result.is_group)
@@ -113,10 +136,10 @@ def cmd_edit(args: argparse.Namespace, shell: Shell, text_of: Callable[[str], st
     import trio
 
     from .cli_groups import group_name_of
-    from .gestures import parse_message_id
 
+    msg_id = message_id_arg(args.message_id, _EDIT_USAGE)
     device = shell.device(args)
-    msg_id, text = parse_message_id(args.message_id), text_of(args.text)
+    text = text_of(args.text)
     result = trio.run(lambda: device.edit(msg_id, text))
     name = group_name_of(device, result.conversation, result.is_group)
     shell.show(args, gesture_result_json(result, name), _result_line(result, f"edited {msg_id.hex()}", name))
@@ -126,10 +149,9 @@ def cmd_delete(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
     from .cli_groups import group_name_of
-    from .gestures import parse_message_id
 
+    msg_id = message_id_arg(args.message_id, _DELETE_USAGE)
     device = shell.device(args)
-    msg_id = parse_message_id(args.message_id)
     result = trio.run(lambda: device.delete(msg_id, everyone=args.everyone))
     name = group_name_of(device, result.conversation, result.is_group)
     line = _result_line(result, f"deleted {msg_id.hex()} for everyone", name)

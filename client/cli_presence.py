@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sonet.cli_output import iso_ms
 
+from .cli_errors import usage_error
 from .presence import MAX_PRESENCE_CONTACTS, PRESENCE_REFRESH_S, presence_targets
 
 if TYPE_CHECKING:  # the SDK is imported by the command when it runs: `sonet --help` starts fast
@@ -27,9 +28,7 @@ def presence_line(m: InboxMessage) -> str:
 
 def cmd_presence(args: argparse.Namespace, shell: Shell) -> None:
     if args.to and args.state != "on":
-        from .cli import CommandError  # the command line's own refusals (it imports this module)
-
-        raise CommandError("usage", "--to goes with on (usage: sonet presence on --to ADDRESS...)")
+        raise usage_error("--to goes with on", "sonet presence on --to ADDRESS...")
     device = shell.device(args)
     if args.state is None:
         setting = device.presence()

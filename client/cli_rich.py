@@ -14,9 +14,10 @@ from sonet.cli_output import iso_ms
 from sonet.core.address import parse_address
 from sonet.core.cards import MAX_ACCURACY_M, ContactCard, Event, Location, parse_degrees
 from sonet.core.errors import LocalProtocolError
-from sonet.core.poll import MAX_POLL_OPTIONS
+from sonet.core.poll import MAX_POLL_OPTIONS, MIN_POLL_OPTIONS
 
-from .cli_gestures import gesture_result_json
+from .cli_errors import as_usage, usage_error
+from .cli_gestures import gesture_result_json, message_id_arg
 
 if TYPE_CHECKING:  # trio and the SDK are imported by the commands that run: `sonet --help` starts fast
     from .cli_groups import Shell
@@ -26,6 +27,13 @@ if TYPE_CHECKING:  # trio and the SDK are imported by the commands that run: `so
     from .sdk import Device
 
 __all__ = ["add_rich_commands", "rich_history_json", "rich_history_text", "parse_time"]
+
+#: what a usage error quotes (client/cli_errors.py)
+_POLL_USAGE = "sonet poll ADDRESS|GROUP QUESTION OPTION... [--multiple]"
+_VOTE_USAGE = "sonet vote MESSAGE_ID OPTION [--remove]"
+_POLL_CLOSE_USAGE = "sonet poll-close MESSAGE_ID"
+_LOCATION_USAGE = "sonet location ADDRESS|GROUP LAT LON [--label TEXT] [--accuracy METRES]"
+_EVENT_USAGE = "sonet event ADDRESS|GROUP TITLE --at TIME [--end TIME] [--place TEXT]"
 
 
 def parse_time(text: str) -> int:
@@ -88,6 +96,12 @@ def _show_post(args: argparse.Namespace, shell: Shell, device: Device, result: P
 def cmd_poll(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
+    count = len(args.options)
+    if not MIN_POLL_OPTIONS <= count <= MAX_POLL_OPTIONS:  # the arguments' count: before a home is opened
+        raise usage_error(f"a poll has {MIN_POLL_OPTIONS}..{MAX_POLL_OPTIONS} options, not {count}", _POLL_USAGE)
+    repeated = sorted({o for o in args.options if args.options.count(o) > 1})
+    if repeated:
+        raise usage_error(f"a poll's options are distinct: {', '.join(map(repr, repeated))} given more than once", _POLL_USAGE)
     device = shell.device(args)
     result = trio.run(lambda: device.send_poll(args.conversation, args.question, args.options, multiple=args.multiple))
     extra = {"poll": {"question": args.question, "options": list(args.options), "multiple": args.multiple}}
@@ -102,11 +116,10 @@ def cmd_vote(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
     from .cli_groups import group_name_of
-    from .gestures import parse_message_id
     from .polls import option_index
 
+    poll_id = message_id_arg(args.message_id, _VOTE_USAGE)
     device = shell.device(args)
-    poll_id = parse_message_id(args.message_id)
     result = trio.run(lambda: device.vote(poll_id, args.option, remove=args.remove))
     poll, _tally = device.poll_result(poll_id)
     option = option_index(poll, args.option) + 1
@@ -120,11 +133,10 @@ def cmd_poll_close(args: argparse.Namespace, shell: Shell) -> None:
     import trio
 
     from .cli_groups import group_name_of
-    from .gestures import parse_message_id
     from .rich_fields import poll_json, poll_text
 
+    poll_id = message_id_arg(args.message_id, _POLL_CLOSE_USAGE)
     device = shell.device(args)
-    poll_id = parse_message_id(args.message_id)
     result, poll, tally = trio.run(lambda: device.close_poll(poll_id))
     state = f"{result.state}: {result.message}" if result.message else result.state
     line = f"closed poll {poll_id.hex()} ({state}): {poll_text(poll, tally)}"
@@ -144,9 +156,10 @@ def cmd_location(args: argparse.Namespace, shell: Shell) -> None:
 
     from .rich_fields import rich_json
 
+    with as_usage(_LOCATION_USAGE):  # 95, north: before a home is opened
+        lat_e7, lon_e7 = parse_degrees(args.lat, limit=90), parse_degrees(args.lon, limit=180)
     device = shell.device(args)
-    location = Location(lat=parse_degrees(args.lat, limit=90), lon=parse_degrees(args.lon, limit=180), accuracy=args.accuracy,
-                        label=args.label)  # fmt: skip
+    location = Location(lat=lat_e7, lon=lon_e7, accuracy=args.accuracy, label=args.label)
     location.to_map()  # a bad label or accuracy: one line before anything connects
     result = trio.run(lambda: device.send_location(args.conversation, location))
     lat, lon = location.degrees()
@@ -172,9 +185,10 @@ def cmd_event(args: argparse.Namespace, shell: Shell) -> None:
 
     from .rich_fields import rich_json
 
-    start, end = parse_time(args.at), parse_time(args.end) if args.end else 0
-    if args.end and end < start:  # in the options' words, before any home is opened
-        raise LocalProtocolError(f"--end {args.end} is before --at {args.at}: an event cannot end before it starts", code="bad_input")
+    with as_usage(_EVENT_USAGE):  # tomorrow: before a home is opened
+        start, end = parse_time(args.at), parse_time(args.end) if args.end else 0
+    if args.end and end < start:  # in the options' words
+        raise usage_error(f"--end {args.end} is before --at {args.at}: an event cannot end before it starts", _EVENT_USAGE)
     device = shell.device(args)
     event = Event(title=args.title, start=start, end=end, place=args.place)
     event.to_map()

@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING, Any
 from sonet.cli_output import iso_ms
 from sonet.core.timer import MAX_TIMER_MS, format_duration, parse_duration
 
+from .cli_errors import as_usage
+
 if TYPE_CHECKING:  # trio and the SDK are imported by the commands that run: `sonet --help` starts fast
     from .cli_groups import Shell
     from .timer import TimerResult
 
 __all__ = ["add_timer_command", "timer_json_fields", "timer_line"]
+
+_USAGE = "sonet timer ADDRESS|GROUP DURATION"
 
 
 def timer_json_fields(fields: dict) -> dict[str, Any]:
@@ -52,7 +56,8 @@ def cmd_timer(args: argparse.Namespace, shell: Shell) -> None:
     from .cli_groups import conversation_label, group_name_of
     from .timer import timer_text
 
-    timer = parse_duration(args.duration)
+    with as_usage(_USAGE):  # 31d, soon: before a home is opened
+        timer = parse_duration(args.duration)
     device = shell.device(args)
     result = trio.run(lambda: device.set_timer(args.address, timer))
     # named as every other result names a conversation: to ADDRESS, or group {id, name}

@@ -296,7 +296,7 @@ async def test_cli_send_file_recv_and_download(alpha: RunningNode, register: Reg
     assert rc == 0 and "file 'report.pdf' (3.0 MiB): the report" in lines[0], lines
     # refusals are one line with their code
     rc, [error] = await run_cli(capsys, bob, "download", "not-an-id")
-    assert rc == 1 and error["error"]["code"] == "bad_input"
+    assert rc == 2 and error["error"]["code"] == "usage"  # an argument not of its form (ux12: bad_input, exit 1)
     rc, [error] = await run_cli(capsys, alice, "send", BOB)  # neither TEXT nor --file
     assert rc == 2 and error["error"]["code"] == "usage"
     rc, [error] = await run_cli(capsys, alice, "send", BOB, "--file", str(tmp_path / "nope"))

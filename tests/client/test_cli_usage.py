@@ -293,9 +293,53 @@ def test_ctrl_c_during_register_before_the_node_answered(capsys: pytest.CaptureF
 
 def test_an_event_that_ends_before_it_starts_says_so_in_the_options_words(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """It said "event: end is 0 (none) or not before start" (the content check's rule); now the
-    options it came from, before any home is opened."""
+    options it came from, before any home is opened: a usage error (ux12: it was bad_input, exit 1)."""
     argv = ["--home", tmp_path / "h", "event", ADDRESS, "Standup", "--at", "2027-01-04T09:00Z", "--end", "2027-01-04T08:00Z"]
-    says = "--end 2027-01-04T08:00Z is before --at 2027-01-04T09:00Z: an event cannot end before it starts"
-    assert one_error(capsys, *argv) == f"sonet: error: {says}"
-    assert json_error(capsys, *argv) == {"code": "bad_input", "message": says}
+    says = (
+        "--end 2027-01-04T08:00Z is before --at 2027-01-04T09:00Z: an event cannot end before it starts "
+        "(usage: sonet event ADDRESS|GROUP TITLE --at TIME [--end TIME] [--place TEXT])"
+    )
+    assert one_error(capsys, *argv, rc=2) == f"sonet: error: {says}"
+    assert json_error(capsys, *argv, rc=2) == {"code": "usage", "message": says}
+    assert not (tmp_path / "h").exists()
+
+
+MESSAGE_ID = "0" * 32
+
+
+@pytest.mark.parametrize(
+    ("argv", "says", "usage"),
+    [
+        (["timer", ADDRESS, "31d"], "a timer is off or 1s..30d", "sonet timer ADDRESS|GROUP DURATION"),
+        (["timer", ADDRESS, "soon"], "not a duration: 'soon'", "sonet timer ADDRESS|GROUP DURATION"),
+        (["location", ADDRESS, "95", "10"], "'95' is not a number of degrees within ±90", "sonet location ADDRESS|GROUP LAT LON"),
+        (["location", ADDRESS, "45", "-190"], "'-190' is not a number of degrees within ±180", "sonet location ADDRESS|GROUP LAT LON"),
+        (["location", ADDRESS, "north", "0"], "'north' is not a number of degrees within ±90", "sonet location ADDRESS|GROUP LAT LON"),
+        (["poll", ADDRESS, "Lunch?", "pizza"], "a poll has 2..10 options, not 1", "sonet poll ADDRESS|GROUP QUESTION OPTION... [--multiple]"),
+        (["poll", ADDRESS, "Count?", *map(str, range(11))], "a poll has 2..10 options, not 11", "sonet poll ADDRESS|GROUP QUESTION OPTION..."),
+        (["poll", ADDRESS, "Lunch?", "pizza", "sushi", "pizza"], "a poll's options are distinct: 'pizza' given more than once", "sonet poll "),
+        (["event", ADDRESS, "Party", "--at", "tomorrow"], "'tomorrow' is not a time", "sonet event ADDRESS|GROUP TITLE --at TIME"),
+        (["react", "zz", "👍"], "'zz' is not a message id (32 hex digits", "sonet react MESSAGE_ID EMOJI [--remove]"),
+        (["react", MESSAGE_ID, "a b"], "a reaction may not hold spaces", "sonet react MESSAGE_ID EMOJI [--remove]"),
+        (["react", MESSAGE_ID, "👍" * 20], "a reaction is one emoji (at most", "sonet react MESSAGE_ID EMOJI [--remove]"),
+        (["reply", "zz", "hi"], "'zz' is not a message id", "sonet reply MESSAGE_ID TEXT"),
+        (["edit", MESSAGE_ID[:-1], "hi"], "is not a message id", "sonet edit MESSAGE_ID TEXT"),
+        (["delete", "zz"], "'zz' is not a message id", "sonet delete MESSAGE_ID [--everyone]"),
+        (["vote", "abc", "1"], "'abc' is not a message id", "sonet vote MESSAGE_ID OPTION [--remove]"),
+        (["poll-close", "abc"], "'abc' is not a message id", "sonet poll-close MESSAGE_ID"),
+        (["download", "abc"], "'abc' is not a message id", "sonet download MESSAGE_ID"),
+    ],
+    ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else None,
+)
+def test_a_content_commands_argument_out_of_its_range_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], says: str, usage: str
+) -> None:
+    """ux12: these were bad_input or bad_timer (exit 1), found after the home was opened, while an
+    option's value out of its range is a usage error everywhere else: now exit 2, one line that
+    quotes the command's usage (client/cli_errors.py usage_error), before any home is opened."""
+    line = one_error(capsys, "--home", tmp_path / "h", *argv, rc=2)
+    assert says in line and f"(usage: {usage}" in line and line.endswith(")"), line
+    assert line.count("poll:") == 0, line  # it said "poll: a poll has 2..10 options"
+    error = json_error(capsys, "--home", tmp_path / "h", *argv, rc=2)
+    assert error["code"] == "usage" and error["message"] == line.removeprefix("sonet: error: "), error
     assert not (tmp_path / "h").exists()

@@ -303,12 +303,12 @@ async def test_the_commands_and_what_recv_and_history_print(
     assert [o["type"] for o in history] == ["poll", "location", "contact", "event"] and history[1]["location"] == loc["location"]
 
     for argv, code in (
-        (("location", BOB, "91", "0"), "bad_input"), (("location", BOB, "north", "0"), "bad_input"),
-        (("event", BOB, "Late", "--at", "tomorrow"), "bad_input"), (("contact", BOB, "not-an-address"), "bad_address"),
-        (("poll", BOB, "One?", "only"), "bad_input"), (("vote", "abc", "1"), "bad_input"),
+        (("location", BOB, "91", "0"), "usage"), (("location", BOB, "north", "0"), "usage"),
+        (("event", BOB, "Late", "--at", "tomorrow"), "usage"), (("contact", BOB, "not-an-address"), "bad_address"),
+        (("poll", BOB, "One?", "only"), "usage"), (("vote", "abc", "1"), "usage"), (("poll", BOB, "x" * 600, "a", "b"), "bad_input"),
     ):  # fmt: skip
         rc, [error] = await _cli(capsys, alice, *argv)
-        assert rc == 1 and error["error"]["code"] == code, (argv, error)
+        assert (rc, error["error"]["code"]) == (2 if code == "usage" else 1, code), (argv, error)
 
 
 def test_history_and_the_chat_app_draw_a_poll_with_its_result_and_the_other_types() -> None:

@@ -160,5 +160,6 @@ async def test_opening_the_device_erases_what_came_due_while_it_was_closed(
 def test_cli_timer_refuses_a_bad_duration_with_one_line(capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # noqa: ANN001
     code = cli.main(["--home", str(tmp_path / "nobody"), "timer", "bob@alpha.example", "5 minutes", "--json"])
     out = capsys.readouterr().out.strip().splitlines()
-    assert code != 0 and len(out) == 1
-    assert json.loads(out[0])["error"]["code"] == "bad_timer"
+    assert code == 2 and len(out) == 1  # a usage error (ux12: bad_timer, exit 1), before a home is opened
+    assert json.loads(out[0])["error"]["code"] == "usage"
+    assert not (tmp_path / "nobody").exists()
