@@ -209,18 +209,23 @@ class PeerGate:
         self._status = status
         self._clock_ms = clock_ms
 
-    def admit_for(self, headers: list[tuple[bytes, bytes]]) -> Callable[[PeerIdentified], Awaitable[tuple[str, str] | None]]:
+    def admit_for(
+        self, headers: list[tuple[bytes, bytes]], address: str | None = None
+    ) -> Callable[[PeerIdentified], Awaitable[tuple[str, str] | None]]:
+        """The ``admit`` hook of one request (its headers; ``address``: where it came from)."""
         claim = claimed_name(headers)
 
         async def admit(event: PeerIdentified) -> tuple[str, str] | None:
-            return await self.decide(event.peer.fingerprint, claim)
+            return await self.decide(event.peer.fingerprint, claim, address=address)
 
         return admit
 
-    async def decide(self, fingerprint: str, claim: str | None) -> tuple[str, str] | None:
+    async def decide(self, fingerprint: str, claim: str | None, *, address: str | None = None) -> tuple[str, str] | None:
         """Admit (None) only the configured peer the initiator names AND whose pin its key
         matches: a key pinned for one name announcing another (configured or not), or no name
-        at all, is refused, so one peer can never act as another or as a stranger."""
+        at all, is refused, so one peer can never act as another or as a stranger. A refusal
+        is recorded with the configured peer it concerns (if any), the name it announced
+        (``unverified_name``: anyone can announce any name) and ``address``."""
         try:
             peers = await self._load_peers()
         except self._store_errors as exc:
@@ -228,27 +233,32 @@ class PeerGate:
             return "unavailable", "this node cannot check its peers right now; try again later"
         by_key = find_peer(peers, fingerprint=fingerprint)
         known_as = by_key.name if by_key is not None else None
+
+        def refuse(peer: str | None, code: str, message: str) -> tuple[str, str]:
+            return self._refuse(peer, code, message, claim=claim, address=address)
+
         if claim is None:
-            return self._refuse(known_as, "unknown_peer", "a peer node must announce its name (the Sonet-Node header)")
+            return refuse(known_as, "unknown_peer", "a peer node must announce its name (the Sonet-Node header)")
         named = find_peer(peers, name=claim)
         if named is None:
             if by_key is not None:
                 log.info("the key pinned for %s announced the unconfigured name %s", by_key.name, claim)
-            return self._refuse(known_as, "unknown_peer", f"{claim} is not a configured peer of this node")
+            return refuse(known_as, "unknown_peer", f"{claim} is not a configured peer of this node")
         if named.fingerprint != fingerprint:
-            return self._refuse(claim, "wrong_identity", f"node {claim} is pinned to a different identity key")
+            return refuse(claim, "wrong_identity", f"node {claim} is pinned to a different identity key")
         also = sorted(p.name for p in peers if p.fingerprint == fingerprint and p.name != claim)
         if also:  # the link is served as the key's peer: it must have one name only
-            return self._refuse(claim, "wrong_identity", f"the key of {claim} is pinned for {', '.join(also)} as well")
+            return refuse(claim, "wrong_identity", f"the key of {claim} is pinned for {', '.join(also)} as well")
         self._status.record_admitted()
         return None
 
-    def _refuse(self, peer: str | None, code: str, message: str) -> tuple[str, str]:
-        self._status.record_refusal(peer=peer, reason=code, at=self._clock_ms())
+    def _refuse(self, peer: str | None, code: str, message: str, *, claim: str | None, address: str | None) -> tuple[str, str]:
+        self._status.record_refusal(peer=peer, reason=code, at=self._clock_ms(), unverified_name=claim, address=address)
         # the gate reports its own refusals (the transport does not report admit's decisions)
-        events.emit("wrong_identity" if code == "wrong_identity" else "handshake_refused", peer=peer, code=code, direction="inbound")
-        refusals_summary.count(code, peer or "(no name)")
-        log.debug("refused federation link (%s): %s", code, message)
+        kind = "wrong_identity" if code == "wrong_identity" else "handshake_refused"
+        events.emit(kind, peer=peer, unverified_name=claim, address=address, code=code, direction="inbound")
+        refusals_summary.count(code, peer or (f"{claim} (unverified)" if claim else "(no name)"))
+        log.debug("refused federation link from %s announcing %s (%s): %s", address or "?", claim or "no name", code, message)
         return code, message
 
 

@@ -28,6 +28,10 @@ MAX_REFUSALS = 16
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Refusal:
     peer: str | None  # the configured peer's name when known, else None
+    #: the node name the dialler announced (its Sonet-Node header): anyone can announce any
+    #: name, so it is not checked; None if it announced none (or a malformed one)
+    unverified_name: str | None
+    address: str | None  # its source address (IP, or an IPv6 /64), None if not known
     at: int  # ms since the epoch
     reason: str  # "unknown_peer" / "wrong_identity" / ...
 
@@ -45,9 +49,11 @@ class FederationStatus:
         self.admitted += 1
         self.version += 1
 
-    def record_refusal(self, *, peer: str | None, reason: str, at: int) -> None:
+    def record_refusal(
+        self, *, peer: str | None, reason: str, at: int, unverified_name: str | None = None, address: str | None = None
+    ) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
-        self.last_refusals.append(Refusal(peer=peer, at=at, reason=reason))
+        self.last_refusals.append(Refusal(peer=peer, unverified_name=unverified_name, address=address, at=at, reason=reason))
         self.version += 1
 
     def link_opened(self) -> None:

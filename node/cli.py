@@ -616,7 +616,24 @@ def _federation_lines(federation: dict) -> list[str]:
     if "admitted" in federation:
         refused = ", ".join(f"{n} {reason}" for reason, n in federation["refused_by_reason"].items())
         lines.append(f"inbound links: {federation['links_open']} open, {federation['admitted']} admitted, {federation['refused']} refused" + (f" ({refused})" if refused else ""))
+        last = (federation.get("last_refusals") or [None])[-1]
+        if last is not None:
+            lines.append(f"  last refused: {_refusal_words(last)}")
     return lines
+
+
+def _refusal_words(refusal: dict) -> str:
+    """One refused inbound link for people: from where, the name it announced (anyone can
+    announce any name: marked unverified), the configured peer it concerns, why and when."""
+    name = refusal.get("unverified_name")
+    who = f"a node announcing {_one_line(name)} (unverified)" if name else "a node announcing no name"
+    address = refusal.get("address")
+    where = f" from {address}" if address else ""
+    peer = refusal.get("peer")
+    concerns = f", peer {peer}" if peer and peer != name else ""
+    at = refusal["at"]
+    when = iso_ms(at) if isinstance(at, int) else at
+    return f"{who}{where}{concerns}: {refusal['reason']} at {when}"
 
 
 def _federation_at_rest(data: Path, config: NodeConfig) -> dict:

@@ -25,7 +25,8 @@ __all__ = ["Router", "LinkHandler", "Admit", "AdmitFor", "PLAIN_HTTP_ANSWER"]
 #: called with the established connection; decides about the peer and serves it
 LinkHandler = Callable[[SecureSocket, HandshakeComplete], Awaitable[None]]
 #: builds the ``admit`` hook for one request from its HTTP headers (e.g. a peer's claimed name)
-AdmitFor = Callable[[list[tuple[bytes, bytes]]], Admit]
+#: and its source address (what a refusal records)
+AdmitFor = Callable[[list[tuple[bytes, bytes]], str], Admit]
 
 #: the body of the 400 a plain HTTP request (no WebSocket upgrade) gets
 PLAIN_HTTP_ANSWER = (
@@ -56,10 +57,10 @@ class Router:
         max_message_bytes: int = limits.MAX_RECORD_BYTES,
     ) -> None:
         """Serve ``path`` with ``handler`` on a channel of ``frames``; ``admit`` (or, given the
-        request headers, ``admit_for(headers)``) decides about the authenticated initiator
-        during the handshake. Once it is admitted, records of up to ``max_message_bytes`` are
+        request headers and source address, ``admit_for(headers, address)``) decides about the
+        authenticated initiator during the handshake. Once it is admitted, records of up to ``max_message_bytes`` are
         accepted (the handler may raise that later); before, only handshake messages."""
-        self._routes[path] = (handler, frames, admit_for or (lambda headers: admit), max_message_bytes)
+        self._routes[path] = (handler, frames, admit_for or (lambda headers, address: admit), max_message_bytes)
 
     async def __call__(self, request: UpgradeRequest, conn: Connection) -> None:
         path = request.path.split("?", 1)[0]
@@ -67,12 +68,13 @@ class Router:
             await request.reject(404, body=b"unknown endpoint; devices use /client, nodes /federation\n")
             return
         handler, frames, admit_for, max_message_bytes = self._routes[path]
-        admit = admit_for(list(request.headers))
+        admit = admit_for(list(request.headers), conn.address)
         ws = await request.accept()
         try:
             done = await respond(
-                ws, identity=self._identity, policy=self._policy, prologue=path.encode(), admit=admit, guard=self.guard, address=conn.address
-            )
+                ws, identity=self._identity, policy=self._policy, prologue=path.encode(), admit=admit, guard=self.guard,
+                address=conn.address, ended=conn.handshake_ended,
+            )  # fmt: skip
             if done is not None:
                 conn.authenticated()
                 sock = SecureSocket(ws, Channel(done.keys, frames), done.peer)

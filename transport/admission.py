@@ -155,6 +155,9 @@ class Admitted:
         self.spoke = False
         #: why the server ended it (for the log summary), None if it ended by itself
         self.ended_by: str | None = None
+        #: how its handshake ended without a link, as the handler said (a refusal's code, the
+        #: failure's): the log summary counts it under that rather than ``ended_unauthenticated``
+        self.handshake_end: str | None = None
         #: the stage it was in when it was evicted (None: not evicted)
         self.evicted_from: str | None = None
 

@@ -92,10 +92,12 @@ async def respond(
     admit: Admit = admit_everyone,
     guard: HandshakeGuard | None = None,
     address: str = "",
+    ended: Callable[[str], object] = lambda code: None,
 ) -> HandshakeComplete | None:
     """Run the responder side under the handshake deadline; None if the initiator failed, was
-    refused or was too slow (the WebSocket is then closed with the reason). ``guard`` screens
-    the Hello1 of an initiator at ``address`` (its IP, or IPv6 /64: what it is limited by)."""
+    refused or was too slow (the WebSocket is then closed with the reason, and ``ended(code)``
+    told why: the refusal's code, the failure's). ``guard`` screens the Hello1 of an
+    initiator at ``address`` (its IP, or IPv6 /64: what it is limited by)."""
     screened = False
 
     def screen(hello: Hello1) -> bytes | None:
@@ -109,7 +111,7 @@ async def respond(
         Role.RESPONDER, identity=identity, policy=policy, rng=os.urandom, prologue=prologue, screen=screen if guard else None
     )
     try:
-        return await _respond(ws, hs, admit, address)
+        return await _respond(ws, hs, admit, address, ended)
     finally:
         if screened:
             assert guard is not None
@@ -120,7 +122,7 @@ def _now_ms() -> int:
     return int(trio.current_time() * 1000)
 
 
-async def _respond(ws: WebSocket, hs: Handshake, admit: Admit, address: str) -> HandshakeComplete | None:
+async def _respond(ws: WebSocket, hs: Handshake, admit: Admit, address: str, ended: Callable[[str], object]) -> HandshakeComplete | None:
     with trio.move_on_after(limits.HANDSHAKE_DEADLINE_S):
         try:
             while True:
@@ -139,6 +141,7 @@ async def _respond(ws: WebSocket, hs: Handshake, admit: Admit, address: str) -> 
                         hs.accept()
                     else:
                         hs.reject(*refusal)
+                        ended(refusal[0])
                     for out in hs.data_to_send():
                         await ws.send_message(out)
                     if refusal is not None:
@@ -151,10 +154,12 @@ async def _respond(ws: WebSocket, hs: Handshake, admit: Admit, address: str) -> 
         except ProtocolError as exc:
             log.log(logging.DEBUG if exc.code in _GUARD_CODES else logging.INFO, "handshake failed: %s", exc)
             events.emit("handshake_refused", address=address, code=exc.code)
+            ended(exc.code)
             await ws.aclose(code=PROTOCOL_ERROR, reason=exc.code)
             return None
         except ConnectionClosed:
             return None
     events.emit("handshake_refused", address=address, code="handshake_timeout")
+    ended("handshake_timeout")
     await ws.aclose(code=POLICY_VIOLATION, reason="handshake timeout")
     return None

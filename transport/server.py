@@ -115,6 +115,11 @@ class Connection:
         account=, peer=; transport/admission.py) instead of its source address."""
         self._admitted.charge_to(**actors)
 
+    def handshake_ended(self, code: str) -> None:
+        """Its handshake ended without a link, for the reason ``code`` (a refusal's code, a
+        failure's): what the log summary counts it as, so the summary and the status agree."""
+        self._admitted.handshake_end = code
+
 
 Handler = Callable[[UpgradeRequest, Connection], Awaitable[None]]
 
@@ -354,7 +359,10 @@ class _Server:
         finally:
             self._admission.release(conn)
             if conn.ended_by is not None:
-                self._summary.count(conn.ended_by, conn.address)
+                why = conn.ended_by
+                if why == "ended_unauthenticated" and conn.handshake_end is not None:
+                    why = conn.handshake_end  # the handler said how (e.g. unknown_peer)
+                self._summary.count(why, conn.address)
             if conn.ended_by in _GRACEFUL:
                 stream.socket.close()  # the WebSocket close (if any) was exchanged already
             elif conn.evicted_from in _TARPITTED and self._tarpit.hold(stream.socket, trio.current_time() + TARPIT_S):

@@ -67,7 +67,7 @@ async def test_a_peer_with_the_wrong_identity_is_in_the_audit_log(running: Runni
         async with peer_link(running, new_key(), BETA):
             pass
     [entry] = _entries(running, "wrong_identity")
-    assert entry == {"peer": BETA, "code": "wrong_identity", "direction": "inbound", "count": 1}
+    assert entry == {"peer": BETA, "unverified_name": BETA, "address": "127.0.0.1", "code": "wrong_identity", "direction": "inbound", "count": 1}
     # a stranger announcing an unconfigured name is a refused handshake, not an identity alarm
     with pytest.raises(DialError):
         async with peer_link(running, new_key(), "stranger.example"):
