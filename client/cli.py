@@ -29,7 +29,7 @@ from .cli_groups import (
 from .cli_gestures import add_gesture_commands, gesture_json_fields, gesture_line
 from .cli_rich import add_rich_commands
 from .cli_call import add_call_command
-from .cli_errors import CommandError, usage_error
+from .cli_errors import CommandError, positive as _positive, usage_error
 from .cli_attachments import add_download_command, add_voice_option, caption_after_options, send_file_command
 from .file_fields import file_json, file_summary
 from .cli_presence import add_presence_command, presence_line
@@ -636,7 +636,7 @@ def _lookup_json(found: Lookup) -> dict[str, Any]:
 def cmd_witness_quorum(args: argparse.Namespace) -> None:
     asked = args.quorum
     if asked is not None and asked != "auto" and not (asked.isascii() and asked.isdigit() and int(asked) <= limits.MAX_COSIGNATURES):
-        raise CommandError("usage", f"the witness quorum is a number from 0 to {limits.MAX_COSIGNATURES}, or auto")
+        raise usage_error(f"the witness quorum is a number from 0 to {limits.MAX_COSIGNATURES}, or auto", "sonet witness-quorum [N|auto]")
     state = _device(args).state
     if args.quorum is not None:
         state.set_witness_quorum(None if args.quorum == "auto" else int(args.quorum))
@@ -708,12 +708,6 @@ def _seconds(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"{text} is not a number of seconds from 0 up")
     return value
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 up")
-    return int(text)
 
 
 def _add_json(parser: argparse.ArgumentParser, *, json_errors: bool) -> None:

@@ -15,6 +15,8 @@ from sonet.cli_output import iso_ms
 from sonet.core.call import CONNECTED, ENDED, MAX_SDP_BYTES, CallTimeouts, why_ended
 from sonet.core.errors import LocalProtocolError
 
+from .cli_errors import positive
+
 if TYPE_CHECKING:  # trio and the SDK are imported by the commands that run: `sonet --help` starts fast
     from .cli_groups import Shell
     from .state_call import KeptCall
@@ -130,16 +132,6 @@ def cmd_call(args: argparse.Namespace, shell: Shell, parser: argparse.ArgumentPa
     shell.show(args, call_json(kept, device.state.profile().address), line)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("at least 1")
-    return value
-
-
 def add_call_command(sub: argparse._SubParsersAction, shell: Shell) -> None:
     """``sonet call`` under the command line's subparsers (client/cli.py build_parser)."""
     p = sub.add_parser(
@@ -155,7 +147,7 @@ def add_call_command(sub: argparse._SubParsersAction, shell: Shell) -> None:
     how = p.add_mutually_exclusive_group()
     how.add_argument("--sdp", metavar="TEXT", help=f"your session description (offer or answer; at most {MAX_SDP_BYTES} bytes; default: one with no media)")
     how.add_argument("--sdp-file", metavar="PATH", help="read the session description from this file")
-    p.add_argument("--limit", type=_positive, default=20, metavar="N", help="list: how many calls, newest first (default 20)")
+    p.add_argument("--limit", type=positive, default=20, metavar="N", help="list: how many calls, newest first (default 20)")
     p.add_argument(
         "--json", action="store_true",
         help="one JSON object per call: id, from (the caller), to (the callee), direction (outgoing|incoming), "

@@ -7,12 +7,16 @@ Light on purpose: the cli_* modules import it while the parser is built."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sonet.core.errors import LocalProtocolError
 
-__all__ = ["CommandError", "usage_error", "as_usage"]
+__all__ = ["CommandError", "usage_error", "as_usage", "positive", "NOT_POSITIVE"]
+
+#: the one wording of "a count from 1": every --limit of ``sonet`` says it so
+NOT_POSITIVE = "is not a whole number from 1 up"
 
 
 class CommandError(Exception):
@@ -27,6 +31,13 @@ class CommandError(Exception):
 def usage_error(problem: str, usage: str) -> CommandError:
     """A usage error: what is wrong, then the command's usage (``sonet COMMAND ...``)."""
     return CommandError("usage", f"{problem} (usage: {usage})")
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number from 1 (``--limit N``)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} {NOT_POSITIVE}")
+    return int(text)
 
 
 @contextmanager

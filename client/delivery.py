@@ -30,7 +30,7 @@ async def refresh_sent(
     first, after asking the home node (through a connection from ``connect``, opened only if
     needed) where the 1:1 ones still open are now."""
     if limit < 1:
-        raise LocalProtocolError("the limit must be at least 1")
+        raise LocalProtocolError(f"the limit {limit} is not a whole number from 1 up")  # as the CLI's --limit says it
     open_ = [m for m in state.sent_messages(limit) if m.state in ("sent", "queued")]  # 1:1 only: the hub orders group texts
     if open_:
         recipients = {m.id: m.to for m in open_}

@@ -122,16 +122,22 @@ def test_recv_wait_must_be_seconds_from_zero_up(capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.parametrize("limit", ["0", "-3", "many"])
-def test_sent_limit_must_be_positive(capsys: pytest.CaptureFixture[str], tmp_path: Path, limit: str) -> None:
-    code, _out, err = run(capsys, "--home", tmp_path, "sent", "--limit", limit)
-    assert code == 2 and "argument --limit" in err.splitlines()[-1], err
+@pytest.mark.parametrize("command", [["sent"], ["history", ADDRESS], ["call", "list"]], ids=lambda c: c[0])
+def test_every_limit_must_be_positive_in_one_wording(capsys: pytest.CaptureFixture[str], tmp_path: Path, limit: str, command: list[str]) -> None:
+    """ux12: `call list --limit 0` said "argument --limit: at least 1", sent's and history's
+    "'0' is not a whole number from 1 up": one wording now (client/cli_errors.py positive)."""
+    code, out, err = run(capsys, "--home", tmp_path, *command, f"--limit={limit}")
+    assert (code, out) == (2, "") and "Traceback" not in err
+    assert err.splitlines()[-1] == f"sonet {command[0]}: error: argument --limit: {limit!r} is not a whole number from 1 up", err
+    assert err.splitlines()[0].startswith(f"usage: sonet {command[0]}"), err
 
 
 @pytest.mark.parametrize("quorum", ["33", "99", "-1", "many"])
 def test_a_witness_quorum_out_of_its_range_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path, quorum: str) -> None:
     """It was bad_input (exit 1) while `sent --limit 0` was usage (exit 2): an option's value out
-    of its range is a usage error everywhere, found before a home is opened."""
-    says = "the witness quorum is a number from 0 to 32, or auto"
+    of its range is a usage error everywhere, found before a home is opened; and its line quotes
+    the command's usage as the other usage errors' do (ux12: it did not)."""
+    says = "the witness quorum is a number from 0 to 32, or auto (usage: sonet witness-quorum [N|auto])"
     assert one_error(capsys, "--home", tmp_path / "h", "witness-quorum", quorum, rc=2) == f"sonet: error: {says}"
     assert json_error(capsys, "--home", tmp_path / "h", "witness-quorum", quorum, rc=2) == {"code": "usage", "message": says}
     assert not (tmp_path / "h").exists()

@@ -178,7 +178,7 @@ async def test_local_messages_are_accepted_at_once(
         assert [m.id for m in await alice.sent(2)] == [sent[2].id, sent[1].id]
         assert states(alice.state.sent_messages(5)) == [("accepted", "", "")] * 3
         assert states(await alice.sent()) == [("accepted", "", "")] * 3
-        with pytest.raises(LocalProtocolError, match="at least 1"):
+        with pytest.raises(LocalProtocolError, match="the limit 0 is not a whole number from 1 up"):
             await alice.sent(0)
 
 

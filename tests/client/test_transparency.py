@@ -258,7 +258,7 @@ async def test_another_nodes_head_needs_a_witness_unless_the_quorum_is_zero(
         assert capsys.readouterr().out == "0 witness cosignatures\n"
         assert (await alice.send_text(f"carol@{BETA}", "unwitnessed but allowed")).devices == 1
         assert await _cli("--home", home, "witness-quorum", "many") == 2
-        assert capsys.readouterr().err == "sonet: error: the witness quorum is a number from 0 to 32, or auto\n"
+        assert capsys.readouterr().err == "sonet: error: the witness quorum is a number from 0 to 32, or auto (usage: sonet witness-quorum [N|auto])\n"
         assert await _cli("--home", home, "witness-quorum", "auto") == 0
         assert alice.state.witness_quorum() is None
 
