@@ -140,9 +140,11 @@ async def dial_peer(
     name: str,
     policy: CryptoPolicy | None = None,
     send_timeout_s: float = SEND_TIMEOUT_S,
+    peer: str | None = None,
 ) -> AsyncIterator[PeerLink]:
     """Open an authenticated link to the peer at ``url`` whose key must match ``fingerprint``;
-    a send that makes no progress for ``send_timeout_s`` ends it (the peer stopped reading)."""
+    a send that makes no progress for ``send_timeout_s`` ends it (the peer stopped reading).
+    ``peer``: the name it is pinned under, for the audit of a wrong identity."""
     headers = [(NAME_HEADER, validate_node_name(name).encode())]
     established = False
     try:
@@ -166,7 +168,7 @@ async def dial_peer(
         # without our pin in it is the peer's gate refusing this node's name and key: its words
         # name no fingerprint and say what is wrong.)
         if exc.code == "wrong_identity" and fingerprint in str(exc):
-            events.emit("wrong_identity", url=url, direction="outbound", code=exc.code)
+            events.emit("wrong_identity", peer=peer, url=url, direction="outbound", code=exc.code)
             raise DialError(f"the node at {url} presented a different identity key than pinned", code=exc.code) from None
         if exc.code == "verify_failed":
             raise DialError(f"secure channel with {url} failed: the peer's identity did not verify", code=exc.code) from None

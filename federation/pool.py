@@ -225,6 +225,7 @@ class LinkPool:
                 name=self._name,
                 policy=self._policy,
                 send_timeout_s=self._settings.send_timeout_s,
+                peer=peer.name,
             ) as raw:
                 link = MuxLink(raw, peer)
                 await self._remember_key(peer, raw.peer_key)  # type: ignore[misc]

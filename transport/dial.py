@@ -27,7 +27,7 @@ from sonet.core.errors import ProtocolError, RemoteProtocolError
 from sonet.core.handshake import Handshake, Role
 from sonet.core.wire import Frame, FrameSet
 
-from .handshake import POLICY_VIOLATION, run_initiator
+from .handshake import PEER_REFUSED, POLICY_VIOLATION, run_initiator
 from .send_deadline import SEND_TIMEOUT_S
 from .socket import SecureSocket
 from .tls import TlsError, client_context, describe_failure
@@ -51,8 +51,6 @@ class DialError(Exception):
         self.said = said
 
 
-#: core/handshake.py's wording of the other side's HandshakeError: its message follows
-_PEER_REFUSED = re.compile(r"peer refused the handshake(?: \(.*?\))?: (.*)", re.S)
 
 
 @asynccontextmanager
@@ -131,7 +129,7 @@ async def dial(
     except ProtocolError as exc:
         if established:
             raise
-        words = _PEER_REFUSED.fullmatch(str(exc)) if isinstance(exc, RemoteProtocolError) else None
+        words = PEER_REFUSED.fullmatch(str(exc)) if isinstance(exc, RemoteProtocolError) else None
         if words is not None:
             raise DialError(f"the {peer} at {url} refused the handshake: {words[1]}", code=exc.code, said=words[1]) from None
         raise DialError(f"secure channel with {url} failed: {exc}", code=exc.code) from None

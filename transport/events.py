@@ -29,6 +29,9 @@ KINDS = frozenset(
     {
         # a connection's handshake failed or was refused (fields: address, code)
         "handshake_refused",
+        # the side that connected to this node ended the handshake: it refused this node's key
+        # (code wrong_identity: it pinned another) or offer (fields: address, code)
+        "refused_by_initiator",
         # a connection refused or evicted at accept (fields: address, code)
         "connection_refused",
         # a peer node proved an identity other than the one pinned for its name (fields: peer, ...)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -27,13 +28,17 @@ from sonet.core.handshake_guard import HandshakeGuard
 from . import events
 from .websocket import WebSocket
 
-__all__ = ["run_initiator", "respond", "Admit", "admit_everyone", "POLICY_VIOLATION", "PROTOCOL_ERROR"]
+__all__ = ["run_initiator", "respond", "Admit", "admit_everyone", "POLICY_VIOLATION", "PROTOCOL_ERROR", "PEER_REFUSED"]
 
 log = logging.getLogger("sonet.transport")
 
 #: WebSocket close codes: a refusal (its code as the reason), a handshake that broke the protocol
 POLICY_VIOLATION = 1008
 PROTOCOL_ERROR = 1002
+
+#: core/handshake.py's wording of the other side's HandshakeError (it refused or gave up): its
+#: message follows
+PEER_REFUSED = re.compile(r"peer refused the handshake(?: \(.*?\))?: (.*)", re.S)
 
 #: decides about the authenticated initiator: None admits, ``(code, message)`` refuses
 Admit = Callable[[PeerIdentified], Awaitable[tuple[str, str] | None]]
@@ -152,9 +157,15 @@ async def _respond(ws: WebSocket, hs: Handshake, admit: Admit, address: str, end
                         raise RuntimeError(f"handshake did not complete after accept(): {done!r}")
                     return done
         except ProtocolError as exc:
-            log.log(logging.DEBUG if exc.code in _GUARD_CODES else logging.INFO, "handshake failed: %s", exc)
-            events.emit("handshake_refused", address=address, code=exc.code)
-            ended(exc.code)
+            words = PEER_REFUSED.fullmatch(str(exc)) if isinstance(exc, RemoteProtocolError) else None
+            if words is not None:
+                # the initiator refused this node (its words: "peer" in them is this node)
+                _refused_by_initiator(address, exc.code, words[1])
+                ended("refused_by_initiator")
+            else:
+                log.log(logging.DEBUG if exc.code in _GUARD_CODES else logging.INFO, "handshake failed: %s", exc)
+                events.emit("handshake_refused", address=address, code=exc.code)
+                ended(exc.code)
             await ws.aclose(code=PROTOCOL_ERROR, reason=exc.code)
             return None
         except ConnectionClosed:
@@ -163,3 +174,11 @@ async def _respond(ws: WebSocket, hs: Handshake, admit: Admit, address: str, end
     ended("handshake_timeout")
     await ws.aclose(code=POLICY_VIOLATION, reason="handshake timeout")
     return None
+
+
+def _refused_by_initiator(address: str, code: str, words: str) -> None:
+    """The side that connected ended the handshake itself: this node refused nothing. With
+    ``wrong_identity`` it checked this node's key against its pin and found another one."""
+    why = ": it has another key pinned for this node" if code == "wrong_identity" else ""
+    log.info("the initiator at %s refused the handshake (%s)%s; it said: %s", address or "?", code, why, words)
+    events.emit("refused_by_initiator", address=address, code=code)

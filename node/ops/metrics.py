@@ -135,6 +135,8 @@ class NodeMetrics:
             self.directory_alarms.labels(self._label("da", fields.get("kind", fields.get("code")))).inc()
         elif kind == "wrong_identity":
             self.handshake_failures.labels("wrong_identity").inc()
+        elif kind == "refused_by_initiator":  # (its code is the other side's)
+            self.handshake_failures.labels("refused_by_initiator").inc()
 
     def exposition(self) -> bytes:
         """The text exposition format, rendered now."""

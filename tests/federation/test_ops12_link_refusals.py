@@ -4,6 +4,8 @@ peer link is refused.
 - A node refusing an unpinned dialler recorded ``peer: null`` in ``sonet-node status`` and its
   audit log (neither the name the dialler announced nor where it came from), and its log
   summary said ``ended_unauthenticated`` where the status said ``unknown_peer``.
+- A dialled node whose key the dialler refused (``wrong_identity``: it pins another) recorded
+  ``handshake_refused``, though it refused nothing.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import trio
 
 from sonet.federation import DialError
 from sonet.node.cli import _federation_lines
-from tests.node.conftest import HANG_S, RunningNode
+from tests.node.conftest import HANG_S, RunningNode, StartNode
 from tests.node.test_audit_sites import _entries
 
-from .net import new_key, pin, peer_link, until
+from .net import ALPHA, BETA, new_key, peer_link, pin, until
 
 STRANGER = "stranger.example"
 
@@ -55,3 +57,29 @@ async def test_a_dialler_that_announced_no_name_is_recorded_as_such(running: Run
     [refusal] = status["last_refusals"]
     assert (refusal["unverified_name"], refusal["address"], refusal["peer"]) == (None, "192.0.2.9", None)
     assert _federation_lines(running.node.federation.snapshot())[-1].startswith("  last refused: a node announcing no name from 192.0.2.9: unknown_peer at ")
+
+
+async def test_a_dialled_node_whose_key_the_dialler_refused_records_that_it_was_refused(start_node: StartNode) -> None:
+    """ops12 item 2: alpha pins another key for beta; when alpha dials beta, beta's audit said
+    ``handshake_refused`` (as if beta had refused something) and its summary counted it as its
+    own refusal. Now each side records what happened: alpha (``wrong_identity``, outbound, with
+    the peer's name) refused beta's key; beta was refused by the dialler (``refused_by_initiator``)."""
+    alpha = await start_node(name=ALPHA)
+    beta = await start_node(name=BETA)
+    await pin(alpha, BETA, url=beta.url, fingerprint=new_key().public.fingerprint)  # not beta's key
+    federation = alpha.node.federation
+    assert federation is not None
+    # alpha reads its peer table again (every refresh_s) and greets a new direct peer at once: it
+    # dials beta and refuses its key (not refresh_routes() from here: the test task's context
+    # would be the dial's, and alpha's audit log does not hear events emitted there)
+    await until(lambda: [p for p in federation.snapshot()["peers"] if p["last_error"]], "alpha dialled beta")
+    [mine] = _entries(alpha, "wrong_identity")
+    assert mine == {"peer": BETA, "url": beta.url, "direction": "outbound", "code": "wrong_identity", "count": mine["count"]}
+    beta_summary = beta.node.listening
+    assert beta_summary is not None
+    await until(lambda: beta_summary.summary.totals.get("refused_by_initiator"), "beta counted the dialler's refusal")
+    [theirs] = _entries(beta, "refused_by_initiator")
+    assert theirs == {"address": "127.0.0.1", "code": "wrong_identity", "count": theirs["count"]}
+    assert _entries(beta, "handshake_refused") == [] and _entries(beta, "wrong_identity") == []
+    assert "wrong_identity" not in beta_summary.summary.totals
+    assert beta.node.federation_status.snapshot()["refused"] == 0  # beta's gate refused nothing
