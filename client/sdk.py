@@ -127,6 +127,12 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _lost_while_sending(to: str) -> str:
+    """What a text's sender is told when the connection ended after the text went to the node:
+    its answer never came, so neither this device nor the sender knows whether it took it."""
+    return f"the connection ended while the message was being sent: it may or may not reach {to}, and `sonet sent` does not list it; sending it again may deliver it twice"
+
+
 @dataclass(frozen=True, kw_only=True)
 class SendResult:
     id: bytes
@@ -638,6 +644,7 @@ class Device:
             raise LocalProtocolError(f"message is longer than {limits.MAX_TEXT_LEN} bytes (UTF-8)", code="bad_input")
         now = self._clock()
         msg_id = self._rng(limits.ENVELOPE_ID_LEN)
+        sending = False  # from here on the node may have taken it
         try:
             async with self._connect(profile) as conn:  # which first sends the texts that wait
                 home = conn.welcome.node
@@ -645,6 +652,7 @@ class Device:
                 # after an earlier text to them that still waits, in the order they were written
                 waiting = self.state.pending_reason(str(to))
                 if waiting is None:
+                    sending = True
                     try:
                         counts = await self._send_text_now(conn, profile, to, msg_id, now, text, mode=mode)
                     except (NodeError, ProtocolError) as exc:
@@ -652,8 +660,8 @@ class Device:
                             raise
                         waiting = (exc.code, str(exc))
         except ConnectError as exc:
-            if not keep_offline or mode is not None:
-                raise
+            if not keep_offline or mode is not None:  # what became of the text, in the same line
+                raise ConnectError(f"{exc}; {_lost_while_sending(str(to)) if sending else 'nothing was sent'}", code=exc.code) from None
             # the same id: if the node took it before the connection dropped, it keeps one copy
             waiting = ("offline", f"the home node cannot be reached now ({exc})")
         if waiting is not None:

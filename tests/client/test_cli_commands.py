@@ -121,6 +121,39 @@ async def test_sent_without_the_node_shows_the_last_known_state_and_says_so(
         assert rc == 0 and [(r["id"], r["state"], r["refreshed"]) for r in json_lines(out)] == [(sent.id.hex(), "accepted", False)]
 
 
+async def test_a_send_while_the_home_node_is_down_says_nothing_was_sent(
+    alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ux12: it said only "cannot connect to ...: all attempts ... failed", leaving the user to
+    wonder whether the text went or waits somewhere (a group text does wait on the device). When
+    the connection ends after the text went to the node, the line says that it may have."""
+    from sonet.client.connection import ConnectError
+
+    with trio.fail_after(HANG_S):
+        alice, _bob = await register(alpha, "alice"), await register(alpha, "bob")
+        url = alice.state.profile().node_url
+        alice.state.put("node_url", f"ws://127.0.0.1:{free_port()}".encode())  # the node is gone
+        rc, out, err = await run(capsys, "--home", home(alice), "send", BOB, "hello")
+        [line] = err.splitlines()
+        assert (rc, out) == (1, "") and line.startswith("sonet: error: cannot connect to ") and line.endswith("; nothing was sent"), err
+        rc, out, _ = await run(capsys, "--home", home(alice), "send", BOB, "hello", "--json")
+        [error] = json_lines(out)
+        assert rc == 1 and error["error"]["code"] == "unreachable" and error["error"]["message"].endswith("; nothing was sent"), error
+        assert alice.state.all_sent_messages(5) == []
+
+        alice.state.put("node_url", url.encode())  # back; the connection ends while the text is sent
+
+        async def cut(*args: object, **kwargs: object) -> tuple[int, int]:
+            raise ConnectError("the node at ws://alpha closed the connection (going away)")
+
+        monkeypatch.setattr(Device, "_send_text_now", cut)
+        rc, out, err = await run(capsys, "--home", home(alice), "send", BOB, "hello")
+        assert (rc, out) == (1, "") and err.splitlines() == [
+            "sonet: error: the node at ws://alpha closed the connection (going away); the connection ended while the message was being "
+            f"sent: it may or may not reach {BOB}, and `sonet sent` does not list it; sending it again may deliver it twice"
+        ], err
+
+
 async def test_send_dash_reads_the_text_from_stdin(
     alpha: RunningNode, register: Register, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -111,7 +111,7 @@ def test_ready_follows_the_database_and_metrics_show_the_messages(
     assert sample(scrape(ops_port), "sonet_envelopes_in_total", source="device") >= 3  # still served, still parses
     failed = sonet_here(alice, "send", "bob@alpha", "while down")
     assert failed.rc == 1 and failed.out == "", failed
-    assert failed.err.endswith("refused the connection: the node cannot use its store right now; try again later\n"), failed.err
+    assert failed.err.endswith("refused the connection: the node cannot use its store right now; try again later; nothing was sent\n"), failed.err
     assert failed.err.count("\n") == 1, failed.err
     assert node.alive()
 
