@@ -123,7 +123,9 @@ class Gossiper:
         try:
             answer = await self._pool.request(peer, frame)
         except FederationError as exc:
-            log.info("could not gossip directory heads to %s: %s", peer.name, exc)
+            # a failure of the link the pool logged already (one line per backoff), at the same
+            # millisecond and in the same words: not a second line
+            log.log(logging.DEBUG if exc.logged else logging.INFO, "could not gossip directory heads to %s: %s", peer.name, exc)
             return
         if not isinstance(answer, (Noted, Pong)):
             log.info("%s did not take the gossiped directory heads: %s", peer.name, getattr(answer, "message", type(answer).__name__))

@@ -165,6 +165,7 @@ class LinkPool:
                 raise error
             link.close("no answer in time")  # a silent peer: a fresh link next time
         self.setback(peer.name, error.code, str(error))
+        error.logged = True
         raise error
 
     def _superseded(self, peer: Peer) -> bool:
@@ -207,6 +208,7 @@ class LinkPool:
             attempt.error = exc
             if not self._superseded(peer):  # (the new entry is dialled afresh, no backoff)
                 self.setback(peer.name, exc.code, str(exc))
+                exc.logged = True  # (the requests that waited for this dial get it too)
             raise
         finally:
             state.dialling = None

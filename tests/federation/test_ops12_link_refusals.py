@@ -6,9 +6,12 @@ peer link is refused.
   summary said ``ended_unauthenticated`` where the status said ``unknown_peer``.
 - A dialled node whose key the dialler refused (``wrong_identity``: it pins another) recorded
   ``handshake_refused``, though it refused nothing.
+- The dialler's gossip failure was a second line of the link failure the pool logged.
 """
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 import trio
@@ -83,3 +86,23 @@ async def test_a_dialled_node_whose_key_the_dialler_refused_records_that_it_was_
     assert _entries(beta, "handshake_refused") == [] and _entries(beta, "wrong_identity") == []
     assert "wrong_identity" not in beta_summary.summary.totals
     assert beta.node.federation_status.snapshot()["refused"] == 0  # beta's gate refused nothing
+
+
+async def test_a_failed_gossip_is_not_a_second_line_of_the_links_failure(start_node: StartNode, caplog: pytest.LogCaptureFixture) -> None:
+    """ops12 item 3: alpha's gossip to a peer that refuses its link wrote the pool's line
+    ("federation with beta.example: beta.example refused the link, saying: ...") and, in the
+    same millisecond, "could not gossip directory heads to beta.example: <the same words>"."""
+    caplog.set_level(logging.DEBUG, logger="sonet.federation")
+    alpha = await start_node(name=ALPHA)
+    beta = await start_node(name=BETA)  # beta does not pin alpha: it refuses alpha's link
+    await pin(alpha, BETA, url=beta.url, fingerprint=beta.fingerprint)  # alpha greets beta (gossip) at once
+
+    def gossip_lines() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith(f"could not gossip directory heads to {BETA}")]
+
+    await until(gossip_lines, "alpha's gossip to beta failed")
+    said = f"{BETA} refused the link, saying: {ALPHA} is not a configured peer of this node"
+    assert [r.levelno for r in gossip_lines()] == [logging.DEBUG] * len(gossip_lines())
+    assert said in gossip_lines()[0].getMessage()
+    pool = [r for r in caplog.records if r.getMessage() == f"federation with {BETA}: {said} (unknown_peer)"]
+    assert [r.levelno for r in pool] == [logging.INFO]  # the failure's one line
