@@ -64,7 +64,7 @@ from .blob_expiry import expire_blob
 from .connection import ConnectError, Connection, NodeError
 from .crypto_modes import check_requested
 from .file_fields import file_ref_of
-from .pending import PendingFull, waits
+from .pending import PendingFull, not_behind_waiting, waits
 from .replies import expect_reply
 from .state_history import content_fields
 from .thumbnails import make_thumbnail, thumbnail_problem
@@ -166,6 +166,8 @@ class Attachments:
                 await expire_blob(conn, ref, content.expires)
             # behind what waits to them (client/pending.py): in the order written
             waiting = state.pending_reason(str(to))
+            if waiting is not None and mode is not None:  # it would go out in the default mode
+                raise not_behind_waiting(str(to), mode.value, waiting)
             if waiting is None:
                 try:
                     devices, _own = await device._send_content_now(conn, profile, to, content, mode=mode)

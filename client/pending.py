@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sonet.core.errors import ProtocolError
+from sonet.core.errors import LocalProtocolError, ProtocolError
 
 from .connection import TRANSIENT_LOOKUP_CODES, NodeError
 from .state import DeviceState, PendingSend
 from .state_pending import MAX_PENDING, MAX_PENDING_BYTES, PendingFull
 
-__all__ = ["WAIT_CODES", "PENDING_TTL_MS", "MAX_PENDING", "MAX_PENDING_BYTES", "PendingFull", "waits", "send_pending", "expire_pending"]
+__all__ = ["WAIT_CODES", "PENDING_TTL_MS", "MAX_PENDING", "MAX_PENDING_BYTES", "PendingFull", "waits", "send_pending", "expire_pending",
+           "not_behind_waiting"]
 
 #: failures after which a text waits: the lookups' "not now" (client/connection.py) without the
 #: two that need the user (a node key that changed) or are a definite answer (a wrong node
@@ -43,6 +44,18 @@ PENDING_TTL_MS = 30 * 24 * 3600 * 1000
 
 #: (pending text) -> (recipient devices it was encrypted for, state for ``sent``)
 SendOne = Callable[[PendingSend], Awaitable[tuple[int, str]]]
+
+
+def not_behind_waiting(recipient: str, mode: str, waiting: tuple[str, str]) -> LocalProtocolError:
+    """A message sent in a crypto mode asked for (``--crypto-mode``) when an earlier one to the
+    same recipient waits on the device: it cannot join the queue, because what waits goes out in
+    the default mode (a waiting entry keeps no mode); so it is refused, not sent in another mode."""
+    return LocalProtocolError(
+        f"not sent: a message written before to {recipient} still waits on this device ({waiting[1]}), and one in crypto mode "
+        f"{mode} cannot wait behind it (what waits goes out in the mode both devices' keys allow); send it once `sonet sent` "
+        "shows the earlier one went, or without --crypto-mode to queue it after it",
+        code="crypto_mode_refused",
+    )
 
 
 def waits(exc: Exception) -> bool:

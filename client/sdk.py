@@ -71,7 +71,7 @@ from .polls import Polls, PostResult
 from .attachments import Attachments, FileSendResult, Progress, Say
 from .live import LiveSession, lent_connection, open_live_session
 from .monitor import APPROVED_DEVICE, APPROVED_VERSION, check_own_account, start_audit
-from .pending import PendingFull, expire_pending, send_pending, waits
+from .pending import PendingFull, expire_pending, not_behind_waiting, send_pending, waits
 from .pending_registration import (
     DISCARD_HINT,
     PendingRegistration,
@@ -651,6 +651,8 @@ class Device:
                 await maintain_prekeys(conn, self.state, profile, self._rng, now)
                 # after an earlier text to them that still waits, in the order they were written
                 waiting = self.state.pending_reason(str(to))
+                if waiting is not None and mode is not None:  # it would go out in the default mode
+                    raise not_behind_waiting(str(to), mode.value, waiting)
                 if waiting is None:
                     sending = True
                     try:

@@ -118,6 +118,47 @@ async def test_later_texts_to_a_waiting_recipient_queue_behind_while_others_go(
         assert texts(bob, await bob.receive()) == [(ALICE, "before"), (ALICE, "one"), (ALICE, "two")]
 
 
+async def test_a_send_in_a_crypto_mode_asked_for_is_refused_behind_a_waiting_text_not_queued_in_the_default_mode(
+    alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Register, clock: Clock,
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    """ux12: `send B TEXT --crypto-mode pq` while an earlier text to B waited on the device queued
+    the new one behind it, silently, to go out in the default mode (a waiting entry keeps no
+    mode), as the hybrid session it then used showed. Now refused with one line; a file too."""
+    from sonet.core.crypto import CryptoMode
+    from sonet.core.ratchet import SessionState
+
+    with trio.fail_after(HANG_S):
+        alpha, beta = alpha_beta
+        alice, bob = await register(alpha, "alice"), await register(beta, "bob")
+        await alice.send_text(BOB_B, "before")  # a hybrid session with bob
+        loopback.down[BETA] = UNREACHABLE
+        waiting = await alice.send_text(BOB_B, "one")
+        assert waiting.state == "pending"
+        clock.advance(10)
+        says = f"not sent: a message written before to {BOB_B} still waits on this device ({UNREACHABLE[1]}), and one in crypto mode pq"
+        with pytest.raises(LocalProtocolError) as refused:
+            await alice.send_text(BOB_B, "quantum-safe please", mode=CryptoMode.PQ)
+        assert refused.value.code == "crypto_mode_refused" and str(refused.value).startswith(says), refused.value
+        photo = tmp_path / "photo.jpg"
+        photo.write_bytes(b"\xff\xd8 not much of a photo")
+        with pytest.raises(LocalProtocolError) as refused:
+            await alice.send_file(BOB_B, photo, mode=CryptoMode.PQ)
+        assert refused.value.code == "crypto_mode_refused" and str(refused.value).startswith(says), refused.value
+        argv = ["--home", str(alice.state.home), "send", BOB_B, "quantum-safe please", "--crypto-mode", "pq"]
+        rc = await trio.to_thread.run_sync(cli.main, argv)
+        [line] = capsys.readouterr().err.splitlines()
+        assert rc == 1 and line.startswith(f"sonet: error: {says}") and line.endswith("or without --crypto-mode to queue it after it"), line
+        assert [m.id for m in alice.state.all_sent_messages(10)][:1] == [waiting.id] and pending_rows(alice) == 1  # nothing kept
+
+        del loopback.down[BETA]
+        await alice.receive()  # the waiting text goes; then the mode asked for is honoured
+        sent = await alice.send_text(BOB_B, "quantum-safe please", mode=CryptoMode.PQ)
+        assert sent.state == "sent" and pending_rows(alice) == 0
+        raw = alice.state.session(BOB_B, 1)
+        assert raw is not None and SessionState.from_bytes(raw).mode is CryptoMode.PQ
+
+
 async def test_a_new_device_of_the_recipient_while_its_node_is_down_makes_the_text_wait(
     alpha_beta: tuple[RunningNode, RunningNode], loopback: Loopback, register: Register, make_device: Callable[..., Device]
 ) -> None:
