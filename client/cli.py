@@ -179,8 +179,9 @@ def cmd_send(args: argparse.Namespace) -> None:
 
     from .sdk import now_ms
 
-    if args.crypto_mode and is_group_target(args.address):  # with a text or a file alike
-        raise CommandError("usage", "--crypto-mode is for 1:1 sessions: every group uses the suite 0x004D (usage: sonet send ADDRESS TEXT --crypto-mode M)")
+    if args.crypto_mode and is_group_target(args.address):  # with a text or a file alike, quoting the form used
+        form = "ADDRESS --file PATH [TEXT] --crypto-mode M" if args.file is not None else "ADDRESS TEXT --crypto-mode M"
+        raise usage_error("--crypto-mode is for 1:1 sessions: every group uses the suite 0x004D", f"sonet send {form}")
     if args.file is not None:  # an attachment, TEXT its caption (client/cli_attachments.py)
         caption = _message_text(args.text) if args.text is not None else ""
         send_file_command(args, _SHELL, caption, group=is_group_target(args.address))

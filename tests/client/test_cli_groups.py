@@ -126,11 +126,13 @@ def test_bad_arguments_are_one_line_and_open_no_home(
 @pytest.mark.parametrize("file", [False, True])
 def test_crypto_mode_to_a_group_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path, file: bool) -> None:
     """Options that do not go together are usage errors, exit 2, everywhere (ux11: this one
-    was bad_input, exit 1; with --file it was not checked at all)."""
+    was bad_input, exit 1; with --file it was not checked at all); the usage it quotes is the
+    form used (ux12: with --file it quoted the text's)."""
     missing = tmp_path / "nowhere"
     argv = ["send", "hikers", *(["--file", tmp_path / "a.txt"] if file else ["hi"]), "--crypto-mode", "pq"]
     line = one_error(capsys, "--home", missing, *argv, rc=2)
-    assert "--crypto-mode is for 1:1 sessions" in line and "usage: sonet send ADDRESS TEXT --crypto-mode M" in line, line
+    usage = "sonet send ADDRESS --file PATH [TEXT] --crypto-mode M" if file else "sonet send ADDRESS TEXT --crypto-mode M"
+    assert line == f"--crypto-mode is for 1:1 sessions: every group uses the suite 0x004D (usage: {usage})", line
     assert json_error(capsys, "--home", missing, *argv, rc=2) == {"code": "usage", "message": line}
     assert not missing.exists()
 
