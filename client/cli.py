@@ -703,6 +703,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _seconds(text: str) -> float:
     try:
+        if not text.isascii():  # float() takes other scripts' digits too
+            raise ValueError(text)
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
@@ -850,7 +852,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
 
     p = sub.add_parser("devices", help="list or remove this account's devices", description="List the account's devices, or remove one.")
     p.add_argument("action", nargs="?", choices=("list", "remove"), default="list")
-    p.add_argument("id", nargs="?", type=int, metavar="ID", help="device id to remove")
+    p.add_argument("id", nargs="?", type=_positive, metavar="ID", help="device id to remove")
     p.add_argument("--yes", action="store_true", help="remove the device you are using without asking")
     p.set_defaults(fn=cmd_devices)
 

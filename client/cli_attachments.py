@@ -25,6 +25,8 @@ __all__ = ["send_file_command", "add_download_command", "add_voice_option", "fil
 def _voice_seconds(text: str) -> int:
     """``--voice SECONDS`` as ms (a usage error unless 0 < SECONDS <= the longest voice note)."""
     try:
+        if not text.isascii():  # float() takes other scripts' digits too
+            raise ValueError(text)
         seconds = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None

@@ -34,8 +34,10 @@ def usage_error(problem: str, usage: str) -> CommandError:
 
 
 def positive(text: str) -> int:
-    """An argparse type: a whole number from 1 (``--limit N``)."""
-    if not text.isdigit() or int(text) < 1:
+    """An argparse type: a whole number from 1 (``--limit N``), in ASCII digits: ``str.isdigit``
+    and ``int`` also take other scripts' digits (``٣`` is 3), and superscripts isdigit takes
+    but int refuses."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} {NOT_POSITIVE}")
     return int(text)
 

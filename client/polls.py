@@ -63,7 +63,7 @@ class PostResult:
 def option_index(poll: Poll, option: str) -> int:
     """The 0-based index of ``option`` as a user gives it: its number (from 1) or its exact text."""
     text = option.strip()
-    if text.isdigit() and 1 <= int(text) <= len(poll.options):
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= len(poll.options):  # ASCII: ٢ may be an option's text
         return int(text) - 1
     if option in poll.options:
         return poll.options.index(option)

@@ -132,6 +132,36 @@ def test_every_limit_must_be_positive_in_one_wording(capsys: pytest.CaptureFixtu
     assert err.splitlines()[0].startswith(f"usage: sonet {command[0]}"), err
 
 
+@pytest.mark.parametrize("digits", ["\u0663", "\u06f5", "\u0969", "\uff13", "\u00b2"], ids=["arabic-indic", "persian", "devanagari", "fullwidth", "superscript"])
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["sent", "--limit"], "argument --limit: {!r} is not a whole number from 1 up"),
+        (["history", ADDRESS, "--limit"], "argument --limit: {!r} is not a whole number from 1 up"),
+        (["call", "list", "--limit"], "argument --limit: {!r} is not a whole number from 1 up"),
+        (["devices", "remove"], "argument ID: {!r} is not a whole number from 1 up"),
+        (["recv", "--wait"], "argument --wait: {!r} is not a number of seconds"),
+        (["send", ADDRESS, "--file", "x.ogg", "--voice"], "argument --voice: not a number of seconds: {!r}"),
+    ],
+    ids=lambda v: v[0] if isinstance(v, list) else None,
+)
+def test_numbers_are_ascii_digits_only(capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], says: str, digits: str) -> None:
+    """ux12: `sent --limit ٣` listed 3 messages (str.isdigit and int take any script's digits;
+    `devices remove ٣` would remove device 3), and a superscript passed isdigit but not int."""
+    code, out, err = run(capsys, "--home", tmp_path / "h", *argv, digits)
+    assert (code, out) == (2, "") and "Traceback" not in err, (code, out, err)
+    assert err.splitlines()[-1].endswith(says.format(digits)), err
+    assert not (tmp_path / "h").exists()
+
+
+def test_a_poll_option_in_other_digits_is_its_text_not_its_number() -> None:
+    from sonet.client.polls import option_index
+    from sonet.core.poll import Poll
+
+    poll = Poll(question="Which?", options=("\u0662", "b", "c"))  # an option that is Arabic-Indic 2
+    assert option_index(poll, "\u0662") == 0 and option_index(poll, "2") == 1
+
+
 @pytest.mark.parametrize("quorum", ["33", "99", "-1", "many"])
 def test_a_witness_quorum_out_of_its_range_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path, quorum: str) -> None:
     """It was bad_input (exit 1) while `sent --limit 0` was usage (exit 2): an option's value out
