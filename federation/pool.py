@@ -36,7 +36,7 @@ from .peers import Peer
 from .routes import Routes
 from .settings import FederationSettings
 
-__all__ = ["LinkPool", "LinkError", "LinkRefused"]
+__all__ = ["LinkPool", "LinkError"]
 
 log = logging.getLogger("sonet.federation")
 
@@ -46,11 +46,6 @@ class LinkError:
     code: str
     message: str
     at: int  # ms since the epoch
-
-
-class LinkRefused(FederationError):
-    """The peer refused this node's link (its gate: ``unknown_peer``, ``wrong_identity``, ...),
-    in its own words: its operator has to pin this node, or fix the pin."""
 
 
 class _Attempt:
@@ -73,8 +68,6 @@ class _PeerState:
         self.retry_at: float | None = None  # trio clock
         self.next_attempt_at: int | None = None  # the same, in ms since the epoch (status)
         self.last_error: LinkError | None = None
-        #: the last dial was refused by the peer (``LinkRefused``) and none worked since
-        self.refused = False
         self.changed = trio.Event()
 
     def backing_off(self) -> bool:
@@ -88,7 +81,6 @@ class _PeerState:
     def reset(self) -> None:
         self.backoff.reset()
         self.retry_at = self.next_attempt_at = None
-        self.refused = False
         self.wake()
 
 
@@ -215,7 +207,7 @@ class LinkPool:
         except FederationError as exc:
             attempt.error = exc
             if not self._superseded(peer):  # (the new entry is dialled afresh, no backoff)
-                self.setback(peer.name, exc.code, str(exc), refused=isinstance(exc, LinkRefused))
+                self.setback(peer.name, exc.code, str(exc))
                 exc.logged = True  # (the requests that waited for this dial get it too)
             raise
         finally:
@@ -254,7 +246,7 @@ class LinkPool:
                     log.info("link to %s ended: %s", peer.name, link.closed)
         except DialError as exc:
             if exc.said is not None:  # its words, which may say "this node": logged here, they must name it
-                raise LinkRefused(exc.code or "unreachable", f"{peer.name} refused the link, saying: {exc.said}") from None
+                raise FederationError(exc.code or "unreachable", f"{peer.name} refused the link, saying: {exc.said}") from None
             raise FederationError(exc.code or "unreachable", f"cannot reach {peer.name}: {exc}") from None
         except (ConnectionClosed, WsHandshakeError, ProtocolError, OSError, trio.BrokenResourceError) as exc:
             # after ``started``: closing the link failed or timed out, nothing to tell anyone
@@ -276,13 +268,11 @@ class LinkPool:
             with trio.move_on_at(state.retry_at):
                 await state.changed.wait()
 
-    def setback(self, name: str, code: str, message: str, *, refused: bool = False) -> None:
-        """Record a failure with ``name`` (``refused``: the peer refused this node's link); start
-        a backoff period unless one is running."""
+    def setback(self, name: str, code: str, message: str) -> None:
+        """Record a failure with ``name``; start a backoff period unless one is running."""
         state = self._state(name)
         now = self._clock_ms()
         before, state.last_error = state.last_error, LinkError(code=code, message=message, at=now)
-        state.refused = refused
         started = not state.backing_off()
         if started:
             delay = state.backoff.next_delay()
@@ -341,9 +331,8 @@ class LinkPool:
         return self._inbound.get(name, 0)
 
     def describe(self, name: str) -> dict:
-        """Status of the link to direct peer ``name``: link (connected / connecting / refused:
-        the peer refused the last dial / backoff / idle), last_error, next_attempt_at (the end
-        of the backoff, while backing off: when the outbox may dial it again)."""
+        """Status of the link to direct peer ``name``: link (connected / connecting / backoff /
+        idle), last_error, next_attempt_at (while backing off)."""
         state = self._states.get(name)
         if state is None:
             return {"link": "idle", "last_error": None, "next_attempt_at": None}
@@ -352,8 +341,6 @@ class LinkPool:
             link = "connected"
         elif state.dialling is not None:
             link = "connecting"
-        elif state.refused:
-            link = "refused"
         else:
             link = "backoff" if backing_off else "idle"
         return {

@@ -689,11 +689,24 @@ _WAITING_SCOPE = (
         WHERE origin IS NOT NULL GROUP BY origin""",
 )
 
+# A group item a member node took from another node's hub names that hub on its mailbox row
+# (``hub``), and each device's rows of each such hub are counted ("group_hub", key
+# "account/device id/hub"): one hub may hold only a share of a device's allowance of group
+# items (sqlite_groups.py ``_deliver``, node/group_budgets.py ``HUB_SHARE``). Rows stored before
+# name no hub and count for none.
+_GROUP_ROW_HUBS = (
+    "ALTER TABLE mailbox ADD COLUMN hub TEXT NULL",
+    *_usage_triggers(
+        "mailbox", "group_row_hub", scope="group_hub", key="ROW.account || '/' || ROW.device_id || '/' || ROW.hub", size="ROW.size",
+        when="ROW.hub IS NOT NULL",
+    ),
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
     _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS, _LEANER_RELAY, _OUTBOX_USAGE_IN_WRITES,
     _ACKED_DAYS, _MAILBOX_COUNTS, _GROUP_BODY_SENDERS, _GROUP_ORIGINS, _SUBMISSION_HUBS, _WAITING_ORIGINS, _ORIGIN_REFS,
-    _WAITING_SCOPE,
+    _WAITING_SCOPE, _GROUP_ROW_HUBS,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

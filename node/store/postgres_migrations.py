@@ -501,6 +501,15 @@ _WAITING_SCOPE: tuple[str, ...] = (
         WHERE origin IS NOT NULL GROUP BY origin""",
 )
 
+# migrations.py ``_GROUP_ROW_HUBS``
+_GROUP_ROW_HUBS: tuple[str, ...] = (
+    "ALTER TABLE mailbox ADD COLUMN hub TEXT NULL",
+    *_row_usage(
+        "mailbox", "group_row_hub", scope="group_hub", key="ROW.account || '/' || ROW.device_id || '/' || ROW.hub", size="ROW.size",
+        when="ROW.hub IS NOT NULL",
+    ),
+)
+
 _BASELINE_VERSION = 16
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -519,6 +528,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _WAITING_ORIGINS,
     _ORIGIN_REFS,
     _WAITING_SCOPE,
+    _GROUP_ROW_HUBS,
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"

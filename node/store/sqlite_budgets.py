@@ -17,7 +17,9 @@ every queued item; "origin" (origin node) for the items this node relays on its 
 what a hub stores and queues for a group submission that node pushed (sqlite_groups.py);
 "origin_refs" (origin node) for a hub's records of those submissions (``ORIGIN_REFS_FACTOR``);
 "group_waiting" (the hub that pushed them) for a member node's rows of the devices its items
-still have to reach (``WAITING_FACTOR``: held per item, not by ``enforce``).
+still have to reach (``WAITING_FACTOR``: held per item, not by ``enforce``); "group_hub"
+("account/device id/hub", by the mailbox triggers) for a device's group items another node's
+hub pushed (held to its share of the device's allowance by sqlite_groups.py ``_deliver``).
 
 A write stores first and then calls ``enforce`` with what it added, in the same transaction: an
 ``OverBudget`` from there undoes the whole write (and only it: group_commit.py). So the check

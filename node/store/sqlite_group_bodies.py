@@ -28,8 +28,8 @@ from .sqlite_mailbox import MailboxCounts
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
 
 _INSERT_GROUP_ROW = (
-    "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at, body_ref)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO mailbox (account, device_id, id, expires, kind, body, size, stored_at, body_ref, hub)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -60,10 +60,12 @@ def _shared_body(
     return int(body_id)
 
 
-def _store_group_row(conn: Connection, env: NewEnvelope, body_ref: int, now: int, charges: Charges) -> None:
+def _store_group_row(conn: Connection, env: NewEnvelope, body_ref: int, now: int, charges: Charges, hub: str | None = None) -> None:
     """``env`` (a Kind.GROUP envelope) into its mailbox as a row naming the stored body
-    ``body_ref`` (``_shared_body`` of ``env.body``); the row itself is charged without a body."""
-    conn.execute(_INSERT_GROUP_ROW, (env.account, env.device_id, env.id, env.expires, env.kind, b"", len(env.body), now, body_ref))
+    ``body_ref`` (``_shared_body`` of ``env.body``); the row itself is charged without a body.
+    ``hub``: the other node whose hub pushed it (its rows of the device are counted, scope
+    "group_hub": sqlite_groups.py ``_deliver``); None for this node's own groups."""
+    conn.execute(_INSERT_GROUP_ROW, (env.account, env.device_id, env.id, env.expires, env.kind, b"", len(env.body), now, body_ref, hub))
     counts = MailboxCounts()  # written now: the next row's allowance check reads it
     counts.add(env.account, env.device_id, env.kind, 1, len(env.body))
     counts.apply(conn)

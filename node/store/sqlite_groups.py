@@ -34,7 +34,9 @@ member's. At a member node, the rows naming the devices a pushed item still has 
 ``WAITING_FACTOR``): any peer can start a group naming a device here, and once it is full each
 item was one more row. Past it an item still goes to the devices with room, in order, and is
 answered ``group_full`` with no rows (the hub pushes it again: a first take once more); the
-rest of the push is taken.
+rest of the push is taken. One other node's hub holds at most its share of a device's allowance
+(node/group_budgets.py ``HUB_SHARE``; its rows name it, ``mailbox.hub``): past it the device is
+full for that hub's items only, which wait for it as above.
 
 Timed items (docs/groups.md "Disappearing messages on nodes"): everything kept of an item that
 carries an expiry (mailbox rows and with the last one its body, outbox items, ``hub_refs``,
@@ -58,11 +60,11 @@ from sonet.core.mls.framing import ContentType
 from sonet.transport.log_summary import OncePer
 
 from .dialect import Connection
-from ..group_budgets import GROUP_FULL, group_allowance
+from ..group_budgets import GROUP_FULL, group_allowance, hub_share
 from ..group_routing import group_transit, is_commit, lives_until, mailbox_envelopes, message_header, plan, verdict_item
 from ..hub_cache import HUBS, new_tag
 from .base import GroupEffects, GroupReceived, OutboundItem, Quota, SenderRemoved, StoreError
-from .sqlite_budgets import Charges, DiskFree, UsageChanges, enforce, waiting_room
+from .sqlite_budgets import Charges, DiskFree, UsageChanges, device_key, enforce, waiting_room
 from .sqlite_federation import _queue_outbound
 from .sqlite_group_trees import _keep_tree
 from .sqlite_group_bodies import _shared_body, _store_group_row
@@ -485,7 +487,7 @@ def _deliver_taken(
     again (``group_full``), the item is done once none waits. ``capped``: its first take from a
     pushing hub, whose rows are held to their cap (a later take only removes rows)."""
     conn, key = step.conn, (item.group, item.seq)
-    full = _deliver(step, item, recipients, submitter)
+    full = _deliver(step, item, recipients, submitter, hub=None if origin == step.here else origin)
     room = waiting_room(conn, step.quota, step.charges, origin) if full and capped else None
     if room is not None and len(full) > room:
         # Past the cap: no rows, still group_full, so the hub pushes it again and its next push
@@ -555,13 +557,18 @@ def _take_verdict(step: _Step, item: GroupItem, submitter: Member | None = None)
     return OK
 
 
-def _deliver(step: _Step, item: GroupItem, recipients: set[Member], submitter: Member | None = None) -> set[Member]:
+def _deliver(
+    step: _Step, item: GroupItem, recipients: set[Member], submitter: Member | None = None, *, hub: str | None = None
+) -> set[Member]:
     """``item`` into each recipient's mailbox that does not hold it yet and has room within its
     allowance of group items; the recipients without room. ``submitter``: this node's device
-    whose submission it is, charged for its body (sqlite_group_bodies.py)."""
+    whose submission it is, charged for its body (sqlite_group_bodies.py). ``hub``: the other
+    node whose hub pushed it, which may hold only its share of each device's allowance
+    (group_budgets.py ``HUB_SHARE``): past it the device has no room for that hub's items."""
     envelopes = mailbox_envelopes(item, sorted(recipients), now=step.now, ttl_ms=step.ttl_ms)  # encoded once
     known = _known(step.conn, envelopes, step.now)
     max_count, max_bytes = group_allowance(step.quota)
+    share_count, share_bytes = hub_share(step.quota)
     full: set[Member] = set()
     body_ref: int | None = None  # stored once, with the first row that takes it
     for env in envelopes:
@@ -575,11 +582,29 @@ def _deliver(step: _Step, item: GroupItem, recipients: set[Member], submitter: M
             )
             full.add((env.account, env.device_id))
             continue
+        if hub is not None:
+            count, size = _hub_usage(step.conn, env.account, env.device_id, hub)
+            if count + 1 > share_count or size + len(env.body) > share_bytes:
+                log.info(
+                    "group %s item %d waits for device %d of %s: it holds %s's share of its allowance of group items",
+                    item.group.hex(), item.seq, env.device_id, env.account, hub,
+                )
+                full.add((env.account, env.device_id))
+                continue
         if body_ref is None:
             body_ref = _shared_body(step.conn, env.body, step.charges, submitter, step.charged)
-        _store_group_row(step.conn, env, body_ref, step.now, step.charges)
+        _store_group_row(step.conn, env, body_ref, step.now, step.charges, hub)
         step.effects.mailboxes.add((env.account, env.device_id))
     return full
+
+
+def _hub_usage(conn: Connection, account: str, device_id: int, hub: str) -> tuple[int, int]:
+    """The count and body bytes of the device's group items pushed by ``hub`` (kept by the
+    mailbox triggers, scope "group_hub"; rows expired but not purged yet count until they go)."""
+    row = conn.execute(
+        "SELECT count, bytes FROM storage_usage WHERE scope = 'group_hub' AND key = ?", (f"{device_key(account, device_id)}/{hub}",)
+    ).fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
 def _group_usage(conn: Connection, account: str, device_id: int, now: int) -> tuple[int, int]:

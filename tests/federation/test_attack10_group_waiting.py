@@ -18,6 +18,7 @@ from sonet.core import limits
 from sonet.core.federation_api import Push, PushResult, Transit
 from sonet.core.groups.items import GroupItem, GroupMember
 from sonet.federation.records import STORED_ROW_OVERHEAD
+from sonet.node import group_budgets
 from sonet.node.budget_settings import BudgetSettings
 from sonet.node.store import sqlite_budgets, sqlite_groups
 from sonet.transport.log_summary import OncePer
@@ -26,6 +27,13 @@ from tests.node.group_kit import mls_device
 from tests.node.test_groups_robust import ordered
 
 from .net import BETA, ask, new_key, peer_link, pin, transit
+
+
+@pytest.fixture(autouse=True)
+def _one_hub_fills_the_whole_allowance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests fill a device's whole allowance of group items from one hub: its share
+    (node/group_budgets.py HUB_SHARE; tests/node/store/test_hub12_hub_share.py) is all of it here."""
+    monkeypatch.setattr(group_budgets, "HUB_SHARE", 1)
 
 MIB = 1 << 20
 MALLORY = "mallory.example"

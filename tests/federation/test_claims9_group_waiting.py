@@ -9,14 +9,24 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from sonet.core import limits
 from sonet.node.app import DB_FILE
+from sonet.node import group_budgets
 from sonet.node.budget_settings import BudgetSettings
 from sonet.node.store import SqliteStore
 from tests.node.conftest import NodeParams, StartNode
 
 from .net import until
 from .test_groups_robust import _has, drain, group_at_alpha, pair, say, seqs
+
+
+@pytest.fixture(autouse=True)
+def _one_hub_fills_the_whole_allowance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests fill a device's whole allowance of group items from one hub: its share
+    (node/group_budgets.py HUB_SHARE; tests/node/store/test_hub12_hub_share.py) is all of it here."""
+    monkeypatch.setattr(group_budgets, "HUB_SHARE", 1)
 
 
 def _waiting(node) -> list[tuple[str, int, int, int]]:  # noqa: ANN001

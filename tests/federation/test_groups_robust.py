@@ -19,6 +19,7 @@ from sonet.core import limits
 from sonet.core.federation_api import Push, PushResult, Transit
 from sonet.core.groups.items import GroupItem, ItemKind
 from sonet.core.mls.messages import Add
+from sonet.node import group_budgets
 from sonet.node.budget_settings import BudgetSettings
 from tests.core.groups import devices
 from tests.core.groups.devices import Device
@@ -27,6 +28,13 @@ from tests.node.group_kit import create_group, group_items, mls_device, submit
 from tests.node.kit import Account
 
 from .net import ALPHA, BETA, ask, new_key, peer_link, pin, pin_node, until
+
+
+@pytest.fixture(autouse=True)
+def _one_hub_fills_the_whole_allowance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests fill a device's whole allowance of group items from one hub: its share
+    (node/group_budgets.py HUB_SHARE; tests/node/store/test_hub12_hub_share.py) is all of it here."""
+    monkeypatch.setattr(group_budgets, "HUB_SHARE", 1)
 
 
 async def seqs(node: RunningNode, account: str) -> list[int]:

@@ -27,6 +27,7 @@ from sonet.core.mls.messages import Add
 from sonet.federation.ratelimit import Rate
 from sonet.federation.records import STORED_ROW_OVERHEAD, GroupReceived, NewEnvelope, QueuedItem, Quota
 from sonet.node.app import storage_quota
+from sonet.node import group_budgets
 from sonet.node.budget_settings import BudgetSettings
 from sonet.node.client_limits import ClientLimits
 from sonet.node.group_budgets import GROUP_FULL, group_allowance
@@ -37,6 +38,13 @@ from .conftest import NODE_NAME, NodeParams, RunningNode, StartNode
 from .group_kit import create_group, group_items, mls_device, submit, welcome_bytes
 from .kit import Member, NodeError, opaque_envelope
 from .test_client_limits import NEVER, Clock, Conn, Ctx, refused
+
+
+@pytest.fixture(autouse=True)
+def _one_hub_fills_the_whole_allowance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests fill a device's whole allowance of group items from one hub: its share
+    (node/group_budgets.py HUB_SHARE; tests/node/store/test_hub12_hub_share.py) is all of it here."""
+    monkeypatch.setattr(group_budgets, "HUB_SHARE", 1)
 
 BETA, GAMMA = "beta.example", "gamma.example"
 QUOTA = Quota(max_envelopes=100, max_bytes=1 << 20)
