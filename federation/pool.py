@@ -36,7 +36,7 @@ from .peers import Peer
 from .routes import Routes
 from .settings import FederationSettings
 
-__all__ = ["LinkPool", "LinkError"]
+__all__ = ["LinkPool", "LinkError", "LinkRefused"]
 
 log = logging.getLogger("sonet.federation")
 
@@ -46,6 +46,11 @@ class LinkError:
     code: str
     message: str
     at: int  # ms since the epoch
+
+
+class LinkRefused(FederationError):
+    """The peer refused this node's link (its gate: ``unknown_peer``, ``wrong_identity``, ...),
+    in its own words: its operator has to pin this node, or fix the pin."""
 
 
 class _Attempt:
@@ -68,6 +73,8 @@ class _PeerState:
         self.retry_at: float | None = None  # trio clock
         self.next_attempt_at: int | None = None  # the same, in ms since the epoch (status)
         self.last_error: LinkError | None = None
+        #: the last dial was refused by the peer (``LinkRefused``) and none worked since
+        self.refused = False
         self.changed = trio.Event()
 
     def backing_off(self) -> bool:
@@ -81,6 +88,7 @@ class _PeerState:
     def reset(self) -> None:
         self.backoff.reset()
         self.retry_at = self.next_attempt_at = None
+        self.refused = False
         self.wake()
 
 
@@ -207,7 +215,7 @@ class LinkPool:
         except FederationError as exc:
             attempt.error = exc
             if not self._superseded(peer):  # (the new entry is dialled afresh, no backoff)
-                self.setback(peer.name, exc.code, str(exc))
+                self.setback(peer.name, exc.code, str(exc), refused=isinstance(exc, LinkRefused))
                 exc.logged = True  # (the requests that waited for this dial get it too)
             raise
         finally:
@@ -246,7 +254,7 @@ class LinkPool:
                     log.info("link to %s ended: %s", peer.name, link.closed)
         except DialError as exc:
             if exc.said is not None:  # its words, which may say "this node": logged here, they must name it
-                raise FederationError(exc.code or "unreachable", f"{peer.name} refused the link, saying: {exc.said}") from None
+                raise LinkRefused(exc.code or "unreachable", f"{peer.name} refused the link, saying: {exc.said}") from None
             raise FederationError(exc.code or "unreachable", f"cannot reach {peer.name}: {exc}") from None
         except (ConnectionClosed, WsHandshakeError, ProtocolError, OSError, trio.BrokenResourceError) as exc:
             # after ``started``: closing the link failed or timed out, nothing to tell anyone
@@ -268,11 +276,13 @@ class LinkPool:
             with trio.move_on_at(state.retry_at):
                 await state.changed.wait()
 
-    def setback(self, name: str, code: str, message: str) -> None:
-        """Record a failure with ``name``; start a backoff period unless one is running."""
+    def setback(self, name: str, code: str, message: str, *, refused: bool = False) -> None:
+        """Record a failure with ``name`` (``refused``: the peer refused this node's link); start
+        a backoff period unless one is running."""
         state = self._state(name)
         now = self._clock_ms()
         before, state.last_error = state.last_error, LinkError(code=code, message=message, at=now)
+        state.refused = refused
         started = not state.backing_off()
         if started:
             delay = state.backoff.next_delay()
@@ -331,8 +341,9 @@ class LinkPool:
         return self._inbound.get(name, 0)
 
     def describe(self, name: str) -> dict:
-        """Status of the link to direct peer ``name``: link (connected / connecting / backoff /
-        idle), last_error, next_attempt_at (while backing off)."""
+        """Status of the link to direct peer ``name``: link (connected / connecting / refused:
+        the peer refused the last dial / backoff / idle), last_error, next_attempt_at (the end
+        of the backoff, while backing off: when the outbox may dial it again)."""
         state = self._states.get(name)
         if state is None:
             return {"link": "idle", "last_error": None, "next_attempt_at": None}
@@ -341,6 +352,8 @@ class LinkPool:
             link = "connected"
         elif state.dialling is not None:
             link = "connecting"
+        elif state.refused:
+            link = "refused"
         else:
             link = "backoff" if backing_off else "idle"
         return {

@@ -589,6 +589,9 @@ class Federation:
         for peer in routes.peers:
             hop = routes.next_hop(peer.name)
             link = NO_LINK | {"link": "unroutable"} if hop is None else self._pool.describe(hop.name)
+            if hop is not None and link["link"] not in ("connected", "connecting"):
+                ends = link["next_attempt_at"]  # of the backoff
+                link["next_attempt_at"] = self._next_attempt(hop.name, ends if isinstance(ends, int) else None, routes.queued(hop.name, counts))
             entry = peer_entry(
                 routes,
                 peer,
@@ -600,3 +603,15 @@ class Federation:
             peers.append(entry)
         directory = directory_section(witness.witnessed(), witness.splits())
         return {**self.status.snapshot(), "outbox": sum(counts.values()), "peers": peers, "directory": directory}
+
+    def _next_attempt(self, hop: str, backoff_ends: int | None, queued: int) -> int | None:
+        """When this node dials direct peer ``hop`` next by itself (ms since the epoch): items
+        wait for it: at the end of its backoff (now if none); at the latest at the next witness
+        round (which dials it whatever the backoff; not for a node whose split view was caught).
+        None: nothing is planned (an item queued for it, or a lookup, dials it)."""
+        planned = []
+        if queued:
+            planned.append(backoff_ends if backoff_ends is not None else self._clock_ms())
+        if self._witness.next_round_at is not None and self._witness.split_kind(hop) is None:
+            planned.append(self._witness.next_round_at)
+        return min(planned, default=None)

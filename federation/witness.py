@@ -107,8 +107,11 @@ class Witness:
         self._greeting: set[str] = set()
         self._ready = False
         self._nursery: trio.Nursery | None = None
-        #: bumped on every change ``witnessed()`` / ``splits()`` would show
+        #: bumped on every change ``witnessed()`` / ``splits()`` / ``next_round_at`` would show
         self.version = 0
+        #: when (ms since the epoch) the next round of every peer starts: each dials the peer's
+        #: next hop, backoff or not (None until the rounds run)
+        self.next_round_at: int | None = None
         # heads that do not verify, and witnessing that failed: the first per source (node) each
         # interval is a line of its own, the others one summary line (a pinned peer gossiping
         # forged heads of other nodes made ~50-130 lines a second)
@@ -134,6 +137,8 @@ class Witness:
                         self.nudge(peer.name)
                 except StoreFailure as exc:
                     log.warning("cannot read the peer table to witness the peers: %s", exc)
+                self.next_round_at = self._clock_ms() + int(self._settings.witness_interval_s * 1000)
+                self.version += 1
                 await trio.sleep(self._settings.witness_interval_s)
 
     async def _load(self) -> None:

@@ -607,7 +607,9 @@ def _federation_lines(federation: dict) -> list[str]:
         # the message and code may be a peer's own words (an ErrorFrame it answered a push with)
         why = f", last error: {_one_line(error['message'])} ({_one_line(error['code'])})" if error and peer.get("link") != "connected" else ""
         witnessed = "" if peer.get("witnessed_size") is None else f", witnessed its directory up to size {peer['witnessed_size']}"
-        lines.append(f"  {peer['name']}: route {route}, link {peer.get('link') or 'not running'}, queued {peer['queued']}{why}{witnessed}")
+        lines.append(
+            f"  {peer['name']}: route {route}, link {peer.get('link') or 'not running'}, queued {peer['queued']}{why}{_next_attempt(peer)}{witnessed}"
+        )
     for split in (federation.get("directory") or {}).get("splits", []):
         lines.append(
             f"SPLIT VIEW: {split['node']} showed two versions of its key directory ({split['kind']}, seen in {split['source']}"
@@ -620,6 +622,17 @@ def _federation_lines(federation: dict) -> list[str]:
         if last is not None:
             lines.append(f"  last refused: {_refusal_words(last)}")
     return lines
+
+
+def _next_attempt(peer: dict) -> str:
+    """When the running node dials a peer it has no link to next (nothing while it has one, is
+    dialling it, or does not run)."""
+    if peer.get("link") in (None, "connected", "connecting", "unroutable"):
+        return ""
+    at = peer.get("next_attempt_at")
+    if at is None:
+        return ", no attempt planned (an item queued for it, or a lookup, dials it)"
+    return f", next attempt at {iso_ms(at) if isinstance(at, int) else at}"
 
 
 def _refusal_words(refusal: dict) -> str:

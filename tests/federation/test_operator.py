@@ -125,14 +125,15 @@ def test_the_status_for_people_shows_one_line_per_peer_with_why_it_waits() -> No
 
     error = {"code": "wrong_identity", "message": "beta.example presented another key than pinned", "at": 1}
     peers = [
-        {"name": "beta.example", "route": ["beta.example"], "link": "backoff", "queued": 3, "last_error": error},
+        {"name": "beta.example", "route": ["beta.example"], "link": "backoff", "queued": 3, "last_error": error, "next_attempt_at": 1},
         {"name": "gamma.example", "route": ["beta.example", "gamma.example"], "link": "connected", "queued": 0, "last_error": error},
         {"name": "zeta.example", "route": [], "link": None, "queued": 0, "last_error": None},
     ]
     lines = _federation_lines({"outbox": 3, "peers": peers, "links_open": 1, "admitted": 4, "refused": 2, "refused_by_reason": {"unknown_peer": 2}})
     assert lines == [
         "peers: 3 (outbox: 3 queued)",
-        "  beta.example: route beta.example, link backoff, queued 3, last error: beta.example presented another key than pinned (wrong_identity)",
+        "  beta.example: route beta.example, link backoff, queued 3, last error: beta.example presented another key than pinned (wrong_identity)"
+        ", next attempt at 1970-01-01T00:00:00.001Z",
         "  gamma.example: route beta.example -> gamma.example, link connected, queued 0",  # recovered: no stale error
         "  zeta.example: route none, link not running, queued 0",
         "inbound links: 1 open, 4 admitted, 2 refused (2 unknown_peer)",

@@ -7,6 +7,7 @@ peer link is refused.
 - A dialled node whose key the dialler refused (``wrong_identity``: it pins another) recorded
   ``handshake_refused``, though it refused nothing.
 - The dialler's gossip failure was a second line of the link failure the pool logged.
+- The dialler's status showed a refused peer's link ``idle``, with no next attempt.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import pytest
 import trio
 
+from sonet.cli_output import iso_ms
 from sonet.federation import DialError
 from sonet.node.cli import _federation_lines
 from tests.node.conftest import HANG_S, RunningNode, StartNode
@@ -106,3 +108,31 @@ async def test_a_failed_gossip_is_not_a_second_line_of_the_links_failure(start_n
     assert said in gossip_lines()[0].getMessage()
     pool = [r for r in caplog.records if r.getMessage() == f"federation with {BETA}: {said} (unknown_peer)"]
     assert [r.levelno for r in pool] == [logging.INFO]  # the failure's one line
+
+
+async def test_a_peer_that_refused_the_link_shows_refused_why_and_when_the_next_attempt_is(start_node: StartNode) -> None:
+    """ops12 item 4: once the backoff after beta's refusal ended, alpha's status showed beta's
+    link ``idle`` with no next attempt (only the last error said why). Now ``refused``, and the
+    next attempt: the next witness round, which dials beta whatever the backoff."""
+    alpha = await start_node(name=ALPHA)
+    beta = await start_node(name=BETA)  # beta does not pin alpha: it refuses alpha's link
+    await pin(alpha, BETA, url=beta.url, fingerprint=beta.fingerprint)
+    federation = alpha.node.federation
+    assert federation is not None
+
+    def entry() -> dict:
+        return next((p for p in federation.snapshot()["peers"] if p["name"] == BETA), {})
+
+    await until(lambda: (entry().get("last_error") or {}).get("code") == "unknown_peer", "beta refused alpha")
+    await until(lambda: not federation._pool.backing_off(BETA), "alpha's backoff towards beta ended")  # nothing queued: no dial
+    beta_entry = entry()
+    assert beta_entry["link"] == "refused" and beta_entry["queued"] == 0
+    assert beta_entry["next_attempt_at"] is not None and beta_entry["next_attempt_at"] == federation._witness.next_round_at
+    said = f"{BETA} refused the link, saying: {ALPHA} is not a configured peer of this node"
+    assert beta_entry["last_error"]["message"] == said
+    line = f"  {BETA}: route {BETA}, link refused, queued 0, last error: {said} (unknown_peer), next attempt at {iso_ms(beta_entry['next_attempt_at'])}"
+    assert line in _federation_lines(federation.snapshot())
+    # nothing planned (no witness round ahead, nothing queued): said so, not left out
+    assert _federation_lines({"outbox": 0, "peers": [beta_entry | {"next_attempt_at": None}]})[1].endswith(
+        "(unknown_peer), no attempt planned (an item queued for it, or a lookup, dials it)"
+    )

@@ -240,7 +240,7 @@ async def test_backoff_ends_when_the_peer_dials_in(start_node: StartNode) -> Non
         return next((p for p in federation.snapshot()["peers"] if p["name"] == BETA), {})
 
     await until(lambda: (beta_entry().get("last_error") or {}).get("code") == "unknown_peer", "beta refused alpha")
-    assert beta_entry()["link"] == "backoff" and beta_entry()["next_attempt_at"] > wall_ms()
+    assert beta_entry()["link"] == "refused" and beta_entry()["next_attempt_at"] > wall_ms()
     await pin_node(beta, alpha)  # beta now greets alpha, which retries at once
     await until(lambda: _count(beta, bob.address, 1), "the item reached beta")
     await until(lambda: beta_entry()["link"] == "connected" and beta_entry()["next_attempt_at"] is None, "alpha's link to beta is up")
