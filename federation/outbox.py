@@ -43,7 +43,8 @@ within this node's own outbox budget, and only this destination's worker waits (
 itself answered, so it is not backed off: the items for other destinations it carries go on.
 
 A group item the destination refuses for now (an outcome of RETRY_LATER: a member device's
-allowance of group items is full, or the node awaits a hand-over to this hub) stays queued
+allowance of group items is full, the node awaits a hand-over to this hub, or a submission is
+past the hub's rate for this node, ``rate_limited``: federation/inbound.py) stays queued
 while the items around it are settled: the worker pushes past it, and every expiry tick (or a
 restarted worker) pushes it again, until it is taken, refused for good or expires. It holds
 back nothing else towards that node but the later submissions of its own group (SUBMIT items),
