@@ -101,7 +101,7 @@ def cmd_register(args: argparse.Namespace) -> None:
 
     if args.discard_pending:
         if args.address is not None or args.node is not None or args.invite is not None:  # it does nothing else
-            raise CommandError("usage", "--discard-pending takes no ADDRESS, --node or --invite (usage: sonet register --discard-pending)")
+            raise usage_error("--discard-pending takes no ADDRESS, --node or --invite", "sonet register --discard-pending")
         _discard_pending(args)
         return
     node_url = check_node_url(args.node) if args.node is not None else None
@@ -110,9 +110,9 @@ def cmd_register(args: argparse.Namespace) -> None:
         home = _home(args)
         found = _device(args, resume=False) if (home / "state.db").is_file() else None
         if found is None or not has_pending_registration(found.state):
-            raise CommandError(
-                "usage", f"usage: sonet register ADDRESS --node URL --invite TOKEN (missing {', '.join(missing)}; without them "
-                f"register only completes an interrupted registration, and {home} holds none)",
+            raise usage_error(
+                f"missing {', '.join(missing)}: without them register only completes an interrupted registration, and {home} holds none",
+                "sonet register ADDRESS --node URL --invite TOKEN",
             )
         device = found
         address = str(parse_address(args.address)) if args.address is not None else None
@@ -456,7 +456,7 @@ def _receive_warnings(result: ReceiveResult | Received) -> None:
 def cmd_chat(args: argparse.Namespace) -> None:
     """The terminal app (client/chat/): imported here only, so other commands start fast."""
     if args.json:
-        raise CommandError("usage", "sonet chat is interactive: --json does not apply (use `sonet recv --follow --json` for scripts)")
+        raise usage_error("sonet chat is interactive: --json does not apply (use `sonet recv --follow --json` for scripts)", "sonet chat [--no-read-receipts]")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise CommandError("no_terminal", "sonet chat needs a terminal (for scripts: `sonet recv --follow`)")
     device = _device(args)
@@ -513,9 +513,9 @@ def cmd_devices(args: argparse.Namespace) -> None:
     from .connection import NodeError
 
     if args.action == "remove" and args.id is None:
-        raise CommandError("usage", "usage: sonet devices remove ID [--yes]")
+        raise usage_error("devices remove needs the ID of the device (`sonet devices` lists them)", "sonet devices remove ID [--yes]")
     if args.action != "remove" and (args.id is not None or args.yes):  # not a list of one device
-        raise CommandError("usage", "ID and --yes go with remove (usage: sonet devices remove ID [--yes])")
+        raise usage_error("ID and --yes go with remove", "sonet devices remove ID [--yes]")
     device = _device(args)
     if args.action == "remove":
         profile = device.state.profile()

@@ -291,16 +291,16 @@ def test_every_usage_error_exits_2_also_those_the_command_finds_itself(capsys: p
     """Found by newbie10: `register` without its arguments and `chat --json` said code "usage"
     but exited 1; argparse's usage errors exit 2 (README), and so do these now."""
     assert json_error(capsys, "--home", tmp_path, "register", rc=2)["code"] == "usage"
-    assert one_error(capsys, "--home", tmp_path, "register", "--node", "ws://127.0.0.1:1", rc=2).startswith(
-        "sonet: error: usage: sonet register ADDRESS --node URL --invite TOKEN (missing ADDRESS, --invite;"
-    )
+    line = one_error(capsys, "--home", tmp_path, "register", "--node", "ws://127.0.0.1:1", rc=2)
+    assert line.startswith("sonet: error: missing ADDRESS, --invite: without them register only completes an interrupted registration")
+    assert line.endswith(" holds none (usage: sonet register ADDRESS --node URL --invite TOKEN)"), line
     assert json_error(capsys, "--home", tmp_path, "chat", rc=2)["code"] == "usage"
 
 
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["devices", "remove"], "usage: sonet devices remove ID [--yes]"),
+        (["devices", "remove"], "devices remove needs the ID of the device (`sonet devices` lists them) (usage: sonet devices remove ID [--yes])"),
         (["devices", "list", "3"], "ID and --yes go with remove (usage: sonet devices remove ID [--yes])"),
         (["devices", "--yes"], "ID and --yes go with remove (usage: sonet devices remove ID [--yes])"),
         (["register", "--discard-pending", ADDRESS], "--discard-pending takes no ADDRESS, --node or --invite (usage: sonet register --discard-pending)"),
@@ -379,3 +379,15 @@ def test_a_content_commands_argument_out_of_its_range_is_a_usage_error(
     error = json_error(capsys, "--home", tmp_path / "h", *argv, rc=2)
     assert error["code"] == "usage" and error["message"] == line.removeprefix("sonet: error: "), error
     assert not (tmp_path / "h").exists()
+
+
+def test_the_readme_shows_usage_errors_as_the_program_prints_them(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """ux12: the README showed `sonet: error: usage: ...` while argparse prints the usage line
+    and `sonet sent: error: ...`, and the command's own usage errors quote the usage at the end."""
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    code, _out, err = run(capsys, "--home", tmp_path / "h", "sent", "--limit", "0")
+    usage, error = err.splitlines()
+    assert code == 2 and f"`{usage}`, then `{error}`" in readme, (usage, error)
+    line = one_error(capsys, "--home", tmp_path / "h", "poll", "bob@alpha.example", "Lunch?", "pizza", rc=2)
+    assert f"`{line}`" in readme, line
+    assert "sonet: error: usage:" not in readme
