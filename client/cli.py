@@ -267,7 +267,7 @@ def cmd_sent(args: argparse.Namespace) -> None:
 
     device = _device(args)
     try:
-        messages = trio.run(lambda: device.sent(args.limit))
+        messages = trio.run(lambda: device.sent(args.limit, say=_progress))
         refreshed = True
     except (ConnectError, NodeError, ProtocolError) as exc:
         # the node is down, refuses this device (removed) or answered nonsense: the list is local

@@ -408,7 +408,7 @@ class LiveSession:
                 self._report(None)
             if any(m.state in ("sent", "queued") for m in state.sent_messages(SENT_WINDOW)):
                 try:
-                    await refresh_sent(state, lambda: nullcontext(conn), SENT_WINDOW)
+                    await refresh_sent(state, lambda: nullcontext(conn), SENT_WINDOW, now=device._clock())
                     refused = ""
                 except (NodeError, ProtocolError) as exc:  # the node could not say now: ask again later
                     if str(exc) != refused:  # said once, not every few seconds

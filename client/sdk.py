@@ -728,11 +728,12 @@ class Device:
 
         self.notices += await send_pending(self.state, send_one, self._clock())
 
-    async def sent(self, limit: int = 20) -> list[SentMessage]:
+    async def sent(self, limit: int = 20, *, say: Callable[[str], None] | None = None) -> list[SentMessage]:
         """The ``limit`` most recent sent texts, newest first, after fetching this device's
         mailbox (the recipients' delivery and read receipts arrive there; the messages are kept
         for the next ``receive``, in ``last_receive`` meanwhile) and asking the home node where
-        those still on their way to another node are now."""
+        those still on their way to another node are now (client/delivery.py: paced to the
+        node's budget past 10,000 of them; ``say``: a line when that takes a while)."""
         profile = self.state.profile()
         # what waited too long shows as failed even when the node cannot be reached now
         self.notices += expire_pending(self.state, self._clock())
@@ -740,7 +741,7 @@ class Device:
         async with self._connect(profile) as conn:
             await receiver.run(conn, wait=None, read_receipts=False)
             self.last_receive = receiver.result()
-            return await refresh_sent(self.state, lambda: nullcontext(conn), limit)
+            return await refresh_sent(self.state, lambda: nullcontext(conn), limit, now=self._clock(), say=say)
 
     async def send_typing(self, recipient: str, *, started: bool = True) -> None:
         profile = self.state.profile()
