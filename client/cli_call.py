@@ -114,7 +114,10 @@ def cmd_call(args: argparse.Namespace, shell: Shell, parser: argparse.ArgumentPa
         line = f"calling {kept.call.peer} (rings for {timeouts.ring_ms // 1000} s); call id {kept.call.id.hex()}"
         shell.show(args, call_json(kept, device.state.profile().address), line)
         return
-    call_id = parse_call_id(words[0])
+    try:  # an id that is not one is a usage error, as a MESSAGE_ID's is (client/cli_gestures.py)
+        call_id = parse_call_id(words[0])
+    except LocalProtocolError as exc:
+        parser.error(str(exc))
     device = shell.device(args)
     if action == "answer":
         sdp = _sdp(args)

@@ -105,7 +105,7 @@ async def test_refusals_name_the_problem_in_one_line_and_send_nothing(
 ) -> None:
     alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
     rc, [error] = await run_cli(capsys, alice, "call", "answer", "not-hex")
-    assert rc == 1 and error["error"]["code"] == "bad_input"
+    assert rc == 2 and error["error"]["code"] == "usage" and "'not-hex' is not a call id" in error["error"]["message"]  # ux12: bad_input, exit 1
     rc, [error] = await run_cli(capsys, alice, "call", "hangup", "00" * 16)
     assert rc == 1 and error["error"]["code"] == "unknown_call"
     rc, [error] = await run_cli(capsys, alice, "call", "answer")
