@@ -12,13 +12,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The editable install of this repository. setuptools maps sonet.* onto the top-level folders
+# with a meta path finder and says so in a warning ("Editable installation. Please be careful
+# with folders in your working directory ...": pip shows it as a BuildBackendWarning, noise
+# on a newcomer's first `make run`); that warning alone is ignored, pip's other warnings and
+# errors are shown as before.
+PIP_EDITABLE := $(BIN)/python -W 'ignore:Editable installation:UserWarning' -m pip install -q -e
+
 # One stamp per extra, rebuilt when pyproject.toml changes.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	$(PIP_EDITABLE) .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(PIP_EDITABLE) '.[test]'
 	touch $@ $(VENV)/.installed-run
 
 # NAME= and LISTEN= apply to a new data dir only: an initialised one keeps its node.toml (its name
