@@ -246,6 +246,7 @@ class Node:
                 requests=requests,
                 push_ephemeral=self.registry.push_ephemeral,
             )
+            store.on_outbox_changed(federation.wake)  # items another process queued or settled
             self.links.use(store, self.clock_ms)  # the link slots are in the store, seen by every process
             ctx = ClientContext(
                 name=self.config.name,

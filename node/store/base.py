@@ -352,7 +352,15 @@ class Store(Protocol):
 
     async def admin_version(self) -> int:
         """A counter that every disable, enable and removal of an account, and every peer
-        added or removed, increases."""
+        added or removed, increases. (The node reads it every ``admin_watch.POLL_S``; a store
+        that keeps its outboxes in memory also looks then whether another connection changed
+        them, and tells ``on_outbox_changed``'s callback which.)"""
+        ...
+
+    def on_outbox_changed(self, wake: Callable[[set[str]], object]) -> None:
+        """``wake(destinations)`` once this store has read again outboxes that another
+        connection changed (a store that reads its outboxes from the database every time never
+        calls it): the node wakes those destinations' workers."""
         ...
 
     async def invites(self) -> list[InviteRow]:

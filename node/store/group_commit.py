@@ -48,18 +48,22 @@ that are then delivered or pushed again and dropped as duplicates by id (deliver
 at-least-once, deduplicated). The next durable commit makes them durable too (the WAL is
 written in order, and its fsync covers all of it). A group with any other write is durable.
 
-Observers (``GroupCommit(call, observer=)``): ``observer.capture(conn)`` runs inside each
-group's transaction after its writes, before its COMMIT; once that COMMIT returned,
-``observer.publish(captured)`` runs on the trio thread before any of the group's callers
-returns, in commit order (the next group starts after it). ``observer.failed()`` if the group
-failed, or if its publish raised (the group committed all the same: its writes succeed). The
-SQLite store's queue tails (tail_capture.py) learn that way what each commit stored.
+Observers (``GroupCommit(call, observers=)``): ``observer.begin(conn)`` runs when a group's
+transaction begins (again, when its plain run was rolled back), ``observer.mark()`` before each
+write of a run with savepoints and ``observer.rollback_to(mark)`` when a write's savepoint
+undid it (so an observer that keeps a journal of the writes undoes that write's part);
+``observer.capture(conn)`` runs inside each group's transaction after its writes, before its
+COMMIT; once that COMMIT returned, ``observer.publish(captured)`` runs on the trio thread before
+any of the group's callers returns, in commit order (the next group starts after it).
+``observer.failed()`` if the group failed, or if its publish raised (the group committed all
+the same: its writes succeed). The SQLite store's queue tails (tail_capture.py) learn that way
+what each commit stored, and its outbox log (outbox_log.py) keeps its index.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import trio
@@ -80,6 +84,12 @@ MAX_GROUP_COST = 4096
 
 class CommitObserver(Protocol):
     """Told what each group commit changed (see the module's "Observers")."""
+
+    def begin(self, conn: sqlite3.Connection) -> None: ...
+
+    def mark(self) -> Any: ...
+
+    def rollback_to(self, mark: Any) -> None: ...
 
     def capture(self, conn: sqlite3.Connection) -> Any: ...
 
@@ -151,11 +161,12 @@ class _Write(Turn, Generic[T]):
         self.done.set()
 
 
-#: what a group's ``capture`` found (None: it did not run, nothing was committed)
+#: what each observer's ``capture`` found, in order (empty: it did not run, nothing was committed)
 _Captured = list[Any]
+_Observers = tuple[CommitObserver, ...]
 
 
-def _run_group(conn: sqlite3.Connection, group: list[_Write[Any]], observer: CommitObserver | None) -> _Captured:
+def _run_group(conn: sqlite3.Connection, group: list[_Write[Any]], observer: _Observers) -> _Captured:
     """On the worker thread: one transaction, one commit; the writes without savepoints
     unless one of them fails (then again with a savepoint each). What the observer captured
     before the COMMIT, if it ran."""
@@ -172,18 +183,21 @@ def _run_group(conn: sqlite3.Connection, group: list[_Write[Any]], observer: Com
     return captured
 
 
-def _before_commit(conn: sqlite3.Connection, observer: CommitObserver | None, captured: _Captured) -> None:
-    if observer is not None:
-        captured.append(observer.capture(conn))
+def _begin(conn: sqlite3.Connection, observers: _Observers) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    for observer in observers:
+        observer.begin(conn)
 
 
-def _run_plainly(
-    conn: sqlite3.Connection, group: list[_Write[Any]], observer: CommitObserver | None, captured: _Captured
-) -> bool:
+def _before_commit(conn: sqlite3.Connection, observers: _Observers, captured: _Captured) -> None:
+    captured.extend(observer.capture(conn) for observer in observers)
+
+
+def _run_plainly(conn: sqlite3.Connection, group: list[_Write[Any]], observer: _Observers, captured: _Captured) -> bool:
     """Run and commit the group without savepoints; False (nothing written) if a write raised
     and the group has others, which must then run with savepoints."""
-    conn.execute("BEGIN IMMEDIATE")
     try:
+        _begin(conn, observer)
         for write in group:
             if write.skipped():
                 continue
@@ -206,16 +220,15 @@ def _run_plainly(
         raise
 
 
-def _run_with_savepoints(
-    conn: sqlite3.Connection, group: list[_Write[Any]], observer: CommitObserver | None, captured: _Captured
-) -> None:
+def _run_with_savepoints(conn: sqlite3.Connection, group: list[_Write[Any]], observer: _Observers, captured: _Captured) -> None:
     """One transaction, a savepoint per write (a failing write is undone alone), one commit."""
-    conn.execute("BEGIN IMMEDIATE")
     try:
+        _begin(conn, observer)
         for write in group:
             write.error = None  # the plain run's verdicts do not hold for this one
             if write.skipped():
                 continue
+            marks = [o.mark() for o in observer]
             conn.execute("SAVEPOINT w")
             try:
                 write.result = write.fn(conn, *write.args)
@@ -223,6 +236,8 @@ def _run_with_savepoints(
                 if not conn.in_transaction:  # SQLite undid the whole group (e.g. a full disk)
                     raise
                 conn.execute("ROLLBACK TO w")
+                for o, mark in zip(observer, marks):
+                    o.rollback_to(mark)
                 write.error = exc
             conn.execute("RELEASE w")
         _before_commit(conn, observer, captured)
@@ -239,9 +254,9 @@ class GroupCommit:
     ``call(fn, *args)`` runs ``fn(conn, *args)`` on the store's worker thread (and translates
     its errors); it is the store's one door to the connection."""
 
-    def __init__(self, call: Callable[..., Awaitable[Any]], *, observer: CommitObserver | None = None) -> None:
+    def __init__(self, call: Callable[..., Awaitable[Any]], *, observers: Sequence[CommitObserver] = ()) -> None:
         self._call = call
-        self._observer = observer
+        self._observers: _Observers = tuple(observers)
         self._queue: list[_Write[Any]] = []
         self._leading = False
         self._group_done = trio.Event()
@@ -299,15 +314,15 @@ class GroupCommit:
             write.taken = True
         try:
             with trio.CancelScope(shield=True):
-                captured = await self._call(_run_group, group, self._observer)
-            if self._observer is not None and captured:
+                captured = await self._call(_run_group, group, self._observers)
+            for observer, found in zip(self._observers, captured):
                 try:
-                    self._observer.publish(captured[0])
+                    observer.publish(found)
                 except Exception:  # noqa: BLE001 - the group committed: its writes did not fail
-                    self._observer.failed()
+                    observer.failed()
         except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the group is stored
-            if self._observer is not None:
-                self._observer.failed()
+            for observer in self._observers:
+                observer.failed()
             for write in group:
                 write.error = StoreError(str(exc) or type(exc).__name__)
                 write.error.__cause__ = exc

@@ -702,11 +702,22 @@ _GROUP_ROW_HUBS = (
     ),
 )
 
+# The outboxes as appended batches with an index in memory (outbox_log.py; issue 14 item 1). The
+# rows queued before are moved into batches by ``outbox_log.move_rows`` when the store opens
+# (msgpack is not SQL), which then drops ``outbox_rows``. SQLite only: PostgreSQL keeps its
+# ``outbox`` table (several processes cannot share an index in memory); its migration 31 is empty.
+_OUTBOX_LOG = (
+    "ALTER TABLE outbox RENAME TO outbox_rows",
+    "CREATE TABLE outbox_batches (batch INTEGER PRIMARY KEY AUTOINCREMENT, dest TEXT NOT NULL, items BLOB NOT NULL)",
+    "CREATE TABLE outbox_meta (one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)",
+    "INSERT INTO outbox_meta (one, version) VALUES (1, 0)",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, _V2, _V3, _V4, _V5, _V6, _V7, _BUDGETS, _KEY_PACKAGES, _GROUPS, _GROUP_BUDGETS, _GROUP_TREES, _GROUP_BODIES,
     _HANDOVERS, _HANDOVER_FROM, _VANISHING, _ADMIN, _GROUP_EXPIRY, _LINK_SLOTS, _LEANER_RELAY, _OUTBOX_USAGE_IN_WRITES,
     _ACKED_DAYS, _MAILBOX_COUNTS, _GROUP_BODY_SENDERS, _GROUP_ORIGINS, _SUBMISSION_HUBS, _WAITING_ORIGINS, _ORIGIN_REFS,
-    _WAITING_SCOPE, _GROUP_ROW_HUBS,
+    _WAITING_SCOPE, _GROUP_ROW_HUBS, _OUTBOX_LOG,
 )  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 

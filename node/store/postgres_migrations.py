@@ -529,6 +529,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _ORIGIN_REFS,
     _WAITING_SCOPE,
     _GROUP_ROW_HUBS,
+    (),  # migrations.py ``_OUTBOX_LOG``: SQLite only (PostgreSQL keeps its outbox table)
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"

@@ -24,7 +24,10 @@ cosignatures, witnessed heads, splits) in ``sqlite_keydir.py``; groups (hosted g
 
 The same functions run on PostgreSQL (``postgres.py`` subclasses this class and replaces only
 the plumbing): their SQL stays in the subset both databases read, against the ``Connection``
-of ``dialect.py``.
+of ``dialect.py``. One exception: here the outboxes are batch rows and an index in memory
+(``outbox_log.py``; this process is the file's one writer of them), where PostgreSQL keeps its
+``outbox`` table; the functions of ``sqlite_federation.py`` take the log from the writer
+connection (``log_of``) and use the table where there is none.
 """
 
 from __future__ import annotations
@@ -70,7 +73,8 @@ from .base import (
     WitnessRow,
 )
 from .dialect import Connection
-from .group_commit import GroupCommit
+from .group_commit import CommitObserver, GroupCommit
+from .outbox_log import Logged, LogConnection, OutboxLog, log_of, move_rows, outbox_version, page_of
 from .queue_tails import QueueTails
 from .tail_capture import SqliteTails
 from .migrations import migrate
@@ -140,12 +144,12 @@ T = TypeVar("T")
 Q = TypeVar("Q", QueuedItem, MailboxItem)
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str) -> LogConnection:
     # Create the file ourselves so it is 0600 from the start (SQLite gives the -wal and -shm
     # files the same mode as the database file).
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False, factory=LogConnection
     )
     try:
         mode = _wal(conn)
@@ -157,6 +161,9 @@ def _connect(path: str) -> sqlite3.Connection:
         # group_commit.py) in memory, not in temporary files: only needed to undo a failed write.
         conn.execute("PRAGMA temp_store = MEMORY")
         migrate(conn)
+        move_rows(conn)
+        conn.outbox_log = OutboxLog()
+        conn.outbox_log.load(conn)
     except BaseException:
         conn.close()
         raise
@@ -189,17 +196,21 @@ def _connect_reader(path: str) -> sqlite3.Connection:
 class SqliteStore:
     """Store backed by one SQLite file. Create with ``await SqliteStore.open(path)``."""
 
-    #: what the last commits stored into each outbox and mailbox (queue_tails.py); None where
-    #: this process is not the file's only writer (PostgreSQL)
+    #: what the last commits stored into each mailbox (queue_tails.py); None where this
+    #: process is not the file's only writer (PostgreSQL)
     _tails: SqliteTails | None = None
+    #: the outboxes, known from memory (outbox_log.py); None where they are a table (PostgreSQL)
+    _outbox_log: OutboxLog | None = None
 
-    def __init__(self, conn: sqlite3.Connection, reader: sqlite3.Connection, disk_free: DiskFree) -> None:
+    def __init__(self, conn: LogConnection, reader: sqlite3.Connection, disk_free: DiskFree) -> None:
         self._disk_free = disk_free
         self._conn: sqlite3.Connection | None = conn
         self._limiter = trio.CapacityLimiter(1)
         self._tails = SqliteTails()
         self._tails.setup(conn)
-        self._writes = GroupCommit(self._call, observer=self._tails)
+        self._outbox_log = conn.outbox_log
+        observers: list[CommitObserver] = [self._tails] if self._outbox_log is None else [self._tails, self._outbox_log]
+        self._writes = GroupCommit(self._call, observers=observers)
         self._reader: sqlite3.Connection | None = reader
         self._read_limiter = trio.CapacityLimiter(1)
 
@@ -405,7 +416,22 @@ class SqliteStore:
             # The admin commands write from another process: what the tails hold may be gone
             # (a removed account's mailboxes). Their next commit would see it too (data_version).
             self._tails.admin_version(version)
+        if self._outbox_log is not None:
+            await self._outbox_news()
         return version
+
+    def on_outbox_changed(self, wake: Callable[[set[str]], object]) -> None:
+        if self._outbox_log is not None:
+            self._outbox_log.reloaded = wake
+
+    async def _outbox_news(self) -> None:
+        """Another connection changed the outbox tables (nothing of the node's does; a second
+        store on the file can, as tests do): the log reads them again, at the latest now (the
+        node's next commit would too), and tells ``on_outbox_changed``'s callback (outbox_log.py)."""
+        log = self._outbox_log
+        assert log is not None
+        if await self._read(outbox_version) != log.version:
+            await self._transaction(_nothing)  # its begin reads the tables again (OutboxLog.begin)
 
     async def invites(self) -> list[InviteRow]:
         return await self._read(_invites)
@@ -589,7 +615,10 @@ class SqliteStore:
         return await self._transaction(_purge_all, now)
 
     async def next_expiry(self, *, after: int) -> int | None:
-        return await self._read(_next_expiry, after)
+        if self._outbox_log is None:
+            return await self._read(_next_expiry, after)
+        due = [await self._read(_next_expiry, after, False), self._outbox_log.next_expiry(after)]
+        return min((d for d in due if d is not None), default=None)
 
     async def stats(self) -> dict[str, int]:
         return await self._snapshot(_stats)
@@ -614,16 +643,23 @@ class SqliteStore:
     async def outbox(self, dest: str, *, limit: int, max_bytes: int, now: int, after: int = 0) -> Page[QueuedItem]:
         if limit < 1:
             raise ValueError("limit must be at least 1")  # SQLite reads LIMIT -1 as "all"
-        tails = None if self._tails is None else self._tails.outbox
-        return await self._tail_or_read(
-            tails, dest, lambda: self._read(_outbox, dest, limit, max_bytes, now, after),
-            after=after, limit=limit, max_bytes=max_bytes, now=now,
-        )  # fmt: skip
+        if self._outbox_log is None:
+            return await self._read(_outbox, dest, limit, max_bytes, now, after)
+        items, complete = self._outbox_log.read(dest, after=after, limit=limit, max_bytes=max_bytes, now=now)
+        return await self._logged_page(items, complete)
+
+    async def _logged_page(self, items: list[Logged], complete: bool) -> Page[QueuedItem]:
+        """Items of the outbox log with their bytes: cached, or read from their batch rows."""
+        uncached = [item for item in items if item.data is None]
+        bodies = await self._read(OutboxLog.bodies, uncached) if uncached else {}
+        return page_of(items, bodies, complete)
 
     async def expired_outbox(self, dest: str, *, limit: int, max_bytes: int, now: int) -> list[QueuedItem]:
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        return await self._call(_expired_outbox, dest, limit, max_bytes, now)
+        if self._outbox_log is None:
+            return await self._call(_expired_outbox, dest, limit, max_bytes, now)
+        return await self._logged_page(self._outbox_log.expired(dest, limit=limit, max_bytes=max_bytes, now=now), False)
 
     async def outbox_done(
         self,
@@ -645,6 +681,8 @@ class SqliteStore:
             )
 
     async def outbox_counts(self) -> dict[str, int]:
+        if self._outbox_log is not None:
+            return self._outbox_log.counts()
         return await self._call(_outbox_counts)
 
     async def outbox_destinations(self) -> list[str]:
@@ -653,7 +691,13 @@ class SqliteStore:
     async def deliveries(self, sender_account: str, sender_device: int, ids: Sequence[bytes]) -> list[DeliveryRow]:
         if not ids:
             return []
-        return await self._snapshot(_deliveries, sender_account, sender_device, sorted(set(ids)))
+        wanted = sorted(set(ids))
+        if self._outbox_log is None:
+            return await self._snapshot(_deliveries, sender_account, sender_device, wanted)
+        # The queued items first, then the rows: an item settled in between is in both, and
+        # its row says it (the reverse order could find it in neither).
+        queued = [(i.id, i.dest, i.device, i.queued_at, i.expires) for i in self._outbox_log.tracked(sender_account, sender_device, wanted)]
+        return await self._snapshot(_deliveries, sender_account, sender_device, wanted, queued)
 
     async def expire_outbox(self, *, now: int) -> None:
         await self._transaction(_expire_outbox, now)
@@ -706,6 +750,10 @@ def _enqueue(
     return stored
 
 
+def _nothing(conn: Connection) -> None:
+    """A write that writes nothing (its group's observers still begin and publish)."""
+
+
 def _purge_all(conn: Connection, now: int) -> int:
     from .sqlite_group_purge import _purge_groups  # (not sqlite_groups.py: see create_group)
 
@@ -724,7 +772,8 @@ def _stats(conn: Connection) -> dict[str, int]:
     (invites_open,) = conn.execute(
         "SELECT count(*) FROM invites WHERE used_at IS NULL"
     ).fetchone()
-    (outbox,) = conn.execute("SELECT count(*) FROM outbox").fetchone()
+    log = log_of(conn)
+    (outbox,) = conn.execute("SELECT count(*) FROM outbox").fetchone() if log is None else (len(log),)
     return {
         "accounts": accounts,
         "devices": devices,

@@ -17,15 +17,16 @@ __all__ = ["_next_expiry"]
 _ONLY = {"acked_ids": f" AND {SHORT_LIVED_ACKED}"}
 
 
-def _next_expiry(conn: Connection, after: int) -> int | None:
-    """The earliest ``expires`` above ``after`` of a mailbox envelope, an outbox item or a dedup
+def _next_expiry(conn: Connection, after: int, outbox: bool = True) -> int | None:
+    """The earliest ``expires`` above ``after`` of a mailbox envelope, an outbox item (unless
+    not ``outbox``: the SQLite store knows its outboxes from memory, outbox_log.py) or a dedup
     record, or ``vanishes`` of a delivery row (the loop's outbox expiry drops ``outbox_sent``)."""
     found = [
         conn.execute(
             f"SELECT min({column}) FROM {table} WHERE {column} > ?{_ONLY.get(table, '')}", (after,)  # noqa: S608 - fixed names
         ).fetchone()[0]
         for table, column in (
-            ("mailbox", "expires"), ("outbox", "expires"), ("outbox_sent", "expires"),
+            ("mailbox", "expires"), *((("outbox", "expires"),) if outbox else ()), ("outbox_sent", "expires"),
             # an ordinary acked id goes with its day (acked_days), a short-lived one at its time
             ("acked_days", "expires"), ("acked_ids", "expires"),
             ("deliveries", "vanishes"),

@@ -18,6 +18,7 @@ from sonet.core.federation_api import OK
 from sonet.federation.ports import Page
 
 from .dialect import Connection, insert_rows
+from .outbox_log import Logged, log_of
 from .base import (
     DELIVERY_GRACE_MS,
     DeliveryRow,
@@ -73,12 +74,15 @@ def _queued_or_sent(conn: Connection, items: list[OutboundItem], now: int) -> se
     for item in items:
         keys_by_dest.setdefault(item.dest, []).append(item.key)
     known: set[tuple[str, bytes]] = set()
+    log = log_of(conn)
     for dest, keys in keys_by_dest.items():
+        if log is not None:
+            known.update((dest, key) for key in keys if log.queued(dest, key))
         for start in range(0, len(keys), _KEYS_PER_QUERY):
             chunk = keys[start : start + _KEYS_PER_QUERY]
             marks = ",".join("?" * len(chunk))
             for sql, extra in (
-                (f"SELECT key FROM outbox WHERE dest = ? AND key IN ({marks})", ()),
+                *(() if log is not None else ((f"SELECT key FROM outbox WHERE dest = ? AND key IN ({marks})", ()),)),
                 (f"SELECT key FROM outbox_sent WHERE dest = ? AND key IN ({marks}) AND expires > ?", (now,)),
             ):
                 known.update((dest, bytes(row[0])) for row in conn.execute(sql, (dest, *chunk, *extra)))
@@ -120,11 +124,28 @@ def _queue_outbound(
     ``usage``: where the write sums what its rows add to storage_usage (the caller applies it
     before ``enforce``)."""
     key = (item.dest, item.key)
-    if conn.execute("SELECT 1 FROM outbox WHERE dest = ? AND key = ?", key).fetchone() or conn.execute(
-        "SELECT 1 FROM outbox_sent WHERE dest = ? AND key = ? AND expires > ?", (*key, now)
-    ).fetchone():
+    log = log_of(conn)
+    queued = log.queued(*key) if log is not None else conn.execute("SELECT 1 FROM outbox WHERE dest = ? AND key = ?", key).fetchone()
+    if queued or conn.execute("SELECT 1 FROM outbox_sent WHERE dest = ? AND key = ? AND expires > ?", (*key, now)).fetchone():
         return
-    insert_rows(conn, _INSERT_OUTBOUND, [_outbound_row(item, now, charges, sender, usage)])
+    _insert_outbound(conn, [_outbound_row(item, now, charges, sender, usage)], capped=charges is not None)
+
+
+def _insert_outbound(conn: Connection, rows: list[tuple[Any, ...]], *, capped: bool) -> None:
+    """Queue outbox rows (``_outbound_row``'s): into the table, or the log's batches (one per
+    destination, in their order). ``capped``: refused (OverBudget) past the items the log keeps
+    in memory (``outbox_log.MAX_ITEMS``), as every write whose items are charged to a budget;
+    reports and a hub's fan-out are not (they are refused nowhere else either)."""
+    log = log_of(conn)
+    if log is None:
+        insert_rows(conn, _INSERT_OUTBOUND, rows)
+        return
+    by_dest: dict[str, list[tuple[Logged, bytes]]] = {}
+    for dest, key, expires, data, queued_at, size, origin, sa, sd, id_, account, device in rows:
+        item = Logged(0, dest, key, expires, queued_at, size, origin, sa, sd, id_, account, device)
+        by_dest.setdefault(dest, []).append((item, data))
+    for dest, items in by_dest.items():
+        log.append(conn, dest, items, capped=capped)
 
 
 def _queue_outbound_batch(
@@ -139,7 +160,7 @@ def _queue_outbound_batch(
         if key not in known:
             known.add(key)
             rows.append(_outbound_row(item, now, charges, None, usage))
-    insert_rows(conn, _INSERT_OUTBOUND, rows)
+    _insert_outbound(conn, rows, capped=True)
 
 
 #: what a tracked outbox row (an envelope a local device sent) says of its delivery row:
@@ -176,10 +197,15 @@ def _apply_report(conn: Connection, status: StatusUpdate) -> None:
     if status.state not in ("accepted", "failed"):
         raise StoreError(f"invalid delivery state {status.state!r}")
     where = (status.id, status.account.rpartition("@")[2], status.device)
-    queued = conn.execute(
-        f"SELECT {_TRACKED} FROM outbox WHERE id = ? AND dest = ? AND device = ? AND sender_account IS NOT NULL ORDER BY seq LIMIT 1",
-        where,
-    ).fetchone()
+    log = log_of(conn)
+    if log is None:
+        queued = conn.execute(
+            f"SELECT {_TRACKED} FROM outbox WHERE id = ? AND dest = ? AND device = ? AND sender_account IS NOT NULL ORDER BY seq LIMIT 1",
+            where,
+        ).fetchone()
+    else:
+        first = log.first_tracked(*where)
+        queued = None if first is None else first.tracked_row()
     if queued is None:
         _apply_statuses(conn, [status])
         return
@@ -361,18 +387,7 @@ def _outbox_done(
     # One DELETE ... RETURNING per 500 items: each row found once, not once per question
     # (dedup key, delivery row, delete) and once per trigger.
     usage = UsageChanges()
-    deleted: list[tuple[Any, ...]] = []
-    for start in range(0, len(seqs), _KEYS_PER_QUERY):
-        chunk = seqs[start : start + _KEYS_PER_QUERY]
-        marks = ",".join("?" * len(chunk))
-        deleted.extend(
-            conn.execute(
-                f"DELETE FROM outbox WHERE dest = ? AND seq IN ({marks})"
-                f" RETURNING seq, key, size, origin, {_TRACKED}",
-                (dest, *chunk),
-            ).fetchall()
-        )
-    deleted.sort(key=lambda row: row[0])  # in queue order: the first item per (node, device) speaks
+    deleted = _take_outbound(conn, dest, seqs)
     # The keys of items handed on are remembered until they expire (an expired item needs no
     # deduplication): a retransmission from upstream is then answered "ok" but not queued again.
     # Only items that came from upstream (sender_account NULL): this node's own devices'
@@ -397,6 +412,37 @@ def _outbox_done(
         if item.expires > now:
             _queue_outbound(conn, item, now, usage=usage)
     usage.apply(conn)
+
+
+def _take_outbound(conn: Connection, dest: str, seqs: list[int]) -> list[tuple[Any, ...]]:
+    """Take the queued items of ``dest`` among ``seqs`` out of the outbox: (seq, key, size,
+    origin, *``_TRACKED``) each, in queue order (the first item per (node, device) speaks)."""
+    log = log_of(conn)
+    if log is not None:
+        return [
+            (item.seq, item.key, item.size, item.origin, *_tracked_row(item, tracked))
+            for item, tracked in log.take(conn, dest, seqs)
+        ]
+    deleted: list[tuple[Any, ...]] = []
+    for start in range(0, len(seqs), _KEYS_PER_QUERY):
+        chunk = seqs[start : start + _KEYS_PER_QUERY]
+        marks = ",".join("?" * len(chunk))
+        deleted.extend(
+            conn.execute(
+                f"DELETE FROM outbox WHERE dest = ? AND seq IN ({marks})"
+                f" RETURNING seq, key, size, origin, {_TRACKED}",
+                (dest, *chunk),
+            ).fetchall()
+        )
+    deleted.sort(key=lambda row: row[0])
+    return deleted
+
+
+def _tracked_row(item: Logged, tracked: bool) -> tuple[Any, ...]:
+    """``_TRACKED`` of a logged item, as the table's row would say it (a disappearing message
+    that expired while queued has lost its id: ``_drop_vanished_deliveries``)."""
+    row = item.tracked_row()
+    return row if tracked else (*row[:2], None, *row[3:])
 
 
 def _settle_tracked(
@@ -446,12 +492,22 @@ def _settle_tracked(
 
 
 def _outbox_counts(conn: Connection) -> dict[str, int]:
+    log = log_of(conn)
+    if log is not None:
+        return log.counts()
     return dict(conn.execute("SELECT dest, count(*) FROM outbox GROUP BY dest").fetchall())
 
 
 def _deliveries(
-    conn: Connection, sender_account: str, sender_device: int, ids: list[bytes]
+    conn: Connection,
+    sender_account: str,
+    sender_device: int,
+    ids: list[bytes],
+    queued_items: list[tuple[bytes, str, int, int, int]] | None = None,
 ) -> list[DeliveryRow]:
+    """``queued_items``: the device's queued items among ``ids`` ((id, dest, device, queued_at,
+    expires) in queue order) where the store knows its outboxes from memory (outbox_log.py,
+    asked on the trio thread before this read); else they are read from the outbox table."""
     # Two queries per 500 ids (a device asks for a batch's ids at once), not two per id.
     found: dict[bytes, dict[tuple[str, int], tuple[Any, ...]]] = {id_: {} for id_ in ids}
     for start in range(0, len(ids), _KEYS_PER_QUERY):
@@ -466,12 +522,15 @@ def _deliveries(
             found[bytes(id_)][(dest, device)] = (state, code, updated_at, expires)
         # An item still queued has no row of its own yet (its outbox row is its state); of
         # several items for one (node, device), the first queued says it, as its row would.
-        for id_, dest, device, updated_at, expires in conn.execute(
-            "SELECT id, dest, device, queued_at, expires FROM outbox"
-            f" WHERE id IN ({marks}) AND sender_account = ? AND sender_device = ? ORDER BY seq",
-            params,
-        ):
-            found[bytes(id_)].setdefault((dest, device), ("queued", "", updated_at, expires))
+        if queued_items is None:
+            for id_, dest, device, updated_at, expires in conn.execute(
+                "SELECT id, dest, device, queued_at, expires FROM outbox"
+                f" WHERE id IN ({marks}) AND sender_account = ? AND sender_device = ? ORDER BY seq",
+                params,
+            ):
+                found[bytes(id_)].setdefault((dest, device), ("queued", "", updated_at, expires))
+    for id_, dest, device, updated_at, expires in queued_items or ():
+        found[id_].setdefault((dest, device), ("queued", "", updated_at, expires))
     return [
         DeliveryRow(
             sender_account=sender_account,
@@ -494,6 +553,10 @@ def _drop_vanished_deliveries(conn: Connection, now: int) -> None:
     "queued" state of those still in the outbox (their id: the item stays, untracked, for its
     worker to settle, which then writes no row)."""
     conn.execute("DELETE FROM deliveries WHERE vanishes IS NOT NULL AND vanishes <= ?", (now,))
+    log = log_of(conn)
+    if log is not None:
+        log.untrack_vanished(conn, now)
+        return
     conn.execute(
         "UPDATE outbox SET id = NULL WHERE expires <= ? AND id IS NOT NULL AND expires - queued_at < ?",
         (now, SHORT_LIVED_MS),

@@ -1,10 +1,10 @@
 """The SQLite side of ``queue_tails`` (SQLite only: PostgreSQL has several writers): what each
-group commit added to and deleted from the outbox and the mailboxes, captured on the writer
-thread just before its COMMIT, and handed to
-the in-memory tails on the trio thread after it (``GroupCommit``: before the group's callers
-return, so before anyone they wake reads).
+group commit added to and deleted from the mailboxes, captured on the writer thread just before
+its COMMIT, and handed to the in-memory tails on the trio thread after it (``GroupCommit``: before
+the group's callers return, so before anyone they wake reads). The outboxes need no tails: the
+SQLite store knows them from memory (outbox_log.py).
 
-Rows added: both tables' seqs are AUTOINCREMENT, and this connection is the file's only
+Rows added: the mailbox's seq is AUTOINCREMENT, and this connection is the file's only
 writer between two of its commits (``PRAGMA data_version`` tells when another connection
 wrote: then nothing is known, ``reset``), so a commit's new rows are those past the highest
 seq the last commit saw. Rows deleted, however (a settle, an ack, a purge, a device's removal
@@ -19,12 +19,8 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
-from sonet.core import limits
-from sonet.federation.records import QueuedItem
-
 from .base import MailboxItem
 from .queue_tails import Changes, QueueTails
-from .sqlite_federation import QUEUED_COLUMNS, queued_item
 from .sqlite_mailbox import PENDING_COLUMNS, mailbox_item
 
 __all__ = ["SqliteTails", "Captured"]
@@ -36,17 +32,13 @@ Mailbox = tuple[str, int]
 _MANY_GONE = 10_000
 
 #: what an item holds in memory besides its bytes (its Python objects; a mailbox item with a
-#: 1-byte body holds ~260 B, tracemalloc; an outbox item also holds its dest and key)
+#: 1-byte body holds ~260 B, tracemalloc)
 _MAILBOX_ITEM_OVERHEAD = 320
-_OUTBOX_ITEM_OVERHEAD = 640
 
 _SETUP = (
-    "CREATE TEMP TABLE IF NOT EXISTS tail_gone (queue INTEGER NOT NULL, seq INTEGER NOT NULL, a TEXT, d INTEGER)",
-    """CREATE TEMP TRIGGER IF NOT EXISTS tail_outbox_gone AFTER DELETE ON main.outbox BEGIN
-        INSERT INTO tail_gone VALUES (0, OLD.seq, OLD.dest, NULL);
-    END""",
+    "CREATE TEMP TABLE IF NOT EXISTS tail_gone (seq INTEGER NOT NULL, a TEXT, d INTEGER)",
     """CREATE TEMP TRIGGER IF NOT EXISTS tail_mailbox_gone AFTER DELETE ON main.mailbox BEGIN
-        INSERT INTO tail_gone VALUES (1, OLD.seq, OLD.account, OLD.device_id);
+        INSERT INTO tail_gone VALUES (OLD.seq, OLD.account, OLD.device_id);
     END""",
 )
 
@@ -68,36 +60,25 @@ class _Table:
     item: Callable[[tuple[Any, ...]], Any]
 
 
-_OUTBOX = _Table("outbox", "dest", "dest = ?", QUEUED_COLUMNS, queued_item)
 _MAILBOX = _Table("mailbox", "account, device_id", "account = ? AND device_id = ?", PENDING_COLUMNS, mailbox_item)
 
 
 @dataclass(slots=True)
 class Captured:
-    """One commit's changes to the two kinds of queue (``reset``: unknown, forget everything)."""
+    """One commit's changes to the mailboxes (``reset``: unknown, forget everything)."""
 
     reset: bool
-    outbox_high: int
     mailbox_high: int
     version: int
-    outbox: Changes[str, QueuedItem] = field(default_factory=Changes)
     mailbox: Changes[Mailbox, MailboxItem] = field(default_factory=Changes)
     #: False: the capture failed, the highs are not known (the next one forgets all again)
     known: bool = True
 
 
 class SqliteTails:
-    """The tails of a SQLite store's outboxes (by destination) and mailboxes (by device)."""
+    """The tails of a SQLite store's mailboxes (by device)."""
 
     def __init__(self) -> None:
-        self.outbox: QueueTails[str, QueuedItem] = QueueTails(
-            size=lambda item: len(item.data),
-            max_items=2 * limits.MAX_TRANSIT_PER_PUSH,
-            max_bytes=2 * limits.MAX_PUSH_BYTES,
-            total_bytes=64 * 1024 * 1024,
-            max_entries=1024,
-            overhead=_OUTBOX_ITEM_OVERHEAD,
-        )
         self.mailbox: QueueTails[Mailbox, MailboxItem] = QueueTails(
             size=lambda item: len(item.body),
             max_items=512,
@@ -108,7 +89,6 @@ class SqliteTails:
         )
         # As of the last commit published (read and written by the writer thread only while no
         # group runs: a capture, then its publish, then the next group's capture).
-        self._outbox_high = 0
         self._mailbox_high = 0
         self._version = -1
         self._known = False  # False after a failed group: the next capture knows nothing
@@ -120,10 +100,18 @@ class SqliteTails:
         """On the writer connection, after its migrations and before its first write."""
         for sql in _SETUP:
             conn.execute(sql)
-        self._outbox_high = _highest(conn, "outbox")
         self._mailbox_high = _highest(conn, "mailbox")
         self._version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         self._known = True
+
+    def begin(self, conn: sqlite3.Connection) -> None:
+        """(A group's transaction began: nothing to do, the capture reads what it needs.)"""
+
+    def mark(self) -> None:
+        """(Nothing journaled: a savepoint's rollback undoes ``tail_gone``'s rows too.)"""
+
+    def rollback_to(self, mark: None) -> None:
+        pass
 
     def capture(self, conn: sqlite3.Connection) -> Captured:
         """Inside the group's transaction, after its writes, before its COMMIT. Never fails
@@ -131,7 +119,7 @@ class SqliteTails:
         try:
             return self._capture(conn)
         except Exception:  # noqa: BLE001 - e.g. a row that does not read back: forget all
-            return Captured(True, self._outbox_high, self._mailbox_high, self._version, known=False)
+            return Captured(True, self._mailbox_high, self._version, known=False)
 
     def _capture(self, conn: sqlite3.Connection) -> Captured:
         version = int(conn.execute("PRAGMA data_version").fetchone()[0])
@@ -139,11 +127,10 @@ class SqliteTails:
         if not self._known or version != self._version or gone > _MANY_GONE:
             if gone:
                 conn.execute("DELETE FROM tail_gone")
-            return Captured(True, _highest(conn, "outbox"), _highest(conn, "mailbox"), version)
-        out = Captured(False, self._outbox_high, self._mailbox_high, version)
+            return Captured(True, _highest(conn, "mailbox"), version)
+        out = Captured(False, self._mailbox_high, version)
         if gone:
             self._capture_gone(conn, out)
-        out.outbox_high = self._capture_added(conn, self.outbox, out.outbox, out.outbox_high, _OUTBOX)
         out.mailbox_high = self._capture_added(conn, self.mailbox, out.mailbox, out.mailbox_high, _MAILBOX)
         return out
 
@@ -153,25 +140,19 @@ class SqliteTails:
         # settled rows are behind it, mostly left out by SQLite). One pass over the deleted
         # rows, not one per queue with an entry: a purge of 10,000 rows of 2,000 such mailboxes
         # took 0.94 s of CPU here, in the write transaction (0.015 s in one pass).
-        kinds: tuple[tuple[QueueTails[Any, Any], Changes[Any, Any]], ...] = (
-            (self.outbox, out.outbox),
-            (self.mailbox, out.mailbox),
-        )
-        afters: dict[tuple[int, Any], int] = {}
-        for queue, a, d in conn.execute("SELECT DISTINCT queue, a, d FROM tail_gone").fetchall():
-            tails, changes = kinds[queue]
-            key = a if queue == 0 else (a, d)
-            changes.gone_keys.add(key)
-            entry = tails.entry(key)
+        afters: dict[Mailbox, int] = {}
+        for a, d in conn.execute("SELECT DISTINCT a, d FROM tail_gone").fetchall():
+            key = (a, d)
+            out.mailbox.gone_keys.add(key)
+            entry = self.mailbox.entry(key)
             if entry is not None:
-                afters[(queue, key)] = entry.after
-                changes.gone[key] = (entry, [])
+                afters[key] = entry.after
+                out.mailbox.gone[key] = (entry, [])
         if afters:
-            for queue, a, d, seq in conn.execute("SELECT queue, a, d, seq FROM tail_gone WHERE seq > ?", (min(afters.values()),)):
-                key = a if queue == 0 else (a, d)
-                after = afters.get((queue, key))
+            for a, d, seq in conn.execute("SELECT a, d, seq FROM tail_gone WHERE seq > ?", (min(afters.values()),)):
+                after = afters.get((a, d))
                 if after is not None and seq > after:
-                    kinds[queue][1].gone[key][1].append(seq)
+                    out.mailbox.gone[(a, d)][1].append(seq)
         conn.execute("DELETE FROM tail_gone")
 
     @staticmethod
@@ -204,12 +185,11 @@ class SqliteTails:
 
     def publish(self, captured: Captured) -> None:
         """The group that captured ``captured`` committed (called before its callers return)."""
-        self._outbox_high, self._mailbox_high, self._version = captured.outbox_high, captured.mailbox_high, captured.version
+        self._mailbox_high, self._version = captured.mailbox_high, captured.version
         self._known = captured.known
         if captured.reset:
             self.forget()
             return
-        self.outbox.publish(captured.outbox)
         self.mailbox.publish(captured.mailbox)
 
     def failed(self) -> None:
@@ -225,7 +205,6 @@ class SqliteTails:
             self.forget()
 
     def forget(self) -> None:
-        self.outbox.reset()
         self.mailbox.reset()
 
 

@@ -39,6 +39,7 @@ from sonet.federation.records import Quota
 from sonet.node.store import OverBudget, SqliteStore
 from tests.core.groups.devices import GROUP_ID, Device
 
+from .store.outbox_rows import outbox_rows
 from .store.pg_cluster import PgCluster, running_cluster
 
 ALPHA, BETA = "alpha.example", "beta.example"
@@ -122,7 +123,7 @@ async def submit_until_refused(store: SqliteStore, alice: Device, *, hub: str, n
 
 
 async def outbox_bytes(store: SqliteStore) -> int:
-    read: Callable[[Any], int] = lambda conn: conn.execute("SELECT coalesce(sum(size), 0) FROM outbox").fetchone()[0]
+    read: Callable[[Any], int] = lambda conn: sum(row[6] for row in outbox_rows(conn))  # (size)
     return await store._read(read)
 
 

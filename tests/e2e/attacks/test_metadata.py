@@ -100,7 +100,7 @@ def test_after_a_conversation_between_two_real_nodes_neither_names_the_other_sid
     _until("alice's texts read", lambda: _states(alice) == ["read", "read"])
     _until("bob's reply read", lambda: _states(bob) == ["read"])  # (`sent` receives first)
     for node in (alpha, beta):
-        _until(f"{node.name}'s outbox drained", lambda node=node: _query(node, "SELECT count(*) FROM outbox") == [(0,)])
+        _until(f"{node.name}'s outbox drained", lambda node=node: _query(node, "SELECT count(*) FROM outbox_batches") == [(0,)])
         _until(f"{node.name}'s mailboxes acknowledged", lambda node=node: _query(node, "SELECT count(*) FROM mailbox") == [(0,)])
 
     for node, other in ((beta, alice), (alpha, bob)):

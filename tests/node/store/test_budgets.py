@@ -22,6 +22,7 @@ from sonet.node.store import (
 
 from .conftest import StoreOpener, database_size
 from .test_contract import ALICE, BOB, CAROL, DAY, NOW, ROOMY, env, mid, pending_ids, register
+from .outbox_rows import with_outbox_table
 
 BETA = "beta.example"
 GAMMA = "gamma.example"
@@ -185,6 +186,7 @@ async def test_reports_are_queued_even_into_a_full_outbox(store: Store) -> None:
 
 def _usage_and_recount(conn):  # noqa: ANN001, ANN202 - a store connection in, two dicts out
     """storage_usage's outbox-side rows (those not zero), and the same sums counted from the outbox."""
+    with_outbox_table(conn)
     held = {
         (scope, key): (count, size)
         for scope, key, count, size in conn.execute("SELECT scope, key, count, bytes FROM storage_usage").fetchall()

@@ -54,6 +54,12 @@ async def test_both_schemas_have_the_same_tables_and_columns(pg_cluster: PgClust
     for per_cluster in ("sonet_outbox_leases", "sonet_ephemerals"):  # node/cluster.py makes them at start
         in_postgres.pop(per_cluster, None)
     in_postgres["splits"].discard("rowid")  # stands for SQLite's implicit rowid (ORDER BY detected_at, rowid)
+    # The outboxes: a table on PostgreSQL, batch rows and an index in memory on SQLite (node/store/outbox_log.py)
+    assert {t: in_sqlite.pop(t) for t in ("outbox_batches", "outbox_meta")} == {
+        "outbox_batches": {"batch", "dest", "items"},
+        "outbox_meta": {"one", "version"},
+    }
+    assert {"seq", "dest", "key", "data"} <= in_postgres.pop("outbox")
     assert in_sqlite.keys() == in_postgres.keys(), in_sqlite.keys() ^ in_postgres.keys()
     differing = {t: in_sqlite[t] ^ in_postgres[t] for t in in_sqlite if in_sqlite[t] != in_postgres[t]}
     assert differing == {}

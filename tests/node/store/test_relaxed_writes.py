@@ -95,7 +95,7 @@ def test_a_group_with_any_durable_write_is_durable(tmp_path: Path) -> None:
     def group(*relaxed: bool) -> None:
         from sonet.node.store.group_commit import _Write
 
-        _run_group(Recording(conn, seen), [_Write(insert, (n,), 1, None, r) for n, r in enumerate(relaxed)], None)
+        _run_group(Recording(conn, seen), [_Write(insert, (n,), 1, None, r) for n, r in enumerate(relaxed)], ())
 
     group(True, True)
     group(True, False)

@@ -22,6 +22,7 @@ import pytest
 from sonet.core.groups.items import GroupItem, ItemKind
 from sonet.node.store import OutboundItem, OverBudget, SqliteStore, StatusUpdate, Store, Tracking
 
+from .outbox_rows import outbox_rows, with_outbox_table
 from .old_versions import at_version, sqlite_at
 from .pg_cluster import aborted_once
 from .test_budgets import BETA, BODY, DELTA, GAMMA, budgets, relayed, remote_item, senders
@@ -44,6 +45,7 @@ _SOURCES = {
 
 def _usage_and_recount(conn: Any) -> tuple[dict[tuple[str, str], tuple[int, int]], dict[tuple[str, str], tuple[int, int]]]:
     """storage_usage's rows that are not zero, and the same sums counted from the tables."""
+    with_outbox_table(conn)
     held = {
         (scope, key): (int(count), int(size))
         for scope, key, count, size in conn.execute("SELECT scope, key, count, bytes FROM storage_usage").fetchall()
@@ -189,7 +191,7 @@ def _schema_and_rows(path: Path) -> tuple[int, list[Any], list[Any], list[Any]]:
         return (
             conn.execute("PRAGMA user_version").fetchone()[0],
             conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY type, name").fetchall(),
-            conn.execute("SELECT * FROM outbox ORDER BY seq").fetchall(),
+            outbox_rows(conn),
             conn.execute("SELECT * FROM storage_usage ORDER BY scope, key").fetchall(),
         )
 
@@ -262,7 +264,7 @@ def test_two_connections_racing_migrate_the_file_once(tmp_path: Path) -> None:
         thread.join()
     assert outcomes == [LATEST_VERSION, LATEST_VERSION]
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'outbox'").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_batches'").fetchone()[0] == 1
         assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
 
 
