@@ -21,3 +21,20 @@ class FailingCommit:
             self._conn.execute("ROLLBACK")
             raise sqlite3.OperationalError("disk I/O error")
         return self._conn.execute(sql, *args)
+
+
+def fail_next_commit(store: Any, monkeypatch: Any) -> None:
+    """``store``'s next group commit fails at its COMMIT (``FailingCommit``); later ones run."""
+    from sonet.node.store.group_commit import _run_group
+
+    real = store._writes._call
+    fail = True
+
+    async def call(fn: Any, *args: Any) -> Any:
+        nonlocal fail
+        if fn is _run_group and fail:
+            fail = False
+            return await real(lambda conn, group, observers: _run_group(FailingCommit(conn), group, observers), *args)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(store._writes, "_call", call)

@@ -5,7 +5,6 @@ or reopening, and a write by another connection is read again and told to the no
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,10 @@ from sonet.node.store.vanishing import SHORT_LIVED_MS
 
 from .old_versions import sqlite_at
 from .test_contract import ALICE, DAY, NOW, ROOMY, mid, register
+from .test_tail_capture import store  # noqa: F401 - the fixture: a store with alice and bob
 
 BETA = "beta.example"
 GAMMA = "gamma.example"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = await SqliteStore.open(tmp_path / "node.db")
-    try:
-        await register(opened, ALICE)
-        yield opened
-    finally:
-        await opened.close()
 
 
 def item(n: int, dest: str = BETA, *, expires: int = NOW + DAY, size: int = 10) -> OutboundItem:

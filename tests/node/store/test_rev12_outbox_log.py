@@ -30,7 +30,7 @@ from sonet.node.store.outbox_log import SLOT_BITS, OutboxLog, queued_rows
 from sonet.node.store.sqlite import _nothing
 from sonet.node.store.sqlite_federation import _deliveries, _outbox_done
 
-from .failing_commit import FailingCommit
+from .failing_commit import FailingCommit, fail_next_commit
 from .outbox_rows import with_outbox_table
 from .test_budgets import _usage_and_recount
 from .test_contract import ALICE, BOB, DAY, NOW, ROOMY, mid, register
@@ -319,16 +319,6 @@ async def test_a_commit_that_fails_leaves_the_index_as_the_tables(tmp_path: Path
         await store.enqueue([], now=NOW, quota=ROOMY, outbound=[tracked(n, BETA, expires=NOW + DAY) for n in range(1, 6)], sender=(ALICE, 1))
         rows = await check(store, path, NOW)
         real = store._writes._call
-        fail = True
-
-        async def call(fn: Any, *args: Any) -> Any:
-            nonlocal fail
-            if fn is _run_group and fail:
-                fail = False
-                return await real(lambda conn, group, observers: _run_group(FailingCommit(conn), group, observers), *args)
-            return await real(fn, *args)
-
-        monkeypatch.setattr(store._writes, "_call", call)
         seqs = [r[0] for r in rows]
         writes: list[Write] = [
             lambda s: s.outbox_done(BETA, seqs[:2], now=NOW + 1),
@@ -336,7 +326,7 @@ async def test_a_commit_that_fails_leaves_the_index_as_the_tables(tmp_path: Path
             lambda s: s.enqueue([], now=NOW, quota=NO_ROOM, outbound=[tracked(10, GAMMA, expires=NOW + DAY)], sender=(ALICE, 1)),
         ]
         for write in writes:
-            fail = True
+            fail_next_commit(store, monkeypatch)
             with pytest.raises(StoreError):
                 await write(store)
             assert await check(store, path, NOW) == rows

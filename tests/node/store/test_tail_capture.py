@@ -20,7 +20,7 @@ from sonet.node.store.base import Page
 from sonet.node.store.outbox_log import OutboxLog, queued_rows
 from sonet.node.store.sqlite_mailbox import _pending
 
-from .failing_commit import FailingCommit
+from .failing_commit import fail_next_commit
 from .test_contract import ALICE, BOB, DAY, NOW, ROOMY, env, mid, register
 
 BETA = "beta.example"
@@ -300,17 +300,7 @@ async def test_a_failed_commit_forgets_what_it_captured_and_its_seqs_come_again(
     from sonet.node.store.group_commit import _run_group
 
     assert await store.pending(BOB, 1, after_seq=0, limit=10, now=NOW) == []
-    real = store._writes._call
-    fail = True
-
-    async def call(fn: Any, *args: Any) -> Any:
-        nonlocal fail
-        if fn is _run_group and fail:
-            fail = False
-            return await real(lambda conn, group, observer: _run_group(FailingCommit(conn), group, observer), *args)
-        return await real(fn, *args)
-
-    monkeypatch.setattr(store._writes, "_call", call)
+    fail_next_commit(store, monkeypatch)
     with pytest.raises(StoreError):
         await store.enqueue([env(1, to=BOB), env(2, to=BOB)], now=NOW, quota=ROOMY)
     assert await store.pending(BOB, 1, after_seq=0, limit=10, now=NOW) == []
