@@ -76,7 +76,7 @@ def test_a_five_second_timer_clears_both_nodes_and_both_histories(procs: Process
     [in_outbox] = run_json(alice, "send", "bob@beta", "waits in alpha's outbox")
     assert in_outbox["state"] != "pending", in_outbox  # bob's keys are known: alpha holds it
     in_outbox_id = bytes.fromhex(in_outbox["id"])
-    assert "outbox" in tables_naming(alpha, in_outbox_id)
+    assert "outbox_batches" in tables_naming(alpha, in_outbox_id)  # (the outboxes' table on SQLite: node/store/outbox_log.py)
     sent_at = time.monotonic()
     history = [o for o in run_json(alice, "history", "bob@beta") if o["id"] != read["id"]]  # (which may be gone already)
     assert [o["type"] for o in history] == ["text", "timer", "text", "text"]
@@ -84,7 +84,7 @@ def test_a_five_second_timer_clears_both_nodes_and_both_histories(procs: Process
     assert f"you -> bob@beta: set disappearing messages to {TIMER_S}s" in ok(sonet_here(alice, "history", "bob@beta")).out
 
     time.sleep(max(0.0, sent_at + TIMER_S + 2 - time.monotonic()))  # past their time, and a check of the node's loop
-    held = {"mailbox", "outbox"}
+    held = {"mailbox", "outbox_batches"}
     assert not tables_naming(alpha, in_outbox_id) & held, "alpha still holds the message beta never got"
     beta = restart(procs, beta)  # down at its time: its first purge, at start, drops it
     until(lambda: not tables_naming(beta, in_mailbox_id) & held, "beta dropped the one it held")

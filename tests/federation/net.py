@@ -143,7 +143,16 @@ async def queue_at(node: RunningNode, *items: OutboundItem, now: int | None = No
     async with node.store() as store:
         await store.enqueue([], now=wall_ms() if now is None else now, quota=quota, outbound=items)
     assert node.node.federation is not None
+    await notice_outbox_writes(node)
     node.node.federation.wake({i.dest for i in items})
+
+
+async def notice_outbox_writes(node: RunningNode) -> None:
+    """Have ``node`` read its outboxes again now, as its next commit or admin poll (every
+    0.25 s) would: its SQLite store knows them from memory (node/store/outbox_log.py), and the
+    items above came through another connection."""
+    assert node.node.federation is not None
+    await node.node.federation._store.admin_version()
 
 
 async def deliveries(node: RunningNode, sender: Account, *items: OutboundItem) -> list[DeliveryRow]:

@@ -19,18 +19,20 @@ from sonet.node.store.vanishing import SHORT_LIVED_MS
 from tests.node.conftest import NodeParams, RunningNode, StartNode
 from tests.node.kit import wall_ms
 
-from .net import ALPHA, BETA, NOWHERE, deliveries, mailbox_ids, new_key, pin, pin_node, tracked, until
+from .net import ALPHA, BETA, NOWHERE, deliveries, mailbox_ids, new_key, notice_outbox_writes, pin, pin_node, tracked, until
 
 #: bytes no Transit decodes from (msgpack's "never used" byte, then garbage)
 GARBAGE = b"\xc1\x00\xff"
 
 
 async def queue_unwoken(node: RunningNode, *items: OutboundItem, now: int | None = None) -> None:
-    """Commit items to ``node``'s outbox without waking its workers (unlike net.queue_at): the
-    test damages a row before any worker reads it. ``now``: when they were queued."""
+    """Commit items to ``node``'s outbox through another connection (an unreadable one among
+    them: ``damaged``), which the node then reads (its workers are woken by that, not by the
+    test as net.queue_at does). ``now``: when they were queued."""
     quota = Quota(max_envelopes=node.config.mailbox_max_envelopes, max_bytes=node.config.mailbox_max_bytes)
     async with node.store() as store:
         await store.enqueue([], now=wall_ms() if now is None else now, quota=quota, outbound=items)
+    await notice_outbox_writes(node)
 
 
 def damaged(item: OutboundItem) -> OutboundItem:
