@@ -489,8 +489,14 @@ class OutboxLog:
         index = self._index
         heap = index.expiry.get(dest)
         queue = index.by_dest.get(dest, {})
-        for seq in sorted(heap.upto(now, queue) if heap is not None else ()):
-            item = queue[seq]
+        if heap is None or not heap.any_upto(now, queue):
+            return out
+        # In queue order, up to the caps: expired items are mostly the oldest (the queue of a
+        # destination that is down), so this stops after about ``limit`` items, where sorting
+        # every expired item took 0.5 s for 200,000 of them (review rev12).
+        for item in queue.values():
+            if item.expires > now:
+                continue
             if len(out) == limit or (out and total + item.size > max_bytes):
                 break
             total += item.size
@@ -547,15 +553,11 @@ class _Heap:
             self.entries = [(item.expires, seq) for seq, item in queue.items()]
             heapq.heapify(self.entries)
 
-    def upto(self, now: int, queue: dict[int, Logged]) -> list[int]:
-        """The seqs of the queued items with ``expires <= now`` (the entries are put back)."""
-        popped = []
-        while self.entries and self.entries[0][0] <= now:
-            popped.append(heapq.heappop(self.entries))
-        kept = [entry for entry in popped if entry[1] in queue]
-        for entry in kept:
-            heapq.heappush(self.entries, entry)
-        return [seq for _, seq in kept]
+    def any_upto(self, now: int, queue: dict[int, Logged]) -> bool:
+        """Whether a queued item has ``expires <= now`` (settled entries at the top dropped)."""
+        while self.entries and self.entries[0][1] not in queue:
+            heapq.heappop(self.entries)
+        return bool(self.entries) and self.entries[0][0] <= now
 
     def first_after(self, after: int, queue: dict[int, Logged]) -> int | None:
         """The earliest ``expires`` above ``after`` of a queued item."""
