@@ -794,7 +794,7 @@ async def test_concurrent_readers_never_see_a_failed_writes_items(tmp_path: Path
                 if picked:
                     settled.update(i.key for i in picked)  # (before: the writer may look while it commits)
                     await store.outbox_done(dest, [i.seq for i in picked], now=NOW)
-                await trio.sleep(0)
+                await trio.sleep(0.001)  # (interleaved with every commit, without spinning the CPU away)
 
         async def reader() -> None:
             while not done:
@@ -802,7 +802,7 @@ async def test_concurrent_readers_never_see_a_failed_writes_items(tmp_path: Path
                     page = await store.outbox(dest, limit=rng.choice([1, 7, 1000]), max_bytes=rng.choice([50, 1 << 20]), now=NOW, after=rng.choice([0, 0, 1 << SLOT_BITS]))
                     seen_bad.extend(i.key for i in page if i.key.startswith(b"bad"))
                     assert all(i.data for i in page)
-                await trio.sleep(0)
+                await trio.sleep(0.001)
 
         async with trio.open_nursery() as nursery:
             for _ in range(2):
