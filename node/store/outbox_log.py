@@ -65,6 +65,16 @@ CACHE_BYTES = 64 * 1024 * 1024
 #: (tracemalloc), so past this (~190 MB) a write charged to a budget is refused ``outbox_full``
 #: (the device or peer keeps its items and tries again); reports and a hub's fan-out are not
 MAX_ITEMS = 250_000
+#: the share of MAX_ITEMS one actor may hold (the origin node of relayed items, the sending
+#: account of a local device's), so that one peer or user cannot take every other's room
+ACTOR_SHARE = 4
+
+
+def _actor(item: Logged) -> str | None:
+    """Who an item counts towards in the item cap (None: a report or a hub's fan-out)."""
+    if item.origin is not None:
+        return "origin:" + item.origin
+    return None if item.sender_account is None else "account:" + item.sender_account
 
 
 @dataclass(slots=True, eq=False)
@@ -102,10 +112,14 @@ def _record(item: Logged, data: bytes) -> list[Any]:
 
 
 def _decode(raw: bytes) -> list[list[Any] | None]:
-    """A batch row's records: one per slot, None where the item was settled."""
-    records = msgpack.unpackb(raw, raw=False, use_list=True, strict_map_key=True)
-    if not isinstance(records, list):
-        raise StoreError("unreadable outbox batch")
+    """A batch row's records: one per slot, None where the item was settled (StoreError: the
+    row does not read as one, a damaged database)."""
+    try:
+        records = msgpack.unpackb(raw, raw=False, use_list=True, strict_map_key=True)
+    except Exception as exc:  # noqa: BLE001 - msgpack raises several kinds for bad bytes
+        raise StoreError(f"unreadable outbox batch: {exc}") from exc
+    if not isinstance(records, list) or not all(r is None or (isinstance(r, list) and len(r) == 10) for r in records):
+        raise StoreError("unreadable outbox batch: not a list of item records")
     return records
 
 
@@ -132,6 +146,7 @@ class _Index:
         self.keys: dict[tuple[str, bytes], int] = {}
         self.by_id: dict[bytes, list[int]] = {}  # tracked items, in seq order
         self.live: dict[int, int] = {}  # batch -> its queued items
+        self.actors: dict[str, int] = {}  # actor (``_actor``) -> its queued items
         #: per destination, (expires, seq) of its items: settled ones leave lazily (``_Heap``)
         self.expiry: dict[str, _Heap] = {}
         self.short: dict[int, int] = {}  # tracked disappearing messages: seq -> expires
@@ -151,6 +166,9 @@ class _Index:
             if is_short_lived(item.expires, item.queued_at):
                 self.short[item.seq] = item.expires
         self.live[item.batch] = self.live.get(item.batch, 0) + 1
+        actor = _actor(item)
+        if actor is not None:
+            self.actors[actor] = self.actors.get(actor, 0) + 1
         heap = self.expiry.get(item.dest)
         if heap is None:
             heap = self.expiry[item.dest] = _Heap()
@@ -177,6 +195,13 @@ class _Index:
                 seqs.remove(seq)
             if not seqs:
                 del self.by_id[item.id]  # type: ignore[arg-type]
+        actor = _actor(item)
+        if actor is not None:
+            held = self.actors[actor] - 1
+            if held:
+                self.actors[actor] = held
+            else:
+                del self.actors[actor]
         left = self.live[item.batch] - 1
         if left:
             self.live[item.batch] = left
@@ -227,6 +252,7 @@ class OutboxLog:
         self._added_ids: dict[bytes, list[int]] = {}
         self._gone: set[int] = set()
         self._j_live: dict[int, int] = {}  # batch -> items added less items gone
+        self._j_actors: dict[str, int] = {}  # actor -> items added less items gone
         self._j_untracked: set[int] = set()
 
     # Opening -------------------------------------------------------------------------------
@@ -238,9 +264,15 @@ class OutboxLog:
     def _read_tables(self, conn: Connection) -> _Index:
         index = _Index(_version(conn))
         for batch, dest, raw in conn.execute("SELECT batch, dest, items FROM outbox_batches ORDER BY batch"):
-            for slot, record in enumerate(_decode(bytes(raw))):
-                if record is not None:
-                    index.insert(self._item(batch << SLOT_BITS | slot, dest, record), self._cache_limit)
+            try:
+                items = [self._item(batch << SLOT_BITS | slot, dest, r) for slot, r in enumerate(_decode(bytes(raw))) if r is not None]
+            except (StoreError, TypeError, ValueError) as exc:
+                # A damaged row must not keep the node from starting: its items are left where
+                # they are (the operator can look at the row), and the others go on.
+                log.error("outbox batch %d towards %s is unreadable (a damaged database), its items are skipped: %s", batch, dest, exc)
+                continue
+            for item in items:
+                index.insert(item, self._cache_limit)
         return index
 
     @staticmethod
@@ -322,6 +354,7 @@ class OutboxLog:
         self._added_ids.clear()
         self._gone.clear()
         self._j_live.clear()
+        self._j_actors.clear()
         self._j_untracked.clear()
 
     def _journal(self, op: str, arg: Any) -> None:
@@ -332,11 +365,20 @@ class OutboxLog:
             if arg.id is not None:
                 self._added_ids.setdefault(arg.id, []).append(arg.seq)
             self._j_live[arg.seq >> SLOT_BITS] = self._j_live.get(arg.seq >> SLOT_BITS, 0) + 1
+            self._actor_delta(arg, 1)
         elif op == "gone":
+            gone = self._find(arg)
+            if gone is not None:
+                self._actor_delta(gone, -1)
             self._gone.add(arg)
             self._j_live[arg >> SLOT_BITS] = self._j_live.get(arg >> SLOT_BITS, 0) - 1
         elif op == "untrack":
             self._j_untracked.add(arg)
+
+    def _actor_delta(self, item: Logged, n: int) -> None:
+        actor = _actor(item)
+        if actor is not None:
+            self._j_actors[actor] = self._j_actors.get(actor, 0) + n
 
     # Writer thread, inside a group: the base index plus the journal -------------------------
 
@@ -360,10 +402,8 @@ class OutboxLog:
         row per MAX_SLOTS items. ``capped``: OverBudget past ``max_items`` (nothing written)."""
         if not items:
             return
-        if capped and len(self._base.items) + len(self._added) - len(self._gone) + len(items) > self.max_items:
-            raise OverBudget(
-                "outbox_full", f"this node's outboxes hold as many items as it keeps ({self.max_items:,}); try again later"
-            )
+        if capped:
+            self._check_cap(items)
         for start in range(0, len(items), MAX_SLOTS):
             chunk = items[start : start + MAX_SLOTS]
             raw = msgpack.packb([_record(item, data) for item, data in chunk], use_bin_type=True)
@@ -373,6 +413,24 @@ class OutboxLog:
                 item.data = data
                 self._journal("add", item)
         self._bump(conn)
+
+    def _check_cap(self, items: Sequence[tuple[Logged, bytes]]) -> None:
+        """OverBudget if ``items`` would put the outboxes past ``max_items``, or one actor past
+        its share of it, as this transaction sees them."""
+        if len(self._base.items) + len(self._added) - len(self._gone) + len(items) > self.max_items:
+            raise OverBudget(
+                "outbox_full", f"this node's outboxes hold as many items as it keeps ({self.max_items:,}); try again later"
+            )
+        adding: dict[str, int] = {}
+        for item, _ in items:
+            actor = _actor(item)
+            if actor is not None:
+                adding[actor] = adding.get(actor, 0) + 1
+        share = self.max_items // ACTOR_SHARE
+        for actor, n in adding.items():
+            if self._base.actors.get(actor, 0) + self._j_actors.get(actor, 0) + n > share:
+                who = actor.partition(":")[2]
+                raise OverBudget("outbox_full", f"this node's outboxes hold as many items for {who} as it keeps ({share:,}); try again later")
 
     def take(self, conn: Connection, dest: str, seqs: Iterable[int]) -> list[tuple[Logged, bool]]:
         """Settle the queued items of ``dest`` among ``seqs`` (others are ignored: gone

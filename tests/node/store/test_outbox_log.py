@@ -180,20 +180,48 @@ async def test_an_outbox_of_version_29_is_moved_into_batches_in_its_order(tmp_pa
 
 
 async def test_past_the_items_the_index_keeps_a_charged_write_is_refused_whole(store: SqliteStore) -> None:
-    """Each queued item costs memory in the index (outbox_log.MAX_ITEMS): past the cap a write
-    charged to a budget is refused outbox_full, nothing of it queued; a report is not."""
+    """Each queued item costs memory in the index (outbox_log.MAX_ITEMS): past the cap, or past
+    one actor's share of it (the sending account, a relayed item's origin node), a write charged
+    to a budget is refused outbox_full, nothing of it queued; a report is not."""
     assert store._outbox_log is not None
-    store._outbox_log.max_items = 3
+    store._outbox_log.max_items = 12  # a share of 3 each
+
+    def relayed(n: int, origin: str) -> OutboundItem:
+        return OutboundItem(dest=BETA, key=b"r%d" % n, expires=NOW + DAY, data=b"relayed", origin=origin)
+
     await store.enqueue([], now=NOW, quota=ROOMY, outbound=[item(1), item(2)], sender=(ALICE, 1))
     with pytest.raises(OverBudget) as refused:
         await store.enqueue([], now=NOW, quota=ROOMY, outbound=[item(3), item(4, GAMMA)], sender=(ALICE, 1))
-    assert refused.value.code == "outbox_full" and "(3)" in str(refused.value)
+    assert refused.value.code == "outbox_full" and f"for {ALICE}" in str(refused.value) and "(3)" in str(refused.value)
     assert await store.outbox_counts() == {BETA: 2} and await answers(store) == await tables(store)
-    await store.enqueue([], now=NOW, quota=ROOMY, outbound=[item(3)], sender=(ALICE, 1))  # room for one
+    await store.enqueue([], now=NOW, quota=ROOMY, outbound=[item(3)], sender=(ALICE, 1))  # room for one more of alice's
+    # other actors have their own share, up to the cap in all
+    for k, origin in enumerate(["d1.example", "d2.example", "d3.example"]):
+        await store.enqueue([], now=NOW, quota=ROOMY, outbound=[relayed(10 * k + n, origin) for n in range(3)])
+    with pytest.raises(OverBudget) as refused:
+        await store.enqueue([], now=NOW, quota=ROOMY, outbound=[relayed(99, "d4.example")])
+    assert refused.value.code == "outbox_full" and "(12)" in str(refused.value)
     # a settle's report for another node is queued past the cap (reports are refused nowhere)
     first = (await store.outbox(BETA, limit=1, max_bytes=1 << 20, now=NOW))[0]
     report = OutboundItem(dest=GAMMA, key=b"report", expires=NOW + DAY, data=b"report")
-    await store.outbox_done(BETA, [], now=NOW, reports=[report])  # at the cap: 3 items
-    assert await store.outbox_counts() == {BETA: 3, GAMMA: 1}
-    await store.outbox_done(BETA, [first.seq], now=NOW)
-    assert await store.outbox_counts() == {BETA: 2, GAMMA: 1}
+    await store.outbox_done(BETA, [], now=NOW, reports=[report])
+    assert await store.outbox_counts() == {BETA: 12, GAMMA: 1}
+    with pytest.raises(OverBudget):  # the report counts in all: 13 held
+        await store.enqueue([], now=NOW, quota=ROOMY, outbound=[item(5)], sender=(ALICE, 1))
+    await store.outbox_done(BETA, [first.seq], now=NOW)  # alice's first goes, and the report
+    await store.outbox_done(GAMMA, [(await store.outbox(GAMMA, limit=1, max_bytes=1 << 20, now=NOW))[0].seq], now=NOW)
+    await store.enqueue([], now=NOW, quota=ROOMY, outbound=[item(5)], sender=(ALICE, 1))  # room for one of hers again
+    assert await store.outbox_counts() == {BETA: 12} and await answers(store) == await tables(store)
+
+
+async def test_a_damaged_batch_row_does_not_keep_the_store_from_opening(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "node.db"
+    async with await SqliteStore.open(path) as store:
+        await register(store, ALICE)
+        await store.enqueue([], now=NOW, quota=ROOMY, outbound=[item(1)], sender=(ALICE, 1))
+        await store.enqueue([], now=NOW, quota=ROOMY, outbound=[item(2, GAMMA)], sender=(ALICE, 1))
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE outbox_batches SET items = ? WHERE dest = ?", (b"\xc1\xff garbage", BETA))
+    async with await SqliteStore.open(path) as store:
+        assert await store.outbox_counts() == {GAMMA: 1}
+    assert any("is unreadable" in r.getMessage() and BETA in r.getMessage() for r in caplog.records)
