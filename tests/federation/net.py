@@ -143,8 +143,11 @@ async def queue_at(node: RunningNode, *items: OutboundItem, now: int | None = No
     async with node.store() as store:
         await store.enqueue([], now=wall_ms() if now is None else now, quota=quota, outbound=items)
     assert node.node.federation is not None
-    await notice_outbox_writes(node)
+    # Woken before the node reads the tables again: a worker then starts from the reload's
+    # wake-up alone (a second one, after a worker already pushed and settled them, would
+    # start it again: a push a test did not ask for).
     node.node.federation.wake({i.dest for i in items})
+    await notice_outbox_writes(node)
 
 
 async def notice_outbox_writes(node: RunningNode) -> None:
