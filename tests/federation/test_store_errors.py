@@ -142,6 +142,10 @@ async def test_store_errors_in_the_background_tasks_do_not_stop_the_node(
     await until(lambda: store.called(*store.failing), "every background task hit the store error")
     await until(lambda: store.calls["outbox_destinations"] >= 2, "the expiry tick came again")
     assert alpha.alive
+    # (a worker woken by the queueing may still be on its way to its read, which would
+    # succeed below: it would push the item before any expiry tick asked it to expire first)
+    outboxes = alpha.node.federation._outboxes  # type: ignore[union-attr]
+    await until(lambda: BETA not in outboxes._workers, "the outbox worker stopped")
 
     # the expiry tick gets further: each worker settling its expired items, and the dedup keys
     store.failing = {"expired_outbox", "expire_outbox"}
