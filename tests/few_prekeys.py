@@ -14,12 +14,12 @@ import sys
 from sonet.client import prekeys
 
 #: one-time prekeys of each kind a device keeps (client/prekeys.py: 60)
-FEW_PREKEYS = 12
+FEW_PREKEYS = 6
 #: topped up below a third of it, as client/prekeys.py's LOW is of its TARGET
 FEW_LOW = FEW_PREKEYS // 3
 #: one-time MLS KeyPackages a device keeps (client/groups/keys.py: 30), in the test process only:
 #: each is an X-Wing key pair, a hybrid credential signature and two Ed25519 ones (~4 ms)
-FEW_KEY_PACKAGES = 9
+FEW_KEY_PACKAGES = 4
 #: topped up below a third of it, as client/groups/keys.py's LOW is of its TARGET
 FEW_KEY_PACKAGES_LOW = FEW_KEY_PACKAGES // 3
 
