@@ -15,7 +15,7 @@ import trio
 from sonet.core.client_api import Ack, FetchStatus, Ping, Pong, Statuses
 from sonet.node.client_limits import ACK_IDS, STATUS_IDS, ClientLimits
 
-from .conftest import HANG_S, RunningNode
+from .conftest import HANG_S
 from .kit import NodeError
 from .test_client_limits import Clock, Conn, Ctx, refused, start_limited  # noqa: F401 - a fixture
 
