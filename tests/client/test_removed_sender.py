@@ -100,13 +100,21 @@ def _undelivered(device: Device, result) -> list[tuple[str, list[str]]]:  # noqa
     return [(sender, fields["ids"]) for sender, kind, fields in shown(device, result) if kind == "receipt" and fields["receipt"] == "undelivered"]
 
 
-def _set_stored_at(at: RunningNode, msg_id: bytes, stored_at: int) -> None:
-    """What a node that lies about when it took an envelope does."""
+async def _set_stored_at(at: RunningNode, msg_id: bytes, stored_at: int) -> None:
+    """What a node that lies about when it took an envelope does. Written as an admin command
+    writes (the admin version moves with it) and noticed now, as the node's admin poll would:
+    the node answers a fetch of a mailbox its own commit just added to from memory
+    (node/store/queue_tails.py), and on a loaded machine bob's fetch came before any commit or
+    poll of the node had seen this write (it got the envelope with its true time)."""
     db = node_db(at)
     try:
+        db.execute("BEGIN IMMEDIATE")
         assert db.execute("UPDATE mailbox SET stored_at = ? WHERE id = ?", (stored_at, msg_id)).rowcount == 1
+        db.execute("UPDATE admin_version SET version = version + 1")
+        db.execute("COMMIT")
     finally:
         db.close()
+    await at.node.links.store.admin_version()
 
 
 # One node ----------------------------------------------------------------------------------
@@ -200,18 +208,18 @@ async def test_a_node_cannot_move_a_removed_devices_message_beyond_the_bounds(
 
         # stamped after the removal (plus the skew allowed for the removing device's clock)
         late = await _inject(alpha, alice2, mallory.state.profile().identity, bob, "late", clock())
-        _set_stored_at(alpha, late, removed_at + limits.MAX_CERT_CLOCK_SKEW_MS + 1)
+        await _set_stored_at(alpha, late, removed_at + limits.MAX_CERT_CLOCK_SKEW_MS + 1)
         _rejected(await bob.receive(), late, "before the message reached this device's node")
 
         # backdated before the certificate was valid
         early = await _inject(alpha, alice2, mallory.state.profile().identity, bob, "early", clock())
-        _set_stored_at(alpha, early, issued - limits.MAX_CERT_CLOCK_SKEW_MS - 1)
+        await _set_stored_at(alpha, early, issued - limits.MAX_CERT_CLOCK_SKEW_MS - 1)
         _rejected(await bob.receive(), early, "not valid yet")
 
         # A lying node can place one inside the window (documented); but no longer than an
         # envelope can live after the removal, by bob's own clock.
         inside = await _inject(alpha, alice2, mallory.state.profile().identity, bob, "inside", clock())
-        _set_stored_at(alpha, inside, removed_at - 1)
+        await _set_stored_at(alpha, inside, removed_at - 1)
         bob_clock.now_ms = removed_at + limits.REMOVED_DEVICE_GRACE_MS + limits.MAX_CERT_CLOCK_SKEW_MS
         _rejected(await bob.receive(), inside, "too long ago")
 
@@ -231,7 +239,7 @@ async def test_a_device_removed_long_ago_is_forgotten_by_the_list(
         await link_device(alice3, alice, alpha.url)  # signs the next list: the old removal is dropped
         mallory = await register(alpha, "mallory")
         msg_id = await _inject(alpha, alice2, mallory.state.profile().identity, bob, "ghost", clock())
-        _set_stored_at(alpha, msg_id, clock() - limits.REMOVED_DEVICE_GRACE_MS)  # even backdated
+        await _set_stored_at(alpha, msg_id, clock() - limits.REMOVED_DEVICE_GRACE_MS)  # even backdated
         result = await bob.receive()
         assert result.messages == []
         [line] = result.rejected
