@@ -2,7 +2,7 @@
 ONE real node. An attacker process (combined_flood.py) keeps 2,000 sockets that send a WebSocket
 upgrade and then nothing, 200 unauthenticated connections that each send most of a 4 MiB frame
 and stop, and 16 workers replaying a recorded first handshake message, reopening whatever the
-node closes, for ~16 s and until the device below has done two rounds under it (on a loaded
+node closes, for ~10 s and until the device below has done two rounds under it (on a loaded
 machine a round can take longer). Meanwhile, every 2 s, a legitimate device registers a new
 account and exchanges a message with bob (the new user writes, bob receives), each through new
 connections.
@@ -53,7 +53,7 @@ STALLED = 2000
 PARTIAL = 200
 WORKERS = 16
 #: the attack lasts at least this long, and until the device has done ROUNDS_UNDER_ATTACK rounds
-ATTACK_SECONDS = 16.0
+ATTACK_SECONDS = 10.0
 ROUNDS_UNDER_ATTACK = 2
 #: a device round starts this often while the attack runs
 ROUND_EVERY_S = 2.0
