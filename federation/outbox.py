@@ -390,6 +390,9 @@ class Outboxes:
             # items committed while it was ending (past its last look at ``woken``): they do
             # not wait for the next expiry tick
             self.wake_held([dest])
+            again = self._workers.get(dest)
+            if again is not None and worker.expire_due:
+                again.expire_due = True  # what the tick asked of the one that ended
 
     async def _push_loop(self, dest: str, worker: _Worker, nursery: trio.Nursery) -> None:
         # Up to ``pushes_in_flight`` pushes are on their way at once (``in_flight``, oldest
@@ -421,9 +424,10 @@ class Outboxes:
                 await settling.wait()
                 read_from, read_all_to = 0, None  # the items kept for a later try (RETRY_LATER) are read again
                 worker.waiting_groups.clear()
-                worker.expire_due = False
-                if await self._expire(dest):
-                    worker.expire_due = True  # there may be more
+                # Due until a call found none (True: there may be more). A store error leaves
+                # it due: a worker started again by a wake-up settles the expired items first.
+                if not await self._expire(dest):
+                    worker.expire_due = False
                 continue
             if nothing_new:
                 items: list[QueuedItem] = []

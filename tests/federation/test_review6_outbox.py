@@ -363,3 +363,38 @@ async def test_a_refused_relayed_row_that_fails_its_checks_is_settled_without_a_
         outboxes.wake([BETA])
         await trio.testing.wait_all_tasks_blocked()
         assert store.settles[-1] == ("pushed", seqs)
+
+
+class ExpiryFailsOnce(Store):
+    """The first ``expired_outbox`` waits for ``gate``, then fails (a store error)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = trio.Event()
+        self.expiry_calls = 0
+
+    async def expired_outbox(self, dest, *, limit, max_bytes, now):
+        self.expiry_calls += 1
+        if self.expiry_calls == 1:
+            await self.gate.wait()
+            raise StoreFailure("database is locked")
+        return await super().expired_outbox(dest, limit=limit, max_bytes=max_bytes, now=now)
+
+
+async def test_a_worker_started_again_after_its_expiry_failed_settles_the_expired_items_first() -> None:
+    # An expiry tick asks the worker to settle its expired items before it pushes; its store
+    # call fails while new items wake it, so it ends and starts again at once. The new worker
+    # had forgotten the tick's request: it pushed first and left the expired item for the next
+    # tick (60 s by default).
+    store, pool = ExpiryFailsOnce(), Pool()
+    expired, live = store.add(2)
+    store.expired = {expired}
+    async with running(store, pool) as outboxes:
+        await outboxes.expire()  # the tick: the worker starts, due to expire first
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.expiry_calls == 1 and pool.pushes == 0
+        outboxes.wake([BETA])  # items committed while its expiry is in the store
+        store.gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.expiry_calls == 3  # the failed one, then one that found it, one that found none
+        assert store.settles == [("expired", [expired]), ("pushed", [live])] and pool.items == 1
