@@ -23,18 +23,20 @@ class FailingCommit:
         return self._conn.execute(sql, *args)
 
 
-def fail_next_commit(store: Any, monkeypatch: Any) -> None:
-    """``store``'s next group commit fails at its COMMIT (``FailingCommit``); later ones run."""
+def fail_next_commit(store: Any, monkeypatch: Any, *, skip: int = 0) -> None:
+    """``store``'s next group commit, or the one after ``skip`` more, fails at its COMMIT
+    (``FailingCommit``); the others run."""
     from sonet.node.store.group_commit import _run_group
 
     real = store._writes._call
-    fail = True
+    to_come = skip
 
     async def call(fn: Any, *args: Any) -> Any:
-        nonlocal fail
-        if fn is _run_group and fail:
-            fail = False
-            return await real(lambda conn, group, observers: _run_group(FailingCommit(conn), group, observers), *args)
+        nonlocal to_come
+        if fn is _run_group and to_come >= 0:
+            to_come -= 1
+            if to_come < 0:
+                return await real(lambda conn, group, observers: _run_group(FailingCommit(conn), group, observers), *args)
         return await real(fn, *args)
 
     monkeypatch.setattr(store._writes, "_call", call)

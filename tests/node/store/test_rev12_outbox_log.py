@@ -14,23 +14,21 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-import trio.testing
 
 from sonet.node.store import OutboundItem, OverBudget, SqliteStore, StatusUpdate, StoreError, Tracking
 from sonet.node.store import outbox_log as outbox_log_module
-from sonet.node.store.group_commit import _run_group
 from sonet.node.store.outbox_log import SLOT_BITS, OutboxLog, queued_rows
 from sonet.node.store.sqlite import _nothing
 from sonet.node.store.sqlite_federation import _deliveries, _outbox_done
 
-from .failing_commit import FailingCommit, fail_next_commit
+from .failing_commit import fail_next_commit
+from .one_group import Write, queued_as_one_group
 from .outbox_rows import with_outbox_table
 from .test_budgets import _usage_and_recount
 from .test_contract import ALICE, BOB, DAY, NOW, ROOMY, mid, register
@@ -42,7 +40,6 @@ REPO = Path(__file__).resolve().parents[3]
 #: any outbox item for its destination is over this budget (the write fails after it queued)
 NO_ROOM = ROOMY.__class__(max_envelopes=1000, max_bytes=1 << 20, outbox_bytes=1)
 
-Write = Callable[[SqliteStore], Awaitable[Any]]
 
 
 def tracked(n: int, dest: str, *, expires: int, data: bytes | None = None, sender: str = ALICE) -> OutboundItem:
@@ -165,35 +162,8 @@ def outcome(result: Any) -> Any:
 async def as_one_group(store: SqliteStore, writes: list[Write]) -> tuple[list[Any], list[int]]:
     """``writes`` queued while the writer is busy (behind a lead write alone in its group):
     they run as one group. Their outcomes, and the groups' sizes."""
-    groups: list[int] = []
-    real = store._writes._call
-
-    async def counted(fn: Any, *args: Any) -> Any:
-        if fn is _run_group:
-            groups.append(len(args[0]))
-        return await real(fn, *args)
-
-    store._writes._call = counted
-    outcomes: list[Any] = [None] * len(writes)
-
-    async def one(k: int, write: Write) -> None:
-        try:
-            await write(store)
-        except Exception as exc:  # noqa: BLE001 - compared
-            outcomes[k] = outcome(exc)
-
-    try:
-        await store._limiter.acquire()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(one, -1, lambda s: s._transaction(_nothing))
-            await trio.testing.wait_all_tasks_blocked()
-            for k, write in enumerate(writes):
-                nursery.start_soon(one, k, write)
-                await trio.testing.wait_all_tasks_blocked()
-            store._limiter.release()
-    finally:
-        store._writes._call = real
-    return outcomes[: len(writes)], groups
+    results, groups = await queued_as_one_group(store, lambda s: s._transaction(_nothing), writes)
+    return [outcome(r) if isinstance(r, BaseException) else None for r in results], groups
 
 
 async def one_by_one(store: SqliteStore, writes: list[Write]) -> list[Any]:
@@ -332,17 +302,7 @@ async def test_a_commit_that_fails_leaves_the_index_as_the_tables(tmp_path: Path
             assert await check(store, path, NOW) == rows
         # and a group (a write in it fails: run again with savepoints) whose COMMIT fails
         monkeypatch.setattr(store._writes, "_call", real)
-        calls = 0
-
-        async def call_second(fn: Any, *args: Any) -> Any:
-            nonlocal calls
-            if fn is _run_group:
-                calls += 1
-                if calls == 2:  # (the first: as_one_group's lead write)
-                    return await real(lambda conn, group, observers: _run_group(FailingCommit(conn), group, observers), *args)
-            return await real(fn, *args)
-
-        monkeypatch.setattr(store._writes, "_call", call_second)
+        fail_next_commit(store, monkeypatch, skip=1)  # (the first: as_one_group's lead write)
         outcomes, _ = await as_one_group(store, writes)
         assert outcomes == ["StoreError"] * 3
         assert await check(store, path, NOW) == rows

@@ -12,7 +12,6 @@ only: PostgreSQL runs each write in its own transaction (postgres.py)."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,9 @@ import trio
 import trio.testing
 
 from sonet.node.store import NewEnvelope, OutboundItem, Quota, SqliteStore, StatusUpdate, Tracking
-from sonet.node.store.group_commit import _run_group
 
 from .test_contract import ALICE, BOB, CAROL, DAY, NOW, ROOMY, env, mid, register
+from .one_group import Write, queued_as_one_group
 
 BETA = "beta.example"
 RITA = "rita@beta.example"
@@ -31,7 +30,6 @@ DAVE = "dave@alpha.example"
 #: CAROL's mailbox holds one envelope: a second one is refused (QuotaExceeded)
 TIGHT = Quota(max_envelopes=1, max_bytes=1 << 20)
 
-Write = Callable[[SqliteStore], Awaitable[Any]]
 
 
 def tracked(n: int, *, device: int = 1) -> OutboundItem:
@@ -117,40 +115,15 @@ async def run_one_by_one(store: SqliteStore, order: list[str]) -> dict[str, Any]
 
 async def run_as_one_group(store: SqliteStore, order: list[str], statements: list[str]) -> tuple[dict[str, Any], list[int]]:
     """``settle`` and then ``order`` queued while the writer is busy: they run as one group."""
-    groups: list[int] = []
-    call = store._writes._call
-
-    async def counted(fn: Any, *args: Any) -> Any:
-        if fn is _run_group:
-            groups.append(len(args[0]))
-        return await call(fn, *args)
-
-    store._writes._call = counted
-    writes: list[tuple[str, Write]] = [
-        ("lead", lead),
-        ("settle", await the_settle(store)),
-    ] + [(name, WRITES[name]) for name in order]
-    outcomes: dict[str, Any] = {}
-
-    async def one(name: str, write: Write) -> None:
-        try:
-            outcomes[name] = await write(store)
-        except Exception as exc:  # noqa: BLE001 - compared below
-            outcomes[name] = exc
-
+    names = ["settle", *order]
+    writes = [await the_settle(store), *(WRITES[name] for name in order)]
     assert store._conn is not None
     store._conn.set_trace_callback(statements.append)
-    await store._limiter.acquire()  # the writer is busy: everything below queues up
     try:
-        async with trio.open_nursery() as nursery:
-            for name, write in writes:  # one at a time, so they queue in this order
-                nursery.start_soon(one, name, write)
-                await trio.testing.wait_all_tasks_blocked()
-            store._limiter.release()
+        results, groups = await queued_as_one_group(store, lead, writes)
     finally:
         store._conn.set_trace_callback(None)
-    del outcomes["lead"]
-    return {k: outcome(v) for k, v in outcomes.items()}, groups
+    return {name: outcome(r) for name, r in zip(names, results, strict=True)}, groups
 
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
