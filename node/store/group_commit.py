@@ -166,17 +166,17 @@ _Captured = list[Any]
 _Observers = tuple[CommitObserver, ...]
 
 
-def _run_group(conn: sqlite3.Connection, group: list[_Write[Any]], observer: _Observers) -> _Captured:
+def _run_group(conn: sqlite3.Connection, group: list[_Write[Any]], observers: _Observers) -> _Captured:
     """On the worker thread: one transaction, one commit; the writes without savepoints
-    unless one of them fails (then again with a savepoint each). What the observer captured
+    unless one of them fails (then again with a savepoint each). What the observers captured
     before the COMMIT, if it ran."""
     captured: _Captured = []
     relaxed = all(write.relaxed for write in group)
     if relaxed:  # nobody is told "stored" by these: the commit need not wait for the disk
         conn.execute("PRAGMA synchronous = NORMAL")
     try:
-        if not _run_plainly(conn, group, observer, captured):
-            _run_with_savepoints(conn, group, observer, captured)
+        if not _run_plainly(conn, group, observers, captured):
+            _run_with_savepoints(conn, group, observers, captured)
     finally:
         if relaxed:
             conn.execute("PRAGMA synchronous = FULL")
@@ -193,11 +193,11 @@ def _before_commit(conn: sqlite3.Connection, observers: _Observers, captured: _C
     captured.extend(observer.capture(conn) for observer in observers)
 
 
-def _run_plainly(conn: sqlite3.Connection, group: list[_Write[Any]], observer: _Observers, captured: _Captured) -> bool:
+def _run_plainly(conn: sqlite3.Connection, group: list[_Write[Any]], observers: _Observers, captured: _Captured) -> bool:
     """Run and commit the group without savepoints; False (nothing written) if a write raised
     and the group has others, which must then run with savepoints."""
     try:
-        _begin(conn, observer)
+        _begin(conn, observers)
         for write in group:
             if write.skipped():
                 continue
@@ -211,7 +211,7 @@ def _run_plainly(conn: sqlite3.Connection, group: list[_Write[Any]], observer: _
                     return False
                 write.error = exc  # alone: rolled back, nothing else to keep
                 return True
-        _before_commit(conn, observer, captured)
+        _before_commit(conn, observers, captured)
         conn.execute("COMMIT")
         return True
     except BaseException:
@@ -220,15 +220,15 @@ def _run_plainly(conn: sqlite3.Connection, group: list[_Write[Any]], observer: _
         raise
 
 
-def _run_with_savepoints(conn: sqlite3.Connection, group: list[_Write[Any]], observer: _Observers, captured: _Captured) -> None:
+def _run_with_savepoints(conn: sqlite3.Connection, group: list[_Write[Any]], observers: _Observers, captured: _Captured) -> None:
     """One transaction, a savepoint per write (a failing write is undone alone), one commit."""
     try:
-        _begin(conn, observer)
+        _begin(conn, observers)
         for write in group:
             write.error = None  # the plain run's verdicts do not hold for this one
             if write.skipped():
                 continue
-            marks = [o.mark() for o in observer]
+            marks = [o.mark() for o in observers]
             conn.execute("SAVEPOINT w")
             try:
                 write.result = write.fn(conn, *write.args)
@@ -236,11 +236,11 @@ def _run_with_savepoints(conn: sqlite3.Connection, group: list[_Write[Any]], obs
                 if not conn.in_transaction:  # SQLite undid the whole group (e.g. a full disk)
                     raise
                 conn.execute("ROLLBACK TO w")
-                for o, mark in zip(observer, marks):
+                for o, mark in zip(observers, marks):
                     o.rollback_to(mark)
                 write.error = exc
             conn.execute("RELEASE w")
-        _before_commit(conn, observer, captured)
+        _before_commit(conn, observers, captured)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -178,7 +178,7 @@ async def test_a_failed_commit_leaves_every_push_behind_it_unstored_and_the_next
         if fn is _run_group and Commits._pushes(args[0]):
             calls.append(1)
             if len(calls) - 1 == failing_group:
-                return await real(lambda conn, group, observer: _run_group(FailingCommit(conn), group, observer), *args)
+                return await real(lambda conn, group, observers: _run_group(FailingCommit(conn), group, observers), *args)
         return await real(fn, *args)
 
     commits._real = call
