@@ -145,8 +145,12 @@ async def test_an_upload_cut_mid_way_resumes_where_the_node_stopped(
         await alice.send_file(BOB, path)
     sent = await alice.send_file(BOB, path)  # the same file again: the same upload goes on
     # the second run started from what the node held: at least the two acknowledged chunks (a
-    # further one may have been on its way: several go at once), not the whole file
-    assert puts[0] == 0 and 2 * BLOB_CHUNK_BYTES <= puts[1] <= (2 + attachments.PUTS_IN_FLIGHT) * BLOB_CHUNK_BYTES and len(puts) == 2
+    # further one may have been on its way: several go at once), not the whole file. Once in a
+    # while such a chunk lands only after the new connection asked how much the node holds: its
+    # first chunk is then refused and it asks again (the next test), a third call further on
+    resumed = puts[1:]
+    assert puts[0] == 0 and len(resumed) in (1, 2) and resumed == sorted(resumed), puts
+    assert all(2 * BLOB_CHUNK_BYTES <= at <= (2 + attachments.PUTS_IN_FLIGHT) * BLOB_CHUNK_BYTES for at in resumed), puts
     assert len(list((alpha.data_dir / BLOBS_DIR).glob("*.blob"))) == 1
     await bob.receive()
     assert Path(await bob.download(sent.id, tmp_path)).read_bytes() == data
