@@ -6,7 +6,8 @@ of issue 13's connection-level attacks at once, from ``SOURCE``, for ``SECONDS``
   ``Flood``: a slot the node closes opens a new socket at once; a partial one not answered
   within ANSWER_PATIENCE_S starts again too);
 - ``WORKERS`` workers replaying one recorded first handshake message (``HELLO1_HEX``): each opens
-  a WebSocket to ``/client``, sends it, reads the one answer and closes, over and over.
+  a WebSocket to ``/client``, sends it, reads the one answer and closes, over and over (an
+  upgrade not answered within ANSWER_PATIENCE_S is given up, counted ``upgrade_unanswered``).
 
 Every socket is bound to ``SOURCE`` (127.0.0.2 is this host too, as another address). The
 attack ends after ``SECONDS`` or, sooner, at a SIGTERM (the test says when it has seen enough).
@@ -68,10 +69,18 @@ class Replays:
     async def attempt(self, stream: trio.SocketStream) -> None:
         """Send the recorded Hello1 over a new WebSocket, record the answer, leave (no close
         handshake: the node resets or closes on its side)."""
+        ws = None
         try:
             async with trio.open_nursery() as nursery:
-                ws = await wrap_client_stream(nursery, stream, self.flood.host, "/client")
                 try:
+                    # The node evicts silent sockets of a crowded address without a word (the
+                    # flood's own stalled ones crowd it): given up on, as the partial frames do,
+                    # and tried again; else one unanswered upgrade held a worker all attack long
+                    with trio.move_on_after(ANSWER_PATIENCE_S):
+                        ws = await wrap_client_stream(nursery, stream, self.flood.host, "/client")
+                    if ws is None:
+                        self.answers["upgrade_unanswered"] += 1
+                        return
                     await ws.send_message(self.hello)
                     answer = decode_frame(await ws.get_message())
                     kind = type(answer).__name__
