@@ -39,6 +39,10 @@ What is measured (``measure(quick)``):
   actually offered is ``latency_offered_per_s_at_80pct``).
   Envelopes not received within 30 s after the load stops are counted in
   ``latency_lost_at_1000`` / ``latency_lost_at_80pct`` (and left out of the percentiles).
+  ``latency_cpu_us_per_env_{sending,receiving}_node_at_1000``: each node's CPU per envelope
+  during the 1,000/s load, until both are idle again. Ten times it is what one SendBatch of 10
+  costs a node (its push, answers and settles included): at a light load most of a node's work
+  is per batch, not per envelope, and that work is on every envelope's path (the latency).
   ``python -m bench.relay_bench --latency SECONDS [--rate R]`` runs only this load (at R/s,
   default 1,000; and its ceiling), with the nodes' CPU per envelope during it
   (``latency_cpu_us_per_env_{sending,receiving}_node``): to profile the latency alone.
@@ -376,6 +380,25 @@ async def _offered_load(conns, to: str, rate: float, seconds: float, receiver: _
     return lat, len(ids) - len(lat)
 
 
+async def _latency_with_cpu(conns, rate: float, seconds: float, receiver: _Receiver, stats, pids: tuple[int, int], *, suffix: str) -> dict:  # noqa: ANN001
+    """The latency at ``rate``/s offered for ``seconds`` (``latency_p{50,95,99}_ms_at_<rate>``,
+    ``latency_lost_at_<rate>``) and each node's CPU per envelope from its start until both nodes
+    are idle again (``latency_cpu_us_per_env_{sending,receiving}_node<suffix>``). Both nodes must
+    be idle when it starts. At a light load that CPU is mostly per SendBatch and per push, not
+    per envelope (one SendBatch a TICK_S: 10 envelopes each at 1,000/s): what a batch costs."""
+    out: dict[str, float | int] = {}
+    cpu0 = [_cpu_s(pid) for pid in pids]
+    lat, lost = await _offered_load(conns, "bob@beta", rate, seconds, receiver, stats)
+    for p in (50, 95, 99):
+        out[f"latency_p{p}_ms_at_{rate:g}"] = _pct(lat, p)
+    out[f"latency_lost_at_{rate:g}"] = lost
+    await _until_idle(pids)
+    alpha_us, beta_us = ((_cpu_s(pid) - a) * 1e6 / max(1, len(lat)) for pid, a in zip(pids, cpu0))
+    out[f"latency_cpu_us_per_env_sending_node{suffix}"] = alpha_us
+    out[f"latency_cpu_us_per_env_receiving_node{suffix}"] = beta_us
+    return out
+
+
 async def _relay(
     alpha_url: str, alpha_fp: str, beta_url: str, beta_fp: str, pids: tuple[int, int], n: int, send_s: float, lat_s: float, rate: float = 1000.0
 ) -> dict:
@@ -420,15 +443,7 @@ async def _relay(
 
         if n == 0:
             await _until_idle(pids)  # the warm-up's settling is not counted
-            cpu0 = [_cpu_s(pid) for pid in pids]
-            lat, lost = await _offered_load(conns, "bob@beta", rate, lat_s, receiver, stats)
-            for p in (50, 95, 99):
-                out[f"latency_p{p}_ms_at_{rate:g}"] = _pct(lat, p)
-            out[f"latency_lost_at_{rate:g}"] = lost
-            await _until_idle(pids)
-            alpha_us, beta_us = ((_cpu_s(pid) - a) * 1e6 / len(lat) for pid, a in zip(pids, cpu0))
-            out["latency_cpu_us_per_env_sending_node"] = alpha_us
-            out["latency_cpu_us_per_env_receiving_node"] = beta_us
+            out.update(await _latency_with_cpu(conns, rate, lat_s, receiver, stats, pids, suffix=""))
             nursery.cancel_scope.cancel()
             return out
 
@@ -469,10 +484,7 @@ async def _relay(
         out["relay_cpu_us_per_env_bench_process"] = bench_us
         batches = []  # free the payloads
 
-        lat, lost = await _offered_load(conns, "bob@beta", 1000.0, lat_s, receiver, stats)
-        for p in (50, 95, 99):
-            out[f"latency_p{p}_ms_at_1000"] = _pct(lat, p)
-        out["latency_lost_at_1000"] = lost
+        out.update(await _latency_with_cpu(conns, 1000.0, lat_s, receiver, stats, pids, suffix="_at_1000"))
         rate80 = 0.8 * peak
         lat, lost = await _offered_load(conns, "bob@beta", rate80, lat_s, receiver, stats)
         out["latency_p50_ms_at_80pct"] = _pct(lat, 50)
