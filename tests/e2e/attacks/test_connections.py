@@ -49,6 +49,11 @@ MAX_CONNECTIONS = 4096
 FD_ROOM = 100
 #: hang guard for the attacker process (never a performance threshold)
 ATTACK_GUARD_S = 120.0
+#: the device's rounds under attack start at most this often: a user's pace, not a tight loop.
+#: Each round's commands open a connection each, and the node lets an address make 20
+#: handshakes a second after a burst of 100 ([handshake] per_address_*): back to back, on a
+#: fast machine, the rounds went past that and a command was refused rate_limited
+ROUND_PERIOD_S = 0.5
 
 
 def rss_mb(pid: int) -> float:
@@ -116,10 +121,12 @@ def test_a_connection_flood_locks_nobody_out_and_holds_no_memory(procs: Processe
     registered = [timed(lambda: register(tmp_path / "carol", "carol@localhost", node))]
     under_attack = []
     while flood.poll() is None:
+        started = time.monotonic()
         under_attack.append(timed(exchange))
         if len(under_attack) % 4 == 0 and flood.poll() is None:
             user = f"user{len(registered)}"
             registered.append(timed(lambda: register(tmp_path / user, f"{user}@localhost", node)))
+        time.sleep(max(0.0, ROUND_PERIOD_S - (time.monotonic() - started)))
     out, err = flood.communicate(timeout=ATTACK_GUARD_S)
     sampler.stop()
     assert flood.returncode == 0, err
