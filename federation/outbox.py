@@ -147,7 +147,7 @@ class OutboxLeases(Protocol):
 class _Worker:
     """What others tell a running worker."""
 
-    __slots__ = ("woken", "expire_due", "nudged", "poked", "held_back", "waiting_groups", "scope", "recheck")
+    __slots__ = ("woken", "expire_due", "nudged", "poked", "changed", "held_back", "waiting_groups", "scope", "recheck")
 
     def __init__(self) -> None:
         #: cancelled when the process loses the destination's lease
@@ -166,10 +166,35 @@ class _Worker:
         self.nudged = trio.Event()
         #: set when new items came (ends only the wait for a settle, not a backoff)
         self.poked = trio.Event()
+        #: set by whatever may end the worker's wait in ``until``: a poke, a nudge, a push of
+        #: its answered, a settle of its done (a new one for each wait)
+        self.changed = trio.Event()
         #: a push was not taken: items are read back with every check() until one is (a row
         #: that fails one it passed when queued, damaged or queued by an older version, is
         #: dropped; pushed as it is, the hop refuses every push that carries it)
         self.recheck = False
+
+
+    def wake(self) -> None:
+        """Something ``until`` may be waiting for changed: it looks again."""
+        self.changed.set()
+
+    def poke(self) -> None:
+        self.poked.set()
+        self.changed.set()
+
+    def nudge(self) -> None:
+        self.nudged.set()
+        self.changed.set()
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        """Until ``done()`` holds, asked again at each ``wake``. One task waits on one event:
+        the hot waits (a push's answer, a settle) spawned a task per thing waited for
+        (``_first_of``), three tasks and a cancellation per wait, most of a light push's
+        scheduling."""
+        while not done():
+            self.changed = trio.Event()
+            await self.changed.wait()
 
 
 async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
@@ -201,7 +226,8 @@ class _Settling:
         settled.finished.set()
         return settled
 
-    async def run(self, settle: Callable[[], Awaitable[None]]) -> None:
+    async def run(self, settle: Callable[[], Awaitable[None]], wake: Callable[[], None]) -> None:
+        """``wake``: told once it is done (the worker may be waiting for it)."""
         try:
             if self.before is not None:
                 await self.before.finished.wait()
@@ -212,6 +238,7 @@ class _Settling:
             self._error = exc
         finally:
             self.finished.set()
+            wake()
 
     async def wait(self) -> None:
         await self.finished.wait()
@@ -255,12 +282,16 @@ class _InFlight:
         self.sent, self.link = True, link
         self.handed_over.set()
 
-    async def run(self, deliver: _Deliver, dest: str, hop: Peer, waiting: set[bytes], follows: object | None) -> None:
+    async def run(
+        self, deliver: _Deliver, dest: str, hop: Peer, waiting: set[bytes], follows: object | None, wake: Callable[[], None]
+    ) -> None:
+        """``wake``: told once it is answered (the worker may be waiting for it)."""
         try:
             self._result = await deliver(dest, hop, self.items, self.transits, waiting, self._sent, follows)
         finally:
             self.handed_over.set()
             self._done.set()
+            wake()
 
     @property
     def answered(self) -> bool:
@@ -345,7 +376,7 @@ class Outboxes:
             worker = self._workers.get(dest)
             if worker is not None:
                 worker.woken = True
-                worker.poked.set()  # ends its wait for a settle in flight: it reads again
+                worker.poke()  # ends its wait for a settle in flight: it reads again
             elif self._nursery is None:
                 self._early.add(dest)
             else:
@@ -355,7 +386,7 @@ class Outboxes:
     def nudge(self) -> None:
         """The peer table changed: every waiting worker looks at its route again."""
         for worker in self._workers.values():
-            worker.nudged.set()
+            worker.nudge()
 
     def note(self, dest: str) -> tuple[str, str] | None:
         """(code, message) of why items for ``dest`` wait: the last failed attempt, or no route."""
@@ -368,7 +399,7 @@ class Outboxes:
             self.wake_held(await self._store.outbox_destinations())
             for worker in self._workers.values():
                 worker.expire_due = True
-                worker.nudged.set()
+                worker.nudge()
             await self._store.expire_outbox(now=self._clock_ms())
         except StoreFailure as exc:
             log.warning("outbox expiry failed, retrying in %g s: %s", self._settings.expire_interval_s, exc)
@@ -442,7 +473,8 @@ class Outboxes:
                 if not worker.woken and self._may_go_beside(in_flight):
                     # New items end this wait too: a small push may go beside the one in
                     # flight rather than wait for its whole round trip.
-                    await _first_of(in_flight[0].answer, worker.poked.wait, worker.nudged.wait)
+                    oldest = in_flight[0]
+                    await worker.until(lambda: oldest.answered or worker.poked.is_set() or worker.nudged.is_set())
                     if not in_flight[0].answered:
                         continue
                 settling, failed = await self._answered(in_flight, settling, worker, nursery)
@@ -451,7 +483,8 @@ class Outboxes:
                 continue
             if not items:
                 if not worker.woken:  # new items end the wait for the settle in flight
-                    await _first_of(settling.finished.wait, worker.poked.wait, worker.nudged.wait)
+                    finished = settling.finished
+                    await worker.until(lambda: finished.is_set() or worker.poked.is_set() or worker.nudged.is_set())
                 if worker.woken or not settling.finished.is_set():
                     continue
                 await settling.wait()  # its store error, if any, ends the worker
@@ -491,7 +524,7 @@ class Outboxes:
             if push.transits:
                 follows = in_flight[-1].link if in_flight else None  # the link those before it took
                 in_flight.append(push)
-                nursery.start_soon(push.run, self._deliver, dest, hop, worker.waiting_groups, follows)
+                nursery.start_soon(push.run, self._deliver, dest, hop, worker.waiting_groups, follows, worker.wake)
                 await push.handed_over.wait()  # the worker's pushes go out in the order read
 
     def _may_go_beside(self, in_flight: deque[_InFlight]) -> bool:
@@ -511,12 +544,12 @@ class Outboxes:
         result = await first.answer()
         if callable(result):
             worker.held_back, worker.recheck = 0, False
-            return await self._settle_next(settling, result, nursery), None
+            return await self._settle_next(settling, result, nursery, worker.wake), None
         worker.recheck = result is None
         while in_flight:
             later = await in_flight.popleft().answer()
             if callable(later):
-                settling = await self._settle_next(settling, later, nursery)
+                settling = await self._settle_next(settling, later, nursery, worker.wake)
         await settling.wait()
         if isinstance(result, _HeldBack):  # the hop has no room for them now: this worker waits
             worker.held_back += 1
@@ -524,7 +557,9 @@ class Outboxes:
         return settling, first.after
 
     @staticmethod
-    async def _settle_next(settling: _Settling, settle: Callable[[], Awaitable[None]], nursery: trio.Nursery) -> _Settling:
+    async def _settle_next(
+        settling: _Settling, settle: Callable[[], Awaitable[None]], nursery: trio.Nursery, wake: Callable[[], None]
+    ) -> _Settling:
         """Queue ``settle`` to run after ``settling`` (at most one runs at a time, in order).
         The worker goes on pushing meanwhile: the next push does not wait for the store to
         delete what the last one delivered (it did: under light load each push waited for
@@ -534,7 +569,7 @@ class Outboxes:
             await settling.before.wait()
         settling.raise_failure()
         following = _Settling(before=None if settling.finished.is_set() else settling)
-        nursery.start_soon(following.run, settle)
+        nursery.start_soon(following.run, settle, wake)
         return following
 
     async def _hold_back(self, worker: _Worker) -> None:
