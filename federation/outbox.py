@@ -191,7 +191,10 @@ class _Worker:
         """Until ``done()`` holds, asked again at each ``wake``. One task waits on one event:
         the hot waits (a push's answer, a settle) spawned a task per thing waited for
         (``_first_of``), three tasks and a cancellation per wait, most of a light push's
-        scheduling."""
+        scheduling. A checkpoint, like any trio wait, even when ``done()`` holds at once."""
+        if done():
+            await trio.lowlevel.checkpoint()
+            return
         while not done():
             self.changed = trio.Event()
             await self.changed.wait()
