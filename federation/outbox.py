@@ -166,24 +166,25 @@ class _Worker:
         self.nudged = trio.Event()
         #: set when new items came (ends only the wait for a settle, not a backoff)
         self.poked = trio.Event()
-        #: set by whatever may end the worker's wait in ``until``: a poke, a nudge, a push of
-        #: its answered, a settle of its done (a new one for each wait)
+        #: set by whatever may end a wait in ``until``: a poke, a nudge, one of the worker's
+        #: pushes answered, one of its settles done (a new event for each wait)
         self.changed = trio.Event()
         #: a push was not taken: items are read back with every check() until one is (a row
         #: that fails one it passed when queued, damaged or queued by an older version, is
         #: dropped; pushed as it is, the hop refuses every push that carries it)
         self.recheck = False
 
-
     def wake(self) -> None:
         """Something ``until`` may be waiting for changed: it looks again."""
         self.changed.set()
 
     def poke(self) -> None:
+        """New items came for it."""
         self.poked.set()
         self.changed.set()
 
     def nudge(self) -> None:
+        """The peer table changed, or an expiry tick came."""
         self.nudged.set()
         self.changed.set()
 
@@ -195,9 +196,11 @@ class _Worker:
         if done():
             await trio.lowlevel.checkpoint()
             return
-        while not done():
+        while True:
             self.changed = trio.Event()
             await self.changed.wait()
+            if done():
+                return
 
 
 async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
