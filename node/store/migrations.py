@@ -740,31 +740,6 @@ def _empty(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
 
 
-def schema_script(conn: sqlite3.Connection) -> tuple[str, ...]:
-    """The statements that build what ``conn`` holds: its schema in the order it was made
-    (``sqlite_master``'s rowid: each object after those it refers to), then its rows (a
-    migrated empty database holds a few counters). For fresh_schema.py."""
-    objects = conn.execute(
-        "SELECT name, type, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
-    ).fetchall()
-    statements = [sql for _, _, sql in objects]
-    for name, kind, _ in objects:
-        if kind == "table":
-            for row in conn.execute(f'SELECT * FROM "{name}"'):  # noqa: S608 - names from sqlite_master
-                statements.append(f'INSERT INTO "{name}" VALUES ({", ".join(_literal(v) for v in row)})')
-    return tuple(statements)
-
-
-def _literal(value: object) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    raise TypeError(f"no SQL literal for {type(value).__name__} in a new database's rows")
-
-
 def _user_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
