@@ -4,13 +4,20 @@
 handshake and the node's Welcome), pins the node's fingerprint, and yields a ``Connection``
 whose background reader routes answers to the request that asked and pushes deliveries into
 a bounded channel. Everything runs inside the caller's ``async with``: no stray tasks.
+
+A node refuses the handshakes of an address past its share (core/handshake_guard.py:
+``rate_limited``) before doing any work for them, so nothing was sent yet: ``connect()`` dials
+again after a short wait that doubles (``RATE_LIMITED_WAITS_S``, each drawn between half and
+all of it so devices behind one address spread out), and gives up with that refusal after them.
+A script that runs ``sonet send`` in a loop is paced to the node's share instead of failing.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import cast
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, cast
 
 import trio
 from sonet.transport.ws_errors import ConnectionClosed
@@ -21,7 +28,7 @@ from sonet.core.errors import RemoteProtocolError
 from sonet.core.wire import Frame
 from sonet.transport import DialError, LinkLost, Mux, SecureSocket, describe_close, dial
 
-__all__ = ["Connection", "connect", "NodeError", "ConnectError", "describe_close", "TRANSIENT_LOOKUP_CODES"]
+__all__ = ["Connection", "connect", "NodeError", "ConnectError", "describe_close", "TRANSIENT_LOOKUP_CODES", "RATE_LIMITED_WAITS_S"]
 
 #: codes of lookup failures that mean "not now": the home node could not ask another node, no
 #: witness cosigned the directory head yet, an older directory entry than one seen (a cache), a
@@ -32,6 +39,9 @@ TRANSIENT_LOOKUP_CODES = frozenset(
 )
 
 ENDPOINT = "/client"
+#: waits before dialling again after a ``rate_limited`` handshake refusal (each drawn between
+#: half and all of it: 7.75 s in all at most); a node's default share refills 20 a second
+RATE_LIMITED_WAITS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
 _DELIVERY_BUFFER = 64
 #: slots kept free for the once-per-connection control frames (Drained, LinkOffer)
 _CONTROL_HEADROOM = 8
@@ -39,7 +49,8 @@ _CONTROL_HEADROOM = 8
 
 class ConnectError(Exception):
     """The node could not be reached or authenticated (one clear line); ``code`` is
-    "unreachable", or "wrong_identity" when the node is not the one pinned."""
+    "unreachable", "wrong_identity" when the node is not the one pinned, or "rate_limited" when
+    it still refused this address's handshakes after ``RATE_LIMITED_WAITS_S``."""
 
     def __init__(self, message: str, *, code: str = "unreachable") -> None:
         super().__init__(message)
@@ -115,8 +126,8 @@ async def connect(
 ) -> AsyncIterator[Connection]:
     established = False  # after this, errors belong to the caller's body and pass through as they are
     try:
-        async with dial(
-            url, ENDPOINT, identity=identity, expected_peer=node_fingerprint, frames=CLIENT_FRAMES, policy=policy, greeting=Welcome
+        async with _dial_within_share(
+            url, identity=identity, expected_peer=node_fingerprint, frames=CLIENT_FRAMES, policy=policy, greeting=Welcome
         ) as sock:
             conn = Connection(sock, cast(Welcome, sock.greeting))  # dial checked its type
             established = True
@@ -125,6 +136,24 @@ async def connect(
     except DialError as exc:
         if established:
             raise
-        raise ConnectError(str(exc), code="wrong_identity" if exc.code == "wrong_identity" else "unreachable") from None
+        raise ConnectError(str(exc), code=exc.code if exc.code in ("wrong_identity", "rate_limited") else "unreachable") from None
     except ConnectionClosed as exc:
         raise ConnectError(f"the node at {url} closed the connection ({describe_close(exc.reason)})") from None
+
+
+@asynccontextmanager
+async def _dial_within_share(url: str, **options: Any) -> AsyncIterator[SecureSocket]:
+    """``dial(url, ENDPOINT, **options)``, dialled again after each of ``RATE_LIMITED_WAITS_S``
+    while the node refuses the handshake as ``rate_limited`` (then that DialError)."""
+    for wait in (*RATE_LIMITED_WAITS_S, None):
+        dialled = AsyncExitStack()
+        try:
+            sock = await dialled.enter_async_context(dial(url, ENDPOINT, **options))
+        except DialError as exc:
+            if exc.code != "rate_limited" or wait is None:
+                raise
+            await trio.sleep(random.uniform(wait / 2, wait))  # (spread, not secret)
+            continue
+        async with dialled:
+            yield sock
+        return

@@ -11,6 +11,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
+from sonet.client import connection
 from sonet.core import limits
 from sonet.core.crypto import CryptoPolicy
 from sonet.core.handshake import Cookie, Handshake, HandshakeError, Hello2, Role
@@ -63,6 +64,49 @@ async def test_an_address_over_its_share_is_refused(start_node: StartNode) -> No
             assert isinstance(await first_answer(node.url, hello1()), Hello2)
         refused = await first_answer(node.url, hello1())
         assert isinstance(refused, HandshakeError) and refused.code == "rate_limited"
+
+
+async def test_a_device_over_its_share_is_served_once_the_share_refills(start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusal comes before any work or anything sent: the device dials again after a
+    short wait (client/connection.py), as a script sending in a loop would need."""
+    dials = count_dials(monkeypatch)
+    with trio.fail_after(HANG_S):
+        node = await start_node(handshake_per_address_per_second=1, handshake_per_address_burst=2)
+        for _ in range(2):
+            assert isinstance(await first_answer(node.url, hello1()), Hello2)
+        async with connection.connect(node.url, identity=new_identity(), node_fingerprint=node.fingerprint) as conn:
+            assert conn.welcome.account is None
+    assert len(dials) >= 2  # refused (the share was spent), then served
+
+
+async def test_a_device_still_over_its_share_after_the_waits_gets_the_refusal(
+    start_node: StartNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dials = count_dials(monkeypatch)
+    monkeypatch.setattr(connection, "RATE_LIMITED_WAITS_S", (0.01, 0.01))  # shorter than the refill
+    with trio.fail_after(HANG_S):
+        node = await start_node(handshake_per_address_per_second=1, handshake_per_address_burst=2)
+        for _ in range(2):
+            assert isinstance(await first_answer(node.url, hello1()), Hello2)
+        with pytest.raises(connection.ConnectError) as refused:
+            async with connection.connect(node.url, identity=new_identity(), node_fingerprint=node.fingerprint):
+                pass
+    assert refused.value.code == "rate_limited"
+    assert "too many handshakes from this address" in str(refused.value)
+    assert len(dials) == 3  # the first dial and one after each wait
+
+
+def count_dials(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URLs the client's connect dials, in order (it dials through connection.dial)."""
+    dials: list[str] = []
+    real = connection.dial
+
+    def counting(url: str, *args: object, **kwargs: object):  # noqa: ANN202 - dial's context manager
+        dials.append(url)
+        return real(url, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(connection, "dial", counting)
+    return dials
 
 
 def test_the_handshake_settings_are_read_and_written() -> None:
