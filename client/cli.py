@@ -75,6 +75,7 @@ def _device(args: argparse.Namespace, *, create: bool = False, resume: bool = Tr
     from .state import DeviceState
 
     args.device = Device(DeviceState(_home(args), create=create))  # main() prints what self-monitoring found
+    args.device.say_waiting = _progress  # a connection paced by the node's handshake share is not stuck
     if resume and not create and not args.device.state.registered() and has_pending_registration(args.device.state):
         trio.run(partial(args.device.resume_registration, say=_progress))
     return args.device

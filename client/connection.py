@@ -28,7 +28,9 @@ from sonet.core.errors import RemoteProtocolError
 from sonet.core.wire import Frame
 from sonet.transport import DialError, LinkLost, Mux, SecureSocket, describe_close, dial
 
-__all__ = ["Connection", "connect", "NodeError", "ConnectError", "describe_close", "TRANSIENT_LOOKUP_CODES", "RATE_LIMITED_WAITS_S"]
+__all__ = [
+    "Connection", "connect", "NodeError", "ConnectError", "describe_close", "TRANSIENT_LOOKUP_CODES", "RATE_LIMITED_WAITS_S", "TOLD_WAIT_S",
+]
 
 #: codes of lookup failures that mean "not now": the home node could not ask another node, no
 #: witness cosigned the directory head yet, an older directory entry than one seen (a cache), a
@@ -42,6 +44,8 @@ ENDPOINT = "/client"
 #: waits before dialling again after a ``rate_limited`` handshake refusal (each drawn between
 #: half and all of it: 7.75 s in all at most); a node's default share refills 20 a second
 RATE_LIMITED_WAITS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: the first of those waits that ``connect(waiting=...)`` is told of (a shorter one goes unseen)
+TOLD_WAIT_S = 1.0
 _DELIVERY_BUFFER = 64
 #: slots kept free for the once-per-connection control frames (Drained, LinkOffer)
 _CONTROL_HEADROOM = 8
@@ -122,12 +126,19 @@ class Connection:
 
 @asynccontextmanager
 async def connect(
-    url: str, *, identity: SigningKey, node_fingerprint: str | None, policy: CryptoPolicy | None = None
+    url: str,
+    *,
+    identity: SigningKey,
+    node_fingerprint: str | None,
+    policy: CryptoPolicy | None = None,
+    waiting: Callable[[str], object] | None = None,
 ) -> AsyncIterator[Connection]:
+    """``waiting``: told once, in a line, when the node's handshake share makes this connection
+    wait ``TOLD_WAIT_S`` or more (the CLI prints it on stderr: the command is not stuck)."""
     established = False  # after this, errors belong to the caller's body and pass through as they are
     try:
         async with _dial_within_share(
-            url, identity=identity, expected_peer=node_fingerprint, frames=CLIENT_FRAMES, policy=policy, greeting=Welcome
+            url, waiting, identity=identity, expected_peer=node_fingerprint, frames=CLIENT_FRAMES, policy=policy, greeting=Welcome
         ) as sock:
             conn = Connection(sock, cast(Welcome, sock.greeting))  # dial checked its type
             established = True
@@ -142,9 +153,10 @@ async def connect(
 
 
 @asynccontextmanager
-async def _dial_within_share(url: str, **options: Any) -> AsyncIterator[SecureSocket]:
+async def _dial_within_share(url: str, waiting: Callable[[str], object] | None, **options: Any) -> AsyncIterator[SecureSocket]:
     """``dial(url, ENDPOINT, **options)``, dialled again after each of ``RATE_LIMITED_WAITS_S``
     while the node refuses the handshake as ``rate_limited`` (then that DialError)."""
+    told = waiting is None
     for wait in (*RATE_LIMITED_WAITS_S, None):
         dialled = AsyncExitStack()
         try:
@@ -152,7 +164,12 @@ async def _dial_within_share(url: str, **options: Any) -> AsyncIterator[SecureSo
         except DialError as exc:
             if exc.code != "rate_limited" or wait is None:
                 raise
-            await trio.sleep(random.uniform(wait / 2, wait))  # (spread, not secret)
+            pause = random.uniform(wait / 2, wait)  # (spread, not secret)
+            if not told and wait >= TOLD_WAIT_S:
+                assert waiting is not None
+                waiting(f"the node at {url} takes only so many new connections a second from this address: connecting again in {pause:.1f} s")
+                told = True
+            await trio.sleep(pause)
             continue
         async with dialled:
             yield sock

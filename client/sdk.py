@@ -195,6 +195,9 @@ class Device:
         self.notices: list[str] = []
         #: what the mailbox fetch of the last ``sent`` found (its warnings are the caller's to show)
         self.last_receive: ReceiveResult | None = None
+        #: told (one line) when a connection waits a second or more for the node's handshake
+        #: share of this address (client/connection.py); the CLI prints it on stderr
+        self.say_waiting: Callable[[str], object] | None = None
         #: pauses before each new try of a registration whose answer was lost
         self.answer_retry_delays: tuple[float, ...] = ANSWER_RETRY_DELAYS_S
         #: seconds a group change waits for the hub's order before it is reported "queued"
@@ -227,7 +230,9 @@ class Device:
         if lent is not None:
             yield lent
             return
-        async with connect(profile.node_url, identity=profile.identity, node_fingerprint=profile.node_fingerprint, policy=self._policy) as conn:
+        async with connect(
+            profile.node_url, identity=profile.identity, node_fingerprint=profile.node_fingerprint, policy=self._policy, waiting=self.say_waiting
+        ) as conn:
             if conn.welcome.account is None:
                 # The node does not know this device (it says why in an ErrorFrame that a busy
                 # machine may lose with the close): say it from the Welcome, which always comes.
@@ -401,7 +406,10 @@ class Device:
                     conn = first_conn
                 else:
                     conn = await stack.enter_async_context(
-                        connect(pending.node_url, identity=pending.identity, node_fingerprint=pending.node_fingerprint, policy=self._policy)
+                        connect(
+                            pending.node_url, identity=pending.identity, node_fingerprint=pending.node_fingerprint, policy=self._policy,
+                            waiting=self.say_waiting,
+                        )
                     )
                 check_node(conn)
                 sent = True
@@ -467,7 +475,10 @@ class Device:
                 if attempt == 0:
                     await start_audit(conn, self.state, profile, device_list)
                 else:
-                    async with connect(profile.node_url, identity=profile.identity, node_fingerprint=profile.node_fingerprint, policy=self._policy) as again:
+                    async with connect(
+                        profile.node_url, identity=profile.identity, node_fingerprint=profile.node_fingerprint, policy=self._policy,
+                        waiting=self.say_waiting,
+                    ) as again:
                         await start_audit(again, self.state, profile, device_list)
                 return
             except ConnectError:
@@ -516,7 +527,7 @@ class Device:
         ephemeral = HpkePrivateKey.generate(CryptoMode.HYBRID, self._rng)
         # The node is not pinned yet: the code's commitment protects the provisioning, and the
         # fingerprint inside the provisioning payload is checked against this connection below.
-        async with connect(node_url, identity=identity, node_fingerprint=None, policy=self._policy) as conn:
+        async with connect(node_url, identity=identity, node_fingerprint=None, policy=self._policy, waiting=self.say_waiting) as conn:
             slot_reply = await conn.request(lambda n: LinkBegin(request=n, ephemeral=ephemeral.public.to_bytes()))
             slot_reply = expect_reply(slot_reply, LinkSlot)
             show_code(make_link_code(slot_reply.slot, ephemeral.public.to_bytes()))

@@ -83,17 +83,20 @@ async def test_a_device_still_over_its_share_after_the_waits_gets_the_refusal(
     start_node: StartNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dials = count_dials(monkeypatch)
-    monkeypatch.setattr(connection, "RATE_LIMITED_WAITS_S", (0.01, 0.01))  # shorter than the refill
+    monkeypatch.setattr(connection, "RATE_LIMITED_WAITS_S", (0.01, 0.02))  # shorter than the refill
+    monkeypatch.setattr(connection, "TOLD_WAIT_S", 0.015)  # the second wait is told, once
+    told: list[str] = []
     with trio.fail_after(HANG_S):
         node = await start_node(handshake_per_address_per_second=1, handshake_per_address_burst=2)
         for _ in range(2):
             assert isinstance(await first_answer(node.url, hello1()), Hello2)
         with pytest.raises(connection.ConnectError) as refused:
-            async with connection.connect(node.url, identity=new_identity(), node_fingerprint=node.fingerprint):
+            async with connection.connect(node.url, identity=new_identity(), node_fingerprint=node.fingerprint, waiting=told.append):
                 pass
     assert refused.value.code == "rate_limited"
     assert "too many handshakes from this address" in str(refused.value)
     assert len(dials) == 3  # the first dial and one after each wait
+    assert len(told) == 1 and node.url in told[0] and "from this address: connecting again in 0.0 s" in told[0], told
 
 
 def count_dials(monkeypatch: pytest.MonkeyPatch) -> list[str]:
