@@ -156,7 +156,7 @@ async def connect(
 async def _dial_within_share(url: str, waiting: Callable[[str], object] | None, **options: Any) -> AsyncIterator[SecureSocket]:
     """``dial(url, ENDPOINT, **options)``, dialled again after each of ``RATE_LIMITED_WAITS_S``
     while the node refuses the handshake as ``rate_limited`` (then that DialError)."""
-    told = waiting is None
+    told = False
     for wait in (*RATE_LIMITED_WAITS_S, None):
         dialled = AsyncExitStack()
         try:
@@ -165,8 +165,7 @@ async def _dial_within_share(url: str, waiting: Callable[[str], object] | None, 
             if exc.code != "rate_limited" or wait is None:
                 raise
             pause = random.uniform(wait / 2, wait)  # (spread, not secret)
-            if not told and wait >= TOLD_WAIT_S:
-                assert waiting is not None
+            if waiting is not None and not told and wait >= TOLD_WAIT_S:
                 waiting(f"the node at {url} takes only so many new connections a second from this address: connecting again in {pause:.1f} s")
                 told = True
             await trio.sleep(pause)
