@@ -7,14 +7,15 @@ a bounded channel. Everything runs inside the caller's ``async with``: no stray 
 
 A node refuses the handshakes of an address past its share (core/handshake_guard.py:
 ``rate_limited``) before doing any work for them, so nothing was sent yet: ``connect()`` dials
-again after a short wait that doubles (``RATE_LIMITED_WAITS_S``, each drawn between half and
-all of it so devices behind one address spread out), and gives up with that refusal after them.
+again after a short wait that doubles (``RATE_LIMITED_FIRST_S``, ``RATE_LIMITED_RETRIES``
+times, each wait spread as client/backoff.py spreads them so devices behind one address do not
+knock together), and gives up with that refusal after them.
 A script that runs ``sonet send`` in a loop is paced to the node's share instead of failing.
 """
 
 from __future__ import annotations
 
-import random
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, cast
@@ -28,8 +29,11 @@ from sonet.core.errors import RemoteProtocolError
 from sonet.core.wire import Frame
 from sonet.transport import DialError, LinkLost, Mux, SecureSocket, describe_close, dial
 
+from .backoff import Backoff
+
 __all__ = [
-    "Connection", "connect", "NodeError", "ConnectError", "describe_close", "TRANSIENT_LOOKUP_CODES", "RATE_LIMITED_WAITS_S", "TOLD_WAIT_S",
+    "Connection", "connect", "NodeError", "ConnectError", "describe_close", "TRANSIENT_LOOKUP_CODES", "RATE_LIMITED_FIRST_S", "RATE_LIMITED_RETRIES",
+    "TOLD_WAIT_S",
 ]
 
 #: codes of lookup failures that mean "not now": the home node could not ask another node, no
@@ -41,10 +45,12 @@ TRANSIENT_LOOKUP_CODES = frozenset(
 )
 
 ENDPOINT = "/client"
-#: waits before dialling again after a ``rate_limited`` handshake refusal (each drawn between
-#: half and all of it: 7.75 s in all at most); a node's default share refills 20 a second
-RATE_LIMITED_WAITS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
-#: the first of those waits that ``connect(waiting=...)`` is told of (a shorter one goes unseen)
+#: after a ``rate_limited`` handshake refusal, dialled again this many times, after waits of
+#: 0.25 s doubling (client/backoff.py: 0.25, 0.5, 1, 2, 4 s, each within a quarter of it either
+#: way, ~10 s in all at most); a node's default share refills 20 a second
+RATE_LIMITED_FIRST_S = 0.25
+RATE_LIMITED_RETRIES = 5
+#: the shortest of those waits that ``connect(waiting=...)`` is told of (a shorter one goes unseen)
 TOLD_WAIT_S = 1.0
 _DELIVERY_BUFFER = 64
 #: slots kept free for the once-per-connection control frames (Drained, LinkOffer)
@@ -54,7 +60,7 @@ _CONTROL_HEADROOM = 8
 class ConnectError(Exception):
     """The node could not be reached or authenticated (one clear line); ``code`` is
     "unreachable", "wrong_identity" when the node is not the one pinned, or "rate_limited" when
-    it still refused this address's handshakes after ``RATE_LIMITED_WAITS_S``."""
+    it still refused this address's handshakes after ``RATE_LIMITED_RETRIES`` more tries."""
 
     def __init__(self, message: str, *, code: str = "unreachable") -> None:
         super().__init__(message)
@@ -154,18 +160,19 @@ async def connect(
 
 @asynccontextmanager
 async def _dial_within_share(url: str, waiting: Callable[[str], object] | None, **options: Any) -> AsyncIterator[SecureSocket]:
-    """``dial(url, ENDPOINT, **options)``, dialled again after each of ``RATE_LIMITED_WAITS_S``
-    while the node refuses the handshake as ``rate_limited`` (then that DialError)."""
+    """``dial(url, ENDPOINT, **options)``, dialled again up to ``RATE_LIMITED_RETRIES`` times,
+    with backoff, while the node refuses the handshake as ``rate_limited`` (then that DialError)."""
+    backoff = Backoff(os.urandom, first_s=RATE_LIMITED_FIRST_S, max_s=RATE_LIMITED_FIRST_S * 2 ** (RATE_LIMITED_RETRIES - 1))
     told = False
-    for wait in (*RATE_LIMITED_WAITS_S, None):
+    for retries_left in range(RATE_LIMITED_RETRIES, -1, -1):
         dialled = AsyncExitStack()
         try:
             sock = await dialled.enter_async_context(dial(url, ENDPOINT, **options))
         except DialError as exc:
-            if exc.code != "rate_limited" or wait is None:
+            if exc.code != "rate_limited" or not retries_left:
                 raise
-            pause = random.uniform(wait / 2, wait)  # (spread, not secret)
-            if waiting is not None and not told and wait >= TOLD_WAIT_S:
+            pause = backoff.next()
+            if waiting is not None and not told and pause >= TOLD_WAIT_S:
                 waiting(f"the node at {url} takes only so many new connections a second from this address: connecting again in {pause:.1f} s")
                 told = True
             await trio.sleep(pause)

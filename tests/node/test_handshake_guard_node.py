@@ -83,8 +83,9 @@ async def test_a_device_still_over_its_share_after_the_waits_gets_the_refusal(
     start_node: StartNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dials = count_dials(monkeypatch)
-    monkeypatch.setattr(connection, "RATE_LIMITED_WAITS_S", (0.01, 0.02))  # shorter than the refill
-    monkeypatch.setattr(connection, "TOLD_WAIT_S", 0.015)  # the second wait is told, once
+    monkeypatch.setattr(connection, "RATE_LIMITED_FIRST_S", 0.01)  # two waits, shorter than the refill
+    monkeypatch.setattr(connection, "RATE_LIMITED_RETRIES", 2)
+    monkeypatch.setattr(connection, "TOLD_WAIT_S", 0.0)  # every wait would be told: it is, once
     told: list[str] = []
     with trio.fail_after(HANG_S):
         node = await start_node(handshake_per_address_per_second=1, handshake_per_address_burst=2)
