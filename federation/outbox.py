@@ -174,6 +174,11 @@ class _Worker:
         #: dropped; pushed as it is, the hop refuses every push that carries it)
         self.recheck = False
 
+    def interrupted(self) -> bool:
+        """New items came, or the peer table changed or an expiry tick came, since the worker
+        last cleared them: what ends its hot waits besides what each waits for."""
+        return self.poked.is_set() or self.nudged.is_set()
+
     def wake(self) -> None:
         """Something ``until`` may be waiting for changed: it looks again."""
         self.changed.set()
@@ -480,7 +485,7 @@ class Outboxes:
                     # New items end this wait too: a small push may go beside the one in
                     # flight rather than wait for its whole round trip.
                     oldest = in_flight[0]
-                    await worker.until(lambda: oldest.answered or worker.poked.is_set() or worker.nudged.is_set())
+                    await worker.until(lambda: oldest.answered or worker.interrupted())
                     if not in_flight[0].answered:
                         continue
                 settling, failed = await self._answered(in_flight, settling, worker, nursery)
@@ -490,7 +495,7 @@ class Outboxes:
             if not items:
                 if not worker.woken:  # new items end the wait for the settle in flight
                     finished = settling.finished
-                    await worker.until(lambda: finished.is_set() or worker.poked.is_set() or worker.nudged.is_set())
+                    await worker.until(lambda: finished.is_set() or worker.interrupted())
                 if worker.woken or not settling.finished.is_set():
                     continue
                 await settling.wait()  # its store error, if any, ends the worker
