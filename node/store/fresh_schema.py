@@ -3,7 +3,7 @@ Written by ``python -m sonet.node.store.fresh_schema_gen`` (its docstring says w
 
 # fmt: off
 
-FRESH_VERSION = 31
+FRESH_VERSION = 32
 
 FRESH_STATEMENTS: tuple[str, ...] = (
     "CREATE TABLE accounts (\n        account     TEXT PRIMARY KEY,\n        created_at  INTEGER NOT NULL\n    , account_identity BLOB NOT NULL DEFAULT x'', device_list BLOB NOT NULL DEFAULT x'', device_list_version INTEGER NOT NULL DEFAULT 0, last_device_id INTEGER NOT NULL DEFAULT 0, disabled_at INTEGER NULL)",
@@ -68,9 +68,6 @@ FRESH_STATEMENTS: tuple[str, ...] = (
     'CREATE TABLE link_slots (\n        slot          BLOB PRIMARY KEY,\n        ephemeral     BLOB NOT NULL,\n        expires       INTEGER NOT NULL,\n        owner         TEXT NOT NULL,\n        source        TEXT NOT NULL,\n        device        TEXT NOT NULL,\n        approved_for  TEXT NULL,\n        offer         BLOB NULL\n    )',
     'CREATE INDEX link_slots_expires ON link_slots (expires)',
     'CREATE INDEX link_slots_source ON link_slots (source, expires)',
-    'CREATE TABLE "deliveries" (\n        sender_account  TEXT NOT NULL,\n        sender_device   INTEGER NOT NULL,\n        id              BLOB NOT NULL,\n        dest            TEXT NOT NULL,\n        device          INTEGER NOT NULL,\n        state           TEXT NOT NULL CHECK (state IN (\'queued\', \'accepted\', \'failed\')),\n        code            TEXT NOT NULL,\n        updated_at      INTEGER NOT NULL,\n        expires         INTEGER NOT NULL,\n        early_state     TEXT NULL,\n        early_code      TEXT NULL,\n        early_at        INTEGER NULL,\n        vanishes        INTEGER NULL,\n        PRIMARY KEY (id, dest, device, sender_account, sender_device)\n    ) WITHOUT ROWID',
-    'CREATE INDEX deliveries_expiry ON deliveries (expires)',
-    'CREATE INDEX deliveries_vanishing ON deliveries (vanishes) WHERE vanishes IS NOT NULL',
     'CREATE INDEX acked_ids_vanishing ON acked_ids (expires) WHERE expires % 86400000 != 0',
     'CREATE TABLE acked_days (expires INTEGER PRIMARY KEY)',
     'CREATE TABLE mailbox_counts (\n        account     TEXT NOT NULL,\n        device_id   INTEGER NOT NULL,\n        kind        INTEGER NOT NULL,\n        count       INTEGER NOT NULL,\n        bytes       INTEGER NOT NULL,\n        PRIMARY KEY (account, device_id, kind),\n        FOREIGN KEY (account, device_id) REFERENCES devices(account, device_id) ON DELETE CASCADE\n    ) WITHOUT ROWID',
@@ -86,6 +83,9 @@ FRESH_STATEMENTS: tuple[str, ...] = (
     "CREATE TRIGGER group_row_hub_release AFTER DELETE ON mailbox WHEN OLD.hub IS NOT NULL BEGIN\n        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size WHERE scope = 'group_hub' AND key = OLD.account || '/' || OLD.device_id || '/' || OLD.hub;\n    END",
     'CREATE TABLE outbox_batches (batch INTEGER PRIMARY KEY AUTOINCREMENT, dest TEXT NOT NULL, items BLOB NOT NULL)',
     'CREATE TABLE outbox_meta (one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)',
+    'CREATE TABLE "deliveries" (\n        sender_account  TEXT NOT NULL,\n        sender_device   INTEGER NOT NULL,\n        id              BLOB NOT NULL,\n        dest            TEXT NOT NULL,\n        device          INTEGER NOT NULL,\n        state           TEXT NOT NULL CHECK (state IN (\'queued\', \'accepted\', \'failed\')),\n        code            TEXT NOT NULL,\n        updated_at      INTEGER NOT NULL,\n        expires         INTEGER NOT NULL,\n        early_state     TEXT NULL,\n        early_code      TEXT NULL,\n        early_at        INTEGER NULL,\n        vanishes        INTEGER NULL,\n        UNIQUE (id, dest, device, sender_account, sender_device)\n    )',
+    'CREATE INDEX deliveries_expiry ON deliveries (expires)',
+    'CREATE INDEX deliveries_vanishing ON deliveries (vanishes) WHERE vanishes IS NOT NULL',
     'INSERT INTO "admin_version" VALUES (1, 0)',
     'INSERT INTO "outbox_meta" VALUES (1, 0)',
 )

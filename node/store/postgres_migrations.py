@@ -530,6 +530,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _WAITING_SCOPE,
     _GROUP_ROW_HUBS,
     (),  # migrations.py ``_OUTBOX_LOG``: SQLite only (PostgreSQL keeps its outbox table)
+    (),  # migrations.py ``_DELIVERIES_BY_ROWID``: SQLite only (a PostgreSQL table is a heap with its indexes)
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"
