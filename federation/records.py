@@ -18,9 +18,13 @@ __all__ = ["GroupReceived", "GroupEffects", "NewEnvelope", "Quota", "STORED_ROW_
 #: the states of an envelope sent to another node, as its sender sees them
 DELIVERY_STATES = ("queued", "accepted", "failed")
 
+# The records made once per envelope relayed (NewEnvelope, Tracking, OutboundItem, QueuedItem,
+# StatusUpdate, DeliveryRow; MailboxItem in node/store/base.py) are msgspec structs: frozen and
+# built in C, ~0.08 us each against ~1 us for a frozen dataclass's __init__ (~2.3 us with
+# defaults). A changed copy: msgspec.structs.replace (dataclasses.replace does not take them).
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class NewEnvelope:
+
+class NewEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     """An envelope addressed to one device mailbox."""
 
     account: str
@@ -94,9 +98,6 @@ STORED_ROW_OVERHEAD = 256
 BUDGET_CODES = ("sender_full", "outbox_full", "relay_full", "disk_full")
 
 
-# Tracking and OutboundItem are made per envelope a device sends to another node: msgspec
-# structs (frozen, built in C) cost a tenth of a frozen dataclass's __init__ (~2.3 us each).
-# A changed copy: msgspec.structs.replace (dataclasses.replace does not take them).
 class Tracking(msgspec.Struct, frozen=True, kw_only=True):
     """Who on this node sent an envelope to another node, so that its state can be told."""
 
@@ -124,8 +125,7 @@ class OutboundItem(msgspec.Struct, frozen=True, kw_only=True):
     origin: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class QueuedItem:
+class QueuedItem(msgspec.Struct, frozen=True, kw_only=True):
     seq: int  # strictly increasing per node: the outbox order
     dest: str
     key: bytes
@@ -134,8 +134,7 @@ class QueuedItem:
     queued_at: int
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class StatusUpdate:
+class StatusUpdate(msgspec.Struct, frozen=True, kw_only=True):
     """A new state for the delivery row of envelope ``id`` to ``device`` of ``account``'s node
     (rows are matched by id, node and device: they do not name the account).
 
@@ -149,8 +148,7 @@ class StatusUpdate:
     at: int
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DeliveryRow:
+class DeliveryRow(msgspec.Struct, frozen=True, kw_only=True):
     """What became of one envelope a device of this node sent to a device of another node.
     It names the recipient's node and device number but not the recipient account: the node
     keeps no record of whom its users write to (the envelope id is the sender's to match)."""

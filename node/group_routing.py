@@ -22,6 +22,8 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import msgspec
+
 from sonet.core import limits
 from sonet.core.client_api import GroupSubmit
 from sonet.core.envelope import Kind
@@ -138,7 +140,7 @@ def mailbox_envelopes(item: GroupItem, members: Iterable[tuple[str, int]], *, no
     if not members:
         return []
     first = mailbox_envelope(item, members[0], now=now, ttl_ms=ttl_ms)
-    return [first] + [dataclasses.replace(first, account=account, device_id=device) for account, device in members[1:]]
+    return [first] + [msgspec.structs.replace(first, account=account, device_id=device) for account, device in members[1:]]
 
 
 def mailbox_envelope(item: GroupItem, member: tuple[str, int], *, now: int, ttl_ms: int) -> NewEnvelope:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import msgspec
+
 from sonet.federation.peers import Peer
 from sonet.federation.ports import Page, Queued, StoreFailure
 from sonet.core.groups.items import GroupItem
@@ -202,8 +204,7 @@ class DeviceKeySet:
     pq_one_time: Sequence[tuple[int, bytes]] = ()
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class MailboxItem:
+class MailboxItem(msgspec.Struct, frozen=True, kw_only=True):
     seq: int  # strictly increasing per node; delivery order
     id: bytes
     expires: int

@@ -5,7 +5,6 @@ delivery tasks while writes, acks, purges and failing writes interleave."""
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import sqlite3
 import sys
@@ -145,7 +144,7 @@ def _held(tails: QueueTails[Any, Any]) -> int:
     total = 0
     for entry in tails._entries.values():
         for item in entry.items:
-            total += sys.getsizeof(item) + 8 + sum(sys.getsizeof(getattr(item, f.name)) for f in dataclasses.fields(item))
+            total += sys.getsizeof(item) + 8 + sum(sys.getsizeof(getattr(item, name)) for name in item.__struct_fields__)
     return total
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from contextlib import closing
-from dataclasses import replace
+from msgspec.structs import replace
 import os
 import signal
 import sqlite3
