@@ -64,6 +64,9 @@ class Flood:
             self.seen[f"connect_failed_{exc.errno}"] += 1
             await trio.sleep(0.05)
             return None
+        except BaseException:  # cancelled while connecting (a caller's patience): no fd left behind
+            sock.close()
+            raise
         self.open_now += 1
         self.most_open = max(self.most_open, self.open_now)
         return trio.SocketStream(sock)
