@@ -149,19 +149,31 @@ class Receiver:
                 inbox.rejected.append(f"could not publish this device's KeyPackages now: {exc}")
         drained = after_drained
         mark = self._state.unshown_mark()
-        with trio.move_on_after(wait if wait is not None else float("inf")) as scope:
-            async for frame in conn.deliveries:
-                if isinstance(frame, Deliver):
-                    fresh = await self._accept(conn, frame)
-                    if drained and fresh:
-                        break
-                elif not isinstance(frame, LinkOffer):  # Drained
-                    drained = True
-                    # anything queued that recv prints ends a wait, not only texts: an
-                    # invitation, a receipt, a reaction, a group event...
-                    if wait is None or self._state.has_unshown_since(mark):
-                        break
-        if conn.error is not None and not scope.cancelled_caught:
+        # ``wait`` bounds the waits for the next frame only, never the work on one: a deadline
+        # that cancelled its Ack (or a lookup) mid-send would leave a sealed record half sent,
+        # and the connection could send nothing more (not the receipts after the batch either)
+        deadline = trio.current_time() + wait if wait is not None else float("inf")
+        timed_out = False
+        while True:
+            with trio.move_on_at(deadline) as waiting:
+                try:
+                    frame = await conn.deliveries.receive()
+                except trio.EndOfChannel:  # the connection ended (conn.error says why)
+                    break
+            if waiting.cancelled_caught:
+                timed_out = True
+                break
+            if isinstance(frame, Deliver):
+                fresh = await self._accept(conn, frame)
+                if drained and fresh:
+                    break
+            elif not isinstance(frame, LinkOffer):  # Drained
+                drained = True
+                # anything queued that recv prints ends a wait, not only texts: an
+                # invitation, a receipt, a reaction, a group event...
+                if wait is None or self._state.has_unshown_since(mark):
+                    break
+        if conn.error is not None and not timed_out:
             raise conn.error
         await self._after_batch(conn, read_receipts=read_receipts, keys=keys)
 

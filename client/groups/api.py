@@ -438,10 +438,11 @@ class Groups:
         engine = engine or GroupEngine(self._state, profile, rng=self._rng, clock=self._clock)
         wait = self.settle_s if wait is None else wait
         # _sync saw the node's Drained on this connection: from now on each run ends with the
-        # first batch that brings something (or the time left)
-        with trio.move_on_after(wait):
-            while origin not in engine.outcomes:
-                await self._receiver(profile, engine).run(conn, wait=wait, read_receipts=False, keys=False, after_drained=True)
+        # first batch that brings something (or the time left). The time bounds the waits, not
+        # the runs: a run cancelled mid-send would leave the connection unable to send.
+        deadline = trio.current_time() + wait
+        while origin not in engine.outcomes and (left := deadline - trio.current_time()) > 0:
+            await self._receiver(profile, engine).run(conn, wait=left, read_receipts=False, keys=False, after_drained=True)
         outcome = engine.outcomes.get(origin)
         if outcome is None:
             return "queued"

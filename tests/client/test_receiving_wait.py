@@ -100,3 +100,47 @@ async def test_recv_wait_returns_at_once_with_what_another_command_stored_unshow
         await bob.group_create("solo", [])  # takes alice's text from the node; nothing shows it
     [text] = await _recv_wait(capsys, bob)
     assert (text["type"], text["from"], text["text"]) == ("text", ALICE, "lunch?")
+
+
+async def test_a_wait_that_ends_while_an_ack_is_on_its_way_leaves_the_connection_able_to_send(
+    alpha: RunningNode, register: Register, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wait bounds the waits for the next frame, not the work on one. Found in a fresh-clone
+    run (round 16): ``recv --wait 5`` ended "unreachable: the connection cannot send any more (a
+    send was interrupted)" when its deadline came while an Ack's sealed record was being sent;
+    the receipts after the batch could then not go either. Here bob's Ack takes four times the
+    wait to send: the receive still ends normally, and alice gets bob's delivered receipt."""
+    from sonet.client.connection import Connection
+    from sonet.core.client_api import Ack
+    from sonet.transport.websocket import WebSocket
+
+    wait_s = 0.3
+    acking: dict[str, object] = {}
+    real_send, real_send_message = Connection.send, WebSocket.send_message
+
+    async def send(self: Connection, frame: object) -> None:
+        if isinstance(frame, Ack) and "done" not in acking:
+            acking["task"] = trio.lowlevel.current_task()
+            try:
+                return await real_send(self, frame)  # type: ignore[arg-type]
+            finally:
+                acking["done"] = acking.pop("task")
+        return await real_send(self, frame)  # type: ignore[arg-type]
+
+    async def send_message(self: WebSocket, message: bytes | str) -> None:
+        if acking.get("task") is trio.lowlevel.current_task():
+            await trio.sleep(4 * wait_s)  # the record is sealed and on its way when the wait ends
+        return await real_send_message(self, message)
+
+    with trio.fail_after(HANG_S * 2):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        sent = await alice.send_text(BOB, "slow ack")
+        monkeypatch.setattr(Connection, "send", send)
+        monkeypatch.setattr(WebSocket, "send_message", send_message)
+        result = await bob.receive(wait=wait_s)
+        monkeypatch.undo()
+        assert "done" in acking  # the slow Ack was sent (and outlived the wait)
+        assert [(s, k) for s, k, _f in shown(bob, result)] == [(ALICE, "text")]
+        receipts = [(s, f["receipt"], f["ids"]) for s, k, f in shown(alice, await alice.receive()) if k == "receipt"]
+        assert receipts == [(BOB, "delivered", [sent.id.hex()])], receipts
+        assert not (await bob.receive()).messages  # acked: not delivered again
