@@ -8,7 +8,7 @@ of issue 13's connection-level attacks at once, from ``SOURCE``, for ``SECONDS``
 - ``WORKERS`` workers replaying one recorded first handshake message (``HELLO1_HEX``): each opens
   a WebSocket to ``/client``, sends it, reads the one answer and closes, over and over (an
   upgrade not answered within ANSWER_PATIENCE_S is given up, counted ``upgrade_unanswered``;
-  so is a TCP connect, counted ``connect_unanswered``).
+  so are a TCP connect and a Hello1, counted ``connect_unanswered`` and ``hello_unanswered``).
 
 Every socket is bound to ``SOURCE`` (127.0.0.2 is this host too, as another address). The
 attack ends after ``SECONDS`` or, sooner, at a SIGTERM (the test says when it has seen enough).
@@ -78,6 +78,7 @@ class Replays:
         """Send the recorded Hello1 over a new WebSocket, record the answer, leave (no close
         handshake: the node resets or closes on its side)."""
         ws = None
+        answer = None
         try:
             async with trio.open_nursery() as nursery:
                 try:
@@ -89,8 +90,14 @@ class Replays:
                     if ws is None:
                         self.answers["upgrade_unanswered"] += 1
                         return
-                    await ws.send_message(self.hello)
-                    answer = decode_frame(await ws.get_message())
+                    # an upgraded socket can still be evicted to the node's tarpit (held without
+                    # a word) while its Hello1 waits: given up on and tried afresh, likewise
+                    with trio.move_on_after(ANSWER_PATIENCE_S):
+                        await ws.send_message(self.hello)
+                        answer = decode_frame(await ws.get_message())
+                    if answer is None:
+                        self.answers["hello_unanswered"] += 1
+                        return
                     kind = type(answer).__name__
                     self.answers[f"{kind}:{answer.code}" if isinstance(answer, HandshakeError) else kind] += 1
                 finally:
