@@ -38,7 +38,7 @@ from sonet.core.errors import ProtocolError, RemoteProtocolError, VerifyError
 from sonet.core.sealed_sender import unknown_reference, unseal
 
 from .access import remember_contact_token
-from .connection import TRANSIENT_LOOKUP_CODES, Connection, NodeError
+from .connection import TRANSIENT_LOOKUP_CODES, ConnectError, Connection, NodeError
 from .directory import IdentityChanged, Lookup, lookup_account
 from .groups.events import GroupEvent
 from .groups.store import GroupMessage
@@ -58,7 +58,11 @@ from .deletes import after_inbox_message
 from .timer import after_stored, erase_due
 from .calls import after_call_message
 
-__all__ = ["FanOut", "ReceiveResult", "Receiver"]
+__all__ = ["FanOut", "ReceiveResult", "Receiver", "STALLED_NODE_S"]
+
+#: how long past the end of a bounded wait (``recv --wait``) a receive still lets the node
+#: answer the frame in hand (its Ack, its lookups, the receipts after it) before giving up
+STALLED_NODE_S = 30.0
 
 #: encrypts ``content`` for every device of an account and hands the batch to the node:
 #: (conn, profile, to, content, own_copy, msg_id, kind) -> (recipient devices, own devices)
@@ -154,28 +158,36 @@ class Receiver:
         # and the connection could send nothing more (not the receipts after the batch either)
         deadline = trio.current_time() + wait if wait is not None else float("inf")
         timed_out = False
-        while True:
-            with trio.move_on_at(deadline) as waiting:
-                try:
-                    frame = await conn.deliveries.receive()
-                except trio.EndOfChannel:  # the connection ended (conn.error says why)
-                    break
-            if waiting.cancelled_caught:
-                timed_out = True
-                break
-            if isinstance(frame, Deliver):
-                fresh = await self._accept(conn, frame)
-                if drained and fresh:
-                    break
-            elif not isinstance(frame, LinkOffer):  # Drained
-                drained = True
-                # anything queued that recv prints ends a wait, not only texts: an
-                # invitation, a receipt, a reaction, a group event...
-                if wait is None or self._state.has_unshown_since(mark):
-                    break
-        if conn.error is not None and not timed_out:
-            raise conn.error
-        await self._after_batch(conn, read_receipts=read_receipts, keys=keys)
+        # ... but a node that stops answering a lookup or an Ack (a stalled or hostile node) does
+        # not keep a bounded wait going for ever: STALLED_NODE_S past its end, it is given up on
+        try:
+            with trio.fail_at(deadline + STALLED_NODE_S):
+                while True:
+                    with trio.move_on_at(deadline) as waiting:
+                        try:
+                            frame = await conn.deliveries.receive()
+                        except trio.EndOfChannel:  # the connection ended (conn.error says why)
+                            break
+                    if waiting.cancelled_caught:
+                        timed_out = True
+                        break
+                    if isinstance(frame, Deliver):
+                        fresh = await self._accept(conn, frame)
+                        if drained and fresh:
+                            break
+                    elif not isinstance(frame, LinkOffer):  # Drained
+                        drained = True
+                        # anything queued that recv prints ends a wait, not only texts: an
+                        # invitation, a receipt, a reaction, a group event...
+                        if wait is None or self._state.has_unshown_since(mark):
+                            break
+                if conn.error is not None and not timed_out:
+                    raise conn.error
+                await self._after_batch(conn, read_receipts=read_receipts, keys=keys)
+        except trio.TooSlowError:
+            raise ConnectError(
+                f"the node stopped answering: nothing for {STALLED_NODE_S:.0f} s after the wait ended", code="unreachable"
+            ) from None
 
     async def take(self, conn: Connection, frames: list[Deliver], *, read_receipts: bool) -> None:
         """Accept ``frames``, which the caller took from ``conn.deliveries`` itself (a live

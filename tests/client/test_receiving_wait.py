@@ -144,3 +144,33 @@ async def test_a_wait_that_ends_while_an_ack_is_on_its_way_leaves_the_connection
         receipts = [(s, f["receipt"], f["ids"]) for s, k, f in shown(alice, await alice.receive()) if k == "receipt"]
         assert receipts == [(BOB, "delivered", [sent.id.hex()])], receipts
         assert not (await bob.receive()).messages  # acked: not delivered again
+
+
+async def test_a_node_that_stops_answering_does_not_keep_a_bounded_wait_for_ever(
+    alpha: RunningNode, register: Register, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other side of the test above: the work on a frame outlives the wait, but not by more
+    than STALLED_NODE_S. Bob's Ack never goes (a node that stopped reading): the receive ends
+    with one clear error, and the text it stored is shown by the next receive, once."""
+    from sonet.client import receiving
+    from sonet.client.connection import ConnectError, Connection
+    from sonet.core.client_api import Ack
+
+    real_send = Connection.send
+
+    async def send(self: Connection, frame: object) -> None:
+        if isinstance(frame, Ack):
+            await trio.sleep_forever()
+        return await real_send(self, frame)  # type: ignore[arg-type]
+
+    with trio.fail_after(HANG_S * 2):
+        alice, bob = await register(alpha, "alice"), await register(alpha, "bob")
+        await alice.send_text(BOB, "never acked")
+        monkeypatch.setattr(receiving, "STALLED_NODE_S", 0.5)
+        monkeypatch.setattr(Connection, "send", send)
+        with pytest.raises(ConnectError, match="the node stopped answering") as raised:
+            await bob.receive(wait=0.2)
+        assert raised.value.code == "unreachable"
+        monkeypatch.undo()
+        assert [(s, k, f["text"]) for s, k, f in shown(bob, await bob.receive())] == [(ALICE, "text", "never acked")]
+        assert not (await bob.receive()).messages
