@@ -23,6 +23,7 @@ from typing import Any, cast
 import trio
 from sonet.transport.ws_errors import ConnectionClosed
 
+from sonet.core import limits
 from sonet.core.client_api import CLIENT_FRAMES, Deliver, Drained, ErrorFrame, LinkOffer, Welcome
 from sonet.core.crypto import CryptoPolicy, SigningKey, VerifyKey
 from sonet.core.errors import RemoteProtocolError
@@ -52,6 +53,11 @@ RATE_LIMITED_FIRST_S = 0.25
 RATE_LIMITED_RETRIES = 5
 #: the shortest of those waits that ``connect(waiting=...)`` is told of (a shorter one goes unseen)
 TOLD_WAIT_S = 1.0
+#: how long a request waits for the node's answer before the node is taken for stalled and the
+#: connection given up: the longest a node may take (a lookup it asks another node for: a dial
+#: and that node's answer; a request and its answer of the largest record on a slow link) with
+#: room to spare. A node that stops answering cannot hold a command, or the chat app, for ever.
+REQUEST_DEADLINE_S = 2 * limits.MESSAGE_DEADLINE_S + limits.HANDSHAKE_DEADLINE_S + limits.PEER_REQUEST_DEADLINE_S
 _DELIVERY_BUFFER = 64
 #: slots kept free for the once-per-connection control frames (Drained, LinkOffer)
 _CONTROL_HEADROOM = 8
@@ -104,9 +110,14 @@ class Connection:
     async def request(self, build: Callable[[int], Frame]) -> Frame:
         """Send ``build(request_number)`` and return the node's answer (or raise NodeError)."""
         try:
-            answer = await self._mux.request(build)
+            with trio.fail_after(REQUEST_DEADLINE_S):
+                answer = await self._mux.request(build)
         except LinkLost as exc:  # at once when the connection had ended already
             raise _error_of(exc) from None
+        except trio.TooSlowError:
+            reason = f"the node did not answer a request within {REQUEST_DEADLINE_S:g} s"
+            self._mux.close(reason)  # (a request cut off mid-send leaves nothing to send on anyway)
+            raise ConnectError(reason) from None
         if isinstance(answer, ErrorFrame):
             raise NodeError(answer.code, answer.message)
         return answer
