@@ -36,6 +36,7 @@ from sonet.core.device_list import check_listed_when_accepted, removal_time
 from sonet.core.envelope import Kind
 from sonet.core.errors import ProtocolError, RemoteProtocolError, VerifyError
 from sonet.core.sealed_sender import unknown_reference, unseal
+from sonet.core.wire import Frame
 
 from .access import remember_contact_token
 from .connection import TRANSIENT_LOOKUP_CODES, ConnectError, Connection, NodeError
@@ -151,36 +152,15 @@ class Receiver:
                 await maintain_key_packages(conn, self._state, profile, self._rng, self._clock())
             except NodeError as exc:  # others cannot add this device to groups for now: not the receive's failure
                 inbox.rejected.append(f"could not publish this device's KeyPackages now: {exc}")
-        drained = after_drained
-        mark = self._state.unshown_mark()
         # ``wait`` bounds the waits for the next frame only, never the work on one: a deadline
         # that cancelled its Ack (or a lookup) mid-send would leave a sealed record half sent,
         # and the connection could send nothing more (not the receipts after the batch either)
-        deadline = trio.current_time() + wait if wait is not None else float("inf")
-        timed_out = False
         # ... but a node that stops answering a lookup or an Ack (a stalled or hostile node) does
         # not keep a bounded wait going for ever: STALLED_NODE_S past its end, it is given up on
+        deadline = trio.current_time() + wait if wait is not None else float("inf")
         try:
             with trio.fail_at(deadline + STALLED_NODE_S):
-                while True:
-                    with trio.move_on_at(deadline) as waiting:
-                        try:
-                            frame = await conn.deliveries.receive()
-                        except trio.EndOfChannel:  # the connection ended (conn.error says why)
-                            break
-                    if waiting.cancelled_caught:
-                        timed_out = True
-                        break
-                    if isinstance(frame, Deliver):
-                        fresh = await self._accept(conn, frame)
-                        if drained and fresh:
-                            break
-                    elif not isinstance(frame, LinkOffer):  # Drained
-                        drained = True
-                        # anything queued that recv prints ends a wait, not only texts: an
-                        # invitation, a receipt, a reaction, a group event...
-                        if wait is None or self._state.has_unshown_since(mark):
-                            break
+                timed_out = await self._take_until(conn, deadline, drained=after_drained, bounded=wait is not None)
                 if conn.error is not None and not timed_out:
                     raise conn.error
                 await self._after_batch(conn, read_receipts=read_receipts, keys=keys)
@@ -188,6 +168,28 @@ class Receiver:
             raise ConnectError(
                 f"the node stopped answering: nothing for {STALLED_NODE_S:.0f} s after the wait ended", code="unreachable"
             ) from None
+
+    async def _take_until(self, conn: Connection, deadline: float, *, drained: bool, bounded: bool) -> bool:
+        """Accept deliveries until the mailbox is drained (``run`` says when that ends a bounded
+        wait); True if ``deadline`` came first, False if the drain or the connection's end did."""
+        mark = self._state.unshown_mark()
+        while True:
+            try:
+                frame = await _next_frame(conn, deadline)
+            except trio.EndOfChannel:  # the connection ended (conn.error says why)
+                return False
+            if frame is None:
+                return True
+            if isinstance(frame, Deliver):
+                fresh = await self._accept(conn, frame)
+                if drained and fresh:
+                    return False
+            elif not isinstance(frame, LinkOffer):  # Drained
+                drained = True
+                # anything queued that recv prints ends a wait, not only texts: an
+                # invitation, a receipt, a reaction, a group event...
+                if not bounded or self._state.has_unshown_since(mark):
+                    return False
 
     async def take(self, conn: Connection, frames: list[Deliver], *, read_receipts: bool) -> None:
         """Accept ``frames``, which the caller took from ``conn.deliveries`` itself (a live
@@ -419,3 +421,11 @@ def _inbox_message(content: Content, sender: str, me: str, received_at: int) -> 
         fields = {"presence": content.presence}
     return InboxMessage(id=content.id, sender=sender, peer=sender, sent_at=content.sent_at, received_at=received_at,
                         type=content.type, fields=fields)
+
+
+async def _next_frame(conn: Connection, deadline: float) -> Frame | None:
+    """The next frame the node pushed; None once ``deadline`` has passed (trio.EndOfChannel when
+    the connection ended). Taking from the channel is safe to cancel: nothing is lost."""
+    with trio.move_on_at(deadline):
+        return await conn.deliveries.receive()
+    return None
