@@ -17,7 +17,11 @@ thread included) and summed per call; the figure is CPU µs per envelope for eac
 all per side. Run: ``python -m bench.relay_store_bench [N] [--rounds R] [--body-bytes B]`` (N =
 20,480 and B = 1,024 by default); prints one JSON object of medians over R rounds (fresh store
 each). ``--body-bytes`` shows what the payload bytes cost apart from the rows (docs/performance.md,
-"The transit log").
+"The transit log"). ``--acked-ids K`` gives the receiving node K acknowledged ids of earlier
+traffic before the round (random, unexpired: a node that has relayed for days keeps each id to
+the end of its envelope's expiry day), so its ``ack`` inserts into an index of that size, as in
+real use; ``--page-size`` opens both stores' new files with that SQLite page size instead of
+the node's (node/store/sqlite.py ``PAGE_SIZE``).
 """
 
 from __future__ import annotations
@@ -25,17 +29,21 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import closing
 from pathlib import Path
 
 import trio
 
 from sonet.core import limits
 from sonet.node.store import NewEnvelope, OutboundItem, Quota, SqliteStore, StatusUpdate, Tracking
+from sonet.node.store import sqlite as sqlite_backend
+from sonet.node.store.sqlite_mailbox import ACKED_ID_GRANULARITY_MS as ACKED_DAY_MS  # an acked id's time: its day
 
 __all__ = ["measure"]
 
@@ -75,13 +83,30 @@ class _Cpu:
         return result
 
 
-async def _round(tmp: Path, n: int, rng: random.Random, body_bytes: int = BODY_BYTES) -> dict[str, float]:
+def _earlier_acked_ids(path: Path, count: int, now: int, rng: random.Random) -> None:
+    """``count`` acknowledged ids of bob's device, as the envelopes of the last TTL_MS leave them:
+    spread evenly over the days up to this round's (bulk-loaded in key order: how they got there
+    is not what is measured)."""
+    last_day = (now + TTL_MS) // ACKED_DAY_MS * ACKED_DAY_MS + ACKED_DAY_MS
+    days = [last_day - d * ACKED_DAY_MS for d in range(1, TTL_MS // ACKED_DAY_MS + 1)]
+    rows = sorted((rng.randbytes(16), days[i % len(days)]) for i in range(count))
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO acked_ids (account, device_id, id, expires) VALUES (?, 1, ?, ?)", ((RECIPIENT, *row) for row in rows))
+        conn.executemany("INSERT INTO acked_days (expires) VALUES (?) ON CONFLICT DO NOTHING", ((day,) for day in days))
+        conn.execute("COMMIT")
+
+
+async def _round(tmp: Path, n: int, rng: random.Random, body_bytes: int = BODY_BYTES, acked_ids: int = 0) -> dict[str, float]:
     now = int(time.time() * 1000)
     quota = Quota(max_envelopes=1_000_000, max_bytes=1 << 40)
     cpu = _Cpu()
+    async with await SqliteStore.open(tmp / "beta.db") as beta:
+        await _register(beta, RECIPIENT, now)
+    if acked_ids:
+        _earlier_acked_ids(tmp / "beta.db", acked_ids, now, rng)
     async with await SqliteStore.open(tmp / "alpha.db") as alpha, await SqliteStore.open(tmp / "beta.db") as beta:
         await _register(alpha, SENDER, now)
-        await _register(beta, RECIPIENT, now)
         for start in range(0, n, PUSH):
             ids = [rng.randbytes(16) for _ in range(min(PUSH, n - start))]
             bodies = {id_: rng.randbytes(body_bytes) for id_ in ids}
@@ -128,11 +153,15 @@ async def _round(tmp: Path, n: int, rng: random.Random, body_bytes: int = BODY_B
     return out
 
 
-def measure(n: int = 20 * PUSH, rounds: int = 3, body_bytes: int = BODY_BYTES) -> dict[str, float]:
+def measure(
+    n: int = 20 * PUSH, rounds: int = 3, body_bytes: int = BODY_BYTES, acked_ids: int = 0, page_size: int | None = None
+) -> dict[str, float]:
+    if page_size is not None:
+        sqlite_backend.PAGE_SIZE = page_size  # read by each new connection
     results: list[dict[str, float]] = []
     for r in range(rounds):
         with tempfile.TemporaryDirectory(prefix="sonet-bench-relaystore-") as tmp:
-            results.append(trio.run(_round, Path(tmp), n, random.Random(r), body_bytes))
+            results.append(trio.run(_round, Path(tmp), n, random.Random(r), body_bytes, acked_ids))
     return {k: round(statistics.median(res[k] for res in results), 1) for k in results[0]}
 
 
@@ -143,10 +172,19 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be at least 0")
+    return value
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.relay_store_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("n", nargs="?", type=_positive, default=20 * PUSH, help="envelopes per round (default 20,480)")
     parser.add_argument("--rounds", type=_positive, default=3, help="fresh stores measured; the medians are printed (default 3)")
     parser.add_argument("--body-bytes", type=_positive, default=BODY_BYTES, help="bytes of each envelope body (default 1,024)")
+    parser.add_argument("--acked-ids", type=_non_negative, default=0, metavar="K", help="acknowledged ids the receiving node holds before the round (default 0)")
+    parser.add_argument("--page-size", type=int, choices=[1 << k for k in range(9, 17)], help="SQLite page size of the new files (default: the node's)")
     options = parser.parse_args()
-    print(json.dumps(measure(options.n, options.rounds, options.body_bytes)))
+    print(json.dumps(measure(options.n, options.rounds, options.body_bytes, options.acked_ids, options.page_size)))
