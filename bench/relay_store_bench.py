@@ -20,7 +20,11 @@ each). ``--body-bytes`` shows what the payload bytes cost apart from the rows (d
 "The transit log"). ``--acked-ids K`` gives the receiving node K acknowledged ids of earlier
 traffic before the round (random, unexpired: a node that has relayed for days keeps each id to
 the end of its envelope's expiry day), so its ``ack`` inserts into an index of that size, as in
-real use; ``--page-size`` opens both stores' new files with that SQLite page size instead of
+real use (``--acked-per-device`` of them per receiving device, 1,000 by default: bob's among
+them; ``--acked-per-device K`` gives bob all of them, a device that receives that much);
+``--delivery-rows K`` gives the sending node K final delivery rows of the last
+``DELIVERY_GRACE_MS`` (what a week of traffic leaves), so its settle inserts into that index as
+in real use; ``--page-size`` opens both stores' new files with that SQLite page size instead of
 the node's (node/store/sqlite.py ``PAGE_SIZE``).
 """
 
@@ -42,6 +46,7 @@ import trio
 
 from sonet.core import limits
 from sonet.node.store import NewEnvelope, OutboundItem, Quota, SqliteStore, StatusUpdate, Tracking
+from sonet.node.store.base import DELIVERY_GRACE_MS
 from sonet.node.store import sqlite as sqlite_backend
 from sonet.node.store.sqlite_mailbox import ACKED_ID_GRANULARITY_MS as ACKED_DAY_MS  # an acked id's time: its day
 
@@ -83,30 +88,66 @@ class _Cpu:
         return result
 
 
-def _earlier_acked_ids(path: Path, count: int, now: int, rng: random.Random) -> None:
-    """``count`` acknowledged ids of bob's device, as the envelopes of the last TTL_MS leave them:
-    spread evenly over the days up to this round's (bulk-loaded in key order: how they got there
-    is not what is measured)."""
+#: acknowledged ids each receiving device holds, in ``--acked-ids``' history (a month of mail);
+#: ``--acked-per-device`` sets it
+ACKED_PER_DEVICE = 1000
+
+
+def _earlier_acked_ids(path: Path, count: int, now: int, rng: random.Random, per_device: int = ACKED_PER_DEVICE) -> None:
+    """``count`` acknowledged ids, ``per_device`` for each of as many receiving devices (bob's
+    among them), as the envelopes of the last TTL_MS leave them: spread evenly over the days up
+    to this round's (bulk-loaded in key order: how they got there is not what is measured). The
+    other devices are not registered: only the index's size and shape matter here."""
     last_day = (now + TTL_MS) // ACKED_DAY_MS * ACKED_DAY_MS + ACKED_DAY_MS
     days = [last_day - d * ACKED_DAY_MS for d in range(1, TTL_MS // ACKED_DAY_MS + 1)]
-    rows = sorted((rng.randbytes(16), days[i % len(days)]) for i in range(count))
+    devices = [RECIPIENT] + [f"r{n}@beta.example" for n in range(1, max(1, count // per_device))]
+    rows = sorted((devices[i % len(devices)], rng.randbytes(16), days[i % len(days)]) for i in range(count))
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO acked_ids (account, device_id, id, expires) VALUES (?, 1, ?, ?)", ((RECIPIENT, *row) for row in rows))
+        conn.executemany("INSERT INTO acked_ids (account, device_id, id, expires) VALUES (?, 1, ?, ?)", rows)
         conn.executemany("INSERT INTO acked_days (expires) VALUES (?) ON CONFLICT DO NOTHING", ((day,) for day in days))
         conn.execute("COMMIT")
 
 
-async def _round(tmp: Path, n: int, rng: random.Random, body_bytes: int = BODY_BYTES, acked_ids: int = 0) -> dict[str, float]:
+#: delivery rows each sending device has of the last week, in ``--delivery-rows``' history
+ROWS_PER_SENDER = 1000
+
+
+def _earlier_delivery_rows(path: Path, count: int, now: int, rng: random.Random) -> None:
+    """``count`` final delivery rows settled over the last DELIVERY_GRACE_MS, ROWS_PER_SENDER
+    for each of as many sending devices (the bench's own sender among them), bulk-loaded."""
+    senders = [SENDER] + [f"s{n}@alpha.example" for n in range(1, max(1, count // ROWS_PER_SENDER))]
+    rows = sorted((rng.randbytes(16), senders[i % len(senders)], now - rng.randrange(DELIVERY_GRACE_MS)) for i in range(count))
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO deliveries (sender_account, sender_device, id, dest, device, state, code, updated_at, expires)"
+            " VALUES (?, 1, ?, 'beta.example', 1, 'accepted', '', ?, ?)",
+            ((sender, id_, at, at) for id_, sender, at in rows),
+        )
+        conn.execute("COMMIT")
+
+
+async def _round(
+    tmp: Path,
+    n: int,
+    rng: random.Random,
+    body_bytes: int = BODY_BYTES,
+    acked_ids: int = 0,
+    delivery_rows: int = 0,
+    acked_per_device: int = ACKED_PER_DEVICE,
+) -> dict[str, float]:
     now = int(time.time() * 1000)
     quota = Quota(max_envelopes=1_000_000, max_bytes=1 << 40)
     cpu = _Cpu()
-    async with await SqliteStore.open(tmp / "beta.db") as beta:
-        await _register(beta, RECIPIENT, now)
-    if acked_ids:
-        _earlier_acked_ids(tmp / "beta.db", acked_ids, now, rng)
     async with await SqliteStore.open(tmp / "alpha.db") as alpha, await SqliteStore.open(tmp / "beta.db") as beta:
         await _register(alpha, SENDER, now)
+        await _register(beta, RECIPIENT, now)
+    if acked_ids:
+        _earlier_acked_ids(tmp / "beta.db", acked_ids, now, rng, acked_per_device)
+    if delivery_rows:
+        _earlier_delivery_rows(tmp / "alpha.db", delivery_rows, now, rng)
+    async with await SqliteStore.open(tmp / "alpha.db") as alpha, await SqliteStore.open(tmp / "beta.db") as beta:
         for start in range(0, n, PUSH):
             ids = [rng.randbytes(16) for _ in range(min(PUSH, n - start))]
             bodies = {id_: rng.randbytes(body_bytes) for id_ in ids}
@@ -154,14 +195,20 @@ async def _round(tmp: Path, n: int, rng: random.Random, body_bytes: int = BODY_B
 
 
 def measure(
-    n: int = 20 * PUSH, rounds: int = 3, body_bytes: int = BODY_BYTES, acked_ids: int = 0, page_size: int | None = None
+    n: int = 20 * PUSH,
+    rounds: int = 3,
+    body_bytes: int = BODY_BYTES,
+    acked_ids: int = 0,
+    page_size: int | None = None,
+    delivery_rows: int = 0,
+    acked_per_device: int = ACKED_PER_DEVICE,
 ) -> dict[str, float]:
     if page_size is not None:
         sqlite_backend.PAGE_SIZE = page_size  # read by each new connection
     results: list[dict[str, float]] = []
     for r in range(rounds):
         with tempfile.TemporaryDirectory(prefix="sonet-bench-relaystore-") as tmp:
-            results.append(trio.run(_round, Path(tmp), n, random.Random(r), body_bytes, acked_ids))
+            results.append(trio.run(_round, Path(tmp), n, random.Random(r), body_bytes, acked_ids, delivery_rows, acked_per_device))
     return {k: round(statistics.median(res[k] for res in results), 1) for k in results[0]}
 
 
@@ -185,6 +232,10 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=_positive, default=3, help="fresh stores measured; the medians are printed (default 3)")
     parser.add_argument("--body-bytes", type=_positive, default=BODY_BYTES, help="bytes of each envelope body (default 1,024)")
     parser.add_argument("--acked-ids", type=_non_negative, default=0, metavar="K", help="acknowledged ids the receiving node holds before the round (default 0)")
+    parser.add_argument("--acked-per-device", type=_positive, default=ACKED_PER_DEVICE, metavar="K", help=f"of those, each receiving device's (default {ACKED_PER_DEVICE:,})")
+    parser.add_argument("--delivery-rows", type=_non_negative, default=0, metavar="K", help="final delivery rows the sending node holds before the round (default 0)")
     parser.add_argument("--page-size", type=int, choices=[1 << k for k in range(9, 17)], help="SQLite page size of the new files (default: the node's)")
     options = parser.parse_args()
-    print(json.dumps(measure(options.n, options.rounds, options.body_bytes, options.acked_ids, options.page_size)))
+    print(json.dumps(measure(
+        options.n, options.rounds, options.body_bytes, options.acked_ids, options.page_size, options.delivery_rows, options.acked_per_device
+    )))

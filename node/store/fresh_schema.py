@@ -3,7 +3,7 @@ Written by ``python -m sonet.node.store.fresh_schema_gen`` (its docstring says w
 
 # fmt: off
 
-FRESH_VERSION = 32
+FRESH_VERSION = 33
 
 FRESH_STATEMENTS: tuple[str, ...] = (
     "CREATE TABLE accounts (\n        account     TEXT PRIMARY KEY,\n        created_at  INTEGER NOT NULL\n    , account_identity BLOB NOT NULL DEFAULT x'', device_list BLOB NOT NULL DEFAULT x'', device_list_version INTEGER NOT NULL DEFAULT 0, last_device_id INTEGER NOT NULL DEFAULT 0, disabled_at INTEGER NULL)",
@@ -83,9 +83,10 @@ FRESH_STATEMENTS: tuple[str, ...] = (
     "CREATE TRIGGER group_row_hub_release AFTER DELETE ON mailbox WHEN OLD.hub IS NOT NULL BEGIN\n        UPDATE storage_usage SET count = count - 1, bytes = bytes - OLD.size WHERE scope = 'group_hub' AND key = OLD.account || '/' || OLD.device_id || '/' || OLD.hub;\n    END",
     'CREATE TABLE outbox_batches (batch INTEGER PRIMARY KEY AUTOINCREMENT, dest TEXT NOT NULL, items BLOB NOT NULL)',
     'CREATE TABLE outbox_meta (one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)',
-    'CREATE TABLE "deliveries" (\n        sender_account  TEXT NOT NULL,\n        sender_device   INTEGER NOT NULL,\n        id              BLOB NOT NULL,\n        dest            TEXT NOT NULL,\n        device          INTEGER NOT NULL,\n        state           TEXT NOT NULL CHECK (state IN (\'queued\', \'accepted\', \'failed\')),\n        code            TEXT NOT NULL,\n        updated_at      INTEGER NOT NULL,\n        expires         INTEGER NOT NULL,\n        early_state     TEXT NULL,\n        early_code      TEXT NULL,\n        early_at        INTEGER NULL,\n        vanishes        INTEGER NULL,\n        UNIQUE (id, dest, device, sender_account, sender_device)\n    )',
+    'CREATE TABLE "deliveries" (\n        sender_account  TEXT NOT NULL,\n        sender_device   INTEGER NOT NULL,\n        id              BLOB NOT NULL,\n        dest            TEXT NOT NULL,\n        device          INTEGER NOT NULL,\n        state           TEXT NOT NULL CHECK (state IN (\'queued\', \'accepted\', \'failed\')),\n        code            TEXT NOT NULL,\n        updated_at      INTEGER NOT NULL,\n        expires         INTEGER NOT NULL,\n        early_state     TEXT NULL,\n        early_code      TEXT NULL,\n        early_at        INTEGER NULL,\n        vanishes        INTEGER NULL,\n        UNIQUE (sender_account, sender_device, id, dest, device)\n    )',
     'CREATE INDEX deliveries_expiry ON deliveries (expires)',
     'CREATE INDEX deliveries_vanishing ON deliveries (vanishes) WHERE vanishes IS NOT NULL',
+    "CREATE INDEX deliveries_queued ON deliveries (id, dest, device) WHERE state = 'queued'",
     'INSERT INTO "admin_version" VALUES (1, 0)',
     'INSERT INTO "outbox_meta" VALUES (1, 0)',
 )

@@ -531,6 +531,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _GROUP_ROW_HUBS,
     (),  # migrations.py ``_OUTBOX_LOG``: SQLite only (PostgreSQL keeps its outbox table)
     (),  # migrations.py ``_DELIVERIES_BY_ROWID``: SQLite only (a PostgreSQL table is a heap with its indexes)
+    (  # migrations.py ``_DELIVERIES_BY_SENDER``: the same key order, for the same reason
+        "ALTER TABLE deliveries DROP CONSTRAINT deliveries_pkey",
+        "ALTER TABLE deliveries ADD PRIMARY KEY (sender_account, sender_device, id, dest, device)",
+        "CREATE INDEX deliveries_queued ON deliveries (id, dest, device) WHERE state = 'queued'",
+    ),
 )
 LATEST_VERSION = len(MIGRATIONS)
 assert LATEST_VERSION <= SQLITE_LATEST_VERSION, "a PostgreSQL migration without its SQLite one"

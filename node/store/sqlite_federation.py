@@ -213,7 +213,7 @@ def _apply_report(conn: Connection, status: StatusUpdate) -> None:
     conn.execute(
         f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}, early_state, early_code, early_at)"
         " VALUES (?, ?, ?, ?, ?, 'queued', '', ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (id, dest, device, sender_account, sender_device) DO UPDATE"
+        " ON CONFLICT (sender_account, sender_device, id, dest, device) DO UPDATE"
         " SET early_state = excluded.early_state, early_code = excluded.early_code, early_at = excluded.early_at"
         " WHERE deliveries.state = 'queued'",
         (*row, queued_at, expires, _vanishes(expires, queued_at), status.state, status.code, status.at),
@@ -476,7 +476,7 @@ def _settle_tracked(
             # A final row is kept DELIVERY_GRACE_MS after it became final (its ``expires``
             # drops to then), not after the envelope's own expiry: long enough for the sender.
             settled.append((sender_account, sender_device, *key, s.state, s.code, s.at, min(expires, s.at), vanishes))
-    target = "(id, dest, device, sender_account, sender_device)"
+    target = "(sender_account, sender_device, id, dest, device)"
     insert_rows(  # (each key once: popped from ``final``)
         conn,
         f"INSERT INTO deliveries ({_DELIVERY_COLUMNS})",

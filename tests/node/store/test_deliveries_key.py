@@ -1,8 +1,11 @@
-"""Migration 32 (issue 14 item 1): the delivery rows move from a table keyed by (id, dest, device,
-sender) to a rowid table with that key as a UNIQUE index. A version-31 database left with rows
-in every state must answer as before, and the writes that target the key (the settle's and the
-reports' ON CONFLICT upserts, the early reports kept aside) and the purges must work on the
-moved rows. SQLite only: PostgreSQL's migration 32 is empty (its table is a heap already)."""
+"""Migrations 32 and 33 (issue 14 item 1) on populated databases. 32: the delivery rows move from a
+table keyed by (id, dest, device, sender) to a rowid table with that key as a UNIQUE index
+(SQLite only: PostgreSQL's table is a heap already). 33: that key is ordered by the sender first
+(sender_account, sender_device, id, dest, device), and the rows a relay's report may change
+("queued") get an index of their own (``deliveries_queued``), on both backends. A database left
+with rows in every state, at version 31 or 32, must answer as before, and the writes that target
+the key (the settle's and the reports' ON CONFLICT upserts, the early reports kept aside, the
+reports' updates by (id, node, device)) and the purges must work on the moved rows."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import pytest
 from sonet.node.store import SqliteStore
 from sonet.node.store.base import DELIVERY_GRACE_MS
 
-from .old_versions import sqlite_at
+from .old_versions import at_version
 from .test_contract import ALICE, DAY, NOW, ROOMY, mid
 from .test_delivery_rows import BETA, answers, item, queued_seqs, status
 
@@ -34,9 +37,10 @@ _DELIVERIES = [
 ]
 
 
-@pytest.fixture
-def open_v31(tmp_path: Path) -> Callable[[], Any]:
-    return sqlite_at(tmp_path / "node.db", 31, [(_INSERT_DELIVERY, _DELIVERIES)])
+@pytest.fixture(params=[("sqlite", 31), ("sqlite", 32), ("postgresql", 32)], ids=lambda p: f"{p[0]}-v{p[1]}")
+def open_old(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
+    backend, version = request.param
+    return at_version(request, tmp_path, version, [(_INSERT_DELIVERY, _DELIVERIES)], backend=backend)
 
 
 def _table_sql(path: Path) -> str:
@@ -44,8 +48,10 @@ def _table_sql(path: Path) -> str:
         return str(conn.execute("SELECT sql FROM sqlite_master WHERE name = 'deliveries'").fetchone()[0])
 
 
-async def test_rows_of_version_31_answer_and_take_upserts_after_the_move(open_v31: Callable[[], Any], tmp_path: Path) -> None:
-    async with await open_v31() as store:
+async def test_rows_of_an_older_version_answer_and_take_upserts_after_the_move(
+    open_old: Callable[[], Any], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async with await open_old() as store:
         assert await answers(store, 1, 2, 3, 4) == [
             (mid(1), BETA, 1, "queued", "", NOW, NOW + DAY),
             (mid(2), BETA, 1, "failed", "mailbox_full", NOW + 1, NOW + 1),
@@ -77,18 +83,40 @@ async def test_rows_of_version_31_answer_and_take_upserts_after_the_move(open_v3
         await store.expire_outbox(now=NOW + 11 + DELIVERY_GRACE_MS)
         assert [r[0] for r in await answers(store, 1, 2, 3, 4, 5)] == [mid(5)]
 
-    table = _table_sql(tmp_path / "node.db")
-    assert "WITHOUT ROWID" not in table
-    assert "UNIQUE (id, dest, device, sender_account, sender_device)" in table
+    if request.node.callspec.params["open_old"][0] == "sqlite":
+        table = _table_sql(tmp_path / "node.db")
+        assert "WITHOUT ROWID" not in table
+        assert "UNIQUE (sender_account, sender_device, id, dest, device)" in table
+        _assert_the_indexes_are_used(tmp_path / "node.db")
+
+
+def _assert_the_indexes_are_used(path: Path) -> None:
+    """Each question asked of the rows reads an index, not the table: the sender's status question
+    the sender's range of the key; a relay's report and the early reports (no sender named) the
+    "queued" rows' index; the purges their time indexes."""
+    plans = {
+        "SELECT id FROM deliveries WHERE id IN (?, ?) AND sender_account = ? AND sender_device = ?": "sqlite_autoindex_deliveries_1",
+        "UPDATE deliveries SET state = ? WHERE id = ? AND dest = ? AND device = ? AND state = 'queued'": "deliveries_queued",
+        "UPDATE deliveries SET state = early_state WHERE id = ? AND dest = ? AND device = ? AND state = 'queued'"
+        " AND early_state IS NOT NULL": "deliveries_queued",
+        "DELETE FROM deliveries WHERE expires <= ?": "deliveries_expiry",
+        "DELETE FROM deliveries WHERE vanishes IS NOT NULL AND vanishes <= ?": "deliveries_vanishing",
+    }
+    with sqlite3.connect(path) as conn:
+        for sql, index in plans.items():
+            (step,) = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", (1,) * sql.count("?"))]
+            assert step.startswith("SEARCH deliveries USING ") and f"INDEX {index} (" in step, (sql, step)
 
 
 async def test_a_new_database_has_the_rowid_table(tmp_path: Path) -> None:
-    """The fresh schema (fresh_schema.py) says the same as the migration: the key is UNIQUE,
+    """The fresh schema (fresh_schema.py) says the same as the migrations: the key is UNIQUE,
     so a second row for one (id, dest, device, sender) is refused by the database itself."""
     path = tmp_path / "fresh.db"
     async with await SqliteStore.open(path) as store:
         await store.enqueue([], now=NOW, quota=ROOMY, outbound=[item(7)])
         await store.outbox_done(BETA, await queued_seqs(store), now=NOW + 1, statuses=[status(7, "accepted", at=NOW + 1)])
     assert "WITHOUT ROWID" not in _table_sql(path)
+    assert "UNIQUE (sender_account, sender_device, id, dest, device)" in _table_sql(path)
+    _assert_the_indexes_are_used(path)
     with sqlite3.connect(path) as conn, pytest.raises(sqlite3.IntegrityError):
         conn.execute(_INSERT_DELIVERY.format(marks=", ".join("?" * 10)), (ALICE, 1, mid(7), BETA, 1, "queued", "", NOW, NOW + DAY, None))
