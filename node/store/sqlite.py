@@ -165,11 +165,13 @@ def _connect(path: str) -> LogConnection:
             raise StoreError(f"cannot enable WAL journal on {path!r} (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")  # fsync the WAL on every commit
         conn.execute("PRAGMA foreign_keys = ON")
-        # Statement journals (a savepoint's, when a group runs again after a failed write, see
-        # group_commit.py) in memory, not in temporary files: only needed to undo a failed write.
-        conn.execute("PRAGMA temp_store = MEMORY")
         migrate(conn)
         move_rows(conn)
+        # Statement journals (a savepoint's, when a group runs again after a failed write, see
+        # group_commit.py) in memory, not in temporary files: only needed to undo a failed write.
+        # Only after the migrations: a table a migration rebuilds would be journaled in memory
+        # whole (dropping 2,000,000 delivery rows: 407 MB at the peak, 45 with temporary files).
+        conn.execute("PRAGMA temp_store = MEMORY")
         conn.outbox_log = OutboxLog()
         conn.outbox_log.load(conn)
     except BaseException:
