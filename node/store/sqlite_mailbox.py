@@ -263,6 +263,13 @@ def _ack(conn: Connection, account: str, device_id: int, ids: list[bytes], now: 
     return len(remembered)
 
 
+#: expired mailbox rows deleted per statement, and their body bytes at most: SQLite keeps a
+#: statement's journal in memory (``temp_store``, sqlite.py), and it holds what the statement
+#: deletes (one DELETE of 300,000 rows of 1 KiB peaked at 505 MB; docs/performance.md round 17)
+PURGE_ROWS = 1000
+PURGE_BYTES = 8 * 1024 * 1024
+
+
 def _purge_expired(conn: Connection, now: int) -> int:
     # Summed by the database before the delete, not row by row from a RETURNING: as cheap as
     # the delete alone (100,000 rows: +0-10% CPU, against +10-50%), and no row held in memory.
@@ -276,12 +283,30 @@ def _purge_expired(conn: Connection, now: int) -> int:
     ).fetchall():
         counts.add(account, device_id, kind, -n, -size)
     counts.apply(conn)
-    dropped = conn.execute("DELETE FROM mailbox WHERE expires <= ?", (now,)).rowcount
+    dropped = 0
+    while seqs := _expired_rows(conn, now):
+        marks = ",".join("?" * len(seqs))
+        dropped += conn.execute(f"DELETE FROM mailbox WHERE seq IN ({marks})", seqs).rowcount
     _purge_acked_ids(conn, now)
     # An expired invite can never be used again; forgetting it makes no difference to
     # register_account (unknown and expired are both InviteInvalid) and keeps stats() honest.
     conn.execute("DELETE FROM invites WHERE expires_at <= ?", (now,))
     return dropped
+
+
+def _expired_rows(conn: Connection, now: int) -> list[int]:
+    """The seqs of the next expired rows to delete: PURGE_ROWS at most, and no more than
+    PURGE_BYTES of bodies unless one row alone is larger."""
+    seqs: list[int] = []
+    total = 0
+    for seq, size in conn.execute(
+        "SELECT seq, size FROM mailbox WHERE expires <= ? ORDER BY expires LIMIT ?", (now, PURGE_ROWS)
+    ).fetchall():
+        total += size
+        if seqs and total > PURGE_BYTES:
+            break
+        seqs.append(seq)
+    return seqs
 
 
 def _purge_acked_ids(conn: Connection, now: int) -> None:
