@@ -33,6 +33,7 @@ from .base import (
 )
 from .dialect import Connection, INTEGRITY_ERRORS
 from .sqlite_keydir import _append_leaf
+from .sqlite_mailbox import _drop_device_mail
 from .sqlite_prekeys import _publish_prekeys
 
 __all__: list[str] = []  # private to the SQLite backend; SqliteStore is the public face
@@ -256,7 +257,9 @@ def _remove_device(
     ).fetchone()
     if found is None:
         return False  # nothing written: the list stays as it was
-    # Its mailbox, dedup records, prekeys and KeyPackages go with it (ON DELETE CASCADE).
+    # Its mailbox and dedup records first, a chunk at a time; its prekeys and KeyPackages go
+    # with it (ON DELETE CASCADE).
+    _drop_device_mail(conn, account, device_id)
     conn.execute("DELETE FROM devices WHERE account = ? AND device_id = ?", (account, device_id))
     conn.execute(
         "INSERT INTO removed_devices (fingerprint, account, device_id, removed_at) VALUES (?, ?, ?, ?)"
@@ -335,14 +338,15 @@ def _remove_account(conn: Connection, account: str, now: int) -> list[str] | Non
         return None
     devices = _devices(conn, account)
     for device in devices:
+        _drop_device_mail(conn, account, device.device_id)  # in chunks, not in the cascade below
         conn.execute(
             "INSERT INTO removed_devices (fingerprint, account, device_id, removed_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (fingerprint) DO UPDATE SET account = excluded.account, device_id = excluded.device_id,"
             " removed_at = excluded.removed_at",
             (device.fingerprint, account, device.device_id, now),
         )
-    # Devices go with the account, and their mailboxes, dedup records, prekeys, KeyPackages and
-    # group memberships with them (ON DELETE CASCADE).
+    # Devices go with the account, and their prekeys, KeyPackages and group memberships with
+    # them (ON DELETE CASCADE); their mailboxes and dedup records went above.
     conn.execute("DELETE FROM accounts WHERE account = ?", (account,))
     conn.execute(
         "INSERT INTO removed_accounts (account, removed_at) VALUES (?, ?)"

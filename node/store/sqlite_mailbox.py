@@ -263,11 +263,13 @@ def _ack(conn: Connection, account: str, device_id: int, ids: list[bytes], now: 
     return len(remembered)
 
 
-#: expired mailbox rows deleted per statement, and their body bytes at most: SQLite keeps a
-#: statement's journal in memory (``temp_store``, sqlite.py), and it holds what the statement
-#: deletes (one DELETE of 300,000 rows of 1 KiB peaked at 505 MB; docs/performance.md round 17)
+#: mailbox rows deleted per statement where many may go at once (the purge, a device's removal),
+#: and their body bytes at most: SQLite keeps a statement's journal in memory (``temp_store``,
+#: sqlite.py), and it holds what the statement deletes (one DELETE of 300,000 expired rows of
+#: 1 KiB peaked at 505 MB; docs/performance.md round 17). Acked ids: rows per statement.
 PURGE_ROWS = 1000
 PURGE_BYTES = 8 * 1024 * 1024
+PURGE_ACKED_IDS = 10_000
 
 
 def _purge_expired(conn: Connection, now: int) -> int:
@@ -283,10 +285,7 @@ def _purge_expired(conn: Connection, now: int) -> int:
     ).fetchall():
         counts.add(account, device_id, kind, -n, -size)
     counts.apply(conn)
-    dropped = 0
-    while seqs := _expired_rows(conn, now):
-        marks = ",".join("?" * len(seqs))
-        dropped += conn.execute(f"DELETE FROM mailbox WHERE seq IN ({marks})", seqs).rowcount
+    dropped = _delete_in_chunks(conn, "expires <= ?", (now,), "expires")
     _purge_acked_ids(conn, now)
     # An expired invite can never be used again; forgetting it makes no difference to
     # register_account (unknown and expired are both InviteInvalid) and keeps stats() honest.
@@ -294,19 +293,43 @@ def _purge_expired(conn: Connection, now: int) -> int:
     return dropped
 
 
-def _expired_rows(conn: Connection, now: int) -> list[int]:
-    """The seqs of the next expired rows to delete: PURGE_ROWS at most, and no more than
-    PURGE_BYTES of bodies unless one row alone is larger."""
+def _delete_in_chunks(conn: Connection, where: str, params: tuple[Any, ...], order: str) -> int:
+    """Delete the mailbox rows ``where`` selects (taken in ``order``, the column an index of
+    that selection is ordered by), a chunk (``_chunk``) per statement; how many went."""
+    dropped = 0
+    while seqs := _chunk(conn, where, params, order):
+        marks = ",".join("?" * len(seqs))
+        dropped += conn.execute(f"DELETE FROM mailbox WHERE seq IN ({marks})", seqs).rowcount
+    return dropped
+
+
+def _chunk(conn: Connection, where: str, params: tuple[Any, ...], order: str) -> list[int]:
+    """The seqs of the next rows to delete: PURGE_ROWS at most, and no more than PURGE_BYTES of
+    bodies unless one row alone is larger."""
     seqs: list[int] = []
     total = 0
     for seq, size in conn.execute(
-        "SELECT seq, size FROM mailbox WHERE expires <= ? ORDER BY expires LIMIT ?", (now, PURGE_ROWS)
+        f"SELECT seq, size FROM mailbox WHERE {where} ORDER BY {order} LIMIT ?", (*params, PURGE_ROWS)
     ).fetchall():
         total += size
         if seqs and total > PURGE_BYTES:
             break
         seqs.append(seq)
     return seqs
+
+
+def _drop_device_mail(conn: Connection, account: str, device_id: int) -> None:
+    """Before a device's row is deleted: its mailbox rows and acked ids, in chunks (its row's
+    ON DELETE CASCADE would else delete them in that one statement, journaled in memory whole:
+    a device with 200 MB of mail took the node to 347 MB). Their triggers release what they
+    held, as the cascade's would; its ``mailbox_counts`` rows go with its row."""
+    _delete_in_chunks(conn, "account = ? AND device_id = ?", (account, device_id), "account, device_id, seq")
+    while conn.execute(
+        "DELETE FROM acked_ids WHERE account = ? AND device_id = ? AND id IN"
+        " (SELECT id FROM acked_ids WHERE account = ? AND device_id = ? LIMIT ?)",
+        (account, device_id, account, device_id, PURGE_ACKED_IDS),
+    ).rowcount:
+        pass
 
 
 def _purge_acked_ids(conn: Connection, now: int) -> None:
