@@ -142,9 +142,9 @@ BUSY_TIMEOUT_S = 5.0
 
 #: The page size of a new database file (a file made before keeps its own). SQLite's default,
 #: chosen by measurement (docs/performance.md, round 17): 16 KiB pages cut the receiving node's
-#: CPU in the relay bench by ~13 %, whose acknowledged ids start empty, but with the ids days of
-#: traffic leave (2,000,000) its ack cost 1.5x as much: each acked id is a random insert into
-#: that index, which writes a whole page to the WAL and again at the checkpoint.
+#: CPU by ~13 % for ordinary traffic, but for a device holding many acknowledged ids (2,000,000)
+#: its ack cost 1.5x as much: each acked id is a random insert into that device's range of the
+#: index, which writes a whole page to the WAL and again at the checkpoint.
 PAGE_SIZE = 4096
 
 T = TypeVar("T")
