@@ -130,7 +130,7 @@ from .sqlite_keydir import (
 from .sqlite_budgets import Charges, DiskFree, UsageChanges, disk_free_at, enforce
 from .sqlite_group_trees import _group_tree
 from .sqlite_expiry import _next_expiry
-from .sqlite_mailbox import _ack, _device_exists, _pending, _purge_expired, _store_envelopes
+from .sqlite_mailbox import _ack, _device_exists, _pending, _purge_expired_mail, _purge_expired_records, _store_envelopes
 from .sqlite_prekeys import _prekey_counts, _publish_prekeys, _take_bundle
 from .sqlite_key_packages import _key_package_count, _publish_key_packages, _take_key_packages
 from .sqlite_links import LinkSlotRow, _approve_link_slot, _drop_link_slot, _link_slot, _open_link_slot, _purge_link_slots
@@ -622,7 +622,15 @@ class SqliteStore:
         return await self._transaction(_ack, account, device_id, list(ids), now, cost=len(ids), relaxed=True)
 
     async def purge_expired(self, *, now: int) -> int:
-        return await self._transaction(_purge_all, now)
+        dropped, more = await self._transaction(_purge_all, now)
+        # Past its first chunk, the mail a chunk per transaction (sqlite_mailbox.py
+        # ``PURGE_ROWS``, ``PURGE_BYTES``): other writes go between them, and each chunk takes
+        # its counters with it. Relaxed: nobody is told it happened; rows a power loss brings
+        # back, expired, go at the next purge.
+        while more:
+            deleted, more = await self._transaction(_purge_expired_mail, now, relaxed=True)
+            dropped += deleted
+        return dropped
 
     async def next_expiry(self, *, after: int) -> int | None:
         if self._outbox_log is None:
@@ -764,12 +772,15 @@ def _nothing(conn: Connection) -> None:
     """A write that writes nothing (its group's observers still begin and publish)."""
 
 
-def _purge_all(conn: Connection, now: int) -> int:
+def _purge_all(conn: Connection, now: int) -> tuple[int, bool]:
+    """All that expired, but only the first chunk of the mail (``_purge_expired_mail``: how many
+    went, and whether more may be left for ``SqliteStore.purge_expired`` to take)."""
     from .sqlite_group_purge import _purge_groups  # (not sqlite_groups.py: see create_group)
 
     _purge_groups(conn, now)
     _drop_vanished_deliveries(conn, now)
-    return _purge_expired(conn, now)
+    _purge_expired_records(conn, now)
+    return _purge_expired_mail(conn, now)
 
 
 def _stats(conn: Connection) -> dict[str, int]:

@@ -263,59 +263,73 @@ def _ack(conn: Connection, account: str, device_id: int, ids: list[bytes], now: 
     return len(remembered)
 
 
-#: mailbox rows deleted per statement where many may go at once (the purge, a device's removal),
-#: and their body bytes at most: SQLite keeps a statement's journal in memory (``temp_store``,
-#: sqlite.py), and it holds what the statement deletes (one DELETE of 300,000 expired rows of
-#: 1 KiB peaked at 505 MB; docs/performance.md round 17). Acked ids: rows per statement.
+#: mailbox rows deleted per statement where many may go at once (a device's removal; the purge,
+#: a transaction each), and their body bytes at most: SQLite keeps a statement's journal in
+#: memory (``temp_store``, sqlite.py), and it holds what the statement deletes (one DELETE of
+#: 300,000 expired rows of 1 KiB peaked at 505 MB; docs/performance.md round 17). Acked ids of a
+#: removed device: rows per statement.
 PURGE_ROWS = 1000
 PURGE_BYTES = 8 * 1024 * 1024
 PURGE_ACKED_IDS = 10_000
 
 
-def _purge_expired(conn: Connection, now: int) -> int:
+def _purge_expired_mail(conn: Connection, now: int) -> tuple[int, bool]:
+    """One chunk (``_chunk``) of the expired mailbox rows, with what the counters lose: how many
+    went, and whether a cap cut the chunk (more may be left). A chunk per transaction
+    (``SqliteStore.purge_expired``): 300,000 rows expiring at once held every other write for
+    3.7 s as one transaction."""
+    seqs, cut = _chunk(conn, "expires <= ?", (now,), "expires")
+    if not seqs:
+        return 0, False
+    marks = ",".join("?" * len(seqs))
     # Summed by the database before the delete, not row by row from a RETURNING: as cheap as
     # the delete alone (100,000 rows: +0-10% CPU, against +10-50%), and no row held in memory.
     # Rows of a device that is gone (an SQLite file once written without foreign keys) were never
     # counted (migration 23): they go, but take nothing from a counter.
     counts = MailboxCounts()
     for account, device_id, kind, n, size in conn.execute(
-        "SELECT account, device_id, kind, count(*), sum(size) FROM mailbox WHERE expires <= ? GROUP BY account, device_id, kind"
+        f"SELECT account, device_id, kind, count(*), sum(size) FROM mailbox WHERE seq IN ({marks}) GROUP BY account, device_id, kind"
         " HAVING EXISTS (SELECT 1 FROM devices d WHERE d.account = mailbox.account AND d.device_id = mailbox.device_id)",
-        (now,),
+        seqs,
     ).fetchall():
         counts.add(account, device_id, kind, -n, -size)
     counts.apply(conn)
-    dropped = _delete_in_chunks(conn, "expires <= ?", (now,), "expires")
+    return int(conn.execute(f"DELETE FROM mailbox WHERE seq IN ({marks})", seqs).rowcount), cut
+
+
+def _purge_expired_records(conn: Connection, now: int) -> None:
+    """The expired dedup records and invites (the mail goes by ``_purge_expired_mail``)."""
     _purge_acked_ids(conn, now)
     # An expired invite can never be used again; forgetting it makes no difference to
     # register_account (unknown and expired are both InviteInvalid) and keeps stats() honest.
     conn.execute("DELETE FROM invites WHERE expires_at <= ?", (now,))
-    return dropped
 
 
 def _delete_in_chunks(conn: Connection, where: str, params: tuple[Any, ...], order: str) -> int:
     """Delete the mailbox rows ``where`` selects (taken in ``order``, the column an index of
     that selection is ordered by), a chunk (``_chunk``) per statement; how many went."""
     dropped = 0
-    while seqs := _chunk(conn, where, params, order):
-        marks = ",".join("?" * len(seqs))
-        dropped += conn.execute(f"DELETE FROM mailbox WHERE seq IN ({marks})", seqs).rowcount
-    return dropped
+    while True:
+        seqs, cut = _chunk(conn, where, params, order)
+        if seqs:
+            marks = ",".join("?" * len(seqs))
+            dropped += conn.execute(f"DELETE FROM mailbox WHERE seq IN ({marks})", seqs).rowcount
+        if not cut:
+            return dropped
 
 
-def _chunk(conn: Connection, where: str, params: tuple[Any, ...], order: str) -> list[int]:
+def _chunk(conn: Connection, where: str, params: tuple[Any, ...], order: str) -> tuple[list[int], bool]:
     """The seqs of the next rows to delete: PURGE_ROWS at most, and no more than PURGE_BYTES of
-    bodies unless one row alone is larger."""
+    bodies unless one row alone is larger; and whether a cap cut them (more may be left)."""
     seqs: list[int] = []
     total = 0
-    for seq, size in conn.execute(
-        f"SELECT seq, size FROM mailbox WHERE {where} ORDER BY {order} LIMIT ?", (*params, PURGE_ROWS)
-    ).fetchall():
+    rows = conn.execute(f"SELECT seq, size FROM mailbox WHERE {where} ORDER BY {order} LIMIT ?", (*params, PURGE_ROWS)).fetchall()
+    for seq, size in rows:
         total += size
         if seqs and total > PURGE_BYTES:
-            break
+            return seqs, True
         seqs.append(seq)
-    return seqs
+    return seqs, len(rows) == PURGE_ROWS
 
 
 def _drop_device_mail(conn: Connection, account: str, device_id: int) -> None:
