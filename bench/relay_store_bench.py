@@ -41,6 +41,7 @@ import time
 from collections import defaultdict
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -102,11 +103,10 @@ def _earlier_acked_ids(path: Path, count: int, now: int, rng: random.Random, per
     days = [last_day - d * ACKED_DAY_MS for d in range(1, TTL_MS // ACKED_DAY_MS + 1)]
     devices = [RECIPIENT] + [f"r{n}@beta.example" for n in range(1, max(1, count // per_device))]
     rows = sorted((devices[i % len(devices)], rng.randbytes(16), days[i % len(days)]) for i in range(count))
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO acked_ids (account, device_id, id, expires) VALUES (?, 1, ?, ?)", rows)
-        conn.executemany("INSERT INTO acked_days (expires) VALUES (?) ON CONFLICT DO NOTHING", ((day,) for day in days))
-        conn.execute("COMMIT")
+    _bulk_load(path, [
+        ("INSERT INTO acked_ids (account, device_id, id, expires) VALUES (?, 1, ?, ?)", rows),
+        ("INSERT INTO acked_days (expires) VALUES (?) ON CONFLICT DO NOTHING", [(day,) for day in days]),
+    ])
 
 
 #: delivery rows each sending device has of the last week, in ``--delivery-rows``' history
@@ -118,13 +118,19 @@ def _earlier_delivery_rows(path: Path, count: int, now: int, rng: random.Random)
     for each of as many sending devices (the bench's own sender among them), bulk-loaded."""
     senders = [SENDER] + [f"s{n}@alpha.example" for n in range(1, max(1, count // ROWS_PER_SENDER))]
     rows = sorted((rng.randbytes(16), senders[i % len(senders)], now - rng.randrange(DELIVERY_GRACE_MS)) for i in range(count))
+    _bulk_load(path, [(
+        "INSERT INTO deliveries (sender_account, sender_device, id, dest, device, state, code, updated_at, expires)"
+        " VALUES (?, 1, ?, 'beta.example', 1, 'accepted', '', ?, ?)",
+        [(sender, id_, at, at) for id_, sender, at in rows],
+    )])
+
+
+def _bulk_load(path: Path, inserts: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+    """Run each (INSERT, its rows) into the closed store file ``path``, in one transaction."""
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("BEGIN")
-        conn.executemany(
-            "INSERT INTO deliveries (sender_account, sender_device, id, dest, device, state, code, updated_at, expires)"
-            " VALUES (?, 1, ?, 'beta.example', 1, 'accepted', '', ?, ?)",
-            ((sender, id_, at, at) for id_, sender, at in rows),
-        )
+        for sql, rows in inserts:
+            conn.executemany(sql, rows)
         conn.execute("COMMIT")
 
 

@@ -719,15 +719,12 @@ _OUTBOX_LOG = (
     "INSERT INTO outbox_meta (one, version) VALUES (1, 0)",
 )
 
-# The delivery rows back in a rowid table (issue 14 item 1; docs/performance.md "Round 16"). Since
-# the rows are written once, when an item is settled (no longer at enqueue and again at settle, as
-# when migration 20 keyed the table by its lookup key), a key of random envelope ids as the
-# table's own B-tree costs more than it saves: each row was placed at a random page of ~100-byte
-# rows, and ``deliveries_expiry`` carried the whole five-column key in every entry. Now the rows
-# append, the lookup key is one UNIQUE index (also the target of the settle's ON CONFLICT), and
-# the expiry index holds (expires, rowid): ~4.5 µs less per settled envelope at the sending node.
-_DELIVERIES_BY_ROWID = (
-    """CREATE TABLE deliveries_v32 (
+
+def _rebuild_deliveries(version: int, key: str) -> tuple[str, ...]:
+    """The statements that rebuild ``deliveries`` as a rowid table with ``key`` as its UNIQUE
+    index (migrations 32 and 33 differ only in that key)."""
+    return (
+        f"""CREATE TABLE deliveries_v{version} (
         sender_account  TEXT NOT NULL,
         sender_device   INTEGER NOT NULL,
         id              BLOB NOT NULL,
@@ -741,16 +738,26 @@ _DELIVERIES_BY_ROWID = (
         early_code      TEXT NULL,
         early_at        INTEGER NULL,
         vanishes        INTEGER NULL,
-        UNIQUE (id, dest, device, sender_account, sender_device)
+        UNIQUE ({key})
     )""",
-    """INSERT INTO deliveries_v32
+        f"""INSERT INTO deliveries_v{version}
         SELECT sender_account, sender_device, id, dest, device, state, code, updated_at, expires,
                early_state, early_code, early_at, vanishes FROM deliveries ORDER BY expires""",
-    "DROP TABLE deliveries",
-    "ALTER TABLE deliveries_v32 RENAME TO deliveries",
-    "CREATE INDEX deliveries_expiry ON deliveries (expires)",
-    "CREATE INDEX deliveries_vanishing ON deliveries (vanishes) WHERE vanishes IS NOT NULL",
-)
+        "DROP TABLE deliveries",
+        f"ALTER TABLE deliveries_v{version} RENAME TO deliveries",
+        "CREATE INDEX deliveries_expiry ON deliveries (expires)",
+        "CREATE INDEX deliveries_vanishing ON deliveries (vanishes) WHERE vanishes IS NOT NULL",
+    )
+
+
+# The delivery rows back in a rowid table (issue 14 item 1; docs/performance.md "Round 16"). Since
+# the rows are written once, when an item is settled (no longer at enqueue and again at settle, as
+# when migration 20 keyed the table by its lookup key), a key of random envelope ids as the
+# table's own B-tree costs more than it saves: each row was placed at a random page of ~100-byte
+# rows, and ``deliveries_expiry`` carried the whole five-column key in every entry. Now the rows
+# append, the lookup key is one UNIQUE index (also the target of the settle's ON CONFLICT), and
+# the expiry index holds (expires, rowid): ~4.5 µs less per settled envelope at the sending node.
+_DELIVERIES_BY_ROWID = _rebuild_deliveries(32, "id, dest, device, sender_account, sender_device")
 
 # The delivery rows keyed by their sender first (issue 14 item 1; docs/performance.md "Round 17").
 # Keyed by the envelope id first, each settled envelope's row went into the UNIQUE index at a
@@ -761,29 +768,7 @@ _DELIVERIES_BY_ROWID = (
 # that range. The relay reports and early reports, which name no sender, find the "queued" rows
 # they may change by ``deliveries_queued``: only rows handed to a relay are in it.
 _DELIVERIES_BY_SENDER = (
-    """CREATE TABLE deliveries_v33 (
-        sender_account  TEXT NOT NULL,
-        sender_device   INTEGER NOT NULL,
-        id              BLOB NOT NULL,
-        dest            TEXT NOT NULL,
-        device          INTEGER NOT NULL,
-        state           TEXT NOT NULL CHECK (state IN ('queued', 'accepted', 'failed')),
-        code            TEXT NOT NULL,
-        updated_at      INTEGER NOT NULL,
-        expires         INTEGER NOT NULL,
-        early_state     TEXT NULL,
-        early_code      TEXT NULL,
-        early_at        INTEGER NULL,
-        vanishes        INTEGER NULL,
-        UNIQUE (sender_account, sender_device, id, dest, device)
-    )""",
-    """INSERT INTO deliveries_v33
-        SELECT sender_account, sender_device, id, dest, device, state, code, updated_at, expires,
-               early_state, early_code, early_at, vanishes FROM deliveries ORDER BY expires""",
-    "DROP TABLE deliveries",
-    "ALTER TABLE deliveries_v33 RENAME TO deliveries",
-    "CREATE INDEX deliveries_expiry ON deliveries (expires)",
-    "CREATE INDEX deliveries_vanishing ON deliveries (vanishes) WHERE vanishes IS NOT NULL",
+    *_rebuild_deliveries(33, "sender_account, sender_device, id, dest, device"),
     "CREATE INDEX deliveries_queued ON deliveries (id, dest, device) WHERE state = 'queued'",
 )
 

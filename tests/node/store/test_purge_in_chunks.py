@@ -1,18 +1,22 @@
 """The purge, a device's removal and an account's delete mail a bounded number of rows and bytes
-at a time (the purge: a transaction each, so other writes go between) (node/store/sqlite_mailbox.py ``PURGE_ROWS`` / ``PURGE_BYTES`` / ``PURGE_ACKED_IDS``):
-SQLite keeps each statement's journal in memory, and one DELETE of every expired row held them
-all (300,000 rows of 1 KiB: a 505 MB peak, 58 MB in chunks), as did a device's removal, whose
-cascade deleted its whole mailbox in one statement (200 MB of mail: 347 MB, 52 in chunks;
-docs/performance.md round 17). In chunks, each must still take every row it should and no other,
-and leave the counters (what the quota reads) right, on both backends."""
+at a time (node/store/sqlite_mailbox.py ``PURGE_ROWS`` / ``PURGE_BYTES`` / ``PURGE_ACKED_IDS``;
+the purge a transaction per chunk, so other writes go between). SQLite keeps each statement's
+journal in memory, and one DELETE of every expired row held them all (300,000 rows of 1 KiB: a
+505 MB peak, 49 MB in chunks), as did a device's removal, whose cascade deleted its whole mailbox
+in one statement (200 MB of mail: 347 MB, 52 in chunks; docs/performance.md round 17). In chunks,
+each must still take every row it should and no other, and leave the counters (what the quota
+reads) right, on both backends."""
 
 from __future__ import annotations
 
-import pytest
-
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
+import pytest
+
 from sonet.node.store import Quota, QuotaExceeded, Store
+from sonet.node.store import sqlite as sqlite_backend
 from sonet.node.store import sqlite_mailbox
 
 from .test_contract import ALICE, BOB, DAY, NOW, ROOMY, env, pending_ids, register
@@ -22,35 +26,29 @@ _EXPIRING = [env(n, body=b"e" * 10, expires=NOW + 10) for n in range(1, 11)] + [
 _STAYING = [env(20, body=b"s" * 7, expires=NOW + DAY), env(21, body=b"s" * 7, expires=NOW + DAY)]
 
 
+def _record(monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str, pick: Callable[[Any], Any]) -> list[Any]:
+    """``pick`` of what each call of ``module.name`` returns, in order (the calls go through)."""
+    seen: list[Any] = []
+    real = getattr(module, name)
+
+    def spy(*args: Any) -> Any:
+        result = real(*args)
+        seen.append(pick(result))
+        return result
+
+    monkeypatch.setattr(module, name, spy)
+    return seen
+
+
 def _spy_on_chunks(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
     """Each chunk of mailbox rows deleted, in order."""
-    chunks: list[list[int]] = []
-    real = sqlite_mailbox._chunk
-
-    def spy(*args: Any) -> tuple[list[int], bool]:
-        seqs, cut = real(*args)
-        chunks.append(seqs)
-        return seqs, cut
-
-    monkeypatch.setattr(sqlite_mailbox, "_chunk", spy)
-    return chunks
+    return _record(monkeypatch, sqlite_mailbox, "_chunk", lambda result: result[0])
 
 
 def _spy_on_purge_transactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many rows each call of the purge's per-transaction step deleted (the first runs in
     the transaction that purges everything else, each later one in its own)."""
-    from sonet.node.store import sqlite as sqlite_backend
-
-    deleted: list[int] = []
-    real = sqlite_backend._purge_expired_mail
-
-    def spy(*args: Any) -> tuple[int, bool]:
-        n, more = real(*args)
-        deleted.append(n)
-        return n, more
-
-    monkeypatch.setattr(sqlite_backend, "_purge_expired_mail", spy)
-    return deleted
+    return _record(monkeypatch, sqlite_backend, "_purge_expired_mail", lambda result: result[0])
 
 
 async def test_every_expired_row_goes_in_bounded_statements_and_the_counts_stay_right(
